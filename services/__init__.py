@@ -1,0 +1,1 @@
+"""The domain: spec compiler, engines, comparison and the Redis result store."""

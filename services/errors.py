@@ -1,0 +1,52 @@
+"""Errors a spec can raise, each naming where in the spec it is wrong."""
+
+from __future__ import annotations
+
+
+class SpecError(ValueError):
+    """A spec that cannot be traced: carries the field path, node and source position."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        loc: tuple[str | int, ...] = (),
+        node: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+    ) -> None:
+        self.message = message
+        self.loc = loc
+        self.node = node
+        self.line = line
+        self.col = col
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = []
+        if self.loc:
+            where.append(".".join(str(p) for p in self.loc))
+        if self.node:
+            where.append(f"node '{self.node}'")
+        if self.line is not None:
+            where.append(f"line {self.line}" + (f", col {self.col}" if self.col is not None else ""))
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form for API error bodies."""
+        return {
+            "type": "spec_error",
+            "msg": self.message,
+            "loc": list(self.loc),
+            "node": self.node,
+            "line": self.line,
+            "col": self.col,
+        }
+
+
+class ShapeError(ValueError):
+    """Raised by an op's shape rule; the compiler adds the node and its input shapes."""
+
+
+class CancelledError(RuntimeError):
+    """Raised between trace steps when the job was cancelled."""

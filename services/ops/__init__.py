@@ -1,0 +1,13 @@
+"""Every op gradtrace knows, registered by importing its family module."""
+
+from __future__ import annotations
+
+from services.ops import conv, elementwise, linalg, losses, pool, reductions, shaping  # noqa: F401
+from services.ops.base import REGISTRY, Op
+
+__all__ = ["REGISTRY", "Op", "get_op"]
+
+
+def get_op(name: str) -> Op | None:
+    """The op registered under `name`, or None."""
+    return REGISTRY.get(name)

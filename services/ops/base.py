@@ -1,0 +1,117 @@
+"""The op protocol and registry: one class per op holds its name, argument schema,
+shape rule, torch call and reference forward/backward, side by side."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from services.errors import ShapeError
+
+Shape = tuple[int, ...]
+Array = np.ndarray
+
+
+class NoArgs(BaseModel):
+    """Argument schema of ops that take none."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Op:
+    """Base of every op. Subclasses set the class attributes and override the four methods."""
+
+    name: ClassVar[str]
+    tensors: ClassVar[tuple[str, ...]] = ("input",)
+    """Names of tensor parameters in torch's order; the first `min_inputs` are required."""
+    min_inputs: ClassVar[int | None] = None
+    variadic: ClassVar[bool] = False
+    """True for ops taking a list of tensors (cat)."""
+    Args: ClassVar[type[BaseModel]] = NoArgs
+    positional: ClassVar[tuple[str, ...]] = ()
+    """Args fields that may be given positionally after the tensors, in order."""
+    star: ClassVar[str | None] = None
+    """An Args field that collects all trailing positional ints (reshape's shape, permute's dims)."""
+    functions: ClassVar[tuple[str, ...]] = ()
+    """Names a program may call it by (besides `name`), e.g. 'torch.relu', 'F.relu'."""
+    methods: ClassVar[tuple[str, ...]] = ()
+    """Tensor method names a program may use, e.g. 'relu' for `z.relu()`."""
+    differentiable: ClassVar[tuple[bool, ...] | None] = None
+    """Per tensor input; None means all are."""
+
+    @property
+    def arity(self) -> tuple[int, int | None]:
+        """(min, max) number of tensor inputs; max None for variadic ops."""
+        if self.variadic:
+            return (self.min_inputs or 1, None)
+        return (len(self.tensors) if self.min_inputs is None else self.min_inputs, len(self.tensors))
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        """Output shape for these input shapes (scalars are ()); raise ShapeError if they don't fit."""
+        raise NotImplementedError
+
+    def dtype(self, dtypes: list[str]) -> str:
+        """Output dtype: torch's promotion among tensor inputs (python scalars don't promote)."""
+        floats = [d for d in dtypes if d.startswith("float")]
+        return str(np.result_type(*floats)) if floats else "float32"
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        """Run the op in torch; `t` is the torch module (ops never import torch themselves)."""
+        raise NotImplementedError
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        """Reference forward in numpy."""
+        raise NotImplementedError
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        """Reference backward: the gradient w.r.t. each input, shaped like it (None: no gradient)."""
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def register(cls: type[Op]) -> type[Op]:
+    """Class decorator: add one instance of the op to the registry under its name."""
+    if cls.name in REGISTRY:
+        raise RuntimeError(f"op '{cls.name}' registered twice")
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+# ---- helpers shared by op families -------------------------------------------------------------
+
+
+def broadcast(*shapes: Shape) -> Shape:
+    """torch/numpy broadcasting of shapes, or ShapeError naming them."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ShapeError(f"shapes {' and '.join(str(list(s)) for s in shapes)} do not broadcast") from None
+
+
+def unbroadcast(g: Array, shape: Shape) -> Array:
+    """Sum a broadcast gradient back down to an input's shape."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(extra))) if extra > 0 else g
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
+
+def norm_dim(dim: int, ndim: int) -> int:
+    """A torch dim (negative allowed) as a non-negative axis, or ShapeError."""
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise ShapeError(f"dim {dim} is out of range for a tensor of {ndim} dims")
+    return dim % n
+
+
+def pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """An int or a pair, as conv and pool arguments take them."""
+    if isinstance(v, int):
+        return (v, v)
+    return (int(v[0]), int(v[1]))

@@ -1,0 +1,239 @@
+"""Elementwise ops: arithmetic with torch broadcasting, and pointwise functions."""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from scipy.special import erf
+
+from services.ops.base import Array, Op, Shape, broadcast, register, unbroadcast
+
+
+class Binary(Op):
+    """Two inputs broadcast together; the torch call is Python's operator, as a user writes it."""
+
+    tensors = ("input", "other")
+    pyop: Any = None
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        return broadcast(*shapes)
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return type(self).pyop(xs[0], xs[1])
+
+
+@register
+class Add(Binary):
+    name = "add"
+    functions = ("torch.add",)
+    methods = ("add",)
+    pyop = operator.add
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return xs[0] + xs[1]
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [unbroadcast(g, xs[0].shape), unbroadcast(g, xs[1].shape)]
+
+
+@register
+class Sub(Binary):
+    name = "sub"
+    functions = ("torch.sub",)
+    methods = ("sub",)
+    pyop = operator.sub
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return xs[0] - xs[1]
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [unbroadcast(g, xs[0].shape), unbroadcast(-g, xs[1].shape)]
+
+
+@register
+class Mul(Binary):
+    name = "mul"
+    functions = ("torch.mul",)
+    methods = ("mul",)
+    pyop = operator.mul
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return xs[0] * xs[1]
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x, y = xs
+        return [unbroadcast(g * y, x.shape), unbroadcast(g * x, y.shape)]
+
+
+@register
+class Div(Binary):
+    name = "div"
+    functions = ("torch.div",)
+    methods = ("div",)
+    pyop = operator.truediv
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return xs[0] / xs[1]
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x, y = xs
+        return [unbroadcast(g / y, x.shape), unbroadcast(-g * x / (y * y), y.shape)]
+
+
+@register
+class Pow(Binary):
+    """x ** y with a scalar or tensor exponent; d/dy uses log(x), 0 where x == 0 and y >= 0 (as torch)."""
+
+    name = "pow"
+    tensors = ("input", "exponent")
+    functions = ("torch.pow",)
+    methods = ("pow",)
+    pyop = operator.pow
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        with np.errstate(all="ignore"):
+            return np.power(xs[0], xs[1])
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x, y = xs
+        with np.errstate(all="ignore"):
+            gx = np.where(y == 0, 0, g * y * np.power(x, y - 1))
+            gy = np.where((x == 0) & (y >= 0), 0, g * out * np.log(x))
+        return [unbroadcast(gx.astype(out.dtype), x.shape), unbroadcast(gy.astype(out.dtype), y.shape)]
+
+
+class Unary(Op):
+    """One input, same shape out. `fn` names the torch function used for the call."""
+
+    fn: str = ""
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        return shapes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return getattr(t, self.fn or self.name)(xs[0])
+
+
+def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), methods: tuple[str, ...] = ()) -> None:
+    """Register a pointwise op from its forward f(x) and backward (g, out, x) -> dx."""
+
+    class _U(Unary):
+        def forward(self, xs: list[Array], a: Any) -> Array:
+            with np.errstate(all="ignore"):
+                return fwd(xs[0]).astype(xs[0].dtype, copy=False)
+
+        def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+            with np.errstate(all="ignore"):
+                return [bwd(g, out, xs[0]).astype(out.dtype, copy=False)]
+
+    _U.name = name
+    _U.functions = (f"torch.{name}",) + functions
+    _U.methods = (name,) + methods
+    _U.__name__ = _U.__qualname__ = name.title()
+    register(_U)
+
+
+_unary("neg", np.negative, lambda g, y, x: -g, functions=("torch.negative",), methods=("negative",))
+_unary("abs", np.abs, lambda g, y, x: g * np.sign(x))
+_unary("exp", np.exp, lambda g, y, x: g * y)
+_unary("log", np.log, lambda g, y, x: g / x)
+_unary("sqrt", np.sqrt, lambda g, y, x: g / (2 * y))
+_unary("sin", np.sin, lambda g, y, x: g * np.cos(x))
+_unary("cos", np.cos, lambda g, y, x: -g * np.sin(x))
+_unary("tanh", np.tanh, lambda g, y, x: g * (1 - y * y), functions=("F.tanh",))
+_unary("sigmoid", lambda x: 0.5 * (1 + np.tanh(0.5 * x)), lambda g, y, x: g * y * (1 - y), functions=("F.sigmoid",))
+_unary("relu", lambda x: np.maximum(x, 0), lambda g, y, x: np.where(y > 0, g, 0), functions=("F.relu",))
+
+
+class LeakyReluArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    negative_slope: float = 0.01
+
+
+@register
+class LeakyRelu(Unary):
+    name = "leaky_relu"
+    Args = LeakyReluArgs
+    positional = ("negative_slope",)
+    functions = ("F.leaky_relu",)
+
+    def torch(self, t: Any, xs: list[Any], a: LeakyReluArgs) -> Any:
+        return t.nn.functional.leaky_relu(xs[0], a.negative_slope)
+
+    def forward(self, xs: list[Array], a: LeakyReluArgs) -> Array:
+        x = xs[0]
+        return np.where(x > 0, x, x * np.asarray(a.negative_slope, x.dtype))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: LeakyReluArgs) -> list[Array | None]:
+        return [np.where(xs[0] > 0, g, g * np.asarray(a.negative_slope, g.dtype))]
+
+
+class GeluArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    approximate: Literal["none", "tanh"] = "none"
+
+
+_K = math.sqrt(2 / math.pi)
+
+
+@register
+class Gelu(Unary):
+    """x * Phi(x), exactly with erf, or with torch's tanh approximation."""
+
+    name = "gelu"
+    Args = GeluArgs
+    functions = ("F.gelu",)
+
+    def torch(self, t: Any, xs: list[Any], a: GeluArgs) -> Any:
+        return t.nn.functional.gelu(xs[0], approximate=a.approximate)
+
+    def forward(self, xs: list[Array], a: GeluArgs) -> Array:
+        x = xs[0]
+        if a.approximate == "tanh":
+            return (0.5 * x * (1 + np.tanh(_K * (x + 0.044715 * x**3)))).astype(x.dtype)
+        return (0.5 * x * (1 + erf(x / math.sqrt(2)))).astype(x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: GeluArgs) -> list[Array | None]:
+        x = xs[0]
+        if a.approximate == "tanh":
+            th = np.tanh(_K * (x + 0.044715 * x**3))
+            d = 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * _K * (1 + 3 * 0.044715 * x * x)
+        else:
+            d = 0.5 * (1 + erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return [(g * d).astype(x.dtype)]
+
+
+class SoftplusArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    beta: float = 1.0
+    threshold: float = 20.0
+
+
+@register
+class Softplus(Unary):
+    """log(1 + exp(beta x)) / beta, linear above `threshold` as torch does."""
+
+    name = "softplus"
+    Args = SoftplusArgs
+    positional = ("beta", "threshold")
+    functions = ("F.softplus",)
+
+    def torch(self, t: Any, xs: list[Any], a: SoftplusArgs) -> Any:
+        return t.nn.functional.softplus(xs[0], beta=a.beta, threshold=a.threshold)
+
+    def forward(self, xs: list[Array], a: SoftplusArgs) -> Array:
+        x = xs[0]
+        bx = x * a.beta
+        with np.errstate(over="ignore"):
+            return np.where(bx > a.threshold, x, np.log1p(np.exp(bx)) / a.beta).astype(x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: SoftplusArgs) -> list[Array | None]:
+        x = xs[0]
+        bx = x * a.beta
+        with np.errstate(over="ignore"):
+            s = 0.5 * (1 + np.tanh(0.5 * bx))
+        return [np.where(bx > a.threshold, g, g * s).astype(x.dtype)]

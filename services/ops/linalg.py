@@ -1,0 +1,92 @@
+"""Matrix products: matmul with torch's 1-D promotion and batch broadcasting, and linear."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from services.errors import ShapeError
+from services.ops.base import Array, Op, Shape, broadcast, register, unbroadcast
+
+
+def matmul_shape(a: Shape, b: Shape) -> Shape:
+    """torch.matmul's output shape, or ShapeError."""
+    if len(a) == 0 or len(b) == 0:
+        raise ShapeError("matmul needs tensors of at least 1 dim")
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    if a2[-1] != b2[-2]:
+        raise ShapeError(f"matmul of {list(a)} and {list(b)}: inner sizes {a2[-1]} and {b2[-2]} differ")
+    batch = broadcast(a2[:-2], b2[:-2])
+    out = batch + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+@register
+class Matmul(Op):
+    name = "matmul"
+    tensors = ("input", "other")
+    functions = ("torch.matmul", "torch.mm", "torch.bmm")
+    methods = ("matmul", "mm", "bmm")
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        return matmul_shape(shapes[0], shapes[1])
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return xs[0] @ xs[1]
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return np.matmul(xs[0], xs[1])
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x, y = xs
+        x2 = x[None, :] if x.ndim == 1 else x
+        y2 = y[:, None] if y.ndim == 1 else y
+        g2 = g
+        if x.ndim == 1:
+            g2 = np.expand_dims(g2, -2 if y.ndim > 1 else 0)
+        if y.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        gx = unbroadcast(g2 @ np.swapaxes(y2, -1, -2), x2.shape)
+        gy = unbroadcast(np.swapaxes(x2, -1, -2) @ g2, y2.shape)
+        return [gx.reshape(x.shape), gy.reshape(y.shape)]
+
+
+@register
+class Linear(Op):
+    """y = x W^T + b over the last dim of x, as F.linear."""
+
+    name = "linear"
+    tensors = ("input", "weight", "bias")
+    min_inputs = 2
+    functions = ("F.linear",)
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        x, w = shapes[0], shapes[1]
+        if len(w) != 2 or len(x) == 0:
+            raise ShapeError(f"linear needs a 2-d weight and an input of at least 1 dim, got {list(x)} and {list(w)}")
+        if x[-1] != w[1]:
+            raise ShapeError(f"linear: input's last dim {x[-1]} != weight's in_features {w[1]} (weight {list(w)})")
+        if len(shapes) == 3 and shapes[2] not in ((w[0],), ()):
+            raise ShapeError(f"linear: bias shape {list(shapes[2])} does not fit out_features {w[0]}")
+        return x[:-1] + (w[0],)
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return t.nn.functional.linear(*xs)
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        y = xs[0] @ xs[1].T
+        return y + xs[2] if len(xs) == 3 else y
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x, w = xs[0], xs[1]
+        g2 = g.reshape(-1, w.shape[0])
+        grads: list[Array | None] = [g @ w, g2.T @ x.reshape(-1, w.shape[1])]
+        if len(xs) == 3:
+            grads.append(g2.sum(axis=0).reshape(xs[2].shape))
+        return grads

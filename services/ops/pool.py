@@ -1,0 +1,106 @@
+"""2-d max and average pooling over window views; backward scatters per kernel offset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from services.errors import ShapeError
+from services.ops.base import Array, Op, Shape, pair, register
+from services.ops.conv import IntPair, conv_out, windows
+
+
+class PoolArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kernel_size: IntPair
+    stride: IntPair | None = None
+    padding: IntPair = 0
+
+
+def _geometry(a: PoolArgs) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    k = pair(a.kernel_size)
+    s = pair(a.stride) if a.stride is not None else k
+    return k, s, pair(a.padding)
+
+
+class Pool2d(Op):
+    Args = PoolArgs
+    positional = ("kernel_size", "stride", "padding")
+    pad_value: float = 0.0
+
+    def shape(self, shapes: list[Shape], a: PoolArgs) -> Shape:
+        x = shapes[0]
+        if len(x) not in (3, 4):
+            raise ShapeError(f"{self.name} needs input (N, C, H, W) or (C, H, W), got {list(x)}")
+        (kh, kw), (sh, sw), (ph, pw) = _geometry(a)
+        if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
+            raise ShapeError(f"{self.name}: kernel_size and stride must be >= 1, padding >= 0")
+        if ph > kh // 2 or pw > kw // 2:
+            raise ShapeError(f"{self.name}: padding {[ph, pw]} should be at most half of kernel_size {[kh, kw]}")
+        oh, ow = conv_out(x[-2], kh, sh, ph, 1), conv_out(x[-1], kw, sw, pw, 1)
+        if oh < 1 or ow < 1:
+            raise ShapeError(f"{self.name}: kernel {[kh, kw]} is larger than padded input {[x[-2] + 2 * ph, x[-1] + 2 * pw]}")
+        return x[:-2] + (oh, ow)
+
+    def torch(self, t: Any, xs: list[Any], a: PoolArgs) -> Any:
+        return getattr(t.nn.functional, self.name)(xs[0], a.kernel_size, a.stride, a.padding)
+
+    def _windows(self, x: Array, a: PoolArgs) -> tuple[Array, Array]:
+        (kh, kw), s, (ph, pw) = _geometry(a)
+        x4 = x if x.ndim == 4 else x[None]
+        xp = np.pad(x4, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=self.pad_value)
+        return xp, windows(xp, kh, kw, s, (1, 1))
+
+    def _scatter(self, x: Array, a: PoolArgs, per_offset: Any) -> Array:
+        """Add per_offset(k, l) (shaped like the output) into every window position (k, l)."""
+        (kh, kw), (sh, sw), (ph, pw) = _geometry(a)
+        x4 = x if x.ndim == 4 else x[None]
+        gxp = np.zeros((x4.shape[0], x4.shape[1], x4.shape[2] + 2 * ph, x4.shape[3] + 2 * pw), dtype=x.dtype)
+        for k in range(kh):
+            for m in range(kw):
+                contrib = per_offset(k, m)
+                oh, ow = contrib.shape[2:]
+                gxp[:, :, k : k + (oh - 1) * sh + 1 : sh, m : m + (ow - 1) * sw + 1 : sw] += contrib
+        gx = gxp[:, :, ph : ph + x4.shape[2], pw : pw + x4.shape[3]]
+        return gx if x.ndim == 4 else gx[0]
+
+
+@register
+class MaxPool2d(Pool2d):
+    """Max over each window; the gradient goes to the first maximal element of the window."""
+
+    name = "max_pool2d"
+    functions = ("F.max_pool2d", "torch.max_pool2d")
+    pad_value = -np.inf
+
+    def forward(self, xs: list[Array], a: PoolArgs) -> Array:
+        _, win = self._windows(xs[0], a)
+        out = win.max(axis=(4, 5))
+        return out if xs[0].ndim == 4 else out[0]
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: PoolArgs) -> list[Array | None]:
+        _, win = self._windows(xs[0], a)
+        n, c, oh, ow, kh, kw = win.shape
+        arg = win.reshape(n, c, oh, ow, kh * kw).argmax(axis=4)
+        g4 = g if g.ndim == 4 else g[None]
+        return [self._scatter(xs[0], a, lambda k, m: np.where(arg == k * kw + m, g4, 0))]
+
+
+@register
+class AvgPool2d(Pool2d):
+    """Mean over each window, zero padding counted (count_include_pad=True, torch's default)."""
+
+    name = "avg_pool2d"
+    functions = ("F.avg_pool2d", "torch.avg_pool2d")
+
+    def forward(self, xs: list[Array], a: PoolArgs) -> Array:
+        _, win = self._windows(xs[0], a)
+        out = win.mean(axis=(4, 5)).astype(xs[0].dtype)
+        return out if xs[0].ndim == 4 else out[0]
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: PoolArgs) -> list[Array | None]:
+        (kh, kw), _, _ = _geometry(a)
+        share = (g if g.ndim == 4 else g[None]) / np.asarray(kh * kw, g.dtype)
+        return [self._scatter(xs[0], a, lambda k, m: share)]

@@ -1,0 +1,74 @@
+"""The whole trace in one call: compile, run the engines, compare, assemble."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.assemble import assemble, collect_arrays
+from services.compare import compare_runs
+from services.compiler import Limits, compile_spec
+from services.engines import EngineRun
+from services.engines.numeric import run_numeric
+from services.engines.reference import run_reference
+from services.ir import Graph
+from shared.codec import DEFAULT_INLINE_LIMIT
+from shared.result import TraceResult
+from shared.spec import TraceSpec
+
+Progress = Callable[[str, float], None]
+"""Called as progress(step, fraction_done) between steps; may raise to cancel the trace."""
+
+
+@dataclass
+class Trace:
+    """A finished trace: the JSON result, and every full array keyed 'engine/field/name'."""
+
+    graph: Graph
+    result: TraceResult
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def run_engine(graph: Graph, engine: str) -> EngineRun:
+    """Run one engine on a compiled graph."""
+    if engine == "torch":
+        from services.engines.torch_engine import run_torch
+
+        return run_torch(graph)
+    if engine == "reference":
+        return run_reference(graph)
+    opts = graph.numeric
+    return run_numeric(graph, opts.eps, opts.max_elements_per_leaf, opts.seed)
+
+
+def trace(
+    spec: TraceSpec | Graph,
+    limits: Limits | None = None,
+    inline_limit: int = DEFAULT_INLINE_LIMIT,
+    progress: Progress | None = None,
+) -> Trace:
+    """Compile (unless given a Graph), run every engine of the spec, compare and assemble."""
+    step = progress or (lambda name, frac: None)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    graph = spec if isinstance(spec, Graph) else compile_spec(spec, limits)
+    timings["compile"] = (time.perf_counter() - t0) * 1e3
+    order = sorted(graph.engines, key=["torch", "reference", "numeric"].index)
+    runs: list[EngineRun] = []
+    for k, engine in enumerate(order):
+        step(engine, k / (len(order) + 1))
+        run = run_engine(graph, engine)
+        timings[engine] = run.seconds * 1e3
+        runs.append(run)
+    step("compare", len(order) / (len(order) + 1))
+    t1 = time.perf_counter()
+    comparison, pairs = compare_runs(runs, graph.dtype)
+    timings["compare"] = (time.perf_counter() - t1) * 1e3
+    t2 = time.perf_counter()
+    result = assemble(graph, runs, comparison, pairs, inline_limit)
+    timings["assemble"] = (time.perf_counter() - t2) * 1e3
+    result.timings_ms = {k: round(v, 3) for k, v in timings.items()}
+    return Trace(graph=graph, result=result, arrays=collect_arrays(runs))

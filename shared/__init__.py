@@ -1,0 +1,1 @@
+"""The contract: pydantic models of specs and results, settings and tensor codecs."""

@@ -1,0 +1,45 @@
+"""One settings object for the API, worker, store and CLI, read from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Environment variables are `GRADTRACE_<FIELD>`; REDIS_URL and BROKER_URL are also read bare."""
+
+    model_config = SettingsConfigDict(env_prefix="GRADTRACE_", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=AliasChoices("GRADTRACE_REDIS_URL", "REDIS_URL"))
+    broker_url: str | None = Field(None, validation_alias=AliasChoices("GRADTRACE_BROKER_URL", "BROKER_URL"))
+    api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI client finds the API.")
+    bind: str = Field("127.0.0.1:8000", description="The API's bind address (gunicorn).")
+    result_ttl_s: int = Field(24 * 3600, ge=1)
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    max_nodes: int = Field(200_000, ge=1)
+    max_tensor_elements: int = Field(16_000_000, ge=1)
+    max_total_elements: int = Field(64_000_000, ge=1)
+    inline_limit: int = Field(1024, ge=0, description="Tensors up to this many elements are inline in JSON.")
+    max_job_bytes: int = Field(256 * 1024 * 1024, ge=0, description="Cap on a job's stored tensor bytes.")
+    soft_time_limit_s: int = Field(300, ge=1)
+    hard_time_limit_s: int = Field(330, ge=1)
+    visibility_timeout_s: int = Field(3600, ge=1)
+    max_attempts: int = Field(3, ge=1, description="Deliveries of one job before it is failed.")
+    worker_torch_threads: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _limits(self) -> Settings:
+        if self.broker_url is None:
+            self.broker_url = self.redis_url
+        if not self.soft_time_limit_s < self.hard_time_limit_s < self.visibility_timeout_s:
+            raise ValueError("need soft_time_limit_s < hard_time_limit_s < visibility_timeout_s")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()
