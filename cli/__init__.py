@@ -1,0 +1,1 @@
+"""The `gradtrace` command line: run traces in-process, or talk to the service."""

@@ -1,0 +1,73 @@
+"""`gradtrace run SPEC`: trace in this process and print values, grads and the verdict."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from cli.render import print_result
+from cli.specfile import load_spec
+from services.errors import SpecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="See backpropagation: trace values and gradients.")
+err = Console(stderr=True)
+
+EXIT_AGREE, EXIT_DISAGREE, EXIT_BAD_SPEC = 0, 1, 2
+
+
+@app.callback()
+def main() -> None:
+    """gradtrace: every forward value and gradient of a computation, checked by independent engines."""
+
+
+def bad_spec(message: str) -> typer.Exit:
+    """Print the reason on stderr and exit 2."""
+    err.print(f"[red]bad spec:[/] {message}", highlight=False)
+    return typer.Exit(EXIT_BAD_SPEC)
+
+
+def format_validation(e: ValidationError) -> str:
+    """pydantic errors as 'field.path: message' lines."""
+    return "\n".join(f"{'.'.join(str(p) for p in x['loc']) or '(spec)'}: {x['msg']}" for x in e.errors())
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .json TraceSpec or a .py program.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the TraceResult as JSON.")] = False,
+    dot: Annotated[Path | None, typer.Option(help="Write the backward graph as Graphviz DOT.")] = None,
+    svg: Annotated[Path | None, typer.Option(help="Write the backward graph as SVG.")] = None,
+    engines: Annotated[str | None, typer.Option(help="Comma-separated engines, e.g. torch,reference,numeric.")] = None,
+) -> None:
+    """Run a spec in one process (no Redis, no Celery). Exit 0 when engines agree, 1 when not, 2 on a bad spec."""
+    from services.graph import render
+    from services.trace import trace
+
+    try:
+        s = load_spec(spec)
+        if engines:
+            s = s.model_copy(update={"engines": [e.strip() for e in engines.split(",") if e.strip()]})
+            s = type(s).model_validate(s.model_dump())
+        result = trace(s).result
+    except ValidationError as e:
+        raise bad_spec(format_validation(e)) from None
+    except (SpecError, ValueError) as e:
+        raise bad_spec(str(e)) from None
+    if json_out:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        print_result(result)
+    if dot:
+        dot.write_bytes(render(result, "dot"))
+    if svg:
+        svg.write_bytes(render(result, "svg"))
+    raise typer.Exit(EXIT_AGREE if result.comparison.verdict != "disagree" else EXIT_DISAGREE)
+
+
+if __name__ == "__main__":
+    app()

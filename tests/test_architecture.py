@@ -1,0 +1,60 @@
+"""Layer borders: the reference engine never imports torch; the domain imports no Flask or Celery."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_reference_engine_runs_without_torch() -> None:
+    code = (
+        "import sys\n"
+        "from shared.spec import TraceSpec\n"
+        "from services.compiler import compile_spec\n"
+        "from services.engines.reference import run_reference\n"
+        "from services.engines.numeric import run_numeric\n"
+        "g = compile_spec(TraceSpec(program=open('examples/chain_rule.py').read()))\n"
+        "r = run_reference(g)\n"
+        "assert float(r.grads['x']) == 2569.0, r.grads['x']\n"
+        "run_numeric(g)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_domain_and_contract_import_no_web_or_queue_framework() -> None:
+    for pkg, banned in (("services", {"flask", "flask_openapi3", "celery", "api", "worker"}),
+                        ("shared", {"flask", "celery", "services", "api", "worker", "torch"})):
+        for path in (ROOT / pkg).rglob("*.py"):
+            assert not (_imports(path) & banned), f"{path} imports {_imports(path) & banned}"
+
+
+def test_reference_modules_never_import_torch() -> None:
+    for path in [*(ROOT / "services" / "ops").glob("*.py"), ROOT / "services" / "engines" / "reference.py"]:
+        assert "torch" not in _imports(path), path
+
+
+def test_no_eval_or_exec_anywhere() -> None:
+    for path in ROOT.rglob("*.py"):
+        if ".venv" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in ("eval", "exec", "compile"), f"{path}:{node.lineno}"
