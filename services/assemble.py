@@ -1,23 +1,19 @@
-"""Build the JSON TraceResult and the table of full arrays from the engines' runs."""
+"""Build the JSON TraceResult and the table of full arrays from the engines' runs.
+
+The result is built as plain dicts and validated once, which is much cheaper than
+constructing thousands of small pydantic objects one by one."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from services.compare import PairErrors
 from services.engines import EngineRun
 from services.ir import Graph
-from shared.codec import encode
-from shared.result import (
-    Comparison,
-    EdgeResult,
-    EngineTensors,
-    NextFunction,
-    NodeResult,
-    ParameterResult,
-    TensorData,
-    TraceResult,
-)
+from shared.codec import encode_dict
+from shared.result import Comparison, TraceResult
 
 
 def array_key(engine: str, field: str, name: str) -> str:
@@ -37,69 +33,72 @@ def collect_arrays(runs: list[EngineRun]) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _errors_by_tensor(pairs: list[PairErrors]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{'x': {'grad:torch~reference': {max_abs, max_rel, ok}}, 'x->y': {...}} from every pair."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for p in pairs:
+        abs_, rel, ok = p.max_abs.tolist(), p.max_rel.tolist(), p.ok.tolist()
+        for i, key in enumerate(p.keys):
+            field, _, name = key.partition(":")
+            out.setdefault(name, {})[f"{field}:{p.name}"] = {"max_abs": abs_[i], "max_rel": rel[i], "ok": ok[i]}
+    return out
+
+
 def assemble(
     graph: Graph, runs: list[EngineRun], comparison: Comparison, pairs: list[PairErrors], inline_limit: int
 ) -> TraceResult:
     """The TraceResult: torch's numbers first when torch ran, each other engine beside them."""
     by = {r.engine: r for r in runs}
     primary = runs[0]
+    ref = by.get("reference") if primary.engine != "reference" else None
+    num = by.get("numeric") if primary.engine != "numeric" else None
+    torch_meta = by["torch"].meta if "torch" in by else {}
 
-    def enc(a: np.ndarray | None) -> TensorData | None:
-        return None if a is None else encode(a, inline_limit)
+    def enc(a: np.ndarray | None) -> dict[str, Any] | None:
+        return None if a is None else encode_dict(a, inline_limit)
 
-    errors: dict[str, dict[str, object]] = {}
-    for p in pairs:
-        for key, stat in p.stats.items():
-            field, _, name = key.partition(":")
-            errors.setdefault(name, {})[f"{field}:{p.name}"] = stat
-
-    nodes: dict[str, NodeResult] = {}
-    ops = {n.name: n for n in graph.nodes}
-    for name in graph.names():
-        node = ops.get(name)
-        leaf = graph.leaves.get(name)
-        meta = by["torch"].meta.get(name) if "torch" in by else None
-        value = primary.values.get(name)
-        nodes[name] = NodeResult(
-            op=node.op.name if node else ("parameter" if leaf and leaf.kind == "parameter" else "input"),
-            expr=node.expr if node else (leaf.expr or leaf.init if leaf else ""),
-            inputs=list(node.inputs) if node else [],
-            shape=list(node.shape if node else leaf.value.shape),  # type: ignore[union-attr]
-            dtype=node.dtype if node else str(leaf.value.dtype),  # type: ignore[union-attr]
-            is_leaf=leaf is not None,
-            requires_grad=node.requires_grad if node else bool(leaf and leaf.requires_grad),
-            value=enc(value),
-            grad=enc(primary.grads.get(name)),
-            grad_fn=meta.grad_fn if meta else None,
-            next_functions=[NextFunction(grad_fn=f, node=n) for f, n in meta.next_functions] if meta else [],
-            reference=(
-                EngineTensors(value=enc(by["reference"].values.get(name)), grad=enc(by["reference"].grads.get(name)))
-                if "reference" in by and primary.engine != "reference" else None
-            ),
-            numeric=EngineTensors(grad=enc(by["numeric"].grads.get(name))) if name in by.get("numeric", EngineRun("")).grads else None,
-            error=errors.get(name, {}),  # type: ignore[arg-type]
-        )
+    errors = _errors_by_tensor(pairs)
+    nodes: dict[str, dict[str, Any]] = {}
+    for name, leaf in graph.leaves.items():
+        nodes[name] = {
+            "op": "parameter" if leaf.kind == "parameter" else "input", "expr": leaf.expr or leaf.init, "inputs": [],
+            "shape": list(leaf.value.shape), "dtype": str(leaf.value.dtype), "is_leaf": True,
+            "requires_grad": leaf.requires_grad,
+        }
+    for node in graph.nodes:
+        nodes[node.name] = {
+            "op": node.op.name, "expr": node.expr, "inputs": node.inputs, "shape": list(node.shape),
+            "dtype": node.dtype, "is_leaf": False, "requires_grad": node.requires_grad,
+        }
+    for name, d in nodes.items():
+        d["value"] = enc(primary.values.get(name))
+        d["grad"] = enc(primary.grads.get(name))
+        meta = torch_meta.get(name)
+        if meta is not None:
+            d["grad_fn"] = meta.grad_fn
+            d["next_functions"] = [{"grad_fn": f, "node": n} for f, n in meta.next_functions]
+        if ref is not None:
+            d["reference"] = {"value": enc(ref.values.get(name)), "grad": enc(ref.grads.get(name))}
+        if num is not None and name in num.grads:
+            d["numeric"] = {"grad": enc(num.grads[name])}
+        d["error"] = errors.get(name, {})
 
     edges = []
-    ref_edges = by["reference"].edges if "reference" in by and primary.engine != "reference" else {}
     for (src, dst), g in primary.edges.items():
         stat = errors.get(f"{src}->{dst}", {})
-        edges.append(
-            EdgeResult(
-                src=src, dst=dst, grad=enc(g), reference=enc(ref_edges.get((src, dst))),
-                error=next(iter(stat.values()), None),  # type: ignore[arg-type]
-            )
-        )
+        edges.append({
+            "src": src, "dst": dst, "grad": enc(g),
+            "reference": enc(ref.edges.get((src, dst))) if ref is not None else None,
+            "error": next(iter(stat.values()), None),
+        })
 
     params = {
-        name: ParameterResult(
-            shape=list(leaf.value.shape), init=leaf.init,
-            value=encode(leaf.value, inline_limit), grad=enc(primary.grads.get(name)),
-        )
+        name: {"shape": list(leaf.value.shape), "init": leaf.init, "value": enc(leaf.value),
+               "grad": enc(primary.grads.get(name))}
         for name, leaf in graph.leaves.items()
         if leaf.kind == "parameter"
     }
-    return TraceResult(
-        output=graph.output, dtype=graph.dtype, device=graph.device, engines=[r.engine for r in runs],
-        nodes=nodes, edges=edges, parameters=params, comparison=comparison,
-    )
+    return TraceResult.model_validate({
+        "output": graph.output, "dtype": graph.dtype, "device": graph.device, "engines": [r.engine for r in runs],
+        "nodes": nodes, "edges": edges, "parameters": params, "comparison": comparison.model_dump(),
+    })

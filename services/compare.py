@@ -1,4 +1,7 @@
-"""Cross-check engines tensor by tensor, with tolerances that fit the dtype, into one verdict."""
+"""Cross-check engines tensor by tensor, with tolerances that fit the dtype, into one verdict.
+
+Every tensor pair of two engines is flattened into one long array so that the per-tensor
+maxima are a handful of vectorised `reduceat` calls, not a Python loop over tensors."""
 
 from __future__ import annotations
 
@@ -23,78 +26,106 @@ def tolerance(dtype: str, numeric: bool) -> tuple[float, float]:
     return TOLERANCES[(dtype if dtype in ("float32", "float64") else "float32", "numeric" if numeric else "exact")]
 
 
-def error(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, sampled: bool = False) -> ErrorStat:
-    """Max |a - b| relative to max |b|; ok when within atol + rtol * max |b|. NaN must match NaN,
-    except that `sampled` skips elements `b` left NaN (finite differences sample elements)."""
-    a64, b64 = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    if np.shape(a) != np.shape(b):
-        return ErrorStat(max_abs=float("inf"), max_rel=float("inf"), ok=False)
-    if sampled:
-        keep = ~np.isnan(b64)
-        a64, b64 = a64[keep], b64[keep]
-    nan_a, nan_b = np.isnan(a64), np.isnan(b64)
-    if (nan_a != nan_b).any():
-        return ErrorStat(max_abs=float("inf"), max_rel=float("inf"), ok=False)
-    a64, b64 = a64[~nan_a], b64[~nan_a]
-    if a64.size == 0:
-        return ErrorStat(max_abs=0.0, max_rel=0.0, ok=True)
-    with np.errstate(invalid="ignore"):
-        d = np.where(a64 == b64, 0.0, np.abs(a64 - b64))
-    max_abs = float(np.nan_to_num(d.max(), nan=np.inf))
-    finite = np.abs(b64[np.isfinite(b64)])
-    scale = float(finite.max()) if finite.size else 0.0
-    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    return ErrorStat(max_abs=max_abs, max_rel=max_rel, ok=bool(max_abs <= atol + rtol * scale))
-
-
 @dataclass
 class PairErrors:
-    """Per-tensor error stats of one engine pair, keyed 'value:node', 'grad:node', 'edge:src->dst'."""
+    """Error of each tensor two engines share: keys like 'value:x', 'grad:x', 'edge:x->y'."""
 
     name: str
-    stats: dict[str, ErrorStat]
+    keys: list[str]
+    max_abs: np.ndarray
+    max_rel: np.ndarray
+    ok: np.ndarray
     rtol: float
     atol: float
+
+    def stat(self, i: int) -> ErrorStat:
+        return ErrorStat(max_abs=float(self.max_abs[i]), max_rel=float(self.max_rel[i]), ok=bool(self.ok[i]))
+
+
+def batch_errors(
+    pairs: list[tuple[np.ndarray, np.ndarray]], rtol: float, atol: float, sampled: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair (a, b): max |a - b|, that over max |b|, and whether it is within atol + rtol * max |b|.
+
+    NaN must meet NaN (inf must meet the same inf); with `sampled`, elements b left NaN are skipped,
+    as finite differences sample only some elements."""
+    n = len(pairs)
+    max_abs, scale = np.zeros(n), np.zeros(n)
+    bad = np.zeros(n, dtype=bool)
+    sizes = np.array([a.size for a, _ in pairs], dtype=np.int64)
+    bad |= np.array([np.shape(a) != np.shape(b) for a, b in pairs], dtype=bool)
+    live = np.flatnonzero((sizes > 0) & ~bad)
+    if live.size:
+        A = np.concatenate([np.asarray(pairs[i][0], np.float64).ravel() for i in live])
+        B = np.concatenate([np.asarray(pairs[i][1], np.float64).ravel() for i in live])
+        starts = np.concatenate([[0], np.cumsum(sizes[live])[:-1]])
+        nan_a, nan_b = np.isnan(A), np.isnan(B)
+        mismatch = (nan_a & ~nan_b) if sampled else (nan_a != nan_b)
+        with np.errstate(invalid="ignore"):
+            d = np.where((A == B) | nan_b | nan_a, 0.0, np.abs(A - B))
+        d = np.nan_to_num(d, nan=np.inf)
+        max_abs[live] = np.maximum.reduceat(d, starts)
+        scale[live] = np.maximum.reduceat(np.where(np.isfinite(B), np.abs(B), 0.0), starts)
+        bad[live] |= np.logical_or.reduceat(mismatch, starts)
+    max_abs[bad] = np.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        max_rel = np.where(scale > 0, max_abs / np.where(scale > 0, scale, 1), np.where(max_abs == 0, 0.0, np.inf))
+    ok = ~bad & (max_abs <= atol + rtol * scale)
+    return max_abs, max_rel, ok
+
+
+def error(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, sampled: bool = False) -> ErrorStat:
+    """The error of one tensor pair (see batch_errors)."""
+    m, r, ok = batch_errors([(np.asarray(a), np.asarray(b))], rtol, atol, sampled)
+    return ErrorStat(max_abs=float(m[0]), max_rel=float(r[0]), ok=bool(ok[0]))
+
+
+_MISSING = np.array(np.nan)
 
 
 def compare_pair(a: EngineRun, b: EngineRun, dtype: str) -> PairErrors:
     """Compare every value, grad and edge two engines both produced."""
     numeric = "numeric" in (a.engine, b.engine)
     rtol, atol = tolerance(dtype, numeric)
-    stats: dict[str, ErrorStat] = {}
+    keys: list[str] = []
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []
     for name, va in a.values.items():
         if name in b.values:
-            stats[f"value:{name}"] = error(va, b.values[name], rtol, atol)
+            keys.append(f"value:{name}")
+            pairs.append((va, b.values[name]))
+    grad_keys, grad_pairs = [], []
     for name, ga in a.grads.items():
-        if name not in b.grads:
+        if name not in b.grads or (ga is None and b.grads[name] is None):
             continue
         gb = b.grads[name]
-        if ga is None and gb is None:
-            continue
-        if ga is None or gb is None:
-            stats[f"grad:{name}"] = ErrorStat(max_abs=float("inf"), max_rel=float("inf"), ok=False)
-            continue
-        stats[f"grad:{name}"] = error(ga, gb, rtol, atol, sampled=b.engine == "numeric")
-    for key in set(a.edges) | set(b.edges):
-        if key in a.edges and key in b.edges:
-            stats[f"edge:{key[0]}->{key[1]}"] = error(a.edges[key], b.edges[key], rtol, atol)
-        elif a.edges and b.edges:
-            stats[f"edge:{key[0]}->{key[1]}"] = ErrorStat(max_abs=float("inf"), max_rel=float("inf"), ok=False)
-    return PairErrors(f"{a.engine}~{b.engine}", stats, rtol, atol)
+        grad_keys.append(f"grad:{name}")
+        # A grad one engine has and the other lacks can never match: compare against a shape that differs.
+        grad_pairs.append((ga if ga is not None else _MISSING, gb if gb is not None else _MISSING[None]))
+    edge_keys, edge_pairs = [], []
+    if a.edges and b.edges:
+        for key in a.edges.keys() | b.edges.keys():
+            edge_keys.append(f"edge:{key[0]}->{key[1]}")
+            edge_pairs.append((a.edges.get(key, _MISSING), b.edges.get(key, _MISSING[None])))
+    parts = [batch_errors(pairs, rtol, atol), batch_errors(grad_pairs, rtol, atol, sampled=b.engine == "numeric"),
+             batch_errors(edge_pairs, rtol, atol)]
+    return PairErrors(
+        f"{a.engine}~{b.engine}", keys + grad_keys + edge_keys,
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]), rtol, atol,
+    )
 
 
 def summarize(pairs: list[PairErrors]) -> Comparison:
     """One line per engine pair and the overall verdict."""
     out = []
     for p in pairs:
-        failures = [k for k, s in p.stats.items() if not s.ok]
-        worst = max(p.stats, key=lambda k: p.stats[k].max_rel, default=None)
+        failures = [p.keys[i] for i in np.flatnonzero(~p.ok)[:50]]
+        worst = p.keys[int(np.argmax(p.max_rel))] if p.keys else None
         out.append(
             PairComparison(
-                engines=p.name, ok=not failures, checked=len(p.stats),
-                max_abs=max((s.max_abs for s in p.stats.values()), default=0.0),
-                max_rel=max((s.max_rel for s in p.stats.values()), default=0.0),
-                worst=worst, failures=failures[:50], rtol=p.rtol, atol=p.atol,
+                engines=p.name, ok=bool(p.ok.all()), checked=len(p.keys),
+                max_abs=float(p.max_abs.max(initial=0.0)), max_rel=float(p.max_rel.max(initial=0.0)),
+                worst=worst, failures=failures, rtol=p.rtol, atol=p.atol,
             )
         )
     if not out:

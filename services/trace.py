@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +46,19 @@ def run_engine(graph: Graph, engine: str) -> EngineRun:
     return run_numeric(graph, opts.eps, opts.max_elements_per_leaf, opts.seed)
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic GC: a trace allocates many small acyclic objects, and the collector's
+    repeated passes over them cost more than the trace itself on large graphs."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def trace(
     spec: TraceSpec | Graph,
     limits: Limits | None = None,
@@ -51,6 +66,11 @@ def trace(
     progress: Progress | None = None,
 ) -> Trace:
     """Compile (unless given a Graph), run every engine of the spec, compare and assemble."""
+    with paused_gc():
+        return _trace(spec, limits, inline_limit, progress)
+
+
+def _trace(spec: TraceSpec | Graph, limits: Limits | None, inline_limit: int, progress: Progress | None) -> Trace:
     step = progress or (lambda name, frac: None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

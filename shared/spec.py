@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FloatDType = Literal["float32", "float64"]
 DType = Literal["float32", "float64", "int64"]
 Engine = Literal["torch", "reference", "numeric"]
-Nested = Union[float, list[Any]]
+Nested = float | list[Any]
 """A number or an arbitrarily nested list of numbers, as torch.tensor accepts."""
 
 
@@ -49,7 +49,7 @@ class NodeSpec(_Strict):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
-IntPair = Union[int, tuple[int, int]]
+IntPair = int | tuple[int, int]
 
 
 class _Layer(_Strict):
@@ -114,7 +114,7 @@ class DropoutLayer(_Layer):
 
 
 Layer = Annotated[
-    Union[Conv2dLayer, LinearLayer, ActivationLayer, LeakyReluLayer, Pool2dLayer, FlattenLayer, DropoutLayer],
+    Conv2dLayer | LinearLayer | ActivationLayer | LeakyReluLayer | Pool2dLayer | FlattenLayer | DropoutLayer,
     Field(discriminator="type"),
 ]
 

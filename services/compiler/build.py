@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,9 @@ from pydantic import ValidationError
 from services.errors import ShapeError, SpecError
 from services.ir import Graph, Input, Leaf, Node
 from services.ops import get_op
+from services.ops.base import NoArgs
+
+_NO_ARGS = NoArgs()
 
 
 @dataclass
@@ -99,7 +103,7 @@ def build_graph(
             want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"at least {lo}"
             raise _err(raw, f"{raw.op} takes {want} tensor inputs, got {n}")
         try:
-            args = op.Args.model_validate(raw.args)
+            args = _NO_ARGS if op.Args is NoArgs and not raw.args else op.Args.model_validate(raw.args)
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
@@ -107,22 +111,22 @@ def build_graph(
         in_shapes = [shapes[i] if isinstance(i, str) else () for i in raw.inputs]
         in_dtypes = [dtypes[i] if isinstance(i, str) else "scalar" for i in raw.inputs]
         diff_flags = op.differentiable or (True,) * n
-        for i, d, diff in zip(raw.inputs, in_dtypes, diff_flags):
+        for i, d, diff in zip(raw.inputs, in_dtypes, diff_flags, strict=False):
             if d == "int64" and diff:
                 raise _err(raw, f"{raw.op}: input '{i}' is int64; this op needs floating point tensors")
         try:
             shape = tuple(op.shape(in_shapes, args))
             dtype = op.dtype(in_dtypes)
         except (ShapeError, ValueError) as e:
-            shown = ", ".join(f"{i}: {list(s)}" if isinstance(i, str) else f"{i}" for i, s in zip(raw.inputs, in_shapes))
+            shown = ", ".join(f"{i}: {list(s)}" if isinstance(i, str) else f"{i}" for i, s in zip(raw.inputs, in_shapes, strict=False))
             raise _err(raw, f"{e} (inputs {shown})") from None
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         if size > limits.max_tensor_elements:
             raise _err(raw, f"output shape {list(shape)} has {size} elements, over the limit of {limits.max_tensor_elements}")
         total += size
         if total > limits.max_total_elements:
             raise _err(raw, f"the graph holds more than {limits.max_total_elements} elements in all")
-        rg = any(isinstance(i, str) and grad[i] and diff for i, diff in zip(raw.inputs, diff_flags))
+        rg = any(isinstance(i, str) and grad[i] and diff for i, diff in zip(raw.inputs, diff_flags, strict=False))
         shapes[raw.name], dtypes[raw.name], grad[raw.name] = shape, dtype, rg
         nodes.append(Node(raw.name, op, list(raw.inputs), args, shape, dtype, rg, raw.expr, raw.line))
 

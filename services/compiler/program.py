@@ -351,7 +351,7 @@ class ProgramCompiler:
             positional = []
         if len(positional) > len(op.positional):
             raise self.err(call, f"{op.name}: too many positional arguments")
-        for fname, a in zip(op.positional, positional):
+        for fname, a in zip(op.positional, positional, strict=False):
             args[fname] = self.literal(a)
         for k in call.keywords:
             if k.arg in op.tensors and not op.variadic:

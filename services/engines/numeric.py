@@ -11,6 +11,15 @@ from services.engines.reference import forward
 from services.ir import Graph
 
 
+def _feeds_output(graph: Graph) -> set[str]:
+    """Names the output depends on; other leaves get no gradient (None, as torch leaves them)."""
+    need = {graph.output}
+    for node in reversed(graph.nodes):
+        if node.name in need:
+            need.update(i for i in node.inputs if isinstance(i, str))
+    return need
+
+
 def run_numeric(graph: Graph, eps: float = 1e-6, max_elements_per_leaf: int = 32, seed: int = 0) -> EngineRun:
     """Leaf grads (NaN where an element was not sampled), like torch.autograd.gradcheck's numerical side."""
     t0 = time.perf_counter()
@@ -23,8 +32,9 @@ def run_numeric(graph: Graph, eps: float = 1e-6, max_elements_per_leaf: int = 32
         return float(np.sum(y * go)) if go is not None else float(np.sum(y))
 
     run = EngineRun("numeric")
+    need = _feeds_output(graph)
     for name, leaf in graph.leaves.items():
-        if not leaf.requires_grad:
+        if not leaf.requires_grad or name not in need:
             continue
         x = base[name].copy()
         grad = np.full(x.shape, np.nan)

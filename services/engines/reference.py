@@ -43,7 +43,7 @@ def run_reference(graph: Graph) -> EngineRun:
             continue
         xs = [_arg(values, i, node.dtype) for i in node.inputs]
         in_grads = node.op.backward(g, values[node.name], xs, node.args)
-        for src, gi in zip(node.inputs, in_grads):
+        for src, gi in zip(node.inputs, in_grads, strict=False):
             if not isinstance(src, str) or gi is None or not needs[src]:
                 continue
             gi = np.asarray(gi, dtype=values[src].dtype)

@@ -83,7 +83,7 @@ def run_torch(graph: Graph) -> EngineRun:
                 key = (src, dst)
                 edges[key] = edges[key] + g if key in edges else g
             return
-        for (nf, _), gk in zip(f.next_functions, captured.get(f, ())):
+        for (nf, _), gk in zip(f.next_functions, captured.get(f, ()), strict=False):
             flow(nf, gk, dst, edges)
 
     edges: dict[Edge, Any] = {}
@@ -93,7 +93,7 @@ def run_torch(graph: Graph) -> EngineRun:
         nexts = [(type(nf).__name__, target(nf)) if nf is not None else (None, None) for nf, _ in fn.next_functions] if fn is not None else []
         run.meta[name] = NodeMeta(type(fn).__name__ if fn is not None else None, nexts, is_leaf, bool(t.requires_grad))
         if fn is not None and fn in captured:
-            for (nf, _), gk in zip(fn.next_functions, captured[fn]):
+            for (nf, _), gk in zip(fn.next_functions, captured[fn], strict=False):
                 flow(nf, gk, name, edges)
     run.values = {k: _numpy(t) for k, t in tensors.items()}
     run.grads = {k: (_numpy(t.grad) if t.grad is not None else None) for k, t in tensors.items()}

@@ -55,7 +55,9 @@ class Op:
     def dtype(self, dtypes: list[str]) -> str:
         """Output dtype: torch's promotion among tensor inputs (python scalars don't promote)."""
         floats = [d for d in dtypes if d.startswith("float")]
-        return str(np.result_type(*floats)) if floats else "float32"
+        if not floats:
+            return "float32"
+        return floats[0] if all(d == floats[0] for d in floats) else str(np.result_type(*floats))
 
     def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
         """Run the op in torch; `t` is the torch module (ops never import torch themselves)."""
@@ -86,6 +88,10 @@ def register(cls: type[Op]) -> type[Op]:
 
 def broadcast(*shapes: Shape) -> Shape:
     """torch/numpy broadcasting of shapes, or ShapeError naming them."""
+    if len(shapes) == 2 and (shapes[0] == shapes[1] or shapes[1] == ()):
+        return shapes[0]
+    if len(shapes) == 2 and shapes[0] == ():
+        return shapes[1]
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:

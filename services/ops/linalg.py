@@ -88,5 +88,6 @@ class Linear(Op):
         g2 = g.reshape(-1, w.shape[0])
         grads: list[Array | None] = [g @ w, g2.T @ x.reshape(-1, w.shape[1])]
         if len(xs) == 3:
-            grads.append(g2.sum(axis=0).reshape(xs[2].shape))
+            gb = g2.sum(axis=0)
+            grads.append(gb if xs[2].ndim else gb.sum())
         return grads

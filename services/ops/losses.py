@@ -62,7 +62,7 @@ class CrossEntropy(Op):
         x2, t2 = (x, t) if x.ndim == 2 else (x[None], t[None])
         d = np.exp(_log_softmax(x2, 1))
         d[np.arange(len(t2)), t2] -= 1
-        if a.reduction == "none":
+        if a.reduction == "none" and x.ndim == 2:
             d *= g[:, None]
         else:
             d *= g / (len(t2) if a.reduction == "mean" and x.ndim == 2 else 1)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, norm_dim, register
 
 
@@ -17,7 +18,8 @@ class ReduceArgs(BaseModel):
 
 
 def _axes(dim: int | list[int] | None, ndim: int) -> tuple[int, ...]:
-    if dim is None:
+    """Axes reduced over; None and [] both mean every dim, as in torch."""
+    if dim is None or dim == []:
         return tuple(range(ndim))
     dims = [dim] if isinstance(dim, int) else dim
     axes = tuple(sorted({norm_dim(d, ndim) for d in dims}))
@@ -50,7 +52,7 @@ class Reduce(Op):
 
     def torch(self, t: Any, xs: list[Any], a: ReduceArgs) -> Any:
         fn = getattr(t, self.name)
-        return fn(xs[0]) if a.dim is None else fn(xs[0], dim=a.dim, keepdim=a.keepdim)
+        return fn(xs[0]) if a.dim is None and not a.keepdim else fn(xs[0], dim=a.dim, keepdim=a.keepdim)
 
 
 @register
@@ -100,6 +102,8 @@ class Extreme(Reduce):
     def shape(self, shapes: list[Shape], a: ExtremeArgs) -> Shape:
         if 0 in shapes[0]:
             raise ValueError(f"{self.name}() of an empty tensor")
+        if a.keepdim and a.dim is None:
+            raise ShapeError(f"{self.name}(): keepdim needs a dim; over all elements it returns one value")
         return _reduced_shape(shapes[0], ReduceArgs(dim=a.dim, keepdim=a.keepdim))
 
     def torch(self, t: Any, xs: list[Any], a: ExtremeArgs) -> Any:

@@ -1,0 +1,1 @@
+"""The HTTP API: submit specs, poll jobs, fetch tensors and graphs."""

@@ -1,0 +1,94 @@
+"""The Flask (flask-openapi3) application factory: OpenAPI 3.1 at /openapi.json, a CDN-free page at /docs."""
+
+from __future__ import annotations
+
+from flask import Response, request
+from flask_openapi3 import Info, OpenAPI
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from api.routes import Service, error, health, jobs
+from services.store import JobStore
+from shared.settings import Settings, get_settings
+from worker.celery_app import make_celery
+
+DOCS_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>gradtrace API</title>
+<style>body{font:14px system-ui,sans-serif;margin:2em;max-width:60em}code,pre{background:#f4f4f4}
+h3{margin-bottom:.2em}pre{padding:.5em;overflow:auto;font-size:12px}</style></head>
+<body><h1>gradtrace API</h1><p>The machine-readable spec is <a href="openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>
+<div id="ops">loading...</div>
+<script>
+fetch("openapi.json").then(r => r.json()).then(spec => {
+  const out = [];
+  for (const [path, item] of Object.entries(spec.paths)) for (const [method, op] of Object.entries(item)) {
+    const params = (op.parameters || []).map(p => `${p.name} (${p.in})`).join(", ");
+    const body = op.requestBody ? Object.values(op.requestBody.content)[0].schema.$ref : "";
+    const codes = Object.keys(op.responses || {}).join(", ");
+    out.push(`<h3><code>${method.toUpperCase()} ${path}</code></h3><p>${op.summary || ""}</p>` +
+      (params ? `<p>parameters: ${params}</p>` : "") + (body ? `<p>body: ${body}</p>` : "") + `<p>responses: ${codes}</p>`);
+  }
+  out.push("<h2>Schemas</h2><pre>" + JSON.stringify(spec.components.schemas, null, 1)
+    .replace(/&/g, "&amp;").replace(/</g, "&lt;") + "</pre>");
+  document.getElementById("ops").innerHTML = out.join("");
+});
+</script></body></html>
+"""
+
+
+def validation_error(e: ValidationError) -> Response:
+    """422 naming each invalid field by path; the input itself is never echoed back."""
+    detail = [
+        {"type": err["type"], "msg": err["msg"], "loc": list(err["loc"])}
+        for err in e.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    return error(422, detail)
+
+
+def create_app(settings: Settings | None = None) -> OpenAPI:
+    """The API app for `settings` (default: from the environment)."""
+    settings = settings or get_settings()
+    app = OpenAPI(
+        __name__,
+        info=Info(title="gradtrace", version="0.1.0", description="Trace every forward value and gradient."),
+        doc_ui=False,
+        validation_error_status=422,
+        validation_error_callback=validation_error,
+    )
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["gradtrace"] = Service(settings, JobStore.from_settings(settings), make_celery(settings))
+    app.register_api(jobs)
+    app.register_api(health)
+    app.add_url_rule("/openapi.json", "openapi_json", lambda: app.json.response(app.api_doc))
+    app.add_url_rule("/docs", "docs", lambda: Response(DOCS_HTML, mimetype="text/html"))
+
+    @app.before_request
+    def _limit_body() -> Response | None:
+        if request.content_length is not None and request.content_length > settings.max_body_bytes:
+            return error(413, f"request body over {settings.max_body_bytes} bytes")
+        return None
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(e: RequestEntityTooLarge) -> Response:
+        return error(413, f"request body over {settings.max_body_bytes} bytes")
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException) -> Response:
+        if e.response is not None:  # flask-openapi3's validation errors arrive as ready responses
+            return e.response  # type: ignore[return-value]
+        return error(e.code or 500, e.description or e.name)
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _store_down(e: Exception) -> Response:
+        app.logger.error("result store unavailable: %s", e)
+        return error(503, "the result store (Redis) is unavailable")
+
+    @app.errorhandler(Exception)
+    def _internal(e: Exception) -> Response:
+        app.logger.exception("unhandled error")
+        return error(500, "internal error")
+
+    return app

@@ -1,0 +1,220 @@
+"""The HTTP routes: thin wrappers around the compiler, the job store, the graph renderer and Celery."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from celery import Celery
+from flask import Response, current_app, request, url_for
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field
+
+from services.compiler import compile_spec
+from services.errors import SpecError
+from services.graph import graph_json, render
+from services.jobs import check_keep, trace_limits
+from services.store import (
+    IdempotencyConflict,
+    JobNotFound,
+    JobNotReady,
+    JobRecord,
+    JobStore,
+    TensorNotFound,
+    TensorNotKept,
+)
+from shared.codec import encode, to_npy
+from shared.job import (
+    ErrorBody,
+    Health,
+    JobCreated,
+    JobDeleted,
+    JobLinks,
+    JobView,
+    NodeTensor,
+    Readiness,
+)
+from shared.settings import Settings
+from shared.spec import TraceSpec
+from worker.celery_app import RUN_JOB, count_workers
+
+
+@dataclass
+class Service:
+    """What the routes use, made once by create_app."""
+
+    settings: Settings
+    store: JobStore
+    celery: Celery
+
+
+def svc() -> Service:
+    """The app's Service."""
+    return current_app.extensions["gradtrace"]
+
+
+def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A pydantic model as a JSON response (NaN/inf become null)."""
+    return Response(model.model_dump_json(), status=status, headers=headers, mimetype="application/json")
+
+
+def error(status: int, detail: str | list[dict[str, object]]) -> Response:
+    """An ErrorBody response."""
+    return json_response(ErrorBody.model_validate({"detail": detail}), status)
+
+
+jobs = APIBlueprint("jobs", __name__, url_prefix="/v1", abp_tags=[Tag(name="jobs")], abp_responses={404: ErrorBody})
+health = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
+
+
+class JobPath(BaseModel):
+    job_id: str = Field(description="The id POST /v1/jobs returned.")
+
+
+class NodePath(BaseModel):
+    job_id: str
+    name: str = Field(description="Node or parameter name, URL-encoded ('#' as %23, '@' as %40).")
+
+
+class SubmitHeader(BaseModel):
+    idempotency_key: str | None = Field(None, max_length=256, description="Same key and spec: the same job back.")
+
+
+class NodeQuery(BaseModel):
+    engine: Literal["torch", "reference", "numeric"] | None = Field(None, description="Default: the first engine.")
+    field: Literal["value", "grad"] = "value"
+    format: Literal["json", "npy"] | None = Field(None, description="Default json; npy also for Accept: application/octet-stream.")
+
+
+class GraphQuery(BaseModel):
+    format: Literal["svg", "dot", "json"] = "svg"
+
+
+def links(job_id: str) -> JobLinks:
+    """The job's URLs."""
+    nodes = url_for("jobs.get_node", job_id=job_id, name="_")[:-1]
+    return JobLinks(self=url_for("jobs.get_job", job_id=job_id), graph=url_for("jobs.get_graph", job_id=job_id), nodes=nodes)
+
+
+@jobs.post("/jobs", responses={202: JobCreated, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody})
+def submit(body: TraceSpec, header: SubmitHeader) -> Response:
+    """Submit a spec: validated and compiled now, traced by a worker; poll the Location it returns."""
+    s = svc()
+    try:
+        check_keep(compile_spec(body, trace_limits(s.settings)))
+    except SpecError as e:
+        return error(422, [e.to_dict()])
+    except (ValueError, TypeError, LookupError, ArithmeticError) as e:
+        return error(422, [{"type": "spec_error", "msg": str(e) or type(e).__name__}])
+    try:
+        job_id, created = s.store.create(body.model_dump_json(exclude_unset=True), header.idempotency_key)
+    except IdempotencyConflict as e:
+        return error(409, str(e))
+    if created:
+        try:
+            s.celery.send_task(RUN_JOB, args=[job_id])
+        except Exception as e:  # broker down: the job cannot run
+            current_app.logger.error("enqueue of job %s failed: %s", job_id, e)
+            s.store.fail(job_id, "enqueue_failed", "the job could not be queued (broker unavailable)")
+            return error(503, "the job could not be queued: the broker is unavailable")
+    out = JobCreated(id=job_id, status="queued" if created else s.store.get(job_id).status, links=links(job_id))  # type: ignore[arg-type]
+    return json_response(out, 202, {"Location": out.links.self})
+
+
+def view(rec: JobRecord) -> JobView:
+    """A record as the API shows it."""
+    return JobView(
+        id=rec.id, status=rec.status, attempts=rec.attempts, created_at=rec.created_at,  # type: ignore[arg-type]
+        started_at=rec.started_at, finished_at=rec.finished_at, progress=rec.progress, error=rec.error,
+        result=rec.result() if rec.status == "succeeded" else None,
+        manifest=rec.manifest if rec.status == "succeeded" else None, links=links(rec.id),
+    )
+
+
+@jobs.get("/jobs/<job_id>", responses={200: JobView})
+def get_job(path: JobPath) -> Response:
+    """A job's status, timestamps, attempts, progress, error and, once succeeded, its result."""
+    try:
+        return json_response(view(svc().store.get(path.job_id)))
+    except JobNotFound as e:
+        return error(404, str(e))
+
+
+@jobs.get("/jobs/<job_id>/nodes/<path:name>", responses={200: NodeTensor, 409: ErrorBody, 410: ErrorBody, 422: ErrorBody})
+def get_node(path: NodePath, query: NodeQuery) -> Response:
+    """One node's (or parameter's) full value or grad, as JSON or .npy bytes."""
+    try:
+        engine, a = svc().store.tensor(path.job_id, query.engine, query.field, path.name)
+    except (JobNotFound, TensorNotFound) as e:
+        return error(404, str(e))
+    except JobNotReady as e:
+        return error(409, str(e))
+    except TensorNotKept as e:
+        return error(410, str(e))
+    fmt = query.format or (
+        "npy" if request.accept_mimetypes.best_match(["application/json", "application/octet-stream"])
+        == "application/octet-stream" else "json"
+    )
+    if fmt == "npy":
+        fname = re.sub(r"[^\w.-]", "_", f"{path.name}.{engine}.{query.field}") + ".npy"
+        return Response(to_npy(a), mimetype="application/octet-stream",
+                        headers={"Content-Disposition": f'attachment; filename="{fname}"'})
+    data = encode(a, inline_limit=a.size).data
+    return json_response(NodeTensor(name=path.name, engine=engine, field=query.field, shape=list(a.shape),
+                                    dtype=str(a.dtype), data=data))
+
+
+@jobs.get("/jobs/<job_id>/graph", responses={200: {"description": "SVG, DOT source or JSON"}, 409: ErrorBody, 422: ErrorBody})
+def get_graph(path: JobPath, query: GraphQuery) -> Response:
+    """The backward graph, each edge labelled with the gradient that flowed along it."""
+    try:
+        rec = svc().store.get(path.job_id)
+    except JobNotFound as e:
+        return error(404, str(e))
+    result = rec.result() if rec.status == "succeeded" else None
+    if result is None:
+        return error(409, str(JobNotReady(rec.status)))
+    if query.format == "json":
+        return current_app.json.response(graph_json(result))
+    mimetype = "image/svg+xml" if query.format == "svg" else "text/vnd.graphviz"
+    return Response(render(result, query.format), mimetype=mimetype)
+
+
+@jobs.delete("/jobs/<job_id>", responses={202: JobDeleted, 204: None})
+def delete_job(path: JobPath) -> Response:
+    """Cancel a queued/running job (202) or delete a finished one (204); either way all its data goes."""
+    try:
+        status = svc().store.delete(path.job_id)
+    except JobNotFound as e:
+        return error(404, str(e))
+    if status in ("queued", "running"):
+        return json_response(JobDeleted(id=path.job_id), 202)
+    return Response(status=204)
+
+
+@health.get("/healthz", responses={200: Health})
+def healthz() -> Response:
+    """Liveness: always 200 while the process serves."""
+    return json_response(Health())
+
+
+@health.get("/readyz", responses={200: Readiness, 503: Readiness})
+def readyz() -> Response:
+    """Readiness: Redis answers a ping and at least one worker answers within about a second."""
+    s = svc()
+    missing: list[str] = []
+    try:
+        redis_ok = s.store.ping()
+    except Exception as e:
+        redis_ok = False
+        missing.append(f"redis: {type(e).__name__}: {e}")
+    workers = 0
+    try:
+        workers = count_workers(s.celery, timeout=1.0)
+        if not workers:
+            missing.append("workers: no Celery worker answered a ping within 1 s")
+    except Exception as e:
+        missing.append(f"workers: broker unreachable ({type(e).__name__}: {e})")
+    ready = Readiness(status="unready" if missing else "ready", redis=redis_ok, workers=workers, missing=missing)
+    return json_response(ready, 503 if missing else 200)

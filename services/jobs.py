@@ -1,0 +1,73 @@
+"""Job rules shared by the API and the worker: trace limits, which tensors to keep, where a tensor is."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.compiler import Limits
+from services.errors import SpecError
+from services.ir import Graph
+from shared.job import Manifest, StoredTensor
+from shared.result import TensorData, TraceResult
+from shared.settings import Settings
+
+
+def trace_limits(settings: Settings) -> Limits:
+    """The compiler's size limits from the settings."""
+    return Limits(
+        max_nodes=settings.max_nodes,
+        max_tensor_elements=settings.max_tensor_elements,
+        max_total_elements=settings.max_total_elements,
+    )
+
+
+def check_keep(graph: Graph) -> None:
+    """Raise SpecError at ('keep', i) for a name in the spec's keep list that is no node or parameter."""
+    if not isinstance(graph.keep, list):
+        return
+    known = set(graph.names())
+    for i, name in enumerate(graph.keep):
+        if name not in known:
+            raise SpecError(f"keep: no node or parameter named '{name}'", loc=("keep", i), node=name)
+
+
+def select_tensors(
+    arrays: dict[str, np.ndarray], keep: str | list[str] | None, max_bytes: int
+) -> tuple[dict[str, np.ndarray], Manifest]:
+    """The arrays to store in full (those named by `keep`, in order, within `max_bytes`) and the manifest."""
+    wanted = None if keep is None or keep == "all" else set(keep)
+    chosen: dict[str, np.ndarray] = {}
+    manifest = Manifest()
+    for key, a in arrays.items():
+        name = key.split("/", 2)[2]
+        if wanted is not None and name not in wanted:
+            manifest.not_kept[key] = "not kept: not named in the spec's 'keep'"
+        elif manifest.nbytes + a.nbytes > max_bytes:
+            manifest.not_kept[key] = f"not kept: over the job's cap of {max_bytes} stored bytes"
+        else:
+            chosen[key] = a
+            manifest.stored[key] = StoredTensor(dtype=str(a.dtype), shape=list(a.shape), nbytes=int(a.nbytes))
+            manifest.nbytes += int(a.nbytes)
+    return chosen, manifest
+
+
+def inline_tensor(result: TraceResult, engine: str, field: str, name: str) -> TensorData | None:
+    """The tensor as the JSON result holds it (inline data or only a summary), or None when it has none."""
+    primary = result.engines[0] if result.engines else None
+    node = result.nodes.get(name)
+    if node is None:
+        param = result.parameters.get(name)
+        return getattr(param, field, None) if param is not None and engine == primary else None
+    if engine == primary:
+        return node.value if field == "value" else node.grad
+    other = node.reference if engine == "reference" else node.numeric if engine == "numeric" else None
+    return getattr(other, field, None) if other is not None else None
+
+
+def missing_reason(result: TraceResult, engine: str, field: str, name: str) -> str:
+    """Why there is no such tensor: unknown node, engine that did not run, or no grad."""
+    if name not in result.nodes and name not in result.parameters:
+        return f"no node or parameter named '{name}'"
+    if engine not in result.engines:
+        return f"engine '{engine}' did not run (engines: {', '.join(result.engines)})"
+    return f"node '{name}' has no {field} from engine '{engine}'"

@@ -1,0 +1,314 @@
+"""The Redis job store: one hash per job, one raw-bytes key per kept tensor, all under one TTL."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import redis
+
+from services.assemble import array_key
+from services.jobs import inline_tensor, missing_reason, select_tensors
+from shared.codec import from_bytes, to_bytes
+from shared.job import JobError, JobProgress, Manifest
+from shared.result import TraceResult
+from shared.settings import Settings
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+# Set fields of a queued/running job, unless it is gone (or, with ARGV[1]=='1', cancelled).
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'queued' and st ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
+# One delivery of a job: count it, give up past max attempts, else mark it running.
+_BEGIN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', 0} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'cancelled', 0} end
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'queued' and st ~= 'running' then return {st, 0} end
+local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if n > tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'error', ARGV[3], 'finished_at', ARGV[2], 'status', 'failed')
+  return {'exhausted', n}
+end
+redis.call('HSET', KEYS[1], 'started_at', ARGV[2], 'progress', ARGV[4], 'status', 'running')
+return {'running', n}
+"""
+
+# Create a job unless the idempotency key already names one (then return that key's value).
+_CREATE = """
+local cur = redis.call('GET', KEYS[1])
+if cur then return cur end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return false
+"""
+
+
+class JobNotFound(LookupError):
+    """No such job: never created, expired or deleted."""
+
+
+class JobNotReady(LookupError):
+    """The job has no result (yet): carries its status."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"job is {status}; tensors and graphs exist once it has succeeded")
+        self.status = status
+
+
+class TensorNotFound(LookupError):
+    """No such node, engine or field in the job's result."""
+
+
+class TensorNotKept(LookupError):
+    """The tensor exists but was not stored in full (keep list or byte cap); only its summary is in the result."""
+
+
+class IdempotencyConflict(ValueError):
+    """An Idempotency-Key reused with a different spec."""
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class JobRecord:
+    """A job's hash, decoded."""
+
+    id: str
+    status: str
+    attempts: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    progress: JobProgress | None
+    error: JobError | None
+    spec_json: str
+    result_json: str | None
+    manifest: Manifest | None
+    ttl: int
+
+    def result(self) -> TraceResult | None:
+        """The TraceResult, when succeeded."""
+        return TraceResult.model_validate_json(self.result_json) if self.result_json else None
+
+
+class JobStore:
+    """Jobs in Redis: `gradtrace:job:{id}` (hash) and `gradtrace:job:{id}:t:{engine}/{field}/{name}` (bytes).
+
+    TTL and byte cap are fixed per job when it is created (from the API's settings) and apply to all its keys.
+    """
+
+    def __init__(self, client: redis.Redis, ttl_s: int, max_job_bytes: int, prefix: str = "gradtrace") -> None:
+        self.r = client
+        self.ttl_s = ttl_s
+        self.max_job_bytes = max_job_bytes
+        self.prefix = prefix
+        self._update = client.register_script(_UPDATE)
+        self._begin = client.register_script(_BEGIN)
+        self._create = client.register_script(_CREATE)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobStore:
+        """A store on settings.redis_url with the settings' TTL and byte cap."""
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=60)
+        return cls(client, settings.result_ttl_s, settings.max_job_bytes)
+
+    # keys
+    def job_key(self, job_id: str) -> str:
+        """The job's hash."""
+        return f"{self.prefix}:job:{job_id}"
+
+    def tensor_key(self, job_id: str, key: str) -> str:
+        """A kept tensor's raw bytes; `key` is 'engine/field/name'."""
+        return f"{self.prefix}:job:{job_id}:t:{key}"
+
+    def cancel_key(self, job_id: str) -> str:
+        """The cancel flag: 'requested', then 'stopped' once a worker let go of the job."""
+        return f"{self.prefix}:cancel:{job_id}"
+
+    def idem_key(self, key: str) -> str:
+        """An Idempotency-Key (hashed) -> 'job_id spec_digest'."""
+        return f"{self.prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        return bool(self.r.ping())
+
+    # API side
+    def create(self, spec_json: str, idempotency_key: str | None = None) -> tuple[str, bool]:
+        """Record a queued job; returns (id, created). A known Idempotency-Key gives its job back."""
+        job_id = uuid.uuid4().hex
+        now = now_iso()
+        fields: dict[str, str | int] = {
+            "id": job_id, "created_at": now, "attempts": 0, "spec": spec_json, "ttl": self.ttl_s,
+            "max_bytes": self.max_job_bytes,
+            "progress": JobProgress(step="queued", fraction=0.0).model_dump_json(), "status": "queued",
+        }
+        if not idempotency_key:
+            with self.r.pipeline() as p:
+                p.hset(self.job_key(job_id), mapping=fields)
+                p.expire(self.job_key(job_id), self.ttl_s)
+                p.execute()
+            return job_id, True
+        ik = self.idem_key(idempotency_key)
+        digest = hashlib.sha256(spec_json.encode()).hexdigest()
+        fields["idem"] = ik
+        pairs = [x for kv in fields.items() for x in kv]
+        for _ in range(2):
+            cur = self._create(keys=[ik, self.job_key(job_id)], args=[f"{job_id} {digest}", self.ttl_s, *pairs])
+            if cur is None:
+                return job_id, True
+            other, other_digest = cur.decode().split(" ")
+            if other_digest != digest:
+                raise IdempotencyConflict("this Idempotency-Key was used with a different spec")
+            if self.r.exists(self.job_key(other)):
+                return other, False
+            self.r.delete(ik)  # its job expired or was deleted: the key is free again
+        raise IdempotencyConflict("this Idempotency-Key is in use by another request")
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job, or JobNotFound."""
+        h = self.r.hgetall(self.job_key(job_id)) if _ID.match(job_id) else {}
+        if not h or b"status" not in h:
+            raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
+        s = {k.decode(): v.decode() for k, v in h.items()}
+        return JobRecord(
+            id=job_id, status=s["status"], attempts=int(s.get("attempts", 0)), created_at=s.get("created_at", ""),
+            started_at=s.get("started_at"), finished_at=s.get("finished_at"),
+            progress=JobProgress.model_validate_json(s["progress"]) if s.get("progress") else None,
+            error=JobError.model_validate_json(s["error"]) if s.get("error") else None,
+            spec_json=s.get("spec", "{}"), result_json=s.get("result"),
+            manifest=Manifest.model_validate_json(s["manifest"]) if s.get("manifest") else None,
+            ttl=int(s.get("ttl", self.ttl_s)),
+        )
+
+    def delete(self, job_id: str) -> str:
+        """Cancel (flag for the worker) and remove every key of the job; returns the status it had."""
+        status = self.r.hget(self.job_key(job_id), "status") if _ID.match(job_id) else None
+        if status is None:
+            raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
+        self.r.set(self.cancel_key(job_id), "requested", ex=self.ttl_s)
+        manifest_raw, idem = self.r.hmget(self.job_key(job_id), ["manifest", "idem"])
+        keys = [self.job_key(job_id)]
+        if manifest_raw:
+            keys += [self.tensor_key(job_id, k) for k in Manifest.model_validate_json(manifest_raw).stored]
+        if idem:
+            keys.append(idem.decode())
+        self.r.delete(*keys)
+        return status.decode()
+
+    def cancel_state(self, job_id: str) -> str | None:
+        """'requested' or 'stopped' after a DELETE, else None."""
+        v = self.r.get(self.cancel_key(job_id))
+        return v.decode() if v else None
+
+    def tensor(self, job_id: str, engine: str | None, field: str, name: str) -> tuple[str, np.ndarray]:
+        """(engine, full tensor): stored bytes, else the result's inline numbers; else TensorNotKept/NotFound.
+
+        `engine` None means the primary engine (the first that ran).
+        """
+        rec = self.get(job_id)
+        result = rec.result()
+        if rec.status != "succeeded" or result is None or rec.manifest is None:
+            raise JobNotReady(rec.status)
+        engine = engine or result.engines[0]
+        key = array_key(engine, field, name)
+        meta = rec.manifest.stored.get(key)
+        if meta is not None:
+            raw = self.r.get(self.tensor_key(job_id, key))
+            if raw is None:
+                raise JobNotFound(f"job '{job_id}' expired")
+            return engine, from_bytes(raw, meta.dtype, meta.shape)
+        td = inline_tensor(result, engine, field, name)
+        if td is not None and td.data is not None:
+            return engine, np.asarray(td.data, dtype=td.dtype).reshape(td.shape)
+        if key in rec.manifest.not_kept:
+            raise TensorNotKept(f"{field} of '{name}' from engine '{engine}' was {rec.manifest.not_kept[key]}")
+        raise TensorNotFound(missing_reason(result, engine, field, name))
+
+    # worker side
+    def begin(self, job_id: str, max_attempts: int) -> tuple[str, int]:
+        """Count a delivery and mark the job running: ('running', n), or why not ('gone', 'exhausted', ...)."""
+        err = JobError(
+            type="attempts_exhausted",
+            message=f"gave up after {max_attempts} attempts: the worker running this job was lost each time",
+        )
+        state, n = self._begin(
+            keys=[self.job_key(job_id), self.cancel_key(job_id)],
+            args=[max_attempts, now_iso(), err.model_dump_json(), JobProgress(step="start", fraction=0.0).model_dump_json()],
+        )
+        return state.decode() if isinstance(state, bytes) else str(state), int(n)
+
+    def spec_json(self, job_id: str) -> str:
+        """The spec a job was submitted with."""
+        raw = self.r.hget(self.job_key(job_id), "spec")
+        if raw is None:
+            raise JobNotFound(job_id)
+        return raw.decode()
+
+    def progress(self, job_id: str, step: str, fraction: float) -> bool:
+        """Record progress; False when the job was cancelled or deleted (the worker should stop)."""
+        p = JobProgress(step=step, fraction=min(max(fraction, 0.0), 1.0)).model_dump_json()
+        return bool(self._update(keys=[self.job_key(job_id), self.cancel_key(job_id)], args=["1", "progress", p]))
+
+    def fail(self, job_id: str, type_: str, message: str) -> bool:
+        """Mark a queued/running job failed (status last); False when it is gone or already finished."""
+        err = JobError(type=type_, message=message).model_dump_json()
+        return bool(self._update(
+            keys=[self.job_key(job_id), self.cancel_key(job_id)],
+            args=["0", "error", err, "finished_at", now_iso(), "status", "failed"],
+        ))
+
+    def stopped(self, job_id: str) -> None:
+        """Acknowledge a cancel flag: the worker has let go of the job."""
+        self.r.set(self.cancel_key(job_id), "stopped", xx=True, keepttl=True)
+
+    def finish(
+        self, job_id: str, result: TraceResult, arrays: dict[str, np.ndarray], keep: str | list[str] | None
+    ) -> bool:
+        """Store result, manifest and kept tensors in one MULTI/EXEC, status last; False if cancelled/gone."""
+        jk, ck = self.job_key(job_id), self.cancel_key(job_id)
+        cap = self.r.hget(jk, "max_bytes")
+        chosen, manifest = select_tensors(arrays, keep, int(cap) if cap is not None else self.max_job_bytes)
+        payload = {key: to_bytes(a) for key, a in chosen.items()}
+        result_json = result.model_dump_json()
+        with self.r.pipeline() as p:
+            while True:
+                try:
+                    p.watch(jk, ck)
+                    status, ttl_raw, idem = p.hmget(jk, ["status", "ttl", "idem"])
+                    if status != b"running" or p.exists(ck):
+                        p.unwatch()
+                        return False
+                    ttl = int(ttl_raw or self.ttl_s)
+                    p.multi()
+                    for key, raw in payload.items():
+                        p.set(self.tensor_key(job_id, key), raw, ex=ttl)
+                    p.hset(jk, mapping={
+                        "result": result_json, "manifest": manifest.model_dump_json(), "finished_at": now_iso(),
+                        "progress": JobProgress(step="done", fraction=1.0).model_dump_json(),
+                    })
+                    p.hset(jk, "status", "succeeded")
+                    p.expire(jk, ttl)
+                    if idem:
+                        p.expire(idem.decode(), ttl)
+                    p.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+

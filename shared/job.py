@@ -1,0 +1,124 @@
+"""Jobs of the tracing service: their record, the API's response bodies and the stored-tensor manifest."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from shared.result import TraceResult
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class JobProgress(BaseModel):
+    """The step a running job is in ('queued', 'torch', 'reference', 'numeric', 'compare', 'done') and how far."""
+
+    step: str
+    fraction: float = Field(ge=0.0, le=1.0)
+
+
+class JobError(BaseModel):
+    """Why a job failed: a short type ('spec_error', 'time_limit', 'IndexError', ...) and a message, no traceback."""
+
+    type: str
+    message: str
+
+
+class StoredTensor(BaseModel):
+    """One tensor kept in full in the store."""
+
+    dtype: str
+    shape: list[int]
+    nbytes: int
+
+
+class Manifest(BaseModel):
+    """Which tensors of a job are stored in full (by 'engine/field/name') and which were not, with the reason."""
+
+    stored: dict[str, StoredTensor] = Field(default_factory=dict)
+    not_kept: dict[str, str] = Field(default_factory=dict)
+    nbytes: int = 0
+
+
+class JobLinks(BaseModel):
+    """Where to find a job and its parts."""
+
+    self: str
+    graph: str
+    nodes: str = Field(description="Prefix of the per-node tensor URLs: append the URL-encoded node name.")
+
+
+class JobCreated(BaseModel):
+    """Answer to a submitted spec."""
+
+    id: str
+    status: JobStatus
+    links: JobLinks
+
+
+class JobView(BaseModel):
+    """A job as GET /v1/jobs/{id} shows it."""
+
+    id: str
+    status: JobStatus
+    attempts: int = 0
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: JobProgress | None = None
+    error: JobError | None = None
+    result: TraceResult | None = Field(None, description="The trace, once succeeded; large tensors summarised.")
+    manifest: Manifest | None = Field(None, description="Tensors stored in full, once succeeded.")
+    links: JobLinks
+
+
+class NodeTensor(BaseModel):
+    """One node's (or parameter's) full tensor from one engine, as JSON."""
+
+    name: str
+    engine: str
+    field: Literal["value", "grad"]
+    shape: list[int]
+    dtype: str
+    data: Any = Field(description="Number or nested list; null where not finite.")
+
+
+class ErrorItem(BaseModel):
+    """One problem with a request: what, and where (field path, node, source line)."""
+
+    type: str
+    msg: str
+    loc: list[str | int] = Field(default_factory=list)
+    node: str | None = None
+    line: int | None = None
+    col: int | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a list of problems (validation) or one message."""
+
+    detail: list[ErrorItem] | str
+
+
+class JobDeleted(BaseModel):
+    """Answer to DELETE of a queued or running job: it was cancelled and its data removed."""
+
+    id: str
+    status: Literal["cancelled"] = "cancelled"
+
+
+class Health(BaseModel):
+    """Liveness: the API process answers."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    """Readiness: the store answers and workers listen; `missing` says what is not there."""
+
+    status: Literal["ready", "unready"]
+    redis: bool
+    workers: int
+    missing: list[str] = Field(default_factory=list)

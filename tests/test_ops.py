@@ -1,0 +1,454 @@
+"""Every registered op, proved three ways: the numpy reference against torch, and both against
+float64 finite differences, for values, node gradients and edge gradients, in float32 and float64.
+
+Each case is a small node graph. Its output gets a random `grad_output` (all-ones would hide
+backward bugs such as a wrong permutation or a swapped transpose), and `check` asserts the
+verdict and then compares the full arrays itself, elementwise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.compiler import compile_spec
+from services.engines.reference import run_reference
+from services.errors import SpecError
+from services.ops import REGISTRY
+from services.trace import Trace, trace
+from shared.spec import TraceSpec
+
+DTYPES = ["float32", "float64"]
+ENGINES = ["torch", "reference", "numeric"]
+
+# (rtol, atol) for elementwise comparisons; atol is scaled by max(1, max |expected|).
+EXACT = {"float32": (1e-4, 2e-5), "float64": (1e-9, 1e-11)}
+NUMERIC = {"float32": (2e-3, 2e-4), "float64": (1e-5, 1e-7)}
+
+
+# ---- building specs ----------------------------------------------------------------------------
+
+
+def N(name: str, op: str, *inputs: str | float, **args: Any) -> dict[str, Any]:
+    """One node: name = op(*inputs, **args)."""
+    return {"name": name, "op": op, "inputs": list(inputs), "args": args}
+
+
+def normal(*shape: int, seed: int = 0, std: float = 1.0) -> dict[str, Any]:
+    return {"shape": list(shape), "init": "normal", "seed": seed, "std": std}
+
+
+def uniform(*shape: int, low: float, high: float, seed: int = 0) -> dict[str, Any]:
+    return {"shape": list(shape), "init": "uniform", "low": low, "high": high, "seed": seed}
+
+
+def away(*shape: int, seed: int = 0, low: float = 0.2, high: float = 1.5) -> dict[str, Any]:
+    """Values with |x| in [low, high] and random signs: far from 0, where relu/abs/div have kinks or poles."""
+    rng = np.random.default_rng(seed)
+    v = rng.uniform(low, high, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+    return {"value": v.tolist()}
+
+
+def distinct(*shape: int, seed: int = 0) -> dict[str, Any]:
+    """Values in [-2, 2) at least 4/size apart: no ties for max/min/max_pool, even after finite-difference steps."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    v = rng.permutation(n) * (4.0 / max(n, 1)) - 2.0 + rng.uniform(0, 0.5 / max(n, 1), size=n)
+    return {"value": v.reshape(shape).tolist()}
+
+
+def given(values: Any, dtype: str | None = None, requires_grad: bool | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"value": values}
+    if dtype:
+        spec["dtype"] = dtype
+    if requires_grad is not None:
+        spec["requires_grad"] = requires_grad
+    return spec
+
+
+# ---- checking a trace --------------------------------------------------------------------------
+
+
+def _tol(table: dict[str, tuple[float, float]], dtype: str, expected: np.ndarray) -> dict[str, float]:
+    rtol, atol = table[dtype]
+    finite = np.abs(expected[np.isfinite(expected)])
+    scale = max(1.0, float(finite.max())) if finite.size else 1.0
+    return {"rtol": rtol, "atol": atol * scale}
+
+
+def assert_close(actual: Any, expected: Any, dtype: str, what: str, numeric: bool = False) -> None:
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    np.testing.assert_allclose(actual, expected, err_msg=what, **_tol(NUMERIC if numeric else EXACT, dtype, expected))
+
+
+def _decode(td: Any) -> np.ndarray:
+    assert td is not None and td.data is not None, "edge tensor missing or not inlined"
+    return np.asarray(td.data, dtype=td.dtype).reshape(td.shape)
+
+
+def make_spec(inputs: dict[str, Any], nodes: list[dict[str, Any]], dtype: str, *, seed: int = 7,
+              engines: list[str] | None = None, **extra: Any) -> TraceSpec:
+    """A spec whose output gets a random grad_output of its shape (found by compiling once)."""
+    engines = engines or ENGINES
+    probe = compile_spec(TraceSpec(inputs=inputs, nodes=nodes, dtype=dtype, engines=engines, grad_output=1.0, **extra))
+    shape = probe.shape_of(probe.output)
+    go = np.random.default_rng(seed).uniform(0.5, 1.5, size=shape) * np.random.default_rng(seed + 1).choice([-1, 1], size=shape)
+    return TraceSpec(inputs=inputs, nodes=nodes, dtype=dtype, engines=engines, grad_output=go.tolist(), **extra)
+
+
+def check(inputs: dict[str, Any], nodes: list[dict[str, Any]], dtype: str, **kw: Any) -> Trace:
+    """Trace with all three engines and prove values, node grads and edge grads agree."""
+    spec = make_spec(inputs, nodes, dtype, **kw)
+    t = trace(spec, inline_limit=10**7)
+    res, arrays, graph = t.result, t.arrays, t.graph
+    failures = {p.engines: p.failures for p in res.comparison.pairs if p.failures}
+    assert res.comparison.verdict == "agree", f"engines disagree: {failures}"
+
+    for name in graph.names():
+        want = tuple(graph.shape_of(name))
+        for eng in ("torch", "reference"):
+            got = arrays[f"{eng}/value/{name}"]
+            assert got.shape == want, f"{eng} value of {name}: shape {got.shape}, shape rule says {want}"
+            if np.issubdtype(got.dtype, np.floating):
+                assert got.dtype == np.dtype(dtype), f"{eng} value of {name} is {got.dtype}, not {dtype}"
+        assert_close(arrays[f"reference/value/{name}"], arrays[f"torch/value/{name}"], dtype, f"value of {name}")
+        tg, rg = arrays.get(f"torch/grad/{name}"), arrays.get(f"reference/grad/{name}")
+        assert (tg is None) == (rg is None), f"grad of {name}: torch {tg is not None}, reference {rg is not None}"
+        if tg is not None:
+            assert tg.shape == want and rg.shape == want, f"grad of {name}: shapes {tg.shape}, {rg.shape}, want {want}"
+            assert_close(rg, tg, dtype, f"reference grad of {name}")
+
+    if "numeric" in graph.engines:
+        sampled = 0
+        for name, leaf in graph.leaves.items():
+            tg = arrays.get(f"torch/grad/{name}")
+            if not leaf.requires_grad or tg is None:
+                assert f"numeric/grad/{name}" not in arrays, f"numeric grad for {name}, which torch leaves None"
+                continue
+            ng = arrays[f"numeric/grad/{name}"]
+            keep = ~np.isnan(ng)
+            sampled += int(keep.sum())
+            assert_close(ng[keep], tg[keep], dtype, f"numeric grad of {name}", numeric=True)
+        assert sampled > 0, "finite differences checked nothing"
+
+    # Edge grads: torch's and the reference's agree, and per source they add up to its grad.
+    ref_edges = run_reference(graph).edges
+    torch_edges = {(e.src, e.dst): e for e in res.edges}
+    assert set(torch_edges) == set(ref_edges), f"edges: torch {sorted(torch_edges)}, reference {sorted(ref_edges)}"
+    for key, e in torch_edges.items():
+        assert_close(_decode(e.grad), ref_edges[key], dtype, f"edge {key}")
+        assert_close(_decode(e.reference), ref_edges[key], dtype, f"edge {key} in the result")
+    for src in {s for s, _ in torch_edges}:
+        for eng, edges in (("torch", {k: _decode(e.grad) for k, e in torch_edges.items()}), ("reference", ref_edges)):
+            total = sum(g for (s, _), g in edges.items() if s == src)
+            assert_close(total, arrays[f"{eng}/grad/{src}"], dtype, f"{eng}: edges out of {src} sum to its grad")
+    for name in graph.names():
+        if name != graph.output and f"torch/grad/{name}" in arrays:
+            assert any(s == name for s, _ in torch_edges), f"{name} has a grad but no edge carries it"
+    return t
+
+
+# ---- cases -------------------------------------------------------------------------------------
+
+CASES: list[Any] = []
+
+
+def case(id: str, inputs: dict[str, Any], *nodes: dict[str, Any], **kw: Any) -> None:
+    CASES.append(pytest.param(inputs, list(nodes), kw, id=id))
+
+
+# Elementwise binary ops over broadcasting shapes, both operands requiring grad.
+BROADCASTS = [((2, 3), (3,)), ((4, 1), (1, 5)), ((3,), (2, 3)), ((), (2, 3)), ((2, 1, 3), (4, 1)), ((2, 3), (2, 3))]
+for sa, sb in BROADCASTS:
+    tag = f"{list(sa)}x{list(sb)}"
+    for op in ("add", "sub", "mul"):
+        case(f"{op}-{tag}", {"a": normal(*sa, seed=1), "b": normal(*sb, seed=2)}, N("y", op, "a", "b"))
+    case(f"div-{tag}", {"a": normal(*sa, seed=1), "b": away(*sb, seed=2, low=0.5)}, N("y", "div", "a", "b"))
+    case(f"pow-{tag}", {"a": uniform(*sa, low=0.5, high=2.0, seed=1), "b": normal(*sb, seed=2)}, N("y", "pow", "a", "b"))
+
+# Python scalars on either side.
+X = {"x": away(2, 3, seed=3)}
+XPOS = {"x": uniform(2, 3, low=0.3, high=2.0, seed=4)}
+case("2-x", X, N("y", "sub", 2, "x"))
+case("x-2", X, N("y", "sub", "x", 2))
+case("1.5+x", X, N("y", "add", 1.5, "x"))
+case("x*3", X, N("y", "mul", "x", 3))
+case("-0.5*x", X, N("y", "mul", -0.5, "x"))
+case("2/x", X, N("y", "div", 2, "x"))
+case("x/4", X, N("y", "div", "x", 4))
+case("x**3", X, N("y", "pow", "x", 3))
+case("x**2.5", XPOS, N("y", "pow", "x", 2.5))
+case("x**-1", X, N("y", "pow", "x", -1))
+case("x**0", X, N("y", "pow", "x", 0))
+case("2**x", X, N("y", "pow", 2, "x"))
+case("0.5**x", X, N("y", "pow", 0.5, "x"))
+case("x*x", X, N("y", "mul", "x", "x"))
+case("x**x", XPOS, N("y", "pow", "x", "x"))
+
+# Unary ops on safe domains.
+for op in ("neg", "exp", "sin", "cos", "tanh", "sigmoid"):
+    case(f"{op}", {"x": normal(2, 3, 4, seed=5)}, N("y", op, "x"))
+for op in ("abs", "relu"):
+    case(f"{op}", {"x": away(2, 3, 4, seed=6)}, N("y", op, "x"))
+for op in ("log", "sqrt"):
+    case(f"{op}", {"x": uniform(2, 3, 4, low=0.2, high=3.0, seed=7)}, N("y", op, "x"))
+case("exp-0d", {"x": normal(seed=1)}, N("y", "exp", "x"))
+case("leaky_relu", {"x": away(3, 4, seed=8)}, N("y", "leaky_relu", "x"))
+case("leaky_relu-0.2", {"x": away(3, 4, seed=9)}, N("y", "leaky_relu", "x", negative_slope=0.2))
+case("gelu", {"x": normal(3, 4, seed=10, std=2.0)}, N("y", "gelu", "x"))
+case("gelu-none", {"x": normal(3, 4, seed=10, std=2.0)}, N("y", "gelu", "x", approximate="none"))
+case("gelu-tanh", {"x": normal(3, 4, seed=11, std=2.0)}, N("y", "gelu", "x", approximate="tanh"))
+case("softplus", {"x": normal(3, 4, seed=12, std=3.0)}, N("y", "softplus", "x"))
+# beta*x either side of the threshold (kept away from it: the branch is discontinuous).
+SP = [[-3.0, -0.4, 0.1, 0.3], [0.7, 1.0, 2.5, 4.0]]
+case("softplus-threshold", {"x": given(SP)}, N("y", "softplus", "x", beta=2.0, threshold=1.0))
+case("softplus-beta", {"x": given(SP)}, N("y", "softplus", "x", beta=0.5))
+case("softplus-linear", {"x": given([21.0, 25.0, -1.0, 30.0])}, N("y", "softplus", "x"))
+
+# Reductions.
+R = {"x": normal(2, 3, 4, seed=13)}
+for op in ("sum", "mean"):
+    for dim in (None, 0, 1, -1, [0, 2], [-1, 0], [1], []):
+        for keepdim in (False, True):
+            args = {"keepdim": keepdim} if dim is None else {"dim": dim, "keepdim": keepdim}
+            case(f"{op}-dim{dim}-keep{keepdim}", R, N("y", op, "x", **args))
+    case(f"{op}-0d", {"x": normal(seed=2)}, N("y", op, "x"))
+    case(f"{op}-0d-dim0", {"x": normal(seed=2)}, N("y", op, "x", dim=0))
+for op in ("max", "min"):
+    case(f"{op}-all", {"x": distinct(3, 4, seed=14)}, N("y", op, "x"))
+    case(f"{op}-all-3d", {"x": distinct(2, 3, 4, seed=15)}, N("y", op, "x"))
+    case(f"{op}-0d", {"x": normal(seed=2)}, N("y", op, "x"))
+    for dim in (0, 1, -1, -3):
+        for keepdim in (False, True):
+            case(f"{op}-dim{dim}-keep{keepdim}", {"x": distinct(2, 3, 4, seed=16)}, N("y", op, "x", dim=dim, keepdim=keepdim))
+# Ties over all elements: torch shares the grad evenly (exact engines only; the max has a kink there).
+for op in ("max", "min"):
+    case(f"{op}-ties", {"x": given([[1.0, 3.0, 3.0], [-2.0, 3.0, -2.0]])}, N("y", op, "x"), engines=["torch", "reference"])
+for op in ("softmax", "log_softmax"):
+    for dim in (0, 1, 2, -1, -2):
+        case(f"{op}-dim{dim}", {"x": normal(2, 3, 4, seed=17, std=2.0)}, N("y", op, "x", dim=dim))
+    case(f"{op}-1d", {"x": normal(5, seed=18)}, N("y", op, "x", dim=0))
+    case(f"{op}-0d", {"x": normal(seed=18), "w": normal(seed=19)}, N("y", op, "x", dim=-1), N("z", "mul", "y", "w"))
+    case(f"{op}-large", {"x": given([[100.0, 101.0, 99.5], [-50.0, 0.0, 50.0]])}, N("y", op, "x", dim=1))
+
+# Matrix products.
+for sa, sb in [((4,), (4,)), ((4,), (4, 3)), ((2, 4), (4,)), ((2, 4), (4, 3)), ((2, 1, 3, 4), (5, 4, 2)),
+               ((3, 2, 4), (3, 4, 5)), ((4,), (2, 4, 3)), ((2, 3, 4), (4,)), ((1, 3, 4), (2, 4, 2))]:
+    case(f"matmul-{list(sa)}@{list(sb)}", {"a": normal(*sa, seed=20), "b": normal(*sb, seed=21)}, N("y", "matmul", "a", "b"))
+case("matmul-x@x.T", {"a": normal(3, 3, seed=22)}, N("t", "transpose", "a", dim0=0, dim1=1), N("y", "matmul", "a", "t"))
+LIN = {"w": normal(5, 4, seed=23), "b": normal(5, seed=24)}
+case("linear", {"x": normal(3, 4, seed=25), **LIN}, N("y", "linear", "x", "w", "b"))
+case("linear-nobias", {"x": normal(3, 4, seed=25), "w": LIN["w"]}, N("y", "linear", "x", "w"))
+case("linear-3d", {"x": normal(2, 3, 4, seed=26), **LIN}, N("y", "linear", "x", "w", "b"))
+case("linear-3d-nobias", {"x": normal(2, 3, 4, seed=26), "w": LIN["w"]}, N("y", "linear", "x", "w"))
+case("linear-1d", {"x": normal(4, seed=27), **LIN}, N("y", "linear", "x", "w", "b"))
+case("linear-0d-bias", {"x": normal(3, 4, seed=25), "w": LIN["w"], "b": normal(seed=28)}, N("y", "linear", "x", "w", "b"))
+case("linear-frozen-w", {"x": normal(3, 4, seed=25), "w": {**LIN["w"], "requires_grad": False}, "b": LIN["b"]},
+     N("y", "linear", "x", "w", "b"))
+
+# Shaping.
+S = {"x": normal(2, 3, 4, seed=29)}
+for shape in ([-1, 2], [3, -1, 2], [24], [4, 3, 2], [2, 3, 4], [1, -1, 1]):
+    case(f"reshape-{shape}", S, N("y", "reshape", "x", shape=shape))
+for d0, d1 in ((0, 2), (-1, -2), (1, 1)):
+    case(f"transpose-{d0},{d1}", S, N("y", "transpose", "x", dim0=d0, dim1=d1))
+for dims in ([2, 0, 1], [-1, 0, 1], [1, 2, 0], [0, 1, 2]):
+    case(f"permute-{dims}", S, N("y", "permute", "x", dims=dims))
+for args in ({}, {"start_dim": 1}, {"start_dim": 0, "end_dim": 1}, {"start_dim": -2, "end_dim": -1}, {"start_dim": 1, "end_dim": 1}):
+    case(f"flatten-{args}", S, N("y", "flatten", "x", **args))
+case("flatten-1d", {"x": normal(5, seed=30)}, N("y", "flatten", "x"))
+case("flatten-0d", {"x": normal(seed=30)}, N("y", "flatten", "x"))
+C3 = {"a": normal(2, 3, seed=31), "b": normal(2, 1, seed=32), "c": normal(2, 4, seed=33)}
+case("cat-3-dim-1", C3, N("y", "cat", "a", "b", "c", dim=-1))
+case("cat-3-dim1", C3, N("y", "cat", "a", "b", "c", dim=1))
+case("cat-dim0", {"a": normal(2, 3, seed=31), "b": normal(1, 3, seed=32), "c": normal(3, 3, seed=33)}, N("y", "cat", "a", "b", "c"))
+case("cat-same-input", {"a": normal(2, 3, seed=31)}, N("y", "cat", "a", "a", dim=0))
+case("cat-1", {"a": normal(2, 3, seed=31)}, N("y", "cat", "a"))
+
+# conv2d.
+CONV: list[tuple[str, tuple[int, ...], tuple[int, ...], dict[str, Any], bool]] = [
+    ("basic", (2, 3, 5, 5), (4, 3, 3, 3), {}, True),
+    ("nobias", (2, 3, 5, 5), (4, 3, 3, 3), {}, False),
+    ("stride2", (1, 2, 7, 6), (3, 2, 3, 3), {"stride": 2}, True),
+    ("stride-pair", (1, 2, 7, 8), (3, 2, 3, 2), {"stride": [2, 3]}, True),
+    ("padding", (1, 2, 4, 5), (3, 2, 3, 3), {"padding": 1}, True),
+    ("padding-pair", (1, 2, 4, 5), (3, 2, 3, 1), {"padding": [2, 0]}, False),
+    ("dilation", (1, 2, 7, 7), (2, 2, 3, 3), {"dilation": 2}, True),
+    ("dilation-pair", (1, 2, 7, 8), (2, 2, 2, 3), {"dilation": [3, 2]}, True),
+    ("groups2", (2, 4, 5, 6), (6, 2, 3, 2), {"groups": 2}, True),
+    ("depthwise", (1, 3, 6, 6), (3, 1, 3, 3), {"groups": 3}, False),
+    ("depthwise-x2", (1, 3, 6, 6), (6, 1, 3, 3), {"groups": 3, "padding": 1}, True),
+    ("nonsquare", (2, 2, 6, 7), (3, 2, 2, 4), {}, True),
+    ("1x1", (2, 3, 4, 4), (5, 3, 1, 1), {}, True),
+    ("all", (2, 4, 9, 10), (6, 2, 3, 2), {"stride": [2, 3], "padding": [1, 2], "dilation": [2, 1], "groups": 2}, True),
+    ("stride-uneven", (1, 1, 8, 8), (2, 1, 3, 3), {"stride": 3, "padding": 1}, True),
+    ("unbatched", (3, 5, 6), (4, 3, 3, 2), {"padding": 1}, True),
+    ("unbatched-groups", (4, 5, 5), (2, 2, 2, 2), {"groups": 2, "stride": 2}, False),
+    ("kernel-fills", (1, 2, 3, 4), (2, 2, 3, 4), {}, True),
+]
+for label, xs, ws, args, bias in CONV:
+    ins = {"x": normal(*xs, seed=34), "w": normal(*ws, seed=35, std=0.5)}
+    if bias:
+        ins["b"] = normal(ws[0], seed=36)
+    case(f"conv2d-{label}", ins, N("y", "conv2d", "x", "w", *(["b"] if bias else []), **args))
+
+# Pooling.
+POOL: list[tuple[str, tuple[int, ...], dict[str, Any]]] = [
+    ("k2", (2, 2, 4, 6), {"kernel_size": 2}),
+    ("k3", (1, 2, 7, 7), {"kernel_size": 3}),
+    ("k3-s1", (1, 2, 5, 5), {"kernel_size": 3, "stride": 1}),
+    ("k2-s1-overlap", (1, 1, 4, 5), {"kernel_size": 2, "stride": 1}),
+    ("k2x3", (1, 2, 6, 7), {"kernel_size": [2, 3]}),
+    ("k3-s2-p1", (1, 2, 6, 7), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ("k3x2-s-pair-p", (2, 1, 7, 6), {"kernel_size": [3, 2], "stride": [2, 1], "padding": [1, 0]}),
+    ("k2-p1", (1, 2, 5, 5), {"kernel_size": 2, "padding": 1}),
+    ("k4-s3", (1, 1, 9, 10), {"kernel_size": 4, "stride": 3, "padding": 2}),
+    ("unbatched", (2, 5, 6), {"kernel_size": 2, "stride": 1}),
+    ("unbatched-p", (3, 5, 5), {"kernel_size": 3, "stride": 2, "padding": 1}),
+]
+for op in ("max_pool2d", "avg_pool2d"):
+    for label, xs, args in POOL:
+        case(f"{op}-{label}", {"x": distinct(*xs, seed=37)}, N("y", op, "x", **args))
+
+# Losses.
+LOGITS = {"x": normal(4, 5, seed=38, std=2.0), "t": given([1, 0, 4, 1], dtype="int64")}
+for red in ("mean", "sum", "none"):
+    case(f"cross_entropy-{red}", LOGITS, N("L", "cross_entropy", "x", "t", reduction=red))
+    case(f"cross_entropy-1d-{red}", {"x": normal(5, seed=39), "t": given(3, dtype="int64")},
+         N("L", "cross_entropy", "x", "t", reduction=red))
+    case(f"mse_loss-{red}", {"x": normal(3, 4, seed=40), "y": normal(3, 4, seed=41)}, N("L", "mse_loss", "x", "y", reduction=red))
+case("cross_entropy-default", LOGITS, N("L", "cross_entropy", "x", "t"))
+case("mse_loss-fixed-target", {"x": normal(3, 4, seed=40), "y": {**normal(3, 4, seed=41), "requires_grad": False}},
+     N("L", "mse_loss", "x", "y"))
+case("mse_loss-0d", {"x": normal(seed=40), "y": normal(seed=41)}, N("L", "mse_loss", "x", "y"))
+
+# Small graphs: shared inputs, fan-out and chains, so edges carry partial grads.
+case("diamond", {"x": normal(2, 3, seed=42)}, N("y", "mul", "x", "x"), N("z", "add", "y", "x"), N("w", "sin", "x"),
+     N("L", "mul", "z", "w"))
+case("mlp", {"x": normal(4, 3, seed=43), "w1": normal(5, 3, seed=44), "b1": normal(5, seed=45), "w2": normal(2, 5, seed=46),
+             "t": given([0, 1, 1, 0], dtype="int64")},
+     N("h", "linear", "x", "w1", "b1"), N("a", "gelu", "h"), N("o", "linear", "a", "w2"), N("L", "cross_entropy", "o", "t"))
+case("cnn", {"x": normal(2, 1, 6, 6, seed=47), "k": normal(2, 1, 3, 3, seed=48)},
+     N("c", "conv2d", "x", "k", padding=1), N("r", "relu", "c"), N("p", "max_pool2d", "r", kernel_size=2),
+     N("f", "flatten", "p", start_dim=1), N("m", "mean", "f", dim=1, keepdim=True),
+     N("L", "sum", "m"))
+case("softmax-attention", {"q": normal(2, 3, 4, seed=50), "k": normal(2, 3, 4, seed=51), "v": normal(2, 3, 4, seed=52)},
+     N("kt", "transpose", "k", dim0=-1, dim1=-2), N("s", "matmul", "q", "kt"), N("sc", "div", "s", 2.0),
+     N("a", "softmax", "sc", dim=-1), N("o", "matmul", "a", "v"))
+
+# Leaves the output never reaches: no grad from any engine (torch leaves .grad None).
+case("unused-input", {"x": normal(2, 3, seed=53), "u": normal(4, seed=54)}, N("y", "exp", "x"))
+case("dead-branch", {"x": normal(2, 3, seed=53), "u": normal(3, seed=54)}, N("d", "mul", "x", "u"), N("y", "tanh", "x"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("inputs", "nodes", "kw"), CASES)
+def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, Any], dtype: str) -> None:
+    check(inputs, nodes, dtype, **kw)
+
+
+def test_every_registered_op_has_a_case() -> None:
+    covered = {n["op"] for p in CASES for n in p.values[1]}
+    missing = sorted(set(REGISTRY) - covered)
+    assert not missing, f"ops without a test case in tests/test_ops.py: {missing}"
+    assert not covered - set(REGISTRY), f"cases use unknown ops: {sorted(covered - set(REGISTRY))}"
+
+
+# ---- direct checks of numbers the engines must produce -----------------------------------------
+
+
+def test_known_values_and_grads() -> None:
+    """A hand-computed example: y = a * b, L = sum(y); dL/da = b broadcast, dL/db = column sums of a."""
+    a = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    t = trace(TraceSpec(inputs={"a": given(a), "b": given([0.5, -1.0, 2.0])},
+                        nodes=[N("y", "mul", "a", "b"), N("L", "sum", "y")], engines=ENGINES, dtype="float64"))
+    assert t.result.comparison.verdict == "agree"
+    for eng in ("torch", "reference"):
+        np.testing.assert_allclose(t.arrays[f"{eng}/value/L"], 0.5 * 5 - 7 + 2 * 9)
+        np.testing.assert_allclose(t.arrays[f"{eng}/grad/a"], [[0.5, -1.0, 2.0]] * 2)
+        np.testing.assert_allclose(t.arrays[f"{eng}/grad/b"], [5.0, 7.0, 9.0])
+    np.testing.assert_allclose(t.arrays["numeric/grad/b"], [5.0, 7.0, 9.0], rtol=1e-7)
+
+
+def test_numeric_samples_large_leaves() -> None:
+    """Leaves over max_elements_per_leaf are sampled: NaN elsewhere, and still 'agree'."""
+    t = check({"x": normal(10, 10, seed=1)}, [N("y", "tanh", "x")], "float64")
+    ng = t.arrays["numeric/grad/x"]
+    assert (~np.isnan(ng)).sum() == 32
+
+
+def test_reference_disagreement_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks above would notice a wrong reference backward (guards against a vacuous harness)."""
+    op = REGISTRY["sin"]
+    monkeypatch.setattr(type(op), "backward", lambda self, g, out, xs, a: [g * np.sin(xs[0])])
+    spec = make_spec({"x": normal(2, 3, seed=1)}, [N("y", "sin", "x")], "float64")
+    res = trace(spec).result
+    assert res.comparison.verdict == "disagree"
+    failing = {p.engines: p.failures for p in res.comparison.pairs}
+    assert "grad:x" in failing["torch~reference"] and "edge:x->y" in failing["torch~reference"]
+    assert "grad:x" in failing["reference~numeric"] and not failing["torch~numeric"]
+
+
+# ---- shape errors ------------------------------------------------------------------------------
+
+
+def _spec_error(inputs: dict[str, Any], *nodes: dict[str, Any]) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        compile_spec(TraceSpec(inputs=inputs, nodes=list(nodes), engines=ENGINES, grad_output=1.0))
+    return info.value
+
+
+def test_shape_error_add() -> None:
+    err = _spec_error({"a": normal(2, 3), "b": normal(4)}, N("c", "add", "a", "b"))
+    assert err.node == "c" and "[2, 3]" in str(err) and "[4]" in str(err)
+    assert err.loc == ("nodes", 0)
+
+
+def test_shape_error_matmul() -> None:
+    err = _spec_error({"a": normal(2, 3), "b": normal(4, 5)}, N("y", "add", "a", 1.0), N("m", "matmul", "y", "b"))
+    assert err.node == "m" and "[2, 3]" in str(err) and "[4, 5]" in str(err)
+    assert err.loc == ("nodes", 1)
+
+
+def test_shape_error_conv_channels() -> None:
+    err = _spec_error({"x": normal(1, 3, 5, 5), "w": normal(4, 2, 3, 3)}, N("c", "conv2d", "x", "w"))
+    assert err.node == "c" and "[1, 3, 5, 5]" in str(err) and "[4, 2, 3, 3]" in str(err)
+    assert "3 channels" in err.message
+
+
+def test_shape_error_conv_groups() -> None:
+    err = _spec_error({"x": normal(1, 4, 5, 5), "w": normal(3, 2, 3, 3)}, N("c", "conv2d", "x", "w", groups=2))
+    assert err.node == "c" and "groups" in err.message
+
+
+def test_shape_error_reshape() -> None:
+    err = _spec_error({"x": normal(2, 3)}, N("r", "reshape", "x", shape=[4, -1]))
+    assert err.node == "r" and "[4, -1]" in str(err) and "[2, 3]" in str(err)
+    err = _spec_error({"x": normal(2, 3)}, N("r", "reshape", "x", shape=[-1, -1]))
+    assert err.node == "r"
+
+
+@pytest.mark.parametrize(
+    ("inputs", "node", "words"),
+    [
+        ({"x": normal(2, 3)}, N("y", "sum", "x", dim=2), "out of range"),
+        ({"x": normal(2, 3)}, N("y", "softmax", "x", dim=-3), "out of range"),
+        ({"x": normal(2, 3)}, N("y", "max", "x", keepdim=True), "keepdim"),
+        ({"x": normal(2, 3), "y": normal(3, 3)}, N("c", "cat", "x", "y", dim=1), "differ"),
+        ({"x": normal(2, 3)}, N("p", "permute", "x", dims=[0, 0]), "permutation"),
+        ({"x": normal(1, 1, 3, 3)}, N("p", "max_pool2d", "x", kernel_size=2, padding=2), "half"),
+        ({"x": normal(1, 1, 2, 2)}, N("p", "avg_pool2d", "x", kernel_size=3), "larger"),
+        ({"x": normal(1, 1, 2, 2), "w": normal(1, 1, 3, 3)}, N("c", "conv2d", "x", "w"), "larger"),
+        ({"x": normal(3, 4), "w": normal(5, 3)}, N("y", "linear", "x", "w"), "in_features"),
+        ({"x": normal(3, 4), "t": given([0, 1], dtype="int64")}, N("y", "cross_entropy", "x", "t"), "target"),
+        ({"x": normal(3, 4), "t": normal(3)}, N("y", "cross_entropy", "x", "t"), "int64"),
+        ({"x": normal(3, 4), "t": normal(4, 3)}, N("y", "mse_loss", "x", "t"), "differ"),
+    ],
+    ids=lambda v: v["name"] + ":" + v["op"] if isinstance(v, dict) and "op" in v else None,
+)
+def test_shape_errors_name_the_node(inputs: dict[str, Any], node: dict[str, Any], words: str) -> None:
+    err = _spec_error(inputs, node)
+    assert err.node == node["name"]
+    assert words in err.message, err.message

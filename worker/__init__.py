@@ -1,0 +1,1 @@
+"""The Celery worker: runs traces for the API's jobs."""

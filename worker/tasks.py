@@ -1,0 +1,82 @@
+"""The one task: run a job's trace and store what it gives, whatever happens."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+
+from services.errors import CancelledError, SpecError
+from services.jobs import trace_limits
+from services.store import JobStore
+from services.trace import trace
+from shared.settings import Settings, get_settings
+from shared.spec import TraceSpec
+from worker.celery_app import RUN_JOB, app, configure_torch
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache
+def store() -> JobStore:
+    """This process's store (created after the fork)."""
+    return JobStore.from_settings(get_settings())
+
+
+@lru_cache
+def _torch_ready(threads: int) -> bool:
+    configure_torch(threads)  # for pools without worker_process_init (solo)
+    return True
+
+
+def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
+    """Run one delivery of a job; returns the state it left the job in. Never raises for a bad job."""
+    state, attempt = jobs.begin(job_id, settings.max_attempts)
+    if state != "running":
+        if state in ("gone", "cancelled"):
+            jobs.stopped(job_id)
+        log.warning("job %s not run: %s", job_id, state)
+        return state
+
+    def progress(step: str, fraction: float) -> None:
+        if not jobs.progress(job_id, step, fraction):
+            raise CancelledError(f"job {job_id} was cancelled")
+
+    try:
+        spec = TraceSpec.model_validate_json(jobs.spec_json(job_id))
+        _torch_ready(settings.worker_torch_threads)
+        done = trace(spec, trace_limits(settings), settings.inline_limit, progress)
+        progress("store", 1.0)
+        if jobs.finish(job_id, done.result, done.arrays, spec.keep):
+            return "succeeded"
+        raise CancelledError(f"job {job_id} was cancelled")
+    except CancelledError:
+        jobs.stopped(job_id)
+        return "cancelled"
+    except SoftTimeLimitExceeded:
+        jobs.fail(job_id, "time_limit", f"time limit of {settings.soft_time_limit_s} s exceeded")
+    except SpecError as e:
+        jobs.fail(job_id, "spec_error", str(e))
+    except Exception as e:  # any engine failure fails the job, never the worker
+        log.exception("job %s failed (attempt %d)", job_id, attempt)
+        jobs.fail(job_id, type(e).__name__, str(e) or repr(e))
+    return "failed"
+
+
+class JobTask(Task):
+    """Marks the job failed when the hard time limit killed its process."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Called in the worker's main process for a hard time limit."""
+        if isinstance(exc, TimeLimitExceeded) and args:
+            limit = get_settings().hard_time_limit_s
+            store().fail(str(args[0]), "time_limit", f"hard time limit of {limit} s exceeded: the process was killed")
+
+
+@app.task(name=RUN_JOB, base=JobTask, ignore_result=True)
+def run_job(job_id: str) -> str:
+    """Trace job `job_id` and store its result."""
+    return execute(job_id, store(), get_settings())
