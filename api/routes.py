@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -9,6 +10,7 @@ from typing import Literal
 from celery import Celery
 from flask import Response, current_app, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
+import numpy as np
 from pydantic import BaseModel, Field
 
 from services.compiler import compile_spec
@@ -24,7 +26,7 @@ from services.store import (
     TensorNotFound,
     TensorNotKept,
 )
-from shared.codec import encode, to_npy
+from shared.codec import encode
 from shared.job import (
     ErrorBody,
     Health,
@@ -89,6 +91,13 @@ class NodeQuery(BaseModel):
 
 class GraphQuery(BaseModel):
     format: Literal["svg", "dot", "json"] = "svg"
+
+
+def npy_bytes(a: np.ndarray) -> bytes:
+    """The .npy format, no pickle, 0-d arrays kept 0-d (shared.codec.to_npy turns them into shape (1,))."""
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
 
 
 def links(job_id: str) -> JobLinks:
@@ -158,7 +167,7 @@ def get_node(path: NodePath, query: NodeQuery) -> Response:
     )
     if fmt == "npy":
         fname = re.sub(r"[^\w.-]", "_", f"{path.name}.{engine}.{query.field}") + ".npy"
-        return Response(to_npy(a), mimetype="application/octet-stream",
+        return Response(npy_bytes(a), mimetype="application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="{fname}"'})
     data = encode(a, inline_limit=a.size).data
     return json_response(NodeTensor(name=path.name, engine=engine, field=query.field, shape=list(a.shape),

@@ -45,15 +45,18 @@ def run(
     engines: Annotated[str | None, typer.Option(help="Comma-separated engines, e.g. torch,reference,numeric.")] = None,
 ) -> None:
     """Run a spec in one process (no Redis, no Celery). Exit 0 when engines agree, 1 when not, 2 on a bad spec."""
+    from services.compiler import Limits
     from services.graph import render
     from services.trace import trace
+    from shared.settings import get_settings
 
     try:
         s = load_spec(spec)
         if engines:
             s = s.model_copy(update={"engines": [e.strip() for e in engines.split(",") if e.strip()]})
             s = type(s).model_validate(s.model_dump())
-        result = trace(s).result
+        settings = get_settings()
+        result = trace(s, Limits.from_settings(settings), settings.inline_limit).result
     except ValidationError as e:
         raise bad_spec(format_validation(e)) from None
     except (SpecError, ValueError) as e:

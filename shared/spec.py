@@ -158,7 +158,11 @@ class TraceSpec(_Strict):
     nodes: list[NodeSpec] | None = None
     model: ModelSpec | None = None
     output: str | None = Field(None, description="Node to differentiate; defaults to the last one or .backward()'s.")
-    grad_output: Nested | None = Field(None, description="Gradient fed to a non-scalar output; default ones.")
+    grad_output: Nested | Literal["ones"] | None = Field(
+        None,
+        description="Gradient fed to the output, as tensor.backward(gradient): a number or nested list broadcast to "
+        "the output's shape, or 'ones'. Required for a non-scalar output (torch's rule); a scalar's default is 1.",
+    )
     dtype: FloatDType = "float32"
     engines: list[Engine] = Field(default_factory=lambda: ["torch", "reference"])
     device: Literal["cpu", "cuda"] = "cpu"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import signal
@@ -227,3 +228,67 @@ class Api:
 def api(client: Any, worker: Worker) -> Api:
     """Submit/poll helper on the main app, with the main worker running."""
     return Api(client)
+
+
+@pytest.fixture
+def api_for(worker: Worker) -> Any:
+    """Api helper on a fresh app for other settings: api_for(settings)."""
+    from api.app import create_app
+
+    return lambda settings: Api(create_app(settings).test_client())
+
+
+@pytest.fixture
+def chain_spec() -> dict[str, Any]:
+    """The tutorial's chain rule program."""
+    return copy.deepcopy(CHAIN_SPEC)
+
+
+@pytest.fixture
+def conv_spec() -> dict[str, Any]:
+    """The tutorial's conv example, nodes form."""
+    return copy.deepcopy(CONV_SPEC)
+
+
+@pytest.fixture
+def slow() -> Any:
+    """slow(samples): a spec taking about samples * 0.5 ms in its numeric engine."""
+    return slow_spec
+
+
+@pytest.fixture
+def poll() -> Any:
+    """poll(pred, timeout, what): bounded wait."""
+    return wait_for
+
+
+@pytest.fixture
+def settings_for(redis_base: str) -> Any:
+    """settings_for(broker_db, **overrides): Settings on the test Redis."""
+    return lambda broker_db=1, **kw: make_settings(redis_base, broker_db, **kw)
+
+
+@pytest.fixture
+def start_worker(log_dir: Path) -> Iterator[Any]:
+    """start_worker(settings, name, **kw): an extra worker, stopped after the test."""
+    started: list[Worker] = []
+
+    def start(settings: Any, name: str, **kw: Any) -> Worker:
+        w = Worker(settings, name, log_dir, **kw)
+        started.append(w)
+        return w.wait_ready()
+
+    yield start
+    for w in started:
+        w.kill()
+
+
+def job_keys(rdb: Any, job_id: str) -> list[bytes]:
+    """Every key under the job's prefix."""
+    return list(rdb.scan_iter(match=f"gradtrace:job:{job_id}*", count=1000))
+
+
+@pytest.fixture
+def keys_of(rdb: Any) -> Any:
+    """keys_of(job_id): the job's keys in the store."""
+    return lambda job_id: job_keys(rdb, job_id)

@@ -2,16 +2,215 @@
 
 from __future__ import annotations
 
+import io
+import json
+import time
 from typing import Any
+from urllib.parse import quote
 
-from tests.conftest import CHAIN_SPEC, CONV_SPEC
+import numpy as np
+import pytest
+
+MODEL_SPEC: dict[str, Any] = {
+    "inputs": {"x": {"shape": [1, 1, 40, 40]}},
+    "model": {"input": "x", "layers": [{"type": "conv2d", "in_channels": 1, "out_channels": 1, "kernel_size": 3},
+                                       {"type": "relu"}], "loss": {"type": "mean"}},
+}
 
 
-def test_chain_rule_through_the_service(api: Any) -> None:
-    job_id = api.submit(CHAIN_SPEC)
+def test_chain_rule_through_the_service(api: Any, chain_spec: dict[str, Any]) -> None:
+    r = api.client.post("/v1/jobs", json=chain_spec)
+    assert r.status_code == 202
+    body = r.get_json()
+    assert r.headers["Location"] == body["links"]["self"] == f"/v1/jobs/{body['id']}"
+    job = api.wait(body["id"])
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 1 and job["created_at"] <= job["started_at"] <= job["finished_at"]
+    assert job["progress"] == {"step": "done", "fraction": 1.0}
+    nodes = job["result"]["nodes"]
+    assert (nodes["x"]["value"]["data"], nodes["x"]["grad"]["data"]) == (2, 2569)
+    assert (nodes["fx"]["value"]["data"], nodes["fx"]["grad"]["data"]) == (11, 367)
+    assert (nodes["gx"]["value"]["data"], nodes["gx"]["grad"]["data"]) == (1377, 1)
+    assert "torch/grad/x" in job["manifest"]["stored"]
+
+    r = api.client.get(f"/v1/jobs/{body['id']}/nodes/fx?field=grad")
+    assert r.status_code == 200
+    assert r.get_json() == {"name": "fx", "engine": "torch", "field": "grad", "shape": [], "dtype": "float32", "data": 367.0}
+    r = api.client.get(f"/v1/jobs/{body['id']}/nodes/x?field=grad&engine=reference&format=npy")
+    assert r.status_code == 200 and r.mimetype == "application/octet-stream"
+    assert float(np.load(io.BytesIO(r.data), allow_pickle=False)) == 2569.0
+
+
+def test_conv_example_tensors_and_graph(api: Any, conv_spec: dict[str, Any]) -> None:
+    job_id = api.submit(conv_spec)
     job = api.wait(job_id)
     assert job["status"] == "succeeded", job
-    nodes = job["result"]["nodes"]
-    assert nodes["x"]["grad"]["data"] == 2569
-    assert nodes["fx"]["grad"]["data"] == 367
-    assert nodes["gx"]["value"]["data"] == 1377
+    assert job["result"]["nodes"]["loss"]["value"]["data"] == pytest.approx(5.1207, abs=1e-4)
+    w_grad = [[1.7992, 2.2671], [1.7966, 2.4002]]
+
+    r = api.client.get(f"/v1/jobs/{job_id}/nodes/w?field=grad", headers={"Accept": "application/octet-stream"})
+    assert r.status_code == 200 and r.mimetype == "application/octet-stream"
+    a = np.load(io.BytesIO(r.data), allow_pickle=False)
+    assert a.shape == (1, 1, 2, 2) and a.dtype == np.float32
+    np.testing.assert_allclose(a[0, 0], w_grad, atol=1e-4)
+
+    r = api.client.get(f"/v1/jobs/{job_id}/nodes/w?field=grad&format=json")
+    got = r.get_json()
+    assert (got["shape"], got["dtype"], got["engine"]) == ([1, 1, 2, 2], "float32", "torch")
+    np.testing.assert_allclose(np.array(got["data"])[0, 0], w_grad, atol=1e-4)
+
+    r = api.client.get(f"/v1/jobs/{job_id}/graph")
+    assert r.status_code == 200 and r.mimetype == "image/svg+xml"
+    text = r.get_data(as_text=True)
+    assert text.startswith("<?xml") or "<svg" in text
+    r = api.client.get(f"/v1/jobs/{job_id}/graph?format=dot")
+    assert r.status_code == 200 and "digraph" in r.get_data(as_text=True)
+    r = api.client.get(f"/v1/jobs/{job_id}/graph?format=json")
+    assert {n["name"] for n in r.get_json()["nodes"]} >= {"x", "w", "output", "loss"}
+    assert api.client.get(f"/v1/jobs/{job_id}/graph?format=png").status_code == 422
+
+
+def test_node_names_with_hash_at_and_dot(api: Any) -> None:
+    prog = ("import torch\nx = torch.tensor([1.0, 2.0], requires_grad=True)\ny = x * 2\n"
+            "y = y.sigmoid() + torch.exp(x)\nl = y.sum()\nl.backward()\n")
+    job_id = api.submit({"program": prog})
+    job = api.wait(job_id)
+    assert job["status"] == "succeeded", job
+    odd = [n for n in job["result"]["nodes"] if "#" in n or "@" in n]
+    assert odd
+    for name in odd:
+        r = api.client.get(f"/v1/jobs/{job_id}/nodes/{quote(name, safe='')}?field=grad")
+        assert r.status_code == 200, (name, r.get_json())
+        assert r.get_json()["name"] == name
+    r = api.client.get(f"/v1/jobs/{job_id}/nodes/nope?field=grad")
+    assert r.status_code == 404 and "no node or parameter named 'nope'" in r.get_json()["detail"]
+    r = api.client.get(f"/v1/jobs/{job_id}/nodes/x?engine=numeric&field=grad")
+    assert r.status_code == 404 and "did not run" in r.get_json()["detail"]
+
+
+def test_keep_list_and_byte_cap(api: Any, api_for: Any, settings_for: Any) -> None:
+    job_id = api.submit({**MODEL_SPEC, "keep": ["0.weight"]})
+    job = api.wait(job_id)
+    assert job["status"] == "succeeded", job
+    assert set(job["manifest"]["stored"]) == {"torch/value/0.weight", "torch/grad/0.weight",
+                                              "reference/value/0.weight", "reference/grad/0.weight"}
+    r = api.client.get(f"/v1/jobs/{job_id}/nodes/0.weight?field=grad")
+    assert r.status_code == 200 and r.get_json()["shape"] == [1, 1, 3, 3]
+    r = api.client.get(f"/v1/jobs/{job_id}/nodes/1.relu")  # 1444 elements: summarised, and not kept
+    assert r.status_code == 410 and "not kept" in r.get_json()["detail"]
+    assert job["result"]["nodes"]["1.relu"]["value"]["summary"]["max"] is not None
+    r = api.client.get(f"/v1/jobs/{job_id}/nodes/loss")  # not kept, but small: inline in the result
+    assert r.status_code == 200 and r.get_json()["shape"] == []
+
+    capped = api_for(settings_for(max_job_bytes=5000))
+    job_id = capped.submit(MODEL_SPEC)
+    job = capped.wait(job_id)
+    assert job["status"] == "succeeded", job
+    assert job["manifest"]["nbytes"] <= 5000
+    assert "cap of 5000" in job["manifest"]["not_kept"]["torch/value/1.relu"]
+    r = capped.client.get(f"/v1/jobs/{job_id}/nodes/1.relu", headers={"Accept": "application/octet-stream"})
+    assert r.status_code == 410 and "cap of 5000" in r.get_json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "loc", "node"),
+    [
+        ({"program": "x = 1", "dtype": "float16"}, ["dtype"], None),
+        ({"program": "x = 1", "nodes": []}, [], None),
+        ({"inputs": {"x": {"value": 1, "shape": [1]}}, "program": "y = x"}, ["inputs", "x", "InputSpec"], None),
+        ({"nodes": [{"name": "out", "op": "nope", "inputs": []}]}, ["nodes", 0], "out"),
+        ({"program": "import torch\nx = = 1\n"}, ["program"], None),
+        ({"program": "import torch\nx = torch.tensor(2.0, requires_grad=True)\ny = x * 3\n", "keep": ["x", "zz"]},
+         ["keep", 1], "zz"),
+    ],
+)
+def test_bad_specs_are_422_and_create_no_job(client: Any, rdb: Any, spec: dict[str, Any], loc: list[Any],
+                                             node: str | None) -> None:
+    before = set(rdb.scan_iter(match="gradtrace:job:*"))
+    r = client.post("/v1/jobs", json=spec)
+    assert r.status_code == 422, r.get_data(as_text=True)
+    detail = r.get_json()["detail"]
+    assert any(d["loc"][: len(loc)] == loc for d in detail), detail
+    if node:
+        assert detail[0]["node"] == node
+    assert "program" not in spec or spec["program"] not in r.get_data(as_text=True)
+    assert not set(rdb.scan_iter(match="gradtrace:job:*")) - before
+
+
+def test_not_json_is_422(client: Any) -> None:
+    r = client.post("/v1/jobs", data="not json", content_type="application/json")
+    assert r.status_code == 422 and r.is_json
+
+
+def test_body_too_large_is_413(api_for: Any, settings_for: Any) -> None:
+    small = api_for(settings_for(max_body_bytes=2048))
+    spec = {"inputs": {"x": [0.5] * 1000}, "program": "y = x * 2"}
+    r = small.client.post("/v1/jobs", json=spec)
+    assert r.status_code == 413 and "2048" in r.get_json()["detail"]
+
+
+def test_idempotency_key(api: Any, chain_spec: dict[str, Any], rdb: Any) -> None:
+    key = f"k-{time.time_ns()}"
+    a = api.client.post("/v1/jobs", json=chain_spec, headers={"Idempotency-Key": key})
+    b = api.client.post("/v1/jobs", json=chain_spec, headers={"Idempotency-Key": key})
+    assert a.status_code == b.status_code == 202
+    assert a.get_json()["id"] == b.get_json()["id"]
+    c = api.client.post("/v1/jobs", json={**chain_spec, "dtype": "float64"}, headers={"Idempotency-Key": key})
+    assert c.status_code == 409
+    assert api.wait(a.get_json()["id"])["status"] == "succeeded"
+    d = api.client.post("/v1/jobs", json=chain_spec)
+    assert d.get_json()["id"] != a.get_json()["id"]
+
+
+def test_unknown_ids_are_404(client: Any) -> None:
+    for job_id in ("0" * 32, "not-an-id", "..%2F.."):
+        for method, url in (("get", ""), ("get", "/graph"), ("get", "/nodes/x"), ("delete", "")):
+            r = getattr(client, method)(f"/v1/jobs/{job_id}{url}")
+            assert r.status_code == 404, (job_id, url, r.status_code)
+            assert r.is_json
+    assert client.get("/v1/nothing").status_code == 404
+
+
+def test_expired_job_is_404(api_for: Any, settings_for: Any, chain_spec: dict[str, Any], rdb: Any,
+                            keys_of: Any, poll: Any) -> None:
+    short = api_for(settings_for(result_ttl_s=2))
+    job_id = short.submit(chain_spec)
+    job = short.wait(job_id, timeout=30)
+    assert job["status"] == "succeeded", job
+    assert all(0 < rdb.ttl(k) <= 2 for k in keys_of(job_id))
+    poll(lambda: short.client.get(f"/v1/jobs/{job_id}").status_code == 404, 10, "expiry")
+    tensor_keys = [f"gradtrace:job:{job_id}:t:{k}" for k in job["manifest"]["stored"]]
+    assert tensor_keys and not any(rdb.exists(k) for k in tensor_keys)
+    assert short.client.get(f"/v1/jobs/{job_id}/nodes/x").status_code == 404
+
+
+def test_delete_finished_job(api: Any, chain_spec: dict[str, Any], keys_of: Any) -> None:
+    job_id = api.submit(chain_spec)
+    assert api.wait(job_id)["status"] == "succeeded"
+    assert keys_of(job_id)
+    assert api.client.delete(f"/v1/jobs/{job_id}").status_code == 204
+    assert not keys_of(job_id)
+    assert api.client.get(f"/v1/jobs/{job_id}").status_code == 404
+    assert api.client.delete(f"/v1/jobs/{job_id}").status_code == 404
+
+
+def test_openapi_docs_and_health(client: Any, worker: Any, api_for: Any, settings_for: Any) -> None:
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.1")
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/nodes/{name}", "/v1/jobs/{job_id}/graph"} <= set(doc["paths"])
+    assert "TraceSpec" in json.dumps(doc["paths"]["/v1/jobs"]["post"])
+    page = client.get("/docs").get_data(as_text=True)
+    assert "openapi.json" in page and "http://" not in page and "https://" not in page
+    assert client.get("/healthz").status_code == 200
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.get_json()["workers"] >= 1
+
+    r = api_for(settings_for(broker_db=9)).client.get("/readyz")  # nobody consumes db 9
+    assert r.status_code == 503 and "no Celery worker" in " ".join(r.get_json()["missing"])
+    from api.app import create_app
+    from shared.settings import Settings
+
+    dead = Settings(redis_url="redis://127.0.0.1:1/0")
+    r = create_app(dead).test_client().get("/readyz")
+    assert r.status_code == 503 and r.get_json()["redis"] is False
+    assert create_app(dead).test_client().get("/v1/jobs/" + "0" * 32).status_code == 503

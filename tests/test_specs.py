@@ -147,3 +147,20 @@ def test_cross_entropy_model_with_int_targets() -> None:
     assert t.result.nodes["loss"].grad_fn == "NllLossBackward0"
     assert t.result.comparison.verdict == "agree"
     np.testing.assert_allclose(t.arrays["reference/grad/x"], t.arrays["torch/grad/x"], rtol=1e-10)
+
+
+def test_grad_output_ones_like_backward_of_ones() -> None:
+    spec = nodes_spec([{"name": "y", "op": "mul", "inputs": ["a", "b"]}], grad_output="ones")
+    t = trace(spec)
+    np.testing.assert_allclose(t.arrays["torch/grad/b"], t.arrays["torch/value/a"].sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(t.arrays["reference/grad/b"], t.arrays["torch/grad/b"], rtol=1e-6)
+
+
+def test_cuda_without_a_gpu_fails_with_a_clear_message() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    spec = nodes_spec([{"name": "y", "op": "sum", "inputs": ["a"]}], device="cuda")
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        trace(spec)

@@ -40,6 +40,11 @@ class Limits:
     max_tensor_elements: int = 16_000_000
     max_total_elements: int = 64_000_000
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> Limits:
+        """The limits configured in shared.settings.Settings."""
+        return cls(settings.max_nodes, settings.max_tensor_elements, settings.max_total_elements)
+
 
 def _err(raw: RawNode, msg: str) -> SpecError:
     return SpecError(msg, loc=raw.loc, node=raw.name, line=raw.line, col=raw.col)
@@ -140,7 +145,8 @@ def build_graph(
     go = None
     if grad_output is not None:
         try:
-            go = np.broadcast_to(np.asarray(grad_output, dtype=dtypes[out]), shapes[out]).copy()
+            fill = 1.0 if isinstance(grad_output, str) and grad_output == "ones" else grad_output
+            go = np.broadcast_to(np.asarray(fill, dtype=dtypes[out]), shapes[out]).copy()
         except (ValueError, TypeError):
             raise SpecError(
                 f"grad_output does not fit output '{out}' of shape {list(shapes[out])}", loc=("grad_output",)

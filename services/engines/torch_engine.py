@@ -20,6 +20,8 @@ def run_torch(graph: Graph) -> EngineRun:
     import torch
 
     t0 = time.perf_counter()
+    if graph.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for, but this worker has no CUDA device (torch.cuda.is_available() is False)")
     dev = torch.device(graph.device)
     tensors: dict[str, Any] = {}
     leaf_of: dict[int, str] = {}

@@ -1,0 +1,144 @@
+"""Property tests: random small shapes, arguments and values for the ops whose shape logic is
+easiest to get wrong (broadcasting, reductions, matmul promotion, conv and pool geometry). Each
+example is traced by torch, the reference and finite differences, and checked like tests/test_ops.py.
+
+GRADTRACE_PROPERTY_EXAMPLES raises the number of examples for a longer hunt."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from test_ops import N, away, check, distinct, normal, uniform
+
+PROPS = settings(
+    max_examples=int(os.environ.get("GRADTRACE_PROPERTY_EXAMPLES", "30")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+dtypes = st.sampled_from(["float32", "float64"])
+seeds = st.integers(0, 2**16)
+CONSTANTS = [-2.0, -0.5, 0.5, 1.5, 3.0]
+
+
+def shape_of(inputs: dict[str, Any], name: str) -> tuple[int, ...]:
+    spec = inputs[name]
+    return tuple(spec["shape"]) if "shape" in spec else np.shape(spec["value"])
+
+
+@PROPS
+@given(
+    shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3),
+    op=st.sampled_from(["add", "sub", "mul", "div", "pow"]),
+    scalar=st.sampled_from([None, "left", "right"]),
+    const=st.sampled_from(CONSTANTS),
+    dtype=dtypes,
+    seed=seeds,
+)
+def test_broadcasting_binary(shapes: Any, op: str, scalar: str | None, const: float, dtype: str, seed: int) -> None:
+    sa, sb = shapes.input_shapes
+    # Safe domains: pow's base positive, div's denominator away from 0.
+    a = uniform(*sa, low=0.5, high=2.0, seed=seed) if op == "pow" else normal(*sa, seed=seed)
+    b = away(*sb, seed=seed + 1, low=0.5) if op == "div" else normal(*sb, seed=seed + 1)
+    inputs: dict[str, Any] = {"a": a, "b": b}
+    args: list[str | float] = ["a", "b"]
+    if scalar == "left":
+        del inputs["a"]
+        args[0] = abs(const) if op == "pow" else const
+    elif scalar == "right":
+        del inputs["b"]
+        args[1] = const
+    check(inputs, [N("y", op, *args), N("z", "tanh", "y")], dtype)
+
+
+@st.composite
+def reductions(draw: st.DrawFn) -> tuple[tuple[int, ...], dict[str, Any], str]:
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4))
+    op = draw(st.sampled_from(["sum", "mean", "max", "min", "softmax", "log_softmax"]))
+    nd = len(shape)
+    one_dim = st.integers(-max(nd, 1), max(nd, 1) - 1)
+    if op in ("softmax", "log_softmax"):
+        return shape, {"dim": draw(one_dim)}, op
+    if op in ("max", "min"):
+        dim = draw(st.none() | one_dim)
+        return shape, {} if dim is None else {"dim": dim, "keepdim": draw(st.booleans())}, op
+    axes = draw(st.permutations(range(nd)).flatmap(lambda p: st.integers(0, len(p)).map(lambda k: list(p[:k]))))
+    negate = draw(st.lists(st.booleans(), min_size=len(axes), max_size=len(axes)))
+    as_list = [d - nd if neg else d for d, neg in zip(axes, negate)]
+    dim = draw(st.sampled_from([None, as_list] + ([as_list[0]] if len(as_list) == 1 else [])))
+    args: dict[str, Any] = {"keepdim": draw(st.booleans())}
+    if dim is not None:
+        args["dim"] = dim
+    return shape, args, op
+
+
+@PROPS
+@given(r=reductions(), dtype=dtypes, seed=seeds)
+def test_reductions(r: tuple[tuple[int, ...], dict[str, Any], str], dtype: str, seed: int) -> None:
+    shape, args, op = r
+    x = distinct(*shape, seed=seed)  # no ties for max/min
+    check({"x": x, "w": normal(*shape, seed=seed + 1)}, [N("s", "mul", "x", "w"), N("y", op, "s", **args)], dtype)
+
+
+@st.composite
+def matmul_shapes(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    batch = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=2, max_side=3))
+    n, k, m = (draw(st.integers(1, 4)) for _ in range(3))
+    a = (k,) if draw(st.booleans()) else batch.input_shapes[0] + (n, k)
+    b = (k,) if draw(st.booleans()) else batch.input_shapes[1] + (k, m)
+    return a, b
+
+
+@PROPS
+@given(shapes=matmul_shapes(), dtype=dtypes, seed=seeds)
+def test_matmul(shapes: tuple[tuple[int, ...], tuple[int, ...]], dtype: str, seed: int) -> None:
+    sa, sb = shapes
+    check({"a": normal(*sa, seed=seed), "b": normal(*sb, seed=seed + 1)}, [N("y", "matmul", "a", "b")], dtype)
+
+
+def _extent(k: int, d: int, p: int) -> int:
+    """The smallest input length that gives one output: the dilated kernel minus both paddings."""
+    return max(1, d * (k - 1) + 1 - 2 * p)
+
+
+@PROPS
+@given(
+    groups=st.integers(1, 3), cin=st.integers(1, 2), cout=st.integers(1, 2),
+    kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)), stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)), padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    extra=st.tuples(st.integers(0, 3), st.integers(0, 3)), batch=st.sampled_from([None, 1, 2]), bias=st.booleans(),
+    dtype=dtypes, seed=seeds,
+)
+def test_conv2d_geometry(groups: int, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int],
+                         dilation: tuple[int, int], padding: tuple[int, int], extra: tuple[int, int],
+                         batch: int | None, bias: bool, dtype: str, seed: int) -> None:
+    h, w = (_extent(k, d, p) + e for k, d, p, e in zip(kernel, dilation, padding, extra))
+    x = (groups * cin, h, w) if batch is None else (batch, groups * cin, h, w)
+    inputs = {"x": normal(*x, seed=seed), "w": normal(groups * cout, cin, *kernel, seed=seed + 1, std=0.5)}
+    if bias:
+        inputs["b"] = normal(groups * cout, seed=seed + 2)
+    args = {"stride": list(stride), "padding": list(padding), "dilation": list(dilation), "groups": groups}
+    check(inputs, [N("y", "conv2d", *inputs, **args)], dtype)
+
+
+@PROPS
+@given(
+    op=st.sampled_from(["max_pool2d", "avg_pool2d"]), kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    stride=st.none() | st.tuples(st.integers(1, 3), st.integers(1, 3)), pad=st.tuples(st.integers(0, 1), st.integers(0, 1)),
+    extra=st.tuples(st.integers(0, 4), st.integers(0, 4)), batch=st.sampled_from([None, 1, 2]),
+    channels=st.integers(1, 2), dtype=dtypes, seed=seeds,
+)
+def test_pool_geometry(op: str, kernel: tuple[int, int], stride: tuple[int, int] | None, pad: tuple[int, int],
+                       extra: tuple[int, int], batch: int | None, channels: int, dtype: str, seed: int) -> None:
+    padding = [min(p, k // 2) for p, k in zip(pad, kernel)]  # torch allows at most half the kernel
+    h, w = (_extent(k, 1, p) + e for k, p, e in zip(kernel, padding, extra))
+    x = (channels, h, w) if batch is None else (batch, channels, h, w)
+    args: dict[str, Any] = {"kernel_size": list(kernel), "padding": padding}
+    if stride is not None:
+        args["stride"] = list(stride)
+    check({"x": distinct(*x, seed=seed)}, [N("y", op, "x", **args)], dtype)
