@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 from celery import Celery
 from flask import Response, current_app, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
-import numpy as np
 from pydantic import BaseModel, Field
 
 from services.compiler import compile_spec

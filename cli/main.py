@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from cli.client import fetch, status, submit
 from cli.render import print_result
 from cli.specfile import load_spec
 from services.errors import SpecError
@@ -71,6 +72,10 @@ def run(
         svg.write_bytes(render(result, "svg"))
     raise typer.Exit(EXIT_AGREE if result.comparison.verdict != "disagree" else EXIT_DISAGREE)
 
+
+app.command()(submit)
+app.command()(status)
+app.command()(fetch)
 
 if __name__ == "__main__":
     app()

@@ -18,16 +18,32 @@ def _err(node_error: dict, field: str) -> str:
     return f"{worst.max_rel:.1e}{mark}"
 
 
-def table(result: TraceResult, width: int = 36) -> Table:
+def table(result: TraceResult, width: int = 36, max_rows: int = 200) -> Table:
     """One row per node: op, source expression, value, grad, grad_fn, and cross-engine error."""
     t = Table(title=f"gradtrace: d {result.output} / d everything ({', '.join(result.engines)}, {result.dtype})")
     for col in ("node", "op", "expression", "value", "grad", "grad_fn", "value err", "grad err"):
         t.add_column(col, overflow="fold", justify="right" if col in ("value", "grad") else "left")
-    for name, n in result.nodes.items():
+    for k, (name, n) in enumerate(result.nodes.items()):
+        if k == max_rows:
+            t.add_row(f"... {len(result.nodes) - max_rows} more", "", "(--json has all)", "", "", "", "", "")
+            break
         t.add_row(
             name, n.op, n.expr[:40], short(n.value, width), short(n.grad, width), n.grad_fn or "",
             _err(n.error, "value"), _err(n.error, "grad"),
         )
+    return t
+
+
+def flow_table(result: TraceResult, width: int = 36, max_rows: int = 60) -> Table:
+    """The chain rule made visible: the gradient each node sent back into each of its inputs."""
+    t = Table(title="gradient flow into each input (sums to its grad)")
+    for col in ("into", "from", "grad"):
+        t.add_column(col, justify="right" if col == "grad" else "left")
+    for k, e in enumerate(result.edges):
+        if k == max_rows:
+            t.add_row(f"... {len(result.edges) - max_rows} more", "", "")
+            break
+        t.add_row(e.src, f"{e.dst} = {result.nodes[e.dst].expr[:40]}", short(e.grad, width))
     return t
 
 
@@ -48,4 +64,6 @@ def print_result(result: TraceResult, console: Console | None = None) -> None:
     """Table, then verdict."""
     console = console or Console(width=None if Console().is_terminal else 160)
     console.print(table(result))
+    if result.edges:
+        console.print(flow_table(result))
     console.print(verdict_line(result))

@@ -117,7 +117,7 @@ def test_keep_list_and_byte_cap(api: Any, api_for: Any, settings_for: Any) -> No
     [
         ({"program": "x = 1", "dtype": "float16"}, ["dtype"], None),
         ({"program": "x = 1", "nodes": []}, [], None),
-        ({"inputs": {"x": {"value": 1, "shape": [1]}}, "program": "y = x"}, ["inputs", "x", "InputSpec"], None),
+        ({"inputs": {"x": {"value": 1, "shape": [1]}}, "program": "y = x"}, ["inputs", "x"], None),
         ({"nodes": [{"name": "out", "op": "nope", "inputs": []}]}, ["nodes", 0], "out"),
         ({"program": "import torch\nx = = 1\n"}, ["program"], None),
         ({"program": "import torch\nx = torch.tensor(2.0, requires_grad=True)\ny = x * 3\n", "keep": ["x", "zz"]},

@@ -1,0 +1,70 @@
+"""Failures with real parts: engine errors, cancellation, time limits and a worker killed mid-run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CROSS_ENTROPY_BAD_TARGET: dict[str, Any] = {
+    "inputs": {"x": {"shape": [2, 3]}, "t": {"value": [0, 7], "dtype": "int64"}},
+    "model": {"input": "x", "layers": [{"type": "linear", "in_features": 3, "out_features": 4}],
+              "loss": {"type": "cross_entropy", "target": "t"}},
+}
+
+
+def test_engine_failure_fails_the_job_not_the_worker(api: Any, chain_spec: dict[str, Any]) -> None:
+    job_id = api.submit(CROSS_ENTROPY_BAD_TARGET)  # compiles: the class index is only checked by the engine
+    job = api.wait(job_id)
+    assert job["status"] == "failed", job
+    assert job["error"]["type"] == "IndexError" and "out of bounds" in job["error"]["message"]
+    assert "Traceback" not in job["error"]["message"] and job["result"] is None
+    assert api.client.get(f"/v1/jobs/{job_id}/nodes/x").status_code == 409
+    assert api.client.get(f"/v1/jobs/{job_id}/graph").status_code == 409
+    assert api.wait(api.submit(chain_spec))["status"] == "succeeded"
+
+
+def test_delete_cancels_a_running_job(api: Any, slow: Any, keys_of: Any, poll: Any, app: Any,
+                                      chain_spec: dict[str, Any]) -> None:
+    job_id = api.submit(slow(6000))
+    api.wait(job_id, ("running",), timeout=30)
+    assert api.client.get(f"/v1/jobs/{job_id}/nodes/x").status_code == 409
+    r = api.client.delete(f"/v1/jobs/{job_id}")
+    assert r.status_code == 202 and r.get_json() == {"id": job_id, "status": "cancelled"}
+    assert not keys_of(job_id)
+    assert api.client.get(f"/v1/jobs/{job_id}").status_code == 404
+    store = app.extensions["gradtrace"].store
+    poll(lambda: store.cancel_state(job_id) == "stopped", 60, "the worker to let go of the cancelled job")
+    assert not keys_of(job_id)  # the worker wrote nothing back
+    assert api.wait(api.submit(chain_spec))["status"] == "succeeded"
+
+
+def test_delete_cancels_a_queued_job(api_for: Any, settings_for: Any, chain_spec: dict[str, Any], keys_of: Any) -> None:
+    idle = api_for(settings_for(broker_db=8))  # no worker consumes db 8: the job stays queued
+    job_id = idle.submit(chain_spec)
+    assert idle.job(job_id)["status"] == "queued"
+    r = idle.client.delete(f"/v1/jobs/{job_id}")
+    assert r.status_code == 202
+    assert not keys_of(job_id)
+
+
+def test_time_limit(settings_for: Any, start_worker: Any, api_for: Any, slow: Any) -> None:
+    settings = settings_for(broker_db=2, soft_time_limit_s=1, hard_time_limit_s=2)
+    start_worker(settings, "limited", concurrency=1)
+    api = api_for(settings)
+    job = api.wait(api.submit(slow(20000)), timeout=60)
+    assert job["status"] == "failed", job
+    assert job["error"] == {"type": "time_limit", "message": "time limit of 1 s exceeded"}
+
+
+def test_killed_worker_job_is_redelivered(settings_for: Any, start_worker: Any, api_for: Any, slow: Any) -> None:
+    settings = settings_for(broker_db=3, visibility_timeout_s=8, soft_time_limit_s=5, hard_time_limit_s=6)
+    first = start_worker(settings, "doomed", concurrency=1)
+    api = api_for(settings)
+    job_id = api.submit(slow(3000))
+    api.wait(job_id, ("running",), timeout=30)
+    first.kill()
+    assert api.job(job_id)["status"] == "running"
+    start_worker(settings, "heir", concurrency=1)
+    job = api.wait(job_id, timeout=60)
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 2
+    assert job["result"]["nodes"]["l"]["value"]["summary"] is None
