@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
@@ -24,7 +24,7 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 err = Console(stderr=True, highlight=False)
 
 
-class EngineName(str, Enum):
+class EngineName(StrEnum):
     """Engines whose tensors the API serves."""
 
     torch = "torch"
@@ -32,14 +32,14 @@ class EngineName(str, Enum):
     numeric = "numeric"
 
 
-class FieldName(str, Enum):
+class FieldName(StrEnum):
     """Which tensor of a node."""
 
     value = "value"
     grad = "grad"
 
 
-UrlOpt = Annotated[str | None, typer.Option("--url", help="API base URL [default: GRADTRACE_API_URL or http://127.0.0.1:8000].")]
+UrlOpt = Annotated[str | None, typer.Option("--url", help="API base URL (default: $GRADTRACE_API_URL, else http://127.0.0.1:8000).")]
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -212,8 +212,8 @@ def _nan(data: Any) -> Any:
 
 def fetch(
     job_id: Annotated[str, typer.Argument(metavar="ID", help="The job id.")],
-    node: Annotated[str, typer.Argument(help="Node or parameter name.")],
-    engine: Annotated[EngineName | None, typer.Option(help="Engine [default: the job's first].")] = None,
+    node: Annotated[str, typer.Argument(metavar="NODE", help="Node or parameter name.")],
+    engine: Annotated[EngineName | None, typer.Option(help="Engine (default: the job's first).")] = None,
     field: Annotated[FieldName, typer.Option(help="Forward value or gradient.")] = FieldName.value,
     output: Annotated[Path | None, typer.Option("-o", "--output", dir_okay=False, help="Write .npy here.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -292,3 +293,27 @@ def job_keys(rdb: Any, job_id: str) -> list[bytes]:
 def keys_of(rdb: Any) -> Any:
     """keys_of(job_id): the job's keys in the store."""
     return lambda job_id: job_keys(rdb, job_id)
+
+
+@pytest.fixture
+def server(settings: Any, worker: Any, log_dir: Path) -> Iterator[str]:
+    """The API in a real `gunicorn 'api.app:create_app()'` on a free port, settings from the environment."""
+    port = free_port()
+    log = log_dir / "gunicorn.log"
+    cmd = [sys.executable, "-m", "gunicorn", "api.app:create_app()", "-b", f"127.0.0.1:{port}", "-w", "1", "-t", "60"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(up, 60, "gunicorn", interval=0.2)
+    yield url
+    stop_group(proc, signal.SIGTERM)

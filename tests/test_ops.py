@@ -214,6 +214,10 @@ SP = [[-3.0, -0.4, 0.1, 0.3], [0.7, 1.0, 2.5, 4.0]]
 case("softplus-threshold", {"x": given(SP)}, N("y", "softplus", "x", beta=2.0, threshold=1.0))
 case("softplus-beta", {"x": given(SP)}, N("y", "softplus", "x", beta=0.5))
 case("softplus-linear", {"x": given([21.0, 25.0, -1.0, 30.0])}, N("y", "softplus", "x"))
+# Far tails, where a value underflowing to 0 shows up after a log: sigmoid(-30) is 9e-14, not 0.
+TAILS = [-30.0, -20.0, 3.0, 40.0]
+case("log-sigmoid-tails", {"x": given(TAILS)}, N("s", "sigmoid", "x"), N("y", "log", "s"))
+case("log-softplus-tails", {"x": given(TAILS)}, N("s", "softplus", "x"), N("y", "log", "s"))
 
 # Reductions.
 R = {"x": normal(2, 3, 4, seed=13)}
@@ -472,3 +476,15 @@ def test_shape_errors_name_the_node(inputs: dict[str, Any], node: dict[str, Any]
     err = _spec_error(inputs, node)
     assert err.node == node["name"]
     assert words in err.message, err.message
+
+
+@pytest.mark.xfail(strict=True, reason="compile accepts a Python number where torch needs a tensor; torch raises "
+                   "TypeError at run time (only services/compiler/build.py can tell a constant from a 0-d tensor)")
+@pytest.mark.parametrize(
+    "nodes",
+    [[N("y", "linear", "x", "w", 0.5)], [N("c", "exp", 2.0), N("y", "mul", "x", "c")], [N("y", "mse_loss", "s", 1.0)]],
+    ids=["linear-bias", "exp", "mse_loss"],
+)
+def test_number_where_torch_needs_a_tensor(nodes: list[dict[str, Any]]) -> None:
+    err = _spec_error({"x": normal(3, 4), "w": normal(5, 4), "s": normal()}, *nodes)
+    assert err.node == nodes[0]["name"]

@@ -123,3 +123,15 @@ def test_shape_error_names_node_line_and_shapes() -> None:
     e = info.value
     assert e.node == "c" and e.line == 3
     assert "[2, 3]" in str(e) and "[4, 3]" in str(e)
+
+
+@pytest.mark.parametrize("terms", [3000, 50000])
+def test_expressions_too_deep_for_the_parser_are_a_spec_error(terms: int) -> None:
+    with pytest.raises(SpecError, match="nested too deeply"):
+        compile_spec(TraceSpec(program="x = torch.tensor(1.0, requires_grad=True)\ny = x" + " + x" * terms))
+
+
+def test_long_program_of_many_lines_compiles() -> None:
+    lines = ["x = torch.tensor(1.0, requires_grad=True)"] + ["x = x * 1.001 + 0.5" for _ in range(2000)]
+    g = compile_spec(TraceSpec(program="\n".join(lines)))
+    assert len(g.nodes) == 4000 and g.output == "x@2001"

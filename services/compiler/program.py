@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,8 @@ class ProgramCompiler:
 
     def __init__(self, text: str, known_inputs: set[str]) -> None:
         self.text = text
+        self.lines = re.split(r"\r\n|\r|\n", text)
+        self.versions: dict[str, int] = {}
         self.known = set(known_inputs)
         self.res = ProgramResult(names={k: k for k in known_inputs})
         self.aliases: dict[str, str] = {"torch": "torch", "F": "F"}
@@ -82,9 +85,10 @@ class ProgramCompiler:
         if base not in self.used:
             self.used.add(base)
             return base
-        k = 2
+        k = self.versions.get(base, 1) + 1
         while f"{base}@{k}" in self.used:
             k += 1
+        self.versions[base] = k
         self.used.add(f"{base}@{k}")
         return f"{base}@{k}"
 
@@ -98,7 +102,18 @@ class ProgramCompiler:
         return name
 
     def src(self, node: ast.AST) -> str:
-        return ast.get_source_segment(self.text, node) or ast.unparse(node)
+        """The source text of a node (ast.get_source_segment re-splits the whole text on every call)."""
+        start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+        if start is None or end is None:
+            return ast.unparse(node)
+        lines = self.lines[start - 1 : end]
+        if not lines:
+            return ast.unparse(node)
+        if len(lines) == 1:
+            return lines[0].encode()[node.col_offset : node.end_col_offset].decode(errors="replace")
+        first = lines[0].encode()[node.col_offset :].decode(errors="replace")
+        last = lines[-1].encode()[: node.end_col_offset].decode(errors="replace")
+        return "\n".join([first, *lines[1:-1], last])
 
     # ---- statements ---------------------------------------------------------------------------
 
@@ -404,4 +419,10 @@ class ProgramCompiler:
 
 def compile_program(text: str, known_inputs: set[str]) -> ProgramResult:
     """Parse a program into raw nodes; see ProgramCompiler for the whitelist."""
-    return ProgramCompiler(text, known_inputs).run()
+    compiler = ProgramCompiler(text, known_inputs)
+    try:
+        return compiler.run()
+    except (RecursionError, MemoryError):
+        raise SpecError(
+            "an expression is nested too deeply; split it over several assignments", loc=("program",), line=compiler.line or None
+        ) from None

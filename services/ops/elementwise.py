@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy.special import erf
+from scipy.special import erf, expit
 
 from services.ops.base import Array, Op, Shape, broadcast, register, unbroadcast
 
@@ -145,7 +145,8 @@ _unary("sqrt", np.sqrt, lambda g, y, x: g / (2 * y))
 _unary("sin", np.sin, lambda g, y, x: g * np.cos(x))
 _unary("cos", np.cos, lambda g, y, x: -g * np.sin(x))
 _unary("tanh", np.tanh, lambda g, y, x: g * (1 - y * y), functions=("F.tanh",))
-_unary("sigmoid", lambda x: 0.5 * (1 + np.tanh(0.5 * x)), lambda g, y, x: g * y * (1 - y), functions=("F.sigmoid",))
+# expit, not 0.5 * (1 + tanh(x / 2)): that rounds to 0 for large negative x, where torch keeps exp(x).
+_unary("sigmoid", expit, lambda g, y, x: g * y * (1 - y), functions=("F.sigmoid",))
 _unary("relu", lambda x: np.maximum(x, 0), lambda g, y, x: np.where(y > 0, g, 0), functions=("F.relu",))
 
 
@@ -234,6 +235,4 @@ class Softplus(Unary):
     def backward(self, g: Array, out: Array, xs: list[Array], a: SoftplusArgs) -> list[Array | None]:
         x = xs[0]
         bx = x * a.beta
-        with np.errstate(over="ignore"):
-            s = 0.5 * (1 + np.tanh(0.5 * bx))
-        return [np.where(bx > a.threshold, g, g * s).astype(x.dtype)]
+        return [np.where(bx > a.threshold, g, g * expit(bx)).astype(x.dtype)]

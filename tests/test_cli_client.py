@@ -1,0 +1,154 @@
+"""`gradtrace submit|status|fetch` against the real service: gunicorn, a Celery worker and redis-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from conftest import free_port, settings_env, stop_group, wait_for
+from typer.testing import CliRunner
+
+from cli.main import app
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def api_url(settings: Any, worker: Any, log_dir: Path) -> Iterator[str]:
+    """`gunicorn 'api.app:create_app()'` on a free port, on the test Redis, with the main worker running."""
+    port = free_port()
+    log = log_dir / f"gunicorn-{port}.log"
+    cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "api.app:create_app()"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(healthy, 60, "gunicorn /healthz", interval=0.2)
+    yield url
+    stop_group(proc)
+
+
+def cli(url: str, *args: str) -> Any:
+    """Invoke the CLI in-process against `url`."""
+    return runner.invoke(app, [*args, "--url", url])
+
+
+@pytest.fixture(scope="module")
+def chain_job(api_url: str) -> str:
+    """The chain rule example submitted without --wait and polled (over HTTP) until finished."""
+    res = cli(api_url, "submit", str(EXAMPLES / "chain_rule.py"))
+    assert res.exit_code == 0, res.output
+    job_id = res.stdout.strip()
+    assert len(job_id) == 32 and "\n" not in job_id
+
+    def done() -> bool:
+        return httpx.get(f"{api_url}/v1/jobs/{job_id}").json()["status"] in ("succeeded", "failed", "cancelled")
+
+    wait_for(done, 60, f"job {job_id}", interval=0.1)
+    return job_id
+
+
+def test_submit_wait_prints_the_table_and_exits_0(api_url: str) -> None:
+    exe = Path(sys.executable).parent / "gradtrace"
+    env = {**os.environ, "GRADTRACE_API_URL": api_url}  # the default URL comes from Settings
+    proc = subprocess.run([str(exe), "submit", str(EXAMPLES / "chain_rule.py"), "--wait", "--timeout", "60"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "2569" in proc.stdout and "367" in proc.stdout and "PowBackward0" in proc.stdout
+    assert "verdict: agree" in proc.stdout
+    assert "submitted job" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_program_exits_2_with_the_api_detail(api_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = torch.tensor(1.0, requires_grad=True)\nimport os\n")
+    res = cli(api_url, "submit", str(bad), "--wait")
+    assert res.exit_code == 2, res.output
+    assert "line 2" in res.stderr and "import of 'os'" in res.stderr
+    assert res.stdout == ""
+
+
+def test_invalid_json_spec_names_the_field(api_url: str, tmp_path: Path) -> None:
+    spec = tmp_path / "bad.json"
+    spec.write_text(json.dumps({"nodes": [], "program": "y=1"}))
+    res = cli(api_url, "submit", str(spec))
+    assert res.exit_code == 2, res.output
+    assert "exactly one of" in res.stderr
+
+
+def test_disagreement_exits_1(api_url: str, tmp_path: Path) -> None:
+    spec = tmp_path / "kink.json"
+    spec.write_text(json.dumps({
+        "inputs": {"x": {"value": [0.0, 1.0], "dtype": "float64"}},
+        "nodes": [{"name": "r", "op": "relu", "inputs": ["x"]}, {"name": "s", "op": "sum", "inputs": ["r"]}],
+        "engines": ["torch", "reference", "numeric"],
+    }))
+    res = cli(api_url, "submit", str(spec), "--wait", "--timeout", "60")
+    assert res.exit_code == 1, res.output
+    assert "disagree" in res.stdout
+
+
+def test_status_of_a_finished_job(api_url: str, chain_job: str) -> None:
+    res = cli(api_url, "status", chain_job)
+    assert res.exit_code == 0, res.output
+    assert chain_job in res.stdout and "succeeded" in res.stdout
+    assert "done 100%" in res.stdout and "created" in res.stdout and "finished" in res.stdout
+    assert "verdict: agree" in res.stdout
+
+
+def test_fetch_grad_as_npy(api_url: str, chain_job: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.npy"
+    res = cli(api_url, "fetch", chain_job, "x", "--field", "grad", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    assert np.load(out) == 2569
+    res = cli(api_url, "fetch", chain_job, "fx", "--engine", "reference", "--field", "grad", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    assert np.load(out) == 367
+
+
+def test_fetch_json_and_readable_forms(api_url: str, chain_job: str) -> None:
+    res = cli(api_url, "fetch", chain_job, "x", "--field", "grad", "--json")
+    assert res.exit_code == 0, res.output
+    t = json.loads(res.stdout)
+    assert t["data"] == 2569.0 and t["engine"] == "torch" and t["field"] == "grad" and t["shape"] == []
+    res = cli(api_url, "fetch", chain_job, "gx")
+    assert res.exit_code == 0, res.output
+    assert "gx value (torch" in res.stdout and "1377" in res.stdout  # gx = 11**3 + 4*11 + 2
+
+
+def test_fetch_unknown_node_exits_3(api_url: str, chain_job: str) -> None:
+    res = cli(api_url, "fetch", chain_job, "nope")
+    assert res.exit_code == 3
+    assert "nope" in res.stderr
+
+
+def test_unknown_job_exits_3(api_url: str) -> None:
+    res = cli(api_url, "status", "0" * 32)
+    assert res.exit_code == 3
+    assert "no job" in res.stderr
+
+
+def test_unreachable_api_exits_3_without_traceback() -> None:
+    res = cli(f"http://127.0.0.1:{free_port()}", "submit", str(EXAMPLES / "chain_rule.py"), "--wait")
+    assert res.exit_code == 3
+    assert "cannot reach the gradtrace API" in res.stderr
+    assert res.exception is None or isinstance(res.exception, SystemExit)
