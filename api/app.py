@@ -68,8 +68,11 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     def _limit_body() -> Response | None:
         if request.content_length is not None and request.content_length > settings.max_body_bytes:
             return error(413, f"request body over {settings.max_body_bytes} bytes")
-        if request.method in ("POST", "PUT", "PATCH"):
-            request.get_data(cache=True)  # a chunked body over MAX_CONTENT_LENGTH raises 413 here, not silently later
+        if request.content_length is None and request.method in ("POST", "PUT", "PATCH"):
+            # chunked: werkzeug truncates the stream at MAX_CONTENT_LENGTH; more bytes left means too large
+            data = request.get_data(cache=True)
+            if len(data) >= settings.max_body_bytes and request.environ["wsgi.input"].read(1):
+                return error(413, f"request body over {settings.max_body_bytes} bytes")
         return None
 
     @app.errorhandler(RequestEntityTooLarge)

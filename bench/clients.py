@@ -1,0 +1,130 @@
+"""How the benchmark drives the service: over HTTP like a user, and the bare-Celery baseline from Python."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from bench.celery_bench import NOOP
+
+POLL_MIN_S = 0.005
+"""First poll interval; it then grows to 5% of the time waited so far (at most POLL_MAX_S), so that polling
+adds at most ~5% to a long job's latency without hammering the API (every poll reads the job's whole hash)."""
+POLL_MAX_S = 0.5
+
+
+def poll_interval(elapsed: float) -> float:
+    return min(max(POLL_MIN_S, 0.05 * elapsed), POLL_MAX_S)
+
+
+class ApiClient:
+    """Submit a spec and poll the job until it has succeeded, over real HTTP."""
+
+    def __init__(self, base_url: str, timeout: float = 600) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=timeout)
+
+    def submit(self, body: bytes) -> str:
+        r = self.http.post("/v1/jobs", content=body, headers={"Content-Type": "application/json"})
+        if r.status_code != 202:
+            raise RuntimeError(f"submit: HTTP {r.status_code}: {r.text[:500]}")
+        return r.json()["id"]
+
+    def get_raw(self, job_id: str) -> bytes:
+        r = self.http.get(f"/v1/jobs/{job_id}")
+        if r.status_code != 200:
+            raise RuntimeError(f"get: HTTP {r.status_code}: {r.text[:500]}")
+        return r.content
+
+    def wait(self, job_id: str, timeout: float = 600) -> dict[str, Any]:
+        """Poll until the job is terminal; returns the job (raises unless it succeeded)."""
+        t0 = time.perf_counter()
+        while True:
+            raw = self.get_raw(job_id)
+            # a cheap look at the status without parsing a large body
+            head = raw[:400]
+            if b'"status":"succeeded"' in head or b'"status":"failed"' in head or b'"status":"cancelled"' in head:
+                job = json.loads(raw)
+                if job["status"] != "succeeded":
+                    raise RuntimeError(f"job {job_id} {job['status']}: {job.get('error')}")
+                return job
+            elapsed = time.perf_counter() - t0
+            if elapsed > timeout:
+                raise RuntimeError(f"job {job_id} not done after {timeout} s")
+            time.sleep(poll_interval(elapsed))
+
+    def run(self, body: bytes) -> tuple[float, dict[str, Any]]:
+        """(ms from POST to the GET that returned it succeeded, the job)."""
+        t0 = time.perf_counter()
+        job = self.wait(self.submit(body))
+        return (time.perf_counter() - t0) * 1e3, job
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class BareCelery:
+    """The baseline: send the no-op task on the service's Celery app and BLPOP its done-signal."""
+
+    def __init__(self, celery: Any, redis_url: str) -> None:
+        import redis
+
+        self.celery = celery
+        self.redis_url = redis_url
+        self._local = threading.local()
+        self._redis = redis
+
+    def _r(self) -> Any:
+        r = getattr(self._local, "r", None)
+        if r is None:
+            r = self._local.r = self._redis.Redis.from_url(self.redis_url)
+        return r
+
+    def run(self) -> float:
+        """ms from send_task to the worker's done-signal arriving."""
+        key = f"bench:done:{uuid.uuid4().hex}"
+        t0 = time.perf_counter()
+        self.celery.send_task(NOOP, args=[key])
+        if self._r().blpop([key], timeout=60) is None:
+            raise RuntimeError("bare Celery task did not finish within 60 s")
+        return (time.perf_counter() - t0) * 1e3
+
+
+def concurrent(make: Callable[[], Callable[[], Any]], clients: int, total: int) -> tuple[float, list[float]]:
+    """Run `total` calls spread over `clients` threads (each with its own callable); (jobs/s, per-call ms)."""
+    counter = iter(range(total))
+    lock = threading.Lock()
+    lat: list[float] = []
+    errors: list[BaseException] = []
+
+    def loop() -> None:
+        call = make()
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    return
+            try:
+                t0 = time.perf_counter()
+                call()
+                dt = (time.perf_counter() - t0) * 1e3
+            except BaseException as e:  # surfaced after join
+                errors.append(e)
+                return
+            with lock:
+                lat.append(dt)
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return len(lat) / wall, lat
