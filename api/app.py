@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from api.routes import Service, error, health, jobs
 from services.store import JobStore
+from shared.job import ErrorBody
 from shared.settings import Settings, get_settings
 from worker.celery_app import make_celery
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         info=Info(title="gradtrace", version="0.1.0", description="Trace every forward value and gradient."),
         doc_ui=False,
         validation_error_status=422,
+        validation_error_model=ErrorBody,
         validation_error_callback=validation_error,
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -80,7 +80,9 @@ class NodePath(BaseModel):
 
 
 class SubmitHeader(BaseModel):
-    idempotency_key: str | None = Field(None, max_length=256, description="Same key and spec: the same job back.")
+    idempotency_key: str | None = Field(
+        None, alias="Idempotency-Key", max_length=256, description="Same key and spec: the same job back."
+    )
 
 
 class NodeQuery(BaseModel):

@@ -37,7 +37,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "accept_content": ["json"],
         "event_serializer": "json",
         "task_default_queue": QUEUE,
-        "worker_hijack_root_logger": False,
     }
 
 

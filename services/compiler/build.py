@@ -107,6 +107,11 @@ def build_graph(
         if n < lo or (hi is not None and n > hi):
             want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"at least {lo}"
             raise _err(raw, f"{raw.op} takes {want} tensor inputs, got {n}")
+        if not op.scalars:
+            for k, i in enumerate(raw.inputs):
+                if not isinstance(i, str):
+                    slot = op.tensors[min(k, len(op.tensors) - 1)]
+                    raise _err(raw, f"{raw.op}: '{slot}' (input {k}) must be a tensor, got the number {i:g}")
         try:
             args = _NO_ARGS if op.Args is NoArgs and not raw.args else op.Args.model_validate(raw.args)
         except ValidationError as e:

@@ -350,14 +350,13 @@ class ProgramCompiler:
                     raise self.err(call, f"{op.name} takes a list of tensors first")
                 tensors = [self.expr(e) for e in positional.pop(0).elts]
         else:
-            scalars_ok = op.name in ("add", "sub", "mul", "div", "pow")
             while positional and len(tensors) < slots:
                 a = positional[0]
                 if isinstance(a, ast.Constant) and a.value is None and len(tensors) >= (op.arity[0]):
                     positional.pop(0)
                     tensors.append(None)
                     continue
-                if self.is_literal(a) and not (scalars_ok and len(tensors) < op.arity[0]):
+                if self.is_literal(a) and not (op.scalars and len(tensors) < op.arity[0]):
                     break
                 tensors.append(self.expr(positional.pop(0)))
         if op.star and positional:

@@ -38,6 +38,8 @@ class Op:
     """Names a program may call it by (besides `name`), e.g. 'torch.relu', 'F.relu'."""
     methods: ClassVar[tuple[str, ...]] = ()
     """Tensor method names a program may use, e.g. 'relu' for `z.relu()`."""
+    scalars: ClassVar[bool] = False
+    """True when an input may be a Python number (torch's `x * 2`); otherwise every input is a tensor."""
     differentiable: ClassVar[tuple[bool, ...] | None] = None
     """Per tensor input; None means all are."""
 

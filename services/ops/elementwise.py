@@ -17,6 +17,7 @@ class Binary(Op):
     """Two inputs broadcast together; the torch call is Python's operator, as a user writes it."""
 
     tensors = ("input", "other")
+    scalars = True
     pyop: Any = None
 
     def shape(self, shapes: list[Shape], a: Any) -> Shape:
