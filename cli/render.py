@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from services.graph import short
@@ -28,7 +29,8 @@ def table(result: TraceResult, width: int = 36, max_rows: int = 200) -> Table:
             t.add_row(f"... {len(result.nodes) - max_rows} more", "", "(--json has all)", "", "", "", "", "")
             break
         t.add_row(
-            name, n.op, n.expr[:40], short(n.value, width), short(n.grad, width), n.grad_fn or "",
+            escape(name), n.op, escape(n.expr[:40]), escape(short(n.value, width)), escape(short(n.grad, width)),
+            n.grad_fn or "",
             _err(n.error, "value"), _err(n.error, "grad"),
         )
     return t
@@ -43,7 +45,7 @@ def flow_table(result: TraceResult, width: int = 36, max_rows: int = 60) -> Tabl
         if k == max_rows:
             t.add_row(f"... {len(result.edges) - max_rows} more", "", "")
             break
-        t.add_row(e.src, f"{e.dst} = {result.nodes[e.dst].expr[:40]}", short(e.grad, width))
+        t.add_row(escape(e.src), escape(f"{e.dst} = {result.nodes[e.dst].expr[:40]}"), escape(short(e.grad, width)))
     return t
 
 
@@ -52,7 +54,7 @@ def verdict_line(result: TraceResult) -> str:
     c = result.comparison
     parts = [
         f"{p.engines}: {'ok' if p.ok else 'MISMATCH'} (max rel {p.max_rel:.2e} over {p.checked} tensors"
-        + (f"; worst {p.worst}" if p.worst and not p.ok else "") + ")"
+        + (f"; worst {escape(p.worst)}" if p.worst and not p.ok else "") + ")"
         for p in c.pairs
     ]
     timing = ", ".join(f"{k} {v:.1f} ms" for k, v in result.timings_ms.items())

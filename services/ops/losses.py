@@ -43,7 +43,7 @@ class CrossEntropy(Op):
 
     def dtype(self, dtypes: list[str]) -> str:
         if dtypes[1] != "int64":
-            raise ShapeError(f"cross_entropy: target must be int64 class indices, got {dtypes[1]}")
+            raise ShapeError(f"cross_entropy: target must be int64 class indices, got {dtypes[1]} (give that input \"dtype\": \"int64\")")
         return dtypes[0]
 
     def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
