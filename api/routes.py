@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 from celery import Celery
 from flask import Response, current_app, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
@@ -26,7 +24,7 @@ from services.store import (
     TensorNotFound,
     TensorNotKept,
 )
-from shared.codec import encode
+from shared.codec import encode, to_npy
 from shared.job import (
     ErrorBody,
     Health,
@@ -71,35 +69,38 @@ health = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
 
 
 class JobPath(BaseModel):
+    """A job in the path."""
+
     job_id: str = Field(description="The id POST /v1/jobs returned.")
 
 
 class NodePath(BaseModel):
+    """A job and a node or parameter name in the path."""
+
     job_id: str
     name: str = Field(description="Node or parameter name, URL-encoded ('#' as %23, '@' as %40).")
 
 
 class SubmitHeader(BaseModel):
+    """Optional headers of a submission."""
+
     idempotency_key: str | None = Field(
         None, alias="Idempotency-Key", max_length=256, description="Same key and spec: the same job back."
     )
 
 
 class NodeQuery(BaseModel):
+    """Which tensor of the node, and how to send it."""
+
     engine: Literal["torch", "reference", "numeric"] | None = Field(None, description="Default: the first engine.")
     field: Literal["value", "grad"] = "value"
     format: Literal["json", "npy"] | None = Field(None, description="Default json; npy also for Accept: application/octet-stream.")
 
 
 class GraphQuery(BaseModel):
+    """How to draw the graph."""
+
     format: Literal["svg", "dot", "json"] = "svg"
-
-
-def npy_bytes(a: np.ndarray) -> bytes:
-    """The .npy format, no pickle, 0-d arrays kept 0-d (shared.codec.to_npy turns them into shape (1,))."""
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
 
 
 def links(job_id: str) -> JobLinks:
@@ -169,7 +170,7 @@ def get_node(path: NodePath, query: NodeQuery) -> Response:
     )
     if fmt == "npy":
         fname = re.sub(r"[^\w.-]", "_", f"{path.name}.{engine}.{query.field}") + ".npy"
-        return Response(npy_bytes(a), mimetype="application/octet-stream",
+        return Response(to_npy(a), mimetype="application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="{fname}"'})
     data = encode(a, inline_limit=a.size).data
     return json_response(NodeTensor(name=path.name, engine=engine, field=query.field, shape=list(a.shape),

@@ -14,6 +14,7 @@ import httpx
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from cli.render import print_result, verdict_line
@@ -44,7 +45,7 @@ UrlOpt = Annotated[str | None, typer.Option("--url", help="API base URL (default
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print `message` on stderr and exit with `code`."""
-    err.print(f"[red]error:[/] {message}")
+    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -125,7 +126,7 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float) -> dict[str,
     deadline, delay = time.monotonic() + timeout, 0.1
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(f"job {job_id[:8]}: queued", total=1.0)
+        task = bar.add_task(f"job {job_id[:8]}: queued", total=1.0)  # ids are hex: no markup in them
         while True:
             job = get_job(client, job_id)
             p = job.get("progress") or {}
@@ -160,7 +161,7 @@ def submit(
     with httpx.Client(base_url=base_url(url), timeout=30.0) as client:
         r = request(client, "POST", "/v1/jobs", json=body, headers=headers)
         if r.status_code in (413, 422):
-            err.print(f"[red]bad spec:[/] {detail_of(r)}")
+            err.print(f"[red]bad spec:[/] {escape(detail_of(r))}", soft_wrap=True)
             raise typer.Exit(EXIT_BAD_SPEC)
         if r.status_code != 202:
             fail(f"the API answered {r.status_code}: {detail_of(r)}")
@@ -168,7 +169,7 @@ def submit(
         if not wait:
             sys.stdout.write(job_id + "\n")
             raise typer.Exit(0)
-        err.print(f"submitted job {job_id}")
+        err.print(f"submitted job {escape(job_id)}")
         try:
             job = wait_for_job(client, job_id, timeout)
         except KeyboardInterrupt:
@@ -188,7 +189,7 @@ def status(
     """Show a job's status, progress, error and timestamps (and the verdict once succeeded)."""
     with httpx.Client(base_url=base_url(url), timeout=30.0) as client:
         job = get_job(client, job_id)
-    out = Console(highlight=False)
+    out = Console(highlight=False, markup=False)
     out.print(f"job       {job['id']}")
     out.print(f"status    {job['status']}")
     if p := job.get("progress"):
@@ -200,7 +201,7 @@ def status(
     if e := job.get("error"):
         out.print(f"error     {e['type']}: {e['message']}")
     if job["status"] == "succeeded" and job.get("result"):
-        out.print(verdict_line(result_of(job)))
+        out.print(verdict_line(result_of(job)), markup=True)
 
 
 def _nan(data: Any) -> Any:
@@ -231,7 +232,7 @@ def fetch(
         fail(detail_of(r))
     if output:
         output.write_bytes(r.content)
-        err.print(f"wrote {output} ({len(r.content)} bytes)")
+        err.print(f"wrote {escape(str(output))} ({len(r.content)} bytes)")
         return
     t = r.json()
     if json_out:

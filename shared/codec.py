@@ -78,7 +78,7 @@ def from_bytes(raw: bytes, dtype: str, shape: list[int]) -> np.ndarray:
 def to_npy(a: np.ndarray) -> bytes:
     """The .npy file format (no pickle)."""
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    np.save(buf, np.asarray(a), allow_pickle=False)
     return buf.getvalue()
 
 

@@ -107,6 +107,30 @@ def test_disagreement_exits_1(api_url: str, tmp_path: Path) -> None:
     assert "disagree" in res.stdout
 
 
+def test_failed_job_exits_3_and_status_shows_the_error(api_url: str, tmp_path: Path) -> None:
+    spec = tmp_path / "bad_target.json"  # compiles; the class index 7 is only checked by the engine
+    spec.write_text(json.dumps({
+        "inputs": {"x": {"shape": [2, 3]}, "t": {"value": [0, 7], "dtype": "int64"}},
+        "model": {"input": "x", "layers": [{"type": "linear", "in_features": 3, "out_features": 4}],
+                  "loss": {"type": "cross_entropy", "target": "t"}},
+    }))
+    res = cli(api_url, "submit", str(spec), "--wait", "--timeout", "60")
+    assert res.exit_code == 3, res.output
+    assert "failed: IndexError" in res.stderr and res.stdout == ""
+    job_id = res.stderr.split("submitted job ", 1)[1].split()[0]
+    res = cli(api_url, "status", job_id)
+    assert res.exit_code == 0 and "failed" in res.stdout and "error     IndexError" in res.stdout
+    res = cli(api_url, "fetch", job_id, "x")
+    assert res.exit_code == 3 and "failed" in res.stderr
+
+
+def test_idempotency_key_gives_the_same_job(api_url: str) -> None:
+    args = ("submit", str(EXAMPLES / "chain_rule.py"), "--idempotency-key", f"cli-{free_port()}")
+    first, second = cli(api_url, *args), cli(api_url, *args)
+    assert first.exit_code == second.exit_code == 0, first.output + second.output
+    assert first.stdout == second.stdout
+
+
 def test_status_of_a_finished_job(api_url: str, chain_job: str) -> None:
     res = cli(api_url, "status", chain_job)
     assert res.exit_code == 0, res.output

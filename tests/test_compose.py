@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 APP_SERVICES = ("api", "worker", "flower")
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+PROJECT_INSTALL = re.compile(r"pip install (\S+ )*\.(\s|$)")  # `pip install [opts] .`
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +219,7 @@ def test_flower_only_with_the_monitoring_profile(services: dict[str, Any]) -> No
     cmd = command(flower)
     assert cmd[cmd.index(celery_app_path(cmd)) + 1] == "flower" and "--port=5555" in cmd
     assert all("profiles" not in services[name] for name in ("redis", "api", "worker"))
-    install = " ".join(a for w, a in dockerfile_instructions() if w == "RUN" and re.search(r"pip install .*\s\.(\s|$)", a))
+    install = " ".join(a for w, a in dockerfile_instructions() if w == "RUN" and PROJECT_INSTALL.search(a))
     assert "flower" in install, "flower is not installed in the image"
 
 
@@ -227,7 +228,7 @@ def test_dockerfile_installs_cpu_torch_before_the_project() -> None:
     assert steps[0] == ("FROM", "python:3.11-slim")
     runs = [(i, a) for i, (w, a) in enumerate(steps) if w == "RUN"]
     torch_at = [i for i, a in runs if f"--index-url {CPU_INDEX}" in a and "torch==2.13.0" in a]
-    project_at = [i for i, a in runs if re.search(r"pip install (\S+ )*\.(\s|$)", a)]
+    project_at = [i for i, a in runs if PROJECT_INSTALL.search(a)]
     assert torch_at and project_at and torch_at[0] < project_at[0], steps
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert "torch==2.13.0" in deps, "the image pins a torch the project does not"

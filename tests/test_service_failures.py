@@ -56,7 +56,8 @@ def test_time_limit(settings_for: Any, start_worker: Any, api_for: Any, slow: An
 
 
 def test_killed_worker_job_is_redelivered(settings_for: Any, start_worker: Any, api_for: Any, slow: Any) -> None:
-    settings = settings_for(broker_db=3, visibility_timeout_s=8, soft_time_limit_s=5, hard_time_limit_s=6)
+    # a SIGKILLed worker never acks: a new worker restores the message once the visibility timeout has passed
+    settings = settings_for(broker_db=3, visibility_timeout_s=10, soft_time_limit_s=8, hard_time_limit_s=9)
     first = start_worker(settings, "doomed", concurrency=1)
     api = api_for(settings)
     job_id = api.submit(slow(3000))

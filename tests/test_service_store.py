@@ -1,0 +1,82 @@
+"""The job store against a real Redis: races with cancellation, attempts, TTLs and the one-pipeline write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.store import IdempotencyConflict, JobNotFound, JobStore, TensorNotKept
+from services.trace import trace
+from shared.spec import TraceSpec
+
+
+@pytest.fixture
+def store(redis_base: str) -> JobStore:
+    import redis
+
+    return JobStore(redis.Redis.from_url(f"{redis_base}/0"), ttl_s=60, max_job_bytes=1 << 20)
+
+
+def _done(spec: dict[str, Any]) -> Any:
+    return trace(TraceSpec.model_validate(spec))
+
+
+def test_finish_writes_everything_with_one_ttl(store: JobStore, chain_spec: dict[str, Any], keys_of: Any) -> None:
+    spec = TraceSpec.model_validate(chain_spec)
+    job_id, created = store.create(spec.model_dump_json())
+    assert created and store.get(job_id).status == "queued"
+    assert store.begin(job_id, max_attempts=3) == ("running", 1)
+    done = _done(chain_spec)
+    assert store.finish(job_id, done.result, done.arrays, None)
+    rec = store.get(job_id)
+    assert rec.status == "succeeded" and rec.manifest is not None
+    assert len(keys_of(job_id)) == 1 + len(rec.manifest.stored) == 1 + len(done.arrays)
+    assert {0 < store.r.ttl(k) <= 60 for k in keys_of(job_id)} == {True}
+    engine, a = store.tensor(job_id, None, "grad", "x")
+    assert engine == "torch" and a.shape == () and float(a) == 2569.0
+    assert store.begin(job_id, 3) == ("succeeded", 0)  # a late redelivery does not run it again
+
+
+def test_cancelled_job_is_never_written_back(store: JobStore, chain_spec: dict[str, Any], keys_of: Any) -> None:
+    job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json())
+    store.begin(job_id, 3)
+    assert store.delete(job_id) == "running"
+    done = _done(chain_spec)
+    assert not store.progress(job_id, "torch", 0.5)
+    assert not store.finish(job_id, done.result, done.arrays, "all")
+    assert not store.fail(job_id, "X", "late")
+    assert not keys_of(job_id)
+    with pytest.raises(JobNotFound):
+        store.get(job_id)
+    assert store.begin(job_id, 3)[0] == "gone"
+
+
+def test_attempts_are_capped(store: JobStore, chain_spec: dict[str, Any]) -> None:
+    job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json())
+    assert store.begin(job_id, 2) == ("running", 1)
+    assert store.begin(job_id, 2) == ("running", 2)  # redelivered after a lost worker
+    assert store.begin(job_id, 2) == ("exhausted", 3)
+    rec = store.get(job_id)
+    assert rec.status == "failed" and rec.error is not None and "after 2 attempts" in rec.error.message
+
+
+def test_byte_cap_and_idempotency(store: JobStore) -> None:
+    spec = {"inputs": {"a": {"shape": [64, 64]}}, "nodes": [{"name": "s", "op": "sum", "inputs": ["a"]}]}
+    small = JobStore(store.r, ttl_s=60, max_job_bytes=20000)
+    body = TraceSpec.model_validate(spec).model_dump_json()
+    job_id, created = small.create(body, "key-1")
+    assert created and small.create(body, "key-1") == (job_id, False)
+    with pytest.raises(IdempotencyConflict):
+        small.create(TraceSpec.model_validate({**spec, "dtype": "float64"}).model_dump_json(), "key-1")
+    small.begin(job_id, 3)
+    done = _done(spec)
+    assert small.finish(job_id, done.result, done.arrays, "all")
+    manifest = small.get(job_id).manifest
+    assert manifest is not None and manifest.nbytes <= 20000 and manifest.not_kept
+    key = next(iter(manifest.not_kept))
+    engine, field, name = key.split("/", 2)
+    with pytest.raises(TensorNotKept, match="cap of 20000"):
+        small.tensor(job_id, engine, field, name)
+    assert isinstance(small.tensor(job_id, "torch", "value", "a")[1], np.ndarray)
