@@ -295,12 +295,12 @@ def keys_of(rdb: Any) -> Any:
     return lambda job_id: job_keys(rdb, job_id)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def server(settings: Any, worker: Any, log_dir: Path) -> Iterator[str]:
     """The API in a real `gunicorn 'api.app:create_app()'` on a free port, settings from the environment."""
     port = free_port()
-    log = log_dir / "gunicorn.log"
-    cmd = [sys.executable, "-m", "gunicorn", "api.app:create_app()", "-b", f"127.0.0.1:{port}", "-w", "1", "-t", "60"]
+    log = log_dir / f"gunicorn-{port}.log"
+    cmd = [sys.executable, "-m", "gunicorn", "api.app:create_app()", "-b", f"127.0.0.1:{port}", "-w", "2", "-t", "60"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)

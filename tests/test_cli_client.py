@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port, settings_env, stop_group, wait_for
+from conftest import free_port, wait_for
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -24,27 +23,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def api_url(settings: Any, worker: Any, log_dir: Path) -> Iterator[str]:
-    """`gunicorn 'api.app:create_app()'` on a free port, on the test Redis, with the main worker running."""
-    port = free_port()
-    log = log_dir / f"gunicorn-{port}.log"
-    cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2", "api.app:create_app()"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(healthy, 60, "gunicorn /healthz", interval=0.2)
-    yield url
-    stop_group(proc)
+def api_url(server: str) -> str:
+    """The session's gunicorn API (tests/conftest.py), on the test Redis with the main worker running."""
+    return server
 
 
 def cli(url: str, *args: str) -> Any:
