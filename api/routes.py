@@ -135,20 +135,29 @@ def submit(body: TraceSpec, header: SubmitHeader) -> Response:
 
 
 def view(rec: JobRecord) -> JobView:
-    """A record as the API shows it."""
+    """A record as the API shows it, without its result and manifest (see view_json)."""
     return JobView(
         id=rec.id, status=rec.status, attempts=rec.attempts, created_at=rec.created_at,  # type: ignore[arg-type]
         started_at=rec.started_at, finished_at=rec.finished_at, progress=rec.progress, error=rec.error,
-        result=rec.result() if rec.status == "succeeded" else None,
-        manifest=rec.manifest if rec.status == "succeeded" else None, links=links(rec.id),
+        links=links(rec.id),
     )
+
+
+def view_json(rec: JobRecord) -> str:
+    """The JobView as JSON, with the stored result and manifest JSON spliced in as they are: they were
+    written by the same models, and parsing and re-serialising a large result costs more than the request."""
+    if rec.status != "succeeded" or rec.result_json is None:
+        return view(rec).model_dump_json()
+    body = view(rec).model_dump_json(exclude={"result", "manifest"})
+    manifest = rec.manifest.model_dump_json() if rec.manifest else "null"
+    return f'{body[:-1]},"result":{rec.result_json},"manifest":{manifest}}}'
 
 
 @jobs.get("/jobs/<job_id>", responses={200: JobView})
 def get_job(path: JobPath) -> Response:
     """A job's status, timestamps, attempts, progress, error and, once succeeded, its result."""
     try:
-        return json_response(view(svc().store.get(path.job_id)))
+        return Response(view_json(svc().store.get(path.job_id)), mimetype="application/json")
     except JobNotFound as e:
         return error(404, str(e))
 

@@ -14,11 +14,14 @@ import redis
 from services.assemble import array_key
 from services.jobs import inline_tensor, missing_reason, select_tensors
 from shared.codec import from_bytes, to_bytes
-from shared.job import JobError, JobProgress, Manifest
+from shared.job import JobError, JobProgress, Manifest, StoredTensor
 from shared.result import TraceResult
 from shared.settings import Settings
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
+PACK_BYTES = 64 * 1024
+"""Tensors up to this size share one packed key per job: one SET instead of thousands (a 10k-node
+graph has ~40k tensors); larger tensors each get their own key."""
 
 # Set fields of a queued/running job, unless it is gone (or, with ARGV[1]=='1', cancelled).
 _UPDATE = """
@@ -137,6 +140,14 @@ class JobStore:
         """A kept tensor's raw bytes; `key` is 'engine/field/name'."""
         return f"{self.prefix}:job:{job_id}:t:{key}"
 
+    def index_key(self, job_id: str) -> str:
+        """Where each tensor is: 'engine/field/name' -> StoredTensor JSON, or '!' + why it was not kept."""
+        return f"{self.prefix}:job:{job_id}:index"
+
+    def packed_key(self, job_id: str) -> str:
+        """The job's small tensors, concatenated (offsets in the manifest)."""
+        return f"{self.prefix}:job:{job_id}:packed"
+
     def cancel_key(self, job_id: str) -> str:
         """The cancel flag: 'requested', then 'stopped' once a worker let go of the job."""
         return f"{self.prefix}:cancel:{job_id}"
@@ -204,9 +215,10 @@ class JobStore:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
         self.r.set(self.cancel_key(job_id), "requested", ex=self.ttl_s)
         manifest_raw, idem = self.r.hmget(self.job_key(job_id), ["manifest", "idem"])
-        keys = [self.job_key(job_id)]
+        keys = [self.job_key(job_id), self.packed_key(job_id), self.index_key(job_id)]
         if manifest_raw:
-            keys += [self.tensor_key(job_id, k) for k in Manifest.model_validate_json(manifest_raw).stored]
+            stored = Manifest.model_validate_json(manifest_raw).stored
+            keys += [self.tensor_key(job_id, k) for k, m in stored.items() if m.offset is None]
         if idem:
             keys.append(idem.decode())
         self.r.delete(*keys)
@@ -222,23 +234,31 @@ class JobStore:
 
         `engine` None means the primary engine (the first that ran).
         """
-        rec = self.get(job_id)
-        result = rec.result()
-        if rec.status != "succeeded" or result is None or rec.manifest is None:
-            raise JobNotReady(rec.status)
-        engine = engine or result.engines[0]
+        jk = self.job_key(job_id)
+        status, primary = self.r.hmget(jk, ["status", "engine"]) if _ID.match(job_id) else (None, None)
+        if status is None:
+            raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
+        if status != b"succeeded" or primary is None:
+            raise JobNotReady(status.decode())
+        engine = engine or primary.decode()
         key = array_key(engine, field, name)
-        meta = rec.manifest.stored.get(key)
+        entry = self.r.hget(self.index_key(job_id), key)
+        meta = StoredTensor.model_validate_json(entry) if entry and not entry.startswith(b"!") else None
         if meta is not None:
-            raw = self.r.get(self.tensor_key(job_id, key))
-            if raw is None:
+            if meta.offset is None:
+                raw = self.r.get(self.tensor_key(job_id, key))
+            else:
+                raw = self.r.getrange(self.packed_key(job_id), meta.offset, meta.offset + meta.nbytes - 1) if meta.nbytes else b""
+            if raw is None or len(raw) != meta.nbytes:
                 raise JobNotFound(f"job '{job_id}' expired")
             return engine, from_bytes(raw, meta.dtype, meta.shape)
+        result = self.get(job_id).result()  # only for tensors not stored in full: the inline numbers or why not
+        assert result is not None
         td = inline_tensor(result, engine, field, name)
         if td is not None and td.data is not None:
             return engine, np.asarray(td.data, dtype=td.dtype).reshape(td.shape)
-        if key in rec.manifest.not_kept:
-            raise TensorNotKept(f"{field} of '{name}' from engine '{engine}' was {rec.manifest.not_kept[key]}")
+        if entry:
+            raise TensorNotKept(f"{field} of '{name}' from engine '{engine}' was {entry[1:].decode()}")
         raise TensorNotFound(missing_reason(result, engine, field, name))
 
     # worker side
@@ -285,7 +305,19 @@ class JobStore:
         jk, ck = self.job_key(job_id), self.cancel_key(job_id)
         cap = self.r.hget(jk, "max_bytes")
         chosen, manifest = select_tensors(arrays, keep, int(cap) if cap is not None else self.max_job_bytes)
-        payload = {key: to_bytes(a) for key, a in chosen.items()}
+        payload: dict[str, bytes] = {}
+        packed: list[bytes] = []
+        offset = 0
+        for key, a in chosen.items():
+            raw = to_bytes(a)
+            if len(raw) <= PACK_BYTES:
+                manifest.stored[key].offset = offset
+                packed.append(raw)
+                offset += len(raw)
+            else:
+                payload[key] = raw
+        index = {k: m.model_dump_json() for k, m in manifest.stored.items()}
+        index.update({k: f"!{why}" for k, why in manifest.not_kept.items()})
         result_json = result.model_dump_json()
         with self.r.pipeline() as p:
             while True:
@@ -299,8 +331,14 @@ class JobStore:
                     p.multi()
                     for key, raw in payload.items():
                         p.set(self.tensor_key(job_id, key), raw, ex=ttl)
+                    if packed:
+                        p.set(self.packed_key(job_id), b"".join(packed), ex=ttl)
+                    if index:
+                        p.hset(self.index_key(job_id), mapping=index)
+                        p.expire(self.index_key(job_id), ttl)
                     p.hset(jk, mapping={
                         "result": result_json, "manifest": manifest.model_dump_json(), "finished_at": now_iso(),
+                        "engine": result.engines[0],
                         "progress": JobProgress(step="done", fraction=1.0).model_dump_json(),
                     })
                     p.hset(jk, "status", "succeeded")

@@ -32,6 +32,9 @@ class StoredTensor(BaseModel):
     dtype: str
     shape: list[int]
     nbytes: int
+    offset: int | None = Field(
+        None, description="Byte offset in the job's packed blob of small tensors; null: the tensor has its own key."
+    )
 
 
 class Manifest(BaseModel):

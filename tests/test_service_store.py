@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.store import IdempotencyConflict, JobNotFound, JobStore, TensorNotKept
+from services.store import PACK_BYTES, IdempotencyConflict, JobNotFound, JobStore, TensorNotKept
 from services.trace import trace
 from shared.spec import TraceSpec
 
@@ -32,10 +32,16 @@ def test_finish_writes_everything_with_one_ttl(store: JobStore, chain_spec: dict
     assert store.finish(job_id, done.result, done.arrays, None)
     rec = store.get(job_id)
     assert rec.status == "succeeded" and rec.manifest is not None
-    assert len(keys_of(job_id)) == 1 + len(rec.manifest.stored) == 1 + len(done.arrays)
+    assert len(rec.manifest.stored) == len(done.arrays)
+    # small tensors share one packed key: the job's hash plus that key, however many tensors
+    assert all(m.offset is not None for m in rec.manifest.stored.values())
+    assert len(keys_of(job_id)) == 3  # the hash, the packed tensors, the index of where each tensor is
     assert {0 < store.r.ttl(k) <= 60 for k in keys_of(job_id)} == {True}
     engine, a = store.tensor(job_id, None, "grad", "x")
     assert engine == "torch" and a.shape == () and float(a) == 2569.0
+    for key, want in done.arrays.items():  # every tensor comes back bit for bit from its offset
+        engine, field, name = key.split("/", 2)
+        np.testing.assert_array_equal(store.tensor(job_id, engine, field, name)[1], want)
     assert store.begin(job_id, 3) == ("succeeded", 0)  # a late redelivery does not run it again
 
 
@@ -80,3 +86,19 @@ def test_byte_cap_and_idempotency(store: JobStore) -> None:
     with pytest.raises(TensorNotKept, match="cap of 20000"):
         small.tensor(job_id, engine, field, name)
     assert isinstance(small.tensor(job_id, "torch", "value", "a")[1], np.ndarray)
+
+
+def test_large_tensors_get_their_own_keys(store: JobStore, keys_of: Any) -> None:
+    spec = {"inputs": {"x": {"shape": [200, 100], "seed": 1}}, "nodes": [
+        {"name": "y", "op": "tanh", "inputs": ["x"]}, {"name": "s", "op": "sum", "inputs": ["y"]}]}
+    job_id, _ = store.create(TraceSpec.model_validate(spec).model_dump_json())
+    store.begin(job_id, 3)
+    done = _done(spec)
+    assert store.finish(job_id, done.result, done.arrays, None)
+    stored = store.get(job_id).manifest.stored  # type: ignore[union-attr]
+    own = {k for k, m in stored.items() if m.offset is None}
+    assert own == {k for k, a in done.arrays.items() if a.nbytes > PACK_BYTES} and own
+    assert len(keys_of(job_id)) == 3 + len(own)
+    np.testing.assert_array_equal(store.tensor(job_id, "reference", "grad", "x")[1], done.arrays["reference/grad/x"])
+    store.delete(job_id)
+    assert keys_of(job_id) == []
