@@ -1,8 +1,9 @@
-"""conv2d as cross-correlation over strided window views, vectorised with einsum.
+"""conv2d as cross-correlation over strided window views, vectorised as matrix products.
 
-Forward and both gradients use one correlation routine: the weight gradient is the
-correlation of the input with the output gradient, and the input gradient is the full
-correlation of the (stride-dilated) output gradient with the flipped kernel."""
+Forward and both gradients are correlations, each one matrix product over the windows
+(im2col): the weight gradient is the correlation of the input with the output gradient, and
+the input gradient is the full correlation of the (stride-dilated) output gradient with the
+flipped kernel."""
 
 from __future__ import annotations
 
@@ -28,16 +29,37 @@ def windows(x: Array, kh: int, kw: int, stride: tuple[int, int], dilation: tuple
     return as_strided(x, (n, c, oh, ow, kh, kw), (s0, s1, s2 * sh, s3 * sw, s2 * dh, s3 * dw), writeable=False)
 
 
-def correlate(x: Array, w: Array, stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> Array:
-    """out[n, o, i, j] = sum_{c,k,l} x[n, c, i*s + k*d, j*s + l*d] * w[o, c, k, l], per group."""
-    n, c = x.shape[:2]
+def columns(
+    x: Array, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int], groups: int
+) -> tuple[Array, int, int]:
+    """im2col, one strided slice copy per kernel offset (never a loop over pixels):
+    (G, KH*KW*C/G, N*OH*OW) with OH, OW; row (k, l, c) holds x[n, c, i*s + k*d, j*s + l*d]."""
+    n, c, h, wd = x.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    oh = (h - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd - dw * (kw - 1) - 1) // sw + 1
+    cg = c // groups
+    xg = x.reshape(n, groups, cg, h, wd).transpose(1, 2, 0, 3, 4)  # (G, C/G, N, H, W), a view
+    cols = np.empty((groups, kh, kw, cg, n, oh, ow), dtype=x.dtype)
+    for k in range(kh):
+        for m in range(kw):
+            cols[:, k, m] = xg[..., k * dh : k * dh + sh * (oh - 1) + 1 : sh, m * dw : m * dw + sw * (ow - 1) + 1 : sw]
+    return cols.reshape(groups, kh * kw * cg, n * oh * ow), oh, ow
+
+
+def _kernel_rows(w: Array, groups: int) -> Array:
+    """The kernel as (G, O/G, KH*KW*C/G), rows ordered like `columns`."""
     o, cg, kh, kw = w.shape
-    win = windows(x, kh, kw, stride, dilation)
-    oh, ow = win.shape[2:4]
-    win = win.reshape(n, groups, cg, oh, ow, kh, kw)
-    wg = w.reshape(groups, o // groups, cg, kh, kw)
-    out = np.einsum("ngcijkl,gockl->ngoij", win, wg, optimize=True)
-    return out.reshape(n, o, oh, ow)
+    return w.reshape(groups, o // groups, cg, kh, kw).transpose(0, 1, 3, 4, 2).reshape(groups, o // groups, kh * kw * cg)
+
+
+def correlate(x: Array, w: Array, stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> Array:
+    """out[n, o, i, j] = sum_{c,k,l} x[n, c, i*s + k*d, j*s + l*d] * w[o, c, k, l], per group: one GEMM each."""
+    n = x.shape[0]
+    o, _, kh, kw = w.shape
+    cols, oh, ow = columns(x, kh, kw, stride, dilation, groups)
+    out = np.matmul(_kernel_rows(w, groups), cols)  # (G, O/G, N*OH*OW)
+    return out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
 
 
 class Conv2dArgs(BaseModel):
@@ -108,10 +130,10 @@ class Conv2d(Op):
         oh, ow = g.shape[2:]
         xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
 
-        # dL/dW: correlate the input windows with the output gradient, per group.
-        win = windows(xp, kh, kw, (sh, sw), (dh, dw)).reshape(n, G, cg, oh, ow, kh, kw)
-        gg = g.reshape(n, G, o // G, oh, ow)
-        gw = np.einsum("ngcijkl,ngoij->gockl", win, gg, optimize=True).reshape(w.shape)
+        # dL/dW: correlate the input windows with the output gradient, per group (one GEMM each).
+        cols, _, _ = columns(xp, kh, kw, (sh, sw), (dh, dw), G)  # (G, KH*KW*C/G, N*OH*OW)
+        gg = g.transpose(1, 0, 2, 3).reshape(G, o // G, n * oh * ow)
+        gw = np.matmul(gg, cols.transpose(0, 2, 1)).reshape(G, o // G, kh, kw, cg).transpose(0, 1, 4, 2, 3).reshape(w.shape)
 
         # dL/dX: full correlation of the stride-dilated gradient with the flipped kernel.
         gd = np.zeros((n, o, (oh - 1) * sh + 1, (ow - 1) * sw + 1), dtype=g.dtype)
