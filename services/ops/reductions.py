@@ -101,7 +101,7 @@ class Extreme(Reduce):
 
     def shape(self, shapes: list[Shape], a: ExtremeArgs) -> Shape:
         if 0 in shapes[0]:
-            raise ValueError(f"{self.name}() of an empty tensor")
+            raise ShapeError(f"{self.name}() of an empty tensor")
         if a.keepdim and a.dim is None:
             raise ShapeError(f"{self.name}(): keepdim needs a dim; over all elements it returns one value")
         return _reduced_shape(shapes[0], ReduceArgs(dim=a.dim, keepdim=a.keepdim))
@@ -115,7 +115,7 @@ class Extreme(Reduce):
         axis = None if a.dim is None else norm_dim(a.dim, x.ndim)
         if x.ndim == 0:
             return x.copy()
-        return np.asarray(type(self).pick(x, axis=axis, keepdims=a.keepdim and axis is not None), dtype=x.dtype)
+        return np.asarray(type(self).pick(x, axis=axis, keepdims=a.keepdim), dtype=x.dtype)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: ExtremeArgs) -> list[Array | None]:
         x = xs[0]
