@@ -11,10 +11,10 @@ from flask import Response, current_app, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
-from services.compiler import compile_spec
+from services.compiler import Limits, compile_spec
 from services.errors import SpecError
 from services.graph import graph_json, render
-from services.jobs import check_keep, trace_limits
+from services.jobs import check_keep
 from services.store import (
     IdempotencyConflict,
     JobNotFound,
@@ -114,7 +114,7 @@ def submit(body: TraceSpec, header: SubmitHeader) -> Response:
     """Submit a spec: validated and compiled now, traced by a worker; poll the Location it returns."""
     s = svc()
     try:
-        check_keep(compile_spec(body, trace_limits(s.settings)))
+        check_keep(compile_spec(body, Limits.from_settings(s.settings)))
     except SpecError as e:
         return error(422, [e.to_dict()])
     except (ValueError, TypeError, LookupError, ArithmeticError) as e:

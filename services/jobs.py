@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.compiler import Limits
 from services.errors import SpecError
 from services.ir import Graph
 from shared.job import Manifest, StoredTensor
 from shared.result import TensorData, TraceResult
-from shared.settings import Settings
-
-
-def trace_limits(settings: Settings) -> Limits:
-    """The compiler's size limits from the settings."""
-    return Limits(
-        max_nodes=settings.max_nodes,
-        max_tensor_elements=settings.max_tensor_elements,
-        max_total_elements=settings.max_total_elements,
-    )
 
 
 def check_keep(graph: Graph) -> None:

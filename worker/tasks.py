@@ -10,8 +10,8 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from services.compiler import Limits
 from services.errors import CancelledError, SpecError
-from services.jobs import trace_limits
 from services.store import JobStore
 from services.trace import trace
 from shared.settings import Settings, get_settings
@@ -49,7 +49,7 @@ def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
     try:
         spec = TraceSpec.model_validate_json(jobs.spec_json(job_id))
         _torch_ready(settings.worker_torch_threads)
-        done = trace(spec, trace_limits(settings), settings.inline_limit, progress)
+        done = trace(spec, Limits.from_settings(settings), settings.inline_limit, progress)
         progress("store", 1.0)
         if jobs.finish(job_id, done.result, done.arrays, spec.keep):
             return "succeeded"

@@ -14,6 +14,7 @@ from services.errors import ShapeError, SpecError
 from services.ir import Graph, Input, Leaf, Node
 from services.ops import get_op
 from services.ops.base import NoArgs
+from shared.settings import Settings
 
 _NO_ARGS = NoArgs()
 
@@ -41,7 +42,7 @@ class Limits:
     max_total_elements: int = 64_000_000
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Limits:
+    def from_settings(cls, settings: Settings) -> Limits:
         """The limits configured in shared.settings.Settings."""
         return cls(settings.max_nodes, settings.max_tensor_elements, settings.max_total_elements)
 
