@@ -10,12 +10,40 @@ Redis: the cheapest "done" a caller can wait for, which the client awaits with B
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import worker.tasks  # noqa: F401  (registers gradtrace.run_job on `app`)
 from worker.celery_app import app
 
 NOOP = "bench.noop"
+TIMINGS_ENV = "GRADTRACE_BENCH_TIMINGS"
+"""When set (by bench.stack), a file each pool process appends 'finish <job id> <ms>' to, for every JobStore.finish:
+the only instrumentation of the benchmark's worker (one line written after the job's data is stored)."""
+
+
+def _time_finish() -> None:
+    path = os.environ.get(TIMINGS_ENV)
+    if not path:
+        return
+    from services.store import JobStore
+
+    inner = JobStore.finish
+
+    def finish(self: JobStore, job_id: str, *args: Any, **kwargs: Any) -> bool:
+        t0 = time.perf_counter()
+        try:
+            return inner(self, job_id, *args, **kwargs)
+        finally:
+            ms = (time.perf_counter() - t0) * 1e3
+            with open(path, "a") as f:
+                f.write(f"finish {job_id} {ms:.3f}\n")
+
+    JobStore.finish = finish  # type: ignore[method-assign]
+
+
+_time_finish()
 
 
 @app.task(name=NOOP, ignore_result=True)

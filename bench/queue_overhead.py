@@ -6,9 +6,24 @@ import time
 from typing import Any
 
 from bench import graphs
-from bench.clients import POLL_MIN_S, ApiClient, BareCelery, concurrent
+from bench.clients import POLL_MIN_S, ApiClient, BareCelery, breakdown, concurrent
 from bench.stack import Stack
 from bench.stats import latency_summary, ratio, summary, timeit
+
+
+def redis_calls(stack: Stack, one: Any, n: int) -> dict[str, float]:
+    """Redis commands per call of `one` (INFO commandstats before and after n sequential calls)."""
+    def snap() -> dict[str, int]:
+        return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stack.redis.info("commandstats").items()}
+
+    before = snap()
+    for _ in range(n):
+        one()
+    after = snap()
+    per = {k: (after[k] - before.get(k, 0)) / n for k in after if after[k] != before.get(k, 0)}
+    per.pop("info", None)
+    per = dict(sorted(per.items(), key=lambda kv: -kv[1]))
+    return {"total": sum(per.values()), **per}
 
 
 def run(stack: Stack, cfg: Any, log: Any) -> dict[str, Any]:
@@ -27,11 +42,21 @@ def run(stack: Stack, cfg: Any, log: Any) -> dict[str, Any]:
     # latency, one at a time; e2e and bare interleaved so that drift on a shared machine hits both alike
     log(f"  latency: {cfg.latency_n} e2e jobs and {cfg.latency_n} bare tasks, interleaved")
     e2e_ms, bare_ms = [], []
+    parts: dict[str, list[float]] = {}
+    api.gets = 0
     for _ in range(cfg.latency_n):
-        e2e_ms.append(api.run(body)[0])
+        ms, job = api.run(body)
+        e2e_ms.append(ms)
+        for k, v in breakdown(job).items():
+            parts.setdefault(k, []).append(v)
         bare_ms.append(bare.run())
+    polls_seq = api.gets / cfg.latency_n
     job = api.run(body)[1]
     worker_timings = job["result"].get("timings_ms") if job.get("result") else None
+
+    # Redis commands per job (store and broker share the server): e2e jobs, then bare tasks
+    calls_e2e = redis_calls(stack, lambda: api.run(body), cfg.calls_n)
+    calls_bare = redis_calls(stack, bare.run, cfg.calls_n)
 
     log(f"  in-process trace x{cfg.inproc_n}")
     inproc_ms = timeit(lambda: trace(TraceSpec.model_validate_json(body)), cfg.inproc_n, warmup=3)
@@ -40,8 +65,11 @@ def run(stack: Stack, cfg: Any, log: Any) -> dict[str, Any]:
     log(f"  throughput: {cfg.tput_rounds} rounds x ({cfg.tput_jobs} e2e jobs | {cfg.bare_tput_jobs} bare tasks), {cfg.clients} clients")
     e2e_tput, bare_tput, e2e_load_ms, bare_load_ms = [], [], [], []
 
+    load_clients: list[ApiClient] = []
+
     def e2e_client() -> Any:
         c = ApiClient(stack.api_url)
+        load_clients.append(c)
         return lambda: c.run(body)
 
     for _ in range(cfg.tput_rounds):
@@ -52,12 +80,15 @@ def run(stack: Stack, cfg: Any, log: Any) -> dict[str, Any]:
         bare_tput.append(tp)
         bare_load_ms += lat
     api.close()
+    polls_load = sum(c.gets for c in load_clients) / max(1, cfg.tput_rounds * cfg.tput_jobs)
 
     out: dict[str, Any] = {
         "job": "examples/chain_rule.py (program)",
         "poll_interval_ms": POLL_MIN_S * 1e3,
         "clients": cfg.clients,
+        "polls_per_job": {"one_at_a_time": polls_seq, "under_load": polls_load},
         "e2e_latency_ms": latency_summary(e2e_ms),
+        "e2e_breakdown_ms": {k: summary(v) for k, v in parts.items()},
         "bare_latency_ms": latency_summary(bare_ms),
         "inproc_trace_ms": summary(inproc_ms),
         "e2e_throughput_jobs_s": summary(e2e_tput, "jobs/s"),
@@ -65,6 +96,7 @@ def run(stack: Stack, cfg: Any, log: Any) -> dict[str, Any]:
         "e2e_latency_under_load_ms": latency_summary(e2e_load_ms),
         "bare_latency_under_load_ms": latency_summary(bare_load_ms),
         "worker_timings_ms": worker_timings,
+        "redis_calls_per_job": {"e2e": calls_e2e, "bare": calls_bare},
     }
     out["ratios"] = {
         "latency_p50_e2e_over_bare": ratio(out["e2e_latency_ms"], out["bare_latency_ms"]),

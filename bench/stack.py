@@ -123,6 +123,7 @@ class Stack:
         self.worker_name = f"bench-{os.getpid()}@{HOST}"
         self.worker: subprocess.Popen[bytes] | None = None
         self.hwm_resettable = False
+        self.timings_file = self.tmp / "worker-timings.txt"
 
     # settings shared by every process of the stack
     def settings(self) -> Any:
@@ -135,6 +136,7 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BROKER_URL") and not k.startswith("GRADTRACE_")}
         for name, value in self.settings().model_dump().items():
             env[f"GRADTRACE_{name.upper()}"] = str(value)
+        env["GRADTRACE_BENCH_TIMINGS"] = str(self.timings_file)
         env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return env
 
@@ -197,6 +199,22 @@ class Stack:
         """Largest VmHWM over the pool processes, MiB (since the last reset_worker_peak when resettable)."""
         vals = [v for v in (vm_hwm_kib(p) for p in self.pool_pids()) if v is not None]
         return max(vals) / 1024 if vals else None
+
+    def worker_finish_ms(self, job_id: str, timeout: float = 5.0) -> float | None:
+        """How long JobStore.finish took in the worker for this job (from bench.celery_bench's timing file)."""
+        deadline = time.monotonic() + timeout
+        needle = f"finish {job_id} "
+        while True:
+            try:
+                with open(self.timings_file) as f:
+                    for line in f:
+                        if line.startswith(needle):
+                            return float(line.split()[2])
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
 
     def flush_store(self) -> None:
         """Drop every job (db 0) between sections so that Redis memory does not pile up."""

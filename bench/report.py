@@ -1,0 +1,230 @@
+"""Targets, and the report as markdown tables."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench.stats import fmt, fmt_ratio, fmt_summary
+
+LINEAR_STAGES = ("spec_parse", "compile", "torch", "reference", "compare", "assemble", "store_write", "store_read",
+                 "post", "e2e", "fetch")
+"""Stages of the service held to 'linear in size'. Shown, not judged: node_fetch (one tensor: should be flat),
+the in-process baselines (bare torch itself grows faster than linearly on long chains) and memory."""
+MIN_JUDGED_MS = 10.0
+"""A growth ratio is judged only where the larger time is at least this (below it, timer noise dominates)."""
+
+STAGE_LABELS = {
+    "spec_parse": "spec parse (in-process)", "compile": "compile (worker)", "torch": "torch engine (worker)",
+    "reference": "reference engine (worker)", "numeric": "numeric engine (worker)", "compare": "compare (worker)",
+    "assemble": "assemble (worker)", "store_write": "store write (worker JobStore.finish)", "store_read": "store read (JobStore.get)",
+    "post": "HTTP POST (validate+compile+enqueue)", "e2e": "end to end (POST..succeeded)",
+    "fetch": "HTTP GET of the finished job (full result)", "node_fetch": "HTTP GET one node tensor (.npy)",
+    "inproc_trace": "in-process trace, all engines", "inproc_torch_trace": "in-process trace, torch only",
+    "bare_torch": "bare torch fwd+bwd", "worker_peak_mib": "worker peak RSS (MiB)",
+}
+
+
+def _target(name: str, measured: float | None, bound: float, met: bool | None, detail: str, higher_is_better: bool = False,
+            key: str = "") -> dict[str, Any]:
+    if measured is None or met is None:
+        return {"key": key, "target": name, "measured": None, "bound": bound, "met": None, "gap": None, "detail": detail}
+    gap = (bound / measured if measured else math.inf) if higher_is_better else (measured / bound if bound else math.inf)
+    return {"key": key, "target": name, "measured": measured, "bound": bound, "met": met, "gap": gap, "detail": detail}
+
+
+def evaluate(rep: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of the issue: met / not met, and the gap (how many times off the bound; <= 1 is met)."""
+    out: list[dict[str, Any]] = []
+    q = rep.get("queue")
+    if q:
+        r = q["ratios"]["throughput_e2e_over_bare"]["value"]
+        out.append(_target("e2e throughput >= 0.6 x bare-Celery throughput", r, 0.6, r is not None and r >= 0.6,
+                           f"{fmt(q['e2e_throughput_jobs_s']['median'])} vs {fmt(q['bare_throughput_jobs_s']['median'])} jobs/s",
+                           higher_is_better=True, key="throughput"))
+        p50, bound = q["e2e_latency_ms"]["p50"], q["latency_bound_ms"]
+        out.append(_target("e2e p50 latency <= 2 x bare-Celery p50 + in-process trace", p50, bound, p50 <= bound,
+                           f"{fmt(p50)} ms vs 2 x {fmt(q['bare_latency_ms']['p50'])} + {fmt(q['inproc_trace_ms']['median'])} ms",
+                           key="latency"))
+    sc = rep.get("scale")
+    if sc:
+        chains = [c for c in sc["chain"] if c.get("stages")]
+        ten_k = next((c for c in chains if c["nodes"] == 10_000), None) or (max(chains, key=lambda c: c["nodes"]) if chains else None)
+        if ten_k and ten_k["stages"].get("e2e") and ten_k["stages"].get("inproc_torch_trace"):
+            e2e, base = ten_k["stages"]["e2e"]["median"], ten_k["stages"]["inproc_torch_trace"]["median"]
+            out.append(_target(f"{ten_k['nodes']}-node scalar chain e2e <= 2 x in-process torch-only trace", e2e / base, 2.0,
+                               e2e / base <= 2.0, f"{fmt(e2e)} ms vs {fmt(base)} ms", key="e2e_vs_torch"))
+        worst: tuple[float, str] | None = None
+        judged = 0
+        for g in sc.get("growth", {}).get("chain", []) + sc.get("growth", {}).get("wide", []):
+            if abs(g["work_factor"] - 10) > 0.5:
+                continue
+            for k, s in g["stages"].items():
+                big = next((x for x in sc[g["to"].split("-")[0]] if x["graph"] == g["to"]), None)
+                if k not in LINEAR_STAGES or big is None or (big["stages"].get(k, {}).get("median") or 0) < MIN_JUDGED_MS:
+                    continue
+                judged += 1
+                if worst is None or s["ratio"] > worst[0]:
+                    worst = (s["ratio"], f"{STAGE_LABELS.get(k, k)}, {g['from']} -> {g['to']}")
+        if worst:
+            over = sorted(
+                {f"{STAGE_LABELS.get(k, k)} {g['from']}->{g['to']}: {s['ratio']:.1f}x"
+                 for g in sc["growth"].get("chain", []) + sc["growth"].get("wide", []) if abs(g["work_factor"] - 10) <= 0.5
+                 for k, s in g["stages"].items() if k in LINEAR_STAGES and s["ratio"] > 12}
+            )
+            out.append(_target("every stage linear: 10x nodes costs <= 12x", worst[0], 12.0, worst[0] <= 12.0,
+                               f"worst: {worst[1]} ({judged} stage steps judged)" + (f"; over: {'; '.join(over)}" if over else ""),
+                               key="linear"))
+    en = rep.get("engines")
+    if en and en.get("rows"):
+        rows = [r for r in en["rows"] if r["family"] in ("conv2d", "matmul") and r["batch"] >= 8]
+        if rows:
+            w = max(rows, key=lambda r: r["reference_over_torch"]["value"])
+            v = w["reference_over_torch"]["value"]
+            out.append(_target("reference <= 3 x torch on conv2d and matmul, batch >= 8", v, 3.0, v <= 3.0,
+                               "; ".join(f"{r['family']} b{r['batch']}: {r['reference_over_torch']['value']:.2f}x" for r in rows),
+                               key="reference"))
+    st = rep.get("store")
+    if st and st.get("cases"):
+        items = [(c["case"], "write", c["write_ratio"]["value"]) for c in st["cases"]] + \
+                [(c["case"], "read", c["read_ratio"]["value"]) for c in st["cases"]]
+        w = max(items, key=lambda x: x[2])
+        out.append(_target("store write and read <= 1.5 x raw Redis SET/GET of the same bytes", w[2], 1.5, w[2] <= 1.5,
+                           "; ".join(f"{c} {k}: {v:.2f}x" for c, k, v in items), key="store"))
+    return out
+
+
+# ---- markdown --------------------------------------------------------------------------------------
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    parts: list[str] = []
+    m = rep["machine"]
+    parts.append(f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['mem_gib']} GiB; Python {m['python']}, torch {m['torch']}, "
+                 f"numpy {m['numpy']}, redis-server {m['redis_server']}; mode: {rep['mode']}; "
+                 f"run took {rep['runtime_s']:.0f} s; load average at start {m['loadavg_start']}, at end {rep.get('loadavg_end')}; "
+                 f"code: git {m.get('git_commit', '?')}{' + uncommitted changes' if m.get('git_dirty') else ''}.")
+    parts.append("Figures: median [p25-p75] over the repeats (min-max when fewer than 4; n=1 when measured once); "
+                 "ratios: ratio of medians [range from the quartiles]; every ratio is between figures of this run.")
+
+    q = rep.get("queue")
+    if q:
+        parts.append(f"### 1. Queue overhead: tutorial chain-rule job ({q['clients']} clients for throughput; poll every {q['poll_interval_ms']:.0f} ms)")
+        rows = [
+            ["latency p50 (ms)", fmt(q["e2e_latency_ms"]["p50"]), fmt(q["bare_latency_ms"]["p50"]), fmt(q["inproc_trace_ms"]["median"]),
+             fmt_ratio(q["ratios"]["latency_p50_e2e_over_bare"])],
+            ["latency p99 (ms)", fmt(q["e2e_latency_ms"]["p99"]), fmt(q["bare_latency_ms"]["p99"]), "-",
+             fmt_ratio(q["ratios"]["latency_p99_e2e_over_bare"])],
+            ["latency spread (ms)", fmt_summary(q["e2e_latency_ms"]), fmt_summary(q["bare_latency_ms"]), fmt_summary(q["inproc_trace_ms"]), ""],
+            ["throughput (jobs/s)", fmt_summary(q["e2e_throughput_jobs_s"]), fmt_summary(q["bare_throughput_jobs_s"]), "-",
+             fmt_ratio(q["ratios"]["throughput_e2e_over_bare"])],
+            ["latency under load p50 / p99 (ms)", f"{fmt(q['e2e_latency_under_load_ms']['p50'])} / {fmt(q['e2e_latency_under_load_ms']['p99'])}",
+             f"{fmt(q['bare_latency_under_load_ms']['p50'])} / {fmt(q['bare_latency_under_load_ms']['p99'])}", "-", ""],
+        ]
+        parts.append(_table(["figure", "e2e (HTTP+Celery+worker+store)", "bare Celery no-op", "in-process trace", "e2e / bare"], rows))
+        rc = q.get("redis_calls_per_job")
+        if rc:
+            def top(d: dict[str, float]) -> str:
+                return ", ".join(f"{k} {v:.1f}" for k, v in list(d.items())[1:9])
+            parts.append(f"Redis commands per job (store and broker): e2e {rc['e2e']['total']:.1f} ({top(rc['e2e'])}); "
+                         f"bare {rc['bare']['total']:.1f} ({top(rc['bare'])}).")
+        pp = q.get("polls_per_job")
+        if pp:
+            parts.append(f"HTTP GETs (polls) per e2e job: {pp['one_at_a_time']:.1f} one at a time, {pp['under_load']:.1f} under load.")
+        b = q.get("e2e_breakdown_ms") or {}
+        if b:
+            parts.append("Where one e2e job's time goes (median ms): " + ", ".join(
+                f"{k} {fmt(v['median'])}" for k, v in b.items()) + f"; worker's own stage timings: {q.get('worker_timings_ms')}.")
+
+    sc = rep.get("scale")
+    if sc:
+        parts.append("### 2. Scale")
+        for kind in ("chain", "wide", "cnn"):
+            rows_ = sc.get(kind) or []
+            if not rows_:
+                continue
+            growth = sc.get("growth", {}).get(kind, [])
+            title = {"chain": "Scalar chains", "wide": "Wide graphs ([16] vectors, n/2 branches + add tree)",
+                     "cnn": "Small CNN (examples/small_cnn.json) by batch"}[kind]
+            parts.append(f"**{title}** (growth = time(bigger)/time(smaller), work factor in the header)")
+            head = ["stage (ms)"] + [f"{r['graph']} ({r.get('nodes')} nodes)" for r in rows_] + \
+                   [f"{g['from'].split('-')[-1]}->{g['to'].split('-')[-1]} (x{g['work_factor']:g})" for g in growth]
+            stages = [k for k in STAGE_LABELS if any(k in r.get("stages", {}) for r in rows_)]
+            table = []
+            for k in stages:
+                row = [STAGE_LABELS[k]] + [fmt_summary(r["stages"].get(k)) if r.get("stages") else "skipped" for r in rows_]
+                row += [f"{g['stages'][k]['ratio']:.1f}x" if k in g["stages"] else "-" for g in growth]
+                table.append(row)
+            extra = []
+            for label, a, b_ in (("e2e / in-process torch-only trace", "e2e", "inproc_torch_trace"),
+                                 ("e2e / bare torch fwd+bwd", "e2e", "bare_torch"),
+                                 ("torch engine / bare torch", "torch", "bare_torch")):
+                vals = []
+                for r in rows_:
+                    sa, sb = r.get("stages", {}).get(a), r.get("stages", {}).get(b_)
+                    vals.append(f"{sa['median'] / sb['median']:.1f}x" if sa and sb and sb["median"] else "-")
+                extra.append([label] + vals + ["" for _ in growth])
+            bw = ["stored tensor bytes / GET job JSON bytes / Redis bytes in per job"] + [
+                f"{_mb(r.get('stored_tensor_bytes'))} / {_mb(r.get('job_json_bytes'))} / "
+                f"{_mb((r.get('redis_bytes_in_per_job') or {}).get('median'))}" for r in rows_] + ["" for _ in growth]
+            parts.append(_table(head, table + extra + [bw]))
+            skipped = [f"{r['graph']}: {', '.join(r['skipped'])}" for r in rows_ if r.get("skipped")]
+            if skipped:
+                parts.append("Skipped to stay within the time budget: " + "; ".join(skipped) + ".")
+
+    en = rep.get("engines")
+    if en and en.get("rows"):
+        parts.append(f"### 3. Reference engine vs torch per op family (one thread each: {en.get('threads')})")
+        rows = [[r["family"], str(r["batch"]), fmt_summary(r["torch_ms"]), fmt_summary(r["reference_ms"]),
+                 fmt_ratio(r["reference_over_torch"]), fmt_summary(r["bare_torch_ms"])] for r in en["rows"]]
+        parts.append(_table(["family", "batch", "torch engine (ms)", "reference engine (ms)", "reference / torch", "bare torch fwd+bwd (ms)"], rows))
+
+    st = rep.get("store")
+    if st and st.get("cases"):
+        parts.append("### 4. Store vs raw Redis (same redis-server, same bytes)")
+        rows = [[c["case"], str(c["tensors_stored"]), _mb(c["bytes_written_per_job"]["median"]), fmt_summary(c["store_write_ms"]),
+                 fmt_summary(c["raw_set_ms"]), fmt_ratio(c["write_ratio"]), fmt_summary(c["store_read_ms"]), fmt_summary(c["raw_get_ms"]),
+                 fmt_ratio(c["read_ratio"]), fmt_summary(c.get("raw_get_pipelined_ms")), fmt_summary(c.get("raw_get_each_ms"))]
+                for c in st["cases"]]
+        parts.append(_table(["case", "tensors", "bytes written/job", "store write (ms)", "raw SET (ms)", "write ratio",
+                             "store read (ms)", "raw GET (ms)", "read ratio", "raw GET pipelined (ms)", "raw GET one per key (ms)"], rows))
+        parts.append("Store write: JobStore.finish. Store read: JobStore.get, then JobStore.tensor for every stored tensor. "
+                     "Raw: the same bytes (one key per tensor, result JSON, manifest JSON): SETs in one pipeline; GETs: the faster, per round, "
+                     "of one pipeline and one plain GET per key.")
+
+    g = rep.get("gpu")
+    parts.append("### 5. GPU (small CNN, device cuda, torch engine)")
+    if not g or g.get("skipped"):
+        parts.append((g or {}).get("skipped", "skipped: no CUDA device"))
+    else:
+        bw = g["bandwidth"]
+        parts.append(f"{g['device']}: pinned copy bandwidth H2D {fmt_summary(bw['h2d_GBps'])} GB/s, D2H {fmt_summary(bw['d2h_GBps'])} GB/s")
+        rows = [[str(r["batch"]), _mb(r["bytes_moved"]), fmt(r["copy_floor_ms"]), fmt_summary(r["torch_gpu_ms"]),
+                 fmt_summary(r["full_trace_ms"]), fmt_ratio(r["torch_over_floor"]), fmt_ratio(r["full_over_floor"])] for r in g["rows"]]
+        parts.append(_table(["batch", "bytes moved", "copy floor (ms)", "torch on GPU (ms)", "full trace + store (ms)",
+                             "torch / floor", "full / floor"], rows))
+
+    t = rep.get("targets") or []
+    if t:
+        parts.append("### Targets")
+        rows = [[x["target"], fmt(x["measured"]), fmt(x["bound"]),
+                 "MET" if x["met"] else ("NOT MET" if x["met"] is not None else "not measured"),
+                 f"{x['gap']:.2f}x" if x.get("gap") is not None else "-", x["detail"]] for x in t]
+        parts.append(_table(["target", "measured", "bound", "status", "gap (measured vs bound)", "detail"], rows))
+    for p in rep.get("profiles") or []:
+        parts.append(f"### Profile: {p['target']} (gap {p['gap']:.2f}x)\n{p.get('what', '')}\n```text\n{p['text']}\n```")
+    return "\n\n".join(parts)
+
+
+def _mb(n: float | None) -> str:
+    if n is None:
+        return "-"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024 / 1024:.1f} MiB"
