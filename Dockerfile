@@ -25,4 +25,4 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin gradtrace
 USER gradtrace
 
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-", "api.app:create_app()"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--access-logfile", "-", "api.app:create_app()"]

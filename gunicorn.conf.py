@@ -1,6 +1,14 @@
-"""gunicorn reads this file from the working directory: the API's bind address comes from
-gradtrace's Settings (GRADTRACE_BIND), unless --bind is given on the command line."""
+"""gunicorn reads this file from the working directory: bind address, processes and threads come from
+gradtrace's Settings (GRADTRACE_BIND, GRADTRACE_API_WORKERS, GRADTRACE_API_THREADS); command-line flags win.
+
+Threaded workers keep HTTP connections alive between requests (sync workers close each one) and let a
+long poll (GET /v1/jobs/{id}?wait=S) hold a thread, not a whole process."""
 
 from shared.settings import get_settings
 
-bind = get_settings().bind
+_settings = get_settings()
+bind = _settings.bind
+workers = _settings.api_workers
+worker_class = "gthread"
+threads = _settings.api_threads
+keepalive = 5

@@ -89,6 +89,15 @@ class SubmitHeader(BaseModel):
     )
 
 
+class JobQuery(BaseModel):
+    """How long to wait for the job to finish before answering."""
+
+    wait: float = Field(
+        0, ge=0, le=30,
+        description="Long poll: answer as soon as the job has finished (or is gone), or after this many seconds.",
+    )
+
+
 class NodeQuery(BaseModel):
     """Which tensor of the node, and how to send it."""
 
@@ -145,19 +154,26 @@ def view(rec: JobRecord) -> JobView:
 
 def view_json(rec: JobRecord) -> str:
     """The JobView as JSON, with the stored result and manifest JSON spliced in as they are: they were
-    written by the same models, and parsing and re-serialising a large result costs more than the request."""
+    written in the TraceResult and Manifest schemas, and parsing and re-serialising a large result costs
+    more than the request."""
     if rec.status != "succeeded" or rec.result_json is None:
         return view(rec).model_dump_json()
     body = view(rec).model_dump_json(exclude={"result", "manifest"})
-    manifest = rec.manifest.model_dump_json() if rec.manifest else "null"
-    return f'{body[:-1]},"result":{rec.result_json},"manifest":{manifest}}}'
+    return f'{body[:-1]},"result":{rec.result_json},"manifest":{rec.manifest_json or "null"}}}'
 
 
-@jobs.get("/jobs/<job_id>", responses={200: JobView})
-def get_job(path: JobPath) -> Response:
-    """A job's status, timestamps, attempts, progress, error and, once succeeded, its result."""
+@jobs.get("/jobs/<job_id>", responses={200: JobView, 422: ErrorBody})
+def get_job(path: JobPath, query: JobQuery) -> Response:
+    """A job's status, timestamps, attempts, progress, error and, once succeeded, its result.
+
+    With `?wait=S` the answer waits (up to S seconds) for the job to finish: one request instead of polling."""
+    store = svc().store
     try:
-        return Response(view_json(svc().store.get(path.job_id)), mimetype="application/json")
+        rec = store.get(path.job_id)
+        if query.wait > 0 and rec.status in ("queued", "running"):
+            store.wait(path.job_id, query.wait)
+            rec = store.get(path.job_id)
+        return Response(view_json(rec), mimetype="application/json")
     except JobNotFound as e:
         return error(404, str(e))
 

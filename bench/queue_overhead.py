@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from bench import graphs
-from bench.clients import POLL_MIN_S, ApiClient, BareCelery, breakdown, concurrent
+from bench.clients import LONG_POLL_S, ApiClient, BareCelery, breakdown, concurrent
 from bench.stack import Stack
 from bench.stats import latency_summary, ratio, summary, timeit
 
@@ -84,7 +84,7 @@ def run(stack: Stack, cfg: Any, log: Any) -> dict[str, Any]:
 
     out: dict[str, Any] = {
         "job": "examples/chain_rule.py (program)",
-        "poll_interval_ms": POLL_MIN_S * 1e3,
+        "long_poll_s": LONG_POLL_S,
         "clients": cfg.clients,
         "polls_per_job": {"one_at_a_time": polls_seq, "under_load": polls_load},
         "e2e_latency_ms": latency_summary(e2e_ms),

@@ -115,7 +115,7 @@ def markdown(rep: dict[str, Any]) -> str:
 
     q = rep.get("queue")
     if q:
-        parts.append(f"### 1. Queue overhead: tutorial chain-rule job ({q['clients']} clients for throughput; poll every {q['poll_interval_ms']:.0f} ms)")
+        parts.append(f"### 1. Queue overhead: tutorial chain-rule job ({q['clients']} clients for throughput; each waits with GET ?wait={q['long_poll_s']:g})")
         rows = [
             ["latency p50 (ms)", fmt(q["e2e_latency_ms"]["p50"]), fmt(q["bare_latency_ms"]["p50"]), fmt(q["inproc_trace_ms"]["median"]),
              fmt_ratio(q["ratios"]["latency_p50_e2e_over_bare"])],

@@ -32,8 +32,8 @@ def _case(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: Any)
     sb = StoreBench(stack)
     r = stack.redis
     spec_json = ts.model_dump_json(exclude_unset=True)
-    chosen, manifest = select_tensors(done.arrays, ts.keep, sb.store.max_job_bytes)
-    keys = [k.split("/", 2) for k in chosen]
+    sel = select_tensors(done.arrays, ts.keep, sb.store.max_job_bytes)
+    keys = [k.split("/", 2) for k in sel.chosen]
 
     cols: dict[str, list[float]] = {k: [] for k in ("store_write", "store_read", "raw_set", "raw_get", "raw_get_pipelined", "raw_get_each",
                                                     "bytes_store", "bytes_raw")}
@@ -51,9 +51,9 @@ def _case(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: Any)
 
         # raw: the same bytes (already encoded: encoding is the store's own work), one key per tensor plus the
         # result and manifest JSON, in one pipeline each way
-        payload = {f"raw:t:{j}": to_bytes(a) for j, a in enumerate(chosen.values())}
+        payload = {f"raw:t:{j}": to_bytes(a) for j, a in enumerate(sel.chosen.values())}
         payload["raw:result"] = done.result.model_dump_json().encode()
-        payload["raw:manifest"] = manifest.model_dump_json().encode()
+        payload["raw:manifest"] = sel.manifest_json().encode()
         gc.collect()
         b0 = sb.net_in()
         t0 = time.perf_counter()
@@ -72,7 +72,7 @@ def _case(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: Any)
         # raw with the API's access pattern: the result, then one plain GET per tensor, no pipeline
         t0 = time.perf_counter()
         r.get("raw:result")
-        for j in range(len(chosen)):
+        for j in range(len(sel.chosen)):
             r.get(f"raw:t:{j}")
         raw_each = (time.perf_counter() - t0) * 1e3
         stack.flush_store()
@@ -83,8 +83,8 @@ def _case(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: Any)
                 cols[k].append(v)
 
     out = {
-        "case": name, "nodes": len(done.graph.nodes), "tensors_stored": len(chosen), "tensors_read": len(keys),
-        "tensor_bytes": manifest.nbytes, "result_json_bytes": len(done.result.model_dump_json()),
+        "case": name, "nodes": len(done.graph.nodes), "tensors_stored": len(sel.chosen), "tensors_read": len(keys),
+        "tensor_bytes": sel.nbytes, "result_json_bytes": len(done.result.model_dump_json()),
         "bytes_written_per_job": summary(cols["bytes_store"], "B"), "raw_bytes_written": summary(cols["bytes_raw"], "B"),
         "store_write_ms": summary(cols["store_write"]), "raw_set_ms": summary(cols["raw_set"]),
         "store_read_ms": summary(cols["store_read"]), "raw_get_ms": summary(cols["raw_get"]),

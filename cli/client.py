@@ -101,9 +101,10 @@ def request(client: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Re
     return r
 
 
-def get_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    """GET /v1/jobs/{id}; exits 3 when unknown."""
-    r = request(client, "GET", f"/v1/jobs/{quote(job_id, safe='')}")
+def get_job(client: httpx.Client, job_id: str, wait: float = 0) -> dict[str, Any]:
+    """GET /v1/jobs/{id}, waiting up to `wait` seconds for it to finish (a long poll); exits 3 when unknown."""
+    params = {"wait": f"{wait:g}"} if wait > 0 else None
+    r = request(client, "GET", f"/v1/jobs/{quote(job_id, safe='')}", params=params)
     if r.status_code != 200:
         fail(detail_of(r))
     return r.json()
@@ -122,13 +123,14 @@ def spec_body(path: Path) -> dict[str, Any]:
 
 
 def wait_for_job(client: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
-    """Poll the job until it is finished, with a progress bar on stderr; exits 3 after `timeout` seconds."""
-    deadline, delay = time.monotonic() + timeout, 0.1
+    """Long-poll the job until it is finished, with a progress bar on stderr; exits 3 after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(f"job {job_id[:8]}: queued", total=1.0)  # ids are hex: no markup in them
         while True:
-            job = get_job(client, job_id)
+            # each GET answers when the job finishes, or after a second to update the bar
+            job = get_job(client, job_id, wait=max(0.0, min(1.0, deadline - time.monotonic())))
             p = job.get("progress") or {}
             bar.update(task, completed=p.get("fraction", 0.0),
                        description=f"job {job_id[:8]}: {job['status']} {p.get('step', '')}".rstrip())
@@ -136,8 +138,6 @@ def wait_for_job(client: httpx.Client, job_id: str, timeout: float) -> dict[str,
                 return job
             if time.monotonic() > deadline:
                 fail(f"job {job_id} still {job['status']} after {timeout:g} s; follow it with `gradtrace status {job_id}`")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
 
 
 def result_of(job: dict[str, Any]) -> TraceResult:

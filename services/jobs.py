@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 
 from services.errors import SpecError
 from services.ir import Graph
-from shared.job import Manifest, StoredTensor
+from shared.codec import dtype_name
 from shared.result import TensorData, TraceResult
 
 
@@ -20,24 +24,40 @@ def check_keep(graph: Graph) -> None:
             raise SpecError(f"keep: no node or parameter named '{name}'", loc=("keep", i), node=name)
 
 
-def select_tensors(
-    arrays: dict[str, np.ndarray], keep: str | list[str] | None, max_bytes: int
-) -> tuple[dict[str, np.ndarray], Manifest]:
+@dataclass
+class Selection:
+    """What a job stores in full, and its manifest entries as plain data: a 10k-node job has ~40k tensors,
+    and a pydantic object per entry would cost more than writing them."""
+
+    chosen: dict[str, np.ndarray] = field(default_factory=dict)
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """'engine/field/name' -> the fields of a StoredTensor (dtype, shape, nbytes, offset)."""
+    not_kept: dict[str, str] = field(default_factory=dict)
+    nbytes: int = 0
+
+    def manifest_json(self) -> str:
+        """The Manifest (shared.job) as JSON."""
+        return json.dumps({"stored": self.stored, "not_kept": self.not_kept, "nbytes": self.nbytes},
+                          separators=(",", ":"), ensure_ascii=False)
+
+
+def select_tensors(arrays: dict[str, np.ndarray], keep: str | list[str] | None, max_bytes: int) -> Selection:
     """The arrays to store in full (those named by `keep`, in order, within `max_bytes`) and the manifest."""
     wanted = None if keep is None or keep == "all" else set(keep)
-    chosen: dict[str, np.ndarray] = {}
-    manifest = Manifest()
+    sel = Selection()
+    nbytes = 0
     for key, a in arrays.items():
         name = key.split("/", 2)[2]
         if wanted is not None and name not in wanted:
-            manifest.not_kept[key] = "not kept: not named in the spec's 'keep'"
-        elif manifest.nbytes + a.nbytes > max_bytes:
-            manifest.not_kept[key] = f"not kept: over the job's cap of {max_bytes} stored bytes"
+            sel.not_kept[key] = "not kept: not named in the spec's 'keep'"
+        elif nbytes + a.nbytes > max_bytes:
+            sel.not_kept[key] = f"not kept: over the job's cap of {max_bytes} stored bytes"
         else:
-            chosen[key] = a
-            manifest.stored[key] = StoredTensor(dtype=str(a.dtype), shape=list(a.shape), nbytes=int(a.nbytes))
-            manifest.nbytes += int(a.nbytes)
-    return chosen, manifest
+            sel.chosen[key] = a
+            sel.stored[key] = {"dtype": dtype_name(a.dtype), "shape": list(a.shape), "nbytes": a.nbytes, "offset": None}
+            nbytes += a.nbytes
+    sel.nbytes = nbytes
+    return sel
 
 
 def inline_tensor(result: TraceResult, engine: str, field: str, name: str) -> TensorData | None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import redis
@@ -23,18 +27,29 @@ PACK_BYTES = 64 * 1024
 """Tensors up to this size share one packed key per job: one SET instead of thousands (a 10k-node
 graph has ~40k tensors); larger tensors each get their own key."""
 
-# Set fields of a queued/running job, unless it is gone (or, with ARGV[1]=='1', cancelled).
-_UPDATE = """
+# Wake long-polling readers (GET ?wait=): one entry in the job's `done` stream (KEYS[3]), with the job's TTL.
+_SIGNAL = """
+local function signal_done(job, done)
+  redis.call('XADD', done, 'MAXLEN', '1', '*', 'status', redis.call('HGET', job, 'status'))
+  redis.call('EXPIRE', done, tonumber(redis.call('HGET', job, 'ttl')) or 86400)
+end
+"""
+
+# Set fields of a queued/running job, unless it is gone (or, with ARGV[1]=='1', cancelled); with a KEYS[3],
+# the update finishes the job: signal it done.
+_UPDATE = _SIGNAL + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'queued' and st ~= 'running' then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if KEYS[3] then signal_done(KEYS[1], KEYS[3]) end
 return 1
 """
 
-# One delivery of a job: count it, give up past max attempts, else mark it running.
-_BEGIN = """
+# One delivery of a job: count it, give up past max attempts, else mark it running and hand back what the
+# worker needs (spec, TTL, byte cap), so that a delivery costs one round trip.
+_BEGIN = _SIGNAL + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', 0} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'cancelled', 0} end
 local st = redis.call('HGET', KEYS[1], 'status')
@@ -42,10 +57,29 @@ if st ~= 'queued' and st ~= 'running' then return {st, 0} end
 local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if n > tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'error', ARGV[3], 'finished_at', ARGV[2], 'status', 'failed')
+  signal_done(KEYS[1], KEYS[3])
   return {'exhausted', n}
 end
 redis.call('HSET', KEYS[1], 'started_at', ARGV[2], 'progress', ARGV[4], 'status', 'running')
-return {'running', n}
+return {'running', n, unpack(redis.call('HMGET', KEYS[1], 'spec', 'ttl', 'max_bytes'))}
+"""
+
+# Publish a finished job, run last inside the MULTI that wrote its tensors: unless the job is still running
+# and not cancelled, delete those tensor keys (KEYS[4..]) and return 0; else set the result fields, then the
+# status, give the job (and its Idempotency-Key) the TTL and signal it done.
+_FINISH = _SIGNAL + """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'running' or redis.call('EXISTS', KEYS[2]) == 1 then
+  for i = 4, #KEYS, 1000 do redis.call('DEL', unpack(KEYS, i, math.min(i + 999, #KEYS))) end
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], 'status', 'succeeded')
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+local idem = redis.call('HGET', KEYS[1], 'idem')
+if idem then redis.call('EXPIRE', idem, ARGV[1]) end
+signal_done(KEYS[1], KEYS[3])
+return 1
 """
 
 # Create a job unless the idempotency key already names one (then return that key's value).
@@ -83,6 +117,20 @@ class IdempotencyConflict(ValueError):
     """An Idempotency-Key reused with a different spec."""
 
 
+def index_entry(m: dict[str, Any]) -> str:
+    """A stored tensor's index entry, 'offset nbytes dtype d0,d1,...' ('-' for no offset: its own key);
+    plain text because a 10k-node job writes ~40k of them."""
+    offset = "-" if m["offset"] is None else m["offset"]
+    return f"{offset} {m['nbytes']} {m['dtype']} {','.join(map(str, m['shape']))}"
+
+
+def parse_index_entry(entry: bytes) -> StoredTensor:
+    """The StoredTensor an index_entry describes."""
+    offset, nbytes, dtype, dims = entry.decode().split(" ")
+    return StoredTensor(dtype=dtype, shape=[int(d) for d in dims.split(",") if d], nbytes=int(nbytes),
+                        offset=None if offset == "-" else int(offset))
+
+
 def now_iso() -> str:
     """The current UTC time, ISO 8601 with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -102,12 +150,29 @@ class JobRecord:
     error: JobError | None
     spec_json: str
     result_json: str | None
-    manifest: Manifest | None
+    manifest_json: str | None
     ttl: int
+
+    @cached_property
+    def manifest(self) -> Manifest | None:
+        """The Manifest, when succeeded (parsed on first use: the API sends the stored JSON as it is)."""
+        return Manifest.model_validate_json(self.manifest_json) if self.manifest_json else None
 
     def result(self) -> TraceResult | None:
         """The TraceResult, when succeeded."""
         return TraceResult.model_validate_json(self.result_json) if self.result_json else None
+
+
+@dataclass
+class Delivery:
+    """One delivery of a job to a worker: the state it left the job in ('running' to go ahead, else why not),
+    which attempt it is and, when running, the spec, TTL and byte cap the job was created with."""
+
+    state: str
+    attempt: int
+    spec_json: str = "{}"
+    ttl: int | None = None
+    max_bytes: int | None = None
 
 
 class JobStore:
@@ -141,12 +206,16 @@ class JobStore:
         return f"{self.prefix}:job:{job_id}:t:{key}"
 
     def index_key(self, job_id: str) -> str:
-        """Where each tensor is: 'engine/field/name' -> StoredTensor JSON, or '!' + why it was not kept."""
+        """Where each tensor is: 'engine/field/name' -> index_entry(...), or '!' + why it was not kept."""
         return f"{self.prefix}:job:{job_id}:index"
 
     def packed_key(self, job_id: str) -> str:
         """The job's small tensors, concatenated (offsets in the manifest)."""
         return f"{self.prefix}:job:{job_id}:packed"
+
+    def done_key(self, job_id: str) -> str:
+        """A stream that gets one entry when the job is finished (succeeded or failed): what GET ?wait= blocks on."""
+        return f"{self.prefix}:job:{job_id}:done"
 
     def cancel_key(self, job_id: str) -> str:
         """The cancel flag: 'requested', then 'stopped' once a worker let go of the job."""
@@ -204,7 +273,7 @@ class JobStore:
             progress=JobProgress.model_validate_json(s["progress"]) if s.get("progress") else None,
             error=JobError.model_validate_json(s["error"]) if s.get("error") else None,
             spec_json=s.get("spec", "{}"), result_json=s.get("result"),
-            manifest=Manifest.model_validate_json(s["manifest"]) if s.get("manifest") else None,
+            manifest_json=s.get("manifest"),
             ttl=int(s.get("ttl", self.ttl_s)),
         )
 
@@ -215,10 +284,10 @@ class JobStore:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
         self.r.set(self.cancel_key(job_id), "requested", ex=self.ttl_s)
         manifest_raw, idem = self.r.hmget(self.job_key(job_id), ["manifest", "idem"])
-        keys = [self.job_key(job_id), self.packed_key(job_id), self.index_key(job_id)]
+        keys = [self.job_key(job_id), self.packed_key(job_id), self.index_key(job_id), self.done_key(job_id)]
         if manifest_raw:
-            stored = Manifest.model_validate_json(manifest_raw).stored
-            keys += [self.tensor_key(job_id, k) for k, m in stored.items() if m.offset is None]
+            stored = json.loads(manifest_raw)["stored"]
+            keys += [self.tensor_key(job_id, k) for k, m in stored.items() if m["offset"] is None]
         if idem:
             keys.append(idem.decode())
         self.r.delete(*keys)
@@ -228,6 +297,21 @@ class JobStore:
         """'requested' or 'stopped' after a DELETE, else None."""
         v = self.r.get(self.cancel_key(job_id))
         return v.decode() if v else None
+
+    def wait(self, job_id: str, timeout_s: float, slice_s: float = 1.0) -> None:
+        """Block until the job is finished, gone, or `timeout_s` passed (a long poll: no result polling).
+
+        Blocks on the job's `done` stream in slices of `slice_s`, checking between them that the job still
+        exists, so that a deleted job's waiters return within a slice."""
+        if not _ID.match(job_id):
+            return
+        deadline = time.monotonic() + timeout_s
+        done = self.done_key(job_id)
+        while (left := deadline - time.monotonic()) > 0:
+            if self.r.xread({done: "0-0"}, count=1, block=max(1, int(min(left, slice_s) * 1000))):
+                return
+            if not self.r.exists(self.job_key(job_id)):
+                return
 
     def tensor(self, job_id: str, engine: str | None, field: str, name: str) -> tuple[str, np.ndarray]:
         """(engine, full tensor): stored bytes, else the result's inline numbers; else TensorNotKept/NotFound.
@@ -243,7 +327,7 @@ class JobStore:
         engine = engine or primary.decode()
         key = array_key(engine, field, name)
         entry = self.r.hget(self.index_key(job_id), key)
-        meta = StoredTensor.model_validate_json(entry) if entry and not entry.startswith(b"!") else None
+        meta = parse_index_entry(entry) if entry and not entry.startswith(b"!") else None
         if meta is not None:
             if meta.offset is None:
                 raw = self.r.get(self.tensor_key(job_id, key))
@@ -264,22 +348,27 @@ class JobStore:
     # worker side
     def begin(self, job_id: str, max_attempts: int) -> tuple[str, int]:
         """Count a delivery and mark the job running: ('running', n), or why not ('gone', 'exhausted', ...)."""
+        d = self.deliver(job_id, max_attempts)
+        return d.state, d.attempt
+
+    def deliver(self, job_id: str, max_attempts: int) -> Delivery:
+        """Count a delivery and mark the job running, in one round trip; see Delivery."""
         err = JobError(
             type="attempts_exhausted",
             message=f"gave up after {max_attempts} attempts: the worker running this job was lost each time",
         )
-        state, n = self._begin(
-            keys=[self.job_key(job_id), self.cancel_key(job_id)],
+        reply = self._begin(
+            keys=[self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
             args=[max_attempts, now_iso(), err.model_dump_json(), JobProgress(step="start", fraction=0.0).model_dump_json()],
         )
-        return state.decode() if isinstance(state, bytes) else str(state), int(n)
-
-    def spec_json(self, job_id: str) -> str:
-        """The spec a job was submitted with."""
-        raw = self.r.hget(self.job_key(job_id), "spec")
-        if raw is None:
-            raise JobNotFound(job_id)
-        return raw.decode()
+        state = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if state != "running":
+            return Delivery(state, int(reply[1]))
+        spec, ttl, cap = (reply + [None] * 5)[2:5]
+        return Delivery(
+            state, int(reply[1]), spec.decode() if spec else "{}",
+            int(ttl) if ttl is not None else None, int(cap) if cap is not None else None,
+        )
 
     def progress(self, job_id: str, step: str, fraction: float) -> bool:
         """Record progress; False when the job was cancelled or deleted (the worker should stop)."""
@@ -290,7 +379,7 @@ class JobStore:
         """Mark a queued/running job failed (status last); False when it is gone or already finished."""
         err = JobError(type=type_, message=message).model_dump_json()
         return bool(self._update(
-            keys=[self.job_key(job_id), self.cancel_key(job_id)],
+            keys=[self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
             args=["0", "error", err, "finished_at", now_iso(), "status", "failed"],
         ))
 
@@ -299,54 +388,44 @@ class JobStore:
         self.r.set(self.cancel_key(job_id), "stopped", xx=True, keepttl=True)
 
     def finish(
-        self, job_id: str, result: TraceResult, arrays: dict[str, np.ndarray], keep: str | list[str] | None
+        self, job_id: str, result: TraceResult, arrays: dict[str, np.ndarray], keep: str | list[str] | None,
+        delivery: Delivery | None = None,
     ) -> bool:
-        """Store result, manifest and kept tensors in one MULTI/EXEC, status last; False if cancelled/gone."""
+        """Store result, manifest and kept tensors in one MULTI/EXEC, status last; False if cancelled/gone.
+
+        With the job's `delivery` (its TTL and byte cap) this is one round trip."""
         jk, ck = self.job_key(job_id), self.cancel_key(job_id)
-        cap = self.r.hget(jk, "max_bytes")
-        chosen, manifest = select_tensors(arrays, keep, int(cap) if cap is not None else self.max_job_bytes)
-        payload: dict[str, bytes] = {}
+        if delivery is None or delivery.ttl is None or delivery.max_bytes is None:
+            ttl_raw, cap_raw = self.r.hmget(jk, ["ttl", "max_bytes"])
+            delivery = Delivery("running", 0, ttl=int(ttl_raw or self.ttl_s),
+                                max_bytes=int(cap_raw) if cap_raw is not None else self.max_job_bytes)
+        ttl = delivery.ttl or self.ttl_s
+        sel = select_tensors(arrays, keep, delivery.max_bytes if delivery.max_bytes is not None else self.max_job_bytes)
+        written: list[str] = []
         packed: list[bytes] = []
         offset = 0
-        for key, a in chosen.items():
-            raw = to_bytes(a)
-            if len(raw) <= PACK_BYTES:
-                manifest.stored[key].offset = offset
-                packed.append(raw)
-                offset += len(raw)
-            else:
-                payload[key] = raw
-        index = {k: m.model_dump_json() for k, m in manifest.stored.items()}
-        index.update({k: f"!{why}" for k, why in manifest.not_kept.items()})
-        result_json = result.model_dump_json()
-        with self.r.pipeline() as p:
-            while True:
-                try:
-                    p.watch(jk, ck)
-                    status, ttl_raw, idem = p.hmget(jk, ["status", "ttl", "idem"])
-                    if status != b"running" or p.exists(ck):
-                        p.unwatch()
-                        return False
-                    ttl = int(ttl_raw or self.ttl_s)
-                    p.multi()
-                    for key, raw in payload.items():
-                        p.set(self.tensor_key(job_id, key), raw, ex=ttl)
-                    if packed:
-                        p.set(self.packed_key(job_id), b"".join(packed), ex=ttl)
-                    if index:
-                        p.hset(self.index_key(job_id), mapping=index)
-                        p.expire(self.index_key(job_id), ttl)
-                    p.hset(jk, mapping={
-                        "result": result_json, "manifest": manifest.model_dump_json(), "finished_at": now_iso(),
-                        "engine": result.engines[0],
-                        "progress": JobProgress(step="done", fraction=1.0).model_dump_json(),
-                    })
-                    p.hset(jk, "status", "succeeded")
-                    p.expire(jk, ttl)
-                    if idem:
-                        p.expire(idem.decode(), ttl)
-                    p.execute()
-                    return True
-                except redis.WatchError:
-                    continue
-
+        with self.r.pipeline(transaction=True) as p:
+            for key, a in sel.chosen.items():
+                raw = to_bytes(a)
+                if len(raw) <= PACK_BYTES:
+                    sel.stored[key]["offset"] = offset
+                    packed.append(raw)
+                    offset += len(raw)
+                else:
+                    written.append(self.tensor_key(job_id, key))
+                    p.set(written[-1], raw, ex=ttl)
+            if packed:
+                written.append(self.packed_key(job_id))
+                p.set(written[-1], b"".join(packed), ex=ttl)
+            index = {k: index_entry(m) for k, m in sel.stored.items()}
+            index.update({k: f"!{why}" for k, why in sel.not_kept.items()})
+            if index:
+                written.append(self.index_key(job_id))
+                p.hset(written[-1], mapping=index)
+                p.expire(written[-1], ttl)
+            fields = {
+                "result": result.model_dump_json(), "manifest": sel.manifest_json(), "finished_at": now_iso(),
+                "engine": result.engines[0], "progress": JobProgress(step="done", fraction=1.0).model_dump_json(),
+            }
+            p.eval(_FINISH, 3 + len(written), jk, ck, self.done_key(job_id), *written, ttl, *[x for kv in fields.items() for x in kv])
+            return bool(p.execute()[-1])

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, validation_alias=AliasChoices("GRADTRACE_BROKER_URL", "BROKER_URL"))
     api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI client finds the API.")
     bind: str = Field("127.0.0.1:8000", description="The API's bind address (gunicorn).")
+    api_workers: int = Field(2, ge=1, description="gunicorn worker processes.")
+    api_threads: int = Field(8, ge=1, description="Threads per gunicorn worker: concurrent requests, long polls included.")
     result_ttl_s: int = Field(24 * 3600, ge=1)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     max_nodes: int = Field(200_000, ge=1)
@@ -29,6 +31,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(3600, ge=1)
     max_attempts: int = Field(3, ge=1, description="Deliveries of one job before it is failed.")
     worker_torch_threads: int = Field(1, ge=1)
+    progress_interval_s: float = Field(
+        0.25, ge=0, description="A worker writes progress (and checks for a cancel) at most this often."
+    )
 
     @model_validator(mode="after")
     def _limits(self) -> Settings:

@@ -214,3 +214,34 @@ def test_openapi_docs_and_health(client: Any, worker: Any, api_for: Any, setting
     r = create_app(dead).test_client().get("/readyz")
     assert r.status_code == 503 and r.get_json()["redis"] is False
     assert create_app(dead).test_client().get("/v1/jobs/" + "0" * 32).status_code == 503
+
+
+def test_long_poll_answers_when_the_job_finishes(api: Any, app: Any, chain_spec: dict[str, Any], slow: Any) -> None:
+    import threading
+
+    job_id = api.submit(chain_spec)
+    t0 = time.monotonic()
+    r = api.client.get(f"/v1/jobs/{job_id}?wait=30")
+    assert r.status_code == 200 and time.monotonic() - t0 < 10
+    job = r.get_json()
+    assert job["status"] == "succeeded" and job["result"]["nodes"]["x"]["grad"]["data"] == 2569
+    assert api.client.get(f"/v1/jobs/{job_id}?wait=31").status_code == 422
+
+    slow_id = api.submit(slow(6000))  # a few seconds of work: still running when the wait runs out
+    t0 = time.monotonic()
+    r = api.client.get(f"/v1/jobs/{slow_id}?wait=0.5")
+    assert r.get_json()["status"] in ("queued", "running") and 0.45 <= time.monotonic() - t0 < 5
+
+    answer: dict[str, Any] = {}
+
+    def waiter() -> None:
+        t = time.monotonic()
+        answer["status"] = app.test_client().get(f"/v1/jobs/{slow_id}?wait=25").status_code
+        answer["s"] = time.monotonic() - t
+
+    th = threading.Thread(target=waiter)
+    th.start()
+    time.sleep(0.3)
+    assert api.client.delete(f"/v1/jobs/{slow_id}").status_code == 202
+    th.join(30)
+    assert answer["status"] == 404 and answer["s"] < 5  # a deleted job's waiters return within a slice

@@ -35,7 +35,8 @@ def test_finish_writes_everything_with_one_ttl(store: JobStore, chain_spec: dict
     assert len(rec.manifest.stored) == len(done.arrays)
     # small tensors share one packed key: the job's hash plus that key, however many tensors
     assert all(m.offset is not None for m in rec.manifest.stored.values())
-    assert len(keys_of(job_id)) == 3  # the hash, the packed tensors, the index of where each tensor is
+    # the hash, the packed tensors, the index of where each tensor is, the `done` stream long polls wait on
+    assert len(keys_of(job_id)) == 4 and store.r.xlen(store.done_key(job_id)) == 1
     assert {0 < store.r.ttl(k) <= 60 for k in keys_of(job_id)} == {True}
     engine, a = store.tensor(job_id, None, "grad", "x")
     assert engine == "torch" and a.shape == () and float(a) == 2569.0
@@ -63,7 +64,9 @@ def test_attempts_are_capped(store: JobStore, chain_spec: dict[str, Any]) -> Non
     job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json())
     assert store.begin(job_id, 2) == ("running", 1)
     assert store.begin(job_id, 2) == ("running", 2)  # redelivered after a lost worker
+    assert store.r.xlen(store.done_key(job_id)) == 0
     assert store.begin(job_id, 2) == ("exhausted", 3)
+    assert store.r.xlen(store.done_key(job_id)) == 1  # a long poll wakes for a failed job too
     rec = store.get(job_id)
     assert rec.status == "failed" and rec.error is not None and "after 2 attempts" in rec.error.message
 
@@ -98,7 +101,24 @@ def test_large_tensors_get_their_own_keys(store: JobStore, keys_of: Any) -> None
     stored = store.get(job_id).manifest.stored  # type: ignore[union-attr]
     own = {k for k, m in stored.items() if m.offset is None}
     assert own == {k for k, a in done.arrays.items() if a.nbytes > PACK_BYTES} and own
-    assert len(keys_of(job_id)) == 3 + len(own)
+    assert len(keys_of(job_id)) == 4 + len(own)  # hash, pack, index, done stream and one key each
     np.testing.assert_array_equal(store.tensor(job_id, "reference", "grad", "x")[1], done.arrays["reference/grad/x"])
     store.delete(job_id)
     assert keys_of(job_id) == []
+
+
+def test_delivery_carries_the_spec_and_a_late_finish_leaves_no_keys(store: JobStore, keys_of: Any) -> None:
+    # deliver() hands the worker spec, TTL and byte cap in one round trip; finish() then writes in one MULTI
+    # whose last step checks the job: deleted meanwhile, even its large tensors' keys are removed again
+    spec = {"inputs": {"x": {"shape": [200, 100], "seed": 1}}, "nodes": [
+        {"name": "y", "op": "tanh", "inputs": ["x"]}, {"name": "s", "op": "sum", "inputs": ["y"]}]}
+    body = TraceSpec.model_validate(spec).model_dump_json()
+    job_id, _ = store.create(body)
+    d = store.deliver(job_id, 3)
+    assert (d.state, d.attempt, d.spec_json, d.ttl, d.max_bytes) == ("running", 1, body, 60, 1 << 20)
+    done = _done(spec)
+    store.delete(job_id)
+    assert any(a.nbytes > PACK_BYTES for a in done.arrays.values())
+    assert not store.finish(job_id, done.result, done.arrays, "all", d)
+    assert not keys_of(job_id)
+    assert store.deliver(job_id, 3).state == "gone"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -13,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from services.compiler import Limits
 from services.errors import CancelledError, SpecError
 from services.store import JobStore
-from services.trace import trace
+from services.trace import paused_gc, trace
 from shared.settings import Settings, get_settings
 from shared.spec import TraceSpec
 from worker.celery_app import RUN_JOB, app, configure_torch
@@ -35,23 +36,32 @@ def _torch_ready(threads: int) -> bool:
 
 def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
     """Run one delivery of a job; returns the state it left the job in. Never raises for a bad job."""
-    state, attempt = jobs.begin(job_id, settings.max_attempts)
-    if state != "running":
-        if state in ("gone", "cancelled"):
+    delivery = jobs.deliver(job_id, settings.max_attempts)
+    if delivery.state != "running":
+        if delivery.state in ("gone", "cancelled"):
             jobs.stopped(job_id)
-        log.warning("job %s not run: %s", job_id, state)
-        return state
+        log.warning("job %s not run: %s", job_id, delivery.state)
+        return delivery.state
+
+    last = time.monotonic()
 
     def progress(step: str, fraction: float) -> None:
+        # at most one write (and cancel check) per progress_interval_s: a fast job makes none
+        nonlocal last
+        if time.monotonic() - last < settings.progress_interval_s:
+            return
+        last = time.monotonic()
         if not jobs.progress(job_id, step, fraction):
             raise CancelledError(f"job {job_id} was cancelled")
 
     try:
-        spec = TraceSpec.model_validate_json(jobs.spec_json(job_id))
+        spec = TraceSpec.model_validate_json(delivery.spec_json)
         _torch_ready(settings.worker_torch_threads)
-        done = trace(spec, Limits.from_settings(settings), settings.inline_limit, progress)
-        progress("store", 1.0)
-        if jobs.finish(job_id, done.result, done.arrays, spec.keep):
+        with paused_gc():  # the trace and its store write allocate many acyclic objects: no GC passes over them
+            done = trace(spec, Limits.from_settings(settings), settings.inline_limit, progress)
+            progress("store", 1.0)
+            stored = jobs.finish(job_id, done.result, done.arrays, spec.keep, delivery)
+        if stored:
             return "succeeded"
         raise CancelledError(f"job {job_id} was cancelled")
     except CancelledError:
@@ -62,7 +72,7 @@ def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
     except SpecError as e:
         jobs.fail(job_id, "spec_error", str(e))
     except Exception as e:  # any engine failure fails the job, never the worker
-        log.exception("job %s failed (attempt %d)", job_id, attempt)
+        log.exception("job %s failed (attempt %d)", job_id, delivery.attempt)
         jobs.fail(job_id, type(e).__name__, str(e) or repr(e))
     return "failed"
 
