@@ -487,3 +487,35 @@ def test_number_where_torch_needs_a_tensor(nodes: list[dict[str, Any]]) -> None:
     err = _spec_error({"x": normal(3, 4), "w": normal(5, 4), "s": normal()}, *nodes)
     assert err.node == nodes[0]["name"]
     assert "must be a tensor" in err.message
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 3), (4, 4)])
+def test_conv2d_grads_every_stride_phase_against_torch(stride: tuple[int, int]) -> None:
+    # the input gradient is computed one stride phase at a time: phases with one, several or no kernel taps,
+    # padding wider than the kernel's reach, dilation sharing a factor with the stride, groups, bias
+    import itertools
+
+    import torch
+
+    from services.errors import ShapeError
+    from services.ops.conv import Conv2d, Conv2dArgs
+
+    op, rng, checked = Conv2d(), np.random.default_rng(0), 0
+    for (kh, kw), pad, dil, groups in itertools.product(
+        [(1, 1), (3, 2), (4, 1)], [(0, 0), (1, 2), (3, 4)], [(1, 1), (2, 1), (3, 2)], [1, 2]
+    ):
+        args = Conv2dArgs(stride=stride, padding=pad, dilation=dil, groups=groups)
+        xs = [rng.standard_normal((2, 4, 9, 11)), rng.standard_normal((6, 4 // groups, kh, kw)), rng.standard_normal(6)]
+        try:
+            op.shape([x.shape for x in xs], args)
+        except ShapeError:
+            continue  # kernel reach over the padded input: rejected before any engine runs
+        out = op.forward(xs, args)
+        g = rng.standard_normal(out.shape)
+        ts = [torch.tensor(x, requires_grad=True) for x in xs]
+        t_out = torch.nn.functional.conv2d(*ts, stride=stride, padding=pad, dilation=dil, groups=groups)
+        t_out.backward(torch.tensor(g))
+        for mine, want in zip([out, *op.backward(g, out, xs, args)], [t_out, *(t.grad for t in ts)], strict=True):
+            np.testing.assert_allclose(mine, want.detach().numpy(), rtol=1e-10, atol=1e-10)
+        checked += 1
+    assert checked >= 40

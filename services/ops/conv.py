@@ -1,9 +1,10 @@
 """conv2d as cross-correlation over strided window views, vectorised as matrix products.
 
 Forward and both gradients are correlations, each one matrix product over the windows
-(im2col): the weight gradient is the correlation of the input with the output gradient, and
-the input gradient is the full correlation of the (stride-dilated) output gradient with the
-flipped kernel."""
+(im2col, tensors laid out channels first): the weight gradient is the correlation of the input
+with the output gradient, and the input gradient is the full correlation of the output gradient
+with the flipped kernel, split into stride phases so that no zeros of a stride-dilated gradient
+are multiplied."""
 
 from __future__ import annotations
 
@@ -30,17 +31,17 @@ def windows(x: Array, kh: int, kw: int, stride: tuple[int, int], dilation: tuple
 
 
 def columns(
-    x: Array, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int], groups: int
+    xc: Array, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int], groups: int
 ) -> tuple[Array, int, int]:
-    """im2col, one strided slice copy per kernel offset (never a loop over pixels):
-    (G, KH*KW*C/G, N*OH*OW) with OH, OW; row (k, l, c) holds x[n, c, i*s + k*d, j*s + l*d]."""
-    n, c, h, wd = x.shape
+    """im2col of xc laid out (C, N, H, W), one strided slice copy per kernel offset (never a loop over
+    pixels): (G, KH*KW*C/G, N*OH*OW) with OH, OW; row (k, l, c) holds x[n, c, i*s + k*d, j*s + l*d]."""
+    c, n, h, wd = xc.shape
     (sh, sw), (dh, dw) = stride, dilation
     oh = (h - dh * (kh - 1) - 1) // sh + 1
     ow = (wd - dw * (kw - 1) - 1) // sw + 1
     cg = c // groups
-    xg = x.reshape(n, groups, cg, h, wd).transpose(1, 2, 0, 3, 4)  # (G, C/G, N, H, W), a view
-    cols = np.empty((groups, kh, kw, cg, n, oh, ow), dtype=x.dtype)
+    xg = xc.reshape(groups, cg, n, h, wd)
+    cols = np.empty((groups, kh, kw, cg, n, oh, ow), dtype=xc.dtype)
     for k in range(kh):
         for m in range(kw):
             cols[:, k, m] = xg[..., k * dh : k * dh + sh * (oh - 1) + 1 : sh, m * dw : m * dw + sw * (ow - 1) + 1 : sw]
@@ -53,13 +54,50 @@ def _kernel_rows(w: Array, groups: int) -> Array:
     return w.reshape(groups, o // groups, cg, kh, kw).transpose(0, 1, 3, 4, 2).reshape(groups, o // groups, kh * kw * cg)
 
 
-def correlate(x: Array, w: Array, stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> Array:
-    """out[n, o, i, j] = sum_{c,k,l} x[n, c, i*s + k*d, j*s + l*d] * w[o, c, k, l], per group: one GEMM each."""
-    n = x.shape[0]
+def correlate(xc: Array, w: Array, stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> Array:
+    """out[o, n, i, j] = sum_{c,k,l} xc[c, n, i*s + k*d, j*s + l*d] * w[o, c, k, l], per group one GEMM.
+
+    Both laid out channels first, (C, N, H, W): the window copies then read contiguous rows."""
+    n = xc.shape[1]
     o, _, kh, kw = w.shape
-    cols, oh, ow = columns(x, kh, kw, stride, dilation, groups)
-    out = np.matmul(_kernel_rows(w, groups), cols)  # (G, O/G, N*OH*OW)
-    return out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+    cols, oh, ow = columns(xc, kh, kw, stride, dilation, groups)
+    return np.matmul(_kernel_rows(w, groups), cols).reshape(o, n, oh, ow)  # (G, O/G, N*OH*OW) as (O, N, OH, OW)
+
+
+def channels_first(x: Array, rows: int, cols: int, top: int, left: int, step: tuple[int, int] = (1, 1)) -> Array:
+    """x (N, C, H, W) as a zero array (C, N, rows, cols) holding x[n, c, i, j] at (top + i*step, left + j*step):
+    padding and stride dilation in one copy."""
+    n, c, h, w = x.shape
+    out = np.zeros((c, n, rows, cols), dtype=x.dtype)
+    out[:, :, top : top + (h - 1) * step[0] + 1 : step[0], left : left + (w - 1) * step[1] + 1 : step[1]] = x.transpose(1, 0, 2, 3)
+    return out
+
+
+PhaseAxis = tuple[list[int], int, tuple[int, int, int], tuple[int, int], int]
+
+
+def stride_phases(s: int, d: int, k: int, p: int, size: int, out: int) -> list[PhaseAxis]:
+    """Split one axis of a strided conv's input gradient into its s stride phases, so that the full
+    correlation never multiplies the zeros a stride-dilated gradient would hold.
+
+    Unpadded input index r - p, with r = rho + s*q, gets g[q - m] * w[t] from the taps t with t*d = rho + s*m.
+    Per phase: (taps t, ascending; rows of the phase's gradient buffer; (buffer row of the first copied g row,
+    first and end g row copied); (first unpadded input index, count); the taps' dilation in g units). Phases
+    with no tap or no input index are left out: their gradient is zero."""
+    phases: list[PhaseAxis] = []
+    for rho in range(s):
+        taps = [t for t in range(k) if (t * d) % s == rho]
+        q_lo, q_hi = -(-(p - rho) // s), (p + size - 1 - rho) // s
+        if not taps or q_hi < q_lo:
+            continue
+        dt = (taps[1] - taps[0]) * d // s if len(taps) > 1 else 1  # the taps' spacing, in gradient rows
+        top = (taps[0] * d - rho) // s + (len(taps) - 1) * dt  # buffer position of g[0], before the q_lo offset
+        rows = q_hi - q_lo + 1 + (len(taps) - 1) * dt
+        g0, g1 = max(0, q_lo - top), min(out, rows + q_lo - top)
+        if g1 <= g0:
+            continue
+        phases.append((taps, rows, (top + g0 - q_lo, g0, g1), (rho + s * q_lo - p, q_hi - q_lo + 1), dt))
+    return phases
 
 
 class Conv2dArgs(BaseModel):
@@ -112,9 +150,9 @@ class Conv2d(Op):
         x, w = xs[0], xs[1]
         batched = x.ndim == 4
         x = x if batched else x[None]
-        ph, pw = pair(a.padding)
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        out = correlate(xp, w, pair(a.stride), pair(a.dilation), a.groups)
+        (ph, pw), (_, _, h, wd) = pair(a.padding), x.shape
+        xc = channels_first(x, h + 2 * ph, wd + 2 * pw, ph, pw)
+        out = correlate(xc, w, pair(a.stride), pair(a.dilation), a.groups).transpose(1, 0, 2, 3)
         if len(xs) == 3:
             out = out + xs[2][None, :, None, None]
         return out if batched else out[0]
@@ -128,23 +166,27 @@ class Conv2d(Op):
         o, cg, kh, kw = w.shape
         G = a.groups
         oh, ow = g.shape[2:]
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        xc = channels_first(x, h + 2 * ph, wd + 2 * pw, ph, pw)
 
         # dL/dW: correlate the input windows with the output gradient, per group (one GEMM each).
-        cols, _, _ = columns(xp, kh, kw, (sh, sw), (dh, dw), G)  # (G, KH*KW*C/G, N*OH*OW)
+        cols, _, _ = columns(xc, kh, kw, (sh, sw), (dh, dw), G)  # (G, KH*KW*C/G, N*OH*OW)
         gg = g.transpose(1, 0, 2, 3).reshape(G, o // G, n * oh * ow)
         gw = np.matmul(gg, cols.transpose(0, 2, 1)).reshape(G, o // G, kh, kw, cg).transpose(0, 1, 4, 2, 3).reshape(w.shape)
 
-        # dL/dX: full correlation of the stride-dilated gradient with the flipped kernel.
-        gd = np.zeros((n, o, (oh - 1) * sh + 1, (ow - 1) * sw + 1), dtype=g.dtype)
-        gd[:, :, ::sh, ::sw] = g
-        eh, ew = dh * (kh - 1), dw * (kw - 1)
-        gpad = np.pad(gd, ((0, 0), (0, 0), (eh, eh), (ew, ew)))
-        wf = w.reshape(G, o // G, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1].reshape(c, o // G, kh, kw)
-        part = correlate(gpad, np.ascontiguousarray(wf), (1, 1), (dh, dw), G)
-        gxp = np.zeros_like(xp)
-        gxp[:, :, : part.shape[2], : part.shape[3]] = part
-        gx = gxp[:, :, ph : ph + h, pw : pw + wd]
+        # dL/dX: full correlation of the output gradient with the flipped kernel, one stride phase at a time.
+        gx = np.zeros((c, n, h, wd), dtype=x.dtype)
+        gt = g.transpose(1, 0, 2, 3)
+        for ph_ in stride_phases(sh, dh, kh, ph, h, oh):
+            for pw_ in stride_phases(sw, dw, kw, pw, wd, ow):
+                (th, rows, gh, (r0, rn), dh2), (tw, cols_, gw_, (c0, cn), dw2) = ph_, pw_
+                gc = np.zeros((o, n, rows, cols_), dtype=g.dtype)
+                gc[:, :, gh[0] : gh[0] + gh[2] - gh[1], gw_[0] : gw_[0] + gw_[2] - gw_[1]] = gt[:, :, gh[1] : gh[2], gw_[1] : gw_[2]]
+                sub = w[:, :, th][:, :, :, tw].reshape(G, o // G, cg, len(th), len(tw))
+                wf = sub.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1].reshape(c, o // G, len(th), len(tw))
+                gx[:, :, r0 : r0 + sh * (rn - 1) + 1 : sh, c0 : c0 + sw * (cn - 1) + 1 : sw] = correlate(
+                    gc, np.ascontiguousarray(wf), (1, 1), (dh2, dw2), G
+                )
+        gx = gx.transpose(1, 0, 2, 3)
 
         grads: list[Array | None] = [gx if batched else gx[0], gw]
         if len(xs) == 3:
