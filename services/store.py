@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import redis
 
-from services.assemble import array_key
 from services.jobs import inline_tensor, missing_reason, select_tensors
 from shared.codec import from_bytes, to_bytes
 from shared.job import JobError, JobProgress, Manifest, StoredTensor
@@ -90,6 +89,26 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('HSET', KEYS[2], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return false
+"""
+
+
+# One tensor of a finished job in one round trip: {} when the job is gone, {status} when it is not
+# succeeded, else {status, engine, index entry ('' if none), bytes (when stored)}. ARGV: engine ('' for the
+# job's primary one), 'field/name', the prefix of the job's own-key tensors.
+_FETCH = """
+local st, primary = unpack(redis.call('HMGET', KEYS[1], 'status', 'engine'))
+if not st then return {} end
+if st ~= 'succeeded' or not primary then return {st} end
+local engine = ARGV[1] ~= '' and ARGV[1] or primary
+local key = engine .. '/' .. ARGV[2]
+local entry = redis.call('HGET', KEYS[2], key)
+if not entry or string.sub(entry, 1, 1) == '!' then return {st, engine, entry or ''} end
+local offset, nbytes = string.match(entry, '^(%S+) (%d+) ')
+local raw
+if offset == '-' then raw = redis.call('GET', ARGV[3] .. key)
+elseif tonumber(nbytes) == 0 then raw = ''
+else raw = redis.call('GETRANGE', KEYS[3], tonumber(offset), tonumber(offset) + tonumber(nbytes) - 1) end
+return {st, engine, entry, raw}
 """
 
 
@@ -189,6 +208,7 @@ class JobStore:
         self._update = client.register_script(_UPDATE)
         self._begin = client.register_script(_BEGIN)
         self._create = client.register_script(_CREATE)
+        self._fetch = client.register_script(_FETCH)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
@@ -318,21 +338,18 @@ class JobStore:
 
         `engine` None means the primary engine (the first that ran).
         """
-        jk = self.job_key(job_id)
-        status, primary = self.r.hmget(jk, ["status", "engine"]) if _ID.match(job_id) else (None, None)
-        if status is None:
+        reply = self._fetch(
+            keys=[self.job_key(job_id), self.index_key(job_id), self.packed_key(job_id)],
+            args=[engine or "", f"{field}/{name}", self.tensor_key(job_id, "")],
+        ) if _ID.match(job_id) else []
+        if not reply:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
-        if status != b"succeeded" or primary is None:
-            raise JobNotReady(status.decode())
-        engine = engine or primary.decode()
-        key = array_key(engine, field, name)
-        entry = self.r.hget(self.index_key(job_id), key)
-        meta = parse_index_entry(entry) if entry and not entry.startswith(b"!") else None
-        if meta is not None:
-            if meta.offset is None:
-                raw = self.r.get(self.tensor_key(job_id, key))
-            else:
-                raw = self.r.getrange(self.packed_key(job_id), meta.offset, meta.offset + meta.nbytes - 1) if meta.nbytes else b""
+        if len(reply) == 1:
+            raise JobNotReady(reply[0].decode())
+        engine, entry = reply[1].decode(), reply[2] or None
+        if entry is not None and not entry.startswith(b"!"):
+            meta = parse_index_entry(entry)
+            raw = reply[3] if len(reply) > 3 else None
             if raw is None or len(raw) != meta.nbytes:
                 raise JobNotFound(f"job '{job_id}' expired")
             return engine, from_bytes(raw, meta.dtype, meta.shape)
