@@ -18,6 +18,7 @@ from bench.stack import (
     BENCH_SETTINGS,
     GUNICORN_TIMEOUT_S,
     GUNICORN_WORKERS,
+    MALLOC_ENV,
     ROOT,
     WORKER_CONCURRENCY,
     WORKER_POOL,
@@ -145,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     rep: dict[str, Any] = {"mode": cfg.mode, "config": asdict(cfg), "machine": machine()}
     rep["service"] = {
         "settings_changed": BENCH_SETTINGS, "worker": f"celery {WORKER_POOL} x{WORKER_CONCURRENCY}",
-        "api": f"gunicorn -w {GUNICORN_WORKERS} --timeout {GUNICORN_TIMEOUT_S}",
+        "api": f"gunicorn -w {GUNICORN_WORKERS} --timeout {GUNICORN_TIMEOUT_S} (gunicorn.conf.py: gthread)",
         "torch_threads_in_process": torch.get_num_threads(),
+        "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
     }
     log(f"mode {cfg.mode}, budget {cfg.budget_s:.0f} s; starting redis-server, celery worker, gunicorn")
     from bench import engines, gpu, profiling, queue_overhead, report, scale, store_bench

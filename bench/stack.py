@@ -28,6 +28,7 @@ BENCH_SETTINGS: dict[str, Any] = {
 WORKER_POOL = "prefork"
 WORKER_CONCURRENCY = 2
 GUNICORN_WORKERS = 2
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "134217728"}
 GUNICORN_TIMEOUT_S = 600  # large results take longer than gunicorn's 30 s default to (de)serialise
 
 
@@ -137,6 +138,7 @@ class Stack:
         for name, value in self.settings().model_dump().items():
             env[f"GRADTRACE_{name.upper()}"] = str(value)
         env["GRADTRACE_BENCH_TIMINGS"] = str(self.timings_file)
+        env.update(MALLOC_ENV)  # as the Dockerfile sets them
         env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return env
 
