@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from services.assemble import array_key
 from services.jobs import inline_tensor, missing_reason, select_tensors
 from shared.codec import from_bytes, to_bytes
 from shared.job import JobError, JobProgress, Manifest, StoredTensor
@@ -93,8 +94,9 @@ return false
 
 
 # One tensor of a finished job in one round trip: {} when the job is gone, {status} when it is not
-# succeeded, else {status, engine, index entry ('' if none), bytes (when stored)}. ARGV: engine ('' for the
-# job's primary one), 'field/name', the prefix of the job's own-key tensors.
+# succeeded, else {status, engine, index entry ('' if none), bytes (when packed)}. A tensor with its own key
+# (over PACK_BYTES) is then read with a plain GET: copying megabytes through Lua costs more than a round trip.
+# ARGV: engine ('' for the job's primary one), 'field/name'.
 _FETCH = """
 local st, primary = unpack(redis.call('HMGET', KEYS[1], 'status', 'engine'))
 if not st then return {} end
@@ -104,11 +106,9 @@ local key = engine .. '/' .. ARGV[2]
 local entry = redis.call('HGET', KEYS[2], key)
 if not entry or string.sub(entry, 1, 1) == '!' then return {st, engine, entry or ''} end
 local offset, nbytes = string.match(entry, '^(%S+) (%d+) ')
-local raw
-if offset == '-' then raw = redis.call('GET', ARGV[3] .. key)
-elseif tonumber(nbytes) == 0 then raw = ''
-else raw = redis.call('GETRANGE', KEYS[3], tonumber(offset), tonumber(offset) + tonumber(nbytes) - 1) end
-return {st, engine, entry, raw}
+if offset == '-' then return {st, engine, entry} end
+if tonumber(nbytes) == 0 then return {st, engine, entry, ''} end
+return {st, engine, entry, redis.call('GETRANGE', KEYS[3], tonumber(offset), tonumber(offset) + tonumber(nbytes) - 1)}
 """
 
 
@@ -340,7 +340,7 @@ class JobStore:
         """
         reply = self._fetch(
             keys=[self.job_key(job_id), self.index_key(job_id), self.packed_key(job_id)],
-            args=[engine or "", f"{field}/{name}", self.tensor_key(job_id, "")],
+            args=[engine or "", f"{field}/{name}"],
         ) if _ID.match(job_id) else []
         if not reply:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
@@ -349,7 +349,7 @@ class JobStore:
         engine, entry = reply[1].decode(), reply[2] or None
         if entry is not None and not entry.startswith(b"!"):
             meta = parse_index_entry(entry)
-            raw = reply[3] if len(reply) > 3 else None
+            raw = reply[3] if meta.offset is not None else self.r.get(self.tensor_key(job_id, array_key(engine, field, name)))
             if raw is None or len(raw) != meta.nbytes:
                 raise JobNotFound(f"job '{job_id}' expired")
             return engine, from_bytes(raw, meta.dtype, meta.shape)
