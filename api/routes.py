@@ -24,6 +24,7 @@ from services.store import (
     TensorNotFound,
     TensorNotKept,
 )
+from services.trace import paused_gc
 from shared.codec import encode, to_npy
 from shared.job import (
     ErrorBody,
@@ -123,7 +124,8 @@ def submit(body: TraceSpec, header: SubmitHeader) -> Response:
     """Submit a spec: validated and compiled now, traced by a worker; poll the Location it returns."""
     s = svc()
     try:
-        check_keep(compile_spec(body, Limits.from_settings(s.settings)))
+        with paused_gc():  # compiling a large graph allocates many acyclic objects
+            check_keep(compile_spec(body, Limits.from_settings(s.settings)))
     except SpecError as e:
         return error(422, [e.to_dict()])
     except (ValueError, TypeError, LookupError, ArithmeticError) as e:

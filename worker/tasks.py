@@ -55,9 +55,9 @@ def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
             raise CancelledError(f"job {job_id} was cancelled")
 
     try:
-        spec = TraceSpec.model_validate_json(delivery.spec_json)
         _torch_ready(settings.worker_torch_threads)
-        with paused_gc():  # the trace and its store write allocate many acyclic objects: no GC passes over them
+        with paused_gc():  # parse, trace and store allocate many acyclic objects: no GC passes over them
+            spec = TraceSpec.model_validate_json(delivery.spec_json)
             done = trace(spec, Limits.from_settings(settings), settings.inline_limit, progress)
             progress("store", 1.0)
             stored = jobs.finish(job_id, done.result, done.arrays, spec.keep, delivery)
