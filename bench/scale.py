@@ -84,7 +84,7 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
     import torch  # noqa: F401  (imported before timing anything)
 
     from services.compiler import compile_spec
-    from services.trace import trace
+    from services.trace import paused_gc, trace
     from shared.spec import TraceSpec
 
     def left() -> float:
@@ -98,7 +98,8 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
     for _ in range(repeats if big else max(repeats, 5)):  # cheap, and sensitive to when the GC runs
         gc.collect()
         t0 = time.perf_counter()
-        ts = TraceSpec.model_validate_json(body)
+        with paused_gc():  # as the worker parses
+            ts = TraceSpec.model_validate_json(body)
         vals["spec_parse"].append((time.perf_counter() - t0) * 1e3)
     graph = compile_spec(ts)
     n_nodes = len(graph.nodes)
@@ -111,7 +112,8 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
             break
         gc.collect()  # every in-process timing starts from a collected heap: reproducible GC work inside it
         t0 = time.perf_counter()
-        trace(TraceSpec.model_validate_json(torch_body))
+        with paused_gc():  # as in the worker
+            trace(TraceSpec.model_validate_json(torch_body))
         vals["inproc_torch_trace"].append((time.perf_counter() - t0) * 1e3)
         vals["bare_torch"].append(bare_torch(graph))
     stored_bytes = result_json_bytes = None
