@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from flask import Response, request
@@ -70,7 +71,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         validation_error_callback=validation_error,
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.extensions["gradtrace"] = Service(settings, JobStore.from_settings(settings), make_celery(settings))
+    waiters = threading.BoundedSemaphore(max(0, settings.api_threads - 2))
+    app.extensions["gradtrace"] = Service(settings, JobStore.from_settings(settings), make_celery(settings), waiters)
     app.register_api(jobs)
     app.register_api(health)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.json.response(app.api_doc))

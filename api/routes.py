@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,6 +49,8 @@ class Service:
     settings: Settings
     store: JobStore
     celery: Celery
+    waiters: threading.BoundedSemaphore
+    """Slots for long polls: two of each process's threads never wait, so other requests always get through."""
 
 
 def svc() -> Service:
@@ -168,12 +171,16 @@ def view_json(rec: JobRecord) -> str:
 def get_job(path: JobPath, query: JobQuery) -> Response:
     """A job's status, timestamps, attempts, progress, error and, once succeeded, its result.
 
-    With `?wait=S` the answer waits (up to S seconds) for the job to finish: one request instead of polling."""
+    With `?wait=S` the answer waits (up to S seconds) for the job to finish: one request instead of polling.
+    At most GRADTRACE_API_THREADS - 2 requests per process wait at once; beyond that the answer is immediate."""
     store = svc().store
     try:
         rec = store.get(path.job_id)
-        if query.wait > 0 and rec.status in ("queued", "running"):
-            store.wait(path.job_id, query.wait)
+        if query.wait > 0 and rec.status in ("queued", "running") and svc().waiters.acquire(blocking=False):
+            try:  # no free slot: answer at once, the client asks again
+                store.wait(path.job_id, query.wait)
+            finally:
+                svc().waiters.release()
             rec = store.get(path.job_id)
         return Response(view_json(rec), mimetype="application/json")
     except JobNotFound as e:

@@ -27,11 +27,13 @@ PACK_BYTES = 64 * 1024
 """Tensors up to this size share one packed key per job: one SET instead of thousands (a 10k-node
 graph has ~40k tensors); larger tensors each get their own key."""
 
-# Wake long-polling readers (GET ?wait=): one entry in the job's `done` stream (KEYS[3]), with the job's TTL.
+# Wake long-polling readers (GET ?wait=): one entry in the job's `done` stream (KEYS[3]), expiring with the job.
 _SIGNAL = """
 local function signal_done(job, done)
   redis.call('XADD', done, 'MAXLEN', '1', '*', 'status', redis.call('HGET', job, 'status'))
-  redis.call('EXPIRE', done, tonumber(redis.call('HGET', job, 'ttl')) or 86400)
+  local left = redis.call('PTTL', job)
+  if left > 0 then redis.call('PEXPIRE', done, left)
+  else redis.call('EXPIRE', done, tonumber(redis.call('HGET', job, 'ttl')) or 86400) end
 end
 """
 
@@ -94,21 +96,22 @@ return false
 
 
 # One tensor of a finished job in one round trip: {} when the job is gone, {status} when it is not
-# succeeded, else {status, engine, index entry ('' if none), bytes (when packed)}. A tensor with its own key
-# (over PACK_BYTES) is then read with a plain GET: copying megabytes through Lua costs more than a round trip.
-# ARGV: engine ('' for the job's primary one), 'field/name'.
+# succeeded, else {status, engine, data attempt, index entry ('' if none), bytes (when packed)}. A tensor with
+# its own key (over PACK_BYTES) is then read with a plain GET: copying megabytes through Lua costs more than a
+# round trip. ARGV: engine ('' for the job's primary one), 'field/name'. Key names as JobStore.data_key.
 _FETCH = """
-local st, primary = unpack(redis.call('HMGET', KEYS[1], 'status', 'engine'))
+local st, primary, data = unpack(redis.call('HMGET', KEYS[1], 'status', 'engine', 'data'))
 if not st then return {} end
-if st ~= 'succeeded' or not primary then return {st} end
+if st ~= 'succeeded' or not primary or not data then return {st} end
 local engine = ARGV[1] ~= '' and ARGV[1] or primary
 local key = engine .. '/' .. ARGV[2]
-local entry = redis.call('HGET', KEYS[2], key)
-if not entry or string.sub(entry, 1, 1) == '!' then return {st, engine, entry or ''} end
+local base = KEYS[1] .. ':' .. data .. ':'
+local entry = redis.call('HGET', base .. 'index', key)
+if not entry or string.sub(entry, 1, 1) == '!' then return {st, engine, data, entry or ''} end
 local offset, nbytes = string.match(entry, '^(%S+) (%d+) ')
-if offset == '-' then return {st, engine, entry} end
-if tonumber(nbytes) == 0 then return {st, engine, entry, ''} end
-return {st, engine, entry, redis.call('GETRANGE', KEYS[3], tonumber(offset), tonumber(offset) + tonumber(nbytes) - 1)}
+if offset == '-' then return {st, engine, data, entry} end
+if tonumber(nbytes) == 0 then return {st, engine, data, entry, ''} end
+return {st, engine, data, entry, redis.call('GETRANGE', base .. 'packed', tonumber(offset), tonumber(offset) + tonumber(nbytes) - 1)}
 """
 
 
@@ -195,7 +198,8 @@ class Delivery:
 
 
 class JobStore:
-    """Jobs in Redis: `gradtrace:job:{id}` (hash) and `gradtrace:job:{id}:t:{engine}/{field}/{name}` (bytes).
+    """Jobs in Redis: `gradtrace:job:{id}` (hash), `gradtrace:job:{id}:done` (stream) and the tensors of the
+    delivery that finished it: `gradtrace:job:{id}:{attempt}:packed|index|t:{engine}/{field}/{name}`.
 
     TTL and byte cap are fixed per job when it is created (from the API's settings) and apply to all its keys.
     """
@@ -221,17 +225,12 @@ class JobStore:
         """The job's hash."""
         return f"{self.prefix}:job:{job_id}"
 
-    def tensor_key(self, job_id: str, key: str) -> str:
-        """A kept tensor's raw bytes; `key` is 'engine/field/name'."""
-        return f"{self.prefix}:job:{job_id}:t:{key}"
+    def data_key(self, job_id: str, attempt: int | str, part: str) -> str:
+        """A key of the tensors one delivery stored: `part` is 'packed', 'index' or 't:engine/field/name'.
 
-    def index_key(self, job_id: str) -> str:
-        """Where each tensor is: 'engine/field/name' -> index_entry(...), or '!' + why it was not kept."""
-        return f"{self.prefix}:job:{job_id}:index"
-
-    def packed_key(self, job_id: str) -> str:
-        """The job's small tensors, concatenated (offsets in the manifest)."""
-        return f"{self.prefix}:job:{job_id}:packed"
+        Each delivery writes under its own attempt number, so that a late duplicate delivery that finds the
+        job already finished removes only its own keys (the hash's `data` field names the published one)."""
+        return f"{self.prefix}:job:{job_id}:{attempt}:{part}"
 
     def done_key(self, job_id: str) -> str:
         """A stream that gets one entry when the job is finished (succeeded or failed): what GET ?wait= blocks on."""
@@ -303,11 +302,13 @@ class JobStore:
         if status is None:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
         self.r.set(self.cancel_key(job_id), "requested", ex=self.ttl_s)
-        manifest_raw, idem = self.r.hmget(self.job_key(job_id), ["manifest", "idem"])
-        keys = [self.job_key(job_id), self.packed_key(job_id), self.index_key(job_id), self.done_key(job_id)]
-        if manifest_raw:
+        manifest_raw, idem, data = self.r.hmget(self.job_key(job_id), ["manifest", "idem", "data"])
+        keys = [self.job_key(job_id), self.done_key(job_id)]
+        if manifest_raw and data:
+            n = data.decode()
+            keys += [self.data_key(job_id, n, "packed"), self.data_key(job_id, n, "index")]
             stored = json.loads(manifest_raw)["stored"]
-            keys += [self.tensor_key(job_id, k) for k, m in stored.items() if m["offset"] is None]
+            keys += [self.data_key(job_id, n, f"t:{k}") for k, m in stored.items() if m["offset"] is None]
         if idem:
             keys.append(idem.decode())
         self.r.delete(*keys)
@@ -338,18 +339,16 @@ class JobStore:
 
         `engine` None means the primary engine (the first that ran).
         """
-        reply = self._fetch(
-            keys=[self.job_key(job_id), self.index_key(job_id), self.packed_key(job_id)],
-            args=[engine or "", f"{field}/{name}"],
-        ) if _ID.match(job_id) else []
+        reply = self._fetch(keys=[self.job_key(job_id)], args=[engine or "", f"{field}/{name}"]) if _ID.match(job_id) else []
         if not reply:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
         if len(reply) == 1:
             raise JobNotReady(reply[0].decode())
-        engine, entry = reply[1].decode(), reply[2] or None
+        engine, data, entry = reply[1].decode(), reply[2].decode(), reply[3] or None
         if entry is not None and not entry.startswith(b"!"):
             meta = parse_index_entry(entry)
-            raw = reply[3] if meta.offset is not None else self.r.get(self.tensor_key(job_id, array_key(engine, field, name)))
+            own = self.data_key(job_id, data, f"t:{array_key(engine, field, name)}")
+            raw = reply[4] if meta.offset is not None else self.r.get(own)
             if raw is None or len(raw) != meta.nbytes:
                 raise JobNotFound(f"job '{job_id}' expired")
             return engine, from_bytes(raw, meta.dtype, meta.shape)
@@ -413,8 +412,8 @@ class JobStore:
         With the job's `delivery` (its TTL and byte cap) this is one round trip."""
         jk, ck = self.job_key(job_id), self.cancel_key(job_id)
         if delivery is None or delivery.ttl is None or delivery.max_bytes is None:
-            ttl_raw, cap_raw = self.r.hmget(jk, ["ttl", "max_bytes"])
-            delivery = Delivery("running", 0, ttl=int(ttl_raw or self.ttl_s),
+            ttl_raw, cap_raw, attempts = self.r.hmget(jk, ["ttl", "max_bytes", "attempts"])
+            delivery = Delivery("running", int(attempts or 0), ttl=int(ttl_raw or self.ttl_s),
                                 max_bytes=int(cap_raw) if cap_raw is not None else self.max_job_bytes)
         ttl = delivery.ttl or self.ttl_s
         sel = select_tensors(arrays, keep, delivery.max_bytes if delivery.max_bytes is not None else self.max_job_bytes)
@@ -429,20 +428,21 @@ class JobStore:
                     packed.append(raw)
                     offset += len(raw)
                 else:
-                    written.append(self.tensor_key(job_id, key))
+                    written.append(self.data_key(job_id, delivery.attempt, f"t:{key}"))
                     p.set(written[-1], raw, ex=ttl)
             if packed:
-                written.append(self.packed_key(job_id))
+                written.append(self.data_key(job_id, delivery.attempt, "packed"))
                 p.set(written[-1], b"".join(packed), ex=ttl)
             index = {k: index_entry(m) for k, m in sel.stored.items()}
             index.update({k: f"!{why}" for k, why in sel.not_kept.items()})
             if index:
-                written.append(self.index_key(job_id))
+                written.append(self.data_key(job_id, delivery.attempt, "index"))
                 p.hset(written[-1], mapping=index)
                 p.expire(written[-1], ttl)
             fields = {
                 "result": result.model_dump_json(), "manifest": sel.manifest_json(), "finished_at": now_iso(),
                 "engine": result.engines[0], "progress": JobProgress(step="done", fraction=1.0).model_dump_json(),
+                "data": delivery.attempt,
             }
             p.eval(_FINISH, 3 + len(written), jk, ck, self.done_key(job_id), *written, ttl, *[x for kv in fields.items() for x in kv])
             return bool(p.execute()[-1])

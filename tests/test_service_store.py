@@ -122,3 +122,51 @@ def test_delivery_carries_the_spec_and_a_late_finish_leaves_no_keys(store: JobSt
     assert not store.finish(job_id, done.result, done.arrays, "all", d)
     assert not keys_of(job_id)
     assert store.deliver(job_id, 3).state == "gone"
+
+
+def test_a_late_duplicate_delivery_leaves_the_finished_job_intact(store: JobStore, keys_of: Any) -> None:
+    # a message redelivered while its first delivery still runs: both run; the first to finish publishes,
+    # the second finds the job finished and removes only the keys it wrote itself
+    spec = {"inputs": {"x": {"shape": [200, 100], "seed": 1}}, "nodes": [
+        {"name": "y", "op": "tanh", "inputs": ["x"]}, {"name": "s", "op": "sum", "inputs": ["y"]}]}
+    job_id, _ = store.create(TraceSpec.model_validate(spec).model_dump_json())
+    first, second = store.deliver(job_id, 3), store.deliver(job_id, 3)
+    assert (first.attempt, second.attempt) == (1, 2)
+    done = _done(spec)
+    assert store.finish(job_id, done.result, done.arrays, "all", first)
+    keys = sorted(keys_of(job_id))
+    assert not store.finish(job_id, done.result, done.arrays, "all", second)
+    assert sorted(keys_of(job_id)) == keys  # nothing of the second delivery is left, nothing of the first is gone
+    for key in ("torch/value/y", "reference/grad/x", "torch/grad/s"):  # an own-key tensor and packed ones
+        engine, field, name = key.split("/", 2)
+        np.testing.assert_array_equal(store.tensor(job_id, engine, field, name)[1], done.arrays[key])
+    store.delete(job_id)
+    assert not keys_of(job_id)
+
+
+def test_progress_is_throttled_and_a_held_back_step_is_written_late(store: JobStore, chain_spec: dict[str, Any]) -> None:
+    import time
+
+    from services.errors import CancelledError
+    from services.progress import ThrottledProgress
+
+    job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json())
+    store.deliver(job_id, 3)
+    step = lambda: store.get(job_id).progress.step  # type: ignore[union-attr]  # noqa: E731
+    progress = ThrottledProgress(lambda s, f: store.progress(job_id, s, f), interval_s=0.3)
+    progress("torch", 0.0)
+    progress("reference", 0.3)  # both within the interval: held back, the newer one wins
+    assert step() == "start"
+    time.sleep(0.6)
+    assert step() == "reference"  # written by the timer, while the step still runs
+    progress("compare", 0.6)  # the interval has passed: written at once
+    assert step() == "compare"
+    progress("store", 0.9)
+    progress.close()  # finishing: what was held back is dropped
+    time.sleep(0.5)
+    assert step() == "compare"
+
+    store.delete(job_id)  # cancelled: the next write finds out, the call after it raises
+    late = ThrottledProgress(lambda s, f: store.progress(job_id, s, f), interval_s=0.0)
+    with pytest.raises(CancelledError):
+        late("torch", 0.0)

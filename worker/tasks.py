@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from functools import lru_cache
 from typing import Any
 
@@ -13,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.compiler import Limits
 from services.errors import CancelledError, SpecError
+from services.progress import ThrottledProgress
 from services.store import JobStore
 from services.trace import paused_gc, trace
 from shared.settings import Settings, get_settings
@@ -43,17 +43,7 @@ def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
         log.warning("job %s not run: %s", job_id, delivery.state)
         return delivery.state
 
-    last = time.monotonic()
-
-    def progress(step: str, fraction: float) -> None:
-        # at most one write (and cancel check) per progress_interval_s: a fast job makes none
-        nonlocal last
-        if time.monotonic() - last < settings.progress_interval_s:
-            return
-        last = time.monotonic()
-        if not jobs.progress(job_id, step, fraction):
-            raise CancelledError(f"job {job_id} was cancelled")
-
+    progress = ThrottledProgress(lambda step, frac: jobs.progress(job_id, step, frac), settings.progress_interval_s)
     try:
         _torch_ready(settings.worker_torch_threads)
         with paused_gc():  # parse, trace and store allocate many acyclic objects: no GC passes over them
@@ -74,6 +64,8 @@ def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
     except Exception as e:  # any engine failure fails the job, never the worker
         log.exception("job %s failed (attempt %d)", job_id, delivery.attempt)
         jobs.fail(job_id, type(e).__name__, str(e) or repr(e))
+    finally:
+        progress.close()
     return "failed"
 
 
