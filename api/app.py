@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from flask import Response, request
 from flask_openapi3 import Info, OpenAPI
@@ -51,14 +50,6 @@ def validation_error(e: ValidationError) -> Response:
     return error(422, detail)
 
 
-def _drain(stream: Any, limit: int) -> None:
-    """Read and drop what is left of a refused chunked body (up to `limit` bytes), so that the server can
-    keep the connection alive for the client's next request; beyond it the server closes the connection."""
-    left = limit
-    while left > 0 and (chunk := stream.read(min(left, 1 << 16))):
-        left -= len(chunk)
-
-
 def create_app(settings: Settings | None = None) -> OpenAPI:
     """The API app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
@@ -86,7 +77,6 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
             # chunked: werkzeug truncates the stream at MAX_CONTENT_LENGTH; more bytes left means too large
             data = request.get_data(cache=True)
             if len(data) >= settings.max_body_bytes and request.environ["wsgi.input"].read(1):
-                _drain(request.environ["wsgi.input"], 4 * settings.max_body_bytes)
                 return error(413, f"request body over {settings.max_body_bytes} bytes")
         return None
 
