@@ -173,15 +173,15 @@ def get_job(path: JobPath, query: JobQuery) -> Response:
 
     With `?wait=S` the answer waits (up to S seconds) for the job to finish: one request instead of polling.
     At most GRADTRACE_API_THREADS - 2 requests per process wait at once; beyond that the answer is immediate."""
-    store = svc().store
+    s = svc()
     try:
-        rec = store.get(path.job_id)
-        if query.wait > 0 and rec.status in ("queued", "running") and svc().waiters.acquire(blocking=False):
+        rec = s.store.get(path.job_id)
+        if query.wait > 0 and rec.status in ("queued", "running") and s.waiters.acquire(blocking=False):
             try:  # no free slot: answer at once, the client asks again
-                store.wait(path.job_id, query.wait)
+                s.store.wait(path.job_id, query.wait)
             finally:
-                svc().waiters.release()
-            rec = store.get(path.job_id)
+                s.waiters.release()
+            rec = s.store.get(path.job_id)
         return Response(view_json(rec), mimetype="application/json")
     except JobNotFound as e:
         return error(404, str(e))
