@@ -341,9 +341,9 @@ def _inproc_service_profile(stack: Stack, body: bytes, profiling: Any) -> str:
     def job() -> None:
         ts = TraceSpec.model_validate_json(body)
         job_id, _ = store.create(ts.model_dump_json(exclude_unset=True))
-        store.begin(job_id, 3)
+        delivery = store.deliver(job_id, 3)
         done = trace(ts)
-        store.finish(job_id, done.result, done.arrays, ts.keep)
+        store.finish(job_id, done.result, done.arrays, ts.keep, delivery)
         view(store.get(job_id)).model_dump_json()
 
     return profiling.profile_inproc(job, repeats=20)["text"]

@@ -53,10 +53,10 @@ class StoreBench:
     def write(self, spec_json: str, done: Any) -> tuple[str, float, int]:
         """(job id, ms of finish(), bytes Redis received during it)."""
         job_id, _ = self.store.create(spec_json)
-        self.store.begin(job_id, 3)
+        delivery = self.store.deliver(job_id, 3)
         b0 = self.net_in()
         t0 = time.perf_counter()
-        ok = self.store.finish(job_id, done.result, done.arrays, done.graph.keep)
+        ok = self.store.finish(job_id, done.result, done.arrays, done.graph.keep, delivery)
         ms = (time.perf_counter() - t0) * 1e3
         nbytes = self.net_in() - b0
         if not ok:

@@ -362,11 +362,6 @@ class JobStore:
         raise TensorNotFound(missing_reason(result, engine, field, name))
 
     # worker side
-    def begin(self, job_id: str, max_attempts: int) -> tuple[str, int]:
-        """Count a delivery and mark the job running: ('running', n), or why not ('gone', 'exhausted', ...)."""
-        d = self.deliver(job_id, max_attempts)
-        return d.state, d.attempt
-
     def deliver(self, job_id: str, max_attempts: int) -> Delivery:
         """Count a delivery and mark the job running, in one round trip; see Delivery."""
         err = JobError(
@@ -405,16 +400,11 @@ class JobStore:
 
     def finish(
         self, job_id: str, result: TraceResult, arrays: dict[str, np.ndarray], keep: str | list[str] | None,
-        delivery: Delivery | None = None,
+        delivery: Delivery,
     ) -> bool:
-        """Store result, manifest and kept tensors in one MULTI/EXEC, status last; False if cancelled/gone.
-
-        With the job's `delivery` (its TTL and byte cap) this is one round trip."""
+        """Store result, manifest and kept tensors in one MULTI/EXEC (one round trip), status last, under the
+        delivery's attempt number with the job's TTL and byte cap; False if cancelled, gone or finished."""
         jk, ck = self.job_key(job_id), self.cancel_key(job_id)
-        if delivery is None or delivery.ttl is None or delivery.max_bytes is None:
-            ttl_raw, cap_raw, attempts = self.r.hmget(jk, ["ttl", "max_bytes", "attempts"])
-            delivery = Delivery("running", int(attempts or 0), ttl=int(ttl_raw or self.ttl_s),
-                                max_bytes=int(cap_raw) if cap_raw is not None else self.max_job_bytes)
         ttl = delivery.ttl or self.ttl_s
         sel = select_tensors(arrays, keep, delivery.max_bytes if delivery.max_bytes is not None else self.max_job_bytes)
         written: list[str] = []

@@ -27,9 +27,10 @@ def test_finish_writes_everything_with_one_ttl(store: JobStore, chain_spec: dict
     spec = TraceSpec.model_validate(chain_spec)
     job_id, created = store.create(spec.model_dump_json())
     assert created and store.get(job_id).status == "queued"
-    assert store.begin(job_id, max_attempts=3) == ("running", 1)
+    d = store.deliver(job_id, max_attempts=3)
+    assert (d.state, d.attempt) == ("running", 1)
     done = _done(chain_spec)
-    assert store.finish(job_id, done.result, done.arrays, None)
+    assert store.finish(job_id, done.result, done.arrays, None, d)
     rec = store.get(job_id)
     assert rec.status == "succeeded" and rec.manifest is not None
     assert len(rec.manifest.stored) == len(done.arrays)
@@ -43,29 +44,31 @@ def test_finish_writes_everything_with_one_ttl(store: JobStore, chain_spec: dict
     for key, want in done.arrays.items():  # every tensor comes back bit for bit from its offset
         engine, field, name = key.split("/", 2)
         np.testing.assert_array_equal(store.tensor(job_id, engine, field, name)[1], want)
-    assert store.begin(job_id, 3) == ("succeeded", 0)  # a late redelivery does not run it again
+    late = store.deliver(job_id, 3)
+    assert (late.state, late.attempt) == ("succeeded", 0)  # a late redelivery does not run it again
 
 
 def test_cancelled_job_is_never_written_back(store: JobStore, chain_spec: dict[str, Any], keys_of: Any) -> None:
     job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json())
-    store.begin(job_id, 3)
+    d = store.deliver(job_id, 3)
     assert store.delete(job_id) == "running"
     done = _done(chain_spec)
     assert not store.progress(job_id, "torch", 0.5)
-    assert not store.finish(job_id, done.result, done.arrays, "all")
+    assert not store.finish(job_id, done.result, done.arrays, "all", d)
     assert not store.fail(job_id, "X", "late")
     assert not keys_of(job_id)
     with pytest.raises(JobNotFound):
         store.get(job_id)
-    assert store.begin(job_id, 3)[0] == "gone"
+    assert store.deliver(job_id, 3).state == "gone"
 
 
 def test_attempts_are_capped(store: JobStore, chain_spec: dict[str, Any]) -> None:
     job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json())
-    assert store.begin(job_id, 2) == ("running", 1)
-    assert store.begin(job_id, 2) == ("running", 2)  # redelivered after a lost worker
+    assert [(d.state, d.attempt) for d in (store.deliver(job_id, 2), store.deliver(job_id, 2))] == [
+        ("running", 1), ("running", 2)]  # the second: redelivered after a lost worker
     assert store.r.xlen(store.done_key(job_id)) == 0
-    assert store.begin(job_id, 2) == ("exhausted", 3)
+    d = store.deliver(job_id, 2)
+    assert (d.state, d.attempt) == ("exhausted", 3)
     assert store.r.xlen(store.done_key(job_id)) == 1  # a long poll wakes for a failed job too
     rec = store.get(job_id)
     assert rec.status == "failed" and rec.error is not None and "after 2 attempts" in rec.error.message
@@ -79,9 +82,9 @@ def test_byte_cap_and_idempotency(store: JobStore) -> None:
     assert created and small.create(body, "key-1") == (job_id, False)
     with pytest.raises(IdempotencyConflict):
         small.create(TraceSpec.model_validate({**spec, "dtype": "float64"}).model_dump_json(), "key-1")
-    small.begin(job_id, 3)
+    d = small.deliver(job_id, 3)
     done = _done(spec)
-    assert small.finish(job_id, done.result, done.arrays, "all")
+    assert small.finish(job_id, done.result, done.arrays, "all", d)
     manifest = small.get(job_id).manifest
     assert manifest is not None and manifest.nbytes <= 20000 and manifest.not_kept
     key = next(iter(manifest.not_kept))
@@ -95,9 +98,9 @@ def test_large_tensors_get_their_own_keys(store: JobStore, keys_of: Any) -> None
     spec = {"inputs": {"x": {"shape": [200, 100], "seed": 1}}, "nodes": [
         {"name": "y", "op": "tanh", "inputs": ["x"]}, {"name": "s", "op": "sum", "inputs": ["y"]}]}
     job_id, _ = store.create(TraceSpec.model_validate(spec).model_dump_json())
-    store.begin(job_id, 3)
+    d = store.deliver(job_id, 3)
     done = _done(spec)
-    assert store.finish(job_id, done.result, done.arrays, None)
+    assert store.finish(job_id, done.result, done.arrays, None, d)
     stored = store.get(job_id).manifest.stored  # type: ignore[union-attr]
     own = {k for k, m in stored.items() if m.offset is None}
     assert own == {k for k, a in done.arrays.items() if a.nbytes > PACK_BYTES} and own
