@@ -98,6 +98,9 @@ def build_graph(
     shapes: dict[str, tuple[int, ...]] = {k: tuple(v.value.shape) for k, v in leaves.items()}
     dtypes: dict[str, str] = {k: str(v.value.dtype) for k, v in leaves.items()}
     grad: dict[str, bool] = {k: v.requires_grad for k, v in leaves.items()}
+    ranges: dict[str, tuple[float, float]] = {
+        k: (float(v.value.min()), float(v.value.max())) for k, v in leaves.items() if v.value.dtype.kind in "iub" and v.value.size
+    }
     nodes: list[Node] = []
     for raw in order:
         op = get_op(raw.op)
@@ -128,6 +131,7 @@ def build_graph(
         try:
             shape = tuple(op.shape(in_shapes, args))
             dtype = op.dtype(in_dtypes)
+            op.check_ranges([ranges.get(i) if isinstance(i, str) else (i, i) for i in raw.inputs], in_shapes, args)
         except (ShapeError, ValueError) as e:
             shown = ", ".join(f"{i}: {list(s)}" if isinstance(i, str) else f"{i}" for i, s in zip(raw.inputs, in_shapes, strict=False))
             raise _err(raw, f"{e} (inputs {shown})") from None

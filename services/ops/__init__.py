@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from services.ops import conv, elementwise, linalg, losses, pool, reductions, shaping  # noqa: F401
+from services.ops import (  # noqa: F401
+    attention,
+    comparison,
+    conv,
+    elementwise,
+    indexing,
+    linalg,
+    losses,
+    normalization,
+    pool,
+    reductions,
+    shaping,
+)
 from services.ops.base import REGISTRY, Op
 
 __all__ = ["REGISTRY", "Op", "get_op"]

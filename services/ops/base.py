@@ -42,6 +42,10 @@ class Op:
     """True when an input may be a Python number (torch's `x * 2`); otherwise every input is a tensor."""
     differentiable: ClassVar[tuple[bool, ...] | None] = None
     """Per tensor input; None means all are."""
+    signature: ClassVar[tuple[str, ...] | None] = None
+    """torch's positional parameters in order, when tensors and arguments interleave (index_select is
+    ('input', 'dim', 'index')): names in `tensors` bind tensors, the others Args fields. None: the tensors,
+    then `positional`."""
 
     @property
     def arity(self) -> tuple[int, int | None]:
@@ -60,6 +64,11 @@ class Op:
         if not floats:
             return "float32"
         return floats[0] if all(d == floats[0] for d in floats) else str(np.result_type(*floats))
+
+    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: Any) -> None:
+        """Check inputs whose values are known before anything runs (int64 literals, randint bounds):
+        `ranges[k]` is (min, max) of input k, or None when unknown. Raise ShapeError for an index out of
+        range, so that a spec that would fail in torch is rejected at compile time."""
 
     def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
         """Run the op in torch; `t` is the torch module (ops never import torch themselves)."""
