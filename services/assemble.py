@@ -62,7 +62,7 @@ def assemble(
     for name, leaf in graph.leaves.items():
         nodes[name] = {
             "op": "parameter" if leaf.kind == "parameter" else "input", "expr": leaf.expr or leaf.init, "inputs": [],
-            "shape": list(leaf.value.shape), "dtype": str(leaf.value.dtype), "is_leaf": True,
+            "shape": list(leaf.shape), "dtype": leaf.dtype, "is_leaf": True,
             "requires_grad": leaf.requires_grad,
         }
     for node in graph.nodes:
@@ -93,7 +93,7 @@ def assemble(
         })
 
     params = {
-        name: {"shape": list(leaf.value.shape), "init": leaf.init, "value": enc(leaf.value),
+        name: {"shape": list(leaf.shape), "init": leaf.init, "value": enc(leaf.value),
                "grad": enc(primary.grads.get(name))}
         for name, leaf in graph.leaves.items()
         if leaf.kind == "parameter"

@@ -86,6 +86,10 @@ _MISSING = np.array(np.nan)
 def compare_pair(a: EngineRun, b: EngineRun, dtype: str) -> PairErrors:
     """Compare every value, grad and edge two engines both produced."""
     numeric = "numeric" in (a.engine, b.engine)
+    # A graph is judged by its least precise float tensor: one float32 input or cast in a float64 graph
+    # limits every number computed from it, and its gradients limit everything upstream.
+    if any(v.dtype == np.float32 for run in (a, b) for v in run.values.values()):
+        dtype = "float32"
     rtol, atol = tolerance(dtype, numeric)
     keys: list[str] = []
     pairs: list[tuple[np.ndarray, np.ndarray]] = []

@@ -17,6 +17,7 @@ from services.engines import EngineRun
 from services.engines.numeric import run_numeric
 from services.engines.reference import run_reference
 from services.ir import Graph
+from services.materialize import materialize
 from shared.codec import DEFAULT_INLINE_LIMIT
 from shared.result import TraceResult
 from shared.spec import TraceSpec
@@ -76,6 +77,7 @@ def _trace(spec: TraceSpec | Graph, limits: Limits | None, inline_limit: int, pr
     t0 = time.perf_counter()
     graph = spec if isinstance(spec, Graph) else compile_spec(spec, limits)
     timings["compile"] = (time.perf_counter() - t0) * 1e3
+    timings["materialize"] = materialize(graph) * 1e3
     order = sorted(graph.engines, key=["torch", "reference", "numeric"].index)
     runs: list[EngineRun] = []
     for k, engine in enumerate(order):

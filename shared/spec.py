@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FloatDType = Literal["float32", "float64"]
 DType = Literal["float32", "float64", "int64"]
@@ -20,14 +20,21 @@ class _Strict(BaseModel):
 class InputSpec(_Strict):
     """A leaf tensor: a literal `value`, or a generated tensor of `shape` filled by `init`."""
 
-    value: Nested | None = Field(None, description="A number or nested list, as torch.tensor takes it.")
+    value: Nested | None = Field(
+        None, description="A number or nested list, as torch.tensor takes it; 'Infinity', '-Infinity' and 'NaN' allowed."
+    )
     shape: list[Annotated[int, Field(ge=0)]] | None = Field(None, description="Shape of a generated tensor.")
     init: Literal["uniform", "normal", "zeros", "ones", "arange", "randint"] = "uniform"
     low: float = Field(0.0, description="Lower bound for uniform/randint (randint: inclusive).")
     high: float = Field(1.0, description="Upper bound for uniform/randint (exclusive).")
     mean: float = 0.0
     std: float = 1.0
-    seed: int = Field(0, description="Seed of numpy's PCG64 generator for generated tensors.")
+    seed: int = Field(0, description="Seed of the generator for generated tensors.")
+    rng: Literal["numpy", "torch"] = Field(
+        "numpy",
+        description="numpy: PCG64(seed). torch: torch's CPU generator after torch.manual_seed(seed), drawn like "
+        "torch.rand / torch.randn / torch.randint / uniform_ / normal_, so the numbers equal torch's.",
+    )
     dtype: DType | None = Field(None, description="Defaults to the spec's dtype (int64 for randint).")
     requires_grad: bool | None = Field(None, description="Defaults to true for float tensors.")
 
@@ -50,13 +57,21 @@ class NodeSpec(_Strict):
 
 
 IntPair = int | tuple[int, int]
+Weights = dict[str, Nested] | None
 
 
 class _Layer(_Strict):
-    name: str | None = Field(None, description="Parameter prefix; defaults to the layer's index.")
+    """Fields after `type` are torch.nn's constructor arguments, in torch's order and with its defaults."""
+
+    name: str | None = Field(None, description="Parameter prefix and output name; defaults to the layer's index.")
+    inputs: list[str] | None = Field(
+        None, description="Earlier layers (by name or index) or model inputs this layer takes; default: the previous layer."
+    )
 
 
 class Conv2dLayer(_Layer):
+    """nn.Conv2d."""
+
     type: Literal["conv2d"]
     in_channels: int = Field(ge=1)
     out_channels: int = Field(ge=1)
@@ -66,29 +81,69 @@ class Conv2dLayer(_Layer):
     dilation: IntPair = 1
     groups: int = Field(1, ge=1)
     bias: bool = True
-    weights: dict[Literal["weight", "bias"], Nested] | None = Field(
-        None, description="Explicit parameter values; missing ones are initialised from the model's seed."
-    )
+    padding_mode: Literal["zeros"] = "zeros"
+    weights: Weights = Field(None, description="Explicit parameter values by name ('weight', 'bias').")
 
 
 class LinearLayer(_Layer):
+    """nn.Linear."""
+
     type: Literal["linear"]
     in_features: int = Field(ge=1)
     out_features: int = Field(ge=1)
     bias: bool = True
-    weights: dict[Literal["weight", "bias"], Nested] | None = None
+    weights: Weights = None
 
 
 class ActivationLayer(_Layer):
-    type: Literal["relu", "sigmoid", "tanh", "gelu"]
+    """nn.ReLU, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.Identity."""
+
+    type: Literal["relu", "sigmoid", "tanh", "silu", "identity"]
+    inplace: bool = Field(False, description="Accepted for torch compatibility; a trace never works in place.")
+
+
+class GeluLayer(_Layer):
+    """nn.GELU."""
+
+    type: Literal["gelu"]
+    approximate: Literal["none", "tanh"] = "none"
 
 
 class LeakyReluLayer(_Layer):
+    """nn.LeakyReLU."""
+
     type: Literal["leaky_relu"]
     negative_slope: float = 0.01
+    inplace: bool = False
+
+
+class EluLayer(_Layer):
+    """nn.ELU."""
+
+    type: Literal["elu"]
+    alpha: float = 1.0
+    inplace: bool = False
+
+
+class HardtanhLayer(_Layer):
+    """nn.Hardtanh."""
+
+    type: Literal["hardtanh"]
+    min_val: float = -1.0
+    max_val: float = 1.0
+    inplace: bool = False
+
+
+class SoftmaxLayer(_Layer):
+    """nn.Softmax, nn.LogSoftmax."""
+
+    type: Literal["softmax", "log_softmax"]
+    dim: int
 
 
 class Pool2dLayer(_Layer):
+    """nn.MaxPool2d, nn.AvgPool2d."""
+
     type: Literal["max_pool2d", "avg_pool2d"]
     kernel_size: IntPair
     stride: IntPair | None = None
@@ -96,25 +151,96 @@ class Pool2dLayer(_Layer):
 
 
 class FlattenLayer(_Layer):
+    """nn.Flatten."""
+
     type: Literal["flatten"]
     start_dim: int = 1
     end_dim: int = -1
 
 
 class DropoutLayer(_Layer):
-    type: Literal["dropout"]
-    p: float = 0.0
+    """nn.Dropout (training mode): the mask is drawn from torch's generator in program order."""
 
-    @field_validator("p")
-    @classmethod
-    def _zero(cls, p: float) -> float:
-        if p != 0.0:
-            raise ValueError("only p=0 is supported: a trace must be deterministic")
-        return p
+    type: Literal["dropout"]
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    inplace: bool = False
+
+
+class BatchNormLayer(_Layer):
+    """nn.BatchNorm1d / nn.BatchNorm2d in training mode (batch statistics); the running stats after this step
+    are reported as the nodes '<name>.running_mean' and '<name>.running_var'."""
+
+    type: Literal["batch_norm1d", "batch_norm2d"]
+    num_features: int = Field(ge=1)
+    eps: float = Field(1e-5, gt=0)
+    momentum: float = Field(0.1, ge=0.0, le=1.0)
+    affine: bool = True
+    track_running_stats: bool = True
+    weights: Weights = None
+
+
+class LayerNormLayer(_Layer):
+    """nn.LayerNorm."""
+
+    type: Literal["layer_norm"]
+    normalized_shape: int | list[int]
+    eps: float = Field(1e-5, gt=0)
+    elementwise_affine: bool = True
+    bias: bool = True
+    weights: Weights = None
+
+
+class GroupNormLayer(_Layer):
+    """nn.GroupNorm."""
+
+    type: Literal["group_norm"]
+    num_groups: int = Field(ge=1)
+    num_channels: int = Field(ge=1)
+    eps: float = Field(1e-5, gt=0)
+    affine: bool = True
+    weights: Weights = None
+
+
+class EmbeddingLayer(_Layer):
+    """nn.Embedding: int64 indices in, vectors out."""
+
+    type: Literal["embedding"]
+    num_embeddings: int = Field(ge=1)
+    embedding_dim: int = Field(ge=1)
+    padding_idx: int | None = None
+    weights: Weights = None
+
+
+class SelfAttentionLayer(_Layer):
+    """Multi-head self-attention as nn.MultiheadAttention(embed_dim, num_heads, bias, batch_first=True)(x, x, x)
+    computes it: in_proj (linear), split into heads, scaled_dot_product_attention, out_proj (linear).
+    Parameters are named like its state_dict: in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias."""
+
+    type: Literal["self_attention"]
+    embed_dim: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+    bias: bool = True
+    causal: bool = Field(False, description="Causal masking (each position attends to itself and earlier ones).")
+    weights: Weights = None
+
+
+class AddLayer(_Layer):
+    """The sum of its inputs (a residual connection): give two or more in `inputs`."""
+
+    type: Literal["add"]
+
+
+class CatLayer(_Layer):
+    """torch.cat of its inputs along `dim`."""
+
+    type: Literal["cat"]
+    dim: int = 0
 
 
 Layer = Annotated[
-    Conv2dLayer | LinearLayer | ActivationLayer | LeakyReluLayer | Pool2dLayer | FlattenLayer | DropoutLayer,
+    Conv2dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
+    | Pool2dLayer | FlattenLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | EmbeddingLayer
+    | SelfAttentionLayer | AddLayer | CatLayer,
     Field(discriminator="type"),
 ]
 
@@ -125,6 +251,7 @@ class LossSpec(_Strict):
     type: Literal["sum", "mean", "mse", "cross_entropy"]
     target: str | None = Field(None, description="Input name of the target (mse: same shape; cross_entropy: class indices).")
     reduction: Literal["mean", "sum"] = "mean"
+    input: str | None = Field(None, description="The layer the loss reads (default: the last one).")
 
     @model_validator(mode="after")
     def _target(self) -> LossSpec:
@@ -134,12 +261,14 @@ class LossSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    """A layer list in the spirit of torch.nn.Sequential, applied to `input`, followed by `loss`."""
+    """Layers applied to `input` (a chain, or a DAG through each layer's `inputs`), followed by `loss`."""
 
     input: str
     layers: list[Layer] = Field(min_length=1)
     loss: LossSpec
-    seed: int = Field(0, description="Seed for parameters not given explicitly.")
+    seed: int = Field(
+        0, description="torch.manual_seed before the layers are built: parameters not given are torch's default init."
+    )
 
 
 class NumericOptions(_Strict):
@@ -163,7 +292,12 @@ class TraceSpec(_Strict):
         description="Gradient fed to the output, as tensor.backward(gradient): a number or nested list broadcast to "
         "the output's shape, or 'ones'. Required for a non-scalar output (torch's rule); a scalar's default is 1.",
     )
-    dtype: FloatDType = "float32"
+    dtype: FloatDType = Field("float32", description="The default dtype (torch.set_default_dtype): of inputs, modules and literals.")
+    seed: int | None = Field(
+        None,
+        description="torch.manual_seed for torch's generator (program tensors, module init, dropout masks) until the "
+        "program calls torch.manual_seed itself. Default: 67280421310721, a fresh torch.Generator's seed.",
+    )
     engines: list[Engine] = Field(default_factory=lambda: ["torch", "reference"])
     device: Literal["cpu", "cuda"] = "cpu"
     numeric: NumericOptions = Field(default_factory=NumericOptions)

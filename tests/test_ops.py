@@ -112,14 +112,16 @@ def check(inputs: dict[str, Any], nodes: list[dict[str, Any]], dtype: str, **kw:
     res, arrays, graph = t.result, t.arrays, t.graph
     failures = {p.engines: p.failures for p in res.comparison.pairs if p.failures}
     assert res.comparison.verdict == "agree", f"engines disagree: {failures}"
+    declared = [leaf.dtype for leaf in graph.leaves.values()] + [n.dtype for n in graph.nodes]
+    dtype = "float32" if "float32" in declared else dtype  # judged by the least precise tensor, as compare.py does
 
     for name in graph.names():
         want = tuple(graph.shape_of(name))
         for eng in ("torch", "reference"):
             got = arrays[f"{eng}/value/{name}"]
             assert got.shape == want, f"{eng} value of {name}: shape {got.shape}, shape rule says {want}"
-            if np.issubdtype(got.dtype, np.floating):
-                assert got.dtype == np.dtype(dtype), f"{eng} value of {name} is {got.dtype}, not {dtype}"
+            declared = graph.leaves[name].dtype if name in graph.leaves else graph.node(name).dtype
+            assert got.dtype == np.dtype(declared), f"{eng} value of {name} is {got.dtype}, the dtype rule says {declared}"
         assert_close(arrays[f"reference/value/{name}"], arrays[f"torch/value/{name}"], dtype, f"value of {name}")
         tg, rg = arrays.get(f"torch/grad/{name}"), arrays.get(f"reference/grad/{name}")
         assert (tg is None) == (rg is None), f"grad of {name}: torch {tg is not None}, reference {rg is not None}"
@@ -361,6 +363,15 @@ for op in ("max", "min"):
         case(f"{op}-ties-dim{dim}", {"x": given(TIES)}, N("y", op, "x", dim=dim), **EXACT_ONLY)
 case("max_pool2d-ties", {"x": given([[[[1.0, 1.0, 0.0, 2.0], [1.0, 0.0, 2.0, 2.0], [5.0, 5.0, 5.0, 5.0]]]])},
      N("y", "max_pool2d", "x", kernel_size=2, stride=1, padding=1), **EXACT_ONLY)
+
+# Casts, detach and dropout (the mask drawn from torch's generator, given to every engine as data).
+case("to-float64", {"x": normal(2, 3, seed=55)}, N("d", "to", "x", dtype="float64"), N("y", "mul", "d", "d"), N("w", "sin", "y"))
+case("to-float32", {"x": normal(2, 3, seed=55)}, N("d", "to", "x", dtype="float32"), N("w", "sin", "d"))
+# Finite differences see through detach (the function does depend on x there): only the analytic engines agree.
+case("detach", {"x": normal(2, 3, seed=56)}, N("d", "detach", "x"), N("y", "mul", "x", "d"), engines=["torch", "reference"])
+case("dropout", {"x": normal(4, 5, seed=57)}, N("y", "dropout", "x", p=0.4), N("z", "tanh", "y"))
+case("dropout-given-mask", {"x": normal(2, 3, seed=58), "m": given([[2.0, 0.0, 2.0], [0.0, 0.0, 2.0]], requires_grad=False)},
+     N("y", "dropout", "x", "m", p=0.5))
 
 # Leaves the output never reaches: no grad from any engine (torch leaves .grad None).
 case("unused-input", {"x": normal(2, 3, seed=53), "u": normal(4, seed=54)}, N("y", "exp", "x"))

@@ -82,27 +82,66 @@ def topo_order(raws: list[RawNode], known: set[str]) -> list[RawNode]:
     return order
 
 
-def build_graph(
-    leaves: dict[str, Leaf],
-    raws: list[RawNode],
-    output: str | None,
-    grad_output: Any,
-    limits: Limits,
-    **graph_fields: Any,
-) -> Graph:
-    """Check every node against its op and infer shapes, then pick the output and its gradient."""
-    if len(raws) > limits.max_nodes:
-        raise SpecError(f"{len(raws)} nodes exceed the limit of {limits.max_nodes}")
-    total = sum(leaf.value.size for leaf in leaves.values())
-    order = topo_order(raws, set(leaves))
-    shapes: dict[str, tuple[int, ...]] = {k: tuple(v.value.shape) for k, v in leaves.items()}
-    dtypes: dict[str, str] = {k: str(v.value.dtype) for k, v in leaves.items()}
-    grad: dict[str, bool] = {k: v.requires_grad for k, v in leaves.items()}
-    ranges: dict[str, tuple[float, float]] = {
-        k: (float(v.value.min()), float(v.value.max())) for k, v in leaves.items() if v.value.dtype.kind in "iub" and v.value.size
-    }
-    nodes: list[Node] = []
-    for raw in order:
+class GraphBuilder:
+    """Checks nodes one at a time against their ops (arity, arguments, shapes, dtypes, limits), knowing the
+    shape, dtype and requires_grad of every name so far: a program compiler asks it as it goes."""
+
+    def __init__(self, limits: Limits, leaves: dict[str, Leaf] | None = None) -> None:
+        self.limits = limits
+        self.leaves: dict[str, Leaf] = {}
+        self.nodes: list[Node] = []
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.dtypes: dict[str, str] = {}
+        self.grad: dict[str, bool] = {}
+        self.ranges: dict[str, tuple[float, float]] = {}
+        self.used: set[str] = set()
+        self.total = 0
+        for leaf in (leaves or {}).values():
+            self.add_leaf(leaf)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.shapes
+
+    def add_leaf(self, leaf: Leaf, loc: tuple[str | int, ...] = ()) -> Leaf:
+        """Register a leaf (a tensor the spec or program makes); its elements count against the limits."""
+        if leaf.name in self.shapes:
+            raise SpecError(f"name '{leaf.name}' is defined twice", loc=loc)
+        self._count(leaf.size, loc, None)
+        self.leaves[leaf.name] = leaf
+        self.shapes[leaf.name], self.dtypes[leaf.name], self.grad[leaf.name] = leaf.shape, leaf.dtype, leaf.requires_grad
+        if leaf.known_range is not None:
+            self.ranges[leaf.name] = leaf.known_range
+        return leaf
+
+    def set_requires_grad(self, name: str, flag: bool) -> None:
+        """`leaf.requires_grad_(flag)` before any node has used it."""
+        if name not in self.leaves:
+            raise ValueError(f"'{name}' is not a leaf tensor: only leaves can change requires_grad")
+        if name in self.used:
+            raise ValueError(f"'{name}' is already used by an operation: call requires_grad_() before using it")
+        if flag and self.dtypes[name] not in ("float32", "float64"):
+            raise ValueError(f"only floating point tensors can require gradients ('{name}' is {self.dtypes[name]})")
+        self.leaves[name].requires_grad = self.grad[name] = flag
+
+    def _count(self, size: int, loc: tuple[str | int, ...], raw: RawNode | None) -> None:
+        def fail(msg: str) -> SpecError:
+            return _err(raw, msg) if raw is not None else SpecError(msg, loc=loc)
+
+        if size > self.limits.max_tensor_elements:
+            raise fail(f"a tensor of {size} elements is over the limit of {self.limits.max_tensor_elements}")
+        self.total += size
+        if self.total > self.limits.max_total_elements:
+            raise fail(f"the graph holds more than {self.limits.max_total_elements} elements in all")
+
+    def add(self, raw: RawNode) -> Node:
+        """Check one node whose inputs are all known, and record it."""
+        if len(self.nodes) >= self.limits.max_nodes:
+            raise _err(raw, f"more than {self.limits.max_nodes} nodes: over the limit")
+        if raw.name in self.shapes:
+            raise _err(raw, f"name '{raw.name}' is defined twice")
+        for i in raw.inputs:
+            if isinstance(i, str) and i not in self.shapes:
+                raise _err(raw, f"unknown input '{i}'")
         op = get_op(raw.op)
         if op is None:
             raise _err(raw, f"unknown op '{raw.op}'")
@@ -122,49 +161,71 @@ def build_graph(
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise _err(raw, f"{raw.op}: argument '{where}': {first['msg']}") from None
-        in_shapes = [shapes[i] if isinstance(i, str) else () for i in raw.inputs]
-        in_dtypes = [dtypes[i] if isinstance(i, str) else "scalar" for i in raw.inputs]
+        in_shapes = [self.shapes[i] if isinstance(i, str) else () for i in raw.inputs]
+        in_dtypes = [self.dtypes[i] if isinstance(i, str) else "scalar" for i in raw.inputs]
         diff_flags = op.differentiable or (True,) * n
+        has_float = any(d in ("float32", "float64") for d in in_dtypes)
         for i, d, diff in zip(raw.inputs, in_dtypes, diff_flags, strict=False):
             if d == "int64" and diff:
                 raise _err(raw, f"{raw.op}: input '{i}' is int64; this op needs floating point tensors")
+            if d == "bool" and diff and not has_float:
+                raise _err(raw, f"{raw.op}: input '{i}' is a bool tensor; cast it first (.float())")
         try:
             shape = tuple(op.shape(in_shapes, args))
-            dtype = op.dtype(in_dtypes)
-            op.check_ranges([ranges.get(i) if isinstance(i, str) else (i, i) for i in raw.inputs], in_shapes, args)
+            dtype = op.dtype_for(in_dtypes, args)
+            op.check_ranges([self.ranges.get(i) if isinstance(i, str) else (i, i) for i in raw.inputs], in_shapes, args)
         except (ShapeError, ValueError) as e:
             shown = ", ".join(f"{i}: {list(s)}" if isinstance(i, str) else f"{i}" for i, s in zip(raw.inputs, in_shapes, strict=False))
             raise _err(raw, f"{e} (inputs {shown})") from None
-        size = math.prod(shape)
-        if size > limits.max_tensor_elements:
-            raise _err(raw, f"output shape {list(shape)} has {size} elements, over the limit of {limits.max_tensor_elements}")
-        total += size
-        if total > limits.max_total_elements:
-            raise _err(raw, f"the graph holds more than {limits.max_total_elements} elements in all")
-        rg = any(isinstance(i, str) and grad[i] and diff for i, diff in zip(raw.inputs, diff_flags, strict=False))
-        shapes[raw.name], dtypes[raw.name], grad[raw.name] = shape, dtype, rg
-        nodes.append(Node(raw.name, op, list(raw.inputs), args, shape, dtype, rg, raw.expr, raw.line))
-
-    if not nodes and not output:
-        raise SpecError("the graph has no operations", loc=("program",) if not raws else ())
-    out = output or nodes[-1].name
-    if out not in shapes:
-        raise SpecError(f"output '{out}' is not a node or input", loc=("output",))
-    if not grad[out]:
-        raise SpecError(f"output '{out}' does not depend on any input that requires grad", loc=("output",))
-    go = None
-    if grad_output is not None:
-        try:
-            fill = 1.0 if isinstance(grad_output, str) and grad_output == "ones" else grad_output
-            go = np.broadcast_to(np.asarray(fill, dtype=dtypes[out]), shapes[out]).copy()
-        except (ValueError, TypeError):
-            raise SpecError(
-                f"grad_output does not fit output '{out}' of shape {list(shapes[out])}", loc=("grad_output",)
-            ) from None
-    elif shapes[out] != ():
-        raise SpecError(
-            f"output '{out}' has shape {list(shapes[out])}, not a scalar: give 'grad_output' "
-            "(like tensor.backward(gradient)) or reduce it with sum/mean",
-            loc=("output",),
+        self._count(math.prod(shape), (), raw)
+        rg = dtype in ("float32", "float64") and any(
+            isinstance(i, str) and self.grad[i] and diff for i, diff in zip(raw.inputs, diff_flags, strict=False)
         )
-    return Graph(leaves=leaves, nodes=nodes, output=out, grad_output=go, **graph_fields)
+        self.shapes[raw.name], self.dtypes[raw.name], self.grad[raw.name] = shape, dtype, rg
+        self.used.update(i for i in raw.inputs if isinstance(i, str))
+        node = Node(raw.name, op, list(raw.inputs), args, shape, dtype, rg, raw.expr, raw.line)
+        self.nodes.append(node)
+        return node
+
+    def finish(self, output: str | None, grad_output: Any, no_ops_loc: tuple[str | int, ...] = (), **graph_fields: Any) -> Graph:
+        """Pick the output (default: the last node) and shape its gradient; the Graph."""
+        if not self.nodes and not output:
+            raise SpecError("the graph has no operations", loc=no_ops_loc)
+        out = output or self.nodes[-1].name
+        if out not in self.shapes:
+            raise SpecError(f"output '{out}' is not a node or input", loc=("output",))
+        if not self.grad[out]:
+            raise SpecError(f"output '{out}' does not depend on any input that requires grad", loc=("output",))
+        go = None
+        if grad_output is not None:
+            try:
+                fill = 1.0 if isinstance(grad_output, str) and grad_output == "ones" else grad_output
+                go = np.broadcast_to(np.asarray(fill, dtype=self.dtypes[out]), self.shapes[out]).copy()
+            except (ValueError, TypeError):
+                raise SpecError(
+                    f"grad_output does not fit output '{out}' of shape {list(self.shapes[out])}", loc=("grad_output",)
+                ) from None
+        elif self.shapes[out] != ():
+            raise SpecError(
+                f"output '{out}' has shape {list(self.shapes[out])}, not a scalar: give 'grad_output' "
+                "(like tensor.backward(gradient)) or reduce it with sum/mean",
+                loc=("output",),
+            )
+        return Graph(leaves=self.leaves, nodes=self.nodes, output=out, grad_output=go, **graph_fields)
+
+
+def build_graph(
+    leaves: dict[str, Leaf],
+    raws: list[RawNode],
+    output: str | None,
+    grad_output: Any,
+    limits: Limits,
+    **graph_fields: Any,
+) -> Graph:
+    """Check every node (in any order: sorted topologically first) and pick the output and its gradient."""
+    if len(raws) > limits.max_nodes:
+        raise SpecError(f"{len(raws)} nodes exceed the limit of {limits.max_nodes}")
+    builder = GraphBuilder(limits, leaves)
+    for raw in topo_order(raws, set(leaves)):
+        builder.add(raw)
+    return builder.finish(output, grad_output, no_ops_loc=() if raws else ("program",), **graph_fields)

@@ -1,4 +1,5 @@
-"""Materialise leaf tensors from input specs: literal values or seeded generators."""
+"""Leaves from a JSON spec's input specs: literal values now, generated tensors as a random stream that the
+worker replays (numpy's PCG64 by default, torch's generator with "rng": "torch")."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from typing import Any
 import numpy as np
 
 from services.errors import SpecError
-from services.ir import Leaf
+from services.ir import Event, Leaf, Stream
 from shared.spec import InputSpec
 
 
-def _infer_dtype(value: Any) -> str:
-    """torch.tensor's choice for literal numbers: int64 when every number is an int."""
+def infer_dtype(value: Any) -> str:
+    """torch.tensor's choice for literal numbers: int64 when every number is an int ('' otherwise)."""
+
     def all_ints(v: Any) -> bool:
         if isinstance(v, list):
             return all(all_ints(x) for x in v)
@@ -21,47 +23,87 @@ def _infer_dtype(value: Any) -> str:
     return "int64" if all_ints(value) else ""
 
 
-def make_leaf(name: str, spec: InputSpec, default_dtype: str, max_elements: int, *, literal_ints: bool = False) -> Leaf:
-    """Build one leaf; `literal_ints` follows torch.tensor's int64 inference for integer literals."""
+def literal_array(value: Any, dtype: str, loc: tuple[str | int, ...], max_elements: int) -> np.ndarray:
+    """A literal number or nested list as an array of `dtype`; inf/nan (also as 'Infinity'/'NaN') are kept."""
+    try:
+        a = np.array(value, dtype=np.float64)
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"value is not a number or a rectangular nested list of numbers ({e})", loc=loc) from None
+    if a.size > max_elements:
+        raise SpecError(f"{a.size} elements exceed the limit of {max_elements} per tensor", loc=loc)
+    if dtype == "int64":
+        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+            raise SpecError("int64 values must be whole numbers", loc=loc)
+    return a.astype(dtype)
+
+
+def int_range(a: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of an integer array, for compile-time index checks."""
+    return (float(a.min()), float(a.max())) if a.dtype.kind in "iu" and a.size else None
+
+
+def make_leaf(
+    name: str, spec: InputSpec, default_dtype: str, max_elements: int, *, literal_ints: bool = False
+) -> tuple[Leaf, Stream | None]:
+    """One leaf, and the stream that draws it when it is generated. `literal_ints` follows torch.tensor's
+    int64 inference for integer literals."""
     loc: tuple[str | int, ...] = ("inputs", name)
     dtype = spec.dtype or (("int64" if spec.init == "randint" else "") if spec.shape is not None else "")
     if not dtype and spec.value is not None and literal_ints:
-        dtype = _infer_dtype(spec.value)
+        dtype = infer_dtype(spec.value)
     dtype = dtype or default_dtype
-    if spec.value is not None:
-        try:
-            value = np.array(spec.value, dtype=np.float64)
-        except (ValueError, TypeError) as e:
-            raise SpecError(f"value is not a number or a rectangular nested list of numbers ({e})", loc=loc) from None
-        if value.size > max_elements:
-            raise SpecError(f"{value.size} elements exceed the limit of {max_elements} per tensor", loc=loc)
-        if dtype == "int64" and not np.all(value == np.round(value)):
-            raise SpecError("int64 values must be whole numbers", loc=loc)
-        init = "given"
-    else:
-        shape = tuple(spec.shape or ())
-        size = int(np.prod(shape))
-        if size > max_elements:
-            raise SpecError(f"shape {list(shape)} has {size} elements, over the limit of {max_elements} per tensor", loc=loc)
-        rng = np.random.Generator(np.random.PCG64(spec.seed))
-        if spec.init == "uniform":
-            value = rng.uniform(spec.low, spec.high, size=shape)
-            init = f"uniform({spec.low}, {spec.high}) seed={spec.seed}"
-        elif spec.init == "normal":
-            value = rng.normal(spec.mean, spec.std, size=shape)
-            init = f"normal({spec.mean}, {spec.std}) seed={spec.seed}"
-        elif spec.init == "randint":
-            if spec.high <= spec.low:
-                raise SpecError("randint needs high > low", loc=loc)
-            value = rng.integers(int(spec.low), int(spec.high), size=shape).astype(np.float64)
-            init = f"randint({int(spec.low)}, {int(spec.high)}) seed={spec.seed}"
-        elif spec.init == "arange":
-            value = np.arange(size, dtype=np.float64).reshape(shape)
-            init = "arange"
-        else:
-            value = np.zeros(shape) if spec.init == "zeros" else np.ones(shape)
-            init = spec.init
     requires_grad = spec.requires_grad if spec.requires_grad is not None else dtype != "int64"
     if requires_grad and dtype == "int64":
         raise SpecError("only floating point tensors can require gradients", loc=loc)
-    return Leaf(name=name, value=value.astype(dtype), requires_grad=requires_grad, init=init)
+    if spec.value is not None:
+        value = literal_array(spec.value, dtype, loc, max_elements)
+        leaf = Leaf(name, tuple(value.shape), dtype, requires_grad, value=value, known_range=int_range(value))
+        return leaf, None
+    shape = tuple(spec.shape or ())
+    size = int(np.prod(shape, dtype=np.int64))
+    if size > max_elements:
+        raise SpecError(f"shape {list(shape)} has {size} elements, over the limit of {max_elements} per tensor", loc=loc)
+    if spec.init == "randint" and spec.high <= spec.low:
+        raise SpecError("randint needs high > low", loc=loc)
+    leaf = Leaf(name, shape, dtype, requires_grad)
+    if spec.init == "randint":
+        leaf.known_range = (float(int(spec.low)), float(int(spec.high) - 1))
+    elif spec.init in ("zeros", "ones"):
+        leaf.known_range = (float(spec.init == "ones"),) * 2
+    elif spec.init == "arange":
+        leaf.known_range = (0.0, float(max(size - 1, 0)))
+    if spec.rng == "torch":
+        events, leaf.init = _torch_events(name, spec, shape, dtype)
+        return leaf, Stream("torch", spec.seed, events)
+    args = {"low": spec.low, "high": spec.high, "mean": spec.mean, "std": spec.std}
+    leaf.init = {
+        "uniform": f"uniform({spec.low}, {spec.high}) numpy seed={spec.seed}",
+        "normal": f"normal({spec.mean}, {spec.std}) numpy seed={spec.seed}",
+        "randint": f"randint({int(spec.low)}, {int(spec.high)}) numpy seed={spec.seed}",
+    }.get(spec.init, spec.init)
+    return leaf, Stream("numpy", spec.seed, [Event(spec.init, name, args)])
+
+
+def _torch_events(name: str, spec: InputSpec, shape: tuple[int, ...], dtype: str) -> tuple[list[Event], str]:
+    """The torch call that draws this input, and how it reads."""
+    size = list(shape)
+    if spec.init == "uniform" and (spec.low, spec.high) != (0.0, 1.0):
+        fn, args, kwargs = "empty", [size], {}
+        init = f"torch.empty({size}).uniform_({spec.low}, {spec.high})"
+    elif spec.init == "normal" and (spec.mean, spec.std) != (0.0, 1.0):
+        fn, args, kwargs = "normal", [spec.mean, spec.std, size], {}
+        init = f"torch.normal({spec.mean}, {spec.std}, {size})"
+    elif spec.init == "randint":
+        fn, args, kwargs = "randint", [int(spec.low), int(spec.high), size], {}
+        init = f"torch.randint({int(spec.low)}, {int(spec.high)}, {size})"
+    elif spec.init == "arange":
+        fn, args, kwargs = "arange", [int(np.prod(shape, dtype=np.int64))], {}
+        init = "torch.arange"
+    else:
+        fn = {"uniform": "rand", "normal": "randn"}.get(spec.init, spec.init)
+        args, kwargs = [size], {}
+        init = f"torch.{fn}({size})"
+    events = [Event("tensor", name, {"fn": fn, "args": args, "kwargs": kwargs, "dtype": dtype})]
+    if fn == "empty":
+        events.append(Event("inplace", name, {"method": "uniform_", "args": [spec.low, spec.high]}))
+    return events, f"{init} seed={spec.seed}"

@@ -1,97 +1,88 @@
-"""Expand a Sequential-style model spec into parameter leaves and raw nodes."""
+"""A model spec's layer list (a chain, or a DAG through each layer's `inputs`) into parameter leaves and
+nodes, through the same layer definitions a program's `nn.Conv2d(...)` uses."""
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import numpy as np
 
-from services.compiler.build import RawNode
+from services.compiler.build import GraphBuilder, RawNode
+from services.compiler.inputs import literal_array
+from services.compiler.layers import LAYERS, Call, Emitter, add_params, param_event
 from services.errors import SpecError
-from services.ir import Leaf
-from services.ops.base import pair
-from shared.spec import Conv2dLayer, LinearLayer, ModelSpec
+from services.ir import Event, Stream
+from shared.spec import ModelSpec
 
 
-def _param(
-    name: str, shape: tuple[int, ...], given: object, bound: float, rng: np.random.Generator, dtype: str, loc: tuple
-) -> Leaf:
-    """A parameter leaf: the given value, or uniform(-bound, bound) as torch's default init draws it."""
-    if given is not None:
-        try:
-            value = np.array(given, dtype=np.float64)
-        except (ValueError, TypeError):
-            raise SpecError("weights must be a rectangular nested list of numbers", loc=loc) from None
-        if value.shape != shape:
-            raise SpecError(f"given {name} has shape {list(value.shape)}, the layer needs {list(shape)}", loc=loc)
-        rng.uniform(-bound, bound, size=shape)  # keep later layers' draws independent of this choice
-        return Leaf(name, value.astype(dtype), True, kind="parameter", init="given")
-    value = rng.uniform(-bound, bound, size=shape)
-    return Leaf(name, value.astype(dtype), True, kind="parameter", init=f"uniform(-{bound:.6g}, {bound:.6g})")
+def compile_model(model: ModelSpec, builder: GraphBuilder, dtype: str, max_elements: int) -> tuple[str, Stream]:
+    """Add the model's parameters and nodes to `builder`; returns the loss node and the torch stream that
+    initialises the parameters (torch.manual_seed(model.seed), then each layer's torch.nn class in order).
 
-
-def compile_model(model: ModelSpec, inputs: dict[str, Leaf], dtype: str) -> tuple[dict[str, Leaf], list[RawNode]]:
-    """Parameters named like nn.Sequential's state_dict ('0.weight'), and one node per layer plus the loss.
-
-    Missing weights follow torch's default bounds (kaiming_uniform with a=sqrt(5): 1/sqrt(fan_in),
-    the same for biases) drawn from numpy's PCG64 seeded with `model.seed`, in layer order."""
-    if model.input not in inputs:
+    Parameters are named like the state_dict ('0.weight', 'conv.bias' for a layer named 'conv'); a layer's
+    output node is '<name>.out' for a named layer, else '<index>.<type>'."""
+    if model.input not in builder.leaves:
         raise SpecError(f"model input '{model.input}' is not among the inputs", loc=("model", "input"))
-    rng = np.random.Generator(np.random.PCG64(model.seed))
-    params: dict[str, Leaf] = {}
-    raws: list[RawNode] = []
+    stream = Stream("torch", model.seed)
+    outputs: dict[str, str] = {}
     prev = model.input
     for i, layer in enumerate(model.layers):
-        prefix = layer.name or str(i)
         loc: tuple[str | int, ...] = ("model", "layers", i)
-        node = f"{prefix}.out" if layer.name else f"{i}.{layer.type}"
-        given = (getattr(layer, "weights", None) or {}) if isinstance(layer, (Conv2dLayer, LinearLayer)) else {}
-        inputs_: list[str | float] = [prev]
-        args: dict[str, object] = {}
-        if isinstance(layer, Conv2dLayer):
-            kh, kw = pair(layer.kernel_size)
-            if layer.in_channels % layer.groups or layer.out_channels % layer.groups:
-                raise SpecError(f"channels {layer.in_channels}->{layer.out_channels} are not divisible by groups={layer.groups}", loc=loc)
-            wshape = (layer.out_channels, layer.in_channels // layer.groups, kh, kw)
-            fan_in = wshape[1] * kh * kw
-            bound = 1 / math.sqrt(fan_in)
-            for pname, shape in (("weight", wshape), ("bias", (layer.out_channels,))):
-                if pname == "bias" and not layer.bias:
-                    continue
-                leaf = _param(f"{prefix}.{pname}", shape, given.get(pname), bound, rng, dtype, (*loc, "weights", pname))
-                params[leaf.name] = leaf
-                inputs_.append(leaf.name)
-            args = {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation, "groups": layer.groups}
-            op = "conv2d"
-        elif isinstance(layer, LinearLayer):
-            bound = 1 / math.sqrt(layer.in_features)
-            for pname, shape in (("weight", (layer.out_features, layer.in_features)), ("bias", (layer.out_features,))):
-                if pname == "bias" and not layer.bias:
-                    continue
-                leaf = _param(f"{prefix}.{pname}", shape, given.get(pname), bound, rng, dtype, (*loc, "weights", pname))
-                params[leaf.name] = leaf
-                inputs_.append(leaf.name)
-            op = "linear"
-        elif layer.type == "dropout":
-            continue
-        else:
-            op = layer.type
-            args = layer.model_dump(exclude={"type", "name"})
-        if layer.type in ("max_pool2d", "avg_pool2d") and args.get("stride") is None:
-            args.pop("stride", None)
-        raws.append(RawNode(node, op, inputs_, args, expr=f"{op}({', '.join(map(str, inputs_))})", loc=loc))
-        prev = node
+        d = LAYERS[layer.type]
+        prefix = layer.name or str(i)
+        if layer.name is not None and (layer.name in outputs or layer.name.isdigit()):
+            raise SpecError(f"layer name '{layer.name}' is used twice or looks like an index", loc=(*loc, "name"))
+        inputs = [_resolve(ref, outputs, builder, (*loc, "inputs", k)) for k, ref in enumerate(layer.inputs)] if layer.inputs else [prev]
+        if len(inputs) < d.min_inputs or (d.max_inputs is not None and len(inputs) > d.max_inputs):
+            want = f"at least {d.min_inputs}" if d.max_inputs is None else str(d.max_inputs)
+            raise SpecError(f"a {layer.type} layer takes {want} input(s), got {len(inputs)}", loc=(*loc, "inputs"))
+        try:
+            event = param_event(d, layer, dtype)
+        except ValueError as e:
+            raise SpecError(str(e), loc=loc) from None
+        if event is not None:
+            stream.events.append(event)
+        params = add_params(d, layer, prefix, dtype, event, builder, loc)
+        _assign_weights(layer, params, builder, stream, dtype, max_elements, loc)
+        e = Emitter(builder, stream, dtype, loc=loc)
+        out = d.emit(e, Call(layer, params, inputs, f"{prefix}.out" if layer.name else f"{i}.{layer.type}", prefix))
+        outputs[prefix] = prev = out
 
     loss = model.loss
     loc = ("model", "loss")
+    x = _resolve(loss.input, outputs, builder, (*loc, "input")) if loss.input else prev
     if loss.type in ("sum", "mean"):
-        raws.append(RawNode("loss", loss.type, [prev], {}, expr=f"{prev}.{loss.type}()", loc=loc))
+        builder.add(RawNode("loss", loss.type, [x], {}, expr=f"{x}.{loss.type}()", loc=loc))
     else:
-        if loss.target not in inputs:
+        if loss.target not in builder.leaves:
             raise SpecError(f"loss target '{loss.target}' is not among the inputs", loc=(*loc, "target"))
         op = "mse_loss" if loss.type == "mse" else "cross_entropy"
-        raws.append(
-            RawNode("loss", op, [prev, loss.target], {"reduction": loss.reduction},
-                    expr=f"{op}({prev}, {loss.target}, reduction='{loss.reduction}')", loc=loc)
-        )
-    return params, raws
+        builder.add(RawNode("loss", op, [x, loss.target], {"reduction": loss.reduction},
+                            expr=f"{op}({x}, {loss.target}, reduction='{loss.reduction}')", loc=loc))
+    return "loss", stream
+
+
+def _resolve(ref: str, outputs: dict[str, str], builder: GraphBuilder, loc: tuple[str | int, ...]) -> str:
+    """A layer reference: an earlier layer's name or index, or a model input."""
+    if ref in outputs:
+        return outputs[ref]
+    if ref in builder.leaves and builder.leaves[ref].kind == "input":
+        return ref
+    raise SpecError(f"'{ref}' is no earlier layer (by name or index) and no input", loc=loc)
+
+
+def _assign_weights(
+    layer: Any, params: dict[str, str], builder: GraphBuilder, stream: Stream, dtype: str, max_elements: int,
+    loc: tuple[str | int, ...],
+) -> None:
+    """Explicit `weights` replace the drawn values (the draws still happen, so later layers keep theirs)."""
+    for pname, given in (getattr(layer, "weights", None) or {}).items():
+        wloc = (*loc, "weights", pname)
+        if pname not in params:
+            raise SpecError(f"this layer has no parameter '{pname}' (it has {sorted(params) or 'none'})", loc=wloc)
+        value = literal_array(given, dtype, wloc, max_elements)
+        want = builder.leaves[params[pname]].shape
+        if value.shape != want:
+            raise SpecError(f"given {pname} has shape {list(value.shape)}, the layer needs {list(want)}", loc=wloc)
+        builder.leaves[params[pname]].init = "given"
+        stream.events.append(Event("assign", params[pname], {"value": np.asarray(value)}))

@@ -1,119 +1,78 @@
-"""Parse program text with `ast` against a whitelist into raw nodes. Nothing is ever evaluated
-except number literals (and arithmetic folded between them)."""
+"""PyTorch program text into graph nodes, parsed with `ast` against a whitelist and never executed.
+
+Accepted: imports of torch, torch.nn, torch.nn.functional, math and numpy; assignments (also tuple
+unpacking and augmented); tensor creation (torch.tensor, rand, randn, ...) on torch's generator in program
+order; nn modules (construction, calls, nn.Sequential) whose parameters are named and initialised as torch
+does; `with torch.no_grad():` parameter writes (.data =, copy_, zero_, fill_, uniform_, nn.init.*);
+indexing; `.backward()` on any expression; print, retain_grad, optimizers' zero_grad/step (not traced).
+A name means its last binding: earlier bindings of `g` are nodes `g@1`, `g@2`."""
 
 from __future__ import annotations
 
 import ast
-import math
-import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.compiler.build import RawNode
+import numpy as np
+
+from services.compiler.build import GraphBuilder
+from services.compiler.expressions import CASTS, MATH, ExpressionCompiler, _is_const, _kind
+from services.compiler.inputs import infer_dtype, int_range, literal_array
+from services.compiler.layers import BY_MODULE, LAYERS, Call, Emitter, add_params, param_event
+from services.compiler.values import DTYPES, DType, ModuleInst, T, Untraced, Value, is_number
 from services.errors import SpecError
-from services.ops import REGISTRY, Op
-from shared.spec import InputSpec
+from services.ir import Event, Leaf, Stream
+from shared.spec import DropoutLayer
 
-BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "truediv", ast.Pow: "pow", ast.MatMult: "matmul"}
-OP_OF = {"add": "add", "sub": "sub", "mul": "mul", "truediv": "div", "pow": "pow", "matmul": "matmul"}
-MODULES = {"torch": "torch", "numpy": "numpy", "torch.nn": "torch.nn", "torch.nn.functional": "F"}
-"""Importable modules and the canonical prefix each maps to."""
-CREATORS = {"tensor", "rand", "randn", "zeros", "ones", "arange"}
-DTYPES = {"float32": "float32", "float": "float32", "float64": "float64", "double": "float64", "int64": "int64", "long": "int64"}
-IGNORED_METHODS = {"retain_grad", "requires_grad_"}
-
-
-def _functions() -> dict[str, Op]:
-    table: dict[str, Op] = {}
-    for op in REGISTRY.values():
-        for fn in (op.name, *op.functions):
-            table[fn] = op
-    return table
-
-
-def _methods() -> dict[str, Op]:
-    return {m: op for op in REGISTRY.values() for m in op.methods}
-
-
-Value = str | float
-"""What an expression compiles to: a node/leaf name, or a number constant."""
+MODULES = {
+    "torch": "torch", "torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "math": "math",
+    "numpy": "numpy", "torch.nn.init": "torch.nn.init", "torch.optim": "torch.optim",
+}
+"""Importable modules and the path each stands for."""
+FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "torch.optim": "torch.optim",
+                "torch.nn.init": "torch.nn.init"}
+"""`from X import Y` forms: X.Y must be one of these."""
+CREATORS = {
+    "tensor", "rand", "randn", "randint", "zeros", "ones", "full", "arange", "linspace", "eye", "empty", "normal",
+    "rand_like", "randn_like", "zeros_like", "ones_like", "full_like", "empty_like", "randint_like",
+}
+RANDOM = {"rand", "randn", "randint", "normal", "rand_like", "randn_like", "randint_like"}
+CREATOR_KWARGS = {"dtype", "requires_grad", "device"}
+INPLACE_INIT = {"uniform_", "normal_", "zero_", "fill_", "bernoulli_", "exponential_", "mul_", "add_", "div_", "clamp_"}
+"""In-place methods that may set a leaf's value (under no_grad, or on a fresh tensor)."""
+NN_INIT = {
+    "uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "xavier_uniform_", "xavier_normal_",
+    "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_",
+}
+GRAD_MODES = {"torch.no_grad", "torch.inference_mode", "torch.enable_grad", "torch.autograd.set_detect_anomaly"}
+IGNORED_CALLS = {"torch.set_printoptions", "torch.autograd.set_detect_anomaly", "numpy.random.seed",
+                 "torch.set_num_threads", "torch.use_deterministic_algorithms"}
+OPTIMIZERS = {"SGD", "Adam", "AdamW", "RMSprop", "Adagrad"}
 
 
 @dataclass
 class ProgramResult:
-    """Raw nodes, the inputs the program defined itself, and the output it chose."""
+    """The output `.backward()` chose, its gradient, and notes about lines accepted but not traced."""
 
-    nodes: list[RawNode] = field(default_factory=list)
-    inputs: dict[str, InputSpec] = field(default_factory=dict)
-    input_lines: dict[str, int] = field(default_factory=dict)
     output: str | None = None
     grad_output: Any = None
+    notes: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
-    """Program variable -> node name it is bound to now."""
+    """Program variable -> the node or leaf it names at the end (its last binding)."""
 
 
-class ProgramCompiler:
-    """Walks the statements of a program; each method handles one whitelisted form."""
+class ProgramCompiler(ExpressionCompiler):
+    """Walks the statements; each method handles one whitelisted form."""
 
-    def __init__(self, text: str, known_inputs: set[str]) -> None:
-        self.text = text
-        self.lines = re.split(r"\r\n|\r|\n", text)
-        self.versions: dict[str, int] = {}
-        self.known = set(known_inputs)
-        self.res = ProgramResult(names={k: k for k in known_inputs})
-        self.aliases: dict[str, str] = {"torch": "torch", "F": "F"}
-        self.functions = _functions()
-        self.methods = _methods()
-        self.used: set[str] = set(known_inputs)
-        self.target = ""
-        self.counter = 0
-        self.line = 0
-        self.stmt_expr: ast.expr | None = None
-
-    # ---- errors and names ---------------------------------------------------------------------
-
-    def err(self, node: ast.AST, msg: str) -> SpecError:
-        return SpecError(
-            msg,
-            loc=("program",),
-            line=getattr(node, "lineno", None),
-            col=(getattr(node, "col_offset", -1) + 1) if hasattr(node, "col_offset") else None,
-        )
-
-    def fresh(self, base: str) -> str:
-        """A unique node name: the variable itself, then base@2, base@3 for rebindings."""
-        if base not in self.used:
-            self.used.add(base)
-            return base
-        k = self.versions.get(base, 1) + 1
-        while f"{base}@{k}" in self.used:
-            k += 1
-        self.versions[base] = k
-        self.used.add(f"{base}@{k}")
-        return f"{base}@{k}"
-
-    def temp(self) -> str:
-        self.counter += 1
-        name = f"{self.target}#{self.counter}"
-        while name in self.used:
-            self.counter += 1
-            name = f"{self.target}#{self.counter}"
-        self.used.add(name)
-        return name
-
-    def src(self, node: ast.AST) -> str:
-        """The source text of a node (ast.get_source_segment re-splits the whole text on every call)."""
-        start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
-        if start is None or end is None:
-            return ast.unparse(node)
-        lines = self.lines[start - 1 : end]
-        if not lines:
-            return ast.unparse(node)
-        if len(lines) == 1:
-            return lines[0].encode()[node.col_offset : node.end_col_offset].decode(errors="replace")
-        first = lines[0].encode()[node.col_offset :].decode(errors="replace")
-        last = lines[-1].encode()[: node.end_col_offset].decode(errors="replace")
-        return "\n".join([first, *lines[1:-1], last])
+    def __init__(self, text: str, builder: GraphBuilder, stream: Stream, dtype: str, spec_inputs: set[str]) -> None:
+        super().__init__(text, builder, stream, dtype)
+        self.scope = {k: T(k) for k in spec_inputs}
+        self.spec_inputs = set(spec_inputs)
+        self.bindings: Counter[str] = Counter()
+        self.seen: Counter[str] = Counter()
+        self.res = ProgramResult()
+        self.no_grad = False
 
     # ---- statements ---------------------------------------------------------------------------
 
@@ -122,43 +81,71 @@ class ProgramCompiler:
             tree = ast.parse(self.text, mode="exec")
         except SyntaxError as e:
             raise SpecError(f"syntax error: {e.msg}", loc=("program",), line=e.lineno, col=e.offset) from None
-        for node in ast.walk(tree):
+        body = _main_guard(tree.body)
+        for node in ast.walk(ast.Module(body=body, type_ignores=[])):
             name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
             if name and name.startswith("__"):
                 raise self.err(node, f"dunder name '{name}' is not allowed")
-        for stmt in tree.body:
+        self.count_bindings(body)
+        self.reserved = set(self.bindings) | self.spec_inputs
+        for stmt in body:
             self.line = stmt.lineno
             self.statement(stmt)
+        self.res.names = {k: v.name for k, v in self.scope.items() if isinstance(v, T)}
         return self.res
 
+    def count_bindings(self, body: list[ast.stmt]) -> None:
+        """How often each variable is assigned, so that its last binding can take the bare name."""
+        for stmt in body:
+            targets: list[ast.expr] = []
+            if isinstance(stmt, ast.Assign):
+                targets = list(stmt.targets)
+            elif isinstance(stmt, ast.AugAssign):
+                targets = [stmt.target]
+            elif isinstance(stmt, ast.With):
+                self.count_bindings(stmt.body)
+            for t in targets:
+                for n in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t]):
+                    if isinstance(n, ast.Name):
+                        self.bindings[n.id] += 1
+
+    def binding_name(self, var: str) -> str:
+        """The node name of this binding of `var`: `var` for the last one, var@k for earlier ones
+        (inputs given in the spec keep their name: the program's rebindings are var@2, var@3, ...)."""
+        self.seen[var] += 1
+        k = self.seen[var]
+        if var in self.spec_inputs:
+            return f"{var}@{k + 1}"
+        return var if k >= self.bindings[var] else f"{var}@{k}"
+
     def statement(self, stmt: ast.stmt) -> None:
+        self.counter = 0
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
             self.imports(stmt)
         elif isinstance(stmt, ast.Assign):
-            if len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
-                raise self.err(stmt, "only 'name = expression' assignments are allowed (no unpacking, chains or subscripts)")
-            self.assign(stmt.targets[0].id, stmt.value, stmt)
+            if len(stmt.targets) != 1:
+                raise self.err(stmt, "chained assignment (a = b = ...) is not allowed: one target per line")
+            self.assign(stmt.targets[0], stmt.value, stmt)
         elif isinstance(stmt, ast.AugAssign):
-            if not isinstance(stmt.target, ast.Name):
-                raise self.err(stmt, "augmented assignment needs a plain name target")
-            binop = ast.BinOp(left=ast.Name(id=stmt.target.id, ctx=ast.Load()), op=stmt.op, right=stmt.value)
-            ast.copy_location(binop, stmt)
-            binop.end_lineno, binop.end_col_offset = stmt.end_lineno, stmt.end_col_offset
-            self.assign(stmt.target.id, binop, stmt)
+            self.aug_assign(stmt)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
             self.call_statement(stmt.value)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
             pass  # a docstring
         elif isinstance(stmt, ast.Pass):
             pass
+        elif isinstance(stmt, ast.With):
+            self.with_block(stmt)
         else:
-            raise self.err(stmt, f"'{type(stmt).__name__}' statements are not allowed; write one assignment per line")
+            kind = type(stmt).__name__
+            raise self.err(stmt, f"'{kind}' statements are not allowed: gradtrace traces straight-line code, one statement per line"
+                           + (" (no loops: unroll them)" if kind in ("For", "While") else ""))
 
     def imports(self, stmt: ast.Import | ast.ImportFrom) -> None:
         if isinstance(stmt, ast.Import):
             for a in stmt.names:
                 if a.name not in MODULES:
-                    raise self.err(stmt, f"import of '{a.name}' is not allowed (only torch, numpy, torch.nn.functional)")
+                    raise self.err(stmt, f"import of '{a.name}' is not allowed (only torch, torch.nn, torch.nn.functional, math, numpy)")
                 if a.asname:
                     self.aliases[a.asname] = MODULES[a.name]
                 else:
@@ -166,262 +153,690 @@ class ProgramCompiler:
             return
         for a in stmt.names:
             full = f"{stmt.module}.{a.name}"
-            if full not in MODULES or stmt.level:
+            if stmt.level or full not in FROM_IMPORTS:
                 raise self.err(stmt, f"'from {stmt.module} import {a.name}' is not allowed")
-            self.aliases[a.asname or a.name] = MODULES[full]
+            self.aliases[a.asname or a.name] = FROM_IMPORTS[full]
+
+    def assign(self, target: ast.expr, value: ast.expr, stmt: ast.stmt) -> None:
+        if isinstance(target, ast.Name):
+            var = target.id
+            if var in self.aliases:
+                raise self.err(stmt, f"'{var}' names a module and cannot be assigned")
+            self.begin(var, value, [self.binding_name(var)])
+            v = self.expr(value)
+            if isinstance(v, ModuleInst):
+                self.ensure_path(v, var)
+            self.scope[var] = v
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            names = [e for e in target.elts]
+            if not all(isinstance(e, ast.Name) for e in names):
+                raise self.err(stmt, "tuple assignment needs plain names on the left")
+            ids = [e.id for e in names]  # type: ignore[attr-defined]
+            self.begin(ids[0], value, [self.binding_name(i) for i in ids])
+            v = self.expr(value)
+            if not isinstance(v, (tuple, list)) or len(v) != len(ids):
+                raise self.err(stmt, f"cannot unpack {_kind(v)} into {len(ids)} names")
+            for i, item in zip(ids, v, strict=True):
+                self.scope[i] = item
+        elif isinstance(target, ast.Attribute):
+            self.attribute_write(target, value, stmt)
+        else:
+            raise self.err(stmt, "only 'name = expression' assignments are allowed (in-place writes into tensors are not traced)")
+        self.stmt_expr, self.stmt_names = None, []
+
+    def begin(self, target: str, value: ast.expr, names: list[str]) -> None:
+        """Start a statement whose right-hand side is `value`, bound to `names`."""
+        self.target = target
+        self.stmt_expr = value
+        self.stmt_names = names
+        self.stmt_name = names[0] if len(names) == 1 else None
+
+    def aug_assign(self, stmt: ast.AugAssign) -> None:
+        if isinstance(stmt.target, ast.Attribute):
+            t = self.leaf_target(stmt.target, stmt)
+            c = self.const(stmt.value)
+            method = {ast.Add: "add_", ast.Sub: "add_", ast.Mult: "mul_", ast.Div: "div_"}.get(type(stmt.op))
+            if method is None or not is_number(c):
+                raise self.err(stmt, "only += -= *= /= by a number may change a parameter in place")
+            self.stream.events.append(Event("inplace", t.name, {"method": method, "args": [-c if isinstance(stmt.op, ast.Sub) else c]}))
+            return
+        if not isinstance(stmt.target, ast.Name):
+            raise self.err(stmt, "augmented assignment needs a plain name target")
+        binop = ast.BinOp(left=ast.Name(id=stmt.target.id, ctx=ast.Load()), op=stmt.op, right=stmt.value)
+        ast.copy_location(binop, stmt)
+        binop.end_lineno, binop.end_col_offset = stmt.end_lineno, stmt.end_col_offset
+        self.assign(ast.Name(id=stmt.target.id, ctx=ast.Store()), binop, stmt)
+
+    def with_block(self, stmt: ast.With) -> None:
+        for item in stmt.items:
+            d = self.dotted(item.context_expr.func) if isinstance(item.context_expr, ast.Call) else None
+            if d not in GRAD_MODES or item.optional_vars is not None:
+                raise self.err(stmt, "only 'with torch.no_grad():' (or enable_grad, inference_mode) blocks are allowed")
+        was = self.no_grad
+        self.no_grad = not any(self.dotted(i.context_expr.func) == "torch.enable_grad" for i in stmt.items)  # type: ignore[attr-defined]
+        try:
+            for s in stmt.body:
+                self.line = s.lineno
+                self.statement(s)
+        finally:
+            self.no_grad = was
+
+    def emit(self, op: str, inputs: list[Any], args: dict[str, Any], node: ast.expr, name: str | None = None) -> T:
+        if self.no_grad:
+            raise self.err(node, "computations inside torch.no_grad() are not traced: only parameter and tensor "
+                                 "initialisation belongs there (move the computation out, or use .detach())")
+        return super().emit(op, inputs, args, node, name)
+
+    # ---- statements that are calls ------------------------------------------------------------
 
     def call_statement(self, call: ast.Call) -> None:
         f = call.func
         if isinstance(f, ast.Name) and f.id == "print":
             return
-        if isinstance(f, ast.Attribute) and self.dotted(f) in ("torch.manual_seed",):
+        path = self.dotted(f) if isinstance(f, ast.Attribute) else None
+        if path in ("torch.manual_seed", "torch.random.manual_seed"):
+            seed = self.const(call.args[0]) if call.args else None
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                raise self.err(call, "torch.manual_seed takes an integer seed")
+            self.stream.events.append(Event("seed", None, {"seed": seed}))
             return
-        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in self.res.names:
-            var = f.value.id
-            if f.attr in IGNORED_METHODS and not call.args:
-                return
+        if path in IGNORED_CALLS or path in ("torch.cuda.manual_seed", "torch.cuda.manual_seed_all"):
+            return
+        if path == "torch.set_default_dtype":
+            d = self.const(call.args[0]) if call.args else None
+            if not isinstance(d, DType) or d.name != self.dtype:
+                raise self.err(call, f"the spec's dtype is the default dtype ({self.dtype}): set \"dtype\" in the spec instead")
+            return
+        if path is not None and path.startswith("nn.init."):
+            self.nn_init(path[8:], call)
+            return
+        if isinstance(f, ast.Attribute) and path is None:
             if f.attr == "backward":
-                self.backward(var, call)
+                self.backward(f.value, call)
                 return
-        raise self.err(call, f"the statement '{self.src(call)}' does nothing gradtrace can trace")
+            self.begin("t", call, [])
+            base = self.expr(f.value)
+            if isinstance(base, Untraced) or (isinstance(base, ModuleInst) and f.attr in ("zero_grad", "train", "eval")):
+                self.method_statement(base, f.attr, call)
+                return
+            if isinstance(base, T) and f.attr in {"retain_grad", "requires_grad_", "copy_"} | INPLACE_INIT:
+                self.tensor_method(base, f.attr, call)
+                return
+        raise self.err(call, f"the statement '{self.src(call)[:60]}' does nothing gradtrace can trace")
 
-    def backward(self, var: str, call: ast.Call) -> None:
-        self.res.output = self.res.names[var]
-        grad = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "gradient"), None)
-        extra = [k.arg for k in call.keywords if k.arg not in ("gradient", "retain_graph")]
-        if extra or len(call.args) > 1:
-            raise self.err(call, "backward() takes only 'gradient' here")
-        if grad is not None:
-            self.res.grad_output = self.literal(self.unwrap_tensor(grad))
-
-    def unwrap_tensor(self, node: ast.expr) -> ast.expr:
-        """`torch.tensor(L)` -> L, for backward's gradient."""
-        if isinstance(node, ast.Call) and self.dotted(node.func) == "torch.tensor" and node.args:
-            return node.args[0]
-        return node
-
-    def assign(self, var: str, value: ast.expr, stmt: ast.stmt) -> None:
-        if var in self.aliases:
-            raise self.err(stmt, f"'{var}' names a module and cannot be assigned")
-        if isinstance(value, ast.Call) and self.creator(value.func):
-            self.define_input(var, value)
+    def method_statement(self, base: ModuleInst | Untraced, method: str, call: ast.Call) -> None:
+        if isinstance(base, ModuleInst):
+            if method in ("train", "eval"):
+                flag = method == "train" if not call.args else bool(self.const(call.args[0]))
+                base.set_training(flag)
             return
-        self.target = var
-        self.counter = 0
-        self.stmt_expr = value
-        result = self.expr(value)
-        if isinstance(result, float):
-            raise self.err(stmt, f"'{var}' is a constant: give it as an input (torch.tensor(...)) to trace it")
-        self.res.names[var] = result
+        if method == "zero_grad":
+            return
+        if method == "step" and "optimizer" in base.what:
+            self.res.notes.append(f"line {call.lineno}: {self.src(call)} is not traced: gradtrace shows the gradients "
+                                  "of one forward and backward pass, before any update")
+            return
+        raise self.err(call, f"{base.what} has no method '{method}' gradtrace understands")
 
-    def define_input(self, var: str, call: ast.Call) -> None:
-        kind = self.creator(call.func)
-        kw = {k.arg: k.value for k in call.keywords}
-        if None in kw:
-            raise self.err(call, "** arguments are not allowed")
-        unknown = set(kw) - {"requires_grad", "dtype", "device"}
-        if unknown:
-            raise self.err(call, f"torch.{kind}: unsupported argument(s) {sorted(unknown)}")
-        dtype = self.dtype_arg(kw["dtype"]) if "dtype" in kw else None
-        rg = self.literal(kw["requires_grad"]) if "requires_grad" in kw else False
-        if not isinstance(rg, bool):
-            raise self.err(call, "requires_grad must be True or False")
-        if kind == "tensor":
-            if len(call.args) != 1:
-                raise self.err(call, "torch.tensor takes one value")
-            spec = InputSpec(value=self.literal(call.args[0]), dtype=dtype, requires_grad=rg)
-        else:
-            dims = [self.literal(a) for a in call.args]
-            if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
-                dims = list(dims[0])
-            if not all(isinstance(d, int) and d >= 0 for d in dims):
-                raise self.err(call, f"torch.{kind} takes non-negative integer sizes")
-            init = {"rand": "uniform", "randn": "normal"}.get(kind, kind)
-            if kind == "arange":
-                if len(dims) != 1:
-                    raise self.err(call, "torch.arange(n) takes one size here")
-            seed = len(self.res.inputs)
-            spec = InputSpec(shape=dims, init=init, seed=seed, dtype=dtype, requires_grad=rg)
-        name = self.fresh(var)
-        self.res.inputs[name] = spec
-        self.res.input_lines[name] = call.lineno
-        self.res.names[var] = name
+    def backward(self, receiver: ast.expr, call: ast.Call) -> None:
+        """`y.backward(gradient)` on any expression: picks the output and its gradient."""
+        if self.res.output is not None:
+            raise self.err(call, "backward() is called twice: gradtrace traces one backward pass")
+        bad = [k.arg for k in call.keywords if k.arg not in ("gradient", "retain_graph", "create_graph")]
+        if bad or len(call.args) > 1:
+            raise self.err(call, f"backward() takes only 'gradient' (and retain_graph) here, not {bad or 'more arguments'}")
+        if any(k.arg == "create_graph" and self.const(k.value) for k in call.keywords):
+            raise self.err(call, "create_graph=True (higher-order gradients) is not traced")
+        text = self.src(receiver)
+        self.begin("output", receiver, [self.fresh(text if len(text) <= 60 and "\n" not in text else "output")])
+        out = self.expr(receiver)
+        if not isinstance(out, T):
+            raise self.err(receiver, f"backward() is called on {_kind(out)}, not a tensor")
+        self.res.output = out.name
+        grad = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "gradient"), None)
+        if grad is not None:
+            self.res.grad_output = self.gradient(grad, out)
 
-    def creator(self, func: ast.expr) -> str | None:
-        d = self.dotted(func)
-        if d and d.startswith("torch.") and d[6:] in CREATORS:
-            return d[6:]
-        return None
-
-    def dtype_arg(self, node: ast.expr) -> str:
-        d = self.dotted(node)
-        if d and d.startswith("torch.") and d[6:] in DTYPES:
-            return DTYPES[d[6:]]
-        if isinstance(node, ast.Constant) and node.value in DTYPES:
-            return DTYPES[node.value]
-        raise self.err(node, f"unsupported dtype '{self.src(node)}' (float32, float64 or int64)")
-
-    # ---- expressions --------------------------------------------------------------------------
-
-    def dotted(self, node: ast.expr) -> str | None:
-        """'torch.nn.functional.relu' -> 'F.relu' through import aliases; None if not a module path."""
-        parts: list[str] = []
-        while isinstance(node, ast.Attribute):
-            parts.append(node.attr)
-            node = node.value
-        if not isinstance(node, ast.Name) or node.id not in self.aliases or node.id in self.res.names:
-            return None
-        path = ".".join([self.aliases[node.id], *reversed(parts)])
-        for long, short in (("torch.nn.functional.", "F."), ("torch.nn.", "torch.nn.")):
-            if path.startswith(long):
-                path = short + path[len(long):]
-        return path
-
-    def expr(self, node: ast.expr) -> Value:
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            return float(node.value)
-        if isinstance(node, ast.Name):
-            if node.id in self.res.names:
-                return self.res.names[node.id]
-            raise self.err(node, f"unknown name '{node.id}'")
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            v = self.expr(node.operand)
-            if isinstance(node.op, ast.UAdd):
-                return v
-            return -v if isinstance(v, float) else self.emit("neg", [v], {}, node)
-        if isinstance(node, ast.BinOp) and type(node.op) in BINOPS:
-            a, b = self.expr(node.left), self.expr(node.right)
-            kind = BINOPS[type(node.op)]
-            if isinstance(a, float) and isinstance(b, float):
-                return self.fold(kind, a, b, node)
-            return self.emit(OP_OF[kind], [a, b], {}, node)
+    def gradient(self, node: ast.expr, out: T) -> Any:
+        """backward's gradient as data: torch.ones_like(y), torch.ones/full(...), torch.tensor([...]), a number,
+        or a tensor made by torch.tensor."""
         if isinstance(node, ast.Call):
-            return self.call(node)
-        if isinstance(node, ast.Subscript):
-            raise self.err(node, "indexing and slicing are not supported ops")
-        if isinstance(node, ast.Attribute):
-            raise self.err(node, f"attribute access '{self.src(node)}' is not allowed")
-        raise self.err(node, f"'{type(node).__name__}' expressions are not allowed")
+            path = self.dotted(node.func)
+            if path in ("torch.ones_like", "torch.ones"):
+                return "ones" if path == "torch.ones_like" else np.ones(self.sizes(node.args, node)).tolist()
+            if path == "torch.full" and len(node.args) == 2:
+                return np.full(self.sizes(node.args[:1], node), float(self.const(node.args[1]))).tolist()
+            if path == "torch.tensor" and node.args:
+                return self.const(node.args[0])
+        v = self.expr(node)
+        if is_number(v):
+            return v
+        if isinstance(v, T) and v.name in self.builder.leaves and self.builder.leaves[v.name].value is not None:
+            return self.builder.leaves[v.name].value.tolist()
+        raise self.err(node, "backward(gradient): give torch.ones_like(y), torch.tensor([...]) or a tensor made by torch.tensor")
 
-    def fold(self, kind: str, a: float, b: float, node: ast.AST) -> float:
-        """Arithmetic between two number literals, bounded so it cannot blow up."""
-        try:
-            r = {"add": a + b, "sub": a - b, "mul": a * b}.get(kind)
-            if r is None and kind == "truediv":
-                r = a / b
-            elif r is None and kind == "pow":
-                r = math.pow(a, b)
-            elif r is None:
-                raise self.err(node, "matmul of two numbers")
-        except (ZeroDivisionError, OverflowError, ValueError) as e:
-            raise self.err(node, f"constant arithmetic failed: {e}") from None
-        return float(r)
+    # ---- calls in expressions -----------------------------------------------------------------
 
     def call(self, node: ast.Call) -> Value:
         f = node.func
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             raise self.err(node, "* and ** arguments are not allowed")
-        path = self.dotted(f) if isinstance(f, ast.Attribute) else None
-        if isinstance(f, ast.Name) and f.id in self.functions and f.id not in self.res.names:
-            return self.apply(self.functions[f.id], None, node)
+        if isinstance(f, ast.Name):
+            return self.call_name(f.id, node)
+        if not isinstance(f, ast.Attribute):
+            raise self.err(node, f"'{self.src(f)[:60]}' cannot be called")
+        path = self.dotted(f)
         if path is not None:
-            op = self.functions.get(path)
-            if op is None:
-                raise self.err(node, f"unknown function '{path}'")
-            return self.apply(op, None, node)
-        if isinstance(f, ast.Attribute):
-            op = self.methods.get(f.attr)
-            if op is None:
-                raise self.err(node, f"unknown tensor method '.{f.attr}()'")
-            return self.apply(op, f.value, node)
-        raise self.err(node, f"unknown function '{self.src(f)}'")
+            return self.call_path(path, node)
+        base = self.expr(f.value)
+        if isinstance(base, T):
+            return self.tensor_method(base, f.attr, node)
+        if isinstance(base, ModuleInst):
+            if f.attr == "forward":
+                return self.module_call(base, node)
+            if f.attr == "parameters":
+                return Untraced("model.parameters()")
+            if f.attr in ("float", "double", "to"):
+                return self.module_cast(base, f.attr, node)
+        if isinstance(base, tuple) and f.attr in ("index", "count"):
+            raise self.err(node, "tuple methods are not supported")
+        raise self.err(node, f"'{self.src(f)[:60]}': {_kind(base)} has no method '{f.attr}' gradtrace understands")
 
-    def apply(self, op: Op, receiver: ast.expr | None, call: ast.Call) -> Value:
-        """Bind a call's arguments to the op's tensor slots and argument schema, then emit it."""
-        positional = list(call.args)
-        tensors: list[Value | None] = []
-        if receiver is not None:
-            tensors.append(self.expr(receiver))
-        args: dict[str, Any] = {}
-        slots = len(op.tensors)
-        if op.variadic:
-            if receiver is None:
-                if not positional or not isinstance(positional[0], (ast.List, ast.Tuple)):
-                    raise self.err(call, f"{op.name} takes a list of tensors first")
-                tensors = [self.expr(e) for e in positional.pop(0).elts]
+    def call_name(self, fn: str, node: ast.Call) -> Value:
+        if fn in self.scope:
+            v = self.scope[fn]
+            if isinstance(v, ModuleInst):
+                return self.module_call(v, node)
+            raise self.err(node, f"{_kind(v)} is not callable")
+        if fn == "print":
+            return None
+        if fn in ("float", "int", "bool") and len(node.args) == 1 and not node.keywords:
+            c = self.const(node.args[0])
+            try:
+                return {"float": float, "int": int, "bool": bool}[fn](c)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise self.err(node, f"{fn}({c!r}): {e}") from None
+        if fn == "len" and len(node.args) == 1:
+            v = self.expr(node.args[0])
+            if isinstance(v, T):
+                if not self.shape(v):
+                    raise self.err(node, "len() of a 0-d tensor")
+                return self.shape(v)[0]
+            if isinstance(v, (tuple, list)):
+                return len(v)
+            raise self.err(node, f"len() of {_kind(v)}")
+        if fn in ("min", "max") and node.args and not node.keywords:
+            vals = [self.const(a) for a in node.args]
+            vals = vals[0] if len(vals) == 1 and isinstance(vals[0], list) else vals
+            if not vals or not all(is_number(v) for v in vals):
+                raise self.err(node, f"{fn}() of constants only (for tensors use torch.{fn}imum or .{fn}())")
+            return (min if fn == "min" else max)(vals)
+        if fn in self.aliases:
+            raise self.err(node, f"the module '{fn}' is not callable")
+        if fn in self.functions:
+            return self.apply(self.functions[fn], node)
+        raise self.err(node, f"unknown function '{fn}'")
+
+    def call_path(self, path: str, node: ast.Call) -> Value:
+        if path.startswith("nn.") and path[3:] in BY_MODULE or path == "nn.Sequential":
+            return self.construct(path[3:], node)
+        if path == "nn.Parameter":
+            return self.parameter(node)
+        if path.startswith("torch.optim.") and path[12:] in OPTIMIZERS:
+            return Untraced(f"the optimizer {path}")
+        if path.startswith("torch.") and path[6:] in CREATORS:
+            return self.create(path[6:], node, self.name_for(node))
+        if path in ("F.dropout", "torch.dropout"):
+            return self.dropout(node)
+        if path in ("torch.chunk", "torch.split"):
+            return self.multi(path[6:], self.tensor(node.args[0]) if node.args else None, node, node.args[1:])
+        if path.startswith("math.") and path[5:] in MATH:
+            vals = [self.const(a) for a in node.args]
+            try:
+                return MATH[path[5:]](*vals)
+            except (TypeError, ValueError, OverflowError) as e:
+                raise self.err(node, f"{path}: {e}") from None
+        if path in self.functions:
+            return self.apply(self.functions[path], node)
+        if path == "torch.manual_seed":
+            raise self.err(node, "torch.manual_seed(...) must be a statement of its own")
+        raise self.err(node, f"unknown function '{path}'")
+
+    def tensor_method(self, t: T, m: str, node: ast.Call) -> Value:
+        """x.size(), x.float(), x.view_as(y), x.chunk(), x.uniform_() on a fresh tensor, and op methods."""
+        shape = self.shape(t)
+        if m in ("size", "dim", "numel", "nelement"):
+            if m == "size":
+                if not node.args:
+                    return tuple(shape)
+                d = self.const(node.args[0])
+                if not isinstance(d, int) or not -max(len(shape), 1) <= d < max(len(shape), 1) or not shape:
+                    raise self.err(node, f"size({d!r}) of a tensor of shape {list(shape)}")
+                return shape[d]
+            return len(shape) if m == "dim" else int(np.prod(shape, dtype=np.int64))
+        if m in ("item", "tolist", "numpy", "cpu", "cuda") and m != "cpu":
+            raise self.err(node, f".{m}() needs the tensor's value: gradtrace computes values for you, they are in the result")
+        if m in ("cpu", "contiguous"):
+            return t
+        if m in CASTS or m in ("to", "type", "type_as"):
+            return self.cast(t, m, node)
+        if m in ("view_as", "reshape_as", "expand_as"):
+            other = self.tensor(node.args[0]) if node.args else None
+            if other is None:
+                raise self.err(node, f".{m}() takes a tensor")
+            op, arg = ("expand", "size") if m == "expand_as" else ("reshape", "shape")
+            return self.emit(op, [t], {arg: list(self.shape(other))}, node)
+        if m == "detach":
+            return self.emit("detach", [t], {}, node)
+        if m in ("chunk", "split"):
+            return self.multi(m, t, node, node.args)
+        if m == "requires_grad_":
+            flag = self.const(node.args[0]) if node.args else True
+            try:
+                self.builder.set_requires_grad(t.name, bool(flag))
+            except ValueError as e:
+                raise self.err(node, str(e)) from None
+            return t
+        if m == "retain_grad":
+            return None
+        if m == "copy_" or m in INPLACE_INIT:
+            self.leaf_write(t, m, node)
+            return t
+        if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)):
+            values = self.apply(self.methods[m], node, receiver=t)
+            return (values, Untraced(f"the indices of {m}(), which gradtrace does not trace"))
+        if m in self.methods:
+            return self.apply(self.methods[m], node, receiver=t)
+        if m.endswith("_") and m[:-1] in self.methods:
+            raise self.err(node, f"in-place .{m}() is not traced: write y = x.{m[:-1]}(...)")
+        raise self.err(node, f"unknown tensor method '.{m}()'")
+
+    def cast(self, t: T, m: str, node: ast.Call) -> T:
+        """x.float(), x.double(), x.to(torch.float64), x.type_as(y): no node when the dtype already matches."""
+        if m in CASTS:
+            want = CASTS[m]
+        elif m == "type_as":
+            want = self.dtype_of(self.tensor(node.args[0]))
         else:
-            while positional and len(tensors) < slots:
-                a = positional[0]
-                if isinstance(a, ast.Constant) and a.value is None and len(tensors) >= (op.arity[0]):
-                    positional.pop(0)
-                    tensors.append(None)
-                    continue
-                if self.is_literal(a) and not (op.scalars and len(tensors) < op.arity[0]):
-                    break
-                tensors.append(self.expr(positional.pop(0)))
-        if op.star and positional:
-            vals = [self.literal(a) for a in positional]
-            args[op.star] = list(vals[0]) if len(vals) == 1 and isinstance(vals[0], (list, tuple)) else vals
-            positional = []
-        if len(positional) > len(op.positional):
-            raise self.err(call, f"{op.name}: too many positional arguments")
-        for fname, a in zip(op.positional, positional, strict=False):
-            args[fname] = self.literal(a)
-        for k in call.keywords:
-            if k.arg in op.tensors and not op.variadic:
-                slot = op.tensors.index(k.arg)
-                while len(tensors) <= slot:
-                    tensors.append(None)
-                if tensors[slot] is not None:
-                    raise self.err(k.value, f"{op.name}: '{k.arg}' given twice")
-                is_none = isinstance(k.value, ast.Constant) and k.value.value is None
-                tensors[slot] = None if is_none else self.expr(k.value)
-            elif k.arg in args:
-                raise self.err(k.value, f"{op.name}: '{k.arg}' given twice")
+            vals = [self.const(a) for a in node.args] + [self.const(k.value) for k in node.keywords if k.arg == "dtype"]
+            dts = [v for v in vals if isinstance(v, DType)]
+            if not dts:
+                return t  # .to('cpu') / .to(device): the spec's device decides
+            want = dts[0].name
+        if want == self.dtype_of(t):
+            return t
+        return self.emit("to", [t], {"dtype": want}, node)
+
+    def multi(self, fn: str, t: T | None, node: ast.Call, args: list[ast.expr]) -> tuple[T, ...]:
+        """x.chunk(n, dim) / x.split(size, dim): one node per piece, named by a tuple assignment's targets."""
+        if t is None or not args:
+            raise self.err(node, f"{fn} takes a tensor and a size")
+        first = self.const(args[0])
+        dim = self.const(args[1]) if len(args) > 1 else next((self.const(k.value) for k in node.keywords if k.arg == "dim"), 0)
+        shape = self.shape(t)
+        if not shape or not isinstance(dim, int) or not -len(shape) <= dim < len(shape):
+            raise self.err(node, f"{fn}: dim {dim!r} does not fit shape {list(shape)}")
+        size = shape[dim]
+        if fn == "chunk":
+            if not isinstance(first, int) or first < 1:
+                raise self.err(node, "chunk: chunks must be a positive integer")
+            step = -(-size // first) if size else 1
+            count = -(-size // step) if size else first
+            key = "chunks"
+        elif isinstance(first, int) and first > 0:
+            count, key = max(1, -(-size // first)), "split_size_or_sections"
+        elif isinstance(first, list) and all(isinstance(v, int) and v >= 0 for v in first):
+            count, key = len(first), "split_size_or_sections"
+        else:
+            raise self.err(node, "split takes a positive size or a list of sizes")
+        names = self.stmt_names if node is self.stmt_expr and len(self.stmt_names) == count else []
+        base = self.temp()
+        outs = []
+        for k in range(count):
+            outs.append(self.emit(fn, [t], {key: first, "dim": dim, "index": k}, node, name=names[k] if names else f"{base}.{k}"))
+        return tuple(outs)
+
+    # ---- tensors the program creates ----------------------------------------------------------
+
+    def sizes(self, args: list[ast.expr], node: ast.AST) -> list[int]:
+        """torch's *size arguments: ints, or one tuple/list/torch.Size."""
+        vals = [self.const(a) for a in args]
+        if len(vals) == 1 and isinstance(vals[0], list):
+            vals = vals[0]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals):
+            raise self.err(node, f"sizes must be non-negative integers, got {vals}")
+        return vals
+
+    def create(self, fn: str, node: ast.Call, name: str, into: Leaf | None = None) -> T:
+        """torch.tensor / rand / zeros / ... as a leaf, or written into an existing leaf (`into`)."""
+        kw = {k.arg: k.value for k in node.keywords}
+        unknown = set(kw) - CREATOR_KWARGS - {"fill_value", "steps"}
+        if unknown:
+            raise self.err(node, f"torch.{fn}: unsupported argument(s) {sorted(unknown)}")
+        dt = self.const(kw["dtype"]) if "dtype" in kw else None
+        if dt is not None and (not isinstance(dt, DType) or dt.name not in ("float32", "float64", "int64")):
+            raise self.err(node, f"torch.{fn}: dtype must be torch.float32, torch.float64 or torch.int64")
+        dtype = dt.name if dt is not None else None
+        rg = bool(self.const(kw["requires_grad"])) if "requires_grad" in kw else False
+        args = list(node.args)
+        known: tuple[float, float] | None = None
+        value: np.ndarray | None = None
+        event_args: list[Any] = []
+        if fn == "tensor":
+            if len(args) != 1:
+                raise self.err(node, "torch.tensor takes one value")
+            data = self.const(args[0])
+            if not (is_number(data) or isinstance(data, (list, bool))):
+                raise self.err(node, "torch.tensor takes a number or a nested list of numbers")
+            dtype = dtype or infer_dtype(data) or self.dtype
+            value = literal_array(data, dtype, ("program",), self.builder.limits.max_tensor_elements)
+            shape = tuple(value.shape)
+            known = int_range(value)
+        elif fn.endswith("_like"):
+            like = self.tensor(args[0]) if args else None
+            if like is None:
+                raise self.err(node, f"torch.{fn} takes a tensor")
+            shape, fn = self.shape(like), fn[:-5]
+            dtype = dtype or (self.dtype_of(like) if self.dtype_of(like) != "bool" else self.dtype)
+            rest = [self.const(a) for a in args[1:]] + ([self.const(kw["fill_value"])] if "fill_value" in kw else [])
+            if fn == "full":
+                if len(rest) != 1 or not is_number(rest[0]):
+                    raise self.err(node, "torch.full_like takes a tensor and a fill value")
+                event_args, known = [list(shape), rest[0]], (float(rest[0]),) * 2
+            elif fn == "randint":
+                bounds = rest if len(rest) == 2 else [0, *rest]
+                if len(bounds) != 2 or not all(isinstance(b, int) for b in bounds) or bounds[1] <= bounds[0]:
+                    raise self.err(node, "torch.randint_like takes (tensor, high) or (tensor, low, high)")
+                event_args, known = [*bounds, list(shape)], (float(bounds[0]), float(bounds[1] - 1))
             else:
-                args[k.arg] = self.literal(k.value)
-        while tensors and tensors[-1] is None:
-            tensors.pop()
-        if any(t is None for t in tensors):
-            raise self.err(call, f"{op.name}: a required tensor argument is missing")
-        return self.emit(op.name, [t for t in tensors if t is not None], args, call)
+                event_args = [list(shape)]
+                known = (float(fn == "ones"),) * 2 if fn in ("zeros", "ones") else None
+        else:
+            shape, event_args, known, dtype = self.creator_args(fn, args, kw, node, dtype)
+        dtype = dtype or self.dtype
+        if rg and dtype not in ("float32", "float64"):
+            raise self.err(node, "only floating point tensors can require gradients")
+        size = int(np.prod(shape, dtype=np.int64))
+        if size > self.builder.limits.max_tensor_elements:
+            raise self.err(node, f"shape {list(shape)} has {size} elements, over the limit of {self.builder.limits.max_tensor_elements}")
+        call_text = self.src(node)
+        if into is not None:
+            if tuple(into.shape) != tuple(shape):
+                raise self.err(node, f"'{into.name}' has shape {list(into.shape)}, the new value {list(shape)}")
+            target = into.name
+            into.init = f"{call_text[:80]} (line {node.lineno})"
+        else:
+            leaf = Leaf(name, tuple(shape), dtype, rg, init=call_text[:80], expr=f"line {node.lineno}", value=value, known_range=known)
+            self.builder.add_leaf(leaf, ("program",))
+            target = name
+        if value is not None:
+            if into is not None:
+                self.stream.events.append(Event("assign", target, {"value": value}))
+        else:
+            self.stream.events.append(Event("tensor", target, {"fn": fn, "args": event_args, "dtype": dtype}))
+        return T(target)
 
-    def is_literal(self, node: ast.expr) -> bool:
-        if isinstance(node, ast.Constant):
-            return True
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return self.is_literal(node.operand)
-        if isinstance(node, (ast.List, ast.Tuple)):
-            return all(self.is_literal(e) for e in node.elts)
-        return False
+    def creator_args(
+        self, fn: str, args: list[ast.expr], kw: dict[str, ast.expr], node: ast.Call, dtype: str | None
+    ) -> tuple[tuple[int, ...], list[Any], tuple[float, float] | None, str | None]:
+        """Shape, the torch call's positional arguments, the known value range and dtype of a creator."""
+        known: tuple[float, float] | None = None
+        if fn in ("rand", "randn", "zeros", "ones", "empty"):
+            shape = tuple(self.sizes(args, node))
+            if fn in ("zeros", "ones"):
+                known = (float(fn == "ones"),) * 2
+            return shape, [list(shape)], known, dtype
+        if fn == "full":
+            if len(args) + ("fill_value" in kw) < 2:
+                raise self.err(node, "torch.full takes a size and a fill value")
+            shape = tuple(self.sizes(args[:1], node))
+            v = self.const(args[1]) if len(args) > 1 else self.const(kw["fill_value"])
+            if not is_number(v):
+                raise self.err(node, "torch.full: fill_value must be a number")
+            dtype = dtype or ("int64" if isinstance(v, int) else None)
+            return shape, [list(shape), v], (float(v), float(v)), dtype
+        if fn == "randint":
+            vals = [self.const(a) for a in args]
+            if len(vals) == 2:
+                vals = [0, *vals]
+            if len(vals) != 3 or not all(isinstance(v, int) for v in vals[:2]) or vals[1] <= vals[0]:
+                raise self.err(node, "torch.randint takes (low, high, size) or (high, size) with high > low")
+            shape = tuple(self.sizes([args[-1]], node))
+            return shape, [vals[0], vals[1], list(shape)], (float(vals[0]), float(vals[1] - 1)), dtype or "int64"
+        if fn == "arange":
+            vals = [self.const(a) for a in args]
+            if not 1 <= len(vals) <= 3 or not all(is_number(v) for v in vals):
+                raise self.err(node, "torch.arange takes (end), (start, end) or (start, end, step) numbers")
+            start, end, step = (0, vals[0], 1) if len(vals) == 1 else (*vals, 1)[:3]
+            if step == 0:
+                raise self.err(node, "torch.arange: step must not be 0")
+            n = max(0, int(np.ceil((end - start) / step)))
+            ints = all(isinstance(v, int) for v in vals)
+            known = (float(min(start, start + step * (n - 1))), float(max(start, start + step * (n - 1)))) if n else None
+            return (n,), list(vals), known, dtype or ("int64" if ints else None)
+        if fn == "linspace":
+            vals = [self.const(a) for a in args] + [self.const(kw["steps"])] * ("steps" in kw)
+            if len(vals) != 3 or not isinstance(vals[2], int) or vals[2] < 0:
+                raise self.err(node, "torch.linspace takes (start, end, steps)")
+            return (vals[2],), vals, None, dtype
+        if fn == "eye":
+            vals = [self.const(a) for a in args]
+            if not 1 <= len(vals) <= 2 or not all(isinstance(v, int) and v >= 0 for v in vals):
+                raise self.err(node, "torch.eye takes (n) or (n, m)")
+            return (vals[0], vals[-1]), vals, (0.0, 1.0), dtype
+        if fn == "normal":
+            vals = [self.const(a) for a in args]
+            if len(vals) != 3 or not is_number(vals[0]) or not is_number(vals[1]):
+                raise self.err(node, "torch.normal takes (mean, std, size) numbers here")
+            shape = tuple(self.sizes([args[2]], node))
+            return shape, [vals[0], vals[1], list(shape)], None, dtype
+        raise self.err(node, f"torch.{fn} is not supported")
 
-    def literal(self, node: ast.expr) -> Any:
-        """A literal argument (numbers, strings, bools, None, lists/tuples of them), never evaluated as code."""
-        if not self.is_literal(node):
-            raise self.err(node, f"'{self.src(node)}' must be a literal (number, string, bool or list)")
+    # ---- writes into leaves: parameters and fresh tensors -------------------------------------
+
+    def leaf_target(self, target: ast.expr, stmt: ast.AST) -> T:
+        """The leaf an attribute target names: `conv.weight.data`, `conv.weight`, `x.data`."""
+        node = target.value if isinstance(target, ast.Attribute) and target.attr == "data" else target
+        v = self.expr(node)
+        if not isinstance(v, T) or v.name not in self.builder.leaves:
+            raise self.err(stmt, f"'{self.src(node)[:60]}' is not a parameter or a tensor the program made: it cannot be written")
+        return v
+
+    def attribute_write(self, target: ast.Attribute, value: ast.expr, stmt: ast.stmt) -> None:
+        """`conv.weight.data = torch.rand(...)`, `conv.weight = nn.Parameter(...)`, `w.requires_grad = False`."""
+        if target.attr == "requires_grad":
+            t = self.tensor(target.value)
+            try:
+                self.builder.set_requires_grad(t.name, bool(self.const(value)))
+            except ValueError as e:
+                raise self.err(stmt, str(e)) from None
+            return
+        t = self.leaf_target(target, stmt)
+        self.write(t, value, stmt)
+
+    def write(self, t: T, value: ast.expr, stmt: ast.AST) -> None:
+        """Set leaf `t` from a tensor-creating call or another leaf: an event in the torch stream, in order."""
+        leaf = self.builder.leaves[t.name]
+        if isinstance(value, ast.Call) and self.dotted(value.func) == "nn.Parameter" and value.args:
+            value = value.args[0]
+        path = self.dotted(value.func) if isinstance(value, ast.Call) else None
+        if path is not None and path.startswith("torch.") and path[6:] in CREATORS:
+            self.create(path[6:], value, leaf.name, into=leaf)
+            return
+        src = self.expr(value)
+        if isinstance(src, T) and src.name in self.builder.leaves:
+            if self.shape(src) != leaf.shape:
+                raise self.err(stmt, f"'{leaf.name}' has shape {list(leaf.shape)}, the new value {list(self.shape(src))}")
+            self.stream.events.append(Event("assign", leaf.name, {"source": src.name}))
+            leaf.init = f"{self.src(value)[:60]} (line {getattr(stmt, 'lineno', '?')})"
+            return
+        if is_number(src):
+            self.stream.events.append(Event("inplace", leaf.name, {"method": "fill_", "args": [src]}))
+            return
+        raise self.err(stmt, "a parameter can be set from torch.tensor/rand/zeros/... or another leaf tensor, not a computed one")
+
+    def leaf_write(self, t: T, method: str, node: ast.Call) -> None:
+        """p.uniform_(a, b), p.zero_(), p.fill_(v), p.copy_(src): in-place writes into a leaf."""
+        if t.name not in self.builder.leaves:
+            raise self.err(node, f"in-place .{method}() on '{t.name}', the result of an operation, is not traced")
+        if method == "copy_":
+            if len(node.args) != 1:
+                raise self.err(node, "copy_ takes one tensor")
+            self.write(t, node.args[0], node)
+            return
+        args = [self.const(a) for a in node.args]
+        kwargs = {k.arg: self.const(k.value) for k in node.keywords}
+        if not all(is_number(v) for v in [*args, *kwargs.values()]):
+            raise self.err(node, f".{method}() takes numbers here")
+        self.stream.events.append(Event("inplace", t.name, {"method": method, "args": args, "kwargs": kwargs}))
+
+    def nn_init(self, fn: str, call: ast.Call) -> None:
+        """nn.init.kaiming_uniform_(conv.weight, a=...) and friends, replayed with torch."""
+        if fn not in NN_INIT or not call.args:
+            raise self.err(call, f"nn.init.{fn} is not supported (supported: {', '.join(sorted(NN_INIT))})")
+        t = self.tensor(call.args[0])
+        if t.name not in self.builder.leaves:
+            raise self.err(call, f"nn.init.{fn} on '{t.name}', the result of an operation")
+        args = [self.const(a) for a in call.args[1:]]
+        kwargs = {k.arg: self.const(k.value) for k in call.keywords}
+        if not all(_is_const(v) and not isinstance(v, DType) for v in [*args, *kwargs.values()]):
+            raise self.err(call, f"nn.init.{fn} takes constant arguments")
+        self.stream.events.append(Event("init", t.name, {"fn": fn, "args": args, "kwargs": kwargs}))
+
+    def parameter(self, node: ast.Call) -> T:
+        """nn.Parameter(torch.randn(...)): the leaf, requiring grad, as a parameter."""
+        if len(node.args) != 1:
+            raise self.err(node, "nn.Parameter takes one tensor")
+        t = self.tensor(node.args[0])
+        if t.name not in self.builder.leaves:
+            raise self.err(node, "nn.Parameter of a computed tensor: create it with torch.randn/zeros/tensor(...)")
+        flag = self.const(node.keywords[0].value) if node.keywords and node.keywords[0].arg == "requires_grad" else True
         try:
-            v = ast.literal_eval(node)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            raise self.err(node, f"'{self.src(node)[:40]}' is not a valid literal") from None
-        return list(v) if isinstance(v, tuple) else v
+            self.builder.set_requires_grad(t.name, bool(flag))
+        except ValueError as e:
+            raise self.err(node, str(e)) from None
+        self.builder.leaves[t.name].kind = "parameter"
+        return t
 
-    def emit(self, op: str, inputs: list[Value], args: dict[str, Any], node: ast.expr) -> str:
-        name = self.fresh(self.target) if node is self.stmt_expr else self.temp()
-        self.res.nodes.append(
-            RawNode(
-                name=name, op=op, inputs=list(inputs), args=args, expr=self.src(node),
-                line=getattr(node, "lineno", self.line), col=getattr(node, "col_offset", 0) + 1, loc=("program",),
-            )
-        )
-        return name
+    # ---- nn modules ---------------------------------------------------------------------------
+
+    def construct(self, cls: str, node: ast.Call) -> ModuleInst:
+        """nn.Conv2d(...), nn.Sequential(...): arguments checked now, parameters drawn in program order."""
+        if cls == "Sequential":
+            if node.keywords:
+                raise self.err(node, "nn.Sequential takes modules as positional arguments")
+            children = [self.expr(a) for a in node.args]
+            if not all(isinstance(c, ModuleInst) and c.path is None for c in children):
+                raise self.err(node, "nn.Sequential takes new modules (nn.Linear(...), ...), each used once")
+            return ModuleInst(None, None, children=children)
+        d = BY_MODULE[cls]
+        names = d.positional()
+        if len(node.args) > len(names):
+            raise self.err(node, f"nn.{cls} takes at most {len(names)} positional arguments")
+        data: dict[str, Any] = dict(zip(names, (self.const(a) for a in node.args), strict=False))
+        for k in node.keywords:
+            if k.arg in data:
+                raise self.err(k.value, f"nn.{cls}: '{k.arg}' given twice")
+            data[k.arg] = self.const(k.value)
+        if "type" in d.schema.model_fields:
+            data["type"] = d.type
+        try:
+            cfg = d.schema.model_validate(data)
+            event = param_event(d, cfg, self.dtype)
+        except ValueError as e:
+            errors = getattr(e, "errors", None)
+            msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errors()) if callable(errors) else str(e)
+            raise self.err(node, f"nn.{cls}: {msg}") from None
+        if event is not None:
+            self.stream.events.append(event)
+        return ModuleInst(d, cfg, event=event)
+
+    def ensure_path(self, m: ModuleInst, name: str | None) -> None:
+        """Give a module its path (its variable, 'net.0' inside a Sequential) and its parameter leaves."""
+        if m.path is not None:
+            return
+        m.path = name or self.fresh(m.kind)
+        if m.layer is not None:
+            m.params = add_params(m.layer, m.cfg, m.path, self.dtype, m.event, self.builder, ("program",))
+        for i, child in enumerate(m.children):
+            self.ensure_path(child, f"{m.path}.{i}")
+
+    def module_cast(self, m: ModuleInst, how: str, node: ast.Call) -> ModuleInst:
+        """model.float() / model.double() / model.to(dtype): only to the spec's dtype (the default dtype)."""
+        want = {"float": "float32", "double": "float64"}.get(how)
+        if how == "to":
+            dts = [v for v in (self.const(a) for a in node.args) if isinstance(v, DType)]
+            want = dts[0].name if dts else self.dtype
+        if want != self.dtype:
+            raise self.err(node, f"modules are built in the spec's dtype ({self.dtype}); set \"dtype\": \"{want}\" in the spec")
+        return m
+
+    def module_call(self, m: ModuleInst, node: ast.Call) -> Value:
+        """Apply a module: its layer's nodes (a Sequential: each child's, named by the child's path)."""
+        self.ensure_path(m, None)
+        if node.keywords:
+            raise self.err(node, f"{m.kind}(...) takes tensors positionally")
+        inputs = [self.tensor(a) for a in node.args]
+        out_name = self.name_for(node) if node is self.stmt_expr and self.stmt_name else self.fresh(m.path or m.kind)
+        return T(self.apply_module(m, [i.name for i in inputs], out_name, node))
+
+    def apply_module(self, m: ModuleInst, inputs: list[str], out: str, node: ast.Call) -> str:
+        assert m.path is not None
+        if m.layer is None:
+            x = inputs
+            for k, child in enumerate(m.children):
+                assert child.path is not None
+                name = out if k == len(m.children) - 1 else self.fresh(child.path)
+                x = [self.apply_module(child, x, name, node)]
+            return x[0]
+        d = m.layer
+        if len(inputs) < d.min_inputs or (d.max_inputs is not None and len(inputs) > d.max_inputs):
+            raise self.err(node, f"{m.kind} takes {d.min_inputs if d.max_inputs == d.min_inputs else 'more'} tensor input(s), got {len(inputs)}")
+        if self.no_grad:
+            raise self.err(node, "module calls inside torch.no_grad() are not traced")
+        e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1)
+        return d.emit(e, Call(m.cfg, m.params, inputs, out, m.path, m.training))
+
+    def dropout(self, node: ast.Call) -> T:
+        """F.dropout(x, p=0.5, training=True): training mode draws torch's mask; otherwise x itself."""
+        names = ("input", "p", "training", "inplace")
+        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        if set(given) - set(names) or "input" not in given:
+            raise self.err(node, "F.dropout takes (input, p=0.5, training=True, inplace=False)")
+        x = self.tensor(given["input"])
+        p = self.const(given["p"]) if "p" in given else 0.5
+        training = bool(self.const(given["training"])) if "training" in given else True
+        if not is_number(p) or not 0 <= p <= 1:
+            raise self.err(node, f"dropout probability has to be between 0 and 1, but got {p!r}")
+        name = self.name_for(node)
+        e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1)
+        cfg = DropoutLayer(type="dropout", p=float(p))
+        return T(LAYERS["dropout"].emit(e, Call(cfg, {}, [x.name], name, name, training)))
 
 
-def compile_program(text: str, known_inputs: set[str]) -> ProgramResult:
-    """Parse a program into raw nodes; see ProgramCompiler for the whitelist."""
-    compiler = ProgramCompiler(text, known_inputs)
+def _main_guard(body: list[ast.stmt]) -> list[ast.stmt]:
+    """`if __name__ == "__main__":` blocks as their bodies (scripts pasted whole)."""
+    out: list[ast.stmt] = []
+    for stmt in body:
+        if (isinstance(stmt, ast.If) and not stmt.orelse and isinstance(stmt.test, ast.Compare)
+                and isinstance(stmt.test.left, ast.Name) and stmt.test.left.id == "__name__"
+                and len(stmt.test.comparators) == 1 and isinstance(stmt.test.comparators[0], ast.Constant)
+                and stmt.test.comparators[0].value == "__main__"):
+            out.extend(stmt.body)
+        else:
+            out.append(stmt)
+    return out
+
+
+def compile_program(text: str, builder: GraphBuilder, stream: Stream, dtype: str, spec_inputs: set[str]) -> ProgramResult:
+    """Parse a program into `builder`'s graph and `stream`'s events; see ProgramCompiler for the whitelist."""
+    compiler = ProgramCompiler(text, builder, stream, dtype, spec_inputs)
     try:
         return compiler.run()
     except (RecursionError, MemoryError):
         raise SpecError(
             "an expression is nested too deeply; split it over several assignments", loc=("program",), line=compiler.line or None
         ) from None
+
+
+__all__ = ["ProgramResult", "compile_program", "DTYPES"]

@@ -16,19 +16,20 @@ def _feeds_output(graph: Graph) -> set[str]:
     need = {graph.output}
     for node in reversed(graph.nodes):
         if node.name in need:
-            need.update(i for i in node.inputs if isinstance(i, str))
+            flags = node.op.differentiable or (True,) * len(node.inputs)
+            need.update(i for i, diff in zip(node.inputs, flags, strict=False) if isinstance(i, str) and diff)
     return need
 
 
 def run_numeric(graph: Graph, eps: float = 1e-6, max_elements_per_leaf: int = 32, seed: int = 0) -> EngineRun:
     """Leaf grads (NaN where an element was not sampled), like torch.autograd.gradcheck's numerical side."""
     t0 = time.perf_counter()
-    base = {k: v.value.astype(np.float64) if v.value.dtype.kind == "f" else v.value for k, v in graph.leaves.items()}
+    base = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in graph.leaf_values().items()}
     go = graph.grad_output.astype(np.float64) if graph.grad_output is not None else None
     rng = np.random.Generator(np.random.PCG64(seed))
 
     def loss(vals: dict[str, np.ndarray]) -> float:
-        y = forward(graph, vals)[graph.output].astype(np.float64)
+        y = forward(graph, vals, float64=True)[graph.output].astype(np.float64)
         return float(np.sum(y * go)) if go is not None else float(np.sum(y))
 
     run = EngineRun("numeric")

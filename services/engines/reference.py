@@ -12,15 +12,23 @@ from services.ir import Graph, Input
 
 
 def _arg(values: dict[str, np.ndarray], i: Input, dtype: str) -> np.ndarray:
-    return values[i] if isinstance(i, str) else np.asarray(i, dtype=dtype)
+    """A node input; a Python number takes a float node's dtype (as torch's scalars do) and stays as it is otherwise
+    (`x > 0.5` on an int64 x compares with 0.5)."""
+    if isinstance(i, str):
+        return values[i]
+    return np.asarray(i, dtype=dtype) if np.dtype(dtype).kind == "f" else np.asarray(i)
 
 
-def forward(graph: Graph, leaf_values: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """Every leaf and node value; `leaf_values` overrides leaves (finite differences use it)."""
-    values = {k: v.value for k, v in graph.leaves.items()}
+def forward(graph: Graph, leaf_values: dict[str, np.ndarray] | None = None, float64: bool = False) -> dict[str, np.ndarray]:
+    """Every leaf and node value; `leaf_values` overrides leaves (finite differences use it, with `float64`:
+    then casts between float dtypes keep float64, so that no step rounds to float32)."""
+    values = graph.leaf_values()
     if leaf_values:
         values.update(leaf_values)
     for node in graph.nodes:
+        if float64 and node.op.name == "to" and str(node.dtype).startswith("float"):
+            values[node.name] = values[node.inputs[0]]  # type: ignore[index]
+            continue
         dtype = str(np.result_type(*[values[i].dtype for i in node.inputs if isinstance(i, str)]))
         out = node.op.forward([_arg(values, i, dtype) for i in node.inputs], node.args)
         values[node.name] = np.asarray(out)

@@ -48,8 +48,9 @@ def run_torch(graph: Graph) -> EngineRun:
     dev = torch.device(graph.device)
     tensors: dict[str, Any] = {}
     leaf_of: dict[int, str] = {}
+    values = graph.leaf_values()
     for leaf in graph.leaves.values():
-        t = torch.from_numpy(np.array(leaf.value)).to(dev)
+        t = torch.from_numpy(np.array(values[leaf.name])).to(dev)
         t.requires_grad_(leaf.requires_grad)
         tensors[leaf.name] = t
         leaf_of[id(t)] = leaf.name

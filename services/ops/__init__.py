@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from services.ops import (  # noqa: F401
     attention,
+    cast,
     comparison,
     conv,
+    dropout,
     elementwise,
     indexing,
     linalg,

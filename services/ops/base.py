@@ -65,6 +65,10 @@ class Op:
             return "float32"
         return floats[0] if all(d == floats[0] for d in floats) else str(np.result_type(*floats))
 
+    def dtype_for(self, dtypes: list[str], a: Any) -> str:
+        """Output dtype when it depends on the arguments (a cast); by default `dtype(dtypes)`."""
+        return self.dtype(dtypes)
+
     def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: Any) -> None:
         """Check inputs whose values are known before anything runs (int64 literals, randint bounds):
         `ranges[k]` is (min, max) of input k, or None when unknown. Raise ShapeError for an index out of

@@ -1,0 +1,455 @@
+"""A program's expressions, evaluated at compile time over the whitelist: tensor arithmetic and op calls
+become graph nodes, everything else must fold to a constant. Nothing is ever executed."""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+from typing import Any
+
+from services.compiler.build import GraphBuilder, RawNode
+from services.compiler.values import DTYPES, DType, ModuleInst, T, Untraced, Value, is_number
+from services.errors import SpecError
+from services.ir import Stream
+from services.ops import REGISTRY, Op
+
+BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
+FOLD = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+}
+COMPARE = {ast.Gt: "gt", ast.Lt: "lt", ast.GtE: "ge", ast.LtE: "le", ast.Eq: "eq", ast.NotEq: "ne"}
+MATH = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "log2": math.log2, "log10": math.log10,
+        "cos": math.cos, "sin": math.sin, "tanh": math.tanh, "floor": math.floor, "ceil": math.ceil, "prod": math.prod}
+CONSTANTS = {"math.pi": math.pi, "math.e": math.e, "math.inf": math.inf, "math.nan": math.nan,
+             "torch.pi": math.pi, "torch.e": math.e, "torch.inf": math.inf, "torch.nan": math.nan}
+MAX_INT = 2**62
+"""Folded integers stay below this: constant arithmetic cannot make huge numbers."""
+CASTS = {"float": "float32", "double": "float64", "long": "int64", "bool": "bool"}
+"""Tensor methods that cast: x.float(), x.double(), ..."""
+
+
+def _op_tables() -> tuple[dict[str, Op], dict[str, Op]]:
+    functions: dict[str, Op] = {}
+    methods: dict[str, Op] = {}
+    for op in REGISTRY.values():
+        for fn in (op.name, *op.functions):
+            functions[fn] = op
+        for m in op.methods:
+            methods[m] = op
+    return functions, methods
+
+
+class ExpressionCompiler:
+    """Expression evaluation; `ProgramCompiler` adds statements, modules and tensor creation on top."""
+
+    def __init__(self, text: str, builder: GraphBuilder, stream: Stream, dtype: str) -> None:
+        self.text = text
+        self.lines = re.split(r"\r\n|\r|\n", text)
+        self.builder = builder
+        self.stream = stream
+        self.dtype = dtype
+        self.scope: dict[str, Value] = {}
+        self.aliases: dict[str, str] = {"torch": "torch", "F": "F"}
+        self.functions, self.methods = _op_tables()
+        self.target = "t"
+        self.stmt_expr: ast.expr | None = None
+        self.stmt_name: str | None = None
+        self.stmt_names: list[str] = []
+        self.counter = 0
+        self.line = 0
+        self.reserved: set[str] = set()
+        """Program variable names: nodes named after module paths or temporaries never take them."""
+
+    # ---- errors and names ---------------------------------------------------------------------
+
+    def err(self, node: ast.AST, msg: str) -> SpecError:
+        """A SpecError at this AST node's line and column."""
+        return SpecError(
+            msg, loc=("program",), line=getattr(node, "lineno", None) or self.line or None,
+            col=(getattr(node, "col_offset", -1) + 1) if hasattr(node, "col_offset") else None,
+        )
+
+    def fresh(self, base: str) -> str:
+        """`base` if free, else base#2, base#3, ... (never a program variable's name)."""
+        if base not in self.builder and base not in self.reserved:
+            return base
+        k = 2
+        while f"{base}#{k}" in self.builder:
+            k += 1
+        return f"{base}#{k}"
+
+    def temp(self) -> str:
+        """A name for a sub-expression of the current statement: target#1, target#2, ..."""
+        self.counter += 1
+        while f"{self.target}#{self.counter}" in self.builder:
+            self.counter += 1
+        return f"{self.target}#{self.counter}"
+
+    def name_for(self, node: ast.expr) -> str:
+        """The statement's binding name for its whole right-hand side, a temporary otherwise."""
+        if node is self.stmt_expr and self.stmt_name is not None:
+            name, self.stmt_name = self.stmt_name, None
+            return name
+        return self.temp()
+
+    def src(self, node: ast.AST) -> str:
+        """The source text of a node (ast.get_source_segment re-splits the whole text on every call)."""
+        start, end = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+        if start is None or end is None:
+            return ast.unparse(node)
+        lines = self.lines[start - 1 : end]
+        if not lines:
+            return ast.unparse(node)
+        if len(lines) == 1:
+            return lines[0].encode()[node.col_offset : node.end_col_offset].decode(errors="replace")
+        first = lines[0].encode()[node.col_offset :].decode(errors="replace")
+        last = lines[-1].encode()[: node.end_col_offset].decode(errors="replace")
+        return "\n".join([first, *lines[1:-1], last])
+
+    def emit(self, op: str, inputs: list[Any], args: dict[str, Any], node: ast.expr, name: str | None = None) -> T:
+        """Add `op(*inputs, **args)` as a node (checked now: shape errors name this line)."""
+        name = name or self.name_for(node)
+        ins = [i.name if isinstance(i, T) else i for i in inputs]
+        self.builder.add(RawNode(
+            name=name, op=op, inputs=ins, args=args, expr=self.src(node),
+            line=getattr(node, "lineno", self.line), col=getattr(node, "col_offset", 0) + 1, loc=("program",),
+        ))
+        return T(name)
+
+    def shape(self, t: T) -> tuple[int, ...]:
+        return self.builder.shapes[t.name]
+
+    def dtype_of(self, t: T) -> str:
+        return self.builder.dtypes[t.name]
+
+    # ---- module paths -------------------------------------------------------------------------
+
+    def dotted(self, node: ast.expr) -> str | None:
+        """'torch.nn.functional.relu' -> 'F.relu' through import aliases; None if not a module path."""
+        parts: list[str] = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name) or node.id not in self.aliases or node.id in self.scope:
+            return None
+        path = ".".join([self.aliases[node.id], *reversed(parts)])
+        for long, short in (("torch.nn.functional.", "F."), ("torch.nn.", "nn."), ("torch.nn", "nn")):
+            if path.startswith(long) or path == long:
+                path = short + path[len(long):]
+        return path
+
+    # ---- expressions --------------------------------------------------------------------------
+
+    def expr(self, node: ast.expr) -> Value:
+        """Evaluate an expression: a tensor (adding nodes), or a compile-time constant."""
+        if isinstance(node, ast.Constant):
+            if node.value is Ellipsis or isinstance(node.value, (bytes, complex)):
+                raise self.err(node, f"the constant {node.value!r} is not allowed here")
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id in self.scope:
+                return self.scope[node.id]
+            if node.id in self.aliases:
+                raise self.err(node, f"the module '{node.id}' is not a value")
+            raise self.err(node, f"unknown name '{node.id}'")
+        if isinstance(node, (ast.Tuple, ast.List)):
+            if any(isinstance(e, ast.Starred) for e in node.elts):
+                raise self.err(node, "* unpacking is not allowed")
+            items = [self.expr(e) for e in node.elts]
+            return tuple(items) if isinstance(node, ast.Tuple) else items
+        if isinstance(node, ast.UnaryOp):
+            return self.unary(node)
+        if isinstance(node, ast.BinOp):
+            return self.binop(node)
+        if isinstance(node, ast.Compare):
+            return self.compare(node)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        if isinstance(node, ast.Attribute):
+            return self.attribute(node)
+        if isinstance(node, ast.Subscript):
+            return self.subscript(node)
+        raise self.err(node, f"'{type(node).__name__}' expressions are not allowed")
+
+    def tensor(self, node: ast.expr, what: str = "a tensor") -> T:
+        """An expression that must be a tensor."""
+        v = self.expr(node)
+        if not isinstance(v, T):
+            raise self.err(node, f"'{self.src(node)[:60]}' must be {what}, not {_kind(v)}")
+        return v
+
+    def const(self, node: ast.expr) -> Any:
+        """An expression that must fold to a constant (number, string, bool, None, tuple/list of them)."""
+        v = self.expr(node)
+        if not _is_const(v):
+            raise self.err(node, f"'{self.src(node)[:60]}' must be a constant (number, string, bool or list), not {_kind(v)}")
+        return list(v) if isinstance(v, tuple) else v
+
+    def unary(self, node: ast.UnaryOp) -> Value:
+        v = self.expr(node.operand)
+        if isinstance(node.op, ast.UAdd) and (isinstance(v, T) or is_number(v)):
+            return v
+        if isinstance(node.op, ast.USub):
+            if isinstance(v, T):
+                return self.emit("neg", [v], {}, node)
+            if is_number(v):
+                return -v
+        if isinstance(node.op, ast.Not) and isinstance(v, bool):
+            return not v
+        raise self.err(node, f"'{self.src(node)[:60]}': this unary operator is not supported here")
+
+    def binop(self, node: ast.BinOp) -> Value:
+        a, b = self.expr(node.left), self.expr(node.right)
+        if isinstance(a, T) or isinstance(b, T):
+            kind = BINOPS.get(type(node.op))
+            if kind is None:
+                raise self.err(node, f"the operator '{ast.unparse(node.op).strip() or type(node.op).__name__}' is not a traced op")
+            for v, side in ((a, node.left), (b, node.right)):
+                if not isinstance(v, T) and not is_number(v):
+                    raise self.err(side, f"'{self.src(side)[:60]}' is {_kind(v)}: arithmetic needs tensors and numbers")
+            return self.emit(kind, [a, b], {}, node)
+        return self.fold(node, a, b)
+
+    def fold(self, node: ast.BinOp, a: Any, b: Any) -> Any:
+        """Arithmetic between constants, bounded so that it cannot blow up."""
+        fn = FOLD.get(type(node.op))
+        if fn is None or not (is_number(a) or isinstance(a, bool)) or not (is_number(b) or isinstance(b, bool)):
+            raise self.err(node, f"'{self.src(node)[:60]}' is not a tensor expression or number arithmetic")
+        if isinstance(node.op, ast.Pow) and isinstance(a, int) and isinstance(b, int) and abs(b) > 64:
+            raise self.err(node, "constant power too large")
+        try:
+            r = fn(a, b) if not isinstance(node.op, ast.Pow) else (float(a) ** b if isinstance(b, float) or b < 0 else a**b)
+        except (ZeroDivisionError, OverflowError, ValueError) as e:
+            raise self.err(node, f"constant arithmetic failed: {e}") from None
+        if isinstance(r, int) and abs(r) > MAX_INT:
+            raise self.err(node, "constant arithmetic gives a number too large")
+        if isinstance(r, complex):
+            raise self.err(node, "constant arithmetic gives a complex number")
+        return r
+
+    def compare(self, node: ast.Compare) -> Value:
+        if len(node.ops) != 1:
+            raise self.err(node, "chained comparisons are not supported: compare two values at a time")
+        op = COMPARE.get(type(node.ops[0]))
+        if op is None:
+            raise self.err(node, f"'{self.src(node)[:60]}': only > < >= <= == != compare tensors")
+        a, b = self.expr(node.left), self.expr(node.comparators[0])
+        if isinstance(a, T) or isinstance(b, T):
+            return self.emit(op, [a, b], {}, node)
+        if _is_const(a) and _is_const(b):
+            return {"gt": operator.gt, "lt": operator.lt, "ge": operator.ge, "le": operator.le,
+                    "eq": operator.eq, "ne": operator.ne}[op](a, b)
+        raise self.err(node, f"'{self.src(node)[:60]}' compares values that are neither tensors nor constants")
+
+    # ---- attributes and subscripts ------------------------------------------------------------
+
+    def attribute(self, node: ast.Attribute) -> Value:
+        path = self.dotted(node)
+        if path is not None:
+            if path in CONSTANTS:
+                return CONSTANTS[path]
+            if path.startswith("torch.") and path[6:] in DTYPES:
+                return DType(DTYPES[path[6:]])
+            raise self.err(node, f"'{path}' is not a value gradtrace knows")
+        base = self.expr(node.value)
+        if isinstance(base, ModuleInst):
+            return self.module_attribute(base, node)
+        if isinstance(base, T):
+            return self.tensor_attribute(base, node)
+        if isinstance(base, tuple) and len(base) == 2 and node.attr in ("values", "indices"):
+            return base[0] if node.attr == "values" else base[1]  # max(dim=...)'s (values, indices)
+        raise self.err(node, f"attribute '{node.attr}' of {_kind(base)} is not allowed")
+
+    def tensor_attribute(self, t: T, node: ast.Attribute) -> Value:
+        a = node.attr
+        shape = self.shape(t)
+        if a == "shape":
+            return tuple(shape)
+        if a == "ndim":
+            return len(shape)
+        if a == "dtype":
+            return DType(self.dtype_of(t))
+        if a == "requires_grad":
+            return self.builder.grad[t.name]
+        if a == "is_leaf":
+            return t.name in self.builder.leaves
+        if a == "data":
+            return t
+        if a in ("T", "mT"):
+            if a == "T" and len(shape) != 2:
+                return t if len(shape) < 2 else self.emit("permute", [t], {"dims": list(range(len(shape)))[::-1]}, node)
+            return self.emit("transpose", [t], {"dim0": -2, "dim1": -1}, node)
+        if a in ("grad", "grad_fn"):
+            raise self.err(node, f"'.{a}' is what gradtrace reports for every node: it cannot be used inside the computation")
+        raise self.err(node, f"tensor attribute '.{a}' is not supported")
+
+    def module_attribute(self, m: ModuleInst, node: ast.Attribute) -> Value:
+        """conv.weight, fc.bias (parameters), net[0] children, conv.in_channels (config)."""
+        self.ensure_path(m, None)
+        if node.attr in m.params:
+            return T(m.params[node.attr])
+        if m.cfg is not None and node.attr in type(m.cfg).model_fields:
+            return getattr(m.cfg, node.attr)
+        if m.layer is not None and any(node.attr == attr.split(".")[0] for attr in m.params):
+            raise self.err(node, f"'{node.attr}' of {m.kind} is a submodule gradtrace does not expose; use its parameters")
+        if m.layer is not None and node.attr in ("weight", "bias"):
+            return None  # e.g. Conv2d(bias=False).bias is None, as in torch
+        raise self.err(node, f"{m.kind} has no parameter or attribute '{node.attr}'")
+
+    def subscript(self, node: ast.Subscript) -> Value:
+        base = self.expr(node.value)
+        if isinstance(base, T):
+            return self.getitem(base, node)
+        if isinstance(base, ModuleInst) and base.layer is None:
+            k = self.const(node.slice)
+            if not isinstance(k, int) or not -len(base.children) <= k < len(base.children):
+                raise self.err(node, f"Sequential index {k!r} out of range ({len(base.children)} layers)")
+            return base.children[k]
+        if isinstance(base, (tuple, list)):
+            k = self.const(node.slice)
+            if isinstance(k, int) and -len(base) <= k < len(base):
+                return base[k]
+            if isinstance(k, dict):  # a slice
+                return base[slice(*k["slice"])]
+            raise self.err(node, f"index {k!r} is out of range for {len(base)} items")
+        raise self.err(node, f"{_kind(base)} cannot be indexed")
+
+    def getitem(self, t: T, node: ast.Subscript) -> T:
+        """x[...] as one getitem node: ints, slices, None, Ellipsis, int lists and int64 tensors (torch's rules)."""
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        index: list[Any] = []
+        tensors: list[T] = []
+        for it in items:
+            if isinstance(it, ast.Slice):
+                parts = [None if p is None else self.const(p) for p in (it.lower, it.upper, it.step)]
+                if not all(p is None or (isinstance(p, int) and not isinstance(p, bool)) for p in parts):
+                    raise self.err(it, "slice bounds must be integers")
+                index.append({"slice": parts})
+            elif isinstance(it, ast.Constant) and it.value is Ellipsis:
+                index.append("...")
+            else:
+                v = self.expr(it)
+                if isinstance(v, T):
+                    if self.dtype_of(v) == "bool":
+                        raise self.err(it, "boolean mask indexing gives a data-dependent shape: use torch.where(mask, x, 0) instead")
+                    index.append({"tensor": len(tensors)})
+                    tensors.append(v)
+                elif v is None or (isinstance(v, int) and not isinstance(v, bool)):
+                    index.append(v)
+                elif isinstance(v, (list, tuple)) and _int_list(v):
+                    index.append(list(v))
+                else:
+                    raise self.err(it, f"'{self.src(it)[:60]}' is not an index (int, slice, None, ..., int list or tensor)")
+        return self.emit("getitem", [t, *tensors], {"index": index}, node)
+
+    # ---- calls --------------------------------------------------------------------------------
+
+    def ensure_path(self, m: ModuleInst, name: str | None) -> None:
+        """Give a module its path and parameter leaves (ProgramCompiler)."""
+        raise NotImplementedError
+
+    def call(self, node: ast.Call) -> Value:
+        """Dispatch a call: subclasses add modules, tensor creation and the like; ops are here."""
+        raise NotImplementedError
+
+    def apply(self, op: Op, call: ast.Call, receiver: T | None = None, extra: dict[str, Any] | None = None,
+              out: str | None = None) -> T:
+        """Bind a call's arguments (after the method's receiver) to the op's tensor slots and arguments by
+        torch's signature, then emit it."""
+        positional: list[Any] = ([_Given(receiver)] if receiver is not None else []) + list(call.args)
+        tensors: list[Any] = []
+        args: dict[str, Any] = dict(extra or {})
+        if op.variadic:
+            if not positional:
+                raise self.err(call, f"{op.name} takes a list of tensors first")
+            head = positional.pop(0)
+            first = head.value if isinstance(head, _Given) else self.expr(head)
+            if isinstance(first, T):  # x.cat(...) is no torch method; stack/cat take a sequence
+                raise self.err(call, f"{op.name} takes a list or tuple of tensors")
+            if not isinstance(first, (list, tuple)) or not all(isinstance(v, T) for v in first):
+                raise self.err(call, f"{op.name} takes a list or tuple of tensors")
+            tensors = list(first)
+            sig: tuple[str, ...] = op.positional
+        else:
+            sig = op.signature or (*op.tensors, *op.positional)
+        slots = {name: k for k, name in enumerate(op.tensors)} if not op.variadic else {}
+        bound: list[Any] = [None] * len(slots)
+        n = min(len(positional), len(sig))
+        for param, a in zip(sig[:n], positional[:n], strict=True):
+            if param in slots:
+                bound[slots[param]] = self.tensor_arg(a, op, param)
+            else:
+                v = self.const(a)
+                args[param] = v.name if isinstance(v, DType) else v
+        rest = positional[n:]
+        if rest:
+            if op.star is None:
+                raise self.err(call, f"{op.name}: too many positional arguments")
+            vals = [self.const(a) for a in rest]
+            args[op.star] = list(vals[0]) if len(vals) == 1 and isinstance(vals[0], (list, tuple)) else vals
+        for kw in call.keywords:
+            if kw.arg is None:
+                raise self.err(call, "** arguments are not allowed")
+            if kw.arg in slots:
+                if bound[slots[kw.arg]] is not None:
+                    raise self.err(kw.value, f"{op.name}: '{kw.arg}' given twice")
+                bound[slots[kw.arg]] = self.tensor_arg(kw.value, op, kw.arg)
+            elif kw.arg in args:
+                raise self.err(kw.value, f"{op.name}: '{kw.arg}' given twice")
+            else:
+                v = self.const(kw.value)
+                args[kw.arg] = v.name if isinstance(v, DType) else v
+        if not op.variadic:
+            while bound and bound[-1] is None:
+                bound.pop()
+            if any(b is None for b in bound):
+                missing = [op.tensors[i] for i, b in enumerate(bound) if b is None]
+                raise self.err(call, f"{op.name}: tensor argument(s) {missing} missing (gradtrace needs them in order)")
+            tensors = bound
+        return self.emit(op.name, tensors, args, call, name=out)
+
+    def tensor_arg(self, node: Any, op: Op, param: str) -> Any:
+        """A tensor slot's value: a tensor, a number where the op takes numbers, or None for an optional one."""
+        v = node.value if isinstance(node, _Given) else self.expr(node)
+        if v is None or isinstance(v, T) or is_number(v):
+            return v
+        raise self.err(node, f"{op.name}: '{param}' must be a tensor, not {_kind(v)}")
+
+
+class _Given:
+    """An argument evaluated already (a method's receiver)."""
+
+    def __init__(self, value: Value) -> None:
+        self.value = value
+
+
+def _is_const(v: Any) -> bool:
+    if v is None or isinstance(v, (bool, int, float, str, DType)):
+        return True
+    if isinstance(v, (list, tuple)):
+        return all(_is_const(x) for x in v)
+    return False
+
+
+def _int_list(v: Any) -> bool:
+    if isinstance(v, (list, tuple)):
+        return len(v) > 0 and all(_int_list(x) for x in v)
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _kind(v: Any) -> str:
+    """How a value reads in an error message."""
+    if isinstance(v, T):
+        return f"the tensor '{v.name}'"
+    if isinstance(v, ModuleInst):
+        return f"the module {v.kind}"
+    if isinstance(v, Untraced):
+        return v.what
+    if isinstance(v, DType):
+        return f"the dtype torch.{v.name}"
+    if v is None:
+        return "None"
+    return f"the {type(v).__name__} {v!r}"[:80]

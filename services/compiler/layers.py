@@ -1,0 +1,348 @@
+"""torch.nn layers, defined once for both spec forms: a `model` spec's layer list and a program's
+`nn.Conv2d(...)`. Each LayerDef holds the layer's constructor schema (torch's argument names, order and
+defaults), its parameters in torch's registration order, and the nodes a call adds to the graph."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from services.compiler.build import GraphBuilder, RawNode
+from services.errors import SpecError
+from services.ir import Event, Input, Leaf, Stream
+from services.ops.base import pair
+from shared.spec import (
+    ActivationLayer,
+    AddLayer,
+    BatchNormLayer,
+    CatLayer,
+    Conv2dLayer,
+    DropoutLayer,
+    EluLayer,
+    EmbeddingLayer,
+    FlattenLayer,
+    GeluLayer,
+    GroupNormLayer,
+    HardtanhLayer,
+    LayerNormLayer,
+    LeakyReluLayer,
+    LinearLayer,
+    Pool2dLayer,
+    SelfAttentionLayer,
+    SoftmaxLayer,
+)
+
+Shape = tuple[int, ...]
+NOT_CTOR = frozenset({"name", "inputs", "type", "weights"})
+"""Schema fields that are not torch constructor arguments."""
+
+
+@dataclass
+class Emitter:
+    """Adds a layer's nodes to the graph, with the source position errors should name."""
+
+    builder: GraphBuilder
+    stream: Stream
+    dtype: str
+    loc: tuple[str | int, ...] = ()
+    line: int | None = None
+    col: int | None = None
+
+    def node(self, name: str, op: str, inputs: list[Input], args: dict[str, Any] | None = None, expr: str = "") -> str:
+        """Check and add `name = op(*inputs, **args)`; returns its name."""
+        expr = expr or f"{op}({', '.join(str(i) for i in inputs)})"
+        self.builder.add(RawNode(name, op, list(inputs), args or {}, expr, self.line, self.col, self.loc))
+        return name
+
+    def shape(self, name: str) -> Shape:
+        """Shape of a name already in the graph."""
+        return self.builder.shapes[name]
+
+    def error(self, message: str, node: str | None = None) -> SpecError:
+        """A SpecError at this layer's position."""
+        return SpecError(message, loc=self.loc, node=node, line=self.line, col=self.col)
+
+    def dropout_mask(self, name: str, like: str, p: float) -> str:
+        """A leaf holding torch's dropout noise for `like` (bernoulli(1 - p) / (1 - p)), drawn here in order."""
+        leaf = Leaf(name, self.shape(like), self.builder.dtypes[like], False, init=f"dropout mask, p={p:g}")
+        self.builder.add_leaf(leaf, self.loc)
+        self.stream.events.append(Event("dropout_mask", name, {"p": p}))
+        return name
+
+
+@dataclass
+class Call:
+    """One application of a layer: its config, parameter leaves (attr -> name), inputs, and names."""
+
+    cfg: Any
+    params: dict[str, str]
+    inputs: list[str]
+    out: str
+    """The output node's name."""
+    prefix: str
+    """The layer's path ('conv', 'net.0'): names its parameters and its other nodes."""
+    training: bool = True
+
+
+Emit = Callable[[Emitter, Call], str]
+"""emit(e, call) adds the call's nodes and returns the name of its output (the input itself for an identity)."""
+
+
+@dataclass(frozen=True)
+class LayerDef:
+    """One layer type: `type` in model specs, `module` in torch.nn, its schema, parameters and call."""
+
+    type: str
+    module: str | None
+    schema: type[BaseModel]
+    emit: Emit
+    params: Callable[[Any], list[tuple[str, Shape]]] = field(default=lambda cfg: [])
+    torch_kwargs: Callable[[Any], dict[str, Any]] | None = None
+    """Arguments of the torch.nn class that draws the default init (None: the schema's constructor fields)."""
+    min_inputs: int = 1
+    max_inputs: int | None = 1
+
+    def positional(self) -> list[str]:
+        """Constructor arguments a program may give positionally, in torch's order."""
+        return [f for f in self.schema.model_fields if f not in NOT_CTOR]
+
+    def ctor_kwargs(self, cfg: Any) -> dict[str, Any]:
+        """What to pass the torch.nn class to build the same parameters."""
+        if self.torch_kwargs is not None:
+            return self.torch_kwargs(cfg)
+        return {k: v for k, v in cfg.model_dump().items() if k not in NOT_CTOR and k not in ("inplace",)}
+
+
+LAYERS: dict[str, LayerDef] = {}
+BY_MODULE: dict[str, LayerDef] = {}
+
+
+def layer(d: LayerDef) -> LayerDef:
+    """Register a LayerDef under its type and its torch.nn class name."""
+    LAYERS[d.type] = d
+    if d.module:
+        BY_MODULE[d.module] = d
+    return d
+
+
+def _with_params(op: str, args: Callable[[Any], dict[str, Any]], order: tuple[str, ...]) -> Emit:
+    """A single node `op(x, *params in order, **args(cfg))`."""
+
+    def emit(e: Emitter, c: Call) -> str:
+        return e.node(c.out, op, [c.inputs[0], *[c.params[p] for p in order if p in c.params]], args(c.cfg))
+
+    return emit
+
+
+def _plain(op: str, args: Callable[[Any], dict[str, Any]] = lambda cfg: {}) -> Emit:
+    return _with_params(op, args, ())
+
+
+# ---- layers with parameters -------------------------------------------------------------------
+
+
+def _conv_params(c: Conv2dLayer) -> list[tuple[str, Shape]]:
+    if c.in_channels % c.groups or c.out_channels % c.groups:
+        raise ValueError(f"channels {c.in_channels}->{c.out_channels} are not divisible by groups={c.groups}")
+    kh, kw = pair(c.kernel_size)
+    return [("weight", (c.out_channels, c.in_channels // c.groups, kh, kw))] + ([("bias", (c.out_channels,))] if c.bias else [])
+
+
+layer(LayerDef(
+    "conv2d", "Conv2d", Conv2dLayer,
+    _with_params("conv2d", lambda c: {"stride": c.stride, "padding": c.padding, "dilation": c.dilation, "groups": c.groups},
+                 ("weight", "bias")),
+    _conv_params,
+))
+layer(LayerDef(
+    "linear", "Linear", LinearLayer, _with_params("linear", lambda c: {}, ("weight", "bias")),
+    lambda c: [("weight", (c.out_features, c.in_features))] + ([("bias", (c.out_features,))] if c.bias else []),
+))
+
+
+def _batch_norm(e: Emitter, call: Call) -> str:
+    c: BatchNormLayer = call.cfg
+    x = call.inputs[0]
+    ndim = len(e.shape(x))
+    want = (2, 3) if c.type == "batch_norm1d" else (4,)
+    if ndim not in want:
+        raise e.error(f"{c.type} expects a {' or '.join(f'{n}-d' for n in want)} input, got {list(e.shape(x))}")
+    if e.shape(x)[1] != c.num_features:
+        raise e.error(f"{c.type}: input has {e.shape(x)[1]} channels, the layer {c.num_features} (num_features)")
+    if not call.training:
+        raise e.error("batch norm in eval mode (running statistics) is not traced: gradtrace runs training mode")
+    y = e.node(call.out, "batch_norm", [x, *[call.params[p] for p in ("weight", "bias") if p in call.params]],
+               {"momentum": c.momentum, "eps": c.eps})
+    if c.track_running_stats:
+        for stat in ("mean", "var"):
+            e.node(f"{call.prefix}.running_{stat}", "batch_norm_running", [x], {"stat": stat, "momentum": c.momentum},
+                   expr=f"running_{stat} after this step (momentum {c.momentum:g})")
+    return y
+
+
+layer(LayerDef(
+    "batch_norm1d", "BatchNorm1d", BatchNormLayer, _batch_norm,
+    lambda c: [("weight", (c.num_features,)), ("bias", (c.num_features,))] if c.affine else [],
+))
+layer(LayerDef(
+    "batch_norm2d", "BatchNorm2d", BatchNormLayer, _batch_norm,
+    lambda c: [("weight", (c.num_features,)), ("bias", (c.num_features,))] if c.affine else [],
+))
+
+
+def _normalized(c: LayerNormLayer) -> Shape:
+    return (c.normalized_shape,) if isinstance(c.normalized_shape, int) else tuple(c.normalized_shape)
+
+
+layer(LayerDef(
+    "layer_norm", "LayerNorm", LayerNormLayer,
+    _with_params("layer_norm", lambda c: {"normalized_shape": list(_normalized(c)), "eps": c.eps}, ("weight", "bias")),
+    lambda c: ([("weight", _normalized(c))] + ([("bias", _normalized(c))] if c.bias else [])) if c.elementwise_affine else [],
+))
+layer(LayerDef(
+    "group_norm", "GroupNorm", GroupNormLayer,
+    _with_params("group_norm", lambda c: {"num_groups": c.num_groups, "eps": c.eps}, ("weight", "bias")),
+    lambda c: [("weight", (c.num_channels,)), ("bias", (c.num_channels,))] if c.affine else [],
+))
+
+
+def _embedding(e: Emitter, call: Call) -> str:
+    c: EmbeddingLayer = call.cfg
+    args = {} if c.padding_idx is None else {"padding_idx": c.padding_idx}
+    return e.node(call.out, "embedding", [call.inputs[0], call.params["weight"]], args)
+
+
+layer(LayerDef(
+    "embedding", "Embedding", EmbeddingLayer, _embedding, lambda c: [("weight", (c.num_embeddings, c.embedding_dim))],
+))
+
+
+def _attention(e: Emitter, call: Call) -> str:
+    """in_proj, split into q, k, v and heads, scaled_dot_product_attention, merge heads, out_proj."""
+    c: SelfAttentionLayer = call.cfg
+    params, out, p = call.params, call.out, call.prefix
+    x = call.inputs[0]
+    shape = e.shape(x)
+    if len(shape) not in (2, 3) or shape[-1] != c.embed_dim:
+        raise e.error(f"self_attention expects (L, {c.embed_dim}) or (N, L, {c.embed_dim}), got {list(shape)}")
+    if c.embed_dim % c.num_heads:
+        raise e.error(f"embed_dim {c.embed_dim} is not divisible by num_heads {c.num_heads}")
+    lead, L, d = list(shape[:-2]), shape[-2], c.embed_dim // c.num_heads
+    w = [params["in_proj_weight"]] + ([params["in_proj_bias"]] if "in_proj_bias" in params else [])
+    qkv = e.node(f"{p}.qkv", "linear", [x, *w], expr=f"in_proj({x})")
+    heads = []
+    for k, part in enumerate("qkv"):
+        t = e.node(f"{p}.{part}", "chunk", [qkv], {"chunks": 3, "dim": -1, "index": k}, expr=f"{qkv}.chunk(3, -1)[{k}]")
+        t = e.node(f"{p}.{part}.view", "reshape", [t], {"shape": [*lead, L, c.num_heads, d]})
+        heads.append(e.node(f"{p}.{part}.heads", "transpose", [t], {"dim0": -3, "dim1": -2}))
+    a = e.node(f"{p}.attn", "scaled_dot_product_attention", heads, {"is_causal": c.causal})
+    a = e.node(f"{p}.merge", "transpose", [a], {"dim0": -3, "dim1": -2})
+    a = e.node(f"{p}.concat", "reshape", [a], {"shape": [*lead, L, c.embed_dim]})
+    wo = [params["out_proj.weight"]] + ([params["out_proj.bias"]] if "out_proj.bias" in params else [])
+    return e.node(out, "linear", [a, *wo], expr=f"out_proj({a})")
+
+
+layer(LayerDef(
+    "self_attention", "MultiheadAttention", SelfAttentionLayer, _attention,
+    lambda c: [("in_proj_weight", (3 * c.embed_dim, c.embed_dim))] + ([("in_proj_bias", (3 * c.embed_dim,))] if c.bias else [])
+    + [("out_proj.weight", (c.embed_dim, c.embed_dim))] + ([("out_proj.bias", (c.embed_dim,))] if c.bias else []),
+    torch_kwargs=lambda c: {"embed_dim": c.embed_dim, "num_heads": c.num_heads, "bias": c.bias, "batch_first": True},
+))
+
+# ---- layers without parameters -----------------------------------------------------------------
+
+for _type, _module in (("relu", "ReLU"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh"), ("silu", "SiLU")):
+    layer(LayerDef(_type, _module, ActivationLayer, _plain(_type)))
+layer(LayerDef("identity", "Identity", ActivationLayer, lambda e, c: c.inputs[0]))
+layer(LayerDef("gelu", "GELU", GeluLayer, _plain("gelu", lambda c: {"approximate": c.approximate})))
+layer(LayerDef("leaky_relu", "LeakyReLU", LeakyReluLayer, _plain("leaky_relu", lambda c: {"negative_slope": c.negative_slope})))
+layer(LayerDef("elu", "ELU", EluLayer, _plain("elu", lambda c: {"alpha": c.alpha})))
+layer(LayerDef("hardtanh", "Hardtanh", HardtanhLayer, _plain("hardtanh", lambda c: {"min_val": c.min_val, "max_val": c.max_val})))
+layer(LayerDef("softmax", "Softmax", SoftmaxLayer, _plain("softmax", lambda c: {"dim": c.dim})))
+layer(LayerDef("log_softmax", "LogSoftmax", SoftmaxLayer, _plain("log_softmax", lambda c: {"dim": c.dim})))
+
+
+def _pool_args(c: Pool2dLayer) -> dict[str, Any]:
+    return {"kernel_size": c.kernel_size, "padding": c.padding, **({"stride": c.stride} if c.stride is not None else {})}
+
+
+layer(LayerDef("max_pool2d", "MaxPool2d", Pool2dLayer, _plain("max_pool2d", _pool_args)))
+layer(LayerDef("avg_pool2d", "AvgPool2d", Pool2dLayer, _plain("avg_pool2d", _pool_args)))
+layer(LayerDef("flatten", "Flatten", FlattenLayer, _plain("flatten", lambda c: {"start_dim": c.start_dim, "end_dim": c.end_dim})))
+
+
+def _dropout(e: Emitter, call: Call) -> str:
+    """Training mode with p > 0: input * mask, the mask drawn from torch's generator; otherwise the input itself."""
+    c: DropoutLayer = call.cfg
+    if not call.training or c.p == 0:
+        return call.inputs[0]
+    mask = e.dropout_mask(f"{call.prefix}.mask", call.inputs[0], c.p)
+    return e.node(call.out, "dropout", [call.inputs[0], mask], {"p": c.p})
+
+
+layer(LayerDef("dropout", "Dropout", DropoutLayer, _dropout))
+
+
+def _add(e: Emitter, call: Call) -> str:
+    xs = call.inputs
+    acc = xs[0]
+    for k, x in enumerate(xs[1:], start=1):
+        acc = e.node(call.out if k == len(xs) - 1 else f"{call.out}#{k}", "add", [acc, x], expr=f"{acc} + {x}")
+    return acc
+
+
+layer(LayerDef("add", None, AddLayer, _add, min_inputs=2, max_inputs=None))
+layer(LayerDef("cat", None, CatLayer, lambda e, c: e.node(c.out, "cat", c.inputs, {"dim": c.cfg.dim}), max_inputs=None))
+
+
+# ---- losses (program modules: nn.MSELoss(), nn.CrossEntropyLoss()) ------------------------------
+
+
+class MSELossArgs(BaseModel):
+    """nn.MSELoss."""
+
+    model_config = ConfigDict(extra="forbid")
+    reduction: str = "mean"
+
+
+class CrossEntropyLossArgs(BaseModel):
+    """nn.CrossEntropyLoss (class-index targets; no weights, ignore_index or label smoothing)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reduction: str = "mean"
+
+
+layer(LayerDef("mse_loss", "MSELoss", MSELossArgs, lambda e, c: e.node(c.out, "mse_loss", c.inputs, {"reduction": c.cfg.reduction}),
+               min_inputs=2, max_inputs=2))
+layer(LayerDef("cross_entropy", "CrossEntropyLoss", CrossEntropyLossArgs,
+               lambda e, c: e.node(c.out, "cross_entropy", c.inputs, {"reduction": c.cfg.reduction}), min_inputs=2, max_inputs=2))
+
+
+def param_event(d: LayerDef, cfg: Any, dtype: str) -> Event | None:
+    """The torch stream event that builds the layer's torch.nn class (drawing torch's default init, in order);
+    its parameter targets are filled by `add_params` once the layer has a name."""
+    if not d.params(cfg):
+        return None
+    return Event("module", None, {"cls": d.module, "kwargs": d.ctor_kwargs(cfg), "dtype": dtype, "params": {}})
+
+
+def add_params(
+    d: LayerDef, cfg: Any, prefix: str, dtype: str, event: Event | None, builder: GraphBuilder,
+    loc: tuple[str | int, ...] = (),
+) -> dict[str, str]:
+    """Parameter leaves named like the state_dict ('conv.weight'); returns attr -> leaf name."""
+    names: dict[str, str] = {}
+    for attr, shape in d.params(cfg):
+        names[attr] = f"{prefix}.{attr}"
+        builder.add_leaf(Leaf(names[attr], shape, dtype, True, kind="parameter", init=f"nn.{d.module} default init"), loc)
+    if event is not None:
+        event.args["params"].update(names)
+    return names
+
+
+def check_params(d: LayerDef, cfg: Any) -> None:
+    """Raise ValueError when the configuration has no valid parameter shapes (channels vs groups)."""
+    d.params(cfg)

@@ -1,0 +1,136 @@
+"""Make the values of a compiled graph's leaves by replaying its random streams in program order.
+
+torch streams are replayed with torch itself, under `torch.manual_seed`, calling the very functions the
+program named (torch.rand, nn.Conv2d(...), nn.init.kaiming_uniform_, bernoulli_ for dropout masks), so the
+numbers equal what the same code prints in torch. The result is plain data: the reference engine computes
+from the same numbers without importing torch. numpy streams draw from PCG64 (JSON specs' generated inputs)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from services.ir import Event, Graph, Leaf, Stream
+
+TORCH_CREATORS = {"rand", "randn", "randint", "zeros", "ones", "full", "arange", "linspace", "eye", "empty", "normal"}
+"""torch functions a 'tensor' event may call (empty is made as zeros: a trace must be deterministic)."""
+INPLACE = {"uniform_", "normal_", "zero_", "fill_", "bernoulli_", "exponential_", "mul_", "add_", "div_", "clamp_"}
+"""Tensor methods an 'inplace' event may call."""
+INITS = {
+    "uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "xavier_uniform_", "xavier_normal_",
+    "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_",
+}
+"""torch.nn.init functions an 'init' event may call."""
+MODULES = {
+    "Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Embedding", "MultiheadAttention",
+}
+"""torch.nn classes a 'module' event may construct (those with parameters)."""
+
+
+def materialize(graph: Graph) -> float:
+    """Fill every leaf's value; returns the seconds it took. Idempotent: literal leaves keep their values."""
+    t0 = time.perf_counter()
+    for stream in graph.streams:
+        run = _run_torch if stream.backend == "torch" else _run_numpy
+        for name, value in run(stream, graph.leaves).items():
+            leaf = graph.leaves[name]
+            leaf.value = np.ascontiguousarray(value, dtype=leaf.dtype).reshape(leaf.shape)
+    graph.leaf_values()  # every leaf has a value now
+    return time.perf_counter() - t0
+
+
+def _run_numpy(stream: Stream, leaves: dict[str, Leaf]) -> dict[str, np.ndarray]:
+    """PCG64(seed) draws in event order."""
+    rng = np.random.Generator(np.random.PCG64(stream.seed))
+    draw: dict[str, Callable[[tuple[int, ...], dict[str, Any]], np.ndarray]] = {
+        "uniform": lambda s, a: rng.uniform(a["low"], a["high"], size=s),
+        "normal": lambda s, a: rng.normal(a["mean"], a["std"], size=s),
+        "randint": lambda s, a: rng.integers(int(a["low"]), int(a["high"]), size=s),
+        "arange": lambda s, a: np.arange(int(np.prod(s)), dtype=np.float64).reshape(s),
+        "zeros": lambda s, a: np.zeros(s),
+        "ones": lambda s, a: np.ones(s),
+    }
+    out: dict[str, np.ndarray] = {}
+    for ev in stream.events:
+        assert ev.target is not None
+        out[ev.target] = draw[ev.op](leaves[ev.target].shape, ev.args)
+    return out
+
+
+def _run_torch(stream: Stream, leaves: dict[str, Leaf]) -> dict[str, np.ndarray]:
+    """Replay on torch's CPU generator, leaving the process's global generator state as it was."""
+    import torch
+
+    values: dict[str, Any] = {}
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(stream.seed)
+        for ev in stream.events:
+            _apply(torch, ev, values, leaves)
+    return {k: v.detach().cpu().numpy() for k, v in values.items() if k in leaves}
+
+
+def _dtype(torch: Any, name: str) -> Any:
+    return getattr(torch, name)
+
+
+def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf]) -> None:
+    """One event: each op calls the torch function the program named, with the program's arguments."""
+    a = ev.args
+    if ev.op == "seed":
+        torch.manual_seed(int(a["seed"]))
+    elif ev.op == "tensor":
+        fn = a["fn"]
+        assert fn in TORCH_CREATORS, fn
+        kw = dict(a.get("kwargs", {}))
+        kw["dtype"] = _dtype(torch, a["dtype"])
+        made = torch.zeros(*a.get("args", []), **kw) if fn == "empty" else getattr(torch, fn)(*a.get("args", []), **kw)
+        _keep(values, ev.target, made)
+    elif ev.op == "module":
+        assert a["cls"] in MODULES, a["cls"]
+        module = getattr(torch.nn, a["cls"])(**a["kwargs"], dtype=_dtype(torch, a["dtype"]))
+        for attr, target in a["params"].items():
+            t: Any = module
+            for part in attr.split("."):
+                t = getattr(t, part)
+            _keep(values, target, t.detach())
+    elif ev.op == "inplace":
+        assert a["method"] in INPLACE, a["method"]
+        getattr(_get(torch, values, ev.target, leaves), a["method"])(*a.get("args", []), **a.get("kwargs", {}))
+    elif ev.op == "init":
+        assert a["fn"] in INITS, a["fn"]
+        getattr(torch.nn.init, a["fn"])(_get(torch, values, ev.target, leaves), *a.get("args", []), **a.get("kwargs", {}))
+    elif ev.op == "assign":
+        src = _get(torch, values, a["source"], leaves) if "source" in a else torch.as_tensor(np.asarray(a["value"]))
+        _keep(values, ev.target, src.to(_dtype(torch, leaves[ev.target].dtype)).clone())
+    elif ev.op == "dropout_mask":
+        # torch's CPU dropout: noise = empty_like(input).bernoulli_(1 - p); noise.div_(1 - p); input * noise
+        p = float(a["p"])
+        leaf = leaves[ev.target] if ev.target else None
+        shape, dtype = (leaf.shape, leaf.dtype) if leaf else (tuple(a["shape"]), a["dtype"])
+        noise = torch.empty(shape, dtype=_dtype(torch, dtype))
+        if p < 1:
+            noise.bernoulli_(1 - p).div_(1 - p)
+        else:
+            noise.zero_()
+        _keep(values, ev.target, noise)
+    else:
+        raise ValueError(f"unknown stream event '{ev.op}'")
+
+
+def _get(torch: Any, values: dict[str, Any], name: str | None, leaves: dict[str, Leaf]) -> Any:
+    """The current tensor of `name`: written by an earlier event, or a literal leaf's compile-time value."""
+    assert name is not None
+    if name not in values:
+        value = leaves[name].value
+        if value is None:
+            raise ValueError(f"'{name}' is used before it has a value")
+        values[name] = torch.from_numpy(np.array(value))
+    return values[name]
+
+
+def _keep(values: dict[str, Any], target: str | None, t: Any) -> None:
+    if target is not None:
+        values[target] = t
