@@ -1,3 +1,314 @@
 """Comparisons (bool results, no gradient) and the ops that select by them: where, clamp, maximum, minimum."""
 
 from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from services.errors import ShapeError
+from services.ops.base import Array, Op, Shape, broadcast, register, unbroadcast
+
+
+def no_bool(op: Op, dtypes: list[str]) -> str:
+    """The float promotion of an op's inputs, or ShapeError for a bool tensor (a comparison's result) in
+    a slot that needs floats: torch fails there, or returns bool or int64, not the float the graph expects."""
+    if "bool" in dtypes:
+        raise ShapeError(f"{op.name}: input {dtypes.index('bool')} is a bool tensor (a comparison's result); "
+                         "this op needs floating point tensors: select with where(c, x, y) instead")
+    return Op.dtype(op, dtypes)
+
+
+# ---- comparisons -------------------------------------------------------------------------------
+
+
+def _promote(x: Array, y: Array) -> tuple[Array, Array]:
+    """Cast a non-float operand to the other's float dtype, as torch promotes before comparing
+    (numpy would compare int64 against float32 in float64)."""
+    if x.dtype.kind == "f" and y.dtype.kind != "f":
+        return x, y.astype(x.dtype)
+    if y.dtype.kind == "f" and x.dtype.kind != "f":
+        return x.astype(y.dtype), y
+    return x, y
+
+
+class Compare(Op):
+    """input <op> other with broadcasting; either side may be a Python number; a bool result, no gradient.
+    The torch call is Python's operator, as a user writes it (`x > 0.5`)."""
+
+    tensors = ("input", "other")
+    scalars = True
+    differentiable = (False, False)
+    pyop: Any = None
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        return broadcast(*shapes)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if all(d == "scalar" for d in dtypes):
+            raise ShapeError(f"{self.name}: both inputs are numbers; at least one must be a tensor")
+        if "scalar" in dtypes and "bool" in dtypes:
+            # The reference engine hands a number to the op cast to the tensor's dtype: 0.5 would become True.
+            raise ShapeError(f"{self.name}: comparing a bool tensor with a number is not supported; "
+                             "compare the float tensor it was computed from instead")
+        return "bool"
+
+    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: Any) -> None:
+        # A known range on a tensor input means an int64 input (a literal or randint), which the
+        # reference engine would compare against the number truncated to an int: 0.5 would become 0.
+        for k in (0, 1):
+            number, tensor = ranges[k], ranges[1 - k]
+            if shapes[k] == () and number is not None and not float(number[0]).is_integer() and tensor is not None:
+                raise ShapeError(f"{self.name}: comparing an int64 tensor with the non-integer {number[0]:g} "
+                                 "is not supported; compare with an integer")
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return type(self).pyop(xs[0], xs[1])
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        x, y = _promote(np.asarray(xs[0]), np.asarray(xs[1]))
+        return np.asarray(type(self).pyop(x, y), dtype=bool)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [None, None]
+
+
+def _compare(name: str, pyop: Any, aliases: tuple[str, ...]) -> None:
+    """Register one comparison under torch's name, its long alias (torch.greater) and the method names."""
+
+    class _C(Compare):
+        pass
+
+    _C.name = name
+    _C.pyop = pyop
+    _C.functions = tuple(f"torch.{n}" for n in (name, *aliases))
+    _C.methods = (name, *aliases)
+    _C.__name__ = _C.__qualname__ = name.title()
+    register(_C)
+
+
+_compare("gt", operator.gt, ("greater",))
+_compare("lt", operator.lt, ("less",))
+_compare("ge", operator.ge, ("greater_equal",))
+_compare("le", operator.le, ("less_equal",))
+_compare("eq", operator.eq, ())
+_compare("ne", operator.ne, ("not_equal",))
+
+
+# ---- where -------------------------------------------------------------------------------------
+
+
+@register
+class Where(Op):
+    """condition ? input : other, all three broadcast; the gradient goes to input where the condition
+    holds and to other elsewhere (torch's WhereBackward0)."""
+
+    name = "where"
+    tensors = ("condition", "input", "other")
+    scalars = True
+    differentiable = (False, True, True)
+    functions = ("torch.where",)
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        return broadcast(*shapes)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        cond, *values = dtypes
+        if cond != "bool":
+            got = "a number" if cond == "scalar" else f"a {cond} tensor"
+            raise ShapeError(f"where: condition must be a bool tensor, got {got}; compare first, e.g. x > 0")
+        if all(d == "scalar" for d in values):
+            # torch would return its default dtype (float32, or int64 for two ints) whatever the spec's dtype.
+            raise ShapeError("where: input and other are both numbers; give at least one of them as a tensor")
+        if "bool" in values:
+            raise ShapeError("where: input and other must be float tensors or numbers, got a bool tensor")
+        return super().dtype(values)
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return t.where(xs[0], xs[1], xs[2])
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return np.where(xs[0], xs[1], xs[2])
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        c, x, y = xs
+        zero = np.zeros((), g.dtype)
+        return [None, unbroadcast(np.where(c, g, zero), x.shape), unbroadcast(np.where(c, zero, g), y.shape)]
+
+
+# ---- clamp -------------------------------------------------------------------------------------
+
+
+def _number_bound(v: Any) -> Any:
+    """Clamp bounds are numbers; a tensor (a name) gets a message saying so, not pydantic's parse error."""
+    if isinstance(v, str):
+        raise ValueError(f"'{v}' is not a number: tensor bounds are not supported (use maximum/minimum with a tensor)")
+    return v
+
+
+class ClampArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min: float | None = None
+    max: float | None = None
+    numbers_only = field_validator("min", "max", mode="before")(_number_bound)
+
+
+@register
+class Clamp(Op):
+    """min(max(input, min), max) with number bounds (tensor bounds are not supported). The gradient
+    passes where min <= input <= max, bounds included (torch's ClampBackward1)."""
+
+    name = "clamp"
+    Args = ClampArgs
+    positional = ("min", "max")
+    functions = ("torch.clamp", "torch.clip")
+    methods = ("clamp", "clip")
+
+    def shape(self, shapes: list[Shape], a: ClampArgs) -> Shape:
+        if a.min is None and a.max is None:
+            raise ShapeError("clamp: at least one of 'min' or 'max' must not be None")
+        return shapes[0]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: ClampArgs) -> Any:
+        return t.clamp(xs[0], min=a.min, max=a.max)
+
+    def forward(self, xs: list[Array], a: ClampArgs) -> Array:
+        x = xs[0]
+        if a.min is not None:
+            x = np.maximum(x, np.asarray(a.min, x.dtype))
+        if a.max is not None:
+            x = np.minimum(x, np.asarray(a.max, x.dtype))
+        return x
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ClampArgs) -> list[Array | None]:
+        x = xs[0]
+        keep = np.ones(x.shape, dtype=bool)
+        if a.min is not None:
+            keep &= x >= np.asarray(a.min, x.dtype)
+        if a.max is not None:
+            keep &= x <= np.asarray(a.max, x.dtype)
+        return [np.where(keep, g, np.zeros((), g.dtype))]
+
+
+class ClampMinArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min: float
+    numbers_only = field_validator("min", mode="before")(_number_bound)
+
+
+@register
+class ClampMin(Op):
+    """max(input, min) for a number `min`; the gradient passes where input >= min (ClampMinBackward0)."""
+
+    name = "clamp_min"
+    Args = ClampMinArgs
+    positional = ("min",)
+    functions = ("torch.clamp_min",)
+    methods = ("clamp_min",)
+
+    def shape(self, shapes: list[Shape], a: ClampMinArgs) -> Shape:
+        return shapes[0]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: ClampMinArgs) -> Any:
+        return t.clamp_min(xs[0], a.min)
+
+    def forward(self, xs: list[Array], a: ClampMinArgs) -> Array:
+        return np.maximum(xs[0], np.asarray(a.min, xs[0].dtype))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ClampMinArgs) -> list[Array | None]:
+        return [np.where(xs[0] >= np.asarray(a.min, xs[0].dtype), g, np.zeros((), g.dtype))]
+
+
+class ClampMaxArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max: float
+    numbers_only = field_validator("max", mode="before")(_number_bound)
+
+
+@register
+class ClampMax(Op):
+    """min(input, max) for a number `max`; the gradient passes where input <= max (ClampMaxBackward0)."""
+
+    name = "clamp_max"
+    Args = ClampMaxArgs
+    positional = ("max",)
+    functions = ("torch.clamp_max",)
+    methods = ("clamp_max",)
+
+    def shape(self, shapes: list[Shape], a: ClampMaxArgs) -> Shape:
+        return shapes[0]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: ClampMaxArgs) -> Any:
+        return t.clamp_max(xs[0], a.max)
+
+    def forward(self, xs: list[Array], a: ClampMaxArgs) -> Array:
+        return np.minimum(xs[0], np.asarray(a.max, xs[0].dtype))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ClampMaxArgs) -> list[Array | None]:
+        return [np.where(xs[0] <= np.asarray(a.max, xs[0].dtype), g, np.zeros((), g.dtype))]
+
+
+# ---- maximum, minimum --------------------------------------------------------------------------
+
+
+class Extremum(Op):
+    """Elementwise max/min of two tensors, broadcast. At ties each side gets half the gradient
+    (torch's MaximumBackward0: grad / 2 where input == other)."""
+
+    tensors = ("input", "other")
+    pick: Any = None
+    loses: Any = None
+    """(a, b) -> where a loses to b and gets no gradient."""
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        return broadcast(*shapes)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return getattr(t, self.name)(xs[0], xs[1])
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return type(self).pick(xs[0], xs[1])
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x, y = xs
+        half = np.where(x == y, g / np.asarray(2, g.dtype), g)
+        loses = type(self).loses  # torch zeroes only the losing side: a NaN on either side sends g to both
+        zero = np.zeros((), g.dtype)
+        gx, gy = np.where(loses(x, y), zero, half), np.where(loses(y, x), zero, half)
+        return [unbroadcast(gx, x.shape), unbroadcast(gy, y.shape)]
+
+
+@register
+class Maximum(Extremum):
+    """torch.maximum (MaximumBackward0)."""
+
+    name = "maximum"
+    functions = ("torch.maximum",)
+    methods = ("maximum",)
+    pick = np.maximum
+    loses = np.less
+
+
+@register
+class Minimum(Extremum):
+    """torch.minimum (MinimumBackward0)."""
+
+    name = "minimum"
+    functions = ("torch.minimum",)
+    methods = ("minimum",)
+    pick = np.minimum
+    loses = np.greater

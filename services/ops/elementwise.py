@@ -10,7 +10,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy.special import erf, expit
 
+from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, broadcast, register, unbroadcast
+from services.ops.comparison import no_bool
 
 
 class Binary(Op):
@@ -237,3 +239,95 @@ class Softplus(Unary):
         x = xs[0]
         bx = x * a.beta
         return [np.where(bx > a.threshold, g, g * expit(bx)).astype(x.dtype)]
+
+
+@register
+class Silu(Unary):
+    """x * sigmoid(x); d/dx = s * (1 + x * (1 - s)), as torch's SiluBackward0."""
+
+    name = "silu"
+    functions = ("F.silu",)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return t.nn.functional.silu(xs[0])
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        x = xs[0]
+        return (x * expit(x)).astype(x.dtype, copy=False)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x = xs[0]
+        s = expit(x)
+        return [(g * s * (1 + x * (1 - s))).astype(x.dtype, copy=False)]
+
+
+class EluArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alpha: float = 1.0
+
+
+@register
+class Elu(Unary):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise; at x = 0 torch takes the left branch's slope, alpha."""
+
+    name = "elu"
+    Args = EluArgs
+    positional = ("alpha",)
+    functions = ("F.elu",)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: EluArgs) -> Any:
+        return t.nn.functional.elu(xs[0], alpha=a.alpha)
+
+    def forward(self, xs: list[Array], a: EluArgs) -> Array:
+        x = xs[0]
+        with np.errstate(over="ignore"):
+            neg = np.asarray(a.alpha, x.dtype) * np.expm1(np.minimum(x, 0))
+        return np.where(x <= 0, neg, x).astype(x.dtype, copy=False)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: EluArgs) -> list[Array | None]:
+        x = xs[0]
+        neg = g * np.asarray(a.alpha, x.dtype) * np.exp(np.minimum(x, 0))
+        return [np.where(x <= 0, neg, g).astype(x.dtype, copy=False)]  # NaN takes the x > 0 branch, as torch
+
+
+class HardtanhArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_val: float = -1.0
+    max_val: float = 1.0
+
+
+@register
+class Hardtanh(Unary):
+    """input clamped to [min_val, max_val]. Unlike clamp, the gradient passes only strictly inside:
+    torch's HardtanhBackward0 zeroes it where input <= min_val or input >= max_val."""
+
+    name = "hardtanh"
+    Args = HardtanhArgs
+    positional = ("min_val", "max_val")
+    functions = ("F.hardtanh",)
+
+    def shape(self, shapes: list[Shape], a: HardtanhArgs) -> Shape:
+        if a.min_val > a.max_val:
+            raise ShapeError(f"hardtanh: min_val {a.min_val:g} cannot be greater than max_val {a.max_val:g}")
+        return shapes[0]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: HardtanhArgs) -> Any:
+        return t.nn.functional.hardtanh(xs[0], a.min_val, a.max_val)
+
+    def forward(self, xs: list[Array], a: HardtanhArgs) -> Array:
+        x = xs[0]
+        return np.minimum(np.maximum(x, np.asarray(a.min_val, x.dtype)), np.asarray(a.max_val, x.dtype))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: HardtanhArgs) -> list[Array | None]:
+        x = xs[0]
+        inside = (x > np.asarray(a.min_val, x.dtype)) & (x < np.asarray(a.max_val, x.dtype))
+        return [np.where(inside, g, np.zeros((), g.dtype))]

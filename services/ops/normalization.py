@@ -1,3 +1,368 @@
-"""Normalisation and lookup ops: batch_norm (training mode), layer_norm, group_norm, embedding."""
+"""Normalisation and lookup ops: batch_norm (training mode), layer_norm, group_norm, embedding.
+
+The three norms share one pair of helpers: normalise over some axes with the biased variance, and
+the matching backward, gx = invstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))."""
 
 from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from services.errors import ShapeError
+from services.ops.base import Array, Op, Shape, register
+
+
+def same_float(name: str, dtypes: list[str]) -> str:
+    """The one floating dtype all tensor inputs share; torch's norms reject mixed dtypes on CPU."""
+    if dtypes[0] not in ("float32", "float64"):
+        raise ShapeError(f"{name}: input must be a floating point tensor, got {dtypes[0]}")
+    if any(d != dtypes[0] for d in dtypes[1:]):
+        raise ShapeError(f"{name}: all tensors must share one dtype (torch does not promote here), got {dtypes}")
+    return dtypes[0]
+
+
+def normalize(x: Array, axes: tuple[int, ...], eps: float) -> tuple[Array, Array]:
+    """(x - mean) * invstd over `axes` with the biased variance, computed in float64; returns (xhat, invstd),
+    invstd keeping the reduced axes. Empty reductions give NaN statistics over an empty output, as in torch."""
+    x64 = x.astype(np.float64)
+    count = math.prod(x.shape[i] for i in axes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = x64.sum(axis=axes, keepdims=True) / count
+        centered = x64 - mean
+        var = (centered * centered).sum(axis=axes, keepdims=True) / count
+        invstd = 1.0 / np.sqrt(var + eps)
+    return centered * invstd, invstd
+
+
+def normalize_backward(gxhat: Array, xhat: Array, invstd: Array, axes: tuple[int, ...]) -> Array:
+    """Gradient through xhat = (x - mean) * invstd (biased variance) given the gradient on xhat, in float64."""
+    count = math.prod(xhat.shape[i] for i in axes)
+    if count == 0:
+        return np.zeros_like(xhat)
+    mean_g = gxhat.sum(axis=axes, keepdims=True) / count
+    mean_gx = (gxhat * xhat).sum(axis=axes, keepdims=True) / count
+    return invstd * (gxhat - mean_g - xhat * mean_gx)
+
+
+def affine(xhat: Array, xs: list[Array], view: Shape) -> Array:
+    """xhat * weight + bias for the weight and bias present in xs[1:], each reshaped to `view`."""
+    out = xhat
+    if len(xs) > 1:
+        out = out * xs[1].astype(np.float64).reshape(view)
+    if len(xs) > 2:
+        out = out + xs[2].astype(np.float64).reshape(view)
+    return out
+
+
+def affine_backward(g: Array, xhat: Array, xs: list[Array], view: Shape, axes: tuple[int, ...]) -> tuple[Array, list[Array]]:
+    """The gradient on xhat, and those of the weight and bias present in xs[1:] (summed over `axes`)."""
+    g64 = g.astype(np.float64)
+    gxhat = g64 * xs[1].astype(np.float64).reshape(view) if len(xs) > 1 else g64
+    params: list[Array] = []
+    if len(xs) > 1:
+        params.append((g64 * xhat).sum(axis=axes).reshape(xs[1].shape).astype(xs[1].dtype))
+    if len(xs) > 2:
+        params.append(g64.sum(axis=axes).reshape(xs[2].shape).astype(xs[2].dtype))
+    return gxhat, params
+
+
+# ---- batch_norm ---------------------------------------------------------------------------------
+
+
+def batch_shape_check(name: str, x: Shape) -> None:
+    """torch's rules for a training-mode batch norm input (N, C, *)."""
+    if len(x) < 2:
+        raise ShapeError(f"{name}: input must be (N, C, *) with at least 2 dims, got {list(x)}")
+    if math.prod(x) == 0:
+        raise ShapeError(f"{name}: empty input {list(x)} is not supported (torch skips normalisation for it)")
+    if math.prod(x) // x[1] == 1:
+        raise ShapeError(f"{name}: expected more than 1 value per channel when training, got input size {list(x)}")
+
+
+def batch_axes(ndim: int) -> tuple[int, ...]:
+    """Every axis but the channel axis 1."""
+    return (0, *range(2, ndim))
+
+
+class BatchNormArgs(BaseModel):
+    """F.batch_norm's arguments in training mode; momentum only moves running buffers."""
+
+    model_config = ConfigDict(extra="forbid")
+    momentum: float = 0.1
+    eps: float = 1e-5
+
+
+@register
+class BatchNorm(Op):
+    """Training-mode batch norm over (N, *) per channel, with batch statistics (biased variance), as
+    nn.BatchNorm1d/2d/3d compute in training; `momentum` only moves running buffers (see batch_norm_running)."""
+
+    name = "batch_norm"
+    tensors = ("input", "weight", "bias")
+    min_inputs = 1
+    Args = BatchNormArgs
+
+    def shape(self, shapes: list[Shape], a: BatchNormArgs) -> Shape:
+        x = shapes[0]
+        batch_shape_check(self.name, x)
+        for slot, s in zip(self.tensors[1:], shapes[1:], strict=False):
+            if s != (x[1],):
+                raise ShapeError(f"batch_norm: {slot} shape {list(s)} should be [{x[1]}] (one value per channel)")
+        return x
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return same_float(self.name, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: BatchNormArgs) -> Any:
+        w = xs[1] if len(xs) > 1 else None
+        b = xs[2] if len(xs) > 2 else None
+        return t.nn.functional.batch_norm(xs[0], None, None, w, b, training=True, momentum=a.momentum, eps=a.eps)
+
+    def forward(self, xs: list[Array], a: BatchNormArgs) -> Array:
+        x = xs[0]
+        xhat, _ = normalize(x, batch_axes(x.ndim), a.eps)
+        view = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        return affine(xhat, xs, view).astype(x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: BatchNormArgs) -> list[Array | None]:
+        x = xs[0]
+        axes = batch_axes(x.ndim)
+        xhat, invstd = normalize(x, axes, a.eps)
+        view = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        gxhat, params = affine_backward(g, xhat, xs, view, axes)
+        return [normalize_backward(gxhat, xhat, invstd, axes).astype(x.dtype), *params]
+
+
+class BatchNormRunningArgs(BaseModel):
+    """Which buffer to return, and the momentum of its update."""
+
+    model_config = ConfigDict(extra="forbid")
+    stat: Literal["mean", "var"]
+    momentum: float = 0.1
+
+
+@register
+class BatchNormRunning(Op):
+    """The running_mean or running_var buffer a fresh BatchNorm (mean 0, var 1) holds after one training
+    step on the input: (1 - momentum) * initial + momentum * batch statistic, with the unbiased variance.
+    Buffers carry no gradient."""
+
+    name = "batch_norm_running"
+    Args = BatchNormRunningArgs
+    differentiable = (False,)
+
+    def shape(self, shapes: list[Shape], a: BatchNormRunningArgs) -> Shape:
+        batch_shape_check(self.name, shapes[0])
+        return (shapes[0][1],)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return same_float(self.name, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: BatchNormRunningArgs) -> Any:
+        x = xs[0].detach()
+        with t.no_grad():
+            mean = t.zeros(x.shape[1], dtype=x.dtype, device=x.device)
+            var = t.ones(x.shape[1], dtype=x.dtype, device=x.device)
+            t.nn.functional.batch_norm(x, mean, var, training=True, momentum=a.momentum)
+        return mean if a.stat == "mean" else var
+
+    def forward(self, xs: list[Array], a: BatchNormRunningArgs) -> Array:
+        x = xs[0]
+        axes = batch_axes(x.ndim)
+        count = math.prod(x.shape[i] for i in axes)
+        x64 = x.astype(np.float64)
+        mean = x64.mean(axis=axes)
+        if a.stat == "mean":
+            return (a.momentum * mean).astype(x.dtype)
+        centered = x64 - mean.reshape((1, -1) + (1,) * (x.ndim - 2))
+        unbiased = (centered * centered).sum(axis=axes) / (count - 1)
+        return ((1 - a.momentum) + a.momentum * unbiased).astype(x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: BatchNormRunningArgs) -> list[Array | None]:
+        return [None]
+
+
+# ---- layer_norm and group_norm ------------------------------------------------------------------
+
+
+class LayerNormArgs(BaseModel):
+    """F.layer_norm's arguments; normalized_shape may also be an int, as nn.LayerNorm takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+    normalized_shape: int | list[int]
+    eps: float = 1e-5
+
+
+def normalized(a: LayerNormArgs) -> Shape:
+    """normalized_shape as a tuple; an int n means (n,), as nn.LayerNorm takes it."""
+    return (a.normalized_shape,) if isinstance(a.normalized_shape, int) else tuple(a.normalized_shape)
+
+
+@register
+class LayerNorm(Op):
+    """Normalise over the trailing dims given by normalized_shape (biased variance), then weight and bias
+    shaped normalized_shape, elementwise."""
+
+    name = "layer_norm"
+    tensors = ("input", "weight", "bias")
+    min_inputs = 1
+    Args = LayerNormArgs
+    signature = ("input", "normalized_shape", "weight", "bias", "eps")
+    functions = ("F.layer_norm",)
+
+    def shape(self, shapes: list[Shape], a: LayerNormArgs) -> Shape:
+        x, ns = shapes[0], normalized(a)
+        if not ns:
+            raise ShapeError("layer_norm: normalized_shape must have at least one element, got []")
+        if len(x) < len(ns) or x[len(x) - len(ns):] != ns:
+            raise ShapeError(f"layer_norm: normalized_shape={list(ns)} needs input of shape [*, {', '.join(map(str, ns))}], got {list(x)}")
+        for slot, s in zip(self.tensors[1:], shapes[1:], strict=False):
+            if s != ns:
+                raise ShapeError(f"layer_norm: {slot} shape {list(s)} should be normalized_shape {list(ns)}")
+        return x
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return same_float(self.name, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: LayerNormArgs) -> Any:
+        w = xs[1] if len(xs) > 1 else None
+        b = xs[2] if len(xs) > 2 else None
+        return t.nn.functional.layer_norm(xs[0], normalized(a), w, b, eps=a.eps)
+
+    def forward(self, xs: list[Array], a: LayerNormArgs) -> Array:
+        x, k = xs[0], len(normalized(a))
+        xhat, _ = normalize(x, tuple(range(x.ndim - k, x.ndim)), a.eps)
+        return affine(xhat, xs, normalized(a)).astype(x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: LayerNormArgs) -> list[Array | None]:
+        x, k = xs[0], len(normalized(a))
+        axes = tuple(range(x.ndim - k, x.ndim))
+        xhat, invstd = normalize(x, axes, a.eps)
+        gxhat, params = affine_backward(g, xhat, xs, normalized(a), tuple(range(x.ndim - k)))
+        return [normalize_backward(gxhat, xhat, invstd, axes).astype(x.dtype), *params]
+
+
+class GroupNormArgs(BaseModel):
+    """F.group_norm's arguments."""
+
+    model_config = ConfigDict(extra="forbid")
+    num_groups: int
+    eps: float = 1e-5
+
+
+def grouped(x: Array, groups: int) -> Array:
+    """x (N, C, *) as (N, groups, C/groups * prod(*)): each group's values on the last axis."""
+    return x.reshape(x.shape[0], groups, math.prod(x.shape[1:]) // groups)
+
+
+@register
+class GroupNorm(Op):
+    """Normalise each sample over each group of C/num_groups channels and their spatial positions (biased
+    variance), then per-channel weight and bias."""
+
+    name = "group_norm"
+    tensors = ("input", "weight", "bias")
+    min_inputs = 1
+    Args = GroupNormArgs
+    signature = ("input", "num_groups", "weight", "bias", "eps")
+    functions = ("F.group_norm",)
+
+    def shape(self, shapes: list[Shape], a: GroupNormArgs) -> Shape:
+        x = shapes[0]
+        if len(x) < 2:
+            raise ShapeError(f"group_norm: input must be (N, C, *) with at least 2 dims, got {list(x)}")
+        if a.num_groups < 1:
+            raise ShapeError(f"group_norm: num_groups must be positive, got {a.num_groups}")
+        if x[1] % a.num_groups:
+            raise ShapeError(f"group_norm: {x[1]} channels are not divisible by num_groups={a.num_groups}")
+        if x[0] and x[1] and math.prod(x[2:]) == 0:
+            raise ShapeError(f"group_norm: input {list(x)} has empty groups, not supported (torch gives NaN weight gradients)")
+        for slot, s in zip(self.tensors[1:], shapes[1:], strict=False):
+            if s != (x[1],):
+                raise ShapeError(f"group_norm: {slot} shape {list(s)} should be [{x[1]}] (one value per channel)")
+        return x
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return same_float(self.name, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: GroupNormArgs) -> Any:
+        w = xs[1] if len(xs) > 1 else None
+        b = xs[2] if len(xs) > 2 else None
+        return t.nn.functional.group_norm(xs[0], a.num_groups, w, b, eps=a.eps)
+
+    def forward(self, xs: list[Array], a: GroupNormArgs) -> Array:
+        x = xs[0]
+        xhat = normalize(grouped(x, a.num_groups), (2,), a.eps)[0].reshape(x.shape)
+        return affine(xhat, xs, (1, x.shape[1]) + (1,) * (x.ndim - 2)).astype(x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: GroupNormArgs) -> list[Array | None]:
+        x = xs[0]
+        xhat, invstd = normalize(grouped(x, a.num_groups), (2,), a.eps)
+        view = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        gxhat, params = affine_backward(g, xhat.reshape(x.shape), xs, view, batch_axes(x.ndim))
+        gx = normalize_backward(grouped(gxhat, a.num_groups), xhat, invstd, (2,))
+        return [gx.reshape(x.shape).astype(x.dtype), *params]
+
+
+# ---- embedding ----------------------------------------------------------------------------------
+
+
+class EmbeddingArgs(BaseModel):
+    """F.embedding's supported argument (max_norm and the rest are left out, so they are rejected)."""
+
+    model_config = ConfigDict(extra="forbid")
+    padding_idx: int | None = None
+
+
+@register
+class Embedding(Op):
+    """Rows of weight (num_embeddings, dim) picked by int64 indices of any shape; the gradient scatters
+    back into the rows, adding up repeated indices, and the padding_idx row gets none.
+    max_norm, norm_type, scale_grad_by_freq and sparse are not supported."""
+
+    name = "embedding"
+    tensors = ("input", "weight")
+    Args = EmbeddingArgs
+    positional = ("padding_idx",)
+    functions = ("F.embedding",)
+    differentiable = (False, True)
+
+    def shape(self, shapes: list[Shape], a: EmbeddingArgs) -> Shape:
+        idx, w = shapes
+        if len(w) != 2:
+            raise ShapeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {list(w)}")
+        if a.padding_idx is not None and not -w[0] <= a.padding_idx < w[0]:
+            raise ShapeError(f"embedding: padding_idx {a.padding_idx} must be within num_embeddings ({w[0]})")
+        return idx + (w[1],)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if dtypes[0] != "int64":
+            raise ShapeError(f"embedding: input must be int64 indices, got {dtypes[0]} (give that input \"dtype\": \"int64\")")
+        if dtypes[1] not in ("float32", "float64"):
+            raise ShapeError(f"embedding: weight must be a floating point tensor, got {dtypes[1]}")
+        return dtypes[1]
+
+    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: EmbeddingArgs) -> None:
+        r, n = ranges[0], shapes[1][0]
+        if r is not None and (r[0] < 0 or r[1] >= n):
+            raise ShapeError(f"embedding: index values in [{r[0]:g}, {r[1]:g}] are out of range for {n} embeddings (valid: 0 to {n - 1})")
+
+    def torch(self, t: Any, xs: list[Any], a: EmbeddingArgs) -> Any:
+        return t.nn.functional.embedding(xs[0], xs[1], padding_idx=a.padding_idx)
+
+    def forward(self, xs: list[Array], a: EmbeddingArgs) -> Array:
+        idx, w = xs
+        if idx.size and (idx.min() < 0 or idx.max() >= w.shape[0]):
+            raise ValueError(f"embedding: index out of range for {w.shape[0]} embeddings")
+        return w[idx]
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: EmbeddingArgs) -> list[Array | None]:
+        idx, w = xs
+        gw = np.zeros_like(w)
+        np.add.at(gw, idx.reshape(-1), g.reshape(-1, w.shape[1]))
+        if a.padding_idx is not None:
+            gw[a.padding_idx % w.shape[0]] = 0
+        return [None, gw]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, norm_dim, register
+from services.ops.comparison import no_bool
 
 
 class ReduceArgs(BaseModel):
@@ -197,3 +198,165 @@ class LogSoftmax(SoftmaxBase):
     def backward(self, g: Array, out: Array, xs: list[Array], a: DimArgs) -> list[Array | None]:
         axis = norm_dim(a.dim, out.ndim)
         return [g - np.exp(out) * g.sum(axis=axis, keepdims=True)]
+
+
+# ---- var, std, logsumexp -----------------------------------------------------------------------
+
+
+class VarArgs(BaseModel):
+    """torch.var/std's arguments: `correction` (default 1), or the legacy `unbiased` flag (True: 1, False: 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+    dim: int | list[int] | None = None
+    unbiased: bool | None = None
+    correction: float | None = None
+    keepdim: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bool_dim_is_unbiased(cls, data: Any) -> Any:
+        """torch.var(x, True): a bool where dim goes is the legacy `unbiased` flag (pydantic would read it as 1)."""
+        if isinstance(data, dict) and isinstance(data.get("dim"), bool):
+            if data.get("unbiased") is not None:
+                raise ValueError("dim is a bool and unbiased is given too")
+            data = {k: v for k, v in data.items() if k != "dim"} | {"unbiased": data["dim"]}
+        return data
+
+    @property
+    def dof_correction(self) -> float:
+        """The correction subtracted from the count: `correction`, else 1 unless unbiased=False."""
+        if self.correction is not None:
+            return self.correction
+        return 0.0 if self.unbiased is False else 1.0
+
+
+def _var_backward(g: Array, x: Array, a: VarArgs) -> Array:
+    """torch's var_backward: over all elements (dim None, or a 0-d input) a count minus correction
+    <= 0 gives grad * (NaN where x == mean, else inf); over dims, 2 / (count - correction) as it comes."""
+    c = a.dof_correction
+    if x.size == 0:
+        return np.zeros_like(x)
+    if a.dim is None or x.ndim == 0:
+        dof = x.size - c
+        if dof <= 0:
+            return g * np.where(x == x.mean(), np.nan, np.inf).astype(x.dtype)
+        return (np.asarray(2.0 / dof, x.dtype) * g * (x - x.mean())).astype(x.dtype)
+    axes = _axes(a.dim, x.ndim)
+    count = int(np.prod([x.shape[i] for i in axes]))
+    with np.errstate(divide="ignore"):
+        scale = np.float64(2.0) / np.float64(count - c)
+    gx = _expand(g, x.shape, ReduceArgs(dim=a.dim, keepdim=a.keepdim))
+    return (np.asarray(scale, x.dtype) * gx * (x - x.mean(axis=axes, keepdims=True))).astype(x.dtype)
+
+
+class VarBase(Reduce):
+    """Variance (or its square root) over `dim`: sum((x - mean)^2) / max(0, count - correction);
+    inf, or NaN for 0/0, where that count is <= 0, as torch (which warns)."""
+
+    Args = VarArgs
+    positional = ("dim", "unbiased", "keepdim")
+
+    def shape(self, shapes: list[Shape], a: VarArgs) -> Shape:
+        if a.unbiased is not None and a.correction is not None:
+            raise ShapeError(f"{self.name}: give either unbiased or correction, not both")
+        if a.correction is not None and np.isnan(a.correction):
+            raise ShapeError(f"{self.name}: correction is NaN")
+        if a.dim == [] and shapes[0]:
+            raise ShapeError(f"{self.name}: dim=[] is not supported: torch reduces every dim but its backward divides "
+                             "by a count of 1 (giving inf); give dim=None to reduce every dim")
+        return _reduced_shape(shapes[0], ReduceArgs(dim=a.dim, keepdim=a.keepdim))
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: VarArgs) -> Any:
+        return getattr(t, self.name)(xs[0], dim=a.dim, correction=a.dof_correction, keepdim=a.keepdim)
+
+    def variance(self, x: Array, a: VarArgs) -> Array:
+        """The (corrected) variance over a.dim; NaN over no elements."""
+        axes = _axes(a.dim, x.ndim)
+        count = int(np.prod([x.shape[i] for i in axes]))
+        if count == 0:  # torch: NaN over nothing, whatever the correction
+            return np.full(_reduced_shape(x.shape, ReduceArgs(dim=a.dim, keepdim=a.keepdim)), np.nan, x.dtype)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = x - x.mean(axis=axes, keepdims=True)
+            ss = (d * d).sum(axis=axes, keepdims=a.keepdim)
+            return np.asarray(ss / np.asarray(max(0.0, count - a.dof_correction), x.dtype), dtype=x.dtype)
+
+
+@register
+class Var(VarBase):
+    """torch.var (VarBackward0)."""
+
+    name = "var"
+    functions = ("torch.var",)
+    methods = ("var",)
+
+    def forward(self, xs: list[Array], a: VarArgs) -> Array:
+        return self.variance(xs[0], a)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: VarArgs) -> list[Array | None]:
+        with np.errstate(invalid="ignore"):
+            return [_var_backward(g, xs[0], a)]
+
+
+@register
+class Std(VarBase):
+    """torch.std: sqrt of var; its backward is torch's std_backward (StdBackward0)."""
+
+    name = "std"
+    functions = ("torch.std",)
+    methods = ("std",)
+
+    def forward(self, xs: list[Array], a: VarArgs) -> Array:
+        return np.sqrt(self.variance(xs[0], a))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: VarArgs) -> list[Array | None]:
+        # torch's std_backward: grad / (2 std), 0 where std == 0, then var's backward.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g_var = np.where(out == 0, np.zeros((), g.dtype), g / (2 * out)).astype(g.dtype)
+            return [_var_backward(g_var, xs[0], a)]
+
+
+class LogsumexpArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dim: int | list[int]
+    keepdim: bool = False
+
+
+@register
+class Logsumexp(Op):
+    """log(sum(exp(x))) over `dim`, computed as max + log(sum(exp(x - max))) so large inputs do not
+    overflow (an infinite max is replaced by 0, as torch); d/dx = exp(x - out)."""
+
+    name = "logsumexp"
+    Args = LogsumexpArgs
+    positional = ("dim", "keepdim")
+    functions = ("torch.logsumexp",)
+    methods = ("logsumexp",)
+
+    def shape(self, shapes: list[Shape], a: LogsumexpArgs) -> Shape:
+        if a.dim == [] and shapes[0] and not a.keepdim:
+            raise ShapeError("logsumexp: dim=[] fails in torch unless keepdim=True; give the dims to reduce")
+        return _reduced_shape(shapes[0], ReduceArgs(dim=a.dim, keepdim=a.keepdim))
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: LogsumexpArgs) -> Any:
+        return t.logsumexp(xs[0], a.dim, keepdim=a.keepdim)
+
+    def forward(self, xs: list[Array], a: LogsumexpArgs) -> Array:
+        x = xs[0]
+        axes = _axes(a.dim, x.ndim)
+        m = x.max(axis=axes, keepdims=True, initial=-np.inf) if x.ndim else x
+        m = np.where(np.isinf(m), np.zeros((), x.dtype), m)
+        with np.errstate(divide="ignore"):
+            out = np.log(np.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        return np.asarray(out if a.keepdim else out.reshape(_reduced_shape(x.shape, ReduceArgs(dim=a.dim))), dtype=x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: LogsumexpArgs) -> list[Array | None]:
+        x = xs[0]
+        r = ReduceArgs(dim=a.dim, keepdim=a.keepdim)
+        with np.errstate(invalid="ignore"):
+            return [(_expand(g, x.shape, r) * np.exp(x - _expand(out, x.shape, r))).astype(x.dtype)]

@@ -1,4 +1,5 @@
-"""Ops that move elements without arithmetic: reshape, transpose, permute, flatten, cat."""
+"""Ops that move elements without arithmetic: reshape, transpose, permute, flatten, cat, squeeze,
+unsqueeze, expand, stack, split and chunk."""
 
 from __future__ import annotations
 
@@ -181,3 +182,270 @@ class Cat(Op):
         d = norm_dim(a.dim, g.ndim)
         cuts = np.cumsum([x.shape[d] for x in xs])[:-1]
         return list(np.split(g, cuts, axis=d))
+
+
+# ---- squeeze, unsqueeze, expand, stack, split, chunk ---------------------------------------------
+
+
+class SqueezeArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dim: int | list[int] | None = None
+
+
+@register
+class Squeeze(Op):
+    """Drop size-1 dims: all of them, or those among `dim` (dims of another size are left alone, as in torch)."""
+
+    name = "squeeze"
+    Args = SqueezeArgs
+    positional = ("dim",)
+    functions = ("torch.squeeze",)
+    methods = ("squeeze",)
+
+    def _dropped(self, s: Shape, a: SqueezeArgs) -> set[int]:
+        if a.dim is None:
+            return {i for i, n in enumerate(s) if n == 1}
+        dims = [a.dim] if isinstance(a.dim, int) else a.dim
+        axes = [norm_dim(d, len(s)) for d in dims]
+        for i, d in enumerate(axes):
+            if d in axes[:i]:
+                raise ShapeError(f"squeeze: dim {d} appears multiple times in the list of dims {a.dim}")
+        return {d for d in axes if s and s[d] == 1}
+
+    def shape(self, shapes: list[Shape], a: SqueezeArgs) -> Shape:
+        s = shapes[0]
+        drop = self._dropped(s, a)
+        return tuple(n for i, n in enumerate(s) if i not in drop)
+
+    def torch(self, t: Any, xs: list[Any], a: SqueezeArgs) -> Any:
+        if a.dim is None:
+            return t.squeeze(xs[0])
+        return t.squeeze(xs[0], a.dim if isinstance(a.dim, int) else tuple(a.dim))
+
+    def forward(self, xs: list[Array], a: SqueezeArgs) -> Array:
+        return xs[0].reshape(self.shape([xs[0].shape], a))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: SqueezeArgs) -> list[Array | None]:
+        return [g.reshape(xs[0].shape)]
+
+
+class UnsqueezeArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dim: int
+
+
+@register
+class Unsqueeze(Op):
+    """Insert a size-1 dim at `dim`, which ranges over ndim + 1 positions."""
+
+    name = "unsqueeze"
+    Args = UnsqueezeArgs
+    positional = ("dim",)
+    functions = ("torch.unsqueeze",)
+    methods = ("unsqueeze",)
+
+    def shape(self, shapes: list[Shape], a: UnsqueezeArgs) -> Shape:
+        s = shapes[0]
+        d = norm_dim(a.dim, len(s) + 1)
+        return s[:d] + (1,) + s[d:]
+
+    def torch(self, t: Any, xs: list[Any], a: UnsqueezeArgs) -> Any:
+        return t.unsqueeze(xs[0], a.dim)
+
+    def forward(self, xs: list[Array], a: UnsqueezeArgs) -> Array:
+        return xs[0].reshape(self.shape([xs[0].shape], a))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: UnsqueezeArgs) -> list[Array | None]:
+        return [g.reshape(xs[0].shape)]
+
+
+class ExpandArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    size: list[int]
+
+
+@register
+class Expand(Op):
+    """Broadcast to `size` (Tensor.expand(*sizes)): -1 keeps a dim, size-1 dims stretch, new dims lead."""
+
+    name = "expand"
+    Args = ExpandArgs
+    star = "size"
+    methods = ("expand",)
+
+    def shape(self, shapes: list[Shape], a: ExpandArgs) -> Shape:
+        s, size = shapes[0], a.size
+        lead = len(size) - len(s)
+        if lead < 0:
+            raise ShapeError(f"expand: {len(size)} sizes {size} are fewer than the tensor's {len(s)} dims")
+        out = []
+        for i, n in enumerate(size):
+            if n < -1:
+                raise ShapeError(f"expand: size {n} in {size} is negative (only -1, keep the size, is allowed)")
+            if i < lead:
+                if n == -1:
+                    raise ShapeError(f"expand: -1 is not allowed in a new leading dim ({i}) of {size}")
+                out.append(n)
+                continue
+            have = s[i - lead]
+            if n != -1 and n != have and have != 1:
+                raise ShapeError(f"expand: size {n} must match the existing size {have} at non-singleton dim {i} ({size} from {list(s)})")
+            out.append(have if n == -1 else n)
+        return tuple(out)
+
+    def torch(self, t: Any, xs: list[Any], a: ExpandArgs) -> Any:
+        return xs[0].expand(a.size)
+
+    def forward(self, xs: list[Array], a: ExpandArgs) -> Array:
+        return np.broadcast_to(xs[0], self.shape([xs[0].shape], a)).copy()
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ExpandArgs) -> list[Array | None]:
+        shape = xs[0].shape
+        g = g.sum(axis=tuple(range(g.ndim - len(shape))))
+        axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+        return [g.sum(axis=axes, keepdims=True) if axes else g]
+
+
+class StackArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dim: int = 0
+
+
+@register
+class Stack(Op):
+    """Join equal-shaped tensors along a new dim."""
+
+    name = "stack"
+    tensors = ("tensors",)
+    variadic = True
+    Args = StackArgs
+    positional = ("dim",)
+    functions = ("torch.stack",)
+
+    def shape(self, shapes: list[Shape], a: StackArgs) -> Shape:
+        first = shapes[0]
+        for k, s in enumerate(shapes[1:], start=1):
+            if s != first:
+                raise ShapeError(f"stack expects each tensor to be equal size, but got {list(first)} at entry 0 and {list(s)} at entry {k}")
+        d = norm_dim(a.dim, len(first) + 1)
+        return first[:d] + (len(shapes),) + first[d:]
+
+    def torch(self, t: Any, xs: list[Any], a: StackArgs) -> Any:
+        return t.stack(xs, dim=a.dim)
+
+    def forward(self, xs: list[Array], a: StackArgs) -> Array:
+        return np.stack(xs, axis=norm_dim(a.dim, xs[0].ndim + 1))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: StackArgs) -> list[Array | None]:
+        d = norm_dim(a.dim, g.ndim)
+        return [np.take(g, k, axis=d) for k in range(len(xs))]
+
+
+def _piece(sizes: list[int], index: int, op: str) -> tuple[int, int]:
+    """(start, length) of piece `index` (negative allowed) among consecutive pieces of these sizes."""
+    if not -len(sizes) <= index < len(sizes):
+        raise ShapeError(f"{op}: index {index} is out of range: it gives {len(sizes)} pieces of sizes {sizes}")
+    k = index % len(sizes)
+    return sum(sizes[:k]), sizes[k]
+
+
+class PieceOp(Op):
+    """A one-output node of split/chunk: the shape rule gives the piece sizes, `index` picks one."""
+
+    def sizes(self, n: int, a: Any) -> list[int]:
+        """Sizes of the pieces torch makes of a dim of size n."""
+        raise NotImplementedError
+
+    def _cut(self, s: Shape, a: Any) -> tuple[int, int, int]:
+        if not s:
+            raise ShapeError(f"{self.name} expects at least a 1-dimensional tensor")
+        d = norm_dim(a.dim, len(s))
+        start, length = _piece(self.sizes(s[d], a), a.index, self.name)
+        return d, start, length
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        s = shapes[0]
+        d, _, length = self._cut(s, a)
+        return s[:d] + (length,) + s[d + 1 :]
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        d, start, length = self._cut(xs[0].shape, a)
+        return np.take(xs[0], np.arange(start, start + length), axis=d)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        d, start, length = self._cut(xs[0].shape, a)
+        gx = np.zeros_like(xs[0])
+        gx[(slice(None),) * d + (slice(start, start + length),)] = g
+        return [gx]
+
+
+class SplitArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    split_size_or_sections: int | list[int]
+    dim: int = 0
+    index: int
+    """Which piece this node is (torch.split(...)[index]); negative counts from the end."""
+
+
+@register
+class Split(PieceOp):
+    """torch.split(tensor, split_size_or_sections, dim)[index]: pieces of one size (the last may be
+    smaller) or of the listed sizes, which must add up to the dim."""
+
+    name = "split"
+    tensors = ("tensor",)
+    Args = SplitArgs
+    positional = ("split_size_or_sections", "dim")
+    functions = ("torch.split",)
+    methods = ("split",)
+
+    def sizes(self, n: int, a: SplitArgs) -> list[int]:
+        s = a.split_size_or_sections
+        if isinstance(s, list):
+            if any(k < 0 for k in s):
+                raise ShapeError(f"split: sizes {s} must be non-negative")
+            if sum(s) != n:
+                raise ShapeError(f"split: sizes {s} must sum exactly to {n} (the size of dim {a.dim})")
+            return list(s)
+        if s < 0:
+            raise ShapeError(f"split: split_size must be non-negative, got {s}")
+        if s == 0:
+            if n:
+                raise ShapeError(f"split: split_size can only be 0 if the dim's size is 0, but it is {n}")
+            return [0]
+        pieces = max(-(-n // s), 1)
+        return [s] * (pieces - 1) + [n - s * (pieces - 1)]
+
+    def torch(self, t: Any, xs: list[Any], a: SplitArgs) -> Any:
+        return t.split(xs[0], a.split_size_or_sections, a.dim)[a.index]
+
+
+class ChunkArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    chunks: int
+    dim: int = 0
+    index: int
+    """Which chunk this node is (torch.chunk(...)[index]); negative counts from the end."""
+
+
+@register
+class Chunk(PieceOp):
+    """torch.chunk(input, chunks, dim)[index]: pieces of ceil(n / chunks), so there may be fewer than asked."""
+
+    name = "chunk"
+    Args = ChunkArgs
+    positional = ("chunks", "dim")
+    functions = ("torch.chunk",)
+    methods = ("chunk",)
+
+    def sizes(self, n: int, a: ChunkArgs) -> list[int]:
+        if a.chunks <= 0:
+            raise ShapeError(f"chunk expects chunks to be greater than 0, got {a.chunks}")
+        size = -(-n // a.chunks)
+        if size == 0:
+            return [0] * a.chunks  # an empty dim gives `chunks` empty pieces
+        pieces = -(-n // size)
+        return [size] * (pieces - 1) + [n - size * (pieces - 1)]
+
+    def torch(self, t: Any, xs: list[Any], a: ChunkArgs) -> Any:
+        return t.chunk(xs[0], a.chunks, a.dim)[a.index]
