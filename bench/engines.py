@@ -35,12 +35,14 @@ def child(batches: list[int], repeats: int, families: list[str]) -> dict[str, An
     from services.compiler import compile_spec
     from services.engines.reference import run_reference
     from services.engines.torch_engine import run_torch
+    from services.materialize import materialize
     from shared.spec import TraceSpec
 
     rows = []
     for fam in families:
         for b in batches:
             graph = compile_spec(TraceSpec.model_validate(graphs.op_family(fam, b)))
+            materialize(graph)
             # interleave the engines, one call each per round, so that drift hits both alike
             t_ms: list[float] = []
             r_ms: list[float] = []

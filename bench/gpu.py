@@ -46,6 +46,7 @@ def run(stack: Any, cfg: Any, log: Any) -> dict[str, Any]:
     from bench.scale import StoreBench
     from services.compiler import compile_spec
     from services.engines.torch_engine import run_torch
+    from services.materialize import materialize
     from services.trace import trace
     from shared.spec import TraceSpec
 
@@ -55,6 +56,7 @@ def run(stack: Any, cfg: Any, log: Any) -> dict[str, Any]:
     for b in cfg.gpu_batches:
         spec = TraceSpec.model_validate(graphs.small_cnn(b, engines=["torch"], device="cuda"))
         graph = compile_spec(spec)
+        materialize(graph)
         run_torch(graph)  # warm-up (CUDA context, kernels)
         torch_ms, full_ms, store_ms = [], [], []
         moved = 0

@@ -285,11 +285,13 @@ def _profile_reference(key: str, stack: Stack, cfg: Config, rep: dict[str, Any],
     from bench import graphs
     from services.compiler import compile_spec
     from services.engines.reference import run_reference
+    from services.materialize import materialize
     from shared.spec import TraceSpec
 
     worst = max((r for r in rep["engines"]["rows"] if r["family"] in ("conv2d", "matmul") and r["batch"] >= 8),
                 key=lambda r: r["reference_over_torch"]["value"])
     g = compile_spec(TraceSpec.model_validate(graphs.op_family(worst["family"], worst["batch"])))
+    materialize(g)
     rp = profiling.profile_inproc(lambda: run_reference(g), repeats=5)
     return rp, rp["text"], f"{rp['tool']}: run_reference on the {worst['family']} graph at batch {worst['batch']}, 5 runs."
 

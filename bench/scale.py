@@ -84,6 +84,7 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
     import torch  # noqa: F401  (imported before timing anything)
 
     from services.compiler import compile_spec
+    from services.materialize import materialize
     from services.trace import paused_gc, trace
     from shared.spec import TraceSpec
 
@@ -102,6 +103,7 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
             ts = TraceSpec.model_validate_json(body)
         vals["spec_parse"].append((time.perf_counter() - t0) * 1e3)
     graph = compile_spec(ts)
+    materialize(graph)
     n_nodes = len(graph.nodes)
 
     # in-process baselines: the torch-only trace (spec parse included, as in the worker) and bare torch

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FloatDType = Literal["float32", "float64"]
-DType = Literal["float32", "float64", "int64"]
+DType = Literal["float32", "float64", "int64", "bool"]
 Engine = Literal["torch", "reference", "numeric"]
 Nested = float | list[Any]
 """A number or an arbitrarily nested list of numbers, as torch.tensor accepts."""
@@ -42,8 +42,8 @@ class InputSpec(_Strict):
     def _one_source(self) -> InputSpec:
         if (self.value is None) == (self.shape is None):
             raise ValueError("give exactly one of 'value' or 'shape'")
-        if self.requires_grad and self.dtype == "int64":
-            raise ValueError("an int64 tensor cannot require grad")
+        if self.requires_grad and self.dtype in ("int64", "bool"):
+            raise ValueError(f"a {self.dtype} tensor cannot require grad")
         return self
 
 

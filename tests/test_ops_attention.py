@@ -15,7 +15,7 @@ from services.compiler import compile_spec
 from services.engines.reference import run_reference
 from services.engines.torch_engine import run_torch
 from services.errors import ShapeError, SpecError
-from services.ir import Leaf
+from services.materialize import materialize
 from services.ops import REGISTRY
 from shared.spec import TraceSpec
 
@@ -156,15 +156,16 @@ def test_bool_mask_against_torch(q: tuple[int, ...], k: tuple[int, ...], v: tupl
 
 
 def test_bool_mask_through_the_engines() -> None:
-    """Both engines run a graph whose mask leaf is bool (swapped in after compiling), and agree."""
+    """Both engines run a graph whose mask leaf is a bool input, and agree."""
     rng = np.random.default_rng(1)
     mask = rng.random((3, 5)) > 0.5
     mask[1] = False
     graph = compile_spec(TraceSpec(
-        inputs={**MQKV, "m": frozen(given(mask.astype(float).tolist()))}, nodes=[N("y", SDPA, "q", "k", "v", "m")],
+        inputs={**MQKV, "m": given(mask.tolist(), dtype="bool")}, nodes=[N("y", SDPA, "q", "k", "v", "m")],
         dtype="float64", engines=ENGINES, grad_output=1.0,
     ))
-    graph.leaves["m"] = Leaf("m", mask, requires_grad=False)
+    assert graph.leaves["m"].dtype == "bool"
+    materialize(graph)
     t, r = run_torch(graph), run_reference(graph)
     assert_close(r.values["y"], t.values["y"], "float64", "value")
     assert np.all(r.values["y"][:, 1] == 0)

@@ -126,7 +126,9 @@ def test_running_stats_are_torch_buffers() -> None:
     bn = torch.nn.BatchNorm2d(4, momentum=0.3).double().train()
     bn(torch.tensor(x))
     from services.engines.reference import forward
+    from services.materialize import materialize
 
+    materialize(graph)
     values = forward(graph)
     np.testing.assert_allclose(values["m"], bn.running_mean.numpy(), rtol=1e-12)
     np.testing.assert_allclose(values["v"], bn.running_var.numpy(), rtol=1e-12)

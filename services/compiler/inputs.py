@@ -15,12 +15,12 @@ from shared.spec import InputSpec
 def infer_dtype(value: Any) -> str:
     """torch.tensor's choice for literal numbers: int64 when every number is an int ('' otherwise)."""
 
-    def all_ints(v: Any) -> bool:
+    def all_of(v: Any, kind: type) -> bool:
         if isinstance(v, list):
-            return all(all_ints(x) for x in v)
-        return isinstance(v, int) and not isinstance(v, bool)
+            return all(all_of(x, kind) for x in v)
+        return isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
 
-    return "int64" if all_ints(value) else ""
+    return "bool" if all_of(value, bool) else "int64" if all_of(value, int) else ""
 
 
 def literal_array(value: Any, dtype: str, loc: tuple[str | int, ...], max_elements: int) -> np.ndarray:
@@ -31,15 +31,16 @@ def literal_array(value: Any, dtype: str, loc: tuple[str | int, ...], max_elemen
         raise SpecError(f"value is not a number or a rectangular nested list of numbers ({e})", loc=loc) from None
     if a.size > max_elements:
         raise SpecError(f"{a.size} elements exceed the limit of {max_elements} per tensor", loc=loc)
-    if dtype == "int64":
-        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-            raise SpecError("int64 values must be whole numbers", loc=loc)
+    if dtype == "int64" and (not np.all(np.isfinite(a)) or not np.all(a == np.round(a))):
+        raise SpecError("int64 values must be whole numbers", loc=loc)
+    if dtype == "bool" and not np.all((a == 0) | (a == 1)):
+        raise SpecError("bool values must be true/false (or 0/1)", loc=loc)
     return a.astype(dtype)
 
 
 def int_range(a: np.ndarray) -> tuple[float, float] | None:
     """(min, max) of an integer array, for compile-time index checks."""
-    return (float(a.min()), float(a.max())) if a.dtype.kind in "iu" and a.size else None
+    return (float(a.min()), float(a.max())) if a.dtype.kind in "iub" and a.size else None
 
 
 def make_leaf(
@@ -52,8 +53,8 @@ def make_leaf(
     if not dtype and spec.value is not None and literal_ints:
         dtype = infer_dtype(spec.value)
     dtype = dtype or default_dtype
-    requires_grad = spec.requires_grad if spec.requires_grad is not None else dtype != "int64"
-    if requires_grad and dtype == "int64":
+    requires_grad = spec.requires_grad if spec.requires_grad is not None else dtype in ("float32", "float64")
+    if requires_grad and dtype not in ("float32", "float64"):
         raise SpecError("only floating point tensors can require gradients", loc=loc)
     if spec.value is not None:
         value = literal_array(spec.value, dtype, loc, max_elements)
