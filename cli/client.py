@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from cli.render import print_result, verdict_line
-from shared.result import TraceResult
+from cli.render import print_result, torch_text, verdict_line
+from services.graph import as_array
+from shared.result import TensorData, TraceResult
 
 EXIT_AGREE, EXIT_DISAGREE, EXIT_BAD_SPEC, EXIT_FAILED = 0, 1, 2, 3
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -206,13 +207,6 @@ def status(
         out.print(verdict_line(result_of(job)), markup=True)
 
 
-def _nan(data: Any) -> Any:
-    """JSON nulls (non-finite numbers) back to NaN."""
-    if isinstance(data, list):
-        return [_nan(x) for x in data]
-    return float("nan") if data is None else data
-
-
 def fetch(
     job_id: Annotated[str, typer.Argument(metavar="ID", help="The job id.")],
     node: Annotated[str, typer.Argument(metavar="NODE", help="Node or parameter name.")],
@@ -222,9 +216,7 @@ def fetch(
     json_out: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
     url: UrlOpt = None,
 ) -> None:
-    """Fetch one node's full value or grad: print it, or write it as .npy with -o."""
-    import numpy as np
-
+    """Fetch one node's full value or grad: print it (as torch prints it), or write it as .npy with -o."""
     params = {"field": field.value, "format": "npy" if output else "json"}
     if engine is not None:
         params["engine"] = engine.value
@@ -240,6 +232,50 @@ def fetch(
     if json_out:
         sys.stdout.write(json.dumps(t) + "\n")
         return
-    a = np.asarray(_nan(t["data"]))
-    with np.printoptions(precision=6, suppress=True, threshold=1000, linewidth=120):
-        sys.stdout.write(f"{t['name']} {t['field']} ({t['engine']}, {t['dtype']}, shape {tuple(t['shape'])})\n{a}\n")
+    a = as_array(TensorData(shape=t["shape"], dtype=t["dtype"], data=t["data"]))
+    sys.stdout.write(f"{t['name']} {t['field']} ({t['engine']}, {t['dtype']}, shape {tuple(t['shape'])})\n{torch_text(a)}\n")
+
+
+def cancel(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job id.")],
+    url: UrlOpt = None,
+) -> None:
+    """Cancel a queued or running job (its data is deleted); for a finished job, delete its results."""
+    with httpx.Client(base_url=base_url(url), timeout=30.0) as client:
+        r = request(client, "DELETE", f"/v1/jobs/{quote(job_id, safe='')}")
+    if r.status_code == 202:
+        err.print(f"job {escape(job_id)} cancelled")
+    elif r.status_code == 204:
+        err.print(f"job {escape(job_id)} had finished: its results are deleted")
+    else:
+        fail(detail_of(r))
+
+
+class GraphFormat(StrEnum):
+    """What `gradtrace graph` writes."""
+
+    svg = "svg"
+    dot = "dot"
+    json = "json"
+
+
+def graph(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job id.")],
+    svg: Annotated[Path | None, typer.Option("--svg", dir_okay=False, help="Write the SVG picture here.")] = None,
+    dot: Annotated[Path | None, typer.Option("--dot", dir_okay=False, help="Write the Graphviz DOT source here.")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", dir_okay=False, help="Write the graph as JSON here.")] = None,
+    url: UrlOpt = None,
+) -> None:
+    """Fetch a finished job's backward graph (values and grads on the nodes, edge gradients on the edges)."""
+    wanted = [(GraphFormat.svg, svg), (GraphFormat.dot, dot), (GraphFormat.json, json_file)]
+    if not any(path for _, path in wanted):
+        fail("give --svg FILE, --dot FILE or --json FILE", EXIT_BAD_SPEC)
+    with httpx.Client(base_url=base_url(url), timeout=120.0) as client:
+        for fmt, path in wanted:
+            if path is None:
+                continue
+            r = request(client, "GET", f"/v1/jobs/{quote(job_id, safe='')}/graph", params={"format": fmt.value})
+            if r.status_code != 200:
+                fail(detail_of(r))
+            path.write_bytes(r.content)
+            err.print(f"wrote {escape(str(path))} ({len(r.content)} bytes)")

@@ -10,8 +10,8 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from cli.client import fetch, status, submit
-from cli.render import print_result
+from cli.client import cancel, fetch, graph, status, submit
+from cli.render import print_result, print_tensors
 from cli.specfile import load_spec
 from services.errors import SpecError
 
@@ -44,8 +44,12 @@ def run(
     dot: Annotated[Path | None, typer.Option(help="Write the backward graph as Graphviz DOT.")] = None,
     svg: Annotated[Path | None, typer.Option(help="Write the backward graph as SVG.")] = None,
     engines: Annotated[str | None, typer.Option(help="Comma-separated engines, e.g. torch,reference,numeric.")] = None,
+    show: Annotated[list[str] | None, typer.Option("--show", help="Print this node's value and grad in full (repeatable).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Print every tensor in full.")] = False,
+    fail_on_nonfinite: Annotated[bool, typer.Option("--fail-on-nonfinite", help="Exit 1 when any value or grad is inf/NaN.")] = False,
 ) -> None:
-    """Run a spec in one process (no Redis, no Celery). Exit 0 when engines agree, 1 when not, 2 on a bad spec."""
+    """Run a spec in one process (no Redis, no Celery). Exit 0 when engines agree, 1 when not (or, with
+    --fail-on-nonfinite, when a value or grad is not finite), 2 on a bad spec."""
     from services.compiler import Limits
     from services.graph import render
     from services.trace import trace
@@ -54,28 +58,41 @@ def run(
     try:
         s = load_spec(spec)
         if engines:
-            s = s.model_copy(update={"engines": [e.strip() for e in engines.split(",") if e.strip()]})
-            s = type(s).model_validate(s.model_dump())
-        settings = get_settings()
-        result = trace(s, Limits.from_settings(settings), settings.inline_limit).result
+            s = type(s).model_validate({**s.model_dump(exclude_unset=True), "engines": [e.strip() for e in engines.split(",") if e.strip()]})
     except ValidationError as e:
         raise bad_spec(format_validation(e)) from None
-    except (SpecError, ValueError) as e:
+    except ValueError as e:  # not valid JSON
         raise bad_spec(str(e)) from None
+    settings = get_settings()
+    try:
+        done = trace(s, Limits.from_settings(settings), settings.inline_limit)
+    except SpecError as e:
+        raise bad_spec(str(e)) from None
+    result = done.result
+    unknown = [n for n in show or [] if n not in result.nodes]
+    if unknown:
+        raise bad_spec(f"--show: no node named {', '.join(map(repr, unknown))} (nodes: {', '.join(list(result.nodes)[:20])}...)")
     if json_out:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
         print_result(result)
+        console = Console(width=None if Console().is_terminal else 160)
+        for name in result.nodes if full else show or []:
+            print_tensors(console, name, {f"{field} ({engine})": done.arrays.get(f"{engine}/{field}/{name}")
+                                          for engine in result.engines[:1] for field in ("value", "grad")})
     if dot:
         dot.write_bytes(render(result, "dot"))
     if svg:
         svg.write_bytes(render(result, "svg"))
-    raise typer.Exit(EXIT_AGREE if result.comparison.verdict != "disagree" else EXIT_DISAGREE)
+    bad = result.comparison.verdict == "disagree" or (fail_on_nonfinite and bool(result.anomalies))
+    raise typer.Exit(EXIT_DISAGREE if bad else EXIT_AGREE)
 
 
 app.command()(submit)
 app.command()(status)
 app.command()(fetch)
+app.command()(cancel)
+app.command()(graph)
 
 if __name__ == "__main__":
     app()

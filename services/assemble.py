@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from services.compare import PairErrors
+from services.diagnostics import anomalies, health
 from services.engines import EngineRun
 from services.ir import Graph
 from shared.codec import encode_dict
@@ -80,7 +81,7 @@ def assemble(
         if ref is not None:
             d["reference"] = {"value": enc(ref.values.get(name)), "grad": enc(ref.grads.get(name))}
         if num is not None and name in num.grads:
-            d["numeric"] = {"grad": enc(num.grads[name])}
+            d["numeric"] = {"grad": encode_dict(num.grads[name], inline_limit, num.checked.get(name))}
         d["error"] = errors.get(name, {})
 
     edges = []
@@ -101,4 +102,5 @@ def assemble(
     return TraceResult.model_validate({
         "output": graph.output, "dtype": graph.dtype, "device": graph.device, "engines": [r.engine for r in runs],
         "nodes": nodes, "edges": edges, "parameters": params, "comparison": comparison.model_dump(),
+        "anomalies": anomalies(graph, primary), "health": health(graph, primary), "notes": graph.notes,
     })

@@ -43,12 +43,11 @@ class PairErrors:
 
 
 def batch_errors(
-    pairs: list[tuple[np.ndarray, np.ndarray]], rtol: float, atol: float, sampled: bool = False
+    pairs: list[tuple[np.ndarray, np.ndarray]], rtol: float, atol: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per pair (a, b): max |a - b|, that over max |b|, and whether it is within atol + rtol * max |b|.
 
-    NaN must meet NaN (inf must meet the same inf); with `sampled`, elements b left NaN are skipped,
-    as finite differences sample only some elements."""
+    NaN must meet NaN (inf must meet the same inf)."""
     n = len(pairs)
     max_abs, scale = np.zeros(n), np.zeros(n)
     bad = np.zeros(n, dtype=bool)
@@ -60,7 +59,7 @@ def batch_errors(
         B = np.concatenate([np.asarray(pairs[i][1], np.float64).ravel() for i in live])
         starts = np.concatenate([[0], np.cumsum(sizes[live])[:-1]])
         nan_a, nan_b = np.isnan(A), np.isnan(B)
-        mismatch = (nan_a & ~nan_b) if sampled else (nan_a != nan_b)
+        mismatch = nan_a != nan_b
         with np.errstate(invalid="ignore"):
             d = np.where((A == B) | nan_b | nan_a, 0.0, np.abs(A - B))
         d = np.nan_to_num(d, nan=np.inf)
@@ -74,9 +73,9 @@ def batch_errors(
     return max_abs, max_rel, ok
 
 
-def error(a: np.ndarray, b: np.ndarray, rtol: float, atol: float, sampled: bool = False) -> ErrorStat:
+def error(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> ErrorStat:
     """The error of one tensor pair (see batch_errors)."""
-    m, r, ok = batch_errors([(np.asarray(a), np.asarray(b))], rtol, atol, sampled)
+    m, r, ok = batch_errors([(np.asarray(a), np.asarray(b))], rtol, atol)
     return ErrorStat(max_abs=float(m[0]), max_rel=float(r[0]), ok=bool(ok[0]))
 
 
@@ -102,6 +101,8 @@ def compare_pair(a: EngineRun, b: EngineRun, dtype: str) -> PairErrors:
         if name not in b.grads or (ga is None and b.grads[name] is None):
             continue
         gb = b.grads[name]
+        if name in b.checked and ga is not None:  # finite differences: compare only the elements they evaluated
+            ga = np.where(b.checked[name], ga, np.nan)
         grad_keys.append(f"grad:{name}")
         # A grad one engine has and the other lacks can never match: compare against a shape that differs.
         grad_pairs.append((ga if ga is not None else _MISSING, gb if gb is not None else _MISSING[None]))
@@ -110,8 +111,7 @@ def compare_pair(a: EngineRun, b: EngineRun, dtype: str) -> PairErrors:
         for key in a.edges.keys() | b.edges.keys():
             edge_keys.append(f"edge:{key[0]}->{key[1]}")
             edge_pairs.append((a.edges.get(key, _MISSING), b.edges.get(key, _MISSING[None])))
-    parts = [batch_errors(pairs, rtol, atol), batch_errors(grad_pairs, rtol, atol, sampled=b.engine == "numeric"),
-             batch_errors(edge_pairs, rtol, atol)]
+    parts = [batch_errors(pairs, rtol, atol), batch_errors(grad_pairs, rtol, atol), batch_errors(edge_pairs, rtol, atol)]
     return PairErrors(
         f"{a.engine}~{b.engine}", keys + grad_keys + edge_keys,
         np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),

@@ -10,15 +10,29 @@ import numpy as np
 from shared.result import TensorData, TraceResult
 
 
+def as_array(td: TensorData) -> np.ndarray:
+    """Inline tensor data as an array of its dtype (elements not computed, null in JSON, as NaN)."""
+    if td.dtype.startswith(("int", "uint", "bool")):
+        return np.array(td.data, dtype=td.dtype).reshape(td.shape)
+    data = td.data if td.checked is None else _none_to_nan(td.data)
+    return np.array(data, dtype=np.float64).reshape(td.shape)
+
+
+def _none_to_nan(data: Any) -> Any:
+    if isinstance(data, list):
+        return [_none_to_nan(x) for x in data]
+    return float("nan") if data is None else data
+
+
 def short(td: TensorData | None, width: int = 24) -> str:
-    """A tensor in a few characters: the number, a short list, or shape and range."""
+    """A tensor in a few characters, numbers printed as torch prints them (inf, -inf, nan; ints as ints):
+    the number, a short list, or shape and range."""
     if td is None:
         return "-"
     if td.data is not None:
         if not td.shape:
             return f"{td.data:.6g}" if isinstance(td.data, float) else str(td.data)
-        arr = np.array(td.data, dtype=float)
-        text = np.array2string(arr, precision=4, separator=", ", threshold=12, edgeitems=2, max_line_width=10**6)
+        text = np.array2string(as_array(td), precision=4, separator=", ", threshold=12, edgeitems=2, max_line_width=10**6)
         text = " ".join(text.split())
         return text if len(text) <= width else f"{td.shape} {text[: width - 3]}..."
     s = td.summary

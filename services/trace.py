@@ -35,8 +35,8 @@ class Trace:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def run_engine(graph: Graph, engine: str) -> EngineRun:
-    """Run one engine on a compiled graph."""
+def run_engine(graph: Graph, engine: str, tick: Callable[[float], None] | None = None) -> EngineRun:
+    """Run one engine on a materialized graph; `tick` follows the numeric engine's progress."""
     if engine == "torch":
         from services.engines.torch_engine import run_torch
 
@@ -44,7 +44,7 @@ def run_engine(graph: Graph, engine: str) -> EngineRun:
     if engine == "reference":
         return run_reference(graph)
     opts = graph.numeric
-    return run_numeric(graph, opts.eps, opts.max_elements_per_leaf, opts.seed)
+    return run_numeric(graph, opts.eps, opts.max_elements_per_leaf, opts.seed, tick)
 
 
 @contextmanager
@@ -82,7 +82,7 @@ def _trace(spec: TraceSpec | Graph, limits: Limits | None, inline_limit: int, pr
     runs: list[EngineRun] = []
     for k, engine in enumerate(order):
         step(engine, k / (len(order) + 1))
-        run = run_engine(graph, engine)
+        run = run_engine(graph, engine, lambda f, k=k, e=engine: step(e, (k + f) / (len(order) + 1)))
         timings[engine] = run.seconds * 1e3
         runs.append(run)
     step("compare", len(order) / (len(order) + 1))

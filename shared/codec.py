@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import io
-import math
 
 import numpy as np
 
-from shared.result import Summary, TensorData
+from shared.result import TensorData
 
 DEFAULT_INLINE_LIMIT = 1024
 
 
-def _num(x: float) -> float | None:
-    """JSON has no NaN/inf: map them to None."""
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _jsonable(a: np.ndarray) -> object:
-    if a.dtype.kind in "iub":
-        return a.tolist()
-    if np.isfinite(a).all():
-        return a.tolist()
-    return np.where(np.isfinite(a), a, np.nan).astype(object).tolist() if a.ndim else _num(a)
-
-
-def summarize(a: np.ndarray) -> Summary:
-    """min/max/mean/L2 norm of a tensor (None where empty or not finite)."""
+def summarize(a: np.ndarray) -> dict[str, float | None]:
+    """min/max/mean/L2 norm of a tensor (None when it is empty; NaN or inf when it holds them)."""
     if a.size == 0:
-        return Summary(min=None, max=None, mean=None, norm=None)
+        return {"min": None, "max": None, "mean": None, "norm": None}
     f = a.astype(np.float64, copy=False)
-    return Summary(min=_num(f.min()), max=_num(f.max()), mean=_num(f.mean()), norm=_num(np.linalg.norm(f.ravel())))
+    with np.errstate(all="ignore"):
+        return {"min": float(f.min()), "max": float(f.max()), "mean": float(f.mean()), "norm": float(np.linalg.norm(f.ravel()))}
 
 
 _DTYPE_NAMES: dict[np.dtype, str] = {}
@@ -45,18 +31,23 @@ def dtype_name(d: np.dtype) -> str:
     return name
 
 
-def encode_dict(a: np.ndarray, inline_limit: int = DEFAULT_INLINE_LIMIT) -> dict[str, object]:
-    """TensorData as a plain dict (cheap to build by the thousand, validated once in bulk)."""
+def encode_dict(a: np.ndarray, inline_limit: int = DEFAULT_INLINE_LIMIT, checked: np.ndarray | None = None) -> dict[str, object]:
+    """TensorData as a plain dict (cheap to build by the thousand, validated once in bulk). With `checked`
+    (finite differences), elements not evaluated are None and the count of evaluated ones is given."""
     if type(a) is not np.ndarray:
         a = np.asarray(a)
+    out: dict[str, object] = {"shape": list(a.shape), "dtype": dtype_name(a.dtype)}
+    if checked is not None:
+        out["checked"] = int(checked.sum())
+        if a.size <= inline_limit:
+            out["data"] = np.where(checked, a, None).tolist() if a.ndim else (a.item() if checked else None)
+            return out
+        a = a[checked]
     if a.size > inline_limit:
-        return {"shape": list(a.shape), "dtype": dtype_name(a.dtype), "summary": summarize(a).model_dump()}
-    if a.ndim == 0:
-        v = a.item()
-        data = v if isinstance(v, int) or math.isfinite(v) else None
+        out["summary"] = summarize(a)
     else:
-        data = _jsonable(a)
-    return {"shape": list(a.shape), "dtype": dtype_name(a.dtype), "data": data}
+        out["data"] = a.tolist() if a.ndim else a.item()
+    return out
 
 
 def encode(a: np.ndarray, inline_limit: int = DEFAULT_INLINE_LIMIT) -> TensorData:

@@ -4,29 +4,29 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from shared.result import TraceResult
+from shared.result import JsonModel, TraceResult
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 
-class JobProgress(BaseModel):
+class JobProgress(JsonModel):
     """The step a running job is in ('queued', 'torch', 'reference', 'numeric', 'compare', 'done') and how far."""
 
     step: str
     fraction: float = Field(ge=0.0, le=1.0)
 
 
-class JobError(BaseModel):
+class JobError(JsonModel):
     """Why a job failed: a short type ('spec_error', 'time_limit', 'IndexError', ...) and a message, no traceback."""
 
     type: str
     message: str
 
 
-class StoredTensor(BaseModel):
+class StoredTensor(JsonModel):
     """One tensor kept in full in the store."""
 
     dtype: str
@@ -37,7 +37,7 @@ class StoredTensor(BaseModel):
     )
 
 
-class Manifest(BaseModel):
+class Manifest(JsonModel):
     """Which tensors of a job are stored in full (by 'engine/field/name') and which were not, with the reason."""
 
     stored: dict[str, StoredTensor] = Field(default_factory=dict)
@@ -45,7 +45,7 @@ class Manifest(BaseModel):
     nbytes: int = 0
 
 
-class JobLinks(BaseModel):
+class JobLinks(JsonModel):
     """Where to find a job and its parts."""
 
     self: str
@@ -53,7 +53,7 @@ class JobLinks(BaseModel):
     nodes: str = Field(description="Prefix of the per-node tensor URLs: append the URL-encoded node name.")
 
 
-class JobCreated(BaseModel):
+class JobCreated(JsonModel):
     """Answer to a submitted spec."""
 
     id: str
@@ -61,7 +61,7 @@ class JobCreated(BaseModel):
     links: JobLinks
 
 
-class JobView(BaseModel):
+class JobView(JsonModel):
     """A job as GET /v1/jobs/{id} shows it."""
 
     id: str
@@ -77,7 +77,7 @@ class JobView(BaseModel):
     links: JobLinks
 
 
-class NodeTensor(BaseModel):
+class NodeTensor(JsonModel):
     """One node's (or parameter's) full tensor from one engine, as JSON."""
 
     name: str
@@ -85,10 +85,10 @@ class NodeTensor(BaseModel):
     field: Literal["value", "grad"]
     shape: list[int]
     dtype: str
-    data: Any = Field(description="Number or nested list; null where not finite.")
+    data: Any = Field(description="Number or nested list; non-finite numbers as 'Infinity', '-Infinity', 'NaN'.")
 
 
-class ErrorItem(BaseModel):
+class ErrorItem(JsonModel):
     """One problem with a request: what, and where (field path, node, source line)."""
 
     type: str
@@ -99,26 +99,26 @@ class ErrorItem(BaseModel):
     col: int | None = None
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(JsonModel):
     """Every error response: a list of problems (validation) or one message."""
 
     detail: list[ErrorItem] | str
 
 
-class JobDeleted(BaseModel):
+class JobDeleted(JsonModel):
     """Answer to DELETE of a queued or running job: it was cancelled and its data removed."""
 
     id: str
     status: Literal["cancelled"] = "cancelled"
 
 
-class Health(BaseModel):
+class Health(JsonModel):
     """Liveness: the API process answers."""
 
     status: Literal["ok"] = "ok"
 
 
-class Readiness(BaseModel):
+class Readiness(JsonModel):
     """Readiness: the store answers and workers listen; `missing` says what is not there."""
 
     status: Literal["ready", "unready"]

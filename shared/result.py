@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NONFINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+"""How JSON carries non-finite numbers (JSON has none): as these strings, which JavaScript's Number() and
+Python's float() read back."""
 
 
-class Summary(BaseModel):
-    """Statistics of a tensor too large to inline."""
+class JsonModel(BaseModel):
+    """Base of every model that travels as JSON: inf, -inf and NaN are written as 'Infinity', '-Infinity', 'NaN'."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+
+def decode_nonfinite(data: Any) -> Any:
+    """Tensor data as read from JSON, with the non-finite strings back as floats."""
+    if isinstance(data, str):
+        return NONFINITE.get(data, data)
+    if isinstance(data, list):
+        return [decode_nonfinite(x) for x in data]
+    return data
+
+
+class Summary(JsonModel):
+    """Statistics of a tensor too large to inline (null only for an empty tensor)."""
 
     min: float | None
     max: float | None
@@ -16,30 +36,41 @@ class Summary(BaseModel):
     norm: float | None
 
 
-class TensorData(BaseModel):
+class TensorData(JsonModel):
     """A tensor: inline `data` when small, otherwise a `summary` (the full array is stored apart)."""
 
     shape: list[int]
     dtype: str
-    data: Any | None = Field(None, description="Number or nested list; absent when summarised.")
+    data: Any | None = Field(
+        None,
+        description="Number or nested list (row-major, as torch.tensor takes it); absent when summarised. Non-finite "
+        "numbers are the strings 'Infinity', '-Infinity' and 'NaN'; null marks an element not computed (a finite-"
+        "difference gradient element that was not sampled).",
+    )
     summary: Summary | None = None
+    checked: int | None = Field(None, description="Finite differences: how many elements were evaluated.")
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _decode(cls, v: Any) -> Any:
+        return decode_nonfinite(v)
 
 
-class NextFunction(BaseModel):
+class NextFunction(JsonModel):
     """One entry of torch's `grad_fn.next_functions`, mapped back to the node it leads to."""
 
     grad_fn: str | None = Field(description="Name as torch prints it, e.g. AccumulateGrad; null for a constant.")
     node: str | None = Field(description="Graph node reached through it (through torch-internal functions).")
 
 
-class EngineTensors(BaseModel):
+class EngineTensors(JsonModel):
     """A node's value and grad as one engine computed them."""
 
     value: TensorData | None = None
     grad: TensorData | None = None
 
 
-class ErrorStat(BaseModel):
+class ErrorStat(JsonModel):
     """Max absolute and relative difference of one tensor between two engines, and its judgement."""
 
     max_abs: float
@@ -47,7 +78,7 @@ class ErrorStat(BaseModel):
     ok: bool
 
 
-class NodeResult(BaseModel):
+class NodeResult(JsonModel):
     """Everything known about one node of the graph."""
 
     op: str
@@ -68,7 +99,7 @@ class NodeResult(BaseModel):
     )
 
 
-class EdgeResult(BaseModel):
+class EdgeResult(JsonModel):
     """Gradient that flowed from `dst` back into its input `src`, per engine."""
 
     src: str
@@ -78,7 +109,7 @@ class EdgeResult(BaseModel):
     error: ErrorStat | None = None
 
 
-class ParameterResult(BaseModel):
+class ParameterResult(JsonModel):
     """A model parameter (a leaf named like nn.Sequential's state_dict) and how it was initialised."""
 
     shape: list[int]
@@ -87,7 +118,7 @@ class ParameterResult(BaseModel):
     grad: TensorData | None = None
 
 
-class PairComparison(BaseModel):
+class PairComparison(JsonModel):
     """Agreement of two engines over every node, leaf and edge."""
 
     engines: str
@@ -101,14 +132,43 @@ class PairComparison(BaseModel):
     atol: float
 
 
-class Comparison(BaseModel):
+class Comparison(JsonModel):
     """The cross-check of all engines that ran, and one verdict."""
 
     verdict: Literal["agree", "disagree", "single-engine"]
     pairs: list[PairComparison] = Field(default_factory=list)
 
 
-class TraceResult(BaseModel):
+class Anomaly(JsonModel):
+    """Where a non-finite value first appears: in the forward pass, a node whose value has a non-finite element
+    while all its inputs are finite; in the backward pass, a node whose gradient turns non-finite while the
+    gradients it was computed from are finite."""
+
+    phase: Literal["forward", "backward"]
+    node: str
+    op: str = Field(description="The op that produced it (backward: the op whose backward did).")
+    index: list[int] = Field(description="The first non-finite element.")
+    value: float
+    count: int = Field(description="Non-finite elements in the tensor.")
+    via: str | None = Field(None, description="Backward: the node whose backward produced this gradient.")
+    inputs: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="The op's inputs at that element (forward: values where they line up elementwise; null where not).",
+    )
+    message: str
+
+
+class GradHealth(JsonModel):
+    """How a leaf's or parameter's gradient looks: the numbers people plot as 'gradient flow per layer'."""
+
+    grad_norm: float
+    max_abs: float
+    ratio: float | None = Field(description="grad_norm / value_norm (null when the value is all zeros).")
+    vanishing: bool = Field(description="Every |grad| is below 1e-7 of the value's scale (max |value|, or 1).")
+    exploding: bool = Field(description="A grad element is non-finite or above 1e4 in magnitude.")
+
+
+class TraceResult(JsonModel):
     """What a trace returns; JSON-serialisable, large tensors summarised."""
 
     output: str
@@ -120,3 +180,6 @@ class TraceResult(BaseModel):
     parameters: dict[str, ParameterResult] = Field(default_factory=dict)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     comparison: Comparison
+    anomalies: list[Anomaly] = Field(default_factory=list, description="Non-finite origins, in the order they arise.")
+    health: dict[str, GradHealth] = Field(default_factory=dict, description="Per leaf and parameter that has a grad.")
+    notes: list[str] = Field(default_factory=list, description="Lines of the program accepted but not traced, and the like.")

@@ -29,4 +29,6 @@ class EngineRun:
     grads: dict[str, np.ndarray | None] = field(default_factory=dict)
     edges: dict[Edge, np.ndarray] = field(default_factory=dict)
     meta: dict[str, NodeMeta] = field(default_factory=dict)
+    checked: dict[str, np.ndarray] = field(default_factory=dict)
+    """Finite differences only: which elements of each grad were evaluated (the rest are NaN, not checked)."""
     seconds: float = 0.0

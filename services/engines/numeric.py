@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,8 +22,15 @@ def _feeds_output(graph: Graph) -> set[str]:
     return need
 
 
-def run_numeric(graph: Graph, eps: float = 1e-6, max_elements_per_leaf: int = 32, seed: int = 0) -> EngineRun:
-    """Leaf grads (NaN where an element was not sampled), like torch.autograd.gradcheck's numerical side."""
+Tick = Callable[[float], None]
+"""Called with the fraction of the engine's work done; may raise to cancel (checked every few evaluations)."""
+
+
+def run_numeric(
+    graph: Graph, eps: float = 1e-6, max_elements_per_leaf: int = 32, seed: int = 0, tick: Tick | None = None
+) -> EngineRun:
+    """Leaf grads at sampled elements (`checked` marks them; NaN elsewhere), like torch.autograd.gradcheck's
+    numerical side. `tick` reports progress between evaluations, so a long run can be followed and cancelled."""
     t0 = time.perf_counter()
     base = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in graph.leaf_values().items()}
     go = graph.grad_output.astype(np.float64) if graph.grad_output is not None else None
@@ -34,16 +42,23 @@ def run_numeric(graph: Graph, eps: float = 1e-6, max_elements_per_leaf: int = 32
 
     run = EngineRun("numeric")
     need = _feeds_output(graph)
-    for name, leaf in graph.leaves.items():
-        if not leaf.requires_grad or name not in need:
-            continue
+    leaves = [k for k, leaf in graph.leaves.items() if leaf.requires_grad and k in need]
+    picks = {
+        k: np.arange(base[k].size) if base[k].size <= max_elements_per_leaf
+        else np.sort(rng.choice(base[k].size, max_elements_per_leaf, replace=False))
+        for k in leaves
+    }
+    total, done = max(1, sum(len(p) for p in picks.values())), 0
+    for name in leaves:
         x = base[name].copy()
         grad = np.full(x.shape, np.nan)
-        picks = np.arange(x.size) if x.size <= max_elements_per_leaf else rng.choice(x.size, max_elements_per_leaf, replace=False)
-        flat, gflat = x.reshape(-1), grad.reshape(-1)
+        checked = np.zeros(x.shape, dtype=bool)
+        flat, gflat, cflat = x.reshape(-1), grad.reshape(-1), checked.reshape(-1)
         vals = dict(base)
         vals[name] = x
-        for k in picks:
+        for k in picks[name]:
+            if tick is not None:
+                tick(done / total)
             orig = flat[k]
             flat[k] = orig + eps
             hi = loss(vals)
@@ -51,6 +66,9 @@ def run_numeric(graph: Graph, eps: float = 1e-6, max_elements_per_leaf: int = 32
             lo = loss(vals)
             flat[k] = orig
             gflat[k] = (hi - lo) / (2 * eps)
+            cflat[k] = True
+            done += 1
         run.grads[name] = grad
+        run.checked[name] = checked
     run.seconds = time.perf_counter() - t0
     return run
