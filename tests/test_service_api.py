@@ -227,7 +227,7 @@ def test_long_poll_answers_when_the_job_finishes(api: Any, app: Any, chain_spec:
     assert job["status"] == "succeeded" and job["result"]["nodes"]["x"]["grad"]["data"] == 2569
     assert api.client.get(f"/v1/jobs/{job_id}?wait=31").status_code == 422
 
-    slow_id = api.submit(slow(6000))  # a few seconds of work: still running when the wait runs out
+    slow_id = api.submit(slow(60000))  # long enough to be running when the wait runs out; the cancel stops it
     t0 = time.monotonic()
     r = api.client.get(f"/v1/jobs/{slow_id}?wait=0.5")
     assert r.get_json()["status"] in ("queued", "running") and 0.45 <= time.monotonic() - t0 < 5
@@ -251,7 +251,7 @@ def test_long_polls_leave_threads_for_other_requests(api_for: Any, settings_for:
     import threading
 
     few = api_for(settings_for(api_threads=3))  # one thread of three may wait
-    job_id = few.submit(slow(6000))
+    job_id = few.submit(slow(60000))
     first: dict[str, Any] = {}
     waiter = threading.Thread(target=lambda: first.update(r=few.client.get(f"/v1/jobs/{job_id}?wait=25")))
     waiter.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 CROSS_ENTROPY_BAD_TARGET: dict[str, Any] = {
@@ -24,7 +25,7 @@ def test_engine_failure_fails_the_job_not_the_worker(api: Any, chain_spec: dict[
 
 def test_delete_cancels_a_running_job(api: Any, slow: Any, keys_of: Any, poll: Any, app: Any,
                                       chain_spec: dict[str, Any]) -> None:
-    job_id = api.submit(slow(6000))
+    job_id = api.submit(slow(60000))  # about half a minute of finite differences, unless cancelled
     api.wait(job_id, ("running",), timeout=30)
     assert api.client.get(f"/v1/jobs/{job_id}/nodes/x").status_code == 409
     r = api.client.delete(f"/v1/jobs/{job_id}")
@@ -32,7 +33,9 @@ def test_delete_cancels_a_running_job(api: Any, slow: Any, keys_of: Any, poll: A
     assert not keys_of(job_id)
     assert api.client.get(f"/v1/jobs/{job_id}").status_code == 404
     store = app.extensions["gradtrace"].store
+    t0 = time.monotonic()
     poll(lambda: store.cancel_state(job_id) == "stopped", 60, "the worker to let go of the cancelled job")
+    assert time.monotonic() - t0 < 2, "the numeric engine notices a cancel within its loop"
     assert not keys_of(job_id)  # the worker wrote nothing back
     assert api.wait(api.submit(chain_spec))["status"] == "succeeded"
 

@@ -7,7 +7,7 @@ from services.compiler.build import GraphBuilder, Limits, RawNode, topo_order
 from services.compiler.inputs import make_leaf
 from services.compiler.layers import Emitter
 from services.compiler.model import compile_model
-from services.compiler.program import compile_program
+from services.compiler.program import RANDOM, compile_program
 from services.errors import SpecError
 from services.ir import TORCH_DEFAULT_SEED, Graph, Stream
 from shared.spec import TraceSpec
@@ -28,7 +28,7 @@ def compile_spec(spec: TraceSpec, limits: Limits | None = None) -> Graph:
         if stream is not None:
             streams.append(stream)
     torch_stream = Stream("torch", spec.seed if spec.seed is not None else TORCH_DEFAULT_SEED)
-    output, grad_output, notes = spec.output, spec.grad_output, []
+    output, grad_output, notes = spec.output, spec.grad_output, list[str]()
     if spec.program is not None:
         prog = compile_program(spec.program, builder, torch_stream, spec.dtype, set(builder.leaves))
         output = prog.names.get(output, output) if output else prog.output
@@ -54,11 +54,26 @@ def compile_spec(spec: TraceSpec, limits: Limits | None = None) -> Graph:
         streams.append(model_stream)
     if torch_stream.events:
         streams.append(torch_stream)
+        if spec.seed is None and _draws_before_seed(torch_stream):
+            notes.append(f"torch's generator was not seeded: gradtrace drew from seed {TORCH_DEFAULT_SEED} (a fresh "
+                         "torch.Generator's); put torch.manual_seed(...) first to get the numbers your own run gets")
     return builder.finish(
         output, grad_output, no_ops_loc=("program",) if spec.program is not None else (),
         dtype=spec.dtype, device=spec.device, engines=list(dict.fromkeys(spec.engines)),
         numeric=spec.numeric, keep=spec.keep, streams=streams, notes=notes,
     )
+
+
+def _draws_before_seed(stream: Stream) -> bool:
+    """Whether the stream draws a random number before any torch.manual_seed."""
+    for ev in stream.events:
+        if ev.op == "seed":
+            return False
+        if ev.op in ("module", "dropout_mask", "init") or (ev.op == "tensor" and ev.args["fn"] in RANDOM) or (
+            ev.op == "inplace" and ev.args["method"] in ("uniform_", "normal_", "bernoulli_", "exponential_")
+        ):
+            return True
+    return False
 
 
 def _expr(op: str, inputs: list[str | float], args: dict[str, object]) -> str:

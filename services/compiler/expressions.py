@@ -216,6 +216,14 @@ class ExpressionCompiler:
     def fold(self, node: ast.BinOp, a: Any, b: Any) -> Any:
         """Arithmetic between constants, bounded so that it cannot blow up."""
         fn = FOLD.get(type(node.op))
+        seq = (list, tuple)
+        if isinstance(node.op, ast.Add) and isinstance(a, seq) and type(a) is type(b):
+            return a + b  # [1, 2] + [3]
+        if isinstance(node.op, ast.Mult) and (isinstance(a, seq) and isinstance(b, int) or isinstance(b, seq) and isinstance(a, int)):
+            items, n = (a, b) if isinstance(a, seq) else (b, a)
+            if len(items) * max(n, 0) > 1_000_000:
+                raise self.err(node, "constant list repetition too large")
+            return items * n  # [0] * 4
         if fn is None or not (is_number(a) or isinstance(a, bool)) or not (is_number(b) or isinstance(b, bool)):
             raise self.err(node, f"'{self.src(node)[:60]}' is not a tensor expression or number arithmetic")
         if isinstance(node.op, ast.Pow) and isinstance(a, int) and isinstance(b, int) and abs(b) > 64:

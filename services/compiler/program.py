@@ -45,6 +45,8 @@ NN_INIT = {
     "uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "xavier_uniform_", "xavier_normal_",
     "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "orthogonal_",
 }
+RETURNS_SELF = INPLACE_INIT | {"requires_grad_", "cpu", "contiguous"}
+"""Methods that return the tensor they are called on."""
 GRAD_MODES = {"torch.no_grad", "torch.inference_mode", "torch.enable_grad", "torch.autograd.set_detect_anomaly"}
 IGNORED_CALLS = {"torch.set_printoptions", "torch.autograd.set_detect_anomaly", "numpy.random.seed",
                  "torch.set_num_threads", "torch.use_deterministic_algorithms"}
@@ -323,9 +325,14 @@ class ProgramCompiler(ExpressionCompiler):
             raise self.err(node, "* and ** arguments are not allowed")
         if isinstance(f, ast.Name):
             return self.call_name(f.id, node)
-        if not isinstance(f, ast.Attribute):
+        if not isinstance(f, ast.Attribute):  # nn.MSELoss()(a, b), net[0](x)
+            v = self.expr(f)
+            if isinstance(v, ModuleInst):
+                return self.module_call(v, node)
             raise self.err(node, f"'{self.src(f)[:60]}' cannot be called")
         path = self.dotted(f)
+        if node is self.stmt_expr and (f.attr in RETURNS_SELF if path is None else path == "nn.Parameter" and node.args):
+            self.stmt_expr = f.value if path is None else node.args[0]  # `w = torch.empty(2).uniform_()` names the tensor w
         if path is not None:
             return self.call_path(path, node)
         base = self.expr(f.value)

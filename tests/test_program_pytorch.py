@@ -1,0 +1,343 @@
+"""PyTorch as people write it: pasted programs trace as written and give the numbers torch gives.
+
+Where a program is compared with torch, the same text is run by real torch here (runpy on a file the test
+writes: our own test code, never user input) and every variable's value and gradient is compared."""
+
+from __future__ import annotations
+
+import re
+import runpy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from services.compiler import compile_spec
+from services.errors import SpecError
+from services.trace import Trace, trace
+from shared.spec import TraceSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SEED = ROOT.parent / "shared" / "seed" / "000_76228a6cdafaad98.txt"
+
+
+def traced(program: str, **kw: Any) -> Trace:
+    return trace(TraceSpec(program=program, **kw), inline_limit=10**6)
+
+
+def in_torch(program: str, tmp_path: Path, dtype: str = "float32") -> dict[str, Any]:
+    """Run the program in real torch; its globals (float64: as under torch.set_default_dtype)."""
+    path = tmp_path / "prog.py"
+    path.write_text(program)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        return runpy.run_path(str(path))
+    finally:
+        torch.set_default_dtype(old)
+
+
+def same_as_torch(t: Trace, g: dict[str, Any], names: list[str], exact: bool = False) -> None:
+    """Each variable's value and grad equals torch's (exactly for drawn leaves, else to float rounding)."""
+    for name in names:
+        want = g[name]
+        params = {f"{name}.{k}": v for k, v in want.named_parameters()} if isinstance(want, torch.nn.Module) else {name: want}
+        for key, tensor in params.items():
+            got = t.arrays[f"torch/value/{key}"]
+            if exact:
+                np.testing.assert_array_equal(got, tensor.detach().numpy(), err_msg=f"value of {key}")
+            else:
+                np.testing.assert_allclose(got, tensor.detach().numpy(), rtol=2e-6, atol=1e-7, err_msg=f"value of {key}")
+            if tensor.is_leaf and tensor.grad is not None:
+                np.testing.assert_allclose(t.arrays[f"torch/grad/{key}"], tensor.grad.numpy(), rtol=2e-5, atol=1e-7,
+                                           err_msg=f"grad of {key}")
+
+
+# ---- the tutorial's examples --------------------------------------------------------------------
+
+
+def test_the_tutorial_examples_are_pasted_exactly() -> None:
+    if not SEED.exists():
+        pytest.skip("the tutorial (../shared/seed) is not beside this checkout")
+    blocks = re.findall(r"```\n(.*?)```", SEED.read_text(), re.S)
+    for example, marker in (("tutorial_conv.py", "nn.Conv2d"), ("tutorial_first.py", "y = x ** 2")):
+        block = next(b for b in blocks if marker in b)
+        assert (EXAMPLES / example).read_text().split("\n", 1)[1] == block
+
+
+def test_tutorial_first_example_gives_seven() -> None:
+    t = traced((EXAMPLES / "tutorial_first.py").read_text())
+    assert t.result.nodes["x"].grad.data == 7.0 and t.result.nodes["y"].value.data == 10.0
+    assert t.result.comparison.verdict == "agree"
+
+
+def test_tutorial_conv_pasted_runs_and_its_weight_grad_is_the_window_sums() -> None:
+    t = traced((EXAMPLES / "tutorial_conv.py").read_text(), engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    assert set(t.result.parameters) == {"conv.weight"}
+    x = t.arrays["torch/value/x"][0, 0]
+    windows = np.array([[x[i : i + 2, j : j + 2].sum() for j in range(2)] for i in range(2)])
+    np.testing.assert_allclose(t.arrays["torch/grad/conv.weight"][0, 0], windows, rtol=1e-6)
+    assert t.result.nodes["output"].grad_fn == "ConvolutionBackward0"
+    assert t.result.nodes["loss"].grad_fn == "SumBackward0"
+
+
+def test_tutorial_conv_with_a_seed_equals_torch(tmp_path: Path) -> None:
+    program = "import torch\ntorch.manual_seed(0)\n" + (EXAMPLES / "tutorial_conv.py").read_text()
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "output", "loss"])
+    np.testing.assert_array_equal(t.arrays["torch/value/conv.weight"], g["conv"].weight.detach().numpy())
+    np.testing.assert_array_equal(t.arrays["torch/grad/conv.weight"], g["conv"].weight.grad.numpy())
+    np.testing.assert_allclose(t.arrays["torch/value/x"][0, 0, 0], [0.4556, 0.6323, 0.3489], atol=1e-4)
+
+
+# ---- torch's random numbers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_random_numbers_in_program_order(dtype: str, tmp_path: Path) -> None:
+    program = (
+        "import torch\ntorch.manual_seed(0)\nx = torch.randn(3)\n"
+        "a = torch.rand(2, 3, requires_grad=True)\nk = torch.randint(0, 5, (4,))\n"
+        "b = torch.randn_like(a)\nc = torch.rand_like(a)\nw = torch.empty(3, 2).uniform_(-1, 1)\nw.requires_grad_()\n"
+        "n = torch.empty(2).normal_(0.5, 2.0)\ntorch.manual_seed(7)\nd = torch.randn(2, 2, requires_grad=True)\n"
+        "y = ((a + b * c) @ w).sum() + (d * d).sum() + x.sum() + n.sum()\ny.backward()\n"
+    )
+    t = traced(program, dtype=dtype)
+    g = in_torch(program, tmp_path, dtype)
+    same_as_torch(t, g, ["x", "a", "k", "b", "c", "w", "n", "d"], exact=True)
+    if dtype == "float32":
+        np.testing.assert_allclose(t.arrays["torch/value/x"], [1.5410, -0.2934, -2.1788], atol=1e-4)
+    assert t.result.comparison.verdict == "agree"
+
+
+def test_without_a_seed_draws_from_torchs_default_seed() -> None:
+    a = traced("x = torch.randn(3, requires_grad=True)\ny = x.sum()\n")
+    b = traced("x = torch.randn(3, requires_grad=True)\ny = x.sum()\n", seed=67280421310721)
+    gen = torch.Generator()  # a fresh generator starts from the default seed
+    np.testing.assert_array_equal(a.arrays["torch/value/x"], torch.randn(3, generator=gen).numpy())
+    np.testing.assert_array_equal(a.arrays["torch/value/x"], b.arrays["torch/value/x"])
+    assert any("manual_seed" in n for n in a.result.notes)
+
+
+def test_json_inputs_can_draw_torchs_numbers() -> None:
+    spec = {"inputs": {"x": {"shape": [2, 3], "init": "normal", "rng": "torch", "seed": 0},
+                       "u": {"shape": [3], "init": "uniform", "low": -2, "high": 2, "rng": "torch", "seed": 3},
+                       "p": {"shape": [3], "init": "normal", "seed": 0}},
+            "nodes": [{"name": "y", "op": "mul", "inputs": ["x", "u"]}, {"name": "l", "op": "sum", "inputs": ["y"]}]}
+    t = trace(TraceSpec.model_validate(spec))
+    torch.manual_seed(0)
+    np.testing.assert_array_equal(t.arrays["torch/value/x"], torch.randn(2, 3).numpy())
+    torch.manual_seed(3)
+    np.testing.assert_array_equal(t.arrays["torch/value/u"], torch.empty(3).uniform_(-2, 2).numpy())
+    pcg = np.random.Generator(np.random.PCG64(0)).normal(0, 1, size=3).astype(np.float32)
+    np.testing.assert_array_equal(t.arrays["torch/value/p"], pcg)  # the numpy default stays
+
+
+def test_the_api_compile_draws_nothing() -> None:
+    g = compile_spec(TraceSpec(program="torch.manual_seed(0)\nx = torch.randn(1000, 1000, requires_grad=True)\ny = x.sum()\n"))
+    assert g.leaves["x"].value is None and g.leaves["x"].shape == (1000, 1000)
+
+
+# ---- names, backward and the other habits ------------------------------------------------------
+
+MICROGRAD = """
+import torch
+a = torch.tensor(-4.0, requires_grad=True)
+b = torch.tensor(2.0, requires_grad=True)
+c = a + b
+d = a * b + b**3
+c += c + 1
+c += 1 + c + (-a)
+d += d * 2 + (b + a).relu()
+d += 3 * d + (b - a).relu()
+e = c - d
+f = e**2
+g = f / 2.0
+g += 10.0 / f
+g.backward()
+"""
+
+
+def test_micrograd_more_ops_and_a_name_means_its_last_binding() -> None:
+    t = traced(MICROGRAD, dtype="float64", engines=["torch", "reference", "numeric"])
+    r = t.result
+    assert r.output == "g" and r.nodes["g"].value.data == pytest.approx(24.70408163265306, rel=1e-14)
+    assert r.nodes["g@1"].value.data == pytest.approx(24.5, rel=1e-14)
+    assert r.nodes["a"].grad.data == pytest.approx(138.83381924198252, rel=1e-12)
+    assert r.nodes["b"].grad.data == pytest.approx(645.5772594752186, rel=1e-12)
+    assert {"c@1", "c@2", "c", "d@1", "d@2", "d"} <= set(r.nodes)
+    assert r.comparison.verdict == "agree"
+    # `output` names agree with the program: the last binding.
+    assert compile_spec(TraceSpec(program=MICROGRAD, output="g")).output == "g"
+    assert compile_spec(TraceSpec(program=MICROGRAD, output="c")).output == "c"
+
+
+@pytest.mark.parametrize(
+    ("tail", "grad"),
+    [
+        ("y.sum().backward()\n", [3.0, 3.0]),
+        ("loss = (y * y).mean()\nloss.backward()\n", [9.0, 18.0]),
+        ("y.backward(torch.ones(2))\n", [3.0, 3.0]),
+        ("y.backward(torch.ones_like(y))\n", [3.0, 3.0]),
+        ("y.backward(gradient=torch.tensor([1.0, 10.0]))\n", [3.0, 30.0]),
+        ("v = torch.tensor([0.5, 2.0])\ny.backward(v)\n", [1.5, 6.0]),
+        ("(y * 2).sum().backward(retain_graph=True)\n", [6.0, 6.0]),
+    ],
+)
+def test_backward_forms(tail: str, grad: list[float]) -> None:
+    t = traced("x = torch.tensor([1.0, 2.0], requires_grad=True)\ny = 3 * x\n" + tail)
+    np.testing.assert_allclose(t.arrays["torch/grad/x"], grad)
+    assert t.result.comparison.verdict == "agree"
+
+
+def test_nn_modules_sequential_losses_and_optimizer_lines(tmp_path: Path) -> None:
+    program = (
+        "import torch\nfrom torch import nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+        "net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))\n"
+        "bn = nn.BatchNorm1d(3)\nemb = nn.Embedding(5, 4)\nidx = torch.tensor([0, 3, 3, 1, 4])\n"
+        "x = emb(idx) + torch.randn(5, 4)\ny = torch.tensor([0, 2, 1, 1, 0])\ncriterion = nn.CrossEntropyLoss()\n"
+        "out = bn(net(x))\nloss = criterion(out, y) + nn.MSELoss()(out, torch.zeros(5, 3))\n"
+        "optimizer = torch.optim.SGD(net.parameters(), lr=0.1)\noptimizer.zero_grad()\nloss.backward()\noptimizer.step()\n"
+    )
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    assert {"net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias", "bn.weight", "bn.bias", "emb.weight"} <= set(t.result.parameters)
+    g = in_torch(program.replace("optimizer.step()\n", ""), tmp_path)  # step() would move the weights after backward
+    same_as_torch(t, g, ["net", "bn", "emb", "x", "out", "loss"])
+    np.testing.assert_allclose(t.arrays["torch/value/bn.running_mean"], g["bn"].running_mean.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(t.arrays["torch/value/bn.running_var"], g["bn"].running_var.numpy(), rtol=1e-6)
+    assert any("optimizer.step()" in n for n in t.result.notes)
+
+
+def test_no_grad_parameter_writes(tmp_path: Path) -> None:
+    program = (
+        "import torch\nimport torch.nn as nn\ntorch.manual_seed(1)\n"
+        "fc = nn.Linear(3, 2)\nconv = nn.Conv2d(1, 2, 3)\nln = nn.LayerNorm(2)\n"
+        "with torch.no_grad():\n"
+        "    fc.weight.copy_(torch.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]]))\n"
+        "    fc.bias.zero_()\n    nn.init.kaiming_uniform_(conv.weight, a=0.1)\n    conv.bias.fill_(0.25)\n"
+        "    ln.weight.data = torch.rand(2)\n    ln.bias.uniform_(-0.1, 0.1)\n"
+        "x = torch.randn(2, 3)\nimg = torch.randn(1, 1, 4, 4)\n"
+        "loss = ln(fc(x)).sum() + conv(img).pow(2).mean()\nloss.backward()\nprint(fc.weight.grad)\n"
+    )
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["fc", "conv", "ln", "loss"])
+    np.testing.assert_array_equal(t.arrays["torch/value/fc.weight"], [[1, 2, 3], [-1, 0.5, 0]])
+    assert t.result.comparison.verdict == "agree"
+
+
+def test_indexing_in_programs_matches_torch(tmp_path: Path) -> None:
+    program = (
+        "import torch\ntorch.manual_seed(2)\nx = torch.randn(4, 5, 3, requires_grad=True)\nidx = torch.tensor([2, 0, 2, 2])\n"
+        "a = x[0]\nb = x[:, 1:]\nc = x[::2, ..., -1]\nd = x[..., None]\ne = x[[0, 2, 2]]\nf = x[idx, 1:4:2]\n"
+        "g = x.index_select(1, idx) * 2\nh = torch.gather(x, 2, torch.tensor([[[0], [2], [2], [1], [0]]] * 4))\n"
+        "n = x.shape[0]\nk = x.view(n, -1)[1:3, ::4]\n"
+        "loss = a.sum() + (b ** 2).sum() + c.mean() + d.sum() + e.sum() + (f * f).sum() + g.sum() + h.sum() + k.sum()\n"
+        "loss.backward()\n"
+    )
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "a", "b", "c", "d", "e", "f", "g", "h", "k", "loss"])
+    assert t.result.nodes["a"].grad_fn == "SelectBackward0" and t.result.nodes["e"].grad_fn == "IndexBackward0"
+
+
+def test_chunk_unpacking_names_each_piece_and_shapes_fold() -> None:
+    t = traced(
+        "x = torch.randn(2, 6, requires_grad=True)\nq, k, v = x.chunk(3, dim=-1)\nB, C = x.shape\n"
+        "w = (q * k + v).reshape(B * 2, C // 6)\nm = w.max(dim=0).values\nloss = m.sum() + w[0].sum()\nloss.backward()\n"
+    )
+    assert {"q", "k", "v"} <= set(t.result.nodes) and t.result.nodes["q"].shape == [2, 2]
+    assert t.result.nodes["w"].shape == [4, 1]
+    assert t.result.comparison.verdict == "agree"
+
+
+def test_dropout_masks_follow_torch_and_eval_turns_them_off(tmp_path: Path) -> None:
+    program = (
+        "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(3)\n"
+        "x = torch.randn(4, 6, requires_grad=True)\ndrop = nn.Dropout(p=0.3)\n"
+        "y = F.dropout(x, 0.5) + drop(x)\nz = F.dropout(x, p=0.2, training=False)\nloss = (y * z).sum()\nloss.backward()\n"
+    )
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "y", "loss"])
+    assert "z" not in t.result.nodes  # dropout with training=False is the input itself, as in torch
+    off = traced("import torch.nn as nn\ndrop = nn.Dropout(0.5)\ndrop.eval()\nx = torch.randn(3, requires_grad=True)\ny = drop(x).sum()\n")
+    assert [n.op for n in off.result.nodes.values() if not n.is_leaf] == ["sum"]
+
+
+# ---- the two new examples, as programs and as model specs ---------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("example", ["resnet_block", "transformer_block"])
+def test_example_programs_equal_torch_and_finite_differences(example: str, dtype: str, tmp_path: Path) -> None:
+    program = (EXAMPLES / f"{example}.py").read_text()
+    t = traced(program, dtype=dtype, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree", [p.failures for p in t.result.comparison.pairs]
+    g = in_torch(program, tmp_path, dtype)
+    modules = [k for k, v in g.items() if isinstance(v, torch.nn.Module)]
+    same_as_torch(t, g, [*modules, "loss"] + (["x"] if example == "resnet_block" else []))  # the transformer rebinds x
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("example", ["resnet_block", "transformer_block"])
+def test_example_model_specs_agree_with_torch_and_finite_differences(example: str, dtype: str) -> None:
+    spec = TraceSpec.model_validate_json((EXAMPLES / f"{example}.json").read_text())
+    t = trace(spec.model_copy(update={"dtype": dtype}), inline_limit=10**6)
+    assert t.result.comparison.verdict == "agree", [p.failures for p in t.result.comparison.pairs]
+    assert "numeric" in t.result.engines
+
+
+def test_transformer_model_spec_is_nn_multiheadattention() -> None:
+    """The self_attention layer is nn.MultiheadAttention(batch_first=True) with a causal mask, parameters and all."""
+    t = trace(TraceSpec.model_validate_json((EXAMPLES / "transformer_block.json").read_text()), inline_limit=10**6)
+    torch.manual_seed(1)
+    x = torch.randn(1, 8, 16, requires_grad=True)
+    torch.manual_seed(0)
+    ln1, attn = torch.nn.LayerNorm(16), torch.nn.MultiheadAttention(16, 2, batch_first=True)
+    ln2, fc1, fc2 = torch.nn.LayerNorm(16), torch.nn.Linear(16, 64), (torch.nn.GELU(), torch.nn.Linear(64, 16))[1]
+    h = ln1(x)
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(8)
+    r1 = x + attn(h, h, h, attn_mask=mask, need_weights=False, is_causal=True)[0]
+    loss = (r1 + fc2(torch.nn.functional.gelu(fc1(ln2(r1))))).mean()
+    loss.backward()
+    np.testing.assert_array_equal(t.arrays["torch/value/attn.in_proj_weight"], attn.in_proj_weight.detach().numpy())
+    np.testing.assert_allclose(t.arrays["torch/value/loss"], loss.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(t.arrays["torch/grad/x"], x.grad.numpy(), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(t.arrays["torch/grad/attn.in_proj_weight"], attn.in_proj_weight.grad.numpy(), rtol=1e-4, atol=1e-7)
+
+
+# ---- what is rejected, and how -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("program", "line", "needle"),
+    [
+        ("import torch.nn as nn\nconv = nn.Conv2d(1, 1)\n", 2, "kernel_size"),
+        ("import torch.nn as nn\nrnn = nn.LSTM(3, 4)\n", 2, "unknown function 'nn.LSTM'"),
+        ("import torch.nn as nn\nfc = nn.Linear(3, 4, device='cuda', dtype=torch.float64)\n", 2, "nn.Linear"),
+        ("x = torch.rand(3, requires_grad=True)\nwith torch.no_grad():\n    y = x * 2\n", 3, "no_grad"),
+        ("x = torch.rand(3, requires_grad=True)\ny = x.sum()\ny.backward()\ny.backward()\n", 4, "twice"),
+        ("import torch.nn as nn\nl = nn.Linear(2, 2)\nn1 = nn.Sequential(l)\n", 3, "each used once"),
+        ("x = torch.rand(3, requires_grad=True)\ny = x.relu_()\n", 2, "in-place"),
+        ("x = torch.rand(3, requires_grad=True)\nx[0] = 1\n", 2, "in-place writes"),
+        ("x = torch.rand(3, requires_grad=True)\ny = (x * 2).requires_grad_()\n", 2, "not a leaf"),
+        ("x = torch.rand(3, requires_grad=True)\ny = x.item()\n", 2, "needs the tensor's value"),
+        ("import torch.nn as nn\nbn = nn.BatchNorm2d(3)\nbn.eval()\nx = torch.rand(2, 3, 4, 4, requires_grad=True)\ny = bn(x)\n",
+         5, "eval mode"),
+        ("x = torch.rand(2, 3, requires_grad=True)\ny = torch.where(x, x, 0.0)\n", 2, "bool"),
+        ("torch.manual_seed(0.5)\n", 1, "integer seed"),
+    ],
+)
+def test_unsupported_pytorch_is_rejected_with_its_line(program: str, line: int, needle: str) -> None:
+    with pytest.raises(SpecError) as info:
+        compile_spec(TraceSpec(program=program))
+    assert info.value.line == line, str(info.value)
+    assert needle in str(info.value)
