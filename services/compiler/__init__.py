@@ -4,10 +4,11 @@ made later, by services.materialize)."""
 from __future__ import annotations
 
 from services.compiler.build import GraphBuilder, Limits, RawNode, topo_order
+from services.compiler.creation import RANDOM
 from services.compiler.inputs import make_leaf
 from services.compiler.layers import Emitter
 from services.compiler.model import compile_model
-from services.compiler.program import RANDOM, compile_program
+from services.compiler.program import compile_program
 from services.errors import SpecError
 from services.ir import TORCH_DEFAULT_SEED, Graph, Stream
 from shared.spec import TraceSpec

@@ -50,10 +50,12 @@ class Emitter:
     loc: tuple[str | int, ...] = ()
     line: int | None = None
     col: int | None = None
+    texts: dict[str, str] = field(default_factory=dict)
+    """Source text to show for some nodes (a program's `conv(x)` for the call's output)."""
 
     def node(self, name: str, op: str, inputs: list[Input], args: dict[str, Any] | None = None, expr: str = "") -> str:
         """Check and add `name = op(*inputs, **args)`; returns its name."""
-        expr = expr or f"{op}({', '.join(str(i) for i in inputs)})"
+        expr = expr or self.texts.get(name) or f"{op}({', '.join(str(i) for i in inputs)})"
         self.builder.add(RawNode(name, op, list(inputs), args or {}, expr, self.line, self.col, self.loc))
         return name
 

@@ -1,0 +1,252 @@
+"""Tensors a program makes (torch.tensor, rand, randn, zeros, ...: leaves drawn on torch's generator in
+program order) and writes into leaves (`.data =`, copy_, zero_, uniform_, nn.init.*, nn.Parameter)."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import numpy as np
+
+from services.compiler.expressions import ExpressionCompiler, _is_const
+from services.compiler.inputs import infer_dtype, int_range, literal_array
+from services.compiler.values import DType, T, is_number
+from services.ir import Event, Leaf
+from services.materialize import INITS as NN_INIT
+from services.materialize import INPLACE as INPLACE_INIT
+
+CREATORS = {
+    "tensor", "rand", "randn", "randint", "zeros", "ones", "full", "arange", "linspace", "eye", "empty", "normal",
+    "rand_like", "randn_like", "zeros_like", "ones_like", "full_like", "empty_like", "randint_like",
+}
+"""torch functions that make a tensor (a leaf of the graph)."""
+RANDOM = {"rand", "randn", "randint", "normal", "rand_like", "randn_like", "randint_like"}
+"""Those that draw from torch's generator."""
+CREATOR_KWARGS = {"dtype", "requires_grad", "device", "fill_value", "steps"}
+
+__all__ = ["CREATORS", "INPLACE_INIT", "NN_INIT", "RANDOM", "TensorCreation"]
+
+
+class TensorCreation(ExpressionCompiler):
+    """Leaves the program creates, and in-place writes into them; each is an event in the torch stream."""
+
+    def sizes(self, args: list[ast.expr], node: ast.AST) -> list[int]:
+        """torch's *size arguments: ints, or one tuple/list/torch.Size."""
+        vals = [self.const(a) for a in args]
+        if len(vals) == 1 and isinstance(vals[0], list):
+            vals = vals[0]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals):
+            raise self.err(node, f"sizes must be non-negative integers, got {vals}")
+        return vals
+
+    def create(self, fn: str, node: ast.Call, name: str, into: Leaf | None = None) -> T:
+        """torch.tensor / rand / zeros / ... as a leaf, or written into an existing leaf (`into`)."""
+        kw = {k.arg: k.value for k in node.keywords}
+        unknown = set(kw) - CREATOR_KWARGS
+        if unknown:
+            raise self.err(node, f"torch.{fn}: unsupported argument(s) {sorted(unknown)}")
+        dt = self.const(kw["dtype"]) if "dtype" in kw else None
+        if dt is not None and (not isinstance(dt, DType) or dt.name not in ("float32", "float64", "int64")):
+            raise self.err(node, f"torch.{fn}: dtype must be torch.float32, torch.float64 or torch.int64")
+        dtype = dt.name if dt is not None else None
+        rg = bool(self.const(kw["requires_grad"])) if "requires_grad" in kw else False
+        args = list(node.args)
+        known: tuple[float, float] | None = None
+        value: np.ndarray | None = None
+        event_args: list[Any] = []
+        if fn == "tensor":
+            if len(args) != 1:
+                raise self.err(node, "torch.tensor takes one value")
+            data = self.const(args[0])
+            if not (is_number(data) or isinstance(data, (list, bool))):
+                raise self.err(node, "torch.tensor takes a number or a nested list of numbers")
+            dtype = dtype or infer_dtype(data) or self.dtype
+            value = literal_array(data, dtype, ("program",), self.builder.limits.max_tensor_elements)
+            shape = tuple(value.shape)
+            known = int_range(value)
+        elif fn.endswith("_like"):
+            like = self.tensor(args[0]) if args else None
+            if like is None:
+                raise self.err(node, f"torch.{fn} takes a tensor")
+            shape, fn = self.shape(like), fn[:-5]
+            dtype = dtype or (self.dtype_of(like) if self.dtype_of(like) != "bool" else self.dtype)
+            rest = [self.const(a) for a in args[1:]] + ([self.const(kw["fill_value"])] if "fill_value" in kw else [])
+            if fn == "full":
+                if len(rest) != 1 or not is_number(rest[0]):
+                    raise self.err(node, "torch.full_like takes a tensor and a fill value")
+                event_args, known = [list(shape), rest[0]], (float(rest[0]),) * 2
+            elif fn == "randint":
+                bounds = rest if len(rest) == 2 else [0, *rest]
+                if len(bounds) != 2 or not all(isinstance(b, int) for b in bounds) or bounds[1] <= bounds[0]:
+                    raise self.err(node, "torch.randint_like takes (tensor, high) or (tensor, low, high)")
+                event_args, known = [*bounds, list(shape)], (float(bounds[0]), float(bounds[1] - 1))
+            else:
+                event_args = [list(shape)]
+                known = (float(fn == "ones"),) * 2 if fn in ("zeros", "ones") else None
+        else:
+            shape, event_args, known, dtype = self.creator_args(fn, args, kw, node, dtype)
+        dtype = dtype or self.dtype
+        if rg and dtype not in ("float32", "float64"):
+            raise self.err(node, "only floating point tensors can require gradients")
+        size = int(np.prod(shape, dtype=np.int64))
+        if size > self.builder.limits.max_tensor_elements:
+            raise self.err(node, f"shape {list(shape)} has {size} elements, over the limit of {self.builder.limits.max_tensor_elements}")
+        call_text = self.src(node)
+        if into is not None:
+            if tuple(into.shape) != tuple(shape):
+                raise self.err(node, f"'{into.name}' has shape {list(into.shape)}, the new value {list(shape)}")
+            target = into.name
+            into.init = f"{call_text[:80]} (line {node.lineno})"
+        else:
+            leaf = Leaf(name, tuple(shape), dtype, rg, init=call_text[:80], expr=f"line {node.lineno}", value=value, known_range=known)
+            self.builder.add_leaf(leaf, ("program",))
+            target = name
+        if value is not None:
+            if into is not None:
+                self.stream.events.append(Event("assign", target, {"value": value}))
+        else:
+            self.stream.events.append(Event("tensor", target, {"fn": fn, "args": event_args, "dtype": dtype}))
+        return T(target)
+
+    def creator_args(
+        self, fn: str, args: list[ast.expr], kw: dict[str, ast.expr], node: ast.Call, dtype: str | None
+    ) -> tuple[tuple[int, ...], list[Any], tuple[float, float] | None, str | None]:
+        """Shape, the torch call's positional arguments, the known value range and dtype of a creator."""
+        known: tuple[float, float] | None = None
+        if fn in ("rand", "randn", "zeros", "ones", "empty"):
+            shape = tuple(self.sizes(args, node))
+            if fn in ("zeros", "ones"):
+                known = (float(fn == "ones"),) * 2
+            return shape, [list(shape)], known, dtype
+        if fn == "full":
+            if len(args) + ("fill_value" in kw) < 2:
+                raise self.err(node, "torch.full takes a size and a fill value")
+            shape = tuple(self.sizes(args[:1], node))
+            v = self.const(args[1]) if len(args) > 1 else self.const(kw["fill_value"])
+            if not is_number(v):
+                raise self.err(node, "torch.full: fill_value must be a number")
+            dtype = dtype or ("int64" if isinstance(v, int) else None)
+            return shape, [list(shape), v], (float(v), float(v)), dtype
+        if fn == "randint":
+            vals = [self.const(a) for a in args]
+            if len(vals) == 2:
+                vals = [0, *vals]
+            if len(vals) != 3 or not all(isinstance(v, int) for v in vals[:2]) or vals[1] <= vals[0]:
+                raise self.err(node, "torch.randint takes (low, high, size) or (high, size) with high > low")
+            shape = tuple(self.sizes([args[-1]], node))
+            return shape, [vals[0], vals[1], list(shape)], (float(vals[0]), float(vals[1] - 1)), dtype or "int64"
+        if fn == "arange":
+            vals = [self.const(a) for a in args]
+            if not 1 <= len(vals) <= 3 or not all(is_number(v) for v in vals):
+                raise self.err(node, "torch.arange takes (end), (start, end) or (start, end, step) numbers")
+            start, end, step = (0, vals[0], 1) if len(vals) == 1 else (*vals, 1)[:3]
+            if step == 0:
+                raise self.err(node, "torch.arange: step must not be 0")
+            n = max(0, int(np.ceil((end - start) / step)))
+            ints = all(isinstance(v, int) for v in vals)
+            known = (float(min(start, start + step * (n - 1))), float(max(start, start + step * (n - 1)))) if n else None
+            return (n,), list(vals), known, dtype or ("int64" if ints else None)
+        if fn == "linspace":
+            vals = [self.const(a) for a in args] + [self.const(kw["steps"])] * ("steps" in kw)
+            if len(vals) != 3 or not isinstance(vals[2], int) or vals[2] < 0:
+                raise self.err(node, "torch.linspace takes (start, end, steps)")
+            return (vals[2],), vals, None, dtype
+        if fn == "eye":
+            vals = [self.const(a) for a in args]
+            if not 1 <= len(vals) <= 2 or not all(isinstance(v, int) and v >= 0 for v in vals):
+                raise self.err(node, "torch.eye takes (n) or (n, m)")
+            return (vals[0], vals[-1]), vals, (0.0, 1.0), dtype
+        if fn == "normal":
+            vals = [self.const(a) for a in args]
+            if len(vals) != 3 or not is_number(vals[0]) or not is_number(vals[1]):
+                raise self.err(node, "torch.normal takes (mean, std, size) numbers here")
+            shape = tuple(self.sizes([args[2]], node))
+            return shape, [vals[0], vals[1], list(shape)], None, dtype
+        raise self.err(node, f"torch.{fn} is not supported")
+
+    # ---- writes into leaves: parameters and fresh tensors -------------------------------------
+
+    def leaf_target(self, target: ast.expr, stmt: ast.AST) -> T:
+        """The leaf an attribute target names: `conv.weight.data`, `conv.weight`, `x.data`."""
+        node = target.value if isinstance(target, ast.Attribute) and target.attr == "data" else target
+        v = self.expr(node)
+        if not isinstance(v, T) or v.name not in self.builder.leaves:
+            raise self.err(stmt, f"'{self.src(node)[:60]}' is not a parameter or a tensor the program made: it cannot be written")
+        return v
+
+    def attribute_write(self, target: ast.Attribute, value: ast.expr, stmt: ast.stmt) -> None:
+        """`conv.weight.data = torch.rand(...)`, `conv.weight = nn.Parameter(...)`, `w.requires_grad = False`."""
+        if target.attr == "requires_grad":
+            t = self.tensor(target.value)
+            try:
+                self.builder.set_requires_grad(t.name, bool(self.const(value)))
+            except ValueError as e:
+                raise self.err(stmt, str(e)) from None
+            return
+        t = self.leaf_target(target, stmt)
+        self.write(t, value, stmt)
+
+    def write(self, t: T, value: ast.expr, stmt: ast.AST) -> None:
+        """Set leaf `t` from a tensor-creating call or another leaf: an event in the torch stream, in order."""
+        leaf = self.builder.leaves[t.name]
+        if isinstance(value, ast.Call) and self.dotted(value.func) == "nn.Parameter" and value.args:
+            value = value.args[0]
+        path = self.dotted(value.func) if isinstance(value, ast.Call) else None
+        if path is not None and path.startswith("torch.") and path[6:] in CREATORS:
+            self.create(path[6:], value, leaf.name, into=leaf)
+            return
+        src = self.expr(value)
+        if isinstance(src, T) and src.name in self.builder.leaves:
+            if self.shape(src) != leaf.shape:
+                raise self.err(stmt, f"'{leaf.name}' has shape {list(leaf.shape)}, the new value {list(self.shape(src))}")
+            self.stream.events.append(Event("assign", leaf.name, {"source": src.name}))
+            leaf.init = f"{self.src(value)[:60]} (line {getattr(stmt, 'lineno', '?')})"
+            return
+        if is_number(src):
+            self.stream.events.append(Event("inplace", leaf.name, {"method": "fill_", "args": [src]}))
+            return
+        raise self.err(stmt, "a parameter can be set from torch.tensor/rand/zeros/... or another leaf tensor, not a computed one")
+
+    def leaf_write(self, t: T, method: str, node: ast.Call) -> None:
+        """p.uniform_(a, b), p.zero_(), p.fill_(v), p.copy_(src): in-place writes into a leaf."""
+        if t.name not in self.builder.leaves:
+            raise self.err(node, f"in-place .{method}() on '{t.name}', the result of an operation, is not traced")
+        if method == "copy_":
+            if len(node.args) != 1:
+                raise self.err(node, "copy_ takes one tensor")
+            self.write(t, node.args[0], node)
+            return
+        args = [self.const(a) for a in node.args]
+        kwargs = {k.arg: self.const(k.value) for k in node.keywords}
+        if not all(is_number(v) for v in [*args, *kwargs.values()]):
+            raise self.err(node, f".{method}() takes numbers here")
+        self.stream.events.append(Event("inplace", t.name, {"method": method, "args": args, "kwargs": kwargs}))
+
+    def nn_init(self, fn: str, call: ast.Call) -> None:
+        """nn.init.kaiming_uniform_(conv.weight, a=...) and friends, replayed with torch."""
+        if fn not in NN_INIT or not call.args:
+            raise self.err(call, f"nn.init.{fn} is not supported (supported: {', '.join(sorted(NN_INIT))})")
+        t = self.tensor(call.args[0])
+        if t.name not in self.builder.leaves:
+            raise self.err(call, f"nn.init.{fn} on '{t.name}', the result of an operation")
+        args = [self.const(a) for a in call.args[1:]]
+        kwargs = {k.arg: self.const(k.value) for k in call.keywords}
+        if not all(_is_const(v) and not isinstance(v, DType) for v in [*args, *kwargs.values()]):
+            raise self.err(call, f"nn.init.{fn} takes constant arguments")
+        self.stream.events.append(Event("init", t.name, {"fn": fn, "args": args, "kwargs": kwargs}))
+
+    def parameter(self, node: ast.Call) -> T:
+        """nn.Parameter(torch.randn(...)): the leaf, requiring grad, as a parameter."""
+        if len(node.args) != 1:
+            raise self.err(node, "nn.Parameter takes one tensor")
+        t = self.tensor(node.args[0])
+        if t.name not in self.builder.leaves:
+            raise self.err(node, "nn.Parameter of a computed tensor: create it with torch.randn/zeros/tensor(...)")
+        flag = self.const(node.keywords[0].value) if node.keywords and node.keywords[0].arg == "requires_grad" else True
+        try:
+            self.builder.set_requires_grad(t.name, bool(flag))
+        except ValueError as e:
+            raise self.err(node, str(e)) from None
+        self.builder.leaves[t.name].kind = "parameter"
+        return t
+

@@ -1,0 +1,113 @@
+"""nn modules in a program: construction (arguments checked, parameters drawn in program order), paths
+('net.0' inside a Sequential) that name their parameters as torch does, and calls that add the layer's nodes."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from services.compiler.expressions import ExpressionCompiler
+from services.compiler.layers import BY_MODULE, LAYERS, Call, Emitter, add_params, param_event
+from services.compiler.values import DType, ModuleInst, T, Value, is_number
+from shared.spec import DropoutLayer
+
+
+class ModuleCalls(ExpressionCompiler):
+    """nn.Conv2d(...), nn.Sequential(...), conv(x), F.dropout(x)."""
+
+    def construct(self, cls: str, node: ast.Call) -> ModuleInst:
+        """nn.Conv2d(...), nn.Sequential(...): arguments checked now, parameters drawn in program order."""
+        if cls == "Sequential":
+            if node.keywords:
+                raise self.err(node, "nn.Sequential takes modules as positional arguments")
+            children = [self.expr(a) for a in node.args]
+            if not all(isinstance(c, ModuleInst) and c.path is None for c in children):
+                raise self.err(node, "nn.Sequential takes new modules (nn.Linear(...), ...), each used once")
+            return ModuleInst(None, None, children=children)
+        d = BY_MODULE[cls]
+        names = d.positional()
+        if len(node.args) > len(names):
+            raise self.err(node, f"nn.{cls} takes at most {len(names)} positional arguments")
+        data: dict[str, Any] = dict(zip(names, (self.const(a) for a in node.args), strict=False))
+        for k in node.keywords:
+            if k.arg in data:
+                raise self.err(k.value, f"nn.{cls}: '{k.arg}' given twice")
+            data[k.arg] = self.const(k.value)
+        if "type" in d.schema.model_fields:
+            data["type"] = d.type
+        try:
+            cfg = d.schema.model_validate(data)
+            event = param_event(d, cfg, self.dtype)
+        except ValueError as e:
+            errors = getattr(e, "errors", None)
+            msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errors()) if callable(errors) else str(e)
+            raise self.err(node, f"nn.{cls}: {msg}") from None
+        if event is not None:
+            self.stream.events.append(event)
+        return ModuleInst(d, cfg, event=event)
+
+    def ensure_path(self, m: ModuleInst, name: str | None) -> None:
+        """Give a module its path (its variable, 'net.0' inside a Sequential) and its parameter leaves."""
+        if m.path is not None:
+            return
+        m.path = name or self.fresh(m.kind)
+        if m.layer is not None:
+            m.params = add_params(m.layer, m.cfg, m.path, self.dtype, m.event, self.builder, ("program",))
+        for i, child in enumerate(m.children):
+            self.ensure_path(child, f"{m.path}.{i}")
+
+    def module_cast(self, m: ModuleInst, how: str, node: ast.Call) -> ModuleInst:
+        """model.float() / model.double() / model.to(dtype): only to the spec's dtype (the default dtype)."""
+        want = {"float": "float32", "double": "float64"}.get(how)
+        if how == "to":
+            dts = [v for v in (self.const(a) for a in node.args) if isinstance(v, DType)]
+            want = dts[0].name if dts else self.dtype
+        if want != self.dtype:
+            raise self.err(node, f"modules are built in the spec's dtype ({self.dtype}); set \"dtype\": \"{want}\" in the spec")
+        return m
+
+    def module_call(self, m: ModuleInst, node: ast.Call) -> Value:
+        """Apply a module: its layer's nodes (a Sequential: each child's, named by the child's path)."""
+        self.ensure_path(m, None)
+        if node.keywords:
+            raise self.err(node, f"{m.kind}(...) takes tensors positionally")
+        inputs = [self.tensor(a) for a in node.args]
+        out_name = self.name_for(node) if node is self.stmt_expr and self.stmt_name else self.fresh(f"{m.path}.out")
+        return T(self.apply_module(m, [i.name for i in inputs], out_name, node))
+
+    def apply_module(self, m: ModuleInst, inputs: list[str], out: str, node: ast.Call, text: str | None = None) -> str:
+        """Add the module's nodes for these inputs; `text` is what the output's expression shows."""
+        assert m.path is not None
+        if m.layer is None:
+            x = inputs
+            for k, child in enumerate(m.children):
+                assert child.path is not None
+                name = out if k == len(m.children) - 1 else self.fresh(f"{child.path}.out")
+                x = [self.apply_module(child, x, name, node, f"{child.path}({x[0]})")]
+            return x[0]
+        d = m.layer
+        if len(inputs) < d.min_inputs or (d.max_inputs is not None and len(inputs) > d.max_inputs):
+            raise self.err(node, f"{m.kind} takes {d.min_inputs if d.max_inputs == d.min_inputs else 'more'} tensor input(s), got {len(inputs)}")
+        if self.no_grad:
+            raise self.err(node, "module calls inside torch.no_grad() are not traced")
+        e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1,
+                    texts={out: text or self.src(node)})
+        return d.emit(e, Call(m.cfg, m.params, inputs, out, m.path, m.training))
+
+    def dropout(self, node: ast.Call) -> T:
+        """F.dropout(x, p=0.5, training=True): training mode draws torch's mask; otherwise x itself."""
+        names = ("input", "p", "training", "inplace")
+        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        if set(given) - set(names) or "input" not in given:
+            raise self.err(node, "F.dropout takes (input, p=0.5, training=True, inplace=False)")
+        x = self.tensor(given["input"])
+        p = self.const(given["p"]) if "p" in given else 0.5
+        training = bool(self.const(given["training"])) if "training" in given else True
+        if not is_number(p) or not 0 <= p <= 1:
+            raise self.err(node, f"dropout probability has to be between 0 and 1, but got {p!r}")
+        name = self.name_for(node)
+        e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1)
+        cfg = DropoutLayer(type="dropout", p=float(p))
+        return T(LAYERS["dropout"].emit(e, Call(cfg, {}, [x.name], name, name, training)))
+
+
