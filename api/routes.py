@@ -37,6 +37,7 @@ from shared.job import (
     NodeTensor,
     Readiness,
 )
+from shared.result import GraphView
 from shared.settings import Settings
 from shared.spec import TraceSpec
 from worker.celery_app import RUN_JOB, count_workers
@@ -211,7 +212,7 @@ def get_node(path: NodePath, query: NodeQuery) -> Response:
                                     dtype=str(a.dtype), data=data))
 
 
-@jobs.get("/jobs/<job_id>/graph", responses={200: {"description": "SVG, DOT source or JSON"}, 409: ErrorBody, 422: ErrorBody})
+@jobs.get("/jobs/<job_id>/graph", responses={200: GraphView, 409: ErrorBody, 422: ErrorBody})
 def get_graph(path: JobPath, query: GraphQuery) -> Response:
     """The backward graph, each edge labelled with the gradient that flowed along it."""
     try:
@@ -222,7 +223,7 @@ def get_graph(path: JobPath, query: GraphQuery) -> Response:
     if result is None:
         return error(409, str(JobNotReady(rec.status)))
     if query.format == "json":
-        return current_app.json.response(graph_json(result))
+        return json_response(graph_json(result))
     mimetype = "image/svg+xml" if query.format == "svg" else "text/vnd.graphviz"
     return Response(render(result, query.format), mimetype=mimetype)
 

@@ -7,7 +7,7 @@ from typing import Any
 import graphviz
 import numpy as np
 
-from shared.result import TensorData, TraceResult
+from shared.result import GraphEdge, GraphNode, GraphView, TensorData, TraceResult
 
 
 def as_array(td: TensorData) -> np.ndarray:
@@ -39,17 +39,14 @@ def short(td: TensorData | None, width: int = 24) -> str:
     return f"{td.shape} [{s.min:.3g}, {s.max:.3g}]" if s and s.min is not None and s.max is not None else str(td.shape)
 
 
-def graph_json(result: TraceResult) -> dict[str, Any]:
+def graph_json(result: TraceResult) -> GraphView:
     """Nodes and edges with the numbers on them, for programs that draw their own pictures."""
-    return {
-        "output": result.output,
-        "nodes": [
-            {"name": k, "op": n.op, "expr": n.expr, "shape": n.shape, "grad_fn": n.grad_fn, "is_leaf": n.is_leaf,
-             "value": n.value.model_dump() if n.value else None, "grad": n.grad.model_dump() if n.grad else None}
-            for k, n in result.nodes.items()
-        ],
-        "edges": [{"src": e.src, "dst": e.dst, "grad": e.grad.model_dump() if e.grad else None} for e in result.edges],
-    }
+    return GraphView(
+        output=result.output,
+        nodes=[GraphNode(name=k, op=n.op, expr=n.expr, shape=n.shape, grad_fn=n.grad_fn, is_leaf=n.is_leaf,
+                         value=n.value, grad=n.grad) for k, n in result.nodes.items()],
+        edges=[GraphEdge(src=e.src, dst=e.dst, grad=e.grad) for e in result.edges],
+    )
 
 
 def to_dot(result: TraceResult) -> graphviz.Digraph:

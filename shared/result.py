@@ -183,3 +183,32 @@ class TraceResult(JsonModel):
     anomalies: list[Anomaly] = Field(default_factory=list, description="Non-finite origins, in the order they arise.")
     health: dict[str, GradHealth] = Field(default_factory=dict, description="Per leaf and parameter that has a grad.")
     notes: list[str] = Field(default_factory=list, description="Lines of the program accepted but not traced, and the like.")
+
+
+class GraphNode(JsonModel):
+    """A node of the backward graph with the numbers on it."""
+
+    name: str
+    op: str
+    expr: str
+    shape: list[int]
+    grad_fn: str | None = None
+    is_leaf: bool
+    value: TensorData | None = None
+    grad: TensorData | None = None
+
+
+class GraphEdge(JsonModel):
+    """The gradient that flowed from `dst` back into `src`."""
+
+    src: str
+    dst: str
+    grad: TensorData | None = None
+
+
+class GraphView(JsonModel):
+    """The backward graph as data, for programs that draw their own pictures."""
+
+    output: str
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]

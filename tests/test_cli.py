@@ -62,3 +62,47 @@ def test_disagreement_exits_1(tmp_path: Path) -> None:
     res = runner.invoke(app, ["run", str(spec)])
     assert res.exit_code == 1
     assert "disagree" in res.stdout
+
+
+def test_show_prints_a_node_in_full_as_torch_does(tmp_path: Path) -> None:
+    prog = tmp_path / "p.py"
+    prog.write_text("x = torch.tensor([1.0, 0.0, 2.0], requires_grad=True)\nidx = torch.tensor([2, 0])\n"
+                    "y = torch.log(x)\nz = (y[idx] * 2).sum()\n")
+    res = runner.invoke(app, ["run", str(prog), "--show", "y", "--show", "idx"])
+    assert res.exit_code == 0, res.output
+    assert "tensor([0.0000,   -inf, 0.6931])" in res.stdout  # torch's own formatting, -inf as torch prints it
+    assert "tensor([2, 0])" in res.stdout  # int64 as integers
+    assert "non-finite values" in res.stdout and "log gives -inf at y[1]: x[1] = 0" in res.stdout
+    assert runner.invoke(app, ["run", str(prog), "--fail-on-nonfinite"]).exit_code == 1
+    res = runner.invoke(app, ["run", str(prog), "--show", "nope"])
+    assert res.exit_code == 2 and "no node named 'nope'" in res.stderr
+    full = runner.invoke(app, ["run", str(EXAMPLES / "chain_rule.py"), "--full"])
+    assert full.exit_code == 0 and full.stdout.count("value (torch): tensor(") == 9
+
+
+def test_numeric_table_says_how_many_elements_were_checked(tmp_path: Path) -> None:
+    spec = tmp_path / "big.json"
+    spec.write_text(json.dumps({
+        "inputs": {"x": {"shape": [10, 10], "init": "normal"}},
+        "nodes": [{"name": "y", "op": "tanh", "inputs": ["x"]}, {"name": "s", "op": "sum", "inputs": ["y"]}],
+        "engines": ["torch", "reference", "numeric"], "numeric": {"max_elements_per_leaf": 7},
+    }))
+    res = runner.invoke(app, ["run", str(spec)])
+    assert res.exit_code == 0, res.output
+    assert "7 of 100 leaf elements checked" in res.stdout
+    data = json.loads(runner.invoke(app, ["run", str(spec), "--json"]).stdout)
+    g = data["nodes"]["x"]["numeric"]["grad"]
+    flat = [v for row in g["data"] for v in row]
+    assert g["checked"] == 7 and sum(v is not None for v in flat) == 7  # null marks an element not checked
+    assert data["health"]["x"]["vanishing"] is False and data["health"]["x"]["grad_norm"] > 0
+
+
+def test_vanishing_and_exploding_gradients_are_flagged(tmp_path: Path) -> None:
+    prog = tmp_path / "h.py"
+    prog.write_text("a = torch.tensor([1.0, 2.0], requires_grad=True)\nb = torch.tensor([3.0], requires_grad=True)\n"
+                    "y = (a * 1e-9).sum() + (b * 1e5).sum()\n")
+    res = runner.invoke(app, ["run", str(prog)])
+    assert res.exit_code == 0 and "vanishing" in res.stdout and "exploding" in res.stdout
+    health = json.loads(runner.invoke(app, ["run", str(prog), "--json"]).stdout)["health"]
+    assert health["a"]["vanishing"] and not health["a"]["exploding"]
+    assert health["b"]["exploding"] and health["b"]["ratio"] == 1e5 / 3

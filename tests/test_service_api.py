@@ -262,3 +262,39 @@ def test_long_polls_leave_threads_for_other_requests(api_for: Any, settings_for:
     assert few.client.delete(f"/v1/jobs/{job_id}").status_code == 202
     waiter.join(30)
     assert first["r"].status_code == 404
+
+
+def _strict(raw: bytes) -> Any:
+    """JSON that a strict parser accepts: no bare NaN or Infinity tokens."""
+    def refuse(token: str) -> Any:
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    return json.loads(raw, parse_constant=refuse)
+
+
+def test_non_finite_values_round_trip_over_http(api: Any) -> None:
+    """log(0) is -inf: the result keeps it (as '-Infinity'), says where it started, and .npy has the float."""
+    program = ("x = torch.tensor([1.0, 0.0, 2.0], requires_grad=True)\ny = torch.log(x)\n"
+               "z = (y * w).sum()\n")
+    spec = {"program": program, "inputs": {"w": {"value": [2.0, "NaN", "Infinity"], "requires_grad": False}}}
+    job_id = api.submit(spec)
+    raw = api.client.get(f"/v1/jobs/{job_id}?wait=30").data
+    job = _strict(raw)
+    assert job["status"] == "succeeded", job
+    nodes = job["result"]["nodes"]
+    assert nodes["y"]["value"]["data"][:2] == [0.0, "-Infinity"]
+    assert nodes["w"]["value"]["data"][1:] == ["NaN", "Infinity"]
+    assert nodes["z"]["value"]["data"] == "NaN"
+    first = [a for a in job["result"]["anomalies"] if a["phase"] == "forward"]
+    assert [(a["node"], a["index"]) for a in first] == [("w", [1]), ("y", [1])]
+    assert first[1]["op"] == "log" and first[1]["inputs"] == {"x": 0.0} and first[1]["value"] == "-Infinity"
+    r = api.client.get(f"/v1/jobs/{job_id}/nodes/y")
+    assert _strict(r.data)["data"][1] == "-Infinity"
+    r = api.client.get(f"/v1/jobs/{job_id}/nodes/y?format=npy")
+    assert np.load(io.BytesIO(r.data), allow_pickle=False)[1] == -np.inf
+    from shared.result import TraceResult
+
+    result = TraceResult.model_validate(job["result"])  # the client model reads the strings back as floats
+    assert result.nodes["y"].value.data[1] == -np.inf and np.isnan(result.nodes["z"].value.data)
+    graph = api.client.get(f"/v1/jobs/{job_id}/graph?format=json")
+    assert graph.status_code == 200 and _strict(graph.data)["output"] == "z"
