@@ -15,7 +15,7 @@ def as_array(td: TensorData) -> np.ndarray:
     if td.dtype.startswith(("int", "uint", "bool")):
         return np.array(td.data, dtype=td.dtype).reshape(td.shape)
     data = td.data if td.checked is None else _none_to_nan(td.data)
-    return np.array(data, dtype=np.float64).reshape(td.shape)
+    return np.array(data, dtype=np.float64).reshape(td.shape).astype(td.dtype)
 
 
 def _none_to_nan(data: Any) -> Any:

@@ -157,3 +157,19 @@ def test_unreachable_api_exits_3_without_traceback() -> None:
     assert res.exit_code == 3
     assert "cannot reach the gradtrace API" in res.stderr
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_graph_and_cancel_commands(api_url: str, chain_job: str, tmp_path: Path) -> None:
+    svg, js = tmp_path / "g.svg", tmp_path / "g.json"
+    res = cli(api_url, "graph", chain_job, "--svg", str(svg), "--json", str(js))
+    assert res.exit_code == 0, res.output
+    assert "<svg" in svg.read_text() and json.loads(js.read_text())["output"] == "gx"
+    assert cli(api_url, "graph", chain_job).exit_code == 2  # no file asked for
+    res = cli(api_url, "fetch", chain_job, "x")
+    assert "tensor(2.)" in res.stdout  # printed as torch prints it
+    other = cli(api_url, "submit", str(EXAMPLES / "chain_rule.py")).stdout.strip()
+    wait_for(lambda: httpx.get(f"{api_url}/v1/jobs/{other}").json()["status"] == "succeeded", 60, "the job")
+    res = cli(api_url, "cancel", other)
+    assert res.exit_code == 0 and "results are deleted" in res.stderr
+    res = cli(api_url, "cancel", other)
+    assert res.exit_code == 3 and "no job" in res.stderr
