@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from celery import Celery
@@ -12,9 +13,10 @@ from flask import Response, current_app, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
+from services import listing
 from services.compiler import Limits, compile_spec
 from services.errors import SpecError
-from services.graph import graph_json, render
+from services.graph import render
 from services.jobs import check_keep
 from services.store import (
     IdempotencyConflict,
@@ -25,7 +27,6 @@ from services.store import (
     TensorNotFound,
     TensorNotKept,
 )
-from services.trace import paused_gc
 from shared.codec import encode, to_npy
 from shared.job import (
     ErrorBody,
@@ -37,7 +38,7 @@ from shared.job import (
     NodeTensor,
     Readiness,
 )
-from shared.result import GraphView
+from shared.result import GraphView, NodePage
 from shared.settings import Settings
 from shared.spec import TraceSpec
 from worker.celery_app import RUN_JOB, count_workers
@@ -112,15 +113,28 @@ class NodeQuery(BaseModel):
 
 
 class GraphQuery(BaseModel):
-    """How to draw the graph."""
+    """How to draw the graph, and which part of it."""
 
     format: Literal["svg", "dot", "json"] = "svg"
+    around: str | None = Field(None, description="Only the nodes near this one (default: the whole graph if it fits).")
+    depth: int = Field(2, ge=0, le=1_000_000, description="Hops from `around` (or from the output, for a graph over max_nodes).")
+    max_nodes: int = Field(300, ge=1, le=5000, description="At most this many nodes, nearest first.")
+
+
+class NodeListQuery(BaseModel):
+    """Which page of the node listing."""
+
+    offset: int = Field(0, ge=0)
+    limit: int = Field(100, ge=1, le=1000)
+    filter: listing.Filter = Field("all", description="all, disagree (engines differ), nonfinite, leaves, params.")
+    q: str | None = Field(None, max_length=200, description="Only nodes whose name contains this (case-insensitive).")
 
 
 def links(job_id: str) -> JobLinks:
     """The job's URLs."""
     nodes = url_for("jobs.get_node", job_id=job_id, name="_")[:-1]
-    return JobLinks(self=url_for("jobs.get_job", job_id=job_id), graph=url_for("jobs.get_graph", job_id=job_id), nodes=nodes)
+    return JobLinks(self=url_for("jobs.get_job", job_id=job_id), graph=url_for("jobs.get_graph", job_id=job_id), nodes=nodes,
+                    node_list=url_for("jobs.list_nodes", job_id=job_id))
 
 
 @jobs.post("/jobs", responses={202: JobCreated, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody})
@@ -128,8 +142,7 @@ def submit(body: TraceSpec, header: SubmitHeader) -> Response:
     """Submit a spec: validated and compiled now, traced by a worker; poll the Location it returns."""
     s = svc()
     try:
-        with paused_gc():  # compiling a large graph allocates many acyclic objects
-            check_keep(compile_spec(body, Limits.from_settings(s.settings)))
+        check_keep(compile_spec(body, Limits.from_settings(s.settings)))  # shapes only: nothing is drawn here
     except SpecError as e:
         return error(422, [e.to_dict()])
     except (ValueError, TypeError, LookupError, ArithmeticError) as e:
@@ -159,13 +172,14 @@ def view(rec: JobRecord) -> JobView:
 
 
 def view_json(rec: JobRecord) -> str:
-    """The JobView as JSON, with the stored result and manifest JSON spliced in as they are: they were
-    written in the TraceResult and Manifest schemas, and parsing and re-serialising a large result costs
+    """The JobView as JSON, with the stored summary, result and manifest JSON spliced in as they are: they were
+    written in the ResultSummary, TraceResult and Manifest schemas, and parsing and re-serialising them costs
     more than the request."""
-    if rec.status != "succeeded" or rec.result_json is None:
+    if rec.status != "succeeded" or rec.summary_json is None:
         return view(rec).model_dump_json()
-    body = view(rec).model_dump_json(exclude={"result", "manifest"})
-    return f'{body[:-1]},"result":{rec.result_json},"manifest":{rec.manifest_json or "null"}}}'
+    body = view(rec).model_dump_json(exclude={"summary", "result", "manifest"})
+    return (f'{body[:-1]},"summary":{rec.summary_json},"result":{rec.result_json or "null"},'
+            f'"manifest":{rec.manifest_json or "null"}}}')
 
 
 @jobs.get("/jobs/<job_id>", responses={200: JobView, 422: ErrorBody})
@@ -175,14 +189,15 @@ def get_job(path: JobPath, query: JobQuery) -> Response:
     With `?wait=S` the answer waits (up to S seconds) for the job to finish: one request instead of polling.
     At most GRADTRACE_API_THREADS - 2 requests per process wait at once; beyond that the answer is immediate."""
     s = svc()
+    bulk = ("summary", "result", "manifest")
     try:
-        rec = s.store.get(path.job_id)
+        rec = s.store.get(path.job_id, *bulk)
         if query.wait > 0 and rec.status in ("queued", "running") and s.waiters.acquire(blocking=False):
             try:  # no free slot: answer at once, the client asks again
                 s.store.wait(path.job_id, query.wait)
             finally:
                 s.waiters.release()
-            rec = s.store.get(path.job_id)
+            rec = s.store.get(path.job_id, *bulk)
         return Response(view_json(rec), mimetype="application/json")
     except JobNotFound as e:
         return error(404, str(e))
@@ -212,20 +227,45 @@ def get_node(path: NodePath, query: NodeQuery) -> Response:
                                     dtype=str(a.dtype), data=data))
 
 
-@jobs.get("/jobs/<job_id>/graph", responses={200: GraphView, 409: ErrorBody, 422: ErrorBody})
-def get_graph(path: JobPath, query: GraphQuery) -> Response:
-    """The backward graph, each edge labelled with the gradient that flowed along it."""
+@jobs.get("/jobs/<job_id>/nodes", responses={200: NodePage, 409: ErrorBody, 422: ErrorBody})
+def list_nodes(path: JobPath, query: NodeListQuery) -> Response:
+    """A page of the job's nodes in graph order, filtered, with their numbers (for graphs of any size)."""
+    s = svc()
     try:
-        rec = svc().store.get(path.job_id)
+        table = s.store.table(path.job_id)
+        rows = listing.select(table, query.filter, query.q)
+        fetch = partial(s.store.tensors, path.job_id, s.store.get(path.job_id).data or "")
+        return json_response(listing.page(table, rows, query.offset, query.limit, fetch))
     except JobNotFound as e:
         return error(404, str(e))
-    result = rec.result() if rec.status == "succeeded" else None
-    if result is None:
-        return error(409, str(JobNotReady(rec.status)))
+    except JobNotReady as e:
+        return error(409, str(e))
+
+
+@jobs.get("/jobs/<job_id>/graph", responses={200: GraphView, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody})
+def get_graph(path: JobPath, query: GraphQuery) -> Response:
+    """The backward graph, each edge labelled with the gradient that flowed along it: JSON (GraphView), DOT
+    or SVG. With `around`, only the nodes within `depth` hops of that node (each says how many neighbours it hides)."""
+    s = svc()
+    try:
+        table = s.store.table(path.job_id)
+        data = s.store.get(path.job_id).data or ""
+    except JobNotFound as e:
+        return error(404, str(e))
+    except JobNotReady as e:
+        return error(409, str(e))
+    if query.around is not None and query.around not in table.index:
+        return error(404, f"no node named '{query.around}'")
+    whole = query.around is None and len(table.names) <= query.max_nodes
+    rows = None if whole else listing.around(table, query.around, query.depth, query.max_nodes)
+    view_ = listing.graph_view(table, rows, partial(s.store.tensors, path.job_id, data))
     if query.format == "json":
-        return json_response(graph_json(result))
+        return json_response(view_)
+    if len(view_.nodes) > s.settings.graph_draw_nodes:
+        return error(413, f"{len(view_.nodes)} nodes are too many to draw (at most {s.settings.graph_draw_nodes}): use "
+                          "format=json, around=NODE with a small depth, or the web page")
     mimetype = "image/svg+xml" if query.format == "svg" else "text/vnd.graphviz"
-    return Response(render(result, query.format), mimetype=mimetype)
+    return Response(render(view_, query.format), mimetype=mimetype)
 
 
 @jobs.delete("/jobs/<job_id>", responses={202: JobDeleted, 204: None})

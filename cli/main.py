@@ -52,6 +52,7 @@ def run(
     --fail-on-nonfinite, when a value or grad is not finite), 2 on a bad spec."""
     from services.compiler import Limits
     from services.graph import render
+    from services.listing import graph_view
     from services.trace import trace
     from shared.settings import get_settings
 
@@ -69,6 +70,7 @@ def run(
     except SpecError as e:
         raise bad_spec(str(e)) from None
     result = done.result
+    assert result is not None  # in one process the whole result is always built
     unknown = [n for n in show or [] if n not in result.nodes]
     if unknown:
         raise bad_spec(f"--show: no node named {', '.join(map(repr, unknown))} (nodes: {', '.join(list(result.nodes)[:20])}...)")
@@ -81,9 +83,9 @@ def run(
             print_tensors(console, name, {f"{field} ({engine})": done.arrays.get(f"{engine}/{field}/{name}")
                                           for engine in result.engines[:1] for field in ("value", "grad")})
     if dot:
-        dot.write_bytes(render(result, "dot"))
+        dot.write_bytes(render(graph_view(done.table, None, done.fetch), "dot"))
     if svg:
-        svg.write_bytes(render(result, "svg"))
+        svg.write_bytes(render(graph_view(done.table, None, done.fetch), "svg"))
     bad = result.comparison.verdict == "disagree" or (fail_on_nonfinite and bool(result.anomalies))
     raise typer.Exit(EXIT_DISAGREE if bad else EXIT_AGREE)
 

@@ -14,7 +14,8 @@ from shared.result import TraceResult
 
 
 def _err(node_error: dict, field: str) -> str:
-    stats = [s for k, s in node_error.items() if k.startswith(field + ":")]
+    """The worst relative error of this field over the engine pairs, marked when a pair disagrees."""
+    stats = [getattr(e, field) for e in node_error.values() if getattr(e, field) is not None]
     if not stats:
         return ""
     worst = max(stats, key=lambda s: s.max_rel)
@@ -56,7 +57,7 @@ def checked_elements(result: TraceResult) -> tuple[int, int]:
     """Finite differences: (elements evaluated, elements of the leaves they sampled)."""
     done = total = 0
     for n in result.nodes.values():
-        g = n.numeric.grad if n.numeric is not None else None
+        g = n.engines["numeric"].grad if "numeric" in n.engines else None
         if g is not None and g.checked is not None:
             done += g.checked
             total += math.prod(g.shape)

@@ -1,106 +1,294 @@
-"""Build the JSON TraceResult and the table of full arrays from the engines' runs.
+"""A trace's result, column by column (ResultTable: what the store keeps for every job, whatever its size),
+and the JSON views built from it: one node's NodeResult for listing pages and, for small graphs, the whole
+TraceResult. The worker builds views from the arrays in memory, the API from the stored tensors: one code path.
 
-The result is built as plain dicts and validated once, which is much cheaper than
-constructing thousands of small pydantic objects one by one."""
+Columns are plain lists built in a few passes over the graph; the JSON views are plain dicts validated once."""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from services.compare import PairErrors
-from services.diagnostics import anomalies, health
+from services.diagnostics import nonfinite_flags
 from services.engines import EngineRun
 from services.ir import Graph
-from shared.codec import encode_dict
-from shared.result import Comparison, TraceResult
+from shared.codec import encode_dict, summarize
+from shared.result import ResultSummary, TraceResult
+
+Fetch = Callable[[list[str]], dict[str, np.ndarray]]
+"""Given array keys, the arrays there are (missing keys are left out)."""
 
 
 def array_key(engine: str, field: str, name: str) -> str:
-    """Key of a full array in Trace.arrays and in the store: 'torch/grad/fx'."""
+    """Key of a full array in Trace.arrays and in the store: 'torch/grad/fx'; edges are 'torch/edge/<k>' (their
+    index in the table) and finite differences' evaluated elements 'numeric/checked/<name>'."""
     return f"{engine}/{field}/{name}"
 
 
-def collect_arrays(runs: list[EngineRun]) -> dict[str, np.ndarray]:
-    """Every value and grad each engine produced, by array_key."""
+@dataclass
+class ResultTable:
+    """Every node's metadata and the engines' comparison, one list per column (row i is node i, leaves first,
+    in graph order), edges as (src, dst) row indices. Tensors live apart, by array_key."""
+
+    summary: dict[str, Any]
+    names: list[str]
+    op: list[str]
+    expr: list[str]
+    inputs: list[list[str | float]]
+    shape: list[list[int]]
+    dtype: list[str]
+    is_leaf: list[bool]
+    requires_grad: list[bool]
+    kind: list[str]
+    """'input', 'parameter' or 'node'."""
+    init: list[str | None]
+    grad_fn: list[str | None]
+    next_functions: list[list[list[str | None]]]
+    tensors: dict[str, dict[str, list[bool]]]
+    """engine -> field -> whether node i has that tensor."""
+    errors: dict[str, dict[str, dict[str, list[Any]]]]
+    """pair -> 'value'|'grad' -> 'max_abs'|'max_rel'|'ok' -> per node (None where the pair did not compare it)."""
+    nonfinite: list[bool]
+    ok: list[bool]
+    """Every pair agrees on node i."""
+    edge_src: list[int]
+    edge_dst: list[int]
+    edge_engines: list[str]
+    edge_errors: dict[str, dict[str, list[Any]]]
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Summaries of tensors over the inline limit, by array key."""
+    checked: dict[str, int] = field(default_factory=dict)
+    """Finite differences: elements evaluated per leaf."""
+    inline_limit: int = 1024
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Row of each node name."""
+        return {n: i for i, n in enumerate(self.names)}
+
+    @cached_property
+    def neighbours(self) -> list[list[int]]:
+        """Each row's inputs and users (the graph undirected: hops for views around a node)."""
+        adj: list[list[int]] = [[] for _ in self.names]
+        index = self.index
+        for i, ins in enumerate(self.inputs):
+            for x in ins:
+                j = index.get(x) if isinstance(x, str) else None
+                if j is not None:
+                    adj[i].append(j)
+                    adj[j].append(i)
+        return adj
+
+    def to_json(self) -> str:
+        """The table as one JSON document (columns as lists). Internal to the store: non-finite floats are written
+        as Python's json writes them (Infinity, NaN), which it reads back; views send them as strings."""
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ResultTable:
+        """Inverse of to_json."""
+        return cls(**json.loads(text))
+
+    def summary_model(self) -> ResultSummary:
+        """The ResultSummary of this trace."""
+        return ResultSummary.model_validate(self.summary)
+
+
+def build_table(
+    graph: Graph, runs: list[EngineRun], pairs: list[PairErrors], summary: dict[str, Any], inline_limit: int
+) -> tuple[ResultTable, dict[str, np.ndarray]]:
+    """The columns of a trace and every array worth storing (values, grads, edge grads, checked masks)."""
+    names = graph.names()
+    index = {n: i for i, n in enumerate(names)}
+    n = len(names)
+    leaves = list(graph.leaves.values())
+    op = ["parameter" if leaf.kind == "parameter" else "input" for leaf in leaves] + [node.op.name for node in graph.nodes]
+    kind = [leaf.kind for leaf in leaves] + ["node"] * len(graph.nodes)
+    primary = runs[0]
+    torch_meta = next((r.meta for r in runs if r.meta), {})
+    grad_fn: list[str | None] = [None] * n
+    nexts: list[list[list[str | None]]] = [[] for _ in range(n)]
+    for name, meta in torch_meta.items():
+        i = index[name]
+        grad_fn[i] = meta.grad_fn
+        nexts[i] = [[f, m] for f, m in meta.next_functions]
+
     arrays: dict[str, np.ndarray] = {}
+    tensors: dict[str, dict[str, list[bool]]] = {}
     for run in runs:
-        for name, v in run.values.items():
-            arrays[array_key(run.engine, "value", name)] = v
-        for name, g in run.grads.items():
-            if g is not None:
-                arrays[array_key(run.engine, "grad", name)] = g
-    return arrays
+        has = {"value": [False] * n, "grad": [False] * n}
+        for fld, table in (("value", run.values), ("grad", run.grads)):
+            for name, a in table.items():
+                if a is not None:
+                    has[fld][index[name]] = True
+                    arrays[array_key(run.engine, fld, name)] = a
+        for name, mask in run.checked.items():
+            arrays[array_key(run.engine, "checked", name)] = mask
+        tensors[run.engine] = has
+    checked = {name: int(mask.sum()) for run in runs for name, mask in run.checked.items()}
 
+    edge_keys = list(primary.edges)
+    edge_pos = {k: e for e, k in enumerate(edge_keys)}
+    edge_engines = [r.engine for r in runs if r.edges]
+    for run in runs:
+        for key, g in run.edges.items():
+            if key in edge_pos:
+                arrays[array_key(run.engine, "edge", str(edge_pos[key]))] = g
 
-def _errors_by_tensor(pairs: list[PairErrors]) -> dict[str, dict[str, dict[str, Any]]]:
-    """{'x': {'grad:torch~reference': {max_abs, max_rel, ok}}, 'x->y': {...}} from every pair."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
+    errors: dict[str, dict[str, dict[str, list[Any]]]] = {}
+    edge_errors: dict[str, dict[str, list[Any]]] = {}
+    ok = [True] * n
     for p in pairs:
-        abs_, rel, ok = p.max_abs.tolist(), p.max_rel.tolist(), p.ok.tolist()
-        for i, key in enumerate(p.keys):
-            field, _, name = key.partition(":")
-            out.setdefault(name, {})[f"{field}:{p.name}"] = {"max_abs": abs_[i], "max_rel": rel[i], "ok": ok[i]}
+        cols = {f: {"max_abs": [None] * n, "max_rel": [None] * n, "ok": [None] * n} for f in ("value", "grad")}
+        ecols: dict[str, list[Any]] = {"max_abs": [None] * len(edge_keys), "max_rel": [None] * len(edge_keys),
+                                       "ok": [None] * len(edge_keys)}
+        max_abs, max_rel, good = p.max_abs.tolist(), p.max_rel.tolist(), p.ok.tolist()
+        for j, (k, name) in enumerate(zip(p.kinds, p.names, strict=True)):
+            if k == "edge":
+                e = edge_pos.get(name)  # type: ignore[arg-type]
+                if e is not None:
+                    ecols["max_abs"][e], ecols["max_rel"][e], ecols["ok"][e] = max_abs[j], max_rel[j], good[j]
+                continue
+            i = index[name]  # type: ignore[index]
+            c = cols[k]
+            c["max_abs"][i], c["max_rel"][i], c["ok"][i] = max_abs[j], max_rel[j], good[j]
+            if not good[j]:
+                ok[i] = False
+        errors[p.name] = cols
+        edge_errors[p.name] = ecols
+
+    nonfinite = (nonfinite_flags([primary.values.get(m) for m in names])
+                 | nonfinite_flags([primary.grads.get(m) for m in names])).tolist()
+    summaries: dict[str, dict[str, Any]] = {}
+    for k, a in arrays.items():
+        if a.size > inline_limit and "/checked/" not in k:
+            mask = arrays.get(k.replace("/grad/", "/checked/", 1)) if "/grad/" in k else None
+            summaries[k] = summarize(a[mask] if mask is not None else a)
+    table = ResultTable(
+        summary=summary, names=names, op=op,
+        expr=[leaf.expr or leaf.init for leaf in leaves] + [node.expr for node in graph.nodes],
+        inputs=[[] for _ in leaves] + [list(node.inputs) for node in graph.nodes],
+        shape=[list(leaf.shape) for leaf in leaves] + [list(node.shape) for node in graph.nodes],
+        dtype=[leaf.dtype for leaf in leaves] + [node.dtype for node in graph.nodes],
+        is_leaf=[True] * len(leaves) + [False] * len(graph.nodes),
+        requires_grad=[leaf.requires_grad for leaf in leaves] + [node.requires_grad for node in graph.nodes],
+        kind=kind, init=[leaf.init for leaf in leaves] + [None] * len(graph.nodes),
+        grad_fn=grad_fn, next_functions=nexts, tensors=tensors, errors=errors, nonfinite=nonfinite, ok=ok,
+        edge_src=[index[s] for s, _ in edge_keys], edge_dst=[index[d] for _, d in edge_keys],
+        edge_engines=edge_engines, edge_errors=edge_errors,
+        summaries=summaries,
+        checked=checked, inline_limit=inline_limit,
+    )
+    return table, arrays
+
+
+# ---- views ----------------------------------------------------------------------------------------
+
+
+def _size(shape: list[int]) -> int:
+    return math.prod(shape)
+
+
+def _wanted(table: ResultTable, rows: list[int], edges: list[int]) -> list[str]:
+    """Keys of the small tensors the views of these rows and edges show inline."""
+    keys: list[str] = []
+    for i in rows:
+        if _size(table.shape[i]) > table.inline_limit:
+            continue
+        name = table.names[i]
+        for engine, has in table.tensors.items():
+            for fld in ("value", "grad"):
+                if has[fld][i]:
+                    keys.append(array_key(engine, fld, name))
+            if name in table.checked:
+                keys.append(array_key(engine, "checked", name))
+    for e in edges:
+        if _size(table.shape[table.edge_src[e]]) <= table.inline_limit:
+            keys += [array_key(engine, "edge", str(e)) for engine in table.edge_engines]
+    return keys
+
+
+def _tensor(table: ResultTable, arrays: dict[str, np.ndarray], engine: str, fld: str, key: str, i: int) -> dict[str, Any] | None:
+    """TensorData of row i's tensor (inline numbers when small, the stored summary when not)."""
+    shape, dtype = table.shape[i], table.dtype[i]
+    name = table.names[i]
+    checked_mask = arrays.get(array_key(engine, "checked", name)) if fld == "grad" else None
+    if _size(shape) <= table.inline_limit:
+        a = arrays.get(key)
+        if a is None:
+            return {"shape": shape, "dtype": dtype}  # exists, but was not stored (keep list or byte cap)
+        return encode_dict(a, table.inline_limit, checked_mask)
+    out: dict[str, Any] = {"shape": shape, "dtype": "float64" if fld == "grad" and engine == "numeric" else dtype}
+    if key in table.summaries:
+        out["summary"] = table.summaries[key]
+    if fld == "grad" and name in table.checked and engine in ("numeric",):
+        out["checked"] = table.checked[name]
     return out
 
 
-def assemble(
-    graph: Graph, runs: list[EngineRun], comparison: Comparison, pairs: list[PairErrors], inline_limit: int
-) -> TraceResult:
-    """The TraceResult: torch's numbers first when torch ran, each other engine beside them."""
-    by = {r.engine: r for r in runs}
-    primary = runs[0]
-    ref = by.get("reference") if primary.engine != "reference" else None
-    num = by.get("numeric") if primary.engine != "numeric" else None
-    torch_meta = by["torch"].meta if "torch" in by else {}
-
-    def enc(a: np.ndarray | None) -> dict[str, Any] | None:
-        return None if a is None else encode_dict(a, inline_limit)
-
-    errors = _errors_by_tensor(pairs)
-    nodes: dict[str, dict[str, Any]] = {}
-    for name, leaf in graph.leaves.items():
-        nodes[name] = {
-            "op": "parameter" if leaf.kind == "parameter" else "input", "expr": leaf.expr or leaf.init, "inputs": [],
-            "shape": list(leaf.shape), "dtype": leaf.dtype, "is_leaf": True,
-            "requires_grad": leaf.requires_grad,
-        }
-    for node in graph.nodes:
-        nodes[node.name] = {
-            "op": node.op.name, "expr": node.expr, "inputs": node.inputs, "shape": list(node.shape),
-            "dtype": node.dtype, "is_leaf": False, "requires_grad": node.requires_grad,
-        }
-    for name, d in nodes.items():
-        d["value"] = enc(primary.values.get(name))
-        d["grad"] = enc(primary.grads.get(name))
-        meta = torch_meta.get(name)
-        if meta is not None:
-            d["grad_fn"] = meta.grad_fn
-            d["next_functions"] = [{"grad_fn": f, "node": n} for f, n in meta.next_functions]
-        if ref is not None:
-            d["reference"] = {"value": enc(ref.values.get(name)), "grad": enc(ref.grads.get(name))}
-        if num is not None and name in num.grads:
-            d["numeric"] = {"grad": encode_dict(num.grads[name], inline_limit, num.checked.get(name))}
-        d["error"] = errors.get(name, {})
-
-    edges = []
-    for (src, dst), g in primary.edges.items():
-        stat = errors.get(f"{src}->{dst}", {})
-        edges.append({
-            "src": src, "dst": dst, "grad": enc(g),
-            "reference": enc(ref.edges.get((src, dst))) if ref is not None else None,
-            "error": next(iter(stat.values()), None),
+def node_items(table: ResultTable, rows: list[int], fetch: Fetch) -> list[dict[str, Any]]:
+    """NodeItem dicts (NodeResult plus name) of these rows; small tensors are fetched in one call."""
+    arrays = fetch(_wanted(table, rows, []))
+    primary = next(iter(table.tensors), None)
+    out = []
+    for i in rows:
+        name = table.names[i]
+        engines = {}
+        for engine, has in table.tensors.items():
+            t = {fld: _tensor(table, arrays, engine, fld, array_key(engine, fld, name), i)
+                 for fld in ("value", "grad") if has[fld][i]}
+            if t:
+                engines[engine] = t
+        errors = {}
+        for pair, cols in table.errors.items():
+            e = {fld: {k: cols[fld][k][i] for k in ("max_abs", "max_rel", "ok")} for fld in ("value", "grad")
+                 if cols[fld]["ok"][i] is not None}
+            if e:
+                errors[pair] = e
+        top = engines.get(primary or "", {})
+        out.append({
+            "name": name, "op": table.op[i], "expr": table.expr[i], "inputs": table.inputs[i], "shape": table.shape[i],
+            "dtype": table.dtype[i], "is_leaf": table.is_leaf[i], "requires_grad": table.requires_grad[i],
+            "value": top.get("value"), "grad": top.get("grad"), "grad_fn": table.grad_fn[i],
+            "next_functions": [{"grad_fn": f, "node": m} for f, m in table.next_functions[i]],
+            "engines": engines, "error": errors, "nonfinite": table.nonfinite[i],
         })
+    return out
 
+
+def edge_items(table: ResultTable, edges: list[int], fetch: Fetch) -> list[dict[str, Any]]:
+    """EdgeResult dicts of these edges (by index)."""
+    arrays = fetch(_wanted(table, [], edges))
+    out = []
+    for e in edges:
+        src = table.edge_src[e]
+        per = {engine: _tensor(table, arrays, engine, "edge", array_key(engine, "edge", str(e)), src)
+               for engine in table.edge_engines}
+        out.append({
+            "src": table.names[src], "dst": table.names[table.edge_dst[e]],
+            "grad": per.get(table.edge_engines[0]) if table.edge_engines else None, "engines": per,
+            "error": {pair: {k: cols[k][e] for k in ("max_abs", "max_rel", "ok")}
+                      for pair, cols in table.edge_errors.items() if cols["ok"][e] is not None},
+        })
+    return out
+
+
+def full_result(table: ResultTable, fetch: Fetch) -> TraceResult:
+    """The whole TraceResult: the summary, every node, edge and parameter."""
+    rows = list(range(len(table.names)))
+    items = node_items(table, rows, fetch)
+    nodes = {item.pop("name"): item for item in items}
+    edges = edge_items(table, list(range(len(table.edge_src))), fetch)
     params = {
-        name: {"shape": list(leaf.shape), "init": leaf.init, "value": enc(leaf.value),
-               "grad": enc(primary.grads.get(name))}
-        for name, leaf in graph.leaves.items()
-        if leaf.kind == "parameter"
+        table.names[i]: {"shape": table.shape[i], "init": table.init[i], "value": nodes[table.names[i]]["value"],
+                         "grad": nodes[table.names[i]]["grad"]}
+        for i in rows if table.kind[i] == "parameter"
     }
-    return TraceResult.model_validate({
-        "output": graph.output, "dtype": graph.dtype, "device": graph.device, "engines": [r.engine for r in runs],
-        "nodes": nodes, "edges": edges, "parameters": params, "comparison": comparison.model_dump(),
-        "anomalies": anomalies(graph, primary), "health": health(graph, primary), "notes": graph.notes,
-    })
+    return TraceResult.model_validate({**table.summary, "nodes": nodes, "edges": edges, "parameters": params})

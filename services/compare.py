@@ -5,6 +5,7 @@ maxima are a handful of vectorised `reduceat` calls, not a Python loop over tens
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,20 +27,31 @@ def tolerance(dtype: str, numeric: bool) -> tuple[float, float]:
     return TOLERANCES[(dtype if dtype in ("float32", "float64") else "float32", "numeric" if numeric else "exact")]
 
 
+Name = str | tuple[str, str]
+"""A node's name, or an edge's (src, dst): kept apart, so a node named 'a->b' is never an edge."""
+
+
 @dataclass
 class PairErrors:
-    """Error of each tensor two engines share: keys like 'value:x', 'grad:x', 'edge:x->y'."""
+    """Error of each tensor two engines share, typed by kind ('value', 'grad' or 'edge') and name."""
 
     name: str
-    keys: list[str]
+    kinds: list[str]
+    names: list[Name]
     max_abs: np.ndarray
     max_rel: np.ndarray
     ok: np.ndarray
     rtol: float
     atol: float
 
-    def stat(self, i: int) -> ErrorStat:
-        return ErrorStat(max_abs=float(self.max_abs[i]), max_rel=float(self.max_rel[i]), ok=bool(self.ok[i]))
+    def label(self, i: int) -> str:
+        """How tensor i reads in messages: 'grad:x', 'edge:x->y'."""
+        n = self.names[i]
+        return f"{self.kinds[i]}:{n[0]}->{n[1]}" if isinstance(n, tuple) else f"{self.kinds[i]}:{n}"
+
+    def stat(self, i: int) -> dict[str, float | bool]:
+        """ErrorStat fields of tensor i."""
+        return {"max_abs": float(self.max_abs[i]), "max_rel": float(self.max_rel[i]), "ok": bool(self.ok[i])}
 
 
 def batch_errors(
@@ -82,52 +94,51 @@ def error(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> ErrorStat:
 _MISSING = np.array(np.nan)
 
 
-def compare_pair(a: EngineRun, b: EngineRun, dtype: str) -> PairErrors:
-    """Compare every value, grad and edge two engines both produced."""
-    numeric = "numeric" in (a.engine, b.engine)
+def compare_pair(a: EngineRun, b: EngineRun, dtype: str, exact: bool = True) -> PairErrors:
+    """Compare every value, grad and edge two engines both produced (`exact`: both are analytic)."""
     # A graph is judged by its least precise float tensor: one float32 input or cast in a float64 graph
     # limits every number computed from it, and its gradients limit everything upstream.
     if any(v.dtype == np.float32 for run in (a, b) for v in run.values.values()):
         dtype = "float32"
-    rtol, atol = tolerance(dtype, numeric)
-    keys: list[str] = []
+    rtol, atol = tolerance(dtype, not exact)
+    kinds: list[str] = []
+    names: list[Name] = []
     pairs: list[tuple[np.ndarray, np.ndarray]] = []
     for name, va in a.values.items():
         if name in b.values:
-            keys.append(f"value:{name}")
+            kinds.append("value")
+            names.append(name)
             pairs.append((va, b.values[name]))
-    grad_keys, grad_pairs = [], []
     for name, ga in a.grads.items():
         if name not in b.grads or (ga is None and b.grads[name] is None):
             continue
         gb = b.grads[name]
-        if name in b.checked and ga is not None:  # finite differences: compare only the elements they evaluated
-            ga = np.where(b.checked[name], ga, np.nan)
-        grad_keys.append(f"grad:{name}")
+        checked = b.checked.get(name) if name in b.checked else a.checked.get(name)
+        if checked is not None:  # finite differences: compare only the elements they evaluated
+            ga = np.where(checked, ga, np.nan) if ga is not None else ga
+            gb = np.where(checked, gb, np.nan) if gb is not None else gb
+        kinds.append("grad")
+        names.append(name)
         # A grad one engine has and the other lacks can never match: compare against a shape that differs.
-        grad_pairs.append((ga if ga is not None else _MISSING, gb if gb is not None else _MISSING[None]))
-    edge_keys, edge_pairs = [], []
+        pairs.append((ga if ga is not None else _MISSING, gb if gb is not None else _MISSING[None]))
     if a.edges and b.edges:
         for key in a.edges.keys() | b.edges.keys():
-            edge_keys.append(f"edge:{key[0]}->{key[1]}")
-            edge_pairs.append((a.edges.get(key, _MISSING), b.edges.get(key, _MISSING[None])))
-    parts = [batch_errors(pairs, rtol, atol), batch_errors(grad_pairs, rtol, atol), batch_errors(edge_pairs, rtol, atol)]
-    return PairErrors(
-        f"{a.engine}~{b.engine}", keys + grad_keys + edge_keys,
-        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]), rtol, atol,
-    )
+            kinds.append("edge")
+            names.append(key)
+            pairs.append((a.edges.get(key, _MISSING), b.edges.get(key, _MISSING[None])))
+    max_abs, max_rel, ok = batch_errors(pairs, rtol, atol)
+    return PairErrors(f"{a.engine}~{b.engine}", kinds, names, max_abs, max_rel, ok, rtol, atol)
 
 
 def summarize(pairs: list[PairErrors]) -> Comparison:
     """One line per engine pair and the overall verdict."""
     out = []
     for p in pairs:
-        failures = [p.keys[i] for i in np.flatnonzero(~p.ok)[:50]]
-        worst = p.keys[int(np.argmax(p.max_rel))] if p.keys else None
+        failures = [p.label(i) for i in np.flatnonzero(~p.ok)[:50]]
+        worst = p.label(int(np.argmax(p.max_rel))) if p.names else None
         out.append(
             PairComparison(
-                engines=p.name, ok=bool(p.ok.all()), checked=len(p.keys),
+                engines=p.name, ok=bool(p.ok.all()), checked=len(p.names),
                 max_abs=float(p.max_abs.max(initial=0.0)), max_rel=float(p.max_rel.max(initial=0.0)),
                 worst=worst, failures=failures, rtol=p.rtol, atol=p.atol,
             )
@@ -137,9 +148,9 @@ def summarize(pairs: list[PairErrors]) -> Comparison:
     return Comparison(verdict="agree" if all(p.ok for p in out) else "disagree", pairs=out)
 
 
-def compare_runs(runs: list[EngineRun], dtype: str) -> tuple[Comparison, list[PairErrors]]:
-    """Compare the first engine against each other one (torch is first when it ran)."""
-    pairs = [compare_pair(runs[0], r, dtype) for r in runs[1:]]
-    if len(runs) == 3:
-        pairs.append(compare_pair(runs[1], runs[2], dtype))
+def compare_runs(runs: list[EngineRun], dtype: str, exact: dict[str, bool] | None = None) -> tuple[Comparison, list[PairErrors]]:
+    """Compare every pair of engines that ran, in run order; `exact` says which engines are analytic."""
+    exact = exact or {}
+    pairs = [compare_pair(a, b, dtype, exact.get(a.engine, True) and exact.get(b.engine, True))
+             for a, b in itertools.combinations(runs, 2)]
     return summarize(pairs), pairs

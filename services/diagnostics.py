@@ -17,7 +17,7 @@ EXPLODING = 1e4
 """A gradient explodes when an element is non-finite or above this in magnitude."""
 
 
-def _nonfinite(arrays: list[np.ndarray | None]) -> np.ndarray:
+def nonfinite_flags(arrays: list[np.ndarray | None]) -> np.ndarray:
     """Which arrays hold a non-finite float: one vectorised pass over all of them, not one call per tensor."""
     flags = np.zeros(len(arrays), dtype=bool)
     idx = [i for i, a in enumerate(arrays) if a is not None and a.dtype.kind == "f" and a.size]
@@ -51,7 +51,7 @@ def anomalies(graph: Graph, run: EngineRun) -> list[dict[str, Any]]:
     """Forward origins in topological order, then backward origins from the output down, as Anomaly dicts."""
     values, grads = run.values, run.grads
     names = graph.names()
-    bad_value = dict(zip(names, _nonfinite([values.get(n) for n in names]), strict=True))
+    bad_value = dict(zip(names, nonfinite_flags([values.get(n) for n in names]), strict=True))
     out: list[dict[str, Any]] = []
 
     def add(phase: str, node: str, op: str, a: np.ndarray, message: str, **extra: Any) -> None:
@@ -76,11 +76,11 @@ def anomalies(graph: Graph, run: EngineRun) -> list[dict[str, Any]]:
             inputs=at)
 
     edges = run.edges
-    bad_edge = dict(zip(list(edges), _nonfinite(list(edges.values())), strict=True)) if edges else {}
+    bad_edge = dict(zip(list(edges), nonfinite_flags(list(edges.values())), strict=True)) if edges else {}
     out_grad = grads.get(graph.output)
-    if out_grad is not None and _nonfinite([out_grad])[0]:
+    if out_grad is not None and nonfinite_flags([out_grad])[0]:
         add("backward", graph.output, "grad_output", out_grad, "the output's gradient (grad_output) is {v} at {at}")
-    bad_grad = dict(zip(names, _nonfinite([grads.get(n) for n in names]), strict=True))
+    bad_grad = dict(zip(names, nonfinite_flags([grads.get(n) for n in names]), strict=True))
     for node in reversed(graph.nodes):
         if bad_grad[node.name]:
             continue

@@ -7,7 +7,7 @@ from typing import Any
 import graphviz
 import numpy as np
 
-from shared.result import GraphEdge, GraphNode, GraphView, TensorData, TraceResult
+from shared.result import GraphView, TensorData
 
 
 def as_array(td: TensorData) -> np.ndarray:
@@ -39,41 +39,34 @@ def short(td: TensorData | None, width: int = 24) -> str:
     return f"{td.shape} [{s.min:.3g}, {s.max:.3g}]" if s and s.min is not None and s.max is not None else str(td.shape)
 
 
-def graph_json(result: TraceResult) -> GraphView:
-    """Nodes and edges with the numbers on them, for programs that draw their own pictures."""
-    return GraphView(
-        output=result.output,
-        nodes=[GraphNode(name=k, op=n.op, expr=n.expr, shape=n.shape, grad_fn=n.grad_fn, is_leaf=n.is_leaf,
-                         value=n.value, grad=n.grad) for k, n in result.nodes.items()],
-        edges=[GraphEdge(src=e.src, dst=e.dst, grad=e.grad) for e in result.edges],
-    )
-
-
-def to_dot(result: TraceResult) -> graphviz.Digraph:
-    """Forward edges left to right, each labelled with the gradient that flowed back along it."""
-    dot = graphviz.Digraph("gradtrace", graph_attr={"rankdir": "LR", "fontname": "Helvetica"},
+def to_dot(view: GraphView) -> graphviz.Digraph:
+    """Top to bottom in the gradient's direction: the output at the top, leaves at the bottom, each arrow from a
+    node down to one of its inputs labelled with the gradient that flowed along it (dashed: no gradient flowed)."""
+    dot = graphviz.Digraph("gradtrace", graph_attr={"rankdir": "TB", "fontname": "Helvetica"},
                            node_attr={"shape": "record", "fontname": "Helvetica", "fontsize": "10"},
                            edge_attr={"fontname": "Helvetica", "fontsize": "9"})
-    for name, n in result.nodes.items():
-        title = f"{name}: {n.op}" + (f" ({n.grad_fn})" if n.grad_fn else "")
+    for n in view.nodes:
+        title = f"{n.name}: {n.op}" + (f" ({n.grad_fn})" if n.grad_fn else "")
         label = "{" + " | ".join(_esc(x) for x in (title, f"value {short(n.value)}", f"grad {short(n.grad)}")) + "}"
-        color = "lightblue" if n.is_leaf else ("gold" if name == result.output else "white")
-        dot.node(_id(name), label=label, style="filled", fillcolor=color)
+        color = "#f4c7c3" if not n.ok else "lightblue" if n.is_leaf else "gold" if n.name == view.output else "white"
+        extra = {"color": "darkorange", "penwidth": "2"} if n.nonfinite else {}
+        dot.node(_id(n.name), label=label, style="filled", fillcolor=color, **extra)
     drawn = set()
-    for e in result.edges:
-        dot.edge(_id(e.src), _id(e.dst), label=f"grad {_esc(short(e.grad, 16))}", color="firebrick", fontcolor="firebrick")
+    for e in view.edges:
+        dot.edge(_id(e.dst), _id(e.src), label=f"grad {_esc(short(e.grad, 16))}", color="firebrick", fontcolor="firebrick")
         drawn.add((e.src, e.dst))
-    for name, n in result.nodes.items():
+    inside = {n.name for n in view.nodes}
+    for n in view.nodes:
         for i in n.inputs:
-            if isinstance(i, str) and (i, name) not in drawn:
-                dot.edge(_id(i), _id(name), style="dashed", color="gray")
-                drawn.add((i, name))
+            if isinstance(i, str) and i in inside and (i, n.name) not in drawn:
+                dot.edge(_id(n.name), _id(i), style="dashed", color="gray")
+                drawn.add((i, n.name))
     return dot
 
 
-def render(result: TraceResult, fmt: str) -> bytes:
+def render(view: GraphView, fmt: str) -> bytes:
     """'dot' source or a picture ('svg', 'png') rendered by the graphviz binary."""
-    d = to_dot(result)
+    d = to_dot(view)
     if fmt == "dot":
         return d.source.encode()
     return d.pipe(format=fmt)

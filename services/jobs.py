@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from services.assemble import ResultTable
 from services.errors import SpecError
 from services.ir import Graph
 from shared.codec import dtype_name
-from shared.result import TensorData, TraceResult
 
 
 def check_keep(graph: Graph) -> None:
@@ -41,42 +42,35 @@ class Selection:
                           separators=(",", ":"), ensure_ascii=False)
 
 
-def select_tensors(arrays: dict[str, np.ndarray], keep: str | list[str] | None, max_bytes: int) -> Selection:
-    """The arrays to store in full (those named by `keep`, in order, within `max_bytes`) and the manifest."""
+def select_tensors(
+    arrays: dict[str, np.ndarray], keep: str | list[str] | None, max_bytes: int, inline_limit: int,
+    names_of: Callable[[str], tuple[str, ...]],
+) -> Selection:
+    """The arrays to store: every small one (up to `inline_limit` elements: the result's numbers), then the large
+    ones named by `keep` (names_of(key) gives the node names a key belongs to), in order, within `max_bytes`."""
     wanted = None if keep is None or keep == "all" else set(keep)
     sel = Selection()
     nbytes = 0
-    for key, a in arrays.items():
-        name = key.split("/", 2)[2]
-        if wanted is not None and name not in wanted:
-            sel.not_kept[key] = "not kept: not named in the spec's 'keep'"
-        elif nbytes + a.nbytes > max_bytes:
-            sel.not_kept[key] = f"not kept: over the job's cap of {max_bytes} stored bytes"
-        else:
-            sel.chosen[key] = a
-            sel.stored[key] = {"dtype": dtype_name(a.dtype), "shape": list(a.shape), "nbytes": a.nbytes, "offset": None}
-            nbytes += a.nbytes
+    for small in (True, False):
+        for key, a in arrays.items():
+            if (a.size <= inline_limit) != small:
+                continue
+            if not small and wanted is not None and not wanted.intersection(names_of(key)):
+                sel.not_kept[key] = "not kept: not named in the spec's 'keep'"
+            elif not small and nbytes + a.nbytes > max_bytes:
+                sel.not_kept[key] = f"not kept: over the job's cap of {max_bytes} stored bytes"
+            else:
+                sel.chosen[key] = a
+                sel.stored[key] = {"dtype": dtype_name(a.dtype), "shape": list(a.shape), "nbytes": a.nbytes, "offset": None}
+                nbytes += a.nbytes
     sel.nbytes = nbytes
     return sel
 
 
-def inline_tensor(result: TraceResult, engine: str, field: str, name: str) -> TensorData | None:
-    """The tensor as the JSON result holds it (inline data or only a summary), or None when it has none."""
-    primary = result.engines[0] if result.engines else None
-    node = result.nodes.get(name)
-    if node is None:
-        param = result.parameters.get(name)
-        return getattr(param, field, None) if param is not None and engine == primary else None
-    if engine == primary:
-        return node.value if field == "value" else node.grad
-    other = node.reference if engine == "reference" else node.numeric if engine == "numeric" else None
-    return getattr(other, field, None) if other is not None else None
-
-
-def missing_reason(result: TraceResult, engine: str, field: str, name: str) -> str:
-    """Why there is no such tensor: unknown node, engine that did not run, or no grad."""
-    if name not in result.nodes and name not in result.parameters:
+def missing_reason(table: ResultTable, engine: str, field: str, name: str) -> str:
+    """Why there is no such tensor: unknown node, engine that did not run, or no such field."""
+    if name not in table.index:
         return f"no node or parameter named '{name}'"
-    if engine not in result.engines:
-        return f"engine '{engine}' did not run (engines: {', '.join(result.engines)})"
+    if engine not in table.tensors:
+        return f"engine '{engine}' did not run (engines: {', '.join(table.tensors)})"
     return f"node '{name}' has no {field} from engine '{engine}'"

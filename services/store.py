@@ -7,20 +7,24 @@ import json
 import re
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import redis
 
-from services.assemble import array_key
-from services.jobs import inline_tensor, missing_reason, select_tensors
+from services.assemble import ResultTable, array_key
+from services.jobs import missing_reason, select_tensors
 from shared.codec import from_bytes, to_bytes
 from shared.job import JobError, JobProgress, Manifest, StoredTensor
 from shared.result import TraceResult
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from services.trace import Trace
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 PACK_BYTES = 64 * 1024
@@ -115,6 +119,29 @@ return {st, engine, data, entry, redis.call('GETRANGE', base .. 'packed', tonumb
 """
 
 
+# Many tensors of one delivery in one round trip: for each array key (ARGV) its index entry and, when packed,
+# its bytes (false for a missing or not-kept tensor; an entry with no bytes has its own key). KEYS: index, packed.
+_FETCH_MANY = """
+local out = {}
+for _, k in ipairs(ARGV) do
+  local entry = redis.call('HGET', KEYS[1], k)
+  if not entry or string.sub(entry, 1, 1) == '!' then
+    out[#out + 1] = false
+    out[#out + 1] = false
+  else
+    out[#out + 1] = entry
+    local offset, nbytes = string.match(entry, '^(%S+) (%d+) ')
+    if offset == '-' then out[#out + 1] = false
+    elseif tonumber(nbytes) == 0 then out[#out + 1] = ''
+    else out[#out + 1] = redis.call('GETRANGE', KEYS[2], tonumber(offset), tonumber(offset) + tonumber(nbytes) - 1) end
+  end
+end
+return out
+"""
+TABLE_CACHE = 16
+"""Parsed result tables an API process keeps (a finished job's table never changes)."""
+
+
 class JobNotFound(LookupError):
     """No such job: never created, expired or deleted."""
 
@@ -160,7 +187,7 @@ def now_iso() -> str:
 
 @dataclass
 class JobRecord:
-    """A job's hash, decoded."""
+    """A job's status fields, decoded, and the bulk fields a caller asked for (as stored JSON)."""
 
     id: str
     status: str
@@ -170,19 +197,27 @@ class JobRecord:
     finished_at: str | None
     progress: JobProgress | None
     error: JobError | None
-    spec_json: str
-    result_json: str | None
-    manifest_json: str | None
     ttl: int
+    data: str | None = None
+    """The attempt number whose tensors and table were published."""
+    spec_json: str | None = None
+    summary_json: str | None = None
+    result_json: str | None = None
+    manifest_json: str | None = None
 
     @cached_property
     def manifest(self) -> Manifest | None:
-        """The Manifest, when succeeded (parsed on first use: the API sends the stored JSON as it is)."""
+        """The Manifest, when succeeded and asked for (parsed on first use: the API sends the stored JSON as it is)."""
         return Manifest.model_validate_json(self.manifest_json) if self.manifest_json else None
 
     def result(self) -> TraceResult | None:
-        """The TraceResult, when succeeded."""
+        """The whole TraceResult, when succeeded, asked for, and the graph was small enough to store one."""
         return TraceResult.model_validate_json(self.result_json) if self.result_json else None
+
+
+STATUS_FIELDS = ("status", "attempts", "created_at", "started_at", "finished_at", "progress", "error", "ttl", "data")
+"""What a status read fetches (HMGET): never the spec, result or table."""
+BULK_FIELDS = {"spec": "spec_json", "summary": "summary_json", "result": "result_json", "manifest": "manifest_json"}
 
 
 @dataclass
@@ -213,6 +248,8 @@ class JobStore:
         self._begin = client.register_script(_BEGIN)
         self._create = client.register_script(_CREATE)
         self._fetch = client.register_script(_FETCH)
+        self._fetch_many = client.register_script(_FETCH_MANY)
+        self._tables: OrderedDict[tuple[str, str], ResultTable] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
@@ -280,21 +317,65 @@ class JobStore:
             self.r.delete(ik)  # its job expired or was deleted: the key is free again
         raise IdempotencyConflict("this Idempotency-Key is in use by another request")
 
-    def get(self, job_id: str) -> JobRecord:
-        """The job, or JobNotFound."""
-        h = self.r.hgetall(self.job_key(job_id)) if _ID.match(job_id) else {}
-        if not h or b"status" not in h:
+    def get(self, job_id: str, *bulk: str) -> JobRecord:
+        """The job's status fields and the bulk fields named (of 'spec', 'summary', 'result', 'manifest'),
+        in one HMGET; JobNotFound when there is no such job."""
+        values = self.r.hmget(self.job_key(job_id), [*STATUS_FIELDS, *bulk]) if _ID.match(job_id) else [None]
+        if values[0] is None:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
-        s = {k.decode(): v.decode() for k, v in h.items()}
+        s = {k: v.decode() if v is not None else None for k, v in zip([*STATUS_FIELDS, *bulk], values, strict=True)}
         return JobRecord(
-            id=job_id, status=s["status"], attempts=int(s.get("attempts", 0)), created_at=s.get("created_at", ""),
-            started_at=s.get("started_at"), finished_at=s.get("finished_at"),
-            progress=JobProgress.model_validate_json(s["progress"]) if s.get("progress") else None,
-            error=JobError.model_validate_json(s["error"]) if s.get("error") else None,
-            spec_json=s.get("spec", "{}"), result_json=s.get("result"),
-            manifest_json=s.get("manifest"),
-            ttl=int(s.get("ttl", self.ttl_s)),
+            id=job_id, status=s["status"] or "", attempts=int(s["attempts"] or 0), created_at=s["created_at"] or "",
+            started_at=s["started_at"], finished_at=s["finished_at"],
+            progress=JobProgress.model_validate_json(s["progress"]) if s["progress"] else None,
+            error=JobError.model_validate_json(s["error"]) if s["error"] else None,
+            ttl=int(s["ttl"] or self.ttl_s), data=s["data"],
+            **{BULK_FIELDS[b]: s[b] for b in bulk},
         )
+
+    def table(self, job_id: str) -> ResultTable:
+        """A succeeded job's ResultTable (parsed once per process and delivery: a finished job never changes)."""
+        rec = self.get(job_id)
+        if rec.status != "succeeded" or rec.data is None:
+            raise JobNotReady(rec.status)
+        key = (job_id, rec.data)
+        cached = self._tables.get(key)
+        if cached is None:
+            raw = self.r.hget(self.job_key(job_id), "table")
+            if raw is None:
+                raise JobNotFound(f"job '{job_id}' expired")
+            cached = ResultTable.from_json(raw)
+            self._tables[key] = cached
+            while len(self._tables) > TABLE_CACHE:
+                self._tables.popitem(last=False)
+        else:
+            self._tables.move_to_end(key)
+        return cached
+
+    def tensors(self, job_id: str, data: str, keys: list[str]) -> dict[str, np.ndarray]:
+        """The stored tensors of these array keys (missing and not-kept ones left out), in one round trip
+        for packed tensors and one pipeline for the few with their own key."""
+        if not keys:
+            return {}
+        reply = self._fetch_many(keys=[self.data_key(job_id, data, "index"), self.data_key(job_id, data, "packed")], args=keys)
+        out: dict[str, np.ndarray] = {}
+        own: list[tuple[str, StoredTensor]] = []
+        for k, entry, raw in zip(keys, reply[0::2], reply[1::2], strict=True):
+            if not entry:
+                continue
+            meta = parse_index_entry(entry)
+            if meta.offset is None:
+                own.append((k, meta))
+            elif raw is not None:
+                out[k] = from_bytes(raw, meta.dtype, meta.shape)
+        if own:
+            with self.r.pipeline(transaction=False) as p:
+                for k, _ in own:
+                    p.get(self.data_key(job_id, data, f"t:{k}"))
+                for (k, meta), raw in zip(own, p.execute(), strict=True):
+                    if raw is not None and len(raw) == meta.nbytes:
+                        out[k] = from_bytes(raw, meta.dtype, meta.shape)
+        return out
 
     def delete(self, job_id: str) -> str:
         """Cancel (flag for the worker) and remove every key of the job; returns the status it had."""
@@ -352,14 +433,9 @@ class JobStore:
             if raw is None or len(raw) != meta.nbytes:
                 raise JobNotFound(f"job '{job_id}' expired")
             return engine, from_bytes(raw, meta.dtype, meta.shape)
-        result = self.get(job_id).result()  # only for tensors not stored in full: the inline numbers or why not
-        assert result is not None
-        td = inline_tensor(result, engine, field, name)
-        if td is not None and td.data is not None:
-            return engine, np.asarray(td.data, dtype=td.dtype).reshape(td.shape)
         if entry:
             raise TensorNotKept(f"{field} of '{name}' from engine '{engine}' was {entry[1:].decode()}")
-        raise TensorNotFound(missing_reason(result, engine, field, name))
+        raise TensorNotFound(missing_reason(self.table(job_id), engine, field, name))
 
     # worker side
     def deliver(self, job_id: str, max_attempts: int) -> Delivery:
@@ -398,15 +474,15 @@ class JobStore:
         """Acknowledge a cancel flag: the worker has let go of the job."""
         self.r.set(self.cancel_key(job_id), "stopped", xx=True, keepttl=True)
 
-    def finish(
-        self, job_id: str, result: TraceResult, arrays: dict[str, np.ndarray], keep: str | list[str] | None,
-        delivery: Delivery,
-    ) -> bool:
-        """Store result, manifest and kept tensors in one MULTI/EXEC (one round trip), status last, under the
-        delivery's attempt number with the job's TTL and byte cap; False if cancelled, gone or finished."""
+    def finish(self, job_id: str, done: Trace, keep: str | list[str] | None, delivery: Delivery) -> bool:
+        """Store summary, table, the whole result (small graphs), manifest and kept tensors in one MULTI/EXEC (one
+        round trip), status last, under the delivery's attempt number with the job's TTL and byte cap; False if
+        cancelled, gone or finished."""
         jk, ck = self.job_key(job_id), self.cancel_key(job_id)
         ttl = delivery.ttl or self.ttl_s
-        sel = select_tensors(arrays, keep, delivery.max_bytes if delivery.max_bytes is not None else self.max_job_bytes)
+        table = done.table
+        cap = delivery.max_bytes if delivery.max_bytes is not None else self.max_job_bytes
+        sel = select_tensors(done.arrays, keep, cap, table.inline_limit, lambda key: tensor_names(table, key))
         written: list[str] = []
         packed: list[bytes] = []
         offset = 0
@@ -430,9 +506,20 @@ class JobStore:
                 p.hset(written[-1], mapping=index)
                 p.expire(written[-1], ttl)
             fields = {
-                "result": result.model_dump_json(), "manifest": sel.manifest_json(), "finished_at": now_iso(),
-                "engine": result.engines[0], "progress": JobProgress(step="done", fraction=1.0).model_dump_json(),
-                "data": delivery.attempt,
+                "summary": table.summary_model().model_dump_json(), "table": table.to_json(),
+                "manifest": sel.manifest_json(), "finished_at": now_iso(), "engine": table.summary["engines"][0],
+                "progress": JobProgress(step="done", fraction=1.0).model_dump_json(), "data": delivery.attempt,
             }
+            if done.result is not None:
+                fields["result"] = done.result.model_dump_json()
             p.eval(_FINISH, 3 + len(written), jk, ck, self.done_key(job_id), *written, ttl, *[x for kv in fields.items() for x in kv])
             return bool(p.execute()[-1])
+
+
+def tensor_names(table: ResultTable, key: str) -> tuple[str, ...]:
+    """The node names an array key belongs to: its node, or an edge's two ends."""
+    _, field, rest = key.split("/", 2)
+    if field == "edge":
+        e = int(rest)
+        return table.names[table.edge_src[e]], table.names[table.edge_dst[e]]
+    return (rest,)

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.assemble import assemble, collect_arrays
+from services.assemble import ResultTable, build_table, full_result
 from services.compare import compare_runs
 from services.compiler import Limits, compile_spec
+from services.diagnostics import anomalies, health
 from services.engines import EngineRun
-from services.engines.numeric import run_numeric
-from services.engines.reference import run_reference
+from services.engines.registry import ENGINES, in_order
 from services.ir import Graph
 from services.materialize import materialize
 from shared.codec import DEFAULT_INLINE_LIMIT
@@ -28,23 +28,22 @@ Progress = Callable[[str, float], None]
 
 @dataclass
 class Trace:
-    """A finished trace: the JSON result, and every full array keyed 'engine/field/name'."""
+    """A finished trace: its columns (the table every job stores), every array by array_key, and the whole
+    TraceResult when the graph is small enough to want one (`full_nodes`)."""
 
     graph: Graph
-    result: TraceResult
+    table: ResultTable
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    result: TraceResult | None = None
+
+    def fetch(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The arrays these keys name (views read tensors through this, or through the store)."""
+        return {k: self.arrays[k] for k in keys if k in self.arrays}
 
 
 def run_engine(graph: Graph, engine: str, tick: Callable[[float], None] | None = None) -> EngineRun:
-    """Run one engine on a materialized graph; `tick` follows the numeric engine's progress."""
-    if engine == "torch":
-        from services.engines.torch_engine import run_torch
-
-        return run_torch(graph)
-    if engine == "reference":
-        return run_reference(graph)
-    opts = graph.numeric
-    return run_numeric(graph, opts.eps, opts.max_elements_per_leaf, opts.seed, tick)
+    """Run one engine on a materialized graph; `tick` follows its progress."""
+    return ENGINES[engine].run(graph, tick)
 
 
 @contextmanager
@@ -65,20 +64,24 @@ def trace(
     limits: Limits | None = None,
     inline_limit: int = DEFAULT_INLINE_LIMIT,
     progress: Progress | None = None,
+    full_nodes: int | None = None,
 ) -> Trace:
-    """Compile (unless given a Graph), run every engine of the spec, compare and assemble."""
+    """Compile (unless given a Graph), run every engine of the spec, compare, and build the result: its table
+    always, the whole TraceResult when the graph has at most `full_nodes` nodes (None: always)."""
     with paused_gc():
-        return _trace(spec, limits, inline_limit, progress)
+        return _trace(spec, limits, inline_limit, progress, full_nodes)
 
 
-def _trace(spec: TraceSpec | Graph, limits: Limits | None, inline_limit: int, progress: Progress | None) -> Trace:
+def _trace(
+    spec: TraceSpec | Graph, limits: Limits | None, inline_limit: int, progress: Progress | None, full_nodes: int | None
+) -> Trace:
     step = progress or (lambda name, frac: None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     graph = spec if isinstance(spec, Graph) else compile_spec(spec, limits)
     timings["compile"] = (time.perf_counter() - t0) * 1e3
     timings["materialize"] = materialize(graph) * 1e3
-    order = sorted(graph.engines, key=["torch", "reference", "numeric"].index)
+    order = in_order(graph.engines)
     runs: list[EngineRun] = []
     for k, engine in enumerate(order):
         step(engine, k / (len(order) + 1))
@@ -87,10 +90,23 @@ def _trace(spec: TraceSpec | Graph, limits: Limits | None, inline_limit: int, pr
         runs.append(run)
     step("compare", len(order) / (len(order) + 1))
     t1 = time.perf_counter()
-    comparison, pairs = compare_runs(runs, graph.dtype)
+    comparison, pairs = compare_runs(runs, graph.dtype, {r.engine: ENGINES[r.engine].exact for r in runs})
     timings["compare"] = (time.perf_counter() - t1) * 1e3
     t2 = time.perf_counter()
-    result = assemble(graph, runs, comparison, pairs, inline_limit)
+    summary = {
+        "output": graph.output, "dtype": graph.dtype, "device": graph.device, "engines": [r.engine for r in runs],
+        "counts": {"nodes": len(graph.leaves) + len(graph.nodes), "leaves": len(graph.leaves),
+                   "parameters": sum(leaf.kind == "parameter" for leaf in graph.leaves.values()),
+                   "edges": len(runs[0].edges)},
+        "comparison": comparison.model_dump(), "anomalies": anomalies(graph, runs[0]), "health": health(graph, runs[0]),
+        "notes": graph.notes, "timings_ms": timings,
+    }
+    table, arrays = build_table(graph, runs, pairs, summary, inline_limit)
+    done = Trace(graph=graph, table=table, arrays=arrays)
     timings["assemble"] = (time.perf_counter() - t2) * 1e3
-    result.timings_ms = {k: round(v, 3) for k, v in timings.items()}
-    return Trace(graph=graph, result=result, arrays=collect_arrays(runs))
+    if full_nodes is None or len(table.names) <= full_nodes:
+        done.result = full_result(table, done.fetch)
+    summary["timings_ms"] = {k: round(v, 3) for k, v in timings.items()}
+    if done.result is not None:
+        done.result.timings_ms = summary["timings_ms"]
+    return done

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from shared.result import JsonModel, TraceResult
+from shared.result import JsonModel, ResultSummary, TraceResult
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -51,6 +51,7 @@ class JobLinks(JsonModel):
     self: str
     graph: str
     nodes: str = Field(description="Prefix of the per-node tensor URLs: append the URL-encoded node name.")
+    node_list: str = Field(description="The paginated, filterable node listing (any graph size).")
 
 
 class JobCreated(JsonModel):
@@ -72,7 +73,14 @@ class JobView(JsonModel):
     finished_at: str | None = None
     progress: JobProgress | None = None
     error: JobError | None = None
-    result: TraceResult | None = Field(None, description="The trace, once succeeded; large tensors summarised.")
+    summary: ResultSummary | None = Field(
+        None, description="Once succeeded: the verdict, engines, counts, anomalies, gradient health and timings."
+    )
+    result: TraceResult | None = Field(
+        None,
+        description="Once succeeded, for graphs of at most GRADTRACE_RESULT_FULL_NODES nodes: every node, edge and "
+        "parameter (large tensors summarised). Larger graphs: page through links.node_list.",
+    )
     manifest: Manifest | None = Field(None, description="Tensors stored in full, once succeeded.")
     links: JobLinks
 

@@ -78,6 +78,13 @@ class ErrorStat(JsonModel):
     ok: bool
 
 
+class PairError(JsonModel):
+    """How one pair of engines differs on a node: its value and its grad (null where not both computed it)."""
+
+    value: ErrorStat | None = None
+    grad: ErrorStat | None = None
+
+
 class NodeResult(JsonModel):
     """Everything known about one node of the graph."""
 
@@ -88,15 +95,21 @@ class NodeResult(JsonModel):
     dtype: str
     is_leaf: bool
     requires_grad: bool
-    value: TensorData | None = Field(None, description="Primary engine's value (torch when it ran).")
-    grad: TensorData | None = None
+    value: TensorData | None = Field(None, description="The primary engine's value (torch's when it ran).")
+    grad: TensorData | None = Field(None, description="The primary engine's grad (null: none, as torch's .grad).")
     grad_fn: str | None = None
     next_functions: list[NextFunction] = Field(default_factory=list)
-    reference: EngineTensors | None = None
-    numeric: EngineTensors | None = None
-    error: dict[str, ErrorStat] = Field(
-        default_factory=dict, description="Keyed like 'value:torch~reference' or 'grad:torch~numeric'."
+    engines: dict[str, EngineTensors] = Field(
+        default_factory=dict, description="Every engine that ran: its value and grad (finite differences: grad only)."
     )
+    error: dict[str, PairError] = Field(default_factory=dict, description="Keyed by engine pair, e.g. 'torch~reference'.")
+    nonfinite: bool = Field(False, description="The primary engine's value or grad has an inf or NaN element.")
+
+
+class NodeItem(NodeResult):
+    """A node in a listing page: its name and everything else."""
+
+    name: str
 
 
 class EdgeResult(JsonModel):
@@ -104,9 +117,9 @@ class EdgeResult(JsonModel):
 
     src: str
     dst: str
-    grad: TensorData | None = None
-    reference: TensorData | None = None
-    error: ErrorStat | None = None
+    grad: TensorData | None = Field(None, description="The primary engine's.")
+    engines: dict[str, TensorData] = Field(default_factory=dict, description="Every engine that computes edges.")
+    error: dict[str, ErrorStat] = Field(default_factory=dict, description="Keyed by engine pair.")
 
 
 class ParameterResult(JsonModel):
@@ -168,21 +181,45 @@ class GradHealth(JsonModel):
     exploding: bool = Field(description="A grad element is non-finite or above 1e4 in magnitude.")
 
 
-class TraceResult(JsonModel):
-    """What a trace returns; JSON-serialisable, large tensors summarised."""
+class Counts(JsonModel):
+    """How big the traced graph is."""
+
+    nodes: int = Field(description="Leaves and op nodes.")
+    leaves: int
+    parameters: int
+    edges: int
+
+
+class ResultSummary(JsonModel):
+    """A trace without its per-node data: what every job view carries, whatever the graph's size."""
 
     output: str
     dtype: str
     device: str
     engines: list[str]
-    nodes: dict[str, NodeResult]
-    edges: list[EdgeResult] = Field(default_factory=list)
-    parameters: dict[str, ParameterResult] = Field(default_factory=dict)
+    counts: Counts
     timings_ms: dict[str, float] = Field(default_factory=dict)
     comparison: Comparison
     anomalies: list[Anomaly] = Field(default_factory=list, description="Non-finite origins, in the order they arise.")
     health: dict[str, GradHealth] = Field(default_factory=dict, description="Per leaf and parameter that has a grad.")
     notes: list[str] = Field(default_factory=list, description="Lines of the program accepted but not traced, and the like.")
+
+
+class TraceResult(ResultSummary):
+    """A whole trace: the summary, every node, edge and parameter (large tensors summarised)."""
+
+    nodes: dict[str, NodeResult]
+    edges: list[EdgeResult] = Field(default_factory=list)
+    parameters: dict[str, ParameterResult] = Field(default_factory=dict)
+
+
+class NodePage(JsonModel):
+    """One page of a job's nodes, in graph order, after the filter."""
+
+    total: int = Field(description="Nodes that pass the filter.")
+    offset: int
+    limit: int
+    items: list[NodeItem]
 
 
 class GraphNode(JsonModel):
@@ -191,11 +228,15 @@ class GraphNode(JsonModel):
     name: str
     op: str
     expr: str
+    inputs: list[str | float] = Field(default_factory=list)
     shape: list[int]
     grad_fn: str | None = None
     is_leaf: bool
     value: TensorData | None = None
     grad: TensorData | None = None
+    ok: bool = Field(True, description="Every engine pair agrees on this node's value and grad.")
+    nonfinite: bool = False
+    hidden: int = Field(0, description="Neighbours (inputs and users) not in this view: expand the node to see them.")
 
 
 class GraphEdge(JsonModel):
@@ -207,8 +248,9 @@ class GraphEdge(JsonModel):
 
 
 class GraphView(JsonModel):
-    """The backward graph as data, for programs that draw their own pictures."""
+    """The backward graph (or the part of it around one node) as data, for programs that draw their own pictures."""
 
     output: str
+    total: int = Field(description="Nodes in the whole graph.")
     nodes: list[GraphNode]
     edges: list[GraphEdge]

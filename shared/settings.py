@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     max_tensor_elements: int = Field(16_000_000, ge=1)
     max_total_elements: int = Field(64_000_000, ge=1)
     inline_limit: int = Field(1024, ge=0, description="Tensors up to this many elements are inline in JSON.")
+    result_full_nodes: int = Field(
+        2000, ge=0, description="Jobs with up to this many nodes get the whole result in GET /v1/jobs/{id}; "
+        "larger ones a summary (page through the node listing)."
+    )
+    graph_draw_nodes: int = Field(
+        500, ge=1, description="The most nodes GET /graph draws as SVG/DOT (larger graphs: format=json, or around=NODE)."
+    )
     max_job_bytes: int = Field(256 * 1024 * 1024, ge=0, description="Cap on a job's stored tensor bytes.")
     soft_time_limit_s: int = Field(300, ge=1)
     hard_time_limit_s: int = Field(330, ge=1)

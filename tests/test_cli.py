@@ -91,7 +91,7 @@ def test_numeric_table_says_how_many_elements_were_checked(tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     assert "7 of 100 leaf elements checked" in res.stdout
     data = json.loads(runner.invoke(app, ["run", str(spec), "--json"]).stdout)
-    g = data["nodes"]["x"]["numeric"]["grad"]
+    g = data["nodes"]["x"]["engines"]["numeric"]["grad"]
     flat = [v for row in g["data"] for v in row]
     assert g["checked"] == 7 and sum(v is not None for v in flat) == 7  # null marks an element not checked
     assert data["health"]["x"]["vanishing"] is False and data["health"]["x"]["grad_norm"] > 0

@@ -149,7 +149,7 @@ def check(inputs: dict[str, Any], nodes: list[dict[str, Any]], dtype: str, **kw:
     assert set(torch_edges) == set(ref_edges), f"edges: torch {sorted(torch_edges)}, reference {sorted(ref_edges)}"
     for key, e in torch_edges.items():
         assert_close(_decode(e.grad), _as_json(ref_edges[key]), dtype, f"edge {key}")
-        assert_close(_decode(e.reference), _as_json(ref_edges[key]), dtype, f"edge {key} in the result")
+        assert_close(_decode(e.engines["reference"]), _as_json(ref_edges[key]), dtype, f"edge {key} in the result")
     for src in {s for s, _ in torch_edges}:
         for eng, edges in (("torch", {k: _decode(e.grad) for k, e in torch_edges.items()}), ("reference", ref_edges)):
             total = sum(g for (s, _), g in edges.items() if s == src)

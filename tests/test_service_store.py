@@ -30,9 +30,9 @@ def test_finish_writes_everything_with_one_ttl(store: JobStore, chain_spec: dict
     d = store.deliver(job_id, max_attempts=3)
     assert (d.state, d.attempt) == ("running", 1)
     done = _done(chain_spec)
-    assert store.finish(job_id, done.result, done.arrays, None, d)
-    rec = store.get(job_id)
-    assert rec.status == "succeeded" and rec.manifest is not None
+    assert store.finish(job_id, done, None, d)
+    rec = store.get(job_id, "manifest", "summary", "result")
+    assert rec.status == "succeeded" and rec.manifest is not None and rec.summary_json and rec.result_json
     assert len(rec.manifest.stored) == len(done.arrays)
     # small tensors share one packed key: the job's hash plus that key, however many tensors
     assert all(m.offset is not None for m in rec.manifest.stored.values())
@@ -54,7 +54,7 @@ def test_cancelled_job_is_never_written_back(store: JobStore, chain_spec: dict[s
     assert store.delete(job_id) == "running"
     done = _done(chain_spec)
     assert not store.progress(job_id, "torch", 0.5)
-    assert not store.finish(job_id, done.result, done.arrays, "all", d)
+    assert not store.finish(job_id, done, "all", d)
     assert not store.fail(job_id, "X", "late")
     assert not keys_of(job_id)
     with pytest.raises(JobNotFound):
@@ -84,8 +84,8 @@ def test_byte_cap_and_idempotency(store: JobStore) -> None:
         small.create(TraceSpec.model_validate({**spec, "dtype": "float64"}).model_dump_json(), "key-1")
     d = small.deliver(job_id, 3)
     done = _done(spec)
-    assert small.finish(job_id, done.result, done.arrays, "all", d)
-    manifest = small.get(job_id).manifest
+    assert small.finish(job_id, done, "all", d)
+    manifest = small.get(job_id, "manifest").manifest
     assert manifest is not None and manifest.nbytes <= 20000 and manifest.not_kept
     key = next(iter(manifest.not_kept))
     engine, field, name = key.split("/", 2)
@@ -100,8 +100,8 @@ def test_large_tensors_get_their_own_keys(store: JobStore, keys_of: Any) -> None
     job_id, _ = store.create(TraceSpec.model_validate(spec).model_dump_json())
     d = store.deliver(job_id, 3)
     done = _done(spec)
-    assert store.finish(job_id, done.result, done.arrays, None, d)
-    stored = store.get(job_id).manifest.stored  # type: ignore[union-attr]
+    assert store.finish(job_id, done, None, d)
+    stored = store.get(job_id, "manifest").manifest.stored  # type: ignore[union-attr]
     own = {k for k, m in stored.items() if m.offset is None}
     assert own == {k for k, a in done.arrays.items() if a.nbytes > PACK_BYTES} and own
     assert len(keys_of(job_id)) == 4 + len(own)  # hash, pack, index, done stream and one key each
@@ -122,7 +122,7 @@ def test_delivery_carries_the_spec_and_a_late_finish_leaves_no_keys(store: JobSt
     done = _done(spec)
     store.delete(job_id)
     assert any(a.nbytes > PACK_BYTES for a in done.arrays.values())
-    assert not store.finish(job_id, done.result, done.arrays, "all", d)
+    assert not store.finish(job_id, done, "all", d)
     assert not keys_of(job_id)
     assert store.deliver(job_id, 3).state == "gone"
 
@@ -136,9 +136,9 @@ def test_a_late_duplicate_delivery_leaves_the_finished_job_intact(store: JobStor
     first, second = store.deliver(job_id, 3), store.deliver(job_id, 3)
     assert (first.attempt, second.attempt) == (1, 2)
     done = _done(spec)
-    assert store.finish(job_id, done.result, done.arrays, "all", first)
+    assert store.finish(job_id, done, "all", first)
     keys = sorted(keys_of(job_id))
-    assert not store.finish(job_id, done.result, done.arrays, "all", second)
+    assert not store.finish(job_id, done, "all", second)
     assert sorted(keys_of(job_id)) == keys  # nothing of the second delivery is left, nothing of the first is gone
     for key in ("torch/value/y", "reference/grad/x", "torch/grad/s"):  # an own-key tensor and packed ones
         engine, field, name = key.split("/", 2)

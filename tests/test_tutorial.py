@@ -29,7 +29,7 @@ def test_chain_rule_pasted_code_gives_the_tutorials_numbers() -> None:
     assert n["fx"].grad.data == 367.0
     assert n["x"].grad.data == 2569.0
     assert n["gx"].grad_fn == "AddBackward0"
-    assert n["fx"].reference.grad.data == 367.0 and n["x"].reference.grad.data == 2569.0
+    assert n["fx"].engines["reference"].grad.data == 367.0 and n["x"].engines["reference"].grad.data == 2569.0
     assert result.comparison.verdict == "agree"
 
 
@@ -38,7 +38,7 @@ def test_chain_rule_edges_split_fx_grad_into_363_and_4() -> None:
     out_edges = {e.dst: e for e in t.result.edges if e.src == "fx"}
     by_expr = {t.result.nodes[dst].expr: e.grad.data for dst, e in out_edges.items()}
     assert by_expr == {"fx**3": 363.0, "4*fx": 4.0}
-    assert {t.result.nodes[d].expr: e.reference.data for d, e in out_edges.items()} == {"fx**3": 363.0, "4*fx": 4.0}
+    assert {t.result.nodes[d].expr: e.engines["reference"].data for d, e in out_edges.items()} == {"fx**3": 363.0, "4*fx": 4.0}
 
 
 @pytest.mark.parametrize("example", ["chain_rule.py", "conv_weight_grad.json", "small_cnn.json", "program_mlp.py"])
@@ -57,7 +57,7 @@ def test_sum_of_outgoing_edge_grads_is_the_node_grad(example: str) -> None:
 def _edges(t, engine: str) -> dict[tuple[str, str], np.ndarray]:
     if engine == "torch":
         return {(e.src, e.dst): np.array(e.grad.data) for e in t.result.edges}
-    return {(e.src, e.dst): np.array(e.reference.data) for e in t.result.edges}
+    return {(e.src, e.dst): np.array(e.engines["reference"].data) for e in t.result.edges}
 
 
 def test_tutorial_first_snippet_x_grad_is_7() -> None:

@@ -48,9 +48,9 @@ def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
         _torch_ready(settings.worker_torch_threads)
         with paused_gc():  # parse, trace and store allocate many acyclic objects: no GC passes over them
             spec = TraceSpec.model_validate_json(delivery.spec_json)
-            done = trace(spec, Limits.from_settings(settings), settings.inline_limit, progress)
+            done = trace(spec, Limits.from_settings(settings), settings.inline_limit, progress, settings.result_full_nodes)
             progress("store", 1.0)
-            stored = jobs.finish(job_id, done.result, done.arrays, spec.keep, delivery)
+            stored = jobs.finish(job_id, done, spec.keep, delivery)
         if stored:
             return "succeeded"
         raise CancelledError(f"job {job_id} was cancelled")
