@@ -34,6 +34,7 @@ from shared.job import (
     JobCreated,
     JobDeleted,
     JobLinks,
+    JobList,
     JobView,
     NodeTensor,
     Readiness,
@@ -142,13 +143,15 @@ def submit(body: TraceSpec, header: SubmitHeader) -> Response:
     """Submit a spec: validated and compiled now, traced by a worker; poll the Location it returns."""
     s = svc()
     try:
-        check_keep(compile_spec(body, Limits.from_settings(s.settings)))  # shapes only: nothing is drawn here
+        graph = compile_spec(body, Limits.from_settings(s.settings))  # shapes only: nothing is drawn here
+        check_keep(graph)
     except SpecError as e:
         return error(422, [e.to_dict()])
     except (ValueError, TypeError, LookupError, ArithmeticError) as e:
         return error(422, [{"type": "spec_error", "msg": str(e) or type(e).__name__}])
     try:
-        job_id, created = s.store.create(body.model_dump_json(exclude_unset=True), header.idempotency_key)
+        job_id, created = s.store.create(body.model_dump_json(exclude_unset=True), header.idempotency_key,
+                                         len(graph.leaves) + len(graph.nodes))
     except IdempotencyConflict as e:
         return error(409, str(e))
     if created:
@@ -160,6 +163,18 @@ def submit(body: TraceSpec, header: SubmitHeader) -> Response:
             return error(503, "the job could not be queued: the broker is unavailable")
     out = JobCreated(id=job_id, status="queued" if created else s.store.get(job_id).status, links=links(job_id))  # type: ignore[arg-type]
     return json_response(out, 202, {"Location": out.links.self})
+
+
+class ListQuery(BaseModel):
+    """How many of the newest jobs."""
+
+    limit: int = Field(50, ge=1, le=500)
+
+
+@jobs.get("/jobs", responses={200: JobList})
+def list_jobs(query: ListQuery) -> Response:
+    """The newest jobs first: status, progress, attempts, times, verdict and node count (what a dashboard polls)."""
+    return json_response(JobList.model_validate({"items": svc().store.recent(query.limit)}))
 
 
 def view(rec: JobRecord) -> JobView:

@@ -138,6 +138,9 @@ for _, k in ipairs(ARGV) do
 end
 return out
 """
+RECENT_JOBS = 1000
+"""How many of the newest jobs the job list remembers."""
+LIST_FIELDS = ("status", "attempts", "created_at", "started_at", "finished_at", "progress", "error", "verdict", "nodes")
 TABLE_CACHE = 16
 """Parsed result tables an API process keeps (a finished job's table never changes)."""
 
@@ -286,19 +289,21 @@ class JobStore:
         return bool(self.r.ping())
 
     # API side
-    def create(self, spec_json: str, idempotency_key: str | None = None) -> tuple[str, bool]:
-        """Record a queued job; returns (id, created). A known Idempotency-Key gives its job back."""
+    def create(self, spec_json: str, idempotency_key: str | None = None, nodes: int = 0) -> tuple[str, bool]:
+        """Record a queued job of `nodes` nodes (and list it among the recent ones); returns (id, created).
+        A known Idempotency-Key gives its job back."""
         job_id = uuid.uuid4().hex
         now = now_iso()
         fields: dict[str, str | int] = {
             "id": job_id, "created_at": now, "attempts": 0, "spec": spec_json, "ttl": self.ttl_s,
-            "max_bytes": self.max_job_bytes,
+            "max_bytes": self.max_job_bytes, "nodes": nodes,
             "progress": JobProgress(step="queued", fraction=0.0).model_dump_json(), "status": "queued",
         }
         if not idempotency_key:
             with self.r.pipeline() as p:
                 p.hset(self.job_key(job_id), mapping=fields)
                 p.expire(self.job_key(job_id), self.ttl_s)
+                self._list(p, job_id)
                 p.execute()
             return job_id, True
         ik = self.idem_key(idempotency_key)
@@ -308,6 +313,9 @@ class JobStore:
         for _ in range(2):
             cur = self._create(keys=[ik, self.job_key(job_id)], args=[f"{job_id} {digest}", self.ttl_s, *pairs])
             if cur is None:
+                with self.r.pipeline() as p:
+                    self._list(p, job_id)
+                    p.execute()
                 return job_id, True
             other, other_digest = cur.decode().split(" ")
             if other_digest != digest:
@@ -316,6 +324,39 @@ class JobStore:
                 return other, False
             self.r.delete(ik)  # its job expired or was deleted: the key is free again
         raise IdempotencyConflict("this Idempotency-Key is in use by another request")
+
+    def recent_key(self) -> str:
+        """A sorted set of recent job ids by creation time (for the job list); trimmed to RECENT_JOBS."""
+        return f"{self.prefix}:recent"
+
+    def _list(self, p: Any, job_id: str) -> None:
+        p.zadd(self.recent_key(), {job_id: time.time()})
+        p.zremrangebyrank(self.recent_key(), 0, -RECENT_JOBS - 1)
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest jobs (at most `limit`), each as its list fields; ids whose job is gone are dropped."""
+        ids = [i.decode() for i in self.r.zrevrange(self.recent_key(), 0, limit - 1)]
+        fields = [*LIST_FIELDS]
+        with self.r.pipeline(transaction=False) as p:
+            for job_id in ids:
+                p.hmget(self.job_key(job_id), fields)
+            rows = p.execute()
+        out, gone = [], []
+        for job_id, values in zip(ids, rows, strict=True):
+            if values[0] is None:
+                gone.append(job_id)
+                continue
+            d = {k: v.decode() if v is not None else None for k, v in zip(fields, values, strict=True)}
+            out.append({
+                "id": job_id, "status": d["status"], "attempts": int(d["attempts"] or 0), "created_at": d["created_at"],
+                "started_at": d["started_at"], "finished_at": d["finished_at"],
+                "progress": json.loads(d["progress"]) if d["progress"] else None,
+                "error": json.loads(d["error"]) if d["error"] else None,
+                "verdict": d["verdict"], "nodes": int(d["nodes"] or 0),
+            })
+        if gone:
+            self.r.zrem(self.recent_key(), *gone)
+        return out
 
     def get(self, job_id: str, *bulk: str) -> JobRecord:
         """The job's status fields and the bulk fields named (of 'spec', 'summary', 'result', 'manifest'),
@@ -392,7 +433,10 @@ class JobStore:
             keys += [self.data_key(job_id, n, f"t:{k}") for k, m in stored.items() if m["offset"] is None]
         if idem:
             keys.append(idem.decode())
-        self.r.delete(*keys)
+        with self.r.pipeline() as p:
+            p.delete(*keys)
+            p.zrem(self.recent_key(), job_id)
+            p.execute()
         return status.decode()
 
     def cancel_state(self, job_id: str) -> str | None:
@@ -508,6 +552,7 @@ class JobStore:
             fields = {
                 "summary": table.summary_model().model_dump_json(), "table": table.to_json(),
                 "manifest": sel.manifest_json(), "finished_at": now_iso(), "engine": table.summary["engines"][0],
+                "verdict": table.summary["comparison"]["verdict"],
                 "progress": JobProgress(step="done", fraction=1.0).model_dump_json(), "data": delivery.attempt,
             }
             if done.result is not None:

@@ -85,6 +85,27 @@ class JobView(JsonModel):
     links: JobLinks
 
 
+class JobListItem(JsonModel):
+    """A job as the job list shows it: status, progress, attempts, times, verdict and size."""
+
+    id: str
+    status: JobStatus
+    attempts: int = 0
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: JobProgress | None = None
+    error: JobError | None = None
+    verdict: Literal["agree", "disagree", "single-engine"] | None = Field(None, description="Once succeeded.")
+    nodes: int = Field(0, description="Nodes in the job's graph (leaves and ops).")
+
+
+class JobList(JsonModel):
+    """The newest jobs first."""
+
+    items: list[JobListItem]
+
+
 class NodeTensor(JsonModel):
     """One node's (or parameter's) full tensor from one engine, as JSON."""
 

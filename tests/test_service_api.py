@@ -339,3 +339,20 @@ def test_a_large_job_is_paged_and_drawn_around_a_node(api: Any) -> None:
     assert r.status_code == 413 and "format=json" in r.get_json()["detail"]
     assert api.client.get(f"/v1/jobs/{job_id}/graph?format=json&around=nope").status_code == 404
     assert api.client.get(f"/v1/jobs/{job_id}/nodes/y7?field=grad").status_code == 200
+
+
+def test_the_job_list_shows_the_newest_jobs(api: Any, chain_spec: dict[str, Any]) -> None:
+    first = api.submit(chain_spec)
+    api.wait(first)
+    bad = api.submit({"inputs": {"x": {"value": [0, 2], "dtype": "int64"}, "w": {"shape": [3, 2]}},
+                      "nodes": [{"name": "e", "op": "embedding", "inputs": ["x", "w"]}, {"name": "s", "op": "sum", "inputs": ["e"]}]})
+    api.wait(bad)
+    items = api.client.get("/v1/jobs?limit=5").get_json()["items"]
+    ids = [i["id"] for i in items]
+    assert ids.index(bad) < ids.index(first)  # newest first
+    mine = {i["id"]: i for i in items}
+    assert mine[first]["status"] == "succeeded" and mine[first]["verdict"] == "agree" and mine[first]["nodes"] == 9
+    assert mine[first]["progress"] == {"step": "done", "fraction": 1.0} and mine[first]["attempts"] == 1
+    api.client.delete(f"/v1/jobs/{first}")
+    assert first not in [i["id"] for i in api.client.get("/v1/jobs").get_json()["items"]]
+    assert api.client.get("/v1/jobs?limit=0").status_code == 422
