@@ -333,7 +333,7 @@ def _profile_store(key: str, stack: Stack, cfg: Config, rep: dict[str, Any], pro
 
 def _inproc_service_profile(stack: Stack, body: bytes, profiling: Any) -> str:
     """What one job costs the worker and the API, in this process: parse + trace + store + GET view."""
-    from api.routes import view
+    from api.routes import view_json
     from services.store import JobStore
     from services.trace import trace
     from shared.spec import TraceSpec
@@ -345,8 +345,8 @@ def _inproc_service_profile(stack: Stack, body: bytes, profiling: Any) -> str:
         job_id, _ = store.create(ts.model_dump_json(exclude_unset=True))
         delivery = store.deliver(job_id, 3)
         done = trace(ts)
-        store.finish(job_id, done.result, done.arrays, ts.keep, delivery)
-        view(store.get(job_id)).model_dump_json()
+        store.finish(job_id, done, ts.keep, delivery)
+        view_json(store.get(job_id, "summary", "result", "manifest"))
 
     return profiling.profile_inproc(job, repeats=20)["text"]
 

@@ -56,7 +56,7 @@ class StoreBench:
         delivery = self.store.deliver(job_id, 3)
         b0 = self.net_in()
         t0 = time.perf_counter()
-        ok = self.store.finish(job_id, done.result, done.arrays, done.graph.keep, delivery)
+        ok = self.store.finish(job_id, done, done.graph.keep, delivery)
         ms = (time.perf_counter() - t0) * 1e3
         nbytes = self.net_in() - b0
         if not ok:
@@ -64,11 +64,11 @@ class StoreBench:
         return job_id, ms, nbytes
 
     def read(self, job_id: str) -> float:
-        """ms of what GET /v1/jobs/{id} asks of the store: JobStore.get, the record (the API splices its result JSON
-        into the response without parsing it)."""
+        """ms of what GET /v1/jobs/{id} asks of the store: JobStore.get of the status fields, summary, result and
+        manifest (the API splices their JSON into the response without parsing it)."""
         gc.collect()
         t0 = time.perf_counter()
-        self.store.get(job_id)
+        self.store.get(job_id, "summary", "result", "manifest")
         return (time.perf_counter() - t0) * 1e3
 
 
@@ -118,14 +118,15 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
             trace(TraceSpec.model_validate_json(torch_body))
         vals["inproc_torch_trace"].append((time.perf_counter() - t0) * 1e3)
         vals["bare_torch"].append(bare_torch(graph))
-    stored_bytes = result_json_bytes = None
+    stored_bytes = result_json_bytes = table_json_bytes = None
     if not big:
         gc.collect()
         t0 = time.perf_counter()
-        done = trace(ts)
+        done = trace(ts, full_nodes=stack.settings().result_full_nodes)
         vals["inproc_trace"].append((time.perf_counter() - t0) * 1e3)
         stored_bytes = sum(a.nbytes for a in done.arrays.values())
-        result_json_bytes = len(done.result.model_dump_json())
+        result_json_bytes = len(done.result.model_dump_json()) if done.result is not None else 0
+        table_json_bytes = len(done.table.to_json())
         del done
     else:
         skipped.append("in-process full trace (time budget; the worker's stage timings stand for it)")
@@ -148,17 +149,17 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
         vals["e2e"].append(ms)
         vals["post"].append(job["_wall"][1] - job["_wall"][0])
         vals["worker_peak_mib"].append(stack.worker_peak_mib() or math.nan)
-        for k, v in (job["result"].get("timings_ms") or {}).items():
+        for k, v in (job["summary"].get("timings_ms") or {}).items():
             if k in vals:
                 vals[k].append(v)
         job_id = job["id"]
         job_body_bytes = job.get("_bytes")
         if stored_bytes is None:
             stored_bytes = job["manifest"]["nbytes"]
-        names = list(job["result"]["nodes"])
+        names = graph.names()
         del job  # the parsed result is a big object graph: gone before anything else is timed here
         g0 = time.perf_counter()
-        api.get_raw(job_id)  # a plain GET of the finished job with its full result
+        api.get_raw(job_id)  # a plain GET of the finished job (its whole result when small, else the summary)
         vals["fetch"].append((time.perf_counter() - g0) * 1e3)
         fin = stack.worker_finish_ms(job_id)
         if fin is not None:
@@ -181,7 +182,8 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
     api.close()
     out = {
         "graph": name, "nodes": n_nodes, "repeats": repeats, "engines": list(graph.engines),
-        "stored_tensor_bytes": stored_bytes, "result_json_bytes": result_json_bytes, "job_json_bytes": job_body_bytes,
+        "stored_tensor_bytes": stored_bytes, "result_json_bytes": result_json_bytes, "table_json_bytes": table_json_bytes,
+        "job_json_bytes": job_body_bytes,
         "redis_bytes_in_per_job": summary(bytes_in, "B"),
         "stages": {k: summary(v, "MiB" if k == "worker_peak_mib" else "ms") for k, v in vals.items() if v},
         "skipped": skipped, "wall_s": time.monotonic() - wall0,

@@ -23,6 +23,7 @@ from bench.stats import ratio, summary
 
 def _case(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: Any) -> dict[str, Any]:
     from services.jobs import select_tensors
+    from services.store import tensor_names
     from services.trace import trace
     from shared.codec import to_bytes
     from shared.spec import TraceSpec
@@ -32,7 +33,8 @@ def _case(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: Any)
     sb = StoreBench(stack)
     r = stack.redis
     spec_json = ts.model_dump_json(exclude_unset=True)
-    sel = select_tensors(done.arrays, ts.keep, sb.store.max_job_bytes)
+    sel = select_tensors(done.arrays, ts.keep, sb.store.max_job_bytes, done.table.inline_limit,
+                         lambda key: tensor_names(done.table, key))
     keys = [k.split("/", 2) for k in sel.chosen]
 
     cols: dict[str, list[float]] = {k: [] for k in ("store_write", "store_read", "raw_set", "raw_get", "raw_get_pipelined", "raw_get_each",
@@ -43,7 +45,7 @@ def _case(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: Any)
         job_id, w_ms, nbytes = sb.write(spec_json, done)
         gc.collect()
         t0 = time.perf_counter()
-        sb.store.get(job_id)
+        sb.store.get(job_id, "summary", "result", "manifest")
         for e, f, nm in keys:
             sb.store.tensor(job_id, e, f, nm)
         r_ms = (time.perf_counter() - t0) * 1e3
@@ -52,7 +54,8 @@ def _case(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: Any)
         # raw: the same bytes (already encoded: encoding is the store's own work), one key per tensor plus the
         # result and manifest JSON, in one pipeline each way
         payload = {f"raw:t:{j}": to_bytes(a) for j, a in enumerate(sel.chosen.values())}
-        payload["raw:result"] = done.result.model_dump_json().encode()
+        payload["raw:result"] = done.result.model_dump_json().encode() if done.result is not None else b""
+        payload["raw:table"] = done.table.to_json().encode()
         payload["raw:manifest"] = sel.manifest_json().encode()
         gc.collect()
         b0 = sb.net_in()
@@ -84,7 +87,7 @@ def _case(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: Any)
 
     out = {
         "case": name, "nodes": len(done.graph.nodes), "tensors_stored": len(sel.chosen), "tensors_read": len(keys),
-        "tensor_bytes": sel.nbytes, "result_json_bytes": len(done.result.model_dump_json()),
+        "tensor_bytes": sel.nbytes, "result_json_bytes": len(done.result.model_dump_json()) if done.result else 0,
         "bytes_written_per_job": summary(cols["bytes_store"], "B"), "raw_bytes_written": summary(cols["bytes_raw"], "B"),
         "store_write_ms": summary(cols["store_write"]), "raw_set_ms": summary(cols["raw_set"]),
         "store_read_ms": summary(cols["store_read"]), "raw_get_ms": summary(cols["raw_get"]),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
@@ -19,8 +19,8 @@ from services.compare import PairErrors
 from services.diagnostics import nonfinite_flags
 from services.engines import EngineRun
 from services.ir import Graph
-from shared.codec import encode_dict, summarize
-from shared.result import ResultSummary, TraceResult
+from shared.codec import encode_dict, json_number, summarize
+from shared.result import ResultSummary
 
 Fetch = Callable[[list[str]], dict[str, np.ndarray]]
 """Given array keys, the arrays there are (missing keys are left out)."""
@@ -89,7 +89,7 @@ class ResultTable:
     def to_json(self) -> str:
         """The table as one JSON document (columns as lists). Internal to the store: non-finite floats are written
         as Python's json writes them (Infinity, NaN), which it reads back; views send them as strings."""
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ResultTable:
@@ -222,10 +222,11 @@ def _tensor(table: ResultTable, arrays: dict[str, np.ndarray], engine: str, fld:
     checked_mask = arrays.get(array_key(engine, "checked", name)) if fld == "grad" else None
     if _size(shape) <= table.inline_limit:
         a = arrays.get(key)
-        if a is None:
-            return {"shape": shape, "dtype": dtype}  # exists, but was not stored (keep list or byte cap)
+        if a is None:  # exists, but was not stored (keep list or byte cap)
+            return {"shape": shape, "dtype": dtype, "data": None, "summary": None, "checked": None}
         return encode_dict(a, table.inline_limit, checked_mask)
-    out: dict[str, Any] = {"shape": shape, "dtype": "float64" if fld == "grad" and engine == "numeric" else dtype}
+    out: dict[str, Any] = {"shape": shape, "dtype": "float64" if fld == "grad" and engine == "numeric" else dtype,
+                           "data": None, "summary": None, "checked": None}
     if key in table.summaries:
         out["summary"] = table.summaries[key]
     if fld == "grad" and name in table.checked and engine in ("numeric",):
@@ -248,8 +249,7 @@ def node_items(table: ResultTable, rows: list[int], fetch: Fetch) -> list[dict[s
                 engines[engine] = t
         errors = {}
         for pair, cols in table.errors.items():
-            e = {fld: {k: cols[fld][k][i] for k in ("max_abs", "max_rel", "ok")} for fld in ("value", "grad")
-                 if cols[fld]["ok"][i] is not None}
+            e = {fld: _stat(cols[fld], i) for fld in ("value", "grad") if cols[fld]["ok"][i] is not None}
             if e:
                 errors[pair] = e
         top = engines.get(primary or "", {})
@@ -274,14 +274,19 @@ def edge_items(table: ResultTable, edges: list[int], fetch: Fetch) -> list[dict[
         out.append({
             "src": table.names[src], "dst": table.names[table.edge_dst[e]],
             "grad": per.get(table.edge_engines[0]) if table.edge_engines else None, "engines": per,
-            "error": {pair: {k: cols[k][e] for k in ("max_abs", "max_rel", "ok")}
-                      for pair, cols in table.edge_errors.items() if cols["ok"][e] is not None},
+            "error": {pair: _stat(cols, e) for pair, cols in table.edge_errors.items() if cols["ok"][e] is not None},
         })
     return out
 
 
-def full_result(table: ResultTable, fetch: Fetch) -> TraceResult:
-    """The whole TraceResult: the summary, every node, edge and parameter."""
+def _stat(cols: dict[str, list[Any]], i: int) -> dict[str, Any]:
+    """ErrorStat fields of entry i, ready for JSON."""
+    return {"max_abs": json_number(cols["max_abs"][i]), "max_rel": json_number(cols["max_rel"][i]), "ok": cols["ok"][i]}
+
+
+def full_result_json(table: ResultTable, fetch: Fetch) -> str:
+    """The whole TraceResult as JSON (the summary, every node, edge and parameter), written straight from plain
+    dicts: the views are JSON-ready, and a pydantic object per node would cost more than the trace."""
     rows = list(range(len(table.names)))
     items = node_items(table, rows, fetch)
     nodes = {item.pop("name"): item for item in items}
@@ -291,4 +296,7 @@ def full_result(table: ResultTable, fetch: Fetch) -> TraceResult:
                          "grad": nodes[table.names[i]]["grad"]}
         for i in rows if table.kind[i] == "parameter"
     }
-    return TraceResult.model_validate({**table.summary, "nodes": nodes, "edges": edges, "parameters": params})
+    head = table.summary_model().model_dump_json()
+    body = json.dumps({"nodes": nodes, "edges": edges, "parameters": params}, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+    return f"{head[:-1]},{body[1:]}"

@@ -555,8 +555,8 @@ class JobStore:
                 "verdict": table.summary["comparison"]["verdict"],
                 "progress": JobProgress(step="done", fraction=1.0).model_dump_json(), "data": delivery.attempt,
             }
-            if done.result is not None:
-                fields["result"] = done.result.model_dump_json()
+            if done.result_json is not None:
+                fields["result"] = done.result_json
             p.eval(_FINISH, 3 + len(written), jk, ck, self.done_key(job_id), *written, ttl, *[x for kv in fields.items() for x in kv])
             return bool(p.execute()[-1])
 

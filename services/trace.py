@@ -7,10 +7,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
-from services.assemble import ResultTable, build_table, full_result
+from services.assemble import ResultTable, build_table, full_result_json
 from services.compare import compare_runs
 from services.compiler import Limits, compile_spec
 from services.diagnostics import anomalies, health
@@ -34,11 +35,16 @@ class Trace:
     graph: Graph
     table: ResultTable
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    result: TraceResult | None = None
+    result_json: str | None = None
 
     def fetch(self, keys: list[str]) -> dict[str, np.ndarray]:
         """The arrays these keys name (views read tensors through this, or through the store)."""
         return {k: self.arrays[k] for k in keys if k in self.arrays}
+
+    @cached_property
+    def result(self) -> TraceResult | None:
+        """The whole TraceResult as a model (parsed from result_json on first use; the worker never needs it)."""
+        return TraceResult.model_validate_json(self.result_json) if self.result_json is not None else None
 
 
 def run_engine(graph: Graph, engine: str, tick: Callable[[float], None] | None = None) -> EngineRun:
@@ -104,9 +110,7 @@ def _trace(
     table, arrays = build_table(graph, runs, pairs, summary, inline_limit)
     done = Trace(graph=graph, table=table, arrays=arrays)
     timings["assemble"] = (time.perf_counter() - t2) * 1e3
-    if full_nodes is None or len(table.names) <= full_nodes:
-        done.result = full_result(table, done.fetch)
     summary["timings_ms"] = {k: round(v, 3) for k, v in timings.items()}
-    if done.result is not None:
-        done.result.timings_ms = summary["timings_ms"]
+    if full_nodes is None or len(table.names) <= full_nodes:
+        done.result_json = full_result_json(table, done.fetch)
     return done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 
@@ -11,13 +12,38 @@ from shared.result import TensorData
 DEFAULT_INLINE_LIMIT = 1024
 
 
-def summarize(a: np.ndarray) -> dict[str, float | None]:
-    """min/max/mean/L2 norm of a tensor (None when it is empty; NaN or inf when it holds them)."""
+NONFINITE_TEXT = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def json_number(x: float) -> float | str:
+    """A float as the JSON results carry it: itself, or 'Infinity', '-Infinity', 'NaN'."""
+    if math.isfinite(x):
+        return x
+    return "NaN" if x != x else NONFINITE_TEXT[x]
+
+
+def json_list(a: np.ndarray) -> object:
+    """Array data as nested lists (a number for 0-d), non-finite floats as their strings: ready for json.dumps."""
+    if a.ndim == 0:
+        v = a.item()
+        return v if not isinstance(v, float) or math.isfinite(v) else json_number(v)
+    if a.dtype.kind != "f" or np.isfinite(a).all():
+        return a.tolist() if a.ndim else a.item()
+    obj = a.astype(object)
+    obj[np.isnan(a)] = "NaN"
+    obj[np.isposinf(a)] = "Infinity"
+    obj[np.isneginf(a)] = "-Infinity"
+    return obj.tolist()
+
+
+def summarize(a: np.ndarray) -> dict[str, float | str | None]:
+    """min/max/mean/L2 norm of a tensor (None when it is empty; non-finite ones as their JSON strings)."""
     if a.size == 0:
         return {"min": None, "max": None, "mean": None, "norm": None}
     f = a.astype(np.float64, copy=False)
     with np.errstate(all="ignore"):
-        return {"min": float(f.min()), "max": float(f.max()), "mean": float(f.mean()), "norm": float(np.linalg.norm(f.ravel()))}
+        stats = (f.min(), f.max(), f.mean(), np.linalg.norm(f.ravel()))
+    return dict(zip(("min", "max", "mean", "norm"), (json_number(float(v)) for v in stats), strict=True))
 
 
 _DTYPE_NAMES: dict[np.dtype, str] = {}
@@ -36,17 +62,18 @@ def encode_dict(a: np.ndarray, inline_limit: int = DEFAULT_INLINE_LIMIT, checked
     (finite differences), elements not evaluated are None and the count of evaluated ones is given."""
     if type(a) is not np.ndarray:
         a = np.asarray(a)
-    out: dict[str, object] = {"shape": list(a.shape), "dtype": dtype_name(a.dtype)}
+    out: dict[str, object] = {"shape": list(a.shape), "dtype": dtype_name(a.dtype), "data": None, "summary": None, "checked": None}
     if checked is not None:
         out["checked"] = int(checked.sum())
         if a.size <= inline_limit:
-            out["data"] = np.where(checked, a, None).tolist() if a.ndim else (a.item() if checked else None)
+            data = json_list(a)
+            out["data"] = np.where(checked, np.array(data, dtype=object), None).tolist() if a.ndim else (data if checked else None)
             return out
         a = a[checked]
     if a.size > inline_limit:
         out["summary"] = summarize(a)
     else:
-        out["data"] = a.tolist() if a.ndim else a.item()
+        out["data"] = json_list(a)
     return out
 
 

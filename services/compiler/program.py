@@ -72,10 +72,11 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         except SyntaxError as e:
             raise SpecError(f"syntax error: {e.msg}", loc=("program",), line=e.lineno, col=e.offset) from None
         body = _main_guard(tree.body)
-        for node in ast.walk(ast.Module(body=body, type_ignores=[])):
-            name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
-            if name and name.startswith("__"):
-                raise self.err(node, f"dunder name '{name}' is not allowed")
+        if "__" in self.text:  # a walk over every node costs more than the rest of a small program's compile
+            for node in ast.walk(ast.Module(body=body, type_ignores=[])):
+                name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+                if name and name.startswith("__"):
+                    raise self.err(node, f"dunder name '{name}' is not allowed")
         self.count_bindings(body)
         self.reserved = set(self.bindings) | self.spec_inputs
         for stmt in body:

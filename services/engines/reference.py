@@ -4,6 +4,7 @@ topological order, then backward in reverse, accumulating into inputs shared by 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -19,9 +20,13 @@ def _arg(values: dict[str, np.ndarray], i: Input, dtype: str) -> np.ndarray:
     return np.asarray(i, dtype=dtype) if np.dtype(dtype).kind == "f" else np.asarray(i)
 
 
-def forward(graph: Graph, leaf_values: dict[str, np.ndarray] | None = None, float64: bool = False) -> dict[str, np.ndarray]:
+def forward(
+    graph: Graph, leaf_values: dict[str, np.ndarray] | None = None, float64: bool = False,
+    saved: dict[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
     """Every leaf and node value; `leaf_values` overrides leaves (finite differences use it, with `float64`:
-    then casts between float dtypes keep float64, so that no step rounds to float32)."""
+    then casts between float dtypes keep float64, so that no step rounds to float32). With `saved`, what each
+    op saves for its backward is kept there by node name."""
     values = graph.leaf_values()
     if leaf_values:
         values.update(leaf_values)
@@ -29,8 +34,17 @@ def forward(graph: Graph, leaf_values: dict[str, np.ndarray] | None = None, floa
         if float64 and node.op.name == "to" and str(node.dtype).startswith("float"):
             values[node.name] = values[node.inputs[0]]  # type: ignore[index]
             continue
-        dtype = str(np.result_type(*[values[i].dtype for i in node.inputs if isinstance(i, str)]))
-        out = node.op.forward([_arg(values, i, dtype) for i in node.inputs], node.args)
+        if all(isinstance(i, str) for i in node.inputs):
+            xs = [values[i] for i in node.inputs]  # type: ignore[index]
+        else:  # Python numbers take the inputs' dtype
+            dtype = str(np.result_type(*[values[i].dtype for i in node.inputs if isinstance(i, str)]))
+            xs = [_arg(values, i, dtype) for i in node.inputs]
+        if saved is None:
+            out = node.op.forward(xs, node.args)
+        else:
+            out, keep = node.op.forward_saving(xs, node.args)
+            if keep is not None:
+                saved[node.name] = keep
         values[node.name] = np.asarray(out)
     return values
 
@@ -39,7 +53,8 @@ def run_reference(graph: Graph) -> EngineRun:
     """Forward, then backward from graph.output seeded with ones (or grad_output)."""
     t0 = time.perf_counter()
     run = EngineRun("reference")
-    values = forward(graph)
+    saved: dict[str, Any] = {}
+    values = forward(graph, saved=saved)
     out = values[graph.output]
     grads: dict[str, np.ndarray] = {
         graph.output: graph.grad_output if graph.grad_output is not None else np.ones_like(out)
@@ -50,7 +65,7 @@ def run_reference(graph: Graph) -> EngineRun:
         if g is None or not node.requires_grad:
             continue
         xs = [_arg(values, i, node.dtype) for i in node.inputs]
-        in_grads = node.op.backward(g, values[node.name], xs, node.args)
+        in_grads = node.op.backward_saved(g, values[node.name], xs, node.args, saved.pop(node.name, None))
         for src, gi in zip(node.inputs, in_grads, strict=False):
             if not isinstance(src, str) or gi is None or not needs[src]:
                 continue

@@ -17,8 +17,8 @@ def to_host(tensors: list[Any], batched: bool) -> list[np.ndarray]:
     synchronising copy per tensor, which dominates the cost of a trace on a GPU."""
     import torch
 
-    if not batched:
-        return [t.detach().cpu().numpy() for t in tensors]
+    if not batched:  # on the CPU: views of the same memory (a tensor that needs no grad has no detach to make)
+        return [(t.detach() if t.requires_grad else t).numpy() for t in tensors]
     out: list[np.ndarray | None] = [None] * len(tensors)
     by_dtype: dict[Any, list[int]] = {}
     for i, t in enumerate(tensors):

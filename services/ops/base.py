@@ -86,6 +86,15 @@ class Op:
         """Reference backward: the gradient w.r.t. each input, shaped like it (None: no gradient)."""
         raise NotImplementedError
 
+    def forward_saving(self, xs: list[Array], a: Any) -> tuple[Array, Any]:
+        """Forward, plus what backward can reuse instead of recomputing (conv2d's im2col columns); the
+        reference engine keeps it per node until that node's backward. Default: nothing saved."""
+        return self.forward(xs, a), None
+
+    def backward_saved(self, g: Array, out: Array, xs: list[Array], a: Any, saved: Any) -> list[Array | None]:
+        """Backward given what forward_saving saved (None: nothing). Default: backward."""
+        return self.backward(g, out, xs, a)
+
 
 REGISTRY: dict[str, Op] = {}
 

@@ -54,13 +54,19 @@ def _kernel_rows(w: Array, groups: int) -> Array:
     return w.reshape(groups, o // groups, cg, kh, kw).transpose(0, 1, 3, 4, 2).reshape(groups, o // groups, kh * kw * cg)
 
 
-def correlate(xc: Array, w: Array, stride: tuple[int, int], dilation: tuple[int, int], groups: int) -> Array:
+def correlate(
+    xc: Array, w: Array, stride: tuple[int, int], dilation: tuple[int, int], groups: int, cols: Array | None = None
+) -> Array:
     """out[o, n, i, j] = sum_{c,k,l} xc[c, n, i*s + k*d, j*s + l*d] * w[o, c, k, l], per group one GEMM.
 
-    Both laid out channels first, (C, N, H, W): the window copies then read contiguous rows."""
+    Both laid out channels first, (C, N, H, W): the window copies then read contiguous rows. `cols`: the
+    im2col of xc when already made."""
     n = xc.shape[1]
     o, _, kh, kw = w.shape
-    cols, oh, ow = columns(xc, kh, kw, stride, dilation, groups)
+    if cols is None:
+        cols, _, _ = columns(xc, kh, kw, stride, dilation, groups)
+    oh = (xc.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (xc.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     return np.matmul(_kernel_rows(w, groups), cols).reshape(o, n, oh, ow)  # (G, O/G, N*OH*OW) as (O, N, OH, OW)
 
 
@@ -147,17 +153,26 @@ class Conv2d(Op):
         return t.nn.functional.conv2d(*xs, stride=a.stride, padding=a.padding, dilation=a.dilation, groups=a.groups)
 
     def forward(self, xs: list[Array], a: Conv2dArgs) -> Array:
+        return self.forward_saving(xs, a)[0]
+
+    def forward_saving(self, xs: list[Array], a: Conv2dArgs) -> tuple[Array, Array]:
+        """Forward, saving the im2col columns: the weight gradient is the same windows against the output gradient."""
         x, w = xs[0], xs[1]
         batched = x.ndim == 4
         x = x if batched else x[None]
         (ph, pw), (_, _, h, wd) = pair(a.padding), x.shape
         xc = channels_first(x, h + 2 * ph, wd + 2 * pw, ph, pw)
-        out = correlate(xc, w, pair(a.stride), pair(a.dilation), a.groups).transpose(1, 0, 2, 3)
+        kh, kw = w.shape[2:]
+        cols, _, _ = columns(xc, kh, kw, pair(a.stride), pair(a.dilation), a.groups)
+        out = correlate(xc, w, pair(a.stride), pair(a.dilation), a.groups, cols).transpose(1, 0, 2, 3)
         if len(xs) == 3:
             out = out + xs[2][None, :, None, None]
-        return out if batched else out[0]
+        return (out if batched else out[0]), cols
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: Conv2dArgs) -> list[Array | None]:
+        return self.backward_saved(g, out, xs, a, None)
+
+    def backward_saved(self, g: Array, out: Array, xs: list[Array], a: Conv2dArgs, saved: Array | None) -> list[Array | None]:
         x, w = xs[0], xs[1]
         batched = x.ndim == 4
         x, g = (x, g) if batched else (x[None], g[None])
@@ -166,10 +181,10 @@ class Conv2d(Op):
         o, cg, kh, kw = w.shape
         G = a.groups
         oh, ow = g.shape[2:]
-        xc = channels_first(x, h + 2 * ph, wd + 2 * pw, ph, pw)
-
         # dL/dW: correlate the input windows with the output gradient, per group (one GEMM each).
-        cols, _, _ = columns(xc, kh, kw, (sh, sw), (dh, dw), G)  # (G, KH*KW*C/G, N*OH*OW)
+        if saved is None:
+            saved, _, _ = columns(channels_first(x, h + 2 * ph, wd + 2 * pw, ph, pw), kh, kw, (sh, sw), (dh, dw), G)
+        cols = saved  # (G, KH*KW*C/G, N*OH*OW)
         gg = g.transpose(1, 0, 2, 3).reshape(G, o // G, n * oh * ow)
         gw = np.matmul(gg, cols.transpose(0, 2, 1)).reshape(G, o // G, kh, kw, cg).transpose(0, 1, 4, 2, 3).reshape(w.shape)
 
