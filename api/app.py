@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import threading
+from typing import Any
 
 from flask import Response, request
 from flask_openapi3 import Info, OpenAPI
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemory
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from api.routes import Service, error, health, jobs
+from api.routes import OTHER_MEDIA, Service, error, health, jobs
 from services.store import JobStore
 from shared.job import ErrorBody
 from shared.settings import Settings, get_settings
-from worker.celery_app import make_celery
+from worker.queue import make_celery
 
 DOCS_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>gradtrace API</title>
@@ -50,6 +53,18 @@ def validation_error(e: ValidationError) -> Response:
     return error(422, detail)
 
 
+def openapi_document(app: OpenAPI) -> dict[str, Any]:
+    """flask-openapi3's document, made valid (it writes `securitySchemes: null` when there are none) and complete:
+    the 200s that also answer in other media types (SVG, DOT, .npy) say so."""
+    doc = copy.deepcopy(app.api_doc)
+    doc["components"] = {k: v for k, v in doc.get("components", {}).items() if v is not None}
+    for path, media in OTHER_MEDIA.items():
+        for op in doc["paths"].get(path, {}).values():
+            content = op.get("responses", {}).get("200", {}).setdefault("content", {})
+            content.update({m: {"schema": {"type": "string", "format": "binary"}} for m in media})
+    return doc
+
+
 def create_app(settings: Settings | None = None) -> OpenAPI:
     """The API app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
@@ -63,10 +78,11 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     waiters = threading.BoundedSemaphore(max(0, settings.api_threads - 2))
-    app.extensions["gradtrace"] = Service(settings, JobStore.from_settings(settings), make_celery(settings), waiters)
+    store = JobStore.from_settings(settings, settings.api_redis_timeout_s)
+    app.extensions["gradtrace"] = Service(settings, store, make_celery(settings), waiters)
     app.register_api(jobs)
     app.register_api(health)
-    app.add_url_rule("/openapi.json", "openapi_json", lambda: app.json.response(app.api_doc))
+    app.add_url_rule("/openapi.json", "openapi_json", lambda: app.json.response(openapi_document(app)))
     app.add_url_rule("/docs", "docs", lambda: Response(DOCS_HTML, mimetype="text/html"))
 
     @app.before_request
@@ -88,13 +104,28 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     def _http(e: HTTPException) -> Response:
         if e.response is not None:  # flask-openapi3's validation errors arrive as ready responses
             return e.response  # type: ignore[return-value]
-        return error(e.code or 500, e.description or e.name)
+        out = error(e.code or 500, e.description or e.name)
+        for name, value in e.get_headers():  # 405's Allow, 413's and others' own headers
+            if name.lower() != "content-type":
+                out.headers[name] = value
+        return out
 
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)
     def _store_down(e: Exception) -> Response:
         app.logger.error("result store unavailable: %s", e)
-        return error(503, "the result store (Redis) is unavailable")
+        return error(503, f"the result store (Redis) is unavailable: {type(e).__name__}")
+
+    @app.errorhandler(RedisOutOfMemory)
+    def _store_full(e: RedisOutOfMemory) -> Response:
+        # maxmemory with noeviction: writes are refused, reads and deletes still work
+        app.logger.error("result store full: %s", e)
+        return error(503, "the result store (Redis) is full: delete finished jobs (DELETE /v1/jobs/{id}) or raise "
+                          "its maxmemory")
+
+    @app.errorhandler(RecursionError)
+    def _too_deep(e: RecursionError) -> Response:
+        return error(400, "the request body is nested too deeply")
 
     @app.errorhandler(Exception)
     def _internal(e: Exception) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any, Literal
@@ -17,7 +18,7 @@ from services import listing
 from services.compiler import Limits, compile_spec
 from services.errors import SpecError
 from services.graph import render
-from services.jobs import check_keep
+from services.jobs import check_budget, check_keep
 from services.store import (
     IdempotencyConflict,
     JobNotFound,
@@ -42,7 +43,7 @@ from shared.job import (
 from shared.result import GraphView, NodePage
 from shared.settings import Settings
 from shared.spec import TraceSpec
-from worker.celery_app import RUN_JOB, count_workers
+from worker.queue import RUN_JOB, count_workers
 
 
 @dataclass
@@ -70,6 +71,12 @@ def error(status: int, detail: str | list[dict[str, object]]) -> Response:
     """An ErrorBody response."""
     return json_response(ErrorBody.model_validate({"detail": detail}), status)
 
+
+OTHER_MEDIA = {
+    "/v1/jobs/{job_id}/graph": ["image/svg+xml", "text/vnd.graphviz"],
+    "/v1/jobs/{job_id}/nodes/{name}": ["application/octet-stream"],
+}
+"""Media types some 200s answer in besides JSON (format=svg|dot, format=npy): added to the OpenAPI document."""
 
 jobs = APIBlueprint("jobs", __name__, url_prefix="/v1", abp_tags=[Tag(name="jobs")], abp_responses={404: ErrorBody})
 health = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
@@ -151,13 +158,14 @@ def submit(body: TraceSpec, header: SubmitHeader) -> Response:
     try:
         graph = compile_spec(body, Limits.from_settings(s.settings))  # shapes only: nothing is drawn here
         check_keep(graph)
+        check_budget(graph, s.settings)
     except SpecError as e:
         return error(422, [e.to_dict()])
     except (ValueError, TypeError, LookupError, ArithmeticError) as e:
         return error(422, [{"type": "spec_error", "msg": str(e) or type(e).__name__}])
     try:
         job_id, created = s.store.create(body.model_dump_json(exclude_unset=True), header.idempotency_key,
-                                         len(graph.leaves) + len(graph.nodes))
+                                         len(graph.leaves) + len(graph.nodes), canonical=body.model_dump_json())
     except IdempotencyConflict as e:
         return error(409, str(e))
     if created:
@@ -309,20 +317,41 @@ def healthz() -> Response:
 
 @health.get("/readyz", responses={200: Readiness, 503: Readiness})
 def readyz() -> Response:
-    """Readiness: Redis answers a ping and at least one worker answers within about a second."""
+    """Readiness within about a second and a half: Redis answers a ping, and a worker answers the broker's.
+    Both checks run at once with deadlines, so a stalled dependency is reported, never waited on."""
     s = svc()
+    checks: dict[str, Any] = {}
+
+    def redis_check() -> None:
+        try:
+            checks["redis"] = s.store.ping()
+        except Exception as e:  # reported, whatever it is
+            checks["redis"], checks["redis_error"] = False, f"{type(e).__name__}: {e}"
+
+    def worker_check() -> None:
+        try:
+            checks["workers"] = count_workers(s.celery, timeout=1.0)
+        except Exception as e:  # reported, whatever it is
+            checks["workers"], checks["workers_error"] = 0, f"broker unreachable ({type(e).__name__}: {e})"
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (redis_check, worker_check)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 1.3
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
     missing: list[str] = []
-    try:
-        redis_ok = s.store.ping()
-    except Exception as e:
-        redis_ok = False
-        missing.append(f"redis: {type(e).__name__}: {e}")
-    workers = 0
-    try:
-        workers = count_workers(s.celery, timeout=1.0)
-        if not workers:
-            missing.append("workers: no Celery worker answered a ping within 1 s")
-    except Exception as e:
-        missing.append(f"workers: broker unreachable ({type(e).__name__}: {e})")
+    if "redis" not in checks:
+        missing.append("redis: no answer within 1.3 s")
+    elif "redis_error" in checks:
+        missing.append(f"redis: {checks['redis_error']}")
+    workers = checks.get("workers", 0)
+    if "workers" not in checks:
+        missing.append("workers: the broker did not answer within 1.3 s")
+    elif "workers_error" in checks:
+        missing.append(f"workers: {checks['workers_error']}")
+    elif not workers:
+        missing.append("workers: no Celery worker answered a ping within 1 s")
+    redis_ok = bool(checks.get("redis"))
     ready = Readiness(status="unready" if missing else "ready", redis=redis_ok, workers=workers, missing=missing)
     return json_response(ready, 503 if missing else 200)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,3 +75,69 @@ def missing_reason(table: ResultTable, engine: str, field: str, name: str) -> st
     if engine not in table.tensors:
         return f"engine '{engine}' did not run (engines: {', '.join(table.tensors)})"
     return f"node '{name}' has no {field} from engine '{engine}'"
+
+
+@dataclass
+class Budget:
+    """What a job will cost, from shapes alone: bytes it stores, the worker's peak memory, finite-difference passes."""
+
+    stored_bytes: int
+    peak_bytes: int
+    forward_passes: int
+    seconds: float
+    """Estimated run time (engines and finite differences)."""
+
+
+BASE_BYTES = 400 * 1024 * 1024
+"""A worker child's memory before any job (Python, numpy, torch)."""
+TABLE_BYTES_PER_NODE = 400
+"""The result table and JSON views per node (names, expressions, errors, ...)."""
+
+
+def budget(graph: Graph, settings: Any) -> Budget:
+    """Estimate a job's cost from its compiled graph (no data): every value, grad and edge gradient per engine,
+    the table per node, the worker's peak (torch's and the reference's tensors alive together, plus the stored
+    copies), and the finite-difference passes (each a forward over the whole graph)."""
+    itemsize = {"float64": 8, "int64": 8, "bool": 1}
+    sizes = {k: leaf.size * itemsize.get(leaf.dtype, 4) for k, leaf in graph.leaves.items()}
+    sizes.update({n.name: int(math.prod(n.shape)) * itemsize.get(n.dtype, 4) for n in graph.nodes})
+    grads = {k: sizes[k] for k, leaf in graph.leaves.items() if leaf.requires_grad}
+    grads.update({n.name: sizes[n.name] for n in graph.nodes if n.requires_grad})
+    edges = sum(sizes[i] for n in graph.nodes if n.requires_grad for i in set(n.inputs) if isinstance(i, str) and i in grads)
+    analytic = [e for e in graph.engines if e != "numeric"]
+    small, large = 0, 0
+    for b in (*sizes.values(), *grads.values()):
+        small, large = (small + b, large) if b <= settings.inline_limit * 8 else (small, large + b)
+    per_engine = sum(sizes.values()) + sum(grads.values()) + edges
+    leaf_elems = [min(leaf.size, graph.numeric.max_elements_per_leaf) for leaf in graph.leaves.values() if leaf.requires_grad]
+    passes = 2 * sum(leaf_elems) if "numeric" in graph.engines else 0
+    # small tensors are always stored; large ones up to the job's cap (the rest keep a summary)
+    kept = (small + edges) * len(analytic) + min(large * len(analytic), settings.max_job_bytes)
+    stored = kept + (sum(leaf.size * 9 for leaf in graph.leaves.values() if leaf.requires_grad) if passes else 0) \
+        + TABLE_BYTES_PER_NODE * (len(graph.nodes) + len(graph.leaves))
+    total_elements = sum(int(math.prod(n.shape)) for n in graph.nodes) + sum(leaf.size for leaf in graph.leaves.values())
+    per_pass = 2e-6 * len(graph.nodes) + 2e-9 * total_elements  # one numpy forward, measured here: ~2 us a node
+    seconds = len(analytic) * 3 * per_pass + passes * per_pass
+    return Budget(stored_bytes=stored, peak_bytes=BASE_BYTES + 3 * per_engine * len(analytic), forward_passes=passes,
+                  seconds=seconds)
+
+
+def check_budget(graph: Graph, settings: Any) -> Budget:
+    """Raise SpecError (a 422 before anything is queued) when the estimate is over the configured caps, with
+    the figures; else the Budget."""
+    b = budget(graph, settings)
+    mib = 1024 * 1024
+    if b.stored_bytes > settings.max_result_bytes:
+        raise SpecError(f"the result would be about {b.stored_bytes / mib:.0f} MiB (values, grads and edge gradients of "
+                        f"{len(graph.nodes)} nodes per engine), over the cap of {settings.max_result_bytes / mib:.0f} MiB "
+                        "(GRADTRACE_MAX_RESULT_BYTES): use smaller tensors, fewer engines, or fewer nodes")
+    if b.peak_bytes > settings.max_worker_bytes:
+        raise SpecError(f"a worker would need about {b.peak_bytes / mib:.0f} MiB for this job, over the cap of "
+                        f"{settings.max_worker_bytes / mib:.0f} MiB (GRADTRACE_MAX_WORKER_BYTES)")
+    if b.seconds > 0.8 * settings.soft_time_limit_s:
+        what = (f"{b.forward_passes} finite-difference forward passes" if b.forward_passes else "the engines")
+        raise SpecError(f"{what} of this {len(graph.nodes)}-node graph would take about {b.seconds:.0f} s, more than the "
+                        f"time limit of {settings.soft_time_limit_s} s allows"
+                        + ("; lower numeric.max_elements_per_leaf or drop 'numeric' from the engines" if b.forward_passes else ""),
+                        loc=("numeric",) if b.forward_passes else ())
+    return b

@@ -60,14 +60,52 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', 0} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'cancelled', 0} end
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'queued' and st ~= 'running' then return {st, 0} end
-local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if n > tonumber(ARGV[1]) then
+local n = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if n >= tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'error', ARGV[3], 'finished_at', ARGV[2], 'status', 'failed')
   signal_done(KEYS[1], KEYS[3])
   return {'exhausted', n}
 end
-redis.call('HSET', KEYS[1], 'started_at', ARGV[2], 'progress', ARGV[4], 'status', 'running')
+n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'started_at', ARGV[2], 'progress', ARGV[4], 'status', 'running', 'lease', ARGV[5])
 return {'running', n, unpack(redis.call('HMGET', KEYS[1], 'spec', 'ttl', 'max_bytes'))}
+"""
+
+# Renew the lease of delivery ARGV[1] (its attempt number) to ARGV[2] (epoch seconds): only while the job is
+# running that delivery (a reclaimed or redelivered job is no longer ours: 0).
+_RENEW = """
+local st, n = unpack(redis.call('HMGET', KEYS[1], 'status', 'attempts'))
+if st ~= 'running' or n ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'lease', ARGV[2])
+return 1
+"""
+
+# Cancel a queued or running job: status 'cancelled' (its record stays for its TTL, without its spec),
+# and wake its long polls.
+_CANCEL = _SIGNAL + """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'queued' and st ~= 'running' then return 0 end
+redis.call('HDEL', KEYS[1], 'spec', 'lease')
+redis.call('HSET', KEYS[1], 'finished_at', ARGV[1], 'progress', ARGV[2], 'status', 'cancelled')
+signal_done(KEYS[1], KEYS[2])
+return 1
+"""
+
+# Reclaim a running job whose lease ran out before ARGV[1] (epoch seconds): its worker, its message or Redis
+# went away. Under ARGV[2] attempts it goes back to 'queued' (the caller sends it again); at the cap it fails
+# with the reason ARGV[3]. Returns 'requeued', 'failed', or 'alive' (not running, or the lease was renewed).
+_RECLAIM = _SIGNAL + """
+local st, lease, n = unpack(redis.call('HMGET', KEYS[1], 'status', 'lease', 'attempts'))
+if st ~= 'running' or not lease or tonumber(lease) >= tonumber(ARGV[1]) then return 'alive' end
+if tonumber(n or '0') >= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'error', ARGV[3], 'finished_at', ARGV[4], 'status', 'failed')
+  redis.call('HDEL', KEYS[1], 'lease')
+  signal_done(KEYS[1], KEYS[3])
+  return 'failed'
+end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'progress', ARGV[5])
+redis.call('HDEL', KEYS[1], 'lease')
+return 'requeued'
 """
 
 # Publish a finished job, run last inside the MULTI that wrote its tensors: unless the job is still running
@@ -165,6 +203,10 @@ class TensorNotKept(LookupError):
     """The tensor exists but was not stored in full (keep list or byte cap); only its summary is in the result."""
 
 
+class ResultTooLarge(RuntimeError):
+    """What a job would store is over GRADTRACE_MAX_RESULT_BYTES (the estimate at submit let it through)."""
+
+
 class IdempotencyConflict(ValueError):
     """An Idempotency-Key reused with a different spec."""
 
@@ -249,15 +291,19 @@ class JobStore:
         self.prefix = prefix
         self._update = client.register_script(_UPDATE)
         self._begin = client.register_script(_BEGIN)
+        self._renew = client.register_script(_RENEW)
+        self._reclaim = client.register_script(_RECLAIM)
+        self._cancel = client.register_script(_CANCEL)
         self._create = client.register_script(_CREATE)
         self._fetch = client.register_script(_FETCH)
         self._fetch_many = client.register_script(_FETCH_MANY)
         self._tables: OrderedDict[tuple[str, str], ResultTable] = OrderedDict()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> JobStore:
-        """A store on settings.redis_url with the settings' TTL and byte cap."""
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=60)
+    def from_settings(cls, settings: Settings, timeout_s: float = 60.0) -> JobStore:
+        """A store on settings.redis_url with the settings' TTL and byte cap; `timeout_s` bounds every Redis call
+        (the API passes a short one: a stalled Redis is then an error within it, not a hung request)."""
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=min(2.0, timeout_s), socket_timeout=timeout_s)
         return cls(client, settings.result_ttl_s, settings.max_job_bytes)
 
     # keys
@@ -289,9 +335,12 @@ class JobStore:
         return bool(self.r.ping())
 
     # API side
-    def create(self, spec_json: str, idempotency_key: str | None = None, nodes: int = 0) -> tuple[str, bool]:
+    def create(
+        self, spec_json: str, idempotency_key: str | None = None, nodes: int = 0, canonical: str | None = None
+    ) -> tuple[str, bool]:
         """Record a queued job of `nodes` nodes (and list it among the recent ones); returns (id, created).
-        A known Idempotency-Key gives its job back."""
+        A known Idempotency-Key gives its job back when `canonical` (the spec with every default written out;
+        default spec_json) is the same."""
         job_id = uuid.uuid4().hex
         now = now_iso()
         fields: dict[str, str | int] = {
@@ -307,7 +356,7 @@ class JobStore:
                 p.execute()
             return job_id, True
         ik = self.idem_key(idempotency_key)
-        digest = hashlib.sha256(spec_json.encode()).hexdigest()
+        digest = hashlib.sha256((canonical or spec_json).encode()).hexdigest()
         fields["idem"] = ik
         pairs = [x for kv in fields.items() for x in kv]
         for _ in range(2):
@@ -419,24 +468,39 @@ class JobStore:
         return out
 
     def delete(self, job_id: str) -> str:
-        """Cancel (flag for the worker) and remove every key of the job; returns the status it had."""
+        """A queued or running job is cancelled: its data goes, its record stays (status 'cancelled', for its TTL)
+        and its worker stops at its next step. A finished job is removed whole. Returns the status it had.
+
+        Works when Redis is full (maxmemory, noeviction): deletions come first, and the few small writes that
+        follow are skipped if Redis still refuses them (the job is then removed whole)."""
         status = self.r.hget(self.job_key(job_id), "status") if _ID.match(job_id) else None
         if status is None:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
-        self.r.set(self.cancel_key(job_id), "requested", ex=self.ttl_s)
         manifest_raw, idem, data = self.r.hmget(self.job_key(job_id), ["manifest", "idem", "data"])
-        keys = [self.job_key(job_id), self.done_key(job_id)]
+        keys = []
         if manifest_raw and data:
             n = data.decode()
             keys += [self.data_key(job_id, n, "packed"), self.data_key(job_id, n, "index")]
             stored = json.loads(manifest_raw)["stored"]
             keys += [self.data_key(job_id, n, f"t:{k}") for k, m in stored.items() if m["offset"] is None]
-        if idem:
-            keys.append(idem.decode())
-        with self.r.pipeline() as p:
-            p.delete(*keys)
-            p.zrem(self.recent_key(), job_id)
+        active = status.decode() in ("queued", "running")
+        if not active:
+            keys += [self.job_key(job_id), self.done_key(job_id)] + ([idem.decode()] if idem else [])
+        with self.r.pipeline(transaction=False) as p:  # a full Redis refuses MULTI, not deletions
+            if keys:
+                p.delete(*keys)
+            p.zrem(self.leases_key(), job_id)
+            if not active:
+                p.zrem(self.recent_key(), job_id)
             p.execute()
+        if active:
+            try:
+                self._cancel(keys=[self.job_key(job_id), self.done_key(job_id)], args=[
+                    now_iso(), JobProgress(step="cancelled", fraction=0.0).model_dump_json()])
+                self.r.set(self.cancel_key(job_id), "requested", ex=self.ttl_s)
+            except redis.exceptions.OutOfMemoryError:  # Redis full: the record goes too
+                self.r.delete(self.job_key(job_id), self.done_key(job_id), *([idem.decode()] if idem else []))
+                self.r.zrem(self.recent_key(), job_id)
         return status.decode()
 
     def cancel_state(self, job_id: str) -> str | None:
@@ -482,16 +546,21 @@ class JobStore:
         raise TensorNotFound(missing_reason(self.table(job_id), engine, field, name))
 
     # worker side
-    def deliver(self, job_id: str, max_attempts: int) -> Delivery:
-        """Count a delivery and mark the job running, in one round trip; see Delivery."""
+    def deliver(self, job_id: str, max_attempts: int, lease_s: float = 30.0) -> Delivery:
+        """Count a delivery and mark the job running under a lease of `lease_s` seconds, in one round trip (then
+        index the lease for the reaper); see Delivery."""
         err = JobError(
             type="attempts_exhausted",
             message=f"gave up after {max_attempts} attempts: the worker running this job was lost each time",
         )
+        lease = time.time() + lease_s
         reply = self._begin(
             keys=[self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
-            args=[max_attempts, now_iso(), err.model_dump_json(), JobProgress(step="start", fraction=0.0).model_dump_json()],
+            args=[max_attempts, now_iso(), err.model_dump_json(), JobProgress(step="start", fraction=0.0).model_dump_json(),
+                  f"{lease:.3f}"],
         )
+        if (reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])) == "running":
+            self.r.zadd(self.leases_key(), {job_id: lease})
         state = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
         if state != "running":
             return Delivery(state, int(reply[1]))
@@ -501,6 +570,41 @@ class JobStore:
             int(ttl) if ttl is not None else None, int(cap) if cap is not None else None,
         )
 
+    def leases_key(self) -> str:
+        """A sorted set of running jobs by lease deadline: where the reaper looks (an index: the job's hash decides)."""
+        return f"{self.prefix}:leases"
+
+    def renew(self, job_id: str, attempt: int, lease_s: float) -> bool:
+        """Extend delivery `attempt`'s lease by `lease_s` seconds from now; False when the job is no longer that
+        delivery's to run (reclaimed, redelivered, cancelled, finished or gone)."""
+        lease = time.time() + lease_s
+        ok = bool(self._renew(keys=[self.job_key(job_id), self.cancel_key(job_id)], args=[str(attempt), f"{lease:.3f}"]))
+        if ok:
+            self.r.zadd(self.leases_key(), {job_id: lease})
+        return ok
+
+    def expired(self, limit: int = 100) -> list[str]:
+        """Jobs whose lease deadline has passed (candidates: reclaim() decides)."""
+        return [j.decode() for j in self.r.zrangebyscore(self.leases_key(), "-inf", time.time(), start=0, num=limit)]
+
+    def reclaim(self, job_id: str, max_attempts: int) -> str:
+        """Requeue (or, at the attempt cap, fail) a running job whose lease ran out; 'requeued', 'failed' or 'alive'.
+        The job leaves the lease index unless it is still alive with a lease in the future."""
+        err = JobError(
+            type="worker_lost",
+            message=f"gave up after {max_attempts} attempts: the worker running this job stopped renewing its lease "
+                    "(it died, or lost Redis) each time",
+        )
+        state = self._reclaim(
+            keys=[self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
+            args=[f"{time.time():.3f}", max_attempts, err.model_dump_json(), now_iso(),
+                  JobProgress(step="requeued", fraction=0.0).model_dump_json()],
+        )
+        state = state.decode() if isinstance(state, bytes) else str(state)
+        if state != "alive" or self.r.hget(self.job_key(job_id), "status") != b"running":
+            self.r.zrem(self.leases_key(), job_id)
+        return state
+
     def progress(self, job_id: str, step: str, fraction: float) -> bool:
         """Record progress; False when the job was cancelled or deleted (the worker should stop)."""
         p = JobProgress(step=step, fraction=min(max(fraction, 0.0), 1.0)).model_dump_json()
@@ -509,16 +613,20 @@ class JobStore:
     def fail(self, job_id: str, type_: str, message: str) -> bool:
         """Mark a queued/running job failed (status last); False when it is gone or already finished."""
         err = JobError(type=type_, message=message).model_dump_json()
-        return bool(self._update(
+        ok = bool(self._update(
             keys=[self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
             args=["0", "error", err, "finished_at", now_iso(), "status", "failed"],
         ))
+        self.r.zrem(self.leases_key(), job_id)
+        return ok
 
     def stopped(self, job_id: str) -> None:
         """Acknowledge a cancel flag: the worker has let go of the job."""
         self.r.set(self.cancel_key(job_id), "stopped", xx=True, keepttl=True)
 
-    def finish(self, job_id: str, done: Trace, keep: str | list[str] | None, delivery: Delivery) -> bool:
+    def finish(
+        self, job_id: str, done: Trace, keep: str | list[str] | None, delivery: Delivery, max_result_bytes: int | None = None
+    ) -> bool:
         """Store summary, table, the whole result (small graphs), manifest and kept tensors in one MULTI/EXEC (one
         round trip), status last, under the delivery's attempt number with the job's TTL and byte cap; False if
         cancelled, gone or finished."""
@@ -557,8 +665,13 @@ class JobStore:
             }
             if done.result_json is not None:
                 fields["result"] = done.result_json
+            total = sel.nbytes + sum(len(str(v)) for v in fields.values()) + sum(len(v) + len(k) for k, v in index.items())
+            if max_result_bytes is not None and total > max_result_bytes:
+                raise ResultTooLarge(f"the result is {total / 2**20:.1f} MiB, over the cap of {max_result_bytes / 2**20:.0f} MiB "
+                                     "(GRADTRACE_MAX_RESULT_BYTES)")
             p.eval(_FINISH, 3 + len(written), jk, ck, self.done_key(job_id), *written, ttl, *[x for kv in fields.items() for x in kv])
-            return bool(p.execute()[-1])
+            p.zrem(self.leases_key(), job_id)
+            return bool(p.execute()[-2])
 
 
 def tensor_names(table: ResultTable, key: str) -> tuple[str, ...]:

@@ -29,11 +29,17 @@ def json_list(a: np.ndarray) -> object:
         return v if not isinstance(v, float) or math.isfinite(v) else json_number(v)
     if a.dtype.kind != "f" or np.isfinite(a).all():
         return a.tolist() if a.ndim else a.item()
+    return _objects(a).tolist()
+
+
+def _objects(a: np.ndarray) -> np.ndarray:
+    """`a` as an object array of Python numbers, non-finite floats as their JSON strings."""
     obj = a.astype(object)
-    obj[np.isnan(a)] = "NaN"
-    obj[np.isposinf(a)] = "Infinity"
-    obj[np.isneginf(a)] = "-Infinity"
-    return obj.tolist()
+    if a.dtype.kind == "f":
+        obj[np.isnan(a)] = "NaN"
+        obj[np.isposinf(a)] = "Infinity"
+        obj[np.isneginf(a)] = "-Infinity"
+    return obj
 
 
 def summarize(a: np.ndarray) -> dict[str, float | str | None]:
@@ -66,8 +72,12 @@ def encode_dict(a: np.ndarray, inline_limit: int = DEFAULT_INLINE_LIMIT, checked
     if checked is not None:
         out["checked"] = int(checked.sum())
         if a.size <= inline_limit:
-            data = json_list(a)
-            out["data"] = np.where(checked, np.array(data, dtype=object), None).tolist() if a.ndim else (data if checked else None)
+            if a.ndim == 0:
+                out["data"] = json_list(a) if checked else None
+            else:
+                obj = _objects(a)
+                obj[~checked] = None
+                out["data"] = obj.tolist()
             return out
         a = a[checked]
     if a.size > inline_limit:

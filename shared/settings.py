@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     api_threads: int = Field(8, ge=1, description="Threads per gunicorn worker: concurrent requests, long polls included.")
     result_ttl_s: int = Field(24 * 3600, ge=1)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
-    max_nodes: int = Field(200_000, ge=1)
+    max_nodes: int = Field(
+        10_000, ge=1, description="Op nodes per graph: the API compiles the largest allowed spec in well under a second."
+    )
     max_tensor_elements: int = Field(16_000_000, ge=1)
     max_total_elements: int = Field(64_000_000, ge=1)
     inline_limit: int = Field(1024, ge=0, description="Tensors up to this many elements are inline in JSON.")
@@ -32,7 +34,20 @@ class Settings(BaseSettings):
     graph_draw_nodes: int = Field(
         500, ge=1, description="The most nodes GET /graph draws as SVG/DOT (larger graphs: format=json, or around=NODE)."
     )
-    max_job_bytes: int = Field(256 * 1024 * 1024, ge=0, description="Cap on a job's stored tensor bytes.")
+    max_job_bytes: int = Field(
+        256 * 1024 * 1024, ge=0,
+        description="Cap on a job's stored large tensors (over the inline limit): past it they keep their summary only.",
+    )
+    max_result_bytes: int = Field(
+        256 * 1024 * 1024, ge=1,
+        description="Cap on everything a job stores (small tensors, kept large ones, table, JSON): a spec estimated "
+        "over it is a 422, a result that grows over it fails as result_too_large.",
+    )
+    max_worker_bytes: int = Field(
+        6 * 1024**3, ge=1,
+        description="Estimated peak memory of a worker for one job: a spec estimated over it is a 422; a worker child "
+        "that grew past it is replaced after its job.",
+    )
     soft_time_limit_s: int = Field(300, ge=1)
     hard_time_limit_s: int = Field(330, ge=1)
     visibility_timeout_s: int = Field(3600, ge=1)
@@ -41,6 +56,15 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(
         0.25, ge=0, description="A worker writes progress (and checks for a cancel) at most this often."
     )
+    api_redis_timeout_s: float = Field(
+        1.5, gt=0, description="The API's Redis socket timeout: a stalled or unreachable Redis is a 503 within this."
+    )
+    broker_timeout_s: float = Field(2.0, gt=0, description="Socket and send timeout towards the broker.")
+    lease_s: float = Field(
+        20.0, gt=0, description="A running job's lease: its worker renews it every third of this; a job whose lease ran "
+        "out (its worker, message or Redis went away) is requeued by the reaper, or failed at the attempt cap."
+    )
+    reaper_interval_s: float = Field(5.0, gt=0, description="How often each worker looks for jobs whose lease ran out.")
 
     @model_validator(mode="after")
     def _limits(self) -> Settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FloatDType = Literal["float32", "float64"]
 DType = Literal["float32", "float64", "int64", "bool"]
@@ -14,7 +14,7 @@ Nested = float | list[Any]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
 
 class InputSpec(_Strict):
@@ -47,10 +47,14 @@ class InputSpec(_Strict):
         return self
 
 
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""Names of nodes, inputs and layers: any text but control characters (a NUL could not travel in a URL)."""
+
+
 class NodeSpec(_Strict):
     """One explicit graph node: `name = op(*inputs, **args)`; inputs are names or numbers."""
 
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
     op: str
     inputs: list[str | float] = Field(default_factory=list)
     args: dict[str, Any] = Field(default_factory=dict)
@@ -63,7 +67,9 @@ Weights = dict[str, Nested] | None
 class _Layer(_Strict):
     """Fields after `type` are torch.nn's constructor arguments, in torch's order and with its defaults."""
 
-    name: str | None = Field(None, description="Parameter prefix and output name; defaults to the layer's index.")
+    name: str | None = Field(
+        None, max_length=128, pattern=NAME_PATTERN, description="Parameter prefix and output name; defaults to the layer's index."
+    )
     inputs: list[str] | None = Field(
         None, description="Earlier layers (by name or index) or model inputs this layer takes; default: the previous layer."
     )
@@ -304,6 +310,24 @@ class TraceSpec(_Strict):
     keep: Literal["all"] | list[str] | None = Field(
         None, description="Tensors the service stores in full: 'all' or node/parameter names (default: all, within the byte cap)."
     )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        ser_json_inf_nan="strings",
+        json_schema_extra={"oneOf": [  # exactly one of the three forms (given and not null)
+            {"required": ["program"], "properties": {"program": {"type": "string"}}},
+            {"required": ["nodes"], "properties": {"nodes": {"type": "array"}}},
+            {"required": ["model"], "properties": {"model": {"type": "object"}}},
+        ]},
+    )
+
+    @field_validator("inputs")
+    @classmethod
+    def _input_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in v if not k or len(k) > 128 or any(ord(c) < 32 or ord(c) == 127 for c in k)]
+        if bad:
+            raise ValueError(f"input names must be 1 to 128 characters without control characters: {bad[:3]!r}")
+        return v
 
     @model_validator(mode="after")
     def _one_form(self) -> TraceSpec:

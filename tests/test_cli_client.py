@@ -89,12 +89,9 @@ def test_disagreement_exits_1(api_url: str, tmp_path: Path) -> None:
 
 
 def test_failed_job_exits_3_and_status_shows_the_error(api_url: str, tmp_path: Path) -> None:
-    spec = tmp_path / "bad_target.json"  # compiles; the class index 7 is only checked by the engine
-    spec.write_text(json.dumps({
-        "inputs": {"x": {"shape": [2, 3]}, "t": {"value": [0, 7], "dtype": "int64"}},
-        "model": {"input": "x", "layers": [{"type": "linear", "in_features": 3, "out_features": 4}],
-                  "loss": {"type": "cross_entropy", "target": "t"}},
-    }))
+    spec = tmp_path / "bad_target.py"  # compiles; the class index 7 is data, only the engine sees it
+    spec.write_text("import torch.nn.functional as F\nx = torch.randn(2, 3, requires_grad=True)\n"
+                    "t = (x.detach()[:, 0] * 0 + 7).long()\nloss = F.cross_entropy(x, t)\n")
     res = cli(api_url, "submit", str(spec), "--wait", "--timeout", "60")
     assert res.exit_code == 3, res.output
     assert "failed: IndexError" in res.stderr and res.stdout == ""

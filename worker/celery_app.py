@@ -1,58 +1,16 @@
-"""The Celery app, configured from the one Settings object; torch is set up in each pool process."""
+"""The worker's Celery app (configured in worker.queue), its signals: torch imported before forking and set up in each
+pool process, and the reaper of expired leases in the main process."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_ready
 
-from shared.settings import Settings, get_settings
+from shared.settings import get_settings
+from worker.queue import QUEUE, RUN_JOB, celery_config, count_workers, make_celery
 
-QUEUE = "gradtrace"
-RUN_JOB = "gradtrace.run_job"
-
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings: late acks, one job per process at a time, time limits below the visibility timeout."""
-    vt = settings.visibility_timeout_s
-    return {
-        "broker_url": settings.broker_url,
-        "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "visibility_timeout": vt,
-            # look for messages of lost workers every few seconds, not only at start-up
-            "unacked_restore_interval": max(1, min(10, vt // 4)),
-            "unacked_restore_throttle": 1,
-        },
-        "result_backend": None,
-        "task_ignore_result": True,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "task_soft_time_limit": settings.soft_time_limit_s,
-        "task_time_limit": settings.hard_time_limit_s,
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        "event_serializer": "json",
-        "task_default_queue": QUEUE,
-    }
-
-
-def make_celery(settings: Settings | None = None) -> Celery:
-    """A Celery app for these settings (the API uses one to enqueue, the worker runs `app`)."""
-    celery = Celery("gradtrace", include=["worker.tasks"])
-    celery.conf.update(celery_config(settings or get_settings()))
-    return celery
-
-
-def count_workers(celery: Celery, timeout: float = 1.0) -> int:
-    """How many workers answer a ping within `timeout` seconds (raises if the broker is unreachable)."""
-    with celery.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=timeout)
-        return len(celery.control.ping(timeout=timeout, connection=conn) or [])
-
+__all__ = ["QUEUE", "RUN_JOB", "app", "celery_config", "configure_torch", "count_workers", "make_celery"]
 
 def configure_torch(threads: int) -> None:
     """Import torch (never touching CUDA) and cap its CPU threads."""
@@ -64,6 +22,30 @@ def configure_torch(threads: int) -> None:
 @worker_process_init.connect
 def _init_process(**_: Any) -> None:
     configure_torch(get_settings().worker_torch_threads)
+
+
+@worker_init.connect
+def _import_torch_before_forking(**_: Any) -> None:
+    """Import torch once in the worker's main process (touching neither CUDA nor its thread pools), so that a
+    child forked after a crash starts at once instead of spending seconds near Celery's start-up limit."""
+    import torch  # noqa: F401
+
+
+@worker_ready.connect
+def _start_reaper(sender: Any = None, **_: Any) -> None:
+    """Every worker's main process requeues jobs whose lease ran out (reclaiming is atomic per job)."""
+    from services.lease import Reaper, reap
+    from services.store import JobStore
+
+    settings = get_settings()
+    store = JobStore.from_settings(settings)
+    celery = sender.app if sender is not None else app
+
+    def step() -> dict[str, int]:
+        return reap(store.expired, lambda j: store.reclaim(j, settings.max_attempts),
+                    lambda j: celery.send_task(RUN_JOB, args=[j]))
+
+    Reaper(step, settings.reaper_interval_s).start()
 
 
 app = make_celery()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 from functools import lru_cache
 from typing import Any
 
@@ -12,8 +13,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.compiler import Limits
 from services.errors import CancelledError, SpecError
+from services.lease import LeaseKeeper
 from services.progress import ThrottledProgress
-from services.store import JobStore
+from services.store import JobStore, ResultTooLarge
 from services.trace import paused_gc, trace
 from shared.settings import Settings, get_settings
 from shared.spec import TraceSpec
@@ -36,29 +38,39 @@ def _torch_ready(threads: int) -> bool:
 
 def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
     """Run one delivery of a job; returns the state it left the job in. Never raises for a bad job."""
-    delivery = jobs.deliver(job_id, settings.max_attempts)
+    delivery = jobs.deliver(job_id, settings.max_attempts, settings.lease_s)
     if delivery.state != "running":
         if delivery.state in ("gone", "cancelled"):
             jobs.stopped(job_id)
         log.warning("job %s not run: %s", job_id, delivery.state)
         return delivery.state
 
-    progress = ThrottledProgress(lambda step, frac: jobs.progress(job_id, step, frac), settings.progress_interval_s)
+    lease = LeaseKeeper(lambda: jobs.renew(job_id, delivery.attempt, settings.lease_s), settings.lease_s)
+    progress = ThrottledProgress(lambda step, frac: not lease.lost and jobs.progress(job_id, step, frac),
+                                 settings.progress_interval_s)
     try:
         _torch_ready(settings.worker_torch_threads)
-        with paused_gc():  # parse, trace and store allocate many acyclic objects: no GC passes over them
+        with lease, paused_gc():  # parse, trace and store allocate many acyclic objects: no GC passes over them
             spec = TraceSpec.model_validate_json(delivery.spec_json)
             done = trace(spec, Limits.from_settings(settings), settings.inline_limit, progress, settings.result_full_nodes)
             progress("store", 1.0)
-            stored = jobs.finish(job_id, done, spec.keep, delivery)
+            stored = jobs.finish(job_id, done, spec.keep, delivery, settings.max_result_bytes)
         if stored:
             return "succeeded"
         raise CancelledError(f"job {job_id} was cancelled")
     except CancelledError:
+        if lease.lost:
+            log.warning("job %s attempt %d: no longer ours (lease reclaimed, cancelled or deleted): stopped", job_id,
+                        delivery.attempt)
         jobs.stopped(job_id)
         return "cancelled"
     except SoftTimeLimitExceeded:
         jobs.fail(job_id, "time_limit", f"time limit of {settings.soft_time_limit_s} s exceeded")
+    except ResultTooLarge as e:
+        jobs.fail(job_id, "result_too_large", str(e))
+    except MemoryError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        jobs.fail(job_id, "out_of_memory", f"the worker ran out of memory (its peak: {peak:.0f} MiB)")
     except SpecError as e:
         jobs.fail(job_id, "spec_error", str(e))
     except Exception as e:  # any engine failure fails the job, never the worker

@@ -165,6 +165,10 @@ class GraphBuilder:
         in_dtypes = [self.dtypes[i] if isinstance(i, str) else "scalar" for i in raw.inputs]
         diff_flags = op.differentiable or (True,) * n
         has_float = any(d in ("float32", "float64") for d in in_dtypes)
+        if op.same_dtype and len({d for d in in_dtypes if d != "scalar"}) > 1:
+            shown = ", ".join(f"{i}: {d}" for i, d in zip(raw.inputs, in_dtypes, strict=False))
+            raise _err(raw, f"{raw.op} needs its tensors in one dtype (torch does not promote here), got {shown}: "
+                            "cast with .float() or .double()")
         for i, d, diff in zip(raw.inputs, in_dtypes, diff_flags, strict=False):
             if d == "int64" and diff:
                 raise _err(raw, f"{raw.op}: input '{i}' is int64; this op needs floating point tensors")

@@ -42,6 +42,8 @@ class Op:
     """True when an input may be a Python number (torch's `x * 2`); otherwise every input is a tensor."""
     differentiable: ClassVar[tuple[bool, ...] | None] = None
     """Per tensor input; None means all are."""
+    same_dtype: ClassVar[bool] = False
+    """torch refuses float inputs of different dtypes (matmul, linear, conv2d do not promote)."""
     signature: ClassVar[tuple[str, ...] | None] = None
     """torch's positional parameters in order, when tensors and arguments interleave (index_select is
     ('input', 'dim', 'index')): names in `tensors` bind tensors, the others Args fields. None: the tensors,

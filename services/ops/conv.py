@@ -122,6 +122,7 @@ def conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
 @register
 class Conv2d(Op):
     name = "conv2d"
+    same_dtype = True
     tensors = ("input", "weight", "bias")
     min_inputs = 2
     Args = Conv2dArgs

@@ -50,6 +50,11 @@ class Sub(Binary):
     methods = ("sub",)
     pyop = operator.sub
 
+    def dtype(self, dtypes: list[str]) -> str:
+        if "bool" in dtypes:
+            raise ShapeError("subtraction with a bool tensor is not supported (torch refuses it): cast it with .float()")
+        return super().dtype(dtypes)
+
     def forward(self, xs: list[Array], a: Any) -> Array:
         return xs[0] - xs[1]
 
@@ -96,6 +101,11 @@ class Pow(Binary):
     functions = ("torch.pow",)
     methods = ("pow",)
     pyop = operator.pow
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if "bool" in dtypes:
+            raise ShapeError("pow with a bool tensor is not differentiable in torch: cast it with .float()")
+        return super().dtype(dtypes)
 
     def forward(self, xs: list[Array], a: Any) -> Array:
         with np.errstate(all="ignore"):

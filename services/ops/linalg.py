@@ -30,6 +30,7 @@ def matmul_shape(a: Shape, b: Shape) -> Shape:
 @register
 class Matmul(Op):
     name = "matmul"
+    same_dtype = True
     tensors = ("input", "other")
     functions = ("torch.matmul", "torch.mm", "torch.bmm")
     methods = ("matmul", "mm", "bmm")
@@ -62,6 +63,7 @@ class Linear(Op):
     """y = x W^T + b over the last dim of x, as F.linear."""
 
     name = "linear"
+    same_dtype = True
     tensors = ("input", "weight", "bias")
     min_inputs = 2
     functions = ("F.linear",)
@@ -85,8 +87,9 @@ class Linear(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
         x, w = xs[0], xs[1]
-        g2 = g.reshape(-1, w.shape[0])
-        grads: list[Array | None] = [g @ w, g2.T @ x.reshape(-1, w.shape[1])]
+        rows = int(np.prod(g.shape[:-1], dtype=np.int64))  # explicit: -1 is ambiguous for empty tensors
+        g2 = g.reshape(rows, w.shape[0])
+        grads: list[Array | None] = [g @ w, g2.T @ x.reshape(rows, w.shape[1])]
         if len(xs) == 3:
             gb = g2.sum(axis=0)
             grads.append(gb if xs[2].ndim else gb.sum())

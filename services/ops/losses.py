@@ -46,6 +46,13 @@ class CrossEntropy(Op):
             raise ShapeError(f"cross_entropy: target must be int64 class indices, got {dtypes[1]} (give that input \"dtype\": \"int64\")")
         return dtypes[0]
 
+    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: LossArgs) -> None:
+        classes = shapes[0][-1] if shapes[0] else 0
+        r = ranges[1]
+        if r is not None and (r[0] < 0 or r[1] >= classes):
+            raise ShapeError(f"cross_entropy: target class indices in [{r[0]:g}, {r[1]:g}] are out of range for "
+                             f"{classes} classes (valid: 0 to {classes - 1})")
+
     def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
         return t.nn.functional.cross_entropy(xs[0], xs[1], reduction=a.reduction)
 
@@ -90,6 +97,6 @@ class MseLoss(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: LossArgs) -> list[Array | None]:
         d = xs[0] - xs[1]
-        scale = 2 / d.size if a.reduction == "mean" else 2
+        scale = (2 / d.size if d.size else 0.0) if a.reduction == "mean" else 2
         gd = (g * d * np.asarray(scale, d.dtype)).astype(d.dtype)
         return [gd, -gd]

@@ -155,6 +155,8 @@ class DimArgs(BaseModel):
 
 
 def _log_softmax(x: Array, axis: int) -> Array:
+    if x.size == 0:
+        return x.copy()
     m = x.max(axis=axis, keepdims=True)
     z = x - m
     return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))

@@ -131,9 +131,9 @@ class Flatten(Op):
 
     def shape(self, shapes: list[Shape], a: FlattenArgs) -> Shape:
         s = shapes[0]
+        i, j = norm_dim(a.start_dim, len(s)), norm_dim(a.end_dim, len(s))  # a 0-d tensor takes dims -1 and 0
         if not s:
             return (1,)
-        i, j = norm_dim(a.start_dim, len(s)), norm_dim(a.end_dim, len(s))
         if i > j:
             raise ShapeError(f"flatten: start_dim {a.start_dim} comes after end_dim {a.end_dim}")
         return s[:i] + (int(np.prod(s[i : j + 1])),) + s[j + 1 :]

@@ -1,0 +1,195 @@
+"""Faults against real processes: Redis restarted (AOF), frozen (SIGSTOP) and full; a whole worker SIGKILLed;
+pool children crashing in a row. No job stays stuck, no request hangs or answers 500, nothing is lost twice.
+
+Each test runs its own redis-server (with AOF where a restart must keep jobs) and its own worker, so that
+stopping them disturbs nothing else."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from conftest import Api, Worker, free_port, make_settings, slow_spec, wait_for
+
+CHAIN = {"program": "x = torch.tensor(2.0, requires_grad=True)\nfx = x**2 + 3*x + 1\ngx = fx**3 + 4*fx + 2\n"}
+FAST = {"lease_s": 3.0, "reaper_interval_s": 0.5, "progress_interval_s": 0.1}
+"""Short leases so that recovery is quick in a test (the default lease is 20 s, the reaper runs every 5 s)."""
+
+
+class RedisServer:
+    """A private redis-server that a test may stop, restart, freeze and fill."""
+
+    def __init__(self, directory: Path, *args: str) -> None:
+        self.port = free_port()
+        self.dir = directory
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.dir), *self.args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=1)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        wait_for(up, 20, "redis-server")
+
+    def stop(self) -> None:
+        """SIGTERM: Redis flushes its AOF and exits."""
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(20)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
+    yield server
+    if server.proc and server.proc.poll() is None:
+        server.signal(signal.SIGCONT)
+        server.stop()
+
+
+def _service(server: RedisServer, log_dir: Path, name: str, **overrides: Any) -> tuple[Any, Worker, Api]:
+    from api.app import create_app
+
+    settings = make_settings(server.url, **{**FAST, **overrides})
+    worker = Worker(settings, name, log_dir).wait_ready()
+    return settings, worker, Api(create_app(settings).test_client())
+
+
+def _final(api: Api, job_id: str) -> dict[str, Any]:
+    r = api.client.get(f"/v1/jobs/{job_id}")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return r.get_json()
+
+
+def test_jobs_end_after_redis_restarts_mid_run(aof_redis: RedisServer, log_dir: Path) -> None:
+    """Redis (AOF) stopped for 8 s while jobs run: once it is back every job ends, succeeded or failed with a
+    reason, within 60 s; none stays queued or running."""
+    _, worker, api = _service(aof_redis, log_dir, "restart")
+    try:
+        ids = [api.submit(slow_spec(4000)) for _ in range(3)] + [api.submit(CHAIN) for _ in range(3)]
+        wait_for(lambda: any(_final(api, j)["status"] == "running" for j in ids[:3]), 30, "a running job")
+        aof_redis.stop()
+        time.sleep(8)
+        aof_redis.start()
+        back = time.monotonic()
+
+        def ended() -> bool:
+            return all(_final(api, j)["status"] in ("succeeded", "failed") for j in ids)
+
+        wait_for(ended, 60, "every job to end after Redis came back", interval=0.5)
+        assert time.monotonic() - back < 60
+        for j in ids:
+            job = _final(api, j)
+            assert job["status"] == "succeeded" or job["error"]["message"], job
+        assert sum(_final(api, j)["status"] == "succeeded" for j in ids) >= 4
+    finally:
+        worker.kill()
+
+
+def test_a_killed_worker_s_job_completes_once_on_another(aof_redis: RedisServer, log_dir: Path) -> None:
+    """The whole worker (main process and children) SIGKILLed mid-job, a new one started: the job completes
+    once within 60 s, whatever the broker's visibility timeout (an hour here)."""
+    settings, first, api = _service(aof_redis, log_dir, "doomed", visibility_timeout_s=3600)
+    job_id = api.submit(slow_spec(6000))
+    wait_for(lambda: _final(api, job_id)["status"] == "running", 30, "the job to run")
+    first.kill()
+    killed = time.monotonic()
+    second = Worker(settings, "heir", log_dir).wait_ready()
+    try:
+        job = wait_for(lambda: (j := _final(api, job_id))["status"] in ("succeeded", "failed") and j, 60, "the job to end")
+        assert job["status"] == "succeeded", job
+        assert time.monotonic() - killed < 60
+        assert job["attempts"] == 2
+        rec = redis.Redis.from_url(f"{aof_redis.url}/0")
+        assert rec.hget(f"gradtrace:job:{job_id}", "data") == b"2"  # published once, by the second delivery
+    finally:
+        second.kill()
+
+
+def test_a_frozen_redis_is_a_quick_503(aof_redis: RedisServer, log_dir: Path) -> None:
+    """Redis SIGSTOPped: POST, GET and /readyz answer 503 within 2 s; after SIGCONT all is well again."""
+    _, worker, api = _service(aof_redis, log_dir, "frozen")
+    try:
+        job_id = api.submit(CHAIN)
+        api.wait(job_id)
+        aof_redis.signal(signal.SIGSTOP)
+        try:
+            for call in (lambda: api.client.post("/v1/jobs", json=CHAIN), lambda: api.client.get(f"/v1/jobs/{job_id}"),
+                         lambda: api.client.get("/readyz")):
+                t0 = time.monotonic()
+                r = call()
+                took = time.monotonic() - t0
+                assert r.status_code == 503, r.get_data(as_text=True)
+                assert took < 2.0, took
+        finally:
+            aof_redis.signal(signal.SIGCONT)
+        assert api.client.get(f"/v1/jobs/{job_id}").status_code == 200
+        assert api.wait(api.submit(CHAIN))["status"] == "succeeded"
+    finally:
+        worker.kill()
+
+
+def test_a_full_redis_refuses_jobs_with_503_and_deletes_still_work(tmp_path: Path, log_dir: Path) -> None:
+    server = RedisServer(tmp_path, "--appendonly", "no", "--maxmemory", "8mb", "--maxmemory-policy", "noeviction")
+    _, worker, api = _service(server, log_dir, "full")
+    try:
+        done = api.submit(CHAIN)
+        api.wait(done)
+        filler = redis.Redis(port=server.port)
+        for size in (65536, 1024, 16):  # big values first, then small ones until even those are refused
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                for k in range(100_000):
+                    filler.set(f"junk:{size}:{k}", b"x" * size)
+        r = api.client.post("/v1/jobs", json=CHAIN)
+        assert r.status_code == 503 and "full" in r.get_json()["detail"]
+        assert api.client.get(f"/v1/jobs/{done}").status_code == 200  # reads work
+        assert api.client.delete(f"/v1/jobs/{done}").status_code == 204  # and deletes, which free memory
+        assert api.client.get(f"/v1/jobs/{done}").status_code == 404
+    finally:
+        worker.kill()
+        server.stop()
+
+
+def test_children_crashing_in_a_row_are_replaced_without_start_up_timeouts(aof_redis: RedisServer, log_dir: Path) -> None:
+    """20 pool children SIGKILLed one after another: each replacement starts well within Celery's limit (torch is
+    imported once, before forking), and the worker still runs jobs."""
+    _, worker, api = _service(aof_redis, log_dir, "crashy")
+    try:
+        for _ in range(20):
+            children = subprocess.run(["pgrep", "-P", str(worker.proc.pid)], capture_output=True, text=True).stdout.split()
+            assert children, "the worker has no pool children"
+            os.kill(int(children[0]), signal.SIGKILL)
+            wait_for(lambda old=children[0]: old not in subprocess.run(["pgrep", "-P", str(worker.proc.pid)],
+                     capture_output=True, text=True).stdout.split(), 10, "the child to go", interval=0.05)
+        wait_for(lambda: len(subprocess.run(["pgrep", "-P", str(worker.proc.pid)], capture_output=True,
+                                            text=True).stdout.split()) >= 2, 30, "two children again")
+        assert api.wait(api.submit(CHAIN))["status"] == "succeeded"
+        log = worker.log.read_text()
+        assert "Timed out waiting for UP message" not in log, log[-3000:]
+    finally:
+        worker.kill()
