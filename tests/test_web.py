@@ -253,8 +253,9 @@ def test_a_running_job_shows_progress_and_can_be_cancelled(tab: Page, server: st
     expect(page.locator("#progress")).to_be_visible()
     expect(page.locator("#cancel")).to_be_visible()
     expect(page.locator("#status")).to_contain_text("running", timeout=30_000)
+    expect(page.locator("#progress-steps .current")).to_have_text(re.compile("torch|reference|numeric"))
     page.click("#cancel")
-    expect(page.locator("#problem")).to_contain_text("gone", timeout=30_000)
+    expect(page.locator("#problem")).to_contain_text("The job was cancelled", timeout=30_000)
     assert httpx.get(f"{server}/v1/jobs/{job_id}").status_code == 404
 
 

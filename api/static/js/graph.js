@@ -132,7 +132,7 @@ export class GraphCanvas {
 
   layout() {
     const g = new dagre.graphlib.Graph({ multigraph: true });
-    g.setGraph({ rankdir: "TB", nodesep: 26, ranksep: 48, edgesep: 12, marginx: 30, marginy: 36 });
+    g.setGraph({ rankdir: "TB", nodesep: 26, ranksep: 40, edgesep: 12, marginx: 24, marginy: 24 });
     g.setDefaultEdgeLabel(() => ({}));
     for (const name of this.nodes.keys()) g.setNode(name, { width: NODE_W, height: NODE_H });
     for (const [key, e] of this.edges) {
@@ -298,8 +298,20 @@ export class GraphCanvas {
     if (!p) return;
     const { w, h } = this.viewportSize();
     const k = Math.max(this.t.k, minK);
-    this.t = { k, x: w / 2 - p.x * k, y: h / 2 - p.y * k };
+    this.t = { k, x: w / 2 - p.x * k, y: TOP + (h - TOP) / 2 - p.y * k };
     this.apply();
+  }
+
+  /** Bring a node into view: left where it is when it is on screen and readable, else centred. */
+  reveal(name) {
+    const p = this.g.node(name);
+    if (!p) return;
+    const { w, h } = this.viewportSize();
+    const { x, y, k } = this.t;
+    const left = x + (p.x - NODE_W / 2) * k;
+    const top = y + (p.y - NODE_H / 2) * k;
+    const inside = left >= 0 && top >= TOP && left + NODE_W * k <= w && top + NODE_H * k <= h;
+    if (!inside || k < 0.5) this.center(name);
   }
 
   /** Screen position of a node, to keep it in place across a re-layout. */

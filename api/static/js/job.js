@@ -30,6 +30,10 @@ function renderStatus(job) {
     $("#progress-step").textContent = job.status === "queued" ? "waiting for a worker" : `running: ${p.step}`;
     $("#progress-attempts").textContent = job.attempts ? `try ${job.attempts}` : "";
     $("#progress-fill").style.width = `${Math.round(p.fraction * 100)}%`;
+    const steps = ["queued", "torch", "reference", "numeric", "compare", "done"];
+    const at = steps.indexOf(job.status === "queued" ? "queued" : p.step);
+    fill($("#progress-steps"), steps.map((st, i) => el("span", {
+      class: `step-chip${i === at ? " current" : ""}${at >= 0 && i < at ? " done" : ""}`, text: st })));
     $("#progress-note").textContent = "This page follows the job: the graph appears when it is done.";
   }
   if (job.status === "failed" || job.status === "cancelled") {
@@ -41,12 +45,15 @@ function renderStatus(job) {
   }
 }
 
+let cancelling = false;
+
 function gone(message) {
+  if (cancelling) message = "You cancelled it: the worker stops at its next step and all its data is deleted.";
   $("#progress").hidden = true;
   $("#cancel").hidden = true;
   $("#delete").hidden = true;
   fill($("#status"), statusPill("gone"));
-  fill($("#problem"), el("h2", { text: "This job is gone" }), el("p", { text: message }),
+  fill($("#problem"), el("h2", { text: cancelling ? "The job was cancelled" : "This job is gone" }), el("p", { text: message }),
     el("p", {}, el("a", { href: "/", class: "button primary", text: "Trace something new" })));
   $("#problem").hidden = false;
 }
@@ -69,7 +76,15 @@ async function follow() {
     }
     renderStatus(job);
     if (TERMINAL.has(job.status)) {
-      if (job.status === "succeeded") await showResult(job, first ? await early : null);
+      if (job.status === "succeeded") {
+        try {
+          await showResult(job, first ? await early : null);
+        } catch (e) {
+          fill($("#problem"), el("h2", { text: "The result could not be shown" }), el("p", { text: e.message }));
+          $("#problem").hidden = false;
+          throw e;
+        }
+      }
       return;
     }
     first = false;
@@ -79,6 +94,7 @@ async function follow() {
 
 $("#cancel").addEventListener("click", async () => {
   $("#cancel").disabled = true;
+  cancelling = true;
   try {
     await api(`/v1/jobs/${encodeURIComponent(jobId)}`, { method: "DELETE" });
   } catch {
@@ -133,7 +149,7 @@ async function focus(name) {
     canvas.setView(view);
     note(view, name);
   }
-  canvas.center(name);
+  canvas.reveal(name);
   select(name);
 }
 
@@ -239,8 +255,12 @@ async function showResult(job, firstView) {
   wireSearch();
   await startView(firstView);
   if (job.summary.counts.parameters && !job.result) data.loadParams().then(() => canvas.render()).catch(() => {});
-  const m = /^#node=(.+)$/.exec(window.location.hash);
-  if (m) focus(decodeURIComponent(m[1]));
+  const fromHash = () => {
+    const m = /^#node=(.+)$/.exec(window.location.hash);
+    if (m && decodeURIComponent(m[1]) !== canvas.selected) focus(decodeURIComponent(m[1]));
+  };
+  window.addEventListener("hashchange", fromHash);
+  fromHash();
   document.body.dataset.ready = "1";
 }
 

@@ -142,8 +142,9 @@ export class NodePanel {
       load: (engine) => d.loadTensor(name, engine, "grad") });
 
     const flow = this.flowSection(name, node, edges);
-    return [head, expr, section("Inputs", inputs), section("Backward", backward),
-      section("Value and gradient", value.root, grad.root), section("Engines compared", errorTable(node)), flow];
+    return [head, expr, section("Value and gradient", value.root, grad.root), flow,
+      section("Inputs", inputs), section("Backward: grad_fn and next_functions", backward),
+      section("Engines compared", errorTable(node))];
   }
 
   flowSection(name, node, edges) {

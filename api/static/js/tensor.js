@@ -108,7 +108,7 @@ export class TensorView {
         onclick: () => { this.engine = e; this.render(); },
       }))));
     }
-    head.append(el("span", { class: "t-meta", text: `${shapeText(this.td.shape)} · ${this.td.dtype}` }));
+    head.append(el("span", { class: "t-meta", title: this.td.dtype, text: shapeText(this.td.shape) }));
     const link = this.npy && this.npy(this.engine);
     if (link) head.append(el("a", { class: "npy", href: link, download: "", text: ".npy" }));
     this.body = el("div", { class: "tensor-body" });
@@ -161,7 +161,7 @@ export class TensorView {
     this.st = st;
     const parts = [this.statsLine(st, td.checked)];
     const g = grid(td.shape, n <= NUMBERS_MAX ? 8 : Math.ceil(Math.sqrt(n)));
-    if (g.lead.length) parts.push(this.sliceSelector(g));
+    if (g.lead.some((d) => d > 1)) parts.push(this.sliceSelector(g));
     this.view = el("div", { class: "tensor-view" });
     parts.push(this.view);
     if (n > NUMBERS_MAX) parts.push(histogram(values, missing, st));
@@ -179,11 +179,17 @@ export class TensorView {
     return el("div", { class: "stats" }, items);
   }
 
+  /** Selectors for the leading dims (batch n, channel c of a conv tensor); dims of size 1 need none. */
   sliceSelector(g) {
     const names = DIM_NAMES[this.td.shape.length] || [];
     this.lead = g.lead.map((_, i) => Math.min(this.lead[i] || 0, g.lead[i] - 1));
     const box = el("div", { class: "slice" }, el("span", { class: "muted", text: "slice" }));
     g.lead.forEach((size, i) => {
+      const label = `${names[i] || `d${i}`} =`;
+      if (size === 1) {
+        box.append(el("label", {}, el("span", { text: label }), el("span", { class: "fixed", text: "0" })));
+        return;
+      }
       const sel = el("select", { "aria-label": `index of dim ${i}` });
       for (let k = 0; k < size; k++) sel.append(el("option", { value: k, text: String(k) }));
       sel.value = String(this.lead[i]);
@@ -191,9 +197,9 @@ export class TensorView {
         this.lead[i] = Number(sel.value);
         this.drawSlice(g);
       });
-      box.append(el("label", {}, el("span", { text: `${names[i] || `d${i}`} =` }), sel));
+      box.append(el("label", {}, el("span", { text: label }), sel));
     });
-    box.append(el("span", { class: "muted", text: `of ${g.lead.join("×")}, showing ${g.rows}×${g.cols}` }));
+    box.append(el("span", { class: "muted", text: `${g.rows}×${g.cols} of ${this.td.shape.join("×")}` }));
     return box;
   }
 
@@ -212,7 +218,7 @@ export class TensorView {
   /** Every number, coloured by its size; rows and columns indexed. */
   numbers(g, offset) {
     const m = this.st.absmax;
-    const table = el("table", { class: "numbers" });
+    const table = el("table", { class: `numbers${g.rows * g.cols <= 16 && !g.vector ? " big" : ""}` });
     const head = el("tr", {}, el("th", {}));
     for (let j = 0; j < g.cols; j++) head.append(el("th", { text: g.vector ? `+${j}` : String(j) }));
     table.append(head);
