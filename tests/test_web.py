@@ -159,6 +159,15 @@ def test_a_syntax_error_is_shown_at_its_line_in_the_editor(tab: Page, tmp_path: 
     expect(errors).to_contain_text("Line 3, column 16")
     expect(page.locator('.gutter .ln[data-line="3"]')).to_have_class(re.compile(r"\berror\b"))
 
+    page.click('.example[data-example="small_cnn"]')  # the API names a field path: marked where that value is
+    text = page.input_value("#spec")
+    line = text.splitlines().index('      {"type": "relu"},') + 1
+    page.fill("#spec", text.replace('{"type": "relu"}', '{"type": "reluu"}'))
+    page.click("#submit")
+    expect(errors).to_contain_text(f"Line {line}, column 7")
+    expect(errors).to_contain_text("reluu")
+    expect(page.locator(f'.gutter .ln[data-line="{line}"]')).to_have_class(re.compile(r"\berror\b"))
+
 
 def test_the_job_list_updates_by_itself(tab: Page, server: str, chain_spec: dict[str, Any]) -> None:
     page = tab.page

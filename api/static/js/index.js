@@ -1,6 +1,7 @@
 // The home page: the spec editor with the examples, submission, and the list of recent jobs (polled).
 
 import { Editor } from "./editor.js";
+import { locate } from "./jsonloc.js";
 import { $, ApiError, age, api, el, enc, fill, statusPill, verdictPill } from "./util.js";
 
 const DRAFT_KEY = "gradtrace.draft";
@@ -100,8 +101,10 @@ function showErrors(items) {
     } else if (mode === "program" && d.line) {
       line = d.line;
       col = d.col;
-    } else if (mode === "json" && d.node) {
-      line = lineOfNode(editor.value, d.node);
+    } else if (mode === "json") {
+      const at = d.loc && d.loc.length ? locate(editor.value, d.loc) : null;
+      if (at && (at.line > 1 || !d.node)) ({ line, col } = at);
+      else if (d.node) line = lineOfNode(editor.value, d.node);
     }
     if (line) marks.push({ line, col, msg: d.msg });
     const where = line ? `Line ${line}${col ? `, column ${col}` : ""}` : describeLoc(d) || "spec";

@@ -204,11 +204,18 @@ function wireSearch() {
   const run = debounce(() => search(input.value.trim()), 120);
   input.addEventListener("input", run);
   input.addEventListener("keydown", (e) => {
+    const items = [...document.querySelectorAll("#search-results li[data-node]")];
+    const active = items.findIndex((li) => li.classList.contains("active"));
     if (e.key === "Enter") {
       e.preventDefault();
       const q = input.value.trim();
-      if (results.length && $("#search-results").hidden === false) pick(results[0].name);
+      if (items.length && $("#search-results").hidden === false) pick(items[Math.max(0, active)].dataset.node);
       else if (q) search(q).then(() => results.length && pick(results[0].name));
+    } else if ((e.key === "ArrowDown" || e.key === "ArrowUp") && items.length) {
+      e.preventDefault();
+      const next = (active + (e.key === "ArrowDown" ? 1 : items.length - 1)) % items.length;
+      items.forEach((li, i) => li.classList.toggle("active", i === next));
+      items[next].scrollIntoView({ block: "nearest" });
     } else if (e.key === "Escape") {
       $("#search-results").hidden = true;
     }
