@@ -3,7 +3,7 @@
 // (and that they sum to the grad), and .npy downloads.
 
 import { TensorView, flat } from "./tensor.js";
-import { compact, el, fill, fmt, fmtErr } from "./util.js";
+import { compact, el, fill, fmt, fmtErr, range } from "./util.js";
 
 function section(title, ...body) {
   return el("section", { class: "p-section" }, el("h3", { text: title }), body);
@@ -156,7 +156,7 @@ export class NodePanel {
     const rows = edges.map((e) => el("tr", {},
       el("td", {}, el("span", { class: "muted", text: "from " }), nodeLink(e.dst, this.go)),
       el("td", { class: "expr-cell", title: e.expr || "", text: e.expr || "" }),
-      el("td", { class: "num grad-flow", text: e.grad ? compact(e.grad) : "none" }),
+      el("td", { class: "num grad-flow", title: e.grad ? compact(e.grad) : "", text: e.grad ? range(e.grad) : "none" }),
       el("td", { class: "num muted", text: e.error ? Object.values(e.error).map((s) => fmtErr(s.max_rel)).join(" ") : "" })));
     return section("Gradient flow into this node",
       el("p", { class: "muted", text: `${name}.grad is the sum of the gradients that flowed back from each node that uses it:` }),

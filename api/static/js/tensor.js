@@ -55,15 +55,30 @@ function rgb(c) {
   return `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
 }
 
-/** The 2-D view of a tensor: rows x cols of the last two dims (a vector wraps into rows). */
+/** The 2-D view of a tensor: rows x cols of its last two dims of size over 1 (a vector wraps into rows; dims of
+size 1 are dropped: a [4, 8, 1, 1] conv output shows as 4x8). `axes` maps the view's dims to the tensor's. */
 function grid(shape, wrap) {
-  if (shape.length === 0) return { rows: 1, cols: 1, lead: [] };
-  if (shape.length === 1) {
-    const n = shape[0];
+  const axes = shape.map((_, i) => i).filter((i) => shape[i] !== 1);
+  const dims = axes.map((i) => shape[i]);
+  if (dims.length <= 1) {
+    const n = dims.length ? dims[0] : 1;
     const cols = Math.max(1, Math.min(n, wrap));
-    return { rows: Math.ceil(n / cols), cols, lead: [], vector: true };
+    return { rows: Math.ceil(n / cols), cols, lead: [], leadAxes: [], axes, vector: true };
   }
-  return { rows: shape[shape.length - 2], cols: shape[shape.length - 1], lead: shape.slice(0, -2) };
+  return { rows: dims[dims.length - 2], cols: dims[dims.length - 1], lead: dims.slice(0, -2), leadAxes: axes.slice(0, -2), axes };
+}
+
+/** The full index (every dim of the tensor) of an element of the view. */
+function fullIndex(shape, g, lead, i, j) {
+  const idx = shape.map(() => 0);
+  if (g.vector) {
+    if (g.axes.length) idx[g.axes[0]] = i * g.cols + j;
+  } else {
+    g.leadAxes.forEach((ax, k) => { idx[ax] = lead[k] || 0; });
+    idx[g.axes[g.axes.length - 2]] = i;
+    idx[g.axes[g.axes.length - 1]] = j;
+  }
+  return idx;
 }
 
 const DIM_NAMES = { 4: ["n", "c"], 3: ["c"] };
@@ -161,7 +176,7 @@ export class TensorView {
     this.st = st;
     const parts = [this.statsLine(st, td.checked)];
     const g = grid(td.shape, n <= NUMBERS_MAX ? 8 : Math.ceil(Math.sqrt(n)));
-    if (g.lead.some((d) => d > 1)) parts.push(this.sliceSelector(g));
+    if (g.lead.length) parts.push(this.sliceSelector(g));
     this.view = el("div", { class: "tensor-view" });
     parts.push(this.view);
     if (n > NUMBERS_MAX) parts.push(histogram(values, missing, st));
@@ -183,14 +198,15 @@ export class TensorView {
   sliceSelector(g) {
     const names = DIM_NAMES[this.td.shape.length] || [];
     this.lead = g.lead.map((_, i) => Math.min(this.lead[i] || 0, g.lead[i] - 1));
+    const dimName = (i) => names[g.leadAxes[i]] || `d${g.leadAxes[i]}`;
     const box = el("div", { class: "slice" }, el("span", { class: "muted", text: "slice" }));
     g.lead.forEach((size, i) => {
-      const label = `${names[i] || `d${i}`} =`;
+      const label = `${dimName(i)} =`;
       if (size === 1) {
         box.append(el("label", {}, el("span", { text: label }), el("span", { class: "fixed", text: "0" })));
         return;
       }
-      const sel = el("select", { "aria-label": `index of dim ${i}` });
+      const sel = el("select", { "aria-label": `index of dim ${g.leadAxes[i]}` });
       for (let k = 0; k < size; k++) sel.append(el("option", { value: k, text: String(k) }));
       sel.value = String(this.lead[i]);
       sel.addEventListener("change", () => {
@@ -270,7 +286,7 @@ export class TensorView {
       const i = Math.floor(((e.clientY - r.top) / r.height) * g.rows);
       const k = offset + i * g.cols + j;
       if (i < 0 || j < 0 || i >= g.rows || j >= g.cols || k >= this.values.length) return;
-      const idx = g.vector ? `[${k}]` : `[${[...this.lead, i, j].join(", ")}]`;
+      const idx = `[${fullIndex(this.td.shape, g, this.lead, i, j).join(", ")}]`;
       readout.textContent = `${idx} = ${this.missing && this.missing[k] ? "not sampled" : fmt(this.values[k], 7)}`;
     });
     const scale = el("div", { class: "scale" },
