@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from api.routes import OTHER_MEDIA, Service, error, health, jobs
+from api.web import web
 from services.store import JobStore
 from shared.job import ErrorBody
 from shared.settings import Settings, get_settings
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.extensions["gradtrace"] = Service(settings, store, make_celery(settings), waiters)
     app.register_api(jobs)
     app.register_api(health)
+    app.register_blueprint(web)  # the web pages (/, /jobs/<id>) and their assets (/assets/...)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.json.response(openapi_document(app)))
     app.add_url_rule("/docs", "docs", lambda: Response(DOCS_HTML, mimetype="text/html"))
 
