@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 APP_SERVICES = ("api", "worker", "flower")
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-PROJECT_INSTALL = re.compile(r"pip install (\S+ )*\.(\s|$)")  # `pip install [opts] .`
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +48,21 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
             word, _, args = line.strip().partition(" ")
             out.append((word.upper(), " ".join(args.split())))
     return out
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions cut at each FROM (global ARGs before the first FROM are stage 0's)."""
+    stages: list[list[tuple[str, str]]] = [[]]
+    for word, args in dockerfile_instructions():
+        if word == "FROM" and any(w == "FROM" for w, _ in stages[-1]):
+            stages.append([])
+        stages[-1].append((word, args))
+    return stages
+
+
+def interpolate_defaults(value: str) -> str:
+    """A compose value with each `${VAR:-default}` replaced by its default (what users get with nothing set)."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
 
 
 def exec_form(args: str) -> list[str]:
@@ -170,33 +184,78 @@ def test_celery_commands_name_a_real_app_and_real_options(services: dict[str, An
         assert re.search(rf"(^|[\s,]){re.escape(flag)}[\s,=]", helptext), f"celery worker has no option {flag}"
 
 
-def test_worker_healthcheck_pings_its_own_node(services: dict[str, Any]) -> None:
-    test = services["worker"]["healthcheck"]["test"]
-    assert test[0] == "CMD-SHELL"  # $HOSTNAME needs a shell
-    cmd = shlex.split(test[1])
-    assert cmd[:4] == ["celery", "-A", celery_app_path(command(services["worker"])), "inspect"]
-    assert cmd[4] == "ping" and cmd[cmd.index("-d") + 1] == "celery@$$HOSTNAME"  # $$: compose's literal $
+HEALTHCHECK_SCRIPT = ROOT / "deploy" / "healthcheck"
 
 
-def test_worker_healthcheck_command_against_a_real_worker(services: dict[str, Any], settings_for: Any,
-                                                          start_worker: Any) -> None:
-    from conftest import HOST, settings_env
+def healthcheck(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """deploy/healthcheck (gradtrace-healthcheck in the image) run as the container engine runs it."""
+    return subprocess.run([sys.executable, str(HEALTHCHECK_SCRIPT), *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_healthchecks_are_the_script_in_exec_form(services: dict[str, Any]) -> None:
+    # podman's Docker-compatible API splits a CMD test into words (a `python -c "..."` breaks) and `podman exec`
+    # leaves HOSTNAME empty: the tests are one script with one plain word, no shell, no variable
+    for name in APP_SERVICES:
+        assert services[name]["healthcheck"]["test"] == ["CMD", "gradtrace-healthcheck", name], name
+    copies = [a.split() for w, a in dockerfile_stages()[-1] if w == "COPY"]
+    assert ["deploy/healthcheck", "/usr/local/bin/gradtrace-healthcheck"] in copies
+    assert os.access(HEALTHCHECK_SCRIPT, os.X_OK) and HEALTHCHECK_SCRIPT.read_text().startswith("#!/usr/bin/env python3")
+    assert healthcheck().returncode == 2 and healthcheck("nope").returncode == 2
+
+
+def test_worker_healthcheck_against_a_real_worker(settings_for: Any, start_worker: Any) -> None:
+    from conftest import settings_env
 
     settings = settings_for(broker_db=12)  # a broker db of its own: this worker takes no other test's jobs
     start_worker(settings, "celery", concurrency=1)  # the default node name: celery@<hostname>
-    shell = services["worker"]["healthcheck"]["test"][1].replace("$$", "$")  # as compose hands it to the shell
+    env = {**settings_env(settings), "HOSTNAME": ""}  # as `podman exec` leaves it: the name comes from the kernel
+    assert healthcheck("worker", env=env).returncode == 0
+    other = healthcheck("worker", "celery@no-such-host", env=env)
+    assert other.returncode == 1 and "celery@no-such-host" in other.stderr
+    gone = healthcheck("worker", env={**env, "GRADTRACE_BROKER_URL": "redis://127.0.0.1:1/0"})
+    assert gone.returncode == 1
 
-    def check(hostname: str) -> int:
-        env = {**settings_env(settings), "HOSTNAME": hostname}
-        return subprocess.run(["sh", "-c", shell], env=env, cwd=ROOT, capture_output=True, timeout=60).returncode
 
-    assert check(HOST) == 0
-    assert check("no-such-host") != 0
+def test_api_healthcheck_against_a_real_api(server: str) -> None:
+    assert healthcheck("api", server).returncode == 0
+    down = healthcheck("api", "http://127.0.0.1:1")
+    assert down.returncode == 1 and "127.0.0.1:1/healthz" in down.stderr
+
+
+def test_flower_healthcheck_sends_the_password_and_wants_ok() -> None:
+    import base64
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen.append(self.headers.get("Authorization"))
+            body = b"OK" if self.path == "/healthcheck" else b"?"
+            self.send_response(200 if self.path == "/healthcheck" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        env = {**os.environ, "FLOWER_BASIC_AUTH": "ci:secret,other:pw"}
+        assert healthcheck("flower", base, env=env).returncode == 0
+        assert seen == ["Basic " + base64.b64encode(b"ci:secret").decode()]
+        assert healthcheck("flower", base + "/nothing-here", env=env).returncode == 1
+        httpd.shutdown()
 
 
 def test_api_runs_gunicorn_on_the_app_factory(services: dict[str, Any]) -> None:
     cmd = command(services["api"])
-    assert cmd[0] == "gunicorn" and "0.0.0.0:8000" in cmd and "8000:8000" in services["api"]["ports"]
+    ports = [interpolate_defaults(p) for p in services["api"]["ports"]]
+    assert cmd[0] == "gunicorn" and "0.0.0.0:8000" in cmd and ports == ["8000:8000"]
     target = next(a for a in cmd if re.fullmatch(r"[\w.]+:\w+\(\)", a))
     module, _, call = target.partition(":")
     assert target == "api.app:create_app()" and callable(getattr(importlib.import_module(module), call[:-2]))
@@ -207,38 +266,96 @@ def test_api_runs_gunicorn_on_the_app_factory(services: dict[str, Any]) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_api_healthcheck_uses_python_on_healthz(services: dict[str, Any]) -> None:
-    test = services["api"]["healthcheck"]["test"]
-    assert test[:2] == ["CMD", "python"] and "curl" not in " ".join(test)
-    assert "http://127.0.0.1:8000/healthz" in test[-1]
-
-
-def test_flower_only_with_the_monitoring_profile(services: dict[str, Any]) -> None:
+def test_flower_only_with_the_monitoring_profile_on_localhost_with_a_password(services: dict[str, Any]) -> None:
     flower = services["flower"]
-    assert flower["profiles"] == ["monitoring"] and "5555:5555" in flower["ports"]
+    assert flower["profiles"] == ["monitoring"]
+    assert all("profiles" not in services[name] for name in ("redis", "api", "worker"))
+    assert [interpolate_defaults(p) for p in flower["ports"]] == ["127.0.0.1:5555:5555"]  # this host only
     cmd = command(flower)
     assert cmd[cmd.index(celery_app_path(cmd)) + 1] == "flower" and "--port=5555" in cmd
-    assert all("profiles" not in services[name] for name in ("redis", "api", "worker"))
-    install = " ".join(a for w, a in dockerfile_instructions() if w == "RUN" and PROJECT_INSTALL.search(a))
-    assert "flower" in install, "flower is not installed in the image"
+    # required, but not with `${VAR:?}`: Compose interpolates services of inactive profiles too
+    assert flower["environment"]["FLOWER_BASIC_AUTH"] == "${FLOWER_BASIC_AUTH:-}"
+    assert flower["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert flower["entrypoint"] == ["gradtrace-flower-entrypoint"]
+    copies = [a.split() for w, a in dockerfile_stages()[-1] if w == "COPY"]
+    assert ["deploy/flower-entrypoint", "/usr/local/bin/gradtrace-flower-entrypoint"] in copies
+    install = " ".join(a for w, a in dockerfile_stages()[-1] if w == "RUN" and "pip install" in a)
+    assert '"flower>=2.0"' in install, "flower is not installed in the image"
+
+
+@pytest.mark.parametrize(("auth", "runs"), [
+    (None, False), ("", False), ("admin", False), ("admin:", False), (":pw", False), ("a:b,c", False),
+    ("admin:secret", True), ("a:b,c:d", True), ("a:b c", True),
+])
+def test_flower_entrypoint_refuses_to_start_without_basic_auth(auth: str | None, runs: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    if auth is not None:
+        env["FLOWER_BASIC_AUTH"] = auth
+    proc = subprocess.run(["sh", str(ROOT / "deploy" / "flower-entrypoint"), "echo", "started"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    if runs:
+        assert proc.returncode == 0 and proc.stdout == "started\n"
+    else:
+        assert proc.returncode == 64 and "FLOWER_BASIC_AUTH" in proc.stderr and not proc.stdout
+
+
+def test_every_service_has_memory_and_cpu_limits(services: dict[str, Any]) -> None:
+    for name, svc in services.items():
+        limits = svc["deploy"]["resources"]["limits"]
+        memory = interpolate_defaults(str(limits["memory"]))
+        cpus = float(interpolate_defaults(str(limits["cpus"])))
+        assert re.fullmatch(r"\d+[mg]", memory) and 0 < cpus <= 2, (name, limits)
+    redis_max = interpolate_defaults(command(services["redis"])[command(services["redis"]).index("--maxmemory") + 1])
+    gib = {"m": 1 / 1024, "g": 1, "mb": 1 / 1024, "gb": 1}
+    to_gib = lambda v: float(re.match(r"\d+", v).group()) * gib[re.search(r"[a-z]+$", v).group()]  # noqa: E731
+    assert to_gib(interpolate_defaults(services["redis"]["deploy"]["resources"]["limits"]["memory"])) > to_gib(redis_max)
 
 
 def test_dockerfile_installs_cpu_torch_before_the_project() -> None:
+    stages = dockerfile_stages()
     steps = dockerfile_instructions()
-    assert steps[0] == ("FROM", "python:3.11-slim")
+    # the base image and torch's index are build arguments whose defaults are what users get
+    assert stages[0][:2] == [("ARG", "BASE_IMAGE=python:3.11-slim"), ("FROM", "${BASE_IMAGE} AS base")]
+    assert ("ARG", f"TORCH_INDEX_URL={CPU_INDEX}") in stages[0]
     runs = [(i, a) for i, (w, a) in enumerate(steps) if w == "RUN"]
-    torch_at = [i for i, a in runs if f"--index-url {CPU_INDEX}" in a and "torch==2.13.0" in a]
-    project_at = [i for i, a in runs if PROJECT_INSTALL.search(a)]
+    torch_at = [i for i, a in runs if "--index-url=$TORCH_INDEX_URL" in a and "pip install $from torch==2.13.0" in a]
+    project_at = [i for i, a in runs if re.search(r"pip install --no-deps /tmp/dist/\S*\.whl", a)]
     assert torch_at and project_at and torch_at[0] < project_at[0], steps
+    assert "assert not torch.version.cuda" in steps[torch_at[0]][1] and "torch.version.cuda" in steps[project_at[0]][1]
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert "torch==2.13.0" in deps, "the image pins a torch the project does not"
     assert any("apt-get install" in a and "graphviz" in a for _, a in runs)
-    words = [w for w, _ in steps]
-    user = next(a for w, a in reversed(steps) if w == "USER")
+    final = stages[-1]
+    words = [w for w, _ in final]
+    user = next(a for w, a in reversed(final) if w == "USER")
     assert user not in ("root", "0") and words.index("USER") < words.index("CMD")
-    assert ("EXPOSE", "8000") in steps
+    assert ("EXPOSE", "8000") in final
+
+
+def test_the_image_holds_no_build_folder_and_no_wheelhouse() -> None:
+    stages = dockerfile_stages()
+    names = [next(a for w, a in stage if w == "FROM").split() for stage in stages]
+    assert names[1][-2:] == ["AS", "build"] and names[-1] == ["base"], names
+    final = stages[-1]
+    # the source tree goes into the build stage only; the final stage gets the built wheel through a bind mount
+    assert ("COPY", ". .") in stages[1] and all(not a.startswith(". ") for w, a in final if w == "COPY")
+    assert any(a.startswith("--mount=type=bind,from=build,source=/dist") for w, a in final if w == "RUN")
+    assert ("WORKDIR", "/app") in final and ["gunicorn.conf.py", "/app/"] in [a.split() for w, a in final if w == "COPY"]
+    # the wheelhouse is a build argument naming a mounted folder, never a COPY
+    for stage in stages:
+        assert all("wheelhouse" not in a.lower() for w, a in stage if w in ("COPY", "ADD"))
+        if any("$WHEELHOUSE" in a for w, a in stage if w == "RUN"):
+            assert ("ARG", "WHEELHOUSE=") in stage
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git"} <= set(ignored)
+    assert not {"deploy", "deploy/healthcheck", "deploy/flower-entrypoint", "gunicorn.conf.py"} & set(ignored)
+
+
+def test_compose_test_script_runs() -> None:
+    script = ROOT / "deploy" / "compose-test"
+    assert os.access(script, os.X_OK)
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--cold" in proc.stdout and "--keep" in proc.stdout
