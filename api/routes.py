@@ -110,12 +110,14 @@ class SubmitHeader(BaseModel):
 
 
 class JobQuery(BaseModel):
-    """How long to wait for the job to finish before answering."""
+    """How long to wait for the job to finish before answering, and what to leave out."""
 
     wait: float = Field(
         0, ge=0, le=30,
         description="Long poll: answer as soon as the job has finished (or is gone), or after this many seconds.",
     )
+    result: bool = Field(True, description="false: leave out the whole result (the summary stays).")
+    manifest: bool = Field(True, description="false: leave out the manifest of stored tensors (large for big graphs).")
 
 
 class NodeQuery(BaseModel):
@@ -142,6 +144,7 @@ class NodeListQuery(BaseModel):
     limit: int = Field(100, ge=1, le=1000)
     filter: listing.Filter = Field("all", description="all, disagree (engines differ), nonfinite, leaves, params.")
     q: str | None = Field(None, max_length=200, description="Only nodes whose name contains this (case-insensitive).")
+    name: str | None = Field(None, max_length=200, description="Only the node of exactly this name.")
 
 
 def links(job_id: str) -> JobLinks:
@@ -218,7 +221,7 @@ def get_job(path: JobPath, query: JobQuery) -> Response:
     With `?wait=S` the answer waits (up to S seconds) for the job to finish: one request instead of polling.
     At most GRADTRACE_API_THREADS - 2 requests per process wait at once; beyond that the answer is immediate."""
     s = svc()
-    bulk = ("summary", "result", "manifest")
+    bulk = ("summary", *(["result"] if query.result else []), *(["manifest"] if query.manifest else []))
     try:
         rec = s.store.get(path.job_id, *bulk)
         if query.wait > 0 and rec.status in ("queued", "running") and s.waiters.acquire(blocking=False):
@@ -262,7 +265,7 @@ def list_nodes(path: JobPath, query: NodeListQuery) -> Response:
     s = svc()
     try:
         table = s.store.table(path.job_id)
-        rows = listing.select(table, query.filter, query.q)
+        rows = listing.select(table, query.filter, query.q, query.name)
         fetch = partial(s.store.tensors, path.job_id, s.store.get(path.job_id).data or "")
         return json_response(listing.page(table, rows, query.offset, query.limit, fetch))
     except JobNotFound as e:

@@ -12,8 +12,12 @@ from shared.result import GraphView, NodePage
 Filter = Literal["all", "disagree", "nonfinite", "leaves", "params"]
 
 
-def select(table: ResultTable, filter: Filter = "all", q: str | None = None) -> list[int]:
-    """Rows passing the filter (and, with `q`, whose name contains it), in graph order."""
+def select(table: ResultTable, filter: Filter = "all", q: str | None = None, name: str | None = None) -> list[int]:
+    """Rows passing the filter (and, with `q`, whose name contains it; with `name`, of exactly that name), in graph
+    order."""
+    if name is not None:
+        i = table.index.get(name)
+        return [] if i is None else [r for r in select(table, filter, q) if r == i] if (filter != "all" or q) else [i]
     keep = {
         "all": lambda i: True,
         "disagree": lambda i: not table.ok[i],

@@ -326,6 +326,11 @@ def test_a_large_job_is_paged_and_drawn_around_a_node(api: Any) -> None:
     found = _strict(api.client.get(f"/v1/jobs/{job_id}/nodes?q=Y249&limit=100").data)
     assert [n["name"] for n in found["items"]] == ["y249"] + [f"y249{k}" for k in range(10)]
     assert api.client.get(f"/v1/jobs/{job_id}/nodes?filter=bogus").status_code == 422
+    exact = _strict(api.client.get(f"/v1/jobs/{job_id}/nodes?name=y249").data)
+    assert [n["name"] for n in exact["items"]] == ["y249"] and exact["total"] == 1
+    assert _strict(api.client.get(f"/v1/jobs/{job_id}/nodes?name=nope").data)["total"] == 0
+    lean = _strict(api.client.get(f"/v1/jobs/{job_id}?manifest=false").data)
+    assert lean["manifest"] is None and lean["summary"]["counts"]["nodes"] == 2501
 
     near = _strict(api.client.get(f"/v1/jobs/{job_id}/graph?format=json&around=y100&depth=1").data)
     assert near["total"] == 2501 and {n["name"] for n in near["nodes"]} == {"y99", "y100", "y101"}

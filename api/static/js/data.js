@@ -53,13 +53,9 @@ export class JobData {
       return n ? { name, ...n } : null;
     }
     if (this.nodes.has(name)) return this.nodes.get(name);
-    // the listing finds names containing q; page until the exact one turns up
-    for (let offset = 0; ; offset += PAGE) {
-      const page = await api(this.urls.nodes({ q: name, offset, limit: PAGE }));
-      for (const item of page.items) this.nodes.set(item.name, item);
-      if (this.nodes.has(name)) return this.nodes.get(name);
-      if (offset + PAGE >= page.total) return null;
-    }
+    const page = await api(this.urls.nodes({ name, limit: 1 }));  // the listing's exact-name lookup
+    for (const item of page.items) this.nodes.set(item.name, item);
+    return this.nodes.get(name) || null;
   }
 
   /** The gradients that flowed into `name` from each node using it: [{dst, expr, grad, error?}]. */

@@ -64,7 +64,8 @@ async function follow() {
   for (;;) {
     let job;
     try {
-      job = await api(`/v1/jobs/${encodeURIComponent(jobId)}${first ? "" : "?wait=1"}`);
+      // the manifest (a line per stored tensor: megabytes for big graphs) is not needed here
+      job = await api(`/v1/jobs/${encodeURIComponent(jobId)}?manifest=false${first ? "" : "&wait=1"}`);
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) {
         gone(e.message);
