@@ -19,7 +19,7 @@ import redis
 from services.assemble import ResultTable, array_key
 from services.jobs import missing_reason, select_tensors
 from shared.codec import from_bytes, to_bytes
-from shared.job import JobError, JobProgress, Manifest, StoredTensor
+from shared.job import ErrorCode, JobError, JobProgress, Manifest, StoredTensor
 from shared.result import TraceResult
 from shared.settings import Settings
 
@@ -610,7 +610,7 @@ class JobStore:
         p = JobProgress(step=step, fraction=min(max(fraction, 0.0), 1.0)).model_dump_json()
         return bool(self._update(keys=[self.job_key(job_id), self.cancel_key(job_id)], args=["1", "progress", p]))
 
-    def fail(self, job_id: str, type_: str, message: str) -> bool:
+    def fail(self, job_id: str, type_: ErrorCode, message: str) -> bool:
         """Mark a queued/running job failed (status last); False when it is gone or already finished."""
         err = JobError(type=type_, message=message).model_dump_json()
         ok = bool(self._update(

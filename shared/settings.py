@@ -65,6 +65,19 @@ class Settings(BaseSettings):
         "out (its worker, message or Redis went away) is requeued by the reaper, or failed at the attempt cap."
     )
     reaper_interval_s: float = Field(5.0, gt=0, description="How often each worker looks for jobs whose lease ran out.")
+    api_tokens: str = Field(
+        "", description="Comma-separated bearer tokens: when set, every /v1 route needs `Authorization: Bearer "
+        "<token>` (401 otherwise); health routes and the page's assets stay open. Empty: no authentication."
+    )
+    max_unfinished_per_token: int = Field(
+        100, ge=0, description="With api_tokens: a token's queued and running jobs at most; one more is a 429 "
+        "with Retry-After (0: no limit)."
+    )
+
+    @property
+    def tokens(self) -> frozenset[str]:
+        """The accepted API tokens (empty: authentication is off)."""
+        return frozenset(t.strip() for t in self.api_tokens.split(",") if t.strip())
 
     @model_validator(mode="after")
     def _limits(self) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -92,7 +93,8 @@ def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout
 class Worker:
     """A real `celery worker` process in its own process group."""
 
-    def __init__(self, settings: Any, name: str, log_dir: Path, pool: str = "prefork", concurrency: int = 2) -> None:
+    def __init__(self, settings: Any, name: str, log_dir: Path, pool: str = "prefork", concurrency: int = 2,
+                 loglevel: str = "warning") -> None:
         from worker.celery_app import make_celery
 
         self.name = f"{name}@{HOST}"
@@ -100,7 +102,7 @@ class Worker:
         self.celery = make_celery(settings)
         self.log = log_dir / f"worker-{name}-{time.time_ns()}.log"
         cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", f"--pool={pool}",
-               f"--concurrency={concurrency}", "-l", "warning", "-n", self.name, "--without-mingle", "--without-gossip"]
+               f"--concurrency={concurrency}", "-l", loglevel, "-n", self.name, "--without-mingle", "--without-gossip"]
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
@@ -295,8 +297,8 @@ def keys_of(rdb: Any) -> Any:
     return lambda job_id: job_keys(rdb, job_id)
 
 
-@pytest.fixture(scope="session")
-def server(settings: Any, worker: Any, log_dir: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def gunicorn(settings: Any, log_dir: Path) -> Iterator[str]:
     """The API in a real `gunicorn 'api.app:create_app()'` on a free port, settings from the environment."""
     port = free_port()
     log = log_dir / f"gunicorn-{port}.log"
@@ -314,6 +316,15 @@ def server(settings: Any, worker: Any, log_dir: Path) -> Iterator[str]:
         except httpx.TransportError:
             return False
 
-    wait_for(up, 60, "gunicorn", interval=0.2)
-    yield url
-    stop_group(proc, signal.SIGTERM)
+    try:
+        wait_for(up, 60, "gunicorn", interval=0.2)
+        yield url
+    finally:
+        stop_group(proc, signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def server(settings: Any, worker: Any, log_dir: Path) -> Iterator[str]:
+    """The API in a real gunicorn on the main settings (the main worker runs its jobs)."""
+    with gunicorn(settings, log_dir) as url:
+        yield url

@@ -75,7 +75,7 @@ def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
         jobs.fail(job_id, "spec_error", str(e))
     except Exception as e:  # any engine failure fails the job, never the worker
         log.exception("job %s failed (attempt %d)", job_id, delivery.attempt)
-        jobs.fail(job_id, type(e).__name__, str(e) or repr(e))
+        jobs.fail(job_id, "engine_error", f"{type(e).__name__}: {e}" if str(e) else repr(e))
     finally:
         progress.close()
     return "failed"
