@@ -10,6 +10,7 @@ from typing import Any
 from flask import Response, request
 from flask_openapi3 import Info, OpenAPI
 from pydantic import ValidationError
+from redis.exceptions import ClusterError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemory
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -117,6 +118,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)
+    @app.errorhandler(ClusterError)  # a Redis Cluster with a slot unserved, or down
+    @app.errorhandler(RedisClusterException)  # ... or none of its nodes reachable
     def _store_down(e: Exception) -> Response:
         app.logger.error("result store unavailable: %s", e)
         return error(503, f"the result store (Redis) is unavailable: {type(e).__name__}")

@@ -7,13 +7,21 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+"""URL schemes that name a Redis Cluster (services.store_client)."""
+
 
 class Settings(BaseSettings):
-    """Environment variables are `GRADTRACE_<FIELD>`; REDIS_URL and BROKER_URL are also read bare."""
+    """Environment variables are `GRADTRACE_<FIELD>`; REDIS_URL, REDIS_CLUSTER and BROKER_URL are also read bare."""
 
     model_config = SettingsConfigDict(env_prefix="GRADTRACE_", extra="ignore")
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=AliasChoices("GRADTRACE_REDIS_URL", "REDIS_URL"))
+    redis_cluster: bool = Field(
+        False, validation_alias=AliasChoices("GRADTRACE_REDIS_CLUSTER", "REDIS_CLUSTER"),
+        description="The store (REDIS_URL) is a Redis Cluster; a redis+cluster:// or rediss+cluster:// REDIS_URL says "
+        "so too. The broker then needs a URL of its own (BROKER_URL): Celery's broker is never a cluster.",
+    )
     broker_url: str | None = Field(None, validation_alias=AliasChoices("GRADTRACE_BROKER_URL", "BROKER_URL"))
     api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI client finds the API.")
     bind: str = Field("127.0.0.1:8000", description="The API's bind address (gunicorn).")
@@ -81,6 +89,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _limits(self) -> Settings:
+        if self.redis_url.partition("://")[0] in CLUSTER_SCHEMES:
+            self.redis_cluster = True
+        if self.redis_cluster and (self.broker_url is None or self.broker_url.partition("://")[0] in CLUSTER_SCHEMES):
+            raise ValueError("the store is a Redis Cluster: set BROKER_URL to a plain Redis (or AMQP) URL for Celery")
         if self.broker_url is None:
             self.broker_url = self.redis_url
         if not self.soft_time_limit_s < self.hard_time_limit_s < self.visibility_timeout_s:

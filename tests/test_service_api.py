@@ -139,7 +139,7 @@ def test_keep_list_and_byte_cap(api: Any, api_for: Any, settings_for: Any) -> No
 )
 def test_bad_specs_are_422_and_create_no_job(client: Any, rdb: Any, spec: dict[str, Any], loc: list[Any],
                                              node: str | None) -> None:
-    before = set(rdb.scan_iter(match="gradtrace:job:*"))
+    before = set(rdb.scan_iter(match="gradtrace:{*"))
     r = client.post("/v1/jobs", json=spec)
     assert r.status_code == 422, r.get_data(as_text=True)
     detail = r.get_json()["detail"]
@@ -147,7 +147,7 @@ def test_bad_specs_are_422_and_create_no_job(client: Any, rdb: Any, spec: dict[s
     if node:
         assert detail[0]["node"] == node
     assert "program" not in spec or spec["program"] not in r.get_data(as_text=True)
-    assert not set(rdb.scan_iter(match="gradtrace:job:*")) - before
+    assert not set(rdb.scan_iter(match="gradtrace:{*")) - before
 
 
 def test_not_json_is_422(client: Any) -> None:

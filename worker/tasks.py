@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.compiler import Limits
@@ -91,8 +92,9 @@ class JobTask(Task):
             store().fail(str(args[0]), "time_limit", f"hard time limit of {limit} s exceeded: the process was killed")
 
 
-@app.task(name=RUN_JOB, base=JobTask, ignore_result=True, autoretry_for=(RedisConnectionError,),
-          retry_backoff=True, max_retries=5)
+@app.task(name=RUN_JOB, base=JobTask, ignore_result=True,
+          autoretry_for=(RedisConnectionError, ClusterDownError, RedisClusterException), retry_backoff=True,
+          max_retries=5)
 def run_job(job_id: str) -> str:
     """Trace job `job_id` and store its result."""
     return execute(job_id, store(), get_settings())
