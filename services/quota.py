@@ -15,18 +15,13 @@ def owner_id(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
-def owner_key(store: JobStore, owner: str) -> str:
-    """The sorted set of an owner's job ids by submit time (one key: no cross-slot command on a cluster)."""
-    return f"{store.prefix}:owner:{owner}"
-
-
 def unfinished(store: JobStore, owner: str) -> int:
     """How many of `owner`'s jobs are queued or running; finished, cancelled and expired ones leave the set."""
-    key = owner_key(store, owner)
+    key = store.keys.owner(owner)
     ids = [i.decode() for i in store.r.zrange(key, 0, -1)]
     if not ids:
         return 0
-    with store.r.pipeline(transaction=False) as p:
+    with store.r.pipeline(transaction=False) as p:  # on a cluster: one batch per node, no cross-slot command
         for job_id in ids:
             p.hget(store.job_key(job_id), "status")
         statuses = p.execute()
@@ -38,7 +33,7 @@ def unfinished(store: JobStore, owner: str) -> int:
 
 def record(store: JobStore, owner: str, job_id: str) -> None:
     """Count `job_id` against `owner` (the set lives as long as a job does)."""
-    key = owner_key(store, owner)
+    key = store.keys.owner(owner)
     with store.r.pipeline(transaction=False) as p:
         p.zadd(key, {job_id: time.time()})
         p.expire(key, store.ttl_s)

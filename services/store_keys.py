@@ -8,8 +8,9 @@ all of them live in one slot (the store's Lua scripts and transactions only ever
     gradtrace:{<id>}:<attempt>:index          where each stored tensor is (own key or offset in the pack)
     gradtrace:{<id>}:<attempt>:t:<e>/<f>/<n>  a tensor over PACK_BYTES, in a key of its own
 
-Three keys are not a job's, each a single key in a slot of its own: `gradtrace:recent` and `gradtrace:leases`
-(sorted sets of job ids) and `gradtrace:idem:<sha256 of an Idempotency-Key>` (-> 'job_id spec_digest').
+Some keys are not a job's, each a single key in a slot of its own: `gradtrace:recent` and `gradtrace:leases`
+(sorted sets of job ids), `gradtrace:idem:<sha256 of an Idempotency-Key>` (-> 'job_id spec_digest') and
+`gradtrace:owner:<digest of an API token>` (a sorted set of that token's job ids).
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class KeyLayout:
     def recent(self) -> str:
         """A sorted set of recent job ids by creation time (for the job list)."""
         return f"{self.prefix}:recent"
+
+    def owner(self, owner: str) -> str:
+        """A sorted set of one API token's job ids (owner: a digest of the token), for its limit on unfinished jobs."""
+        return f"{self.prefix}:owner:{owner}"
 
     def leases(self) -> str:
         """A sorted set of running jobs by lease deadline: where the reaper looks (an index: the job's hash decides)."""

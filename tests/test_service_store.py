@@ -77,7 +77,7 @@ def test_cancelled_job_is_never_written_back(store: JobStore, chain_spec: dict[s
     done = _done(chain_spec)
     assert not store.progress(job_id, "torch", 0.5)
     assert not store.finish(job_id, done, "all", d)
-    assert not store.fail(job_id, "X", "late")
+    assert not store.fail(job_id, "engine_error", "late")
     assert store.get(job_id).status == "cancelled"  # the record stays, with no data of the job
     assert sorted(keys_of(job_id)) == sorted(k.encode() for k in (store.job_key(job_id), store.done_key(job_id),
                                                                    store.cancel_key(job_id)))  # and the cancel flag
