@@ -221,8 +221,9 @@ def update_readme(md: str) -> None:
 def profile_misses(stack: Stack, cfg: Config, rep: dict[str, Any], log: Any, t_start: float, profiling: Any) -> list[dict[str, Any]]:
     """Profile the missed targets, largest gap first: the largest always, the others while time is left."""
     missed = sorted((t for t in rep["targets"] if t["met"] is False), key=lambda t: -t["gap"])
-    handlers = {"throughput": _profile_queue, "latency": _profile_queue, "e2e_vs_torch": _profile_e2e,
-                "linear": _profile_linear, "reference": _profile_reference, "store": _profile_store}
+    handlers = {"throughput": _profile_queue, "latency": _profile_queue, "inproc": _profile_queue,
+                "chain10k": _profile_e2e, "torch10k": _profile_e2e, "chain100k": _profile_e2e,
+                "linear": _profile_linear, "refconv": _profile_reference, "store": _profile_store}
     out = []
     for i, t in enumerate(missed):
         left = t_start + cfg.budget_s - time.monotonic()
@@ -277,7 +278,8 @@ def _profile_e2e(key: str, stack: Stack, cfg: Config, rep: dict[str, Any], profi
     from bench.clients import ApiClient
 
     chains = [c for c in rep["scale"]["chain"] if c.get("stages", {}).get("e2e")]
-    row = next((c for c in chains if c["nodes"] == 10_000), None) or max(chains, key=lambda c: c["nodes"])
+    want = 100_000 if key in ("chain100k", "rss100k") else 10_000
+    row = next((c for c in chains if c["nodes"] == want), None) or max(chains, key=lambda c: c["nodes"])
     body = graphs.dumps(graphs.scalar_chain(row["nodes"]))
     api = ApiClient(stack.api_url)
     rp = profiling.spy_stack(stack, lambda: api.run(body), max(_spy_seconds(cfg), row["stages"]["e2e"]["median"] / 1e3 * 1.1))
