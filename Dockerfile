@@ -48,8 +48,11 @@ COPY pyproject.toml /tmp/pyproject.toml
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
     && pip install ${WHEELHOUSE:+--no-index --find-links=$WHEELHOUSE} -r /tmp/requirements.txt "flower>=2.0" \
     && rm /tmp/pyproject.toml /tmp/requirements.txt
-RUN --mount=type=bind,from=build,source=/dist,target=/tmp/dist \
-    pip install --no-deps /tmp/dist/*.whl \
+# COPY, not a bind mount: buildah (podman) keys a RUN's cache on its text, not on what a mount holds, and reused
+# the previous source's layer; COPY's key is the wheel's content. The wheel (~250 KB) stays in that layer.
+COPY --from=build /dist /tmp/dist
+RUN pip install --no-deps /tmp/dist/*.whl \
+    && rm -rf /tmp/dist \
     && python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert not torch.version.cuda, 'CUDA build'; import api.app, worker.tasks"
 
 # Healthchecks (a script, so that they need no shell and no variable the exec'ing engine may leave empty) and

@@ -131,7 +131,8 @@ BULK_FIELDS = {"spec": "spec_json", "summary": "summary_json", "result": "result
 
 @dataclass
 class Delivery:
-    """One delivery of a job to a worker: the state it left the job in ('running' to go ahead, else why not),
+    """One delivery of a job to a worker: the state it left the job in ('running' to go ahead; 'duplicate' when
+    another worker runs it under a live lease; else the job's own state, or 'gone', 'cancelled', 'exhausted'),
     which attempt it is and, when running, the spec, TTL and byte cap the job was created with."""
 
     state: str
@@ -467,11 +468,12 @@ class JobStore:
             type="attempts_exhausted",
             message=f"gave up after {max_attempts} attempts: the worker running this job was lost each time",
         )
-        lease = time.time() + lease_s
+        now = time.time()
+        lease = now + lease_s
         reply = self._run(
             "begin", [self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
             [max_attempts, now_iso(), err.model_dump_json(), JobProgress(step="start", fraction=0.0).model_dump_json(),
-             f"{lease:.3f}"],
+             f"{lease:.3f}", f"{now:.3f}"],
         )
         if (reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])) == "running":
             self.r.zadd(self.leases_key(), {job_id: lease})

@@ -32,6 +32,9 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return {'cancelled', 0} end
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'queued' and st ~= 'running' then return {st, 0} end
 local n = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if st == 'running' and tonumber(redis.call('HGET', KEYS[1], 'lease') or '0') > tonumber(ARGV[6]) then
+  return {'duplicate', n}
+end
 if n >= tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'error', ARGV[3], 'finished_at', ARGV[2], 'status', 'failed')
   signal_done(KEYS[1], KEYS[3])
@@ -42,7 +45,9 @@ redis.call('HSET', KEYS[1], 'started_at', ARGV[2], 'progress', ARGV[4], 'status'
 return {'running', n, unpack(redis.call('HMGET', KEYS[1], 'spec', 'ttl', 'max_bytes'))}
 """
 """One delivery of a job: count it, give up past max attempts, else mark it running and hand back what the
-worker needs (spec, TTL, byte cap), so that a delivery costs one round trip. KEYS: job, cancel, done."""
+worker needs (spec, TTL, byte cap), so that a delivery costs one round trip. A job running under a lease that has
+not run out (ARGV[6]: now) is another worker's: this delivery is a 'duplicate' (a broker's redelivery racing the
+reaper's requeue) and changes nothing. KEYS: job, cancel, done."""
 
 RENEW = """
 local st, n = unpack(redis.call('HMGET', KEYS[1], 'status', 'attempts'))

@@ -108,8 +108,8 @@ def test_a_job_that_gave_up_shows_the_attempts_it_made(settings_for: Any, chain_
 
     store = JobStore.from_settings(settings_for())
     job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json())
-    for _ in range(3):
-        assert store.deliver(job_id, 3).state == "running"
+    for _ in range(3):  # each worker lost: its lease ran out
+        assert store.deliver(job_id, 3, lease_s=0).state == "running"
     assert store.deliver(job_id, 3).state == "exhausted"
     rec = store.get(job_id)
     assert rec.status == "failed" and rec.attempts == 3 and "after 3 attempts" in rec.error.message  # type: ignore[union-attr]

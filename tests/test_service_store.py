@@ -4,6 +4,7 @@ attempts, TTLs, the one-pipeline write, idempotency under concurrency, and one s
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -90,8 +91,8 @@ def test_cancelled_job_is_never_written_back(store: JobStore, chain_spec: dict[s
 
 def test_attempts_are_capped(store: JobStore, chain_spec: dict[str, Any]) -> None:
     job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json())
-    assert [(d.state, d.attempt) for d in (store.deliver(job_id, 2), store.deliver(job_id, 2))] == [
-        ("running", 1), ("running", 2)]  # the second: redelivered after a lost worker
+    assert [(d.state, d.attempt) for d in (store.deliver(job_id, 2, lease_s=0), store.deliver(job_id, 2, lease_s=0))] == [
+        ("running", 1), ("running", 2)]  # the second: redelivered after a lost worker (its lease ran out)
     assert store.r.xlen(store.done_key(job_id)) == 0
     d = store.deliver(job_id, 2)
     assert (d.state, d.attempt) == ("exhausted", 2)  # gave up after the two it made
@@ -153,13 +154,27 @@ def test_delivery_carries_the_spec_and_a_late_finish_leaves_no_keys(store: JobSt
     assert store.deliver(job_id, 3).state == "cancelled"
 
 
+def test_a_delivery_of_a_job_running_under_a_live_lease_is_a_duplicate(store: JobStore, chain_spec: dict[str, Any]) -> None:
+    """A broker's redelivery racing the reaper's requeue: the second message finds the job running under a lease
+    that has not run out and changes nothing; once the lease has run out, a delivery takes the job over."""
+    job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json())
+    first = store.deliver(job_id, 3, lease_s=30)
+    dup = store.deliver(job_id, 3, lease_s=30)
+    assert (first.state, first.attempt, dup.state, dup.attempt) == ("running", 1, "duplicate", 1)
+    assert store.get(job_id).attempts == 1 and store.renew(job_id, 1, 30)  # the first delivery still owns it
+    assert store.renew(job_id, 1, 0.0)  # its worker dies: the lease runs out
+    time.sleep(0.01)
+    later = store.deliver(job_id, 3, lease_s=30)
+    assert (later.state, later.attempt) == ("running", 2) and not store.renew(job_id, 1, 30)
+
+
 def test_a_late_duplicate_delivery_leaves_the_finished_job_intact(store: JobStore, keys_of: Any) -> None:
     # a message redelivered while its first delivery still runs: both run; the first to finish publishes,
     # the second finds the job finished and removes only the keys it wrote itself
     spec = {"inputs": {"x": {"shape": [200, 100], "seed": 1}}, "nodes": [
         {"name": "y", "op": "tanh", "inputs": ["x"]}, {"name": "s", "op": "sum", "inputs": ["y"]}]}
     job_id, _ = store.create(TraceSpec.model_validate(spec).model_dump_json())
-    first, second = store.deliver(job_id, 3), store.deliver(job_id, 3)
+    first, second = store.deliver(job_id, 3, lease_s=0), store.deliver(job_id, 3)  # the first's lease ran out
     assert (first.attempt, second.attempt) == (1, 2)
     done = _done(spec)
     assert store.finish(job_id, done, "all", first)
@@ -207,7 +222,7 @@ def test_every_key_of_a_job_is_in_one_slot(store: JobStore, keys_of: Any) -> Non
     # that the scripts and the MULTI of a job touch one slot; the Idempotency-Key record and the indexes do not
     body = TraceSpec.model_validate(BIG).model_dump_json()
     job_id, _ = store.create(body, f"slot-{id(store)}")
-    first, second = store.deliver(job_id, 3), store.deliver(job_id, 3)
+    first, second = store.deliver(job_id, 3, lease_s=0), store.deliver(job_id, 3)
     done = _done(BIG)
     assert store.finish(job_id, done, "all", second)  # published by the second delivery
     assert not store.finish(job_id, done, "all", first)
@@ -296,7 +311,7 @@ def test_finishing_gives_the_idempotency_record_the_job_s_new_ttl(store: JobStor
 def test_tensors_of_a_job_published_by_a_later_delivery(store: JobStore) -> None:
     # tensor() guesses the first delivery's keys (one round trip); for another it learns the right ones
     job_id, _ = store.create(TraceSpec.model_validate(BIG).model_dump_json())
-    store.deliver(job_id, 3)
+    store.deliver(job_id, 3, lease_s=0)
     d = store.deliver(job_id, 3)
     done = _done(BIG)
     assert store.finish(job_id, done, "all", d)
