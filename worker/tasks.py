@@ -38,13 +38,15 @@ def _torch_ready(threads: int) -> bool:
 
 
 def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
-    """Run one delivery of a job; returns the state it left the job in. Never raises for a bad job."""
+    """Run one delivery of a job; returns the state it left the job in ('succeeded', 'failed', 'cancelled'), or
+    'not run: <why>' for a delivery that did not run it (finished, gone, cancelled, a duplicate). Never raises
+    for a bad job."""
     delivery = jobs.deliver(job_id, settings.max_attempts, settings.lease_s)
     if delivery.state != "running":
         if delivery.state in ("gone", "cancelled"):
             jobs.stopped(job_id)
         log.warning("job %s not run: %s", job_id, delivery.state)
-        return delivery.state
+        return f"not run: {delivery.state}"  # what Celery logs: a run says 'succeeded', a dropped delivery not
 
     lease = LeaseKeeper(lambda: jobs.renew(job_id, delivery.attempt, settings.lease_s), settings.lease_s)
     progress = ThrottledProgress(lambda step, frac: not lease.lost and jobs.progress(job_id, step, frac),
