@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import copy
 import threading
+import uuid
 from typing import Any
 
 from flask import Response, request
 from flask_openapi3 import Info, OpenAPI
 from pydantic import ValidationError
+from redis.exceptions import ClusterError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemory
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from api import auth
 from api.routes import OTHER_MEDIA, Service, error, health, jobs
 from api.web import web
 from services.store import JobStore
@@ -81,6 +84,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     waiters = threading.BoundedSemaphore(max(0, settings.api_threads - 2))
     store = JobStore.from_settings(settings, settings.api_redis_timeout_s)
     app.extensions["gradtrace"] = Service(settings, store, make_celery(settings), waiters)
+    auth.install(app, settings.tokens)  # before the routes' own hooks: a request without a token goes no further
     app.register_api(jobs)
     app.register_api(health)
     app.register_blueprint(web)  # the web pages (/, /jobs/<id>) and their assets (/assets/...)
@@ -114,6 +118,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)
+    @app.errorhandler(ClusterError)  # a Redis Cluster with a slot unserved, or down
+    @app.errorhandler(RedisClusterException)  # ... or none of its nodes reachable
     def _store_down(e: Exception) -> Response:
         app.logger.error("result store unavailable: %s", e)
         return error(503, f"the result store (Redis) is unavailable: {type(e).__name__}")
@@ -131,7 +137,12 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
     @app.errorhandler(Exception)
     def _internal(e: Exception) -> Response:
-        app.logger.exception("unhandled error")
-        return error(500, "internal error")
+        """A bug: logged with a reference (and the job id in the path, if any) that the answer repeats."""
+        ref = uuid.uuid4().hex[:12]
+        job = (request.view_args or {}).get("job_id")
+        app.logger.exception("internal error %s on %s %s%s", ref, request.method, request.path,
+                             f" (job {job})" if job else "")
+        return error(500, f"internal error (reference {ref}): a bug in gradtrace, not in the request; the server's "
+                          "log has the details under this reference")
 
     return app

@@ -10,14 +10,14 @@ from functools import cache, partial
 from typing import Any, Literal
 
 from celery import Celery
-from flask import Response, current_app, request, url_for
+from flask import Response, current_app, g, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
-from services import listing
+from services import listing, quota
 from services.compiler import Limits, compile_spec
 from services.errors import SpecError
-from services.graph import render
+from services.graph import GraphvizMissing, render
 from services.jobs import check_budget, check_keep
 from services.store import (
     IdempotencyConflict,
@@ -44,6 +44,9 @@ from shared.result import GraphView, NodePage
 from shared.settings import Settings
 from shared.spec import TraceSpec
 from worker.queue import RUN_JOB, count_workers
+
+RETRY_AFTER_S = 5
+"""What a 429 (a token at its limit of unfinished jobs) tells the client to wait before trying again."""
 
 
 @dataclass
@@ -154,7 +157,8 @@ def links(job_id: str) -> JobLinks:
                     node_list=url_for("jobs.list_nodes", job_id=job_id))
 
 
-@jobs.post("/jobs", responses={202: JobCreated, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody})
+@jobs.post("/jobs", responses={202: JobCreated, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody, 429: ErrorBody,
+                               503: ErrorBody})
 def submit(body: TraceSpec, header: SubmitHeader) -> Response:
     """Submit a spec: validated and compiled now, traced by a worker; poll the Location it returns."""
     s = svc()
@@ -162,10 +166,15 @@ def submit(body: TraceSpec, header: SubmitHeader) -> Response:
         graph = compile_spec(body, Limits.from_settings(s.settings))  # shapes only: nothing is drawn here
         check_keep(graph)
         check_budget(graph, s.settings)
-    except SpecError as e:
+    except SpecError as e:  # only the spec's own faults are 422; anything else is a bug: a 500 (api.app logs it)
         return error(422, [e.to_dict()])
-    except (ValueError, TypeError, LookupError, ArithmeticError) as e:
-        return error(422, [{"type": "spec_error", "msg": str(e) or type(e).__name__}])
+    owner = g.get("owner")
+    limit = s.settings.max_unfinished_per_token
+    if owner and limit and quota.unfinished(s.store, owner) >= limit:
+        out = error(429, f"this token has {limit} unfinished jobs, its limit (GRADTRACE_MAX_UNFINISHED_PER_TOKEN): "
+                         "wait for some to finish, or cancel them")
+        out.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return out
     try:
         job_id, created = s.store.create(body.model_dump_json(exclude_unset=True), header.idempotency_key,
                                          len(graph.leaves) + len(graph.nodes), canonical=body.model_dump_json())
@@ -173,11 +182,13 @@ def submit(body: TraceSpec, header: SubmitHeader) -> Response:
         return error(409, str(e))
     if created:
         try:
-            s.celery.send_task(RUN_JOB, args=[job_id])
+            s.celery.send_task(RUN_JOB, args=[job_id], task_id=job_id)  # Celery's log lines name the job
         except Exception as e:  # broker down: the job cannot run
             current_app.logger.error("enqueue of job %s failed: %s", job_id, e)
             s.store.fail(job_id, "enqueue_failed", "the job could not be queued (broker unavailable)")
             return error(503, "the job could not be queued: the broker is unavailable")
+        if owner:
+            quota.record(s.store, owner, job_id)
     out = JobCreated(id=job_id, status="queued" if created else s.store.get(job_id).status, links=links(job_id))  # type: ignore[arg-type]
     return json_response(out, 202, {"Location": out.links.self})
 
@@ -274,7 +285,7 @@ def list_nodes(path: JobPath, query: NodeListQuery) -> Response:
         return error(409, str(e))
 
 
-@jobs.get("/jobs/<job_id>/graph", responses={200: GraphView, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody})
+@jobs.get("/jobs/<job_id>/graph", responses={200: GraphView, 409: ErrorBody, 413: ErrorBody, 422: ErrorBody, 503: ErrorBody})
 def get_graph(path: JobPath, query: GraphQuery) -> Response:
     """The backward graph, each edge labelled with the gradient that flowed along it: JSON (GraphView), DOT
     or SVG. With `around`, only the nodes within `depth` hops of that node (each says how many neighbours it hides)."""
@@ -297,7 +308,10 @@ def get_graph(path: JobPath, query: GraphQuery) -> Response:
         return error(413, f"{len(view_.nodes)} nodes are too many to draw (at most {s.settings.graph_draw_nodes}): use "
                           "format=json, around=NODE with a small depth, or the web page")
     mimetype = "image/svg+xml" if query.format == "svg" else "text/vnd.graphviz"
-    return Response(render(view_, query.format), mimetype=mimetype)
+    try:
+        return Response(render(view_, query.format), mimetype=mimetype)
+    except GraphvizMissing as e:
+        return error(503, str(e))
 
 
 @jobs.delete("/jobs/<job_id>", responses={202: JobDeleted, 204: None})

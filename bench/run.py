@@ -55,6 +55,9 @@ class Config:
     # 4. store
     store_repeats: int = 5
     large_shape: tuple[int, int] = (1024, 1024)
+    # 6. load
+    load_jobs: int = 3000
+    load_clients: int = 16
     # 5. GPU
     gpu_batches: list[int] = field(default_factory=lambda: [32, 128])
     gpu_repeats: int = 5
@@ -67,7 +70,7 @@ class Config:
         return cls(
             mode="quick", budget_s=75.0, profile_reserve_s=12.0, warmup=3, latency_n=20, inproc_n=20, calls_n=5, clients=8,
             tput_rounds=2, tput_jobs=24, bare_tput_jobs=100, sizes=[100, 1000], repeats={100: 2, 1000: 1},
-            cnn_batches=[1, 8], cnn_repeats=2, family_batches=[8], family_repeats=3, store_repeats=2,
+            cnn_batches=[1, 8], cnn_repeats=2, family_batches=[8], family_repeats=3, store_repeats=2, load_jobs=300,
             large_shape=(512, 512), gpu_batches=[32], gpu_repeats=2,
         )
 
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke mode: small sizes and few repeats (about a minute)")
     ap.add_argument("--out", default=None, help="where to write the JSON report (default bench/out/report.json, "
                     "bench/out/report-quick.json with --quick)")
-    ap.add_argument("--sections", default="1,2,3,4,5", help="comma-separated sections to run (default all)")
+    ap.add_argument("--sections", default="1,2,3,4,5,6", help="comma-separated sections to run (default all)")
     ap.add_argument("--budget-s", type=float, default=None, help="time budget of the whole run, seconds")
     ap.add_argument("--no-profile", action="store_true", help="skip profiling the missed targets")
     ap.add_argument("--update-readme", action="store_true",
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
     }
     log(f"mode {cfg.mode}, budget {cfg.budget_s:.0f} s; starting redis-server, celery worker, gunicorn")
-    from bench import engines, gpu, profiling, queue_overhead, report, scale, store_bench
+    from bench import engines, gpu, load, profiling, queue_overhead, report, scale, store_bench
 
     with Stack(OUT / "logs") as stack:
         log(f"stack up: redis :{stack.redis_port}, API {stack.api_url}, worker pool {stack.pool_pids()}")
@@ -164,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         if 4 in sections:
             log("4. store vs raw Redis")
             rep["store"] = store_bench.run(stack, cfg, log)
+            stack.flush_store()
+        if 6 in sections:
+            log("6. load: none lost")
+            rep["load"] = load.run(stack, cfg, log)
             stack.flush_store()
         if 5 in sections:
             log("5. GPU")
@@ -180,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 for k in ("chain", "wide")
             }
             sc["growth"]["cnn"] = scale.growth(sc["cnn"], [float(r["graph"].split("-b")[1]) for r in sc["cnn"]])
+            sc["huge_note"] = scale.huge_note(sc)
             rep["scale"] = sc
         rep["targets"] = report.evaluate(rep)
         rep["profiles"] = []
@@ -213,8 +221,9 @@ def update_readme(md: str) -> None:
 def profile_misses(stack: Stack, cfg: Config, rep: dict[str, Any], log: Any, t_start: float, profiling: Any) -> list[dict[str, Any]]:
     """Profile the missed targets, largest gap first: the largest always, the others while time is left."""
     missed = sorted((t for t in rep["targets"] if t["met"] is False), key=lambda t: -t["gap"])
-    handlers = {"throughput": _profile_queue, "latency": _profile_queue, "e2e_vs_torch": _profile_e2e,
-                "linear": _profile_linear, "reference": _profile_reference, "store": _profile_store}
+    handlers = {"throughput": _profile_queue, "latency": _profile_queue, "inproc": _profile_queue,
+                "chain10k": _profile_e2e, "torch10k": _profile_e2e, "chain100k": _profile_e2e,
+                "linear": _profile_linear, "refconv": _profile_reference, "store": _profile_store}
     out = []
     for i, t in enumerate(missed):
         left = t_start + cfg.budget_s - time.monotonic()
@@ -269,7 +278,8 @@ def _profile_e2e(key: str, stack: Stack, cfg: Config, rep: dict[str, Any], profi
     from bench.clients import ApiClient
 
     chains = [c for c in rep["scale"]["chain"] if c.get("stages", {}).get("e2e")]
-    row = next((c for c in chains if c["nodes"] == 10_000), None) or max(chains, key=lambda c: c["nodes"])
+    want = 100_000 if key in ("chain100k", "rss100k") else 10_000
+    row = next((c for c in chains if c["nodes"] == want), None) or max(chains, key=lambda c: c["nodes"])
     body = graphs.dumps(graphs.scalar_chain(row["nodes"]))
     api = ApiClient(stack.api_url)
     rp = profiling.spy_stack(stack, lambda: api.run(body), max(_spy_seconds(cfg), row["stages"]["e2e"]["median"] / 1e3 * 1.1))

@@ -234,3 +234,17 @@ def run(stack: Stack, cfg: Any, log: Any, big: bool) -> dict[str, Any]:
             log(f"  small CNN batch {b} x{cfg.cnn_repeats}")
             out["cnn"].append(measure(stack, f"cnn-b{b}", graphs.small_cnn(b), cfg.cnn_repeats, log))
     return out
+
+
+def huge_note(sc: dict[str, Any]) -> str:
+    """Why the 1M-node graphs are not in the run: what the largest measured chain projects for them."""
+    rows = [r for r in sc.get("chain", []) if r.get("stages", {}).get("worker_peak_mib")]
+    if not rows:
+        return "no chain was measured to project from"
+    last = max(rows, key=lambda r: r["nodes"])
+    k = 1_000_000 / last["nodes"]
+    rss = last["stages"]["worker_peak_mib"]["median"] * k / 1024
+    e2e = last["stages"].get("e2e", {}).get("median", math.nan) * k / 1e3
+    return (f"projected from the {last['nodes']:,}-node chain (linear): about {rss:.0f} GiB of worker RSS and "
+            f"{e2e:.0f} s end to end per run, with the API compiling a ~60 MB spec; this 2-core machine's run budget "
+            "(bench/README.md) leaves no room for it")

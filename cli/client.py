@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from enum import StrEnum
@@ -50,6 +51,13 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise typer.Exit(code)
 
 
+def api_client(url: str | None, timeout: float) -> httpx.Client:
+    """An HTTP client for the API at `url`, sending GRADTRACE_API_TOKEN as a bearer token when it is set."""
+    token = os.environ.get("GRADTRACE_API_TOKEN", "").strip()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=base_url(url), timeout=timeout, headers=headers)
+
+
 def base_url(url: str | None) -> str:
     """The API URL: --url, else Settings().api_url (GRADTRACE_API_URL)."""
     if url:
@@ -90,7 +98,7 @@ def detail_of(r: httpx.Response) -> str:
 
 
 def request(client: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Response:
-    """One API call; an unreachable API or a 5xx exits 3 with a clear message."""
+    """One API call; an unreachable API, a refused token, a 429 or a 5xx exits 3 with a clear message."""
     try:
         r = client.request(method, path, **kw)
     except httpx.TimeoutException:
@@ -99,6 +107,10 @@ def request(client: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Re
         fail(f"cannot reach the gradtrace API at {client.base_url} ({type(e).__name__}: {e or 'no answer'})")
     if r.status_code >= 500:
         fail(f"the API answered {r.status_code}: {detail_of(r)}")
+    if r.status_code == 401:
+        fail(f"{detail_of(r)} (the CLI sends GRADTRACE_API_TOKEN)")
+    if r.status_code == 429:
+        fail(f"{detail_of(r)} (retry after {r.headers.get('Retry-After', 'a few')} s)")
     return r
 
 
@@ -161,7 +173,7 @@ def submit(
     """Submit a spec to the API. Prints the job id, or with --wait the result (exit 0 agree, 1 disagree, 2 bad spec, 3 failed)."""
     body = spec_body(spec)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    with httpx.Client(base_url=base_url(url), timeout=30.0) as client:
+    with api_client(url, 30.0) as client:
         r = request(client, "POST", "/v1/jobs", json=body, headers=headers)
         if r.status_code in (413, 422):
             err.print(f"[red]bad spec:[/] {escape(detail_of(r))}", soft_wrap=True)
@@ -190,7 +202,7 @@ def status(
     url: UrlOpt = None,
 ) -> None:
     """Show a job's status, progress, error and timestamps (and the verdict once succeeded)."""
-    with httpx.Client(base_url=base_url(url), timeout=30.0) as client:
+    with api_client(url, 30.0) as client:
         job = get_job(client, job_id)
     out = Console(highlight=False, markup=False)
     out.print(f"job       {job['id']}")
@@ -220,7 +232,7 @@ def fetch(
     params = {"field": field.value, "format": "npy" if output else "json"}
     if engine is not None:
         params["engine"] = engine.value
-    with httpx.Client(base_url=base_url(url), timeout=120.0) as client:
+    with api_client(url, 120.0) as client:
         r = request(client, "GET", f"/v1/jobs/{quote(job_id, safe='')}/nodes/{quote(node, safe='')}", params=params)
     if r.status_code != 200:
         fail(detail_of(r))
@@ -241,7 +253,7 @@ def cancel(
     url: UrlOpt = None,
 ) -> None:
     """Cancel a queued or running job (its data is deleted); for a finished job, delete its results."""
-    with httpx.Client(base_url=base_url(url), timeout=30.0) as client:
+    with api_client(url, 30.0) as client:
         r = request(client, "DELETE", f"/v1/jobs/{quote(job_id, safe='')}")
     if r.status_code == 202:
         err.print(f"job {escape(job_id)} cancelled")
@@ -270,7 +282,7 @@ def graph(
     wanted = [(GraphFormat.svg, svg), (GraphFormat.dot, dot), (GraphFormat.json, json_file)]
     if not any(path for _, path in wanted):
         fail("give --svg FILE, --dot FILE or --json FILE", EXIT_BAD_SPEC)
-    with httpx.Client(base_url=base_url(url), timeout=120.0) as client:
+    with api_client(url, 120.0) as client:
         for fmt, path in wanted:
             if path is None:
                 continue

@@ -18,7 +18,7 @@ from services.errors import SpecError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="See backpropagation: trace values and gradients.")
 err = Console(stderr=True)
 
-EXIT_AGREE, EXIT_DISAGREE, EXIT_BAD_SPEC = 0, 1, 2
+EXIT_AGREE, EXIT_DISAGREE, EXIT_BAD_SPEC, EXIT_NO_GRAPHVIZ = 0, 1, 2, 4
 
 
 @app.callback()
@@ -49,9 +49,9 @@ def run(
     fail_on_nonfinite: Annotated[bool, typer.Option("--fail-on-nonfinite", help="Exit 1 when any value or grad is inf/NaN.")] = False,
 ) -> None:
     """Run a spec in one process (no Redis, no Celery). Exit 0 when engines agree, 1 when not (or, with
-    --fail-on-nonfinite, when a value or grad is not finite), 2 on a bad spec."""
+    --fail-on-nonfinite, when a value or grad is not finite), 2 on a bad spec, 4 when --svg needs Graphviz's dot."""
     from services.compiler import Limits
-    from services.graph import render
+    from services.graph import GraphvizMissing, render
     from services.listing import graph_view
     from services.trace import trace
     from shared.settings import get_settings
@@ -85,7 +85,11 @@ def run(
     if dot:
         dot.write_bytes(render(graph_view(done.table, None, done.fetch), "dot"))
     if svg:
-        svg.write_bytes(render(graph_view(done.table, None, done.fetch), "svg"))
+        try:
+            svg.write_bytes(render(graph_view(done.table, None, done.fetch), "svg"))
+        except GraphvizMissing as e:
+            err.print(f"[red]error:[/] --svg: {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_NO_GRAPHVIZ) from None
     bad = result.comparison.verdict == "disagree" or (fail_on_nonfinite and bool(result.anomalies))
     raise typer.Exit(EXIT_DISAGREE if bad else EXIT_AGREE)
 

@@ -64,12 +64,23 @@ def to_dot(view: GraphView) -> graphviz.Digraph:
     return dot
 
 
+class GraphvizMissing(RuntimeError):
+    """Graphviz's `dot` program, which draws the pictures, is not installed (DOT source and JSON need no program)."""
+
+    def __init__(self) -> None:
+        super().__init__("Graphviz's `dot` is not installed, so no picture can be drawn: install it (Debian/Ubuntu: "
+                         "apt-get install graphviz; macOS: brew install graphviz); DOT and JSON work without it")
+
+
 def render(view: GraphView, fmt: str) -> bytes:
-    """'dot' source or a picture ('svg', 'png') rendered by the graphviz binary."""
+    """'dot' source or a picture ('svg', 'png') rendered by the graphviz binary (GraphvizMissing without it)."""
     d = to_dot(view)
     if fmt == "dot":
         return d.source.encode()
-    return d.pipe(format=fmt)
+    try:
+        return d.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise GraphvizMissing() from None
 
 
 def _id(name: str) -> str:

@@ -1,13 +1,17 @@
-"""The Redis job store: one hash per job, one raw-bytes key per kept tensor, all under one TTL."""
+"""The Redis job store: one hash per job, one raw-bytes key per kept tensor, all under one TTL, all in one slot
+of a Redis Cluster (services.store_keys)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -15,11 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
 
 from services.assemble import ResultTable, array_key
 from services.jobs import missing_reason, select_tensors
+from services.store_client import StoreClient, connect
+from services.store_keys import KeyLayout
+from services.store_scripts import FINISH, SCRIPTS
 from shared.codec import from_bytes, to_bytes
-from shared.job import JobError, JobProgress, Manifest, StoredTensor
+from shared.job import ErrorCode, JobError, JobProgress, Manifest, StoredTensor
 from shared.result import TraceResult
 from shared.settings import Settings
 
@@ -31,151 +40,6 @@ PACK_BYTES = 64 * 1024
 """Tensors up to this size share one packed key per job: one SET instead of thousands (a 10k-node
 graph has ~40k tensors); larger tensors each get their own key."""
 
-# Wake long-polling readers (GET ?wait=): one entry in the job's `done` stream (KEYS[3]), expiring with the job.
-_SIGNAL = """
-local function signal_done(job, done)
-  redis.call('XADD', done, 'MAXLEN', '1', '*', 'status', redis.call('HGET', job, 'status'))
-  local left = redis.call('PTTL', job)
-  if left > 0 then redis.call('PEXPIRE', done, left)
-  else redis.call('EXPIRE', done, tonumber(redis.call('HGET', job, 'ttl')) or 86400) end
-end
-"""
-
-# Set fields of a queued/running job, unless it is gone (or, with ARGV[1]=='1', cancelled); with a KEYS[3],
-# the update finishes the job: signal it done.
-_UPDATE = _SIGNAL + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[1] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= 'queued' and st ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-if KEYS[3] then signal_done(KEYS[1], KEYS[3]) end
-return 1
-"""
-
-# One delivery of a job: count it, give up past max attempts, else mark it running and hand back what the
-# worker needs (spec, TTL, byte cap), so that a delivery costs one round trip.
-_BEGIN = _SIGNAL + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', 0} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'cancelled', 0} end
-local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= 'queued' and st ~= 'running' then return {st, 0} end
-local n = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
-if n >= tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'error', ARGV[3], 'finished_at', ARGV[2], 'status', 'failed')
-  signal_done(KEYS[1], KEYS[3])
-  return {'exhausted', n}
-end
-n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'started_at', ARGV[2], 'progress', ARGV[4], 'status', 'running', 'lease', ARGV[5])
-return {'running', n, unpack(redis.call('HMGET', KEYS[1], 'spec', 'ttl', 'max_bytes'))}
-"""
-
-# Renew the lease of delivery ARGV[1] (its attempt number) to ARGV[2] (epoch seconds): only while the job is
-# running that delivery (a reclaimed or redelivered job is no longer ours: 0).
-_RENEW = """
-local st, n = unpack(redis.call('HMGET', KEYS[1], 'status', 'attempts'))
-if st ~= 'running' or n ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'lease', ARGV[2])
-return 1
-"""
-
-# Cancel a queued or running job: status 'cancelled' (its record stays for its TTL, without its spec),
-# and wake its long polls.
-_CANCEL = _SIGNAL + """
-local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= 'queued' and st ~= 'running' then return 0 end
-redis.call('HDEL', KEYS[1], 'spec', 'lease')
-redis.call('HSET', KEYS[1], 'finished_at', ARGV[1], 'progress', ARGV[2], 'status', 'cancelled')
-signal_done(KEYS[1], KEYS[2])
-return 1
-"""
-
-# Reclaim a running job whose lease ran out before ARGV[1] (epoch seconds): its worker, its message or Redis
-# went away. Under ARGV[2] attempts it goes back to 'queued' (the caller sends it again); at the cap it fails
-# with the reason ARGV[3]. Returns 'requeued', 'failed', or 'alive' (not running, or the lease was renewed).
-_RECLAIM = _SIGNAL + """
-local st, lease, n = unpack(redis.call('HMGET', KEYS[1], 'status', 'lease', 'attempts'))
-if st ~= 'running' or not lease or tonumber(lease) >= tonumber(ARGV[1]) then return 'alive' end
-if tonumber(n or '0') >= tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'error', ARGV[3], 'finished_at', ARGV[4], 'status', 'failed')
-  redis.call('HDEL', KEYS[1], 'lease')
-  signal_done(KEYS[1], KEYS[3])
-  return 'failed'
-end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'progress', ARGV[5])
-redis.call('HDEL', KEYS[1], 'lease')
-return 'requeued'
-"""
-
-# Publish a finished job, run last inside the MULTI that wrote its tensors: unless the job is still running
-# and not cancelled, delete those tensor keys (KEYS[4..]) and return 0; else set the result fields, then the
-# status, give the job (and its Idempotency-Key) the TTL and signal it done.
-_FINISH = _SIGNAL + """
-local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= 'running' or redis.call('EXISTS', KEYS[2]) == 1 then
-  for i = 4, #KEYS, 1000 do redis.call('DEL', unpack(KEYS, i, math.min(i + 999, #KEYS))) end
-  return 0
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('HSET', KEYS[1], 'status', 'succeeded')
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-local idem = redis.call('HGET', KEYS[1], 'idem')
-if idem then redis.call('EXPIRE', idem, ARGV[1]) end
-signal_done(KEYS[1], KEYS[3])
-return 1
-"""
-
-# Create a job unless the idempotency key already names one (then return that key's value).
-_CREATE = """
-local cur = redis.call('GET', KEYS[1])
-if cur then return cur end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return false
-"""
-
-
-# One tensor of a finished job in one round trip: {} when the job is gone, {status} when it is not
-# succeeded, else {status, engine, data attempt, index entry ('' if none), bytes (when packed)}. A tensor with
-# its own key (over PACK_BYTES) is then read with a plain GET: copying megabytes through Lua costs more than a
-# round trip. ARGV: engine ('' for the job's primary one), 'field/name'. Key names as JobStore.data_key.
-_FETCH = """
-local st, primary, data = unpack(redis.call('HMGET', KEYS[1], 'status', 'engine', 'data'))
-if not st then return {} end
-if st ~= 'succeeded' or not primary or not data then return {st} end
-local engine = ARGV[1] ~= '' and ARGV[1] or primary
-local key = engine .. '/' .. ARGV[2]
-local base = KEYS[1] .. ':' .. data .. ':'
-local entry = redis.call('HGET', base .. 'index', key)
-if not entry or string.sub(entry, 1, 1) == '!' then return {st, engine, data, entry or ''} end
-local offset, nbytes = string.match(entry, '^(%S+) (%d+) ')
-if offset == '-' then return {st, engine, data, entry} end
-if tonumber(nbytes) == 0 then return {st, engine, data, entry, ''} end
-return {st, engine, data, entry, redis.call('GETRANGE', base .. 'packed', tonumber(offset), tonumber(offset) + tonumber(nbytes) - 1)}
-"""
-
-
-# Many tensors of one delivery in one round trip: for each array key (ARGV) its index entry and, when packed,
-# its bytes (false for a missing or not-kept tensor; an entry with no bytes has its own key). KEYS: index, packed.
-_FETCH_MANY = """
-local out = {}
-for _, k in ipairs(ARGV) do
-  local entry = redis.call('HGET', KEYS[1], k)
-  if not entry or string.sub(entry, 1, 1) == '!' then
-    out[#out + 1] = false
-    out[#out + 1] = false
-  else
-    out[#out + 1] = entry
-    local offset, nbytes = string.match(entry, '^(%S+) (%d+) ')
-    if offset == '-' then out[#out + 1] = false
-    elseif tonumber(nbytes) == 0 then out[#out + 1] = ''
-    else out[#out + 1] = redis.call('GETRANGE', KEYS[2], tonumber(offset), tonumber(offset) + tonumber(nbytes) - 1) end
-  end
-end
-return out
-"""
 RECENT_JOBS = 1000
 """How many of the newest jobs the job list remembers."""
 LIST_FIELDS = ("status", "attempts", "created_at", "started_at", "finished_at", "progress", "error", "verdict", "nodes")
@@ -278,57 +142,86 @@ class Delivery:
 
 
 class JobStore:
-    """Jobs in Redis: `gradtrace:job:{id}` (hash), `gradtrace:job:{id}:done` (stream) and the tensors of the
-    delivery that finished it: `gradtrace:job:{id}:{attempt}:packed|index|t:{engine}/{field}/{name}`.
+    """Jobs in Redis, on one server or a Redis Cluster: the key layout is services.store_keys (all keys of a job
+    share its id as hash tag, so that every script and transaction touches one slot), the scripts are
+    services.store_scripts.
 
     TTL and byte cap are fixed per job when it is created (from the API's settings) and apply to all its keys.
+    `client` is a client, or a function that makes one on first use (a cluster client discovers its nodes when
+    made: so the API and the worker start, and answer 503 or retry, while the cluster is away).
     """
 
-    def __init__(self, client: redis.Redis, ttl_s: int, max_job_bytes: int, prefix: str = "gradtrace") -> None:
-        self.r = client
+    def __init__(self, client: StoreClient | Callable[[], StoreClient], ttl_s: int, max_job_bytes: int,
+                 prefix: str = "gradtrace") -> None:
+        self._client: StoreClient | None = client if isinstance(client, redis.Redis | RedisCluster) else None
+        self._make = None if self._client is not None else client
+        self._lock = threading.Lock()
+        self._scripts: dict[str, Script] = {}
         self.ttl_s = ttl_s
         self.max_job_bytes = max_job_bytes
-        self.prefix = prefix
-        self._update = client.register_script(_UPDATE)
-        self._begin = client.register_script(_BEGIN)
-        self._renew = client.register_script(_RENEW)
-        self._reclaim = client.register_script(_RECLAIM)
-        self._cancel = client.register_script(_CANCEL)
-        self._create = client.register_script(_CREATE)
-        self._fetch = client.register_script(_FETCH)
-        self._fetch_many = client.register_script(_FETCH_MANY)
+        self.keys = KeyLayout(prefix)
         self._tables: OrderedDict[tuple[str, str], ResultTable] = OrderedDict()
+        self._data: OrderedDict[str, str] = OrderedDict()
+        """Which delivery's tensors a succeeded job published, for the jobs this process read last (never changes)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, timeout_s: float = 60.0) -> JobStore:
-        """A store on settings.redis_url with the settings' TTL and byte cap; `timeout_s` bounds every Redis call
-        (the API passes a short one: a stalled Redis is then an error within it, not a hung request)."""
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=min(2.0, timeout_s), socket_timeout=timeout_s)
-        return cls(client, settings.result_ttl_s, settings.max_job_bytes)
+        """A store on settings.redis_url (a Redis Cluster with settings.redis_cluster or a redis+cluster:// URL)
+        with the settings' TTL and byte cap; `timeout_s` bounds every Redis call (the API passes a short one: a
+        stalled Redis is then an error within it, not a hung request)."""
+        return cls(lambda: connect(settings.redis_url, settings.redis_cluster, timeout_s), settings.result_ttl_s,
+                   settings.max_job_bytes)
 
-    # keys
+    @property
+    def r(self) -> StoreClient:
+        """The Redis client (made on first use)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    assert self._make is not None
+                    self._client = self._make()
+        return self._client
+
+    @property
+    def cluster(self) -> bool:
+        """True on a Redis Cluster."""
+        return isinstance(self.r, RedisCluster)
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one of store_scripts.SCRIPTS (EVALSHA, loaded where needed)."""
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.r.register_script(SCRIPTS[name])
+        return script(keys=keys, args=args)
+
+    # keys (services.store_keys)
     def job_key(self, job_id: str) -> str:
         """The job's hash."""
-        return f"{self.prefix}:job:{job_id}"
+        return self.keys.job(job_id)
 
     def data_key(self, job_id: str, attempt: int | str, part: str) -> str:
-        """A key of the tensors one delivery stored: `part` is 'packed', 'index' or 't:engine/field/name'.
-
-        Each delivery writes under its own attempt number, so that a late duplicate delivery that finds the
-        job already finished removes only its own keys (the hash's `data` field names the published one)."""
-        return f"{self.prefix}:job:{job_id}:{attempt}:{part}"
+        """A key of the tensors delivery `attempt` stored: `part` is 'packed', 'index' or 't:engine/field/name'."""
+        return self.keys.data(job_id, attempt, part)
 
     def done_key(self, job_id: str) -> str:
-        """A stream that gets one entry when the job is finished (succeeded or failed): what GET ?wait= blocks on."""
-        return f"{self.prefix}:job:{job_id}:done"
+        """The stream a finished job gets one entry in (what GET ?wait= blocks on)."""
+        return self.keys.done(job_id)
 
     def cancel_key(self, job_id: str) -> str:
         """The cancel flag: 'requested', then 'stopped' once a worker let go of the job."""
-        return f"{self.prefix}:cancel:{job_id}"
+        return self.keys.cancel(job_id)
 
     def idem_key(self, key: str) -> str:
-        """An Idempotency-Key (hashed) -> 'job_id spec_digest'."""
-        return f"{self.prefix}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
+        """An Idempotency-Key's record (-> 'job_id spec_digest'), in a slot of its own."""
+        return self.keys.idem(key)
+
+    def recent_key(self) -> str:
+        """A sorted set of recent job ids by creation time (for the job list); trimmed to RECENT_JOBS."""
+        return self.keys.recent()
+
+    def leases_key(self) -> str:
+        """A sorted set of running jobs by lease deadline: where the reaper looks (an index: the job's hash decides)."""
+        return self.keys.leases()
 
     def ping(self) -> bool:
         """True when Redis answers."""
@@ -340,47 +233,53 @@ class JobStore:
     ) -> tuple[str, bool]:
         """Record a queued job of `nodes` nodes (and list it among the recent ones); returns (id, created).
         A known Idempotency-Key gives its job back when `canonical` (the spec with every default written out;
-        default spec_json) is the same."""
+        default spec_json) is the same.
+
+        The key's record and the job are in different slots (of a cluster), so no one step writes both: the job
+        is written first, then the key is claimed for it atomically (CLAIM, on the record alone). Of concurrent
+        requests with one key exactly one claims it; the others delete the job they wrote and answer with the
+        winner's, which exists already (it was written before its claim). A record naming a job that is gone
+        (expired or deleted) is released, only while it still names that job, and claimed again."""
         job_id = uuid.uuid4().hex
-        now = now_iso()
         fields: dict[str, str | int] = {
-            "id": job_id, "created_at": now, "attempts": 0, "spec": spec_json, "ttl": self.ttl_s,
+            "id": job_id, "created_at": now_iso(), "attempts": 0, "spec": spec_json, "ttl": self.ttl_s,
             "max_bytes": self.max_job_bytes, "nodes": nodes,
             "progress": JobProgress(step="queued", fraction=0.0).model_dump_json(), "status": "queued",
         }
-        if not idempotency_key:
-            with self.r.pipeline() as p:
-                p.hset(self.job_key(job_id), mapping=fields)
-                p.expire(self.job_key(job_id), self.ttl_s)
-                self._list(p, job_id)
-                p.execute()
+        ik = self.idem_key(idempotency_key) if idempotency_key else None
+        if ik:
+            fields["idem"] = ik
+        self._run("new_job", [self.job_key(job_id)], [self.ttl_s, *[x for kv in fields.items() for x in kv]])
+        if ik is None:
+            self._list(job_id)
             return job_id, True
-        ik = self.idem_key(idempotency_key)
         digest = hashlib.sha256((canonical or spec_json).encode()).hexdigest()
-        fields["idem"] = ik
-        pairs = [x for kv in fields.items() for x in kv]
-        for _ in range(2):
-            cur = self._create(keys=[ik, self.job_key(job_id)], args=[f"{job_id} {digest}", self.ttl_s, *pairs])
-            if cur is None:
-                with self.r.pipeline() as p:
-                    self._list(p, job_id)
-                    p.execute()
-                return job_id, True
-            other, other_digest = cur.decode().split(" ")
-            if other_digest != digest:
-                raise IdempotencyConflict("this Idempotency-Key was used with a different spec")
-            if self.r.exists(self.job_key(other)):
-                return other, False
-            self.r.delete(ik)  # its job expired or was deleted: the key is free again
-        raise IdempotencyConflict("this Idempotency-Key is in use by another request")
+        claimed = False
+        try:
+            for _ in range(2):
+                cur = self._run("claim", [ik], [f"{job_id} {digest}", self.ttl_s])
+                if cur is None:
+                    self._list(job_id)
+                    claimed = True
+                    return job_id, True
+                other, other_digest = cur.decode().split(" ")
+                if other_digest != digest:
+                    raise IdempotencyConflict("this Idempotency-Key was used with a different spec")
+                if self.r.exists(self.job_key(other)):
+                    return other, False
+                self._run("idem_release", [ik], [other, ""])  # its job expired or was deleted: the key is free again
+            raise IdempotencyConflict("this Idempotency-Key is in use by another request")
+        finally:
+            if not claimed:  # the job written above is not to run: another request's job (or none) answers
+                with contextlib.suppress(redis.RedisError):
+                    self.r.delete(self.job_key(job_id))
 
-    def recent_key(self) -> str:
-        """A sorted set of recent job ids by creation time (for the job list); trimmed to RECENT_JOBS."""
-        return f"{self.prefix}:recent"
-
-    def _list(self, p: Any, job_id: str) -> None:
-        p.zadd(self.recent_key(), {job_id: time.time()})
-        p.zremrangebyrank(self.recent_key(), 0, -RECENT_JOBS - 1)
+    def _list(self, job_id: str) -> None:
+        """List a job among the recent ones (one key: a step of its own, after the job's own keys are written)."""
+        with self.r.pipeline(transaction=False) as p:
+            p.zadd(self.recent_key(), {job_id: time.time()})
+            p.zremrangebyrank(self.recent_key(), 0, -RECENT_JOBS - 1)
+            p.execute()
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest jobs (at most `limit`), each as its list fields; ids whose job is gone are dropped."""
@@ -447,7 +346,8 @@ class JobStore:
         for packed tensors and one pipeline for the few with their own key."""
         if not keys:
             return {}
-        reply = self._fetch_many(keys=[self.data_key(job_id, data, "index"), self.data_key(job_id, data, "packed")], args=keys)
+        index, pack = self.data_key(job_id, data, "index"), self.data_key(job_id, data, "packed")
+        reply = self._run("fetch_many", [index, pack], keys)
         out: dict[str, np.ndarray] = {}
         own: list[tuple[str, StoredTensor]] = []
         for k, entry, raw in zip(keys, reply[0::2], reply[1::2], strict=True):
@@ -484,23 +384,24 @@ class JobStore:
             stored = json.loads(manifest_raw)["stored"]
             keys += [self.data_key(job_id, n, f"t:{k}") for k, m in stored.items() if m["offset"] is None]
         active = status.decode() in ("queued", "running")
-        if not active:
-            keys += [self.job_key(job_id), self.done_key(job_id)] + ([idem.decode()] if idem else [])
+        whole = [self.job_key(job_id), self.done_key(job_id), self.cancel_key(job_id)]
         with self.r.pipeline(transaction=False) as p:  # a full Redis refuses MULTI, not deletions
-            if keys:
-                p.delete(*keys)
+            if keys or not active:  # one DEL of keys of the job's slot (a cluster pipeline has no multi-key delete())
+                p.execute_command("DEL", *keys, *([] if active else whole))
             p.zrem(self.leases_key(), job_id)
             if not active:
                 p.zrem(self.recent_key(), job_id)
             p.execute()
         if active:
             try:
-                self._cancel(keys=[self.job_key(job_id), self.done_key(job_id)], args=[
-                    now_iso(), JobProgress(step="cancelled", fraction=0.0).model_dump_json()])
-                self.r.set(self.cancel_key(job_id), "requested", ex=self.ttl_s)
+                self._run("cancel", [self.job_key(job_id), self.done_key(job_id), self.cancel_key(job_id)], [
+                    now_iso(), JobProgress(step="cancelled", fraction=0.0).model_dump_json(), self.ttl_s])
+                return status.decode()
             except redis.exceptions.OutOfMemoryError:  # Redis full: the record goes too
-                self.r.delete(self.job_key(job_id), self.done_key(job_id), *([idem.decode()] if idem else []))
+                self.r.execute_command("DEL", *whole)
                 self.r.zrem(self.recent_key(), job_id)
+        if idem:  # the key's record is in another slot: released on its own, unless it names another job by now
+            self._run("idem_release", [idem.decode()], [job_id, ""])
         return status.decode()
 
     def cancel_state(self, job_id: str) -> str | None:
@@ -528,7 +429,20 @@ class JobStore:
 
         `engine` None means the primary engine (the first that ran).
         """
-        reply = self._fetch(keys=[self.job_key(job_id)], args=[engine or "", f"{field}/{name}"]) if _ID.match(job_id) else []
+        if not _ID.match(job_id):
+            raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
+        data = self._data.get(job_id, "1")  # most jobs are published by their first delivery
+        for _ in range(2):
+            reply = self._run("fetch", [self.job_key(job_id), self.data_key(job_id, data, "index"),
+                                        self.data_key(job_id, data, "packed")], [engine or "", f"{field}/{name}", data])
+            if len(reply) != 3:
+                break
+            if reply[2].decode() == data:
+                raise JobNotFound(f"job '{job_id}' expired")
+            data = reply[2].decode()  # published by another delivery: ask again with its keys, and remember it
+            self._data[job_id] = data
+            while len(self._data) > 1024:
+                self._data.popitem(last=False)
         if not reply:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
         if len(reply) == 1:
@@ -554,10 +468,10 @@ class JobStore:
             message=f"gave up after {max_attempts} attempts: the worker running this job was lost each time",
         )
         lease = time.time() + lease_s
-        reply = self._begin(
-            keys=[self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
-            args=[max_attempts, now_iso(), err.model_dump_json(), JobProgress(step="start", fraction=0.0).model_dump_json(),
-                  f"{lease:.3f}"],
+        reply = self._run(
+            "begin", [self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
+            [max_attempts, now_iso(), err.model_dump_json(), JobProgress(step="start", fraction=0.0).model_dump_json(),
+             f"{lease:.3f}"],
         )
         if (reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])) == "running":
             self.r.zadd(self.leases_key(), {job_id: lease})
@@ -570,15 +484,11 @@ class JobStore:
             int(ttl) if ttl is not None else None, int(cap) if cap is not None else None,
         )
 
-    def leases_key(self) -> str:
-        """A sorted set of running jobs by lease deadline: where the reaper looks (an index: the job's hash decides)."""
-        return f"{self.prefix}:leases"
-
     def renew(self, job_id: str, attempt: int, lease_s: float) -> bool:
         """Extend delivery `attempt`'s lease by `lease_s` seconds from now; False when the job is no longer that
         delivery's to run (reclaimed, redelivered, cancelled, finished or gone)."""
         lease = time.time() + lease_s
-        ok = bool(self._renew(keys=[self.job_key(job_id), self.cancel_key(job_id)], args=[str(attempt), f"{lease:.3f}"]))
+        ok = bool(self._run("renew", [self.job_key(job_id), self.cancel_key(job_id)], [str(attempt), f"{lease:.3f}"]))
         if ok:
             self.r.zadd(self.leases_key(), {job_id: lease})
         return ok
@@ -595,10 +505,10 @@ class JobStore:
             message=f"gave up after {max_attempts} attempts: the worker running this job stopped renewing its lease "
                     "(it died, or lost Redis) each time",
         )
-        state = self._reclaim(
-            keys=[self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
-            args=[f"{time.time():.3f}", max_attempts, err.model_dump_json(), now_iso(),
-                  JobProgress(step="requeued", fraction=0.0).model_dump_json()],
+        state = self._run(
+            "reclaim", [self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
+            [f"{time.time():.3f}", max_attempts, err.model_dump_json(), now_iso(),
+             JobProgress(step="requeued", fraction=0.0).model_dump_json()],
         )
         state = state.decode() if isinstance(state, bytes) else str(state)
         if state != "alive" or self.r.hget(self.job_key(job_id), "status") != b"running":
@@ -608,14 +518,14 @@ class JobStore:
     def progress(self, job_id: str, step: str, fraction: float) -> bool:
         """Record progress; False when the job was cancelled or deleted (the worker should stop)."""
         p = JobProgress(step=step, fraction=min(max(fraction, 0.0), 1.0)).model_dump_json()
-        return bool(self._update(keys=[self.job_key(job_id), self.cancel_key(job_id)], args=["1", "progress", p]))
+        return bool(self._run("update", [self.job_key(job_id), self.cancel_key(job_id)], ["1", "progress", p]))
 
-    def fail(self, job_id: str, type_: str, message: str) -> bool:
+    def fail(self, job_id: str, type_: ErrorCode, message: str) -> bool:
         """Mark a queued/running job failed (status last); False when it is gone or already finished."""
         err = JobError(type=type_, message=message).model_dump_json()
-        ok = bool(self._update(
-            keys=[self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
-            args=["0", "error", err, "finished_at", now_iso(), "status", "failed"],
+        ok = bool(self._run(
+            "update", [self.job_key(job_id), self.cancel_key(job_id), self.done_key(job_id)],
+            ["0", "error", err, "finished_at", now_iso(), "status", "failed"],
         ))
         self.r.zrem(self.leases_key(), job_id)
         return ok
@@ -628,8 +538,9 @@ class JobStore:
         self, job_id: str, done: Trace, keep: str | list[str] | None, delivery: Delivery, max_result_bytes: int | None = None
     ) -> bool:
         """Store summary, table, the whole result (small graphs), manifest and kept tensors in one MULTI/EXEC (one
-        round trip), status last, under the delivery's attempt number with the job's TTL and byte cap; False if
-        cancelled, gone or finished."""
+        round trip; all keys of the job's slot), status last, under the delivery's attempt number with the job's TTL
+        and byte cap; False if cancelled, gone or finished. Then, each a key of its own slot, the job leaves the
+        lease index and its Idempotency-Key record gets the job's new TTL."""
         jk, ck = self.job_key(job_id), self.cancel_key(job_id)
         ttl = delivery.ttl or self.ttl_s
         table = done.table
@@ -669,9 +580,14 @@ class JobStore:
             if max_result_bytes is not None and total > max_result_bytes:
                 raise ResultTooLarge(f"the result is {total / 2**20:.1f} MiB, over the cap of {max_result_bytes / 2**20:.0f} MiB "
                                      "(GRADTRACE_MAX_RESULT_BYTES)")
-            p.eval(_FINISH, 3 + len(written), jk, ck, self.done_key(job_id), *written, ttl, *[x for kv in fields.items() for x in kv])
-            p.zrem(self.leases_key(), job_id)
-            return bool(p.execute()[-2])
+            # EVAL by execute_command: a cluster pipeline's eval() is not implemented, its transactions take EVAL
+            p.execute_command("EVAL", FINISH, 3 + len(written), jk, ck, self.done_key(job_id), *written, ttl,
+                              *[x for kv in fields.items() for x in kv])
+            published = p.execute()[-1]
+        self.r.zrem(self.leases_key(), job_id)
+        if isinstance(published, bytes):  # the name of the job's Idempotency-Key record
+            self._run("idem_release", [published.decode()], [job_id, ttl])
+        return bool(published)
 
 
 def tensor_names(table: ResultTable, key: str) -> tuple[str, ...]:

@@ -19,10 +19,23 @@ class JobProgress(JsonModel):
     fraction: float = Field(ge=0.0, le=1.0)
 
 
-class JobError(JsonModel):
-    """Why a job failed: a short type ('spec_error', 'time_limit', 'IndexError', ...) and a message, no traceback."""
+ErrorCode = Literal[
+    "spec_error",          # the spec cannot run as written (a shape, a value out of range): fix the spec
+    "engine_error",        # an engine raised: the message starts with the exception ("IndexError: ...")
+    "time_limit",          # the soft or hard time limit of a job ran out
+    "out_of_memory",       # the worker ran out of memory on this job
+    "result_too_large",    # the result exceeds GRADTRACE_MAX_RESULT_BYTES
+    "worker_lost",         # the worker running the job died (or lost Redis) on every attempt
+    "attempts_exhausted",  # the job was delivered more than GRADTRACE_MAX_ATTEMPTS times
+    "enqueue_failed",      # the broker was unavailable when the job was submitted
+]
+"""The documented, stable codes of a failed job (README: Errors). New failure kinds get a new code here."""
 
-    type: str
+
+class JobError(JsonModel):
+    """Why a job failed: a stable code (see ErrorCode) and a message for people, no traceback."""
+
+    type: ErrorCode
     message: str
 
 

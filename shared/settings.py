@@ -7,15 +7,23 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+"""URL schemes that name a Redis Cluster (services.store_client)."""
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+"""URL schemes that name RabbitMQ as the broker (worker.queue.broker_settings)."""
 
 
 class Settings(BaseSettings):
-    """Environment variables are `GRADTRACE_<FIELD>`; REDIS_URL and BROKER_URL are also read bare."""
+    """Environment variables are `GRADTRACE_<FIELD>`; REDIS_URL, REDIS_CLUSTER and BROKER_URL are also read bare."""
 
     model_config = SettingsConfigDict(env_prefix="GRADTRACE_", extra="ignore")
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=AliasChoices("GRADTRACE_REDIS_URL", "REDIS_URL"))
+    redis_cluster: bool = Field(
+        False, validation_alias=AliasChoices("GRADTRACE_REDIS_CLUSTER", "REDIS_CLUSTER"),
+        description="The store (REDIS_URL) is a Redis Cluster; a redis+cluster:// or rediss+cluster:// REDIS_URL says "
+        "so too. The broker then needs a URL of its own (BROKER_URL): Celery's broker is never a cluster.",
+    )
     broker_url: str | None = Field(
         None, validation_alias=AliasChoices("GRADTRACE_BROKER_URL", "BROKER_URL"),
         description="Celery's broker: unset or empty, the store's Redis (zero setup); "
@@ -77,6 +85,19 @@ class Settings(BaseSettings):
         "out (its worker, message or Redis went away) is requeued by the reaper, or failed at the attempt cap."
     )
     reaper_interval_s: float = Field(5.0, gt=0, description="How often each worker looks for jobs whose lease ran out.")
+    api_tokens: str = Field(
+        "", description="Comma-separated bearer tokens: when set, every /v1 route needs `Authorization: Bearer "
+        "<token>` (401 otherwise); health routes and the page's assets stay open. Empty: no authentication."
+    )
+    max_unfinished_per_token: int = Field(
+        100, ge=0, description="With api_tokens: a token's queued and running jobs at most; one more is a 429 "
+        "with Retry-After (0: no limit)."
+    )
+
+    @property
+    def tokens(self) -> frozenset[str]:
+        """The accepted API tokens (empty: authentication is off)."""
+        return frozenset(t.strip() for t in self.api_tokens.split(",") if t.strip())
 
     @property
     def broker_is_amqp(self) -> bool:
@@ -85,7 +106,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _limits(self) -> Settings:
-        if not self.broker_url:  # unset, or set empty (compose passes `${BROKER_URL:-}`): the store's Redis
+        if self.redis_url.partition("://")[0] in CLUSTER_SCHEMES:
+            self.redis_cluster = True
+        # unset and empty are the same (compose passes `${BROKER_URL:-}`): the store's Redis, unless it is a cluster
+        if self.redis_cluster and (not self.broker_url or self.broker_url.partition("://")[0] in CLUSTER_SCHEMES):
+            raise ValueError("the store is a Redis Cluster: set BROKER_URL to a plain Redis (or AMQP) URL for Celery")
+        if not self.broker_url:
             self.broker_url = self.redis_url
         if not self.soft_time_limit_s < self.hard_time_limit_s < self.visibility_timeout_s:
             raise ValueError("need soft_time_limit_s < hard_time_limit_s < visibility_timeout_s")

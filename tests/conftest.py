@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -65,7 +66,8 @@ def wait_for(pred: Any, timeout: float, what: str, interval: float = 0.05) -> An
 
 def settings_env(settings: Any) -> dict[str, str]:
     """The environment that reproduces `settings` in a child process."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "BROKER_URL") and not k.startswith("GRADTRACE_")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "REDIS_CLUSTER", "BROKER_URL") and not k.startswith("GRADTRACE_")}
     for name, value in settings.model_dump().items():
         env[f"GRADTRACE_{name.upper()}"] = str(value)
     env["PYTHONPATH"] = str(ROOT)
@@ -92,7 +94,8 @@ def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout
 class Worker:
     """A real `celery worker` process in its own process group."""
 
-    def __init__(self, settings: Any, name: str, log_dir: Path, pool: str = "prefork", concurrency: int = 2) -> None:
+    def __init__(self, settings: Any, name: str, log_dir: Path, pool: str = "prefork", concurrency: int = 2,
+                 loglevel: str = "warning") -> None:
         from worker.celery_app import make_celery
 
         self.name = f"{name}@{HOST}"
@@ -100,7 +103,7 @@ class Worker:
         self.celery = make_celery(settings)
         self.log = log_dir / f"worker-{name}-{time.time_ns()}.log"
         cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", f"--pool={pool}",
-               f"--concurrency={concurrency}", "-l", "warning", "-n", self.name, "--without-mingle", "--without-gossip"]
+               f"--concurrency={concurrency}", "-l", loglevel, "-n", self.name, "--without-mingle", "--without-gossip"]
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
@@ -150,6 +153,61 @@ def redis_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(10)
+
+
+def cluster_port() -> int:
+    """A free port P whose cluster bus port (P + 10000) is free too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port pair for a Redis Cluster node")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private Redis Cluster of three primaries (no replicas, no persistence) on free ports, joined by
+    `redis-cli --cluster create`: 'redis+cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3'."""
+    import redis
+
+    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+    cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+    d = tmp_path_factory.mktemp("redis-cluster")
+    ports: list[int] = []
+    while len(ports) < 3:
+        if (p := cluster_port()) not in ports:
+            ports.append(p)
+    procs = [subprocess.Popen(
+        [exe, "--port", str(p), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file",
+         str(d / f"nodes-{p}.conf"), "--cluster-node-timeout", "5000", "--save", "", "--appendonly", "no",
+         "--dir", str(d)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True) for p in ports]
+    nodes = [redis.Redis(port=p, socket_timeout=2) for p in ports]
+
+    def info(node: Any) -> dict[str, Any]:
+        try:
+            return dict(node.cluster("info"))
+        except redis.RedisError:
+            return {}
+
+    try:
+        wait_for(lambda: all(info(n) for n in nodes), 15, "the cluster's redis-servers")
+        subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports], "--cluster-replicas", "0",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        wait_for(lambda: all(info(n).get("cluster_state") == "ok" and int(info(n).get("cluster_known_nodes", 0)) == 3
+                             for n in nodes), 30, "the cluster to be ok on every node")
+        yield "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
 
 
 def make_settings(redis_base: str, broker_db: int = 1, broker_url: str | None = None, **overrides: Any) -> Any:
@@ -308,8 +366,8 @@ def start_worker(log_dir: Path) -> Iterator[Any]:
 
 
 def job_keys(rdb: Any, job_id: str) -> list[bytes]:
-    """Every key under the job's prefix."""
-    return list(rdb.scan_iter(match=f"gradtrace:job:{job_id}*", count=1000))
+    """Every key of the job (all carry its hash tag: services.store_keys), on one Redis or every node of a cluster."""
+    return list(rdb.scan_iter(match=f"gradtrace:{{{job_id}}}:*", count=1000))
 
 
 @pytest.fixture
@@ -318,8 +376,8 @@ def keys_of(rdb: Any) -> Any:
     return lambda job_id: job_keys(rdb, job_id)
 
 
-@pytest.fixture(scope="session")
-def server(settings: Any, worker: Any, log_dir: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def gunicorn(settings: Any, log_dir: Path) -> Iterator[str]:
     """The API in a real `gunicorn 'api.app:create_app()'` on a free port, settings from the environment."""
     port = free_port()
     log = log_dir / f"gunicorn-{port}.log"
@@ -337,6 +395,15 @@ def server(settings: Any, worker: Any, log_dir: Path) -> Iterator[str]:
         except httpx.TransportError:
             return False
 
-    wait_for(up, 60, "gunicorn", interval=0.2)
-    yield url
-    stop_group(proc, signal.SIGTERM)
+    try:
+        wait_for(up, 60, "gunicorn", interval=0.2)
+        yield url
+    finally:
+        stop_group(proc, signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def server(settings: Any, worker: Any, log_dir: Path) -> Iterator[str]:
+    """The API in a real gunicorn on the main settings (the main worker runs its jobs)."""
+    with gunicorn(settings, log_dir) as url:
+        yield url

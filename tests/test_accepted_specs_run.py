@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from services.compiler import compile_spec
 from services.errors import SpecError
@@ -85,11 +86,16 @@ def node_specs(draw: st.DrawFn, name: str | None = None) -> dict[str, Any]:
 
 
 def runs_if_accepted(spec: dict[str, Any]) -> None:
-    """Compile; when accepted, trace with every engine (any exception fails the test)."""
+    """Validate and compile; when accepted, trace with every engine (any exception fails the test). Only the API's
+    own refusals count as rejections: a pydantic ValidationError (a 422 naming the field) or a SpecError from the
+    compiler; any other exception in compile would be a 500, a bug."""
     try:
         ts = TraceSpec.model_validate(spec)
+    except ValidationError:
+        return
+    try:
         compile_spec(ts)
-    except (SpecError, ValueError):  # rejected at validation or compile: fine, it never becomes a job
+    except SpecError:  # rejected at compile, with the node named: it never becomes a job
         return
     trace(ts)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +124,34 @@ def test_a_cancelled_job_keeps_its_record(api: Any, slow: Any) -> None:
     assert api.client.get(f"/v1/jobs/{job_id}/nodes/x").status_code == 409
     assert api.client.delete(f"/v1/jobs/{job_id}").status_code == 204  # then deleted for good
     assert api.client.get(f"/v1/jobs/{job_id}").status_code == 404
+
+
+def test_a_compiler_bug_is_a_logged_500_not_a_spec_error(client: Any, rdb: Any, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Only SpecError is the user's fault (422); any other exception while compiling is our bug."""
+    import api.routes
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise KeyError("an internal table lacks this op")
+
+    monkeypatch.setattr(api.routes, "compile_spec", broken)
+    before = rdb.dbsize()
+    r = client.post("/v1/jobs", json={"program": "x = torch.tensor(2.0, requires_grad=True)\ny = x * x\n"})
+    assert r.status_code == 500, r.get_data(as_text=True)
+    detail = r.get_json()["detail"]
+    ref = detail.split("reference ", 1)[1].split(")")[0]
+    logged = [rec for rec in caplog.records if ref in rec.getMessage()]
+    assert logged and logged[0].exc_info and "KeyError" in repr(logged[0].exc_info[1])
+    assert "POST /v1/jobs" in logged[0].getMessage()
+    assert rdb.dbsize() == before  # no job was created
+
+
+def test_every_job_error_code_is_documented() -> None:
+    """Every code the worker or API can write is documented in the README's error table."""
+    from typing import get_args
+
+    from shared.job import ErrorCode
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for code in get_args(ErrorCode):
+        assert f"`{code}`" in readme, f"error code {code} is not documented in README.md"

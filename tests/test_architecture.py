@@ -60,3 +60,30 @@ def test_no_eval_or_exec_anywhere() -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in ("eval", "exec", "compile"), f"{path}:{node.lineno}"
+
+
+def test_the_api_has_no_worker_side_effects() -> None:
+    """Importing and creating the API builds no worker app, connects no worker signal and leaves the GC alone."""
+    code = (
+        "import gc, sys\n"
+        "from celery import signals\n"
+        "before = {s: len(getattr(signals, s).receivers) for s in ('worker_init', 'worker_ready', 'worker_process_init', 'after_setup_logger')}\n"
+        "from api.app import create_app\n"
+        "create_app()\n"
+        "assert 'worker.celery_app' not in sys.modules and 'worker.tasks' not in sys.modules, sorted(m for m in sys.modules if m.startswith('worker'))\n"
+        "after = {s: len(getattr(signals, s).receivers) for s in before}\n"
+        "assert after == before, (before, after)\n"
+        "assert gc.isenabled()\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("ok")
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from shared.settings import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [f"GRADTRACE_{n.upper()}" for n in Settings.model_fields if f"`GRADTRACE_{n.upper()}`" not in readme]
+    assert not missing, f"README.md's configuration table lacks {missing}"

@@ -43,12 +43,15 @@ def test_rabbitmq_gets_quorum_queues_confirms_and_timeouts(url: str) -> None:
 def test_redis_stays_the_zero_setup_default(monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.settings import Settings
 
-    for key in ("BROKER_URL", "GRADTRACE_BROKER_URL", "REDIS_URL", "GRADTRACE_REDIS_URL"):
+    for key in ("BROKER_URL", "GRADTRACE_BROKER_URL", "REDIS_URL", "GRADTRACE_REDIS_URL", "REDIS_CLUSTER",
+                "GRADTRACE_REDIS_CLUSTER"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("REDIS_URL", "redis://store:6379/0")
     monkeypatch.setenv("BROKER_URL", "")  # what compose passes when BROKER_URL is not set: `${BROKER_URL:-}`
     s = Settings()
     assert s.broker_url == "redis://store:6379/0" and not s.broker_is_amqp
+    with pytest.raises(ValueError, match="BROKER_URL"):  # empty is unset for a cluster store too: refused
+        Settings(redis_url="redis+cluster://n1:7000")
     c = config(None)
     opts = c["broker_transport_options"]
     assert opts["visibility_timeout"] == s.visibility_timeout_s > s.hard_time_limit_s

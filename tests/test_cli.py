@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -37,6 +39,33 @@ def test_dot_and_svg_files(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "ConvolutionBackward0" in dot.read_text() and "digraph" in dot.read_text()
     assert "<svg" in svg.read_text()
+
+
+def test_the_picture_runs_top_to_bottom_in_the_gradient_s_direction(tmp_path: Path) -> None:
+    """The small CNN's picture: the loss at the top, the input at the bottom, arrows from each node to its inputs
+    (the way the gradient flows), and about as wide as tall (it once was 8,492 px wide, laid out left to right)."""
+    svg = tmp_path / "cnn.svg"
+    res = runner.invoke(app, ["run", str(EXAMPLES / "small_cnn.json"), "--svg", str(svg)])
+    assert res.exit_code == 0, res.output
+    text = svg.read_text()
+    width, height = (float(v) for v in re.search(r'width="([\d.]+)pt" height="([\d.]+)pt"', text).groups())
+    assert width < 1.5 * height and width < 1500, (width, height)
+    top = {m[1]: float(m[2]) for m in re.finditer(
+        r'class="node">\s*<title>([^<]*)</title>\s*<polygon[^>]*points="[\d.]+,(-?[\d.]+)', text)}
+    assert top["n_loss"] == min(top.values()) and top["n_images"] == max(top.values()), top  # y grows downwards
+    edge = re.search(r'class="edge">\s*<title>([^<]*)</title>', text)[1]
+    assert edge.split("&#45;&gt;")[0] in ("n_loss", *top) and "n_images&#45;&gt;" not in text  # nothing flows out of the input
+
+
+def test_svg_without_graphviz_is_one_line_and_exit_4(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` on it
+    dot, svg = tmp_path / "g.dot", tmp_path / "g.svg"
+    res = runner.invoke(app, ["run", str(EXAMPLES / "chain_rule.py"), "--dot", str(dot), "--svg", str(svg)])
+    assert res.exit_code == 4, res.output
+    assert "Graphviz's `dot` is not installed" in res.stderr and "apt-get install graphviz" in res.stderr
+    assert "Traceback" not in res.output and len(res.stderr.strip().splitlines()) <= 2, res.stderr
+    assert "digraph" in dot.read_text() and not svg.exists()  # DOT needs no program
+    assert "2569" in res.stdout  # the trace itself still printed
 
 
 def test_bad_spec_exits_2_with_reason_on_stderr(tmp_path: Path) -> None:

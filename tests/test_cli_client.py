@@ -94,10 +94,10 @@ def test_failed_job_exits_3_and_status_shows_the_error(api_url: str, tmp_path: P
                     "t = (x.detach()[:, 0] * 0 + 7).long()\nloss = F.cross_entropy(x, t)\n")
     res = cli(api_url, "submit", str(spec), "--wait", "--timeout", "60")
     assert res.exit_code == 3, res.output
-    assert "failed: IndexError" in res.stderr and res.stdout == ""
+    assert "failed: engine_error: IndexError" in res.stderr and res.stdout == ""
     job_id = res.stderr.split("submitted job ", 1)[1].split()[0]
     res = cli(api_url, "status", job_id)
-    assert res.exit_code == 0 and "failed" in res.stdout and "error     IndexError" in res.stdout
+    assert res.exit_code == 0 and "failed" in res.stdout and "error     engine_error: IndexError" in res.stdout
     res = cli(api_url, "fetch", job_id, "x")
     assert res.exit_code == 3 and "failed" in res.stderr
 
@@ -170,3 +170,36 @@ def test_graph_and_cancel_commands(api_url: str, chain_job: str, tmp_path: Path)
     assert res.exit_code == 0 and "results are deleted" in res.stderr
     res = cli(api_url, "cancel", other)
     assert res.exit_code == 3 and "no job" in res.stderr
+
+
+def test_submit_wait_says_cancelled_when_the_job_is_cancelled(api_url: str, slow: Any, tmp_path: Path) -> None:
+    """A job cancelled while `submit --wait` follows it: the CLI says so (exit 3), not 'unknown job'."""
+    spec = tmp_path / "slow.json"
+    spec.write_text(json.dumps(slow(60000)))
+    exe = Path(sys.executable).parent / "gradtrace"
+    proc = subprocess.Popen([str(exe), "submit", str(spec), "--wait", "--timeout", "120", "--url", api_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def running() -> str | None:
+            jobs = httpx.get(f"{api_url}/v1/jobs?limit=20").json()["items"]
+            return next((j["id"] for j in jobs if j["status"] == "running"), None)
+
+        job_id = wait_for(running, 60, "the slow job to run", interval=0.1)
+        assert httpx.delete(f"{api_url}/v1/jobs/{job_id}").status_code == 202
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 3, err
+    assert f"job {job_id} cancelled" in err and "unknown" not in err and "Traceback" not in err
+
+
+def test_the_cli_sends_its_token(redis_base: str, worker: Any, log_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import gunicorn, make_settings
+
+    with gunicorn(make_settings(redis_base, api_tokens="cli-secret"), log_dir) as url:
+        monkeypatch.delenv("GRADTRACE_API_TOKEN", raising=False)
+        res = cli(url, "submit", str(EXAMPLES / "chain_rule.py"), "--wait", "--timeout", "60")
+        assert res.exit_code == 3 and "needs a token" in res.stderr and "GRADTRACE_API_TOKEN" in res.stderr
+        monkeypatch.setenv("GRADTRACE_API_TOKEN", "cli-secret")
+        res = cli(url, "submit", str(EXAMPLES / "chain_rule.py"), "--wait", "--timeout", "60")
+        assert res.exit_code == 0 and "2569" in res.stdout, res.output

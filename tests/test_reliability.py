@@ -161,7 +161,7 @@ def test_a_killed_worker_s_job_completes_once_on_another(aof_redis: RedisServer,
         assert time.monotonic() - killed < 60
         assert job["attempts"] == 2
         rec = redis.Redis.from_url(f"{aof_redis.url}/0")
-        assert rec.hget(f"gradtrace:job:{job_id}", "data") == b"2"  # published once, by the second delivery
+        assert rec.hget(f"gradtrace:{{{job_id}}}:job", "data") == b"2"  # published once, by the second delivery
     finally:
         second.kill()
 

@@ -70,6 +70,17 @@ def test_conv_example_tensors_and_graph(api: Any, conv_spec: dict[str, Any]) -> 
     assert api.client.get(f"/v1/jobs/{job_id}/graph?format=png").status_code == 422
 
 
+def test_graph_without_graphviz_is_503_naming_the_fix(api: Any, chain_spec: dict[str, Any], tmp_path: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = api.submit(chain_spec)
+    assert api.wait(job_id)["status"] == "succeeded"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` on it
+    r = api.client.get(f"/v1/jobs/{job_id}/graph?format=svg")
+    assert r.status_code == 503 and "apt-get install graphviz" in r.get_json()["detail"], r.get_data(as_text=True)
+    assert api.client.get(f"/v1/jobs/{job_id}/graph?format=dot").status_code == 200
+    assert api.client.get(f"/v1/jobs/{job_id}/graph?format=json").status_code == 200
+
+
 def test_node_names_with_hash_at_and_dot(api: Any) -> None:
     prog = ("import torch\nx = torch.tensor([1.0, 2.0], requires_grad=True)\ny = x * 2\n"
             "y = y.sigmoid() + torch.exp(x)\nl = y.sum()\nl.backward()\n")
@@ -128,7 +139,7 @@ def test_keep_list_and_byte_cap(api: Any, api_for: Any, settings_for: Any) -> No
 )
 def test_bad_specs_are_422_and_create_no_job(client: Any, rdb: Any, spec: dict[str, Any], loc: list[Any],
                                              node: str | None) -> None:
-    before = set(rdb.scan_iter(match="gradtrace:job:*"))
+    before = set(rdb.scan_iter(match="gradtrace:{*"))
     r = client.post("/v1/jobs", json=spec)
     assert r.status_code == 422, r.get_data(as_text=True)
     detail = r.get_json()["detail"]
@@ -136,7 +147,7 @@ def test_bad_specs_are_422_and_create_no_job(client: Any, rdb: Any, spec: dict[s
     if node:
         assert detail[0]["node"] == node
     assert "program" not in spec or spec["program"] not in r.get_data(as_text=True)
-    assert not set(rdb.scan_iter(match="gradtrace:job:*")) - before
+    assert not set(rdb.scan_iter(match="gradtrace:{*")) - before
 
 
 def test_not_json_is_422(client: Any) -> None:

@@ -10,15 +10,31 @@ RUNTIME_BAD_TARGET: dict[str, Any] = {"program": "import torch.nn.functional as 
                "loss = F.cross_entropy(x, t)\n"}
 
 
-def test_engine_failure_fails_the_job_not_the_worker(api: Any, chain_spec: dict[str, Any]) -> None:
+def test_engine_failure_fails_the_job_not_the_worker(api: Any, chain_spec: dict[str, Any], worker: Any, poll: Any) -> None:
     job_id = api.submit(RUNTIME_BAD_TARGET)  # compiles: the class index is data, only the engine sees it
     job = api.client.get(f"/v1/jobs/{job_id}?wait=30").get_json()  # a long poll wakes for a failure too
     assert job["status"] == "failed", job
-    assert job["error"]["type"] == "IndexError" and "out of bounds" in job["error"]["message"], job
+    assert job["error"]["type"] == "engine_error" and job["error"]["message"].startswith("IndexError: ") and "out of bounds" in job["error"]["message"], job
     assert "Traceback" not in job["error"]["message"] and job["result"] is None
     assert api.client.get(f"/v1/jobs/{job_id}/nodes/x").status_code == 409
     assert api.client.get(f"/v1/jobs/{job_id}/graph").status_code == 409
     assert api.wait(api.submit(chain_spec))["status"] == "succeeded"
+    # the worker's log names the job on Celery's lines (task id = job id) and on every line logged during the job
+    poll(lambda: f"job {job_id}: job {job_id} failed" in worker.log.read_text(), 10, "the failure in the worker log")
+    log = worker.log.read_text()
+    lines = log[log.index(f"job {job_id}: job {job_id} failed"):].splitlines()
+    assert "Traceback" in lines[1] and "IndexError" in log
+
+
+def test_celery_s_own_log_lines_name_the_job(settings_for: Any, start_worker: Any, api_for: Any, poll: Any,
+                                             chain_spec: dict[str, Any]) -> None:
+    settings = settings_for(broker_db=6)
+    worker = start_worker(settings, "info", loglevel="info")
+    api = api_for(settings)
+    job_id = api.submit(chain_spec)
+    assert api.wait(job_id)["status"] == "succeeded"
+    poll(lambda: f"gradtrace.run_job[{job_id}] succeeded" in worker.log.read_text(), 10, "Celery's success line")
+    assert f"gradtrace.run_job[{job_id}] received" in worker.log.read_text()  # the task id is the job id
 
 
 def test_delete_cancels_a_running_job(api: Any, slow: Any, keys_of: Any, poll: Any, app: Any,
@@ -29,12 +45,12 @@ def test_delete_cancels_a_running_job(api: Any, slow: Any, keys_of: Any, poll: A
     r = api.client.delete(f"/v1/jobs/{job_id}")
     assert r.status_code == 202 and r.get_json() == {"id": job_id, "status": "cancelled"}
     assert api.job(job_id)["status"] == "cancelled"  # the record stays for its TTL; its data is gone
-    assert all(k.endswith((job_id.encode(), b":done")) for k in keys_of(job_id))
+    assert all(k.endswith((b":job", b":done", b":cancel")) for k in keys_of(job_id))
     store = app.extensions["gradtrace"].store
     t0 = time.monotonic()
     poll(lambda: store.cancel_state(job_id) == "stopped", 60, "the worker to let go of the cancelled job")
     assert time.monotonic() - t0 < 2, "the numeric engine notices a cancel within its loop"
-    assert all(k.endswith((job_id.encode(), b":done")) for k in keys_of(job_id))  # the worker wrote nothing back
+    assert all(k.endswith((b":job", b":done", b":cancel")) for k in keys_of(job_id))  # the worker wrote nothing back
     assert api.job(job_id)["status"] == "cancelled"
     assert api.wait(api.submit(chain_spec))["status"] == "succeeded"
 

@@ -1,22 +1,44 @@
-"""The job store against a real Redis: races with cancellation, attempts, TTLs and the one-pipeline write."""
+"""The job store against a real Redis and a real Redis Cluster (every test runs on both): races with cancellation,
+attempts, TTLs, the one-pipeline write, idempotency under concurrency, and one slot per job."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import job_keys
+from redis.crc import key_slot
 
 from services.store import PACK_BYTES, IdempotencyConflict, JobNotFound, JobStore, TensorNotKept
 from services.trace import trace
+from shared.settings import Settings
 from shared.spec import TraceSpec
+
+BIG = {"inputs": {"x": {"shape": [200, 100], "seed": 1}}, "nodes": [
+    {"name": "y", "op": "tanh", "inputs": ["x"]}, {"name": "s", "op": "sum", "inputs": ["y"]}]}
+"""A spec with tensors over PACK_BYTES (keys of their own) and small ones (packed)."""
+
+
+@pytest.fixture(params=["plain", "cluster"])
+def store(request: pytest.FixtureRequest, redis_base: str) -> JobStore:
+    """A store on the test redis-server, or on the test Redis Cluster (made from settings, as the services do)."""
+    if request.param == "plain":
+        import redis
+
+        return JobStore(redis.Redis.from_url(f"{redis_base}/0"), ttl_s=60, max_job_bytes=1 << 20)
+    settings = Settings(redis_url=request.getfixturevalue("redis_cluster"), broker_url=f"{redis_base}/15",
+                        result_ttl_s=60, max_job_bytes=1 << 20)
+    store = JobStore.from_settings(settings)
+    assert store.cluster
+    return store
 
 
 @pytest.fixture
-def store(redis_base: str) -> JobStore:
-    import redis
-
-    return JobStore(redis.Redis.from_url(f"{redis_base}/0"), ttl_s=60, max_job_bytes=1 << 20)
+def keys_of(store: JobStore) -> Any:
+    """keys_of(job_id): the job's keys in this store (every node of a cluster)."""
+    return lambda job_id: job_keys(store.r, job_id)
 
 
 def _done(spec: dict[str, Any]) -> Any:
@@ -55,9 +77,10 @@ def test_cancelled_job_is_never_written_back(store: JobStore, chain_spec: dict[s
     done = _done(chain_spec)
     assert not store.progress(job_id, "torch", 0.5)
     assert not store.finish(job_id, done, "all", d)
-    assert not store.fail(job_id, "X", "late")
+    assert not store.fail(job_id, "engine_error", "late")
     assert store.get(job_id).status == "cancelled"  # the record stays, with no data of the job
-    assert sorted(keys_of(job_id)) == sorted([store.job_key(job_id).encode(), store.done_key(job_id).encode()])
+    assert sorted(keys_of(job_id)) == sorted(k.encode() for k in (store.job_key(job_id), store.done_key(job_id),
+                                                                   store.cancel_key(job_id)))  # and the cancel flag
     assert store.deliver(job_id, 3).state == "cancelled"
     assert store.delete(job_id) == "cancelled" and not keys_of(job_id)
     with pytest.raises(JobNotFound):
@@ -126,7 +149,7 @@ def test_delivery_carries_the_spec_and_a_late_finish_leaves_no_keys(store: JobSt
     store.delete(job_id)
     assert any(a.nbytes > PACK_BYTES for a in done.arrays.values())
     assert not store.finish(job_id, done, "all", d)
-    assert len(keys_of(job_id)) == 2  # the cancelled record and its done stream: no tensor key survives
+    assert len(keys_of(job_id)) == 3  # the cancelled record, its done stream, the cancel flag: no tensor key survives
     assert store.deliver(job_id, 3).state == "cancelled"
 
 
@@ -165,6 +188,7 @@ def test_progress_is_throttled_and_a_held_back_step_is_written_late(store: JobSt
     assert step() == "start"
     time.sleep(0.6)
     assert step() == "reference"  # written by the timer, while the step still runs
+    time.sleep(0.35)  # a whole interval after the timer's write, however late the timer ran
     progress("compare", 0.6)  # the interval has passed: written at once
     assert step() == "compare"
     progress("store", 0.9)
@@ -176,3 +200,110 @@ def test_progress_is_throttled_and_a_held_back_step_is_written_late(store: JobSt
     late = ThrottledProgress(lambda s, f: store.progress(job_id, s, f), interval_s=0.0)
     with pytest.raises(CancelledError):
         late("torch", 0.0)
+
+
+def test_every_key_of_a_job_is_in_one_slot(store: JobStore, keys_of: Any) -> None:
+    # the job's hash, done stream, cancel flag and the tensors of each delivery share the job id as hash tag, so
+    # that the scripts and the MULTI of a job touch one slot; the Idempotency-Key record and the indexes do not
+    body = TraceSpec.model_validate(BIG).model_dump_json()
+    job_id, _ = store.create(body, f"slot-{id(store)}")
+    first, second = store.deliver(job_id, 3), store.deliver(job_id, 3)
+    done = _done(BIG)
+    assert store.finish(job_id, done, "all", second)  # published by the second delivery
+    assert not store.finish(job_id, done, "all", first)
+    store.r.set(store.cancel_key(job_id), "stopped")  # a cancel flag, as a cancelled job has
+    keys = keys_of(job_id)
+    own = [k for k in keys if b":t:" in k]
+    assert own and len(keys) == 4 + len(own) + 1  # hash, pack, index, done, own-key tensors, cancel flag
+    assert {k.decode().split("}")[0] for k in keys} == {f"gradtrace:{{{job_id}"}
+    slots = {key_slot(k) for k in keys}
+    assert slots == {key_slot(store.job_key(job_id).encode())}
+    for other in (store.idem_key(f"slot-{id(store)}"), store.recent_key(), store.leases_key()):
+        assert "{" not in other  # a slot of its own, never part of a job's script or transaction
+    if store.cluster:
+        from redis.cluster import RedisCluster
+
+        r = store.r
+        assert isinstance(r, RedisCluster)
+        assert {r.cluster_keyslot(k.decode()) for k in keys} == slots  # the server's CLUSTER KEYSLOT agrees
+        assert len({r.get_node_from_key(k).name for k in keys}) == 1
+        spread = {r.get_node_from_key(store.job_key(store.create("{}")[0])).name for _ in range(24)}
+        assert len(spread) > 1, "jobs spread over the cluster's nodes"
+
+
+def test_concurrent_submits_with_one_key_make_one_job(store: JobStore, chain_spec: dict[str, Any]) -> None:
+    body = TraceSpec.model_validate(chain_spec).model_dump_json()
+    key = f"race-{id(store)}"
+    n = 16
+    start = threading.Barrier(n)
+    results: list[tuple[str, bool]] = []
+    errors: list[BaseException] = []
+
+    def submit() -> None:
+        start.wait()
+        try:
+            results.append(store.create(body, key))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=submit) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(results) == n
+    ids = {job_id for job_id, _ in results}
+    assert len(ids) == 1 and sum(created for _, created in results) == 1  # one job, created once: queued once
+    job_id = ids.pop()
+    assert store.r.get(store.idem_key(key)).decode().startswith(job_id + " ")
+    # the losers removed the jobs they had written: one hash in the whole store names this key
+    named = [k for k in store.r.scan_iter(match="gradtrace:{*}:job", count=1000)
+             if store.r.hget(k, "idem") == store.idem_key(key).encode()]
+    assert named == [store.job_key(job_id).encode()]
+
+
+def test_an_idempotency_key_is_free_again_once_its_job_is_gone(store: JobStore, chain_spec: dict[str, Any]) -> None:
+    body = TraceSpec.model_validate(chain_spec).model_dump_json()
+    key = f"again-{id(store)}"
+    first, created = store.create(body, key)
+    assert created and store.create(body, key) == (first, False)
+    assert store.delete(first) == "queued"  # cancelled: the record stays, and keeps its key
+    assert store.create(body, key) == (first, False)
+    assert store.delete(first) == "cancelled"  # removed whole: its key's record goes with it
+    assert store.r.get(store.idem_key(key)) is None
+    second, created = store.create(body, key)
+    assert created and second != first
+    store.r.delete(store.job_key(second))  # as if it expired before its key's record: the record is stale
+    third, created = store.create(body, key)
+    assert created and third not in (first, second)
+    assert store.r.get(store.idem_key(key)).decode().startswith(third + " ")
+    with pytest.raises(IdempotencyConflict):
+        store.create(TraceSpec.model_validate({**chain_spec, "dtype": "float64"}).model_dump_json(), key)
+    assert store.r.get(store.idem_key(key)).decode().startswith(third + " ")  # a conflict leaves it alone
+
+
+def test_finishing_gives_the_idempotency_record_the_job_s_new_ttl(store: JobStore, chain_spec: dict[str, Any]) -> None:
+    key = f"ttl-{id(store)}"
+    job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json(), key)
+    store.r.expire(store.idem_key(key), 5)
+    d = store.deliver(job_id, 3)
+    assert store.finish(job_id, _done(chain_spec), None, d)
+    assert 5 < store.r.ttl(store.idem_key(key)) <= 60
+    assert store.create(TraceSpec.model_validate(chain_spec).model_dump_json(), key) == (job_id, False)
+    assert job_id.encode() not in store.r.zrange(store.leases_key(), 0, -1)
+
+
+def test_tensors_of_a_job_published_by_a_later_delivery(store: JobStore) -> None:
+    # tensor() guesses the first delivery's keys (one round trip); for another it learns the right ones
+    job_id, _ = store.create(TraceSpec.model_validate(BIG).model_dump_json())
+    store.deliver(job_id, 3)
+    d = store.deliver(job_id, 3)
+    done = _done(BIG)
+    assert store.finish(job_id, done, "all", d)
+    for _ in range(2):  # the second time from what this store remembers
+        for key in ("torch/value/y", "reference/grad/x", "torch/grad/s"):
+            engine, field, name = key.split("/", 2)
+            np.testing.assert_array_equal(store.tensor(job_id, engine, field, name)[1], done.arrays[key])
+    assert store.get(job_id).data == "2"
+    got = store.tensors(job_id, "2", ["torch/value/y", "torch/grad/s", "torch/grad/nothing"])
+    assert set(got) == {"torch/value/y", "torch/grad/s"}

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
-from conftest import wait_for
+from conftest import gunicorn, make_settings, wait_for
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -38,14 +38,14 @@ def big_chain(n: int) -> dict[str, Any]:
     return {"inputs": {"x": 0.5}, "nodes": nodes}
 
 
-def submit(base: str, spec: dict[str, Any], timeout: float = 60) -> str:
+def submit(base: str, spec: dict[str, Any], timeout: float = 60, headers: dict[str, str] | None = None) -> str:
     """POST a spec to the API and wait until it succeeded; the job id."""
-    r = httpx.post(f"{base}/v1/jobs", json=spec, timeout=30)
+    r = httpx.post(f"{base}/v1/jobs", json=spec, timeout=30, headers=headers)
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
 
     def done() -> dict[str, Any] | None:
-        job = httpx.get(f"{base}/v1/jobs/{job_id}?wait=10", timeout=30).json()
+        job = httpx.get(f"{base}/v1/jobs/{job_id}?wait=10", timeout=30, headers=headers).json()
         return job if job["status"] in ("succeeded", "failed", "cancelled") else None
 
     job = wait_for(done, timeout, f"job {job_id}", interval=0.05)
@@ -281,3 +281,30 @@ def test_a_narrow_window_and_a_missing_job(browser: Any, server: str, chain_spec
     finally:
         t.context.close()
     assert httpx.get(f"{server}/jobs/nope").status_code == 404
+
+
+def test_an_api_with_tokens_asks_for_one_and_the_page_then_works(browser: Any, redis_base: str, worker: Any,
+                                                                log_dir: Path, chain_spec: dict[str, Any]) -> None:
+    auth = {"Authorization": "Bearer web-secret"}
+    with gunicorn(make_settings(redis_base, api_tokens="web-secret"), log_dir) as base:
+        job_id = submit(base, chain_spec, headers=auth)
+        t = Page(browser, base)
+        try:
+            t.goto(f"/jobs/{job_id}")
+            dialog = t.page.locator("#token-form")
+            expect(dialog).to_be_visible()
+            expect(dialog).to_contain_text("Authorization: Bearer")
+            t.page.fill("#token-input", "wrong")
+            t.page.click("#token-form button")
+            expect(t.page.locator("#token-form")).to_contain_text("not one of this API's tokens")
+            t.page.fill("#token-input", "web-secret")
+            t.page.click("#token-form button")
+            expect(dialog).to_have_count(0)
+            expect(node(t.page, "x").locator(".grad")).to_have_text("2569")
+            # the cookie carries the token for plain links too: the .npy download
+            r = t.context.request.get(f"{base}/v1/jobs/{job_id}/nodes/fx?engine=torch&field=grad&format=npy")
+            assert r.status == 200 and r.body()[:6] == b"\x93NUMPY"
+            assert not t.errors and not t.foreign_requests()
+        finally:
+            t.context.close()
+        assert httpx.get(f"{base}/v1/jobs/{job_id}").status_code == 401

@@ -3,9 +3,11 @@ pool process, and the reaper of expired leases in the main process."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery import current_task
+from celery.signals import after_setup_logger, worker_init, worker_process_init, worker_ready
 
 from shared.settings import get_settings
 from worker.queue import QUEUE, RUN_JOB, celery_config, count_workers, make_celery
@@ -17,6 +19,22 @@ def configure_torch(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+class JobLogFormatter(logging.Formatter):
+    """Celery's worker format, with `job <id>` on every line logged while a job runs (whichever logger wrote it)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        task = current_task
+        args = getattr(getattr(task, "request", None), "args", None) if task else None
+        record.job = f"job {args[0]}: " if args else ""
+        return super().format(record)
+
+
+@after_setup_logger.connect
+def _job_ids_in_logs(logger: logging.Logger, format: str, **_: Any) -> None:  # noqa: A002 (the signal's name)
+    for handler in logger.handlers:
+        handler.setFormatter(JobLogFormatter(format.replace("%(message)s", "%(job)s%(message)s")))
 
 
 @worker_process_init.connect
@@ -43,7 +61,7 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
 
     def step() -> dict[str, int]:
         return reap(store.expired, lambda j: store.reclaim(j, settings.max_attempts),
-                    lambda j: celery.send_task(RUN_JOB, args=[j]))
+                    lambda j: celery.send_task(RUN_JOB, args=[j], task_id=j))
 
     Reaper(step, settings.reaper_interval_s).start()
 

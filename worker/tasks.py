@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.compiler import Limits
@@ -75,7 +76,7 @@ def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
         jobs.fail(job_id, "spec_error", str(e))
     except Exception as e:  # any engine failure fails the job, never the worker
         log.exception("job %s failed (attempt %d)", job_id, delivery.attempt)
-        jobs.fail(job_id, type(e).__name__, str(e) or repr(e))
+        jobs.fail(job_id, "engine_error", f"{type(e).__name__}: {e}" if str(e) else repr(e))
     finally:
         progress.close()
     return "failed"
@@ -91,8 +92,9 @@ class JobTask(Task):
             store().fail(str(args[0]), "time_limit", f"hard time limit of {limit} s exceeded: the process was killed")
 
 
-@app.task(name=RUN_JOB, base=JobTask, ignore_result=True, autoretry_for=(RedisConnectionError,),
-          retry_backoff=True, retry_backoff_max=30, max_retries=None)
+@app.task(name=RUN_JOB, base=JobTask, ignore_result=True,
+          autoretry_for=(RedisConnectionError, ClusterDownError, RedisClusterException), retry_backoff=True,
+          retry_backoff_max=30, max_retries=None)
 def run_job(job_id: str) -> str:
     """Trace job `job_id` and store its result. While the store (Redis) is unreachable the message is sent again
     with a growing countdown (at most 30 s), for as long as it takes: a broker other than that Redis (RabbitMQ)

@@ -9,7 +9,7 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, register
@@ -92,7 +92,7 @@ class BatchNormArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     momentum: float = 0.1
-    eps: float = 1e-5
+    eps: float = Field(1e-5, gt=0)
 
 
 @register
@@ -193,7 +193,7 @@ class LayerNormArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     normalized_shape: int | list[int]
-    eps: float = 1e-5
+    eps: float = Field(1e-5, gt=0)
 
 
 def normalized(a: LayerNormArgs) -> Shape:
@@ -250,7 +250,7 @@ class GroupNormArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     num_groups: int
-    eps: float = 1e-5
+    eps: float = Field(1e-5, gt=0)
 
 
 def grouped(x: Array, groups: int) -> Array:
@@ -362,7 +362,7 @@ class Embedding(Op):
     def backward(self, g: Array, out: Array, xs: list[Array], a: EmbeddingArgs) -> list[Array | None]:
         idx, w = xs
         gw = np.zeros_like(w)
-        np.add.at(gw, idx.reshape(-1), g.reshape(-1, w.shape[1]))
+        np.add.at(gw, idx.reshape(-1), g.reshape(idx.size, w.shape[1]))  # sizes, not -1: 0-sized dims
         if a.padding_idx is not None:
             gw[a.padding_idx % w.shape[0]] = 0
         return [None, gw]

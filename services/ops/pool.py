@@ -34,6 +34,8 @@ class Pool2d(Op):
         x = shapes[0]
         if len(x) not in (3, 4):
             raise ShapeError(f"{self.name} needs input (N, C, H, W) or (C, H, W), got {list(x)}")
+        if min(x[-3:]) < 1:
+            raise ShapeError(f"{self.name}: C, H and W must not be 0 (only N may), got {list(x)}")
         (kh, kw), (sh, sw), (ph, pw) = _geometry(a)
         if min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
             raise ShapeError(f"{self.name}: kernel_size and stride must be >= 1, padding >= 0")

@@ -54,6 +54,34 @@ export class ApiError extends Error {
   }
 }
 
+const TOKEN_COOKIE = "gradtrace_token";
+let asking = null;
+
+/** Ask for an API token (an API with GRADTRACE_API_TOKENS set answers 401) and keep it in a same-site cookie,
+ * which every request of the page sends, .npy downloads included. Resolves once a token was entered. */
+function askToken(message) {
+  if (asking) return asking;
+  asking = new Promise((resolve) => {
+    const input = el("input", { type: "password", id: "token-input", autocomplete: "off", "aria-label": "API token" });
+    const form = el("form", { class: "token-form", id: "token-form" },
+      el("h2", { text: "This gradtrace needs an API token" }),
+      el("p", { class: "muted", text: message }),
+      input, el("button", { type: "submit", class: "button primary", text: "Use token" }));
+    const overlay = el("div", { class: "token-overlay", role: "dialog", "aria-modal": "true" }, form);
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      if (!input.value.trim()) return;
+      document.cookie = `${TOKEN_COOKIE}=${encodeURIComponent(input.value.trim())}; path=/; SameSite=Strict`;
+      overlay.remove();
+      asking = null;
+      resolve();
+    });
+    document.body.append(overlay);
+    input.focus();
+  });
+  return asking;
+}
+
 /** Call the JSON API; resolves to the parsed body, throws ApiError on a non-2xx answer. */
 export async function api(path, options = {}) {
   const init = { method: options.method || "GET", headers: { Accept: "application/json" }, signal: options.signal };
@@ -61,7 +89,13 @@ export async function api(path, options = {}) {
     init.headers["Content-Type"] = "application/json";
     init.body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);
   }
-  const r = await fetch(path, init);
+  let r = await fetch(path, init);
+  for (let tries = 0; r.status === 401 && tries < 3; tries++) {
+    let detail = "";
+    try { detail = (await r.json()).detail; } catch { detail = ""; }
+    await askToken(typeof detail === "string" ? detail : "");
+    r = await fetch(path, init);
+  }
   if (r.status === 204) return null;
   let body = null;
   try {
