@@ -1,6 +1,6 @@
 # gradtrace. `make demo` sets up .venv and runs the main job; `make test` also installs the Debian packages the tests
-# use (redis-server, graphviz, chromium) when missing, then runs ruff and the tests. `make bench` runs the
-# benchmark (bench/README.md), `make bench-quick` its ~1 minute smoke mode; `make compose-test` brings the
+# use (redis-server, rabbitmq-server, graphviz, chromium) when missing, then runs ruff and the tests. `make bench`
+# runs the benchmark (bench/README.md), `make bench-quick` its ~1 minute smoke mode; `make compose-test` brings the
 # docker-compose stack up with podman and tests it (deploy/compose-test).
 PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 

@@ -9,6 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 """URL schemes that name a Redis Cluster (services.store_client)."""
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+"""URL schemes that name RabbitMQ as the broker (worker.queue.broker_settings)."""
 
 
 class Settings(BaseSettings):
@@ -22,7 +24,11 @@ class Settings(BaseSettings):
         description="The store (REDIS_URL) is a Redis Cluster; a redis+cluster:// or rediss+cluster:// REDIS_URL says "
         "so too. The broker then needs a URL of its own (BROKER_URL): Celery's broker is never a cluster.",
     )
-    broker_url: str | None = Field(None, validation_alias=AliasChoices("GRADTRACE_BROKER_URL", "BROKER_URL"))
+    broker_url: str | None = Field(
+        None, validation_alias=AliasChoices("GRADTRACE_BROKER_URL", "BROKER_URL"),
+        description="Celery's broker: unset or empty, the store's Redis (zero setup); "
+        "`amqp://user:pass@host:5672/vhost` for RabbitMQ (quorum queues, publisher confirms: see worker/queue.py).",
+    )
     api_url: str = Field("http://127.0.0.1:8000", description="Where the CLI client finds the API.")
     bind: str = Field("127.0.0.1:8000", description="The API's bind address (gunicorn).")
     api_workers: int = Field(2, ge=1, description="gunicorn worker processes.")
@@ -58,7 +64,10 @@ class Settings(BaseSettings):
     )
     soft_time_limit_s: int = Field(300, ge=1)
     hard_time_limit_s: int = Field(330, ge=1)
-    visibility_timeout_s: int = Field(3600, ge=1)
+    visibility_timeout_s: int = Field(
+        3600, ge=1, description="Redis broker only: an unacknowledged message goes back to the queue after this. "
+        "RabbitMQ's counterpart is the server's consumer_timeout (rabbitmq.conf, in ms), set above the hard limit.",
+    )
     max_attempts: int = Field(3, ge=1, description="Deliveries of one job before it is failed.")
     worker_torch_threads: int = Field(1, ge=1)
     progress_interval_s: float = Field(
@@ -67,7 +76,10 @@ class Settings(BaseSettings):
     api_redis_timeout_s: float = Field(
         1.5, gt=0, description="The API's Redis socket timeout: a stalled or unreachable Redis is a 503 within this."
     )
-    broker_timeout_s: float = Field(2.0, gt=0, description="Socket and send timeout towards the broker.")
+    broker_timeout_s: float = Field(
+        2.0, gt=0, description="Connect, socket and publish-confirm timeout towards the broker (Redis or RabbitMQ): "
+        "the API answers 503 within a few of these when the broker is down or stalled.",
+    )
     lease_s: float = Field(
         20.0, gt=0, description="A running job's lease: its worker renews it every third of this; a job whose lease ran "
         "out (its worker, message or Redis went away) is requeued by the reaper, or failed at the attempt cap."
@@ -87,13 +99,19 @@ class Settings(BaseSettings):
         """The accepted API tokens (empty: authentication is off)."""
         return frozenset(t.strip() for t in self.api_tokens.split(",") if t.strip())
 
+    @property
+    def broker_is_amqp(self) -> bool:
+        """True when the broker is RabbitMQ (an amqp://, amqps:// or pyamqp:// URL), False for Redis."""
+        return (self.broker_url or "").split("://", 1)[0].lower() in AMQP_SCHEMES
+
     @model_validator(mode="after")
     def _limits(self) -> Settings:
         if self.redis_url.partition("://")[0] in CLUSTER_SCHEMES:
             self.redis_cluster = True
-        if self.redis_cluster and (self.broker_url is None or self.broker_url.partition("://")[0] in CLUSTER_SCHEMES):
+        # unset and empty are the same (compose passes `${BROKER_URL:-}`): the store's Redis, unless it is a cluster
+        if self.redis_cluster and (not self.broker_url or self.broker_url.partition("://")[0] in CLUSTER_SCHEMES):
             raise ValueError("the store is a Redis Cluster: set BROKER_URL to a plain Redis (or AMQP) URL for Celery")
-        if self.broker_url is None:
+        if not self.broker_url:
             self.broker_url = self.redis_url
         if not self.soft_time_limit_s < self.hard_time_limit_s < self.visibility_timeout_s:
             raise ValueError("need soft_time_limit_s < hard_time_limit_s < visibility_timeout_s")

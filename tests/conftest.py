@@ -210,11 +210,34 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(10)
 
 
-def make_settings(redis_base: str, broker_db: int = 1, **overrides: Any) -> Any:
-    """Settings for the test service: store in db 0, broker in `broker_db`."""
+def make_settings(redis_base: str, broker_db: int = 1, broker_url: str | None = None, **overrides: Any) -> Any:
+    """Settings for the test service: store in db 0, broker in `broker_db` (or at `broker_url`)."""
     from shared.settings import Settings
 
-    return Settings(redis_url=f"{redis_base}/0", broker_url=f"{redis_base}/{broker_db}", **overrides)
+    return Settings(redis_url=f"{redis_base}/0", broker_url=broker_url or f"{redis_base}/{broker_db}", **overrides)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A private rabbitmq-server node (tests/brokers.py), started once (about 5 s) for the tests that want it."""
+    from brokers import RabbitServer, rabbit_tool
+
+    if rabbit_tool("rabbitmq-server") is None or rabbit_tool("rabbitmqctl") is None:
+        pytest.skip("rabbitmq-server is not installed: `deploy/setup --system` (or `make test`) installs it")
+    server = RabbitServer(tmp_path_factory.mktemp("rabbitmq"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest) -> Any:
+    """The broker a reliability test runs against, each in turn: Redis (the default) and RabbitMQ.
+    broker.url(redis_base, db) is a broker of the test's own (a db of that Redis, or a fresh vhost)."""
+    from brokers import Broker
+
+    if request.param == "rabbitmq":
+        return Broker("rabbitmq", request.getfixturevalue("rabbitmq"))
+    return Broker("redis")
 
 
 @pytest.fixture(scope="session")

@@ -96,7 +96,9 @@ class JobTask(Task):
 
 @app.task(name=RUN_JOB, base=JobTask, ignore_result=True,
           autoretry_for=(RedisConnectionError, ClusterDownError, RedisClusterException), retry_backoff=True,
-          max_retries=5)
+          retry_backoff_max=30, max_retries=None)
 def run_job(job_id: str) -> str:
-    """Trace job `job_id` and store its result."""
+    """Trace job `job_id` and store its result. While the store (Redis) is unreachable the message is sent again
+    with a growing countdown (at most 30 s), for as long as it takes: a broker other than that Redis (RabbitMQ)
+    keeps delivering jobs while it is down, and a job whose message gave up would stay queued for good."""
     return execute(job_id, store(), get_settings())
