@@ -486,6 +486,11 @@ class JobStore:
             int(ttl) if ttl is not None else None, int(cap) if cap is not None else None,
         )
 
+    def lease_left(self, job_id: str) -> float:
+        """Seconds until the running job's lease runs out (0 when it has, or the job has none)."""
+        lease = self.r.hget(self.job_key(job_id), "lease")
+        return max(0.0, float(lease) - time.time()) if lease else 0.0
+
     def renew(self, job_id: str, attempt: int, lease_s: float) -> bool:
         """Extend delivery `attempt`'s lease by `lease_s` seconds from now; False when the job is no longer that
         delivery's to run (reclaimed, redelivered, cancelled, finished or gone)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -42,6 +43,12 @@ def execute(job_id: str, jobs: JobStore, settings: Settings) -> str:
     'not run: <why>' for a delivery that did not run it (finished, gone, cancelled, a duplicate). Never raises
     for a bad job."""
     delivery = jobs.deliver(job_id, settings.max_attempts, settings.lease_s)
+    if delivery.state == "duplicate":
+        # Another worker holds the job under a lease. A broker that saw that worker die redelivers at once, before
+        # its lease runs out: wait for the lease once; a live worker renews it (then this copy is dropped), a dead
+        # one does not (then this delivery takes over, without waiting for the reaper).
+        time.sleep(min(jobs.lease_left(job_id), settings.lease_s) + 0.1)
+        delivery = jobs.deliver(job_id, settings.max_attempts, settings.lease_s)
     if delivery.state != "running":
         if delivery.state in ("gone", "cancelled"):
             jobs.stopped(job_id)
