@@ -85,6 +85,11 @@ def _service(server: RedisServer, broker: Broker, log_dir: Path, name: str,
     return settings, worker, Api(create_app(settings).test_client())
 
 
+def figure(what: str, seconds: float) -> None:
+    """Print a measured figure (`pytest -s tests/test_reliability.py | grep figure:` gives the README's numbers)."""
+    print(f"figure: {what}: {seconds:.2f} s")
+
+
 def _final(api: Api, job_id: str) -> dict[str, Any]:
     r = api.client.get(f"/v1/jobs/{job_id}")
     assert r.status_code == 200, r.get_data(as_text=True)
@@ -108,6 +113,7 @@ def test_jobs_end_after_redis_restarts_mid_run(aof_redis: RedisServer, broker: B
 
         wait_for(ended, 60, "every job to end after Redis came back", interval=0.5)
         assert time.monotonic() - back < 60
+        figure(f"[{broker.kind}] Redis back -> every job ended", time.monotonic() - back)
         for j in ids:
             job = _final(api, j)
             assert job["status"] == "succeeded" or job["error"]["message"], job
@@ -141,6 +147,7 @@ def test_jobs_survive_a_rabbitmq_restart_mid_run(aof_redis: RedisServer, rabbitm
         assert [j["status"] for j in jobs] == ["succeeded"] * 4, jobs
         assert jobs[0]["attempts"] in (1, 2) and all(j["attempts"] == 1 for j in jobs[1:]), jobs
         assert time.monotonic() - back < 60
+        figure("[rabbitmq] RabbitMQ back -> every job ended", time.monotonic() - back)
     finally:
         worker.kill()
 
@@ -159,6 +166,7 @@ def test_a_killed_worker_s_job_completes_once_on_another(aof_redis: RedisServer,
         job = wait_for(lambda: (j := _final(api, job_id))["status"] in ("succeeded", "failed") and j, 60, "the job to end")
         assert job["status"] == "succeeded", job
         assert time.monotonic() - killed < 60
+        figure(f"[{broker.kind}] whole worker SIGKILLed -> its job succeeded on another", time.monotonic() - killed)
         assert job["attempts"] == 2
         rec = redis.Redis.from_url(f"{aof_redis.url}/0")
         assert rec.hget(f"gradtrace:{{{job_id}}}:job", "data") == b"2"  # published once, by the second delivery
@@ -181,6 +189,7 @@ def test_a_frozen_redis_is_a_quick_503(aof_redis: RedisServer, broker: Broker, l
                 took = time.monotonic() - t0
                 assert r.status_code == 503, r.get_data(as_text=True)
                 assert took < 2.0, took
+                figure(f"[{broker.kind}] Redis SIGSTOPped -> 503", took)
         finally:
             aof_redis.signal(signal.SIGCONT)
         assert api.client.get(f"/v1/jobs/{job_id}").status_code == 200
@@ -290,6 +299,7 @@ def test_a_broker_down_or_frozen_is_a_quick_503(aof_redis: RedisServer, broker: 
         took = time.monotonic() - t0
         assert r.status_code == 503 and "broker" in r.get_json()["detail"], r.get_data(as_text=True)
         assert took < 2.0, f"POST took {took:.2f} s with nothing listening at the broker's address"
+        figure(f"[{broker.kind}] broker down -> POST 503", took)
         r = down.client.get("/readyz")
         assert r.status_code == 503 and any(m.startswith("workers:") and "broker" in m for m in r.get_json()["missing"])
         freeze()
@@ -299,6 +309,7 @@ def test_a_broker_down_or_frozen_is_a_quick_503(aof_redis: RedisServer, broker: 
             took = time.monotonic() - t0
             assert r.status_code == 503 and "broker" in r.get_json()["detail"], r.get_data(as_text=True)
             assert took < limit, f"POST took {took:.2f} s with the broker frozen"
+            figure(f"[{broker.kind}] broker frozen -> POST 503", took)
             t0 = time.monotonic()
             assert api.client.get(f"/v1/jobs/{done}").status_code == 200  # the store still answers
             r = api.client.get("/readyz")
