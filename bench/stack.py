@@ -225,7 +225,7 @@ class Stack:
 
     def flush_store(self) -> None:
         """Drop every job (db 0) between sections so that Redis memory does not pile up."""
-        self.redis.flushdb()
+        self.redis.flushdb(asynchronous=True)  # freed in the background: no long block of the server
 
     def stop(self) -> None:
         for p in reversed(self.procs):

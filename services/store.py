@@ -26,7 +26,7 @@ from services.assemble import ResultTable, array_key
 from services.jobs import missing_reason, select_tensors
 from services.store_client import StoreClient, connect
 from services.store_keys import KeyLayout
-from services.store_scripts import FINISH, SCRIPTS
+from services.store_scripts import SCRIPTS
 from shared.codec import from_bytes, to_bytes
 from shared.job import ErrorCode, JobError, JobProgress, Manifest, StoredTensor
 from shared.result import TraceResult
@@ -39,6 +39,11 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 PACK_BYTES = 64 * 1024
 """Tensors up to this size share one packed key per job: one SET instead of thousands (a 10k-node
 graph has ~40k tensors); larger tensors each get their own key."""
+
+WRITE_BATCH_BYTES = 8 * 1024 * 1024
+"""A job's tensors are sent in pipelines of about this many bytes: no single round trip holds Redis for long."""
+INDEX_BATCH = 10_000
+"""Fields per HSET of a job's tensor index (a 100k-node job has ~400k)."""
 
 RECENT_JOBS = 1000
 """How many of the newest jobs the job list remembers."""
@@ -387,8 +392,8 @@ class JobStore:
         active = status.decode() in ("queued", "running")
         whole = [self.job_key(job_id), self.done_key(job_id), self.cancel_key(job_id)]
         with self.r.pipeline(transaction=False) as p:  # a full Redis refuses MULTI, not deletions
-            if keys or not active:  # one DEL of keys of the job's slot (a cluster pipeline has no multi-key delete())
-                p.execute_command("DEL", *keys, *([] if active else whole))
+            if keys or not active:  # one UNLINK (memory freed in the background: a big job never blocks Redis) of keys of the job's slot (a cluster pipeline has no multi-key delete())
+                p.execute_command("UNLINK", *keys, *([] if active else whole))
             p.zrem(self.leases_key(), job_id)
             if not active:
                 p.zrem(self.recent_key(), job_id)
@@ -399,7 +404,7 @@ class JobStore:
                     now_iso(), JobProgress(step="cancelled", fraction=0.0).model_dump_json(), self.ttl_s])
                 return status.decode()
             except redis.exceptions.OutOfMemoryError:  # Redis full: the record goes too
-                self.r.execute_command("DEL", *whole)
+                self.r.execute_command("UNLINK", *whole)
                 self.r.zrem(self.recent_key(), job_id)
         if idem:  # the key's record is in another slot: released on its own, unless it names another job by now
             self._run("idem_release", [idem.decode()], [job_id, ""])
@@ -544,10 +549,11 @@ class JobStore:
     def finish(
         self, job_id: str, done: Trace, keep: str | list[str] | None, delivery: Delivery, max_result_bytes: int | None = None
     ) -> bool:
-        """Store summary, table, the whole result (small graphs), manifest and kept tensors in one MULTI/EXEC (one
-        round trip; all keys of the job's slot), status last, under the delivery's attempt number with the job's TTL
-        and byte cap; False if cancelled, gone or finished. Then, each a key of its own slot, the job leaves the
-        lease index and its Idempotency-Key record gets the job's new TTL."""
+        """Store the kept tensors under the delivery's attempt number (pipelines of bounded size), then publish
+        summary, table, the whole result (small graphs) and manifest in one script on the job's slot, status last,
+        with the job's TTL and byte cap; False if cancelled, gone or finished (this delivery's keys are deleted).
+        Then, each a key of its own slot, the job leaves the lease index and its Idempotency-Key record gets the
+        job's new TTL."""
         jk, ck = self.job_key(job_id), self.cancel_key(job_id)
         ttl = delivery.ttl or self.ttl_s
         table = done.table
@@ -556,7 +562,19 @@ class JobStore:
         written: list[str] = []
         packed: list[bytes] = []
         offset = 0
-        with self.r.pipeline(transaction=True) as p:
+        # The tensors and their index first, in a plain pipeline flushed every few MB: keys of this delivery only,
+        # invisible until the job's `data` field names it, so no transaction is needed, and no single command
+        # holds Redis long (one MULTI of a 100k-node job's writes did, past the API's 1.5 s timeout).
+        with self.r.pipeline(transaction=False) as p:
+            batch = 0
+
+            def queued(nbytes: int) -> None:
+                nonlocal batch
+                batch += nbytes
+                if batch >= WRITE_BATCH_BYTES:
+                    p.execute()
+                    batch = 0
+
             for key, a in sel.chosen.items():
                 raw = to_bytes(a)
                 if len(raw) <= PACK_BYTES:
@@ -566,31 +584,39 @@ class JobStore:
                 else:
                     written.append(self.data_key(job_id, delivery.attempt, f"t:{key}"))
                     p.set(written[-1], raw, ex=ttl)
+                    queued(len(raw))
             if packed:
                 written.append(self.data_key(job_id, delivery.attempt, "packed"))
                 p.set(written[-1], b"".join(packed), ex=ttl)
+                queued(offset)
             index = {k: index_entry(m) for k, m in sel.stored.items()}
             index.update({k: f"!{why}" for k, why in sel.not_kept.items()})
             if index:
                 written.append(self.data_key(job_id, delivery.attempt, "index"))
-                p.hset(written[-1], mapping=index)
+                items = list(index.items())
+                for i in range(0, len(items), INDEX_BATCH):
+                    p.hset(written[-1], mapping=dict(items[i : i + INDEX_BATCH]))
+                    queued(sum(len(k) + len(v) for k, v in items[i : i + INDEX_BATCH]))
                 p.expire(written[-1], ttl)
-            fields = {
-                "summary": table.summary_model().model_dump_json(), "table": table.to_json(),
-                "manifest": sel.manifest_json(), "finished_at": now_iso(), "engine": table.summary["engines"][0],
-                "verdict": table.summary["comparison"]["verdict"],
-                "progress": JobProgress(step="done", fraction=1.0).model_dump_json(), "data": delivery.attempt,
-            }
-            if done.result_json is not None:
-                fields["result"] = done.result_json
-            total = sel.nbytes + sum(len(str(v)) for v in fields.values()) + sum(len(v) + len(k) for k, v in index.items())
-            if max_result_bytes is not None and total > max_result_bytes:
-                raise ResultTooLarge(f"the result is {total / 2**20:.1f} MiB, over the cap of {max_result_bytes / 2**20:.0f} MiB "
-                                     "(GRADTRACE_MAX_RESULT_BYTES)")
-            # EVAL by execute_command: a cluster pipeline's eval() is not implemented, its transactions take EVAL
-            p.execute_command("EVAL", FINISH, 3 + len(written), jk, ck, self.done_key(job_id), *written, ttl,
-                              *[x for kv in fields.items() for x in kv])
-            published = p.execute()[-1]
+            p.execute()
+        fields = {
+            "summary": table.summary_model().model_dump_json(), "table": table.to_json(),
+            "manifest": sel.manifest_json(), "finished_at": now_iso(), "engine": table.summary["engines"][0],
+            "verdict": table.summary["comparison"]["verdict"],
+            "progress": JobProgress(step="done", fraction=1.0).model_dump_json(), "data": delivery.attempt,
+        }
+        if done.result_json is not None:
+            fields["result"] = done.result_json
+        total = sel.nbytes + sum(len(str(v)) for v in fields.values()) + sum(len(v) + len(k) for k, v in index.items())
+        if max_result_bytes is not None and total > max_result_bytes:
+            for key in written:  # what this delivery wrote above (one key per call: fine on a cluster too)
+                self.r.delete(key)
+            raise ResultTooLarge(f"the result is {total / 2**20:.1f} MiB, over the cap of {max_result_bytes / 2**20:.0f} MiB "
+                                 "(GRADTRACE_MAX_RESULT_BYTES)")
+        # then publish, atomically (one script on the job's slot): status check, result fields, status last; a
+        # cancelled, gone or finished job gets the keys written above deleted instead
+        published = self._run("finish", [jk, ck, self.done_key(job_id), *written],
+                              [ttl, *[x for kv in fields.items() for x in kv]])
         self.r.zrem(self.leases_key(), job_id)
         if isinstance(published, bytes):  # the name of the job's Idempotency-Key record
             self._run("idem_release", [published.decode()], [job_id, ttl])

@@ -91,7 +91,7 @@ KEYS: job, cancel, done."""
 FINISH = _SIGNAL + """
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'running' or redis.call('EXISTS', KEYS[2]) == 1 then
-  for i = 4, #KEYS, 1000 do redis.call('DEL', unpack(KEYS, i, math.min(i + 999, #KEYS))) end
+  for i = 4, #KEYS, 1000 do redis.call('UNLINK', unpack(KEYS, i, math.min(i + 999, #KEYS))) end
   return 0
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
@@ -100,7 +100,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 signal_done(KEYS[1], KEYS[3])
 return redis.call('HGET', KEYS[1], 'idem') or 1
 """
-"""Publish a finished job, run last inside the MULTI that wrote its tensors: unless the job is still running
+"""Publish a finished job, once its tensors are written (under its delivery's keys): unless the job is still running
 and not cancelled, delete those tensor keys (KEYS[4..]) and return 0; else set the result fields, then the
 status, give the job the TTL ARGV[1], signal it done and return its Idempotency-Key record's name (or 1): the
 caller extends that record, a key of another slot, by itself. KEYS: job, cancel, done, the keys written."""
@@ -169,6 +169,6 @@ return out
 """Many tensors of one delivery in one round trip: for each array key (ARGV) its index entry and, when packed,
 its bytes (false for a missing or not-kept tensor; an entry with no bytes has its own key). KEYS: index, packed."""
 
-SCRIPTS = {"update": UPDATE, "begin": BEGIN, "renew": RENEW, "cancel": CANCEL, "reclaim": RECLAIM, "new_job": NEW_JOB,
+SCRIPTS = {"finish": FINISH, "update": UPDATE, "begin": BEGIN, "renew": RENEW, "cancel": CANCEL, "reclaim": RECLAIM, "new_job": NEW_JOB,
            "claim": CLAIM, "idem_release": IDEM_RELEASE, "fetch": FETCH, "fetch_many": FETCH_MANY}
-"""What a store registers (FINISH runs inside a MULTI, sent with EVAL)."""
+"""What a store registers (and runs by EVALSHA)."""
