@@ -3,6 +3,7 @@ pool process, and the reaper of expired leases in the main process."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -40,6 +41,15 @@ def _job_ids_in_logs(logger: logging.Logger, format: str, **_: Any) -> None:  # 
 @worker_process_init.connect
 def _init_process(**_: Any) -> None:
     configure_torch(get_settings().worker_torch_threads)
+    freeze_heap()
+
+
+def freeze_heap() -> None:
+    """Move every object alive now (torch, numpy, Celery, our modules: ~190k) out of the cyclic GC's reach, so that
+    collections after a job's paused GC scan only the job's objects: the tutorial job's in-process trace went from
+    2.0-2.2 ms to 1.7 ms mean, p90 2.0-2.6 to 1.8 ms (600 runs each, this 2-core machine)."""
+    gc.collect()
+    gc.freeze()
 
 
 @worker_init.connect
@@ -47,6 +57,8 @@ def _import_torch_before_forking(**_: Any) -> None:
     """Import torch once in the worker's main process (touching neither CUDA nor its thread pools), so that a
     child forked after a crash starts at once instead of spending seconds near Celery's start-up limit."""
     import torch  # noqa: F401
+
+    freeze_heap()  # before forking: children share these pages instead of copying them when a collection touches them
 
 
 @worker_ready.connect
