@@ -75,8 +75,8 @@ class JobCreated(JsonModel):
     links: JobLinks
 
 
-class JobView(JsonModel):
-    """A job as GET /v1/jobs/{id} shows it."""
+class JobState(JsonModel):
+    """What every view of a job shows: its status, attempts, times, progress and error."""
 
     id: str
     status: JobStatus
@@ -86,6 +86,11 @@ class JobView(JsonModel):
     finished_at: str | None = None
     progress: JobProgress | None = None
     error: JobError | None = None
+
+
+class JobView(JobState):
+    """A job as GET /v1/jobs/{id} shows it."""
+
     summary: ResultSummary | None = Field(
         None, description="Once succeeded: the verdict, engines, counts, anomalies, gradient health and timings."
     )
@@ -98,17 +103,9 @@ class JobView(JsonModel):
     links: JobLinks
 
 
-class JobListItem(JsonModel):
+class JobListItem(JobState):
     """A job as the job list shows it: status, progress, attempts, times, verdict and size."""
 
-    id: str
-    status: JobStatus
-    attempts: int = 0
-    created_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
-    progress: JobProgress | None = None
-    error: JobError | None = None
     verdict: Literal["agree", "disagree", "single-engine"] | None = Field(None, description="Once succeeded.")
     nodes: int = Field(0, description="Nodes in the job's graph (leaves and ops).")
 

@@ -284,7 +284,8 @@ def test_a_narrow_window_and_a_missing_job(browser: Any, server: str, chain_spec
 
 
 def test_an_api_with_tokens_asks_for_one_and_the_page_then_works(browser: Any, redis_base: str, worker: Any,
-                                                                log_dir: Path, chain_spec: dict[str, Any]) -> None:
+                                                                log_dir: Path, chain_spec: dict[str, Any],
+                                                                tmp_path: Path) -> None:
     auth = {"Authorization": "Bearer web-secret"}
     with gunicorn(make_settings(redis_base, api_tokens="web-secret"), log_dir) as base:
         job_id = submit(base, chain_spec, headers=auth)
@@ -294,6 +295,7 @@ def test_an_api_with_tokens_asks_for_one_and_the_page_then_works(browser: Any, r
             dialog = t.page.locator("#token-form")
             expect(dialog).to_be_visible()
             expect(dialog).to_contain_text("Authorization: Bearer")
+            t.page.screenshot(path=str(tmp_path / "token.png"))
             t.page.fill("#token-input", "wrong")
             t.page.click("#token-form button")
             expect(t.page.locator("#token-form")).to_contain_text("not one of this API's tokens")
