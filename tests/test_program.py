@@ -83,7 +83,7 @@ def test_default_output_is_the_last_node_and_backward_overrides_it() -> None:
         ("x = torch.tensor(1.0, requires_grad=True)\ny = open('/etc/passwd')\n", 2, "unknown function"),
         ("x = torch.tensor(1.0, requires_grad=True)\nf = lambda v: v\n", 2, "Lambda"),
         ("x = torch.tensor(1.0, requires_grad=True)\ny = [v for v in x]\n", 2, "ListComp"),
-        ("x = torch.tensor(1.0, requires_grad=True)\nfor i in x:\n    y = x\n", 2, "For"),
+        ("x = torch.tensor(1.0, requires_grad=True)\nfor i in x:\n    y = x\n", 2, "only `for NAME in range"),
         ("x = torch.tensor(1.0, requires_grad=True)\nwhile True:\n    pass\n", 2, "While"),
         ("x = torch.tensor([1.0, 2.0], requires_grad=True)\ny = x[x > 0]\n", 2, "data-dependent shape"),
         ("x = torch.tensor(1.0, requires_grad=True)\ny = x.grad\n", 2, "cannot be used inside the computation"),

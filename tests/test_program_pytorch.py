@@ -341,3 +341,36 @@ def test_unsupported_pytorch_is_rejected_with_its_line(program: str, line: int, 
         compile_spec(TraceSpec(program=program))
     assert info.value.line == line, str(info.value)
     assert needle in str(info.value)
+
+
+# ---- loops -----------------------------------------------------------------------------------------
+
+
+def test_a_range_loop_is_unrolled_and_gives_torch_s_numbers(tmp_path: Path) -> None:
+    program = ("import torch\nx = torch.tensor(2.0, requires_grad=True)\nw = torch.tensor([0.5, -1.0], requires_grad=True)\n"
+               "y = x\nsteps = 3\nfor i in range(steps):\n    y = y * x + i\nh = w * 0\n"
+               "for i in range(1, 3):\n    for j in range(i):\n        h = torch.tanh(h + w * y / (i + j))\n"
+               "loss = h.sum()\nloss.backward()\n")
+    t, g = traced(program), in_torch(program, tmp_path)
+    assert float(t.result.nodes["y"].value.data) == g["y"].item() == ((2 * 2 + 0) * 2 + 1) * 2 + 2
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, g, ["x", "w", "y", "h", "loss"])
+    # each binding of a rebound name is its own node, the last one has the bare name, as outside loops (`y = x`
+    # binds x itself: no node); h is bound once before the loops and once per inner iteration (1 + 2)
+    assert {"y@2", "y@3", "y", "h@1", "h@2", "h@3", "h"} <= set(t.result.nodes) and "h@4" not in t.result.nodes
+    assert t.result.nodes["y"].grad_fn == "AddBackward0"
+
+
+@pytest.mark.parametrize(("program", "message", "line"), [
+    ("x = torch.ones(2, requires_grad=True)\nn = x.sum()\nfor i in range(n):\n    x = x * 2\n", "constant bounds", 3),
+    ("x = torch.ones(2, requires_grad=True)\nfor i in range(3):\n    if i:\n        x = x * 2\n", "'If' statements", 3),
+    ("x = torch.ones(2, requires_grad=True)\nfor i in range(3):\n    break\n", "'break' is not allowed", 3),
+    ("x = torch.ones(2, requires_grad=True)\nfor v in [1, 2]:\n    x = x * v\n", "only `for NAME in range", 2),
+    ("x = torch.ones(2, requires_grad=True)\nwhile True:\n    x = x * 2\n", "'While' statements", 2),
+    ("x = torch.ones(2, requires_grad=True)\nfor i in range(10**6):\n    x = x * 2\n", "constant bounds", 2),
+    ("x = torch.ones(2, requires_grad=True)\nfor i in range(30000):\n    x = x * 2\n", "over 20,000 statements", 2),
+])
+def test_loops_that_cannot_be_unrolled_are_refused_at_their_line(program: str, message: str, line: int) -> None:
+    with pytest.raises(SpecError) as e:
+        compile_spec(TraceSpec(program="import torch\n" + program))
+    assert message in str(e.value) and e.value.line == line + 1, (str(e.value), e.value.line)

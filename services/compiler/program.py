@@ -71,7 +71,7 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
             tree = ast.parse(self.text, mode="exec")
         except SyntaxError as e:
             raise SpecError(f"syntax error: {e.msg}", loc=("program",), line=e.lineno, col=e.offset) from None
-        body = _main_guard(tree.body)
+        body = unroll(_main_guard(tree.body), self.err)
         if "__" in self.text:  # a walk over every node costs more than the rest of a small program's compile
             for node in ast.walk(ast.Module(body=body, type_ignores=[])):
                 name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
@@ -130,7 +130,7 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         else:
             kind = type(stmt).__name__
             raise self.err(stmt, f"'{kind}' statements are not allowed: gradtrace traces straight-line code, one statement per line"
-                           + (" (no loops: unroll them)" if kind in ("For", "While") else ""))
+                           + (" (loops: only `for NAME in range(...)` with constant bounds)" if kind in ("For", "While") else ""))
 
     def imports(self, stmt: ast.Import | ast.ImportFrom) -> None:
         if isinstance(stmt, ast.Import):
@@ -504,6 +504,64 @@ def _main_guard(body: list[ast.stmt]) -> list[ast.stmt]:
         else:
             out.append(stmt)
     return out
+
+
+MAX_UNROLLED = 20_000
+"""Statements a program may have once its `for ... in range(...)` loops are unrolled."""
+
+
+def unroll(body: list[ast.stmt], err: Any) -> list[ast.stmt]:
+    """`for NAME in range(a[, b[, step]]):` loops as their bodies repeated, each copy after `NAME = k` (what a loop
+    runs, statement for statement; the graph has no loops). Bounds are int literals, or names bound earlier at the
+    top level to one; a break, continue or else clause is refused. Nested loops unroll too."""
+    ints: dict[str, int] = {}
+
+    def bound(node: ast.expr) -> int:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -bound(node.operand)
+        if isinstance(node, ast.Name) and node.id in ints:
+            return ints[node.id]
+        raise err(node, "a loop's range() needs constant bounds (int literals, or names set to one before the loop)")
+
+    def expand(stmts: list[ast.stmt], out: list[ast.stmt]) -> list[ast.stmt]:
+        for stmt in stmts:  # in the order the unrolled program runs them: `ints` follows the names' values
+            if isinstance(stmt, (ast.Assign, ast.AugAssign)):  # a name rebound to anything but an int literal
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                for t in targets:
+                    for n in ast.walk(t):
+                        if isinstance(n, ast.Name):
+                            ints.pop(n.id, None)
+                v = stmt.value
+                if (isinstance(stmt, ast.Assign) and len(targets) == 1 and isinstance(targets[0], ast.Name)
+                        and isinstance(v, ast.Constant) and type(v.value) is int):
+                    ints[targets[0].id] = v.value
+            if not isinstance(stmt, ast.For):
+                out.append(stmt)
+                continue
+            it = stmt.iter
+            if not (isinstance(stmt.target, ast.Name) and isinstance(it, ast.Call) and isinstance(it.func, ast.Name)
+                    and it.func.id == "range" and 1 <= len(it.args) <= 3 and not it.keywords):
+                raise err(stmt, "only `for NAME in range(...)` loops are traced (they are unrolled)")
+            if stmt.orelse:
+                raise err(stmt.orelse[0], "a for loop's else clause is not allowed")
+            for node in ast.walk(ast.Module(body=stmt.body, type_ignores=[])):
+                if isinstance(node, (ast.Break, ast.Continue)):
+                    raise err(node, f"'{type(node).__name__.lower()}' is not allowed: loops are unrolled")
+            bounds = [bound(a) for a in it.args]
+            if len(bounds) == 3 and bounds[2] == 0:
+                raise err(it, "range() step must not be zero")
+            for k in range(*bounds):
+                set_k = ast.Assign(targets=[ast.Name(id=stmt.target.id, ctx=ast.Store())], value=ast.Constant(k))
+                out.append(ast.copy_location(set_k, stmt))
+                ints[stmt.target.id] = k
+                expand(stmt.body, out)
+                if len(out) > MAX_UNROLLED:
+                    raise err(stmt, f"the unrolled loop makes over {MAX_UNROLLED:,} statements")
+        return out
+
+    return expand(body, [])
 
 
 def compile_program(text: str, builder: GraphBuilder, stream: Stream, dtype: str, spec_inputs: set[str]) -> ProgramResult:
