@@ -45,6 +45,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("tutorial_first", "First tutorial", "tutorial_first.py"),
     Example("program_mlp", "MLP program", "program_mlp.py"),
     Example("resnet_block", "ResNet block", "resnet_block.py"),
+    Example("rnn_unrolled", "RNN through time (a loop)", "rnn_unrolled.py"),
     Example("resnet_block_json", "ResNet block (model spec)", "resnet_block.json"),
     Example("transformer_block_json", "Transformer block (model spec)", "transformer_block.json"),
     Example("conv_weight_grad", "Conv weight grad (nodes)", "conv_weight_grad.json"),
