@@ -26,7 +26,7 @@ from services.assemble import ResultTable, array_key
 from services.jobs import missing_reason, select_tensors
 from services.store_client import StoreClient, connect
 from services.store_keys import KeyLayout
-from services.store_scripts import SCRIPTS
+from services.store_scripts import FINISH, SCRIPTS
 from shared.codec import from_bytes, to_bytes
 from shared.job import ErrorCode, JobError, JobProgress, Manifest, StoredTensor
 from shared.result import TraceResult
@@ -559,46 +559,13 @@ class JobStore:
         table = done.table
         cap = delivery.max_bytes if delivery.max_bytes is not None else self.max_job_bytes
         sel = select_tensors(done.arrays, keep, cap, table.inline_limit, lambda key: tensor_names(table, key))
-        written: list[str] = []
-        packed: list[bytes] = []
+        small = [k for k, a in sel.chosen.items() if a.nbytes <= PACK_BYTES]  # to_bytes keeps nbytes
         offset = 0
-        # The tensors and their index first, in a plain pipeline flushed every few MB: keys of this delivery only,
-        # invisible until the job's `data` field names it, so no transaction is needed, and no single command
-        # holds Redis long (one MULTI of a 100k-node job's writes did, past the API's 1.5 s timeout).
-        with self.r.pipeline(transaction=False) as p:
-            batch = 0
-
-            def queued(nbytes: int) -> None:
-                nonlocal batch
-                batch += nbytes
-                if batch >= WRITE_BATCH_BYTES:
-                    p.execute()
-                    batch = 0
-
-            for key, a in sel.chosen.items():
-                raw = to_bytes(a)
-                if len(raw) <= PACK_BYTES:
-                    sel.stored[key]["offset"] = offset
-                    packed.append(raw)
-                    offset += len(raw)
-                else:
-                    written.append(self.data_key(job_id, delivery.attempt, f"t:{key}"))
-                    p.set(written[-1], raw, ex=ttl)
-                    queued(len(raw))
-            if packed:
-                written.append(self.data_key(job_id, delivery.attempt, "packed"))
-                p.set(written[-1], b"".join(packed), ex=ttl)
-                queued(offset)
-            index = {k: index_entry(m) for k, m in sel.stored.items()}
-            index.update({k: f"!{why}" for k, why in sel.not_kept.items()})
-            if index:
-                written.append(self.data_key(job_id, delivery.attempt, "index"))
-                items = list(index.items())
-                for i in range(0, len(items), INDEX_BATCH):
-                    p.hset(written[-1], mapping=dict(items[i : i + INDEX_BATCH]))
-                    queued(sum(len(k) + len(v) for k, v in items[i : i + INDEX_BATCH]))
-                p.expire(written[-1], ttl)
-            p.execute()
+        for key in small:
+            sel.stored[key]["offset"] = offset
+            offset += sel.chosen[key].nbytes
+        index = {k: index_entry(m) for k, m in sel.stored.items()}
+        index.update({k: f"!{why}" for k, why in sel.not_kept.items()})
         fields = {
             "summary": table.summary_model().model_dump_json(), "table": table.to_json(),
             "manifest": sel.manifest_json(), "finished_at": now_iso(), "engine": table.summary["engines"][0],
@@ -609,14 +576,46 @@ class JobStore:
             fields["result"] = done.result_json
         total = sel.nbytes + sum(len(str(v)) for v in fields.values()) + sum(len(v) + len(k) for k, v in index.items())
         if max_result_bytes is not None and total > max_result_bytes:
-            for key in written:  # what this delivery wrote above (one key per call: fine on a cluster too)
-                self.r.delete(key)
             raise ResultTooLarge(f"the result is {total / 2**20:.1f} MiB, over the cap of {max_result_bytes / 2**20:.0f} MiB "
                                  "(GRADTRACE_MAX_RESULT_BYTES)")
-        # then publish, atomically (one script on the job's slot): status check, result fields, status last; a
-        # cancelled, gone or finished job gets the keys written above deleted instead
-        published = self._run("finish", [jk, ck, self.done_key(job_id), *written],
-                              [ttl, *[x for kv in fields.items() for x in kv]])
+        # The tensors and their index first, in a plain pipeline flushed every few MB: keys of this delivery only,
+        # invisible until the job's `data` field names it, so no transaction is needed, and no single command
+        # holds Redis long (one MULTI of a 100k-node job's writes did, past the API's 1.5 s timeout).
+        written: list[str] = []
+        with self.r.pipeline(transaction=False) as p:
+            batch = 0
+
+            def queue(key: str, nbytes: int, *commands: tuple[str, ...]) -> None:
+                nonlocal batch
+                if not written or written[-1] != key:
+                    written.append(key)
+                for cmd in commands:
+                    p.execute_command(*cmd)
+                batch += nbytes
+                if batch >= WRITE_BATCH_BYTES:
+                    p.execute()
+                    batch = 0
+
+            for key, a in sel.chosen.items():
+                if a.nbytes > PACK_BYTES:
+                    own = self.data_key(job_id, delivery.attempt, f"t:{key}")
+                    queue(own, a.nbytes, ("SET", own, to_bytes(a), "EX", ttl))
+            if small:
+                packed = self.data_key(job_id, delivery.attempt, "packed")
+                queue(packed, offset, ("SET", packed, b"".join(to_bytes(sel.chosen[k]) for k in small), "EX", ttl))
+            if index:
+                ik = self.data_key(job_id, delivery.attempt, "index")
+                items = list(index.items())
+                for i in range(0, len(items), INDEX_BATCH):
+                    part = items[i : i + INDEX_BATCH]
+                    queue(ik, sum(len(k) + len(v) for k, v in part), ("HSET", ik, *[x for kv in part for x in kv]))
+                p.expire(ik, ttl)
+            # then publish, atomically (one script on the job's slot), after the writes above in the same last
+            # round trip: status check, result fields, status last; a cancelled, gone or finished job gets the keys
+            # written above deleted instead. EVAL by execute_command: a cluster pipeline has no eval().
+            p.execute_command("EVAL", FINISH, 3 + len(written), jk, ck, self.done_key(job_id), *written, ttl,
+                              *[x for kv in fields.items() for x in kv])
+            published = p.execute()[-1]
         self.r.zrem(self.leases_key(), job_id)
         if isinstance(published, bytes):  # the name of the job's Idempotency-Key record
             self._run("idem_release", [published.decode()], [job_id, ttl])

@@ -169,6 +169,6 @@ return out
 """Many tensors of one delivery in one round trip: for each array key (ARGV) its index entry and, when packed,
 its bytes (false for a missing or not-kept tensor; an entry with no bytes has its own key). KEYS: index, packed."""
 
-SCRIPTS = {"finish": FINISH, "update": UPDATE, "begin": BEGIN, "renew": RENEW, "cancel": CANCEL, "reclaim": RECLAIM, "new_job": NEW_JOB,
+SCRIPTS = {"update": UPDATE, "begin": BEGIN, "renew": RENEW, "cancel": CANCEL, "reclaim": RECLAIM, "new_job": NEW_JOB,
            "claim": CLAIM, "idem_release": IDEM_RELEASE, "fetch": FETCH, "fetch_many": FETCH_MANY}
-"""What a store registers (and runs by EVALSHA)."""
+"""What a store registers (and runs by EVALSHA). FINISH is sent with EVAL, last in the pipeline of a job's writes."""
