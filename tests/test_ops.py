@@ -514,8 +514,8 @@ def test_number_where_torch_needs_a_tensor(nodes: list[dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("stride", [(1, 1), (2, 3), (4, 4)])
 def test_conv2d_grads_every_stride_phase_against_torch(stride: tuple[int, int]) -> None:
-    # the input gradient is computed one stride phase at a time: phases with one, several or no kernel taps,
-    # padding wider than the kernel's reach, dilation sharing a factor with the stride, groups, bias
+    # col2im adds window gradients back at strided offsets: kernel taps landing on no, one or several input
+    # positions, padding wider than the kernel's reach, dilation sharing a factor with the stride, groups, bias
     import itertools
 
     import torch
@@ -542,3 +542,23 @@ def test_conv2d_grads_every_stride_phase_against_torch(stride: tuple[int, int]) 
             np.testing.assert_allclose(mine, want.detach().numpy(), rtol=1e-10, atol=1e-10)
         checked += 1
     assert checked >= 40
+
+
+@pytest.mark.parametrize("needs", [(False, True, True), (True, False, False), (False, False, True)])
+def test_conv2d_backward_skips_inputs_that_want_no_gradient(needs: tuple[bool, bool, bool]) -> None:
+    # the reference engine passes torch's needs_input_grad: the skipped gradients are None, the others unchanged
+    from services.ops.conv import Conv2d, Conv2dArgs
+
+    op, rng = Conv2d(), np.random.default_rng(1)
+    args = Conv2dArgs(stride=2, padding=1, groups=2)
+    xs = [rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((6, 2, 3, 3)), rng.standard_normal(6)]
+    out, cols = op.forward_saving(xs, args)
+    g = rng.standard_normal(out.shape)
+    full = op.backward(g, out, xs, args)
+    part = op.backward_saved(g, out, xs, args, cols, needs)
+    for want, mine, need in zip(full, part, needs, strict=True):
+        if need:
+            np.testing.assert_array_equal(mine, want)
+        elif mine is not None:  # the bias's gradient is one cheap sum: it may come anyway
+            np.testing.assert_array_equal(mine, want)
+    assert (part[0] is None) == (not needs[0]) and (part[1] is None) == (not needs[1])

@@ -65,7 +65,8 @@ def run_reference(graph: Graph) -> EngineRun:
         if g is None or not node.requires_grad:
             continue
         xs = [_arg(values, i, node.dtype) for i in node.inputs]
-        in_grads = node.op.backward_saved(g, values[node.name], xs, node.args, saved.pop(node.name, None))
+        wants = tuple(isinstance(i, str) and needs[i] for i in node.inputs)
+        in_grads = node.op.backward_saved(g, values[node.name], xs, node.args, saved.pop(node.name, None), wants)
         for src, gi in zip(node.inputs, in_grads, strict=False):
             if not isinstance(src, str) or gi is None or not needs[src]:
                 continue

@@ -93,8 +93,11 @@ class Op:
         reference engine keeps it per node until that node's backward. Default: nothing saved."""
         return self.forward(xs, a), None
 
-    def backward_saved(self, g: Array, out: Array, xs: list[Array], a: Any, saved: Any) -> list[Array | None]:
-        """Backward given what forward_saving saved (None: nothing). Default: backward."""
+    def backward_saved(
+        self, g: Array, out: Array, xs: list[Array], a: Any, saved: Any, needs: tuple[bool, ...] | None = None
+    ) -> list[Array | None]:
+        """Backward given what forward_saving saved (None: nothing). `needs`: which inputs want a gradient
+        (torch's ctx.needs_input_grad; None: all); an op may return None for the others. Default: backward."""
         return self.backward(g, out, xs, a)
 
 

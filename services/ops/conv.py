@@ -1,10 +1,9 @@
 """conv2d as cross-correlation over strided window views, vectorised as matrix products.
 
-Forward and both gradients are correlations, each one matrix product over the windows
-(im2col, tensors laid out channels first): the weight gradient is the correlation of the input
-with the output gradient, and the input gradient is the full correlation of the output gradient
-with the flipped kernel, split into stride phases so that no zeros of a stride-dilated gradient
-are multiplied."""
+Forward and both gradients are one matrix product each over the im2col windows (tensors laid out
+channels first): the weight gradient is the correlation of the saved windows with the output
+gradient, and the input gradient is the kernel's transpose against the output gradient, summed back
+onto the input by col2im (the adjoint of im2col), so no zeros of a strided gradient are multiplied."""
 
 from __future__ import annotations
 
@@ -48,6 +47,23 @@ def columns(
     return cols.reshape(groups, kh * kw * cg, n * oh * ow), oh, ow
 
 
+def col2im(
+    dcols: Array, shape: tuple[int, int, int, int], kh: int, kw: int, stride: tuple[int, int],
+    dilation: tuple[int, int], groups: int, oh: int, ow: int,
+) -> Array:
+    """The adjoint of `columns`: window gradients (G, KH*KW*C/G, N*OH*OW) summed back onto an input laid out
+    (C, N, H, W) of `shape`, one strided slice add per kernel offset."""
+    c, n, h, wd = shape
+    (sh, sw), (dh, dw) = stride, dilation
+    cg = c // groups
+    d = dcols.reshape(groups, kh, kw, cg, n, oh, ow)
+    out = np.zeros((groups, cg, n, h, wd), dtype=dcols.dtype)
+    for k in range(kh):
+        for m in range(kw):
+            out[..., k * dh : k * dh + sh * (oh - 1) + 1 : sh, m * dw : m * dw + sw * (ow - 1) + 1 : sw] += d[:, k, m]
+    return out.reshape(c, n, h, wd)
+
+
 def _kernel_rows(w: Array, groups: int) -> Array:
     """The kernel as (G, O/G, KH*KW*C/G), rows ordered like `columns`."""
     o, cg, kh, kw = w.shape
@@ -77,33 +93,6 @@ def channels_first(x: Array, rows: int, cols: int, top: int, left: int, step: tu
     out = np.zeros((c, n, rows, cols), dtype=x.dtype)
     out[:, :, top : top + (h - 1) * step[0] + 1 : step[0], left : left + (w - 1) * step[1] + 1 : step[1]] = x.transpose(1, 0, 2, 3)
     return out
-
-
-PhaseAxis = tuple[list[int], int, tuple[int, int, int], tuple[int, int], int]
-
-
-def stride_phases(s: int, d: int, k: int, p: int, size: int, out: int) -> list[PhaseAxis]:
-    """Split one axis of a strided conv's input gradient into its s stride phases, so that the full
-    correlation never multiplies the zeros a stride-dilated gradient would hold.
-
-    Unpadded input index r - p, with r = rho + s*q, gets g[q - m] * w[t] from the taps t with t*d = rho + s*m.
-    Per phase: (taps t, ascending; rows of the phase's gradient buffer; (buffer row of the first copied g row,
-    first and end g row copied); (first unpadded input index, count); the taps' dilation in g units). Phases
-    with no tap or no input index are left out: their gradient is zero."""
-    phases: list[PhaseAxis] = []
-    for rho in range(s):
-        taps = [t for t in range(k) if (t * d) % s == rho]
-        q_lo, q_hi = -(-(p - rho) // s), (p + size - 1 - rho) // s
-        if not taps or q_hi < q_lo:
-            continue
-        dt = (taps[1] - taps[0]) * d // s if len(taps) > 1 else 1  # the taps' spacing, in gradient rows
-        top = (taps[0] * d - rho) // s + (len(taps) - 1) * dt  # buffer position of g[0], before the q_lo offset
-        rows = q_hi - q_lo + 1 + (len(taps) - 1) * dt
-        g0, g1 = max(0, q_lo - top), min(out, rows + q_lo - top)
-        if g1 <= g0:
-            continue
-        phases.append((taps, rows, (top + g0 - q_lo, g0, g1), (rho + s * q_lo - p, q_hi - q_lo + 1), dt))
-    return phases
 
 
 class Conv2dArgs(BaseModel):
@@ -173,7 +162,10 @@ class Conv2d(Op):
     def backward(self, g: Array, out: Array, xs: list[Array], a: Conv2dArgs) -> list[Array | None]:
         return self.backward_saved(g, out, xs, a, None)
 
-    def backward_saved(self, g: Array, out: Array, xs: list[Array], a: Conv2dArgs, saved: Array | None) -> list[Array | None]:
+    def backward_saved(
+        self, g: Array, out: Array, xs: list[Array], a: Conv2dArgs, saved: Array | None,
+        needs: tuple[bool, ...] | None = None,
+    ) -> list[Array | None]:
         x, w = xs[0], xs[1]
         batched = x.ndim == 4
         x, g = (x, g) if batched else (x[None], g[None])
@@ -182,29 +174,22 @@ class Conv2d(Op):
         o, cg, kh, kw = w.shape
         G = a.groups
         oh, ow = g.shape[2:]
-        # dL/dW: correlate the input windows with the output gradient, per group (one GEMM each).
-        if saved is None:
-            saved, _, _ = columns(channels_first(x, h + 2 * ph, wd + 2 * pw, ph, pw), kh, kw, (sh, sw), (dh, dw), G)
-        cols = saved  # (G, KH*KW*C/G, N*OH*OW)
+        want_x, want_w = (True, True) if needs is None else (needs[0], needs[1])
         gg = g.transpose(1, 0, 2, 3).reshape(G, o // G, n * oh * ow)
-        gw = np.matmul(gg, cols.transpose(0, 2, 1)).reshape(G, o // G, kh, kw, cg).transpose(0, 1, 4, 2, 3).reshape(w.shape)
+        bias = [g.sum(axis=(0, 2, 3))] if len(xs) == 3 else []
+        gw = None
+        if want_w:  # dL/dW: the input windows against the output gradient, per group (one GEMM each)
+            if saved is None:
+                saved, _, _ = columns(channels_first(x, h + 2 * ph, wd + 2 * pw, ph, pw), kh, kw, (sh, sw), (dh, dw), G)
+            gw = np.matmul(saved, gg.transpose(0, 2, 1)).transpose(0, 2, 1)  # (G, O/G, KH*KW*C/G)
+            gw = gw.reshape(G, o // G, kh, kw, cg).transpose(0, 1, 4, 2, 3).reshape(w.shape)
+        if not want_x:  # an input that wants no gradient (the image): no dL/dX
+            return [None, gw, *bias]
 
-        # dL/dX: full correlation of the output gradient with the flipped kernel, one stride phase at a time.
-        gx = np.zeros((c, n, h, wd), dtype=x.dtype)
-        gt = g.transpose(1, 0, 2, 3)
-        for ph_ in stride_phases(sh, dh, kh, ph, h, oh):
-            for pw_ in stride_phases(sw, dw, kw, pw, wd, ow):
-                (th, rows, gh, (r0, rn), dh2), (tw, cols_, gw_, (c0, cn), dw2) = ph_, pw_
-                gc = np.zeros((o, n, rows, cols_), dtype=g.dtype)
-                gc[:, :, gh[0] : gh[0] + gh[2] - gh[1], gw_[0] : gw_[0] + gw_[2] - gw_[1]] = gt[:, :, gh[1] : gh[2], gw_[1] : gw_[2]]
-                sub = w[:, :, th][:, :, :, tw].reshape(G, o // G, cg, len(th), len(tw))
-                wf = sub.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1].reshape(c, o // G, len(th), len(tw))
-                gx[:, :, r0 : r0 + sh * (rn - 1) + 1 : sh, c0 : c0 + sw * (cn - 1) + 1 : sw] = correlate(
-                    gc, np.ascontiguousarray(wf), (1, 1), (dh2, dw2), G
-                )
-        gx = gx.transpose(1, 0, 2, 3)
+        # dL/dX: the kernel's transpose against the output gradient gives each window's gradient (one GEMM per
+        # group), and col2im adds every window back onto the padded input.
+        dcols = np.matmul(_kernel_rows(w, G).transpose(0, 2, 1), gg)  # (G, KH*KW*C/G, N*OH*OW)
+        gxp = col2im(dcols, (c, n, h + 2 * ph, wd + 2 * pw), kh, kw, (sh, sw), (dh, dw), G, oh, ow)
+        gx = gxp[:, :, ph : ph + h, pw : pw + wd].transpose(1, 0, 2, 3)
 
-        grads: list[Array | None] = [gx if batched else gx[0], gw]
-        if len(xs) == 3:
-            grads.append(g.sum(axis=(0, 2, 3)))
-        return grads
+        return [gx if batched else gx[0], gw, *bias]
