@@ -120,7 +120,10 @@ class JobQuery(BaseModel):
         description="Long poll: answer as soon as the job has finished (or is gone), or after this many seconds.",
     )
     result: bool = Field(True, description="false: leave out the whole result (the summary stays).")
-    manifest: bool = Field(True, description="false: leave out the manifest of stored tensors (large for big graphs).")
+    manifest: bool | None = Field(
+        None, description="The manifest of stored tensors (a line per tensor). Default: with the whole result (jobs of "
+        "up to GRADTRACE_RESULT_FULL_NODES nodes), null for larger jobs; true: always; false: never.",
+    )
 
 
 class NodeQuery(BaseModel):
@@ -232,7 +235,8 @@ def get_job(path: JobPath, query: JobQuery) -> Response:
     With `?wait=S` the answer waits (up to S seconds) for the job to finish: one request instead of polling.
     At most GRADTRACE_API_THREADS - 2 requests per process wait at once; beyond that the answer is immediate."""
     s = svc()
-    bulk = ("summary", *(["result"] if query.result else []), *(["manifest"] if query.manifest else []))
+    manifest = {None: ["manifest"], True: ["manifest", "manifest_big"], False: []}[query.manifest]
+    bulk = ("summary", *(["result"] if query.result else []), *manifest)
     try:
         rec = s.store.get(path.job_id, *bulk)
         if query.wait > 0 and rec.status in ("queued", "running") and s.waiters.acquire(blocking=False):

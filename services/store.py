@@ -131,7 +131,11 @@ class JobRecord:
 
 STATUS_FIELDS = ("status", "attempts", "created_at", "started_at", "finished_at", "progress", "error", "ttl", "data")
 """What a status read fetches (HMGET): never the spec, result or table."""
-BULK_FIELDS = {"spec": "spec_json", "summary": "summary_json", "result": "result_json", "manifest": "manifest_json"}
+BULK_FIELDS = {"spec": "spec_json", "summary": "summary_json", "result": "result_json", "manifest": "manifest_json",
+               "manifest_big": "manifest_json"}
+"""Bulk hash fields and the JobRecord attribute each fills. A job with a whole result keeps its manifest in
+'manifest'; a larger one in 'manifest_big' (a line per stored tensor: tens of MB at 100k nodes), which a plain
+job view leaves out and only asking for it fetches."""
 
 
 @dataclass
@@ -313,19 +317,22 @@ class JobStore:
         return out
 
     def get(self, job_id: str, *bulk: str) -> JobRecord:
-        """The job's status fields and the bulk fields named (of 'spec', 'summary', 'result', 'manifest'),
-        in one HMGET; JobNotFound when there is no such job."""
+        """The job's status fields and the bulk fields named (of BULK_FIELDS), in one HMGET; JobNotFound when
+        there is no such job."""
         values = self.r.hmget(self.job_key(job_id), [*STATUS_FIELDS, *bulk]) if _ID.match(job_id) else [None]
         if values[0] is None:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
-        s = {k: v.decode() if v is not None else None for k, v in zip([*STATUS_FIELDS, *bulk], values, strict=True)}
+        s = {k: v.decode() if v is not None else None for k, v in zip(STATUS_FIELDS, values, strict=False)}
+        parts: dict[str, str | None] = {}
+        for b, v in zip(bulk, values[len(STATUS_FIELDS) :], strict=True):
+            if v is not None or BULK_FIELDS[b] not in parts:
+                parts[BULK_FIELDS[b]] = v.decode() if v is not None else None
         return JobRecord(
             id=job_id, status=s["status"] or "", attempts=int(s["attempts"] or 0), created_at=s["created_at"] or "",
             started_at=s["started_at"], finished_at=s["finished_at"],
             progress=JobProgress.model_validate_json(s["progress"]) if s["progress"] else None,
             error=JobError.model_validate_json(s["error"]) if s["error"] else None,
-            ttl=int(s["ttl"] or self.ttl_s), data=s["data"],
-            **{BULK_FIELDS[b]: s[b] for b in bulk},
+            ttl=int(s["ttl"] or self.ttl_s), data=s["data"], **parts,
         )
 
     def table(self, job_id: str) -> ResultTable:
@@ -382,7 +389,8 @@ class JobStore:
         status = self.r.hget(self.job_key(job_id), "status") if _ID.match(job_id) else None
         if status is None:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
-        manifest_raw, idem, data = self.r.hmget(self.job_key(job_id), ["manifest", "idem", "data"])
+        small, big, idem, data = self.r.hmget(self.job_key(job_id), ["manifest", "manifest_big", "idem", "data"])
+        manifest_raw = small or big
         keys = []
         if manifest_raw and data:
             n = data.decode()
@@ -568,7 +576,8 @@ class JobStore:
         index.update({k: f"!{why}" for k, why in sel.not_kept.items()})
         fields = {
             "summary": table.summary_model().model_dump_json(), "table": table.to_json(),
-            "manifest": sel.manifest_json(), "finished_at": now_iso(), "engine": table.summary["engines"][0],
+            "manifest" if done.result_json is not None else "manifest_big": sel.manifest_json(),
+            "finished_at": now_iso(), "engine": table.summary["engines"][0],
             "verdict": table.summary["comparison"]["verdict"],
             "progress": JobProgress(step="done", fraction=1.0).model_dump_json(), "data": delivery.attempt,
         }

@@ -342,6 +342,11 @@ def test_a_large_job_is_paged_and_drawn_around_a_node(api: Any) -> None:
     assert _strict(api.client.get(f"/v1/jobs/{job_id}/nodes?name=nope").data)["total"] == 0
     lean = _strict(api.client.get(f"/v1/jobs/{job_id}?manifest=false").data)
     assert lean["manifest"] is None and lean["summary"]["counts"]["nodes"] == 2501
+    # over GRADTRACE_RESULT_FULL_NODES the manifest (a line per stored tensor) comes only when asked for
+    assert job["manifest"] is None
+    asked = _strict(api.client.get(f"/v1/jobs/{job_id}?manifest=true&result=false").data)
+    assert asked["result"] is None and len(asked["manifest"]["stored"]) >= 2 * 2501
+    assert asked["manifest"]["stored"]["torch/grad/y7"]["shape"] == [] and asked["manifest"]["nbytes"] > 0
 
     near = _strict(api.client.get(f"/v1/jobs/{job_id}/graph?format=json&around=y100&depth=1").data)
     assert near["total"] == 2501 and {n["name"] for n in near["nodes"]} == {"y99", "y100", "y101"}
