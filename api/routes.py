@@ -235,8 +235,7 @@ def get_job(path: JobPath, query: JobQuery) -> Response:
     With `?wait=S` the answer waits (up to S seconds) for the job to finish: one request instead of polling.
     At most GRADTRACE_API_THREADS - 2 requests per process wait at once; beyond that the answer is immediate."""
     s = svc()
-    manifest = {None: ["manifest"], True: ["manifest", "manifest_big"], False: []}[query.manifest]
-    bulk = ("summary", *(["result"] if query.result else []), *manifest)
+    bulk = ("summary", *(["result"] if query.result else []), *(["manifest"] if query.manifest is not False else []))
     try:
         rec = s.store.get(path.job_id, *bulk)
         if query.wait > 0 and rec.status in ("queued", "running") and s.waiters.acquire(blocking=False):
@@ -245,6 +244,8 @@ def get_job(path: JobPath, query: JobQuery) -> Response:
             finally:
                 s.waiters.release()
             rec = s.store.get(path.job_id, *bulk)
+        if query.manifest:  # asked for: a large job's manifest is built from its tensor index
+            rec.manifest_json = s.store.manifest_json(rec)
         return Response(view_json(rec), mimetype="application/json")
     except JobNotFound as e:
         return error(404, str(e))

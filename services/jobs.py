@@ -28,19 +28,53 @@ def check_keep(graph: Graph) -> None:
 
 @dataclass
 class Selection:
-    """What a job stores in full, and its manifest entries as plain data: a 10k-node job has ~40k tensors,
-    and a pydantic object per entry would cost more than writing them."""
+    """What a job stores in full, with plain-data manifest entries: a 10k-node job has ~60k tensors, and a
+    pydantic object (or a dict) per entry would cost more than writing them."""
 
     chosen: dict[str, np.ndarray] = field(default_factory=dict)
-    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """'engine/field/name' -> the fields of a StoredTensor (dtype, shape, nbytes, offset)."""
+    stored: dict[str, tuple[str, tuple[int, ...], int]] = field(default_factory=dict)
+    """'engine/field/name' -> (dtype, shape, nbytes) of a StoredTensor."""
+    offsets: dict[str, int] = field(default_factory=dict)
+    """Byte offsets in the packed blob of small tensors (the others have their own key)."""
     not_kept: dict[str, str] = field(default_factory=dict)
     nbytes: int = 0
 
+    def index(self) -> dict[str, str]:
+        """Every tensor's index entry: the stored ones (index_entry) and '!<why>' for those not kept."""
+        offs, dims = self.offsets, {(): ""}
+        out = {}
+        for k, (dt, shape, n) in self.stored.items():
+            d = dims.get(shape)
+            if d is None:
+                d = dims[shape] = ",".join(map(str, shape))
+            out[k] = f"{offs.get(k, '-')} {n} {dt} {d}"
+        out.update((k, f"!{why}") for k, why in self.not_kept.items())
+        return out
+
     def manifest_json(self) -> str:
         """The Manifest (shared.job) as JSON."""
-        return json.dumps({"stored": self.stored, "not_kept": self.not_kept, "nbytes": self.nbytes},
+        offs = self.offsets
+        stored = {k: {"dtype": dt, "shape": list(shape), "nbytes": n, "offset": offs.get(k)}
+                  for k, (dt, shape, n) in self.stored.items()}
+        return json.dumps({"stored": stored, "not_kept": self.not_kept, "nbytes": self.nbytes},
                           separators=(",", ":"), ensure_ascii=False)
+
+
+def manifest_from_index(index: dict[bytes, bytes]) -> str:
+    """The Manifest JSON of a job's index hash (what Selection.manifest_json gave when the job was stored)."""
+    stored: dict[str, dict[str, Any]] = {}
+    not_kept: dict[str, str] = {}
+    total = 0
+    for k, v in index.items():
+        entry = v.decode()
+        if entry.startswith("!"):
+            not_kept[k.decode()] = entry[1:]
+            continue
+        offset, nbytes, dtype, dims = entry.split(" ")
+        stored[k.decode()] = {"dtype": dtype, "shape": [int(d) for d in dims.split(",") if d], "nbytes": int(nbytes),
+                              "offset": None if offset == "-" else int(offset)}
+        total += int(nbytes)
+    return json.dumps({"stored": stored, "not_kept": not_kept, "nbytes": total}, separators=(",", ":"), ensure_ascii=False)
 
 
 def select_tensors(
@@ -51,19 +85,25 @@ def select_tensors(
     ones named by `keep` (names_of(key) gives the node names a key belongs to), in order, within `max_bytes`."""
     wanted = None if keep is None or keep == "all" else set(keep)
     sel = Selection()
+    chosen, stored = sel.chosen, sel.stored
     nbytes = 0
-    for small in (True, False):
-        for key, a in arrays.items():
-            if (a.size <= inline_limit) != small:
-                continue
-            if not small and wanted is not None and not wanted.intersection(names_of(key)):
-                sel.not_kept[key] = "not kept: not named in the spec's 'keep'"
-            elif not small and nbytes + a.nbytes > max_bytes:
-                sel.not_kept[key] = f"not kept: over the job's cap of {max_bytes} stored bytes"
-            else:
-                sel.chosen[key] = a
-                sel.stored[key] = {"dtype": dtype_name(a.dtype), "shape": list(a.shape), "nbytes": a.nbytes, "offset": None}
-                nbytes += a.nbytes
+    large = []
+    for key, a in arrays.items():
+        if a.size > inline_limit:
+            large.append((key, a))
+            continue
+        chosen[key] = a
+        stored[key] = (dtype_name(a.dtype), a.shape, a.nbytes)
+        nbytes += a.nbytes
+    for key, a in large:
+        if wanted is not None and not wanted.intersection(names_of(key)):
+            sel.not_kept[key] = "not kept: not named in the spec's 'keep'"
+        elif nbytes + a.nbytes > max_bytes:
+            sel.not_kept[key] = f"not kept: over the job's cap of {max_bytes} stored bytes"
+        else:
+            chosen[key] = a
+            stored[key] = (dtype_name(a.dtype), a.shape, a.nbytes)
+            nbytes += a.nbytes
     sel.nbytes = nbytes
     return sel
 

@@ -23,7 +23,7 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from services.assemble import ResultTable, array_key
-from services.jobs import missing_reason, select_tensors
+from services.jobs import manifest_from_index, missing_reason, select_tensors
 from services.store_client import StoreClient, connect
 from services.store_keys import KeyLayout
 from services.store_scripts import FINISH, SCRIPTS
@@ -80,13 +80,6 @@ class IdempotencyConflict(ValueError):
     """An Idempotency-Key reused with a different spec."""
 
 
-def index_entry(m: dict[str, Any]) -> str:
-    """A stored tensor's index entry, 'offset nbytes dtype d0,d1,...' ('-' for no offset: its own key);
-    plain text because a 10k-node job writes ~40k of them."""
-    offset = "-" if m["offset"] is None else m["offset"]
-    return f"{offset} {m['nbytes']} {m['dtype']} {','.join(map(str, m['shape']))}"
-
-
 def parse_index_entry(entry: bytes) -> StoredTensor:
     """The StoredTensor an index_entry describes."""
     offset, nbytes, dtype, dims = entry.decode().split(" ")
@@ -131,11 +124,10 @@ class JobRecord:
 
 STATUS_FIELDS = ("status", "attempts", "created_at", "started_at", "finished_at", "progress", "error", "ttl", "data")
 """What a status read fetches (HMGET): never the spec, result or table."""
-BULK_FIELDS = {"spec": "spec_json", "summary": "summary_json", "result": "result_json", "manifest": "manifest_json",
-               "manifest_big": "manifest_json"}
-"""Bulk hash fields and the JobRecord attribute each fills. A job with a whole result keeps its manifest in
-'manifest'; a larger one in 'manifest_big' (a line per stored tensor: tens of MB at 100k nodes), which a plain
-job view leaves out and only asking for it fetches."""
+BULK_FIELDS = {"spec": "spec_json", "summary": "summary_json", "result": "result_json", "manifest": "manifest_json"}
+"""Bulk hash fields and the JobRecord attribute each fills. Only a job with a whole result has a stored manifest;
+a larger one's (a line per stored tensor: tens of MB at 100k nodes) is built from its tensor index when asked
+for (JobStore.manifest_json)."""
 
 
 @dataclass
@@ -322,18 +314,22 @@ class JobStore:
         values = self.r.hmget(self.job_key(job_id), [*STATUS_FIELDS, *bulk]) if _ID.match(job_id) else [None]
         if values[0] is None:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
-        s = {k: v.decode() if v is not None else None for k, v in zip(STATUS_FIELDS, values, strict=False)}
-        parts: dict[str, str | None] = {}
-        for b, v in zip(bulk, values[len(STATUS_FIELDS) :], strict=True):
-            if v is not None or BULK_FIELDS[b] not in parts:
-                parts[BULK_FIELDS[b]] = v.decode() if v is not None else None
+        s = {k: v.decode() if v is not None else None for k, v in zip([*STATUS_FIELDS, *bulk], values, strict=True)}
         return JobRecord(
             id=job_id, status=s["status"] or "", attempts=int(s["attempts"] or 0), created_at=s["created_at"] or "",
             started_at=s["started_at"], finished_at=s["finished_at"],
             progress=JobProgress.model_validate_json(s["progress"]) if s["progress"] else None,
             error=JobError.model_validate_json(s["error"]) if s["error"] else None,
-            ttl=int(s["ttl"] or self.ttl_s), data=s["data"], **parts,
+            ttl=int(s["ttl"] or self.ttl_s), data=s["data"],
+            **{BULK_FIELDS[b]: s[b] for b in bulk},
         )
+
+    def manifest_json(self, rec: JobRecord) -> str | None:
+        """The Manifest JSON of a succeeded job: the stored one (jobs with a whole result), else built from the
+        job's tensor index (larger jobs store none: writing it cost more than any read of it)."""
+        if rec.manifest_json is not None or rec.status != "succeeded" or rec.data is None:
+            return rec.manifest_json
+        return manifest_from_index(self.r.hgetall(self.data_key(rec.id, rec.data, "index")))
 
     def table(self, job_id: str) -> ResultTable:
         """A succeeded job's ResultTable (parsed once per process and delivery: a finished job never changes)."""
@@ -389,14 +385,14 @@ class JobStore:
         status = self.r.hget(self.job_key(job_id), "status") if _ID.match(job_id) else None
         if status is None:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
-        small, big, idem, data = self.r.hmget(self.job_key(job_id), ["manifest", "manifest_big", "idem", "data"])
-        manifest_raw = small or big
+        idem, data = self.r.hmget(self.job_key(job_id), ["idem", "data"])
         keys = []
-        if manifest_raw and data:
+        if data:  # the packed blob, the index, and every tensor with a key of its own (index entry '- ...')
             n = data.decode()
-            keys += [self.data_key(job_id, n, "packed"), self.data_key(job_id, n, "index")]
-            stored = json.loads(manifest_raw)["stored"]
-            keys += [self.data_key(job_id, n, f"t:{k}") for k, m in stored.items() if m["offset"] is None]
+            index = self.data_key(job_id, n, "index")
+            keys += [self.data_key(job_id, n, "packed"), index]
+            keys += [self.data_key(job_id, n, f"t:{k.decode()}") for k, v in self.r.hgetall(index).items()
+                     if v.startswith(b"- ")]
         active = status.decode() in ("queued", "running")
         whole = [self.job_key(job_id), self.done_key(job_id), self.cancel_key(job_id)]
         with self.r.pipeline(transaction=False) as p:  # a full Redis refuses MULTI, not deletions
@@ -570,19 +566,18 @@ class JobStore:
         small = [k for k, a in sel.chosen.items() if a.nbytes <= PACK_BYTES]  # to_bytes keeps nbytes
         offset = 0
         for key in small:
-            sel.stored[key]["offset"] = offset
+            sel.offsets[key] = offset
             offset += sel.chosen[key].nbytes
-        index = {k: index_entry(m) for k, m in sel.stored.items()}
-        index.update({k: f"!{why}" for k, why in sel.not_kept.items()})
+        index = sel.index()
         fields = {
             "summary": table.summary_model().model_dump_json(), "table": table.to_json(),
-            "manifest" if done.result_json is not None else "manifest_big": sel.manifest_json(),
             "finished_at": now_iso(), "engine": table.summary["engines"][0],
             "verdict": table.summary["comparison"]["verdict"],
             "progress": JobProgress(step="done", fraction=1.0).model_dump_json(), "data": delivery.attempt,
         }
-        if done.result_json is not None:
+        if done.result_json is not None:  # a small job: its whole result and its manifest, as a job view shows them
             fields["result"] = done.result_json
+            fields["manifest"] = sel.manifest_json()
         total = sel.nbytes + sum(len(str(v)) for v in fields.values()) + sum(len(v) + len(k) for k, v in index.items())
         if max_result_bytes is not None and total > max_result_bytes:
             raise ResultTooLarge(f"the result is {total / 2**20:.1f} MiB, over the cap of {max_result_bytes / 2**20:.0f} MiB "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 
 import numpy as np
 
@@ -92,8 +93,13 @@ def encode(a: np.ndarray, inline_limit: int = DEFAULT_INLINE_LIMIT) -> TensorDat
     return TensorData.model_validate(encode_dict(a, inline_limit))
 
 
+_LITTLE = sys.byteorder == "little"
+
+
 def to_bytes(a: np.ndarray) -> bytes:
     """Raw C-order little-endian bytes; dtype and shape travel beside them."""
+    if _LITTLE and a.dtype.byteorder in "=|<":  # already little-endian: tobytes copies in C order
+        return a.tobytes()
     a = np.ascontiguousarray(a)
     return a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
 

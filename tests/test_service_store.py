@@ -14,6 +14,7 @@ from redis.crc import key_slot
 
 from services.store import PACK_BYTES, IdempotencyConflict, JobNotFound, JobStore, TensorNotKept
 from services.trace import trace
+from shared.job import Manifest
 from shared.settings import Settings
 from shared.spec import TraceSpec
 
@@ -322,3 +323,22 @@ def test_tensors_of_a_job_published_by_a_later_delivery(store: JobStore) -> None
     assert store.get(job_id).data == "2"
     got = store.tensors(job_id, "2", ["torch/value/y", "torch/grad/s", "torch/grad/nothing"])
     assert set(got) == {"torch/value/y", "torch/grad/s"}
+
+
+def test_a_large_jobs_manifest_is_built_from_its_index(store: JobStore) -> None:
+    # a job without a whole result stores no manifest (a line per tensor); asked for, it comes from the index,
+    # equal to the one a small job stores, own-key tensors and the keep list's refusals included
+    spec = {"inputs": {"x": {"shape": [200, 100], "seed": 1}}, "nodes": [
+        {"name": "y", "op": "tanh", "inputs": ["x"]}, {"name": "z", "op": "sin", "inputs": ["y"]},
+        {"name": "s", "op": "sum", "inputs": ["z"]}], "keep": ["y"]}
+    ts = TraceSpec.model_validate(spec)
+    small_id, big_id = (store.create(ts.model_dump_json())[0] for _ in range(2))
+    assert store.finish(small_id, trace(ts), ts.keep, store.deliver(small_id, 3))
+    big = trace(ts, full_nodes=0)
+    assert big.result_json is None and store.finish(big_id, big, ts.keep, store.deliver(big_id, 3))
+    rec = store.get(big_id, "manifest")
+    assert rec.manifest_json is None
+    built = Manifest.model_validate_json(store.manifest_json(rec))  # type: ignore[arg-type]
+    kept = store.get(small_id, "manifest").manifest
+    assert kept is not None and built == kept
+    assert built.stored["torch/value/y"].offset is None and "torch/value/z" in built.not_kept and built.nbytes > 80000
