@@ -63,9 +63,26 @@ def _host_views(tensors: list[Any], out: list[np.ndarray | None]) -> list[np.nda
 
 def run_torch(graph: Graph) -> EngineRun:
     """Forward and backward in torch on graph.device; torch is imported here, not at module load."""
+    t0 = time.perf_counter()
+    run, tensors = _run(graph)
+    release(tensors)
+    run.seconds = time.perf_counter() - t0
+    return run
+
+
+def release(tensors: dict[str, Any]) -> None:
+    """Drop the tensors from the output down (reverse graph order), so that each autograd node is freed on its
+    own. Nodes that have a Python object (the engine read their grad_fn) free their inputs recursively in C++
+    when the last tensor holding them goes: a 100k-node chain freed at once overflowed the C stack."""
+    for name in reversed(list(tensors)):
+        del tensors[name]
+
+
+def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
+    """run_torch's work; returns the run and the tensors, which alone still hold the autograd graph (every other
+    reference to a tensor or grad_fn is a local of this frame, gone on return)."""
     import torch
 
-    t0 = time.perf_counter()
     if graph.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for, but this worker has no CUDA device (torch.cuda.is_available() is False)")
     dev = torch.device(graph.device)
@@ -97,7 +114,7 @@ def run_torch(graph: Graph) -> EngineRun:
                 consumers[i] = consumers.get(i, 0) + 1
     shared = {k for k, c in consumers.items() if c > 1} | {graph.output}
     hooked_nodes = {n.name for n in graph.nodes if any(isinstance(i, str) and i in shared for i in n.inputs)}
-    captured: dict[Any, tuple[Any, ...]] = {}
+    captured: dict[int, tuple[Any, ...]] = {}
     hooked: set[Any] = set()
 
     def hook_from(fn: Any) -> None:
@@ -107,7 +124,9 @@ def run_torch(graph: Graph) -> EngineRun:
             if f is None or f in hooked or (f is not fn and (f in owner or type(f).__name__ == "AccumulateGrad")):
                 continue
             hooked.add(f)
-            f.register_hook(lambda gi, go, f=f: captured.__setitem__(f, gi))
+            # keyed by id: a hook holding its own grad_fn would be a cycle through C++ that no GC sees (a leak
+            # of the whole graph per job); `hooked` keeps every hooked function alive while its id is a key
+            f.register_hook(lambda gi, go, k=id(f): captured.__setitem__(k, gi))
             stack.extend(nf for nf, _ in f.next_functions)
 
     for name in hooked_nodes:
@@ -142,7 +161,7 @@ def run_torch(graph: Graph) -> EngineRun:
                 key = (src, dst)
                 edges[key] = edges[key] + g if key in edges else g
             return
-        for (nf, _), gk in zip(f.next_functions, captured.get(f, ()), strict=False):
+        for (nf, _), gk in zip(f.next_functions, captured.get(id(f), ()), strict=False):
             flow(nf, gk, dst, edges)
 
     edges: dict[Edge, Any] = {}
@@ -162,8 +181,8 @@ def run_torch(graph: Graph) -> EngineRun:
         if is_leaf:
             continue
         if name in hooked_nodes:
-            if fn in captured:
-                for (nf, _), gk in zip(nfs, captured[fn], strict=False):
+            if id(fn) in captured:
+                for (nf, _), gk in zip(nfs, captured[id(fn)], strict=False):
                     flow(nf, gk, name, edges)
             continue
         for src in dict.fromkeys(i for i in by_name[name].inputs if isinstance(i, str)):
@@ -185,5 +204,5 @@ def run_torch(graph: Graph) -> EngineRun:
     run.grads = dict.fromkeys(names)
     run.grads.update((k, host[id(grads[k])]) for k in with_grad)
     run.edges = {k: host[id(edges[k])] for k in edge_keys}
-    run.seconds = time.perf_counter() - t0
-    return run
+    owner.clear(), captured.clear(), hooked.clear()  # grad_fn objects the closures above would keep past return
+    return run, tensors
