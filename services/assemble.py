@@ -125,10 +125,11 @@ def build_table(
     for run in runs:
         has = {"value": [False] * n, "grad": [False] * n}
         for fld, table in (("value", run.values), ("grad", run.grads)):
+            seen, prefix = has[fld], array_key(run.engine, fld, "")  # by the ~60k of a 10k-node graph: no calls
             for name, a in table.items():
                 if a is not None:
-                    has[fld][index[name]] = True
-                    arrays[array_key(run.engine, fld, name)] = a
+                    seen[index[name]] = True
+                    arrays[prefix + name] = a
         for name, mask in run.checked.items():
             arrays[array_key(run.engine, "checked", name)] = mask
         tensors[run.engine] = has
@@ -138,9 +139,11 @@ def build_table(
     edge_pos = {k: e for e, k in enumerate(edge_keys)}
     edge_engines = [r.engine for r in runs if r.edges]
     for run in runs:
+        prefix = array_key(run.engine, "edge", "")
         for key, g in run.edges.items():
-            if key in edge_pos:
-                arrays[array_key(run.engine, "edge", str(edge_pos[key]))] = g
+            e = edge_pos.get(key)
+            if e is not None:
+                arrays[f"{prefix}{e}"] = g
 
     errors: dict[str, dict[str, dict[str, list[Any]]]] = {}
     edge_errors: dict[str, dict[str, list[Any]]] = {}

@@ -556,8 +556,8 @@ class JobStore:
         """Store the kept tensors under the delivery's attempt number (pipelines of bounded size), then publish
         summary, table, the whole result (small graphs) and manifest in one script on the job's slot, status last,
         with the job's TTL and byte cap; False if cancelled, gone or finished (this delivery's keys are deleted).
-        Then, each a key of its own slot, the job leaves the lease index and its Idempotency-Key record gets the
-        job's new TTL."""
+        The job leaves the lease index in that last round trip, and then its Idempotency-Key record (each a key
+        of its own slot) gets the job's new TTL."""
         jk, ck = self.job_key(job_id), self.cancel_key(job_id)
         ttl = delivery.ttl or self.ttl_s
         table = done.table
@@ -619,8 +619,8 @@ class JobStore:
             # written above deleted instead. EVAL by execute_command: a cluster pipeline has no eval().
             p.execute_command("EVAL", FINISH, 3 + len(written), jk, ck, self.done_key(job_id), *written, ttl,
                               *[x for kv in fields.items() for x in kv])
-            published = p.execute()[-1]
-        self.r.zrem(self.leases_key(), job_id)
+            p.zrem(self.leases_key(), job_id)  # the job leaves the lease index, published or not (its own slot)
+            published = p.execute()[-2]
         if isinstance(published, bytes):  # the name of the job's Idempotency-Key record
             self._run("idem_release", [published.decode()], [job_id, ttl])
         return bool(published)

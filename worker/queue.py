@@ -75,6 +75,8 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
         }
     vt = settings.visibility_timeout_s
     return {
+        **({"broker_transport": "worker.redis_transport:Transport"}
+           if (settings.broker_url or "").partition("://")[0] in ("redis", "rediss") else {}),
         "broker_transport_options": {
             "visibility_timeout": vt,
             # look for messages of lost workers every few seconds, not only at start-up

@@ -7,6 +7,7 @@ import ast
 import math
 import operator
 import re
+from functools import lru_cache
 from typing import Any
 
 from services.compiler.build import GraphBuilder, RawNode
@@ -32,6 +33,12 @@ CASTS = {"float": "float32", "double": "float64", "long": "int64", "bool": "bool
 
 
 def _op_tables() -> tuple[dict[str, Op], dict[str, Op]]:
+    """Ops by the function and method names a program may call them by (read-only; rebuilt when ops are added)."""
+    return _tables_for(len(REGISTRY))
+
+
+@lru_cache(maxsize=1)
+def _tables_for(_registered: int) -> tuple[dict[str, Op], dict[str, Op]]:
     functions: dict[str, Op] = {}
     methods: dict[str, Op] = {}
     for op in REGISTRY.values():
