@@ -19,7 +19,7 @@ setup:
 	deploy/setup
 
 bench:
-	$(PYTHON) -m bench
+	$(PYTHON) -m bench --huge
 
 bench-quick:
 	$(PYTHON) -m bench --quick

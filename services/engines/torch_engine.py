@@ -12,9 +12,9 @@ from services.ir import Graph
 
 
 def to_host(tensors: list[Any], batched: bool) -> list[np.ndarray]:
-    """Tensors as numpy arrays (on the CPU: see _host_views). On a GPU (`batched`), one copy per dtype: the tensors are packed
-    into one flat device buffer and copied once into pinned host memory, instead of one small
-    synchronising copy per tensor, which dominates the cost of a trace on a GPU."""
+    """Tensors as numpy arrays (on the CPU: see _host_views). On a GPU (`batched`), one copy per dtype: the
+    tensors are packed into one flat device buffer and copied once into pinned host memory, instead of one
+    small synchronising copy per tensor, which dominates the cost of a trace on a GPU."""
     import torch
 
     out: list[np.ndarray | None] = [None] * len(tensors)
@@ -55,6 +55,10 @@ def _host_views(tensors: list[Any], out: list[np.ndarray | None]) -> list[np.nda
             groups.setdefault((t.dtype, t.shape), []).append(i)
     with torch.no_grad():
         for idx in groups.values():
+            if len(idx) < 8:  # a stack call costs what a few views do
+                for i in idx:
+                    out[i] = tensors[i].detach().numpy()
+                continue
             rows = torch.stack([tensors[i] for i in idx]).numpy()
             for j, i in enumerate(idx):
                 out[i] = rows[j, ...]  # a view with the tensor's own shape (0-d arrays included)
