@@ -83,7 +83,7 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
     job with its full result) and HTTP GETs of single node tensors (not at the largest size)."""
     import torch  # noqa: F401  (imported before timing anything)
 
-    from services.compiler import compile_spec
+    from services.compiler import Limits, compile_spec
     from services.materialize import materialize
     from services.trace import paused_gc, trace
     from shared.spec import TraceSpec
@@ -102,7 +102,8 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
         with paused_gc():  # as the worker parses
             ts = TraceSpec.model_validate_json(body)
         vals["spec_parse"].append((time.perf_counter() - t0) * 1e3)
-    graph = compile_spec(ts)
+    limits = Limits.from_settings(stack.settings())  # the stack's node cap (the 1M chain is over the default)
+    graph = compile_spec(ts, limits)
     materialize(graph)
     n_nodes = len(graph.nodes)
 
@@ -115,14 +116,14 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
         gc.collect()  # every in-process timing starts from a collected heap: reproducible GC work inside it
         t0 = time.perf_counter()
         with paused_gc():  # as in the worker
-            trace(TraceSpec.model_validate_json(torch_body))
+            trace(TraceSpec.model_validate_json(torch_body), limits)
         vals["inproc_torch_trace"].append((time.perf_counter() - t0) * 1e3)
         vals["bare_torch"].append(bare_torch(graph))
     stored_bytes = result_json_bytes = table_json_bytes = None
     if not big:
         gc.collect()
         t0 = time.perf_counter()
-        done = trace(ts, full_nodes=stack.settings().result_full_nodes)
+        done = trace(ts, limits, full_nodes=stack.settings().result_full_nodes)
         vals["inproc_trace"].append((time.perf_counter() - t0) * 1e3)
         stored_bytes = sum(a.nbytes for a in done.arrays.values())
         result_json_bytes = len(done.result.model_dump_json()) if done.result is not None else 0
