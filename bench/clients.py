@@ -25,6 +25,7 @@ class ApiClient:
         self.http = httpx.Client(base_url=base_url, timeout=timeout)
         self.last_get_ms = 0.0
         self.gets = 0
+        self.retries = 0
 
     def submit(self, body: bytes) -> str:
         r = self.http.post("/v1/jobs", content=body, headers={"Content-Type": "application/json"})
@@ -33,7 +34,14 @@ class ApiClient:
         return r.json()["id"]
 
     def get_raw(self, job_id: str, wait: float = 0) -> bytes:
-        r = self.http.get(f"/v1/jobs/{job_id}", params={"wait": wait} if wait else None)
+        """One GET of the job. A 503 (Redis did not answer within the API's timeout: a 1M-node job's writes can
+        hold it that long) is asked again after a second, as a client should, up to 30 times; `retries` counts them."""
+        for _ in range(30):
+            r = self.http.get(f"/v1/jobs/{job_id}", params={"wait": wait} if wait else None)
+            if r.status_code != 503:
+                break
+            self.retries += 1
+            time.sleep(1.0)
         if r.status_code != 200:
             raise RuntimeError(f"get: HTTP {r.status_code}: {r.text[:500]}")
         return r.content

@@ -189,9 +189,10 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
         "job_json_bytes": job_body_bytes,
         "redis_bytes_in_per_job": summary(bytes_in, "B"),
         "stages": {k: summary(v, "MiB" if k == "worker_peak_mib" else "ms") for k, v in vals.items() if v},
-        "skipped": skipped, "wall_s": time.monotonic() - wall0,
+        "skipped": skipped, "wall_s": time.monotonic() - wall0, "get_503_retries": api.retries,
     }
-    log(f"    {name}: {n_nodes} nodes, {out['wall_s']:.0f} s")
+    log(f"    {name}: {n_nodes} nodes, {out['wall_s']:.0f} s" + (f", {api.retries} GETs retried after a 503"
+                                                                 if api.retries else ""))
     return out
 
 

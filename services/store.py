@@ -202,7 +202,8 @@ class JobStore:
         return self.keys.job(job_id)
 
     def data_key(self, job_id: str, attempt: int | str, part: str) -> str:
-        """A key of the tensors delivery `attempt` stored: `part` is 'packed', 'index' or 't:engine/field/name'."""
+        """A key of what delivery `attempt` stored: `part` is 'table' (the result table), 'packed', 'index' or
+        't:engine/field/name'."""
         return self.keys.data(job_id, attempt, part)
 
     def done_key(self, job_id: str) -> str:
@@ -339,7 +340,7 @@ class JobStore:
         key = (job_id, rec.data)
         cached = self._tables.get(key)
         if cached is None:
-            raw = self.r.hget(self.job_key(job_id), "table")
+            raw = self.r.get(self.data_key(job_id, rec.data, "table"))
             if raw is None:
                 raise JobNotFound(f"job '{job_id}' expired")
             cached = ResultTable.from_json(raw)
@@ -390,7 +391,7 @@ class JobStore:
         if data:  # the packed blob, the index, and every tensor with a key of its own (index entry '- ...')
             n = data.decode()
             index = self.data_key(job_id, n, "index")
-            keys += [self.data_key(job_id, n, "packed"), index]
+            keys += [self.data_key(job_id, n, "table"), self.data_key(job_id, n, "packed"), index]
             keys += [self.data_key(job_id, n, f"t:{k.decode()}") for k, v in self.r.hgetall(index).items()
                      if v.startswith(b"- ")]
         active = status.decode() in ("queued", "running")
@@ -553,9 +554,10 @@ class JobStore:
     def finish(
         self, job_id: str, done: Trace, keep: str | list[str] | None, delivery: Delivery, max_result_bytes: int | None = None
     ) -> bool:
-        """Store the kept tensors under the delivery's attempt number (pipelines of bounded size), then publish
-        summary, table, the whole result (small graphs) and manifest in one script on the job's slot, status last,
-        with the job's TTL and byte cap; False if cancelled, gone or finished (this delivery's keys are deleted).
+        """Store the result table and the kept tensors under the delivery's attempt number (pipelines of bounded
+        size), then publish the summary, and for small graphs the whole result and manifest, in one script on the
+        job's slot, status last, with the job's TTL and byte cap; False if cancelled, gone or finished (this
+        delivery's keys are deleted).
         The job leaves the lease index in that last round trip, and then its Idempotency-Key record (each a key
         of its own slot) gets the job's new TTL."""
         jk, ck = self.job_key(job_id), self.cancel_key(job_id)
@@ -569,20 +571,21 @@ class JobStore:
             sel.offsets[key] = offset
             offset += sel.chosen[key].nbytes
         index = sel.index()
+        table_json = table.to_json()  # tens of MB at 100k nodes: a plain SET below, never a script's argument
         fields = {
-            "summary": table.summary_model().model_dump_json(), "table": table.to_json(),
-            "finished_at": now_iso(), "engine": table.summary["engines"][0],
+            "summary": table.summary_model().model_dump_json(), "finished_at": now_iso(), "engine": table.summary["engines"][0],
             "verdict": table.summary["comparison"]["verdict"],
             "progress": JobProgress(step="done", fraction=1.0).model_dump_json(), "data": delivery.attempt,
         }
         if done.result_json is not None:  # a small job: its whole result and its manifest, as a job view shows them
             fields["result"] = done.result_json
             fields["manifest"] = sel.manifest_json()
-        total = sel.nbytes + sum(len(str(v)) for v in fields.values()) + sum(len(v) + len(k) for k, v in index.items())
+        total = (sel.nbytes + len(table_json) + sum(len(str(v)) for v in fields.values())
+                 + sum(len(v) + len(k) for k, v in index.items()))
         if max_result_bytes is not None and total > max_result_bytes:
             raise ResultTooLarge(f"the result is {total / 2**20:.1f} MiB, over the cap of {max_result_bytes / 2**20:.0f} MiB "
                                  "(GRADTRACE_MAX_RESULT_BYTES)")
-        # The tensors and their index first, in a plain pipeline flushed every few MB: keys of this delivery only,
+        # The table, tensors and index first, in a plain pipeline flushed every few MB: keys of this delivery only,
         # invisible until the job's `data` field names it, so no transaction is needed, and no single command
         # holds Redis long (one MULTI of a 100k-node job's writes did, past the API's 1.5 s timeout).
         written: list[str] = []
@@ -600,6 +603,8 @@ class JobStore:
                     p.execute()
                     batch = 0
 
+            tk = self.data_key(job_id, delivery.attempt, "table")
+            queue(tk, len(table_json), ("SET", tk, table_json, "EX", ttl))
             for key, a in sel.chosen.items():
                 if a.nbytes > PACK_BYTES:
                     own = self.data_key(job_id, delivery.attempt, f"t:{key}")

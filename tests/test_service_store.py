@@ -60,8 +60,11 @@ def test_finish_writes_everything_with_one_ttl(store: JobStore, chain_spec: dict
     assert len(rec.manifest.stored) == len(done.arrays)
     # small tensors share one packed key: the job's hash plus that key, however many tensors
     assert all(m.offset is not None for m in rec.manifest.stored.values())
-    # the hash, the packed tensors, the index of where each tensor is, the `done` stream long polls wait on
-    assert len(keys_of(job_id)) == 4 and store.r.xlen(store.done_key(job_id)) == 1
+    # the hash, the result table, the packed tensors, the index of where each tensor is, the `done` stream long
+    # polls wait on; the table is no field of the hash (a script never carries it: tens of MB at 100k nodes)
+    assert len(keys_of(job_id)) == 5 and store.r.xlen(store.done_key(job_id)) == 1
+    assert store.r.hget(store.job_key(job_id), "table") is None
+    assert store.table(job_id).names == done.table.names
     assert {0 < store.r.ttl(k) <= 60 for k in keys_of(job_id)} == {True}
     engine, a = store.tensor(job_id, None, "grad", "x")
     assert engine == "torch" and a.shape == () and float(a) == 2569.0
@@ -132,7 +135,7 @@ def test_large_tensors_get_their_own_keys(store: JobStore, keys_of: Any) -> None
     stored = store.get(job_id, "manifest").manifest.stored  # type: ignore[union-attr]
     own = {k for k, m in stored.items() if m.offset is None}
     assert own == {k for k, a in done.arrays.items() if a.nbytes > PACK_BYTES} and own
-    assert len(keys_of(job_id)) == 4 + len(own)  # hash, pack, index, done stream and one key each
+    assert len(keys_of(job_id)) == 5 + len(own)  # hash, table, pack, index, done stream and one key each
     np.testing.assert_array_equal(store.tensor(job_id, "reference", "grad", "x")[1], done.arrays["reference/grad/x"])
     store.delete(job_id)
     assert keys_of(job_id) == []
@@ -230,7 +233,7 @@ def test_every_key_of_a_job_is_in_one_slot(store: JobStore, keys_of: Any) -> Non
     store.r.set(store.cancel_key(job_id), "stopped")  # a cancel flag, as a cancelled job has
     keys = keys_of(job_id)
     own = [k for k in keys if b":t:" in k]
-    assert own and len(keys) == 4 + len(own) + 1  # hash, pack, index, done, own-key tensors, cancel flag
+    assert own and len(keys) == 5 + len(own) + 1  # hash, table, pack, index, done, own-key tensors, cancel flag
     assert {k.decode().split("}")[0] for k in keys} == {f"gradtrace:{{{job_id}"}
     slots = {key_slot(k) for k in keys}
     assert slots == {key_slot(store.job_key(job_id).encode())}
