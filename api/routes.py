@@ -25,6 +25,7 @@ from services.store import (
     JobNotReady,
     JobRecord,
     JobStore,
+    ManifestTooLarge,
     TensorNotFound,
     TensorNotKept,
 )
@@ -228,7 +229,7 @@ def view_json(rec: JobRecord) -> str:
             f'"manifest":{rec.manifest_json or "null"}}}')
 
 
-@jobs.get("/jobs/<job_id>", responses={200: JobView, 422: ErrorBody})
+@jobs.get("/jobs/<job_id>", responses={200: JobView, 413: ErrorBody, 422: ErrorBody})
 def get_job(path: JobPath, query: JobQuery) -> Response:
     """A job's status, timestamps, attempts, progress, error and, once succeeded, its result.
 
@@ -249,6 +250,8 @@ def get_job(path: JobPath, query: JobQuery) -> Response:
         return Response(view_json(rec), mimetype="application/json")
     except JobNotFound as e:
         return error(404, str(e))
+    except ManifestTooLarge as e:
+        return error(413, str(e))
 
 
 @jobs.get("/jobs/<job_id>/nodes/<path:name>", responses={200: NodeTensor, 409: ErrorBody, 410: ErrorBody, 422: ErrorBody})

@@ -72,6 +72,10 @@ class TensorNotKept(LookupError):
     """The tensor exists but was not stored in full (keep list or byte cap); only its summary is in the result."""
 
 
+class ManifestTooLarge(LookupError):
+    """A job stores more tensors than a manifest is built for (MANIFEST_MAX_TENSORS): page the node listing."""
+
+
 class ResultTooLarge(RuntimeError):
     """What a job would store is over GRADTRACE_MAX_RESULT_BYTES (the estimate at submit let it through)."""
 
@@ -122,6 +126,9 @@ class JobRecord:
         return TraceResult.model_validate_json(self.result_json) if self.result_json else None
 
 
+MANIFEST_MAX_TENSORS = 1_000_000
+"""The most stored tensors a manifest is built for on request (~6 per node: a ~160k-node graph); reading a
+larger index holds Redis past the API's timeout."""
 STATUS_FIELDS = ("status", "attempts", "created_at", "started_at", "finished_at", "progress", "error", "ttl", "data")
 """What a status read fetches (HMGET): never the spec, result or table."""
 BULK_FIELDS = {"spec": "spec_json", "summary": "summary_json", "result": "result_json", "manifest": "manifest_json"}
@@ -330,7 +337,12 @@ class JobStore:
         job's tensor index (larger jobs store none: writing it cost more than any read of it)."""
         if rec.manifest_json is not None or rec.status != "succeeded" or rec.data is None:
             return rec.manifest_json
-        return manifest_from_index(self.r.hgetall(self.data_key(rec.id, rec.data, "index")))
+        index = self.data_key(rec.id, rec.data, "index")
+        n = self.r.hlen(index)
+        if n > MANIFEST_MAX_TENSORS:
+            raise ManifestTooLarge(f"the job stores {n:,} tensors, over the {MANIFEST_MAX_TENSORS:,} a manifest lists: "
+                                   "page through its node listing (/v1/jobs/{id}/nodes) instead")
+        return manifest_from_index(self.r.hgetall(index))
 
     def table(self, job_id: str) -> ResultTable:
         """A succeeded job's ResultTable (parsed once per process and delivery: a finished job never changes)."""

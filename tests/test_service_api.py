@@ -314,7 +314,7 @@ def test_non_finite_values_round_trip_over_http(api: Any) -> None:
     assert graph.status_code == 200 and _strict(graph.data)["output"] == "z"
 
 
-def test_a_large_job_is_paged_and_drawn_around_a_node(api: Any) -> None:
+def test_a_large_job_is_paged_and_drawn_around_a_node(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Over GRADTRACE_RESULT_FULL_NODES (2000) nodes: the job view carries the summary, the listing pages through
     the nodes with filters and search, and the graph comes as the neighbourhood of a node."""
     nodes = [{"name": "y1", "op": "sin", "inputs": ["x"]}]
@@ -347,6 +347,11 @@ def test_a_large_job_is_paged_and_drawn_around_a_node(api: Any) -> None:
     asked = _strict(api.client.get(f"/v1/jobs/{job_id}?manifest=true&result=false").data)
     assert asked["result"] is None and len(asked["manifest"]["stored"]) >= 2 * 2501
     assert asked["manifest"]["stored"]["torch/grad/y7"]["shape"] == [] and asked["manifest"]["nbytes"] > 0
+    import services.store
+
+    monkeypatch.setattr(services.store, "MANIFEST_MAX_TENSORS", 1000)  # a 1M-node job's index is read no more
+    r = api.client.get(f"/v1/jobs/{job_id}?manifest=true&result=false")
+    assert r.status_code == 413 and "node listing" in r.get_json()["detail"]
 
     near = _strict(api.client.get(f"/v1/jobs/{job_id}/graph?format=json&around=y100&depth=1").data)
     assert near["total"] == 2501 and {n["name"] for n in near["nodes"]} == {"y99", "y100", "y101"}
