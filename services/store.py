@@ -398,14 +398,12 @@ class JobStore:
         status = self.r.hget(self.job_key(job_id), "status") if _ID.match(job_id) else None
         if status is None:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
-        idem, data = self.r.hmget(self.job_key(job_id), ["idem", "data"])
+        idem, data, own = self.r.hmget(self.job_key(job_id), ["idem", "data", "own"])
         keys = []
-        if data:  # the packed blob, the index, and every tensor with a key of its own (index entry '- ...')
+        if data:  # the table, the packed blob, the index, and every tensor with a key of its own
             n = data.decode()
-            index = self.data_key(job_id, n, "index")
-            keys += [self.data_key(job_id, n, "table"), self.data_key(job_id, n, "packed"), index]
-            keys += [self.data_key(job_id, n, f"t:{k.decode()}") for k, v in self.r.hgetall(index).items()
-                     if v.startswith(b"- ")]
+            keys += [self.data_key(job_id, n, part) for part in ("table", "packed", "index")]
+            keys += [self.data_key(job_id, n, f"t:{k}") for k in json.loads(own or "[]")]
         active = status.decode() in ("queued", "running")
         whole = [self.job_key(job_id), self.done_key(job_id), self.cancel_key(job_id)]
         with self.r.pipeline(transaction=False) as p:  # a full Redis refuses MULTI, not deletions
@@ -584,10 +582,12 @@ class JobStore:
             offset += sel.chosen[key].nbytes
         index = sel.index()
         table_json = table.to_json()  # tens of MB at 100k nodes: a plain SET below, never a script's argument
+        own = [k for k, a in sel.chosen.items() if a.nbytes > PACK_BYTES]  # tensors with a key of their own
         fields = {
-            "summary": table.summary_model().model_dump_json(), "finished_at": now_iso(), "engine": table.summary["engines"][0],
-            "verdict": table.summary["comparison"]["verdict"],
+            "summary": table.summary_model().model_dump_json(), "finished_at": now_iso(),
+            "engine": table.summary["engines"][0], "verdict": table.summary["comparison"]["verdict"],
             "progress": JobProgress(step="done", fraction=1.0).model_dump_json(), "data": delivery.attempt,
+            "own": json.dumps(own),  # what DELETE removes besides table, pack and index (no read of the index)
         }
         if done.result_json is not None:  # a small job: its whole result and its manifest, as a job view shows them
             fields["result"] = done.result_json
@@ -617,10 +617,9 @@ class JobStore:
 
             tk = self.data_key(job_id, delivery.attempt, "table")
             queue(tk, len(table_json), ("SET", tk, table_json, "EX", ttl))
-            for key, a in sel.chosen.items():
-                if a.nbytes > PACK_BYTES:
-                    own = self.data_key(job_id, delivery.attempt, f"t:{key}")
-                    queue(own, a.nbytes, ("SET", own, to_bytes(a), "EX", ttl))
+            for key in own:
+                k = self.data_key(job_id, delivery.attempt, f"t:{key}")
+                queue(k, sel.chosen[key].nbytes, ("SET", k, to_bytes(sel.chosen[key]), "EX", ttl))
             if small:
                 packed = self.data_key(job_id, delivery.attempt, "packed")
                 queue(packed, offset, ("SET", packed, b"".join(to_bytes(sel.chosen[k]) for k in small), "EX", ttl))
