@@ -148,13 +148,18 @@ def concurrent(make: Callable[[], Callable[[], Any]], clients: int, total: int) 
             with lock:
                 lat.append(dt)
 
-    threads = [threading.Thread(target=loop, daemon=True) for _ in range(clients)]
+    wall = run_clients(loop, clients)
+    if errors:
+        raise errors[0]
+    return len(lat) / wall, lat
+
+
+def run_clients(target: Any, n: int) -> float:
+    """Run `target` in `n` daemon threads at once; the wall seconds until every one has returned."""
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(n)]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
-    if errors:
-        raise errors[0]
-    return len(lat) / wall, lat
+    return time.perf_counter() - t0

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from bench import graphs
-from bench.clients import ApiClient
+from bench.clients import ApiClient, run_clients
 from bench.stack import Stack
 from bench.stats import latency_summary
 
@@ -56,13 +56,7 @@ def run(stack: Stack, cfg: Any, log: Any) -> dict[str, Any]:
         finally:
             api.close()
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_clients(client, clients)
 
     log(f"  reading back all {len(ids)} jobs")
     check = ApiClient(stack.api_url)

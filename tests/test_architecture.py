@@ -26,9 +26,7 @@ def test_reference_engine_runs_without_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    assert _child(code) == "ok"
 
 
 def _imports(path: Path) -> set[str]:
@@ -76,9 +74,7 @@ def test_the_api_has_no_worker_side_effects() -> None:
         "assert gc.isenabled()\n"
         "print('ok')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith("ok")
+    assert _child(code).endswith("ok")
 
 
 def test_the_readme_documents_every_setting() -> None:
@@ -87,3 +83,10 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [f"GRADTRACE_{n.upper()}" for n in Settings.model_fields if f"`GRADTRACE_{n.upper()}`" not in readme]
     assert not missing, f"README.md's configuration table lacks {missing}"
+
+
+def _child(code: str) -> str:
+    """Run `code` in a fresh interpreter at the repository root; its stripped stdout (it must exit 0)."""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
