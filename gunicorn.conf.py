@@ -28,3 +28,13 @@ def pre_request(worker: object, req: object) -> None:
     length = headers.get("CONTENT-LENGTH", "0")
     if "chunked" in headers.get("TRANSFER-ENCODING", "").lower() or not length.isdigit() or int(length) > DRAIN_BYTES:
         req.must_close = True  # type: ignore[attr-defined]
+
+
+def post_worker_init(worker: object) -> None:
+    """Move the objects alive after start-up (Flask, pydantic's schemas, our modules) out of the cyclic GC's reach:
+    the GC stays on, but its full collections during a large POST no longer walk them (json.loads of a 10k-node
+    spec measured 18-100 ms with start-up objects in the heap, 17-19 ms with them frozen)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

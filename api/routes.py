@@ -181,7 +181,8 @@ def submit(body: TraceSpec, header: SubmitHeader) -> Response:
         return out
     try:
         job_id, created = s.store.create(body.model_dump_json(exclude_unset=True), header.idempotency_key,
-                                         len(graph.leaves) + len(graph.nodes), canonical=body.model_dump_json())
+                                         len(graph.leaves) + len(graph.nodes),
+                                         canonical=body.model_dump_json() if header.idempotency_key else None)
     except IdempotencyConflict as e:
         return error(409, str(e))
     if created:

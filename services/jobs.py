@@ -140,10 +140,16 @@ def budget(graph: Graph, settings: Any) -> Budget:
     copies), and the finite-difference passes (each a forward over the whole graph)."""
     itemsize = {"float64": 8, "int64": 8, "bool": 1}
     sizes = {k: leaf.size * itemsize.get(leaf.dtype, 4) for k, leaf in graph.leaves.items()}
-    sizes.update({n.name: int(math.prod(n.shape)) * itemsize.get(n.dtype, 4) for n in graph.nodes})
     grads = {k: sizes[k] for k, leaf in graph.leaves.items() if leaf.requires_grad}
-    grads.update({n.name: sizes[n.name] for n in graph.nodes if n.requires_grad})
-    edges = sum(sizes[i] for n in graph.nodes if n.requires_grad for i in set(n.inputs) if isinstance(i, str) and i in grads)
+    edges, total_elements = 0, sum(leaf.size for leaf in graph.leaves.values())
+    for n in graph.nodes:  # one pass, in graph order: a node's inputs are counted before it
+        elems = math.prod(n.shape)
+        total_elements += elems
+        sizes[n.name] = b = elems * itemsize.get(n.dtype, 4)
+        if n.requires_grad:
+            grads[n.name] = b
+            srcs = [i for i in n.inputs if isinstance(i, str) and i in grads]
+            edges += sum(sizes[i] for i in (srcs if len(srcs) < 2 else set(srcs)))
     analytic = [e for e in graph.engines if e != "numeric"]
     small, large = 0, 0
     for b in (*sizes.values(), *grads.values()):
@@ -155,7 +161,6 @@ def budget(graph: Graph, settings: Any) -> Budget:
     kept = (small + edges) * len(analytic) + min(large * len(analytic), settings.max_job_bytes)
     stored = kept + (sum(leaf.size * 9 for leaf in graph.leaves.values() if leaf.requires_grad) if passes else 0) \
         + TABLE_BYTES_PER_NODE * (len(graph.nodes) + len(graph.leaves))
-    total_elements = sum(int(math.prod(n.shape)) for n in graph.nodes) + sum(leaf.size for leaf in graph.leaves.values())
     per_pass = 2e-6 * len(graph.nodes) + 2e-9 * total_elements  # one numpy forward, measured here: ~2 us a node
     seconds = len(analytic) * 3 * per_pass + passes * per_pass
     return Budget(stored_bytes=stored, peak_bytes=BASE_BYTES + 3 * per_engine * len(analytic), forward_passes=passes,

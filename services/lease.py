@@ -10,37 +10,44 @@ from types import TracebackType
 
 from redis.exceptions import RedisError
 
+from services.ticker import TICKER, Call, Ticker
+
 log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    """Renews one delivery's lease every third of `lease_s` from a background thread while the job runs.
+    """Renews one delivery's lease every third of `lease_s` (on the process's ticker thread) while the job runs.
     `lost` turns true when the store says the job is no longer this delivery's (reclaimed, cancelled, gone);
     a renewal that fails for want of Redis is tried again at the next beat."""
 
-    def __init__(self, renew: Callable[[], bool], lease_s: float) -> None:
+    def __init__(self, renew: Callable[[], bool], lease_s: float, ticker: Ticker = TICKER) -> None:
         self.renew = renew
         self.every = lease_s / 3
         self.lost = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
+        self.ticker = ticker
+        self._stopped = False
+        self._next: Call | None = None
 
     def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
+        self._next = self.ticker.call_later(self.every, self._beat)
         return self
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._stopped = True
+        if self._next is not None:
+            self._next.cancel()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                if not self.renew():
-                    self.lost = True
-                    return
-            except RedisError as e:  # Redis away: the lease may run out meanwhile; the reaper then decides
-                log.warning("lease renewal failed: %s", e)
+    def _beat(self) -> None:
+        if self._stopped:
+            return
+        try:
+            if not self.renew():
+                self.lost = True
+                return
+        except RedisError as e:  # Redis away: the lease may run out meanwhile; the reaper then decides
+            log.warning("lease renewal failed: %s", e)
+        if not self._stopped:
+            self._next = self.ticker.call_later(self.every, self._beat)
 
 
 def reap(expired: Callable[[], list[str]], reclaim: Callable[[str], str], requeue: Callable[[str], None]) -> dict[str, int]:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from services.errors import CancelledError
+from services.ticker import TICKER, Call, Ticker
 
 Write = Callable[[str, float], bool]
 """Stores (step, fraction); False when the job was cancelled or deleted."""
@@ -14,17 +15,18 @@ Write = Callable[[str, float], bool]
 
 class ThrottledProgress:
     """The trace's progress callback: a step reported within `interval_s` of the last write is held back and
-    written by a timer when the interval is up (unless a newer step replaced it), so a long step shows under
+    written by the process's ticker when the interval is up (unless a newer step replaced it), so a long step shows under
     its own name while a job that ends first writes nothing. A write that finds the job cancelled makes the
     next call raise CancelledError (in the trace's thread, between steps)."""
 
-    def __init__(self, write: Write, interval_s: float) -> None:
+    def __init__(self, write: Write, interval_s: float, ticker: Ticker = TICKER) -> None:
         self.write = write
+        self.ticker = ticker
         self.interval_s = interval_s
         self.last = time.monotonic()
         self.pending: tuple[str, float] | None = None
         self.cancelled = False
-        self.timer: threading.Timer | None = None
+        self.timer: Call | None = None
         self.lock = threading.Lock()
 
     def __call__(self, step: str, fraction: float) -> None:
@@ -35,9 +37,7 @@ class ThrottledProgress:
             if wait > 0:
                 self.pending = (step, fraction)
                 if self.timer is None:
-                    self.timer = threading.Timer(wait, self._flush)
-                    self.timer.daemon = True
-                    self.timer.start()
+                    self.timer = self.ticker.call_later(wait, self._flush)
                 return
             self.pending, self.last = None, time.monotonic()
         if not self.write(step, fraction):

@@ -30,7 +30,7 @@ def test_the_largest_allowed_program_is_accepted_quickly_and_one_node_more_is_no
     t0 = time.monotonic()
     r = client.post("/v1/jobs", json={"program": body})
     assert r.status_code == 202, r.get_data(as_text=True)
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 3.0  # a guard against superlinear compiling (~0.4 s here), not a speed figure
     r = client.post("/v1/jobs", json={"program": body.replace("s = y.sum()", "y = y * 2\ns = y.sum()")})
     assert r.status_code == 422 and "over the limit" in r.get_json()["detail"][0]["msg"]
 

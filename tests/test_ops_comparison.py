@@ -196,8 +196,15 @@ def test_against_torch_with_nan_inf_and_ties() -> None:
         gg = rng.standard_normal(out.shape)
         t_out.backward(torch.tensor(gg))
         for k, (mine, t) in enumerate(zip(op.backward(gg, out, xs, args), ts, strict=True)):
-            if t.grad is not None:
-                np.testing.assert_allclose(mine, t.grad.numpy(), rtol=1e-12, atol=0, err_msg=f"{name} input {k}")
+            if t.grad is None:
+                continue
+            theirs = t.grad.numpy()
+            if name == "elu":  # at a NaN input torch's grad is g on its scalar path, NaN on its vector path (AVX2):
+                nan_in = np.isnan(xs[k])  # it depends on the CPU and the tensor's length; ours is g
+                assert np.all(np.isnan(theirs[nan_in]) | (theirs[nan_in] == gg[nan_in])), theirs
+                np.testing.assert_array_equal(mine[nan_in], gg[nan_in])
+                mine, theirs = mine[~nan_in], theirs[~nan_in]
+            np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=0, err_msg=f"{name} input {k}")
     for name in ("gt", "lt", "ge", "le", "eq", "ne"):
         op = REGISTRY[name]
         np.testing.assert_array_equal(op.forward([a, b], None), op.torch(torch, [torch.tensor(a), torch.tensor(b)], None),

@@ -78,5 +78,7 @@ def _draws_before_seed(stream: Stream) -> bool:
 
 
 def _expr(op: str, inputs: list[str | float], args: dict[str, object]) -> str:
-    parts = [str(i) for i in inputs] + [f"{k}={v!r}" for k, v in args.items()]
+    parts = [i if isinstance(i, str) else str(i) for i in inputs]
+    if args:
+        parts += [f"{k}={v!r}" for k, v in args.items()]
     return f"{op}({', '.join(parts)})"

@@ -62,10 +62,12 @@ def topo_order(raws: list[RawNode], known: set[str]) -> list[RawNode]:
         for i in r.inputs:
             if isinstance(i, str) and i not in by_name and i not in known:
                 raise _err(r, f"unknown input '{i}'")
-    indeg = {r.name: len({i for i in r.inputs if isinstance(i, str) and i in by_name}) for r in raws}
+    indeg: dict[str, int] = {}
     users: dict[str, list[str]] = {}
     for r in raws:
-        for i in {i for i in r.inputs if isinstance(i, str) and i in by_name}:
+        deps = {i for i in r.inputs if isinstance(i, str) and i in by_name}
+        indeg[r.name] = len(deps)
+        for i in deps:
             users.setdefault(i, []).append(r.name)
     ready = deque(r.name for r in raws if indeg[r.name] == 0)
     order: list[RawNode] = []
@@ -134,60 +136,77 @@ class GraphBuilder:
             raise fail(f"the graph holds more than {self.limits.max_total_elements} elements in all")
 
     def add(self, raw: RawNode) -> Node:
-        """Check one node whose inputs are all known, and record it."""
+        """Check one node whose inputs are all known, and record it (one pass over its inputs: a 1M-node spec
+        is compiled twice, by the API and by the worker)."""
         if len(self.nodes) >= self.limits.max_nodes:
             raise _err(raw, f"more than {self.limits.max_nodes} nodes: over the limit")
-        if raw.name in self.shapes:
+        shapes, dtypes = self.shapes, self.dtypes
+        if raw.name in shapes:
             raise _err(raw, f"name '{raw.name}' is defined twice")
-        for i in raw.inputs:
-            if isinstance(i, str) and i not in self.shapes:
-                raise _err(raw, f"unknown input '{i}'")
+        inputs = raw.inputs
+        in_shapes: list[tuple[int, ...]] = []
+        in_dtypes: list[str] = []
+        names: list[str] = []
+        for i in inputs:
+            if isinstance(i, str):
+                s = shapes.get(i)
+                if s is None:
+                    raise _err(raw, f"unknown input '{i}'")
+                in_shapes.append(s)
+                in_dtypes.append(dtypes[i])
+                names.append(i)
+            else:
+                in_shapes.append(())
+                in_dtypes.append("scalar")
         op = get_op(raw.op)
         if op is None:
             raise _err(raw, f"unknown op '{raw.op}'")
         lo, hi = op.arity
-        n = len(raw.inputs)
+        n = len(inputs)
         if n < lo or (hi is not None and n > hi):
             want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"at least {lo}"
             raise _err(raw, f"{raw.op} takes {want} tensor inputs, got {n}")
-        if not op.scalars:
-            for k, i in enumerate(raw.inputs):
-                if not isinstance(i, str):
-                    slot = op.tensors[min(k, len(op.tensors) - 1)]
-                    raise _err(raw, f"{raw.op}: '{slot}' (input {k}) must be a tensor, got the number {i:g}")
+        if not op.scalars and len(names) != n:
+            k, i = next((k, i) for k, i in enumerate(inputs) if not isinstance(i, str))
+            slot = op.tensors[min(k, len(op.tensors) - 1)]
+            raise _err(raw, f"{raw.op}: '{slot}' (input {k}) must be a tensor, got the number {i:g}")
         try:
             args = _NO_ARGS if op.Args is NoArgs and not raw.args else op.Args.model_validate(raw.args)
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise _err(raw, f"{raw.op}: argument '{where}': {first['msg']}") from None
-        in_shapes = [self.shapes[i] if isinstance(i, str) else () for i in raw.inputs]
-        in_dtypes = [self.dtypes[i] if isinstance(i, str) else "scalar" for i in raw.inputs]
         diff_flags = op.differentiable or (True,) * n
-        has_float = any(d in ("float32", "float64") for d in in_dtypes)
         if op.same_dtype and len({d for d in in_dtypes if d != "scalar"}) > 1:
-            shown = ", ".join(f"{i}: {d}" for i, d in zip(raw.inputs, in_dtypes, strict=False))
+            shown = ", ".join(f"{i}: {d}" for i, d in zip(inputs, in_dtypes, strict=False))
             raise _err(raw, f"{raw.op} needs its tensors in one dtype (torch does not promote here), got {shown}: "
                             "cast with .float() or .double()")
-        for i, d, diff in zip(raw.inputs, in_dtypes, diff_flags, strict=False):
-            if d == "int64" and diff:
-                raise _err(raw, f"{raw.op}: input '{i}' is int64; this op needs floating point tensors")
-            if d == "bool" and diff and not has_float:
-                raise _err(raw, f"{raw.op}: input '{i}' is a bool tensor; cast it first (.float())")
+        if "int64" in in_dtypes or "bool" in in_dtypes:
+            has_float = "float32" in in_dtypes or "float64" in in_dtypes
+            for i, d, diff in zip(inputs, in_dtypes, diff_flags, strict=False):
+                if d == "int64" and diff:
+                    raise _err(raw, f"{raw.op}: input '{i}' is int64; this op needs floating point tensors")
+                if d == "bool" and diff and not has_float:
+                    raise _err(raw, f"{raw.op}: input '{i}' is a bool tensor; cast it first (.float())")
         try:
             shape = tuple(op.shape(in_shapes, args))
             dtype = op.dtype_for(in_dtypes, args)
-            op.check_ranges([self.ranges.get(i) if isinstance(i, str) else (i, i) for i in raw.inputs], in_shapes, args)
+            if op.checks_ranges:
+                op.check_ranges([self.ranges.get(i) if isinstance(i, str) else (i, i) for i in inputs], in_shapes, args)
         except (ShapeError, ValueError) as e:
-            shown = ", ".join(f"{i}: {list(s)}" if isinstance(i, str) else f"{i}" for i, s in zip(raw.inputs, in_shapes, strict=False))
+            shown = ", ".join(f"{i}: {list(s)}" if isinstance(i, str) else f"{i}" for i, s in zip(inputs, in_shapes, strict=False))
             raise _err(raw, f"{e} (inputs {shown})") from None
         self._count(math.prod(shape), (), raw)
-        rg = dtype in ("float32", "float64") and any(
-            isinstance(i, str) and self.grad[i] and diff for i, diff in zip(raw.inputs, diff_flags, strict=False)
-        )
-        self.shapes[raw.name], self.dtypes[raw.name], self.grad[raw.name] = shape, dtype, rg
-        self.used.update(i for i in raw.inputs if isinstance(i, str))
-        node = Node(raw.name, op, list(raw.inputs), args, shape, dtype, rg, raw.expr, raw.line)
+        rg = False
+        if dtype in ("float32", "float64"):
+            grad = self.grad
+            for i, diff in zip(inputs, diff_flags, strict=False):
+                if diff and isinstance(i, str) and grad[i]:
+                    rg = True
+                    break
+        shapes[raw.name], dtypes[raw.name], self.grad[raw.name] = shape, dtype, rg
+        self.used.update(names)
+        node = Node(raw.name, op, list(inputs), args, shape, dtype, rg, raw.expr, raw.line)
         self.nodes.append(node)
         return node
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,7 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
 
     def run(self) -> ProgramResult:
         try:
-            tree = ast.parse(self.text, mode="exec")
+            tree = parse(self.text)
         except SyntaxError as e:
             raise SpecError(f"syntax error: {e.msg}", loc=("program",), line=e.lineno, col=e.offset) from None
         body = unroll(_main_guard(tree.body), self.err)
@@ -508,6 +509,14 @@ def _main_guard(body: list[ast.stmt]) -> list[ast.stmt]:
 
 MAX_UNROLLED = 20_000
 """Statements a program may have once its `for ... in range(...)` loops are unrolled."""
+
+
+@lru_cache(maxsize=64)
+def parse(text: str) -> ast.Module:
+    """The program's syntax tree, parsed once per text: the compiler only reads trees (loops unroll into new lists),
+    and a pipeline sends the same program with new inputs again and again (parsing is a quarter of a small
+    program's compile)."""
+    return ast.parse(text, mode="exec")
 
 
 def unroll(body: list[ast.stmt], err: Any) -> list[ast.stmt]:

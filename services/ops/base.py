@@ -3,6 +3,7 @@ shape rule, torch call and reference forward/backward, side by side."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,7 +50,7 @@ class Op:
     ('input', 'dim', 'index')): names in `tensors` bind tensors, the others Args fields. None: the tensors,
     then `positional`."""
 
-    @property
+    @cached_property
     def arity(self) -> tuple[int, int | None]:
         """(min, max) number of tensor inputs; max None for variadic ops."""
         if self.variadic:
@@ -62,14 +63,23 @@ class Op:
 
     def dtype(self, dtypes: list[str]) -> str:
         """Output dtype: torch's promotion among tensor inputs (python scalars don't promote)."""
-        floats = [d for d in dtypes if d.startswith("float")]
-        if not floats:
-            return "float32"
-        return floats[0] if all(d == floats[0] for d in floats) else str(np.result_type(*floats))
+        out = None
+        for d in dtypes:
+            if d.startswith("float"):
+                if out is None:
+                    out = d
+                elif d != out:
+                    return str(np.result_type(*[d for d in dtypes if d.startswith("float")]))
+        return out or "float32"
 
     def dtype_for(self, dtypes: list[str], a: Any) -> str:
         """Output dtype when it depends on the arguments (a cast); by default `dtype(dtypes)`."""
         return self.dtype(dtypes)
+
+    @cached_property
+    def checks_ranges(self) -> bool:
+        """Whether this op overrides check_ranges (the compiler skips building its arguments otherwise)."""
+        return type(self).check_ranges is not Op.check_ranges
 
     def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: Any) -> None:
         """Check inputs whose values are known before anything runs (int64 literals, randint bounds):
