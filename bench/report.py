@@ -227,17 +227,7 @@ def markdown(rep: dict[str, Any]) -> str:
         if ld.get("problems"):
             parts.append("Problems: " + "; ".join(ld["problems"]))
 
-    g = rep.get("gpu")
-    parts.append("### 5. GPU (small CNN, device cuda, torch engine)")
-    if not g or g.get("skipped"):
-        parts.append((g or {}).get("skipped", "skipped: no CUDA device"))
-    else:
-        bw = g["bandwidth"]
-        parts.append(f"{g['device']}: pinned copy bandwidth H2D {fmt_summary(bw['h2d_GBps'])} GB/s, D2H {fmt_summary(bw['d2h_GBps'])} GB/s")
-        rows = [[str(r["batch"]), _mb(r["bytes_moved"]), fmt(r["copy_floor_ms"]), fmt_summary(r["torch_gpu_ms"]),
-                 fmt_summary(r["full_trace_ms"]), fmt_ratio(r["torch_over_floor"]), fmt_ratio(r["full_over_floor"])] for r in g["rows"]]
-        parts.append(_table(["batch", "bytes moved", "copy floor (ms)", "torch on GPU (ms)", "full trace + store (ms)",
-                             "torch / floor", "full / floor"], rows))
+    parts += gpu_section(rep.get("gpu"))
 
     t = rep.get("targets") or []
     if t:
@@ -249,6 +239,26 @@ def markdown(rep: dict[str, Any]) -> str:
     for p in rep.get("profiles") or []:
         parts.append(f"### Profile: {p['target']} (gap {p['gap']:.2f}x)\n{p.get('what', '')}\n```text\n{p['text']}\n```")
     return "\n\n".join(parts)
+
+
+def gpu_section(g: dict[str, Any] | None) -> list[str]:
+    """Section 5's markdown: the card, the copy bandwidth, and per batch the torch engine and the full trace
+    against bare torch on the GPU and against the copy floor."""
+    parts = ["### 5. GPU (small CNN, device cuda, torch engine)"]
+    if not g or g.get("skipped"):
+        return [*parts, (g or {}).get("skipped", "skipped: no CUDA device")]
+    bw = g["bandwidth"]
+    parts.append(f"{g['device']} (torch {g.get('torch', '?')}): pinned copy bandwidth H2D {fmt_summary(bw['h2d_GBps'])} GB/s, "
+                 f"D2H {fmt_summary(bw['d2h_GBps'])} GB/s")
+    full = "full trace + store (ms)" if g.get("store", True) else "full trace, no store (ms)"
+    rows = [[str(r["batch"]), _mb(r["bytes_moved"]), fmt(r["copy_floor_ms"]),
+             fmt_summary(r["bare_gpu_ms"]) if r.get("bare_gpu_ms") else "-", fmt_summary(r["torch_gpu_ms"]),
+             fmt_summary(r["full_trace_ms"]), fmt_ratio(r["torch_over_bare"]) if r.get("torch_over_bare") else "-",
+             fmt_ratio(r["full_over_bare"]) if r.get("full_over_bare") else "-", fmt_ratio(r["torch_over_floor"]),
+             fmt_ratio(r["full_over_floor"])] for r in g["rows"]]
+    parts.append(_table(["batch", "bytes moved", "copy floor (ms)", "bare torch fwd+bwd on GPU (ms)", "torch engine on GPU (ms)",
+                         full, "torch engine / bare", "full / bare", "torch engine / floor", "full / floor"], rows))
+    return parts
 
 
 def _mb(n: float | None) -> str:

@@ -23,18 +23,22 @@ JobStore.finish time, the store read of that job (in-process), HTTP POST / end t
 GET of one node tensor, in-process traces (all engines; torch only), bare torch fwd+bwd, the worker's peak RSS."""
 
 
-def bare_torch(graph: Any) -> float:
-    """ms of a plain torch forward+backward of the graph: no hooks, no retained grads, no copies back."""
+def bare_torch(graph: Any, device: str = "cpu") -> float:
+    """ms of a plain torch forward+backward of the graph: no hooks, no retained grads, no copies back (on a GPU:
+    the leaves go up first, as in the torch engine, and the time ends at a synchronize)."""
     import torch
 
+    dev = torch.device(device)
     t0 = time.perf_counter()
     tensors: dict[str, Any] = {}
     for leaf in graph.leaves.values():
-        tensors[leaf.name] = torch.from_numpy(np.array(leaf.value)).requires_grad_(leaf.requires_grad)
+        tensors[leaf.name] = torch.from_numpy(np.array(leaf.value)).to(dev).requires_grad_(leaf.requires_grad)
     for node in graph.nodes:
         tensors[node.name] = node.op.torch(torch, [tensors[i] if isinstance(i, str) else i for i in node.inputs], node.args)
-    go = None if graph.grad_output is None else torch.from_numpy(np.array(graph.grad_output))
+    go = None if graph.grad_output is None else torch.from_numpy(np.array(graph.grad_output)).to(dev)
     tensors[graph.output].backward(go)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     return (time.perf_counter() - t0) * 1e3
 
 

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import orjson
 
 from services.compare import PairErrors
 from services.diagnostics import nonfinite_flags
@@ -87,18 +88,48 @@ class ResultTable:
         return adj
 
     def to_json(self) -> str:
-        """The table as one JSON document (columns as lists). Internal to the store: non-finite floats are written
-        as Python's json writes them (Infinity, NaN), which it reads back; views send them as strings."""
-        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, separators=(",", ":"), ensure_ascii=False)
+        """The table as one JSON document (columns as lists). Internal to the store: written by orjson (10k-node
+        chain: 12 ms against the stdlib's 77), unless a number in it is not finite: orjson would write null, so
+        such a table is written as Python's json writes it (Infinity, NaN), which from_json reads back; views
+        send non-finite numbers as strings."""
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self._all_finite():
+            try:
+                return orjson.dumps(doc).decode()
+            except TypeError:  # a number type orjson does not write (a numpy scalar): the stdlib's json does
+                pass
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ResultTable:
-        """Inverse of to_json."""
-        return cls(**json.loads(text))
+        """Inverse of to_json (orjson reads the 10k-node chain's table in 25 ms, the stdlib's json in 320)."""
+        try:
+            return cls(**orjson.loads(text))
+        except orjson.JSONDecodeError:  # Infinity or NaN in it: written by the stdlib's json
+            return cls(**json.loads(text))
+
+    def _all_finite(self) -> bool:
+        """No inf or NaN in the columns that hold floats (a sum of floats is finite only if each one is; an
+        overflowing sum only sends the table the slower way)."""
+        floats = [v for ins in self.inputs for v in ins if type(v) is float]
+        for cols in (*self.errors.values(), self.edge_errors):
+            for col in cols.values():
+                for part in col.values() if isinstance(col, dict) else [col]:
+                    floats += [v for v in part if type(v) is float]
+        return math.isfinite(sum(floats)) and _finite_tree(self.summary) and _finite_tree(self.summaries)
 
     def summary_model(self) -> ResultSummary:
         """The ResultSummary of this trace."""
         return ResultSummary.model_validate(self.summary)
+
+
+def _finite_tree(x: Any) -> bool:
+    """No inf or NaN anywhere in a small tree of dicts and lists."""
+    if isinstance(x, dict):
+        return all(_finite_tree(v) for v in x.values())
+    if isinstance(x, list | tuple):
+        return all(_finite_tree(v) for v in x)
+    return not isinstance(x, float) or math.isfinite(x)
 
 
 def build_table(
@@ -289,7 +320,9 @@ def _stat(cols: dict[str, list[Any]], i: int) -> dict[str, Any]:
 
 def full_result_json(table: ResultTable, fetch: Fetch) -> str:
     """The whole TraceResult as JSON (the summary, every node, edge and parameter), written straight from plain
-    dicts: the views are JSON-ready, and a pydantic object per node would cost more than the trace."""
+    dicts: the views are JSON-ready (non-finite numbers already strings), and a pydantic object per node would cost
+    more than the trace. orjson writes them: the stdlib's encoder took 27 of the 38 ms of the CNN's batch-128 trace
+    on a GPU machine (587 KB of inline numbers), orjson ~2 ms."""
     rows = list(range(len(table.names)))
     items = node_items(table, rows, fetch)
     nodes = {item.pop("name"): item for item in items}
@@ -300,6 +333,5 @@ def full_result_json(table: ResultTable, fetch: Fetch) -> str:
         for i in rows if table.kind[i] == "parameter"
     }
     head = table.summary_model().model_dump_json()
-    body = json.dumps({"nodes": nodes, "edges": edges, "parameters": params}, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    body = orjson.dumps({"nodes": nodes, "edges": edges, "parameters": params}).decode()
     return f"{head[:-1]},{body[1:]}"

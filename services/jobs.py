@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from services.assemble import ResultTable
 from services.errors import SpecError
@@ -56,8 +56,7 @@ class Selection:
         offs = self.offsets
         stored = {k: {"dtype": dt, "shape": list(shape), "nbytes": n, "offset": offs.get(k)}
                   for k, (dt, shape, n) in self.stored.items()}
-        return json.dumps({"stored": stored, "not_kept": self.not_kept, "nbytes": self.nbytes},
-                          separators=(",", ":"), ensure_ascii=False)
+        return orjson.dumps({"stored": stored, "not_kept": self.not_kept, "nbytes": self.nbytes}).decode()
 
 
 def manifest_from_index(index: dict[bytes, bytes]) -> str:
@@ -74,7 +73,7 @@ def manifest_from_index(index: dict[bytes, bytes]) -> str:
         stored[k.decode()] = {"dtype": dtype, "shape": [int(d) for d in dims.split(",") if d], "nbytes": int(nbytes),
                               "offset": None if offset == "-" else int(offset)}
         total += int(nbytes)
-    return json.dumps({"stored": stored, "not_kept": not_kept, "nbytes": total}, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps({"stored": stored, "not_kept": not_kept, "nbytes": total}).decode()
 
 
 def select_tensors(
