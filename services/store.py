@@ -577,9 +577,18 @@ class JobStore:
         sel = select_tensors(done.arrays, keep, cap, table.inline_limit, lambda key: tensor_names(table, key))
         small = [k for k, a in sel.chosen.items() if a.nbytes <= PACK_BYTES]  # to_bytes keeps nbytes
         offset = 0
-        for key in small:
+        packed_keys: list[str] = []
+        first: dict[int, str] = {}
+        for key in small:  # an array under several keys (a torch edge is often its source's grad) is packed once
+            a = sel.chosen[key]
+            same = first.get(id(a))
+            if same is not None:
+                sel.offsets[key] = sel.offsets[same]
+                continue
+            first[id(a)] = key
+            packed_keys.append(key)
             sel.offsets[key] = offset
-            offset += sel.chosen[key].nbytes
+            offset += a.nbytes
         index = sel.index()
         table_json = table.to_json()  # tens of MB at 100k nodes: a plain SET below, never a script's argument
         own = [k for k, a in sel.chosen.items() if a.nbytes > PACK_BYTES]  # tensors with a key of their own
@@ -622,7 +631,7 @@ class JobStore:
                 queue(k, sel.chosen[key].nbytes, ("SET", k, to_bytes(sel.chosen[key]), "EX", ttl))
             if small:
                 packed = self.data_key(job_id, delivery.attempt, "packed")
-                queue(packed, offset, ("SET", packed, b"".join(to_bytes(sel.chosen[k]) for k in small), "EX", ttl))
+                queue(packed, offset, ("SET", packed, b"".join(to_bytes(sel.chosen[k]) for k in packed_keys), "EX", ttl))
             if index:
                 ik = self.data_key(job_id, delivery.attempt, "index")
                 items = list(index.items())
