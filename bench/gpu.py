@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="where the JSON goes")
     ap.add_argument("--batches", default="32,128", help="CNN batch sizes (default 32,128)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--redis-server", default=shutil.which("redis-server"), help="redis-server for the store part")
     args = ap.parse_args(argv)
     cfg = SimpleNamespace(gpu_batches=[int(b) for b in args.batches.split(",")], gpu_repeats=args.repeats)

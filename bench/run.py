@@ -60,7 +60,7 @@ class Config:
     load_clients: int = 16
     # 5. GPU
     gpu_batches: list[int] = field(default_factory=lambda: [32, 128])
-    gpu_repeats: int = 5
+    gpu_repeats: int = 20
 
     def repeats_for(self, n: int) -> int:
         return self.repeats.get(n, 1)
