@@ -136,3 +136,16 @@ def test_long_program_of_many_lines_compiles() -> None:
     lines = ["x = torch.tensor(1.0, requires_grad=True)"] + ["x = x * 1.001 + 0.5" for _ in range(2000)]
     g = compile_spec(TraceSpec(program="\n".join(lines)))
     assert len(g.nodes) == 4000 and g.output == "x" and "x@2000" in g.names() and "x@1" in g.leaves
+
+
+def test_a_program_compiled_again_from_its_cached_tree_gives_the_same_graph() -> None:
+    # small programs keep their syntax tree: compiling must not change it (loops unroll into new lists)
+    from services.compiler.program import PARSE_CACHE_CHARS, parse
+
+    text = ("import torch\nx = torch.tensor([1.0, 2.0], requires_grad=True)\ny = x\n"
+            "for i in range(3):\n    y = y * 2 + i\ns = y.sum()\ns.backward()\n")
+    first, again = (compile_spec(TraceSpec(program=text)) for _ in range(2))
+    assert [(n.name, n.expr) for n in first.nodes] == [(n.name, n.expr) for n in again.nodes]
+    assert len(first.nodes) == 7 and parse(text) is parse(text)
+    big = text + "# padding\n" * (PARSE_CACHE_CHARS // 10)
+    assert parse(big) is not parse(big)  # large programs are parsed each time: the cache stays small
