@@ -26,7 +26,7 @@ from services.assemble import ResultTable, array_key
 from services.jobs import manifest_from_index, missing_reason, select_tensors
 from services.store_client import StoreClient, connect
 from services.store_keys import KeyLayout
-from services.store_scripts import FINISH, SCRIPTS
+from services.store_scripts import FINISH, NEW_JOB, SCRIPTS
 from shared.codec import from_bytes, to_bytes
 from shared.job import ErrorCode, JobError, JobProgress, Manifest, StoredTensor
 from shared.result import TraceResult
@@ -259,17 +259,23 @@ class JobStore:
         ik = self.idem_key(idempotency_key) if idempotency_key else None
         if ik:
             fields["idem"] = ik
-        self._run("new_job", [self.job_key(job_id)], [self.ttl_s, *[x for kv in fields.items() for x in kv]])
-        if ik is None:
-            self._list(job_id)
+        args = [self.ttl_s, *[x for kv in fields.items() for x in kv]]
+        if ik is None:  # the job, then its listing, in one round trip (EVAL: a cluster pipeline has no evalsha)
+            with self.r.pipeline(transaction=False) as p:
+                p.execute_command("EVAL", NEW_JOB, 1, self.job_key(job_id), *args)
+                self._list(job_id, p)
+                p.execute()
             return job_id, True
+        self._run("new_job", [self.job_key(job_id)], args)
         digest = hashlib.sha256((canonical or spec_json).encode()).hexdigest()
         claimed = False
         try:
             for _ in range(2):
                 cur = self._run("claim", [ik], [f"{job_id} {digest}", self.ttl_s])
                 if cur is None:
-                    self._list(job_id)
+                    with self.r.pipeline(transaction=False) as p:
+                        self._list(job_id, p)
+                        p.execute()
                     claimed = True
                     return job_id, True
                 other, other_digest = cur.decode().split(" ")
@@ -284,12 +290,11 @@ class JobStore:
                 with contextlib.suppress(redis.RedisError):
                     self.r.delete(self.job_key(job_id))
 
-    def _list(self, job_id: str) -> None:
-        """List a job among the recent ones (one key: a step of its own, after the job's own keys are written)."""
-        with self.r.pipeline(transaction=False) as p:
-            p.zadd(self.recent_key(), {job_id: time.time()})
-            p.zremrangebyrank(self.recent_key(), 0, -RECENT_JOBS - 1)
-            p.execute()
+    def _list(self, job_id: str, pipe: Any) -> None:
+        """Queue on `pipe` the listing of a job among the recent ones (one key of its own slot, after the job's own
+        keys are written)."""
+        pipe.zadd(self.recent_key(), {job_id: time.time()})
+        pipe.zremrangebyrank(self.recent_key(), 0, -RECENT_JOBS - 1)
 
     def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest jobs (at most `limit`), each as its list fields; ids whose job is gone are dropped."""
