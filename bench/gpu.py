@@ -112,12 +112,11 @@ class PrivateRedis:
     def __init__(self, exe: str) -> None:
         import redis
 
-        from bench.stack import free_port, wait_for
+        from bench.stack import free_port, redis_command, wait_for
 
         self.tmp = tempfile.mkdtemp(prefix="gradtrace-gpu-")
         port = free_port()
-        self.proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                      "--dir", self.tmp], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(redis_command(exe, port, self.tmp), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.base = f"redis://127.0.0.1:{port}"
         self.redis = redis.Redis.from_url(f"{self.base}/0")
         wait_for(self.redis.ping, 15, "redis-server")

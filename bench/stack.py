@@ -48,6 +48,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def redis_command(exe: str, port: int, data_dir: str | Path) -> list[str]:
+    """A private redis-server's command line: localhost only, nothing kept on disk."""
+    return [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data_dir)]
+
+
 def wait_for(pred: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll `pred` until it returns something truthy, at most `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -167,9 +172,8 @@ class Stack:
     def start(self) -> Stack:
         import redis
 
-        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self._spawn([exe, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                     "--dir", str(self.tmp)], "redis.log")
+        self._spawn(redis_command(shutil.which("redis-server") or "/usr/bin/redis-server", self.redis_port, self.tmp),
+                    "redis.log")
         self.redis = redis.Redis.from_url(f"{self.base}/0")
         wait_for(self.redis.ping, 15, "redis-server")
 
