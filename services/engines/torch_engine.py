@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -46,24 +47,32 @@ SMALL = 4096
 
 def _host_views(tensors: list[Any], out: list[np.ndarray | None]) -> list[np.ndarray]:
     """On the CPU: large tensors as numpy views of their memory, small ones stacked per (dtype, shape) into one
-    array and handed out as its rows: Tensor.numpy() costs ~4 us a call, a 10k-node graph has ~30k tensors."""
+    array and handed out as its rows: Tensor.numpy() costs ~4 us a call, a 10k-node graph has ~30k tensors.
+    Grouping reads each tensor's dtype and shape once; sizes and the no-grad mode are per group."""
     import torch
 
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, t in enumerate(tensors):
-        if t.numel() > SMALL:
-            out[i] = (t.detach() if t.requires_grad else t).numpy()
+        key = (t.dtype, t.shape)
+        idx = groups.get(key)
+        if idx is None:
+            groups[key] = [i]
         else:
-            groups.setdefault((t.dtype, t.shape), []).append(i)
-    with torch.no_grad():
-        for idx in groups.values():
-            if len(idx) < 8:  # a stack call costs what a few views do
-                for i in idx:
-                    out[i] = tensors[i].detach().numpy()
-                continue
-            rows = torch.stack([tensors[i] for i in idx]).numpy()
-            for j, i in enumerate(idx):
-                out[i] = rows[j, ...]  # a view with the tensor's own shape (0-d arrays included)
+            idx.append(i)
+    stacks = []
+    for (_, shape), idx in groups.items():
+        if len(idx) < 8 or math.prod(shape) > SMALL:  # large: a view; a few small: a stack costs what views do
+            for i in idx:
+                t = tensors[i]
+                out[i] = (t.detach() if t.requires_grad else t).numpy()
+        else:
+            stacks.append(idx)
+    if stacks:
+        with torch.no_grad():
+            for idx in stacks:
+                rows = torch.stack([tensors[i] for i in idx]).numpy()
+                for j, i in enumerate(idx):
+                    out[i] = rows[j, ...]  # a view with the tensor's own shape (0-d arrays included)
     return out  # type: ignore[return-value]
 
 
@@ -103,26 +112,32 @@ def release(tensors: dict[str, Any]) -> None:
 
 def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
     """run_torch's work; returns the run and the tensors, which alone still hold the autograd graph (every other
-    reference to a tensor or grad_fn is a local of this frame, gone on return)."""
+    reference to a tensor or grad_fn is a local of this frame, gone on return). Per node it does what the
+    results need and no more: bookkeeping is what a trace pays over bare torch (bench section 2)."""
     import torch
 
     if graph.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for, but this worker has no CUDA device (torch.cuda.is_available() is False)")
     dev = torch.device(graph.device)
+    on_cpu = dev.type == "cpu"
     tensors: dict[str, Any] = {}
     leaf_of: dict[int, str] = {}
     values = graph.leaf_values()
     for leaf in graph.leaves.values():
-        t = torch.from_numpy(np.array(values[leaf.name])).to(dev)
+        t = torch.from_numpy(np.array(values[leaf.name]))
+        if not on_cpu:
+            t = t.to(dev)
         t.requires_grad_(leaf.requires_grad)
         tensors[leaf.name] = t
         leaf_of[id(t)] = leaf.name
     owner: dict[Any, str] = {}
     for node in graph.nodes:
-        xs = [tensors[i] if isinstance(i, str) else i for i in node.inputs]
+        xs = [tensors[i] if i.__class__ is str else i for i in node.inputs]
         out = node.op.torch(torch, xs, node.args)
-        if any(out is x for x in xs):
-            out = out.view_as(out)  # an op that returned its input unchanged still gets its own node
+        for x in xs:
+            if out is x:
+                out = out.view_as(out)  # an op that returned its input unchanged still gets its own node
+                break
         if out.requires_grad:
             out.retain_grad()
             owner[out.grad_fn] = node.name
@@ -130,13 +145,14 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
 
     # The gradient on edge src -> dst is src's own (retained) grad when dst is src's only consumer. Only the nodes
     # with an input used elsewhere too get their grad_fn hooked, with the torch-internal functions behind it.
+    sources = [[i for i in dict.fromkeys(node.inputs) if i.__class__ is str] for node in graph.nodes]
     consumers: dict[str, int] = {}
-    for node in graph.nodes:
-        for i in set(node.inputs):
-            if isinstance(i, str):
-                consumers[i] = consumers.get(i, 0) + 1
-    shared = {k for k, c in consumers.items() if c > 1} | {graph.output}
-    hooked_nodes = {n.name for n in graph.nodes if any(isinstance(i, str) and i in shared for i in n.inputs)}
+    for srcs in sources:
+        for i in srcs:
+            consumers[i] = consumers.get(i, 0) + 1
+    consumers[graph.output] = 2  # the output's grad is the seed, not an edge's
+    hooked_nodes = {node.name for node, srcs in zip(graph.nodes, sources, strict=True)
+                    if any(consumers[i] > 1 for i in srcs)}
     captured: dict[int, tuple[Any, ...]] = {}
     hooked: set[Any] = set()
 
@@ -157,7 +173,7 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
     out = tensors[graph.output]
     grad_output = None if graph.grad_output is None else torch.from_numpy(np.array(graph.grad_output)).to(dev)
     out.backward(grad_output)
-    if dev.type == "cuda":
+    if not on_cpu:
         torch.cuda.synchronize()
 
     run = EngineRun("torch")
@@ -188,42 +204,43 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
             flow(nf, gk, dst, edges)
 
     edges: dict[Edge, Any] = {}
-    by_name = {n.name: n for n in graph.nodes}
     grads = {k: t.grad for k, t in tensors.items()}
     meta = run.meta
-    for name, t in tensors.items():
+    for name in graph.leaves:  # no grad_fn
+        meta[name] = NodeMeta(None, [], True, tensors[name].requires_grad)
+    owned = owner.get
+    for node, srcs in zip(graph.nodes, sources, strict=True):
+        name = node.name
+        t = tensors[name]
         fn = t.grad_fn
-        is_leaf = name in graph.leaves
         if fn is None:
-            meta[name] = NodeMeta(None, [], is_leaf, t.requires_grad)
+            meta[name] = NodeMeta(None, [], False, t.requires_grad)
             continue
         nfs = fn.next_functions
-        nexts = [(type(nf).__name__, owner[nf] if nf in owner else target(nf)) if nf is not None else (None, None)
-                 for nf, _ in nfs]
-        meta[name] = NodeMeta(type(fn).__name__, nexts, is_leaf, t.requires_grad)
-        if is_leaf:
-            continue
+        meta[name] = NodeMeta(type(fn).__name__, [(None, None) if nf is None else (type(nf).__name__, owned(nf) or target(nf))
+                                                  for nf, _ in nfs], False, True)
         if name in hooked_nodes:
             if id(fn) in captured:
                 for (nf, _), gk in zip(nfs, captured[id(fn)], strict=False):
                     flow(nf, gk, name, edges)
             continue
-        for src in dict.fromkeys(i for i in by_name[name].inputs if isinstance(i, str)):
-            if grads[src] is not None:
-                edges[(src, name)] = grads[src]
+        for src in srcs:
+            g = grads[src]
+            if g is not None:
+                edges[(src, name)] = g
     names = list(tensors)
     with_grad = [k for k in names if grads[k] is not None]
     edge_keys = list(edges)
     # an edge's gradient is often its source's grad itself: each tensor goes to the host once
     unique: dict[int, int] = {}
     moved: list[Any] = []
-    for t in [tensors[k] for k in names] + [grads[k] for k in with_grad] + [edges[k] for k in edge_keys]:
+    for t in [*tensors.values(), *(grads[k] for k in with_grad), *edges.values()]:
         if id(t) not in unique:
             unique[id(t)] = len(moved)
             moved.append(t)
-    arrays = to_host(moved, batched=dev.type == "cuda")
+    arrays = to_host(moved, batched=not on_cpu)
     host = dict(zip(unique, arrays, strict=True))
-    run.values = {k: host[id(tensors[k])] for k in names}
+    run.values = {k: host[id(t)] for k, t in tensors.items()}
     run.grads = dict.fromkeys(names)
     run.grads.update((k, host[id(grads[k])]) for k in with_grad)
     run.edges = {k: host[id(edges[k])] for k in edge_keys}
