@@ -87,13 +87,16 @@ def select_tensors(
     chosen, stored = sel.chosen, sel.stored
     nbytes = 0
     large = []
+    names: dict[Any, str] = {}  # dtype -> its name, looked up once per dtype rather than per array
     for key, a in arrays.items():
         if a.size > inline_limit:
             large.append((key, a))
             continue
         chosen[key] = a
-        stored[key] = (dtype_name(a.dtype), a.shape, a.nbytes)
-        nbytes += a.nbytes
+        dt = a.dtype
+        nb = a.nbytes
+        stored[key] = (names.get(dt) or names.setdefault(dt, dtype_name(dt)), a.shape, nb)
+        nbytes += nb
     for key, a in large:
         if wanted is not None and not wanted.intersection(names_of(key)):
             sel.not_kept[key] = "not kept: not named in the spec's 'keep'"

@@ -580,23 +580,25 @@ class JobStore:
         table = done.table
         cap = delivery.max_bytes if delivery.max_bytes is not None else self.max_job_bytes
         sel = select_tensors(done.arrays, keep, cap, table.inline_limit, lambda key: tensor_names(table, key))
-        small = [k for k, a in sel.chosen.items() if a.nbytes <= PACK_BYTES]  # to_bytes keeps nbytes
-        offset = 0
-        packed_keys: list[str] = []
-        first: dict[int, str] = {}
-        for key in small:  # an array under several keys (a torch edge is often its source's grad) is packed once
-            a = sel.chosen[key]
-            same = first.get(id(a))
-            if same is not None:
-                sel.offsets[key] = sel.offsets[same]
+        # one pass: tensors over PACK_BYTES get a key of their own, the rest go into one packed blob, an array
+        # under several keys (a torch edge is often its source's grad) once
+        own: list[str] = []
+        packed: list[np.ndarray] = []
+        offsets, offset = sel.offsets, 0
+        first: dict[int, int] = {}
+        for key, a in sel.chosen.items():
+            nb = a.nbytes
+            if nb > PACK_BYTES:
+                own.append(key)
                 continue
-            first[id(a)] = key
-            packed_keys.append(key)
-            sel.offsets[key] = offset
-            offset += a.nbytes
+            o = first.get(id(a))
+            if o is None:
+                o = first[id(a)] = offset
+                packed.append(a)
+                offset += nb
+            offsets[key] = o
         index = sel.index()
         table_json = table.to_json()  # tens of MB at 100k nodes: a plain SET below, never a script's argument
-        own = [k for k, a in sel.chosen.items() if a.nbytes > PACK_BYTES]  # tensors with a key of their own
         fields = {
             "summary": table.summary_model().model_dump_json(), "finished_at": now_iso(),
             "engine": table.summary["engines"][0], "verdict": table.summary["comparison"]["verdict"],
@@ -607,7 +609,7 @@ class JobStore:
             fields["result"] = done.result_json
             fields["manifest"] = sel.manifest_json()
         total = (sel.nbytes + len(table_json) + sum(len(str(v)) for v in fields.values())
-                 + sum(len(v) + len(k) for k, v in index.items()))
+                 + sum(map(len, index)) + sum(map(len, index.values())))
         if max_result_bytes is not None and total > max_result_bytes:
             raise ResultTooLarge(f"the result is {total / 2**20:.1f} MiB, over the cap of {max_result_bytes / 2**20:.0f} MiB "
                                  "(GRADTRACE_MAX_RESULT_BYTES)")
@@ -634,15 +636,15 @@ class JobStore:
             for key in own:
                 k = self.data_key(job_id, delivery.attempt, f"t:{key}")
                 queue(k, sel.chosen[key].nbytes, ("SET", k, to_bytes(sel.chosen[key]), "EX", ttl))
-            if small:
-                packed = self.data_key(job_id, delivery.attempt, "packed")
-                queue(packed, offset, ("SET", packed, b"".join(to_bytes(sel.chosen[k]) for k in packed_keys), "EX", ttl))
+            if packed:
+                pk = self.data_key(job_id, delivery.attempt, "packed")
+                queue(pk, offset, ("SET", pk, b"".join(map(to_bytes, packed)), "EX", ttl))
             if index:
                 ik = self.data_key(job_id, delivery.attempt, "index")
                 items = list(index.items())
                 for i in range(0, len(items), INDEX_BATCH):
                     part = items[i : i + INDEX_BATCH]
-                    queue(ik, sum(len(k) + len(v) for k, v in part), ("HSET", ik, *[x for kv in part for x in kv]))
+                    queue(ik, sum(map(len, (x for kv in part for x in kv))), ("HSET", ik, *[x for kv in part for x in kv]))
                 p.expire(ik, ttl)
             # then publish, atomically (one script on the job's slot), after the writes above in the same last
             # round trip: status check, result fields, status last; a cancelled, gone or finished job gets the keys
