@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from services.compare import PairErrors
-from services.diagnostics import nonfinite_flags
+from services.diagnostics import node_flags
 from services.engines import EngineRun
 from services.ir import Graph
 from shared.codec import encode_dict, json_number, summarize
@@ -133,9 +133,11 @@ def _finite_tree(x: Any) -> bool:
 
 
 def build_table(
-    graph: Graph, runs: list[EngineRun], pairs: list[PairErrors], summary: dict[str, Any], inline_limit: int
+    graph: Graph, runs: list[EngineRun], pairs: list[PairErrors], summary: dict[str, Any], inline_limit: int,
+    flags: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[ResultTable, dict[str, np.ndarray]]:
-    """The columns of a trace and every array worth storing (values, grads, edge grads, checked masks)."""
+    """The columns of a trace and every array worth storing (values, grads, edge grads, checked masks); `flags`:
+    the primary run's node_flags, when already computed."""
     names = graph.names()
     index = {n: i for i, n in enumerate(names)}
     n = len(names)
@@ -198,8 +200,8 @@ def build_table(
         errors[p.name] = cols
         edge_errors[p.name] = ecols
 
-    nonfinite = (nonfinite_flags([primary.values.get(m) for m in names])
-                 | nonfinite_flags([primary.grads.get(m) for m in names])).tolist()
+    value_flags, grad_flags = flags if flags is not None else node_flags(graph, primary)
+    nonfinite = (value_flags | grad_flags).tolist()
     summaries: dict[str, dict[str, Any]] = {}
     for k, a in arrays.items():
         if a.size > inline_limit and "/checked/" not in k:

@@ -29,6 +29,14 @@ def nonfinite_flags(arrays: list[np.ndarray | None]) -> np.ndarray:
     return flags
 
 
+def node_flags(graph: Graph, run: EngineRun) -> tuple[np.ndarray, np.ndarray]:
+    """Which nodes (graph.names() order) have a non-finite value, and which a non-finite grad: computed once per
+    trace, for the anomalies and the result table's `nonfinite` column."""
+    names = graph.names()
+    values, grads = run.values, run.grads
+    return nonfinite_flags([values.get(n) for n in names]), nonfinite_flags([grads.get(n) for n in names])
+
+
 def _first(a: np.ndarray) -> tuple[int, ...]:
     """Index of the first non-finite element."""
     return tuple(int(i) for i in np.unravel_index(int(np.argmax(~np.isfinite(a.ravel()))), a.shape))
@@ -47,11 +55,12 @@ def _fmt(v: float | None) -> str:
     return "?" if v is None else f"{v:.6g}"
 
 
-def anomalies(graph: Graph, run: EngineRun) -> list[dict[str, Any]]:
-    """Forward origins in topological order, then backward origins from the output down, as Anomaly dicts."""
+def anomalies(graph: Graph, run: EngineRun, flags: tuple[np.ndarray, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """Forward origins in topological order, then backward origins from the output down, as Anomaly dicts
+    (`flags`: node_flags of the run, when already computed). Where everything is finite, no per-node loop runs."""
     values, grads = run.values, run.grads
     names = graph.names()
-    bad_value = dict(zip(names, nonfinite_flags([values.get(n) for n in names]), strict=True))
+    value_flags, grad_flags = flags if flags is not None else node_flags(graph, run)
     out: list[dict[str, Any]] = []
 
     def add(phase: str, node: str, op: str, a: np.ndarray, message: str, **extra: Any) -> None:
@@ -61,37 +70,41 @@ def anomalies(graph: Graph, run: EngineRun) -> list[dict[str, Any]]:
             out.append({"phase": phase, "node": node, "op": op, "index": list(idx), "value": float(a[idx]),
                         "count": count, "message": message.format(at=_index_text(node, idx), v=_fmt(float(a[idx]))), **extra})
 
-    for name, leaf in graph.leaves.items():
-        if bad_value[name]:
-            add("forward", name, leaf.kind, values[name], "the input {at} is {v}")
-    for node in graph.nodes:
-        ins = [i for i in node.inputs if isinstance(i, str)]
-        if not bad_value[node.name] or any(bad_value[i] for i in ins):
-            continue
-        y = values[node.name]
-        idx = _first(y)
-        at = {str(i): (float(i) if not isinstance(i, str) else _at(values[i], y.shape, idx)) for i in node.inputs}
-        shown = ", ".join(f"{_index_text(k, idx) if k in values else k} = {_fmt(v)}" for k, v in at.items() if v is not None)
-        add("forward", node.name, node.op.name, y, f"{node.op.name} gives {{v}} at {{at}}" + (f": {shown}" if shown else ""),
-            inputs=at)
+    if value_flags.any():
+        bad_value = dict(zip(names, value_flags.tolist(), strict=True))
+        for name, leaf in graph.leaves.items():
+            if bad_value[name]:
+                add("forward", name, leaf.kind, values[name], "the input {at} is {v}")
+        for node in graph.nodes:
+            ins = [i for i in node.inputs if isinstance(i, str)]
+            if not bad_value[node.name] or any(bad_value[i] for i in ins):
+                continue
+            y = values[node.name]
+            idx = _first(y)
+            at = {str(i): (float(i) if not isinstance(i, str) else _at(values[i], y.shape, idx)) for i in node.inputs}
+            shown = ", ".join(f"{_index_text(k, idx) if k in values else k} = {_fmt(v)}" for k, v in at.items() if v is not None)
+            add("forward", node.name, node.op.name, y, f"{node.op.name} gives {{v}} at {{at}}" + (f": {shown}" if shown else ""),
+                inputs=at)
 
     edges = run.edges
-    bad_edge = dict(zip(list(edges), nonfinite_flags(list(edges.values())), strict=True)) if edges else {}
     out_grad = grads.get(graph.output)
     if out_grad is not None and nonfinite_flags([out_grad])[0]:
         add("backward", graph.output, "grad_output", out_grad, "the output's gradient (grad_output) is {v} at {at}")
-    bad_grad = dict(zip(names, nonfinite_flags([grads.get(n) for n in names]), strict=True))
-    for node in reversed(graph.nodes):
-        if bad_grad[node.name]:
-            continue
-        for src in dict.fromkeys(i for i in node.inputs if isinstance(i, str)):
-            g = edges.get((src, node.name))
-            if g is not None and bad_edge.get((src, node.name)):
-                v = values.get(src)
-                idx = _first(g)
-                shown = f": {_index_text(src, idx)} = {_fmt(float(v[idx]))}" if v is not None and v.shape == g.shape else ""
-                add("backward", src, node.op.name, g, f"the backward of {node.op.name} ({node.name}) gives {src} a gradient of {{v}} at {{at}}{shown}",
-                    via=node.name)
+    edge_flags = nonfinite_flags(list(edges.values()))
+    if edge_flags.any():  # an origin is a non-finite edge gradient into a node whose own grad is finite
+        bad_edge = dict(zip(list(edges), edge_flags.tolist(), strict=True))
+        bad_grad = dict(zip(names, grad_flags.tolist(), strict=True))
+        for node in reversed(graph.nodes):
+            if bad_grad[node.name]:
+                continue
+            for src in dict.fromkeys(i for i in node.inputs if isinstance(i, str)):
+                g = edges.get((src, node.name))
+                if g is not None and bad_edge.get((src, node.name)):
+                    v = values.get(src)
+                    idx = _first(g)
+                    shown = f": {_index_text(src, idx)} = {_fmt(float(v[idx]))}" if v is not None and v.shape == g.shape else ""
+                    add("backward", src, node.op.name, g, f"the backward of {node.op.name} ({node.name}) gives {src} a gradient "
+                        f"of {{v}} at {{at}}{shown}", via=node.name)
     return out
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from services.assemble import ResultTable, build_table, full_result_json
 from services.compare import compare_runs
 from services.compiler import Limits, compile_spec
-from services.diagnostics import anomalies, health
+from services.diagnostics import anomalies, health, node_flags
 from services.engines import EngineRun
 from services.engines.registry import ENGINES, in_order
 from services.ir import Graph
@@ -99,15 +99,16 @@ def _trace(
     comparison, pairs = compare_runs(runs, graph.dtype, {r.engine: ENGINES[r.engine].exact for r in runs})
     timings["compare"] = (time.perf_counter() - t1) * 1e3
     t2 = time.perf_counter()
+    flags = node_flags(graph, runs[0])
     summary = {
         "output": graph.output, "dtype": graph.dtype, "device": graph.device, "engines": [r.engine for r in runs],
         "counts": {"nodes": len(graph.leaves) + len(graph.nodes), "leaves": len(graph.leaves),
                    "parameters": sum(leaf.kind == "parameter" for leaf in graph.leaves.values()),
                    "edges": len(runs[0].edges)},
-        "comparison": comparison.model_dump(), "anomalies": anomalies(graph, runs[0]), "health": health(graph, runs[0]),
+        "comparison": comparison.model_dump(), "anomalies": anomalies(graph, runs[0], flags), "health": health(graph, runs[0]),
         "notes": graph.notes, "timings_ms": timings,
     }
-    table, arrays = build_table(graph, runs, pairs, summary, inline_limit)
+    table, arrays = build_table(graph, runs, pairs, summary, inline_limit, flags)
     done = Trace(graph=graph, table=table, arrays=arrays)
     timings["assemble"] = (time.perf_counter() - t2) * 1e3
     summary["timings_ms"] = {k: round(v, 3) for k, v in timings.items()}
