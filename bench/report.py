@@ -21,6 +21,7 @@ STAGE_LABELS = {
     "post": "HTTP POST (validate+compile+enqueue)", "e2e": "end to end (POST..succeeded)",
     "fetch": "HTTP GET of the finished job (full result)", "node_fetch": "HTTP GET one node tensor (.npy)",
     "inproc_trace": "in-process trace, all engines", "inproc_torch_trace": "in-process trace, torch only",
+    "inproc_torch_engine": "torch engine alone (in-process, beside bare torch)",
     "bare_torch": "bare torch fwd+bwd", "worker_peak_mib": "worker peak RSS (MiB)",
 }
 
@@ -47,6 +48,12 @@ def _over(row: dict[str, Any] | None, a: str, b: str) -> tuple[float | None, str
     return x / y, f"{fmt(x)} ms vs {fmt(y)} ms"
 
 
+def _engine_pair(row: dict[str, Any] | None) -> tuple[str, str]:
+    """The stages whose ratio is the torch engine's cost over torch: the in-process pair when measured (reports
+    before it have only the worker's time)."""
+    return ("inproc_torch_engine" if _stage(row, "inproc_torch_engine") is not None else "torch"), "bare_torch"
+
+
 def evaluate(rep: dict[str, Any]) -> list[dict[str, Any]]:
     """Every target of issue 9 (and the load run's): met / not met, and the gap (how many times off the bound)."""
     out: list[dict[str, Any]] = []
@@ -71,9 +78,11 @@ def evaluate(rep: dict[str, Any]) -> list[dict[str, Any]]:
     cnn32 = next((c for c in sc.get("cnn", []) if c["graph"].endswith("-b32")), None)
     v, d = _over(chains.get(10_000), "e2e", "bare_torch")
     add("10k-node chain e2e / bare torch fwd+bwd <= 3x", v, 3.0, d, "chain10k")
-    v, d = _over(chains.get(10_000), "torch", "bare_torch")
+    # the engine's bookkeeping over torch: run_torch and bare torch interleaved in one process (the worker's own
+    # torch time, in another process at another moment, is in the tables beside it)
+    v, d = _over(chains.get(10_000), *_engine_pair(chains.get(10_000)))
     add("torch engine / bare torch, 10k chain <= 1.5x", v, 1.5, d, "torch10k")
-    v, d = _over(cnn32, "torch", "bare_torch")
+    v, d = _over(cnn32, *_engine_pair(cnn32))
     add("torch engine / bare torch, CNN b32 <= 1.3x", v, 1.3, d, "torchcnn")
     en = rep.get("engines")
     conv = next((r for r in (en or {}).get("rows", []) if r["family"] == "conv2d" and r["batch"] == 32), None)
@@ -181,7 +190,8 @@ def markdown(rep: dict[str, Any]) -> str:
             extra = []
             for label, a, b_ in (("e2e / in-process torch-only trace", "e2e", "inproc_torch_trace"),
                                  ("e2e / bare torch fwd+bwd", "e2e", "bare_torch"),
-                                 ("torch engine / bare torch", "torch", "bare_torch")):
+                                 ("torch engine (worker) / bare torch", "torch", "bare_torch"),
+                                 ("torch engine alone / bare torch (in-process)", "inproc_torch_engine", "bare_torch")):
                 vals = []
                 for r in rows_:
                     sa, sb = r.get("stages", {}).get(a), r.get("stages", {}).get(b_)
