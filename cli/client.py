@@ -105,6 +105,11 @@ def request(client: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Re
         fail(f"the gradtrace API at {client.base_url} did not answer in time")
     except httpx.TransportError as e:
         fail(f"cannot reach the gradtrace API at {client.base_url} ({type(e).__name__}: {e or 'no answer'})")
+    return refuse(r)
+
+
+def refuse(r: httpx.Response) -> httpx.Response:
+    """Exit 3 with a clear message for a refused token, a 429 or a 5xx; else the response."""
     if r.status_code >= 500:
         fail(f"the API answered {r.status_code}: {detail_of(r)}")
     if r.status_code == 401:
@@ -135,16 +140,64 @@ def spec_body(path: Path) -> dict[str, Any]:
     return data
 
 
+TRANSIENT = (502, 503, 504)
+"""Answers that say the service is briefly unavailable (its store or broker away, a proxy between): a wait goes on."""
+
+
+class Unavailable(Exception):
+    """The API could not answer this poll (unreachable, timed out, or a 502/503/504): `detail` says how."""
+
+    def __init__(self, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail, self.retry_after = detail, retry_after
+
+
+def poll_job(client: httpx.Client, job_id: str, wait: float) -> dict[str, Any]:
+    """One long poll of the job (see get_job); raises Unavailable instead of exiting when the outage may pass."""
+    try:
+        r = client.get(f"/v1/jobs/{quote(job_id, safe='')}", params={"wait": f"{wait:g}"} if wait > 0 else None)
+    except httpx.TimeoutException:
+        raise Unavailable("the API did not answer in time") from None
+    except httpx.TransportError as e:
+        raise Unavailable(f"cannot reach the API ({type(e).__name__})") from None
+    if r.status_code in TRANSIENT:
+        after = r.headers.get("Retry-After", "")
+        raise Unavailable(f"the API answered {r.status_code}: {detail_of(r)}", float(after) if after.isdigit() else None)
+    if refuse(r).status_code != 200:
+        fail(detail_of(r))
+    return r.json()
+
+
 def wait_for_job(client: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
-    """Long-poll the job until it is finished, with a progress bar on stderr; exits 3 after `timeout` seconds."""
+    """Long-poll the job until it is finished, with a progress bar on stderr; exits 3 after `timeout` seconds.
+
+    The job runs on whatever happens to this client's connection: while the API is unreachable or answers
+    502/503/504 (its Redis restarting, say), the wait goes on, polling again after a growing pause (at most 5 s),
+    and says so on stderr once per outage."""
     deadline = time.monotonic() + timeout
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    outage: Unavailable | None = None
+    pause = 0.25
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(f"job {job_id[:8]}: queued", total=1.0)  # ids are hex: no markup in them
         while True:
             # each GET answers when the job finishes, or after a second to update the bar
             wait, asked = max(0.0, min(1.0, deadline - time.monotonic())), time.monotonic()
-            job = get_job(client, job_id, wait=wait)
+            try:
+                job = poll_job(client, job_id, wait)
+            except Unavailable as e:
+                if outage is None:
+                    bar.console.print(f"{escape(e.detail)}; still waiting for job {job_id} (until --timeout)", soft_wrap=True)
+                outage = e
+                if time.monotonic() + pause > deadline:
+                    fail(f"job {job_id}: gave up after {timeout:g} s; the API was unavailable ({e.detail}); "
+                         f"follow the job with `gradtrace status {job_id}`")
+                time.sleep(e.retry_after if e.retry_after is not None else pause)
+                pause = min(5.0, pause * 2)
+                continue
+            if outage is not None:
+                bar.console.print(f"the API answers again; following job {job_id}", soft_wrap=True)
+                outage, pause = None, 0.25
             p = job.get("progress") or {}
             bar.update(task, completed=p.get("fraction", 0.0),
                        description=f"job {job_id[:8]}: {job['status']} {p.get('step', '')}".rstrip())

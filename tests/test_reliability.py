@@ -322,3 +322,43 @@ def test_a_broker_down_or_frozen_is_a_quick_503(aof_redis: RedisServer, broker: 
         worker.kill()
         if own is not None:
             own.stop()
+
+
+def test_submit_wait_rides_out_a_frozen_redis(aof_redis: RedisServer, log_dir: Path, tmp_path: Path) -> None:
+    """`gradtrace submit --wait` (a real gunicorn API) while the store's Redis is frozen for 4 s mid-job: the API
+    answers 503, the CLI says so once, goes on waiting, and prints the job's result when Redis is back (exit 0)."""
+    import json
+    import sys
+
+    import httpx
+    from conftest import gunicorn
+
+    settings = make_settings(aof_redis.url, **FAST)
+    worker = Worker(settings, "cli-wait", log_dir).wait_ready()
+    spec = tmp_path / "slow.json"
+    spec.write_text(json.dumps(slow_spec(6000)))  # ~3 s in its numeric engine
+    try:
+        with gunicorn(settings, log_dir) as url:
+            exe = Path(sys.executable).parent / "gradtrace"
+            proc = subprocess.Popen([str(exe), "submit", str(spec), "--wait", "--timeout", "120", "--url", url],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                def running() -> bool:
+                    return any(j["status"] == "running" for j in httpx.get(f"{url}/v1/jobs").json()["items"])
+
+                wait_for(running, 60, "the job to run", interval=0.1)
+                aof_redis.signal(signal.SIGSTOP)
+                try:
+                    t0 = time.monotonic()
+                    assert httpx.get(f"{url}/readyz", timeout=10).status_code == 503  # the CLI sees what this sees
+                    time.sleep(max(0.0, 4.0 - (time.monotonic() - t0)))
+                finally:
+                    aof_redis.signal(signal.SIGCONT)
+                out, err = proc.communicate(timeout=90)
+            finally:
+                proc.kill()
+    finally:
+        worker.kill()
+    assert proc.returncode == 0, err
+    assert "503" in err and "still waiting for job" in err and "answers again" in err, err
+    assert "Traceback" not in err and "verdict: agree" in out, out
