@@ -4,6 +4,7 @@ topological order, then backward in reverse, accumulating into inputs shared by 
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -12,12 +13,24 @@ from services.engines import EngineRun
 from services.ir import Graph, Input
 
 
-def _arg(values: dict[str, np.ndarray], i: Input, dtype: str) -> np.ndarray:
+def _arg(values: dict[str, np.ndarray], i: Input, dtype: str | np.dtype) -> np.ndarray:
     """A node input; a Python number takes a float node's dtype (as torch's scalars do) and stays as it is otherwise
     (`x > 0.5` on an int64 x compares with 0.5)."""
     if isinstance(i, str):
         return values[i]
-    return np.asarray(i, dtype=dtype) if np.dtype(dtype).kind == "f" else np.asarray(i)
+    return np.asarray(i, dtype=dtype) if _is_float(dtype) else np.asarray(i)
+
+
+@lru_cache(maxsize=64)
+def _is_float(dtype: str | np.dtype) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+@lru_cache(maxsize=256)
+def _promoted(dtypes: tuple[np.dtype, ...]) -> np.dtype:
+    """numpy's promotion of these dtypes, cached: np.result_type costs microseconds a call, once per node that
+    has a Python number among its inputs (every other node of the benchmark's scalar chains)."""
+    return np.result_type(*dtypes)
 
 
 def forward(
@@ -37,7 +50,7 @@ def forward(
         if all(isinstance(i, str) for i in node.inputs):
             xs = [values[i] for i in node.inputs]  # type: ignore[index]
         else:  # Python numbers take the inputs' dtype
-            dtype = str(np.result_type(*[values[i].dtype for i in node.inputs if isinstance(i, str)]))
+            dtype = _promoted(tuple(values[i].dtype for i in node.inputs if isinstance(i, str)))
             xs = [_arg(values, i, dtype) for i in node.inputs]
         if saved is None:
             out = node.op.forward(xs, node.args)
