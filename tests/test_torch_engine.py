@@ -49,6 +49,25 @@ def test_cpu_host_copies_view_large_tensors_and_stack_small_ones() -> None:
         np.testing.assert_array_equal(a, t.detach().numpy())
 
 
+def test_groups_of_0d_tensors_come_back_bit_for_bit() -> None:
+    """Eight or more 0-d tensors of a dtype are read with Tensor.item() (a stack for other dtypes): every value
+    exact, the special floats and int64 past 2**53 included, each a 0-d array of its own dtype."""
+    floats = [float("nan"), -0.0, float("inf"), -float("inf"), 1e-45, 3.4028234663852886e38, 0.1, -2.5]
+    groups = [
+        [torch.tensor(v, dtype=torch.float32, requires_grad=True) * 1 for v in floats],
+        [torch.tensor(v, dtype=torch.float64) for v in floats],
+        [torch.tensor(2**62 + k) for k in range(9)] + [torch.tensor(-(2**63))],
+        [torch.tensor(k % 3 == 0) for k in range(8)],
+        [torch.tensor(k, dtype=torch.int32) for k in range(8)],  # not read by item(): a stack
+    ]
+    ts = [t for g in groups for t in g]
+    out = to_host(ts, batched=False)
+    for a, t in zip(out, ts, strict=True):
+        want = t.detach().numpy()
+        assert isinstance(a, np.ndarray) and a.shape == () and a.dtype == want.dtype
+        assert a.tobytes() == want.tobytes() or (np.isnan(a) and np.isnan(want))
+
+
 def test_edge_gradients_with_and_without_hooks_match_the_reference() -> None:
     # edges into a single consumer come from the source's retained grad (no hook); shared sources, a source used
     # twice by one node, a leaf feeding several nodes and broadcasting go through the hooked path
