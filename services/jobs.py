@@ -143,7 +143,8 @@ TABLE_BYTES_PER_NODE = 400
 def budget(graph: Graph, settings: Any) -> Budget:
     """Estimate a job's cost from its compiled graph (no data): every value, grad and edge gradient per engine,
     the table per node, the worker's peak (torch's and the reference's tensors alive together, plus the stored
-    copies), and the finite-difference passes (each a forward over the whole graph)."""
+    copies), and the finite-difference passes (each counted as a forward over the whole graph: an upper bound, as
+    an evaluation recomputes only what the perturbed leaf reaches)."""
     itemsize = {"float64": 8, "int64": 8, "bool": 1}
     sizes = {k: leaf.size * itemsize.get(leaf.dtype, 4) for k, leaf in graph.leaves.items()}
     grads = {k: sizes[k] for k, leaf in graph.leaves.items() if leaf.requires_grad}

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from services.engines import EngineRun
-from services.ir import Graph, Input
+from services.ir import Graph, Input, Node
 
 
 def _arg(values: dict[str, np.ndarray], i: Input, dtype: str | np.dtype) -> np.ndarray:
@@ -35,15 +35,16 @@ def _promoted(dtypes: tuple[np.dtype, ...]) -> np.dtype:
 
 def forward(
     graph: Graph, leaf_values: dict[str, np.ndarray] | None = None, float64: bool = False,
-    saved: dict[str, Any] | None = None,
+    saved: dict[str, Any] | None = None, known: dict[str, np.ndarray] | None = None, nodes: list[Node] | None = None,
 ) -> dict[str, np.ndarray]:
     """Every leaf and node value; `leaf_values` overrides leaves (finite differences use it, with `float64`:
     then casts between float dtypes keep float64, so that no step rounds to float32). With `saved`, what each
-    op saves for its backward is kept there by node name."""
-    values = graph.leaf_values()
+    op saves for its backward is kept there by node name. With `known` (values of an earlier pass) only `nodes`
+    (in graph order) are computed again: those that depend on the leaves that changed."""
+    values = dict(known) if known is not None else graph.leaf_values()
     if leaf_values:
         values.update(leaf_values)
-    for node in graph.nodes:
+    for node in graph.nodes if nodes is None else nodes:
         if float64 and node.op.name == "to" and str(node.dtype).startswith("float"):
             values[node.name] = values[node.inputs[0]]  # type: ignore[index]
             continue
