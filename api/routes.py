@@ -251,7 +251,7 @@ def get_job(path: JobPath, query: JobQuery) -> Response:
             finally:
                 s.waiters.release()
             rec = s.store.get(path.job_id, *bulk)
-        if query.manifest:  # asked for: a large job's manifest is built from its result table
+        if query.manifest:  # asked for: a large job's manifest is built from its tensor index
             rec.manifest_json = s.store.manifest_json(rec)
         return Response(view_json(rec), mimetype="application/json")
     except JobNotFound as e:

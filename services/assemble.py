@@ -68,12 +68,6 @@ class ResultTable:
     checked: dict[str, int] = field(default_factory=dict)
     """Finite differences: elements evaluated per leaf."""
     inline_limit: int = 1024
-    stored: dict[str, list[Any]] = field(default_factory=dict)
-    """Where the store put each tensor, by column ('torch/value', 'torch/grad', 'numeric/checked', 'torch/edge'):
-    per row (per edge in an edge column) None, or [offset, nbytes, dtype, shape] with the offset in the job's packed
-    blob, -1 for a tensor in a key of its own. Filled by JobStore.finish: readers find a tensor here (no index)."""
-    not_kept: dict[str, str] = field(default_factory=dict)
-    """Array key -> why that tensor was not stored in full (keep list, byte cap); filled by JobStore.finish."""
 
     @cached_property
     def index(self) -> dict[str, int]:

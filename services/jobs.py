@@ -39,18 +39,17 @@ class Selection:
     not_kept: dict[str, str] = field(default_factory=dict)
     nbytes: int = 0
 
-    def locations(self, table: ResultTable) -> dict[str, list[Any]]:
-        """ResultTable.stored: every stored tensor's [offset (-1: own key), nbytes, dtype, shape] by column and row."""
-        offs, index = self.offsets, table.index
-        n, n_edges = len(table.names), len(table.edge_src)
-        cols: dict[str, list[Any]] = {}
-        for k, (dt, shape, nb) in self.stored.items():
-            engine, fld, name = k.split("/", 2)
-            col = cols.get(f"{engine}/{fld}")
-            if col is None:
-                col = cols[f"{engine}/{fld}"] = [None] * (n_edges if fld == "edge" else n)
-            col[int(name) if fld == "edge" else index[name]] = [offs.get(k, -1), nb, dt, shape]
-        return cols
+    def index(self) -> dict[str, str]:
+        """Every tensor's index entry: the stored ones (index_entry) and '!<why>' for those not kept."""
+        offs, dims = self.offsets, {(): ""}
+        out = {}
+        for k, (dt, shape, n) in self.stored.items():
+            d = dims.get(shape)
+            if d is None:
+                d = dims[shape] = ",".join(map(str, shape))
+            out[k] = f"{offs.get(k, '-')} {n} {dt} {d}"
+        out.update((k, f"!{why}") for k, why in self.not_kept.items())
+        return out
 
     def manifest_json(self) -> str:
         """The Manifest (shared.job) as JSON."""
@@ -60,24 +59,21 @@ class Selection:
         return orjson.dumps({"stored": stored, "not_kept": self.not_kept, "nbytes": self.nbytes}).decode()
 
 
-def manifest_from_table(table: ResultTable) -> str:
-    """The Manifest JSON of a stored job's table (what Selection.manifest_json gave when the job was stored)."""
+def manifest_from_index(index: dict[bytes, bytes]) -> str:
+    """The Manifest JSON of a job's index hash (what Selection.manifest_json gave when the job was stored)."""
     stored: dict[str, dict[str, Any]] = {}
+    not_kept: dict[str, str] = {}
     total = 0
-    for col, entries in table.stored.items():
-        edges = col.endswith("/edge")
-        for row, e in enumerate(entries):
-            if e is not None:
-                offset, nbytes, dtype, shape = e
-                stored[f"{col}/{row if edges else table.names[row]}"] = {
-                    "dtype": dtype, "shape": shape, "nbytes": nbytes, "offset": None if offset < 0 else offset}
-                total += nbytes
-    return orjson.dumps({"stored": stored, "not_kept": table.not_kept, "nbytes": total}).decode()
-
-
-def stored_count(table: ResultTable) -> int:
-    """How many tensors a stored job keeps."""
-    return sum(len(entries) - entries.count(None) for entries in table.stored.values())
+    for k, v in index.items():
+        entry = v.decode()
+        if entry.startswith("!"):
+            not_kept[k.decode()] = entry[1:]
+            continue
+        offset, nbytes, dtype, dims = entry.split(" ")
+        stored[k.decode()] = {"dtype": dtype, "shape": [int(d) for d in dims.split(",") if d], "nbytes": int(nbytes),
+                              "offset": None if offset == "-" else int(offset)}
+        total += int(nbytes)
+    return orjson.dumps({"stored": stored, "not_kept": not_kept, "nbytes": total}).decode()
 
 
 def select_tensors(

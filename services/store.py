@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -23,12 +23,12 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from services.assemble import ResultTable, array_key
-from services.jobs import manifest_from_table, missing_reason, select_tensors, stored_count
+from services.jobs import manifest_from_index, missing_reason, select_tensors
 from services.store_client import StoreClient, connect
 from services.store_keys import KeyLayout
 from services.store_scripts import FINISH, NEW_JOB, SCRIPTS
 from shared.codec import from_bytes, to_bytes
-from shared.job import ErrorCode, JobError, JobProgress, Manifest
+from shared.job import ErrorCode, JobError, JobProgress, Manifest, StoredTensor
 from shared.result import TraceResult
 from shared.settings import Settings
 
@@ -42,6 +42,8 @@ graph has ~40k tensors); larger tensors each get their own key."""
 
 WRITE_BATCH_BYTES = 8 * 1024 * 1024
 """A job's tensors are sent in pipelines of about this many bytes: no single round trip holds Redis for long."""
+INDEX_BATCH = 10_000
+"""Fields per HSET of a job's tensor index (a 100k-node job has ~400k)."""
 
 RECENT_JOBS = 1000
 """How many of the newest jobs the job list remembers."""
@@ -82,6 +84,13 @@ class IdempotencyConflict(ValueError):
     """An Idempotency-Key reused with a different spec."""
 
 
+def parse_index_entry(entry: bytes) -> StoredTensor:
+    """The StoredTensor an index_entry describes."""
+    offset, nbytes, dtype, dims = entry.decode().split(" ")
+    return StoredTensor(dtype=dtype, shape=[int(d) for d in dims.split(",") if d], nbytes=int(nbytes),
+                        offset=None if offset == "-" else int(offset))
+
+
 def now_iso() -> str:
     """The current UTC time, ISO 8601 with milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -119,12 +128,12 @@ class JobRecord:
 
 MANIFEST_MAX_TENSORS = 1_000_000
 """The most stored tensors a manifest is built for on request (~6 per node: a ~160k-node graph); reading a
-larger one is too long a document to build in a request."""
+larger index holds Redis past the API's timeout."""
 STATUS_FIELDS = ("status", "attempts", "created_at", "started_at", "finished_at", "progress", "error", "ttl", "data")
 """What a status read fetches (HMGET): never the spec, result or table."""
 BULK_FIELDS = {"spec": "spec_json", "summary": "summary_json", "result": "result_json", "manifest": "manifest_json"}
 """Bulk hash fields and the JobRecord attribute each fills. Only a job with a whole result has a stored manifest;
-a larger one's (a line per stored tensor: tens of MB at 100k nodes) is built from its result table when asked
+a larger one's (a line per stored tensor: tens of MB at 100k nodes) is built from its tensor index when asked
 for (JobStore.manifest_json)."""
 
 
@@ -161,7 +170,8 @@ class JobStore:
         self.max_job_bytes = max_job_bytes
         self.keys = KeyLayout(prefix)
         self._tables: OrderedDict[tuple[str, str], ResultTable] = OrderedDict()
-        """Parsed result tables by (job, delivery), the last TABLE_CACHE this process read (they never change)."""
+        self._data: OrderedDict[str, str] = OrderedDict()
+        """Which delivery's tensors a succeeded job published, for the jobs this process read last (never changes)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, timeout_s: float = 60.0) -> JobStore:
@@ -199,7 +209,7 @@ class JobStore:
         return self.keys.job(job_id)
 
     def data_key(self, job_id: str, attempt: int | str, part: str) -> str:
-        """A key of what delivery `attempt` stored: `part` is 'table' (the result table), 'packed' or
+        """A key of what delivery `attempt` stored: `part` is 'table' (the result table), 'packed', 'index' or
         't:engine/field/name'."""
         return self.keys.data(job_id, attempt, part)
 
@@ -329,29 +339,25 @@ class JobStore:
 
     def manifest_json(self, rec: JobRecord) -> str | None:
         """The Manifest JSON of a succeeded job: the stored one (jobs with a whole result), else built from the
-        tensor locations in its result table (larger jobs store none: writing it cost more than any read of it)."""
+        job's tensor index (larger jobs store none: writing it cost more than any read of it)."""
         if rec.manifest_json is not None or rec.status != "succeeded" or rec.data is None:
             return rec.manifest_json
-        table = self._table_at(rec.id, rec.data)
-        n = stored_count(table)
+        index = self.data_key(rec.id, rec.data, "index")
+        n = self.r.hlen(index)
         if n > MANIFEST_MAX_TENSORS:
             raise ManifestTooLarge(f"the job stores {n:,} tensors, over the {MANIFEST_MAX_TENSORS:,} a manifest lists: "
                                    "page through its node listing (/v1/jobs/{id}/nodes) instead")
-        return manifest_from_table(table)
+        return manifest_from_index(self.r.hgetall(index))
 
     def table(self, job_id: str) -> ResultTable:
         """A succeeded job's ResultTable (parsed once per process and delivery: a finished job never changes)."""
         rec = self.get(job_id)
         if rec.status != "succeeded" or rec.data is None:
             raise JobNotReady(rec.status)
-        return self._table_at(job_id, rec.data)
-
-    def _table_at(self, job_id: str, data: str) -> ResultTable:
-        """The table delivery `data` stored, from this process's cache or Redis; JobNotFound once it expired."""
-        key = (job_id, data)
+        key = (job_id, rec.data)
         cached = self._tables.get(key)
         if cached is None:
-            raw = self.r.get(self.data_key(job_id, data, "table"))
+            raw = self.r.get(self.data_key(job_id, rec.data, "table"))
             if raw is None:
                 raise JobNotFound(f"job '{job_id}' expired")
             cached = ResultTable.from_json(raw)
@@ -363,32 +369,29 @@ class JobStore:
         return cached
 
     def tensors(self, job_id: str, data: str, keys: list[str]) -> dict[str, np.ndarray]:
-        """The stored tensors of these array keys (missing and not-kept ones left out), found in the table of
-        delivery `data` and read in one pipeline (a GETRANGE of the pack per tensor, a GET per own-key one)."""
+        """The stored tensors of these array keys (missing and not-kept ones left out), in one round trip
+        for packed tensors and one pipeline for the few with their own key."""
         if not keys:
             return {}
-        table = self._table_at(job_id, data)
-        found = [(k, e) for k in keys if (e := _location(table, k)) is not None]
-        return self._read(job_id, data, found)
-
-    def _read(self, job_id: str, data: str, found: list[tuple[str, list[Any]]]) -> dict[str, np.ndarray]:
-        """The tensors at these locations (ResultTable.stored entries), in one round trip; those whose bytes are
-        gone (the job expired meanwhile) are left out."""
-        pack = self.data_key(job_id, data, "packed")
-        with self.r.pipeline(transaction=False) as p:
-            for k, (offset, nbytes, _, _) in found:
-                if offset < 0:
-                    p.get(self.data_key(job_id, data, f"t:{k}"))
-                elif nbytes:
-                    p.getrange(pack, offset, offset + nbytes - 1)
-                else:
-                    p.exists(pack)  # a tensor with no elements: b"" if the job is still there
-            replies = p.execute() if found else []
+        index, pack = self.data_key(job_id, data, "index"), self.data_key(job_id, data, "packed")
+        reply = self._run("fetch_many", [index, pack], keys)
         out: dict[str, np.ndarray] = {}
-        for (k, (_, nbytes, dtype, shape)), raw in zip(found, replies, strict=True):
-            raw = b"" if raw == 1 else raw
-            if isinstance(raw, bytes) and len(raw) == nbytes:
-                out[k] = from_bytes(raw, dtype, shape)
+        own: list[tuple[str, StoredTensor]] = []
+        for k, entry, raw in zip(keys, reply[0::2], reply[1::2], strict=True):
+            if not entry:
+                continue
+            meta = parse_index_entry(entry)
+            if meta.offset is None:
+                own.append((k, meta))
+            elif raw is not None:
+                out[k] = from_bytes(raw, meta.dtype, meta.shape)
+        if own:
+            with self.r.pipeline(transaction=False) as p:
+                for k, _ in own:
+                    p.get(self.data_key(job_id, data, f"t:{k}"))
+                for (k, meta), raw in zip(own, p.execute(), strict=True):
+                    if raw is not None and len(raw) == meta.nbytes:
+                        out[k] = from_bytes(raw, meta.dtype, meta.shape)
         return out
 
     def delete(self, job_id: str) -> str:
@@ -402,9 +405,9 @@ class JobStore:
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
         idem, data, own = self.r.hmget(self.job_key(job_id), ["idem", "data", "own"])
         keys = []
-        if data:  # the table, the packed blob, and every tensor with a key of its own
+        if data:  # the table, the packed blob, the index, and every tensor with a key of its own
             n = data.decode()
-            keys += [self.data_key(job_id, n, part) for part in ("table", "packed")]
+            keys += [self.data_key(job_id, n, part) for part in ("table", "packed", "index")]
             keys += [self.data_key(job_id, n, f"t:{k}") for k in json.loads(own or "[]")]
         active = status.decode() in ("queued", "running")
         whole = [self.job_key(job_id), self.done_key(job_id), self.cancel_key(job_id)]
@@ -448,31 +451,39 @@ class JobStore:
                 return
 
     def tensor(self, job_id: str, engine: str | None, field: str, name: str) -> tuple[str, np.ndarray]:
-        """(engine, full tensor) from the job's stored bytes; TensorNotKept when only its summary was kept,
-        TensorNotFound for no such node, engine or field. Two round trips once this process has the job's table
-        (the status read, then the bytes).
+        """(engine, full tensor): stored bytes, else the result's inline numbers; else TensorNotKept/NotFound.
 
         `engine` None means the primary engine (the first that ran).
         """
         if not _ID.match(job_id):
             raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
-        rec = self.get(job_id)
-        if rec.status != "succeeded" or rec.data is None:
-            raise JobNotReady(rec.status)
-        table = self._table_at(job_id, rec.data)
-        engine = engine or table.summary["engines"][0]
-        key = array_key(engine, field, name)
-        entry = _location(table, key)
-        if entry is None:
-            if key in table.not_kept:
-                raise TensorNotKept(f"{field} of '{name}' from engine '{engine}' was {table.not_kept[key]}")
-            if not table.stored and name in table.index:
-                raise TensorNotFound(f"job '{job_id}' was stored by an earlier version of gradtrace: submit it again")
-            raise TensorNotFound(missing_reason(table, engine, field, name))
-        got = self._read(job_id, rec.data, [(key, entry)])
-        if key not in got:
-            raise JobNotFound(f"job '{job_id}' expired")
-        return engine, got[key]
+        data = self._data.get(job_id, "1")  # most jobs are published by their first delivery
+        for _ in range(2):
+            reply = self._run("fetch", [self.job_key(job_id), self.data_key(job_id, data, "index"),
+                                        self.data_key(job_id, data, "packed")], [engine or "", f"{field}/{name}", data])
+            if len(reply) != 3:
+                break
+            if reply[2].decode() == data:
+                raise JobNotFound(f"job '{job_id}' expired")
+            data = reply[2].decode()  # published by another delivery: ask again with its keys, and remember it
+            self._data[job_id] = data
+            while len(self._data) > 1024:
+                self._data.popitem(last=False)
+        if not reply:
+            raise JobNotFound(f"no job '{job_id}' (unknown, expired or deleted)")
+        if len(reply) == 1:
+            raise JobNotReady(reply[0].decode())
+        engine, data, entry = reply[1].decode(), reply[2].decode(), reply[3] or None
+        if entry is not None and not entry.startswith(b"!"):
+            meta = parse_index_entry(entry)
+            own = self.data_key(job_id, data, f"t:{array_key(engine, field, name)}")
+            raw = reply[4] if meta.offset is not None else self.r.get(own)
+            if raw is None or len(raw) != meta.nbytes:
+                raise JobNotFound(f"job '{job_id}' expired")
+            return engine, from_bytes(raw, meta.dtype, meta.shape)
+        if entry:
+            raise TensorNotKept(f"{field} of '{name}' from engine '{engine}' was {entry[1:].decode()}")
+        raise TensorNotFound(missing_reason(self.table(job_id), engine, field, name))
 
     # worker side
     def deliver(self, job_id: str, max_attempts: int, lease_s: float = 30.0) -> Delivery:
@@ -586,22 +597,23 @@ class JobStore:
                 packed.append(a)
                 offset += nb
             offsets[key] = o
-        stored = replace(table, stored=sel.locations(table), not_kept=sel.not_kept)  # where readers find them
-        table_json = stored.to_json()  # tens of MB at 100k nodes: a plain SET below, never a script's argument
+        index = sel.index()
+        table_json = table.to_json()  # tens of MB at 100k nodes: a plain SET below, never a script's argument
         fields = {
             "summary": table.summary_model().model_dump_json(), "finished_at": now_iso(),
             "engine": table.summary["engines"][0], "verdict": table.summary["comparison"]["verdict"],
             "progress": JobProgress(step="done", fraction=1.0).model_dump_json(), "data": delivery.attempt,
-            "own": json.dumps(own),  # what DELETE removes besides table and pack (without reading the table)
+            "own": json.dumps(own),  # what DELETE removes besides table, pack and index (no read of the index)
         }
         if done.result_json is not None:  # a small job: its whole result and its manifest, as a job view shows them
             fields["result"] = done.result_json
             fields["manifest"] = sel.manifest_json()
-        total = sel.nbytes + len(table_json) + sum(len(str(v)) for v in fields.values())
+        total = (sel.nbytes + len(table_json) + sum(len(str(v)) for v in fields.values())
+                 + sum(map(len, index)) + sum(map(len, index.values())))
         if max_result_bytes is not None and total > max_result_bytes:
             raise ResultTooLarge(f"the result is {total / 2**20:.1f} MiB, over the cap of {max_result_bytes / 2**20:.0f} MiB "
                                  "(GRADTRACE_MAX_RESULT_BYTES)")
-        # The table and tensors first, in a plain pipeline flushed every few MB: keys of this delivery only,
+        # The table, tensors and index first, in a plain pipeline flushed every few MB: keys of this delivery only,
         # invisible until the job's `data` field names it, so no transaction is needed, and no single command
         # holds Redis long (one MULTI of a 100k-node job's writes did, past the API's 1.5 s timeout).
         written: list[str] = []
@@ -627,6 +639,13 @@ class JobStore:
             if packed:
                 pk = self.data_key(job_id, delivery.attempt, "packed")
                 queue(pk, offset, ("SET", pk, b"".join(map(to_bytes, packed)), "EX", ttl))
+            if index:
+                ik = self.data_key(job_id, delivery.attempt, "index")
+                items = list(index.items())
+                for i in range(0, len(items), INDEX_BATCH):
+                    part = items[i : i + INDEX_BATCH]
+                    queue(ik, sum(map(len, (x for kv in part for x in kv))), ("HSET", ik, *[x for kv in part for x in kv]))
+                p.expire(ik, ttl)
             # then publish, atomically (one script on the job's slot), after the writes above in the same last
             # round trip: status check, result fields, status last; a cancelled, gone or finished job gets the keys
             # written above deleted instead. EVAL by execute_command: a cluster pipeline has no eval().
@@ -646,16 +665,3 @@ def tensor_names(table: ResultTable, key: str) -> tuple[str, ...]:
         e = int(rest)
         return table.names[table.edge_src[e]], table.names[table.edge_dst[e]]
     return (rest,)
-
-
-def _location(table: ResultTable, key: str) -> list[Any] | None:
-    """The ResultTable.stored entry of an array key ('torch/grad/x', 'torch/edge/3'), or None."""
-    engine, field, name = key.split("/", 2)
-    col = table.stored.get(f"{engine}/{field}")
-    if col is None:
-        return None
-    if field == "edge":
-        row = int(name) if name.isdigit() else None
-        return col[row] if row is not None and row < len(col) else None
-    row = table.index.get(name)
-    return None if row is None else col[row]

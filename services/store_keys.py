@@ -1,11 +1,11 @@
 """The store's key layout: every key of one job carries the job id as its hash tag, so that on a Redis Cluster
 all of them live in one slot (the store's Lua scripts and transactions only ever touch one job's keys).
 
-    gradtrace:{<id>}:job                      the job's hash (status fields; spec, summary, result, manifest)
+    gradtrace:{<id>}:job                      the job's hash (status fields, spec, result table, manifest)
     gradtrace:{<id>}:done                     a stream with one entry once the job is finished (long polls)
     gradtrace:{<id>}:cancel                   the cancel flag: 'requested', then 'stopped'
     gradtrace:{<id>}:<attempt>:packed         the small tensors one delivery stored, packed in one string
-    gradtrace:{<id>}:<attempt>:table          the result table (ResultTable JSON), which says where each tensor is
+    gradtrace:{<id>}:<attempt>:index          where each stored tensor is (own key or offset in the pack)
     gradtrace:{<id>}:<attempt>:t:<e>/<f>/<n>  a tensor over PACK_BYTES, in a key of its own
 
 Some keys are not a job's, each a single key in a slot of its own: `gradtrace:recent` and `gradtrace:leases`
@@ -48,7 +48,7 @@ class KeyLayout:
         return f"{self.tag(job_id)}:cancel"
 
     def data(self, job_id: str, attempt: int | str, part: str) -> str:
-        """A key of the tensors one delivery stored: `part` is 'table', 'packed' or 't:engine/field/name'.
+        """A key of the tensors one delivery stored: `part` is 'packed', 'index' or 't:engine/field/name'.
 
         Each delivery writes under its own attempt number, so that a late duplicate delivery that finds the
         job already finished removes only its own keys (the hash's `data` field names the published one)."""

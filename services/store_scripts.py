@@ -129,6 +129,46 @@ return 1
 """While an Idempotency-Key's record still names job ARGV[1]: delete it (ARGV[2] == '') or give it the TTL
 ARGV[2]; a record another request has claimed since is left alone. KEYS: the key's record."""
 
+FETCH = """
+local st, primary, data = unpack(redis.call('HMGET', KEYS[1], 'status', 'engine', 'data'))
+if not st then return {} end
+if st ~= 'succeeded' or not primary or not data then return {st} end
+local engine = ARGV[1] ~= '' and ARGV[1] or primary
+if data ~= ARGV[3] then return {st, engine, data} end
+local entry = redis.call('HGET', KEYS[2], engine .. '/' .. ARGV[2])
+if not entry or string.sub(entry, 1, 1) == '!' then return {st, engine, data, entry or ''} end
+local offset, nbytes = string.match(entry, '^(%S+) (%d+) ')
+if offset == '-' then return {st, engine, data, entry} end
+if tonumber(nbytes) == 0 then return {st, engine, data, entry, ''} end
+return {st, engine, data, entry, redis.call('GETRANGE', KEYS[3], tonumber(offset), tonumber(offset) + tonumber(nbytes) - 1)}
+"""
+"""One tensor of a finished job in one round trip: {} when the job is gone, {status} when it is not succeeded,
+{status, engine, data attempt} when the published delivery is not ARGV[3] (the caller's guess, whose index and
+pack are KEYS[2] and KEYS[3]: it asks again with that delivery's keys), else {status, engine, data attempt,
+index entry ('' if none), bytes (when packed)}. A tensor with its own key (over PACK_BYTES) is then read with a
+plain GET: copying megabytes through Lua costs more than a round trip. ARGV: engine ('' for the job's primary
+one), 'field/name', attempt. KEYS: job, index, packed."""
+
+FETCH_MANY = """
+local out = {}
+for _, k in ipairs(ARGV) do
+  local entry = redis.call('HGET', KEYS[1], k)
+  if not entry or string.sub(entry, 1, 1) == '!' then
+    out[#out + 1] = false
+    out[#out + 1] = false
+  else
+    out[#out + 1] = entry
+    local offset, nbytes = string.match(entry, '^(%S+) (%d+) ')
+    if offset == '-' then out[#out + 1] = false
+    elseif tonumber(nbytes) == 0 then out[#out + 1] = ''
+    else out[#out + 1] = redis.call('GETRANGE', KEYS[2], tonumber(offset), tonumber(offset) + tonumber(nbytes) - 1) end
+  end
+end
+return out
+"""
+"""Many tensors of one delivery in one round trip: for each array key (ARGV) its index entry and, when packed,
+its bytes (false for a missing or not-kept tensor; an entry with no bytes has its own key). KEYS: index, packed."""
+
 SCRIPTS = {"update": UPDATE, "begin": BEGIN, "renew": RENEW, "cancel": CANCEL, "reclaim": RECLAIM, "new_job": NEW_JOB,
-           "claim": CLAIM, "idem_release": IDEM_RELEASE}
+           "claim": CLAIM, "idem_release": IDEM_RELEASE, "fetch": FETCH, "fetch_many": FETCH_MANY}
 """What a store registers (and runs by EVALSHA). FINISH is sent with EVAL, last in the pipeline of a job's writes."""

@@ -60,9 +60,9 @@ def test_finish_writes_everything_with_one_ttl(store: JobStore, chain_spec: dict
     assert len(rec.manifest.stored) == len(done.arrays)
     # small tensors share one packed key: the job's hash plus that key, however many tensors
     assert all(m.offset is not None for m in rec.manifest.stored.values())
-    # the hash, the result table (which says where each tensor is), the packed tensors, the `done` stream long
+    # the hash, the result table, the packed tensors, the index of where each tensor is, the `done` stream long
     # polls wait on; the table is no field of the hash (a script never carries it: tens of MB at 100k nodes)
-    assert len(keys_of(job_id)) == 4 and store.r.xlen(store.done_key(job_id)) == 1
+    assert len(keys_of(job_id)) == 5 and store.r.xlen(store.done_key(job_id)) == 1
     assert store.r.hget(store.job_key(job_id), "table") is None
     assert store.table(job_id).names == done.table.names
     assert {0 < store.r.ttl(k) <= 60 for k in keys_of(job_id)} == {True}
@@ -139,7 +139,7 @@ def test_large_tensors_get_their_own_keys(store: JobStore, keys_of: Any) -> None
     stored = store.get(job_id, "manifest").manifest.stored  # type: ignore[union-attr]
     own = {k for k, m in stored.items() if m.offset is None}
     assert own == {k for k, a in done.arrays.items() if a.nbytes > PACK_BYTES} and own
-    assert len(keys_of(job_id)) == 4 + len(own)  # hash, table, pack, done stream and one key each
+    assert len(keys_of(job_id)) == 5 + len(own)  # hash, table, pack, index, done stream and one key each
     np.testing.assert_array_equal(store.tensor(job_id, "reference", "grad", "x")[1], done.arrays["reference/grad/x"])
     store.delete(job_id)
     assert keys_of(job_id) == []
@@ -237,7 +237,7 @@ def test_every_key_of_a_job_is_in_one_slot(store: JobStore, keys_of: Any) -> Non
     store.r.set(store.cancel_key(job_id), "stopped")  # a cancel flag, as a cancelled job has
     keys = keys_of(job_id)
     own = [k for k in keys if b":t:" in k]
-    assert own and len(keys) == 4 + len(own) + 1  # hash, table, pack, done, own-key tensors, cancel flag
+    assert own and len(keys) == 5 + len(own) + 1  # hash, table, pack, index, done, own-key tensors, cancel flag
     assert {k.decode().split("}")[0] for k in keys} == {f"gradtrace:{{{job_id}"}
     slots = {key_slot(k) for k in keys}
     assert slots == {key_slot(store.job_key(job_id).encode())}
@@ -317,7 +317,7 @@ def test_finishing_gives_the_idempotency_record_the_job_s_new_ttl(store: JobStor
 
 
 def test_tensors_of_a_job_published_by_a_later_delivery(store: JobStore) -> None:
-    # tensor() and tensors() read the keys of the delivery that published the job
+    # tensor() guesses the first delivery's keys (one round trip); for another it learns the right ones
     job_id, _ = store.create(TraceSpec.model_validate(BIG).model_dump_json())
     store.deliver(job_id, 3, lease_s=0)
     d = store.deliver(job_id, 3)
@@ -332,9 +332,8 @@ def test_tensors_of_a_job_published_by_a_later_delivery(store: JobStore) -> None
     assert set(got) == {"torch/value/y", "torch/grad/s"}
 
 
-def test_a_large_jobs_manifest_is_built_from_its_table(store: JobStore) -> None:
-    # a job without a whole result stores no manifest (a line per tensor); asked for, it comes from the tensor
-    # locations in its result table,
+def test_a_large_jobs_manifest_is_built_from_its_index(store: JobStore) -> None:
+    # a job without a whole result stores no manifest (a line per tensor); asked for, it comes from the index,
     # equal to the one a small job stores, own-key tensors and the keep list's refusals included
     spec = {"inputs": {"x": {"shape": [200, 100], "seed": 1}}, "nodes": [
         {"name": "y", "op": "tanh", "inputs": ["x"]}, {"name": "z", "op": "sin", "inputs": ["y"]},
@@ -350,30 +349,3 @@ def test_a_large_jobs_manifest_is_built_from_its_table(store: JobStore) -> None:
     kept = store.get(small_id, "manifest").manifest
     assert kept is not None and built == kept
     assert built.stored["torch/value/y"].offset is None and "torch/value/z" in built.not_kept and built.nbytes > 80000
-
-
-def test_tensor_locations_live_in_the_stored_table(store: JobStore, chain_spec: dict[str, Any]) -> None:
-    # where each tensor is ([offset, nbytes, dtype, shape] per column and row) is part of the result table: no
-    # index key; a table stored by an earlier version (no locations) says so rather than 'no such tensor'
-    from dataclasses import replace
-
-    from services.assemble import ResultTable
-    from services.store import TensorNotFound
-
-    job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json())
-    d = store.deliver(job_id, 3)
-    done = _done(chain_spec)
-    assert store.finish(job_id, done, None, d)
-    assert done.table.stored == {}  # the trace's own table is left as it was
-    table = ResultTable.from_json(store.r.get(store.data_key(job_id, d.attempt, "table")))
-    row = table.index["fx"]
-    offset, nbytes, dtype, shape = table.stored["torch/grad"][row]
-    assert (nbytes, dtype, shape) == (4, "float32", [])
-    raw = store.r.getrange(store.data_key(job_id, d.attempt, "packed"), offset, offset + nbytes - 1)
-    assert np.frombuffer(raw, "<f4")[0] == 367.0  # the tutorial's f.grad, at the offset the table gives
-    assert not store.r.exists(store.data_key(job_id, d.attempt, "index"))
-    old = replace(table, stored={}, not_kept={})
-    store.r.set(store.data_key(job_id, d.attempt, "table"), old.to_json())
-    fresh = JobStore(store.r, ttl_s=60, max_job_bytes=1 << 20)  # a process that has not read the job yet
-    with pytest.raises(TensorNotFound, match="earlier version"):
-        fresh.tensor(job_id, None, "grad", "fx")
