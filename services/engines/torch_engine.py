@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -45,17 +46,13 @@ SMALL = 4096
 """Tensors of up to this many elements are copied to the host in stacks of their shape; larger ones are viewed."""
 
 
-_SCALARS: dict[Any, np.dtype] = {}
-
-
 def _host_views(tensors: list[Any], out: list[np.ndarray | None]) -> list[np.ndarray]:
     """On the CPU: large tensors as numpy views of their memory, small ones stacked per (dtype, shape) into one
     array and handed out as its rows: Tensor.numpy() costs ~4 us a call, a 10k-node graph has ~30k tensors.
     Grouping reads each tensor's dtype and shape once; sizes and the no-grad mode are per group."""
     import torch
 
-    if not _SCALARS:
-        _SCALARS.update(_scalar_dtypes())
+    scalars = _scalar_dtypes()
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, t in enumerate(tensors):
         key = (t.dtype, t.shape)
@@ -76,8 +73,8 @@ def _host_views(tensors: list[Any], out: list[np.ndarray | None]) -> list[np.nda
         with torch.no_grad():
             for idx in stacks:
                 first = tensors[idx[0]]
-                if first.dim() == 0 and first.dtype in _SCALARS:  # Tensor.item() is exact for these, 2x a stack's speed
-                    rows = np.array([tensors[i].item() for i in idx], dtype=_SCALARS[first.dtype])
+                if first.dim() == 0 and first.dtype in scalars:  # Tensor.item() is exact for these, 2x a stack's speed
+                    rows = np.array([tensors[i].item() for i in idx], dtype=scalars[first.dtype])
                 else:
                     rows = torch.stack([tensors[i] for i in idx]).numpy()
                 for j, i in enumerate(idx):
@@ -85,6 +82,7 @@ def _host_views(tensors: list[Any], out: list[np.ndarray | None]) -> list[np.nda
     return out  # type: ignore[return-value]
 
 
+@cache
 def _scalar_dtypes() -> dict[Any, np.dtype]:
     """torch dtype -> numpy dtype of the 0-d tensors read with Tensor.item() (a Python float, int or bool holds
     each of their values exactly)."""
