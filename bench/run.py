@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"mode {cfg.mode}, budget {cfg.budget_s:.0f} s; starting redis-server, celery worker, gunicorn")
     from bench import engines, gpu, load, profiling, queue_overhead, report, scale, store_bench
 
+    outside = 0.0  # seconds spent outside the time budget (the 1M chain, the load run)
     with Stack(OUT / "logs") as stack:
         log(f"stack up: redis :{stack.redis_port}, API {stack.api_url}, worker pool {stack.pool_pids()}")
         if 1 in sections:
@@ -181,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg.previous = {k: small[k][-1] for k in ("chain", "wide") if small[k]}
             big = scale.run(stack, cfg, log, big=True)
             if args.huge:
+                t_huge = time.monotonic()
                 big["chain"].append(scale.huge(stack, log))
+                outside += time.monotonic() - t_huge
             sc = {k: small[k] + big[k] for k in small}
             sc["growth"] = {
                 k: scale.growth([r for r in sc[k] if r.get("stages")], [r["nodes"] for r in sc[k] if r.get("stages")])
@@ -192,12 +195,16 @@ def main(argv: list[str] | None = None) -> int:
             rep["scale"] = sc
         if 6 in sections:
             log("6. load: none lost (after the budgeted sections)")
+            t_load = time.monotonic()
             rep["load"] = load.run(stack, cfg, log)
             stack.flush_store()
+            outside += time.monotonic() - t_load
         rep["targets"] = report.evaluate(rep)
         rep["profiles"] = []
         if not args.no_profile:
-            rep["profiles"] = profile_misses(stack, cfg, rep, log, t_start, profiling)
+            # the budget's clock stops during the parts outside it (the 1M chain, the load run): what the budgeted
+            # sections left, at least profile_reserve_s, goes to the profiles of the missed targets
+            rep["profiles"] = profile_misses(stack, cfg, rep, log, t_start + outside, profiling)
     rep["runtime_s"] = time.monotonic() - t_start
     rep["loadavg_end"] = _loadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
