@@ -145,13 +145,9 @@ def build_table(
     op = ["parameter" if leaf.kind == "parameter" else "input" for leaf in leaves] + [node.op.name for node in graph.nodes]
     kind = [leaf.kind for leaf in leaves] + ["node"] * len(graph.nodes)
     primary = runs[0]
-    torch_meta = next((r.meta for r in runs if r.meta), {})
-    grad_fn: list[str | None] = [None] * n
-    nexts: list[list[list[str | None]]] = [[] for _ in range(n)]
-    for name, meta in torch_meta.items():
-        i = index[name]
-        grad_fn[i] = meta.grad_fn
-        nexts[i] = [[f, m] for f, m in meta.next_functions]
+    autograd = next((r.autograd for r in runs if r.autograd is not None), None)
+    grad_fn = autograd.grad_fn if autograd is not None else [None] * n
+    nexts = autograd.next_functions if autograd is not None else [[] for _ in range(n)]
 
     arrays: dict[str, np.ndarray] = {}
     tensors: dict[str, dict[str, list[bool]]] = {}

@@ -11,13 +11,12 @@ Edge = tuple[str, str]
 
 
 @dataclass
-class NodeMeta:
-    """What torch says about a tensor's place in the autograd graph."""
+class AutogradMeta:
+    """What torch says about each tensor's place in the autograd graph, in graph order (leaves, then nodes):
+    its grad_fn's name and, per entry of next_functions, [grad_fn name, the graph node it leads to]."""
 
-    grad_fn: str | None
-    next_functions: list[tuple[str | None, str | None]]
-    is_leaf: bool
-    requires_grad: bool
+    grad_fn: list[str | None]
+    next_functions: list[list[list[str | None]]]
 
 
 @dataclass
@@ -28,7 +27,8 @@ class EngineRun:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     grads: dict[str, np.ndarray | None] = field(default_factory=dict)
     edges: dict[Edge, np.ndarray] = field(default_factory=dict)
-    meta: dict[str, NodeMeta] = field(default_factory=dict)
+    autograd: AutogradMeta | None = None
+    """torch only: grad_fn and next_functions per tensor."""
     checked: dict[str, np.ndarray] = field(default_factory=dict)
     """Finite differences only: which elements of each grad were evaluated (the rest are NaN, not checked)."""
     seconds: float = 0.0

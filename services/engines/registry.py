@@ -30,7 +30,8 @@ class Engine:
 
 
 class TorchEngine(Engine):
-    """PyTorch itself, with every grad retained and every grad_fn hooked (imports torch on first use)."""
+    """PyTorch itself: every grad captured (what retain_grad() would keep), grad_fns hooked where an edge needs it
+    (imports torch on first use)."""
 
     name = "torch"
 
