@@ -199,7 +199,9 @@ def build_table(
     value_flags, grad_flags = flags if flags is not None else node_flags(graph, primary)
     nonfinite = (value_flags | grad_flags).tolist()
     summaries: dict[str, dict[str, Any]] = {}
-    for k, a in arrays.items():
+    shapes = [leaf.shape for leaf in leaves] + [node.shape for node in graph.nodes]
+    big = any(math.prod(s) > inline_limit for s in shapes)  # else no array needs a summary: skip the walk over them
+    for k, a in arrays.items() if big else ():
         if a.size > inline_limit and "/checked/" not in k:
             mask = arrays.get(k.replace("/grad/", "/checked/", 1)) if "/grad/" in k else None
             summaries[k] = summarize(a[mask] if mask is not None else a)
@@ -207,7 +209,7 @@ def build_table(
         summary=summary, names=names, op=op,
         expr=[leaf.expr or leaf.init for leaf in leaves] + [node.expr for node in graph.nodes],
         inputs=[[] for _ in leaves] + [list(node.inputs) for node in graph.nodes],
-        shape=[list(leaf.shape) for leaf in leaves] + [list(node.shape) for node in graph.nodes],
+        shape=[list(s) for s in shapes],
         dtype=[leaf.dtype for leaf in leaves] + [node.dtype for node in graph.nodes],
         is_leaf=[True] * len(leaves) + [False] * len(graph.nodes),
         requires_grad=[leaf.requires_grad for leaf in leaves] + [node.requires_grad for node in graph.nodes],

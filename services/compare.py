@@ -141,10 +141,18 @@ def compare_pair(a: EngineRun, b: EngineRun, dtype: str, exact: bool = True) -> 
         # A grad one engine has and the other lacks can never match: compare against a shape that differs.
         pairs.append((ga if ga is not None else _MISSING, gb if gb is not None else _MISSING[None]))
     if a.edges and b.edges:
-        for key in a.edges.keys() | b.edges.keys():
+        # in a's order, then b's own: walking a set of the keys (hash order) made every lookup a cache miss at
+        # 100k nodes (26x the time of 10k)
+        a_edges, b_edges = a.edges, b.edges
+        for key, ea in a_edges.items():
             kinds.append("edge")
             names.append(key)
-            pairs.append((a.edges.get(key, _MISSING), b.edges.get(key, _MISSING[None])))
+            pairs.append((ea, b_edges.get(key, _MISSING[None])))
+        for key, eb in b_edges.items():
+            if key not in a_edges:
+                kinds.append("edge")
+                names.append(key)
+                pairs.append((_MISSING, eb))
     max_abs, max_rel, ok = batch_errors(pairs, rtol, atol)
     return PairErrors(f"{a.engine}~{b.engine}", kinds, names, max_abs, max_rel, ok, rtol, atol)
 
