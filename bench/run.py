@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             big = scale.run(stack, cfg, log, big=True)
             if args.huge:
                 t_huge = time.monotonic()
-                big["chain"].append(scale.huge(stack, log))
+                for kind in ("chain", "wide"):
+                    big[kind].append(scale.huge(stack, log, kind))
                 outside += time.monotonic() - t_huge
             sc = {k: small[k] + big[k] for k in small}
             sc["growth"] = {
