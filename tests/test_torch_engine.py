@@ -49,6 +49,21 @@ def test_cpu_host_copies_view_large_tensors_and_stack_small_ones() -> None:
         np.testing.assert_array_equal(a, t.detach().numpy())
 
 
+def test_repeated_and_expanded_tensors_come_back_as_themselves() -> None:
+    """A tensor listed several times is read once (the same array for each), and an expanded (stride-0, not
+    contiguous) tensor in a stacked group comes back with its own numbers."""
+    g = torch.Generator().manual_seed(1)
+    vecs = [torch.randn(16, generator=g) for _ in range(12)]
+    expanded = torch.tensor(3.0).expand(16)
+    scalar = torch.tensor(2.5) * 1
+    ts = [*vecs, expanded, vecs[3], expanded, *[torch.randn((), generator=g) for _ in range(9)], scalar, scalar]
+    out = to_host(ts, batched=False)
+    for a, t in zip(out, ts, strict=True):
+        assert a.shape == tuple(t.shape) and a.dtype == t.numpy().dtype
+        np.testing.assert_array_equal(a, t.numpy())
+    assert out[13] is out[3] and out[14] is out[12] and out[-1] is out[-2]
+
+
 def test_groups_of_0d_tensors_come_back_bit_for_bit() -> None:
     """Eight or more 0-d tensors of a dtype are read with Tensor.item() (a stack for other dtypes): every value
     exact, the special floats and int64 past 2**53 included, each a 0-d array of its own dtype."""
