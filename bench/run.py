@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=None, help="time budget of the whole run, seconds")
     ap.add_argument("--no-profile", action="store_true", help="skip profiling the missed targets")
     ap.add_argument("--huge", action="store_true",
-                    help="also run the 1,000,000-node chain once end to end in section 2 (about 6 minutes; ~15 GiB "
-                         "of memory in all), outside the time budget")
+                    help="also run the 1,000,000-node chain and wide graph once each end to end in section 2 (about "
+                         "11 minutes; up to ~20 GB of memory in all), outside the time budget")
     ap.add_argument("--update-readme", action="store_true",
                     help="also put the tables into bench/README.md between its 'latest results' markers")
     args = ap.parse_args(argv)
