@@ -57,10 +57,10 @@ def _host_views(tensors: list[Any], out: list[np.ndarray | None]) -> list[np.nda
     groups: dict[tuple[Any, ...], list[int]] = {}
     # One tensor often stands for several (a grad that add passed on to both inputs, the expanded grad of a sum
     # down a tree of adds): each is read once.
-    first: dict[int, int] = {}
+    seen_at: dict[int, int] = {}
     same: list[tuple[int, int]] = []
     for i, t in enumerate(tensors):
-        j = first.setdefault(id(t), i)
+        j = seen_at.setdefault(id(t), i)
         if j != i:
             same.append((i, j))
             continue
