@@ -1,4 +1,4 @@
-"""Run a Graph in PyTorch: retain every grad, and hook every grad_fn to see the gradient on each edge."""
+"""Run a Graph in PyTorch: capture every grad, and hook the grad_fns whose edges need it to see the gradient on each edge."""
 
 from __future__ import annotations
 
