@@ -27,6 +27,28 @@ def test_nodes_out_of_order_are_sorted_topologically() -> None:
     assert t.result.output == "L"
 
 
+def test_nodes_in_order_keep_it_and_draw_as_torch_runs_them() -> None:
+    """A list already in order is run as written (Kahn's algorithm would put the root d2 before d1): the
+    dropout masks are the ones torch draws running the nodes top to bottom."""
+    import torch
+
+    spec = nodes_spec([
+        {"name": "y", "op": "mul", "inputs": ["a", "b"]},
+        {"name": "d1", "op": "dropout", "inputs": ["y"]},
+        {"name": "d2", "op": "dropout", "inputs": ["a"]},
+        {"name": "s", "op": "add", "inputs": ["d1", "d2"]},
+        {"name": "L", "op": "sum", "inputs": ["s"]},
+    ], seed=7)
+    t = trace(spec)
+    assert [n.name for n in t.graph.nodes] == ["y", "d1", "d2", "s", "L"]
+    torch.manual_seed(7)
+    a, b = (torch.from_numpy(t.arrays[f"torch/value/{k}"].copy()) for k in "ab")
+    d1 = torch.nn.functional.dropout(a * b, 0.5)
+    d2 = torch.nn.functional.dropout(a, 0.5)
+    np.testing.assert_array_equal(t.arrays["torch/value/d1"], d1.numpy())
+    np.testing.assert_array_equal(t.arrays["torch/value/d2"], d2.numpy())
+
+
 @pytest.mark.parametrize(
     ("nodes", "node", "needle"),
     [

@@ -51,8 +51,25 @@ def _err(raw: RawNode, msg: str) -> SpecError:
     return SpecError(msg, loc=raw.loc, node=raw.name, line=raw.line, col=raw.col)
 
 
+def _in_order(raws: list[RawNode], known: set[str]) -> bool:
+    """Whether every node comes after its inputs, names unique: the order a spec is usually written in."""
+    defined = set(known)
+    add = defined.add
+    for r in raws:
+        if r.name in defined:
+            return False
+        for i in r.inputs:
+            if i.__class__ is str and i not in defined:
+                return False
+        add(r.name)
+    return True
+
+
 def topo_order(raws: list[RawNode], known: set[str]) -> list[RawNode]:
-    """Order nodes so each comes after its inputs (Kahn's algorithm); name unknowns and cycles."""
+    """Order nodes so each comes after its inputs; name unknowns and cycles. Nodes already in such an order
+    keep it (the order torch would run them in, random draws included); others are sorted by Kahn's algorithm."""
+    if _in_order(raws, known):
+        return raws
     by_name: dict[str, RawNode] = {}
     for r in raws:
         if r.name in by_name or r.name in known:
