@@ -24,7 +24,15 @@ RANDOM = {"rand", "randn", "randint", "normal", "rand_like", "randn_like", "rand
 """Those that draw from torch's generator."""
 CREATOR_KWARGS = {"dtype", "requires_grad", "device", "fill_value", "steps"}
 
-__all__ = ["CREATORS", "INPLACE_INIT", "NN_INIT", "RANDOM", "TensorCreation"]
+__all__ = ["CREATORS", "INPLACE_INIT", "NN_INIT", "RANDOM", "TensorCreation", "without_data"]
+
+
+def without_data(node: ast.expr) -> ast.expr:
+    """`w` for `w.data` (and `w.data.data`): a write through .data writes into w itself, where a read of it is a
+    tensor cut from the graph."""
+    while isinstance(node, ast.Attribute) and node.attr == "data":
+        node = node.value
+    return node
 
 
 class TensorCreation(ExpressionCompiler):
@@ -147,7 +155,7 @@ class TensorCreation(ExpressionCompiler):
             known = (float(min(start, start + step * (n - 1))), float(max(start, start + step * (n - 1)))) if n else None
             return (n,), list(vals), known, dtype or ("int64" if ints else None)
         if fn == "linspace":
-            vals = [self.const(a) for a in args] + [self.const(kw["steps"])] * ("steps" in kw)
+            vals = [self.const(a) for a in args] + ([self.const(kw["steps"])] if "steps" in kw else [])
             if len(vals) != 3 or not isinstance(vals[2], int) or vals[2] < 0:
                 raise self.err(node, "torch.linspace takes (start, end, steps)")
             return (vals[2],), vals, None, dtype
@@ -168,7 +176,7 @@ class TensorCreation(ExpressionCompiler):
 
     def leaf_target(self, target: ast.expr, stmt: ast.AST) -> T:
         """The leaf an attribute target names: `conv.weight.data`, `conv.weight`, `x.data`."""
-        node = target.value if isinstance(target, ast.Attribute) and target.attr == "data" else target
+        node = without_data(target)
         v = self.expr(node)
         if not isinstance(v, T) or v.name not in self.builder.leaves:
             raise self.err(stmt, f"'{self.src(node)[:60]}' is not a parameter or a tensor the program made: it cannot be written")
@@ -195,7 +203,7 @@ class TensorCreation(ExpressionCompiler):
         if path is not None and path.startswith("torch.") and path[6:] in CREATORS:
             self.create(path[6:], value, leaf.name, into=leaf)
             return
-        src = self.expr(value)
+        src = self.expr(without_data(value))
         if isinstance(src, T) and src.name in self.builder.leaves:
             if self.shape(src) != leaf.shape:
                 raise self.err(stmt, f"'{leaf.name}' has shape {list(leaf.shape)}, the new value {list(self.shape(src))}")
@@ -226,7 +234,7 @@ class TensorCreation(ExpressionCompiler):
         """nn.init.kaiming_uniform_(conv.weight, a=...) and friends, replayed with torch."""
         if fn not in NN_INIT or not call.args:
             raise self.err(call, f"nn.init.{fn} is not supported (supported: {', '.join(sorted(NN_INIT))})")
-        t = self.tensor(call.args[0])
+        t = self.tensor(without_data(call.args[0]))
         if t.name not in self.builder.leaves:
             raise self.err(call, f"nn.init.{fn} on '{t.name}', the result of an operation")
         args = [self.const(a) for a in call.args[1:]]

@@ -291,8 +291,8 @@ class ExpressionCompiler:
             return self.builder.grad[t.name]
         if a == "is_leaf":
             return t.name in self.builder.leaves
-        if a == "data":
-            return t
+        if a == "data":  # the same numbers cut from the graph, as .detach() gives (writes through it: TensorCreation)
+            return self.emit("detach", [t], {}, node) if self.builder.grad[t.name] else t
         if a in ("T", "mT"):
             if a == "T" and len(shape) != 2:
                 return t if len(shape) < 2 else self.emit("permute", [t], {"dims": list(range(len(shape)))[::-1]}, node)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from services.compiler.build import GraphBuilder
-from services.compiler.creation import CREATORS, INPLACE_INIT, TensorCreation
+from services.compiler.creation import CREATORS, INPLACE_INIT, TensorCreation, without_data
 from services.compiler.expressions import CASTS, MATH, _kind
 from services.compiler.layers import BY_MODULE
 from services.compiler.modules import ModuleCalls
@@ -194,10 +194,50 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
             return
         if not isinstance(stmt.target, ast.Name):
             raise self.err(stmt, "augmented assignment needs a plain name target")
-        binop = ast.BinOp(left=ast.Name(id=stmt.target.id, ctx=ast.Load()), op=stmt.op, right=stmt.value)
+        var = stmt.target.id
+        old = self.scope.get(var)
+        if isinstance(old, T):
+            self.check_in_place(old, var, stmt)
+        binop = ast.BinOp(left=ast.Name(id=var, ctx=ast.Load()), op=stmt.op, right=stmt.value)
         ast.copy_location(binop, stmt)
         binop.end_lineno, binop.end_col_offset = stmt.end_lineno, stmt.end_col_offset
-        self.assign(ast.Name(id=stmt.target.id, ctx=ast.Store()), binop, stmt)
+        self.assign(ast.Name(id=var, ctx=ast.Store()), binop, stmt)
+        new = self.scope[var]
+        if isinstance(old, T) and isinstance(new, T) and new != old:
+            self.changed_in_place(old, new, var, stmt)
+
+    def check_in_place(self, t: T, var: str, stmt: ast.AugAssign) -> None:
+        """`x += ...` on a tensor changes it in place, as torch does: refused where torch refuses it (a leaf that
+        requires grad) or where it would change another tensor too (a view)."""
+        op = ast.dump(stmt.op).split("(")[0].lower()
+        sym = {"add": "+", "sub": "-", "mult": "*", "div": "/", "pow": "**", "matmult": "@"}.get(op, "?")
+        if t.name in self.builder.leaves and self.builder.grad[t.name]:
+            raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses `{var} {sym}= ...` on it "
+                                 f"(a leaf Variable that requires grad is being used in an in-place operation); write "
+                                 f"`{var} = {var} {sym} ...` for a new tensor, or change it under torch.no_grad() with .data")
+        node = next((n for n in reversed(self.builder.nodes) if n.name == t.name), None)
+        if node is not None and node.op.view:
+            base = node.inputs[0]
+            raise self.err(stmt, f"`{var} {sym}= ...` changes '{var}' in place, and '{var}' is a view of '{base}' "
+                                 f"({node.op.name}): torch would change '{base}' too, which gradtrace does not trace; write "
+                                 f"`{var} = {var} {sym} ...` for a new tensor")
+
+    def changed_in_place(self, old: T, new: T, var: str, stmt: ast.AugAssign) -> None:
+        """After an in-place change, every name bound to the tensor sees the new value (`b = a; b += 1` changes
+        a too). In place, torch keeps the tensor's shape and dtype: a change of either is refused."""
+        if self.shape(new) != self.shape(old):
+            raise self.err(stmt, f"`{var}` has shape {list(self.shape(old))}, and in place it cannot become "
+                                 f"{list(self.shape(new))} (torch: output shape doesn't match the broadcast shape)")
+        was, now = self.dtype_of(old), self.dtype_of(new)
+        if was != now:  # torch stores a float64 result into float32 (rounding it), and refuses float into int64
+            raise self.err(stmt, f"`{var}` is {was}: in place, torch stores the {now} result as {was}"
+                                 + (", which gradtrace does not trace" if was.startswith("float") else " (it refuses to)")
+                                 + f"; write `{var} = ...` with the dtype cast you want")
+        for k, v in list(self.scope.items()):
+            if v == old:
+                self.scope[k] = new
+            elif isinstance(v, (list, tuple)) and old in v:
+                self.scope[k] = type(v)(new if x == old else x for x in v)
 
     def with_block(self, stmt: ast.With) -> None:
         for item in stmt.items:
@@ -247,7 +287,8 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
                 self.backward(f.value, call)
                 return
             self.begin("t", call, [])
-            base = self.expr(f.value)
+            writes = f.attr in {"copy_"} | INPLACE_INIT
+            base = self.expr(without_data(f.value) if writes else f.value)
             if isinstance(base, Untraced) or (isinstance(base, ModuleInst) and f.attr in ("zero_grad", "train", "eval")):
                 self.method_statement(base, f.attr, call)
                 return

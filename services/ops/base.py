@@ -43,6 +43,8 @@ class Op:
     """True when an input may be a Python number (torch's `x * 2`); otherwise every input is a tensor."""
     differentiable: ClassVar[tuple[bool, ...] | None] = None
     """Per tensor input; None means all are."""
+    view: ClassVar[bool] = False
+    """torch may return a view of the first input (its memory): an in-place change of the result changes it too."""
     same_dtype: ClassVar[bool] = False
     """torch refuses float inputs of different dtypes (matmul, linear, conv2d do not promote)."""
     signature: ClassVar[tuple[str, ...] | None] = None

@@ -44,6 +44,7 @@ class Detach(Op):
     """x.detach(): the same values with no gradient flowing back."""
 
     name = "detach"
+    view = True  # it shares the tensor's memory
     functions = ("torch.detach",)
     differentiable = (False,)
 

@@ -218,6 +218,7 @@ class Getitem(Op):
     through subscripts, not by a function name."""
 
     name = "getitem"
+    view = True  # basic indexing is; advanced indexing copies, but an in-place change is refused for both
     tensors = ("input", "indices")
     variadic = True
     min_inputs = 1

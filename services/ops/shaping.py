@@ -35,6 +35,7 @@ def reshape_shape(src: Shape, shape: list[int]) -> Shape:
 @register
 class Reshape(Op):
     name = "reshape"
+    view = True
     Args = ReshapeArgs
     star = "shape"
     functions = ("torch.reshape",)
@@ -62,6 +63,7 @@ class TransposeArgs(BaseModel):
 @register
 class Transpose(Op):
     name = "transpose"
+    view = True
     Args = TransposeArgs
     positional = ("dim0", "dim1")
     functions = ("torch.transpose",)
@@ -93,6 +95,7 @@ class PermuteArgs(BaseModel):
 @register
 class Permute(Op):
     name = "permute"
+    view = True
     Args = PermuteArgs
     star = "dims"
     functions = ("torch.permute",)
@@ -124,6 +127,7 @@ class FlattenArgs(BaseModel):
 @register
 class Flatten(Op):
     name = "flatten"
+    view = True
     Args = FlattenArgs
     positional = ("start_dim", "end_dim")
     functions = ("torch.flatten",)
@@ -197,6 +201,7 @@ class Squeeze(Op):
     """Drop size-1 dims: all of them, or those among `dim` (dims of another size are left alone, as in torch)."""
 
     name = "squeeze"
+    view = True
     Args = SqueezeArgs
     positional = ("dim",)
     functions = ("torch.squeeze",)
@@ -239,6 +244,7 @@ class Unsqueeze(Op):
     """Insert a size-1 dim at `dim`, which ranges over ndim + 1 positions."""
 
     name = "unsqueeze"
+    view = True
     Args = UnsqueezeArgs
     positional = ("dim",)
     functions = ("torch.unsqueeze",)
@@ -269,6 +275,7 @@ class Expand(Op):
     """Broadcast to `size` (Tensor.expand(*sizes)): -1 keeps a dim, size-1 dims stretch, new dims lead."""
 
     name = "expand"
+    view = True
     Args = ExpandArgs
     star = "size"
     methods = ("expand",)
@@ -351,6 +358,8 @@ def _piece(sizes: list[int], index: int, op: str) -> tuple[int, int]:
 
 class PieceOp(Op):
     """A one-output node of split/chunk: the shape rule gives the piece sizes, `index` picks one."""
+
+    view = True
 
     def sizes(self, n: int, a: Any) -> list[int]:
         """Sizes of the pieces torch makes of a dim of size n."""

@@ -1,0 +1,98 @@
+"""Idioms from tutorials and notebooks that once traced with other numbers than torch's, or were refused: each
+program is run by real torch too (our own test text), and every named tensor's value and grad must match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_program_pytorch import in_torch, same_as_torch, traced
+
+from services.compiler import compile_spec
+from services.errors import SpecError
+from shared.spec import TraceSpec
+
+
+def check(program: str, names: list[str], tmp_path: Path) -> None:
+    """Trace the program, run it in torch, and compare the named tensors (values and leaf grads)."""
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree", [p.failures for p in t.result.comparison.pairs]
+    same_as_torch(t, in_torch(program, tmp_path), names)
+
+
+def refused(program: str) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        compile_spec(TraceSpec(program=program))
+    return info.value
+
+
+# ---- .data: the same numbers, cut from the graph --------------------------------------------------
+
+
+@pytest.mark.parametrize("program", [
+    "w = torch.randn(3, requires_grad=True)\nx = w.data * 2\nloss = (w * x).sum()\nloss.backward()\n",
+    "w = torch.tensor([1.0, 2.0], requires_grad=True)\ntarget = w.data ** 2\nloss = ((w ** 2 - target - 1.0) ** 2).sum()\n"
+    "loss.backward()\n",
+    "w = torch.tensor(1.0, requires_grad=True)\ny = torch.tensor(2.0, requires_grad=True)\nz = w * y\nz2 = z.data * w\n"
+    "z2.backward()\n",
+])
+def test_data_is_cut_from_the_graph(program: str, tmp_path: Path) -> None:
+    """`.data` once stood for the tensor itself: gradients flowed through it (w.grad twice torch's)."""
+    check("import torch\ntorch.manual_seed(0)\n" + program, ["w"], tmp_path)
+
+
+def test_writes_through_data_still_set_the_leaf(tmp_path: Path) -> None:
+    program = (
+        "import torch\nimport torch.nn as nn\ntorch.manual_seed(1)\nlin = nn.Linear(3, 3)\nw = torch.randn(3, requires_grad=True)\n"
+        "u = torch.zeros(3, requires_grad=True)\nwith torch.no_grad():\n    lin.weight.data.fill_(0.5)\n    nn.init.zeros_(lin.bias.data)\n"
+        "    w.data.copy_(torch.ones(3))\n    u.data.copy_(w.data)\n    u.data *= 3\n"
+        "loss = (lin(w) * w.data + u).sum()\nloss.backward()\n"
+    )
+    check(program, ["lin", "w", "u", "loss"], tmp_path)
+
+
+def test_linspace_with_positional_steps(tmp_path: Path) -> None:
+    """`torch.linspace(-2, 2, 9)` crashed the compiler (a KeyError: it looked for steps= among the keywords)."""
+    program = ("import torch\nx = torch.linspace(-2, 2, 9, requires_grad=True)\ny = torch.where(x > 0, x ** 2, -x)\n"
+               "z = torch.clamp(y, min=0.5, max=3.0)\n(z + x.clamp(-1, 1)).sum().backward()\n")
+    check(program, ["x", "y", "z"], tmp_path)
+
+
+# ---- x += ... changes the tensor in place ---------------------------------------------------------
+
+
+def test_in_place_add_changes_every_name_of_the_tensor(tmp_path: Path) -> None:
+    """`b = a; b += 1` changes a as well (torch: one tensor, two names); it once rebound b alone (x.grad [4, 8])."""
+    program = ("import torch\nx = torch.tensor([1.0, 2.0], requires_grad=True)\na = x * 2\nb = a\nparts = [a, x]\nb += 1\n"
+               "loss = (a * parts[0] * x).sum()\nloss.backward()\n")
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    assert t.result.nodes["x"].grad.data == g["x"].grad.tolist() == [21.0, 65.0]
+    same_as_torch(t, g, ["x", "loss"])
+
+
+def test_accumulating_in_place(tmp_path: Path) -> None:
+    program = ("import torch\ntorch.manual_seed(0)\nx = torch.randn(3, requires_grad=True)\nh = x * 2\n"
+               "h += torch.randn(3)\nloss = 0\nfor i in range(3):\n    loss += (h * x[i]).sum()\nloss.backward()\n")
+    check(program, ["x", "h", "loss"], tmp_path)
+
+
+@pytest.mark.parametrize(("program", "needles"), [
+    ("w = torch.tensor([1.0, 2.0], requires_grad=True)\nw += 1\n(w * w).sum().backward()\n",
+     ["leaf tensor that requires grad", "w = w + ..."]),
+    ("x = torch.ones(2, 3, requires_grad=True)\ny = x * 2\nr = y[0]\nr += 1\n(y * r).sum().backward()\n",
+     ["view of 'y'", "getitem"]),
+    ("x = torch.ones(2, 3, requires_grad=True)\ny = x * 2\nv = y.transpose(0, 1)\nv *= 3\n"
+     "v.sum().backward()\n", ["view of 'y'"]),
+    ("x = torch.ones(3, requires_grad=True)\ny = x * 2\ny += torch.ones(2, 3)\ny.sum().backward()\n",
+     ["shape [3]", "[2, 3]"]),
+    ("x = torch.ones(3, requires_grad=True)\ni = torch.tensor([1, 2, 3])\ni += x\n(x * 2).sum().backward()\n",
+     ["int64"]),
+    ("x = torch.ones(3, requires_grad=True)\ny = x * 2\ny += torch.ones(3, dtype=torch.float64)\ny.sum().backward()\n",
+     ["float32", "float64"]),
+])
+def test_in_place_changes_torch_refuses_or_gradtrace_cannot_follow_are_named(program: str, needles: list[str]) -> None:
+    e = refused("import torch\n" + program)
+    for needle in needles:
+        assert needle in str(e), str(e)
+    assert e.line is not None
