@@ -96,3 +96,45 @@ def test_in_place_changes_torch_refuses_or_gradtrace_cannot_follow_are_named(pro
     for needle in needles:
         assert needle in str(e), str(e)
     assert e.line is not None
+
+
+# ---- int64 and bool tensors: casts, shape ops, arithmetic with torch's promotion ---------------------
+
+
+def test_int_and_bool_tensors_cast_reshape_and_promote_as_in_torch(tmp_path: Path) -> None:
+    """Accuracy masks, BCE targets, class indices reshaped for cross_entropy and gather: all once refused
+    ("input is int64; this op needs floating point tensors", "a bool tensor; cast it first (.float())")."""
+    program = (
+        "import torch\nimport torch.nn.functional as F\ntorch.manual_seed(0)\nx = torch.randn(4, 3, requires_grad=True)\n"
+        "idx = torch.randint(0, 3, (4,))\nm = (x > 0).float()\ny = torch.randint(0, 2, (4,)).float()\n"
+        "g = x.gather(1, idx.unsqueeze(1))\nt = idx.view(2, 2).reshape(-1)\nk = torch.tensor([1, 2, 3])\n"
+        "ramp = torch.arange(3) * 0.5 + torch.arange(3) / 2\nshift = (idx + 1) * 2\nhits = (x >= 0.5).sum()\n"
+        "loss = F.cross_entropy(x, t) + (g * m[:, :1]).sum() + (x[:, 0] - y).pow(2).mean() + (x * k).sum()"
+        " + (x * ramp).sum() + (x[:, 0] * shift).sum() + hits * 0.0\nloss.backward()\n"
+    )
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    want = {"m": "float32", "y": "float32", "t": "int64", "ramp": "float32", "shift": "int64", "hits": "int64",
+            "loss": "float32"}
+    assert {k: t.result.nodes[k].dtype for k in want} == want == {k: str(g[k].dtype)[6:] for k in want}
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, g, ["x", "m", "y", "g", "t", "ramp", "shift", "hits", "loss"])
+
+
+def test_backward_of_a_one_element_tensor(tmp_path: Path) -> None:
+    """torch's backward() takes any one-element tensor (a micrograd neuron's [1]-shaped output)."""
+    program = ("import torch\nx = torch.tensor([2.0], requires_grad=True)\nw = torch.tensor([[-3.0]], requires_grad=True)\n"
+               "o = torch.tanh(x @ w + 1.0)\no.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["o"].shape == [1] and t.result.output == "o"
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "w", "o"])
+
+
+@pytest.mark.parametrize(("program", "needle"), [
+    ("k = torch.arange(3) ** 2\n(torch.ones(3, requires_grad=True) * k).sum().backward()\n", "pow of int64"),
+    ("x = torch.ones(3, requires_grad=True)\nc = torch.cat([x, torch.arange(3)])\nc.sum().backward()\n",
+     "cat of float32 and int64"),
+    ("x = torch.ones(3, requires_grad=True)\nm = (x > 0).mean()\n(x * m).sum().backward()\n", "bool tensor"),
+])
+def test_int_tensors_where_gradtrace_or_torch_refuse(program: str, needle: str) -> None:
+    assert needle in str(refused("import torch\n" + program))

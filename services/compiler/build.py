@@ -198,7 +198,7 @@ class GraphBuilder:
             shown = ", ".join(f"{i}: {d}" for i, d in zip(inputs, in_dtypes, strict=False))
             raise _err(raw, f"{raw.op} needs its tensors in one dtype (torch does not promote here), got {shown}: "
                             "cast with .float() or .double()")
-        if "int64" in in_dtypes or "bool" in in_dtypes:
+        if ("int64" in in_dtypes or "bool" in in_dtypes) and not op.any_dtype:
             has_float = "float32" in in_dtypes or "float64" in in_dtypes
             for i, d, diff in zip(inputs, in_dtypes, diff_flags, strict=False):
                 if d == "int64" and diff:
@@ -207,7 +207,7 @@ class GraphBuilder:
                     raise _err(raw, f"{raw.op}: input '{i}' is a bool tensor; cast it first (.float())")
         try:
             shape = tuple(op.shape(in_shapes, args))
-            dtype = op.dtype_for(in_dtypes, args)
+            dtype = op.result_dtype(in_dtypes, inputs, args)
             if op.checks_ranges:
                 op.check_ranges([self.ranges.get(i) if isinstance(i, str) else (i, i) for i in inputs], in_shapes, args)
         except (ShapeError, ValueError) as e:
@@ -245,6 +245,8 @@ class GraphBuilder:
                 raise SpecError(
                     f"grad_output does not fit output '{out}' of shape {list(self.shapes[out])}", loc=("grad_output",)
                 ) from None
+        elif math.prod(self.shapes[out]) == 1 and self.shapes[out]:  # torch's backward() takes any one-element tensor
+            go = np.ones(self.shapes[out], dtype=self.dtypes[out])
         elif self.shapes[out] != ():
             raise SpecError(
                 f"output '{out}' has shape {list(self.shapes[out])}, not a scalar: give 'grad_output' "

@@ -21,6 +21,10 @@ def _arg(values: dict[str, np.ndarray], i: Input, dtype: str | np.dtype) -> np.n
     return np.asarray(i, dtype=dtype) if _is_float(dtype) else np.asarray(i)
 
 
+_NUMPY = {name: np.dtype(name) for name in ("float32", "float64", "int64", "bool")}
+"""A node's dtype as numpy's (each a singleton: compared by identity)."""
+
+
 @lru_cache(maxsize=64)
 def _is_float(dtype: str | np.dtype) -> bool:
     return np.dtype(dtype).kind == "f"
@@ -59,7 +63,11 @@ def forward(
             out, keep = node.op.forward_saving(xs, node.args)
             if keep is not None:
                 saved[node.name] = keep
-        values[node.name] = np.asarray(out)
+        out = np.asarray(out)
+        want = _NUMPY[node.dtype]
+        if out.dtype is not want and not (float64 and want.kind == "f"):
+            out = out.astype(want)  # torch's promotion, not numpy's: int64 * float32 is float32 (numpy: float64)
+        values[node.name] = out
     return values
 
 

@@ -43,6 +43,9 @@ class Op:
     """True when an input may be a Python number (torch's `x * 2`); otherwise every input is a tensor."""
     differentiable: ClassVar[tuple[bool, ...] | None] = None
     """Per tensor input; None means all are."""
+    any_dtype: ClassVar[bool] = False
+    """Moves or casts elements, no arithmetic: int64 and bool inputs are taken as they are (no gradient flows to
+    them), and the output has the inputs' dtype when they share one (a cast: the one it casts to)."""
     view: ClassVar[bool] = False
     """torch may return a view of the first input (its memory): an in-place change of the result changes it too."""
     same_dtype: ClassVar[bool] = False
@@ -65,6 +68,8 @@ class Op:
 
     def dtype(self, dtypes: list[str]) -> str:
         """Output dtype: torch's promotion among tensor inputs (python scalars don't promote)."""
+        if self.any_dtype and all(d == dtypes[0] for d in dtypes):
+            return dtypes[0]
         out = None
         for d in dtypes:
             if d.startswith("float"):
@@ -77,6 +82,11 @@ class Op:
     def dtype_for(self, dtypes: list[str], a: Any) -> str:
         """Output dtype when it depends on the arguments (a cast); by default `dtype(dtypes)`."""
         return self.dtype(dtypes)
+
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any) -> str:
+        """Output dtype when it depends on the inputs themselves (arithmetic: an int or a float Python number
+        promotes differently); by default `dtype_for(dtypes, a)`."""
+        return self.dtype_for(dtypes, a)
 
     @cached_property
     def checks_ranges(self) -> bool:
@@ -111,6 +121,25 @@ class Op:
         """Backward given what forward_saving saved (None: nothing). `needs`: which inputs want a gradient
         (torch's ctx.needs_input_grad; None: all); an op may return None for the others. Default: backward."""
         return self.backward(g, out, xs, a)
+
+
+KIND = {"bool": 0, "int64": 1, "float32": 2, "float64": 2}
+"""torch's promotion categories: a Python number or tensor of a higher one decides the result's category."""
+
+
+def promoted(op: Op, dtypes: list[str], inputs: list[Any], true_division: bool = False) -> str:
+    """torch's type promotion for arithmetic: tensors decide within their highest category (float32 with
+    float64: float64), a Python number only when its category is higher (int tensor * 0.5: the default float,
+    float32 here; int tensor * 2: int64); true division of integers gives the default float."""
+    tensors = [d for d in dtypes if d != "scalar"]
+    kind = max((KIND[d] for d in tensors), default=0)
+    numbers = [i for i in inputs if not isinstance(i, str)]
+    number_kind = max((2 if isinstance(i, float) else 1 for i in numbers if not isinstance(i, bool)), default=0)
+    if kind == 2:
+        return Op.dtype(op, tensors)
+    if number_kind == 2 or true_division:
+        return "float32"
+    return "int64" if max(kind, number_kind) == 1 else "bool"
 
 
 REGISTRY: dict[str, Op] = {}

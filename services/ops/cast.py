@@ -22,6 +22,7 @@ class To(Op):
 
     name = "to"
     Args = ToArgs
+    any_dtype = True
 
     def shape(self, shapes: list[Shape], a: ToArgs) -> Shape:
         return shapes[0]
@@ -45,6 +46,7 @@ class Detach(Op):
 
     name = "detach"
     view = True  # it shares the tensor's memory
+    any_dtype = True
     functions = ("torch.detach",)
     differentiable = (False,)
 

@@ -11,19 +11,25 @@ from pydantic import BaseModel, ConfigDict
 from scipy.special import erf, expit
 
 from services.errors import ShapeError
-from services.ops.base import Array, Op, Shape, broadcast, register, unbroadcast
+from services.ops.base import Array, Op, Shape, broadcast, promoted, register, unbroadcast
 from services.ops.comparison import no_bool
 
 
 class Binary(Op):
-    """Two inputs broadcast together; the torch call is Python's operator, as a user writes it."""
+    """Two inputs broadcast together; the torch call is Python's operator, as a user writes it. int64 and bool
+    tensors take part with torch's promotion (`x * k` with an int64 k is float; they get no gradient)."""
 
     tensors = ("input", "other")
     scalars = True
+    any_dtype = True
     pyop: Any = None
 
     def shape(self, shapes: list[Shape], a: Any) -> Shape:
         return broadcast(*shapes)
+
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any) -> str:
+        self.dtype(dtypes)  # the op's own refusals (a bool tensor in sub and pow)
+        return promoted(self, dtypes, inputs)
 
     def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
         return type(self).pyop(xs[0], xs[1])
@@ -84,6 +90,9 @@ class Div(Binary):
     methods = ("div",)
     pyop = operator.truediv
 
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any) -> str:
+        return promoted(self, dtypes, inputs, true_division=True)
+
     def forward(self, xs: list[Array], a: Any) -> Array:
         return xs[0] / xs[1]
 
@@ -106,6 +115,12 @@ class Pow(Binary):
         if "bool" in dtypes:
             raise ShapeError("pow with a bool tensor is not differentiable in torch: cast it with .float()")
         return super().dtype(dtypes)
+
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any) -> str:
+        out = super().result_dtype(dtypes, inputs, a)
+        if out == "int64":
+            raise ShapeError("pow of int64 tensors is not traced (torch refuses negative exponents there): cast with .float()")
+        return out
 
     def forward(self, xs: list[Array], a: Any) -> Array:
         with np.errstate(all="ignore"):

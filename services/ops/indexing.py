@@ -219,6 +219,7 @@ class Getitem(Op):
 
     name = "getitem"
     view = True  # basic indexing is; advanced indexing copies, but an in-place change is refused for both
+    any_dtype = True
     tensors = ("input", "indices")
     variadic = True
     min_inputs = 1

@@ -58,13 +58,19 @@ class Reduce(Op):
 
 @register
 class Sum(Reduce):
+    """Sums; of int64 or bool tensors an int64 count, as in torch (`(x > 0).sum()`)."""
+
     name = "sum"
     functions = ("torch.sum",)
     methods = ("sum",)
+    any_dtype = True
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return dtypes[0] if dtypes[0].startswith("float") else "int64"
 
     def forward(self, xs: list[Array], a: ReduceArgs) -> Array:
         x = xs[0]
-        return np.asarray(x.sum(axis=_axes(a.dim, x.ndim), keepdims=a.keepdim), dtype=x.dtype)
+        return np.asarray(x.sum(axis=_axes(a.dim, x.ndim), keepdims=a.keepdim), dtype=x.dtype if x.dtype.kind == "f" else np.int64)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: ReduceArgs) -> list[Array | None]:
         return [np.array(_expand(g, xs[0].shape, a))]

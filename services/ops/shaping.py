@@ -36,6 +36,7 @@ def reshape_shape(src: Shape, shape: list[int]) -> Shape:
 class Reshape(Op):
     name = "reshape"
     view = True
+    any_dtype = True
     Args = ReshapeArgs
     star = "shape"
     functions = ("torch.reshape",)
@@ -64,6 +65,7 @@ class TransposeArgs(BaseModel):
 class Transpose(Op):
     name = "transpose"
     view = True
+    any_dtype = True
     Args = TransposeArgs
     positional = ("dim0", "dim1")
     functions = ("torch.transpose",)
@@ -96,6 +98,7 @@ class PermuteArgs(BaseModel):
 class Permute(Op):
     name = "permute"
     view = True
+    any_dtype = True
     Args = PermuteArgs
     star = "dims"
     functions = ("torch.permute",)
@@ -128,6 +131,7 @@ class FlattenArgs(BaseModel):
 class Flatten(Op):
     name = "flatten"
     view = True
+    any_dtype = True
     Args = FlattenArgs
     positional = ("start_dim", "end_dim")
     functions = ("torch.flatten",)
@@ -152,6 +156,13 @@ class Flatten(Op):
         return [g.reshape(xs[0].shape)]
 
 
+def joined_dtype(op: Op, name: str, dtypes: list[str]) -> str:
+    """cat/stack: tensors of one dtype keep it, float ones promote; int64 or bool mixed with others is refused."""
+    if len(set(dtypes)) > 1 and not all(d.startswith("float") for d in dtypes):
+        raise ShapeError(f"{name} of {' and '.join(sorted(set(dtypes)))} tensors: cast them to one dtype first (.float())")
+    return Op.dtype(op, dtypes)
+
+
 class CatArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dim: int = 0
@@ -160,6 +171,7 @@ class CatArgs(BaseModel):
 @register
 class Cat(Op):
     name = "cat"
+    any_dtype = True
     tensors = ("tensors",)
     variadic = True
     Args = CatArgs
@@ -175,6 +187,9 @@ class Cat(Op):
             if len(s) != len(first) or s[:d] + s[d + 1 :] != first[:d] + first[d + 1 :]:
                 raise ShapeError(f"cat along dim {a.dim}: shapes {[list(x) for x in shapes]} differ off that dim")
         return first[:d] + (sum(s[d] for s in shapes),) + first[d + 1 :]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return joined_dtype(self, "cat", dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: CatArgs) -> Any:
         return t.cat(xs, dim=a.dim)
@@ -202,6 +217,7 @@ class Squeeze(Op):
 
     name = "squeeze"
     view = True
+    any_dtype = True
     Args = SqueezeArgs
     positional = ("dim",)
     functions = ("torch.squeeze",)
@@ -245,6 +261,7 @@ class Unsqueeze(Op):
 
     name = "unsqueeze"
     view = True
+    any_dtype = True
     Args = UnsqueezeArgs
     positional = ("dim",)
     functions = ("torch.unsqueeze",)
@@ -276,6 +293,7 @@ class Expand(Op):
 
     name = "expand"
     view = True
+    any_dtype = True
     Args = ExpandArgs
     star = "size"
     methods = ("expand",)
@@ -323,6 +341,7 @@ class Stack(Op):
     """Join equal-shaped tensors along a new dim."""
 
     name = "stack"
+    any_dtype = True
     tensors = ("tensors",)
     variadic = True
     Args = StackArgs
@@ -336,6 +355,9 @@ class Stack(Op):
                 raise ShapeError(f"stack expects each tensor to be equal size, but got {list(first)} at entry 0 and {list(s)} at entry {k}")
         d = norm_dim(a.dim, len(first) + 1)
         return first[:d] + (len(shapes),) + first[d:]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return joined_dtype(self, "stack", dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: StackArgs) -> Any:
         return t.stack(xs, dim=a.dim)
@@ -360,6 +382,7 @@ class PieceOp(Op):
     """A one-output node of split/chunk: the shape rule gives the piece sizes, `index` picks one."""
 
     view = True
+    any_dtype = True
 
     def sizes(self, n: int, a: Any) -> list[int]:
         """Sizes of the pieces torch makes of a dim of size n."""
