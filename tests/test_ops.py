@@ -268,6 +268,10 @@ for d0, d1 in ((0, 2), (-1, -2), (1, 1)):
     case(f"transpose-{d0},{d1}", S, N("y", "transpose", "x", dim0=d0, dim1=d1))
 for dims in ([2, 0, 1], [-1, 0, 1], [1, 2, 0], [0, 1, 2]):
     case(f"permute-{dims}", S, N("y", "permute", "x", dims=dims))
+for shape in ((3, 4), (5,), ()):
+    case(f"t-{list(shape)}", {"x": normal(*shape, seed=30)}, N("y", "t", "x"), N("z", "mul", "y", "y"))
+case("t-into-matmul", {"a": normal(3, 4, seed=31), "b": normal(3, 2, seed=32)}, N("at", "t", "a"), N("y", "matmul", "at", "b"))
+case("clone-shared", {"x": normal(2, 3, seed=33)}, N("c", "clone", "x"), N("y", "mul", "c", "x"))
 for args in ({}, {"start_dim": 1}, {"start_dim": 0, "end_dim": 1}, {"start_dim": -2, "end_dim": -1}, {"start_dim": 1, "end_dim": 1}):
     case(f"flatten-{args}", S, N("y", "flatten", "x", **args))
 case("flatten-1d", {"x": normal(5, seed=30)}, N("y", "flatten", "x"))

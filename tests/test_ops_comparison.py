@@ -209,3 +209,35 @@ def test_against_torch_with_nan_inf_and_ties() -> None:
         op = REGISTRY[name]
         np.testing.assert_array_equal(op.forward([a, b], None), op.torch(torch, [torch.tensor(a), torch.tensor(b)], None),
                                       err_msg=name)
+
+
+# argmax / argmin: int64 indices (no gradient), used to pick values that carry one; ties take the first index,
+# NaN counts as the extreme (torch's rule), and the flat index over all elements.
+TIES = {"x": given([[0.1, 0.3, 0.3], [2.0, 2.0, -1.0], [1.0, -4.0, -4.0]])}
+for op in ("argmax", "argmin"):
+    case(f"{op}-dim-gather", {"x": normal(3, 4, seed=30)}, N("i", op, "x", dim=1, keepdim=True),
+         N("y", "gather", "x", "i", dim=1))
+    case(f"{op}-ties", TIES, N("i", op, "x", dim=1, keepdim=True), N("y", "gather", "x", "i", dim=1), **EXACT_ONLY)
+    case(f"{op}-dim0-index", {"x": normal(3, 4, seed=31)}, N("i", op, "x", dim=0), N("y", "index_select", "x", "i", dim=1))
+    case(f"{op}-flat", {"x": normal(2, 3, seed=32), "z": normal(seed=33)}, N("i", op, "x"), N("c", "eq", "i", 4),
+         N("y", "where", "c", "z", "x"))
+
+
+@pytest.mark.parametrize("op", ["argmax", "argmin"])
+def test_arg_extremes_follow_torch_with_nan_and_keepdim(op: str) -> None:
+    import numpy as np
+    import torch
+
+    from services.trace import trace
+
+    x = [[1.0, float("nan"), float("nan")], [0.5, 2.0, 2.0]]
+    spec = TraceSpec(inputs={"x": {"value": x, "requires_grad": False}, "w": [1.0, 2.0, 3.0]},
+                     nodes=[N("i", op, "x", dim=1), N("k", op, "x", keepdim=True), N("j", op, "x"),
+                            N("y", "mul", "w", 2.0), N("l", "sum", "y")], output="l")
+    t = trace(spec)
+    tx = torch.tensor(x)
+    for name, want in (("i", getattr(tx, op)(dim=1)), ("k", getattr(tx, op)(keepdim=True)), ("j", getattr(tx, op)())):
+        for eng in ("torch", "reference"):
+            got = t.arrays[f"{eng}/value/{name}"]
+            assert got.dtype == np.int64 and got.shape == tuple(want.shape)
+            np.testing.assert_array_equal(got, want.numpy())

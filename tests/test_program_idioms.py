@@ -138,3 +138,23 @@ def test_backward_of_a_one_element_tensor(tmp_path: Path) -> None:
 ])
 def test_int_tensors_where_gradtrace_or_torch_refuse(program: str, needle: str) -> None:
     assert needle in str(refused("import torch\n" + program))
+
+
+# ---- names and methods from notebooks --------------------------------------------------------------
+
+
+def test_argmax_accuracy_t_clone_and_numpy_argument_names(tmp_path: Path) -> None:
+    """`logits.argmax(dim=1)` for accuracy, `W.t()`, `x.clone()`, makemore's `counts.sum(1, keepdims=True)` and
+    `sum(axis=...)`: each once an unknown method or argument."""
+    program = (
+        "import torch\nimport torch.nn.functional as F\ntorch.manual_seed(0)\nlogits = torch.randn(8, 3, requires_grad=True)\n"
+        "y = torch.randint(0, 3, (8,))\nW = torch.randn(4, 3, requires_grad=True)\nacc = (logits.argmax(dim=1) == y).float().mean()\n"
+        "pick = torch.argmin(logits, 1, keepdim=True)\nh = logits @ W.t()\nc = h.clone()\n"
+        "p = c.exp() / c.exp().sum(1, keepdims=True)\nloss = F.cross_entropy(logits, y) + p.sum(axis=0).mean()"
+        " + acc * 0.0 + logits.gather(1, pick).sum()\nloss.backward()\n"
+    )
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    assert {k: t.result.nodes[k].grad_fn for k in ("h#1", "c")} == {"h#1": "TBackward0", "c": "CloneBackward0"}
+    assert t.result.nodes["pick"].dtype == "int64" and t.result.nodes["acc"].value.data == g["acc"].item()
+    same_as_torch(t, g, ["logits", "W", "acc", "pick", "h", "c", "p", "loss"])

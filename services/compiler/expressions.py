@@ -49,6 +49,10 @@ def _tables_for(_registered: int) -> tuple[dict[str, Op], dict[str, Op]]:
     return functions, methods
 
 
+NUMPY_NAMES = {"axis": "dim", "keepdims": "keepdim"}
+"""numpy's argument names that torch accepts too (`x.sum(axis=1, keepdims=True)`), as torch's own."""
+
+
 class ExpressionCompiler:
     """Expression evaluation; `ProgramCompiler` adds statements, modules and tensor creation on top."""
 
@@ -408,15 +412,18 @@ class ExpressionCompiler:
         for kw in call.keywords:
             if kw.arg is None:
                 raise self.err(call, "** arguments are not allowed")
-            if kw.arg in slots:
-                if bound[slots[kw.arg]] is not None:
-                    raise self.err(kw.value, f"{op.name}: '{kw.arg}' given twice")
-                bound[slots[kw.arg]] = self.tensor_arg(kw.value, op, kw.arg)
-            elif kw.arg in args:
-                raise self.err(kw.value, f"{op.name}: '{kw.arg}' given twice")
+            key = kw.arg
+            if key in NUMPY_NAMES and key not in op.Args.model_fields and NUMPY_NAMES[key] in op.Args.model_fields:
+                key = NUMPY_NAMES[key]
+            if key in slots:
+                if bound[slots[key]] is not None:
+                    raise self.err(kw.value, f"{op.name}: '{key}' given twice")
+                bound[slots[key]] = self.tensor_arg(kw.value, op, key)
+            elif key in args:
+                raise self.err(kw.value, f"{op.name}: '{key}' given twice")
             else:
                 v = self.const(kw.value)
-                args[kw.arg] = v.name if isinstance(v, DType) else v
+                args[key] = v.name if isinstance(v, DType) else v
         if not op.variadic:
             while bound and bound[-1] is None:
                 bound.pop()

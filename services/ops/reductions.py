@@ -155,6 +155,62 @@ class Min(Extreme):
     arg = np.argmin
 
 
+class ArgExtreme(Op):
+    """argmax/argmin: the index of the first extreme element (NaN counts as the extreme, as in torch), over all
+    elements (flat) or along a dim; int64, so no gradient flows through it (accuracy: `(out.argmax(1) == y)`)."""
+
+    Args = ExtremeArgs
+    positional = ("dim", "keepdim")
+    differentiable = (False,)
+    any_dtype = True
+    arg: Any = None
+
+    def shape(self, shapes: list[Shape], a: ExtremeArgs) -> Shape:
+        if 0 in shapes[0]:
+            raise ShapeError(f"{self.name}() of an empty tensor")
+        if a.dim is None:
+            return (1,) * len(shapes[0]) if a.keepdim else ()
+        return _reduced_shape(shapes[0], ReduceArgs(dim=a.dim, keepdim=a.keepdim))
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return "int64"
+
+    def torch(self, t: Any, xs: list[Any], a: ExtremeArgs) -> Any:
+        return getattr(t, self.name)(xs[0], dim=a.dim, keepdim=a.keepdim)
+
+    def forward(self, xs: list[Array], a: ExtremeArgs) -> Array:
+        x = xs[0]
+        if a.dim is None:
+            flat = x.reshape(-1)
+            i = int(np.argmax(np.isnan(flat))) if np.isnan(flat).any() else int(type(self).arg(flat))
+            return np.full((1,) * x.ndim if a.keepdim else (), i, dtype=np.int64)
+        axis = norm_dim(a.dim, max(x.ndim, 1))
+        if x.ndim == 0:
+            return np.zeros((), dtype=np.int64)
+        nan = np.isnan(x)
+        idx = np.where(nan.any(axis=axis), np.argmax(nan, axis=axis), type(self).arg(np.where(nan, 0, x), axis=axis))
+        return (np.expand_dims(idx, axis) if a.keepdim else idx).astype(np.int64)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ExtremeArgs) -> list[Array | None]:
+        return [None]
+
+
+@register
+class Argmax(ArgExtreme):
+    name = "argmax"
+    functions = ("torch.argmax",)
+    methods = ("argmax",)
+    arg = np.argmax
+
+
+@register
+class Argmin(ArgExtreme):
+    name = "argmin"
+    functions = ("torch.argmin",)
+    methods = ("argmin",)
+    arg = np.argmin
+
+
 class DimArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dim: int

@@ -1,4 +1,4 @@
-"""Ops that move elements without arithmetic: reshape, transpose, permute, flatten, cat, squeeze,
+"""Ops that move elements without arithmetic: reshape, transpose, t, clone, permute, flatten, cat, squeeze,
 unsqueeze, expand, stack, split and chunk."""
 
 from __future__ import annotations
@@ -87,6 +87,53 @@ class Transpose(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: TransposeArgs) -> list[Array | None]:
         return [self.forward([g], a)]
+
+
+@register
+class T(Op):
+    """x.t(): the transpose of a matrix (TBackward0); a vector or a 0-d tensor as it is."""
+
+    name = "t"
+    view = True
+    any_dtype = True
+    functions = ("torch.t",)
+    methods = ("t",)
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        if len(shapes[0]) > 2:
+            raise ShapeError(f"t() expects a tensor with <= 2 dimensions, but it has {len(shapes[0])}")
+        return shapes[0][::-1]
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return xs[0].t()
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return xs[0].T
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [g.T]
+
+
+@register
+class Clone(Op):
+    """x.clone(): a copy with its own memory (CloneBackward0); the gradient passes unchanged."""
+
+    name = "clone"
+    any_dtype = True
+    functions = ("torch.clone",)
+    methods = ("clone",)
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        return shapes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return xs[0].clone()
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return np.array(xs[0])
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [g]
 
 
 class PermuteArgs(BaseModel):
