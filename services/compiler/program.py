@@ -211,7 +211,7 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         requires grad) or where it would change another tensor too (a view)."""
         op = ast.dump(stmt.op).split("(")[0].lower()
         sym = {"add": "+", "sub": "-", "mult": "*", "div": "/", "pow": "**", "matmult": "@"}.get(op, "?")
-        if t.name in self.builder.leaves and self.builder.grad[t.name]:
+        if t.name in self.builder.leaves and self.builder.grad[t.name] and not self.no_grad:  # allowed under no_grad
             raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses `{var} {sym}= ...` on it "
                                  f"(a leaf Variable that requires grad is being used in an in-place operation); write "
                                  f"`{var} = {var} {sym} ...` for a new tensor, or change it under torch.no_grad() with .data")
