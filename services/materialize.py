@@ -105,6 +105,10 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
     elif ev.op == "assign":
         src = _get(torch, values, a["source"], leaves) if "source" in a else torch.as_tensor(np.asarray(a["value"]))
         _keep(values, ev.target, src.to(_dtype(torch, leaves[ev.target].dtype)).clone())
+    elif ev.op == "node":  # a leaf torch computed from earlier tensors (`W = torch.randn(8, 4) * 0.1`), no draw
+        for node in a["nodes"]:
+            xs = [_get(torch, values, i, leaves) if isinstance(i, str) else i for i in node.inputs]
+            values[node.name] = node.op.torch(torch, xs, node.args)
     elif ev.op == "dropout_mask":
         # torch's CPU dropout: noise = empty_like(input).bernoulli_(1 - p); noise.div_(1 - p); input * noise
         p = float(a["p"])

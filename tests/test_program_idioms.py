@@ -160,3 +160,32 @@ def test_argmax_accuracy_t_clone_and_numpy_argument_names(tmp_path: Path) -> Non
     assert {k: t.result.nodes[k].grad_fn for k in ("h#1", "c")} == {"h#1": "TBackward0", "c": "CloneBackward0"}
     assert t.result.nodes["pick"].dtype == "int64" and t.result.nodes["acc"].value.data == g["acc"].item()
     same_as_torch(t, g, ["logits", "W", "acc", "pick", "h", "c", "p", "loss"])
+
+
+# ---- a tensor computed from tensors that require no grad is a leaf: it may be made to require grad ----------
+
+
+def test_scaled_initialisations_become_leaves_that_require_grad(tmp_path: Path) -> None:
+    """`W1 = torch.randn(8, 32) * 0.1; W1.requires_grad_()` (the lectures' scaled init) was refused: "'W1' is not a
+    leaf tensor". In torch it is a leaf; its value comes from torch after the draws before it."""
+    program = (
+        "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(1337)\nX = torch.randn(16, 8)\n"
+        "Y = torch.randint(0, 4, (16,))\nW1 = torch.randn(8, 32) * 0.1\nW1.requires_grad_()\n"
+        "b1 = nn.Parameter(torch.zeros(32) + 0.5)\nA = torch.randn(32, 4)\nW2 = (A * 0.2 + 0.01).tanh()\n"
+        "W2.requires_grad = True\nb2 = torch.zeros(4, requires_grad=True)\nh = torch.tanh(X @ W1 + b1)\n"
+        "logits = h @ W2 + b2 + A.sum()\nloss = F.cross_entropy(logits, Y)\nloss.backward()\n"
+    )
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    for name in ("W1", "b1", "W2", "b2"):
+        assert t.result.nodes[name].is_leaf and t.result.nodes[name].requires_grad and g[name].is_leaf
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, g, ["X", "W1", "b1", "A", "W2", "b2", "h", "logits", "loss"])
+
+
+def test_requires_grad_after_a_use_or_of_a_tensor_with_a_graph_is_refused() -> None:
+    e = refused("import torch\nA = torch.randn(3) * 0.1\nC = A * 2\nA.requires_grad_()\n(A * C).sum().backward()\n")
+    assert "already used" in str(e) and e.line == 4
+    e = refused("import torch\nimport torch.nn as nn\nx = torch.ones(3, requires_grad=True)\np = nn.Parameter(x * 2)\n"
+                "(p * x).sum().backward()\n")
+    assert "nn.Parameter of a computed tensor that requires grad" in str(e) and e.line == 4

@@ -114,6 +114,8 @@ class GraphBuilder:
         self.grad: dict[str, bool] = {}
         self.ranges: dict[str, tuple[float, float]] = {}
         self.used: set[str] = set()
+        self.computed: dict[str, Node] = {}
+        """Nodes made leaves by node_to_leaf, by name."""
         self.total = 0
         for leaf in (leaves or {}).values():
             self.add_leaf(leaf)
@@ -141,6 +143,30 @@ class GraphBuilder:
         if flag and self.dtypes[name] not in ("float32", "float64"):
             raise ValueError(f"only floating point tensors can require gradients ('{name}' is {self.dtypes[name]})")
         self.leaves[name].requires_grad = self.grad[name] = flag
+
+    def node_to_leaf(self, name: str, init: str) -> Leaf:
+        """Turn node `name`, which nothing uses yet and which requires no grad, into a leaf of the same shape and
+        dtype (torch's view of a tensor computed from no tensor that requires grad); its nodes stay for the
+        ancestry its value is computed from."""
+        node = next(n for n in reversed(self.nodes) if n.name == name)
+        self.nodes.remove(node)
+        self.computed[name] = node
+        leaf = Leaf(name, node.shape, node.dtype, False, init=init, expr=node.expr)
+        self.leaves[name] = leaf
+        return leaf
+
+    def ancestry(self, name: str) -> list[Node]:
+        """The nodes that compute leaf `name` (made by node_to_leaf), in graph order, itself last."""
+        by_name = {n.name: n for n in self.nodes}
+        wanted: set[str] = set()
+        stack = [i for i in self.computed[name].inputs if isinstance(i, str)]
+        while stack:
+            k = stack.pop()
+            if k in wanted or k not in by_name:  # a leaf ends the walk
+                continue
+            wanted.add(k)
+            stack.extend(i for i in by_name[k].inputs if isinstance(i, str))
+        return [n for n in self.nodes if n.name in wanted] + [self.computed[name]]
 
     def _count(self, size: int, loc: tuple[str | int, ...], raw: RawNode | None) -> None:
         def fail(msg: str) -> SpecError:

@@ -185,11 +185,7 @@ class TensorCreation(ExpressionCompiler):
     def attribute_write(self, target: ast.Attribute, value: ast.expr, stmt: ast.stmt) -> None:
         """`conv.weight.data = torch.rand(...)`, `conv.weight = nn.Parameter(...)`, `w.requires_grad = False`."""
         if target.attr == "requires_grad":
-            t = self.tensor(target.value)
-            try:
-                self.builder.set_requires_grad(t.name, bool(self.const(value)))
-            except ValueError as e:
-                raise self.err(stmt, str(e)) from None
+            self.requires_grad(self.tensor(target.value), bool(self.const(value)), stmt)
             return
         t = self.leaf_target(target, stmt)
         self.write(t, value, stmt)
@@ -248,13 +244,28 @@ class TensorCreation(ExpressionCompiler):
         if len(node.args) != 1:
             raise self.err(node, "nn.Parameter takes one tensor")
         t = self.tensor(node.args[0])
-        if t.name not in self.builder.leaves:
-            raise self.err(node, "nn.Parameter of a computed tensor: create it with torch.randn/zeros/tensor(...)")
         flag = self.const(node.keywords[0].value) if node.keywords and node.keywords[0].arg == "requires_grad" else True
-        try:
-            self.builder.set_requires_grad(t.name, bool(flag))
-        except ValueError as e:
-            raise self.err(node, str(e)) from None
+        self.requires_grad(t, bool(flag), node, computed="nn.Parameter of a computed tensor")
         self.builder.leaves[t.name].kind = "parameter"
         return t
+
+    def requires_grad(self, t: T, flag: bool, node: ast.AST, computed: str = "") -> None:
+        """`t.requires_grad_()`, `t.requires_grad = True`, nn.Parameter(t). A tensor computed from tensors that
+        require no grad (`W = torch.randn(8, 4) * 0.1`) is a leaf in torch: it becomes one here, its value
+        computed by torch after the draws before it (a 'node' event), so that it can require grad."""
+        b = self.builder
+        if t.name not in b.leaves and not b.grad[t.name]:  # a leaf in torch's eyes
+            if not flag and not computed:
+                return  # requires no grad already
+            if t.name in b.used:
+                raise self.err(node, f"'{t.name}' is already used by an operation: make it require grad before using it")
+            leaf = b.node_to_leaf(t.name, f"{self.src(node)[:60]} (line {getattr(node, 'lineno', '?')})")
+            self.stream.events.append(Event("node", leaf.name, {"nodes": b.ancestry(leaf.name)}))
+        elif computed and t.name not in b.leaves:
+            raise self.err(node, f"{computed} that requires grad is not traced (torch cuts it from its graph into a new "
+                                 "leaf): create it with torch.randn/zeros/tensor(...)")
+        try:
+            b.set_requires_grad(t.name, flag)
+        except ValueError as e:
+            raise self.err(node, str(e)) from None
 

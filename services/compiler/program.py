@@ -469,11 +469,7 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         if m in ("chunk", "split"):
             return self.multi(m, t, node, node.args)
         if m == "requires_grad_":
-            flag = self.const(node.args[0]) if node.args else True
-            try:
-                self.builder.set_requires_grad(t.name, bool(flag))
-            except ValueError as e:
-                raise self.err(node, str(e)) from None
+            self.requires_grad(t, bool(self.const(node.args[0])) if node.args else True, node)
             return t
         if m == "retain_grad":
             return None
