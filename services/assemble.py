@@ -287,8 +287,11 @@ def node_items(table: ResultTable, rows: list[int], fetch: Fetch) -> list[dict[s
             if e:
                 errors[pair] = e
         top = engines.get(primary or "", {})
+        inputs = table.inputs[i]
+        if any(type(v) is float and not math.isfinite(v) for v in inputs):  # x * float('-inf'): JSON has no -inf
+            inputs = [json_number(v) if type(v) is float else v for v in inputs]
         out.append({
-            "name": name, "op": table.op[i], "expr": table.expr[i], "inputs": table.inputs[i], "shape": table.shape[i],
+            "name": name, "op": table.op[i], "expr": table.expr[i], "inputs": inputs, "shape": table.shape[i],
             "dtype": table.dtype[i], "is_leaf": table.is_leaf[i], "requires_grad": table.requires_grad[i],
             "value": top.get("value"), "grad": top.get("grad"), "grad_fn": table.grad_fn[i],
             "next_functions": [{"grad_fn": f, "node": m} for f, m in table.next_functions[i]],

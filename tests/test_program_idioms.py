@@ -189,3 +189,25 @@ def test_requires_grad_after_a_use_or_of_a_tensor_with_a_graph_is_refused() -> N
     e = refused("import torch\nimport torch.nn as nn\nx = torch.ones(3, requires_grad=True)\np = nn.Parameter(x * 2)\n"
                 "(p * x).sum().backward()\n")
     assert "nn.Parameter of a computed tensor that requires grad" in str(e) and e.line == 4
+
+
+def test_causal_attention_mask_bce_nll_and_one_hot_as_pasted(tmp_path: Path) -> None:
+    """nanoGPT's `wei.masked_fill(tril[:T, :T] == 0, float('-inf'))`, logistic regression's BCE losses, makemore's
+    one_hot and nll_loss: unknown functions once. A number input of -inf is carried as "-Infinity" (it made the
+    whole result unreadable: JSON has no -inf)."""
+    program = (
+        "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\nT = 4\n"
+        "x = torch.randn(2, T, T, requires_grad=True)\ntril = torch.tril(torch.ones(T, T))\n"
+        "wei = x.masked_fill(tril[:T, :T] == 0, float('-inf'))\nwei = F.softmax(wei, dim=-1)\nup = x.triu(1).sum()\n"
+        "p = torch.sigmoid(torch.randn(5, requires_grad=True))\ny = torch.randint(0, 2, (5,)).float()\n"
+        "z = torch.randn(5, requires_grad=True)\nb = F.binary_cross_entropy(p, y) + F.binary_cross_entropy_with_logits(z, y)"
+        " + nn.BCEWithLogitsLoss(reduction='sum')(z, y) + nn.BCELoss()(p, y)\n"
+        "logp = F.log_softmax(torch.randn(3, 4, requires_grad=True), dim=1)\nt = torch.tensor([0, 3, 1])\n"
+        "n = F.nll_loss(logp, t) + nn.NLLLoss(reduction='sum')(logp, t)\noh = F.one_hot(t, num_classes=4).float()\n"
+        "inf = x * float('-inf')\nloss = wei.sum() + up + b + n + (oh * logp).sum()\nloss.backward()\n"
+    )
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    assert t.result.nodes["inf"].inputs == ["x", "-Infinity"]
+    assert t.result.nodes["oh"].dtype == "float32" and t.result.nodes["oh#1"].dtype == "int64"
+    same_as_torch(t, g, ["x", "wei", "up", "p", "z", "b", "logp", "n", "oh", "loss"])

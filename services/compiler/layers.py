@@ -319,6 +319,10 @@ class CrossEntropyLossArgs(BaseModel):
 
 layer(LayerDef("mse_loss", "MSELoss", MSELossArgs, lambda e, c: e.node(c.out, "mse_loss", c.inputs, {"reduction": c.cfg.reduction}),
                min_inputs=2, max_inputs=2))
+for _op, _cls in (("binary_cross_entropy", "BCELoss"), ("binary_cross_entropy_with_logits", "BCEWithLogitsLoss"),
+                  ("nll_loss", "NLLLoss")):  # the same reduction-only arguments as nn.MSELoss
+    layer(LayerDef(_op, _cls, MSELossArgs, lambda e, c, op=_op: e.node(c.out, op, c.inputs, {"reduction": c.cfg.reduction}),
+                   min_inputs=2, max_inputs=2))
 layer(LayerDef("cross_entropy", "CrossEntropyLoss", CrossEntropyLossArgs,
                lambda e, c: e.node(c.out, "cross_entropy", c.inputs, {"reduction": c.cfg.reduction}), min_inputs=2, max_inputs=2))
 

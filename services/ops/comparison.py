@@ -138,6 +138,45 @@ class Where(Op):
         return [None, unbroadcast(np.where(c, g, zero), x.shape), unbroadcast(np.where(c, zero, g), y.shape)]
 
 
+class MaskedFillArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: float
+
+
+@register
+class MaskedFill(Op):
+    """x.masked_fill(mask, value): value where the bool mask (broadcast to x) holds, x elsewhere; the gradient
+    passes where it does not (attention's `wei.masked_fill(tril == 0, float('-inf'))`)."""
+
+    name = "masked_fill"
+    tensors = ("input", "mask")
+    Args = MaskedFillArgs
+    positional = ("value",)
+    differentiable = (True, False)
+    functions = ("torch.masked_fill",)
+    methods = ("masked_fill",)
+
+    def shape(self, shapes: list[Shape], a: MaskedFillArgs) -> Shape:
+        if broadcast(*shapes) != shapes[0]:
+            raise ShapeError(f"masked_fill: the mask {list(shapes[1])} must broadcast to the input's shape {list(shapes[0])}")
+        return shapes[0]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if dtypes[1] != "bool":
+            raise ShapeError(f"masked_fill: the mask must be a bool tensor, got {dtypes[1]}; compare first, e.g. m == 0")
+        return dtypes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: MaskedFillArgs) -> Any:
+        return xs[0].masked_fill(xs[1], a.value)
+
+    def forward(self, xs: list[Array], a: MaskedFillArgs) -> Array:
+        x, m = xs
+        return np.where(m, np.asarray(a.value, dtype=x.dtype), x)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: MaskedFillArgs) -> list[Array | None]:
+        return [np.where(xs[1], np.zeros((), g.dtype), g), None]
+
+
 # ---- clamp -------------------------------------------------------------------------------------
 
 

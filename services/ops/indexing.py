@@ -410,3 +410,52 @@ class Gather(Op):
             i1 = idx.reshape(idx.shape or (1,))
             np.add.at(gx, _gather_grid(i1, norm_dim(a.dim, gx.ndim)), g.reshape(i1.shape))
         return [gx.reshape(x.shape), None]
+
+
+# ---- one_hot ------------------------------------------------------------------------------------
+
+
+class OneHotArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    num_classes: int = -1
+
+
+@register
+class OneHot(Op):
+    """F.one_hot(idx, num_classes): int64 rows with a 1 at each index (no gradient). torch infers the number of
+    classes from the data when not given; here it is the largest index known before the run, plus one."""
+
+    name = "one_hot"
+    tensors = ("tensor",)
+    Args = OneHotArgs
+    positional = ("num_classes",)
+    differentiable = (False,)
+    any_dtype = True
+    functions = ("F.one_hot", "torch.nn.functional.one_hot")
+
+    def shape(self, shapes: list[Shape], a: OneHotArgs) -> Shape:
+        if a.num_classes < 1:
+            raise ShapeError("one_hot: give num_classes (gradtrace knows shapes before the values are drawn)")
+        return (*shapes[0], a.num_classes)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if dtypes[0] != "int64":
+            raise ShapeError(f"one_hot: the indices must be int64, got {dtypes[0]}")
+        return "int64"
+
+    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: OneHotArgs) -> None:
+        r = ranges[0]
+        if r is not None and a.num_classes >= 1 and (r[0] < 0 or r[1] >= a.num_classes):
+            raise ShapeError(f"one_hot: class values in [{r[0]:g}, {r[1]:g}] are out of range for {a.num_classes} classes")
+
+    def torch(self, t: Any, xs: list[Any], a: OneHotArgs) -> Any:
+        return t.nn.functional.one_hot(xs[0], a.num_classes)
+
+    def forward(self, xs: list[Array], a: OneHotArgs) -> Array:
+        idx = xs[0]
+        if idx.size and (idx.min() < 0 or idx.max() >= a.num_classes):
+            raise ValueError(f"one_hot: class values must be in [0, {a.num_classes})")
+        return (idx[..., None] == np.arange(a.num_classes)).astype(np.int64)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: OneHotArgs) -> list[Array | None]:
+        return [None]

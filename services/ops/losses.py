@@ -1,4 +1,5 @@
-"""Losses: cross_entropy over class indices and mse_loss, with mean/sum/none reductions."""
+"""Losses: cross_entropy and nll_loss over class indices, mse_loss, binary cross entropy (of probabilities
+and of logits), with mean/sum/none reductions."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+from scipy.special import expit
 
 from services.errors import ShapeError
-from services.ops.base import Array, Op, Shape, register
+from services.ops.base import REGISTRY, Array, Op, Shape, register
 from services.ops.reductions import _log_softmax
 
 
@@ -100,3 +102,110 @@ class MseLoss(Op):
         scale = (2 / d.size if d.size else 0.0) if a.reduction == "mean" else 2
         gd = (g * d * np.asarray(scale, d.dtype)).astype(d.dtype)
         return [gd, -gd]
+
+
+@register
+class NllLoss(Op):
+    """-input[target] for log-probabilities (N, C) or (C,) and class-index targets (F.nll_loss)."""
+
+    name = "nll_loss"
+    tensors = ("input", "target")
+    Args = LossArgs
+    functions = ("F.nll_loss",)
+    differentiable = (True, False)
+
+    def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
+        return REGISTRY["cross_entropy"].shape(shapes, a)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if dtypes[1] != "int64":
+            raise ShapeError(f"nll_loss: target must be int64 class indices, got {dtypes[1]}")
+        return dtypes[0]
+
+    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: LossArgs) -> None:
+        REGISTRY["cross_entropy"].check_ranges(ranges, shapes, a)
+
+    def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
+        return t.nn.functional.nll_loss(xs[0], xs[1], reduction=a.reduction)
+
+    def forward(self, xs: list[Array], a: LossArgs) -> Array:
+        x, t = xs
+        x2, t2 = (x, t) if x.ndim == 2 else (x[None], t[None])
+        if t2.size and (t2.min() < 0 or t2.max() >= x2.shape[1]):
+            raise ValueError(f"nll_loss: target values must be in [0, {x2.shape[1]})")
+        nll = -x2[np.arange(len(t2)), t2]
+        return _reduce(nll, a.reduction) if x.ndim == 2 else np.asarray(nll[0])
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: LossArgs) -> list[Array | None]:
+        x, t = xs
+        x2, t2 = (x, t) if x.ndim == 2 else (x[None], t[None])
+        d = np.zeros_like(x2)
+        rows = np.arange(len(t2))
+        if a.reduction == "none" and x.ndim == 2:
+            d[rows, t2] = -g
+        else:
+            d[rows, t2] = -g / (len(t2) if a.reduction == "mean" and x.ndim == 2 else 1)
+        return [d if x.ndim == 2 else d[0], None]
+
+
+class BinaryLoss(Op):
+    """Binary cross entropy: input and target of one shape (torch refuses others)."""
+
+    tensors = ("input", "target")
+    Args = LossArgs
+
+    def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
+        if shapes[0] != shapes[1]:
+            raise ShapeError(f"{self.name}: target size {list(shapes[1])} must be the same as input size {list(shapes[0])}")
+        return () if a.reduction != "none" else shapes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
+        return getattr(t.nn.functional, self.name)(xs[0], xs[1], reduction=a.reduction)
+
+    def scaled(self, g: Array, d: Array, a: LossArgs) -> Array:
+        """The elementwise derivative d times the upstream gradient (spread over the mean's elements)."""
+        if a.reduction == "mean":
+            g = g / (d.size or 1)
+        return (g * d).astype(d.dtype)
+
+
+@register
+class BinaryCrossEntropy(BinaryLoss):
+    """-(t log x + (1 - t) log(1 - x)) for probabilities x; each log clamped at -100, as torch does."""
+
+    name = "binary_cross_entropy"
+    functions = ("F.binary_cross_entropy",)
+
+    @staticmethod
+    def _logs(x: Array) -> tuple[Array, Array]:
+        with np.errstate(divide="ignore"):
+            return np.maximum(np.log(x), -100), np.maximum(np.log1p(-x), -100)
+
+    def forward(self, xs: list[Array], a: LossArgs) -> Array:
+        x, t = xs
+        if x.size and (x.min() < 0 or x.max() > 1):
+            raise ValueError("binary_cross_entropy: all elements of input should be between 0 and 1")
+        log_x, log_1mx = self._logs(x)
+        return _reduce(-(t * log_x + (1 - t) * log_1mx), a.reduction)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: LossArgs) -> list[Array | None]:
+        x, t = xs
+        log_x, log_1mx = self._logs(x)
+        dx = (x - t) / np.maximum((1 - x) * x, np.asarray(1e-12, x.dtype))  # torch's EPSILON
+        return [self.scaled(g, dx, a), self.scaled(g, log_1mx - log_x, a)]
+
+
+@register
+class BinaryCrossEntropyWithLogits(BinaryLoss):
+    """Binary cross entropy of sigmoid(x), computed stably: max(x, 0) - x t + log(1 + exp(-|x|))."""
+
+    name = "binary_cross_entropy_with_logits"
+    functions = ("F.binary_cross_entropy_with_logits",)
+
+    def forward(self, xs: list[Array], a: LossArgs) -> Array:
+        x, t = xs
+        return _reduce(np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x))), a.reduction)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: LossArgs) -> list[Array | None]:
+        x, t = xs
+        return [self.scaled(g, expit(x).astype(x.dtype) - t, a), self.scaled(g, -x, a)]

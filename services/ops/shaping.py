@@ -114,6 +114,51 @@ class T(Op):
         return [g.T]
 
 
+class DiagonalArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    diagonal: int = 0
+
+
+class Triangle(Op):
+    """tril/triu: the lower/upper triangle of the last two dims (from `diagonal` on), zeros elsewhere; the
+    gradient is the same triangle of the output's."""
+
+    Args = DiagonalArgs
+    positional = ("diagonal",)
+    any_dtype = True
+    cut: Any = None
+
+    def shape(self, shapes: list[Shape], a: DiagonalArgs) -> Shape:
+        if len(shapes[0]) < 2:
+            raise ShapeError(f"{self.name}: input tensor must have at least 2 dimensions, got {len(shapes[0])}")
+        return shapes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: DiagonalArgs) -> Any:
+        return getattr(t, self.name)(xs[0], a.diagonal)
+
+    def forward(self, xs: list[Array], a: DiagonalArgs) -> Array:
+        return type(self).cut(xs[0], a.diagonal)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: DiagonalArgs) -> list[Array | None]:
+        return [type(self).cut(g, a.diagonal)]
+
+
+@register
+class Tril(Triangle):
+    name = "tril"
+    functions = ("torch.tril",)
+    methods = ("tril",)
+    cut = np.tril
+
+
+@register
+class Triu(Triangle):
+    name = "triu"
+    functions = ("torch.triu",)
+    methods = ("triu",)
+    cut = np.triu
+
+
 @register
 class Clone(Op):
     """x.clone(): a copy with its own memory (CloneBackward0); the gradient passes unchanged."""

@@ -1,0 +1,67 @@
+"""Ops that notebooks use and gradtrace once lacked: masked_fill and tril/triu (causal attention), one_hot,
+nll_loss and binary cross entropy (of probabilities and of logits), proved like tests/test_ops.py: torch, the
+reference and finite differences agree on values, grads and edges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from test_ops import DTYPES, N, check, given, normal, uniform
+
+from services.compiler import compile_spec
+from services.errors import SpecError
+from shared.spec import TraceSpec
+
+CASES: list[Any] = []
+FROZEN = {"requires_grad": False}
+
+
+def case(id: str, inputs: dict[str, Any], *nodes: dict[str, Any], **kw: Any) -> None:
+    CASES.append(pytest.param(inputs, list(nodes), kw, id=id))
+
+
+CAUSAL = {"x": normal(2, 4, 4, seed=1), "o": {**given(np.ones((4, 4)).tolist()), **FROZEN}}
+for cut in ("tril", "triu"):
+    case(f"{cut}", {"x": normal(3, 4, seed=2)}, N("y", cut, "x"))
+    case(f"{cut}-diagonal", {"x": normal(2, 3, 5, seed=3)}, N("y", cut, "x", diagonal=-1), N("z", cut, "x", diagonal=2),
+         N("s", "add", "y", "z"))
+case("masked_fill-causal", CAUSAL, N("m", "tril", "o"), N("c", "eq", "m", 0.0),
+     N("w", "masked_fill", "x", "c", value=-1e9), N("y", "softmax", "w", dim=-1))
+case("masked_fill-broadcast-mask", {"x": normal(3, 4, seed=4), "p": {**normal(4, seed=5), **FROZEN}},
+     N("c", "gt", "p", 0.0), N("y", "masked_fill", "x", "c", value=2.5))
+case("one_hot", {"x": normal(3, 4, seed=6), "t": given([0, 3, 1], dtype="int64")},
+     N("h", "one_hot", "t", num_classes=4), N("y", "mul", "x", "h"))
+LOGP = {"z": normal(4, 5, seed=7), "t": given([1, 0, 4, 1], dtype="int64")}
+for red in ("mean", "sum", "none"):
+    case(f"nll_loss-{red}", LOGP, N("x", "log_softmax", "z", dim=1), N("L", "nll_loss", "x", "t", reduction=red))
+    case(f"binary_cross_entropy-{red}", {"p": uniform(3, 4, low=0.05, high=0.95, seed=8), "y": uniform(3, 4, low=0.0, high=1.0, seed=9)},
+         N("L", "binary_cross_entropy", "p", "y", reduction=red))
+    case(f"binary_cross_entropy_with_logits-{red}", {"x": normal(3, 4, seed=10, std=3.0), "y": uniform(3, 4, low=0.0, high=1.0, seed=11)},
+         N("L", "binary_cross_entropy_with_logits", "x", "y", reduction=red))
+case("nll_loss-1d", {"z": normal(5, seed=12), "t": given(3, dtype="int64")}, N("x", "log_softmax", "z", dim=0),
+     N("L", "nll_loss", "x", "t"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("inputs", "nodes", "kw"), CASES)
+def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, Any], dtype: str) -> None:
+    check(inputs, nodes, dtype, **kw)
+
+
+@pytest.mark.parametrize(("inputs", "nodes", "needle"), [
+    ({"x": normal(3, 4)}, [N("c", "gt", "x", 0.0), N("y", "masked_fill", "c", "x", value=1.0)], "mask must be a bool"),
+    ({"x": normal(3, 4), "m": {**normal(2, 3, 4), **FROZEN}}, [N("c", "gt", "m", 0.0), N("y", "masked_fill", "x", "c", value=1.0)],
+     "must broadcast to the input's shape"),
+    ({"x": normal(4)}, [N("y", "tril", "x")], "at least 2 dimensions"),
+    ({"t": given([0, 5], dtype="int64"), "x": normal(2, 4)}, [N("h", "one_hot", "t", num_classes=4), N("y", "mul", "x", "h")],
+     "out of range for 4 classes"),
+    ({"t": given([0, 1], dtype="int64"), "x": normal(2, 4)}, [N("h", "one_hot", "t"), N("y", "mul", "x", "h")], "give num_classes"),
+    ({"p": normal(3), "y": normal(4)}, [N("L", "binary_cross_entropy_with_logits", "p", "y")], "must be the same as input size"),
+])
+def test_bad_uses_name_the_node(inputs: dict[str, Any], nodes: list[dict[str, Any]], needle: str) -> None:
+    with pytest.raises(SpecError) as info:
+        compile_spec(TraceSpec(inputs=inputs, nodes=nodes, output=nodes[-1]["name"], grad_output="ones"))
+    assert needle in str(info.value), str(info.value)
+    assert info.value.node in {n["name"] for n in nodes}
