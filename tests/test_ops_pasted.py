@@ -59,6 +59,14 @@ def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, A
      "out of range for 4 classes"),
     ({"t": given([0, 1], dtype="int64"), "x": normal(2, 4)}, [N("h", "one_hot", "t"), N("y", "mul", "x", "h")], "give num_classes"),
     ({"p": normal(3), "y": normal(4)}, [N("L", "binary_cross_entropy_with_logits", "p", "y")], "must be the same as input size"),
+    # torch refuses values outside [0, 1] at run time: a spec that would fail there is refused at compile time
+    ({"z": normal(3), "y": uniform(3, low=0, high=1)}, [N("L", "binary_cross_entropy", "z", "y")],
+     "input should be between 0 and 1 (gradtrace cannot tell"),
+    ({"z": normal(3), "y": uniform(3, low=0, high=1)}, [N("p", "sigmoid", "z"), N("L", "binary_cross_entropy", "y", "p"),
+                                                         N("M", "binary_cross_entropy", "p", "z")], "target should be between 0 and 1"),
+    ({"p": given([0.5, 1.5]), "y": given([0.0, 1.0])}, [N("L", "binary_cross_entropy", "p", "y")], "they are in [0.5, 1.5]"),
+    ({"p": uniform(3, low=0, high=1), "t": given([0, 1, 1], dtype="int64")}, [N("L", "binary_cross_entropy", "p", "t")],
+     "cast with .float()"),
 ])
 def test_bad_uses_name_the_node(inputs: dict[str, Any], nodes: list[dict[str, Any]], needle: str) -> None:
     with pytest.raises(SpecError) as info:

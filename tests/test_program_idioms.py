@@ -81,7 +81,7 @@ def test_accumulating_in_place(tmp_path: Path) -> None:
     ("w = torch.tensor([1.0, 2.0], requires_grad=True)\nw += 1\n(w * w).sum().backward()\n",
      ["leaf tensor that requires grad", "w = w + ..."]),
     ("w = torch.ones(3, requires_grad=True)\n(w * 2).sum().backward()\nwith torch.no_grad():\n    w -= 0.1 * w.grad\n",
-     ["'.grad' is what gradtrace reports"]),  # torch allows it under no_grad: the update step is what is refused
+     ["in-place update of 'w'", "optimizer's step"]),  # torch allows it under no_grad: a training step is not traced
     ("x = torch.ones(2, 3, requires_grad=True)\ny = x * 2\nr = y[0]\nr += 1\n(y * r).sum().backward()\n",
      ["view of 'y'", "getitem"]),
     ("x = torch.ones(2, 3, requires_grad=True)\ny = x * 2\nv = y.transpose(0, 1)\nv *= 3\n"
@@ -211,3 +211,52 @@ def test_causal_attention_mask_bce_nll_and_one_hot_as_pasted(tmp_path: Path) -> 
     assert t.result.nodes["inf"].inputs == ["x", "-Infinity"]
     assert t.result.nodes["oh"].dtype == "float32" and t.result.nodes["oh#1"].dtype == "int64"
     same_as_torch(t, g, ["x", "wei", "up", "p", "z", "b", "logp", "n", "oh", "loss"])
+
+
+# ---- torch.no_grad() blocks, max/min's (values, indices), detached values under finite differences ----------
+
+
+def test_no_grad_evaluation_blocks_compute_without_a_graph(tmp_path: Path) -> None:
+    """Accuracy under no_grad (a module call, argmax, max(1).indices) was refused; now computed as torch does:
+    values, no grad_fn, no gradient. `w += 0.5` on a leaf under no_grad changes the leaf; set_detect_anomaly
+    changes nothing."""
+    program = (
+        "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\nmodel = nn.Linear(4, 3)\n"
+        "w = torch.randn(3, requires_grad=True)\nx = torch.randn(5, 4)\ny = torch.randint(0, 3, (5,))\n"
+        "with torch.no_grad():\n    w += 0.5\n    pred = model(x).argmax(1)\n    acc = (pred == y).float().mean()\n"
+        "    top = model(x).max(1).indices\n    scale = model(x).abs().mean()\n"
+        "with torch.autograd.set_detect_anomaly(True):\n    out = model(x) * w * scale\n"
+        "loss = F.cross_entropy(out, y) + acc * 0.0\nloss.backward()\n"
+    )
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    assert [t.result.nodes[k].grad_fn for k in ("scale", "acc", "out")] == [None, None, "MulBackward0"]
+    assert not t.result.nodes["scale"].requires_grad and t.result.nodes["w"].is_leaf
+    same_as_torch(t, g, ["model", "w", "pred", "acc", "top", "scale", "out", "loss"])
+
+
+def test_max_over_a_dim_gives_values_and_indices_in_every_form(tmp_path: Path) -> None:
+    """`torch.max(x, 1)[0]` indexed the values tensor (its first row: silently wrong); the indices were untraced."""
+    program = ("import torch\ntorch.manual_seed(0)\nx = torch.randn(3, 4, requires_grad=True)\nv = torch.max(x, 1)[0]\n"
+               "vals, idx = torch.max(x, dim=1)\nm, _ = x.min(1)\ni = x.max(dim=0).indices\nk = torch.min(x, 0)[1]\n"
+               "big = torch.max(x, torch.zeros(4))\n(v.sum() + vals.sum() - m.sum() + big.sum()).backward()\n")
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    assert t.result.nodes["v"].shape == [3] and t.result.nodes["idx"].dtype == "int64"
+    same_as_torch(t, g, ["x", "v", "vals", "idx", "m", "i", "k", "big"])
+
+
+def test_detached_values_are_held_fixed_by_finite_differences() -> None:
+    """With the numeric engine, x.detach() (and .data) moved with x under perturbation: 'disagree' ([2, 4] against
+    torch's [1, 2])."""
+    program = ("import torch\nx = torch.tensor([1.0, 2.0], requires_grad=True)\nd = x.detach()\ne = x.data\n"
+               "with torch.no_grad():\n    f = x * 3\nloss = (d * x + e * x + f * x).sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    assert t.result.nodes["x"].grad.data == [5.0, 10.0]
+
+
+def test_optimizer_steps_under_no_grad_are_refused_clearly() -> None:
+    e = refused("import torch\nw = torch.ones(3, requires_grad=True)\nv = torch.ones(3)\nwith torch.no_grad():\n"
+                "    w -= 0.1 * v\n(w * 2).sum().backward()\n")
+    assert "optimizer's step" in str(e) and e.line == 5

@@ -114,6 +114,8 @@ class GraphBuilder:
         self.grad: dict[str, bool] = {}
         self.ranges: dict[str, tuple[float, float]] = {}
         self.used: set[str] = set()
+        self.grad_enabled = True
+        """False under torch.no_grad(): nodes added then require no grad, whatever their inputs."""
         self.computed: dict[str, Node] = {}
         """Nodes made leaves by node_to_leaf, by name."""
         self.total = 0
@@ -241,13 +243,17 @@ class GraphBuilder:
             raise _err(raw, f"{e} (inputs {shown})") from None
         self._count(math.prod(shape), (), raw)
         rg = False
-        if dtype in ("float32", "float64"):
+        if dtype in ("float32", "float64") and self.grad_enabled:
             grad = self.grad
             for i, diff in zip(inputs, diff_flags, strict=False):
                 if diff and isinstance(i, str) and grad[i]:
                     rg = True
                     break
         shapes[raw.name], dtypes[raw.name], self.grad[raw.name] = shape, dtype, rg
+        if op.gives_ranges:
+            r = op.value_range([self.ranges.get(i) if isinstance(i, str) else (i, i) for i in inputs], args)
+            if r is not None:
+                self.ranges[raw.name] = r
         self.used.update(names)
         node = Node(raw.name, op, list(inputs), args, shape, dtype, rg, raw.expr, raw.line)
         self.nodes.append(node)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from services.compiler.expressions import ExpressionCompiler, _is_const
-from services.compiler.inputs import infer_dtype, int_range, literal_array
+from services.compiler.inputs import infer_dtype, literal_array, value_range
 from services.compiler.values import DType, T, is_number
 from services.ir import Event, Leaf
 from services.materialize import INITS as NN_INIT
@@ -71,7 +71,7 @@ class TensorCreation(ExpressionCompiler):
             dtype = dtype or infer_dtype(data) or self.dtype
             value = literal_array(data, dtype, ("program",), self.builder.limits.max_tensor_elements)
             shape = tuple(value.shape)
-            known = int_range(value)
+            known = value_range(value)
         elif fn.endswith("_like"):
             like = self.tensor(args[0]) if args else None
             if like is None:
@@ -90,7 +90,7 @@ class TensorCreation(ExpressionCompiler):
                 event_args, known = [*bounds, list(shape)], (float(bounds[0]), float(bounds[1] - 1))
             else:
                 event_args = [list(shape)]
-                known = (float(fn == "ones"),) * 2 if fn in ("zeros", "ones") else None
+                known = (float(fn == "ones"),) * 2 if fn in ("zeros", "ones") else (0.0, 1.0) if fn == "rand" else None
         else:
             shape, event_args, known, dtype = self.creator_args(fn, args, kw, node, dtype)
         dtype = dtype or self.dtype
@@ -125,6 +125,8 @@ class TensorCreation(ExpressionCompiler):
             shape = tuple(self.sizes(args, node))
             if fn in ("zeros", "ones"):
                 known = (float(fn == "ones"),) * 2
+            elif fn == "rand":
+                known = (0.0, 1.0)
             return shape, [list(shape)], known, dtype
         if fn == "full":
             if len(args) + ("fill_value" in kw) < 2:

@@ -38,9 +38,10 @@ def literal_array(value: Any, dtype: str, loc: tuple[str | int, ...], max_elemen
     return a.astype(dtype)
 
 
-def int_range(a: np.ndarray) -> tuple[float, float] | None:
-    """(min, max) of an integer array, for compile-time index checks."""
-    return (float(a.min()), float(a.max())) if a.dtype.kind in "iub" and a.size else None
+def value_range(a: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of a literal array, for compile-time checks of what torch would refuse at run time (an index out
+    of range, a probability outside [0, 1]); NaN where the array holds one."""
+    return (float(a.min()), float(a.max())) if a.dtype.kind in "iubf" and a.size else None
 
 
 def make_leaf(
@@ -58,7 +59,7 @@ def make_leaf(
         raise SpecError("only floating point tensors can require gradients", loc=loc)
     if spec.value is not None:
         value = literal_array(spec.value, dtype, loc, max_elements)
-        leaf = Leaf(name, tuple(value.shape), dtype, requires_grad, value=value, known_range=int_range(value))
+        leaf = Leaf(name, tuple(value.shape), dtype, requires_grad, value=value, known_range=value_range(value))
         return leaf, None
     shape = tuple(spec.shape or ())
     size = int(np.prod(shape, dtype=np.int64))
@@ -73,6 +74,8 @@ def make_leaf(
         leaf.known_range = (float(spec.init == "ones"),) * 2
     elif spec.init == "arange":
         leaf.known_range = (0.0, float(max(size - 1, 0)))
+    elif spec.init == "uniform":
+        leaf.known_range = (float(spec.low), float(spec.high))
     if spec.rng == "torch":
         events, leaf.init = _torch_events(name, spec, shape, dtype)
         return leaf, Stream("torch", spec.seed, events)

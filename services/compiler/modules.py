@@ -88,8 +88,6 @@ class ModuleCalls(ExpressionCompiler):
         d = m.layer
         if len(inputs) < d.min_inputs or (d.max_inputs is not None and len(inputs) > d.max_inputs):
             raise self.err(node, f"{m.kind} takes {d.min_inputs if d.max_inputs == d.min_inputs else 'more'} tensor input(s), got {len(inputs)}")
-        if self.no_grad:
-            raise self.err(node, "module calls inside torch.no_grad() are not traced")
         e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1,
                     texts={out: text or self.src(node)})
         return d.emit(e, Call(m.cfg, m.params, inputs, out, m.path, m.training))

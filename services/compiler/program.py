@@ -3,7 +3,8 @@
 Accepted: imports of torch, torch.nn, torch.nn.functional, math and numpy; assignments (also tuple
 unpacking and augmented); tensor creation (torch.tensor, rand, randn, ...) on torch's generator in program
 order; nn modules (construction, calls, nn.Sequential) whose parameters are named and initialised as torch
-does; `with torch.no_grad():` parameter writes (.data =, copy_, zero_, fill_, uniform_, nn.init.*);
+does; `with torch.no_grad():` parameter writes (.data =, copy_, zero_, fill_, uniform_, nn.init.*, += a number)
+and computations that require no grad;
 indexing; `.backward()` on any expression; print, retain_grad, optimizers' zero_grad/step (not traced).
 A name means its last binding: earlier bindings of `g` are nodes `g@1`, `g@2`."""
 
@@ -86,16 +87,19 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         self.res.names = {k: v.name for k, v in self.scope.items() if isinstance(v, T)}
         return self.res
 
-    def count_bindings(self, body: list[ast.stmt]) -> None:
-        """How often each variable is assigned, so that its last binding can take the bare name."""
+    def count_bindings(self, body: list[ast.stmt], no_grad: bool = False) -> None:
+        """How often each variable is assigned, so that its last binding can take the bare name (`w += 0.5` under
+        no_grad, a leaf's update, binds nothing new)."""
         for stmt in body:
             targets: list[ast.expr] = []
             if isinstance(stmt, ast.Assign):
                 targets = list(stmt.targets)
-            elif isinstance(stmt, ast.AugAssign):
+            elif isinstance(stmt, ast.AugAssign) and not (no_grad and _is_number_literal(stmt.value)):
                 targets = [stmt.target]
             elif isinstance(stmt, ast.With):
-                self.count_bindings(stmt.body)
+                modes = {self.dotted(i.context_expr.func) for i in stmt.items if isinstance(i.context_expr, ast.Call)}
+                self.count_bindings(stmt.body, (no_grad or bool(modes & {"torch.no_grad", "torch.inference_mode"}))
+                                    and "torch.enable_grad" not in modes)
             for t in targets:
                 for n in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t]):
                     if isinstance(n, ast.Name):
@@ -108,7 +112,8 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         k = self.seen[var]
         if var in self.spec_inputs:
             return f"{var}@{k + 1}"
-        return var if k >= self.bindings[var] else f"{var}@{k}"
+        name = var if k >= self.bindings[var] else f"{var}@{k}"
+        return name if name not in self.builder else self.fresh(f"{var}@{k}")  # a binding count_bindings did not foresee
 
     def statement(self, stmt: ast.stmt) -> None:
         self.counter = 0
@@ -196,6 +201,9 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
             raise self.err(stmt, "augmented assignment needs a plain name target")
         var = stmt.target.id
         old = self.scope.get(var)
+        if isinstance(old, T) and self.no_grad and old.name in self.builder.leaves:
+            self.leaf_update(old, stmt)  # `w -= 0.1` under no_grad changes the leaf itself
+            return
         if isinstance(old, T):
             self.check_in_place(old, var, stmt)
         binop = ast.BinOp(left=ast.Name(id=var, ctx=ast.Load()), op=stmt.op, right=stmt.value)
@@ -205,6 +213,19 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         new = self.scope[var]
         if isinstance(old, T) and isinstance(new, T) and new != old:
             self.changed_in_place(old, new, var, stmt)
+
+    def leaf_update(self, t: T, stmt: ast.AugAssign) -> None:
+        """`w += c` / `w *= c` on a leaf under no_grad, c a number: the leaf's value changes (a stream event, in
+        order with the draws); by a tensor (an optimizer's step) it is not traced."""
+        method = {ast.Add: "add_", ast.Sub: "add_", ast.Mult: "mul_", ast.Div: "div_"}.get(type(stmt.op))
+        try:
+            c = self.const(stmt.value)
+        except SpecError:  # a tensor
+            c = None
+        if method is None or not is_number(c):
+            raise self.err(stmt, f"an in-place update of '{self.src(stmt.target)}' by a tensor under torch.no_grad() (an optimizer's step) is "
+                                 "not traced: gradtrace shows one forward and backward pass, before any update")
+        self.stream.events.append(Event("inplace", t.name, {"method": method, "args": [-c if isinstance(stmt.op, ast.Sub) else c]}))
 
     def check_in_place(self, t: T, var: str, stmt: ast.AugAssign) -> None:
         """`x += ...` on a tensor changes it in place, as torch does: refused where torch refuses it (a leaf that
@@ -245,19 +266,20 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
             if d not in GRAD_MODES or item.optional_vars is not None:
                 raise self.err(stmt, "only 'with torch.no_grad():' (or enable_grad, inference_mode) blocks are allowed")
         was = self.no_grad
-        self.no_grad = not any(self.dotted(i.context_expr.func) == "torch.enable_grad" for i in stmt.items)  # type: ignore[attr-defined]
+        for item in stmt.items:
+            mode = self.dotted(item.context_expr.func)  # type: ignore[attr-defined]
+            if mode in ("torch.no_grad", "torch.inference_mode"):
+                self.no_grad = True
+            elif mode == "torch.enable_grad":
+                self.no_grad = False
+        self.builder.grad_enabled = not self.no_grad  # what is computed under no_grad requires no grad, as in torch
         try:
             for s in stmt.body:
                 self.line = s.lineno
                 self.statement(s)
         finally:
             self.no_grad = was
-
-    def emit(self, op: str, inputs: list[Any], args: dict[str, Any], node: ast.expr, name: str | None = None) -> T:
-        if self.no_grad:
-            raise self.err(node, "computations inside torch.no_grad() are not traced: only parameter and tensor "
-                                 "initialisation belongs there (move the computation out, or use .detach())")
-        return super().emit(op, inputs, args, node, name)
+            self.builder.grad_enabled = not was
 
     # ---- statements that are calls ------------------------------------------------------------
 
@@ -416,6 +438,11 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         raise self.err(node, f"unknown function '{fn}'")
 
     def call_path(self, path: str, node: ast.Call) -> Value:
+        if path in ("torch.max", "torch.min") and (any(k.arg == "dim" for k in node.keywords) or (
+                len(node.args) > 1 and _is_int_literal(node.args[1], self.scope))):
+            return self.extreme_pair(path[6:], node)
+        if path in ("torch.max", "torch.min") and len(node.args) == 2:  # torch.max(x, other) is torch.maximum
+            return self.apply(self.functions[f"{path}imum"], node)
         if path.startswith("nn.") and path[3:] in BY_MODULE or path == "nn.Sequential":
             return self.construct(path[3:], node)
         if path == "nn.Parameter":
@@ -477,8 +504,7 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
             self.leaf_write(t, m, node)
             return t
         if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)):
-            values = self.apply(self.methods[m], node, receiver=t)
-            return (values, Untraced(f"the indices of {m}(), which gradtrace does not trace"))
+            return self.extreme_pair(m, node, t)
         if m in self.methods:
             return self.apply(self.methods[m], node, receiver=t)
         if m.endswith("_") and m[:-1] in self.methods:
@@ -500,6 +526,23 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         if want == self.dtype_of(t):
             return t
         return self.emit("to", [t], {"dtype": want}, node)
+
+    def extreme_pair(self, m: str, node: ast.Call, receiver: T | None = None) -> tuple[T, T]:
+        """x.max(dim) / torch.max(x, dim): torch's (values, indices), the indices an argmax (argmin) node of the same
+        dim; `vals, idx = ...` names them, `.values`, `.indices` and [0], [1] pick them."""
+        names: list[str | None] = [None, None]
+        if node is self.stmt_expr and len(self.stmt_names) == 2:
+            names = list(self.stmt_names)
+        picked = _picked(self.stmt_expr, node)  # `v = x.max(1).values` / `v = torch.max(x, 1)[0]`: v names that one
+        if picked is not None and self.stmt_name is not None:
+            names[picked], self.stmt_name = self.stmt_name, None
+        if names[0] is not None:
+            self.stmt_expr, self.stmt_name = node, names[0]
+        values = self.apply(self.functions[f"torch.{m}"], node, receiver=receiver)
+        args = self.builder.nodes[-1].args
+        index = self.emit(f"arg{m}", [receiver or T(self.builder.nodes[-1].inputs[0])],  # type: ignore[arg-type]
+                          {"dim": args.dim, "keepdim": args.keepdim}, node, name=names[1])  # type: ignore[attr-defined]
+        return (values, index)
 
     def multi(self, fn: str, t: T | None, node: ast.Call, args: list[ast.expr]) -> tuple[T, ...]:
         """x.chunk(n, dim) / x.split(size, dim): one node per piece, named by a tuple assignment's targets."""
@@ -529,6 +572,31 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         for k in range(count):
             outs.append(self.emit(fn, [t], {key: first, "dim": dim, "index": k}, node, name=names[k] if names else f"{base}.{k}"))
         return tuple(outs)
+
+def _picked(stmt: ast.expr | None, call: ast.Call) -> int | None:
+    """Which of max's (values, indices) a statement's whole right-hand side takes from `call`, if it does."""
+    if isinstance(stmt, ast.Attribute) and stmt.value is call and stmt.attr in ("values", "indices"):
+        return 0 if stmt.attr == "values" else 1
+    if isinstance(stmt, ast.Subscript) and stmt.value is call and isinstance(stmt.slice, ast.Constant):
+        return stmt.slice.value if stmt.slice.value in (0, 1) else None
+    return None
+
+
+def _is_number_literal(node: ast.expr) -> bool:
+    """A number written out: 0.5, -1, 1e-3."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        node = node.operand
+    return isinstance(node, ast.Constant) and is_number(node.value)
+
+
+def _is_int_literal(node: ast.expr, scope: dict[str, Any]) -> bool:
+    """An int written out (1, -1) or a name bound to one: a dim, not a tensor."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    if isinstance(node, ast.Name):
+        return isinstance(scope.get(node.id), int)
+    return isinstance(node, ast.Constant) and isinstance(node.value, int)
+
 
 def _main_guard(body: list[ast.stmt]) -> list[ast.stmt]:
     """`if __name__ == "__main__":` blocks as their bodies (scripts pasted whole)."""

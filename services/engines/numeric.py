@@ -23,11 +23,16 @@ def _feeds_output(graph: Graph) -> set[str]:
 
 
 def downstream(graph: Graph, leaf: str) -> list[Node]:
-    """The nodes whose value depends on `leaf`, in graph order: all a perturbation of it changes."""
+    """The nodes a perturbation of `leaf` changes along the paths gradients take, in graph order: a detached value
+    (x.detach(), x.data, a no_grad computation) or an index (argmax) is held fixed, as torch's derivative holds it."""
     changed = {leaf}
     out = []
     for node in graph.nodes:
-        if any(isinstance(i, str) and i in changed for i in node.inputs):
+        if not node.requires_grad:
+            continue
+        flags = node.op.differentiable
+        if any(isinstance(i, str) and i in changed and (flags is None or (k < len(flags) and flags[k]))
+               for k, i in enumerate(node.inputs)):
             changed.add(node.name)
             out.append(node)
     return out

@@ -174,8 +174,11 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
                 out = out.view_as(out)  # an op that returned its input unchanged still gets its own node
                 break
         if out.requires_grad:
-            owner[out.grad_fn] = node.name
-            wanted.append(node.name)
+            if node.requires_grad:
+                owner[out.grad_fn] = node.name
+                wanted.append(node.name)
+            else:  # computed under torch.no_grad() in the program: no graph, as torch keeps none
+                out = out.detach()
         tensors[node.name] = out
 
     # The gradient on edge src -> dst is src's own grad when dst is src's only consumer. Only the nodes

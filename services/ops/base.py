@@ -98,6 +98,19 @@ class Op:
         `ranges[k]` is (min, max) of input k, or None when unknown. Raise ShapeError for an index out of
         range, so that a spec that would fail in torch is rejected at compile time."""
 
+    out_range: ClassVar[tuple[float, float] | None] = None
+    """Bounds every output value lies in, whatever the inputs (sigmoid, softmax: [0, 1])."""
+
+    def value_range(self, ranges: list[tuple[float, float] | None], a: Any) -> tuple[float, float] | None:
+        """Bounds of the output's values known before anything runs, for checks downstream (binary cross entropy
+        needs probabilities): `out_range`, or a view's input's own; None when unknown."""
+        return self.out_range or (ranges[0] if self.view and ranges else None)
+
+    @cached_property
+    def gives_ranges(self) -> bool:
+        """Whether value_range can know anything (the compiler asks only such ops)."""
+        return self.out_range is not None or self.view or type(self).value_range is not Op.value_range
+
     def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
         """Run the op in torch; `t` is the torch module (ops never import torch themselves)."""
         raise NotImplementedError

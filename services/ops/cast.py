@@ -30,6 +30,9 @@ class To(Op):
     def dtype_for(self, dtypes: list[str], a: ToArgs) -> str:
         return a.dtype
 
+    def value_range(self, ranges: list[tuple[float, float] | None], a: ToArgs) -> tuple[float, float] | None:
+        return ranges[0] if a.dtype.startswith("float") else None  # `(x > 0).float()`: still 0 and 1
+
     def torch(self, t: Any, xs: list[Any], a: ToArgs) -> Any:
         return xs[0].to(getattr(t, a.dtype))
 

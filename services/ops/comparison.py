@@ -41,6 +41,7 @@ class Compare(Op):
     tensors = ("input", "other")
     scalars = True
     differentiable = (False, False)
+    out_range = (0.0, 1.0)  # False and True
     pyop: Any = None
 
     def shape(self, shapes: list[Shape], a: Any) -> Shape:

@@ -146,10 +146,13 @@ class Unary(Op):
         return getattr(t, self.fn or self.name)(xs[0])
 
 
-def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), methods: tuple[str, ...] = ()) -> None:
-    """Register a pointwise op from its forward f(x) and backward (g, out, x) -> dx."""
+def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), methods: tuple[str, ...] = (),
+           bounds: tuple[float, float] | None = None) -> None:
+    """Register a pointwise op from its forward f(x) and backward (g, out, x) -> dx (`bounds`: of every output)."""
 
     class _U(Unary):
+        out_range = bounds
+
         def forward(self, xs: list[Array], a: Any) -> Array:
             with np.errstate(all="ignore"):
                 return fwd(xs[0]).astype(xs[0].dtype, copy=False)
@@ -174,7 +177,7 @@ _unary("sin", np.sin, lambda g, y, x: g * np.cos(x))
 _unary("cos", np.cos, lambda g, y, x: -g * np.sin(x))
 _unary("tanh", np.tanh, lambda g, y, x: g * (1 - y * y), functions=("F.tanh",))
 # expit, not 0.5 * (1 + tanh(x / 2)): that rounds to 0 for large negative x, where torch keeps exp(x).
-_unary("sigmoid", expit, lambda g, y, x: g * y * (1 - y), functions=("F.sigmoid",))
+_unary("sigmoid", expit, lambda g, y, x: g * y * (1 - y), functions=("F.sigmoid",), bounds=(0.0, 1.0))
 _unary("relu", lambda x: np.maximum(x, 0), lambda g, y, x: np.where(y > 0, g, 0), functions=("F.relu",))
 
 

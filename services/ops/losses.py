@@ -3,6 +3,7 @@ and of logits), with mean/sum/none reductions."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -153,6 +154,12 @@ class BinaryLoss(Op):
 
     tensors = ("input", "target")
     Args = LossArgs
+    same_dtype = True
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if not all(d.startswith("float") for d in dtypes):
+            raise ShapeError(f"{self.name}: input and target must be float tensors, got {' and '.join(dtypes)}: cast with .float()")
+        return dtypes[0]
 
     def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
         if shapes[0] != shapes[1]:
@@ -176,15 +183,23 @@ class BinaryCrossEntropy(BinaryLoss):
     name = "binary_cross_entropy"
     functions = ("F.binary_cross_entropy",)
 
+    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: LossArgs) -> None:
+        if not math.prod(shapes[0]):
+            return
+        for k, what, hint in ((0, "input", "give it torch.sigmoid(...) or softmax's output, or use "
+                               "binary_cross_entropy_with_logits"), (1, "target", "labels 0 and 1, or probabilities")):
+            r = ranges[k]
+            if r is None or not (0 <= r[0] and r[1] <= 1):  # torch refuses both at run time
+                where = f"they are in [{r[0]:g}, {r[1]:g}]" if r is not None else "gradtrace cannot tell they are before the run"
+                raise ShapeError(f"binary_cross_entropy: all elements of {what} should be between 0 and 1 ({where}): {hint}")
+
     @staticmethod
     def _logs(x: Array) -> tuple[Array, Array]:
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             return np.maximum(np.log(x), -100), np.maximum(np.log1p(-x), -100)
 
     def forward(self, xs: list[Array], a: LossArgs) -> Array:
-        x, t = xs
-        if x.size and (x.min() < 0 or x.max() > 1):
-            raise ValueError("binary_cross_entropy: all elements of input should be between 0 and 1")
+        x, t = xs  # within [0, 1]: check_ranges made sure (finite differences may step just outside: NaN there)
         log_x, log_1mx = self._logs(x)
         return _reduce(-(t * log_x + (1 - t) * log_1mx), a.reduction)
 

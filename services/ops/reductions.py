@@ -241,6 +241,7 @@ class Softmax(SoftmaxBase):
     name = "softmax"
     functions = ("torch.softmax", "F.softmax")
     methods = ("softmax",)
+    out_range = (0.0, 1.0)
 
     def forward(self, xs: list[Array], a: DimArgs) -> Array:
         return np.exp(_log_softmax(xs[0], norm_dim(a.dim, xs[0].ndim)))
