@@ -260,3 +260,24 @@ def test_optimizer_steps_under_no_grad_are_refused_clearly() -> None:
     e = refused("import torch\nw = torch.ones(3, requires_grad=True)\nv = torch.ones(3)\nwith torch.no_grad():\n"
                 "    w -= 0.1 * v\n(w * 2).sum().backward()\n")
     assert "optimizer's step" in str(e) and e.line == 5
+
+
+def test_generators_draw_their_own_streams_as_torch_does(tmp_path: Path) -> None:
+    """makemore's `g = torch.Generator().manual_seed(2147483647)` and `torch.randn(..., generator=g)`: an unknown
+    function once. Each generator's draws are its own, interleaved with the default generator's and reseeded."""
+    program = (
+        "import torch\nimport torch.nn.functional as F\ntorch.manual_seed(0)\na = torch.randn(3)\n"
+        "g = torch.Generator().manual_seed(2147483647)\nC = torch.randn((27, 2), generator=g)\nb = torch.rand(3)\n"
+        "W = torch.randn((4, 5), generator=g) * 0.2\nW.requires_grad = True\nC.requires_grad = True\n"
+        "X = torch.randint(0, 27, (4, 2), generator=g)\nY = torch.randint(0, 5, (4,), generator=g)\ng.manual_seed(7)\n"
+        "e = torch.rand(2, generator=g)\nh = torch.tanh(C[X].view(-1, 4) @ W)\nloss = F.cross_entropy(h, Y) + (e.sum() + a.sum() + b.sum()) * 0.0\n"
+        "loss.backward()\n"
+    )
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["a", "b", "C", "W", "X", "Y", "e", "h", "loss"], exact=False)
+    assert t.result.notes == [] or all("not seeded" not in n for n in t.result.notes)
+
+
+def test_a_generator_argument_must_be_a_generator() -> None:
+    e = refused("import torch\nx = torch.randn(3, generator=5, requires_grad=True)\nx.sum().backward()\n")
+    assert "generator= takes a torch.Generator" in str(e)

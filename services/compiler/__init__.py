@@ -35,6 +35,7 @@ def compile_spec(spec: TraceSpec, limits: Limits | None = None) -> Graph:
         output = prog.names.get(output, output) if output else prog.output
         grad_output = grad_output if grad_output is not None else prog.grad_output
         notes = prog.notes
+        streams += prog.streams
     elif spec.nodes is not None:
         if len(spec.nodes) > limits.max_nodes:
             raise SpecError(f"{len(spec.nodes)} nodes exceed the limit of {limits.max_nodes}", loc=("nodes",))

@@ -10,8 +10,8 @@ import numpy as np
 
 from services.compiler.expressions import ExpressionCompiler, _is_const
 from services.compiler.inputs import infer_dtype, literal_array, value_range
-from services.compiler.values import DType, T, is_number
-from services.ir import Event, Leaf
+from services.compiler.values import DType, Generator, T, is_number
+from services.ir import TORCH_DEFAULT_SEED, Event, Leaf, Stream
 from services.materialize import INITS as NN_INIT
 from services.materialize import INPLACE as INPLACE_INIT
 
@@ -22,7 +22,7 @@ CREATORS = {
 """torch functions that make a tensor (a leaf of the graph)."""
 RANDOM = {"rand", "randn", "randint", "normal", "rand_like", "randn_like", "randint_like"}
 """Those that draw from torch's generator."""
-CREATOR_KWARGS = {"dtype", "requires_grad", "device", "fill_value", "steps"}
+CREATOR_KWARGS = {"dtype", "requires_grad", "device", "fill_value", "steps", "generator"}
 
 __all__ = ["CREATORS", "INPLACE_INIT", "NN_INIT", "RANDOM", "TensorCreation", "without_data"]
 
@@ -113,8 +113,34 @@ class TensorCreation(ExpressionCompiler):
             if into is not None:
                 self.stream.events.append(Event("assign", target, {"value": value}))
         else:
-            self.stream.events.append(Event("tensor", target, {"fn": fn, "args": event_args, "dtype": dtype}))
+            stream = self.generator(kw["generator"]).stream if "generator" in kw else self.stream
+            stream.events.append(Event("tensor", target, {"fn": fn, "args": event_args, "dtype": dtype}))
         return T(target)
+
+    def generator(self, node: ast.expr) -> Generator:
+        """The torch.Generator a `generator=` argument names (None: torch's default one)."""
+        g = self.expr(node)
+        if g is None:
+            return Generator(self.stream)
+        if not isinstance(g, Generator):
+            raise self.err(node, f"generator= takes a torch.Generator, not {self.src(node)[:40]}")
+        return g
+
+    def new_generator(self, node: ast.Call) -> Generator:
+        """torch.Generator(): a stream of its own, from the seed a fresh generator has (manual_seed sets it)."""
+        if node.args or any(k.arg != "device" for k in node.keywords):
+            raise self.err(node, "torch.Generator takes only device= here")
+        g = Generator(Stream("torch", TORCH_DEFAULT_SEED))
+        self.generators.append(g)
+        return g
+
+    def seed_generator(self, g: Generator, node: ast.Call) -> Generator:
+        """g.manual_seed(s): reseeds that generator, in order with its draws; returns it, as torch does."""
+        seed = self.const(node.args[0]) if len(node.args) == 1 and not node.keywords else None
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise self.err(node, "manual_seed takes an integer seed")
+        g.stream.events.append(Event("seed", None, {"seed": seed}))
+        return g
 
     def creator_args(
         self, fn: str, args: list[ast.expr], kw: dict[str, ast.expr], node: ast.Call, dtype: str | None

@@ -23,7 +23,7 @@ from services.compiler.creation import CREATORS, INPLACE_INIT, TensorCreation, w
 from services.compiler.expressions import CASTS, MATH, _kind
 from services.compiler.layers import BY_MODULE
 from services.compiler.modules import ModuleCalls
-from services.compiler.values import DTYPES, DType, ModuleInst, T, Untraced, Value, is_number
+from services.compiler.values import DTYPES, DType, Generator, ModuleInst, T, Untraced, Value, is_number
 from services.errors import SpecError
 from services.ir import Event, Stream
 
@@ -52,6 +52,8 @@ class ProgramResult:
     notes: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
     """Program variable -> the node or leaf it names at the end (its last binding)."""
+    streams: list[Stream] = field(default_factory=list)
+    """The program's own torch.Generators' draws, each a stream of its own."""
 
 
 class ProgramCompiler(TensorCreation, ModuleCalls):
@@ -65,6 +67,7 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         self.seen: Counter[str] = Counter()
         self.res = ProgramResult()
         self.no_grad = False
+        self.generators: list[Generator] = []
 
     # ---- statements ---------------------------------------------------------------------------
 
@@ -85,6 +88,7 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
             self.line = stmt.lineno
             self.statement(stmt)
         self.res.names = {k: v.name for k, v in self.scope.items() if isinstance(v, T)}
+        self.res.streams = [g.stream for g in self.generators if g.stream.events]
         return self.res
 
     def count_bindings(self, body: list[ast.stmt], no_grad: bool = False) -> None:
@@ -317,6 +321,9 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
             if isinstance(base, T) and f.attr in {"retain_grad", "requires_grad_", "copy_"} | INPLACE_INIT:
                 self.tensor_method(base, f.attr, call)
                 return
+            if isinstance(base, Generator) and f.attr == "manual_seed":
+                self.seed_generator(base, call)
+                return
         raise self.err(call, f"the statement '{self.src(call)[:60]}' does nothing gradtrace can trace")
 
     def method_statement(self, base: ModuleInst | Untraced, method: str, call: ast.Call) -> None:
@@ -391,6 +398,8 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         base = self.expr(f.value)
         if isinstance(base, T):
             return self.tensor_method(base, f.attr, node)
+        if isinstance(base, Generator) and f.attr == "manual_seed":
+            return self.seed_generator(base, node)
         if isinstance(base, ModuleInst):
             if f.attr == "forward":
                 return self.module_call(base, node)
@@ -438,6 +447,8 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         raise self.err(node, f"unknown function '{fn}'")
 
     def call_path(self, path: str, node: ast.Call) -> Value:
+        if path == "torch.Generator":
+            return self.new_generator(node)
         if path in ("torch.max", "torch.min") and (any(k.arg == "dim" for k in node.keywords) or (
                 len(node.args) > 1 and _is_int_literal(node.args[1], self.scope))):
             return self.extreme_pair(path[6:], node)

@@ -1,5 +1,6 @@
 """What a program's expressions evaluate to at compile time: tensors (graph names), Python constants,
-torch dtypes, nn modules, and objects whose methods gradtrace accepts but does not trace (optimizers)."""
+torch dtypes, nn modules, torch.Generators, and objects whose methods gradtrace accepts but does not trace
+(optimizers)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.compiler.layers import LayerDef
-from services.ir import Event
+from services.ir import Event, Stream
 
 DTYPES = {
     "float32": "float32", "float": "float32", "float64": "float64", "double": "float64",
@@ -62,6 +63,13 @@ class Untraced:
     model.parameters(), max's indices); `what` says what it is in messages."""
 
     what: str
+
+
+@dataclass
+class Generator:
+    """A torch.Generator the program made: its own stream of draws (`torch.randn(..., generator=g)`)."""
+
+    stream: Stream
 
 
 Value = Any
