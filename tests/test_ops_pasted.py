@@ -40,6 +40,10 @@ for red in ("mean", "sum", "none"):
          N("L", "binary_cross_entropy", "p", "y", reduction=red))
     case(f"binary_cross_entropy_with_logits-{red}", {"x": normal(3, 4, seed=10, std=3.0), "y": uniform(3, 4, low=0.0, high=1.0, seed=11)},
          N("L", "binary_cross_entropy_with_logits", "x", "y", reduction=red))
+# mse_loss of shapes that differ: torch broadcasts them (a warning; the result's notes say it), gradients unbroadcast.
+case("mse_loss-broadcast", {"x": normal(4, 1, seed=13), "y": normal(4, seed=14)}, N("L", "mse_loss", "x", "y"))
+case("mse_loss-broadcast-none", {"x": normal(3, 1, seed=15), "y": normal(1, 2, seed=16)},
+     N("L", "mse_loss", "x", "y", reduction="none"))
 case("nll_loss-1d", {"z": normal(5, seed=12), "t": given(3, dtype="int64")}, N("x", "log_softmax", "z", dim=0),
      N("L", "nll_loss", "x", "t"))
 
@@ -59,6 +63,7 @@ def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, A
      "out of range for 4 classes"),
     ({"t": given([0, 1], dtype="int64"), "x": normal(2, 4)}, [N("h", "one_hot", "t"), N("y", "mul", "x", "h")], "give num_classes"),
     ({"p": normal(3), "y": normal(4)}, [N("L", "binary_cross_entropy_with_logits", "p", "y")], "must be the same as input size"),
+    ({"p": normal(3), "y": normal(4)}, [N("L", "mse_loss", "p", "y")], "do not broadcast"),
     # torch refuses values outside [0, 1] at run time: a spec that would fail there is refused at compile time
     ({"z": normal(3), "y": uniform(3, low=0, high=1)}, [N("L", "binary_cross_entropy", "z", "y")],
      "input should be between 0 and 1 (gradtrace cannot tell"),

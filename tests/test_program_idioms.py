@@ -281,3 +281,18 @@ def test_generators_draw_their_own_streams_as_torch_does(tmp_path: Path) -> None
 def test_a_generator_argument_must_be_a_generator() -> None:
     e = refused("import torch\nx = torch.randn(3, generator=5, requires_grad=True)\nx.sum().backward()\n")
     assert "generator= takes a torch.Generator" in str(e)
+
+
+def test_what_torch_warns_about_runs_as_torch_runs_it_and_the_notes_say_so(tmp_path: Path) -> None:
+    """F.softmax(x) without dim (torch picks one) and nn.MSELoss on [N, 1] against [N] (torch broadcasts to [N, N],
+    the classic regression bug): refused once; now the numbers torch gives, and a note naming the line."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\nmodel = nn.Linear(2, 1)\n"
+               "x = torch.randn(4, 2)\ny = torch.randn(4)\np = F.softmax(x)\nq = F.log_softmax(torch.randn(3, requires_grad=True))\n"
+               "loss = nn.MSELoss()(model(x), y) + (p * x).sum() + q.sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["model", "p", "q", "loss"])
+    notes = t.result.notes
+    assert any(n.startswith("line 8: F.softmax() without dim: torch chose dim=1") for n in notes), notes
+    assert any(n.startswith("line 9: F.log_softmax() without dim: torch chose dim=0") for n in notes), notes
+    assert any(n.startswith("line 10: mse_loss: target [4] and input [4, 1] differ in shape: torch broadcasts them to [4, 4]")
+               for n in notes), notes

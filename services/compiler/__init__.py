@@ -65,7 +65,7 @@ def compile_spec(spec: TraceSpec, limits: Limits | None = None) -> Graph:
     return builder.finish(
         output, grad_output, no_ops_loc=("program",) if spec.program is not None else (),
         dtype=spec.dtype, device=spec.device, engines=list(dict.fromkeys(spec.engines)),
-        numeric=spec.numeric, keep=spec.keep, streams=streams, notes=notes,
+        numeric=spec.numeric, keep=spec.keep, streams=streams, notes=[*notes, *builder.notes],
     )
 
 

@@ -114,6 +114,8 @@ class GraphBuilder:
         self.grad: dict[str, bool] = {}
         self.ranges: dict[str, tuple[float, float]] = {}
         self.used: set[str] = set()
+        self.notes: list[str] = []
+        """What torch would warn about (op.warning), for the result's notes."""
         self.grad_enabled = True
         """False under torch.no_grad(): nodes added then require no grad, whatever their inputs."""
         self.computed: dict[str, Node] = {}
@@ -242,6 +244,8 @@ class GraphBuilder:
             shown = ", ".join(f"{i}: {list(s)}" if isinstance(i, str) else f"{i}" for i, s in zip(inputs, in_shapes, strict=False))
             raise _err(raw, f"{e} (inputs {shown})") from None
         self._count(math.prod(shape), (), raw)
+        if op.warns and (warning := op.warning(in_shapes, args)):
+            self.notes.append(f"{f'line {raw.line}' if raw.line else f'node {raw.name!r}'}: {warning}")
         rg = False
         if dtype in ("float32", "float64") and self.grad_enabled:
             grad = self.grad

@@ -449,6 +449,8 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
+        if path in ("F.softmax", "F.log_softmax") and len(node.args) == 1 and not any(k.arg == "dim" for k in node.keywords):
+            return self.implicit_softmax(path, node)
         if path in ("torch.max", "torch.min") and (any(k.arg == "dim" for k in node.keywords) or (
                 len(node.args) > 1 and _is_int_literal(node.args[1], self.scope))):
             return self.extreme_pair(path[6:], node)
@@ -537,6 +539,20 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         if want == self.dtype_of(t):
             return t
         return self.emit("to", [t], {"dtype": want}, node)
+
+    def implicit_softmax(self, path: str, node: ast.Call) -> T:
+        """F.softmax(x) without dim: torch picks one from x's rank (0 for 0, 1 or 3 dims, else 1) and warns that
+        this is deprecated; so does the result's notes."""
+        x = self.tensor(node.args[0])  # once: evaluating it again would draw its random numbers again
+        ndim = len(self.shape(x))
+        dim = 0 if ndim in (0, 1, 3) else 1
+        self.res.notes.append(f"line {node.lineno}: {path}() without dim: torch chose dim={dim} from the input's {ndim} "
+                              "dimensions (an implicit dim is deprecated: pass dim=)")
+        rest = ast.copy_location(ast.Call(func=node.func, args=[], keywords=node.keywords), node)
+        rest.end_lineno, rest.end_col_offset = node.end_lineno, node.end_col_offset
+        if node is self.stmt_expr:
+            self.stmt_expr = rest
+        return self.apply(self.functions[path], rest, receiver=x, extra={"dim": dim})
 
     def extreme_pair(self, m: str, node: ast.Call, receiver: T | None = None) -> tuple[T, T]:
         """x.max(dim) / torch.max(x, dim): torch's (values, indices), the indices an argmax (argmin) node of the same

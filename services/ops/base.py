@@ -98,6 +98,15 @@ class Op:
         `ranges[k]` is (min, max) of input k, or None when unknown. Raise ShapeError for an index out of
         range, so that a spec that would fail in torch is rejected at compile time."""
 
+    def warning(self, shapes: list[Shape], a: Any) -> str | None:
+        """What torch warns about for these shapes (it runs, likely not as meant); the result's notes carry it."""
+        return None
+
+    @cached_property
+    def warns(self) -> bool:
+        """Whether this op overrides warning (the compiler asks only such ops)."""
+        return type(self).warning is not Op.warning
+
     out_range: ClassVar[tuple[float, float] | None] = None
     """Bounds every output value lies in, whatever the inputs (sigmoid, softmax: [0, 1])."""
 

@@ -56,14 +56,15 @@ class Compare(Op):
                              "compare the float tensor it was computed from instead")
         return "bool"
 
-    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: Any) -> None:
-        # A known range on a tensor input means an int64 input (a literal or randint), which the
-        # reference engine would compare against the number truncated to an int: 0.5 would become 0.
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any) -> str:
+        # An int64 tensor against a non-integer number: torch compares in its default float dtype, where large ints
+        # round; refused, as the numbers would depend on that rounding.
         for k in (0, 1):
-            number, tensor = ranges[k], ranges[1 - k]
-            if shapes[k] == () and number is not None and not float(number[0]).is_integer() and tensor is not None:
-                raise ShapeError(f"{self.name}: comparing an int64 tensor with the non-integer {number[0]:g} "
+            number = inputs[k]
+            if dtypes[1 - k] == "int64" and isinstance(number, float) and not number.is_integer():
+                raise ShapeError(f"{self.name}: comparing an int64 tensor with the non-integer {number:g} "
                                  "is not supported; compare with an integer")
+        return self.dtype(dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
         return type(self).pyop(xs[0], xs[1])

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy.special import expit
 
 from services.errors import ShapeError
-from services.ops.base import REGISTRY, Array, Op, Shape, register
+from services.ops.base import REGISTRY, Array, Op, Shape, broadcast, register, unbroadcast
 from services.ops.reductions import _log_softmax
 
 
@@ -87,12 +87,21 @@ class MseLoss(Op):
     functions = ("F.mse_loss",)
 
     def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
-        if shapes[0] != shapes[1]:
-            raise ShapeError(f"mse_loss: input {list(shapes[0])} and target {list(shapes[1])} differ in shape")
-        return () if a.reduction != "none" else shapes[0]
+        out = broadcast(*shapes)  # torch broadcasts (and warns: see warning)
+        return () if a.reduction != "none" else out
+
+    def warning(self, shapes: list[Shape], a: LossArgs) -> str | None:
+        if shapes[0] == shapes[1]:
+            return None
+        return (f"mse_loss: target {list(shapes[1])} and input {list(shapes[0])} differ in shape: torch broadcasts them to "
+                f"{list(broadcast(*shapes))} (and warns: likely not what was meant)")
 
     def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
-        return t.nn.functional.mse_loss(xs[0], xs[1], reduction=a.reduction)
+        import warnings
+
+        with warnings.catch_warnings():  # the result's notes say it (see warning)
+            warnings.simplefilter("ignore", UserWarning)
+            return t.nn.functional.mse_loss(xs[0], xs[1], reduction=a.reduction)
 
     def forward(self, xs: list[Array], a: LossArgs) -> Array:
         d = xs[0] - xs[1]
@@ -102,7 +111,7 @@ class MseLoss(Op):
         d = xs[0] - xs[1]
         scale = (2 / d.size if d.size else 0.0) if a.reduction == "mean" else 2
         gd = (g * d * np.asarray(scale, d.dtype)).astype(d.dtype)
-        return [gd, -gd]
+        return [unbroadcast(gd, xs[0].shape), unbroadcast(-gd, xs[1].shape)]
 
 
 @register
