@@ -1,6 +1,6 @@
 """Ops that notebooks use and gradtrace once lacked: masked_fill and tril/triu (causal attention), one_hot,
-nll_loss and binary cross entropy (of probabilities and of logits), proved like tests/test_ops.py: torch, the
-reference and finite differences agree on values, grads and edges."""
+nll_loss and binary cross entropy (of probabilities and of logits), amax/amin, prod, norm, repeat and dot,
+proved like tests/test_ops.py: torch, the reference and finite differences agree on values, grads and edges."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from shared.spec import TraceSpec
 
 CASES: list[Any] = []
 FROZEN = {"requires_grad": False}
+EXACT = {"engines": ["torch", "reference"]}  # at ties, zeros and kinks finite differences see another slope
 
 
 def case(id: str, inputs: dict[str, Any], *nodes: dict[str, Any], **kw: Any) -> None:
@@ -48,6 +49,24 @@ case("nll_loss-1d", {"z": normal(5, seed=12), "t": given(3, dtype="int64")}, N("
      N("L", "nll_loss", "x", "t"))
 
 
+# amax/amin share ties evenly; prod's gradient is the product of the others (zeros included); norm at 0 is 0.
+TIED = {"x": given([[1.0, 2.0, 2.0], [0.0, 3.0, -1.0]])}
+for op in ("amax", "amin"):
+    case(f"{op}-all", {"x": normal(3, 4, seed=20)}, N("y", op, "x"))
+    case(f"{op}-dims", {"x": normal(2, 3, 4, seed=21)}, N("y", op, "x", dim=[0, 2], keepdim=True))
+    case(f"{op}-ties", TIED, N("y", op, "x", dim=1), **EXACT)
+case("prod-all", {"x": uniform(2, 3, low=0.5, high=1.5, seed=22)}, N("y", "prod", "x"))
+case("prod-dim", {"x": normal(3, 4, seed=23)}, N("y", "prod", "x", dim=1, keepdim=True))
+case("prod-zeros", {"x": given([[1.0, 2.0, 3.0], [0.0, 3.0, -1.0], [0.0, 0.0, 2.0]])}, N("y", "prod", "x", dim=1), **EXACT)
+case("prod-0d", {"x": normal(seed=24)}, N("y", "prod", "x"))
+case("norm-2", {"x": normal(3, 4, seed=25)}, N("y", "norm", "x"))
+case("norm-dim-1", {"x": normal(3, 4, seed=26)}, N("y", "norm", "x", p=1, dim=1))
+case("norm-zero", {"x": given([[0.0, 0.0], [3.0, 4.0]])}, N("y", "norm", "x", dim=1, keepdim=True), **EXACT)
+case("repeat", {"x": normal(2, 3, seed=27)}, N("y", "repeat", "x", sizes=[2, 1, 3]))
+case("repeat-same-rank", {"x": normal(2, 3, seed=28)}, N("y", "repeat", "x", sizes=[2, 2]), N("z", "mul", "y", "y"))
+case("dot", {"a": normal(5, seed=29), "b": normal(5, seed=30)}, N("y", "dot", "a", "b"))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("inputs", "nodes", "kw"), CASES)
 def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, Any], dtype: str) -> None:
@@ -64,6 +83,8 @@ def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, A
     ({"t": given([0, 1], dtype="int64"), "x": normal(2, 4)}, [N("h", "one_hot", "t"), N("y", "mul", "x", "h")], "give num_classes"),
     ({"p": normal(3), "y": normal(4)}, [N("L", "binary_cross_entropy_with_logits", "p", "y")], "must be the same as input size"),
     ({"p": normal(3), "y": normal(4)}, [N("L", "mse_loss", "p", "y")], "do not broadcast"),
+    ({"p": normal(3), "y": normal(4)}, [N("L", "dot", "p", "y")], "1D tensors of one size"),
+    ({"p": normal(3, 2)}, [N("L", "repeat", "p", sizes=[2])], "at least 2 non-negative sizes"),
     # torch refuses values outside [0, 1] at run time: a spec that would fail there is refused at compile time
     ({"z": normal(3), "y": uniform(3, low=0, high=1)}, [N("L", "binary_cross_entropy", "z", "y")],
      "input should be between 0 and 1 (gradtrace cannot tell"),

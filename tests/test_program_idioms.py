@@ -296,3 +296,21 @@ def test_what_torch_warns_about_runs_as_torch_runs_it_and_the_notes_say_so(tmp_p
     assert any(n.startswith("line 9: F.log_softmax() without dim: torch chose dim=0") for n in notes), notes
     assert any(n.startswith("line 10: mse_loss: target [4] and input [4, 1] differ in shape: torch broadcasts them to [4, 4]")
                for n in notes), notes
+
+
+def test_amax_prod_norm_repeat_dot_as_pasted(tmp_path: Path) -> None:
+    program = (
+        "import torch\ntorch.manual_seed(0)\nx = torch.randn(3, 4, requires_grad=True)\n"
+        "z = torch.tensor([[1., 2., 2.], [0., 3., -1.]], requires_grad=True)\n"
+        "a = x.amax(1).sum() + torch.amin(x, dim=(0, 1)) + z.amax() + z.amax(dim=1).sum()\n"
+        "p = z.prod() + z.prod(1).sum() + x.prod(dim=0, keepdim=True).sum()\n"
+        "n = x.norm() + z.norm(dim=1).sum() + torch.norm(x, 1) + torch.zeros(3, requires_grad=True).norm()\n"
+        "r = x.repeat(2, 1, 3).sum() + (z.repeat(2, 2) * torch.arange(24.).view(4, 6)).sum()\n"
+        "d = torch.dot(x[0], x[1]) + x[2].dot(x[0])\nloss = a + p + n + r + d\nloss.backward()\n"
+    )
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    fns = {n.op: n.grad_fn for n in t.result.nodes.values() if n.op in ("amax", "norm", "dot", "repeat")}
+    assert fns == {"amax": "AmaxBackward0", "norm": "LinalgVectorNormBackward0", "dot": "DotBackward0",
+                   "repeat": "RepeatBackward0"}
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "z", "a", "p", "n", "r", "d", "loss"])

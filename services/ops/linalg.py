@@ -94,3 +94,29 @@ class Linear(Op):
             gb = g2.sum(axis=0)
             grads.append(gb if xs[2].ndim else gb.sum())
         return grads
+
+
+@register
+class Dot(Op):
+    """torch.dot(a, b) of two 1-D tensors of one length (DotBackward0)."""
+
+    name = "dot"
+    same_dtype = True
+    tensors = ("input", "tensor")
+    functions = ("torch.dot", "torch.inner")
+    methods = ("dot",)
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        x, y = shapes
+        if len(x) != 1 or len(y) != 1 or x != y:
+            raise ShapeError(f"dot: 1D tensors of one size expected, got {list(x)} and {list(y)}")
+        return ()
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return t.dot(xs[0], xs[1])
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return np.asarray(np.dot(xs[0], xs[1]), dtype=xs[0].dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [(g * xs[1]).astype(xs[0].dtype), (g * xs[0]).astype(xs[1].dtype)]

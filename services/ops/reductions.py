@@ -1,8 +1,9 @@
-"""Reductions over all elements or some dims: sum, mean, max, min, softmax, log_softmax."""
+"""Reductions over all elements or some dims: sum, mean, max, min, amax, amin, prod, norm, argmax, argmin,
+softmax, log_softmax."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -153,6 +154,132 @@ class Min(Extreme):
     methods = ("min",)
     pick = np.min
     arg = np.argmin
+
+
+@register
+class Amax(Reduce):
+    """amax/amin over dims (all by default): the gradient is shared evenly among ties (AmaxBackward0)."""
+
+    name = "amax"
+    functions = ("torch.amax",)
+    methods = ("amax",)
+    pick: Any = np.max
+
+    def shape(self, shapes: list[Shape], a: ReduceArgs) -> Shape:
+        if 0 in shapes[0]:
+            raise ShapeError(f"{self.name}() of an empty tensor")
+        return _reduced_shape(shapes[0], a)
+
+    def torch(self, t: Any, xs: list[Any], a: ReduceArgs) -> Any:
+        return getattr(t, self.name)(xs[0], dim=() if a.dim is None else a.dim, keepdim=a.keepdim)
+
+    def forward(self, xs: list[Array], a: ReduceArgs) -> Array:
+        x = xs[0]
+        return np.asarray(type(self).pick(x, axis=_axes(a.dim, x.ndim), keepdims=a.keepdim), dtype=x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ReduceArgs) -> list[Array | None]:
+        x = xs[0]
+        mask = x == _expand(out, x.shape, a)
+        count = mask.sum(axis=_axes(a.dim, x.ndim), keepdims=True)
+        return [(mask * (_expand(g, x.shape, a) / count)).astype(x.dtype)]
+
+
+@register
+class Amin(Amax):
+    name = "amin"
+    functions = ("torch.amin",)
+    methods = ("amin",)
+    pick = np.min
+
+
+class ProdArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dim: int | None = None
+    keepdim: bool = False
+
+
+def _exclusive_products(x: Array, axis: int) -> Array:
+    """Each element's product of the others along the axis (exact where some are zero, unlike prod / x)."""
+    ones = np.ones_like(np.take(x, [0], axis=axis))
+    left = np.concatenate([ones, np.cumprod(x, axis=axis)], axis=axis)
+    right = np.flip(np.concatenate([ones, np.cumprod(np.flip(x, axis), axis=axis)], axis=axis), axis)
+    n = x.shape[axis]
+    return np.take(left, range(n), axis=axis) * np.take(right, range(1, n + 1), axis=axis)
+
+
+@register
+class Prod(Reduce):
+    """The product over all elements or one dim (ProdBackward0): each element's gradient is the product of the
+    others, zeros included."""
+
+    name = "prod"
+    Args = ProdArgs
+    functions = ("torch.prod",)
+    methods = ("prod",)
+
+    def torch(self, t: Any, xs: list[Any], a: ProdArgs) -> Any:
+        return t.prod(xs[0]) if a.dim is None else t.prod(xs[0], dim=a.dim, keepdim=a.keepdim)
+
+    def shape(self, shapes: list[Shape], a: ProdArgs) -> Shape:
+        if a.dim is None and a.keepdim:
+            raise ShapeError("prod(): keepdim needs a dim")
+        return _reduced_shape(shapes[0], ReduceArgs(dim=a.dim, keepdim=a.keepdim))
+
+    def forward(self, xs: list[Array], a: ProdArgs) -> Array:
+        x = xs[0]
+        axis = None if a.dim is None else norm_dim(a.dim, max(x.ndim, 1))
+        return np.asarray(np.prod(x, axis=axis if x.ndim else None, keepdims=a.keepdim), dtype=x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ProdArgs) -> list[Array | None]:
+        x = xs[0]
+        if x.ndim == 0:
+            return [np.asarray(g, dtype=x.dtype)]
+        if a.dim is None:
+            return [(_exclusive_products(x.reshape(-1), 0).reshape(x.shape) * g).astype(x.dtype)]
+        axis = norm_dim(a.dim, x.ndim)
+        gk = g if a.keepdim else np.expand_dims(g, axis)
+        return [(_exclusive_products(x, axis) * gk).astype(x.dtype)]
+
+
+class NormArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    p: Literal[1, 2, "fro"] = 2
+    dim: int | list[int] | None = None
+    keepdim: bool = False
+
+
+@register
+class Norm(Op):
+    """x.norm(p) over all elements or dims, p 2 (Frobenius) or 1 (LinalgVectorNormBackward0); the gradient of
+    the 2-norm at 0 is 0, as torch's."""
+
+    name = "norm"
+    Args = NormArgs
+    positional = ("p", "dim", "keepdim")
+    functions = ("torch.norm",)
+    methods = ("norm",)
+
+    def shape(self, shapes: list[Shape], a: NormArgs) -> Shape:
+        return _reduced_shape(shapes[0], ReduceArgs(dim=a.dim, keepdim=a.keepdim))
+
+    def torch(self, t: Any, xs: list[Any], a: NormArgs) -> Any:
+        return t.linalg.vector_norm(xs[0], ord=1 if a.p == 1 else 2, dim=a.dim, keepdim=a.keepdim)
+
+    def forward(self, xs: list[Array], a: NormArgs) -> Array:
+        x = xs[0]
+        axes = _axes(a.dim, x.ndim)
+        v = np.abs(x).sum(axis=axes, keepdims=a.keepdim) if a.p == 1 else np.sqrt((x * x).sum(axis=axes, keepdims=a.keepdim))
+        return np.asarray(v, dtype=x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: NormArgs) -> list[Array | None]:
+        x = xs[0]
+        r = ReduceArgs(dim=a.dim, keepdim=a.keepdim)
+        if a.p == 1:
+            return [(np.sign(x) * _expand(g, x.shape, r)).astype(x.dtype)]
+        n = _expand(out, x.shape, r)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(n == 0, 0, x / n)
+        return [(d * _expand(g, x.shape, r)).astype(x.dtype)]
 
 
 class ArgExtreme(Op):

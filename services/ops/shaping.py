@@ -1,5 +1,5 @@
-"""Ops that move elements without arithmetic: reshape, transpose, t, clone, permute, flatten, cat, squeeze,
-unsqueeze, expand, stack, split and chunk."""
+"""Ops that move elements without arithmetic: reshape, transpose, t, clone, repeat, permute, flatten, cat,
+squeeze, unsqueeze, expand, stack, split and chunk."""
 
 from __future__ import annotations
 
@@ -179,6 +179,42 @@ class Clone(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
         return [g]
+
+
+class RepeatArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sizes: list[int]
+
+
+@register
+class Repeat(Op):
+    """x.repeat(*sizes): the tensor tiled (leading dims added when sizes has more); the gradient sums the tiles."""
+
+    name = "repeat"
+    Args = RepeatArgs
+    star = "sizes"
+    any_dtype = True
+    methods = ("repeat",)
+
+    def shape(self, shapes: list[Shape], a: RepeatArgs) -> Shape:
+        s = shapes[0]
+        if len(a.sizes) < len(s) or any(n < 0 for n in a.sizes):
+            raise ShapeError(f"repeat: give at least {len(s)} non-negative sizes (one per dim), got {a.sizes}")
+        padded = (1,) * (len(a.sizes) - len(s)) + tuple(s)
+        return tuple(n * k for n, k in zip(padded, a.sizes, strict=True))
+
+    def torch(self, t: Any, xs: list[Any], a: RepeatArgs) -> Any:
+        return xs[0].repeat(*a.sizes)
+
+    def forward(self, xs: list[Array], a: RepeatArgs) -> Array:
+        return np.tile(xs[0], a.sizes)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: RepeatArgs) -> list[Array | None]:
+        x = xs[0]
+        padded = (1,) * (len(a.sizes) - x.ndim) + x.shape
+        split = [d for pair in zip(a.sizes, padded, strict=True) for d in pair]
+        summed = g.reshape(split).sum(axis=tuple(range(0, len(split), 2)))
+        return [summed.reshape(x.shape)]
 
 
 class PermuteArgs(BaseModel):
