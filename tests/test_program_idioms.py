@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_program_pytorch import in_torch, same_as_torch, traced
 
@@ -314,3 +315,21 @@ def test_amax_prod_norm_repeat_dot_as_pasted(tmp_path: Path) -> None:
     assert fns == {"amax": "AmaxBackward0", "norm": "LinalgVectorNormBackward0", "dot": "DotBackward0",
                    "repeat": "RepeatBackward0"}
     same_as_torch(t, in_torch(program, tmp_path), ["x", "z", "a", "p", "n", "r", "d", "loss"])
+
+
+def test_cross_entropy_label_smoothing_and_ignore_index(tmp_path: Path) -> None:
+    """Both refused once. Label smoothing made torch's loss a small graph of its own (two paths into one
+    log_softmax): the torch engine counted that gradient twice on the edge logits -> l2 ('disagree')."""
+    program = (
+        "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+        "logits = torch.randn(4, 5, requires_grad=True)\ny = torch.tensor([1, 0, 4, 2])\npad = torch.tensor([1, -100, 4, -100])\n"
+        "l1 = F.cross_entropy(logits, y, reduction='sum')\nl2 = F.cross_entropy(logits, y, label_smoothing=0.1)\n"
+        "l3 = nn.CrossEntropyLoss(ignore_index=0)(logits, y)\nl4 = F.cross_entropy(logits, pad)\n"
+        "l5 = nn.CrossEntropyLoss(label_smoothing=0.2, ignore_index=-100, reduction='none')(logits, pad)\n"
+        "(l1 + l2 + l3 + l4 + l5.sum()).backward()\n"
+    )
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree", [p.failures for p in t.result.comparison.pairs]
+    edge = next(e for e in t.result.edges if (e.src, e.dst) == ("logits", "l2"))
+    np.testing.assert_allclose(edge.grad.data, edge.engines["reference"].data, rtol=1e-5)
+    same_as_torch(t, in_torch(program, tmp_path), ["logits", "l1", "l2", "l3", "l4", "l5"])

@@ -311,10 +311,12 @@ class MSELossArgs(BaseModel):
 
 
 class CrossEntropyLossArgs(BaseModel):
-    """nn.CrossEntropyLoss (class-index targets; no weights, ignore_index or label smoothing)."""
+    """nn.CrossEntropyLoss (class-index targets; no class weights)."""
 
     model_config = ConfigDict(extra="forbid")
     reduction: str = "mean"
+    label_smoothing: float = 0.0
+    ignore_index: int = -100
 
 
 layer(LayerDef("mse_loss", "MSELoss", MSELossArgs, lambda e, c: e.node(c.out, "mse_loss", c.inputs, {"reduction": c.cfg.reduction}),
@@ -324,7 +326,10 @@ for _op, _cls in (("binary_cross_entropy", "BCELoss"), ("binary_cross_entropy_wi
     layer(LayerDef(_op, _cls, MSELossArgs, lambda e, c, op=_op: e.node(c.out, op, c.inputs, {"reduction": c.cfg.reduction}),
                    min_inputs=2, max_inputs=2))
 layer(LayerDef("cross_entropy", "CrossEntropyLoss", CrossEntropyLossArgs,
-               lambda e, c: e.node(c.out, "cross_entropy", c.inputs, {"reduction": c.cfg.reduction}), min_inputs=2, max_inputs=2))
+               lambda e, c: e.node(c.out, "cross_entropy", c.inputs, {"reduction": c.cfg.reduction,
+                                                                      "label_smoothing": c.cfg.label_smoothing,
+                                                                      "ignore_index": c.cfg.ignore_index}),
+               min_inputs=2, max_inputs=2))
 
 
 def param_event(d: LayerDef, cfg: Any, dtype: str) -> Event | None:

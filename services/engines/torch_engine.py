@@ -229,7 +229,7 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
             seen += 1
         return None
 
-    def flow(f: Any, g: Any, dst: str, edges: dict[Edge, Any]) -> None:
+    def flow(f: Any, g: Any, dst: str, edges: dict[Edge, Any], seen: set[int]) -> None:
         if f is None or g is None:
             return
         if f in owner or type(f).__name__ == "AccumulateGrad":
@@ -238,8 +238,11 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
                 key = (src, dst)
                 edges[key] = edges[key] + g if key in edges else g
             return
+        if id(f) in seen:  # a torch-internal function two paths reach (label smoothing's log_softmax): its captured
+            return  # gradients are its whole output already, passed on once
+        seen.add(id(f))
         for (nf, _), gk in zip(f.next_functions, captured.get(id(f), ()), strict=False):
-            flow(nf, gk, dst, edges)
+            flow(nf, gk, dst, edges, seen)
 
     edges: dict[Edge, Any] = {}  # a tensor the hooks captured, or the name of the source whose grad it is
     grads: dict[str, Any] = dict.fromkeys(tensors)
@@ -260,8 +263,9 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
         next_functions.append([[None, None] if nf is None else [type(nf).__name__, owned(nf) or target(nf)] for nf, _ in nfs])
         if name in hooked_nodes:
             if id(fn) in captured:
+                seen: set[int] = set()
                 for (nf, _), gk in zip(nfs, captured[id(fn)], strict=False):
-                    flow(nf, gk, name, edges)
+                    flow(nf, gk, name, edges, seen)
             continue
         for src in node.inputs:  # not hooked: each source read once, by this node alone, its grad is the edge's
             if src.__class__ is str and grads[src] is not None:

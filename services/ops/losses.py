@@ -7,7 +7,7 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import expit
 
 from services.errors import ShapeError
@@ -26,13 +26,20 @@ def _reduce(v: Array, reduction: str) -> Array:
     return np.asarray(v.sum() if reduction == "sum" else v.mean(), dtype=v.dtype)
 
 
+class CrossEntropyArgs(LossArgs):
+    label_smoothing: float = Field(0.0, ge=0.0, le=1.0)
+    ignore_index: int = -100
+
+
 @register
 class CrossEntropy(Op):
-    """-log softmax(input)[target] for class-index targets; input (N, C) or (C,)."""
+    """-log softmax(input)[target] for class-index targets; input (N, C) or (C,). With label_smoothing e the
+    target is (1 - e) on the class and e / C spread over all classes; targets equal to ignore_index add nothing,
+    and the mean is over the others, as torch's."""
 
     name = "cross_entropy"
     tensors = ("input", "target")
-    Args = LossArgs
+    Args = CrossEntropyArgs
     functions = ("F.cross_entropy",)
     differentiable = (True, False)
 
@@ -52,31 +59,55 @@ class CrossEntropy(Op):
     def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: LossArgs) -> None:
         classes = shapes[0][-1] if shapes[0] else 0
         r = ranges[1]
-        if r is not None and (r[0] < 0 or r[1] >= classes):
+        ignored = getattr(a, "ignore_index", None)  # may be the smallest or largest target (-100: padding)
+        lo, hi = (min(0, ignored), max(classes - 1, ignored)) if ignored is not None and r is not None and ignored in r else (0, classes - 1)
+        if r is not None and (r[0] < lo or r[1] > hi):
             raise ShapeError(f"cross_entropy: target class indices in [{r[0]:g}, {r[1]:g}] are out of range for "
                              f"{classes} classes (valid: 0 to {classes - 1})")
 
-    def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
-        return t.nn.functional.cross_entropy(xs[0], xs[1], reduction=a.reduction)
+    def torch(self, t: Any, xs: list[Any], a: CrossEntropyArgs) -> Any:
+        return t.nn.functional.cross_entropy(xs[0], xs[1], reduction=a.reduction, label_smoothing=a.label_smoothing,
+                                             ignore_index=a.ignore_index)
 
-    def forward(self, xs: list[Array], a: LossArgs) -> Array:
+    @staticmethod
+    def _rows(xs: list[Array], a: CrossEntropyArgs) -> tuple[Array, Array, Array]:
+        """Input as (N, C), targets with the ignored ones at class 0, and which rows count."""
         x, t = xs
         x2, t2 = (x, t) if x.ndim == 2 else (x[None], t[None])
-        if t2.size and (t2.min() < 0 or t2.max() >= x2.shape[1]):
+        keep = t2 != a.ignore_index
+        if keep.any() and (t2[keep].min() < 0 or t2[keep].max() >= x2.shape[1]):
             raise ValueError(f"cross_entropy: target values must be in [0, {x2.shape[1]})")
-        nll = -_log_softmax(x2, 1)[np.arange(len(t2)), t2]
-        return _reduce(nll, a.reduction) if x.ndim == 2 else np.asarray(nll[0])
+        return x2, np.where(keep, t2, 0), keep
 
-    def backward(self, g: Array, out: Array, xs: list[Array], a: LossArgs) -> list[Array | None]:
-        x, t = xs
-        x2, t2 = (x, t) if x.ndim == 2 else (x[None], t[None])
+    def forward(self, xs: list[Array], a: CrossEntropyArgs) -> Array:
+        x2, t2, keep = self._rows(xs, a)
+        logp = _log_softmax(x2, 1)
+        nll = -logp[np.arange(len(t2)), t2]
+        if a.label_smoothing:
+            e = np.asarray(a.label_smoothing, x2.dtype)
+            nll = (1 - e) * nll - e * logp.mean(axis=1)
+        nll = np.where(keep, nll, np.zeros((), x2.dtype))
+        if xs[0].ndim == 1:
+            return np.asarray(nll[0] / keep.sum() if a.reduction == "mean" else nll[0], dtype=x2.dtype)
+        if a.reduction == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):  # every target ignored: 0 / 0, NaN as in torch
+                return np.asarray(nll.sum() / keep.sum(), dtype=x2.dtype)
+        return _reduce(nll, a.reduction)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: CrossEntropyArgs) -> list[Array | None]:
+        x2, t2, keep = self._rows(xs, a)
         d = np.exp(_log_softmax(x2, 1))
-        d[np.arange(len(t2)), t2] -= 1
-        if a.reduction == "none" and x.ndim == 2:
+        e = np.asarray(a.label_smoothing, x2.dtype)
+        if a.label_smoothing:
+            d -= e / x2.shape[1]
+        d[np.arange(len(t2)), t2] -= 1 - e
+        d[~keep] = 0
+        if a.reduction == "none" and xs[0].ndim == 2:
             d *= g[:, None]
         else:
-            d *= g / (len(t2) if a.reduction == "mean" and x.ndim == 2 else 1)
-        return [d if x.ndim == 2 else d[0], None]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                d *= g / (keep.sum() if a.reduction == "mean" else 1)
+        return [d if xs[0].ndim == 2 else d[0], None]
 
 
 @register

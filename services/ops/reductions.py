@@ -200,6 +200,8 @@ class ProdArgs(BaseModel):
 
 def _exclusive_products(x: Array, axis: int) -> Array:
     """Each element's product of the others along the axis (exact where some are zero, unlike prod / x)."""
+    if x.shape[axis] == 0:
+        return np.zeros_like(x)
     ones = np.ones_like(np.take(x, [0], axis=axis))
     left = np.concatenate([ones, np.cumprod(x, axis=axis)], axis=axis)
     right = np.flip(np.concatenate([ones, np.cumprod(np.flip(x, axis), axis=axis)], axis=axis), axis)
