@@ -198,8 +198,8 @@ class Repeat(Op):
 
     def shape(self, shapes: list[Shape], a: RepeatArgs) -> Shape:
         s = shapes[0]
-        if len(a.sizes) < len(s) or any(n < 0 for n in a.sizes):
-            raise ShapeError(f"repeat: give at least {len(s)} non-negative sizes (one per dim), got {a.sizes}")
+        if len(a.sizes) < max(len(s), 1) or any(n < 0 for n in a.sizes):
+            raise ShapeError(f"repeat: give at least {max(len(s), 1)} non-negative sizes (one per dim), got {a.sizes}")
         padded = (1,) * (len(a.sizes) - len(s)) + tuple(s)
         return tuple(n * k for n, k in zip(padded, a.sizes, strict=True))
 
