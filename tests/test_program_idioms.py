@@ -333,3 +333,32 @@ def test_cross_entropy_label_smoothing_and_ignore_index(tmp_path: Path) -> None:
     edge = next(e for e in t.result.edges if (e.src, e.dst) == ("logits", "l2"))
     np.testing.assert_allclose(edge.grad.data, edge.engines["reference"].data, rtol=1e-5)
     same_as_torch(t, in_torch(program, tmp_path), ["logits", "l1", "l2", "l3", "l4", "l5"])
+
+
+def test_in_place_methods_on_computed_tensors_and_the_micrograd_lecture(tmp_path: Path) -> None:
+    """`y.add_(1); y.relu_()` (refused once: "in-place .add_() ... is not traced") and the lecture's neuron verbatim,
+    torch.Tensor([...]).double() and o.data.item() in a print included."""
+    program = ("import torch\nx = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)\ny = x * 2\nz = y\ny.add_(1)\n"
+               "w = y.mul_(0.5)\ny.relu_()\n(y.sum() + z.sum() + w.sum()).backward()\n")
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    # w is y (torch returns the tensor itself): the nodes are y's bindings
+    assert [t.result.nodes[k].grad_fn for k in ("y@2", "y@3", "y")] == ["AddBackward0", "MulBackward0", "ReluBackward0"]
+    assert t.result.nodes["x"].grad.data == g["x"].grad.tolist() == [3.0, 0.0, 3.0]
+    lecture = ("import torch\nx1 = torch.Tensor([2.0]).double();  x1.requires_grad = True\n"
+               "x2 = torch.Tensor([0.0]).double();  x2.requires_grad = True\nw1 = torch.Tensor([-3.0]).double(); w1.requires_grad = True\n"
+               "w2 = torch.Tensor([1.0]).double();  w2.requires_grad = True\n"
+               "b = torch.Tensor([6.8813735870195432]).double(); b.requires_grad = True\nn = x1*w1 + x2*w2 + b\no = torch.tanh(n)\n"
+               "print(o.data.item())\no.backward()\nprint('x2', x2.grad.item())\n")
+    t = traced(lecture)
+    assert t.result.nodes["o"].dtype == "float64" and t.result.nodes["x1"].is_leaf
+    same_as_torch(t, in_torch(lecture, tmp_path), ["x1", "x2", "w1", "w2", "b", "n", "o"])
+
+
+def test_in_place_methods_torch_refuses_are_refused() -> None:
+    e = refused("import torch\nw = torch.ones(3, requires_grad=True)\nw.mul_(2)\nw.sum().backward()\n")
+    assert "leaf tensor that requires grad" in str(e) and "`.mul_()`" in str(e)
+    e = refused("import torch\nx = torch.ones(2, 3, requires_grad=True)\ny = x * 2\ny[0].relu_()\ny.sum().backward()\n")
+    assert "view of 'y'" in str(e)
+    e = refused("import torch\nx = torch.Tensor(2, 3)\n")
+    assert "uninitialised" in str(e)

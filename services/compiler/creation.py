@@ -47,8 +47,9 @@ class TensorCreation(ExpressionCompiler):
             raise self.err(node, f"sizes must be non-negative integers, got {vals}")
         return vals
 
-    def create(self, fn: str, node: ast.Call, name: str, into: Leaf | None = None) -> T:
-        """torch.tensor / rand / zeros / ... as a leaf, or written into an existing leaf (`into`)."""
+    def create(self, fn: str, node: ast.Call, name: str, into: Leaf | None = None, legacy: bool = False) -> T:
+        """torch.tensor / rand / zeros / ... as a leaf, or written into an existing leaf (`into`); `legacy`:
+        torch.Tensor([...]), always of the default float dtype."""
         kw = {k.arg: k.value for k in node.keywords}
         unknown = set(kw) - CREATOR_KWARGS
         if unknown:
@@ -63,12 +64,14 @@ class TensorCreation(ExpressionCompiler):
         value: np.ndarray | None = None
         event_args: list[Any] = []
         if fn == "tensor":
+            if legacy and (len(args) != 1 or not isinstance(self.const(args[0]), list)):
+                raise self.err(node, "torch.Tensor takes a list here (torch.Tensor(2, 3) is uninitialised memory: use torch.zeros)")
             if len(args) != 1:
                 raise self.err(node, "torch.tensor takes one value")
             data = self.const(args[0])
             if not (is_number(data) or isinstance(data, (list, bool))):
                 raise self.err(node, "torch.tensor takes a number or a nested list of numbers")
-            dtype = dtype or infer_dtype(data) or self.dtype
+            dtype = dtype or (self.dtype if legacy else infer_dtype(data) or self.dtype)
             value = literal_array(data, dtype, ("program",), self.builder.limits.max_tensor_elements)
             shape = tuple(value.shape)
             known = value_range(value)

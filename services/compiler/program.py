@@ -67,6 +67,8 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         self.seen: Counter[str] = Counter()
         self.res = ProgramResult()
         self.no_grad = False
+        self.via_data = False
+        """The statement being compiled writes through `.data`."""
         self.generators: list[Generator] = []
 
     # ---- statements ---------------------------------------------------------------------------
@@ -92,12 +94,14 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         return self.res
 
     def count_bindings(self, body: list[ast.stmt], no_grad: bool = False) -> None:
-        """How often each variable is assigned, so that its last binding can take the bare name (`w += 0.5` under
-        no_grad, a leaf's update, binds nothing new)."""
+        """How often each variable is assigned (`y.add_(1)` too), so that its last binding can take the bare name
+        (`w += 0.5` under no_grad, a leaf's update, binds nothing new)."""
         for stmt in body:
             targets: list[ast.expr] = []
+            if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad and self.in_place_call(stmt.value):
+                targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `y.add_(1)`: a new binding of y
             if isinstance(stmt, ast.Assign):
-                targets = list(stmt.targets)
+                targets += list(stmt.targets)
             elif isinstance(stmt, ast.AugAssign) and not (no_grad and _is_number_literal(stmt.value)):
                 targets = [stmt.target]
             elif isinstance(stmt, ast.With):
@@ -108,6 +112,11 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
                 for n in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t]):
                     if isinstance(n, ast.Name):
                         self.bindings[n.id] += 1
+
+    def in_place_call(self, node: ast.expr) -> bool:
+        """`y.add_(1)` (an op's in-place method on a name), as a statement or a right-hand side."""
+        f = node.func if isinstance(node, ast.Call) else None
+        return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr.endswith("_") and f.attr[:-1] in self.methods
 
     def binding_name(self, var: str) -> str:
         """The node name of this binding of `var`: `var` for the last one, var@k for earlier ones
@@ -121,6 +130,7 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
 
     def statement(self, stmt: ast.stmt) -> None:
         self.counter = 0
+        self.via_data = False
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
             self.imports(stmt)
         elif isinstance(stmt, ast.Assign):
@@ -208,8 +218,9 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         if isinstance(old, T) and self.no_grad and old.name in self.builder.leaves:
             self.leaf_update(old, stmt)  # `w -= 0.1` under no_grad changes the leaf itself
             return
+        sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}.get(type(stmt.op), "?")
         if isinstance(old, T):
-            self.check_in_place(old, var, stmt)
+            self.check_in_place(old, var, f"`{var} {sym}= ...`", f"`{var} = {var} {sym} ...`", stmt)
         binop = ast.BinOp(left=ast.Name(id=var, ctx=ast.Load()), op=stmt.op, right=stmt.value)
         ast.copy_location(binop, stmt)
         binop.end_lineno, binop.end_col_offset = stmt.end_lineno, stmt.end_col_offset
@@ -217,6 +228,19 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         new = self.scope[var]
         if isinstance(old, T) and isinstance(new, T) and new != old:
             self.changed_in_place(old, new, var, stmt)
+
+    def in_place_method(self, t: T, m: str, node: ast.Call) -> T:
+        """`y.add_(1)`, `h.relu_()` on a computed tensor: the op, then every name bound to y sees the result (as
+        for `y += 1`); refused where torch refuses it, and on a view."""
+        var = self.src(node.func.value)[:40]  # type: ignore[attr-defined]
+        self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node)
+        if node is self.stmt_expr and self.stmt_name is not None:
+            name = self.name_for(node)
+        else:
+            name = self.binding_name(var) if var.isidentifier() else self.temp()
+        new = self.apply(self.methods[m[:-1]], node, receiver=t, out=name)
+        self.changed_in_place(t, new, var, node)
+        return new
 
     def leaf_update(self, t: T, stmt: ast.AugAssign) -> None:
         """`w += c` / `w *= c` on a leaf under no_grad, c a number: the leaf's value changes (a stream event, in
@@ -231,23 +255,20 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
                                  "not traced: gradtrace shows one forward and backward pass, before any update")
         self.stream.events.append(Event("inplace", t.name, {"method": method, "args": [-c if isinstance(stmt.op, ast.Sub) else c]}))
 
-    def check_in_place(self, t: T, var: str, stmt: ast.AugAssign) -> None:
-        """`x += ...` on a tensor changes it in place, as torch does: refused where torch refuses it (a leaf that
-        requires grad) or where it would change another tensor too (a view)."""
-        op = ast.dump(stmt.op).split("(")[0].lower()
-        sym = {"add": "+", "sub": "-", "mult": "*", "div": "/", "pow": "**", "matmult": "@"}.get(op, "?")
+    def check_in_place(self, t: T, var: str, how: str, instead: str, stmt: ast.AST) -> None:
+        """`x += ...` or `x.add_(...)` on a tensor changes it in place, as torch does: refused where torch refuses it
+        (a leaf that requires grad) or where it would change another tensor too (a view)."""
         if t.name in self.builder.leaves and self.builder.grad[t.name] and not self.no_grad:  # allowed under no_grad
-            raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses `{var} {sym}= ...` on it "
-                                 f"(a leaf Variable that requires grad is being used in an in-place operation); write "
-                                 f"`{var} = {var} {sym} ...` for a new tensor, or change it under torch.no_grad() with .data")
+            raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses {how} on it (a leaf "
+                                 f"Variable that requires grad is being used in an in-place operation); write {instead} "
+                                 "for a new tensor, or change it under torch.no_grad() with .data")
         node = next((n for n in reversed(self.builder.nodes) if n.name == t.name), None)
         if node is not None and node.op.view:
             base = node.inputs[0]
-            raise self.err(stmt, f"`{var} {sym}= ...` changes '{var}' in place, and '{var}' is a view of '{base}' "
-                                 f"({node.op.name}): torch would change '{base}' too, which gradtrace does not trace; write "
-                                 f"`{var} = {var} {sym} ...` for a new tensor")
+            raise self.err(stmt, f"{how} changes '{var}' in place, and '{var}' is a view of '{base}' ({node.op.name}): "
+                                 f"torch would change '{base}' too, which gradtrace does not trace; write {instead} for a new tensor")
 
-    def changed_in_place(self, old: T, new: T, var: str, stmt: ast.AugAssign) -> None:
+    def changed_in_place(self, old: T, new: T, var: str, stmt: ast.AST) -> None:
         """After an in-place change, every name bound to the tensor sees the new value (`b = a; b += 1` changes
         a too). In place, torch keeps the tensor's shape and dtype: a change of either is refused."""
         if self.shape(new) != self.shape(old):
@@ -314,11 +335,13 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
                 return
             self.begin("t", call, [])
             writes = f.attr in {"copy_"} | INPLACE_INIT
+            self.via_data = writes and without_data(f.value) is not f.value  # `w.data.fill_(1)`: torch allows it always
             base = self.expr(without_data(f.value) if writes else f.value)
             if isinstance(base, Untraced) or (isinstance(base, ModuleInst) and f.attr in ("zero_grad", "train", "eval")):
                 self.method_statement(base, f.attr, call)
                 return
-            if isinstance(base, T) and f.attr in {"retain_grad", "requires_grad_", "copy_"} | INPLACE_INIT:
+            if isinstance(base, T) and (f.attr in {"retain_grad", "requires_grad_", "copy_"} | INPLACE_INIT
+                                        or f.attr.endswith("_") and f.attr[:-1] in self.methods):
                 self.tensor_method(base, f.attr, call)
                 return
             if isinstance(base, Generator) and f.attr == "manual_seed":
@@ -449,6 +472,8 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
+        if path == "torch.Tensor":  # the legacy constructor (micrograd's lecture): floats of the default dtype
+            return self.create("tensor", node, self.name_for(node), legacy=True)
         if path in ("F.softmax", "F.log_softmax") and len(node.args) == 1 and not any(k.arg == "dim" for k in node.keywords):
             return self.implicit_softmax(path, node)
         if path in ("torch.max", "torch.min") and (any(k.arg == "dim" for k in node.keywords) or (
@@ -513,7 +538,12 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
             return t
         if m == "retain_grad":
             return None
-        if m == "copy_" or m in INPLACE_INIT:
+        if m == "copy_" or m in INPLACE_INIT and (t.name in self.builder.leaves or m[:-1] not in self.methods):
+            if t.name in self.builder.leaves and self.builder.grad[t.name] and not (self.no_grad or self.via_data):
+                var = self.src(node.func.value)[:40]  # type: ignore[attr-defined]
+                raise self.err(node, f"'{var}' is a leaf tensor that requires grad: torch refuses `.{m}()` on it (a leaf "
+                                     "Variable that requires grad is being used in an in-place operation); write it under "
+                                     f"torch.no_grad(), or through `{var}.data`")
             self.leaf_write(t, m, node)
             return t
         if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)):
@@ -521,7 +551,7 @@ class ProgramCompiler(TensorCreation, ModuleCalls):
         if m in self.methods:
             return self.apply(self.methods[m], node, receiver=t)
         if m.endswith("_") and m[:-1] in self.methods:
-            raise self.err(node, f"in-place .{m}() is not traced: write y = x.{m[:-1]}(...)")
+            return self.in_place_method(t, m, node)
         raise self.err(node, f"unknown tensor method '.{m}()'")
 
     def cast(self, t: T, m: str, node: ast.Call) -> T:
