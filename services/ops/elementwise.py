@@ -14,6 +14,8 @@ from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, broadcast, promoted, register, unbroadcast
 from services.ops.comparison import no_bool
 
+FLOATS = frozenset({"float32", "float64"})
+
 
 class Binary(Op):
     """Two inputs broadcast together; the torch call is Python's operator, as a user writes it. int64 and bool
@@ -28,6 +30,12 @@ class Binary(Op):
         return broadcast(*shapes)
 
     def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any) -> str:
+        if len(dtypes) == 2:  # the common cases first: a float tensor with its like, or with a number (per node, 1M times)
+            x, y = dtypes
+            if x in FLOATS and (y == x or y == "scalar"):
+                return x
+            if y in FLOATS and x == "scalar":
+                return y
         self.dtype(dtypes)  # the op's own refusals (a bool tensor in sub and pow)
         return promoted(self, dtypes, inputs)
 
