@@ -1,0 +1,83 @@
+"""In-place changes of tensors in a program, as torch makes them: `x += ...` and `y.add_(1)` give a new node that
+every name bound to the tensor then means; refused where torch refuses them (a leaf that requires grad, a change of
+shape or dtype) and on views, whose base torch would change too. Under no_grad, `w += 0.5` changes a leaf's value."""
+
+from __future__ import annotations
+
+import ast
+
+from services.compiler.creation import TensorCreation
+from services.compiler.values import T, is_number
+from services.errors import SpecError
+from services.ir import Event
+
+
+class InPlace(TensorCreation):
+    """`x += ...`, `y.add_(...)`, `w -= 0.1` under no_grad (ProgramCompiler keeps the names and the grad mode)."""
+
+    no_grad: bool = False
+
+    def binding_name(self, var: str) -> str:
+        """The node name of this binding of `var` (ProgramCompiler)."""
+        raise NotImplementedError
+
+    def in_place_call(self, node: ast.expr) -> bool:
+        """`y.add_(1)` (an op's in-place method on a name), as a statement or a right-hand side."""
+        f = node.func if isinstance(node, ast.Call) else None
+        return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr.endswith("_") and f.attr[:-1] in self.methods
+
+    def in_place_method(self, t: T, m: str, node: ast.Call) -> T:
+        """`y.add_(1)`, `h.relu_()` on a computed tensor: the op, then every name bound to y sees the result (as
+        for `y += 1`); refused where torch refuses it, and on a view."""
+        var = self.src(node.func.value)[:40]  # type: ignore[attr-defined]
+        self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node)
+        if node is self.stmt_expr and self.stmt_name is not None:
+            name = self.name_for(node)
+        else:
+            name = self.binding_name(var) if var.isidentifier() else self.temp()
+        new = self.apply(self.methods[m[:-1]], node, receiver=t, out=name)
+        self.changed_in_place(t, new, var, node)
+        return new
+
+    def leaf_update(self, t: T, stmt: ast.AugAssign) -> None:
+        """`w += c` / `w *= c` on a leaf under no_grad, c a number: the leaf's value changes (a stream event, in
+        order with the draws); by a tensor (an optimizer's step) it is not traced."""
+        method = {ast.Add: "add_", ast.Sub: "add_", ast.Mult: "mul_", ast.Div: "div_"}.get(type(stmt.op))
+        try:
+            c = self.const(stmt.value)
+        except SpecError:  # a tensor
+            c = None
+        if method is None or not is_number(c):
+            raise self.err(stmt, f"an in-place update of '{self.src(stmt.target)}' by a tensor under torch.no_grad() (an optimizer's step) is "
+                                 "not traced: gradtrace shows one forward and backward pass, before any update")
+        self.stream.events.append(Event("inplace", t.name, {"method": method, "args": [-c if isinstance(stmt.op, ast.Sub) else c]}))
+
+    def check_in_place(self, t: T, var: str, how: str, instead: str, stmt: ast.AST) -> None:
+        """`x += ...` or `x.add_(...)` on a tensor changes it in place, as torch does: refused where torch refuses it
+        (a leaf that requires grad) or where it would change another tensor too (a view)."""
+        if t.name in self.builder.leaves and self.builder.grad[t.name] and not self.no_grad:  # allowed under no_grad
+            raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses {how} on it (a leaf "
+                                 f"Variable that requires grad is being used in an in-place operation); write {instead} "
+                                 "for a new tensor, or change it under torch.no_grad() with .data")
+        node = next((n for n in reversed(self.builder.nodes) if n.name == t.name), None)
+        if node is not None and node.op.view:
+            base = node.inputs[0]
+            raise self.err(stmt, f"{how} changes '{var}' in place, and '{var}' is a view of '{base}' ({node.op.name}): "
+                                 f"torch would change '{base}' too, which gradtrace does not trace; write {instead} for a new tensor")
+
+    def changed_in_place(self, old: T, new: T, var: str, stmt: ast.AST) -> None:
+        """After an in-place change, every name bound to the tensor sees the new value (`b = a; b += 1` changes
+        a too). In place, torch keeps the tensor's shape and dtype: a change of either is refused."""
+        if self.shape(new) != self.shape(old):
+            raise self.err(stmt, f"`{var}` has shape {list(self.shape(old))}, and in place it cannot become "
+                                 f"{list(self.shape(new))} (torch: output shape doesn't match the broadcast shape)")
+        was, now = self.dtype_of(old), self.dtype_of(new)
+        if was != now:  # torch stores a float64 result into float32 (rounding it), and refuses float into int64
+            raise self.err(stmt, f"`{var}` is {was}: in place, torch stores the {now} result as {was}"
+                                 + (", which gradtrace does not trace" if was.startswith("float") else " (it refuses to)")
+                                 + f"; write `{var} = ...` with the dtype cast you want")
+        for k, v in list(self.scope.items()):
+            if v == old:
+                self.scope[k] = new
+            elif isinstance(v, (list, tuple)) and old in v:
+                self.scope[k] = type(v)(new if x == old else x for x in v)
