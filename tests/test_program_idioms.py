@@ -362,3 +362,15 @@ def test_in_place_methods_torch_refuses_are_refused() -> None:
     assert "view of 'y'" in str(e)
     e = refused("import torch\nx = torch.Tensor(2, 3)\n")
     assert "uninitialised" in str(e)
+
+
+def test_functional_inplace_argument(tmp_path: Path) -> None:
+    """F.relu(h, inplace=True) (refused once: "argument 'inplace': Extra inputs are not permitted") is h.relu_():
+    a name bound to h sees it; inplace=False is the plain call."""
+    program = ("import torch\nimport torch.nn.functional as F\nx = torch.tensor([-1.0, 2.0, -3.0], requires_grad=True)\n"
+               "h = x * 3\ng = h\nh = F.relu(h, inplace=True)\nk = F.leaky_relu(x * 2, 0.1, inplace=False)\n"
+               "(h.sum() + g.sum() + k.sum()).backward()\n")
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    assert t.result.nodes["x"].grad.data == g["x"].grad.tolist()
+    same_as_torch(t, g, ["x", "h", "k"])

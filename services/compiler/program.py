@@ -416,6 +416,8 @@ class ProgramCompiler(InPlace, ModuleCalls):
             return self.create("tensor", node, self.name_for(node), legacy=True)
         if path in ("F.softmax", "F.log_softmax") and len(node.args) == 1 and not any(k.arg == "dim" for k in node.keywords):
             return self.implicit_softmax(path, node)
+        if path.startswith("F.") and path in self.functions and node.args and any(k.arg == "inplace" for k in node.keywords):
+            return self.inplace_function(path, node)
         if path in ("torch.max", "torch.min") and (any(k.arg == "dim" for k in node.keywords) or (
                 len(node.args) > 1 and _is_int_literal(node.args[1], self.scope))):
             return self.extreme_pair(path[6:], node)
@@ -509,6 +511,22 @@ class ProgramCompiler(InPlace, ModuleCalls):
         if want == self.dtype_of(t):
             return t
         return self.emit("to", [t], {"dtype": want}, node)
+
+    def inplace_function(self, path: str, node: ast.Call) -> T:
+        """F.relu(h, inplace=True): h.relu_(), with what that means for every name of h; inplace=False: F.relu(h)."""
+        flag = next(self.const(k.value) for k in node.keywords if k.arg == "inplace")
+        rest = ast.copy_location(ast.Call(func=node.func, args=node.args[1 if flag else 0:],
+                                          keywords=[k for k in node.keywords if k.arg != "inplace"]), node)
+        rest.end_lineno, rest.end_col_offset = node.end_lineno, node.end_col_offset
+        if node is self.stmt_expr:
+            self.stmt_expr = rest
+        if not flag:
+            return self.apply(self.functions[path], rest)
+        op = self.functions[path].name
+        if op not in self.methods:
+            raise self.err(node, f"{path}(..., inplace=True) is not traced: write y = {path}(...)")
+        rest.func = ast.copy_location(ast.Attribute(value=node.args[0], attr=f"{op}_", ctx=ast.Load()), node)
+        return self.in_place_method(self.tensor(node.args[0]), f"{op}_", rest)
 
     def implicit_softmax(self, path: str, node: ast.Call) -> T:
         """F.softmax(x) without dim: torch picks one from x's rank (0 for 0, 1 or 3 dims, else 1) and warns that
