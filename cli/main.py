@@ -69,6 +69,9 @@ def run(
         done = trace(s, Limits.from_settings(settings), settings.inline_limit)
     except SpecError as e:
         raise bad_spec(str(e)) from None
+    except Exception as e:  # an engine failed on the data, as torch would (an index out of range): say why, as a job does
+        err.print(f"[red]trace failed:[/] {type(e).__name__}: {e}", highlight=False)
+        raise typer.Exit(EXIT_BAD_SPEC) from None
     result = done.result
     assert result is not None  # in one process the whole result is always built
     unknown = [n for n in show or [] if n not in result.nodes]

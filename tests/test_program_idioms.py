@@ -374,3 +374,50 @@ def test_functional_inplace_argument(tmp_path: Path) -> None:
     g = in_torch(program, tmp_path)
     assert t.result.nodes["x"].grad.data == g["x"].grad.tolist()
     same_as_torch(t, g, ["x", "h", "k"])
+
+
+# ---- found by an adversarial review: each once gave other numbers than torch -------------------------------
+
+
+@pytest.mark.parametrize(("program", "needle"), [
+    # a leaf has one value for the whole trace: a write after a use would change what the earlier use saw
+    ("w = torch.ones(3, requires_grad=True)\nm = (w * 2).sum()\nwith torch.no_grad():\n    w *= 2\n(m * w).sum().backward()\n",
+     "'w' is written after an operation used it"),
+    ("w = torch.ones(3, requires_grad=True)\ny = w + 1\nw.data.fill_(2.0)\n(y * w).sum().backward()\n", "written after"),
+    ("base = torch.randn(3)\nW = base * 2\nwith torch.no_grad():\n    base += 1\nW.requires_grad_()\nW.sum().backward()\n",
+     "'base' is written after"),
+    # in place under no_grad or through .data on a tensor that requires grad: torch keeps its graph, new values
+    ("x = torch.ones(3, requires_grad=True)\ny = x * 2\nwith torch.no_grad():\n    y += 1\n(y * x).sum().backward()\n",
+     "which requires grad, under torch.no_grad()"),
+    ("x = torch.ones(3, requires_grad=True)\ny = x * 2\ny.data.mul_(3)\n(y * x).sum().backward()\n", "through .data"),
+    ("w = torch.ones(3, requires_grad=True)\nwith torch.no_grad():\n    w.sub_(0.5)\n(w * 2).sum().backward()\n",
+     "in-place .sub_() on the leaf 'w'"),
+    # a view a name still holds would see the change in torch
+    ("x = torch.ones(2, 3, requires_grad=True)\ny = x * 2\nr = y[0]\ny += 10\n(r * 2).sum().backward()\n", "'r' is a view of it"),
+    ("x = torch.ones(2, 3, requires_grad=True)\ny = x * 2\nv = y.view(-1)\nt = v[1:]\ny.mul_(2)\nt.sum().backward()\n",
+     "is a view of it"),
+])
+def test_in_place_changes_gradtrace_cannot_follow_are_refused(program: str, needle: str) -> None:
+    e = refused("import torch\n" + program)
+    assert needle in str(e), str(e)
+
+
+def test_all_ignored_targets_and_int_casts_under_finite_differences(tmp_path: Path) -> None:
+    """cross_entropy with every target ignored: torch's gradient is 0 (the reference's was NaN: 'disagree'); an
+    int64's .float() in the float64 finite-difference pass stayed int64 (its mean truncated: 'disagree')."""
+    program = ("import torch\nx = torch.randn(3, 4, requires_grad=True)\nn = torch.tensor([1, 2])\n"
+               "m = (x[0, :2] * n.float()).mean() + n.float().mean() * x.sum()\nm.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree", [p.failures for p in t.result.comparison.pairs]
+    ce = traced("import torch\nimport torch.nn.functional as F\nx = torch.randn(3, 4, requires_grad=True)\n"
+                "l = F.cross_entropy(x, torch.tensor([-100, -100, -100]))\nl.backward()\n")
+    assert ce.result.comparison.verdict == "agree" and ce.result.nodes["x"].grad.data == [[0.0] * 4] * 3
+
+
+def test_finite_differences_past_the_cone_limit_hold_detached_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    import services.engines.numeric as numeric
+
+    monkeypatch.setattr(numeric, "CONE_WORK", 0)  # every evaluation a pass over the nodes that require grad
+    t = traced("import torch\nx = torch.tensor([1.0, 2.0], requires_grad=True)\nd = x.detach()\n(d * x).sum().backward()\n",
+               engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree" and t.result.nodes["x"].grad.data == [1.0, 2.0]

@@ -118,6 +118,8 @@ class GraphBuilder:
         """What torch would warn about (op.warning), for the result's notes."""
         self.grad_enabled = True
         """False under torch.no_grad(): nodes added then require no grad, whatever their inputs."""
+        self.views: dict[str, list[str]] = {}
+        """Tensor name -> the nodes that are views of it (an in-place change of it changes them in torch)."""
         self.computed: dict[str, Node] = {}
         """Nodes made leaves by node_to_leaf, by name."""
         self.total = 0
@@ -259,6 +261,8 @@ class GraphBuilder:
             if r is not None:
                 self.ranges[raw.name] = r
         self.used.update(names)
+        if op.view and names:
+            self.views.setdefault(names[0], []).append(raw.name)
         node = Node(raw.name, op, list(inputs), args, shape, dtype, rg, raw.expr, raw.line)
         self.nodes.append(node)
         return node

@@ -213,6 +213,15 @@ class TensorCreation(ExpressionCompiler):
             raise self.err(stmt, f"'{self.src(node)[:60]}' is not a parameter or a tensor the program made: it cannot be written")
         return v
 
+    def written(self, t: T, node: ast.AST) -> None:
+        """Leaf `t`'s value is about to change, in program order: refused once an operation has used it (a leaf has
+        one value for the whole trace, where torch's earlier operations saw the old one); its known range goes."""
+        if t.name in self.builder.used:
+            raise self.err(node, f"'{t.name}' is written after an operation used it: gradtrace gives a tensor one value "
+                                 "for the whole trace (torch's earlier operations saw the old one); write it before its first use")
+        self.builder.ranges.pop(t.name, None)
+        self.builder.leaves[t.name].known_range = None
+
     def attribute_write(self, target: ast.Attribute, value: ast.expr, stmt: ast.stmt) -> None:
         """`conv.weight.data = torch.rand(...)`, `conv.weight = nn.Parameter(...)`, `w.requires_grad = False`."""
         if target.attr == "requires_grad":
@@ -223,6 +232,7 @@ class TensorCreation(ExpressionCompiler):
 
     def write(self, t: T, value: ast.expr, stmt: ast.AST) -> None:
         """Set leaf `t` from a tensor-creating call or another leaf: an event in the torch stream, in order."""
+        self.written(t, stmt)
         leaf = self.builder.leaves[t.name]
         if isinstance(value, ast.Call) and self.dotted(value.func) == "nn.Parameter" and value.args:
             value = value.args[0]
@@ -246,6 +256,7 @@ class TensorCreation(ExpressionCompiler):
         """p.uniform_(a, b), p.zero_(), p.fill_(v), p.copy_(src): in-place writes into a leaf."""
         if t.name not in self.builder.leaves:
             raise self.err(node, f"in-place .{method}() on '{t.name}', the result of an operation, is not traced")
+        self.written(t, node)
         if method == "copy_":
             if len(node.args) != 1:
                 raise self.err(node, "copy_ takes one tensor")
@@ -264,6 +275,7 @@ class TensorCreation(ExpressionCompiler):
         t = self.tensor(without_data(call.args[0]))
         if t.name not in self.builder.leaves:
             raise self.err(call, f"nn.init.{fn} on '{t.name}', the result of an operation")
+        self.written(t, call)
         args = [self.const(a) for a in call.args[1:]]
         kwargs = {k.arg: self.const(k.value) for k in call.keywords}
         if not all(_is_const(v) and not isinstance(v, DType) for v in [*args, *kwargs.values()]):

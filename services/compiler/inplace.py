@@ -16,6 +16,7 @@ class InPlace(TensorCreation):
     """`x += ...`, `y.add_(...)`, `w -= 0.1` under no_grad (ProgramCompiler keeps the names and the grad mode)."""
 
     no_grad: bool = False
+    via_data: bool = False
 
     def binding_name(self, var: str) -> str:
         """The node name of this binding of `var` (ProgramCompiler)."""
@@ -30,6 +31,9 @@ class InPlace(TensorCreation):
         """`y.add_(1)`, `h.relu_()` on a computed tensor: the op, then every name bound to y sees the result (as
         for `y += 1`); refused where torch refuses it, and on a view."""
         var = self.src(node.func.value)[:40]  # type: ignore[attr-defined]
+        if t.name in self.builder.leaves and (self.no_grad or self.via_data):
+            raise self.err(node, f"in-place .{m}() on the leaf '{var}' under torch.no_grad() or through .data is not traced "
+                                 "(fill_, zero_, add_, mul_, div_, clamp_, uniform_, normal_ and `-=` by a number are)")
         self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node)
         if node is self.stmt_expr and self.stmt_name is not None:
             name = self.name_for(node)
@@ -50,16 +54,31 @@ class InPlace(TensorCreation):
         if method is None or not is_number(c):
             raise self.err(stmt, f"an in-place update of '{self.src(stmt.target)}' by a tensor under torch.no_grad() (an optimizer's step) is "
                                  "not traced: gradtrace shows one forward and backward pass, before any update")
+        self.written(t, stmt)
         self.stream.events.append(Event("inplace", t.name, {"method": method, "args": [-c if isinstance(stmt.op, ast.Sub) else c]}))
 
     def check_in_place(self, t: T, var: str, how: str, instead: str, stmt: ast.AST) -> None:
         """`x += ...` or `x.add_(...)` on a tensor changes it in place, as torch does: refused where torch refuses it
         (a leaf that requires grad) or where it would change another tensor too (a view)."""
-        if t.name in self.builder.leaves and self.builder.grad[t.name] and not self.no_grad:  # allowed under no_grad
+        b = self.builder
+        if t.name in b.leaves and b.grad[t.name] and not self.no_grad:  # allowed under no_grad
             raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses {how} on it (a leaf "
                                  f"Variable that requires grad is being used in an in-place operation); write {instead} "
                                  "for a new tensor, or change it under torch.no_grad() with .data")
-        node = next((n for n in reversed(self.builder.nodes) if n.name == t.name), None)
+        if t.name not in b.leaves and b.grad[t.name] and (self.no_grad or self.via_data):
+            raise self.err(stmt, f"{how} on '{var}', which requires grad, under torch.no_grad() or through .data is not "
+                                 "traced (torch changes its values and keeps its graph)")
+        bound = {v.name for v in self.scope.values() if isinstance(v, T)}
+        stack, seen = list(b.views.get(t.name, ())), set()
+        while stack:  # views of it (and of its views) that a name still holds would change with it in torch
+            k = stack.pop()
+            if k in bound:
+                raise self.err(stmt, f"{how} changes '{var}' in place, and '{k}' is a view of it: torch would change "
+                                     f"'{k}' too, which gradtrace does not trace; write {instead} for a new tensor")
+            if k not in seen:
+                seen.add(k)
+                stack.extend(b.views.get(k, ()))
+        node = next((n for n in reversed(b.nodes) if n.name == t.name), None)
         if node is not None and node.op.view:
             base = node.inputs[0]
             raise self.err(stmt, f"{how} changes '{var}' in place, and '{var}' is a view of '{base}' ({node.op.name}): "

@@ -201,6 +201,7 @@ class ProgramCompiler(InPlace, ModuleCalls):
     def aug_assign(self, stmt: ast.AugAssign) -> None:
         if isinstance(stmt.target, ast.Attribute):
             t = self.leaf_target(stmt.target, stmt)
+            self.written(t, stmt)
             c = self.const(stmt.value)
             method = {ast.Add: "add_", ast.Sub: "add_", ast.Mult: "mul_", ast.Div: "div_"}.get(type(stmt.op))
             if method is None or not is_number(c):

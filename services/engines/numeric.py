@@ -64,9 +64,11 @@ def run_numeric(
     leaves = [k for k, leaf in graph.leaves.items() if leaf.requires_grad and k in need]
     # Each evaluation recomputes only the nodes downstream of the leaf it perturbs, from one float64 pass at the
     # unperturbed point: the same numbers as a whole pass (the other nodes' inputs are unchanged), less work for
-    # leaves near the output (a CNN's last layers). Past CONE_WORK, every evaluation is a whole pass.
+    # leaves near the output (a CNN's last layers). Past CONE_WORK, every evaluation is a pass over the nodes that
+    # require grad: the others (detached values, no_grad results, indices) keep their values, as torch's derivative.
     cones = len(leaves) * len(graph.nodes) <= CONE_WORK
-    known = forward(graph, base, float64=True) if cones else None
+    known = forward(graph, base, float64=True)
+    grad_nodes = [n for n in graph.nodes if n.requires_grad]
     picks = {
         k: np.arange(base[k].size) if base[k].size <= max_elements_per_leaf
         else np.sort(rng.choice(base[k].size, max_elements_per_leaf, replace=False))
@@ -78,8 +80,8 @@ def run_numeric(
         grad = np.full(x.shape, np.nan)
         checked = np.zeros(x.shape, dtype=bool)
         flat, gflat, cflat = x.reshape(-1), grad.reshape(-1), checked.reshape(-1)
-        vals = {name: x} if cones else {**base, name: x}
-        nodes = downstream(graph, name) if cones else None
+        vals = {name: x}
+        nodes = downstream(graph, name) if cones else grad_nodes
         for k in picks[name]:
             if tick is not None:
                 tick(done / total)

@@ -50,7 +50,8 @@ def forward(
         values.update(leaf_values)
     for node in graph.nodes if nodes is None else nodes:
         if float64 and node.op.name == "to" and str(node.dtype).startswith("float"):
-            values[node.name] = values[node.inputs[0]]  # type: ignore[index]
+            x = values[node.inputs[0]]  # type: ignore[index]
+            values[node.name] = x if x.dtype.kind == "f" else x.astype(np.float64)  # an int64's .float(): float64 here
             continue
         if all(isinstance(i, str) for i in node.inputs):
             xs = [values[i] for i in node.inputs]  # type: ignore[index]

@@ -104,9 +104,8 @@ class CrossEntropy(Op):
         d[~keep] = 0
         if a.reduction == "none" and xs[0].ndim == 2:
             d *= g[:, None]
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                d *= g / (keep.sum() if a.reduction == "mean" else 1)
+        else:  # every target ignored: the mean is NaN (0 / 0), its gradient 0, as torch's
+            d *= g / (max(int(keep.sum()), 1) if a.reduction == "mean" else 1)
         return [d if xs[0].ndim == 2 else d[0], None]
 
 
