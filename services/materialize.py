@@ -34,8 +34,8 @@ def materialize(graph: Graph) -> float:
     """Fill every leaf's value; returns the seconds it took. Idempotent: literal leaves keep their values."""
     t0 = time.perf_counter()
     for stream in graph.streams:
-        run = _run_torch if stream.backend == "torch" else _run_numpy
-        for name, value in run(stream, graph.leaves).items():
+        values = _run_torch(stream, graph.leaves, graph.dtype) if stream.backend == "torch" else _run_numpy(stream, graph.leaves)
+        for name, value in values.items():
             leaf = graph.leaves[name]
             leaf.value = np.ascontiguousarray(value, dtype=leaf.dtype).reshape(leaf.shape)
     graph.leaf_values()  # every leaf has a value now
@@ -60,15 +60,21 @@ def _run_numpy(stream: Stream, leaves: dict[str, Leaf]) -> dict[str, np.ndarray]
     return out
 
 
-def _run_torch(stream: Stream, leaves: dict[str, Leaf]) -> dict[str, np.ndarray]:
-    """Replay on torch's CPU generator, leaving the process's global generator state as it was."""
+def _run_torch(stream: Stream, leaves: dict[str, Leaf], dtype: str = "float32") -> dict[str, np.ndarray]:
+    """Replay on torch's CPU generator, under the spec's default dtype, leaving the process's global generator
+    state and default dtype as they were."""
     import torch
 
     values: dict[str, Any] = {}
+    was = torch.get_default_dtype()
     with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(stream.seed)
-        for ev in stream.events:
-            _apply(torch, ev, values, leaves)
+        torch.set_default_dtype(getattr(torch, dtype))
+        try:
+            torch.manual_seed(stream.seed)
+            for ev in stream.events:
+                _apply(torch, ev, values, leaves)
+        finally:
+            torch.set_default_dtype(was)
     return {k: v.detach().cpu().numpy() for k, v in values.items() if k in leaves}
 
 

@@ -421,3 +421,16 @@ def test_finite_differences_past_the_cone_limit_hold_detached_values(monkeypatch
     t = traced("import torch\nx = torch.tensor([1.0, 2.0], requires_grad=True)\nd = x.detach()\n(d * x).sum().backward()\n",
                engines=["torch", "reference", "numeric"])
     assert t.result.comparison.verdict == "agree" and t.result.nodes["x"].grad.data == [1.0, 2.0]
+
+
+def test_promotion_to_the_default_float_follows_the_specs_dtype(tmp_path: Path) -> None:
+    """In a float64 spec (torch.set_default_dtype(torch.float64) in the user's run) `n * 0.1` of an int64 n is
+    float64, as are the computed leaves made of such values; it was float32."""
+    program = ("import torch\nx = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)\nn = torch.tensor([1, 2, 3])\na = n * 0.1\n"
+               "b = n / 3\nc = (x > 0) * 0.1\nd = torch.tensor([1, 2, 3], dtype=torch.float32)\ne = n * d\n"
+               "W = n * 0.5 + 0.25\nW.requires_grad_()\nloss = (x * a + x * b + x * c + x * e + x * W).sum()\nloss.backward()\n")
+    t = traced(program, dtype="float64")
+    g = in_torch(program, tmp_path, "float64")
+    for k in ("a", "b", "c", "e", "W", "loss"):
+        assert t.result.nodes[k].dtype == str(g[k].dtype)[6:], k
+    same_as_torch(t, g, ["x", "a", "b", "c", "e", "W", "loss"])

@@ -20,6 +20,7 @@ def compile_spec(spec: TraceSpec, limits: Limits | None = None) -> Graph:
     """Compile a validated spec into a Graph, or raise SpecError naming the field, node and line."""
     limits = limits or Limits()
     builder = GraphBuilder(limits)
+    builder.default_dtype = spec.dtype
     streams: list[Stream] = []
     for name, ispec in spec.input_specs().items():
         if not name.isidentifier() and spec.program is not None:

@@ -116,6 +116,8 @@ class GraphBuilder:
         self.used: set[str] = set()
         self.notes: list[str] = []
         """What torch would warn about (op.warning), for the result's notes."""
+        self.default_dtype = "float32"
+        """torch's default float dtype for the graph (the spec's dtype): int tensor * 0.5 is of it."""
         self.grad_enabled = True
         """False under torch.no_grad(): nodes added then require no grad, whatever their inputs."""
         self.views: dict[str, list[str]] = {}
@@ -239,7 +241,7 @@ class GraphBuilder:
                     raise _err(raw, f"{raw.op}: input '{i}' is a bool tensor; cast it first (.float())")
         try:
             shape = tuple(op.shape(in_shapes, args))
-            dtype = op.result_dtype(in_dtypes, inputs, args)
+            dtype = op.result_dtype(in_dtypes, inputs, args, self.default_dtype)
             if op.checks_ranges:
                 op.check_ranges([self.ranges.get(i) if isinstance(i, str) else (i, i) for i in inputs], in_shapes, args)
         except (ShapeError, ValueError) as e:

@@ -113,11 +113,25 @@ def run_torch(graph: Graph) -> EngineRun:
     import torch  # noqa: F401
 
     t0 = time.perf_counter()
-    with full_float32() if graph.device == "cuda" else nullcontext():
+    with full_float32() if graph.device == "cuda" else nullcontext(), default_dtype(graph.dtype):
         run, tensors = _run(graph)
         release(tensors)
     run.seconds = time.perf_counter() - t0
     return run
+
+
+@contextmanager
+def default_dtype(dtype: str) -> Iterator[None]:
+    """torch's default dtype set to the spec's while a job runs (restored after): the spec's dtype is the program's
+    default dtype, so `int_tensor * 0.5` is float64 in a float64 spec, as under torch.set_default_dtype."""
+    import torch
+
+    was = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(was)
 
 
 @contextmanager

@@ -83,9 +83,9 @@ class Op:
         """Output dtype when it depends on the arguments (a cast); by default `dtype(dtypes)`."""
         return self.dtype(dtypes)
 
-    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any) -> str:
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
         """Output dtype when it depends on the inputs themselves (arithmetic: an int or a float Python number
-        promotes differently); by default `dtype_for(dtypes, a)`."""
+        promotes differently; `default` is the default float dtype, the spec's); by default `dtype_for(dtypes, a)`."""
         return self.dtype_for(dtypes, a)
 
     @cached_property
@@ -149,10 +149,10 @@ KIND = {"bool": 0, "int64": 1, "float32": 2, "float64": 2}
 """torch's promotion categories: a Python number or tensor of a higher one decides the result's category."""
 
 
-def promoted(op: Op, dtypes: list[str], inputs: list[Any], true_division: bool = False) -> str:
+def promoted(op: Op, dtypes: list[str], inputs: list[Any], true_division: bool = False, default: str = "float32") -> str:
     """torch's type promotion for arithmetic: tensors decide within their highest category (float32 with
-    float64: float64), a Python number only when its category is higher (int tensor * 0.5: the default float,
-    float32 here; int tensor * 2: int64); true division of integers gives the default float."""
+    float64: float64), a Python number only when its category is higher (int tensor * 0.5: the default float
+    dtype; int tensor * 2: int64); true division of integers gives the default float dtype."""
     tensors = [d for d in dtypes if d != "scalar"]
     kind = max((KIND[d] for d in tensors), default=0)
     numbers = [i for i in inputs if not isinstance(i, str)]
@@ -160,7 +160,7 @@ def promoted(op: Op, dtypes: list[str], inputs: list[Any], true_division: bool =
     if kind == 2:
         return Op.dtype(op, tensors)
     if number_kind == 2 or true_division:
-        return "float32"
+        return default
     return "int64" if max(kind, number_kind) == 1 else "bool"
 
 

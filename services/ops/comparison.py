@@ -56,7 +56,7 @@ class Compare(Op):
                              "compare the float tensor it was computed from instead")
         return "bool"
 
-    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any) -> str:
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
         # An int64 tensor against a non-integer number: torch compares in its default float dtype, where large ints
         # round; refused, as the numbers would depend on that rounding.
         for k in (0, 1):

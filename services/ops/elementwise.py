@@ -29,7 +29,7 @@ class Binary(Op):
     def shape(self, shapes: list[Shape], a: Any) -> Shape:
         return broadcast(*shapes)
 
-    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any) -> str:
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
         if len(dtypes) == 2:  # the common cases first: a float tensor with its like, or with a number (per node, 1M times)
             x, y = dtypes
             if x in FLOATS and (y == x or y == "scalar"):
@@ -37,7 +37,7 @@ class Binary(Op):
             if y in FLOATS and x == "scalar":
                 return y
         self.dtype(dtypes)  # the op's own refusals (a bool tensor in sub and pow)
-        return promoted(self, dtypes, inputs)
+        return promoted(self, dtypes, inputs, default=default)
 
     def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
         return type(self).pyop(xs[0], xs[1])
@@ -98,8 +98,8 @@ class Div(Binary):
     methods = ("div",)
     pyop = operator.truediv
 
-    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any) -> str:
-        return promoted(self, dtypes, inputs, true_division=True)
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
+        return promoted(self, dtypes, inputs, true_division=True, default=default)
 
     def forward(self, xs: list[Array], a: Any) -> Array:
         return xs[0] / xs[1]
@@ -124,8 +124,8 @@ class Pow(Binary):
             raise ShapeError("pow with a bool tensor is not differentiable in torch: cast it with .float()")
         return super().dtype(dtypes)
 
-    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any) -> str:
-        out = super().result_dtype(dtypes, inputs, a)
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
+        out = super().result_dtype(dtypes, inputs, a, default)
         if out == "int64":
             raise ShapeError("pow of int64 tensors is not traced (torch refuses negative exponents there): cast with .float()")
         return out
