@@ -204,7 +204,8 @@ def test_causal_attention_mask_bce_nll_and_one_hot_as_pasted(tmp_path: Path) -> 
         "z = torch.randn(5, requires_grad=True)\nb = F.binary_cross_entropy(p, y) + F.binary_cross_entropy_with_logits(z, y)"
         " + nn.BCEWithLogitsLoss(reduction='sum')(z, y) + nn.BCELoss()(p, y)\n"
         "logp = F.log_softmax(torch.randn(3, 4, requires_grad=True), dim=1)\nt = torch.tensor([0, 3, 1])\n"
-        "n = F.nll_loss(logp, t) + nn.NLLLoss(reduction='sum')(logp, t)\noh = F.one_hot(t, num_classes=4).float()\n"
+        "n = F.nll_loss(logp, t) + nn.NLLLoss(reduction='sum')(logp, t) + F.nll_loss(logp, torch.tensor([0, -100, 1]))"
+        " + nn.NLLLoss(ignore_index=3)(logp, t)\noh = F.one_hot(t, num_classes=4).float()\n"
         "inf = x * float('-inf')\nloss = wei.sum() + up + b + n + (oh * logp).sum()\nloss.backward()\n"
     )
     t = traced(program)

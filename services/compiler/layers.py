@@ -304,32 +304,30 @@ layer(LayerDef("cat", None, CatLayer, lambda e, c: e.node(c.out, "cat", c.inputs
 
 
 class MSELossArgs(BaseModel):
-    """nn.MSELoss."""
+    """nn.MSELoss, nn.BCELoss, nn.BCEWithLogitsLoss (no weights)."""
 
     model_config = ConfigDict(extra="forbid")
     reduction: str = "mean"
 
 
-class CrossEntropyLossArgs(BaseModel):
-    """nn.CrossEntropyLoss (class-index targets; no class weights)."""
+class NLLLossArgs(MSELossArgs):
+    """nn.NLLLoss (class-index targets; no class weights)."""
 
-    model_config = ConfigDict(extra="forbid")
-    reduction: str = "mean"
-    label_smoothing: float = 0.0
     ignore_index: int = -100
 
 
-layer(LayerDef("mse_loss", "MSELoss", MSELossArgs, lambda e, c: e.node(c.out, "mse_loss", c.inputs, {"reduction": c.cfg.reduction}),
-               min_inputs=2, max_inputs=2))
-for _op, _cls in (("binary_cross_entropy", "BCELoss"), ("binary_cross_entropy_with_logits", "BCEWithLogitsLoss"),
-                  ("nll_loss", "NLLLoss")):  # the same reduction-only arguments as nn.MSELoss
-    layer(LayerDef(_op, _cls, MSELossArgs, lambda e, c, op=_op: e.node(c.out, op, c.inputs, {"reduction": c.cfg.reduction}),
+class CrossEntropyLossArgs(NLLLossArgs):
+    """nn.CrossEntropyLoss (class-index targets; no class weights)."""
+
+    label_smoothing: float = 0.0
+
+
+for _op, _cls, _args in (("mse_loss", "MSELoss", MSELossArgs), ("binary_cross_entropy", "BCELoss", MSELossArgs),
+                         ("binary_cross_entropy_with_logits", "BCEWithLogitsLoss", MSELossArgs),
+                         ("nll_loss", "NLLLoss", NLLLossArgs), ("cross_entropy", "CrossEntropyLoss", CrossEntropyLossArgs)):
+    # each constructor argument is the op's argument of the same name
+    layer(LayerDef(_op, _cls, _args, lambda e, c, op=_op: e.node(c.out, op, c.inputs, c.cfg.model_dump()),
                    min_inputs=2, max_inputs=2))
-layer(LayerDef("cross_entropy", "CrossEntropyLoss", CrossEntropyLossArgs,
-               lambda e, c: e.node(c.out, "cross_entropy", c.inputs, {"reduction": c.cfg.reduction,
-                                                                      "label_smoothing": c.cfg.label_smoothing,
-                                                                      "ignore_index": c.cfg.ignore_index}),
-               min_inputs=2, max_inputs=2))
 
 
 def param_event(d: LayerDef, cfg: Any, dtype: str) -> Event | None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import expit
 
 from services.errors import ShapeError
-from services.ops.base import REGISTRY, Array, Op, Shape, broadcast, register, unbroadcast
+from services.ops.base import Array, Op, Shape, broadcast, register, unbroadcast
 from services.ops.reductions import _log_softmax
 
 
@@ -26,20 +26,23 @@ def _reduce(v: Array, reduction: str) -> Array:
     return np.asarray(v.sum() if reduction == "sum" else v.mean(), dtype=v.dtype)
 
 
-class CrossEntropyArgs(LossArgs):
-    label_smoothing: float = Field(0.0, ge=0.0, le=1.0)
+class ClassArgs(LossArgs):
     ignore_index: int = -100
+
+
+class CrossEntropyArgs(ClassArgs):
+    label_smoothing: float = Field(0.0, ge=0.0, le=1.0)
 
 
 @register
 class CrossEntropy(Op):
     """-log softmax(input)[target] for class-index targets; input (N, C) or (C,). With label_smoothing e the
     target is (1 - e) on the class and e / C spread over all classes; targets equal to ignore_index add nothing,
-    and the mean is over the others, as torch's."""
+    and the mean is over the others, as torch's. nll_loss is the same on log-probabilities (NllLoss)."""
 
     name = "cross_entropy"
     tensors = ("input", "target")
-    Args = CrossEntropyArgs
+    Args: type[BaseModel] = CrossEntropyArgs
     functions = ("F.cross_entropy",)
     differentiable = (True, False)
 
@@ -49,42 +52,48 @@ class CrossEntropy(Op):
             return () if a.reduction != "none" else (x[0],)
         if len(x) == 1 and t == ():
             return ()
-        raise ShapeError(f"cross_entropy: input {list(x)} needs class-index target of shape {[x[0]] if len(x) == 2 else []}, got {list(t)}")
+        raise ShapeError(f"{self.name}: input {list(x)} needs class-index target of shape {[x[0]] if len(x) == 2 else []}, got {list(t)}")
 
     def dtype(self, dtypes: list[str]) -> str:
         if dtypes[1] != "int64":
-            raise ShapeError(f"cross_entropy: target must be int64 class indices, got {dtypes[1]} (give that input \"dtype\": \"int64\")")
+            raise ShapeError(f"{self.name}: target must be int64 class indices, got {dtypes[1]} (give that input \"dtype\": \"int64\")")
         return dtypes[0]
 
-    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: LossArgs) -> None:
+    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: ClassArgs) -> None:
         classes = shapes[0][-1] if shapes[0] else 0
         r = ranges[1]
-        ignored = getattr(a, "ignore_index", None)  # may be the smallest or largest target (-100: padding)
-        lo, hi = (min(0, ignored), max(classes - 1, ignored)) if ignored is not None and r is not None and ignored in r else (0, classes - 1)
+        ignored = a.ignore_index  # may be the smallest or largest target (-100: padding)
+        lo, hi = (min(0, ignored), max(classes - 1, ignored)) if r is not None and ignored in r else (0, classes - 1)
         if r is not None and (r[0] < lo or r[1] > hi):
-            raise ShapeError(f"cross_entropy: target class indices in [{r[0]:g}, {r[1]:g}] are out of range for "
+            raise ShapeError(f"{self.name}: target class indices in [{r[0]:g}, {r[1]:g}] are out of range for "
                              f"{classes} classes (valid: 0 to {classes - 1})")
 
     def torch(self, t: Any, xs: list[Any], a: CrossEntropyArgs) -> Any:
         return t.nn.functional.cross_entropy(xs[0], xs[1], reduction=a.reduction, label_smoothing=a.label_smoothing,
                                              ignore_index=a.ignore_index)
 
-    @staticmethod
-    def _rows(xs: list[Array], a: CrossEntropyArgs) -> tuple[Array, Array, Array]:
+    def log_probs(self, x: Array) -> Array:
+        """The input as log-probabilities over its classes (dim 1)."""
+        return _log_softmax(x, 1)
+
+    def smoothing(self, a: ClassArgs) -> float:
+        return a.label_smoothing  # type: ignore[attr-defined, no-any-return]
+
+    def _rows(self, xs: list[Array], a: ClassArgs) -> tuple[Array, Array, Array]:
         """Input as (N, C), targets with the ignored ones at class 0, and which rows count."""
         x, t = xs
         x2, t2 = (x, t) if x.ndim == 2 else (x[None], t[None])
         keep = t2 != a.ignore_index
         if keep.any() and (t2[keep].min() < 0 or t2[keep].max() >= x2.shape[1]):
-            raise ValueError(f"cross_entropy: target values must be in [0, {x2.shape[1]})")
+            raise ValueError(f"{self.name}: target values must be in [0, {x2.shape[1]})")
         return x2, np.where(keep, t2, 0), keep
 
-    def forward(self, xs: list[Array], a: CrossEntropyArgs) -> Array:
+    def forward(self, xs: list[Array], a: ClassArgs) -> Array:
         x2, t2, keep = self._rows(xs, a)
-        logp = _log_softmax(x2, 1)
+        logp = self.log_probs(x2)
         nll = -logp[np.arange(len(t2)), t2]
-        if a.label_smoothing:
-            e = np.asarray(a.label_smoothing, x2.dtype)
+        if self.smoothing(a):
+            e = np.asarray(self.smoothing(a), x2.dtype)
             nll = (1 - e) * nll - e * logp.mean(axis=1)
         nll = np.where(keep, nll, np.zeros((), x2.dtype))
         if xs[0].ndim == 1:
@@ -94,11 +103,11 @@ class CrossEntropy(Op):
                 return np.asarray(nll.sum() / keep.sum(), dtype=x2.dtype)
         return _reduce(nll, a.reduction)
 
-    def backward(self, g: Array, out: Array, xs: list[Array], a: CrossEntropyArgs) -> list[Array | None]:
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ClassArgs) -> list[Array | None]:
         x2, t2, keep = self._rows(xs, a)
-        d = np.exp(_log_softmax(x2, 1))
-        e = np.asarray(a.label_smoothing, x2.dtype)
-        if a.label_smoothing:
+        d = self.probs_grad(x2)
+        e = np.asarray(self.smoothing(a), x2.dtype)
+        if self.smoothing(a):
             d -= e / x2.shape[1]
         d[np.arange(len(t2)), t2] -= 1 - e
         d[~keep] = 0
@@ -107,6 +116,32 @@ class CrossEntropy(Op):
         else:  # every target ignored: the mean is NaN (0 / 0), its gradient 0, as torch's
             d *= g / (max(int(keep.sum()), 1) if a.reduction == "mean" else 1)
         return [d if xs[0].ndim == 2 else d[0], None]
+
+    def probs_grad(self, x: Array) -> Array:
+        """d loss / d input before the target's -1: softmax(input) (nll_loss: nothing)."""
+        return np.exp(_log_softmax(x, 1))
+
+
+@register
+class NllLoss(CrossEntropy):
+    """-input[target] for log-probabilities (N, C) or (C,) and class-index targets (F.nll_loss), ignore_index
+    included: cross_entropy without the log_softmax."""
+
+    name = "nll_loss"
+    Args = ClassArgs
+    functions = ("F.nll_loss",)
+
+    def torch(self, t: Any, xs: list[Any], a: ClassArgs) -> Any:
+        return t.nn.functional.nll_loss(xs[0], xs[1], reduction=a.reduction, ignore_index=a.ignore_index)
+
+    def log_probs(self, x: Array) -> Array:
+        return x
+
+    def smoothing(self, a: ClassArgs) -> float:
+        return 0.0
+
+    def probs_grad(self, x: Array) -> Array:
+        return np.zeros_like(x)
 
 
 @register
@@ -142,50 +177,6 @@ class MseLoss(Op):
         scale = (2 / d.size if d.size else 0.0) if a.reduction == "mean" else 2
         gd = (g * d * np.asarray(scale, d.dtype)).astype(d.dtype)
         return [unbroadcast(gd, xs[0].shape), unbroadcast(-gd, xs[1].shape)]
-
-
-@register
-class NllLoss(Op):
-    """-input[target] for log-probabilities (N, C) or (C,) and class-index targets (F.nll_loss)."""
-
-    name = "nll_loss"
-    tensors = ("input", "target")
-    Args = LossArgs
-    functions = ("F.nll_loss",)
-    differentiable = (True, False)
-
-    def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
-        return REGISTRY["cross_entropy"].shape(shapes, a)
-
-    def dtype(self, dtypes: list[str]) -> str:
-        if dtypes[1] != "int64":
-            raise ShapeError(f"nll_loss: target must be int64 class indices, got {dtypes[1]}")
-        return dtypes[0]
-
-    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: LossArgs) -> None:
-        REGISTRY["cross_entropy"].check_ranges(ranges, shapes, a)
-
-    def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
-        return t.nn.functional.nll_loss(xs[0], xs[1], reduction=a.reduction)
-
-    def forward(self, xs: list[Array], a: LossArgs) -> Array:
-        x, t = xs
-        x2, t2 = (x, t) if x.ndim == 2 else (x[None], t[None])
-        if t2.size and (t2.min() < 0 or t2.max() >= x2.shape[1]):
-            raise ValueError(f"nll_loss: target values must be in [0, {x2.shape[1]})")
-        nll = -x2[np.arange(len(t2)), t2]
-        return _reduce(nll, a.reduction) if x.ndim == 2 else np.asarray(nll[0])
-
-    def backward(self, g: Array, out: Array, xs: list[Array], a: LossArgs) -> list[Array | None]:
-        x, t = xs
-        x2, t2 = (x, t) if x.ndim == 2 else (x[None], t[None])
-        d = np.zeros_like(x2)
-        rows = np.arange(len(t2))
-        if a.reduction == "none" and x.ndim == 2:
-            d[rows, t2] = -g
-        else:
-            d[rows, t2] = -g / (len(t2) if a.reduction == "mean" and x.ndim == 2 else 1)
-        return [d if x.ndim == 2 else d[0], None]
 
 
 class BinaryLoss(Op):
