@@ -10,7 +10,7 @@ import numpy as np
 
 from services.compiler.expressions import ExpressionCompiler, _is_const
 from services.compiler.inputs import infer_dtype, literal_array, value_range
-from services.compiler.values import DType, Generator, T, is_number
+from services.compiler.values import DType, Generator, Instance, T, is_number
 from services.ir import TORCH_DEFAULT_SEED, Event, Leaf, Stream
 from services.materialize import INITS as NN_INIT
 from services.materialize import INPLACE as INPLACE_INIT
@@ -224,6 +224,10 @@ class TensorCreation(ExpressionCompiler):
 
     def attribute_write(self, target: ast.Attribute, value: ast.expr, stmt: ast.stmt) -> None:
         """`conv.weight.data = torch.rand(...)`, `conv.weight = nn.Parameter(...)`, `w.requires_grad = False`."""
+        owner = self.scope.get(target.value.id) if isinstance(target.value, ast.Name) else None
+        if isinstance(owner, Instance):  # `self.fc1 = nn.Linear(...)` in a class's __init__
+            self.set_attribute(owner, target.attr, value)  # type: ignore[attr-defined]
+            return
         if target.attr == "requires_grad":
             self.requires_grad(self.tensor(target.value), bool(self.const(value)), stmt)
             return

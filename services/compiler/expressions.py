@@ -11,7 +11,18 @@ from functools import lru_cache
 from typing import Any
 
 from services.compiler.build import GraphBuilder, RawNode
-from services.compiler.values import DTYPES, DType, ModuleInst, T, Untraced, Value, is_number
+from services.compiler.values import (
+    DTYPES,
+    DType,
+    Instance,
+    ModuleInst,
+    T,
+    Untraced,
+    UserClass,
+    UserFunction,
+    Value,
+    is_number,
+)
 from services.errors import SpecError
 from services.ir import Stream
 from services.ops import REGISTRY, Op
@@ -276,6 +287,8 @@ class ExpressionCompiler:
         base = self.expr(node.value)
         if isinstance(base, ModuleInst):
             return self.module_attribute(base, node)
+        if isinstance(base, Instance):
+            return self.instance_attribute(base, node)
         if isinstance(base, T):
             return self.tensor_attribute(base, node)
         if isinstance(base, tuple) and len(base) == 2 and node.attr in ("values", "indices"):
@@ -368,6 +381,10 @@ class ExpressionCompiler:
 
     def ensure_path(self, m: ModuleInst, name: str | None) -> None:
         """Give a module its path and parameter leaves (ProgramCompiler)."""
+        raise NotImplementedError
+
+    def instance_attribute(self, inst: Instance, node: ast.Attribute) -> Value:
+        """An attribute of a program's nn.Module object (ProgramCompiler)."""
         raise NotImplementedError
 
     def call(self, node: ast.Call) -> Value:
@@ -466,8 +483,12 @@ def _kind(v: Any) -> str:
     """How a value reads in an error message."""
     if isinstance(v, T):
         return f"the tensor '{v.name}'"
-    if isinstance(v, ModuleInst):
+    if isinstance(v, (ModuleInst, Instance)):
         return f"the module {v.kind}"
+    if isinstance(v, UserFunction):
+        return f"the function {v.name}"
+    if isinstance(v, UserClass):
+        return f"the class {v.name}"
     if isinstance(v, Untraced):
         return v.what
     if isinstance(v, DType):

@@ -95,8 +95,9 @@ class InPlace(TensorCreation):
             raise self.err(stmt, f"`{var}` is {was}: in place, torch stores the {now} result as {was}"
                                  + (", which gradtrace does not trace" if was.startswith("float") else " (it refuses to)")
                                  + f"; write `{var} = ...` with the dtype cast you want")
-        for k, v in list(self.scope.items()):
-            if v == old:
-                self.scope[k] = new
-            elif isinstance(v, (list, tuple)) and old in v:
-                self.scope[k] = type(v)(new if x == old else x for x in v)
+        for scope in getattr(self.scope, "maps", [self.scope]):  # inside a call: its locals and the globals
+            for k, v in list(scope.items()):
+                if v == old:
+                    scope[k] = new
+                elif isinstance(v, (list, tuple)) and old in v:
+                    scope[k] = type(v)(new if x == old else x for x in v)

@@ -21,10 +21,24 @@ import numpy as np
 from services.compiler.build import GraphBuilder
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
 from services.compiler.expressions import CASTS, MATH, _kind
+from services.compiler.functions import UserCode, is_super_init
 from services.compiler.inplace import InPlace
 from services.compiler.layers import BY_MODULE
+from services.compiler.loops import unroll
 from services.compiler.modules import ModuleCalls
-from services.compiler.values import DTYPES, DType, Generator, ModuleInst, T, Untraced, Value, is_number
+from services.compiler.values import (
+    DTYPES,
+    DType,
+    Generator,
+    Instance,
+    ModuleInst,
+    T,
+    Untraced,
+    UserClass,
+    UserFunction,
+    Value,
+    is_number,
+)
 from services.errors import SpecError
 from services.ir import Event, Stream
 
@@ -57,12 +71,14 @@ class ProgramResult:
     """The program's own torch.Generators' draws, each a stream of its own."""
 
 
-class ProgramCompiler(InPlace, ModuleCalls):
+class ProgramCompiler(InPlace, UserCode, ModuleCalls):
     """Walks the statements; each method handles one whitelisted form."""
 
     def __init__(self, text: str, builder: GraphBuilder, stream: Stream, dtype: str, spec_inputs: set[str]) -> None:
         super().__init__(text, builder, stream, dtype)
         self.scope = {k: T(k) for k in spec_inputs}
+        self.globals = self.scope
+        """The top level's names (a function call's scope is its locals over these)."""
         self.spec_inputs = set(spec_inputs)
         self.bindings: Counter[str] = Counter()
         self.seen: Counter[str] = Counter()
@@ -83,7 +99,7 @@ class ProgramCompiler(InPlace, ModuleCalls):
         if "__" in self.text:  # a walk over every node costs more than the rest of a small program's compile
             for node in ast.walk(ast.Module(body=body, type_ignores=[])):
                 name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
-                if name and name.startswith("__"):
+                if name and name.startswith("__") and name != "__init__":
                     raise self.err(node, f"dunder name '{name}' is not allowed")
         self.count_bindings(body)
         self.reserved = set(self.bindings) | self.spec_inputs
@@ -116,13 +132,21 @@ class ProgramCompiler(InPlace, ModuleCalls):
 
     def binding_name(self, var: str) -> str:
         """The node name of this binding of `var`: `var` for the last one, var@k for earlier ones
-        (inputs given in the spec keep their name: the program's rebindings are var@2, var@3, ...)."""
+        (inputs given in the spec keep their name: the program's rebindings are var@2, var@3, ...). Inside a call,
+        under the call's prefix ('model.h'), and a variable the call returns takes the caller's name at its last
+        binding (`return output` in forward, `out = net(x)`: the node is out)."""
         self.seen[var] += 1
         k = self.seen[var]
         if var in self.spec_inputs:
             return f"{var}@{k + 1}"
-        name = var if k >= self.bindings[var] else f"{var}@{k}"
-        return name if name not in self.builder else self.fresh(f"{var}@{k}")  # a binding count_bindings did not foresee
+        last = k >= self.bindings[var]
+        if last and var in self.returns:
+            return self.returns[var]
+        var = self.prefix + var  # inside a call: 'model.h', 'layer.h'
+        name = var if last else f"{var}@{k}"
+        if name not in self.builder:
+            return name
+        return self.fresh(name) if self.prefix else self.fresh(f"{var}@{k}")  # a call made again; a binding count_bindings did not foresee
 
     def statement(self, stmt: ast.stmt) -> None:
         self.counter = 0
@@ -143,6 +167,10 @@ class ProgramCompiler(InPlace, ModuleCalls):
             pass
         elif isinstance(stmt, ast.With):
             self.with_block(stmt)
+        elif isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
+            self.define(stmt)
+        elif isinstance(stmt, ast.Return):
+            raise self.err(stmt, "return outside a function")
         else:
             kind = type(stmt).__name__
             raise self.err(stmt, f"'{kind}' statements are not allowed: gradtrace traces straight-line code, one statement per line"
@@ -172,7 +200,7 @@ class ProgramCompiler(InPlace, ModuleCalls):
             self.begin(var, value, [self.binding_name(var)])
             v = self.expr(value)
             if isinstance(v, ModuleInst):
-                self.ensure_path(v, var)
+                self.ensure_path(v, self.prefix + var)
             self.scope[var] = v
         elif isinstance(target, (ast.Tuple, ast.List)):
             names = [e for e in target.elts]
@@ -193,7 +221,7 @@ class ProgramCompiler(InPlace, ModuleCalls):
 
     def begin(self, target: str, value: ast.expr, names: list[str]) -> None:
         """Start a statement whose right-hand side is `value`, bound to `names`."""
-        self.target = target
+        self.target = self.prefix + target
         self.stmt_expr = value
         self.stmt_names = names
         self.stmt_name = names[0] if len(names) == 1 else None
@@ -253,6 +281,14 @@ class ProgramCompiler(InPlace, ModuleCalls):
         f = call.func
         if isinstance(f, ast.Name) and f.id == "print":
             return
+        if is_super_init(call):
+            if not self.depth:
+                raise self.err(call, "super().__init__() outside a class's __init__")
+            return
+        if isinstance(f, ast.Name) and isinstance(self.scope.get(f.id), (UserFunction, UserClass, Instance)):
+            self.begin("t", call, [])
+            self.call_value(self.scope[f.id], call)
+            return
         path = self.dotted(f) if isinstance(f, ast.Attribute) else None
         if path in ("torch.manual_seed", "torch.random.manual_seed"):
             seed = self.const(call.args[0]) if call.args else None
@@ -278,8 +314,14 @@ class ProgramCompiler(InPlace, ModuleCalls):
             writes = f.attr in {"copy_"} | INPLACE_INIT
             self.via_data = writes and without_data(f.value) is not f.value  # `w.data.fill_(1)`: torch allows it always
             base = self.expr(without_data(f.value) if writes else f.value)
-            if isinstance(base, Untraced) or (isinstance(base, ModuleInst) and f.attr in ("zero_grad", "train", "eval")):
+            if isinstance(base, Untraced) or (isinstance(base, (ModuleInst, Instance)) and f.attr in ("zero_grad", "train", "eval")):
                 self.method_statement(base, f.attr, call)
+                return
+            if isinstance(base, Instance):
+                if f.attr == "register_buffer":
+                    self.register_buffer(base, call)
+                else:
+                    self.instance_method(base, f.attr, call)
                 return
             if isinstance(base, T) and (f.attr in {"retain_grad", "requires_grad_", "copy_"} | INPLACE_INIT
                                         or f.attr.endswith("_") and f.attr[:-1] in self.methods):
@@ -290,8 +332,8 @@ class ProgramCompiler(InPlace, ModuleCalls):
                 return
         raise self.err(call, f"the statement '{self.src(call)[:60]}' does nothing gradtrace can trace")
 
-    def method_statement(self, base: ModuleInst | Untraced, method: str, call: ast.Call) -> None:
-        if isinstance(base, ModuleInst):
+    def method_statement(self, base: ModuleInst | Instance | Untraced, method: str, call: ast.Call) -> None:
+        if isinstance(base, (ModuleInst, Instance)):
             if method in ("train", "eval"):
                 flag = method == "train" if not call.args else bool(self.const(call.args[0]))
                 base.set_training(flag)
@@ -353,6 +395,8 @@ class ProgramCompiler(InPlace, ModuleCalls):
             v = self.expr(f)
             if isinstance(v, ModuleInst):
                 return self.module_call(v, node)
+            if isinstance(v, (UserFunction, UserClass, Instance)):
+                return self.call_value(v, node)
             raise self.err(node, f"'{self.src(f)[:60]}' cannot be called")
         path = self.dotted(f)
         if node is self.stmt_expr and (f.attr in RETURNS_SELF if path is None else path == "nn.Parameter" and node.args):
@@ -364,6 +408,8 @@ class ProgramCompiler(InPlace, ModuleCalls):
             return self.tensor_method(base, f.attr, node)
         if isinstance(base, Generator) and f.attr == "manual_seed":
             return self.seed_generator(base, node)
+        if isinstance(base, Instance):
+            return self.instance_method(base, f.attr, node)
         if isinstance(base, ModuleInst):
             if f.attr == "forward":
                 return self.module_call(base, node)
@@ -380,6 +426,8 @@ class ProgramCompiler(InPlace, ModuleCalls):
             v = self.scope[fn]
             if isinstance(v, ModuleInst):
                 return self.module_call(v, node)
+            if isinstance(v, (UserFunction, UserClass, Instance)):
+                return self.call_value(v, node)
             raise self.err(node, f"{_kind(v)} is not callable")
         if fn == "print":
             return None
@@ -389,6 +437,11 @@ class ProgramCompiler(InPlace, ModuleCalls):
                 return {"float": float, "int": int, "bool": bool}[fn](c)
             except (TypeError, ValueError, OverflowError) as e:
                 raise self.err(node, f"{fn}({c!r}): {e}") from None
+        if fn in ("list", "tuple") and len(node.args) == 1 and not node.keywords:
+            v = self.expr(node.args[0])  # list(model.parameters()): still not traced
+            if isinstance(v, Untraced) or isinstance(v, (list, tuple)):
+                return v if isinstance(v, Untraced) else (list(v) if fn == "list" else tuple(v))
+            raise self.err(node, f"{fn}() of {_kind(v)}")
         if fn == "len" and len(node.args) == 1:
             v = self.expr(node.args[0])
             if isinstance(v, T):
@@ -413,6 +466,8 @@ class ProgramCompiler(InPlace, ModuleCalls):
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
+        if path == "torch.device":  # `device = torch.device("cpu")`: the spec's device decides, `.to(device)` keeps it
+            return str(self.const(node.args[0])) if node.args else "cpu"
         if path == "torch.Tensor":  # the legacy constructor (micrograd's lecture): floats of the default dtype
             return self.create("tensor", node, self.name_for(node), legacy=True)
         if path in ("F.softmax", "F.log_softmax") and len(node.args) == 1 and not any(k.arg == "dim" for k in node.keywords):
@@ -629,10 +684,6 @@ def _main_guard(body: list[ast.stmt]) -> list[ast.stmt]:
     return out
 
 
-MAX_UNROLLED = 20_000
-"""Statements a program may have once its `for ... in range(...)` loops are unrolled."""
-
-
 PARSE_CACHE_CHARS = 8 * 1024
 """Programs up to this size keep their syntax tree (64 at most: a few MB); larger ones are parsed each time."""
 
@@ -647,60 +698,6 @@ def parse(text: str) -> ast.Module:
 @lru_cache(maxsize=64)
 def _parse_small(text: str) -> ast.Module:
     return ast.parse(text, mode="exec")
-
-
-def unroll(body: list[ast.stmt], err: Any) -> list[ast.stmt]:
-    """`for NAME in range(a[, b[, step]]):` loops as their bodies repeated, each copy after `NAME = k` (what a loop
-    runs, statement for statement; the graph has no loops). Bounds are int literals, or names bound earlier at the
-    top level to one; a break, continue or else clause is refused. Nested loops unroll too."""
-    ints: dict[str, int] = {}
-
-    def bound(node: ast.expr) -> int:
-        if isinstance(node, ast.Constant) and type(node.value) is int:
-            return node.value
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -bound(node.operand)
-        if isinstance(node, ast.Name) and node.id in ints:
-            return ints[node.id]
-        raise err(node, "a loop's range() needs constant bounds (int literals, or names set to one before the loop)")
-
-    def expand(stmts: list[ast.stmt], out: list[ast.stmt]) -> list[ast.stmt]:
-        for stmt in stmts:  # in the order the unrolled program runs them: `ints` follows the names' values
-            if isinstance(stmt, (ast.Assign, ast.AugAssign)):  # a name rebound to anything but an int literal
-                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-                for t in targets:
-                    for n in ast.walk(t):
-                        if isinstance(n, ast.Name):
-                            ints.pop(n.id, None)
-                v = stmt.value
-                if (isinstance(stmt, ast.Assign) and len(targets) == 1 and isinstance(targets[0], ast.Name)
-                        and isinstance(v, ast.Constant) and type(v.value) is int):
-                    ints[targets[0].id] = v.value
-            if not isinstance(stmt, ast.For):
-                out.append(stmt)
-                continue
-            it = stmt.iter
-            if not (isinstance(stmt.target, ast.Name) and isinstance(it, ast.Call) and isinstance(it.func, ast.Name)
-                    and it.func.id == "range" and 1 <= len(it.args) <= 3 and not it.keywords):
-                raise err(stmt, "only `for NAME in range(...)` loops are traced (they are unrolled)")
-            if stmt.orelse:
-                raise err(stmt.orelse[0], "a for loop's else clause is not allowed")
-            for node in ast.walk(ast.Module(body=stmt.body, type_ignores=[])):
-                if isinstance(node, (ast.Break, ast.Continue)):
-                    raise err(node, f"'{type(node).__name__.lower()}' is not allowed: loops are unrolled")
-            bounds = [bound(a) for a in it.args]
-            if len(bounds) == 3 and bounds[2] == 0:
-                raise err(it, "range() step must not be zero")
-            for k in range(*bounds):
-                set_k = ast.Assign(targets=[ast.Name(id=stmt.target.id, ctx=ast.Store())], value=ast.Constant(k))
-                out.append(ast.copy_location(set_k, stmt))
-                ints[stmt.target.id] = k
-                expand(stmt.body, out)
-                if len(out) > MAX_UNROLLED:
-                    raise err(stmt, f"the unrolled loop makes over {MAX_UNROLLED:,} statements")
-        return out
-
-    return expand(body, [])
 
 
 def compile_program(text: str, builder: GraphBuilder, stream: Stream, dtype: str, spec_inputs: set[str]) -> ProgramResult:

@@ -4,6 +4,7 @@ torch dtypes, nn modules, torch.Generators, and objects whose methods gradtrace 
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,3 +80,46 @@ Value = Any
 def is_number(v: Value) -> bool:
     """A Python int or float (bools are not numbers here)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclass
+class UserFunction:
+    """A `def` of the program, inlined at each call: its body runs with its parameters bound, in a scope of its own."""
+
+    node: ast.FunctionDef
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """Parameters' default values (constants, evaluated at the def as Python does)."""
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+
+@dataclass
+class UserClass:
+    """A `class Net(nn.Module)` of the program: its methods by name."""
+
+    name: str
+    methods: dict[str, UserFunction]
+
+
+@dataclass
+class Instance:
+    """An object of a program's nn.Module subclass. `path` (its variable, 'model') prefixes what __init__ sets on it:
+    `self.fc1 = nn.Linear(...)` is the module 'model.fc1' with parameters 'model.fc1.weight' and 'model.fc1.bias'."""
+
+    cls: UserClass
+    path: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    training: bool = True
+
+    @property
+    def kind(self) -> str:
+        return self.cls.name
+
+    def set_training(self, flag: bool) -> None:
+        """model.train() / model.eval(): the object and every module it holds, recursively."""
+        self.training = flag
+        for v in self.attrs.values():
+            if isinstance(v, (ModuleInst, Instance)):
+                v.set_training(flag)

@@ -1,0 +1,262 @@
+"""The program's own `def` functions and `class Net(nn.Module)` classes, inlined where they are called: a call runs
+the body's statements with the parameters bound, in a scope of its own (globals readable), as Python runs it.
+Nothing is executed: the statements go through the same whitelist as the top level's.
+
+Names: a call's local variables are nodes under a prefix, the function's name ('layer.h') or a module object's
+path ('model.h'); the value a call returns takes the name the caller binds it to (`out = model(x)`). Parameters
+that __init__ sets on `self` are named under the object's path ('model.fc1.weight'), drawn in the order torch
+draws them."""
+
+from __future__ import annotations
+
+import ast
+from collections import ChainMap, Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from services.compiler.expressions import ExpressionCompiler, _kind
+from services.compiler.loops import unroll
+from services.compiler.values import Instance, ModuleInst, T, Untraced, UserClass, UserFunction, Value
+
+MAX_DEPTH = 16
+"""Calls nested deeper than this are refused (a recursive function would inline forever)."""
+FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "prefix", "returns", "target", "stmt_expr",
+         "stmt_name", "stmt_names", "counter", "line", "via_data")
+"""The compiler's per-scope and per-statement state, saved around a call."""
+SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_")
+"""Module methods that return the module itself: `model = Net().to(device)` names the object `model`."""
+NOT_TRACED = ("parameters", "named_parameters", "modules", "children", "state_dict", "buffers")
+
+
+class UserCode(ExpressionCompiler):
+    """def and class statements, and calls of what they define."""
+
+    depth = 0
+    prefix = ""
+    returns: dict[str, str] = {}  # noqa: RUF012  # replaced per call, never mutated
+    """Inside a call: local variables the call returns -> the caller's names for them."""
+
+    # ---- definitions --------------------------------------------------------------------------
+
+    def define(self, stmt: ast.FunctionDef | ast.ClassDef) -> None:
+        """Bind a top-level def or class: checked now, compiled at each call."""
+        if self.depth:
+            raise self.err(stmt, "def and class are allowed at the top level of the program only")
+        if stmt.decorator_list:
+            raise self.err(stmt.decorator_list[0], "decorators are not allowed")
+        if isinstance(stmt, ast.FunctionDef):
+            self.scope[stmt.name] = self.function(stmt)
+            return
+        if stmt.keywords or len(stmt.bases) != 1 or self.dotted(stmt.bases[0]) != "nn.Module":
+            raise self.err(stmt, f"class {stmt.name}: only subclasses of nn.Module are traced (class {stmt.name}(nn.Module))")
+        methods: dict[str, UserFunction] = {}
+        for item in stmt.body:
+            if isinstance(item, ast.FunctionDef):
+                if item.decorator_list:
+                    raise self.err(item.decorator_list[0], "decorators are not allowed")
+                fn = self.function(item)
+                if not (item.args.posonlyargs or item.args.args):
+                    raise self.err(item, f"{stmt.name}.{item.name} needs `self` as its first parameter")
+                methods[item.name] = fn
+            elif not (isinstance(item, ast.Pass) or isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant)):
+                raise self.err(item, f"class {stmt.name}: only methods (def) are allowed in the class body")
+        self.scope[stmt.name] = UserClass(stmt.name, methods)
+
+    def function(self, stmt: ast.FunctionDef) -> UserFunction:
+        a = stmt.args
+        if a.vararg or a.kwarg or a.kwonlyargs:
+            raise self.err(stmt, f"{stmt.name}: *args, **kwargs and keyword-only parameters are not allowed")
+        params = [p.arg for p in (*a.posonlyargs, *a.args)]
+        defaults = dict(zip(params[len(params) - len(a.defaults):], (self.const(d) for d in a.defaults), strict=True))
+        return UserFunction(stmt, defaults)
+
+    # ---- calls --------------------------------------------------------------------------------
+
+    def call_value(self, v: UserFunction | UserClass | Instance, node: ast.Call) -> Value:
+        """f(...), Net(...), model(...)."""
+        if isinstance(v, UserFunction):
+            return self.call_user(v, *self.call_args(node), node, prefix=f"{v.name}.")
+        if isinstance(v, UserClass):
+            return self.instantiate(v, node)
+        return self.call_method(v, "forward", node)
+
+    def call_args(self, node: ast.Call) -> tuple[list[Value], dict[str, Value]]:
+        """A call's arguments, evaluated in the caller's scope."""
+        return [self.expr(a) for a in node.args], {k.arg: self.expr(k.value) for k in node.keywords if k.arg}
+
+    def call_method(self, inst: Instance, name: str, node: ast.Call) -> Value:
+        fn = inst.cls.methods.get(name)
+        if fn is None:
+            raise self.err(node, f"{inst.kind} has no method '{name}'" + (" (an nn.Module is called through its forward)"
+                                                                           if name == "forward" else ""))
+        args, kwargs = self.call_args(node)
+        return self.call_user(fn, [inst, *args], kwargs, node, prefix=f"{inst.path}.")
+
+    def instance_method(self, inst: Instance, method: str, node: ast.Call) -> Value:
+        """model.forward(x), model.eval(), model.to(device), model.parameters(), self.helper(x)."""
+        if method in inst.attrs:  # self.fc1(x): a module it holds
+            v = inst.attrs[method]
+            if isinstance(v, ModuleInst):
+                return self.module_call(v, node)  # type: ignore[attr-defined]
+            if isinstance(v, (UserFunction, UserClass, Instance)):
+                return self.call_value(v, node)
+            raise self.err(node, f"{inst.path}.{method} is {_kind(v)}, which is not callable")
+        if method in inst.cls.methods:
+            return self.call_method(inst, method, node)
+        if method in NOT_TRACED:
+            return Untraced(f"{inst.path}.{method}()")
+        if method in ("train", "eval"):
+            inst.set_training(method == "train" if not node.args else bool(self.const(node.args[0])))
+            return inst
+        if method in SAME_OBJECT:
+            if method in ("float", "double", "to"):
+                self.module_cast(inst, method, node)  # type: ignore[attr-defined]
+            return inst
+        raise self.err(node, f"{inst.kind} has no method '{method}' gradtrace understands")
+
+    def instantiate(self, cls: UserClass, node: ast.Call) -> Instance:
+        """Net(...): a new object named for the variable it is bound to; __init__ runs now (its modules draw their
+        parameters in program order, as torch's do)."""
+        s = self.stmt_expr
+        if self.stmt_name is not None and (node is s or isinstance(s, ast.Call) and isinstance(s.func, ast.Attribute)
+                                           and s.func.value is node and s.func.attr in SAME_OBJECT):
+            path, self.stmt_name = self.stmt_name, None
+        else:
+            path = self.fresh(f"{self.prefix}{cls.name.lower()}")
+        inst = Instance(cls, path)
+        init = cls.methods.get("__init__")
+        args, kwargs = self.call_args(node)
+        if init is not None:
+            self.call_user(init, [inst, *args], kwargs, node, prefix=f"{path}.", named=False)
+        elif args or kwargs:
+            raise self.err(node, f"{cls.name}() takes no arguments (it has no __init__)")
+        return inst
+
+    def call_user(self, fn: UserFunction, args: list[Value], kwargs: dict[str, Value], node: ast.Call, prefix: str,
+                  named: bool = True) -> Value:
+        """Run fn's body for this call; returns what its last statement returns (None without a return)."""
+        a = fn.node.args
+        params = [p.arg for p in (*a.posonlyargs, *a.args)]
+        if len(args) > len(params):
+            raise self.err(node, f"{fn.name}() takes {len(params)} positional argument(s), got {len(args)}")
+        bound = dict(zip(params, args, strict=False))
+        for k, v in kwargs.items():
+            if k not in params:
+                raise self.err(node, f"{fn.name}() got an unexpected keyword argument '{k}'")
+            if k in bound:
+                raise self.err(node, f"{fn.name}() got multiple values for argument '{k}'")
+            bound[k] = v
+        missing = [p for p in params if p not in bound and p not in fn.defaults]
+        if missing:
+            raise self.err(node, f"{fn.name}() missing argument(s): {', '.join(missing)}")
+        if self.depth >= MAX_DEPTH:
+            raise self.err(node, f"calls nest deeper than {MAX_DEPTH} (recursion is not traced)")
+        outers = list(self.stmt_names) if named and node is self.stmt_expr else []
+        outer = self.stmt_name if named and node is self.stmt_expr else None
+        outers = [outer] if outer is not None else outers if len(outers) > 1 else []
+        scope = {**self.globals, **fn.defaults, **bound}
+        known = {k: v for k, v in scope.items() if type(v) is int}
+        known |= {f"{k}.{a}": v for k, o in scope.items() if isinstance(o, Instance) for a, v in o.attrs.items() if type(v) is int}
+        body = unroll(fn.node.body, self.err, known)
+        result: Value = None
+        with self.frame(prefix, {**fn.defaults, **bound}, body):
+            self.returns = _returned_names(body, outers, self.bindings)
+            for stmt in body:
+                self.line = stmt.lineno
+                if not isinstance(stmt, ast.Return):
+                    self.statement(stmt)  # type: ignore[attr-defined]
+                    continue
+                if stmt is not body[-1]:
+                    raise self.err(stmt, "return is allowed as a function's last statement only")
+                if stmt.value is not None:
+                    result = self.returned(stmt.value, outers, prefix)
+        if outers:
+            self.stmt_name = None
+        return result
+
+    def returned(self, value: ast.expr, outers: list[str], prefix: str) -> Value:
+        """A return's value, named by the caller's targets: `out = model(x)` names it out, `m, v = stats(x)` names
+        the elements of `return a, b` m and v (a value that is a node already keeps its name)."""
+        self.counter = 0
+        if len(outers) > 1 and isinstance(value, ast.Tuple) and len(value.elts) == len(outers):
+            items = []
+            for elt, name in zip(value.elts, outers, strict=True):
+                self.begin_named(elt, name)
+                items.append(self.expr(elt))
+            return tuple(items)
+        self.begin_named(value, outers[0] if len(outers) == 1 else self.fresh(f"{prefix}out"))
+        return self.expr(value)
+
+    @contextmanager
+    def frame(self, prefix: str, local: dict[str, Value], body: list[ast.stmt]) -> Iterator[None]:
+        """A call's scope: its locals over the program's globals, its own binding counts, names under `prefix`."""
+        saved = {k: getattr(self, k) for k in FRAME}
+        self.scope = ChainMap(dict(local), self.globals)  # type: ignore[assignment]
+        self.prefix, self.spec_inputs = prefix, set()
+        self.bindings, self.seen = Counter(), Counter()
+        self.count_bindings(body)  # type: ignore[attr-defined]
+        self.reserved = saved["reserved"] | {prefix + k for k in self.bindings}
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            for k, v in saved.items():
+                setattr(self, k, v)
+
+    def begin_named(self, value: ast.expr, name: str) -> None:
+        """Start a statement whose right-hand side is named `name`, its sub-expressions name#1, name#2, ..."""
+        self.begin("", value, [name])  # type: ignore[attr-defined]
+        self.target = name
+
+    # ---- objects ------------------------------------------------------------------------------
+
+    def instance_attribute(self, inst: Instance, node: ast.Attribute) -> Value:
+        """self.fc1, self.training, model.fc1.weight (through the module)."""
+        if node.attr in inst.attrs:
+            return inst.attrs[node.attr]
+        if node.attr == "training":
+            return inst.training
+        if node.attr in inst.cls.methods:
+            raise self.err(node, f"the method {inst.kind}.{node.attr} can only be called")
+        have = ", ".join(inst.attrs) or "none"
+        raise self.err(node, f"{inst.kind} has no attribute '{node.attr}' (set in __init__: {have})")
+
+    def set_attribute(self, inst: Instance, attr: str, value: ast.expr) -> None:
+        """`self.fc1 = nn.Linear(...)`: modules and parameters named under the object's path."""
+        path = f"{inst.path}.{attr}"
+        self.begin_named(value, self.fresh(path))
+        v = self.expr(value)
+        if isinstance(v, ModuleInst):
+            self.ensure_path(v, path)
+        inst.attrs[attr] = v
+
+    def register_buffer(self, inst: Instance, node: ast.Call) -> None:
+        """self.register_buffer('mask', torch.tril(...)): an attribute that holds a tensor."""
+        if not node.args or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
+            raise self.err(node, "register_buffer takes a name (a string) and a tensor")
+        if len(node.args) < 2:
+            raise self.err(node, "register_buffer takes a name and a tensor")
+        self.set_attribute(inst, node.args[0].value, node.args[1])
+        if not isinstance(inst.attrs[node.args[0].value], T):
+            raise self.err(node, "register_buffer takes a tensor")
+
+
+def _returned_names(body: list[ast.stmt], outers: list[str], bindings: Counter[str]) -> dict[str, str]:
+    """`return h` (or `return a, b`) of variables the body binds, named by the caller's targets."""
+    last = body[-1] if body else None
+    if not outers or not isinstance(last, ast.Return) or last.value is None:
+        return {}
+    elts = last.value.elts if isinstance(last.value, ast.Tuple) and len(outers) > 1 else [last.value]
+    if len(elts) != len(outers):
+        return {}
+    names = {e.id: o for e, o in zip(elts, outers, strict=True) if isinstance(e, ast.Name) and bindings[e.id]}
+    return names if len(set(names)) == len(names) == len(set(names.values())) else {}
+
+
+def is_super_init(call: ast.Call) -> bool:
+    """`super().__init__(...)` or `super(Net, self).__init__(...)`."""
+    f = call.func
+    return (isinstance(f, ast.Attribute) and f.attr == "__init__" and isinstance(f.value, ast.Call)
+            and isinstance(f.value.func, ast.Name) and f.value.func.id == "super")
+

@@ -1,0 +1,263 @@
+"""`def` functions and `class Net(nn.Module)` models as tutorials write them: inlined where they are called, with
+torch's parameter values and names. Each program also runs in real torch (our own test text) and every named
+tensor's value and grad must match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_program_idioms import check, refused
+from test_program_pytorch import EXAMPLES, in_torch, same_as_torch, traced
+
+MLP = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+class Net(nn.Module):
+    def __init__(self, hidden=8):
+        super().__init__()
+        self.fc1 = nn.Linear(4, hidden)
+        self.fc2 = nn.Linear(hidden, 3)
+
+    def forward(self, x):
+        x = F.relu(self.fc1(x))
+        x = self.fc2(x)
+        return F.log_softmax(x, dim=1)
+
+model = Net()
+x = torch.randn(5, 4)
+target = torch.tensor([0, 2, 1, 1, 0])
+out = model(x)
+loss = F.nll_loss(out, target)
+loss.backward()
+"""
+
+
+def test_module_class_matches_torch(tmp_path: Path) -> None:
+    """Parameters drawn in __init__'s order, named under the variable (model.fc1.weight), grads as torch's."""
+    check(MLP, ["model", "x", "out", "loss"], tmp_path)
+    t = traced(MLP)
+    nodes = t.result.nodes
+    assert {"model.fc1.weight", "model.fc1.bias", "model.fc2.weight", "model.fc2.bias"} <= set(nodes)
+    assert nodes["model.fc1.weight"].op == "parameter"
+    assert nodes["out"].op == "log_softmax" and nodes["out"].grad_fn == "LogSoftmaxBackward0"  # the return, named by its caller
+    assert nodes["model.x@1"].op == "relu" and nodes["model.x"].op == "linear"  # forward's locals, under the object's path
+
+
+def test_the_module_class_example(tmp_path: Path) -> None:
+    """examples/module_class.py: the tutorial CNN (conv, pool, dropout in eval mode, flatten, linear) with .to(device)."""
+    program = (EXAMPLES / "module_class.py").read_text()
+    check(program, ["model", "images", "outputs", "loss"], tmp_path)
+    nodes = traced(program).result.nodes
+    assert nodes["model.conv1.weight"].grad is not None and nodes["outputs"].op == "linear"
+
+
+NESTED = """import torch
+from torch import nn
+
+torch.manual_seed(3)
+
+
+class Block(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, dim))
+        self.scale = nn.Parameter(torch.ones(dim) * 0.5)
+        self.register_buffer("shift", torch.arange(dim) * 0.1)
+
+    def forward(self, x):
+        return x + self.scale * self.net(x) + self.shift
+
+
+class Model(nn.Module):
+    def __init__(self, dim=4, depth=2):
+        super().__init__()
+        self.first = Block(dim, 8)
+        self.second = Block(dim, 6)
+        self.depth = depth
+
+    def helper(self, h, k=2.0):
+        return h * k
+
+    def forward(self, x):
+        h = self.first(x)
+        h = self.helper(h)
+        for _ in range(self.depth):
+            h = h * 0.5
+        h = self.second(h)
+        return h.pow(2).mean()
+
+
+def mse(a, b, weight=1.0):
+    diff = a - b
+    return weight * (diff ** 2).mean()
+
+
+model = Model()
+x = torch.randn(3, 4, requires_grad=True)
+loss = model(x) + mse(x, torch.zeros(3, 4), weight=0.5) + mse(x.sum(1), torch.ones(3))
+loss.backward()
+"""
+
+
+def test_nested_modules_functions_and_parameters(tmp_path: Path) -> None:
+    """Modules holding modules (a Sequential inside), nn.Parameter and register_buffer in __init__, a helper method
+    with a default, a loop over an attribute, and a plain function called twice with keywords."""
+    check(NESTED, ["model", "x", "loss"], tmp_path)
+    nodes = traced(NESTED).result.nodes
+    assert {"model.first.net.0.weight", "model.second.net.2.bias", "model.first.scale"} <= set(nodes)
+    assert nodes["model.first.scale"].op == "parameter" and nodes["model.first.shift"].grad is None
+    assert nodes["mse.diff"].op == "sub"  # the function's locals, under its name; the second call's apart
+    assert any(k.startswith("mse.diff") and k != "mse.diff" for k in nodes)
+
+
+DROPOUT = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(7)
+
+
+class MLP(nn.Module):
+    def __init__(self, n_in, n_hidden, n_out, p=0.5):
+        super().__init__()
+        self.l1 = nn.Linear(n_in, n_hidden)
+        self.l2 = nn.Linear(n_hidden, n_out)
+        self.p = p
+
+    def forward(self, x):
+        h = torch.relu(self.l1(x))
+        h = F.dropout(h, p=self.p, training=self.training)
+        return self.l2(h)
+
+
+net = MLP(5, 16, 2)
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+opt.zero_grad()
+x = torch.randn(8, 5)
+y = torch.randint(0, 2, (8,))
+logits = net(x)
+loss = F.cross_entropy(logits, y)
+loss.backward()
+"""
+
+
+@pytest.mark.parametrize("mode", ["", "net.eval()\n"])
+def test_training_mode_draws_dropout_as_torch(mode: str, tmp_path: Path) -> None:
+    """self.training follows net.train()/net.eval(); in training mode the dropout mask is torch's own draw."""
+    program = DROPOUT.replace("logits = net(x)\n", mode + "logits = net(x)\n")
+    check(program, ["net", "x", "logits", "loss"], tmp_path)
+
+
+def test_a_function_returning_a_tuple(tmp_path: Path) -> None:
+    program = ("import torch\ndef stats(v):\n    m = v.mean()\n    return m, ((v - m) ** 2).mean()\n"
+               "x = torch.tensor([1.0, 2.0, 4.0], requires_grad=True)\nmean, var = stats(x)\n(mean * var).backward()\n")
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "mean", "var"])  # each element named by its target, a returned local (m) too
+    assert t.result.nodes["mean"].op == "mean" and t.result.nodes["var"].op == "mean" and "stats.m" not in t.result.nodes
+
+
+def test_in_place_change_of_a_global_inside_a_function_is_seen_outside(tmp_path: Path) -> None:
+    program = ("import torch\nx = torch.tensor([1.0, 2.0], requires_grad=True)\nh = x * 3\n"
+               "def bump(t):\n    t += 1\n    return t * 2\ny = bump(h)\nloss = (y * h).sum()\nloss.backward()\n")
+    check(program, ["x", "y", "loss"], tmp_path)  # h's new value is node bump.t (the in-place alias naming)
+
+
+@pytest.mark.parametrize(("program", "message"), [
+    ("import torch\nclass A:\n    pass\n", "only subclasses of nn.Module"),
+    ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    n = 3\n", "only methods"),
+    ("import torch\ndef f(x):\n    return f(x)\ny = f(torch.ones(1, requires_grad=True))\n", "nest deeper than 16"),
+    ("import torch\ndef f(x):\n    return x\n    y = x\n", None),
+    ("import torch\ndef f(x):\n    if x:\n        return x\ny = f(torch.ones(1))\n", "'If' statements are not allowed"),
+    ("import torch\ndef f(x, *rest):\n    return x\n", "*args"),
+    ("import torch\ndef f(x):\n    return x * 2\ny = f()\n", "missing argument(s): x"),
+    ("import torch\ndef f(x):\n    return x * 2\ny = f(torch.ones(1), z=1)\n", "unexpected keyword argument 'z'"),
+    ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    def forward(self, x):\n        return self.w * x\n"
+     "a = A()\ny = a(torch.ones(2))\n", "A has no attribute 'w'"),
+    ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+     "a = A()\ny = a(torch.ones(2))\n", "A has no method 'forward'"),
+    ("import torch\nreturn 1\n", "return outside a function"),
+    ("import torch\ndef f(x):\n    def g(y):\n        return y\n    return g(x)\nz = f(torch.ones(1))\n", "top level"),
+    ("import torch\ndef f(x):\n    return x.__class__\n", "dunder"),
+])
+def test_what_is_refused_says_why(program: str, message: str | None) -> None:
+    """Recursion, control flow, *args, wrong arguments, unknown attributes: a SpecError at the line, never a crash."""
+    e = refused(program if message is not None else program + "z = f(torch.ones(1))\n")
+    assert (message or "last statement") in str(e)
+    assert e.line is not None
+
+
+BLITZ = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+
+    def __init__(self):
+        super(Net, self).__init__()
+        # 1 input image channel, 6 output channels, 5x5 square convolution
+        # kernel
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        # an affine operation: y = Wx + b
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)  # 5*5 from image dimension
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, input):
+        # Convolution layer C1: 1 input image channel, 6 output channels,
+        # 5x5 square convolution, it uses RELU activation function, and
+        # outputs a Tensor with size (N, 6, 28, 28), where N is the size of the batch
+        c1 = F.relu(self.conv1(input))
+        # Subsampling layer S2: 2x2 grid, purely functional,
+        s2 = F.max_pool2d(c1, (2, 2))
+        c3 = F.relu(self.conv2(s2))
+        s4 = F.max_pool2d(c3, 2)
+        s4 = torch.flatten(s4, 1)
+        f5 = F.relu(self.fc1(s4))
+        f6 = F.relu(self.fc2(f5))
+        output = self.fc3(f6)
+        return output
+
+
+torch.manual_seed(0)
+net = Net()
+print(net)
+params = list(net.parameters())
+print(len(params))
+print(params[0].size())  # conv1's .weight
+input = torch.randn(1, 1, 32, 32)
+out = net(input)
+print(out)
+net.zero_grad()
+output = net(input)
+target = torch.randn(10)  # a dummy target, for example
+target = target.view(1, -1)  # make it the same shape as output
+criterion = nn.MSELoss()
+
+loss = criterion(output, target)
+print(loss)
+net.zero_grad()     # zeroes the gradient buffers of all parameters
+
+print('conv1.bias.grad before backward')
+print(net.conv1.bias.grad)
+
+loss.backward()
+
+print('conv1.bias.grad after backward')
+print(net.conv1.bias.grad)
+"""
+
+
+def test_the_60_minute_blitz_network(tmp_path: Path) -> None:
+    """PyTorch's "Deep Learning with PyTorch: A 60 Minute Blitz" neural-network page, pasted whole: prints,
+    list(net.parameters()), two calls of net, zero_grad, MSELoss. Each call's locals are nodes of their own."""
+    check(BLITZ, ["net", "input", "out", "output", "loss"], tmp_path)
+    nodes = traced(BLITZ).result.nodes
+    assert nodes["net.conv1.bias"].grad is not None and nodes["output"].op == "linear"
+    assert nodes["out"].grad is None  # the first call's output takes no part in the loss
