@@ -44,6 +44,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("transformer_block", "Transformer block", "transformer_block.py", featured=True),
     Example("tutorial_first", "First tutorial", "tutorial_first.py"),
     Example("program_mlp", "MLP program", "program_mlp.py"),
+    Example("module_class", "class ConvNet(nn.Module)", "module_class.py"),
     Example("resnet_block", "ResNet block", "resnet_block.py"),
     Example("rnn_unrolled", "RNN through time (a loop)", "rnn_unrolled.py"),
     Example("resnet_block_json", "ResNet block (model spec)", "resnet_block.json"),
