@@ -96,7 +96,7 @@ def test_default_output_is_the_last_node_and_backward_overrides_it() -> None:
         ("x = torch.tensor(1.0, requires_grad=True)\ndef f(v=open('x')):\n    pass\n", 2, "unknown function 'open'"),
         ("x = torch.tensor(1.0, requires_grad=True)\ny = super().__init__()\n", 2, "unknown function 'super'"),
         ("x = torch.tensor(1.0, requires_grad=True)\ny = 9 ** 9 ** 9 * x\n", 2, "constant power"),
-        ("x = torch.tensor(1.0, requires_grad=True)\ny = x if x else x\n", 2, "IfExp"),
+        ("x = torch.tensor(1.0, requires_grad=True)\ny = x if x else x\n", 2, "depend on the data"),
         ("x = torch.tensor(1.0, requires_grad=True)\na, b = x\n", 2, "cannot unpack"),
         ("x = torch.tensor(1.0, requires_grad=True)\nx.grad.zero_()\n", 2, "cannot be used inside the computation"),
         ("x = torch.tensor(1.0, requires_grad=True)\ny = torch.relu(x, inplace=__import__('os'))\n", 2, "dunder"),

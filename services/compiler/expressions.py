@@ -188,6 +188,13 @@ class ExpressionCompiler:
             return self.binop(node)
         if isinstance(node, ast.Compare):
             return self.compare(node)
+        if isinstance(node, ast.IfExp):  # `a if self.training else b`: the condition folds to a constant
+            picked = node.body if self.condition(node.test) else node.orelse
+            if node is self.stmt_expr:
+                self.stmt_expr = picked  # the statement's variable names the branch's value
+            return self.expr(picked)
+        if isinstance(node, ast.BoolOp):
+            return self.bool_op(node)
         if isinstance(node, ast.Call):
             return self.call(node)
         if isinstance(node, ast.Attribute):
@@ -219,7 +226,7 @@ class ExpressionCompiler:
                 return self.emit("neg", [v], {}, node)
             if is_number(v):
                 return -v
-        if isinstance(node.op, ast.Not) and isinstance(v, bool):
+        if isinstance(node.op, ast.Not) and not isinstance(v, T) and _is_const(v) | isinstance(v, (ModuleInst, Instance)):
             return not v
         raise self.err(node, f"'{self.src(node)[:60]}': this unary operator is not supported here")
 
@@ -260,9 +267,38 @@ class ExpressionCompiler:
             raise self.err(node, "constant arithmetic gives a complex number")
         return r
 
+    def condition(self, node: ast.expr) -> bool:
+        """An `if`'s condition, folded at compile time (self.training, a flag, `self.bias is not None`): a trace has
+        one path. A condition on a tensor's values depends on the data and is refused."""
+        v = self.expr(node)
+        if isinstance(v, T):
+            raise self.err(node, f"'{self.src(node)[:60]}' tests a tensor's values, which depend on the data: gradtrace "
+                                 "traces one path (torch.where(cond, a, b) computes both)")
+        return bool(v)
+
+    def bool_op(self, node: ast.BoolOp) -> Value:
+        """`a and b`, `a or b` over constants (Python's short-circuit: the deciding operand's value)."""
+        v: Value = None
+        for operand in node.values:
+            v = self.expr(operand)
+            if isinstance(v, T):
+                raise self.err(operand, f"'{self.src(operand)[:60]}' is a tensor: `and`/`or` test values at compile "
+                                        "time (for tensors: torch.logical_and / & and |)")
+            if bool(v) is isinstance(node.op, ast.Or):
+                return v
+        return v
+
     def compare(self, node: ast.Compare) -> Value:
         if len(node.ops) != 1:
             raise self.err(node, "chained comparisons are not supported: compare two values at a time")
+        if isinstance(node.ops[0], (ast.Is, ast.IsNot, ast.In, ast.NotIn)):
+            a, b = self.expr(node.left), self.expr(node.comparators[0])
+            if isinstance(node.ops[0], (ast.In, ast.NotIn)):
+                if not isinstance(b, (list, tuple, str)) or isinstance(a, T):
+                    raise self.err(node, f"'{self.src(node)[:60]}': `in` tests constants in a list, tuple or string")
+                return (a in b) is isinstance(node.ops[0], ast.In)
+            same = a is b if a is None or b is None or isinstance(a, bool) else a == b
+            return same is isinstance(node.ops[0], ast.Is)  # `self.bias is not None`
         op = COMPARE.get(type(node.ops[0]))
         if op is None:
             raise self.err(node, f"'{self.src(node)[:60]}': only > < >= <= == != compare tensors")

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.loops import unroll
 from services.compiler.values import Instance, ModuleInst, T, Untraced, UserClass, UserFunction, Value
+from services.errors import SpecError
 
 MAX_DEPTH = 16
 """Calls nested deeper than this are refused (a recursive function would inline forever)."""
@@ -208,6 +209,28 @@ class UserCode(ExpressionCompiler):
         """Start a statement whose right-hand side is named `name`, its sub-expressions name#1, name#2, ..."""
         self.begin("", value, [name])  # type: ignore[attr-defined]
         self.target = name
+
+    def static_condition(self, test: ast.expr) -> bool | None:
+        """An `if`'s condition when names bound so far decide it (`self.act == "relu"`, `targets is None` in a call),
+        else None: how many times a call binds each name, known before its statements run (the last binding takes
+        the bare name). Only names, attributes of objects, constants, comparisons and `and`/`or`/`not`: nothing that
+        could add a node."""
+        for n in ast.walk(test):
+            if not isinstance(n, (ast.Name, ast.Attribute, ast.Constant, ast.Compare, ast.BoolOp, ast.UnaryOp,
+                                  ast.Load, ast.boolop, ast.cmpop, ast.Not, ast.Tuple, ast.List)):
+                return None
+            if isinstance(n, ast.Name) and (n.id not in self.scope or isinstance(self.scope[n.id], T)):
+                return None
+            if isinstance(n, ast.Attribute) and not (isinstance(n.value, ast.Name)
+                                                     and isinstance(self.scope.get(n.value.id), Instance)):
+                return None
+            if isinstance(n, ast.Attribute) and isinstance(self.scope[n.value.id].attrs.get(n.attr), T):  # type: ignore[attr-defined]
+                return None
+        try:
+            v = self.expr(test)
+        except SpecError:
+            return None
+        return None if isinstance(v, T) else bool(v)
 
     # ---- objects ------------------------------------------------------------------------------
 

@@ -40,6 +40,10 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None) 
                 if (isinstance(stmt, ast.Assign) and len(targets) == 1 and isinstance(targets[0], ast.Name)
                         and isinstance(v, ast.Constant) and type(v.value) is int):
                     ints[targets[0].id] = v.value
+            if isinstance(stmt, ast.If):  # loops inside either branch unroll too
+                branches = ast.If(test=stmt.test, body=expand(stmt.body, []), orelse=expand(stmt.orelse, []))
+                out.append(ast.copy_location(branches, stmt))
+                continue
             if not isinstance(stmt, ast.For):
                 out.append(stmt)
                 continue

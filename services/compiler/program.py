@@ -121,6 +121,16 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
                 targets += list(stmt.targets)
             elif isinstance(stmt, ast.AugAssign) and not (no_grad and _is_number_literal(stmt.value)):
                 targets = [stmt.target]
+            elif isinstance(stmt, ast.If):  # the branch that runs when the condition is known now, else the larger
+                known = self.static_condition(stmt.test)
+                outer = self.bindings
+                counts = []
+                for branch in (stmt.body, stmt.orelse):
+                    self.bindings = Counter()
+                    self.count_bindings(branch, no_grad)
+                    counts.append(self.bindings)
+                self.bindings = outer
+                outer.update(counts[0] | counts[1] if known is None else counts[0] if known else counts[1])
             elif isinstance(stmt, ast.With):
                 modes = {self.dotted(i.context_expr.func) for i in stmt.items if isinstance(i.context_expr, ast.Call)}
                 self.count_bindings(stmt.body, (no_grad or bool(modes & {"torch.no_grad", "torch.inference_mode"}))
@@ -169,12 +179,23 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             self.with_block(stmt)
         elif isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
             self.define(stmt)
+        elif isinstance(stmt, ast.If):
+            self.if_statement(stmt)
         elif isinstance(stmt, ast.Return):
-            raise self.err(stmt, "return outside a function")
+            raise self.err(stmt, "return is allowed as a function's last statement only" if self.depth else "return outside a function")
         else:
             kind = type(stmt).__name__
             raise self.err(stmt, f"'{kind}' statements are not allowed: gradtrace traces straight-line code, one statement per line"
                            + (" (loops: only `for NAME in range(...)` with constant bounds)" if kind in ("For", "While") else ""))
+
+    def if_statement(self, stmt: ast.If) -> None:
+        """`if self.training:`, `if bias:`, `if targets is None:`: the condition folds at compile time and the branch
+        it picks runs (a trace has one path)."""
+        self.begin("t", stmt.test, [])
+        branch = stmt.body if self.condition(stmt.test) else stmt.orelse
+        for s in branch:
+            self.line = s.lineno
+            self.statement(s)
 
     def imports(self, stmt: ast.Import | ast.ImportFrom) -> None:
         if isinstance(stmt, ast.Import):
@@ -466,6 +487,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
+        if path in ("torch.cuda.is_available", "torch.backends.mps.is_available"):
+            return False  # the spec's device decides where a job runs; the program's own choice is always the CPU
         if path == "torch.device":  # `device = torch.device("cpu")`: the spec's device decides, `.to(device)` keeps it
             return str(self.const(node.args[0])) if node.args else "cpu"
         if path == "torch.Tensor":  # the legacy constructor (micrograd's lecture): floats of the default dtype
