@@ -333,3 +333,53 @@ def test_an_if_on_the_loop_counter(tmp_path: Path) -> None:
     program = ("import torch\nx = torch.tensor([0.5, 1.5], requires_grad=True)\nh = x\nfor i in range(4):\n"
                "    if i % 2 == 0:\n        h = torch.sin(h)\n    else:\n        h = h * x\nh.sum().backward()\n")
     check(program, ["x", "h"], tmp_path)
+
+
+def test_the_gpt_lecture_model(tmp_path: Path) -> None:
+    """examples/gpt_lecture.py: ModuleList of heads through a comprehension and torch.cat, nn.Sequential(*[Block(...)
+    for _ in range(2)]), register_buffer, masked_fill, `if targets is None` (every parameter's value and grad)."""
+    program = (EXAMPLES / "gpt_lecture.py").read_text()
+    check(program, ["model", "xb", "logits", "loss"], tmp_path)
+    nodes = traced(program).result.nodes
+    assert "model.blocks.1.sa.heads.1.query.weight" in nodes and "model.lm_head.bias" in nodes  # torch's names
+    assert nodes["model.blocks.0.sa.heads.0.tril"].grad is None
+
+
+def test_layers_built_in_a_loop(tmp_path: Path) -> None:
+    """layers.append(...) in a loop, nn.Sequential(*layers), a ModuleList looped over with enumerate and zipped."""
+    program = """import torch
+import torch.nn as nn
+
+torch.manual_seed(5)
+
+
+class Deep(nn.Module):
+    def __init__(self, sizes):
+        super().__init__()
+        layers = []
+        for i in range(len(sizes) - 1):
+            layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+            layers.append(nn.Tanh())
+        self.body = nn.Sequential(*layers)
+        self.skips = nn.ModuleList([nn.Linear(sizes[-1], sizes[-1]) for _ in range(2)])
+        self.gains = [0.5, 0.25]
+
+    def forward(self, x):
+        h = self.body(x)
+        for i, skip in enumerate(self.skips):
+            h = h + skip(h) * (i + 1)
+        for g, skip in zip(self.gains, self.skips):
+            h = h - g * skip(h)
+        for w in [self.gains[0], 2.0]:
+            h = h * w
+        return h.sum()
+
+
+net = Deep([3, 5, 4])
+x = torch.randn(2, 3, requires_grad=True)
+loss = net(x)
+loss.backward()
+"""
+    check(program, ["net", "x", "loss"], tmp_path)
+    nodes = traced(program).result.nodes
+    assert {"net.body.0.weight", "net.body.2.bias", "net.skips.1.weight"} <= set(nodes)

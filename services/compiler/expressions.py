@@ -7,6 +7,7 @@ import ast
 import math
 import operator
 import re
+from collections import ChainMap
 from functools import lru_cache
 from typing import Any
 
@@ -37,6 +38,8 @@ MATH = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "log2": math.log2, 
         "cos": math.cos, "sin": math.sin, "tanh": math.tanh, "floor": math.floor, "ceil": math.ceil, "prod": math.prod}
 CONSTANTS = {"math.pi": math.pi, "math.e": math.e, "math.inf": math.inf, "math.nan": math.nan,
              "torch.pi": math.pi, "torch.e": math.e, "torch.inf": math.inf, "torch.nan": math.nan}
+MAX_ITEMS = 20_000
+"""Items a comprehension may make."""
 MAX_INT = 2**62
 """Folded integers stay below this: constant arithmetic cannot make huge numbers."""
 CASTS = {"float": "float32", "double": "float64", "long": "int64", "bool": "bool"}
@@ -84,6 +87,8 @@ class ExpressionCompiler:
         self.line = 0
         self.reserved: set[str] = set()
         """Program variable names: nodes named after module paths or temporaries never take them."""
+        self.path_hint: str | None = None
+        """The path a module object made now takes: its place in a container being built ('model.blocks.0')."""
 
     # ---- errors and names ---------------------------------------------------------------------
 
@@ -195,6 +200,8 @@ class ExpressionCompiler:
             return self.expr(picked)
         if isinstance(node, ast.BoolOp):
             return self.bool_op(node)
+        if isinstance(node, ast.ListComp):
+            return self.comprehension(node)
         if isinstance(node, ast.Call):
             return self.call(node)
         if isinstance(node, ast.Attribute):
@@ -275,6 +282,47 @@ class ExpressionCompiler:
             raise self.err(node, f"'{self.src(node)[:60]}' tests a tensor's values, which depend on the data: gradtrace "
                                  "traces one path (torch.where(cond, a, b) computes both)")
         return bool(v)
+
+    def comprehension(self, node: ast.ListComp, base: str | None = None, offset: int = 0) -> list[Value]:
+        """`[f(x) for x in xs]`, `[Block(d) for _ in range(n)]`, `[h(x) for h in self.heads]`: the element once per
+        item (in order, so random draws come as in Python), with the loop's names bound in a scope of their own.
+        `base`: module objects made by the element are named base.k (an nn.ModuleList's items)."""
+        if len(node.generators) != 1 or node.generators[0].is_async:
+            raise self.err(node, "a comprehension with one `for` only")
+        gen = node.generators[0]
+        names = gen.target.elts if isinstance(gen.target, ast.Tuple) else [gen.target]
+        if not all(isinstance(n, ast.Name) for n in names):
+            raise self.err(gen.target, "a comprehension's target is a name or a tuple of names")
+        it = gen.iter
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" and not it.keywords:
+            bounds = [self.const(a) for a in it.args]
+            if not 1 <= len(bounds) <= 3 or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) or (
+                    len(bounds) == 3 and bounds[2] == 0):
+                raise self.err(it, "range() takes 1 to 3 ints (a step other than 0)")
+            items: list[Value] = list(range(*bounds)[:MAX_ITEMS + 1])
+        else:
+            v = self.expr(it)
+            if isinstance(v, ModuleInst) and v.layer is None:
+                v = v.children
+            if not isinstance(v, (list, tuple)):
+                raise self.err(it, f"a comprehension goes over range(...), a list, a tuple or a ModuleList, not {_kind(v)}")
+            items = list(v)
+        if len(items) > MAX_ITEMS:
+            raise self.err(node, f"the comprehension makes over {MAX_ITEMS:,} items")
+        saved, out = self.scope, []
+        try:
+            for item in items:
+                values = [item] if len(names) == 1 else list(item) if isinstance(item, (list, tuple)) else None
+                if values is None or len(values) != len(names):
+                    raise self.err(gen.target, f"cannot unpack {_kind(item)} into {len(names)} names")
+                self.scope = ChainMap(dict(zip([n.id for n in names], values, strict=True)), saved)  # type: ignore[attr-defined,assignment]
+                if all(self.condition(c) for c in gen.ifs):
+                    self.path_hint = f"{base}.{offset + len(out)}" if base else None
+                    out.append(self.expr(node.elt))
+                    self.path_hint = None
+        finally:
+            self.scope = saved
+        return out
 
     def bool_op(self, node: ast.BoolOp) -> Value:
         """`a and b`, `a or b` over constants (Python's short-circuit: the deciding operand's value)."""

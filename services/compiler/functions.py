@@ -93,6 +93,16 @@ class UserCode(ExpressionCompiler):
         args, kwargs = self.call_args(node)
         return self.call_user(fn, [inst, *args], kwargs, node, prefix=f"{inst.path}.")
 
+    def forward_on(self, inst: Instance, inputs: list[str], node: ast.Call) -> str:
+        """inst's forward on these tensors (an item of an nn.Sequential); the name of what it returns."""
+        fn = inst.cls.methods.get("forward")
+        if fn is None:
+            raise self.err(node, f"{inst.kind} has no method 'forward'")
+        out = self.call_user(fn, [inst, *(T(i) for i in inputs)], {}, node, prefix=f"{inst.path}.", named=False)
+        if not isinstance(out, T):
+            raise self.err(node, f"{inst.kind}.forward returned {_kind(out)}, not a tensor (inside an nn.Sequential)")
+        return out.name
+
     def instance_method(self, inst: Instance, method: str, node: ast.Call) -> Value:
         """model.forward(x), model.eval(), model.to(device), model.parameters(), self.helper(x)."""
         if method in inst.attrs:  # self.fc1(x): a module it holds
@@ -119,8 +129,10 @@ class UserCode(ExpressionCompiler):
         """Net(...): a new object named for the variable it is bound to; __init__ runs now (its modules draw their
         parameters in program order, as torch's do)."""
         s = self.stmt_expr
-        if self.stmt_name is not None and (node is s or isinstance(s, ast.Call) and isinstance(s.func, ast.Attribute)
-                                           and s.func.value is node and s.func.attr in SAME_OBJECT):
+        if self.path_hint is not None:  # an item of a container being built: 'model.blocks.0'
+            path, self.path_hint = self.path_hint, None
+        elif self.stmt_name is not None and (node is s or isinstance(s, ast.Call) and isinstance(s.func, ast.Attribute)
+                                             and s.func.value is node and s.func.attr in SAME_OBJECT):
             path, self.stmt_name = self.stmt_name, None
         else:
             path = self.fresh(f"{self.prefix}{cls.name.lower()}")
@@ -158,7 +170,7 @@ class UserCode(ExpressionCompiler):
         scope = {**self.globals, **fn.defaults, **bound}
         known = {k: v for k, v in scope.items() if type(v) is int}
         known |= {f"{k}.{a}": v for k, o in scope.items() if isinstance(o, Instance) for a, v in o.attrs.items() if type(v) is int}
-        body = unroll(fn.node.body, self.err, known)
+        body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope))
         result: Value = None
         with self.frame(prefix, {**fn.defaults, **bound}, body):
             self.returns = _returned_names(body, outers, self.bindings)
@@ -209,6 +221,25 @@ class UserCode(ExpressionCompiler):
         """Start a statement whose right-hand side is named `name`, its sub-expressions name#1, name#2, ..."""
         self.begin("", value, [name])  # type: ignore[attr-defined]
         self.target = name
+
+    def static_length(self, it: ast.expr, scope: dict[str, Value]) -> int | None:
+        """The number of items of `self.layers`, `xs` (a call's arguments) before its statements run: the length of
+        a loop over it (None: unknown)."""
+        path: list[str] = []
+        while isinstance(it, ast.Attribute):
+            path.append(it.attr)
+            it = it.value
+        v = scope.get(it.id) if isinstance(it, ast.Name) else None
+        for attr in reversed(path):
+            v = v.attrs.get(attr) if isinstance(v, Instance) else None
+        if isinstance(v, (list, tuple)):
+            return len(v)
+        if isinstance(v, ModuleInst) and v.layer is None:
+            return len(v.children)
+        if isinstance(v, T):
+            shape = self.shape(v)
+            return shape[0] if shape else None
+        return None
 
     def static_condition(self, test: ast.expr) -> bool | None:
         """An `if`'s condition when names bound so far decide it (`self.act == "relu"`, `targets is None` in a call),

@@ -6,9 +6,9 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from services.compiler.expressions import ExpressionCompiler
+from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.layers import BY_MODULE, LAYERS, Call, Emitter, add_params, param_event
-from services.compiler.values import DType, ModuleInst, T, Value, is_number
+from services.compiler.values import DType, Instance, ModuleInst, T, Value, is_number
 from shared.spec import DropoutLayer
 
 
@@ -17,13 +17,8 @@ class ModuleCalls(ExpressionCompiler):
 
     def construct(self, cls: str, node: ast.Call) -> ModuleInst:
         """nn.Conv2d(...), nn.Sequential(...): arguments checked now, parameters drawn in program order."""
-        if cls == "Sequential":
-            if node.keywords:
-                raise self.err(node, "nn.Sequential takes modules as positional arguments")
-            children = [self.expr(a) for a in node.args]
-            if not all(isinstance(c, ModuleInst) and c.path is None for c in children):
-                raise self.err(node, "nn.Sequential takes new modules (nn.Linear(...), ...), each used once")
-            return ModuleInst(None, None, children=children)
+        if cls in ("Sequential", "ModuleList"):
+            return self.container(cls, node)
         d = BY_MODULE[cls]
         names = d.positional()
         if len(node.args) > len(names):
@@ -46,6 +41,42 @@ class ModuleCalls(ExpressionCompiler):
             self.stream.events.append(event)
         return ModuleInst(d, cfg, event=event)
 
+    def container(self, cls: str, node: ast.Call) -> ModuleInst:
+        """nn.Sequential(a, b, *rest) / nn.ModuleList([a, b]): modules made now, each used once. A module object of
+        the program's own classes made among the arguments is named for its place ('model.blocks.0')."""
+        if node.keywords or cls == "ModuleList" and len(node.args) > 1:
+            raise self.err(node, f"nn.{cls} takes modules as positional arguments" if cls == "Sequential"
+                           else "nn.ModuleList takes one list of modules")
+        base = self.target if node is self.stmt_expr else None  # the path the statement will give it
+        children: list[Any] = []
+        for a in node.args:
+            if isinstance(a, ast.Starred) or cls == "ModuleList":
+                children.extend(self.elements(a.value if isinstance(a, ast.Starred) else a, base, len(children)))
+            else:
+                self.path_hint = f"{base}.{len(children)}" if base else None
+                children.append(self.expr(a))
+                self.path_hint = None
+        for c in children:
+            if not (isinstance(c, ModuleInst) and c.path is None or isinstance(c, Instance)):
+                raise self.err(node, f"nn.{cls} takes new modules (nn.Linear(...), ...), each used once, not {_kind(c)}")
+        return ModuleInst(None, None, children=children, container=cls)
+
+    def elements(self, node: ast.expr, base: str | None, offset: int) -> list[Value]:
+        """The items of a list written out, a comprehension or a list value, each made under its path hint."""
+        if isinstance(node, (ast.List, ast.Tuple)):
+            out = []
+            for k, e in enumerate(node.elts):
+                self.path_hint = f"{base}.{offset + k}" if base else None
+                out.append(self.expr(e))
+                self.path_hint = None
+            return out
+        if isinstance(node, ast.ListComp):
+            return self.comprehension(node, base, offset)
+        v = self.expr(node)
+        if not isinstance(v, (list, tuple)):
+            raise self.err(node, f"'{self.src(node)[:60]}' must be a list of modules, not {_kind(v)}")
+        return list(v)
+
     def ensure_path(self, m: ModuleInst, name: str | None) -> None:
         """Give a module its path (its variable, 'net.0' inside a Sequential) and its parameter leaves."""
         if m.path is not None:
@@ -54,7 +85,8 @@ class ModuleCalls(ExpressionCompiler):
         if m.layer is not None:
             m.params = add_params(m.layer, m.cfg, m.path, self.dtype, m.event, self.builder, ("program",))
         for i, child in enumerate(m.children):
-            self.ensure_path(child, f"{m.path}.{i}")
+            if isinstance(child, ModuleInst):  # a module object of the program's classes was named when made
+                self.ensure_path(child, f"{m.path}.{i}")
 
     def module_cast(self, m: ModuleInst, how: str, node: ast.Call) -> ModuleInst:
         """model.float() / model.double() / model.to(dtype): only to the spec's dtype (the default dtype)."""
@@ -79,9 +111,15 @@ class ModuleCalls(ExpressionCompiler):
         """Add the module's nodes for these inputs; `text` is what the output's expression shows."""
         assert m.path is not None
         if m.layer is None:
+            if m.container == "ModuleList":
+                raise self.err(node, f"nn.ModuleList '{m.path}' is not callable: loop over it "
+                                     "(for layer in self.layers: x = layer(x))")
             x = inputs
             for k, child in enumerate(m.children):
                 assert child.path is not None
+                if isinstance(child, Instance):
+                    x = [self.forward_on(child, x, node)]
+                    continue
                 name = out if k == len(m.children) - 1 else self.fresh(f"{child.path}.out")
                 x = [self.apply_module(child, x, name, node, f"{child.path}({x[0]})")]
             return x[0]

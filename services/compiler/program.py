@@ -351,6 +351,12 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             if isinstance(base, Generator) and f.attr == "manual_seed":
                 self.seed_generator(base, call)
                 return
+            if isinstance(base, list) and f.attr in ("append", "extend") and len(call.args) == 1 and not call.keywords:
+                item = self.expr(call.args[0])  # layers.append(nn.Linear(...)): the list the name holds grows
+                if f.attr == "extend" and not isinstance(item, (list, tuple)):
+                    raise self.err(call, f"extend() takes a list, not {_kind(item)}")
+                base.extend(item) if f.attr == "extend" else base.append(item)
+                return
         raise self.err(call, f"the statement '{self.src(call)[:60]}' does nothing gradtrace can trace")
 
     def method_statement(self, base: ModuleInst | Instance | Untraced, method: str, call: ast.Call) -> None:
@@ -408,7 +414,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
 
     def call(self, node: ast.Call) -> Value:
         f = node.func
-        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+        if (any(isinstance(a, ast.Starred) for a in node.args) and self.dotted(f) != "nn.Sequential"
+                or any(k.arg is None for k in node.keywords)):
             raise self.err(node, "* and ** arguments are not allowed")
         if isinstance(f, ast.Name):
             return self.call_name(f.id, node)
@@ -471,6 +478,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
                 return self.shape(v)[0]
             if isinstance(v, (tuple, list)):
                 return len(v)
+            if isinstance(v, ModuleInst) and v.layer is None:
+                return len(v.children)
             raise self.err(node, f"len() of {_kind(v)}")
         if fn in ("min", "max") and node.args and not node.keywords:
             vals = [self.const(a) for a in node.args]
@@ -502,7 +511,7 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             return self.extreme_pair(path[6:], node)
         if path in ("torch.max", "torch.min") and len(node.args) == 2:  # torch.max(x, other) is torch.maximum
             return self.apply(self.functions[f"{path}imum"], node)
-        if path.startswith("nn.") and path[3:] in BY_MODULE or path == "nn.Sequential":
+        if path.startswith("nn.") and path[3:] in BY_MODULE or path in ("nn.Sequential", "nn.ModuleList"):
             return self.construct(path[3:], node)
         if path == "nn.Parameter":
             return self.parameter(node)

@@ -41,15 +41,18 @@ class ModuleInst:
     cfg: Any
     event: Event | None = None
     """The torch stream event that draws its parameters; its targets are filled in when the module gets a path."""
-    children: list[ModuleInst] = field(default_factory=list)
+    children: list[Any] = field(default_factory=list)
+    """ModuleInsts, and Instances of the program's own nn.Module classes."""
     path: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     training: bool = True
+    container: str = "Sequential"
+    """Without a layer: 'Sequential' (called: its children in turn) or 'ModuleList' (indexed and looped over)."""
 
     @property
     def kind(self) -> str:
-        """'Conv2d', 'Sequential', ..."""
-        return self.layer.module or self.layer.type if self.layer else "Sequential"
+        """'Conv2d', 'Sequential', 'ModuleList', ..."""
+        return self.layer.module or self.layer.type if self.layer else self.container
 
     def set_training(self, flag: bool) -> None:
         """model.train() / model.eval(): recursively."""
