@@ -38,7 +38,8 @@ loss.backward()
 
 def test_module_class_matches_torch(tmp_path: Path) -> None:
     """Parameters drawn in __init__'s order, named under the variable (model.fc1.weight), grads as torch's."""
-    check(MLP, ["model", "x", "out", "loss"], tmp_path)
+    check(MLP + "for name, param in model.named_parameters():\n    print(name, param.grad.norm())\n",
+          ["model", "x", "out", "loss"], tmp_path)  # a loop that only prints is accepted (the result has it all)
     t = traced(MLP)
     nodes = t.result.nodes
     assert {"model.fc1.weight", "model.fc1.bias", "model.fc2.weight", "model.fc2.bias"} <= set(nodes)
@@ -150,6 +151,20 @@ def test_training_mode_draws_dropout_as_torch(mode: str, tmp_path: Path) -> None
     """self.training follows net.train()/net.eval(); in training mode the dropout mask is torch's own draw."""
     program = DROPOUT.replace("logits = net(x)\n", mode + "logits = net(x)\n")
     check(program, ["net", "x", "logits", "loss"], tmp_path)
+
+
+def test_decorated_functions(tmp_path: Path) -> None:
+    """@torch.no_grad() runs the body without a graph; a decorator gradtrace does not know is refused only when the
+    function is called (scripts define helpers they never call in the traced part)."""
+    program = (
+        "import torch\n@torch.no_grad()\ndef accuracy(logits, y):\n    return (logits.argmax(1) == y).float().mean()\n"
+        "@staticmethod\ndef unused(v):\n    return v\n"
+        "torch.manual_seed(0)\nw = torch.randn(3, 2, requires_grad=True)\nx = torch.randn(4, 3)\ny = torch.tensor([0, 1, 1, 0])\n"
+        "logits = x @ w\nacc = accuracy(logits, y)\nloss = torch.nn.functional.cross_entropy(logits, y) * acc\nloss.backward()\n")
+    check(program, ["w", "logits", "acc", "loss"], tmp_path)
+    assert traced(program).result.nodes["acc"].requires_grad is False
+    e = refused(program.replace("acc = accuracy(logits, y)", "acc = unused(logits.sum())"))
+    assert "decorator @staticmethod" in str(e)
 
 
 def test_a_function_returning_a_tuple(tmp_path: Path) -> None:

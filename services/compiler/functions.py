@@ -43,8 +43,8 @@ class UserCode(ExpressionCompiler):
         """Bind a top-level def or class: checked now, compiled at each call."""
         if self.depth:
             raise self.err(stmt, "def and class are allowed at the top level of the program only")
-        if stmt.decorator_list:
-            raise self.err(stmt.decorator_list[0], "decorators are not allowed")
+        if isinstance(stmt, ast.ClassDef) and stmt.decorator_list:
+            raise self.err(stmt.decorator_list[0], "decorators are not allowed on classes")
         if isinstance(stmt, ast.FunctionDef):
             self.scope[stmt.name] = self.function(stmt)
             return
@@ -53,8 +53,6 @@ class UserCode(ExpressionCompiler):
         methods: dict[str, UserFunction] = {}
         for item in stmt.body:
             if isinstance(item, ast.FunctionDef):
-                if item.decorator_list:
-                    raise self.err(item.decorator_list[0], "decorators are not allowed")
                 fn = self.function(item)
                 if not (item.args.posonlyargs or item.args.args):
                     raise self.err(item, f"{stmt.name}.{item.name} needs `self` as its first parameter")
@@ -69,7 +67,13 @@ class UserCode(ExpressionCompiler):
             raise self.err(stmt, f"{stmt.name}: *args, **kwargs and keyword-only parameters are not allowed")
         params = [p.arg for p in (*a.posonlyargs, *a.args)]
         defaults = dict(zip(params[len(params) - len(a.defaults):], (self.const(d) for d in a.defaults), strict=True))
-        return UserFunction(stmt, defaults)
+        fn = UserFunction(stmt, defaults)
+        for d in stmt.decorator_list:  # @torch.no_grad() def estimate_loss(): ... (refused when called, if ever)
+            path = self.dotted(d.func if isinstance(d, ast.Call) else d)
+            fn.no_grad = fn.no_grad or path in ("torch.no_grad", "torch.inference_mode")
+            if path not in ("torch.no_grad", "torch.inference_mode", "torch.enable_grad"):
+                fn.refused = fn.refused or f"the decorator @{self.src(d)[:40]} of {stmt.name} is not traced"
+        return fn
 
     # ---- calls --------------------------------------------------------------------------------
 
@@ -162,6 +166,8 @@ class UserCode(ExpressionCompiler):
         missing = [p for p in params if p not in bound and p not in fn.defaults]
         if missing:
             raise self.err(node, f"{fn.name}() missing argument(s): {', '.join(missing)}")
+        if fn.refused:
+            raise self.err(node, fn.refused)
         if self.depth >= MAX_DEPTH:
             raise self.err(node, f"calls nest deeper than {MAX_DEPTH} (recursion is not traced)")
         outers = list(self.stmt_names) if named and node is self.stmt_expr else []
@@ -172,7 +178,7 @@ class UserCode(ExpressionCompiler):
         known |= {f"{k}.{a}": v for k, o in scope.items() if isinstance(o, Instance) for a, v in o.attrs.items() if type(v) is int}
         body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope))
         result: Value = None
-        with self.frame(prefix, {**fn.defaults, **bound}, body):
+        with self.frame(prefix, {**fn.defaults, **bound}, body), self.grad_mode(fn):
             self.returns = _returned_names(body, outers, self.bindings)
             for stmt in body:
                 self.line = stmt.lineno
@@ -199,6 +205,19 @@ class UserCode(ExpressionCompiler):
             return tuple(items)
         self.begin_named(value, outers[0] if len(outers) == 1 else self.fresh(f"{prefix}out"))
         return self.expr(value)
+
+    @contextmanager
+    def grad_mode(self, fn: UserFunction) -> Iterator[None]:
+        """A function decorated @torch.no_grad() runs without a graph, as a `with torch.no_grad():` block."""
+        was = self.no_grad  # type: ignore[has-type]
+        if fn.no_grad:
+            self.no_grad = True
+            self.builder.grad_enabled = False
+        try:
+            yield
+        finally:
+            self.no_grad = was
+            self.builder.grad_enabled = not was
 
     @contextmanager
     def frame(self, prefix: str, local: dict[str, Value], body: list[ast.stmt]) -> Iterator[None]:

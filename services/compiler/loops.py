@@ -63,6 +63,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 out.append(stmt)
                 continue
             it = stmt.iter
+            if _prints_only(stmt.body) and not stmt.orelse:  # `for name, p in model.named_parameters(): print(...)`
+                continue  # shows what the result holds anyway; nothing to trace
             if stmt.orelse:
                 raise err(stmt.orelse[0], "a for loop's else clause is not allowed")
             for node in ast.walk(ast.Module(body=stmt.body, type_ignores=[])):
@@ -137,3 +139,10 @@ def _item(seq: ast.expr, k: int) -> ast.expr:
 
 def _tuple(elts: list[ast.expr], where: ast.expr) -> ast.expr:
     return ast.copy_location(ast.Tuple(elts=elts, ctx=ast.Load()), where)
+
+
+def _prints_only(body: list[ast.stmt]) -> bool:
+    """A loop body that only prints (or passes): it adds nothing to a trace."""
+    return all(isinstance(s, ast.Pass) or isinstance(s, ast.Expr) and (
+        isinstance(s.value, ast.Constant) or isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Name)
+        and s.value.func.id == "print") or isinstance(s, ast.For) and _prints_only(s.body) for s in body)

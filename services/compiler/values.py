@@ -92,6 +92,10 @@ class UserFunction:
     node: ast.FunctionDef
     defaults: dict[str, Any] = field(default_factory=dict)
     """Parameters' default values (constants, evaluated at the def as Python does)."""
+    no_grad: bool = False
+    """Decorated @torch.no_grad() (or inference_mode): its body runs without a graph."""
+    refused: str = ""
+    """Why a call of it is refused (a decorator gradtrace does not trace); a def never called is fine."""
 
     @property
     def name(self) -> str:
