@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_program_idioms import check, refused
 from test_program_pytorch import EXAMPLES, in_torch, same_as_torch, traced
@@ -184,7 +185,8 @@ def test_in_place_change_of_a_global_inside_a_function_is_seen_outside(tmp_path:
 
 @pytest.mark.parametrize(("program", "message"), [
     ("import torch\nclass A:\n    pass\n", "only subclasses of nn.Module"),
-    ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    n = 3\n", "only methods"),
+    ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    for i in range(2):\n        pass\n", "only methods"),
+    ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    w = torch.ones(2)\n", "must be a constant"),
     ("import torch\ndef f(x):\n    return f(x)\ny = f(torch.ones(1, requires_grad=True))\n", "nest deeper than 16"),
     ("import torch\ndef f(x):\n    return x\n    y = x\n", None),
     ("import torch\ndef f(x):\n    if x:\n        return x\ny = f(torch.ones(1))\n", "depend on the data"),
@@ -398,3 +400,182 @@ loss.backward()
     check(program, ["net", "x", "loss"], tmp_path)
     nodes = traced(program).result.nodes
     assert {"net.body.0.weight", "net.body.2.bias", "net.skips.1.weight"} <= set(nodes)
+
+
+RESNET = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes, planes, stride=1):
+        super(BasicBlock, self).__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != self.expansion*planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, self.expansion*planes, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(self.expansion*planes)
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        out = F.relu(out)
+        return out
+
+
+class ResNet(nn.Module):
+    def __init__(self, block, num_blocks, num_classes=10):
+        super(ResNet, self).__init__()
+        self.in_planes = 4
+
+        self.conv1 = nn.Conv2d(3, 4, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.layer1 = self._make_layer(block, 4, num_blocks[0], stride=1)
+        self.layer2 = self._make_layer(block, 8, num_blocks[1], stride=2)
+        self.linear = nn.Linear(8*block.expansion, num_classes)
+
+    def _make_layer(self, block, planes, num_blocks, stride):
+        strides = [stride] + [1]*(num_blocks-1)
+        layers = []
+        for stride in strides:
+            layers.append(block(self.in_planes, planes, stride))
+            self.in_planes = planes * block.expansion
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer1(out)
+        out = self.layer2(out)
+        out = F.avg_pool2d(out, 4)
+        out = out.view(out.size(0), -1)
+        out = self.linear(out)
+        return out
+
+
+def ResNetTiny():
+    return ResNet(BasicBlock, [2, 1])
+
+
+net = ResNetTiny()
+x = torch.randn(2, 3, 8, 8)
+y = torch.tensor([1, 7])
+criterion = nn.CrossEntropyLoss()
+outputs = net(x)
+loss = criterion(outputs, y)
+loss.backward()
+for name, p in net.named_parameters():
+    print(name, p.grad.abs().sum())
+"""
+
+
+def test_a_resnet_as_its_popular_repository_writes_it(tmp_path: Path) -> None:
+    """kuangliu/pytorch-cifar's ResNet, smaller: a class attribute (expansion), blocks made in a helper's loop over a
+    list it builds, nn.Sequential(*layers), an empty nn.Sequential as identity, `out += shortcut(x)`, a factory
+    function. Parameters carry torch's names: the blocks are named for their place in the Sequential."""
+    check(RESNET, ["net", "x", "outputs", "loss"], tmp_path)
+    nodes = traced(RESNET).result.nodes
+    assert {"net.layer1.0.conv1.weight", "net.layer1.1.bn2.bias", "net.layer2.0.shortcut.0.weight"} <= set(nodes)
+    assert not any(k.startswith("net.basicblock") for k in nodes)
+
+
+def test_top_level_loops_over_what_the_program_built(tmp_path: Path) -> None:
+    """A loop over a list built before it is unrolled when reached; its last binding takes the bare name."""
+    program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(2)\nlayers = []\nfor i in range(3):\n"
+               "    layers.append(nn.Linear(4, 4))\nx = torch.randn(2, 4, requires_grad=True)\nh = x\n"
+               "for layer in layers:\n    h = torch.tanh(layer(h))\nfor i, row in enumerate(h):\n    h = h + row * i\n"
+               "loss = h.sum()\nloss.backward()\n")
+    check(program, ["x", "h", "loss"], tmp_path)
+    nodes = traced(program).result.nodes
+    assert "h" in nodes and "h@5" in nodes and "h@6" not in nodes
+
+
+def test_loops_over_tensor_rows_and_computed_lists(tmp_path: Path) -> None:
+    """`for v in x` goes over x's rows as torch does; a list written out with calls is made whole before the loop."""
+    program = ("import torch\ntorch.manual_seed(4)\nx = torch.randn(3, requires_grad=True)\ny = x\nfor v in x:\n"
+               "    y = y * v\nfor w in [x.exp(), torch.randn(3)]:\n    y = y + w\nloss = y.sum()\nloss.backward()\n")
+    check(program, ["x", "y", "loss"], tmp_path)
+
+
+CALLED_AGAIN = """import torch
+import torch.nn as nn
+torch.manual_seed(0)
+def f(x):
+    h = x * 2 + 1
+    return h.sum()
+def make_layer(n):
+    layer = nn.Linear(n, n)
+    return layer
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(3, 3)
+        self.drop = nn.Dropout(0.5)
+        self.bn = nn.BatchNorm1d(3)
+    def forward(self, x):
+        h = self.drop(F.relu(self.fc1(x))) * 2
+        h = self.bn(h)
+        return self.drop(h)
+import torch.nn.functional as F
+x = torch.randn(4, 3, requires_grad=True)
+a = f(x)
+b = f(x)
+l1 = make_layer(3)
+l2 = make_layer(3)
+model = M()
+out1 = model(x)
+out2 = model(l2(l1(x)))
+out3 = model(x)
+loss = a + b + out1.sum() + out2.sum() + out3.sum()
+loss.backward()
+"""
+
+
+def test_functions_and_modules_called_again(tmp_path: Path) -> None:
+    """A function called twice (its locals' names apart), a factory returning a module (named by the caller's
+    variable, l1.weight), a model with dropout and batch norm called twice (a mask and running stats per call)."""
+    check(CALLED_AGAIN, ["x", "a", "b", "l1", "l2", "model", "out1", "out2", "loss"], tmp_path)
+    nodes = traced(CALLED_AGAIN).result.nodes
+    assert {"l1.weight", "l2.bias", "model.drop.mask", "model.drop.mask#4"} <= set(nodes)
+
+
+TIED = """import torch
+import torch.nn as nn
+torch.manual_seed(0)
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 3)
+        self.b = nn.Linear(3, 3)
+        self.b.weight = self.a.weight
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
+model = Net()
+x = torch.randn(2, 3)
+emb = nn.Embedding(5, 3)
+dec = nn.Linear(3, 5, bias=False)
+dec.weight = emb.weight
+idx = torch.tensor([1, 4])
+loss = model(x).pow(2).sum() + dec(emb(idx)).sum()
+loss.backward()
+"""
+
+
+def test_tied_weights_are_one_parameter(tmp_path: Path) -> None:
+    """`self.b.weight = self.a.weight` and `dec.weight = emb.weight`: one leaf whose grad sums both uses (it was
+    a copy with a grad of its own: a.weight's grad missed b's part, with the verdict 'agree')."""
+    check(TIED, ["x", "emb", "loss"], tmp_path)
+    t = traced(TIED)
+    g = in_torch(TIED, tmp_path)
+    np.testing.assert_allclose(t.arrays["torch/grad/model.a.weight"], g["model"].a.weight.grad.numpy(), rtol=2e-5, atol=1e-7)
+    assert t.result.nodes["model.b.weight"].grad is None  # b's own leaf, drawn when b was made, is no longer used

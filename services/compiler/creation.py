@@ -10,7 +10,7 @@ import numpy as np
 
 from services.compiler.expressions import ExpressionCompiler, _is_const
 from services.compiler.inputs import infer_dtype, literal_array, value_range
-from services.compiler.values import DType, Generator, Instance, T, is_number
+from services.compiler.values import DType, Generator, Instance, ModuleInst, T, is_number
 from services.ir import TORCH_DEFAULT_SEED, Event, Leaf, Stream
 from services.materialize import INITS as NN_INIT
 from services.materialize import INPLACE as INPLACE_INIT
@@ -231,8 +231,29 @@ class TensorCreation(ExpressionCompiler):
         if target.attr == "requires_grad":
             self.requires_grad(self.tensor(target.value), bool(self.const(value)), stmt)
             return
+        if self.tie(target, value, stmt):
+            return
         t = self.leaf_target(target, stmt)
         self.write(t, value, stmt)
+
+    def tie(self, target: ast.Attribute, value: ast.expr, stmt: ast.AST) -> bool:
+        """`self.decoder.weight = self.embed.weight`: the module's parameter becomes that Parameter itself (weight
+        tying: one leaf, whose grad sums both uses, as in torch). False when the statement is no such tie."""
+        if not isinstance(value, (ast.Attribute, ast.Name)) or not isinstance(target.value, (ast.Attribute, ast.Name)):
+            return False
+        m = self.expr(target.value)
+        if not isinstance(m, ModuleInst) or m.layer is None:
+            return False
+        self.ensure_path(m, None)
+        src = self.expr(value)
+        if target.attr not in m.params or not isinstance(src, T) or src.name not in self.builder.leaves \
+                or self.builder.leaves[src.name].kind != "parameter":
+            return False
+        old = m.params[target.attr]
+        if self.shape(src) != self.shape(T(old)):
+            raise self.err(stmt, f"'{old}' has shape {list(self.shape(T(old)))}, '{src.name}' {list(self.shape(src))}")
+        m.params[target.attr] = src.name  # the module's own leaf stays, unused (drawn when the module was made)
+        return True
 
     def write(self, t: T, value: ast.expr, stmt: ast.AST) -> None:
         """Set leaf `t` from a tensor-creating call or another leaf: an event in the torch stream, in order."""

@@ -87,6 +87,8 @@ class ExpressionCompiler:
         self.line = 0
         self.reserved: set[str] = set()
         """Program variable names: nodes named after module paths or temporaries never take them."""
+        self.instance_paths: set[str] = set()
+        """Paths of the modules and module objects named so far (each names its parameters: no two may share one)."""
         self.path_hint: str | None = None
         """The path a module object made now takes: its place in a container being built ('model.blocks.0')."""
 
@@ -104,14 +106,15 @@ class ExpressionCompiler:
         if base not in self.builder and base not in self.reserved:
             return base
         k = 2
-        while f"{base}#{k}" in self.builder:
+        while f"{base}#{k}" in self.builder or f"{base}#{k}" in self.reserved:
             k += 1
+        self.reserved.add(f"{base}#{k}")  # handed out: a temporary (target#k) must not take it before it is added
         return f"{base}#{k}"
 
     def temp(self) -> str:
         """A name for a sub-expression of the current statement: target#1, target#2, ..."""
         self.counter += 1
-        while f"{self.target}#{self.counter}" in self.builder:
+        while f"{self.target}#{self.counter}" in self.builder or f"{self.target}#{self.counter}" in self.reserved:
             self.counter += 1
         return f"{self.target}#{self.counter}"
 
@@ -373,6 +376,8 @@ class ExpressionCompiler:
             return self.module_attribute(base, node)
         if isinstance(base, Instance):
             return self.instance_attribute(base, node)
+        if isinstance(base, UserClass) and node.attr in base.attrs:  # BasicBlock.expansion
+            return base.attrs[node.attr]
         if isinstance(base, T):
             return self.tensor_attribute(base, node)
         if isinstance(base, tuple) and len(base) == 2 and node.attr in ("values", "indices"):

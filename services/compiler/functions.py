@@ -51,15 +51,21 @@ class UserCode(ExpressionCompiler):
         if stmt.keywords or len(stmt.bases) != 1 or self.dotted(stmt.bases[0]) != "nn.Module":
             raise self.err(stmt, f"class {stmt.name}: only subclasses of nn.Module are traced (class {stmt.name}(nn.Module))")
         methods: dict[str, UserFunction] = {}
+        attrs: dict[str, Value] = {}
         for item in stmt.body:
             if isinstance(item, ast.FunctionDef):
                 fn = self.function(item)
                 if not (item.args.posonlyargs or item.args.args):
                     raise self.err(item, f"{stmt.name}.{item.name} needs `self` as its first parameter")
                 methods[item.name] = fn
+            elif isinstance(item, (ast.Assign, ast.AnnAssign)) and item.value is not None and isinstance(
+                    target := item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else
+                    getattr(item, "target", None), ast.Name):
+                attrs[target.id] = self.const(item.value)  # `expansion = 1`
             elif not (isinstance(item, ast.Pass) or isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant)):
-                raise self.err(item, f"class {stmt.name}: only methods (def) are allowed in the class body")
-        self.scope[stmt.name] = UserClass(stmt.name, methods)
+                raise self.err(item, f"class {stmt.name}: only methods (def) and constant class attributes are allowed "
+                                     "in the class body")
+        self.scope[stmt.name] = UserClass(stmt.name, methods, attrs)
 
     def function(self, stmt: ast.FunctionDef) -> UserFunction:
         a = stmt.args
@@ -90,6 +96,8 @@ class UserCode(ExpressionCompiler):
         return [self.expr(a) for a in node.args], {k.arg: self.expr(k.value) for k in node.keywords if k.arg}
 
     def call_method(self, inst: Instance, name: str, node: ast.Call) -> Value:
+        if name == "forward":
+            self.finalize(inst)
         fn = inst.cls.methods.get(name)
         if fn is None:
             raise self.err(node, f"{inst.kind} has no method '{name}'" + (" (an nn.Module is called through its forward)"
@@ -99,6 +107,7 @@ class UserCode(ExpressionCompiler):
 
     def forward_on(self, inst: Instance, inputs: list[str], node: ast.Call) -> str:
         """inst's forward on these tensors (an item of an nn.Sequential); the name of what it returns."""
+        self.finalize(inst)
         fn = inst.cls.methods.get("forward")
         if fn is None:
             raise self.err(node, f"{inst.kind} has no method 'forward'")
@@ -138,9 +147,15 @@ class UserCode(ExpressionCompiler):
         elif self.stmt_name is not None and (node is s or isinstance(s, ast.Call) and isinstance(s.func, ast.Attribute)
                                              and s.func.value is node and s.func.attr in SAME_OBJECT):
             path, self.stmt_name = self.stmt_name, None
-        else:
-            path = self.fresh(f"{self.prefix}{cls.name.lower()}")
-        inst = Instance(cls, path)
+        else:  # made where no variable or container names it: its class's name, until something does
+            base = f"{self.prefix}{cls.name.lower()}"
+            path, k = base, 1
+            while path in self.instance_paths or path in self.builder:
+                k += 1
+                path = f"{base}#{k}"
+            self.provisional.append(path)
+        self.instance_paths.add(path)
+        inst = Instance(cls, path, final=not any(path == p or path.startswith(f"{p}.") for p in self.provisional))
         init = cls.methods.get("__init__")
         args, kwargs = self.call_args(node)
         if init is not None:
@@ -148,6 +163,23 @@ class UserCode(ExpressionCompiler):
         elif args or kwargs:
             raise self.err(node, f"{cls.name}() takes no arguments (it has no __init__)")
         return inst
+
+    def finalize(self, inst: Instance, path: str | None = None) -> None:
+        """Fix a provisional object's path (its place, 'net.layer1.0'; None: the one it has) and name the modules
+        it holds under it, recursively. Their parameters were drawn when made: only the names wait."""
+        if inst.final:
+            return
+        if inst.path in self.provisional:
+            self.provisional.remove(inst.path)
+        if path is not None and not inst.pinned and path not in self.instance_paths:
+            inst.path = path
+            self.instance_paths.add(path)
+        inst.final = True
+        for attr, v in inst.attrs.items():
+            if isinstance(v, ModuleInst):
+                self.ensure_path(v, f"{inst.path}.{attr}")
+            elif isinstance(v, Instance):
+                self.finalize(v, f"{inst.path}.{attr}")
 
     def call_user(self, fn: UserFunction, args: list[Value], kwargs: dict[str, Value], node: ast.Call, prefix: str,
                   named: bool = True) -> Value:
@@ -175,8 +207,9 @@ class UserCode(ExpressionCompiler):
         outers = [outer] if outer is not None else outers if len(outers) > 1 else []
         scope = {**self.globals, **fn.defaults, **bound}
         known = {k: v for k, v in scope.items() if type(v) is int}
-        known |= {f"{k}.{a}": v for k, o in scope.items() if isinstance(o, Instance) for a, v in o.attrs.items() if type(v) is int}
-        body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope))
+        known |= {f"{k}.{a}": v for k, o in scope.items() if isinstance(o, Instance)
+                  for a, v in {**o.cls.attrs, **o.attrs}.items() if type(v) is int}
+        body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope), lazy=True)
         result: Value = None
         with self.frame(prefix, {**fn.defaults, **bound}, body), self.grad_mode(fn):
             self.returns = _returned_names(body, outers, self.bindings)
@@ -287,9 +320,14 @@ class UserCode(ExpressionCompiler):
     def instance_attribute(self, inst: Instance, node: ast.Attribute) -> Value:
         """self.fc1, self.training, model.fc1.weight (through the module)."""
         if node.attr in inst.attrs:
-            return inst.attrs[node.attr]
+            v = inst.attrs[node.attr]
+            if isinstance(v, (ModuleInst, Instance)):
+                self.finalize(inst)  # its modules' parameters are about to be used: they need their names now
+            return v
         if node.attr == "training":
             return inst.training
+        if node.attr in inst.cls.attrs:
+            return inst.cls.attrs[node.attr]
         if node.attr in inst.cls.methods:
             raise self.err(node, f"the method {inst.kind}.{node.attr} can only be called")
         have = ", ".join(inst.attrs) or "none"
@@ -300,8 +338,12 @@ class UserCode(ExpressionCompiler):
         path = f"{inst.path}.{attr}"
         self.begin_named(value, self.fresh(path))
         v = self.expr(value)
-        if isinstance(v, ModuleInst):
+        if inst.final and isinstance(v, ModuleInst):
             self.ensure_path(v, path)
+        elif inst.final and isinstance(v, Instance):
+            self.finalize(v, path)  # `self.block = make_block()`: named for its place
+        elif not inst.final and isinstance(v, T):
+            inst.pinned = True  # an nn.Parameter named under the provisional path
         inst.attrs[attr] = v
 
     def register_buffer(self, inst: Instance, node: ast.Call) -> None:

@@ -67,8 +67,17 @@ class Emitter:
         """A SpecError at this layer's position."""
         return SpecError(message, loc=self.loc, node=node, line=self.line, col=self.col)
 
+    def unique(self, name: str) -> str:
+        """`name`, or name#2, name#3, ... when a module called again already made one (a dropout's mask)."""
+        k, out = 1, name
+        while out in self.builder:
+            k += 1
+            out = f"{name}#{k}"
+        return out
+
     def dropout_mask(self, name: str, like: str, p: float) -> str:
         """A leaf holding torch's dropout noise for `like` (bernoulli(1 - p) / (1 - p)), drawn here in order."""
+        name = self.unique(name)
         leaf = Leaf(name, self.shape(like), self.builder.dtypes[like], False, init=f"dropout mask, p={p:g}")
         self.builder.add_leaf(leaf, self.loc)
         self.stream.events.append(Event("dropout_mask", name, {"p": p}))
@@ -180,7 +189,7 @@ def _batch_norm(e: Emitter, call: Call) -> str:
                {"momentum": c.momentum, "eps": c.eps})
     if c.track_running_stats:
         for stat in ("mean", "var"):
-            e.node(f"{call.prefix}.running_{stat}", "batch_norm_running", [x], {"stat": stat, "momentum": c.momentum},
+            e.node(e.unique(f"{call.prefix}.running_{stat}"), "batch_norm_running", [x], {"stat": stat, "momentum": c.momentum},
                    expr=f"running_{stat} after this step (momentum {c.momentum:g})")
     return y
 

@@ -8,19 +8,22 @@ from collections.abc import Callable
 from typing import Any
 
 INT_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv}
+ITER = "iter#"
+"""Hidden names of what loops go over (a '#' never names a program variable)."""
 MAX_UNROLLED = 20_000
 """Statements a program may have once its `for ... in range(...)` loops are unrolled."""
 
 
 def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
-           length: Callable[[ast.expr], int | None] | None = None) -> list[ast.stmt]:
+           length: Callable[[ast.expr], int | None] | None = None, lazy: bool = False) -> list[ast.stmt]:
     """`for NAME in range(a[, b[, step]]):` loops as their bodies repeated, each copy after `NAME = k` (what a loop
     runs, statement for statement; the graph has no loops). Bounds are int literals, or names bound earlier at the
     top level to one (`known`: such names of the scope around a function's body, and 'self.depth' for an int
     attribute of a module object); a break, continue or else clause is
     refused. Nested loops unroll too. Loops over other things unroll when their length is known before they run
     (`length`: nn.Sequential/ModuleList, lists and tuples, a tensor's first dim), each iteration after
-    `NAME = X[k]` (`enumerate`, `zip` and list literals of names too)."""
+    `NAME = X[k]` (`enumerate`, `zip` and list literals of names too). `lazy`: a loop whose length is not known yet
+    (a list the body builds before it) stays a `for` statement, unrolled when the program reaches it."""
     ints: dict[str, int] = dict(known or {})
 
     def bound(node: ast.expr) -> int:
@@ -40,8 +43,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len" and len(node.args) == 1
                 and length is not None and (n := length(node.args[0])) is not None):
             return n
-        raise err(node, "a loop's range() needs constant bounds (int literals, names set to one before the loop, len() of "
-                        "a function's list or module argument, and + - * // of those)")
+        raise _Unknown(node, "a loop's range() needs constant bounds (int literals, names set to one before the loop, "
+                             "len() of a list or module, and + - * // of those)")
 
     def expand(stmts: list[ast.stmt], out: list[ast.stmt]) -> list[ast.stmt]:
         for stmt in stmts:  # in the order the unrolled program runs them: `ints` follows the names' values
@@ -73,15 +76,22 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             if not isinstance(stmt.target, (ast.Name, ast.Tuple, ast.List)) or not all(
                     isinstance(n, ast.Name) for n in getattr(stmt.target, "elts", [stmt.target])):
                 raise err(stmt, "a loop's target is a name or a tuple of names")
-            if _is_range(it):
-                if not isinstance(stmt.target, ast.Name):
-                    raise err(stmt, "a range() loop's target is one name")
-                bounds = [bound(a) for a in it.args]
-                if len(bounds) == 3 and bounds[2] == 0:
-                    raise err(it, "range() step must not be zero")
-                items: list[ast.expr] = [ast.Constant(k) for k in range(*bounds)]
-            else:
-                items = iteration_values(it, length, err)
+            try:
+                if _is_range(it):
+                    if not isinstance(stmt.target, ast.Name):
+                        raise err(stmt, "a range() loop's target is one name")
+                    bounds = [bound(a) for a in it.args]
+                    if len(bounds) == 3 and bounds[2] == 0:
+                        raise err(it, "range() step must not be zero")
+                    items: list[ast.expr] = [ast.Constant(k) for k in range(*bounds)]
+                else:
+                    prelude, items = iteration_values(it, length, err)
+                    out.extend(prelude)
+            except _Unknown as e:
+                if lazy:
+                    out.append(stmt)  # unrolled when reached, once the names it goes over hold their values
+                    continue
+                raise err(e.node, e.message) from None
             for value in items:
                 set_k = ast.Assign(targets=[stmt.target], value=value)
                 out.append(ast.copy_location(set_k, stmt))
@@ -103,34 +113,47 @@ def _is_range(it: ast.expr) -> bool:
             and 1 <= len(it.args) <= 3 and not it.keywords)
 
 
-def iteration_values(it: ast.expr, length: Callable[[ast.expr], int | None] | None, err: Any) -> list[ast.expr]:
-    """What the loop's target is set to in each iteration: `X[k]`; `(start + k, X[k])` for enumerate(X);
-    `(A[k], B[k])` for zip(A, B); the k-th element of a list or tuple written out (no calls: Python
-    evaluates the whole list before the loop, and a call may draw random numbers)."""
-    if isinstance(it, (ast.List, ast.Tuple)):
-        if any(isinstance(n, (ast.Call, ast.Starred)) for n in ast.walk(it)):  # a call may draw: Python draws first
-            raise err(it, "a loop over a list that computes its items: assign the list to a name first")
-        return list(it.elts)
-    if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id in ("enumerate", "zip") and not it.keywords:
-        if it.func.id == "enumerate" and len(it.args) in (1, 2):
-            start = it.args[1].value if len(it.args) == 2 and isinstance(it.args[1], ast.Constant) else 0
-            if not isinstance(start, int):
-                raise err(it, "enumerate's start must be an int literal")
-            n = _length(it.args[0], length, err)
-            return [_tuple([ast.Constant(start + k), _item(it.args[0], k)], it) for k in range(n)]
-        if it.func.id == "zip" and it.args:
-            n = min(_length(a, length, err) for a in it.args)
-            return [_tuple([_item(a, k) for a in it.args], it) for k in range(n)]
-    return [_item(it, k) for k in range(_length(it, length, err))]
+def iteration_values(it: ast.expr, length: Callable[[ast.expr], int | None] | None,
+                     err: Any) -> tuple[list[ast.stmt], list[ast.expr]]:
+    """Statements before the loop, and what its target is set to in each iteration. What the loop goes over is
+    evaluated once, before it, into a hidden name (as Python does: the body may rebind the name it came from, and a
+    list written out is made whole first); each iteration takes `it#[k]`, `(start + k, it#[k])` for enumerate,
+    `(a#[k], b#[k])` for zip."""
+    seqs = it.args if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id in ("enumerate", "zip") \
+        and not it.keywords and it.args else [it]
+    if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "enumerate":
+        if len(seqs) not in (1, 2) or len(seqs) == 2 and not (isinstance(seqs[1], ast.Constant) and type(seqs[1].value) is int):
+            raise err(it, "enumerate takes a sequence and an int literal start")
+        start, seqs = (seqs[1].value if len(seqs) == 2 else 0), seqs[:1]  # type: ignore[attr-defined]
+    n = min(_length(a, length, err) for a in seqs)
+    hidden = [f"{ITER}{a.lineno}.{a.col_offset}" for a in seqs]
+    prelude: list[ast.stmt] = [ast.copy_location(ast.Assign(targets=[ast.Name(id=h, ctx=ast.Store())], value=a), a)
+                               for h, a in zip(hidden, seqs, strict=True)]
+    names = [ast.copy_location(ast.Name(id=h, ctx=ast.Load()), a) for h, a in zip(hidden, seqs, strict=True)]
+    if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "enumerate":
+        return prelude, [_tuple([ast.Constant(start + k), _item(names[0], k)], it) for k in range(n)]
+    if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "zip":
+        return prelude, [_tuple([_item(m, k) for m in names], it) for k in range(n)]
+    return prelude, [_item(names[0], k) for k in range(n)]
 
 
 def _length(it: ast.expr, length: Callable[[ast.expr], int | None] | None, err: Any) -> int:
+    if isinstance(it, (ast.List, ast.Tuple)) and not any(isinstance(e, ast.Starred) for e in it.elts):
+        return len(it.elts)
     n = length(it) if length is not None and isinstance(it, (ast.Name, ast.Attribute)) else None
     if n is None:
-        raise err(it, "loops are unrolled, so gradtrace needs their length before they run: `for NAME in range(...)`, "
-                      "or over an nn.Sequential/ModuleList, list, tuple or tensor that a function's arguments hold "
-                      "(self.layers), or over a list written out")
+        raise _Unknown(it, "loops are unrolled, so gradtrace needs their length before they run: `for NAME in "
+                           "range(...)`, or over a name holding an nn.Sequential/ModuleList, a list, a tuple or a tensor "
+                           "(its rows), or over a list written out")
     return n
+
+
+class _Unknown(Exception):
+    """A loop's length is not known (yet): `lazy` unrolling leaves the loop for later."""
+
+    def __init__(self, node: ast.expr, message: str) -> None:
+        super().__init__(message)
+        self.node, self.message = node, message
 
 
 def _item(seq: ast.expr, k: int) -> ast.expr:

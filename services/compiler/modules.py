@@ -81,12 +81,20 @@ class ModuleCalls(ExpressionCompiler):
         """Give a module its path (its variable, 'net.0' inside a Sequential) and its parameter leaves."""
         if m.path is not None:
             return
-        m.path = name or self.fresh(m.kind)
+        path = name or m.hint or self.fresh(m.kind)
+        base, k = path, 1
+        while path in self.instance_paths:  # `layer = layers[i]` in a loop: each module its own path
+            k += 1
+            path = f"{base}#{k}"
+        self.instance_paths.add(path)
+        m.path = path
         if m.layer is not None:
             m.params = add_params(m.layer, m.cfg, m.path, self.dtype, m.event, self.builder, ("program",))
         for i, child in enumerate(m.children):
-            if isinstance(child, ModuleInst):  # a module object of the program's classes was named when made
+            if isinstance(child, ModuleInst):
                 self.ensure_path(child, f"{m.path}.{i}")
+            else:  # a module object of the program's classes: named for its place unless something named it already
+                self.finalize(child, f"{m.path}.{i}")
 
     def module_cast(self, m: ModuleInst, how: str, node: ast.Call) -> ModuleInst:
         """model.float() / model.double() / model.to(dtype): only to the spec's dtype (the default dtype)."""

@@ -78,6 +78,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
         super().__init__(text, builder, stream, dtype)
         self.scope = {k: T(k) for k in spec_inputs}
         self.globals = self.scope
+        self.provisional: list[str] = []
+        """Provisional paths given so far: an object made inside one's __init__ waits for its name too."""
         """The top level's names (a function call's scope is its locals over these)."""
         self.spec_inputs = set(spec_inputs)
         self.bindings: Counter[str] = Counter()
@@ -95,7 +97,7 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             tree = parse(self.text)
         except SyntaxError as e:
             raise SpecError(f"syntax error: {e.msg}", loc=("program",), line=e.lineno, col=e.offset) from None
-        body = unroll(_main_guard(tree.body), self.err)
+        body = unroll(_main_guard(tree.body), self.err, lazy=True)
         if "__" in self.text:  # a walk over every node costs more than the rest of a small program's compile
             for node in ast.walk(ast.Module(body=body, type_ignores=[])):
                 name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
@@ -121,6 +123,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
                 targets += list(stmt.targets)
             elif isinstance(stmt, ast.AugAssign) and not (no_grad and _is_number_literal(stmt.value)):
                 targets = [stmt.target]
+            elif isinstance(stmt, ast.For):  # a loop unrolled when reached: counted once now, in full then
+                self.count_bindings(stmt.body, no_grad)
             elif isinstance(stmt, ast.If):  # the branch that runs when the condition is known now, else the larger
                 known = self.static_condition(stmt.test)
                 outer = self.bindings
@@ -181,6 +185,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             self.define(stmt)
         elif isinstance(stmt, ast.If):
             self.if_statement(stmt)
+        elif isinstance(stmt, ast.For):
+            self.for_statement(stmt)
         elif isinstance(stmt, ast.Return):
             raise self.err(stmt, "return is allowed as a function's last statement only" if self.depth else "return outside a function")
         else:
@@ -196,6 +202,38 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
         for s in branch:
             self.line = s.lineno
             self.statement(s)
+
+    def for_statement(self, stmt: ast.For) -> None:
+        """A loop over what was not known before the statements ran (`for stride in strides:`, a list the code built):
+        unrolled now that the names hold their values; its bindings join the counts (the last takes the bare name)."""
+        known = {k: v for k, v in self.scope.items() if type(v) is int}
+        body = unroll([stmt], self.err, known, self.runtime_length, lazy=True)
+        if body and body[0] is stmt:
+            unroll([stmt], self.err, known, self.runtime_length)  # raises: why its length is unknown
+        outer, before = self.bindings, set(self.bindings)
+        counts = []
+        for stmts in (stmt.body, body):  # what was counted for it (its body once), what it binds unrolled
+            self.bindings = Counter()
+            self.count_bindings(stmts)
+            counts.append(self.bindings)
+        self.bindings = outer
+        outer.update(counts[1])
+        outer.subtract(counts[0])
+        self.reserved |= {self.prefix + k for k in set(self.bindings) - before}
+        for s in body:
+            self.line = s.lineno
+            self.statement(s)
+
+    def runtime_length(self, it: ast.expr) -> int | None:
+        """How many items a loop reached now goes over (None: not something gradtrace iterates)."""
+        v = self.expr(it)
+        if isinstance(v, (list, tuple)):
+            return len(v)
+        if isinstance(v, ModuleInst) and v.layer is None:
+            return len(v.children)
+        if isinstance(v, T):
+            return self.shape(v)[0] if self.shape(v) else None
+        return None
 
     def imports(self, stmt: ast.Import | ast.ImportFrom) -> None:
         if isinstance(stmt, ast.Import):
@@ -220,8 +258,12 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
                 raise self.err(stmt, f"'{var}' names a module and cannot be assigned")
             self.begin(var, value, [self.binding_name(var)])
             v = self.expr(value)
-            if isinstance(v, ModuleInst):
-                self.ensure_path(v, self.prefix + var)
+            if isinstance(v, ModuleInst) and self.depth:
+                v.hint = v.hint or self.prefix + var  # a function's local: named when used, or by who keeps it
+            elif isinstance(v, ModuleInst):
+                self.ensure_path(v, var)
+            elif isinstance(v, Instance) and self.depth == 0:
+                self.finalize(v, var)  # `net = make_net()`: named for the variable
             self.scope[var] = v
         elif isinstance(target, (ast.Tuple, ast.List)):
             names = [e for e in target.elts]

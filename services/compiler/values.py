@@ -46,6 +46,9 @@ class ModuleInst:
     path: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     training: bool = True
+    hint: str | None = None
+    """The path it takes if nothing names it before it is used: a function's local variable ('make.layer'); a
+    module a function returns is named by the caller's variable instead, as torch names it by where it ends up."""
     container: str = "Sequential"
     """Without a layer: 'Sequential' (called: its children in turn) or 'ModuleList' (indexed and looped over)."""
 
@@ -108,6 +111,8 @@ class UserClass:
 
     name: str
     methods: dict[str, UserFunction]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    """Class attributes (`expansion = 1`): constants every object reads through self."""
 
 
 @dataclass
@@ -119,6 +124,11 @@ class Instance:
     path: str
     attrs: dict[str, Any] = field(default_factory=dict)
     training: bool = True
+    final: bool = True
+    """False while its path is provisional (made where nothing named it, `[Block(), Block()]` in a helper): the
+    container or attribute it is put in names it and its modules then ('net.layer1.0'), as torch's names go."""
+    pinned: bool = False
+    """A tensor was named under its provisional path (an nn.Parameter in __init__): the path stays."""
 
     @property
     def kind(self) -> str:
