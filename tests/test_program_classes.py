@@ -579,3 +579,56 @@ def test_tied_weights_are_one_parameter(tmp_path: Path) -> None:
     g = in_torch(TIED, tmp_path)
     np.testing.assert_allclose(t.arrays["torch/grad/model.a.weight"], g["model"].a.weight.grad.numpy(), rtol=2e-5, atol=1e-7)
     assert t.result.nodes["model.b.weight"].grad is None  # b's own leaf, drawn when b was made, is no longer used
+
+
+PARAMETERS = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+        self.body = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 3))
+        self.head = nn.Linear(3, 2)
+        self.register_buffer("offset", torch.zeros(3))
+
+    def forward(self, x):
+        return self.head(self.body(x) * self.scale + self.offset)
+
+
+model = Net()
+for p in model.body[0].parameters():
+    p.requires_grad = False
+print(sum(p.numel() for p in model.parameters()))
+names = [n for n, p in model.named_parameters()]
+x = torch.randn(5, 4)
+y = torch.tensor([0, 1, 1, 0, 1])
+loss = F.cross_entropy(model(x), y)
+l2 = sum(p.pow(2).sum() for p in model.parameters() if p.requires_grad)
+total = loss + 1e-2 * l2
+total.backward()
+
+torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+"""
+
+
+def test_parameters_in_loops_sums_and_generators(tmp_path: Path) -> None:
+    """model.parameters() / named_parameters() in torch's order (own nn.Parameters, then submodules): freezing a
+    layer in a loop, an L2 penalty with sum() over a generator, a parameter count; clip_grad_norm_ is noted."""
+    check(PARAMETERS, ["model", "x", "loss", "l2", "total"], tmp_path)
+    t = traced(PARAMETERS)
+    g = in_torch(PARAMETERS, tmp_path)
+    assert t.result.nodes["model.body.0.weight"].requires_grad is False
+    assert any("clip_grad_norm_" in n for n in t.result.notes)
+    assert g["names"] == ["scale", "body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias", "head.weight", "head.bias"]
+    by_name = PARAMETERS.replace("for p in model.body[0].parameters():\n    p.requires_grad = False\n",
+                                 "for n, p in model.named_parameters():\n    if n == 'head.bias' or n == 'scale':\n"
+                                 "        p.requires_grad = False\n")
+    check(by_name, ["model", "x", "loss", "total"], tmp_path)  # torch's names, relative to the module
+    nodes = traced(by_name).result.nodes
+    assert nodes["model.head.bias"].requires_grad is False and nodes["model.scale"].requires_grad is False
+    assert nodes["model.head.weight"].requires_grad is True

@@ -203,7 +203,7 @@ class ExpressionCompiler:
             return self.expr(picked)
         if isinstance(node, ast.BoolOp):
             return self.bool_op(node)
-        if isinstance(node, ast.ListComp):
+        if isinstance(node, (ast.ListComp, ast.GeneratorExp)):  # a generator is only ever consumed whole here
             return self.comprehension(node)
         if isinstance(node, ast.Call):
             return self.call(node)
@@ -286,7 +286,7 @@ class ExpressionCompiler:
                                  "traces one path (torch.where(cond, a, b) computes both)")
         return bool(v)
 
-    def comprehension(self, node: ast.ListComp, base: str | None = None, offset: int = 0) -> list[Value]:
+    def comprehension(self, node: ast.ListComp | ast.GeneratorExp, base: str | None = None, offset: int = 0) -> list[Value]:
         """`[f(x) for x in xs]`, `[Block(d) for _ in range(n)]`, `[h(x) for h in self.heads]`: the element once per
         item (in order, so random draws come as in Python), with the loop's names bound in a scope of their own.
         `base`: module objects made by the element are named base.k (an nn.ModuleList's items)."""

@@ -26,7 +26,7 @@ FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "prefix", "retu
 """The compiler's per-scope and per-statement state, saved around a call."""
 SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_")
 """Module methods that return the module itself: `model = Net().to(device)` names the object `model`."""
-NOT_TRACED = ("parameters", "named_parameters", "modules", "children", "state_dict", "buffers")
+NOT_TRACED = ("modules", "children", "state_dict", "buffers")
 
 
 class UserCode(ExpressionCompiler):
@@ -127,6 +127,8 @@ class UserCode(ExpressionCompiler):
             raise self.err(node, f"{inst.path}.{method} is {_kind(v)}, which is not callable")
         if method in inst.cls.methods:
             return self.call_method(inst, method, node)
+        if method in ("parameters", "named_parameters"):
+            return self.module_parameters(inst, method, node)
         if method in NOT_TRACED:
             return Untraced(f"{inst.path}.{method}()")
         if method in ("train", "eval"):
@@ -137,6 +139,34 @@ class UserCode(ExpressionCompiler):
                 self.module_cast(inst, method, node)  # type: ignore[attr-defined]
             return inst
         raise self.err(node, f"{inst.kind} has no method '{method}' gradtrace understands")
+
+    def module_parameters(self, m: ModuleInst | Instance, method: str, node: ast.Call) -> list[Value]:
+        """model.parameters() / model.named_parameters(): the parameter leaves in torch's order (a module's own, then
+        its submodules' in the order they were set, depth first; a tied parameter once), named as torch names them."""
+        if node.args or node.keywords:
+            raise self.err(node, f".{method}() takes no arguments here")
+        found: dict[str, str] = {}  # leaf -> its name relative to m, the first place it is found
+        self.collect_parameters(m, "", found)
+        if method == "parameters":
+            return [T(leaf) for leaf in found]
+        return [(name, T(leaf)) for leaf, name in found.items()]
+
+    def collect_parameters(self, v: Value, prefix: str, found: dict[str, str]) -> None:
+        if isinstance(v, ModuleInst):
+            self.ensure_path(v, None)
+            for attr, leaf in v.params.items():
+                found.setdefault(leaf, prefix + attr)
+            for i, child in enumerate(v.children):
+                self.collect_parameters(child, f"{prefix}{i}.", found)
+        elif isinstance(v, Instance):
+            self.finalize(v)
+            leaves = self.builder.leaves
+            for attr, a in v.attrs.items():  # its own nn.Parameters first (buffers are no parameters)
+                if isinstance(a, T) and a.name in leaves and leaves[a.name].kind == "parameter":
+                    found.setdefault(a.name, prefix + attr)
+            for attr, a in v.attrs.items():
+                if isinstance(a, (ModuleInst, Instance)):
+                    self.collect_parameters(a, f"{prefix}{attr}.", found)
 
     def instantiate(self, cls: UserClass, node: ast.Call) -> Instance:
         """Net(...): a new object named for the variable it is bound to; __init__ runs now (its modules draw their

@@ -207,6 +207,13 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
         """A loop over what was not known before the statements ran (`for stride in strides:`, a list the code built):
         unrolled now that the names hold their values; its bindings join the counts (the last takes the bare name)."""
         known = {k: v for k, v in self.scope.items() if type(v) is int}
+        it = stmt.iter
+        if not isinstance(it, (ast.Name, ast.Attribute, ast.List, ast.Tuple)) and not (
+                isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id in ("range", "enumerate", "zip")):
+            hidden = f"iter#{it.lineno}.{it.col_offset}"  # model.parameters(): evaluated once, as Python does
+            self.scope[hidden] = self.expr(it)
+            stmt = ast.copy_location(ast.For(target=stmt.target, iter=ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), it),
+                                             body=stmt.body, orelse=stmt.orelse), stmt)
         body = unroll([stmt], self.err, known, self.runtime_length, lazy=True)
         if body and body[0] is stmt:
             unroll([stmt], self.err, known, self.runtime_length)  # raises: why its length is unknown
@@ -223,6 +230,21 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
         for s in body:
             self.line = s.lineno
             self.statement(s)
+
+    def python_sum(self, node: ast.Call) -> Value:
+        """Python's sum(items, start=0) over tensors and numbers, as Python adds them: ((0 + a) + b) + ..."""
+        items = self.expr(node.args[0])
+        acc = self.const(node.args[1]) if len(node.args) == 2 else 0
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, T) or is_number(v) for v in items):
+            raise self.err(node, f"sum() of {_kind(items)}: a list of tensors or numbers")
+        tensors = [k for k, v in enumerate(items) if isinstance(v, T)]
+        for k, v in enumerate(items):
+            if isinstance(acc, T) or isinstance(v, T):
+                last = k == tensors[-1] and all(is_number(w) for w in items[k + 1:])
+                acc = self.emit("add", [acc, v], {}, node, name=None if last else self.temp())
+            else:
+                acc = acc + v
+        return acc
 
     def runtime_length(self, it: ast.expr) -> int | None:
         """How many items a loop reached now goes over (None: not something gradtrace iterates)."""
@@ -361,6 +383,12 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             return
         if path in IGNORED_CALLS or path in ("torch.cuda.manual_seed", "torch.cuda.manual_seed_all"):
             return
+        if path == "nn.Module.__init__" and self.depth:  # nn.Module.__init__(self): super().__init__() written out
+            return
+        if path in ("nn.utils.clip_grad_norm_", "nn.utils.clip_grad_value_"):
+            self.res.notes.append(f"line {call.lineno}: {self.src(call)[:80]} is not traced: the grads shown are "
+                                  "backward's, before clipping")
+            return
         if path == "torch.set_default_dtype":
             d = self.const(call.args[0]) if call.args else None
             if not isinstance(d, DType) or d.name != self.dtype:
@@ -483,8 +511,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
         if isinstance(base, ModuleInst):
             if f.attr == "forward":
                 return self.module_call(base, node)
-            if f.attr == "parameters":
-                return Untraced("model.parameters()")
+            if f.attr in ("parameters", "named_parameters"):
+                return self.module_parameters(base, f.attr, node)
             if f.attr in ("float", "double", "to"):
                 return self.module_cast(base, f.attr, node)
         if isinstance(base, tuple) and f.attr in ("index", "count"):
@@ -507,6 +535,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
                 return {"float": float, "int": int, "bool": bool}[fn](c)
             except (TypeError, ValueError, OverflowError) as e:
                 raise self.err(node, f"{fn}({c!r}): {e}") from None
+        if fn == "sum" and 1 <= len(node.args) <= 2 and not node.keywords:
+            return self.python_sum(node)
         if fn in ("list", "tuple") and len(node.args) == 1 and not node.keywords:
             v = self.expr(node.args[0])  # list(model.parameters()): still not traced
             if isinstance(v, Untraced) or isinstance(v, (list, tuple)):
