@@ -185,6 +185,8 @@ def test_in_place_change_of_a_global_inside_a_function_is_seen_outside(tmp_path:
 
 @pytest.mark.parametrize(("program", "message"), [
     ("import torch\nclass A:\n    pass\n", "only subclasses of nn.Module"),
+    ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    def forward(self, x):\n        return super().forward(x)\n"
+     "y = A()(torch.ones(1))\n", "has no method 'forward'"),
     ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    for i in range(2):\n        pass\n", "only methods"),
     ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    w = torch.ones(2)\n", "must be a constant"),
     ("import torch\ndef f(x):\n    return f(x)\ny = f(torch.ones(1, requires_grad=True))\n", "nest deeper than 16"),
@@ -632,3 +634,49 @@ def test_parameters_in_loops_sums_and_generators(tmp_path: Path) -> None:
     nodes = traced(by_name).result.nodes
     assert nodes["model.head.bias"].requires_grad is False and nodes["model.scale"].requires_grad is False
     assert nodes["model.head.weight"].requires_grad is True
+
+
+INHERITED = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+
+class Base(nn.Module):
+    scale = 2.0
+
+    def __init__(self, d):
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+
+    def forward(self, x):
+        return torch.tanh(self.fc(x)) * self.scale
+
+
+class Child(Base):
+    scale = 0.5
+
+    def __init__(self, d, k):
+        super(Child, self).__init__(d)
+        self.extra = nn.Linear(d, k)
+
+    def forward(self, x):
+        h = super().forward(x)
+        return self.extra(h + x)
+
+
+model = Child(3, 2)
+x = torch.randn(4, 3)
+loss = model(x).pow(2).mean()
+loss.backward()
+"""
+
+
+def test_a_class_derived_from_the_programs_own(tmp_path: Path) -> None:
+    """class Child(Base): inherited methods and class attributes (overridden), super(Child, self).__init__(d) runs
+    Base's __init__ on the same object, super().forward(x) Base's forward."""
+    check(INHERITED, ["model", "x", "loss"], tmp_path)
+    assert {"model.fc.weight", "model.extra.bias"} <= set(traced(INHERITED).result.nodes)
+    e = refused("import torch\nclass A(torch.Tensor):\n    pass\n")
+    assert "only subclasses of nn.Module" in str(e)

@@ -48,16 +48,21 @@ class UserCode(ExpressionCompiler):
         if isinstance(stmt, ast.FunctionDef):
             self.scope[stmt.name] = self.function(stmt)
             return
-        if stmt.keywords or len(stmt.bases) != 1 or self.dotted(stmt.bases[0]) != "nn.Module":
-            raise self.err(stmt, f"class {stmt.name}: only subclasses of nn.Module are traced (class {stmt.name}(nn.Module))")
-        methods: dict[str, UserFunction] = {}
-        attrs: dict[str, Value] = {}
+        base = self.scope.get(stmt.bases[0].id) if len(stmt.bases) == 1 and isinstance(stmt.bases[0], ast.Name) else None
+        if stmt.keywords or len(stmt.bases) != 1 or not (self.dotted(stmt.bases[0]) == "nn.Module" or isinstance(base, UserClass)):
+            raise self.err(stmt, f"class {stmt.name}: only subclasses of nn.Module (or of the program's own nn.Module "
+                                 f"classes) are traced: class {stmt.name}(nn.Module)")
+        parent = base if isinstance(base, UserClass) else None
+        methods: dict[str, UserFunction] = dict(parent.methods) if parent else {}
+        attrs: dict[str, Value] = dict(parent.attrs) if parent else {}
+        own: list[UserFunction] = []
         for item in stmt.body:
             if isinstance(item, ast.FunctionDef):
                 fn = self.function(item)
                 if not (item.args.posonlyargs or item.args.args):
                     raise self.err(item, f"{stmt.name}.{item.name} needs `self` as its first parameter")
                 methods[item.name] = fn
+                own.append(fn)
             elif isinstance(item, (ast.Assign, ast.AnnAssign)) and item.value is not None and isinstance(
                     target := item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else
                     getattr(item, "target", None), ast.Name):
@@ -65,7 +70,10 @@ class UserCode(ExpressionCompiler):
             elif not (isinstance(item, ast.Pass) or isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant)):
                 raise self.err(item, f"class {stmt.name}: only methods (def) and constant class attributes are allowed "
                                      "in the class body")
-        self.scope[stmt.name] = UserClass(stmt.name, methods, attrs)
+        cls = UserClass(stmt.name, methods, attrs, parent)
+        for fn in own:
+            fn.owner = cls
+        self.scope[stmt.name] = cls
 
     def function(self, stmt: ast.FunctionDef) -> UserFunction:
         a = stmt.args
@@ -241,7 +249,9 @@ class UserCode(ExpressionCompiler):
                   for a, v in {**o.cls.attrs, **o.attrs}.items() if type(v) is int}
         body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope), lazy=True)
         result: Value = None
-        with self.frame(prefix, {**fn.defaults, **bound}, body), self.grad_mode(fn):
+        if fn.owner is not None:  # a method: super() inside it looks at its class's base, for this object
+            self.supers.append((fn.owner, bound[params[0]]))
+        with self.frame(prefix, {**fn.defaults, **bound}, body), self.grad_mode(fn), self.popping(fn.owner is not None):
             self.returns = _returned_names(body, outers, self.bindings)
             for stmt in body:
                 self.line = stmt.lineno
@@ -268,6 +278,30 @@ class UserCode(ExpressionCompiler):
             return tuple(items)
         self.begin_named(value, outers[0] if len(outers) == 1 else self.fresh(f"{prefix}out"))
         return self.expr(value)
+
+    @contextmanager
+    def popping(self, pushed: bool) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            if pushed:
+                self.supers.pop()
+
+    def super_call(self, call: ast.Call) -> Value:
+        """super().__init__(...), super().forward(x), super(Net, self).method(...): the method of the base class of
+        the class whose method runs now, on the same object; nn.Module's own __init__ does nothing traced."""
+        f = call.func
+        assert isinstance(f, ast.Attribute)
+        if not self.supers:
+            raise self.err(call, "super() outside a method of a class")
+        cls, obj = self.supers[-1]
+        fn = cls.base.methods.get(f.attr) if cls.base is not None else None
+        if fn is None:
+            if f.attr == "__init__":
+                return None  # nn.Module.__init__
+            raise self.err(call, f"super().{f.attr}: the base class of {cls.name} has no method '{f.attr}'")
+        args, kwargs = self.call_args(call)
+        return self.call_user(fn, [obj, *args], kwargs, call, prefix=f"{obj.path}.", named=f.attr != "__init__")
 
     @contextmanager
     def grad_mode(self, fn: UserFunction) -> Iterator[None]:
@@ -399,9 +433,9 @@ def _returned_names(body: list[ast.stmt], outers: list[str], bindings: Counter[s
     return names if len(set(names)) == len(names) == len(set(names.values())) else {}
 
 
-def is_super_init(call: ast.Call) -> bool:
-    """`super().__init__(...)` or `super(Net, self).__init__(...)`."""
+def is_super(call: ast.Call) -> bool:
+    """`super().method(...)` or `super(Net, self).method(...)`."""
     f = call.func
-    return (isinstance(f, ast.Attribute) and f.attr == "__init__" and isinstance(f.value, ast.Call)
+    return (isinstance(f, ast.Attribute) and isinstance(f.value, ast.Call)
             and isinstance(f.value.func, ast.Name) and f.value.func.id == "super")
 

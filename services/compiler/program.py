@@ -21,7 +21,7 @@ import numpy as np
 from services.compiler.build import GraphBuilder
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
 from services.compiler.expressions import CASTS, MATH, _kind
-from services.compiler.functions import UserCode, is_super_init
+from services.compiler.functions import UserCode, is_super
 from services.compiler.inplace import InPlace
 from services.compiler.layers import BY_MODULE
 from services.compiler.loops import unroll
@@ -79,6 +79,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
         self.scope = {k: T(k) for k in spec_inputs}
         self.globals = self.scope
         self.provisional: list[str] = []
+        self.supers: list[tuple[UserClass, Value]] = []
+        """The methods running now: (the class that defines each, the object it runs on), for super()."""
         """Provisional paths given so far: an object made inside one's __init__ waits for its name too."""
         """The top level's names (a function call's scope is its locals over these)."""
         self.spec_inputs = set(spec_inputs)
@@ -366,9 +368,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
         f = call.func
         if isinstance(f, ast.Name) and f.id == "print":
             return
-        if is_super_init(call):
-            if not self.depth:
-                raise self.err(call, "super().__init__() outside a class's __init__")
+        if is_super(call):
+            self.super_call(call)
             return
         if isinstance(f, ast.Name) and isinstance(self.scope.get(f.id), (UserFunction, UserClass, Instance)):
             self.begin("t", call, [])
@@ -496,6 +497,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             if isinstance(v, (UserFunction, UserClass, Instance)):
                 return self.call_value(v, node)
             raise self.err(node, f"'{self.src(f)[:60]}' cannot be called")
+        if is_super(node):
+            return self.super_call(node)
         path = self.dotted(f)
         if node is self.stmt_expr and (f.attr in RETURNS_SELF if path is None else path == "nn.Parameter" and node.args):
             self.stmt_expr = f.value if path is None else node.args[0]  # `w = torch.empty(2).uniform_()` names the tensor w

@@ -99,6 +99,8 @@ class UserFunction:
     """Decorated @torch.no_grad() (or inference_mode): its body runs without a graph."""
     refused: str = ""
     """Why a call of it is refused (a decorator gradtrace does not trace); a def never called is fine."""
+    owner: UserClass | None = None
+    """The class whose body defines it (a method): where super() looks next."""
 
     @property
     def name(self) -> str:
@@ -113,6 +115,8 @@ class UserClass:
     methods: dict[str, UserFunction]
     attrs: dict[str, Any] = field(default_factory=dict)
     """Class attributes (`expansion = 1`): constants every object reads through self."""
+    base: UserClass | None = None
+    """The program's class it derives from (None: nn.Module itself)."""
 
 
 @dataclass
