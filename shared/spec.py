@@ -227,6 +227,8 @@ class SelfAttentionLayer(_Layer):
     num_heads: int = Field(ge=1)
     bias: bool = True
     causal: bool = Field(False, description="Causal masking (each position attends to itself and earlier ones).")
+    batch_first: bool = Field(True, description="3-d inputs are (N, L, E); false: (L, N, E), nn.MultiheadAttention's "
+                                                "own default (a program's nn.MultiheadAttention(...) without it).")
     weights: Weights = None
 
 

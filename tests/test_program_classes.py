@@ -680,3 +680,39 @@ def test_a_class_derived_from_the_programs_own(tmp_path: Path) -> None:
     assert {"model.fc.weight", "model.extra.bias"} <= set(traced(INHERITED).result.nodes)
     e = refused("import torch\nclass A(torch.Tensor):\n    pass\n")
     assert "only subclasses of nn.Module" in str(e)
+
+
+ATTENTION = """import torch
+import torch.nn as nn
+
+torch.manual_seed(0)
+
+
+class Encoder(nn.Module):
+    def __init__(self, d=8, h=2):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d, h, batch_first=True)
+        self.attn2 = nn.MultiheadAttention(d, h)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x):
+        a, _ = self.attn(x, x, x)
+        x = self.norm(x + a)
+        s = x.transpose(0, 1)
+        b, w = self.attn2(s, s, s, need_weights=False)
+        return x + b.transpose(0, 1)
+
+
+enc = Encoder()
+x = torch.randn(2, 5, 8, requires_grad=True)
+loss = enc(x).pow(2).mean()
+loss.backward()
+"""
+
+
+def test_multihead_attention_called_as_torch(tmp_path: Path) -> None:
+    """`a, _ = self.attn(x, x, x)` with batch_first=True, and torch's default (L, N, E) layout with
+    need_weights=False: (output, weights) as torch returns them; the weights are not traced."""
+    check(ATTENTION, ["enc", "x", "loss"], tmp_path)
+    e = refused(ATTENTION.replace("self.attn(x, x, x)", "self.attn(x, x, x * 2)"))
+    assert "only self-attention" in str(e)

@@ -241,6 +241,10 @@ def _attention(e: Emitter, call: Call) -> str:
         raise e.error(f"self_attention expects (L, {c.embed_dim}) or (N, L, {c.embed_dim}), got {list(shape)}")
     if c.embed_dim % c.num_heads:
         raise e.error(f"embed_dim {c.embed_dim} is not divisible by num_heads {c.num_heads}")
+    seq_first = not c.batch_first and len(shape) == 3
+    if seq_first:  # (L, N, E): attention runs over dim 0
+        x = e.node(f"{p}.batch_first", "transpose", [x], {"dim0": 0, "dim1": 1}, expr=f"{x}.transpose(0, 1)")
+        shape = e.shape(x)
     lead, L, d = list(shape[:-2]), shape[-2], c.embed_dim // c.num_heads
     w = [params["in_proj_weight"]] + ([params["in_proj_bias"]] if "in_proj_bias" in params else [])
     qkv = e.node(f"{p}.qkv", "linear", [x, *w], expr=f"in_proj({x})")
@@ -253,6 +257,9 @@ def _attention(e: Emitter, call: Call) -> str:
     a = e.node(f"{p}.merge", "transpose", [a], {"dim0": -3, "dim1": -2})
     a = e.node(f"{p}.concat", "reshape", [a], {"shape": [*lead, L, c.embed_dim]})
     wo = [params["out_proj.weight"]] + ([params["out_proj.bias"]] if "out_proj.bias" in params else [])
+    if seq_first:
+        a = e.node(f"{p}.out_proj", "linear", [a, *wo], expr=f"out_proj({a})")
+        return e.node(out, "transpose", [a], {"dim0": 0, "dim1": 1}, expr=f"{a}.transpose(0, 1)")
     return e.node(out, "linear", [a, *wo], expr=f"out_proj({a})")
 
 
@@ -260,7 +267,7 @@ layer(LayerDef(
     "self_attention", "MultiheadAttention", SelfAttentionLayer, _attention,
     lambda c: [("in_proj_weight", (3 * c.embed_dim, c.embed_dim))] + ([("in_proj_bias", (3 * c.embed_dim,))] if c.bias else [])
     + [("out_proj.weight", (c.embed_dim, c.embed_dim))] + ([("out_proj.bias", (c.embed_dim,))] if c.bias else []),
-    torch_kwargs=lambda c: {"embed_dim": c.embed_dim, "num_heads": c.num_heads, "bias": c.bias, "batch_first": True},
+    torch_kwargs=lambda c: {"embed_dim": c.embed_dim, "num_heads": c.num_heads, "bias": c.bias, "batch_first": c.batch_first},
 ))
 
 # ---- layers without parameters -----------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.layers import BY_MODULE, LAYERS, Call, Emitter, add_params, param_event
-from services.compiler.values import DType, Instance, ModuleInst, T, Value, is_number
+from services.compiler.values import DType, Instance, ModuleInst, T, Untraced, Value, is_number
 from shared.spec import DropoutLayer
 
 
@@ -30,6 +30,8 @@ class ModuleCalls(ExpressionCompiler):
             data[k.arg] = self.const(k.value)
         if "type" in d.schema.model_fields:
             data["type"] = d.type
+        if cls == "MultiheadAttention":
+            data.setdefault("batch_first", False)  # torch's default: (L, N, E)
         try:
             cfg = d.schema.model_validate(data)
             event = param_event(d, cfg, self.dtype)
@@ -109,11 +111,33 @@ class ModuleCalls(ExpressionCompiler):
     def module_call(self, m: ModuleInst, node: ast.Call) -> Value:
         """Apply a module: its layer's nodes (a Sequential: each child's, named by the child's path)."""
         self.ensure_path(m, None)
+        if m.layer is not None and m.layer.type == "self_attention":
+            return self.attention_call(m, node)
         if node.keywords:
             raise self.err(node, f"{m.kind}(...) takes tensors positionally")
         inputs = [self.tensor(a) for a in node.args]
         out_name = self.name_for(node) if node is self.stmt_expr and self.stmt_name else self.fresh(f"{m.path}.out")
         return T(self.apply_module(m, [i.name for i in inputs], out_name, node))
+
+    def attention_call(self, m: ModuleInst, node: ast.Call) -> Value:
+        """attn(x, x, x) / attn(x, x, x, need_weights=False): nn.MultiheadAttention's (output, weights). Self-attention
+        is traced (query, key and value one tensor); masks are not. The weights are not traced (an Untraced)."""
+        names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights", "is_causal")
+        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        if set(given) - set(names) or not {"query", "key", "value"} <= set(given):
+            raise self.err(node, "nn.MultiheadAttention is called with (query, key, value, ...)")
+        q, k, v = (self.tensor(given[a]) for a in ("query", "key", "value"))
+        if not q == k == v:
+            raise self.err(node, "nn.MultiheadAttention: only self-attention is traced (query, key and value one tensor)")
+        for opt in ("key_padding_mask", "attn_mask", "is_causal"):
+            if opt in given and self.const(given[opt]) not in (None, False):
+                raise self.err(given[opt], f"nn.MultiheadAttention: {opt} is not traced (build the mask into the model "
+                                           "spec's self_attention with causal: true, or write the attention out)")
+        need = bool(self.const(given["need_weights"])) if "need_weights" in given else True
+        pair = node is self.stmt_expr and len(self.stmt_names) == 2
+        out = self.stmt_names[0] if pair else self.fresh(f"{m.path}.out")
+        y = T(self.apply_module(m, [q.name], out, node))
+        return (y, Untraced("the attention weights (not traced)") if need else None)
 
     def apply_module(self, m: ModuleInst, inputs: list[str], out: str, node: ast.Call, text: str | None = None) -> str:
         """Add the module's nodes for these inputs; `text` is what the output's expression shows."""
