@@ -523,6 +523,10 @@ class JobStore:
         ok = bool(self._run("renew", [self.job_key(job_id), self.cancel_key(job_id)], [str(attempt), f"{lease:.3f}"]))
         if ok:
             self.r.zadd(self.leases_key(), {job_id: lease})
+            # the lease keeper renews beside the job's own thread: a finish (which takes the job out of the index)
+            # between the script and the ZADD above would leave a finished job indexed: checked after, not before
+            if self.r.hget(self.job_key(job_id), "status") != b"running":
+                self.r.zrem(self.leases_key(), job_id)
         return ok
 
     def expired(self, limit: int = 100) -> list[str]:

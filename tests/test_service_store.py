@@ -176,6 +176,26 @@ def test_a_delivery_of_a_job_running_under_a_live_lease_is_a_duplicate(store: Jo
     assert (later.state, later.attempt) == ("running", 2) and not store.renew(job_id, 1, 30)
 
 
+def test_a_renewal_racing_the_finish_leaves_no_lease_behind(store: JobStore, chain_spec: dict[str, Any]) -> None:
+    """The lease keeper renews in a thread beside the job's own: a finish that lands between the renew script and
+    its index write once left the finished job in the lease index (seen under load on a cluster store). The race is
+    replayed here in order: the job finishes right after the renew script said it was still running."""
+    job_id, _ = store.create(TraceSpec.model_validate(chain_spec).model_dump_json())
+    d = store.deliver(job_id, 3, lease_s=30)
+    run = store._run
+
+    def finishing_meanwhile(name: str, keys: list[str], args: list[Any]) -> Any:
+        out = run(name, keys, args)
+        if name == "renew":
+            assert store.finish(job_id, _done(chain_spec), "all", d)
+        return out
+
+    store._run = finishing_meanwhile  # type: ignore[method-assign]
+    assert store.renew(job_id, 1, 30)
+    assert store.get(job_id).status == "succeeded"
+    assert job_id.encode() not in store.r.zrange(store.leases_key(), 0, -1)
+
+
 def test_a_late_duplicate_delivery_leaves_the_finished_job_intact(store: JobStore, keys_of: Any) -> None:
     # a message redelivered while its first delivery still runs: both run; the first to finish publishes,
     # the second finds the job finished and removes only the keys it wrote itself
