@@ -156,6 +156,13 @@ class Pool2dLayer(_Layer):
     padding: IntPair = 0
 
 
+class AdaptivePoolLayer(_Layer):
+    """nn.AdaptiveAvgPool2d."""
+
+    type: Literal["adaptive_avg_pool2d"]
+    output_size: int | tuple[int | None, int | None]
+
+
 class FlattenLayer(_Layer):
     """nn.Flatten."""
 
@@ -247,7 +254,7 @@ class CatLayer(_Layer):
 
 Layer = Annotated[
     Conv2dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
-    | Pool2dLayer | FlattenLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | EmbeddingLayer
+    | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | EmbeddingLayer
     | SelfAttentionLayer | AddLayer | CatLayer,
     Field(discriminator="type"),
 ]

@@ -1,5 +1,5 @@
 """Ops that notebooks use and gradtrace once lacked: masked_fill and tril/triu (causal attention), one_hot,
-nll_loss and binary cross entropy (of probabilities and of logits), amax/amin, prod, norm, repeat and dot,
+nll_loss and binary cross entropy (of probabilities and of logits), amax/amin, prod, norm, repeat, dot and adaptive_avg_pool2d,
 proved like tests/test_ops.py: torch, the reference and finite differences agree on values, grads and edges."""
 
 from __future__ import annotations
@@ -65,6 +65,11 @@ case("norm-zero", {"x": given([[0.0, 0.0], [3.0, 4.0]])}, N("y", "norm", "x", di
 case("repeat", {"x": normal(2, 3, seed=27)}, N("y", "repeat", "x", sizes=[2, 1, 3]))
 case("repeat-same-rank", {"x": normal(2, 3, seed=28)}, N("y", "repeat", "x", sizes=[2, 2]), N("z", "mul", "y", "y"))
 case("dot", {"a": normal(5, seed=29), "b": normal(5, seed=30)}, N("y", "dot", "a", "b"))
+# adaptive_avg_pool2d: windows that divide (a plain average), that overlap (5 -> 3), None keeps a size, 3-d input.
+case("adaptive_avg_pool2d-1", {"x": normal(2, 3, 4, 4, seed=31)}, N("y", "adaptive_avg_pool2d", "x", output_size=1))
+case("adaptive_avg_pool2d-overlap", {"x": normal(1, 2, 5, 7, seed=32)}, N("y", "adaptive_avg_pool2d", "x", output_size=[3, 4]),
+     N("z", "mul", "y", "y"))
+case("adaptive_avg_pool2d-none-3d", {"x": normal(2, 6, 5, seed=33)}, N("y", "adaptive_avg_pool2d", "x", output_size=[None, 2]))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -716,3 +716,12 @@ def test_multihead_attention_called_as_torch(tmp_path: Path) -> None:
     check(ATTENTION, ["enc", "x", "loss"], tmp_path)
     e = refused(ATTENTION.replace("self.attn(x, x, x)", "self.attn(x, x, x * 2)"))
     assert "only self-attention" in str(e)
+
+
+def test_adaptive_average_pooling_as_torchvision_writes_it(tmp_path: Path) -> None:
+    """nn.AdaptiveAvgPool2d((1, 1)) then torch.flatten, and F.adaptive_avg_pool2d with windows that overlap."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+               "conv = nn.Conv2d(3, 4, 3)\npool = nn.AdaptiveAvgPool2d((1, 1))\nx = torch.randn(2, 3, 9, 7)\n"
+               "h = F.relu(conv(x))\np = torch.flatten(pool(h), 1)\nq = F.adaptive_avg_pool2d(h, (3, 4))\n"
+               "loss = p.sum() + q.pow(2).sum()\nloss.backward()\n")
+    check(program, ["conv", "x", "p", "q", "loss"], tmp_path)

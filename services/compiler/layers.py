@@ -16,6 +16,7 @@ from services.ir import Event, Input, Leaf, Stream
 from services.ops.base import pair
 from shared.spec import (
     ActivationLayer,
+    AdaptivePoolLayer,
     AddLayer,
     BatchNormLayer,
     CatLayer,
@@ -289,6 +290,8 @@ def _pool_args(c: Pool2dLayer) -> dict[str, Any]:
 
 layer(LayerDef("max_pool2d", "MaxPool2d", Pool2dLayer, _plain("max_pool2d", _pool_args)))
 layer(LayerDef("avg_pool2d", "AvgPool2d", Pool2dLayer, _plain("avg_pool2d", _pool_args)))
+layer(LayerDef("adaptive_avg_pool2d", "AdaptiveAvgPool2d", AdaptivePoolLayer,
+               _plain("adaptive_avg_pool2d", lambda c: {"output_size": c.output_size})))
 layer(LayerDef("flatten", "Flatten", FlattenLayer, _plain("flatten", lambda c: {"start_dim": c.start_dim, "end_dim": c.end_dim})))
 
 

@@ -106,3 +106,54 @@ class AvgPool2d(Pool2d):
         (kh, kw), _, _ = _geometry(a)
         share = (g if g.ndim == 4 else g[None]) / np.asarray(kh * kw, g.dtype)
         return [self._scatter(xs[0], a, lambda k, m: share)]
+
+
+class AdaptiveArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    output_size: int | tuple[int | None, int | None]
+
+
+def _bins(n_in: int, n_out: int, dtype: Any) -> Array:
+    """(n_out, n_in): row i averages torch's adaptive window floor(i * n_in / n_out) .. ceil((i + 1) * n_in / n_out)."""
+    m = np.zeros((n_out, n_in), dtype=dtype)
+    for i in range(n_out):
+        lo, hi = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
+@register
+class AdaptiveAvgPool2d(Op):
+    """Mean over torch's adaptive windows, which tile the input into output_size cells (they overlap when the
+    sizes do not divide). Separable: out = Bh @ x @ Bw^T with averaging matrices; backward is their transposes."""
+
+    name = "adaptive_avg_pool2d"
+    functions = ("F.adaptive_avg_pool2d", "torch.adaptive_avg_pool2d")
+    Args = AdaptiveArgs
+    positional = ("output_size",)
+
+    def _out(self, x: Shape, a: AdaptiveArgs) -> tuple[int, int]:
+        size = (a.output_size, a.output_size) if isinstance(a.output_size, int) else a.output_size
+        return (size[0] if size[0] is not None else x[-2], size[1] if size[1] is not None else x[-1])
+
+    def shape(self, shapes: list[Shape], a: AdaptiveArgs) -> Shape:
+        x = shapes[0]
+        if len(x) not in (3, 4) or min(x[-2:]) < 1:
+            raise ShapeError(f"{self.name} needs input (N, C, H, W) or (C, H, W) with H, W >= 1, got {list(x)}")
+        oh, ow = self._out(x, a)
+        if oh < 1 or ow < 1:
+            raise ShapeError(f"{self.name}: output_size must be >= 1, got {[oh, ow]}")
+        return x[:-2] + (oh, ow)
+
+    def torch(self, t: Any, xs: list[Any], a: AdaptiveArgs) -> Any:
+        return t.nn.functional.adaptive_avg_pool2d(xs[0], a.output_size)
+
+    def forward(self, xs: list[Array], a: AdaptiveArgs) -> Array:
+        x = xs[0]
+        oh, ow = self._out(x.shape, a)
+        return (_bins(x.shape[-2], oh, x.dtype) @ x @ _bins(x.shape[-1], ow, x.dtype).T).astype(x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: AdaptiveArgs) -> list[Array | None]:
+        x = xs[0]
+        oh, ow = self._out(x.shape, a)
+        return [(_bins(x.shape[-2], oh, g.dtype).T @ g @ _bins(x.shape[-1], ow, g.dtype)).astype(x.dtype)]
