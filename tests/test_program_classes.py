@@ -725,3 +725,113 @@ def test_adaptive_average_pooling_as_torchvision_writes_it(tmp_path: Path) -> No
                "h = F.relu(conv(x))\np = torch.flatten(pool(h), 1)\nq = F.adaptive_avg_pool2d(h, (3, 4))\n"
                "loss = p.sum() + q.pow(2).sum()\nloss.backward()\n")
     check(program, ["conv", "x", "p", "q", "loss"], tmp_path)
+
+
+CONTAINERS = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+
+class Block(nn.Module):
+    def __init__(self, d, n):
+        super().__init__()
+        self.layers = nn.ModuleList()
+        for _ in range(n):
+            self.layers.append(nn.Linear(d, d))
+        self.layers.extend([nn.Linear(d, d, bias=False)])
+        self.shortcut = nn.Sequential()
+        self.empty = nn.ModuleList([])
+
+    def forward(self, x):
+        h = x
+        for layer in self.layers[:-1]:
+            h = torch.tanh(layer(h))
+        last = self.layers[-1]
+        if last.bias is None:
+            h = h * 2
+        if self.shortcut:
+            h = h + 100
+        if not self.empty:
+            h = h + x
+        return h
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.Sequential(*[Block(3, 2) for _ in range(2)])
+        self.tied = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 3))
+        self.tied[2].weight = self.tied[0].weight
+        self.scales = [1.0, 0.5]
+
+    def forward(self, x):
+        h = self.blocks(x)
+        h = self.tied(h)
+        hs = [h * s for s in self.scales]
+        pairs = [a * b for a, b in zip(hs, reversed(hs))]
+        return sum(pairs, torch.zeros(3)) + sum(v * k for k, v in enumerate(hs))
+
+
+net = Net()
+x = torch.randn(4, 3, requires_grad=True)
+loss = net(x).pow(2).mean()
+loss.backward()
+"""
+
+
+def test_containers_as_torch_treats_them(tmp_path: Path) -> None:
+    """A second review's wrong numbers, fixed: `if last.bias is None` for Linear(bias=False) (was the flag False),
+    an empty nn.Sequential/ModuleList is false, a weight tied through `self.tied[2].weight = self.tied[0].weight`
+    (was a copy). Also ModuleList.append/extend in __init__, slices of a ModuleList, zip/reversed/enumerate in
+    comprehensions, sum() with a tensor start."""
+    check(CONTAINERS, ["net", "x", "loss"], tmp_path)
+    nodes = traced(CONTAINERS).result.nodes
+    assert {"net.blocks.1.layers.2.weight", "net.blocks.0.layers.1.bias"} <= set(nodes)
+    e = refused(CONTAINERS.replace("hs = [h * s for s in self.scales]", "hs = (h * s for s in self.scales)"))
+    assert "list comprehension" in str(e)
+
+
+SHORTCUT = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes, planes, stride=1):
+        super(BasicBlock, self).__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != self.expansion*planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, self.expansion*planes, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(self.expansion*planes)
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+model = BasicBlock(3, 4, stride=2)
+x = torch.randn(2, 3, 6, 6)
+loss = model(x).sum()
+loss.backward()
+"""
+
+
+def test_an_attribute_set_again_in_init_keeps_torch_s_name(tmp_path: Path) -> None:
+    """`self.shortcut = nn.Sequential()` then `self.shortcut = nn.Sequential(conv, bn)`: model.shortcut.0.weight, as
+    torch names it (it was model.shortcut#2.0.weight)."""
+    check(SHORTCUT, ["model", "x", "loss"], tmp_path)
+    assert "model.shortcut.0.weight" in traced(SHORTCUT).result.nodes

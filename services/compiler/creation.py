@@ -239,7 +239,7 @@ class TensorCreation(ExpressionCompiler):
     def tie(self, target: ast.Attribute, value: ast.expr, stmt: ast.AST) -> bool:
         """`self.decoder.weight = self.embed.weight`: the module's parameter becomes that Parameter itself (weight
         tying: one leaf, whose grad sums both uses, as in torch). False when the statement is no such tie."""
-        if not isinstance(value, (ast.Attribute, ast.Name)) or not isinstance(target.value, (ast.Attribute, ast.Name)):
+        if not isinstance(value, (ast.Attribute, ast.Name)) or not isinstance(target.value, (ast.Attribute, ast.Name, ast.Subscript)):
             return False
         m = self.expr(target.value)
         if not isinstance(m, ModuleInst) or m.layer is None:

@@ -412,18 +412,28 @@ class ExpressionCompiler:
         self.ensure_path(m, None)
         if node.attr in m.params:
             return T(m.params[node.attr])
+        if m.layer is not None and node.attr in ("weight", "bias"):
+            return None  # Linear(bias=False).bias is None in torch (the config's `bias` is the constructor's flag)
         if m.cfg is not None and node.attr in type(m.cfg).model_fields:
             return getattr(m.cfg, node.attr)
         if m.layer is not None and any(node.attr == attr.split(".")[0] for attr in m.params):
             raise self.err(node, f"'{node.attr}' of {m.kind} is a submodule gradtrace does not expose; use its parameters")
-        if m.layer is not None and node.attr in ("weight", "bias"):
-            return None  # e.g. Conv2d(bias=False).bias is None, as in torch
         raise self.err(node, f"{m.kind} has no parameter or attribute '{node.attr}'")
 
     def subscript(self, node: ast.Subscript) -> Value:
         base = self.expr(node.value)
         if isinstance(base, T):
             return self.getitem(base, node)
+        if isinstance(node.slice, ast.Slice):  # xs[1:], self.heads[:-1], net[:2] (a container of the same modules)
+            if not isinstance(base, (list, tuple)) and not (isinstance(base, ModuleInst) and base.layer is None):
+                raise self.err(node, f"{_kind(base)} cannot be sliced")
+            parts = [None if p is None else self.const(p) for p in (node.slice.lower, node.slice.upper, node.slice.step)]
+            if not all(p is None or isinstance(p, int) and not isinstance(p, bool) for p in parts) or parts[2] == 0:
+                raise self.err(node, "slice bounds must be integers (a step other than 0)")
+            if isinstance(base, ModuleInst):
+                return ModuleInst(None, None, children=base.children[slice(*parts)], container=base.container,
+                                  training=base.training)
+            return base[slice(*parts)]
         if isinstance(base, ModuleInst) and base.layer is None:
             k = self.const(node.slice)
             if not isinstance(k, int) or not -len(base.children) <= k < len(base.children):

@@ -197,7 +197,11 @@ class UserCode(ExpressionCompiler):
         init = cls.methods.get("__init__")
         args, kwargs = self.call_args(node)
         if init is not None:
-            self.call_user(init, [inst, *args], kwargs, node, prefix=f"{path}.", named=False)
+            self.initializing.add(id(inst))
+            try:
+                self.call_user(init, [inst, *args], kwargs, node, prefix=f"{path}.", named=False)
+            finally:
+                self.initializing.discard(id(inst))
         elif args or kwargs:
             raise self.err(node, f"{cls.name}() takes no arguments (it has no __init__)")
         return inst
@@ -385,7 +389,8 @@ class UserCode(ExpressionCompiler):
         """self.fc1, self.training, model.fc1.weight (through the module)."""
         if node.attr in inst.attrs:
             v = inst.attrs[node.attr]
-            if isinstance(v, (ModuleInst, Instance)):
+            building = id(inst) in self.initializing and isinstance(v, ModuleInst) and v.layer is None
+            if isinstance(v, (ModuleInst, Instance)) and not building:  # (its own __init__ filling a container waits)
                 self.finalize(inst)  # its modules' parameters are about to be used: they need their names now
             return v
         if node.attr == "training":
@@ -400,6 +405,9 @@ class UserCode(ExpressionCompiler):
     def set_attribute(self, inst: Instance, attr: str, value: ast.expr) -> None:
         """`self.fc1 = nn.Linear(...)`: modules and parameters named under the object's path."""
         path = f"{inst.path}.{attr}"
+        old = inst.attrs.get(attr)
+        if isinstance(old, ModuleInst) and old.path is not None and not _holds_parameters(old):
+            self.instance_paths.discard(old.path)  # `self.shortcut = nn.Sequential()` replaced: the new one is named so
         self.begin_named(value, self.fresh(path))
         v = self.expr(value)
         if inst.final and isinstance(v, ModuleInst):
@@ -419,6 +427,11 @@ class UserCode(ExpressionCompiler):
         self.set_attribute(inst, node.args[0].value, node.args[1])
         if not isinstance(inst.attrs[node.args[0].value], T):
             raise self.err(node, "register_buffer takes a tensor")
+
+
+def _holds_parameters(m: ModuleInst) -> bool:
+    """Whether a module (or anything in a container) has parameter leaves already named after its path."""
+    return bool(m.params) or any(_holds_parameters(c) if isinstance(c, ModuleInst) else True for c in m.children)
 
 
 def _returned_names(body: list[ast.stmt], outers: list[str], bindings: Counter[str]) -> dict[str, str]:

@@ -63,6 +63,29 @@ class ModuleCalls(ExpressionCompiler):
                 raise self.err(node, f"nn.{cls} takes new modules (nn.Linear(...), ...), each used once, not {_kind(c)}")
         return ModuleInst(None, None, children=children, container=cls)
 
+    def container_add(self, m: ModuleInst, how: str, call: ast.Call) -> None:
+        """ml.append(module) / ml.extend(modules): the container grows; a named container names the new items."""
+        if call.keywords:
+            raise self.err(call, f"{m.kind}.{how} takes its module(s) positionally")
+        base = m.path
+        new = self.elements(call.args[0], base, len(m.children)) if how == "extend" else [self.element(call.args[0], base, len(m.children))]
+        for k, c in enumerate(new, start=len(m.children)):
+            if not (isinstance(c, ModuleInst) and c.path is None or isinstance(c, Instance)):
+                raise self.err(call, f"{m.kind}.{how} takes new modules, each used once, not {_kind(c)}")
+            m.children.append(c)
+            if base is not None and isinstance(c, ModuleInst):
+                self.ensure_path(c, f"{base}.{k}")
+            elif base is not None:
+                self.finalize(c, f"{base}.{k}")
+
+    def element(self, node: ast.expr, base: str | None, k: int) -> Value:
+        """One item of a container, made under its path hint (base.k)."""
+        self.path_hint = f"{base}.{k}" if base else None
+        try:
+            return self.expr(node)
+        finally:
+            self.path_hint = None
+
     def elements(self, node: ast.expr, base: str | None, offset: int) -> list[Value]:
         """The items of a list written out, a comprehension or a list value, each made under its path hint."""
         if isinstance(node, (ast.List, ast.Tuple)):

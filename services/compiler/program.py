@@ -79,6 +79,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
         self.scope = {k: T(k) for k in spec_inputs}
         self.globals = self.scope
         self.provisional: list[str] = []
+        self.initializing: set[int] = set()
+        """Objects whose __init__ runs now (by id)."""
         self.supers: list[tuple[UserClass, Value]] = []
         """The methods running now: (the class that defines each, the object it runs on), for super()."""
         """Provisional paths given so far: an object made inside one's __init__ waits for its name too."""
@@ -233,10 +235,33 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             self.line = s.lineno
             self.statement(s)
 
+    def sequence_builtin(self, fn: str, node: ast.Call) -> list[Value]:
+        """zip(a, b), enumerate(xs[, start]), reversed(xs) of lists, tuples and nn.Sequential/ModuleList, as lists
+        (Python's iterators, consumed whole where gradtrace uses them: a comprehension, a loop, list())."""
+        def items(v: Value, where: ast.expr) -> list[Value]:
+            if isinstance(v, ModuleInst) and v.layer is None:
+                return list(v.children)
+            if isinstance(v, (list, tuple)):
+                return list(v)
+            raise self.err(where, f"{fn}() of {_kind(v)}: gradtrace goes over lists, tuples and module containers")
+        if fn == "enumerate":
+            start = self.const(node.args[1]) if len(node.args) == 2 else 0
+            if len(node.args) > 2 or not isinstance(start, int):
+                raise self.err(node, "enumerate takes a sequence and an int start")
+            return [(start + k, v) for k, v in enumerate(items(self.expr(node.args[0]), node.args[0]))]
+        seqs = [items(self.expr(a), a) for a in node.args]
+        if fn == "reversed":
+            if len(seqs) != 1:
+                raise self.err(node, "reversed takes one sequence")
+            return seqs[0][::-1]
+        return [tuple(t) for t in zip(*seqs, strict=False)]
+
     def python_sum(self, node: ast.Call) -> Value:
         """Python's sum(items, start=0) over tensors and numbers, as Python adds them: ((0 + a) + b) + ..."""
         items = self.expr(node.args[0])
-        acc = self.const(node.args[1]) if len(node.args) == 2 else 0
+        acc = self.expr(node.args[1]) if len(node.args) == 2 else 0  # sum(gen, torch.tensor(0.0)): a tensor start
+        if not (isinstance(acc, T) or is_number(acc)):
+            raise self.err(node.args[1], f"sum()'s start is a number or a tensor, not {_kind(acc)}")
         if not isinstance(items, (list, tuple)) or not all(isinstance(v, T) or is_number(v) for v in items):
             raise self.err(node, f"sum() of {_kind(items)}: a list of tensors or numbers")
         tensors = [k for k, v in enumerate(items) if isinstance(v, T)]
@@ -276,6 +301,9 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             self.aliases[a.asname or a.name] = FROM_IMPORTS[full]
 
     def assign(self, target: ast.expr, value: ast.expr, stmt: ast.stmt) -> None:
+        if isinstance(value, ast.GeneratorExp):
+            raise self.err(value, "a generator expression bound to a name runs where Python consumes it: write a list "
+                                  "comprehension [...] (or pass the generator straight to sum(), torch.cat, ...)")
         if isinstance(target, ast.Name):
             var = target.id
             if var in self.aliases:
@@ -422,6 +450,9 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             if isinstance(base, Generator) and f.attr == "manual_seed":
                 self.seed_generator(base, call)
                 return
+            if isinstance(base, ModuleInst) and base.layer is None and f.attr in ("append", "extend") and len(call.args) == 1:
+                self.container_add(base, f.attr, call)  # self.layers.append(nn.Linear(...))
+                return
             if isinstance(base, list) and f.attr in ("append", "extend") and len(call.args) == 1 and not call.keywords:
                 item = self.expr(call.args[0])  # layers.append(nn.Linear(...)): the list the name holds grows
                 if f.attr == "extend" and not isinstance(item, (list, tuple)):
@@ -540,6 +571,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
                 raise self.err(node, f"{fn}({c!r}): {e}") from None
         if fn == "sum" and 1 <= len(node.args) <= 2 and not node.keywords:
             return self.python_sum(node)
+        if fn in ("zip", "enumerate", "reversed") and node.args and not node.keywords:
+            return self.sequence_builtin(fn, node)
         if fn in ("list", "tuple") and len(node.args) == 1 and not node.keywords:
             v = self.expr(node.args[0])  # list(model.parameters()): still not traced
             if isinstance(v, Untraced) or isinstance(v, (list, tuple)):

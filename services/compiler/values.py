@@ -63,6 +63,10 @@ class ModuleInst:
         for c in self.children:
             c.set_training(flag)
 
+    def __bool__(self) -> bool:
+        """As in torch: an empty nn.Sequential/ModuleList is false (they have a length), any other module true."""
+        return self.layer is not None or bool(self.children)
+
 
 @dataclass(frozen=True)
 class Untraced:
