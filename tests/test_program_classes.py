@@ -835,3 +835,56 @@ def test_an_attribute_set_again_in_init_keeps_torch_s_name(tmp_path: Path) -> No
     torch names it (it was model.shortcut#2.0.weight)."""
     check(SHORTCUT, ["model", "x", "loss"], tmp_path)
     assert "model.shortcut.0.weight" in traced(SHORTCUT).result.nodes
+
+
+EXPLICIT = """import torch
+import torch.nn as nn
+
+torch.manual_seed(0)
+
+
+class Base(nn.Module):
+    def __init__(self, d):
+        nn.Module.__init__(self)
+        self.d: int = d
+        self.backbone = nn.Sequential(nn.Linear(d, d), nn.ReLU())
+
+    def forward(self, x):
+        assert x.shape[-1] == self.d, "width"
+        return self.backbone(x)
+
+
+class Head(Base):
+    def __init__(self, d, k):
+        Base.__init__(self, d)
+        self.fc = nn.Linear(d, k)
+
+    def forward(self, x):
+        return self.fc(Base.forward(self, x))
+
+
+def make_pair(d):
+    enc = nn.Linear(d, d)
+    dec = nn.Linear(d, d)
+    return enc, dec
+
+
+enc, dec = make_pair(3)
+model = Head(3, 2)
+model.backbone.requires_grad_(False)
+blocks = nn.Sequential(*(nn.Linear(3, 3) for _ in range(2)))
+x = torch.randn(4, 3, requires_grad=True)
+loss = model(dec(enc(blocks(x)))).sum()
+loss.backward()
+"""
+
+
+def test_explicit_base_calls_freezing_and_returned_modules(tmp_path: Path) -> None:
+    """nn.Module.__init__(self), Base.__init__(self, d), Base.forward(self, x), an annotated attribute, an assert on
+    shapes, model.backbone.requires_grad_(False), modules a function returns named by the caller's variables (enc,
+    dec), nn.Sequential(*(generator)): values, grads and names as torch's."""
+    check(EXPLICIT, ["model", "enc", "dec", "blocks", "x", "loss"], tmp_path)
+    nodes = traced(EXPLICIT).result.nodes
+    assert nodes["model.backbone.0.weight"].requires_grad is False and nodes["model.fc.weight"].requires_grad is True
+    e = refused(EXPLICIT.replace('assert x.shape[-1] == self.d, "width"', 'assert x.shape[-1] == 5, "width"'))
+    assert "assert fails" in str(e) and "width" in str(e)

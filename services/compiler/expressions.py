@@ -104,6 +104,7 @@ class ExpressionCompiler:
     def fresh(self, base: str) -> str:
         """`base` if free, else base#2, base#3, ... (never a program variable's name)."""
         if base not in self.builder and base not in self.reserved:
+            self.reserved.add(base)  # handed out: a call inside this statement must not take it too
             return base
         k = 2
         while f"{base}#{k}" in self.builder or f"{base}#{k}" in self.reserved:

@@ -142,11 +142,22 @@ class UserCode(ExpressionCompiler):
         if method in ("train", "eval"):
             inst.set_training(method == "train" if not node.args else bool(self.const(node.args[0])))
             return inst
+        if method == "requires_grad_":
+            return self.module_requires_grad(inst, node)
         if method in SAME_OBJECT:
             if method in ("float", "double", "to"):
                 self.module_cast(inst, method, node)  # type: ignore[attr-defined]
             return inst
         raise self.err(node, f"{inst.kind} has no method '{method}' gradtrace understands")
+
+    def module_requires_grad(self, m: ModuleInst | Instance, node: ast.Call) -> ModuleInst | Instance:
+        """model.backbone.requires_grad_(False): every parameter of it, as torch's Module.requires_grad_ (freezing)."""
+        flag = bool(self.const(node.args[0])) if node.args else True
+        found: dict[str, str] = {}
+        self.collect_parameters(m, "", found)
+        for leaf in found:
+            self.requires_grad(T(leaf), flag, node)  # type: ignore[attr-defined]
+        return m
 
     def module_parameters(self, m: ModuleInst | Instance, method: str, node: ast.Call) -> list[Value]:
         """model.parameters() / model.named_parameters(): the parameter leaves in torch's order (a module's own, then

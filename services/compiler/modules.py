@@ -95,7 +95,7 @@ class ModuleCalls(ExpressionCompiler):
                 out.append(self.expr(e))
                 self.path_hint = None
             return out
-        if isinstance(node, ast.ListComp):
+        if isinstance(node, (ast.ListComp, ast.GeneratorExp)):
             return self.comprehension(node, base, offset)
         v = self.expr(node)
         if not isinstance(v, (list, tuple)):

@@ -181,6 +181,10 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             self.call_statement(stmt.value)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
             pass  # a docstring
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None and stmt.simple is not None:
+            self.assign(stmt.target, stmt.value, stmt)  # `self.d: int = d`: the annotation is not evaluated
+        elif isinstance(stmt, ast.Assert):
+            self.assertion(stmt)
         elif isinstance(stmt, ast.Pass):
             pass
         elif isinstance(stmt, ast.With):
@@ -206,6 +210,17 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
         for s in branch:
             self.line = s.lineno
             self.statement(s)
+
+    def assertion(self, stmt: ast.Assert) -> None:
+        """`assert C, msg`: checked now when C folds to a constant (shapes, flags), as Python would fail; an assert
+        on a tensor's values is noted, not checked (it depends on the data)."""
+        self.begin("t", stmt.test, [])
+        v = self.expr(stmt.test)
+        if isinstance(v, T):
+            self.res.notes.append(f"line {stmt.lineno}: `assert {self.src(stmt.test)[:60]}` tests a tensor's values: not checked")
+        elif not v:
+            msg = self.const(stmt.msg) if stmt.msg is not None else None
+            raise self.err(stmt, f"the program's assert fails: {self.src(stmt.test)[:80]}" + (f" ({msg})" if msg else ""))
 
     def for_statement(self, stmt: ast.For) -> None:
         """A loop over what was not known before the statements ran (`for stride in strides:`, a list the code built):
@@ -327,6 +342,8 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             if not isinstance(v, (tuple, list)) or len(v) != len(ids):
                 raise self.err(stmt, f"cannot unpack {_kind(v)} into {len(ids)} names")
             for i, item in zip(ids, v, strict=True):
+                if isinstance(item, ModuleInst) and not self.depth:
+                    self.ensure_path(item, i)  # `enc, dec = make_pair(3)`: named for the variables, as torch's
                 self.scope[i] = item
         elif isinstance(target, ast.Attribute):
             self.attribute_write(target, value, stmt)
@@ -450,6 +467,9 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             if isinstance(base, Generator) and f.attr == "manual_seed":
                 self.seed_generator(base, call)
                 return
+            if isinstance(base, UserClass) or isinstance(base, ModuleInst) and f.attr == "requires_grad_":
+                self.call(call)  # Base.__init__(self, d); model.fc.requires_grad_(False)
+                return
             if isinstance(base, ModuleInst) and base.layer is None and f.attr in ("append", "extend") and len(call.args) == 1:
                 self.container_add(base, f.attr, call)  # self.layers.append(nn.Linear(...))
                 return
@@ -542,6 +562,11 @@ class ProgramCompiler(InPlace, UserCode, ModuleCalls):
             return self.seed_generator(base, node)
         if isinstance(base, Instance):
             return self.instance_method(base, f.attr, node)
+        if isinstance(base, UserClass) and f.attr in base.methods:  # Base.__init__(self, d): a method called on the class
+            return self.call_user(base.methods[f.attr], *self.call_args(node), node,
+                                  prefix=f"{self.prefix}", named=f.attr != "__init__")
+        if isinstance(base, (ModuleInst, Instance)) and f.attr == "requires_grad_":
+            return self.module_requires_grad(base, node)
         if isinstance(base, ModuleInst):
             if f.attr == "forward":
                 return self.module_call(base, node)
