@@ -1,0 +1,113 @@
+"""A program's control flow and Python's sequence builtins, folded at compile time: `if` picks the branch its
+condition (a constant by now) names, `for` over what was not known before the statements ran is unrolled when
+reached, `assert` on constants is checked; sum, zip, enumerate and reversed work on lists as Python's do."""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+
+from services.compiler.expressions import ExpressionCompiler, _kind
+from services.compiler.loops import unroll
+from services.compiler.values import ModuleInst, T, Value, is_number
+
+
+class ControlFlow(ExpressionCompiler):
+    """if / for / assert statements and sum / zip / enumerate / reversed (ProgramCompiler runs the statements)."""
+
+    def if_statement(self, stmt: ast.If) -> None:
+        """`if self.training:`, `if bias:`, `if targets is None:`: the condition folds at compile time and the branch
+        it picks runs (a trace has one path)."""
+        self.begin("t", stmt.test, [])
+        branch = stmt.body if self.condition(stmt.test) else stmt.orelse
+        for s in branch:
+            self.line = s.lineno
+            self.statement(s)
+
+    def assertion(self, stmt: ast.Assert) -> None:
+        """`assert C, msg`: checked now when C folds to a constant (shapes, flags), as Python would fail; an assert
+        on a tensor's values is noted, not checked (it depends on the data)."""
+        self.begin("t", stmt.test, [])
+        v = self.expr(stmt.test)
+        if isinstance(v, T):
+            self.res.notes.append(f"line {stmt.lineno}: `assert {self.src(stmt.test)[:60]}` tests a tensor's values: not checked")
+        elif not v:
+            msg = self.const(stmt.msg) if stmt.msg is not None else None
+            raise self.err(stmt, f"the program's assert fails: {self.src(stmt.test)[:80]}" + (f" ({msg})" if msg else ""))
+
+    def for_statement(self, stmt: ast.For) -> None:
+        """A loop over what was not known before the statements ran (`for stride in strides:`, a list the code built):
+        unrolled now that the names hold their values; its bindings join the counts (the last takes the bare name)."""
+        known = {k: v for k, v in self.scope.items() if type(v) is int}
+        it = stmt.iter
+        if not isinstance(it, (ast.Name, ast.Attribute, ast.List, ast.Tuple)) and not (
+                isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id in ("range", "enumerate", "zip")):
+            hidden = f"iter#{it.lineno}.{it.col_offset}"  # model.parameters(): evaluated once, as Python does
+            self.scope[hidden] = self.expr(it)
+            stmt = ast.copy_location(ast.For(target=stmt.target, iter=ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), it),
+                                             body=stmt.body, orelse=stmt.orelse), stmt)
+        body = unroll([stmt], self.err, known, self.runtime_length, lazy=True)
+        if body and body[0] is stmt:
+            unroll([stmt], self.err, known, self.runtime_length)  # raises: why its length is unknown
+        outer, before = self.bindings, set(self.bindings)
+        counts = []
+        for stmts in (stmt.body, body):  # what was counted for it (its body once), what it binds unrolled
+            self.bindings = Counter()
+            self.count_bindings(stmts)
+            counts.append(self.bindings)
+        self.bindings = outer
+        outer.update(counts[1])
+        outer.subtract(counts[0])
+        self.reserved |= {self.prefix + k for k in set(self.bindings) - before}
+        for s in body:
+            self.line = s.lineno
+            self.statement(s)
+
+    def sequence_builtin(self, fn: str, node: ast.Call) -> list[Value]:
+        """zip(a, b), enumerate(xs[, start]), reversed(xs) of lists, tuples and nn.Sequential/ModuleList, as lists
+        (Python's iterators, consumed whole where gradtrace uses them: a comprehension, a loop, list())."""
+        def items(v: Value, where: ast.expr) -> list[Value]:
+            if isinstance(v, ModuleInst) and v.layer is None:
+                return list(v.children)
+            if isinstance(v, (list, tuple)):
+                return list(v)
+            raise self.err(where, f"{fn}() of {_kind(v)}: gradtrace goes over lists, tuples and module containers")
+        if fn == "enumerate":
+            start = self.const(node.args[1]) if len(node.args) == 2 else 0
+            if len(node.args) > 2 or not isinstance(start, int):
+                raise self.err(node, "enumerate takes a sequence and an int start")
+            return [(start + k, v) for k, v in enumerate(items(self.expr(node.args[0]), node.args[0]))]
+        seqs = [items(self.expr(a), a) for a in node.args]
+        if fn == "reversed":
+            if len(seqs) != 1:
+                raise self.err(node, "reversed takes one sequence")
+            return seqs[0][::-1]
+        return [tuple(t) for t in zip(*seqs, strict=False)]
+
+    def python_sum(self, node: ast.Call) -> Value:
+        """Python's sum(items, start=0) over tensors and numbers, as Python adds them: ((0 + a) + b) + ..."""
+        items = self.expr(node.args[0])
+        acc = self.expr(node.args[1]) if len(node.args) == 2 else 0  # sum(gen, torch.tensor(0.0)): a tensor start
+        if not (isinstance(acc, T) or is_number(acc)):
+            raise self.err(node.args[1], f"sum()'s start is a number or a tensor, not {_kind(acc)}")
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, T) or is_number(v) for v in items):
+            raise self.err(node, f"sum() of {_kind(items)}: a list of tensors or numbers")
+        tensors = [k for k, v in enumerate(items) if isinstance(v, T)]
+        for k, v in enumerate(items):
+            if isinstance(acc, T) or isinstance(v, T):
+                last = k == tensors[-1] and all(is_number(w) for w in items[k + 1:])
+                acc = self.emit("add", [acc, v], {}, node, name=None if last else self.temp())
+            else:
+                acc = acc + v
+        return acc
+
+    def runtime_length(self, it: ast.expr) -> int | None:
+        """How many items a loop reached now goes over (None: not something gradtrace iterates)."""
+        v = self.expr(it)
+        if isinstance(v, (list, tuple)):
+            return len(v)
+        if isinstance(v, ModuleInst) and v.layer is None:
+            return len(v.children)
+        if isinstance(v, T):
+            return self.shape(v)[0] if self.shape(v) else None
+        return None
