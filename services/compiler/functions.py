@@ -27,6 +27,7 @@ FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "prefix", "retu
 SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_")
 """Module methods that return the module itself: `model = Net().to(device)` names the object `model`."""
 NOT_TRACED = ("modules", "children", "state_dict", "buffers")
+"""Module methods accepted as values gradtrace does not trace (an Untraced: printing them is fine)."""
 
 
 class UserCode(ExpressionCompiler):
@@ -128,6 +129,8 @@ class UserCode(ExpressionCompiler):
         """model.forward(x), model.eval(), model.to(device), model.parameters(), self.helper(x)."""
         if method in inst.attrs:  # self.fc1(x): a module it holds
             v = inst.attrs[method]
+            if isinstance(v, (ModuleInst, Instance)) and id(inst) not in self.initializing:
+                self.finalize(inst)  # its modules are about to be used: they need their names now
             if isinstance(v, ModuleInst):
                 return self.module_call(v, node)  # type: ignore[attr-defined]
             if isinstance(v, (UserFunction, UserClass, Instance)):
@@ -264,9 +267,7 @@ class UserCode(ExpressionCompiler):
                   for a, v in {**o.cls.attrs, **o.attrs}.items() if type(v) is int}
         body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope), lazy=True)
         result: Value = None
-        if fn.owner is not None:  # a method: super() inside it looks at its class's base, for this object
-            self.supers.append((fn.owner, bound[params[0]]))
-        with self.frame(prefix, {**fn.defaults, **bound}, body), self.grad_mode(fn), self.popping(fn.owner is not None):
+        with self.frame(prefix, {**fn.defaults, **bound}, body), self.grad_mode(fn), self.method_of(fn, bound):
             self.returns = _returned_names(body, outers, self.bindings)
             for stmt in body:
                 self.line = stmt.lineno
@@ -295,12 +296,17 @@ class UserCode(ExpressionCompiler):
         return self.expr(value)
 
     @contextmanager
-    def popping(self, pushed: bool) -> Iterator[None]:
+    def method_of(self, fn: UserFunction, bound: dict[str, Value]) -> Iterator[None]:
+        """While a method runs, super() inside it looks at its class's base, for the object it runs on."""
+        if fn.owner is None:
+            yield
+            return
+        a = fn.node.args
+        self.supers.append((fn.owner, bound[(*a.posonlyargs, *a.args)[0].arg]))
         try:
             yield
         finally:
-            if pushed:
-                self.supers.pop()
+            self.supers.pop()
 
     def super_call(self, call: ast.Call) -> Value:
         """super().__init__(...), super().forward(x), super(Net, self).method(...): the method of the base class of

@@ -1,4 +1,5 @@
-"""`for NAME in range(...)` loops unrolled into straight-line statements: the graph has no loops."""
+"""`for` loops unrolled into straight-line statements (the graph has no loops): over range(...), and over lists,
+tuples, module containers and tensor rows whose length is known by the time the loop runs."""
 
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
     """`for NAME in range(a[, b[, step]]):` loops as their bodies repeated, each copy after `NAME = k` (what a loop
     runs, statement for statement; the graph has no loops). Bounds are int literals, or names bound earlier at the
     top level to one (`known`: such names of the scope around a function's body, and 'self.depth' for an int
-    attribute of a module object); a break, continue or else clause is
-    refused. Nested loops unroll too. Loops over other things unroll when their length is known before they run
+    attribute of a module object); a break, continue or else clause is refused. Nested loops unroll too. Loops over other things unroll when their length is known before they run
     (`length`: nn.Sequential/ModuleList, lists and tuples, a tensor's first dim), each iteration after
     `NAME = X[k]` (`enumerate`, `zip` and list literals of names too). `lazy`: a loop whose length is not known yet
     (a list the body builds before it) stays a `for` statement, unrolled when the program reaches it."""
@@ -96,7 +96,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 set_k = ast.Assign(targets=[stmt.target], value=value)
                 out.append(ast.copy_location(set_k, stmt))
                 if isinstance(stmt.target, ast.Name) and isinstance(value, ast.Constant) and type(value.value) is int:
-                        ints[stmt.target.id] = value.value
+                    ints[stmt.target.id] = value.value
                 else:
                     for n in ast.walk(stmt.target):
                         ints.pop(getattr(n, "id", ""), None)
