@@ -65,6 +65,9 @@ case("norm-zero", {"x": given([[0.0, 0.0], [3.0, 4.0]])}, N("y", "norm", "x", di
 case("repeat", {"x": normal(2, 3, seed=27)}, N("y", "repeat", "x", sizes=[2, 1, 3]))
 case("repeat-same-rank", {"x": normal(2, 3, seed=28)}, N("y", "repeat", "x", sizes=[2, 2]), N("z", "mul", "y", "y"))
 case("dot", {"a": normal(5, seed=29), "b": normal(5, seed=30)}, N("y", "dot", "a", "b"))
+# batch_norm_running after an earlier step: the buffer it left is the second input.
+case("batch_norm_running-previous", {"x": normal(4, 3, seed=34), "m": {**normal(3, seed=35), **FROZEN}},
+     N("r", "batch_norm_running", "x", "m", stat="var", momentum=0.3), N("y", "mul", "x", 2.0), N("s", "sum", "y"))
 # adaptive_avg_pool2d: windows that divide (a plain average), that overlap (5 -> 3), None keeps a size, 3-d input.
 case("adaptive_avg_pool2d-1", {"x": normal(2, 3, 4, 4, seed=31)}, N("y", "adaptive_avg_pool2d", "x", output_size=1))
 case("adaptive_avg_pool2d-overlap", {"x": normal(1, 2, 5, 7, seed=32)}, N("y", "adaptive_avg_pool2d", "x", output_size=[3, 4]),

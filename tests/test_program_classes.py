@@ -858,3 +858,39 @@ def test_explicit_base_calls_freezing_and_returned_modules(tmp_path: Path) -> No
     assert nodes["model.backbone.0.weight"].requires_grad is False and nodes["model.fc.weight"].requires_grad is True
     e = refused(EXPLICIT.replace('assert x.shape[-1] == self.d, "width"', 'assert x.shape[-1] == 5, "width"'))
     assert "assert fails" in str(e) and "width" in str(e)
+
+
+BN_AGAIN = """import torch
+import torch.nn as nn
+
+torch.manual_seed(0)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.bn = nn.BatchNorm1d(3)
+
+    def forward(self, x):
+        for _ in range(3):
+            x = torch.relu(self.bn(self.fc(x)))
+        return x
+
+
+model = Net()
+x = torch.randn(5, 3)
+loss = model(x).sum()
+loss.backward()
+"""
+
+
+def test_batch_norm_buffers_chain_across_calls(tmp_path: Path) -> None:
+    """A BatchNorm called three times updates the buffers its last call left, as torch's module does (each call's
+    update once started from a fresh module's mean 0, var 1)."""
+    check(BN_AGAIN, ["model", "x", "loss"], tmp_path)
+    t, g = traced(BN_AGAIN), in_torch(BN_AGAIN, tmp_path)
+    for stat in ("mean", "var"):
+        np.testing.assert_allclose(t.arrays[f"torch/value/model.bn.running_{stat}#3"],
+                                   getattr(g["model"].bn, f"running_{stat}").numpy(), rtol=1e-5)
+        assert t.result.nodes[f"model.bn.running_{stat}#3"].inputs[1] == f"model.bn.running_{stat}#2"

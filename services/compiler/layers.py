@@ -76,6 +76,15 @@ class Emitter:
             out = f"{name}#{k}"
         return out
 
+    def latest(self, name: str) -> str | None:
+        """The last of name, name#2, name#3, ... in the graph (what `unique` handed out), or None."""
+        if name not in self.builder:
+            return None
+        k = 2
+        while f"{name}#{k}" in self.builder:
+            k += 1
+        return name if k == 2 else f"{name}#{k - 1}"
+
     def dropout_mask(self, name: str, like: str, p: float) -> str:
         """A leaf holding torch's dropout noise for `like` (bernoulli(1 - p) / (1 - p)), drawn here in order."""
         name = self.unique(name)
@@ -189,9 +198,10 @@ def _batch_norm(e: Emitter, call: Call) -> str:
     y = e.node(call.out, "batch_norm", [x, *[call.params[p] for p in ("weight", "bias") if p in call.params]],
                {"momentum": c.momentum, "eps": c.eps})
     if c.track_running_stats:
-        for stat in ("mean", "var"):
-            e.node(e.unique(f"{call.prefix}.running_{stat}"), "batch_norm_running", [x], {"stat": stat, "momentum": c.momentum},
-                   expr=f"running_{stat} after this step (momentum {c.momentum:g})")
+        for stat in ("mean", "var"):  # a module called again updates the buffers its last call left
+            previous = e.latest(f"{call.prefix}.running_{stat}")
+            e.node(e.unique(f"{call.prefix}.running_{stat}"), "batch_norm_running", [x, *([previous] if previous else [])],
+                   {"stat": stat, "momentum": c.momentum}, expr=f"running_{stat} after this step (momentum {c.momentum:g})")
     return y
 
 

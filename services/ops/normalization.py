@@ -146,16 +146,20 @@ class BatchNormRunningArgs(BaseModel):
 
 @register
 class BatchNormRunning(Op):
-    """The running_mean or running_var buffer a fresh BatchNorm (mean 0, var 1) holds after one training
-    step on the input: (1 - momentum) * initial + momentum * batch statistic, with the unbiased variance.
-    Buffers carry no gradient."""
+    """The running_mean or running_var buffer a BatchNorm holds after a training step on the input:
+    (1 - momentum) * previous + momentum * batch statistic (the unbiased variance). `previous` is the buffer the
+    module's last call left (its second input), or a fresh module's (mean 0, var 1). Buffers carry no gradient."""
 
     name = "batch_norm_running"
     Args = BatchNormRunningArgs
-    differentiable = (False,)
+    tensors = ("input", "previous")
+    min_inputs = 1
+    differentiable = (False, False)
 
     def shape(self, shapes: list[Shape], a: BatchNormRunningArgs) -> Shape:
         batch_shape_check(self.name, shapes[0])
+        if len(shapes) > 1 and shapes[1] != (shapes[0][1],):
+            raise ShapeError(f"{self.name}: the previous buffer has shape {list(shapes[1])}, not [{shapes[0][1]}]")
         return (shapes[0][1],)
 
     def dtype(self, dtypes: list[str]) -> str:
@@ -166,6 +170,8 @@ class BatchNormRunning(Op):
         with t.no_grad():
             mean = t.zeros(x.shape[1], dtype=x.dtype, device=x.device)
             var = t.ones(x.shape[1], dtype=x.dtype, device=x.device)
+            if len(xs) > 1:  # the buffer the last call left: only the asked one matters
+                (mean if a.stat == "mean" else var).copy_(xs[1].detach())
             t.nn.functional.batch_norm(x, mean, var, training=True, momentum=a.momentum)
         return mean if a.stat == "mean" else var
 
@@ -175,14 +181,15 @@ class BatchNormRunning(Op):
         count = math.prod(x.shape[i] for i in axes)
         x64 = x.astype(np.float64)
         mean = x64.mean(axis=axes)
+        previous = xs[1].astype(np.float64) if len(xs) > 1 else 0.0 if a.stat == "mean" else 1.0
         if a.stat == "mean":
-            return (a.momentum * mean).astype(x.dtype)
+            return ((1 - a.momentum) * previous + a.momentum * mean).astype(x.dtype)
         centered = x64 - mean.reshape((1, -1) + (1,) * (x.ndim - 2))
         unbiased = (centered * centered).sum(axis=axes) / (count - 1)
-        return ((1 - a.momentum) + a.momentum * unbiased).astype(x.dtype)
+        return ((1 - a.momentum) * previous + a.momentum * unbiased).astype(x.dtype)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: BatchNormRunningArgs) -> list[Array | None]:
-        return [None]
+        return [None] * len(xs)
 
 
 # ---- layer_norm and group_norm ------------------------------------------------------------------
