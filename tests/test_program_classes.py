@@ -894,3 +894,66 @@ def test_batch_norm_buffers_chain_across_calls(tmp_path: Path) -> None:
         np.testing.assert_allclose(t.arrays[f"torch/value/model.bn.running_{stat}#3"],
                                    getattr(g["model"].bn, f"running_{stat}").numpy(), rtol=1e-5)
         assert t.result.nodes[f"model.bn.running_{stat}#3"].inputs[1] == f"model.bn.running_{stat}#2"
+
+
+MODULE_DICT = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+config = dict(n_embd=8, n_layer=2, vocab=11, act="gelu")
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.ln = nn.LayerNorm(cfg["n_embd"])
+        self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(cfg["n_embd"], 2 * cfg["n_embd"]),
+                                      c_proj=nn.Linear(2 * cfg["n_embd"], cfg["n_embd"])))
+        self.act = cfg.get("act", "relu")
+
+    def forward(self, x):
+        m = self.mlp
+        h = m.c_fc(self.ln(x))
+        h = F.gelu(h) if self.act == "gelu" else F.relu(h)
+        return x + m["c_proj"](h)
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.transformer = nn.ModuleDict({
+            "wte": nn.Embedding(cfg["vocab"], cfg["n_embd"]),
+            "h": nn.ModuleList([Block(cfg) for _ in range(cfg["n_layer"])]),
+            "ln_f": nn.LayerNorm(cfg["n_embd"]),
+        })
+        self.lm_head = nn.Linear(cfg["n_embd"], cfg["vocab"], bias=False)
+        self.transformer.wte.weight = self.lm_head.weight
+
+    def forward(self, idx, targets):
+        x = self.transformer.wte(idx)
+        for block in self.transformer.h:
+            x = block(x)
+        for name in self.transformer:
+            if name == "ln_f":
+                x = self.transformer[name](x)
+        logits = self.lm_head(x)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+model = GPT(config)
+idx = torch.randint(0, 11, (2, 5))
+targets = torch.randint(0, 11, (2, 5))
+loss = model(idx, targets)
+loss.backward()
+"""
+
+
+def test_module_dicts_and_ties_named_as_torch(tmp_path: Path) -> None:
+    """nn.ModuleDict (a dict literal and dict(...)) with a ModuleList inside, children by attribute, by key and by
+    looping over its keys, a config dict with .get; the GPT tie `wte.weight = lm_head.weight` names the shared
+    parameter transformer.wte.weight, where torch registers it first."""
+    check(MODULE_DICT, ["model", "loss"], tmp_path)
+    nodes = traced(MODULE_DICT).result.nodes
+    assert {"model.transformer.h.1.mlp.c_proj.weight", "model.transformer.ln_f.bias"} <= set(nodes)
+    assert nodes["model.transformer.wte.weight"].grad is not None and nodes["model.lm_head.weight"].grad is None

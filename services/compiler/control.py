@@ -68,8 +68,8 @@ class ControlFlow(ExpressionCompiler):
         (Python's iterators, consumed whole where gradtrace uses them: a comprehension, a loop, list())."""
         def items(v: Value, where: ast.expr) -> list[Value]:
             if isinstance(v, ModuleInst) and v.layer is None:
-                return list(v.children)
-            if isinstance(v, (list, tuple)):
+                return list(v.keys or v.children)  # a ModuleDict goes over its keys, as a dict does
+            if isinstance(v, (list, tuple, dict)):
                 return list(v)
             raise self.err(where, f"{fn}() of {_kind(v)}: gradtrace goes over lists, tuples and module containers")
         if fn == "enumerate":
@@ -104,7 +104,7 @@ class ControlFlow(ExpressionCompiler):
     def runtime_length(self, it: ast.expr) -> int | None:
         """How many items a loop reached now goes over (None: not something gradtrace iterates)."""
         v = self.expr(it)
-        if isinstance(v, (list, tuple)):
+        if isinstance(v, (list, tuple, dict)):
             return len(v)
         if isinstance(v, ModuleInst) and v.layer is None:
             return len(v.children)

@@ -252,6 +252,17 @@ class TensorCreation(ExpressionCompiler):
         old = m.params[target.attr]
         if self.shape(src) != self.shape(T(old)):
             raise self.err(stmt, f"'{old}' has shape {list(self.shape(T(old)))}, '{src.name}' {list(self.shape(src))}")
+        owner = self.expr(value.value) if isinstance(value, ast.Attribute) else None
+        leaves, used = list(self.builder.leaves), self.builder.used
+        if (isinstance(owner, ModuleInst) and owner.params.get(value.attr) == src.name  # type: ignore[union-attr]
+                and leaves.index(old) < leaves.index(src.name) and old not in used and src.name not in used):
+            # torch names the shared Parameter where it is registered first: `self.wte.weight = self.lm_head.weight`
+            # with wte first is wte.weight. That leaf takes the source's values (drawn after both), and both use it.
+            self.written(T(old), stmt)
+            self.stream.events.append(Event("assign", old, {"source": src.name}))
+            self.builder.leaves[old].init = f"{self.src(value)[:60]} (tied, line {getattr(stmt, 'lineno', '?')})"
+            owner.params[value.attr] = old  # type: ignore[union-attr]
+            return True
         m.params[target.attr] = src.name  # the module's own leaf stays, unused (drawn when the module was made)
         return True
 

@@ -204,6 +204,10 @@ class ExpressionCompiler:
             return self.expr(picked)
         if isinstance(node, ast.BoolOp):
             return self.bool_op(node)
+        if isinstance(node, ast.Dict):  # {'d': 8, 'act': 'relu'}: values in order, keys constants
+            if any(k is None for k in node.keys):
+                raise self.err(node, "** unpacking is not allowed")
+            return {self.const(k): self.expr(v) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
         if isinstance(node, (ast.ListComp, ast.GeneratorExp)):  # a generator is only ever consumed whole here
             return self.comprehension(node)
         if isinstance(node, ast.Call):
@@ -346,8 +350,10 @@ class ExpressionCompiler:
         if isinstance(node.ops[0], (ast.Is, ast.IsNot, ast.In, ast.NotIn)):
             a, b = self.expr(node.left), self.expr(node.comparators[0])
             if isinstance(node.ops[0], (ast.In, ast.NotIn)):
-                if not isinstance(b, (list, tuple, str)) or isinstance(a, T):
-                    raise self.err(node, f"'{self.src(node)[:60]}': `in` tests constants in a list, tuple or string")
+                if isinstance(b, ModuleInst) and b.keys is not None:
+                    b = b.keys
+                if not isinstance(b, (list, tuple, str, dict)) or isinstance(a, T):
+                    raise self.err(node, f"'{self.src(node)[:60]}': `in` tests constants in a list, tuple, dict or string")
                 return (a in b) is isinstance(node.ops[0], ast.In)
             same = a is b if a is None or b is None or isinstance(a, bool) else a == b
             return same is isinstance(node.ops[0], ast.Is)  # `self.bias is not None`
@@ -413,6 +419,8 @@ class ExpressionCompiler:
         self.ensure_path(m, None)
         if node.attr in m.params:
             return T(m.params[node.attr])
+        if m.keys is not None and node.attr in m.keys:  # a ModuleDict's child: self.transformer.wte
+            return m.children[m.keys.index(node.attr)]
         if m.layer is not None and node.attr in ("weight", "bias"):
             return None  # Linear(bias=False).bias is None in torch (the config's `bias` is the constructor's flag)
         if m.cfg is not None and node.attr in type(m.cfg).model_fields:
@@ -435,6 +443,15 @@ class ExpressionCompiler:
                 return ModuleInst(None, None, children=base.children[slice(*parts)], container=base.container,
                                   training=base.training)
             return base[slice(*parts)]
+        hidden = isinstance(node.value, ast.Name) and node.value.id.startswith("iter#")
+        if isinstance(base, dict) or isinstance(base, ModuleInst) and base.keys is not None:
+            keys = list(base) if isinstance(base, dict) else base.keys
+            k = self.const(node.slice)
+            if hidden and isinstance(k, int):  # a loop over a dict goes over its keys
+                return keys[k]
+            if k not in keys:
+                raise self.err(node, f"key {k!r} is not among {keys[:8]}")
+            return base[k] if isinstance(base, dict) else base.children[keys.index(k)]
         if isinstance(base, ModuleInst) and base.layer is None:
             k = self.const(node.slice)
             if not isinstance(k, int) or not -len(base.children) <= k < len(base.children):

@@ -179,7 +179,7 @@ class UserCode(ExpressionCompiler):
             for attr, leaf in v.params.items():
                 found.setdefault(leaf, prefix + attr)
             for i, child in enumerate(v.children):
-                self.collect_parameters(child, f"{prefix}{i}.", found)
+                self.collect_parameters(child, f"{prefix}{v.child_name(i)}.", found)
         elif isinstance(v, Instance):
             self.finalize(v)
             leaves = self.builder.leaves
@@ -369,7 +369,7 @@ class UserCode(ExpressionCompiler):
         v = scope.get(it.id) if isinstance(it, ast.Name) else None
         for attr in reversed(path):
             v = v.attrs.get(attr) if isinstance(v, Instance) else None
-        if isinstance(v, (list, tuple)):
+        if isinstance(v, (list, tuple, dict)):
             return len(v)
         if isinstance(v, ModuleInst) and v.layer is None:
             return len(v.children)

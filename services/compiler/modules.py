@@ -19,6 +19,8 @@ class ModuleCalls(ExpressionCompiler):
         """nn.Conv2d(...), nn.Sequential(...): arguments checked now, parameters drawn in program order."""
         if cls in ("Sequential", "ModuleList"):
             return self.container(cls, node)
+        if cls == "ModuleDict":
+            return self.module_dict(node)
         d = BY_MODULE[cls]
         names = d.positional()
         if len(node.args) > len(names):
@@ -63,6 +65,34 @@ class ModuleCalls(ExpressionCompiler):
                 raise self.err(node, f"nn.{cls} takes new modules (nn.Linear(...), ...), each used once, not {_kind(c)}")
         return ModuleInst(None, None, children=children, container=cls)
 
+    def module_dict(self, node: ast.Call) -> ModuleInst:
+        """nn.ModuleDict({'a': ..., 'b': ...}) / nn.ModuleDict(dict(a=..., b=...)): modules by name, each named for
+        its key under the dict's path ('model.transformer.wte')."""
+        base = self.target if node is self.stmt_expr else None
+        if node.keywords or len(node.args) > 1:
+            raise self.err(node, "nn.ModuleDict takes one dict of modules")
+        arg = node.args[0] if node.args else ast.Dict(keys=[], values=[])
+        if isinstance(arg, ast.Call) and isinstance(arg.func, ast.Name) and arg.func.id == "dict" and not arg.args:
+            pairs = [(k.arg, k.value) for k in arg.keywords]
+        elif isinstance(arg, ast.Dict):
+            pairs = [(self.const(k) if k is not None else None, v) for k, v in zip(arg.keys, arg.values, strict=True)]
+        else:
+            v = self.expr(arg)
+            if not isinstance(v, dict):
+                raise self.err(arg, f"nn.ModuleDict takes a dict of modules, not {_kind(v)}")
+            pairs = [(k, None) for k in v]
+        keys: list[str] = []
+        children: list[Any] = []
+        for key, value in pairs:
+            if not isinstance(key, str):
+                raise self.err(arg, "nn.ModuleDict's keys are strings")
+            child = self.element(value, base and f"{base}.{key}", None) if value is not None else self.expr(arg)[key]
+            if not (isinstance(child, ModuleInst) and child.path is None or isinstance(child, Instance)):
+                raise self.err(arg, f"nn.ModuleDict takes new modules, each used once, not {_kind(child)}")
+            keys.append(key)
+            children.append(child)
+        return ModuleInst(None, None, children=children, container="ModuleDict", keys=keys)
+
     def container_add(self, m: ModuleInst, how: str, call: ast.Call) -> None:
         """ml.append(module) / ml.extend(modules): the container grows; a named container names the new items."""
         if call.keywords:
@@ -78,9 +108,9 @@ class ModuleCalls(ExpressionCompiler):
             elif base is not None:
                 self.finalize(c, f"{base}.{k}")
 
-    def element(self, node: ast.expr, base: str | None, k: int) -> Value:
-        """One item of a container, made under its path hint (base.k)."""
-        self.path_hint = f"{base}.{k}" if base else None
+    def element(self, node: ast.expr, base: str | None, k: int | None) -> Value:
+        """One item of a container, made under its path hint (base.k; k None: base itself)."""
+        self.path_hint = (base if k is None else f"{base}.{k}") if base else None
         try:
             return self.expr(node)
         finally:
@@ -117,9 +147,9 @@ class ModuleCalls(ExpressionCompiler):
             m.params = add_params(m.layer, m.cfg, m.path, self.dtype, m.event, self.builder, ("program",))
         for i, child in enumerate(m.children):
             if isinstance(child, ModuleInst):
-                self.ensure_path(child, f"{m.path}.{i}")
+                self.ensure_path(child, f"{m.path}.{m.child_name(i)}")
             else:  # a module object of the program's classes: named for its place unless something named it already
-                self.finalize(child, f"{m.path}.{i}")
+                self.finalize(child, f"{m.path}.{m.child_name(i)}")
 
     def module_cast(self, m: ModuleInst, how: str, node: ast.Call) -> ModuleInst:
         """model.float() / model.double() / model.to(dtype): only to the spec's dtype (the default dtype)."""
@@ -166,8 +196,8 @@ class ModuleCalls(ExpressionCompiler):
         """Add the module's nodes for these inputs; `text` is what the output's expression shows."""
         assert m.path is not None
         if m.layer is None:
-            if m.container == "ModuleList":
-                raise self.err(node, f"nn.ModuleList '{m.path}' is not callable: loop over it "
+            if m.container != "Sequential":
+                raise self.err(node, f"nn.{m.container} '{m.path}' is not callable: loop over it or pick a module "
                                      "(for layer in self.layers: x = layer(x))")
             x = inputs
             for k, child in enumerate(m.children):

@@ -473,15 +473,35 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, ModuleCalls):
         if isinstance(base, (ModuleInst, Instance)) and f.attr == "requires_grad_":
             return self.module_requires_grad(base, node)
         if isinstance(base, ModuleInst):
+            if base.keys is not None and f.attr in base.keys:  # self.transformer.wte(idx): a ModuleDict's child
+                child = base.children[base.keys.index(f.attr)]
+                return self.module_call(child, node) if isinstance(child, ModuleInst) else self.call_value(child, node)
             if f.attr == "forward":
                 return self.module_call(base, node)
             if f.attr in ("parameters", "named_parameters"):
                 return self.module_parameters(base, f.attr, node)
             if f.attr in ("float", "double", "to"):
                 return self.module_cast(base, f.attr, node)
+        if (isinstance(base, dict) or isinstance(base, ModuleInst) and base.keys is not None) and f.attr in (
+                "items", "keys", "values", "get"):
+            return self.mapping_method(base, f.attr, node)
         if isinstance(base, tuple) and f.attr in ("index", "count"):
             raise self.err(node, "tuple methods are not supported")
         raise self.err(node, f"'{self.src(f)[:60]}': {_kind(base)} has no method '{f.attr}' gradtrace understands")
+
+    def mapping_method(self, m: dict[str, Value] | ModuleInst, method: str, node: ast.Call) -> Value:
+        """d.items() / .keys() / .values() / .get(k, default) of a dict or an nn.ModuleDict."""
+        pairs = list(m.items()) if isinstance(m, dict) else list(zip(m.keys or [], m.children, strict=True))
+        if method == "get":
+            if not 1 <= len(node.args) <= 2:
+                raise self.err(node, "get takes a key and a default")
+            key = self.const(node.args[0])
+            found = dict(pairs)
+            return found[key] if key in found else (self.expr(node.args[1]) if len(node.args) == 2 else None)
+        if node.args or node.keywords:
+            raise self.err(node, f".{method}() takes no arguments")
+        return [k for k, _ in pairs] if method == "keys" else [v for _, v in pairs] if method == "values" else [
+            (k, v) for k, v in pairs]
 
     def call_name(self, fn: str, node: ast.Call) -> Value:
         if fn in self.scope:
@@ -499,6 +519,8 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, ModuleCalls):
                 return {"float": float, "int": int, "bool": bool}[fn](c)
             except (TypeError, ValueError, OverflowError) as e:
                 raise self.err(node, f"{fn}({c!r}): {e}") from None
+        if fn == "dict" and not node.args:
+            return {k.arg: self.expr(k.value) for k in node.keywords if k.arg}
         if fn == "sum" and 1 <= len(node.args) <= 2 and not node.keywords:
             return self.python_sum(node)
         if fn in ("zip", "enumerate", "reversed") and node.args and not node.keywords:
@@ -514,7 +536,7 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, ModuleCalls):
                 if not self.shape(v):
                     raise self.err(node, "len() of a 0-d tensor")
                 return self.shape(v)[0]
-            if isinstance(v, (tuple, list)):
+            if isinstance(v, (tuple, list, dict)):
                 return len(v)
             if isinstance(v, ModuleInst) and v.layer is None:
                 return len(v.children)
@@ -549,7 +571,7 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, ModuleCalls):
             return self.extreme_pair(path[6:], node)
         if path in ("torch.max", "torch.min") and len(node.args) == 2:  # torch.max(x, other) is torch.maximum
             return self.apply(self.functions[f"{path}imum"], node)
-        if path.startswith("nn.") and path[3:] in BY_MODULE or path in ("nn.Sequential", "nn.ModuleList"):
+        if path.startswith("nn.") and path[3:] in BY_MODULE or path in ("nn.Sequential", "nn.ModuleList", "nn.ModuleDict"):
             return self.construct(path[3:], node)
         if path == "nn.Parameter":
             return self.parameter(node)

@@ -50,7 +50,14 @@ class ModuleInst:
     """The path it takes if nothing names it before it is used: a function's local variable ('make.layer'); a
     module a function returns is named by the caller's variable instead, as torch names it by where it ends up."""
     container: str = "Sequential"
-    """Without a layer: 'Sequential' (called: its children in turn) or 'ModuleList' (indexed and looped over)."""
+    """Without a layer: 'Sequential' (called: its children in turn), 'ModuleList' (indexed and looped over) or
+    'ModuleDict' (children by name)."""
+    keys: list[str] | None = None
+    """A ModuleDict's names of its children, in order (they name the children's paths: 'model.blocks.attn')."""
+
+    def child_name(self, i: int) -> str:
+        """The i-th child's name in its path: its index, a ModuleDict's key."""
+        return self.keys[i] if self.keys is not None else str(i)
 
     @property
     def kind(self) -> str:
