@@ -105,7 +105,8 @@ class ActivationLayer(_Layer):
     """nn.ReLU, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.Identity."""
 
     type: Literal["relu", "sigmoid", "tanh", "silu", "identity"]
-    inplace: bool = Field(False, description="Accepted for torch compatibility; a trace never works in place.")
+    inplace: bool = Field(False, description="Accepted for torch compatibility; a model spec's layers never work in "
+                                             "place (a program's nn.ReLU(inplace=True) changes its input, as torch).")
 
 
 class GeluLayer(_Layer):

@@ -957,3 +957,45 @@ def test_module_dicts_and_ties_named_as_torch(tmp_path: Path) -> None:
     nodes = traced(MODULE_DICT).result.nodes
     assert {"model.transformer.h.1.mlp.c_proj.weight", "model.transformer.ln_f.bias"} <= set(nodes)
     assert nodes["model.transformer.wte.weight"].grad is not None and nodes["model.lm_head.weight"].grad is None
+
+
+IN_PLACE_MODULES = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+torch.manual_seed(0)
+relu = nn.ReLU(inplace=True)
+lin = nn.Linear(3, 3)
+x = torch.randn(2, 3)
+h = lin(x)
+r = relu(h)
+g = lin(x)
+d = F.dropout(g, 0.5, training=True, inplace=True)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+        self.drop = nn.Dropout(0.3, inplace=True)
+
+    def forward(self, x):
+        h = self.fc(x)
+        skip = h
+        h = self.act(h)
+        return h + skip
+
+
+net = Net()
+loss = (h * 3).sum() + r.sum() + (g * 2).sum() + d.sum() + net(x).sum()
+loss.backward()
+"""
+
+
+def test_in_place_modules_change_their_input(tmp_path: Path) -> None:
+    """nn.ReLU(inplace=True)(h), nn.LeakyReLU(0.2, inplace=True) inside forward with `skip = h` kept, and
+    F.dropout(g, inplace=True): h itself changes, so every name of it sees the result (the third review found
+    these computed out of place: other names kept the old values, with the verdict 'agree')."""
+    check(IN_PLACE_MODULES, ["lin", "net", "loss"], tmp_path)
+    e = refused(IN_PLACE_MODULES.replace("h = lin(x)\nr = relu(h)", "h = lin(x)\nr = nn.Sequential(nn.ReLU(inplace=True), nn.Tanh())(h)"))
+    assert "inside an nn.Sequential" in str(e)

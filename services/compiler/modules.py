@@ -169,8 +169,19 @@ class ModuleCalls(ExpressionCompiler):
         if node.keywords:
             raise self.err(node, f"{m.kind}(...) takes tensors positionally")
         inputs = [self.tensor(a) for a in node.args]
+        first = m.children[0] if m.layer is None and m.container == "Sequential" and m.children else m
+        inplace = isinstance(first, ModuleInst) and getattr(first.cfg, "inplace", False) and len(inputs) == 1
+        if inplace:  # nn.ReLU(inplace=True)(h): h itself changes, as for h.relu_() (every name of h sees it)
+            var = self.src(node.args[0])[:40]
+            self.check_in_place(inputs[0], var, f"{first.kind}(inplace=True)", f"{first.kind}() without inplace", node)  # type: ignore[attr-defined]
         out_name = self.name_for(node) if node is self.stmt_expr and self.stmt_name else self.fresh(f"{m.path}.out")
-        return T(self.apply_module(m, [i.name for i in inputs], out_name, node))
+        out = T(self.apply_module(m, [i.name for i in inputs], out_name, node))
+        if inplace and first is m and out != inputs[0]:
+            self.changed_in_place(inputs[0], out, var, node)  # type: ignore[attr-defined]
+        elif inplace and first is not m:
+            raise self.err(node, f"{m.path} starts with {first.kind}(inplace=True), which changes its input in place: "
+                                 "gradtrace follows that for the module called on its own, not inside an nn.Sequential")
+        return out
 
     def attention_call(self, m: ModuleInst, node: ast.Call) -> Value:
         """attn(x, x, x) / attn(x, x, x, need_weights=False): nn.MultiheadAttention's (output, weights). Self-attention
@@ -226,9 +237,15 @@ class ModuleCalls(ExpressionCompiler):
         training = bool(self.const(given["training"])) if "training" in given else True
         if not is_number(p) or not 0 <= p <= 1:
             raise self.err(node, f"dropout probability has to be between 0 and 1, but got {p!r}")
+        inplace = bool(self.const(given["inplace"])) if "inplace" in given else False
+        if inplace:  # F.dropout(h, inplace=True): h itself is dropped, every name of it sees it
+            self.check_in_place(x, self.src(given["input"])[:40], "F.dropout(..., inplace=True)", "F.dropout(...)", node)  # type: ignore[attr-defined]
         name = self.name_for(node)
         e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1)
         cfg = DropoutLayer(type="dropout", p=float(p))
-        return T(LAYERS["dropout"].emit(e, Call(cfg, {}, [x.name], name, name, training)))
+        out = T(LAYERS["dropout"].emit(e, Call(cfg, {}, [x.name], name, name, training)))
+        if inplace and out != x:
+            self.changed_in_place(x, out, self.src(given["input"])[:40], node)  # type: ignore[attr-defined]
+        return out
 
 
