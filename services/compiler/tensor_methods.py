@@ -1,0 +1,166 @@
+"""Tensor methods in a program: sizes and casts that fold to constants or one node, in-place methods and
+`inplace=True` functions, max/min's (values, indices), chunk/split into several nodes, and op methods by name."""
+
+from __future__ import annotations
+
+import ast
+
+import numpy as np
+
+from services.compiler.creation import INPLACE_INIT
+from services.compiler.expressions import CASTS, ExpressionCompiler
+from services.compiler.values import DType, T, Value
+
+
+class TensorMethods(ExpressionCompiler):
+    """x.size(), x.float(), x.view_as(y), x.max(1), x.chunk(3), x.relu_(), x.sum(dim=1) (ProgramCompiler)."""
+
+    def tensor_method(self, t: T, m: str, node: ast.Call) -> Value:
+        """x.size(), x.float(), x.view_as(y), x.chunk(), x.uniform_() on a fresh tensor, and op methods."""
+        shape = self.shape(t)
+        if m in ("size", "dim", "numel", "nelement"):
+            if m == "size":
+                if not node.args:
+                    return tuple(shape)
+                d = self.const(node.args[0])
+                if not isinstance(d, int) or not -max(len(shape), 1) <= d < max(len(shape), 1) or not shape:
+                    raise self.err(node, f"size({d!r}) of a tensor of shape {list(shape)}")
+                return shape[d]
+            return len(shape) if m == "dim" else int(np.prod(shape, dtype=np.int64))
+        if m in ("item", "tolist", "numpy", "cpu", "cuda") and m != "cpu":
+            raise self.err(node, f".{m}() needs the tensor's value: gradtrace computes values for you, they are in the result")
+        if m in ("cpu", "contiguous"):
+            return t
+        if m in CASTS or m in ("to", "type", "type_as"):
+            return self.cast(t, m, node)
+        if m in ("view_as", "reshape_as", "expand_as"):
+            other = self.tensor(node.args[0]) if node.args else None
+            if other is None:
+                raise self.err(node, f".{m}() takes a tensor")
+            op, arg = ("expand", "size") if m == "expand_as" else ("reshape", "shape")
+            return self.emit(op, [t], {arg: list(self.shape(other))}, node)
+        if m == "detach":
+            return self.emit("detach", [t], {}, node)
+        if m in ("chunk", "split"):
+            return self.multi(m, t, node, node.args)
+        if m == "requires_grad_":
+            self.requires_grad(t, bool(self.const(node.args[0])) if node.args else True, node)
+            return t
+        if m == "retain_grad":
+            return None
+        if m == "copy_" or m in INPLACE_INIT and (t.name in self.builder.leaves or m[:-1] not in self.methods):
+            if t.name in self.builder.leaves and self.builder.grad[t.name] and not (self.no_grad or self.via_data):
+                var = self.src(node.func.value)[:40]  # type: ignore[attr-defined]
+                raise self.err(node, f"'{var}' is a leaf tensor that requires grad: torch refuses `.{m}()` on it (a leaf "
+                                     "Variable that requires grad is being used in an in-place operation); write it under "
+                                     f"torch.no_grad(), or through `{var}.data`")
+            self.leaf_write(t, m, node)
+            return t
+        if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)):
+            return self.extreme_pair(m, node, t)
+        if m in self.methods:
+            return self.apply(self.methods[m], node, receiver=t)
+        if m.endswith("_") and m[:-1] in self.methods:
+            return self.in_place_method(t, m, node)
+        raise self.err(node, f"unknown tensor method '.{m}()'")
+
+    def cast(self, t: T, m: str, node: ast.Call) -> T:
+        """x.float(), x.double(), x.to(torch.float64), x.type_as(y): no node when the dtype already matches."""
+        if m in CASTS:
+            want = CASTS[m]
+        elif m == "type_as":
+            want = self.dtype_of(self.tensor(node.args[0]))
+        else:
+            vals = [self.const(a) for a in node.args] + [self.const(k.value) for k in node.keywords if k.arg == "dtype"]
+            dts = [v for v in vals if isinstance(v, DType)]
+            if not dts:
+                return t  # .to('cpu') / .to(device): the spec's device decides
+            want = dts[0].name
+        if want == self.dtype_of(t):
+            return t
+        return self.emit("to", [t], {"dtype": want}, node)
+
+    def inplace_function(self, path: str, node: ast.Call) -> T:
+        """F.relu(h, inplace=True): h.relu_(), with what that means for every name of h; inplace=False: F.relu(h)."""
+        flag = next(self.const(k.value) for k in node.keywords if k.arg == "inplace")
+        rest = ast.copy_location(ast.Call(func=node.func, args=node.args[1 if flag else 0:],
+                                          keywords=[k for k in node.keywords if k.arg != "inplace"]), node)
+        rest.end_lineno, rest.end_col_offset = node.end_lineno, node.end_col_offset
+        if node is self.stmt_expr:
+            self.stmt_expr = rest
+        if not flag:
+            return self.apply(self.functions[path], rest)
+        op = self.functions[path].name
+        if op not in self.methods:
+            raise self.err(node, f"{path}(..., inplace=True) is not traced: write y = {path}(...)")
+        rest.func = ast.copy_location(ast.Attribute(value=node.args[0], attr=f"{op}_", ctx=ast.Load()), node)
+        return self.in_place_method(self.tensor(node.args[0]), f"{op}_", rest)
+
+    def implicit_softmax(self, path: str, node: ast.Call) -> T:
+        """F.softmax(x) without dim: torch picks one from x's rank (0 for 0, 1 or 3 dims, else 1) and warns that
+        this is deprecated; so does the result's notes."""
+        x = self.tensor(node.args[0])  # once: evaluating it again would draw its random numbers again
+        ndim = len(self.shape(x))
+        dim = 0 if ndim in (0, 1, 3) else 1
+        self.res.notes.append(f"line {node.lineno}: {path}() without dim: torch chose dim={dim} from the input's {ndim} "
+                              "dimensions (an implicit dim is deprecated: pass dim=)")
+        rest = ast.copy_location(ast.Call(func=node.func, args=[], keywords=node.keywords), node)
+        rest.end_lineno, rest.end_col_offset = node.end_lineno, node.end_col_offset
+        if node is self.stmt_expr:
+            self.stmt_expr = rest
+        return self.apply(self.functions[path], rest, receiver=x, extra={"dim": dim})
+
+    def extreme_pair(self, m: str, node: ast.Call, receiver: T | None = None) -> tuple[T, T]:
+        """x.max(dim) / torch.max(x, dim): torch's (values, indices), the indices an argmax (argmin) node of the same
+        dim; `vals, idx = ...` names them, `.values`, `.indices` and [0], [1] pick them."""
+        names: list[str | None] = [None, None]
+        if node is self.stmt_expr and len(self.stmt_names) == 2:
+            names = list(self.stmt_names)
+        picked = _picked(self.stmt_expr, node)  # `v = x.max(1).values` / `v = torch.max(x, 1)[0]`: v names that one
+        if picked is not None and self.stmt_name is not None:
+            names[picked], self.stmt_name = self.stmt_name, None
+        if names[0] is not None:
+            self.stmt_expr, self.stmt_name = node, names[0]
+        values = self.apply(self.functions[f"torch.{m}"], node, receiver=receiver)
+        args = self.builder.nodes[-1].args
+        index = self.emit(f"arg{m}", [receiver or T(self.builder.nodes[-1].inputs[0])],  # type: ignore[arg-type]
+                          {"dim": args.dim, "keepdim": args.keepdim}, node, name=names[1])  # type: ignore[attr-defined]
+        return (values, index)
+
+    def multi(self, fn: str, t: T | None, node: ast.Call, args: list[ast.expr]) -> tuple[T, ...]:
+        """x.chunk(n, dim) / x.split(size, dim): one node per piece, named by a tuple assignment's targets."""
+        if t is None or not args:
+            raise self.err(node, f"{fn} takes a tensor and a size")
+        first = self.const(args[0])
+        dim = self.const(args[1]) if len(args) > 1 else next((self.const(k.value) for k in node.keywords if k.arg == "dim"), 0)
+        shape = self.shape(t)
+        if not shape or not isinstance(dim, int) or not -len(shape) <= dim < len(shape):
+            raise self.err(node, f"{fn}: dim {dim!r} does not fit shape {list(shape)}")
+        size = shape[dim]
+        if fn == "chunk":
+            if not isinstance(first, int) or first < 1:
+                raise self.err(node, "chunk: chunks must be a positive integer")
+            step = -(-size // first) if size else 1
+            count = -(-size // step) if size else first
+            key = "chunks"
+        elif isinstance(first, int) and first > 0:
+            count, key = max(1, -(-size // first)), "split_size_or_sections"
+        elif isinstance(first, list) and all(isinstance(v, int) and v >= 0 for v in first):
+            count, key = len(first), "split_size_or_sections"
+        else:
+            raise self.err(node, "split takes a positive size or a list of sizes")
+        names = self.stmt_names if node is self.stmt_expr and len(self.stmt_names) == count else []
+        base = self.temp()
+        outs = []
+        for k in range(count):
+            outs.append(self.emit(fn, [t], {key: first, "dim": dim, "index": k}, node, name=names[k] if names else f"{base}.{k}"))
+        return tuple(outs)
+
+
+def _picked(stmt: ast.expr | None, call: ast.Call) -> int | None:
+    """Which of max's (values, indices) a statement's whole right-hand side takes from `call`, if it does."""
+    if isinstance(stmt, ast.Attribute) and stmt.value is call and stmt.attr in ("values", "indices"):
+        return 0 if stmt.attr == "values" else 1
+    if isinstance(stmt, ast.Subscript) and stmt.value is call and isinstance(stmt.slice, ast.Constant):
+        return stmt.slice.value if stmt.slice.value in (0, 1) else None
+    return None
