@@ -103,11 +103,4 @@ class ControlFlow(ExpressionCompiler):
 
     def runtime_length(self, it: ast.expr) -> int | None:
         """How many items a loop reached now goes over (None: not something gradtrace iterates)."""
-        v = self.expr(it)
-        if isinstance(v, (list, tuple, dict)):
-            return len(v)
-        if isinstance(v, ModuleInst) and v.layer is None:
-            return len(v.children)
-        if isinstance(v, T):
-            return self.shape(v)[0] if self.shape(v) else None
-        return None
+        return self.length_of(self.expr(it))  # type: ignore[attr-defined]

@@ -369,6 +369,11 @@ class UserCode(ExpressionCompiler):
         v = scope.get(it.id) if isinstance(it, ast.Name) else None
         for attr in reversed(path):
             v = v.attrs.get(attr) if isinstance(v, Instance) else None
+        return self.length_of(v)
+
+    def length_of(self, v: Value) -> int | None:
+        """How many items a loop over v goes over (None: nothing gradtrace iterates): a list, tuple or dict, a module
+        container, a tensor's rows."""
         if isinstance(v, (list, tuple, dict)):
             return len(v)
         if isinstance(v, ModuleInst) and v.layer is None:

@@ -57,13 +57,15 @@ class ModuleCalls(ExpressionCompiler):
             if isinstance(a, ast.Starred) or cls == "ModuleList":
                 children.extend(self.elements(a.value if isinstance(a, ast.Starred) else a, base, len(children)))
             else:
-                self.path_hint = f"{base}.{len(children)}" if base else None
-                children.append(self.expr(a))
-                self.path_hint = None
-        for c in children:
-            if not (isinstance(c, ModuleInst) and c.path is None or isinstance(c, Instance)):
-                raise self.err(node, f"nn.{cls} takes new modules (nn.Linear(...), ...), each used once, not {_kind(c)}")
+                children.append(self.element(a, base, len(children)))
+        self.check_new(children, f"nn.{cls}", node)
         return ModuleInst(None, None, children=children, container=cls)
+
+    def check_new(self, items: list[Value], what: str, node: ast.AST) -> None:
+        """A container takes modules made for it, each once (a module object of the program's classes may be any)."""
+        for c in items:
+            if not (isinstance(c, ModuleInst) and c.path is None or isinstance(c, Instance)):
+                raise self.err(node, f"{what} takes new modules (nn.Linear(...), ...), each used once, not {_kind(c)}")
 
     def module_dict(self, node: ast.Call) -> ModuleInst:
         """nn.ModuleDict({'a': ..., 'b': ...}) / nn.ModuleDict(dict(a=..., b=...)): modules by name, each named for
@@ -77,20 +79,18 @@ class ModuleCalls(ExpressionCompiler):
         elif isinstance(arg, ast.Dict):
             pairs = [(self.const(k) if k is not None else None, v) for k, v in zip(arg.keys, arg.values, strict=True)]
         else:
-            v = self.expr(arg)
-            if not isinstance(v, dict):
-                raise self.err(arg, f"nn.ModuleDict takes a dict of modules, not {_kind(v)}")
-            pairs = [(k, None) for k in v]
+            made = self.expr(arg)  # a dict built before: its modules are made already
+            if not isinstance(made, dict):
+                raise self.err(arg, f"nn.ModuleDict takes a dict of modules, not {_kind(made)}")
+            pairs = list(made.items())
         keys: list[str] = []
         children: list[Any] = []
         for key, value in pairs:
             if not isinstance(key, str):
                 raise self.err(arg, "nn.ModuleDict's keys are strings")
-            child = self.element(value, base and f"{base}.{key}", None) if value is not None else self.expr(arg)[key]
-            if not (isinstance(child, ModuleInst) and child.path is None or isinstance(child, Instance)):
-                raise self.err(arg, f"nn.ModuleDict takes new modules, each used once, not {_kind(child)}")
             keys.append(key)
-            children.append(child)
+            children.append(self.element(value, base and f"{base}.{key}", None) if isinstance(value, ast.AST) else value)
+        self.check_new(children, "nn.ModuleDict", arg)
         return ModuleInst(None, None, children=children, container="ModuleDict", keys=keys)
 
     def container_add(self, m: ModuleInst, how: str, call: ast.Call) -> None:
@@ -99,9 +99,8 @@ class ModuleCalls(ExpressionCompiler):
             raise self.err(call, f"{m.kind}.{how} takes its module(s) positionally")
         base = m.path
         new = self.elements(call.args[0], base, len(m.children)) if how == "extend" else [self.element(call.args[0], base, len(m.children))]
+        self.check_new(new, f"{m.kind}.{how}", call)
         for k, c in enumerate(new, start=len(m.children)):
-            if not (isinstance(c, ModuleInst) and c.path is None or isinstance(c, Instance)):
-                raise self.err(call, f"{m.kind}.{how} takes new modules, each used once, not {_kind(c)}")
             m.children.append(c)
             if base is not None and isinstance(c, ModuleInst):
                 self.ensure_path(c, f"{base}.{k}")
@@ -119,12 +118,7 @@ class ModuleCalls(ExpressionCompiler):
     def elements(self, node: ast.expr, base: str | None, offset: int) -> list[Value]:
         """The items of a list written out, a comprehension or a list value, each made under its path hint."""
         if isinstance(node, (ast.List, ast.Tuple)):
-            out = []
-            for k, e in enumerate(node.elts):
-                self.path_hint = f"{base}.{offset + k}" if base else None
-                out.append(self.expr(e))
-                self.path_hint = None
-            return out
+            return [self.element(e, base, offset + k) for k, e in enumerate(node.elts)]
         if isinstance(node, (ast.ListComp, ast.GeneratorExp)):
             return self.comprehension(node, base, offset)
         v = self.expr(node)
