@@ -46,6 +46,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("program_mlp", "MLP program", "program_mlp.py"),
     Example("module_class", "class ConvNet(nn.Module)", "module_class.py"),
     Example("gpt_lecture", "GPT lecture model (classes)", "gpt_lecture.py"),
+    Example("nanogpt", "nanoGPT model.py (pasted whole)", "nanogpt.py"),
     Example("resnet_block", "ResNet block", "resnet_block.py"),
     Example("rnn_unrolled", "RNN through time (a loop)", "rnn_unrolled.py"),
     Example("resnet_block_json", "ResNet block (model spec)", "resnet_block.json"),

@@ -70,10 +70,10 @@ def test_svg_without_graphviz_is_one_line_and_exit_4(tmp_path: Path, monkeypatch
 
 def test_bad_spec_exits_2_with_reason_on_stderr(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("x = torch.tensor(1.0, requires_grad=True)\nimport os\n")
+    bad.write_text("import os\nx = torch.tensor(1.0, requires_grad=True)\nd = os.getcwd()\n")
     res = runner.invoke(app, ["run", str(bad)])
     assert res.exit_code == 2
-    assert "line 2" in res.stderr and "import of 'os'" in res.stderr
+    assert "line 3" in res.stderr and "'os.getcwd', imported from a" in res.stderr
     broken = tmp_path / "bad.json"
     broken.write_text('{"nodes": [], "program": "y=1"}')
     res = runner.invoke(app, ["run", str(broken)])

@@ -184,7 +184,7 @@ def test_in_place_change_of_a_global_inside_a_function_is_seen_outside(tmp_path:
 
 
 @pytest.mark.parametrize(("program", "message"), [
-    ("import torch\nclass A:\n    pass\n", "only subclasses of nn.Module"),
+    ("import torch\nclass A(int):\n    pass\n", "only subclasses of nn.Module"),
     ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    def forward(self, x):\n        return super().forward(x)\n"
      "y = A()(torch.ones(1))\n", "has no method 'forward'"),
     ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    for i in range(2):\n        pass\n", "only methods"),

@@ -176,6 +176,21 @@ class GraphBuilder:
             stack.extend(i for i in by_name[k].inputs if isinstance(i, str))
         return [n for n in self.nodes if n.name in wanted] + [self.computed[name]]
 
+    def rename(self, new: dict[str, str]) -> None:
+        """Give tensors new names (old -> new, every name present; the new ones distinct): the graph's nodes, their
+        inputs and every table by name."""
+        def key(d: dict[str, Any]) -> dict[str, Any]:
+            return {new[k]: v for k, v in d.items()}
+        for leaf in self.leaves.values():
+            leaf.name = new[leaf.name]
+        for n in [*self.nodes, *self.computed.values()]:
+            n.name = new[n.name]
+            n.inputs = [new[i] if isinstance(i, str) else i for i in n.inputs]
+        self.leaves, self.computed = key(self.leaves), key(self.computed)
+        self.shapes, self.dtypes, self.grad, self.ranges = key(self.shapes), key(self.dtypes), key(self.grad), key(self.ranges)
+        self.views = {new[k]: [new[v] for v in vs] for k, vs in self.views.items()}
+        self.used = {new[k] for k in self.used}
+
     def _count(self, size: int, loc: tuple[str | int, ...], raw: RawNode | None) -> None:
         def fail(msg: str) -> SpecError:
             return _err(raw, msg) if raw is not None else SpecError(msg, loc=loc)

@@ -1,15 +1,27 @@
-"""A program's control flow and Python's sequence builtins, folded at compile time: `if` picks the branch its
-condition (a constant by now) names, `for` over what was not known before the statements ran is unrolled when
-reached, `assert` on constants is checked; sum, zip, enumerate and reversed work on lists as Python's do."""
+"""A program's control flow and Python's builtins, folded at compile time: `if` picks the branch its condition (a
+constant by now) names, `for` over what was not known before the statements ran is unrolled when reached, `assert`
+on constants is checked; sum, zip, enumerate and reversed work on lists as Python's do; isinstance and hasattr
+answer as they would in torch (`if isinstance(m, nn.Linear):` in an init function)."""
 
 from __future__ import annotations
 
 import ast
 from collections import Counter
 
-from services.compiler.expressions import ExpressionCompiler, _kind
+from services.compiler.creation import CREATORS
+from services.compiler.expressions import CONSTANTS, ExpressionCompiler, _kind
+from services.compiler.layers import BY_MODULE
 from services.compiler.loops import unroll
-from services.compiler.values import ModuleInst, T, Value, is_number
+from services.compiler.values import DTYPES, Instance, ModuleInst, T, UserClass, Value, is_number
+
+PY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict}
+"""Python's types isinstance() tests against (a tensor is none of them)."""
+CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+TENSOR_ATTRIBUTES = ("shape", "ndim", "dtype", "requires_grad", "is_leaf", "data", "T", "mT", "grad", "grad_fn", "device")
+STR_METHODS = {"endswith", "startswith", "split", "rsplit", "replace", "lower", "upper", "strip", "lstrip", "rstrip",
+               "join", "count", "find", "isdigit"}
+"""Methods of strings a program may call (on names from named_parameters, a config's strings): pure and bounded."""
 
 
 class ControlFlow(ExpressionCompiler):
@@ -100,6 +112,67 @@ class ControlFlow(ExpressionCompiler):
             else:
                 acc = acc + v
         return acc
+
+    def is_instance(self, node: ast.Call) -> bool:
+        """isinstance(m, nn.Linear), isinstance(m, (nn.Conv2d, nn.Linear)), isinstance(block, Block),
+        isinstance(x, torch.Tensor), isinstance(k, int): as Python answers for what the program holds."""
+        if len(node.args) != 2 or node.keywords:
+            raise self.err(node, "isinstance takes an object and a class (or a tuple of classes)")
+        return self.instance_of(self.expr(node.args[0]), node.args[1])
+
+    def instance_of(self, v: Value, cls: ast.expr) -> bool:
+        if isinstance(cls, ast.Tuple):
+            return any(self.instance_of(v, c) for c in cls.elts)
+        path = self.dotted(cls)
+        if path == "nn.Module":
+            return isinstance(v, ModuleInst) or isinstance(v, Instance) and v.cls.module
+        if path is not None and path.startswith("nn.") and (path[3:] in BY_MODULE or path[3:] in CONTAINERS):
+            return isinstance(v, ModuleInst) and v.kind == path[3:]
+        if path in ("torch.Tensor", "nn.Parameter"):
+            leaves = self.builder.leaves
+            return isinstance(v, T) and (path == "torch.Tensor" or v.name in leaves and leaves[v.name].kind == "parameter")
+        if path is None and isinstance(cls, ast.Name) and cls.id in PY_TYPES and cls.id not in self.scope:
+            return not isinstance(v, T) and isinstance(v, PY_TYPES[cls.id])
+        c = self.expr(cls) if path is None else None
+        if isinstance(c, UserClass):
+            k = v.cls if isinstance(v, Instance) else None
+            while k is not None and k is not c:
+                k = k.base
+            return k is not None
+        raise self.err(cls, f"isinstance(..., {self.src(cls)[:40]}): gradtrace tests nn module classes, the program's "
+                            "own classes, torch.Tensor, nn.Parameter and int/float/str/bool/list/tuple/dict")
+
+    def has_attribute(self, node: ast.Call) -> bool:
+        """hasattr(F, 'scaled_dot_product_attention'), hasattr(self, 'proj'), hasattr(m, 'bias'): whether gradtrace
+        knows the function (so the branch it takes traces) or the object has the attribute."""
+        if len(node.args) != 2 or node.keywords or not isinstance(name := self.const(node.args[1]), str):
+            raise self.err(node, "hasattr takes an object and an attribute's name (a string)")
+        path = self.dotted(node.args[0])
+        if path is not None:
+            full = self.dotted(ast.Attribute(value=node.args[0], attr=name, ctx=ast.Load())) or ""
+            return (full in self.functions or full in CONSTANTS or path == "torch" and (name in CREATORS or name in DTYPES)
+                    or path == "nn" and (name in BY_MODULE or name in CONTAINERS))
+        v = self.expr(node.args[0])
+        if isinstance(v, Instance):
+            return name in v.attrs or name in v.cls.attrs or name in v.cls.methods or name == "training" and v.cls.module
+        if isinstance(v, ModuleInst):
+            return (name in v.params or v.keys is not None and name in v.keys or v.layer is not None and name in ("weight", "bias")
+                    or v.cfg is not None and name in type(v.cfg).model_fields or name == "training")
+        if isinstance(v, T):
+            return name in TENSOR_ATTRIBUTES or name in self.methods
+        raise self.err(node, f"hasattr of {_kind(v)}: gradtrace answers for modules, objects and tensors")
+
+    def string_method(self, s: str, method: str, node: ast.Call) -> Value:
+        """'fc.weight'.endswith('weight'), name.split('.'): Python's answer on constants."""
+        if method not in STR_METHODS:
+            raise self.err(node, f"the string method '{method}' is not supported here")
+        args = [self.const(a) for a in node.args]
+        kwargs = {k.arg: self.const(k.value) for k in node.keywords if k.arg}
+        try:
+            return getattr(s, method)(*[tuple(a) if isinstance(a, list) and method in ("endswith", "startswith") else a
+                                         for a in args], **kwargs)
+        except (TypeError, ValueError) as e:
+            raise self.err(node, f"{method}: {e}") from None
 
     def runtime_length(self, it: ast.expr) -> int | None:
         """How many items a loop reached now goes over (None: not something gradtrace iterates)."""

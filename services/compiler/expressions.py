@@ -14,7 +14,9 @@ from typing import Any
 from services.compiler.build import GraphBuilder, RawNode
 from services.compiler.values import (
     DTYPES,
+    Bound,
     DType,
+    Foreign,
     Instance,
     ModuleInst,
     T,
@@ -183,8 +185,8 @@ class ExpressionCompiler:
         if isinstance(node, ast.Name):
             if node.id in self.scope:
                 return self.scope[node.id]
-            if node.id in self.aliases:
-                raise self.err(node, f"the module '{node.id}' is not a value")
+            if node.id in self.aliases:  # `from torch import float32`: a name for a path; a module is no value
+                return self.path_value(self.dotted(node) or node.id, node)
             raise self.err(node, f"unknown name '{node.id}'")
         if isinstance(node, (ast.Tuple, ast.List)):
             if any(isinstance(e, ast.Starred) for e in node.elts):
@@ -373,11 +375,7 @@ class ExpressionCompiler:
     def attribute(self, node: ast.Attribute) -> Value:
         path = self.dotted(node)
         if path is not None:
-            if path in CONSTANTS:
-                return CONSTANTS[path]
-            if path.startswith("torch.") and path[6:] in DTYPES:
-                return DType(DTYPES[path[6:]])
-            raise self.err(node, f"'{path}' is not a value gradtrace knows")
+            return self.path_value(path, node)
         base = self.expr(node.value)
         if isinstance(base, ModuleInst):
             return self.module_attribute(base, node)
@@ -390,6 +388,16 @@ class ExpressionCompiler:
         if isinstance(base, tuple) and len(base) == 2 and node.attr in ("values", "indices"):
             return base[0] if node.attr == "values" else base[1]  # max(dim=...)'s (values, indices)
         raise self.err(node, f"attribute '{node.attr}' of {_kind(base)} is not allowed")
+
+    def path_value(self, path: str, node: ast.expr) -> Value:
+        """math.pi, torch.float64 (or their names imported `from torch import float64`)."""
+        if path in CONSTANTS:
+            return CONSTANTS[path]
+        if path.startswith("torch.") and path[6:] in DTYPES:
+            return DType(DTYPES[path[6:]])
+        if "." not in path or path in ("nn", "F", "nn.init", "torch.optim"):
+            raise self.err(node, f"the module '{self.src(node)[:40]}' is not a value")
+        raise self.err(node, f"'{path}' is not a value gradtrace knows")
 
     def tensor_attribute(self, t: T, node: ast.Attribute) -> Value:
         a = node.attr
@@ -410,6 +418,8 @@ class ExpressionCompiler:
             if a == "T" and len(shape) != 2:
                 return t if len(shape) < 2 else self.emit("permute", [t], {"dims": list(range(len(shape)))[::-1]}, node)
             return self.emit("transpose", [t], {"dim0": -2, "dim1": -1}, node)
+        if a == "device":  # as torch.device(...): the spec's device decides, `.to(device)` keeps it
+            return "cpu"
         if a in ("grad", "grad_fn"):
             raise self.err(node, f"'.{a}' is what gradtrace reports for every node: it cannot be used inside the computation")
         raise self.err(node, f"tensor attribute '.{a}' is not supported")
@@ -600,8 +610,15 @@ def _kind(v: Any) -> str:
     """How a value reads in an error message."""
     if isinstance(v, T):
         return f"the tensor '{v.name}'"
+    if isinstance(v, Instance) and not v.cls.module:
+        return f"the {v.kind} object"
     if isinstance(v, (ModuleInst, Instance)):
         return f"the module {v.kind}"
+    if isinstance(v, Bound):
+        return f"the method {v.obj.kind}.{v.fn.name}"
+    if isinstance(v, Foreign):
+        return (f"'{v.path}', imported from a module gradtrace does not trace (it traces torch, torch.nn, "
+                "torch.nn.functional, math and numpy)")
     if isinstance(v, UserFunction):
         return f"the function {v.name}"
     if isinstance(v, UserClass):

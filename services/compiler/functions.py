@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.loops import unroll
-from services.compiler.values import Instance, ModuleInst, T, Untraced, UserClass, UserFunction, Value
+from services.compiler.values import Bound, Foreign, Instance, ModuleInst, T, Untraced, UserClass, UserFunction, Value
 from services.errors import SpecError
 
 MAX_DEPTH = 16
@@ -44,18 +44,26 @@ class UserCode(ExpressionCompiler):
         """Bind a top-level def or class: checked now, compiled at each call."""
         if self.depth:
             raise self.err(stmt, "def and class are allowed at the top level of the program only")
-        if isinstance(stmt, ast.ClassDef) and stmt.decorator_list:
-            raise self.err(stmt.decorator_list[0], "decorators are not allowed on classes")
         if isinstance(stmt, ast.FunctionDef):
             self.scope[stmt.name] = self.function(stmt)
             return
+        dataclass = False
+        for d in stmt.decorator_list:
+            if self.foreign_path(d.func if isinstance(d, ast.Call) else d) != "dataclasses.dataclass":
+                raise self.err(d, f"class {stmt.name}: the only class decorator gradtrace understands is @dataclass")
+            dataclass = True
         base = self.scope.get(stmt.bases[0].id) if len(stmt.bases) == 1 and isinstance(stmt.bases[0], ast.Name) else None
-        if stmt.keywords or len(stmt.bases) != 1 or not (self.dotted(stmt.bases[0]) == "nn.Module" or isinstance(base, UserClass)):
-            raise self.err(stmt, f"class {stmt.name}: only subclasses of nn.Module (or of the program's own nn.Module "
-                                 f"classes) are traced: class {stmt.name}(nn.Module)")
+        plain = not stmt.bases or len(stmt.bases) == 1 and isinstance(stmt.bases[0], ast.Name) and stmt.bases[0].id == "object"
+        if stmt.keywords or not plain and (len(stmt.bases) != 1 or not (
+                self.dotted(stmt.bases[0]) == "nn.Module" or isinstance(base, UserClass))):
+            raise self.err(stmt, f"class {stmt.name}: only subclasses of nn.Module (or of the program's own classes) and "
+                                 f"plain classes (a @dataclass config) are traced: class {stmt.name}(nn.Module)")
         parent = base if isinstance(base, UserClass) else None
+        if dataclass and (not plain or parent is not None and parent.module):
+            raise self.err(stmt, f"class {stmt.name}: a @dataclass nn.Module is not traced (a @dataclass holds a config)")
         methods: dict[str, UserFunction] = dict(parent.methods) if parent else {}
         attrs: dict[str, Value] = dict(parent.attrs) if parent else {}
+        fields = list(parent.fields or []) if parent and dataclass else []
         own: list[UserFunction] = []
         for item in stmt.body:
             if isinstance(item, ast.FunctionDef):
@@ -64,6 +72,10 @@ class UserCode(ExpressionCompiler):
                     raise self.err(item, f"{stmt.name}.{item.name} needs `self` as its first parameter")
                 methods[item.name] = fn
                 own.append(fn)
+            elif dataclass and isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                fields += [] if item.target.id in fields else [item.target.id]  # `n_embd: int = 768`: a field
+                if item.value is not None:
+                    attrs[item.target.id] = self.const(item.value)
             elif isinstance(item, (ast.Assign, ast.AnnAssign)) and item.value is not None and isinstance(
                     target := item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else
                     getattr(item, "target", None), ast.Name):
@@ -71,10 +83,33 @@ class UserCode(ExpressionCompiler):
             elif not (isinstance(item, ast.Pass) or isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant)):
                 raise self.err(item, f"class {stmt.name}: only methods (def) and constant class attributes are allowed "
                                      "in the class body")
-        cls = UserClass(stmt.name, methods, attrs, parent)
+        module = parent.module if parent is not None else not plain
+        cls = UserClass(stmt.name, methods, attrs, parent, module=module, fields=fields if dataclass else None)
         for fn in own:
             fn.owner = cls
         self.scope[stmt.name] = cls
+
+    def touches_values(self, node: ast.expr) -> bool:
+        """Whether the expression names a tensor, a module or an object of the program (a call of a module gradtrace
+        does not trace could change them: refused, not skipped)."""
+        return any(isinstance(n, ast.Name) and isinstance(self.scope.get(n.id), (T, ModuleInst, Instance))
+                   for n in ast.walk(node))
+
+    def refuse_foreign(self, func: ast.expr) -> None:
+        """A call of what a module gradtrace does not trace gives (os.system, tqdm): refused, naming it."""
+        path = self.foreign_path(func)
+        if path is not None:
+            raise self.err(func, f"{self.src(func)[:60]}(...): {_kind(Foreign(path))}")
+
+    def foreign_path(self, node: ast.expr) -> str | None:
+        """`dataclass` or `dataclasses.dataclass` when imported from a module gradtrace does not trace: its path."""
+        if isinstance(node, ast.Name):
+            v = self.scope.get(node.id)
+            return v.path if isinstance(v, Foreign) else None
+        if isinstance(node, ast.Attribute):
+            base = self.foreign_path(node.value)
+            return f"{base}.{node.attr}" if base is not None else None
+        return None
 
     def function(self, stmt: ast.FunctionDef) -> UserFunction:
         a = stmt.args
@@ -98,6 +133,11 @@ class UserCode(ExpressionCompiler):
             return self.call_user(v, *self.call_args(node), node, prefix=f"{v.name}.")
         if isinstance(v, UserClass):
             return self.instantiate(v, node)
+        if isinstance(v, Bound):
+            return self.call_user(v.fn, [v.obj, *self.call_args(node)[0]], self.call_args(node)[1], node,
+                                  prefix=f"{v.obj.path}.")
+        if not v.cls.module:
+            raise self.err(node, f"{_kind(v)} is not callable")
         return self.call_method(v, "forward", node)
 
     def call_args(self, node: ast.Call) -> tuple[list[Value], dict[str, Value]]:
@@ -133,13 +173,17 @@ class UserCode(ExpressionCompiler):
                 self.finalize(inst)  # its modules are about to be used: they need their names now
             if isinstance(v, ModuleInst):
                 return self.module_call(v, node)  # type: ignore[attr-defined]
-            if isinstance(v, (UserFunction, UserClass, Instance)):
+            if isinstance(v, (UserFunction, UserClass, Instance, Bound)):
                 return self.call_value(v, node)
             raise self.err(node, f"{inst.path}.{method} is {_kind(v)}, which is not callable")
         if method in inst.cls.methods:
             return self.call_method(inst, method, node)
+        if not inst.cls.module:
+            raise self.err(node, f"{inst.kind} has no method '{method}'")
         if method in ("parameters", "named_parameters"):
             return self.module_parameters(inst, method, node)
+        if method == "apply":
+            return self.module_apply(inst, node)
         if method in NOT_TRACED:
             return Untraced(f"{inst.path}.{method}()")
         if method in ("train", "eval"):
@@ -173,6 +217,34 @@ class UserCode(ExpressionCompiler):
             return [T(leaf) for leaf in found]
         return [(name, T(leaf)) for leaf, name in found.items()]
 
+    def module_apply(self, m: ModuleInst | Instance, node: ast.Call) -> ModuleInst | Instance:
+        """model.apply(init_weights): the function on every submodule, children before their parent, in the order
+        they were set (torch's Module.apply); it returns the module."""
+        if len(node.args) != 1 or node.keywords:
+            raise self.err(node, "apply takes one function")
+        fn = self.expr(node.args[0])
+        if not isinstance(fn, (UserFunction, Bound)):
+            raise self.err(node.args[0], f"apply takes a function of the program, not {_kind(fn)}")
+        for sub in self.submodules(m):
+            if isinstance(fn, Bound):
+                self.call_user(fn.fn, [fn.obj, sub], {}, node, prefix=f"{fn.obj.path}.", named=False)
+            else:
+                self.call_user(fn, [sub], {}, node, prefix=f"{fn.name}.", named=False)
+        return m
+
+    def submodules(self, m: ModuleInst | Instance) -> list[ModuleInst | Instance]:
+        """m's modules, each after its children (the order torch's apply visits them), named first."""
+        if isinstance(m, ModuleInst):
+            self.ensure_path(m, None)
+            children = list(m.children)
+        else:
+            self.finalize(m)
+            children = [a for a in m.attrs.values() if isinstance(a, ModuleInst) or isinstance(a, Instance) and a.cls.module]
+        out: list[ModuleInst | Instance] = []
+        for c in {id(c): c for c in children}.values():  # a module set twice on one parent is one child, as in torch
+            out += self.submodules(c)
+        return [*out, m]
+
     def collect_parameters(self, v: Value, prefix: str, found: dict[str, str]) -> None:
         if isinstance(v, ModuleInst):
             self.ensure_path(v, None)
@@ -180,7 +252,7 @@ class UserCode(ExpressionCompiler):
                 found.setdefault(leaf, prefix + attr)
             for i, child in enumerate(v.children):
                 self.collect_parameters(child, f"{prefix}{v.child_name(i)}.", found)
-        elif isinstance(v, Instance):
+        elif isinstance(v, Instance) and v.cls.module:
             self.finalize(v)
             leaves = self.builder.leaves
             for attr, a in v.attrs.items():  # its own nn.Parameters first (buffers are no parameters)
@@ -193,6 +265,8 @@ class UserCode(ExpressionCompiler):
     def instantiate(self, cls: UserClass, node: ast.Call) -> Instance:
         """Net(...): a new object named for the variable it is bound to; __init__ runs now (its modules draw their
         parameters in program order, as torch's do)."""
+        if not cls.module:
+            return self.plain_object(cls, node)
         s = self.stmt_expr
         if self.path_hint is not None:  # an item of a container being built: 'model.blocks.0'
             path, self.path_hint = self.path_hint, None
@@ -220,6 +294,37 @@ class UserCode(ExpressionCompiler):
             raise self.err(node, f"{cls.name}() takes no arguments (it has no __init__)")
         return inst
 
+    def plain_object(self, cls: UserClass, node: ast.Call) -> Instance:
+        """An object of a plain class: a @dataclass's fields from the arguments and defaults (as its generated
+        __init__ sets them, then __post_init__), or what the class's own __init__ sets."""
+        inst = Instance(cls, f"{self.prefix}{self.stmt_name or cls.name.lower()}")
+        args, kwargs = self.call_args(node)
+        if cls.fields is None:
+            init = cls.methods.get("__init__")
+            if init is not None:
+                self.call_user(init, [inst, *args], kwargs, node, prefix=f"{inst.path}.", named=False)
+            elif args or kwargs:
+                raise self.err(node, f"{cls.name}() takes no arguments (it has no __init__)")
+            return inst
+        if len(args) > len(cls.fields):
+            raise self.err(node, f"{cls.name}() takes {len(cls.fields)} positional argument(s), got {len(args)}")
+        values = dict(zip(cls.fields, args, strict=False))
+        for k, v in kwargs.items():
+            if k not in cls.fields:
+                raise self.err(node, f"{cls.name}() got an unexpected keyword argument '{k}' (its fields: "
+                                     f"{', '.join(cls.fields)})")
+            if k in values:
+                raise self.err(node, f"{cls.name}() got multiple values for argument '{k}'")
+            values[k] = v
+        missing = [f for f in cls.fields if f not in values and f not in cls.attrs]
+        if missing:
+            raise self.err(node, f"{cls.name}() missing argument(s): {', '.join(missing)}")
+        inst.attrs = {f: values.get(f, cls.attrs.get(f)) for f in cls.fields}
+        post = cls.methods.get("__post_init__")
+        if post is not None:
+            self.call_user(post, [inst], {}, node, prefix=f"{inst.path}.", named=False)
+        return inst
+
     def finalize(self, inst: Instance, path: str | None = None) -> None:
         """Fix a provisional object's path (its place, 'net.layer1.0'; None: the one it has) and name the modules
         it holds under it, recursively. Their parameters were drawn when made: only the names wait."""
@@ -227,8 +332,11 @@ class UserCode(ExpressionCompiler):
             return
         if inst.path in self.provisional:
             self.provisional.remove(inst.path)
-        if path is not None and not inst.pinned and path not in self.instance_paths:
-            inst.path = path
+        if path is not None and path not in self.instance_paths:
+            if inst.pinned:  # tensors are named under its provisional path already: renamed when the program ends
+                self.renames[inst.path] = path
+            else:
+                inst.path = path
             self.instance_paths.add(path)
         inst.final = True
         for attr, v in inst.attrs.items():
@@ -236,6 +344,33 @@ class UserCode(ExpressionCompiler):
                 self.ensure_path(v, f"{inst.path}.{attr}")
             elif isinstance(v, Instance):
                 self.finalize(v, f"{inst.path}.{attr}")
+
+    def rename_provisional(self) -> None:
+        """Objects that named tensors under a provisional path (an nn.Parameter in the __init__ of a block made in a
+        list comprehension) take their place's path now: 'model.block.ln_1.weight' -> 'model.transformer.h.0.ln_1.weight'."""
+        if not self.renames:
+            return
+        prefixes = sorted(self.renames, key=len, reverse=True)
+
+        def renamed(name: str) -> str:
+            for p in prefixes:
+                if name.startswith(p + "."):
+                    return self.renames[p] + name[len(p):]
+            return name
+        new = {k: renamed(k) for k in self.builder.shapes}
+        if len(set(new.values())) != len(new):
+            return  # a clash with a name made since: the provisional names stay (as before)
+        self.builder.rename(new)
+        for stream in [self.stream, *self.res.streams]:
+            for ev in stream.events:
+                ev.target = new.get(ev.target, ev.target) if ev.target is not None else None
+                if isinstance(ev.args.get("source"), str):
+                    ev.args["source"] = new.get(ev.args["source"], ev.args["source"])
+                if ev.op == "module":
+                    ev.args["params"] = {k: new.get(v, v) for k, v in ev.args["params"].items()}
+        self.res.names = {k: new.get(v, v) for k, v in self.res.names.items()}
+        if self.res.output is not None:
+            self.res.output = new.get(self.res.output, self.res.output)
 
     def call_user(self, fn: UserFunction, args: list[Value], kwargs: dict[str, Value], node: ast.Call, prefix: str,
                   named: bool = True) -> Value:
@@ -420,7 +555,7 @@ class UserCode(ExpressionCompiler):
         if node.attr in inst.cls.attrs:
             return inst.cls.attrs[node.attr]
         if node.attr in inst.cls.methods:
-            raise self.err(node, f"the method {inst.kind}.{node.attr} can only be called")
+            return Bound(inst.cls.methods[node.attr], inst)  # self._init_weights, passed to self.apply
         have = ", ".join(inst.attrs) or "none"
         raise self.err(node, f"{inst.kind} has no attribute '{node.attr}' (set in __init__: {have})")
 

@@ -1,6 +1,7 @@
 """PyTorch program text into graph nodes, parsed with `ast` against a whitelist and never executed.
 
-Accepted: imports of torch, torch.nn, torch.nn.functional, math and numpy; assignments (also tuple
+Accepted: imports of torch, torch.nn, torch.nn.functional, math and numpy (other modules' names are bound, refused
+where used); assignments (also tuple
 unpacking and augmented); tensor creation (torch.tensor, rand, randn, ...) on torch's generator in program
 order; nn modules (construction, calls, nn.Sequential) whose parameters are named and initialised as torch
 does; `with torch.no_grad():` parameter writes (.data =, copy_, zero_, fill_, uniform_, nn.init.*, += a number)
@@ -31,7 +32,9 @@ from services.compiler.modules import ModuleCalls
 from services.compiler.tensor_methods import TensorMethods
 from services.compiler.values import (
     DTYPES,
+    Bound,
     DType,
+    Foreign,
     Generator,
     Instance,
     ModuleInst,
@@ -82,6 +85,8 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
         self.scope = {k: T(k) for k in spec_inputs}
         self.globals = self.scope
         self.provisional: list[str] = []
+        self.renames: dict[str, str] = {}
+        """Provisional paths tensors were named under -> the paths their objects took (see rename_provisional)."""
         self.initializing: set[int] = set()
         """Objects whose __init__ runs now (by id)."""
         self.supers: list[tuple[UserClass, Value]] = []
@@ -108,7 +113,7 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
         if "__" in self.text:  # a walk over every node costs more than the rest of a small program's compile
             for node in ast.walk(ast.Module(body=body, type_ignores=[])):
                 name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
-                if name and name.startswith("__") and name != "__init__":
+                if name and name.startswith("__") and name not in ("__init__", "__post_init__"):
                     raise self.err(node, f"dunder name '{name}' is not allowed")
         self.count_bindings(body)
         self.reserved = set(self.bindings) | self.spec_inputs
@@ -117,6 +122,7 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
             self.statement(stmt)
         self.res.names = {k: v.name for k, v in self.scope.items() if isinstance(v, T)}
         self.res.streams = [g.stream for g in self.generators if g.stream.events]
+        self.rename_provisional()
         return self.res
 
     def count_bindings(self, body: list[ast.stmt], no_grad: bool = False) -> None:
@@ -206,20 +212,30 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
                            + (" (loops: only `for NAME in range(...)` with constant bounds)" if kind in ("For", "While") else ""))
 
     def imports(self, stmt: ast.Import | ast.ImportFrom) -> None:
+        """torch's modules, math and numpy by their paths; anything else (`import os`, `from tqdm import tqdm`) binds a
+        Foreign name: a pasted script's imports are fine, a use of what gradtrace does not trace is refused there."""
         if isinstance(stmt, ast.Import):
             for a in stmt.names:
                 if a.name not in MODULES:
-                    raise self.err(stmt, f"import of '{a.name}' is not allowed (only torch, torch.nn, torch.nn.functional, math, numpy)")
-                if a.asname:
+                    name = a.asname or a.name.split(".")[0]
+                    self.scope[name] = Foreign(a.name if a.asname else name)
+                elif a.asname:
                     self.aliases[a.asname] = MODULES[a.name]
                 else:
                     self.aliases[a.name.split(".")[0]] = a.name.split(".")[0]
             return
+        if stmt.level:
+            raise self.err(stmt, f"relative import 'from {'.' * stmt.level}{stmt.module or ''}' is not allowed")
         for a in stmt.names:
             full = f"{stmt.module}.{a.name}"
-            if stmt.level or full not in FROM_IMPORTS:
-                raise self.err(stmt, f"'from {stmt.module} import {a.name}' is not allowed")
-            self.aliases[a.asname or a.name] = FROM_IMPORTS[full]
+            if a.name == "*":
+                raise self.err(stmt, f"'from {stmt.module} import *' is not allowed: import the names the program uses")
+            if full in FROM_IMPORTS:
+                self.aliases[a.asname or a.name] = FROM_IMPORTS[full]
+            elif stmt.module in MODULES:  # `from torch.nn import Linear, Module`: the name stands for torch.nn.Linear
+                self.aliases[a.asname or a.name] = full
+            else:
+                self.scope[a.asname or a.name] = Foreign(full)
 
     def assign(self, target: ast.expr, value: ast.expr, stmt: ast.stmt) -> None:
         if isinstance(value, ast.GeneratorExp):
@@ -322,7 +338,11 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
         if is_super(call):
             self.super_call(call)
             return
-        if isinstance(f, ast.Name) and isinstance(self.scope.get(f.id), (UserFunction, UserClass, Instance)):
+        if self.foreign_path(f) is not None and not self.touches_values(call):  # plt.show(), wandb.log({...})
+            self.res.notes.append(f"line {call.lineno}: {self.src(call)[:80]} is not run: {_kind(Foreign(self.foreign_path(f)))}")
+            return
+        self.refuse_foreign(f)
+        if isinstance(f, ast.Name) and isinstance(self.scope.get(f.id), (UserFunction, UserClass, Instance, Bound)):
             self.begin("t", call, [])
             self.call_value(self.scope[f.id], call)
             return
@@ -373,7 +393,7 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
             if isinstance(base, Generator) and f.attr == "manual_seed":
                 self.seed_generator(base, call)
                 return
-            if isinstance(base, UserClass) or isinstance(base, ModuleInst) and f.attr == "requires_grad_":
+            if isinstance(base, UserClass) or isinstance(base, ModuleInst) and f.attr in ("requires_grad_", "apply"):
                 self.call(call)  # Base.__init__(self, d); model.fc.requires_grad_(False)
                 return
             if isinstance(base, ModuleInst) and base.layer is None and f.attr in ("append", "extend") and len(call.args) == 1:
@@ -445,13 +465,14 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
         if (any(isinstance(a, ast.Starred) for a in node.args) and self.dotted(f) != "nn.Sequential"
                 or any(k.arg is None for k in node.keywords)):
             raise self.err(node, "* and ** arguments are not allowed")
+        self.refuse_foreign(f)
         if isinstance(f, ast.Name):
             return self.call_name(f.id, node)
         if not isinstance(f, ast.Attribute):  # nn.MSELoss()(a, b), net[0](x)
             v = self.expr(f)
             if isinstance(v, ModuleInst):
                 return self.module_call(v, node)
-            if isinstance(v, (UserFunction, UserClass, Instance)):
+            if isinstance(v, (UserFunction, UserClass, Instance, Bound)):
                 return self.call_value(v, node)
             raise self.err(node, f"'{self.src(f)[:60]}' cannot be called")
         if is_super(node):
@@ -468,6 +489,10 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
             return self.seed_generator(base, node)
         if isinstance(base, Instance):
             return self.instance_method(base, f.attr, node)
+        if isinstance(base, str):
+            return self.string_method(base, f.attr, node)
+        if isinstance(base, ModuleInst) and f.attr == "apply":
+            return self.module_apply(base, node)
         if isinstance(base, UserClass) and f.attr in base.methods:  # Base.__init__(self, d): a method called on the class
             return self.call_user(base.methods[f.attr], *self.call_args(node), node,
                                   prefix=f"{self.prefix}", named=f.attr != "__init__")
@@ -509,11 +534,20 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
             v = self.scope[fn]
             if isinstance(v, ModuleInst):
                 return self.module_call(v, node)
-            if isinstance(v, (UserFunction, UserClass, Instance)):
+            if isinstance(v, (UserFunction, UserClass, Instance, Bound)):
                 return self.call_value(v, node)
             raise self.err(node, f"{_kind(v)} is not callable")
+        if fn in self.aliases:  # `from torch.nn import Linear`: Linear(4, 3) is nn.Linear(4, 3)
+            path = self.dotted(node.func)
+            if path is None or self.aliases[fn] in MODULES.values():
+                raise self.err(node, f"the module '{fn}' is not callable")
+            return self.call_path(path, node)
         if fn == "print":
             return None
+        if fn == "isinstance":
+            return self.is_instance(node)
+        if fn == "hasattr":
+            return self.has_attribute(node)
         if fn in ("float", "int", "bool") and len(node.args) == 1 and not node.keywords:
             c = self.const(node.args[0])
             try:
@@ -548,8 +582,6 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
             if not vals or not all(is_number(v) for v in vals):
                 raise self.err(node, f"{fn}() of constants only (for tensors use torch.{fn}imum or .{fn}())")
             return (min if fn == "min" else max)(vals)
-        if fn in self.aliases:
-            raise self.err(node, f"the module '{fn}' is not callable")
         if fn in self.functions:
             return self.apply(self.functions[fn], node)
         raise self.err(node, f"unknown function '{fn}'")

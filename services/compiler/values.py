@@ -83,6 +83,15 @@ class Untraced:
     what: str
 
 
+@dataclass(frozen=True)
+class Foreign:
+    """A name imported from a module gradtrace does not trace (`import inspect`, `from tqdm import tqdm`): accepted
+    as pasted scripts have them, refused where the program uses it. `@dataclass` is the one such name understood."""
+
+    path: str
+    """'inspect', 'dataclasses.dataclass'."""
+
+
 @dataclass
 class Generator:
     """A torch.Generator the program made: its own stream of draws (`torch.randn(..., generator=g)`)."""
@@ -127,7 +136,19 @@ class UserClass:
     attrs: dict[str, Any] = field(default_factory=dict)
     """Class attributes (`expansion = 1`): constants every object reads through self."""
     base: UserClass | None = None
-    """The program's class it derives from (None: nn.Module itself)."""
+    """The program's class it derives from (None: nn.Module itself, or `object` for a plain class)."""
+    module: bool = True
+    """An nn.Module subclass; False: a plain class (a `@dataclass` config) whose objects only hold values."""
+    fields: list[str] | None = None
+    """A `@dataclass`'s fields in order (its generated __init__'s parameters); None: not a dataclass."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A method read off an object without calling it (`self._init_weights`, passed to `model.apply`)."""
+
+    fn: UserFunction
+    obj: Instance
 
 
 @dataclass
