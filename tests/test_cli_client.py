@@ -61,10 +61,10 @@ def test_submit_wait_prints_the_table_and_exits_0(api_url: str) -> None:
 
 def test_bad_program_exits_2_with_the_api_detail(api_url: str, tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("x = torch.tensor(1.0, requires_grad=True)\nimport os\n")
+    bad.write_text("import os\nx = torch.tensor(1.0, requires_grad=True)\nd = os.getcwd()\n")
     res = cli(api_url, "submit", str(bad), "--wait")
     assert res.exit_code == 2, res.output
-    assert "line 2" in res.stderr and "import of 'os'" in res.stderr
+    assert "line 3" in res.stderr and "'os.getcwd', imported from a" in res.stderr
     assert res.stdout == ""
 
 

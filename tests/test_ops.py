@@ -199,11 +199,11 @@ case("x*x", X, N("y", "mul", "x", "x"))
 case("x**x", XPOS, N("y", "pow", "x", "x"))
 
 # Unary ops on safe domains.
-for op in ("neg", "exp", "sin", "cos", "tanh", "sigmoid"):
+for op in ("neg", "exp", "sin", "cos", "tanh", "sigmoid", "square"):
     case(f"{op}", {"x": normal(2, 3, 4, seed=5)}, N("y", op, "x"))
 for op in ("abs", "relu"):
     case(f"{op}", {"x": away(2, 3, 4, seed=6)}, N("y", op, "x"))
-for op in ("log", "sqrt"):
+for op in ("log", "sqrt", "rsqrt"):
     case(f"{op}", {"x": uniform(2, 3, 4, low=0.2, high=3.0, seed=7)}, N("y", op, "x"))
 case("exp-0d", {"x": normal(seed=1)}, N("y", "exp", "x"))
 case("leaky_relu", {"x": away(3, 4, seed=8)}, N("y", "leaky_relu", "x"))

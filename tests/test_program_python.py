@@ -284,3 +284,239 @@ def test_parameters_made_before_their_block_is_placed_take_torch_s_names(tmp_pat
 def test_builtins_refuse_what_they_cannot_answer(expr: str, needle: str) -> None:
     e = refused(HEADER + f"x = torch.ones(2, requires_grad=True)\nv = {expr}\n")
     assert needle in str(e) and e.line == 5
+
+
+TRANSFER = HEADER + """torch.manual_seed(6)
+
+
+class Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+model = Backbone()
+for param in model.parameters():
+    param.requires_grad = False
+model.fc = nn.Linear(8, 2)
+x = torch.randn(5, 4)
+out = model(x)
+loss = F.cross_entropy(out, torch.tensor([0, 1, 1, 0, 1]))
+loss.backward()
+"""
+
+
+def test_a_replaced_head_takes_the_old_one_s_names(tmp_path: Path) -> None:
+    """Transfer learning: freeze the backbone, replace model.fc. The new head is model.fc.weight (was model.fc#2)
+    and the old one is gone from the parameters, as torch's named_parameters; the frozen ones have no grad."""
+    check(TRANSFER, ["model", "x", "out", "loss"], tmp_path)
+    t = traced(TRANSFER)
+    assert t.result.nodes["model.fc.weight"].shape == [2, 8] and t.result.nodes["model.fc.weight"].grad is not None
+    assert not any("#" in p for p in t.result.parameters) and t.result.nodes["model.features.0.weight"].grad is None
+
+
+MODULES_INIT = HEADER + """torch.manual_seed(8)
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)) + x)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.layers = nn.Sequential(Block(4), Block(4))
+        self.fc = nn.Linear(4, 3)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        for m in self.modules():
+            if isinstance(m, Block):
+                nn.init.constant_(m.bn.weight, 0.5)
+
+    def forward(self, x):
+        h = self.layers(F.relu(self.stem(x)))
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+model = Net()
+names = [n for n, _ in model.named_modules()]
+assert names == ["", "stem", "layers", "layers.0", "layers.0.conv", "layers.0.bn", "layers.1", "layers.1.conv",
+                 "layers.1.bn", "fc"]
+assert [n for n, _ in model.named_children()] == ["stem", "layers", "fc"] and len(list(model.layers.children())) == 2
+x = torch.randn(2, 1, 5, 5)
+out = model(x)
+loss = out.logsumexp(dim=1).mean()
+loss.backward()
+"""
+
+
+def test_init_over_self_modules_as_torchvision_does(tmp_path: Path) -> None:
+    """torchvision's ResNet init: `for m in self.modules(): if isinstance(m, nn.Conv2d): kaiming_normal_(...)`;
+    modules()/named_modules()/children() list what torch lists, in its order and names."""
+    check(MODULES_INIT, ["model", "x", "out", "loss"], tmp_path)
+    t = traced(MODULES_INIT)
+    assert np.all(t.arrays["torch/value/model.layers.1.bn.weight"] == 0.5)
+
+
+BINDINGS = HEADER + """import math
+
+torch.manual_seed(9)
+
+
+class Attn(nn.Module):
+    scale_pow = -0.5
+
+    def __init__(self, d, n_head):
+        super().__init__()
+        self.d = d
+        self.n_head = n_head
+        self.qkv = nn.Linear(d, 3 * d)
+
+    @property
+    def head_size(self):
+        return self.d // self.n_head
+
+    @property
+    def causal(self):
+        return True
+
+    @staticmethod
+    def split(x, n):
+        B, T, C = x.shape
+        return x.view(B, T, n, C // n).transpose(1, 2)
+
+    @classmethod
+    def tiny(cls):
+        return cls(8, 2)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q, k, v = self.split(q, self.n_head), Attn.split(k, self.n_head), self.split(v, self.n_head)
+        att = (q @ k.transpose(-2, -1)) * self.head_size ** self.scale_pow
+        if self.causal:
+            att = att.masked_fill(torch.triu(torch.ones(4, 4, dtype=torch.bool), 1), float("-inf"))
+        y = att.softmax(dim=-1) @ v
+        return y.transpose(1, 2).reshape(x.shape)
+
+
+model = Attn.tiny()
+x = torch.randn(2, 4, 8)
+y = model(x)
+loss = y.square().mean()
+loss.backward()
+"""
+
+
+def test_properties_static_and_class_methods(tmp_path: Path) -> None:
+    """@property read as an attribute (also in an if), @staticmethod through self and the class, a @classmethod
+    factory whose object the caller names (model.qkv.weight)."""
+    check(BINDINGS, ["model", "x", "y", "loss"], tmp_path)
+    assert "model.qkv.weight" in traced(BINDINGS).result.nodes
+
+
+LLAMA = HEADER + """from dataclasses import dataclass
+from typing import Optional
+
+torch.manual_seed(10)
+
+
+@dataclass
+class ModelArgs:
+    dim: int = 16
+    n_layers: int = 2
+    n_heads: int = 2
+    vocab_size: int = 32
+    multiple_of: int = 8
+    norm_eps: float = 1e-5
+    max_seq_len: int = 8
+
+
+class RMSNorm(torch.nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def _norm(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+
+    def forward(self, x):
+        output = self._norm(x.float()).type_as(x)
+        return output * self.weight
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int, multiple_of: int):
+        super().__init__()
+        hidden_dim = int(2 * hidden_dim / 3)
+        hidden_dim = multiple_of * ((hidden_dim + multiple_of - 1) // multiple_of)
+        self.w1 = nn.Linear(dim, hidden_dim, bias=False)
+        self.w2 = nn.Linear(hidden_dim, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden_dim, bias=False)
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, layer_id: int, args: ModelArgs):
+        super().__init__()
+        self.layer_id = layer_id
+        self.feed_forward = FeedForward(dim=args.dim, hidden_dim=4 * args.dim, multiple_of=args.multiple_of)
+        self.attention_norm = RMSNorm(args.dim, eps=args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, eps=args.norm_eps)
+
+    def forward(self, x: torch.Tensor):
+        h = x + self.feed_forward(self.attention_norm(x))
+        out = h + self.feed_forward(self.ffn_norm(h))
+        return out
+
+
+class Transformer(nn.Module):
+    def __init__(self, params: ModelArgs):
+        super().__init__()
+        self.params = params
+        self.tok_embeddings = nn.Embedding(params.vocab_size, params.dim)
+        self.layers = torch.nn.ModuleList()
+        for layer_id in range(params.n_layers):
+            self.layers.append(TransformerBlock(layer_id, params))
+        self.norm = RMSNorm(params.dim, eps=params.norm_eps)
+        self.output = nn.Linear(params.dim, params.vocab_size, bias=False)
+
+    def forward(self, tokens: torch.Tensor, targets: Optional[torch.Tensor] = None):
+        h = self.tok_embeddings(tokens)
+        for layer in self.layers:
+            h = layer(h)
+        h = self.norm(h)
+        logits = self.output(h).float()
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+
+model = Transformer(ModelArgs())
+tokens = torch.randint(0, 32, (2, 8))
+loss = model(tokens, torch.randint(0, 32, (2, 8)))
+loss.backward()
+"""
+
+
+def test_llama_style_rmsnorm_swiglu_model(tmp_path: Path) -> None:
+    """LLaMA's shapes of code: a ModelArgs @dataclass, RMSNorm with torch.rsqrt and an nn.Parameter made in blocks
+    appended to a ModuleList in a loop (named model.layers.1.ffn_norm.weight), SwiGLU with int() and // sizes."""
+    check(LLAMA, ["model", "tokens", "loss"], tmp_path)
+    nodes = traced(LLAMA).result.nodes
+    assert "model.layers.1.ffn_norm.weight" in nodes and nodes["model.layers.0.feed_forward.w1.weight"].shape == [48, 16]

@@ -176,6 +176,12 @@ class GraphBuilder:
             stack.extend(i for i in by_name[k].inputs if isinstance(i, str))
         return [n for n in self.nodes if n.name in wanted] + [self.computed[name]]
 
+    def drop_leaf(self, name: str) -> None:
+        """Forget a leaf no node used (a parameter a weight tie replaced); its stream events still run."""
+        assert name not in self.used, name
+        del self.leaves[name], self.shapes[name], self.dtypes[name], self.grad[name]
+        self.ranges.pop(name, None)
+
     def rename(self, new: dict[str, str]) -> None:
         """Give tensors new names (old -> new, every name present; the new ones distinct): the graph's nodes, their
         inputs and every table by name."""

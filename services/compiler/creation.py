@@ -35,7 +35,15 @@ def without_data(node: ast.expr) -> ast.expr:
     return node
 
 
+BOOL_CREATORS = {"zeros", "ones", "full", "empty", "eye", "tensor"}
+"""Creators that make torch.bool tensors (masks: `torch.ones(T, T, dtype=torch.bool).triu(1)`)."""
+
+
 class TensorCreation(ExpressionCompiler):
+    untied: set[str]
+    """Parameter leaves a tie replaced (`dec.weight = emb.weight`): dropped from the graph at the end when nothing
+    used them, as torch's named_parameters has no such Parameter (their draws still run, in order)."""
+
     """Leaves the program creates, and in-place writes into them; each is an event in the torch stream."""
 
     def sizes(self, args: list[ast.expr], node: ast.AST) -> list[int]:
@@ -55,8 +63,10 @@ class TensorCreation(ExpressionCompiler):
         if unknown:
             raise self.err(node, f"torch.{fn}: unsupported argument(s) {sorted(unknown)}")
         dt = self.const(kw["dtype"]) if "dtype" in kw else None
-        if dt is not None and (not isinstance(dt, DType) or dt.name not in ("float32", "float64", "int64")):
-            raise self.err(node, f"torch.{fn}: dtype must be torch.float32, torch.float64 or torch.int64")
+        if dt is not None and (not isinstance(dt, DType) or dt.name not in ("float32", "float64", "int64") and not (
+                dt.name == "bool" and fn.removesuffix("_like") in BOOL_CREATORS)):
+            raise self.err(node, f"torch.{fn}: dtype must be torch.float32, torch.float64 or torch.int64"
+                                 + (f" (torch.bool: {', '.join(sorted(BOOL_CREATORS))})" if isinstance(dt, DType) else ""))
         dtype = dt.name if dt is not None else None
         rg = bool(self.const(kw["requires_grad"])) if "requires_grad" in kw else False
         args = list(node.args)
@@ -262,8 +272,10 @@ class TensorCreation(ExpressionCompiler):
             self.stream.events.append(Event("assign", old, {"source": src.name}))
             self.builder.leaves[old].init = f"{self.src(value)[:60]} (tied, line {getattr(stmt, 'lineno', '?')})"
             owner.params[value.attr] = old  # type: ignore[union-attr]
+            self.untied.add(src.name)  # the source's own Parameter: its draw is the shared one's value
             return True
-        m.params[target.attr] = src.name  # the module's own leaf stays, unused (drawn when the module was made)
+        m.params[target.attr] = src.name
+        self.untied.add(old)  # the module's own leaf, drawn when the module was made: no parameter of it any more
         return True
 
     def write(self, t: T, value: ast.expr, stmt: ast.AST) -> None:

@@ -26,7 +26,11 @@ FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "prefix", "retu
 """The compiler's per-scope and per-statement state, saved around a call."""
 SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_")
 """Module methods that return the module itself: `model = Net().to(device)` names the object `model`."""
-NOT_TRACED = ("modules", "children", "state_dict", "buffers")
+NOT_TRACED = ("state_dict", "buffers")
+BINDINGS = ("property", "staticmethod", "classmethod")
+"""Decorators that change how a class binds a method."""
+MODULE_WALKS = ("modules", "named_modules", "children", "named_children")
+"""Module methods that list submodules (`for m in self.modules(): if isinstance(m, nn.Conv2d): ...`)."""
 """Module methods accepted as values gradtrace does not trace (an Untraced: printing them is fine)."""
 
 
@@ -68,7 +72,9 @@ class UserCode(ExpressionCompiler):
         for item in stmt.body:
             if isinstance(item, ast.FunctionDef):
                 fn = self.function(item)
-                if not (item.args.posonlyargs or item.args.args):
+                if any(isinstance(d, ast.Attribute) and d.attr in ("setter", "deleter") for d in item.decorator_list):
+                    continue  # a property's setter: writes set the attribute itself (the getter stays for reads)
+                if not (item.args.posonlyargs or item.args.args) and fn.binding != "staticmethod":
                     raise self.err(item, f"{stmt.name}.{item.name} needs `self` as its first parameter")
                 methods[item.name] = fn
                 own.append(fn)
@@ -119,6 +125,9 @@ class UserCode(ExpressionCompiler):
         defaults = dict(zip(params[len(params) - len(a.defaults):], (self.const(d) for d in a.defaults), strict=True))
         fn = UserFunction(stmt, defaults)
         for d in stmt.decorator_list:  # @torch.no_grad() def estimate_loss(): ... (refused when called, if ever)
+            if isinstance(d, ast.Name) and d.id in BINDINGS and d.id not in self.scope:
+                fn.binding = d.id  # @property, @staticmethod, @classmethod
+                continue
             path = self.dotted(d.func if isinstance(d, ast.Call) else d)
             fn.no_grad = fn.no_grad or path in ("torch.no_grad", "torch.inference_mode")
             if path not in ("torch.no_grad", "torch.inference_mode", "torch.enable_grad"):
@@ -134,8 +143,8 @@ class UserCode(ExpressionCompiler):
         if isinstance(v, UserClass):
             return self.instantiate(v, node)
         if isinstance(v, Bound):
-            return self.call_user(v.fn, [v.obj, *self.call_args(node)[0]], self.call_args(node)[1], node,
-                                  prefix=f"{v.obj.path}.")
+            args, kwargs = self.call_args(node)
+            return self.call_user(v.fn, [*receiver(v.fn, v.obj), *args], kwargs, node, prefix=f"{v.obj.path}.")
         if not v.cls.module:
             raise self.err(node, f"{_kind(v)} is not callable")
         return self.call_method(v, "forward", node)
@@ -152,7 +161,7 @@ class UserCode(ExpressionCompiler):
             raise self.err(node, f"{inst.kind} has no method '{name}'" + (" (an nn.Module is called through its forward)"
                                                                            if name == "forward" else ""))
         args, kwargs = self.call_args(node)
-        return self.call_user(fn, [inst, *args], kwargs, node, prefix=f"{inst.path}.")
+        return self.call_user(fn, [*receiver(fn, inst), *args], kwargs, node, prefix=f"{inst.path}.")
 
     def forward_on(self, inst: Instance, inputs: list[str], node: ast.Call) -> str:
         """inst's forward on these tensors (an item of an nn.Sequential); the name of what it returns."""
@@ -184,6 +193,8 @@ class UserCode(ExpressionCompiler):
             return self.module_parameters(inst, method, node)
         if method == "apply":
             return self.module_apply(inst, node)
+        if method in MODULE_WALKS:
+            return self.module_walk(inst, method, node)
         if method in NOT_TRACED:
             return Untraced(f"{inst.path}.{method}()")
         if method in ("train", "eval"):
@@ -232,16 +243,36 @@ class UserCode(ExpressionCompiler):
                 self.call_user(fn, [sub], {}, node, prefix=f"{fn.name}.", named=False)
         return m
 
-    def submodules(self, m: ModuleInst | Instance) -> list[ModuleInst | Instance]:
-        """m's modules, each after its children (the order torch's apply visits them), named first."""
+    def module_walk(self, m: ModuleInst | Instance, method: str, node: ast.Call) -> list[Value]:
+        """model.modules() / named_modules() (the module, then each submodule once, depth first) and children() /
+        named_children(), as torch lists them, with torch's relative names ('features.0')."""
+        if node.args or node.keywords:
+            raise self.err(node, f".{method}() takes no arguments here")
+        pairs: list[tuple[str, ModuleInst | Instance]] = []
+        seen: set[int] = set()  # each module once, under the first name it is found by
+        stack = [("", m)] if method in ("modules", "named_modules") else self.named_children(m)[::-1]
+        while stack:
+            name, v = stack.pop()
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            pairs.append((name, v))
+            if method in ("modules", "named_modules"):
+                stack += [(f"{name}.{k}" if name else k, c) for k, c in reversed(self.named_children(v))]
+        return [c for _, c in pairs] if method in ("modules", "children") else [tuple(p) for p in pairs]
+
+    def named_children(self, m: ModuleInst | Instance) -> list[tuple[str, ModuleInst | Instance]]:
+        """A module's direct submodules by the names torch gives them, named first (their parameters may be used)."""
         if isinstance(m, ModuleInst):
             self.ensure_path(m, None)
-            children = list(m.children)
-        else:
-            self.finalize(m)
-            children = [a for a in m.attrs.values() if isinstance(a, ModuleInst) or isinstance(a, Instance) and a.cls.module]
+            return [(m.child_name(i), c) for i, c in enumerate(m.children)]
+        self.finalize(m)
+        return [(k, a) for k, a in m.attrs.items() if isinstance(a, ModuleInst) or isinstance(a, Instance) and a.cls.module]
+
+    def submodules(self, m: ModuleInst | Instance) -> list[ModuleInst | Instance]:
+        """m's modules, each after its children (the order torch's apply visits them), named first."""
         out: list[ModuleInst | Instance] = []
-        for c in {id(c): c for c in children}.values():  # a module set twice on one parent is one child, as in torch
+        for c in {id(c): c for _, c in self.named_children(m)}.values():  # a module set twice on one parent: once
             out += self.submodules(c)
         return [*out, m]
 
@@ -532,8 +563,9 @@ class UserCode(ExpressionCompiler):
             if isinstance(n, ast.Attribute) and not (isinstance(n.value, ast.Name)
                                                      and isinstance(self.scope.get(n.value.id), Instance)):
                 return None
-            if isinstance(n, ast.Attribute) and isinstance(self.scope[n.value.id].attrs.get(n.attr), T):  # type: ignore[attr-defined]
-                return None
+            if isinstance(n, ast.Attribute) and (isinstance(self.scope[n.value.id].attrs.get(n.attr), T)  # type: ignore[attr-defined]
+                                                 or n.attr in self.scope[n.value.id].cls.methods):  # type: ignore[attr-defined]
+                return None  # a tensor, or a property (its getter could add nodes)
         try:
             v = self.expr(test)
         except SpecError:
@@ -555,7 +587,10 @@ class UserCode(ExpressionCompiler):
         if node.attr in inst.cls.attrs:
             return inst.cls.attrs[node.attr]
         if node.attr in inst.cls.methods:
-            return Bound(inst.cls.methods[node.attr], inst)  # self._init_weights, passed to self.apply
+            fn = inst.cls.methods[node.attr]
+            if fn.binding == "property":  # self.head_size: the getter runs
+                return self.call_user(fn, [inst], {}, node, prefix=f"{inst.path}.")  # type: ignore[arg-type]
+            return Bound(fn, inst)  # self._init_weights, passed to self.apply
         have = ", ".join(inst.attrs) or "none"
         raise self.err(node, f"{inst.kind} has no attribute '{node.attr}' (set in __init__: {have})")
 
@@ -563,8 +598,8 @@ class UserCode(ExpressionCompiler):
         """`self.fc1 = nn.Linear(...)`: modules and parameters named under the object's path."""
         path = f"{inst.path}.{attr}"
         old = inst.attrs.get(attr)
-        if isinstance(old, ModuleInst) and old.path is not None and not _holds_parameters(old):
-            self.instance_paths.discard(old.path)  # `self.shortcut = nn.Sequential()` replaced: the new one is named so
+        if isinstance(old, (ModuleInst, Instance)) and old.path is not None:
+            self.release(old)
         self.begin_named(value, self.fresh(path))
         v = self.expr(value)
         if inst.final and isinstance(v, ModuleInst):
@@ -575,6 +610,21 @@ class UserCode(ExpressionCompiler):
             inst.pinned = True  # an nn.Parameter named under the provisional path
         inst.attrs[attr] = v
 
+    def release(self, old: ModuleInst | Instance) -> None:
+        """A module replaced before any operation used it (`self.shortcut = nn.Sequential()` set again, transfer
+        learning's `model.fc = nn.Linear(512, 10)`): the new one takes its path and parameter names, as torch's
+        named_parameters lists only the new one (the old one's draws still run, in order)."""
+        if isinstance(old, ModuleInst) and not _holds_parameters(old):
+            self.instance_paths.discard(old.path)  # type: ignore[arg-type]
+            return
+        prefix = f"{old.path}."
+        names = [n for n in self.builder.shapes if n.startswith(prefix)]
+        if any(n not in self.builder.leaves or n in self.builder.used for n in names):
+            return  # used already (or it computed tensors): the new one is named apart ('model.fc#2')
+        for n in names:
+            self.builder.drop_leaf(n)
+        self.instance_paths -= {p for p in self.instance_paths if p == old.path or p.startswith(prefix)}
+
     def register_buffer(self, inst: Instance, node: ast.Call) -> None:
         """self.register_buffer('mask', torch.tril(...)): an attribute that holds a tensor."""
         if not node.args or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
@@ -584,6 +634,15 @@ class UserCode(ExpressionCompiler):
         self.set_attribute(inst, node.args[0].value, node.args[1])
         if not isinstance(inst.attrs[node.args[0].value], T):
             raise self.err(node, "register_buffer takes a tensor")
+
+
+def receiver(fn: UserFunction, obj: Instance | UserClass) -> list[Value]:
+    """What a method gets before its arguments: the object, its class (a classmethod) or nothing (a staticmethod)."""
+    if fn.binding == "staticmethod":
+        return []
+    if fn.binding == "classmethod":
+        return [obj.cls if isinstance(obj, Instance) else obj]
+    return [obj]
 
 
 def _holds_parameters(m: ModuleInst) -> bool:

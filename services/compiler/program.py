@@ -24,7 +24,7 @@ from services.compiler.build import GraphBuilder
 from services.compiler.control import ControlFlow
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
 from services.compiler.expressions import MATH, _kind
-from services.compiler.functions import UserCode, is_super
+from services.compiler.functions import MODULE_WALKS, UserCode, is_super, receiver
 from services.compiler.inplace import InPlace
 from services.compiler.layers import BY_MODULE
 from services.compiler.loops import unroll
@@ -85,6 +85,7 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
         self.scope = {k: T(k) for k in spec_inputs}
         self.globals = self.scope
         self.provisional: list[str] = []
+        self.untied: set[str] = set()
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see rename_provisional)."""
         self.initializing: set[int] = set()
@@ -122,6 +123,8 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
             self.statement(stmt)
         self.res.names = {k: v.name for k, v in self.scope.items() if isinstance(v, T)}
         self.res.streams = [g.stream for g in self.generators if g.stream.events]
+        for name in self.untied - self.builder.used:
+            self.builder.drop_leaf(name)
         self.rename_provisional()
         return self.res
 
@@ -493,8 +496,12 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
             return self.string_method(base, f.attr, node)
         if isinstance(base, ModuleInst) and f.attr == "apply":
             return self.module_apply(base, node)
+        if isinstance(base, ModuleInst) and f.attr in MODULE_WALKS:
+            return self.module_walk(base, f.attr, node)
         if isinstance(base, UserClass) and f.attr in base.methods:  # Base.__init__(self, d): a method called on the class
-            return self.call_user(base.methods[f.attr], *self.call_args(node), node,
+            fn = base.methods[f.attr]
+            args, kwargs = self.call_args(node)
+            return self.call_user(fn, [*(receiver(fn, base) if fn.binding == "classmethod" else []), *args], kwargs, node,
                                   prefix=f"{self.prefix}", named=f.attr != "__init__")
         if isinstance(base, (ModuleInst, Instance)) and f.attr == "requires_grad_":
             return self.module_requires_grad(base, node)

@@ -121,6 +121,8 @@ class UserFunction:
     """Why a call of it is refused (a decorator gradtrace does not trace); a def never called is fine."""
     owner: UserClass | None = None
     """The class whose body defines it (a method): where super() looks next."""
+    binding: str = "method"
+    """How a class binds it: 'method' (self first), 'property' (read as an attribute), 'staticmethod', 'classmethod'."""
 
     @property
     def name(self) -> str:

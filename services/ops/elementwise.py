@@ -181,6 +181,8 @@ _unary("abs", np.abs, lambda g, y, x: g * np.sign(x))
 _unary("exp", np.exp, lambda g, y, x: g * y)
 _unary("log", np.log, lambda g, y, x: g / x)
 _unary("sqrt", np.sqrt, lambda g, y, x: g / (2 * y))
+_unary("rsqrt", lambda x: 1 / np.sqrt(x), lambda g, y, x: -0.5 * g * y * y * y)  # RMSNorm: x * torch.rsqrt(ms + eps)
+_unary("square", np.square, lambda g, y, x: 2 * g * x)  # torch records it as pow(x, 2): PowBackward0
 _unary("sin", np.sin, lambda g, y, x: g * np.cos(x))
 _unary("cos", np.cos, lambda g, y, x: -g * np.sin(x))
 _unary("tanh", np.tanh, lambda g, y, x: g * (1 - y * y), functions=("F.tanh",))
