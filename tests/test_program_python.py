@@ -520,3 +520,60 @@ def test_llama_style_rmsnorm_swiglu_model(tmp_path: Path) -> None:
     check(LLAMA, ["model", "tokens", "loss"], tmp_path)
     nodes = traced(LLAMA).result.nodes
     assert "model.layers.1.ffn_norm.weight" in nodes and nodes["model.layers.0.feed_forward.w1.weight"].shape == [48, 16]
+
+
+NAMED = HEADER + """from collections import OrderedDict
+
+torch.manual_seed(12)
+
+
+class DenseLike(nn.Module):
+    def __init__(self, n_blocks=2, width=4):
+        super().__init__()
+        self.features = nn.Sequential(OrderedDict([
+            ("conv0", nn.Conv2d(1, width, 3, padding=1)),
+            ("norm0", nn.BatchNorm2d(width)),
+            ("relu0", nn.ReLU()),
+        ]))
+        for i in range(n_blocks):
+            self.features.add_module("block%d" % (i + 1), nn.Conv2d(width, width, 3, padding=1))
+        for i in range(n_blocks):
+            setattr(self, f"head{i}", nn.Linear(width, 2))
+        self.add_module("scale", nn.Linear(2, 2, bias=False))
+        self.n_blocks = n_blocks
+
+    def forward(self, x):
+        h = self.features(x).mean(dim=(2, 3))
+        out = sum(getattr(self, f"head{i}")(h) for i in range(self.n_blocks))
+        extra = getattr(self, "missing", None)
+        return self.scale(out) if extra is None else out
+
+
+model = DenseLike()
+assert [n for n, _ in model.features.named_children()] == ["conv0", "norm0", "relu0", "block1", "block2"]
+x = torch.randn(2, 1, 6, 6)
+out = model(x)
+loss = out.pow(2).sum()
+loss.backward()
+"""
+
+
+def test_modules_named_by_strings(tmp_path: Path) -> None:
+    """nn.Sequential(OrderedDict([...])), seq.add_module("block%d" % (i + 1), ...), setattr(self, f"head{i}", ...),
+    self.add_module(...), getattr(self, f"head{i}") and getattr's default: torch's names (model.features.block2.weight)."""
+    check(NAMED, ["model", "x", "out", "loss"], tmp_path)
+    nodes = traced(NAMED).result.nodes
+    assert {"model.features.conv0.weight", "model.features.block2.weight", "model.head1.bias", "model.scale.weight"} <= set(nodes)
+
+
+@pytest.mark.parametrize(("expr", "needle"), [
+    ('f"{3:1000000000}"', "the format spec '1000000000' is not supported"),
+    ('"%1000000d" % 3', "the % directive '%1000000d' is not supported"),
+    ('"ab" * 3', "is not a tensor expression or number arithmetic"),
+    ('"".join([f"{1:>999}"] * 11)', "over the limit of 10000"),
+    ('f"{1:>999}".replace(" ", "yyyyyyyyyyyy")', "over the limit of 10000"),
+    ('f"{1:>999}" + f"{1:>999}" * 1', "is not a tensor expression or number arithmetic"),
+])
+def test_string_building_is_bounded(expr: str, needle: str) -> None:
+    e = refused(HEADER + f"x = torch.ones(2, requires_grad=True)\nv = {expr}\n")
+    assert needle in str(e)

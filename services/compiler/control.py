@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 from collections import Counter
 
+from services.compiler import strings
 from services.compiler.creation import CREATORS
 from services.compiler.expressions import CONSTANTS, ExpressionCompiler, _kind
 from services.compiler.layers import BY_MODULE
@@ -19,9 +20,6 @@ PY_TYPES: dict[str, type | tuple[type, ...]] = {
 """Python's types isinstance() tests against (a tensor is none of them)."""
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
 TENSOR_ATTRIBUTES = ("shape", "ndim", "dtype", "requires_grad", "is_leaf", "data", "T", "mT", "grad", "grad_fn", "device")
-STR_METHODS = {"endswith", "startswith", "split", "rsplit", "replace", "lower", "upper", "strip", "lstrip", "rstrip",
-               "join", "count", "find", "isdigit"}
-"""Methods of strings a program may call (on names from named_parameters, a config's strings): pure and bounded."""
 
 
 class ControlFlow(ExpressionCompiler):
@@ -164,15 +162,30 @@ class ControlFlow(ExpressionCompiler):
 
     def string_method(self, s: str, method: str, node: ast.Call) -> Value:
         """'fc.weight'.endswith('weight'), name.split('.'): Python's answer on constants."""
-        if method not in STR_METHODS:
-            raise self.err(node, f"the string method '{method}' is not supported here")
         args = [self.const(a) for a in node.args]
         kwargs = {k.arg: self.const(k.value) for k in node.keywords if k.arg}
         try:
-            return getattr(s, method)(*[tuple(a) if isinstance(a, list) and method in ("endswith", "startswith") else a
-                                         for a in args], **kwargs)
+            return strings.method(s, method, args, kwargs)
         except (TypeError, ValueError) as e:
             raise self.err(node, f"{method}: {e}") from None
+
+    def fstring(self, node: ast.JoinedStr) -> str:
+        """f"layer{i}", f"{name:>10}", f"{loss_scale:.2f}": formatted from constants."""
+        parts: list[str] = []
+        for v in node.values:
+            if isinstance(v, ast.Constant):
+                parts.append(str(v.value))
+                continue
+            assert isinstance(v, ast.FormattedValue)
+            spec = self.fstring(v.format_spec) if isinstance(v.format_spec, ast.JoinedStr) else ""
+            try:
+                parts.append(strings.format_value(self.const(v.value), spec, v.conversion))
+            except (TypeError, ValueError) as e:
+                raise self.err(v, f"f-string: {e}") from None
+        try:
+            return strings.checked("".join(parts))
+        except ValueError as e:
+            raise self.err(node, f"f-string: {e}") from None
 
     def runtime_length(self, it: ast.expr) -> int | None:
         """How many items a loop reached now goes over (None: not something gradtrace iterates)."""

@@ -11,6 +11,7 @@ from collections import ChainMap
 from functools import lru_cache
 from typing import Any
 
+from services.compiler import strings
 from services.compiler.build import GraphBuilder, RawNode
 from services.compiler.values import (
     DTYPES,
@@ -218,6 +219,8 @@ class ExpressionCompiler:
             return self.attribute(node)
         if isinstance(node, ast.Subscript):
             return self.subscript(node)
+        if isinstance(node, ast.JoinedStr):
+            return self.fstring(node)  # type: ignore[attr-defined]
         raise self.err(node, f"'{type(node).__name__}' expressions are not allowed")
 
     def tensor(self, node: ast.expr, what: str = "a tensor") -> T:
@@ -265,6 +268,11 @@ class ExpressionCompiler:
         seq = (list, tuple)
         if isinstance(node.op, ast.Add) and isinstance(a, seq) and type(a) is type(b):
             return a + b  # [1, 2] + [3]
+        if isinstance(a, str) and (isinstance(node.op, ast.Mod) or isinstance(node.op, ast.Add) and isinstance(b, str)):
+            try:  # 'denseblock%d' % (i + 1), prefix + name
+                return strings.percent(a, b) if isinstance(node.op, ast.Mod) else strings.checked(a + b)
+            except (TypeError, ValueError, KeyError) as e:
+                raise self.err(node, f"string formatting: {e}") from None
         if isinstance(node.op, ast.Mult) and (isinstance(a, seq) and isinstance(b, int) or isinstance(b, seq) and isinstance(a, int)):
             items, n = (a, b) if isinstance(a, seq) else (b, a)
             if len(items) * max(n, 0) > 1_000_000:

@@ -625,6 +625,42 @@ class UserCode(ExpressionCompiler):
             self.builder.drop_leaf(n)
         self.instance_paths -= {p for p in self.instance_paths if p == old.path or p.startswith(prefix)}
 
+    def set_named(self, name: ast.expr, value: list[ast.expr], call: ast.Call, obj: ast.expr | None = None) -> None:
+        """setattr(self, name, m), self.add_module(name, m), self.register_parameter(name, p): `self.<name> = m`."""
+        attr = self.const(name)
+        if len(value) != 1 or call.keywords or not isinstance(attr, str) or not attr.isidentifier():
+            raise self.err(call, "setattr/add_module take an object, a name (an identifier string) and a value")
+        owner = obj if obj is not None else call.func.value  # type: ignore[attr-defined]
+        target = ast.copy_location(ast.Attribute(value=owner, attr=attr, ctx=ast.Store()), call)
+        self.assign(target, value[0], call)  # type: ignore[attr-defined]
+
+    def get_named(self, node: ast.Call) -> Value:
+        """getattr(self, f"layer{i}") (and a default when the attribute is missing)."""
+        if not 2 <= len(node.args) <= 3 or node.keywords or not isinstance(attr := self.const(node.args[1]), str):
+            raise self.err(node, "getattr takes an object, an attribute's name (a string) and maybe a default")
+        if len(node.args) == 3:
+            probe = ast.copy_location(ast.Call(func=ast.Name(id="hasattr", ctx=ast.Load()), args=node.args[:2], keywords=[]), node)
+            if not self.has_attribute(probe):  # type: ignore[attr-defined]
+                return self.expr(node.args[2])
+        return self.expr(ast.copy_location(ast.Attribute(value=node.args[0], attr=attr, ctx=ast.Load()), node))
+
+    def ordered_dict(self, node: ast.Call) -> dict[str, Value]:
+        """collections.OrderedDict([(k, v), ...]) or OrderedDict(k=v): a dict, in order (Python's dicts keep it)."""
+        if len(node.args) > 1:
+            raise self.err(node, "OrderedDict takes one list of (key, value) pairs")
+        items = self.expr(node.args[0]) if node.args else []
+        if isinstance(items, dict):
+            items = list(items.items())
+        if not isinstance(items, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in items):
+            raise self.err(node, "OrderedDict takes a list of (key, value) pairs")
+        out = {self.check_key(k, node): v for k, v in items}
+        return {**out, **{k.arg: self.expr(k.value) for k in node.keywords if k.arg}}
+
+    def check_key(self, k: Value, node: ast.AST) -> str | int:
+        if not isinstance(k, (str, int)) or isinstance(k, bool):
+            raise self.err(node, f"a dict key is a string or an int here, not {_kind(k)}")
+        return k
+
     def register_buffer(self, inst: Instance, node: ast.Call) -> None:
         """self.register_buffer('mask', torch.tril(...)): an attribute that holds a tensor."""
         if not node.args or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):

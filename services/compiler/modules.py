@@ -53,6 +53,15 @@ class ModuleCalls(ExpressionCompiler):
                            else "nn.ModuleList takes one list of modules")
         base = self.target if node is self.stmt_expr else None  # the path the statement will give it
         children: list[Any] = []
+        if cls == "Sequential" and len(node.args) == 1 and not isinstance(node.args[0], ast.Starred):
+            first = self.element(node.args[0], base, 0)
+            if isinstance(first, dict):  # nn.Sequential(OrderedDict([("conv1", nn.Conv2d(...)), ...])): named children
+                self.check_new(list(first.values()), "nn.Sequential", node)
+                if not all(isinstance(k, str) for k in first):
+                    raise self.err(node, "nn.Sequential's names are strings")
+                return ModuleInst(None, None, children=list(first.values()), container=cls, keys=list(first))
+            self.check_new([first], f"nn.{cls}", node)
+            return ModuleInst(None, None, children=[first], container=cls)
         for a in node.args:
             if isinstance(a, ast.Starred) or cls == "ModuleList":
                 children.extend(self.elements(a.value if isinstance(a, ast.Starred) else a, base, len(children)))
@@ -106,6 +115,21 @@ class ModuleCalls(ExpressionCompiler):
                 self.ensure_path(c, f"{base}.{k}")
             elif base is not None:
                 self.finalize(c, f"{base}.{k}")
+
+    def add_module(self, m: ModuleInst, call: ast.Call) -> None:
+        """seq.add_module("conv1", nn.Conv2d(...)) (torchvision's DenseNet): a child by name, named for it."""
+        if len(call.args) != 2 or call.keywords or not isinstance(name := self.const(call.args[0]), str):
+            raise self.err(call, "add_module takes a name (a string) and a module")
+        if m.container == "ModuleList" or m.keys is not None and name in m.keys:
+            raise self.err(call, f"add_module('{name}', ...) on {m.kind}: only new names on an nn.Sequential/ModuleDict")
+        item = self.element(call.args[1], m.path and f"{m.path}.{name}", None)
+        self.check_new([item], f"{m.kind}.add_module", call)
+        m.keys = [*(m.keys if m.keys is not None else [str(i) for i in range(len(m.children))]), name]
+        m.children.append(item)
+        if m.path is not None and isinstance(item, ModuleInst):
+            self.ensure_path(item, f"{m.path}.{name}")
+        elif m.path is not None:
+            self.finalize(item, f"{m.path}.{name}")  # type: ignore[attr-defined]
 
     def element(self, node: ast.expr, base: str | None, k: int | None) -> Value:
         """One item of a container, made under its path hint (base.k; k None: base itself)."""

@@ -338,6 +338,9 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
         f = call.func
         if isinstance(f, ast.Name) and f.id == "print":
             return
+        if isinstance(f, ast.Name) and f.id == "setattr" and f.id not in self.scope and len(call.args) == 3:
+            self.set_named(call.args[1], call.args[2:], call, call.args[0])  # setattr(self, f"layer{i}", nn.Linear(...))
+            return
         if is_super(call):
             self.super_call(call)
             return
@@ -384,7 +387,9 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
                 self.method_statement(base, f.attr, call)
                 return
             if isinstance(base, Instance):
-                if f.attr == "register_buffer":
+                if f.attr in ("add_module", "register_module", "register_parameter"):
+                    self.set_named(call.args[0] if call.args else call, call.args[1:], call)
+                elif f.attr == "register_buffer":
                     self.register_buffer(base, call)
                 else:
                     self.instance_method(base, f.attr, call)
@@ -401,6 +406,9 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
                 return
             if isinstance(base, ModuleInst) and base.layer is None and f.attr in ("append", "extend") and len(call.args) == 1:
                 self.container_add(base, f.attr, call)  # self.layers.append(nn.Linear(...))
+                return
+            if isinstance(base, ModuleInst) and base.layer is None and f.attr in ("add_module", "register_module"):
+                self.add_module(base, call)
                 return
             if isinstance(base, list) and f.attr in ("append", "extend") and len(call.args) == 1 and not call.keywords:
                 item = self.expr(call.args[0])  # layers.append(nn.Linear(...)): the list the name holds grows
@@ -468,6 +476,8 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
         if (any(isinstance(a, ast.Starred) for a in node.args) and self.dotted(f) != "nn.Sequential"
                 or any(k.arg is None for k in node.keywords)):
             raise self.err(node, "* and ** arguments are not allowed")
+        if self.foreign_path(f) == "collections.OrderedDict":
+            return self.ordered_dict(node)
         self.refuse_foreign(f)
         if isinstance(f, ast.Name):
             return self.call_name(f.id, node)
@@ -553,6 +563,8 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
             return None
         if fn == "isinstance":
             return self.is_instance(node)
+        if fn == "getattr":
+            return self.get_named(node)
         if fn == "hasattr":
             return self.has_attribute(node)
         if fn in ("float", "int", "bool") and len(node.args) == 1 and not node.keywords:

@@ -1,0 +1,58 @@
+"""Python's string operations on compile-time constants, bounded: f-strings, `%` formatting, concatenation and the
+methods code calls on names ('denseblock%d' % i, f"layer{i}", name.endswith("c_proj.weight")). Nothing is run but
+these functions on values the program wrote down, and no width or length can blow up."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MAX_CHARS = 10_000
+"""The longest string a program may build."""
+SPEC = re.compile(r"^(.?[<>=^])?[+\- ]?z?#?0?(\d{1,3})?[,_]?(\.\d{1,3})?[bcdeEfFgGnosxX%]?$")
+"""A format spec (`:.2f`, `>8`, `03d`) with a width and precision of at most 3 digits."""
+PERCENT = re.compile(r"%(\([^)]*\))?[#0\- +]*(\d{1,3}|\*)?(\.(\d{1,3}|\*))?[hlL]?[diouxXeEfFgGcrsa%]")
+PERCENT_ANY = re.compile(r"%(\([^)]*\))?[#0\- +]*\*?\d*(\.\*?\d*)?[hlL]?.?")
+STR_METHODS = {"endswith", "startswith", "split", "rsplit", "replace", "lower", "upper", "strip", "lstrip", "rstrip",
+               "join", "count", "find", "isdigit", "title", "capitalize", "zfill"}
+"""Methods of strings a program may call: pure, and bounded by MAX_CHARS."""
+
+
+def checked(s: str) -> str:
+    """`s`, if it is not longer than MAX_CHARS."""
+    if len(s) > MAX_CHARS:
+        raise ValueError(f"a string of {len(s)} characters is over the limit of {MAX_CHARS}")
+    return s
+
+
+def format_value(v: Any, spec: str, conversion: int = -1) -> str:
+    """One `{v!r:spec}` of an f-string."""
+    if conversion != -1:
+        v = {"s": str, "r": repr, "a": ascii}[chr(conversion)](v)
+    if not SPEC.match(spec):
+        raise ValueError(f"the format spec '{spec}' is not supported (widths and precisions of up to 3 digits)")
+    return checked(format(v, spec))
+
+
+def percent(fmt: str, args: Any) -> str:
+    """`fmt % args`, each directive's width and precision at most 3 digits."""
+    bad = [m.group(0) for m in PERCENT_ANY.finditer(fmt) if not PERCENT.fullmatch(m.group(0))]
+    if bad:
+        raise ValueError(f"the % directive '{bad[0]}' is not supported (widths and precisions of up to 3 digits)")
+    return checked(fmt % (tuple(args) if isinstance(args, list) else args))
+
+
+def method(s: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """s.name(*args, **kwargs) for the methods in STR_METHODS."""
+    if name not in STR_METHODS:
+        raise ValueError(f"the string method '{name}' is not supported here")
+    if name in ("endswith", "startswith"):
+        args = [tuple(a) if isinstance(a, list) else a for a in args]
+    if name == "zfill" and args and isinstance(args[0], int) and args[0] > MAX_CHARS:
+        raise ValueError(f"zfill({args[0]}) is over the limit of {MAX_CHARS} characters")
+    if name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        checked("x" * (len(s) + (s.count(args[0]) if args[0] else len(s) + 1) * max(len(args[1]) - len(args[0]), 0)))
+    if name == "join" and args and isinstance(args[0], (list, tuple)):
+        checked("x" * min(sum(len(str(a)) for a in args[0]) + len(s) * len(args[0]), MAX_CHARS + 1))
+    out = getattr(s, name)(*args, **kwargs)
+    return checked(out) if isinstance(out, str) else out
