@@ -81,7 +81,7 @@ def test_accumulating_in_place(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("program", "needles"), [
     ("w = torch.tensor([1.0, 2.0], requires_grad=True)\nw += 1\n(w * w).sum().backward()\n",
      ["leaf tensor that requires grad", "w = w + ..."]),
-    ("w = torch.ones(3, requires_grad=True)\n(w * 2).sum().backward()\nwith torch.no_grad():\n    w -= 0.1 * w.grad\n",
+    ("w = torch.ones(3, requires_grad=True)\nwith torch.no_grad():\n    w -= 0.1 * w\n(w * 2).sum().backward()\n",
      ["in-place update of 'w'", "optimizer's step"]),  # torch allows it under no_grad: a training step is not traced
     ("x = torch.ones(2, 3, requires_grad=True)\ny = x * 2\nr = y[0]\nr += 1\n(y * r).sum().backward()\n",
      ["view of 'y'", "getitem"]),

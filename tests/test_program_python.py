@@ -83,9 +83,9 @@ def test_a_script_s_other_imports_are_fine_until_used(tmp_path: Path, monkeypatc
     ("n = len(inspect.signature(model.forward).parameters)\n", 1, "'inspect.signature', imported"),
 ])
 def test_what_other_modules_do_is_refused_where_used(tail: str, line: int, needle: str) -> None:
-    program = IMPORTS.replace("loss.backward()\n", "loss.backward()\n" + tail)
+    program = IMPORTS.replace("loss.backward()\n", tail + "loss.backward()\n")
     e = refused(program)
-    assert needle in str(e) and e.line == IMPORTS.count("\n") - 3 + line
+    assert needle in str(e) and e.line == IMPORTS.count("\n") - 4 + line
 
 
 CONFIG = HEADER + """from dataclasses import dataclass
@@ -577,3 +577,72 @@ def test_modules_named_by_strings(tmp_path: Path) -> None:
 def test_string_building_is_bounded(expr: str, needle: str) -> None:
     e = refused(HEADER + f"x = torch.ones(2, requires_grad=True)\nv = {expr}\n")
     assert needle in str(e)
+
+
+TRAIN = HEADER + """torch.manual_seed(0)
+X = torch.randn(64, 3)
+y = X @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(64, 1)
+model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loss_fn = nn.MSELoss()
+losses = []
+for epoch in range(EPOCHS):
+    optimizer.zero_grad()
+    pred = model(X)
+    loss = loss_fn(pred, y)
+    loss.backward()
+    optimizer.step()
+    losses.append(loss.item())
+    if epoch % 100 == 0:
+        print(epoch, loss.item())
+"""
+
+MANUAL = HEADER + """torch.manual_seed(1)
+X = torch.randn(32, 3)
+y = torch.randn(32, 1)
+w = torch.randn(3, 1, requires_grad=True)
+b = torch.zeros(1, requires_grad=True)
+for epoch in range(EPOCHS):
+    for i in range(0, 32, 8):
+        xb = X[i:i + 8]
+        yb = y[i:i + 8]
+        loss = ((xb @ w + b - yb) ** 2).mean()
+        loss.backward()
+        with torch.no_grad():
+            w -= 0.1 * w.grad
+            b -= 0.1 * b.grad
+            w.grad.zero_()
+            b.grad.zero_()
+"""
+
+
+@pytest.mark.parametrize(("program", "names", "stop"), [
+    (TRAIN, ["model", "X", "pred", "loss"], ".item() needs the tensor's value"),
+    (MANUAL, ["w", "b", "xb", "loss"], "in-place update of 'w' by a tensor under torch.no_grad()"),
+])
+def test_a_training_loop_traces_its_first_step(program: str, names: list[str], stop: str, tmp_path: Path) -> None:
+    """A pasted training loop (10,000 epochs: more than a loop may unroll) traces its first forward and backward;
+    the trace ends where the next step begins, with a note that says so. Torch's numbers are its first step's
+    (the same program with one iteration and no update)."""
+    t = traced(program.replace("EPOCHS", "10000"))
+    notes = " ".join(t.result.notes)
+    assert "the trace ends after backward()" in notes and stop in notes
+    first = program.replace("EPOCHS", "1").replace("    optimizer.step()\n", "").replace("losses.append(loss.item())", "pass")
+    first = first.split("        with torch.no_grad():")[0].replace("range(0, 32, 8)", "range(0, 8, 8)")
+    from test_program_pytorch import in_torch, same_as_torch
+    same_as_torch(t, in_torch(first, tmp_path), names)
+    assert not any("@" in n for n in t.result.nodes), list(t.result.nodes)  # step 1's bindings are the last: bare names
+
+
+@pytest.mark.parametrize(("tail", "line", "needle"), [
+    ("y.backward()\n", 5, "backward() is called twice"),
+    ("with torch.no_grad():\n    x -= 0.1 * x.grad\n", 5, "in-place update of 'x'"),
+    ("z = (x * 3).sum()\nv = z.item()\n", 6, ".item() needs the tensor's value"),
+])
+def test_what_cannot_follow_backward_ends_the_trace_with_a_note(tail: str, line: int, needle: str) -> None:
+    """After the traced backward(), a statement gradtrace cannot trace ends the trace there (a note says where and
+    why) instead of refusing the program; what it had added is gone (z, made on the line before, stays)."""
+    t = traced("import torch\nx = torch.rand(3, requires_grad=True)\ny = x.sum()\ny.backward()\n" + tail)
+    note = next(n for n in t.result.notes if "the trace ends after backward()" in n)
+    assert note.startswith(f"line {line}:") and needle in note
+    assert t.result.output == "y" and set(t.result.nodes) <= {"x", "y", "z", "z#1"}

@@ -176,6 +176,20 @@ class GraphBuilder:
             stack.extend(i for i in by_name[k].inputs if isinstance(i, str))
         return [n for n in self.nodes if n.name in wanted] + [self.computed[name]]
 
+    def mark(self) -> tuple[int, int]:
+        """Where the graph is now, for rollback."""
+        return len(self.nodes), len(self.shapes)
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        """Forget every leaf and node added since `mark` (a statement that failed half way)."""
+        nodes, names = mark
+        gone = list(self.shapes)[names:]
+        del self.nodes[nodes:]
+        for name in gone:
+            for table in (self.leaves, self.shapes, self.dtypes, self.grad, self.ranges, self.views, self.computed):
+                table.pop(name, None)  # type: ignore[attr-defined]
+        self.used.difference_update(gone)
+
     def drop_leaf(self, name: str) -> None:
         """Forget a leaf no node used (a parameter a weight tie replaced); its stream events still run."""
         assert name not in self.used, name

@@ -187,6 +187,20 @@ class ControlFlow(ExpressionCompiler):
         except ValueError as e:
             raise self.err(node, f"f-string: {e}") from None
 
+    def mapping_method(self, m: dict[str, Value] | ModuleInst, method: str, node: ast.Call) -> Value:
+        """d.items() / .keys() / .values() / .get(k, default) of a dict or an nn.ModuleDict."""
+        pairs = list(m.items()) if isinstance(m, dict) else list(zip(m.keys or [], m.children, strict=True))
+        if method == "get":
+            if not 1 <= len(node.args) <= 2:
+                raise self.err(node, "get takes a key and a default")
+            key = self.const(node.args[0])
+            found = dict(pairs)
+            return found[key] if key in found else (self.expr(node.args[1]) if len(node.args) == 2 else None)
+        if node.args or node.keywords:
+            raise self.err(node, f".{method}() takes no arguments")
+        return [k for k, _ in pairs] if method == "keys" else [v for _, v in pairs] if method == "values" else [
+            (k, v) for k, v in pairs]
+
     def runtime_length(self, it: ast.expr) -> int | None:
         """How many items a loop reached now goes over (None: not something gradtrace iterates)."""
         return self.length_of(self.expr(it))  # type: ignore[attr-defined]

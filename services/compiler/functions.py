@@ -376,33 +376,6 @@ class UserCode(ExpressionCompiler):
             elif isinstance(v, Instance):
                 self.finalize(v, f"{inst.path}.{attr}")
 
-    def rename_provisional(self) -> None:
-        """Objects that named tensors under a provisional path (an nn.Parameter in the __init__ of a block made in a
-        list comprehension) take their place's path now: 'model.block.ln_1.weight' -> 'model.transformer.h.0.ln_1.weight'."""
-        if not self.renames:
-            return
-        prefixes = sorted(self.renames, key=len, reverse=True)
-
-        def renamed(name: str) -> str:
-            for p in prefixes:
-                if name.startswith(p + "."):
-                    return self.renames[p] + name[len(p):]
-            return name
-        new = {k: renamed(k) for k in self.builder.shapes}
-        if len(set(new.values())) != len(new):
-            return  # a clash with a name made since: the provisional names stay (as before)
-        self.builder.rename(new)
-        for stream in [self.stream, *self.res.streams]:
-            for ev in stream.events:
-                ev.target = new.get(ev.target, ev.target) if ev.target is not None else None
-                if isinstance(ev.args.get("source"), str):
-                    ev.args["source"] = new.get(ev.args["source"], ev.args["source"])
-                if ev.op == "module":
-                    ev.args["params"] = {k: new.get(v, v) for k, v in ev.args["params"].items()}
-        self.res.names = {k: new.get(v, v) for k, v in self.res.names.items()}
-        if self.res.output is not None:
-            self.res.output = new.get(self.res.output, self.res.output)
-
     def call_user(self, fn: UserFunction, args: list[Value], kwargs: dict[str, Value], node: ast.Call, prefix: str,
                   named: bool = True) -> Value:
         """Run fn's body for this call; returns what its last statement returns (None without a return)."""

@@ -23,7 +23,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
     attribute of a module object); a break, continue or else clause is refused. Nested loops unroll too. Loops over other things unroll when their length is known before they run
     (`length`: nn.Sequential/ModuleList, lists and tuples, a tensor's first dim), each iteration after
     `NAME = X[k]` (`enumerate`, `zip` and list literals of names too). `lazy`: a loop whose length is not known yet
-    (a list the body builds before it) stays a `for` statement, unrolled when the program reaches it."""
+    (a list the body builds before it) stays a `for` statement, unrolled when the program reaches it. A training
+    loop (its body calls `.backward()`) unrolls two iterations: a trace ends at the second backward()."""
     ints: dict[str, int] = dict(known or {})
 
     def bound(node: ast.expr) -> int:
@@ -92,6 +93,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                     out.append(stmt)  # unrolled when reached, once the names it goes over hold their values
                     continue
                 raise err(e.node, e.message) from None
+            if _steps(stmt.body):  # a training loop: tracing ends at its second backward() (ProgramCompiler.run)
+                items = items[:2]
             for value in items:
                 set_k = ast.Assign(targets=[stmt.target], value=value)
                 out.append(ast.copy_location(set_k, stmt))
@@ -162,6 +165,13 @@ def _item(seq: ast.expr, k: int) -> ast.expr:
 
 def _tuple(elts: list[ast.expr], where: ast.expr) -> ast.expr:
     return ast.copy_location(ast.Tuple(elts=elts, ctx=ast.Load()), where)
+
+
+def _steps(body: list[ast.stmt]) -> bool:
+    """A loop body that calls `.backward()` in every iteration (a statement of its own, or in a loop of its own that
+    does): a training loop."""
+    return any(isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Attribute)
+               and s.value.func.attr == "backward" or isinstance(s, ast.For) and _steps(s.body) for s in body)
 
 
 def _prints_only(body: list[ast.stmt]) -> bool:

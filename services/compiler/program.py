@@ -24,6 +24,7 @@ from services.compiler.build import GraphBuilder
 from services.compiler.control import ControlFlow
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
 from services.compiler.expressions import MATH, _kind
+from services.compiler.finish import Finish
 from services.compiler.functions import MODULE_WALKS, UserCode, is_super, receiver
 from services.compiler.inplace import InPlace
 from services.compiler.layers import BY_MODULE
@@ -77,7 +78,7 @@ class ProgramResult:
     """The program's own torch.Generators' draws, each a stream of its own."""
 
 
-class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls):
+class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls):
     """Walks the statements; each method handles one whitelisted form."""
 
     def __init__(self, text: str, builder: GraphBuilder, stream: Stream, dtype: str, spec_inputs: set[str]) -> None:
@@ -87,7 +88,9 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
         self.provisional: list[str] = []
         self.untied: set[str] = set()
         self.renames: dict[str, str] = {}
-        """Provisional paths tensors were named under -> the paths their objects took (see rename_provisional)."""
+        """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
+        self.ended = False
+        """The trace ended after backward(), before the program's end (a training loop's next step)."""
         self.initializing: set[int] = set()
         """Objects whose __init__ runs now (by id)."""
         self.supers: list[tuple[UserClass, Value]] = []
@@ -120,12 +123,14 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
         self.reserved = set(self.bindings) | self.spec_inputs
         for stmt in body:
             self.line = stmt.lineno
-            self.statement(stmt)
+            if self.res.output is None:
+                self.statement(stmt)
+            elif not self.after_backward(stmt):
+                self.ended = True
+                break
         self.res.names = {k: v.name for k, v in self.scope.items() if isinstance(v, T)}
         self.res.streams = [g.stream for g in self.generators if g.stream.events]
-        for name in self.untied - self.builder.used:
-            self.builder.drop_leaf(name)
-        self.rename_provisional()
+        self.finish_names()
         return self.res
 
     def count_bindings(self, body: list[ast.stmt], no_grad: bool = False) -> None:
@@ -531,20 +536,6 @@ class ProgramCompiler(InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls
         if isinstance(base, tuple) and f.attr in ("index", "count"):
             raise self.err(node, "tuple methods are not supported")
         raise self.err(node, f"'{self.src(f)[:60]}': {_kind(base)} has no method '{f.attr}' gradtrace understands")
-
-    def mapping_method(self, m: dict[str, Value] | ModuleInst, method: str, node: ast.Call) -> Value:
-        """d.items() / .keys() / .values() / .get(k, default) of a dict or an nn.ModuleDict."""
-        pairs = list(m.items()) if isinstance(m, dict) else list(zip(m.keys or [], m.children, strict=True))
-        if method == "get":
-            if not 1 <= len(node.args) <= 2:
-                raise self.err(node, "get takes a key and a default")
-            key = self.const(node.args[0])
-            found = dict(pairs)
-            return found[key] if key in found else (self.expr(node.args[1]) if len(node.args) == 2 else None)
-        if node.args or node.keywords:
-            raise self.err(node, f".{method}() takes no arguments")
-        return [k for k, _ in pairs] if method == "keys" else [v for _, v in pairs] if method == "values" else [
-            (k, v) for k, v in pairs]
 
     def call_name(self, fn: str, node: ast.Call) -> Value:
         if fn in self.scope:

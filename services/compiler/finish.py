@@ -1,0 +1,82 @@
+"""The end of a program's trace: statements after backward() (a training loop's next step ends the trace there),
+and the names fixed once the program has run (provisional object paths, the last binding a trace reached, the
+Parameters a weight tie replaced)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+from services.compiler.expressions import ExpressionCompiler
+from services.compiler.values import T
+from services.errors import SpecError
+
+BINDING = re.compile(r"^(?P<var>[A-Za-z_]\w*)@\d+$")
+"""An earlier binding's node name: 'loss@1'."""
+
+
+class Finish(ExpressionCompiler):
+    """after_backward and finish_names; the attributes are the ProgramCompiler's."""
+
+    res: Any
+    generators: list[Any]
+    untied: set[str]
+    renames: dict[str, str]
+    ended: bool
+
+    def after_backward(self, stmt: ast.stmt) -> bool:
+        """A statement after the traced backward(): compiled as any other, but one that cannot be (the next step of a
+        training loop: `w -= lr * w.grad`, `loss.item()`, a second backward()) ends the trace there, with a note, and
+        leaves no trace of itself. False: the trace ended."""
+        streams = [self.stream, *(g.stream for g in self.generators)]
+        mark, events = self.builder.mark(), [len(s.events) for s in streams]
+        try:
+            self.statement(stmt)  # type: ignore[attr-defined]
+            return True
+        except SpecError as e:
+            self.builder.rollback(mark)
+            for s, n in zip(streams, events, strict=True):
+                del s.events[n:]
+            self.res.notes.append(f"line {stmt.lineno}: the trace ends after backward(): gradtrace traces one forward and "
+                                  f"backward, the first (a training loop's first step); what follows is not run ({e.message})")
+            return False
+
+    def finish_names(self) -> None:
+        """Drop the Parameters ties replaced (unused), and give tensors their final names: objects named under a
+        provisional path take their place's ('model.block.ln_1.weight' -> 'model.transformer.h.0.ln_1.weight'),
+        and after a trace that ended early each variable's last traced binding takes its bare name (loss@1 -> loss)."""
+        for name in self.untied - self.builder.used:
+            if name in self.builder.leaves:  # (not when a statement after backward() made it and was rolled back)
+                self.builder.drop_leaf(name)
+        prefixes = sorted(self.renames, key=len, reverse=True)
+
+        def renamed(name: str) -> str:
+            for p in prefixes:
+                if name.startswith(p + "."):
+                    return self.renames[p] + name[len(p):]
+            return name
+        new = {k: renamed(k) for k in self.builder.shapes} if prefixes else {}
+        if self.ended:  # `loss@1` was to be followed by bindings the trace did not reach: it is the last, `loss`
+            last = {v.name: var for var, v in self.res_scope().items() if isinstance(v, T)
+                    and (m := BINDING.match(v.name)) and m["var"] == var and var not in self.builder}
+            new = {k: last.get(k, new.get(k, k)) for k in self.builder.shapes}
+        if new and len(set(new.values())) == len(new):  # (a clash with a name made since: the names stay as they are)
+            self.rename_tensors(new)
+
+    def res_scope(self) -> dict[str, Any]:
+        return self.globals  # type: ignore[attr-defined,no-any-return]
+
+    def rename_tensors(self, new: dict[str, str]) -> None:
+        """Rename tensors everywhere a compiled program names them: graph, random streams, variables, output."""
+        self.builder.rename(new)
+        for stream in [self.stream, *self.res.streams]:
+            for ev in stream.events:
+                ev.target = new.get(ev.target, ev.target) if ev.target is not None else None
+                if isinstance(ev.args.get("source"), str):
+                    ev.args["source"] = new.get(ev.args["source"], ev.args["source"])
+                if ev.op == "module":
+                    ev.args["params"] = {k: new.get(v, v) for k, v in ev.args["params"].items()}
+        self.res.names = {k: new.get(v, v) for k, v in self.res.names.items()}
+        if self.res.output is not None:
+            self.res.output = new.get(self.res.output, self.res.output)
