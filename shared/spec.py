@@ -240,6 +240,39 @@ class SelfAttentionLayer(_Layer):
     weights: Weights = None
 
 
+class RNNLayer(_Layer):
+    """nn.RNN, unrolled over time: h_t = tanh(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh) (or relu) per step and
+    layer. Parameters as its state_dict: weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0 (`_reverse`: the
+    backward direction). A model spec's layer outputs the sequence's outputs (a program gets (output, h_n))."""
+
+    type: Literal["rnn"]
+    input_size: int = Field(ge=1)
+    hidden_size: int = Field(ge=1)
+    num_layers: int = Field(1, ge=1, le=8)
+    nonlinearity: Literal["tanh", "relu"] = "tanh"
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = Field(0.0, ge=0, le=1)
+    bidirectional: bool = False
+    weights: Weights = None
+
+
+class GatedRNNLayer(_Layer):
+    """nn.LSTM (gates i, f, g, o; cell state c) or nn.GRU (gates r, z, n), unrolled over time, with torch's
+    equations and parameter names (weight_ih_l0 holds the gates' rows in torch's order). A program gets
+    (output, (h_n, c_n)) from an LSTM, (output, h_n) from a GRU."""
+
+    type: Literal["lstm", "gru"]
+    input_size: int = Field(ge=1)
+    hidden_size: int = Field(ge=1)
+    num_layers: int = Field(1, ge=1, le=8)
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = Field(0.0, ge=0, le=1)
+    bidirectional: bool = False
+    weights: Weights = None
+
+
 class AddLayer(_Layer):
     """The sum of its inputs (a residual connection): give two or more in `inputs`."""
 
@@ -256,7 +289,7 @@ class CatLayer(_Layer):
 Layer = Annotated[
     Conv2dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
     | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | EmbeddingLayer
-    | SelfAttentionLayer | AddLayer | CatLayer,
+    | SelfAttentionLayer | RNNLayer | GatedRNNLayer | AddLayer | CatLayer,
     Field(discriminator="type"),
 ]
 

@@ -626,7 +626,7 @@ def test_a_training_loop_traces_its_first_step(program: str, names: list[str], s
     (the same program with one iteration and no update)."""
     t = traced(program.replace("EPOCHS", "10000"))
     notes = " ".join(t.result.notes)
-    assert "the trace ends after backward()" in notes and stop in notes
+    assert "the trace ends at the backward() of line" in notes and stop in notes
     first = program.replace("EPOCHS", "1").replace("    optimizer.step()\n", "").replace("losses.append(loss.item())", "pass")
     first = first.split("        with torch.no_grad():")[0].replace("range(0, 32, 8)", "range(0, 8, 8)")
     from test_program_pytorch import in_torch, same_as_torch
@@ -640,9 +640,65 @@ def test_a_training_loop_traces_its_first_step(program: str, names: list[str], s
     ("z = (x * 3).sum()\nv = z.item()\n", 6, ".item() needs the tensor's value"),
 ])
 def test_what_cannot_follow_backward_ends_the_trace_with_a_note(tail: str, line: int, needle: str) -> None:
-    """After the traced backward(), a statement gradtrace cannot trace ends the trace there (a note says where and
-    why) instead of refusing the program; what it had added is gone (z, made on the line before, stays)."""
+    """After the traced backward(), a statement gradtrace cannot trace ends the trace (a note says where and why)
+    instead of refusing the program; everything made after backward() is undone."""
     t = traced("import torch\nx = torch.rand(3, requires_grad=True)\ny = x.sum()\ny.backward()\n" + tail)
-    note = next(n for n in t.result.notes if "the trace ends after backward()" in n)
+    note = next(n for n in t.result.notes if "the trace ends at the backward() of line 4" in n)
     assert note.startswith(f"line {line}:") and needle in note
-    assert t.result.output == "y" and set(t.result.nodes) <= {"x", "y", "z", "z#1"}
+    assert t.result.output == "y" and set(t.result.nodes) == {"x", "y"}  # z, made after backward(), is undone too
+
+
+RECURRENT = HEADER + """torch.manual_seed(0)
+lstm = nn.LSTM(3, 4, num_layers=2, batch_first=True, bidirectional=True)
+gru = nn.GRU(8, 5)
+rnn = nn.RNN(5, 3, nonlinearity="relu", bias=False)
+cell = nn.LSTM(3, 2)
+x = torch.randn(2, 6, 3)
+out, (h, c) = lstm(x)
+h0 = torch.randn(1, 2, 5)
+out2, hn = gru(out.transpose(0, 1), h0)
+out3, _ = rnn(out2)
+seq = torch.randn(4, 3)
+one, (h1, c1) = cell(seq, (torch.zeros(1, 2), torch.ones(1, 2)))
+loss = out3.pow(2).sum() + h.sum() * c.mean() + hn.sum() + one.sum() + c1.sum()
+loss.backward()
+"""
+
+
+def test_recurrent_layers_equal_torch(tmp_path: Path) -> None:
+    """nn.LSTM (2 layers, bidirectional, batch_first), nn.GRU with an h0, nn.RNN (relu, no bias), an unbatched LSTM
+    with (h0, c0): unrolled over time, every parameter's value and grad, outputs and final states as torch's."""
+    check(RECURRENT, ["lstm", "gru", "rnn", "cell", "x", "out", "h", "c", "out2", "hn", "out3", "one", "h1", "c1", "loss"],
+          tmp_path)
+    nodes = traced(RECURRENT).result.nodes
+    assert nodes["lstm.l1_reverse.t0.f"].op == "sigmoid" and nodes["gru.l0.t3.n"].op == "tanh"  # each step's gates
+    assert nodes["h"].shape == [4, 2, 4] and nodes["lstm.weight_hh_l1_reverse"].shape == [16, 4]
+
+
+def test_the_lstm_tagger_tutorial_traces_its_first_step(tmp_path: Path) -> None:
+    """examples/lstm_tagger.py, PyTorch's LSTM tutorial pasted whole (word_to_ix built in loops, a training loop of
+    300 epochs): its first step, as torch computes it."""
+    program = (EXAMPLES / "lstm_tagger.py").read_text()
+    t = traced(program)
+    assert any("the trace ends at the backward() of line" in n for n in t.result.notes)
+    first = program.split("# See what the scores are after training")[0].replace("range(300)", "range(1)").replace(
+        "training_data:\n        # Step 1", "training_data[:1]:\n        # Step 1").replace("optimizer.step()", "pass")
+    from test_program_pytorch import in_torch, same_as_torch
+    same_as_torch(t, in_torch(first, tmp_path), ["model", "sentence_in", "targets", "tag_scores", "loss"])
+
+
+def test_a_model_spec_lstm_agrees_with_finite_differences() -> None:
+    """The lstm layer in a model spec (the sequence's outputs): torch, the reference engine and finite differences."""
+    from services.trace import trace
+    from shared.spec import TraceSpec
+
+    spec = TraceSpec.model_validate({
+        "inputs": {"x": {"shape": [3, 2, 2], "init": "normal", "seed": 1, "requires_grad": False}}, "dtype": "float64",
+        "engines": ["torch", "reference", "numeric"],
+        "model": {"input": "x", "layers": [{"type": "lstm", "name": "lstm", "input_size": 2, "hidden_size": 3},
+                                            {"type": "gru", "name": "gru", "input_size": 3, "hidden_size": 2, "bidirectional": True}],
+                  "loss": {"type": "sum"}},
+    })
+    t = trace(spec)
+    assert t.result.comparison.verdict == "agree" and "numeric" in t.result.engines
+    assert {"lstm.weight_ih_l0", "gru.bias_hh_l0_reverse"} <= set(t.result.parameters)

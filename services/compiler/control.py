@@ -203,4 +203,6 @@ class ControlFlow(ExpressionCompiler):
 
     def runtime_length(self, it: ast.expr) -> int | None:
         """How many items a loop reached now goes over (None: not something gradtrace iterates)."""
+        if isinstance(it, ast.Name) and it.id not in self.scope:
+            return None  # bound by an outer loop's iteration that has not run yet: unrolled when reached
         return self.length_of(self.expr(it))  # type: ignore[attr-defined]

@@ -16,31 +16,50 @@ BINDING = re.compile(r"^(?P<var>[A-Za-z_]\w*)@\d+$")
 """An earlier binding's node name: 'loss@1'."""
 
 
+class TraceEnded(Exception):
+    """A statement after backward() that cannot be traced ended the trace (Finish.statement)."""
+
+
 class Finish(ExpressionCompiler):
-    """after_backward and finish_names; the attributes are the ProgramCompiler's."""
+    """statement (watching what follows backward()) and finish_names; the attributes are the ProgramCompiler's."""
 
     res: Any
     generators: list[Any]
     untied: set[str]
     renames: dict[str, str]
     ended: bool
+    at_backward: tuple[Any, ...] | None
+    guarded = False
 
-    def after_backward(self, stmt: ast.stmt) -> bool:
-        """A statement after the traced backward(): compiled as any other, but one that cannot be (the next step of a
-        training loop: `w -= lr * w.grad`, `loss.item()`, a second backward()) ends the trace there, with a note, and
-        leaves no trace of itself. False: the trace ended."""
-        streams = [self.stream, *(g.stream for g in self.generators)]
-        mark, events = self.builder.mark(), [len(s.events) for s in streams]
+    def statement(self, stmt: ast.stmt) -> None:
+        """Compile a statement. After the traced backward(), one gradtrace cannot trace (the next step of a training
+        loop: `w -= lr * w.grad`, `loss.item()`, a second backward()) ends the trace: everything since backward() is
+        undone, a note says where and why, and TraceEnded unwinds to the program's top."""
+        if self.at_backward is None or self.guarded:
+            self.dispatch(stmt)  # type: ignore[attr-defined]
+            return
+        self.guarded = True
         try:
-            self.statement(stmt)  # type: ignore[attr-defined]
-            return True
+            self.dispatch(stmt)  # type: ignore[attr-defined]
         except SpecError as e:
+            line, mark, events, names = self.at_backward
             self.builder.rollback(mark)
-            for s, n in zip(streams, events, strict=True):
+            for s, n in events:
                 del s.events[n:]
-            self.res.notes.append(f"line {stmt.lineno}: the trace ends after backward(): gradtrace traces one forward and "
-                                  f"backward, the first (a training loop's first step); what follows is not run ({e.message})")
-            return False
+            self.globals.clear()  # type: ignore[attr-defined]
+            self.globals.update(names)  # type: ignore[attr-defined]
+            again = " (its first run)" if stmt.lineno == line else ""
+            self.res.notes.append(f"line {stmt.lineno}: the trace ends at the backward() of line {line}{again}: gradtrace "
+                                  "traces one forward and backward (a training loop's first step), and this line cannot "
+                                  f"follow it ({e.message}); nothing after that backward() is traced")
+            raise TraceEnded from None
+        finally:
+            self.guarded = False
+
+    def snapshot(self, line: int) -> tuple[Any, ...]:
+        """What the program has made when backward() is traced: the graph, the streams' draws, the top level's names."""
+        streams = [self.stream, *(g.stream for g in self.generators)]
+        return line, self.builder.mark(), [(s, len(s.events)) for s in streams], dict(self.globals)  # type: ignore[attr-defined]
 
     def finish_names(self) -> None:
         """Drop the Parameters ties replaced (unused), and give tensors their final names: objects named under a

@@ -106,6 +106,8 @@ class Call:
     prefix: str
     """The layer's path ('conv', 'net.0'): names its parameters and its other nodes."""
     training: bool = True
+    states: dict[str, str] = field(default_factory=dict)
+    """Outputs besides `out`, by name: a recurrent layer's final states ('h_n', 'c_n')."""
 
 
 Emit = Callable[[Emitter, Call], str]
@@ -384,3 +386,6 @@ def add_params(
 def check_params(d: LayerDef, cfg: Any) -> None:
     """Raise ValueError when the configuration has no valid parameter shapes (channels vs groups)."""
     d.params(cfg)
+
+
+from services.compiler import recurrent as _recurrent  # noqa: E402,F401  (registers nn.RNN, nn.LSTM, nn.GRU)

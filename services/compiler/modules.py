@@ -184,6 +184,8 @@ class ModuleCalls(ExpressionCompiler):
         self.ensure_path(m, None)
         if m.layer is not None and m.layer.type == "self_attention":
             return self.attention_call(m, node)
+        if m.layer is not None and m.layer.type in ("rnn", "lstm", "gru"):
+            return self.recurrent_call(m, node)
         if node.keywords:
             raise self.err(node, f"{m.kind}(...) takes tensors positionally")
         inputs = [self.tensor(a) for a in node.args]
@@ -220,6 +222,32 @@ class ModuleCalls(ExpressionCompiler):
         out = self.stmt_names[0] if pair else self.fresh(f"{m.path}.out")
         y = T(self.apply_module(m, [q.name], out, node))
         return (y, Untraced("the attention weights (not traced)") if need else None)
+
+    def recurrent_call(self, m: ModuleInst, node: ast.Call) -> Value:
+        """lstm(x), lstm(x, (h0, c0)), gru(x, h0): (output, (h_n, c_n)) from an LSTM, (output, h_n) from an RNN or GRU,
+        as torch returns them; `out, (h, c) = lstm(x)` names the three nodes."""
+        lstm = m.layer.type == "lstm"  # type: ignore[union-attr]
+        if node.keywords or not 1 <= len(node.args) <= 2:
+            raise self.err(node, f"nn.{m.kind} is called with (input, {'(h0, c0)' if lstm else 'h0'}) or (input)")
+        x = self.tensor(node.args[0])
+        given = self.expr(node.args[1]) if len(node.args) == 2 else None
+        if lstm and given is not None and not (isinstance(given, (tuple, list)) and len(given) == 2
+                                               and all(isinstance(t, T) for t in given)):
+            raise self.err(node.args[1], f"nn.LSTM's second argument is the tuple (h0, c0), not {_kind(given)}")
+        if not lstm and given is not None and not isinstance(given, T):
+            raise self.err(node.args[1], f"nn.{m.kind}'s second argument is h0, a tensor, not {_kind(given)}")
+        states = [] if given is None else [t.name for t in given] if lstm else [given.name]  # type: ignore[union-attr]
+        want = 3 if lstm else 2
+        named = node is self.stmt_expr and len(self.stmt_names) == want
+        out = self.stmt_names[0] if named else self.fresh(f"{m.path}.out")
+        e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1,
+                    texts={out: self.src(node)})
+        call = Call(m.cfg, m.params, [x.name, *states], out, m.path, m.training)  # type: ignore[arg-type]
+        if named:  # `out, (h, c) = lstm(x)`: h_n and c_n take the names they are bound to
+            call.states = dict(zip(("h_n", "c_n"), self.stmt_names[1:], strict=False))
+        y = T(m.layer.emit(e, call))  # type: ignore[union-attr]
+        h, c = T(call.states["h_n"]), T(call.states.get("c_n", ""))
+        return (y, (h, c)) if lstm else (y, h)
 
     def apply_module(self, m: ModuleInst, inputs: list[str], out: str, node: ast.Call, text: str | None = None) -> str:
         """Add the module's nodes for these inputs; `text` is what the output's expression shows."""

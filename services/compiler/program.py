@@ -24,7 +24,7 @@ from services.compiler.build import GraphBuilder
 from services.compiler.control import ControlFlow
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
 from services.compiler.expressions import MATH, _kind
-from services.compiler.finish import Finish
+from services.compiler.finish import Finish, TraceEnded
 from services.compiler.functions import MODULE_WALKS, UserCode, is_super, receiver
 from services.compiler.inplace import InPlace
 from services.compiler.layers import BY_MODULE
@@ -90,6 +90,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
         self.ended = False
+        self.at_backward: tuple[Any, ...] | None = None
         """The trace ended after backward(), before the program's end (a training loop's next step)."""
         self.initializing: set[int] = set()
         """Objects whose __init__ runs now (by id)."""
@@ -121,13 +122,12 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
                     raise self.err(node, f"dunder name '{name}' is not allowed")
         self.count_bindings(body)
         self.reserved = set(self.bindings) | self.spec_inputs
-        for stmt in body:
-            self.line = stmt.lineno
-            if self.res.output is None:
+        try:
+            for stmt in body:
+                self.line = stmt.lineno
                 self.statement(stmt)
-            elif not self.after_backward(stmt):
-                self.ended = True
-                break
+        except TraceEnded:
+            self.ended = True
         self.res.names = {k: v.name for k, v in self.scope.items() if isinstance(v, T)}
         self.res.streams = [g.stream for g in self.generators if g.stream.events]
         self.finish_names()
@@ -161,9 +161,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
                 self.count_bindings(stmt.body, (no_grad or bool(modes & {"torch.no_grad", "torch.inference_mode"}))
                                     and "torch.enable_grad" not in modes)
             for t in targets:
-                for n in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t]):
-                    if isinstance(n, ast.Name):
-                        self.bindings[n.id] += 1
+                for n in (_names(t) or [] if isinstance(t, (ast.Tuple, ast.List)) else [t.id] if isinstance(t, ast.Name) else []):
+                    self.bindings[n] += 1
 
     def binding_name(self, var: str) -> str:
         """The node name of this binding of `var`: `var` for the last one, var@k for earlier ones
@@ -183,7 +182,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
             return name
         return self.fresh(name) if self.prefix else self.fresh(f"{var}@{k}")  # a call made again; a binding count_bindings did not foresee
 
-    def statement(self, stmt: ast.stmt) -> None:
+    def dispatch(self, stmt: ast.stmt) -> None:
+        """Compile one statement (Finish.statement calls it, watching what follows backward())."""
         self.counter = 0
         self.via_data = False
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
@@ -263,23 +263,36 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
                 self.finalize(v, var)  # `net = make_net()`: named for the variable
             self.scope[var] = v
         elif isinstance(target, (ast.Tuple, ast.List)):
-            names = [e for e in target.elts]
-            if not all(isinstance(e, ast.Name) for e in names):
-                raise self.err(stmt, "tuple assignment needs plain names on the left")
-            ids = [e.id for e in names]  # type: ignore[attr-defined]
+            ids = _names(target)
+            if ids is None:
+                raise self.err(stmt, "tuple assignment needs names on the left (nested tuples of names too)")
             self.begin(ids[0], value, [self.binding_name(i) for i in ids])
-            v = self.expr(value)
-            if not isinstance(v, (tuple, list)) or len(v) != len(ids):
-                raise self.err(stmt, f"cannot unpack {_kind(v)} into {len(ids)} names")
-            for i, item in zip(ids, v, strict=True):
-                if isinstance(item, ModuleInst) and not self.depth:
-                    self.ensure_path(item, i)  # `enc, dec = make_pair(3)`: named for the variables, as torch's
-                self.scope[i] = item
+            self.unpack(target, self.expr(value), stmt)
         elif isinstance(target, ast.Attribute):
             self.attribute_write(target, value, stmt)
+        elif isinstance(target, ast.Subscript) and isinstance(into := self.expr(target.value), (dict, list)):
+            key = self.const(target.slice)  # word_to_ix[word] = len(word_to_ix), sizes[0] = 8
+            if isinstance(into, list) and not (isinstance(key, int) and -len(into) <= key < len(into)):
+                raise self.err(stmt, f"list index {key!r} out of range (the list has {len(into)} items)")
+            if isinstance(into, dict) and (not isinstance(key, (str, int)) or isinstance(key, bool)):
+                raise self.err(stmt, f"a dict key is a string or an int here, not {_kind(key)}")
+            into[key] = self.expr(value)  # type: ignore[index]
         else:
             raise self.err(stmt, "only 'name = expression' assignments are allowed (in-place writes into tensors are not traced)")
         self.stmt_expr, self.stmt_names = None, []
+
+    def unpack(self, target: ast.expr, v: Value, stmt: ast.stmt) -> None:
+        """`a, b = ...`, `out, (h, c) = lstm(x)`: each name bound to its item, as Python unpacks."""
+        if isinstance(target, ast.Name):
+            if isinstance(v, ModuleInst) and not self.depth:
+                self.ensure_path(v, target.id)  # `enc, dec = make_pair(3)`: named for the variables, as torch's
+            self.scope[target.id] = v
+            return
+        elts = target.elts  # type: ignore[attr-defined]
+        if not isinstance(v, (tuple, list)) or len(v) != len(elts):
+            raise self.err(stmt, f"cannot unpack {_kind(v)} into {len(elts)} names")
+        for t, item in zip(elts, v, strict=True):
+            self.unpack(t, item, stmt)
 
     def begin(self, target: str, value: ast.expr, names: list[str]) -> None:
         """Start a statement whose right-hand side is `value`, bound to `names`."""
@@ -455,6 +468,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
         grad = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "gradient"), None)
         if grad is not None:
             self.res.grad_output = self.gradient(grad, out)
+        self.at_backward = self.snapshot(call.lineno)
 
     def gradient(self, node: ast.expr, out: T) -> Any:
         """backward's gradient as data: torch.ones_like(y), torch.ones/full(...), torch.tensor([...]), a number,
@@ -637,6 +651,16 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
         if path == "torch.manual_seed":
             raise self.err(node, "torch.manual_seed(...) must be a statement of its own")
         raise self.err(node, f"unknown function '{path}'")
+
+
+def _names(target: ast.expr) -> list[str] | None:
+    """The names of a (nested) tuple target in order, `out, (h, c)` -> [out, h, c]; None if it holds anything else."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if not isinstance(target, (ast.Tuple, ast.List)) or not target.elts:
+        return None
+    parts = [_names(e) for e in target.elts]
+    return None if any(p is None for p in parts) else [n for p in parts for n in p]  # type: ignore[union-attr]
 
 
 def _is_number_literal(node: ast.expr) -> bool:
