@@ -203,9 +203,10 @@ net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 16))
 net.apply(init_weights)
 head = Head()
 flags = [isinstance(head, nn.Module), isinstance(head, Head), isinstance(net, nn.Sequential), isinstance(net[0], nn.ReLU),
-         hasattr(head, "proj"), hasattr(head, "missing"), hasattr(F, "scaled_dot_product_attention"), hasattr(F, "nope"),
-         hasattr(net[0], "bias"), isinstance(3, int), isinstance(head.gain, torch.Tensor), isinstance(head.gain, nn.Parameter)]
-assert flags == [True, True, True, False, True, False, True, False, True, True, True, True]
+         hasattr(head, "proj"), hasattr(head, "missing"), hasattr(F, "scaled_dot_product_attention"), hasattr(head, "forward"),
+         hasattr(net[0], "bias"), isinstance(3, int), isinstance(head.gain, torch.Tensor), isinstance(head.gain, nn.Parameter),
+         hasattr(net[0], "reset_parameters"), hasattr(net[1], "reset_parameters")]
+assert flags == [True, True, True, False, True, False, True, True, True, True, True, True, True, False]
 x = torch.randn(2, 4)
 z = net(x).view(2, 1, 4, 4)
 out = head(z)
@@ -277,6 +278,10 @@ def test_parameters_made_before_their_block_is_placed_take_torch_s_names(tmp_pat
 
 
 @pytest.mark.parametrize(("expr", "needle"), [
+    ("hasattr(F, 'rms_norm')", "hasattr(F, 'rms_norm'): gradtrace does not trace F.rms_norm"),
+    ("hasattr(nn, 'RMSNorm')", "gradtrace does not trace nn.RMSNorm"),
+    ("hasattr(nn.Linear(2, 2), 'some_hook')", "cannot tell whether nn.Linear has it"),
+    ("hasattr(x, 'is_nested')", "cannot tell whether torch.Tensor has it"),
     ("isinstance(x, 'Linear')", "isinstance(..., 'Linear')"),
     ("hasattr(x, 3)", "hasattr takes an object and an attribute's name"),
     ("'a.b'.format(1)", "the string method 'format' is not supported"),
@@ -702,3 +707,64 @@ def test_a_model_spec_lstm_agrees_with_finite_differences() -> None:
     t = trace(spec)
     assert t.result.comparison.verdict == "agree" and "numeric" in t.result.engines
     assert {"lstm.weight_ih_l0", "gru.bias_hh_l0_reverse"} <= set(t.result.parameters)
+
+
+REPLACED = HEADER + """torch.manual_seed(0)
+
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class LoRA(nn.Module):
+    def __init__(self, base, r=2):
+        super().__init__()
+        self.base = base
+        self.A = nn.Parameter(torch.randn(r, base.in_features) * 0.1)
+        self.B = nn.Parameter(torch.ones(base.out_features, r))
+
+    def forward(self, x):
+        return self.base(x) + x @ self.A.t() @ self.B.t()
+
+
+model = M()
+old = model.fc
+model.fc = nn.Linear(3, 2)
+x = torch.ones(1, 3)
+y = model(x) + old(x)
+wrapped = M()
+wrapped.fc = LoRA(wrapped.fc)
+z = wrapped(x)
+loss = y.sum() + z.sum()
+loss.backward()
+"""
+
+
+def test_a_module_replaced_while_something_still_holds_it(tmp_path: Path) -> None:
+    """`old = model.fc; model.fc = nn.Linear(...)` then old(x), and LoRA's `model.fc = LoRA(model.fc)`: both modules
+    keep their own parameters (the new one is model.fc#2: torch's named_parameters would call it model.fc), and
+    the numbers are torch's (the new one took the old one's parameters, with 'agree')."""
+    check(REPLACED, ["x", "y", "z", "loss"], tmp_path)
+    nodes = traced(REPLACED).result.nodes
+    assert nodes["model.fc.weight"].grad is not None and nodes["model.fc#2.weight"].grad is not None
+    assert nodes["wrapped.fc.weight"].grad is not None and nodes["wrapped.fc#2.A"].grad is not None
+
+
+@pytest.mark.parametrize(("program", "needle"), [
+    ("a = nn.Linear(2, 2, bias=False)\nb = nn.Linear(2, 2, bias=False)\nb.weight = a.weight\n"
+     "a.weight = nn.Parameter(torch.ones(2, 2))\ny = b(a(torch.ones(1, 2))).sum()\ny.backward()\n",
+     "'a.weight' is tied (one Parameter for two modules)"),
+    ("lin = nn.Linear(2, 2)\nw = lin.weight\nlin.weight = nn.Parameter(torch.ones(2, 2))\n"
+     "y = lin(torch.ones(1, 2)).sum() + w.sum()\ny.backward()\n", "a name still holds 'lin.weight'"),
+    ("from lightning import seed_everything\nseed_everything(42)\nlin = nn.Linear(2, 2)\ny = lin(torch.ones(2)).sum()\n"
+     "y.backward()\n", "would seed torch's generator"),
+])
+def test_what_torch_does_with_objects_gradtrace_keeps_by_name_is_refused(program: str, needle: str) -> None:
+    """A new nn.Parameter for a tied or aliased parameter (torch keeps the old object for the other holder), and a
+    call of another library's seed function (its numbers would be torch's only if gradtrace ran it)."""
+    assert needle in str(refused(HEADER + "torch.manual_seed(0)\n" + program))

@@ -19,6 +19,12 @@ PY_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict}
 """Python's types isinstance() tests against (a tensor is none of them)."""
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+MODULE_ATTRIBUTES = {"forward", "parameters", "named_parameters", "modules", "named_modules", "children",
+                     "named_children", "apply", "train", "eval", "zero_grad", "to", "cpu", "cuda", "float", "double",
+                     "half", "type", "state_dict", "load_state_dict", "register_buffer", "register_parameter",
+                     "register_module", "add_module", "requires_grad_", "training", "extra_repr", "buffers",
+                     "named_buffers", "get_submodule", "get_parameter"}
+"""What every nn.Module has (hasattr(model, "forward") is True)."""
 TENSOR_ATTRIBUTES = ("shape", "ndim", "dtype", "requires_grad", "is_leaf", "data", "T", "mT", "grad", "grad_fn", "device")
 
 
@@ -141,23 +147,38 @@ class ControlFlow(ExpressionCompiler):
                             "own classes, torch.Tensor, nn.Parameter and int/float/str/bool/list/tuple/dict")
 
     def has_attribute(self, node: ast.Call) -> bool:
-        """hasattr(F, 'scaled_dot_product_attention'), hasattr(self, 'proj'), hasattr(m, 'bias'): whether gradtrace
-        knows the function (so the branch it takes traces) or the object has the attribute."""
+        """hasattr(F, 'scaled_dot_product_attention'), hasattr(self, 'proj'), hasattr(m, 'bias'): as torch answers.
+        Where gradtrace cannot tell (a torch function it does not trace, an attribute of a torch module it does not
+        model) it refuses rather than guess: the branch taken would differ from torch's."""
         if len(node.args) != 2 or node.keywords or not isinstance(name := self.const(node.args[1]), str):
             raise self.err(node, "hasattr takes an object and an attribute's name (a string)")
         path = self.dotted(node.args[0])
         if path is not None:
             full = self.dotted(ast.Attribute(value=node.args[0], attr=name, ctx=ast.Load())) or ""
-            return (full in self.functions or full in CONSTANTS or path == "torch" and (name in CREATORS or name in DTYPES)
-                    or path == "nn" and (name in BY_MODULE or name in CONTAINERS))
+            if (full in self.functions or full in CONSTANTS or path == "torch" and (name in CREATORS or name in DTYPES)
+                    or path == "nn" and (name in BY_MODULE or name in CONTAINERS)):
+                return True
+            raise self.err(node, f"hasattr({self.src(node.args[0])[:40]}, '{name}'): gradtrace does not trace {full}, so "
+                                 "it cannot take the branch torch would take here")
         v = self.expr(node.args[0])
         if isinstance(v, Instance):
-            return name in v.attrs or name in v.cls.attrs or name in v.cls.methods or name == "training" and v.cls.module
+            return (name in v.attrs or name in v.cls.attrs or name in v.cls.methods
+                    or v.cls.module and name in MODULE_ATTRIBUTES)
         if isinstance(v, ModuleInst):
-            return (name in v.params or v.keys is not None and name in v.keys or v.layer is not None and name in ("weight", "bias")
-                    or v.cfg is not None and name in type(v.cfg).model_fields or name == "training")
+            cfg = type(v.cfg).model_fields if v.cfg is not None else {}
+            if (name in v.params or v.keys is not None and name in v.keys or name in cfg or name in MODULE_ATTRIBUTES
+                    or name in ("weight", "bias") and ("bias" in cfg or v.layer is not None and v.layer.params(v.cfg))):
+                return True
+            if name == "reset_parameters" and v.layer is not None:
+                return bool(v.layer.params(v.cfg))
+            if name in ("running_mean", "running_var", "num_batches_tracked") and v.layer is not None:
+                return v.layer.type.startswith("batch_norm") and bool(getattr(v.cfg, "track_running_stats", True))
+            raise self.err(node, f"hasattr({self.src(node.args[0])[:40]}, '{name}'): gradtrace cannot tell whether "
+                                 f"nn.{v.kind} has it")
         if isinstance(v, T):
-            return name in TENSOR_ATTRIBUTES or name in self.methods
+            if name in TENSOR_ATTRIBUTES or name in self.methods:
+                return True
+            raise self.err(node, f"hasattr of a tensor, '{name}': gradtrace cannot tell whether torch.Tensor has it")
         raise self.err(node, f"hasattr of {_kind(v)}: gradtrace answers for modules, objects and tensors")
 
     def string_method(self, s: str, method: str, node: ast.Call) -> Value:

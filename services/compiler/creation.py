@@ -40,6 +40,8 @@ BOOL_CREATORS = {"zeros", "ones", "full", "empty", "eye", "tensor"}
 
 
 class TensorCreation(ExpressionCompiler):
+    shared: set[str]
+    """Parameter leaves a tie made one for two modules."""
     untied: set[str]
     """Parameter leaves a tie replaced (`dec.weight = emb.weight`): dropped from the graph at the end when nothing
     used them, as torch's named_parameters has no such Parameter (their draws still run, in order)."""
@@ -244,7 +246,24 @@ class TensorCreation(ExpressionCompiler):
         if self.tie(target, value, stmt):
             return
         t = self.leaf_target(target, stmt)
+        if without_data(target) is target and isinstance(value, ast.Call) and self.dotted(value.func) == "nn.Parameter":
+            self.new_parameter(t, target, stmt)  # `lin.weight = nn.Parameter(...)`: a new object in torch
         self.write(t, value, stmt)
+
+    def new_parameter(self, t: T, target: ast.Attribute, stmt: ast.stmt) -> None:
+        """`m.weight = nn.Parameter(...)` gives the module a new Parameter; gradtrace writes the leaf of that name
+        instead, which is the same only when nothing else holds the old one: refused for a tied parameter or one a
+        name still holds (`w = lin.weight`), where torch would keep the old one."""
+        if t.name in self.shared:
+            raise self.err(stmt, f"'{t.name}' is tied (one Parameter for two modules): a new nn.Parameter for one of "
+                                 "them unties them in torch, which gradtrace does not follow; assign the values through "
+                                 ".data, or build the modules untied")
+        owner = self.expr(target.value)
+        slot = (owner, target.attr) if isinstance(owner, Instance) else None
+        if self.holds(self.scope_maps(), None, {t.name}, slot, owner if isinstance(owner, ModuleInst) else None):  # type: ignore[attr-defined]
+            raise self.err(stmt, f"a name still holds '{t.name}', which this new nn.Parameter replaces: torch keeps the old "
+                                 "Parameter for it, gradtrace has one tensor per name; write the new values through .data "
+                                 "or drop the other name")
 
     def tie(self, target: ast.Attribute, value: ast.expr, stmt: ast.AST) -> bool:
         """`self.decoder.weight = self.embed.weight`: the module's parameter becomes that Parameter itself (weight
@@ -273,9 +292,11 @@ class TensorCreation(ExpressionCompiler):
             self.builder.leaves[old].init = f"{self.src(value)[:60]} (tied, line {getattr(stmt, 'lineno', '?')})"
             owner.params[value.attr] = old  # type: ignore[union-attr]
             self.untied.add(src.name)  # the source's own Parameter: its draw is the shared one's value
+            self.shared.add(old)
             return True
         m.params[target.attr] = src.name
         self.untied.add(old)  # the module's own leaf, drawn when the module was made: no parameter of it any more
+        self.shared.add(src.name)
         return True
 
     def write(self, t: T, value: ast.expr, stmt: ast.AST) -> None:

@@ -27,6 +27,7 @@ class Finish(ExpressionCompiler):
     generators: list[Any]
     untied: set[str]
     renames: dict[str, str]
+    replaced: list[tuple[str, str]]
     ended: bool
     at_backward: tuple[Any, ...] | None
     guarded = False
@@ -68,6 +69,8 @@ class Finish(ExpressionCompiler):
         for name in self.untied - self.builder.used:
             if name in self.builder.leaves:  # (not when a statement after backward() made it and was rolled back)
                 self.builder.drop_leaf(name)
+        for old, new in reversed(self.replaced):  # the last replacement first: its names may be an earlier one's
+            self.take_place(old, new)
         prefixes = sorted(self.renames, key=len, reverse=True)
 
         def renamed(name: str) -> str:
@@ -83,12 +86,35 @@ class Finish(ExpressionCompiler):
         if new and len(set(new.values())) == len(new):  # (a clash with a name made since: the names stay as they are)
             self.rename_tensors(new)
 
+    def take_place(self, old: str, new: str) -> None:
+        """A module replaced by another (`model.fc = nn.Linear(512, 10)`): when no operation used the old one's
+        parameters, they go (torch lists only the new one) and the new one takes its names, model.fc#2.weight ->
+        model.fc.weight. Its draws still run, into names of their own (an init through an old alias stays its own)."""
+        b = self.builder
+        names = [n for n in b.shapes if n.startswith(old + ".")]
+        if not names or any(n in b.used or n not in b.leaves for n in names):
+            return  # used (or it computed tensors): both stay, the new one as model.fc#2
+        mapping = {k: old + k[len(new):] if k.startswith(new + ".") else k for k in b.shapes if k not in names}
+        if len(set(mapping.values())) != len(mapping):
+            return
+        self.rename_events({n: f"{n}~replaced" for n in names})
+        for n in names:
+            b.drop_leaf(n)
+        self.rename_tensors(mapping)
+
     def res_scope(self) -> dict[str, Any]:
         return self.globals  # type: ignore[attr-defined,no-any-return]
 
     def rename_tensors(self, new: dict[str, str]) -> None:
         """Rename tensors everywhere a compiled program names them: graph, random streams, variables, output."""
         self.builder.rename(new)
+        self.rename_events(new)
+        self.res.names = {k: new.get(v, v) for k, v in self.res.names.items()}
+        if self.res.output is not None:
+            self.res.output = new.get(self.res.output, self.res.output)
+
+    def rename_events(self, new: dict[str, str]) -> None:
+        """Rename the tensors the random streams' events write and read."""
         for stream in [self.stream, *self.res.streams]:
             for ev in stream.events:
                 ev.target = new.get(ev.target, ev.target) if ev.target is not None else None
@@ -96,6 +122,3 @@ class Finish(ExpressionCompiler):
                     ev.args["source"] = new.get(ev.args["source"], ev.args["source"])
                 if ev.op == "module":
                     ev.args["params"] = {k: new.get(v, v) for k, v in ev.args["params"].items()}
-        self.res.names = {k: new.get(v, v) for k, v in self.res.names.items()}
-        if self.res.output is not None:
-            self.res.output = new.get(self.res.output, self.res.output)

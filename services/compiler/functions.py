@@ -571,10 +571,18 @@ class UserCode(ExpressionCompiler):
         """`self.fc1 = nn.Linear(...)`: modules and parameters named under the object's path."""
         path = f"{inst.path}.{attr}"
         old = inst.attrs.get(attr)
-        if isinstance(old, (ModuleInst, Instance)) and old.path is not None:
-            self.release(old)
+        replacing = isinstance(old, (ModuleInst, Instance)) and old.path is not None
+        if replacing and isinstance(old, ModuleInst) and not _holds_parameters(old):
+            self.instance_paths.discard(old.path)  # type: ignore[arg-type]  # `self.shortcut = nn.Sequential()` set again
+            replacing = False
         self.begin_named(value, self.fresh(path))
+        if replacing:
+            self.stmt_name = None  # the new object is named apart, after it is made (Finish may give it the old name)
         v = self.expr(value)
+        if replacing and isinstance(v, (ModuleInst, Instance)) and v is not old and inst.final:
+            place = self.free_path(path)  # 'model.fc#2' until the program has run
+            self.replaced.append((old.path, place))  # type: ignore[union-attr]
+            path = place
         if inst.final and isinstance(v, ModuleInst):
             self.ensure_path(v, path)
         elif inst.final and isinstance(v, Instance):
@@ -583,20 +591,38 @@ class UserCode(ExpressionCompiler):
             inst.pinned = True  # an nn.Parameter named under the provisional path
         inst.attrs[attr] = v
 
-    def release(self, old: ModuleInst | Instance) -> None:
-        """A module replaced before any operation used it (`self.shortcut = nn.Sequential()` set again, transfer
-        learning's `model.fc = nn.Linear(512, 10)`): the new one takes its path and parameter names, as torch's
-        named_parameters lists only the new one (the old one's draws still run, in order)."""
-        if isinstance(old, ModuleInst) and not _holds_parameters(old):
-            self.instance_paths.discard(old.path)  # type: ignore[arg-type]
-            return
-        prefix = f"{old.path}."
-        names = [n for n in self.builder.shapes if n.startswith(prefix)]
-        if any(n not in self.builder.leaves or n in self.builder.used for n in names):
-            return  # used already (or it computed tensors): the new one is named apart ('model.fc#2')
-        for n in names:
-            self.builder.drop_leaf(n)
-        self.instance_paths -= {p for p in self.instance_paths if p == old.path or p.startswith(prefix)}
+    def free_path(self, path: str) -> str:
+        """path#2, path#3, ...: the first no module or object has."""
+        k = 2
+        while f"{path}#{k}" in self.instance_paths:
+            k += 1
+        return f"{path}#{k}"
+
+    def scope_maps(self) -> list[Value]:
+        """The scope's name tables (a call's locals, then the globals)."""
+        return list(self.scope.maps) if isinstance(self.scope, ChainMap) else [self.scope]
+
+    def holds(self, roots: list[Value], obj: Value, names: set[str], skip: tuple[Instance, str] | None = None,
+              owner: Value = None) -> bool:
+        """Whether anything reachable from `roots` (names' values, containers, modules and objects) is `obj` or a
+        tensor named in `names`; `skip`: the (object, attribute) slot being replaced; `owner`: not looked into."""
+        stack, seen = list(roots), set()
+        while stack:
+            v = stack.pop()
+            if obj is not None and v is obj or isinstance(v, T) and v.name in names:
+                return True
+            if v is owner or id(v) in seen or not isinstance(v, (list, tuple, dict, ModuleInst, Instance)):
+                continue
+            seen.add(id(v))
+            if isinstance(v, dict):
+                stack += v.values()
+            elif isinstance(v, (list, tuple)):
+                stack += v
+            elif isinstance(v, ModuleInst):
+                stack += [*v.children, *(T(n) for n in v.params.values())]
+            else:
+                stack += [a for k, a in v.attrs.items() if skip is None or not (v is skip[0] and k == skip[1])]
+        return False
 
     def set_named(self, name: ast.expr, value: list[ast.expr], call: ast.Call, obj: ast.expr | None = None) -> None:
         """setattr(self, name, m), self.add_module(name, m), self.register_parameter(name, p): `self.<name> = m`."""

@@ -87,6 +87,9 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
         self.globals = self.scope
         self.provisional: list[str] = []
         self.untied: set[str] = set()
+        self.shared: set[str] = set()
+        self.replaced: list[tuple[str, str]] = []
+        """(old path, new path) of modules replaced (`model.fc = nn.Linear(...)`): see Finish.take_place."""
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
         self.ended = False
@@ -362,6 +365,9 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
         if is_super(call):
             self.super_call(call)
             return
+        if self.foreign_path(f) is not None and "seed" in self.foreign_path(f).lower():  # type: ignore[union-attr]
+            raise self.err(call, f"{self.src(call)[:60]} would seed torch's generator, and gradtrace does not run "
+                                 f"{self.foreign_path(f)}: write torch.manual_seed(...) so the numbers are torch's")
         if self.foreign_path(f) is not None and not self.touches_values(call):  # plt.show(), wandb.log({...})
             self.res.notes.append(f"line {call.lineno}: {self.src(call)[:80]} is not run: {_kind(Foreign(self.foreign_path(f)))}")
             return
