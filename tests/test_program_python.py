@@ -768,3 +768,87 @@ def test_what_torch_does_with_objects_gradtrace_keeps_by_name_is_refused(program
     """A new nn.Parameter for a tied or aliased parameter (torch keeps the old object for the other holder), and a
     call of another library's seed function (its numbers would be torch's only if gradtrace ran it)."""
     assert needle in str(refused(HEADER + "torch.manual_seed(0)\n" + program))
+
+
+REVIEWED = HEADER + """from dataclasses import dataclass
+from torch.nn.parameter import Parameter
+
+torch.manual_seed(3)
+
+
+@dataclass
+class Base:
+    width: int = 4
+
+
+@dataclass
+class Cfg(Base):
+    depth: int = 2
+    scale = 0.5
+    double = scale * 2
+
+
+def init(m):
+    if type(m) == nn.Linear:
+        nn.init.constant_(m.bias, 0.1)
+
+
+class Net(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.body = nn.Sequential(nn.Linear(cfg.width, cfg.width), nn.Tanh(), nn.Linear(cfg.width, 3))
+        self.g = Parameter(torch.ones(3) * cfg.double)
+        self.apply(self._zero)
+
+    @staticmethod
+    def _zero(m):
+        if isinstance(m, nn.Tanh):
+            pass
+
+    @property
+    def head(self):
+        return self.body[2]
+
+    def shrink(self, width):
+        self.cfg.width = width
+
+    def forward(self, x):
+        h = self.body[1](self.body[0](x))
+        return self.head(h) * self.g
+
+
+model = Net(Cfg())
+model.apply(init)
+model.shrink(3)
+assert model.cfg.width == 3 and len(list(model.parameters())) == 5 and next(model.parameters()).shape == (3,)
+assert len(list(model.named_parameters(recurse=False))) == 1
+model.body[2] = nn.Linear(4, 3)
+features = nn.Sequential(*list(model.body.children())[:-1])
+x = torch.randn(5, 4)
+f = features(x)
+out = model(x)
+loss = out.sum() + f.mean()
+loss.backward()
+"""
+
+
+def test_idioms_a_review_found_refused(tmp_path: Path) -> None:
+    """A @dataclass derived from another, class attributes made from earlier ones, `from torch.nn.parameter import
+    Parameter` (named model.g), type(m) == nn.Linear, a @staticmethod passed to apply, a @property returning a
+    module called as one, a config attribute written inside a method, next(model.parameters()),
+    named_parameters(recurse=False), a Sequential slot replaced (model.body.2 takes the new one's names) and
+    `nn.Sequential(*list(model.body.children())[:-1])` reusing modules."""
+    check(REVIEWED, ["model", "x", "f", "out", "loss"], tmp_path)
+    nodes = traced(REVIEWED).result.nodes
+    assert "model.g" in nodes and nodes["model.body.2.weight"].shape == [3, 4] and "model.body.2#2.weight" not in nodes
+    assert np.all(traced(REVIEWED).arrays["torch/value/model.body.0.bias"] == np.float32(0.1))
+
+
+def test_modules_in_a_plain_list_are_noted() -> None:
+    """`self.layers = [nn.Linear(...), ...]`: torch does not register them (the classic bug): the result says so."""
+    program = HEADER + ("class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                        "        self.layers = [nn.Linear(2, 2), nn.Linear(2, 2)]\n    def forward(self, x):\n"
+                        "        for layer in self.layers:\n            x = layer(x)\n        return x\n"
+                        "y = Net()(torch.ones(1, 2)).sum()\ny.backward()\n")
+    assert any("holds modules in a plain list: torch does not register them" in n for n in traced(program).result.notes)

@@ -325,7 +325,7 @@ def test_transformer_model_spec_is_nn_multiheadattention() -> None:
         ("import torch.nn as nn\nfc = nn.Linear(3, 4, device='cuda', dtype=torch.float64)\n", 2, "nn.Linear"),
         ("x = torch.rand(3, requires_grad=True)\nv = torch.ones(3)\nwith torch.no_grad():\n    x -= 0.1 * v\n", 4,
          "optimizer's step"),
-        ("import torch.nn as nn\nl = nn.Linear(2, 2)\nn1 = nn.Sequential(l)\n", 3, "each used once"),
+        ("import torch.nn as nn\nl = nn.Linear(2, 2)\nn1 = nn.Sequential(l, 3)\n", 3, "takes modules"),
         ("x = torch.rand(3, requires_grad=True)\ny = x.relu_()\n", 2, "in-place"),
         ("x = torch.rand(3, requires_grad=True)\nx[0] = 1\n", 2, "in-place writes"),
         ("x = torch.rand(3, requires_grad=True)\ny = (x * 2).requires_grad_()\n", 2, "not a leaf"),

@@ -13,9 +13,11 @@ from typing import Any
 
 from services.compiler import strings
 from services.compiler.build import GraphBuilder, RawNode
+from services.compiler.layers import BY_MODULE
 from services.compiler.values import (
     DTYPES,
     Bound,
+    ClassRef,
     DType,
     Foreign,
     Instance,
@@ -368,9 +370,17 @@ class ExpressionCompiler:
             same = a is b if a is None or b is None or isinstance(a, bool) else a == b
             return same is isinstance(node.ops[0], ast.Is)  # `self.bias is not None`
         op = COMPARE.get(type(node.ops[0]))
+        if op in ("eq", "ne"):
+            a, b = self.expr(node.left), self.expr(node.comparators[0])
+            if isinstance(a, (ClassRef, UserClass)) or isinstance(b, (ClassRef, UserClass)):
+                return (a == b) is (op == "eq")  # type(m) == nn.Linear
+            return self.compared(node, op, a, b)
         if op is None:
             raise self.err(node, f"'{self.src(node)[:60]}': only > < >= <= == != compare tensors")
-        a, b = self.expr(node.left), self.expr(node.comparators[0])
+        return self.compared(node, op, self.expr(node.left), self.expr(node.comparators[0]))
+
+    def compared(self, node: ast.Compare, op: str, a: Value, b: Value) -> Value:
+        """`a <op> b` of tensors (a node) or constants (folded)."""
         if isinstance(a, T) or isinstance(b, T):
             return self.emit(op, [a, b], {}, node)
         if _is_const(a) and _is_const(b):
@@ -403,6 +413,11 @@ class ExpressionCompiler:
             return CONSTANTS[path]
         if path.startswith("torch.") and path[6:] in DTYPES:
             return DType(DTYPES[path[6:]])
+        if path.startswith("nn.") and (path[3:] in BY_MODULE or path in ("nn.Module", "nn.Sequential",
+                                                                              "nn.ModuleList", "nn.ModuleDict")):
+            return ClassRef(path)  # `type(m) == nn.Linear`
+        if path in ("torch.Tensor", "nn.Parameter"):
+            return ClassRef(path)
         if "." not in path or path in ("nn", "F", "nn.init", "torch.optim"):
             raise self.err(node, f"the module '{self.src(node)[:40]}' is not a value")
         raise self.err(node, f"'{path}' is not a value gradtrace knows")

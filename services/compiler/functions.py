@@ -16,7 +16,18 @@ from contextlib import contextmanager
 
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.loops import unroll
-from services.compiler.values import Bound, Foreign, Instance, ModuleInst, T, Untraced, UserClass, UserFunction, Value
+from services.compiler.values import (
+    Bound,
+    ClassRef,
+    Foreign,
+    Instance,
+    ModuleInst,
+    T,
+    Untraced,
+    UserClass,
+    UserFunction,
+    Value,
+)
 from services.errors import SpecError
 
 MAX_DEPTH = 16
@@ -57,7 +68,8 @@ class UserCode(ExpressionCompiler):
                 raise self.err(d, f"class {stmt.name}: the only class decorator gradtrace understands is @dataclass")
             dataclass = True
         base = self.scope.get(stmt.bases[0].id) if len(stmt.bases) == 1 and isinstance(stmt.bases[0], ast.Name) else None
-        plain = not stmt.bases or len(stmt.bases) == 1 and isinstance(stmt.bases[0], ast.Name) and stmt.bases[0].id == "object"
+        plain = not stmt.bases or len(stmt.bases) == 1 and isinstance(stmt.bases[0], ast.Name) and (
+            stmt.bases[0].id == "object" or isinstance(base, UserClass) and not base.module)
         if stmt.keywords or not plain and (len(stmt.bases) != 1 or not (
                 self.dotted(stmt.bases[0]) == "nn.Module" or isinstance(base, UserClass))):
             raise self.err(stmt, f"class {stmt.name}: only subclasses of nn.Module (or of the program's own classes) and "
@@ -81,11 +93,13 @@ class UserCode(ExpressionCompiler):
             elif dataclass and isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
                 fields += [] if item.target.id in fields else [item.target.id]  # `n_embd: int = 768`: a field
                 if item.value is not None:
-                    attrs[item.target.id] = self.const(item.value)
+                    with self.class_body(attrs):
+                        attrs[item.target.id] = self.const(item.value)
             elif isinstance(item, (ast.Assign, ast.AnnAssign)) and item.value is not None and isinstance(
                     target := item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else
                     getattr(item, "target", None), ast.Name):
-                attrs[target.id] = self.const(item.value)  # `expansion = 1`
+                with self.class_body(attrs):
+                    attrs[target.id] = self.const(item.value)  # `expansion = 1`, `double = base * 2`
             elif not (isinstance(item, ast.Pass) or isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant)):
                 raise self.err(item, f"class {stmt.name}: only methods (def) and constant class attributes are allowed "
                                      "in the class body")
@@ -106,6 +120,16 @@ class UserCode(ExpressionCompiler):
         path = self.foreign_path(func)
         if path is not None:
             raise self.err(func, f"{self.src(func)[:60]}(...): {_kind(Foreign(path))}")
+
+    @contextmanager
+    def class_body(self, attrs: dict[str, Value]) -> Iterator[None]:
+        """A class body's names: its attributes so far over the program's (`double = base * 2`)."""
+        scope = self.scope
+        self.scope = ChainMap(attrs, scope)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            self.scope = scope
 
     def foreign_path(self, node: ast.expr) -> str | None:
         """`dataclass` or `dataclasses.dataclass` when imported from a module gradtrace does not trace: its path."""
@@ -185,6 +209,13 @@ class UserCode(ExpressionCompiler):
             if isinstance(v, (UserFunction, UserClass, Instance, Bound)):
                 return self.call_value(v, node)
             raise self.err(node, f"{inst.path}.{method} is {_kind(v)}, which is not callable")
+        if method in inst.cls.methods and inst.cls.methods[method].binding == "property":
+            v = self.call_user(inst.cls.methods[method], [inst], {}, node, prefix=f"{inst.path}.", named=False)
+            if isinstance(v, ModuleInst):  # self.head(x), head a @property returning a module
+                return self.module_call(v, node)  # type: ignore[attr-defined]
+            if isinstance(v, (UserFunction, UserClass, Instance, Bound)):
+                return self.call_value(v, node)
+            raise self.err(node, f"{inst.kind}.{method} is a property whose value is {_kind(v)}, which is not callable")
         if method in inst.cls.methods:
             return self.call_method(inst, method, node)
         if not inst.cls.module:
@@ -220,10 +251,13 @@ class UserCode(ExpressionCompiler):
     def module_parameters(self, m: ModuleInst | Instance, method: str, node: ast.Call) -> list[Value]:
         """model.parameters() / model.named_parameters(): the parameter leaves in torch's order (a module's own, then
         its submodules' in the order they were set, depth first; a tied parameter once), named as torch names them."""
-        if node.args or node.keywords:
-            raise self.err(node, f".{method}() takes no arguments here")
+        recurse = True
+        if node.args or any(k.arg != "recurse" for k in node.keywords):
+            raise self.err(node, f".{method}() takes only recurse= here")
+        if node.keywords:
+            recurse = bool(self.const(node.keywords[0].value))
         found: dict[str, str] = {}  # leaf -> its name relative to m, the first place it is found
-        self.collect_parameters(m, "", found)
+        self.collect_parameters(m, "", found, recurse)
         if method == "parameters":
             return [T(leaf) for leaf in found]
         return [(name, T(leaf)) for leaf, name in found.items()]
@@ -236,9 +270,15 @@ class UserCode(ExpressionCompiler):
         fn = self.expr(node.args[0])
         if not isinstance(fn, (UserFunction, Bound)):
             raise self.err(node.args[0], f"apply takes a function of the program, not {_kind(fn)}")
+        s = self.stmt_expr  # `model = nn.Sequential(...).apply(init)`: named for the variable first
+        if self.stmt_name is not None and isinstance(s, ast.Call) and isinstance(s.func, ast.Attribute) and s is node:
+            if isinstance(m, ModuleInst) and m.path is None:
+                self.ensure_path(m, self.stmt_name)
+            elif isinstance(m, Instance):
+                self.finalize(m, self.stmt_name)
         for sub in self.submodules(m):
             if isinstance(fn, Bound):
-                self.call_user(fn.fn, [fn.obj, sub], {}, node, prefix=f"{fn.obj.path}.", named=False)
+                self.call_user(fn.fn, [*receiver(fn.fn, fn.obj), sub], {}, node, prefix=f"{fn.obj.path}.", named=False)
             else:
                 self.call_user(fn, [sub], {}, node, prefix=f"{fn.name}.", named=False)
         return m
@@ -276,12 +316,12 @@ class UserCode(ExpressionCompiler):
             out += self.submodules(c)
         return [*out, m]
 
-    def collect_parameters(self, v: Value, prefix: str, found: dict[str, str]) -> None:
+    def collect_parameters(self, v: Value, prefix: str, found: dict[str, str], recurse: bool = True) -> None:
         if isinstance(v, ModuleInst):
             self.ensure_path(v, None)
             for attr, leaf in v.params.items():
                 found.setdefault(leaf, prefix + attr)
-            for i, child in enumerate(v.children):
+            for i, child in enumerate(v.children if recurse else []):
                 self.collect_parameters(child, f"{prefix}{v.child_name(i)}.", found)
         elif isinstance(v, Instance) and v.cls.module:
             self.finalize(v)
@@ -289,7 +329,7 @@ class UserCode(ExpressionCompiler):
             for attr, a in v.attrs.items():  # its own nn.Parameters first (buffers are no parameters)
                 if isinstance(a, T) and a.name in leaves and leaves[a.name].kind == "parameter":
                     found.setdefault(a.name, prefix + attr)
-            for attr, a in v.attrs.items():
+            for attr, a in v.attrs.items() if recurse else ():
                 if isinstance(a, (ModuleInst, Instance)):
                     self.collect_parameters(a, f"{prefix}{attr}.", found)
 
@@ -587,9 +627,22 @@ class UserCode(ExpressionCompiler):
             self.ensure_path(v, path)
         elif inst.final and isinstance(v, Instance):
             self.finalize(v, path)  # `self.block = make_block()`: named for its place
+        elif isinstance(v, (list, tuple)) and any(isinstance(i, ModuleInst) or isinstance(i, Instance) and i.cls.module
+                                                  for i in v):
+            self.res.notes.append(f"line {self.line}: {path} holds modules in a plain {type(v).__name__}: torch does not "  # type: ignore[attr-defined]
+                                  "register them (model.parameters(), the optimizer and state_dict() miss them); "
+                                  "nn.ModuleList does")
         elif not inst.final and isinstance(v, T):
             inst.pinned = True  # an nn.Parameter named under the provisional path
         inst.attrs[attr] = v
+
+    def type_of(self, v: Value) -> Value:
+        """type(m): the class, compared with `==`, `is` or `in` (`type(m) == nn.Linear`, d2l's init functions)."""
+        if isinstance(v, ModuleInst):
+            return ClassRef(f"nn.{v.kind}")
+        if isinstance(v, Instance):
+            return v.cls
+        return ClassRef("torch.Tensor" if isinstance(v, T) else type(v).__name__)
 
     def free_path(self, path: str) -> str:
         """path#2, path#3, ...: the first no module or object has."""

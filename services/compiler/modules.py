@@ -71,10 +71,38 @@ class ModuleCalls(ExpressionCompiler):
         return ModuleInst(None, None, children=children, container=cls)
 
     def check_new(self, items: list[Value], what: str, node: ast.AST) -> None:
-        """A container takes modules made for it, each once (a module object of the program's classes may be any)."""
+        """A container takes modules: new ones, named for their place, or ones named already (`nn.Sequential(*list(
+        resnet.children())[:-1])`: they keep their names and parameters, as the same objects do in torch)."""
         for c in items:
-            if not (isinstance(c, ModuleInst) and c.path is None or isinstance(c, Instance)):
-                raise self.err(node, f"{what} takes new modules (nn.Linear(...), ...), each used once, not {_kind(c)}")
+            if not isinstance(c, (ModuleInst, Instance)):
+                raise self.err(node, f"{what} takes modules (nn.Linear(...), ...), not {_kind(c)}")
+
+    def container_set(self, m: ModuleInst, key: Any, value: ast.expr, stmt: ast.stmt) -> None:
+        """model.classifier[6] = nn.Linear(4096, 10), self.layers[2] = Block(), heads["out"] = ...: the slot's module
+        replaced. The new one is named for the slot (model.classifier.6.weight) once the old one proves unused, as
+        an attribute's replacement is (Finish.take_place)."""
+        if m.path is None:
+            self.ensure_path(m, None)
+        keys = m.keys if m.keys is not None else [str(i) for i in range(len(m.children))]
+        k = keys.index(key) if isinstance(key, str) and key in keys else key if isinstance(key, int) and not isinstance(
+            key, bool) and -len(keys) <= key < len(keys) else None
+        if k is None:
+            raise self.err(stmt, f"{m.kind} '{m.path}' has no item {key!r} (it has {len(keys)})")
+        k %= len(keys)
+        path, old = f"{m.path}.{keys[k]}", m.children[k]
+        v = self.element(value, None, None)
+        self.check_new([v], f"{m.kind} item", stmt)
+        if isinstance(old, ModuleInst) and old.path is not None and old.params or isinstance(old, Instance):
+            place = self.free_path(path)  # type: ignore[attr-defined]
+            self.replaced.append((old.path, place))  # type: ignore[attr-defined]
+            path = place
+        elif isinstance(old, ModuleInst) and old.path is not None:
+            self.instance_paths.discard(old.path)
+        m.children[k] = v
+        if isinstance(v, ModuleInst):
+            self.ensure_path(v, path)
+        else:
+            self.finalize(v, path)  # type: ignore[attr-defined]
 
     def module_dict(self, node: ast.Call) -> ModuleInst:
         """nn.ModuleDict({'a': ..., 'b': ...}) / nn.ModuleDict(dict(a=..., b=...)): modules by name, each named for

@@ -55,7 +55,8 @@ MODULES = {
 }
 """Importable modules and the path each stands for."""
 FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "torch.optim": "torch.optim",
-                "torch.nn.init": "torch.nn.init"}
+                "torch.nn.init": "torch.nn.init", "torch.nn.parameter.Parameter": "torch.nn.Parameter",
+                "torch.nn.modules.module.Module": "torch.nn.Module"}
 """`from X import Y` forms: X.Y must be one of these."""
 RETURNS_SELF = INPLACE_INIT | {"requires_grad_", "cpu", "contiguous"}
 """Methods that return the tensor they are called on."""
@@ -273,7 +274,9 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
             self.unpack(target, self.expr(value), stmt)
         elif isinstance(target, ast.Attribute):
             self.attribute_write(target, value, stmt)
-        elif isinstance(target, ast.Subscript) and isinstance(into := self.expr(target.value), (dict, list)):
+        elif isinstance(target, ast.Subscript) and isinstance(into := self.expr(target.value), ModuleInst) and into.layer is None:
+            self.container_set(into, self.const(target.slice), value, stmt)  # model.classifier[6] = nn.Linear(4096, 10)
+        elif isinstance(target, ast.Subscript) and isinstance(into, (dict, list)):
             key = self.const(target.slice)  # word_to_ix[word] = len(word_to_ix), sizes[0] = 8
             if isinstance(into, list) and not (isinstance(key, int) and -len(into) <= key < len(into)):
                 raise self.err(stmt, f"list index {key!r} out of range (the list has {len(into)} items)")
@@ -504,9 +507,10 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
         if self.foreign_path(f) == "collections.OrderedDict":
             return self.ordered_dict(node)
         self.refuse_foreign(f)
-        if isinstance(f, ast.Name):
-            return self.call_name(f.id, node)
-        if not isinstance(f, ast.Attribute):  # nn.MSELoss()(a, b), net[0](x)
+        if isinstance(f, ast.Name) and not (f.id in self.aliases and f.id not in self.scope
+                                            and self.aliases[f.id] not in MODULES.values()):
+            return self.call_name(f.id, node)  # (`Linear(4, 3)` imported from torch.nn goes on as nn.Linear)
+        if not isinstance(f, (ast.Attribute, ast.Name)):  # nn.MSELoss()(a, b), net[0](x)
             v = self.expr(f)
             if isinstance(v, ModuleInst):
                 return self.module_call(v, node)
@@ -516,10 +520,11 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
         if is_super(node):
             return self.super_call(node)
         path = self.dotted(f)
-        if node is self.stmt_expr and (f.attr in RETURNS_SELF if path is None else path == "nn.Parameter" and node.args):
+        if node is self.stmt_expr and (path == "nn.Parameter" and node.args if path is not None else f.attr in RETURNS_SELF):
             self.stmt_expr = f.value if path is None else node.args[0]  # `w = torch.empty(2).uniform_()` names the tensor w
         if path is not None:
             return self.call_path(path, node)
+        assert isinstance(f, ast.Attribute)
         base = self.expr(f.value)
         if isinstance(base, T):
             return self.tensor_method(base, f.attr, node)
@@ -574,6 +579,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
             return None
         if fn == "isinstance":
             return self.is_instance(node)
+        if fn == "type" and len(node.args) == 1 and not node.keywords:
+            return self.type_of(self.expr(node.args[0]))
         if fn == "getattr":
             return self.get_named(node)
         if fn == "hasattr":
@@ -586,6 +593,15 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
                 raise self.err(node, f"{fn}({c!r}): {e}") from None
         if fn == "dict" and not node.args:
             return {k.arg: self.expr(k.value) for k in node.keywords if k.arg}
+        if fn == "dict" and len(node.args) == 1:  # dict([("a", 1)]), dict(other)
+            return self.ordered_dict(node)
+        if fn == "next" and len(node.args) == 1 and not node.keywords:  # next(model.parameters()), next(iter(xs))
+            items = self.expr(node.args[0])
+            if not isinstance(items, (list, tuple)) or not items:
+                raise self.err(node, f"next() of {_kind(items)}: gradtrace takes the first item of a list or parameters()")
+            return items[0]
+        if fn == "iter" and len(node.args) == 1 and not node.keywords:
+            return self.expr(node.args[0])
         if fn == "sum" and 1 <= len(node.args) <= 2 and not node.keywords:
             return self.python_sum(node)
         if fn in ("zip", "enumerate", "reversed") and node.args and not node.keywords:

@@ -146,6 +146,13 @@ class UserClass:
 
 
 @dataclass(frozen=True)
+class ClassRef:
+    """A class named by its path (nn.Linear, torch.Tensor, int): what type(x) gives and nn.Linear means as a value."""
+
+    path: str
+
+
+@dataclass(frozen=True)
 class Bound:
     """A method read off an object without calling it (`self._init_weights`, passed to `model.apply`)."""
 
