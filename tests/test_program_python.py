@@ -852,3 +852,56 @@ def test_modules_in_a_plain_list_are_noted() -> None:
                         "        for layer in self.layers:\n            x = layer(x)\n        return x\n"
                         "y = Net()(torch.ones(1, 2)).sum()\ny.backward()\n")
     assert any("holds modules in a plain list: torch does not register them" in n for n in traced(program).result.notes)
+
+
+def test_objects_made_in_helpers_and_locals_take_torch_s_names(tmp_path: Path) -> None:
+    """A block with its own nn.Parameter made inside a helper function (`def make(d): return nn.Sequential(S(d),
+    ...)`) or bound to a local in __init__ (`blk = Sub(d); self.first = blk`) is named where it ends up, as torch's
+    named_parameters: model.rest.0.0.g and model.first.scale (were make.out.0.g and model.blk.scale)."""
+    check(N1, ["model", "x", "y"], tmp_path)
+    assert {"model.rest.0.0.g", "model.first.scale", "model.rest.1.g"} <= set(traced(N1).result.nodes)
+
+
+N1 = """import torch
+import torch.nn as nn
+torch.manual_seed(0)
+
+
+class S(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.g = nn.Parameter(torch.randn(d))
+
+    def forward(self, x):
+        return x * self.g
+
+
+class Sub(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(d) * 2)
+
+    def forward(self, x):
+        return x * self.scale
+
+
+def make(d):
+    return nn.Sequential(S(d), nn.Linear(d, d))
+
+
+class M(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        blk = Sub(d)
+        self.first = blk
+        self.rest = nn.Sequential(make(d), S(d))
+
+    def forward(self, x):
+        return self.rest(self.first(x))
+
+
+model = M(3)
+x = torch.randn(2, 3)
+y = model(x).sum()
+y.backward()
+"""

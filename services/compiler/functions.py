@@ -50,6 +50,10 @@ class UserCode(ExpressionCompiler):
 
     depth = 0
     prefix = ""
+    local = False
+    """The statement binds a local variable of a call (an object made now is named where it ends up)."""
+    calls: list[str]
+    """Prefixes of the plain functions running now ('make.'): objects made under them are named where they end up."""
     returns: dict[str, str] = {}  # noqa: RUF012  # replaced per call, never mutated
     """Inside a call: local variables the call returns -> the caller's names for them."""
 
@@ -163,7 +167,11 @@ class UserCode(ExpressionCompiler):
     def call_value(self, v: UserFunction | UserClass | Instance, node: ast.Call) -> Value:
         """f(...), Net(...), model(...)."""
         if isinstance(v, UserFunction):
-            return self.call_user(v, *self.call_args(node), node, prefix=f"{v.name}.")
+            self.calls.append(f"{v.name}.")
+            try:
+                return self.call_user(v, *self.call_args(node), node, prefix=f"{v.name}.")
+            finally:
+                self.calls.pop()
         if isinstance(v, UserClass):
             return self.instantiate(v, node)
         if isinstance(v, Bound):
@@ -341,9 +349,13 @@ class UserCode(ExpressionCompiler):
         s = self.stmt_expr
         if self.path_hint is not None:  # an item of a container being built: 'model.blocks.0'
             path, self.path_hint = self.path_hint, None
+            if any(path.startswith(p) for p in self.calls):  # ... built inside a function: named where it ends up
+                self.provisional.append(path)
         elif self.stmt_name is not None and (node is s or isinstance(s, ast.Call) and isinstance(s.func, ast.Attribute)
                                              and s.func.value is node and s.func.attr in SAME_OBJECT):
             path, self.stmt_name = self.stmt_name, None
+            if self.local:  # `blk = Sub(d)` in a method: named where it ends up (`self.first = blk`)
+                self.provisional.append(path)
         else:  # made where no variable or container names it: its class's name, until something does
             base = f"{self.prefix}{cls.name.lower()}"
             path, k = base, 1

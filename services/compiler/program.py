@@ -87,6 +87,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
         self.scope = {k: T(k) for k in spec_inputs}
         self.globals = self.scope
         self.provisional: list[str] = []
+        self.calls: list[str] = []
         self.untied: set[str] = set()
         self.shared: set[str] = set()
         self.replaced: list[tuple[str, str]] = []
@@ -258,7 +259,11 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
             if var in self.aliases:
                 raise self.err(stmt, f"'{var}' names a module and cannot be assigned")
             self.begin(var, value, [self.binding_name(var)])
-            v = self.expr(value)
+            self.local = self.depth > 0
+            try:
+                v = self.expr(value)
+            finally:
+                self.local = False
             if isinstance(v, ModuleInst) and self.depth:
                 v.hint = v.hint or self.prefix + var  # a function's local: named when used, or by who keeps it
             elif isinstance(v, ModuleInst):
