@@ -1,6 +1,6 @@
 """A training script as tutorials write it, pasted whole: data, a model, an optimizer and 1,000 epochs. gradtrace
 traces its first step (forward, backward: every value and gradient, before optimizer.step() changes anything); the
-trace ends at `losses.append(loss.item())`, and a note in the result says so."""
+trace ends at `optimizer.step()` (what follows would see updated parameters), and a note in the result says so."""
 
 import torch
 import torch.nn as nn

@@ -189,6 +189,23 @@ class GraphBuilder:
             for table in (self.leaves, self.shapes, self.dtypes, self.grad, self.ranges, self.views, self.computed):
                 table.pop(name, None)  # type: ignore[attr-defined]
         self.used.difference_update(gone)
+        for base, made in list(self.views.items()):
+            self.views[base] = [v for v in made if v in self.shapes]
+
+    def rename_last(self, old: str, new: str) -> bool:
+        """Rename the tensor added last, when nothing used it yet (cheap: no other table holds it); False if not."""
+        if old not in self.shapes or next(reversed(self.shapes)) != old or old in self.used or new in self.shapes:
+            return False
+        for table in (self.shapes, self.dtypes, self.grad, self.ranges, self.leaves):
+            if old in table:
+                table[new] = table.pop(old)  # type: ignore[attr-defined]
+        if new in self.leaves:
+            self.leaves[new].name = new
+        elif self.nodes and self.nodes[-1].name == old:
+            self.nodes[-1].name = new
+        for made in self.views.values():
+            made[:] = [new if v == old else v for v in made]
+        return True
 
     def drop_leaf(self, name: str) -> None:
         """Forget a leaf no node used (a parameter a weight tie replaced); its stream events still run."""

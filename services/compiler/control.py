@@ -14,6 +14,7 @@ from services.compiler.expressions import CONSTANTS, ExpressionCompiler, _kind
 from services.compiler.layers import BY_MODULE
 from services.compiler.loops import unroll
 from services.compiler.values import DTYPES, Instance, ModuleInst, T, UserClass, Value, is_number
+from services.errors import SpecError
 
 PY_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict}
@@ -56,6 +57,14 @@ class ControlFlow(ExpressionCompiler):
         unrolled now that the names hold their values; its bindings join the counts (the last takes the bare name)."""
         known = {k: v for k, v in self.scope.items() if type(v) is int}
         it = stmt.iter
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" and not it.keywords:
+            try:
+                bounds = [self.const(a) for a in it.args]  # range(x.size()[0]): known now that the names hold values
+            except SpecError:
+                bounds = []  # (unroll says why it is not a constant)
+            if bounds and all(type(b) is int for b in bounds):
+                it = ast.copy_location(ast.Call(func=it.func, args=[ast.Constant(b) for b in bounds], keywords=[]), it)
+                stmt = ast.copy_location(ast.For(target=stmt.target, iter=it, body=stmt.body, orelse=stmt.orelse), stmt)
         if not isinstance(it, (ast.Name, ast.Attribute, ast.List, ast.Tuple)) and not (
                 isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id in ("range", "enumerate", "zip")):
             hidden = f"iter#{it.lineno}.{it.col_offset}"  # model.parameters(): evaluated once, as Python does
@@ -169,8 +178,8 @@ class ControlFlow(ExpressionCompiler):
             if (name in v.params or v.keys is not None and name in v.keys or name in cfg or name in MODULE_ATTRIBUTES
                     or name in ("weight", "bias") and ("bias" in cfg or v.layer is not None and v.layer.params(v.cfg))):
                 return True
-            if name == "reset_parameters" and v.layer is not None:
-                return bool(v.layer.params(v.cfg))
+            if name in ("reset_parameters", "weight", "bias") and v.layer is not None:
+                return bool(v.layer.params(v.cfg))  # (nn.Tanh has neither)
             if name in ("running_mean", "running_var", "num_batches_tracked") and v.layer is not None:
                 return v.layer.type.startswith("batch_norm") and bool(getattr(v.cfg, "track_running_stats", True))
             raise self.err(node, f"hasattr({self.src(node.args[0])[:40]}, '{name}'): gradtrace cannot tell whether "

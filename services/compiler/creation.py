@@ -241,6 +241,8 @@ class TensorCreation(ExpressionCompiler):
         if isinstance(owner, Instance):  # `self.fc1 = nn.Linear(...)` in __init__, `self.config.block_size = 4`
             self.set_attribute(owner, target.attr, value)  # type: ignore[attr-defined]
             return
+        if target.attr == "grad" and isinstance(value, ast.Constant) and value.value is None:
+            return  # `p.grad = None` (zero_grad written out): gradtrace's grads are one backward's anyway
         if target.attr == "requires_grad":
             self.requires_grad(self.tensor(target.value), bool(self.const(value)), stmt)
             return

@@ -40,6 +40,8 @@ class Finish(ExpressionCompiler):
             self.dispatch(stmt)  # type: ignore[attr-defined]
             return
         self.guarded = True
+        if self.at_backward[3] is None:  # the names as the statement that ran backward() left them (`l = step()`)
+            self.at_backward = (*self.at_backward[:3], dict(self.globals))  # type: ignore[attr-defined]
         try:
             self.dispatch(stmt)  # type: ignore[attr-defined]
         except SpecError as e:
@@ -58,9 +60,10 @@ class Finish(ExpressionCompiler):
             self.guarded = False
 
     def snapshot(self, line: int) -> tuple[Any, ...]:
-        """What the program has made when backward() is traced: the graph, the streams' draws, the top level's names."""
+        """What the program has made when backward() is traced: the graph and the streams' draws (the top level's
+        names are taken when the statement that called it is done)."""
         streams = [self.stream, *(g.stream for g in self.generators)]
-        return line, self.builder.mark(), [(s, len(s.events)) for s in streams], dict(self.globals)  # type: ignore[attr-defined]
+        return line, self.builder.mark(), [(s, len(s.events)) for s in streams], None
 
     def finish_names(self) -> None:
         """Drop the Parameters ties replaced (unused), and give tensors their final names: objects named under a
@@ -82,7 +85,11 @@ class Finish(ExpressionCompiler):
         if self.ended:  # `loss@1` was to be followed by bindings the trace did not reach: it is the last, `loss`
             last = {v.name: var for var, v in self.res_scope().items() if isinstance(v, T)
                     and (m := BINDING.match(v.name)) and m["var"] == var and var not in self.builder}
-            new = {k: last.get(k, new.get(k, k)) for k in self.builder.shapes}
+
+            def bare(k: str) -> str:  # loss@1 -> loss, and its sub-expressions loss@1#2 -> loss#2
+                head, sep, tail = k.partition("#")
+                return last[head] + sep + tail if head in last and (not sep or tail.isdigit()) else new.get(k, k)
+            new = {k: bare(k) for k in self.builder.shapes}
         if new and len(set(new.values())) == len(new):  # (a clash with a name made since: the names stay as they are)
             self.rename_tensors(new)
 

@@ -457,21 +457,28 @@ class UserCode(ExpressionCompiler):
         known |= {f"{k}.{a}": v for k, o in scope.items() if isinstance(o, Instance)
                   for a, v in {**o.cls.attrs, **o.attrs}.items() if type(v) is int}
         body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope), lazy=True)
-        result: Value = None
         with self.frame(prefix, {**fn.defaults, **bound}, body), self.grad_mode(fn), self.method_of(fn, bound):
             self.returns = _returned_names(body, outers, self.bindings)
-            for stmt in body:
-                self.line = stmt.lineno
-                if not isinstance(stmt, ast.Return):
-                    self.statement(stmt)  # type: ignore[attr-defined]
-                    continue
-                if stmt is not body[-1]:
-                    raise self.err(stmt, "return is allowed as a function's last statement only")
-                if stmt.value is not None:
-                    result = self.returned(stmt.value, outers, prefix)
+            result = self.body(body, outers, prefix)
         if outers:
             self.stmt_name = None
         return result
+
+    def body(self, stmts: list[ast.stmt], outers: list[str], prefix: str) -> Value:
+        """A function's statements; what its return gives. A last `if` whose branches return (`if x is None: return
+        a` / `else: return b`) runs the branch its condition picks, with that branch's return."""
+        for stmt in stmts:
+            self.line = stmt.lineno
+            last = stmt is stmts[-1]
+            if isinstance(stmt, ast.Return):
+                if not last:
+                    raise self.err(stmt, "return is allowed as a function's last statement only")
+                return self.returned(stmt.value, outers, prefix) if stmt.value is not None else None
+            if last and isinstance(stmt, ast.If) and any(isinstance(s, ast.Return) for s in (*stmt.body, *stmt.orelse)):
+                self.begin("t", stmt.test, [])  # type: ignore[attr-defined]
+                return self.body(stmt.body if self.condition(stmt.test) else stmt.orelse, outers, prefix)
+            self.statement(stmt)  # type: ignore[attr-defined]
+        return None
 
     def returned(self, value: ast.expr, outers: list[str], prefix: str) -> Value:
         """A return's value, named by the caller's targets: `out = model(x)` names it out, `m, v = stats(x)` names

@@ -74,9 +74,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             for node in ast.walk(ast.Module(body=stmt.body, type_ignores=[])):
                 if isinstance(node, (ast.Break, ast.Continue)):
                     raise err(node, f"'{type(node).__name__.lower()}' is not allowed: loops are unrolled")
-            if not isinstance(stmt.target, (ast.Name, ast.Tuple, ast.List)) or not all(
-                    isinstance(n, ast.Name) for n in getattr(stmt.target, "elts", [stmt.target])):
-                raise err(stmt, "a loop's target is a name or a tuple of names")
+            if not _target(stmt.target):
+                raise err(stmt, "a loop's target is a name or a (nested) tuple of names")
             try:
                 if _is_range(it):
                     if not isinstance(stmt.target, ast.Name):
@@ -84,7 +83,10 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                     bounds = [bound(a) for a in it.args]
                     if len(bounds) == 3 and bounds[2] == 0:
                         raise err(it, "range() step must not be zero")
-                    items: list[ast.expr] = [ast.Constant(k) for k in range(*bounds)]
+                    steps = range(*bounds)[:2] if _steps(stmt.body) else range(*bounds)
+                    if len(steps) > MAX_UNROLLED:
+                        raise err(stmt, f"the unrolled loop makes over {MAX_UNROLLED:,} statements ({len(steps):,} iterations)")
+                    items: list[ast.expr] = [ast.Constant(k) for k in steps]
                 else:
                     prelude, items = iteration_values(it, length, err)
                     out.extend(prelude)
@@ -128,13 +130,18 @@ def iteration_values(it: ast.expr, length: Callable[[ast.expr], int | None] | No
         if len(seqs) not in (1, 2) or len(seqs) == 2 and not (isinstance(seqs[1], ast.Constant) and type(seqs[1].value) is int):
             raise err(it, "enumerate takes a sequence and an int literal start")
         start, seqs = (seqs[1].value if len(seqs) == 2 else 0), seqs[:1]  # type: ignore[attr-defined]
+    zipped = len(seqs) == 1 and isinstance(seqs[0], ast.Call) and isinstance(seqs[0].func, ast.Name) and \
+        seqs[0].func.id == "zip" and bool(seqs[0].args) and not seqs[0].keywords  # enumerate(zip(xs, ys))
+    if zipped:
+        seqs = seqs[0].args  # type: ignore[attr-defined]
     n = min(_length(a, length, err) for a in seqs)
     hidden = [f"{ITER}{a.lineno}.{a.col_offset}" for a in seqs]
     prelude: list[ast.stmt] = [ast.copy_location(ast.Assign(targets=[ast.Name(id=h, ctx=ast.Store())], value=a), a)
                                for h, a in zip(hidden, seqs, strict=True)]
     names = [ast.copy_location(ast.Name(id=h, ctx=ast.Load()), a) for h, a in zip(hidden, seqs, strict=True)]
     if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "enumerate":
-        return prelude, [_tuple([ast.Constant(start + k), _item(names[0], k)], it) for k in range(n)]
+        return prelude, [_tuple([ast.Constant(start + k), _tuple([_item(m, k) for m in names], it) if zipped
+                                 else _item(names[0], k)], it) for k in range(n)]
     if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "zip":
         return prelude, [_tuple([_item(m, k) for m in names], it) for k in range(n)]
     return prelude, [_item(names[0], k) for k in range(n)]
@@ -165,6 +172,11 @@ def _item(seq: ast.expr, k: int) -> ast.expr:
 
 def _tuple(elts: list[ast.expr], where: ast.expr) -> ast.expr:
     return ast.copy_location(ast.Tuple(elts=elts, ctx=ast.Load()), where)
+
+
+def _target(t: ast.expr) -> bool:
+    """A loop target: a name, or a (nested) tuple of names (`for i, (a, b) in enumerate(zip(xs, ys)):`)."""
+    return isinstance(t, ast.Name) or isinstance(t, (ast.Tuple, ast.List)) and bool(t.elts) and all(map(_target, t.elts))
 
 
 def _steps(body: list[ast.stmt]) -> bool:

@@ -267,7 +267,8 @@ class ModuleCalls(ExpressionCompiler):
         states = [] if given is None else [t.name for t in given] if lstm else [given.name]  # type: ignore[union-attr]
         want = 3 if lstm else 2
         named = node is self.stmt_expr and len(self.stmt_names) == want
-        out = self.stmt_names[0] if named else self.fresh(f"{m.path}.out")
+        first = node is self.stmt_expr and len(self.stmt_names) >= 2  # `out, hidden = lstm(x)`: out names the output
+        out = self.stmt_names[0] if named or first else self.fresh(f"{m.path}.out")
         e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1,
                     texts={out: self.src(node)})
         call = Call(m.cfg, m.params, [x.name, *states], out, m.path, m.training)  # type: ignore[arg-type]

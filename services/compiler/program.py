@@ -34,6 +34,7 @@ from services.compiler.tensor_methods import TensorMethods
 from services.compiler.values import (
     DTYPES,
     Bound,
+    ClassRef,
     DType,
     Foreign,
     Generator,
@@ -274,8 +275,10 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
         elif isinstance(target, (ast.Tuple, ast.List)):
             ids = _names(target)
             if ids is None:
-                raise self.err(stmt, "tuple assignment needs names on the left (nested tuples of names too)")
-            self.begin(ids[0], value, [self.binding_name(i) for i in ids])
+                raise self.err(stmt, "tuple assignment needs names on the left (nested tuples of names, or an object's "
+                                     "attributes: `out, self.hidden = ...`)")
+            self.begin(ids[0], value, [self.fresh(self.prefix + i[:-5]) if i.endswith("#attr") else self.binding_name(i)
+                                       for i in ids])
             self.unpack(target, self.expr(value), stmt)
         elif isinstance(target, ast.Attribute):
             self.attribute_write(target, value, stmt)
@@ -298,6 +301,10 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
             if isinstance(v, ModuleInst) and not self.depth:
                 self.ensure_path(v, target.id)  # `enc, dec = make_pair(3)`: named for the variables, as torch's
             self.scope[target.id] = v
+            return
+        if isinstance(target, ast.Attribute) and isinstance(owner := self.expr(target.value), Instance) and not isinstance(
+                v, (ModuleInst, Instance)):
+            owner.attrs[target.attr] = v  # `lstm_out, self.hidden_cell = self.lstm(...)`
             return
         elts = target.elts  # type: ignore[attr-defined]
         if not isinstance(v, (tuple, list)) or len(v) != len(elts):
@@ -373,7 +380,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
         if is_super(call):
             self.super_call(call)
             return
-        if self.foreign_path(f) is not None and "seed" in self.foreign_path(f).lower():  # type: ignore[union-attr]
+        if self.foreign_path(f) is not None and "seed" in self.foreign_path(f).lower() and not self.foreign_path(  # type: ignore[union-attr]
+                f).startswith(("random.", "numpy.", "np.")):  # type: ignore[union-attr]  # (Python's and numpy's: not torch's)
             raise self.err(call, f"{self.src(call)[:60]} would seed torch's generator, and gradtrace does not run "
                                  f"{self.foreign_path(f)}: write torch.manual_seed(...) so the numbers are torch's")
         if self.foreign_path(f) is not None and not self.touches_values(call):  # plt.show(), wandb.log({...})
@@ -458,9 +466,13 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
             return
         if method == "zero_grad":
             return
-        if method == "step" and "optimizer" in base.what:
+        if method == "step" and ("optimizer" in base.what or "scheduler" in base.what):
             self.res.notes.append(f"line {call.lineno}: {self.src(call)} is not traced: gradtrace shows the gradients "
-                                  "of one forward and backward pass, before any update")
+                                  "of one forward and backward pass, before any update" + (
+                                      "; the trace ends here (what follows would see updated parameters)"
+                                      if self.res.output is not None and "optimizer" in base.what else ""))
+            if self.res.output is not None and "optimizer" in base.what:
+                raise TraceEnded
             return
         raise self.err(call, f"{base.what} has no method '{method}' gradtrace understands")
 
@@ -521,6 +533,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
                 return self.module_call(v, node)
             if isinstance(v, (UserFunction, UserClass, Instance, Bound)):
                 return self.call_value(v, node)
+            if isinstance(v, ClassRef) and v.path.startswith("nn."):  # getattr(nn, rnn_type)(ninp, nhid, nlayers)
+                return self.call_path(v.path, node)
             raise self.err(node, f"'{self.src(f)[:60]}' cannot be called")
         if is_super(node):
             return self.super_call(node)
@@ -661,6 +675,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
             return self.parameter(node)
         if path.startswith("torch.optim.") and path[12:] in OPTIMIZERS:
             return Untraced(f"the optimizer {path}")
+        if path.startswith("torch.optim.lr_scheduler."):
+            return Untraced(f"the learning rate scheduler {path}")
         if path.startswith("torch.") and path[6:] in CREATORS:
             return self.create(path[6:], node, self.name_for(node))
         if path in ("F.dropout", "torch.dropout"):
@@ -681,9 +697,12 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
 
 
 def _names(target: ast.expr) -> list[str] | None:
-    """The names of a (nested) tuple target in order, `out, (h, c)` -> [out, h, c]; None if it holds anything else."""
+    """The names of a (nested) tuple target in order, `out, (h, c)` -> [out, h, c] (`self.hidden`: 'hidden#attr', a
+    name no variable has); None if it holds anything else."""
     if isinstance(target, ast.Name):
         return [target.id]
+    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+        return [f"{target.attr}#attr"]
     if not isinstance(target, (ast.Tuple, ast.List)) or not target.elts:
         return None
     parts = [_names(e) for e in target.elts]

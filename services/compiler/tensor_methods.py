@@ -74,11 +74,23 @@ class TensorMethods(ExpressionCompiler):
             vals = [self.const(a) for a in node.args] + [self.const(k.value) for k in node.keywords if k.arg == "dtype"]
             dts = [v for v in vals if isinstance(v, DType)]
             if not dts:
-                return t  # .to('cpu') / .to(device): the spec's device decides
+                return self.adopt(t, node)  # .to('cpu') / .to(device): the spec's device decides
             want = dts[0].name
         if want == self.dtype_of(t):
-            return t
+            return self.adopt(t, node)
         return self.emit("to", [t], {"dtype": want}, node)
+
+    def adopt(self, t: T, node: ast.expr) -> T:
+        """The tensor a no-op method returned (`x = torch.randn(3).to(device)`): the statement's variable names it
+        when it is a sub-expression's temporary this statement made and nothing used yet (x, not x#1)."""
+        if node is self.stmt_expr and self.stmt_name is not None and t.name.startswith(f"{self.target}#"):
+            name, self.stmt_name = self.stmt_name, None
+            if self.builder.rename_last(t.name, name):
+                for ev in self.stream.events[-2:]:  # the draw that made it (and a uniform_ after it)
+                    if ev.target == t.name:
+                        ev.target = name
+                return T(name)
+        return t
 
     def inplace_function(self, path: str, node: ast.Call) -> T:
         """F.relu(h, inplace=True): h.relu_(), with what that means for every name of h; inplace=False: F.relu(h)."""
