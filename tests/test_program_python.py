@@ -584,23 +584,7 @@ def test_string_building_is_bounded(expr: str, needle: str) -> None:
     assert needle in str(e)
 
 
-TRAIN = HEADER + """torch.manual_seed(0)
-X = torch.randn(64, 3)
-y = X @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(64, 1)
-model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
-optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-loss_fn = nn.MSELoss()
-losses = []
-for epoch in range(EPOCHS):
-    optimizer.zero_grad()
-    pred = model(X)
-    loss = loss_fn(pred, y)
-    loss.backward()
-    optimizer.step()
-    losses.append(loss.item())
-    if epoch % 100 == 0:
-        print(epoch, loss.item())
-"""
+TRAIN = (EXAMPLES / "training_loop.py").read_text().replace("range(1000)", "range(EPOCHS)")
 
 MANUAL = HEADER + """torch.manual_seed(1)
 X = torch.randn(32, 3)

@@ -1,5 +1,5 @@
-"""The end of a program's trace: statements after backward() (a training loop's next step ends the trace there),
-and the names fixed once the program has run (provisional object paths, the last binding a trace reached, the
+"""The end of a program's trace: backward() (the output and its gradient), statements after it (a training loop's
+next step ends the trace there), and the names fixed once the program has run (provisional object paths, the last binding a trace reached, the
 Parameters a weight tie replaced)."""
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ import ast
 import re
 from typing import Any
 
-from services.compiler.expressions import ExpressionCompiler
-from services.compiler.values import T
+import numpy as np
+
+from services.compiler.expressions import ExpressionCompiler, _kind
+from services.compiler.values import T, is_number
 from services.errors import SpecError
 
 BINDING = re.compile(r"^(?P<var>[A-Za-z_]\w*)@\d+$")
@@ -31,6 +33,44 @@ class Finish(ExpressionCompiler):
     ended: bool
     at_backward: tuple[Any, ...] | None
     guarded = False
+
+    def backward(self, receiver: ast.expr, call: ast.Call) -> None:
+        """`y.backward(gradient)` on any expression: picks the output and its gradient."""
+        if self.res.output is not None:
+            raise self.err(call, "backward() is called twice: gradtrace traces one backward pass")
+        bad = [k.arg for k in call.keywords if k.arg not in ("gradient", "retain_graph", "create_graph")]
+        if bad or len(call.args) > 1:
+            raise self.err(call, f"backward() takes only 'gradient' (and retain_graph) here, not {bad or 'more arguments'}")
+        if any(k.arg == "create_graph" and self.const(k.value) for k in call.keywords):
+            raise self.err(call, "create_graph=True (higher-order gradients) is not traced")
+        text = self.src(receiver)
+        self.begin("output", receiver, [self.fresh(text if len(text) <= 60 and "\n" not in text else "output")])
+        out = self.expr(receiver)
+        if not isinstance(out, T):
+            raise self.err(receiver, f"backward() is called on {_kind(out)}, not a tensor")
+        self.res.output = out.name
+        grad = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "gradient"), None)
+        if grad is not None:
+            self.res.grad_output = self.gradient(grad, out)
+        self.at_backward = self.snapshot(call.lineno)
+
+    def gradient(self, node: ast.expr, out: T) -> Any:
+        """backward's gradient as data: torch.ones_like(y), torch.ones/full(...), torch.tensor([...]), a number,
+        or a tensor made by torch.tensor."""
+        if isinstance(node, ast.Call):
+            path = self.dotted(node.func)
+            if path in ("torch.ones_like", "torch.ones"):
+                return "ones" if path == "torch.ones_like" else np.ones(self.sizes(node.args, node)).tolist()
+            if path == "torch.full" and len(node.args) == 2:
+                return np.full(self.sizes(node.args[:1], node), float(self.const(node.args[1]))).tolist()
+            if path == "torch.tensor" and node.args:
+                return self.const(node.args[0])
+        v = self.expr(node)
+        if is_number(v):
+            return v
+        if isinstance(v, T) and v.name in self.builder.leaves and self.builder.leaves[v.name].value is not None:
+            return self.builder.leaves[v.name].value.tolist()
+        raise self.err(node, "backward(gradient): give torch.ones_like(y), torch.tensor([...]) or a tensor made by torch.tensor")
 
     def statement(self, stmt: ast.stmt) -> None:
         """Compile a statement. After the traced backward(), one gradtrace cannot trace (the next step of a training

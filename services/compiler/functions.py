@@ -16,9 +16,9 @@ from contextlib import contextmanager
 
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.loops import unroll
+from services.compiler.module_tree import MODULE_WALKS
 from services.compiler.values import (
     Bound,
-    ClassRef,
     Foreign,
     Instance,
     ModuleInst,
@@ -27,6 +27,7 @@ from services.compiler.values import (
     UserClass,
     UserFunction,
     Value,
+    receiver,
 )
 from services.errors import SpecError
 
@@ -38,11 +39,9 @@ FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "prefix", "retu
 SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_")
 """Module methods that return the module itself: `model = Net().to(device)` names the object `model`."""
 NOT_TRACED = ("state_dict", "buffers")
+"""Module methods accepted as values gradtrace does not trace (an Untraced: printing them is fine)."""
 BINDINGS = ("property", "staticmethod", "classmethod")
 """Decorators that change how a class binds a method."""
-MODULE_WALKS = ("modules", "named_modules", "children", "named_children")
-"""Module methods that list submodules (`for m in self.modules(): if isinstance(m, nn.Conv2d): ...`)."""
-"""Module methods accepted as values gradtrace does not trace (an Untraced: printing them is fine)."""
 
 
 class UserCode(ExpressionCompiler):
@@ -255,91 +254,6 @@ class UserCode(ExpressionCompiler):
         for leaf in found:
             self.requires_grad(T(leaf), flag, node)  # type: ignore[attr-defined]
         return m
-
-    def module_parameters(self, m: ModuleInst | Instance, method: str, node: ast.Call) -> list[Value]:
-        """model.parameters() / model.named_parameters(): the parameter leaves in torch's order (a module's own, then
-        its submodules' in the order they were set, depth first; a tied parameter once), named as torch names them."""
-        recurse = True
-        if node.args or any(k.arg != "recurse" for k in node.keywords):
-            raise self.err(node, f".{method}() takes only recurse= here")
-        if node.keywords:
-            recurse = bool(self.const(node.keywords[0].value))
-        found: dict[str, str] = {}  # leaf -> its name relative to m, the first place it is found
-        self.collect_parameters(m, "", found, recurse)
-        if method == "parameters":
-            return [T(leaf) for leaf in found]
-        return [(name, T(leaf)) for leaf, name in found.items()]
-
-    def module_apply(self, m: ModuleInst | Instance, node: ast.Call) -> ModuleInst | Instance:
-        """model.apply(init_weights): the function on every submodule, children before their parent, in the order
-        they were set (torch's Module.apply); it returns the module."""
-        if len(node.args) != 1 or node.keywords:
-            raise self.err(node, "apply takes one function")
-        fn = self.expr(node.args[0])
-        if not isinstance(fn, (UserFunction, Bound)):
-            raise self.err(node.args[0], f"apply takes a function of the program, not {_kind(fn)}")
-        s = self.stmt_expr  # `model = nn.Sequential(...).apply(init)`: named for the variable first
-        if self.stmt_name is not None and isinstance(s, ast.Call) and isinstance(s.func, ast.Attribute) and s is node:
-            if isinstance(m, ModuleInst) and m.path is None:
-                self.ensure_path(m, self.stmt_name)
-            elif isinstance(m, Instance):
-                self.finalize(m, self.stmt_name)
-        for sub in self.submodules(m):
-            if isinstance(fn, Bound):
-                self.call_user(fn.fn, [*receiver(fn.fn, fn.obj), sub], {}, node, prefix=f"{fn.obj.path}.", named=False)
-            else:
-                self.call_user(fn, [sub], {}, node, prefix=f"{fn.name}.", named=False)
-        return m
-
-    def module_walk(self, m: ModuleInst | Instance, method: str, node: ast.Call) -> list[Value]:
-        """model.modules() / named_modules() (the module, then each submodule once, depth first) and children() /
-        named_children(), as torch lists them, with torch's relative names ('features.0')."""
-        if node.args or node.keywords:
-            raise self.err(node, f".{method}() takes no arguments here")
-        pairs: list[tuple[str, ModuleInst | Instance]] = []
-        seen: set[int] = set()  # each module once, under the first name it is found by
-        stack = [("", m)] if method in ("modules", "named_modules") else self.named_children(m)[::-1]
-        while stack:
-            name, v = stack.pop()
-            if id(v) in seen:
-                continue
-            seen.add(id(v))
-            pairs.append((name, v))
-            if method in ("modules", "named_modules"):
-                stack += [(f"{name}.{k}" if name else k, c) for k, c in reversed(self.named_children(v))]
-        return [c for _, c in pairs] if method in ("modules", "children") else [tuple(p) for p in pairs]
-
-    def named_children(self, m: ModuleInst | Instance) -> list[tuple[str, ModuleInst | Instance]]:
-        """A module's direct submodules by the names torch gives them, named first (their parameters may be used)."""
-        if isinstance(m, ModuleInst):
-            self.ensure_path(m, None)
-            return [(m.child_name(i), c) for i, c in enumerate(m.children)]
-        self.finalize(m)
-        return [(k, a) for k, a in m.attrs.items() if isinstance(a, ModuleInst) or isinstance(a, Instance) and a.cls.module]
-
-    def submodules(self, m: ModuleInst | Instance) -> list[ModuleInst | Instance]:
-        """m's modules, each after its children (the order torch's apply visits them), named first."""
-        out: list[ModuleInst | Instance] = []
-        for c in {id(c): c for _, c in self.named_children(m)}.values():  # a module set twice on one parent: once
-            out += self.submodules(c)
-        return [*out, m]
-
-    def collect_parameters(self, v: Value, prefix: str, found: dict[str, str], recurse: bool = True) -> None:
-        if isinstance(v, ModuleInst):
-            self.ensure_path(v, None)
-            for attr, leaf in v.params.items():
-                found.setdefault(leaf, prefix + attr)
-            for i, child in enumerate(v.children if recurse else []):
-                self.collect_parameters(child, f"{prefix}{v.child_name(i)}.", found)
-        elif isinstance(v, Instance) and v.cls.module:
-            self.finalize(v)
-            leaves = self.builder.leaves
-            for attr, a in v.attrs.items():  # its own nn.Parameters first (buffers are no parameters)
-                if isinstance(a, T) and a.name in leaves and leaves[a.name].kind == "parameter":
-                    found.setdefault(a.name, prefix + attr)
-            for attr, a in v.attrs.items() if recurse else ():
-                if isinstance(a, (ModuleInst, Instance)):
-                    self.collect_parameters(a, f"{prefix}{attr}.", found)
 
     def instantiate(self, cls: UserClass, node: ast.Call) -> Instance:
         """Net(...): a new object named for the variable it is bound to; __init__ runs now (its modules draw their
@@ -655,14 +569,6 @@ class UserCode(ExpressionCompiler):
             inst.pinned = True  # an nn.Parameter named under the provisional path
         inst.attrs[attr] = v
 
-    def type_of(self, v: Value) -> Value:
-        """type(m): the class, compared with `==`, `is` or `in` (`type(m) == nn.Linear`, d2l's init functions)."""
-        if isinstance(v, ModuleInst):
-            return ClassRef(f"nn.{v.kind}")
-        if isinstance(v, Instance):
-            return v.cls
-        return ClassRef("torch.Tensor" if isinstance(v, T) else type(v).__name__)
-
     def free_path(self, path: str) -> str:
         """path#2, path#3, ...: the first no module or object has."""
         k = 2
@@ -705,33 +611,6 @@ class UserCode(ExpressionCompiler):
         target = ast.copy_location(ast.Attribute(value=owner, attr=attr, ctx=ast.Store()), call)
         self.assign(target, value[0], call)  # type: ignore[attr-defined]
 
-    def get_named(self, node: ast.Call) -> Value:
-        """getattr(self, f"layer{i}") (and a default when the attribute is missing)."""
-        if not 2 <= len(node.args) <= 3 or node.keywords or not isinstance(attr := self.const(node.args[1]), str):
-            raise self.err(node, "getattr takes an object, an attribute's name (a string) and maybe a default")
-        if len(node.args) == 3:
-            probe = ast.copy_location(ast.Call(func=ast.Name(id="hasattr", ctx=ast.Load()), args=node.args[:2], keywords=[]), node)
-            if not self.has_attribute(probe):  # type: ignore[attr-defined]
-                return self.expr(node.args[2])
-        return self.expr(ast.copy_location(ast.Attribute(value=node.args[0], attr=attr, ctx=ast.Load()), node))
-
-    def ordered_dict(self, node: ast.Call) -> dict[str, Value]:
-        """collections.OrderedDict([(k, v), ...]) or OrderedDict(k=v): a dict, in order (Python's dicts keep it)."""
-        if len(node.args) > 1:
-            raise self.err(node, "OrderedDict takes one list of (key, value) pairs")
-        items = self.expr(node.args[0]) if node.args else []
-        if isinstance(items, dict):
-            items = list(items.items())
-        if not isinstance(items, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in items):
-            raise self.err(node, "OrderedDict takes a list of (key, value) pairs")
-        out = {self.check_key(k, node): v for k, v in items}
-        return {**out, **{k.arg: self.expr(k.value) for k in node.keywords if k.arg}}
-
-    def check_key(self, k: Value, node: ast.AST) -> str | int:
-        if not isinstance(k, (str, int)) or isinstance(k, bool):
-            raise self.err(node, f"a dict key is a string or an int here, not {_kind(k)}")
-        return k
-
     def register_buffer(self, inst: Instance, node: ast.Call) -> None:
         """self.register_buffer('mask', torch.tril(...)): an attribute that holds a tensor."""
         if not node.args or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
@@ -741,15 +620,6 @@ class UserCode(ExpressionCompiler):
         self.set_attribute(inst, node.args[0].value, node.args[1])
         if not isinstance(inst.attrs[node.args[0].value], T):
             raise self.err(node, "register_buffer takes a tensor")
-
-
-def receiver(fn: UserFunction, obj: Instance | UserClass) -> list[Value]:
-    """What a method gets before its arguments: the object, its class (a classmethod) or nothing (a staticmethod)."""
-    if fn.binding == "staticmethod":
-        return []
-    if fn.binding == "classmethod":
-        return [obj.cls if isinstance(obj, Instance) else obj]
-    return [obj]
 
 
 def _holds_parameters(m: ModuleInst) -> bool:

@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from services.compiler.build import GraphBuilder
+from services.compiler.builtins import BUILTINS, Builtins
 from services.compiler.control import ControlFlow
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
 from services.compiler.expressions import MATH, _kind
 from services.compiler.finish import Finish, TraceEnded
-from services.compiler.functions import MODULE_WALKS, UserCode, is_super, receiver
+from services.compiler.functions import UserCode, is_super
 from services.compiler.inplace import InPlace
 from services.compiler.layers import BY_MODULE
 from services.compiler.loops import unroll
+from services.compiler.module_tree import MODULE_WALKS, ModuleTree
 from services.compiler.modules import ModuleCalls
 from services.compiler.tensor_methods import TensorMethods
 from services.compiler.values import (
@@ -46,6 +46,7 @@ from services.compiler.values import (
     UserFunction,
     Value,
     is_number,
+    receiver,
 )
 from services.errors import SpecError
 from services.ir import Event, Stream
@@ -80,7 +81,7 @@ class ProgramResult:
     """The program's own torch.Generators' draws, each a stream of its own."""
 
 
-class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, ModuleCalls):
+class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls):
     """Walks the statements; each method handles one whitelisted form."""
 
     def __init__(self, text: str, builder: GraphBuilder, stream: Stream, dtype: str, spec_inputs: set[str]) -> None:
@@ -476,44 +477,6 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
             return
         raise self.err(call, f"{base.what} has no method '{method}' gradtrace understands")
 
-    def backward(self, receiver: ast.expr, call: ast.Call) -> None:
-        """`y.backward(gradient)` on any expression: picks the output and its gradient."""
-        if self.res.output is not None:
-            raise self.err(call, "backward() is called twice: gradtrace traces one backward pass")
-        bad = [k.arg for k in call.keywords if k.arg not in ("gradient", "retain_graph", "create_graph")]
-        if bad or len(call.args) > 1:
-            raise self.err(call, f"backward() takes only 'gradient' (and retain_graph) here, not {bad or 'more arguments'}")
-        if any(k.arg == "create_graph" and self.const(k.value) for k in call.keywords):
-            raise self.err(call, "create_graph=True (higher-order gradients) is not traced")
-        text = self.src(receiver)
-        self.begin("output", receiver, [self.fresh(text if len(text) <= 60 and "\n" not in text else "output")])
-        out = self.expr(receiver)
-        if not isinstance(out, T):
-            raise self.err(receiver, f"backward() is called on {_kind(out)}, not a tensor")
-        self.res.output = out.name
-        grad = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "gradient"), None)
-        if grad is not None:
-            self.res.grad_output = self.gradient(grad, out)
-        self.at_backward = self.snapshot(call.lineno)
-
-    def gradient(self, node: ast.expr, out: T) -> Any:
-        """backward's gradient as data: torch.ones_like(y), torch.ones/full(...), torch.tensor([...]), a number,
-        or a tensor made by torch.tensor."""
-        if isinstance(node, ast.Call):
-            path = self.dotted(node.func)
-            if path in ("torch.ones_like", "torch.ones"):
-                return "ones" if path == "torch.ones_like" else np.ones(self.sizes(node.args, node)).tolist()
-            if path == "torch.full" and len(node.args) == 2:
-                return np.full(self.sizes(node.args[:1], node), float(self.const(node.args[1]))).tolist()
-            if path == "torch.tensor" and node.args:
-                return self.const(node.args[0])
-        v = self.expr(node)
-        if is_number(v):
-            return v
-        if isinstance(v, T) and v.name in self.builder.leaves and self.builder.leaves[v.name].value is not None:
-            return self.builder.leaves[v.name].value.tolist()
-        raise self.err(node, "backward(gradient): give torch.ones_like(y), torch.tensor([...]) or a tensor made by torch.tensor")
-
     # ---- calls in expressions -----------------------------------------------------------------
 
     def call(self, node: ast.Call) -> Value:
@@ -594,59 +557,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, UserCode, TensorMethods, Mod
             if path is None or self.aliases[fn] in MODULES.values():
                 raise self.err(node, f"the module '{fn}' is not callable")
             return self.call_path(path, node)
-        if fn == "print":
-            return None
-        if fn == "isinstance":
-            return self.is_instance(node)
-        if fn == "type" and len(node.args) == 1 and not node.keywords:
-            return self.type_of(self.expr(node.args[0]))
-        if fn == "getattr":
-            return self.get_named(node)
-        if fn == "hasattr":
-            return self.has_attribute(node)
-        if fn in ("float", "int", "bool") and len(node.args) == 1 and not node.keywords:
-            c = self.const(node.args[0])
-            try:
-                return {"float": float, "int": int, "bool": bool}[fn](c)
-            except (TypeError, ValueError, OverflowError) as e:
-                raise self.err(node, f"{fn}({c!r}): {e}") from None
-        if fn == "dict" and not node.args:
-            return {k.arg: self.expr(k.value) for k in node.keywords if k.arg}
-        if fn == "dict" and len(node.args) == 1:  # dict([("a", 1)]), dict(other)
-            return self.ordered_dict(node)
-        if fn == "next" and len(node.args) == 1 and not node.keywords:  # next(model.parameters()), next(iter(xs))
-            items = self.expr(node.args[0])
-            if not isinstance(items, (list, tuple)) or not items:
-                raise self.err(node, f"next() of {_kind(items)}: gradtrace takes the first item of a list or parameters()")
-            return items[0]
-        if fn == "iter" and len(node.args) == 1 and not node.keywords:
-            return self.expr(node.args[0])
-        if fn == "sum" and 1 <= len(node.args) <= 2 and not node.keywords:
-            return self.python_sum(node)
-        if fn in ("zip", "enumerate", "reversed") and node.args and not node.keywords:
-            return self.sequence_builtin(fn, node)
-        if fn in ("list", "tuple") and len(node.args) == 1 and not node.keywords:
-            v = self.expr(node.args[0])  # list(model.parameters()): still not traced
-            if isinstance(v, Untraced) or isinstance(v, (list, tuple)):
-                return v if isinstance(v, Untraced) else (list(v) if fn == "list" else tuple(v))
-            raise self.err(node, f"{fn}() of {_kind(v)}")
-        if fn == "len" and len(node.args) == 1:
-            v = self.expr(node.args[0])
-            if isinstance(v, T):
-                if not self.shape(v):
-                    raise self.err(node, "len() of a 0-d tensor")
-                return self.shape(v)[0]
-            if isinstance(v, (tuple, list, dict)):
-                return len(v)
-            if isinstance(v, ModuleInst) and v.layer is None:
-                return len(v.children)
-            raise self.err(node, f"len() of {_kind(v)}")
-        if fn in ("min", "max") and node.args and not node.keywords:
-            vals = [self.const(a) for a in node.args]
-            vals = vals[0] if len(vals) == 1 and isinstance(vals[0], list) else vals
-            if not vals or not all(is_number(v) for v in vals):
-                raise self.err(node, f"{fn}() of constants only (for tensors use torch.{fn}imum or .{fn}())")
-            return (min if fn == "min" else max)(vals)
+        if fn in BUILTINS and (v := self.builtin(fn, node)) is not NotImplemented:
+            return v
         if fn in self.functions:
             return self.apply(self.functions[fn], node)
         raise self.err(node, f"unknown function '{fn}'")

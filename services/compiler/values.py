@@ -185,3 +185,12 @@ class Instance:
         for v in self.attrs.values():
             if isinstance(v, (ModuleInst, Instance)):
                 v.set_training(flag)
+
+
+def receiver(fn: UserFunction, obj: Instance | UserClass) -> list[Value]:
+    """What a method gets before its arguments: the object, its class (a classmethod) or nothing (a staticmethod)."""
+    if fn.binding == "staticmethod":
+        return []
+    if fn.binding == "classmethod":
+        return [obj.cls if isinstance(obj, Instance) else obj]
+    return [obj]

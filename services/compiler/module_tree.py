@@ -1,0 +1,103 @@
+"""What an nn.Module object offers besides forward: parameters() and named_parameters() in torch's order and names,
+apply(fn) children first, modules()/named_modules()/children() as torch lists them."""
+
+from __future__ import annotations
+
+import ast
+
+from services.compiler.expressions import ExpressionCompiler, _kind
+from services.compiler.values import Bound, Instance, ModuleInst, T, UserFunction, Value, receiver
+
+MODULE_WALKS = ("modules", "named_modules", "children", "named_children")
+"""Module methods that list submodules (`for m in self.modules(): if isinstance(m, nn.Conv2d): ...`)."""
+
+
+class ModuleTree(ExpressionCompiler):
+    """The walks over a module's submodules; ensure_path, finalize and call_user are the ProgramCompiler's."""
+
+    def module_parameters(self, m: ModuleInst | Instance, method: str, node: ast.Call) -> list[Value]:
+        """model.parameters() / model.named_parameters(): the parameter leaves in torch's order (a module's own, then
+        its submodules' in the order they were set, depth first; a tied parameter once), named as torch names them."""
+        recurse = True
+        if node.args or any(k.arg != "recurse" for k in node.keywords):
+            raise self.err(node, f".{method}() takes only recurse= here")
+        if node.keywords:
+            recurse = bool(self.const(node.keywords[0].value))
+        found: dict[str, str] = {}  # leaf -> its name relative to m, the first place it is found
+        self.collect_parameters(m, "", found, recurse)
+        if method == "parameters":
+            return [T(leaf) for leaf in found]
+        return [(name, T(leaf)) for leaf, name in found.items()]
+
+    def module_apply(self, m: ModuleInst | Instance, node: ast.Call) -> ModuleInst | Instance:
+        """model.apply(init_weights): the function on every submodule, children before their parent, in the order
+        they were set (torch's Module.apply); it returns the module."""
+        if len(node.args) != 1 or node.keywords:
+            raise self.err(node, "apply takes one function")
+        fn = self.expr(node.args[0])
+        if not isinstance(fn, (UserFunction, Bound)):
+            raise self.err(node.args[0], f"apply takes a function of the program, not {_kind(fn)}")
+        s = self.stmt_expr  # `model = nn.Sequential(...).apply(init)`: named for the variable first
+        if self.stmt_name is not None and isinstance(s, ast.Call) and isinstance(s.func, ast.Attribute) and s is node:
+            if isinstance(m, ModuleInst) and m.path is None:
+                self.ensure_path(m, self.stmt_name)
+            elif isinstance(m, Instance):
+                self.finalize(m, self.stmt_name)
+        for sub in self.submodules(m):
+            if isinstance(fn, Bound):
+                self.call_user(fn.fn, [*receiver(fn.fn, fn.obj), sub], {}, node, prefix=f"{fn.obj.path}.", named=False)
+            else:
+                self.call_user(fn, [sub], {}, node, prefix=f"{fn.name}.", named=False)
+        return m
+
+    def module_walk(self, m: ModuleInst | Instance, method: str, node: ast.Call) -> list[Value]:
+        """model.modules() / named_modules() (the module, then each submodule once, depth first) and children() /
+        named_children(), as torch lists them, with torch's relative names ('features.0')."""
+        if node.args or node.keywords:
+            raise self.err(node, f".{method}() takes no arguments here")
+        pairs: list[tuple[str, ModuleInst | Instance]] = []
+        seen: set[int] = set()  # each module once, under the first name it is found by
+        stack = [("", m)] if method in ("modules", "named_modules") else self.named_children(m)[::-1]
+        while stack:
+            name, v = stack.pop()
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            pairs.append((name, v))
+            if method in ("modules", "named_modules"):
+                stack += [(f"{name}.{k}" if name else k, c) for k, c in reversed(self.named_children(v))]
+        return [c for _, c in pairs] if method in ("modules", "children") else [tuple(p) for p in pairs]
+
+    def named_children(self, m: ModuleInst | Instance) -> list[tuple[str, ModuleInst | Instance]]:
+        """A module's direct submodules by the names torch gives them, named first (their parameters may be used)."""
+        if isinstance(m, ModuleInst):
+            self.ensure_path(m, None)
+            return [(m.child_name(i), c) for i, c in enumerate(m.children)]
+        self.finalize(m)
+        return [(k, a) for k, a in m.attrs.items() if isinstance(a, ModuleInst) or isinstance(a, Instance) and a.cls.module]
+
+    def submodules(self, m: ModuleInst | Instance) -> list[ModuleInst | Instance]:
+        """m's modules, each after its children (the order torch's apply visits them), named first."""
+        out: list[ModuleInst | Instance] = []
+        for c in {id(c): c for _, c in self.named_children(m)}.values():  # a module set twice on one parent: once
+            out += self.submodules(c)
+        return [*out, m]
+
+    def collect_parameters(self, v: Value, prefix: str, found: dict[str, str], recurse: bool = True) -> None:
+        if isinstance(v, ModuleInst):
+            self.ensure_path(v, None)
+            for attr, leaf in v.params.items():
+                found.setdefault(leaf, prefix + attr)
+            for i, child in enumerate(v.children if recurse else []):
+                self.collect_parameters(child, f"{prefix}{v.child_name(i)}.", found)
+        elif isinstance(v, Instance) and v.cls.module:
+            self.finalize(v)
+            leaves = self.builder.leaves
+            for attr, a in v.attrs.items():  # its own nn.Parameters first (buffers are no parameters)
+                if isinstance(a, T) and a.name in leaves and leaves[a.name].kind == "parameter":
+                    found.setdefault(a.name, prefix + attr)
+            for attr, a in v.attrs.items() if recurse else ():
+                if isinstance(a, (ModuleInst, Instance)):
+                    self.collect_parameters(a, f"{prefix}{attr}.", found)
+
+
