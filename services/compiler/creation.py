@@ -40,13 +40,13 @@ BOOL_CREATORS = {"zeros", "ones", "full", "empty", "eye", "tensor"}
 
 
 class TensorCreation(ExpressionCompiler):
+    """Leaves the program creates, and in-place writes into them; each is an event in the torch stream."""
+
     shared: set[str]
     """Parameter leaves a tie made one for two modules."""
     untied: set[str]
     """Parameter leaves a tie replaced (`dec.weight = emb.weight`): dropped from the graph at the end when nothing
     used them, as torch's named_parameters has no such Parameter (their draws still run, in order)."""
-
-    """Leaves the program creates, and in-place writes into them; each is an event in the torch stream."""
 
     def sizes(self, args: list[ast.expr], node: ast.AST) -> list[int]:
         """torch's *size arguments: ints, or one tuple/list/torch.Size."""

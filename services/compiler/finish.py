@@ -1,6 +1,6 @@
 """The end of a program's trace: backward() (the output and its gradient), statements after it (a training loop's
-next step ends the trace there), and the names fixed once the program has run (provisional object paths, the last binding a trace reached, the
-Parameters a weight tie replaced)."""
+next step ends the trace there), and the names fixed once the program has run (provisional object paths, the last
+binding a trace reached, the Parameters a weight tie or a replaced module left unused)."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ class Finish(ExpressionCompiler):
             return name
         new = {k: renamed(k) for k in self.builder.shapes} if prefixes else {}
         if self.ended:  # `loss@1` was to be followed by bindings the trace did not reach: it is the last, `loss`
-            last = {v.name: var for var, v in self.res_scope().items() if isinstance(v, T)
+            last = {v.name: var for var, v in self.globals.items() if isinstance(v, T)  # type: ignore[attr-defined]
                     and (m := BINDING.match(v.name)) and m["var"] == var and var not in self.builder}
 
             def bare(k: str) -> str:  # loss@1 -> loss, and its sub-expressions loss@1#2 -> loss#2
@@ -148,9 +148,6 @@ class Finish(ExpressionCompiler):
         for n in names:
             b.drop_leaf(n)
         self.rename_tensors(mapping)
-
-    def res_scope(self) -> dict[str, Any]:
-        return self.globals  # type: ignore[attr-defined,no-any-return]
 
     def rename_tensors(self, new: dict[str, str]) -> None:
         """Rename tensors everywhere a compiled program names them: graph, random streams, variables, output."""

@@ -76,6 +76,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                     raise err(node, f"'{type(node).__name__.lower()}' is not allowed: loops are unrolled")
             if not _target(stmt.target):
                 raise err(stmt, "a loop's target is a name or a (nested) tuple of names")
+            training = _steps(stmt.body)  # a training loop: tracing ends at its second backward() (ProgramCompiler.run)
             try:
                 if _is_range(it):
                     if not isinstance(stmt.target, ast.Name):
@@ -83,7 +84,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                     bounds = [bound(a) for a in it.args]
                     if len(bounds) == 3 and bounds[2] == 0:
                         raise err(it, "range() step must not be zero")
-                    steps = range(*bounds)[:2] if _steps(stmt.body) else range(*bounds)
+                    steps = range(*bounds)[:2] if training else range(*bounds)
                     if len(steps) > MAX_UNROLLED:
                         raise err(stmt, f"the unrolled loop makes over {MAX_UNROLLED:,} statements ({len(steps):,} iterations)")
                     items: list[ast.expr] = [ast.Constant(k) for k in steps]
@@ -95,8 +96,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                     out.append(stmt)  # unrolled when reached, once the names it goes over hold their values
                     continue
                 raise err(e.node, e.message) from None
-            if _steps(stmt.body):  # a training loop: tracing ends at its second backward() (ProgramCompiler.run)
-                items = items[:2]
+            items = items[:2] if training else items
             for value in items:
                 set_k = ast.Assign(targets=[stmt.target], value=value)
                 out.append(ast.copy_location(set_k, stmt))

@@ -97,8 +97,9 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
         self.ended = False
-        self.at_backward: tuple[Any, ...] | None = None
         """The trace ended after backward(), before the program's end (a training loop's next step)."""
+        self.at_backward: tuple[Any, ...] | None = None
+        """What the program had made when backward() was traced (Finish.snapshot), for undoing what follows."""
         self.initializing: set[int] = set()
         """Objects whose __init__ runs now (by id)."""
         self.supers: list[tuple[UserClass, Value]] = []
@@ -381,12 +382,12 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         if is_super(call):
             self.super_call(call)
             return
-        if self.foreign_path(f) is not None and "seed" in self.foreign_path(f).lower() and not self.foreign_path(  # type: ignore[union-attr]
-                f).startswith(("random.", "numpy.", "np.")):  # type: ignore[union-attr]  # (Python's and numpy's: not torch's)
+        foreign = self.foreign_path(f)
+        if foreign is not None and "seed" in foreign.lower() and not foreign.startswith(("random.", "numpy.")):
             raise self.err(call, f"{self.src(call)[:60]} would seed torch's generator, and gradtrace does not run "
-                                 f"{self.foreign_path(f)}: write torch.manual_seed(...) so the numbers are torch's")
-        if self.foreign_path(f) is not None and not self.touches_values(call):  # plt.show(), wandb.log({...})
-            self.res.notes.append(f"line {call.lineno}: {self.src(call)[:80]} is not run: {_kind(Foreign(self.foreign_path(f)))}")
+                                 f"{foreign}: write torch.manual_seed(...) so the numbers are torch's")
+        if foreign is not None and not self.touches_values(call):  # plt.show(), wandb.log({...}), random.seed(0)
+            self.res.notes.append(f"line {call.lineno}: {self.src(call)[:80]} is not run: {_kind(Foreign(foreign))}")
             return
         self.refuse_foreign(f)
         if isinstance(f, ast.Name) and isinstance(self.scope.get(f.id), (UserFunction, UserClass, Instance, Bound)):
