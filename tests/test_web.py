@@ -202,6 +202,27 @@ def test_the_conv_example_shows_the_weight_gradient(tab: Page, server: str, tmp_
     page.screenshot(path=str(tmp_path / "conv_params.png"))
 
 
+def test_the_lstm_tutorial_shows_each_time_step_and_where_the_trace_ended(tab: Page, tmp_path: Path) -> None:
+    """examples/lstm_tagger.py from the page: the graph answers a search for one time step's cell state in the
+    training step (it has a gradient), and the verdict tab carries the note on where the training loop's trace ended."""
+    page = tab.page
+    tab.goto("/")
+    page.select_option("#more-examples", "lstm_tagger")
+    assert "class LSTMTagger(nn.Module):" in page.input_value("#spec")
+    page.click("#submit")
+    page.wait_for_url("**/jobs/*")
+    expect(node(page, "loss")).to_be_visible()
+    step = "model.lstm.l0.t3.c#2"  # the training step's call (the first, under no_grad, has the bare names)
+    page.fill("#search", step)
+    expect(page.locator(f'#search-results li[data-node="{step}"]')).to_be_visible()
+    page.press("#search", "Enter")
+    expect(page.locator("#panel .node-name")).to_have_text(step)
+    expect(node(page, step).locator(".grad")).not_to_have_text("None")
+    page.screenshot(path=str(tmp_path / "lstm.png"))
+    page.click('[data-tab="verdict"]')
+    expect(page.locator("body")).to_contain_text("the trace ends here")
+
+
 def test_a_10000_node_job_opens_and_answers_a_search_within_2_s(tab: Page, server: str, tmp_path: Path) -> None:
     job_id = submit(server, big_chain(10_000), timeout=120)
     page = tab.page
