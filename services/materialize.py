@@ -26,7 +26,7 @@ INITS = {
 """torch.nn.init functions an 'init' event may call."""
 MODULES = {
     "Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Embedding", "MultiheadAttention",
-    "RNN", "LSTM", "GRU",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
 }
 """torch.nn classes a 'module' event may construct (those with parameters)."""
 

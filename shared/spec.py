@@ -273,6 +273,28 @@ class GatedRNNLayer(_Layer):
     weights: Weights = None
 
 
+class RNNCellLayer(_Layer):
+    """nn.RNNCell: one step, h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (or relu); h starts at zeros in a model spec."""
+
+    type: Literal["rnn_cell"]
+    input_size: int = Field(ge=1)
+    hidden_size: int = Field(ge=1)
+    bias: bool = True
+    nonlinearity: Literal["tanh", "relu"] = "tanh"
+    weights: Weights = None
+
+
+class GatedCellLayer(_Layer):
+    """nn.LSTMCell / nn.GRUCell: one step of the gated layers' equations (a program gets (h', c') from an LSTMCell,
+    h' from a GRUCell); parameters weight_ih, weight_hh, bias_ih, bias_hh as torch names them."""
+
+    type: Literal["lstm_cell", "gru_cell"]
+    input_size: int = Field(ge=1)
+    hidden_size: int = Field(ge=1)
+    bias: bool = True
+    weights: Weights = None
+
+
 class AddLayer(_Layer):
     """The sum of its inputs (a residual connection): give two or more in `inputs`."""
 
@@ -289,7 +311,7 @@ class CatLayer(_Layer):
 Layer = Annotated[
     Conv2dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
     | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | EmbeddingLayer
-    | SelfAttentionLayer | RNNLayer | GatedRNNLayer | AddLayer | CatLayer,
+    | SelfAttentionLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),
 ]
 

@@ -970,3 +970,46 @@ def test_recurrent_outputs_are_named_by_their_variables() -> None:
     t = traced(HEADER + "torch.manual_seed(0)\nlstm = nn.LSTM(3, 2)\nx = torch.randn(4, 1, 3).to('cpu')\n"
                         "out, hidden = lstm(x)\nh, c = hidden\nloss = out.sum() + h.sum() + c.sum()\nloss.backward()\n")
     assert {"x", "out", "loss"} <= set(t.result.nodes) and "x#1" not in t.result.nodes
+
+
+CELLS = HEADER + """torch.manual_seed(0)
+lstm_cell = nn.LSTMCell(3, 4)
+gru_cell = nn.GRUCell(4, 2, bias=False)
+rnn_cell = nn.RNNCell(2, 2, nonlinearity="relu")
+x = torch.randn(5, 2, 3)
+h = torch.zeros(2, 4)
+c = torch.zeros(2, 4)
+g = None
+outs = []
+for t in range(5):
+    h, c = lstm_cell(x[t], (h, c))
+    g = gru_cell(h) if g is None else gru_cell(h, g)
+    outs.append(rnn_cell(g))
+y = torch.stack(outs)
+one = rnn_cell(torch.ones(2))
+loss = y.pow(2).sum() + c.sum() + one.sum()
+loss.backward()
+"""
+
+
+def test_recurrent_cells_step_by_step(tmp_path: Path) -> None:
+    """nn.LSTMCell / GRUCell (no bias) / RNNCell (relu) driven by a loop as decoders are written: each step's h and
+    c named by the loop's variables (h@3, c@3, ...), the numbers torch's."""
+    check(CELLS, ["lstm_cell", "gru_cell", "rnn_cell", "x", "h", "c", "g", "y", "one", "loss"], tmp_path)
+    nodes = traced(CELLS).result.nodes
+    assert nodes["h@3"].op == "mul" and nodes["c@3"].op == "add" and nodes["lstm_cell.f"].op == "sigmoid"
+
+
+def test_a_model_spec_cell_agrees_with_finite_differences() -> None:
+    from services.trace import trace
+    from shared.spec import TraceSpec
+
+    spec = TraceSpec.model_validate({
+        "inputs": {"x": {"shape": [2, 3], "init": "normal", "seed": 2, "requires_grad": False}}, "dtype": "float64",
+        "engines": ["torch", "reference", "numeric"],
+        "model": {"input": "x", "layers": [{"type": "lstm_cell", "input_size": 3, "hidden_size": 2},
+                                            {"type": "rnn_cell", "input_size": 2, "hidden_size": 2, "nonlinearity": "tanh"}],
+                  "loss": {"type": "sum"}},
+    })
+    t = trace(spec)
+    assert t.result.comparison.verdict == "agree" and {"0.weight_ih", "1.bias_hh"} <= set(t.result.parameters)

@@ -212,7 +212,7 @@ class ModuleCalls(ExpressionCompiler):
         self.ensure_path(m, None)
         if m.layer is not None and m.layer.type == "self_attention":
             return self.attention_call(m, node)
-        if m.layer is not None and m.layer.type in ("rnn", "lstm", "gru"):
+        if m.layer is not None and m.layer.type in ("rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell"):
             return self.recurrent_call(m, node)
         if node.keywords:
             raise self.err(node, f"{m.kind}(...) takes tensors positionally")
@@ -253,8 +253,12 @@ class ModuleCalls(ExpressionCompiler):
 
     def recurrent_call(self, m: ModuleInst, node: ast.Call) -> Value:
         """lstm(x), lstm(x, (h0, c0)), gru(x, h0): (output, (h_n, c_n)) from an LSTM, (output, h_n) from an RNN or GRU,
-        as torch returns them; `out, (h, c) = lstm(x)` names the three nodes."""
-        lstm = m.layer.type == "lstm"  # type: ignore[union-attr]
+        as torch returns them; `out, (h, c) = lstm(x)` names the three nodes. Cells: `h, c = lstm_cell(x, (h, c))`
+        gives (h', c'), `h = gru_cell(x, h)` gives h'."""
+        kind = m.layer.type  # type: ignore[union-attr]
+        lstm = kind in ("lstm", "lstm_cell")
+        if kind.endswith("_cell"):
+            return self.cell_call(m, node, lstm)
         if node.keywords or not 1 <= len(node.args) <= 2:
             raise self.err(node, f"nn.{m.kind} is called with (input, {'(h0, c0)' if lstm else 'h0'}) or (input)")
         x = self.tensor(node.args[0])
@@ -277,6 +281,29 @@ class ModuleCalls(ExpressionCompiler):
         y = T(m.layer.emit(e, call))  # type: ignore[union-attr]
         h, c = T(call.states["h_n"]), T(call.states.get("c_n", ""))
         return (y, (h, c)) if lstm else (y, h)
+
+    def cell_call(self, m: ModuleInst, node: ast.Call, lstm: bool) -> Value:
+        """One step of nn.RNNCell / GRUCell (h') or LSTMCell ((h', c')), named by the statement's targets."""
+        if node.keywords or not 1 <= len(node.args) <= 2:
+            raise self.err(node, f"nn.{m.kind} is called with (input, {'(h, c)' if lstm else 'h'}) or (input)")
+        x = self.tensor(node.args[0])
+        given = self.expr(node.args[1]) if len(node.args) == 2 else None
+        if given is not None and not (isinstance(given, (tuple, list)) and len(given) == 2 and all(
+                isinstance(t, T) for t in given) if lstm else isinstance(given, T)):
+            raise self.err(node.args[1], f"nn.{m.kind}'s second argument is {'the tuple (h, c)' if lstm else 'h, a tensor'}, "
+                                         f"not {_kind(given)}")
+        states = [] if given is None else [t.name for t in given] if lstm else [given.name]  # type: ignore[union-attr]
+        mine = node is self.stmt_expr
+        names = self.stmt_names if mine and len(self.stmt_names) == (2 if lstm else 1) else []
+        out = names[0] if names else self.fresh(f"{m.path}.h")
+        e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1,
+                    texts={out: self.src(node)})
+        call = Call(m.cfg, m.params, [x.name, *states], out, m.path, m.training)  # type: ignore[arg-type]
+        call.states = {"c_n": names[1] if len(names) == 2 else self.fresh(f"{m.path}.c")} if lstm else {}
+        if mine:
+            self.stmt_name = None
+        h = T(m.layer.emit(e, call))  # type: ignore[union-attr]
+        return (h, T(call.states["c_n"])) if lstm else h
 
     def apply_module(self, m: ModuleInst, inputs: list[str], out: str, node: ast.Call, text: str | None = None) -> str:
         """Add the module's nodes for these inputs; `text` is what the output's expression shows."""

@@ -1,4 +1,4 @@
-"""nn.RNN, nn.LSTM and nn.GRU, unrolled over time with torch's equations: every step's gates and states are nodes
+"""nn.RNN, nn.LSTM and nn.GRU (and their one-step cells), unrolled over time with torch's equations: every step's gates and states are nodes
 (torch runs each layer as one fused node and shows none of them), so a trace shows backpropagation through time.
 Parameters are torch's (drawn by constructing the torch module, named as its state_dict)."""
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from services.compiler.layers import Call, Emitter, LayerDef, layer
 from services.ir import Leaf
-from shared.spec import GatedRNNLayer, RNNLayer
+from shared.spec import GatedCellLayer, GatedRNNLayer, RNNCellLayer, RNNLayer
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 """Rows of weight_ih per hidden unit: torch stacks the gates' weights (LSTM: i, f, g, o; GRU: r, z, n)."""
@@ -26,6 +26,19 @@ def _params(kind: str) -> Any:
                 out += [(f"bias_ih_l{k}{s}", (g,)), (f"bias_hh_l{k}{s}", (g,))] if c.bias else []
         return out
     return params
+
+
+def _cell_params(kind: str) -> Any:
+    def params(c: RNNCellLayer | GatedCellLayer) -> list[tuple[str, tuple[int, ...]]]:
+        g, h = GATES[kind.removesuffix("_cell")] * c.hidden_size, c.hidden_size
+        return [("weight_ih", (g, c.input_size)), ("weight_hh", (g, h))] + (
+            [("bias_ih", (g,)), ("bias_hh", (g,))] if c.bias else [])
+    return params
+
+
+def _cell_kwargs(c: RNNCellLayer | GatedCellLayer) -> dict[str, Any]:
+    kw = {"input_size": c.input_size, "hidden_size": c.hidden_size, "bias": c.bias}
+    return kw | ({"nonlinearity": c.nonlinearity} if isinstance(c, RNNCellLayer) else {})
 
 
 def _kwargs(c: RNNLayer | GatedRNNLayer) -> dict[str, Any]:
@@ -99,10 +112,12 @@ def _initial(e: Emitter, call: Call, i: int, shape: tuple[int, ...], name: str) 
     return leaf.name
 
 
-def _step(e: Emitter, kind: str, at: str, gi: str, h: str, cell: str, w: dict[str, Any], c: Any) -> tuple[str, str]:
-    """One time step of one layer and direction: the new (h, c) (c is unchanged for RNN and GRU)."""
+def _step(e: Emitter, kind: str, at: str, gi: str, h: str, cell: str, w: dict[str, Any], c: Any,
+          named: dict[str, str] | None = None) -> tuple[str, str]:
+    """One time step of one layer and direction: the new (h, c) (c is unchanged for RNN and GRU); `named`: names
+    for the new 'h' and 'c' (a cell's call)."""
     def n(name: str, op: str, inputs: list[Any], args: dict[str, Any] | None = None) -> str:
-        return e.node(e.unique(f"{at}.{name}"), op, inputs, args)
+        return e.node((named or {}).get(name) or e.unique(f"{at}.{name}"), op, inputs, args)
 
     gh = n("h_proj", "linear", [h, w["weight_hh"], *([w["bias_hh"]] if c.bias else [])])
     if kind == "rnn":
@@ -122,3 +137,27 @@ def _step(e: Emitter, kind: str, at: str, gi: str, h: str, cell: str, w: dict[st
 
 for _type, _module, _schema in (("rnn", "RNN", RNNLayer), ("lstm", "LSTM", GatedRNNLayer), ("gru", "GRU", GatedRNNLayer)):
     layer(LayerDef(_type, _module, _schema, recurrent, _params(_type), torch_kwargs=_kwargs, max_inputs=3))
+
+
+def cell(e: Emitter, call: Call) -> str:
+    """nn.RNNCell / LSTMCell / GRUCell on input (N, input_size) or (input_size,), from call.inputs[1:] as h (and c)
+    or zeros: one step; call.states gets 'c_n' (an LSTMCell's new c), named as it asks."""
+    c = call.cfg
+    kind, x = c.type.removesuffix("_cell"), call.inputs[0]
+    shape = e.shape(x)
+    if len(shape) not in (1, 2) or shape[-1] != c.input_size:
+        raise e.error(f"{c.type}: expects input of shape ({c.input_size},) or (N, {c.input_size}), got {list(shape)}")
+    state_shape = (*shape[:-1], c.hidden_size)
+    h, *rest = [_initial(e, call, i, state_shape, n) for i, n in enumerate(("h0", "c0")[: 2 if kind == "lstm" else 1])]
+    w = {n: call.params.get(n) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    gi = e.node(e.unique(f"{call.prefix}.x_proj"), "linear", [x, w["weight_ih"], *([w["bias_ih"]] if c.bias else [])])
+    new, cell_new = _step(e, kind, call.prefix, gi, h, rest[0] if rest else "", w, c,
+                          {"h": call.out, **({"c": call.states["c_n"]} if "c_n" in call.states else {})})
+    if kind == "lstm":
+        call.states["c_n"] = cell_new
+    return new
+
+
+for _type, _module, _schema in (("rnn_cell", "RNNCell", RNNCellLayer), ("lstm_cell", "LSTMCell", GatedCellLayer),
+                                ("gru_cell", "GRUCell", GatedCellLayer)):
+    layer(LayerDef(_type, _module, _schema, cell, _cell_params(_type), torch_kwargs=_cell_kwargs, max_inputs=3))
