@@ -58,6 +58,16 @@ case("where-number-input", {"x": away(3, 4, seed=20)}, N("c", "gt", "x", 0.0), N
 case("where-number-other", {"x": away(3, 4, seed=21)}, N("c", "lt", "x", 0.0), N("y", "where", "c", "x", -3.0))
 case("where-number-broadcast", {"p": frozen(away(2, 3, seed=22)), "x": normal(3, seed=23)},
      N("c", "ge", "p", 0.0), N("y", "where", "c", "x", 0.5))
+
+# Logic on masks (bool in, bool out, no gradient), selecting between float tensors.
+MASKS = {"x": away(2, 3, seed=40), "z": away(1, 3, seed=41)}
+for op in ("logical_and", "logical_or", "logical_xor"):
+    case(f"{op}-broadcast", MASKS, N("p", "gt", "x", 0.0), N("q", "lt", "z", 0.0), N("c", op, "p", "q"),
+         N("y", "where", "c", "x", "z"))
+case("logical_not", MASKS, N("p", "gt", "x", 0.0), N("c", "logical_not", "p"), N("y", "where", "c", "x", "z"))
+for op in ("any", "all"):
+    case(f"{op}-dim", MASKS, N("p", "gt", "x", 0.0), N("c", op, "p", dim=1, keepdim=True), N("y", "where", "c", "x", "z"))
+    case(f"{op}-whole", MASKS, N("p", "gt", "x", 0.0), N("c", op, "p"), N("y", "where", "c", "x", "z"))
 case("where-same-input", {"x": away(2, 3, seed=24)}, N("c", "gt", "x", 0.0), N("y", "where", "c", "x", "x"))
 case("where-leaky", {"x": away(3, 4, seed=25)}, N("c", "gt", "x", 0.0), N("s", "mul", "x", 0.1),
      N("y", "where", "c", "x", "s"))

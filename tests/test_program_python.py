@@ -1013,3 +1013,25 @@ def test_a_model_spec_cell_agrees_with_finite_differences() -> None:
     })
     t = trace(spec)
     assert t.result.comparison.verdict == "agree" and {"0.weight_ih", "1.bias_hh"} <= set(t.result.parameters)
+
+
+MASKS = """import torch
+torch.manual_seed(0)
+x = torch.randn(4, 5, requires_grad=True)
+T = 5
+causal = torch.ones(T, T, dtype=torch.bool).triu(1)
+keep = ~causal[:4] | (x > 1.0)
+both = torch.logical_and(keep, x < 2.0) ^ (x > 1.5)
+rows = keep.any(dim=1, keepdim=True) & both.all(dim=0).logical_not()
+y = torch.where(both & rows, x * 2, x.exp()).sum() + torch.any(both).float() * 0
+y.backward()
+"""
+
+
+def test_masks_combined_as_torch_combines_them(tmp_path: Path) -> None:
+    """~mask, mask | mask, ^, &, torch.logical_and, .any(dim, keepdim), .all(dim).logical_not(), torch.any: bool
+    tensors without gradients, the selected values' gradients as torch's."""
+    check(MASKS, ["x", "keep", "both", "rows", "y"], tmp_path)
+    assert "logical_not: takes bool tensors" in str(refused(HEADER + "x = torch.ones(2, requires_grad=True)\ny = ~(x * 2)\n"))
+    e = refused(HEADER + "x = torch.ones(2, requires_grad=True)\ny = (x * 2) | (x > 0)\n")
+    assert "logical_or: takes bool tensors (masks)" in str(e)

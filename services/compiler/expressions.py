@@ -33,7 +33,8 @@ from services.errors import SpecError
 from services.ir import Stream
 from services.ops import REGISTRY, Op
 
-BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul"}
+BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul",
+          ast.BitAnd: "logical_and", ast.BitOr: "logical_or", ast.BitXor: "logical_xor"}
 FOLD = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
@@ -250,6 +251,8 @@ class ExpressionCompiler:
                 return -v
         if isinstance(node.op, ast.Not) and not isinstance(v, T) and _is_const(v) | isinstance(v, (ModuleInst, Instance)):
             return not v
+        if isinstance(node.op, ast.Invert) and isinstance(v, T):
+            return self.emit("logical_not", [v], {}, node)  # ~mask
         raise self.err(node, f"'{self.src(node)[:60]}': this unary operator is not supported here")
 
     def binop(self, node: ast.BinOp) -> Value:

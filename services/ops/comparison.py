@@ -353,3 +353,105 @@ class Minimum(Extremum):
     methods = ("minimum",)
     pick = np.minimum
     loses = np.greater
+
+
+# ---- logical ops on bool masks -----------------------------------------------------------------
+
+
+class Logical(Op):
+    """Elementwise logic on bool tensors (masks), broadcast; a bool result, no gradient. In programs also `~m`,
+    `a & b`, `a | b`, `a ^ b` on bool tensors (torch's bitwise ops, the same values on bools)."""
+
+    tensors = ("input", "other")
+    differentiable = (False, False)
+    any_dtype = True
+    out_range = (0.0, 1.0)
+    npop: Any = None
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        return broadcast(*shapes)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if any(d != "bool" for d in dtypes):
+            raise ShapeError(f"{self.name}: takes bool tensors (masks), got {', '.join(dtypes)}: compare first, e.g. x > 0")
+        return "bool"
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return getattr(t, self.name)(*xs)
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return np.asarray(type(self).npop(*xs), dtype=bool)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [None] * len(xs)
+
+
+def _logical(name: str, npop: Any, unary: bool = False) -> None:
+    class _L(Logical):
+        pass
+
+    _L.name, _L.npop = name, npop
+    _L.tensors = ("input",) if unary else ("input", "other")
+    _L.differentiable = (False,) * len(_L.tensors)
+    _L.functions, _L.methods = (f"torch.{name}",), (name,)
+    _L.__name__ = _L.__qualname__ = "".join(p.title() for p in name.split("_"))
+    register(_L)
+
+
+_logical("logical_not", np.logical_not, unary=True)
+_logical("logical_and", np.logical_and)
+_logical("logical_or", np.logical_or)
+_logical("logical_xor", np.logical_xor)
+
+
+class AnyAllArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dim: int | None = None
+    keepdim: bool = False
+
+
+class AnyAll(Op):
+    """mask.any() / mask.all(), over everything or along `dim`: a bool result, no gradient."""
+
+    Args = AnyAllArgs
+    positional = ("dim", "keepdim")
+    differentiable = (False,)
+    any_dtype = True
+    out_range = (0.0, 1.0)
+
+    def shape(self, shapes: list[Shape], a: AnyAllArgs) -> Shape:
+        s = shapes[0]
+        if a.dim is None:
+            return ()
+        if not -max(len(s), 1) <= a.dim < max(len(s), 1):
+            raise ShapeError(f"{self.name}: dim {a.dim} is out of range for {len(s)} dims")
+        d = a.dim % max(len(s), 1)
+        return (*s[:d], *((1,) if a.keepdim else ()), *s[d + 1:]) if s else ()
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if dtypes[0] != "bool":
+            raise ShapeError(f"{self.name}: takes a bool tensor (a mask) here, got {dtypes[0]}")
+        return "bool"
+
+    def torch(self, t: Any, xs: list[Any], a: AnyAllArgs) -> Any:
+        return getattr(xs[0], self.name)() if a.dim is None else getattr(xs[0], self.name)(dim=a.dim, keepdim=a.keepdim)
+
+    def forward(self, xs: list[Array], a: AnyAllArgs) -> Array:
+        fn = np.any if self.name == "any" else np.all
+        x = np.asarray(xs[0])
+        return np.asarray(fn(x) if a.dim is None else fn(x, axis=a.dim if x.ndim else None, keepdims=a.keepdim), dtype=bool)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [None]
+
+
+@register
+class Any_(AnyAll):
+    name = "any"
+    functions, methods = ("torch.any",), ("any",)
+
+
+@register
+class All_(AnyAll):
+    name = "all"
+    functions, methods = ("torch.all",), ("all",)
