@@ -1035,3 +1035,60 @@ def test_masks_combined_as_torch_combines_them(tmp_path: Path) -> None:
     assert "logical_not: takes bool tensors" in str(refused(HEADER + "x = torch.ones(2, requires_grad=True)\ny = ~(x * 2)\n"))
     e = refused(HEADER + "x = torch.ones(2, requires_grad=True)\ny = (x * 2) | (x > 0)\n")
     assert "logical_or: takes bool tensors (masks)" in str(e)
+
+
+DCGAN = """import torch
+import torch.nn as nn
+
+torch.manual_seed(999)
+nc = 1
+ndf = 4
+
+
+def weights_init(m):
+    classname = m.__class__.__name__
+    if classname.find('Conv') != -1:
+        nn.init.normal_(m.weight.data, 0.0, 0.02)
+    elif classname.find('BatchNorm') != -1:
+        nn.init.normal_(m.weight.data, 1.0, 0.02)
+        nn.init.constant_(m.bias.data, 0)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, ngpu):
+        super(Discriminator, self).__init__()
+        self.ngpu = ngpu
+        self.main = nn.Sequential(
+            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(ndf * 2),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 2, 1, 4, 1, 0, bias=False),
+            nn.Sigmoid()
+        )
+
+    def forward(self, input):
+        return self.main(input)
+
+
+netD = Discriminator(1)
+netD.apply(weights_init)
+print(netD)
+criterion = nn.BCELoss()
+real = torch.randn(3, nc, 16, 16)
+label = torch.full((3,), 1.0)
+output = netD(real).view(-1)
+errD_real = criterion(output, label)
+errD_real.backward()
+D_x = output.mean().item()
+"""
+
+
+def test_the_dcgan_tutorial_s_weights_init(tmp_path: Path) -> None:
+    """PyTorch's DCGAN tutorial: `classname = m.__class__.__name__; if classname.find('Conv') != -1:` in the init
+    function netD.apply takes (the one use of dunder names accepted), with torch's draws; `.item()` after backward()
+    ends the trace."""
+    check(DCGAN, ["netD", "real", "output", "errD_real"], tmp_path)
+    for bad in ("y = x.__class__\n", "y = x.__class__.__bases__\n", "y = type(x).__dict__\n"):
+        assert "dunder name" in str(refused(HEADER + "x = torch.ones(2, requires_grad=True)\n" + bad))

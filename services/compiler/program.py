@@ -124,9 +124,12 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             raise SpecError(f"syntax error: {e.msg}", loc=("program",), line=e.lineno, col=e.offset) from None
         body = unroll(_main_guard(tree.body), self.err, lazy=True)
         if "__" in self.text:  # a walk over every node costs more than the rest of a small program's compile
-            for node in ast.walk(ast.Module(body=body, type_ignores=[])):
+            nodes = list(ast.walk(ast.Module(body=body, type_ignores=[])))
+            named = {id(n.value) for n in nodes if _class_name(n)}  # m.__class__.__name__ (DCGAN's weights_init)
+            for node in nodes:
                 name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
-                if name and name.startswith("__") and name not in ("__init__", "__post_init__"):
+                if name and name.startswith("__") and name not in ("__init__", "__post_init__") and not (
+                        _class_name(node) or id(node) in named and name == "__class__"):
                     raise self.err(node, f"dunder name '{name}' is not allowed")
         self.count_bindings(body)
         self.reserved = set(self.bindings) | self.spec_inputs
@@ -607,6 +610,13 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         if path == "torch.manual_seed":
             raise self.err(node, "torch.manual_seed(...) must be a statement of its own")
         raise self.err(node, f"unknown function '{path}'")
+
+
+def _class_name(node: ast.AST) -> bool:
+    """`m.__class__.__name__` or `type(m).__name__`: a class's name, the one use of dunder names allowed."""
+    return isinstance(node, ast.Attribute) and node.attr == "__name__" and (
+        isinstance(node.value, ast.Attribute) and node.value.attr == "__class__"
+        or isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) and node.value.func.id == "type")
 
 
 def _names(target: ast.expr) -> list[str] | None:
