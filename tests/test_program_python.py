@@ -1092,3 +1092,38 @@ def test_the_dcgan_tutorial_s_weights_init(tmp_path: Path) -> None:
     check(DCGAN, ["netD", "real", "output", "errD_real"], tmp_path)
     for bad in ("y = x.__class__\n", "y = x.__class__.__bases__\n", "y = type(x).__dict__\n"):
         assert "dunder name" in str(refused(HEADER + "x = torch.ones(2, requires_grad=True)\n" + bad))
+
+
+THIRD_REVIEW = HEADER + """torch.manual_seed(1)
+lin = nn.Linear(3, 3)
+p = nn.Parameter(torch.ones(3))
+x = torch.randn(4, 3)
+if type(p).__name__ == "Parameter" and type(lin.weight) == nn.Parameter and type(x) == torch.Tensor:
+    h = lin(x) * p
+else:
+    h = lin(x)
+m = x > 0
+keep = torch.ones_like(m) | m
+loss = (h * keep).sum() + (h * torch.zeros_like(m)).sum()
+
+
+def step(v):
+    out = v * 2
+    out.backward()
+    return out.item()
+
+
+r = step(loss)
+"""
+
+
+def test_a_third_review_s_findings(tmp_path: Path) -> None:
+    """type(p).__name__ of a parameter is 'Parameter' (the branch torch takes), torch.ones_like(mask) stays a bool
+    mask (it was float32: x * keep doubled), and a `return out.item()` after backward() inside a function ends the
+    trace as the same line at the top level does (it was refused)."""
+    check(THIRD_REVIEW, ["lin", "p", "x", "h", "keep", "loss"], tmp_path)
+    t = traced(THIRD_REVIEW)
+    assert t.result.nodes["keep"].dtype == "bool" and t.result.output == "step.out"
+    assert any(n.startswith("line 20: the trace ends at the backward() of line 19") for n in t.result.notes), t.result.notes
+    assert "type() of" in str(refused(HEADER + "x = torch.ones(2, requires_grad=True)\nv = type(x.shape)\n"))
+    assert "dunder name '__class__'" in str(refused(HEADER + "x = torch.ones(2, requires_grad=True)\nv = getattr(x, '__class__')\n"))

@@ -171,6 +171,8 @@ class Builtins(ExpressionCompiler):
         model) it refuses rather than guess: the branch taken would differ from torch's."""
         if len(node.args) != 2 or node.keywords or not isinstance(name := self.const(node.args[1]), str):
             raise self.err(node, "hasattr takes an object and an attribute's name (a string)")
+        if name.startswith("__"):
+            raise self.err(node, f"dunder name '{name}' is not allowed")
         path = self.dotted(node.args[0])
         if path is not None:
             full = self.dotted(ast.Attribute(value=node.args[0], attr=name, ctx=ast.Load())) or ""
@@ -248,13 +250,21 @@ class Builtins(ExpressionCompiler):
             return ClassRef(f"nn.{v.kind}")
         if isinstance(v, Instance):
             return v.cls
-        return ClassRef("torch.Tensor" if isinstance(v, T) else type(v).__name__)
+        if isinstance(v, T):  # a parameter is an nn.Parameter, as type(p).__name__ says in torch
+            leaf = self.builder.leaves.get(v.name)
+            return ClassRef("nn.Parameter" if leaf is not None and leaf.kind == "parameter" else "torch.Tensor")
+        if v is None or type(v) in (int, float, str, bool, list, dict):
+            return ClassRef(type(v).__name__)
+        raise self.err(self.stmt_expr or ast.Constant(0), f"type() of {_kind(v)}: gradtrace answers for modules, tensors, "
+                                                          "the program's objects and int/float/str/bool/list/dict/None")
 
 
     def get_named(self, node: ast.Call) -> Value:
         """getattr(self, f"layer{i}") (and a default when the attribute is missing)."""
         if not 2 <= len(node.args) <= 3 or node.keywords or not isinstance(attr := self.const(node.args[1]), str):
             raise self.err(node, "getattr takes an object, an attribute's name (a string) and maybe a default")
+        if attr.startswith("__"):
+            raise self.err(node, f"dunder name '{attr}' is not allowed")
         if len(node.args) == 3:
             probe = ast.copy_location(ast.Call(func=ast.Name(id="hasattr", ctx=ast.Load()), args=node.args[:2], keywords=[]), node)
             if not self.has_attribute(probe):  # type: ignore[attr-defined]

@@ -92,7 +92,8 @@ class TensorCreation(ExpressionCompiler):
             if like is None:
                 raise self.err(node, f"torch.{fn} takes a tensor")
             shape, fn = self.shape(like), fn[:-5]
-            dtype = dtype or (self.dtype_of(like) if self.dtype_of(like) != "bool" else self.dtype)
+            # torch.ones_like(mask) is a bool tensor too; the random ones have no bool form (floats of the default)
+            dtype = dtype or (self.dtype_of(like) if self.dtype_of(like) != "bool" or fn in BOOL_CREATORS else self.dtype)
             rest = [self.const(a) for a in args[1:]] + ([self.const(kw["fill_value"])] if "fill_value" in kw else [])
             if fn == "full":
                 if len(rest) != 1 or not is_number(rest[0]):

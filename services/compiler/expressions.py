@@ -646,6 +646,10 @@ def _kind(v: Any) -> str:
         return f"the module {v.kind}"
     if isinstance(v, Bound):
         return f"the method {v.obj.kind}.{v.fn.name}"
+    if isinstance(v, ClassRef):
+        return f"the class {v.path}"
+    if isinstance(v, (tuple, list)) and v and all(isinstance(i, T) for i in v):
+        return f"a {type(v).__name__} of {len(v)} tensors"
     if isinstance(v, Foreign):
         return (f"'{v.path}', imported from a module gradtrace does not trace (it traces torch, torch.nn, "
                 "torch.nn.functional, math and numpy)")

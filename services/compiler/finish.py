@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -76,14 +77,18 @@ class Finish(ExpressionCompiler):
         """Compile a statement. After the traced backward(), one gradtrace cannot trace (the next step of a training
         loop: `w -= lr * w.grad`, `loss.item()`, a second backward()) ends the trace: everything since backward() is
         undone, a note says where and why, and TraceEnded unwinds to the program's top."""
+        self.watched(stmt, lambda: self.dispatch(stmt))  # type: ignore[attr-defined]
+
+    def watched(self, stmt: ast.stmt, run: Callable[[], Any]) -> Any:
+        """run() for `stmt`, undone with the trace's end when it cannot follow the traced backward() (a statement, or
+        a function's `return loss.item()` right after its backward())."""
         if self.at_backward is None or self.guarded:
-            self.dispatch(stmt)  # type: ignore[attr-defined]
-            return
+            return run()
         self.guarded = True
         if self.at_backward[3] is None:  # the names as the statement that ran backward() left them (`l = step()`)
             self.at_backward = (*self.at_backward[:3], dict(self.globals))  # type: ignore[attr-defined]
         try:
-            self.dispatch(stmt)  # type: ignore[attr-defined]
+            return run()
         except SpecError as e:
             line, mark, events, names = self.at_backward
             self.builder.rollback(mark)

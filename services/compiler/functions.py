@@ -387,7 +387,9 @@ class UserCode(ExpressionCompiler):
             if isinstance(stmt, ast.Return):
                 if not last:
                     raise self.err(stmt, "return is allowed as a function's last statement only")
-                return self.returned(stmt.value, outers, prefix) if stmt.value is not None else None
+                if stmt.value is None:
+                    return None
+                return self.watched(stmt, lambda v=stmt.value: self.returned(v, outers, prefix))  # type: ignore[attr-defined,misc]
             if last and isinstance(stmt, ast.If) and any(isinstance(s, ast.Return) for s in (*stmt.body, *stmt.orelse)):
                 self.begin("t", stmt.test, [])  # type: ignore[attr-defined]
                 return self.body(stmt.body if self.condition(stmt.test) else stmt.orelse, outers, prefix)
@@ -605,7 +607,7 @@ class UserCode(ExpressionCompiler):
     def set_named(self, name: ast.expr, value: list[ast.expr], call: ast.Call, obj: ast.expr | None = None) -> None:
         """setattr(self, name, m), self.add_module(name, m), self.register_parameter(name, p): `self.<name> = m`."""
         attr = self.const(name)
-        if len(value) != 1 or call.keywords or not isinstance(attr, str) or not attr.isidentifier():
+        if len(value) != 1 or call.keywords or not isinstance(attr, str) or not attr.isidentifier() or attr.startswith("__"):
             raise self.err(call, "setattr/add_module take an object, a name (an identifier string) and a value")
         owner = obj if obj is not None else call.func.value  # type: ignore[attr-defined]
         target = ast.copy_location(ast.Attribute(value=owner, attr=attr, ctx=ast.Store()), call)

@@ -242,7 +242,7 @@ class ModuleCalls(ExpressionCompiler):
         if not q == k == v:
             raise self.err(node, "nn.MultiheadAttention: only self-attention is traced (query, key and value one tensor)")
         for opt in ("key_padding_mask", "attn_mask", "is_causal"):
-            if opt in given and self.const(given[opt]) not in (None, False):
+            if opt in given and (isinstance(self.expr(given[opt]), T) or self.const(given[opt]) not in (None, False)):
                 raise self.err(given[opt], f"nn.MultiheadAttention: {opt} is not traced (build the mask into the model "
                                            "spec's self_attention with causal: true, or write the attention out)")
         need = bool(self.const(given["need_weights"])) if "need_weights" in given else True

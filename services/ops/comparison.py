@@ -363,6 +363,7 @@ class Logical(Op):
     `a & b`, `a | b`, `a ^ b` on bool tensors (torch's bitwise ops, the same values on bools)."""
 
     tensors = ("input", "other")
+    scalars = True  # (refused by dtype with the reason: `idx & 1` on int64 is torch's bitwise and, not logic)
     differentiable = (False, False)
     any_dtype = True
     out_range = (0.0, 1.0)
