@@ -48,7 +48,7 @@ class Builtins(ExpressionCompiler):
         if fn == "isinstance":
             return self.is_instance(node)
         if fn == "type" and len(node.args) == 1 and not node.keywords:
-            return self.type_of(self.expr(node.args[0]))
+            return self.type_of(self.expr(node.args[0]), node)
         if fn == "getattr":
             return self.get_named(node)
         if fn == "hasattr":
@@ -244,7 +244,7 @@ class Builtins(ExpressionCompiler):
             (k, v) for k, v in pairs]
 
 
-    def type_of(self, v: Value) -> Value:
+    def type_of(self, v: Value, node: ast.expr) -> Value:
         """type(m): the class, compared with `==`, `is` or `in` (`type(m) == nn.Linear`, d2l's init functions)."""
         if isinstance(v, ModuleInst):
             return ClassRef(f"nn.{v.kind}")
@@ -255,8 +255,8 @@ class Builtins(ExpressionCompiler):
             return ClassRef("nn.Parameter" if leaf is not None and leaf.kind == "parameter" else "torch.Tensor")
         if v is None or type(v) in (int, float, str, bool, list, dict):
             return ClassRef(type(v).__name__)
-        raise self.err(self.stmt_expr or ast.Constant(0), f"type() of {_kind(v)}: gradtrace answers for modules, tensors, "
-                                                          "the program's objects and int/float/str/bool/list/dict/None")
+        raise self.err(node, f"type() of {_kind(v)}: gradtrace answers for modules, tensors, the program's objects and "
+                             "int/float/str/bool/list/dict/None")
 
 
     def get_named(self, node: ast.Call) -> Value:

@@ -399,7 +399,7 @@ class ExpressionCompiler:
             return self.path_value(path, node)
         base = self.expr(node.value)
         if node.attr == "__class__":  # m.__class__.__name__ (checked at parse: nothing else reaches here)
-            return self.type_of(base)  # type: ignore[attr-defined]
+            return self.type_of(base, node)  # type: ignore[attr-defined]
         if node.attr == "__name__" and isinstance(base, (ClassRef, UserClass)):
             return base.name if isinstance(base, UserClass) else base.path.rsplit(".", 1)[-1]
         if isinstance(base, ModuleInst):
