@@ -259,16 +259,7 @@ class ModuleCalls(ExpressionCompiler):
         lstm = kind in ("lstm", "lstm_cell")
         if kind.endswith("_cell"):
             return self.cell_call(m, node, lstm)
-        if node.keywords or not 1 <= len(node.args) <= 2:
-            raise self.err(node, f"nn.{m.kind} is called with (input, {'(h0, c0)' if lstm else 'h0'}) or (input)")
-        x = self.tensor(node.args[0])
-        given = self.expr(node.args[1]) if len(node.args) == 2 else None
-        if lstm and given is not None and not (isinstance(given, (tuple, list)) and len(given) == 2
-                                               and all(isinstance(t, T) for t in given)):
-            raise self.err(node.args[1], f"nn.LSTM's second argument is the tuple (h0, c0), not {_kind(given)}")
-        if not lstm and given is not None and not isinstance(given, T):
-            raise self.err(node.args[1], f"nn.{m.kind}'s second argument is h0, a tensor, not {_kind(given)}")
-        states = [] if given is None else [t.name for t in given] if lstm else [given.name]  # type: ignore[union-attr]
+        x, states = self.recurrent_args(m, node, lstm, "(h0, c0)" if lstm else "h0")
         want = 3 if lstm else 2
         named = node is self.stmt_expr and len(self.stmt_names) == want
         first = node is self.stmt_expr and len(self.stmt_names) >= 2  # `out, hidden = lstm(x)`: out names the output
@@ -282,17 +273,23 @@ class ModuleCalls(ExpressionCompiler):
         h, c = T(call.states["h_n"]), T(call.states.get("c_n", ""))
         return (y, (h, c)) if lstm else (y, h)
 
-    def cell_call(self, m: ModuleInst, node: ast.Call, lstm: bool) -> Value:
-        """One step of nn.RNNCell / GRUCell (h') or LSTMCell ((h', c')), named by the statement's targets."""
+    def recurrent_args(self, m: ModuleInst, node: ast.Call, lstm: bool, state: str) -> tuple[T, list[str]]:
+        """A recurrent module's (input, state) arguments: the input, and the state's tensors (none: zeros)."""
         if node.keywords or not 1 <= len(node.args) <= 2:
-            raise self.err(node, f"nn.{m.kind} is called with (input, {'(h, c)' if lstm else 'h'}) or (input)")
+            raise self.err(node, f"nn.{m.kind} is called with (input, {state}) or (input)")
         x = self.tensor(node.args[0])
         given = self.expr(node.args[1]) if len(node.args) == 2 else None
-        if given is not None and not (isinstance(given, (tuple, list)) and len(given) == 2 and all(
-                isinstance(t, T) for t in given) if lstm else isinstance(given, T)):
-            raise self.err(node.args[1], f"nn.{m.kind}'s second argument is {'the tuple (h, c)' if lstm else 'h, a tensor'}, "
-                                         f"not {_kind(given)}")
-        states = [] if given is None else [t.name for t in given] if lstm else [given.name]  # type: ignore[union-attr]
+        if given is None:
+            return x, []
+        items = list(given) if lstm and isinstance(given, (tuple, list)) else [given]
+        if len(items) != (2 if lstm else 1) or not all(isinstance(t, T) for t in items):
+            raise self.err(node.args[1], f"nn.{m.kind}'s second argument is {'the tuple ' if lstm else ''}{state}"
+                                         f"{'' if lstm else ', a tensor'}, not {_kind(given)}")
+        return x, [t.name for t in items]
+
+    def cell_call(self, m: ModuleInst, node: ast.Call, lstm: bool) -> Value:
+        """One step of nn.RNNCell / GRUCell (h') or LSTMCell ((h', c')), named by the statement's targets."""
+        x, states = self.recurrent_args(m, node, lstm, "(h, c)" if lstm else "h")
         mine = node is self.stmt_expr
         names = self.stmt_names if mine and len(self.stmt_names) == (2 if lstm else 1) else []
         out = names[0] if names else self.fresh(f"{m.path}.h")
