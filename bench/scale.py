@@ -11,7 +11,6 @@ from urllib.parse import quote
 import numpy as np
 
 from bench import graphs
-from bench.clients import ApiClient
 from bench.stack import Stack
 from bench.stats import summary
 
@@ -147,6 +146,8 @@ def measure(stack: Stack, name: str, spec: dict[str, Any], repeats: int, log: An
         skipped.append("in-process full trace (time budget; the worker's stage timings stand for it)")
 
     # through the stack
+    from bench.clients import ApiClient  # here, not at the top: bench.gpu imports this module without Celery
+
     sb = StoreBench(stack)
     api = ApiClient(stack.api_url)
     bytes_in: list[float] = []
