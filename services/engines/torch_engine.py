@@ -180,6 +180,7 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
         leaf_of[id(t)] = leaf.name
     wanted = [k for k, t in tensors.items() if t.requires_grad]  # what autograd.grad captures, in graph order
     owner: dict[Any, str] = {}
+    fns: list[Any] = []  # each node's grad_fn, read once (None where it has none)
     for node in graph.nodes:
         xs = [tensors[i] if i.__class__ is str else i for i in node.inputs]
         out = node.op.torch(torch, xs, node.args)
@@ -187,12 +188,15 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
             if out is x:
                 out = out.view_as(out)  # an op that returned its input unchanged still gets its own node
                 break
+        fn = None
         if out.requires_grad:
             if node.requires_grad:
-                owner[out.grad_fn] = node.name
+                fn = out.grad_fn
+                owner[fn] = node.name
                 wanted.append(node.name)
             else:  # computed under torch.no_grad() in the program: no graph, as torch keeps none
                 out = out.detach()
+        fns.append(fn)
         tensors[node.name] = out
 
     # The gradient on edge src -> dst is src's own grad when dst is src's only consumer. Only the nodes
@@ -265,9 +269,8 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
     grad_fn: list[str | None] = [None] * len(graph.leaves)  # leaves have none
     next_functions: list[list[list[str | None]]] = [[] for _ in graph.leaves]
     owned = owner.get
-    for node in graph.nodes:
+    for node, fn in zip(graph.nodes, fns, strict=True):
         name = node.name
-        fn = tensors[name].grad_fn
         if fn is None:
             grad_fn.append(None)
             next_functions.append([])
