@@ -78,6 +78,9 @@ class Node:
     requires_grad: bool
     expr: str = ""
     line: int | None = None
+    writes: str | None = None
+    """The tensor this node changes in place in the program (`x += 1`, `pe[:, 0] = ...`): a new node here, while
+    torch bumps that tensor's version, so that an op that saved it fails at backward() as in torch."""
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,17 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [f"GRADTRACE_{n.upper()}" for n in Settings.model_fields if f"`GRADTRACE_{n.upper()}`" not in readme]
     assert not missing, f"README.md's configuration table lacks {missing}"
+
+
+def test_the_readme_lists_every_op() -> None:
+    """README.md's **Ops** list names each registered op, and no other."""
+    from services.ops import REGISTRY
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("**Ops** (torch names")
+    listed = set(re.findall(r"[a-z_0-9]+", readme[start : readme.index("Each op is one class", start)].split(":", 1)[1]))
+    assert sorted(set(REGISTRY) - listed) == [], "README.md's **Ops** list lacks these"
+    assert sorted(w for w in listed - set(REGISTRY) if len(w) > 1) == [], "README.md's **Ops** list names unknown ops"
 
 
 def _child(code: str) -> str:

@@ -272,6 +272,14 @@ for shape in ((3, 4), (5,), ()):
     case(f"t-{list(shape)}", {"x": normal(*shape, seed=30)}, N("y", "t", "x"), N("z", "mul", "y", "y"))
 case("t-into-matmul", {"a": normal(3, 4, seed=31), "b": normal(3, 2, seed=32)}, N("at", "t", "a"), N("y", "matmul", "at", "b"))
 case("clone-shared", {"x": normal(2, 3, seed=33)}, N("c", "clone", "x"), N("y", "mul", "c", "x"))
+for dims in ([0], [-1, 0], [2, 1, 0]):
+    case(f"flip-{dims}", S, N("y", "flip", "x", dims=dims), N("z", "mul", "y", "x"))  # z: the flipped against the original
+case("flip-0d", {"x": normal(seed=34)}, N("y", "flip", "x", dims=[0]))
+for dim in (0, 1, -1):
+    case(f"cumsum-{dim}", S, N("y", "cumsum", "x", dim=dim), N("z", "mul", "y", "y"))
+case("cumsum-0d", {"x": normal(seed=35)}, N("y", "cumsum", "x", dim=0))
+case("outer", {"a": normal(3, seed=36), "b": normal(4, seed=37)}, N("y", "outer", "a", "b"))
+case("outer-self-then-sum", {"a": normal(3, seed=38)}, N("o", "outer", "a", "a"), N("y", "sum", "o", dim=0))
 for args in ({}, {"start_dim": 1}, {"start_dim": 0, "end_dim": 1}, {"start_dim": -2, "end_dim": -1}, {"start_dim": 1, "end_dim": 1}):
     case(f"flatten-{args}", S, N("y", "flatten", "x", **args))
 case("flatten-1d", {"x": normal(5, seed=30)}, N("y", "flatten", "x"))
@@ -489,6 +497,9 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(2, 3)}, N("y", "max", "x", keepdim=True), "keepdim"),
         ({"x": normal(2, 3), "y": normal(3, 3)}, N("c", "cat", "x", "y", dim=1), "differ"),
         ({"x": normal(2, 3)}, N("p", "permute", "x", dims=[0, 0]), "permutation"),
+        ({"x": normal(2, 3)}, N("p", "flip", "x", dims=[0, -2]), "more than once"),
+        ({"x": normal(2, 3)}, N("p", "cumsum", "x", dim=2), "out of range"),
+        ({"x": normal(2, 3), "y": normal(3)}, N("p", "outer", "x", "y"), "1-D vectors"),
         ({"x": normal(1, 1, 3, 3)}, N("p", "max_pool2d", "x", kernel_size=2, padding=2), "half"),
         ({"x": normal(1, 1, 2, 2)}, N("p", "avg_pool2d", "x", kernel_size=3), "larger"),
         ({"x": normal(1, 1, 2, 2), "w": normal(1, 1, 3, 3)}, N("c", "conv2d", "x", "w"), "larger"),

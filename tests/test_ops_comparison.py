@@ -56,6 +56,8 @@ case("where-3-shapes-cond-smallest", {"p": frozen(away(4, seed=17)), "x": normal
      N("c", "le", "p", 0.0), N("y", "where", "c", "x", "z"))
 case("where-number-input", {"x": away(3, 4, seed=20)}, N("c", "gt", "x", 0.0), N("y", "where", "c", 2.5, "x"))
 case("where-number-other", {"x": away(3, 4, seed=21)}, N("c", "lt", "x", 0.0), N("y", "where", "c", "x", -3.0))
+case("where-two-numbers", {"x": away(3, 4, seed=24)}, N("c", "gt", "x", 0.0), N("m", "where", "c", 1.0, 0.25),
+     N("y", "mul", "m", "x"))  # torch.where(mask, 1.0, 0.25): the default dtype, a constant for the gradient
 case("where-number-broadcast", {"p": frozen(away(2, 3, seed=22)), "x": normal(3, seed=23)},
      N("c", "ge", "p", 0.0), N("y", "where", "c", "x", 0.5))
 
@@ -146,7 +148,6 @@ X = {"x": normal(2, 3), "z": normal(4), "t": given([0, 1, 2], dtype="int64")}
         ([N("c", "where", "x", "x", "x")], "compare first"),
         ([N("c", "where", 1.0, "x", "x")], "got a number"),
         ([N("c", "where", "t", "x", "x")], "int64"),
-        ([N("p", "gt", "x", 0.0), N("c", "where", "p", 1.0, 0.0)], "both numbers"),
         ([N("p", "gt", "x", 0.0), N("c", "where", "p", "x", "z")], "do not broadcast"),
         ([N("p", "gt", "z", 0.0), N("c", "where", "p", "x", 0.0)], "do not broadcast"),
         ([N("p", "gt", "x", 0.0), N("c", "where", "p", "t", "x")], "int64"),

@@ -87,6 +87,21 @@ for label, args in (("dim0", {"dim": 0}), ("dim1", {"dim": 1}), ("dim-1", {"dim"
 case("index_select-0d-index", {**X, "i": ix(2)}, N("y", "index_select", "x", "i", dim=2))
 case("index_select-0d-input", {"x": normal(seed=3), "i": ix(0)}, N("y", "index_select", "x", "i", dim=0))
 case("index_select-0d-input-1d-index", {"x": normal(seed=3), "i": ix([0])}, N("y", "index_select", "x", "i", dim=-1))
+# setitem: x with the indexed part replaced; x's gradient is zero there, the value's is the part, summed to its shape
+V = {"v": normal(3, seed=8)}
+case("setitem-int-slice", {**X, **V}, N("y", "setitem", "x", "v", index=[0, ALL, 1]))
+case("setitem-broadcast-leading-ones", {**X, "v": normal(1, 2, 1, seed=8)},
+     N("y", "setitem", "x", "v", index=[ALL, 1, sl(None, None, 2)]))
+case("setitem-number", X, N("y", "setitem", "x", 0.5, index=["...", 0]))
+case("setitem-0d-value-everywhere", {**X, "v": normal(seed=9)}, N("y", "setitem", "x", "v", index=[]))
+case("setitem-list", {**X, "v": normal(2, seed=8)}, N("y", "setitem", "x", "v", index=[[1, 0], 2, 3]))
+case("setitem-tensor", {**X, "v": normal(1, 1, 4, seed=8), "i": ix(2, 0)},
+     N("y", "setitem", "x", "v", "i", index=[ALL, {"tensor": 0}]))
+case("setitem-twice-then-read", {**X, **V},  # a write, a write over it, and a read of both
+     N("a", "setitem", "x", "v", index=[1, ALL, 0]), N("b", "setitem", "a", 2.0, index=[1, 0]),
+     N("c", "getitem", "b", index=[1]), N("y", "mul", "c", "a"))
+case("setitem-value-computed", {**X, **V}, N("w", "tanh", "v"), N("y", "setitem", "x", "w", index=[ALL, 2, sl(1, None)]),
+     N("z", "mul", "y", "x"))
 G = {"x": normal(3, 4, seed=4)}
 case("gather-dim1-repeats", {**G, "i": ix([[0, 0, 3], [1, 1, 1], [2, 3, 2]])}, N("y", "gather", "x", "i", dim=1))
 case("gather-dim0-smaller", {**G, "i": ix([[2, 2], [0, 2]])}, N("y", "gather", "x", "i", dim=0))
@@ -115,6 +130,8 @@ GRAD_FNS: list[tuple[dict[str, Any], str]] = [
     (N("y", "getitem", "x", "i", index=[{"tensor": 0}]), "IndexBackward0"),
     (N("y", "index_select", "x", "i", dim=0), "IndexSelectBackward0"),
     (N("y", "gather", "x", "j", dim=1), "GatherBackward0"),
+    (N("y", "setitem", "x", 0.0, index=[0]), "CopySlices"),
+    (N("y", "setitem", "x", 0.0, index=[[1, 0]]), "IndexPutBackward0"),
 ]
 
 
@@ -163,6 +180,12 @@ ERRORS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     (X23, N("y", "getitem", "x", index=[sl(0.5)]), "must be ints or null"),
     (X23, N("y", "getitem", "x", index=0), "list of index items"),
     (X23, N("y", "getitem", "x", index=[0], dim=0), "Extra inputs"),
+    ({**X23, "v": normal(3)}, N("y", "setitem", "x", "v", index=[ALL, 0]), "value tensor of shape [3] cannot be broadcast to indexing result of shape [2]"),
+    ({**X23, "v": normal(2, 1, 3)}, N("y", "setitem", "x", "v", index=[]), "cannot be broadcast"),
+    (X23, N("y", "setitem", "x", 1.0, index=[0, 3]), "index 3 is out of bounds for dimension 1"),
+    ({**X23, "i": ix(5)}, N("y", "setitem", "x", 1.0, "i", index=[{"tensor": 0}]), "index 5 is out of bounds"),
+    ({**X23, "i": normal(2)}, N("y", "setitem", "x", 1.0, "i", index=[{"tensor": 0}]), "setitem: tensors used as indices must be int64"),
+    (X23, N("y", "setitem", "x", index=[0]), "at least 2"),
     ({**X23, "i": ix([[0]])}, N("y", "index_select", "x", "i", dim=0), "vector"),
     ({**X23, "i": ix(0, -1)}, N("y", "index_select", "x", "i", dim=1), "index -1 is out of range"),
     ({**X23, "i": ix(0, 3)}, N("y", "index_select", "x", "i", dim=1), "index 3 is out of range"),
@@ -188,9 +211,9 @@ def test_shape_errors_name_the_node(inputs: dict[str, Any], node: dict[str, Any]
 
 
 OURS = ("not used", "only 1 index tensors", "single Ellipsis", "torch.where", "sparse_grad", "list of index items", "Extra inputs",
-        "too large")
+        "too large", "at least 2")
 """Refusals of our own: unused or missing index tensors, several Ellipses, bool masks, sparse_grad, malformed spec
-forms, and slice steps so large that torch's strides may overflow."""
+forms, slice steps so large that torch's strides may overflow, and a setitem without its value."""
 
 
 def _torch_call(inputs: dict[str, Any], node: dict[str, Any]) -> Any:
@@ -203,8 +226,13 @@ def _torch_call(inputs: dict[str, Any], node: dict[str, Any]) -> Any:
         return torch.tensor(spec["value"], dtype=torch.int64 if spec.get("dtype") == "int64" else torch.float32)
 
     x = tensor(inputs["x"])
+    value = None
+    if node["op"] == "setitem":  # x[index] = value, the value second
+        v = node["inputs"][1]
+        value = tensor(inputs[v]) if isinstance(v, str) else v
+        node = {**node, "inputs": [node["inputs"][0], *node["inputs"][2:]]}
     ts = [tensor(inputs[i]) for i in node["inputs"][1:]]
-    if node["op"] != "getitem":
+    if node["op"] not in ("getitem", "setitem"):
         return getattr(torch, node["op"])(x, index=ts[0], **node["args"])
 
     def item(v: Any) -> Any:
@@ -212,6 +240,9 @@ def _torch_call(inputs: dict[str, Any], node: dict[str, Any]) -> Any:
             return slice(*v["slice"]) if "slice" in v else ts[v["tensor"]]
         return Ellipsis if v == "..." else v
 
+    if value is not None:
+        x[tuple(item(v) for v in node["args"]["index"])] = value
+        return x
     return x[tuple(item(v) for v in node["args"]["index"])]
 
 

@@ -248,6 +248,25 @@ def test_indexing_in_programs_matches_torch(tmp_path: Path) -> None:
     assert t.result.nodes["a"].grad_fn == "SelectBackward0" and t.result.nodes["e"].grad_fn == "IndexBackward0"
 
 
+def test_flip_cumsum_outer_where_of_numbers_and_new_tensors_match_torch(tmp_path: Path) -> None:
+    """torch.flip / x.flip(0), cumsum, torch.outer (RoPE's angles), torch.where(mask, 1.0, 0.0) and x.new_zeros /
+    new_ones / new_full (x's dtype): values, grads and grad_fns as torch gives them."""
+    program = (
+        "import torch\ntorch.manual_seed(3)\nx = torch.randn(4, 3, requires_grad=True, dtype=torch.float64)\n"
+        "t = torch.arange(4).float()\nfreqs = 1.0 / (10000 ** (torch.arange(0, 6, 2).float() / 6))\n"
+        "angles = torch.outer(t, freqs)\na = x.flip(0)\nb = torch.flip(x, [0, 1])\nc = x.cumsum(dim=1)\n"
+        "keep = torch.where(x > 0, 1.0, 0.0)\nz = x.new_zeros(4, 3)\no = x.new_ones((4, 3))\nf = x.new_full((3,), 0.5)\n"
+        "loss = (a * angles.double() + b * c * keep + z + o).sum() + (x[0].outer(f) ** 2).sum()\nloss.backward()\n"
+    )
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "angles", "a", "b", "c", "keep", "z", "o", "f", "loss"])
+    nodes = t.result.nodes
+    assert [nodes[k].grad_fn for k in ("a", "c")] == [type(g[k].grad_fn).__name__ for k in ("a", "c")] == ["FlipBackward0", "CumsumBackward0"]
+    assert {nodes[k].value.dtype for k in ("z", "o", "f")} == {"float64"} and nodes["keep"].value.dtype == "float32"
+
+
 def test_chunk_unpacking_names_each_piece_and_shapes_fold() -> None:
     t = traced(
         "x = torch.randn(2, 6, requires_grad=True)\nq, k, v = x.chunk(3, dim=-1)\nB, C = x.shape\n"
@@ -327,7 +346,7 @@ def test_transformer_model_spec_is_nn_multiheadattention() -> None:
          "optimizer's step"),
         ("import torch.nn as nn\nl = nn.Linear(2, 2)\nn1 = nn.Sequential(l, 3)\n", 3, "takes modules"),
         ("x = torch.rand(3, requires_grad=True)\ny = x.relu_()\n", 2, "in-place"),
-        ("x = torch.rand(3, requires_grad=True)\nx[0] = 1\n", 2, "in-place writes"),
+        ("x = torch.rand(3, requires_grad=True)\nx[0] = 1\n", 2, "a leaf tensor that requires grad"),
         ("x = torch.rand(3, requires_grad=True)\ny = (x * 2).requires_grad_()\n", 2, "not a leaf"),
         ("x = torch.rand(3, requires_grad=True)\ny = x.item()\n", 2, "needs the tensor's value"),
         ("import torch.nn as nn\nbn = nn.BatchNorm2d(3)\nbn.eval()\nx = torch.rand(2, 3, 4, 4, requires_grad=True)\ny = bn(x)\n",

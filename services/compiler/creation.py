@@ -57,9 +57,10 @@ class TensorCreation(ExpressionCompiler):
             raise self.err(node, f"sizes must be non-negative integers, got {vals}")
         return vals
 
-    def create(self, fn: str, node: ast.Call, name: str, into: Leaf | None = None, legacy: bool = False) -> T:
+    def create(self, fn: str, node: ast.Call, name: str, into: Leaf | None = None, legacy: bool = False,
+               dtype: str | None = None) -> T:
         """torch.tensor / rand / zeros / ... as a leaf, or written into an existing leaf (`into`); `legacy`:
-        torch.Tensor([...]), always of the default float dtype."""
+        torch.Tensor([...]), always of the default float dtype; `dtype`: the one without dtype= (x.new_zeros: x's)."""
         kw = {k.arg: k.value for k in node.keywords}
         unknown = set(kw) - CREATOR_KWARGS
         if unknown:
@@ -69,7 +70,7 @@ class TensorCreation(ExpressionCompiler):
                 dt.name == "bool" and fn.removesuffix("_like") in BOOL_CREATORS)):
             raise self.err(node, f"torch.{fn}: dtype must be torch.float32, torch.float64 or torch.int64"
                                  + (f" (torch.bool: {', '.join(sorted(BOOL_CREATORS))})" if isinstance(dt, DType) else ""))
-        dtype = dt.name if dt is not None else None
+        dtype = dt.name if dt is not None else dtype
         rg = bool(self.const(kw["requires_grad"])) if "requires_grad" in kw else False
         args = list(node.args)
         known: tuple[float, float] | None = None

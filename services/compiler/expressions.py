@@ -508,6 +508,11 @@ class ExpressionCompiler:
 
     def getitem(self, t: T, node: ast.Subscript) -> T:
         """x[...] as one getitem node: ints, slices, None, Ellipsis, int lists and int64 tensors (torch's rules)."""
+        index, tensors = self.index_of(node)
+        return self.emit("getitem", [t, *tensors], {"index": index}, node)
+
+    def index_of(self, node: ast.Subscript) -> tuple[list[Any], list[T]]:
+        """The items of x[...] as getitem and setitem take them, and the index tensors they name."""
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         index: list[Any] = []
         tensors: list[T] = []
@@ -532,7 +537,7 @@ class ExpressionCompiler:
                     index.append(list(v))
                 else:
                     raise self.err(it, f"'{self.src(it)[:60]}' is not an index (int, slice, None, ..., int list or tensor)")
-        return self.emit("getitem", [t, *tensors], {"index": index}, node)
+        return index, tensors
 
     # ---- calls --------------------------------------------------------------------------------
 

@@ -57,6 +57,29 @@ class InPlace(TensorCreation):
         self.written(t, stmt)
         self.stream.events.append(Event("inplace", t.name, {"method": method, "args": [-c if isinstance(stmt.op, ast.Sub) else c]}))
 
+    def index_write(self, target: ast.Subscript, x: T, value: ast.expr, stmt: ast.stmt) -> None:
+        """`pe[:, 0::2] = torch.sin(...)`: torch writes into the tensor (grad_fn CopySlices); here a setitem node,
+        which every name bound to it then means. Refused where torch refuses it and on views, as `x += ...` is."""
+        if not isinstance(target.value, ast.Name):
+            raise self.err(stmt, f"`{self.src(target)[:60]} = ...` writes into a tensor that no name holds (a view, an "
+                                 "attribute or .data): gradtrace traces index writes into a tensor bound to a name, "
+                                 "as in `pe[:, 0::2] = torch.sin(...)`")
+        var = target.value.id
+        how = f"`{var}[...] = ...`"
+        if x.name in self.builder.leaves and self.builder.grad[x.name]:
+            raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses {how} on it (a leaf "
+                                 "Variable that requires grad is being used in an in-place operation); under "
+                                 "torch.no_grad() it would change the leaf's starting value, which gradtrace traces "
+                                 "for fill_, zero_, uniform_, normal_ and copy_ only")
+        self.check_in_place(x, var, how, f"`{var} = torch.where(mask, value, {var})`", stmt)
+        self.begin(var, value, [])  # the value's nodes are var#1, var#2, ...; the write itself is the new `var`
+        v = self.expr(value)
+        if not isinstance(v, T) and not (is_number(v) or isinstance(v, bool)):
+            raise self.err(value, f"{how} takes a tensor or a number, got {self.src(value)[:60]!r}")
+        index, tensors = self.index_of(target)
+        new = self.emit("setitem", [x, v, *tensors], {"index": index}, stmt, name=self.binding_name(var))  # type: ignore[arg-type]
+        self.changed_in_place(x, new, var, stmt)
+
     def check_in_place(self, t: T, var: str, how: str, instead: str, stmt: ast.AST) -> None:
         """`x += ...` or `x.add_(...)` on a tensor changes it in place, as torch does: refused where torch refuses it
         (a leaf that requires grad) or where it would change another tensor too (a view)."""
@@ -95,6 +118,9 @@ class InPlace(TensorCreation):
             raise self.err(stmt, f"`{var}` is {was}: in place, torch stores the {now} result as {was}"
                                  + (", which gradtrace does not trace" if was.startswith("float") else " (it refuses to)")
                                  + f"; write `{var} = ...` with the dtype cast you want")
+        node = next((n for n in reversed(self.builder.nodes) if n.name == new.name), None)
+        if node is not None:
+            node.writes = old.name  # the torch engine bumps its version: an op that saved it fails at backward()
         for scope in getattr(self.scope, "maps", [self.scope]):  # inside a call: its locals and the globals
             for k, v in list(scope.items()):
                 if v == old:

@@ -172,6 +172,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
                 self.count_bindings(stmt.body, (no_grad or bool(modes & {"torch.no_grad", "torch.inference_mode"}))
                                     and "torch.enable_grad" not in modes)
             for t in targets:
+                if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name):
+                    t = t.value  # `pe[:, 0::2] = ...`: a tensor written by index is a new binding of its name
                 for n in (_names(t) or [] if isinstance(t, (ast.Tuple, ast.List)) else [t.id] if isinstance(t, ast.Name) else []):
                     self.bindings[n] += 1
 
@@ -296,8 +298,11 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             if isinstance(into, dict) and (not isinstance(key, (str, int)) or isinstance(key, bool)):
                 raise self.err(stmt, f"a dict key is a string or an int here, not {_kind(key)}")
             into[key] = self.expr(value)  # type: ignore[index]
+        elif isinstance(target, ast.Subscript) and isinstance(into, T):
+            self.index_write(target, into, value, stmt)  # pe[:, 0::2] = torch.sin(position * div_term)
         else:
-            raise self.err(stmt, "only 'name = expression' assignments are allowed (in-place writes into tensors are not traced)")
+            raise self.err(stmt, "only 'name = expression' assignments are allowed (and writes into tensors, dicts, "
+                                 "lists and containers by index)")
         self.stmt_expr, self.stmt_names = None, []
 
     def unpack(self, target: ast.expr, v: Value, stmt: ast.stmt) -> None:

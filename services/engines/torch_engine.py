@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from services.engines import AutogradMeta, Edge, EngineRun
+from services.errors import SpecError
 from services.ir import Graph
 
 
@@ -158,11 +159,23 @@ def release(tensors: dict[str, Any]) -> None:
         del tensors[name]
 
 
+def _stale_save(graph: Graph, message: str) -> SpecError:
+    """torch's backward failed on a tensor the program changed in place after an op saved it: the program fails so
+    in torch too. The error names the in-place changes."""
+    writes = [f"line {n.line} `{n.expr[:60]}` ({n.writes})" if n.line else f"node '{n.name}' ({n.writes})"
+              for n in graph.nodes if n.writes is not None]
+    return SpecError(f"torch fails at backward() on this program, as it does running it: {message.split(' Hint:')[0]} "
+                     f"The program changes in place a tensor that an op saved for its backward ({'; '.join(writes[:5])}"
+                     f"{'; ...' if len(writes) > 5 else ''}): write it as a new tensor (`x = x + 1`, "
+                     "`x = torch.where(mask, v, x)`) instead", loc=("program",))
+
+
 def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
     """run_torch's work; returns the run and the tensors, which alone still hold the autograd graph (every other
     reference to a tensor or grad_fn is a local of this frame, gone on return). Per node it does what the
     results need and no more: bookkeeping is what a trace pays over bare torch (bench section 2)."""
     import torch
+    from torch.autograd.graph import get_gradient_edge, increment_version
 
     if graph.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for, but this worker has no CUDA device (torch.cuda.is_available() is False)")
@@ -181,7 +194,13 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
     wanted = [k for k, t in tensors.items() if t.requires_grad]  # what autograd.grad captures, in graph order
     owner: dict[Any, str] = {}
     fns: list[Any] = []  # each node's grad_fn, read once (None where it has none)
+    # A view's grad_fn is made anew when its base's version changes (a write into the base): with writes in the
+    # program, views are captured by the gradient edge they had when made, not by the tensor.
+    pinned: dict[str, Any] = {}
+    writes = any(node.writes is not None for node in graph.nodes)
     for node in graph.nodes:
+        if node.writes is not None:  # the program changes this tensor in place: what saved it is stale, as in torch
+            increment_version(tensors[node.writes])
         xs = [tensors[i] if i.__class__ is str else i for i in node.inputs]
         out = node.op.torch(torch, xs, node.args)
         for x in xs:
@@ -194,6 +213,8 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
                 fn = out.grad_fn
                 owner[fn] = node.name
                 wanted.append(node.name)
+                if writes and node.op.view:
+                    pinned[node.name] = get_gradient_edge(out)
             else:  # computed under torch.no_grad() in the program: no graph, as torch keeps none
                 out = out.detach()
         fns.append(fn)
@@ -222,13 +243,21 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
             f.register_hook(lambda gi, go, k=id(f): captured.__setitem__(k, gi))
             stack.extend(nf for nf, _ in f.next_functions)
 
+    fn_of = {name: fn for fn, name in owner.items()} if hooked_nodes else {}
     for name in hooked_nodes:
-        hook_from(tensors[name].grad_fn)
+        hook_from(fn_of.get(name))
+    del fn_of
     out = tensors[graph.output]
     grad_output = None if graph.grad_output is None else torch.from_numpy(np.array(graph.grad_output)).to(dev)
     # every grad at once, as torch.autograd.grad captures them: the same sums that out.backward() leaves in each
     # leaf's .grad and each retain_grad()'s .grad, without a hook and a grad copy per node (~15% of a scalar chain)
-    got = torch.autograd.grad(out, [tensors[k] for k in wanted], grad_output, allow_unused=True)
+    try:
+        got = torch.autograd.grad(out, [pinned.get(k, tensors[k]) for k in wanted] if pinned else [tensors[k] for k in wanted],
+                                  grad_output, allow_unused=True)
+    except RuntimeError as e:
+        if "modified by an inplace operation" in str(e):
+            raise _stale_save(graph, str(e)) from None
+        raise
     if not on_cpu:
         torch.cuda.synchronize()
 
@@ -277,7 +306,11 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
             continue
         nfs = fn.next_functions
         grad_fn.append(type(fn).__name__)
-        next_functions.append([[None, None] if nf is None else [type(nf).__name__, owned(nf) or target(nf)] for nf, _ in nfs])
+        entries = [[None, None] if nf is None else [type(nf).__name__, owned(nf) or target(nf)] for nf, _ in nfs]
+        if node.op.hides_clone and nfs and nfs[0][0] is not None and nfs[0][0] not in owner:
+            inner = nfs[0][0].next_functions[0][0]  # behind our CloneBackward0, the input's grad_fn, as torch shows
+            entries[0] = [None, None] if inner is None else [type(inner).__name__, owned(inner) or target(inner)]
+        next_functions.append(entries)
         if name in hooked_nodes:
             if id(fn) in captured:
                 seen: set[int] = set()
@@ -298,5 +331,5 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
     run.grads.update(zip(with_grad, arrays[n : n + m], strict=True))
     host_grads, host_flowed = run.grads, iter(arrays[n + m :])
     run.edges = {k: host_grads[g] if g.__class__ is str else next(host_flowed) for k, g in edges.items()}
-    owner.clear(), captured.clear(), hooked.clear()  # grad_fn objects the closures above would keep past return
+    owner.clear(), captured.clear(), hooked.clear(), pinned.clear()  # grad_fn objects the closures above would keep past return
     return run, tensors

@@ -50,6 +50,9 @@ class Op:
     """torch may return a view of the first input (its memory): an in-place change of the result changes it too."""
     same_dtype: ClassVar[bool] = False
     """torch refuses float inputs of different dtypes (matmul, linear, conv2d do not promote)."""
+    hides_clone: ClassVar[bool] = False
+    """The torch call writes into a clone of its first input (setitem), where torch's own in-place write has no
+    CloneBackward0: the engine's next_functions look through it to the input's grad_fn, as torch prints them."""
     signature: ClassVar[tuple[str, ...] | None] = None
     """torch's positional parameters in order, when tensors and arguments interleave (index_select is
     ('input', 'dim', 'index')): names in `tensors` bind tensors, the others Args fields. None: the tensors,

@@ -121,12 +121,18 @@ class Where(Op):
         if cond != "bool":
             got = "a number" if cond == "scalar" else f"a {cond} tensor"
             raise ShapeError(f"where: condition must be a bool tensor, got {got}; compare first, e.g. x > 0")
-        if all(d == "scalar" for d in values):
-            # torch would return its default dtype (float32, or int64 for two ints) whatever the spec's dtype.
-            raise ShapeError("where: input and other are both numbers; give at least one of them as a tensor")
         if "bool" in values:
             raise ShapeError("where: input and other must be float tensors or numbers, got a bool tensor")
         return super().dtype(values)
+
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
+        """`torch.where(mask, 1.0, 0.0)`: two numbers give torch's default dtype (the spec's), int64 for two ints,
+        bool for two bools."""
+        if dtypes[1] == dtypes[2] == "scalar":
+            self.dtype(dtypes)  # the condition's check
+            kinds = {type(v) for v in inputs[1:]}
+            return default if float in kinds else "int64" if int in kinds else "bool"
+        return self.dtype(dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
         return t.where(xs[0], xs[1], xs[2])

@@ -1,5 +1,5 @@
 """Indexing ops: getitem (ints, slices, None, Ellipsis, integer lists and tensors, with torch's semantics),
-index_select and gather; gradients scatter back, accumulating on repeated indices."""
+setitem (the same index written into), index_select and gather; gradients scatter back, accumulating on repeated indices."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from services.errors import ShapeError
-from services.ops.base import Array, Op, Shape, broadcast, norm_dim, register
+from services.ops.base import Array, Op, Shape, broadcast, norm_dim, register, unbroadcast
 
 MAX_STEP = 2**31 - 1
 """Larger slice steps overflow torch's strides (step * stride past int64); steps past a dim's size all take one element."""
@@ -204,6 +204,31 @@ def _check_bounds(lo: float, hi: float, dim: int, n: int) -> None:
             raise ShapeError(f"index {int(v)} is out of bounds for dimension {dim} with size {n}")
 
 
+def _check_index_ranges(ranges: list[tuple[float, float] | None], shapes: list[Shape], a: GetitemArgs) -> None:
+    """Index tensors whose values are known before anything runs must lie in their dims (inputs 1 on)."""
+    plan = _plan(shapes[0], a.index, shapes[1:])
+    for ref, d, n in plan.selects:
+        r = ranges[1 + ref.k]
+        if r is not None:
+            _check_bounds(*r, d, n)
+    if math.prod(plan.out):
+        for (_, it), (d, n) in zip(plan.advanced, plan.dims, strict=True):
+            r = ranges[1 + it.k] if isinstance(it, TensorRef) else None
+            if r is not None:
+                _check_bounds(*r, d, n)
+
+
+def _views(x: Array, xs: list[Array], a: GetitemArgs) -> tuple[Plan, Array, tuple[Any, ...]]:
+    """The plan, the basic-indexed view of `x`, and the index that finishes the job on that view (index
+    tensors are xs[1:])."""
+    plan = _plan(x.shape, a.index, [v.shape for v in xs[1:]])
+    view = x[(*(_resolve(it, xs) for it in plan.basic), Ellipsis)]  # the Ellipsis keeps an all-int index a view
+    rest: list[Any] = [slice(None)] * view.ndim
+    for axis, it in plan.advanced:
+        rest[axis] = _resolve(it, xs)
+    return plan, view, tuple(rest)
+
+
 def _resolve(it: Any, xs: list[Array]) -> Any:
     if isinstance(it, TensorRef):
         v = xs[1 + it.k]
@@ -234,31 +259,13 @@ class Getitem(Op):
         return _out_dtype(dtypes)
 
     def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: GetitemArgs) -> None:
-        plan = _plan(shapes[0], a.index, shapes[1:])
-        for ref, d, n in plan.selects:
-            r = ranges[1 + ref.k]
-            if r is not None:
-                _check_bounds(*r, d, n)
-        if math.prod(plan.out):
-            for (_, it), (d, n) in zip(plan.advanced, plan.dims, strict=True):
-                r = ranges[1 + it.k] if isinstance(it, TensorRef) else None
-                if r is not None:
-                    _check_bounds(*r, d, n)
+        _check_index_ranges(ranges, shapes, a)
 
     def torch(self, t: Any, xs: list[Any], a: GetitemArgs) -> Any:
         return xs[0][tuple(xs[1 + it.k] if isinstance(it, TensorRef) else it for it in a.index)]
 
-    def _views(self, x: Array, xs: list[Array], a: GetitemArgs) -> tuple[Plan, Array, tuple[Any, ...]]:
-        """The plan, the basic-indexed view of `x`, and the index that finishes the job on that view."""
-        plan = _plan(x.shape, a.index, [v.shape for v in xs[1:]])
-        view = x[(*(_resolve(it, xs) for it in plan.basic), Ellipsis)]  # the Ellipsis keeps an all-int index a view
-        rest: list[Any] = [slice(None)] * view.ndim
-        for axis, it in plan.advanced:
-            rest[axis] = _resolve(it, xs)
-        return plan, view, tuple(rest)
-
     def forward(self, xs: list[Array], a: GetitemArgs) -> Array:
-        plan, view, rest = self._views(xs[0], xs, a)
+        plan, view, rest = _views(xs[0], xs, a)
         if not plan.advanced:
             return view.copy()
         if not math.prod(plan.out):
@@ -267,12 +274,91 @@ class Getitem(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: GetitemArgs) -> list[Array | None]:
         gx = np.zeros_like(xs[0])
-        plan, view, rest = self._views(gx, xs, a)
+        plan, view, rest = _views(gx, xs, a)
         if not plan.advanced:
             view[...] = g
         elif g.size:
             np.add.at(view, rest, g)  # repeated indices accumulate
         return [gx] + [None] * (len(xs) - 1)
+
+
+# ---- setitem ------------------------------------------------------------------------------------
+
+
+def _value_shape(value: Shape, target: Shape) -> Shape:
+    """The value's shape with its leading 1s dropped, as torch's copy into an index drops them; it must then
+    broadcast to the indexed part's shape without changing it."""
+    k = 0
+    while k < len(value) and value[k] == 1:
+        k += 1
+    stripped = value[k:]
+    try:
+        ok = broadcast(stripped, target) == target
+    except ShapeError:
+        ok = False
+    if not ok:
+        raise ShapeError(f"shape mismatch: value tensor of shape {list(value)} cannot be broadcast to indexing "
+                         f"result of shape {list(target)}")
+    return stripped
+
+
+@register
+class Setitem(Op):
+    """`x[index] = value` as a new tensor: x with the indexed part replaced by value (broadcast, cast to x's
+    dtype). Index items as getitem's; index tensors are inputs 2 on. The gradient of x is zero where the index
+    wrote, the value's is the indexed part of the gradient, summed to its shape. Programs reach it through
+    subscript assignments, which torch makes in place (grad_fn CopySlices, IndexPutBackward0 for advanced
+    indices): every name bound to x then means the new tensor."""
+
+    name = "setitem"
+    any_dtype = True
+    scalars = True  # `mask[:, 0] = 0`
+    tensors = ("input", "value", "indices")
+    variadic = True
+    min_inputs = 2
+    differentiable = (True, True)
+    hides_clone = True
+    Args = GetitemArgs
+
+    def shape(self, shapes: list[Shape], a: GetitemArgs) -> Shape:
+        _value_shape(shapes[1], _plan(shapes[0], a.index, shapes[2:]).out)
+        return shapes[0]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        _index_dtypes("setitem", [dtypes[0], *dtypes[2:]])
+        return dtypes[0]  # the value is cast to x's dtype, as copy_ casts
+
+    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: GetitemArgs) -> None:
+        _check_index_ranges([ranges[0], *ranges[2:]], [shapes[0], *shapes[2:]], a)
+
+    def torch(self, t: Any, xs: list[Any], a: GetitemArgs) -> Any:
+        y = xs[0].clone()  # torch writes into x itself; its old value is a node of its own here
+        y[tuple(xs[2 + it.k] if isinstance(it, TensorRef) else it for it in a.index)] = xs[1]
+        return y
+
+    def forward(self, xs: list[Array], a: GetitemArgs) -> Array:
+        y = np.array(xs[0], copy=True)
+        plan, view, rest = _views(y, [y, *xs[2:]], a)
+        v = np.asarray(xs[1])
+        v = v.reshape(_value_shape(v.shape, plan.out))
+        if not plan.advanced:
+            view[...] = v
+        elif math.prod(plan.out):
+            view[rest] = v  # repeated indices: the last write wins (torch leaves it undefined)
+        return y
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: GetitemArgs) -> list[Array | None]:
+        gx = np.array(g, copy=True)
+        plan, view, rest = _views(gx, [gx, *xs[2:]], a)
+        part = view.copy() if not plan.advanced else view[rest] if math.prod(plan.out) else np.zeros(plan.out, g.dtype)
+        if not plan.advanced:
+            view[...] = 0
+        elif math.prod(plan.out):
+            view[rest] = 0
+        v = np.asarray(xs[1])
+        gv = unbroadcast(part, _value_shape(v.shape, plan.out)).reshape(v.shape) if v.dtype.kind == "f" else None
+        return [gx if gx.dtype.kind == "f" else None, None if gv is None else gv.astype(v.dtype, copy=False)] + \
+            [None] * (len(xs) - 2)
 
 
 # ---- index_select and gather --------------------------------------------------------------------

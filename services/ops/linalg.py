@@ -120,3 +120,29 @@ class Dot(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
         return [(g * xs[1]).astype(xs[0].dtype), (g * xs[0]).astype(xs[1].dtype)]
+
+
+@register
+class Outer(Op):
+    """torch.outer(a, b): the [n, m] products of two vectors; the gradients are g @ b and g.T @ a."""
+
+    name = "outer"
+    tensors = ("input", "vec2")
+    functions = ("torch.outer", "torch.ger")
+    methods = ("outer", "ger")
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        x, y = shapes
+        if len(x) != 1 or len(y) != 1:
+            raise ShapeError(f"outer: both inputs must be 1-D vectors, got shapes {list(x)} and {list(y)}")
+        return (x[0], y[0])
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return t.outer(xs[0], xs[1])
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        return np.multiply.outer(xs[0], xs[1])
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x, y = xs
+        return [(g @ y.astype(g.dtype)).astype(x.dtype), (g.T @ x.astype(g.dtype)).astype(y.dtype)]

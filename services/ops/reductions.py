@@ -554,3 +554,31 @@ class Logsumexp(Op):
         r = ReduceArgs(dim=a.dim, keepdim=a.keepdim)
         with np.errstate(invalid="ignore"):
             return [(_expand(g, x.shape, r) * np.exp(x - _expand(out, x.shape, r))).astype(x.dtype)]
+
+
+@register
+class Cumsum(Op):
+    """torch.cumsum(x, dim): running sums along dim; the gradient is the running sum of the gradient from the end."""
+
+    name = "cumsum"
+    Args = DimArgs
+    positional = ("dim",)
+    functions = ("torch.cumsum",)
+    methods = ("cumsum",)
+
+    def shape(self, shapes: list[Shape], a: DimArgs) -> Shape:
+        norm_dim(a.dim, len(shapes[0]))
+        return shapes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: DimArgs) -> Any:
+        return t.cumsum(xs[0], dim=a.dim)
+
+    def forward(self, xs: list[Array], a: DimArgs) -> Array:
+        x = xs[0]
+        return x.copy() if x.ndim == 0 else np.cumsum(x, axis=norm_dim(a.dim, x.ndim), dtype=x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: DimArgs) -> list[Array | None]:
+        if g.ndim == 0:
+            return [g.copy()]
+        d = norm_dim(a.dim, g.ndim)
+        return [np.flip(np.cumsum(np.flip(g, d), axis=d, dtype=g.dtype), d)]

@@ -217,6 +217,39 @@ class Repeat(Op):
         return [summed.reshape(x.shape)]
 
 
+class FlipArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dims: list[int]
+
+
+@register
+class Flip(Op):
+    """torch.flip(x, dims): the order of the elements reversed along each of dims (a copy); the gradient flips back."""
+
+    name = "flip"
+    any_dtype = True
+    Args = FlipArgs
+    star = "dims"
+    functions = ("torch.flip",)
+    methods = ("flip",)
+
+    def shape(self, shapes: list[Shape], a: FlipArgs) -> Shape:
+        dims = [norm_dim(d, len(shapes[0])) for d in a.dims]
+        if len(set(dims)) != len(dims):
+            raise ShapeError(f"flip: dims {a.dims} have a dim more than once")
+        return shapes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: FlipArgs) -> Any:
+        return t.flip(xs[0], a.dims)
+
+    def forward(self, xs: list[Array], a: FlipArgs) -> Array:
+        x = xs[0]
+        return x.copy() if x.ndim == 0 else np.flip(x, tuple(norm_dim(d, x.ndim) for d in a.dims)).copy()
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: FlipArgs) -> list[Array | None]:
+        return [self.forward([g], a)]
+
+
 class PermuteArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dims: list[int]

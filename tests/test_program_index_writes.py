@@ -1,0 +1,146 @@
+"""Index writes in programs, `pe[:, 0::2] = torch.sin(...)`: torch writes into the tensor (grad_fn CopySlices, or
+IndexPutBackward0 for advanced indices); gradtrace traces each write as a setitem node that every name of the tensor
+then means. Each program is run by real torch too (our own test text); values, grads and grad_fns must match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_program_idioms import check, refused
+from test_program_pytorch import in_torch, traced
+
+from services.errors import SpecError
+
+HEADER = "import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+
+# PyTorch's "Language Modeling with nn.Transformer" tutorial, its PositionalEncoding as printed there.
+POSITIONAL_ENCODING = HEADER + '''
+
+class PositionalEncoding(nn.Module):
+
+    def __init__(self, d_model: int, dropout: float = 0.1, max_len: int = 5000):
+        super().__init__()
+        self.dropout = nn.Dropout(p=dropout)
+
+        position = torch.arange(max_len).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+        pe = torch.zeros(max_len, 1, d_model)
+        pe[:, 0, 0::2] = torch.sin(position * div_term)
+        pe[:, 0, 1::2] = torch.cos(position * div_term)
+        self.register_buffer('pe', pe)
+
+    def forward(self, x):
+        """
+        Arguments:
+            x: Tensor, shape ``[seq_len, batch_size, embedding_dim]``
+        """
+        x = x + self.pe[:x.size(0)]
+        return self.dropout(x)
+
+
+emb = nn.Embedding(10, 8)
+enc = PositionalEncoding(8, max_len=50)
+tokens = torch.tensor([[1, 2], [3, 4], [5, 6]])
+out = enc(emb(tokens) * math.sqrt(8))
+loss = (out ** 2).mean()
+loss.backward()
+'''
+
+
+def test_the_transformer_tutorials_positional_encoding(tmp_path: Path) -> None:
+    check(POSITIONAL_ENCODING, ["emb", "out", "loss"], tmp_path)
+    t, g = traced(POSITIONAL_ENCODING), in_torch(POSITIONAL_ENCODING, tmp_path)
+    np.testing.assert_allclose(t.arrays["torch/value/enc.pe"], g["enc"].pe.numpy(), rtol=1e-6, atol=1e-7)
+    nodes = t.result.nodes
+    assert nodes["enc.pe@2"].op == nodes["enc.pe"].op == "setitem" and nodes["enc.pe@1"].op == "input"
+    assert nodes["enc.pe"].inputs[0] == "enc.pe@2"  # the second write goes into the first one's result
+
+
+WRITES = HEADER + """a = torch.randn(3, 4, requires_grad=True)
+s = torch.randn(2, requires_grad=True)
+b = a * 2
+alias = b
+b[0, 1:3] = s * 3
+b[:, 0] = 0.5
+b[[2, 1], 3] = s.exp()
+onehot = torch.zeros(3, 4)
+onehot[torch.arange(3), torch.tensor([1, 0, 3])] = 1.0
+mask = torch.zeros(3, 4, dtype=torch.bool)
+mask[1, 2] = True
+for i in range(2):
+    onehot[i, 2] = i + 0.25
+loss = (alias * onehot).sum() + b.masked_fill(mask, 0.0).pow(2).sum()
+loss.backward()
+"""
+
+
+def test_writes_into_computed_tensors_match_torch(tmp_path: Path) -> None:
+    """Basic and advanced writes, a number broadcast into a column, an alias that sees the writes (`alias = b`),
+    bool masks and a one-hot built by writes, writes in a loop: every value and grad is torch's."""
+    check(WRITES, ["a", "s", "b", "onehot", "mask", "loss"], tmp_path)  # loss reads b through `alias`
+
+
+def test_grad_fns_and_next_functions_are_what_torch_prints(tmp_path: Path) -> None:
+    t, g = traced(WRITES), in_torch(WRITES, tmp_path)
+    nodes = t.result.nodes
+    fn = g["b"].grad_fn
+    assert nodes["b"].grad_fn == type(fn).__name__ == "CopySlices"  # an int beside the list: a view, then index_put_
+    assert nodes["onehot"].grad_fn is None and g["onehot"].grad_fn is None  # nothing in it requires grad
+    chain = []  # b's grad_fn, then the grad_fn before each write, as torch links them
+    while fn is not None and type(fn).__name__ in ("IndexPutBackward0", "CopySlices"):
+        chain.append([type(nf).__name__ if nf is not None else None for nf, _ in fn.next_functions])
+        fn = fn.next_functions[0][0]
+    ours = []
+    name = "b"
+    while nodes[name].op == "setitem":
+        ours.append([f.grad_fn for f in nodes[name].next_functions])
+        name = nodes[name].inputs[0]
+    assert ours == chain == [["CopySlices", "ExpBackward0"], ["CopySlices", None], ["MulBackward0", "MulBackward0"]]
+    assert name == "b@1" and nodes["b@1"].op == "mul"
+
+
+def test_an_advanced_write_into_a_tensor_that_requires_grad_is_index_put(tmp_path: Path) -> None:
+    program = HEADER + "a = torch.randn(3, 4, requires_grad=True)\nv = torch.randn(4, requires_grad=True)\nb = a * 3\n" \
+        "b[[2, 0]] = v\nloss = (b * b).sum()\nloss.backward()\n"
+    check(program, ["a", "v", "b", "loss"], tmp_path)
+    nodes = traced(program).result.nodes
+    assert nodes["b"].grad_fn == "IndexPutBackward0"
+    assert [(f.grad_fn, f.node) for f in nodes["b"].next_functions] == [("MulBackward0", "b@1"), ("AccumulateGrad", "v")]
+
+
+@pytest.mark.parametrize("change", ["b[[2, 0]] = v", "b[0, 1] = 2.0", "b += 1", "b.mul_(2)", "b = F.relu(b, inplace=True)"])
+def test_a_change_in_place_of_what_an_op_saved_fails_as_in_torch(change: str, tmp_path: Path) -> None:
+    """tanh saves its output for backward: changing it in place makes torch's backward() fail, and so the trace,
+    naming the line (before, the trace gave numbers torch cannot give)."""
+    program = HEADER + f"a = torch.randn(3, 4, requires_grad=True)\nv = torch.randn(4)\nb = a.tanh()\n{change}\n" \
+        "loss = (b * b).sum()\nloss.backward()\n"
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        in_torch(program, tmp_path)
+    with pytest.raises(SpecError, match="modified by an inplace operation") as info:
+        traced(program)
+    assert "line 9 `" in str(info.value) and "(b@1)" in str(info.value)
+
+
+@pytest.mark.parametrize("change", ["b *= w", "b.exp_()", "b[0] = b[1] * 2", "b += b"])
+def test_a_change_in_place_that_torch_allows_still_traces(change: str, tmp_path: Path) -> None:
+    """What an in-place op itself saves is the changed tensor's new version (mul_ keeps its own copy of the old):
+    these run in torch, and trace with torch's numbers."""
+    program = HEADER + f"a = torch.randn(3, 4, requires_grad=True)\nw = torch.randn(4, requires_grad=True)\nb = a * 2\n" \
+        f"{change}\nloss = (b * b).sum()\nloss.backward()\n"
+    check(program, ["a", "w", "b", "loss"], tmp_path)
+
+
+@pytest.mark.parametrize(("program", "words"), [
+    ("w = torch.randn(3, requires_grad=True)\nw[0] = 1.0\n", "a leaf tensor that requires grad"),
+    ("w = torch.randn(3, requires_grad=True)\nwith torch.no_grad():\n    w[0] = 1.0\n", "starting value"),
+    ("x = torch.randn(3, 4)\nrow = x[0]\nrow[1] = 5.0\n", "is a view of"),
+    ("x = torch.randn(3, 4)\nrow = x[0]\nx[0, 1] = 5.0\n", "'row' is a view of it"),
+    ("x = torch.randn(3, 4)\nx[0][1] = 5.0\n", "no name holds"),
+    ("w = torch.randn(3, requires_grad=True)\nw.data[0] = 0.0\n", "no name holds"),
+    ("x = torch.randn(3, 4)\nx[:, 0] = torch.ones(4)\n", "value tensor of shape [4] cannot be broadcast to indexing result of shape [3]"),
+    ("x = torch.randn(3, 4)\nx[0] = 'a'\n", "takes a tensor or a number"),
+])
+def test_refused_as_torch_refuses_or_where_torch_would_change_another_tensor(program: str, words: str) -> None:
+    assert words in str(refused(HEADER + program))
