@@ -144,3 +144,35 @@ def test_a_change_in_place_that_torch_allows_still_traces(change: str, tmp_path:
 ])
 def test_refused_as_torch_refuses_or_where_torch_would_change_another_tensor(program: str, words: str) -> None:
     assert words in str(refused(HEADER + program))
+
+
+def test_a_helper_that_writes_into_its_argument_changes_the_callers_tensor(tmp_path: Path) -> None:
+    """`zero_first(h)` from a method: the write (and a `+=` in another helper) is seen by the method's `h`, as
+    torch's one tensor object is (before, the caller kept the old value: wrong grads with verdict agree)."""
+    program = HEADER + """
+def zero_first(h):
+    h[:, 0] = 0.0
+
+
+def bump(h):
+    h += 1.0
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        h = self.fc(x) * 2
+        zero_first(h)
+        bump(h)
+        return h.sum()
+
+
+net = Net()
+x = torch.randn(2, 3)
+loss = net(x)
+loss.backward()
+"""
+    check(program, ["net", "loss"], tmp_path)

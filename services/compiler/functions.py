@@ -455,6 +455,7 @@ class UserCode(ExpressionCompiler):
     def frame(self, prefix: str, local: dict[str, Value], body: list[ast.stmt]) -> Iterator[None]:
         """A call's scope: its locals over the program's globals, its own binding counts, names under `prefix`."""
         saved = {k: getattr(self, k) for k in FRAME}
+        self.callers.append(saved["scope"])  # type: ignore[attr-defined]
         self.scope = ChainMap(dict(local), self.globals)  # type: ignore[assignment]
         self.prefix, self.spec_inputs = prefix, set()
         self.bindings, self.seen = Counter(), Counter()
@@ -465,6 +466,7 @@ class UserCode(ExpressionCompiler):
             yield
         finally:
             self.depth -= 1
+            self.callers.pop()  # type: ignore[attr-defined]
             for k, v in saved.items():
                 setattr(self, k, v)
 

@@ -121,7 +121,8 @@ class InPlace(TensorCreation):
         node = next((n for n in reversed(self.builder.nodes) if n.name == new.name), None)
         if node is not None:
             node.writes = old.name  # the torch engine bumps its version: an op that saved it fails at backward()
-        for scope in getattr(self.scope, "maps", [self.scope]):  # inside a call: its locals and the globals
+        callers = [m for c in getattr(self, "callers", []) for m in getattr(c, "maps", [c])]
+        for scope in [*getattr(self.scope, "maps", [self.scope]), *callers]:  # a call's locals, the globals, its callers'
             for k, v in list(scope.items()):
                 if v == old:
                     scope[k] = new
