@@ -1127,3 +1127,54 @@ def test_a_third_review_s_findings(tmp_path: Path) -> None:
     assert any(n.startswith("line 20: the trace ends at the backward() of line 19") for n in t.result.notes), t.result.notes
     assert "type() of" in str(refused(HEADER + "x = torch.ones(2, requires_grad=True)\nv = type(x.shape)\n"))
     assert "dunder name '__class__'" in str(refused(HEADER + "x = torch.ones(2, requires_grad=True)\nv = getattr(x, '__class__')\n"))
+
+
+LAMBDAS = HEADER + """torch.manual_seed(0)
+swish = lambda x: x * torch.sigmoid(x)
+
+
+class Lambda(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+class Net(nn.Module):
+    def __init__(self, act=lambda t: F.gelu(t)):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.act = act
+        self.scale = lambda h: h * 0.5
+        self.head = nn.Sequential(Lambda(lambda x: x.view(x.size(0), -1) * 2), nn.Linear(4, 1))
+
+    def forward(self, x):
+        proj = lambda z: self.fc(z)
+        h = self.act(proj(x))
+        return self.head(self.scale(swish(h)))
+
+
+def make_scale(s):
+    return lambda t: t * s
+
+
+net = Net()
+net.apply(lambda m: nn.init.zeros_(m.bias) if isinstance(m, nn.Linear) else None)
+mix = lambda a, b=0.5: a * b + (1 - b) * a.tanh()
+x = torch.randn(2, 4)
+out = make_scale(3.0)(net(x))
+loss = mix(out).sum() + mix(out, b=0.25).sum()
+loss.backward()
+"""
+
+
+def test_lambdas_as_activations_in_modules_closures_and_apply(tmp_path: Path) -> None:
+    """A lambda is a function whose body returns its expression: module attributes, a default argument, a closure over
+    a method's locals (`lambda z: self.fc(z)`) and a function's (`make_scale`), Lambda wrappers in nn.Sequential,
+    `net.apply(lambda m: nn.init.zeros_(m.bias) if ...)`; its nodes are named as its caller's."""
+    check(LAMBDAS, ["net", "out", "loss"], tmp_path)
+    t = traced(LAMBDAS)
+    assert not any("lambda" in n for n in t.result.nodes)
+    assert float(np.abs(t.arrays["torch/value/net.fc.bias"]).max()) == 0.0  # apply's zeros_

@@ -224,6 +224,8 @@ class ExpressionCompiler:
             return self.subscript(node)
         if isinstance(node, ast.JoinedStr):
             return self.fstring(node)  # type: ignore[attr-defined]
+        if isinstance(node, ast.Lambda):
+            return self.lambda_function(node)  # type: ignore[attr-defined]
         raise self.err(node, f"'{type(node).__name__}' expressions are not allowed")
 
     def tensor(self, node: ast.expr, what: str = "a tensor") -> T:

@@ -149,7 +149,8 @@ class UserCode(ExpressionCompiler):
         if a.vararg or a.kwarg or a.kwonlyargs:
             raise self.err(stmt, f"{stmt.name}: *args, **kwargs and keyword-only parameters are not allowed")
         params = [p.arg for p in (*a.posonlyargs, *a.args)]
-        defaults = dict(zip(params[len(params) - len(a.defaults):], (self.const(d) for d in a.defaults), strict=True))
+        defaults = dict(zip(params[len(params) - len(a.defaults):],
+                            (self.expr(d) if isinstance(d, ast.Lambda) else self.const(d) for d in a.defaults), strict=True))
         fn = UserFunction(stmt, defaults)
         for d in stmt.decorator_list:  # @torch.no_grad() def estimate_loss(): ... (refused when called, if ever)
             if isinstance(d, ast.Name) and d.id in BINDINGS and d.id not in self.scope:
@@ -161,14 +162,26 @@ class UserCode(ExpressionCompiler):
                 fn.refused = fn.refused or f"the decorator @{self.src(d)[:40]} of {stmt.name} is not traced"
         return fn
 
+    def lambda_function(self, node: ast.Lambda) -> UserFunction:
+        """`lambda x: x * torch.sigmoid(x)`: a function whose body returns the expression, called like a def; the
+        locals where it is made are its closure (read when it runs, as Python reads them after the fact too)."""
+        fn_def = ast.FunctionDef(name="lambda", args=node.args, body=[ast.copy_location(ast.Return(node.body), node.body)],
+                                 decorator_list=[], returns=None)
+        fn = self.function(ast.fix_missing_locations(ast.copy_location(fn_def, node)))
+        if self.depth:
+            maps = self.scope.maps if isinstance(self.scope, ChainMap) else [self.scope]
+            fn.closure = {k: v for m in reversed(maps) if m is not self.globals for k, v in m.items()}
+        return fn
+
     # ---- calls --------------------------------------------------------------------------------
 
     def call_value(self, v: UserFunction | UserClass | Instance, node: ast.Call) -> Value:
         """f(...), Net(...), model(...)."""
         if isinstance(v, UserFunction):
-            self.calls.append(f"{v.name}.")
+            prefix = self.prefix if v.name == "lambda" else f"{v.name}."  # a lambda's nodes are its caller's
+            self.calls.append(prefix)
             try:
-                return self.call_user(v, *self.call_args(node), node, prefix=f"{v.name}.")
+                return self.call_user(v, *self.call_args(node), node, prefix=prefix)
             finally:
                 self.calls.pop()
         if isinstance(v, UserClass):
@@ -366,12 +379,12 @@ class UserCode(ExpressionCompiler):
         outers = list(self.stmt_names) if named and node is self.stmt_expr else []
         outer = self.stmt_name if named and node is self.stmt_expr else None
         outers = [outer] if outer is not None else outers if len(outers) > 1 else []
-        scope = {**self.globals, **fn.defaults, **bound}
+        scope = {**self.globals, **fn.closure, **fn.defaults, **bound}
         known = {k: v for k, v in scope.items() if type(v) is int}
         known |= {f"{k}.{a}": v for k, o in scope.items() if isinstance(o, Instance)
                   for a, v in {**o.cls.attrs, **o.attrs}.items() if type(v) is int}
         body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope), lazy=True)
-        with self.frame(prefix, {**fn.defaults, **bound}, body), self.grad_mode(fn), self.method_of(fn, bound):
+        with self.frame(prefix, {**fn.closure, **fn.defaults, **bound}, body), self.grad_mode(fn), self.method_of(fn, bound):
             self.returns = _returned_names(body, outers, self.bindings)
             result = self.body(body, outers, prefix)
         if outers:

@@ -577,6 +577,9 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
+        if path.startswith("nn.init."):  # in an expression (a lambda's body): the tensor, as torch returns it
+            self.nn_init(path[8:], node)
+            return self.tensor(without_data(node.args[0]))
         if path in ("torch.cuda.is_available", "torch.backends.mps.is_available"):
             return False  # the spec's device decides where a job runs; the program's own choice is always the CPU
         if path == "torch.device":  # `device = torch.device("cpu")`: the spec's device decides, `.to(device)` keeps it

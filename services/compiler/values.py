@@ -123,6 +123,8 @@ class UserFunction:
     """The class whose body defines it (a method): where super() looks next."""
     binding: str = "method"
     """How a class binds it: 'method' (self first), 'property' (read as an attribute), 'staticmethod', 'classmethod'."""
+    closure: dict[str, Any] = field(default_factory=dict)
+    """A lambda's view of the locals where it was made (`lambda x: self.fc(x)` in a method): its free names."""
 
     @property
     def name(self) -> str:
