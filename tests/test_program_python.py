@@ -1178,3 +1178,34 @@ def test_lambdas_as_activations_in_modules_closures_and_apply(tmp_path: Path) ->
     t = traced(LAMBDAS)
     assert not any("lambda" in n for n in t.result.nodes)
     assert float(np.abs(t.arrays["torch/value/net.fc.bias"]).max()) == 0.0  # apply's zeros_
+
+
+DICT_COMPREHENSIONS = HEADER + """torch.manual_seed(0)
+
+
+class Net(nn.Module):
+    def __init__(self, tasks):
+        super().__init__()
+        self.trunk = nn.Linear(4, 8)
+        self.heads = nn.ModuleDict({t: nn.Linear(8, n) for t, n in tasks.items()})
+        self.weights = {t: 1.0 / (i + 1) for i, t in enumerate(tasks) if t != "skip"}
+
+    def forward(self, x):
+        h = torch.relu(self.trunk(x))
+        return {name: head(h) for name, head in self.heads.items()}
+
+
+net = Net({"age": 1, "kind": 3})
+x = torch.randn(5, 4)
+outs = net(x)
+losses = {k: v.pow(2).mean() * net.weights[k] for k, v in outs.items()}
+loss = sum(losses.values())
+loss.backward()
+"""
+
+
+def test_dict_comprehensions_make_module_dicts_and_loss_dicts(tmp_path: Path) -> None:
+    """A multi-task model: heads in an nn.ModuleDict made by a dict comprehension (named by their keys, drawn in
+    order), outputs and losses in dicts, `sum(losses.values())`."""
+    check(DICT_COMPREHENSIONS, ["net", "loss"], tmp_path)
+    assert "net.heads.kind.weight" in traced(DICT_COMPREHENSIONS).result.nodes

@@ -214,7 +214,7 @@ class ExpressionCompiler:
             if any(k is None for k in node.keys):
                 raise self.err(node, "** unpacking is not allowed")
             return {self.const(k): self.expr(v) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
-        if isinstance(node, (ast.ListComp, ast.GeneratorExp)):  # a generator is only ever consumed whole here
+        if isinstance(node, (ast.ListComp, ast.GeneratorExp, ast.DictComp)):  # a generator is only ever consumed whole here
             return self.comprehension(node)
         if isinstance(node, ast.Call):
             return self.call(node)
@@ -308,10 +308,12 @@ class ExpressionCompiler:
                                  "traces one path (torch.where(cond, a, b) computes both)")
         return bool(v)
 
-    def comprehension(self, node: ast.ListComp | ast.GeneratorExp, base: str | None = None, offset: int = 0) -> list[Value]:
-        """`[f(x) for x in xs]`, `[Block(d) for _ in range(n)]`, `[h(x) for h in self.heads]`: the element once per
-        item (in order, so random draws come as in Python), with the loop's names bound in a scope of their own.
-        `base`: module objects made by the element are named base.k (an nn.ModuleList's items)."""
+    def comprehension(self, node: ast.ListComp | ast.GeneratorExp | ast.DictComp, base: str | None = None,
+                      offset: int = 0) -> list[Value] | dict[Any, Value]:
+        """`[f(x) for x in xs]`, `[Block(d) for _ in range(n)]`, `[h(x) for h in self.heads]`, `{k: nn.Linear(d, d)
+        for k in names}`: the element (a dict's key and value) once per item, in order, so random draws come as in
+        Python, with the loop's names bound in a scope of their own. `base`: module objects made by the element are
+        named base.k (an nn.ModuleList's items, an nn.ModuleDict's keys)."""
         if len(node.generators) != 1 or node.generators[0].is_async:
             raise self.err(node, "a comprehension with one `for` only")
         gen = node.generators[0]
@@ -334,7 +336,7 @@ class ExpressionCompiler:
             items = list(v)
         if len(items) > MAX_ITEMS:
             raise self.err(node, f"the comprehension makes over {MAX_ITEMS:,} items")
-        saved, out = self.scope, []
+        saved, out, pairs = self.scope, [], {}
         try:
             for item in items:
                 values = [item] if len(names) == 1 else list(item) if isinstance(item, (list, tuple)) else None
@@ -342,12 +344,19 @@ class ExpressionCompiler:
                     raise self.err(gen.target, f"cannot unpack {_kind(item)} into {len(names)} names")
                 self.scope = ChainMap(dict(zip([n.id for n in names], values, strict=True)), saved)  # type: ignore[attr-defined,assignment]
                 if all(self.condition(c) for c in gen.ifs):
-                    self.path_hint = f"{base}.{offset + len(out)}" if base else None
-                    out.append(self.expr(node.elt))
+                    if isinstance(node, ast.DictComp):
+                        key = self.const(node.key)
+                        if not isinstance(key, (str, int)) or isinstance(key, bool):
+                            raise self.err(node.key, f"a dict key is a string or an int here, not {_kind(key)}")
+                        self.path_hint = f"{base}.{key}" if base else None
+                        pairs[key] = self.expr(node.value)
+                    else:
+                        self.path_hint = f"{base}.{offset + len(out)}" if base else None
+                        out.append(self.expr(node.elt))
                     self.path_hint = None
         finally:
             self.scope = saved
-        return out
+        return pairs if isinstance(node, ast.DictComp) else out
 
     def bool_op(self, node: ast.BoolOp) -> Value:
         """`a and b`, `a or b` over constants (Python's short-circuit: the deciding operand's value)."""

@@ -115,8 +115,8 @@ class ModuleCalls(ExpressionCompiler):
             pairs = [(k.arg, k.value) for k in arg.keywords]
         elif isinstance(arg, ast.Dict):
             pairs = [(self.const(k) if k is not None else None, v) for k, v in zip(arg.keys, arg.values, strict=True)]
-        else:
-            made = self.expr(arg)  # a dict built before: its modules are made already
+        else:  # a dict comprehension (its modules named base.key as they are made), or a dict built before
+            made = self.comprehension(arg, base, 0) if isinstance(arg, ast.DictComp) else self.expr(arg)
             if not isinstance(made, dict):
                 raise self.err(arg, f"nn.ModuleDict takes a dict of modules, not {_kind(made)}")
             pairs = list(made.items())
