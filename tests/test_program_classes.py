@@ -192,7 +192,7 @@ def test_in_place_change_of_a_global_inside_a_function_is_seen_outside(tmp_path:
     ("import torch\ndef f(x):\n    return f(x)\ny = f(torch.ones(1, requires_grad=True))\n", "nest deeper than 16"),
     ("import torch\ndef f(x):\n    return x\n    y = x\n", None),
     ("import torch\ndef f(x):\n    if x:\n        return x\ny = f(torch.ones(1))\n", "depend on the data"),
-    ("import torch\ndef f(x, *rest):\n    return x\n", "*args"),
+    ("import torch\ndef f(x, *rest):\n    return x\ny = f(*3)\n", "unpacks a list or tuple here"),
     ("import torch\ndef f(x):\n    return x * 2\ny = f()\n", "missing argument(s): x"),
     ("import torch\ndef f(x):\n    return x * 2\ny = f(torch.ones(1), z=1)\n", "unexpected keyword argument 'z'"),
     ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    def forward(self, x):\n        return self.w * x\n"

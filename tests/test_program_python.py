@@ -1209,3 +1209,56 @@ def test_dict_comprehensions_make_module_dicts_and_loss_dicts(tmp_path: Path) ->
     order), outputs and losses in dicts, `sum(losses.values())`."""
     check(DICT_COMPREHENSIONS, ["net", "loss"], tmp_path)
     assert "net.heads.kind.weight" in traced(DICT_COMPREHENSIONS).result.nodes
+
+
+STAR_ARGS = HEADER + """torch.manual_seed(0)
+cfg = dict(d_in=4, d_hidden=8, dropout=0.0)
+
+
+class MLP(nn.Module):
+    def __init__(self, d_in, d_hidden, *, dropout=0.1, **kwargs):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, d_hidden)
+        self.fc2 = nn.Linear(d_hidden, 1)
+        self.scale = kwargs.get("scale", 1.0)
+
+    def forward(self, x, *extra, mask=None, **kwargs):
+        h = F.relu(self.fc1(x))
+        for e in extra:
+            h = h + e
+        if mask is not None:
+            h = h * mask
+        return self.fc2(h) * self.scale
+
+
+class Wrapper(nn.Module):
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.inner = MLP(**kwargs)
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+
+def combine(*parts, weight=1.0):
+    return sum(parts) * weight
+
+
+net = Wrapper(**cfg, scale=2.0)
+x = torch.randn(3, 4)
+bias = torch.randn(8)
+m = torch.ones(3, 8)
+out = net(x, bias, *[bias], mask=m, unused=1)
+loss = combine(*[out.sum(), out.mean()], weight=0.5)
+loss.backward()
+"""
+
+
+def test_star_args_kwargs_and_keyword_only_parameters(tmp_path: Path) -> None:
+    """`def __init__(self, d_in, *, dropout=0.1, **kwargs)`, `def forward(self, x, *extra, mask=None, **kwargs)`,
+    `MLP(**cfg, scale=2.0)`, `self.inner(*args, **kwargs)` and `combine(*[a, b], weight=0.5)` bind as Python binds."""
+    check(STAR_ARGS, ["net", "out", "loss"], tmp_path)
+    assert "* and ** arguments are allowed in calls of the program's own" in str(
+        refused(HEADER + "kw = dict(in_features=3, out_features=2)\nfc = nn.Linear(**kw)\n"))
+    assert "got an unexpected keyword argument 'k'" in str(refused(HEADER + "def f(x, *, w=1.0):\n    return x * w\n"
+                                                                         "y = f(torch.ones(2), k=2)\n"))

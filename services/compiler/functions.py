@@ -146,11 +146,13 @@ class UserCode(ExpressionCompiler):
 
     def function(self, stmt: ast.FunctionDef) -> UserFunction:
         a = stmt.args
-        if a.vararg or a.kwarg or a.kwonlyargs:
-            raise self.err(stmt, f"{stmt.name}: *args, **kwargs and keyword-only parameters are not allowed")
         params = [p.arg for p in (*a.posonlyargs, *a.args)]
-        defaults = dict(zip(params[len(params) - len(a.defaults):],
-                            (self.expr(d) if isinstance(d, ast.Lambda) else self.const(d) for d in a.defaults), strict=True))
+
+        def default(d: ast.expr) -> Value:
+            return self.expr(d) if isinstance(d, ast.Lambda) else self.const(d)
+
+        defaults = dict(zip(params[len(params) - len(a.defaults):], (default(d) for d in a.defaults), strict=True))
+        defaults |= {p.arg: default(d) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None}
         fn = UserFunction(stmt, defaults)
         for d in stmt.decorator_list:  # @torch.no_grad() def estimate_loss(): ... (refused when called, if ever)
             if isinstance(d, ast.Name) and d.id in BINDINGS and d.id not in self.scope:
@@ -194,8 +196,26 @@ class UserCode(ExpressionCompiler):
         return self.call_method(v, "forward", node)
 
     def call_args(self, node: ast.Call) -> tuple[list[Value], dict[str, Value]]:
-        """A call's arguments, evaluated in the caller's scope."""
-        return [self.expr(a) for a in node.args], {k.arg: self.expr(k.value) for k in node.keywords if k.arg}
+        """A call's arguments, evaluated in the caller's scope; `*xs` and `**cfg` unpack a list or tuple and a dict."""
+        args: list[Value] = []
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                v = self.expr(a.value)
+                if not isinstance(v, (list, tuple)):
+                    raise self.err(a, f"*{self.src(a.value)[:40]} unpacks a list or tuple here, not {_kind(v)}")
+                args.extend(v)
+            else:
+                args.append(self.expr(a))
+        kwargs: dict[str, Value] = {}
+        for k in node.keywords:
+            items = {k.arg: self.expr(k.value)} if k.arg else self.expr(k.value)
+            if not isinstance(items, dict) or not all(isinstance(key, str) for key in items):
+                raise self.err(k.value, f"**{self.src(k.value)[:40]} unpacks a dict with string keys here, not {_kind(items)}")
+            for key, v in items.items():
+                if key in kwargs:
+                    raise self.err(k.value, f"keyword argument '{key}' given twice")
+                kwargs[key] = v
+        return args, kwargs
 
     def call_method(self, inst: Instance, name: str, node: ast.Call) -> Value:
         if name == "forward":
@@ -360,16 +380,25 @@ class UserCode(ExpressionCompiler):
         """Run fn's body for this call; returns what its last statement returns (None without a return)."""
         a = fn.node.args
         params = [p.arg for p in (*a.posonlyargs, *a.args)]
-        if len(args) > len(params):
+        keyword_only = [p.arg for p in a.kwonlyargs]
+        if len(args) > len(params) and a.vararg is None:
             raise self.err(node, f"{fn.name}() takes {len(params)} positional argument(s), got {len(args)}")
         bound = dict(zip(params, args, strict=False))
+        if a.vararg is not None:  # def forward(self, x, *args): the rest, as a tuple
+            bound[a.vararg.arg] = tuple(args[len(params):])
+        extra: dict[str, Value] = {}
         for k, v in kwargs.items():
-            if k not in params:
-                raise self.err(node, f"{fn.name}() got an unexpected keyword argument '{k}'")
+            if k not in params and k not in keyword_only:
+                if a.kwarg is None:
+                    raise self.err(node, f"{fn.name}() got an unexpected keyword argument '{k}'")
+                extra[k] = v  # def f(x, **kwargs): the rest, as a dict
+                continue
             if k in bound:
                 raise self.err(node, f"{fn.name}() got multiple values for argument '{k}'")
             bound[k] = v
-        missing = [p for p in params if p not in bound and p not in fn.defaults]
+        if a.kwarg is not None:
+            bound[a.kwarg.arg] = extra
+        missing = [p for p in (*params, *keyword_only) if p not in bound and p not in fn.defaults]
         if missing:
             raise self.err(node, f"{fn.name}() missing argument(s): {', '.join(missing)}")
         if fn.refused:

@@ -490,11 +490,31 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
 
     # ---- calls in expressions -----------------------------------------------------------------
 
+    def unpacks_into_user_code(self, node: ast.Call) -> bool:
+        """Whether a call with `*xs` / `**cfg` goes to the program's own code (a def, a lambda, a class, an object's
+        method, super()), whose parameters bind them as Python does: `MLP(**cfg)`, `self.block(x, *extra)`."""
+        f = node.func
+        if is_super(node):
+            return True
+        if isinstance(f, ast.Name):
+            return isinstance(self.scope.get(f.id), (UserFunction, UserClass, Instance, Bound))
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+            owner = self.scope.get(f.value.id)
+            if isinstance(owner, Instance):
+                return f.attr in owner.cls.methods or isinstance(owner.attrs.get(f.attr), (UserFunction, Instance))
+            return isinstance(owner, UserClass) and f.attr in owner.methods
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Attribute) and isinstance(f.value.value, ast.Name):
+            owner = self.scope.get(f.value.value.id)  # self.block.forward(...) / self.encoder(...)'s methods
+            inner = owner.attrs.get(f.value.attr) if isinstance(owner, Instance) else None
+            return isinstance(inner, Instance) and f.attr in inner.cls.methods
+        return False
+
     def call(self, node: ast.Call) -> Value:
         f = node.func
         if (any(isinstance(a, ast.Starred) for a in node.args) and self.dotted(f) != "nn.Sequential"
-                or any(k.arg is None for k in node.keywords)):
-            raise self.err(node, "* and ** arguments are not allowed")
+                or any(k.arg is None for k in node.keywords)) and not self.unpacks_into_user_code(node):
+            raise self.err(node, "* and ** arguments are allowed in calls of the program's own functions, classes and "
+                                 "methods (and *layers in nn.Sequential), not of torch's")
         if self.foreign_path(f) == "collections.OrderedDict":
             return self.ordered_dict(node)
         self.refuse_foreign(f)
