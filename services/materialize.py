@@ -25,7 +25,7 @@ INITS = {
 }
 """torch.nn.init functions an 'init' event may call."""
 MODULES = {
-    "Conv2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Embedding", "MultiheadAttention",
+    "Conv2d", "ConvTranspose2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Embedding", "MultiheadAttention",
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
 }
 """torch.nn classes a 'module' event may construct (those with parameters)."""

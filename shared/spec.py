@@ -91,6 +91,23 @@ class Conv2dLayer(_Layer):
     weights: Weights = Field(None, description="Explicit parameter values by name ('weight', 'bias').")
 
 
+class ConvTranspose2dLayer(_Layer):
+    """nn.ConvTranspose2d (fields in torch's constructor order)."""
+
+    type: Literal["conv_transpose2d"]
+    in_channels: int = Field(ge=1)
+    out_channels: int = Field(ge=1)
+    kernel_size: IntPair
+    stride: IntPair = 1
+    padding: IntPair = 0
+    output_padding: IntPair = 0
+    groups: int = Field(1, ge=1)
+    bias: bool = True
+    dilation: IntPair = 1
+    padding_mode: Literal["zeros"] = "zeros"
+    weights: Weights = Field(None, description="Explicit parameter values by name ('weight', 'bias').")
+
+
 class LinearLayer(_Layer):
     """nn.Linear."""
 
@@ -309,7 +326,7 @@ class CatLayer(_Layer):
 
 
 Layer = Annotated[
-    Conv2dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
+    Conv2dLayer | ConvTranspose2dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
     | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | EmbeddingLayer
     | SelfAttentionLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),

@@ -317,6 +317,20 @@ for label, xs, ws, args, bias in CONV:
     if bias:
         ins["b"] = normal(ws[0], seed=36)
     case(f"conv2d-{label}", ins, N("y", "conv2d", "x", "w", *(["b"] if bias else []), **args))
+# conv_transpose2d: weight (C_in, C_out/groups, KH, KW); DCGAN's stride 2, padding 1 doubles the size.
+CONV_T: list[tuple[str, tuple[int, ...], tuple[int, ...], dict[str, Any], bool]] = [
+    ("plain", (2, 3, 3, 4), (3, 2, 3, 2), {}, True),
+    ("dcgan-up", (2, 4, 3, 3), (4, 3, 4, 4), {"stride": 2, "padding": 1}, False),
+    ("output-padding", (1, 2, 3, 3), (2, 2, 3, 3), {"stride": 2, "padding": 1, "output_padding": 1}, True),
+    ("asymmetric-dilated", (1, 2, 3, 4), (2, 1, 2, 3), {"stride": [2, 1], "padding": [1, 0], "dilation": 2}, True),
+    ("groups", (2, 4, 2, 3), (4, 3, 2, 2), {"groups": 2, "stride": 2}, True),
+    ("unbatched-1x1-input", (3, 1, 1), (3, 2, 4, 4), {}, False),
+]
+for label, xs, ws, args, bias in CONV_T:
+    ins = {"x": normal(*xs, seed=37), "w": normal(*ws, seed=38, std=0.5)}
+    if bias:
+        ins["b"] = normal(ws[1] * args.get("groups", 1), seed=39)
+    case(f"conv_transpose2d-{label}", ins, N("y", "conv_transpose2d", "x", "w", *(["b"] if bias else []), **args))
 
 # Pooling.
 POOL: list[tuple[str, tuple[int, ...], dict[str, Any]]] = [
@@ -503,6 +517,10 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(1, 1, 3, 3)}, N("p", "max_pool2d", "x", kernel_size=2, padding=2), "half"),
         ({"x": normal(1, 1, 2, 2)}, N("p", "avg_pool2d", "x", kernel_size=3), "larger"),
         ({"x": normal(1, 1, 2, 2), "w": normal(1, 1, 3, 3)}, N("c", "conv2d", "x", "w"), "larger"),
+        ({"x": normal(1, 3, 2, 2), "w": normal(2, 1, 3, 3)}, N("c", "conv_transpose2d", "x", "w"), "expects 2"),
+        ({"x": normal(1, 2, 2, 2), "w": normal(2, 1, 3, 3)}, N("c", "conv_transpose2d", "x", "w", stride=2, output_padding=2),
+         "smaller than stride"),
+        ({"x": normal(1, 2, 1, 1), "w": normal(2, 1, 2, 2)}, N("c", "conv_transpose2d", "x", "w", padding=1), "leaves no output"),
         ({"x": normal(3, 4), "w": normal(5, 3)}, N("y", "linear", "x", "w"), "in_features"),
         ({"x": normal(3, 4), "t": given([0, 1], dtype="int64")}, N("y", "cross_entropy", "x", "t"), "target"),
         ({"x": normal(3, 4), "t": normal(3)}, N("y", "cross_entropy", "x", "t"), "int64"),

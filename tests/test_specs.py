@@ -143,6 +143,27 @@ def test_model_params_are_named_like_state_dict_and_reproducible() -> None:
     assert abs(loss.item() - a.result.nodes["loss"].value.data) < 1e-6
 
 
+def test_a_conv_transpose2d_model_layer_is_torch_s_module() -> None:
+    """The model spec's conv_transpose2d: nn.ConvTranspose2d's parameters (weight [C_in, C_out, KH, KW]) and init,
+    proved against finite differences."""
+    import torch
+
+    spec = TraceSpec.model_validate({
+        "inputs": {"z": {"shape": [2, 3, 2, 2], "seed": 1, "requires_grad": False}},
+        "model": {"input": "z", "seed": 5, "loss": {"type": "mean"}, "layers": [
+            {"type": "conv_transpose2d", "in_channels": 3, "out_channels": 2, "kernel_size": 4, "stride": 2, "padding": 1},
+            {"type": "tanh"}]},
+        "engines": ["torch", "reference", "numeric"],
+    })
+    t = trace(spec)
+    assert t.result.comparison.verdict == "agree"
+    assert t.arrays["torch/value/0.conv_transpose2d"].shape == (2, 2, 4, 4)
+    torch.manual_seed(5)
+    ref = torch.nn.ConvTranspose2d(3, 2, 4, 2, 1)
+    np.testing.assert_array_equal(t.arrays["torch/value/0.weight"], ref.weight.detach().numpy())
+    np.testing.assert_array_equal(t.arrays["torch/value/0.bias"], ref.bias.detach().numpy())
+
+
 def test_model_errors_name_the_layer() -> None:
     spec = TraceSpec.model_validate({
         "inputs": {"x": {"shape": [1, 3, 5, 5]}},

@@ -21,6 +21,7 @@ from shared.spec import (
     BatchNormLayer,
     CatLayer,
     Conv2dLayer,
+    ConvTranspose2dLayer,
     DropoutLayer,
     EluLayer,
     EmbeddingLayer,
@@ -179,6 +180,21 @@ layer(LayerDef(
     _with_params("conv2d", lambda c: {"stride": c.stride, "padding": c.padding, "dilation": c.dilation, "groups": c.groups},
                  ("weight", "bias")),
     _conv_params,
+))
+
+
+def _conv_transpose_params(c: ConvTranspose2dLayer) -> list[tuple[str, Shape]]:
+    if c.in_channels % c.groups or c.out_channels % c.groups:
+        raise ValueError(f"channels {c.in_channels}->{c.out_channels} are not divisible by groups={c.groups}")
+    kh, kw = pair(c.kernel_size)
+    return [("weight", (c.in_channels, c.out_channels // c.groups, kh, kw))] + ([("bias", (c.out_channels,))] if c.bias else [])
+
+
+layer(LayerDef(
+    "conv_transpose2d", "ConvTranspose2d", ConvTranspose2dLayer,
+    _with_params("conv_transpose2d", lambda c: {"stride": c.stride, "padding": c.padding, "output_padding": c.output_padding,
+                                                "groups": c.groups, "dilation": c.dilation}, ("weight", "bias")),
+    _conv_transpose_params,
 ))
 layer(LayerDef(
     "linear", "Linear", LinearLayer, _with_params("linear", lambda c: {}, ("weight", "bias")),

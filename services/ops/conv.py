@@ -171,25 +171,111 @@ class Conv2d(Op):
         x, g = (x, g) if batched else (x[None], g[None])
         (sh, sw), (ph, pw), (dh, dw) = pair(a.stride), pair(a.padding), pair(a.dilation)
         n, c, h, wd = x.shape
-        o, cg, kh, kw = w.shape
+        kh, kw = w.shape[2:]
         G = a.groups
-        oh, ow = g.shape[2:]
         want_x, want_w = (True, True) if needs is None else (needs[0], needs[1])
-        gg = g.transpose(1, 0, 2, 3).reshape(G, o // G, n * oh * ow)
         bias = [g.sum(axis=(0, 2, 3))] if len(xs) == 3 else []
         gw = None
         if want_w:  # dL/dW: the input windows against the output gradient, per group (one GEMM each)
             if saved is None:
                 saved, _, _ = columns(channels_first(x, h + 2 * ph, wd + 2 * pw, ph, pw), kh, kw, (sh, sw), (dh, dw), G)
-            gw = np.matmul(saved, gg.transpose(0, 2, 1)).transpose(0, 2, 1)  # (G, O/G, KH*KW*C/G)
-            gw = gw.reshape(G, o // G, kh, kw, cg).transpose(0, 1, 4, 2, 3).reshape(w.shape)
+            gw = weight_grad(saved, g, w.shape, G)
         if not want_x:  # an input that wants no gradient (the image): no dL/dX
             return [None, gw, *bias]
+        gx = input_grad(g, w, (n, c, h, wd), (sh, sw), (ph, pw), (dh, dw), G)
+        return [gx if batched else gx[0], gw, *bias]
 
-        # dL/dX: the kernel's transpose against the output gradient gives each window's gradient (one GEMM per
-        # group), and col2im adds every window back onto the padded input.
-        dcols = np.matmul(_kernel_rows(w, G).transpose(0, 2, 1), gg)  # (G, KH*KW*C/G, N*OH*OW)
-        gxp = col2im(dcols, (c, n, h + 2 * ph, wd + 2 * pw), kh, kw, (sh, sw), (dh, dw), G, oh, ow)
-        gx = gxp[:, :, ph : ph + h, pw : pw + wd].transpose(1, 0, 2, 3)
 
+def weight_grad(cols: Array, g: Array, w_shape: tuple[int, ...], groups: int) -> Array:
+    """dL/dW of a conv: the input's im2col windows (G, KH*KW*C/G, N*OH*OW) against the output gradient g
+    (N, O, OH, OW), one GEMM per group."""
+    o, cg, kh, kw = w_shape
+    n, _, oh, ow = g.shape
+    gg = g.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * oh * ow)
+    gw = np.matmul(cols, gg.transpose(0, 2, 1)).transpose(0, 2, 1)  # (G, O/G, KH*KW*C/G)
+    return gw.reshape(groups, o // groups, kh, kw, cg).transpose(0, 1, 4, 2, 3).reshape(w_shape)
+
+
+def input_grad(
+    g: Array, w: Array, x_shape: tuple[int, int, int, int], stride: tuple[int, int], padding: tuple[int, int],
+    dilation: tuple[int, int], groups: int,
+) -> Array:
+    """dL/dX of a conv whose input has x_shape (N, C, H, W): the kernel's transpose against the output gradient g
+    (N, O, OH, OW) gives each window's gradient (one GEMM per group), and col2im adds every window back onto the
+    padded input, which is then cropped. This is also conv_transpose2d's forward."""
+    n, c, h, wd = x_shape
+    o = w.shape[0]
+    (ph, pw), (_, _, oh, ow) = padding, g.shape
+    gg = g.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * oh * ow)
+    dcols = np.matmul(_kernel_rows(w, groups).transpose(0, 2, 1), gg)  # (G, KH*KW*C/G, N*OH*OW)
+    gxp = col2im(dcols, (c, n, h + 2 * ph, wd + 2 * pw), w.shape[2], w.shape[3], stride, dilation, groups, oh, ow)
+    return gxp[:, :, ph : ph + h, pw : pw + wd].transpose(1, 0, 2, 3)
+
+
+class ConvTranspose2dArgs(Conv2dArgs):
+    output_padding: IntPair = 0
+
+
+@register
+class ConvTranspose2d(Op):
+    """The adjoint of conv2d (a "deconvolution", DCGAN's generator): weight (C_in, C_out/groups, KH, KW). Forward is
+    conv2d's input gradient of x; its input gradient is conv2d of the output gradient, its weight gradient the
+    output gradient's windows against x."""
+
+    name = "conv_transpose2d"
+    same_dtype = True
+    tensors = ("input", "weight", "bias")
+    min_inputs = 2
+    Args = ConvTranspose2dArgs
+    positional = ("stride", "padding", "output_padding", "groups", "dilation")
+    functions = ("F.conv_transpose2d", "torch.conv_transpose2d")
+
+    def shape(self, shapes: list[Shape], a: ConvTranspose2dArgs) -> Shape:
+        x, w = shapes[0], shapes[1]
+        if len(x) not in (3, 4) or len(w) != 4:
+            raise ShapeError(f"conv_transpose2d needs input (N, C, H, W) or (C, H, W) and weight (C, O/groups, KH, KW), "
+                             f"got {list(x)} and {list(w)}")
+        (sh, sw), (ph, pw), (dh, dw), (oph, opw) = pair(a.stride), pair(a.padding), pair(a.dilation), pair(a.output_padding)
+        if min(sh, sw, dh, dw) < 1 or min(ph, pw, oph, opw) < 0:
+            raise ShapeError("conv_transpose2d: stride and dilation must be >= 1, padding and output_padding >= 0")
+        if oph >= sh or opw >= sw:
+            raise ShapeError(f"conv_transpose2d: output_padding {[oph, opw]} must be smaller than stride {[sh, sw]}")
+        c, h, wd = x[-3:]
+        cw, og, kh, kw = w
+        if c != cw or c % a.groups:
+            raise ShapeError(f"conv_transpose2d: input has {c} channels, weight {list(w)} expects {cw} "
+                             f"(divisible by groups={a.groups})")
+        if len(shapes) == 3 and shapes[2] != (og * a.groups,):
+            raise ShapeError(f"conv_transpose2d: bias shape {list(shapes[2])} should be [{og * a.groups}]")
+        oh = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+        ow = (wd - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+        if oh < 1 or ow < 1:
+            raise ShapeError(f"conv_transpose2d: padding {[ph, pw]} leaves no output ({oh} x {ow})")
+        return x[:-3] + (og * a.groups, oh, ow)
+
+    def torch(self, t: Any, xs: list[Any], a: ConvTranspose2dArgs) -> Any:
+        return t.nn.functional.conv_transpose2d(*xs, stride=a.stride, padding=a.padding, output_padding=a.output_padding,
+                                                groups=a.groups, dilation=a.dilation)
+
+    def forward(self, xs: list[Array], a: ConvTranspose2dArgs) -> Array:
+        x, w = xs[0], xs[1]
+        batched = x.ndim == 4
+        x = x if batched else x[None]
+        out_shape = self.shape([x.shape, w.shape], a)
+        out = input_grad(x, w, out_shape, pair(a.stride), pair(a.padding), pair(a.dilation), a.groups)  # type: ignore[arg-type]
+        if len(xs) == 3:
+            out = out + xs[2][None, :, None, None]
+        return out if batched else out[0]
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ConvTranspose2dArgs) -> list[Array | None]:
+        x, w = xs[0], xs[1]
+        batched = x.ndim == 4
+        x, g = (x, g) if batched else (x[None], g[None])
+        (ph, pw), (_, _, oh, ow) = pair(a.padding), g.shape
+        stride, dilation = pair(a.stride), pair(a.dilation)
+        gc = channels_first(g, oh + 2 * ph, ow + 2 * pw, ph, pw)  # conv2d of the output gradient: its windows
+        cols, _, _ = columns(gc, w.shape[2], w.shape[3], stride, dilation, a.groups)
+        gx = correlate(gc, w, stride, dilation, a.groups, cols).transpose(1, 0, 2, 3)  # (N, C_in, H, W)
+        gw = weight_grad(cols, x, w.shape, a.groups)  # the windows against x, as conv2d's weight gradient
+        bias = [g.sum(axis=(0, 2, 3))] if len(xs) == 3 else []
         return [gx if batched else gx[0], gw, *bias]
