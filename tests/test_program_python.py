@@ -1094,49 +1094,13 @@ def test_the_dcgan_tutorial_s_weights_init(tmp_path: Path) -> None:
         assert "dunder name" in str(refused(HEADER + "x = torch.ones(2, requires_grad=True)\n" + bad))
 
 
-DCGAN_GENERATOR = DCGAN.split("netD = Discriminator(1)")[0].replace("nc = 1", "nc = 1\nnz = 8\nngf = 4") + """
-class Generator(nn.Module):
-    def __init__(self, ngpu):
-        super(Generator, self).__init__()
-        self.ngpu = ngpu
-        self.main = nn.Sequential(
-            # input is Z, going into a convolution
-            nn.ConvTranspose2d( nz, ngf * 8, 4, 1, 0, bias=False),
-            nn.BatchNorm2d(ngf * 8),
-            nn.ReLU(True),
-            # state size. ``(ngf*8) x 4 x 4``
-            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(ngf * 4),
-            nn.ReLU(True),
-            # state size. ``(ngf*4) x 8 x 8``
-            nn.ConvTranspose2d( ngf * 4, nc, 4, 2, 1, bias=False),
-            nn.Tanh()
-            # state size. ``(nc) x 16 x 16``
-        )
-
-    def forward(self, input):
-        return self.main(input)
-
-
-netG = Generator(1)
-netG.apply(weights_init)
-netD = Discriminator(1)
-netD.apply(weights_init)
-criterion = nn.BCELoss()
-noise = torch.randn(2, nz, 1, 1)
-fake = netG(noise)
-label = torch.full((2,), 1.0)
-output = netD(fake).view(-1)
-errG = criterion(output, label)
-errG.backward()
-"""
-
-
 def test_the_dcgan_tutorial_s_generator_step(tmp_path: Path) -> None:
-    """The DCGAN tutorial's Generator (nn.ConvTranspose2d up from a 1x1 noise, as pasted) and its step through the
-    Discriminator: every parameter's value and grad is torch's; the transposed convs are ConvolutionBackward0."""
-    check(DCGAN_GENERATOR, ["netG", "netD", "noise", "fake", "output", "errG"], tmp_path)
-    t = traced(DCGAN_GENERATOR)
+    """examples/dcgan_generator.py: the DCGAN tutorial's Generator (nn.ConvTranspose2d up from a 1x1 noise, as
+    printed there) and its step through the Discriminator: every parameter's value and grad is torch's; the
+    transposed convs are ConvolutionBackward0."""
+    program = (EXAMPLES / "dcgan_generator.py").read_text()
+    check(program, ["netG", "netD", "noise", "fake", "output", "errG"], tmp_path)
+    t = traced(program)
     assert t.result.nodes["netG.main.0.out"].grad_fn == "ConvolutionBackward0"
     assert t.arrays["torch/value/fake"].shape == (2, 1, 16, 16)
 
