@@ -39,3 +39,22 @@ def test_example_traces_on_the_gpu_as_on_the_cpu(path: Path) -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     same_trace_on(path, "cuda")
+
+
+def test_every_op_case_agrees_on_the_gpu() -> None:
+    """Every case of tests/test_ops*.py (each registered op) traced with `device: cuda`: torch on the GPU against
+    the reference engine, values, node grads and edge grads (tests/test_ops.py's check), in float32 and float64."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from test_ops import ENGINES, all_cases, check
+
+    failed = []
+    for case in all_cases():
+        inputs, nodes, kw = case.values
+        engines = [e for e in kw.get("engines", ENGINES) if e != "numeric"]
+        for dtype in ("float32", "float64"):
+            try:
+                check(inputs, nodes, dtype, **{**kw, "engines": engines, "device": "cuda"})
+            except AssertionError as e:
+                failed.append(f"{case.id} {dtype}: {str(e)[:300]}")
+    assert not failed, f"{len(failed)} op cases differ on the GPU:\n" + "\n".join(failed[:20])
