@@ -176,3 +176,70 @@ loss = net(x)
 loss.backward()
 """
     check(program, ["net", "loss"], tmp_path)
+
+
+HOLDERS = HEADER + """
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        t = torch.zeros(3)
+        self.buf = t
+        t[0] = 1.0
+        mask = torch.ones(3)
+        self.register_buffer("mask", mask)
+        mask[1] = 0.0
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        h = self.fc(x)
+        cache = {"h": h, "all": [[h]]}
+        h[:, 2] = 0.0
+        return (cache["h"] + self.buf) * self.mask + cache["all"][0][0]
+
+
+m = M()
+x = torch.randn(2, 3)
+y = x * 2
+y[0] = y[1] * 3
+y[:, 0] = y[:, 1]
+out = m(y)
+loss = (out * out).sum()
+loss.backward()
+y[1] = 100.0
+"""
+
+
+def test_writes_are_seen_through_dicts_lists_attributes_and_buffers(tmp_path: Path) -> None:
+    """A write reaches every holder of the tensor (a dict, a nested list, `self.buf`, a registered buffer), as torch's
+    one object does (they kept the old value: wrong grads with verdict agree). A value read from the tensor being
+    written (`y[0] = y[1] * 3`, `y[:, 0] = y[:, 1]`) traces (it disagreed), and a write after backward() changes
+    nothing backward used (it was refused)."""
+    check(HOLDERS, ["m", "x", "out", "loss"], tmp_path)
+
+
+@pytest.mark.parametrize(("tail", "words"), [
+    ("net = nn.Sequential(nn.Linear(3, 3), nn.Tanh(), nn.ReLU(inplace=True))\nloss = net(x).sum()\n",
+     "output 0 of Tanh"),
+    ("y = x * 2\nidx = torch.arange(3) * 2\ny[idx] = 0.0\nloss = y.sum()\n", "index 4 is out of bounds"),
+    ("z = torch.zeros(3, dtype=torch.long)\nz[0] = float('-inf')\nloss = (x * z).sum()\n", "without overflow"),
+])
+def test_what_torch_refuses_while_running_fails_naming_the_line(tail: str, words: str, tmp_path: Path) -> None:
+    """An in-place ReLU inside nn.Sequential after a Tanh (Tanh saved its output), an index computed out of range, a
+    number that does not fit int64: torch raises, and so does the trace, with torch's message (they traced, or
+    crashed with an IndexError)."""
+    program = HEADER + "x = torch.randn(4, 3, requires_grad=True)\n" + tail + "loss.backward()\n"
+    if "idx" in tail:
+        program = program.replace("x * 2", "x[:, 0] * 2")
+    with pytest.raises((RuntimeError, IndexError)):
+        in_torch(program, tmp_path)
+    with pytest.raises(SpecError, match=words) as info:
+        traced(program)
+    assert info.value.line is not None or "line" in str(info.value)
+
+
+def test_an_index_tensor_written_out_of_range_is_refused_when_compiled() -> None:
+    """The written value's range is known: `idx[1] = 5` then `x[idx]` on size 3 is refused before anything runs."""
+    program = HEADER + "x = torch.randn(3, requires_grad=True)\nidx = torch.zeros(3, dtype=torch.long)\nidx[1] = 5\n" \
+        "y = x[idx]\nloss = y.sum()\nloss.backward()\n"
+    assert "index 5 is out of bounds for dimension 0 with size 3" in str(refused(program))

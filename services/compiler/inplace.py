@@ -5,9 +5,10 @@ shape or dtype) and on views, whose base torch would change too. Under no_grad, 
 from __future__ import annotations
 
 import ast
+from typing import Any
 
 from services.compiler.creation import TensorCreation
-from services.compiler.values import T, is_number
+from services.compiler.values import Instance, ModuleInst, T, is_number
 from services.errors import SpecError
 from services.ir import Event
 
@@ -80,6 +81,17 @@ class InPlace(TensorCreation):
         new = self.emit("setitem", [x, v, *tensors], {"index": index}, stmt, name=self.binding_name(var))  # type: ignore[arg-type]
         self.changed_in_place(x, new, var, stmt)
 
+    def mark_written(self, new: str, old: str) -> None:
+        """Node `new` changes tensor `old` in place: the torch engine bumps old's version, so that an op that saved it
+        fails at backward() as in torch. Not after the traced backward(): what follows it changes nothing that it
+        used (`loss.backward(); y[0] = 0` runs in torch)."""
+        res = getattr(self, "res", None)
+        if res is not None and res.output is not None:
+            return
+        node = next((n for n in reversed(self.builder.nodes) if n.name == new), None)
+        if node is not None:
+            node.writes = old
+
     def check_in_place(self, t: T, var: str, how: str, instead: str, stmt: ast.AST) -> None:
         """`x += ...` or `x.add_(...)` on a tensor changes it in place, as torch does: refused where torch refuses it
         (a leaf that requires grad) or where it would change another tensor too (a view)."""
@@ -118,13 +130,34 @@ class InPlace(TensorCreation):
             raise self.err(stmt, f"`{var}` is {was}: in place, torch stores the {now} result as {was}"
                                  + (", which gradtrace does not trace" if was.startswith("float") else " (it refuses to)")
                                  + f"; write `{var} = ...` with the dtype cast you want")
-        node = next((n for n in reversed(self.builder.nodes) if n.name == new.name), None)
-        if node is not None:
-            node.writes = old.name  # the torch engine bumps its version: an op that saved it fails at backward()
+        self.mark_written(new.name, old.name)
         callers = [m for c in getattr(self, "callers", []) for m in getattr(c, "maps", [c])]
+        seen: set[int] = set()
         for scope in [*getattr(self.scope, "maps", [self.scope]), *callers]:  # a call's locals, the globals, its callers'
-            for k, v in list(scope.items()):
-                if v == old:
-                    scope[k] = new
-                elif isinstance(v, (list, tuple)) and old in v:
-                    scope[k] = type(v)(new if x == old else x for x in v)
+            _swap(scope, old, new, seen)
+
+
+def _swap(v: Any, old: T, new: T, seen: set[int]) -> Any:
+    """v with every reference to the tensor `old` replaced by `new`, wherever the program can reach it again: names,
+    lists, tuples and dicts (nested), objects' attributes (`self.buf`, buffers) and the modules containers hold.
+    Mutable holders change in place; a tuple holding it is rebuilt."""
+    if isinstance(v, T):
+        return new if v.name == old.name else v
+    if isinstance(v, tuple):
+        items = [_swap(x, old, new, seen) for x in v]
+        return tuple(items) if any(a is not b for a, b in zip(items, v, strict=True)) else v
+    if id(v) in seen or not isinstance(v, (list, dict, Instance, ModuleInst)) and not hasattr(v, "maps"):
+        return v
+    seen.add(id(v))
+    if isinstance(v, list):
+        v[:] = [_swap(x, old, new, seen) for x in v]
+    elif isinstance(v, dict) or hasattr(v, "maps"):
+        for k, x in list(v.items()):
+            y = _swap(x, old, new, seen)
+            if y is not x:
+                v[k] = y
+    elif isinstance(v, Instance):
+        _swap(v.attrs, old, new, seen)
+    else:
+        _swap(v.children, old, new, seen)
+    return v

@@ -316,7 +316,10 @@ class ModuleCalls(ExpressionCompiler):
                     x = [self.forward_on(child, x, node)]
                     continue
                 name = out if k == len(m.children) - 1 else self.fresh(f"{child.path}.out")
-                x = [self.apply_module(child, x, name, node, f"{child.path}({x[0]})")]
+                res = self.apply_module(child, x, name, node, f"{child.path}({x[0]})")
+                if k and getattr(child.cfg, "inplace", False) and res != x[0]:
+                    self.mark_written(res, x[0])  # type: ignore[attr-defined]  # nn.ReLU(True) changes what came before
+                x = [res]
             return x[0]
         d = m.layer
         if len(inputs) < d.min_inputs or (d.max_inputs is not None and len(inputs) > d.max_inputs):

@@ -170,6 +170,14 @@ def _stale_save(graph: Graph, message: str) -> SpecError:
                      "`x = torch.where(mask, v, x)`) instead", loc=("program",))
 
 
+def _failed(node: Any, e: Exception) -> SpecError:
+    """torch refused a node's op on these values (an index computed out of range, a number that does not fit the
+    dtype): the program fails there in torch too. The error names the node and its line."""
+    first = str(e).split("\n")[0]
+    return SpecError(f"torch fails here, as it does running the program: {type(e).__name__}: {first}",
+                     loc=("program",) if node.line else ("nodes",), node=node.name, line=node.line)
+
+
 def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
     """run_torch's work; returns the run and the tensors, which alone still hold the autograd graph (every other
     reference to a tensor or grad_fn is a local of this frame, gone on return). Per node it does what the
@@ -199,10 +207,19 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
     pinned: dict[str, Any] = {}
     writes = any(node.writes is not None for node in graph.nodes)
     for node in graph.nodes:
-        if node.writes is not None:  # the program changes this tensor in place: what saved it is stale, as in torch
-            increment_version(tensors[node.writes])
+        # The program changes this tensor in place: what saved it is stale, as in torch. Before the op, which may
+        # save it itself (`x *= w`: mul keeps x, as torch's mul_ keeps a copy); after a write into a clone (setitem),
+        # whose value may be a view of the tensor (`y[0] = y[2]`) that the bump would give a new grad_fn.
+        written = node.writes
+        if written is not None and not node.op.hides_clone:
+            increment_version(tensors[written])
         xs = [tensors[i] if i.__class__ is str else i for i in node.inputs]
-        out = node.op.torch(torch, xs, node.args)
+        try:
+            out = node.op.torch(torch, xs, node.args)
+        except (RuntimeError, IndexError) as e:  # torch's own refusals of these values
+            raise _failed(node, e) from None
+        if written is not None and node.op.hides_clone:
+            increment_version(tensors[written])
         for x in xs:
             if out is x:
                 out = out.view_as(out)  # an op that returned its input unchanged still gets its own node

@@ -331,6 +331,12 @@ class Setitem(Op):
     def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: GetitemArgs) -> None:
         _check_index_ranges([ranges[0], *ranges[2:]], [shapes[0], *shapes[2:]], a)
 
+    def value_range(self, ranges: list[tuple[float, float] | None], a: GetitemArgs) -> tuple[float, float] | None:
+        """Known when both the tensor's and the value's are (`idx = torch.zeros(3, dtype=torch.long); idx[1] = 5`):
+        a later index or one_hot check sees the written value."""
+        x, v = ranges[0], ranges[1]
+        return None if x is None or v is None else (min(x[0], v[0]), max(x[1], v[1]))
+
     def torch(self, t: Any, xs: list[Any], a: GetitemArgs) -> Any:
         y = xs[0].clone()  # torch writes into x itself; its old value is a node of its own here
         y[tuple(xs[2 + it.k] if isinstance(it, TensorRef) else it for it in a.index)] = xs[1]
