@@ -278,6 +278,8 @@ case("flip-0d", {"x": normal(seed=34)}, N("y", "flip", "x", dims=[0]))
 for dim in (0, 1, -1):
     case(f"cumsum-{dim}", S, N("y", "cumsum", "x", dim=dim), N("z", "mul", "y", "y"))
 case("cumsum-0d", {"x": normal(seed=35)}, N("y", "cumsum", "x", dim=0))
+case("cumsum-int64-positions", {"x": normal(2, 4, seed=36), "m": given([[1, 1, 0, 1], [0, 1, 1, 1]], dtype="int64")},
+     N("p", "cumsum", "m", dim=1), N("f", "to", "p", dtype="float32"), N("y", "mul", "x", "f"))
 case("outer", {"a": normal(3, seed=36), "b": normal(4, seed=37)}, N("y", "outer", "a", "b"))
 case("outer-self-then-sum", {"a": normal(3, seed=38)}, N("o", "outer", "a", "a"), N("y", "sum", "o", dim=0))
 for args in ({}, {"start_dim": 1}, {"start_dim": 0, "end_dim": 1}, {"start_dim": -2, "end_dim": -1}, {"start_dim": 1, "end_dim": 1}):

@@ -134,11 +134,8 @@ def test_a_change_in_place_that_torch_allows_still_traces(change: str, tmp_path:
 
 @pytest.mark.parametrize(("program", "words"), [
     ("w = torch.randn(3, requires_grad=True)\nw[0] = 1.0\n", "a leaf tensor that requires grad"),
-    ("w = torch.randn(3, requires_grad=True)\nwith torch.no_grad():\n    w[0] = 1.0\n", "starting value"),
     ("x = torch.randn(3, 4)\nrow = x[0]\nrow[1] = 5.0\n", "is a view of"),
     ("x = torch.randn(3, 4)\nrow = x[0]\nx[0, 1] = 5.0\n", "'row' is a view of it"),
-    ("x = torch.randn(3, 4)\nx[0][1] = 5.0\n", "no name holds"),
-    ("w = torch.randn(3, requires_grad=True)\nw.data[0] = 0.0\n", "no name holds"),
     ("x = torch.randn(3, 4)\nx[:, 0] = torch.ones(4)\n", "value tensor of shape [4] cannot be broadcast to indexing result of shape [3]"),
     ("x = torch.randn(3, 4)\nx[0] = 'a'\n", "takes a tensor or a number"),
 ])
@@ -243,3 +240,69 @@ def test_an_index_tensor_written_out_of_range_is_refused_when_compiled() -> None
     program = HEADER + "x = torch.randn(3, requires_grad=True)\nidx = torch.zeros(3, dtype=torch.long)\nidx[1] = 5\n" \
         "y = x[idx]\nloss = y.sum()\nloss.backward()\n"
     assert "index 5 is out of bounds for dimension 0 with size 3" in str(refused(program))
+
+
+WRITE_FORMS = HEADER + """labels = [1, 0, 3]
+target = torch.zeros(3, 4)
+for i, l in enumerate(labels):
+    target[i][l] = 1.0
+emb = nn.Embedding(5, 4, padding_idx=None)
+with torch.no_grad():
+    emb.weight[0] = 0.0
+    emb.weight.data[1, 2:] = 0.5
+x = torch.randn(4, 3, requires_grad=True)
+y = x * 2
+y[:, 0] += 1.0
+y[1] *= 3.0
+acc = torch.zeros(3)
+for i in range(4):
+    acc[i % 3] += x[i].sum()
+hs = [x[0] * 1, x[1] * 1]
+keep = hs[1]
+hs[1] += x[2]
+hs[0][1] = 7.0
+counts = [0, 0]
+counts[1] += 2
+ar = torch.arange(12).float().reshape(3, 4)
+ar[0, 0] = -1.0
+
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.buf = torch.ones(4)
+        self.buf[1] = 0.5
+
+    def forward(self, h):
+        return self.fc(h) * self.buf
+
+
+m = M()
+e = emb(torch.tensor([0, 1, 2]))
+out = m(e) + target + ar
+loss = out.pow(2).sum() + (y * y).sum() + acc.sum() + keep.sum() * counts[1] + hs[0].sum()
+loss.backward()
+"""
+
+
+def test_the_other_forms_of_a_write(tmp_path: Path) -> None:
+    """`target[i][l] = 1.0` (a one-hot loop: the row is a view), `emb.weight[0] = 0.0` under torch.no_grad() and
+    through .data (the padding row: the parameter's starting value), `y[:, 0] += 1.0` and `acc[i % 3] += ...`
+    (the part, changed, written back: CopySlices), `hs[1] += x[2]` on a list's tensor (`keep` sees it), `hs[0][1] =
+    7.0`, `counts[1] += 2`, `self.buf[1] = 0.5`, and a write into a reshape of a temporary (`ar`): all as in torch."""
+    check(WRITE_FORMS, ["emb", "m", "x", "target", "y", "acc", "ar", "out", "loss"], tmp_path)
+    t = traced(WRITE_FORMS)
+    assert t.result.nodes["y"].grad_fn == "CopySlices" and t.result.nodes["emb.weight"].op == "parameter"
+    assert float(np.abs(t.arrays["torch/value/emb.weight"][0]).max()) == 0.0
+
+
+@pytest.mark.parametrize(("program", "words"), [
+    ("x = torch.randn(3, 4)\nr = x[1:]\nr[0][1] = 5.0\n", "is a view of 'x'"),
+    ("x = torch.randn(3, 4)\nx[1:][0] = 5.0\n", "write it as one index"),
+    ("w = torch.randn(3, requires_grad=True)\nwith torch.no_grad():\n    w[0] = torch.ones(())\n", "takes a number here"),
+    ("w = torch.randn(3, requires_grad=True)\nwith torch.no_grad():\n    w[5] = 0.0\n", "index 5 is out of bounds"),
+    ("xs = [1, 2]\nxs[0][1] = 3\n", "'xs[0]' is the int 1, not a tensor"),
+])
+def test_the_other_forms_refused_with_the_reason(program: str, words: str) -> None:
+    assert words in str(refused(HEADER + program))

@@ -7,10 +7,12 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from services.compiler.creation import TensorCreation
+from services.compiler.creation import TensorCreation, without_data
+from services.compiler.expressions import _kind
 from services.compiler.values import Instance, ModuleInst, T, is_number
-from services.errors import SpecError
+from services.errors import ShapeError, SpecError
 from services.ir import Event
+from services.ops.indexing import GetitemArgs, plan_shape
 
 
 class InPlace(TensorCreation):
@@ -58,28 +60,114 @@ class InPlace(TensorCreation):
         self.written(t, stmt)
         self.stream.events.append(Event("inplace", t.name, {"method": method, "args": [-c if isinstance(stmt.op, ast.Sub) else c]}))
 
-    def index_write(self, target: ast.Subscript, x: T, value: ast.expr, stmt: ast.stmt) -> None:
+    def index_write(self, target: ast.Subscript, value: ast.expr | Any, stmt: ast.stmt) -> None:
         """`pe[:, 0::2] = torch.sin(...)`: torch writes into the tensor (grad_fn CopySlices); here a setitem node,
-        which every name bound to it then means. Refused where torch refuses it and on views, as `x += ...` is."""
-        if not isinstance(target.value, ast.Name):
-            raise self.err(stmt, f"`{self.src(target)[:60]} = ...` writes into a tensor that no name holds (a view, an "
-                                 "attribute or .data): gradtrace traces index writes into a tensor bound to a name, "
-                                 "as in `pe[:, 0::2] = torch.sin(...)`")
-        var = target.value.id
+        which every holder of it then means (names, containers, attributes). Refused where torch refuses it and on
+        views, as `x += ...` is. `x[i][j] = v` with an int i is `x[i, j] = v`; under torch.no_grad() (or through
+        .data) a parameter's starting value changes: `emb.weight[pad] = 0.0`. `value`: a tensor computed already
+        (`y[:, 0] += 1`)."""
+        chain: list[ast.expr] = []  # the index expressions, outermost last: holder[k1][k2]...[index]
+        root: ast.expr = target
+        while isinstance(root, ast.Subscript):
+            chain.insert(0, root.slice)
+            root = root.value
+        via_data = without_data(root) is not root
+        root = without_data(root)
+        x = self.expr(root)
+        keys: list[Any] = []
+        while len(chain) > 1 and isinstance(x, (list, tuple, dict)):  # lst[0][1] = v: the list's tensor, written
+            key = self.const(chain.pop(0))
+            try:
+                x = x[key]
+            except (IndexError, KeyError, TypeError):
+                raise self.err(stmt, f"{self.src(root)[:40]}{''.join(f'[{k!r}]' for k in keys)} has no item {key!r}") from None
+            keys.append(key)
+        var = self.src(root)[:40] + "".join(f"[{k!r}]" for k in keys)
         how = f"`{var}[...] = ...`"
-        if x.name in self.builder.leaves and self.builder.grad[x.name]:
+        if isinstance(x, (dict, list)):  # d["a"]["b"] = 3: a nested container's item
+            if isinstance(value, ast.AST):
+                self.item_write(x, chain[0], value, stmt)  # type: ignore[attr-defined]
+                return
+            key = self.const(chain[0])
+            old = x[key]  # type: ignore[index]
+            if isinstance(old, T) and isinstance(value, T):  # accs[k] += v: that tensor changes in place
+                self.check_in_place(old, f"{var}[{key!r}]", f"`{var}[{key!r}] += ...`", f"`{var}[{key!r}] = {var}[{key!r}] + ...`", stmt)
+                self.changed_in_place(old, value, f"{var}[{key!r}]", stmt)
+            else:
+                x[key] = value  # type: ignore[index]  # counts[0] += 1
+            return
+        if not isinstance(x, T):
+            raise self.err(stmt, f"{how}: '{var}' is {_kind(x)}, not a tensor")
+        items: list[ast.expr] = []
+        for k, sl in enumerate(chain):  # target[i][l] = 1.0 with an int i: the row is a view, the write x[i, l]'s
+            its = list(sl.elts) if isinstance(sl, ast.Tuple) else [sl]
+            if k < len(chain) - 1 and not all(not isinstance(i, ast.Slice) and type(self.const(i)) is int for i in its):
+                raise self.err(stmt, f"`{self.src(target)[:60]} = ...` writes through a view made by a slice or a "
+                                     "tensor index: write it as one index, `x[a, b] = ...`")
+            items += its
+        target = ast.copy_location(ast.Subscript(value=root, slice=ast.Tuple(elts=items, ctx=ast.Load()), ctx=ast.Store()),
+                                   target)
+        holder = root if not keys else None
+        b = self.builder
+        if x.name in b.leaves and b.grad[x.name]:
+            if self.no_grad or via_data:
+                self.leaf_index_write(x, target, value, stmt)
+                return
             raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses {how} on it (a leaf "
-                                 "Variable that requires grad is being used in an in-place operation); under "
-                                 "torch.no_grad() it would change the leaf's starting value, which gradtrace traces "
-                                 "for fill_, zero_, uniform_, normal_ and copy_ only")
+                                 "Variable that requires grad is being used in an in-place operation); write it under "
+                                 "torch.no_grad() to change its starting value")
+        if via_data:
+            raise self.err(stmt, f"{how} through .data on '{var}', which requires grad, is not traced (torch changes "
+                                 "its values and keeps its graph)")
         self.check_in_place(x, var, how, f"`{var} = torch.where(mask, value, {var})`", stmt)
-        self.begin(var, value, [])  # the value's nodes are var#1, var#2, ...; the write itself is the new `var`
-        v = self.expr(value)
+        base = holder.id if isinstance(holder, ast.Name) else None
+        path = self.write_path(root) + "".join(f".{k}" for k in keys)
+        self.begin(base or path.rsplit(".", 1)[-1], value, [])  # type: ignore[arg-type]  # the value's nodes: var#1, ...
+        v = self.expr(value) if isinstance(value, ast.AST) else value
         if not isinstance(v, T) and not (is_number(v) or isinstance(v, bool)):
-            raise self.err(value, f"{how} takes a tensor or a number, got {self.src(value)[:60]!r}")
+            raise self.err(stmt, f"{how} takes a tensor or a number, got {self.src(value)[:60]!r}")  # type: ignore[arg-type]
         index, tensors = self.index_of(target)
-        new = self.emit("setitem", [x, v, *tensors], {"index": index}, stmt, name=self.binding_name(var))  # type: ignore[arg-type]
+        name = self.binding_name(base) if base else self.fresh(path)
+        new = self.emit("setitem", [x, v, *tensors], {"index": index}, stmt, name=name)  # type: ignore[arg-type]
         self.changed_in_place(x, new, var, stmt)
+
+    def aug_index_write(self, stmt: ast.AugAssign) -> None:
+        """`y[:, 0] += 1.0`: torch adds into the indexed part of y in place; here the part, plus the value, written
+        back (a setitem: CopySlices, as torch's). `accs[k] += v` on a list's tensor changes that tensor in place."""
+        target = stmt.target
+        assert isinstance(target, ast.Subscript)
+        root: ast.expr = target
+        while isinstance(root, ast.Subscript):
+            root = root.value
+        self.begin(root.id if isinstance(root, ast.Name) else "write", stmt.value, [])
+        read = ast.copy_location(ast.Subscript(value=target.value, slice=target.slice, ctx=ast.Load()), target)
+        new = self.expr(ast.copy_location(ast.BinOp(left=read, op=stmt.op, right=stmt.value), stmt))
+        self.index_write(target, new, stmt)
+
+    def write_path(self, root: ast.expr) -> str:
+        """The node name of a write through `root`: `self.buf` is 'model.buf', `hs` (a list) 'hs' (its items 'hs.0')."""
+        if isinstance(root, ast.Attribute):
+            owner = self.expr(root.value)
+            if isinstance(owner, Instance):
+                return f"{owner.path}.{root.attr}"
+        return self.prefix + (root.id if isinstance(root, ast.Name) else "write")
+
+    def leaf_index_write(self, t: T, target: ast.Subscript, value: ast.expr | Any, stmt: ast.stmt) -> None:
+        """`with torch.no_grad(): emb.weight[0] = 0.0`: the parameter's starting value changes (an event in program
+        order with the draws), as fill_ and uniform_ change it; ints, slices and int lists, a number."""
+        v = self.expr(value) if isinstance(value, ast.AST) else value
+        if not (is_number(v) or isinstance(v, bool)):
+            raise self.err(stmt, f"a write into the parameter '{t.name}' takes a number here (torch.no_grad() changes its "
+                                 "starting value)")
+        index, tensors = self.index_of(target)
+        if tensors:
+            raise self.err(stmt, f"a write into the parameter '{t.name}' takes ints, slices and int lists as its index")
+        try:
+            plan_shape(self.builder.leaves[t.name].shape, GetitemArgs.model_validate({"index": index}).index)
+        except (ShapeError, ValueError) as e:
+            raise self.err(stmt, str(e)) from None
+        self.written(t, stmt)
+        self.stream.events.append(Event("setitem", t.name, {"index": index, "value": v}))
 
     def mark_written(self, new: str, old: str) -> None:
         """Node `new` changes tensor `old` in place: the torch engine bumps old's version, so that an op that saved it
@@ -114,10 +202,13 @@ class InPlace(TensorCreation):
                 seen.add(k)
                 stack.extend(b.views.get(k, ()))
         node = next((n for n in reversed(b.nodes) if n.name == t.name), None)
-        if node is not None and node.op.view:
+        while node is not None and node.op.view:  # a view of a tensor a name holds: torch would change that one too
             base = node.inputs[0]
-            raise self.err(stmt, f"{how} changes '{var}' in place, and '{var}' is a view of '{base}' ({node.op.name}): "
-                                 f"torch would change '{base}' too, which gradtrace does not trace; write {instead} for a new tensor")
+            if base in bound or base in b.leaves:
+                raise self.err(stmt, f"{how} changes '{var}' in place, and '{var}' is a view of '{base}' ({node.op.name}): "
+                                     f"torch would change '{base}' too, which gradtrace does not trace; write {instead} "
+                                     "for a new tensor")
+            node = next((n for n in reversed(b.nodes) if n.name == base), None)  # a temporary: what it views
 
     def changed_in_place(self, old: T, new: T, var: str, stmt: ast.AST) -> None:
         """After an in-place change, every name bound to the tensor sees the new value (`b = a; b += 1` changes

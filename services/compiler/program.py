@@ -174,8 +174,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
                 self.count_bindings(stmt.body, (no_grad or bool(modes & {"torch.no_grad", "torch.inference_mode"}))
                                     and "torch.enable_grad" not in modes)
             for t in targets:
-                if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name):
-                    t = t.value  # `pe[:, 0::2] = ...`: a tensor written by index is a new binding of its name
+                while isinstance(t, ast.Subscript):
+                    t = t.value  # `pe[:, 0::2] = ...`, `target[i][l] = 1.0`: a tensor written by index is a new binding
                 for n in (_names(t) or [] if isinstance(t, (ast.Tuple, ast.List)) else [t.id] if isinstance(t, ast.Name) else []):
                     self.bindings[n] += 1
 
@@ -291,21 +291,28 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             self.unpack(target, self.expr(value), stmt)
         elif isinstance(target, ast.Attribute):
             self.attribute_write(target, value, stmt)
+        elif isinstance(target, ast.Subscript) and (isinstance(target.value, ast.Subscript) or
+                                                    without_data(target.value) is not target.value):
+            self.index_write(target, value, stmt)  # target[i][l] = 1.0, emb.weight.data[0] = 0.0: before any read
         elif isinstance(target, ast.Subscript) and isinstance(into := self.expr(target.value), ModuleInst) and into.layer is None:
             self.container_set(into, self.const(target.slice), value, stmt)  # model.classifier[6] = nn.Linear(4096, 10)
         elif isinstance(target, ast.Subscript) and isinstance(into, (dict, list)):
-            key = self.const(target.slice)  # word_to_ix[word] = len(word_to_ix), sizes[0] = 8
-            if isinstance(into, list) and not (isinstance(key, int) and -len(into) <= key < len(into)):
-                raise self.err(stmt, f"list index {key!r} out of range (the list has {len(into)} items)")
-            if isinstance(into, dict) and (not isinstance(key, (str, int)) or isinstance(key, bool)):
-                raise self.err(stmt, f"a dict key is a string or an int here, not {_kind(key)}")
-            into[key] = self.expr(value)  # type: ignore[index]
+            self.item_write(into, target.slice, value, stmt)  # word_to_ix[word] = len(word_to_ix), sizes[0] = 8
         elif isinstance(target, ast.Subscript) and isinstance(into, T):
-            self.index_write(target, into, value, stmt)  # pe[:, 0::2] = torch.sin(position * div_term)
+            self.index_write(target, value, stmt)  # pe[:, 0::2] = torch.sin(position * div_term), self.buf[0] = 1.0
         else:
             raise self.err(stmt, "only 'name = expression' assignments are allowed (and writes into tensors, dicts, "
                                  "lists and containers by index)")
         self.stmt_expr, self.stmt_names = None, []
+
+    def item_write(self, into: dict[Any, Value] | list[Value], key_expr: ast.expr, value: ast.expr, stmt: ast.stmt) -> None:
+        """`d[key] = value`, `xs[0] = value`: a dict's or list's item (not a tensor's elements)."""
+        key = self.const(key_expr)
+        if isinstance(into, list) and not (isinstance(key, int) and -len(into) <= key < len(into)):
+            raise self.err(stmt, f"list index {key!r} out of range (the list has {len(into)} items)")
+        if isinstance(into, dict) and (not isinstance(key, (str, int)) or isinstance(key, bool)):
+            raise self.err(stmt, f"a dict key is a string or an int here, not {_kind(key)}")
+        into[key] = self.expr(value)  # type: ignore[index]
 
     def unpack(self, target: ast.expr, v: Value, stmt: ast.stmt) -> None:
         """`a, b = ...`, `out, (h, c) = lstm(x)`: each name bound to its item, as Python unpacks."""
@@ -332,6 +339,9 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         self.stmt_name = names[0] if len(names) == 1 else None
 
     def aug_assign(self, stmt: ast.AugAssign) -> None:
+        if isinstance(stmt.target, ast.Subscript):
+            self.aug_index_write(stmt)  # y[:, 0] += 1.0, acc[i % 3] += x[i].sum(), counts[0] += 1
+            return
         if isinstance(stmt.target, ast.Attribute):
             t = self.leaf_target(stmt.target, stmt)
             self.written(t, stmt)

@@ -95,6 +95,11 @@ def _item(v: Any, where: str) -> Any:
     )
 
 
+def spec_index(items: list[Any]) -> tuple[Any, ...]:
+    """A spec's index items (no index tensors) as the tuple Python indexes with."""
+    return tuple(_item(e, f"item {i}") for i, e in enumerate(items))
+
+
 class GetitemArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     index: list[Any]
@@ -195,6 +200,11 @@ def _plan(shape: Shape, items: list[Any], refs: list[Shape]) -> Plan:
             if isinstance(it, list) and np.size(it):
                 _check_bounds(float(np.min(it)), float(np.max(it)), d, n)
     return plan
+
+
+def plan_shape(shape: Shape, items: list[Any]) -> Shape:
+    """The shape x[items] has (no index tensors), or ShapeError where torch raises."""
+    return _plan(shape, items, []).out
 
 
 def _check_bounds(lo: float, hi: float, dim: int, n: int) -> None:

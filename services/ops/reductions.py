@@ -558,9 +558,11 @@ class Logsumexp(Op):
 
 @register
 class Cumsum(Op):
-    """torch.cumsum(x, dim): running sums along dim; the gradient is the running sum of the gradient from the end."""
+    """torch.cumsum(x, dim): running sums along dim; the gradient is the running sum of the gradient from the end.
+    int64 and bool tensors sum to int64 (position ids: `mask.long().cumsum(1)`), without a gradient."""
 
     name = "cumsum"
+    any_dtype = True
     Args = DimArgs
     positional = ("dim",)
     functions = ("torch.cumsum",)
@@ -570,12 +572,16 @@ class Cumsum(Op):
         norm_dim(a.dim, len(shapes[0]))
         return shapes[0]
 
+    def dtype(self, dtypes: list[str]) -> str:
+        return dtypes[0] if dtypes[0].startswith("float") else "int64"
+
     def torch(self, t: Any, xs: list[Any], a: DimArgs) -> Any:
         return t.cumsum(xs[0], dim=a.dim)
 
     def forward(self, xs: list[Array], a: DimArgs) -> Array:
         x = xs[0]
-        return x.copy() if x.ndim == 0 else np.cumsum(x, axis=norm_dim(a.dim, x.ndim), dtype=x.dtype)
+        dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.int64)
+        return x.astype(dtype) if x.ndim == 0 else np.cumsum(x, axis=norm_dim(a.dim, x.ndim), dtype=dtype)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: DimArgs) -> list[Array | None]:
         if g.ndim == 0:
