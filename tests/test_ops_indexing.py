@@ -102,6 +102,16 @@ case("setitem-twice-then-read", {**X, **V},  # a write, a write over it, and a r
      N("c", "getitem", "b", index=[1]), N("y", "mul", "c", "a"))
 case("setitem-value-computed", {**X, **V}, N("w", "tanh", "v"), N("y", "setitem", "x", "w", index=[ALL, 2, sl(1, None)]),
      N("z", "mul", "y", "x"))
+# mask_put: x[mask] = value with a bool mask over x's leading dims (a number, a 0-d tensor, or one row)
+MASK = {"m": given([[True, False, True, False], [False, False, True, True], [True, True, False, False]], dtype="bool")}
+case("mask_put-number", {"x": normal(3, 4, seed=9), **MASK}, N("y", "mask_put", "x", "m", -1.5))
+case("mask_put-0d-value", {"x": normal(3, 4, seed=9), "v": normal(seed=10), **MASK}, N("y", "mask_put", "x", "m", "v"))
+case("mask_put-computed-mask", {"x": normal(3, 4, seed=9)}, N("m", "lt", "x", 0.0), N("y", "mask_put", "x", "m", 0.0),
+     N("z", "mul", "y", "x"))
+case("mask_put-rows", {"x": normal(3, 4, seed=9), "v": normal(4, seed=11), "r": given([True, False, True], dtype="bool")},
+     N("y", "mask_put", "x", "r", "v"))
+case("mask_put-nothing-selected", {"x": normal(3, 4, seed=9), "v": normal(1, 4, seed=11),
+                                   "r": given([False, False, False], dtype="bool")}, N("y", "mask_put", "x", "r", "v"))
 G = {"x": normal(3, 4, seed=4)}
 case("gather-dim1-repeats", {**G, "i": ix([[0, 0, 3], [1, 1, 1], [2, 3, 2]])}, N("y", "gather", "x", "i", dim=1))
 case("gather-dim0-smaller", {**G, "i": ix([[2, 2], [0, 2]])}, N("y", "gather", "x", "i", dim=0))
@@ -186,6 +196,9 @@ ERRORS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     ({**X23, "i": ix(5)}, N("y", "setitem", "x", 1.0, "i", index=[{"tensor": 0}]), "index 5 is out of bounds"),
     ({**X23, "i": normal(2)}, N("y", "setitem", "x", 1.0, "i", index=[{"tensor": 0}]), "setitem: tensors used as indices must be int64"),
     (X23, N("y", "setitem", "x", index=[0]), "at least 2"),
+    ({**X23, "m": given([True, False], dtype="bool"), "v": normal(2)}, N("y", "mask_put", "x", "m", "v"), "depends on the data"),
+    ({**X23, "m": given([True, False, True], dtype="bool")}, N("y", "mask_put", "x", "m", 0.0), "leading dims"),
+    ({**X23, "m": ix(1, 0)}, N("y", "mask_put", "x", "m", 0.0), "must be a bool tensor"),
     ({**X23, "i": ix([[0]])}, N("y", "index_select", "x", "i", dim=0), "vector"),
     ({**X23, "i": ix(0, -1)}, N("y", "index_select", "x", "i", dim=1), "index -1 is out of range"),
     ({**X23, "i": ix(0, 3)}, N("y", "index_select", "x", "i", dim=1), "index 3 is out of range"),
@@ -211,7 +224,7 @@ def test_shape_errors_name_the_node(inputs: dict[str, Any], node: dict[str, Any]
 
 
 OURS = ("not used", "only 1 index tensors", "single Ellipsis", "torch.where", "sparse_grad", "list of index items", "Extra inputs",
-        "too large", "at least 2")
+        "too large", "at least 2", "must be a bool tensor")
 """Refusals of our own: unused or missing index tensors, several Ellipses, bool masks, sparse_grad, malformed spec
 forms, slice steps so large that torch's strides may overflow, and a setitem without its value."""
 
@@ -223,9 +236,13 @@ def _torch_call(inputs: dict[str, Any], node: dict[str, Any]) -> Any:
     def tensor(spec: dict[str, Any]) -> Any:
         if "value" not in spec:
             return torch.zeros(spec["shape"])
-        return torch.tensor(spec["value"], dtype=torch.int64 if spec.get("dtype") == "int64" else torch.float32)
+        return torch.tensor(spec["value"], dtype={"int64": torch.int64, "bool": torch.bool}.get(spec.get("dtype", ""), torch.float32))
 
     x = tensor(inputs["x"])
+    if node["op"] == "mask_put":  # x[mask] = value
+        mask, v = node["inputs"][1:]
+        x[tensor(inputs[mask])] = tensor(inputs[v]) if isinstance(v, str) else v
+        return x
     value = None
     if node["op"] == "setitem":  # x[index] = value, the value second
         v = node["inputs"][1]

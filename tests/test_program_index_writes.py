@@ -306,3 +306,32 @@ def test_the_other_forms_of_a_write(tmp_path: Path) -> None:
 ])
 def test_the_other_forms_refused_with_the_reason(program: str, words: str) -> None:
     assert words in str(refused(HEADER + program))
+
+
+MASK_WRITES = HEADER + """x = torch.randn(4, 3, requires_grad=True)
+y = x * 2
+y[y < 0] = 0.0
+lengths = torch.tensor([3, 1, 2, 3])
+pad = torch.arange(3)[None, :] >= lengths[:, None]
+scores = x * 1.5
+scores[pad] = float("-inf")
+p = scores.softmax(-1)
+rows = torch.tensor([True, False, True, False])
+h = x * 3
+h[rows] = torch.zeros(3)
+v = torch.randn((), requires_grad=True)
+g = x * 1
+g[g > 0.5] = v
+loss = (y * p).sum() + h.sum() + g.sum()
+loss.backward()
+"""
+
+
+def test_writes_through_bool_masks(tmp_path: Path) -> None:
+    """`y[y < 0] = 0.0`, a padding mask's `scores[pad] = float('-inf')` before softmax, whole rows
+    (`h[rows] = torch.zeros(3)`) and a value that requires grad (`g[g > 0.5] = v`: its grad sums the selected
+    places): torch's numbers and its grad_fn, IndexPutBackward0."""
+    check(MASK_WRITES, ["x", "y", "scores", "p", "h", "g", "v", "loss"], tmp_path)
+    nodes = traced(MASK_WRITES).result.nodes
+    assert {nodes[k].op for k in ("y", "scores", "h", "g")} == {"mask_put"}
+    assert {nodes[k].grad_fn for k in ("y", "scores", "h", "g")} == {"IndexPutBackward0"}

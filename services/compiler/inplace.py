@@ -126,9 +126,15 @@ class InPlace(TensorCreation):
         v = self.expr(value) if isinstance(value, ast.AST) else value
         if not isinstance(v, T) and not (is_number(v) or isinstance(v, bool)):
             raise self.err(stmt, f"{how} takes a tensor or a number, got {self.src(value)[:60]!r}")  # type: ignore[arg-type]
-        index, tensors = self.index_of(target)
-        name = self.binding_name(base) if base else self.fresh(path)
-        new = self.emit("setitem", [x, v, *tensors], {"index": index}, stmt, name=name)  # type: ignore[arg-type]
+        only = items[0] if len(items) == 1 and not isinstance(items[0], (ast.Slice, ast.Constant)) else None
+        idx = self.expr(only) if only is not None else None
+        if isinstance(idx, T) and self.dtype_of(idx) == "bool":  # y[y < 0] = 0.0: torch's index_put with a mask
+            name = self.binding_name(base) if base else self.fresh(path)
+            new = self.emit("mask_put", [x, idx, v], {}, stmt, name=name)  # type: ignore[arg-type]
+        else:
+            index, tensors = ([{"tensor": 0}], [idx]) if isinstance(idx, T) else self.index_of(target)
+            name = self.binding_name(base) if base else self.fresh(path)
+            new = self.emit("setitem", [x, v, *tensors], {"index": index}, stmt, name=name)  # type: ignore[arg-type]
         self.changed_in_place(x, new, var, stmt)
 
     def aug_index_write(self, stmt: ast.AugAssign) -> None:

@@ -377,6 +377,57 @@ class Setitem(Op):
             [None] * (len(xs) - 2)
 
 
+@register
+class MaskPut(Op):
+    """`x[mask] = value` with a bool mask over x's leading dims (`y[y < 0] = 0.0`, `x[pad] = torch.zeros(d)`): the
+    value (a number, or one for each selected row, broadcast) where the mask holds. torch's index_put with a mask:
+    grad_fn IndexPutBackward0. The gradient of x is zero where the mask holds; the value's is the sum of those."""
+
+    name = "mask_put"
+    any_dtype = True
+    scalars = True
+    tensors = ("input", "mask", "value")
+    differentiable = (True, False, True)
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        x, m, v = shapes
+        if not m or tuple(x[: len(m)]) != tuple(m):
+            raise ShapeError(f"the mask's shape {list(m)} must be the tensor's {list(x)} or its leading dims")
+        rest = tuple(x[len(m) :])
+        try:
+            _value_shape(v, rest)
+        except ShapeError:
+            raise ShapeError(f"x[mask] = value: the value {list(v)} must be a number or one row of shape {list(rest)} "
+                             "(a value per selected element has a shape that depends on the data)") from None
+        return x
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if dtypes[1] != "bool":
+            raise ShapeError(f"mask_put: the mask must be a bool tensor, got {dtypes[1]}")
+        return dtypes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        y = xs[0].clone()
+        y[xs[1]] = xs[2]
+        return y
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        x, m, v = np.array(xs[0], copy=True), np.asarray(xs[1], dtype=bool), np.asarray(xs[2])
+        x[m] = v.reshape(_value_shape(v.shape, x.shape[m.ndim :]))
+        return x
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        m, v = np.asarray(xs[1], dtype=bool), np.asarray(xs[2])
+        gx = np.array(g, copy=True)
+        part = g[m]  # (k, *rest): each selected row's gradient, which the one value received
+        gx[m] = 0
+        gv = None
+        if v.dtype.kind == "f":
+            stripped = _value_shape(v.shape, g.shape[m.ndim :])
+            gv = unbroadcast(part.sum(axis=0), stripped).reshape(v.shape).astype(v.dtype, copy=False)
+        return [gx if gx.dtype.kind == "f" else None, None, gv]
+
+
 # ---- index_select and gather --------------------------------------------------------------------
 
 
