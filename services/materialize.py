@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from services.ir import Event, Graph, Leaf, Stream
+from services.ops.indexing import spec_index
 
 TORCH_CREATORS = {"rand", "randn", "randint", "zeros", "ones", "full", "arange", "linspace", "eye", "empty", "normal"}
 """torch functions a 'tensor' event may call (empty is made as zeros: a trace must be deterministic)."""
@@ -107,8 +108,6 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
         assert a["method"] in INPLACE, a["method"]
         getattr(_get(torch, values, ev.target, leaves), a["method"])(*a.get("args", []), **a.get("kwargs", {}))
     elif ev.op == "setitem":  # `with torch.no_grad(): emb.weight[0] = 0.0`: ints, slices, None, ... and int lists
-        from services.ops.indexing import spec_index
-
         _get(torch, values, ev.target, leaves)[spec_index(a["index"])] = a["value"]
     elif ev.op == "init":
         assert a["fn"] in INITS, a["fn"]

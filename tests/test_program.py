@@ -86,7 +86,7 @@ def test_default_output_is_the_last_node_and_backward_overrides_it() -> None:
         ("x = torch.tensor(1.0, requires_grad=True)\ny = __import__('os')\n", 2, "dunder"),
         ("x = torch.tensor(1.0, requires_grad=True)\ny = eval('x')\n", 2, "unknown function 'eval'"),
         ("x = torch.tensor(1.0, requires_grad=True)\ny = open('/etc/passwd')\n", 2, "unknown function"),
-        ("x = torch.tensor(1.0, requires_grad=True)\nf = lambda v: v\n", 2, "Lambda"),
+        ("x = torch.tensor(1.0, requires_grad=True)\nf = lambda v: open('/etc/passwd')\ny = f(x)\n", 2, "unknown function 'open'"),
         ("x = torch.tensor(1.0, requires_grad=True)\ny = [v for v in x]\n", 2, "a comprehension goes over range(...)"),
         ("x = torch.tensor(1.0, requires_grad=True)\nfor i in x:\n    y = x\n", 2, "needs their length"),
         ("x = torch.tensor(1.0, requires_grad=True)\nwhile True:\n    pass\n", 2, "While"),

@@ -222,17 +222,17 @@ def test_writes_are_seen_through_dicts_lists_attributes_and_buffers(tmp_path: Pa
     ("z = torch.zeros(3, dtype=torch.long)\nz[0] = float('-inf')\nloss = (x * z).sum()\n", "without overflow"),
 ])
 def test_what_torch_refuses_while_running_fails_naming_the_line(tail: str, words: str, tmp_path: Path) -> None:
-    """An in-place ReLU inside nn.Sequential after a Tanh (Tanh saved its output), an index computed out of range, a
-    number that does not fit int64: torch raises, and so does the trace, with torch's message (they traced, or
-    crashed with an IndexError)."""
+    """An in-place ReLU inside nn.Sequential after a Tanh (Tanh saved its output: a spec error), an index computed
+    out of range, a number that does not fit int64 (torch's own exception, the job's engine_error): torch raises,
+    and so does the trace, with torch's message and the line (they traced, or failed without a line)."""
     program = HEADER + "x = torch.randn(4, 3, requires_grad=True)\n" + tail + "loss.backward()\n"
     if "idx" in tail:
         program = program.replace("x * 2", "x[:, 0] * 2")
     with pytest.raises((RuntimeError, IndexError)):
         in_torch(program, tmp_path)
-    with pytest.raises(SpecError, match=words) as info:
+    with pytest.raises((SpecError, RuntimeError, IndexError), match=words) as info:
         traced(program)
-    assert info.value.line is not None or "line" in str(info.value)
+    assert "line 8" in str(info.value) or "line 9" in str(info.value)
 
 
 def test_an_index_tensor_written_out_of_range_is_refused_when_compiled() -> None:

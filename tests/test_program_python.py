@@ -1037,41 +1037,7 @@ def test_masks_combined_as_torch_combines_them(tmp_path: Path) -> None:
     assert "logical_or: takes bool tensors (masks)" in str(e)
 
 
-DCGAN = """import torch
-import torch.nn as nn
-
-torch.manual_seed(999)
-nc = 1
-ndf = 4
-
-
-def weights_init(m):
-    classname = m.__class__.__name__
-    if classname.find('Conv') != -1:
-        nn.init.normal_(m.weight.data, 0.0, 0.02)
-    elif classname.find('BatchNorm') != -1:
-        nn.init.normal_(m.weight.data, 1.0, 0.02)
-        nn.init.constant_(m.bias.data, 0)
-
-
-class Discriminator(nn.Module):
-    def __init__(self, ngpu):
-        super(Discriminator, self).__init__()
-        self.ngpu = ngpu
-        self.main = nn.Sequential(
-            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(ndf * 2),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 2, 1, 4, 1, 0, bias=False),
-            nn.Sigmoid()
-        )
-
-    def forward(self, input):
-        return self.main(input)
-
-
+DCGAN = (EXAMPLES / "dcgan_generator.py").read_text().split("class Generator")[0] + """
 netD = Discriminator(1)
 netD.apply(weights_init)
 print(netD)
@@ -1083,6 +1049,7 @@ errD_real = criterion(output, label)
 errD_real.backward()
 D_x = output.mean().item()
 """
+"""The tutorial's discriminator step on real images (its classes from examples/dcgan_generator.py)."""
 
 
 def test_the_dcgan_tutorial_s_weights_init(tmp_path: Path) -> None:

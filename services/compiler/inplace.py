@@ -64,8 +64,8 @@ class InPlace(TensorCreation):
         """`pe[:, 0::2] = torch.sin(...)`: torch writes into the tensor (grad_fn CopySlices); here a setitem node,
         which every holder of it then means (names, containers, attributes). Refused where torch refuses it and on
         views, as `x += ...` is. `x[i][j] = v` with an int i is `x[i, j] = v`; under torch.no_grad() (or through
-        .data) a parameter's starting value changes: `emb.weight[pad] = 0.0`. `value`: a tensor computed already
-        (`y[:, 0] += 1`)."""
+        .data) a parameter's starting value changes: `emb.weight[pad] = 0.0`. `value`: an expression, or what an
+        augmented assignment computed already (`y[:, 0] += 1`)."""
         chain: list[ast.expr] = []  # the index expressions, outermost last: holder[k1][k2]...[index]
         root: ast.expr = target
         while isinstance(root, ast.Subscript):
@@ -107,7 +107,6 @@ class InPlace(TensorCreation):
             items += its
         target = ast.copy_location(ast.Subscript(value=root, slice=ast.Tuple(elts=items, ctx=ast.Load()), ctx=ast.Store()),
                                    target)
-        holder = root if not keys else None
         b = self.builder
         if x.name in b.leaves and b.grad[x.name]:
             if self.no_grad or via_data:
@@ -120,7 +119,7 @@ class InPlace(TensorCreation):
             raise self.err(stmt, f"{how} through .data on '{var}', which requires grad, is not traced (torch changes "
                                  "its values and keeps its graph)")
         self.check_in_place(x, var, how, f"`{var} = torch.where(mask, value, {var})`", stmt)
-        base = holder.id if isinstance(holder, ast.Name) else None
+        base = root.id if isinstance(root, ast.Name) and not keys else None  # `pe[...] = ...`: a binding of pe
         path = self.write_path(root) + "".join(f".{k}" for k in keys)
         self.begin(base or path.rsplit(".", 1)[-1], value, [])  # type: ignore[arg-type]  # the value's nodes: var#1, ...
         v = self.expr(value) if isinstance(value, ast.AST) else value
@@ -128,12 +127,11 @@ class InPlace(TensorCreation):
             raise self.err(stmt, f"{how} takes a tensor or a number, got {self.src(value)[:60]!r}")  # type: ignore[arg-type]
         only = items[0] if len(items) == 1 and not isinstance(items[0], (ast.Slice, ast.Constant)) else None
         idx = self.expr(only) if only is not None else None
+        name = self.binding_name(base) if base else self.fresh(path)
         if isinstance(idx, T) and self.dtype_of(idx) == "bool":  # y[y < 0] = 0.0: torch's index_put with a mask
-            name = self.binding_name(base) if base else self.fresh(path)
             new = self.emit("mask_put", [x, idx, v], {}, stmt, name=name)  # type: ignore[arg-type]
         else:
             index, tensors = ([{"tensor": 0}], [idx]) if isinstance(idx, T) else self.index_of(target)
-            name = self.binding_name(base) if base else self.fresh(path)
             new = self.emit("setitem", [x, v, *tensors], {"index": index}, stmt, name=name)  # type: ignore[arg-type]
         self.changed_in_place(x, new, var, stmt)
 
@@ -243,12 +241,12 @@ def _swap(v: Any, old: T, new: T, seen: set[int]) -> Any:
     if isinstance(v, tuple):
         items = [_swap(x, old, new, seen) for x in v]
         return tuple(items) if any(a is not b for a, b in zip(items, v, strict=True)) else v
-    if id(v) in seen or not isinstance(v, (list, dict, Instance, ModuleInst)) and not hasattr(v, "maps"):
+    if id(v) in seen or not isinstance(v, (list, dict, Instance, ModuleInst)):
         return v
     seen.add(id(v))
     if isinstance(v, list):
         v[:] = [_swap(x, old, new, seen) for x in v]
-    elif isinstance(v, dict) or hasattr(v, "maps"):
+    elif isinstance(v, dict):
         for k, x in list(v.items()):
             y = _swap(x, old, new, seen)
             if y is not x:

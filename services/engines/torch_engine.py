@@ -170,12 +170,16 @@ def _stale_save(graph: Graph, message: str) -> SpecError:
                      "`x = torch.where(mask, v, x)`) instead", loc=("program",))
 
 
-def _failed(node: Any, e: Exception) -> SpecError:
+def _failed(node: Any, e: Exception) -> Exception:
     """torch refused a node's op on these values (an index computed out of range, a number that does not fit the
-    dtype): the program fails there in torch too. The error names the node and its line."""
-    first = str(e).split("\n")[0]
-    return SpecError(f"torch fails here, as it does running the program: {type(e).__name__}: {first}",
-                     loc=("program",) if node.line else ("nodes",), node=node.name, line=node.line)
+    dtype): the program fails there in torch too. The same exception (the job's engine_error names it), its message
+    naming the node and its line."""
+    where = f"node '{node.name}'" + (f", line {node.line}" if node.line else "")
+    msg = f"{str(e).splitlines()[0] if str(e) else type(e).__name__} ({where}: torch raises this running the program too)"
+    try:
+        return type(e)(msg)
+    except Exception:  # an exception type that takes other arguments
+        return RuntimeError(f"{type(e).__name__}: {msg}")
 
 
 def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
