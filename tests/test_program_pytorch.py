@@ -24,6 +24,12 @@ EXAMPLES = ROOT / "examples"
 SEED = ROOT.parent / "shared" / "seed" / "000_76228a6cdafaad98.txt"
 
 
+def _refused(program: str) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        compile_spec(TraceSpec(program="import torch\n" + program))
+    return info.value
+
+
 def traced(program: str, **kw: Any) -> Trace:
     return trace(TraceSpec(program=program, **kw), inline_limit=10**6)
 
@@ -265,6 +271,24 @@ def test_flip_cumsum_outer_where_of_numbers_and_new_tensors_match_torch(tmp_path
     nodes = t.result.nodes
     assert [nodes[k].grad_fn for k in ("a", "c")] == [type(g[k].grad_fn).__name__ for k in ("a", "c")] == ["FlipBackward0", "CumsumBackward0"]
     assert {nodes[k].value.dtype for k in ("z", "o", "f")} == {"float64"} and nodes["keep"].value.dtype == "float32"
+
+
+def test_method_aliases_in_place_function_statements_and_chained_names(tmp_path: Path) -> None:
+    """x.swapaxes / movedim / narrow / select / unflatten / unbind trace as the op torch records (its grad_fn);
+    `F.relu(h, inplace=True)` and `F.relu_(g)` as statements change h and g; `p = q = x.sum(0)` binds both names."""
+    program = (
+        "import torch\nimport torch.nn.functional as F\ntorch.manual_seed(0)\nx = torch.randn(2, 3, 4, requires_grad=True)\n"
+        "a = x.swapaxes(0, 2)\nb = x.movedim(0, -1)\nc = x.movedim([0, 1], [2, 0])\nd = x.narrow(2, 1, 2)\n"
+        "e = x.select(1, -1)\nf = x.unflatten(2, (2, -1))\nr0, r1, r2 = x.unbind(1)\nh = x * 1\n"
+        "F.relu(h, inplace=True)\ng = x * 2\nF.relu_(g)\np = q = x.sum(0)\nq = q * 3\n"
+        "loss = a.sum() + (b * b).sum() + c.mean() + d.sum() + e.pow(2).sum() + f.sum() + (r0 * r2).sum() + r1.sum()"
+        " + h.sum() + g.sum() + p.sum() + q.sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "a", "b", "c", "d", "e", "f", "r0", "r1", "r2", "h", "g", "p", "q", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in "abcdef"] == [type(g[k].grad_fn).__name__ for k in "abcdef"]
+    assert "narrow: start 3 and length 2 exceed dim 2" in str(_refused("x = torch.randn(2, 3, 4)\ny = x.narrow(2, 3, 2)\n"))
 
 
 def test_chunk_unpacking_names_each_piece_and_shapes_fold() -> None:

@@ -28,7 +28,8 @@ class InPlace(TensorCreation):
     def in_place_call(self, node: ast.expr) -> bool:
         """`y.add_(1)` (an op's in-place method on a name), as a statement or a right-hand side."""
         f = node.func if isinstance(node, ast.Call) else None
-        return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr.endswith("_") and f.attr[:-1] in self.methods
+        return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr.endswith("_") \
+            and f.attr[:-1] in self.methods and f.value.id not in self.aliases  # not F.relu_(h): a function
 
     def in_place_method(self, t: T, m: str, node: ast.Call) -> T:
         """`y.add_(1)`, `h.relu_()` on a computed tensor: the op, then every name bound to y sees the result (as

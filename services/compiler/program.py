@@ -68,6 +68,20 @@ IGNORED_CALLS = {"torch.set_printoptions", "torch.autograd.set_detect_anomaly", 
 OPTIMIZERS = {"SGD", "Adam", "AdamW", "RMSprop", "Adagrad"}
 
 
+def _in_place_function(v: ast.expr, dotted: Any) -> bool:
+    """`F.relu(h, inplace=True)` or `F.relu_(h)` as a statement: a new binding of h."""
+    if not isinstance(v, ast.Call) or not v.args or not isinstance(v.args[0], ast.Name):
+        return False
+    path = dotted(v.func) if isinstance(v.func, ast.Attribute) else None
+    return path in IN_PLACE_FUNCTIONS or path is not None and path.startswith("F.") and any(
+        k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True for k in v.keywords)
+
+
+IN_PLACE_FUNCTIONS = {"F.relu_": "relu_", "torch.relu_": "relu_", "torch.sigmoid_": "sigmoid_", "torch.tanh_": "tanh_",
+                      "F.elu_": "elu_", "F.leaky_relu_": "leaky_relu_", "torch.clamp_": "clamp_"}
+"""Function forms of in-place methods: `F.relu_(h)` is `h.relu_()`."""
+
+
 @dataclass
 class ProgramResult:
     """The output `.backward()` chose, its gradient, and notes about lines accepted but not traced."""
@@ -153,6 +167,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             targets: list[ast.expr] = []
             if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad and self.in_place_call(stmt.value):
                 targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `y.add_(1)`: a new binding of y
+            elif isinstance(stmt, ast.Expr) and not no_grad and _in_place_function(stmt.value, self.dotted):
+                targets = [stmt.value.args[0]]  # type: ignore[attr-defined]  # `F.relu(h, inplace=True)`, `F.relu_(h)`
             if isinstance(stmt, ast.Assign):
                 targets += list(stmt.targets)
             elif isinstance(stmt, ast.AugAssign) and not (no_grad and _is_number_literal(stmt.value)):
@@ -204,9 +220,12 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
             self.imports(stmt)
         elif isinstance(stmt, ast.Assign):
-            if len(stmt.targets) != 1:
-                raise self.err(stmt, "chained assignment (a = b = ...) is not allowed: one target per line")
+            if len(stmt.targets) != 1 and not all(isinstance(t, ast.Name) for t in stmt.targets):
+                raise self.err(stmt, "chained assignment (a = b = ...) takes names only")
             self.assign(stmt.targets[0], stmt.value, stmt)
+            for t in stmt.targets[1:]:  # h = c = torch.zeros(2): one object, every name bound to it
+                self.binding_name(t.id)  # type: ignore[attr-defined]  # a binding of c that makes no node
+                self.scope[t.id] = self.scope[stmt.targets[0].id]  # type: ignore[attr-defined]
         elif isinstance(stmt, ast.AugAssign):
             self.aug_assign(stmt)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
@@ -478,6 +497,17 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
                     raise self.err(call, f"extend() takes a list, not {_kind(item)}")
                 base.extend(item) if f.attr == "extend" else base.append(item)
                 return
+        if path is not None and path.startswith("F.") and any(k.arg == "inplace" for k in call.keywords) \
+                and path in self.functions and call.args:
+            self.begin("t", call, [])
+            self.inplace_function(path, call)  # F.relu(h, inplace=True) as a statement: h changes, as h.relu_()
+            return
+        if path in IN_PLACE_FUNCTIONS and call.args and isinstance(call.args[0], ast.Name):
+            method = ast.copy_location(ast.Call(func=ast.Attribute(value=call.args[0], attr=IN_PLACE_FUNCTIONS[path],
+                                                                   ctx=ast.Load()), args=call.args[1:],
+                                                keywords=call.keywords), call)
+            self.call_statement(method)  # F.relu_(h), torch.relu_(h): h.relu_()
+            return
         raise self.err(call, f"the statement '{self.src(call)[:60]}' does nothing gradtrace can trace")
 
     def method_statement(self, base: ModuleInst | Instance | Untraced, method: str, call: ast.Call) -> None:

@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import ast
+import math
+from typing import Any
 
 import numpy as np
 
 from services.compiler.creation import INPLACE_INIT
 from services.compiler.expressions import CASTS, ExpressionCompiler
 from services.compiler.values import DType, T, Value
+from services.errors import ShapeError
+from services.ops.base import norm_dim
 
 
 class TensorMethods(ExpressionCompiler):
@@ -60,11 +64,66 @@ class TensorMethods(ExpressionCompiler):
             return t
         if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)):
             return self.extreme_pair(m, node, t)
+        if m in RESHAPES:
+            return self.reshape_alias(t, m, node)
         if m in self.methods:
             return self.apply(self.methods[m], node, receiver=t)
         if m.endswith("_") and m[:-1] in self.methods:
             return self.in_place_method(t, m, node)
         raise self.err(node, f"unknown tensor method '.{m}()'")
+
+    def reshape_alias(self, t: T, m: str, node: ast.Call) -> Value:
+        """Methods that are another op with other arguments: x.swapaxes(0, 1) (transpose), x.movedim(0, -1)
+        (permute), x.narrow(dim, start, length) and x.select(dim, i) (getitem), x.unflatten(dim, sizes) (reshape),
+        x.unbind(dim) (one getitem per row, named by a tuple assignment's targets)."""
+        names = {"swapaxes": ("axis0", "axis1"), "swapdims": ("dim0", "dim1"), "movedim": ("source", "destination"),
+                 "narrow": ("dim", "start", "length"), "select": ("dim", "index"), "unflatten": ("dim", "sizes"),
+                 "unbind": ("dim",)}[m]
+        given = dict(zip(names, (self.const(a) for a in node.args), strict=False))
+        given |= {k.arg: self.const(k.value) for k in node.keywords if k.arg}
+        if set(given) - set(names) or (m != "unbind" and set(given) != set(names)):
+            raise self.err(node, f".{m}() takes ({', '.join(names)})")
+        shape = self.shape(t)
+        n = len(shape)
+        try:
+            if m in ("swapaxes", "swapdims"):
+                a, b = (norm_dim(given[k], n) for k in names)
+                return self.emit("transpose", [t], {"dim0": a, "dim1": b}, node)
+            if m == "movedim":
+                src = [given["source"]] if isinstance(given["source"], int) else list(given["source"])
+                dst = [given["destination"]] if isinstance(given["destination"], int) else list(given["destination"])
+                src, dst = [norm_dim(d, n) for d in src], [norm_dim(d, n) for d in dst]
+                if len(src) != len(dst) or len(set(src)) != len(src) or len(set(dst)) != len(dst):
+                    raise ShapeError(f"movedim: source {given['source']} and destination {given['destination']} differ")
+                order: list[int | None] = [None] * n
+                for s_, d_ in zip(src, dst, strict=True):
+                    order[d_] = s_
+                rest = iter(d for d in range(n) if d not in src)
+                return self.emit("permute", [t], {"dims": [d if d is not None else next(rest) for d in order]}, node)
+            d = norm_dim(given.get("dim", 0), n)
+            if m == "unflatten":
+                sizes = list(given["sizes"])
+                known = math.prod(v for v in sizes if v != -1)
+                if sizes.count(-1) == 1 and known:
+                    sizes[sizes.index(-1)] = shape[d] // known
+                if math.prod(sizes) != shape[d] or sizes.count(-1):
+                    raise ShapeError(f"unflatten: sizes {given['sizes']} do not make dim {d} of size {shape[d]}")
+                return self.emit("reshape", [t], {"shape": [*shape[:d], *sizes, *shape[d + 1:]]}, node)
+            lead: list[Any] = [{"slice": [None, None, None]}] * d
+            if m == "narrow":
+                start = given["start"] + shape[d] if given["start"] < 0 else given["start"]
+                if not 0 <= start <= start + given["length"] <= shape[d]:
+                    raise ShapeError(f"narrow: start {given['start']} and length {given['length']} exceed dim {d} of size {shape[d]}")
+                return self.emit("getitem", [t], {"index": [*lead, {"slice": [start, start + given["length"], None]}]}, node)
+            if m == "select":
+                return self.emit("getitem", [t], {"index": [*lead, given["index"]]}, node)
+        except ShapeError as e:
+            raise self.err(node, str(e)) from None
+        count = shape[d]  # unbind
+        targets = self.stmt_names if node is self.stmt_expr and len(self.stmt_names) == count else []
+        base = self.temp()
+        return tuple(self.emit("getitem", [t], {"index": [*lead, k]}, node, name=targets[k] if targets else f"{base}.{k}")
+                     for k in range(count))
 
     def cast(self, t: T, m: str, node: ast.Call) -> T:
         """x.float(), x.double(), x.to(torch.float64), x.type_as(y): no node when the dtype already matches."""
@@ -169,6 +228,10 @@ class TensorMethods(ExpressionCompiler):
         for k in range(count):
             outs.append(self.emit(fn, [t], {key: first, "dim": dim, "index": k}, node, name=names[k] if names else f"{base}.{k}"))
         return tuple(outs)
+
+
+RESHAPES = {"swapaxes", "swapdims", "movedim", "narrow", "select", "unflatten", "unbind"}
+"""Tensor methods traced as another op (reshape_alias)."""
 
 
 def _picked(stmt: ast.expr | None, call: ast.Call) -> int | None:
