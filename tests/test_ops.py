@@ -275,6 +275,9 @@ case("clone-shared", {"x": normal(2, 3, seed=33)}, N("c", "clone", "x"), N("y", 
 for dims in ([0], [-1, 0], [2, 1, 0]):
     case(f"flip-{dims}", S, N("y", "flip", "x", dims=dims), N("z", "mul", "y", "x"))  # z: the flipped against the original
 case("flip-0d", {"x": normal(seed=34)}, N("y", "flip", "x", dims=[0]))
+case("pad-last-dim", S, N("y", "pad", "x", pad=[1, 2]))
+case("pad-two-dims-value", S, N("y", "pad", "x", pad=[1, 0, 0, 2], value=-1.5), N("z", "mul", "y", "y"))
+case("pad-negative-crops", S, N("y", "pad", "x", pad=[-1, 2, 1, -1, 0, 1]))
 for dim in (0, 1, -1):
     case(f"cumsum-{dim}", S, N("y", "cumsum", "x", dim=dim), N("z", "mul", "y", "y"))
 case("cumsum-0d", {"x": normal(seed=35)}, N("y", "cumsum", "x", dim=0))
@@ -514,6 +517,9 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(2, 3), "y": normal(3, 3)}, N("c", "cat", "x", "y", dim=1), "differ"),
         ({"x": normal(2, 3)}, N("p", "permute", "x", dims=[0, 0]), "permutation"),
         ({"x": normal(2, 3)}, N("p", "flip", "x", dims=[0, -2]), "more than once"),
+        ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[1, 1, 1]), "pairs"),
+        ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[-2, -2]), "negative"),
+        ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[1, 1], mode="reflect"), "constant"),
         ({"x": normal(2, 3)}, N("p", "cumsum", "x", dim=2), "out of range"),
         ({"x": normal(2, 3), "y": normal(3)}, N("p", "outer", "x", "y"), "1-D vectors"),
         ({"x": normal(1, 1, 3, 3)}, N("p", "max_pool2d", "x", kernel_size=2, padding=2), "half"),

@@ -291,6 +291,22 @@ def test_method_aliases_in_place_function_statements_and_chained_names(tmp_path:
     assert "narrow: start 3 and length 2 exceed dim 2" in str(_refused("x = torch.randn(2, 3, 4)\ny = x.narrow(2, 3, 2)\n"))
 
 
+def test_f_pad_as_unet_crops_and_pads(tmp_path: Path) -> None:
+    """F.pad with a tuple, a fill value and negative pads (crops), as U-Net's skip connections write it: torch's
+    numbers and its grad_fn, ConstantPadNdBackward0; other modes are refused with the reason."""
+    program = ("import torch\nimport torch.nn.functional as F\ntorch.manual_seed(0)\nx1 = torch.randn(1, 2, 5, 5, requires_grad=True)\n"
+               "x2 = torch.randn(1, 2, 6, 7, requires_grad=True)\ndiffY = x2.size()[2] - x1.size()[2]\n"
+               "diffX = x2.size()[3] - x1.size()[3]\nx1p = F.pad(x1, [diffX // 2, diffX - diffX // 2, diffY // 2, diffY - diffY // 2])\n"
+               "x = torch.cat([x2, x1p], dim=1)\ny = F.pad(x, (1, 1), 'constant', -0.5)\nz = F.pad(y, (-1, -2, 0, 1))\n"
+               "loss = (z * z).sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x1", "x2", "x1p", "x", "y", "z", "loss"])
+    assert t.result.nodes["x1p"].grad_fn == type(g["x1p"].grad_fn).__name__ == "ConstantPadNdBackward0"
+    assert "constant" in str(_refused("import torch.nn.functional as F\nx = torch.randn(1, 2, 3)\ny = F.pad(x, (1, 1), mode='reflect')\n"))
+
+
 def test_chunk_unpacking_names_each_piece_and_shapes_fold() -> None:
     t = traced(
         "x = torch.randn(2, 6, requires_grad=True)\nq, k, v = x.chunk(3, dim=-1)\nB, C = x.shape\n"

@@ -3,7 +3,7 @@ squeeze, unsqueeze, expand, stack, split and chunk."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -248,6 +248,67 @@ class Flip(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: FlipArgs) -> list[Array | None]:
         return [self.forward([g], a)]
+
+
+class PadArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pad: list[int]
+    mode: Literal["constant"] = "constant"
+    value: float | None = None
+
+
+def _pad_slices(shape: Shape, pad: list[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """(the input's kept part, where it lands in the output) for F.pad's (left, right, top, bottom, ...) pads, which
+    start at the last dim; a negative pad crops."""
+    src, dst = [slice(None)] * len(shape), [slice(None)] * len(shape)
+    for k in range(len(pad) // 2):
+        d = len(shape) - 1 - k
+        lo, hi = pad[2 * k], pad[2 * k + 1]
+        keep = slice(max(0, -lo), shape[d] - max(0, -hi))
+        src[d] = keep
+        start = max(0, lo)
+        dst[d] = slice(start, start + max(0, keep.stop - keep.start))
+    return tuple(src), tuple(dst)
+
+
+@register
+class Pad(Op):
+    """F.pad(x, pad, value=0.0) in constant mode: `pad` gives (before, after) per dim from the last one backwards
+    (negative crops); the gradient is the output gradient's part over the input."""
+
+    name = "pad"
+    any_dtype = True
+    Args = PadArgs
+    positional = ("pad", "mode", "value")
+    functions = ("F.pad",)
+
+    def shape(self, shapes: list[Shape], a: PadArgs) -> Shape:
+        x = shapes[0]
+        if len(a.pad) % 2 or len(a.pad) // 2 > len(x):
+            raise ShapeError(f"pad: {a.pad} must be (before, after) pairs for at most {len(x)} dims")
+        out = list(x)
+        for k in range(len(a.pad) // 2):
+            d = len(x) - 1 - k
+            out[d] = x[d] + a.pad[2 * k] + a.pad[2 * k + 1]
+            if out[d] < 0:
+                raise ShapeError(f"pad: {a.pad} makes dim {d} of size {x[d]} negative ({out[d]})")
+        return tuple(out)
+
+    def torch(self, t: Any, xs: list[Any], a: PadArgs) -> Any:
+        return t.nn.functional.pad(xs[0], a.pad, mode="constant", value=a.value)
+
+    def forward(self, xs: list[Array], a: PadArgs) -> Array:
+        x = xs[0]
+        out = np.full(self.shape([x.shape], a), 0 if a.value is None else a.value, dtype=x.dtype)
+        src, dst = _pad_slices(x.shape, a.pad)
+        out[dst] = x[src]
+        return out
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: PadArgs) -> list[Array | None]:
+        gx = np.zeros_like(xs[0], dtype=g.dtype)
+        src, dst = _pad_slices(xs[0].shape, a.pad)
+        gx[src] = g[dst]
+        return [gx]
 
 
 class PermuteArgs(BaseModel):
