@@ -335,3 +335,14 @@ def test_writes_through_bool_masks(tmp_path: Path) -> None:
     nodes = traced(MASK_WRITES).result.nodes
     assert {nodes[k].op for k in ("y", "scores", "h", "g")} == {"mask_put"}
     assert {nodes[k].grad_fn for k in ("y", "scores", "h", "g")} == {"IndexPutBackward0"}
+
+
+def test_a_write_through_another_name_says_which_node_shows_what(tmp_path: Path) -> None:
+    """`a = b; a[1] = 2.0` and a write through `h.contiguous()`: torch has one tensor with two names, a node one name.
+    The numbers are torch's, and a note says node 'b' is the value before the write and node 'a' after."""
+    program = HEADER + "x = torch.randn(3, requires_grad=True)\nb = x * 2\na = b\na[1] = 2.0\nh = x * 3\n" \
+        "h2 = h.contiguous()\nh2 += 1\nloss = (b * b).sum() + h.sum()\nloss.backward()\n"
+    check(program, ["x", "a", "h2", "loss"], tmp_path)
+    notes = traced(program).result.notes
+    assert "line 9: `a` changes in place the tensor 'b' names too: node 'b' shows it before the change, node 'a' after" in notes
+    assert any(n.startswith("line 12: `h2` changes in place the tensor 'h' names too") for n in notes)
