@@ -119,9 +119,9 @@ class LinearLayer(_Layer):
 
 
 class ActivationLayer(_Layer):
-    """nn.ReLU, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.Identity."""
+    """nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.Identity."""
 
-    type: Literal["relu", "sigmoid", "tanh", "silu", "identity"]
+    type: Literal["relu", "relu6", "sigmoid", "tanh", "silu", "identity"]
     inplace: bool = Field(False, description="Accepted for torch compatibility; a model spec's layers never work in "
                                              "place (a program's nn.ReLU(inplace=True) changes its input, as torch).")
 

@@ -307,6 +307,16 @@ def test_f_pad_as_unet_crops_and_pads(tmp_path: Path) -> None:
     assert "constant" in str(_refused("import torch.nn.functional as F\nx = torch.randn(1, 2, 3)\ny = F.pad(x, (1, 1), mode='reflect')\n"))
 
 
+def test_relu6_module_and_function_are_torch_s_hardtanh(tmp_path: Path) -> None:
+    """nn.ReLU6 (MobileNet's, in place inside an nn.Sequential) and F.relu6: hardtanh(0, 6), as torch computes it."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+               "net = nn.Sequential(nn.Linear(3, 4), nn.ReLU6(inplace=True), nn.Linear(4, 2))\nx = torch.randn(5, 3) * 8\n"
+               "y = F.relu6(net(x) * 5)\nloss = y.sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["net", "y", "loss"])
+    assert t.result.nodes["y"].grad_fn == t.result.nodes["net.1.out"].grad_fn == "HardtanhBackward0"
+
+
 def test_chunk_unpacking_names_each_piece_and_shapes_fold() -> None:
     t = traced(
         "x = torch.randn(2, 6, requires_grad=True)\nq, k, v = x.chunk(3, dim=-1)\nB, C = x.shape\n"

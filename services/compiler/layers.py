@@ -303,6 +303,7 @@ layer(LayerDef(
 
 for _type, _module in (("relu", "ReLU"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh"), ("silu", "SiLU")):
     layer(LayerDef(_type, _module, ActivationLayer, _plain(_type)))
+layer(LayerDef("relu6", "ReLU6", ActivationLayer, _plain("hardtanh", lambda c: {"min_val": 0.0, "max_val": 6.0})))
 layer(LayerDef("identity", "Identity", ActivationLayer, lambda e, c: c.inputs[0]))
 layer(LayerDef("gelu", "GELU", GeluLayer, _plain("gelu", lambda c: {"approximate": c.approximate})))
 layer(LayerDef("leaky_relu", "LeakyReLU", LeakyReluLayer, _plain("leaky_relu", lambda c: {"negative_slope": c.negative_slope})))

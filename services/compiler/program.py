@@ -637,6 +637,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
+        if path == "F.relu6" and node.args and not any(k.arg != "inplace" for k in node.keywords):
+            return self.emit("hardtanh", [self.tensor(node.args[0])], {"min_val": 0.0, "max_val": 6.0}, node)  # torch's too
         if path.startswith("nn.init."):  # in an expression (a lambda's body): the tensor, as torch returns it
             self.nn_init(path[8:], node)
             return self.tensor(without_data(node.args[0]))
