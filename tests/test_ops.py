@@ -275,6 +275,9 @@ case("clone-shared", {"x": normal(2, 3, seed=33)}, N("c", "clone", "x"), N("y", 
 for dims in ([0], [-1, 0], [2, 1, 0]):
     case(f"flip-{dims}", S, N("y", "flip", "x", dims=dims), N("z", "mul", "y", "x"))  # z: the flipped against the original
 case("flip-0d", {"x": normal(seed=34)}, N("y", "flip", "x", dims=[0]))
+case("diagonal", {"x": normal(3, 4, seed=40)}, N("y", "diagonal", "x"), N("z", "mul", "y", "y"))
+case("diagonal-offset-dims", S, N("y", "diagonal", "x", offset=-1, dim1=2, dim2=1))
+case("diagonal-past-the-edge", S, N("y", "diagonal", "x", offset=5))
 case("pad-last-dim", S, N("y", "pad", "x", pad=[1, 2]))
 case("pad-two-dims-value", S, N("y", "pad", "x", pad=[1, 0, 0, 2], value=-1.5), N("z", "mul", "y", "y"))
 case("pad-negative-crops", S, N("y", "pad", "x", pad=[-1, 2, 1, -1, 0, 1]))
@@ -518,6 +521,8 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(2, 3)}, N("p", "permute", "x", dims=[0, 0]), "permutation"),
         ({"x": normal(2, 3)}, N("p", "flip", "x", dims=[0, -2]), "more than once"),
         ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[1, 1, 1]), "pairs"),
+        ({"x": normal(3)}, N("p", "diagonal", "x"), "at least 2 dims"),
+        ({"x": normal(2, 3)}, N("p", "diagonal", "x", dim1=1, dim2=-1), "cannot be the same"),
         ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[-2, -2]), "negative"),
         ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[1, 1], mode="reflect"), "constant"),
         ({"x": normal(2, 3)}, N("p", "cumsum", "x", dim=2), "out of range"),

@@ -307,6 +307,17 @@ def test_f_pad_as_unet_crops_and_pads(tmp_path: Path) -> None:
     assert "constant" in str(_refused("import torch.nn.functional as F\nx = torch.randn(1, 2, 3)\ny = F.pad(x, (1, 1), mode='reflect')\n"))
 
 
+def test_a_contrastive_loss_reads_the_diagonal(tmp_path: Path) -> None:
+    """CLIP-style: logits between two embeddings, the positives on `logits.diagonal()` (a view: DiagonalBackward0)."""
+    program = ("import torch\nimport torch.nn.functional as F\ntorch.manual_seed(0)\na = torch.randn(4, 8, requires_grad=True)\n"
+               "b = torch.randn(4, 8, requires_grad=True)\nlogits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / 0.07\n"
+               "pos = logits.diagonal()\nloss = (torch.logsumexp(logits, dim=1) - pos).mean()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["a", "b", "logits", "pos", "loss"])
+    assert t.result.nodes["pos"].grad_fn == "DiagonalBackward0"
+
+
 def test_relu6_module_and_function_are_torch_s_hardtanh(tmp_path: Path) -> None:
     """nn.ReLU6 (MobileNet's, in place inside an nn.Sequential) and F.relu6: hardtanh(0, 6), as torch computes it."""
     program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"

@@ -530,6 +530,24 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
 
     # ---- calls in expressions -----------------------------------------------------------------
 
+    def normalize(self, node: ast.Call) -> T:
+        """F.normalize(x, p=2.0, dim=1, eps=1e-12) as torch computes it: x / x.norm(p, dim, keepdim=True)
+        .clamp_min(eps).expand_as(x), so its nodes, numbers and grad_fn (DivBackward0) are torch's."""
+        names = ("input", "p", "dim", "eps")
+        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        if set(given) - set(names) or "input" not in given:
+            raise self.err(node, "F.normalize takes (input, p=2.0, dim=1, eps=1e-12)")
+        x = self.tensor(given["input"])
+        p = self.const(given["p"]) if "p" in given else 2.0
+        dim = self.const(given["dim"]) if "dim" in given else 1
+        eps = self.const(given["eps"]) if "eps" in given else 1e-12
+        if p not in (1, 2) or not isinstance(dim, int):
+            raise self.err(node, "F.normalize: p is 1 or 2 here, dim one int")
+        norm = self.emit("norm", [x], {"p": int(p), "dim": dim, "keepdim": True}, node, name=self.temp())
+        denom = self.emit("clamp_min", [norm], {"min": float(eps)}, node, name=self.temp())
+        wide = self.emit("expand", [denom], {"size": list(self.shape(x))}, node, name=self.temp())
+        return self.emit("div", [x, wide], {}, node)
+
     def unpacks_into_user_code(self, node: ast.Call) -> bool:
         """Whether a call with `*xs` / `**cfg` goes to the program's own code (a def, a lambda, a class, an object's
         method, super()), whose parameters bind them as Python does: `MLP(**cfg)`, `self.block(x, *extra)`."""
@@ -637,6 +655,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
+        if path == "F.normalize":
+            return self.normalize(node)
         if path == "F.relu6" and node.args and not any(k.arg != "inplace" for k in node.keywords):
             return self.emit("hardtanh", [self.tensor(node.args[0])], {"min_val": 0.0, "max_val": 6.0}, node)  # torch's too
         if path.startswith("nn.init."):  # in an expression (a lambda's body): the tensor, as torch returns it

@@ -311,6 +311,56 @@ class Pad(Op):
         return [gx]
 
 
+class DiagonalArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    offset: int = 0
+    dim1: int = 0
+    dim2: int = 1
+
+
+def _diagonal_index(shape: Shape, a: DiagonalArgs) -> tuple[int, int, Any, Any]:
+    """The two dims, and the rows and columns of the diagonal's elements within them."""
+    d1, d2 = norm_dim(a.dim1, len(shape)), norm_dim(a.dim2, len(shape))
+    if d1 == d2:
+        raise ShapeError(f"diagonal: dim1 and dim2 cannot be the same dim ({a.dim1}, {a.dim2})")
+    n = max(0, min(shape[d1] - max(-a.offset, 0), shape[d2] - max(a.offset, 0)))
+    rows = np.arange(n) + max(-a.offset, 0)
+    return d1, d2, rows, rows - max(-a.offset, 0) + max(a.offset, 0)
+
+
+@register
+class Diagonal(Op):
+    """x.diagonal(offset, dim1, dim2): the elements x[..., i, i + offset, ...] as a last dim (a view); the gradient
+    goes back onto that diagonal."""
+
+    name = "diagonal"
+    view = True
+    any_dtype = True
+    Args = DiagonalArgs
+    positional = ("offset", "dim1", "dim2")
+    functions = ("torch.diagonal",)
+    methods = ("diagonal",)
+
+    def shape(self, shapes: list[Shape], a: DiagonalArgs) -> Shape:
+        x = shapes[0]
+        if len(x) < 2:
+            raise ShapeError(f"diagonal needs a tensor of at least 2 dims, got shape {list(x)}")
+        d1, d2, rows, _ = _diagonal_index(x, a)
+        return tuple(n for k, n in enumerate(x) if k not in (d1, d2)) + (len(rows),)
+
+    def torch(self, t: Any, xs: list[Any], a: DiagonalArgs) -> Any:
+        return t.diagonal(xs[0], a.offset, a.dim1, a.dim2)
+
+    def forward(self, xs: list[Array], a: DiagonalArgs) -> Array:
+        return np.diagonal(xs[0], a.offset, norm_dim(a.dim1, xs[0].ndim), norm_dim(a.dim2, xs[0].ndim)).copy()
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: DiagonalArgs) -> list[Array | None]:
+        gx = np.zeros_like(xs[0], dtype=g.dtype)
+        d1, d2, rows, cols = _diagonal_index(gx.shape, a)
+        np.moveaxis(gx, (d1, d2), (-2, -1))[..., rows, cols] = g
+        return [gx]
+
+
 class PermuteArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dims: list[int]
