@@ -276,6 +276,7 @@ for dims in ([0], [-1, 0], [2, 1, 0]):
     case(f"flip-{dims}", S, N("y", "flip", "x", dims=dims), N("z", "mul", "y", "x"))  # z: the flipped against the original
 case("flip-0d", {"x": normal(seed=34)}, N("y", "flip", "x", dims=[0]))
 case("diagonal", {"x": normal(3, 4, seed=40)}, N("y", "diagonal", "x"), N("z", "mul", "y", "y"))
+case("unbind-two-slices", S, N("a", "unbind", "x", dim=1, index=0), N("b", "unbind", "x", dim=1, index=-1), N("y", "mul", "a", "b"))
 case("diagonal-offset-dims", S, N("y", "diagonal", "x", offset=-1, dim1=2, dim2=1))
 case("diagonal-past-the-edge", S, N("y", "diagonal", "x", offset=5))
 case("pad-last-dim", S, N("y", "pad", "x", pad=[1, 2]))

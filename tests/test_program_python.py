@@ -1240,3 +1240,43 @@ def test_star_args_kwargs_and_keyword_only_parameters(tmp_path: Path) -> None:
         refused(HEADER + "kw = dict(in_features=3, out_features=2)\nfc = nn.Linear(**kw)\n"))
     assert "got an unexpected keyword argument 'k'" in str(refused(HEADER + "def f(x, *, w=1.0):\n    return x * w\n"
                                                                          "y = f(torch.ones(2), k=2)\n"))
+
+
+LATE_BINDING = HEADER + """torch.manual_seed(0)
+
+
+def build(x):
+    fns = []
+    for i in range(3):
+        fns.append(lambda t: t * i)
+    a = x * 2
+    g = lambda t: t + a
+    a = x * 10
+    keep = lambda t, b=a: t * b
+    return fns[0](x) + fns[1](x) + g(x) + keep(x)
+
+
+class Heads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hs = nn.ModuleList([nn.Linear(3, 3) for _ in range(3)])
+
+    def forward(self, x):
+        calls = [lambda t: h(t) for h in self.hs]
+        return calls[0](x) + calls[1](x)
+
+
+x = torch.randn(2, 3, requires_grad=True)
+net = Heads()
+y = build(x)
+out = net(x)
+loss = y.sum() + out.pow(2).sum()
+loss.backward()
+"""
+
+
+def test_lambdas_read_their_names_when_they_run_as_python_does(tmp_path: Path) -> None:
+    """Late binding: lambdas made in a loop all see the loop's last i, a name rebound after the lambda is read anew,
+    `[lambda t: h(t) for h in self.hs]` calls the last head every time, a default (`b=a`) keeps the value of the
+    def. (They bound early: wrong grads with verdict agree.)"""
+    check(LATE_BINDING, ["x", "net", "y", "out", "loss"], tmp_path)

@@ -337,12 +337,14 @@ class ExpressionCompiler:
         if len(items) > MAX_ITEMS:
             raise self.err(node, f"the comprehension makes over {MAX_ITEMS:,} items")
         saved, out, pairs = self.scope, [], {}
+        local: dict[str, Value] = {}  # one scope for every item, as Python's: a lambda made here sees the last item
+        self.scope = ChainMap(local, saved)  # type: ignore[assignment]
         try:
             for item in items:
                 values = [item] if len(names) == 1 else list(item) if isinstance(item, (list, tuple)) else None
                 if values is None or len(values) != len(names):
                     raise self.err(gen.target, f"cannot unpack {_kind(item)} into {len(names)} names")
-                self.scope = ChainMap(dict(zip([n.id for n in names], values, strict=True)), saved)  # type: ignore[attr-defined,assignment]
+                local.update(zip([n.id for n in names], values, strict=True))
                 if all(self.condition(c) for c in gen.ifs):
                     if isinstance(node, ast.DictComp):
                         key = self.const(node.key)

@@ -149,7 +149,8 @@ class UserCode(ExpressionCompiler):
         params = [p.arg for p in (*a.posonlyargs, *a.args)]
 
         def default(d: ast.expr) -> Value:
-            return self.expr(d) if isinstance(d, ast.Lambda) else self.const(d)
+            v = self.expr(d)  # evaluated at the def, as Python does (`lambda t, a=a: ...` keeps a's value now)
+            return v if isinstance(v, (T, UserFunction)) else self.const(d)
 
         defaults = dict(zip(params[len(params) - len(a.defaults):], (default(d) for d in a.defaults), strict=True))
         defaults |= {p.arg: default(d) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None}
@@ -170,9 +171,9 @@ class UserCode(ExpressionCompiler):
         fn_def = ast.FunctionDef(name="lambda", args=node.args, body=[ast.copy_location(ast.Return(node.body), node.body)],
                                  decorator_list=[], returns=None)
         fn = self.function(ast.fix_missing_locations(ast.copy_location(fn_def, node)))
-        if self.depth:
-            maps = self.scope.maps if isinstance(self.scope, ChainMap) else [self.scope]
-            fn.closure = {k: v for m in reversed(maps) if m is not self.globals for k, v in m.items()}
+        maps = [m for m in (self.scope.maps if isinstance(self.scope, ChainMap) else [self.scope]) if m is not self.globals]
+        if maps:  # the enclosing scopes themselves, not a copy: a name rebound later is read when it runs, as Python does
+            fn.closure = ChainMap(*maps)
         return fn
 
     # ---- calls --------------------------------------------------------------------------------

@@ -230,11 +230,11 @@ class InPlace(TensorCreation):
         callers = [m for c in getattr(self, "callers", []) for m in getattr(c, "maps", [c])]
         scopes = [*getattr(self.scope, "maps", [self.scope]), *callers]  # a call's locals, the globals, its callers'
         res = getattr(self, "res", None)
-        named = [k for scope in scopes for k, v in scope.items() if isinstance(v, T) and v.name == old.name
-                 and old.name in (k, self.prefix + k) and k != var]
-        if named and res is not None and new.name != old.name:  # `a = b; a[1] = 2`: torch's one tensor, two names
-            res.notes.append(f"line {getattr(stmt, 'lineno', '?')}: `{var}` changes in place the tensor '{named[0]}' "
-                             f"names too: node '{old.name}' shows it before the change, node '{new.name}' after")
+        own = old.name.split("@")[0] in (var, self.prefix + var)  # `x += 1`: x@1 before, x after, as always
+        if res is not None and "#" not in old.name and not own and new.name != old.name:
+            # `a = b; a[1] = 2`, `self.buf = t; t[1] = 0.5`: torch's one tensor has two names, a node has one
+            res.notes.append(f"line {getattr(stmt, 'lineno', '?')}: `{var}` changes in place the tensor node "
+                             f"'{old.name}' shows: '{old.name}' is its value before the change, '{new.name}' after")
         seen: set[int] = set()
         for scope in scopes:
             _swap(scope, old, new, seen)

@@ -689,6 +689,13 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             return self.create(path[6:], node, self.name_for(node))
         if path in ("F.dropout", "torch.dropout"):
             return self.dropout(node)
+        if path in ("torch.unbind", "torch.movedim", "torch.narrow", "torch.select", "torch.swapaxes", "torch.swapdims",
+                    "torch.unflatten") and node.args:  # torch.unbind(x, 1): x.unbind(1)
+            method = ast.copy_location(ast.Call(func=ast.Attribute(value=node.args[0], attr=path[6:], ctx=ast.Load()),
+                                                args=node.args[1:], keywords=node.keywords), node)
+            if node is self.stmt_expr:
+                self.stmt_expr = method
+            return self.reshape_alias(self.tensor(node.args[0]), path[6:], method)
         if path in ("torch.chunk", "torch.split"):
             return self.multi(path[6:], self.tensor(node.args[0]) if node.args else None, node, node.args[1:])
         if path.startswith("math.") and path[5:] in MATH:

@@ -75,7 +75,7 @@ class TensorMethods(ExpressionCompiler):
     def reshape_alias(self, t: T, m: str, node: ast.Call) -> Value:
         """Methods that are another op with other arguments: x.swapaxes(0, 1) (transpose), x.movedim(0, -1)
         (permute), x.narrow(dim, start, length) and x.select(dim, i) (getitem), x.unflatten(dim, sizes) (reshape),
-        x.unbind(dim) (one getitem per row, named by a tuple assignment's targets)."""
+        x.unbind(dim) (one node per slice, named by a tuple assignment's targets)."""
         names = {"swapaxes": ("axis0", "axis1"), "swapdims": ("dim0", "dim1"), "movedim": ("source", "destination"),
                  "narrow": ("dim", "start", "length"), "select": ("dim", "index"), "unflatten": ("dim", "sizes"),
                  "unbind": ("dim",)}[m]
@@ -122,7 +122,7 @@ class TensorMethods(ExpressionCompiler):
         count = shape[d]  # unbind
         targets = self.stmt_names if node is self.stmt_expr and len(self.stmt_names) == count else []
         base = self.temp()
-        return tuple(self.emit("getitem", [t], {"index": [*lead, k]}, node, name=targets[k] if targets else f"{base}.{k}")
+        return tuple(self.emit("unbind", [t], {"dim": d, "index": k}, node, name=targets[k] if targets else f"{base}.{k}")
                      for k in range(count))
 
     def cast(self, t: T, m: str, node: ast.Call) -> T:

@@ -5,6 +5,7 @@ torch dtypes, nn modules, torch.Generators, and objects whose methods gradtrace 
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,8 +124,9 @@ class UserFunction:
     """The class whose body defines it (a method): where super() looks next."""
     binding: str = "method"
     """How a class binds it: 'method' (self first), 'property' (read as an attribute), 'staticmethod', 'classmethod'."""
-    closure: dict[str, Any] = field(default_factory=dict)
-    """A lambda's view of the locals where it was made (`lambda x: self.fc(x)` in a method): its free names."""
+    closure: Mapping[str, Any] = field(default_factory=dict)
+    """A lambda's enclosing scopes (`lambda x: self.fc(x)` in a method, a comprehension's names): read when it runs,
+    so a name rebound after the lambda was made is seen as Python sees it."""
 
     @property
     def name(self) -> str:

@@ -213,16 +213,18 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
     for node in graph.nodes:
         # The program changes this tensor in place: what saved it is stale, as in torch. Before the op, which may
         # save it itself (`x *= w`: mul keeps x, as torch's mul_ keeps a copy); after a write into a clone (setitem),
-        # whose value may be a view of the tensor (`y[0] = y[2]`) that the bump would give a new grad_fn.
+        # whose value may be a view of the tensor (`y[0] = y[2]`), and after a change of a view, which the bump would
+        # give a new grad_fn before the op reads it.
         written = node.writes
-        if written is not None and not node.op.hides_clone:
+        after = written is not None and (node.op.hides_clone or tensors[written]._is_view())  # F.relu_(x.t()): a view
+        if written is not None and not after:
             increment_version(tensors[written])
         xs = [tensors[i] if i.__class__ is str else i for i in node.inputs]
         try:
             out = node.op.torch(torch, xs, node.args)
         except (RuntimeError, IndexError) as e:  # torch's own refusals of these values
             raise _failed(node, e) from None
-        if written is not None and node.op.hides_clone:
+        if after:
             increment_version(tensors[written])
         for x in xs:
             if out is x:

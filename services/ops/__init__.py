@@ -13,6 +13,7 @@ from services.ops import (  # noqa: F401
     linalg,
     losses,
     normalization,
+    pieces,
     pool,
     reductions,
     shaping,

@@ -386,6 +386,7 @@ class MaskPut(Op):
     name = "mask_put"
     any_dtype = True
     scalars = True
+    hides_clone = True
     tensors = ("input", "mask", "value")
     differentiable = (True, False, True)
 
