@@ -1280,3 +1280,34 @@ def test_lambdas_read_their_names_when_they_run_as_python_does(tmp_path: Path) -
     `[lambda t: h(t) for h in self.hs]` calls the last head every time, a default (`b=a`) keeps the value of the
     def. (They bound early: wrong grads with verdict agree.)"""
     check(LATE_BINDING, ["x", "net", "y", "out", "loss"], tmp_path)
+
+
+FUNCTION_VALUES = HEADER + """torch.manual_seed(0)
+
+
+class MLP(nn.Module):
+    def __init__(self, act=F.gelu, out_act=torch.tanh):
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+        self.act = act
+        self.out_act = out_act
+
+    def forward(self, x):
+        return self.out_act(self.act(self.fc(x)))
+
+
+acts = {"relu": F.relu, "silu": F.silu}
+net = MLP(act=acts["silu"])
+x = torch.randn(2, 3)
+f = torch.sigmoid
+y = f(net(x)) + F.normalize(net(x), dim=-1)
+loss = y.sum()
+loss.backward()
+"""
+
+
+def test_torch_functions_held_as_values(tmp_path: Path) -> None:
+    """`act=F.gelu` as a default, `out_act=torch.tanh`, a dict of activations, `f = torch.sigmoid; f(...)`: each
+    call is the function's, as torch runs it."""
+    check(FUNCTION_VALUES, ["net", "y", "loss"], tmp_path)
+    assert {n.op for n in traced(FUNCTION_VALUES).result.nodes.values()} >= {"silu", "tanh", "sigmoid"}

@@ -42,6 +42,8 @@ FOLD = {
 COMPARE = {ast.Gt: "gt", ast.Lt: "lt", ast.GtE: "ge", ast.LtE: "le", ast.Eq: "eq", ast.NotEq: "ne"}
 MATH = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "log2": math.log2, "log10": math.log10,
         "cos": math.cos, "sin": math.sin, "tanh": math.tanh, "floor": math.floor, "ceil": math.ceil, "prod": math.prod}
+FUNCTION_VALUES = {"F.normalize", "F.relu6", "F.dropout", "torch.dropout"}
+"""torch functions traced by the compiler rather than one op, which a program may still hold as values."""
 CONSTANTS = {"math.pi": math.pi, "math.e": math.e, "math.inf": math.inf, "math.nan": math.nan,
              "torch.pi": math.pi, "torch.e": math.e, "torch.inf": math.inf, "torch.nan": math.nan}
 MAX_ITEMS = 20_000
@@ -436,8 +438,8 @@ class ExpressionCompiler:
         if path.startswith("nn.") and (path[3:] in BY_MODULE or path in ("nn.Module", "nn.Sequential",
                                                                               "nn.ModuleList", "nn.ModuleDict")):
             return ClassRef(path)  # `type(m) == nn.Linear`
-        if path in ("torch.Tensor", "nn.Parameter"):
-            return ClassRef(path)
+        if path in ("torch.Tensor", "nn.Parameter") or path in self.functions or path in FUNCTION_VALUES:
+            return ClassRef(path)  # `act = F.relu`, `activation=torch.tanh`: called as the function
         if "." not in path or path in ("nn", "F", "nn.init", "torch.optim"):
             raise self.err(node, f"the module '{self.src(node)[:40]}' is not a value")
         raise self.err(node, f"'{path}' is not a value gradtrace knows")

@@ -18,7 +18,9 @@ from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.loops import unroll
 from services.compiler.module_tree import MODULE_WALKS
 from services.compiler.values import (
+    CALLABLE,
     Bound,
+    ClassRef,
     Foreign,
     Instance,
     ModuleInst,
@@ -150,7 +152,7 @@ class UserCode(ExpressionCompiler):
 
         def default(d: ast.expr) -> Value:
             v = self.expr(d)  # evaluated at the def, as Python does (`lambda t, a=a: ...` keeps a's value now)
-            return v if isinstance(v, (T, UserFunction)) else self.const(d)
+            return v if isinstance(v, (T, UserFunction, ClassRef)) else self.const(d)
 
         defaults = dict(zip(params[len(params) - len(a.defaults):], (default(d) for d in a.defaults), strict=True))
         defaults |= {p.arg: default(d) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None}
@@ -178,8 +180,10 @@ class UserCode(ExpressionCompiler):
 
     # ---- calls --------------------------------------------------------------------------------
 
-    def call_value(self, v: UserFunction | UserClass | Instance, node: ast.Call) -> Value:
-        """f(...), Net(...), model(...)."""
+    def call_value(self, v: UserFunction | UserClass | Instance | Bound | ClassRef, node: ast.Call) -> Value:
+        """f(...), Net(...), model(...); a torch function held as a value (`act = F.relu`, `self.act(x)`)."""
+        if isinstance(v, ClassRef):
+            return self.call_path(v.path, node)  # type: ignore[attr-defined]
         if isinstance(v, UserFunction):
             prefix = self.prefix if v.name == "lambda" else f"{v.name}."  # a lambda's nodes are its caller's
             self.calls.append(prefix)
@@ -247,14 +251,14 @@ class UserCode(ExpressionCompiler):
                 self.finalize(inst)  # its modules are about to be used: they need their names now
             if isinstance(v, ModuleInst):
                 return self.module_call(v, node)  # type: ignore[attr-defined]
-            if isinstance(v, (UserFunction, UserClass, Instance, Bound)):
+            if isinstance(v, CALLABLE):
                 return self.call_value(v, node)
             raise self.err(node, f"{inst.path}.{method} is {_kind(v)}, which is not callable")
         if method in inst.cls.methods and inst.cls.methods[method].binding == "property":
             v = self.call_user(inst.cls.methods[method], [inst], {}, node, prefix=f"{inst.path}.", named=False)
             if isinstance(v, ModuleInst):  # self.head(x), head a @property returning a module
                 return self.module_call(v, node)  # type: ignore[attr-defined]
-            if isinstance(v, (UserFunction, UserClass, Instance, Bound)):
+            if isinstance(v, CALLABLE):
                 return self.call_value(v, node)
             raise self.err(node, f"{inst.kind}.{method} is a property whose value is {_kind(v)}, which is not callable")
         if method in inst.cls.methods:

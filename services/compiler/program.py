@@ -32,8 +32,8 @@ from services.compiler.module_tree import MODULE_WALKS, ModuleTree
 from services.compiler.modules import ModuleCalls
 from services.compiler.tensor_methods import TensorMethods
 from services.compiler.values import (
+    CALLABLE,
     DTYPES,
-    Bound,
     ClassRef,
     DType,
     Foreign,
@@ -429,7 +429,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             self.res.notes.append(f"line {call.lineno}: {self.src(call)[:80]} is not run: {_kind(Foreign(foreign))}")
             return
         self.refuse_foreign(f)
-        if isinstance(f, ast.Name) and isinstance(self.scope.get(f.id), (UserFunction, UserClass, Instance, Bound)):
+        if isinstance(f, ast.Name) and isinstance(self.scope.get(f.id), CALLABLE):
             self.begin("t", call, [])
             self.call_value(self.scope[f.id], call)
             return
@@ -555,7 +555,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         if is_super(node):
             return True
         if isinstance(f, ast.Name):
-            return isinstance(self.scope.get(f.id), (UserFunction, UserClass, Instance, Bound))
+            return isinstance(self.scope.get(f.id), CALLABLE)
         if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
             owner = self.scope.get(f.value.id)
             if isinstance(owner, Instance):
@@ -583,7 +583,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             v = self.expr(f)
             if isinstance(v, ModuleInst):
                 return self.module_call(v, node)
-            if isinstance(v, (UserFunction, UserClass, Instance, Bound)):
+            if isinstance(v, CALLABLE):
                 return self.call_value(v, node)
             if isinstance(v, ClassRef) and v.path.startswith("nn."):  # getattr(nn, rnn_type)(ninp, nhid, nlayers)
                 return self.call_path(v.path, node)
@@ -638,7 +638,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             v = self.scope[fn]
             if isinstance(v, ModuleInst):
                 return self.module_call(v, node)
-            if isinstance(v, (UserFunction, UserClass, Instance, Bound)):
+            if isinstance(v, CALLABLE):
                 return self.call_value(v, node)
             raise self.err(node, f"{_kind(v)} is not callable")
         if fn in self.aliases:  # `from torch.nn import Linear`: Linear(4, 3) is nn.Linear(4, 3)

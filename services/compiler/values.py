@@ -198,3 +198,8 @@ def receiver(fn: UserFunction, obj: Instance | UserClass) -> list[Value]:
     if fn.binding == "classmethod":
         return [obj.cls if isinstance(obj, Instance) else obj]
     return [obj]
+
+
+CALLABLE = (UserFunction, UserClass, Instance, Bound, ClassRef)
+"""What a program may call besides modules: its own functions, classes, objects and bound methods, and torch's
+classes and functions held as values (`act = F.relu`)."""
