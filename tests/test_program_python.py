@@ -1236,7 +1236,7 @@ def test_star_args_kwargs_and_keyword_only_parameters(tmp_path: Path) -> None:
     """`def __init__(self, d_in, *, dropout=0.1, **kwargs)`, `def forward(self, x, *extra, mask=None, **kwargs)`,
     `MLP(**cfg, scale=2.0)`, `self.inner(*args, **kwargs)` and `combine(*[a, b], weight=0.5)` bind as Python binds."""
     check(STAR_ARGS, ["net", "out", "loss"], tmp_path)
-    assert "* and ** arguments are allowed in calls of the program's own" in str(
+    assert "** arguments are allowed in calls of the program's own" in str(
         refused(HEADER + "kw = dict(in_features=3, out_features=2)\nfc = nn.Linear(**kw)\n"))
     assert "got an unexpected keyword argument 'k'" in str(refused(HEADER + "def f(x, *, w=1.0):\n    return x * w\n"
                                                                          "y = f(torch.ones(2), k=2)\n"))
@@ -1311,3 +1311,35 @@ def test_torch_functions_held_as_values(tmp_path: Path) -> None:
     call is the function's, as torch runs it."""
     check(FUNCTION_VALUES, ["net", "y", "loss"], tmp_path)
     assert {n.op for n in traced(FUNCTION_VALUES).result.nodes.values()} >= {"silu", "tanh", "sigmoid"}
+
+
+STAR_NUMBERS = HEADER + """torch.manual_seed(0)
+shape = (4, 2)
+
+
+class View(nn.Module):
+    def __init__(self, *shape):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x):
+        return x.view(x.size(0), *self.shape)
+
+
+cfg = [3, 8]
+fc = nn.Linear(*cfg)
+x = torch.randn(5, 3)
+h = View(*shape)(fc(x))
+z = torch.zeros(*h.shape)
+p = h.permute(0, *[2, 1])
+loss = (p * 2).sum() + (h + z).pow(2).sum()
+loss.backward()
+"""
+
+
+def test_star_unpacking_of_numbers_in_calls_of_torch(tmp_path: Path) -> None:
+    """`x.view(x.size(0), *self.shape)`, `nn.Linear(*cfg)`, `torch.zeros(*h.shape)`, `h.permute(0, *[2, 1])`: the
+    numbers as arguments; `*` of tensors there stays refused, with the reason."""
+    check(STAR_NUMBERS, ["fc", "h", "p", "loss"], tmp_path)
+    assert "unpacks a list or tuple of numbers here" in str(
+        refused(HEADER + "xs = [torch.ones(2), torch.ones(2)]\ny = torch.add(*xs)\n"))

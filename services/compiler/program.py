@@ -548,6 +548,24 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         wide = self.emit("expand", [denom], {"size": list(self.shape(x))}, node, name=self.temp())
         return self.emit("div", [x, wide], {}, node)
 
+    def spread(self, node: ast.Call) -> ast.Call:
+        """The call with each `*xs` of numbers written out (`x.view(x.size(0), *self.shape)`), for torch's functions,
+        methods and modules; the statement's own call stays the one its variable names."""
+        args: list[ast.expr] = []
+        for a in node.args:
+            if not isinstance(a, ast.Starred):
+                args.append(a)
+                continue
+            v = self.expr(a.value)
+            if not isinstance(v, (list, tuple)) or not all(is_number(x) or isinstance(x, (bool, str)) for x in v):
+                raise self.err(a, f"*{self.src(a.value)[:40]} in a call of torch's unpacks a list or tuple of numbers here "
+                                  f"(x.view(b, *shape)), not {_kind(v)}")
+            args += [ast.copy_location(ast.Constant(x), a) for x in v]
+        new = ast.copy_location(ast.Call(func=node.func, args=args, keywords=node.keywords), node)
+        if node is self.stmt_expr:
+            self.stmt_expr = new
+        return new
+
     def unpacks_into_user_code(self, node: ast.Call) -> bool:
         """Whether a call with `*xs` / `**cfg` goes to the program's own code (a def, a lambda, a class, an object's
         method, super()), whose parameters bind them as Python does: `MLP(**cfg)`, `self.block(x, *extra)`."""
@@ -569,10 +587,12 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
 
     def call(self, node: ast.Call) -> Value:
         f = node.func
-        if (any(isinstance(a, ast.Starred) for a in node.args) and self.dotted(f) != "nn.Sequential"
-                or any(k.arg is None for k in node.keywords)) and not self.unpacks_into_user_code(node):
-            raise self.err(node, "* and ** arguments are allowed in calls of the program's own functions, classes and "
-                                 "methods (and *layers in nn.Sequential), not of torch's")
+        if any(isinstance(a, ast.Starred) for a in node.args) and self.dotted(f) != "nn.Sequential" \
+                and not self.unpacks_into_user_code(node):
+            node = self.spread(node)  # x.view(b, *shape), torch.zeros(*size): the numbers as arguments
+        if any(k.arg is None for k in node.keywords) and not self.unpacks_into_user_code(node):
+            raise self.err(node, "** arguments are allowed in calls of the program's own functions, classes and "
+                                 "methods, not of torch's")
         if self.foreign_path(f) == "collections.OrderedDict":
             return self.ordered_dict(node)
         self.refuse_foreign(f)
