@@ -319,6 +319,18 @@ def test_a_contrastive_loss_reads_the_diagonal(tmp_path: Path) -> None:
     assert t.result.nodes["pos"].grad_fn == "DiagonalBackward0"
 
 
+def test_position_ids_from_an_attention_mask_as_transformers_builds_them(tmp_path: Path) -> None:
+    """Hugging Face's position ids: `attention_mask.long().cumsum(-1) - 1`, then `masked_fill_(attention_mask == 0,
+    1)` on the int64 tensor, then an embedding lookup: torch's ids and grads."""
+    program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(0)\n"
+               "attention_mask = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1]])\n"
+               "position_ids = attention_mask.long().cumsum(-1) - 1\nposition_ids.masked_fill_(attention_mask == 0, 1)\n"
+               "wpe = nn.Embedding(4, 3)\nh = wpe(position_ids)\nloss = (h * h).sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["position_ids", "wpe", "h", "loss"], exact=False)
+    assert t.result.nodes["position_ids"].value.dtype == "int64"
+
+
 def test_relu6_module_and_function_are_torch_s_hardtanh(tmp_path: Path) -> None:
     """nn.ReLU6 (MobileNet's, in place inside an nn.Sequential) and F.relu6: hardtanh(0, 6), as torch computes it."""
     program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"

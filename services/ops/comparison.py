@@ -157,6 +157,7 @@ class MaskedFill(Op):
     passes where it does not (attention's `wei.masked_fill(tril == 0, float('-inf'))`)."""
 
     name = "masked_fill"
+    any_dtype = True  # int64 too: `position_ids.masked_fill_(attention_mask == 0, 1)` (no gradient there)
     tensors = ("input", "mask")
     Args = MaskedFillArgs
     positional = ("value",)

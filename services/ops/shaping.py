@@ -289,9 +289,11 @@ class Pad(Op):
         out = list(x)
         for k in range(len(a.pad) // 2):
             d = len(x) - 1 - k
-            out[d] = x[d] + a.pad[2 * k] + a.pad[2 * k + 1]
-            if out[d] < 0:
-                raise ShapeError(f"pad: {a.pad} makes dim {d} of size {x[d]} negative ({out[d]})")
+            lo, hi = a.pad[2 * k], a.pad[2 * k + 1]
+            if x[d] + min(lo, 0) + min(hi, 0) < 0:  # torch crops the negative pads first, each from what is left
+                raise ShapeError(f"pad: {a.pad} crops more than dim {d}'s {x[d]} elements (torch: narrow(): length "
+                                 "must be non-negative)")
+            out[d] = x[d] + lo + hi
         return tuple(out)
 
     def torch(self, t: Any, xs: list[Any], a: PadArgs) -> Any:
