@@ -347,3 +347,14 @@ def test_a_write_through_another_name_says_which_node_shows_what(tmp_path: Path)
     assert "line 9: `a` changes in place the tensor node 'b' shows: 'b' is its value before the change, 'a' after" in notes
     assert any(n.startswith("line 12: `h2` changes in place the tensor node 'h' shows") for n in notes)
     assert not any("'x" in n for n in notes)  # `x += 1` style changes of a name's own tensor need no note
+
+
+@pytest.mark.parametrize("change", ["out[0] = 0.0", "F.relu_(out)", "last = out[-1]\nlast += 1.0"])
+def test_a_change_of_an_lstm_s_output_fails_as_torch_s_fused_lstm_does(change: str, tmp_path: Path) -> None:
+    """torch's nn.LSTM (mkldnn on the CPU) keeps its output for backward, where gradtrace's unrolled steps keep
+    nothing of it: a change of it in place is refused, as torch's backward() fails (it traced with 'agree')."""
+    program = HEADER + f"lstm = nn.LSTM(3, 4)\nx = torch.randn(5, 1, 3)\nout, (h, c) = lstm(x)\n{change}\n" \
+        "loss = out.sum()\nloss.backward()\n"
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        in_torch(program, tmp_path)
+    assert "the output of lstm (nn.LSTM), which torch keeps for backward" in str(refused(program))

@@ -122,6 +122,9 @@ class GraphBuilder:
         """False under torch.no_grad(): nodes added then require no grad, whatever their inputs."""
         self.views: dict[str, list[str]] = {}
         """Tensor name -> the nodes that are views of it (an in-place change of it changes them in torch)."""
+        self.saved_by_torch: dict[str, str] = {}
+        """Tensors torch's own fused modules keep for backward where gradtrace's unrolled nodes do not (an nn.LSTM's
+        output), by name: what kept them. An in-place change of one fails at torch's backward()."""
         self.computed: dict[str, Node] = {}
         """Nodes made leaves by node_to_leaf, by name."""
         self.total = 0

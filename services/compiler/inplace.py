@@ -206,6 +206,17 @@ class InPlace(TensorCreation):
             if k not in seen:
                 seen.add(k)
                 stack.extend(b.views.get(k, ()))
+        name = t.name
+        node = next((n for n in reversed(b.nodes) if n.name == name), None)
+        while True:  # the tensor, or what it views: kept by a fused torch module for backward (an LSTM's output)
+            if name in b.saved_by_torch and getattr(getattr(self, "res", None), "output", None) is None:
+                raise self.err(stmt, f"{how} changes '{var}' in place, the output of {b.saved_by_torch[name]}, which torch "
+                                     "keeps for backward: torch's backward() fails there (one of the variables needed "
+                                     f"for gradient computation has been modified by an inplace operation); write {instead}")
+            if node is None or not node.op.view:
+                break
+            name = node.inputs[0]
+            node = next((n for n in reversed(b.nodes) if n.name == name), None)
         node = next((n for n in reversed(b.nodes) if n.name == t.name), None)
         while node is not None and node.op.view:  # a view of a tensor a name holds: torch would change that one too
             base = node.inputs[0]

@@ -270,6 +270,8 @@ class ModuleCalls(ExpressionCompiler):
         if named:  # `out, (h, c) = lstm(x)`: h_n and c_n take the names they are bound to
             call.states = dict(zip(("h_n", "c_n"), self.stmt_names[1:], strict=False))
         y = T(m.layer.emit(e, call))  # type: ignore[union-attr]
+        if lstm:  # torch's fused LSTM (mkldnn on the CPU) keeps its output for backward: a change of it fails there
+            self.builder.saved_by_torch[y.name] = f"{m.path} (nn.LSTM)"
         h, c = T(call.states["h_n"]), T(call.states.get("c_n", ""))
         return (y, (h, c)) if lstm else (y, h)
 
