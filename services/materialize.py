@@ -107,8 +107,9 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
     elif ev.op == "inplace":
         assert a["method"] in INPLACE, a["method"]
         getattr(_get(torch, values, ev.target, leaves), a["method"])(*a.get("args", []), **a.get("kwargs", {}))
-    elif ev.op == "setitem":  # `with torch.no_grad(): emb.weight[0] = 0.0`: ints, slices, None, ... and int lists
-        _get(torch, values, ev.target, leaves)[spec_index(a["index"])] = a["value"]
+    elif ev.op == "setitem":  # `with torch.no_grad(): emb.weight[0] = 0.0` (or a made tensor): ints, slices, int lists
+        value = _get(torch, values, a["source"], leaves) if "source" in a else a["value"]
+        _get(torch, values, ev.target, leaves)[spec_index(a["index"])] = value
     elif ev.op == "init":
         assert a["fn"] in INITS, a["fn"]
         getattr(torch.nn.init, a["fn"])(_get(torch, values, ev.target, leaves), *a.get("args", []), **a.get("kwargs", {}))

@@ -300,7 +300,8 @@ def test_the_other_forms_of_a_write(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("program", "words"), [
     ("x = torch.randn(3, 4)\nr = x[1:]\nr[0][1] = 5.0\n", "is a view of 'x'"),
     ("x = torch.randn(3, 4)\nx[1:][0] = 5.0\n", "write it as one index"),
-    ("w = torch.randn(3, requires_grad=True)\nwith torch.no_grad():\n    w[0] = torch.ones(())\n", "takes a number here"),
+    ("w = torch.randn(3, requires_grad=True)\nh = w * 2\nwith torch.no_grad():\n    w[0] = h[0]\n", "takes a number or a tensor the program made"),
+    ("w = torch.randn(3, requires_grad=True)\nwith torch.no_grad():\n    w[0] = torch.ones(2)\n", "cannot be broadcast"),
     ("w = torch.randn(3, requires_grad=True)\nwith torch.no_grad():\n    w[5] = 0.0\n", "index 5 is out of bounds"),
     ("xs = [1, 2]\nxs[0][1] = 3\n", "'xs[0]' is the int 1, not a tensor"),
 ])
@@ -358,3 +359,23 @@ def test_a_change_of_an_lstm_s_output_fails_as_torch_s_fused_lstm_does(change: s
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         in_torch(program, tmp_path)
     assert "the output of lstm (nn.LSTM), which torch keeps for backward" in str(refused(program))
+
+
+GLOVE = HEADER + """UNK_IDX, PAD_IDX = 0, 1
+emb = nn.Embedding(5, 4)
+emb.weight.data[UNK_IDX] = torch.zeros(4)
+emb.weight.data[PAD_IDX] = torch.zeros(4)
+lin = nn.Linear(3, 2)
+with torch.no_grad():
+    lin.weight[0] = torch.ones(3)
+    lin.bias[:] = torch.tensor([0.5, -0.5])
+x = emb(torch.tensor([0, 1, 2, 3]))
+loss = lin(x[:, :3]).pow(2).sum()
+loss.backward()
+"""
+
+
+def test_rows_of_parameters_set_to_made_tensors(tmp_path: Path) -> None:
+    """The text-classification tutorials' `emb.weight.data[UNK_IDX] = torch.zeros(d)` and a no_grad write of
+    `torch.ones(3)` into a weight's row: the parameters' starting values, as torch's."""
+    check(GLOVE, ["emb", "lin", "x", "loss"], tmp_path)

@@ -12,7 +12,7 @@ from services.compiler.expressions import _kind
 from services.compiler.values import Instance, ModuleInst, T, is_number
 from services.errors import ShapeError, SpecError
 from services.ir import Event
-from services.ops.indexing import GetitemArgs, plan_shape
+from services.ops.indexing import GetitemArgs, plan_shape, value_shape
 
 
 class InPlace(TensorCreation):
@@ -161,18 +161,23 @@ class InPlace(TensorCreation):
         """`with torch.no_grad(): emb.weight[0] = 0.0`: the parameter's starting value changes (an event in program
         order with the draws), as fill_ and uniform_ change it; ints, slices and int lists, a number."""
         v = self.expr(value) if isinstance(value, ast.AST) else value
-        if not (is_number(v) or isinstance(v, bool)):
-            raise self.err(stmt, f"a write into the parameter '{t.name}' takes a number here (torch.no_grad() changes its "
-                                 "starting value)")
+        made = isinstance(v, T) and v.name in self.builder.leaves  # `emb.weight[unk] = torch.zeros(d)`: a made tensor
+        if not (is_number(v) or isinstance(v, bool) or made):
+            raise self.err(stmt, f"a write into the parameter '{t.name}' takes a number or a tensor the program made "
+                                 "(torch.zeros(d)) here: torch.no_grad() changes its starting value")
         index, tensors = self.index_of(target)
         if tensors:
             raise self.err(stmt, f"a write into the parameter '{t.name}' takes ints, slices and int lists as its index")
         try:
-            plan_shape(self.builder.leaves[t.name].shape, GetitemArgs.model_validate({"index": index}).index)
+            part = plan_shape(self.builder.leaves[t.name].shape, GetitemArgs.model_validate({"index": index}).index)
+            if made:
+                value_shape(self.shape(v), part)
         except (ShapeError, ValueError) as e:
             raise self.err(stmt, str(e)) from None
         self.written(t, stmt)
-        self.stream.events.append(Event("setitem", t.name, {"index": index, "value": v}))
+        if made:
+            self.builder.used.add(v.name)
+        self.stream.events.append(Event("setitem", t.name, {"index": index, **({"source": v.name} if made else {"value": v})}))
 
     def mark_written(self, new: str, old: str) -> None:
         """Node `new` changes tensor `old` in place: the torch engine bumps old's version, so that an op that saved it

@@ -295,7 +295,7 @@ class Getitem(Op):
 # ---- setitem ------------------------------------------------------------------------------------
 
 
-def _value_shape(value: Shape, target: Shape) -> Shape:
+def value_shape(value: Shape, target: Shape) -> Shape:
     """The value's shape with its leading 1s dropped, as torch's copy into an index drops them; it must then
     broadcast to the indexed part's shape without changing it."""
     k = 0
@@ -331,7 +331,7 @@ class Setitem(Op):
     Args = GetitemArgs
 
     def shape(self, shapes: list[Shape], a: GetitemArgs) -> Shape:
-        _value_shape(shapes[1], _plan(shapes[0], a.index, shapes[2:]).out)
+        value_shape(shapes[1], _plan(shapes[0], a.index, shapes[2:]).out)
         return shapes[0]
 
     def dtype(self, dtypes: list[str]) -> str:
@@ -356,7 +356,7 @@ class Setitem(Op):
         y = np.array(xs[0], copy=True)
         plan, view, rest = _views(y, [y, *xs[2:]], a)
         v = np.asarray(xs[1])
-        v = v.reshape(_value_shape(v.shape, plan.out))
+        v = v.reshape(value_shape(v.shape, plan.out))
         if not plan.advanced:
             view[...] = v
         elif math.prod(plan.out):
@@ -372,7 +372,7 @@ class Setitem(Op):
         elif math.prod(plan.out):
             view[rest] = 0
         v = np.asarray(xs[1])
-        gv = unbroadcast(part, _value_shape(v.shape, plan.out)).reshape(v.shape) if v.dtype.kind == "f" else None
+        gv = unbroadcast(part, value_shape(v.shape, plan.out)).reshape(v.shape) if v.dtype.kind == "f" else None
         return [gx if gx.dtype.kind == "f" else None, None if gv is None else gv.astype(v.dtype, copy=False)] + \
             [None] * (len(xs) - 2)
 
@@ -396,7 +396,7 @@ class MaskPut(Op):
             raise ShapeError(f"the mask's shape {list(m)} must be the tensor's {list(x)} or its leading dims")
         rest = tuple(x[len(m) :])
         try:
-            _value_shape(v, rest)
+            value_shape(v, rest)
         except ShapeError:
             raise ShapeError(f"x[mask] = value: the value {list(v)} must be a number or one row of shape {list(rest)} "
                              "(a value per selected element has a shape that depends on the data)") from None
@@ -414,7 +414,7 @@ class MaskPut(Op):
 
     def forward(self, xs: list[Array], a: Any) -> Array:
         x, m, v = np.array(xs[0], copy=True), np.asarray(xs[1], dtype=bool), np.asarray(xs[2])
-        x[m] = v.reshape(_value_shape(v.shape, x.shape[m.ndim :]))
+        x[m] = v.reshape(value_shape(v.shape, x.shape[m.ndim :]))
         return x
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
@@ -424,7 +424,7 @@ class MaskPut(Op):
         gx[m] = 0
         gv = None
         if v.dtype.kind == "f":
-            stripped = _value_shape(v.shape, g.shape[m.ndim :])
+            stripped = value_shape(v.shape, g.shape[m.ndim :])
             gv = unbroadcast(part.sum(axis=0), stripped).reshape(v.shape).astype(v.dtype, copy=False)
         return [gx if gx.dtype.kind == "f" else None, None, gv]
 
