@@ -331,6 +331,17 @@ def test_position_ids_from_an_attention_mask_as_transformers_builds_them(tmp_pat
     assert t.result.nodes["position_ids"].value.dtype == "int64"
 
 
+def test_in_place_functions_in_every_form(tmp_path: Path) -> None:
+    """`F.leaky_relu(h, 0.2, inplace=True)` and `F.elu(e, inplace=True)` (no tensor method behind them) and
+    `g = F.relu_(k)` (g is k, changed): torch's numbers; a note says node 'k' is k before the change."""
+    program = ("import torch\nimport torch.nn.functional as F\ntorch.manual_seed(0)\nx = torch.randn(3, 4, requires_grad=True)\n"
+               "h = x * 2\nF.leaky_relu(h, 0.2, inplace=True)\nk = x * 3\ng = F.relu_(k)\ne = x * 0.5\n"
+               "F.elu(e, inplace=True)\nloss = h.sum() + g.sum() + k.sum() + e.sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "h", "g", "e", "loss"])
+    assert "line 8: `k` changes in place the tensor node 'k' shows: 'k' is its value before the change, 'g' after" in t.result.notes
+
+
 def test_relu6_module_and_function_are_torch_s_hardtanh(tmp_path: Path) -> None:
     """nn.ReLU6 (MobileNet's, in place inside an nn.Sequential) and F.relu6: hardtanh(0, 6), as torch computes it."""
     program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"

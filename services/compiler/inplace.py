@@ -31,10 +31,11 @@ class InPlace(TensorCreation):
         return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr.endswith("_") \
             and f.attr[:-1] in self.methods and f.value.id not in self.aliases  # not F.relu_(h): a function
 
-    def in_place_method(self, t: T, m: str, node: ast.Call) -> T:
+    def in_place_method(self, t: T, m: str, node: ast.Call, op: Any = None) -> T:
         """`y.add_(1)`, `h.relu_()` on a computed tensor: the op, then every name bound to y sees the result (as
-        for `y += 1`); refused where torch refuses it, and on a view."""
-        var = self.src(node.func.value)[:40]  # type: ignore[attr-defined]
+        for `y += 1`); refused where torch refuses it, and on a view. `op`: a function's op called with the tensor
+        first (`F.leaky_relu(h, 0.2, inplace=True)`)."""
+        var = self.src(node.args[0] if op is not None else node.func.value)[:40]  # type: ignore[attr-defined]
         if t.name in self.builder.leaves and (self.no_grad or self.via_data):
             raise self.err(node, f"in-place .{m}() on the leaf '{var}' under torch.no_grad() or through .data is not traced "
                                  "(fill_, zero_, add_, mul_, div_, clamp_, uniform_, normal_ and `-=` by a number are)")
@@ -43,7 +44,7 @@ class InPlace(TensorCreation):
             name = self.name_for(node)
         else:
             name = self.binding_name(var) if var.isidentifier() else self.temp()
-        new = self.apply(self.methods[m[:-1]], node, receiver=t, out=name)
+        new = self.apply(op, node, out=name) if op is not None else self.apply(self.methods[m[:-1]], node, receiver=t, out=name)
         self.changed_in_place(t, new, var, node)
         return new
 
@@ -246,8 +247,8 @@ class InPlace(TensorCreation):
         callers = [m for c in getattr(self, "callers", []) for m in getattr(c, "maps", [c])]
         scopes = [*getattr(self.scope, "maps", [self.scope]), *callers]  # a call's locals, the globals, its callers'
         res = getattr(self, "res", None)
-        own = old.name.split("@")[0] in (var, self.prefix + var)  # `x += 1`: x@1 before, x after, as always
-        if res is not None and "#" not in old.name and not own and new.name != old.name:
+        own = old.name.split("@")[0] == new.name.split("@")[0]  # `x += 1`: x@1 before, x after, as always
+        if res is not None and "#" not in old.name and not own:
             # `a = b; a[1] = 2`, `self.buf = t; t[1] = 0.5`: torch's one tensor has two names, a node has one
             res.notes.append(f"line {getattr(stmt, 'lineno', '?')}: `{var}` changes in place the tensor node "
                              f"'{old.name}' shows: '{old.name}' is its value before the change, '{new.name}' after")

@@ -677,6 +677,14 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             return self.new_generator(node)
         if path == "F.normalize":
             return self.normalize(node)
+        if path in IN_PLACE_FUNCTIONS and node.args:  # g = F.relu_(h): h.relu_(), which returns h
+            method = ast.copy_location(ast.Call(func=ast.Attribute(value=node.args[0], attr=IN_PLACE_FUNCTIONS[path],
+                                                                   ctx=ast.Load()), args=node.args[1:],
+                                                keywords=node.keywords), node)
+            method.end_lineno, method.end_col_offset = node.end_lineno, node.end_col_offset
+            if node is self.stmt_expr:
+                self.stmt_expr = method
+            return self.expr(method)
         if path == "F.relu6" and node.args and not any(k.arg != "inplace" for k in node.keywords):
             return self.emit("hardtanh", [self.tensor(node.args[0])], {"min_val": 0.0, "max_val": 6.0}, node)  # torch's too
         if path.startswith("nn.init."):  # in an expression (a lambda's body): the tensor, as torch returns it

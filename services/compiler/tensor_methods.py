@@ -164,8 +164,13 @@ class TensorMethods(ExpressionCompiler):
         if not flag:
             return self.apply(self.functions[path], rest)
         op = self.functions[path].name
-        if op not in self.methods:
-            raise self.err(node, f"{path}(..., inplace=True) is not traced: write y = {path}(...)")
+        if op not in self.methods:  # F.leaky_relu(h, 0.2, inplace=True): no method; the function, h changed by it
+            full = ast.copy_location(ast.Call(func=node.func, args=node.args,
+                                              keywords=[k for k in node.keywords if k.arg != "inplace"]), node)
+            full.end_lineno, full.end_col_offset = node.end_lineno, node.end_col_offset
+            if node is self.stmt_expr:
+                self.stmt_expr = full
+            return self.in_place_method(self.tensor(node.args[0]), f"{op}_", full, op=self.functions[path])
         rest.func = ast.copy_location(ast.Attribute(value=node.args[0], attr=f"{op}_", ctx=ast.Load()), node)
         return self.in_place_method(self.tensor(node.args[0]), f"{op}_", rest)
 
