@@ -31,6 +31,7 @@ from services.compiler.loops import unroll
 from services.compiler.module_tree import MODULE_WALKS, ModuleTree
 from services.compiler.modules import ModuleCalls
 from services.compiler.tensor_methods import TensorMethods
+from services.compiler.torch_functions import TorchFunctions, in_place_statement, is_in_place_function
 from services.compiler.values import (
     CALLABLE,
     DTYPES,
@@ -43,7 +44,6 @@ from services.compiler.values import (
     T,
     Untraced,
     UserClass,
-    UserFunction,
     Value,
     is_number,
     receiver,
@@ -68,20 +68,6 @@ IGNORED_CALLS = {"torch.set_printoptions", "torch.autograd.set_detect_anomaly", 
 OPTIMIZERS = {"SGD", "Adam", "AdamW", "RMSprop", "Adagrad"}
 
 
-def _in_place_function(v: ast.expr, dotted: Any) -> bool:
-    """`F.relu(h, inplace=True)` or `F.relu_(h)` as a statement: a new binding of h."""
-    if not isinstance(v, ast.Call) or not v.args or not isinstance(v.args[0], ast.Name):
-        return False
-    path = dotted(v.func) if isinstance(v.func, ast.Attribute) else None
-    return path in IN_PLACE_FUNCTIONS or path is not None and path.startswith("F.") and any(
-        k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True for k in v.keywords)
-
-
-IN_PLACE_FUNCTIONS = {"F.relu_": "relu_", "torch.relu_": "relu_", "torch.sigmoid_": "sigmoid_", "torch.tanh_": "tanh_",
-                      "F.elu_": "elu_", "F.leaky_relu_": "leaky_relu_", "torch.clamp_": "clamp_"}
-"""Function forms of in-place methods: `F.relu_(h)` is `h.relu_()`."""
-
-
 @dataclass
 class ProgramResult:
     """The output `.backward()` chose, its gradient, and notes about lines accepted but not traced."""
@@ -95,7 +81,8 @@ class ProgramResult:
     """The program's own torch.Generators' draws, each a stream of its own."""
 
 
-class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls):
+class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
+                      TorchFunctions):
     """Walks the statements; each method handles one whitelisted form."""
 
     def __init__(self, text: str, builder: GraphBuilder, stream: Stream, dtype: str, spec_inputs: set[str]) -> None:
@@ -167,7 +154,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             targets: list[ast.expr] = []
             if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad and self.in_place_call(stmt.value):
                 targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `y.add_(1)`: a new binding of y
-            elif isinstance(stmt, ast.Expr) and not no_grad and _in_place_function(stmt.value, self.dotted):
+            elif isinstance(stmt, ast.Expr) and not no_grad and in_place_statement(stmt.value, self.dotted):
                 targets = [stmt.value.args[0]]  # type: ignore[attr-defined]  # `F.relu(h, inplace=True)`, `F.relu_(h)`
             if isinstance(stmt, ast.Assign):
                 targets += list(stmt.targets)
@@ -497,16 +484,9 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
                     raise self.err(call, f"extend() takes a list, not {_kind(item)}")
                 base.extend(item) if f.attr == "extend" else base.append(item)
                 return
-        if path is not None and path.startswith("F.") and any(k.arg == "inplace" for k in call.keywords) \
-                and path in self.functions and call.args:
+        if path is not None and is_in_place_function(call, path):  # F.relu(h, inplace=True), F.relu_(h): h changes
             self.begin("t", call, [])
-            self.inplace_function(path, call)  # F.relu(h, inplace=True) as a statement: h changes, as h.relu_()
-            return
-        if path in IN_PLACE_FUNCTIONS and call.args and isinstance(call.args[0], ast.Name):
-            method = ast.copy_location(ast.Call(func=ast.Attribute(value=call.args[0], attr=IN_PLACE_FUNCTIONS[path],
-                                                                   ctx=ast.Load()), args=call.args[1:],
-                                                keywords=call.keywords), call)
-            self.call_statement(method)  # F.relu_(h), torch.relu_(h): h.relu_()
+            self.call_path(path, call)
             return
         raise self.err(call, f"the statement '{self.src(call)[:60]}' does nothing gradtrace can trace")
 
@@ -529,61 +509,6 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         raise self.err(call, f"{base.what} has no method '{method}' gradtrace understands")
 
     # ---- calls in expressions -----------------------------------------------------------------
-
-    def normalize(self, node: ast.Call) -> T:
-        """F.normalize(x, p=2.0, dim=1, eps=1e-12) as torch computes it: x / x.norm(p, dim, keepdim=True)
-        .clamp_min(eps).expand_as(x), so its nodes, numbers and grad_fn (DivBackward0) are torch's."""
-        names = ("input", "p", "dim", "eps")
-        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
-        if set(given) - set(names) or "input" not in given:
-            raise self.err(node, "F.normalize takes (input, p=2.0, dim=1, eps=1e-12)")
-        x = self.tensor(given["input"])
-        p = self.const(given["p"]) if "p" in given else 2.0
-        dim = self.const(given["dim"]) if "dim" in given else 1
-        eps = self.const(given["eps"]) if "eps" in given else 1e-12
-        if p not in (1, 2) or not isinstance(dim, int):
-            raise self.err(node, "F.normalize: p is 1 or 2 here, dim one int")
-        norm = self.emit("norm", [x], {"p": int(p), "dim": dim, "keepdim": True}, node, name=self.temp())
-        denom = self.emit("clamp_min", [norm], {"min": float(eps)}, node, name=self.temp())
-        wide = self.emit("expand", [denom], {"size": list(self.shape(x))}, node, name=self.temp())
-        return self.emit("div", [x, wide], {}, node)
-
-    def spread(self, node: ast.Call) -> ast.Call:
-        """The call with each `*xs` of numbers written out (`x.view(x.size(0), *self.shape)`), for torch's functions,
-        methods and modules; the statement's own call stays the one its variable names."""
-        args: list[ast.expr] = []
-        for a in node.args:
-            if not isinstance(a, ast.Starred):
-                args.append(a)
-                continue
-            v = self.expr(a.value)
-            if not isinstance(v, (list, tuple)) or not all(is_number(x) or isinstance(x, (bool, str)) for x in v):
-                raise self.err(a, f"*{self.src(a.value)[:40]} in a call of torch's unpacks a list or tuple of numbers here "
-                                  f"(x.view(b, *shape)), not {_kind(v)}")
-            args += [ast.copy_location(ast.Constant(x), a) for x in v]
-        new = ast.copy_location(ast.Call(func=node.func, args=args, keywords=node.keywords), node)
-        if node is self.stmt_expr:
-            self.stmt_expr = new
-        return new
-
-    def unpacks_into_user_code(self, node: ast.Call) -> bool:
-        """Whether a call with `*xs` / `**cfg` goes to the program's own code (a def, a lambda, a class, an object's
-        method, super()), whose parameters bind them as Python does: `MLP(**cfg)`, `self.block(x, *extra)`."""
-        f = node.func
-        if is_super(node):
-            return True
-        if isinstance(f, ast.Name):
-            return isinstance(self.scope.get(f.id), CALLABLE)
-        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
-            owner = self.scope.get(f.value.id)
-            if isinstance(owner, Instance):
-                return f.attr in owner.cls.methods or isinstance(owner.attrs.get(f.attr), (UserFunction, Instance))
-            return isinstance(owner, UserClass) and f.attr in owner.methods
-        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Attribute) and isinstance(f.value.value, ast.Name):
-            owner = self.scope.get(f.value.value.id)  # self.block.forward(...) / self.encoder(...)'s methods
-            inner = owner.attrs.get(f.value.attr) if isinstance(owner, Instance) else None
-            return isinstance(inner, Instance) and f.attr in inner.cls.methods
-        return False
 
     def call(self, node: ast.Call) -> Value:
         f = node.func
@@ -675,18 +600,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
-        if path == "F.normalize":
-            return self.normalize(node)
-        if path in IN_PLACE_FUNCTIONS and node.args:  # g = F.relu_(h): h.relu_(), which returns h
-            method = ast.copy_location(ast.Call(func=ast.Attribute(value=node.args[0], attr=IN_PLACE_FUNCTIONS[path],
-                                                                   ctx=ast.Load()), args=node.args[1:],
-                                                keywords=node.keywords), node)
-            method.end_lineno, method.end_col_offset = node.end_lineno, node.end_col_offset
-            if node is self.stmt_expr:
-                self.stmt_expr = method
-            return self.expr(method)
-        if path == "F.relu6" and node.args and not any(k.arg != "inplace" for k in node.keywords):
-            return self.emit("hardtanh", [self.tensor(node.args[0])], {"min_val": 0.0, "max_val": 6.0}, node)  # torch's too
+        if (v := self.function_form(path, node)) is not NotImplemented:
+            return v  # F.normalize, F.relu6, g = F.relu_(h), torch.unbind(x, 1), ...
         if path.startswith("nn.init."):  # in an expression (a lambda's body): the tensor, as torch returns it
             self.nn_init(path[8:], node)
             return self.tensor(without_data(node.args[0]))
@@ -717,13 +632,6 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             return self.create(path[6:], node, self.name_for(node))
         if path in ("F.dropout", "torch.dropout"):
             return self.dropout(node)
-        if path in ("torch.unbind", "torch.movedim", "torch.narrow", "torch.select", "torch.swapaxes", "torch.swapdims",
-                    "torch.unflatten") and node.args:  # torch.unbind(x, 1): x.unbind(1)
-            method = ast.copy_location(ast.Call(func=ast.Attribute(value=node.args[0], attr=path[6:], ctx=ast.Load()),
-                                                args=node.args[1:], keywords=node.keywords), node)
-            if node is self.stmt_expr:
-                self.stmt_expr = method
-            return self.reshape_alias(self.tensor(node.args[0]), path[6:], method)
         if path in ("torch.chunk", "torch.split"):
             return self.multi(path[6:], self.tensor(node.args[0]) if node.args else None, node, node.args[1:])
         if path.startswith("math.") and path[5:] in MATH:

@@ -1,0 +1,113 @@
+"""torch functions a program calls that trace as several nodes or as another call: F.normalize (as torch composes
+it), F.relu6, the function forms of in-place methods (`F.relu_(h)` is `h.relu_()`) and of tensor methods
+(`torch.unbind(x, 1)` is `x.unbind(1)`), and `*xs` of numbers written out in calls of torch's (`x.view(b, *shape)`)."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from services.compiler.expressions import ExpressionCompiler, _kind
+from services.compiler.functions import is_super
+from services.compiler.values import CALLABLE, Instance, T, UserClass, UserFunction, Value, is_number
+
+IN_PLACE_FUNCTIONS = {"F.relu_": "relu_", "torch.relu_": "relu_", "torch.sigmoid_": "sigmoid_", "torch.tanh_": "tanh_",
+                      "F.elu_": "elu_", "F.leaky_relu_": "leaky_relu_", "torch.clamp_": "clamp_"}
+"""Function forms of in-place methods: `F.relu_(h)` is `h.relu_()`."""
+METHOD_FORMS = {"torch.unbind", "torch.movedim", "torch.narrow", "torch.select", "torch.swapaxes", "torch.swapdims",
+                "torch.unflatten"}
+"""Functions that are a tensor method of their first argument (TensorMethods.reshape_alias)."""
+
+
+def is_in_place_function(call: ast.Call, path: str) -> bool:
+    """`F.relu(h, inplace=True)` or `F.relu_(h)`: a call that changes its first argument."""
+    return bool(call.args) and (path in IN_PLACE_FUNCTIONS or path.startswith("F.") and any(
+        k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords))
+
+
+def in_place_statement(v: ast.expr, dotted: Any) -> bool:
+    """Such a call as a statement on a name: a new binding of that name (for the binding counts)."""
+    if not isinstance(v, ast.Call) or not v.args or not isinstance(v.args[0], ast.Name):
+        return False
+    path = dotted(v.func) if isinstance(v.func, ast.Attribute) else None
+    return path is not None and is_in_place_function(v, path)
+
+
+class TorchFunctions(ExpressionCompiler):
+    """function_form and spread (ProgramCompiler calls them)."""
+
+    def function_form(self, path: str, node: ast.Call) -> Value:
+        """The call as gradtrace traces it, or NotImplemented when `path` is none of these."""
+        if path == "F.normalize":
+            return self.normalize(node)
+        if path == "F.relu6" and node.args and not any(k.arg != "inplace" for k in node.keywords):
+            return self.emit("hardtanh", [self.tensor(node.args[0])], {"min_val": 0.0, "max_val": 6.0}, node)  # torch's too
+        if path in IN_PLACE_FUNCTIONS and node.args:  # g = F.relu_(h): h.relu_(), which returns h
+            return self.expr(self.as_method(node, IN_PLACE_FUNCTIONS[path]))
+        if path in METHOD_FORMS and node.args:  # torch.unbind(x, 1): x.unbind(1)
+            return self.reshape_alias(self.tensor(node.args[0]), path[6:], self.as_method(node, path[6:]))  # type: ignore[attr-defined]
+        return NotImplemented
+
+    def as_method(self, node: ast.Call, attr: str) -> ast.Call:
+        """`f(x, *rest)` as `x.attr(*rest)`, in the call's place (the statement's variable names it)."""
+        method = ast.copy_location(ast.Call(func=ast.Attribute(value=node.args[0], attr=attr, ctx=ast.Load()),
+                                            args=node.args[1:], keywords=node.keywords), node)
+        method.end_lineno, method.end_col_offset = node.end_lineno, node.end_col_offset
+        if node is self.stmt_expr:
+            self.stmt_expr = method
+        return method
+
+    def normalize(self, node: ast.Call) -> T:
+        """F.normalize(x, p=2.0, dim=1, eps=1e-12) as torch computes it: x / x.norm(p, dim, keepdim=True)
+        .clamp_min(eps).expand_as(x), so its nodes, numbers and grad_fn (DivBackward0) are torch's."""
+        names = ("input", "p", "dim", "eps")
+        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        if set(given) - set(names) or "input" not in given:
+            raise self.err(node, "F.normalize takes (input, p=2.0, dim=1, eps=1e-12)")
+        x = self.tensor(given["input"])
+        p = self.const(given["p"]) if "p" in given else 2.0
+        dim = self.const(given["dim"]) if "dim" in given else 1
+        eps = self.const(given["eps"]) if "eps" in given else 1e-12
+        if p not in (1, 2) or not isinstance(dim, int):
+            raise self.err(node, "F.normalize: p is 1 or 2 here, dim one int")
+        norm = self.emit("norm", [x], {"p": int(p), "dim": dim, "keepdim": True}, node, name=self.temp())
+        denom = self.emit("clamp_min", [norm], {"min": float(eps)}, node, name=self.temp())
+        wide = self.emit("expand", [denom], {"size": list(self.shape(x))}, node, name=self.temp())
+        return self.emit("div", [x, wide], {}, node)
+
+    def spread(self, node: ast.Call) -> ast.Call:
+        """The call with each `*xs` of numbers written out (`x.view(x.size(0), *self.shape)`), for torch's functions,
+        methods and modules; the statement's own call stays the one its variable names."""
+        args: list[ast.expr] = []
+        for a in node.args:
+            if not isinstance(a, ast.Starred):
+                args.append(a)
+                continue
+            v = self.expr(a.value)
+            if not isinstance(v, (list, tuple)) or not all(is_number(x) or isinstance(x, (bool, str)) for x in v):
+                raise self.err(a, f"*{self.src(a.value)[:40]} in a call of torch's unpacks a list or tuple of numbers here "
+                                  f"(x.view(b, *shape)), not {_kind(v)}")
+            args += [ast.copy_location(ast.Constant(x), a) for x in v]
+        new = ast.copy_location(ast.Call(func=node.func, args=args, keywords=node.keywords), node)
+        if node is self.stmt_expr:
+            self.stmt_expr = new
+        return new
+
+    def unpacks_into_user_code(self, node: ast.Call) -> bool:
+        """Whether a call with `*xs` / `**cfg` goes to the program's own code (a def, a lambda, a class, an object's
+        method, super()), whose parameters bind them as Python does: `MLP(**cfg)`, `self.block(x, *extra)`."""
+        f = node.func
+        if is_super(node):
+            return True
+        if isinstance(f, ast.Name):
+            return isinstance(self.scope.get(f.id), CALLABLE)
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+            owner = self.scope.get(f.value.id)
+            if isinstance(owner, Instance):
+                return f.attr in owner.cls.methods or isinstance(owner.attrs.get(f.attr), (UserFunction, Instance))
+            return isinstance(owner, UserClass) and f.attr in owner.methods
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Attribute) and isinstance(f.value.value, ast.Name):
+            owner = self.scope.get(f.value.value.id)  # self.block.forward(...) / self.encoder(...)'s methods
+            inner = owner.attrs.get(f.value.attr) if isinstance(owner, Instance) else None
+            return isinstance(inner, Instance) and f.attr in inner.cls.methods
+        return False
