@@ -189,6 +189,23 @@ class FlattenLayer(_Layer):
     end_dim: int = -1
 
 
+class UnflattenLayer(_Layer):
+    """nn.Unflatten: one dim into several (a decoder's `nn.Unflatten(1, (64, 7, 7))`)."""
+
+    type: Literal["unflatten"]
+    dim: int
+    unflattened_size: list[int]
+
+
+class PadLayer(_Layer):
+    """nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d: `padding` an int (every side) or (left, right[, top,
+    bottom])."""
+
+    type: Literal["zero_pad2d", "constant_pad1d", "constant_pad2d"]
+    padding: int | list[int]
+    value: float = 0.0
+
+
 class DropoutLayer(_Layer):
     """nn.Dropout (training mode): the mask is drawn from torch's generator in program order."""
 
@@ -327,7 +344,7 @@ class CatLayer(_Layer):
 
 Layer = Annotated[
     Conv2dLayer | ConvTranspose2dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
-    | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | EmbeddingLayer
+    | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | UnflattenLayer | PadLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | EmbeddingLayer
     | SelfAttentionLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),
 ]

@@ -342,6 +342,20 @@ def test_in_place_functions_in_every_form(tmp_path: Path) -> None:
     assert "line 8: `k` changes in place the tensor node 'k' shows: 'k' is its value before the change, 'g' after" in t.result.notes
 
 
+def test_unflatten_and_padding_modules_in_a_decoder(tmp_path: Path) -> None:
+    """nn.Unflatten (a decoder's `nn.Unflatten(1, (2, 3, 3))`), nn.ZeroPad2d, nn.ConstantPad2d with 4 sides and a
+    value, nn.ConstantPad1d: torch's numbers and grad_fns (ViewBackward0, ConstantPadNdBackward0)."""
+    program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(0)\n"
+               "dec = nn.Sequential(nn.Linear(4, 2 * 3 * 3), nn.Unflatten(1, (2, 3, 3)), nn.ZeroPad2d(1), nn.Conv2d(2, 1, 3),\n"
+               "                    nn.ConstantPad2d((1, 0, 0, 1), -0.5))\npad1 = nn.ConstantPad1d(2, 1.5)\nz = torch.randn(5, 4)\n"
+               "img = dec(z)\nseq = pad1(img.flatten(2))\nloss = (img ** 2).sum() + seq.mean()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["dec", "img", "seq", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in ("dec.1.out", "dec.2.out")] == ["ViewBackward0", "ConstantPadNdBackward0"]
+    assert "do not make dim 1" in str(_refused("import torch.nn as nn\nu = nn.Unflatten(1, (2, 2))\ny = u(torch.ones(3, 5))\n"))
+
+
 def test_relu6_module_and_function_are_torch_s_hardtanh(tmp_path: Path) -> None:
     """nn.ReLU6 (MobileNet's, in place inside an nn.Sequential) and F.relu6: hardtanh(0, 6), as torch computes it."""
     program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"

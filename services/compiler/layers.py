@@ -4,6 +4,7 @@ defaults), its parameters in torch's registration order, and the nodes a call ad
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,9 +33,11 @@ from shared.spec import (
     LayerNormLayer,
     LeakyReluLayer,
     LinearLayer,
+    PadLayer,
     Pool2dLayer,
     SelfAttentionLayer,
     SoftmaxLayer,
+    UnflattenLayer,
 )
 
 Shape = tuple[int, ...]
@@ -322,6 +325,32 @@ layer(LayerDef("avg_pool2d", "AvgPool2d", Pool2dLayer, _plain("avg_pool2d", _poo
 layer(LayerDef("adaptive_avg_pool2d", "AdaptiveAvgPool2d", AdaptivePoolLayer,
                _plain("adaptive_avg_pool2d", lambda c: {"output_size": c.output_size})))
 layer(LayerDef("flatten", "Flatten", FlattenLayer, _plain("flatten", lambda c: {"start_dim": c.start_dim, "end_dim": c.end_dim})))
+
+
+def _unflatten(e: Emitter, call: Call) -> str:
+    """nn.Unflatten(dim, sizes): a reshape of that dim into the sizes (torch's view: ViewBackward0)."""
+    c: UnflattenLayer = call.cfg
+    shape = e.shape(call.inputs[0])
+    if not -len(shape) <= c.dim < len(shape) or math.prod(c.unflattened_size) != shape[c.dim]:
+        raise e.error(f"unflatten: sizes {c.unflattened_size} do not make dim {c.dim} of {list(shape)}")
+    d = c.dim % len(shape)
+    return e.node(call.out, "reshape", [call.inputs[0]], {"shape": [*shape[:d], *c.unflattened_size, *shape[d + 1:]]})
+
+
+def _pad(e: Emitter, call: Call) -> str:
+    """nn.ZeroPad2d / ConstantPad1d / ConstantPad2d: F.pad in constant mode, an int meaning every side."""
+    c: PadLayer = call.cfg
+    sides = 2 if c.type == "constant_pad1d" else 4
+    pad = [c.padding] * sides if isinstance(c.padding, int) else list(c.padding)
+    if len(pad) != sides:
+        raise e.error(f"{c.type}: padding is an int or {sides} ints, got {c.padding}")
+    return e.node(call.out, "pad", [call.inputs[0]], {"pad": pad, "value": c.value})
+
+
+layer(LayerDef("unflatten", "Unflatten", UnflattenLayer, _unflatten))
+layer(LayerDef("zero_pad2d", "ZeroPad2d", PadLayer, _pad))
+layer(LayerDef("constant_pad1d", "ConstantPad1d", PadLayer, _pad))
+layer(LayerDef("constant_pad2d", "ConstantPad2d", PadLayer, _pad))
 
 
 def _dropout(e: Emitter, call: Call) -> str:
