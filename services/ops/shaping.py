@@ -217,7 +217,9 @@ class Repeat(Op):
         return [summed.reshape(x.shape)]
 
 
-class FlipArgs(BaseModel):
+class DimsArgs(BaseModel):
+    """A list of dims (permute's order, flip's axes)."""
+
     model_config = ConfigDict(extra="forbid")
     dims: list[int]
 
@@ -228,25 +230,25 @@ class Flip(Op):
 
     name = "flip"
     any_dtype = True
-    Args = FlipArgs
+    Args = DimsArgs
     star = "dims"
     functions = ("torch.flip",)
     methods = ("flip",)
 
-    def shape(self, shapes: list[Shape], a: FlipArgs) -> Shape:
+    def shape(self, shapes: list[Shape], a: DimsArgs) -> Shape:
         dims = [norm_dim(d, len(shapes[0])) for d in a.dims]
         if len(set(dims)) != len(dims):
             raise ShapeError(f"flip: dims {a.dims} have a dim more than once")
         return shapes[0]
 
-    def torch(self, t: Any, xs: list[Any], a: FlipArgs) -> Any:
+    def torch(self, t: Any, xs: list[Any], a: DimsArgs) -> Any:
         return t.flip(xs[0], a.dims)
 
-    def forward(self, xs: list[Array], a: FlipArgs) -> Array:
+    def forward(self, xs: list[Array], a: DimsArgs) -> Array:
         x = xs[0]
         return x.copy() if x.ndim == 0 else np.flip(x, tuple(norm_dim(d, x.ndim) for d in a.dims)).copy()
 
-    def backward(self, g: Array, out: Array, xs: list[Array], a: FlipArgs) -> list[Array | None]:
+    def backward(self, g: Array, out: Array, xs: list[Array], a: DimsArgs) -> list[Array | None]:
         return [self.forward([g], a)]
 
 
@@ -363,35 +365,30 @@ class Diagonal(Op):
         return [gx]
 
 
-class PermuteArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    dims: list[int]
-
-
 @register
 class Permute(Op):
     name = "permute"
     view = True
     any_dtype = True
-    Args = PermuteArgs
+    Args = DimsArgs
     star = "dims"
     functions = ("torch.permute",)
     methods = ("permute",)
 
-    def shape(self, shapes: list[Shape], a: PermuteArgs) -> Shape:
+    def shape(self, shapes: list[Shape], a: DimsArgs) -> Shape:
         s = shapes[0]
         dims = [norm_dim(d, len(s)) for d in a.dims]
         if sorted(dims) != list(range(len(s))):
             raise ShapeError(f"permute dims {a.dims} are not a permutation of a {len(s)}-d tensor's dims")
         return tuple(s[d] for d in dims)
 
-    def torch(self, t: Any, xs: list[Any], a: PermuteArgs) -> Any:
+    def torch(self, t: Any, xs: list[Any], a: DimsArgs) -> Any:
         return t.permute(xs[0], a.dims)
 
-    def forward(self, xs: list[Array], a: PermuteArgs) -> Array:
+    def forward(self, xs: list[Array], a: DimsArgs) -> Array:
         return np.transpose(xs[0], [norm_dim(d, xs[0].ndim) for d in a.dims])
 
-    def backward(self, g: Array, out: Array, xs: list[Array], a: PermuteArgs) -> list[Array | None]:
+    def backward(self, g: Array, out: Array, xs: list[Array], a: DimsArgs) -> list[Array | None]:
         return [np.transpose(g, np.argsort([norm_dim(d, g.ndim) for d in a.dims]))]
 
 
