@@ -26,7 +26,8 @@ INITS = {
 }
 """torch.nn.init functions an 'init' event may call."""
 MODULES = {
-    "Conv2d", "ConvTranspose2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Embedding", "MultiheadAttention",
+    "Conv2d", "ConvTranspose2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
+    "InstanceNorm3d", "Embedding", "MultiheadAttention",
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
 }
 """torch.nn classes a 'module' event may construct (those with parameters)."""

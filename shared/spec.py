@@ -198,12 +198,21 @@ class UnflattenLayer(_Layer):
 
 
 class PadLayer(_Layer):
-    """nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d: `padding` an int (every side) or (left, right[, top,
-    bottom])."""
+    """nn.ZeroPad1d/2d/3d, nn.ConstantPad1d/2d/3d: `padding` an int (every side) or (left, right[, top, bottom[,
+    front, back]])."""
 
-    type: Literal["zero_pad2d", "constant_pad1d", "constant_pad2d"]
+    type: Literal["zero_pad1d", "zero_pad2d", "zero_pad3d", "constant_pad1d", "constant_pad2d", "constant_pad3d"]
     padding: int | list[int]
     value: float = 0.0
+
+
+class EdgePadLayer(_Layer):
+    """nn.ReflectionPad1d/2d/3d, nn.ReplicationPad1d/2d/3d, nn.CircularPad1d/2d/3d: F.pad in reflect, replicate or
+    circular mode; `padding` as PadLayer's."""
+
+    type: Literal["reflection_pad1d", "reflection_pad2d", "reflection_pad3d", "replication_pad1d", "replication_pad2d",
+                  "replication_pad3d", "circular_pad1d", "circular_pad2d", "circular_pad3d"]
+    padding: int | list[int]
 
 
 class DropoutLayer(_Layer):
@@ -235,6 +244,18 @@ class LayerNormLayer(_Layer):
     eps: float = Field(1e-5, gt=0)
     elementwise_affine: bool = True
     bias: bool = True
+    weights: Weights = None
+
+
+class InstanceNormLayer(_Layer):
+    """nn.InstanceNorm1d/2d/3d with input statistics (track_running_stats=False, torch's default)."""
+
+    type: Literal["instance_norm1d", "instance_norm2d", "instance_norm3d"]
+    num_features: int = Field(ge=1)
+    eps: float = Field(1e-5, gt=0)
+    momentum: float = Field(0.1, ge=0.0, le=1.0)
+    affine: bool = False
+    track_running_stats: Literal[False] = Field(False, description="running statistics are not traced")
     weights: Weights = None
 
 
@@ -344,7 +365,7 @@ class CatLayer(_Layer):
 
 Layer = Annotated[
     Conv2dLayer | ConvTranspose2dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
-    | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | UnflattenLayer | PadLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | EmbeddingLayer
+    | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | UnflattenLayer | PadLayer | EdgePadLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
     | SelfAttentionLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),
 ]

@@ -282,6 +282,12 @@ case("diagonal-past-the-edge", S, N("y", "diagonal", "x", offset=5))
 case("pad-last-dim", S, N("y", "pad", "x", pad=[1, 2]))
 case("pad-two-dims-value", S, N("y", "pad", "x", pad=[1, 0, 0, 2], value=-1.5), N("z", "mul", "y", "y"))
 case("pad-negative-crops", S, N("y", "pad", "x", pad=[-1, 2, 1, -1, 0, 1]))
+# reflect / replicate / circular: each output element copies an input one, whose grad sums theirs.
+for mode, pads in (("reflect", ([2, 1], [1, 3, 2, 0], [0, 1, 1, 2, 1, 1])), ("replicate", ([3, 1], [1, 4, 2, 0], [2, 1, 1, 1, 3, 0])),
+                   ("circular", ([2, 1], [1, 3, 2, 0], [1, 1, 0, 2, 1, 1]))):
+    for pad in pads:
+        case(f"pad-{mode}-{pad}", {"x": normal(2, 3, 4, 5, seed=35)} if len(pad) == 6 else S,
+             N("y", "pad", "x", pad=pad, mode=mode), N("z", "mul", "y", "y"))
 for dim in (0, 1, -1):
     case(f"cumsum-{dim}", S, N("y", "cumsum", "x", dim=dim), N("z", "mul", "y", "y"))
 case("cumsum-0d", {"x": normal(seed=35)}, N("y", "cumsum", "x", dim=0))
@@ -367,6 +373,13 @@ for red in ("mean", "sum", "none"):
          N("L", "cross_entropy", "x", "t", reduction=red))
     case(f"mse_loss-{red}", {"x": normal(3, 4, seed=40), "y": normal(3, 4, seed=41)}, N("L", "mse_loss", "x", "y", reduction=red))
 case("cross_entropy-default", LOGITS, N("L", "cross_entropy", "x", "t"))
+# (N, C, d1, ...) with (N, d1, ...) targets: segmentation's per-pixel classes (torch's NllLoss2d), 255 ignored.
+SEG = {"x": normal(2, 3, 2, 3, seed=42, std=2.0), "t": given([[[0, 2, 1], [1, 255, 0]], [[2, 2, 0], [1, 0, 255]]], dtype="int64")}
+for red in ("mean", "sum", "none"):
+    case(f"cross_entropy-seg-{red}", SEG, N("L", "cross_entropy", "x", "t", reduction=red, ignore_index=255))
+    case(f"nll_loss-seg-{red}", SEG, N("p", "log_softmax", "x", dim=1), N("L", "nll_loss", "p", "t", reduction=red, ignore_index=255))
+case("cross_entropy-seq-smoothing", {"x": normal(2, 4, 3, seed=43), "t": given([[0, 3, 1], [2, 2, 0]], dtype="int64")},
+     N("L", "cross_entropy", "x", "t", label_smoothing=0.1))
 case("mse_loss-fixed-target", {"x": normal(3, 4, seed=40), "y": {**normal(3, 4, seed=41), "requires_grad": False}},
      N("L", "mse_loss", "x", "y"))
 case("mse_loss-0d", {"x": normal(seed=40), "y": normal(seed=41)}, N("L", "mse_loss", "x", "y"))
@@ -526,7 +539,12 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(2, 3)}, N("p", "diagonal", "x", dim1=1, dim2=-1), "cannot be the same"),
         ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[-2, -2]), "crops more than"),
         ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[-4, 2]), "crops more than"),
-        ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[1, 1], mode="reflect"), "constant"),
+        ({"x": normal(3)}, N("p", "pad", "x", pad=[1, 1], mode="reflect"), "not supported for 1D input"),
+        ({"x": normal(2, 3, 4, 5)}, N("p", "pad", "x", pad=[1, 1], mode="replicate"), "not supported for 4D input"),
+        ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[3, 1], mode="reflect"), "less than the corresponding input dimension"),
+        ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[4, 0], mode="circular"), "more than once"),
+        ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[1, 1], mode="reflect", value=0.5), "doesn't take in value"),
+        ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[-1, 1], mode="replicate"), "negative pads"),
         ({"x": normal(2, 3)}, N("p", "cumsum", "x", dim=2), "out of range"),
         ({"x": normal(2, 3), "y": normal(3)}, N("p", "outer", "x", "y"), "1-D vectors"),
         ({"x": normal(1, 1, 3, 3)}, N("p", "max_pool2d", "x", kernel_size=2, padding=2), "half"),

@@ -82,6 +82,11 @@ case("clamp-min", C, N("y", "clamp", "x", min=-0.1))
 case("clamp-max", C, N("y", "clamp", "x", max=0.1))
 case("clamp-min-over-max", C, N("y", "clamp", "x", min=0.5, max=-0.5))
 case("clamp-int-bounds", {"x": normal(3, 4, seed=29, std=3.0)}, N("y", "clamp", "x", min=-1, max=2))
+# int64: int bounds keep int64 (a target's `t.clamp(max=2)`), a float bound promotes to the default float.
+case("clamp-int64", {"t": given([[0, 5, -3], [2, 9, 1]], dtype="int64"), "x": normal(2, 3, seed=29)},
+     N("c", "clamp", "t", min=0, max=2), N("y", "mul", "x", "c"))
+case("clamp-int64-float-bound", {"t": given([[0, 5, -3], [2, 9, 1]], dtype="int64"), "x": normal(2, 3, seed=29)},
+     N("c", "clamp", "t", max=2.5), N("y", "mul", "x", "c"))
 case("clamp_min", C, N("y", "clamp_min", "x", min=0.1))
 case("clamp_max", C, N("y", "clamp_max", "x", max=-0.1))
 BOUNDS = [[-1.0, -0.5, 0.0, 0.5], [1.0, 2.0, -2.0, 0.25]]

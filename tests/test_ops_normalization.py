@@ -1,4 +1,4 @@
-"""batch_norm (training mode) and its running buffers, layer_norm, group_norm and embedding, each proved
+"""batch_norm (training mode) and its running buffers, layer_norm, group_norm, instance_norm and embedding, each proved
 against torch and float64 finite differences; and their shape and argument errors, naming the node."""
 
 from __future__ import annotations
@@ -87,6 +87,11 @@ for shape in ((2, 6, 4), (3, 6), (2, 6, 2, 3)):
              N("y", "group_norm", "x", "w", "b", num_groups=groups, eps=1e-3))
 case("group_norm-weight-only", {"x": normal(2, 4, 3, seed=94), "w": normal(4, seed=95)},
      N("y", "group_norm", "x", "w", num_groups=2))
+# instance_norm: each sample's channel over its positions (1-d, 2-d and 3-d), with and without weight and bias.
+for shape in ((2, 3, 5), (2, 3, 3, 4), (1, 2, 2, 3, 2)):
+    case(f"instance_norm-{len(shape) - 2}d", {"x": normal(*shape, seed=96)}, N("y", "instance_norm", "x"), N("z", "mul", "y", "x"))
+    case(f"instance_norm-{len(shape) - 2}d-affine", {"x": normal(*shape, seed=96), "w": normal(shape[1], seed=97),
+                                                    "b": normal(shape[1], seed=98)}, N("y", "instance_norm", "x", "w", "b", eps=1e-3))
 
 # embedding: repeated indices accumulate into their rows; the padding row gets no gradient.
 IDX = given([[0, 2, 2, 4], [4, 0, 2, 2]], dtype="int64")
@@ -168,6 +173,8 @@ ERRORS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     ({"x": normal(2, 4), "w": normal(4), "b": normal(3)}, N("y", "layer_norm", "x", "w", "b", normalized_shape=4), "bias shape [3]"),
     ({"x": normal(2, 4)}, N("y", "layer_norm", "x", normalized_shape=[4], elementwise_affine=False), "elementwise_affine"),
     ({"x": normal(2, 6, 4)}, N("y", "group_norm", "x", num_groups=4), "not divisible by num_groups=4"),
+    ({"x": normal(2, 6, 1)}, N("y", "instance_norm", "x"), "more than 1 spatial element"),
+    ({"x": normal(2, 6)}, N("y", "instance_norm", "x"), "more than 1 spatial element"),
     ({"x": normal(2, 6, 4)}, N("y", "group_norm", "x", num_groups=0), "positive"),
     ({"x": normal(2, 6, 4)}, N("y", "group_norm", "x", num_groups=-2), "positive"),
     ({"x": normal(6)}, N("y", "group_norm", "x", num_groups=2), "at least 2 dims"),

@@ -305,7 +305,44 @@ def test_f_pad_as_unet_crops_and_pads(tmp_path: Path) -> None:
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["x1", "x2", "x1p", "x", "y", "z", "loss"])
     assert t.result.nodes["x1p"].grad_fn == type(g["x1p"].grad_fn).__name__ == "ConstantPadNdBackward0"
-    assert "constant" in str(_refused("import torch.nn.functional as F\nx = torch.randn(1, 2, 3)\ny = F.pad(x, (1, 1), mode='reflect')\n"))
+    assert "less than the corresponding input dimension" in str(
+        _refused("import torch.nn.functional as F\nx = torch.randn(1, 2, 3)\ny = F.pad(x, (3, 1), mode='reflect')\n"))
+
+
+def test_reflection_and_replication_padding_as_cyclegan_writes_it(tmp_path: Path) -> None:
+    """CycleGAN's residual block (nn.ReflectionPad2d before each conv), nn.ReplicationPad2d, nn.CircularPad1d and
+    F.pad in reflect mode: torch's numbers and grad_fns (ReflectionPad2DBackward0, ReplicationPad2DBackward0)."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+               "class ResnetBlock(nn.Module):\n    def __init__(self, dim):\n        super().__init__()\n"
+               "        self.conv_block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.GroupNorm(dim, dim),\n"
+               "                                        nn.ReLU(True), nn.ReplicationPad2d((1, 1, 1, 1)), nn.Conv2d(dim, dim, 3))\n"
+               "    def forward(self, x):\n        return x + self.conv_block(x)\n"
+               "blk = ResnetBlock(2)\nx = torch.randn(2, 2, 5, 5, requires_grad=True)\ny = blk(x)\n"
+               "r = F.pad(x, (2, 1, 0, 3), mode='reflect')\nc = nn.CircularPad1d((1, 2))(x.flatten(2))\n"
+               "loss = (y * y).mean() + r.sin().sum() + c.pow(2).sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["blk", "x", "y", "r", "c", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in ("blk.conv_block.0.out", "blk.conv_block.4.out", "r")] == \
+        ["ReflectionPad2DBackward0", "ReplicationPad2DBackward0", type(g["r"].grad_fn).__name__]
+
+
+def test_instance_norm_with_an_in_place_relu_after_it(tmp_path: Path) -> None:
+    """nn.InstanceNorm2d (style transfer's, affine and not) followed by nn.ReLU(True), F.instance_norm and
+    nn.InstanceNorm1d: torch's numbers. torch's instance_norm returns a view of a temporary: the in-place ReLU
+    after it must not lose that node's grad (ViewBackward0, as torch shows it)."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+               "net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.InstanceNorm2d(3), nn.ReLU(True), nn.Conv2d(3, 3, 1),\n"
+               "                    nn.InstanceNorm2d(3, affine=True))\nx = torch.randn(2, 2, 4, 4, requires_grad=True)\ny = net(x)\n"
+               "s = torch.randn(2, 4, 5, requires_grad=True)\nz = F.instance_norm(s, eps=1e-3)\n"
+               "n1 = nn.InstanceNorm1d(4, affine=True)\nz2 = n1(s * 2)\nloss = (y * y).mean() + (z * z2).sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["net", "x", "y", "s", "z", "n1", "z2", "loss"])
+    assert t.result.nodes["net.1.out"].grad_fn == "ViewBackward0" and t.result.nodes["net.1.out"].grad is not None
+    assert "unsqueeze(0)" in str(_refused("import torch.nn as nn\nn = nn.InstanceNorm2d(3)\ny = n(torch.randn(3, 4, 4))\n"))
 
 
 def test_a_contrastive_loss_reads_the_diagonal(tmp_path: Path) -> None:

@@ -24,12 +24,14 @@ from shared.spec import (
     Conv2dLayer,
     ConvTranspose2dLayer,
     DropoutLayer,
+    EdgePadLayer,
     EluLayer,
     EmbeddingLayer,
     FlattenLayer,
     GeluLayer,
     GroupNormLayer,
     HardtanhLayer,
+    InstanceNormLayer,
     LayerNormLayer,
     LeakyReluLayer,
     LinearLayer,
@@ -252,6 +254,24 @@ layer(LayerDef(
 ))
 
 
+def _instance_norm(e: Emitter, call: Call) -> str:
+    """nn.InstanceNorm1d/2d/3d on a batched input: F.instance_norm with input statistics."""
+    c: InstanceNormLayer = call.cfg
+    x, dims = call.inputs[0], int(c.type[-2])
+    shape = e.shape(x)
+    if len(shape) != dims + 2:
+        raise e.error(f"{c.type} takes a batched {dims + 2}-d input (N, C, ...) here, got {list(shape)}"
+                      + (" (an unbatched input: add the batch dim with .unsqueeze(0))" if len(shape) == dims + 1 else ""))
+    if c.affine and shape[1] != c.num_features:
+        raise e.error(f"{c.type}: input has {shape[1]} channels, the layer {c.num_features} (num_features)")
+    return e.node(call.out, "instance_norm", [x, *[call.params[p] for p in ("weight", "bias") if p in call.params]], {"eps": c.eps})
+
+
+for _dims in ("1d", "2d", "3d"):
+    layer(LayerDef(f"instance_norm{_dims}", f"InstanceNorm{_dims}", InstanceNormLayer, _instance_norm,
+                   lambda c: [("weight", (c.num_features,)), ("bias", (c.num_features,))] if c.affine else []))
+
+
 def _embedding(e: Emitter, call: Call) -> str:
     c: EmbeddingLayer = call.cfg
     args = {} if c.padding_idx is None else {"padding_idx": c.padding_idx}
@@ -338,19 +358,24 @@ def _unflatten(e: Emitter, call: Call) -> str:
 
 
 def _pad(e: Emitter, call: Call) -> str:
-    """nn.ZeroPad2d / ConstantPad1d / ConstantPad2d: F.pad in constant mode, an int meaning every side."""
-    c: PadLayer = call.cfg
-    sides = 2 if c.type == "constant_pad1d" else 4
+    """nn.ZeroPad2d, nn.ReflectionPad2d, ...: F.pad in the class's mode, an int meaning every side."""
+    c: PadLayer | EdgePadLayer = call.cfg
+    sides = 2 * int(c.type[-2])  # 1d, 2d, 3d
     pad = [c.padding] * sides if isinstance(c.padding, int) else list(c.padding)
     if len(pad) != sides:
         raise e.error(f"{c.type}: padding is an int or {sides} ints, got {c.padding}")
-    return e.node(call.out, "pad", [call.inputs[0]], {"pad": pad, "value": c.value})
+    mode = PAD_MODES.get(c.type.split("_")[0], "constant")
+    args: dict[str, Any] = {"pad": pad, "mode": mode} if mode != "constant" else {"pad": pad, "value": c.value}  # type: ignore[union-attr]
+    return e.node(call.out, "pad", [call.inputs[0]], args)
 
 
+PAD_MODES = {"reflection": "reflect", "replication": "replicate", "circular": "circular"}
 layer(LayerDef("unflatten", "Unflatten", UnflattenLayer, _unflatten))
-layer(LayerDef("zero_pad2d", "ZeroPad2d", PadLayer, _pad))
-layer(LayerDef("constant_pad1d", "ConstantPad1d", PadLayer, _pad))
-layer(LayerDef("constant_pad2d", "ConstantPad2d", PadLayer, _pad))
+for _dims in ("1d", "2d", "3d"):
+    layer(LayerDef(f"zero_pad{_dims}", f"ZeroPad{_dims}", PadLayer, _pad))
+    layer(LayerDef(f"constant_pad{_dims}", f"ConstantPad{_dims}", PadLayer, _pad))
+    for _kind in PAD_MODES:
+        layer(LayerDef(f"{_kind}_pad{_dims}", f"{_kind.capitalize()}Pad{_dims}", EdgePadLayer, _pad))
 
 
 def _dropout(e: Emitter, call: Call) -> str:

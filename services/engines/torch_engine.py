@@ -236,7 +236,7 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
                 fn = out.grad_fn
                 owner[fn] = node.name
                 wanted.append(node.name)
-                if writes and node.op.view:
+                if writes and out._is_view():  # a view op's, or a view torch made inside an op (instance_norm's)
                     pinned[node.name] = get_gradient_edge(out)
             else:  # computed under torch.no_grad() in the program: no graph, as torch keeps none
                 out = out.detach()

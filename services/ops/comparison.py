@@ -198,28 +198,32 @@ def _number_bound(v: Any) -> Any:
 
 class ClampArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    min: float | None = None
-    max: float | None = None
+    min: int | float | None = None
+    max: int | float | None = None
     numbers_only = field_validator("min", "max", mode="before")(_number_bound)
 
 
 @register
 class Clamp(Op):
     """min(max(input, min), max) with number bounds (tensor bounds are not supported). The gradient
-    passes where min <= input <= max, bounds included (torch's ClampBackward1)."""
+    passes where min <= input <= max, bounds included (torch's ClampBackward1). An int64 tensor stays int64
+    with int bounds (`target.clamp(max=9)`), and a float bound makes it the default float, as torch promotes."""
 
     name = "clamp"
     Args = ClampArgs
     positional = ("min", "max")
     functions = ("torch.clamp", "torch.clip")
     methods = ("clamp", "clip")
+    any_dtype = True
 
     def shape(self, shapes: list[Shape], a: ClampArgs) -> Shape:
         if a.min is None and a.max is None:
             raise ShapeError("clamp: at least one of 'min' or 'max' must not be None")
         return shapes[0]
 
-    def dtype(self, dtypes: list[str]) -> str:
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: ClampArgs, default: str = "float32") -> str:
+        if dtypes[0] == "int64":
+            return "int64" if all(b is None or isinstance(b, int) for b in (a.min, a.max)) else default
         return no_bool(self, dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: ClampArgs) -> Any:
@@ -227,6 +231,8 @@ class Clamp(Op):
 
     def forward(self, xs: list[Array], a: ClampArgs) -> Array:
         x = xs[0]
+        if x.dtype.kind != "f" and any(isinstance(b, float) for b in (a.min, a.max)):
+            x = x.astype(np.float64)  # torch promotes to the default float (the engine casts the result to it)
         if a.min is not None:
             x = np.maximum(x, np.asarray(a.min, x.dtype))
         if a.max is not None:

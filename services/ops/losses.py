@@ -36,7 +36,8 @@ class CrossEntropyArgs(ClassArgs):
 
 @register
 class CrossEntropy(Op):
-    """-log softmax(input)[target] for class-index targets; input (N, C) or (C,). With label_smoothing e the
+    """-log softmax(input)[target] for class-index targets; input (N, C), (C,) or (N, C, d1, ...) with targets
+    (N, d1, ...) (segmentation's per-pixel classes, NllLoss2d in torch). With label_smoothing e the
     target is (1 - e) on the class and e / C spread over all classes; targets equal to ignore_index add nothing,
     and the mean is over the others, as torch's. nll_loss is the same on log-probabilities (NllLoss)."""
 
@@ -48,11 +49,11 @@ class CrossEntropy(Op):
 
     def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
         x, t = shapes
-        if len(x) == 2 and t == (x[0],):
-            return () if a.reduction != "none" else (x[0],)
-        if len(x) == 1 and t == ():
-            return ()
-        raise ShapeError(f"{self.name}: input {list(x)} needs class-index target of shape {[x[0]] if len(x) == 2 else []}, got {list(t)}")
+        want = (x[0], *x[2:]) if len(x) >= 2 else ()
+        if t == want:
+            return () if a.reduction != "none" else want
+        raise ShapeError(f"{self.name}: input {list(x)} needs class-index target of shape {list(want)}, got {list(t)}"
+                         + (" (input (N, C, d1, ...) takes targets (N, d1, ...): classes are dim 1)" if len(x) > 2 else ""))
 
     def dtype(self, dtypes: list[str]) -> str:
         if dtypes[1] != "int64":
@@ -60,7 +61,7 @@ class CrossEntropy(Op):
         return dtypes[0]
 
     def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: ClassArgs) -> None:
-        classes = shapes[0][-1] if shapes[0] else 0
+        classes = shapes[0][0 if len(shapes[0]) == 1 else 1] if shapes[0] else 0
         r = ranges[1]
         ignored = a.ignore_index  # may be the smallest or largest target (-100: padding)
         lo, hi = (min(0, ignored), max(classes - 1, ignored)) if r is not None and ignored in r else (0, classes - 1)
@@ -80,9 +81,10 @@ class CrossEntropy(Op):
         return a.label_smoothing  # type: ignore[attr-defined, no-any-return]
 
     def _rows(self, xs: list[Array], a: ClassArgs) -> tuple[Array, Array, Array]:
-        """Input as (N, C), targets with the ignored ones at class 0, and which rows count."""
+        """Input as rows (N, C) (classes last, one row per target), targets with the ignored ones at class 0, and
+        which rows count."""
         x, t = xs
-        x2, t2 = (x, t) if x.ndim == 2 else (x[None], t[None])
+        x2, t2 = (x, t) if x.ndim == 2 else (x[None], t[None]) if x.ndim == 1 else (_class_last(x), t.reshape(-1))
         keep = t2 != a.ignore_index
         if keep.any() and (t2[keep].min() < 0 or t2[keep].max() >= x2.shape[1]):
             raise ValueError(f"{self.name}: target values must be in [0, {x2.shape[1]})")
@@ -101,7 +103,7 @@ class CrossEntropy(Op):
         if a.reduction == "mean":
             with np.errstate(invalid="ignore", divide="ignore"):  # every target ignored: 0 / 0, NaN as in torch
                 return np.asarray(nll.sum() / keep.sum(), dtype=x2.dtype)
-        return _reduce(nll, a.reduction)
+        return _reduce(nll.reshape(xs[1].shape), a.reduction)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: ClassArgs) -> list[Array | None]:
         x2, t2, keep = self._rows(xs, a)
@@ -111,15 +113,23 @@ class CrossEntropy(Op):
             d -= e / x2.shape[1]
         d[np.arange(len(t2)), t2] -= 1 - e
         d[~keep] = 0
-        if a.reduction == "none" and xs[0].ndim == 2:
-            d *= g[:, None]
+        if a.reduction == "none" and xs[0].ndim >= 2:
+            d *= g.reshape(-1)[:, None]
         else:  # every target ignored: the mean is NaN (0 / 0), its gradient 0, as torch's
             d *= g / (max(int(keep.sum()), 1) if a.reduction == "mean" else 1)
-        return [d if xs[0].ndim == 2 else d[0], None]
+        x = xs[0]
+        if x.ndim > 2:  # rows back to (N, C, d1, ...)
+            d = np.moveaxis(d.reshape(x.shape[0], *x.shape[2:], x.shape[1]), -1, 1)
+        return [d if x.ndim >= 2 else d[0], None]
 
     def probs_grad(self, x: Array) -> Array:
         """d loss / d input before the target's -1: softmax(input) (nll_loss: nothing)."""
         return np.exp(_log_softmax(x, 1))
+
+
+def _class_last(x: Array) -> Array:
+    """(N, C, d1, ...) as rows (N * d1 * ..., C): one row per target, in the targets' order."""
+    return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
 
 
 @register

@@ -1,4 +1,4 @@
-"""Normalisation and lookup ops: batch_norm (training mode), layer_norm, group_norm, embedding.
+"""Normalisation and lookup ops: batch_norm (training mode), layer_norm, group_norm, instance_norm, embedding.
 
 The three norms share one pair of helpers: normalise over some axes with the biased variance, and
 the matching backward, gx = invstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))."""
@@ -312,6 +312,47 @@ class GroupNorm(Op):
         gxhat, params = affine_backward(g, xhat.reshape(x.shape), xs, view, batch_axes(x.ndim))
         gx = normalize_backward(grouped(gxhat, a.num_groups), xhat, invstd, (2,))
         return [gx.reshape(x.shape).astype(x.dtype), *params]
+
+
+class InstanceNormArgs(BaseModel):
+    """F.instance_norm's arguments with input statistics (no running buffers); momentum moves none here."""
+
+    model_config = ConfigDict(extra="forbid")
+    eps: float = Field(1e-5, gt=0)
+    momentum: float = 0.1
+    use_input_stats: Literal[True] = True
+
+
+@register
+class InstanceNorm(GroupNorm):
+    """Normalise each sample's channel over its positions (group_norm with a group per channel), as
+    nn.InstanceNorm1d/2d/3d compute it with input statistics; torch runs it as a batch norm of (1, N*C, *)
+    (ViewBackward0 over NativeBatchNormBackward0)."""
+
+    name = "instance_norm"
+    Args = InstanceNormArgs  # type: ignore[assignment]
+    signature = None
+    tensors = ("input", "weight", "bias")
+    positional = ()
+    functions = ("F.instance_norm",)
+
+    def shape(self, shapes: list[Shape], a: InstanceNormArgs) -> Shape:  # type: ignore[override]
+        x = shapes[0]
+        if len(x) < 3 or math.prod(x[2:]) <= 1:
+            raise ShapeError(f"instance_norm: expected more than 1 spatial element when training, got input size {list(x)} "
+                             "(input (N, C, L), (N, C, H, W) or (N, C, D, H, W))")
+        return super().shape(shapes, GroupNormArgs(num_groups=x[1], eps=a.eps))
+
+    def torch(self, t: Any, xs: list[Any], a: InstanceNormArgs) -> Any:  # type: ignore[override]
+        w = xs[1] if len(xs) > 1 else None
+        b = xs[2] if len(xs) > 2 else None
+        return t.nn.functional.instance_norm(xs[0], weight=w, bias=b, eps=a.eps)
+
+    def forward(self, xs: list[Array], a: InstanceNormArgs) -> Array:  # type: ignore[override]
+        return super().forward(xs, GroupNormArgs(num_groups=xs[0].shape[1], eps=a.eps))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: InstanceNormArgs) -> list[Array | None]:  # type: ignore[override]
+        return super().backward(g, out, xs, GroupNormArgs(num_groups=xs[0].shape[1], eps=a.eps))
 
 
 # ---- embedding ----------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ class T(Op):
         return [g.T]
 
 
-class DiagonalArgs(BaseModel):
+class TriangleArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     diagonal: int = 0
 
@@ -123,23 +123,23 @@ class Triangle(Op):
     """tril/triu: the lower/upper triangle of the last two dims (from `diagonal` on), zeros elsewhere; the
     gradient is the same triangle of the output's."""
 
-    Args = DiagonalArgs
+    Args = TriangleArgs
     positional = ("diagonal",)
     any_dtype = True
     cut: Any = None
 
-    def shape(self, shapes: list[Shape], a: DiagonalArgs) -> Shape:
+    def shape(self, shapes: list[Shape], a: TriangleArgs) -> Shape:
         if len(shapes[0]) < 2:
             raise ShapeError(f"{self.name}: input tensor must have at least 2 dimensions, got {len(shapes[0])}")
         return shapes[0]
 
-    def torch(self, t: Any, xs: list[Any], a: DiagonalArgs) -> Any:
+    def torch(self, t: Any, xs: list[Any], a: TriangleArgs) -> Any:
         return getattr(t, self.name)(xs[0], a.diagonal)
 
-    def forward(self, xs: list[Array], a: DiagonalArgs) -> Array:
+    def forward(self, xs: list[Array], a: TriangleArgs) -> Array:
         return type(self).cut(xs[0], a.diagonal)
 
-    def backward(self, g: Array, out: Array, xs: list[Array], a: DiagonalArgs) -> list[Array | None]:
+    def backward(self, g: Array, out: Array, xs: list[Array], a: TriangleArgs) -> list[Array | None]:
         return [type(self).cut(g, a.diagonal)]
 
 
@@ -255,7 +255,7 @@ class Flip(Op):
 class PadArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pad: list[int]
-    mode: Literal["constant"] = "constant"
+    mode: Literal["constant", "reflect", "replicate", "circular"] = "constant"
     value: float | None = None
 
 
@@ -273,10 +273,24 @@ def _pad_slices(shape: Shape, pad: list[int]) -> tuple[tuple[slice, ...], tuple[
     return tuple(src), tuple(dst)
 
 
+_NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad_sources(shape: Shape, a: PadArgs) -> list[tuple[int, Array]]:
+    """Reflect, replicate and circular modes: for each padded dim, which input element each output element is."""
+    out = []
+    for k in range(len(a.pad) // 2):
+        d = len(shape) - 1 - k
+        out.append((d, np.pad(np.arange(shape[d]), (a.pad[2 * k], a.pad[2 * k + 1]), mode=_NUMPY_PAD[a.mode])))  # type: ignore[call-overload]
+    return out
+
+
 @register
 class Pad(Op):
-    """F.pad(x, pad, value=0.0) in constant mode: `pad` gives (before, after) per dim from the last one backwards
-    (negative crops); the gradient is the output gradient's part over the input."""
+    """F.pad(x, pad, mode, value): `pad` gives (before, after) per dim from the last one backwards. In constant mode
+    (negative pads crop) the gradient is the output gradient's part over the input; in reflect, replicate and
+    circular modes (nn.ReflectionPad2d, ...) every output element copies an input element, whose gradient sums
+    theirs."""
 
     name = "pad"
     any_dtype = True
@@ -288,6 +302,8 @@ class Pad(Op):
         x = shapes[0]
         if len(a.pad) % 2 or len(a.pad) // 2 > len(x):
             raise ShapeError(f"pad: {a.pad} must be (before, after) pairs for at most {len(x)} dims")
+        if a.mode != "constant":
+            _check_mode(x, a)
         out = list(x)
         for k in range(len(a.pad) // 2):
             d = len(x) - 1 - k
@@ -299,20 +315,52 @@ class Pad(Op):
         return tuple(out)
 
     def torch(self, t: Any, xs: list[Any], a: PadArgs) -> Any:
+        if a.mode != "constant":
+            return t.nn.functional.pad(xs[0], a.pad, mode=a.mode)
         return t.nn.functional.pad(xs[0], a.pad, mode="constant", value=a.value)
 
     def forward(self, xs: list[Array], a: PadArgs) -> Array:
         x = xs[0]
+        if a.mode != "constant":
+            for d, src in _pad_sources(x.shape, a):
+                x = np.take(x, src, axis=d)
+            return x
         out = np.full(self.shape([x.shape], a), 0 if a.value is None else a.value, dtype=x.dtype)
         src, dst = _pad_slices(x.shape, a.pad)
         out[dst] = x[src]
         return out
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: PadArgs) -> list[Array | None]:
+        if a.mode != "constant":
+            for d, src in reversed(_pad_sources(xs[0].shape, a)):  # dims undone in reverse, each summed onto its sources
+                gd = np.zeros((xs[0].shape[d], *np.delete(g.shape, d)), dtype=g.dtype)
+                np.add.at(gd, src, np.moveaxis(g, d, 0))
+                g = np.moveaxis(gd, 0, d)
+            return [g]
         gx = np.zeros_like(xs[0], dtype=g.dtype)
         src, dst = _pad_slices(xs[0].shape, a.pad)
         gx[src] = g[dst]
         return [gx]
+
+
+def _check_mode(x: Shape, a: PadArgs) -> None:
+    """torch's rules for the non-constant modes: 2, 4 or 6 pads for the last 1, 2 or 3 dims of a batched or
+    unbatched input, no value, and pads smaller than the dim (reflect) or at most its size (circular)."""
+    k = len(a.pad) // 2
+    if k not in (1, 2, 3) or len(x) not in (k + 1, k + 2):
+        raise ShapeError(f"pad: padding size {len(a.pad)} is not supported for {len(x)}D input in {a.mode} mode "
+                         "(torch: 2 pads for 2D or 3D input, 4 for 3D or 4D, 6 for 4D or 5D)")
+    if a.value not in (None, 0):
+        raise ShapeError(f'pad: padding mode "{a.mode}" doesn\'t take in value argument')
+    for j in range(k):
+        d, lo, hi = len(x) - 1 - j, a.pad[2 * j], a.pad[2 * j + 1]
+        if lo < 0 or hi < 0:
+            raise ShapeError(f"pad: negative pads {a.pad} in {a.mode} mode are not supported (crop with a slice first)")
+        if a.mode == "reflect" and max(lo, hi) >= x[d]:
+            raise ShapeError(f"pad: padding ({lo}, {hi}) should be less than the corresponding input dimension {d} "
+                             f"of size {x[d]} in reflect mode")
+        if a.mode == "circular" and max(lo, hi) > x[d]:
+            raise ShapeError(f"pad: padding ({lo}, {hi}) of dim {d} (size {x[d]}) wraps around more than once")
 
 
 class DiagonalArgs(BaseModel):
