@@ -552,3 +552,36 @@ def test_the_rnn_example_equals_torch_step_by_step(tmp_path: Path) -> None:
     h.sum().backward()
     for name, ref in zip(steps, hs, strict=True):
         np.testing.assert_allclose(t.arrays[f"torch/grad/{name}"], ref.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_small_torch_forms_people_write(tmp_path: Path) -> None:
+    """torch.fliplr / flipud and their methods (FlipBackward0), `F.relu(h, True)` and `F.leaky_relu(h, 0.1, True)`
+    with a positional inplace, `cumsum(1, dtype=torch.float32)` of a bool mask (one CumsumBackward0), and
+    `x.new_tensor(...)` in x's dtype: torch's numbers."""
+    program = ("import torch\nimport torch.nn.functional as F\ntorch.manual_seed(0)\nx = torch.randn(3, 4, requires_grad=True)\n"
+               "y = x.fliplr() + x.flipud() * torch.fliplr(x)\nv = torch.flipud(x[0])\nh = x * 2\nF.leaky_relu(h, 0.1, True)\n"
+               "k = x * 3\nr = F.relu(k, False)\nm = (x > 0).cumsum(dim=1, dtype=torch.float32)\nc = x.cumsum(0, dtype=torch.float64)\n"
+               "t = x.new_tensor([1, 2, 3, 4])\nloss = y.sum() + (v * v).sum() + h.sum() + (r * m * t).sum() + c.sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "y", "v", "r", "m", "c", "t", "loss"])
+    assert t.result.nodes["v"].grad_fn == "FlipBackward0" and t.result.nodes["t"].value.dtype == "float32"
+    assert t.result.nodes["c"].grad_fn == "CumsumBackward0" and t.result.nodes["c"].value.dtype == "float64"
+    assert "input must be >= 2-d" in str(_refused("y = torch.fliplr(torch.ones(3))\n"))
+
+
+def test_map_and_sorted_of_known_values(tmp_path: Path) -> None:
+    """map(f, xs) and map(f, xs, ys) as the comprehension they are, sorted() of a dict's keys and of numbers; a
+    sort by tensor values (key=) is refused with the reason."""
+    program = ("import torch\ntorch.manual_seed(0)\nxs = [torch.randn(3, requires_grad=True) for _ in range(3)]\n"
+               "ws = [0.5, 2.0, 1.5]\nzs = list(map(torch.sin, xs))\nys = list(map(lambda a, w: a * w, xs, ws))\n"
+               "cfg = {'b': 2, 'a': 3}\norder = sorted(cfg)\nsizes = sorted([4, 2, 3], reverse=True)\n"
+               "loss = sum(z.sum() for z in zs) + sum(map(lambda t: t.pow(2).sum(), ys)) * cfg[order[0]] * sizes[0]\n"
+               "loss.backward()\n")
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    np.testing.assert_allclose(t.arrays["torch/value/loss"], g["loss"].detach().numpy(), rtol=1e-6)
+    for k in range(3):
+        np.testing.assert_allclose(t.arrays[f"torch/grad/xs#{k + 1}"], g["xs"][k].grad.numpy(), rtol=1e-5)
+    assert "key=" in str(_refused("xs = [torch.ones(2), torch.zeros(2)]\nys = sorted(xs, key=lambda t: t.sum().item())\n"))

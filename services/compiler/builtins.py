@@ -22,7 +22,7 @@ from services.compiler.values import (
     is_number,
 )
 
-BUILTINS = frozenset({'bool', 'dict', 'enumerate', 'float', 'getattr', 'hasattr', 'int', 'isinstance', 'iter', 'len', 'list', 'max', 'min', 'next', 'print', 'reversed', 'sum', 'tuple', 'type', 'zip'})
+BUILTINS = frozenset({'bool', 'dict', 'enumerate', 'float', 'getattr', 'hasattr', 'int', 'isinstance', 'iter', 'len', 'list', 'map', 'max', 'min', 'next', 'print', 'reversed', 'sorted', 'sum', 'tuple', 'type', 'zip'})
 """The builtin names a program may call (others are ops of the same name, or unknown)."""
 PY_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict}
@@ -74,6 +74,10 @@ class Builtins(ExpressionCompiler):
             return self.python_sum(node)
         if fn in ("zip", "enumerate", "reversed") and node.args and not node.keywords:
             return self.sequence_builtin(fn, node)
+        if fn == "map" and len(node.args) >= 2 and not node.keywords:
+            return self.python_map(node)
+        if fn == "sorted" and len(node.args) == 1:
+            return self.python_sorted(node)
         if fn in ("list", "tuple") and len(node.args) == 1 and not node.keywords:
             v = self.expr(node.args[0])  # list(model.parameters()): still not traced
             if isinstance(v, Untraced) or isinstance(v, (list, tuple)):
@@ -118,6 +122,33 @@ class Builtins(ExpressionCompiler):
                 raise self.err(node, "reversed takes one sequence")
             return seqs[0][::-1]
         return [tuple(t) for t in zip(*seqs, strict=False)]
+
+    def python_map(self, node: ast.Call) -> Value:
+        """map(f, xs[, ys ...]) as the list `[f(x, y) for x, y in zip(xs, ys)]` (consumed whole where it is used)."""
+        names = [f"_map{k}" for k in range(len(node.args) - 1)]
+        target: ast.expr = ast.Name(id=names[0], ctx=ast.Store()) if len(names) == 1 else ast.Tuple(
+            elts=[ast.Name(id=n, ctx=ast.Store()) for n in names], ctx=ast.Store())
+        seq = node.args[1] if len(names) == 1 else ast.Call(func=ast.Name(id="zip", ctx=ast.Load()), args=node.args[1:], keywords=[])
+        call = ast.Call(func=node.args[0], args=[ast.Name(id=n, ctx=ast.Load()) for n in names], keywords=[])
+        comp = ast.ListComp(elt=call, generators=[ast.comprehension(target=target, iter=seq, ifs=[], is_async=0)])
+        for n in ast.walk(comp):
+            if not hasattr(n, "lineno") and isinstance(n, (ast.expr, ast.comprehension)):
+                ast.copy_location(n, node)
+                n.end_lineno, n.end_col_offset = node.end_lineno, node.end_col_offset  # type: ignore[attr-defined]
+        return self.expr(comp)
+
+    def python_sorted(self, node: ast.Call) -> Value:
+        """sorted() of numbers or strings known now (a config's sizes, a dict's keys); tensors have no value yet."""
+        if any(k.arg != "reverse" for k in node.keywords):
+            raise self.err(node, "sorted(..., key=...) is not traced: gradtrace sorts numbers and strings known now")
+        items = self.expr(node.args[0])
+        reverse = bool(self.const(node.keywords[0].value)) if node.keywords else False
+        if isinstance(items, dict):
+            items = list(items)
+        if not isinstance(items, (list, tuple)) or not (all(is_number(v) for v in items) or all(isinstance(v, str) for v in items)):
+            raise self.err(node, f"sorted() of {_kind(items)}: gradtrace sorts numbers and strings; tensors have no "
+                                 "values while the program is compiled (sort them with torch.sort)")
+        return sorted(items, reverse=reverse)  # type: ignore[type-var]
 
     def python_sum(self, node: ast.Call) -> Value:
         """Python's sum(items, start=0) over tensors and numbers, as Python adds them: ((0 + a) + b) + ..."""

@@ -31,7 +31,7 @@ from services.compiler.loops import unroll
 from services.compiler.module_tree import MODULE_WALKS, ModuleTree
 from services.compiler.modules import ModuleCalls
 from services.compiler.tensor_methods import TensorMethods
-from services.compiler.torch_functions import TorchFunctions, in_place_statement, is_in_place_function
+from services.compiler.torch_functions import TorchFunctions, in_place_statement, inplace_keyword, is_in_place_function
 from services.compiler.values import (
     CALLABLE,
     DTYPES,
@@ -613,6 +613,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             return self.create("tensor", node, self.name_for(node), legacy=True)
         if path in ("F.softmax", "F.log_softmax") and len(node.args) == 1 and not any(k.arg == "dim" for k in node.keywords):
             return self.implicit_softmax(path, node)
+        inplace_keyword(node, path)
         if path.startswith("F.") and path in self.functions and node.args and any(k.arg == "inplace" for k in node.keywords):
             return self.inplace_function(path, node)
         if path in ("torch.max", "torch.min") and (any(k.arg == "dim" for k in node.keywords) or (

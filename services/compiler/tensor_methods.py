@@ -43,10 +43,12 @@ class TensorMethods(ExpressionCompiler):
                 raise self.err(node, f".{m}() takes a tensor")
             op, arg = ("expand", "size") if m == "expand_as" else ("reshape", "shape")
             return self.emit(op, [t], {arg: list(self.shape(other))}, node)
-        if m in ("new_zeros", "new_ones", "new_full", "new_empty"):  # a new leaf of t's dtype (and device)
+        if m in ("new_zeros", "new_ones", "new_full", "new_empty", "new_tensor"):  # a new leaf of t's dtype (and device)
             return self.create(m[4:], node, self.name_for(node), dtype=self.dtype_of(t))
         if m == "detach":
             return self.emit("detach", [t], {}, node)
+        if m in ("fliplr", "flipud") and not node.args and not node.keywords:
+            return self.flip_lr_ud(m, t, node)  # type: ignore[attr-defined, no-any-return]
         if m in ("chunk", "split"):
             return self.multi(m, t, node, node.args)
         if m == "requires_grad_":

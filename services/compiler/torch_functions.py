@@ -19,8 +19,21 @@ METHOD_FORMS = {"torch.unbind", "torch.movedim", "torch.narrow", "torch.select",
 """Functions that are a tensor method of their first argument (TensorMethods.reshape_alias)."""
 
 
+INPLACE_AT = {"F.relu": 1, "F.relu6": 1, "F.silu": 1, "F.selu": 1, "F.hardswish": 1, "F.hardsigmoid": 1, "F.mish": 1,
+              "F.elu": 2, "F.leaky_relu": 2, "F.celu": 2, "F.hardtanh": 3, "F.threshold": 3}
+"""Where torch's functional activations take `inplace` positionally (`F.relu(h, True)`, `F.leaky_relu(h, 0.2, True)`)."""
+
+
+def inplace_keyword(call: ast.Call, path: str) -> None:
+    """`F.relu(h, True)` as `F.relu(h, inplace=True)`, the form the compiler reads (the call is rewritten once)."""
+    k = INPLACE_AT.get(path)
+    if k is not None and len(call.args) == k + 1 and not any(kw.arg == "inplace" for kw in call.keywords):
+        call.keywords.append(ast.copy_location(ast.keyword(arg="inplace", value=call.args.pop()), call))
+
+
 def is_in_place_function(call: ast.Call, path: str) -> bool:
     """`F.relu(h, inplace=True)` or `F.relu_(h)`: a call that changes its first argument."""
+    inplace_keyword(call, path)
     return bool(call.args) and (path in IN_PLACE_FUNCTIONS or path.startswith("F.") and any(
         k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords))
 
@@ -44,9 +57,18 @@ class TorchFunctions(ExpressionCompiler):
             return self.emit("hardtanh", [self.tensor(node.args[0])], {"min_val": 0.0, "max_val": 6.0}, node)  # torch's too
         if path in IN_PLACE_FUNCTIONS and node.args:  # g = F.relu_(h): h.relu_(), which returns h
             return self.expr(self.as_method(node, IN_PLACE_FUNCTIONS[path]))
+        if path in ("torch.fliplr", "torch.flipud") and len(node.args) == 1 and not node.keywords:
+            return self.flip_lr_ud(path[6:], self.tensor(node.args[0]), node)
         if path in METHOD_FORMS and node.args:  # torch.unbind(x, 1): x.unbind(1)
             return self.reshape_alias(self.tensor(node.args[0]), path[6:], self.as_method(node, path[6:]))  # type: ignore[attr-defined]
         return NotImplemented
+
+    def flip_lr_ud(self, fn: str, t: T, node: ast.Call) -> T:
+        """torch.fliplr / flipud (and the methods): flip of dim 1 / dim 0, as torch records it (FlipBackward0)."""
+        dim, least = (1, 2) if fn == "fliplr" else (0, 1)
+        if len(self.shape(t)) < least:
+            raise self.err(node, f"{fn}: input must be >= {least}-d, got shape {list(self.shape(t))}")
+        return self.emit("flip", [t], {"dims": [dim]}, node)
 
     def as_method(self, node: ast.Call, attr: str) -> ast.Call:
         """`f(x, *rest)` as `x.attr(*rest)`, in the call's place (the statement's variable names it)."""

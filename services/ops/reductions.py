@@ -556,35 +556,44 @@ class Logsumexp(Op):
             return [(_expand(g, x.shape, r) * np.exp(x - _expand(out, x.shape, r))).astype(x.dtype)]
 
 
+class CumsumArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dim: int
+    dtype: Literal["float32", "float64", "int64"] | None = None
+
+
 @register
 class Cumsum(Op):
-    """torch.cumsum(x, dim): running sums along dim; the gradient is the running sum of the gradient from the end.
-    int64 and bool tensors sum to int64 (position ids: `mask.long().cumsum(1)`), without a gradient."""
+    """torch.cumsum(x, dim, dtype=None): running sums along dim; the gradient is the running sum of the gradient
+    from the end. int64 and bool tensors sum to int64 (position ids: `mask.long().cumsum(1)`), without a gradient;
+    `dtype` casts the input first (`mask.cumsum(1, dtype=torch.float32)`), in the same node, as torch's."""
 
     name = "cumsum"
     any_dtype = True
-    Args = DimArgs
+    Args = CumsumArgs
     positional = ("dim",)
     functions = ("torch.cumsum",)
     methods = ("cumsum",)
 
-    def shape(self, shapes: list[Shape], a: DimArgs) -> Shape:
+    def shape(self, shapes: list[Shape], a: CumsumArgs) -> Shape:
         norm_dim(a.dim, len(shapes[0]))
         return shapes[0]
 
-    def dtype(self, dtypes: list[str]) -> str:
-        return dtypes[0] if dtypes[0].startswith("float") else "int64"
+    def dtype_for(self, dtypes: list[str], a: CumsumArgs) -> str:
+        return a.dtype or (dtypes[0] if dtypes[0].startswith("float") else "int64")
 
-    def torch(self, t: Any, xs: list[Any], a: DimArgs) -> Any:
-        return t.cumsum(xs[0], dim=a.dim)
+    def torch(self, t: Any, xs: list[Any], a: CumsumArgs) -> Any:
+        return t.cumsum(xs[0], dim=a.dim, dtype=getattr(t, a.dtype) if a.dtype else None)
 
-    def forward(self, xs: list[Array], a: DimArgs) -> Array:
+    def forward(self, xs: list[Array], a: CumsumArgs) -> Array:
         x = xs[0]
-        dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.int64)
+        dtype = np.dtype(a.dtype) if a.dtype else x.dtype if x.dtype.kind == "f" else np.dtype(np.int64)
         return x.astype(dtype) if x.ndim == 0 else np.cumsum(x, axis=norm_dim(a.dim, x.ndim), dtype=dtype)
 
-    def backward(self, g: Array, out: Array, xs: list[Array], a: DimArgs) -> list[Array | None]:
+    def backward(self, g: Array, out: Array, xs: list[Array], a: CumsumArgs) -> list[Array | None]:
+        if xs[0].dtype.kind != "f":
+            return [None]
         if g.ndim == 0:
-            return [g.copy()]
+            return [g.astype(xs[0].dtype)]
         d = norm_dim(a.dim, g.ndim)
-        return [np.flip(np.cumsum(np.flip(g, d), axis=d, dtype=g.dtype), d)]
+        return [np.flip(np.cumsum(np.flip(g, d), axis=d, dtype=g.dtype), d).astype(xs[0].dtype)]
