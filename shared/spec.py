@@ -61,6 +61,7 @@ class NodeSpec(_Strict):
 
 
 IntPair = int | tuple[int, int]
+IntOne = int | tuple[int]
 Weights = dict[str, Nested] | None
 
 
@@ -83,12 +84,22 @@ class Conv2dLayer(_Layer):
     out_channels: int = Field(ge=1)
     kernel_size: IntPair
     stride: IntPair = 1
-    padding: IntPair = 0
+    padding: IntPair | Literal["same", "valid"] = 0
     dilation: IntPair = 1
     groups: int = Field(1, ge=1)
     bias: bool = True
     padding_mode: Literal["zeros"] = "zeros"
     weights: Weights = Field(None, description="Explicit parameter values by name ('weight', 'bias').")
+
+
+class Conv1dLayer(Conv2dLayer):
+    """nn.Conv1d (text and audio CNNs): sizes are ints (or 1-tuples)."""
+
+    type: Literal["conv1d"]  # type: ignore[assignment]
+    kernel_size: IntOne  # type: ignore[assignment]
+    stride: IntOne = 1  # type: ignore[assignment]
+    padding: IntOne | Literal["same", "valid"] = 0  # type: ignore[assignment]
+    dilation: IntOne = 1  # type: ignore[assignment]
 
 
 class ConvTranspose2dLayer(_Layer):
@@ -106,6 +117,17 @@ class ConvTranspose2dLayer(_Layer):
     dilation: IntPair = 1
     padding_mode: Literal["zeros"] = "zeros"
     weights: Weights = Field(None, description="Explicit parameter values by name ('weight', 'bias').")
+
+
+class ConvTranspose1dLayer(ConvTranspose2dLayer):
+    """nn.ConvTranspose1d: sizes are ints (or 1-tuples)."""
+
+    type: Literal["conv_transpose1d"]  # type: ignore[assignment]
+    kernel_size: IntOne  # type: ignore[assignment]
+    stride: IntOne = 1  # type: ignore[assignment]
+    padding: IntOne = 0  # type: ignore[assignment]
+    output_padding: IntOne = 0  # type: ignore[assignment]
+    dilation: IntOne = 1  # type: ignore[assignment]
 
 
 class LinearLayer(_Layer):
@@ -364,7 +386,7 @@ class CatLayer(_Layer):
 
 
 Layer = Annotated[
-    Conv2dLayer | ConvTranspose2dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
+    Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
     | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | UnflattenLayer | PadLayer | EdgePadLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
     | SelfAttentionLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),

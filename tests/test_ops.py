@@ -347,6 +347,22 @@ for label, xs, ws, args, bias in CONV_T:
         ins["b"] = normal(ws[1] * args.get("groups", 1), seed=39)
     case(f"conv_transpose2d-{label}", ins, N("y", "conv_transpose2d", "x", "w", *(["b"] if bias else []), **args))
 
+# conv1d / conv_transpose1d (the 2-d ops over a height of 1), and padding 'same' / 'valid'.
+CONV_1D: list[tuple[str, str, tuple[int, ...], tuple[int, ...], dict[str, Any], bool]] = [
+    ("conv1d", "plain", (2, 3, 7), (4, 3, 3), {}, True),
+    ("conv1d", "strided-padded-groups", (2, 4, 9), (6, 2, 3), {"stride": 2, "padding": 1, "groups": 2}, True),
+    ("conv1d", "same-dilated", (1, 3, 8), (2, 3, 3), {"padding": "same", "dilation": 2}, False),
+    ("conv1d", "valid-unbatched", (3, 6), (2, 3, 4), {"padding": "valid"}, True),
+    ("conv_transpose1d", "plain", (2, 3, 5), (3, 2, 3), {}, True),
+    ("conv_transpose1d", "upsample", (1, 4, 4), (4, 2, 4), {"stride": 2, "padding": 1, "output_padding": 1}, False),
+]
+for op, label, xs, ws, args, bias in CONV_1D:
+    ins = {"x": normal(*xs, seed=40), "w": normal(*ws, seed=41, std=0.5)}
+    if bias:
+        ins["b"] = normal(ws[0] if op == "conv1d" else ws[1] * args.get("groups", 1), seed=42)
+    case(f"{op}-{label}", ins, N("y", op, "x", "w", *(["b"] if bias else []), **args))
+case("conv2d-same", {"x": normal(1, 2, 5, 6, seed=43), "w": normal(3, 2, 3, 5, seed=44)}, N("y", "conv2d", "x", "w", padding="same"))
+
 # Pooling.
 POOL: list[tuple[str, tuple[int, ...], dict[str, Any]]] = [
     ("k2", (2, 2, 4, 6), {"kernel_size": 2}),
@@ -554,6 +570,10 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(1, 2, 2, 2), "w": normal(2, 1, 3, 3)}, N("c", "conv_transpose2d", "x", "w", stride=2, output_padding=2),
          "smaller than stride"),
         ({"x": normal(1, 2, 1, 1), "w": normal(2, 1, 2, 2)}, N("c", "conv_transpose2d", "x", "w", padding=1), "leaves no output"),
+        ({"x": normal(1, 2, 5), "w": normal(2, 2, 2)}, N("c", "conv1d", "x", "w", padding="same"), "pads one side more"),
+        ({"x": normal(1, 2, 5), "w": normal(2, 2, 3)}, N("c", "conv1d", "x", "w", padding="same", stride=2), "strided"),
+        ({"x": normal(1, 2, 5), "w": normal(2, 3, 3)}, N("c", "conv1d", "x", "w"), "conv1d: input has 2 channels"),
+        ({"x": normal(2, 5), "w": normal(2, 2, 3, 3)}, N("c", "conv1d", "x", "w"), "3-d weight"),
         ({"x": normal(3, 4), "w": normal(5, 3)}, N("y", "linear", "x", "w"), "in_features"),
         ({"x": normal(3, 4), "t": given([0, 1], dtype="int64")}, N("y", "cross_entropy", "x", "t"), "target"),
         ({"x": normal(3, 4), "t": normal(3)}, N("y", "cross_entropy", "x", "t"), "int64"),

@@ -476,7 +476,7 @@ def test_transformer_model_spec_is_nn_multiheadattention() -> None:
     ("program", "line", "needle"),
     [
         ("import torch.nn as nn\nconv = nn.Conv2d(1, 1)\n", 2, "kernel_size"),
-        ("import torch.nn as nn\nrnn = nn.Conv1d(3, 4, 2)\n", 2, "unknown function 'nn.Conv1d'"),
+        ("import torch.nn as nn\nrnn = nn.Conv3d(3, 4, 2)\n", 2, "unknown function 'nn.Conv3d'"),
         ("import torch.nn as nn\nfc = nn.Linear(3, 4, device='cuda', dtype=torch.float64)\n", 2, "nn.Linear"),
         ("x = torch.rand(3, requires_grad=True)\nv = torch.ones(3)\nwith torch.no_grad():\n    x -= 0.1 * v\n", 4,
          "optimizer's step"),
@@ -585,3 +585,22 @@ def test_map_and_sorted_of_known_values(tmp_path: Path) -> None:
     for k in range(3):
         np.testing.assert_allclose(t.arrays[f"torch/grad/xs#{k + 1}"], g["xs"][k].grad.numpy(), rtol=1e-5)
     assert "key=" in str(_refused("xs = [torch.ones(2), torch.zeros(2)]\nys = sorted(xs, key=lambda t: t.sum().item())\n"))
+
+
+def test_a_text_cnn_with_conv1d_as_people_write_it(tmp_path: Path) -> None:
+    """Kim's text CNN: nn.Embedding, transpose(1, 2), nn.Conv1d of several widths in a ModuleList (padding 'same' for
+    the odd ones), max over time, and an nn.ConvTranspose1d: torch's numbers and ConvolutionBackward0."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+               "class TextCNN(nn.Module):\n    def __init__(self, vocab, d, n_filters, sizes, n_cls):\n        super().__init__()\n"
+               "        self.emb = nn.Embedding(vocab, d)\n"
+               "        self.convs = nn.ModuleList([nn.Conv1d(d, n_filters, k, padding='same' if k % 2 else 0) for k in sizes])\n"
+               "        self.up = nn.ConvTranspose1d(n_filters, 2, 4, stride=2, padding=1)\n"
+               "        self.fc = nn.Linear(n_filters * len(sizes), n_cls)\n    def forward(self, x):\n"
+               "        e = self.emb(x).transpose(1, 2)\n        hs = [F.relu(c(e)) for c in self.convs]\n        u = self.up(hs[0])\n"
+               "        pooled = [h.max(dim=2)[0] for h in hs]\n        return self.fc(torch.cat(pooled, 1)), u\n"
+               "model = TextCNN(20, 6, 4, [3, 4, 5], 3)\ntokens = torch.randint(0, 20, (2, 9))\nlogits, u = model(tokens)\n"
+               "loss = F.cross_entropy(logits, torch.tensor([0, 2])) + u.pow(2).mean()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["model", "logits", "u", "loss"])
+    assert t.result.nodes["u"].grad_fn == "ConvolutionBackward0"

@@ -21,7 +21,9 @@ from shared.spec import (
     AddLayer,
     BatchNormLayer,
     CatLayer,
+    Conv1dLayer,
     Conv2dLayer,
+    ConvTranspose1dLayer,
     ConvTranspose2dLayer,
     DropoutLayer,
     EdgePadLayer,
@@ -173,34 +175,38 @@ def _plain(op: str, args: Callable[[Any], dict[str, Any]] = lambda cfg: {}) -> E
 # ---- layers with parameters -------------------------------------------------------------------
 
 
+def _kernel(c: Conv2dLayer | ConvTranspose2dLayer) -> tuple[int, ...]:
+    """The kernel's sizes: (KH, KW) for 2-d layers, (K,) for 1-d ones."""
+    if c.type.endswith("1d"):
+        return (c.kernel_size if isinstance(c.kernel_size, int) else c.kernel_size[0],)
+    return pair(c.kernel_size)
+
+
 def _conv_params(c: Conv2dLayer) -> list[tuple[str, Shape]]:
     if c.in_channels % c.groups or c.out_channels % c.groups:
         raise ValueError(f"channels {c.in_channels}->{c.out_channels} are not divisible by groups={c.groups}")
-    kh, kw = pair(c.kernel_size)
-    return [("weight", (c.out_channels, c.in_channels // c.groups, kh, kw))] + ([("bias", (c.out_channels,))] if c.bias else [])
-
-
-layer(LayerDef(
-    "conv2d", "Conv2d", Conv2dLayer,
-    _with_params("conv2d", lambda c: {"stride": c.stride, "padding": c.padding, "dilation": c.dilation, "groups": c.groups},
-                 ("weight", "bias")),
-    _conv_params,
-))
+    return [("weight", (c.out_channels, c.in_channels // c.groups, *_kernel(c)))] + ([("bias", (c.out_channels,))] if c.bias else [])
 
 
 def _conv_transpose_params(c: ConvTranspose2dLayer) -> list[tuple[str, Shape]]:
     if c.in_channels % c.groups or c.out_channels % c.groups:
         raise ValueError(f"channels {c.in_channels}->{c.out_channels} are not divisible by groups={c.groups}")
-    kh, kw = pair(c.kernel_size)
-    return [("weight", (c.in_channels, c.out_channels // c.groups, kh, kw))] + ([("bias", (c.out_channels,))] if c.bias else [])
+    return [("weight", (c.in_channels, c.out_channels // c.groups, *_kernel(c)))] + ([("bias", (c.out_channels,))] if c.bias else [])
 
 
-layer(LayerDef(
-    "conv_transpose2d", "ConvTranspose2d", ConvTranspose2dLayer,
-    _with_params("conv_transpose2d", lambda c: {"stride": c.stride, "padding": c.padding, "output_padding": c.output_padding,
-                                                "groups": c.groups, "dilation": c.dilation}, ("weight", "bias")),
-    _conv_transpose_params,
-))
+for _d, _conv, _transposed in (("2d", Conv2dLayer, ConvTranspose2dLayer), ("1d", Conv1dLayer, ConvTranspose1dLayer)):
+    layer(LayerDef(
+        f"conv{_d}", f"Conv{_d}", _conv,
+        _with_params(f"conv{_d}", lambda c: {"stride": c.stride, "padding": c.padding, "dilation": c.dilation, "groups": c.groups},
+                     ("weight", "bias")),
+        _conv_params,
+    ))
+    layer(LayerDef(
+        f"conv_transpose{_d}", f"ConvTranspose{_d}", _transposed,
+        _with_params(f"conv_transpose{_d}", lambda c: {"stride": c.stride, "padding": c.padding, "output_padding": c.output_padding,
+                                                       "groups": c.groups, "dilation": c.dilation}, ("weight", "bias")),
+        _conv_transpose_params,
+    ))
 layer(LayerDef(
     "linear", "Linear", LinearLayer, _with_params("linear", lambda c: {}, ("weight", "bias")),
     lambda c: [("weight", (c.out_features, c.in_features))] + ([("bias", (c.out_features,))] if c.bias else []),

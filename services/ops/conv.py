@@ -7,7 +7,7 @@ onto the input by col2im (the adjoint of im2col), so no zeros of a strided gradi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -98,9 +98,25 @@ def channels_first(x: Array, rows: int, cols: int, top: int, left: int, step: tu
 class Conv2dArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     stride: IntPair = 1
-    padding: IntPair = 0
+    padding: IntPair | Literal["same", "valid"] = 0
     dilation: IntPair = 1
     groups: int = Field(1, ge=1)
+
+
+def resolved(a: Conv2dArgs, kernel: tuple[int, ...]) -> Conv2dArgs:
+    """The args with padding 'valid' as 0 and 'same' as the symmetric padding that keeps the size (stride 1):
+    torch pads an odd total one more on the right, a copy gradtrace does not trace."""
+    if not isinstance(a.padding, str):
+        return a
+    if a.padding == "valid":
+        return a.model_copy(update={"padding": 0})
+    if pair(a.stride) != (1, 1):
+        raise ShapeError("padding='same' is not supported for strided convolutions")
+    totals = [d * (k - 1) for d, k in zip(pair(a.dilation), kernel[-2:], strict=True)]
+    if any(t % 2 for t in totals):
+        raise ShapeError(f"padding='same' with kernel {list(kernel[-2:])} (dilation {list(pair(a.dilation))}) pads one side "
+                         "more than the other, which gradtrace does not trace: use an odd kernel, or F.pad then padding=0")
+    return a.model_copy(update={"padding": (totals[0] // 2, totals[1] // 2)})
 
 
 def conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -122,6 +138,7 @@ class Conv2d(Op):
         x, w = shapes[0], shapes[1]
         if len(x) not in (3, 4) or len(w) != 4:
             raise ShapeError(f"conv2d needs input (N, C, H, W) or (C, H, W) and weight (O, C/groups, KH, KW), got {list(x)} and {list(w)}")
+        a = resolved(a, w)
         (sh, sw), (ph, pw), (dh, dw) = pair(a.stride), pair(a.padding), pair(a.dilation)
         if min(sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
             raise ShapeError("conv2d: stride and dilation must be >= 1 and padding >= 0")
@@ -148,6 +165,7 @@ class Conv2d(Op):
     def forward_saving(self, xs: list[Array], a: Conv2dArgs) -> tuple[Array, Array]:
         """Forward, saving the im2col columns: the weight gradient is the same windows against the output gradient."""
         x, w = xs[0], xs[1]
+        a = resolved(a, w.shape)
         batched = x.ndim == 4
         x = x if batched else x[None]
         (ph, pw), (_, _, h, wd) = pair(a.padding), x.shape
@@ -167,6 +185,7 @@ class Conv2d(Op):
         needs: tuple[bool, ...] | None = None,
     ) -> list[Array | None]:
         x, w = xs[0], xs[1]
+        a = resolved(a, w.shape)
         batched = x.ndim == 4
         x, g = (x, g) if batched else (x[None], g[None])
         (sh, sw), (ph, pw), (dh, dw) = pair(a.stride), pair(a.padding), pair(a.dilation)
@@ -213,6 +232,7 @@ def input_grad(
 
 
 class ConvTranspose2dArgs(Conv2dArgs):
+    padding: IntPair = 0  # type: ignore[assignment]  # torch's transposed convs take no 'same' or 'valid'
     output_padding: IntPair = 0
 
 
@@ -279,3 +299,97 @@ class ConvTranspose2d(Op):
         gw = weight_grad(cols, x, w.shape, a.groups)  # the windows against x, as conv2d's weight gradient
         bias = [g.sum(axis=(0, 2, 3))] if len(xs) == 3 else []
         return [gx if batched else gx[0], gw, *bias]
+
+
+# ---- 1-d: the 2-d ops over a height of 1 -------------------------------------------------------------
+
+
+IntOne = int | tuple[int]
+
+
+def _one(v: int | tuple[int] | str) -> Any:
+    return v if isinstance(v, (int, str)) else v[0]
+
+
+class Conv1dArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stride: IntOne = 1
+    padding: IntOne | Literal["same", "valid"] = 0
+    dilation: IntOne = 1
+    groups: int = Field(1, ge=1)
+
+
+class ConvTranspose1dArgs(Conv1dArgs):
+    padding: IntOne = 0  # type: ignore[assignment]
+    output_padding: IntOne = 0
+
+
+def _as_2d(a: Conv1dArgs, cls: type[Conv2dArgs]) -> Any:
+    """The 1-d args as the 2-d op's over (1, L): stride, dilation 1 and padding 0 along the height."""
+    pad = _one(a.padding)
+    extra = {"output_padding": (0, _one(a.output_padding))} if isinstance(a, ConvTranspose1dArgs) else {}
+    return cls(stride=(1, _one(a.stride)), padding=pad if isinstance(pad, str) else (0, pad), dilation=(1, _one(a.dilation)),
+               groups=a.groups, **extra)
+
+
+class OneD(Op):
+    """A 1-d conv as its 2-d op on (N, C, 1, L) with a (O, C/groups, 1, K) kernel; torch runs F.conv1d itself
+    (ConvolutionBackward0 either way)."""
+
+    same_dtype = True
+    tensors = ("input", "weight", "bias")
+    min_inputs = 2
+    two_d: Any
+    args_2d: type[Conv2dArgs]
+
+    def shape(self, shapes: list[Shape], a: Conv1dArgs) -> Shape:
+        x, w = shapes[0], shapes[1]
+        if len(x) not in (2, 3) or len(w) != 3:
+            raise ShapeError(f"{self.name} needs input (N, C, L) or (C, L) and a 3-d weight, got {list(x)} and {list(w)}")
+        try:
+            out = self.two_d.shape([(*x[:-1], 1, x[-1]), (*w[:2], 1, w[2]), *shapes[2:]], _as_2d(a, self.args_2d))
+        except ShapeError as e:
+            raise ShapeError(str(e).replace(self.two_d.name, self.name)) from None
+        return (*out[:-2], out[-1])
+
+    def torch(self, t: Any, xs: list[Any], a: Conv1dArgs) -> Any:
+        return getattr(t.nn.functional, self.name)(*xs, **a.model_dump())
+
+    def forward(self, xs: list[Array], a: Conv1dArgs) -> Array:
+        return self.forward_saving(xs, a)[0]
+
+    def forward_saving(self, xs: list[Array], a: Conv1dArgs) -> tuple[Array, Any]:
+        out, keep = self.two_d.forward_saving([xs[0][..., None, :], xs[1][:, :, None, :], *xs[2:]], _as_2d(a, self.args_2d))
+        return out[..., 0, :], keep
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Conv1dArgs) -> list[Array | None]:
+        return self.backward_saved(g, out, xs, a, None)
+
+    def backward_saved(self, g: Array, out: Array, xs: list[Array], a: Conv1dArgs, saved: Any,
+                       needs: tuple[bool, ...] | None = None) -> list[Array | None]:
+        grads = self.two_d.backward_saved(g[..., None, :], out[..., None, :], [xs[0][..., None, :], xs[1][:, :, None, :], *xs[2:]],
+                                          _as_2d(a, self.args_2d), saved, needs)
+        gx, gw = grads[0], grads[1]
+        return [None if gx is None else gx[..., 0, :], None if gw is None else gw[:, :, 0, :], *grads[2:]]
+
+
+@register
+class Conv1d(OneD):
+    """F.conv1d / nn.Conv1d (text and audio CNNs): conv2d over a height of 1."""
+
+    name = "conv1d"
+    Args = Conv1dArgs
+    positional = ("stride", "padding", "dilation", "groups")
+    functions = ("F.conv1d", "torch.conv1d")
+    two_d, args_2d = Conv2d(), Conv2dArgs
+
+
+@register
+class ConvTranspose1d(OneD):
+    """F.conv_transpose1d / nn.ConvTranspose1d: conv_transpose2d over a height of 1."""
+
+    name = "conv_transpose1d"
+    Args = ConvTranspose1dArgs
+    positional = ("stride", "padding", "output_padding", "groups", "dilation")
+    functions = ("F.conv_transpose1d", "torch.conv_transpose1d")
+    two_d, args_2d = ConvTranspose2d(), ConvTranspose2dArgs
