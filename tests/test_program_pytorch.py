@@ -423,8 +423,13 @@ def test_dropout_masks_follow_torch_and_eval_turns_them_off(tmp_path: Path) -> N
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["x", "y", "loss"])
     assert "z" not in t.result.nodes  # dropout with training=False is the input itself, as in torch
-    off = traced("import torch.nn as nn\ndrop = nn.Dropout(0.5)\ndrop.eval()\nx = torch.randn(3, requires_grad=True)\ny = drop(x).sum()\n")
-    assert [n.op for n in off.result.nodes.values() if not n.is_leaf] == ["sum"]
+    for turn_off in ("drop.eval()", "drop.train(False)", "drop.train(mode=False)", "net.train(mode=False)"):
+        off = traced("import torch.nn as nn\ndrop = nn.Dropout(0.5)\nnet = nn.Sequential(drop)\n" + turn_off +
+                     "\nx = torch.randn(3, requires_grad=True)\ny = drop(x).sum()\n")
+        assert [n.op for n in off.result.nodes.values() if not n.is_leaf] == ["sum"], turn_off
+    on = traced("import torch.nn as nn\ndrop = nn.Dropout(0.5)\ndrop.eval()\ndrop.train(mode=True)\n"
+                "x = torch.randn(3, requires_grad=True)\ny = drop(x).sum()\n")
+    assert [n.op for n in on.result.nodes.values() if not n.is_leaf] == ["dropout", "sum"]
 
 
 # ---- the two new examples, as programs and as model specs ---------------------------------------

@@ -243,6 +243,16 @@ class UserCode(ExpressionCompiler):
             raise self.err(node, f"{inst.kind}.forward returned {_kind(out)}, not a tensor (inside an nn.Sequential)")
         return out.name
 
+    def training_flag(self, method: str, call: ast.Call) -> bool:
+        """The mode `m.train()`, `m.train(False)`, `m.train(mode=False)` or `m.eval()` sets."""
+        if method == "eval":
+            if call.args or call.keywords:
+                raise self.err(call, "eval() takes no arguments")
+            return False
+        given = [*call.args, *[k.value for k in call.keywords if k.arg == "mode"]]
+        if len(given) > 1 or any(k.arg != "mode" for k in call.keywords):
+            raise self.err(call, "train() takes one argument, mode")
+        return bool(self.const(given[0])) if given else True
     def instance_method(self, inst: Instance, method: str, node: ast.Call) -> Value:
         """model.forward(x), model.eval(), model.to(device), model.parameters(), self.helper(x)."""
         if method in inst.attrs:  # self.fc1(x): a module it holds
@@ -274,7 +284,7 @@ class UserCode(ExpressionCompiler):
         if method in NOT_TRACED:
             return Untraced(f"{inst.path}.{method}()")
         if method in ("train", "eval"):
-            inst.set_training(method == "train" if not node.args else bool(self.const(node.args[0])))
+            inst.set_training(self.training_flag(method, node))
             return inst
         if method == "requires_grad_":
             return self.module_requires_grad(inst, node)

@@ -493,8 +493,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
     def method_statement(self, base: ModuleInst | Instance | Untraced, method: str, call: ast.Call) -> None:
         if isinstance(base, (ModuleInst, Instance)):
             if method in ("train", "eval"):
-                flag = method == "train" if not call.args else bool(self.const(call.args[0]))
-                base.set_training(flag)
+                base.set_training(self.training_flag(method, call))
             return
         if method == "zero_grad":
             return
