@@ -482,6 +482,7 @@ def test_transformer_model_spec_is_nn_multiheadattention() -> None:
     [
         ("import torch.nn as nn\nconv = nn.Conv2d(1, 1)\n", 2, "kernel_size"),
         ("import torch.nn as nn\nrnn = nn.Conv3d(3, 4, 2)\n", 2, "unknown function 'nn.Conv3d'"),
+        ("import torch.nn as nn\nlin = nn.Linear(3, 2)\nlin.weight += 0.1\n", 3, "a leaf Variable that requires grad"),
         ("import torch.nn as nn\nfc = nn.Linear(3, 4, device='cuda', dtype=torch.float64)\n", 2, "nn.Linear"),
         ("x = torch.rand(3, requires_grad=True)\nv = torch.ones(3)\nwith torch.no_grad():\n    x -= 0.1 * v\n", 4,
          "optimizer's step"),

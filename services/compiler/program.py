@@ -350,6 +350,11 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             return
         if isinstance(stmt.target, ast.Attribute):
             t = self.leaf_target(stmt.target, stmt)
+            if self.builder.grad[t.name] and not self.no_grad and without_data(stmt.target) is stmt.target:
+                var = self.src(stmt.target)[:40]
+                raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses `{var} {_OPS.get(type(stmt.op), '?')}= "
+                                     "...` on it (a leaf Variable that requires grad is being used in an in-place operation); "
+                                     f"write it under torch.no_grad(), or through `{var}.data`")
             self.written(t, stmt)
             c = self.const(stmt.value)
             method = {ast.Add: "add_", ast.Sub: "add_", ast.Mult: "mul_", ast.Div: "div_"}.get(type(stmt.op))
@@ -364,7 +369,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         if isinstance(old, T) and self.no_grad and old.name in self.builder.leaves:
             self.leaf_update(old, stmt)  # `w -= 0.1` under no_grad changes the leaf itself
             return
-        sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}.get(type(stmt.op), "?")
+        sym = _OPS.get(type(stmt.op), "?")
         if isinstance(old, T):
             self.check_in_place(old, var, f"`{var} {sym}= ...`", f"`{var} = {var} {sym} ...`", stmt)
         binop = ast.BinOp(left=ast.Name(id=var, ctx=ast.Load()), op=stmt.op, right=stmt.value)
@@ -665,6 +670,10 @@ def _names(target: ast.expr) -> list[str] | None:
         return None
     parts = [_names(e) for e in target.elts]
     return None if any(p is None for p in parts) else [n for p in parts for n in p]  # type: ignore[union-attr]
+
+
+_OPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
+"""An augmented assignment's operator as written."""
 
 
 def _is_number_literal(node: ast.expr) -> bool:
