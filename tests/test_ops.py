@@ -264,6 +264,8 @@ case("linear-frozen-w", {"x": normal(3, 4, seed=25), "w": {**LIN["w"], "requires
 S = {"x": normal(2, 3, 4, seed=29)}
 for shape in ([-1, 2], [3, -1, 2], [24], [4, 3, 2], [2, 3, 4], [1, -1, 1]):
     case(f"reshape-{shape}", S, N("y", "reshape", "x", shape=shape))
+case("view", S, N("y", "view", "x", shape=[4, -1]))
+case("view-contiguous-of-a-transpose", S, N("t", "transpose", "x", dim0=1, dim1=2), N("y", "view", "t", shape=[2, -1], contiguous=True))
 for d0, d1 in ((0, 2), (-1, -2), (1, 1)):
     case(f"transpose-{d0},{d1}", S, N("y", "transpose", "x", dim0=d0, dim1=d1))
 for dims in ([2, 0, 1], [-1, 0, 1], [1, 2, 0], [0, 1, 2]):

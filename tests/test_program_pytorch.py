@@ -610,3 +610,19 @@ def test_a_text_cnn_with_conv1d_as_people_write_it(tmp_path: Path) -> None:
     assert t.result.comparison.verdict == "agree"
     same_as_torch(t, in_torch(program, tmp_path), ["model", "logits", "u", "loss"])
     assert t.result.nodes["u"].grad_fn == "ConvolutionBackward0"
+
+
+def test_view_of_a_layout_torch_cannot_view_fails_as_in_torch(tmp_path: Path) -> None:
+    """`x.transpose(1, 2).view(...)` without .contiguous() raises in torch ("view size is not compatible"): the trace
+    fails with torch's message, the node and the line; with .contiguous() (or reshape) it runs, ViewBackward0 over
+    CloneBackward0 as torch shows it."""
+    bad = "import torch\nx = torch.randn(2, 3, 4, requires_grad=True)\ny = x.transpose(1, 2).view(2, -1)\nloss = y.sum()\n"
+    with pytest.raises(RuntimeError, match=r"view size is not compatible.*node 'y', line 3"):
+        traced(bad)
+    program = ("import torch\ntorch.manual_seed(0)\nx = torch.randn(2, 3, 4, requires_grad=True)\nh = x.transpose(1, 2).contiguous()\n"
+               "y = h.view(2, -1)\nz = x.permute(2, 0, 1).contiguous().view(4, 6)\nw = x.view(6, 4)\nr = x.transpose(0, 1).reshape(-1)\n"
+               "loss = (y * y).sum() + z.sum() + w.sin().sum() + r.sum()\nloss.backward()\n")
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "y", "z", "w", "r", "loss"])
+    assert t.result.nodes["y"].grad_fn == "ViewBackward0" and t.result.nodes["y"].next_functions[0].grad_fn == "CloneBackward0"

@@ -107,6 +107,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         """The methods running now: (the class that defines each, the object it runs on), for super()."""
         self.callers: list[Any] = []
         """The scopes of the calls running now, outermost first (an in-place change in a callee is seen there too)."""
+        self.contiguous: set[str] = set()
+        """Tensors the program called .contiguous() on: a .view() of them views a contiguous copy where torch made one."""
         """Provisional paths given so far: an object made inside one's __init__ waits for its name too."""
         """The top level's names (a function call's scope is its locals over these)."""
         self.spec_inputs = set(spec_inputs)

@@ -33,8 +33,13 @@ class TensorMethods(ExpressionCompiler):
             return len(shape) if m == "dim" else int(np.prod(shape, dtype=np.int64))
         if m in ("item", "tolist", "numpy", "cpu", "cuda") and m != "cpu":
             raise self.err(node, f".{m}() needs the tensor's value: gradtrace computes values for you, they are in the result")
-        if m in ("cpu", "contiguous"):
+        if m == "contiguous":  # a copy only when t's layout needs one: torch's engine makes it where a view needs it
+            self.contiguous.add(t.name)  # type: ignore[attr-defined]
             return t
+        if m == "cpu":
+            return t
+        if m == "view" and t.name in self.contiguous:  # type: ignore[attr-defined]
+            return self.apply(self.methods[m], node, receiver=t, extra={"contiguous": True})
         if m in CASTS or m in ("to", "type", "type_as"):
             return self.cast(t, m, node)
         if m in ("view_as", "reshape_as", "expand_as"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, norm_dim, register
@@ -40,7 +40,7 @@ class Reshape(Op):
     Args = ReshapeArgs
     star = "shape"
     functions = ("torch.reshape",)
-    methods = ("reshape", "view")
+    methods = ("reshape",)
 
     def shape(self, shapes: list[Shape], a: ReshapeArgs) -> Shape:
         return reshape_shape(shapes[0], a.shape)
@@ -53,6 +53,25 @@ class Reshape(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: ReshapeArgs) -> list[Array | None]:
         return [g.reshape(xs[0].shape)]
+
+
+class ViewArgs(ReshapeArgs):
+    contiguous: bool = Field(False, description="the program called .contiguous() first: the view is of a contiguous copy "
+                                                "where the layout needs one (CloneBackward0 behind it, as torch shows)")
+
+
+@register
+class View(Reshape):
+    """x.view(shape): reshape's numbers, but torch refuses a layout it cannot view without a copy (a transpose or a
+    strided slice first: "view size is not compatible with input tensor's size and stride"), and so does the trace."""
+
+    name = "view"
+    Args = ViewArgs
+    functions = ()
+    methods = ("view",)
+
+    def torch(self, t: Any, xs: list[Any], a: ViewArgs) -> Any:  # type: ignore[override]
+        return (xs[0].contiguous() if a.contiguous else xs[0]).view(a.shape)
 
 
 class TransposeArgs(BaseModel):
