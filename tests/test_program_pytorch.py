@@ -626,3 +626,15 @@ def test_view_of_a_layout_torch_cannot_view_fails_as_in_torch(tmp_path: Path) ->
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["x", "y", "z", "w", "r", "loss"])
     assert t.result.nodes["y"].grad_fn == "ViewBackward0" and t.result.nodes["y"].next_functions[0].grad_fn == "CloneBackward0"
+
+
+def test_an_in_place_chain_names_its_last_value(tmp_path: Path) -> None:
+    """`y = (x * 2).add_(1).mul_(3)` and the old VAE's `z = eps.mul(std).add_(mu)`: the variable names the chain's
+    last value (the earlier ones are y#1, y#2), as torch's y is; `w = torch.empty(3).uniform_(-1, 1)` still names
+    the leaf."""
+    program = ("import torch\ntorch.manual_seed(0)\nx = torch.randn(3, requires_grad=True)\ny = (x * 2).add_(1).mul_(3)\n"
+               "mu = torch.randn(3, requires_grad=True)\neps = torch.randn(3)\nz = eps.mul(x.exp()).add_(mu)\n"
+               "w = torch.empty(3).uniform_(-1, 1)\nloss = (y * z * w).sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "y", "mu", "z", "w", "loss"])
+    assert [t.result.nodes[k].op for k in ("y#1", "y#2", "y", "z", "w")] == ["mul", "add", "mul", "add", "input"]

@@ -497,6 +497,14 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             return
         raise self.err(call, f"the statement '{self.src(call)[:60]}' does nothing gradtrace can trace")
 
+    def makes_leaf(self, e: ast.expr) -> bool:
+        """Whether `e` is a call that makes a new tensor (`torch.empty(2)`, `torch.randn(3).mul_(0.1)`), whose in-place
+        initialisers change the leaf rather than add nodes."""
+        while isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr in RETURNS_SELF:
+            e = e.func.value
+        path = self.dotted(e.func) if isinstance(e, ast.Call) else None
+        return path is not None and (path.removeprefix("torch.") in CREATORS or path in ("torch.Tensor", "nn.Parameter"))
+
     def method_statement(self, base: ModuleInst | Instance | Untraced, method: str, call: ast.Call) -> None:
         if isinstance(base, (ModuleInst, Instance)):
             if method in ("train", "eval"):
@@ -542,8 +550,12 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         if is_super(node):
             return self.super_call(node)
         path = self.dotted(f)
-        if node is self.stmt_expr and (path == "nn.Parameter" and node.args if path is not None else f.attr in RETURNS_SELF):
-            self.stmt_expr = f.value if path is None else node.args[0]  # `w = torch.empty(2).uniform_()` names the tensor w
+        if node is self.stmt_expr and (path == "nn.Parameter" and node.args if path is not None else f.attr in RETURNS_SELF
+                                       and (f.attr[:-1] not in self.methods or self.makes_leaf(f.value)
+                                            or isinstance(f.value, (ast.Name, ast.Attribute, ast.Subscript)))):
+            # `w = torch.empty(2).uniform_()` names the tensor w, `w = y.mul_(2)` y's binding; `y = (x * 2).add_(1)`
+            # names the add, a node of its own
+            self.stmt_expr = f.value if path is None else node.args[0]
         if path is not None:
             return self.call_path(path, node)
         assert isinstance(f, ast.Attribute)
