@@ -1,4 +1,4 @@
-"""batch_norm (training mode) and its running buffers, layer_norm, group_norm, instance_norm and embedding, each proved
+"""batch_norm (training and eval mode) and its running buffers, layer_norm, group_norm, instance_norm and embedding, each proved
 against torch and float64 finite differences; and their shape and argument errors, naming the node."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_ops import DTYPES, ENGINES, N, check, given, normal
+from test_ops import DTYPES, ENGINES, N, check, given, normal, uniform
 
 from services.compiler import compile_spec
 from services.errors import SpecError
@@ -58,6 +58,14 @@ case("batch_norm_running-beside-batch_norm",
      {"x": frozen(normal(3, 2, 4, seed=76)), "w": normal(2, seed=77), "b": normal(2, seed=78)},
      N("y", "batch_norm", "x", "w", "b"), N("m", "batch_norm_running", "x", stat="mean"),
      N("v", "batch_norm_running", "x", stat="var"), N("s", "add", "m", "v"), N("z", "mul", "s", "w"))
+
+# Eval mode: the running statistics (frozen: no gradient), an affine map per channel; a batch of one is fine.
+STATS = {"m": frozen(normal(3, seed=83)), "v": frozen(uniform(3, low=0.5, high=2.0, seed=84))}
+for shape in ((4, 3), (2, 3, 5), (1, 3, 2, 2)):
+    tag = "x".join(map(str, shape))
+    case(f"batch_norm_eval-{tag}", {"x": normal(*shape, seed=85), **STATS}, N("y", "batch_norm_eval", "x", "m", "v"))
+    case(f"batch_norm_eval-{tag}-affine", {"x": normal(*shape, seed=85), **STATS, "w": normal(3, seed=86), "b": normal(3, seed=87)},
+         N("y", "batch_norm_eval", "x", "m", "v", "w", "b", eps=1e-3), N("z", "mul", "y", "y"))
 
 # layer_norm over the last one and two dims, with and without weight and bias.
 LN_X = normal(2, 3, 4, seed=80, std=2.0)

@@ -491,8 +491,6 @@ def test_transformer_model_spec_is_nn_multiheadattention() -> None:
         ("x = torch.rand(3, requires_grad=True)\nx[0] = 1\n", 2, "a leaf tensor that requires grad"),
         ("x = torch.rand(3, requires_grad=True)\ny = (x * 2).requires_grad_()\n", 2, "not a leaf"),
         ("x = torch.rand(3, requires_grad=True)\ny = x.item()\n", 2, "needs the tensor's value"),
-        ("import torch.nn as nn\nbn = nn.BatchNorm2d(3)\nbn.eval()\nx = torch.rand(2, 3, 4, 4, requires_grad=True)\ny = bn(x)\n",
-         5, "eval mode"),
         ("x = torch.rand(2, 3, requires_grad=True)\ny = torch.where(x, x, 0.0)\n", 2, "bool"),
         ("torch.manual_seed(0.5)\n", 1, "integer seed"),
     ],
@@ -638,3 +636,23 @@ def test_an_in_place_chain_names_its_last_value(tmp_path: Path) -> None:
     t = traced(program)
     same_as_torch(t, in_torch(program, tmp_path), ["x", "y", "mu", "z", "w", "loss"])
     assert [t.result.nodes[k].op for k in ("y#1", "y#2", "y", "z", "w")] == ["mul", "add", "mul", "add", "input"]
+
+
+def test_batch_norm_in_eval_mode_as_the_fgsm_tutorial_runs_it(tmp_path: Path) -> None:
+    """The FGSM tutorial's pattern: `model.eval()`, one image that requires grad, the loss's gradient on the input.
+    BatchNorm then uses its running statistics: a fresh module's (zeros and ones, leaves named as torch's buffers) or
+    those a training-mode call left (batch_norm_running nodes); track_running_stats=False keeps batch statistics."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+               "model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(64, 10),\n"
+               "                      nn.BatchNorm1d(10), nn.BatchNorm1d(10, track_running_stats=False))\n"
+               "fresh = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, eps=1e-3))\nfresh.eval()\n"
+               "x = torch.randn(8, 1, 6, 6)\nwarm = model(x)\nmodel.eval()\ndata = torch.randn(2, 1, 6, 6, requires_grad=True)\n"
+               "output = model(data)\nloss = F.nll_loss(F.log_softmax(output, dim=1), torch.tensor([3, 1])) + fresh(data).pow(2).mean()\n"
+               "model.zero_grad()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["model", "fresh", "data", "output", "loss"])
+    nodes = t.result.nodes
+    assert nodes["model.1.out#2"].op == "batch_norm_eval" and nodes["model.1.out#2"].grad_fn == "NativeBatchNormBackward0"
+    assert nodes["fresh.1.running_var"].is_leaf and nodes["fresh.1.running_var"].value.data == [1.0, 1.0]
+    assert nodes["output"].op == "batch_norm"  # no running statistics: the batch's, in eval mode too

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from services.compiler.build import GraphBuilder, RawNode
@@ -92,6 +93,14 @@ class Emitter:
         while f"{name}#{k}" in self.builder:
             k += 1
         return name if k == 2 else f"{name}#{k - 1}"
+
+    def buffer(self, name: str, size: int, fill: float, like: str) -> str:
+        """A module's buffer as a fresh module holds it (a BatchNorm's running_mean: zeros), a leaf of `like`'s dtype."""
+        dtype = self.builder.dtypes[like]
+        leaf = Leaf(name, (size,), dtype, False, init=f"torch.full(({size},), {fill:g}) (the module's buffer)",
+                    value=np.full((size,), fill, dtype=dtype))
+        self.builder.add_leaf(leaf, self.loc)
+        return name
 
     def dropout_mask(self, name: str, like: str, p: float) -> str:
         """A leaf holding torch's dropout noise for `like` (bernoulli(1 - p) / (1 - p)), drawn here in order."""
@@ -222,10 +231,12 @@ def _batch_norm(e: Emitter, call: Call) -> str:
         raise e.error(f"{c.type} expects a {' or '.join(f'{n}-d' for n in want)} input, got {list(e.shape(x))}")
     if e.shape(x)[1] != c.num_features:
         raise e.error(f"{c.type}: input has {e.shape(x)[1]} channels, the layer {c.num_features} (num_features)")
-    if not call.training:
-        raise e.error("batch norm in eval mode (running statistics) is not traced: gradtrace runs training mode")
-    y = e.node(call.out, "batch_norm", [x, *[call.params[p] for p in ("weight", "bias") if p in call.params]],
-               {"momentum": c.momentum, "eps": c.eps})
+    params = [call.params[p] for p in ("weight", "bias") if p in call.params]
+    if not call.training and c.track_running_stats:  # model.eval(): the running statistics, an affine map per channel
+        stats = [e.latest(f"{call.prefix}.running_{stat}") or e.buffer(f"{call.prefix}.running_{stat}", c.num_features, fill, x)
+                 for stat, fill in (("mean", 0.0), ("var", 1.0))]
+        return e.node(call.out, "batch_norm_eval", [x, *stats, *params], {"eps": c.eps})
+    y = e.node(call.out, "batch_norm", [x, *params], {"momentum": c.momentum, "eps": c.eps})
     if c.track_running_stats:
         for stat in ("mean", "var"):  # a module called again updates the buffers its last call left
             previous = e.latest(f"{call.prefix}.running_{stat}")

@@ -1,4 +1,4 @@
-"""Normalisation and lookup ops: batch_norm (training mode), layer_norm, group_norm, instance_norm, embedding.
+"""Normalisation and lookup ops: batch_norm (training and eval mode), layer_norm, group_norm, instance_norm, embedding.
 
 The three norms share one pair of helpers: normalise over some axes with the biased variance, and
 the matching backward, gx = invstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))."""
@@ -190,6 +190,59 @@ class BatchNormRunning(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: BatchNormRunningArgs) -> list[Array | None]:
         return [None] * len(xs)
+
+
+class BatchNormEvalArgs(BaseModel):
+    """F.batch_norm's arguments in eval mode (training=False)."""
+
+    model_config = ConfigDict(extra="forbid")
+    eps: float = Field(1e-5, gt=0)
+
+
+@register
+class BatchNormEval(Op):
+    """Eval-mode batch norm (`model.eval()`, F.batch_norm(..., training=False)): each channel normalised with the
+    running statistics, (x - running_mean) / sqrt(running_var + eps) * weight + bias, an affine map per channel;
+    the statistics carry no gradient."""
+
+    name = "batch_norm_eval"
+    tensors = ("input", "running_mean", "running_var", "weight", "bias")
+    min_inputs = 3
+    differentiable = (True, False, False, True, True)
+    Args = BatchNormEvalArgs
+
+    def shape(self, shapes: list[Shape], a: BatchNormEvalArgs) -> Shape:
+        x = shapes[0]
+        if len(x) < 2:
+            raise ShapeError(f"{self.name}: input must be (N, C, *) with at least 2 dims, got {list(x)}")
+        for slot, s in zip(self.tensors[1:], shapes[1:], strict=False):
+            if s != (x[1],):
+                raise ShapeError(f"batch_norm: {slot} shape {list(s)} should be [{x[1]}] (one value per channel)")
+        return x
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return same_float(self.name, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: BatchNormEvalArgs) -> Any:
+        w = xs[3] if len(xs) > 3 else None
+        b = xs[4] if len(xs) > 4 else None
+        return t.nn.functional.batch_norm(xs[0], xs[1], xs[2], w, b, training=False, eps=a.eps)
+
+    def _scaled(self, xs: list[Array], a: BatchNormEvalArgs) -> tuple[Array, Array, Shape]:
+        """xhat = (x - mean) * invstd in float64, invstd, and the per-channel view shape."""
+        x = xs[0]
+        view = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        invstd = 1.0 / np.sqrt(xs[2].astype(np.float64) + a.eps)
+        return (x.astype(np.float64) - xs[1].astype(np.float64).reshape(view)) * invstd.reshape(view), invstd, view
+
+    def forward(self, xs: list[Array], a: BatchNormEvalArgs) -> Array:
+        xhat, _, view = self._scaled(xs, a)
+        return affine(xhat, [xs[0], *xs[3:]], view).astype(xs[0].dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: BatchNormEvalArgs) -> list[Array | None]:
+        xhat, invstd, view = self._scaled(xs, a)
+        gxhat, params = affine_backward(g, xhat, [xs[0], *xs[3:]], view, batch_axes(xs[0].ndim))
+        return [(gxhat * invstd.reshape(view)).astype(xs[0].dtype), None, None, *params]
 
 
 # ---- layer_norm and group_norm ------------------------------------------------------------------
