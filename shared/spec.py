@@ -211,6 +211,24 @@ class FlattenLayer(_Layer):
     end_dim: int = -1
 
 
+class UpsampleLayer(_Layer):
+    """nn.Upsample (F.interpolate), nn.UpsamplingNearest2d and nn.UpsamplingBilinear2d (align_corners=True)."""
+
+    type: Literal["upsample", "upsampling_nearest2d", "upsampling_bilinear2d"]
+    size: int | list[int] | None = None
+    scale_factor: float | list[float] | None = None
+    mode: Literal["nearest", "nearest-exact", "linear", "bilinear", "trilinear"] = "nearest"
+    align_corners: bool | None = None
+    recompute_scale_factor: bool | None = None
+
+
+class PixelShuffleLayer(_Layer):
+    """nn.PixelShuffle (sub-pixel convolution)."""
+
+    type: Literal["pixel_shuffle"]
+    upscale_factor: int = Field(ge=1)
+
+
 class UnflattenLayer(_Layer):
     """nn.Unflatten: one dim into several (a decoder's `nn.Unflatten(1, (64, 7, 7))`)."""
 
@@ -387,7 +405,7 @@ class CatLayer(_Layer):
 
 Layer = Annotated[
     Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
-    | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | UnflattenLayer | PadLayer | EdgePadLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
+    | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
     | SelfAttentionLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),
 ]

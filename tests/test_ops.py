@@ -363,6 +363,18 @@ for op, label, xs, ws, args, bias in CONV_1D:
     if bias:
         ins["b"] = normal(ws[0] if op == "conv1d" else ws[1] * args.get("groups", 1), seed=42)
     case(f"{op}-{label}", ins, N("y", op, "x", "w", *(["b"] if bias else []), **args))
+# interpolate: nearest (floor(i * scale)), nearest-exact, (bi)linear with half-pixel centres or align_corners, by size
+# or scale factor (fractional too); pixel_shuffle.
+IMG = {"x": normal(2, 2, 3, 4, seed=45)}
+for label, args in (("nearest-x2", {"scale_factor": 2}), ("nearest-size", {"size": [5, 7]}), ("nearest-down", {"size": [2, 3]}),
+                    ("nearest-exact", {"scale_factor": [2, 0.5], "mode": "nearest-exact"}),
+                    ("bilinear", {"size": [7, 3], "mode": "bilinear"}), ("bilinear-x1.5", {"scale_factor": 1.5, "mode": "bilinear"}),
+                    ("bilinear-align-corners", {"size": [6, 9], "mode": "bilinear", "align_corners": True}),
+                    ("bilinear-recompute", {"scale_factor": 1.7, "mode": "bilinear", "recompute_scale_factor": True})):
+    case(f"interpolate-{label}", IMG, N("y", "interpolate", "x", **args), N("z", "mul", "y", "y"))
+case("interpolate-linear", {"x": normal(2, 3, 5, seed=46)}, N("y", "interpolate", "x", scale_factor=2.5, mode="linear"))
+case("interpolate-trilinear", {"x": normal(1, 1, 2, 3, 2, seed=47)}, N("y", "interpolate", "x", size=[3, 4, 4], mode="trilinear"))
+case("pixel_shuffle", {"x": normal(2, 8, 2, 3, seed=48)}, N("y", "pixel_shuffle", "x", upscale_factor=2), N("z", "mul", "y", "y"))
 case("conv2d-same", {"x": normal(1, 2, 5, 6, seed=43), "w": normal(3, 2, 3, 5, seed=44)}, N("y", "conv2d", "x", "w", padding="same"))
 
 # Pooling.
@@ -573,6 +585,10 @@ def test_shape_error_reshape() -> None:
          "smaller than stride"),
         ({"x": normal(1, 2, 1, 1), "w": normal(2, 1, 2, 2)}, N("c", "conv_transpose2d", "x", "w", padding=1), "leaves no output"),
         ({"x": normal(1, 2, 5), "w": normal(2, 2, 2)}, N("c", "conv1d", "x", "w", padding="same"), "pads one side more"),
+        ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x", scale_factor=2, mode="bilinear"), "takes a 4-d input"),
+        ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x", scale_factor=2, align_corners=True), "align_corners option"),
+        ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x"), "either size or scale_factor"),
+        ({"x": normal(1, 6, 2, 2)}, N("c", "pixel_shuffle", "x", upscale_factor=2), "divisible by the square"),
         ({"x": normal(1, 2, 5), "w": normal(2, 2, 3)}, N("c", "conv1d", "x", "w", padding="same", stride=2), "strided"),
         ({"x": normal(1, 2, 5), "w": normal(2, 3, 3)}, N("c", "conv1d", "x", "w"), "conv1d: input has 2 channels"),
         ({"x": normal(2, 5), "w": normal(2, 2, 3, 3)}, N("c", "conv1d", "x", "w"), "3-d weight"),

@@ -656,3 +656,24 @@ def test_batch_norm_in_eval_mode_as_the_fgsm_tutorial_runs_it(tmp_path: Path) ->
     assert nodes["model.1.out#2"].op == "batch_norm_eval" and nodes["model.1.out#2"].grad_fn == "NativeBatchNormBackward0"
     assert nodes["fresh.1.running_var"].is_leaf and nodes["fresh.1.running_var"].value.data == [1.0, 1.0]
     assert nodes["output"].op == "batch_norm"  # no running statistics: the batch's, in eval mode too
+
+
+def test_upsampling_as_unet_and_super_resolution_write_it(tmp_path: Path) -> None:
+    """U-Net's Up block (nn.Upsample bilinear with align_corners, F.pad, torch.cat), a sub-pixel head (nn.PixelShuffle),
+    nn.UpsamplingNearest2d / UpsamplingBilinear2d and F.interpolate by size: torch's numbers and grad_fns."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+               "class Up(nn.Module):\n    def __init__(self, in_ch, out_ch):\n        super().__init__()\n"
+               "        self.up = nn.Upsample(scale_factor=2, mode='bilinear', align_corners=True)\n"
+               "        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)\n    def forward(self, x1, x2):\n        x1 = self.up(x1)\n"
+               "        diffY = x2.size()[2] - x1.size()[2]\n        diffX = x2.size()[3] - x1.size()[3]\n"
+               "        x1 = F.pad(x1, [diffX // 2, diffX - diffX // 2, diffY // 2, diffY - diffY // 2])\n"
+               "        return self.conv(torch.cat([x2, x1], dim=1))\n"
+               "up = Up(4, 2)\nx1 = torch.randn(1, 2, 3, 3, requires_grad=True)\nx2 = torch.randn(1, 2, 7, 7, requires_grad=True)\n"
+               "y = up(x1, x2)\nsr = nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.PixelShuffle(2), nn.UpsamplingNearest2d(scale_factor=2),\n"
+               "                   nn.UpsamplingBilinear2d(size=(20, 20)))\nz = sr(y)\nm = F.interpolate(x2, size=(4, 9))\n"
+               "loss = z.pow(2).mean() + m.sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["up", "sr", "x1", "x2", "y", "z", "m", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in ("sr.1.out", "sr.2.out", "z", "m")] == [
+        "PixelShuffleBackward0", "UpsampleNearest2DBackward0", "UpsampleBilinear2DBackward0", "UpsampleNearest2DBackward0"]

@@ -39,10 +39,12 @@ from shared.spec import (
     LeakyReluLayer,
     LinearLayer,
     PadLayer,
+    PixelShuffleLayer,
     Pool2dLayer,
     SelfAttentionLayer,
     SoftmaxLayer,
     UnflattenLayer,
+    UpsampleLayer,
 )
 
 Shape = tuple[int, ...]
@@ -361,6 +363,19 @@ layer(LayerDef("max_pool2d", "MaxPool2d", Pool2dLayer, _plain("max_pool2d", _poo
 layer(LayerDef("avg_pool2d", "AvgPool2d", Pool2dLayer, _plain("avg_pool2d", _pool_args)))
 layer(LayerDef("adaptive_avg_pool2d", "AdaptiveAvgPool2d", AdaptivePoolLayer,
                _plain("adaptive_avg_pool2d", lambda c: {"output_size": c.output_size})))
+def _upsample_args(c: UpsampleLayer) -> dict[str, Any]:
+    """F.interpolate's arguments for nn.Upsample; the Upsampling*2d classes fix the mode (bilinear: align_corners)."""
+    if c.type == "upsample":
+        return c.model_dump(include={"size", "scale_factor", "mode", "align_corners", "recompute_scale_factor"})
+    bilinear = c.type == "upsampling_bilinear2d"
+    return {"size": c.size, "scale_factor": c.scale_factor, "mode": "bilinear" if bilinear else "nearest",
+            "align_corners": True if bilinear else None}
+
+
+for _type, _cls in (("upsample", "Upsample"), ("upsampling_nearest2d", "UpsamplingNearest2d"),
+                    ("upsampling_bilinear2d", "UpsamplingBilinear2d")):
+    layer(LayerDef(_type, _cls, UpsampleLayer, _plain("interpolate", _upsample_args)))
+layer(LayerDef("pixel_shuffle", "PixelShuffle", PixelShuffleLayer, _plain("pixel_shuffle", lambda c: {"upscale_factor": c.upscale_factor})))
 layer(LayerDef("flatten", "Flatten", FlattenLayer, _plain("flatten", lambda c: {"start_dim": c.start_dim, "end_dim": c.end_dim})))
 
 

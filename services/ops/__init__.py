@@ -16,6 +16,7 @@ from services.ops import (  # noqa: F401
     pieces,
     pool,
     reductions,
+    resample,
     shaping,
 )
 from services.ops.base import REGISTRY, Op
