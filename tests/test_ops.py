@@ -413,6 +413,17 @@ case("cross_entropy-seq-smoothing", {"x": normal(2, 4, 3, seed=43), "t": given([
 case("mse_loss-fixed-target", {"x": normal(3, 4, seed=40), "y": {**normal(3, 4, seed=41), "requires_grad": False}},
      N("L", "mse_loss", "x", "y"))
 case("mse_loss-0d", {"x": normal(seed=40), "y": normal(seed=41)}, N("L", "mse_loss", "x", "y"))
+# smooth_l1 / huber on both sides of beta / delta (std 1.5: many elements past it), target requiring grad too.
+for red in ("mean", "sum", "none"):
+    case(f"smooth_l1_loss-{red}", {"x": normal(3, 4, seed=44, std=1.5), "y": normal(3, 4, seed=45)},
+         N("L", "smooth_l1_loss", "x", "y", reduction=red, beta=0.7))
+    case(f"huber_loss-{red}", {"x": normal(3, 4, seed=44, std=1.5), "y": normal(3, 4, seed=45)},
+         N("L", "huber_loss", "x", "y", reduction=red, delta=0.6))
+case("smooth_l1_loss-beta-0", {"x": normal(3, 4, seed=46), "y": normal(3, 4, seed=47)}, N("L", "smooth_l1_loss", "x", "y", beta=0.0))
+case("smooth_l1_loss-broadcast", {"x": normal(3, 4, seed=46), "y": normal(4, seed=47)}, N("L", "smooth_l1_loss", "x", "y"))
+# xlogy: x * log(y), 0 where x is 0 (kl_div's target term).
+case("xlogy", {"x": uniform(3, 4, low=0.1, high=2.0, seed=48), "y": uniform(3, 4, low=0.2, high=3.0, seed=49)}, N("z", "xlogy", "x", "y"))
+case("xlogy-zeros", {"x": given([0.0, 0.5, 0.0, 2.0]), "y": uniform(4, low=0.5, high=2.0, seed=50)}, N("z", "xlogy", "x", "y"))
 
 # Small graphs: shared inputs, fan-out and chains, so edges carry partial grads.
 case("diamond", {"x": normal(2, 3, seed=42)}, N("y", "mul", "x", "x"), N("z", "add", "y", "x"), N("w", "sin", "x"),

@@ -677,3 +677,23 @@ def test_upsampling_as_unet_and_super_resolution_write_it(tmp_path: Path) -> Non
     same_as_torch(t, in_torch(program, tmp_path), ["up", "sr", "x1", "x2", "y", "z", "m", "loss"])
     assert [t.result.nodes[k].grad_fn for k in ("sr.1.out", "sr.2.out", "z", "m")] == [
         "PixelShuffleBackward0", "UpsampleNearest2DBackward0", "UpsampleBilinear2DBackward0", "UpsampleNearest2DBackward0"]
+
+
+def test_losses_torch_composes_and_their_modules(tmp_path: Path) -> None:
+    """F.l1_loss / nn.L1Loss, F.kl_div / nn.KLDivLoss (distillation: batchmean, and log_target), F.cosine_similarity /
+    nn.CosineSimilarity (broadcast too) built from the ops torch composes them of, and F.smooth_l1_loss / nn.HuberLoss
+    (ops of their own): torch's numbers and grad_fns."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+               "a = torch.randn(4, 5, requires_grad=True)\nb = torch.randn(4, 5, requires_grad=True)\nl1 = F.l1_loss(a, b)\n"
+               "l1m = nn.L1Loss(reduction='sum')(a, b.detach())\nsl = F.smooth_l1_loss(a, b, beta=0.5)\n"
+               "hb = nn.HuberLoss(reduction='sum', delta=0.3)(a, b)\nT = 2.0\n"
+               "kl = nn.KLDivLoss(reduction='batchmean')(F.log_softmax(a / T, dim=1), F.softmax(b / T, dim=1)) * T * T\n"
+               "kl2 = F.kl_div(F.log_softmax(a, dim=1), F.log_softmax(b, dim=1), reduction='sum', log_target=True)\n"
+               "cs = nn.CosineSimilarity(dim=1, eps=1e-6)(a, b)\ncs2 = F.cosine_similarity(a, b[0:1], dim=-1)\n"
+               "loss = l1 + l1m + sl + hb + kl + kl2 + (1 - cs).mean() + cs2.sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["a", "b", "l1", "l1m", "sl", "hb", "kl", "kl2", "cs", "cs2", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in ("l1", "sl", "hb", "kl2", "cs")] == [
+        type(g[k].grad_fn).__name__ for k in ("l1", "sl", "hb", "kl2", "cs")]

@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from services.compiler import composites
 from services.compiler.build import GraphBuilder, RawNode
-from services.errors import SpecError
+from services.errors import ShapeError, SpecError
 from services.ir import Event, Input, Leaf, Stream
-from services.ops.base import pair
+from services.ops.base import broadcast, pair
 from shared.spec import (
     ActivationLayer,
     AdaptivePoolLayer,
@@ -462,6 +463,63 @@ for _op, _cls, _args in (("mse_loss", "MSELoss", MSELossArgs), ("binary_cross_en
     # each constructor argument is the op's argument of the same name
     layer(LayerDef(_op, _cls, _args, lambda e, c, op=_op: e.node(c.out, op, c.inputs, c.cfg.model_dump()),
                    min_inputs=2, max_inputs=2))
+
+
+class SmoothL1LossArgs(MSELossArgs):
+    """nn.SmoothL1Loss."""
+
+    beta: float = 1.0
+
+
+class HuberLossArgs(MSELossArgs):
+    """nn.HuberLoss."""
+
+    delta: float = 1.0
+
+
+class KLDivLossArgs(MSELossArgs):
+    """nn.KLDivLoss (log-probabilities in, probabilities or log_target as targets)."""
+
+    log_target: bool = False
+
+
+class CosineSimilarityArgs(BaseModel):
+    """nn.CosineSimilarity."""
+
+    model_config = ConfigDict(extra="forbid")
+    dim: int = 1
+    eps: float = 1e-8
+
+
+for _op, _cls, _args in (("smooth_l1_loss", "SmoothL1Loss", SmoothL1LossArgs), ("huber_loss", "HuberLoss", HuberLossArgs)):
+    layer(LayerDef(_op, _cls, _args, lambda e, c, op=_op: e.node(c.out, op, c.inputs, c.cfg.model_dump()),
+                   min_inputs=2, max_inputs=2))
+
+
+def _adder(e: Emitter, call: Call) -> composites.Add:
+    """A composite's nodes for a module call: the last is the call's output, the others `<path>.<op>`."""
+    def add(op: str, inputs: list[Any], args: dict[str, Any], last: bool) -> str:
+        return e.node(call.out if last else e.unique(f"{call.prefix}.{op}"), op, inputs, args)
+    return add
+
+
+def _composite_loss(e: Emitter, call: Call) -> str:
+    a, b = call.inputs
+    c = call.cfg
+    try:
+        if isinstance(c, KLDivLossArgs):
+            shape = e.shape(a)
+            return composites.kl_div(_adder(e, call), a, b, shape[0] if shape else 1, c.reduction, c.log_target)
+        if isinstance(c, CosineSimilarityArgs):
+            return composites.cosine_similarity(_adder(e, call), a, b, broadcast(e.shape(a), e.shape(b)), c.dim, c.eps)
+        return composites.l1_loss(_adder(e, call), a, b, c.reduction)
+    except (ValueError, ShapeError) as err:
+        raise e.error(str(err)) from None
+
+
+for _type, _cls, _args in (("l1_loss", "L1Loss", MSELossArgs), ("kl_div", "KLDivLoss", KLDivLossArgs),
+                           ("cosine_similarity", "CosineSimilarity", CosineSimilarityArgs)):
+    layer(LayerDef(_type, _cls, _args, _composite_loss, min_inputs=2, max_inputs=2))
 
 
 def param_event(d: LayerDef, cfg: Any, dtype: str) -> Event | None:

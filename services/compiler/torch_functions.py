@@ -7,9 +7,12 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from services.compiler import composites
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.functions import is_super
 from services.compiler.values import CALLABLE, Instance, T, UserClass, UserFunction, Value, is_number
+from services.errors import ShapeError
+from services.ops.base import broadcast
 
 IN_PLACE_FUNCTIONS = {"F.relu_": "relu_", "torch.relu_": "relu_", "torch.sigmoid_": "sigmoid_", "torch.tanh_": "tanh_",
                       "F.elu_": "elu_", "F.leaky_relu_": "leaky_relu_", "torch.clamp_": "clamp_"}
@@ -22,6 +25,15 @@ METHOD_FORMS = {"torch.unbind", "torch.movedim", "torch.narrow", "torch.select",
 INPLACE_AT = {"F.relu": 1, "F.relu6": 1, "F.silu": 1, "F.selu": 1, "F.hardswish": 1, "F.hardsigmoid": 1, "F.mish": 1,
               "F.elu": 2, "F.leaky_relu": 2, "F.celu": 2, "F.hardtanh": 3, "F.threshold": 3}
 """Where torch's functional activations take `inplace` positionally (`F.relu(h, True)`, `F.leaky_relu(h, 0.2, True)`)."""
+
+
+COMPOSITES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "F.l1_loss": (("input", "target", "size_average", "reduce", "reduction"), {"reduction": "mean"}),
+    "F.kl_div": (("input", "target", "size_average", "reduce", "reduction", "log_target"), {"reduction": "mean", "log_target": False}),
+    "F.cosine_similarity": (("x1", "x2", "dim", "eps"), {"dim": 1, "eps": 1e-8}),
+    "torch.cosine_similarity": (("x1", "x2", "dim", "eps"), {"dim": 1, "eps": 1e-8}),
+}
+"""torch functions torch composes of other ops (services.compiler.composites): their parameters and defaults."""
 
 
 def inplace_keyword(call: ast.Call, path: str) -> None:
@@ -53,6 +65,8 @@ class TorchFunctions(ExpressionCompiler):
         """The call as gradtrace traces it, or NotImplemented when `path` is none of these."""
         if path == "F.normalize":
             return self.normalize(node)
+        if path in COMPOSITES:
+            return self.composite(path, node)
         if path == "F.relu6" and node.args and not any(k.arg != "inplace" for k in node.keywords):
             return self.emit("hardtanh", [self.tensor(node.args[0])], {"min_val": 0.0, "max_val": 6.0}, node)  # torch's too
         if path in IN_PLACE_FUNCTIONS and node.args:  # g = F.relu_(h): h.relu_(), which returns h
@@ -69,6 +83,36 @@ class TorchFunctions(ExpressionCompiler):
         if len(self.shape(t)) < least:
             raise self.err(node, f"{fn}: input must be >= {least}-d, got shape {list(self.shape(t))}")
         return self.emit("flip", [t], {"dims": [dim]}, node)
+
+    def composite(self, path: str, node: ast.Call) -> T:
+        """F.l1_loss, F.kl_div, F.cosine_similarity: the ops torch composes them of (services.compiler.composites),
+        the last named by the statement."""
+        names, defaults = COMPOSITES[path]
+        given = dict(zip(names, node.args, strict=False))
+        for k in node.keywords:
+            if k.arg not in names or k.arg in given:
+                raise self.err(node, f"{path} takes ({', '.join(names)})")
+            given[k.arg] = k.value
+        if len(node.args) > len(names) or not {names[0], names[1]} <= set(given):
+            raise self.err(node, f"{path} takes ({', '.join(names)})")
+        if "size_average" in given or "reduce" in given:
+            raise self.err(node, f"{path}: size_average and reduce are deprecated: give reduction='mean', 'sum' or 'none'")
+        a, b = self.tensor(given[names[0]]), self.tensor(given[names[1]])
+        opts = {k: self.const(given[k]) if k in given else v for k, v in defaults.items()}
+
+        def add(op: str, inputs: list[Any], args: dict[str, Any], last: bool) -> str:
+            return self.emit(op, inputs, args, node, name=None if last else self.temp()).name
+
+        try:
+            if path == "F.l1_loss":
+                return T(composites.l1_loss(add, a.name, b.name, opts["reduction"]))
+            if path == "F.kl_div":
+                batch = self.shape(a)[0] if self.shape(a) else 1
+                return T(composites.kl_div(add, a.name, b.name, batch, opts["reduction"], bool(opts["log_target"])))
+            shape = broadcast(self.shape(a), self.shape(b))
+            return T(composites.cosine_similarity(add, a.name, b.name, shape, int(opts["dim"]), float(opts["eps"])))
+        except (ValueError, ShapeError) as e:
+            raise self.err(node, f"{path}: {e}") from None
 
     def as_method(self, node: ast.Call, attr: str) -> ast.Call:
         """`f(x, *rest)` as `x.attr(*rest)`, in the call's place (the statement's variable names it)."""

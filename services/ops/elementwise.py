@@ -142,6 +142,32 @@ class Pow(Binary):
         return [unbroadcast(gx.astype(out.dtype), x.shape), unbroadcast(gy.astype(out.dtype), y.shape)]
 
 
+@register
+class Xlogy(Binary):
+    """x * log(y), 0 where x == 0 (y NaN aside): F.kl_div's term; d/dx log(y) (where x == 0 too, as torch's), d/dy x / y."""
+
+    name = "xlogy"
+    functions = ("torch.xlogy", "torch.special.xlogy")
+    methods = ("xlogy",)
+
+    def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
+        return promoted(self, dtypes, inputs, true_division=True, default=default)
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return t.xlogy(xs[0], xs[1])
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        x, y = xs
+        with np.errstate(all="ignore"):
+            return np.where((x == 0) & ~np.isnan(y), np.zeros((), np.result_type(x, y)), x * np.log(y))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x, y = xs
+        with np.errstate(all="ignore"):
+            gx, gy = g * np.log(y), g * x / y
+        return [unbroadcast(gx.astype(out.dtype), x.shape), unbroadcast(gy.astype(out.dtype), y.shape)]
+
+
 class Unary(Op):
     """One input, same shape out. `fn` names the torch function used for the call."""
 

@@ -1,4 +1,4 @@
-"""Losses: cross_entropy and nll_loss over class indices, mse_loss, binary cross entropy (of probabilities
+"""Losses: cross_entropy and nll_loss over class indices, mse_loss, smooth_l1_loss, huber_loss, binary cross entropy (of probabilities
 and of logits), with mean/sum/none reductions."""
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class MseLoss(Op):
     def warning(self, shapes: list[Shape], a: LossArgs) -> str | None:
         if shapes[0] == shapes[1]:
             return None
-        return (f"mse_loss: target {list(shapes[1])} and input {list(shapes[0])} differ in shape: torch broadcasts them to "
+        return (f"{self.name}: target {list(shapes[1])} and input {list(shapes[0])} differ in shape: torch broadcasts them to "
                 f"{list(broadcast(*shapes))} (and warns: likely not what was meant)")
 
     def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
@@ -187,6 +187,71 @@ class MseLoss(Op):
         scale = (2 / d.size if d.size else 0.0) if a.reduction == "mean" else 2
         gd = (g * d * np.asarray(scale, d.dtype)).astype(d.dtype)
         return [unbroadcast(gd, xs[0].shape), unbroadcast(-gd, xs[1].shape)]
+
+
+class SmoothL1Args(LossArgs):
+    beta: float = Field(1.0, ge=0.0)
+
+
+@register
+class SmoothL1Loss(MseLoss):
+    """F.smooth_l1_loss / nn.SmoothL1Loss (DQN's loss, box regression): 0.5 d^2 / beta where |d| < beta, |d| - 0.5 beta
+    elsewhere (beta 0: the L1 loss), d = input - target, broadcast as mse_loss."""
+
+    name = "smooth_l1_loss"
+    Args = SmoothL1Args
+    functions = ("F.smooth_l1_loss",)
+
+    def torch(self, t: Any, xs: list[Any], a: SmoothL1Args) -> Any:  # type: ignore[override]
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return t.nn.functional.smooth_l1_loss(xs[0], xs[1], reduction=a.reduction, beta=a.beta)
+
+    def elementwise(self, d: Array, a: Any) -> tuple[Array, Array]:
+        """The loss per element and its derivative in d."""
+        ad = np.abs(d)
+        if a.beta == 0:
+            return ad, np.sign(d)
+        beta = np.asarray(a.beta, d.dtype)
+        inner = ad < beta
+        return np.where(inner, 0.5 * d * d / beta, ad - 0.5 * beta), np.where(inner, d / beta, np.sign(d))
+
+    def forward(self, xs: list[Array], a: SmoothL1Args) -> Array:  # type: ignore[override]
+        return _reduce(self.elementwise(xs[0] - xs[1], a)[0].astype(xs[0].dtype), a.reduction)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: SmoothL1Args) -> list[Array | None]:  # type: ignore[override]
+        d = xs[0] - xs[1]
+        dd = self.elementwise(d, a)[1]
+        gd = (g * dd / ((d.size or 1) if a.reduction == "mean" else 1)).astype(d.dtype)
+        return [unbroadcast(gd, xs[0].shape), unbroadcast(-gd, xs[1].shape)]
+
+
+class HuberArgs(LossArgs):
+    delta: float = Field(1.0, gt=0.0)
+
+
+@register
+class HuberLoss(SmoothL1Loss):
+    """F.huber_loss / nn.HuberLoss: 0.5 d^2 where |d| <= delta, delta (|d| - 0.5 delta) elsewhere (smooth_l1 times
+    delta, with beta = delta)."""
+
+    name = "huber_loss"
+    Args = HuberArgs  # type: ignore[assignment]
+    functions = ("F.huber_loss",)
+
+    def torch(self, t: Any, xs: list[Any], a: HuberArgs) -> Any:  # type: ignore[override]
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return t.nn.functional.huber_loss(xs[0], xs[1], reduction=a.reduction, delta=a.delta)
+
+    def elementwise(self, d: Array, a: Any) -> tuple[Array, Array]:
+        ad, delta = np.abs(d), np.asarray(a.delta, d.dtype)
+        inner = ad <= delta
+        return np.where(inner, 0.5 * d * d, delta * (ad - 0.5 * delta)), np.where(inner, d, delta * np.sign(d))
 
 
 class BinaryLoss(Op):

@@ -1,0 +1,52 @@
+"""torch functions that torch itself composes from other ops, built here from the same ops in the same order, so
+that their nodes, numbers and grad_fns are torch's: F.l1_loss (abs of the difference, then its reduction),
+F.kl_div (xlogy and a product, batchmean's division) and F.cosine_similarity (each vector over its clamped norm).
+
+Each builder takes `add(op, inputs, args, last)`, which adds one node (the `last` one is the call's result) and returns
+its name: a program's call (F.l1_loss) and a module's (nn.L1Loss) name their nodes each their own way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Add = Callable[[str, list[Any], dict[str, Any], bool], str]
+"""add(op, inputs, args, last) -> the new node's name."""
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduced(add: Add, x: str, reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction is 'mean', 'sum' or 'none', not {reduction!r}")
+    return x if reduction == "none" else add(reduction, [x], {}, True)
+
+
+def l1_loss(add: Add, input: str, target: str, reduction: str = "mean") -> str:
+    """|input - target|, then mean or sum (MeanBackward0 over AbsBackward0 over SubBackward0, as torch's)."""
+    d = add("sub", [input, target], {}, False)
+    return _reduced(add, add("abs", [d], {}, reduction == "none"), reduction)
+
+
+def kl_div(add: Add, input: str, target: str, batch: int, reduction: str = "mean", log_target: bool = False) -> str:
+    """target * (log target - input) for log-probabilities `input`: xlogy(target, target) - target * input (with
+    log_target, exp(target) * (target - input)); 'batchmean' sums and divides by the batch size."""
+    if log_target:
+        loss = add("mul", [add("exp", [target], {}, False), add("sub", [target, input], {}, False)], {}, reduction == "none")
+    else:
+        loss = add("sub", [add("xlogy", [target, target], {}, False), add("mul", [target, input], {}, False)], {},
+                   reduction == "none")
+    if reduction == "batchmean":
+        return add("div", [add("sum", [loss], {}, False), float(batch)], {}, True)
+    return _reduced(add, loss, reduction)
+
+
+def cosine_similarity(add: Add, x1: str, x2: str, shape: tuple[int, ...], dim: int = 1, eps: float = 1e-8) -> str:
+    """sum(x1 / max(|x1|, eps) * x2 / max(|x2|, eps), dim) over the broadcast shape, as torch divides each vector by its
+    norm first (DivBackward0 over the norm's ClampMinBackward0)."""
+    scaled = []
+    for x in (x1, x2):
+        wide = add("expand", [x], {"size": list(shape)}, False)
+        norm = add("clamp_min", [add("norm", [wide], {"p": 2, "dim": dim, "keepdim": True}, False)], {"min": eps}, False)
+        scaled.append(add("div", [wide, norm], {}, False))
+    return add("sum", [add("mul", scaled, {}, False)], {"dim": dim}, True)
