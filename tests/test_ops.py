@@ -206,6 +206,16 @@ for op in ("abs", "relu"):
 for op in ("log", "sqrt", "rsqrt"):
     case(f"{op}", {"x": uniform(2, 3, 4, low=0.2, high=3.0, seed=7)}, N("y", op, "x"))
 case("exp-0d", {"x": normal(seed=1)}, N("y", "exp", "x"))
+for op in ("tan", "atan", "sinh", "cosh", "asinh", "erf", "erfc", "expm1", "exp2", "logsigmoid", "softsign", "mish"):
+    case(f"{op}", {"x": normal(2, 3, 4, seed=11)}, N("y", op, "x"))
+for op in ("asin", "acos", "atanh"):  # inside (-1, 1)
+    case(f"{op}", {"x": uniform(2, 3, 4, low=-0.9, high=0.9, seed=12)}, N("y", op, "x"))
+for op in ("log1p", "log2", "log10", "reciprocal"):
+    case(f"{op}", {"x": uniform(2, 3, 4, low=0.2, high=3.0, seed=13)}, N("y", op, "x"))
+# step functions (gradient 0) and kinked ones, away from their steps and kinks.
+STEPS = given([[0.3, -1.4, 2.7, -0.2], [1.2, -2.6, 0.45, 3.3], [-3.6, 4.2, -0.7, 2.2]])
+for op in ("sign", "floor", "ceil", "round", "trunc", "frac", "hardsigmoid", "hardswish"):
+    case(f"{op}", {"x": STEPS}, N("y", op, "x"), N("z", "mul", "y", "x"))
 case("leaky_relu", {"x": away(3, 4, seed=8)}, N("y", "leaky_relu", "x"))
 case("leaky_relu-0.2", {"x": away(3, 4, seed=9)}, N("y", "leaky_relu", "x", negative_slope=0.2))
 case("gelu", {"x": normal(3, 4, seed=10, std=2.0)}, N("y", "gelu", "x"))

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy.special import erf, expit
+from scipy.special import erf, erfc, expit
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, broadcast, promoted, register, unbroadcast
@@ -180,12 +180,18 @@ class Unary(Op):
         return getattr(t, self.fn or self.name)(xs[0])
 
 
-def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), methods: tuple[str, ...] = (),
-           bounds: tuple[float, float] | None = None) -> None:
-    """Register a pointwise op from its forward f(x) and backward (g, out, x) -> dx (`bounds`: of every output)."""
+def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), methods: tuple[str, ...] | None = (),
+           bounds: tuple[float, float] | None = None, call: str = "") -> None:
+    """Register a pointwise op from its forward f(x) and backward (g, out, x) -> dx (`bounds`: of every output).
+    `methods` None: no tensor method of its name; `call`: the torch function's path when not torch.<name>."""
 
     class _U(Unary):
         out_range = bounds
+
+        def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+            if call:
+                return getattr(t.nn.functional, call[2:])(xs[0]) if call.startswith("F.") else getattr(t, call)(xs[0])
+            return getattr(t, name)(xs[0])
 
         def forward(self, xs: list[Array], a: Any) -> Array:
             with np.errstate(all="ignore"):
@@ -196,8 +202,8 @@ def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), metho
                 return [bwd(g, out, xs[0]).astype(out.dtype, copy=False)]
 
     _U.name = name
-    _U.functions = (f"torch.{name}",) + functions
-    _U.methods = (name,) + methods
+    _U.functions = ((call,) if call.startswith("F.") else (f"torch.{name}",)) + functions
+    _U.methods = () if methods is None else (name,) + methods
     _U.__name__ = _U.__qualname__ = name.title()
     register(_U)
 
@@ -215,6 +221,39 @@ _unary("tanh", np.tanh, lambda g, y, x: g * (1 - y * y), functions=("F.tanh",))
 # expit, not 0.5 * (1 + tanh(x / 2)): that rounds to 0 for large negative x, where torch keeps exp(x).
 _unary("sigmoid", expit, lambda g, y, x: g * y * (1 - y), functions=("F.sigmoid",), bounds=(0.0, 1.0))
 _unary("relu", lambda x: np.maximum(x, 0), lambda g, y, x: np.where(y > 0, g, 0), functions=("F.relu",))
+# More pointwise functions, each with torch's derivative (0 for the step functions, as torch's).
+_unary("tan", np.tan, lambda g, y, x: g * (1 + y * y))
+_unary("asin", np.arcsin, lambda g, y, x: g / np.sqrt(1 - x * x), functions=("torch.arcsin",), methods=("arcsin",))
+_unary("acos", np.arccos, lambda g, y, x: -g / np.sqrt(1 - x * x), functions=("torch.arccos",), methods=("arccos",))
+_unary("atan", np.arctan, lambda g, y, x: g / (1 + x * x), functions=("torch.arctan",), methods=("arctan",))
+_unary("sinh", np.sinh, lambda g, y, x: g * np.cosh(x))
+_unary("cosh", np.cosh, lambda g, y, x: g * np.sinh(x))
+_unary("asinh", np.arcsinh, lambda g, y, x: g / np.sqrt(x * x + 1), functions=("torch.arcsinh",), methods=("arcsinh",))
+_unary("atanh", np.arctanh, lambda g, y, x: g / (1 - x * x), functions=("torch.arctanh",), methods=("arctanh",))
+_unary("erf", erf, lambda g, y, x: g * (2 / math.sqrt(math.pi)) * np.exp(-x * x), functions=("torch.special.erf",))
+_unary("erfc", erfc, lambda g, y, x: -g * (2 / math.sqrt(math.pi)) * np.exp(-x * x), functions=("torch.special.erfc",))
+_unary("log1p", np.log1p, lambda g, y, x: g / (1 + x), functions=("torch.special.log1p",))
+_unary("expm1", np.expm1, lambda g, y, x: g * (y + 1), functions=("torch.special.expm1",))
+_unary("log2", np.log2, lambda g, y, x: g / (x * math.log(2)))
+_unary("log10", np.log10, lambda g, y, x: g / (x * math.log(10)))
+_unary("exp2", np.exp2, lambda g, y, x: g * y * math.log(2), functions=("torch.special.exp2",))
+_unary("reciprocal", np.reciprocal, lambda g, y, x: -g * y * y)
+_unary("sign", np.sign, lambda g, y, x: np.zeros_like(g))
+_unary("floor", np.floor, lambda g, y, x: np.zeros_like(g))
+_unary("ceil", np.ceil, lambda g, y, x: np.zeros_like(g))
+_unary("round", np.round, lambda g, y, x: np.zeros_like(g))  # half to even, as torch
+_unary("trunc", np.trunc, lambda g, y, x: np.zeros_like(g), functions=("torch.fix",), methods=("fix",))
+_unary("frac", lambda x: x - np.trunc(x), lambda g, y, x: g)
+_unary("logsigmoid", lambda x: -np.logaddexp(0, -x), lambda g, y, x: g * expit(-x), methods=None, call="F.logsigmoid")
+_unary("softsign", lambda x: x / (1 + np.abs(x)), lambda g, y, x: g / np.square(1 + np.abs(x)), methods=None, call="F.softsign")
+_unary("mish", lambda x: x * np.tanh(np.logaddexp(0, x)),
+       lambda g, y, x: g * (np.tanh(np.logaddexp(0, x)) + x * expit(x) * (1 - np.square(np.tanh(np.logaddexp(0, x))))),
+       methods=None, call="F.mish")
+_unary("hardsigmoid", lambda x: np.clip(x / 6 + 0.5, 0, 1),  # torch's backward: one sixth as a float32 (1.0f / 6.0f)
+       lambda g, y, x: np.where((x > -3) & (x < 3), g * float(np.float32(1) / np.float32(6)), 0),
+       methods=None, call="F.hardsigmoid")
+_unary("hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6,
+       lambda g, y, x: np.where(x < -3, 0, np.where(x <= 3, g * (2 * x + 3) / 6, g)), methods=None, call="F.hardswish")
 
 
 class LeakyReluArgs(BaseModel):
