@@ -697,3 +697,16 @@ def test_losses_torch_composes_and_their_modules(tmp_path: Path) -> None:
     same_as_torch(t, g, ["a", "b", "l1", "l1m", "sl", "hb", "kl", "kl2", "cs", "cs2", "loss"])
     assert [t.result.nodes[k].grad_fn for k in ("l1", "sl", "hb", "kl2", "cs")] == [
         type(g[k].grad_fn).__name__ for k in ("l1", "sl", "hb", "kl2", "cs")]
+
+
+def test_a_hook_that_prints_a_gradient_is_accepted_and_one_that_changes_it_refused(tmp_path: Path) -> None:
+    """The tutorials' `h.register_hook(lambda grad: print(grad))` (or a def that prints) to see a gradient torch does
+    not keep: accepted, with a note pointing at that node's grad; a hook returning a new gradient is refused."""
+    program = ("import torch\ntorch.manual_seed(0)\nx = torch.randn(3, requires_grad=True)\nh = x * 3\n"
+               "h.register_hook(lambda grad: print('h.grad', grad))\ndef show(g):\n    print(g)\n"
+               "y = h.sin()\ny.register_hook(show)\nloss = y.sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "h", "y", "loss"])
+    assert any("the hook on 'h' only prints its gradient" in n for n in t.result.notes)
+    assert "changes the gradient" in str(_refused("x = torch.ones(3, requires_grad=True)\nh = x * 2\n"
+                                                  "h.register_hook(lambda g: g * 10)\nh.sum().backward()\n"))

@@ -44,6 +44,7 @@ from services.compiler.values import (
     T,
     Untraced,
     UserClass,
+    UserFunction,
     Value,
     is_number,
     receiver,
@@ -469,6 +470,9 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
                 else:
                     self.instance_method(base, f.attr, call)
                 return
+            if isinstance(base, T) and f.attr == "register_hook":
+                self.register_hook(base, call)
+                return
             if isinstance(base, T) and (f.attr in {"retain_grad", "requires_grad_", "copy_"} | INPLACE_INIT
                                         or f.attr.endswith("_") and f.attr[:-1] in self.methods):
                 self.tensor_method(base, f.attr, call)
@@ -496,6 +500,20 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
             self.call_path(path, call)
             return
         raise self.err(call, f"the statement '{self.src(call)[:60]}' does nothing gradtrace can trace")
+
+    def register_hook(self, t: T, call: ast.Call) -> None:
+        """`h.register_hook(lambda grad: print(grad))`, the tutorials' way to see a gradient torch does not keep: every
+        node's gradient is in the result, so a hook that only prints is accepted (and noted); one that returns a
+        gradient changes the backward pass, which gradtrace does not trace."""
+        fn = self.expr(call.args[0]) if len(call.args) == 1 and not call.keywords else None
+        if not isinstance(fn, UserFunction):
+            raise self.err(call, "register_hook takes one function (a lambda or a def)")
+        if not _only_prints(fn.node):
+            raise self.err(call, "a hook that changes the gradient (returns a tensor) is not traced: gradtrace's engines run "
+                                 "backward without hooks; every node's gradient is in the result, and a hook that only "
+                                 "prints is accepted")
+        self.res.notes.append(f"line {call.lineno}: the hook on '{t.name}' only prints its gradient: gradtrace shows it as "
+                              f"node '{t.name}''s grad (every node's gradient is in the result)")
 
     def makes_leaf(self, e: ast.expr) -> bool:
         """Whether `e` is a call that makes a new tensor (`torch.empty(2)`, `torch.randn(3).mul_(0.1)`), whose in-place
@@ -684,6 +702,19 @@ def _names(target: ast.expr) -> list[str] | None:
         return None
     parts = [_names(e) for e in target.elts]
     return None if any(p is None for p in parts) else [n for p in parts for n in p]  # type: ignore[union-attr]
+
+
+def _is_print(e: ast.expr) -> bool:
+    return isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "print"
+
+
+def _only_prints(fn: ast.FunctionDef) -> bool:
+    """Whether a hook's body (a lambda's: `return <its expression>`) only prints and returns None: it leaves the
+    gradient as it is."""
+    def none(e: ast.expr | None) -> bool:
+        return e is None or isinstance(e, ast.Constant) and e.value is None or _is_print(e)
+    return all(isinstance(b, ast.Pass) or isinstance(b, ast.Expr) and (isinstance(b.value, ast.Constant) or _is_print(b.value))
+               or isinstance(b, ast.Return) and none(b.value) for b in fn.body)
 
 
 _OPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
