@@ -385,6 +385,19 @@ for label, args in (("nearest-x2", {"scale_factor": 2}), ("nearest-size", {"size
 case("interpolate-linear", {"x": normal(2, 3, 5, seed=46)}, N("y", "interpolate", "x", scale_factor=2.5, mode="linear"))
 case("interpolate-trilinear", {"x": normal(1, 1, 2, 3, 2, seed=47)}, N("y", "interpolate", "x", size=[3, 4, 4], mode="trilinear"))
 case("pixel_shuffle", {"x": normal(2, 8, 2, 3, seed=48)}, N("y", "pixel_shuffle", "x", upscale_factor=2), N("z", "mul", "y", "y"))
+# topk / sort / argsort: values carry the gradient back to where they came from; indices are int64, taken here by a
+# gather. Ties keep their order in sort, as torch's CPU sort does (finite differences cannot see a tie's gradient);
+# topk's choice among tied values is torch's partial sort's, not reproduced.
+SRT = {"x": normal(3, 5, seed=51)}
+TIES = {"x": given([[1.0, 3.0, 1.0, 2.0, 3.0], [0.5, 0.5, -1.0, 0.5, 2.0]])}
+for op, args in (("topk", {"k": 3}), ("topk", {"k": 2, "dim": 0, "largest": False}), ("sort", {"dim": 0}),
+                 ("sort", {"descending": True})):
+    label = f"{op}-{'-'.join(f'{k}{v}' for k, v in args.items())}"
+    case(f"{label}-values", SRT, N("y", op, "x", part="values", **args), N("z", "mul", "y", "y"))
+    case(f"{label}-indices", SRT, N("i", op, "x", part="indices", **args), N("z", "gather", "x", "i", dim=args.get("dim", -1)))
+for args in ({}, {"descending": True}):
+    case(f"sort-ties-{args}", TIES, N("y", "sort", "x", **args), N("i", "sort", "x", part="indices", **args),
+         N("g", "gather", "x", "i", dim=-1), N("z", "mul", "y", "g"), engines=["torch", "reference"])
 case("conv2d-same", {"x": normal(1, 2, 5, 6, seed=43), "w": normal(3, 2, 3, 5, seed=44)}, N("y", "conv2d", "x", "w", padding="same"))
 
 # Pooling.
@@ -609,6 +622,8 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x", scale_factor=2, mode="bilinear"), "takes a 4-d input"),
         ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x", scale_factor=2, align_corners=True), "align_corners option"),
         ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x"), "either size or scale_factor"),
+        ({"x": normal(2, 3)}, N("c", "topk", "x", k=4), "out of range"),
+        ({"x": normal(2, 3)}, N("c", "topk", "x", k=2, sorted=False), "sorted"),
         ({"x": normal(1, 6, 2, 2)}, N("c", "pixel_shuffle", "x", upscale_factor=2), "divisible by the square"),
         ({"x": normal(1, 2, 5), "w": normal(2, 2, 3)}, N("c", "conv1d", "x", "w", padding="same", stride=2), "strided"),
         ({"x": normal(1, 2, 5), "w": normal(2, 3, 3)}, N("c", "conv1d", "x", "w"), "conv1d: input has 2 channels"),

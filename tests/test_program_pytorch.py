@@ -710,3 +710,20 @@ def test_a_hook_that_prints_a_gradient_is_accepted_and_one_that_changes_it_refus
     assert any("the hook on 'h' only prints its gradient" in n for n in t.result.notes)
     assert "changes the gradient" in str(_refused("x = torch.ones(3, requires_grad=True)\nh = x * 2\n"
                                                   "h.register_hook(lambda g: g * 10)\nh.sum().backward()\n"))
+
+
+def test_topk_sort_and_argsort_as_people_use_them(tmp_path: Path) -> None:
+    """Top-k accuracy (`_, pred = output.topk(k, 1, True, True)`), `vals, idx = x.topk(3, dim=1)`, `.values` /
+    `.indices`, torch.sort descending with ties, x.argsort(): torch's values, indices and grads (TopkBackward0,
+    SortBackward0)."""
+    program = ("import torch\ntorch.manual_seed(0)\nx = torch.randn(4, 6, requires_grad=True)\nvals, idx = x.topk(3, dim=1)\n"
+               "small = torch.topk(x, 2, largest=False).values\ns, order = torch.sort(x, dim=0, descending=True)\n"
+               "a = x.argsort(dim=1)\ntarget = torch.tensor([1, 3, 0, 5])\n_, pred = x.topk(2, 1, True, True)\n"
+               "correct = pred.eq(target.view(-1, 1).expand_as(pred))\nt = torch.tensor([1.0, 3.0, 1.0, 2.0, 3.0], requires_grad=True)\n"
+               "td, tdi = t.sort(descending=True)\nloss = (vals * vals).sum() + small.sum() + (s * torch.arange(6.0)).sum() + "
+               "(x.gather(1, a) * torch.arange(6.0)).sum() + correct.float().sum() + (td * torch.arange(5.0)).sum()\nloss.backward()\n")
+    t = traced(program)  # ties in t: finite differences cannot see which tied element a gradient goes to
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "vals", "idx", "small", "s", "order", "a", "pred", "correct", "t", "td", "tdi", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in ("vals", "s")] == ["TopkBackward0", "SortBackward0"]

@@ -655,6 +655,10 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         if path in ("torch.max", "torch.min") and (any(k.arg == "dim" for k in node.keywords) or (
                 len(node.args) > 1 and _is_int_literal(node.args[1], self.scope))):
             return self.extreme_pair(path[6:], node)
+        if path in ("torch.topk", "torch.sort"):
+            return self.extreme_pair(path[6:], node)
+        if path == "torch.argsort":
+            return self.apply(self.functions["sort"], node, extra={"part": "indices"})
         if path in ("torch.max", "torch.min") and len(node.args) == 2:  # torch.max(x, other) is torch.maximum
             return self.apply(self.functions[f"{path}imum"], node)
         if path.startswith("nn.") and path[3:] in BY_MODULE or path in ("nn.Sequential", "nn.ModuleList", "nn.ModuleDict"):

@@ -69,8 +69,10 @@ class TensorMethods(ExpressionCompiler):
                                      f"torch.no_grad(), or through `{var}.data`")
             self.leaf_write(t, m, node)
             return t
-        if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)):
+        if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)) or m in ("topk", "sort"):
             return self.extreme_pair(m, node, t)
+        if m == "argsort":
+            return self.apply(self.functions["sort"], node, receiver=t, extra={"part": "indices"})
         if m in RESHAPES:
             return self.reshape_alias(t, m, node)
         if m in self.methods:
@@ -196,8 +198,9 @@ class TensorMethods(ExpressionCompiler):
         return self.apply(self.functions[path], rest, receiver=x, extra={"dim": dim})
 
     def extreme_pair(self, m: str, node: ast.Call, receiver: T | None = None) -> tuple[T, T]:
-        """x.max(dim) / torch.max(x, dim): torch's (values, indices), the indices an argmax (argmin) node of the same
-        dim; `vals, idx = ...` names them, `.values`, `.indices` and [0], [1] pick them."""
+        """x.max(dim) / torch.max(x, dim), x.topk(k), x.sort(): torch's (values, indices), the indices an argmax
+        (argmin) node of the same dim, or the same sorting op's indices; `vals, idx = ...` names them, `.values`,
+        `.indices` and [0], [1] pick them."""
         names: list[str | None] = [None, None]
         if node is self.stmt_expr and len(self.stmt_names) == 2:
             names = list(self.stmt_names)
@@ -206,6 +209,12 @@ class TensorMethods(ExpressionCompiler):
             names[picked], self.stmt_name = self.stmt_name, None
         if names[0] is not None:
             self.stmt_expr, self.stmt_name = node, names[0]
+        if m in ("topk", "sort"):
+            values = self.apply(self.functions[m], node, receiver=receiver, extra={"part": "values"})
+            last = self.builder.nodes[-1]
+            index = self.emit(m, [receiver or T(last.inputs[0])], {**last.args.model_dump(), "part": "indices"},  # type: ignore[arg-type]
+                              node, name=names[1])
+            return (values, index)
         values = self.apply(self.functions[f"torch.{m}"], node, receiver=receiver)
         args = self.builder.nodes[-1].args
         index = self.emit(f"arg{m}", [receiver or T(self.builder.nodes[-1].inputs[0])],  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from services.ops import (  # noqa: F401
     reductions,
     resample,
     shaping,
+    sorting,
 )
 from services.ops.base import REGISTRY, Op
 

@@ -1,0 +1,116 @@
+"""Sorting: torch.topk, torch.sort and torch.argsort. Each call gives (values, indices): one node each, the same op
+with `part` saying which (values carry the gradient, scattered back to where they came from; indices are int64)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.errors import ShapeError
+from services.ops.base import Array, Op, Shape, norm_dim, register
+
+
+class TopkArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    k: int = Field(ge=0)
+    dim: int = -1
+    largest: bool = True
+    sorted: Literal[True] = Field(True, description="torch leaves the order of sorted=False unspecified: not traced")
+    part: Literal["values", "indices"] = "values"
+
+
+class SortArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dim: int = -1
+    descending: bool = False
+    stable: bool | None = None
+    part: Literal["values", "indices"] = "values"
+
+
+def _order(x: Array, dim: int, descending: bool) -> Array:
+    """Indices that sort x along dim, ties in their original order (torch's CPU sort is stable)."""
+    d = norm_dim(dim, x.ndim)
+    if not descending:
+        return np.argsort(x, axis=d, kind="stable")
+    # descending, ties first-come: a stable sort of the negation (NaN, torch's largest, first)
+    key = np.where(np.isnan(x), -np.inf, -x) if x.dtype.kind == "f" else -x
+    return np.argsort(key, axis=d, kind="stable")
+
+
+class Sorting(Op):
+    """Shared by topk and sort: the picked order's values or indices, and the values' gradient put back."""
+
+    any_dtype = True
+    differentiable = (True,)
+
+    def order(self, x: Array, a: Any) -> Array:
+        raise NotImplementedError
+
+    def dtype_for(self, dtypes: list[str], a: Any) -> str:
+        if dtypes[0] == "bool":
+            raise ShapeError(f"{self.name} of a bool tensor is not traced: cast it with .float() or .long()")
+        return "int64" if a.part == "indices" else dtypes[0]
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        x = xs[0]
+        if x.ndim == 0:
+            return np.zeros((), np.int64) if a.part == "indices" else x.copy()
+        idx = self.order(x, a)
+        return idx if a.part == "indices" else np.take_along_axis(x, idx, axis=norm_dim(a.dim, x.ndim))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x = xs[0]
+        if a.part == "indices" or x.dtype.kind != "f":
+            return [None]
+        if x.ndim == 0:
+            return [g.copy()]
+        gx = np.zeros_like(x, dtype=g.dtype)
+        np.put_along_axis(gx, self.order(x, a), g, axis=norm_dim(a.dim, x.ndim))
+        return [gx]
+
+
+@register
+class Topk(Sorting):
+    """torch.topk(x, k, dim=-1, largest=True): the k largest (smallest) along dim, in order (TopkBackward0)."""
+
+    name = "topk"
+    Args = TopkArgs
+    positional = ("k", "dim", "largest", "sorted")
+
+    def shape(self, shapes: list[Shape], a: TopkArgs) -> Shape:
+        x = shapes[0]
+        d = norm_dim(a.dim, len(x))
+        size = x[d] if x else 1
+        if a.k > size:
+            raise ShapeError(f"topk: k ({a.k}) is out of range for dimension {a.dim} of size {size}")
+        return x[:d] + (a.k,) + x[d + 1:] if x else ()
+
+    def torch(self, t: Any, xs: list[Any], a: TopkArgs) -> Any:
+        return t.topk(xs[0], a.k, dim=a.dim, largest=a.largest, sorted=True)[0 if a.part == "values" else 1]
+
+    def order(self, x: Array, a: TopkArgs) -> Array:
+        d = norm_dim(a.dim, x.ndim)
+        return np.take(_order(x, a.dim, a.largest), np.arange(a.k), axis=d)
+
+
+@register
+class Sort(Sorting):
+    """torch.sort(x, dim=-1, descending=False) (SortBackward0) and torch.argsort (its indices)."""
+
+    name = "sort"
+    Args = SortArgs
+    positional = ("dim", "descending")
+
+    def shape(self, shapes: list[Shape], a: SortArgs) -> Shape:
+        if shapes[0]:
+            norm_dim(a.dim, len(shapes[0]))
+        return shapes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: SortArgs) -> Any:
+        extra = {} if a.stable is None else {"stable": a.stable}  # torch records sort(stable=) as SortBackward1
+        return t.sort(xs[0], dim=a.dim, descending=a.descending, **extra)[0 if a.part == "values" else 1]
+
+    def order(self, x: Array, a: SortArgs) -> Array:
+        return _order(x, a.dim, a.descending)
