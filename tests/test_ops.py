@@ -398,6 +398,17 @@ for op, args in (("topk", {"k": 3}), ("topk", {"k": 2, "dim": 0, "largest": Fals
 for args in ({}, {"descending": True}):
     case(f"sort-ties-{args}", TIES, N("y", "sort", "x", **args), N("i", "sort", "x", part="indices", **args),
          N("g", "gather", "x", "i", dim=-1), N("z", "mul", "y", "g"), engines=["torch", "reference"])
+# einsum: matmul, batched, attention scores, implicit output, a diagonal (trace, 'ii->i'), a letter summed within one
+# operand, outer product, '...' (broadcast along it too), three operands.
+EINSUM = [
+    ("ij,jk->ik", [(3, 4), (4, 2)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 2)]), ("bhqd,bhkd->bhqk", [(1, 2, 3, 4), (1, 2, 5, 4)]),
+    ("ij,kj", [(3, 4), (2, 4)]), ("ii->", [(3, 3)]), ("ii->i", [(3, 3)]), ("ij->j", [(3, 4)]), ("i,j->ij", [(3,), (4,)]),
+    ("...ij,...jk->...ik", [(2, 1, 3, 4), (3, 4, 2)]), ("ij...->j...", [(2, 3, 4)]), ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)]),
+    ("ijk->kji", [(2, 3, 4)]), ("iij->ij", [(3, 3, 2)]), ("...d,de", [(2, 3, 4), (4, 5)]),
+]
+for eq, shapes in EINSUM:
+    ins = {f"x{k}": normal(*sh, seed=52 + k) for k, sh in enumerate(shapes)}
+    case(f"einsum-{eq}", ins, N("y", "einsum", *ins, equation=eq), N("z", "mul", "y", "y"))
 case("conv2d-same", {"x": normal(1, 2, 5, 6, seed=43), "w": normal(3, 2, 3, 5, seed=44)}, N("y", "conv2d", "x", "w", padding="same"))
 
 # Pooling.
@@ -623,6 +634,9 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x", scale_factor=2, align_corners=True), "align_corners option"),
         ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x"), "either size or scale_factor"),
         ({"x": normal(2, 3)}, N("c", "topk", "x", k=4), "out of range"),
+        ({"x": normal(2, 3), "w": normal(4, 2)}, N("c", "einsum", "x", "w", equation="ij,jk->ik"), "has size 4 against 3"),
+        ({"x": normal(2, 3)}, N("c", "einsum", "x", equation="ij,jk->ik"), "2 operand(s), 1 tensor(s)"),
+        ({"x": normal(2, 3)}, N("c", "einsum", "x", equation="ijk->i"), "3 letters"),
         ({"x": normal(2, 3)}, N("c", "topk", "x", k=2, sorted=False), "sorted"),
         ({"x": normal(1, 6, 2, 2)}, N("c", "pixel_shuffle", "x", upscale_factor=2), "divisible by the square"),
         ({"x": normal(1, 2, 5), "w": normal(2, 2, 3)}, N("c", "conv1d", "x", "w", padding="same", stride=2), "strided"),

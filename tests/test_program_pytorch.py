@@ -727,3 +727,15 @@ def test_topk_sort_and_argsort_as_people_use_them(tmp_path: Path) -> None:
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["x", "vals", "idx", "small", "s", "order", "a", "pred", "correct", "t", "td", "tdi", "loss"])
     assert [t.result.nodes[k].grad_fn for k in ("vals", "s")] == ["TopkBackward0", "SortBackward0"]
+
+
+def test_einsum_as_attention_code_writes_it(tmp_path: Path) -> None:
+    """torch.einsum in attention ('bhqd,bhkd->bhqk' then 'bhqk,bhkd->bhqd'), with its operands in a list, an implicit
+    output and '...': torch's numbers."""
+    program = ("import torch\nimport math\ntorch.manual_seed(0)\nq = torch.randn(2, 2, 3, 4, requires_grad=True)\n"
+               "k = torch.randn(2, 2, 5, 4, requires_grad=True)\nv = torch.randn(2, 2, 5, 4, requires_grad=True)\n"
+               "att = torch.einsum('bhqd,bhkd->bhqk', q, k) / math.sqrt(4)\nout = torch.einsum('bhqk,bhkd->bhqd', [att.softmax(-1), v])\n"
+               "w = torch.randn(4, 6, requires_grad=True)\nproj = torch.einsum('...d,de', out, w)\nloss = proj.pow(2).mean()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["q", "k", "v", "att", "out", "w", "proj", "loss"])

@@ -67,6 +67,8 @@ class TorchFunctions(ExpressionCompiler):
             return self.normalize(node)
         if path in COMPOSITES:
             return self.composite(path, node)
+        if path in ("torch.einsum", "torch.functional.einsum"):
+            return self.einsum(node)
         if path == "F.relu6" and node.args and not any(k.arg != "inplace" for k in node.keywords):
             return self.emit("hardtanh", [self.tensor(node.args[0])], {"min_val": 0.0, "max_val": 6.0}, node)  # torch's too
         if path in IN_PLACE_FUNCTIONS and node.args:  # g = F.relu_(h): h.relu_(), which returns h
@@ -83,6 +85,19 @@ class TorchFunctions(ExpressionCompiler):
         if len(self.shape(t)) < least:
             raise self.err(node, f"{fn}: input must be >= {least}-d, got shape {list(self.shape(t))}")
         return self.emit("flip", [t], {"dims": [dim]}, node)
+
+    def einsum(self, node: ast.Call) -> T:
+        """torch.einsum("bij,bjk->bik", a, b), or with the operands in one list: one einsum node."""
+        if not node.args or node.keywords:
+            raise self.err(node, "torch.einsum takes an equation and the tensors")
+        equation = self.const(node.args[0])
+        if not isinstance(equation, str):
+            raise self.err(node, "torch.einsum's first argument is the equation (a string)")
+        rest = [self.expr(a) for a in node.args[1:]]
+        operands = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
+        if not operands or not all(isinstance(v, T) for v in operands):
+            raise self.err(node, "torch.einsum takes tensors after its equation")
+        return self.emit("einsum", list(operands), {"equation": equation}, node)
 
     def composite(self, path: str, node: ast.Call) -> T:
         """F.l1_loss, F.kl_div, F.cosine_similarity: the ops torch composes them of (services.compiler.composites),

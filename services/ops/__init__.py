@@ -8,6 +8,7 @@ from services.ops import (  # noqa: F401
     comparison,
     conv,
     dropout,
+    einsum,
     elementwise,
     indexing,
     linalg,
