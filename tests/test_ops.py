@@ -409,6 +409,23 @@ EINSUM = [
 for eq, shapes in EINSUM:
     ins = {f"x{k}": normal(*sh, seed=52 + k) for k, sh in enumerate(shapes)}
     case(f"einsum-{eq}", ins, N("y", "einsum", *ins, equation=eq), N("z", "mul", "y", "y"))
+# roll, cumprod (zeros included), p-norms, trace, diag_embed, inv, det, solve.
+case("roll-flat", SRT, N("y", "roll", "x", shifts=3), N("z", "mul", "y", "y"))
+case("roll-dims", SRT, N("y", "roll", "x", shifts=[1, -2], dims=[0, 1]), N("z", "mul", "y", "x"))
+case("cumprod", {"x": uniform(3, 5, low=0.5, high=1.5, seed=56)}, N("y", "cumprod", "x", dim=1))
+case("cumprod-zeros-dim0", {"x": given([[0.5, 0.0, 2.0], [0.0, 1.5, -1.0], [2.0, 0.5, 0.0]])}, N("y", "cumprod", "x", dim=0))
+for p_, label in ((3.0, "3"), (0.5, "0.5"), (float("inf"), "inf"), (float("-inf"), "-inf")):
+    case(f"norm-p{label}-dim", {"x": away(3, 4, seed=57)}, N("y", "norm", "x", p=p_, dim=1))
+case("norm-inf-ties", {"x": given([[1.0, -3.0, 3.0], [2.0, 0.5, -1.0]])}, N("y", "norm", "x", p=float("inf")),
+     engines=["torch", "reference"])  # the gradient shared by the tied maxima (finite differences see one side)
+case("trace", {"x": normal(3, 4, seed=58)}, N("y", "trace", "x"))
+case("diag_embed", {"x": normal(2, 3, seed=59)}, N("y", "diag_embed", "x"), N("z", "mul", "y", "y"))
+case("diag_embed-offset", {"x": normal(3, seed=59)}, N("y", "diag_embed", "x", offset=-1), N("z", "mul", "y", "y"))
+SQ = {"a": normal(2, 3, 3, seed=60), "b": normal(3, seed=61), "m": normal(3, 2, seed=62)}
+case("inv", SQ, N("e", "mul", "a", 0.3), N("y", "inv", "e"))
+case("det", SQ, N("y", "det", "a"))
+case("solve-vector", SQ, N("y", "solve", "a", "b"))
+case("solve-matrix", SQ, N("y", "solve", "a", "m"))
 case("conv2d-same", {"x": normal(1, 2, 5, 6, seed=43), "w": normal(3, 2, 3, 5, seed=44)}, N("y", "conv2d", "x", "w", padding="same"))
 
 # Pooling.

@@ -739,3 +739,47 @@ def test_einsum_as_attention_code_writes_it(tmp_path: Path) -> None:
     t = traced(program, engines=["torch", "reference", "numeric"])
     assert t.result.comparison.verdict == "agree"
     same_as_torch(t, in_torch(program, tmp_path), ["q", "k", "v", "att", "out", "w", "proj", "loss"])
+
+
+def test_arranging_functions_and_matrix_ops(tmp_path: Path) -> None:
+    """torch.tile / x.tile(...), broadcast_to, hstack / vstack, meshgrid ('ij' and 'xy'), repeat_interleave, diag,
+    linalg.vector_norm / linalg.norm, norm with p 3 and inf, roll, cumprod, linalg.inv, det, linalg.solve, trace, mv:
+    torch's numbers."""
+    program = PROGRAM_ARRANGING
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "v", "u", "a", "b", "c", "d", "e", "X", "Y", "P", "Q", "f", "h", "i", "j", "n1", "n2", "r",
+                         "cp", "A", "inv", "det", "sol", "tr", "mv", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in ("f", "r", "cp", "inv", "det", "sol", "tr", "mv")] == [
+        type(g[k].grad_fn).__name__ for k in ("f", "r", "cp", "inv", "det", "sol", "tr", "mv")]
+
+
+PROGRAM_ARRANGING = """import torch
+torch.manual_seed(0)
+x = torch.randn(3, 4, requires_grad=True)
+v = torch.randn(4, requires_grad=True)
+u = torch.randn(3, requires_grad=True)
+a = torch.tile(x, (2,)) + 0
+b = x.tile(2, 1, 1)
+c = torch.broadcast_to(v, (3, 4))
+d = torch.hstack([x, x * 2]) + torch.hstack([v, v]).sum()
+e = torch.vstack([x, v]) + torch.vstack([v, v * 3]).sum()
+X, Y = torch.meshgrid(u, v, indexing="ij")
+P, Q = torch.meshgrid(u, v, indexing="xy")
+f = x.repeat_interleave(2, dim=0)
+h = torch.repeat_interleave(v, 3)
+i = torch.diag(v) + torch.diag(x[:, :3]).sum()
+j = torch.diag(v, 1)
+n1 = torch.linalg.vector_norm(x, dim=1) + torch.linalg.norm(x) + x.norm(p=3, dim=0).sum() + x.norm(p=float("inf"))
+n2 = torch.linalg.vector_norm(x, ord=float("-inf"), dim=0)
+r = torch.roll(x, 1, 0) + torch.roll(x, shifts=(1, -2), dims=(0, 1)) + x.roll(3)
+cp = torch.cumprod(x, dim=1)
+A = torch.randn(3, 3, requires_grad=True)
+inv = torch.linalg.inv(A + 3 * torch.eye(3))
+det = torch.det(A)
+sol = torch.linalg.solve(A + 3 * torch.eye(3), u)
+tr = torch.trace(x)
+mv = torch.mv(x, v)
+loss = a.sum() + b.pow(2).sum() + (c * x).sum() + d.pow(2).sum() + e.sin().sum() + (X * Y).sum() + (P * P * Q).sum() + f.pow(2).sum() + h.sin().sum() + (i * i).sum() + j.sum() + n1.sum() + n2.sum() + (r * x).sum() + cp.sum() + inv.sum() + det + sol.pow(2).sum() + tr + mv.sum()
+loss.backward()
+"""

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from services.compiler.arranging import FUNCTIONS as ARRANGING
+from services.compiler.arranging import Arranging
 from services.compiler.build import GraphBuilder
 from services.compiler.builtins import BUILTINS, Builtins
 from services.compiler.control import ControlFlow
@@ -83,7 +85,7 @@ class ProgramResult:
 
 
 class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
-                      TorchFunctions):
+                      TorchFunctions, Arranging):
     """Walks the statements; each method handles one whitelisted form."""
 
     def __init__(self, text: str, builder: GraphBuilder, stream: Stream, dtype: str, spec_inputs: set[str]) -> None:
@@ -636,6 +638,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
+        if path in ARRANGING:
+            return self.arrange(path.rsplit(".", 1)[1], node)
         if (v := self.function_form(path, node)) is not NotImplemented:
             return v  # F.normalize, F.relu6, g = F.relu_(h), torch.unbind(x, 1), ...
         if path.startswith("nn.init."):  # in an expression (a lambda's body): the tensor, as torch returns it

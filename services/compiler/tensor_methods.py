@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from services.compiler.arranging import METHODS as ARRANGING_METHODS
 from services.compiler.creation import INPLACE_INIT
 from services.compiler.expressions import CASTS, ExpressionCompiler
 from services.compiler.values import DType, T, Value
@@ -71,6 +72,8 @@ class TensorMethods(ExpressionCompiler):
             return t
         if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)) or m in ("topk", "sort"):
             return self.extreme_pair(m, node, t)
+        if m in ARRANGING_METHODS:
+            return self.arrange(m, node, receiver=t)  # type: ignore[attr-defined, no-any-return]
         if m == "argsort":
             return self.apply(self.functions["sort"], node, receiver=t, extra={"part": "indices"})
         if m in RESHAPES:

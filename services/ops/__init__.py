@@ -13,11 +13,13 @@ from services.ops import (  # noqa: F401
     indexing,
     linalg,
     losses,
+    matrices,
     normalization,
     pieces,
     pool,
     reductions,
     resample,
+    rolling,
     shaping,
     sorting,
 )

@@ -32,8 +32,8 @@ class Matmul(Op):
     name = "matmul"
     same_dtype = True
     tensors = ("input", "other")
-    functions = ("torch.matmul", "torch.mm", "torch.bmm")
-    methods = ("matmul", "mm", "bmm")
+    functions = ("torch.matmul", "torch.mm", "torch.bmm", "torch.mv")
+    methods = ("matmul", "mm", "bmm", "mv")
 
     def shape(self, shapes: list[Shape], a: Any) -> Shape:
         return matmul_shape(shapes[0], shapes[1])

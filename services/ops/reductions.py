@@ -3,6 +3,7 @@ softmax, log_softmax."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -245,15 +246,22 @@ class Prod(Reduce):
 
 class NormArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    p: Literal[1, 2, "fro"] = 2
+    p: float | Literal["fro"] = 2
     dim: int | list[int] | None = None
     keepdim: bool = False
+
+    @model_validator(mode="after")
+    def _positive(self) -> NormArgs:
+        if self.p != "fro" and not (self.p > 0 or self.p == -math.inf):
+            raise ValueError(f"p must be positive, inf or -inf (a vector norm), got {self.p}")
+        return self
 
 
 @register
 class Norm(Op):
-    """x.norm(p) over all elements or dims, p 2 (Frobenius) or 1 (LinalgVectorNormBackward0); the gradient of
-    the 2-norm at 0 is 0, as torch's."""
+    """x.norm(p) / torch.linalg.vector_norm(x, ord) over all elements or dims (LinalgVectorNormBackward0): p 2
+    (Frobenius), 1, any p > 0, inf (max |x|) or -inf (min |x|). The gradient of the 2-norm at 0 is 0, as torch's; at
+    +-inf it is shared evenly by the elements that reach the norm."""
 
     name = "norm"
     Args = NormArgs
@@ -265,23 +273,41 @@ class Norm(Op):
         return _reduced_shape(shapes[0], ReduceArgs(dim=a.dim, keepdim=a.keepdim))
 
     def torch(self, t: Any, xs: list[Any], a: NormArgs) -> Any:
-        return t.linalg.vector_norm(xs[0], ord=1 if a.p == 1 else 2, dim=a.dim, keepdim=a.keepdim)
+        return t.linalg.vector_norm(xs[0], ord=2 if a.p == "fro" else a.p, dim=a.dim, keepdim=a.keepdim)
 
     def forward(self, xs: list[Array], a: NormArgs) -> Array:
         x = xs[0]
         axes = _axes(a.dim, x.ndim)
-        v = np.abs(x).sum(axis=axes, keepdims=a.keepdim) if a.p == 1 else np.sqrt((x * x).sum(axis=axes, keepdims=a.keepdim))
+        ax = np.abs(x.astype(np.float64))
+        if a.p == 1:
+            v = ax.sum(axis=axes, keepdims=a.keepdim)
+        elif a.p in (2, "fro"):
+            v = np.sqrt((ax * ax).sum(axis=axes, keepdims=a.keepdim))
+        elif math.isinf(a.p):  # type: ignore[arg-type]
+            v = (ax.max if a.p > 0 else ax.min)(axis=axes, keepdims=a.keepdim)  # type: ignore[operator]
+        else:
+            v = (ax ** a.p).sum(axis=axes, keepdims=a.keepdim) ** (1 / a.p)  # type: ignore[operator]
         return np.asarray(v, dtype=x.dtype)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: NormArgs) -> list[Array | None]:
         x = xs[0]
         r = ReduceArgs(dim=a.dim, keepdim=a.keepdim)
+        ge = _expand(g, x.shape, r).astype(np.float64)
         if a.p == 1:
-            return [(np.sign(x) * _expand(g, x.shape, r)).astype(x.dtype)]
-        n = _expand(out, x.shape, r)
+            return [(np.sign(x) * ge).astype(x.dtype)]
+        n = _expand(out, x.shape, r).astype(np.float64)
+        x64 = x.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            d = np.where(n == 0, 0, x / n)
-        return [(d * _expand(g, x.shape, r)).astype(x.dtype)]
+            if a.p in (2, "fro"):
+                d = np.where(n == 0, 0, x64 / n)
+            elif math.isinf(a.p):  # type: ignore[arg-type]
+                hit = (np.abs(x64) == n).astype(np.float64)
+                d = np.sign(x64) * hit / _expand(hit.sum(axis=_axes(a.dim, x.ndim), keepdims=True), x.shape,
+                                                  ReduceArgs(dim=a.dim, keepdim=True))
+            else:
+                p = float(a.p)  # type: ignore[arg-type]
+                d = np.where(n == 0, 0, np.sign(x64) * np.abs(x64) ** (p - 1) / n ** (p - 1))
+        return [(d * ge).astype(x.dtype)]
 
 
 class ArgExtreme(Op):
@@ -597,3 +623,41 @@ class Cumsum(Op):
             return [g.astype(xs[0].dtype)]
         d = norm_dim(a.dim, g.ndim)
         return [np.flip(np.cumsum(np.flip(g, d), axis=d, dtype=g.dtype), d).astype(xs[0].dtype)]
+
+
+@register
+class Cumprod(Op):
+    """torch.cumprod(x, dim): running products along dim (CumprodBackward0). d out_j / d x_i for i <= j is the
+    product of x_0..x_j without x_i, exact where some are zero: a running product before i times one from i + 1 on."""
+
+    name = "cumprod"
+    Args = DimArgs
+    positional = ("dim",)
+    functions = ("torch.cumprod",)
+    methods = ("cumprod",)
+
+    def shape(self, shapes: list[Shape], a: DimArgs) -> Shape:
+        if shapes[0]:
+            norm_dim(a.dim, len(shapes[0]))
+        return shapes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: DimArgs) -> Any:
+        return t.cumprod(xs[0], dim=a.dim)
+
+    def forward(self, xs: list[Array], a: DimArgs) -> Array:
+        x = xs[0]
+        return x.copy() if x.ndim == 0 else np.cumprod(x, axis=norm_dim(a.dim, x.ndim), dtype=x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: DimArgs) -> list[Array | None]:
+        x = xs[0]
+        if x.ndim == 0:
+            return [g.copy()]
+        d = norm_dim(a.dim, x.ndim)
+        xm, gm = np.moveaxis(x, d, -1).astype(np.float64), np.moveaxis(g, d, -1).astype(np.float64)
+        n = xm.shape[-1]
+        before = np.concatenate([np.ones_like(xm[..., :1]), np.cumprod(xm, axis=-1)[..., :-1]], axis=-1)  # x_0..x_{i-1}
+        gx = np.zeros_like(xm)
+        for i in range(n):  # sum over j >= i of g_j * before_i * x_{i+1}..x_j
+            after = np.cumprod(np.concatenate([np.ones_like(xm[..., :1]), xm[..., i + 1 :]], axis=-1), axis=-1)
+            gx[..., i] = before[..., i] * (gm[..., i:] * after).sum(axis=-1)
+        return [np.moveaxis(gx, -1, d).astype(x.dtype)]
