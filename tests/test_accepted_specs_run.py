@@ -11,6 +11,7 @@ import typing
 from typing import Any
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -97,7 +98,10 @@ def runs_if_accepted(spec: dict[str, Any]) -> None:
         compile_spec(ts)
     except SpecError:  # rejected at compile, with the node named: it never becomes a job
         return
-    trace(ts)
+    try:
+        trace(ts)
+    except torch.linalg.LinAlgError:  # a singular matrix: its values, not its shape, fail linalg.inv as in torch
+        return
 
 
 @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -346,6 +346,8 @@ class OneD(Op):
         x, w = shapes[0], shapes[1]
         if len(x) not in (2, 3) or len(w) != 3:
             raise ShapeError(f"{self.name} needs input (N, C, L) or (C, L) and a 3-d weight, got {list(x)} and {list(w)}")
+        if 0 in w or 0 in x[-2:]:
+            raise ShapeError(f"{self.name}: empty input {list(x)} or weight {list(w)} (torch expects sizes of at least 1)")
         try:
             out = self.two_d.shape([(*x[:-1], 1, x[-1]), (*w[:2], 1, w[2]), *shapes[2:]], _as_2d(a, self.args_2d))
         except ShapeError as e:

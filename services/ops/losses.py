@@ -200,6 +200,7 @@ class SmoothL1Loss(MseLoss):
 
     name = "smooth_l1_loss"
     Args = SmoothL1Args
+    same_dtype = True  # torch promotes mixed float dtypes forward, and fails backward
     functions = ("F.smooth_l1_loss",)
 
     def torch(self, t: Any, xs: list[Any], a: SmoothL1Args) -> Any:  # type: ignore[override]

@@ -72,7 +72,9 @@ class DiagEmbed(Op):
 
     def shape(self, shapes: list[Shape], a: DiagEmbedArgs) -> Shape:
         x = shapes[0]
-        n = (x[-1] if x else 1) + abs(a.offset)
+        if not x:
+            raise ShapeError("diag_embed: input must be at least 1-d, got a 0-d tensor")
+        n = x[-1] + abs(a.offset)
         return (*x[:-1], n, n)
 
     def torch(self, t: Any, xs: list[Any], a: DiagEmbedArgs) -> Any:
@@ -83,7 +85,7 @@ class DiagEmbed(Op):
         return (k, k + a.offset) if a.offset >= 0 else (k - a.offset, k)
 
     def forward(self, xs: list[Array], a: DiagEmbedArgs) -> Array:
-        x = xs[0] if xs[0].ndim else xs[0][None]
+        x = xs[0]
         n = x.shape[-1] + abs(a.offset)
         out = np.zeros((*x.shape[:-1], n, n), dtype=x.dtype)
         rows, cols = self._index(n, a)
@@ -124,7 +126,8 @@ class Inv(Op):
 
 @register
 class Det(Op):
-    """torch.linalg.det / torch.det: each matrix's determinant; its gradient is g * det(A) * A^-T (LinalgDetBackward0)."""
+    """torch.linalg.det / torch.det: each matrix's determinant; its gradient is g * det(A) * A^-T (LinalgDetBackward0),
+    0 for a singular matrix, as torch's."""
 
     name = "det"
     functions = ("torch.linalg.det", "torch.det")
@@ -144,51 +147,15 @@ class Det(Op):
         return np.asarray(np.linalg.det(xs[0]), dtype=xs[0].dtype)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: NoArgs) -> list[Array | None]:
-        inv_t = np.swapaxes(np.linalg.inv(xs[0]), -1, -2)
-        return [(np.asarray(g * out)[..., None, None] * inv_t).astype(xs[0].dtype)]
+        return [(np.asarray(g)[..., None, None] * _cofactors(xs[0].astype(np.float64))).astype(xs[0].dtype)]
 
 
-@register
-class Solve(Op):
-    """torch.linalg.solve(A, B): X with A X = B (B a vector or matrices, batches broadcast); gB = A^-T g and
-    gA = -gB X^T (LinalgSolveExBackward0)."""
-
-    name = "solve"
-    tensors = ("A", "B")
-    same_dtype = True
-    functions = ("torch.linalg.solve",)
-
-    def _vector(self, a: Shape, b: Shape) -> bool:
-        """torch treats B as a (batch of) vector(s) when it has one dim less than A and matches A's rows."""
-        return len(b) == 1 or (len(b) == len(a) - 1 and b == a[:-1])
-
-    def shape(self, shapes: list[Shape], a: NoArgs) -> Shape:
-        A, B = shapes
-        _square(self.name, A)
-        if self._vector(A, B):
-            if B[-1] != A[-1]:
-                raise ShapeError(f"solve: B {list(B)} does not fit A {list(A)}")
-            return (*np.broadcast_shapes(A[:-2], B[:-1]), A[-1])
-        if len(B) < 2 or B[-2] != A[-1]:
-            raise ShapeError(f"solve: B {list(B)} must have {A[-1]} rows for A {list(A)}")
-        return (*np.broadcast_shapes(A[:-2], B[:-2]), A[-1], B[-1])
-
-    def dtype(self, dtypes: list[str]) -> str:
-        return _float(self.name, dtypes)
-
-    def torch(self, t: Any, xs: list[Any], a: NoArgs) -> Any:
-        return t.linalg.solve(xs[0], xs[1])
-
-    def forward(self, xs: list[Array], a: NoArgs) -> Array:
-        A, B = xs
-        if self._vector(A.shape, B.shape):
-            return np.linalg.solve(A, B[..., None])[..., 0]
-        return np.linalg.solve(A, B)
-
-    def backward(self, g: Array, out: Array, xs: list[Array], a: NoArgs) -> list[Array | None]:
-        A, B = xs
-        vec = self._vector(A.shape, B.shape)
-        g2, x2 = (g[..., None], out[..., None]) if vec else (g, out)
-        gb = np.linalg.solve(np.swapaxes(A, -1, -2), g2)
-        ga = -gb @ np.swapaxes(x2, -1, -2)
-        return [unbroadcast(ga, A.shape).astype(A.dtype), unbroadcast(gb[..., 0] if vec else gb, B.shape).astype(B.dtype)]
+def _cofactors(m: Array) -> Array:
+    """d det(A) / dA as torch computes it: det(A) * A^-T, solved against det(A) * I, so 0 where det(A) is exactly 0
+    (the cofactors of a singular matrix need not be, but torch's gradient is)."""
+    det = np.linalg.det(m)
+    out = np.zeros_like(m)
+    ok = det != 0
+    if np.any(ok):
+        out[ok] = det[ok][..., None, None] * np.swapaxes(np.linalg.inv(m[ok]), -1, -2)
+    return out

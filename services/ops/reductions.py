@@ -637,8 +637,7 @@ class Cumprod(Op):
     methods = ("cumprod",)
 
     def shape(self, shapes: list[Shape], a: DimArgs) -> Shape:
-        if shapes[0]:
-            norm_dim(a.dim, len(shapes[0]))
+        norm_dim(a.dim, len(shapes[0]))  # a 0-d tensor has dims -1 and 0, as torch says
         return shapes[0]
 
     def torch(self, t: Any, xs: list[Any], a: DimArgs) -> Any:

@@ -81,7 +81,7 @@ class Topk(Sorting):
 
     def shape(self, shapes: list[Shape], a: TopkArgs) -> Shape:
         x = shapes[0]
-        d = norm_dim(a.dim, len(x))
+        d = norm_dim(a.dim, len(x))  # a 0-d tensor has dims -1 and 0
         size = x[d] if x else 1
         if a.k > size:
             raise ShapeError(f"topk: k ({a.k}) is out of range for dimension {a.dim} of size {size}")
@@ -104,8 +104,7 @@ class Sort(Sorting):
     positional = ("dim", "descending")
 
     def shape(self, shapes: list[Shape], a: SortArgs) -> Shape:
-        if shapes[0]:
-            norm_dim(a.dim, len(shapes[0]))
+        norm_dim(a.dim, len(shapes[0]))  # a 0-d tensor has dims -1 and 0, as torch says
         return shapes[0]
 
     def torch(self, t: Any, xs: list[Any], a: SortArgs) -> Any:
