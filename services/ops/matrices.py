@@ -159,3 +159,49 @@ def _cofactors(m: Array) -> Array:
     if np.any(ok):
         out[ok] = det[ok][..., None, None] * np.swapaxes(np.linalg.inv(m[ok]), -1, -2)
     return out
+
+
+@register
+class Solve(Op):
+    """torch.linalg.solve(A, B): X with A X = B (B a vector or matrices, batches broadcast); gB = A^-T g and
+    gA = -gB X^T (LinalgSolveExBackward0)."""
+
+    name = "solve"
+    tensors = ("A", "B")
+    same_dtype = True
+    functions = ("torch.linalg.solve",)
+
+    def _vector(self, a: Shape, b: Shape) -> bool:
+        """torch treats B as a (batch of) vector(s) when it has one dim less than A and matches A's rows."""
+        return len(b) == 1 or (len(b) == len(a) - 1 and b == a[:-1])
+
+    def shape(self, shapes: list[Shape], a: NoArgs) -> Shape:
+        A, B = shapes
+        _square(self.name, A)
+        if self._vector(A, B):
+            if B[-1] != A[-1]:
+                raise ShapeError(f"solve: B {list(B)} does not fit A {list(A)}")
+            return (*np.broadcast_shapes(A[:-2], B[:-1]), A[-1])
+        if len(B) < 2 or B[-2] != A[-1]:
+            raise ShapeError(f"solve: B {list(B)} must have {A[-1]} rows for A {list(A)}")
+        return (*np.broadcast_shapes(A[:-2], B[:-2]), A[-1], B[-1])
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return _float(self.name, dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: NoArgs) -> Any:
+        return t.linalg.solve(xs[0], xs[1])
+
+    def forward(self, xs: list[Array], a: NoArgs) -> Array:
+        A, B = xs
+        if self._vector(A.shape, B.shape):
+            return np.linalg.solve(A, B[..., None])[..., 0]
+        return np.linalg.solve(A, B)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: NoArgs) -> list[Array | None]:
+        A, B = xs
+        vec = self._vector(A.shape, B.shape)
+        g2, x2 = (g[..., None], out[..., None]) if vec else (g, out)
+        gb = np.linalg.solve(np.swapaxes(A, -1, -2), g2)
+        ga = -gb @ np.swapaxes(x2, -1, -2)
+        return [unbroadcast(ga, A.shape).astype(A.dtype), unbroadcast(gb[..., 0] if vec else gb, B.shape).astype(B.dtype)]
