@@ -783,3 +783,21 @@ mv = torch.mv(x, v)
 loss = a.sum() + b.pow(2).sum() + (c * x).sum() + d.pow(2).sum() + e.sin().sum() + (X * Y).sum() + (P * P * Q).sum() + f.pow(2).sum() + h.sin().sum() + (i * i).sum() + j.sum() + n1.sum() + n2.sum() + (r * x).sum() + cp.sum() + inv.sum() + det + sol.pow(2).sum() + tr + mv.sum()
 loss.backward()
 """
+
+
+def test_small_python_and_autograd_forms(tmp_path: Path) -> None:
+    """abs() and round() of numbers are Python's (of tensors, the ops), `logp[range(4), labels]` (the hand-written NLL),
+    `with torch.set_grad_enabled(phase == 'train'):` (the transfer-learning tutorial): torch's numbers. torch's
+    refusals are refused: backward(gradient) of another shape, an in-place change of an expanded tensor."""
+    program = ("import torch\nimport torch.nn.functional as F\ntorch.manual_seed(0)\nx = torch.randn(4, 3, requires_grad=True)\n"
+               "labels = torch.tensor([0, 2, 1, 2])\nlogp = F.log_softmax(x, dim=1)\nnll = -logp[range(4), labels].mean()\n"
+               "k = abs(-2) * round(1.6)\nr = abs(x).sum()\nphase = 'val'\nwith torch.set_grad_enabled(phase == 'train'):\n"
+               "    frozen = x * 3\nloss = nll * k + (frozen * x).sum() + r\nloss.backward()\n")
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "logp", "nll", "frozen", "loss"])
+    assert not t.result.nodes["frozen"].requires_grad
+    assert "__round__" in str(_refused("x = torch.ones(3, requires_grad=True)\nr = round(x.sum())\n"))
+    assert "Mismatch in shape" in str(_refused("x = torch.ones(3, requires_grad=True)\ny = x * 2\ny.backward(torch.ones(1))\n"))
+    assert "expanded tensor" in str(_refused("x = torch.ones(3, 1, requires_grad=True)\ny = (x * 1).expand(3, 4)\n"
+                                             "y.add_(1)\ny.sum().backward()\n"))

@@ -22,7 +22,7 @@ from services.compiler.values import (
     is_number,
 )
 
-BUILTINS = frozenset({'bool', 'dict', 'enumerate', 'float', 'getattr', 'hasattr', 'int', 'isinstance', 'iter', 'len', 'list', 'map', 'max', 'min', 'next', 'print', 'reversed', 'sorted', 'sum', 'tuple', 'type', 'zip'})
+BUILTINS = frozenset({'abs', 'bool', 'dict', 'enumerate', 'float', 'getattr', 'hasattr', 'int', 'isinstance', 'iter', 'len', 'list', 'map', 'max', 'min', 'next', 'print', 'range', 'reversed', 'round', 'sorted', 'sum', 'tuple', 'type', 'zip'})
 """The builtin names a program may call (others are ops of the same name, or unknown)."""
 PY_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict}
@@ -59,6 +59,19 @@ class Builtins(ExpressionCompiler):
                 return {"float": float, "int": int, "bool": bool}[fn](c)
             except (TypeError, ValueError, OverflowError) as e:
                 raise self.err(node, f"{fn}({c!r}): {e}") from None
+        if fn in ("abs", "round") and node.args and not node.keywords and len(node.args) <= (2 if fn == "round" else 1):
+            vals = [self.expr(a) for a in node.args]
+            if all(is_number(v) for v in vals):  # abs(-2), round(1.6): Python's; abs of a tensor: the op
+                return abs(vals[0]) if fn == "abs" else round(*vals)  # type: ignore[call-overload]
+            if fn == "round":
+                raise self.err(node, "round() of a tensor: torch raises (type Tensor doesn't define __round__ method); "
+                                     "use torch.round(x)")
+            return NotImplemented
+        if fn == "range" and 1 <= len(node.args) <= 3 and not node.keywords:  # `logp[range(4), labels]`, list(range(n))
+            bounds = [self.const(a) for a in node.args]
+            if not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+                raise self.err(node, f"range() takes ints known now, got {bounds}")
+            return list(range(*bounds))
         if fn == "dict" and not node.args:
             return {k.arg: self.expr(k.value) for k in node.keywords if k.arg}
         if fn == "dict" and len(node.args) == 1:  # dict([("a", 1)]), dict(other)

@@ -52,8 +52,18 @@ class Finish(ExpressionCompiler):
         self.res.output = out.name
         grad = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "gradient"), None)
         if grad is not None:
-            self.res.grad_output = self.gradient(grad, out)
+            self.res.grad_output = self.fitted(self.gradient(grad, out), out, call)
         self.at_backward = self.snapshot(call.lineno)
+
+    def fitted(self, grad: Any, out: T, call: ast.Call) -> Any:
+        """backward(gradient) as torch takes it: a tensor of the output's shape; any other shape fails, as in torch."""
+        if is_number(grad) or isinstance(grad, str):
+            return grad
+        shape, want = np.shape(grad), tuple(self.shape(out))
+        if shape != want:
+            raise self.err(call, f"Mismatch in shape: the gradient has a shape of {list(shape)} and the output "
+                                 f"'{self.src(call.func.value)[:40]}' has a shape of {list(want)}, as torch says")  # type: ignore[attr-defined]
+        return grad
 
     def gradient(self, node: ast.expr, out: T) -> Any:
         """backward's gradient as data: torch.ones_like(y), torch.ones/full(...), torch.tensor([...]), a number,

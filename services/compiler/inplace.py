@@ -5,6 +5,7 @@ shape or dtype) and on views, whose base torch would change too. Under no_grad, 
 from __future__ import annotations
 
 import ast
+import math
 from typing import Any
 
 from services.compiler.creation import TensorCreation, without_data
@@ -224,6 +225,10 @@ class InPlace(TensorCreation):
             name = node.inputs[0]
             node = next((n for n in reversed(b.nodes) if n.name == name), None)
         node = next((n for n in reversed(b.nodes) if n.name == t.name), None)
+        if node is not None and node.op.name == "expand" and math.prod(b.shapes[node.inputs[0]]) < math.prod(b.shapes[t.name]):
+            raise self.err(stmt, f"{how} on '{var}', an expanded tensor: torch refuses it (unsupported operation: more than "
+                                 "one element of the written-to tensor refers to a single memory location); clone() it "
+                                 f"first, or write {instead}")
         while node is not None and node.op.view:  # a view of a tensor a name holds: torch would change that one too
             base = node.inputs[0]
             if base in bound or base in b.leaves:

@@ -65,7 +65,8 @@ FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functio
 """`from X import Y` forms: X.Y must be one of these."""
 RETURNS_SELF = INPLACE_INIT | {"requires_grad_", "cpu", "contiguous"}
 """Methods that return the tensor they are called on."""
-GRAD_MODES = {"torch.no_grad", "torch.inference_mode", "torch.enable_grad", "torch.autograd.set_detect_anomaly"}
+GRAD_MODES = {"torch.no_grad", "torch.inference_mode", "torch.enable_grad", "torch.set_grad_enabled",
+              "torch.autograd.set_detect_anomaly"}
 IGNORED_CALLS = {"torch.set_printoptions", "torch.autograd.set_detect_anomaly", "numpy.random.seed",
                  "torch.set_num_threads", "torch.use_deterministic_algorithms"}
 OPTIMIZERS = {"SGD", "Adam", "AdamW", "RMSprop", "Adagrad"}
@@ -389,7 +390,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         for item in stmt.items:
             d = self.dotted(item.context_expr.func) if isinstance(item.context_expr, ast.Call) else None
             if d not in GRAD_MODES or item.optional_vars is not None:
-                raise self.err(stmt, "only 'with torch.no_grad():' (or enable_grad, inference_mode) blocks are allowed")
+                raise self.err(stmt, "only 'with torch.no_grad():' (or enable_grad, set_grad_enabled, inference_mode) blocks are allowed")
         was = self.no_grad
         for item in stmt.items:
             mode = self.dotted(item.context_expr.func)  # type: ignore[attr-defined]
@@ -397,6 +398,11 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
                 self.no_grad = True
             elif mode == "torch.enable_grad":
                 self.no_grad = False
+            elif mode == "torch.set_grad_enabled":  # the transfer-learning tutorial's `set_grad_enabled(phase == 'train')`
+                call = item.context_expr
+                if len(call.args) != 1 or call.keywords:  # type: ignore[attr-defined]
+                    raise self.err(stmt, "torch.set_grad_enabled takes one flag")
+                self.no_grad = not bool(self.const(call.args[0]))  # type: ignore[attr-defined]
         self.builder.grad_enabled = not self.no_grad  # what is computed under no_grad requires no grad, as in torch
         try:
             for s in stmt.body:
