@@ -428,6 +428,18 @@ case("det-singular", {"a": given([[[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.5, -1.0,
      engines=["torch", "reference"])  # torch's gradient there is 0 (det * A^-T solved against det * I)
 case("solve-vector", SQ, N("y", "solve", "a", "b"))
 case("solve-matrix", SQ, N("y", "solve", "a", "m"))
+# scatter (a tensor's elements or a number, repeated indices: the last write), scatter_add, index_add.
+SC = {"x": normal(3, 5, seed=63), "i": given([[0, 2], [1, 1], [4, 3]], dtype="int64"), "s": normal(3, 2, seed=64)}
+case("scatter-src", {**SC, "i": given([[0, 2], [1, 3], [4, 3]], dtype="int64")}, N("y", "scatter", "x", "i", "s", dim=1),
+     N("z", "mul", "y", "y"))
+case("scatter-src-repeated", SC, N("y", "scatter", "x", "i", "s", dim=1), N("z", "mul", "y", "y"),
+     engines=["torch", "reference"])  # torch's gradient reaches the overwritten element too (a gather of the output's)
+case("scatter-value", SC, N("y", "scatter", "x", "i", 0.5, dim=1), N("z", "mul", "y", "y"))
+case("scatter-dim0", {"x": normal(3, 2, seed=65), "i": given([[2, 0]], dtype="int64"), "s": normal(1, 2, seed=66)},
+     N("y", "scatter", "x", "i", "s", dim=0), N("z", "mul", "y", "y"))
+case("scatter_add", SC, N("y", "scatter_add", "x", "i", "s", dim=1), N("z", "mul", "y", "y"))
+case("index_add", {"x": normal(4, 3, seed=67), "i": given([0, 2, 0], dtype="int64"), "s": normal(3, 3, seed=68)},
+     N("y", "index_add", "x", "i", "s", dim=0, alpha=0.5), N("z", "mul", "y", "y"))
 case("conv2d-same", {"x": normal(1, 2, 5, 6, seed=43), "w": normal(3, 2, 3, 5, seed=44)}, N("y", "conv2d", "x", "w", padding="same"))
 
 # Pooling.
@@ -653,6 +665,10 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x", scale_factor=2, align_corners=True), "align_corners option"),
         ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x"), "either size or scale_factor"),
         ({"x": normal(2, 3)}, N("c", "topk", "x", k=4), "out of range"),
+        ({"x": normal(2, 3), "i": given([[3]], dtype="int64")}, N("c", "scatter", "x", "i", 1.0, dim=1), "out of range"),
+        ({"x": normal(2, 3), "i": given([0, 1], dtype="int64")}, N("c", "scatter", "x", "i", 1.0, dim=1), "as many dims"),
+        ({"x": normal(2, 3), "i": given([[0], [1]], dtype="int64"), "s": normal(2, 2)}, N("c", "scatter", "x", "i", "s", dim=1),
+         "differ in shape"),
         ({"x": normal(2, 3), "w": normal(4, 2)}, N("c", "einsum", "x", "w", equation="ij,jk->ik"), "has size 4 against 3"),
         ({"x": normal(2, 3)}, N("c", "einsum", "x", equation="ij,jk->ik"), "2 operand(s), 1 tensor(s)"),
         ({"x": normal(2, 3)}, N("c", "einsum", "x", equation="ijk->i"), "3 letters"),

@@ -801,3 +801,20 @@ def test_small_python_and_autograd_forms(tmp_path: Path) -> None:
     assert "Mismatch in shape" in str(_refused("x = torch.ones(3, requires_grad=True)\ny = x * 2\ny.backward(torch.ones(1))\n"))
     assert "expanded tensor" in str(_refused("x = torch.ones(3, 1, requires_grad=True)\ny = (x * 1).expand(3, 4)\n"
                                              "y.add_(1)\ny.sum().backward()\n"))
+
+
+def test_scatter_family_as_people_write_it(tmp_path: Path) -> None:
+    """The one-hot idiom `torch.zeros(n, c).scatter_(1, labels.unsqueeze(1), 1.0)`, x.scatter with a number and with a
+    tensor, scatter_add, index_add_ into zeros and torch.index_add with alpha: torch's numbers and grad_fns."""
+    program = ("import torch\ntorch.manual_seed(0)\nx = torch.randn(3, 5, requires_grad=True)\nlabels = torch.tensor([1, 0, 4])\n"
+               "onehot = torch.zeros(3, 5).scatter_(1, labels.unsqueeze(1), 1.0)\ny = x.scatter(1, labels.view(-1, 1), 0.0)\n"
+               "src = torch.randn(3, 2, requires_grad=True)\nidx = torch.tensor([[0, 2], [1, 1], [4, 3]])\nz = x.scatter_add(1, idx, src)\n"
+               "w = torch.scatter(x, 1, idx, src * 2)\nacc = torch.zeros(4, 5)\nacc.index_add_(0, torch.tensor([0, 2, 0]), x)\n"
+               "v = torch.index_add(x, 0, torch.tensor([2, 0]), x[:2] * 2, alpha=0.5)\n"
+               "loss = (x * onehot).sum() + y.pow(2).sum() + z.sin().sum() + w.pow(2).sum() + acc.pow(2).sum() + v.pow(2).sum()\n"
+               "loss.backward()\n")
+    t = traced(program)  # idx repeats 1: torch's gradient of the overwritten src element, which finite differences see as 0
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "onehot", "y", "src", "z", "w", "acc", "v", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in ("y", "z", "w", "v")] == [type(g[k].grad_fn).__name__ for k in ("y", "z", "w", "v")]

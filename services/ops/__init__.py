@@ -20,6 +20,7 @@ from services.ops import (  # noqa: F401
     reductions,
     resample,
     rolling,
+    scatter,
     shaping,
     sorting,
 )
