@@ -440,6 +440,24 @@ case("scatter-dim0", {"x": normal(3, 2, seed=65), "i": given([[2, 0]], dtype="in
 case("scatter_add", SC, N("y", "scatter_add", "x", "i", "s", dim=1), N("z", "mul", "y", "y"))
 case("index_add", {"x": normal(4, 3, seed=67), "i": given([0, 2, 0], dtype="int64"), "s": normal(3, 3, seed=68)},
      N("y", "index_add", "x", "i", "s", dim=0, alpha=0.5), N("z", "mul", "y", "y"))
+# remainder / fmod (away from the jumps), atan2, hypot, copysign, lerp, addcmul, addcdiv, add/sub with alpha,
+# floor_divide of int64.
+AB2 = {"a": given([[2.3, -1.7, 0.4], [-2.6, 3.1, 1.2]]), "b": given([[0.9, 0.8, -0.7], [1.1, -1.3, 0.5]])}
+for op in ("remainder", "fmod"):
+    case(f"{op}", AB2, N("y", op, "a", "b"), N("z", "mul", "y", "y"))
+    case(f"{op}-number", AB2, N("y", op, "a", 0.7), N("z", "mul", "y", "y"))
+for op in ("atan2", "hypot", "copysign"):
+    case(f"{op}", {"a": away(2, 3, seed=69), "b": normal(3, seed=70)}, N("y", op, "a", "b"), N("z", "mul", "y", "a"))
+case("lerp-number", {"a": normal(2, 3, seed=71), "b": normal(3, seed=72)}, N("y", "lerp", "a", "b", 0.3), N("z", "mul", "y", "y"))
+case("lerp-tensor", {"a": normal(2, 3, seed=71), "b": normal(3, seed=72), "w": uniform(2, 1, low=0.0, high=1.0, seed=73)},
+     N("y", "lerp", "a", "b", "w"), N("z", "mul", "y", "y"))
+for op in ("addcmul", "addcdiv"):
+    case(f"{op}", {"a": normal(2, 3, seed=74), "p": normal(3, seed=75), "q": uniform(2, 3, low=0.5, high=2.0, seed=76)},
+         N("y", op, "a", "p", "q", value=0.5), N("z", "mul", "y", "y"))
+case("add-alpha", {"a": normal(2, 3, seed=77), "b": normal(3, seed=78)}, N("y", "add", "a", "b", alpha=-0.5))
+case("sub-alpha", {"a": normal(2, 3, seed=77), "b": normal(3, seed=78)}, N("y", "sub", "a", "b", alpha=3))
+case("floor_divide-int64", {"t": given([[7, -7, 3], [10, 4, -1]], dtype="int64"), "x": normal(2, 3, seed=79)},
+     N("q", "floor_divide", "t", 3), N("y", "mul", "x", "q"))
 case("conv2d-same", {"x": normal(1, 2, 5, 6, seed=43), "w": normal(3, 2, 3, 5, seed=44)}, N("y", "conv2d", "x", "w", padding="same"))
 
 # Pooling.

@@ -13,10 +13,7 @@ from pydantic import ValidationError
 from services.errors import ShapeError, SpecError
 from services.ir import Graph, Input, Leaf, Node
 from services.ops import get_op
-from services.ops.base import NoArgs
 from shared.settings import Settings
-
-_NO_ARGS = NoArgs()
 
 
 @dataclass
@@ -277,7 +274,7 @@ class GraphBuilder:
             slot = op.tensors[min(k, len(op.tensors) - 1)]
             raise _err(raw, f"{raw.op}: '{slot}' (input {k}) must be a tensor, got the number {i:g}")
         try:
-            args = _NO_ARGS if op.Args is NoArgs and not raw.args else op.Args.model_validate(raw.args)
+            args = op.default_args if not raw.args and op.default_args is not None else op.Args.model_validate(raw.args)
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])

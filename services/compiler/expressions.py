@@ -34,6 +34,7 @@ from services.ir import Stream
 from services.ops import REGISTRY, Op
 
 BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul",
+          ast.Mod: "remainder", ast.FloorDiv: "floor_divide",
           ast.BitAnd: "logical_and", ast.BitOr: "logical_or", ast.BitXor: "logical_xor"}
 FOLD = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,

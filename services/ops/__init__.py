@@ -16,6 +16,7 @@ from services.ops import (  # noqa: F401
     matrices,
     normalization,
     pieces,
+    pointwise,
     pool,
     reductions,
     resample,

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.errors import ShapeError
 
@@ -90,6 +90,15 @@ class Op:
         """Output dtype when it depends on the inputs themselves (arithmetic: an int or a float Python number
         promotes differently; `default` is the default float dtype, the spec's); by default `dtype_for(dtypes, a)`."""
         return self.dtype_for(dtypes, a)
+
+    @cached_property
+    def default_args(self) -> BaseModel | None:
+        """The arguments' defaults, one shared instance (most nodes give none: `x + y`), or None when some are
+        required; nodes never change their arguments."""
+        try:
+            return self.Args()
+        except ValidationError:
+            return None
 
     @cached_property
     def checks_ranges(self) -> bool:

@@ -43,22 +43,33 @@ class Binary(Op):
         return type(self).pyop(xs[0], xs[1])
 
 
+class AlphaArgs(BaseModel):
+    """torch.add / torch.sub's `alpha`: the other input's factor (`p.add_(g, alpha=-lr)`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    alpha: int | float = 1
+
+
 @register
 class Add(Binary):
     name = "add"
+    Args = AlphaArgs
     functions = ("torch.add",)
     methods = ("add",)
     pyop = operator.add
 
-    def forward(self, xs: list[Array], a: Any) -> Array:
-        return xs[0] + xs[1]
+    def torch(self, t: Any, xs: list[Any], a: AlphaArgs) -> Any:
+        return type(self).pyop(xs[0], xs[1]) if a.alpha == 1 else getattr(t, self.name)(xs[0], xs[1], alpha=a.alpha)
 
-    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
-        return [unbroadcast(g, xs[0].shape), unbroadcast(g, xs[1].shape)]
+    def forward(self, xs: list[Array], a: AlphaArgs) -> Array:
+        return xs[0] + xs[1] if a.alpha == 1 else xs[0] + xs[1] * np.asarray(a.alpha, xs[1].dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: AlphaArgs) -> list[Array | None]:
+        return [unbroadcast(g, xs[0].shape), unbroadcast(g if a.alpha == 1 else g * np.asarray(a.alpha, g.dtype), xs[1].shape)]
 
 
 @register
-class Sub(Binary):
+class Sub(Add):
     name = "sub"
     functions = ("torch.sub",)
     methods = ("sub",)
@@ -69,11 +80,11 @@ class Sub(Binary):
             raise ShapeError("subtraction with a bool tensor is not supported (torch refuses it): cast it with .float()")
         return super().dtype(dtypes)
 
-    def forward(self, xs: list[Array], a: Any) -> Array:
-        return xs[0] - xs[1]
+    def forward(self, xs: list[Array], a: AlphaArgs) -> Array:
+        return xs[0] - xs[1] if a.alpha == 1 else xs[0] - xs[1] * np.asarray(a.alpha, xs[1].dtype)
 
-    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
-        return [unbroadcast(g, xs[0].shape), unbroadcast(-g, xs[1].shape)]
+    def backward(self, g: Array, out: Array, xs: list[Array], a: AlphaArgs) -> list[Array | None]:
+        return [unbroadcast(g, xs[0].shape), unbroadcast(-g if a.alpha == 1 else -g * np.asarray(a.alpha, g.dtype), xs[1].shape)]
 
 
 @register

@@ -134,6 +134,8 @@ class IndexAdd(Op):
 
     def shape(self, shapes: list[Shape], a: IndexAddArgs) -> Shape:
         x, idx, src = shapes
+        if not x:
+            raise ShapeError("index_add: a 0-d input is not traced")
         d = norm_dim(a.dim, len(x))
         if len(idx) != 1 or len(src) != len(x) or src[d] != idx[0] or any(src[i] != x[i] for i in range(len(x)) if i != d):
             raise ShapeError(f"index_add: index must be 1-d and source {list(src)} the input's shape {list(x)} with "
