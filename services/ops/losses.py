@@ -49,6 +49,8 @@ class CrossEntropy(Op):
 
     def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
         x, t = shapes
+        if not x:
+            raise ShapeError(f"{self.name}: input must have 1 or more dimensions (classes), got a 0-d tensor")
         want = (x[0], *x[2:]) if len(x) >= 2 else ()
         if t == want:
             return () if a.reduction != "none" else want
@@ -176,7 +178,7 @@ class MseLoss(Op):
 
         with warnings.catch_warnings():  # the result's notes say it (see warning)
             warnings.simplefilter("ignore", UserWarning)
-            return t.nn.functional.mse_loss(xs[0], xs[1], reduction=a.reduction)
+            return getattr(t.nn.functional, self.name)(xs[0], xs[1], **a.model_dump())  # reduction (beta, delta)
 
     def forward(self, xs: list[Array], a: LossArgs) -> Array:
         d = xs[0] - xs[1]
@@ -202,13 +204,6 @@ class SmoothL1Loss(MseLoss):
     Args = SmoothL1Args
     same_dtype = True  # torch promotes mixed float dtypes forward, and fails backward
     functions = ("F.smooth_l1_loss",)
-
-    def torch(self, t: Any, xs: list[Any], a: SmoothL1Args) -> Any:  # type: ignore[override]
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return t.nn.functional.smooth_l1_loss(xs[0], xs[1], reduction=a.reduction, beta=a.beta)
 
     def elementwise(self, d: Array, a: Any) -> tuple[Array, Array]:
         """The loss per element and its derivative in d."""
@@ -241,13 +236,6 @@ class HuberLoss(SmoothL1Loss):
     name = "huber_loss"
     Args = HuberArgs  # type: ignore[assignment]
     functions = ("F.huber_loss",)
-
-    def torch(self, t: Any, xs: list[Any], a: HuberArgs) -> Any:  # type: ignore[override]
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return t.nn.functional.huber_loss(xs[0], xs[1], reduction=a.reduction, delta=a.delta)
 
     def elementwise(self, d: Array, a: Any) -> tuple[Array, Array]:
         ad, delta = np.abs(d), np.asarray(a.delta, d.dtype)

@@ -69,6 +69,13 @@ def affine_backward(g: Array, xhat: Array, xs: list[Array], view: Shape, axes: t
     return gxhat, params
 
 
+def per_channel(name: str, slots: tuple[str, ...], shapes: list[Shape], channels: int) -> None:
+    """A norm's weight, bias (and running statistics): one value per channel, or ShapeError."""
+    for slot, s in zip(slots, shapes, strict=False):
+        if s != (channels,):
+            raise ShapeError(f"{name}: {slot} shape {list(s)} should be [{channels}] (one value per channel)")
+
+
 # ---- batch_norm ---------------------------------------------------------------------------------
 
 
@@ -108,9 +115,7 @@ class BatchNorm(Op):
     def shape(self, shapes: list[Shape], a: BatchNormArgs) -> Shape:
         x = shapes[0]
         batch_shape_check(self.name, x)
-        for slot, s in zip(self.tensors[1:], shapes[1:], strict=False):
-            if s != (x[1],):
-                raise ShapeError(f"batch_norm: {slot} shape {list(s)} should be [{x[1]}] (one value per channel)")
+        per_channel("batch_norm", self.tensors[1:], shapes[1:], x[1])
         return x
 
     def dtype(self, dtypes: list[str]) -> str:
@@ -215,9 +220,7 @@ class BatchNormEval(Op):
         x = shapes[0]
         if len(x) < 2:
             raise ShapeError(f"{self.name}: input must be (N, C, *) with at least 2 dims, got {list(x)}")
-        for slot, s in zip(self.tensors[1:], shapes[1:], strict=False):
-            if s != (x[1],):
-                raise ShapeError(f"batch_norm: {slot} shape {list(s)} should be [{x[1]}] (one value per channel)")
+        per_channel("batch_norm", self.tensors[1:], shapes[1:], x[1])
         return x
 
     def dtype(self, dtypes: list[str]) -> str:
@@ -338,11 +341,11 @@ class GroupNorm(Op):
             raise ShapeError(f"group_norm: num_groups must be positive, got {a.num_groups}")
         if x[1] % a.num_groups:
             raise ShapeError(f"group_norm: {x[1]} channels are not divisible by num_groups={a.num_groups}")
+        if x[0] * x[1] // a.num_groups * math.prod(x[2:]) == 1:  # torch's F.group_norm check
+            raise ShapeError(f"group_norm: expected more than 1 value per channel when training, got input size {list(x)}")
         if x[0] and x[1] and math.prod(x[2:]) == 0:
             raise ShapeError(f"group_norm: input {list(x)} has empty groups, not supported (torch gives NaN weight gradients)")
-        for slot, s in zip(self.tensors[1:], shapes[1:], strict=False):
-            if s != (x[1],):
-                raise ShapeError(f"group_norm: {slot} shape {list(s)} should be [{x[1]}] (one value per channel)")
+        per_channel("group_norm", self.tensors[1:], shapes[1:], x[1])
         return x
 
     def dtype(self, dtypes: list[str]) -> str:

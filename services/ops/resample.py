@@ -101,6 +101,8 @@ class Interpolate(Op):
     functions = ("F.interpolate", "F.upsample")
 
     def shape(self, shapes: list[Shape], a: InterpolateArgs) -> Shape:
+        if 0 in shapes[0]:
+            raise ShapeError(f"interpolate: non-empty input expected (torch), got sizes {list(shapes[0])}")
         plan = _plan(shapes[0], a)
         if any(o < 1 for _, o, _ in plan):
             raise ShapeError(f"interpolate: output size {[o for _, o, _ in plan]} must be positive")
@@ -142,6 +144,8 @@ class PixelShuffle(Op):
 
     def shape(self, shapes: list[Shape], a: PixelShuffleArgs) -> Shape:
         x, r = shapes[0], a.upscale_factor
+        if 0 in x:
+            raise ShapeError(f"pixel_shuffle of an empty tensor {list(x)} is not traced (torch's backward fails there)")
         if len(x) < 3 or r < 1 or x[-3] % (r * r):
             raise ShapeError(f"pixel_shuffle expects its input's 3rd to last dimension to be divisible by the square of "
                              f"upscale_factor {r}, got shape {list(x)}")
