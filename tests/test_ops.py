@@ -404,7 +404,7 @@ EINSUM = [
     ("ij,jk->ik", [(3, 4), (4, 2)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 2)]), ("bhqd,bhkd->bhqk", [(1, 2, 3, 4), (1, 2, 5, 4)]),
     ("ij,kj", [(3, 4), (2, 4)]), ("ii->", [(3, 3)]), ("ii->i", [(3, 3)]), ("ij->j", [(3, 4)]), ("i,j->ij", [(3,), (4,)]),
     ("...ij,...jk->...ik", [(2, 1, 3, 4), (3, 4, 2)]), ("ij...->j...", [(2, 3, 4)]), ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)]),
-    ("ijk->kji", [(2, 3, 4)]), ("iij->ij", [(3, 3, 2)]), ("...d,de", [(2, 3, 4), (4, 5)]),
+    ("ijk->kji", [(2, 3, 4)]), ("iij->ij", [(3, 3, 2)]), ("...d,de", [(2, 3, 4), (4, 5)]), ("...ij->ij", [(2, 3, 4)]),
 ]
 for eq, shapes in EINSUM:
     ins = {f"x{k}": normal(*sh, seed=52 + k) for k, sh in enumerate(shapes)}
@@ -416,6 +416,8 @@ case("cumprod", {"x": uniform(3, 5, low=0.5, high=1.5, seed=56)}, N("y", "cumpro
 case("cumprod-zeros-dim0", {"x": given([[0.5, 0.0, 2.0], [0.0, 1.5, -1.0], [2.0, 0.5, 0.0]])}, N("y", "cumprod", "x", dim=0))
 for p_, label in ((3.0, "3"), (0.5, "0.5"), (float("inf"), "inf"), (float("-inf"), "-inf")):
     case(f"norm-p{label}-dim", {"x": away(3, 4, seed=57)}, N("y", "norm", "x", p=p_, dim=1))
+case("norm-p0.5-zeros", {"x": given([[0.0, 1.0, -2.0], [0.5, 0.0, 0.0]])}, N("y", "norm", "x", p=0.5, dim=1),
+     engines=["torch", "reference"])  # torch's gradient at a zero element is 0 (finite differences: a cusp)
 case("norm-inf-ties", {"x": given([[1.0, -3.0, 3.0], [2.0, 0.5, -1.0]])}, N("y", "norm", "x", p=float("inf")),
      engines=["torch", "reference"])  # the gradient shared by the tied maxima (finite differences see one side)
 case("trace", {"x": normal(3, 4, seed=58)}, N("y", "trace", "x"))
@@ -506,6 +508,8 @@ case("smooth_l1_loss-beta-0", {"x": normal(3, 4, seed=46), "y": normal(3, 4, see
 case("smooth_l1_loss-broadcast", {"x": normal(3, 4, seed=46), "y": normal(4, seed=47)}, N("L", "smooth_l1_loss", "x", "y"))
 # xlogy: x * log(y), 0 where x is 0 (kl_div's target term).
 case("xlogy", {"x": uniform(3, 4, low=0.1, high=2.0, seed=48), "y": uniform(3, 4, low=0.2, high=3.0, seed=49)}, N("z", "xlogy", "x", "y"))
+case("xlogy-y-zero", {"x": given([0.0, 0.5, 1.5]), "y": given([0.0, 0.0, 2.0])}, N("z", "xlogy", "x", "y"), N("w", "mul", "z", "z"),
+     engines=["torch", "reference"])  # x * log(0): -inf, its gradient 0 in x (torch's), NaN in y
 case("xlogy-zeros", {"x": given([0.0, 0.5, 0.0, 2.0]), "y": uniform(4, low=0.5, high=2.0, seed=50)}, N("z", "xlogy", "x", "y"))
 
 # Small graphs: shared inputs, fan-out and chains, so edges carry partial grads.
@@ -688,6 +692,7 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(2, 3), "i": given([[0], [1]], dtype="int64"), "s": normal(2, 2)}, N("c", "scatter", "x", "i", "s", dim=1),
          "differ in shape"),
         ({"x": normal(2, 3), "w": normal(4, 2)}, N("c", "einsum", "x", "w", equation="ij,jk->ik"), "has size 4 against 3"),
+        ({"x": normal(2, 3)}, N("c", "atan2", "x", 1.0), "must be a tensor"),
         ({"x": normal(2, 3)}, N("c", "einsum", "x", equation="ij,jk->ik"), "2 operand(s), 1 tensor(s)"),
         ({"x": normal(2, 3)}, N("c", "einsum", "x", equation="ijk->i"), "3 letters"),
         ({"x": normal(2, 3)}, N("c", "topk", "x", k=2, sorted=False), "sorted"),

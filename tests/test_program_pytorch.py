@@ -798,6 +798,14 @@ def test_small_python_and_autograd_forms(tmp_path: Path) -> None:
     same_as_torch(t, g, ["x", "logp", "nll", "frozen", "loss"])
     assert not t.result.nodes["frozen"].requires_grad
     assert "__round__" in str(_refused("x = torch.ones(3, requires_grad=True)\nr = round(x.sum())\n"))
+    diff = traced("import torch\nx = torch.ones(3, requires_grad=True)\nz = abs(x - 2)\nloss = z.sum()\n")
+    assert [n.op for n in diff.result.nodes.values() if not n.is_leaf] == ["sub", "abs", "sum"]  # x - 2 evaluated once
+    assert "repeat_interleave" in str(_refused("x = torch.ones(2, 3)\ny = x.repeat_interleave(2, dim=2)\n"))
+    assert "must be a constant" in str(_refused("import torch.nn.functional as F\nx = torch.ones(2, 3, 4)\n"
+                                                "y = F.instance_norm(x, torch.zeros(3), torch.ones(3))\n"))
+    norm = traced("import torch\nimport torch.nn.functional as F\nx = torch.randn(2, 3, 4, requires_grad=True)\n"
+                  "w = torch.randn(3, requires_grad=True)\ny = F.instance_norm(x, None, None, w, None)\nloss = y.sum()\n")
+    assert norm.result.nodes["y"].inputs == ["x", "w"]  # weight in its slot, as torch binds it
     assert "Mismatch in shape" in str(_refused("x = torch.ones(3, requires_grad=True)\ny = x * 2\ny.backward(torch.ones(1))\n"))
     assert "expanded tensor" in str(_refused("x = torch.ones(3, 1, requires_grad=True)\ny = (x * 1).expand(3, 4)\n"
                                              "y.add_(1)\ny.sum().backward()\n"))

@@ -11,6 +11,8 @@ from typing import Any
 
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.values import T, Value
+from services.errors import ShapeError
+from services.ops.base import norm_dim
 
 FUNCTIONS = {"torch.tile", "torch.broadcast_to", "torch.hstack", "torch.vstack", "torch.row_stack", "torch.meshgrid",
              "torch.repeat_interleave", "torch.diag", "torch.linalg.norm", "torch.linalg.vector_norm"}
@@ -78,7 +80,10 @@ class Arranging(ExpressionCompiler):
             x = self.emit("reshape", [x], {"shape": [-1]}, node, name=self.temp())
             dim = 0
         shape = list(self.shape(x))
-        d = dim % len(shape) if shape else 0
+        try:
+            d = norm_dim(dim, len(shape))
+        except ShapeError as e:
+            raise self.err(node, f"repeat_interleave: {e}") from None
         u = self.emit("unsqueeze", [x], {"dim": d + 1}, node, name=self.temp())
         e = self.emit("expand", [u], {"size": [*shape[: d + 1], r, *shape[d + 1 :]]}, node, name=self.temp())
         return self.emit("view", [e], {"shape": [*shape[:d], shape[d] * r, *shape[d + 1 :]], "contiguous": True}, node)

@@ -66,6 +66,8 @@ class Builtins(ExpressionCompiler):
             if fn == "round":
                 raise self.err(node, "round() of a tensor: torch raises (type Tensor doesn't define __round__ method); "
                                      "use torch.round(x)")
+            if isinstance(vals[0], T):  # abs(x - y): the abs op of the value already computed (not evaluated again)
+                return self.emit("abs", [vals[0]], {}, node)
             return NotImplemented
         if fn == "range" and 1 <= len(node.args) <= 3 and not node.keywords:  # `logp[range(4), labels]`, list(range(n))
             bounds = [self.const(a) for a in node.args]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from services.ops.base import broadcast
+
 Add = Callable[[str, list[Any], dict[str, Any], bool], str]
 """add(op, inputs, args, last) -> the new node's name."""
 
@@ -41,12 +43,13 @@ def kl_div(add: Add, input: str, target: str, batch: int, reduction: str = "mean
     return _reduced(add, loss, reduction)
 
 
-def cosine_similarity(add: Add, x1: str, x2: str, shape: tuple[int, ...], dim: int = 1, eps: float = 1e-8) -> str:
+def cosine_similarity(add: Add, x1: str, x2: str, shapes: tuple[tuple[int, ...], ...], dim: int = 1, eps: float = 1e-8) -> str:
     """sum(x1 / max(|x1|, eps) * x2 / max(|x2|, eps), dim) over the broadcast shape, as torch divides each vector by its
-    norm first (DivBackward0 over the norm's ClampMinBackward0)."""
+    norm first (DivBackward0; torch clamps the norm in place where gradtrace adds a clamp_min node)."""
+    shape = broadcast(*shapes)
     scaled = []
-    for x in (x1, x2):
-        wide = add("expand", [x], {"size": list(shape)}, False)
+    for x, own in zip((x1, x2), shapes, strict=True):
+        wide = x if own == shape else add("expand", [x], {"size": list(shape)}, False)
         norm = add("clamp_min", [add("norm", [wide], {"p": 2, "dim": dim, "keepdim": True}, False)], {"min": eps}, False)
         scaled.append(add("div", [wide, norm], {}, False))
     return add("sum", [add("mul", scaled, {}, False)], {"dim": dim}, True)

@@ -16,7 +16,7 @@ from services.compiler import composites
 from services.compiler.build import GraphBuilder, RawNode
 from services.errors import ShapeError, SpecError
 from services.ir import Event, Input, Leaf, Stream
-from services.ops.base import broadcast, pair
+from services.ops.base import pair
 from shared.spec import (
     ActivationLayer,
     AdaptivePoolLayer,
@@ -511,7 +511,7 @@ def _composite_loss(e: Emitter, call: Call) -> str:
             shape = e.shape(a)
             return composites.kl_div(_adder(e, call), a, b, shape[0] if shape else 1, c.reduction, c.log_target)
         if isinstance(c, CosineSimilarityArgs):
-            return composites.cosine_similarity(_adder(e, call), a, b, broadcast(e.shape(a), e.shape(b)), c.dim, c.eps)
+            return composites.cosine_similarity(_adder(e, call), a, b, (e.shape(a), e.shape(b)), c.dim, c.eps)
         return composites.l1_loss(_adder(e, call), a, b, c.reduction)
     except (ValueError, ShapeError) as err:
         raise e.error(str(err)) from None

@@ -731,7 +731,8 @@ def _only_prints(fn: ast.FunctionDef) -> bool:
                or isinstance(b, ast.Return) and none(b.value) for b in fn.body)
 
 
-_OPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@"}
+_OPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
+                         ast.Mod: "%", ast.FloorDiv: "//"}
 """An augmented assignment's operator as written."""
 
 

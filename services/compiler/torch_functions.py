@@ -12,7 +12,6 @@ from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.functions import is_super
 from services.compiler.values import CALLABLE, Instance, T, UserClass, UserFunction, Value, is_number
 from services.errors import ShapeError
-from services.ops.base import broadcast
 
 IN_PLACE_FUNCTIONS = {"F.relu_": "relu_", "torch.relu_": "relu_", "torch.sigmoid_": "sigmoid_", "torch.tanh_": "tanh_",
                       "F.elu_": "elu_", "F.leaky_relu_": "leaky_relu_", "torch.clamp_": "clamp_"}
@@ -124,8 +123,8 @@ class TorchFunctions(ExpressionCompiler):
             if path == "F.kl_div":
                 batch = self.shape(a)[0] if self.shape(a) else 1
                 return T(composites.kl_div(add, a.name, b.name, batch, opts["reduction"], bool(opts["log_target"])))
-            shape = broadcast(self.shape(a), self.shape(b))
-            return T(composites.cosine_similarity(add, a.name, b.name, shape, int(opts["dim"]), float(opts["eps"])))
+            shapes = (self.shape(a), self.shape(b))
+            return T(composites.cosine_similarity(add, a.name, b.name, shapes, int(opts["dim"]), float(opts["eps"])))
         except (ValueError, ShapeError) as e:
             raise self.err(node, f"{path}: {e}") from None
 

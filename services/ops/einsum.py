@@ -96,7 +96,10 @@ class Einsum(Op):
 
     def forward(self, xs: list[Array], a: EinsumArgs) -> Array:
         terms, out = parse(a.equation, len(xs))
-        return np.asarray(np.einsum(f"{','.join(terms)}->{out}", *xs), dtype=xs[0].dtype)
+        if "..." in out or not any("..." in t for t in terms):
+            return np.asarray(np.einsum(f"{','.join(terms)}->{out}", *xs), dtype=xs[0].dtype)
+        y = np.einsum(f"{','.join(terms)}->...{out}", *xs)  # '...' summed away, as torch does (numpy refuses to)
+        return np.asarray(y.reshape(-1, *y.shape[y.ndim - len(out):]).sum(axis=0), dtype=xs[0].dtype)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: EinsumArgs) -> list[Array | None]:
         terms, out_sub = parse(a.equation, len(xs))

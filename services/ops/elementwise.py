@@ -155,7 +155,8 @@ class Pow(Binary):
 
 @register
 class Xlogy(Binary):
-    """x * log(y), 0 where x == 0 (y NaN aside): F.kl_div's term; d/dx log(y) (where x == 0 too, as torch's), d/dy x / y."""
+    """x * log(y), 0 where x == 0 (y NaN aside): F.kl_div's term; d/dx log(y) (where x == 0 too, but 0 where x and y
+    are both 0, as torch's), d/dy x / y."""
 
     name = "xlogy"
     functions = ("torch.xlogy", "torch.special.xlogy")
@@ -175,7 +176,7 @@ class Xlogy(Binary):
     def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
         x, y = xs
         with np.errstate(all="ignore"):
-            gx, gy = g * np.log(y), g * x / y
+            gx, gy = g * np.where((x == 0) & (y == 0), 0, np.log(y)), g * x / y  # torch's: 0 only where both are 0
         return [unbroadcast(gx.astype(out.dtype), x.shape), unbroadcast(gy.astype(out.dtype), y.shape)]
 
 
@@ -260,7 +261,7 @@ _unary("softsign", lambda x: x / (1 + np.abs(x)), lambda g, y, x: g / np.square(
 _unary("mish", lambda x: x * np.tanh(np.logaddexp(0, x)),
        lambda g, y, x: g * (np.tanh(np.logaddexp(0, x)) + x * expit(x) * (1 - np.square(np.tanh(np.logaddexp(0, x))))),
        methods=None, call="F.mish")
-_unary("hardsigmoid", lambda x: np.clip(x / 6 + 0.5, 0, 1),  # torch's backward: one sixth as a float32 (1.0f / 6.0f)
+_unary("hardsigmoid", lambda x: np.clip(x + 3, 0, 6) / 6,  # torch's backward: one sixth as a float32 (1.0f / 6.0f)
        lambda g, y, x: np.where((x > -3) & (x < 3), g * float(np.float32(1) / np.float32(6)), 0),
        methods=None, call="F.hardsigmoid")
 _unary("hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6,

@@ -374,6 +374,8 @@ class InstanceNormArgs(BaseModel):
     """F.instance_norm's arguments with input statistics (no running buffers); momentum moves none here."""
 
     model_config = ConfigDict(extra="forbid")
+    running_mean: None = Field(None, description="running statistics are not traced: input statistics only")
+    running_var: None = None
     eps: float = Field(1e-5, gt=0)
     momentum: float = 0.1
     use_input_stats: Literal[True] = True
@@ -387,9 +389,9 @@ class InstanceNorm(GroupNorm):
 
     name = "instance_norm"
     Args = InstanceNormArgs  # type: ignore[assignment]
-    signature = None
     tensors = ("input", "weight", "bias")
-    positional = ()
+    signature = ("input", "running_mean", "running_var", "weight", "bias")  # torch's order; the running statistics
+    positional = ()  # are arguments that must be None (input statistics): a tensor given there is refused
     functions = ("F.instance_norm",)
 
     def shape(self, shapes: list[Shape], a: InstanceNormArgs) -> Shape:  # type: ignore[override]

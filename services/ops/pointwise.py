@@ -91,10 +91,13 @@ class FloorDivide(Binary):
         return [None, None]
 
 
-def _binary(name: str, fwd: Any, dx: Any, dy: Any) -> None:
-    """Register a float-only binary pointwise op from f(x, y) and its partial derivatives (x, y, out) -> array."""
+def _binary(name: str, fwd: Any, dx: Any, dy: Any, numbers: bool = True) -> None:
+    """Register a float-only binary pointwise op from f(x, y) and its partial derivatives (x, y, out) -> array;
+    `numbers`: whether torch takes a Python number as the second input."""
 
     class _B(Binary):
+        scalars = numbers
+
         def dtype(self, dtypes: list[str]) -> str:
             _floats(self, dtypes)
             return super().dtype(dtypes)
@@ -116,8 +119,8 @@ def _binary(name: str, fwd: Any, dx: Any, dy: Any) -> None:
     register(_B)
 
 
-_binary("atan2", np.arctan2, lambda x, y, o: y / (x * x + y * y), lambda x, y, o: -x / (x * x + y * y))
-_binary("hypot", np.hypot, lambda x, y, o: x / o, lambda x, y, o: y / o)
+_binary("atan2", np.arctan2, lambda x, y, o: y / (x * x + y * y), lambda x, y, o: -x / (x * x + y * y), numbers=False)
+_binary("hypot", np.hypot, lambda x, y, o: x / o, lambda x, y, o: y / o, numbers=False)
 _binary("copysign", np.copysign, lambda x, y, o: np.where(x == 0, 0, np.sign(x) * np.where(np.signbit(y), -1, 1)),
         lambda x, y, o: np.zeros_like(o))
 
@@ -206,7 +209,8 @@ class Lerp(Ternary):
 
     def forward(self, xs: list[Array], a: Any) -> Array:
         x, e, w = xs
-        return x + w * (e - x)
+        d = e - x
+        return np.where(np.abs(w) < 0.5, x + w * d, e - d * (1 - w))  # torch's two forms, for rounding
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
         x, e, w = xs

@@ -306,7 +306,7 @@ class Norm(Op):
                                                   ReduceArgs(dim=a.dim, keepdim=True))
             else:
                 p = float(a.p)  # type: ignore[arg-type]
-                d = np.where(n == 0, 0, np.sign(x64) * np.abs(x64) ** (p - 1) / n ** (p - 1))
+                d = np.where((n == 0) | (x64 == 0), 0, np.sign(x64) * np.abs(x64) ** (p - 1) / n ** (p - 1))
         return [(d * ge).astype(x.dtype)]
 
 

@@ -15,16 +15,17 @@ from services.ops.base import Array, Op, Shape, norm_dim, register
 from services.ops.indexing import DimArgs, _check_index, _gather_grid, _values_in
 
 
-def _check(op: str, shapes: list[Shape], dtypes: list[str] | None, d: int) -> None:
-    """torch's scatter rules: index has input's number of dims, no larger than src anywhere or input off `dim`."""
+def _check(op: str, shapes: list[Shape], src_is_tensor: bool, d: int) -> None:
+    """torch's scatter rules: index has input's number of dims, src (a tensor) index's shape, index no larger than
+    input off `dim`."""
     x, idx = shapes[0], shapes[1]
-    src = shapes[2] if len(shapes) > 2 else None
-    if len(idx) != len(x) or (src is not None and src != () and len(src) != len(x)):
+    src = shapes[2] if src_is_tensor else None
+    if len(idx) != len(x) or (src is not None and len(src) != len(x)):
         raise ShapeError(f"{op}: index {list(idx)} and src must have as many dims as input {list(x)}")
     for i, m in enumerate(idx):
         if i != d and m > x[i]:
             raise ShapeError(f"{op}: index {list(idx)} is larger than input {list(x)} at dim {i} (only dim {d} may differ)")
-    if src and src != idx:  # torch runs it, but its backward returns src a gradient of index's shape and fails
+    if src is not None and src != idx:  # torch runs it, but its backward returns src a gradient of index's shape and fails
         raise ShapeError(f"{op}: src {list(src)} and index {list(idx)} differ in shape: torch's backward fails there "
                          "(its gradient of src has index's shape); slice src to index's shape")
 
@@ -42,7 +43,8 @@ class Scatter(Op):
     def shape(self, shapes: list[Shape], a: DimArgs) -> Shape:
         if not shapes[0]:
             raise ShapeError(f"{self.name}: a 0-d input is not traced")
-        _check(self.name, shapes, None, norm_dim(a.dim, len(shapes[0])))
+        # a number as src has shape (), as a 0-d tensor would (which torch refuses: not told apart here)
+        _check(self.name, shapes, len(shapes) > 2 and shapes[2] != (), norm_dim(a.dim, len(shapes[0])))
         return shapes[0]
 
     def dtype(self, dtypes: list[str]) -> str:

@@ -371,6 +371,8 @@ def _check_mode(x: Shape, a: PadArgs) -> None:
                          "(torch: 2 pads for 2D or 3D input, 4 for 3D or 4D, 6 for 4D or 5D)")
     if a.value not in (None, 0):
         raise ShapeError(f'pad: padding mode "{a.mode}" doesn\'t take in value argument')
+    if 0 in x[len(x) - k - 1:]:  # the batch dim (of a batched input) alone may be empty
+        raise ShapeError(f"pad: {a.mode} mode needs non-zero sizes besides the batch dim, got {list(x)}")
     for j in range(k):
         d, lo, hi = len(x) - 1 - j, a.pad[2 * j], a.pad[2 * j + 1]
         if lo < 0 or hi < 0:
