@@ -196,6 +196,22 @@ class Pool2dLayer(_Layer):
     padding: IntPair = 0
 
 
+class Pool1dLayer(_Layer):
+    """nn.MaxPool1d, nn.AvgPool1d (text CNNs)."""
+
+    type: Literal["max_pool1d", "avg_pool1d"]
+    kernel_size: IntOne
+    stride: IntOne | None = None
+    padding: IntOne = 0
+
+
+class AdaptivePool1dLayer(_Layer):
+    """nn.AdaptiveAvgPool1d."""
+
+    type: Literal["adaptive_avg_pool1d"]
+    output_size: IntOne
+
+
 class AdaptivePoolLayer(_Layer):
     """nn.AdaptiveAvgPool2d."""
 
@@ -405,7 +421,7 @@ class CatLayer(_Layer):
 
 Layer = Annotated[
     Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
-    | Pool2dLayer | AdaptivePoolLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
+    | Pool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
     | SelfAttentionLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),
 ]

@@ -826,3 +826,20 @@ def test_scatter_family_as_people_write_it(tmp_path: Path) -> None:
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["x", "onehot", "y", "src", "z", "w", "acc", "v", "loss"])
     assert [t.result.nodes[k].grad_fn for k in ("y", "z", "w", "v")] == [type(g[k].grad_fn).__name__ for k in ("y", "z", "w", "v")]
+
+
+def test_one_dimensional_pooling_as_text_and_audio_cnns_write_it(tmp_path: Path) -> None:
+    """F.max_pool1d over time (`F.max_pool1d(h, h.size(2))`), with stride and padding, F.avg_pool1d,
+    F.adaptive_avg_pool1d, and nn.MaxPool1d / AvgPool1d / AdaptiveAvgPool1d in an nn.Sequential: torch's numbers; torch
+    runs them as the 2-d pool between an unsqueeze and a squeeze (SqueezeBackward1), and so does the trace."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+               "h = torch.randn(2, 4, 9, requires_grad=True)\na = F.max_pool1d(h, h.size(2)).squeeze(2)\n"
+               "b = F.max_pool1d(h, 3, stride=2, padding=1)\nc = F.avg_pool1d(h, 2)\nd = F.adaptive_avg_pool1d(h[0], 3)\n"
+               "net = nn.Sequential(nn.Conv1d(4, 4, 3, padding=1), nn.ReLU(), nn.MaxPool1d(2), nn.AvgPool1d(2, stride=1),\n"
+               "                    nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(4, 2))\ny = net(h)\n"
+               "loss = a.sum() + b.pow(2).sum() + c.sin().sum() + d.pow(2).sum() + y.pow(2).sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["h", "a", "b", "c", "d", "net", "y", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in ("b", "c")] == [type(g[k].grad_fn).__name__ for k in ("b", "c")] == ["SqueezeBackward1"] * 2

@@ -9,13 +9,15 @@ import ast
 import math
 from typing import Any
 
+from services.compiler import composites
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.values import T, Value
 from services.errors import ShapeError
 from services.ops.base import norm_dim
 
 FUNCTIONS = {"torch.tile", "torch.broadcast_to", "torch.hstack", "torch.vstack", "torch.row_stack", "torch.meshgrid",
-             "torch.repeat_interleave", "torch.diag", "torch.linalg.norm", "torch.linalg.vector_norm"}
+             "torch.repeat_interleave", "torch.diag", "torch.linalg.norm", "torch.linalg.vector_norm", "F.max_pool1d",
+             "F.avg_pool1d", "F.adaptive_avg_pool1d"}
 """The functions this module traces."""
 METHODS = {"tile", "broadcast_to", "repeat_interleave", "diag"}
 """Tensor methods of the same names."""
@@ -44,6 +46,8 @@ class Arranging(ExpressionCompiler):
             return self.meshgrid(node)
         if fn in ("norm", "vector_norm"):
             return self.linalg_norm(fn, node)
+        if fn.endswith("pool1d"):
+            return self.pool1d(fn, node)
         if fn == "tile" and receiver is not None and len(node.args) > 1 and not node.keywords:  # x.tile(2, 1, 1)
             dims = [self.const(a) for a in node.args]
             return self.emit("repeat", [receiver], {"sizes": [1] * (len(self.shape(receiver)) - len(dims)) + dims}, node)
@@ -126,6 +130,26 @@ class Arranging(ExpressionCompiler):
             r = self.emit("reshape", [v], {"shape": view}, node, name=self.temp())
             outs.append(self.emit("expand", [r], {"size": grid}, node, name=names[k] if names else f"{base}.{k}"))
         return tuple(outs)
+
+    def pool1d(self, fn: str, node: ast.Call) -> T:
+        """F.max_pool1d(x, kernel_size, stride=None, padding=0), F.avg_pool1d, F.adaptive_avg_pool1d(x, output_size)
+        (a text CNN's max over time): the 2-d pool between an unsqueeze and a squeeze, as torch runs them."""
+        names = ("input", "output_size") if fn.startswith("adaptive") else ("input", "kernel_size", "stride", "padding")
+        given = self.params(node, names, None, f"F.{fn}")
+        x = self.tensor(given["input"])
+        if len(self.shape(x)) not in (2, 3):
+            raise self.err(node, f"{fn} needs input (N, C, L) or (C, L), got {list(self.shape(x))}")
+        vals = {k: self.const(v) for k, v in given.items() if k != "input" and v is not None}
+        one = {k: v[0] if isinstance(v, (list, tuple)) and len(v) == 1 else v for k, v in vals.items()}
+        size = one.get("output_size", one.get("kernel_size"))
+        if not isinstance(size, int) or any(not isinstance(v, int) for v in one.values() if v is not None):
+            raise self.err(node, f"F.{fn} takes int sizes here, got {vals}")
+        op = fn.replace("1d", "2d")
+
+        def add(o: str, inputs: list[Any], args: dict[str, Any], last: bool) -> str:
+            return self.emit(o, inputs, args, node, name=None if last else self.temp()).name
+
+        return T(composites.pool1d(add, x.name, op, size, one.get("stride"), one.get("padding", 0)))
 
     def linalg_norm(self, fn: str, node: ast.Call) -> T:
         """torch.linalg.vector_norm(x, ord=2, dim, keepdim) and torch.linalg.norm(x, ord=None, dim, keepdim) of vectors

@@ -53,3 +53,14 @@ def cosine_similarity(add: Add, x1: str, x2: str, shapes: tuple[tuple[int, ...],
         norm = add("clamp_min", [add("norm", [wide], {"p": 2, "dim": dim, "keepdim": True}, False)], {"min": eps}, False)
         scaled.append(add("div", [wide, norm], {}, False))
     return add("sum", [add("mul", scaled, {}, False)], {"dim": dim}, True)
+
+
+def pool1d(add: Add, x: str, op: str, size: int, stride: int | None = None, padding: int = 0) -> str:
+    """F.max_pool1d / avg_pool1d / adaptive_avg_pool1d as torch runs them: the 2-d pool over a height of 1 between an
+    unsqueeze and a squeeze (SqueezeBackward1 over MaxPool2DWithIndicesBackward0 over UnsqueezeBackward0)."""
+    if op == "adaptive_avg_pool2d":
+        args: dict[str, Any] = {"output_size": [1, size]}
+    else:
+        args = {"kernel_size": [1, size], "padding": [0, padding], **({"stride": [1, stride]} if stride is not None else {})}
+    tall = add("unsqueeze", [x], {"dim": -2}, False)
+    return add("squeeze", [add(op, [tall], args, False)], {"dim": -2}, True)

@@ -19,6 +19,7 @@ from services.ir import Event, Input, Leaf, Stream
 from services.ops.base import pair
 from shared.spec import (
     ActivationLayer,
+    AdaptivePool1dLayer,
     AdaptivePoolLayer,
     AddLayer,
     BatchNormLayer,
@@ -41,6 +42,7 @@ from shared.spec import (
     LinearLayer,
     PadLayer,
     PixelShuffleLayer,
+    Pool1dLayer,
     Pool2dLayer,
     SelfAttentionLayer,
     SoftmaxLayer,
@@ -360,6 +362,25 @@ def _pool_args(c: Pool2dLayer) -> dict[str, Any]:
     return {"kernel_size": c.kernel_size, "padding": c.padding, **({"stride": c.stride} if c.stride is not None else {})}
 
 
+def _pool1d(e: Emitter, call: Call) -> str:
+    """nn.MaxPool1d / AvgPool1d / AdaptiveAvgPool1d: the 2-d pool over a height of 1, as torch runs them."""
+    c: Pool1dLayer | AdaptivePool1dLayer = call.cfg
+    shape = e.shape(call.inputs[0])
+    if len(shape) not in (2, 3):
+        raise e.error(f"{c.type} needs input (N, C, L) or (C, L), got {list(shape)}")
+
+    def one(v: Any) -> Any:
+        return v[0] if isinstance(v, (list, tuple)) else v
+
+    if isinstance(c, AdaptivePool1dLayer):
+        return composites.pool1d(_adder(e, call), call.inputs[0], "adaptive_avg_pool2d", one(c.output_size))
+    return composites.pool1d(_adder(e, call), call.inputs[0], c.type.replace("1d", "2d"), one(c.kernel_size),
+                             one(c.stride), one(c.padding))
+
+
+layer(LayerDef("max_pool1d", "MaxPool1d", Pool1dLayer, _pool1d))
+layer(LayerDef("avg_pool1d", "AvgPool1d", Pool1dLayer, _pool1d))
+layer(LayerDef("adaptive_avg_pool1d", "AdaptiveAvgPool1d", AdaptivePool1dLayer, _pool1d))
 layer(LayerDef("max_pool2d", "MaxPool2d", Pool2dLayer, _plain("max_pool2d", _pool_args)))
 layer(LayerDef("avg_pool2d", "AvgPool2d", Pool2dLayer, _plain("avg_pool2d", _pool_args)))
 layer(LayerDef("adaptive_avg_pool2d", "AdaptiveAvgPool2d", AdaptivePoolLayer,
