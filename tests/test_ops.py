@@ -458,6 +458,8 @@ for op in ("addcmul", "addcdiv"):
          N("y", op, "a", "p", "q", value=0.5), N("z", "mul", "y", "y"))
 case("add-alpha", {"a": normal(2, 3, seed=77), "b": normal(3, seed=78)}, N("y", "add", "a", "b", alpha=-0.5))
 case("sub-alpha", {"a": normal(2, 3, seed=77), "b": normal(3, seed=78)}, N("y", "sub", "a", "b", alpha=3))
+case("remainder-int64", {"t": given([[7, -7, 3], [10, 4, -1]], dtype="int64"), "x": normal(2, 3, seed=79)},
+     N("q", "remainder", "t", 3), N("y", "mul", "x", "q"))  # `idx % 3`: int64, exactly
 case("floor_divide-int64", {"t": given([[7, -7, 3], [10, 4, -1]], dtype="int64"), "x": normal(2, 3, seed=79)},
      N("q", "floor_divide", "t", 3), N("y", "mul", "x", "q"))
 case("conv2d-same", {"x": normal(1, 2, 5, 6, seed=43), "w": normal(3, 2, 3, 5, seed=44)}, N("y", "conv2d", "x", "w", padding="same"))

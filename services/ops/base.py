@@ -225,3 +225,12 @@ def pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     if isinstance(v, int):
         return (v, v)
     return (int(v[0]), int(v[1]))
+
+
+def same_float(name: str, dtypes: list[str]) -> str:
+    """The one floating dtype all tensor inputs share; torch's norms, linalg and einsum reject mixed dtypes."""
+    if dtypes[0] not in ("float32", "float64"):
+        raise ShapeError(f"{name}: input must be a floating point tensor, got {dtypes[0]}")
+    if any(d != dtypes[0] for d in dtypes[1:]):
+        raise ShapeError(f"{name}: all tensors must share one dtype (torch does not promote here), got {dtypes}")
+    return dtypes[0]

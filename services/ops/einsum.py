@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from services.errors import ShapeError
-from services.ops.base import Array, Op, Shape, register, unbroadcast
+from services.ops.base import Array, Op, Shape, register, same_float, unbroadcast
 
 
 class EinsumArgs(BaseModel):
@@ -87,9 +87,7 @@ class Einsum(Op):
         return tuple(sizes[c] for c in letters[:k]) + (ell if "..." in out else ()) + tuple(sizes[c] for c in letters[k:])
 
     def dtype(self, dtypes: list[str]) -> str:
-        if any(d not in ("float32", "float64") for d in dtypes) or len(set(dtypes)) > 1:
-            raise ShapeError(f"einsum: operands must share one floating dtype, got {dtypes}")
-        return dtypes[0]
+        return same_float(self.name, dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: EinsumArgs) -> Any:
         return t.einsum(a.equation, *xs)

@@ -9,18 +9,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from services.errors import ShapeError
-from services.ops.base import Array, NoArgs, Op, Shape, register, unbroadcast
+from services.ops.base import Array, NoArgs, Op, Shape, register, same_float, unbroadcast
 
 
 def _square(name: str, x: Shape, batched: bool = True) -> None:
     if len(x) < 2 or x[-1] != x[-2] or (not batched and len(x) != 2):
         raise ShapeError(f"{name}: expected a {'(*, n, n)' if batched else '2-d'} square matrix, got shape {list(x)}")
-
-
-def _float(name: str, dtypes: list[str]) -> str:
-    if any(d not in ("float32", "float64") for d in dtypes) or len(set(dtypes)) > 1:
-        raise ShapeError(f"{name}: expected floating point tensors of one dtype, got {dtypes}")
-    return dtypes[0]
 
 
 @register
@@ -38,7 +32,7 @@ class Trace(Op):
         return ()
 
     def dtype(self, dtypes: list[str]) -> str:
-        return _float(self.name, dtypes)
+        return same_float(self.name, dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: NoArgs) -> Any:
         return t.trace(xs[0])
@@ -111,7 +105,7 @@ class Inv(Op):
         return shapes[0]
 
     def dtype(self, dtypes: list[str]) -> str:
-        return _float(self.name, dtypes)
+        return same_float(self.name, dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: NoArgs) -> Any:
         return t.linalg.inv(xs[0])
@@ -138,7 +132,7 @@ class Det(Op):
         return shapes[0][:-2]
 
     def dtype(self, dtypes: list[str]) -> str:
-        return _float(self.name, dtypes)
+        return same_float(self.name, dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: NoArgs) -> Any:
         return t.linalg.det(xs[0])
@@ -187,7 +181,7 @@ class Solve(Op):
         return (*np.broadcast_shapes(A[:-2], B[:-2]), A[-1], B[-1])
 
     def dtype(self, dtypes: list[str]) -> str:
-        return _float(self.name, dtypes)
+        return same_float(self.name, dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: NoArgs) -> Any:
         return t.linalg.solve(xs[0], xs[1])

@@ -12,16 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import ShapeError
-from services.ops.base import Array, Op, Shape, register
-
-
-def same_float(name: str, dtypes: list[str]) -> str:
-    """The one floating dtype all tensor inputs share; torch's norms reject mixed dtypes on CPU."""
-    if dtypes[0] not in ("float32", "float64"):
-        raise ShapeError(f"{name}: input must be a floating point tensor, got {dtypes[0]}")
-    if any(d != dtypes[0] for d in dtypes[1:]):
-        raise ShapeError(f"{name}: all tensors must share one dtype (torch does not promote here), got {dtypes}")
-    return dtypes[0]
+from services.ops.base import Array, Op, Shape, register, same_float
 
 
 def normalize(x: Array, axes: tuple[int, ...], eps: float) -> tuple[Array, Array]:

@@ -20,44 +20,44 @@ def _floats(op: Op, dtypes: list[str]) -> None:
         raise ShapeError(f"{op.name}: this op needs floating point tensors here, got {dtypes}: cast with .float()")
 
 
+class Modulo(Binary):
+    """x - round(x / y) * y for a rounding (computed exactly, ints too, by numpy's `exact`); d/dx 1, d/dy -round(x / y)."""
+
+    rounding: Any = None
+    exact: Any = None
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        with np.errstate(all="ignore"):
+            return type(self).exact(xs[0], xs[1])
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x, y = xs
+        with np.errstate(all="ignore"):
+            return [unbroadcast(g, x.shape), unbroadcast((-g * type(self).rounding(x / y)).astype(g.dtype), y.shape)]
+
+
 @register
-class Remainder(Binary):
-    """x % y (torch.remainder): x - floor(x / y) * y, the divisor's sign; d/dx 1, d/dy -floor(x / y)."""
+class Remainder(Modulo):
+    """x % y (torch.remainder): floor rounding, the divisor's sign."""
 
     name = "remainder"
     functions = ("torch.remainder",)
     methods = ("remainder",)
     pyop = operator.mod
-
-    def forward(self, xs: list[Array], a: Any) -> Array:
-        with np.errstate(all="ignore"):
-            return np.mod(xs[0], xs[1])
-
-    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
-        x, y = xs
-        with np.errstate(all="ignore"):
-            return [unbroadcast(g, x.shape), unbroadcast((-g * np.floor(x / y)).astype(g.dtype), y.shape)]
+    rounding, exact = np.floor, np.mod
 
 
 @register
-class Fmod(Binary):
-    """torch.fmod(x, y): x - trunc(x / y) * y, the dividend's sign; d/dx 1, d/dy -trunc(x / y)."""
+class Fmod(Modulo):
+    """torch.fmod(x, y): trunc rounding, the dividend's sign."""
 
     name = "fmod"
     functions = ("torch.fmod",)
     methods = ("fmod",)
+    rounding, exact = np.trunc, np.fmod
 
     def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
         return t.fmod(xs[0], xs[1])
-
-    def forward(self, xs: list[Array], a: Any) -> Array:
-        with np.errstate(all="ignore"):
-            return np.fmod(xs[0], xs[1])
-
-    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
-        x, y = xs
-        with np.errstate(all="ignore"):
-            return [unbroadcast(g, x.shape), unbroadcast((-g * np.trunc(x / y)).astype(g.dtype), y.shape)]
 
 
 @register
