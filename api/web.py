@@ -50,6 +50,7 @@ EXAMPLES: tuple[Example, ...] = (
     Example("training_loop", "Training loop (its first step)", "training_loop.py"),
     Example("lstm_tagger", "LSTM tagger (PyTorch tutorial)", "lstm_tagger.py"),
     Example("dcgan_generator", "DCGAN generator step (PyTorch tutorial)", "dcgan_generator.py"),
+    Example("transformer_tutorial", "nn.Transformer language model (PyTorch tutorial)", "transformer_tutorial.py"),
     Example("resnet_block", "ResNet block", "resnet_block.py"),
     Example("rnn_unrolled", "RNN through time (a loop)", "rnn_unrolled.py"),
     Example("resnet_block_json", "ResNet block (model spec)", "resnet_block.json"),

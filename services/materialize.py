@@ -28,7 +28,7 @@ INITS = {
 MODULES = {
     "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
     "InstanceNorm3d", "Embedding", "MultiheadAttention",
-    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
+    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "TransformerEncoderLayer", "TransformerEncoder",
 }
 """torch.nn classes a 'module' event may construct (those with parameters)."""
 
@@ -99,9 +99,9 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
         _keep(values, ev.target, made)
     elif ev.op == "module":
         assert a["cls"] in MODULES, a["cls"]
-        module = getattr(torch.nn, a["cls"])(**a["kwargs"], dtype=_dtype(torch, a["dtype"]))
+        module, original = _module(torch, a["cls"], a["kwargs"], _dtype(torch, a["dtype"]))
         for attr, target in a["params"].items():
-            t: Any = module
+            t: Any = module if original is None or attr.startswith("layers.") else original
             for part in attr.split("."):
                 t = getattr(t, part)
             _keep(values, target, t.detach())
@@ -134,6 +134,15 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
         _keep(values, ev.target, noise)
     else:
         raise ValueError(f"unknown stream event '{ev.op}'")
+
+
+def _module(torch: Any, cls: str, kwargs: dict[str, Any], dtype: Any) -> tuple[Any, Any]:
+    """The torch.nn module, and for nn.TransformerEncoder the layer it copies (whose own parameters a program may hold
+    too: `layer.linear1.weight`, against `layers.0.linear1.weight` of the encoder)."""
+    if cls != "TransformerEncoder":
+        return getattr(torch.nn, cls)(**kwargs, dtype=dtype), None
+    layer = torch.nn.TransformerEncoderLayer(**kwargs["encoder_layer"], dtype=dtype)
+    return torch.nn.TransformerEncoder(layer, kwargs["num_layers"], enable_nested_tensor=False), layer
 
 
 def _get(torch: Any, values: dict[str, Any], name: str | None, leaves: dict[str, Leaf]) -> Any:

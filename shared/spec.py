@@ -337,18 +337,59 @@ class EmbeddingLayer(_Layer):
 
 
 class SelfAttentionLayer(_Layer):
-    """Multi-head self-attention as nn.MultiheadAttention(embed_dim, num_heads, bias, batch_first=True)(x, x, x)
-    computes it: in_proj (linear), split into heads, scaled_dot_product_attention, out_proj (linear).
+    """Multi-head self-attention as nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, batch_first=True)(x, x, x,
+    need_weights=False) computes it: in_proj (linear), split into heads, scaled_dot_product_attention (with dropout in
+    training: its math, the weights' dropout mask drawn from torch's generator), out_proj (linear).
     Parameters are named like its state_dict: in_proj_weight, in_proj_bias, out_proj.weight, out_proj.bias."""
 
     type: Literal["self_attention"]
     embed_dim: int = Field(ge=1)
     num_heads: int = Field(ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the attention weights (training mode).")
     bias: bool = True
-    causal: bool = Field(False, description="Causal masking (each position attends to itself and earlier ones).")
+    add_bias_kv: Literal[False] = Field(False, description="Not supported (bias_k / bias_v).")
+    add_zero_attn: Literal[False] = Field(False, description="Not supported.")
+    kdim: int | None = Field(None, description="Only None or embed_dim: keys of the query's size.")
+    vdim: int | None = Field(None, description="Only None or embed_dim: values of the query's size.")
     batch_first: bool = Field(True, description="3-d inputs are (N, L, E); false: (L, N, E), nn.MultiheadAttention's "
                                                 "own default (a program's nn.MultiheadAttention(...) without it).")
+    causal: bool = Field(False, description="Causal masking (each position attends to itself and earlier ones).")
     weights: Weights = None
+
+    @model_validator(mode="after")
+    def _same_dims(self) -> SelfAttentionLayer:
+        for name in ("kdim", "vdim"):
+            if getattr(self, name) not in (None, self.embed_dim):
+                raise ValueError(f"{name}={getattr(self, name)}: keys and values of another size than embed_dim "
+                                 f"({self.embed_dim}) are not supported")
+        return self
+
+
+class TransformerBlockLayer(_Layer):
+    """nn.TransformerEncoderLayer: self-attention and a feed-forward block, each with dropout, a residual connection and
+    a LayerNorm (after it, or before with norm_first), as torch's own Python forward computes it in training. Parameters as
+    its state_dict: self_attn.in_proj_weight, ..., linear1.weight, linear2.weight, norm1.weight, norm2.weight."""
+
+    type: Literal["transformer_encoder_layer"]
+    d_model: int = Field(ge=1)
+    nhead: int = Field(ge=1)
+    dim_feedforward: int = Field(2048, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    activation: Literal["relu", "gelu"] = "relu"
+    layer_norm_eps: float = Field(1e-5, gt=0)
+    batch_first: bool = False
+    norm_first: bool = False
+    bias: bool = True
+    causal: bool = Field(False, description="Model specs: a causal mask (a program passes src_mask / is_causal).")
+    weights: Weights = None
+
+
+class TransformerEncoderStackLayer(TransformerBlockLayer):
+    """nn.TransformerEncoder(nn.TransformerEncoderLayer(...), num_layers): num_layers copies of one layer (torch
+    deep-copies it, so every layer starts with the same parameters), named layers.0.self_attn.in_proj_weight, ..."""
+
+    type: Literal["transformer_encoder"]  # type: ignore[assignment]
+    num_layers: int = Field(1, ge=1, le=64)
 
 
 class RNNLayer(_Layer):
@@ -422,7 +463,7 @@ class CatLayer(_Layer):
 Layer = Annotated[
     Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
     | Pool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
-    | SelfAttentionLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
+    | SelfAttentionLayer | TransformerBlockLayer | TransformerEncoderStackLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),
 ]
 

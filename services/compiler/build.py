@@ -122,6 +122,9 @@ class GraphBuilder:
         self.saved_by_torch: dict[str, str] = {}
         """Tensors torch's own fused modules keep for backward where gradtrace's unrolled nodes do not (an nn.LSTM's
         output), by name: what kept them. An in-place change of one fails at torch's backward()."""
+        self.layouts: dict[str, tuple[int, ...]] = {}
+        """Memory order (dims, outermost first) of the transposes and permutes whose torch tensor is not contiguous:
+        torch's random fills of a tensor like it (dropout's mask) draw in that order."""
         self.computed: dict[str, Node] = {}
         """Nodes made leaves by node_to_leaf, by name."""
         self.total = 0
@@ -317,9 +320,25 @@ class GraphBuilder:
         self.used.update(names)
         if op.view and names:
             self.views.setdefault(names[0], []).append(raw.name)
+            if raw.op in ("transpose", "permute", "t") and len(shape) > 1:
+                self._permuted(raw.name, names[0], raw.op, args, len(shape))
         node = Node(raw.name, op, list(inputs), args, shape, dtype, rg, raw.expr, raw.line)
         self.nodes.append(node)
         return node
+
+    def _permuted(self, name: str, source: str, op: str, args: Any, ndim: int) -> None:
+        """Record the memory order of `name`, a transpose / permute / t of `source` (torch's strides)."""
+        order = self.layouts.get(source, tuple(range(ndim)))
+        if op == "permute":  # output dim i is input dim dims[i]
+            inverse = [0] * ndim
+            for i, d in enumerate(args.dims):
+                inverse[d % ndim] = i
+            new = tuple(inverse[d] for d in order)
+        else:
+            a, b = (0, 1) if op == "t" else (args.dim0 % ndim, args.dim1 % ndim)
+            new = tuple(b if d == a else a if d == b else d for d in order)
+        if new != tuple(range(ndim)):
+            self.layouts[name] = new
 
     def finish(self, output: str | None, grad_output: Any, no_ops_loc: tuple[str | int, ...] = (), **graph_fields: Any) -> Graph:
         """Pick the output (default: the last node) and shape its gradient; the Graph."""

@@ -44,7 +44,6 @@ from shared.spec import (
     PixelShuffleLayer,
     Pool1dLayer,
     Pool2dLayer,
-    SelfAttentionLayer,
     SoftmaxLayer,
     UnflattenLayer,
     UpsampleLayer,
@@ -108,12 +107,18 @@ class Emitter:
         return name
 
     def dropout_mask(self, name: str, like: str, p: float) -> str:
-        """A leaf holding torch's dropout noise for `like` (bernoulli(1 - p) / (1 - p)), drawn here in order."""
+        """A leaf holding torch's dropout noise for `like` (bernoulli(1 - p) / (1 - p)), drawn here in order. torch
+        fills it in `like`'s memory order: for a transposed tensor (nn.MultiheadAttention's batch_first output) the
+        leaf is drawn in that order and permuted to `like`'s shape."""
         name = self.unique(name)
-        leaf = Leaf(name, self.shape(like), self.builder.dtypes[like], False, init=f"dropout mask, p={p:g}")
+        shape, order = self.shape(like), self.builder.layouts.get(like)
+        drawn = shape if order is None else tuple(shape[d] for d in order)
+        leaf = Leaf(name, drawn, self.builder.dtypes[like], False, init=f"dropout mask, p={p:g}")
         self.builder.add_leaf(leaf, self.loc)
         self.stream.events.append(Event("dropout_mask", name, {"p": p}))
-        return name
+        if order is None:
+            return name
+        return self.node(self.unique(f"{name}.layout"), "permute", [name], {"dims": [order.index(i) for i in range(len(order))]})
 
 
 @dataclass
@@ -129,7 +134,9 @@ class Call:
     """The layer's path ('conv', 'net.0'): names its parameters and its other nodes."""
     training: bool = True
     states: dict[str, str] = field(default_factory=dict)
-    """Outputs besides `out`, by name: a recurrent layer's final states ('h_n', 'c_n')."""
+    """Outputs besides `out`, by name: a recurrent layer's final states ('h_n', 'c_n'), attention weights."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """What a program's call gives besides the input (an attention's key, value and masks)."""
 
 
 Emit = Callable[[Emitter, Call], str]
@@ -304,45 +311,6 @@ layer(LayerDef(
     "embedding", "Embedding", EmbeddingLayer, _embedding, lambda c: [("weight", (c.num_embeddings, c.embedding_dim))],
 ))
 
-
-def _attention(e: Emitter, call: Call) -> str:
-    """in_proj, split into q, k, v and heads, scaled_dot_product_attention, merge heads, out_proj."""
-    c: SelfAttentionLayer = call.cfg
-    params, out, p = call.params, call.out, call.prefix
-    x = call.inputs[0]
-    shape = e.shape(x)
-    if len(shape) not in (2, 3) or shape[-1] != c.embed_dim:
-        raise e.error(f"self_attention expects (L, {c.embed_dim}) or (N, L, {c.embed_dim}), got {list(shape)}")
-    if c.embed_dim % c.num_heads:
-        raise e.error(f"embed_dim {c.embed_dim} is not divisible by num_heads {c.num_heads}")
-    seq_first = not c.batch_first and len(shape) == 3
-    if seq_first:  # (L, N, E): attention runs over dim 0
-        x = e.node(f"{p}.batch_first", "transpose", [x], {"dim0": 0, "dim1": 1}, expr=f"{x}.transpose(0, 1)")
-        shape = e.shape(x)
-    lead, L, d = list(shape[:-2]), shape[-2], c.embed_dim // c.num_heads
-    w = [params["in_proj_weight"]] + ([params["in_proj_bias"]] if "in_proj_bias" in params else [])
-    qkv = e.node(f"{p}.qkv", "linear", [x, *w], expr=f"in_proj({x})")
-    heads = []
-    for k, part in enumerate("qkv"):
-        t = e.node(f"{p}.{part}", "chunk", [qkv], {"chunks": 3, "dim": -1, "index": k}, expr=f"{qkv}.chunk(3, -1)[{k}]")
-        t = e.node(f"{p}.{part}.view", "reshape", [t], {"shape": [*lead, L, c.num_heads, d]})
-        heads.append(e.node(f"{p}.{part}.heads", "transpose", [t], {"dim0": -3, "dim1": -2}))
-    a = e.node(f"{p}.attn", "scaled_dot_product_attention", heads, {"is_causal": c.causal})
-    a = e.node(f"{p}.merge", "transpose", [a], {"dim0": -3, "dim1": -2})
-    a = e.node(f"{p}.concat", "reshape", [a], {"shape": [*lead, L, c.embed_dim]})
-    wo = [params["out_proj.weight"]] + ([params["out_proj.bias"]] if "out_proj.bias" in params else [])
-    if seq_first:
-        a = e.node(f"{p}.out_proj", "linear", [a, *wo], expr=f"out_proj({a})")
-        return e.node(out, "transpose", [a], {"dim0": 0, "dim1": 1}, expr=f"{a}.transpose(0, 1)")
-    return e.node(out, "linear", [a, *wo], expr=f"out_proj({a})")
-
-
-layer(LayerDef(
-    "self_attention", "MultiheadAttention", SelfAttentionLayer, _attention,
-    lambda c: [("in_proj_weight", (3 * c.embed_dim, c.embed_dim))] + ([("in_proj_bias", (3 * c.embed_dim,))] if c.bias else [])
-    + [("out_proj.weight", (c.embed_dim, c.embed_dim))] + ([("out_proj.bias", (c.embed_dim,))] if c.bias else []),
-    torch_kwargs=lambda c: {"embed_dim": c.embed_dim, "num_heads": c.num_heads, "bias": c.bias, "batch_first": c.batch_first},
-))
 
 # ---- layers without parameters -----------------------------------------------------------------
 
@@ -571,3 +539,4 @@ def check_params(d: LayerDef, cfg: Any) -> None:
 
 
 from services.compiler import recurrent as _recurrent  # noqa: E402,F401  (registers nn.RNN, nn.LSTM, nn.GRU)
+from services.compiler import transformer as _transformer  # noqa: E402,F401  (nn.MultiheadAttention, nn.Transformer*)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+import numpy as np
+
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.layers import BY_MODULE, LAYERS, Call, Emitter, add_params, param_event
-from services.compiler.values import DType, Instance, ModuleInst, T, Untraced, Value, is_number
+from services.compiler.transformer import Masks
+from services.compiler.values import DType, Instance, ModuleInst, T, Value, is_number
 from shared.spec import DropoutLayer
 
 
@@ -21,6 +24,8 @@ class ModuleCalls(ExpressionCompiler):
             return self.container(cls, node)
         if cls == "ModuleDict":
             return self.module_dict(node)
+        if cls == "TransformerEncoder":
+            return self.transformer_encoder(node)
         d = BY_MODULE[cls]
         names = d.positional()
         if len(node.args) > len(names):
@@ -212,6 +217,8 @@ class ModuleCalls(ExpressionCompiler):
         self.ensure_path(m, None)
         if m.layer is not None and m.layer.type == "self_attention":
             return self.attention_call(m, node)
+        if m.layer is not None and m.layer.type in ("transformer_encoder_layer", "transformer_encoder"):
+            return self.transformer_call(m, node)
         if m.layer is not None and m.layer.type in ("rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell"):
             return self.recurrent_call(m, node)
         if node.keywords:
@@ -232,24 +239,107 @@ class ModuleCalls(ExpressionCompiler):
         return out
 
     def attention_call(self, m: ModuleInst, node: ast.Call) -> Value:
-        """attn(x, x, x) / attn(x, x, x, need_weights=False): nn.MultiheadAttention's (output, weights). Self-attention
-        is traced (query, key and value one tensor); masks are not. The weights are not traced (an Untraced)."""
+        """attn(q, k, v, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True,
+        is_causal=False): nn.MultiheadAttention's (output, weights), as torch computes them (weights None when not
+        asked for); `out, w = attn(x, x, x)` names both."""
         names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights", "is_causal")
-        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
-        if set(given) - set(names) or not {"query", "key", "value"} <= set(given):
-            raise self.err(node, "nn.MultiheadAttention is called with (query, key, value, ...)")
+        given = self.named_args(node, names, "nn.MultiheadAttention", 3)
         q, k, v = (self.tensor(given[a]) for a in ("query", "key", "value"))
-        if not q == k == v:
-            raise self.err(node, "nn.MultiheadAttention: only self-attention is traced (query, key and value one tensor)")
-        for opt in ("key_padding_mask", "attn_mask", "is_causal"):
-            if opt in given and (isinstance(self.expr(given[opt]), T) or self.const(given[opt]) not in (None, False)):
-                raise self.err(given[opt], f"nn.MultiheadAttention: {opt} is not traced (build the mask into the model "
-                                           "spec's self_attention with causal: true, or write the attention out)")
-        need = bool(self.const(given["need_weights"])) if "need_weights" in given else True
+        masks = Masks(**{opt: self.mask_arg(given, opt, m.kind) for opt in ("attn_mask", "key_padding_mask")},
+                      **{opt: bool(self.const(given[opt])) for opt in ("need_weights", "average_attn_weights", "is_causal") if opt in given})
+        if "need_weights" not in given:
+            masks.need_weights = True
         pair = node is self.stmt_expr and len(self.stmt_names) == 2
         out = self.stmt_names[0] if pair else self.fresh(f"{m.path}.out")
-        y = T(self.apply_module(m, [q.name], out, node))
-        return (y, Untraced("the attention weights (not traced)") if need else None)
+        call = Call(m.cfg, m.params, [q.name], out, m.path, m.training)  # type: ignore[arg-type]
+        call.options = {"tensors": [q.name, k.name, v.name], "masks": masks}
+        if pair and masks.need_weights:
+            call.states["weights"] = self.stmt_names[1]
+        y = T(m.layer.emit(self.emitter(node, out), call))  # type: ignore[union-attr]
+        return (y, T(call.states["weights"]) if masks.need_weights else None)
+
+    def transformer_call(self, m: ModuleInst, node: ast.Call) -> Value:
+        """layer(src, src_mask=None, src_key_padding_mask=None, is_causal=False) / encoder(src, mask=None,
+        src_key_padding_mask=None, is_causal=None): torch's masks and causal hint; the encoder's norm after its layers."""
+        encoder = m.layer.type == "transformer_encoder"  # type: ignore[union-attr]
+        mask = "mask" if encoder else "src_mask"
+        given = self.named_args(node, ("src", mask, "src_key_padding_mask", "is_causal"), f"nn.{m.kind}", 1)
+        x = self.tensor(given["src"])
+        masks = Masks(attn_mask=self.mask_arg(given, mask, m.kind),
+                      key_padding_mask=self.mask_arg(given, "src_key_padding_mask", m.kind))
+        causal = self.const(given["is_causal"]) if "is_causal" in given else None
+        if encoder and causal is None and masks.attn_mask is not None:  # torch's _detect_is_causal_mask
+            causal = self.is_causal_mask(masks.attn_mask, self.shape(x)[1 if m.cfg.batch_first and len(self.shape(x)) == 3 else 0])
+        masks.is_causal = bool(causal)
+        norm = m.children[0] if m.children else None
+        out = self.fresh(f"{m.path}.out") if norm is not None else self.name_for(node)
+        call = Call(m.cfg, m.params, [x.name], out, m.path, m.training)  # type: ignore[arg-type]
+        call.options = {"masks": masks}
+        y = m.layer.emit(self.emitter(node, out), call)  # type: ignore[union-attr]
+        if norm is not None:
+            y = self.apply_module(norm, [y], self.name_for(node), node, f"{norm.path}({y})")
+        return T(y)
+
+    def named_args(self, node: ast.Call, names: tuple[str, ...], what: str, required: int) -> dict[str, ast.expr]:
+        """A call's arguments by parameter name (torch's order), each at most once, the first `required` given."""
+        given: dict[str, ast.expr] = dict(zip(names, node.args, strict=False))
+        for k in node.keywords:
+            if k.arg not in names or k.arg in given:
+                raise self.err(node, f"{what} is called with ({', '.join(names)})")
+            given[k.arg] = k.value
+        if len(node.args) > len(names) or not set(names[:required]) <= set(given):
+            raise self.err(node, f"{what} is called with ({', '.join(names)})")
+        return given
+
+    def mask_arg(self, given: dict[str, ast.expr], name: str, what: str) -> str | None:
+        """A mask argument: a tensor's name, or None."""
+        if name not in given:
+            return None
+        v = self.expr(given[name])
+        if v is None:
+            return None
+        if not isinstance(v, T):
+            raise self.err(given[name], f"nn.{what}: {name} is a tensor or None, not {_kind(v)}")
+        return v.name
+
+    def is_causal_mask(self, mask: str, length: int) -> bool:
+        """torch's _detect_is_causal_mask: the mask equals generate_square_subsequent_mask(length) (its value known
+        here: a leaf made from constants); otherwise not causal, as torch finds for any other mask."""
+        leaf = self.builder.leaves.get(mask)
+        value = getattr(leaf, "value", None)
+        if value is None or tuple(value.shape) != (length, length):
+            return False
+        return bool(np.array_equal(value, np.triu(np.full((length, length), -np.inf), 1)))
+
+    def emitter(self, node: ast.Call, out: str) -> Emitter:
+        """An Emitter at the call's position, the output showing the call's text."""
+        return Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1,
+                       texts={out: self.src(node)})
+
+    def transformer_encoder(self, node: ast.Call) -> ModuleInst:
+        """nn.TransformerEncoder(encoder_layer, num_layers, norm=None, ...): num_layers deep copies of the layer (the same
+        starting parameters, as torch's deepcopy gives: the layer's own construction draws them once), then `norm`."""
+        given = self.named_args(node, ("encoder_layer", "num_layers", "norm", "enable_nested_tensor", "mask_check"),
+                               "nn.TransformerEncoder", 2)
+        el = self.expr(given["encoder_layer"])
+        if not isinstance(el, ModuleInst) or el.layer is None or el.layer.type != "transformer_encoder_layer":
+            raise self.err(node, f"nn.TransformerEncoder takes an nn.TransformerEncoderLayer, not {_kind(el)}")
+        n = self.const(given["num_layers"])
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 64:
+            raise self.err(given["num_layers"], f"nn.TransformerEncoder: num_layers is an int from 1 to 64, got {n!r}")
+        norm = self.expr(given["norm"]) if "norm" in given else None
+        if norm is not None and not isinstance(norm, ModuleInst):
+            raise self.err(given["norm"], f"nn.TransformerEncoder: norm is a module (nn.LayerNorm(d_model)) or None, not {_kind(norm)}")
+        if el.event is None or el.event.args["cls"] != "TransformerEncoderLayer":
+            raise self.err(node, "nn.TransformerEncoder: this nn.TransformerEncoderLayer is already copied into another "
+                                 "nn.TransformerEncoder; make one layer per encoder")
+        d = BY_MODULE["TransformerEncoder"]
+        cfg = d.schema.model_validate(el.cfg.model_dump() | {"type": d.type, "num_layers": n})
+        # the layer's own construction event builds the encoder too (torch copies, it does not draw again); the layer
+        # keeps its own parameters in the same event, as torch keeps the original module
+        el.event.args.update(cls="TransformerEncoder", kwargs=d.ctor_kwargs(cfg))
+        return ModuleInst(d, cfg, event=el.event, children=[norm] if norm is not None else [],
+                          keys=["norm"] if norm is not None else None)
 
     def recurrent_call(self, m: ModuleInst, node: ast.Call) -> Value:
         """lstm(x), lstm(x, (h0, c0)), gru(x, h0): (output, (h_n, c_n)) from an LSTM, (output, h_n) from an RNN or GRU,

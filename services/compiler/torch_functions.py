@@ -7,11 +7,16 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+import numpy as np
+
 from services.compiler import composites
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.functions import is_super
+from services.compiler.layers import Emitter
+from services.compiler.transformer import attention
 from services.compiler.values import CALLABLE, Instance, T, UserClass, UserFunction, Value, is_number
-from services.errors import ShapeError
+from services.errors import ShapeError, SpecError
+from services.ir import Leaf
 
 IN_PLACE_FUNCTIONS = {"F.relu_": "relu_", "torch.relu_": "relu_", "torch.sigmoid_": "sigmoid_", "torch.tanh_": "tanh_",
                       "F.elu_": "elu_", "F.leaky_relu_": "leaky_relu_", "torch.clamp_": "clamp_"}
@@ -66,6 +71,10 @@ class TorchFunctions(ExpressionCompiler):
             return self.normalize(node)
         if path in COMPOSITES:
             return self.composite(path, node)
+        if path == "nn.Transformer.generate_square_subsequent_mask":
+            return self.square_subsequent_mask(node)
+        if path == "F.scaled_dot_product_attention":
+            return self.attention_with_dropout(node)
         if path in ("torch.einsum", "torch.functional.einsum"):
             return self.einsum(node)
         if path == "F.relu6" and node.args and not any(k.arg != "inplace" for k in node.keywords):
@@ -127,6 +136,58 @@ class TorchFunctions(ExpressionCompiler):
             return T(composites.cosine_similarity(add, a.name, b.name, shapes, int(opts["dim"]), float(opts["eps"])))
         except (ValueError, ShapeError) as e:
             raise self.err(node, f"{path}: {e}") from None
+
+    def attention_with_dropout(self, node: ast.Call) -> Value:
+        """F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p > 0, is_causal, scale): torch's math, node by
+        node, the weights' dropout mask drawn from torch's generator (services.compiler.transformer.attention); without
+        dropout, NotImplemented (the op)."""
+        names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        p = self.const(given["dropout_p"]) if "dropout_p" in given else 0.0
+        if not is_number(p) or p == 0 or set(given) - set(names) or not {"query", "key", "value"} <= set(given):
+            return NotImplemented
+        if not 0 < p < 1:
+            raise self.err(node, f"scaled_dot_product_attention: dropout_p is from 0 to 1 (1 excluded), got {p!r}")
+        opts = {k: self.const(given[k]) for k in ("is_causal", "scale", "enable_gqa") if k in given}
+        if opts.get("enable_gqa"):
+            raise self.err(node, "scaled_dot_product_attention: enable_gqa is not supported")
+        q, k, v = (self.tensor(given[a]) for a in ("query", "key", "value"))
+        mask = self.expr(given["attn_mask"]) if "attn_mask" in given else None
+        if mask is not None and not isinstance(mask, T):
+            raise self.err(node, f"scaled_dot_product_attention: attn_mask is a tensor or None, not {_kind(mask)}")
+        causal = bool(opts.get("is_causal", False))
+        if causal and mask is not None:
+            raise self.err(node, "scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True")
+        for t in (q, k, v):
+            if len(self.shape(t)) < 2:
+                raise self.err(node, f"scaled_dot_product_attention: query, key and value must be at least 2-D, got {list(self.shape(t))}")
+        name = self.name_for(node)
+        e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1,
+                    texts={name: self.src(node)})
+        m = None
+        if mask is not None:  # a bool mask: True takes part (torch's SDPA, unlike nn.MultiheadAttention's)
+            m = mask.name if self.builder.dtypes[mask.name] != "bool" else e.node(
+                self.temp(), "where", [mask.name, 0.0, float("-inf")], expr=f"{mask.name} as 0 / -inf")
+        try:
+            return T(attention(e, name, q.name, k.name, v.name, m, causal, float(p), opts.get("scale"), out=name))
+        except SpecError as err:
+            raise self.err(node, f"scaled_dot_product_attention: {err.message}") from None
+
+    def square_subsequent_mask(self, node: ast.Call) -> T:
+        """nn.Transformer.generate_square_subsequent_mask(sz): the causal mask, -inf above the diagonal, 0 elsewhere
+        (a constant; a TransformerEncoder given it detects it as causal, as torch's does)."""
+        given = dict(zip(("sz", "device", "dtype"), node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        size = self.const(given["sz"]) if "sz" in given else None
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 4096 or set(given) - {"sz", "device", "dtype"}:
+            raise self.err(node, "generate_square_subsequent_mask takes the size (an int up to 4096), device and dtype")
+        dtype = self.const(given["dtype"]).name if given.get("dtype") is not None else self.dtype
+        if dtype not in ("float32", "float64"):
+            raise self.err(node, f"generate_square_subsequent_mask: dtype {dtype} is not a floating dtype")
+        value = np.triu(np.full((size, size), -np.inf), 1).astype(dtype)
+        name = self.name_for(node)
+        self.builder.add_leaf(Leaf(name, (size, size), dtype, False, init=self.src(node)[:80], expr=f"line {node.lineno}",
+                                   value=value), ("program",))
+        return T(name)
 
     def as_method(self, node: ast.Call, attr: str) -> ast.Call:
         """`f(x, *rest)` as `x.attr(*rest)`, in the call's place (the statement's variable names it)."""

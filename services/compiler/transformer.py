@@ -1,0 +1,294 @@
+"""nn.MultiheadAttention, nn.TransformerEncoderLayer and nn.TransformerEncoder as torch's Python forward computes them
+(F.multi_head_attention_forward, TransformerEncoderLayer._sa_block / _ff_block): the masks merged as torch merges them,
+and the attention torch runs: scaled_dot_product_attention; its math when dropout is on (the weights' dropout mask
+drawn from torch's generator in program order); the explicit softmax of the scores when the weights are asked for. So
+the numbers and the random draws are torch's, and every step of the attention is a node."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.compiler.layers import Call, Emitter, LayerDef, layer
+from services.ir import Leaf
+from shared.spec import SelfAttentionLayer, TransformerBlockLayer, TransformerEncoderStackLayer
+
+
+@dataclass
+class Masks:
+    """What an attention call gives besides its tensors: masks (node names), the causal hint, weights wanted."""
+
+    attn_mask: str | None = None
+    key_padding_mask: str | None = None
+    is_causal: bool = False
+    need_weights: bool = False
+    average_attn_weights: bool = True
+    hint: bool = True
+    """is_causal as torch's calls take it: a hint about attn_mask, which must then be given (a model spec's causal
+    flag is no hint: hint False)."""
+
+
+def float_mask(e: Emitter, name: str, mask: str, what: str) -> str:
+    """torch's _canonical_mask: a bool mask (True: not attended) as 0 / -inf in the input's dtype; a float one as is."""
+    dtype = e.builder.dtypes[mask]
+    if dtype == "bool":
+        return e.node(e.unique(name), "where", [mask, float("-inf"), 0.0], expr=f"{mask} as 0 / -inf")
+    if dtype not in ("float32", "float64"):
+        raise e.error(f"only bool and floating types of {what} are supported, got {dtype}")
+    return mask
+
+
+def causal_mask(e: Emitter, name: str, rows: int, cols: int) -> str:
+    """The (L, S) float mask torch's math builds for is_causal: 0 on and below the diagonal, -inf above."""
+    value = np.triu(np.full((rows, cols), -np.inf), 1).astype(e.dtype)
+    leaf = Leaf(e.unique(name), (rows, cols), e.dtype, False, init="causal mask (-inf above the diagonal)", value=value)
+    e.builder.add_leaf(leaf, e.loc)
+    return leaf.name
+
+
+def attention(e: Emitter, p: str, q: str, k: str, v: str, mask: str | None, causal: bool, dropout: float,
+              scale: float | None = None, out: str | None = None) -> str:
+    """scaled_dot_product_attention(q, k, v, mask, dropout, causal). Without dropout: one node (torch's kernel).
+    With dropout: torch's math, node by node: q and k each scaled by sqrt(scale), their product, the mask added,
+    softmax, the dropout mask drawn, times v (the same numbers, bit for bit, as torch's CPU SDPA)."""
+    name = out or e.unique(f"{p}.attn")
+    if dropout == 0:
+        args = {"is_causal": causal} | ({"scale": scale} if scale is not None else {})
+        return e.node(name, "scaled_dot_product_attention", [q, k, v, *([mask] if mask else [])], args)
+    d = e.shape(q)[-1]
+    root = math.sqrt(scale if scale is not None else 1 / math.sqrt(d))
+    qs = e.node(e.unique(f"{p}.q_scaled"), "mul", [q, root])
+    kt = e.node(e.unique(f"{p}.k_t"), "transpose", [e.node(e.unique(f"{p}.k_scaled"), "mul", [k, root])], {"dim0": -2, "dim1": -1})
+    scores = e.node(e.unique(f"{p}.scores"), "matmul", [qs, kt])
+    if causal:
+        mask = causal_mask(e, f"{p}.causal_mask", e.shape(q)[-2], e.shape(k)[-2])
+    if mask:
+        scores = e.node(e.unique(f"{p}.scores_masked"), "add", [scores, mask])
+    weights = e.node(e.unique(f"{p}.weights"), "softmax", [scores], {"dim": -1})
+    drop = e.dropout_mask(f"{p}.dropout_mask", weights, dropout)
+    weights = e.node(e.unique(f"{p}.weights_dropped"), "dropout", [weights, drop], {"p": dropout})
+    return e.node(name, "matmul", [weights, v])
+
+
+def multi_head_attention(e: Emitter, c: SelfAttentionLayer, call: Call, query: str, key: str, value: str,
+                         m: Masks) -> tuple[str, str | None]:
+    """F.multi_head_attention_forward: (output, weights averaged over heads or per head; None unless asked for)."""
+    params, p = call.params, call.prefix
+    E, H = c.embed_dim, c.num_heads
+    qs, ks, vs = e.shape(query), e.shape(key), e.shape(value)
+    if len(qs) not in (2, 3) or qs[-1] != E:
+        raise e.error(f"nn.MultiheadAttention expects a query (L, {E}) or batched (L, N, {E}) / (N, L, {E}), got {list(qs)}")
+    if len(ks) != len(qs) or ks != vs or ks[-1] != E or len(qs) == 3 and ks[1 - c.batch_first] != qs[1 - c.batch_first]:
+        raise e.error(f"nn.MultiheadAttention: key {list(ks)} and value {list(vs)} must have one shape, the query's "
+                      f"batch and embedding size {E} (query {list(qs)})")
+    if E % H:
+        raise e.error(f"embed_dim {E} is not divisible by num_heads {H}")
+    batched = len(qs) == 3
+    seen: dict[str, str] = {}
+
+    def seq_first(x: str) -> str:  # torch runs on (L, N, E): batch_first inputs transposed, unbatched ones (L, 1, E)
+        if batched and not c.batch_first:
+            return x
+        if x not in seen:
+            seen[x] = e.node(e.unique(f"{p}.seq_first"), "transpose", [x], {"dim0": 0, "dim1": 1}, expr=f"{x}.transpose(1, 0)") \
+                if batched else e.node(e.unique(f"{p}.batch_of_one"), "unsqueeze", [x], {"dim": 1}, expr=f"{x}.unsqueeze(1)")
+        return seen[x]
+
+    xq, xk, xv = seq_first(query), seq_first(key), seq_first(value)
+    L, S, d = e.shape(xq)[0], e.shape(xk)[0], E // H
+    N = e.shape(xq)[1]
+    w, b = params["in_proj_weight"], params.get("in_proj_bias")
+    if query == key == value:  # one packed projection, as torch's _in_projection_packed does for self-attention
+        qkv = e.node(e.unique(f"{p}.qkv"), "linear", [xq, w, *([b] if b else [])], expr=f"in_proj({xq})")
+        proj = [e.node(e.unique(f"{p}.{n}"), "chunk", [qkv], {"chunks": 3, "dim": -1, "index": i}, expr=f"{qkv}.chunk(3, -1)[{i}]")
+                for i, n in enumerate("qkv")]
+    else:  # cross-attention: the packed weight's three blocks, each its own projection
+        proj = []
+        for i, (n, x) in enumerate(zip("qkv", (xq, xk, xv), strict=True)):
+            wi = e.node(e.unique(f"{p}.w_{n}"), "chunk", [w], {"chunks": 3, "dim": 0, "index": i})
+            bi = [e.node(e.unique(f"{p}.b_{n}"), "chunk", [b], {"chunks": 3, "dim": 0, "index": i})] if b else []
+            proj.append(e.node(e.unique(f"{p}.{n}"), "linear", [x, wi, *bi], expr=f"{n}_proj({x})"))
+    heads = []
+    for n, t, length in zip("qkv", proj, (L, S, S), strict=True):  # (L, N, E) -> (N, H, L, d)
+        t = e.node(e.unique(f"{p}.{n}.view"), "reshape", [t], {"shape": [length, N, H, d]})
+        heads.append(e.node(e.unique(f"{p}.{n}.heads"), "permute", [t], {"dims": [1, 2, 0, 3]}))
+    mask, causal = _merged_mask(e, p, m, batched, N, H, L, S)
+    dropout = c.dropout if call.training else 0.0
+    weights = None
+    if m.need_weights:  # torch's explicit path: q / sqrt(d), the scores (+ mask), softmax, dropout, times v
+        q = e.node(e.unique(f"{p}.q_scaled"), "mul", [heads[0], math.sqrt(1.0 / d)])
+        kt = e.node(e.unique(f"{p}.k_t"), "transpose", [heads[1]], {"dim0": -2, "dim1": -1})
+        scores = e.node(e.unique(f"{p}.scores"), "matmul", [q, kt])
+        if mask:
+            scores = e.node(e.unique(f"{p}.scores_masked"), "add", [mask, scores])
+        named = call.states.get("weights") if batched else None  # the program's name for the weights torch returns
+        last = named if named and not m.average_attn_weights else None
+        weights = e.node(last if last and not dropout else e.unique(f"{p}.weights"), "softmax", [scores], {"dim": -1})
+        if dropout:
+            drop = e.dropout_mask(f"{p}.dropout_mask", weights, dropout)
+            weights = e.node(last or e.unique(f"{p}.weights_dropped"), "dropout", [weights, drop], {"p": dropout})
+        a = e.node(e.unique(f"{p}.attn"), "matmul", [weights, heads[2]])
+        if m.average_attn_weights:
+            weights = e.node(named or e.unique(f"{p}.attn_weights"), "mean", [weights], {"dim": -3})
+    else:
+        a = attention(e, p, *heads, mask, causal, dropout)
+    a = e.node(e.unique(f"{p}.merge"), "permute", [a], {"dims": [2, 0, 1, 3]})  # back to (L, N, H, d), then (L, N, E)
+    a = e.node(e.unique(f"{p}.concat"), "reshape", [a], {"shape": [L, N, E]})
+    wo = [params["out_proj.weight"]] + ([params["out_proj.bias"]] if "out_proj.bias" in params else [])
+    if batched and not c.batch_first:
+        return e.node(call.out, "linear", [a, *wo], expr=f"out_proj({a})"), weights
+    a = e.node(e.unique(f"{p}.out_proj"), "linear", [a, *wo], expr=f"out_proj({a})")
+    if batched:  # torch returns the transpose of its (L, N, E) result (its memory stays so)
+        return e.node(call.out, "transpose", [a], {"dim0": 1, "dim1": 0}, expr=f"{a}.transpose(1, 0)"), weights
+    if weights is not None:  # the weights of the batch of one
+        weights = e.node(call.states.get("weights") or e.unique(f"{p}.attn_weights"), "squeeze", [weights], {"dim": 0})
+    return e.node(call.out, "squeeze", [a], {"dim": 1}, expr=f"{a}.squeeze(1)"), weights
+
+
+def _merged_mask(e: Emitter, p: str, m: Masks, batched: bool, N: int, H: int, L: int, S: int) -> tuple[str | None, bool]:
+    """The additive mask torch's MHA gives the attention (attn_mask, plus key_padding_mask over the keys), and whether
+    the causal kernel runs instead (is_causal with no padding mask and no weights: torch then drops attn_mask)."""
+    if m.is_causal and m.hint and m.attn_mask is None:
+        raise e.error("Need attn_mask if specifying the is_causal hint. You may use the Transformer module method "
+                      "`generate_square_subsequent_mask` to create this mask.")
+    pad = None
+    if m.key_padding_mask is not None:
+        want = [N, S] if batched else [S]
+        if list(e.shape(m.key_padding_mask)) != want:
+            raise e.error(f"key_padding_mask must be {want} (batch, keys), got {list(e.shape(m.key_padding_mask))}")
+        pad = float_mask(e, f"{p}.key_padding_mask", m.key_padding_mask, "key_padding_mask")
+        pad = e.node(e.unique(f"{p}.key_padding_mask.view"), "reshape", [pad], {"shape": [N, 1, 1, S]})
+    if m.is_causal and pad is None and not m.need_weights:
+        return None, True
+    mask = None
+    if m.attn_mask is not None:
+        shape = list(e.shape(m.attn_mask))
+        if shape not in ([L, S], [N * H, L, S]):
+            raise e.error(f"attn_mask must be [{L}, {S}] (query, key) or [{N * H}, {L}, {S}] (batch * num_heads, "
+                          f"query, key), got {shape}")
+        mask = float_mask(e, f"{p}.attn_mask", m.attn_mask, "attn_mask")
+        if len(shape) == 3:
+            mask = e.node(e.unique(f"{p}.attn_mask.view"), "reshape", [mask], {"shape": [N, H, L, S]})
+    if pad is not None:
+        mask = pad if mask is None else e.node(e.unique(f"{p}.mask"), "add", [mask, pad])
+    return mask, False
+
+
+def _self_attention(e: Emitter, call: Call) -> str:
+    """A program's nn.MultiheadAttention call (its tensors and masks in call.options; the weights, when asked for, in
+    call.states['weights']) and a model spec's self_attention (x, x, x; causal: true for torch's causal kernel)."""
+    c: SelfAttentionLayer = call.cfg
+    tensors = call.options.get("tensors") or [call.inputs[0]] * 3
+    m = call.options.get("masks") or Masks(is_causal=c.causal, hint=False)
+    out, weights = multi_head_attention(e, c, call, *tensors, m)
+    if weights is not None:
+        call.states["weights"] = weights
+    return out
+
+
+layer(LayerDef(
+    "self_attention", "MultiheadAttention", SelfAttentionLayer, _self_attention,
+    lambda c: [("in_proj_weight", (3 * c.embed_dim, c.embed_dim))] + ([("in_proj_bias", (3 * c.embed_dim,))] if c.bias else [])
+    + [("out_proj.weight", (c.embed_dim, c.embed_dim))] + ([("out_proj.bias", (c.embed_dim,))] if c.bias else []),
+    torch_kwargs=lambda c: {"embed_dim": c.embed_dim, "num_heads": c.num_heads, "dropout": c.dropout, "bias": c.bias,
+                            "batch_first": c.batch_first},
+))
+
+
+# ---- nn.TransformerEncoderLayer / nn.TransformerEncoder ----------------------------------------------------------
+
+
+def _block_params(c: TransformerBlockLayer) -> list[tuple[str, tuple[int, ...]]]:
+    """nn.TransformerEncoderLayer's parameters in its registration order."""
+    d, f, b = c.d_model, c.dim_feedforward, c.bias
+    out: list[tuple[str, tuple[int, ...]]] = [("self_attn.in_proj_weight", (3 * d, d))]
+    out += [("self_attn.in_proj_bias", (3 * d,))] if b else []
+    out += [("self_attn.out_proj.weight", (d, d))] + ([("self_attn.out_proj.bias", (d,))] if b else [])
+    out += [("linear1.weight", (f, d))] + ([("linear1.bias", (f,))] if b else [])
+    out += [("linear2.weight", (d, f))] + ([("linear2.bias", (d,))] if b else [])
+    for n in ("norm1", "norm2"):
+        out += [(f"{n}.weight", (d,))] + ([(f"{n}.bias", (d,))] if b else [])
+    return out
+
+
+def _block_kwargs(c: TransformerBlockLayer) -> dict[str, object]:
+    return {"d_model": c.d_model, "nhead": c.nhead, "dim_feedforward": c.dim_feedforward, "dropout": c.dropout,
+            "activation": c.activation, "layer_norm_eps": c.layer_norm_eps, "batch_first": c.batch_first,
+            "norm_first": c.norm_first, "bias": c.bias}
+
+
+def _block(e: Emitter, c: TransformerBlockLayer, call: Call, x: str, p: str, params: dict[str, str], m: Masks, out: str) -> str:
+    """One TransformerEncoderLayer forward: x = norm1(x + sa(x)); x = norm2(x + ff(x)) (norm_first: x + sa(norm1(x)),
+    then x + ff(norm2(x))), dropout after the attention, inside and after the feed-forward block."""
+    if len(e.shape(x)) not in (2, 3) or e.shape(x)[-1] != c.d_model:
+        raise e.error(f"nn.TransformerEncoderLayer(d_model={c.d_model}) expects (L, {c.d_model}) or batched input, got {list(e.shape(x))}")
+    drop = c.dropout if call.training else 0.0
+    sub = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("self_attn.")}
+    attn_cfg = SelfAttentionLayer(type="self_attention", embed_dim=c.d_model, num_heads=c.nhead, dropout=c.dropout,
+                                  bias=c.bias, batch_first=c.batch_first)
+
+    def norm(n: str, t: str, name: str | None = None) -> str:
+        ps = [params[f"{n}.weight"]] + ([params[f"{n}.bias"]] if c.bias else [])
+        return e.node(name or e.unique(f"{p}.{n}"), "layer_norm", [t, *ps], {"normalized_shape": [c.d_model], "eps": c.layer_norm_eps})
+
+    def dropout(n: str, t: str) -> str:
+        if not drop:
+            return t
+        mask = e.dropout_mask(f"{p}.{n}.mask", t, drop)
+        return e.node(e.unique(f"{p}.{n}"), "dropout", [t, mask], {"p": drop})
+
+    def linear(n: str, t: str) -> str:
+        ps = [params[f"{n}.weight"]] + ([params[f"{n}.bias"]] if c.bias else [])
+        return e.node(e.unique(f"{p}.{n}"), "linear", [t, *ps])
+
+    def sa(t: str) -> str:
+        a_call = Call(attn_cfg, sub, [t], e.unique(f"{p}.self_attn.out"), f"{p}.self_attn", call.training)
+        return dropout("dropout1", multi_head_attention(e, attn_cfg, a_call, t, t, t, m)[0])
+
+    def ff(t: str) -> str:
+        h = linear("linear1", t)
+        h = e.node(e.unique(f"{p}.activation"), c.activation, [h])
+        return dropout("dropout2", linear("linear2", dropout("dropout", h)))
+
+    if c.norm_first:
+        x = e.node(e.unique(f"{p}.residual1"), "add", [x, sa(norm("norm1", x))])
+        return e.node(out, "add", [x, ff(norm("norm2", x))])
+    x = norm("norm1", e.node(e.unique(f"{p}.residual1"), "add", [x, sa(x)]))
+    return norm("norm2", e.node(e.unique(f"{p}.residual2"), "add", [x, ff(x)]), out)
+
+
+def _encoder_masks(call: Call) -> Masks:
+    """The masks a program's call gives (call.options['masks']), or a model spec's causal flag: torch's causal kernel,
+    as TransformerEncoder runs it once it detects a causal mask."""
+    m = call.options.get("masks")
+    return m if m is not None else Masks(is_causal=call.cfg.causal, hint=False)
+
+
+def _encoder_layer(e: Emitter, call: Call) -> str:
+    c: TransformerBlockLayer = call.cfg
+    x = call.inputs[0]
+    return _block(e, c, call, x, call.prefix, call.params, _encoder_masks(call), call.out)
+
+
+def _encoder(e: Emitter, call: Call) -> str:
+    """Each layer in turn (layers.0, layers.1, ...), the masks given to every one."""
+    c: TransformerEncoderStackLayer = call.cfg
+    x = call.inputs[0]
+    m = _encoder_masks(call)
+    for k in range(c.num_layers):
+        p = f"{call.prefix}.layers.{k}"
+        params = {a[len(f"layers.{k}."):]: v for a, v in call.params.items() if a.startswith(f"layers.{k}.")}
+        out = call.out if k == c.num_layers - 1 else e.unique(f"{p}.out")
+        x = _block(e, c, call, x, p, params, m, out)
+    return x
+
+
+layer(LayerDef("transformer_encoder_layer", "TransformerEncoderLayer", TransformerBlockLayer, _encoder_layer, _block_params,
+               torch_kwargs=_block_kwargs))
+layer(LayerDef(
+    "transformer_encoder", "TransformerEncoder", TransformerEncoderStackLayer, _encoder,
+    lambda c: [(f"layers.{k}.{a}", s) for k in range(c.num_layers) for a, s in _block_params(c)],
+    torch_kwargs=lambda c: {"encoder_layer": _block_kwargs(c), "num_layers": c.num_layers},
+))

@@ -1,0 +1,178 @@
+"""nn.MultiheadAttention (masks, dropout, cross-attention, weights), nn.TransformerEncoderLayer and nn.TransformerEncoder
+as torch runs them, each program run in real torch too: the same parameters, random draws, values and grads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_program_idioms import check, refused
+from test_program_pytorch import EXAMPLES, in_torch, same_as_torch, traced
+
+from services.trace import trace
+from shared.spec import TraceSpec
+
+HEAD = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+
+
+def test_the_transformer_tutorial_traces_as_torch_runs_it(tmp_path: Path) -> None:
+    """examples/transformer_tutorial.py: PyTorch's nn.Transformer tutorial (TransformerEncoder of two layers, the causal
+    mask it detects, dropout 0.2 in training mode) gives torch's loss and grads; finite differences agree (float64)."""
+    program = (EXAMPLES / "transformer_tutorial.py").read_text()
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    before_step = program[: program.index("torch.nn.utils.clip_grad_norm_")]  # torch's grads before clipping and step
+    same_as_torch(t, in_torch(before_step, tmp_path), ["model", "output", "loss"])
+    nodes = t.result.nodes
+    assert "model.transformer_encoder.layers.1.self_attn.weights_dropped" in nodes  # the attention's own dropout
+    assert nodes["model.transformer_encoder.layers.0.dropout1"].grad_fn == "MulBackward0"
+    t64 = traced(program, dtype="float64", engines=["torch", "reference", "numeric"])
+    assert t64.result.comparison.verdict == "agree" and "numeric" in t64.result.engines
+
+
+PROGRAMS = {
+    "pre-norm, gelu, batch_first, padding mask, final norm": """
+torch.manual_seed(0)
+layer = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16, dropout=0.1, activation="gelu",
+                                   batch_first=True, norm_first=True)
+enc = nn.TransformerEncoder(layer, num_layers=2, norm=nn.LayerNorm(8))
+x = torch.randn(3, 5, 8, requires_grad=True)
+pad = torch.tensor([[False, False, False, True, True], [False] * 5, [False, False, False, False, True]])
+y = enc(x, src_key_padding_mask=pad)
+loss = y.pow(2).mean() + y[:, 0].sum()
+loss.backward()
+""",
+    "a layer called twice, bool and float masks": """
+torch.manual_seed(1)
+layer = nn.TransformerEncoderLayer(8, 2, 16, 0.2)
+x = torch.randn(5, 2, 8, requires_grad=True)
+mask = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1)
+y = layer(x, src_mask=mask)
+z = layer(y, is_causal=True, src_mask=nn.Transformer.generate_square_subsequent_mask(5))
+loss = z.sum()
+loss.backward()
+""",
+    "cross-attention, weights per head, padding": """
+torch.manual_seed(2)
+attn = nn.MultiheadAttention(8, 2, dropout=0.1)
+q = torch.randn(4, 3, 8, requires_grad=True)
+mem = torch.randn(6, 3, 8, requires_grad=True)
+out, w = attn(q, mem, mem)
+out2, w2 = attn(q, q, q, attn_mask=torch.randn(6, 4, 4), average_attn_weights=False)
+kpm = torch.zeros(3, 6, dtype=torch.bool)
+kpm[0, 4:] = True
+out3, _ = attn(q, mem, mem, key_padding_mask=kpm, need_weights=False)
+loss = out.sum() + (w * 3).sum() + out2.pow(2).sum() + (w2 ** 2).sum() + out3.mean()
+loss.backward()
+""",
+    "eval mode, causal hint": """
+torch.manual_seed(3)
+enc_layer = nn.TransformerEncoderLayer(d_model=8, nhead=4, dim_feedforward=32, batch_first=True)
+model = nn.TransformerEncoder(enc_layer, num_layers=3)
+model.eval()
+x = torch.randn(2, 6, 8, requires_grad=True)
+y = model(x, mask=nn.Transformer.generate_square_subsequent_mask(6), is_causal=True)
+loss = y.sum()
+loss.backward()
+""",
+    "unbatched, padding of keys, no bias (float64: in float32 two of 192 grads round 1e-7 apart)": """
+torch.manual_seed(5)
+layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.3, batch_first=True)
+attn = nn.MultiheadAttention(8, 4, dropout=0.25, bias=False)
+x = torch.randn(6, 8, requires_grad=True)
+kpm = torch.tensor([False, False, True, False, False, True])
+y = layer(x, src_key_padding_mask=kpm)
+out, w = attn(y, y, y, attn_mask=torch.ones(6, 6, dtype=torch.bool).triu(1))
+loss = out.pow(2).sum() + w.sum()
+loss.backward()
+""",
+    "F.scaled_dot_product_attention with dropout, dropout of transposes": """
+torch.manual_seed(4)
+q = torch.randn(2, 2, 5, 4, requires_grad=True)
+k = torch.randn(2, 2, 5, 4, requires_grad=True)
+v = torch.randn(2, 2, 5, 4, requires_grad=True)
+a = F.scaled_dot_product_attention(q, k, v, dropout_p=0.3, is_causal=True)
+keep = torch.tril(torch.ones(5, 5, dtype=torch.bool))
+b = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=0.2, scale=0.3)
+c = F.scaled_dot_product_attention(q, k, v, torch.randn(5, 5), 0.1)
+x = torch.randn(4, 3, requires_grad=True)
+d = F.dropout(x.t(), 0.5)
+h = torch.randn(2, 3, 4, requires_grad=True)
+e = nn.Dropout(0.4)(h.permute(2, 0, 1).transpose(0, 1))
+loss = a.sum() + (b * b).sum() + c.mean() + d.pow(2).sum() + e.sum()
+loss.backward()
+""",
+}
+
+
+@pytest.mark.parametrize("case", list(PROGRAMS))
+def test_attention_and_encoder_programs_equal_torch(case: str, tmp_path: Path) -> None:
+    program, dtype = HEAD + PROGRAMS[case], "float64" if "float64" in case else "float32"
+    g = in_torch(program, tmp_path, dtype)
+    names = [k for k, v in g.items() if isinstance(v, (torch.nn.Module, torch.Tensor)) and not k.startswith("_")
+             and (not isinstance(v, torch.Tensor) or v.dtype.is_floating_point)]
+    t = traced(program, dtype=dtype)
+    assert t.result.comparison.verdict == "agree", [p.failures for p in t.result.comparison.pairs]
+    same_as_torch(t, g, names)
+
+
+def test_dropout_after_batch_first_attention_draws_in_torch_s_memory_order(tmp_path: Path) -> None:
+    """torch's MultiheadAttention(batch_first=True) returns a transpose of its (L, N, E) result, and dropout fills its
+    mask in memory order: the mask is drawn (L, N, E) and permuted, as torch's numbers are."""
+    program = HEAD + ("torch.manual_seed(0)\nattn = nn.MultiheadAttention(8, 2, batch_first=True)\n"
+                      "x = torch.randn(2, 5, 8, requires_grad=True)\na, _ = attn(x, x, x, need_weights=False)\n"
+                      "y = F.dropout(a, 0.5)\nloss = y.pow(2).sum()\nloss.backward()\n")
+    check(program, ["attn", "x", "a", "y", "loss"], tmp_path)
+    t = traced(program)
+    assert t.result.nodes["y"].inputs[1].endswith(".layout")  # the drawn (5, 2, 8) mask, permuted
+
+
+def test_transformer_layers_in_a_model_spec_are_torch_s_modules() -> None:
+    """transformer_encoder (causal) and self_attention with dropout in a model spec: the parameters, dropout masks and
+    grads of nn.TransformerEncoder / nn.MultiheadAttention built and run in the same order; finite differences agree."""
+    spec = TraceSpec.model_validate({
+        "inputs": {"x": {"shape": [2, 5, 8], "init": "normal", "seed": 1, "requires_grad": True}},
+        "model": {"input": "x", "layers": [
+            {"type": "transformer_encoder", "name": "enc", "d_model": 8, "nhead": 2, "dim_feedforward": 16, "dropout": 0.1,
+             "batch_first": True, "num_layers": 2, "causal": True},
+            {"type": "self_attention", "name": "attn", "embed_dim": 8, "num_heads": 2, "dropout": 0.2}],
+            "loss": {"type": "mean"}},
+        "engines": ["torch", "reference", "numeric"], "dtype": "float64",
+    })
+    t = trace(spec, inline_limit=10**6)
+    assert t.result.comparison.verdict == "agree" and "numeric" in t.result.engines
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)  # a model spec builds each layer, then runs it, in order
+        enc = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, 16, 0.1, batch_first=True), 2,
+                                          enable_nested_tensor=False)
+        x = torch.tensor(t.arrays["torch/value/x"], requires_grad=True)
+        h = enc(x, mask=torch.nn.Transformer.generate_square_subsequent_mask(5), is_causal=True)
+        attn = torch.nn.MultiheadAttention(8, 2, dropout=0.2, batch_first=True)
+        loss = attn(h, h, h, need_weights=False)[0].mean()
+        loss.backward()
+    finally:
+        torch.set_default_dtype(old)
+    np.testing.assert_allclose(t.arrays["torch/value/loss"], loss.item(), rtol=1e-12)
+    np.testing.assert_allclose(t.arrays["torch/grad/x"], x.grad.numpy(), rtol=1e-10, atol=1e-15)
+    for key, mod in (("enc.layers.1.linear1.weight", enc.layers[1].linear1.weight), ("attn.in_proj_weight", attn.in_proj_weight)):
+        np.testing.assert_allclose(t.arrays[f"torch/grad/{key}"], mod.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize(("tail", "needle"), [
+    ("a = nn.TransformerEncoder(layer, 2)\nb = nn.TransformerEncoder(layer, 2)\n", "already copied into another"),
+    ("m = nn.TransformerEncoder(layer, 0)\n", "num_layers is an int from 1 to 64"),
+    ("m = nn.TransformerEncoder(nn.Linear(8, 8), 2)\n", "takes an nn.TransformerEncoderLayer"),
+    ("y = layer(x, src_mask=torch.zeros(4, 4))\n", "attn_mask must be [5, 5]"),
+    ("y = layer(x, src_key_padding_mask=torch.zeros(2, 4, dtype=torch.bool))\n", "key_padding_mask must be [2, 5]"),
+    ("y = layer(x, is_causal=True)\n", "Need attn_mask if specifying the is_causal hint"),
+    ("y = layer(x, src_mask=torch.zeros(5, 5, dtype=torch.long))\n", "only bool and floating types"),
+    ("y = F.scaled_dot_product_attention(x, x, x, torch.zeros(5, 5), 0.1, True)\n", "attn_mask should not be set"),
+])
+def test_what_torch_refuses_is_refused_with_its_reason(tail: str, needle: str) -> None:
+    program = HEAD + ("layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)\n"
+                      "x = torch.randn(2, 5, 8, requires_grad=True)\n") + tail
+    assert needle in str(refused(program))
