@@ -29,6 +29,7 @@ MODULES = {
     "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
     "InstanceNorm3d", "Embedding", "MultiheadAttention",
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "TransformerEncoderLayer", "TransformerEncoder",
+    "TransformerDecoderLayer", "TransformerDecoder", "Transformer",
 }
 """torch.nn classes a 'module' event may construct (those with parameters)."""
 
@@ -136,13 +137,18 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
         raise ValueError(f"unknown stream event '{ev.op}'")
 
 
+STACKS = {"TransformerEncoder": "TransformerEncoderLayer", "TransformerDecoder": "TransformerDecoderLayer"}
+"""nn.TransformerEncoder / Decoder: the layer class each deep-copies."""
+
+
 def _module(torch: Any, cls: str, kwargs: dict[str, Any], dtype: Any) -> tuple[Any, Any]:
-    """The torch.nn module, and for nn.TransformerEncoder the layer it copies (whose own parameters a program may hold
-    too: `layer.linear1.weight`, against `layers.0.linear1.weight` of the encoder)."""
-    if cls != "TransformerEncoder":
+    """The torch.nn module, and for a TransformerEncoder / Decoder the layer it copies (whose own parameters a program
+    may hold too: `layer.linear1.weight`, against `layers.0.linear1.weight` of the stack)."""
+    if cls not in STACKS:
         return getattr(torch.nn, cls)(**kwargs, dtype=dtype), None
-    layer = torch.nn.TransformerEncoderLayer(**kwargs["encoder_layer"], dtype=dtype)
-    return torch.nn.TransformerEncoder(layer, kwargs["num_layers"], enable_nested_tensor=False), layer
+    layer = getattr(torch.nn, STACKS[cls])(**kwargs["layer"], dtype=dtype)
+    stack = getattr(torch.nn, cls)(layer, kwargs["num_layers"], **({"enable_nested_tensor": False} if cls == "TransformerEncoder" else {}))
+    return stack, layer
 
 
 def _get(torch: Any, values: dict[str, Any], name: str | None, leaves: dict[str, Leaf]) -> Any:

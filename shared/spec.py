@@ -384,6 +384,46 @@ class TransformerBlockLayer(_Layer):
     weights: Weights = None
 
 
+class TransformerDecoderBlockLayer(TransformerBlockLayer):
+    """nn.TransformerDecoderLayer: self-attention over the target, attention to the memory (the encoder's output, its
+    second input), a feed-forward block, each with dropout, a residual connection and a LayerNorm (norm1-3). Parameters
+    as its state_dict: self_attn.*, multihead_attn.*, linear1.*, linear2.*, norm1-3.*; `causal` masks the target."""
+
+    type: Literal["transformer_decoder_layer"]  # type: ignore[assignment]
+
+
+class TransformerDecoderStackLayer(TransformerBlockLayer):
+    """nn.TransformerDecoder(nn.TransformerDecoderLayer(...), num_layers): copies of one layer (layers.0.*, ...), each
+    given the target and the memory (its two inputs)."""
+
+    type: Literal["transformer_decoder"]  # type: ignore[assignment]
+    num_layers: int = Field(1, ge=1, le=64)
+
+
+class TransformerLayer(_Layer):
+    """nn.Transformer: an encoder of num_encoder_layers layers and a LayerNorm over the source (its first input), a
+    decoder of num_decoder_layers layers and a LayerNorm over the target (its second input) attending to the encoder's
+    output; parameters as its state_dict (encoder.layers.0.self_attn.in_proj_weight, ..., decoder.norm.bias), matrices
+    re-drawn with xavier_uniform_ as torch's constructor does. `causal` masks the target."""
+
+    type: Literal["transformer"]
+    d_model: int = Field(512, ge=1)
+    nhead: int = Field(8, ge=1)
+    num_encoder_layers: int = Field(6, ge=1, le=64)
+    num_decoder_layers: int = Field(6, ge=1, le=64)
+    dim_feedforward: int = Field(2048, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    activation: Literal["relu", "gelu"] = "relu"
+    custom_encoder: None = Field(None, description="Not supported (only None).")
+    custom_decoder: None = Field(None, description="Not supported (only None).")
+    layer_norm_eps: float = Field(1e-5, gt=0)
+    batch_first: bool = False
+    norm_first: bool = False
+    bias: bool = True
+    causal: bool = Field(False, description="Model specs: a causal mask over the target.")
+    weights: Weights = None
+
+
 class TransformerEncoderStackLayer(TransformerBlockLayer):
     """nn.TransformerEncoder(nn.TransformerEncoderLayer(...), num_layers): num_layers copies of one layer (torch
     deep-copies it, so every layer starts with the same parameters), named layers.0.self_attn.in_proj_weight, ..."""
@@ -463,7 +503,8 @@ class CatLayer(_Layer):
 Layer = Annotated[
     Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
     | Pool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
-    | SelfAttentionLayer | TransformerBlockLayer | TransformerEncoderStackLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
+    | SelfAttentionLayer | TransformerBlockLayer | TransformerEncoderStackLayer | TransformerDecoderBlockLayer
+    | TransformerDecoderStackLayer | TransformerLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),
 ]
 

@@ -7,6 +7,8 @@ verdict and then compares the full arrays itself, elementwise."""
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import numpy as np
@@ -530,6 +532,14 @@ case("cnn", {"x": normal(2, 1, 6, 6, seed=47), "k": normal(2, 1, 3, 3, seed=48)}
 case("softmax-attention", {"q": normal(2, 3, 4, seed=50), "k": normal(2, 3, 4, seed=51), "v": normal(2, 3, 4, seed=52)},
      N("kt", "transpose", "k", dim0=-1, dim1=-2), N("s", "matmul", "q", "kt"), N("sc", "div", "s", 2.0),
      N("a", "softmax", "sc", dim=-1), N("o", "matmul", "a", "v"))
+# a bool tensor compared with numbers as torch promotes it (`mask == 0` of the translation tutorial; 0.5 matches nothing)
+case("eq-bool-number", {"x": normal(2, 5, seed=55)}, N("p", "gt", "x", 0.0), N("c", "eq", "p", 0), N("h", "ne", "p", 0.5),
+     N("y", "where", "c", "x", 0.0), N("z", "where", "h", "y", 1.0), N("L", "sum", "z"))
+case("safe_softmax", {"x": normal(2, 3, 4, seed=53)}, N("y", "safe_softmax", "x", dim=-1), N("z", "mul", "y", "y"))
+# a row masked whole (-inf everywhere: its output and gradient 0, where softmax gives NaN), one masked in part
+case("safe_softmax-masked-row", {"x": normal(3, 4, seed=54), "m": given([[0.0, 0.0, 0.0, 0.0], [-math.inf] * 4,
+                                                                          [0.0, -math.inf, 0.0, -math.inf]])},
+     N("s", "add", "x", "m"), N("y", "safe_softmax", "s", dim=1), N("z", "mul", "y", "y"), engines=["torch", "reference"])
 
 # At kinks and ties only the two analytic engines can be compared: the reference must pick torch's subgradient.
 EXACT_ONLY = {"engines": ["torch", "reference"]}

@@ -32,7 +32,52 @@ def test_the_transformer_tutorial_traces_as_torch_runs_it(tmp_path: Path) -> Non
     assert t64.result.comparison.verdict == "agree" and "numeric" in t64.result.engines
 
 
+def test_the_translation_tutorial_traces_as_torch_runs_it(tmp_path: Path) -> None:
+    """examples/translation_transformer.py: PyTorch's nn.Transformer translation tutorial (Seq2SeqTransformer, its mask
+    helpers, xavier re-initialisation, padded batches, dropout) gives torch's parameters, loss and grads."""
+    program = (EXAMPLES / "translation_transformer.py").read_text()
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    before_step = program[: program.index("optimizer.step()")]
+    same_as_torch(t, in_torch(before_step, tmp_path), ["transformer", "logits", "loss"])
+    assert "transformer.transformer.decoder.layers.1.multihead_attn.in_proj_weight" in t.result.parameters
+    # the decoder's attention to the memory: training mode runs torch's math with the safe softmax
+    assert t.result.nodes["transformer.transformer.decoder.layers.0.multihead_attn.weights"].grad_fn == "SafeSoftmaxBackward0"
+
+
 PROGRAMS = {
+    "decoder stack with memory padding and a final norm": """
+torch.manual_seed(0)
+dl = nn.TransformerDecoderLayer(d_model=8, nhead=2, dim_feedforward=16, dropout=0.1)
+dec = nn.TransformerDecoder(dl, num_layers=2, norm=nn.LayerNorm(8))
+tgt = torch.randn(4, 2, 8, requires_grad=True)
+memory = torch.randn(6, 2, 8, requires_grad=True)
+tgt_mask = nn.Transformer.generate_square_subsequent_mask(4)
+mkpm = torch.tensor([[False] * 5 + [True], [False] * 6])
+y = dec(tgt, memory, tgt_mask=tgt_mask, memory_key_padding_mask=mkpm)
+loss = y.pow(2).sum()
+loss.backward()
+""",
+    "nn.Transformer, batch_first": """
+torch.manual_seed(1)
+model = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=16, dropout=0.2,
+                       batch_first=True)
+src = torch.randn(2, 5, 8)
+tgt = torch.randn(2, 4, 8)
+tgt_mask = model.generate_square_subsequent_mask(4)
+out = model(src, tgt, tgt_mask=tgt_mask)
+loss = out.mean() + out[:, -1].pow(2).sum()
+loss.backward()
+""",
+    "decoder layer, norm_first, gelu, causal hint": """
+torch.manual_seed(2)
+dl = nn.TransformerDecoderLayer(8, 2, 16, 0.1, activation="gelu", batch_first=True, norm_first=True)
+tgt = torch.randn(2, 3, 8, requires_grad=True)
+mem = torch.randn(2, 5, 8, requires_grad=True)
+y = dl(tgt, mem, tgt_is_causal=True, tgt_mask=nn.Transformer.generate_square_subsequent_mask(3))
+loss = y.sum()
+loss.backward()
+""",
     "pre-norm, gelu, batch_first, padding mask, final norm": """
 torch.manual_seed(0)
 layer = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16, dropout=0.1, activation="gelu",
@@ -176,3 +221,52 @@ def test_what_torch_refuses_is_refused_with_its_reason(tail: str, needle: str) -
     program = HEAD + ("layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)\n"
                       "x = torch.randn(2, 5, 8, requires_grad=True)\n") + tail
     assert needle in str(refused(program))
+
+
+def test_nn_transformer_in_a_model_spec_is_torch_s() -> None:
+    """A `transformer` layer (inputs src and tgt; causal: true masks the target) is nn.Transformer, xavier_uniform_
+    re-initialisation included: its parameters, dropout masks and grads; finite differences agree."""
+    spec = TraceSpec.model_validate({
+        "inputs": {"src": {"shape": [5, 2, 8], "init": "normal", "seed": 1, "requires_grad": True},
+                   "tgt": {"shape": [3, 2, 8], "init": "normal", "seed": 2, "requires_grad": True}},
+        "model": {"input": "src", "layers": [
+            {"type": "transformer", "name": "tr", "inputs": ["src", "tgt"], "d_model": 8, "nhead": 2, "num_encoder_layers": 1,
+             "num_decoder_layers": 2, "dim_feedforward": 16, "dropout": 0.1, "causal": True}], "loss": {"type": "mean"}},
+        "engines": ["torch", "reference", "numeric"], "dtype": "float64",
+    })
+    t = trace(spec, inline_limit=10**6)
+    assert t.result.comparison.verdict == "agree" and "numeric" in t.result.engines
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        tr = torch.nn.Transformer(8, 2, 1, 2, 16, 0.1)
+        src, tgt = (torch.tensor(t.arrays[f"torch/value/{n}"], requires_grad=True) for n in ("src", "tgt"))
+        loss = tr(src, tgt, tgt_mask=tr.generate_square_subsequent_mask(3), tgt_is_causal=True).mean()
+        loss.backward()
+    finally:
+        torch.set_default_dtype(old)
+    np.testing.assert_allclose(t.arrays["torch/value/loss"], loss.item(), rtol=1e-12)
+    for key, tensor in (("src", src), ("tgt", tgt), ("tr.decoder.layers.1.multihead_attn.in_proj_weight",
+                                                      tr.decoder.layers[1].multihead_attn.in_proj_weight)):
+        np.testing.assert_allclose(t.arrays[f"torch/grad/{key}"], tensor.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def test_a_model_rebound_to_itself_keeps_its_name(tmp_path: Path) -> None:
+    """`model = Net()` then `model = model.to(device)`: one object, named `model.fc.weight` as torch's (was model@1)."""
+    program = HEAD + ("class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(3, 2)\n"
+                      "    def forward(self, x):\n        return self.fc(x)\n\ntorch.manual_seed(0)\nmodel = Net()\n"
+                      "model = model.to('cpu')\nx = torch.randn(4, 3)\nloss = model(x).sum()\nloss.backward()\n")
+    check(program, ["model", "loss"], tmp_path)
+    assert set(traced(program).result.parameters) == {"model.fc.weight", "model.fc.bias"}
+
+
+def test_int64_negation_and_bool_masks_compared_with_numbers(tmp_path: Path) -> None:
+    """`-torch.arange(0, d, 2)` (the translation tutorial's positional encoding) is int64 as in torch, and a bool mask
+    compared with a number (`mask == 0`, `mask == 1` of its create_mask) is compared as 0/1, as torch promotes it."""
+    program = HEAD + ("torch.manual_seed(0)\nden = torch.exp(-torch.arange(0, 6, 2) * 0.5)\nk = torch.abs(-torch.arange(3))\n"
+                      "mask = torch.triu(torch.ones(3, 3)) == 1\nm = mask.float().masked_fill(mask == 0, float('-inf'))\n"
+                      "half = mask == 0.5\nx = torch.randn(3, 3, requires_grad=True)\n"
+                      "loss = ((x + m).softmax(-1) * den + k).sum() + half.float().sum()\nloss.backward()\n")
+    check(program, ["den", "m", "x", "loss"], tmp_path)
+    assert "neg of a bool tensor is not supported" in str(refused(HEAD + "b = -(torch.ones(2) > 0)\n"))

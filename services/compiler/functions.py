@@ -315,7 +315,7 @@ class UserCode(ExpressionCompiler):
                 self.provisional.append(path)
         elif self.stmt_name is not None and (node is s or isinstance(s, ast.Call) and isinstance(s.func, ast.Attribute)
                                              and s.func.value is node and s.func.attr in SAME_OBJECT):
-            path, self.stmt_name = self.stmt_name, None
+            path, self.stmt_name = self.object_name(self.stmt_name), None  # type: ignore[attr-defined]
             if self.local:  # `blk = Sub(d)` in a method: named where it ends up (`self.first = blk`)
                 self.provisional.append(path)
         else:  # made where no variable or container names it: its class's name, until something does

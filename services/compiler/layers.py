@@ -50,7 +50,7 @@ from shared.spec import (
 )
 
 Shape = tuple[int, ...]
-NOT_CTOR = frozenset({"name", "inputs", "type", "weights"})
+NOT_CTOR = frozenset({"name", "inputs", "type", "weights", "causal"})
 """Schema fields that are not torch constructor arguments."""
 
 

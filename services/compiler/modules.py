@@ -14,6 +14,26 @@ from services.compiler.transformer import Masks
 from services.compiler.values import DType, Instance, ModuleInst, T, Value, is_number
 from shared.spec import DropoutLayer
 
+_DECODER = ("tgt", "memory", "tgt_mask", "memory_mask", "tgt_key_padding_mask", "memory_key_padding_mask", "tgt_is_causal",
+            "memory_is_causal")
+_TGT = ("tgt_mask", "tgt_key_padding_mask", "tgt_is_causal")
+_MEMORY = ("memory_mask", "memory_key_padding_mask", "memory_is_causal", False)
+TRANSFORMER_CALLS: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, tuple[Any, ...]]]] = {
+    "transformer_encoder_layer": (("src", "src_mask", "src_key_padding_mask", "is_causal"), ("src",),
+                                  {"masks": ("src_mask", "src_key_padding_mask", "is_causal", False)}),
+    "transformer_encoder": (("src", "mask", "src_key_padding_mask", "is_causal"), ("src",),
+                            {"masks": ("mask", "src_key_padding_mask", "is_causal", None)}),
+    "transformer_decoder_layer": (_DECODER, ("tgt", "memory"), {"masks": (*_TGT, False), "memory": _MEMORY}),
+    "transformer_decoder": (_DECODER, ("tgt", "memory"), {"masks": (*_TGT, None), "memory": _MEMORY}),
+    "transformer": (("src", "tgt", "src_mask", "tgt_mask", "memory_mask", "src_key_padding_mask", "tgt_key_padding_mask",
+                     "memory_key_padding_mask", "src_is_causal", "tgt_is_causal", "memory_is_causal"), ("src", "tgt"),
+                    {"src": ("src_mask", "src_key_padding_mask", "src_is_causal", None), "masks": (*_TGT, None),
+                     "memory": _MEMORY}),
+}
+"""A transformer module's call: its parameters (torch's order), its tensors, and per attention (the options key of
+services.compiler.transformer) the names of its mask, padding mask and causal hint, and the hint's default (None: the
+stack detects a causal mask)."""
+
 
 class ModuleCalls(ExpressionCompiler):
     """nn.Conv2d(...), nn.Sequential(...), conv(x), F.dropout(x)."""
@@ -24,8 +44,8 @@ class ModuleCalls(ExpressionCompiler):
             return self.container(cls, node)
         if cls == "ModuleDict":
             return self.module_dict(node)
-        if cls == "TransformerEncoder":
-            return self.transformer_encoder(node)
+        if cls in ("TransformerEncoder", "TransformerDecoder"):
+            return self.transformer_stack(cls, node)
         d = BY_MODULE[cls]
         names = d.positional()
         if len(node.args) > len(names):
@@ -217,7 +237,7 @@ class ModuleCalls(ExpressionCompiler):
         self.ensure_path(m, None)
         if m.layer is not None and m.layer.type == "self_attention":
             return self.attention_call(m, node)
-        if m.layer is not None and m.layer.type in ("transformer_encoder_layer", "transformer_encoder"):
+        if m.layer is not None and m.layer.type in TRANSFORMER_CALLS:
             return self.transformer_call(m, node)
         if m.layer is not None and m.layer.type in ("rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell"):
             return self.recurrent_call(m, node)
@@ -259,22 +279,27 @@ class ModuleCalls(ExpressionCompiler):
         return (y, T(call.states["weights"]) if masks.need_weights else None)
 
     def transformer_call(self, m: ModuleInst, node: ast.Call) -> Value:
-        """layer(src, src_mask=None, src_key_padding_mask=None, is_causal=False) / encoder(src, mask=None,
-        src_key_padding_mask=None, is_causal=None): torch's masks and causal hint; the encoder's norm after its layers."""
-        encoder = m.layer.type == "transformer_encoder"  # type: ignore[union-attr]
-        mask = "mask" if encoder else "src_mask"
-        given = self.named_args(node, ("src", mask, "src_key_padding_mask", "is_causal"), f"nn.{m.kind}", 1)
-        x = self.tensor(given["src"])
-        masks = Masks(attn_mask=self.mask_arg(given, mask, m.kind),
-                      key_padding_mask=self.mask_arg(given, "src_key_padding_mask", m.kind))
-        causal = self.const(given["is_causal"]) if "is_causal" in given else None
-        if encoder and causal is None and masks.attn_mask is not None:  # torch's _detect_is_causal_mask
-            causal = self.is_causal_mask(masks.attn_mask, self.shape(x)[1 if m.cfg.batch_first and len(self.shape(x)) == 3 else 0])
-        masks.is_causal = bool(causal)
+        """layer(src, src_mask, ...), encoder(src, mask, ...), decoder layers and decoders (tgt, memory, ...), and
+        nn.Transformer (src, tgt, ...): torch's arguments, masks and causal hints (None: detected as torch's stacks
+        detect a causal mask); a stack's norm after its layers."""
+        names, tensors, attentions = TRANSFORMER_CALLS[m.layer.type]  # type: ignore[union-attr]
+        given = self.named_args(node, names, f"nn.{m.kind}", len(tensors))
+        xs = [self.tensor(given[t]) for t in tensors]
+        options: dict[str, Any] = {}
+        for key, (mask, pad, causal, default) in attentions.items():
+            masks = Masks(attn_mask=self.mask_arg(given, mask, m.kind), key_padding_mask=self.mask_arg(given, pad, m.kind))
+            hint = self.const(given[causal]) if causal in given else default
+            if hint is None:  # torch's _detect_is_causal_mask on the sequence the mask is for
+                seq = xs[1 if key == "masks" and len(xs) == 2 and m.layer.type == "transformer" else 0]  # type: ignore[union-attr]
+                shape = self.shape(seq)
+                hint = masks.attn_mask is not None and self.is_causal_mask(
+                    masks.attn_mask, shape[1 if m.cfg.batch_first and len(shape) == 3 else 0])
+            masks.is_causal = bool(hint)
+            options[key] = masks
         norm = m.children[0] if m.children else None
         out = self.fresh(f"{m.path}.out") if norm is not None else self.name_for(node)
-        call = Call(m.cfg, m.params, [x.name], out, m.path, m.training)  # type: ignore[arg-type]
-        call.options = {"masks": masks}
+        call = Call(m.cfg, m.params, [x.name for x in xs], out, m.path, m.training)  # type: ignore[arg-type]
+        call.options = options
         y = m.layer.emit(self.emitter(node, out), call)  # type: ignore[union-attr]
         if norm is not None:
             y = self.apply_module(norm, [y], self.name_for(node), node, f"{norm.path}({y})")
@@ -316,28 +341,31 @@ class ModuleCalls(ExpressionCompiler):
         return Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1,
                        texts={out: self.src(node)})
 
-    def transformer_encoder(self, node: ast.Call) -> ModuleInst:
-        """nn.TransformerEncoder(encoder_layer, num_layers, norm=None, ...): num_layers deep copies of the layer (the same
-        starting parameters, as torch's deepcopy gives: the layer's own construction draws them once), then `norm`."""
-        given = self.named_args(node, ("encoder_layer", "num_layers", "norm", "enable_nested_tensor", "mask_check"),
-                               "nn.TransformerEncoder", 2)
-        el = self.expr(given["encoder_layer"])
-        if not isinstance(el, ModuleInst) or el.layer is None or el.layer.type != "transformer_encoder_layer":
-            raise self.err(node, f"nn.TransformerEncoder takes an nn.TransformerEncoderLayer, not {_kind(el)}")
+    def transformer_stack(self, cls: str, node: ast.Call) -> ModuleInst:
+        """nn.TransformerEncoder(encoder_layer, num_layers, norm=None, ...) / nn.TransformerDecoder(decoder_layer, ...):
+        num_layers deep copies of the layer (the same starting parameters, as torch's deepcopy gives: the layer's own
+        construction draws them once), then `norm`."""
+        first = "encoder_layer" if cls == "TransformerEncoder" else "decoder_layer"
+        extra = ("enable_nested_tensor", "mask_check") if cls == "TransformerEncoder" else ()
+        given = self.named_args(node, (first, "num_layers", "norm", *extra), f"nn.{cls}", 2)
+        d = BY_MODULE[cls]
+        kind = d.type + "_layer"
+        el = self.expr(given[first])
+        if not isinstance(el, ModuleInst) or el.layer is None or el.layer.type != kind:
+            raise self.err(node, f"nn.{cls} takes an nn.{cls}Layer, not {_kind(el)}")
         n = self.const(given["num_layers"])
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 64:
-            raise self.err(given["num_layers"], f"nn.TransformerEncoder: num_layers is an int from 1 to 64, got {n!r}")
+            raise self.err(given["num_layers"], f"nn.{cls}: num_layers is an int from 1 to 64, got {n!r}")
         norm = self.expr(given["norm"]) if "norm" in given else None
         if norm is not None and not isinstance(norm, ModuleInst):
-            raise self.err(given["norm"], f"nn.TransformerEncoder: norm is a module (nn.LayerNorm(d_model)) or None, not {_kind(norm)}")
-        if el.event is None or el.event.args["cls"] != "TransformerEncoderLayer":
-            raise self.err(node, "nn.TransformerEncoder: this nn.TransformerEncoderLayer is already copied into another "
-                                 "nn.TransformerEncoder; make one layer per encoder")
-        d = BY_MODULE["TransformerEncoder"]
+            raise self.err(given["norm"], f"nn.{cls}: norm is a module (nn.LayerNorm(d_model)) or None, not {_kind(norm)}")
+        if el.event is None or el.event.args["cls"] != el.layer.module:
+            raise self.err(node, f"nn.{cls}: this nn.{cls}Layer is already copied into another nn.{cls}; make one layer "
+                                 "per stack")
         cfg = d.schema.model_validate(el.cfg.model_dump() | {"type": d.type, "num_layers": n})
-        # the layer's own construction event builds the encoder too (torch copies, it does not draw again); the layer
+        # the layer's own construction event builds the stack too (torch copies, it does not draw again); the layer
         # keeps its own parameters in the same event, as torch keeps the original module
-        el.event.args.update(cls="TransformerEncoder", kwargs=d.ctor_kwargs(cfg))
+        el.event.args.update(cls=cls, kwargs=d.ctor_kwargs(cfg))
         return ModuleInst(d, cfg, event=el.event, children=[norm] if norm is not None else [],
                           keys=["norm"] if norm is not None else None)
 

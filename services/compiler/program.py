@@ -26,7 +26,7 @@ from services.compiler.control import ControlFlow
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
 from services.compiler.expressions import MATH, _kind
 from services.compiler.finish import Finish, TraceEnded
-from services.compiler.functions import UserCode, is_super
+from services.compiler.functions import SAME_OBJECT, UserCode, is_super
 from services.compiler.inplace import InPlace
 from services.compiler.layers import BY_MODULE
 from services.compiler.loops import unroll
@@ -117,6 +117,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         """The top level's names (a function call's scope is its locals over these)."""
         self.spec_inputs = set(spec_inputs)
         self.bindings: Counter[str] = Counter()
+        self.rebinds: Counter[str] = Counter()
+        """Bindings `m = m.to(device)` (of the object bound before, for a module): counted in bindings too."""
         self.seen: Counter[str] = Counter()
         self.res = ProgramResult()
         self.no_grad = False
@@ -164,6 +166,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
                 targets = [stmt.value.args[0]]  # type: ignore[attr-defined]  # `F.relu(h, inplace=True)`, `F.relu_(h)`
             if isinstance(stmt, ast.Assign):
                 targets += list(stmt.targets)
+                if _rebinds_itself(stmt):
+                    self.rebinds[stmt.targets[0].id] += 1  # type: ignore[attr-defined]
             elif isinstance(stmt, ast.AugAssign) and not (no_grad and _is_number_literal(stmt.value)):
                 targets = [stmt.target]
             elif isinstance(stmt, ast.For):  # a loop unrolled when reached: counted once now, in full then
@@ -187,6 +191,14 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
                     t = t.value  # `pe[:, 0::2] = ...`, `target[i][l] = 1.0`: a tensor written by index is a new binding
                 for n in (_names(t) or [] if isinstance(t, (ast.Tuple, ast.List)) else [t.id] if isinstance(t, ast.Name) else []):
                     self.bindings[n] += 1
+
+    def object_name(self, name: str) -> str:
+        """The path of an object made at a statement's binding `name`: `model = Net()` followed only by rebindings to
+        itself (`model = model.to(device)`, `model.train()`'s value) takes the bare name, as torch's object keeps it."""
+        var, _, k = name.partition("@")
+        if k.isdigit() and not self.prefix and var not in self.spec_inputs and self.bindings[var] - int(k) <= self.rebinds[var]:
+            return var
+        return name
 
     def binding_name(self, var: str) -> str:
         """The node name of this binding of `var`: `var` for the last one, var@k for earlier ones
@@ -615,6 +627,8 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
                 return self.module_parameters(base, f.attr, node)
             if f.attr in ("float", "double", "to"):
                 return self.module_cast(base, f.attr, node)
+            if f.attr == "generate_square_subsequent_mask" and base.kind == "Transformer":  # a staticmethod
+                return self.square_subsequent_mask(node)
         if (isinstance(base, dict) or isinstance(base, ModuleInst) and base.keys is not None) and f.attr in (
                 "items", "keys", "values", "get"):
             return self.mapping_method(base, f.attr, node)
@@ -729,6 +743,14 @@ def _only_prints(fn: ast.FunctionDef) -> bool:
         return e is None or isinstance(e, ast.Constant) and e.value is None or _is_print(e)
     return all(isinstance(b, ast.Pass) or isinstance(b, ast.Expr) and (isinstance(b.value, ast.Constant) or _is_print(b.value))
                or isinstance(b, ast.Return) and none(b.value) for b in fn.body)
+
+
+def _rebinds_itself(stmt: ast.Assign) -> bool:
+    """`m = m.to(device)`, `m = m.cpu()`, `m = m.train()`: a name bound again to what a method returns of it (the same
+    object for a module)."""
+    v, t = stmt.value, stmt.targets
+    return (len(t) == 1 and isinstance(t[0], ast.Name) and isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute)
+            and isinstance(v.func.value, ast.Name) and v.func.value.id == t[0].id and v.func.attr in SAME_OBJECT)
 
 
 _OPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",

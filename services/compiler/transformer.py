@@ -13,7 +13,14 @@ import numpy as np
 
 from services.compiler.layers import Call, Emitter, LayerDef, layer
 from services.ir import Leaf
-from shared.spec import SelfAttentionLayer, TransformerBlockLayer, TransformerEncoderStackLayer
+from shared.spec import (
+    SelfAttentionLayer,
+    TransformerBlockLayer,
+    TransformerDecoderBlockLayer,
+    TransformerDecoderStackLayer,
+    TransformerEncoderStackLayer,
+    TransformerLayer,
+)
 
 
 @dataclass
@@ -66,7 +73,7 @@ def attention(e: Emitter, p: str, q: str, k: str, v: str, mask: str | None, caus
         mask = causal_mask(e, f"{p}.causal_mask", e.shape(q)[-2], e.shape(k)[-2])
     if mask:
         scores = e.node(e.unique(f"{p}.scores_masked"), "add", [scores, mask])
-    weights = e.node(e.unique(f"{p}.weights"), "softmax", [scores], {"dim": -1})
+    weights = e.node(e.unique(f"{p}.weights"), "safe_softmax", [scores], {"dim": -1})
     drop = e.dropout_mask(f"{p}.dropout_mask", weights, dropout)
     weights = e.node(e.unique(f"{p}.weights_dropped"), "dropout", [weights, drop], {"p": dropout})
     return e.node(name, "matmul", [weights, v])
@@ -197,98 +204,197 @@ layer(LayerDef(
 ))
 
 
-# ---- nn.TransformerEncoderLayer / nn.TransformerEncoder ----------------------------------------------------------
+# ---- nn.TransformerEncoderLayer / DecoderLayer, their stacks and nn.Transformer -----------------------------------
 
 
-def _block_params(c: TransformerBlockLayer) -> list[tuple[str, tuple[int, ...]]]:
-    """nn.TransformerEncoderLayer's parameters in its registration order."""
+def _attn_params(prefix: str, d: int, bias: bool) -> list[tuple[str, tuple[int, ...]]]:
+    out: list[tuple[str, tuple[int, ...]]] = [(f"{prefix}.in_proj_weight", (3 * d, d))]
+    out += [(f"{prefix}.in_proj_bias", (3 * d,))] if bias else []
+    return out + [(f"{prefix}.out_proj.weight", (d, d))] + ([(f"{prefix}.out_proj.bias", (d,))] if bias else [])
+
+
+def _block_params(c: TransformerBlockLayer, decoder: bool = False) -> list[tuple[str, tuple[int, ...]]]:
+    """nn.TransformerEncoderLayer's (DecoderLayer's) parameters in its registration order."""
     d, f, b = c.d_model, c.dim_feedforward, c.bias
-    out: list[tuple[str, tuple[int, ...]]] = [("self_attn.in_proj_weight", (3 * d, d))]
-    out += [("self_attn.in_proj_bias", (3 * d,))] if b else []
-    out += [("self_attn.out_proj.weight", (d, d))] + ([("self_attn.out_proj.bias", (d,))] if b else [])
+    out = _attn_params("self_attn", d, b) + (_attn_params("multihead_attn", d, b) if decoder else [])
     out += [("linear1.weight", (f, d))] + ([("linear1.bias", (f,))] if b else [])
     out += [("linear2.weight", (d, f))] + ([("linear2.bias", (d,))] if b else [])
-    for n in ("norm1", "norm2"):
+    for n in ("norm1", "norm2", "norm3")[: 3 if decoder else 2]:
         out += [(f"{n}.weight", (d,))] + ([(f"{n}.bias", (d,))] if b else [])
     return out
 
 
-def _block_kwargs(c: TransformerBlockLayer) -> dict[str, object]:
+def _block_kwargs(c: TransformerBlockLayer | TransformerLayer) -> dict[str, object]:
     return {"d_model": c.d_model, "nhead": c.nhead, "dim_feedforward": c.dim_feedforward, "dropout": c.dropout,
             "activation": c.activation, "layer_norm_eps": c.layer_norm_eps, "batch_first": c.batch_first,
             "norm_first": c.norm_first, "bias": c.bias}
 
 
-def _block(e: Emitter, c: TransformerBlockLayer, call: Call, x: str, p: str, params: dict[str, str], m: Masks, out: str) -> str:
-    """One TransformerEncoderLayer forward: x = norm1(x + sa(x)); x = norm2(x + ff(x)) (norm_first: x + sa(norm1(x)),
-    then x + ff(norm2(x))), dropout after the attention, inside and after the feed-forward block."""
-    if len(e.shape(x)) not in (2, 3) or e.shape(x)[-1] != c.d_model:
-        raise e.error(f"nn.TransformerEncoderLayer(d_model={c.d_model}) expects (L, {c.d_model}) or batched input, got {list(e.shape(x))}")
-    drop = c.dropout if call.training else 0.0
-    sub = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith("self_attn.")}
-    attn_cfg = SelfAttentionLayer(type="self_attention", embed_dim=c.d_model, num_heads=c.nhead, dropout=c.dropout,
-                                  bias=c.bias, batch_first=c.batch_first)
+@dataclass
+class _Block:
+    """One encoder or decoder layer's call: its config, parameters (attr -> leaf) and node prefix."""
 
-    def norm(n: str, t: str, name: str | None = None) -> str:
-        ps = [params[f"{n}.weight"]] + ([params[f"{n}.bias"]] if c.bias else [])
-        return e.node(name or e.unique(f"{p}.{n}"), "layer_norm", [t, *ps], {"normalized_shape": [c.d_model], "eps": c.layer_norm_eps})
+    e: Emitter
+    c: TransformerBlockLayer | TransformerLayer
+    call: Call
+    p: str
+    params: dict[str, str]
 
-    def dropout(n: str, t: str) -> str:
+    def check(self, x: str, what: str) -> None:
+        if len(self.e.shape(x)) not in (2, 3) or self.e.shape(x)[-1] != self.c.d_model:
+            raise self.e.error(f"{what}(d_model={self.c.d_model}) expects (L, {self.c.d_model}) or batched input, "
+                               f"got {list(self.e.shape(x))}")
+
+    def norm(self, n: str, t: str, name: str | None = None) -> str:
+        ps = [self.params[f"{n}.weight"]] + ([self.params[f"{n}.bias"]] if self.c.bias else [])
+        return self.e.node(name or self.e.unique(f"{self.p}.{n}"), "layer_norm", [t, *ps],
+                           {"normalized_shape": [self.c.d_model], "eps": self.c.layer_norm_eps})
+
+    def dropout(self, n: str, t: str) -> str:
+        drop = self.c.dropout if self.call.training else 0.0
         if not drop:
             return t
-        mask = e.dropout_mask(f"{p}.{n}.mask", t, drop)
-        return e.node(e.unique(f"{p}.{n}"), "dropout", [t, mask], {"p": drop})
+        mask = self.e.dropout_mask(f"{self.p}.{n}.mask", t, drop)
+        return self.e.node(self.e.unique(f"{self.p}.{n}"), "dropout", [t, mask], {"p": drop})
 
-    def linear(n: str, t: str) -> str:
-        ps = [params[f"{n}.weight"]] + ([params[f"{n}.bias"]] if c.bias else [])
-        return e.node(e.unique(f"{p}.{n}"), "linear", [t, *ps])
+    def linear(self, n: str, t: str) -> str:
+        ps = [self.params[f"{n}.weight"]] + ([self.params[f"{n}.bias"]] if self.c.bias else [])
+        return self.e.node(self.e.unique(f"{self.p}.{n}"), "linear", [t, *ps])
 
-    def sa(t: str) -> str:
-        a_call = Call(attn_cfg, sub, [t], e.unique(f"{p}.self_attn.out"), f"{p}.self_attn", call.training)
-        return dropout("dropout1", multi_head_attention(e, attn_cfg, a_call, t, t, t, m)[0])
+    def attend(self, n: str, q: str, m: Masks, drop: str, kv: str | None = None) -> str:
+        """self_attn(q, q, q) or multihead_attn(q, kv, kv), need_weights=False, then its dropout."""
+        c = self.c
+        cfg = SelfAttentionLayer(type="self_attention", embed_dim=c.d_model, num_heads=c.nhead, dropout=c.dropout,
+                                 bias=c.bias, batch_first=c.batch_first)
+        sub = {k[len(n) + 1:]: v for k, v in self.params.items() if k.startswith(f"{n}.")}
+        a = Call(cfg, sub, [q], self.e.unique(f"{self.p}.{n}.out"), f"{self.p}.{n}", self.call.training)
+        return self.dropout(drop, multi_head_attention(self.e, cfg, a, q, kv or q, kv or q, m)[0])
 
-    def ff(t: str) -> str:
-        h = linear("linear1", t)
-        h = e.node(e.unique(f"{p}.activation"), c.activation, [h])
-        return dropout("dropout2", linear("linear2", dropout("dropout", h)))
+    def ff(self, t: str, drop: str) -> str:
+        h = self.e.node(self.e.unique(f"{self.p}.activation"), self.c.activation, [self.linear("linear1", t)])
+        return self.dropout(drop, self.linear("linear2", self.dropout("dropout", h)))
 
-    if c.norm_first:
-        x = e.node(e.unique(f"{p}.residual1"), "add", [x, sa(norm("norm1", x))])
-        return e.node(out, "add", [x, ff(norm("norm2", x))])
-    x = norm("norm1", e.node(e.unique(f"{p}.residual1"), "add", [x, sa(x)]))
-    return norm("norm2", e.node(e.unique(f"{p}.residual2"), "add", [x, ff(x)]), out)
+    def residual(self, k: int, x: str, y: str, out: str | None = None) -> str:
+        return self.e.node(out or self.e.unique(f"{self.p}.residual{k}"), "add", [x, y])
 
 
-def _encoder_masks(call: Call) -> Masks:
-    """The masks a program's call gives (call.options['masks']), or a model spec's causal flag: torch's causal kernel,
-    as TransformerEncoder runs it once it detects a causal mask."""
-    m = call.options.get("masks")
-    return m if m is not None else Masks(is_causal=call.cfg.causal, hint=False)
+def _encoder_block(b: _Block, x: str, m: Masks, out: str) -> str:
+    """TransformerEncoderLayer: x = norm1(x + sa(x)); x = norm2(x + ff(x)) (norm_first: x + sa(norm1(x)), then
+    x + ff(norm2(x))), dropout after the attention, inside and after the feed-forward block."""
+    b.check(x, "nn.TransformerEncoderLayer")
+    if b.c.norm_first:
+        x = b.residual(1, x, b.attend("self_attn", b.norm("norm1", x), m, "dropout1"))
+        return b.residual(2, x, b.ff(b.norm("norm2", x), "dropout2"), out)
+    x = b.norm("norm1", b.residual(1, x, b.attend("self_attn", x, m, "dropout1")))
+    return b.norm("norm2", b.residual(2, x, b.ff(x, "dropout2")), out)
+
+
+def _decoder_block(b: _Block, x: str, memory: str, m: Masks, mm: Masks, out: str) -> str:
+    """TransformerDecoderLayer: self-attention over the target (masks m), attention to the memory (masks mm), the
+    feed-forward block; norm1-3 after each residual connection (norm_first: before each block)."""
+    b.check(x, "nn.TransformerDecoderLayer")
+    b.check(memory, "nn.TransformerDecoderLayer's memory")
+    if b.c.norm_first:
+        x = b.residual(1, x, b.attend("self_attn", b.norm("norm1", x), m, "dropout1"))
+        h = b.norm("norm2", x)
+        x = b.residual(2, x, b.attend("multihead_attn", h, mm, "dropout2", memory))
+        return b.residual(3, x, b.ff(b.norm("norm3", x), "dropout3"), out)
+    x = b.norm("norm1", b.residual(1, x, b.attend("self_attn", x, m, "dropout1")))
+    x = b.norm("norm2", b.residual(2, x, b.attend("multihead_attn", x, mm, "dropout2", memory)))
+    return b.norm("norm3", b.residual(3, x, b.ff(x, "dropout3")), out)
+
+
+def _options(call: Call, key: str, causal: bool) -> Masks:
+    """The masks a program's call gives (call.options[key]), or a model spec's causal flag: torch's causal kernel."""
+    m = call.options.get(key)
+    return m if m is not None else Masks(is_causal=causal, hint=False)
+
+
+def _stack(e: Emitter, call: Call, x: str, memory: str | None, n: int, prefix: str, attr: str, out: str,
+           m: Masks, mm: Masks) -> str:
+    """Each layer in turn (prefix.layers.0, ...), the masks given to every one; parameters under attr ('layers.0.')."""
+    for k in range(n):
+        p = f"{prefix}.layers.{k}"
+        params = {a[len(f"{attr}layers.{k}."):]: v for a, v in call.params.items() if a.startswith(f"{attr}layers.{k}.")}
+        b = _Block(e, call.cfg, call, p, params)
+        last = out if k == n - 1 else e.unique(f"{p}.out")
+        x = _encoder_block(b, x, m, last) if memory is None else _decoder_block(b, x, memory, m, mm, last)
+    return x
 
 
 def _encoder_layer(e: Emitter, call: Call) -> str:
-    c: TransformerBlockLayer = call.cfg
-    x = call.inputs[0]
-    return _block(e, c, call, x, call.prefix, call.params, _encoder_masks(call), call.out)
+    return _encoder_block(_Block(e, call.cfg, call, call.prefix, call.params), call.inputs[0],
+                          _options(call, "masks", call.cfg.causal), call.out)
+
+
+def _decoder_layer(e: Emitter, call: Call) -> str:
+    tgt, memory = call.inputs
+    return _decoder_block(_Block(e, call.cfg, call, call.prefix, call.params), tgt, memory,
+                          _options(call, "masks", call.cfg.causal), _options(call, "memory", False), call.out)
 
 
 def _encoder(e: Emitter, call: Call) -> str:
-    """Each layer in turn (layers.0, layers.1, ...), the masks given to every one."""
     c: TransformerEncoderStackLayer = call.cfg
-    x = call.inputs[0]
-    m = _encoder_masks(call)
-    for k in range(c.num_layers):
-        p = f"{call.prefix}.layers.{k}"
-        params = {a[len(f"layers.{k}."):]: v for a, v in call.params.items() if a.startswith(f"layers.{k}.")}
-        out = call.out if k == c.num_layers - 1 else e.unique(f"{p}.out")
-        x = _block(e, c, call, x, p, params, m, out)
-    return x
+    return _stack(e, call, call.inputs[0], None, c.num_layers, call.prefix, "", call.out, _options(call, "masks", c.causal), Masks())
+
+
+def _decoder(e: Emitter, call: Call) -> str:
+    c: TransformerDecoderStackLayer = call.cfg
+    tgt, memory = call.inputs
+    return _stack(e, call, tgt, memory, c.num_layers, call.prefix, "", call.out, _options(call, "masks", c.causal),
+                  _options(call, "memory", False))
+
+
+def _transformer(e: Emitter, call: Call) -> str:
+    """nn.Transformer: memory = encoder.norm(encoder(src)); out = decoder.norm(decoder(tgt, memory))."""
+    c: TransformerLayer = call.cfg
+    src, tgt = call.inputs
+    p = call.prefix
+    for x, what in ((src, "src"), (tgt, "tgt")):
+        if len(e.shape(x)) not in (2, 3) or e.shape(x)[-1] != c.d_model:
+            raise e.error(f"the feature number of src and tgt must be equal to d_model ({c.d_model}): {what} is {list(e.shape(x))}")
+    batch = 0 if c.batch_first else 1
+    if len(e.shape(src)) == 3 and len(e.shape(tgt)) == 3 and e.shape(src)[batch] != e.shape(tgt)[batch]:
+        raise e.error(f"the batch number of src and tgt must be equal: {list(e.shape(src))} and {list(e.shape(tgt))}")
+    h = _stack(e, call, src, None, c.num_encoder_layers, f"{p}.encoder", "encoder.", e.unique(f"{p}.encoder.out"),
+               _options(call, "src", False), Masks())
+    memory = _Block(e, c, call, f"{p}.encoder", {k[8:]: v for k, v in call.params.items() if k.startswith("encoder.norm.")}
+                    ).norm("norm", h, e.unique(f"{p}.memory"))
+    h = _stack(e, call, tgt, memory, c.num_decoder_layers, f"{p}.decoder", "decoder.", e.unique(f"{p}.decoder.out"),
+               _options(call, "masks", c.causal), _options(call, "memory", False))
+    return _Block(e, c, call, f"{p}.decoder", {k[8:]: v for k, v in call.params.items() if k.startswith("decoder.norm.")}
+                  ).norm("norm", h, call.out)
+
+
+def _norm_params(prefix: str, d: int, bias: bool) -> list[tuple[str, tuple[int, ...]]]:
+    return [(f"{prefix}.weight", (d,))] + ([(f"{prefix}.bias", (d,))] if bias else [])
+
+
+def _transformer_params(c: TransformerLayer) -> list[tuple[str, tuple[int, ...]]]:
+    """nn.Transformer's state_dict order: encoder layers, encoder norm, decoder layers, decoder norm."""
+    out = [(f"encoder.layers.{k}.{a}", s) for k in range(c.num_encoder_layers) for a, s in _block_params(c)]  # type: ignore[arg-type]
+    out += _norm_params("encoder.norm", c.d_model, c.bias)
+    out += [(f"decoder.layers.{k}.{a}", s) for k in range(c.num_decoder_layers) for a, s in _block_params(c, True)]  # type: ignore[arg-type]
+    return out + _norm_params("decoder.norm", c.d_model, c.bias)
 
 
 layer(LayerDef("transformer_encoder_layer", "TransformerEncoderLayer", TransformerBlockLayer, _encoder_layer, _block_params,
                torch_kwargs=_block_kwargs))
+layer(LayerDef("transformer_decoder_layer", "TransformerDecoderLayer", TransformerDecoderBlockLayer, _decoder_layer,
+               lambda c: _block_params(c, True), torch_kwargs=_block_kwargs, min_inputs=2, max_inputs=2))
 layer(LayerDef(
     "transformer_encoder", "TransformerEncoder", TransformerEncoderStackLayer, _encoder,
     lambda c: [(f"layers.{k}.{a}", s) for k in range(c.num_layers) for a, s in _block_params(c)],
-    torch_kwargs=lambda c: {"encoder_layer": _block_kwargs(c), "num_layers": c.num_layers},
+    torch_kwargs=lambda c: {"layer": _block_kwargs(c), "num_layers": c.num_layers},
+))
+layer(LayerDef(
+    "transformer_decoder", "TransformerDecoder", TransformerDecoderStackLayer, _decoder,
+    lambda c: [(f"layers.{k}.{a}", s) for k in range(c.num_layers) for a, s in _block_params(c, True)],
+    torch_kwargs=lambda c: {"layer": _block_kwargs(c), "num_layers": c.num_layers}, min_inputs=2, max_inputs=2,
+))
+layer(LayerDef(
+    "transformer", "Transformer", TransformerLayer, _transformer, _transformer_params,
+    torch_kwargs=lambda c: _block_kwargs(c) | {"num_encoder_layers": c.num_encoder_layers,
+                                              "num_decoder_layers": c.num_decoder_layers},
+    min_inputs=2, max_inputs=2,
 ))

@@ -50,10 +50,6 @@ class Compare(Op):
     def dtype(self, dtypes: list[str]) -> str:
         if all(d == "scalar" for d in dtypes):
             raise ShapeError(f"{self.name}: both inputs are numbers; at least one must be a tensor")
-        if "scalar" in dtypes and "bool" in dtypes:
-            # The reference engine hands a number to the op cast to the tensor's dtype: 0.5 would become True.
-            raise ShapeError(f"{self.name}: comparing a bool tensor with a number is not supported; "
-                             "compare the float tensor it was computed from instead")
         return "bool"
 
     def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:

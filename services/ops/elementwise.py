@@ -193,12 +193,19 @@ class Unary(Op):
 
 
 def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), methods: tuple[str, ...] | None = (),
-           bounds: tuple[float, float] | None = None, call: str = "") -> None:
+           bounds: tuple[float, float] | None = None, call: str = "", ints: bool = False) -> None:
     """Register a pointwise op from its forward f(x) and backward (g, out, x) -> dx (`bounds`: of every output).
-    `methods` None: no tensor method of its name; `call`: the torch function's path when not torch.<name>."""
+    `methods` None: no tensor method of its name; `call`: the torch function's path when not torch.<name>; `ints`:
+    int64 tensors too (`-torch.arange(0, d, 2)`), as torch takes them."""
 
     class _U(Unary):
         out_range = bounds
+        any_dtype = ints
+
+        def dtype(self, dtypes: list[str]) -> str:
+            if dtypes[0] == "bool":
+                raise ShapeError(f"{name} of a bool tensor is not supported (torch refuses it): cast it first (.float())")
+            return super().dtype(dtypes)
 
         def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
             if call:
@@ -220,8 +227,8 @@ def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), metho
     register(_U)
 
 
-_unary("neg", np.negative, lambda g, y, x: -g, functions=("torch.negative",), methods=("negative",))
-_unary("abs", np.abs, lambda g, y, x: g * np.sign(x))
+_unary("neg", np.negative, lambda g, y, x: -g, functions=("torch.negative",), methods=("negative",), ints=True)
+_unary("abs", np.abs, lambda g, y, x: g * np.sign(x), ints=True)
 _unary("exp", np.exp, lambda g, y, x: g * y)
 _unary("log", np.log, lambda g, y, x: g / x)
 _unary("sqrt", np.sqrt, lambda g, y, x: g / (2 * y))

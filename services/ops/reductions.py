@@ -407,6 +407,28 @@ class Softmax(SoftmaxBase):
 
 
 @register
+class SafeSoftmax(SoftmaxBase):
+    """softmax that gives 0 for a row of -inf only (where softmax gives NaN): torch's _safe_softmax, which its
+    attention math runs on the masked scores (SafeSoftmaxBackward0), so a query whose keys are all masked gets 0."""
+
+    name = "safe_softmax"
+    out_range = (0.0, 1.0)
+
+    def torch(self, t: Any, xs: list[Any], a: DimArgs) -> Any:
+        return t._safe_softmax(xs[0], a.dim)
+
+    def forward(self, xs: list[Array], a: DimArgs) -> Array:
+        axis = norm_dim(a.dim, xs[0].ndim)
+        masked = np.all(np.isneginf(xs[0]), axis=axis, keepdims=True)
+        out = np.exp(_log_softmax(np.where(masked, np.zeros((), xs[0].dtype), xs[0]), axis))
+        return np.where(masked, np.zeros((), out.dtype), out)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: DimArgs) -> list[Array | None]:
+        axis = norm_dim(a.dim, out.ndim)
+        return [out * (g - (g * out).sum(axis=axis, keepdims=True))]
+
+
+@register
 class LogSoftmax(SoftmaxBase):
     name = "log_softmax"
     functions = ("torch.log_softmax", "F.log_softmax")
