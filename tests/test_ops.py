@@ -8,7 +8,6 @@ verdict and then compares the full arrays itself, elementwise."""
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import numpy as np
