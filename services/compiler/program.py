@@ -20,20 +20,21 @@ from typing import Any
 
 from services.compiler.arranging import FUNCTIONS as ARRANGING
 from services.compiler.arranging import Arranging
+from services.compiler.bindings import Bindings, target_names
 from services.compiler.build import GraphBuilder
 from services.compiler.builtins import BUILTINS, Builtins
 from services.compiler.control import ControlFlow
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
 from services.compiler.expressions import MATH, _kind
 from services.compiler.finish import Finish, TraceEnded
-from services.compiler.functions import SAME_OBJECT, UserCode, is_super
+from services.compiler.functions import UserCode, is_super
 from services.compiler.inplace import InPlace
 from services.compiler.layers import BY_MODULE
 from services.compiler.loops import unroll
 from services.compiler.module_tree import MODULE_WALKS, ModuleTree
 from services.compiler.modules import ModuleCalls
 from services.compiler.tensor_methods import TensorMethods
-from services.compiler.torch_functions import TorchFunctions, in_place_statement, inplace_keyword, is_in_place_function
+from services.compiler.torch_functions import TorchFunctions, inplace_keyword, is_in_place_function
 from services.compiler.values import (
     CALLABLE,
     DTYPES,
@@ -85,7 +86,7 @@ class ProgramResult:
     """The program's own torch.Generators' draws, each a stream of its own."""
 
 
-class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
+class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
                       TorchFunctions, Arranging):
     """Walks the statements; each method handles one whitelisted form."""
 
@@ -154,69 +155,6 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
         self.res.streams = [g.stream for g in self.generators if g.stream.events]
         self.finish_names()
         return self.res
-
-    def count_bindings(self, body: list[ast.stmt], no_grad: bool = False) -> None:
-        """How often each variable is assigned (`y.add_(1)` too), so that its last binding can take the bare name
-        (`w += 0.5` under no_grad, a leaf's update, binds nothing new)."""
-        for stmt in body:
-            targets: list[ast.expr] = []
-            if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad and self.in_place_call(stmt.value):
-                targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `y.add_(1)`: a new binding of y
-            elif isinstance(stmt, ast.Expr) and not no_grad and in_place_statement(stmt.value, self.dotted):
-                targets = [stmt.value.args[0]]  # type: ignore[attr-defined]  # `F.relu(h, inplace=True)`, `F.relu_(h)`
-            if isinstance(stmt, ast.Assign):
-                targets += list(stmt.targets)
-                if _rebinds_itself(stmt):
-                    self.rebinds[stmt.targets[0].id] += 1  # type: ignore[attr-defined]
-            elif isinstance(stmt, ast.AugAssign) and not (no_grad and _is_number_literal(stmt.value)):
-                targets = [stmt.target]
-            elif isinstance(stmt, ast.For):  # a loop unrolled when reached: counted once now, in full then
-                self.count_bindings(stmt.body, no_grad)
-            elif isinstance(stmt, ast.If):  # the branch that runs when the condition is known now, else the larger
-                known = self.static_condition(stmt.test)
-                outer = self.bindings
-                counts = []
-                for branch in (stmt.body, stmt.orelse):
-                    self.bindings = Counter()
-                    self.count_bindings(branch, no_grad)
-                    counts.append(self.bindings)
-                self.bindings = outer
-                outer.update(counts[0] | counts[1] if known is None else counts[0] if known else counts[1])
-            elif isinstance(stmt, ast.With):
-                modes = {self.dotted(i.context_expr.func) for i in stmt.items if isinstance(i.context_expr, ast.Call)}
-                self.count_bindings(stmt.body, (no_grad or bool(modes & {"torch.no_grad", "torch.inference_mode"}))
-                                    and "torch.enable_grad" not in modes)
-            for t in targets:
-                while isinstance(t, ast.Subscript):
-                    t = t.value  # `pe[:, 0::2] = ...`, `target[i][l] = 1.0`: a tensor written by index is a new binding
-                for n in (_names(t) or [] if isinstance(t, (ast.Tuple, ast.List)) else [t.id] if isinstance(t, ast.Name) else []):
-                    self.bindings[n] += 1
-
-    def object_name(self, name: str) -> str:
-        """The path of an object made at a statement's binding `name`: `model = Net()` followed only by rebindings to
-        itself (`model = model.to(device)`, `model.train()`'s value) takes the bare name, as torch's object keeps it."""
-        var, _, k = name.partition("@")
-        if k.isdigit() and not self.prefix and var not in self.spec_inputs and self.bindings[var] - int(k) <= self.rebinds[var]:
-            return var
-        return name
-
-    def binding_name(self, var: str) -> str:
-        """The node name of this binding of `var`: `var` for the last one, var@k for earlier ones
-        (inputs given in the spec keep their name: the program's rebindings are var@2, var@3, ...). Inside a call,
-        under the call's prefix ('model.h'), and a variable the call returns takes the caller's name at its last
-        binding (`return output` in forward, `out = net(x)`: the node is out)."""
-        self.seen[var] += 1
-        k = self.seen[var]
-        if var in self.spec_inputs:
-            return f"{var}@{k + 1}"
-        last = k >= self.bindings[var]
-        if last and var in self.returns:
-            return self.returns[var]
-        var = self.prefix + var  # inside a call: 'model.h', 'layer.h'
-        name = var if last else f"{var}@{k}"
-        if name not in self.builder:
-            return name
-        return self.fresh(name) if self.prefix else self.fresh(f"{var}@{k}")  # a call made again; a binding count_bindings did not foresee
 
     def dispatch(self, stmt: ast.stmt) -> None:
         """Compile one statement (Finish.statement calls it, watching what follows backward())."""
@@ -306,7 +244,7 @@ class ProgramCompiler(Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTr
                 self.finalize(v, var)  # `net = make_net()`: named for the variable
             self.scope[var] = v
         elif isinstance(target, (ast.Tuple, ast.List)):
-            ids = _names(target)
+            ids = target_names(target)
             if ids is None:
                 raise self.err(stmt, "tuple assignment needs names on the left (nested tuples of names, or an object's "
                                      "attributes: `out, self.hidden = ...`)")
@@ -719,19 +657,6 @@ def _class_name(node: ast.AST) -> bool:
         or isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) and node.value.func.id == "type")
 
 
-def _names(target: ast.expr) -> list[str] | None:
-    """The names of a (nested) tuple target in order, `out, (h, c)` -> [out, h, c] (`self.hidden`: 'hidden#attr', a
-    name no variable has); None if it holds anything else."""
-    if isinstance(target, ast.Name):
-        return [target.id]
-    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
-        return [f"{target.attr}#attr"]
-    if not isinstance(target, (ast.Tuple, ast.List)) or not target.elts:
-        return None
-    parts = [_names(e) for e in target.elts]
-    return None if any(p is None for p in parts) else [n for p in parts for n in p]  # type: ignore[union-attr]
-
-
 def _is_print(e: ast.expr) -> bool:
     return isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "print"
 
@@ -745,24 +670,9 @@ def _only_prints(fn: ast.FunctionDef) -> bool:
                or isinstance(b, ast.Return) and none(b.value) for b in fn.body)
 
 
-def _rebinds_itself(stmt: ast.Assign) -> bool:
-    """`m = m.to(device)`, `m = m.cpu()`, `m = m.train()`: a name bound again to what a method returns of it (the same
-    object for a module)."""
-    v, t = stmt.value, stmt.targets
-    return (len(t) == 1 and isinstance(t[0], ast.Name) and isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute)
-            and isinstance(v.func.value, ast.Name) and v.func.value.id == t[0].id and v.func.attr in SAME_OBJECT)
-
-
 _OPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
                          ast.Mod: "%", ast.FloorDiv: "//"}
 """An augmented assignment's operator as written."""
-
-
-def _is_number_literal(node: ast.expr) -> bool:
-    """A number written out: 0.5, -1, 1e-3."""
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        node = node.operand
-    return isinstance(node, ast.Constant) and is_number(node.value)
 
 
 def _is_int_literal(node: ast.expr, scope: dict[str, Any]) -> bool:

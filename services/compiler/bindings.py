@@ -1,0 +1,115 @@
+"""How a program's variables are named: each assignment counted before the statements run, so that a variable's
+last binding takes the bare name (`loss`) and earlier ones `loss@1`, `loss@2`; an object rebound to itself
+(`model = model.to(device)`) keeps its name."""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+
+from services.compiler.expressions import ExpressionCompiler
+from services.compiler.functions import SAME_OBJECT
+from services.compiler.torch_functions import in_place_statement
+from services.compiler.values import is_number
+
+
+class Bindings(ExpressionCompiler):
+    """count_bindings before a body runs, binding_name as each assignment runs (ProgramCompiler holds the counters:
+    bindings, rebinds, seen)."""
+
+    bindings: Counter[str]
+    rebinds: Counter[str]
+    seen: Counter[str]
+    spec_inputs: set[str]
+    returns: dict[str, str]
+
+    def count_bindings(self, body: list[ast.stmt], no_grad: bool = False) -> None:
+        """How often each variable is assigned (`y.add_(1)` too), so that its last binding can take the bare name
+        (`w += 0.5` under no_grad, a leaf's update, binds nothing new)."""
+        for stmt in body:
+            targets: list[ast.expr] = []
+            if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad and self.in_place_call(stmt.value):
+                targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `y.add_(1)`: a new binding of y
+            elif isinstance(stmt, ast.Expr) and not no_grad and in_place_statement(stmt.value, self.dotted):
+                targets = [stmt.value.args[0]]  # type: ignore[attr-defined]  # `F.relu(h, inplace=True)`, `F.relu_(h)`
+            if isinstance(stmt, ast.Assign):
+                targets += list(stmt.targets)
+                if _rebinds_itself(stmt):
+                    self.rebinds[stmt.targets[0].id] += 1  # type: ignore[attr-defined]
+            elif isinstance(stmt, ast.AugAssign) and not (no_grad and is_number_literal(stmt.value)):
+                targets = [stmt.target]
+            elif isinstance(stmt, ast.For):  # a loop unrolled when reached: counted once now, in full then
+                self.count_bindings(stmt.body, no_grad)
+            elif isinstance(stmt, ast.If):  # the branch that runs when the condition is known now, else the larger
+                known = self.static_condition(stmt.test)
+                outer = self.bindings
+                counts = []
+                for branch in (stmt.body, stmt.orelse):
+                    self.bindings = Counter()
+                    self.count_bindings(branch, no_grad)
+                    counts.append(self.bindings)
+                self.bindings = outer
+                outer.update(counts[0] | counts[1] if known is None else counts[0] if known else counts[1])
+            elif isinstance(stmt, ast.With):
+                modes = {self.dotted(i.context_expr.func) for i in stmt.items if isinstance(i.context_expr, ast.Call)}
+                self.count_bindings(stmt.body, (no_grad or bool(modes & {"torch.no_grad", "torch.inference_mode"}))
+                                    and "torch.enable_grad" not in modes)
+            for t in targets:
+                while isinstance(t, ast.Subscript):
+                    t = t.value  # `pe[:, 0::2] = ...`, `target[i][l] = 1.0`: a tensor written by index is a new binding
+                for n in (target_names(t) or [] if isinstance(t, (ast.Tuple, ast.List)) else [t.id] if isinstance(t, ast.Name) else []):
+                    self.bindings[n] += 1
+
+    def object_name(self, name: str) -> str:
+        """The path of an object made at a statement's binding `name`: `model = Net()` followed only by rebindings to
+        itself (`model = model.to(device)`, `model.train()`'s value) takes the bare name, as torch's object keeps it."""
+        var, _, k = name.partition("@")
+        if k.isdigit() and not self.prefix and var not in self.spec_inputs and self.bindings[var] - int(k) <= self.rebinds[var]:
+            return var
+        return name
+
+    def binding_name(self, var: str) -> str:
+        """The node name of this binding of `var`: `var` for the last one, var@k for earlier ones
+        (inputs given in the spec keep their name: the program's rebindings are var@2, var@3, ...). Inside a call,
+        under the call's prefix ('model.h'), and a variable the call returns takes the caller's name at its last
+        binding (`return output` in forward, `out = net(x)`: the node is out)."""
+        self.seen[var] += 1
+        k = self.seen[var]
+        if var in self.spec_inputs:
+            return f"{var}@{k + 1}"
+        last = k >= self.bindings[var]
+        if last and var in self.returns:
+            return self.returns[var]
+        var = self.prefix + var  # inside a call: 'model.h', 'layer.h'
+        name = var if last else f"{var}@{k}"
+        if name not in self.builder:
+            return name
+        return self.fresh(name) if self.prefix else self.fresh(f"{var}@{k}")  # a call made again; a binding count_bindings did not foresee
+
+
+def target_names(target: ast.expr) -> list[str] | None:
+    """The names of a (nested) tuple target in order, `out, (h, c)` -> [out, h, c] (`self.hidden`: 'hidden#attr', a
+    name no variable has); None if it holds anything else."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+        return [f"{target.attr}#attr"]
+    if not isinstance(target, (ast.Tuple, ast.List)) or not target.elts:
+        return None
+    parts = [target_names(e) for e in target.elts]
+    return None if any(p is None for p in parts) else [n for p in parts for n in p]  # type: ignore[union-attr]
+
+
+def _rebinds_itself(stmt: ast.Assign) -> bool:
+    """`m = m.to(device)`, `m = m.cpu()`, `m = m.train()`: a name bound again to what a method returns of it (the same
+    object for a module)."""
+    v, t = stmt.value, stmt.targets
+    return (len(t) == 1 and isinstance(t[0], ast.Name) and isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute)
+            and isinstance(v.func.value, ast.Name) and v.func.value.id == t[0].id and v.func.attr in SAME_OBJECT)
+
+
+def is_number_literal(node: ast.expr) -> bool:
+    """A number written out: 0.5, -1, 1e-3."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        node = node.operand
+    return isinstance(node, ast.Constant) and is_number(node.value)
