@@ -16,7 +16,7 @@ import numpy as np
 from services.ir import Event, Graph, Leaf, Stream
 from services.ops.indexing import spec_index
 
-TORCH_CREATORS = {"rand", "randn", "randint", "zeros", "ones", "full", "arange", "linspace", "eye", "empty", "normal"}
+TORCH_CREATORS = {"rand", "randn", "randint", "zeros", "ones", "full", "arange", "linspace", "eye", "empty", "normal", "randperm"}
 """torch functions a 'tensor' event may call (empty is made as zeros: a trace must be deterministic)."""
 INPLACE = {"uniform_", "normal_", "zero_", "fill_", "bernoulli_", "exponential_", "mul_", "add_", "div_", "clamp_"}
 """Tensor methods an 'inplace' event may call."""

@@ -279,6 +279,15 @@ class DropoutLayer(_Layer):
     inplace: bool = False
 
 
+class ChannelDropoutLayer(_Layer):
+    """nn.Dropout1d / Dropout2d / Dropout3d (training mode): whole channels zeroed, one draw per (sample, channel) from
+    torch's generator in program order (a mask of shape (N, C, 1, ...), as torch's feature dropout draws it)."""
+
+    type: Literal["dropout1d", "dropout2d", "dropout3d"]
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    inplace: bool = False
+
+
 class BatchNormLayer(_Layer):
     """nn.BatchNorm1d / nn.BatchNorm2d in training mode (batch statistics); the running stats after this step
     are reported as the nodes '<name>.running_mean' and '<name>.running_var'."""
@@ -502,7 +511,7 @@ class CatLayer(_Layer):
 
 Layer = Annotated[
     Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
-    | Pool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
+    | Pool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | ChannelDropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
     | SelfAttentionLayer | TransformerBlockLayer | TransformerEncoderStackLayer | TransformerDecoderBlockLayer
     | TransformerDecoderStackLayer | TransformerLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),

@@ -435,3 +435,23 @@ def test_promotion_to_the_default_float_follows_the_specs_dtype(tmp_path: Path) 
     for k in ("a", "b", "c", "e", "W", "loss"):
         assert t.result.nodes[k].dtype == str(g[k].dtype)[6:], k
     same_as_torch(t, g, ["x", "a", "b", "c", "e", "W", "loss"])
+
+
+def test_channel_dropout_and_randperm_draw_as_torch(tmp_path: Path) -> None:
+    """nn.Dropout2d / F.dropout1d / F.dropout3d zero whole channels from one (N, C, 1, ...) draw (unbatched inputs as a
+    batch of one; dropout2d's 3-d input as (N, C, L), as torch's), and torch.randperm's shuffle is torch's, the draws
+    after it too."""
+    program = (
+        "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+        "conv = nn.Conv2d(2, 3, 3)\ndrop = nn.Dropout2d(0.3)\nx = torch.randn(2, 2, 6, 6, requires_grad=True)\n"
+        "h = drop(F.relu(conv(x)))\nperm = torch.randperm(5)\ns = torch.randn(3, 5, requires_grad=True)\n"
+        "a = F.dropout1d(s[:, perm], 0.4)\nb = nn.Dropout1d(0.2)(torch.randn(2, 3, 4, requires_grad=True) * 2)\n"
+        "c = F.dropout3d(torch.randn(3, 2, 2, 2, requires_grad=True), p=0.5)\n"
+        "d = F.dropout2d(torch.randn(2, 3, 4, requires_grad=True), 0.5)\n"
+        "loss = h.sum() + a.pow(2).sum() + b.sum() + c.sum() + d.sum()\nloss.backward()\n"
+    )
+    check(program, ["conv", "x", "h", "s", "a", "b", "c", "d", "loss"], tmp_path)
+    t = traced(program)
+    assert t.result.nodes["h"].grad_fn == "MulBackward0"  # torch's feature dropout: input * noise
+    assert "dropout1d: Expected 2D or 3D input" in str(refused("import torch\nimport torch.nn.functional as F\n"
+                                                                "y = F.dropout1d(torch.randn(2, 2, 2, 2), 0.5)\n"))

@@ -16,11 +16,11 @@ from services.materialize import INITS as NN_INIT
 from services.materialize import INPLACE as INPLACE_INIT
 
 CREATORS = {
-    "tensor", "rand", "randn", "randint", "zeros", "ones", "full", "arange", "linspace", "eye", "empty", "normal",
+    "tensor", "rand", "randn", "randint", "zeros", "ones", "full", "arange", "linspace", "eye", "empty", "normal", "randperm",
     "rand_like", "randn_like", "zeros_like", "ones_like", "full_like", "empty_like", "randint_like",
 }
 """torch functions that make a tensor (a leaf of the graph)."""
-RANDOM = {"rand", "randn", "randint", "normal", "rand_like", "randn_like", "randint_like"}
+RANDOM = {"rand", "randn", "randint", "normal", "randperm", "rand_like", "randn_like", "randint_like"}
 """Those that draw from torch's generator."""
 CREATOR_KWARGS = {"dtype", "requires_grad", "device", "fill_value", "steps", "generator"}
 
@@ -188,6 +188,11 @@ class TensorCreation(ExpressionCompiler):
                 raise self.err(node, "torch.randint takes (low, high, size) or (high, size) with high > low")
             shape = tuple(self.sizes([args[-1]], node))
             return shape, [vals[0], vals[1], list(shape)], (float(vals[0]), float(vals[1] - 1)), dtype or "int64"
+        if fn == "randperm":  # shuffled indices (`x[torch.randperm(n)]`): drawn as torch draws them, int64
+            n = self.const(args[0]) if len(args) == 1 else None
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise self.err(node, "torch.randperm takes n, an int >= 0")
+            return (n,), [n], (0.0, float(max(n - 1, 0))), dtype or "int64"
         if fn == "arange":
             vals = [self.const(a) for a in args]
             if not 1 <= len(vals) <= 3 or not all(is_number(v) for v in vals):

@@ -24,6 +24,7 @@ from shared.spec import (
     AddLayer,
     BatchNormLayer,
     CatLayer,
+    ChannelDropoutLayer,
     Conv1dLayer,
     Conv2dLayer,
     ConvTranspose1dLayer,
@@ -106,12 +107,13 @@ class Emitter:
         self.builder.add_leaf(leaf, self.loc)
         return name
 
-    def dropout_mask(self, name: str, like: str, p: float) -> str:
+    def dropout_mask(self, name: str, like: str, p: float, shape: Shape | None = None) -> str:
         """A leaf holding torch's dropout noise for `like` (bernoulli(1 - p) / (1 - p)), drawn here in order. torch
         fills it in `like`'s memory order: for a transposed tensor (nn.MultiheadAttention's batch_first output) the
         leaf is drawn in that order and permuted to `like`'s shape."""
         name = self.unique(name)
-        shape, order = self.shape(like), self.builder.layouts.get(like)
+        order = None if shape is not None else self.builder.layouts.get(like)  # `shape`: a new tensor's (contiguous)
+        shape = shape or self.shape(like)
         drawn = shape if order is None else tuple(shape[d] for d in order)
         leaf = Leaf(name, drawn, self.builder.dtypes[like], False, init=f"dropout mask, p={p:g}")
         self.builder.add_leaf(leaf, self.loc)
@@ -410,6 +412,31 @@ def _dropout(e: Emitter, call: Call) -> str:
 
 
 layer(LayerDef("dropout", "Dropout", DropoutLayer, _dropout))
+
+
+def _channel_dropout(e: Emitter, call: Call) -> str:
+    """Training mode with p > 0: input * mask, the mask (N, C, 1, ...) drawn from torch's generator (torch's feature
+    dropout: MulBackward0); an unbatched input (dropout1d's 2-d, dropout3d's 4-d) runs as a batch of one."""
+    c: ChannelDropoutLayer = call.cfg
+    x, spatial = call.inputs[0], int(c.type[-2])
+    ndim = len(e.shape(x))
+    if c.type == "dropout1d" and ndim not in (2, 3):
+        raise e.error(f"dropout1d: Expected 2D or 3D input, but received a {ndim}D input")
+    if ndim < 2:
+        raise e.error(f"{c.type}: Expected a 2D or larger input (channels first), but received a {ndim}D input")
+    if not call.training or c.p == 0:
+        return x
+    unbatched = ndim == spatial + 1 and c.type != "dropout2d"  # torch keeps dropout2d's 3-d input as (N, C, L)
+    if unbatched:
+        x = e.node(e.unique(f"{call.prefix}.batch_of_one"), "unsqueeze", [x], {"dim": 0})
+    shape = e.shape(x)
+    mask = e.dropout_mask(f"{call.prefix}.mask", x, c.p, (shape[0], shape[1], *(1,) * (len(shape) - 2)))
+    y = e.node(e.unique(f"{call.prefix}.dropped") if unbatched else call.out, "mul", [x, mask])
+    return e.node(call.out, "squeeze", [y], {"dim": 0}) if unbatched else y
+
+
+for _dims in ("1d", "2d", "3d"):
+    layer(LayerDef(f"dropout{_dims}", f"Dropout{_dims}", ChannelDropoutLayer, _channel_dropout))
 
 
 def _add(e: Emitter, call: Call) -> str:

@@ -12,7 +12,7 @@ from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.layers import BY_MODULE, LAYERS, Call, Emitter, add_params, param_event
 from services.compiler.transformer import Masks
 from services.compiler.values import DType, Instance, ModuleInst, T, Value, is_number
-from shared.spec import DropoutLayer
+from shared.spec import ChannelDropoutLayer, DropoutLayer
 
 _DECODER = ("tgt", "memory", "tgt_mask", "memory_mask", "tgt_key_padding_mask", "memory_key_padding_mask", "tgt_is_causal",
             "memory_is_causal")
@@ -448,8 +448,9 @@ class ModuleCalls(ExpressionCompiler):
                     texts={out: text or self.src(node)})
         return d.emit(e, Call(m.cfg, m.params, inputs, out, m.path, m.training))
 
-    def dropout(self, node: ast.Call) -> T:
-        """F.dropout(x, p=0.5, training=True): training mode draws torch's mask; otherwise x itself."""
+    def dropout(self, node: ast.Call, kind: str = "dropout") -> T:
+        """F.dropout(x, p=0.5, training=True) (F.dropout1d/2d/3d: whole channels): training mode draws torch's mask;
+        otherwise x itself."""
         names = ("input", "p", "training", "inplace")
         given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
         if set(given) - set(names) or "input" not in given:
@@ -464,8 +465,8 @@ class ModuleCalls(ExpressionCompiler):
             self.check_in_place(x, self.src(given["input"])[:40], "F.dropout(..., inplace=True)", "F.dropout(...)", node)  # type: ignore[attr-defined]
         name = self.name_for(node)
         e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1)
-        cfg = DropoutLayer(type="dropout", p=float(p))
-        out = T(LAYERS["dropout"].emit(e, Call(cfg, {}, [x.name], name, name, training)))
+        cfg = DropoutLayer(type="dropout", p=float(p)) if kind == "dropout" else ChannelDropoutLayer(type=kind, p=float(p))  # type: ignore[arg-type]
+        out = T(LAYERS[kind].emit(e, Call(cfg, {}, [x.name], name, name, training)))
         if inplace and out != x:
             self.changed_in_place(x, out, self.src(given["input"])[:40], node)  # type: ignore[attr-defined]
         return out

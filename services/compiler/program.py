@@ -635,6 +635,8 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             return self.create(path[6:], node, self.name_for(node))
         if path in ("F.dropout", "torch.dropout"):
             return self.dropout(node)
+        if path in ("F.dropout1d", "F.dropout2d", "F.dropout3d"):
+            return self.dropout(node, path[2:])
         if path in ("torch.chunk", "torch.split"):
             return self.multi(path[6:], self.tensor(node.args[0]) if node.args else None, node, node.args[1:])
         if path.startswith("math.") and path[5:] in MATH:
