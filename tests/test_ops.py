@@ -501,6 +501,16 @@ for red in ("mean", "sum", "none"):
     case(f"nll_loss-seg-{red}", SEG, N("p", "log_softmax", "x", dim=1), N("L", "nll_loss", "p", "t", reduction=red, ignore_index=255))
 case("cross_entropy-seq-smoothing", {"x": normal(2, 4, 3, seed=43), "t": given([[0, 3, 1], [2, 2, 0]], dtype="int64")},
      N("L", "cross_entropy", "x", "t", label_smoothing=0.1))
+# class weights (nn.CrossEntropyLoss(weight=...)): the mean divides by the kept targets' weights; with smoothing too
+CW = {"w": given([0.5, 2.0, 1.0], requires_grad=False)}
+for red in ("mean", "sum", "none"):
+    case(f"cross_entropy-seg-weight-smoothing-{red}", {**SEG, **CW},
+         N("L", "cross_entropy", "x", "t", "w", reduction=red, ignore_index=255, label_smoothing=0.2))
+    case(f"nll_loss-weight-{red}", {**SEG, **CW}, N("p", "log_softmax", "x", dim=1),
+         N("L", "nll_loss", "p", "t", "w", reduction=red, ignore_index=255))
+case("cross_entropy-1d-weight", {"x": normal(5, seed=39), "t": given(3, dtype="int64"),
+                                 "w": given([1.0, 2.0, 3.0, 0.5, 1.5], requires_grad=False)},
+     N("L", "cross_entropy", "x", "t", "w"))
 case("mse_loss-fixed-target", {"x": normal(3, 4, seed=40), "y": {**normal(3, 4, seed=41), "requires_grad": False}},
      N("L", "mse_loss", "x", "y"))
 case("mse_loss-0d", {"x": normal(seed=40), "y": normal(seed=41)}, N("L", "mse_loss", "x", "y"))

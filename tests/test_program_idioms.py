@@ -455,3 +455,16 @@ def test_channel_dropout_and_randperm_draw_as_torch(tmp_path: Path) -> None:
     assert t.result.nodes["h"].grad_fn == "MulBackward0"  # torch's feature dropout: input * noise
     assert "dropout1d: Expected 2D or 3D input" in str(refused("import torch\nimport torch.nn.functional as F\n"
                                                                 "y = F.dropout1d(torch.randn(2, 2, 2, 2), 0.5)\n"))
+
+
+def test_class_weights_in_cross_entropy_and_nll_loss(tmp_path: Path) -> None:
+    """F.cross_entropy(x, t, weight=w), nn.CrossEntropyLoss(weight=..., label_smoothing=...) and nn.NLLLoss(w)
+    (positional, as torch's first parameter): the weighted mean divides by the targets' weights, as torch's."""
+    program = (
+        "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+        "x = torch.randn(6, 3, requires_grad=True)\nt = torch.tensor([0, 2, 1, 2, 1, 0])\nw = torch.tensor([1.0, 3.0, 0.5])\n"
+        "a = F.cross_entropy(x, t, weight=w)\ncrit = nn.CrossEntropyLoss(weight=torch.tensor([0.2, 1.0, 2.0]), label_smoothing=0.1)\n"
+        "b = crit(x, t)\nc = nn.NLLLoss(w, reduction='sum')(F.log_softmax(x, dim=1), t)\nloss = a + b + c\nloss.backward()\n"
+    )
+    check(program, ["x", "a", "b", "c", "loss"], tmp_path)
+    assert "weight must hold one value per class" in str(refused(program.replace("[1.0, 3.0, 0.5]", "[1.0, 3.0]")))

@@ -461,24 +461,40 @@ class MSELossArgs(BaseModel):
     reduction: str = "mean"
 
 
-class NLLLossArgs(MSELossArgs):
-    """nn.NLLLoss (class-index targets; no class weights)."""
+class NLLLossArgs(BaseModel):
+    """nn.NLLLoss (class-index targets), in torch's constructor order; `weight`: the class weights' tensor (its name)."""
 
+    model_config = ConfigDict(extra="forbid")
+    weight: str | None = None
+    size_average: None = None
     ignore_index: int = -100
+    reduce: None = None
+    reduction: str = "mean"
 
 
 class CrossEntropyLossArgs(NLLLossArgs):
-    """nn.CrossEntropyLoss (class-index targets; no class weights)."""
+    """nn.CrossEntropyLoss (class-index targets)."""
 
     label_smoothing: float = 0.0
+
+
+TENSOR_ARGS = {"weight"}
+"""Loss constructor arguments that are tensors (nn.CrossEntropyLoss(weight=w)): they hold the tensor's name."""
+
+
+def _loss(op: str) -> Emit:
+    """`op(input, target[, weight], **the other constructor arguments)`."""
+    def emit(e: Emitter, c: Call) -> str:
+        args = c.cfg.model_dump(exclude={"weight", "size_average", "reduce"})
+        return e.node(c.out, op, [*c.inputs, *([c.cfg.weight] if getattr(c.cfg, "weight", None) else [])], args)
+    return emit
 
 
 for _op, _cls, _args in (("mse_loss", "MSELoss", MSELossArgs), ("binary_cross_entropy", "BCELoss", MSELossArgs),
                          ("binary_cross_entropy_with_logits", "BCEWithLogitsLoss", MSELossArgs),
                          ("nll_loss", "NLLLoss", NLLLossArgs), ("cross_entropy", "CrossEntropyLoss", CrossEntropyLossArgs)):
     # each constructor argument is the op's argument of the same name
-    layer(LayerDef(_op, _cls, _args, lambda e, c, op=_op: e.node(c.out, op, c.inputs, c.cfg.model_dump()),
-                   min_inputs=2, max_inputs=2))
+    layer(LayerDef(_op, _cls, _args, _loss(_op), min_inputs=2, max_inputs=2))
 
 
 class SmoothL1LossArgs(MSELossArgs):

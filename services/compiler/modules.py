@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from services.compiler.expressions import ExpressionCompiler, _kind
-from services.compiler.layers import BY_MODULE, LAYERS, Call, Emitter, add_params, param_event
+from services.compiler.layers import BY_MODULE, LAYERS, TENSOR_ARGS, Call, Emitter, add_params, param_event
 from services.compiler.transformer import Masks
 from services.compiler.values import DType, Instance, ModuleInst, T, Value, is_number
 from shared.spec import ChannelDropoutLayer, DropoutLayer
@@ -50,11 +50,16 @@ class ModuleCalls(ExpressionCompiler):
         names = d.positional()
         if len(node.args) > len(names):
             raise self.err(node, f"nn.{cls} takes at most {len(names)} positional arguments")
-        data: dict[str, Any] = dict(zip(names, (self.const(a) for a in node.args), strict=False))
+        tensors = TENSOR_ARGS & set(d.schema.model_fields)  # nn.CrossEntropyLoss(weight=w): the tensor's name
+
+        def arg(name: str | None, a: ast.expr) -> Any:
+            return self.tensor(a).name if name in tensors and self.expr(a) is not None else self.const(a)
+
+        data: dict[str, Any] = {n: arg(n, a) for n, a in zip(names, node.args, strict=False)}
         for k in node.keywords:
             if k.arg in data:
                 raise self.err(k.value, f"nn.{cls}: '{k.arg}' given twice")
-            data[k.arg] = self.const(k.value)
+            data[k.arg] = arg(k.arg, k.value)
         if "type" in d.schema.model_fields:
             data["type"] = d.type
         if cls == "MultiheadAttention":

@@ -42,13 +42,17 @@ class CrossEntropy(Op):
     and the mean is over the others, as torch's. nll_loss is the same on log-probabilities (NllLoss)."""
 
     name = "cross_entropy"
-    tensors = ("input", "target")
+    tensors = ("input", "target", "weight")
+    min_inputs = 2
     Args: type[BaseModel] = CrossEntropyArgs
     functions = ("F.cross_entropy",)
-    differentiable = (True, False)
+    differentiable = (True, False, False)
 
     def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
-        x, t = shapes
+        x, t = shapes[:2]
+        if len(shapes) == 3 and (not x or shapes[2] != (x[0 if len(x) == 1 else 1],)):
+            raise ShapeError(f"{self.name}: weight must hold one value per class, shape [{x[0 if len(x) == 1 else 1] if x else 0}], "
+                             f"got {list(shapes[2])}")
         if not x:
             raise ShapeError(f"{self.name}: input must have 1 or more dimensions (classes), got a 0-d tensor")
         want = (x[0], *x[2:]) if len(x) >= 2 else ()
@@ -60,6 +64,8 @@ class CrossEntropy(Op):
     def dtype(self, dtypes: list[str]) -> str:
         if dtypes[1] != "int64":
             raise ShapeError(f"{self.name}: target must be int64 class indices, got {dtypes[1]} (give that input \"dtype\": \"int64\")")
+        if len(dtypes) == 3 and dtypes[2] != dtypes[0]:
+            raise ShapeError(f"{self.name}: weight must be {dtypes[0]} like the input, got {dtypes[2]}")
         return dtypes[0]
 
     def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: ClassArgs) -> None:
@@ -72,8 +78,8 @@ class CrossEntropy(Op):
                              f"{classes} classes (valid: 0 to {classes - 1})")
 
     def torch(self, t: Any, xs: list[Any], a: CrossEntropyArgs) -> Any:
-        return t.nn.functional.cross_entropy(xs[0], xs[1], reduction=a.reduction, label_smoothing=a.label_smoothing,
-                                             ignore_index=a.ignore_index)
+        return t.nn.functional.cross_entropy(xs[0], xs[1], weight=xs[2] if len(xs) == 3 else None, reduction=a.reduction,
+                                             label_smoothing=a.label_smoothing, ignore_index=a.ignore_index)
 
     def log_probs(self, x: Array) -> Array:
         """The input as log-probabilities over its classes (dim 1)."""
@@ -82,47 +88,58 @@ class CrossEntropy(Op):
     def smoothing(self, a: ClassArgs) -> float:
         return a.label_smoothing  # type: ignore[attr-defined, no-any-return]
 
-    def _rows(self, xs: list[Array], a: ClassArgs) -> tuple[Array, Array, Array]:
-        """Input as rows (N, C) (classes last, one row per target), targets with the ignored ones at class 0, and
-        which rows count."""
-        x, t = xs
+    def _rows(self, xs: list[Array], a: ClassArgs) -> tuple[Array, Array, Array, Array]:
+        """Input as rows (N, C) (classes last, one row per target), targets with the ignored ones at class 0, which
+        rows count, and the class weights (ones without `weight`)."""
+        x, t = xs[:2]
         x2, t2 = (x, t) if x.ndim == 2 else (x[None], t[None]) if x.ndim == 1 else (_class_last(x), t.reshape(-1))
         keep = t2 != a.ignore_index
         if keep.any() and (t2[keep].min() < 0 or t2[keep].max() >= x2.shape[1]):
             raise ValueError(f"{self.name}: target values must be in [0, {x2.shape[1]})")
-        return x2, np.where(keep, t2, 0), keep
+        w = xs[2] if len(xs) == 3 else np.ones(x2.shape[1], x2.dtype)
+        return x2, np.where(keep, t2, 0), keep, w
+
+    def _total(self, keep: Array, wt: Array) -> Array:
+        """The mean's divisor: the kept targets' class weights summed (their count without weights), as torch's."""
+        return np.where(keep, wt, np.zeros((), wt.dtype)).sum()
 
     def forward(self, xs: list[Array], a: ClassArgs) -> Array:
-        x2, t2, keep = self._rows(xs, a)
+        """Per target (1 - e) w[t] (-logp[t]) + e / C sum_c w[c] (-logp[c]), torch's label smoothing with class weights."""
+        x2, t2, keep, w = self._rows(xs, a)
         logp = self.log_probs(x2)
-        nll = -logp[np.arange(len(t2)), t2]
+        wt = w[t2]
+        nll = -wt * logp[np.arange(len(t2)), t2]
         if self.smoothing(a):
             e = np.asarray(self.smoothing(a), x2.dtype)
-            nll = (1 - e) * nll - e * logp.mean(axis=1)
+            nll = (1 - e) * nll - e * (logp * w).sum(axis=1) / np.asarray(x2.shape[1], x2.dtype)
         nll = np.where(keep, nll, np.zeros((), x2.dtype))
         if xs[0].ndim == 1:
-            return np.asarray(nll[0] / keep.sum() if a.reduction == "mean" else nll[0], dtype=x2.dtype)
+            return np.asarray(nll[0] / self._total(keep, wt) if a.reduction == "mean" else nll[0], dtype=x2.dtype)
         if a.reduction == "mean":
             with np.errstate(invalid="ignore", divide="ignore"):  # every target ignored: 0 / 0, NaN as in torch
-                return np.asarray(nll.sum() / keep.sum(), dtype=x2.dtype)
+                return np.asarray(nll.sum() / self._total(keep, wt), dtype=x2.dtype)
         return _reduce(nll.reshape(xs[1].shape), a.reduction)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: ClassArgs) -> list[Array | None]:
-        x2, t2, keep = self._rows(xs, a)
-        d = self.probs_grad(x2)
+        x2, t2, keep, w = self._rows(xs, a)
         e = np.asarray(self.smoothing(a), x2.dtype)
+        C = x2.shape[1]
+        wt = w[t2]
+        # d/dx_c of (1 - e) w_t (-logp_t) + e/C sum_c' w_c' (-logp_c'): ((1 - e) w_t + e/C sum w) p_c - e/C w_c - [c = t] (1 - e) w_t
+        d = self.probs_grad(x2) * ((1 - e) * wt + e / C * w.sum())[:, None]
         if self.smoothing(a):
-            d -= e / x2.shape[1]
-        d[np.arange(len(t2)), t2] -= 1 - e
+            d -= e / C * w
+        d[np.arange(len(t2)), t2] -= (1 - e) * wt
         d[~keep] = 0
         if a.reduction == "none" and xs[0].ndim >= 2:
             d *= g.reshape(-1)[:, None]
         else:  # every target ignored: the mean is NaN (0 / 0), its gradient 0, as torch's
-            d *= g / (max(int(keep.sum()), 1) if a.reduction == "mean" else 1)
+            total = self._total(keep, wt)
+            d *= g / (total if a.reduction == "mean" and total != 0 else 1)
         x = xs[0]
         if x.ndim > 2:  # rows back to (N, C, d1, ...)
             d = np.moveaxis(d.reshape(x.shape[0], *x.shape[2:], x.shape[1]), -1, 1)
-        return [d if x.ndim >= 2 else d[0], None]
+        return [d if x.ndim >= 2 else d[0], None] + ([None] if len(xs) == 3 else [])
 
     def probs_grad(self, x: Array) -> Array:
         """d loss / d input before the target's -1: softmax(input) (nll_loss: nothing)."""
@@ -144,7 +161,8 @@ class NllLoss(CrossEntropy):
     functions = ("F.nll_loss",)
 
     def torch(self, t: Any, xs: list[Any], a: ClassArgs) -> Any:
-        return t.nn.functional.nll_loss(xs[0], xs[1], reduction=a.reduction, ignore_index=a.ignore_index)
+        return t.nn.functional.nll_loss(xs[0], xs[1], weight=xs[2] if len(xs) == 3 else None, reduction=a.reduction,
+                                        ignore_index=a.ignore_index)
 
     def log_probs(self, x: Array) -> Array:
         return x
