@@ -439,6 +439,8 @@ class TransformerEncoderStackLayer(TransformerBlockLayer):
 
     type: Literal["transformer_encoder"]  # type: ignore[assignment]
     num_layers: int = Field(1, ge=1, le=64)
+    enable_nested_tensor: bool = Field(True, description="torch's fast path in eval mode without gradients (not traced).")
+    mask_check: bool = True
 
 
 class RNNLayer(_Layer):

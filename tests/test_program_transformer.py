@@ -270,3 +270,16 @@ def test_int64_negation_and_bool_masks_compared_with_numbers(tmp_path: Path) -> 
                       "loss = ((x + m).softmax(-1) * den + k).sum() + half.float().sum()\nloss.backward()\n")
     check(program, ["den", "m", "x", "loss"], tmp_path)
     assert "neg of a bool tensor is not supported" in str(refused(HEAD + "b = -(torch.ones(2) > 0)\n"))
+
+
+@pytest.mark.parametrize(("program", "needle"), [
+    ("q = torch.randn(1, 2, 3, 4, requires_grad=True)\ny = F.scaled_dot_product_attention(q, q, q, attn_mask="
+     "torch.ones(3, 3, dtype=torch.long), dropout_p=0.1)\n", "Expected attn_mask dtype to be bool or float"),
+    ("enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), 2)\nenc.eval()\n"
+     "x = torch.randn(2, 5, 8)\npad = torch.tensor([[False, False, False, True, True], [False] * 5])\n"
+     "with torch.no_grad():\n    y = enc(x, src_key_padding_mask=pad)\n", "nested-tensor fast path"),
+])
+def test_what_torch_runs_another_way_is_refused(program: str, needle: str) -> None:
+    """torch refuses an int64 mask; an eval-mode encoder without gradients and with a padding mask runs torch's fast
+    path (padded positions 0), which gradtrace does not trace: both refused with the reason."""
+    assert needle in str(refused(HEAD + program))

@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from services.compiler import strides
 from services.errors import ShapeError, SpecError
 from services.ir import Graph, Input, Leaf, Node
 from services.ops import get_op
+from services.ops.base import Op
 from shared.settings import Settings
 
 
@@ -98,6 +100,10 @@ def topo_order(raws: list[RawNode], known: set[str]) -> list[RawNode]:
     return order
 
 
+LAYOUT_MAKERS = frozenset({"transpose", "permute", "t", "expand"})
+"""Ops whose result is not row-major even when their input is."""
+
+
 class GraphBuilder:
     """Checks nodes one at a time against their ops (arity, arguments, shapes, dtypes, limits), knowing the
     shape, dtype and requires_grad of every name so far: a program compiler asks it as it goes."""
@@ -122,9 +128,9 @@ class GraphBuilder:
         self.saved_by_torch: dict[str, str] = {}
         """Tensors torch's own fused modules keep for backward where gradtrace's unrolled nodes do not (an nn.LSTM's
         output), by name: what kept them. An in-place change of one fails at torch's backward()."""
-        self.layouts: dict[str, tuple[int, ...]] = {}
-        """Memory order (dims, outermost first) of the transposes and permutes whose torch tensor is not contiguous:
-        torch's random fills of a tensor like it (dropout's mask) draw in that order."""
+        self.strides: dict[str, tuple[int, ...]] = {}
+        """torch's strides (in elements) of the tensors whose strides are not row-major (services.compiler.strides):
+        torch's random fills of a tensor like one of them (dropout's mask) draw in its memory order."""
         self.computed: dict[str, Node] = {}
         """Nodes made leaves by node_to_leaf, by name."""
         self.total = 0
@@ -320,25 +326,52 @@ class GraphBuilder:
         self.used.update(names)
         if op.view and names:
             self.views.setdefault(names[0], []).append(raw.name)
-            if raw.op in ("transpose", "permute", "t") and len(shape) > 1:
-                self._permuted(raw.name, names[0], raw.op, args, len(shape))
+        if names and (raw.op in LAYOUT_MAKERS or names[0] in self.strides or op.pointwise and not self.strides.keys().isdisjoint(names)):
+            self._strides(raw.name, op, inputs, args, shape)
         node = Node(raw.name, op, list(inputs), args, shape, dtype, rg, raw.expr, raw.line)
         self.nodes.append(node)
         return node
 
-    def _permuted(self, name: str, source: str, op: str, args: Any, ndim: int) -> None:
-        """Record the memory order of `name`, a transpose / permute / t of `source` (torch's strides)."""
-        order = self.layouts.get(source, tuple(range(ndim)))
-        if op == "permute":  # output dim i is input dim dims[i]
-            inverse = [0] * ndim
-            for i, d in enumerate(args.dims):
-                inverse[d % ndim] = i
-            new = tuple(inverse[d] for d in order)
-        else:
-            a, b = (0, 1) if op == "t" else (args.dim0 % ndim, args.dim1 % ndim)
-            new = tuple(b if d == a else a if d == b else d for d in order)
-        if new != tuple(range(ndim)):
-            self.layouts[name] = new
+    def _strides(self, name: str, op: Op, inputs: list[Input], args: Any, shape: tuple[int, ...]) -> None:
+        """Record the node's torch strides when they are not row-major: views of strided tensors, transposes and
+        expands, and pointwise ops of strided inputs (TensorIterator keeps their order); other ops make new
+        row-major tensors."""
+        x = inputs[0]
+        assert isinstance(x, str)
+        old = self.shapes[x]
+        s = self.strides.get(x) or strides.contiguous(old)
+        new: tuple[int, ...] | None = None
+        if op.name == "transpose":
+            new = strides.transposed(s, args.dim0, args.dim1) if len(old) > 1 else s
+        elif op.name == "t":
+            new = strides.transposed(s, 0, 1) if len(old) > 1 else s
+        elif op.name == "permute":
+            new = strides.permuted(s, args.dims)
+        elif op.name == "expand":
+            new = strides.expanded(old, s, shape)
+        elif op.name in ("detach", "getitem", "reshape", "view", "flatten", "squeeze", "unsqueeze"):
+            new = self._viewed(op.name, old, s, args, shape, len(inputs))
+        elif op.name == "clone":  # preserve_format keeps dense strides (empty_like); contiguous() is row-major
+            new = s if args.memory_format == "preserve" and strides.memory_order(old, s) is not None else None
+        elif op.pointwise:
+            new = strides.iterated(shape, [(self.shapes[i], self.strides.get(i) or strides.contiguous(self.shapes[i]))
+                                           for i in inputs if isinstance(i, str)])
+        if new is not None and new != strides.contiguous(shape):
+            self.strides[name] = new
+
+    @staticmethod
+    def _viewed(op: str, old: tuple[int, ...], s: tuple[int, ...], args: Any, shape: tuple[int, ...],
+                n_inputs: int) -> tuple[int, ...] | None:
+        """The strides of a view op's result (None: torch copies, or indexes with tensors: row-major)."""
+        if op == "detach":
+            return s
+        if op == "unsqueeze":
+            return strides.unsqueezed(old, s, args.dim)
+        if op == "getitem":
+            if n_inputs > 1 or any(isinstance(i, list) for i in args.index):  # advanced indexing: a new tensor
+                return None
+            return strides.indexed(old, s, tuple(args.index))
+        return strides.viewed(old, s, shape)  # reshape, view, flatten, squeeze: torch views when numpy can
 
     def finish(self, output: str | None, grad_output: Any, no_ops_loc: tuple[str | int, ...] = (), **graph_fields: Any) -> Graph:
         """Pick the output (default: the last node) and shape its gradient; the Graph."""

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from services.compiler import composites
+from services.compiler import composites, strides
 from services.compiler.build import GraphBuilder, RawNode
 from services.errors import ShapeError, SpecError
 from services.ir import Event, Input, Leaf, Stream
@@ -109,11 +109,13 @@ class Emitter:
 
     def dropout_mask(self, name: str, like: str, p: float, shape: Shape | None = None) -> str:
         """A leaf holding torch's dropout noise for `like` (bernoulli(1 - p) / (1 - p)), drawn here in order. torch
-        fills it in `like`'s memory order: for a transposed tensor (nn.MultiheadAttention's batch_first output) the
-        leaf is drawn in that order and permuted to `like`'s shape."""
+        fills it in `like`'s memory order (empty_like keeps a dense tensor's strides): for a transposed one
+        (nn.MultiheadAttention's batch_first output, `x.permute(1, 0, 2) + pe`) the leaf is drawn in that order and
+        permuted to `like`'s shape; `shape`: the mask of a new tensor of that shape (row-major)."""
         name = self.unique(name)
-        order = None if shape is not None else self.builder.layouts.get(like)  # `shape`: a new tensor's (contiguous)
+        strided = self.builder.strides.get(like) if shape is None else None  # `shape`: a new tensor's (row-major)
         shape = shape or self.shape(like)
+        order = strides.memory_order(shape, strided) if strided else None
         drawn = shape if order is None else tuple(shape[d] for d in order)
         leaf = Leaf(name, drawn, self.builder.dtypes[like], False, init=f"dropout mask, p={p:g}")
         self.builder.add_leaf(leaf, self.loc)

@@ -301,6 +301,10 @@ class ModuleCalls(ExpressionCompiler):
                     masks.attn_mask, shape[1 if m.cfg.batch_first and len(shape) == 3 else 0])
             masks.is_causal = bool(hint)
             options[key] = masks
+        if m.layer.type == "transformer_encoder" and options["masks"].key_padding_mask and self.nested_fast_path(m, xs[0]):  # type: ignore[union-attr]
+            raise self.err(node, "nn.TransformerEncoder in eval mode under torch.no_grad() with src_key_padding_mask runs "
+                                 "torch's nested-tensor fast path (its padded positions come out 0), which gradtrace does "
+                                 "not trace: trace it with gradients, or pass enable_nested_tensor=False")
         norm = m.children[0] if m.children else None
         out = self.fresh(f"{m.path}.out") if norm is not None else self.name_for(node)
         call = Call(m.cfg, m.params, [x.name for x in xs], out, m.path, m.training)  # type: ignore[arg-type]
@@ -309,6 +313,13 @@ class ModuleCalls(ExpressionCompiler):
         if norm is not None:
             y = self.apply_module(norm, [y], self.name_for(node), node, f"{norm.path}({y})")
         return T(y)
+
+    def nested_fast_path(self, m: ModuleInst, x: T) -> bool:
+        """Whether torch's TransformerEncoder would take its nested-tensor fast path (eval, no grad, batch_first
+        3-d input, a layer the fast path takes, enable_nested_tensor not turned off)."""
+        c = m.cfg
+        return (not m.training and not self.builder.grad_enabled and c.batch_first and len(self.shape(x)) == 3
+                and c.enable_nested_tensor and not c.norm_first and c.bias and c.nhead % 2 == 0)
 
     def named_args(self, node: ast.Call, names: tuple[str, ...], what: str, required: int) -> dict[str, ast.expr]:
         """A call's arguments by parameter name (torch's order), each at most once, the first `required` given."""
@@ -367,7 +378,8 @@ class ModuleCalls(ExpressionCompiler):
         if el.event is None or el.event.args["cls"] != el.layer.module:
             raise self.err(node, f"nn.{cls}: this nn.{cls}Layer is already copied into another nn.{cls}; make one layer "
                                  "per stack")
-        cfg = d.schema.model_validate(el.cfg.model_dump() | {"type": d.type, "num_layers": n})
+        flags = {k: bool(self.const(given[k])) for k in extra if k in given}  # enable_nested_tensor, mask_check
+        cfg = d.schema.model_validate(el.cfg.model_dump() | {"type": d.type, "num_layers": n} | flags)
         # the layer's own construction event builds the stack too (torch copies, it does not draw again); the layer
         # keeps its own parameters in the same event, as torch keeps the original module
         el.event.args.update(cls=cls, kwargs=d.ctor_kwargs(cfg))

@@ -34,8 +34,10 @@ class TensorMethods(ExpressionCompiler):
             return len(shape) if m == "dim" else int(np.prod(shape, dtype=np.int64))
         if m in ("item", "tolist", "numpy", "cpu", "cuda") and m != "cpu":
             raise self.err(node, f".{m}() needs the tensor's value: gradtrace computes values for you, they are in the result")
-        if m == "contiguous":  # a copy only when t's layout needs one: torch's engine makes it where a view needs it
-            self.contiguous.add(t.name)  # type: ignore[attr-defined]
+        if m == "contiguous":  # a copy when t is strided (CloneBackward0, row-major: its dropout draws so), else t
+            if t.name in self.builder.strides and not node.args and not node.keywords:
+                return self.emit("clone", [t], {"memory_format": "contiguous"}, node)
+            self.contiguous.add(t.name)  # type: ignore[attr-defined]  # torch's engine copies where a view needs it
             return t
         if m == "cpu":
             return t

@@ -165,6 +165,9 @@ class TorchFunctions(ExpressionCompiler):
         e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1,
                     texts={name: self.src(node)})
         m = None
+        if mask is not None and self.builder.dtypes[mask.name] not in ("bool", self.builder.dtypes[q.name]):
+            raise self.err(node, "scaled_dot_product_attention: Expected attn_mask dtype to be bool or float or to match "
+                                 f"query dtype, got {self.builder.dtypes[mask.name]} and {self.builder.dtypes[q.name]}")
         if mask is not None:  # a bool mask: True takes part (torch's SDPA, unlike nn.MultiheadAttention's)
             m = mask.name if self.builder.dtypes[mask.name] != "bool" else e.node(
                 self.temp(), "where", [mask.name, 0.0, float("-inf")], expr=f"{mask.name} as 0 / -inf")

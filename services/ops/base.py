@@ -53,6 +53,8 @@ class Op:
     hides_clone: ClassVar[bool] = False
     """The torch call writes into a clone of its first input (setitem), where torch's own in-place write has no
     CloneBackward0: the engine's next_functions look through it to the input's grad_fn, as torch prints them."""
+    pointwise: ClassVar[bool] = False
+    """An elementwise op run by torch's TensorIterator: its output keeps its inputs' memory order (strides.iterated)."""
     signature: ClassVar[tuple[str, ...] | None] = None
     """torch's positional parameters in order, when tensors and arguments interleave (index_select is
     ('input', 'dim', 'index')): names in `tensors` bind tensors, the others Args fields. None: the tensors,

@@ -20,6 +20,8 @@ class ToArgs(BaseModel):
 class To(Op):
     """A dtype cast (torch's ToCopyBackward0): the gradient is cast back; casts to int64/bool carry none."""
 
+    pointwise = True
+
     name = "to"
     Args = ToArgs
     any_dtype = True

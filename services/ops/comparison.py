@@ -38,6 +38,8 @@ class Compare(Op):
     """input <op> other with broadcasting; either side may be a Python number; a bool result, no gradient.
     The torch call is Python's operator, as a user writes it (`x > 0.5`)."""
 
+    pointwise = True
+
     tensors = ("input", "other")
     scalars = True
     differentiable = (False, False)
@@ -103,6 +105,8 @@ class Where(Op):
     """condition ? input : other, all three broadcast; the gradient goes to input where the condition
     holds and to other elsewhere (torch's WhereBackward0)."""
 
+    pointwise = True
+
     name = "where"
     tensors = ("condition", "input", "other")
     scalars = True
@@ -151,6 +155,8 @@ class MaskedFillArgs(BaseModel):
 class MaskedFill(Op):
     """x.masked_fill(mask, value): value where the bool mask (broadcast to x) holds, x elsewhere; the gradient
     passes where it does not (attention's `wei.masked_fill(tril == 0, float('-inf'))`)."""
+
+    pointwise = True
 
     name = "masked_fill"
     any_dtype = True  # int64 too: `position_ids.masked_fill_(attention_mask == 0, 1)` (no gradient there)
@@ -205,6 +211,8 @@ class Clamp(Op):
     passes where min <= input <= max, bounds included (torch's ClampBackward1). An int64 tensor stays int64
     with int bounds (`target.clamp(max=9)`), and a float bound makes it the default float, as torch promotes."""
 
+    pointwise = True
+
     name = "clamp"
     Args = ClampArgs
     positional = ("min", "max")
@@ -255,6 +263,8 @@ class ClampMinArgs(BaseModel):
 class ClampMin(Op):
     """max(input, min) for a number `min`; the gradient passes where input >= min (ClampMinBackward0)."""
 
+    pointwise = True
+
     name = "clamp_min"
     Args = ClampMinArgs
     positional = ("min",)
@@ -287,6 +297,8 @@ class ClampMaxArgs(BaseModel):
 class ClampMax(Op):
     """min(input, max) for a number `max`; the gradient passes where input <= max (ClampMaxBackward0)."""
 
+    pointwise = True
+
     name = "clamp_max"
     Args = ClampMaxArgs
     positional = ("max",)
@@ -315,6 +327,8 @@ class ClampMax(Op):
 class Extremum(Op):
     """Elementwise max/min of two tensors, broadcast. At ties each side gets half the gradient
     (torch's MaximumBackward0: grad / 2 where input == other)."""
+
+    pointwise = True
 
     tensors = ("input", "other")
     pick: Any = None
@@ -370,6 +384,8 @@ class Minimum(Extremum):
 class Logical(Op):
     """Elementwise logic on bool tensors (masks), broadcast; a bool result, no gradient. In programs also `~m`,
     `a & b`, `a | b`, `a ^ b` on bool tensors (torch's bitwise ops, the same values on bools)."""
+
+    pointwise = True
 
     tensors = ("input", "other")
     scalars = True  # (refused by dtype with the reason: `idx & 1` on int64 is torch's bitwise and, not logic)

@@ -21,6 +21,8 @@ class DropoutArgs(BaseModel):
 class Dropout(Op):
     """Inputs (input, mask); torch's grad_fn is MulBackward0, as F.dropout gives on the CPU."""
 
+    pointwise = True
+
     name = "dropout"
     tensors = ("input", "mask")
     Args = DropoutArgs

@@ -21,6 +21,8 @@ class Binary(Op):
     """Two inputs broadcast together; the torch call is Python's operator, as a user writes it. int64 and bool
     tensors take part with torch's promotion (`x * k` with an int64 k is float; they get no gradient)."""
 
+    pointwise = True
+
     tensors = ("input", "other")
     scalars = True
     any_dtype = True
@@ -182,6 +184,8 @@ class Xlogy(Binary):
 
 class Unary(Op):
     """One input, same shape out. `fn` names the torch function used for the call."""
+
+    pointwise = True
 
     fn: str = ""
 

@@ -133,6 +133,8 @@ class ValueArgs(BaseModel):
 class Ternary(Op):
     """Three tensors broadcast together, float only."""
 
+    pointwise = True
+
     tensors = ("input", "tensor1", "tensor2")
 
     def shape(self, shapes: list[Shape], a: Any) -> Shape:

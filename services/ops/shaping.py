@@ -178,20 +178,27 @@ class Triu(Triangle):
     cut = np.triu
 
 
+class CloneArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    memory_format: Literal["preserve", "contiguous"] = "preserve"
+
+
 @register
 class Clone(Op):
-    """x.clone(): a copy with its own memory (CloneBackward0); the gradient passes unchanged."""
+    """x.clone(): a copy with its own memory (CloneBackward0); the gradient passes unchanged. memory_format
+    'contiguous' is x.contiguous() of a tensor that is not (a transpose's copy in row-major order)."""
 
     name = "clone"
     any_dtype = True
+    Args = CloneArgs
     functions = ("torch.clone",)
     methods = ("clone",)
 
-    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+    def shape(self, shapes: list[Shape], a: CloneArgs) -> Shape:
         return shapes[0]
 
-    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
-        return xs[0].clone()
+    def torch(self, t: Any, xs: list[Any], a: CloneArgs) -> Any:
+        return xs[0].clone(memory_format=t.contiguous_format) if a.memory_format == "contiguous" else xs[0].clone()
 
     def forward(self, xs: list[Array], a: Any) -> Array:
         return np.array(xs[0])
