@@ -37,7 +37,7 @@ def test_strides_are_torch_s(case: str) -> None:
 
 
 def test_reshape_of_a_permute_that_copies_is_row_major() -> None:
-    assert strides.viewed((3, 2, 4), P.stride(), (6, 4)) is None and not P.reshape(6, 4)._base is P
+    assert strides.viewed((3, 2, 4), P.stride(), (6, 4)) is None and P.reshape(6, 4)._base is not P
 
 
 def test_memory_order_of_dense_and_overlapping_tensors() -> None:
