@@ -96,7 +96,10 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
         assert fn in TORCH_CREATORS, fn
         kw = dict(a.get("kwargs", {}))
         kw["dtype"] = _dtype(torch, a["dtype"])
-        made = torch.zeros(*a.get("args", []), **kw) if fn == "empty" else getattr(torch, fn)(*a.get("args", []), **kw)
+        if "strides" in a:  # randn_like / rand_like / randint_like of a strided tensor: empty_like keeps its strides
+            made = _strided_draw(torch, fn, a["args"], a["strides"], kw["dtype"])
+        else:
+            made = torch.zeros(*a.get("args", []), **kw) if fn == "empty" else getattr(torch, fn)(*a.get("args", []), **kw)
         _keep(values, ev.target, made)
     elif ev.op == "module":
         assert a["cls"] in MODULES, a["cls"]
@@ -149,6 +152,19 @@ def _module(torch: Any, cls: str, kwargs: dict[str, Any], dtype: Any) -> tuple[A
     layer = getattr(torch.nn, STACKS[cls])(**kwargs["layer"], dtype=dtype)
     stack = getattr(torch.nn, cls)(layer, kwargs["num_layers"], **({"enable_nested_tensor": False} if cls == "TransformerEncoder" else {}))
     return stack, layer
+
+
+def _strided_draw(torch: Any, fn: str, args: list[Any], strides: list[int], dtype: Any) -> Any:
+    """torch.<fn>_like(x) for a strided x: empty_like(x) (its strides) filled in place, as torch's *_like do."""
+    shape = args[-1]
+    t = torch.empty_strided(shape, strides, dtype=dtype)
+    if fn == "randn":
+        return t.normal_()
+    if fn == "rand":
+        return t.uniform_()
+    if fn == "randint":
+        return t.random_(args[0], args[1])
+    raise ValueError(f"no strided form of {fn}")
 
 
 def _get(torch: Any, values: dict[str, Any], name: str | None, leaves: dict[str, Leaf]) -> Any:

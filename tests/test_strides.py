@@ -62,6 +62,10 @@ PROGRAMS = {
         "e = F.dropout(F.dropout(x.transpose(0, 2), 0.3).permute(1, 0, 2), 0.4)\n"
         "w = torch.arange(24.)\nloss = (a.reshape(-1) * w).sum() + (b.reshape(-1) * w).sum() + (c.reshape(-1) * w).sum() "
         "+ (d.reshape(-1) * w).sum() + (e.reshape(-1) * w).sum()\n"),
+    "randn_like / rand_like / randint_like of a permute": (
+        "x = torch.randn(2, 3, 4, requires_grad=True)\nh = (x * 2).permute(2, 0, 1)\nnoise = torch.randn_like(h)\n"
+        "u = torch.rand_like(x.transpose(0, 1))\nk = torch.randint_like(h, 0, 5)\ny = F.dropout(h + 0.1 * noise, 0.5)\n"
+        "loss = (y * torch.arange(24.).view(4, 2, 3)).sum() + (u * x.transpose(0, 1)).sum() + (k * h).sum()\n"),
 }
 
 
@@ -69,5 +73,5 @@ PROGRAMS = {
 def test_dropout_draws_in_torch_s_memory_order(case: str, tmp_path: Path) -> None:
     program = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n" + PROGRAMS[case] \
         + "loss.backward()\n"
-    names = [n for n in ("x", "img", "proj", "cls", "y", "a", "b", "c", "d", "e", "loss") if f"\n{n} = " in program]
+    names = [n for n in ("x", "img", "proj", "cls", "noise", "u", "k", "y", "a", "b", "c", "d", "e", "loss") if f"\n{n} = " in program]
     check(program, names, tmp_path)

@@ -336,11 +336,18 @@ class GraphBuilder:
         """Record the node's torch strides when they are not row-major: views of strided tensors, transposes and
         expands, and pointwise ops of strided inputs (TensorIterator keeps their order); other ops make new
         row-major tensors."""
+        new: tuple[int, ...] | None = None
+        if op.pointwise:
+            new = strides.iterated(shape, [(self.shapes[i], self.strides.get(i) or strides.contiguous(self.shapes[i]))
+                                           for i in inputs if isinstance(i, str)])
+            if new != strides.contiguous(shape):
+                self.strides[name] = new
+            return
         x = inputs[0]
-        assert isinstance(x, str)
+        if not isinstance(x, str):
+            return
         old = self.shapes[x]
         s = self.strides.get(x) or strides.contiguous(old)
-        new: tuple[int, ...] | None = None
         if op.name == "transpose":
             new = strides.transposed(s, args.dim0, args.dim1) if len(old) > 1 else s
         elif op.name == "t":
@@ -353,9 +360,6 @@ class GraphBuilder:
             new = self._viewed(op.name, old, s, args, shape, len(inputs))
         elif op.name == "clone":  # preserve_format keeps dense strides (empty_like); contiguous() is row-major
             new = s if args.memory_format == "preserve" and strides.memory_order(old, s) is not None else None
-        elif op.pointwise:
-            new = strides.iterated(shape, [(self.shapes[i], self.strides.get(i) or strides.contiguous(self.shapes[i]))
-                                           for i in inputs if isinstance(i, str)])
         if new is not None and new != strides.contiguous(shape):
             self.strides[name] = new
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from services.compiler import strides
 from services.compiler.expressions import ExpressionCompiler, _is_const
 from services.compiler.inputs import infer_dtype, literal_array, value_range
 from services.compiler.values import DType, Generator, Instance, ModuleInst, T, is_number
@@ -93,6 +94,8 @@ class TensorCreation(ExpressionCompiler):
             if like is None:
                 raise self.err(node, f"torch.{fn} takes a tensor")
             shape, fn = self.shape(like), fn[:-5]
+            strided = self.builder.strides.get(like.name)  # empty_like keeps a dense tensor's strides
+            kept = strided if strided and strides.memory_order(shape, strided) is not None and fn in RANDOM else None
             # torch.ones_like(mask) is a bool tensor too; the random ones have no bool form (floats of the default)
             dtype = dtype or (self.dtype_of(like) if self.dtype_of(like) != "bool" or fn in BOOL_CREATORS else self.dtype)
             rest = [self.const(a) for a in args[1:]] + ([self.const(kw["fill_value"])] if "fill_value" in kw else [])
@@ -109,6 +112,7 @@ class TensorCreation(ExpressionCompiler):
                 event_args = [list(shape)]
                 known = (float(fn == "ones"),) * 2 if fn in ("zeros", "ones") else (0.0, 1.0) if fn == "rand" else None
         else:
+            kept = None
             shape, event_args, known, dtype = self.creator_args(fn, args, kw, node, dtype)
         dtype = dtype or self.dtype
         if rg and dtype not in ("float32", "float64"):
@@ -131,7 +135,11 @@ class TensorCreation(ExpressionCompiler):
                 self.stream.events.append(Event("assign", target, {"value": value}))
         else:
             stream = self.generator(kw["generator"]).stream if "generator" in kw else self.stream
-            stream.events.append(Event("tensor", target, {"fn": fn, "args": event_args, "dtype": dtype}))
+            event = {"fn": fn, "args": event_args, "dtype": dtype}
+            if kept is not None:  # randn_like of a transposed tensor: torch fills it through its strides
+                event["strides"] = list(kept)
+                self.builder.strides[target] = kept
+            stream.events.append(Event("tensor", target, event))
         return T(target)
 
     def generator(self, node: ast.expr) -> Generator:
