@@ -283,3 +283,33 @@ def test_what_torch_runs_another_way_is_refused(program: str, needle: str) -> No
     """torch refuses an int64 mask; an eval-mode encoder without gradients and with a padding mask runs torch's fast
     path (padded positions 0), which gradtrace does not trace: both refused with the reason."""
     assert needle in str(refused(HEAD + program))
+
+
+def test_composite_modules_show_torch_s_submodules(tmp_path: Path) -> None:
+    """modules() / apply() reach an attention's out_proj and an encoder layer's linear1, norm1, ... (init loops over
+    every nn.Linear touch them, as torch's); `layer.linear2.weight`, `enc.layers[0].self_attn(x, x, x)` and
+    `for layer in enc.layers` are torch's submodules."""
+    program = HEAD + """torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, 0.0), 2), nn.Linear(8, 1))
+for m in model.modules():
+    if isinstance(m, nn.Linear):
+        nn.init.xavier_normal_(m.weight)
+        nn.init.zeros_(m.bias)
+enc = model[1]
+for layer in enc.layers:
+    nn.init.zeros_(layer.linear2.bias)
+mha = nn.MultiheadAttention(8, 2)
+mha.apply(lambda m: nn.init.normal_(m.weight, std=0.02) if isinstance(m, nn.Linear) else None)
+x = torch.randn(5, 2, 4)
+h = model(x)
+_, maps = enc.layers[0].self_attn(h.expand(5, 2, 8), h.expand(5, 2, 8), h.expand(5, 2, 8))
+out, _ = mha(h.expand(5, 2, 8), h.expand(5, 2, 8), h.expand(5, 2, 8))
+loss = h.pow(2).mean() + maps.sum() + out.sum()
+loss.backward()
+names = [n for n, _ in model.named_modules()]
+"""
+    check(program, ["model", "mha", "h", "maps", "out", "loss"], tmp_path)
+    torch_names = in_torch(program, tmp_path)["names"]
+    assert "1.layers.0.self_attn.out_proj" in torch_names  # what the walk above visits, in torch
+    t = traced(program)
+    assert t.result.parameters["model.1.layers.1.linear2.bias"]  # a parameter of a submodule seen through parts

@@ -14,6 +14,7 @@ from typing import Any
 from services.compiler import strings
 from services.compiler.build import GraphBuilder, RawNode
 from services.compiler.layers import BY_MODULE
+from services.compiler.transformer import parts
 from services.compiler.values import (
     DTYPES,
     Bound,
@@ -481,8 +482,9 @@ class ExpressionCompiler:
             return None  # Linear(bias=False).bias is None in torch (the config's `bias` is the constructor's flag)
         if m.cfg is not None and node.attr in type(m.cfg).model_fields:
             return getattr(m.cfg, node.attr)
-        if m.layer is not None and any(node.attr == attr.split(".")[0] for attr in m.params):
-            raise self.err(node, f"'{node.attr}' of {m.kind} is a submodule gradtrace does not expose; use its parameters")
+        for name, part in parts(m):  # layer.linear1, attn.out_proj, enc.layers: torch's submodules
+            if name == node.attr:
+                return part
         raise self.err(node, f"{m.kind} has no parameter or attribute '{node.attr}'")
 
     def subscript(self, node: ast.Subscript) -> Value:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 
 from services.compiler.expressions import ExpressionCompiler, _kind
+from services.compiler.transformer import parts
 from services.compiler.values import Bound, Instance, ModuleInst, T, UserFunction, Value, receiver
 
 MODULE_WALKS = ("modules", "named_modules", "children", "named_children")
@@ -72,7 +73,7 @@ class ModuleTree(ExpressionCompiler):
         """A module's direct submodules by the names torch gives them, named first (their parameters may be used)."""
         if isinstance(m, ModuleInst):
             self.ensure_path(m, None)
-            return [(m.child_name(i), c) for i, c in enumerate(m.children)]
+            return parts(m) + [(m.child_name(i), c) for i, c in enumerate(m.children)]  # parts: an attention's out_proj
         self.finalize(m)
         return [(k, a) for k, a in m.attrs.items() if isinstance(a, ModuleInst) or isinstance(a, Instance) and a.cls.module]
 

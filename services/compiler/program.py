@@ -35,6 +35,7 @@ from services.compiler.module_tree import MODULE_WALKS, ModuleTree
 from services.compiler.modules import ModuleCalls
 from services.compiler.tensor_methods import TensorMethods
 from services.compiler.torch_functions import TorchFunctions, inplace_keyword, is_in_place_function
+from services.compiler.transformer import parts
 from services.compiler.values import (
     CALLABLE,
     DTYPES,
@@ -561,6 +562,9 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
                 return self.module_call(child, node) if isinstance(child, ModuleInst) else self.call_value(child, node)
             if f.attr == "forward":
                 return self.module_call(base, node)
+            part = dict(parts(base)).get(f.attr)  # layer.self_attn(x, x, x): a composite's submodule
+            if part is not None:
+                return self.module_call(part, node)
             if f.attr in ("parameters", "named_parameters"):
                 return self.module_parameters(base, f.attr, node)
             if f.attr in ("float", "double", "to"):

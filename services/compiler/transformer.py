@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from services.compiler.layers import Call, Emitter, LayerDef, layer
+from services.compiler.layers import LAYERS, Call, Emitter, LayerDef, layer
+from services.compiler.values import ModuleInst
 from services.ir import Leaf
 from shared.spec import (
+    DropoutLayer,
+    LayerNormLayer,
+    LinearLayer,
     SelfAttentionLayer,
     TransformerBlockLayer,
     TransformerDecoderBlockLayer,
@@ -398,3 +403,62 @@ layer(LayerDef(
                                               "num_decoder_layers": c.num_decoder_layers},
     min_inputs=2, max_inputs=2,
 ))
+
+
+# ---- their submodules, as torch's modules() and attributes show them -------------------------------------------
+
+
+def parts(m: ModuleInst) -> list[tuple[str, ModuleInst]]:
+    """The submodules of a composite module (nn.MultiheadAttention's out_proj; an encoder layer's self_attn, linear1,
+    dropout, linear2, norm1, ...; a stack's layers; nn.Transformer's encoder and decoder) in torch's registration
+    order, each over the composite's own parameter leaves: modules(), apply() and `layer.linear1.weight` see torch's
+    modules (an init of every nn.Linear reaches out_proj), and `enc.layers[0](x)` runs one layer. [] for others."""
+    if m.parts is None:
+        kind = m.layer.type if m.layer is not None else ""
+        m.parts = _parts(kind, m.cfg, m.params, m.path or "", m.training) if kind in _COMPOSITE else []
+    return m.parts
+
+
+_COMPOSITE = {"self_attention", "transformer_encoder_layer", "transformer_decoder_layer", "transformer_encoder",
+              "transformer_decoder", "transformer"}
+
+
+def _sub(kind: str, cfg: Any, params: dict[str, str], prefix: str, path: str, training: bool,
+         children: list[Any] | None = None, keys: list[str] | None = None) -> ModuleInst:
+    """A submodule over the parameters under `prefix` ('linear1.'), named `path`."""
+    own = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    return ModuleInst(LAYERS[kind], cfg, params=own, path=path, training=training, children=children or [], keys=keys)
+
+
+def _parts(kind: str, c: Any, params: dict[str, str], path: str, training: bool) -> list[tuple[str, ModuleInst]]:
+    if kind == "self_attention":
+        return [("out_proj", _sub("linear", LinearLayer(type="linear", in_features=c.embed_dim, out_features=c.embed_dim,
+                                                        bias=c.bias), params, "out_proj.", f"{path}.out_proj", training))]
+    d, fields = c.d_model, {k: getattr(c, k) for k in TransformerBlockLayer.model_fields if k not in ("type", "name", "inputs", "weights")}
+    if kind in ("transformer_encoder_layer", "transformer_decoder_layer"):
+        decoder = kind == "transformer_decoder_layer"
+        attn = SelfAttentionLayer(type="self_attention", embed_dim=d, num_heads=c.nhead, dropout=c.dropout, bias=c.bias,
+                                  batch_first=c.batch_first)
+        linear = [LinearLayer(type="linear", in_features=a, out_features=b, bias=c.bias) for a, b in
+                  ((d, c.dim_feedforward), (c.dim_feedforward, d))]
+        norm = LayerNormLayer(type="layer_norm", normalized_shape=d, eps=c.layer_norm_eps, bias=c.bias)
+        drop = DropoutLayer(type="dropout", p=c.dropout)
+        spec: list[tuple[str, str, Any]] = [("self_attn", "self_attention", attn)]
+        spec += [("multihead_attn", "self_attention", attn)] if decoder else []
+        spec += [("linear1", "linear", linear[0]), ("dropout", "dropout", drop), ("linear2", "linear", linear[1])]
+        spec += [(f"norm{k}", "layer_norm", norm) for k in range(1, 4 if decoder else 3)]
+        spec += [(f"dropout{k}", "dropout", drop) for k in range(1, 4 if decoder else 3)]
+        return [(n, _sub(k, cfg, params, f"{n}.", f"{path}.{n}", training)) for n, k, cfg in spec]
+    if kind in ("transformer_encoder", "transformer_decoder"):
+        layer_kind = kind + "_layer"
+        cfg = LAYERS[layer_kind].schema.model_validate(fields | {"type": layer_kind})
+        layers = [_sub(layer_kind, cfg, params, f"layers.{k}.", f"{path}.layers.{k}", training) for k in range(c.num_layers)]
+        return [("layers", ModuleInst(None, None, children=layers, container="ModuleList", path=f"{path}.layers",
+                                      training=training))]
+    out = []  # nn.Transformer: its encoder and decoder, each with its norm
+    for n, layers in (("encoder", c.num_encoder_layers), ("decoder", c.num_decoder_layers)):
+        stack = LAYERS[f"transformer_{n}"].schema.model_validate(fields | {"type": f"transformer_{n}", "num_layers": layers})
+        norm = _sub("layer_norm", LayerNormLayer(type="layer_norm", normalized_shape=d, eps=c.layer_norm_eps, bias=c.bias),
+                    params, f"{n}.norm.", f"{path}.{n}.norm", training)
+        out.append((n, _sub(f"transformer_{n}", stack, params, f"{n}.", f"{path}.{n}", training, [norm], ["norm"])))
+    return out

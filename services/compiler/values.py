@@ -55,6 +55,9 @@ class ModuleInst:
     'ModuleDict' (children by name)."""
     keys: list[str] | None = None
     """A ModuleDict's names of its children, in order (they name the children's paths: 'model.blocks.attn')."""
+    parts: list[tuple[str, ModuleInst]] | None = None
+    """The submodules a composite torch module holds over its own parameters (an attention's out_proj, an encoder
+    layer's linear1), made when first asked for (services.compiler.transformer.parts)."""
 
     def child_name(self, i: int) -> str:
         """The i-th child's name in its path: its index, a ModuleDict's key."""
@@ -68,7 +71,7 @@ class ModuleInst:
     def set_training(self, flag: bool) -> None:
         """model.train() / model.eval(): recursively."""
         self.training = flag
-        for c in self.children:
+        for c in [*self.children, *(p for _, p in self.parts or [])]:
             c.set_training(flag)
 
     def __bool__(self) -> bool:
