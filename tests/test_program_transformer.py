@@ -133,6 +133,14 @@ out, w = attn(y, y, y, attn_mask=torch.ones(6, 6, dtype=torch.bool).triu(1))
 loss = out.pow(2).sum() + w.sum()
 loss.backward()
 """,
+    "activation as a function and as a module": """
+torch.manual_seed(6)
+a = nn.TransformerEncoderLayer(8, 2, 16, 0.1, activation=F.gelu)
+b = nn.TransformerDecoderLayer(8, 2, 16, 0.1, activation=nn.GELU())
+x = torch.randn(4, 2, 8, requires_grad=True)
+loss = b(a(x), x).sum()
+loss.backward()
+""",
     "F.scaled_dot_product_attention with dropout, dropout of transposes": """
 torch.manual_seed(4)
 q = torch.randn(2, 2, 5, 4, requires_grad=True)

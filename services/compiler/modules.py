@@ -11,7 +11,7 @@ import numpy as np
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.layers import BY_MODULE, LAYERS, TENSOR_ARGS, Call, Emitter, add_params, param_event
 from services.compiler.transformer import Masks
-from services.compiler.values import DType, Instance, ModuleInst, T, Value, is_number
+from services.compiler.values import ClassRef, DType, Instance, ModuleInst, T, Value, is_number
 from shared.spec import ChannelDropoutLayer, DropoutLayer
 
 _DECODER = ("tgt", "memory", "tgt_mask", "memory_mask", "tgt_key_padding_mask", "memory_key_padding_mask", "tgt_is_causal",
@@ -53,6 +53,8 @@ class ModuleCalls(ExpressionCompiler):
         tensors = TENSOR_ARGS & set(d.schema.model_fields)  # nn.CrossEntropyLoss(weight=w): the tensor's name
 
         def arg(name: str | None, a: ast.expr) -> Any:
+            if name == "activation" and d.type.startswith("transformer"):
+                return self.activation_arg(a, cls)
             return self.tensor(a).name if name in tensors and self.expr(a) is not None else self.const(a)
 
         data: dict[str, Any] = {n: arg(n, a) for n, a in zip(names, node.args, strict=False)}
@@ -69,11 +71,25 @@ class ModuleCalls(ExpressionCompiler):
             event = param_event(d, cfg, self.dtype)
         except ValueError as e:
             errors = getattr(e, "errors", None)
-            msg = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in errors()) if callable(errors) else str(e)
+            msg = "; ".join((f"{'.'.join(map(str, x['loc']))}: " if x["loc"] else "") + x["msg"].removeprefix("Value error, ")
+                            for x in errors()) if callable(errors) else str(e)
             raise self.err(node, f"nn.{cls}: {msg}") from None
         if event is not None:
             self.stream.events.append(event)
         return ModuleInst(d, cfg, event=event)
+
+    def activation_arg(self, a: ast.expr, cls: str) -> str:
+        """A transformer layer's activation: 'relu' / 'gelu', or the function or module that computes it (F.gelu,
+        torch.relu, nn.GELU()), as torch's layer calls it."""
+        v = self.expr(a)
+        if isinstance(v, str):
+            return v
+        path = v.path if isinstance(v, ClassRef) else f"nn.{v.kind}" if isinstance(v, ModuleInst) else None
+        known = {"F.relu": "relu", "torch.relu": "relu", "F.gelu": "gelu", "nn.ReLU": "relu", "nn.GELU": "gelu"}
+        if path not in known or isinstance(v, ModuleInst) and getattr(v.cfg, "approximate", "none") != "none":
+            raise self.err(a, f"nn.{cls}: activation is 'relu', 'gelu' or their function or module (F.gelu, nn.ReLU()), "
+                              f"not {self.src(a)[:40]}")
+        return known[path]
 
     def container(self, cls: str, node: ast.Call) -> ModuleInst:
         """nn.Sequential(a, b, *rest) / nn.ModuleList([a, b]): modules made now, each used once. A module object of
