@@ -326,7 +326,8 @@ class GraphBuilder:
         self.used.update(names)
         if op.view and names:
             self.views.setdefault(names[0], []).append(raw.name)
-        if names and (raw.op in LAYOUT_MAKERS or names[0] in self.strides or op.pointwise and not self.strides.keys().isdisjoint(names)):
+        if names and (raw.op in LAYOUT_MAKERS or self.strides and (
+                names[0] in self.strides or op.pointwise and not self.strides.keys().isdisjoint(names))):
             self._strides(raw.name, op, inputs, args, shape)
         node = Node(raw.name, op, list(inputs), args, shape, dtype, rg, raw.expr, raw.line)
         self.nodes.append(node)
