@@ -1343,3 +1343,15 @@ def test_star_unpacking_of_numbers_in_calls_of_torch(tmp_path: Path) -> None:
     check(STAR_NUMBERS, ["fc", "h", "p", "loss"], tmp_path)
     assert "unpacks a list or tuple of numbers here" in str(
         refused(HEADER + "xs = [torch.ones(2), torch.ones(2)]\ny = torch.add(*xs)\n"))
+
+
+def test_del_unbinds_names_as_python_does(tmp_path: Path) -> None:
+    """`del query` in a method (the annotated transformer's MultiHeadedAttention) and at the top level: the name is
+    gone, the values it held stay where they are used; a use after del is refused as Python refuses it."""
+    program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(0)\n\n\nclass Attn(nn.Module):\n"
+               "    def __init__(self):\n        super().__init__()\n        self.q = nn.Linear(4, 4)\n\n"
+               "    def forward(self, x):\n        query = self.q(x)\n        y = query.softmax(-1)\n        del query\n        return y\n\n\n"
+               "model = Attn()\nx = torch.randn(2, 4, requires_grad=True)\ntmp = x * 2\nout = model(tmp)\ndel tmp\n"
+               "loss = out.pow(2).sum()\nloss.backward()\n")
+    check(program, ["model", "x", "out", "loss"], tmp_path)
+    assert "name 'tmp'" in str(refused(program.replace("loss = out.pow(2).sum()", "loss = (out + tmp).pow(2).sum()")))

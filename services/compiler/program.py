@@ -182,6 +182,12 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             self.assertion(stmt)
         elif isinstance(stmt, ast.Pass):
             pass
+        elif isinstance(stmt, ast.Delete) and all(isinstance(t, ast.Name) for t in stmt.targets):
+            for t in stmt.targets:  # `del query` (the annotated transformer's attention): the name is unbound
+                try:
+                    del self.scope[t.id]  # type: ignore[attr-defined]
+                except KeyError:
+                    raise self.err(stmt, f"name '{t.id}' is not defined") from None  # type: ignore[attr-defined]
         elif isinstance(stmt, ast.With):
             self.with_block(stmt)
         elif isinstance(stmt, (ast.FunctionDef, ast.ClassDef)):
