@@ -109,7 +109,8 @@ out2, w2 = attn(q, q, q, attn_mask=torch.randn(6, 4, 4), average_attn_weights=Fa
 kpm = torch.zeros(3, 6, dtype=torch.bool)
 kpm[0, 4:] = True
 out3, _ = attn(q, mem, mem, key_padding_mask=kpm, need_weights=False)
-loss = out.sum() + (w * 3).sum() + out2.pow(2).sum() + (w2 ** 2).sum() + out3.mean()
+first = attn(q, q, q, need_weights=False)[0]
+loss = out.sum() + (w * 3).sum() + out2.pow(2).sum() + (w2 ** 2).sum() + out3.mean() + first.sum()
 loss.backward()
 """,
     "eval mode, causal hint": """

@@ -291,7 +291,9 @@ class ModuleCalls(ExpressionCompiler):
         if "need_weights" not in given:
             masks.need_weights = True
         pair = node is self.stmt_expr and len(self.stmt_names) == 2
-        out = self.stmt_names[0] if pair else self.fresh(f"{m.path}.out")
+        s = self.stmt_expr  # `t1 = self.self_attn(x, x, x)[0]`: the output is t1
+        first = isinstance(s, ast.Subscript) and s.value is node and isinstance(s.slice, ast.Constant) and s.slice.value == 0
+        out = self.stmt_names[0] if pair else self.name_for(s) if first and self.stmt_name else self.fresh(f"{m.path}.out")
         call = Call(m.cfg, m.params, [q.name], out, m.path, m.training)  # type: ignore[arg-type]
         call.options = {"tensors": [q.name, k.name, v.name], "masks": masks}
         if pair and masks.need_weights:
