@@ -188,12 +188,26 @@ class SoftmaxLayer(_Layer):
 
 
 class Pool2dLayer(_Layer):
-    """nn.MaxPool2d, nn.AvgPool2d."""
+    """nn.AvgPool2d (zero padding counted, torch's default)."""
 
-    type: Literal["max_pool2d", "avg_pool2d"]
+    type: Literal["avg_pool2d"]
     kernel_size: IntPair
     stride: IntPair | None = None
     padding: IntPair = 0
+    ceil_mode: Literal[False] = Field(False, description="Not supported for average pooling.")
+    count_include_pad: Literal[True] = True
+
+
+class MaxPool2dLayer(_Layer):
+    """nn.MaxPool2d, in torch's constructor order (dilation 1 only; ceil_mode as torchvision's GoogLeNet uses it)."""
+
+    type: Literal["max_pool2d"]
+    kernel_size: IntPair
+    stride: IntPair | None = None
+    padding: IntPair = 0
+    dilation: Literal[1] = 1
+    return_indices: Literal[False] = Field(False, description="Not supported (the indices are not traced).")
+    ceil_mode: bool = False
 
 
 class Pool1dLayer(_Layer):
@@ -513,7 +527,7 @@ class CatLayer(_Layer):
 
 Layer = Annotated[
     Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
-    | Pool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | ChannelDropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
+    | Pool2dLayer | MaxPool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | ChannelDropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
     | SelfAttentionLayer | TransformerBlockLayer | TransformerEncoderStackLayer | TransformerDecoderBlockLayer
     | TransformerDecoderStackLayer | TransformerLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),

@@ -485,6 +485,11 @@ POOL: list[tuple[str, tuple[int, ...], dict[str, Any]]] = [
 for op in ("max_pool2d", "avg_pool2d"):
     for label, xs, args in POOL:
         case(f"{op}-{label}", {"x": distinct(*xs, seed=37)}, N("y", op, "x", **args))
+# ceil_mode: a last, partial window where it starts inside the input (7 -> 3 with kernel 3 stride 2; 8 -> 4, padded)
+for label, xs, args in (("ceil", (2, 3, 8, 7), {"kernel_size": 3, "stride": 2}),
+                        ("ceil-padded", (1, 2, 7, 8), {"kernel_size": 2, "stride": 2, "padding": 1}),
+                        ("ceil-unbatched", (2, 5, 6), {"kernel_size": [3, 2], "stride": [2, 3]})):
+    case(f"max_pool2d-{label}", {"x": distinct(*xs, seed=36)}, N("y", "max_pool2d", "x", ceil_mode=True, **args))
 
 # Losses.
 LOGITS = {"x": normal(4, 5, seed=38, std=2.0), "t": given([1, 0, 4, 1], dtype="int64")}

@@ -41,6 +41,7 @@ from shared.spec import (
     LayerNormLayer,
     LeakyReluLayer,
     LinearLayer,
+    MaxPool2dLayer,
     PadLayer,
     PixelShuffleLayer,
     Pool1dLayer,
@@ -330,8 +331,9 @@ layer(LayerDef("softmax", "Softmax", SoftmaxLayer, _plain("softmax", lambda c: {
 layer(LayerDef("log_softmax", "LogSoftmax", SoftmaxLayer, _plain("log_softmax", lambda c: {"dim": c.dim})))
 
 
-def _pool_args(c: Pool2dLayer) -> dict[str, Any]:
-    return {"kernel_size": c.kernel_size, "padding": c.padding, **({"stride": c.stride} if c.stride is not None else {})}
+def _pool_args(c: Pool2dLayer | MaxPool2dLayer) -> dict[str, Any]:
+    ceil = {"ceil_mode": True} if getattr(c, "ceil_mode", False) else {}
+    return {"kernel_size": c.kernel_size, "padding": c.padding, **({"stride": c.stride} if c.stride is not None else {}), **ceil}
 
 
 def _pool1d(e: Emitter, call: Call) -> str:
@@ -353,7 +355,7 @@ def _pool1d(e: Emitter, call: Call) -> str:
 layer(LayerDef("max_pool1d", "MaxPool1d", Pool1dLayer, _pool1d))
 layer(LayerDef("avg_pool1d", "AvgPool1d", Pool1dLayer, _pool1d))
 layer(LayerDef("adaptive_avg_pool1d", "AdaptiveAvgPool1d", AdaptivePool1dLayer, _pool1d))
-layer(LayerDef("max_pool2d", "MaxPool2d", Pool2dLayer, _plain("max_pool2d", _pool_args)))
+layer(LayerDef("max_pool2d", "MaxPool2d", MaxPool2dLayer, _plain("max_pool2d", _pool_args)))
 layer(LayerDef("avg_pool2d", "AvgPool2d", Pool2dLayer, _plain("avg_pool2d", _pool_args)))
 layer(LayerDef("adaptive_avg_pool2d", "AdaptiveAvgPool2d", AdaptivePoolLayer,
                _plain("adaptive_avg_pool2d", lambda c: {"output_size": c.output_size})))

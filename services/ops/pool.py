@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, pair, register
-from services.ops.conv import IntPair, conv_out, windows
+from services.ops.conv import IntPair, windows
 
 
 class PoolArgs(BaseModel):
@@ -19,10 +19,33 @@ class PoolArgs(BaseModel):
     padding: IntPair = 0
 
 
+class MaxPoolArgs(PoolArgs):
+    """F.max_pool2d's: dilation 1 only; ceil_mode keeps a last window that starts inside the input (GoogLeNet's)."""
+
+    dilation: IntPair = 1
+    ceil_mode: bool = False
+
+
 def _geometry(a: PoolArgs) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     k = pair(a.kernel_size)
     s = pair(a.stride) if a.stride is not None else k
     return k, s, pair(a.padding)
+
+
+def _pool_out(n: int, k: int, s: int, p: int, ceil: bool) -> int:
+    """torch's pooling_output_shape: with ceil_mode one more window where it starts inside the input or its left
+    padding."""
+    out = (n + 2 * p - k + (s - 1 if ceil else 0)) // s + 1
+    return out - 1 if ceil and (out - 1) * s >= n + p else out
+
+
+def _extra(x: Shape, a: PoolArgs) -> tuple[int, int]:
+    """Rows and columns past the bottom / right padding that ceil_mode's last windows reach."""
+    if not getattr(a, "ceil_mode", False):
+        return 0, 0
+    (kh, kw), (sh, sw), (ph, pw) = _geometry(a)
+    return tuple(max(0, (_pool_out(n, k, s, p, True) - 1) * s + k - (n + 2 * p))  # type: ignore[return-value]
+                 for n, k, s, p in ((x[-2], kh, sh, ph), (x[-1], kw, sw, pw)))
 
 
 class Pool2d(Op):
@@ -41,7 +64,10 @@ class Pool2d(Op):
             raise ShapeError(f"{self.name}: kernel_size and stride must be >= 1, padding >= 0")
         if ph > kh // 2 or pw > kw // 2:
             raise ShapeError(f"{self.name}: padding {[ph, pw]} should be at most half of kernel_size {[kh, kw]}")
-        oh, ow = conv_out(x[-2], kh, sh, ph, 1), conv_out(x[-1], kw, sw, pw, 1)
+        if pair(getattr(a, "dilation", 1)) != (1, 1):
+            raise ShapeError(f"{self.name}: dilation other than 1 is not supported")
+        ceil = bool(getattr(a, "ceil_mode", False))
+        oh, ow = _pool_out(x[-2], kh, sh, ph, ceil), _pool_out(x[-1], kw, sw, pw, ceil)
         if oh < 1 or ow < 1:
             raise ShapeError(f"{self.name}: kernel {[kh, kw]} is larger than padded input {[x[-2] + 2 * ph, x[-1] + 2 * pw]}")
         return x[:-2] + (oh, ow)
@@ -51,15 +77,17 @@ class Pool2d(Op):
 
     def _windows(self, x: Array, a: PoolArgs) -> tuple[Array, Array]:
         (kh, kw), s, (ph, pw) = _geometry(a)
+        eh, ew = _extra(x.shape, a)
         x4 = x if x.ndim == 4 else x[None]
-        xp = np.pad(x4, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=self.pad_value)
+        xp = np.pad(x4, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)), constant_values=self.pad_value)
         return xp, windows(xp, kh, kw, s, (1, 1))
 
     def _scatter(self, x: Array, a: PoolArgs, per_offset: Any) -> Array:
         """Add per_offset(k, l) (shaped like the output) into every window position (k, l)."""
         (kh, kw), (sh, sw), (ph, pw) = _geometry(a)
+        eh, ew = _extra(x.shape, a)
         x4 = x if x.ndim == 4 else x[None]
-        gxp = np.zeros((x4.shape[0], x4.shape[1], x4.shape[2] + 2 * ph, x4.shape[3] + 2 * pw), dtype=x.dtype)
+        gxp = np.zeros((x4.shape[0], x4.shape[1], x4.shape[2] + 2 * ph + eh, x4.shape[3] + 2 * pw + ew), dtype=x.dtype)
         for k in range(kh):
             for m in range(kw):
                 contrib = per_offset(k, m)
@@ -74,8 +102,13 @@ class MaxPool2d(Pool2d):
     """Max over each window; the gradient goes to the first maximal element of the window."""
 
     name = "max_pool2d"
+    Args = MaxPoolArgs
+    positional = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
     functions = ("F.max_pool2d", "torch.max_pool2d")
     pad_value = -np.inf
+
+    def torch(self, t: Any, xs: list[Any], a: MaxPoolArgs) -> Any:  # type: ignore[override]
+        return t.nn.functional.max_pool2d(xs[0], a.kernel_size, a.stride, a.padding, 1, a.ceil_mode)
 
     def forward(self, xs: list[Array], a: PoolArgs) -> Array:
         _, win = self._windows(xs[0], a)
