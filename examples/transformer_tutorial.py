@@ -1,8 +1,7 @@
 """PyTorch's "Language Modeling with nn.Transformer" tutorial (pytorch/tutorials, BSD license): PositionalEncoding and
 TransformerModel pasted whole, with nn.TransformerEncoderLayer / nn.TransformerEncoder, the causal mask from
 nn.Transformer.generate_square_subsequent_mask and dropout in training mode (the random draws are torch's). Random
-token ids stand in for WikiText-2, the sizes are small, and the training loop's first step is written out (a loop
-over range(0, train_data.size(0) - 1, bptt) needs its length before it runs)."""
+token ids stand in for WikiText-2, the sizes are small, and the training loop's first step is traced."""
 
 import math
 
@@ -121,13 +120,13 @@ lr = 5.0  # learning rate
 optimizer = torch.optim.SGD(model.parameters(), lr=lr)
 
 model.train()  # turn on train mode
-i = 0  # the tutorial's train() loops `for batch, i in enumerate(range(0, train_data.size(0) - 1, bptt))`
-data, targets = get_batch(train_data, i)
-output = model(data)
-output_flat = output.view(-1, ntokens)
-loss = criterion(output_flat, targets)
+for batch, i in enumerate(range(0, train_data.size(0) - 1, bptt)):
+    data, targets = get_batch(train_data, i)
+    output = model(data)
+    output_flat = output.view(-1, ntokens)
+    loss = criterion(output_flat, targets)
 
-optimizer.zero_grad()
-loss.backward()
-torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
-optimizer.step()
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+    optimizer.step()

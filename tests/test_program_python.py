@@ -1355,3 +1355,13 @@ def test_del_unbinds_names_as_python_does(tmp_path: Path) -> None:
                "loss = out.pow(2).sum()\nloss.backward()\n")
     check(program, ["model", "x", "out", "loss"], tmp_path)
     assert "name 'tmp'" in str(refused(program.replace("loss = out.pow(2).sum()", "loss = (out + tmp).pow(2).sum()")))
+
+
+def test_loop_bounds_read_off_shapes(tmp_path: Path) -> None:
+    """`range(0, x.size(0) - 1, step)`, `range(x.shape[1])`, `enumerate(range(...))`: bounds a tensor's shape gives,
+    known when the loop is reached (the nn.Transformer tutorial's `for batch, i in enumerate(range(0,
+    train_data.size(0) - 1, bptt))`)."""
+    program = ("import torch\ntorch.manual_seed(0)\nx = torch.randn(7, 3, requires_grad=True)\nacc = torch.zeros(3)\n"
+               "for batch, i in enumerate(range(0, x.size(0) - 1, 2)):\n    acc = acc + x[i] * (batch + 1)\n"
+               "for j in range(x.shape[1]):\n    acc = acc * 2 if j % 2 else acc + 1\nloss = acc.pow(2).sum()\nloss.backward()\n")
+    check(program, ["x", "acc", "loss"], tmp_path)

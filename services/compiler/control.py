@@ -56,9 +56,9 @@ class ControlFlow(ExpressionCompiler):
             self.scope[hidden] = self.expr(it)
             stmt = ast.copy_location(ast.For(target=stmt.target, iter=ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), it),
                                              body=stmt.body, orelse=stmt.orelse), stmt)
-        body = unroll([stmt], self.err, known, self.runtime_length, lazy=True)
+        body = unroll([stmt], self.err, known, self.runtime_length, lazy=True, value=self.runtime_int)
         if body and body[0] is stmt:
-            unroll([stmt], self.err, known, self.runtime_length)  # raises: why its length is unknown
+            unroll([stmt], self.err, known, self.runtime_length, value=self.runtime_int)  # raises: why its length is unknown
         outer, before = self.bindings, set(self.bindings)
         counts = []
         for stmts in (stmt.body, body):  # what was counted for it (its body once), what it binds unrolled
@@ -72,6 +72,11 @@ class ControlFlow(ExpressionCompiler):
         for s in body:
             self.line = s.lineno
             self.statement(s)
+
+    def runtime_int(self, node: ast.expr) -> int | None:
+        """A loop bound read now (loops.is_shape_query: `x.size(0)`), None when it is no int."""
+        v = self.expr(node)
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
 
     def runtime_length(self, it: ast.expr) -> int | None:
         """How many items a loop reached now goes over (None: not something gradtrace iterates)."""

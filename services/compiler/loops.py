@@ -15,14 +15,30 @@ MAX_UNROLLED = 20_000
 """Statements a program may have once its `for ... in range(...)` loops are unrolled."""
 
 
+def is_shape_query(node: ast.expr) -> bool:
+    """`x.size(0)`, `x.shape[0]`, `x.size()[0]`, `x.numel()`, `x.dim()` on a name or attribute: an int the compiler
+    knows when the loop is reached (shapes are known), with no side effect to evaluate."""
+    def plain(e: ast.expr) -> bool:
+        return isinstance(e, ast.Name) or isinstance(e, ast.Attribute) and plain(e.value)
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, (ast.Constant, ast.UnaryOp)):
+        node = node.value
+        return (isinstance(node, ast.Attribute) and node.attr == "shape" and plain(node.value)) or (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "size"
+            and not node.args and plain(node.func.value))
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("size", "numel", "dim")
+            and plain(node.func.value) and all(isinstance(a, (ast.Constant, ast.UnaryOp)) for a in node.args) and not node.keywords)
+
+
 def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
-           length: Callable[[ast.expr], int | None] | None = None, lazy: bool = False) -> list[ast.stmt]:
+           length: Callable[[ast.expr], int | None] | None = None, lazy: bool = False,
+           value: Callable[[ast.expr], int | None] | None = None) -> list[ast.stmt]:
     """`for NAME in range(a[, b[, step]]):` loops as their bodies repeated, each copy after `NAME = k` (what a loop
     runs, statement for statement; the graph has no loops). Bounds are int literals, or names bound earlier at the
     top level to one (`known`: such names of the scope around a function's body, and 'self.depth' for an int
     attribute of a module object); a break, continue or else clause is refused. Nested loops unroll too. Loops over other things unroll when their length is known before they run
     (`length`: nn.Sequential/ModuleList, lists and tuples, a tensor's first dim), each iteration after
-    `NAME = X[k]` (`enumerate`, `zip` and list literals of names too). `lazy`: a loop whose length is not known yet
+    `NAME = X[k]` (`enumerate`, `zip` and list literals of names too); `value` reads a bound off a tensor's shape
+    when the loop is reached (`range(0, x.size(0) - 1, bptt)`). `lazy`: a loop whose length is not known yet
     (a list the body builds before it) stays a `for` statement, unrolled when the program reaches it. A training
     loop (its body calls `.backward()`) unrolls two iterations: a trace ends at the second backward()."""
     ints: dict[str, int] = dict(known or {})
@@ -44,8 +60,10 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len" and len(node.args) == 1
                 and length is not None and (n := length(node.args[0])) is not None):
             return n
+        if value is not None and is_shape_query(node) and (v := value(node)) is not None:
+            return v  # range(0, data.size(0) - 1, bptt): a shape, known when the loop is reached
         raise _Unknown(node, "a loop's range() needs constant bounds (int literals, names set to one before the loop, "
-                             "len() of a list or module, and + - * // of those)")
+                             "len() of a list or module, a tensor's size(d) / shape[d], and + - * // of those)")
 
     def expand(stmts: list[ast.stmt], out: list[ast.stmt]) -> list[ast.stmt]:
         for stmt in stmts:  # in the order the unrolled program runs them: `ints` follows the names' values
@@ -150,7 +168,7 @@ def iteration_values(it: ast.expr, length: Callable[[ast.expr], int | None] | No
 def _length(it: ast.expr, length: Callable[[ast.expr], int | None] | None, err: Any) -> int:
     if isinstance(it, (ast.List, ast.Tuple)) and not any(isinstance(e, ast.Starred) for e in it.elts):
         return len(it.elts)
-    n = length(it) if length is not None and isinstance(it, (ast.Name, ast.Attribute)) else None
+    n = length(it) if length is not None and (isinstance(it, (ast.Name, ast.Attribute)) or _is_range(it)) else None
     if n is None:
         raise _Unknown(it, "loops are unrolled, so gradtrace needs their length before they run: `for NAME in "
                            "range(...)`, or over a name holding an nn.Sequential/ModuleList, a list, a tuple or a tensor "
