@@ -109,6 +109,9 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
             for part in attr.split("."):
                 t = getattr(t, part)
             _keep(values, target, t.detach())
+    elif ev.op == "copies":  # nn.TransformerEncoder(layer, n) of a layer with parameters: each copy takes their values
+        for attr, target in a["params"].items():
+            _keep(values, target, _get(torch, values, a["sources"][attr.split(".", 2)[2]], leaves).clone())
     elif ev.op == "inplace":
         assert a["method"] in INPLACE, a["method"]
         getattr(_get(torch, values, ev.target, leaves), a["method"])(*a.get("args", []), **a.get("kwargs", {}))

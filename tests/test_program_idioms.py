@@ -468,3 +468,16 @@ def test_class_weights_in_cross_entropy_and_nll_loss(tmp_path: Path) -> None:
     )
     check(program, ["x", "a", "b", "c", "loss"], tmp_path)
     assert "weight must hold one value per class" in str(refused(program.replace("[1.0, 3.0, 0.5]", "[1.0, 3.0]")))
+
+
+def test_loss_weights_drawn_once_dropout3d_unbatched_and_zero_weights(tmp_path: Path) -> None:
+    """`nn.CrossEntropyLoss(weight=torch.rand(3) + 0.5)` draws once (the draws after it are torch's); Dropout3d
+    unsqueezes any input but a 5-d one, as torch; class weights summing to 0 over the targets give NaN, as torch."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+               "crit = nn.CrossEntropyLoss(weight=torch.rand(3) + 0.5)\nx = torch.randn(4, 3, requires_grad=True)\n"
+               "t = torch.tensor([0, 2, 1, 1])\nv = torch.randn(3, 4, 5, requires_grad=True)\nd = nn.Dropout3d(0.5)(v * 1.0)\n"
+               "loss = crit(x, t) + d.sum()\nloss.backward()\n")
+    check(program, ["x", "v", "d", "loss"], tmp_path)
+    t = traced("import torch\nimport torch.nn.functional as F\nx = torch.randn(3, 3, requires_grad=True)\n"
+               "l = F.cross_entropy(x, torch.tensor([0, 1, 0]), weight=torch.tensor([0.0, 0.0, 1.0]))\nl.backward()\n")
+    assert t.result.comparison.verdict == "agree" and np.isnan(t.arrays["torch/grad/x"]).all()

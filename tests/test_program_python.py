@@ -1365,3 +1365,14 @@ def test_loop_bounds_read_off_shapes(tmp_path: Path) -> None:
                "for batch, i in enumerate(range(0, x.size(0) - 1, 2)):\n    acc = acc + x[i] * (batch + 1)\n"
                "for j in range(x.shape[1]):\n    acc = acc * 2 if j % 2 else acc + 1\nloss = acc.pow(2).sum()\nloss.backward()\n")
     check(program, ["x", "acc", "loss"], tmp_path)
+
+
+def test_a_name_rebound_to_another_object_keeps_positions() -> None:
+    """`model = Net(); model = model.to('cpu'); model = Net2()`: only rebindings to the same object, after the
+    binding, give an object the bare name (the last Net2 is `model`, the first Net `model@1`)."""
+    from test_program_pytorch import traced
+    t = traced("import torch\nimport torch.nn as nn\nclass Net(nn.Module):\n    def __init__(self, a, b):\n"
+               "        super().__init__()\n        self.fc = nn.Linear(a, b)\n    def forward(self, x):\n        return self.fc(x)\n"
+               "model = Net(3, 3)\nmodel = model.to('cpu')\nmodel = Net(3, 4)\nfirst = model\nmodel = Net(4, 2)\n"
+               "x = torch.randn(2, 3)\nloss = model(first(x)).sum()\nloss.backward()\n")
+    assert t.result.parameters["model.fc.weight"].shape == [2, 4]

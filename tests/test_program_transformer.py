@@ -323,3 +323,29 @@ names = [n for n, _ in model.named_modules()]
     assert "1.layers.0.self_attn.out_proj" in torch_names  # what the walk above visits, in torch
     t = traced(program)
     assert t.result.parameters["model.1.layers.1.linear2.bias"]  # a parameter of a submodule seen through parts
+
+
+def test_a_layer_changed_before_it_is_stacked_is_copied_as_changed(tmp_path: Path) -> None:
+    """torch's TransformerEncoder deep-copies the layer as it is then: an init of the layer's own parameters before
+    stacking reaches every copy, one after does not."""
+    program = HEAD + ("torch.manual_seed(0)\nlayer = nn.TransformerEncoderLayer(8, 2, 16, 0.0)\n"
+                      "nn.init.zeros_(layer.linear2.weight)\nfor p in layer.parameters():\n    if p.dim() > 1:\n"
+                      "        nn.init.xavier_uniform_(p)\nenc = nn.TransformerEncoder(layer, 2)\nnn.init.ones_(layer.norm1.weight)\n"
+                      "x = torch.randn(3, 2, 8, requires_grad=True)\nloss = enc(x).pow(2).sum() + layer(x).sum()\nloss.backward()\n")
+    check(program, ["layer", "enc", "x", "loss"], tmp_path)
+
+
+@pytest.mark.parametrize(("program", "needle"), [
+    ("d = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16, activation=nn.GELU()), 2)\n", "runs F.relu instead"),
+    ("t = nn.Transformer(8, 2, 1, 1, 16, activation=nn.GELU())\n", "runs F.relu instead"),
+])
+def test_a_module_activation_torch_s_deepcopy_drops_is_refused(program: str, needle: str) -> None:
+    """torch's TransformerDecoderLayer.__setstate__ gives a deep copy F.relu when its activation is a module."""
+    assert needle in str(refused(HEAD + program))
+
+
+def test_negative_scale_in_attention_with_dropout(tmp_path: Path) -> None:
+    """torch's math scales k by sqrt|scale| and q by it with scale's sign (a negative scale ran into a math error)."""
+    program = HEAD + ("torch.manual_seed(0)\nq = torch.randn(2, 3, 4, requires_grad=True)\n"
+                      "y = F.scaled_dot_product_attention(q, q * 2, q, dropout_p=0.3, scale=-0.5)\nloss = y.sum()\nloss.backward()\n")
+    check(program, ["q", "y", "loss"], tmp_path)

@@ -40,6 +40,12 @@ def test_reshape_of_a_permute_that_copies_is_row_major() -> None:
     assert strides.viewed((3, 2, 4), P.stride(), (6, 4)) is None and P.reshape(6, 4)._base is not P
 
 
+def test_size_one_dims_do_not_make_a_tensor_strided() -> None:
+    """torch's is_contiguous ignores size-1 dims: (4, 1).t() is contiguous, so .contiguous() returns it (no clone)."""
+    t = torch.zeros(4, 1).t()
+    assert t.is_contiguous() and strides.is_contiguous((1, 4), t.stride()) and t.stride() != strides.contiguous((1, 4))
+
+
 def test_memory_order_of_dense_and_overlapping_tensors() -> None:
     assert strides.memory_order((3, 2, 4), P.stride()) == [1, 0, 2]
     assert strides.memory_order((4, 3), E.stride()) is None  # expanded: empty_like falls back to row-major
@@ -62,6 +68,15 @@ PROGRAMS = {
         "e = F.dropout(F.dropout(x.transpose(0, 2), 0.3).permute(1, 0, 2), 0.4)\n"
         "w = torch.arange(24.)\nloss = (a.reshape(-1) * w).sum() + (b.reshape(-1) * w).sum() + (c.reshape(-1) * w).sum() "
         "+ (d.reshape(-1) * w).sum() + (e.reshape(-1) * w).sum()\n"),
+    "non-dense: slices and expands of strided tensors (empty_like's dense order)": (
+        "w = torch.randn(4, 5, 6, requires_grad=True)\nx = w.permute(2, 0, 1)[:, :, :3]\na = F.dropout(x, 0.5)\n"
+        "b = torch.randn_like(w.transpose(0, 1)[:4]) * w.transpose(0, 1)[:4]\nc = F.dropout(w[:1].expand(3, 5, 6).transpose(1, 2), 0.5)\n"
+        "loss = (a * torch.arange(72.).view(6, 4, 3)).sum() + b.sum() + (c * torch.arange(90.).view(3, 6, 5)).sum()\n"),
+    "ops whose result is contiguous or keeps the layout": (
+        "w = torch.randn(6, 8, requires_grad=True)\nt = w.t()\na = F.dropout(t.masked_fill(t > 1, 0.0), 0.5)\n"
+        "b = F.dropout(F.logsigmoid(t), 0.5)\nc = F.dropout(2 ** t, 0.5)\nd = F.dropout(t.chunk(2, 1)[0], 0.5)\n"
+        "e = F.dropout(t.flip(0), 0.5)\nf = F.dropout(t.unbind(1)[2].unsqueeze(0).expand(2, 8), 0.5)\n"
+        "loss = sum((v * torch.arange(v.numel(), dtype=v.dtype).view(v.shape)).sum() for v in (a, b, c, d, e, f))\n"),
     "randn_like / rand_like / randint_like of a permute": (
         "x = torch.randn(2, 3, 4, requires_grad=True)\nh = (x * 2).permute(2, 0, 1)\nnoise = torch.randn_like(h)\n"
         "u = torch.rand_like(x.transpose(0, 1))\nk = torch.randint_like(h, 0, 5)\ny = F.dropout(h + 0.1 * noise, 0.5)\n"
@@ -73,5 +88,6 @@ PROGRAMS = {
 def test_dropout_draws_in_torch_s_memory_order(case: str, tmp_path: Path) -> None:
     program = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n" + PROGRAMS[case] \
         + "loss.backward()\n"
-    names = [n for n in ("x", "img", "proj", "cls", "noise", "u", "k", "y", "a", "b", "c", "d", "e", "loss") if f"\n{n} = " in program]
+    names = [n for n in ("w", "x", "img", "proj", "cls", "noise", "u", "k", "y", "a", "b", "c", "d", "e", "f", "loss")
+             if f"\n{n} = " in program]
     check(program, names, tmp_path)

@@ -18,7 +18,7 @@ class Bindings(ExpressionCompiler):
     bindings, rebinds, seen)."""
 
     bindings: Counter[str]
-    rebinds: Counter[str]
+    rebinds: dict[str, set[int]]
     seen: Counter[str]
     spec_inputs: set[str]
     returns: dict[str, str]
@@ -34,8 +34,9 @@ class Bindings(ExpressionCompiler):
                 targets = [stmt.value.args[0]]  # type: ignore[attr-defined]  # `F.relu(h, inplace=True)`, `F.relu_(h)`
             if isinstance(stmt, ast.Assign):
                 targets += list(stmt.targets)
-                if _rebinds_itself(stmt):
-                    self.rebinds[stmt.targets[0].id] += 1  # type: ignore[attr-defined]
+                if _rebinds_itself(stmt):  # which binding of the name it is (counted below)
+                    name = stmt.targets[0].id  # type: ignore[attr-defined]
+                    self.rebinds.setdefault(name, set()).add(self.bindings[name] + 1)
             elif isinstance(stmt, ast.AugAssign) and not (no_grad and is_number_literal(stmt.value)):
                 targets = [stmt.target]
             elif isinstance(stmt, ast.For):  # a loop unrolled when reached: counted once now, in full then
@@ -64,7 +65,8 @@ class Bindings(ExpressionCompiler):
         """The path of an object made at a statement's binding `name`: `model = Net()` followed only by rebindings to
         itself (`model = model.to(device)`, `model.train()`'s value) takes the bare name, as torch's object keeps it."""
         var, _, k = name.partition("@")
-        if k.isdigit() and not self.prefix and var not in self.spec_inputs and self.bindings[var] - int(k) <= self.rebinds[var]:
+        if k.isdigit() and not self.prefix and var not in self.spec_inputs and all(
+                j in self.rebinds.get(var, ()) for j in range(int(k) + 1, self.bindings[var] + 1)):
             return var
         return name
 

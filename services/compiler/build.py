@@ -334,49 +334,59 @@ class GraphBuilder:
         return node
 
     def _strides(self, name: str, op: Op, inputs: list[Input], args: Any, shape: tuple[int, ...]) -> None:
-        """Record the node's torch strides when they are not row-major: views of strided tensors, transposes and
-        expands, and pointwise ops of strided inputs (TensorIterator keeps their order); other ops make new
-        row-major tensors."""
+        """Record the node's torch strides when torch's tensor is not contiguous: views of strided tensors, transposes
+        and expands, clones and flips (empty_like's layout), and pointwise ops of strided inputs (TensorIterator
+        keeps their order); other ops make new contiguous tensors."""
         new: tuple[int, ...] | None = None
         if op.pointwise:
-            new = strides.iterated(shape, [(self.shapes[i], self.strides.get(i) or strides.contiguous(self.shapes[i]))
-                                           for i in inputs if isinstance(i, str)])
-            if new != strides.contiguous(shape):
-                self.strides[name] = new
-            return
-        x = inputs[0]
-        if not isinstance(x, str):
-            return
-        old = self.shapes[x]
-        s = self.strides.get(x) or strides.contiguous(old)
-        if op.name == "transpose":
-            new = strides.transposed(s, args.dim0, args.dim1) if len(old) > 1 else s
-        elif op.name == "t":
-            new = strides.transposed(s, 0, 1) if len(old) > 1 else s
-        elif op.name == "permute":
-            new = strides.permuted(s, args.dims)
-        elif op.name == "expand":
-            new = strides.expanded(old, s, shape)
-        elif op.name in ("detach", "getitem", "reshape", "view", "flatten", "squeeze", "unsqueeze"):
-            new = self._viewed(op.name, old, s, args, shape, len(inputs))
-        elif op.name == "clone":  # preserve_format keeps dense strides (empty_like); contiguous() is row-major
-            new = s if args.memory_format == "preserve" and strides.memory_order(old, s) is not None else None
-        if new is not None and new != strides.contiguous(shape):
+            if op.name == "pow" and not isinstance(inputs[0], str):
+                return  # `2 ** x`: torch's pow(Scalar, Tensor) is contiguous
+            ops = [(self.shapes[i], self.strides.get(i) or strides.contiguous(self.shapes[i])) for i in inputs
+                   if isinstance(i, str)]
+            if all(sh == shape and st == ops[0][1] for sh, st in ops) and strides.memory_order(shape, ops[0][1]):
+                new = ops[0][1]  # TensorIterator's fast setup: one dense layout throughout
+            else:
+                new = strides.iterated(shape, ops)
+        elif isinstance(inputs[0], str):
+            new = self._view_strides(op, inputs, args, shape)
+        if new is not None and not strides.is_contiguous(shape, new):
             self.strides[name] = new
 
-    @staticmethod
-    def _viewed(op: str, old: tuple[int, ...], s: tuple[int, ...], args: Any, shape: tuple[int, ...],
-                n_inputs: int) -> tuple[int, ...] | None:
-        """The strides of a view op's result (None: torch copies, or indexes with tensors: row-major)."""
-        if op == "detach":
+    def _view_strides(self, op: Op, inputs: list[Input], args: Any, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The strides of a view op's result, of a clone or flip (like its input); None: a new contiguous tensor."""
+        x = inputs[0]
+        assert isinstance(x, str)
+        old = self.shapes[x]
+        s = self.strides.get(x) or strides.contiguous(old)
+        name = op.name
+        if name in ("transpose", "t"):
+            a, b = (0, 1) if name == "t" else (args.dim0, args.dim1)
+            return strides.transposed(s, a, b) if len(old) > 1 else s
+        if name == "permute":
+            return strides.permuted(s, args.dims)
+        if name == "expand":
+            return strides.expanded(old, s, shape)
+        if name == "detach":
             return s
-        if op == "unsqueeze":
+        if name == "unsqueeze":
             return strides.unsqueezed(old, s, args.dim)
-        if op == "getitem":
-            if n_inputs > 1 or any(isinstance(i, list) for i in args.index):  # advanced indexing: a new tensor
+        if name in ("clone", "flip"):  # empty_like's layout; x.contiguous() of a strided x is row-major
+            return None if name == "clone" and args.memory_format == "contiguous" else strides.like(old, s)
+        if name == "getitem":
+            if len(inputs) > 1 or any(isinstance(i, list) for i in args.index):  # advanced indexing: a new tensor
                 return None
             return strides.indexed(old, s, tuple(args.index))
-        return strides.viewed(old, s, shape)  # reshape, view, flatten, squeeze: torch views when numpy can
+        if name in ("chunk", "split", "unbind"):  # a piece along dim: a view
+            d = args.dim % len(old)
+            if name == "unbind":
+                return strides.indexed(old, s, (slice(None),) * d + (args.index,))
+            sizes = op.sizes(old[d], args)  # type: ignore[attr-defined]
+            k = args.index % len(sizes)
+            start = sum(sizes[:k])
+            return strides.indexed(old, s, (slice(None),) * d + (slice(start, start + sizes[k]),))
+        if name in ("reshape", "view", "flatten", "squeeze"):
+            return strides.viewed(old, s, shape)  # torch views when numpy can
+        return None
 
     def finish(self, output: str | None, grad_output: Any, no_ops_loc: tuple[str | int, ...] = (), **graph_fields: Any) -> Graph:
         """Pick the output (default: the last node) and shape its gradient; the Graph."""

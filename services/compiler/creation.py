@@ -94,8 +94,8 @@ class TensorCreation(ExpressionCompiler):
             if like is None:
                 raise self.err(node, f"torch.{fn} takes a tensor")
             shape, fn = self.shape(like), fn[:-5]
-            strided = self.builder.strides.get(like.name)  # empty_like keeps a dense tensor's strides
-            kept = strided if strided and strides.memory_order(shape, strided) is not None and fn in RANDOM else None
+            strided = self.builder.strides.get(like.name)  # empty_like keeps the tensor's layout
+            kept = strides.like(shape, strided) if strided and fn in RANDOM else None
             # torch.ones_like(mask) is a bool tensor too; the random ones have no bool form (floats of the default)
             dtype = dtype or (self.dtype_of(like) if self.dtype_of(like) != "bool" or fn in BOOL_CREATORS else self.dtype)
             rest = [self.const(a) for a in args[1:]] + ([self.const(kw["fill_value"])] if "fill_value" in kw else [])

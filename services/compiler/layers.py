@@ -116,7 +116,7 @@ class Emitter:
         name = self.unique(name)
         strided = self.builder.strides.get(like) if shape is None else None  # `shape`: a new tensor's (row-major)
         shape = shape or self.shape(like)
-        order = strides.memory_order(shape, strided) if strided else None
+        order = strides.memory_order(shape, strides.like(shape, strided)) if strided else None
         drawn = shape if order is None else tuple(shape[d] for d in order)
         leaf = Leaf(name, drawn, self.builder.dtypes[like], False, init=f"dropout mask, p={p:g}")
         self.builder.add_leaf(leaf, self.loc)
@@ -422,15 +422,16 @@ def _channel_dropout(e: Emitter, call: Call) -> str:
     """Training mode with p > 0: input * mask, the mask (N, C, 1, ...) drawn from torch's generator (torch's feature
     dropout: MulBackward0); an unbatched input (dropout1d's 2-d, dropout3d's 4-d) runs as a batch of one."""
     c: ChannelDropoutLayer = call.cfg
-    x, spatial = call.inputs[0], int(c.type[-2])
+    x = call.inputs[0]
     ndim = len(e.shape(x))
     if c.type == "dropout1d" and ndim not in (2, 3):
         raise e.error(f"dropout1d: Expected 2D or 3D input, but received a {ndim}D input")
-    if ndim < 2:
+    # torch: dropout1d unsqueezes a 2-d input, dropout3d any but a 5-d one; dropout2d none (a 3-d input is (N, C, L))
+    unbatched = ndim == 2 if c.type == "dropout1d" else ndim != 5 if c.type == "dropout3d" else False
+    if ndim + unbatched < 2:
         raise e.error(f"{c.type}: Expected a 2D or larger input (channels first), but received a {ndim}D input")
     if not call.training or c.p == 0:
         return x
-    unbatched = ndim == spatial + 1 and c.type != "dropout2d"  # torch keeps dropout2d's 3-d input as (N, C, L)
     if unbatched:
         x = e.node(e.unique(f"{call.prefix}.batch_of_one"), "unsqueeze", [x], {"dim": 0})
     shape = e.shape(x)

@@ -12,6 +12,7 @@ from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.layers import BY_MODULE, LAYERS, TENSOR_ARGS, Call, Emitter, add_params, param_event
 from services.compiler.transformer import Masks
 from services.compiler.values import ClassRef, DType, Instance, ModuleInst, T, Value, is_number
+from services.ir import Event
 from shared.spec import ChannelDropoutLayer, DropoutLayer
 
 _DECODER = ("tgt", "memory", "tgt_mask", "memory_mask", "tgt_key_padding_mask", "memory_key_padding_mask", "tgt_is_causal",
@@ -55,7 +56,12 @@ class ModuleCalls(ExpressionCompiler):
         def arg(name: str | None, a: ast.expr) -> Any:
             if name == "activation" and d.type.startswith("transformer"):
                 return self.activation_arg(a, cls)
-            return self.tensor(a).name if name in tensors and self.expr(a) is not None else self.const(a)
+            if name in tensors:  # evaluated once (`weight=torch.rand(4) + 0.5` draws once)
+                v = self.expr(a)
+                if v is None or isinstance(v, T):
+                    return v.name if isinstance(v, T) else None
+                raise self.err(a, f"nn.{cls}: {name} is a tensor or None, not {_kind(v)}")
+            return self.const(a)
 
         data: dict[str, Any] = {n: arg(n, a) for n, a in zip(names, node.args, strict=False)}
         for k in node.keywords:
@@ -76,7 +82,11 @@ class ModuleCalls(ExpressionCompiler):
             raise self.err(node, f"nn.{cls}: {msg}") from None
         if event is not None:
             self.stream.events.append(event)
-        return ModuleInst(d, cfg, event=event)
+        inst = ModuleInst(d, cfg, event=event)
+        if getattr(self, "module_activation", False):  # activation=nn.GELU(): torch's deepcopy of it differs
+            self.module_activation = False
+            self.module_activations.add(id(inst))
+        return inst
 
     def activation_arg(self, a: ast.expr, cls: str) -> str:
         """A transformer layer's activation: 'relu' / 'gelu', or the function or module that computes it (F.gelu,
@@ -89,6 +99,12 @@ class ModuleCalls(ExpressionCompiler):
         if path not in known or isinstance(v, ModuleInst) and getattr(v.cfg, "approximate", "none") != "none":
             raise self.err(a, f"nn.{cls}: activation is 'relu', 'gelu' or their function or module (F.gelu, nn.ReLU()), "
                               f"not {self.src(a)[:40]}")
+        if isinstance(v, ModuleInst) and cls == "Transformer":
+            raise self.err(a, "nn.Transformer deep-copies its decoder layer, and torch's copy of a TransformerDecoderLayer "
+                              "whose activation is a module runs F.relu instead (its __setstate__): pass activation='gelu' "
+                              "or F.gelu")
+        if isinstance(v, ModuleInst):
+            self.module_activation = True
         return known[path]
 
     def container(self, cls: str, node: ast.Call) -> ModuleInst:
@@ -396,12 +412,19 @@ class ModuleCalls(ExpressionCompiler):
         if el.event is None or el.event.args["cls"] != el.layer.module:
             raise self.err(node, f"nn.{cls}: this nn.{cls}Layer is already copied into another nn.{cls}; make one layer "
                                  "per stack")
+        if cls == "TransformerDecoder" and id(el) in self.module_activations:
+            raise self.err(node, "nn.TransformerDecoder copies its layer with deepcopy, and torch's copy of a "
+                                 "TransformerDecoderLayer whose activation is a module runs F.relu instead (its "
+                                 "__setstate__): pass activation='gelu' or F.gelu")
         flags = {k: bool(self.const(given[k])) for k in extra if k in given}  # enable_nested_tensor, mask_check
         cfg = d.schema.model_validate(el.cfg.model_dump() | {"type": d.type, "num_layers": n} | flags)
-        # the layer's own construction event builds the stack too (torch copies, it does not draw again); the layer
-        # keeps its own parameters in the same event, as torch keeps the original module
-        el.event.args.update(cls=cls, kwargs=d.ctor_kwargs(cfg))
-        return ModuleInst(d, cfg, event=el.event, children=[norm] if norm is not None else [],
+        if el.path is not None:  # the layer has its own parameters (maybe changed since): the copies take their values now
+            event = Event("copies", None, {"sources": dict(el.params), "params": {}})
+            self.stream.events.append(event)
+        else:  # the layer's construction event builds the stack too (torch copies, it does not draw again)
+            el.event.args.update(cls=cls, kwargs=d.ctor_kwargs(cfg))
+            event = el.event
+        return ModuleInst(d, cfg, event=event, children=[norm] if norm is not None else [],
                           keys=["norm"] if norm is not None else None)
 
     def recurrent_call(self, m: ModuleInst, node: ast.Call) -> Value:

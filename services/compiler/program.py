@@ -113,14 +113,16 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
         """The methods running now: (the class that defines each, the object it runs on), for super()."""
         self.callers: list[Any] = []
         """The scopes of the calls running now, outermost first (an in-place change in a callee is seen there too)."""
+        self.module_activations: set[int] = set()
+        """Transformer decoder layers made with an activation module (nn.GELU()): torch's deepcopy runs F.relu."""
         self.contiguous: set[str] = set()
         """Tensors the program called .contiguous() on: a .view() of them views a contiguous copy where torch made one."""
         """Provisional paths given so far: an object made inside one's __init__ waits for its name too."""
         """The top level's names (a function call's scope is its locals over these)."""
         self.spec_inputs = set(spec_inputs)
         self.bindings: Counter[str] = Counter()
-        self.rebinds: Counter[str] = Counter()
-        """Bindings `m = m.to(device)` (of the object bound before, for a module): counted in bindings too."""
+        self.rebinds: dict[str, set[int]] = {}
+        """Which bindings of a name are `m = m.to(device)` (the object bound before, for a module): 1 for the first."""
         self.seen: Counter[str] = Counter()
         self.res = ProgramResult()
         self.no_grad = False

@@ -6,6 +6,7 @@ draws its masks in that order to give torch's numbers. Strides count elements; N
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ Shape = tuple[int, ...]
 Strides = tuple[int, ...]
 
 
+@lru_cache(maxsize=4096)
 def contiguous(shape: Shape) -> Strides:
     """Row-major strides, as torch computes them (size-1 dims included)."""
     out, step = [], 1
@@ -109,9 +111,26 @@ def iterated(out: Shape, operands: list[tuple[Shape, Strides]]) -> Strides:
     return tuple(result)
 
 
+def is_contiguous(shape: Shape, strides: Strides) -> bool:
+    """torch's is_contiguous: row-major where it matters (size-1 dims may have any stride)."""
+    step = 1
+    for n, s in zip(reversed(shape), reversed(strides), strict=True):
+        if n != 1:
+            if s != step:
+                return False
+            step *= n
+    return True
+
+
+def like(shape: Shape, strides: Strides) -> Strides:
+    """empty_like's strides (and so clone's, and what a random fill like the tensor goes through): its own when it is
+    non-overlapping and dense, else dense ones in its dims' order (ATen's infer_dense_strides: TensorIterator's)."""
+    return strides if memory_order(shape, strides) is not None else iterated(shape, [(shape, strides)])
+
+
 def memory_order(shape: Shape, strides: Strides) -> list[int] | None:
-    """The dims outermost first when the tensor is non-overlapping and dense (torch's empty_like then keeps its
-    strides); None otherwise (empty_like falls back to contiguous)."""
+    """The dims outermost first when the tensor is non-overlapping and dense (the order a fill of empty_like of it
+    goes in); None otherwise (see `like`)."""
     order = sorted(range(len(shape)), key=lambda d: (-strides[d], -shape[d]))
     step = 1
     for d in reversed(order):

@@ -70,8 +70,9 @@ def attention(e: Emitter, p: str, q: str, k: str, v: str, mask: str | None, caus
         args = {"is_causal": causal} | ({"scale": scale} if scale is not None else {})
         return e.node(name, "scaled_dot_product_attention", [q, k, v, *([mask] if mask else [])], args)
     d = e.shape(q)[-1]
-    root = math.sqrt(scale if scale is not None else 1 / math.sqrt(d))
-    qs = e.node(e.unique(f"{p}.q_scaled"), "mul", [q, root])
+    s = scale if scale is not None else 1 / math.sqrt(d)
+    root = math.sqrt(abs(s))  # torch's math: k times sqrt|scale|, q times it with scale's sign
+    qs = e.node(e.unique(f"{p}.q_scaled"), "mul", [q, -root if s < 0 else root])
     kt = e.node(e.unique(f"{p}.k_t"), "transpose", [e.node(e.unique(f"{p}.k_scaled"), "mul", [k, root])], {"dim0": -2, "dim1": -1})
     scores = e.node(e.unique(f"{p}.scores"), "matmul", [qs, kt])
     if causal:

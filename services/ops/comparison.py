@@ -154,9 +154,8 @@ class MaskedFillArgs(BaseModel):
 @register
 class MaskedFill(Op):
     """x.masked_fill(mask, value): value where the bool mask (broadcast to x) holds, x elsewhere; the gradient
-    passes where it does not (attention's `wei.masked_fill(tril == 0, float('-inf'))`)."""
-
-    pointwise = True
+    passes where it does not (attention's `wei.masked_fill(tril == 0, float('-inf'))`). Its result is contiguous (not
+    pointwise for the strides: torch clones contiguously, then fills)."""
 
     name = "masked_fill"
     any_dtype = True  # int64 too: `position_ids.masked_fill_(attention_mask == 0, 1)` (no gradient there)

@@ -197,14 +197,16 @@ class Unary(Op):
 
 
 def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), methods: tuple[str, ...] | None = (),
-           bounds: tuple[float, float] | None = None, call: str = "", ints: bool = False) -> None:
+           bounds: tuple[float, float] | None = None, call: str = "", ints: bool = False, keeps_layout: bool = True) -> None:
     """Register a pointwise op from its forward f(x) and backward (g, out, x) -> dx (`bounds`: of every output).
     `methods` None: no tensor method of its name; `call`: the torch function's path when not torch.<name>; `ints`:
-    int64 tensors too (`-torch.arange(0, d, 2)`), as torch takes them."""
+    int64 tensors too (`-torch.arange(0, d, 2)`), as torch takes them; `keeps_layout` False: torch's result is
+    contiguous whatever the input's strides (F.logsigmoid)."""
 
     class _U(Unary):
         out_range = bounds
         any_dtype = ints
+        pointwise = keeps_layout
 
         def dtype(self, dtypes: list[str]) -> str:
             if dtypes[0] == "bool":
@@ -267,7 +269,8 @@ _unary("ceil", np.ceil, lambda g, y, x: np.zeros_like(g))
 _unary("round", np.round, lambda g, y, x: np.zeros_like(g))  # half to even, as torch
 _unary("trunc", np.trunc, lambda g, y, x: np.zeros_like(g), functions=("torch.fix",), methods=("fix",))
 _unary("frac", lambda x: x - np.trunc(x), lambda g, y, x: g)
-_unary("logsigmoid", lambda x: -np.logaddexp(0, -x), lambda g, y, x: g * expit(-x), methods=None, call="F.logsigmoid")
+_unary("logsigmoid", lambda x: -np.logaddexp(0, -x), lambda g, y, x: g * expit(-x), methods=None, call="F.logsigmoid",
+       keeps_layout=False)
 _unary("softsign", lambda x: x / (1 + np.abs(x)), lambda g, y, x: g / np.square(1 + np.abs(x)), methods=None, call="F.softsign")
 _unary("mish", lambda x: x * np.tanh(np.logaddexp(0, x)),
        lambda g, y, x: g * (np.tanh(np.logaddexp(0, x)) + x * expit(x) * (1 - np.square(np.tanh(np.logaddexp(0, x))))),

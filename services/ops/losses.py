@@ -133,9 +133,13 @@ class CrossEntropy(Op):
         d[~keep] = 0
         if a.reduction == "none" and xs[0].ndim >= 2:
             d *= g.reshape(-1)[:, None]
-        else:  # every target ignored: the mean is NaN (0 / 0), its gradient 0, as torch's
+        else:  # every target ignored: the mean is NaN (0 / 0), its gradient 0, as torch's; kept targets whose class
+            # weights sum to 0: NaN, as torch's
             total = self._total(keep, wt)
-            d *= g / (total if a.reduction == "mean" and total != 0 else 1)
+            if a.reduction == "mean" and keep.any() and total == 0:
+                d = np.full_like(d, np.nan)
+            else:
+                d *= g / (total if a.reduction == "mean" and total != 0 else 1)
         x = xs[0]
         if x.ndim > 2:  # rows back to (N, C, d1, ...)
             d = np.moveaxis(d.reshape(x.shape[0], *x.shape[2:], x.shape[1]), -1, 1)
