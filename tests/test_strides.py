@@ -75,7 +75,7 @@ PROGRAMS = {
     "ops whose result is contiguous or keeps the layout": (
         "w = torch.randn(6, 8, requires_grad=True)\nt = w.t()\na = F.dropout(t.masked_fill(t > 1, 0.0), 0.5)\n"
         "b = F.dropout(F.logsigmoid(t), 0.5)\nc = F.dropout(2 ** t, 0.5)\nd = F.dropout(t.chunk(2, 1)[0], 0.5)\n"
-        "e = F.dropout(t.flip(0), 0.5)\nf = F.dropout(t.unbind(1)[2].unsqueeze(0).expand(2, 8), 0.5)\n"
+        "e = F.dropout(t.flip(0) + t.sort(-1)[0], 0.5)\nf = F.dropout(t.unbind(1)[2].unsqueeze(0).expand(2, 8), 0.5)\n"
         "loss = sum((v * torch.arange(v.numel(), dtype=v.dtype).view(v.shape)).sum() for v in (a, b, c, d, e, f))\n"),
     "randn_like / rand_like / randint_like of a permute": (
         "x = torch.randn(2, 3, 4, requires_grad=True)\nh = (x * 2).permute(2, 0, 1)\nnoise = torch.randn_like(h)\n"

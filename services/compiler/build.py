@@ -370,7 +370,7 @@ class GraphBuilder:
             return s
         if name == "unsqueeze":
             return strides.unsqueezed(old, s, args.dim)
-        if name in ("clone", "flip"):  # empty_like's layout; x.contiguous() of a strided x is row-major
+        if name in ("clone", "flip", "sort"):  # empty_like's layout; x.contiguous() of a strided x is row-major
             return None if name == "clone" and args.memory_format == "contiguous" else strides.like(old, s)
         if name == "getitem":
             if len(inputs) > 1 or any(isinstance(i, list) for i in args.index):  # advanced indexing: a new tensor
