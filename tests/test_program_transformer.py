@@ -218,7 +218,8 @@ def test_transformer_layers_in_a_model_spec_are_torch_s_modules() -> None:
 
 
 @pytest.mark.parametrize(("tail", "needle"), [
-    ("a = nn.TransformerEncoder(layer, 2)\nb = nn.TransformerEncoder(layer, 2)\n", "already copied into another"),
+    ("def make():\n    one = nn.TransformerEncoderLayer(8, 2, 16)\n    return nn.TransformerEncoder(one, 2), nn.TransformerEncoder(one, 2)\n"
+     "a, b = make()\n", "already copied into another"),
     ("m = nn.TransformerEncoder(layer, 0)\n", "num_layers is an int from 1 to 64"),
     ("m = nn.TransformerEncoder(nn.Linear(8, 8), 2)\n", "takes an nn.TransformerEncoderLayer"),
     ("y = layer(x, src_mask=torch.zeros(4, 4))\n", "attn_mask must be [5, 5]"),
@@ -349,3 +350,26 @@ def test_negative_scale_in_attention_with_dropout(tmp_path: Path) -> None:
     program = HEAD + ("torch.manual_seed(0)\nq = torch.randn(2, 3, 4, requires_grad=True)\n"
                       "y = F.scaled_dot_product_attention(q, q * 2, q, dropout_p=0.3, scale=-0.5)\nloss = y.sum()\nloss.backward()\n")
     check(program, ["q", "y", "loss"], tmp_path)
+
+
+def test_parts_tie_and_keep_torch_s_class_names(tmp_path: Path) -> None:
+    """A part's parameter assigned (`layer.linear2.weight = layer.linear1.weight`, `layers[1]...out_proj.weight = ...`)
+    ties it as torch's; `type(m) is nn.Linear` is False for out_proj (a NonDynamicallyQuantizableLinear), isinstance
+    True; train()/eval() of a part alone is refused."""
+    program = HEAD + """torch.manual_seed(3)
+layer = nn.TransformerEncoderLayer(8, 2, 8, 0.0)
+layer.linear2.weight = layer.linear1.weight
+enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, 0.0), 2)
+enc.layers[1].self_attn.out_proj.weight = enc.layers[0].self_attn.out_proj.weight
+for m in enc.modules():
+    if type(m) is nn.Linear:
+        nn.init.constant_(m.weight, 0.05)
+    elif isinstance(m, nn.Linear):
+        nn.init.zeros_(m.bias)
+x = torch.randn(3, 2, 8)
+loss = (layer(x).sin() + enc(x).cos()).sum()
+loss.backward()
+"""
+    check(program, ["layer", "enc", "loss"], tmp_path)
+    e = refused(HEAD + "layer = nn.TransformerEncoderLayer(8, 2, 16, 0.3)\nlayer.self_attn.eval()\ny = layer(torch.randn(5, 2, 8))\n")
+    assert "train()/eval() of a transformer's submodule is not traced" in str(e)

@@ -9,7 +9,7 @@ import ast
 from services.compiler import strings
 from services.compiler.creation import CREATORS
 from services.compiler.expressions import CONSTANTS, ExpressionCompiler, _kind
-from services.compiler.layers import BY_MODULE
+from services.compiler.layers import BY_MODULE, SUBCLASS_OF
 from services.compiler.values import (
     DTYPES,
     ClassRef,
@@ -196,7 +196,7 @@ class Builtins(ExpressionCompiler):
         if path == "nn.Module":
             return isinstance(v, ModuleInst) or isinstance(v, Instance) and v.cls.module
         if path is not None and path.startswith("nn.") and (path[3:] in BY_MODULE or path[3:] in CONTAINERS):
-            return isinstance(v, ModuleInst) and v.kind == path[3:]
+            return isinstance(v, ModuleInst) and path[3:] in (v.kind, SUBCLASS_OF.get(v.kind))
         if path in ("torch.Tensor", "nn.Parameter"):
             leaves = self.builder.leaves
             return isinstance(v, T) and (path == "torch.Tensor" or v.name in leaves and leaves[v.name].kind == "parameter")

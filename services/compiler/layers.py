@@ -175,6 +175,9 @@ class LayerDef:
 
 LAYERS: dict[str, LayerDef] = {}
 BY_MODULE: dict[str, LayerDef] = {}
+SUBCLASS_OF = {"NonDynamicallyQuantizableLinear": "Linear"}
+"""torch.nn classes gradtrace makes only as parts (nn.MultiheadAttention's out_proj) and the class they derive from:
+isinstance(m, nn.Linear) holds, type(m) is nn.Linear does not."""
 
 
 def layer(d: LayerDef) -> LayerDef:

@@ -10,7 +10,7 @@ import numpy as np
 
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.layers import BY_MODULE, LAYERS, TENSOR_ARGS, Call, Emitter, add_params, param_event
-from services.compiler.transformer import Masks
+from services.compiler.transformer import Masks, synced
 from services.compiler.values import ClassRef, DType, Instance, ModuleInst, T, Value, is_number
 from services.ir import Event
 from shared.spec import ChannelDropoutLayer, DropoutLayer
@@ -295,6 +295,13 @@ class ModuleCalls(ExpressionCompiler):
                                  "gradtrace follows that for the module called on its own, not inside an nn.Sequential")
         return out
 
+    def synced_params(self, m: ModuleInst, node: ast.Call) -> dict[str, str]:
+        """m.params with its parts' current parameters (transformer.synced), a refusal where their modes differ."""
+        try:
+            return synced(m)
+        except ValueError as e:
+            raise self.err(node, str(e)) from None
+
     def attention_call(self, m: ModuleInst, node: ast.Call) -> Value:
         """attn(q, k, v, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True,
         is_causal=False): nn.MultiheadAttention's (output, weights), as torch computes them (weights None when not
@@ -310,7 +317,7 @@ class ModuleCalls(ExpressionCompiler):
         s = self.stmt_expr  # `t1 = self.self_attn(x, x, x)[0]`: the output is t1
         first = isinstance(s, ast.Subscript) and s.value is node and isinstance(s.slice, ast.Constant) and s.slice.value == 0
         out = self.stmt_names[0] if pair else self.name_for(s) if first and self.stmt_name else self.fresh(f"{m.path}.out")
-        call = Call(m.cfg, m.params, [q.name], out, m.path, m.training)  # type: ignore[arg-type]
+        call = Call(m.cfg, self.synced_params(m, node), [q.name], out, m.path, m.training)  # type: ignore[arg-type]
         call.options = {"tensors": [q.name, k.name, v.name], "masks": masks}
         if pair and masks.need_weights:
             call.states["weights"] = self.stmt_names[1]
@@ -341,7 +348,7 @@ class ModuleCalls(ExpressionCompiler):
                                  "not trace: trace it with gradients, or pass enable_nested_tensor=False")
         norm = m.children[0] if m.children else None
         out = self.fresh(f"{m.path}.out") if norm is not None else self.name_for(node)
-        call = Call(m.cfg, m.params, [x.name for x in xs], out, m.path, m.training)  # type: ignore[arg-type]
+        call = Call(m.cfg, self.synced_params(m, node), [x.name for x in xs], out, m.path, m.training)  # type: ignore[arg-type]
         call.options = options
         y = m.layer.emit(self.emitter(node, out), call)  # type: ignore[union-attr]
         if norm is not None:

@@ -420,6 +420,24 @@ def parts(m: ModuleInst) -> list[tuple[str, ModuleInst]]:
     return m.parts
 
 
+OUT_PROJ = LayerDef("linear", "NonDynamicallyQuantizableLinear", LinearLayer, LAYERS["linear"].emit, LAYERS["linear"].params)
+"""nn.MultiheadAttention's out_proj: nn.Linear's nodes under torch's class name (not registered: not made by programs)."""
+
+def synced(m: ModuleInst) -> dict[str, str]:
+    """The composite's parameters with what its parts hold now (`layer.linear2.weight = layer.linear1.weight` ties
+    them, as in torch), and the training flags its parts were given: refused where they differ from the module's (a
+    submodule's own train()/eval() is not traced)."""
+    subs = [(name, part) for name, part in m.parts or []]
+    subs += [(f"{name}.{k}", c) for name, part in subs if part.layer is None for k, c in enumerate(part.children)]
+    for name, part in subs:  # parts, and a stack's layers (the children of its `layers` ModuleList)
+        if part.training != m.training:
+            raise ValueError(f"'{part.path}' is in {'training' if part.training else 'eval'} mode and '{m.path}' is not: "
+                             "train()/eval() of a transformer's submodule is not traced (call it on the whole module)")
+        for attr, leaf in synced(part).items() if part.layer is not None else ():
+            m.params[f"{name}.{attr}"] = leaf
+    return m.params
+
+
 _COMPOSITE = {"self_attention", "transformer_encoder_layer", "transformer_decoder_layer", "transformer_encoder",
               "transformer_decoder", "transformer"}
 
@@ -432,9 +450,11 @@ def _sub(kind: str, cfg: Any, params: dict[str, str], prefix: str, path: str, tr
 
 
 def _parts(kind: str, c: Any, params: dict[str, str], path: str, training: bool) -> list[tuple[str, ModuleInst]]:
-    if kind == "self_attention":
-        return [("out_proj", _sub("linear", LinearLayer(type="linear", in_features=c.embed_dim, out_features=c.embed_dim,
-                                                        bias=c.bias), params, "out_proj.", f"{path}.out_proj", training))]
+    if kind == "self_attention":  # torch's out_proj is a NonDynamicallyQuantizableLinear (an nn.Linear)
+        out = _sub("linear", LinearLayer(type="linear", in_features=c.embed_dim, out_features=c.embed_dim, bias=c.bias),
+                   params, "out_proj.", f"{path}.out_proj", training)
+        out.layer = OUT_PROJ
+        return [("out_proj", out)]
     d, fields = c.d_model, {k: getattr(c, k) for k in TransformerBlockLayer.model_fields if k not in ("type", "name", "inputs", "weights")}
     if kind in ("transformer_encoder_layer", "transformer_decoder_layer"):
         decoder = kind == "transformer_decoder_layer"
