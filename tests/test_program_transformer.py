@@ -367,9 +367,10 @@ for m in enc.modules():
     elif isinstance(m, nn.Linear):
         nn.init.zeros_(m.bias)
 x = torch.randn(3, 2, 8)
-loss = (layer(x).sin() + enc(x).cos()).sum()
+ff = layer.linear2(layer.dropout(layer.activation(layer.linear1(x))))
+loss = (layer(x).sin() + enc(x).cos()).sum() + ff.pow(2).sum()
 loss.backward()
 """
-    check(program, ["layer", "enc", "loss"], tmp_path)
+    check(program, ["layer", "enc", "ff", "loss"], tmp_path)
     e = refused(HEAD + "layer = nn.TransformerEncoderLayer(8, 2, 16, 0.3)\nlayer.self_attn.eval()\ny = layer(torch.randn(5, 2, 8))\n")
     assert "train()/eval() of a transformer's submodule is not traced" in str(e)

@@ -573,6 +573,8 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             part = dict(parts(base)).get(f.attr)  # layer.self_attn(x, x, x): a composite's submodule
             if part is not None:
                 return self.module_call(part, node)
+            if f.attr == "activation" and base.layer is not None and base.layer.type.startswith("transformer_"):
+                return self.call_path(f"F.{base.cfg.activation}", node)  # layer.activation(h): F.relu / F.gelu
             if f.attr in ("parameters", "named_parameters"):
                 return self.module_parameters(base, f.attr, node)
             if f.attr in ("float", "double", "to"):
