@@ -481,3 +481,7 @@ def test_loss_weights_drawn_once_dropout3d_unbatched_and_zero_weights(tmp_path: 
     t = traced("import torch\nimport torch.nn.functional as F\nx = torch.randn(3, 3, requires_grad=True)\n"
                "l = F.cross_entropy(x, torch.tensor([0, 1, 0]), weight=torch.tensor([0.0, 0.0, 1.0]))\nl.backward()\n")
     assert t.result.comparison.verdict == "agree" and np.isnan(t.arrays["torch/grad/x"]).all()
+    t = traced("import torch\nimport torch.nn.functional as F\nx = torch.randn(3, 3, requires_grad=True)\n"
+               "l = F.cross_entropy(x, torch.tensor([1, 1, 1]), weight=torch.tensor([1.0, 0.0, 2.0]), label_smoothing=0.2)\n"
+               "l.backward()\n")
+    assert t.result.comparison.verdict == "agree" and np.isnan(t.arrays["torch/value/l"])  # with smoothing too

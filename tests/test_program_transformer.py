@@ -372,5 +372,11 @@ loss = (layer(x).sin() + enc(x).cos()).sum() + ff.pow(2).sum()
 loss.backward()
 """
     check(program, ["layer", "enc", "ff", "loss"], tmp_path)
+    tied_init = HEAD + ("torch.manual_seed(4)\nlayer = nn.TransformerEncoderLayer(8, 2, 8, 0.0)\n"
+                        "layer.linear2.weight = layer.linear1.weight\nfor p in layer.parameters():\n    if p.dim() > 1:\n"
+                        "        nn.init.xavier_uniform_(p)\nx = torch.randn(3, 2, 8)\nloss = (layer(x).sin() * x).sum()\n"
+                        "loss.backward()\n")
+    check(tied_init, ["layer", "x", "loss"], tmp_path)  # parameters() lists the tied weight once: one draw
+    assert "parameters are tied" in str(refused(tied_init.replace("for p in", "enc = nn.TransformerEncoder(layer, 2)\nfor p in")))
     e = refused(HEAD + "layer = nn.TransformerEncoderLayer(8, 2, 16, 0.3)\nlayer.self_attn.eval()\ny = layer(torch.randn(5, 2, 8))\n")
     assert "train()/eval() of a transformer's submodule is not traced" in str(e)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 
 from services.compiler.expressions import ExpressionCompiler, _kind
-from services.compiler.transformer import parts
+from services.compiler.transformer import parts, synced
 from services.compiler.values import Bound, Instance, ModuleInst, T, UserFunction, Value, receiver
 
 MODULE_WALKS = ("modules", "named_modules", "children", "named_children")
@@ -87,7 +87,7 @@ class ModuleTree(ExpressionCompiler):
     def collect_parameters(self, v: Value, prefix: str, found: dict[str, str], recurse: bool = True) -> None:
         if isinstance(v, ModuleInst):
             self.ensure_path(v, None)
-            for attr, leaf in v.params.items():
+            for attr, leaf in synced(v, modes=False).items():  # a part's tie (layer.linear2.weight = ...) counts once
                 found.setdefault(leaf, prefix + attr)
             for i, child in enumerate(v.children if recurse else []):
                 self.collect_parameters(child, f"{prefix}{v.child_name(i)}.", found)

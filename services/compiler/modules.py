@@ -425,6 +425,10 @@ class ModuleCalls(ExpressionCompiler):
                                  "__setstate__): pass activation='gelu' or F.gelu")
         flags = {k: bool(self.const(given[k])) for k in extra if k in given}  # enable_nested_tensor, mask_check
         cfg = d.schema.model_validate(el.cfg.model_dump() | {"type": d.type, "num_layers": n} | flags)
+        tied = synced(el, modes=False)
+        if len(set(tied.values())) < len(tied):
+            raise self.err(node, f"nn.{cls}: the layer's parameters are tied (one Parameter in two places); its copies "
+                                 "would keep the tie, which gradtrace does not trace: tie them in each copy")
         if el.path is not None:  # the layer has its own parameters (maybe changed since): the copies take their values now
             event = Event("copies", None, {"sources": dict(el.params), "params": {}})
             self.stream.events.append(event)

@@ -423,17 +423,17 @@ def parts(m: ModuleInst) -> list[tuple[str, ModuleInst]]:
 OUT_PROJ = LayerDef("linear", "NonDynamicallyQuantizableLinear", LinearLayer, LAYERS["linear"].emit, LAYERS["linear"].params)
 """nn.MultiheadAttention's out_proj: nn.Linear's nodes under torch's class name (not registered: not made by programs)."""
 
-def synced(m: ModuleInst) -> dict[str, str]:
+def synced(m: ModuleInst, modes: bool = True) -> dict[str, str]:
     """The composite's parameters with what its parts hold now (`layer.linear2.weight = layer.linear1.weight` ties
-    them, as in torch), and the training flags its parts were given: refused where they differ from the module's (a
-    submodule's own train()/eval() is not traced)."""
+    them, as in torch), and (`modes`) the training flags its parts were given: refused where they differ from the
+    module's (a submodule's own train()/eval() is not traced)."""
     subs = [(name, part) for name, part in m.parts or []]
     subs += [(f"{name}.{k}", c) for name, part in subs if part.layer is None for k, c in enumerate(part.children)]
     for name, part in subs:  # parts, and a stack's layers (the children of its `layers` ModuleList)
-        if part.training != m.training:
+        if modes and part.training != m.training:
             raise ValueError(f"'{part.path}' is in {'training' if part.training else 'eval'} mode and '{m.path}' is not: "
                              "train()/eval() of a transformer's submodule is not traced (call it on the whole module)")
-        for attr, leaf in synced(part).items() if part.layer is not None else ():
+        for attr, leaf in synced(part, modes).items() if part.layer is not None else ():
             m.params[f"{name}.{attr}"] = leaf
     return m.params
 

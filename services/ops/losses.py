@@ -115,9 +115,9 @@ class CrossEntropy(Op):
         nll = np.where(keep, nll, np.zeros((), x2.dtype))
         if xs[0].ndim == 1:
             return np.asarray(nll[0] / self._total(keep, wt) if a.reduction == "mean" else nll[0], dtype=x2.dtype)
-        if a.reduction == "mean":
-            with np.errstate(invalid="ignore", divide="ignore"):  # every target ignored: 0 / 0, NaN as in torch
-                return np.asarray(nll.sum() / self._total(keep, wt), dtype=x2.dtype)
+        if a.reduction == "mean":  # every target ignored, or their class weights summing to 0: NaN, as torch's
+            total = self._total(keep, wt)
+            return np.asarray(np.nan if total == 0 else nll.sum() / total, dtype=x2.dtype)
         return _reduce(nll.reshape(xs[1].shape), a.reduction)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: ClassArgs) -> list[Array | None]:
