@@ -3,6 +3,8 @@ as torch runs them, each program run in real torch too: the same parameters, ran
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,17 @@ from services.trace import trace
 from shared.spec import TraceSpec
 
 HEAD = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+
+
+@contextmanager
+def float64() -> Iterator[None]:
+    """torch's default dtype float64 inside (a float64 spec's modules, built in torch to compare)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
 
 
 def test_the_transformer_tutorial_traces_as_torch_runs_it(tmp_path: Path) -> None:
@@ -198,9 +211,7 @@ def test_transformer_layers_in_a_model_spec_are_torch_s_modules() -> None:
     })
     t = trace(spec, inline_limit=10**6)
     assert t.result.comparison.verdict == "agree" and "numeric" in t.result.engines
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with float64():
         torch.manual_seed(0)  # a model spec builds each layer, then runs it, in order
         enc = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, 16, 0.1, batch_first=True), 2,
                                           enable_nested_tensor=False)
@@ -209,8 +220,6 @@ def test_transformer_layers_in_a_model_spec_are_torch_s_modules() -> None:
         attn = torch.nn.MultiheadAttention(8, 2, dropout=0.2, batch_first=True)
         loss = attn(h, h, h, need_weights=False)[0].mean()
         loss.backward()
-    finally:
-        torch.set_default_dtype(old)
     np.testing.assert_allclose(t.arrays["torch/value/loss"], loss.item(), rtol=1e-12)
     np.testing.assert_allclose(t.arrays["torch/grad/x"], x.grad.numpy(), rtol=1e-10, atol=1e-15)
     for key, mod in (("enc.layers.1.linear1.weight", enc.layers[1].linear1.weight), ("attn.in_proj_weight", attn.in_proj_weight)):
@@ -247,16 +256,12 @@ def test_nn_transformer_in_a_model_spec_is_torch_s() -> None:
     })
     t = trace(spec, inline_limit=10**6)
     assert t.result.comparison.verdict == "agree" and "numeric" in t.result.engines
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with float64():
         torch.manual_seed(0)
         tr = torch.nn.Transformer(8, 2, 1, 2, 16, 0.1)
         src, tgt = (torch.tensor(t.arrays[f"torch/value/{n}"], requires_grad=True) for n in ("src", "tgt"))
         loss = tr(src, tgt, tgt_mask=tr.generate_square_subsequent_mask(3), tgt_is_causal=True).mean()
         loss.backward()
-    finally:
-        torch.set_default_dtype(old)
     np.testing.assert_allclose(t.arrays["torch/value/loss"], loss.item(), rtol=1e-12)
     for key, tensor in (("src", src), ("tgt", tgt), ("tr.decoder.layers.1.multihead_attn.in_proj_weight",
                                                       tr.decoder.layers[1].multihead_attn.in_proj_weight)):

@@ -203,8 +203,7 @@ def _self_attention(e: Emitter, call: Call) -> str:
 
 layer(LayerDef(
     "self_attention", "MultiheadAttention", SelfAttentionLayer, _self_attention,
-    lambda c: [("in_proj_weight", (3 * c.embed_dim, c.embed_dim))] + ([("in_proj_bias", (3 * c.embed_dim,))] if c.bias else [])
-    + [("out_proj.weight", (c.embed_dim, c.embed_dim))] + ([("out_proj.bias", (c.embed_dim,))] if c.bias else []),
+    lambda c: _attn_params("", c.embed_dim, c.bias),
     torch_kwargs=lambda c: {"embed_dim": c.embed_dim, "num_heads": c.num_heads, "dropout": c.dropout, "bias": c.bias,
                             "batch_first": c.batch_first},
 ))
@@ -213,20 +212,42 @@ layer(LayerDef(
 # ---- nn.TransformerEncoderLayer / DecoderLayer, their stacks and nn.Transformer -----------------------------------
 
 
-def _attn_params(prefix: str, d: int, bias: bool) -> list[tuple[str, tuple[int, ...]]]:
-    out: list[tuple[str, tuple[int, ...]]] = [(f"{prefix}.in_proj_weight", (3 * d, d))]
-    out += [(f"{prefix}.in_proj_bias", (3 * d,))] if bias else []
-    return out + [(f"{prefix}.out_proj.weight", (d, d))] + ([(f"{prefix}.out_proj.bias", (d,))] if bias else [])
+Params = list[tuple[str, tuple[int, ...]]]
 
 
-def _block_params(c: TransformerBlockLayer, decoder: bool = False) -> list[tuple[str, tuple[int, ...]]]:
+def _weight_bias(prefix: str, weight: tuple[int, ...], bias: bool) -> Params:
+    """`prefix`weight and (with bias) `prefix`bias, a Linear's or a LayerNorm's."""
+    return [(f"{prefix}weight", weight)] + ([(f"{prefix}bias", weight[:1])] if bias else [])
+
+
+def _attn_params(prefix: str, d: int, bias: bool) -> Params:
+    """nn.MultiheadAttention's parameters under `prefix` ('' or 'self_attn.')."""
+    out: Params = [(f"{prefix}in_proj_weight", (3 * d, d))] + ([(f"{prefix}in_proj_bias", (3 * d,))] if bias else [])
+    return out + _weight_bias(f"{prefix}out_proj.", (d, d), bias)
+
+
+def _stacked(prefix: str, n: int, each: Params) -> Params:
+    """n copies' parameters: `prefix`layers.0.*, layers.1.*, ..."""
+    return [(f"{prefix}layers.{k}.{a}", s) for k in range(n) for a, s in each]
+
+
+def _attn_cfg(c: TransformerBlockLayer | TransformerLayer) -> SelfAttentionLayer:
+    """A transformer layer's self_attn / multihead_attn."""
+    return SelfAttentionLayer(type="self_attention", embed_dim=c.d_model, num_heads=c.nhead, dropout=c.dropout, bias=c.bias,
+                              batch_first=c.batch_first)
+
+
+def _norm_cfg(c: TransformerBlockLayer | TransformerLayer) -> LayerNormLayer:
+    return LayerNormLayer(type="layer_norm", normalized_shape=c.d_model, eps=c.layer_norm_eps, bias=c.bias)
+
+
+def _block_params(c: TransformerBlockLayer | TransformerLayer, decoder: bool = False) -> Params:
     """nn.TransformerEncoderLayer's (DecoderLayer's) parameters in its registration order."""
     d, f, b = c.d_model, c.dim_feedforward, c.bias
-    out = _attn_params("self_attn", d, b) + (_attn_params("multihead_attn", d, b) if decoder else [])
-    out += [("linear1.weight", (f, d))] + ([("linear1.bias", (f,))] if b else [])
-    out += [("linear2.weight", (d, f))] + ([("linear2.bias", (d,))] if b else [])
+    out = _attn_params("self_attn.", d, b) + (_attn_params("multihead_attn.", d, b) if decoder else [])
+    out += _weight_bias("linear1.", (f, d), b) + _weight_bias("linear2.", (d, f), b)
     for n in ("norm1", "norm2", "norm3")[: 3 if decoder else 2]:
-        out += [(f"{n}.weight", (d,))] + ([(f"{n}.bias", (d,))] if b else [])
+        out += _weight_bias(f"{n}.", (d,), b)
     return out
 
 
@@ -270,9 +291,8 @@ class _Block:
     def attend(self, n: str, q: str, m: Masks, drop: str, kv: str | None = None) -> str:
         """self_attn(q, q, q) or multihead_attn(q, kv, kv), need_weights=False, then its dropout."""
         c = self.c
-        cfg = SelfAttentionLayer(type="self_attention", embed_dim=c.d_model, num_heads=c.nhead, dropout=c.dropout,
-                                 bias=c.bias, batch_first=c.batch_first)
-        sub = {k[len(n) + 1:]: v for k, v in self.params.items() if k.startswith(f"{n}.")}
+        cfg = _attn_cfg(c)
+        sub = _under(self.params, f"{n}.")
         a = Call(cfg, sub, [q], self.e.unique(f"{self.p}.{n}.out"), f"{self.p}.{n}", self.call.training)
         return self.dropout(drop, multi_head_attention(self.e, cfg, a, q, kv or q, kv or q, m)[0])
 
@@ -310,6 +330,11 @@ def _decoder_block(b: _Block, x: str, memory: str, m: Masks, mm: Masks, out: str
     return b.norm("norm3", b.residual(3, x, b.ff(x, "dropout3")), out)
 
 
+def _under(params: dict[str, str], prefix: str) -> dict[str, str]:
+    """The parameters under `prefix` ('linear1.', 'layers.0.'), named relative to it."""
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
 def _options(call: Call, key: str, causal: bool) -> Masks:
     """The masks a program's call gives (call.options[key]), or a model spec's causal flag: torch's causal kernel."""
     m = call.options.get(key)
@@ -321,7 +346,7 @@ def _stack(e: Emitter, call: Call, x: str, memory: str | None, n: int, prefix: s
     """Each layer in turn (prefix.layers.0, ...), the masks given to every one; parameters under attr ('layers.0.')."""
     for k in range(n):
         p = f"{prefix}.layers.{k}"
-        params = {a[len(f"{attr}layers.{k}."):]: v for a, v in call.params.items() if a.startswith(f"{attr}layers.{k}.")}
+        params = _under(call.params, f"{attr}layers.{k}.")
         b = _Block(e, call.cfg, call, p, params)
         last = out if k == n - 1 else e.unique(f"{p}.out")
         x = _encoder_block(b, x, m, last) if memory is None else _decoder_block(b, x, memory, m, mm, last)
@@ -364,24 +389,17 @@ def _transformer(e: Emitter, call: Call) -> str:
         raise e.error(f"the batch number of src and tgt must be equal: {list(e.shape(src))} and {list(e.shape(tgt))}")
     h = _stack(e, call, src, None, c.num_encoder_layers, f"{p}.encoder", "encoder.", e.unique(f"{p}.encoder.out"),
                _options(call, "src", False), Masks())
-    memory = _Block(e, c, call, f"{p}.encoder", {k[8:]: v for k, v in call.params.items() if k.startswith("encoder.norm.")}
-                    ).norm("norm", h, e.unique(f"{p}.memory"))
+    memory = _Block(e, c, call, f"{p}.encoder", _under(call.params, "encoder.")).norm("norm", h, e.unique(f"{p}.memory"))
     h = _stack(e, call, tgt, memory, c.num_decoder_layers, f"{p}.decoder", "decoder.", e.unique(f"{p}.decoder.out"),
                _options(call, "masks", c.causal), _options(call, "memory", False))
-    return _Block(e, c, call, f"{p}.decoder", {k[8:]: v for k, v in call.params.items() if k.startswith("decoder.norm.")}
-                  ).norm("norm", h, call.out)
+    return _Block(e, c, call, f"{p}.decoder", _under(call.params, "decoder.")).norm("norm", h, call.out)
 
 
-def _norm_params(prefix: str, d: int, bias: bool) -> list[tuple[str, tuple[int, ...]]]:
-    return [(f"{prefix}.weight", (d,))] + ([(f"{prefix}.bias", (d,))] if bias else [])
-
-
-def _transformer_params(c: TransformerLayer) -> list[tuple[str, tuple[int, ...]]]:
+def _transformer_params(c: TransformerLayer) -> Params:
     """nn.Transformer's state_dict order: encoder layers, encoder norm, decoder layers, decoder norm."""
-    out = [(f"encoder.layers.{k}.{a}", s) for k in range(c.num_encoder_layers) for a, s in _block_params(c)]  # type: ignore[arg-type]
-    out += _norm_params("encoder.norm", c.d_model, c.bias)
-    out += [(f"decoder.layers.{k}.{a}", s) for k in range(c.num_decoder_layers) for a, s in _block_params(c, True)]  # type: ignore[arg-type]
-    return out + _norm_params("decoder.norm", c.d_model, c.bias)
+    return (_stacked("encoder.", c.num_encoder_layers, _block_params(c)) + _weight_bias("encoder.norm.", (c.d_model,), c.bias)
+            + _stacked("decoder.", c.num_decoder_layers, _block_params(c, True))
+            + _weight_bias("decoder.norm.", (c.d_model,), c.bias))
 
 
 layer(LayerDef("transformer_encoder_layer", "TransformerEncoderLayer", TransformerBlockLayer, _encoder_layer, _block_params,
@@ -390,12 +408,12 @@ layer(LayerDef("transformer_decoder_layer", "TransformerDecoderLayer", Transform
                lambda c: _block_params(c, True), torch_kwargs=_block_kwargs, min_inputs=2, max_inputs=2))
 layer(LayerDef(
     "transformer_encoder", "TransformerEncoder", TransformerEncoderStackLayer, _encoder,
-    lambda c: [(f"layers.{k}.{a}", s) for k in range(c.num_layers) for a, s in _block_params(c)],
+    lambda c: _stacked("", c.num_layers, _block_params(c)),
     torch_kwargs=lambda c: {"layer": _block_kwargs(c), "num_layers": c.num_layers},
 ))
 layer(LayerDef(
     "transformer_decoder", "TransformerDecoder", TransformerDecoderStackLayer, _decoder,
-    lambda c: [(f"layers.{k}.{a}", s) for k in range(c.num_layers) for a, s in _block_params(c, True)],
+    lambda c: _stacked("", c.num_layers, _block_params(c, True)),
     torch_kwargs=lambda c: {"layer": _block_kwargs(c), "num_layers": c.num_layers}, min_inputs=2, max_inputs=2,
 ))
 layer(LayerDef(
@@ -445,8 +463,7 @@ _COMPOSITE = {"self_attention", "transformer_encoder_layer", "transformer_decode
 def _sub(kind: str, cfg: Any, params: dict[str, str], prefix: str, path: str, training: bool,
          children: list[Any] | None = None, keys: list[str] | None = None) -> ModuleInst:
     """A submodule over the parameters under `prefix` ('linear1.'), named `path`."""
-    own = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
-    return ModuleInst(LAYERS[kind], cfg, params=own, path=path, training=training, children=children or [], keys=keys)
+    return ModuleInst(LAYERS[kind], cfg, params=_under(params, prefix), path=path, training=training, children=children or [], keys=keys)
 
 
 def _parts(kind: str, c: Any, params: dict[str, str], path: str, training: bool) -> list[tuple[str, ModuleInst]]:
@@ -458,11 +475,10 @@ def _parts(kind: str, c: Any, params: dict[str, str], path: str, training: bool)
     d, fields = c.d_model, {k: getattr(c, k) for k in TransformerBlockLayer.model_fields if k not in ("type", "name", "inputs", "weights")}
     if kind in ("transformer_encoder_layer", "transformer_decoder_layer"):
         decoder = kind == "transformer_decoder_layer"
-        attn = SelfAttentionLayer(type="self_attention", embed_dim=d, num_heads=c.nhead, dropout=c.dropout, bias=c.bias,
-                                  batch_first=c.batch_first)
+        attn = _attn_cfg(c)
         linear = [LinearLayer(type="linear", in_features=a, out_features=b, bias=c.bias) for a, b in
                   ((d, c.dim_feedforward), (c.dim_feedforward, d))]
-        norm = LayerNormLayer(type="layer_norm", normalized_shape=d, eps=c.layer_norm_eps, bias=c.bias)
+        norm = _norm_cfg(c)
         drop = DropoutLayer(type="dropout", p=c.dropout)
         spec: list[tuple[str, str, Any]] = [("self_attn", "self_attention", attn)]
         spec += [("multihead_attn", "self_attention", attn)] if decoder else []
@@ -479,7 +495,6 @@ def _parts(kind: str, c: Any, params: dict[str, str], path: str, training: bool)
     out = []  # nn.Transformer: its encoder and decoder, each with its norm
     for n, layers in (("encoder", c.num_encoder_layers), ("decoder", c.num_decoder_layers)):
         stack = LAYERS[f"transformer_{n}"].schema.model_validate(fields | {"type": f"transformer_{n}", "num_layers": layers})
-        norm = _sub("layer_norm", LayerNormLayer(type="layer_norm", normalized_shape=d, eps=c.layer_norm_eps, bias=c.bias),
-                    params, f"{n}.norm.", f"{path}.{n}.norm", training)
+        norm = _sub("layer_norm", _norm_cfg(c), params, f"{n}.norm.", f"{path}.{n}.norm", training)
         out.append((n, _sub(f"transformer_{n}", stack, params, f"{n}.", f"{path}.{n}", training, [norm], ["norm"])))
     return out
