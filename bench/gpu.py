@@ -73,6 +73,7 @@ def run(stack: Any, cfg: Any, log: Any) -> dict[str, Any]:
         run_torch(graph)  # warm-up (CUDA context, kernels)
         bare_torch(graph, "cuda")
         torch_ms, full_ms, store_ms, bare_ms = [], [], [], []
+        stages: dict[str, list[float]] = {}
         moved = 0
         for _ in range(cfg.gpu_repeats):
             bare_ms.append(bare_torch(graph, "cuda"))
@@ -81,6 +82,8 @@ def run(stack: Any, cfg: Any, log: Any) -> dict[str, Any]:
             torch_ms.append((time.perf_counter() - t0) * 1e3)
             t0 = time.perf_counter()
             done = trace(spec)
+            for k, v in done.table.summary["timings_ms"].items():
+                stages.setdefault(k, []).append(v)
             if sb is not None:
                 job_id, ms, _ = sb.write(spec.model_dump_json(exclude_unset=True), done)
                 store_ms.append(ms)
@@ -98,6 +101,7 @@ def run(stack: Any, cfg: Any, log: Any) -> dict[str, Any]:
             "bare_gpu_ms": bare, "store_ms": summary(store_ms) if store_ms else None,
             "torch_over_floor": ratio(t, floor), "full_over_floor": ratio(f, floor),
             "torch_over_bare": ratio(t, bare), "full_over_bare": ratio(f, bare),
+            "stages_ms": {k: summary(v) for k, v in stages.items()},
         })
         log(f"  CNN batch {b}: bare {bare['median']:.2f} ms, torch engine {t['median']:.2f} ms, full {f['median']:.2f} ms, "
             f"copy floor {floor_ms:.3f} ms")

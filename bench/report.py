@@ -268,6 +268,13 @@ def gpu_section(g: dict[str, Any] | None) -> list[str]:
              fmt_ratio(r["full_over_floor"])] for r in g["rows"]]
     parts.append(_table(["batch", "bytes moved", "copy floor (ms)", "bare torch fwd+bwd on GPU (ms)", "torch engine on GPU (ms)",
                          full, "torch engine / bare", "full / bare", "torch engine / floor", "full / floor"], rows))
+    for r in g["rows"]:
+        stages = dict(r.get("stages_ms") or {})
+        if r.get("store_ms"):
+            stages["store"] = r["store_ms"]
+        if stages:
+            parts.append(f"Where the full trace's time goes at batch {r['batch']} (median ms): "
+                         + ", ".join(f"{k} {fmt(v['median'])}" for k, v in stages.items()) + ".")
     return parts
 
 

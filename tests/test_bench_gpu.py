@@ -32,10 +32,12 @@ def test_the_section_renders_bare_and_floor_ratios() -> None:
     floor = {"median": 0.005, "n": 1}
     row = {"batch": 32, "bytes_moved": 254_264, "copy_floor_ms": 0.005, "bare_gpu_ms": bare, "torch_gpu_ms": eng,
            "full_trace_ms": full, "store_ms": None, "torch_over_bare": ratio(eng, bare), "full_over_bare": ratio(full, bare),
-           "torch_over_floor": ratio(eng, floor), "full_over_floor": ratio(full, floor)}
+           "torch_over_floor": ratio(eng, floor), "full_over_floor": ratio(full, floor),
+           "stages_ms": {"compile": summary([0.3, 0.4, 0.5]), "torch": summary([1.6, 1.7, 1.8])}}
     bw = summary([55.0, 55.1, 55.2])
     text = "\n".join(gpu_section({"device": "NVIDIA H200", "torch": "2.11.0", "store": False,
                                   "bandwidth": {"h2d_GBps": bw, "d2h_GBps": bw}, "rows": [row]}))
     assert "NVIDIA H200" in text and "bare torch fwd+bwd on GPU" in text and "full trace, no store" in text
     line = next(x for x in text.splitlines() if x.startswith("| 32 |"))
     assert "1.43x" in line  # torch engine / bare: medians 1.65 / 1.15
+    assert "Where the full trace's time goes at batch 32 (median ms): compile 0.400, torch 1.70." in text

@@ -174,6 +174,28 @@ def test_a_gpu_job_notes_that_tf32_is_off_and_a_cpu_job_does_not() -> None:
     assert any("TF32 off" in n for n in gpu.notes) and not any("TF32" in n for n in cpu.notes)
 
 
+@pytest.mark.parametrize(("node", "note"), [
+    ({"name": "y", "op": "sort", "inputs": ["x"]}, "sort: torch's CUDA sort orders equal values as it likes"),
+    ({"name": "y", "op": "sort", "inputs": ["x"], "args": {"stable": True}}, None),
+    ({"name": "y", "op": "hardsigmoid", "inputs": ["x"]}, "hardsigmoid: torch's CUDA kernel multiplies by one sixth"),
+    ({"name": "y", "op": "scatter", "inputs": ["x", "i", "x"], "args": {"dim": 0}}, "scatter: where index repeats"),
+    ({"name": "y", "op": "scatter_add", "inputs": ["x", "i", "x"], "args": {"dim": 0}}, None),
+])
+def test_a_gpu_job_notes_where_torchs_cuda_kernel_differs_from_its_cpu_one(node: dict, note: str | None) -> None:
+    """Op.on_cuda: a job with device 'cuda' says where CUDA's numbers may differ from the CPU's and the reference
+    engine's (unspecified tie order, racing writes, a float32 constant); a CPU job says nothing of it."""
+    from services.compiler import compile_spec
+    from shared.spec import TraceSpec
+
+    raw = {"inputs": {"x": [1.0, 2.0, 1.0], "i": {"value": [0, 0, 1], "dtype": "int64"}},
+           "nodes": [node, {"name": "z", "op": "sum", "inputs": ["y"]}]}
+    gpu = compile_spec(TraceSpec.model_validate({**raw, "device": "cuda"})).notes
+    cpu = compile_spec(TraceSpec.model_validate(raw)).notes
+    found = [n for n in gpu if n.startswith(node["op"] + ":")]
+    assert (found[0].startswith(note) if note else not found), gpu
+    assert not any(n.startswith(node["op"] + ":") for n in cpu)
+
+
 EXAMPLES = sorted(p.name for p in __import__("pathlib").Path(__file__).resolve().parent.parent.joinpath("examples").iterdir()
                   if p.suffix in (".py", ".json"))
 

@@ -58,6 +58,7 @@ def compile_spec(spec: TraceSpec, limits: Limits | None = None) -> Graph:
     if spec.device == "cuda":
         notes.append("on the GPU, torch ran convolutions and matmuls in full float32 (TF32 off), as on the CPU: torch's "
                      "own default lets cuDNN use TF32 for convolutions on recent GPUs, whose results differ by ~1e-3")
+        notes += dict.fromkeys(n for node in builder.nodes if (n := node.op.on_cuda(node.args)))
     if torch_stream.events:
         streams.append(torch_stream)
         if spec.seed is None and _draws_before_seed(torch_stream):

@@ -121,6 +121,11 @@ class Op:
         """Whether this op overrides warning (the compiler asks only such ops)."""
         return type(self).warning is not Op.warning
 
+    def on_cuda(self, a: Any) -> str | None:
+        """Where torch's CUDA kernel may give other numbers than its CPU one for these arguments (an order torch
+        leaves unspecified): the result's notes carry it when the job runs with device 'cuda'."""
+        return None
+
     out_range: ClassVar[tuple[float, float] | None] = None
     """Bounds every output value lies in, whatever the inputs (sigmoid, softmax: [0, 1])."""
 

@@ -197,11 +197,12 @@ class Unary(Op):
 
 
 def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), methods: tuple[str, ...] | None = (),
-           bounds: tuple[float, float] | None = None, call: str = "", ints: bool = False, keeps_layout: bool = True) -> None:
+           bounds: tuple[float, float] | None = None, call: str = "", ints: bool = False, keeps_layout: bool = True,
+           cuda: str | None = None) -> None:
     """Register a pointwise op from its forward f(x) and backward (g, out, x) -> dx (`bounds`: of every output).
     `methods` None: no tensor method of its name; `call`: the torch function's path when not torch.<name>; `ints`:
     int64 tensors too (`-torch.arange(0, d, 2)`), as torch takes them; `keeps_layout` False: torch's result is
-    contiguous whatever the input's strides (F.logsigmoid)."""
+    contiguous whatever the input's strides (F.logsigmoid); `cuda`: how torch's CUDA kernel differs (Op.on_cuda)."""
 
     class _U(Unary):
         out_range = bounds
@@ -225,6 +226,9 @@ def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), metho
         def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
             with np.errstate(all="ignore"):
                 return [bwd(g, out, xs[0]).astype(out.dtype, copy=False)]
+
+        def on_cuda(self, a: Any) -> str | None:
+            return cuda
 
     _U.name = name
     _U.functions = ((call,) if call.startswith("F.") else (f"torch.{name}",)) + functions
@@ -275,11 +279,14 @@ _unary("softsign", lambda x: x / (1 + np.abs(x)), lambda g, y, x: g / np.square(
 _unary("mish", lambda x: x * np.tanh(np.logaddexp(0, x)),
        lambda g, y, x: g * (np.tanh(np.logaddexp(0, x)) + x * expit(x) * (1 - np.square(np.tanh(np.logaddexp(0, x))))),
        methods=None, call="F.mish")
+_SIXTH_ON_CUDA = ("{}: torch's CUDA kernel multiplies by one sixth rounded to float32 (1.0f / 6.0f), in float64 "
+                  "too: there its values differ from the CPU's and the reference engine's by ~3e-8 relative")
 _unary("hardsigmoid", lambda x: np.clip(x + 3, 0, 6) / 6,  # torch's backward: one sixth as a float32 (1.0f / 6.0f)
        lambda g, y, x: np.where((x > -3) & (x < 3), g * float(np.float32(1) / np.float32(6)), 0),
-       methods=None, call="F.hardsigmoid")
+       methods=None, call="F.hardsigmoid", cuda=_SIXTH_ON_CUDA.format("hardsigmoid"))
 _unary("hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6,
-       lambda g, y, x: np.where(x < -3, 0, np.where(x <= 3, g * (2 * x + 3) / 6, g)), methods=None, call="F.hardswish")
+       lambda g, y, x: np.where(x < -3, 0, np.where(x <= 3, g * (2 * x + 3) / 6, g)), methods=None, call="F.hardswish",
+       cuda=_SIXTH_ON_CUDA.format("hardswish"))
 
 
 class LeakyReluArgs(BaseModel):

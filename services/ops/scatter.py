@@ -47,6 +47,13 @@ class Scatter(Op):
         _check(self.name, shapes, len(shapes) > 2 and shapes[2] != (), norm_dim(a.dim, len(shapes[0])))
         return shapes[0]
 
+    def on_cuda(self, a: DimArgs) -> str | None:
+        if self.add:
+            return None
+        return (f"{self.name}: where index repeats a position, torch leaves undefined which src value lands there "
+                "(CUDA's threads race); the reference engine takes the last, as the CPU does, so such a position "
+                "and its gradient may differ")
+
     def dtype(self, dtypes: list[str]) -> str:
         if "scalar" in dtypes[:2]:
             raise ShapeError(f"{self.name}: input and index are tensors")

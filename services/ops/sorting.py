@@ -113,3 +113,9 @@ class Sort(Sorting):
 
     def order(self, x: Array, a: SortArgs) -> Array:
         return _order(x, a.dim, a.descending)
+
+    def on_cuda(self, a: SortArgs) -> str | None:
+        if a.stable:
+            return None
+        return ("sort: torch's CUDA sort orders equal values as it likes unless stable=True; the reference engine "
+                "orders them as the CPU does (first come first), so with ties the indices and the gradient may differ")
