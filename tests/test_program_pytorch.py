@@ -58,7 +58,11 @@ def same_as_torch(t: Trace, g: dict[str, Any], names: list[str], exact: bool = F
             else:
                 np.testing.assert_allclose(got, tensor.detach().numpy(), rtol=2e-6, atol=1e-7, err_msg=f"value of {key}")
             if tensor.is_leaf and tensor.grad is not None:
-                np.testing.assert_allclose(t.arrays[f"torch/grad/{key}"], tensor.grad.numpy(), rtol=2e-5, atol=1e-7,
+                want_grad = tensor.grad.numpy()
+                # atol relative to the grad's scale: a part that is 0 in theory (attention's key bias) is rounding
+                # noise, whose digits depend on the CPU's kernels (AVX-512 or AVX2), in torch and here alike
+                scale = float(np.abs(want_grad).max(initial=0.0))
+                np.testing.assert_allclose(t.arrays[f"torch/grad/{key}"], want_grad, rtol=2e-5, atol=max(1e-7, 1e-5 * scale),
                                            err_msg=f"grad of {key}")
 
 
@@ -411,6 +415,22 @@ def test_chunk_unpacking_names_each_piece_and_shapes_fold() -> None:
     assert {"q", "k", "v"} <= set(t.result.nodes) and t.result.nodes["q"].shape == [2, 2]
     assert t.result.nodes["w"].shape == [4, 1]
     assert t.result.comparison.verdict == "agree"
+
+
+def test_one_piece_taken_from_chunk_split_unbind_meshgrid_is_the_statements_variable(tmp_path: Path) -> None:
+    """`h = h.chunk(3, 1)[1]` names that piece h (h@2 when h is bound again), twice in a row too (it was refused:
+    "name 'h#1.0' is defined twice"); torch.split / torch.unbind / torch.meshgrid alike; torch's numbers."""
+    program = ("import torch\ntorch.manual_seed(0)\nx = torch.randn(2, 6, requires_grad=True)\nh = x * 2\n"
+               "h = h.chunk(3, 1)[1]\nh = torch.split(h, 1, dim=1)[-1]\nu = torch.unbind(x, 1)[3]\n"
+               "g = torch.meshgrid(x[0], x[1], indexing='ij')[1]\nq = x.split([2, 4], 1)[1].sum(0)\n"
+               "loss = (h * h).sum() + u.sum() + g.sum() + q.sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "h", "u", "g", "q", "loss"])
+    nodes = t.result.nodes
+    assert (nodes["h@2"].op, nodes["h@2"].shape, nodes["h"].op, nodes["h"].shape) == ("chunk", [2, 2], "split", [2, 1])
+    assert (nodes["u"].op, nodes["g"].op, nodes["g"].grad_fn) == ("unbind", "expand", "ExpandBackward0")
+    assert {"h#1.0", "h#1.2", "h#2.0", "u#1.0", "q#1.0"} <= set(nodes)  # the pieces not taken keep temporaries
 
 
 def test_dropout_masks_follow_torch_and_eval_turns_them_off(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ memory = torch.randn(6, 2, 8, requires_grad=True)
 tgt_mask = nn.Transformer.generate_square_subsequent_mask(4)
 mkpm = torch.tensor([[False] * 5 + [True], [False] * 6])
 y = dec(tgt, memory, tgt_mask=tgt_mask, memory_key_padding_mask=mkpm)
-loss = y.pow(2).sum()
+loss = y.pow(3).sum()  # not pow(2): after the final LayerNorm that sum is ~64 whatever the inputs, its grads noise
 loss.backward()
 """,
     "nn.Transformer, batch_first": """
@@ -80,7 +80,7 @@ src = torch.randn(2, 5, 8)
 tgt = torch.randn(2, 4, 8)
 tgt_mask = model.generate_square_subsequent_mask(4)
 out = model(src, tgt, tgt_mask=tgt_mask)
-loss = out.mean() + out[:, -1].pow(2).sum()
+loss = out.pow(3).mean() + out[:, -1].pow(3).sum()  # pow(3): the final LayerNorm makes mean() and pow(2).sum() constants
 loss.backward()
 """,
     "decoder layer, norm_first, gelu, causal hint": """
@@ -153,7 +153,7 @@ torch.manual_seed(6)
 a = nn.TransformerEncoderLayer(8, 2, 16, 0.1, activation=F.gelu)
 b = nn.TransformerDecoderLayer(8, 2, 16, 0.1, activation=nn.GELU())
 x = torch.randn(4, 2, 8, requires_grad=True)
-loss = b(a(x), x).sum()
+loss = b(a(x), x).pow(3).sum()  # pow(3): a post-norm layer's output sums to 0 whatever x
 loss.backward()
 """,
     "F.scaled_dot_product_attention with dropout, dropout of transposes": """
@@ -186,6 +186,26 @@ def test_attention_and_encoder_programs_equal_torch(case: str, tmp_path: Path) -
     same_as_torch(t, g, names)
 
 
+def test_in_projection_is_torch_s_op_for_op(tmp_path: Path) -> None:
+    """q, k, v as F._in_projection_packed makes them: self-attention one linear, unflattened, moved, made contiguous
+    and selected; cross-attention (key is value) q apart and k, v from one linear over the split weight. The same
+    GEMMs as torch's, so the numbers are torch's bit for bit on any CPU (three linears rounded otherwise on AMD's)."""
+    program = HEAD + ("torch.manual_seed(0)\nattn = nn.MultiheadAttention(8, 2)\nx = torch.randn(5, 3, 8, requires_grad=True)\n"
+                      "m = torch.randn(7, 3, 8, requires_grad=True)\na = attn(x, x, x, need_weights=False)[0]\n"
+                      "c = attn(x, m, m, need_weights=False)[0]\nloss = (a * c).sum()\nloss.backward()\n")
+    g = in_torch(program, tmp_path)
+    t = traced(program)
+    for name in ("x", "m", "a", "c"):
+        np.testing.assert_array_equal(t.arrays[f"torch/value/{name}"], g[name].detach().numpy(), err_msg=name)
+    for key, p in g["attn"].named_parameters():
+        np.testing.assert_array_equal(t.arrays[f"torch/grad/attn.{key}"], p.grad.numpy(), err_msg=key)
+    grad_fn = {n: t.result.nodes[n].grad_fn for n in ("attn.q", "attn.qkv.contiguous", "attn.qkv.squeeze", "attn.w_kv",
+                                                       "attn.k#2", "attn.v#2")}
+    assert grad_fn == {"attn.q": "SelectBackward0", "attn.qkv.contiguous": "CloneBackward0",
+                       "attn.qkv.squeeze": "SqueezeBackward1", "attn.w_kv": "SplitWithSizesBackward0",
+                       "attn.k#2": "SelectBackward0", "attn.v#2": "SelectBackward0"}
+
+
 def test_dropout_after_batch_first_attention_draws_in_torch_s_memory_order(tmp_path: Path) -> None:
     """torch's MultiheadAttention(batch_first=True) returns a transpose of its (L, N, E) result, and dropout fills its
     mask in memory order: the mask is drawn (L, N, E) and permuted, as torch's numbers are."""
@@ -199,7 +219,8 @@ def test_dropout_after_batch_first_attention_draws_in_torch_s_memory_order(tmp_p
 
 def test_transformer_layers_in_a_model_spec_are_torch_s_modules() -> None:
     """transformer_encoder (causal) and self_attention with dropout in a model spec: the parameters, dropout masks and
-    grads of nn.TransformerEncoder / nn.MultiheadAttention built and run in the same order; finite differences agree."""
+    grads of nn.TransformerEncoder / nn.MultiheadAttention built, then run, as an nn.Sequential of them (the second
+    layer's parameters drawn before the first layer's dropout masks); finite differences agree."""
     spec = TraceSpec.model_validate({
         "inputs": {"x": {"shape": [2, 5, 8], "init": "normal", "seed": 1, "requires_grad": True}},
         "model": {"input": "x", "layers": [
@@ -212,12 +233,12 @@ def test_transformer_layers_in_a_model_spec_are_torch_s_modules() -> None:
     t = trace(spec, inline_limit=10**6)
     assert t.result.comparison.verdict == "agree" and "numeric" in t.result.engines
     with float64():
-        torch.manual_seed(0)  # a model spec builds each layer, then runs it, in order
+        torch.manual_seed(0)  # as nn.Sequential: every layer built, then the forward runs (its dropout masks)
         enc = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(8, 2, 16, 0.1, batch_first=True), 2,
                                           enable_nested_tensor=False)
+        attn = torch.nn.MultiheadAttention(8, 2, dropout=0.2, batch_first=True)
         x = torch.tensor(t.arrays["torch/value/x"], requires_grad=True)
         h = enc(x, mask=torch.nn.Transformer.generate_square_subsequent_mask(5), is_causal=True)
-        attn = torch.nn.MultiheadAttention(8, 2, dropout=0.2, batch_first=True)
         loss = attn(h, h, h, need_weights=False)[0].mean()
         loss.backward()
     np.testing.assert_allclose(t.arrays["torch/value/loss"], loss.item(), rtol=1e-12)
@@ -251,7 +272,9 @@ def test_nn_transformer_in_a_model_spec_is_torch_s() -> None:
                    "tgt": {"shape": [3, 2, 8], "init": "normal", "seed": 2, "requires_grad": True}},
         "model": {"input": "src", "layers": [
             {"type": "transformer", "name": "tr", "inputs": ["src", "tgt"], "d_model": 8, "nhead": 2, "num_encoder_layers": 1,
-             "num_decoder_layers": 2, "dim_feedforward": 16, "dropout": 0.1, "causal": True}], "loss": {"type": "mean"}},
+             "num_decoder_layers": 2, "dim_feedforward": 16, "dropout": 0.1, "causal": True},
+            # a head after the final LayerNorm: the mean of a LayerNorm's output is 0 whatever its inputs (noise grads)
+            {"type": "linear", "name": "head", "in_features": 8, "out_features": 3}], "loss": {"type": "mean"}},
         "engines": ["torch", "reference", "numeric"], "dtype": "float64",
     })
     t = trace(spec, inline_limit=10**6)
@@ -259,8 +282,9 @@ def test_nn_transformer_in_a_model_spec_is_torch_s() -> None:
     with float64():
         torch.manual_seed(0)
         tr = torch.nn.Transformer(8, 2, 1, 2, 16, 0.1)
+        head = torch.nn.Linear(8, 3)
         src, tgt = (torch.tensor(t.arrays[f"torch/value/{n}"], requires_grad=True) for n in ("src", "tgt"))
-        loss = tr(src, tgt, tgt_mask=tr.generate_square_subsequent_mask(3), tgt_is_causal=True).mean()
+        loss = head(tr(src, tgt, tgt_mask=tr.generate_square_subsequent_mask(3), tgt_is_causal=True)).mean()
         loss.backward()
     np.testing.assert_allclose(t.arrays["torch/value/loss"], loss.item(), rtol=1e-12)
     for key, tensor in (("src", src), ("tgt", tgt), ("tr.decoder.layers.1.multihead_attn.in_proj_weight",

@@ -164,6 +164,31 @@ def test_a_conv_transpose2d_model_layer_is_torch_s_module() -> None:
     np.testing.assert_array_equal(t.arrays["torch/value/0.bias"], ref.bias.detach().numpy())
 
 
+def test_a_model_with_dropout_draws_as_nn_sequential_built_then_called() -> None:
+    """Dropout before a linear layer: torch's nn.Sequential draws every layer's parameters when it is built and the
+    dropout mask when called; the model spec does the same (the linear layer's weights were drawn after the mask)."""
+    import torch
+
+    spec = TraceSpec.model_validate({
+        "inputs": {"x": {"shape": [4, 6], "seed": 1, "requires_grad": True}},
+        "model": {"input": "x", "seed": 3, "loss": {"type": "mean"}, "layers": [
+            {"type": "linear", "in_features": 6, "out_features": 5}, {"type": "dropout", "p": 0.5},
+            {"type": "linear", "in_features": 5, "out_features": 2}]},
+        "engines": ["torch", "reference"],
+    })
+    t = trace(spec)
+    assert t.result.comparison.verdict == "agree"
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Dropout(0.5), torch.nn.Linear(5, 2))
+    x = torch.tensor(t.arrays["torch/value/x"], requires_grad=True)
+    loss = net(x).mean()
+    loss.backward()
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(t.arrays[f"torch/value/{k}"], v.numpy(), err_msg=k)
+    np.testing.assert_array_equal(t.arrays["torch/value/loss"], loss.detach().numpy())
+    np.testing.assert_array_equal(t.arrays["torch/grad/x"], x.grad.numpy())
+
+
 def test_model_errors_name_the_layer() -> None:
     spec = TraceSpec.model_validate({
         "inputs": {"x": {"shape": [1, 3, 5, 5]}},

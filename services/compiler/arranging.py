@@ -121,14 +121,13 @@ class Arranging(ExpressionCompiler):
         grid = [0] * len(ts)
         for k, ax in enumerate(axes):
             grid[ax] = sizes[k]
-        names = self.stmt_names if node is self.stmt_expr and len(self.stmt_names) == len(ts) else []
-        base = self.temp()
+        names = self.piece_names(node, len(ts))
         outs = []
         for k, (v, ax) in enumerate(zip(ts, axes, strict=True)):
             view = [1] * len(ts)
             view[ax] = -1
             r = self.emit("reshape", [v], {"shape": view}, node, name=self.temp())
-            outs.append(self.emit("expand", [r], {"size": grid}, node, name=names[k] if names else f"{base}.{k}"))
+            outs.append(self.emit("expand", [r], {"size": grid}, node, name=names[k]))
         return tuple(outs)
 
     def pool1d(self, fn: str, node: ast.Call) -> T:

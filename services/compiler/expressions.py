@@ -129,6 +129,30 @@ class ExpressionCompiler:
             self.counter += 1
         return f"{self.target}#{self.counter}"
 
+    def piece_names(self, node: ast.Call, count: int) -> list[str]:
+        """Node names of the `count` pieces a call gives (chunk, split, unbind, meshgrid): a tuple assignment's
+        targets (`a, b = x.chunk(2)`), the statement's name for the one piece it takes (`h = h.chunk(3, 1)[1]`: that
+        piece is h), temporaries base.0, base.1, ... for the rest."""
+        if node is self.stmt_expr and len(self.stmt_names) == count:
+            return list(self.stmt_names)
+        base = self.temp_pieces()
+        names = [f"{base}.{k}" for k in range(count)]
+        s = self.stmt_expr
+        taken = isinstance(s, ast.Subscript) and (s.value is node or s.value is getattr(node, "replaces", None))
+        if taken and self.stmt_name is not None and isinstance(s.slice, ast.Constant | ast.UnaryOp):  # type: ignore[union-attr]
+            k = self.const(s.slice)  # type: ignore[union-attr]
+            if isinstance(k, int) and not isinstance(k, bool) and -count <= k < count:
+                names[k], self.stmt_name = self.stmt_name, None
+        return names
+
+    def temp_pieces(self) -> str:
+        """A temporary base for a tuple's pieces (base.0, base.1, ...) that no earlier statement's pieces took:
+        `h = h.chunk(3, 1)[1]` twice makes h#1.0... and then h#2.0..."""
+        while True:
+            base = self.temp()
+            if f"{base}.0" not in self.builder and f"{base}.0" not in self.reserved:
+                return base
+
     def name_for(self, node: ast.expr) -> str:
         """The statement's binding name for its whole right-hand side, a temporary otherwise."""
         if node is self.stmt_expr and self.stmt_name is not None:

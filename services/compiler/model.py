@@ -17,25 +17,21 @@ from shared.spec import ModelSpec
 
 def compile_model(model: ModelSpec, builder: GraphBuilder, dtype: str, max_elements: int) -> tuple[str, Stream]:
     """Add the model's parameters and nodes to `builder`; returns the loss node and the torch stream that
-    initialises the parameters (torch.manual_seed(model.seed), then each layer's torch.nn class in order).
+    initialises the parameters (torch.manual_seed(model.seed), then each layer's torch.nn class in order) and then
+    draws the forward's dropout masks, as `nn.Sequential(...)` made first and then called does.
 
     Parameters are named like the state_dict ('0.weight', 'conv.bias' for a layer named 'conv'); a layer's
     output node is '<name>.out' for a named layer, else '<index>.<type>'."""
     if model.input not in builder.leaves:
         raise SpecError(f"model input '{model.input}' is not among the inputs", loc=("model", "input"))
     stream = Stream("torch", model.seed)
-    outputs: dict[str, str] = {}
-    prev = model.input
+    made = []  # as torch runs nn.Sequential(...)(x): every layer made (its draws) before the forward's dropout masks
     for i, layer in enumerate(model.layers):
         loc: tuple[str | int, ...] = ("model", "layers", i)
         d = LAYERS[layer.type]
         prefix = layer.name or str(i)
-        if layer.name is not None and (layer.name in outputs or layer.name.isdigit()):
+        if layer.name is not None and (layer.name in (m[2] for m in made) or layer.name.isdigit()):
             raise SpecError(f"layer name '{layer.name}' is used twice or looks like an index", loc=(*loc, "name"))
-        inputs = [_resolve(ref, outputs, builder, (*loc, "inputs", k)) for k, ref in enumerate(layer.inputs)] if layer.inputs else [prev]
-        if len(inputs) < d.min_inputs or (d.max_inputs is not None and len(inputs) > d.max_inputs):
-            want = f"at least {d.min_inputs}" if d.max_inputs is None else str(d.max_inputs)
-            raise SpecError(f"a {layer.type} layer takes {want} input(s), got {len(inputs)}", loc=(*loc, "inputs"))
         try:
             event = param_event(d, layer, dtype)
         except ValueError as e:
@@ -44,6 +40,14 @@ def compile_model(model: ModelSpec, builder: GraphBuilder, dtype: str, max_eleme
             stream.events.append(event)
         params = add_params(d, layer, prefix, dtype, event, builder, loc)
         _assign_weights(layer, params, builder, stream, dtype, max_elements, loc)
+        made.append((layer, d, prefix, params, loc))
+    outputs: dict[str, str] = {}
+    prev = model.input
+    for i, (layer, d, prefix, params, loc) in enumerate(made):
+        inputs = [_resolve(ref, outputs, builder, (*loc, "inputs", k)) for k, ref in enumerate(layer.inputs)] if layer.inputs else [prev]
+        if len(inputs) < d.min_inputs or (d.max_inputs is not None and len(inputs) > d.max_inputs):
+            want = f"at least {d.min_inputs}" if d.max_inputs is None else str(d.max_inputs)
+            raise SpecError(f"a {layer.type} layer takes {want} input(s), got {len(inputs)}", loc=(*loc, "inputs"))
         e = Emitter(builder, stream, dtype, loc=loc)
         out = d.emit(e, Call(layer, params, inputs, f"{prefix}.out" if layer.name else f"{i}.{layer.type}", prefix))
         outputs[prefix] = prev = out

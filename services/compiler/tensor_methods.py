@@ -134,10 +134,8 @@ class TensorMethods(ExpressionCompiler):
         except ShapeError as e:
             raise self.err(node, str(e)) from None
         count = shape[d]  # unbind
-        targets = self.stmt_names if node is self.stmt_expr and len(self.stmt_names) == count else []
-        base = self.temp()
-        return tuple(self.emit("unbind", [t], {"dim": d, "index": k}, node, name=targets[k] if targets else f"{base}.{k}")
-                     for k in range(count))
+        names = self.piece_names(node, count)
+        return tuple(self.emit("unbind", [t], {"dim": d, "index": k}, node, name=names[k]) for k in range(count))
 
     def cast(self, t: T, m: str, node: ast.Call) -> T:
         """x.float(), x.double(), x.to(torch.float64), x.type_as(y): no node when the dtype already matches."""
@@ -248,12 +246,8 @@ class TensorMethods(ExpressionCompiler):
             count, key = len(first), "split_size_or_sections"
         else:
             raise self.err(node, "split takes a positive size or a list of sizes")
-        names = self.stmt_names if node is self.stmt_expr and len(self.stmt_names) == count else []
-        base = self.temp()
-        outs = []
-        for k in range(count):
-            outs.append(self.emit(fn, [t], {key: first, "dim": dim, "index": k}, node, name=names[k] if names else f"{base}.{k}"))
-        return tuple(outs)
+        names = self.piece_names(node, count)
+        return tuple(self.emit(fn, [t], {key: first, "dim": dim, "index": k}, node, name=names[k]) for k in range(count))
 
 
 RESHAPES = {"swapaxes", "swapdims", "movedim", "narrow", "select", "unflatten", "unbind"}

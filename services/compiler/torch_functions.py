@@ -197,6 +197,7 @@ class TorchFunctions(ExpressionCompiler):
         method = ast.copy_location(ast.Call(func=ast.Attribute(value=node.args[0], attr=attr, ctx=ast.Load()),
                                             args=node.args[1:], keywords=node.keywords), node)
         method.end_lineno, method.end_col_offset = node.end_lineno, node.end_col_offset
+        method.replaces = node  # type: ignore[attr-defined]  # `u = torch.unbind(x, 1)[3]`: the piece is still u
         if node is self.stmt_expr:
             self.stmt_expr = method
         return method

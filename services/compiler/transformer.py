@@ -112,17 +112,7 @@ def multi_head_attention(e: Emitter, c: SelfAttentionLayer, call: Call, query: s
     xq, xk, xv = seq_first(query), seq_first(key), seq_first(value)
     L, S, d = e.shape(xq)[0], e.shape(xk)[0], E // H
     N = e.shape(xq)[1]
-    w, b = params["in_proj_weight"], params.get("in_proj_bias")
-    if query == key == value:  # one packed projection, as torch's _in_projection_packed does for self-attention
-        qkv = e.node(e.unique(f"{p}.qkv"), "linear", [xq, w, *([b] if b else [])], expr=f"in_proj({xq})")
-        proj = [e.node(e.unique(f"{p}.{n}"), "chunk", [qkv], {"chunks": 3, "dim": -1, "index": i}, expr=f"{qkv}.chunk(3, -1)[{i}]")
-                for i, n in enumerate("qkv")]
-    else:  # cross-attention: the packed weight's three blocks, each its own projection
-        proj = []
-        for i, (n, x) in enumerate(zip("qkv", (xq, xk, xv), strict=True)):
-            wi = e.node(e.unique(f"{p}.w_{n}"), "chunk", [w], {"chunks": 3, "dim": 0, "index": i})
-            bi = [e.node(e.unique(f"{p}.b_{n}"), "chunk", [b], {"chunks": 3, "dim": 0, "index": i})] if b else []
-            proj.append(e.node(e.unique(f"{p}.{n}"), "linear", [x, wi, *bi], expr=f"{n}_proj({x})"))
+    proj = _in_projection(e, p, params, xq, xk, xv, E)
     heads = []
     for n, t, length in zip("qkv", proj, (L, S, S), strict=True):  # (L, N, E) -> (N, H, L, d)
         t = e.node(e.unique(f"{p}.{n}.view"), "reshape", [t], {"shape": [length, N, H, d]})
@@ -158,6 +148,40 @@ def multi_head_attention(e: Emitter, c: SelfAttentionLayer, call: Call, query: s
     if weights is not None:  # the weights of the batch of one
         weights = e.node(call.states.get("weights") or e.unique(f"{p}.attn_weights"), "squeeze", [weights], {"dim": 0})
     return e.node(call.out, "squeeze", [a], {"dim": 1}, expr=f"{a}.squeeze(1)"), weights
+
+
+def _in_projection(e: Emitter, p: str, params: dict[str, str], xq: str, xk: str, xv: str, E: int) -> list[str]:
+    """q, k, v as torch's _in_projection_packed makes them, op for op (the same GEMMs round alike on every CPU):
+    self-attention one linear over the packed weight, cross-attention with key is value one for q and one for k and
+    v, each packed result unflattened, moved to the front and made contiguous, then selected; else three linears."""
+    w, b = params["in_proj_weight"], params.get("in_proj_bias")
+
+    def linear(n: str, x: str, wi: str, bi: str | None) -> str:
+        return e.node(e.unique(f"{p}.{n}"), "linear", [x, wi, *([bi] if bi else [])], expr=f"{n}_proj({x})")
+
+    def unpacked(packed: str, names: str) -> list[str]:  # proj.unflatten(-1, (n, E)).unsqueeze(0).transpose(0, -2).squeeze(-2).contiguous()
+        shape = e.shape(packed)
+        t = e.node(e.unique(f"{packed}.unflatten"), "reshape", [packed], {"shape": [*shape[:-1], len(names), E]})
+        t = e.node(e.unique(f"{packed}.unsqueeze"), "unsqueeze", [t], {"dim": 0})
+        t = e.node(e.unique(f"{packed}.transpose"), "transpose", [t], {"dim0": 0, "dim1": -2})
+        t = e.node(e.unique(f"{packed}.squeeze"), "squeeze", [t], {"dim": -2})
+        t = e.node(e.unique(f"{packed}.contiguous"), "clone", [t], {"memory_format": "contiguous"}, expr=f"{packed}...contiguous()")
+        return [e.node(e.unique(f"{p}.{n}"), "getitem", [t], {"index": [i]}, expr=f"{packed}[{i}]") for i, n in enumerate(names)]
+
+    if xk == xv and xq == xk:
+        return unpacked(linear("qkv", xq, w, b), "qkv")
+    if xk == xv:
+        ws = [e.node(e.unique(f"{p}.{n}"), "split", [w], {"split_size_or_sections": [E, 2 * E], "dim": 0, "index": i})
+              for i, n in enumerate(("w_q", "w_kv"))]
+        bs = [e.node(e.unique(f"{p}.{n}"), "split", [b], {"split_size_or_sections": [E, 2 * E], "dim": 0, "index": i})
+              for i, n in enumerate(("b_q", "b_kv"))] if b else [None, None]
+        return [linear("q", xq, ws[0], bs[0]), *unpacked(linear("kv", xk, ws[1], bs[1]), "kv")]
+    out = []
+    for i, (n, x) in enumerate(zip("qkv", (xq, xk, xv), strict=True)):
+        wi = e.node(e.unique(f"{p}.w_{n}"), "chunk", [w], {"chunks": 3, "dim": 0, "index": i})
+        bi = e.node(e.unique(f"{p}.b_{n}"), "chunk", [b], {"chunks": 3, "dim": 0, "index": i}) if b else None
+        out.append(linear(n, x, wi, bi))
+    return out
 
 
 def _merged_mask(e: Emitter, p: str, m: Masks, batched: bool, N: int, H: int, L: int, S: int) -> tuple[str | None, bool]:
