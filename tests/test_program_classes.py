@@ -491,6 +491,20 @@ def test_a_resnet_as_its_popular_repository_writes_it(tmp_path: Path) -> None:
     assert not any(k.startswith("net.basicblock") for k in nodes)
 
 
+def test_loops_over_enumerate_and_zip_of_parameters(tmp_path: Path) -> None:
+    """`enumerate(model.named_parameters())` and `zip(a.parameters(), b.parameters())` at the top level (each call
+    evaluated once, before the loop, as Python does): an init of every other tensor, a penalty between two models."""
+    program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(0)\n"
+               "model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))\n"
+               "teacher = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))\n"
+               "for i, (name, p) in enumerate(model.named_parameters()):\n    if i % 2 == 0:\n        nn.init.normal_(p, std=0.1)\n"
+               "for pt in teacher.parameters():\n    pt.requires_grad_(False)\nreg = 0.0\n"
+               "for k, (a, b) in enumerate(zip(model.parameters(), teacher.parameters()), 1):\n"
+               "    reg = reg + k * (a - b).pow(2).sum()\nx = torch.randn(5, 4)\n"
+               "loss = model(x).pow(2).sum() + teacher(x).sum() + reg\nloss.backward()\n")
+    check(program, ["model", "teacher", "x", "reg", "loss"], tmp_path)
+
+
 def test_top_level_loops_over_what_the_program_built(tmp_path: Path) -> None:
     """A loop over a list built before it is unrolled when reached; its last binding takes the bare name."""
     program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(2)\nlayers = []\nfor i in range(3):\n"

@@ -747,11 +747,31 @@ def test_a_module_replaced_while_something_still_holds_it(tmp_path: Path) -> Non
      "y = lin(torch.ones(1, 2)).sum() + w.sum()\ny.backward()\n", "a name still holds 'lin.weight'"),
     ("from lightning import seed_everything\nseed_everything(42)\nlin = nn.Linear(2, 2)\ny = lin(torch.ones(2)).sum()\n"
      "y.backward()\n", "would seed torch's generator"),
+    ("a = nn.Linear(2, 2)\nb = nn.Linear(2, 2)\nwith torch.no_grad():\n    b.weight.copy_(0.9 * b.weight + 0.1 * a.weight)\n"
+     "y = b(a(torch.ones(1, 2))).sum()\ny.backward()\n", "computed from 'b.weight' itself"),
+    ("layer = nn.TransformerEncoderLayer(8, 2, 16)\nw = layer.linear1.weight\nlayer.linear1.weight = nn.Parameter(torch.ones(16, 8))\n"
+     "y = layer(torch.ones(3, 1, 8)).sum() + w.sum()\ny.backward()\n", "a name still holds 'layer.linear1.weight'"),
 ])
 def test_what_torch_does_with_objects_gradtrace_keeps_by_name_is_refused(program: str, needle: str) -> None:
     """A new nn.Parameter for a tied or aliased parameter (torch keeps the old object for the other holder), and a
     call of another library's seed function (its numbers would be torch's only if gradtrace ran it)."""
     assert needle in str(refused(HEADER + "torch.manual_seed(0)\n" + program))
+
+
+def test_a_new_parameter_from_computed_values_and_for_a_part(tmp_path: Path) -> None:
+    """`m.weight = nn.Parameter(torch.eye(8) * 0.5)` (values computed from tensors that need no grad: torch's numbers
+    at that point of its stream) on nn.MultiheadAttention's out_proj and a transformer layer's linear1, which only
+    their parts hold (was refused: "a name still holds ..."); the EMA-style update that reads itself stays refused."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    program = HEADER + ("torch.manual_seed(0)\nattn = nn.MultiheadAttention(8, 2)\nattn.out_proj.weight = nn.Parameter(torch.eye(8) * 0.5)\n"
+                        "layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0)\n"
+                        "layer.linear1.weight = nn.Parameter(torch.randn(16, 8) * 0.1)\nlin = nn.Linear(8, 8)\n"
+                        "with torch.no_grad():\n    lin.weight.copy_(attn.out_proj.weight * 2 + 1)\n"
+                        "x = torch.randn(5, 2, 8)\ny = lin(layer(attn(x, x, x)[0]))\nloss = y.pow(3).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["attn", "layer", "lin", "y", "loss"])
 
 
 REVIEWED = HEADER + """from dataclasses import dataclass

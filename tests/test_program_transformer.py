@@ -247,6 +247,17 @@ def test_transformer_layers_in_a_model_spec_are_torch_s_modules() -> None:
         np.testing.assert_allclose(t.arrays[f"torch/grad/{key}"], mod.grad.numpy(), rtol=1e-10, atol=1e-15)
 
 
+def test_a_layers_submodules_are_torch_s_and_a_norm_may_change_mode_alone(tmp_path: Path) -> None:
+    """`layer.dropout` is the nn.Dropout (not the constructor's float), `layer.norm1.eval()` changes nothing (a
+    LayerNorm computes the same in both modes), as in torch; a dropout part's own eval() is refused with why."""
+    program = HEAD + ("torch.manual_seed(0)\nlayer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1)\nlayer.norm1.eval()\n"
+                      "p = layer.dropout.p\nx = torch.randn(5, 2, 8, requires_grad=True)\n"
+                      "y = layer(x)\nloss = y.pow(3).sum() * p\nloss.backward()\n")
+    check(program, ["layer", "x", "y", "loss"], tmp_path)
+    assert "train()/eval() of a transformer's submodule is not traced" in str(
+        refused(program.replace("layer.norm1.eval()", "layer.dropout.eval()")))
+
+
 @pytest.mark.parametrize(("tail", "needle"), [
     ("def make():\n    one = nn.TransformerEncoderLayer(8, 2, 16)\n    return nn.TransformerEncoder(one, 2), nn.TransformerEncoder(one, 2)\n"
      "a, b = make()\n", "already copied into another"),
@@ -365,13 +376,25 @@ def test_a_layer_changed_before_it_is_stacked_is_copied_as_changed(tmp_path: Pat
     check(program, ["layer", "enc", "x", "loss"], tmp_path)
 
 
-@pytest.mark.parametrize(("program", "needle"), [
-    ("d = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16, activation=nn.GELU()), 2)\n", "runs F.relu instead"),
-    ("t = nn.Transformer(8, 2, 1, 1, 16, activation=nn.GELU())\n", "runs F.relu instead"),
-])
-def test_a_module_activation_torch_s_deepcopy_drops_is_refused(program: str, needle: str) -> None:
-    """torch's TransformerDecoderLayer.__setstate__ gives a deep copy F.relu when its activation is a module."""
-    assert needle in str(refused(HEAD + program))
+@pytest.mark.parametrize("activation", ["nn.GELU()", "nn.ReLU()"])
+def test_a_decoder_stack_runs_relu_where_torch_s_deepcopy_puts_it(activation: str, tmp_path: Path) -> None:
+    """torch's TransformerDecoderLayer.__setstate__ gives each deep copy in a TransformerDecoder F.relu when the
+    activation is a module: the stack's layers apply relu (the layer itself keeps GELU), as torch's numbers; a note
+    says so when the module was not relu."""
+    program = HEAD + (f"torch.manual_seed(0)\ndl = nn.TransformerDecoderLayer(8, 2, 16, dropout=0.1, activation={activation})\n"
+                      "dec = nn.TransformerDecoder(dl, 2)\ntgt = torch.randn(4, 2, 8, requires_grad=True)\n"
+                      "mem = torch.randn(6, 2, 8, requires_grad=True)\ny = dec(tgt, mem) + dl(tgt, mem)\n"
+                      "loss = y.pow(3).sum()\nloss.backward()\n")
+    check(program, ["dl", "dec", "tgt", "mem", "y", "loss"], tmp_path)
+    t = traced(program)
+    assert {t.result.nodes[n].op for n in t.result.nodes if n.startswith("dec.layers.") and n.endswith(".activation")} == {"relu"}
+    assert t.result.nodes["dl.activation"].op == ("gelu" if "GELU" in activation else "relu")
+    assert any("runs F.relu instead" in n for n in t.result.notes) == ("GELU" in activation)
+
+
+def test_nn_transformer_with_a_module_activation_is_refused() -> None:
+    """nn.Transformer deep-copies its decoder layer too: its decoder would run F.relu, its encoder GELU (not traced)."""
+    assert "runs F.relu instead" in str(refused(HEAD + "t = nn.Transformer(8, 2, 1, 1, 16, activation=nn.GELU())\n"))
 
 
 def test_negative_scale_in_attention_with_dropout(tmp_path: Path) -> None:

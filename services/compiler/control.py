@@ -50,12 +50,8 @@ class ControlFlow(ExpressionCompiler):
             if bounds and all(type(b) is int for b in bounds):
                 it = ast.copy_location(ast.Call(func=it.func, args=[ast.Constant(b) for b in bounds], keywords=[]), it)
                 stmt = ast.copy_location(ast.For(target=stmt.target, iter=it, body=stmt.body, orelse=stmt.orelse), stmt)
-        if not isinstance(it, (ast.Name, ast.Attribute, ast.List, ast.Tuple)) and not (
-                isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id in ("range", "enumerate", "zip")):
-            hidden = f"iter#{it.lineno}.{it.col_offset}"  # model.parameters(): evaluated once, as Python does
-            self.scope[hidden] = self.expr(it)
-            stmt = ast.copy_location(ast.For(target=stmt.target, iter=ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), it),
-                                             body=stmt.body, orelse=stmt.orelse), stmt)
+        if (it := self.evaluated_iterable(it)) is not stmt.iter:
+            stmt = ast.copy_location(ast.For(target=stmt.target, iter=it, body=stmt.body, orelse=stmt.orelse), stmt)
         body = unroll([stmt], self.err, known, self.runtime_length, lazy=True, value=self.runtime_int)
         if body and body[0] is stmt:
             unroll([stmt], self.err, known, self.runtime_length, value=self.runtime_int)  # raises: why its length is unknown
@@ -72,6 +68,22 @@ class ControlFlow(ExpressionCompiler):
         for s in body:
             self.line = s.lineno
             self.statement(s)
+
+    def evaluated_iterable(self, it: ast.expr) -> ast.expr:
+        """What a loop goes over, with each call in it but range/enumerate/zip evaluated once into a hidden name, as
+        Python does: `model.parameters()`, `enumerate(model.named_parameters())`, `zip(a.parameters(), b.parameters())`."""
+        if isinstance(it, (ast.Name, ast.Attribute, ast.List, ast.Tuple)):
+            return it
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id in ("range", "enumerate", "zip"):
+            if it.func.id == "range" or it.keywords:
+                return it
+            args = [self.evaluated_iterable(a) if k == 0 or it.func.id == "zip" else a for k, a in enumerate(it.args)]
+            if all(a is b for a, b in zip(args, it.args, strict=True)):
+                return it
+            return ast.copy_location(ast.Call(func=it.func, args=args, keywords=[]), it)
+        hidden = f"iter#{it.lineno}.{it.col_offset}"  # model.parameters(): evaluated once, as Python does
+        self.scope[hidden] = self.expr(it)
+        return ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), it)
 
     def runtime_int(self, node: ast.expr) -> int | None:
         """A loop bound read now (loops.is_shape_query: `x.size(0)`), None when it is no int."""

@@ -328,6 +328,17 @@ class TensorCreation(ExpressionCompiler):
             self.create(path[6:], value, leaf.name, into=leaf)
             return
         src = self.expr(without_data(value))
+        b = self.builder
+        if isinstance(src, T) and src.name not in b.leaves and not b.grad[src.name] and src.name not in b.used:
+            # `m.weight = nn.Parameter(torch.eye(8) * 0.5)`: values computed from tensors that require no grad, a
+            # leaf whose value torch computes at this point of the stream (as `nn.Parameter(torch.randn(4) * 0.1)`)
+            b.node_to_leaf(src.name, f"{self.src(value)[:60]} (line {getattr(stmt, 'lineno', '?')})")
+            nodes = b.ancestry(src.name)
+            if any(i == leaf.name for n in nodes for i in n.inputs):
+                raise self.err(stmt, f"the new value of '{leaf.name}' is computed from '{leaf.name}' itself (an update "
+                                     "such as a moving average of weights): gradtrace gives a tensor one value for the "
+                                     "whole trace, so an update that reads the old value is not traced")
+            self.stream.events.append(Event("node", src.name, {"nodes": nodes}))
         if isinstance(src, T) and src.name in self.builder.leaves:
             if self.shape(src) != leaf.shape:
                 raise self.err(stmt, f"'{leaf.name}' has shape {list(leaf.shape)}, the new value {list(self.shape(src))}")

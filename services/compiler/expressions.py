@@ -504,11 +504,11 @@ class ExpressionCompiler:
             return m.children[m.keys.index(node.attr)]
         if m.layer is not None and node.attr in ("weight", "bias"):
             return None  # Linear(bias=False).bias is None in torch (the config's `bias` is the constructor's flag)
+        for name, part in parts(m):  # layer.linear1, attn.out_proj, enc.layers: torch's submodules (layer.dropout
+            if name == node.attr:    # is the nn.Dropout, not the constructor's float, as in torch)
+                return part
         if m.cfg is not None and node.attr in type(m.cfg).model_fields:
             return getattr(m.cfg, node.attr)
-        for name, part in parts(m):  # layer.linear1, attn.out_proj, enc.layers: torch's submodules
-            if name == node.attr:
-                return part
         raise self.err(node, f"{m.kind} has no parameter or attribute '{node.attr}'")
 
     def subscript(self, node: ast.Subscript) -> Value:

@@ -658,7 +658,9 @@ class UserCode(ExpressionCompiler):
             elif isinstance(v, (list, tuple)):
                 stack += v
             elif isinstance(v, ModuleInst):
-                stack += [*v.children, *(T(n) for n in v.params.values())]
+                subs = [part for _, part in v.parts or []]  # a transformer layer holds its parts' parameters through them
+                held = {n for part in subs for n in part.params.values()}
+                stack += [*v.children, *subs, *(T(n) for n in v.params.values() if n not in held)]
             else:
                 stack += [a for k, a in v.attrs.items() if skip is None or not (v is skip[0] and k == skip[1])]
         return False

@@ -419,11 +419,15 @@ class ModuleCalls(ExpressionCompiler):
         if el.event is None or el.event.args["cls"] != el.layer.module:
             raise self.err(node, f"nn.{cls}: this nn.{cls}Layer is already copied into another nn.{cls}; make one layer "
                                  "per stack")
+        flags: dict[str, object] = {k: bool(self.const(given[k])) for k in extra if k in given}  # enable_nested_tensor, ...
         if cls == "TransformerDecoder" and id(el) in self.module_activations:
-            raise self.err(node, "nn.TransformerDecoder copies its layer with deepcopy, and torch's copy of a "
-                                 "TransformerDecoderLayer whose activation is a module runs F.relu instead (its "
-                                 "__setstate__): pass activation='gelu' or F.gelu")
-        flags = {k: bool(self.const(given[k])) for k in extra if k in given}  # enable_nested_tensor, mask_check
+            flags["activation"] = "relu"  # what torch's copies run: TransformerDecoderLayer.__setstate__ sets F.relu
+            if el.cfg.activation != "relu":
+                self.res.notes.append(
+                    f"line {node.lineno}: nn.TransformerDecoder deep-copies its layer, and torch's copy of a "
+                    "TransformerDecoderLayer whose activation is a module (nn.GELU()) runs F.relu instead (its "
+                    "__setstate__ sets the attribute F.relu, which shadows the module): the stack's layers apply "
+                    "relu, as in torch; pass activation='gelu' or F.gelu for GELU")
         cfg = d.schema.model_validate(el.cfg.model_dump() | {"type": d.type, "num_layers": n} | flags)
         tied = synced(el, modes=False)
         if len(set(tied.values())) < len(tied):

@@ -472,7 +472,8 @@ def synced(m: ModuleInst, modes: bool = True) -> dict[str, str]:
     subs = [(name, part) for name, part in m.parts or []]
     subs += [(f"{name}.{k}", c) for name, part in subs if part.layer is None for k, c in enumerate(part.children)]
     for name, part in subs:  # parts, and a stack's layers (the children of its `layers` ModuleList)
-        if modes and part.training != m.training:
+        mode_free = part.layer is not None and part.layer.type in ("layer_norm", "linear")  # the same in both modes
+        if modes and part.training != m.training and not mode_free:
             raise ValueError(f"'{part.path}' is in {'training' if part.training else 'eval'} mode and '{m.path}' is not: "
                              "train()/eval() of a transformer's submodule is not traced (call it on the whole module)")
         for attr, leaf in synced(part, modes).items() if part.layer is not None else ():
