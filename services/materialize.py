@@ -159,7 +159,7 @@ def _module(torch: Any, cls: str, kwargs: dict[str, Any], dtype: Any) -> tuple[A
 
 def _strided_draw(torch: Any, fn: str, args: list[Any], strides: list[int], dtype: Any) -> Any:
     """torch.<fn>_like(x) for a strided x: empty_like(x) (its strides) filled in place, as torch's *_like do."""
-    shape = args[-1]
+    shape = args[0] if fn == "full" else args[-1]
     t = torch.empty_strided(shape, strides, dtype=dtype)
     if fn == "randn":
         return t.normal_()
@@ -167,6 +167,10 @@ def _strided_draw(torch: Any, fn: str, args: list[Any], strides: list[int], dtyp
         return t.uniform_()
     if fn == "randint":
         return t.random_(args[0], args[1])
+    if fn in ("zeros", "empty"):  # empty: zeros, as gradtrace's empty tensors are
+        return t.zero_()
+    if fn in ("ones", "full"):
+        return t.fill_(1 if fn == "ones" else args[1])
     raise ValueError(f"no strided form of {fn}")
 
 

@@ -217,6 +217,11 @@ for op in ("log1p", "log2", "log10", "reciprocal"):
 STEPS = given([[0.3, -1.4, 2.7, -0.2], [1.2, -2.6, 0.45, 3.3], [-3.6, 4.2, -0.7, 2.2]])
 for op in ("sign", "floor", "ceil", "round", "trunc", "frac", "hardsigmoid", "hardswish"):
     case(f"{op}", {"x": STEPS}, N("y", op, "x"), N("z", "mul", "y", "x"))
+# at the kinks themselves, torch's backward picks a side: hardswish 0 at -3 and 1 at 3, hardsigmoid 0 at both
+# (finite differences straddle the kink: torch and reference only)
+for op in ("hardsigmoid", "hardswish"):
+    case(f"{op}-kinks", {"x": given([-3.0, 3.0, -2.5, 3.5])}, N("y", op, "x"), N("z", "mul", "y", "x"),
+         engines=["torch", "reference"])
 case("leaky_relu", {"x": away(3, 4, seed=8)}, N("y", "leaky_relu", "x"))
 case("leaky_relu-0.2", {"x": away(3, 4, seed=9)}, N("y", "leaky_relu", "x", negative_slope=0.2))
 case("gelu", {"x": normal(3, 4, seed=10, std=2.0)}, N("y", "gelu", "x"))
@@ -454,6 +459,8 @@ for op in ("remainder", "fmod"):
     case(f"{op}-number", AB2, N("y", op, "a", 0.7), N("z", "mul", "y", "y"))
 for op in ("atan2", "hypot", "copysign"):
     case(f"{op}", {"a": away(2, 3, seed=69), "b": normal(3, seed=70)}, N("y", op, "a", "b"), N("z", "mul", "y", "a"))
+case("atan2-origin", {"a": given([0.0, 1.0, 0.0, -2.0]), "b": given([0.0, 0.0, 2.0, 0.0])},  # torch: grad 0 at (0, 0)
+     N("y", "atan2", "a", "b"), N("z", "mul", "y", 3.0), engines=["torch", "reference"])
 case("lerp-number", {"a": normal(2, 3, seed=71), "b": normal(3, seed=72)}, N("y", "lerp", "a", "b", 0.3), N("z", "mul", "y", "y"))
 case("lerp-tensor", {"a": normal(2, 3, seed=71), "b": normal(3, seed=72), "w": uniform(2, 1, low=0.0, high=1.0, seed=73)},
      N("y", "lerp", "a", "b", "w"), N("z", "mul", "y", "y"))

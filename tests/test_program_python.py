@@ -758,6 +758,21 @@ def test_what_torch_does_with_objects_gradtrace_keeps_by_name_is_refused(program
     assert needle in str(refused(HEADER + "torch.manual_seed(0)\n" + program))
 
 
+def test_an_init_function_returns_the_tensor_it_fills(tmp_path: Path) -> None:
+    """`nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))` and `w = nn.init.normal_(torch.empty(3, 2))`: torch's
+    init functions return the tensor they fill, named by the statement (was a second, all-zero tensor: wrong numbers)."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    program = HEADER + ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                        "        self.W = nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))\n\n"
+                        "    def forward(self, x):\n        return x @ self.W\n\n\ntorch.manual_seed(0)\nm = M()\n"
+                        "w = nn.init.normal_(torch.empty(3, 2)).requires_grad_()\nx = torch.ones(2, 4)\n"
+                        "loss = (m(x) @ w).pow(2).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree" and {"m.W", "w"} <= set(t.result.nodes)
+    same_as_torch(t, in_torch(program, tmp_path), ["m", "w", "loss"])
+
+
 def test_a_new_parameter_from_computed_values_and_for_a_part(tmp_path: Path) -> None:
     """`m.weight = nn.Parameter(torch.eye(8) * 0.5)` (values computed from tensors that need no grad: torch's numbers
     at that point of its stream) on nn.MultiheadAttention's out_proj and a transformer layer's linear1, which only

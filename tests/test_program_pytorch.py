@@ -433,6 +433,23 @@ def test_one_piece_taken_from_chunk_split_unbind_meshgrid_is_the_statements_vari
     assert {"h#1.0", "h#1.2", "h#2.0", "u#1.0", "q#1.0"} <= set(nodes)  # the pieces not taken keep temporaries
 
 
+def test_parallel_assignment_and_a_sequential_of_own_modules_name_their_results(tmp_path: Path) -> None:
+    """`mu, logvar = fc_mu(h), fc_var(h)` (a VAE; Llama's `xq, xk, xv = self.wq(x), ...`) names each item by its
+    target (were fc_mu.out, fc_var.out), `u, v = v, u * v` evaluates both before binding; `y = seq(x)` of an
+    nn.Sequential ending in the program's own module names its result y (was seq.1.x)."""
+    program = ("import torch\nimport torch.nn as nn\n\n\nclass B(nn.Module):\n    def __init__(self):\n"
+               "        super().__init__()\n        self.fc = nn.Linear(4, 4)\n\n    def forward(self, x):\n"
+               "        x = x + self.fc(x)\n        return x\n\n\ntorch.manual_seed(0)\nseq = nn.Sequential(B(), B())\n"
+               "fc_mu, fc_var = nn.Linear(4, 2), nn.Linear(4, 2)\nx = torch.randn(3, 4, requires_grad=True)\ny = seq(x)\n"
+               "mu, logvar = fc_mu(y), fc_var(y)\nu, v = mu.exp(), logvar * 2\nu, v = v, u * v\n"
+               "loss = (u + v).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["seq", "fc_mu", "fc_var", "x", "y", "mu", "logvar", "v", "loss"])
+    nodes = t.result.nodes
+    assert (nodes["y"].op, nodes["mu"].op, nodes["logvar"].op, nodes["v"].op, nodes["u@1"].op) == ("add", "linear", "linear", "mul", "exp")
+
+
 def test_dropout_masks_follow_torch_and_eval_turns_them_off(tmp_path: Path) -> None:
     program = (
         "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(3)\n"

@@ -1,4 +1,4 @@
-"""torch's strides as gradtrace models them (services.compiler.strides), checked against torch's own tensors, and
+"""torch's strides as gradtrace models them (services.strides), checked against torch's own tensors, and
 the random draws that depend on them: dropout fills its mask in its input's memory order."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_program_idioms import check
 
-from services.compiler import strides
+from services import strides
 
 X = torch.zeros(2, 3, 4)
 P = X.permute(1, 0, 2)
@@ -81,6 +81,26 @@ PROGRAMS = {
         "x = torch.randn(2, 3, 4, requires_grad=True)\nh = (x * 2).permute(2, 0, 1)\nnoise = torch.randn_like(h)\n"
         "u = torch.rand_like(x.transpose(0, 1))\nk = torch.randint_like(h, 0, 5)\ny = F.dropout(h + 0.1 * noise, 0.5)\n"
         "loss = (y * torch.arange(24.).view(4, 2, 3)).sum() + (u * x.transpose(0, 1)).sum() + (k * h).sum()\n"),
+    "a no-op cast of a transpose bound to a name": (
+        "x = torch.randn(2, 3, 4, requires_grad=True)\nh = x.transpose(1, 2).float()\ny = F.dropout(h, 0.5)\n"
+        "loss = (y * torch.arange(24.).view(2, 4, 3)).sum()\n"),
+    "zeros_like / ones_like / empty_like keep a transpose's layout": (
+        "x = torch.randn(3, 4, requires_grad=True)\nxt = x.t()\na = F.dropout(torch.zeros_like(xt) + xt, 0.5)\n"
+        "e = torch.empty_like(xt).normal_()\nb = torch.ones_like(xt).bernoulli_(0.3) * xt\n"
+        "loss = (a * torch.arange(12.).view(4, 3)).sum() + (e * xt).sum() + b.sum()\n"),
+    "linalg.inv and linalg.solve are column-major": (
+        "w = torch.randn(3, 3, requires_grad=True)\na = torch.linalg.inv(w + 3 * torch.eye(3))\n"
+        "b = torch.linalg.solve(w + 3 * torch.eye(3), torch.ones(3, 2))\nc = F.dropout(a, 0.5)\n"
+        "loss = (a * torch.rand_like(a)).sum() + (b * torch.rand_like(b)).sum() + (c * torch.arange(9.).view(3, 3)).sum()\n"),
+    "SDPA's result takes the query's layout (nanoGPT's transposes)": (
+        "x = torch.randn(2, 5, 8, requires_grad=True)\nq = x.view(2, 5, 2, 4).transpose(1, 2)\n"
+        "a = F.dropout(F.scaled_dot_product_attention(q, q, q, is_causal=True), 0.3)\n"
+        "loss = (a * torch.arange(80.).view(2, 2, 5, 4)).sum()\n"),
+    "einsum's result (a permuted bmm, a view, an outer product)": (
+        "w = torch.randn(2, 3, 4, 5, requires_grad=True)\nv = torch.randn(2, 3, 5, 6, requires_grad=True)\n"
+        "a = F.dropout(torch.einsum('bhqk,bhkd->bqhd', w, v), 0.5)\nb = torch.rand_like(torch.einsum('bhqk->bkqh', w))\n"
+        "c = F.dropout(torch.einsum('bld,hd->bhl', w[0], v[0, 0, :, :5]), 0.5)\n"
+        "loss = (a * torch.arange(144.).view(2, 4, 3, 6)).sum() + (b * w.permute(0, 3, 2, 1)).sum() + c.pow(2).sum()\n"),
 }
 
 
@@ -91,3 +111,35 @@ def test_dropout_draws_in_torch_s_memory_order(case: str, tmp_path: Path) -> Non
     names = [n for n in ("w", "x", "img", "proj", "cls", "noise", "u", "k", "y", "a", "b", "c", "d", "e", "f", "loss")
              if f"\n{n} = " in program]
     check(program, names, tmp_path)
+
+
+def test_einsum_layout_is_aten_s_for_random_equations() -> None:
+    """services.ops.einsum.einsum_layout against torch.einsum's own strides: 3000 random equations of one or two
+    operands (diagonals, size-1 letters, permuted operands, sums within one operand), every dim of size > 1."""
+    import random
+
+    from services.ops.einsum import einsum_layout, parse
+
+    rng = random.Random(0)
+    checked = 0
+    for _ in range(3000):
+        terms = ["".join(rng.sample("abcdeij", rng.randint(1, 4))) if rng.random() < 0.85 else
+                 "".join(rng.choice("abcdeij") for _ in range(rng.randint(1, 4))) for _ in range(rng.choice([1, 2, 2]))]
+        letters = sorted(set("".join(terms)))
+        eq = ",".join(terms) + "->" + "".join(rng.sample(letters, rng.randint(0, len(letters))))
+        sizes = {c: rng.choice([1, 2, 3, 4]) for c in letters}
+        ops = []
+        for t in terms:
+            shape = [sizes[c] for c in t]
+            perm = list(range(len(shape)))
+            rng.shuffle(perm)
+            ops.append(torch.randn(*[shape[i] for i in perm]).permute(*[perm.index(i) for i in range(len(shape))]))
+        try:
+            y = torch.einsum(eq, *ops)
+        except RuntimeError:
+            continue
+        got = einsum_layout(*parse(eq, len(ops)), sizes, [o.stride() for o in ops]) or strides.contiguous(tuple(y.shape))
+        assert all(g == w for g, w, n in zip(got, y.stride(), y.shape, strict=True) if n > 1), (eq, got, y.stride())
+        checked += 1
+    assert checked > 2000
+

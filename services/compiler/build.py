@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from services.compiler import strides
+from services import strides
 from services.errors import ShapeError, SpecError
 from services.ir import Graph, Input, Leaf, Node
 from services.ops import get_op
@@ -129,7 +129,7 @@ class GraphBuilder:
         """Tensors torch's own fused modules keep for backward where gradtrace's unrolled nodes do not (an nn.LSTM's
         output), by name: what kept them. An in-place change of one fails at torch's backward()."""
         self.strides: dict[str, tuple[int, ...]] = {}
-        """torch's strides (in elements) of the tensors whose strides are not row-major (services.compiler.strides):
+        """torch's strides (in elements) of the tensors whose strides are not row-major (services.strides):
         torch's random fills of a tensor like one of them (dropout's mask) draw in its memory order."""
         self.computed: dict[str, Node] = {}
         """Nodes made leaves by node_to_leaf, by name."""
@@ -205,7 +205,8 @@ class GraphBuilder:
         """Rename the tensor added last, when nothing used it yet (cheap: no other table holds it); False if not."""
         if old not in self.shapes or next(reversed(self.shapes)) != old or old in self.used or new in self.shapes:
             return False
-        for table in (self.shapes, self.dtypes, self.grad, self.ranges, self.leaves):
+        for table in (self.shapes, self.dtypes, self.grad, self.ranges, self.leaves, self.strides, self.views,
+                      self.saved_by_torch):
             if old in table:
                 table[new] = table.pop(old)  # type: ignore[attr-defined]
         if new in self.leaves:
@@ -234,6 +235,7 @@ class GraphBuilder:
             n.inputs = [new[i] if isinstance(i, str) else i for i in n.inputs]
         self.leaves, self.computed = key(self.leaves), key(self.computed)
         self.shapes, self.dtypes, self.grad, self.ranges = key(self.shapes), key(self.dtypes), key(self.grad), key(self.ranges)
+        self.strides, self.saved_by_torch = key(self.strides), key(self.saved_by_torch)  # torch's layout goes with the name
         self.views = {new[k]: [new[v] for v in vs] for k, vs in self.views.items()}
         self.used = {new[k] for k in self.used}
 
@@ -326,7 +328,7 @@ class GraphBuilder:
         self.used.update(names)
         if op.view and names:
             self.views.setdefault(names[0], []).append(raw.name)
-        if names and (raw.op in LAYOUT_MAKERS or self.strides and (
+        if names and (raw.op in LAYOUT_MAKERS or op.lays_out or self.strides and (
                 names[0] in self.strides or op.pointwise and not self.strides.keys().isdisjoint(names))):
             self._strides(raw.name, op, inputs, args, shape)
         node = Node(raw.name, op, list(inputs), args, shape, dtype, rg, raw.expr, raw.line)
@@ -386,7 +388,9 @@ class GraphBuilder:
             return strides.indexed(old, s, (slice(None),) * d + (slice(start, start + sizes[k]),))
         if name in ("reshape", "view", "flatten", "squeeze"):
             return strides.viewed(old, s, shape)  # torch views when numpy can
-        return None
+        tensors = [i for i in inputs if isinstance(i, str)]  # the op's own rule (linalg.inv: column-major), else row-major
+        return op.out_strides([self.shapes[i] for i in tensors],
+                              [self.strides.get(i) or strides.contiguous(self.shapes[i]) for i in tensors], args)
 
     def finish(self, output: str | None, grad_output: Any, no_ops_loc: tuple[str | int, ...] = (), **graph_fields: Any) -> Graph:
         """Pick the output (default: the last node) and shape its gradient; the Graph."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from services.compiler import strides
+from services import strides
 from services.compiler.expressions import ExpressionCompiler, _is_const
 from services.compiler.inputs import infer_dtype, literal_array, value_range
 from services.compiler.values import DType, Generator, Instance, ModuleInst, T, is_number
@@ -95,7 +95,7 @@ class TensorCreation(ExpressionCompiler):
                 raise self.err(node, f"torch.{fn} takes a tensor")
             shape, fn = self.shape(like), fn[:-5]
             strided = self.builder.strides.get(like.name)  # empty_like keeps the tensor's layout
-            kept = strides.like(shape, strided) if strided and fn in RANDOM else None
+            kept = strides.like(shape, strided) if strided else None  # zeros_like(x.t()) is transposed too
             # torch.ones_like(mask) is a bool tensor too; the random ones have no bool form (floats of the default)
             dtype = dtype or (self.dtype_of(like) if self.dtype_of(like) != "bool" or fn in BOOL_CREATORS else self.dtype)
             rest = [self.const(a) for a in args[1:]] + ([self.const(kw["fill_value"])] if "fill_value" in kw else [])
@@ -136,7 +136,8 @@ class TensorCreation(ExpressionCompiler):
         else:
             stream = self.generator(kw["generator"]).stream if "generator" in kw else self.stream
             event = {"fn": fn, "args": event_args, "dtype": dtype}
-            if kept is not None:  # randn_like of a transposed tensor: torch fills it through its strides
+            if kept is not None:  # randn_like of a transposed tensor: torch fills it through its strides (and a
+                # zeros_like of one keeps them: an in-place fill or an op after it goes in that memory order)
                 event["strides"] = list(kept)
                 self.builder.strides[target] = kept
             stream.events.append(Event("tensor", target, event))
@@ -366,8 +367,9 @@ class TensorCreation(ExpressionCompiler):
             raise self.err(node, f".{method}() takes numbers here")
         self.stream.events.append(Event("inplace", t.name, {"method": method, "args": args, "kwargs": kwargs}))
 
-    def nn_init(self, fn: str, call: ast.Call) -> None:
-        """nn.init.kaiming_uniform_(conv.weight, a=...) and friends, replayed with torch."""
+    def nn_init(self, fn: str, call: ast.Call) -> T:
+        """nn.init.kaiming_uniform_(conv.weight, a=...) and friends, replayed with torch; the tensor filled, which
+        torch's init functions return."""
         if fn not in NN_INIT or not call.args:
             raise self.err(call, f"nn.init.{fn} is not supported (supported: {', '.join(sorted(NN_INIT))})")
         t = self.tensor(without_data(call.args[0]))
@@ -379,6 +381,7 @@ class TensorCreation(ExpressionCompiler):
         if not all(_is_const(v) and not isinstance(v, DType) for v in [*args, *kwargs.values()]):
             raise self.err(call, f"nn.init.{fn} takes constant arguments")
         self.stream.events.append(Event("init", t.name, {"fn": fn, "args": args, "kwargs": kwargs}))
+        return t
 
     def parameter(self, node: ast.Call) -> T:
         """nn.Parameter(torch.randn(...)): the leaf, requiring grad, as a parameter."""

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from services.compiler import composites, strides
+from services import strides
+from services.compiler import composites
 from services.compiler.build import GraphBuilder, RawNode
 from services.errors import ShapeError, SpecError
 from services.ir import Event, Input, Leaf, Stream

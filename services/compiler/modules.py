@@ -507,6 +507,8 @@ class ModuleCalls(ExpressionCompiler):
                 assert child.path is not None
                 if isinstance(child, Instance):
                     x = [self.forward_on(child, x, node)]
+                    if k == len(m.children) - 1 and x[0] != out and self.builder.rename_last(x[0], out):
+                        x = [out]  # `y = seq(x)` ending in a module of the program's own: its result is y
                     continue
                 name = out if k == len(m.children) - 1 else self.fresh(f"{child.path}.out")
                 res = self.apply_module(child, x, name, node, f"{child.path}({x[0]})")

@@ -257,9 +257,19 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             if ids is None:
                 raise self.err(stmt, "tuple assignment needs names on the left (nested tuples of names, or an object's "
                                      "attributes: `out, self.hidden = ...`)")
-            self.begin(ids[0], value, [self.fresh(self.prefix + i[:-5]) if i.endswith("#attr") else self.binding_name(i)
-                                       for i in ids])
-            self.unpack(target, self.expr(value), stmt)
+            names = [self.fresh(self.prefix + i[:-5]) if i.endswith("#attr") else self.binding_name(i) for i in ids]
+            if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts) == len(ids) and not any(
+                    isinstance(e, ast.Starred) for e in value.elts):
+                # `mu, logvar = self.fc_mu(h), self.fc_var(h)`: each item named by its target, all evaluated before
+                # any is bound (`u, v = v, u * v`), as Python does
+                items = []
+                for i, name, elt in zip(ids, names, value.elts, strict=True):
+                    self.begin(i[:-5] if i.endswith("#attr") else i, elt, [name])
+                    items.append(self.expr(elt))
+                self.unpack(target, tuple(items), stmt)
+            else:
+                self.begin(ids[0], value, names)
+                self.unpack(target, self.expr(value), stmt)
         elif isinstance(target, ast.Attribute):
             self.attribute_write(target, value, stmt)
         elif isinstance(target, ast.Subscript) and (isinstance(target.value, ast.Subscript) or
@@ -535,11 +545,12 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
         if is_super(node):
             return self.super_call(node)
         path = self.dotted(f)
-        if node is self.stmt_expr and (path == "nn.Parameter" and node.args if path is not None else f.attr in RETURNS_SELF
+        if node is self.stmt_expr and ((path == "nn.Parameter" or path.startswith("nn.init.")) and node.args if path is not None
+                                       else f.attr in RETURNS_SELF
                                        and (f.attr[:-1] not in self.methods or self.makes_leaf(f.value)
                                             or isinstance(f.value, (ast.Name, ast.Attribute, ast.Subscript)))):
             # `w = torch.empty(2).uniform_()` names the tensor w, `w = y.mul_(2)` y's binding; `y = (x * 2).add_(1)`
-            # names the add, a node of its own
+            # names the add, a node of its own; `w = nn.init.normal_(torch.empty(3, 2))` the tensor it fills
             self.stmt_expr = f.value if path is None else node.args[0]
         if path is not None:
             return self.call_path(path, node)
@@ -615,8 +626,7 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
         if (v := self.function_form(path, node)) is not NotImplemented:
             return v  # F.normalize, F.relu6, g = F.relu_(h), torch.unbind(x, 1), ...
         if path.startswith("nn.init."):  # in an expression (a lambda's body): the tensor, as torch returns it
-            self.nn_init(path[8:], node)
-            return self.tensor(without_data(node.args[0]))
+            return self.nn_init(path[8:], node)  # the tensor it filled (`nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))`)
         if path in ("torch.cuda.is_available", "torch.backends.mps.is_available"):
             return False  # the spec's device decides where a job runs; the program's own choice is always the CPU
         if path == "torch.device":  # `device = torch.device("cpu")`: the spec's device decides, `.to(device)` keeps it

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, broadcast, register, unbroadcast
+from services.strides import like
 
 
 class AttentionArgs(BaseModel):
@@ -95,6 +96,15 @@ class ScaledDotProductAttention(Op):
         if len(dtypes) == 4 and dtypes[3] not in ("bool", q):
             raise ShapeError(f"scaled_dot_product_attention: attn_mask must be bool or {q} like query, got {dtypes[3]}")
         return q
+
+    def out_strides(self, shapes: list[Shape], strides: list[tuple[int, ...]], a: AttentionArgs) -> tuple[int, ...] | None:
+        """torch's CPU flash kernel (4-D query, key and value of one batch and head count, each with a last stride
+        of 1) gives its result the query's layout (nanoGPT's `q.transpose(1, 2)` makes (B, T, H, D) memory, so
+        `y.transpose(1, 2).contiguous()` copies nothing); the math path's result is row-major."""
+        q, k, v = shapes[:3]
+        flash = (len(q) == len(k) == len(v) == 4 and q[:2] == k[:2] == v[:2] and q[-1] == v[-1]
+                 and all(st[-1] == 1 or n[-1] == 1 for n, st in zip(shapes, strides, strict=False)))
+        return like(q, strides[0]) if flash else None
 
     def torch(self, t: Any, xs: list[Any], a: AttentionArgs) -> Any:
         mask = xs[3] if len(xs) == 4 else None

@@ -121,6 +121,17 @@ class Op:
         """Whether this op overrides warning (the compiler asks only such ops)."""
         return type(self).warning is not Op.warning
 
+    def out_strides(self, shapes: list[Shape], strides: list[tuple[int, ...]], a: Any) -> tuple[int, ...] | None:
+        """torch's strides (in elements) of this op's result when torch does not make it row-major, from its tensor
+        inputs' shapes and strides (services.strides); None: row-major. A random fill shaped like the result
+        (dropout's mask) goes in that memory order."""
+        return None
+
+    @cached_property
+    def lays_out(self) -> bool:
+        """Whether this op has its own rule for its result's strides (the compiler asks only such ops)."""
+        return type(self).out_strides is not Op.out_strides
+
     def on_cuda(self, a: Any) -> str | None:
         """Where torch's CUDA kernel may give other numbers than its CPU one for these arguments (an order torch
         leaves unspecified): the result's notes carry it when the job runs with device 'cuda'."""

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, register, same_float, unbroadcast
+from services.strides import contiguous, iterated
 
 
 class EinsumArgs(BaseModel):
@@ -92,6 +93,15 @@ class Einsum(Op):
     def torch(self, t: Any, xs: list[Any], a: EinsumArgs) -> Any:
         return t.einsum(a.equation, *xs)
 
+    def out_strides(self, shapes: list[Shape], strides: list[tuple[int, ...]], a: EinsumArgs) -> tuple[int, ...] | None:
+        """torch's layout of the result, as ATen's einsum makes it (None: row-major, or not modelled: '...', three or
+        more operands): see einsum_layout."""
+        terms, out = parse(a.equation, len(shapes))
+        if "..." in a.equation or len(terms) > 2:
+            return None
+        sizes, _ = _sizes(terms, shapes, a.equation)
+        return einsum_layout(terms, out, sizes, list(strides))
+
     def forward(self, xs: list[Array], a: EinsumArgs) -> Array:
         terms, out = parse(a.equation, len(xs))
         if "..." in out or not any("..." in t for t in terms):
@@ -131,3 +141,48 @@ class Einsum(Op):
         gu = np.einsum(f"{','.join([*subs, '...'])}->...{unique}", *ops, np.ones(ell, g.dtype))  # ones: x's '...' dims
         gu = unbroadcast(gu, ell + tuple(sizes[c] for c in unique))  # summed where x was broadcast along '...'
         return np.ascontiguousarray(np.moveaxis(gu, list(range(n_ell)), list(range(pre, pre + n_ell))), dtype=x.dtype)
+
+
+def _label_order(c: str) -> int:
+    """ATen's label index: A-Z before a-z (the order of the contracted letters)."""
+    return ord(c) - ord("A") if c.isupper() else 26 + ord(c) - ord("a")
+
+
+def einsum_layout(terms: list[str], out: str, sizes: dict[str, int], strides: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """The strides of torch.einsum's result for one or two operands (ATen's einsum and sumproduct_pair, torch 2.13).
+    Each operand is viewed over every letter, the output's in its order and then the contracted ones (a repeated
+    letter its diagonal, a missing one a size-1 dim). One operand: that view, or a sum (row-major). Two: a letter
+    contracted within one operand is summed first (that operand then row-major); with no letter left to contract
+    between them, their product (TensorIterator's order); else bmm, whose result lies in memory as (letters of both
+    and the output, the left's own, the right's own) - the two own groups swapped when all of the right's come first -
+    and is viewed back: `bhqk,bhkd->bqhd` is (b, h, q, d) in memory. None: row-major."""
+    dims = list(out) + sorted({c for c in sizes if c not in out}, key=_label_order)
+    if len(terms) == 1:
+        if len(dims) > len(out):
+            return None  # a sum over the contracted letters: a new, row-major tensor
+        return tuple(sum(st for c2, st in zip(terms[0], strides[0], strict=True) if c2 == c) for c in out)
+    contracted = dims[len(out):]
+    count = {c: sum(c in t and sizes[c] != 1 for t in terms) for c in contracted}
+    size: list[dict[str, int]] = []
+    view: list[tuple[int, ...] | None] = []
+    for t, st in zip(terms, strides, strict=True):
+        summed = {c for c in contracted if c in t and sizes[c] != 1 and count[c] == 1}
+        size.append({c: (sizes[c] if c in t and c not in summed else 1) for c in dims})
+        view.append(None if summed else tuple(sum(s for c2, s in zip(t, st, strict=True) if c2 == c) if c in t else 1 for c in dims))
+    left, right = size
+    pair = [c for c in contracted if left[c] != 1 and right[c] != 1]
+    shape = tuple(max(left[c], right[c]) for c in dims)
+    if not pair:  # left * right: TensorIterator's order of the two views (a summed one row-major over the letters)
+        ops = [(tuple(sz[c] for c in dims), v if v is not None else contiguous(tuple(sz[c] for c in dims)))
+               for sz, v in zip(size, view, strict=True)]
+        full = iterated(shape, ops)
+        return full[: len(out)]
+    both = [c for c in dims if c not in pair and left[c] != 1 and right[c] != 1]
+    lo = [c for c in dims if c not in pair and left[c] != 1 and right[c] == 1]
+    ro = [c for c in dims if c not in pair and left[c] == 1]
+    if lo and ro and dims.index(ro[-1]) < dims.index(lo[0]):  # swap_lo_ro: bmm gives the natural order directly
+        lo, ro = ro, lo
+    memory = both + lo + pair + ro
+    step = dict(zip(memory, contiguous(tuple(1 if c in pair else shape[dims.index(c)] for c in memory)), strict=True))
+    return tuple(step[c] for c in out)
+

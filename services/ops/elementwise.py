@@ -285,7 +285,7 @@ _unary("hardsigmoid", lambda x: np.clip(x + 3, 0, 6) / 6,  # torch's backward: o
        lambda g, y, x: np.where((x > -3) & (x < 3), g * float(np.float32(1) / np.float32(6)), 0),
        methods=None, call="F.hardsigmoid", cuda=_SIXTH_ON_CUDA.format("hardsigmoid"))
 _unary("hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6,
-       lambda g, y, x: np.where(x < -3, 0, np.where(x <= 3, g * (2 * x + 3) / 6, g)), methods=None, call="F.hardswish",
+       lambda g, y, x: np.where(x <= -3, 0, np.where(x < 3, g * (2 * x + 3) / 6, g)), methods=None, call="F.hardswish",
        cuda=_SIXTH_ON_CUDA.format("hardswish"))
 
 

@@ -91,6 +91,16 @@ class DiagEmbed(Op):
         return [np.ascontiguousarray(g[..., rows, cols]).reshape(xs[0].shape)]
 
 
+def column_major(shape: Shape) -> tuple[int, ...]:
+    """Strides of a batch of matrices stored column by column (LAPACK's results: linalg.inv, linalg.solve)."""
+    *batch, m, n = shape
+    out, step = [1, max(m, 1)], max(m, 1) * max(n, 1)
+    for k in reversed(batch):
+        out.insert(0, step)
+        step *= max(k, 1)
+    return (*out[:-2], 1, max(m, 1))
+
+
 @register
 class Inv(Op):
     """torch.linalg.inv / torch.inverse: the inverse of each (n, n) matrix; d(A^-1) = -A^-1 dA A^-1, so the
@@ -109,6 +119,9 @@ class Inv(Op):
 
     def torch(self, t: Any, xs: list[Any], a: NoArgs) -> Any:
         return t.linalg.inv(xs[0])
+
+    def out_strides(self, shapes: list[Shape], strides: list[tuple[int, ...]], a: NoArgs) -> tuple[int, ...] | None:
+        return column_major(shapes[0])  # LAPACK's layout: each matrix column by column
 
     def forward(self, xs: list[Array], a: NoArgs) -> Array:
         return np.linalg.inv(xs[0])
@@ -185,6 +198,10 @@ class Solve(Op):
 
     def torch(self, t: Any, xs: list[Any], a: NoArgs) -> Any:
         return t.linalg.solve(xs[0], xs[1])
+
+    def out_strides(self, shapes: list[Shape], strides: list[tuple[int, ...]], a: NoArgs) -> tuple[int, ...] | None:
+        out = self.shape(shapes, a)  # LAPACK's layout, a batch of vectors included: (2, 5, 3) has strides (15, 1, 5)
+        return column_major(out) if len(out) >= 2 else None
 
     def forward(self, xs: list[Array], a: NoArgs) -> Array:
         A, B = xs

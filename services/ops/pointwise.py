@@ -119,7 +119,14 @@ def _binary(name: str, fwd: Any, dx: Any, dy: Any, numbers: bool = True) -> None
     register(_B)
 
 
-_binary("atan2", np.arctan2, lambda x, y, o: y / (x * x + y * y), lambda x, y, o: -x / (x * x + y * y), numbers=False)
+# torch's backward gives 0 where x and y are both 0 (not 0/0)
+def _over_norm(t: Array, x: Array, y: Array) -> Array:
+    """t / (x*x + y*y), 0 where both x and y are 0 (atan2's derivative as torch's backward gives it)."""
+    d = x * x + y * y
+    return np.where(d == 0, 0, t / np.where(d == 0, 1, d))
+
+
+_binary("atan2", np.arctan2, lambda x, y, o: _over_norm(y, x, y), lambda x, y, o: _over_norm(-x, x, y), numbers=False)
 _binary("hypot", np.hypot, lambda x, y, o: x / o, lambda x, y, o: y / o, numbers=False)
 _binary("copysign", np.copysign, lambda x, y, o: np.where(x == 0, 0, np.sign(x) * np.where(np.signbit(y), -1, 1)),
         lambda x, y, o: np.zeros_like(o))
