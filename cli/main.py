@@ -44,6 +44,7 @@ def run(
     dot: Annotated[Path | None, typer.Option(help="Write the backward graph as Graphviz DOT.")] = None,
     svg: Annotated[Path | None, typer.Option(help="Write the backward graph as SVG.")] = None,
     engines: Annotated[str | None, typer.Option(help="Comma-separated engines, e.g. torch,reference,numeric.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="The default dtype, float32 or float64 (the spec's \"dtype\").")] = None,
     show: Annotated[list[str] | None, typer.Option("--show", help="Print this node's value and grad in full (repeatable).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Print every tensor in full.")] = False,
     fail_on_nonfinite: Annotated[bool, typer.Option("--fail-on-nonfinite", help="Exit 1 when any value or grad is inf/NaN.")] = False,
@@ -60,6 +61,8 @@ def run(
         s = load_spec(spec)
         if engines:
             s = type(s).model_validate({**s.model_dump(exclude_unset=True), "engines": [e.strip() for e in engines.split(",") if e.strip()]})
+        if dtype:
+            s = type(s).model_validate({**s.model_dump(exclude_unset=True), "dtype": dtype})
     except ValidationError as e:
         raise bad_spec(format_validation(e)) from None
     except ValueError as e:  # not valid JSON

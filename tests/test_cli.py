@@ -33,6 +33,24 @@ def test_json_output_is_a_trace_result() -> None:
     assert data["comparison"]["verdict"] == "agree"
 
 
+def test_dtype_comes_from_the_option_or_the_program_s_set_default_dtype(tmp_path: Path) -> None:
+    """`gradtrace run --dtype float64 prog.py`, or `torch.set_default_dtype(torch.float64)` at the program's top:
+    the trace is float64 (a later call that differs from the spec's dtype stays refused)."""
+    body = "torch.manual_seed(0)\nnet = nn.Linear(3, 2)\nx = torch.randn(4, 3)\nloss = net(x).pow(2).sum()\nloss.backward()\n"
+    plain, top, late = tmp_path / "plain.py", tmp_path / "top.py", tmp_path / "late.py"
+    plain.write_text("import torch\nimport torch.nn as nn\n" + body)
+    top.write_text("import torch\nimport torch.nn as nn\ntorch.set_default_dtype(torch.float64)\n" + body)
+    late.write_text("import torch\nimport torch.nn as nn\nx0 = torch.ones(2)\ntorch.set_default_dtype(torch.float64)\n" + body)
+    for args in (["run", "--json", "--dtype", "float64", str(plain)], ["run", "--json", str(top)]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.stdout)
+        assert out["dtype"] == "float64" and out["nodes"]["net.weight"]["dtype"] == "float64"
+    assert json.loads(runner.invoke(app, ["run", "--json", str(plain)]).stdout)["dtype"] == "float32"
+    r = runner.invoke(app, ["run", str(late)])
+    assert r.exit_code == 2 and "set \"dtype\" in the spec" in r.output
+
+
 def test_dot_and_svg_files(tmp_path: Path) -> None:
     dot, svg = tmp_path / "g.dot", tmp_path / "g.svg"
     res = runner.invoke(app, ["run", str(EXAMPLES / "conv_weight_grad.json"), "--dot", str(dot), "--svg", str(svg)])

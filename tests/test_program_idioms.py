@@ -27,6 +27,19 @@ def refused(program: str) -> SpecError:
     return info.value
 
 
+def test_in_place_arithmetic_by_a_tensor_on_a_tensor_needing_no_grad(tmp_path: Path) -> None:
+    """`acc = torch.zeros(4); acc.add_(x[0])` (as `acc += x[0]`) and a buffer's running average under no_grad,
+    `self.running_mean.mul_(0.9).add_(m, alpha=0.1)`: the op, in place, as torch runs it (were refused)."""
+    program = ("import torch\nimport torch.nn as nn\n\n\nclass Norm(nn.Module):\n    def __init__(self, d):\n"
+               "        super().__init__()\n        self.register_buffer('running_mean', torch.zeros(d))\n\n"
+               "    def forward(self, x):\n        m = x.mean(0)\n        with torch.no_grad():\n"
+               "            self.running_mean.mul_(0.9).add_(m, alpha=0.1)\n        return x - m + self.running_mean\n\n\n"
+               "torch.manual_seed(0)\nnorm = Norm(4)\nx = torch.randn(6, 4, requires_grad=True)\nacc = torch.zeros(4)\n"
+               "acc.add_(x[0])\nacc.mul_(x[1])\ny = norm(x)\ny2 = norm(x * 2)\nloss = y.pow(2).sum() + y2.sum() + acc.sum()\n"
+               "loss.backward()\n")
+    check(program, ["x", "acc", "y", "y2", "loss"], tmp_path)
+
+
 # ---- .data: the same numbers, cut from the graph --------------------------------------------------
 
 

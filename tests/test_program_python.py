@@ -758,6 +758,29 @@ def test_what_torch_does_with_objects_gradtrace_keeps_by_name_is_refused(program
     assert needle in str(refused(HEADER + "torch.manual_seed(0)\n" + program))
 
 
+def test_idioms_the_program_reviews_found_refused(tmp_path: Path) -> None:
+    """Ordinary code that was refused: a set_seed's `torch.backends.cudnn.deterministic = True`, `size=` keywords
+    (d2l's `torch.normal(0, 0.01, size=...)`), `assert 0 <= p <= 1`, `F.softmax(x, -1, dtype=torch.float32)` and
+    `sum(dtype=...)`, nn.Linear's reset_parameters copied with nn.init._calculate_fan_in_and_fan_out."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    program = HEADER + ("import math\n\n\nclass MyLinear(nn.Module):\n    def __init__(self, i, o):\n"
+                        "        super().__init__()\n        self.weight = nn.Parameter(torch.empty(o, i))\n"
+                        "        self.bias = nn.Parameter(torch.empty(o))\n        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))\n"
+                        "        fan_in, _ = nn.init._calculate_fan_in_and_fan_out(self.weight)\n"
+                        "        nn.init.uniform_(self.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))\n\n"
+                        "    def forward(self, x):\n        return F.linear(x, self.weight, self.bias)\n\n\n"
+                        "torch.manual_seed(0)\ntorch.backends.cudnn.deterministic = True\ntorch.backends.cudnn.benchmark = False\n"
+                        "p = 0.3\nassert 0 <= p <= 1, 'p out of range'\nlin = MyLinear(4, 3)\n"
+                        "W = torch.normal(0, 0.01, size=(3, 3), requires_grad=True)\nn = torch.randn(size=(2, 4))\n"
+                        "scores = lin(n) @ W\nprobs = F.softmax(scores, dim=-1, dtype=torch.float32)\n"
+                        "total = scores.sum(dtype=torch.float64)\nloss = (probs * torch.arange(3.0)).sum() * p + total\n"
+                        "loss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree" and t.result.nodes["total"].dtype == "float64"
+    same_as_torch(t, in_torch(program, tmp_path), ["lin", "W", "n", "probs", "total", "loss"])
+
+
 def test_an_init_function_returns_the_tensor_it_fills(tmp_path: Path) -> None:
     """`nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))` and `w = nn.init.normal_(torch.empty(3, 2))`: torch's
     init functions return the tensor they fill, named by the statement (was a second, all-zero tensor: wrong numbers)."""

@@ -19,6 +19,8 @@ __all__ = ["Limits", "compile_spec"]
 def compile_spec(spec: TraceSpec, limits: Limits | None = None) -> Graph:
     """Compile a validated spec into a Graph, or raise SpecError naming the field, node and line."""
     limits = limits or Limits()
+    if spec.program is not None and "dtype" not in spec.model_fields_set and (dtype := program_dtype(spec.program)):
+        spec = spec.model_copy(update={"dtype": dtype})  # `torch.set_default_dtype(torch.float64)` at the top
     builder = GraphBuilder(limits)
     builder.default_dtype = spec.dtype
     streams: list[Stream] = []
@@ -88,3 +90,35 @@ def _expr(op: str, inputs: list[str | float], args: dict[str, object]) -> str:
     if args:
         parts += [f"{k}={v!r}" for k, v in args.items()]
     return f"{op}({', '.join(parts)})"
+
+
+DTYPE_NAMES = {"float64": "float64", "double": "float64", "float32": "float32", "float": "float32"}
+
+
+def program_dtype(program: str) -> str | None:
+    """The dtype a program sets with `torch.set_default_dtype(torch.float64)` before it makes anything (only imports,
+    definitions, constants and seeds come first), as the spec's dtype would; None otherwise (a later call is refused
+    where it differs from the spec's)."""
+    import ast
+
+    if "set_default_dtype" not in program:
+        return None
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None  # the compiler reports it
+    for stmt in tree.body:
+        call = stmt.value if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) else None
+        f = call.func if call is not None else None
+        if (isinstance(f, ast.Attribute) and f.attr == "set_default_dtype" and isinstance(f.value, ast.Name)
+                and f.value.id == "torch" and len(call.args) == 1 and isinstance(call.args[0], ast.Attribute)  # type: ignore[union-attr]
+                and isinstance(call.args[0].value, ast.Name) and call.args[0].value.id == "torch"):  # type: ignore[union-attr]
+            return DTYPE_NAMES.get(call.args[0].attr)  # type: ignore[union-attr]
+        harmless = isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)) or (
+            isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)) or (
+            isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant)) or (
+            isinstance(f, ast.Attribute) and f.attr in ("manual_seed", "seed"))
+        if not harmless:
+            return None
+    return None
+

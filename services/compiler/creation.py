@@ -63,6 +63,11 @@ class TensorCreation(ExpressionCompiler):
         """torch.tensor / rand / zeros / ... as a leaf, or written into an existing leaf (`into`); `legacy`:
         torch.Tensor([...]), always of the default float dtype; `dtype`: the one without dtype= (x.new_zeros: x's)."""
         kw = {k.arg: k.value for k in node.keywords}
+        args = list(node.args)
+        if fn == "normal" and not args and {"mean", "std"} <= set(kw):  # torch.normal(mean=0.0, std=0.01, size=(8, 3))
+            args = [kw.pop("mean"), kw.pop("std")]
+        if "size" in kw and not fn.endswith("_like"):  # torch.randn(size=(2, 3)), d2l's torch.normal(0, 0.01, size=...)
+            args.insert(0, kw.pop("size")) if fn == "full" else args.append(kw.pop("size"))
         unknown = set(kw) - CREATOR_KWARGS
         if unknown:
             raise self.err(node, f"torch.{fn}: unsupported argument(s) {sorted(unknown)}")
@@ -73,7 +78,6 @@ class TensorCreation(ExpressionCompiler):
                                  + (f" (torch.bool: {', '.join(sorted(BOOL_CREATORS))})" if isinstance(dt, DType) else ""))
         dtype = dt.name if dt is not None else dtype
         rg = bool(self.const(kw["requires_grad"])) if "requires_grad" in kw else False
-        args = list(node.args)
         known: tuple[float, float] | None = None
         value: np.ndarray | None = None
         event_args: list[Any] = []

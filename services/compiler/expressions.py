@@ -401,8 +401,16 @@ class ExpressionCompiler:
         return v
 
     def compare(self, node: ast.Compare) -> Value:
-        if len(node.ops) != 1:
-            raise self.err(node, "chained comparisons are not supported: compare two values at a time")
+        if len(node.ops) != 1:  # `0 <= p <= 1` of constants: each pair in turn, as Python does (tensors: refused,
+            left = node.left    # torch's `and` of tensors would need their values)
+            for op, right in zip(node.ops, node.comparators, strict=True):
+                v = self.compare(ast.copy_location(ast.Compare(left=left, ops=[op], comparators=[right]), node))
+                if isinstance(v, T):
+                    raise self.err(node, "chained comparisons of tensors are not supported: compare two values at a time")
+                if not v:
+                    return v
+                left = right
+            return v
         if isinstance(node.ops[0], (ast.Is, ast.IsNot, ast.In, ast.NotIn)):
             a, b = self.expr(node.left), self.expr(node.comparators[0])
             if isinstance(node.ops[0], (ast.In, ast.NotIn)):
@@ -652,6 +660,10 @@ class ExpressionCompiler:
                 missing = [op.tensors[i] for i, b in enumerate(bound) if b is None]
                 raise self.err(call, f"{op.name}: tensor argument(s) {missing} missing (gradtrace needs them in order)")
             tensors = bound
+        if "dtype" in args and "dtype" not in op.Args.model_fields and op.name in CAST_FIRST and tensors:
+            want = args.pop("dtype")  # F.softmax(x, -1, dtype=torch.float32): torch casts the input first
+            if want is not None and isinstance(tensors[0], T) and want != self.dtype_of(tensors[0]):
+                tensors[0] = self.emit("to", [tensors[0]], {"dtype": want}, call, name=self.temp())
         return self.emit(op.name, tensors, args, call, name=out)
 
     def tensor_arg(self, node: Any, op: Op, param: str) -> Any:
@@ -660,6 +672,10 @@ class ExpressionCompiler:
         if v is None or isinstance(v, T) or is_number(v):
             return v
         raise self.err(node, f"{op.name}: '{param}' must be a tensor, not {_kind(v)}")
+
+
+CAST_FIRST = frozenset({"softmax", "log_softmax", "sum", "mean", "cumsum", "cumprod", "prod"})
+"""Ops whose `dtype=` casts the input before they run (torch's softmax(x, dim, dtype=...), sum(dtype=...))."""
 
 
 class _Given:

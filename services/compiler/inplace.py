@@ -37,7 +37,7 @@ class InPlace(TensorCreation):
         for `y += 1`); refused where torch refuses it, and on a view. `op`: a function's op called with the tensor
         first (`F.leaky_relu(h, 0.2, inplace=True)`)."""
         var = self.src(node.args[0] if op is not None else node.func.value)[:40]  # type: ignore[attr-defined]
-        if t.name in self.builder.leaves and (self.no_grad or self.via_data):
+        if t.name in self.builder.leaves and self.builder.grad[t.name] and (self.no_grad or self.via_data):
             raise self.err(node, f"in-place .{m}() on the leaf '{var}' under torch.no_grad() or through .data is not traced "
                                  "(fill_, zero_, add_, mul_, div_, clamp_, uniform_, normal_ and `-=` by a number are)")
         self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node)

@@ -13,6 +13,7 @@ indexing; `.backward()` on any expression; print, retain_grad, optimizers' zero_
 from __future__ import annotations
 
 import ast
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -270,6 +271,9 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             else:
                 self.begin(ids[0], value, names)
                 self.unpack(target, self.expr(value), stmt)
+        elif isinstance(target, ast.Attribute) and (self.dotted(target) or "").startswith("torch.backends."):
+            pass  # `torch.backends.cudnn.deterministic = True` in a set_seed(): which kernels a GPU runs (a job on the
+            # GPU runs with TF32 off, the result's notes say so); nothing to trace
         elif isinstance(target, ast.Attribute):
             self.attribute_write(target, value, stmt)
         elif isinstance(target, ast.Subscript) and (isinstance(target.value, ast.Subscript) or
@@ -423,7 +427,9 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
         if path == "torch.set_default_dtype":
             d = self.const(call.args[0]) if call.args else None
             if not isinstance(d, DType) or d.name != self.dtype:
-                raise self.err(call, f"the spec's dtype is the default dtype ({self.dtype}): set \"dtype\" in the spec instead")
+                raise self.err(call, f"the spec's dtype is the default dtype ({self.dtype}): call torch.set_default_dtype "
+                                     "before the program makes anything, or set \"dtype\" in the spec (gradtrace run "
+                                     "--dtype float64)")
             return
         if path is not None and path.startswith("nn.init."):
             self.nn_init(path[8:], call)
@@ -618,6 +624,24 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             return self.apply(self.functions[fn], node)
         raise self.err(node, f"unknown function '{fn}'")
 
+    def fans(self, fn: str, node: ast.Call) -> Value:
+        """torch's nn.init._calculate_fan_in_and_fan_out(w) -> (fan_in, fan_out), _calculate_correct_fan(w, mode),
+        from w's shape (dims 0 and 1 times the receptive field)."""
+        if not node.args:
+            raise self.err(node, f"nn.init.{fn} takes a tensor")
+        shape = self.shape(self.tensor(node.args[0]))
+        if len(shape) < 2:
+            raise self.err(node, "Fan in and fan out can not be computed for tensor with fewer than 2 dimensions")
+        field = math.prod(shape[2:])
+        fan_in, fan_out = shape[1] * field, shape[0] * field
+        if fn == "_calculate_fan_in_and_fan_out":
+            return (fan_in, fan_out)
+        mode = self.const(node.args[1]) if len(node.args) > 1 else next(
+            (self.const(k.value) for k in node.keywords if k.arg == "mode"), None)
+        if mode not in ("fan_in", "fan_out"):
+            raise self.err(node, f"Mode {mode} not supported, please use one of fan_in, fan_out")
+        return fan_in if mode == "fan_in" else fan_out
+
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
@@ -625,6 +649,8 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             return self.arrange(path.rsplit(".", 1)[1], node)
         if (v := self.function_form(path, node)) is not NotImplemented:
             return v  # F.normalize, F.relu6, g = F.relu_(h), torch.unbind(x, 1), ...
+        if path in ("nn.init._calculate_fan_in_and_fan_out", "nn.init._calculate_correct_fan"):
+            return self.fans(path.rsplit(".", 1)[1], node)  # nn.Linear.reset_parameters copied into a module
         if path.startswith("nn.init."):  # in an expression (a lambda's body): the tensor, as torch returns it
             return self.nn_init(path[8:], node)  # the tensor it filled (`nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))`)
         if path in ("torch.cuda.is_available", "torch.backends.mps.is_available"):

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from services.compiler.arranging import METHODS as ARRANGING_METHODS
+from services.compiler.bindings import is_number_literal
 from services.compiler.creation import INPLACE_INIT
 from services.compiler.expressions import CASTS, ExpressionCompiler
 from services.compiler.values import DType, T, Value
@@ -64,6 +65,10 @@ class TensorMethods(ExpressionCompiler):
             return t
         if m == "retain_grad":
             return None
+        arithmetic = m in ("add_", "sub_", "mul_", "div_") and not self.builder.grad[t.name] and not all(
+            is_number_literal(a) for a in [*node.args, *(k.value for k in node.keywords)])
+        if arithmetic:  # `acc = torch.zeros(4); acc.add_(x[0])`, a buffer's `running_mean.mul_(0.9).add_(m)`: as `+=`
+            return self.in_place_method(t, m, node)
         if m == "copy_" or m in INPLACE_INIT and (t.name in self.builder.leaves or m[:-1] not in self.methods):
             if t.name in self.builder.leaves and self.builder.grad[t.name] and not (self.no_grad or self.via_data):
                 var = self.src(node.func.value)[:40]  # type: ignore[attr-defined]
