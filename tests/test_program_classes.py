@@ -491,6 +491,26 @@ def test_a_resnet_as_its_popular_repository_writes_it(tmp_path: Path) -> None:
     assert not any(k.startswith("net.basicblock") for k in nodes)
 
 
+def test_load_state_dict_of_another_module_as_the_dqn_tutorial(tmp_path: Path) -> None:
+    """PyTorch's DQN tutorial: `target_net.load_state_dict(policy_net.state_dict())`, the target's values under no_grad,
+    the Huber loss of the policy's Q values: each target parameter takes the policy's values (was refused)."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\n\nclass DQN(nn.Module):\n"
+               "    def __init__(self, n_observations, n_actions):\n        super().__init__()\n"
+               "        self.layer1 = nn.Linear(n_observations, 16)\n        self.layer2 = nn.Linear(16, 16)\n"
+               "        self.layer3 = nn.Linear(16, n_actions)\n\n    def forward(self, x):\n        x = F.relu(self.layer1(x))\n"
+               "        x = F.relu(self.layer2(x))\n        return self.layer3(x)\n\n\ntorch.manual_seed(0)\n"
+               "policy_net = DQN(4, 2)\ntarget_net = DQN(4, 2)\ntarget_net.load_state_dict(policy_net.state_dict())\n"
+               "state = torch.randn(5, 4)\naction = torch.tensor([[0], [1], [1], [0], [1]])\nreward = torch.randn(5)\n"
+               "next_state = torch.randn(5, 4)\nstate_action_values = policy_net(state).gather(1, action)\n"
+               "with torch.no_grad():\n    next_state_values = target_net(next_state).max(1).values\n"
+               "expected = next_state_values * 0.99 + reward\ncriterion = nn.SmoothL1Loss()\n"
+               "loss = criterion(state_action_values, expected.unsqueeze(1))\nloss.backward()\n")
+    check(program, ["policy_net", "target_net", "state_action_values", "next_state_values", "loss"], tmp_path)
+    for bad, needle in (("target_net.load_state_dict(torch.load('w.pt'))", "another module's state_dict()"),
+                        ("target_net.load_state_dict(nn.Linear(4, 2).state_dict())", "Missing key(s): layer1.weight")):
+        assert needle in str(refused(program.replace("target_net.load_state_dict(policy_net.state_dict())", bad)))
+
+
 def test_loops_over_enumerate_and_zip_of_parameters(tmp_path: Path) -> None:
     """`enumerate(model.named_parameters())` and `zip(a.parameters(), b.parameters())` at the top level (each call
     evaluated once, before the loop, as Python does): an init of every other tensor, a penalty between two models."""

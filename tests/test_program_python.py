@@ -781,6 +781,23 @@ def test_idioms_the_program_reviews_found_refused(tmp_path: Path) -> None:
     same_as_torch(t, in_torch(program, tmp_path), ["lin", "W", "n", "probs", "total", "loss"])
 
 
+def test_where_and_outer_promote_int64_as_torch(tmp_path: Path) -> None:
+    """BERT's `labels = torch.where(mask, tokens, -100)` (int64 stays int64), where of an int64 and a float tensor
+    (float), Llama's RoPE `torch.outer(torch.arange(T), freqs)` (int64 times float: float). Were refused as int64."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    program = HEADER + ("torch.manual_seed(0)\nlogits = torch.randn(6, 5, requires_grad=True)\n"
+                        "tokens = torch.tensor([1, 2, 3, 4, 0, 2])\nmask = torch.tensor([True, False, True, False, False, True])\n"
+                        "labels = torch.where(mask, tokens, -100)\nw = torch.where(mask, tokens, torch.randn(6))\n"
+                        "freqs = torch.randn(4, requires_grad=True)\nang = torch.outer(torch.arange(6), freqs)\n"
+                        "loss = F.cross_entropy(logits, labels) + (w * logits[:, 0]).sum() + ang.cos().sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    assert (t.result.nodes["labels"].dtype, t.result.nodes["w"].dtype, t.result.nodes["ang"].dtype) == ("int64", "float32", "float32")
+    same_as_torch(t, in_torch(program, tmp_path), ["logits", "w", "freqs", "ang", "loss"])
+    np.testing.assert_array_equal(t.arrays["torch/value/labels"], [1, -100, 3, -100, -100, 2])
+
+
 def test_an_init_function_returns_the_tensor_it_fills(tmp_path: Path) -> None:
     """`nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))` and `w = nn.init.normal_(torch.empty(3, 2))`: torch's
     init functions return the tensor they fill, named by the statement (was a second, all-zero tensor: wrong numbers)."""

@@ -329,6 +329,9 @@ def test_int64_negation_and_bool_masks_compared_with_numbers(tmp_path: Path) -> 
     ("enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), 2)\nenc.eval()\n"
      "x = torch.randn(2, 5, 8)\npad = torch.tensor([[False, False, False, True, True], [False] * 5])\n"
      "with torch.no_grad():\n    y = enc(x, src_key_padding_mask=pad)\n", "nested-tensor fast path"),
+    ("enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), 1)\nenc.requires_grad_(False)\n"
+     "enc.eval()\nx = torch.randn(1, 3, 8)\npad = torch.tensor([[False, False, True]])\n"
+     "y = enc(x, src_key_padding_mask=pad)\n", "a frozen encoder and input"),
 ])
 def test_what_torch_runs_another_way_is_refused(program: str, needle: str) -> None:
     """torch refuses an int64 mask; an eval-mode encoder without gradients and with a padding mask runs torch's fast

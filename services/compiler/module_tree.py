@@ -8,6 +8,7 @@ import ast
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.transformer import parts, synced
 from services.compiler.values import Bound, Instance, ModuleInst, T, UserFunction, Value, receiver
+from services.ir import Event
 
 MODULE_WALKS = ("modules", "named_modules", "children", "named_children")
 """Module methods that list submodules (`for m in self.modules(): if isinstance(m, nn.Conv2d): ...`)."""
@@ -83,6 +84,41 @@ class ModuleTree(ExpressionCompiler):
         for c in {id(c): c for _, c in self.named_children(m)}.values():  # a module set twice on one parent: once
             out += self.submodules(c)
         return [*out, m]
+
+    def load_state(self, m: ModuleInst | Instance, node: ast.Call) -> None:
+        """`target_net.load_state_dict(policy_net.state_dict())` (the DQN tutorial): each parameter takes the other
+        module's values of the same name, as torch copies them (strict: the same names and shapes)."""
+        arg = node.args[0] if len(node.args) == 1 else None
+        if not (isinstance(arg, ast.Call) and isinstance(arg.func, ast.Attribute) and arg.func.attr == "state_dict"
+                and not arg.args and not arg.keywords) or any(k.arg != "strict" for k in node.keywords):
+            raise self.err(node, "load_state_dict takes another module's state_dict() here (a file's or a dict's "
+                                 "values are not traced)")
+        src = self.expr(arg.func.value)
+        if not isinstance(src, (ModuleInst, Instance)):
+            raise self.err(arg, f"state_dict() of {_kind(src)}: a module's is copied")
+        if any(isinstance(sub, ModuleInst) and sub.layer is not None and sub.layer.type.startswith("batch_norm")
+               for sub in [*self.submodules(m), *self.submodules(src)]):
+            raise self.err(node, "load_state_dict of modules with batch norm is not traced (their running statistics "
+                                 "are buffers a forward pass changes)")
+        mine: dict[str, str] = {}
+        theirs: dict[str, str] = {}
+        self.collect_parameters(m, "", mine)
+        self.collect_parameters(src, "", theirs)
+        by_name = {name: leaf for leaf, name in theirs.items()}
+        missing = [name for name in mine.values() if name not in by_name]
+        unexpected = sorted(set(by_name) - set(mine.values()))
+        if missing or unexpected:
+            raise self.err(node, "Error(s) in loading state_dict: " + "; ".join(
+                ([f"Missing key(s): {', '.join(missing[:5])}"] if missing else [])
+                + ([f"Unexpected key(s): {', '.join(unexpected[:5])}"] if unexpected else [])))
+        for leaf, name in mine.items():
+            source = by_name[name]
+            if self.shape(T(source)) != self.shape(T(leaf)):
+                raise self.err(node, f"size mismatch for {name}: copying a param with shape {list(self.shape(T(source)))}, "
+                                     f"the shape in the current model is {list(self.shape(T(leaf)))}")
+            if source != leaf:
+                self.written(T(leaf), node)  # type: ignore[attr-defined]
+                self.stream.events.append(Event("assign", leaf, {"source": source}))  # type: ignore[attr-defined]
 
     def collect_parameters(self, v: Value, prefix: str, found: dict[str, str], recurse: bool = True) -> None:
         if isinstance(v, ModuleInst):

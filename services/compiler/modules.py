@@ -343,9 +343,10 @@ class ModuleCalls(ExpressionCompiler):
             masks.is_causal = bool(hint)
             options[key] = masks
         if m.layer.type == "transformer_encoder" and options["masks"].key_padding_mask and self.nested_fast_path(m, xs[0]):  # type: ignore[union-attr]
-            raise self.err(node, "nn.TransformerEncoder in eval mode under torch.no_grad() with src_key_padding_mask runs "
-                                 "torch's nested-tensor fast path (its padded positions come out 0), which gradtrace does "
-                                 "not trace: trace it with gradients, or pass enable_nested_tensor=False")
+            raise self.err(node, "nn.TransformerEncoder in eval mode with src_key_padding_mask and nothing requiring grad "
+                                 "(torch.no_grad(), or a frozen encoder and input) runs torch's nested-tensor fast path "
+                                 "(its padded positions come out 0), which gradtrace does not trace: trace it with "
+                                 "gradients, or pass enable_nested_tensor=False")
         norm = m.children[0] if m.children else None
         out = self.fresh(f"{m.path}.out") if norm is not None else self.name_for(node)
         call = Call(m.cfg, self.synced_params(m, node), [x.name for x in xs], out, m.path, m.training)  # type: ignore[arg-type]
@@ -356,10 +357,12 @@ class ModuleCalls(ExpressionCompiler):
         return T(y)
 
     def nested_fast_path(self, m: ModuleInst, x: T) -> bool:
-        """Whether torch's TransformerEncoder would take its nested-tensor fast path (eval, no grad, batch_first
-        3-d input, a layer the fast path takes, enable_nested_tensor not turned off)."""
-        c = m.cfg
-        return (not m.training and not self.builder.grad_enabled and c.batch_first and len(self.shape(x)) == 3
+        """Whether torch's TransformerEncoder would take its nested-tensor fast path (eval, no grad - under
+        no_grad, or nothing it takes requires grad: a frozen encoder -, batch_first 3-d input, a layer the fast path
+        takes, enable_nested_tensor not turned off)."""
+        c, grad = m.cfg, self.builder.grad
+        no_grad = not self.builder.grad_enabled or not (grad[x.name] or any(grad[p] for p in m.params.values()))
+        return (not m.training and no_grad and c.batch_first and len(self.shape(x)) == 3
                 and c.enable_nested_tensor and not c.norm_first and c.bias and c.nhead % 2 == 0)
 
     def named_args(self, node: ast.Call, names: tuple[str, ...], what: str, required: int) -> dict[str, ast.expr]:

@@ -442,7 +442,8 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             writes = f.attr in {"copy_"} | INPLACE_INIT
             self.via_data = writes and without_data(f.value) is not f.value  # `w.data.fill_(1)`: torch allows it always
             base = self.expr(without_data(f.value) if writes else f.value)
-            if isinstance(base, Untraced) or (isinstance(base, (ModuleInst, Instance)) and f.attr in ("zero_grad", "train", "eval")):
+            if isinstance(base, Untraced) or (isinstance(base, (ModuleInst, Instance)) and f.attr in (
+                    "zero_grad", "train", "eval", "load_state_dict")):
                 self.method_statement(base, f.attr, call)
                 return
             if isinstance(base, Instance):
@@ -510,6 +511,8 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
         if isinstance(base, (ModuleInst, Instance)):
             if method in ("train", "eval"):
                 base.set_training(self.training_flag(method, call))
+            elif method == "load_state_dict":
+                self.load_state(base, call)
             return
         if method == "zero_grad":
             return

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from services.errors import ShapeError
-from services.ops.base import Array, Op, Shape, broadcast, register, unbroadcast
+from services.ops.base import Array, Op, Shape, broadcast, promoted, register, unbroadcast
 
 
 def no_bool(op: Op, dtypes: list[str]) -> str:
@@ -106,6 +106,7 @@ class Where(Op):
     holds and to other elsewhere (torch's WhereBackward0)."""
 
     pointwise = True
+    any_dtype = True
 
     name = "where"
     tensors = ("condition", "input", "other")
@@ -121,18 +122,13 @@ class Where(Op):
         if cond != "bool":
             got = "a number" if cond == "scalar" else f"a {cond} tensor"
             raise ShapeError(f"where: condition must be a bool tensor, got {got}; compare first, e.g. x > 0")
-        if "bool" in values:
-            raise ShapeError("where: input and other must be float tensors or numbers, got a bool tensor")
-        return super().dtype(values)
+        return promoted(self, values, [v if v == "scalar" else "t" for v in values])
 
     def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
-        """`torch.where(mask, 1.0, 0.0)`: two numbers give torch's default dtype (the spec's), int64 for two ints,
-        bool for two bools."""
-        if dtypes[1] == dtypes[2] == "scalar":
-            self.dtype(dtypes)  # the condition's check
-            kinds = {type(v) for v in inputs[1:]}
-            return default if float in kinds else "int64" if int in kinds else "bool"
-        return self.dtype(dtypes)
+        """torch's promotion of input and other (`torch.where(mask, tokens, -100)` of int64 labels stays int64, an
+        int64 tensor with a float one is float, `torch.where(mask, 1.0, 0.0)` the default float dtype, two bools bool)."""
+        self.dtype(dtypes)  # the condition's check
+        return promoted(self, dtypes[1:], inputs[1:], default=default)
 
     def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
         return t.where(xs[0], xs[1], xs[2])

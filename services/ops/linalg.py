@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from services.errors import ShapeError
-from services.ops.base import Array, Op, Shape, broadcast, register, unbroadcast
+from services.ops.base import Array, Op, Shape, broadcast, promoted, register, unbroadcast
 
 
 def matmul_shape(a: Shape, b: Shape) -> Shape:
@@ -130,6 +130,12 @@ class Outer(Op):
     tensors = ("input", "vec2")
     functions = ("torch.outer", "torch.ger")
     methods = ("outer", "ger")
+    any_dtype = True  # torch promotes: Llama's `torch.outer(torch.arange(T), freqs)` is float
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if "bool" in dtypes:
+            raise ShapeError("outer of a bool tensor is not supported: cast it first (.float())")
+        return promoted(self, dtypes, ["t", "t"])
 
     def shape(self, shapes: list[Shape], a: Any) -> Shape:
         x, y = shapes
@@ -145,4 +151,4 @@ class Outer(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
         x, y = xs
-        return [(g @ y.astype(g.dtype)).astype(x.dtype), (g.T @ x.astype(g.dtype)).astype(y.dtype)]
+        return [(g @ y.astype(g.dtype)).astype(g.dtype), (g.T @ x.astype(g.dtype)).astype(g.dtype)]
