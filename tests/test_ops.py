@@ -265,6 +265,7 @@ for op in ("softmax", "log_softmax"):
 for sa, sb in [((4,), (4,)), ((4,), (4, 3)), ((2, 4), (4,)), ((2, 4), (4, 3)), ((2, 1, 3, 4), (5, 4, 2)),
                ((3, 2, 4), (3, 4, 5)), ((4,), (2, 4, 3)), ((2, 3, 4), (4,)), ((1, 3, 4), (2, 4, 2))]:
     case(f"matmul-{list(sa)}@{list(sb)}", {"a": normal(*sa, seed=20), "b": normal(*sb, seed=21)}, N("y", "matmul", "a", "b"))
+case("bmm", {"a": normal(2, 3, 4, seed=20), "b": normal(2, 4, 5, seed=21)}, N("y", "bmm", "a", "b"))
 case("matmul-x@x.T", {"a": normal(3, 3, seed=22)}, N("t", "transpose", "a", dim0=0, dim1=1), N("y", "matmul", "a", "t"))
 LIN = {"w": normal(5, 4, seed=23), "b": normal(5, seed=24)}
 case("linear", {"x": normal(3, 4, seed=25), **LIN}, N("y", "linear", "x", "w", "b"))

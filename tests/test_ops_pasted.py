@@ -93,11 +93,7 @@ def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, A
     ({"p": normal(3), "y": normal(4)}, [N("L", "mse_loss", "p", "y")], "do not broadcast"),
     ({"p": normal(3), "y": normal(4)}, [N("L", "dot", "p", "y")], "1D tensors of one size"),
     ({"p": normal(3, 2)}, [N("L", "repeat", "p", sizes=[2])], "at least 2 non-negative sizes"),
-    # torch refuses values outside [0, 1] at run time: a spec that would fail there is refused at compile time
-    ({"z": normal(3), "y": uniform(3, low=0, high=1)}, [N("L", "binary_cross_entropy", "z", "y")],
-     "input should be between 0 and 1 (gradtrace cannot tell"),
-    ({"z": normal(3), "y": uniform(3, low=0, high=1)}, [N("p", "sigmoid", "z"), N("L", "binary_cross_entropy", "y", "p"),
-                                                         N("M", "binary_cross_entropy", "p", "z")], "target should be between 0 and 1"),
+    # (values outside [0, 1] that only the run knows of fail there, with torch's message: tests/test_program_python.py)
     ({"p": given([0.5, 1.5]), "y": given([0.0, 1.0])}, [N("L", "binary_cross_entropy", "p", "y")], "they are in [0.5, 1.5]"),
     ({"p": uniform(3, low=0, high=1), "t": given([0, 1, 1], dtype="int64")}, [N("L", "binary_cross_entropy", "p", "t")],
      "cast with .float()"),

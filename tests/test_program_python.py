@@ -798,6 +798,24 @@ def test_where_and_outer_promote_int64_as_torch(tmp_path: Path) -> None:
     np.testing.assert_array_equal(t.arrays["torch/value/labels"], [1, -100, 3, -100, -100, 2])
 
 
+def test_bce_of_values_only_the_run_knows_is_torch_s_to_decide(tmp_path: Path) -> None:
+    """F.binary_cross_entropy of `torch.clamp(torch.sigmoid(z), 1e-7, 1 - 1e-7)` against a smoothed `y * 0.9 + 0.05`
+    (GAN and label-smoothing code): traced (was refused: "gradtrace cannot tell"); values outside [0, 1] fail at run
+    time with torch's message, as torch does; a range known to be outside is refused before."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    program = HEADER + ("torch.manual_seed(0)\nz = torch.randn(6, requires_grad=True)\ny = (torch.rand(6) > 0.5).float()\n"
+                        "p = torch.clamp(torch.sigmoid(z), 1e-7, 1 - 1e-7)\nloss = F.binary_cross_entropy(p, y * 0.9 + 0.05) "
+                        "+ nn.BCELoss()(1 - torch.sigmoid(z), 1 - y)\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["z", "p", "loss"])
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        traced(program.replace("torch.clamp(torch.sigmoid(z), 1e-7, 1 - 1e-7)", "z * 3"))
+    assert "they are in [0.5, 2]" in str(refused(
+        HEADER + "x = torch.tensor([0.5, 2.0], requires_grad=True)\ny = F.binary_cross_entropy(x, torch.ones(2))\n"))
+
+
 def test_an_init_function_returns_the_tensor_it_fills(tmp_path: Path) -> None:
     """`nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))` and `w = nn.init.normal_(torch.empty(3, 2))`: torch's
     init functions return the tensor they fill, named by the statement (was a second, all-zero tensor: wrong numbers)."""

@@ -32,8 +32,8 @@ class Matmul(Op):
     name = "matmul"
     same_dtype = True
     tensors = ("input", "other")
-    functions = ("torch.matmul", "torch.mm", "torch.bmm", "torch.mv")
-    methods = ("matmul", "mm", "bmm", "mv")
+    functions = ("torch.matmul", "torch.mm", "torch.mv")
+    methods = ("matmul", "mm", "mv")
 
     def shape(self, shapes: list[Shape], a: Any) -> Shape:
         return matmul_shape(shapes[0], shapes[1])
@@ -56,6 +56,30 @@ class Matmul(Op):
         gx = unbroadcast(g2 @ np.swapaxes(y2, -1, -2), x2.shape)
         gy = unbroadcast(np.swapaxes(x2, -1, -2) @ g2, y2.shape)
         return [gx.reshape(x.shape), gy.reshape(y.shape)]
+
+
+@register
+class Bmm(Matmul):
+    """torch.bmm(a, b): (B, n, m) @ (B, m, p), one batch size (no broadcasting), BmmBackward0 as torch records it
+    (matmul of the same tensors records UnsafeViewBackward0)."""
+
+    name = "bmm"
+    functions = ("torch.bmm",)
+    methods = ("bmm",)
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        x, y = shapes
+        if len(x) != 3:
+            raise ShapeError(f"bmm: batch1 must be a 3D tensor, got {list(x)}")
+        if len(y) != 3:
+            raise ShapeError(f"bmm: batch2 must be a 3D tensor, got {list(y)}")
+        if x[0] != y[0] or x[2] != y[1]:
+            raise ShapeError(f"bmm: expected size for first two dimensions of batch2 tensor to be: [{x[0]}, {x[2]}] "
+                             f"but got: [{y[0]}, {y[1]}]")
+        return (x[0], x[1], y[2])
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return t.bmm(xs[0], xs[1])
 
 
 @register

@@ -304,10 +304,10 @@ class BinaryCrossEntropy(BinaryLoss):
             return
         for k, what, hint in ((0, "input", "give it torch.sigmoid(...) or softmax's output, or use "
                                "binary_cross_entropy_with_logits"), (1, "target", "labels 0 and 1, or probabilities")):
-            r = ranges[k]
-            if r is None or not (0 <= r[0] and r[1] <= 1):  # torch refuses both at run time
-                where = f"they are in [{r[0]:g}, {r[1]:g}]" if r is not None else "gradtrace cannot tell they are before the run"
-                raise ShapeError(f"binary_cross_entropy: all elements of {what} should be between 0 and 1 ({where}): {hint}")
+            r = ranges[k]  # torch refuses values outside [0, 1] at run time: refused now where they are known to be,
+            if r is not None and not (0 <= r[0] and r[1] <= 1):  # else (clamp(sigmoid(z), eps, 1 - eps), 1 - y, ...)
+                raise ShapeError(f"binary_cross_entropy: all elements of {what} should be between 0 and 1 (they are "
+                                 f"in [{r[0]:g}, {r[1]:g}]): {hint}")  # torch's run decides, as it does
 
     @staticmethod
     def _logs(x: Array) -> tuple[Array, Array]:
@@ -315,7 +315,7 @@ class BinaryCrossEntropy(BinaryLoss):
             return np.maximum(np.log(x), -100), np.maximum(np.log1p(-x), -100)
 
     def forward(self, xs: list[Array], a: LossArgs) -> Array:
-        x, t = xs  # within [0, 1]: check_ranges made sure (finite differences may step just outside: NaN there)
+        x, t = xs  # within [0, 1] (torch's engine runs first and fails otherwise; finite differences may step just outside: NaN there)
         log_x, log_1mx = self._logs(x)
         return _reduce(-(t * log_x + (1 - t) * log_1mx), a.reduction)
 
