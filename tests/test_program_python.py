@@ -816,6 +816,25 @@ def test_bce_of_values_only_the_run_knows_is_torch_s_to_decide(tmp_path: Path) -
         HEADER + "x = torch.tensor([0.5, 2.0], requires_grad=True)\ny = F.binary_cross_entropy(x, torch.ones(2))\n"))
 
 
+def test_legacy_constructors_of_sizes_then_an_init(tmp_path: Path) -> None:
+    """pygcn's GraphConvolution: `Parameter(torch.FloatTensor(in, out))`, then `.data.uniform_(-stdv, stdv)` (and
+    torch.DoubleTensor, torch.LongTensor of a list): uninitialised memory, as torch.empty, filled as torch fills it."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    program = HEADER + ("import math\nfrom torch.nn.parameter import Parameter\n\n\nclass GraphConvolution(nn.Module):\n"
+                        "    def __init__(self, in_features, out_features):\n        super().__init__()\n"
+                        "        self.weight = Parameter(torch.FloatTensor(in_features, out_features))\n"
+                        "        self.bias = Parameter(torch.FloatTensor(out_features))\n"
+                        "        stdv = 1. / math.sqrt(self.weight.size(1))\n        self.weight.data.uniform_(-stdv, stdv)\n"
+                        "        self.bias.data.uniform_(-stdv, stdv)\n\n    def forward(self, x, adj):\n"
+                        "        return torch.spmm(adj, torch.mm(x, self.weight)) + self.bias\n\n\n"
+                        "torch.manual_seed(0)\ngc = GraphConvolution(3, 2)\nadj = torch.eye(4)\nx = torch.randn(4, 3)\n"
+                        "idx = torch.LongTensor([0, 2])\nloss = gc(x, adj)[idx].sum()\nloss.backward()\n")
+    t = traced(program.replace("torch.spmm", "torch.mm"))
+    assert t.result.comparison.verdict == "agree" and t.result.nodes["idx"].dtype == "int64"
+    same_as_torch(t, in_torch(program.replace("torch.spmm", "torch.mm"), tmp_path), ["gc", "loss"])
+
+
 def test_an_init_function_returns_the_tensor_it_fills(tmp_path: Path) -> None:
     """`nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))` and `w = nn.init.normal_(torch.empty(3, 2))`: torch's
     init functions return the tensor they fill, named by the statement (was a second, all-zero tensor: wrong numbers)."""

@@ -82,8 +82,6 @@ class TensorCreation(ExpressionCompiler):
         value: np.ndarray | None = None
         event_args: list[Any] = []
         if fn == "tensor":
-            if legacy and (len(args) != 1 or not isinstance(self.const(args[0]), list)):
-                raise self.err(node, "torch.Tensor takes a list here (torch.Tensor(2, 3) is uninitialised memory: use torch.zeros)")
             if len(args) != 1:
                 raise self.err(node, "torch.tensor takes one value")
             data = self.const(args[0])

@@ -88,6 +88,11 @@ class ProgramResult:
     """The program's own torch.Generators' draws, each a stream of its own."""
 
 
+LEGACY_CONSTRUCTORS = {"torch.Tensor": None, "torch.FloatTensor": "float32", "torch.DoubleTensor": "float64",
+                       "torch.LongTensor": "int64"}
+"""torch's legacy tensor constructors and their dtypes (None: the default dtype): a list's values, or sizes."""
+
+
 class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
                       TorchFunctions, Arranging):
     """Walks the statements; each method handles one whitelisted form."""
@@ -505,7 +510,7 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
         while isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr in RETURNS_SELF:
             e = e.func.value
         path = self.dotted(e.func) if isinstance(e, ast.Call) else None
-        return path is not None and (path.removeprefix("torch.") in CREATORS or path in ("torch.Tensor", "nn.Parameter"))
+        return path is not None and (path.removeprefix("torch.") in CREATORS or path in LEGACY_CONSTRUCTORS or path == "nn.Parameter")
 
     def method_statement(self, base: ModuleInst | Instance | Untraced, method: str, call: ast.Call) -> None:
         if isinstance(base, (ModuleInst, Instance)):
@@ -660,8 +665,11 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             return False  # the spec's device decides where a job runs; the program's own choice is always the CPU
         if path == "torch.device":  # `device = torch.device("cpu")`: the spec's device decides, `.to(device)` keeps it
             return str(self.const(node.args[0])) if node.args else "cpu"
-        if path == "torch.Tensor":  # the legacy constructor (micrograd's lecture): floats of the default dtype
-            return self.create("tensor", node, self.name_for(node), legacy=True)
+        if path in LEGACY_CONSTRUCTORS:  # torch.Tensor([...]) (micrograd's lecture), torch.FloatTensor(n, m) (GCN code)
+            dtype = LEGACY_CONSTRUCTORS[path] or self.dtype
+            if len(node.args) == 1 and isinstance(self.const(node.args[0]), list):
+                return self.create("tensor", node, self.name_for(node), legacy=True, dtype=dtype)
+            return self.create("empty", node, self.name_for(node), dtype=dtype)  # sizes: uninitialised, as torch.empty
         if path in ("F.softmax", "F.log_softmax") and len(node.args) == 1 and not any(k.arg == "dim" for k in node.keywords):
             return self.implicit_softmax(path, node)
         inplace_keyword(node, path)
