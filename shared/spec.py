@@ -309,7 +309,7 @@ class BatchNormLayer(_Layer):
     type: Literal["batch_norm1d", "batch_norm2d"]
     num_features: int = Field(ge=1)
     eps: float = Field(1e-5, gt=0)
-    momentum: float = Field(0.1, ge=0.0, le=1.0)
+    momentum: float | None = Field(0.1, ge=0.0, le=1.0, description="None: the cumulative average (1/k at call k)")
     affine: bool = True
     track_running_stats: bool = True
     weights: Weights = None

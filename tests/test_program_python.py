@@ -835,6 +835,20 @@ def test_legacy_constructors_of_sizes_then_an_init(tmp_path: Path) -> None:
     same_as_torch(t, in_torch(program.replace("torch.spmm", "torch.mm"), tmp_path), ["gc", "loss"])
 
 
+def test_batch_norm_cumulative_average_and_reading_its_buffers(tmp_path: Path) -> None:
+    """nn.BatchNorm1d(momentum=None) (the cumulative average: 1/k at the k-th training call) and `bn.running_mean`
+    read in the program (before any call: the fresh buffer; after: what the last call left), torch's numbers."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    program = HEADER + ("torch.manual_seed(0)\nbn = nn.BatchNorm1d(4, momentum=None)\nx = torch.randn(6, 4, requires_grad=True)\n"
+                        "start = bn.running_var * 2\ny = bn(x)\ny2 = bn(x * 2 + 1)\ny3 = bn(x - 1)\n"
+                        "shift = bn.running_mean * 1.0\nloss = (y * y2 * y3).sum() + (shift * x).sum() + start.sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["bn", "x", "start", "y3", "shift", "loss"])
+    assert t.result.nodes["bn.running_mean#3"].expr.endswith("(momentum 0.333333)")
+
+
 def test_an_init_function_returns_the_tensor_it_fills(tmp_path: Path) -> None:
     """`nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))` and `w = nn.init.normal_(torch.empty(3, 2))`: torch's
     init functions return the tensor they fill, named by the statement (was a second, all-zero tensor: wrong numbers)."""

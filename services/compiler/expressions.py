@@ -11,9 +11,11 @@ from collections import ChainMap
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from services.compiler import strings
 from services.compiler.build import GraphBuilder, RawNode
-from services.compiler.layers import BY_MODULE
+from services.compiler.layers import BY_MODULE, Emitter
 from services.compiler.transformer import parts
 from services.compiler.values import (
     DTYPES,
@@ -31,7 +33,7 @@ from services.compiler.values import (
     is_number,
 )
 from services.errors import SpecError
-from services.ir import Stream
+from services.ir import Leaf, Stream
 from services.ops import REGISTRY, Op
 
 BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul",
@@ -512,12 +514,30 @@ class ExpressionCompiler:
             return m.children[m.keys.index(node.attr)]
         if m.layer is not None and node.attr in ("weight", "bias"):
             return None  # Linear(bias=False).bias is None in torch (the config's `bias` is the constructor's flag)
+        if m.layer is not None and m.layer.type.startswith("batch_norm") and node.attr in ("running_mean", "running_var"):
+            return self.running_stat(m, node)
         for name, part in parts(m):  # layer.linear1, attn.out_proj, enc.layers: torch's submodules (layer.dropout
             if name == node.attr:    # is the nn.Dropout, not the constructor's float, as in torch)
                 return part
         if m.cfg is not None and node.attr in type(m.cfg).model_fields:
             return getattr(m.cfg, node.attr)
         raise self.err(node, f"{m.kind} has no parameter or attribute '{node.attr}'")
+
+    def running_stat(self, m: ModuleInst, node: ast.Attribute) -> T:
+        """bn.running_mean / bn.running_var: what the module's last training call left (a node), else a fresh
+        module's buffer (zeros / ones)."""
+        e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1)
+        name = f"{m.path}.{node.attr}"
+        latest = e.latest(name)
+        if latest is not None:
+            return T(latest)
+        if not m.cfg.track_running_stats:  # type: ignore[union-attr]
+            return None  # type: ignore[return-value]  # torch's running_mean is None then
+        fill = 0.0 if node.attr == "running_mean" else 1.0
+        leaf = Leaf(name, (m.cfg.num_features,), self.dtype, False, init=f"torch.full(({m.cfg.num_features},), {fill:g}) "  # type: ignore[union-attr]
+                    "(the module's buffer)", value=np.full((m.cfg.num_features,), fill, dtype=self.dtype))  # type: ignore[union-attr]
+        self.builder.add_leaf(leaf, ("program",))
+        return T(name)
 
     def subscript(self, node: ast.Subscript) -> Value:
         base = self.expr(node.value)

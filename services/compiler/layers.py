@@ -257,12 +257,16 @@ def _batch_norm(e: Emitter, call: Call) -> str:
         stats = [e.latest(f"{call.prefix}.running_{stat}") or e.buffer(f"{call.prefix}.running_{stat}", c.num_features, fill, x)
                  for stat, fill in (("mean", 0.0), ("var", 1.0))]
         return e.node(call.out, "batch_norm_eval", [x, *stats, *params], {"eps": c.eps})
-    y = e.node(call.out, "batch_norm", [x, *params], {"momentum": c.momentum, "eps": c.eps})
+    momentum = c.momentum
+    if momentum is None:  # torch's cumulative average: 1 / num_batches_tracked, counted per training call
+        calls = sum(n.op.name == "batch_norm_running" and n.name.startswith(f"{call.prefix}.running_mean") for n in e.builder.nodes)
+        momentum = 1.0 / (calls + 1)
+    y = e.node(call.out, "batch_norm", [x, *params], {"momentum": momentum, "eps": c.eps})
     if c.track_running_stats:
         for stat in ("mean", "var"):  # a module called again updates the buffers its last call left
             previous = e.latest(f"{call.prefix}.running_{stat}")
             e.node(e.unique(f"{call.prefix}.running_{stat}"), "batch_norm_running", [x, *([previous] if previous else [])],
-                   {"stat": stat, "momentum": c.momentum}, expr=f"running_{stat} after this step (momentum {c.momentum:g})")
+                   {"stat": stat, "momentum": momentum}, expr=f"running_{stat} after this step (momentum {momentum:g})")
     return y
 
 
