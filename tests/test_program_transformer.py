@@ -199,6 +199,11 @@ def test_in_projection_is_torch_s_op_for_op(tmp_path: Path) -> None:
         np.testing.assert_array_equal(t.arrays[f"torch/value/{name}"], g[name].detach().numpy(), err_msg=name)
     for key, p in g["attn"].named_parameters():
         np.testing.assert_array_equal(t.arrays[f"torch/grad/attn.{key}"], p.grad.numpy(), err_msg=key)
+    unbatched = program.replace("torch.randn(5, 3, 8, requires_grad=True)", "torch.randn(5, 8, requires_grad=True)").replace(
+        "torch.randn(7, 3, 8, requires_grad=True)", "torch.randn(7, 8, requires_grad=True)")
+    g1, t1 = in_torch(unbatched, tmp_path), traced(unbatched)  # torch unsqueezes q, k, v apart: three projections
+    for key, p in g1["attn"].named_parameters():
+        np.testing.assert_array_equal(t1.arrays[f"torch/grad/attn.{key}"], p.grad.numpy(), err_msg=f"unbatched {key}")
     grad_fn = {n: t.result.nodes[n].grad_fn for n in ("attn.q", "attn.qkv.contiguous", "attn.qkv.squeeze", "attn.w_kv",
                                                        "attn.k#2", "attn.v#2")}
     assert grad_fn == {"attn.q": "SelectBackward0", "attn.qkv.contiguous": "CloneBackward0",

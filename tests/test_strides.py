@@ -96,6 +96,10 @@ PROGRAMS = {
         "x = torch.randn(2, 5, 8, requires_grad=True)\nq = x.view(2, 5, 2, 4).transpose(1, 2)\n"
         "a = F.dropout(F.scaled_dot_product_attention(q, q, q, is_causal=True), 0.3)\n"
         "loss = (a * torch.arange(80.).view(2, 2, 5, 4)).sum()\n"),
+    "SDPA with a 3-d mask runs torch's math path: a row-major result": (
+        "x = torch.randn(2, 3, 8, requires_grad=True)\nq = x.view(2, 3, 2, 4).transpose(1, 2)\n"
+        "a = F.dropout(F.scaled_dot_product_attention(q, q, q, attn_mask=torch.zeros(1, 3, 3)), 0.5)\n"
+        "loss = (a * torch.arange(48.).view(2, 2, 3, 4)).sum()\n"),
     "einsum's result (a permuted bmm, a view, an outer product)": (
         "w = torch.randn(2, 3, 4, 5, requires_grad=True)\nv = torch.randn(2, 3, 5, 6, requires_grad=True)\n"
         "a = F.dropout(torch.einsum('bhqk,bhkd->bqhd', w, v), 0.5)\nb = torch.rand_like(torch.einsum('bhqk->bkqh', w))\n"

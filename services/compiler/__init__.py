@@ -114,11 +114,24 @@ def program_dtype(program: str) -> str | None:
                 and f.value.id == "torch" and len(call.args) == 1 and isinstance(call.args[0], ast.Attribute)  # type: ignore[union-attr]
                 and isinstance(call.args[0].value, ast.Name) and call.args[0].value.id == "torch"):  # type: ignore[union-attr]
             return DTYPE_NAMES.get(call.args[0].attr)  # type: ignore[union-attr]
-        harmless = isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)) or (
-            isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)) or (
-            isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant)) or (
-            isinstance(f, ast.Attribute) and f.attr in ("manual_seed", "seed"))
-        if not harmless:
+        if not _makes_nothing(stmt) and not (isinstance(f, ast.Attribute) and f.attr in ("manual_seed", "seed")):
             return None
     return None
+
+
+def _makes_nothing(stmt: object) -> bool:
+    """An import, a constant, a docstring, or a def/class whose definition runs nothing (no defaults, decorators
+    or class-level code that could make a tensor)."""
+    import ast
+
+    if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Pass)):
+        return True
+    if isinstance(stmt, (ast.Expr, ast.Assign)) and isinstance(stmt.value, ast.Constant):
+        return True
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        a = stmt.args
+        return not stmt.decorator_list and all(isinstance(d, ast.Constant) for d in [*a.defaults, *a.kw_defaults] if d)
+    if isinstance(stmt, ast.ClassDef):
+        return not stmt.decorator_list and all(_makes_nothing(s) for s in stmt.body)
+    return False
 

@@ -131,6 +131,8 @@ class GraphBuilder:
         self.strides: dict[str, tuple[int, ...]] = {}
         """torch's strides (in elements) of the tensors whose strides are not row-major (services.strides):
         torch's random fills of a tensor like one of them (dropout's mask) draw in its memory order."""
+        self.module_buffers: set[str] = set()
+        """Leaves that are a built-in module's buffers (a BatchNorm's running_mean before its first training call)."""
         self.computed: dict[str, Node] = {}
         """Nodes made leaves by node_to_leaf, by name."""
         self.total = 0

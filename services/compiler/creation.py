@@ -12,6 +12,7 @@ from services import strides
 from services.compiler.expressions import ExpressionCompiler, _is_const
 from services.compiler.inputs import infer_dtype, literal_array, value_range
 from services.compiler.values import DType, Generator, Instance, ModuleInst, T, is_number
+from services.errors import SpecError
 from services.ir import TORCH_DEFAULT_SEED, Event, Leaf, Stream
 from services.materialize import INITS as NN_INIT
 from services.materialize import INPLACE as INPLACE_INIT
@@ -52,8 +53,8 @@ class TensorCreation(ExpressionCompiler):
     def sizes(self, args: list[ast.expr], node: ast.AST) -> list[int]:
         """torch's *size arguments: ints, or one tuple/list/torch.Size."""
         vals = [self.const(a) for a in args]
-        if len(vals) == 1 and isinstance(vals[0], list):
-            vals = vals[0]
+        if len(vals) == 1 and isinstance(vals[0], (list, tuple)):  # torch.zeros(x.shape), torch.Tensor(x.size())
+            vals = list(vals[0])
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals):
             raise self.err(node, f"sizes must be non-negative integers, got {vals}")
         return vals
@@ -64,8 +65,9 @@ class TensorCreation(ExpressionCompiler):
         torch.Tensor([...]), always of the default float dtype; `dtype`: the one without dtype= (x.new_zeros: x's)."""
         kw = {k.arg: k.value for k in node.keywords}
         args = list(node.args)
-        if fn == "normal" and not args and {"mean", "std"} <= set(kw):  # torch.normal(mean=0.0, std=0.01, size=(8, 3))
-            args = [kw.pop("mean"), kw.pop("std")]
+        if fn == "normal" and ("mean" in kw or "std" in kw):  # torch.normal(mean=0.0, std=0.01, size=(8, 3))
+            given = dict(zip(("mean", "std"), args, strict=False)) | {k: kw.pop(k) for k in ("mean", "std") if k in kw}
+            args = [given[k] for k in ("mean", "std") if k in given] + args[2:]
         if "size" in kw and not fn.endswith("_like"):  # torch.randn(size=(2, 3)), d2l's torch.normal(0, 0.01, size=...)
             args.insert(0, kw.pop("size")) if fn == "full" else args.append(kw.pop("size"))
         unknown = set(kw) - CREATOR_KWARGS
@@ -363,10 +365,14 @@ class TensorCreation(ExpressionCompiler):
                 raise self.err(node, "copy_ takes one tensor")
             self.write(t, node.args[0], node)
             return
-        args = [self.const(a) for a in node.args]
-        kwargs = {k.arg: self.const(k.value) for k in node.keywords}
+        try:
+            args = [self.const(a) for a in node.args]
+            kwargs = {k.arg: self.const(k.value) for k in node.keywords}
+        except SpecError:
+            args, kwargs = [None], {}
         if not all(is_number(v) for v in [*args, *kwargs.values()]):
-            raise self.err(node, f".{method}() takes numbers here")
+            raise self.err(node, f"in-place .{method}() of a tensor into '{t.name}', a leaf a module holds or that requires "
+                                 "grad, is not traced (gradtrace gives a leaf one value for the whole trace): numbers are")
         self.stream.events.append(Event("inplace", t.name, {"method": method, "args": args, "kwargs": kwargs}))
 
     def nn_init(self, fn: str, call: ast.Call) -> T:

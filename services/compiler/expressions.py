@@ -137,7 +137,7 @@ class ExpressionCompiler:
         piece is h), temporaries base.0, base.1, ... for the rest."""
         if node is self.stmt_expr and len(self.stmt_names) == count:
             return list(self.stmt_names)
-        base = self.temp_pieces()
+        base = self.temp_pieces(count)
         names = [f"{base}.{k}" for k in range(count)]
         s = self.stmt_expr
         taken = isinstance(s, ast.Subscript) and (s.value is node or s.value is getattr(node, "replaces", None))
@@ -147,12 +147,13 @@ class ExpressionCompiler:
                 names[k], self.stmt_name = self.stmt_name, None
         return names
 
-    def temp_pieces(self) -> str:
-        """A temporary base for a tuple's pieces (base.0, base.1, ...) that no earlier statement's pieces took:
-        `h = h.chunk(3, 1)[1]` twice makes h#1.0... and then h#2.0..."""
+    def temp_pieces(self, count: int) -> str:
+        """A temporary base for a tuple's `count` pieces (base.0, base.1, ...) that no earlier statement's pieces
+        took: `h = h.chunk(3, 1)[1]` twice makes h#1.0... and then h#2.0... (one of them may have taken its
+        statement's name: every piece's is checked)."""
         while True:
             base = self.temp()
-            if f"{base}.0" not in self.builder and f"{base}.0" not in self.reserved:
+            if not any(f"{base}.{k}" in self.builder or f"{base}.{k}" in self.reserved for k in range(count)):
                 return base
 
     def name_for(self, node: ast.expr) -> str:
@@ -537,6 +538,7 @@ class ExpressionCompiler:
         leaf = Leaf(name, (m.cfg.num_features,), self.dtype, False, init=f"torch.full(({m.cfg.num_features},), {fill:g}) "  # type: ignore[union-attr]
                     "(the module's buffer)", value=np.full((m.cfg.num_features,), fill, dtype=self.dtype))  # type: ignore[union-attr]
         self.builder.add_leaf(leaf, ("program",))
+        self.builder.module_buffers.add(name)
         return T(name)
 
     def subscript(self, node: ast.Subscript) -> Value:
@@ -680,6 +682,8 @@ class ExpressionCompiler:
                 missing = [op.tensors[i] for i, b in enumerate(bound) if b is None]
                 raise self.err(call, f"{op.name}: tensor argument(s) {missing} missing (gradtrace needs them in order)")
             tensors = bound
+        if "dtype" in args and "dtype" not in op.Args.model_fields and op.name not in CAST_FIRST:
+            raise self.err(call, f"{op.name}(..., dtype=...) is not traced: cast first (x.double().{op.name}(...))")
         if "dtype" in args and "dtype" not in op.Args.model_fields and op.name in CAST_FIRST and tensors:
             want = args.pop("dtype")  # F.softmax(x, -1, dtype=torch.float32): torch casts the input first
             if want is not None and isinstance(tensors[0], T) and want != self.dtype_of(tensors[0]):
@@ -694,8 +698,9 @@ class ExpressionCompiler:
         raise self.err(node, f"{op.name}: '{param}' must be a tensor, not {_kind(v)}")
 
 
-CAST_FIRST = frozenset({"softmax", "log_softmax", "sum", "mean", "cumsum", "cumprod", "prod"})
-"""Ops whose `dtype=` casts the input before they run (torch's softmax(x, dim, dtype=...), sum(dtype=...))."""
+CAST_FIRST = frozenset({"softmax", "log_softmax"})
+"""Ops whose `dtype=` casts the input before they run, as a node of its own in torch's graph (softmax(x, dim,
+dtype=...): ToCopyBackward0 then SoftmaxBackward0); a reduction's dtype= casts inside it (refused here)."""
 
 
 class _Given:

@@ -32,12 +32,18 @@ class InPlace(TensorCreation):
         return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr.endswith("_") \
             and f.attr[:-1] in self.methods and f.value.id not in self.aliases  # not F.relu_(h): a function
 
+    def module_state(self, t: T) -> bool:
+        """A leaf a module holds (a parameter, frozen or not; a BatchNorm's running buffer): its in-place change must
+        reach the module (a stream event on the leaf), not make a new node only the program's names see."""
+        leaf = self.builder.leaves.get(t.name)
+        return leaf is not None and (leaf.kind == "parameter" or t.name in self.builder.module_buffers)
+
     def in_place_method(self, t: T, m: str, node: ast.Call, op: Any = None) -> T:
         """`y.add_(1)`, `h.relu_()` on a computed tensor: the op, then every name bound to y sees the result (as
         for `y += 1`); refused where torch refuses it, and on a view. `op`: a function's op called with the tensor
         first (`F.leaky_relu(h, 0.2, inplace=True)`)."""
         var = self.src(node.args[0] if op is not None else node.func.value)[:40]  # type: ignore[attr-defined]
-        if t.name in self.builder.leaves and self.builder.grad[t.name] and (self.no_grad or self.via_data):
+        if t.name in self.builder.leaves and (self.builder.grad[t.name] or self.module_state(t)) and (self.no_grad or self.via_data):
             raise self.err(node, f"in-place .{m}() on the leaf '{var}' under torch.no_grad() or through .data is not traced "
                                  "(fill_, zero_, add_, mul_, div_, clamp_, uniform_, normal_ and `-=` by a number are)")
         self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node)

@@ -107,6 +107,7 @@ class Emitter:
         leaf = Leaf(name, (size,), dtype, False, init=f"torch.full(({size},), {fill:g}) (the module's buffer)",
                     value=np.full((size,), fill, dtype=dtype))
         self.builder.add_leaf(leaf, self.loc)
+        self.builder.module_buffers.add(name)
         return name
 
     def dropout_mask(self, name: str, like: str, p: float, shape: Shape | None = None) -> str:

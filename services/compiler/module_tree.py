@@ -96,10 +96,14 @@ class ModuleTree(ExpressionCompiler):
         src = self.expr(arg.func.value)
         if not isinstance(src, (ModuleInst, Instance)):
             raise self.err(arg, f"state_dict() of {_kind(src)}: a module's is copied")
+        leaves = self.builder.leaves
         if any(isinstance(sub, ModuleInst) and sub.layer is not None and sub.layer.type.startswith("batch_norm")
+               or isinstance(sub, Instance) and any(isinstance(a, T) and a.name in leaves and leaves[a.name].kind != "parameter"
+                                                    for a in sub.attrs.values())
                for sub in [*self.submodules(m), *self.submodules(src)]):
-            raise self.err(node, "load_state_dict of modules with batch norm is not traced (their running statistics "
-                                 "are buffers a forward pass changes)")
+            raise self.err(node, "load_state_dict of modules with buffers (batch norm's running statistics, "
+                                 "register_buffer) is not traced: only parameters are copied here")
+        strict = next((bool(self.const(k.value)) for k in node.keywords if k.arg == "strict"), True)
         mine: dict[str, str] = {}
         theirs: dict[str, str] = {}
         self.collect_parameters(m, "", mine)
@@ -107,11 +111,13 @@ class ModuleTree(ExpressionCompiler):
         by_name = {name: leaf for leaf, name in theirs.items()}
         missing = [name for name in mine.values() if name not in by_name]
         unexpected = sorted(set(by_name) - set(mine.values()))
-        if missing or unexpected:
+        if strict and (missing or unexpected):
             raise self.err(node, "Error(s) in loading state_dict: " + "; ".join(
                 ([f"Missing key(s): {', '.join(missing[:5])}"] if missing else [])
                 + ([f"Unexpected key(s): {', '.join(unexpected[:5])}"] if unexpected else [])))
         for leaf, name in mine.items():
+            if name not in by_name:
+                continue  # strict=False: what the other module lacks keeps its values
             source = by_name[name]
             if self.shape(T(source)) != self.shape(T(leaf)):
                 raise self.err(node, f"size mismatch for {name}: copying a param with shape {list(self.shape(T(source)))}, "

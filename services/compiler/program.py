@@ -276,9 +276,11 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             else:
                 self.begin(ids[0], value, names)
                 self.unpack(target, self.expr(value), stmt)
-        elif isinstance(target, ast.Attribute) and (self.dotted(target) or "").startswith("torch.backends."):
-            pass  # `torch.backends.cudnn.deterministic = True` in a set_seed(): which kernels a GPU runs (a job on the
-            # GPU runs with TF32 off, the result's notes say so); nothing to trace
+        elif isinstance(target, ast.Attribute) and (path := self.dotted(target) or "").startswith("torch.backends."):
+            # `torch.backends.cudnn.deterministic = True` in a set_seed(): which kernels a GPU runs; nothing to trace
+            if "tf32" in path or "precision" in path:
+                self.res.notes.append(f"line {stmt.lineno}: {path} is not followed: gradtrace runs a GPU job's "
+                                      "convolutions and matmuls in full float32 (TF32 off), as on the CPU")
         elif isinstance(target, ast.Attribute):
             self.attribute_write(target, value, stmt)
         elif isinstance(target, ast.Subscript) and (isinstance(target.value, ast.Subscript) or
@@ -315,7 +317,10 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
                 v, (ModuleInst, Instance)):
             owner.attrs[target.attr] = v  # `lstm_out, self.hidden_cell = self.lstm(...)`
             return
-        elts = target.elts  # type: ignore[attr-defined]
+        if not isinstance(target, (ast.Tuple, ast.List)):
+            raise self.err(stmt, f"'{self.src(target)[:40]}' takes {_kind(v)} in a tuple assignment: assign a module to "
+                                 "an attribute in a statement of its own (self.a = nn.Linear(...))")
+        elts = target.elts
         if not isinstance(v, (tuple, list)) or len(v) != len(elts):
             raise self.err(stmt, f"cannot unpack {_kind(v)} into {len(elts)} names")
         for t, item in zip(elts, v, strict=True):
@@ -646,6 +651,7 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             return (fan_in, fan_out)
         mode = self.const(node.args[1]) if len(node.args) > 1 else next(
             (self.const(k.value) for k in node.keywords if k.arg == "mode"), None)
+        mode = mode.lower() if isinstance(mode, str) else mode
         if mode not in ("fan_in", "fan_out"):
             raise self.err(node, f"Mode {mode} not supported, please use one of fan_in, fan_out")
         return fan_in if mode == "fan_in" else fan_out
@@ -667,7 +673,10 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             return str(self.const(node.args[0])) if node.args else "cpu"
         if path in LEGACY_CONSTRUCTORS:  # torch.Tensor([...]) (micrograd's lecture), torch.FloatTensor(n, m) (GCN code)
             dtype = LEGACY_CONSTRUCTORS[path] or self.dtype
-            if len(node.args) == 1 and isinstance(self.const(node.args[0]), list):
+            a = node.args[0] if len(node.args) == 1 else None
+            size = isinstance(a, ast.Attribute) and a.attr == "shape" or (  # torch.Tensor(x.shape): a torch.Size
+                isinstance(a, ast.Call) and isinstance(a.func, ast.Attribute) and a.func.attr == "size")
+            if a is not None and not size and isinstance(self.const(a), list):
                 return self.create("tensor", node, self.name_for(node), legacy=True, dtype=dtype)
             return self.create("empty", node, self.name_for(node), dtype=dtype)  # sizes: uninitialised, as torch.empty
         if path in ("F.softmax", "F.log_softmax") and len(node.args) == 1 and not any(k.arg == "dim" for k in node.keywords):

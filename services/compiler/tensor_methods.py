@@ -65,8 +65,8 @@ class TensorMethods(ExpressionCompiler):
             return t
         if m == "retain_grad":
             return None
-        arithmetic = m in ("add_", "sub_", "mul_", "div_") and not self.builder.grad[t.name] and not all(
-            is_number_literal(a) for a in [*node.args, *(k.value for k in node.keywords)])
+        arithmetic = m in ("add_", "sub_", "mul_", "div_") and not self.builder.grad[t.name] and not self.module_state(t) \
+            and not all(self.plain_number(a) for a in [*node.args, *(k.value for k in node.keywords)])
         if arithmetic:  # `acc = torch.zeros(4); acc.add_(x[0])`, a buffer's `running_mean.mul_(0.9).add_(m)`: as `+=`
             return self.in_place_method(t, m, node)
         if m == "copy_" or m in INPLACE_INIT and (t.name in self.builder.leaves or m[:-1] not in self.methods):
@@ -90,6 +90,18 @@ class TensorMethods(ExpressionCompiler):
         if m.endswith("_") and m[:-1] in self.methods:
             return self.in_place_method(t, m, node)
         raise self.err(node, f"unknown tensor method '.{m}()'")
+
+    def plain_number(self, a: ast.expr) -> bool:
+        """An argument that is a number without evaluating it: a literal, a name holding one (`scale`), or + - * /
+        of those."""
+        if is_number_literal(a):
+            return True
+        if isinstance(a, ast.Name):
+            v = self.scope.get(a.id)
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+        if isinstance(a, ast.UnaryOp):
+            return self.plain_number(a.operand)
+        return isinstance(a, ast.BinOp) and self.plain_number(a.left) and self.plain_number(a.right)
 
     def reshape_alias(self, t: T, m: str, node: ast.Call) -> Value:
         """Methods that are another op with other arguments: x.swapaxes(0, 1) (transpose), x.movedim(0, -1)

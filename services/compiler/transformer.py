@@ -104,6 +104,8 @@ def multi_head_attention(e: Emitter, c: SelfAttentionLayer, call: Call, query: s
     def seq_first(x: str) -> str:  # torch runs on (L, N, E): batch_first inputs transposed, unbatched ones (L, 1, E)
         if batched and not c.batch_first:
             return x
+        if not batched:  # torch unsqueezes query, key and value apart: three objects, so three projections
+            return e.node(e.unique(f"{p}.batch_of_one"), "unsqueeze", [x], {"dim": 1}, expr=f"{x}.unsqueeze(1)")
         if x not in seen:
             seen[x] = e.node(e.unique(f"{p}.seq_first"), "transpose", [x], {"dim0": 0, "dim1": 1}, expr=f"{x}.transpose(1, 0)") \
                 if batched else e.node(e.unique(f"{p}.batch_of_one"), "unsqueeze", [x], {"dim": 1}, expr=f"{x}.unsqueeze(1)")

@@ -99,11 +99,13 @@ class ScaledDotProductAttention(Op):
 
     def out_strides(self, shapes: list[Shape], strides: list[tuple[int, ...]], a: AttentionArgs) -> tuple[int, ...] | None:
         """torch's CPU flash kernel (4-D query, key and value of one batch and head count, each with a last stride
-        of 1) gives its result the query's layout (nanoGPT's `q.transpose(1, 2)` makes (B, T, H, D) memory, so
-        `y.transpose(1, 2).contiguous()` copies nothing); the math path's result is row-major."""
+        of exactly 1; no attn_mask here, is_causal allowed) gives its result the query's layout (nanoGPT's
+        `q.transpose(1, 2)` makes (B, T, H, D) memory, so `y.transpose(1, 2).contiguous()` copies nothing); the math
+        path's result is row-major. With an attn_mask torch picks its kernel by the mask's shape and grad: row-major
+        assumed (not modelled)."""
         q, k, v = shapes[:3]
-        flash = (len(q) == len(k) == len(v) == 4 and q[:2] == k[:2] == v[:2] and q[-1] == v[-1]
-                 and all(st[-1] == 1 or n[-1] == 1 for n, st in zip(shapes, strides, strict=False)))
+        flash = (len(shapes) == 3 and len(q) == len(k) == len(v) == 4 and q[:2] == k[:2] == v[:2] and q[-1] == v[-1]
+                 and all(st[-1] == 1 for st in strides[:3]))
         return like(q, strides[0]) if flash else None
 
     def torch(self, t: Any, xs: list[Any], a: AttentionArgs) -> Any:
