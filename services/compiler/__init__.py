@@ -3,6 +3,8 @@ made later, by services.materialize)."""
 
 from __future__ import annotations
 
+import ast
+
 from services.compiler.build import GraphBuilder, Limits, RawNode, topo_order
 from services.compiler.creation import RANDOM
 from services.compiler.inputs import make_leaf
@@ -99,8 +101,6 @@ def program_dtype(program: str) -> str | None:
     """The dtype a program sets with `torch.set_default_dtype(torch.float64)` before it makes anything (only imports,
     definitions, constants and seeds come first), as the spec's dtype would; None otherwise (a later call is refused
     where it differs from the spec's)."""
-    import ast
-
     if "set_default_dtype" not in program:
         return None
     try:
@@ -122,8 +122,6 @@ def program_dtype(program: str) -> str | None:
 def _makes_nothing(stmt: object) -> bool:
     """An import, a constant, a docstring, or a def/class whose definition runs nothing (no defaults, decorators
     or class-level code that could make a tensor)."""
-    import ast
-
     if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Pass)):
         return True
     if isinstance(stmt, (ast.Expr, ast.Assign)) and isinstance(stmt.value, ast.Constant):
