@@ -11,8 +11,6 @@ from collections import ChainMap
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from services.compiler import strings
 from services.compiler.build import GraphBuilder, RawNode
 from services.compiler.layers import BY_MODULE, Emitter
@@ -33,7 +31,7 @@ from services.compiler.values import (
     is_number,
 )
 from services.errors import SpecError
-from services.ir import Leaf, Stream
+from services.ir import Stream
 from services.ops import REGISTRY, Op
 
 BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow", ast.MatMult: "matmul",
@@ -535,11 +533,7 @@ class ExpressionCompiler:
         if not m.cfg.track_running_stats:  # type: ignore[union-attr]
             return None  # type: ignore[return-value]  # torch's running_mean is None then
         fill = 0.0 if node.attr == "running_mean" else 1.0
-        leaf = Leaf(name, (m.cfg.num_features,), self.dtype, False, init=f"torch.full(({m.cfg.num_features},), {fill:g}) "  # type: ignore[union-attr]
-                    "(the module's buffer)", value=np.full((m.cfg.num_features,), fill, dtype=self.dtype))  # type: ignore[union-attr]
-        self.builder.add_leaf(leaf, ("program",))
-        self.builder.module_buffers.add(name)
-        return T(name)
+        return T(e.buffer(name, m.cfg.num_features, fill, dtype=self.dtype))  # type: ignore[union-attr]
 
     def subscript(self, node: ast.Subscript) -> Value:
         base = self.expr(node.value)
@@ -682,9 +676,9 @@ class ExpressionCompiler:
                 missing = [op.tensors[i] for i, b in enumerate(bound) if b is None]
                 raise self.err(call, f"{op.name}: tensor argument(s) {missing} missing (gradtrace needs them in order)")
             tensors = bound
-        if "dtype" in args and "dtype" not in op.Args.model_fields and op.name not in CAST_FIRST:
-            raise self.err(call, f"{op.name}(..., dtype=...) is not traced: cast first (x.double().{op.name}(...))")
-        if "dtype" in args and "dtype" not in op.Args.model_fields and op.name in CAST_FIRST and tensors:
+        if "dtype" in args and "dtype" not in op.Args.model_fields:
+            if op.name not in CAST_FIRST:
+                raise self.err(call, f"{op.name}(..., dtype=...) is not traced: cast first (x.double().{op.name}(...))")
             want = args.pop("dtype")  # F.softmax(x, -1, dtype=torch.float32): torch casts the input first
             if want is not None and isinstance(tensors[0], T) and want != self.dtype_of(tensors[0]):
                 tensors[0] = self.emit("to", [tensors[0]], {"dtype": want}, call, name=self.temp())

@@ -101,9 +101,10 @@ class Emitter:
             k += 1
         return name if k == 2 else f"{name}#{k - 1}"
 
-    def buffer(self, name: str, size: int, fill: float, like: str) -> str:
-        """A module's buffer as a fresh module holds it (a BatchNorm's running_mean: zeros), a leaf of `like`'s dtype."""
-        dtype = self.builder.dtypes[like]
+    def buffer(self, name: str, size: int, fill: float, like: str | None = None, dtype: str | None = None) -> str:
+        """A module's buffer as a fresh module holds it (a BatchNorm's running_mean: zeros), a leaf of `like`'s dtype
+        (or `dtype`)."""
+        dtype = dtype or self.builder.dtypes[like or ""]
         leaf = Leaf(name, (size,), dtype, False, init=f"torch.full(({size},), {fill:g}) (the module's buffer)",
                     value=np.full((size,), fill, dtype=dtype))
         self.builder.add_leaf(leaf, self.loc)
