@@ -187,6 +187,13 @@ class SoftmaxLayer(_Layer):
     dim: int
 
 
+class GluLayer(_Layer):
+    """nn.GLU: the input halved along dim into a and b, a * sigmoid(b)."""
+
+    type: Literal["glu"]
+    dim: int = -1
+
+
 class Pool2dLayer(_Layer):
     """nn.AvgPool2d (zero padding counted, torch's default)."""
 
@@ -323,6 +330,16 @@ class LayerNormLayer(_Layer):
     eps: float = Field(1e-5, gt=0)
     elementwise_affine: bool = True
     bias: bool = True
+    weights: Weights = None
+
+
+class RMSNormLayer(_Layer):
+    """nn.RMSNorm: x * rsqrt(mean(x**2) + eps) over normalized_shape, times weight (eps None: the dtype's epsilon)."""
+
+    type: Literal["rms_norm"]
+    normalized_shape: int | list[int]
+    eps: float | None = Field(None, gt=0)
+    elementwise_affine: bool = True
     weights: Weights = None
 
 
@@ -526,8 +543,8 @@ class CatLayer(_Layer):
 
 
 Layer = Annotated[
-    Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer
-    | Pool2dLayer | MaxPool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | ChannelDropoutLayer | BatchNormLayer | LayerNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
+    Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer | GluLayer
+    | Pool2dLayer | MaxPool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | ChannelDropoutLayer | BatchNormLayer | LayerNormLayer | RMSNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
     | SelfAttentionLayer | TransformerBlockLayer | TransformerEncoderStackLayer | TransformerDecoderBlockLayer
     | TransformerDecoderStackLayer | TransformerLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),

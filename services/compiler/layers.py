@@ -36,6 +36,7 @@ from shared.spec import (
     EmbeddingLayer,
     FlattenLayer,
     GeluLayer,
+    GluLayer,
     GroupNormLayer,
     HardtanhLayer,
     InstanceNormLayer,
@@ -47,6 +48,7 @@ from shared.spec import (
     PixelShuffleLayer,
     Pool1dLayer,
     Pool2dLayer,
+    RMSNormLayer,
     SoftmaxLayer,
     UnflattenLayer,
     UpsampleLayer,
@@ -282,7 +284,7 @@ layer(LayerDef(
 ))
 
 
-def _normalized(c: LayerNormLayer) -> Shape:
+def _normalized(c: LayerNormLayer | RMSNormLayer) -> Shape:
     return (c.normalized_shape,) if isinstance(c.normalized_shape, int) else tuple(c.normalized_shape)
 
 
@@ -290,6 +292,11 @@ layer(LayerDef(
     "layer_norm", "LayerNorm", LayerNormLayer,
     _with_params("layer_norm", lambda c: {"normalized_shape": list(_normalized(c)), "eps": c.eps}, ("weight", "bias")),
     lambda c: ([("weight", _normalized(c))] + ([("bias", _normalized(c))] if c.bias else [])) if c.elementwise_affine else [],
+))
+layer(LayerDef(
+    "rms_norm", "RMSNorm", RMSNormLayer,
+    _with_params("rms_norm", lambda c: {"normalized_shape": list(_normalized(c)), "eps": c.eps}, ("weight",)),
+    lambda c: [("weight", _normalized(c))] if c.elementwise_affine else [],
 ))
 layer(LayerDef(
     "group_norm", "GroupNorm", GroupNormLayer,
@@ -339,6 +346,7 @@ layer(LayerDef("elu", "ELU", EluLayer, _plain("elu", lambda c: {"alpha": c.alpha
 layer(LayerDef("hardtanh", "Hardtanh", HardtanhLayer, _plain("hardtanh", lambda c: {"min_val": c.min_val, "max_val": c.max_val})))
 layer(LayerDef("softmax", "Softmax", SoftmaxLayer, _plain("softmax", lambda c: {"dim": c.dim})))
 layer(LayerDef("log_softmax", "LogSoftmax", SoftmaxLayer, _plain("log_softmax", lambda c: {"dim": c.dim})))
+layer(LayerDef("glu", "GLU", GluLayer, _plain("glu", lambda c: {"dim": c.dim})))
 
 
 def _pool_args(c: Pool2dLayer | MaxPool2dLayer) -> dict[str, Any]:

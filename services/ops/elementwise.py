@@ -400,6 +400,49 @@ class Silu(Unary):
         return [(g * s * (1 + x * (1 - s))).astype(x.dtype, copy=False)]
 
 
+class GluArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dim: int = -1
+
+
+@register
+class Glu(Op):
+    """The gated linear unit: the input halved along `dim` into a and b, out = a * sigmoid(b) (GluBackward0)."""
+
+    name = "glu"
+    Args = GluArgs
+    positional = ("dim",)
+    functions = ("F.glu",)
+
+    def shape(self, shapes: list[Shape], a: GluArgs) -> Shape:
+        x = shapes[0]
+        if not x:
+            raise ShapeError("glu does not support scalars because halving size must be even")
+        d = a.dim % len(x) if -len(x) <= a.dim < len(x) else None
+        if d is None:
+            raise ShapeError(f"glu: dim {a.dim} is out of range for a tensor of {len(x)} dims")
+        if x[d] % 2:
+            raise ShapeError(f"glu: halving dimension must be even, but dimension {d} is size {x[d]}")
+        return x[:d] + (x[d] // 2,) + x[d + 1:]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if not dtypes[0].startswith("float"):
+            raise ShapeError(f"glu: input must be a floating point tensor, got {dtypes[0]}")
+        return dtypes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: GluArgs) -> Any:
+        return t.nn.functional.glu(xs[0], a.dim)
+
+    def forward(self, xs: list[Array], a: GluArgs) -> Array:
+        first, second = np.split(xs[0], 2, axis=a.dim)
+        return (first * expit(second)).astype(xs[0].dtype, copy=False)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: GluArgs) -> list[Array | None]:
+        first, second = np.split(xs[0], 2, axis=a.dim)
+        s = expit(second)
+        return [np.concatenate([g * s, g * first * s * (1 - s)], axis=a.dim).astype(xs[0].dtype, copy=False)]
+
+
 class EluArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     alpha: float = 1.0

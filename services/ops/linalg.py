@@ -1,10 +1,12 @@
-"""Matrix products: matmul with torch's 1-D promotion and batch broadcasting, and linear."""
+"""Matrix products: matmul with torch's 1-D promotion and batch broadcasting, linear, and the fused
+beta * input + alpha * product family (addmm, addmv, addr, baddbmm, addbmm)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, broadcast, promoted, register, unbroadcast
@@ -58,6 +60,18 @@ class Matmul(Op):
         return [gx.reshape(x.shape), gy.reshape(y.shape)]
 
 
+def bmm_shape(op: str, x: Shape, y: Shape) -> Shape:
+    """(B, n, m) @ (B, m, p) -> (B, n, p), one batch size (no broadcasting), or ShapeError as torch words it."""
+    if len(x) != 3:
+        raise ShapeError(f"{op}: batch1 must be a 3D tensor, got {list(x)}")
+    if len(y) != 3:
+        raise ShapeError(f"{op}: batch2 must be a 3D tensor, got {list(y)}")
+    if x[0] != y[0] or x[2] != y[1]:
+        raise ShapeError(f"{op}: expected size for first two dimensions of batch2 tensor to be: [{x[0]}, {x[2]}] "
+                         f"but got: [{y[0]}, {y[1]}]")
+    return (x[0], x[1], y[2])
+
+
 @register
 class Bmm(Matmul):
     """torch.bmm(a, b): (B, n, m) @ (B, m, p), one batch size (no broadcasting), BmmBackward0 as torch records it
@@ -68,15 +82,7 @@ class Bmm(Matmul):
     methods = ("bmm",)
 
     def shape(self, shapes: list[Shape], a: Any) -> Shape:
-        x, y = shapes
-        if len(x) != 3:
-            raise ShapeError(f"bmm: batch1 must be a 3D tensor, got {list(x)}")
-        if len(y) != 3:
-            raise ShapeError(f"bmm: batch2 must be a 3D tensor, got {list(y)}")
-        if x[0] != y[0] or x[2] != y[1]:
-            raise ShapeError(f"bmm: expected size for first two dimensions of batch2 tensor to be: [{x[0]}, {x[2]}] "
-                             f"but got: [{y[0]}, {y[1]}]")
-        return (x[0], x[1], y[2])
+        return bmm_shape(self.name, *shapes)
 
     def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
         return t.bmm(xs[0], xs[1])
@@ -176,3 +182,165 @@ class Outer(Op):
     def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
         x, y = xs
         return [(g @ y.astype(g.dtype)).astype(g.dtype), (g.T @ x.astype(g.dtype)).astype(g.dtype)]
+
+
+# ---- beta * input + alpha * product -------------------------------------------------------------
+
+
+class ScaledArgs(BaseModel):
+    """The keyword-only factors of torch.addmm and its kin."""
+
+    model_config = ConfigDict(extra="forbid")
+    beta: float = 1.0
+    alpha: float = 1.0
+
+
+def _dims(op: str, shapes: list[Shape], dims: tuple[int, ...]) -> None:
+    """torch's rank checks of the product's operands (shapes[1:]), or ShapeError."""
+    for slot, s, d in zip(("first", "second"), shapes[1:], dims, strict=True):
+        if len(s) != d:
+            raise ShapeError(f"{op}: the {slot} operand must be {d}-D, got shape {list(s)}")
+
+
+class AddProduct(Op):
+    """beta * input + alpha * product(operands), input broadcast to the product's shape; with beta 0 the input is
+    ignored (its NaN does not spread), as torch does. Subclasses give the product, its shape and its backward."""
+
+    tensors = ("input", "mat1", "mat2")
+    Args = ScaledArgs
+    same_dtype = True
+
+    def product_shape(self, x: Shape, y: Shape) -> Shape:
+        raise NotImplementedError
+
+    def product(self, x: Array, y: Array) -> Array:
+        raise NotImplementedError
+
+    def product_backward(self, g: Array, x: Array, y: Array) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+    def shape(self, shapes: list[Shape], a: ScaledArgs) -> Shape:
+        out = self.product_shape(shapes[1], shapes[2])
+        if len(shapes[0]) > len(out) or any(i not in (1, o) for i, o in zip(shapes[0][::-1], out[::-1], strict=False)):
+            raise ShapeError(f"{self.name}: input of shape {list(shapes[0])} does not broadcast to the product's {list(out)}")
+        return out
+
+    def torch(self, t: Any, xs: list[Any], a: ScaledArgs) -> Any:
+        return getattr(t, self.name)(*xs, beta=a.beta, alpha=a.alpha)
+
+    def forward(self, xs: list[Array], a: ScaledArgs) -> Array:
+        c, x, y = xs
+        p = self.product(x, y)
+        if a.alpha != 1:
+            p = p * np.asarray(a.alpha, p.dtype)
+        if a.beta == 0:
+            return np.broadcast_to(p, p.shape).copy()
+        return (p + (c if a.beta == 1 else c * np.asarray(a.beta, c.dtype))).astype(p.dtype, copy=False)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ScaledArgs) -> list[Array | None]:
+        c, x, y = xs
+        gc = unbroadcast(g * np.asarray(a.beta, g.dtype), c.shape)
+        gx, gy = self.product_backward(g * np.asarray(a.alpha, g.dtype) if a.alpha != 1 else g, x, y)
+        return [gc.reshape(c.shape), gx, gy]
+
+
+@register
+class Addmm(AddProduct):
+    """torch.addmm(input, mat1, mat2): beta * input + alpha * (mat1 @ mat2) of 2-D matrices (AddmmBackward0)."""
+
+    name = "addmm"
+    functions = ("torch.addmm",)
+    methods = ("addmm",)
+
+    def product_shape(self, x: Shape, y: Shape) -> Shape:
+        _dims(self.name, [(), x, y], (2, 2))
+        if x[1] != y[0]:
+            raise ShapeError(f"addmm: mat1 and mat2 shapes cannot be multiplied ({x[0]}x{x[1]} and {y[0]}x{y[1]})")
+        return (x[0], y[1])
+
+    def product(self, x: Array, y: Array) -> Array:
+        return x @ y
+
+    def product_backward(self, g: Array, x: Array, y: Array) -> tuple[Array, Array]:
+        return g @ y.T, x.T @ g
+
+
+@register
+class Addmv(AddProduct):
+    """torch.addmv(input, mat, vec): beta * input + alpha * (mat @ vec) (AddmvBackward0)."""
+
+    name = "addmv"
+    tensors = ("input", "mat", "vec")
+    functions = ("torch.addmv",)
+    methods = ("addmv",)
+
+    def product_shape(self, x: Shape, y: Shape) -> Shape:
+        _dims(self.name, [(), x, y], (2, 1))
+        if x[1] != y[0]:
+            raise ShapeError(f"addmv: size mismatch, got mat {list(x)} and vec {list(y)}")
+        return (x[0],)
+
+    def product(self, x: Array, y: Array) -> Array:
+        return x @ y
+
+    def product_backward(self, g: Array, x: Array, y: Array) -> tuple[Array, Array]:
+        return np.multiply.outer(g, y), x.T @ g
+
+
+@register
+class Addr(AddProduct):
+    """torch.addr(input, vec1, vec2): beta * input + alpha * outer(vec1, vec2) (AddrBackward0)."""
+
+    name = "addr"
+    tensors = ("input", "vec1", "vec2")
+    functions = ("torch.addr",)
+    methods = ("addr",)
+
+    def product_shape(self, x: Shape, y: Shape) -> Shape:
+        _dims(self.name, [(), x, y], (1, 1))
+        return (x[0], y[0])
+
+    def product(self, x: Array, y: Array) -> Array:
+        return np.multiply.outer(x, y)
+
+    def product_backward(self, g: Array, x: Array, y: Array) -> tuple[Array, Array]:
+        return g @ y, g.T @ x
+
+
+@register
+class Baddbmm(AddProduct):
+    """torch.baddbmm(input, batch1, batch2): beta * input + alpha * bmm(batch1, batch2) (BaddbmmBackward0)."""
+
+    name = "baddbmm"
+    tensors = ("input", "batch1", "batch2")
+    functions = ("torch.baddbmm",)
+    methods = ("baddbmm",)
+
+    def product_shape(self, x: Shape, y: Shape) -> Shape:
+        return bmm_shape(self.name, x, y)
+
+    def product(self, x: Array, y: Array) -> Array:
+        return np.matmul(x, y)
+
+    def product_backward(self, g: Array, x: Array, y: Array) -> tuple[Array, Array]:
+        return g @ np.swapaxes(y, 1, 2), np.swapaxes(x, 1, 2) @ g
+
+
+@register
+class Addbmm(Baddbmm):
+    """torch.addbmm(input, batch1, batch2): beta * input + alpha * the sum over the batch of batch1[i] @ batch2[i]
+    (AddbmmBackward0)."""
+
+    name = "addbmm"
+    functions = ("torch.addbmm",)
+    methods = ("addbmm",)
+
+    def product_shape(self, x: Shape, y: Shape) -> Shape:
+        return super().product_shape(x, y)[1:]
+
+    def product(self, x: Array, y: Array) -> Array:
+        return np.matmul(x, y).sum(axis=0)
+
+    def product_backward(self, g: Array, x: Array, y: Array) -> tuple[Array, Array]:
+        return g @ np.swapaxes(y, 1, 2), np.swapaxes(x, 1, 2) @ g
+

@@ -1,4 +1,5 @@
-"""Normalisation and lookup ops: batch_norm (training and eval mode), layer_norm, group_norm, instance_norm, embedding.
+"""Normalisation and lookup ops: batch_norm (training and eval mode), layer_norm, rms_norm, group_norm, instance_norm,
+embedding.
 
 The three norms share one pair of helpers: normalise over some axes with the biased variance, and
 the matching backward, gx = invstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))."""
@@ -297,6 +298,51 @@ class LayerNorm(Op):
         xhat, invstd = normalize(x, axes, a.eps)
         gxhat, params = affine_backward(g, xhat, xs, normalized(a), tuple(range(x.ndim - k)))
         return [normalize_backward(gxhat, xhat, invstd, axes).astype(x.dtype), *params]
+
+
+class RMSNormArgs(BaseModel):
+    """F.rms_norm's arguments; eps None is the dtype's machine epsilon, as torch takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+    normalized_shape: int | list[int]
+    eps: float | None = Field(None, gt=0)
+
+
+@register
+class RMSNorm(LayerNorm):
+    """x * rsqrt(mean(x**2) + eps) over the trailing dims given by normalized_shape, times weight (no centring, no
+    bias), as nn.RMSNorm and F.rms_norm. torch runs it on the CPU as separate ops (pow, mean, add, rsqrt, mul and the
+    weight's mul): the node's grad_fn is the last MulBackward0, with the others torch-internal behind it."""
+
+    name = "rms_norm"
+    tensors = ("input", "weight")
+    Args = RMSNormArgs  # type: ignore[assignment]
+    signature = ("input", "normalized_shape", "weight", "eps")
+    functions = ("F.rms_norm", "torch.rms_norm")
+
+    def torch(self, t: Any, xs: list[Any], a: RMSNormArgs) -> Any:  # type: ignore[override]
+        return t.nn.functional.rms_norm(xs[0], normalized(a), xs[1] if len(xs) > 1 else None, eps=a.eps)
+
+    def _scaled(self, x: Array, a: RMSNormArgs) -> tuple[Array, Array, tuple[int, ...]]:
+        """(x * r, r, axes) in float64, r = rsqrt(mean(x**2) + eps) keeping the reduced axes."""
+        axes = tuple(range(x.ndim - len(normalized(a)), x.ndim))
+        eps = float(np.finfo(x.dtype).eps) if a.eps is None else a.eps
+        x64 = x.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = 1.0 / np.sqrt((x64 * x64).mean(axis=axes, keepdims=True) + eps)
+        return x64 * r, r, axes
+
+    def forward(self, xs: list[Array], a: RMSNormArgs) -> Array:  # type: ignore[override]
+        xhat, _, _ = self._scaled(xs[0], a)
+        return affine(xhat, xs, normalized(a)).astype(xs[0].dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: RMSNormArgs) -> list[Array | None]:  # type: ignore[override]
+        x = xs[0]
+        xhat, r, axes = self._scaled(x, a)
+        gxhat, params = affine_backward(g, xhat, xs, normalized(a), tuple(range(x.ndim - len(axes))))
+        # d(x r)/dx = r - x r^3 x^T / n: the gradient on xhat minus its projection on xhat, times r
+        gx = r * (gxhat - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True))
+        return [gx.astype(x.dtype), *params]
 
 
 class GroupNormArgs(BaseModel):

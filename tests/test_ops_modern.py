@@ -1,0 +1,180 @@
+"""rms_norm (nn.RMSNorm), glu (nn.GLU) and the beta * input + alpha * product family (addmm, addmv, addr, baddbmm,
+addbmm): torch, the reference and finite differences agree on values, grads and edges; programs that use them give
+torch's numbers and grad_fn names; bad shapes name the node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_ops import DTYPES, N, check, normal
+from test_program_pytorch import in_torch, same_as_torch, traced
+
+from services.compiler import compile_spec
+from services.errors import SpecError
+from shared.spec import TraceSpec
+
+CASES: list[Any] = []
+
+
+def case(id: str, inputs: dict[str, Any], *nodes: dict[str, Any], **kw: Any) -> None:
+    CASES.append(pytest.param(inputs, list(nodes), kw, id=id))
+
+
+# rms_norm over the last one and two dims, with and without a weight; eps given and torch's default (None).
+RX = normal(3, 4, 5, seed=90, std=2.0)
+case("rms_norm-1d", {"x": RX}, N("y", "rms_norm", "x", normalized_shape=[5]), N("L", "mul", "y", "y"))
+case("rms_norm-1d-weight", {"x": RX, "w": normal(5, seed=91)}, N("y", "rms_norm", "x", "w", normalized_shape=5, eps=1e-6))
+case("rms_norm-2d-weight", {"x": RX, "w": normal(4, 5, seed=92)}, N("y", "rms_norm", "x", "w", normalized_shape=[4, 5]))
+case("rms_norm-eps-large", {"x": normal(2, 6, seed=93, std=0.1), "w": normal(6, seed=94)},
+     N("y", "rms_norm", "x", "w", normalized_shape=[6], eps=0.5))
+case("rms_norm-chain", {"x": normal(4, 3, seed=95), "w": normal(6, 3, seed=96), "g": normal(6, seed=97)},
+     N("h", "linear", "x", "w"), N("n", "rms_norm", "h", "g", normalized_shape=[6]), N("y", "tanh", "n"))
+# glu along each dim, and a gated MLP.
+case("glu", {"x": normal(3, 8, seed=98, std=2.0)}, N("y", "glu", "x"))
+case("glu-dim0", {"x": normal(4, 3, seed=99, std=2.0)}, N("y", "glu", "x", dim=0))
+case("glu-3d-middle", {"x": normal(2, 6, 3, seed=100)}, N("y", "glu", "x", dim=1), N("L", "mul", "y", "y"))
+# addmm and kin, with torch's defaults and with beta / alpha, broadcast inputs, beta 0.
+MATS = {"c": normal(2, 3, seed=101), "a": normal(2, 4, seed=102), "b": normal(4, 3, seed=103)}
+case("addmm", MATS, N("y", "addmm", "c", "a", "b"))
+case("addmm-beta-alpha", MATS, N("y", "addmm", "c", "a", "b", beta=0.5, alpha=-2.0), N("L", "mul", "y", "y"))
+case("addmm-bias-row", {**MATS, "c": normal(3, seed=104)}, N("y", "addmm", "c", "a", "b"))
+case("addmm-beta-0", MATS, N("y", "addmm", "c", "a", "b", beta=0.0))
+case("addmv", {"c": normal(2, seed=105), "m": normal(2, 4, seed=106), "v": normal(4, seed=107)},
+     N("y", "addmv", "c", "m", "v", alpha=1.5))
+case("addr", {"c": normal(3, 4, seed=108), "u": normal(3, seed=109), "v": normal(4, seed=110)},
+     N("y", "addr", "c", "u", "v", beta=2.0))
+BATCH = {"c": normal(2, 3, 5, seed=111), "a": normal(2, 3, 4, seed=112), "b": normal(2, 4, 5, seed=113)}
+case("baddbmm", BATCH, N("y", "baddbmm", "c", "a", "b", beta=0.25, alpha=0.5), N("L", "mul", "y", "y"))
+case("baddbmm-broadcast-input", {**BATCH, "c": normal(5, seed=114)}, N("y", "baddbmm", "c", "a", "b"))
+case("addbmm", {**BATCH, "c": normal(3, 5, seed=115)}, N("y", "addbmm", "c", "a", "b", alpha=-1.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("inputs", "nodes", "kw"), CASES)
+def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, Any], dtype: str) -> None:
+    check(inputs, nodes, dtype, **kw)
+
+
+@pytest.mark.parametrize(("inputs", "node", "words"), [
+    ({"x": normal(2, 5)}, N("y", "glu", "x"), "halving dimension must be even"),
+    ({"x": normal(2, 4)}, N("y", "glu", "x", dim=2), "out of range"),
+    ({"x": normal(2, 4)}, N("y", "rms_norm", "x", normalized_shape=[3]), "normalized_shape=[3]"),
+    ({"x": normal(2, 4), "w": normal(3)}, N("y", "rms_norm", "x", "w", normalized_shape=[4]), "weight shape [3]"),
+    ({"c": normal(2, 3), "a": normal(2, 4), "b": normal(3, 3)}, N("y", "addmm", "c", "a", "b"), "cannot be multiplied"),
+    ({"c": normal(4, 3), "a": normal(2, 4), "b": normal(4, 3)}, N("y", "addmm", "c", "a", "b"), "does not broadcast"),
+    ({"c": normal(2), "a": normal(2, 4, 1), "b": normal(4)}, N("y", "addmv", "c", "a", "b"), "must be 2-D"),
+    ({"c": normal(3, 5), "a": normal(2, 3, 4), "b": normal(3, 4, 5)}, N("y", "addbmm", "c", "a", "b"), "batch2"),
+])
+def test_errors_name_the_node(inputs: dict[str, Any], node: dict[str, Any], words: str) -> None:
+    with pytest.raises(SpecError) as info:
+        compile_spec(TraceSpec(inputs=inputs, nodes=[node]))
+    assert info.value.node == "y" and words in str(info.value), str(info.value)
+
+
+LLAMA_BLOCK = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.norm = nn.RMSNorm(d, eps=1e-6)
+        self.up = nn.Linear(d, 4 * d, bias=False)
+        self.glu = nn.GLU(dim=-1)
+        self.down = nn.Linear(2 * d, d, bias=False)
+
+    def forward(self, x):
+        return x + self.down(self.glu(self.up(self.norm(x))))
+
+
+ff = FeedForward(6)
+x = torch.randn(2, 3, 6, requires_grad=True)
+y = ff(x)
+h = F.rms_norm(y, (6,))
+loss = (h * torch.arange(6.0)).sum()
+loss.backward()
+"""
+
+
+def test_rms_norm_and_glu_modules_match_torch(tmp_path: Path) -> None:
+    """nn.RMSNorm (its weight named ff.norm.weight), nn.GLU and F.rms_norm with torch's default eps: torch's numbers,
+    and the grad_fn names torch's CPU run records (rms_norm runs as separate ops there: the last is a MulBackward0)."""
+    t = traced(LLAMA_BLOCK, engines=["torch", "reference", "numeric"])
+    g = in_torch(LLAMA_BLOCK, tmp_path)
+    same_as_torch(t, g, ["x", "y", "h", "loss", "ff"])
+    assert t.result.comparison.verdict == "agree"
+    fns = {name: n.grad_fn for name, n in t.result.nodes.items()}
+    assert fns["ff.norm.out"] == type(g["ff"].norm(g["x"]).grad_fn).__name__ == "MulBackward0"
+    assert fns["ff.glu.out"] == "GluBackward0"
+    assert fns["h"] == type(g["h"].grad_fn).__name__
+    assert t.result.nodes["ff.norm.weight"].is_leaf
+
+
+ADDMM = """
+import torch
+
+torch.manual_seed(0)
+bias = torch.randn(3, requires_grad=True)
+A = torch.randn(2, 4, requires_grad=True)
+B = torch.randn(4, 3, requires_grad=True)
+y = torch.addmm(bias, A, B, beta=0.5, alpha=2.0)
+z = bias.addmm(A, B)
+M = torch.randn(5, 2, 4, requires_grad=True)
+N = torch.randn(5, 4, 3, requires_grad=True)
+w = torch.baddbmm(torch.zeros(5, 2, 3), M, N, alpha=0.5)
+s = torch.addbmm(y, M, N)
+v = torch.addmv(bias[:2], A, torch.randn(4))
+r = torch.addr(A, torch.randn(2), torch.randn(4), alpha=3.0)
+loss = y.sum() + z.pow(2).sum() + w.pow(2).sum() + s.sin().sum() + v.prod() + r.tanh().sum()
+loss.backward()
+"""
+
+
+def test_addmm_family_matches_torch(tmp_path: Path) -> None:
+    """Functions and methods, keyword beta/alpha: torch's values, grads and grad_fn names."""
+    t = traced(ADDMM)
+    g = in_torch(ADDMM, tmp_path)
+    same_as_torch(t, g, ["bias", "A", "B", "M", "N", "y", "z", "w", "s", "v", "r", "loss"])
+    fns = {name: n.grad_fn for name, n in t.result.nodes.items()}
+    for name in ("y", "z", "w", "s", "v", "r"):
+        assert fns[name] == type(g[name].grad_fn).__name__, name
+    assert [fns[k] for k in ("y", "w", "s", "v", "r")] == ["AddmmBackward0", "BaddbmmBackward0", "AddbmmBackward0",
+                                                          "AddmvBackward0", "AddrBackward0"]
+
+
+def test_rms_norm_default_eps_is_the_dtypes_epsilon() -> None:
+    """eps None: float32's epsilon in a float32 program, float64's in a float64 one (values near 0 show it)."""
+    for dtype, eps in (("float32", np.finfo(np.float32).eps), ("float64", np.finfo(np.float64).eps)):
+        t = traced("import torch\nimport torch.nn.functional as F\nx = torch.full((4,), 1e-4, requires_grad=True)\n"
+                   "y = F.rms_norm(x, [4])\ny.sum().backward()\n", dtype=dtype)
+        want = 1e-4 / np.sqrt(1e-8 + eps)
+        np.testing.assert_allclose(t.arrays["torch/value/y"], want, rtol=1e-5)
+        np.testing.assert_allclose(t.arrays["reference/value/y"], want, rtol=1e-5)
+
+
+def test_rms_norm_and_glu_layers_in_a_model_spec() -> None:
+    """The layer types rms_norm and glu in a model spec: torch's nn.RMSNorm weight (ones), named as the state_dict,
+    and all three engines agree."""
+    from services.trace import trace
+
+    spec = TraceSpec.model_validate({
+        "inputs": {"x": {"shape": [4, 6], "init": "normal", "seed": 3}}, "dtype": "float64",
+        "engines": ["torch", "reference", "numeric"],
+        "model": {"input": "x", "layers": [{"type": "linear", "name": "fc", "in_features": 6, "out_features": 8},
+                                            {"type": "glu", "name": "gate"},
+                                            {"type": "rms_norm", "name": "norm", "normalized_shape": 4, "eps": 1e-6},
+                                            {"type": "tanh"}],
+                  "loss": {"type": "mean"}},
+    })
+    t = trace(spec)
+    assert t.result.comparison.verdict == "agree" and "numeric" in t.result.engines
+    assert {"fc.weight", "norm.weight"} <= set(t.result.parameters)
+    np.testing.assert_array_equal(t.arrays["torch/value/norm.weight"], np.ones(4))
+    assert t.result.nodes["gate.out"].shape == [4, 4] and t.result.nodes["gate.out"].grad_fn == "GluBackward0"
