@@ -498,3 +498,62 @@ def test_loss_weights_drawn_once_dropout3d_unbatched_and_zero_weights(tmp_path: 
                "l = F.cross_entropy(x, torch.tensor([1, 1, 1]), weight=torch.tensor([1.0, 0.0, 2.0]), label_smoothing=0.2)\n"
                "l.backward()\n")
     assert t.result.comparison.verdict == "agree" and np.isnan(t.arrays["torch/value/l"])  # with smoothing too
+
+
+AUTOGRAD_GRAD = """
+import torch
+from torch import autograd
+
+x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+w = torch.tensor(0.5, requires_grad=True)
+y = (w * x ** 3).sum()
+dy_dx, dy_dw = torch.autograd.grad(y, [x, w], retain_graph=True)
+print(dy_dx, dy_dw)
+"""
+
+
+def test_autograd_grad_is_traced_as_backward(tmp_path: Path) -> None:
+    """`dy_dx, dy_dw = torch.autograd.grad(y, [x, w])`: one backward pass from y; the inputs' grads in the result are
+    what torch.autograd.grad returns (3 w x**2 and sum(x**3)), and a note says how it was traced."""
+    t = traced(AUTOGRAD_GRAD)
+    g = in_torch(AUTOGRAD_GRAD, tmp_path)
+    np.testing.assert_allclose(t.arrays["torch/grad/x"], g["dy_dx"].numpy())
+    np.testing.assert_allclose(t.arrays["torch/grad/x"], [1.5, 6.0, 13.5])
+    np.testing.assert_allclose(t.arrays["reference/grad/w"], g["dy_dw"].numpy())
+    assert t.result.output == "y" and any("torch.autograd.grad is traced as backward()" in n for n in t.result.notes)
+
+
+def test_autograd_grad_of_parameters_with_grad_outputs(tmp_path: Path) -> None:
+    """`autograd.grad([out], model.parameters(), grad_outputs=[v])` (from torch import autograd): the parameters'
+    grads are torch's."""
+    program = """
+import torch
+import torch.nn as nn
+from torch import autograd
+
+torch.manual_seed(0)
+model = nn.Linear(3, 2)
+x = torch.randn(4, 3)
+out = model(x)
+grads = autograd.grad([out], model.parameters(), grad_outputs=[torch.full((4, 2), 0.5)])
+"""
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    for name, want in zip(("model.weight", "model.bias"), g["grads"], strict=True):
+        np.testing.assert_allclose(t.arrays[f"torch/grad/{name}"], want.numpy(), rtol=1e-6)
+    assert t.result.comparison.verdict == "agree"
+
+
+def test_autograd_grad_refusals_and_a_manual_update_ends_the_trace() -> None:
+    """create_graph=True (higher order) and a tensor that does not require grad are refused, naming what; a manual
+    gradient step after it ends the trace at that backward with a note."""
+    e = refused("import torch\nx = torch.tensor(1.0, requires_grad=True)\ny = x ** 3\n"
+                "g, = torch.autograd.grad(y, x, create_graph=True)\n(g ** 2).backward()\n")
+    assert e.line == 4 and "create_graph=True" in e.message
+    e = refused("import torch\nx = torch.tensor(1.0, requires_grad=True)\nc = torch.tensor(2.0)\ny = x * c\n"
+                "g = torch.autograd.grad(y, [x, c])\n")
+    assert e.line == 5 and "does not require grad" in e.message
+    t = traced("import torch\nx = torch.tensor(2.0, requires_grad=True)\nfor step in range(3):\n"
+               "    y = x ** 2 + 3 * x + 1\n    g = torch.autograd.grad(y, x)[0]\n    x = x - 0.1 * g\n")
+    assert float(t.arrays["torch/grad/x"]) == 7.0 and float(t.arrays["torch/value/y"]) == 11.0
+    assert any("the trace ends at the backward() of line 5" in n for n in t.result.notes)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from services.compiler.expressions import ExpressionCompiler, _kind
-from services.compiler.values import T, is_number
+from services.compiler.values import T, Untraced, is_number
 from services.errors import SpecError
 
 BINDING = re.compile(r"^(?P<var>[A-Za-z_]\w*)@\d+$")
@@ -54,6 +54,47 @@ class Finish(ExpressionCompiler):
         if grad is not None:
             self.res.grad_output = self.fitted(self.gradient(grad, out), out, call)
         self.at_backward = self.snapshot(call.lineno)
+
+    def autograd_grad(self, call: ast.Call) -> Any:
+        """`dx, = torch.autograd.grad(y, x)`, `torch.autograd.grad(loss, model.parameters())`: one backward pass from
+        the output, as y.backward() traces it (every node's gradient is in the result; torch leaves .grad unset). The
+        gradients it returns can be printed; computing with them (create_graph, a manual update) is not traced."""
+        given = dict(zip(("outputs", "inputs", "grad_outputs", "retain_graph", "create_graph"), call.args, strict=False))
+        for k in call.keywords:
+            if k.arg not in ("outputs", "inputs", "grad_outputs", "retain_graph", "create_graph", "only_inputs",
+                             "allow_unused", "materialize_grads", "is_grads_batched"):
+                raise self.err(call, f"torch.autograd.grad() got an unexpected keyword argument '{k.arg}'")
+            given[k.arg] = k.value  # type: ignore[index]
+        if given.get("create_graph") is not None and self.const(given["create_graph"]) or given.get(
+                "is_grads_batched") is not None and self.const(given["is_grads_batched"]):
+            raise self.err(call, "torch.autograd.grad(..., create_graph=True) (higher-order gradients, a gradient "
+                                 "penalty) is not traced: gradtrace traces one first-order backward pass")
+        if "outputs" not in given or "inputs" not in given:
+            raise self.err(call, "torch.autograd.grad() takes outputs and inputs")
+        outputs = given["outputs"]
+        if isinstance(outputs, (ast.List, ast.Tuple)):
+            if len(outputs.elts) != 1:
+                raise self.err(outputs, "torch.autograd.grad of several outputs is not traced: give one output "
+                                        "(their sum, `(a + b)`, has the same gradients)")
+            outputs = outputs.elts[0]
+        grad = given.get("grad_outputs")
+        if isinstance(grad, (ast.List, ast.Tuple)) and len(grad.elts) == 1:
+            grad = grad.elts[0]
+        backward = ast.copy_location(ast.Call(func=ast.Attribute(value=outputs, attr="backward", ctx=ast.Load()),
+                                              args=[grad] if grad is not None else [], keywords=[]), call)
+        self.backward(outputs, backward)
+        inputs = self.expr(given["inputs"])
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        for v in items:
+            if isinstance(v, T) and not self.builder.grad[v.name]:
+                raise self.err(given["inputs"], "One of the differentiated Tensors does not require grad (torch raises "
+                                                "this in torch.autograd.grad)")
+        self.res.notes.append(f"line {call.lineno}: torch.autograd.grad is traced as backward() from its output: each "
+                              "input's gradient is its grad in the result")
+        what = "the gradient torch.autograd.grad returns (the result has it as the input's grad)"
+        if isinstance(inputs, Untraced):  # model.parameters(): as many as the model has
+            return Untraced(what.replace("gradient", "gradients").replace("input's", "parameters'"))
+        return tuple(Untraced(what) for _ in items)
 
     def fitted(self, grad: Any, out: T, call: ast.Call) -> Any:
         """backward(gradient) as torch takes it: a tensor of the output's shape; any other shape fails, as in torch."""

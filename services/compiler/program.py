@@ -669,6 +669,8 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             return self.nn_init(path[8:], node)  # the tensor it filled (`nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))`)
         if path in ("torch.cuda.is_available", "torch.backends.mps.is_available"):
             return False  # the spec's device decides where a job runs; the program's own choice is always the CPU
+        if path == "torch.autograd.grad":
+            return self.autograd_grad(node)
         if path == "torch.device":  # `device = torch.device("cpu")`: the spec's device decides, `.to(device)` keeps it
             return str(self.const(node.args[0])) if node.args else "cpu"
         if path in LEGACY_CONSTRUCTORS:  # torch.Tensor([...]) (micrograd's lecture), torch.FloatTensor(n, m) (GCN code)
