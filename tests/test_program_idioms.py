@@ -557,3 +557,47 @@ def test_autograd_grad_refusals_and_a_manual_update_ends_the_trace() -> None:
                "    y = x ** 2 + 3 * x + 1\n    g = torch.autograd.grad(y, x)[0]\n    x = x - 0.1 * g\n")
     assert float(t.arrays["torch/grad/x"]) == 7.0 and float(t.arrays["torch/value/y"]) == 11.0
     assert any("the trace ends at the backward() of line 5" in n for n in t.result.notes)
+
+
+WHILE_LOOPS = """
+import torch
+
+torch.manual_seed(0)
+x = torch.randn(3, requires_grad=True)
+n = x.size(0)
+h = x
+i = 0
+while i < n:
+    h = h * 2 + i
+    i = i + 1
+k = 10
+while k > 1 and k % 2 == 0 or k > 7:
+    h = h.sin()
+    k //= 2
+step = 0
+while step < 5:
+    loss = (h * (step + 1)).sum()
+    loss.backward()
+    step += 1
+"""
+
+
+def test_while_loops_on_counted_ints_unroll(tmp_path: Path) -> None:
+    """`while i < n:` (n a tensor's size), and/or/% conditions, and a training-style while loop (the trace ends at its
+    second backward, as a for loop's): torch's numbers, the loop's last binding takes the bare name."""
+    t = traced(WHILE_LOOPS)
+    g = in_torch(WHILE_LOOPS.replace("    loss.backward()\n", "    if step == 0:\n        loss.backward()\n"), tmp_path)
+    same_as_torch(t, g, ["x", "h"])
+    assert [n.op for name, n in t.result.nodes.items() if name.startswith("h")].count("sin") == 1
+    assert float(t.arrays["torch/value/loss"]) == pytest.approx(float(g["h"].detach().sum()), rel=1e-6)
+    assert any("the trace ends at the backward()" in note for note in t.result.notes)
+
+
+@pytest.mark.parametrize(("program", "line", "words"), [
+    ("x = torch.tensor(1.0, requires_grad=True)\nwhile x > 0.5:\n    x = x * 0.5\n", 3, "depends on the data"),
+    ("i = 0\nwhile i < 3:\n    i += 1\n    if i == 2:\n        break\n", 6, "'break' is not allowed"),
+    ("i = 0\nwhile i < 3:\n    y = torch.ones(1)\n", 3, "does its condition ever become false?"),
+])
+def test_while_loops_refused_with_the_reason(program: str, line: int, words: str) -> None:
+    e = refused("import torch\n" + program)
+    assert e.line == line and words in e.message, e.message

@@ -39,7 +39,7 @@ class Bindings(ExpressionCompiler):
                     self.rebinds.setdefault(name, set()).add(self.bindings[name] + 1)
             elif isinstance(stmt, ast.AugAssign) and not (no_grad and is_number_literal(stmt.value)):
                 targets = [stmt.target]
-            elif isinstance(stmt, ast.For):  # a loop unrolled when reached: counted once now, in full then
+            elif isinstance(stmt, (ast.For, ast.While)):  # a loop unrolled when reached: counted once now, in full then
                 self.count_bindings(stmt.body, no_grad)
             elif isinstance(stmt, ast.If):  # the branch that runs when the condition is known now, else the larger
                 known = self.static_condition(stmt.test)

@@ -37,12 +37,14 @@ class ControlFlow(ExpressionCompiler):
             msg = self.const(stmt.msg) if stmt.msg is not None else None
             raise self.err(stmt, f"the program's assert fails: {self.src(stmt.test)[:80]}" + (f" ({msg})" if msg else ""))
 
-    def for_statement(self, stmt: ast.For) -> None:
-        """A loop over what was not known before the statements ran (`for stride in strides:`, a list the code built):
-        unrolled now that the names hold their values; its bindings join the counts (the last takes the bare name)."""
+    def for_statement(self, stmt: ast.For | ast.While) -> None:
+        """A loop over what was not known before the statements ran (`for stride in strides:`, a list the code built;
+        `while i < n:` after `n = x.size(0)`): unrolled now that the names hold their values; its bindings join the
+        counts (the last takes the bare name)."""
         known = {k: v for k, v in self.scope.items() if type(v) is int}
-        it = stmt.iter
-        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" and not it.keywords:
+        it = stmt.iter if isinstance(stmt, ast.For) else None
+        if isinstance(stmt, ast.For) and isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" \
+                and not it.keywords:
             try:
                 bounds = [self.const(a) for a in it.args]  # range(x.size()[0]): known now that the names hold values
             except SpecError:
@@ -50,7 +52,7 @@ class ControlFlow(ExpressionCompiler):
             if bounds and all(type(b) is int for b in bounds):
                 it = ast.copy_location(ast.Call(func=it.func, args=[ast.Constant(b) for b in bounds], keywords=[]), it)
                 stmt = ast.copy_location(ast.For(target=stmt.target, iter=it, body=stmt.body, orelse=stmt.orelse), stmt)
-        if (it := self.evaluated_iterable(it)) is not stmt.iter:
+        if isinstance(stmt, ast.For) and (it := self.evaluated_iterable(stmt.iter)) is not stmt.iter:
             stmt = ast.copy_location(ast.For(target=stmt.target, iter=it, body=stmt.body, orelse=stmt.orelse), stmt)
         body = unroll([stmt], self.err, known, self.runtime_length, lazy=True, value=self.runtime_int)
         if body and body[0] is stmt:

@@ -1,5 +1,6 @@
 """`for` loops unrolled into straight-line statements (the graph has no loops): over range(...), and over lists,
-tuples, module containers and tensor rows whose length is known by the time the loop runs."""
+tuples, module containers and tensor rows whose length is known by the time the loop runs; `while` loops on ints the
+program counts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-INT_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv}
+INT_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
+           ast.Mod: operator.mod}
+COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Eq: operator.eq,
+           ast.NotEq: operator.ne}
 ITER = "iter#"
 """Hidden names of what loops go over (a '#' never names a program variable)."""
 MAX_UNROLLED = 20_000
@@ -33,7 +37,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
            length: Callable[[ast.expr], int | None] | None = None, lazy: bool = False,
            value: Callable[[ast.expr], int | None] | None = None) -> list[ast.stmt]:
     """`for NAME in range(a[, b[, step]]):` loops as their bodies repeated, each copy after `NAME = k` (what a loop
-    runs, statement for statement; the graph has no loops). Bounds are int literals, or names bound earlier at the
+    runs, statement for statement; the graph has no loops); `while COND:` loops the same, while COND holds on the ints
+    known then (`i += 1` in the body counts). Bounds are int literals, or names bound earlier at the
     top level to one (`known`: such names of the scope around a function's body, and 'self.depth' for an int
     attribute of a module object); a break, continue or else clause is refused. Nested loops unroll too. Loops over other things unroll when their length is known before they run
     (`length`: nn.Sequential/ModuleList, lists and tuples, a tensor's first dim), each iteration after
@@ -54,7 +59,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             return ints[f"{node.value.id}.{node.attr}"]  # range(self.depth): an int attribute of a module object
         if isinstance(node, ast.BinOp) and type(node.op) in INT_OPS:  # range(len(sizes) - 1), range(n // 2)
             left, right = bound(node.left), bound(node.right)
-            if isinstance(node.op, ast.FloorDiv) and right == 0:
+            if isinstance(node.op, (ast.FloorDiv, ast.Mod)) and right == 0:
                 raise err(node, "integer division by zero in a loop's bounds")
             return INT_OPS[type(node.op)](left, right)
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len" and len(node.args) == 1
@@ -65,18 +70,87 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
         raise _Unknown(node, "a loop's range() needs constant bounds (int literals, names set to one before the loop, "
                              "len() of a list or module, a tensor's size(d) / shape[d], and + - * // of those)")
 
+    def static(node: ast.expr) -> int:
+        """An int from literals and names known now (no len(), no shapes: what an assignment in a loop body binds)."""
+        if isinstance(node, ast.BinOp) and type(node.op) in INT_OPS:
+            return bound(ast.copy_location(ast.BinOp(left=ast.Constant(static(node.left)), op=node.op,
+                                                     right=ast.Constant(static(node.right))), node))
+        if isinstance(node, ast.Call) or is_shape_query(node):
+            raise _Unknown(node, "not a constant")
+        return bound(node)
+
+    def holds(test: ast.expr) -> bool:
+        """A while loop's condition from the ints known now: comparisons, and/or/not, an int's truth."""
+        if isinstance(test, ast.Compare) and all(type(op) in COMPARE for op in test.ops):
+            left = static(test.left)
+            for op, right in zip(test.ops, test.comparators, strict=True):
+                r = static(right)
+                if not COMPARE[type(op)](left, r):
+                    return False
+                left = r
+            return True
+        if isinstance(test, ast.BoolOp):
+            return all(holds(v) for v in test.values) if isinstance(test.op, ast.And) else any(holds(v) for v in test.values)
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            return not holds(test.operand)
+        if isinstance(test, ast.Constant) and type(test.value) is bool:
+            return test.value
+        return static(test) != 0
+
+    def loop_while(stmt: ast.While, out: list[ast.stmt]) -> None:
+        """`while i < n:` with ints the body counts (`i += 1`): unrolled while the condition holds."""
+        if stmt.orelse:
+            raise err(stmt.orelse[0], "a while loop's else clause is not allowed")
+        for node in ast.walk(ast.Module(body=stmt.body, type_ignores=[])):
+            if isinstance(node, (ast.Break, ast.Continue)):
+                raise err(node, f"'{type(node).__name__.lower()}' is not allowed: loops are unrolled (a while loop "
+                                "runs while its condition, on ints the program counts, holds)")
+        training, k, start = _steps(stmt.body), 0, len(out)
+        message = ("a while loop's condition must be known before it runs, from ints the program counts (`while step "
+                   "< n:` with `step += 1` in the body): one that reads a tensor's values (`while loss > 0.01`) "
+                   "depends on the data; gradtrace traces one path (write a for loop over range(...))")
+        try:
+            go = holds(stmt.test)
+        except _Unknown:
+            raise _Unknown(stmt.test, message) from None
+        while go and not (training and k == 2):
+            expand(stmt.body, out)
+            k += 1
+            if len(out) - start > MAX_UNROLLED or k > MAX_UNROLLED:
+                raise err(stmt, f"the unrolled while loop makes over {MAX_UNROLLED:,} statements (does its condition "
+                                "ever become false?)")
+            try:
+                go = holds(stmt.test)
+            except _Unknown:
+                raise err(stmt.test, message) from None
+
     def expand(stmts: list[ast.stmt], out: list[ast.stmt]) -> list[ast.stmt]:
         for stmt in stmts:  # in the order the unrolled program runs them: `ints` follows the names' values
-            if isinstance(stmt, (ast.Assign, ast.AugAssign)):  # a name rebound to anything but an int literal
+            if isinstance(stmt, (ast.Assign, ast.AugAssign)):  # a name rebound to anything but an int it can compute
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                try:
+                    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name) and type(stmt.op) in INT_OPS:
+                        new = static(ast.copy_location(ast.BinOp(left=stmt.target, op=stmt.op, right=stmt.value), stmt))
+                    elif isinstance(stmt, ast.Assign) and len(targets) == 1 and isinstance(targets[0], ast.Name):
+                        new = static(stmt.value)  # `i = 0`, `i = i + 1`, `n = 2 * k`
+                    else:
+                        new = None
+                except _Unknown:
+                    new = None
                 for t in targets:
                     for n in ast.walk(t):
                         if isinstance(n, ast.Name):
                             ints.pop(n.id, None)
-                v = stmt.value
-                if (isinstance(stmt, ast.Assign) and len(targets) == 1 and isinstance(targets[0], ast.Name)
-                        and isinstance(v, ast.Constant) and type(v.value) is int):
-                    ints[targets[0].id] = v.value
+                if new is not None and type(new) is int:
+                    ints[targets[0].id] = new  # type: ignore[attr-defined]
+            if isinstance(stmt, ast.While):
+                try:
+                    loop_while(stmt, out)
+                except _Unknown as e:
+                    if not lazy:
+                        raise err(e.node, e.message) from None
+                    out.append(stmt)  # unrolled when reached, once the names in its condition hold their values
+                continue
             if isinstance(stmt, ast.If):  # loops inside either branch unroll too
                 branches = ast.If(test=stmt.test, body=expand(stmt.body, []), orelse=expand(stmt.orelse, []))
                 out.append(ast.copy_location(branches, stmt))
@@ -201,7 +275,7 @@ def _steps(body: list[ast.stmt]) -> bool:
     """A loop body that calls `.backward()` in every iteration (a statement of its own, or in a loop of its own that
     does): a training loop."""
     return any(isinstance(s, ast.Expr) and isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Attribute)
-               and s.value.func.attr == "backward" or isinstance(s, ast.For) and _steps(s.body) for s in body)
+               and s.value.func.attr == "backward" or isinstance(s, (ast.For, ast.While)) and _steps(s.body) for s in body)
 
 
 def _prints_only(body: list[ast.stmt]) -> bool:

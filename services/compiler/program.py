@@ -202,14 +202,14 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             self.define(stmt)
         elif isinstance(stmt, ast.If):
             self.if_statement(stmt)
-        elif isinstance(stmt, ast.For):
+        elif isinstance(stmt, (ast.For, ast.While)):
             self.for_statement(stmt)
         elif isinstance(stmt, ast.Return):
             raise self.err(stmt, "return is allowed as a function's last statement only" if self.depth else "return outside a function")
         else:
             kind = type(stmt).__name__
             raise self.err(stmt, f"'{kind}' statements are not allowed: gradtrace traces straight-line code, one statement per line"
-                           + (" (loops: only `for NAME in range(...)` with constant bounds)" if kind in ("For", "While") else ""))
+                           + (" (loops: `for` and `while`, unrolled)" if kind in ("For", "While") else ""))
 
     def imports(self, stmt: ast.Import | ast.ImportFrom) -> None:
         """torch's modules, math and numpy by their paths; anything else (`import os`, `from tqdm import tqdm`) binds a
