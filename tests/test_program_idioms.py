@@ -601,3 +601,61 @@ def test_while_loops_on_counted_ints_unroll(tmp_path: Path) -> None:
 def test_while_loops_refused_with_the_reason(program: str, line: int, words: str) -> None:
     e = refused("import torch\n" + program)
     assert e.line == line and words in e.message, e.message
+
+
+FUNCTIONAL_BATCH_NORM = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+
+
+class FunctionalBN(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+        self.register_buffer("running_mean", torch.zeros(c))
+        self.register_buffer("running_var", torch.ones(c))
+
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, training=True, momentum=0.3)
+
+
+bn = FunctionalBN(3)
+x = torch.randn(8, 3, 2, requires_grad=True)
+w = torch.randn(3, requires_grad=True)
+rm = torch.zeros(3)
+rv = torch.ones(3)
+y = F.batch_norm(x, rm, rv, w, training=True)
+z = F.batch_norm(x * 2, rm, rv, w, eps=1e-3)
+u = F.batch_norm(x, None, None, training=True)
+v = bn(x.sin())
+s = bn.running_mean * 1.0
+loss = (y * z).sum() + (rm * rv).sum() + u.pow(3).sum() + (v * s.unsqueeze(-1)).sum()
+loss.backward()
+"""
+
+
+def test_functional_batch_norm_in_training_and_eval(tmp_path: Path) -> None:
+    """F.batch_norm as written in functional code: training with running statistics (updated in place, as torch's:
+    the names rm, rv and a module's buffer see the new values), eval with them (the default training=False), and
+    training without them (MAML's form). torch's numbers; rm's last binding takes the bare name."""
+    check(FUNCTIONAL_BATCH_NORM, ["x", "w", "rm", "rv", "y", "z", "u", "v", "s", "loss", "bn"], tmp_path)
+    nodes = traced(FUNCTIONAL_BATCH_NORM).result.nodes
+    assert nodes["rm"].op == "batch_norm_running" and nodes["rm@1"].is_leaf
+    assert nodes["z"].op == "batch_norm_eval" and nodes["u"].op == "batch_norm"
+
+
+@pytest.mark.parametrize(("call", "words"), [
+    ("F.batch_norm(x, None, None)", "must be defined when not training"),
+    ("F.batch_norm(x, rm, None, training=True)", "give both running_mean and running_var"),
+    ("F.batch_norm(x, rm, rv, training=True, momentum=None)", "momentum is a number here"),
+    ("F.batch_norm(x, rm, rv, bias=w)", "a bias and no weight"),
+    ("F.batch_norm(x, rm)", "F.batch_norm takes (input, running_mean, running_var"),
+])
+def test_functional_batch_norm_refusals(call: str, words: str) -> None:
+    e = refused("import torch\nimport torch.nn.functional as F\nx = torch.randn(4, 3, requires_grad=True)\n"
+                f"w = torch.ones(3)\nrm = torch.zeros(3)\nrv = torch.ones(3)\ny = {call}\n")
+    assert e.line == 7 and words in e.message, e.message

@@ -32,6 +32,8 @@ class Bindings(ExpressionCompiler):
                 targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `y.add_(1)`: a new binding of y
             elif isinstance(stmt, ast.Expr) and not no_grad and in_place_statement(stmt.value, self.dotted):
                 targets = [stmt.value.args[0]]  # type: ignore[attr-defined]  # `F.relu(h, inplace=True)`, `F.relu_(h)`
+            if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad:
+                targets += self.updated_statistics(stmt.value)
             if isinstance(stmt, ast.Assign):
                 targets += list(stmt.targets)
                 if _rebinds_itself(stmt):  # which binding of the name it is (counted below)
@@ -60,6 +62,19 @@ class Bindings(ExpressionCompiler):
                     t = t.value  # `pe[:, 0::2] = ...`, `target[i][l] = 1.0`: a tensor written by index is a new binding
                 for n in (target_names(t) or [] if isinstance(t, (ast.Tuple, ast.List)) else [t.id] if isinstance(t, ast.Name) else []):
                     self.bindings[n] += 1
+
+    def updated_statistics(self, value: ast.expr) -> list[ast.expr]:
+        """The running statistics a training-mode `F.batch_norm(x, rm, rv, ..., training=True)` in `value` updates in
+        place: new bindings of rm and rv."""
+        out: list[ast.expr] = []
+        for call in ast.walk(value):
+            if isinstance(call, ast.Call) and self.dotted(call.func) == "F.batch_norm":
+                args = dict(zip(("input", "running_mean", "running_var", "weight", "bias", "training"), call.args,
+                                strict=False)) | {k.arg: k.value for k in call.keywords if k.arg}
+                training = args.get("training")
+                if isinstance(training, ast.Constant) and training.value is True:
+                    out += [args[k] for k in ("running_mean", "running_var") if isinstance(args.get(k), ast.Name)]
+        return out
 
     def object_name(self, name: str) -> str:
         """The path of an object made at a statement's binding `name`: `model = Net()` followed only by rebindings to

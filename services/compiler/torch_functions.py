@@ -69,6 +69,8 @@ class TorchFunctions(ExpressionCompiler):
         """The call as gradtrace traces it, or NotImplemented when `path` is none of these."""
         if path == "F.normalize":
             return self.normalize(node)
+        if path == "F.batch_norm":
+            return self.batch_norm(node)
         if path in COMPOSITES:
             return self.composite(path, node)
         if path == "nn.Transformer.generate_square_subsequent_mask":
@@ -219,6 +221,45 @@ class TorchFunctions(ExpressionCompiler):
         denom = self.emit("clamp_min", [norm], {"min": float(eps)}, node, name=self.temp())
         wide = self.emit("expand", [denom], {"size": list(self.shape(x))}, node, name=self.temp())
         return self.emit("div", [x, wide], {}, node)
+
+    def batch_norm(self, node: ast.Call) -> T:
+        """F.batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+        eps=1e-05): with training False, an affine map by the running statistics given (batch_norm_eval); in training,
+        the batch's statistics (batch_norm), and the running statistics given, if any, change in place as torch's do
+        (each name bound to them sees the new values)."""
+        names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        if set(given) - set(names) or not {"input", "running_mean", "running_var"} <= set(given):
+            raise self.err(node, "F.batch_norm takes (input, running_mean, running_var, weight=None, bias=None, "
+                                 "training=False, momentum=0.1, eps=1e-05)")
+        x = self.tensor(given["input"])
+        training = bool(self.const(given["training"])) if "training" in given else False
+        eps = float(self.const(given["eps"])) if "eps" in given else 1e-5
+        momentum = self.const(given["momentum"]) if "momentum" in given else 0.1
+        stats, params = [[self.expr(given[k]) if k in given else None for k in keys]
+                         for keys in (("running_mean", "running_var"), ("weight", "bias"))]
+        if params[0] is None and params[1] is not None:
+            raise self.err(node, "F.batch_norm with a bias and no weight is not traced: give weight=torch.ones(C)")
+        affine = [p for p in params if p is not None]
+        if any(not isinstance(v, T) for v in [*stats, *affine] if v is not None):
+            raise self.err(node, "F.batch_norm's running statistics, weight and bias are tensors or None")
+        if not training:
+            if None in stats:
+                raise self.err(node, "running_mean and running_var must be defined when not training (torch raises this)")
+            return self.emit("batch_norm_eval", [x, *stats, *affine], {"eps": eps}, node)
+        if stats.count(None) == 1:
+            raise self.err(node, "F.batch_norm: give both running_mean and running_var, or neither")
+        if stats[0] is not None and (not is_number(momentum) or any(self.builder.grad[s.name] for s in stats)):
+            raise self.err(node, "F.batch_norm in training updates its running statistics: momentum is a number here "
+                                 "(None, the cumulative average, is not traced) and the statistics need no grad")
+        y = self.emit("batch_norm", [x, *affine], {"momentum": float(momentum), "eps": eps}, node)
+        for key, stat in zip(("running_mean", "running_var"), stats, strict=True):
+            if stat is not None:
+                var = self.src(given[key])[:40]
+                new = self.emit("batch_norm_running", [x, stat], {"stat": key[8:], "momentum": float(momentum)}, node,
+                                name=self.binding_name(var) if var.isidentifier() else self.temp())
+                self.changed_in_place(stat, new, var, node)  # type: ignore[attr-defined]
+        return y
 
     def spread(self, node: ast.Call) -> ast.Call:
         """The call with each `*xs` of numbers written out (`x.view(x.size(0), *self.shape)`), for torch's functions,
