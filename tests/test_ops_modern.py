@@ -1,5 +1,5 @@
-"""rms_norm (nn.RMSNorm), glu (nn.GLU) and the beta * input + alpha * product family (addmm, addmv, addr, baddbmm,
-addbmm): torch, the reference and finite differences agree on values, grads and edges; programs that use them give
+"""rms_norm (nn.RMSNorm), glu (nn.GLU), the beta * input + alpha * product family (addmm, addmv, addr, baddbmm,
+addbmm) and cross_entropy with class-probability targets: torch, the reference and finite differences agree on values, grads and edges; programs that use them give
 torch's numbers and grad_fn names; bad shapes name the node."""
 
 from __future__ import annotations
@@ -51,6 +51,18 @@ case("baddbmm", BATCH, N("y", "baddbmm", "c", "a", "b", beta=0.25, alpha=0.5), N
 case("baddbmm-broadcast-input", {**BATCH, "c": normal(5, seed=114)}, N("y", "baddbmm", "c", "a", "b"))
 case("addbmm", {**BATCH, "c": normal(3, 5, seed=115)}, N("y", "addbmm", "c", "a", "b", alpha=-1.0))
 
+# cross_entropy of class probabilities: (N, C), (C,), (N, C, d), label smoothing, class weights, each reduction; the
+# target gets a gradient too (a teacher's softmax that is not detached).
+PROBS = {"x": normal(4, 5, seed=116, std=2.0), "p": {"shape": [4, 5], "init": "uniform", "low": 0.0, "high": 1.0, "seed": 117}}
+case("cross_entropy_probs", PROBS, N("y", "cross_entropy_probs", "x", "p"))
+case("cross_entropy_probs-sum-smoothing", PROBS, N("y", "cross_entropy_probs", "x", "p", reduction="sum", label_smoothing=0.2))
+case("cross_entropy_probs-none-weight", {**PROBS, "w": {"shape": [5], "init": "uniform", "low": 0.5, "high": 2.0, "seed": 118,
+                                                      "requires_grad": False}},
+     N("y", "cross_entropy_probs", "x", "p", "w", reduction="none"), N("L", "mul", "y", "y"))
+case("cross_entropy_probs-1d", {"x": normal(5, seed=119), "p": normal(5, seed=120)}, N("y", "cross_entropy_probs", "x", "p"))
+case("cross_entropy_probs-spatial", {"x": normal(2, 3, 4, seed=121), "t": normal(2, 3, 4, seed=122)},
+     N("p", "softmax", "t", dim=1), N("y", "cross_entropy_probs", "x", "p", label_smoothing=0.1))
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("inputs", "nodes", "kw"), CASES)
@@ -67,6 +79,9 @@ def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, A
     ({"c": normal(4, 3), "a": normal(2, 4), "b": normal(4, 3)}, N("y", "addmm", "c", "a", "b"), "does not broadcast"),
     ({"c": normal(2), "a": normal(2, 4, 1), "b": normal(4)}, N("y", "addmv", "c", "a", "b"), "must be 2-D"),
     ({"c": normal(3, 5), "a": normal(2, 3, 4), "b": normal(3, 4, 5)}, N("y", "addbmm", "c", "a", "b"), "batch2"),
+    ({"x": normal(4, 5), "p": normal(4)}, N("y", "cross_entropy_probs", "x", "p"), "must have the input's shape [4, 5]"),
+    ({"x": normal(4, 5), "p": {"shape": [4, 5], "init": "normal", "dtype": "float64"}}, N("y", "cross_entropy_probs", "x", "p"),
+     "share one float dtype"),
 ])
 def test_errors_name_the_node(inputs: dict[str, Any], node: dict[str, Any], words: str) -> None:
     with pytest.raises(SpecError) as info:
@@ -178,3 +193,39 @@ def test_rms_norm_and_glu_layers_in_a_model_spec() -> None:
     assert {"fc.weight", "norm.weight"} <= set(t.result.parameters)
     np.testing.assert_array_equal(t.arrays["torch/value/norm.weight"], np.ones(4))
     assert t.result.nodes["gate.out"].shape == [4, 4] and t.result.nodes["gate.out"].grad_fn == "GluBackward0"
+
+
+SOFT_TARGETS = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+x = torch.randn(4, 5, requires_grad=True)
+y = torch.randint(0, 5, (4,))
+lam = 0.7
+perm = torch.randperm(4)
+soft = lam * F.one_hot(y, 5).float() + (1 - lam) * F.one_hot(y[perm], 5).float()
+l1 = F.cross_entropy(x, soft)
+l2 = nn.CrossEntropyLoss(label_smoothing=0.1)(x * 2, soft)
+t = torch.randn(4, 5, requires_grad=True)
+l3 = F.cross_entropy(x, target=F.softmax(t, dim=1), reduction="sum", weight=torch.rand(5))
+img = torch.randn(2, 3, 4, 4, requires_grad=True)
+l4 = F.cross_entropy(img, torch.softmax(torch.randn(2, 3, 4, 4), 1), reduction="none").sum()
+l5 = F.cross_entropy(x, y)
+loss = l1 + l2 + l3 + l4 + l5
+loss.backward()
+"""
+
+
+def test_cross_entropy_of_probabilities_matches_torch(tmp_path: Path) -> None:
+    """Mixup's soft labels, nn.CrossEntropyLoss with label smoothing, a teacher's softmax (its logits get a grad),
+    weights, per-pixel probabilities: torch's numbers and grad_fn names; class indices still take cross_entropy."""
+    t = traced(SOFT_TARGETS)
+    g = in_torch(SOFT_TARGETS, tmp_path)
+    same_as_torch(t, g, ["x", "t", "img", "l1", "l2", "l3", "l4", "l5", "loss"])
+    nodes = t.result.nodes
+    assert [nodes[k].op for k in ("l1", "l2", "l3", "l5")] == ["cross_entropy_probs"] * 3 + ["cross_entropy"]
+    for k in ("l1", "l2", "l3", "l5"):
+        assert nodes[k].grad_fn == type(g[k].grad_fn).__name__, k
+    assert t.result.comparison.verdict == "agree"

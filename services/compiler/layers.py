@@ -506,10 +506,16 @@ TENSOR_ARGS = {"weight"}
 
 
 def _loss(op: str) -> Emit:
-    """`op(input, target[, weight], **the other constructor arguments)`."""
+    """`op(input, target[, weight], **the other constructor arguments)`; nn.CrossEntropyLoss of a float target takes
+    it as class probabilities (cross_entropy_probs)."""
     def emit(e: Emitter, c: Call) -> str:
         args = c.cfg.model_dump(exclude={"weight", "size_average", "reduce"})
-        return e.node(c.out, op, [*c.inputs, *([c.cfg.weight] if getattr(c.cfg, "weight", None) else [])], args)
+        name = op
+        if op == "cross_entropy" and e.builder.dtypes.get(c.inputs[1], "int64").startswith("float"):
+            name = "cross_entropy_probs"
+            if args.pop("ignore_index") != -100:
+                raise e.error("nn.CrossEntropyLoss: ignore_index is only applicable when the target contains class indices")
+        return e.node(c.out, name, [*c.inputs, *([c.cfg.weight] if getattr(c.cfg, "weight", None) else [])], args)
     return emit
 
 

@@ -17,6 +17,7 @@ from services.compiler.transformer import attention
 from services.compiler.values import CALLABLE, Instance, T, UserClass, UserFunction, Value, is_number
 from services.errors import ShapeError, SpecError
 from services.ir import Leaf
+from services.ops import REGISTRY
 
 IN_PLACE_FUNCTIONS = {"F.relu_": "relu_", "torch.relu_": "relu_", "torch.sigmoid_": "sigmoid_", "torch.tanh_": "tanh_",
                       "F.elu_": "elu_", "F.leaky_relu_": "leaky_relu_", "torch.clamp_": "clamp_"}
@@ -71,6 +72,8 @@ class TorchFunctions(ExpressionCompiler):
             return self.normalize(node)
         if path == "F.batch_norm":
             return self.batch_norm(node)
+        if path == "F.cross_entropy" and (probs := self.probability_target(node)) is not None:
+            return self.apply(REGISTRY["cross_entropy_probs"], probs, out=self.name_for(node))
         if path in COMPOSITES:
             return self.composite(path, node)
         if path == "nn.Transformer.generate_square_subsequent_mask":
@@ -221,6 +224,27 @@ class TorchFunctions(ExpressionCompiler):
         denom = self.emit("clamp_min", [norm], {"min": float(eps)}, node, name=self.temp())
         wide = self.emit("expand", [denom], {"size": list(self.shape(x))}, node, name=self.temp())
         return self.emit("div", [x, wide], {}, node)
+
+    def probability_target(self, node: ast.Call) -> ast.Call | None:
+        """F.cross_entropy(x, probs) with a float target (class probabilities): the call, its target evaluated once
+        into a hidden name; None for class indices."""
+        k = next((i for i, kw in enumerate(node.keywords) if kw.arg == "target"), None)
+        arg = node.args[1] if len(node.args) > 1 else node.keywords[k].value if k is not None else None
+        if arg is None:
+            return None
+        v = self.expr(arg)
+        if not isinstance(v, T) or not self.dtype_of(v).startswith("float"):
+            if isinstance(arg, ast.Name):
+                return None
+            raise self.err(arg, "F.cross_entropy's target is a tensor of class indices (int64) or of class "
+                                f"probabilities (float), not {_kind(v) if not isinstance(v, T) else self.dtype_of(v)}")
+        hidden = f"target#{arg.lineno}.{arg.col_offset}"
+        self.scope[hidden] = v  # type: ignore[attr-defined]
+        name = ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), arg)
+        if k is None:
+            return ast.copy_location(ast.Call(func=node.func, args=[node.args[0], name, *node.args[2:]], keywords=node.keywords), node)
+        keywords = [ast.keyword(arg="target", value=name) if i == k else kw for i, kw in enumerate(node.keywords)]
+        return ast.copy_location(ast.Call(func=node.func, args=node.args, keywords=keywords), node)
 
     def batch_norm(self, node: ast.Call) -> T:
         """F.batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,

@@ -178,6 +178,81 @@ class NllLoss(CrossEntropy):
         return np.zeros_like(x)
 
 
+class ProbsArgs(LossArgs):
+    label_smoothing: float = Field(0.0, ge=0.0, le=1.0)
+
+
+@register
+class CrossEntropyProbs(Op):
+    """F.cross_entropy with class probabilities as the target (input's shape and dtype: mixup's soft labels, a
+    teacher's softmax): -sum_c w_c t_c log softmax(input)_c per sample, t smoothed to t (1 - e) + e / C; the mean is
+    over the samples (N * d1 * ...), whatever the weights, as torch's. A program's F.cross_entropy and
+    nn.CrossEntropyLoss take this op when the target is a float tensor."""
+
+    name = "cross_entropy_probs"
+    tensors = ("input", "target", "weight")
+    min_inputs = 2
+    Args = ProbsArgs
+    differentiable = (True, True, False)
+
+    def shape(self, shapes: list[Shape], a: ProbsArgs) -> Shape:
+        x, t = shapes[:2]
+        if not x:
+            raise ShapeError(f"{self.name}: input must have 1 or more dimensions (classes), got a 0-d tensor")
+        classes = x[0 if len(x) == 1 else 1]
+        if t != x:
+            raise ShapeError(f"cross_entropy: a float target holds class probabilities and must have the input's shape "
+                             f"{list(x)}, got {list(t)} (class indices are int64: .long())")
+        if len(shapes) == 3 and shapes[2] != (classes,):
+            raise ShapeError(f"cross_entropy: weight must hold one value per class, shape [{classes}], got {list(shapes[2])}")
+        return () if a.reduction != "none" or len(x) == 1 else (x[0], *x[2:])
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if not dtypes[0].startswith("float") or any(d != dtypes[0] for d in dtypes[1:]):
+            raise ShapeError(f"cross_entropy: input, probability target and weight must share one float dtype, got {dtypes}")
+        return dtypes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: ProbsArgs) -> Any:
+        return t.nn.functional.cross_entropy(xs[0], xs[1], weight=xs[2] if len(xs) == 3 else None, reduction=a.reduction,
+                                             label_smoothing=a.label_smoothing)
+
+    def _parts(self, xs: list[Array], a: ProbsArgs) -> tuple[Array, Array, Array, int]:
+        """log-probabilities, the smoothed target times the class weights, the weights shaped to broadcast (1 without
+        `weight`), and the classes' axis."""
+        x, t = xs[:2]
+        axis = 0 if x.ndim == 1 else 1
+        classes = x.shape[axis]
+        view = [1] * x.ndim
+        view[axis] = classes
+        w = xs[2].reshape(view) if len(xs) == 3 else np.ones((), x.dtype)
+        e = np.asarray(a.label_smoothing, x.dtype)
+        tw = (t * (1 - e) + e / np.asarray(classes, x.dtype) if a.label_smoothing else t) * w
+        return _log_softmax(x, axis), tw, w, axis
+
+    def _count(self, x: Array) -> int:
+        """The mean's divisor: the samples (elements over classes)."""
+        return x.size // (x.shape[0 if x.ndim == 1 else 1] or 1) if x.size else 0
+
+    def forward(self, xs: list[Array], a: ProbsArgs) -> Array:
+        logp, tw, _, axis = self._parts(xs, a)
+        loss = -(logp * tw).sum(axis=axis)
+        if a.reduction == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.asarray(loss.sum() / np.asarray(self._count(xs[0]), loss.dtype), dtype=loss.dtype)
+        return _reduce(loss, a.reduction)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ProbsArgs) -> list[Array | None]:
+        x = xs[0]
+        logp, tw, w, axis = self._parts(xs, a)
+        up = np.expand_dims(g, axis) if a.reduction == "none" and x.ndim > 1 else g
+        if a.reduction == "mean":
+            up = up / np.asarray(self._count(x) or 1, x.dtype)
+        gx = (np.exp(logp) * tw.sum(axis=axis, keepdims=True) - tw) * up
+        e = np.asarray(a.label_smoothing, x.dtype)
+        gt = -(1 - e) * logp * w * up
+        return [gx.astype(x.dtype), np.broadcast_to(gt, x.shape).astype(x.dtype)] + ([None] if len(xs) == 3 else [])
+
+
 @register
 class MseLoss(Op):
     name = "mse_loss"
