@@ -1,5 +1,5 @@
 """rms_norm (nn.RMSNorm), glu (nn.GLU), the beta * input + alpha * product family (addmm, addmv, addr, baddbmm,
-addbmm) and cross_entropy with class-probability targets: torch, the reference and finite differences agree on values, grads and edges; programs that use them give
+addbmm), cross_entropy with class-probability targets and binary cross entropy's weight and pos_weight: torch, the reference and finite differences agree on values, grads and edges; programs that use them give
 torch's numbers and grad_fn names; bad shapes name the node."""
 
 from __future__ import annotations
@@ -63,6 +63,18 @@ case("cross_entropy_probs-1d", {"x": normal(5, seed=119), "p": normal(5, seed=12
 case("cross_entropy_probs-spatial", {"x": normal(2, 3, 4, seed=121), "t": normal(2, 3, 4, seed=122)},
      N("p", "softmax", "t", dim=1), N("y", "cross_entropy_probs", "x", "p", label_smoothing=0.1))
 
+# binary cross entropy with element weights (broadcast) and, of logits, positive-class weights (a weight left out
+# before a pos_weight is the number 1.0, as a program's call fills it in).
+BIN = {"x": normal(5, 3, seed=123, std=2.0), "y": {"shape": [5, 3], "init": "uniform", "low": 0.0, "high": 1.0, "seed": 124}}
+W = {"w": {"shape": [5, 1], "init": "uniform", "low": 0.2, "high": 2.0, "seed": 125, "requires_grad": False},
+     "pw": {"shape": [3], "init": "uniform", "low": 0.5, "high": 4.0, "seed": 126, "requires_grad": False}}
+case("bce_logits-pos_weight", {**BIN, **W}, N("L", "binary_cross_entropy_with_logits", "x", "y", 1.0, "pw"))
+case("bce_logits-weight-pos_weight-sum", {**BIN, **W},
+     N("L", "binary_cross_entropy_with_logits", "x", "y", "w", "pw", reduction="sum"))
+case("bce_logits-weight-none", {**BIN, **W}, N("l", "binary_cross_entropy_with_logits", "x", "y", "w", reduction="none"),
+     N("L", "mul", "l", "l"))
+case("bce-weight", {**BIN, **W}, N("p", "sigmoid", "x"), N("L", "binary_cross_entropy", "p", "y", "w"))
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("inputs", "nodes", "kw"), CASES)
@@ -82,6 +94,14 @@ def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, A
     ({"x": normal(4, 5), "p": normal(4)}, N("y", "cross_entropy_probs", "x", "p"), "must have the input's shape [4, 5]"),
     ({"x": normal(4, 5), "p": {"shape": [4, 5], "init": "normal", "dtype": "float64"}}, N("y", "cross_entropy_probs", "x", "p"),
      "share one float dtype"),
+    ({"x": normal(5, 3), "t": normal(5, 3), "w": {**normal(3, 3), "requires_grad": False}},
+     N("y", "binary_cross_entropy_with_logits", "x", "t", "w"), "does not broadcast"),
+    ({"x": normal(5, 3), "t": normal(5, 3), "w": normal(3)}, N("y", "binary_cross_entropy_with_logits", "x", "t", "w"),
+     "not differentiable with respect to 'weight', and 'w' requires grad"),
+    ({"x": normal(5, 3), "t": {"value": [0, 1, 2, 0, 1], "dtype": "int64"}, "w": normal(3)},
+     N("y", "cross_entropy", "x", "t", "w"), "not differentiable with respect to 'weight'"),
+    ({"x": normal(5, 3), "t": normal(5, 3), "pw": normal(3)}, N("y", "binary_cross_entropy_with_logits", "x", "t", 2.0, "pw"),
+     "must be a tensor"),
 ])
 def test_errors_name_the_node(inputs: dict[str, Any], node: dict[str, Any], words: str) -> None:
     with pytest.raises(SpecError) as info:
@@ -228,4 +248,35 @@ def test_cross_entropy_of_probabilities_matches_torch(tmp_path: Path) -> None:
     assert [nodes[k].op for k in ("l1", "l2", "l3", "l5")] == ["cross_entropy_probs"] * 3 + ["cross_entropy"]
     for k in ("l1", "l2", "l3", "l5"):
         assert nodes[k].grad_fn == type(g[k].grad_fn).__name__, k
+    assert t.result.comparison.verdict == "agree"
+
+
+WEIGHTED_BCE = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+x = torch.randn(6, 3, requires_grad=True)
+t = (torch.rand(6, 3) > 0.7).float()
+pw = torch.tensor([1.0, 3.0, 0.5])
+w = torch.rand(6, 1)
+l1 = nn.BCEWithLogitsLoss(pos_weight=pw)(x, t)
+l2 = F.binary_cross_entropy_with_logits(x * 2, t, w, pos_weight=pw, reduction="sum")
+l3 = nn.BCELoss(weight=w)(torch.sigmoid(x), t)
+l4 = F.binary_cross_entropy(torch.sigmoid(x), t, weight=torch.rand(3), reduction="none").mean()
+l5 = nn.BCEWithLogitsLoss(weight=torch.rand(3))(x, t)
+loss = l1 + l2 + l3 + l4 + l5
+loss.backward()
+"""
+
+
+def test_binary_cross_entropy_weights_match_torch(tmp_path: Path) -> None:
+    """nn.BCEWithLogitsLoss(pos_weight=...) (imbalanced classes), weight= on both losses, functional and module forms:
+    torch's numbers and grad_fn names."""
+    t = traced(WEIGHTED_BCE)
+    g = in_torch(WEIGHTED_BCE, tmp_path)
+    same_as_torch(t, g, ["x", "l1", "l2", "l3", "l4", "l5", "loss"])
+    for k in ("l1", "l2", "l3", "l5"):
+        assert t.result.nodes[k].grad_fn == type(g[k].grad_fn).__name__, k
     assert t.result.comparison.verdict == "agree"

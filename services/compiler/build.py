@@ -282,8 +282,10 @@ class GraphBuilder:
         if n < lo or (hi is not None and n > hi):
             want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"at least {lo}"
             raise _err(raw, f"{raw.op} takes {want} tensor inputs, got {n}")
-        if not op.scalars and len(names) != n:
-            k, i = next((k, i) for k, i in enumerate(inputs) if not isinstance(i, str))
+        if not op.scalars and len(names) != n and (bad := [  # (a left-out optional slot holds its number)
+                (k, i) for k, i in enumerate(inputs)
+                if not isinstance(i, str) and op.optional.get(op.tensors[min(k, len(op.tensors) - 1)]) != i]):
+            k, i = bad[0]
             slot = op.tensors[min(k, len(op.tensors) - 1)]
             raise _err(raw, f"{raw.op}: '{slot}' (input {k}) must be a tensor, got the number {i:g}")
         try:
@@ -293,6 +295,10 @@ class GraphBuilder:
             where = ".".join(str(p) for p in first["loc"])
             raise _err(raw, f"{raw.op}: argument '{where}': {first['msg']}") from None
         diff_flags = op.differentiable or (True,) * n
+        for slot, i in zip(op.tensors, inputs, strict=False):
+            if slot in op.grad_refused and isinstance(i, str) and self.grad[i] and self.grad_enabled:
+                raise _err(raw, f"{raw.op} is not differentiable with respect to '{slot}', and '{i}' requires grad "
+                                "(torch raises this): make it without requires_grad, or pass its .detach()")
         if op.same_dtype and len({d for d in in_dtypes if d != "scalar"}) > 1:
             shown = ", ".join(f"{i}: {d}" for i, d in zip(inputs, in_dtypes, strict=False))
             raise _err(raw, f"{raw.op} needs its tensors in one dtype (torch does not promote here), got {shown}: "

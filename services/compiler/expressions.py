@@ -672,6 +672,7 @@ class ExpressionCompiler:
         if not op.variadic:
             while bound and bound[-1] is None:
                 bound.pop()
+            bound = [op.optional.get(op.tensors[i], b) if b is None else b for i, b in enumerate(bound)]
             if any(b is None for b in bound):
                 missing = [op.tensors[i] for i, b in enumerate(bound) if b is None]
                 raise self.err(call, f"{op.name}: tensor argument(s) {missing} missing (gradtrace needs them in order)")

@@ -478,7 +478,7 @@ layer(LayerDef("cat", None, CatLayer, lambda e, c: e.node(c.out, "cat", c.inputs
 
 
 class MSELossArgs(BaseModel):
-    """nn.MSELoss, nn.BCELoss, nn.BCEWithLogitsLoss (no weights)."""
+    """nn.MSELoss."""
 
     model_config = ConfigDict(extra="forbid")
     reduction: str = "mean"
@@ -501,26 +501,45 @@ class CrossEntropyLossArgs(NLLLossArgs):
     label_smoothing: float = 0.0
 
 
-TENSOR_ARGS = {"weight"}
+class BCELossArgs(BaseModel):
+    """nn.BCELoss, in torch's constructor order; `weight`: the elements' weights' tensor (its name)."""
+
+    model_config = ConfigDict(extra="forbid")
+    weight: str | None = None
+    size_average: None = None
+    reduce: None = None
+    reduction: str = "mean"
+
+
+class BCEWithLogitsLossArgs(BCELossArgs):
+    """nn.BCEWithLogitsLoss; `pos_weight`: the positive examples' weights' tensor (its name)."""
+
+    pos_weight: str | None = None
+
+
+TENSOR_ARGS = {"weight", "pos_weight"}
 """Loss constructor arguments that are tensors (nn.CrossEntropyLoss(weight=w)): they hold the tensor's name."""
 
 
 def _loss(op: str) -> Emit:
-    """`op(input, target[, weight], **the other constructor arguments)`; nn.CrossEntropyLoss of a float target takes
-    it as class probabilities (cross_entropy_probs)."""
+    """`op(input, target[, weight[, pos_weight]], **the other constructor arguments)` (a weight left out before a
+    pos_weight: 1.0); nn.CrossEntropyLoss of a float target takes it as class probabilities (cross_entropy_probs)."""
     def emit(e: Emitter, c: Call) -> str:
-        args = c.cfg.model_dump(exclude={"weight", "size_average", "reduce"})
+        args = c.cfg.model_dump(exclude=TENSOR_ARGS | {"size_average", "reduce"})
         name = op
         if op == "cross_entropy" and e.builder.dtypes.get(c.inputs[1], "int64").startswith("float"):
             name = "cross_entropy_probs"
             if args.pop("ignore_index") != -100:
                 raise e.error("nn.CrossEntropyLoss: ignore_index is only applicable when the target contains class indices")
-        return e.node(c.out, name, [*c.inputs, *([c.cfg.weight] if getattr(c.cfg, "weight", None) else [])], args)
+        weights: list[Any] = [getattr(c.cfg, k, None) for k in ("weight", "pos_weight")]
+        while weights and weights[-1] is None:
+            weights.pop()
+        return e.node(c.out, name, [*c.inputs, *[1.0 if w is None else w for w in weights]], args)
     return emit
 
 
-for _op, _cls, _args in (("mse_loss", "MSELoss", MSELossArgs), ("binary_cross_entropy", "BCELoss", MSELossArgs),
-                         ("binary_cross_entropy_with_logits", "BCEWithLogitsLoss", MSELossArgs),
+for _op, _cls, _args in (("mse_loss", "MSELoss", MSELossArgs), ("binary_cross_entropy", "BCELoss", BCELossArgs),
+                         ("binary_cross_entropy_with_logits", "BCEWithLogitsLoss", BCEWithLogitsLossArgs),
                          ("nll_loss", "NLLLoss", NLLLossArgs), ("cross_entropy", "CrossEntropyLoss", CrossEntropyLossArgs)):
     # each constructor argument is the op's argument of the same name
     layer(LayerDef(_op, _cls, _args, _loss(_op), min_inputs=2, max_inputs=2))

@@ -55,6 +55,12 @@ class Op:
     CloneBackward0: the engine's next_functions look through it to the input's grad_fn, as torch prints them."""
     pointwise: ClassVar[bool] = False
     """An elementwise op run by torch's TensorIterator: its output keeps its inputs' memory order (strides.iterated)."""
+    grad_refused: ClassVar[tuple[str, ...]] = ()
+    """Tensor slots torch refuses when they require grad (a loss's class weights: 'is not differentiable with
+    respect to argument weight'): the compiler refuses such a node as torch would fail it."""
+    optional: ClassVar[dict[str, float]] = {}
+    """Tensor slots torch takes as None, by the number that stands for one left out when a later slot is given
+    (binary cross entropy's weight: 1.0 with only pos_weight): a program's call fills it in."""
     signature: ClassVar[tuple[str, ...] | None] = None
     """torch's positional parameters in order, when tensors and arguments interleave (index_select is
     ('input', 'dim', 'index')): names in `tensors` bind tensors, the others Args fields. None: the tensors,

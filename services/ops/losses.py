@@ -47,6 +47,7 @@ class CrossEntropy(Op):
     Args: type[BaseModel] = CrossEntropyArgs
     functions = ("F.cross_entropy",)
     differentiable = (True, False, False)
+    grad_refused = ("weight",)
 
     def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
         x, t = shapes[:2]
@@ -194,6 +195,7 @@ class CrossEntropyProbs(Op):
     min_inputs = 2
     Args = ProbsArgs
     differentiable = (True, True, False)
+    grad_refused = ("weight",)
 
     def shape(self, shapes: list[Shape], a: ProbsArgs) -> Shape:
         x, t = shapes[:2]
@@ -341,30 +343,46 @@ class HuberLoss(SmoothL1Loss):
 
 
 class BinaryLoss(Op):
-    """Binary cross entropy: input and target of one shape (torch refuses others)."""
+    """Binary cross entropy: input and target of one shape (torch refuses others), each element's loss times `weight`
+    (broadcast to the input's shape; no gradient, as torch's)."""
 
-    tensors = ("input", "target")
+    tensors = ("input", "target", "weight")
+    min_inputs = 2
     Args = LossArgs
     same_dtype = True
+    differentiable = (True, True, False)
+    grad_refused = ("weight",)
+    optional = {"weight": 1.0}
 
     def dtype(self, dtypes: list[str]) -> str:
-        if not all(d.startswith("float") for d in dtypes):
+        if not all(d.startswith("float") or d == "scalar" for d in dtypes):
             raise ShapeError(f"{self.name}: input and target must be float tensors, got {' and '.join(dtypes)}: cast with .float()")
         return dtypes[0]
 
     def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
         if shapes[0] != shapes[1]:
             raise ShapeError(f"{self.name}: target size {list(shapes[1])} must be the same as input size {list(shapes[0])}")
+        for slot, s in zip(self.tensors[2:], shapes[2:], strict=False):
+            if len(s) > len(shapes[0]) or any(i not in (1, o) for i, o in zip(s[::-1], shapes[0][::-1], strict=False)):
+                raise ShapeError(f"{self.name}: {slot} of shape {list(s)} does not broadcast to the input's {list(shapes[0])}")
         return () if a.reduction != "none" else shapes[0]
 
-    def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
-        return getattr(t.nn.functional, self.name)(xs[0], xs[1], reduction=a.reduction)
+    def tensor_args(self, xs: list[Any]) -> dict[str, Any]:
+        """The weights given as tensors (a number stands for one left out)."""
+        return {k: x for k, x in zip(self.tensors[2:], xs[2:], strict=False) if not isinstance(x, (int, float))}
 
-    def scaled(self, g: Array, d: Array, a: LossArgs) -> Array:
-        """The elementwise derivative d times the upstream gradient (spread over the mean's elements)."""
+    def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
+        return getattr(t.nn.functional, self.name)(xs[0], xs[1], reduction=a.reduction, **self.tensor_args(xs))
+
+    def scaled(self, g: Array, d: Array, a: LossArgs, w: Array | float = 1.0) -> Array:
+        """The elementwise derivative d times the weight and the upstream gradient (spread over the mean's elements)."""
         if a.reduction == "mean":
             g = g / (d.size or 1)
-        return (g * d).astype(d.dtype)
+        return (g * d * w).astype(d.dtype)
+
+    def weighted(self, loss: Array, xs: list[Array], a: LossArgs) -> Array:
+        """Each element's loss times the weight, reduced."""
+        return _reduce((loss * xs[2]).astype(loss.dtype) if len(xs) > 2 else loss, a.reduction)
 
 
 @register
@@ -390,28 +408,43 @@ class BinaryCrossEntropy(BinaryLoss):
             return np.maximum(np.log(x), -100), np.maximum(np.log1p(-x), -100)
 
     def forward(self, xs: list[Array], a: LossArgs) -> Array:
-        x, t = xs  # within [0, 1] (torch's engine runs first and fails otherwise; finite differences may step just outside: NaN there)
+        x, t = xs[:2]  # within [0, 1] (torch's engine runs first and fails otherwise; finite differences may step just outside: NaN there)
         log_x, log_1mx = self._logs(x)
-        return _reduce(-(t * log_x + (1 - t) * log_1mx), a.reduction)
+        return self.weighted(-(t * log_x + (1 - t) * log_1mx), xs, a)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: LossArgs) -> list[Array | None]:
-        x, t = xs
+        x, t = xs[:2]
+        w = xs[2] if len(xs) > 2 else 1.0
         log_x, log_1mx = self._logs(x)
         dx = (x - t) / np.maximum((1 - x) * x, np.asarray(1e-12, x.dtype))  # torch's EPSILON
-        return [self.scaled(g, dx, a), self.scaled(g, log_1mx - log_x, a)]
+        return [self.scaled(g, dx, a, w), self.scaled(g, log_1mx - log_x, a, w), *([None] if len(xs) > 2 else [])]
 
 
 @register
 class BinaryCrossEntropyWithLogits(BinaryLoss):
-    """Binary cross entropy of sigmoid(x), computed stably: max(x, 0) - x t + log(1 + exp(-|x|))."""
+    """Binary cross entropy of sigmoid(x), computed stably as torch does: (1 - t) x + l softplus(-x), where the
+    positive examples' weight l = (pos_weight - 1) t + 1 (1 without pos_weight, broadcast along the last dim)."""
 
     name = "binary_cross_entropy_with_logits"
+    tensors = ("input", "target", "weight", "pos_weight")
+    signature = ("input", "target", "weight")
+    differentiable = (True, True, False, False)
+    grad_refused = ("weight", "pos_weight")
     functions = ("F.binary_cross_entropy_with_logits",)
 
+    @staticmethod
+    def _parts(xs: list[Array]) -> tuple[Array, Array, Array, Array | float]:
+        """x, t, softplus(-x) and pos_weight - 1 (0 without it)."""
+        x, t = xs[:2]
+        softplus = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0)
+        return x, t, softplus.astype(x.dtype), (xs[3] - 1) if len(xs) > 3 else 0.0
+
     def forward(self, xs: list[Array], a: LossArgs) -> Array:
-        x, t = xs
-        return _reduce(np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x))), a.reduction)
+        x, t, softplus, pw1 = self._parts(xs)
+        return self.weighted((1 - t) * x + (pw1 * t + 1) * softplus, xs, a)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: LossArgs) -> list[Array | None]:
-        x, t = xs
-        return [self.scaled(g, expit(x).astype(x.dtype) - t, a), self.scaled(g, -x, a)]
+        x, t, softplus, pw1 = self._parts(xs)
+        w = xs[2] if len(xs) > 2 else 1.0
+        dx = (1 - t) - (pw1 * t + 1) * expit(-x).astype(x.dtype)
+        return [self.scaled(g, dx, a, w), self.scaled(g, -x + pw1 * softplus, a, w), *[None] * (len(xs) - 2)]
