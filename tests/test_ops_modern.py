@@ -280,3 +280,25 @@ def test_binary_cross_entropy_weights_match_torch(tmp_path: Path) -> None:
     for k in ("l1", "l2", "l3", "l5"):
         assert t.result.nodes[k].grad_fn == type(g[k].grad_fn).__name__, k
     assert t.result.comparison.verdict == "agree"
+
+
+def test_cross_entropy_arguments_run_in_python_s_order(tmp_path: Path) -> None:
+    """F.cross_entropy's arguments are evaluated once each, left to right, as Python does: a dropout in the input draws
+    before the target's randint and the weight's rand (torch's numbers), and no argument makes two nodes."""
+    program = """
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+x = torch.randn(4, 3, requires_grad=True)
+loss = F.cross_entropy(F.dropout(x, 0.5), torch.randint(0, 3, (4,)), weight=torch.rand(3) + 0.5)
+soft = F.cross_entropy(F.dropout(x, 0.5), torch.rand(4, 3).softmax(-1), label_smoothing=0.1)
+total = loss + soft
+total.backward()
+"""
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "loss", "soft", "total"])
+    ops = [n.op for n in t.result.nodes.values()]
+    assert (ops.count("dropout"), ops.count("add"), ops.count("softmax"), ops.count("input")) == (2, 2, 1, 6)
+    assert t.result.nodes["loss"].op == "cross_entropy" and t.result.nodes["soft"].op == "cross_entropy_probs"

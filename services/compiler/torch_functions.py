@@ -72,8 +72,9 @@ class TorchFunctions(ExpressionCompiler):
             return self.normalize(node)
         if path == "F.batch_norm":
             return self.batch_norm(node)
-        if path == "F.cross_entropy" and (probs := self.probability_target(node)) is not None:
-            return self.apply(REGISTRY["cross_entropy_probs"], probs, out=self.name_for(node))
+        if path == "F.cross_entropy" and (given := self.evaluated_target(node)) is not None:
+            call, probs = given
+            return self.apply(REGISTRY["cross_entropy_probs"] if probs else self.functions[path], call, out=self.name_for(node))
         if path in COMPOSITES:
             return self.composite(path, node)
         if path == "nn.Transformer.generate_square_subsequent_mask":
@@ -225,26 +226,25 @@ class TorchFunctions(ExpressionCompiler):
         wide = self.emit("expand", [denom], {"size": list(self.shape(x))}, node, name=self.temp())
         return self.emit("div", [x, wide], {}, node)
 
-    def probability_target(self, node: ast.Call) -> ast.Call | None:
-        """F.cross_entropy(x, probs) with a float target (class probabilities): the call, its target evaluated once
-        into a hidden name; None for class indices."""
-        k = next((i for i, kw in enumerate(node.keywords) if kw.arg == "target"), None)
-        arg = node.args[1] if len(node.args) > 1 else node.keywords[k].value if k is not None else None
-        if arg is None:
+    def evaluated_target(self, node: ast.Call) -> tuple[ast.Call, bool] | None:
+        """F.cross_entropy's call with each argument evaluated once, in Python's order, into hidden names, and whether
+        its target is float (class probabilities: cross_entropy_probs) rather than class indices; None when the call
+        unpacks arguments (`*args`, `**kw`: left to the op's own binding)."""
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             return None
-        v = self.expr(arg)
-        if not isinstance(v, T) or not self.dtype_of(v).startswith("float"):
-            if isinstance(arg, ast.Name):
-                return None
-            raise self.err(arg, "F.cross_entropy's target is a tensor of class indices (int64) or of class "
-                                f"probabilities (float), not {_kind(v) if not isinstance(v, T) else self.dtype_of(v)}")
-        hidden = f"target#{arg.lineno}.{arg.col_offset}"
-        self.scope[hidden] = v  # type: ignore[attr-defined]
-        name = ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), arg)
-        if k is None:
-            return ast.copy_location(ast.Call(func=node.func, args=[node.args[0], name, *node.args[2:]], keywords=node.keywords), node)
-        keywords = [ast.keyword(arg="target", value=name) if i == k else kw for i, kw in enumerate(node.keywords)]
-        return ast.copy_location(ast.Call(func=node.func, args=node.args, keywords=keywords), node)
+
+        def held(a: ast.expr) -> ast.expr:
+            if isinstance(a, (ast.Name, ast.Constant)):
+                return a
+            hidden = f"arg#{a.lineno}.{a.col_offset}"
+            self.scope[hidden] = self.expr(a)  # type: ignore[attr-defined]
+            return ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), a)
+
+        call = ast.copy_location(ast.Call(func=node.func, args=[held(a) for a in node.args],
+                                          keywords=[ast.keyword(arg=k.arg, value=held(k.value)) for k in node.keywords]), node)
+        target = call.args[1] if len(call.args) > 1 else next((k.value for k in call.keywords if k.arg == "target"), None)
+        v = self.expr(target) if target is not None else None
+        return call, isinstance(v, T) and self.dtype_of(v).startswith("float")
 
     def batch_norm(self, node: ast.Call) -> T:
         """F.batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
