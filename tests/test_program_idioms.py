@@ -553,6 +553,13 @@ def test_autograd_grad_refusals_and_a_manual_update_ends_the_trace() -> None:
     e = refused("import torch\nx = torch.tensor(1.0, requires_grad=True)\nc = torch.tensor(2.0)\ny = x * c\n"
                 "g = torch.autograd.grad(y, [x, c])\n")
     assert e.line == 5 and "does not require grad" in e.message
+    e = refused("import torch\nx = torch.tensor(1.0, requires_grad=True)\nw = torch.tensor(2.0, requires_grad=True)\n"
+                "y = x * 3\ng = torch.autograd.grad(y, [x, w])\n")
+    assert e.line == 5 and "at index 1 appears to not have been used" in e.message
+    assert traced("import torch\nx = torch.tensor(1.0, requires_grad=True)\nw = torch.tensor(2.0, requires_grad=True)\n"
+                  "y = x * 3\ng = torch.autograd.grad(y, [x, w], allow_unused=True)\n").result.output == "y"
+    e = refused("import torch\nx = torch.tensor(1.0, requires_grad=True)\ny = x * 3\ng = torch.autograd.grad(y, [])\n")
+    assert e.line == 4 and "cannot be empty" in e.message
     t = traced("import torch\nx = torch.tensor(2.0, requires_grad=True)\nfor step in range(3):\n"
                "    y = x ** 2 + 3 * x + 1\n    g = torch.autograd.grad(y, x)[0]\n    x = x - 0.1 * g\n")
     assert float(t.arrays["torch/grad/x"]) == 7.0 and float(t.arrays["torch/value/y"]) == 11.0
@@ -636,6 +643,22 @@ s = bn.running_mean * 1.0
 loss = (y * z).sum() + (rm * rv).sum() + u.pow(3).sum() + (v * s.unsqueeze(-1)).sum()
 loss.backward()
 """
+
+
+def test_functional_batch_norm_names_the_updated_statistics(tmp_path: Path) -> None:
+    """`training=is_training` (a name) updates rm in place as torch does: rm is the new value, rm@1 the old; a module's
+    registered buffer updated by F.batch_norm in forward is bn.running_mean#2 beside the buffer bn.running_mean; eval
+    statistics that require grad are refused as torch refuses them."""
+    program = FUNCTIONAL_BATCH_NORM.replace("training=True)\nz", "training=is_training)\nz").replace(
+        "rm = torch.zeros(3)", "is_training = True\nrm = torch.zeros(3)")
+    assert "training=is_training" in program and "is_training = True" in program
+    check(program, ["x", "rm", "rv", "y", "s"], tmp_path)
+    nodes = traced(program).result.nodes
+    assert nodes["rm"].op == "batch_norm_running" and nodes["rm@1"].is_leaf
+    assert nodes["bn.running_mean#2"].op == "batch_norm_running" and nodes["bn.running_mean"].is_leaf
+    e = refused("import torch\nimport torch.nn.functional as F\nx = torch.randn(4, 3)\n"
+                "mu = torch.zeros(3, requires_grad=True)\ny = F.batch_norm(x, mu, torch.ones(3))\n")
+    assert e.line == 5 and "not differentiable with respect to 'running_mean'" in e.message
 
 
 def test_functional_batch_norm_in_training_and_eval(tmp_path: Path) -> None:

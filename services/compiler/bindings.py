@@ -71,8 +71,8 @@ class Bindings(ExpressionCompiler):
             if isinstance(call, ast.Call) and self.dotted(call.func) == "F.batch_norm":
                 args = dict(zip(("input", "running_mean", "running_var", "weight", "bias", "training"), call.args,
                                 strict=False)) | {k.arg: k.value for k in call.keywords if k.arg}
-                training = args.get("training")
-                if isinstance(training, ast.Constant) and training.value is True:
+                training = args.get("training")  # (a name: taken as true unless known false now)
+                if training is not None and self.static_condition(training) is not False:
                     out += [args[k] for k in ("running_mean", "running_var") if isinstance(args.get(k), ast.Name)]
         return out
 

@@ -85,16 +85,35 @@ class Finish(ExpressionCompiler):
         self.backward(outputs, backward)
         inputs = self.expr(given["inputs"])
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        for v in items:
+        if not items:
+            raise self.err(given["inputs"], "`inputs` argument to `grad()` cannot be empty (torch raises this)")
+        unused = not any(self.const(given[k]) for k in ("allow_unused", "materialize_grads") if k in given)
+        used = self.ancestors(self.res.output) if unused else set()
+        for k, v in enumerate(items):
             if isinstance(v, T) and not self.builder.grad[v.name]:
                 raise self.err(given["inputs"], "One of the differentiated Tensors does not require grad (torch raises "
                                                 "this in torch.autograd.grad)")
+            if isinstance(v, T) and unused and v.name not in used:
+                raise self.err(given["inputs"], f"The differentiated Tensor at index {k} appears to not have been used in "
+                                                "the graph (torch raises this): set allow_unused=True if this is the "
+                                                "desired behavior")
         self.res.notes.append(f"line {call.lineno}: torch.autograd.grad is traced as backward() from its output: each "
                               "input's gradient is its grad in the result")
         what = "the gradient torch.autograd.grad returns (the result has it as the input's grad)"
         if isinstance(inputs, Untraced):  # model.parameters(): as many as the model has
             return Untraced(what.replace("gradient", "gradients").replace("input's", "parameters'"))
         return tuple(Untraced(what) for _ in items)
+
+    def ancestors(self, name: str) -> set[str]:
+        """The tensors `name` was computed from, itself included."""
+        inputs = {n.name: n.inputs for n in self.builder.nodes}
+        seen, stack = {name}, [name]
+        while stack:
+            for i in inputs.get(stack.pop(), ()):
+                if isinstance(i, str) and i not in seen:
+                    seen.add(i)
+                    stack.append(i)
+        return seen
 
     def fitted(self, grad: Any, out: T, call: ast.Call) -> Any:
         """backward(gradient) as torch takes it: a tensor of the output's shape; any other shape fails, as in torch."""

@@ -278,10 +278,13 @@ class TorchFunctions(ExpressionCompiler):
                                  "(None, the cumulative average, is not traced) and the statistics need no grad")
         y = self.emit("batch_norm", [x, *affine], {"momentum": float(momentum), "eps": eps}, node)
         for key, stat in zip(("running_mean", "running_var"), stats, strict=True):
-            if stat is not None:
+            if stat is not None:  # a name's new binding; an attribute's buffer `bn.running_mean` -> bn.running_mean#2
                 var = self.src(given[key])[:40]
+                base, k = stat.name.split("#")[0], 2
+                while f"{base}#{k}" in self.builder:
+                    k += 1
                 new = self.emit("batch_norm_running", [x, stat], {"stat": key[8:], "momentum": float(momentum)}, node,
-                                name=self.binding_name(var) if var.isidentifier() else self.temp())
+                                name=self.binding_name(var) if var.isidentifier() else f"{base}#{k}")
                 self.changed_in_place(stat, new, var, node)  # type: ignore[attr-defined]
         return y
 

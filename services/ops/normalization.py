@@ -203,6 +203,7 @@ class BatchNormEval(Op):
     the statistics carry no gradient."""
 
     name = "batch_norm_eval"
+    grad_refused = ("running_mean", "running_var")
     tensors = ("input", "running_mean", "running_var", "weight", "bias")
     min_inputs = 3
     differentiable = (True, False, False, True, True)
