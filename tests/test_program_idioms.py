@@ -682,3 +682,23 @@ def test_functional_batch_norm_refusals(call: str, words: str) -> None:
     e = refused("import torch\nimport torch.nn.functional as F\nx = torch.randn(4, 3, requires_grad=True)\n"
                 f"w = torch.ones(3)\nrm = torch.zeros(3)\nrv = torch.ones(3)\ny = {call}\n")
     assert e.line == 7 and words in e.message, e.message
+
+
+def test_module_factory_keywords(tmp_path: Path) -> None:
+    """`nn.Linear(4, 3, device=device, dtype=torch.float32)` as modern code writes modules: device is the spec's to
+    decide, a dtype equal to the program's is accepted (torch's numbers), another one refused with the way out."""
+    program = """
+import torch
+import torch.nn as nn
+
+device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+torch.manual_seed(0)
+fc = nn.Linear(4, 3, device=device, dtype=torch.float32)
+norm = nn.LayerNorm(3, device=device)
+x = torch.randn(2, 4, device=device)
+y = (norm(fc(x)) * torch.arange(3.0)).sum()
+y.backward()
+"""
+    check(program, ["fc", "norm", "x", "y"], tmp_path)
+    e = refused(program.replace("dtype=torch.float32", "dtype=torch.float64"))
+    assert e.line == 7 and "set the default dtype instead" in e.message

@@ -70,6 +70,13 @@ class ModuleCalls(ExpressionCompiler):
             data[k.arg] = arg(k.arg, k.value)
         if "type" in d.schema.model_fields:
             data["type"] = d.type
+        data.pop("device", None)  # nn.Linear(4, 3, device=device): the spec's device decides where a job runs
+        if "dtype" in data and "dtype" not in d.schema.model_fields:  # factory kwargs, as torch's modules take them
+            want = data.pop("dtype")
+            if want is not None and getattr(want, "name", want) != self.dtype:
+                raise self.err(node, f"nn.{cls}(dtype={getattr(want, 'name', want)}) in a {self.dtype} program is not "
+                                     "traced: set the default dtype instead (torch.set_default_dtype at the top, or the "
+                                     "spec's \"dtype\")")
         if cls == "MultiheadAttention":
             data.setdefault("batch_first", False)  # torch's default: (L, N, E)
         try:
