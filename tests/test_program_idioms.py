@@ -602,8 +602,9 @@ def test_while_loops_on_counted_ints_unroll(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("program", "line", "words"), [
     ("x = torch.tensor(1.0, requires_grad=True)\nwhile x > 0.5:\n    x = x * 0.5\n", 3, "depends on the data"),
-    ("i = 0\nwhile i < 3:\n    i += 1\n    if i == 2:\n        break\n", 6, "'break' is not allowed"),
     ("i = 0\nwhile i < 3:\n    y = torch.ones(1)\n", 3, "does its condition ever become false?"),
+    ("s = [1]\nwhile len(s) > 0:\n    y = torch.ones(1)\n", 3, "does its condition ever become false?"),
+    ("i = 0\nwhile i < 3:\n    i += 1\nelse:\n    i = 0\n", 6, "else clause is not allowed"),
 ])
 def test_while_loops_refused_with_the_reason(program: str, line: int, words: str) -> None:
     e = refused("import torch\n" + program)
@@ -702,3 +703,55 @@ y.backward()
     check(program, ["fc", "norm", "x", "y"], tmp_path)
     e = refused(program.replace("dtype=torch.float32", "dtype=torch.float64"))
     assert e.line == 7 and "set the default dtype instead" in e.message
+
+
+RUNTIME_WHILE = """
+import torch
+import torch.nn as nn
+
+torch.manual_seed(0)
+
+
+class ODEBlock(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.f = nn.Linear(d, d)
+
+    def forward(self, h, dt=0.25):
+        t = 0.0
+        while t < 1.0:
+            h = h + dt * torch.tanh(self.f(h))
+            t += dt
+        return h
+
+
+ode = ODEBlock(3)
+x = torch.randn(2, 3, requires_grad=True)
+out = ode(x)
+stack = [x[0], x[1], out[0], out[1]]
+while len(stack) > 1:
+    top = stack[-1] * stack[-2] + stack[-1]
+    stack = stack[:-2] + [top]
+s = torch.tensor(0.0)
+i = 0
+while True:
+    i += 1
+    if i % 2 == 0:
+        continue
+    s = s + top.sum() * i
+    if i >= 5:
+        break
+loss = s * 2
+loss.backward()
+"""
+
+
+def test_while_loops_run_as_python_runs_them(tmp_path: Path) -> None:
+    """While loops whose condition reads what the loop changes (a float time `t += dt` in an ODE block's forward, a
+    list's length, `while True:` with continue and break): run iteration by iteration, torch's numbers; the last
+    binding of a loop's variable takes the bare name (`top`, `s`), and the module's returned state the caller's (out)."""
+    t = traced(RUNTIME_WHILE)
+    check(RUNTIME_WHILE, ["ode", "x", "out", "top", "s", "loss"], tmp_path)
+    nodes = t.result.nodes
+    assert {"out", "top", "s", "loss"} <= set(nodes) and "s@1" in nodes
+    assert sum(n.op == "tanh" for n in nodes.values()) == 4  # t = 0, 0.25, 0.5, 0.75

@@ -94,14 +94,16 @@ class Bindings(ExpressionCompiler):
         k = self.seen[var]
         if var in self.spec_inputs:
             return f"{var}@{k + 1}"
-        last = k >= self.bindings[var]
+        last = k >= self.bindings[var] and not self.loose  # type: ignore[attr-defined]
         if last and var in self.returns:
             return self.returns[var]
         var = self.prefix + var  # inside a call: 'model.h', 'layer.h'
         name = var if last else f"{var}@{k}"
-        if name not in self.builder:
-            return name
-        return self.fresh(name) if self.prefix else self.fresh(f"{var}@{k}")  # a call made again; a binding count_bindings did not foresee
+        if name in self.builder:  # a call made again; a binding count_bindings did not foresee
+            name = self.fresh(name) if self.prefix else self.fresh(f"{var}@{k}")
+        if self.loose:  # type: ignore[attr-defined]
+            self.loose_names.add(name)  # type: ignore[attr-defined]
+        return name
 
 
 def target_names(target: ast.expr) -> list[str] | None:

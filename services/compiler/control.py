@@ -9,7 +9,7 @@ import ast
 from collections import Counter
 
 from services.compiler.expressions import ExpressionCompiler
-from services.compiler.loops import unroll
+from services.compiler.loops import MAX_UNROLLED, unroll
 from services.compiler.values import T
 from services.errors import SpecError
 
@@ -55,6 +55,9 @@ class ControlFlow(ExpressionCompiler):
         if isinstance(stmt, ast.For) and (it := self.evaluated_iterable(stmt.iter)) is not stmt.iter:
             stmt = ast.copy_location(ast.For(target=stmt.target, iter=it, body=stmt.body, orelse=stmt.orelse), stmt)
         body = unroll([stmt], self.err, known, self.runtime_length, lazy=True, value=self.runtime_int)
+        if isinstance(stmt, ast.While) and body and body[0] is stmt:
+            self.while_loop(stmt)
+            return
         if body and body[0] is stmt:
             unroll([stmt], self.err, known, self.runtime_length, value=self.runtime_int)  # raises: why its length is unknown
         outer, before = self.bindings, set(self.bindings)
@@ -70,6 +73,39 @@ class ControlFlow(ExpressionCompiler):
         for s in body:
             self.line = s.lineno
             self.statement(s)
+
+    def while_loop(self, stmt: ast.While) -> None:
+        """A while loop run as Python runs it, on the values its names hold as it goes (`while t < 1.0: t += dt`,
+        `while len(stack) > 1:`, `while True: ... if step == n: break`): each iteration's statements are traced in
+        turn. Its bindings are named var@k as they come; the last of each takes the bare name when the program is
+        done (Finish.finish_names). A condition on a tensor's values is refused (it depends on the data)."""
+        if stmt.orelse:
+            raise self.err(stmt.orelse[0], "a while loop's else clause is not allowed")
+        self.loose += 1  # type: ignore[attr-defined]
+        statements = 0
+        try:
+            while True:
+                self.begin("t", stmt.test, [])
+                go = self.expr(stmt.test)
+                if isinstance(go, T):
+                    raise self.err(stmt.test, "a while loop's condition must not read a tensor's values (`while loss > "
+                                              "0.01`): it depends on the data, and gradtrace traces one path (write a "
+                                              "for loop over range(...), or a condition on Python numbers)")
+                if not go:
+                    return
+                statements += len(stmt.body)
+                if statements > MAX_UNROLLED:
+                    raise self.err(stmt, f"the while loop runs over {MAX_UNROLLED:,} statements (does its condition ever "
+                                         "become false?)")
+                try:
+                    for s in stmt.body:
+                        self.line = s.lineno
+                        self.statement(s)
+                except LoopExit as e:
+                    if e.kind == "break":
+                        return
+        finally:
+            self.loose -= 1  # type: ignore[attr-defined]
 
     def evaluated_iterable(self, it: ast.expr) -> ast.expr:
         """What a loop goes over, with each call in it but range/enumerate/zip evaluated once into a hidden name, as
@@ -97,3 +133,11 @@ class ControlFlow(ExpressionCompiler):
         if isinstance(it, ast.Name) and it.id not in self.scope:
             return None  # bound by an outer loop's iteration that has not run yet: unrolled when reached
         return self.length_of(self.expr(it))  # type: ignore[attr-defined]
+
+
+class LoopExit(Exception):
+    """`break` or `continue` reached in a while loop that runs as Python runs it."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind

@@ -197,9 +197,15 @@ class Finish(ExpressionCompiler):
                     return self.renames[p] + name[len(p):]
             return name
         new = {k: renamed(k) for k in self.builder.shapes} if prefixes else {}
-        if self.ended:  # `loss@1` was to be followed by bindings the trace did not reach: it is the last, `loss`
-            last = {v.name: var for var, v in self.globals.items() if isinstance(v, T)  # type: ignore[attr-defined]
-                    and (m := BINDING.match(v.name)) and m["var"] == var and var not in self.builder}
+        loose: set[str] = getattr(self, "loose_names", set())
+        if self.ended or loose:  # `loss@1` was to be followed by bindings the trace did not reach (or a while loop ran
+            # as Python runs it, its bindings named as they came): the last is `loss`
+            bound = [(var, v.name) for var, v in self.globals.items() if isinstance(v, T) and var not in self.builder]  # type: ignore[attr-defined]
+            last = {name: var for var, name in bound if (self.ended or name in loose)
+                    and (m := BINDING.match(name)) and m["var"] == var}
+            for var, name in bound:  # a while loop's value another name holds (`out = model(x)`, `loss = acc`)
+                if name in loose:
+                    last.setdefault(name, var)
 
             def bare(k: str) -> str:  # loss@1 -> loss, and its sub-expressions loss@1#2 -> loss#2
                 head, sep, tail = k.partition("#")

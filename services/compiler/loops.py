@@ -102,9 +102,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
         if stmt.orelse:
             raise err(stmt.orelse[0], "a while loop's else clause is not allowed")
         for node in ast.walk(ast.Module(body=stmt.body, type_ignores=[])):
-            if isinstance(node, (ast.Break, ast.Continue)):
-                raise err(node, f"'{type(node).__name__.lower()}' is not allowed: loops are unrolled (a while loop "
-                                "runs while its condition, on ints the program counts, holds)")
+            if isinstance(node, (ast.Break, ast.Continue)):  # run when reached (ControlFlow.while_loop)
+                raise _Unknown(node, f"'{type(node).__name__.lower()}' ends a loop where its values say")
         training, k, start = _steps(stmt.body), 0, len(out)
         message = ("a while loop's condition must be known before it runs, from ints the program counts (`while step "
                    "< n:` with `step += 1` in the body): one that reads a tensor's values (`while loss > 0.01`) "
@@ -112,7 +111,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
         try:
             go = holds(stmt.test)
         except _Unknown:
-            raise _Unknown(stmt.test, message) from None
+            raise _Unknown(stmt.test, message) from None  # run when reached, on the values then (ControlFlow.while_loop)
         while go and not (training and k == 2):
             expand(stmt.body, out)
             k += 1

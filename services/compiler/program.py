@@ -24,7 +24,7 @@ from services.compiler.arranging import Arranging
 from services.compiler.bindings import Bindings, target_names
 from services.compiler.build import GraphBuilder
 from services.compiler.builtins import BUILTINS, Builtins
-from services.compiler.control import ControlFlow
+from services.compiler.control import ControlFlow, LoopExit
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
 from services.compiler.expressions import MATH, _kind
 from services.compiler.finish import Finish, TraceEnded
@@ -110,6 +110,10 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
         self.ended = False
+        self.loose = 0
+        """While loops running now as Python runs them (their bindings are named as they come, see binding_name)."""
+        self.loose_names: set[str] = set()
+        """Names bindings took in such loops: the last of each variable takes the bare name when the program is done."""
         """The trace ended after backward(), before the program's end (a training loop's next step)."""
         self.at_backward: tuple[Any, ...] | None = None
         """What the program had made when backward() was traced (Finish.snapshot), for undoing what follows."""
@@ -190,6 +194,8 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             self.assertion(stmt)
         elif isinstance(stmt, ast.Pass):
             pass
+        elif isinstance(stmt, (ast.Break, ast.Continue)) and self.loose:
+            raise LoopExit("break" if isinstance(stmt, ast.Break) else "continue")
         elif isinstance(stmt, ast.Delete) and all(isinstance(t, ast.Name) for t in stmt.targets):
             for t in stmt.targets:  # `del query` (the annotated transformer's attention): the name is unbound
                 try:
