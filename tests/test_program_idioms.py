@@ -755,3 +755,12 @@ def test_while_loops_run_as_python_runs_them(tmp_path: Path) -> None:
     nodes = t.result.nodes
     assert {"out", "top", "s", "loss"} <= set(nodes) and "s@1" in nodes
     assert sum(n.op == "tanh" for n in nodes.values()) == 4  # t = 0, 0.25, 0.5, 0.75
+
+
+def test_a_while_loop_inside_a_counted_one_changes_its_counter(tmp_path: Path) -> None:
+    """An inner `while True: ... break` that advances the outer loop's counter: the outer loop is not unrolled on the
+    counter's old value (it runs as Python does): 12 multiplications, as in torch."""
+    program = ("import torch\nx = torch.tensor(1.0, requires_grad=True)\ny = x\ni = 0\nwhile i < 10:\n    while True:\n"
+               "        i += 1\n        y = y * 1.1\n        if i % 3 == 0:\n            break\ny.backward()\n")
+    check(program, ["x", "y"], tmp_path)
+    assert sum(n.op == "mul" for n in traced(program).result.nodes.values()) == 12

@@ -123,6 +123,12 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             except _Unknown:
                 raise err(stmt.test, message) from None
 
+    def forget(loop: ast.stmt) -> None:
+        """A loop left to run when reached: the ints its body assigns are unknown after it."""
+        for n in ast.walk(loop):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                ints.pop(n.id, None)
+
     def expand(stmts: list[ast.stmt], out: list[ast.stmt]) -> list[ast.stmt]:
         for stmt in stmts:  # in the order the unrolled program runs them: `ints` follows the names' values
             if isinstance(stmt, (ast.Assign, ast.AugAssign)):  # a name rebound to anything but an int it can compute
@@ -148,6 +154,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 except _Unknown as e:
                     if not lazy:
                         raise err(e.node, e.message) from None
+                    forget(stmt)
                     out.append(stmt)  # unrolled when reached, once the names in its condition hold their values
                 continue
             if isinstance(stmt, ast.If):  # loops inside either branch unroll too
@@ -184,6 +191,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                     out.extend(prelude)
             except _Unknown as e:
                 if lazy:
+                    forget(stmt)
                     out.append(stmt)  # unrolled when reached, once the names it goes over hold their values
                     continue
                 raise err(e.node, e.message) from None
