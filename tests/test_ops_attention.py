@@ -92,6 +92,13 @@ if "gt" in REGISTRY:
         case(f"sdpa-bool-mask-{label}", {**qkv(q, k, v), "s": LS}, N("m", "gt", "s", 0.0), N("y", SDPA, "q", "k", "v", "m"))
     case("sdpa-bool-mask-scale", {**qkv(*SHAPES[3][1:]), "s": LS}, N("m", "gt", "s", 0.0), N("y", SDPA, "q", "k", "v", "m", scale=-0.4))
 
+# Grouped-query attention (enable_gqa): 4 query heads over 2 (and over 1) key/value heads, causal, with a float mask,
+# unbatched (H, L, E).
+case("sdpa-gqa-causal", qkv((2, 4, 3, 5), (2, 2, 3, 5), (2, 2, 3, 6), seed=130), N("y", SDPA, "q", "k", "v", is_causal=True, enable_gqa=True))
+case("sdpa-gqa-one-kv-head-mask", {**qkv((1, 4, 3, 5), (1, 1, 4, 5), (1, 1, 4, 5), seed=133), "m": normal(3, 4, seed=136)},
+     N("y", SDPA, "q", "k", "v", "m", enable_gqa=True))
+case("sdpa-gqa-unbatched", qkv((6, 2, 4), (3, 2, 4), (3, 2, 4), seed=137), N("y", SDPA, "q", "k", "v", enable_gqa=True, scale=0.3))
+
 # A transformer-ish block: embedding, layer_norm, projections, causal attention, residual.
 case("sdpa-block", {"i": given([[0, 3, 1, 3], [2, 2, 0, 1]], dtype="int64"), "e": normal(4, 6, seed=120),
                     "g": normal(6, seed=121), "wq": normal(6, 6, seed=122, std=0.5), "wk": normal(6, 6, seed=123, std=0.5),
@@ -200,7 +207,8 @@ def spec_error(inputs: dict[str, Any], *nodes: dict[str, Any]) -> SpecError:
 
 ERRORS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     (qkv((3, 4), (5, 4), (5, 2)), N("y", SDPA, "q", "k", "v", dropout_p=0.1), "apply dropout explicitly"),
-    (qkv((3, 4), (5, 4), (5, 2)), N("y", SDPA, "q", "k", "v", enable_gqa=True), "enable_gqa"),
+    (qkv((3, 4), (5, 4), (5, 2)), N("y", SDPA, "q", "k", "v", enable_gqa=True), "enable_gqa needs heads in dim -3"),
+    (qkv((3, 2, 4), (2, 5, 4), (2, 5, 2)), N("y", SDPA, "q", "k", "v", enable_gqa=True), "a multiple of the key's"),
     ({**qkv((3, 4), (5, 4), (5, 2)), "m": normal(3, 5)}, N("y", SDPA, "q", "k", "v", "m", is_causal=True), "is_causal"),
     (qkv((3, 4), (5, 4), (5, 2)), N("y", SDPA, "q", "k", "v", is_causal=True, scale=0.0), "scale=0.0"),
     (qkv((3, 4), (5, 4), (5, 2)), N("y", SDPA, "q", "k", "v", is_causal=True, scale=-1.0), "as attn_mask instead"),

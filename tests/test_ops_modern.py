@@ -302,3 +302,32 @@ total.backward()
     ops = [n.op for n in t.result.nodes.values()]
     assert (ops.count("dropout"), ops.count("add"), ops.count("softmax"), ops.count("input")) == (2, 2, 1, 6)
     assert t.result.nodes["loss"].op == "cross_entropy" and t.result.nodes["soft"].op == "cross_entropy_probs"
+
+
+GQA = """
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+B, T, Hq, Hkv, D = 2, 5, 4, 2, 8
+q = torch.randn(B, T, Hq, D, requires_grad=True)
+k = torch.randn(B, T, Hkv, D, requires_grad=True)
+v = torch.randn(B, T, Hkv, D, requires_grad=True)
+o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, enable_gqa=True)
+y = F.dropout(o, 0.1)
+m = torch.rand(T, T) > 0.3
+o2 = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=m, enable_gqa=True)
+o3 = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), dropout_p=0.1, is_causal=True,
+                                    enable_gqa=True)
+loss = (y * y).sum() + o2.sin().sum() + o3.tanh().sum()
+loss.backward()
+"""
+
+
+def test_grouped_query_attention_matches_torch(tmp_path: Path) -> None:
+    """F.scaled_dot_product_attention(..., enable_gqa=True) (Llama 3's grouped heads): torch's numbers; the result has
+    the query's memory layout as torch's CPU flash kernel gives it, so a dropout on it draws torch's mask; with
+    dropout_p, torch's math step by step (each key/value head repeated for its group, then the weights' dropout)."""
+    t = traced(GQA)
+    same_as_torch(t, in_torch(GQA, tmp_path), ["q", "k", "v", "o", "y", "o2", "o3", "loss"])
+    assert t.result.comparison.verdict == "agree"

@@ -72,9 +72,10 @@ class Arranging(ExpressionCompiler):
             raise self.err(node, f"diag: expected a 1-d or 2-d tensor, got shape {list(shape)}")
         return self.repeat_interleave(x, given, node)
 
-    def repeat_interleave(self, x: T, given: dict[str, Any], node: ast.Call) -> T:
+    def repeat_interleave(self, x: T, given: dict[str, Any], node: ast.Call, name: str | None = None) -> T:
         """x.repeat_interleave(r, dim): each element r times in a row, as torch makes it (UnsqueezeBackward0,
-        ExpandBackward0, CloneBackward0, ViewBackward0); no dim: of the flattened tensor."""
+        ExpandBackward0, CloneBackward0, ViewBackward0); no dim: of the flattened tensor. `name`: the result's (a
+        step inside another call); by default the call's."""
         r = self.const(given["repeats"]) if "repeats" in given else None
         if not isinstance(r, int) or isinstance(r, bool) or r < 0:
             raise self.err(node, "repeat_interleave: repeats is an int here (a tensor of repeats gives a shape that "
@@ -90,7 +91,7 @@ class Arranging(ExpressionCompiler):
             raise self.err(node, f"repeat_interleave: {e}") from None
         u = self.emit("unsqueeze", [x], {"dim": d + 1}, node, name=self.temp())
         e = self.emit("expand", [u], {"size": [*shape[: d + 1], r, *shape[d + 1 :]]}, node, name=self.temp())
-        return self.emit("view", [e], {"shape": [*shape[:d], shape[d] * r, *shape[d + 1 :]], "contiguous": True}, node)
+        return self.emit("view", [e], {"shape": [*shape[:d], shape[d] * r, *shape[d + 1 :]], "contiguous": True}, node, name=name)
 
     def stack_along(self, fn: str, node: ast.Call) -> T:
         """hstack: cat along dim 1 (dim 0 for 1-d tensors); vstack: 1-d tensors as rows, then cat along dim 0."""

@@ -18,6 +18,7 @@ from services.compiler.values import CALLABLE, Instance, T, UserClass, UserFunct
 from services.errors import ShapeError, SpecError
 from services.ir import Leaf
 from services.ops import REGISTRY
+from services.ops.attention import AttentionArgs, groups
 
 IN_PLACE_FUNCTIONS = {"F.relu_": "relu_", "torch.relu_": "relu_", "torch.sigmoid_": "sigmoid_", "torch.tanh_": "tanh_",
                       "F.elu_": "elu_", "F.leaky_relu_": "leaky_relu_", "torch.clamp_": "clamp_"}
@@ -155,9 +156,16 @@ class TorchFunctions(ExpressionCompiler):
         if not 0 < p < 1:
             raise self.err(node, f"scaled_dot_product_attention: dropout_p is from 0 to 1 (1 excluded), got {p!r}")
         opts = {k: self.const(given[k]) for k in ("is_causal", "scale", "enable_gqa") if k in given}
-        if opts.get("enable_gqa"):
-            raise self.err(node, "scaled_dot_product_attention: enable_gqa is not supported")
         q, k, v = (self.tensor(given[a]) for a in ("query", "key", "value"))
+        if opts.get("enable_gqa"):  # torch's math repeats each key/value head for its group of query heads first
+            shapes = [self.shape(t) for t in (q, k, v)]
+            try:
+                n = groups(*shapes, AttentionArgs(enable_gqa=True))
+            except ShapeError as err:
+                raise self.err(node, str(err)) from None
+            if n > 1:
+                k, v = (self.repeat_interleave(t, {"repeats": ast.Constant(n), "dim": ast.Constant(-3)}, node, self.temp())  # type: ignore[attr-defined]
+                        for t in (k, v))
         mask = self.expr(given["attn_mask"]) if "attn_mask" in given else None
         if mask is not None and not isinstance(mask, T):
             raise self.err(node, f"scaled_dot_product_attention: attn_mask is a tensor or None, not {_kind(mask)}")

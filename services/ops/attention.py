@@ -18,12 +18,34 @@ from services.strides import like
 
 
 class AttentionArgs(BaseModel):
-    """F.scaled_dot_product_attention's arguments but enable_gqa; dropout_p must be 0."""
+    """F.scaled_dot_product_attention's arguments; dropout_p must be 0."""
 
     model_config = ConfigDict(extra="forbid")
     dropout_p: float = 0.0
     is_causal: bool = False
     scale: float | None = None
+    enable_gqa: bool = False
+    """Grouped-query attention: key and value have fewer heads (dim -3) than query, each shared by a group of them."""
+
+
+def groups(q: Shape, k: Shape, v: Shape, a: AttentionArgs) -> int:
+    """How many query heads share each key/value head (1 without enable_gqa), or ShapeError."""
+    if not a.enable_gqa:
+        return 1
+    if min(len(q), len(k), len(v)) < 3 or k[-3] != v[-3] or not k[-3] or q[-3] % k[-3]:
+        raise ShapeError(f"scaled_dot_product_attention: enable_gqa needs heads in dim -3, the query's a multiple of the "
+                         f"key's and value's (one count), got {list(q)}, {list(k)}, {list(v)}")
+    return q[-3] // k[-3]
+
+
+def repeated(x: Array, n: int) -> Array:
+    """Each head (dim -3) repeated n times in a row, as torch's repeat_interleave for enable_gqa."""
+    return x if n == 1 else np.repeat(x, n, axis=-3)
+
+
+def grouped_sum(g: Array, n: int) -> Array:
+    """The gradient of `repeated`: each group of n heads summed back into its one."""
+    return g if n == 1 else g.reshape(*g.shape[:-3], g.shape[-3] // n, n, *g.shape[-2:]).sum(axis=-3)
 
 
 def scores_shape(shapes: list[Shape]) -> Shape:
@@ -49,7 +71,7 @@ def safe_softmax(s: Array) -> Array:
 class ScaledDotProductAttention(Op):
     """softmax(query @ key^T * scale + mask) @ value over (..., L, E), (..., S, E), (..., S, Ev), batch dims
     broadcast. attn_mask: bool (True may attend) or float (added), broadcastable to the scores (..., L, S).
-    dropout_p must be 0 (a trace is deterministic) and enable_gqa is not supported."""
+    dropout_p must be 0 (a trace is deterministic); enable_gqa shares each key/value head among a group of query heads."""
 
     name = "scaled_dot_product_attention"
     tensors = ("query", "key", "value", "attn_mask")
@@ -67,6 +89,10 @@ class ScaledDotProductAttention(Op):
         q, k, v = shapes[:3]
         if min(len(q), len(k), len(v)) < 2:
             raise ShapeError(f"scaled_dot_product_attention: query, key and value must be at least 2-D, got {list(q)}, {list(k)}, {list(v)}")
+        n = groups(q, k, v, a)
+        if n > 1:  # the key and value as torch repeats them
+            k, v = k[:-3] + (q[-3],) + k[-2:], v[:-3] + (q[-3],) + v[-2:]
+            shapes = [q, k, v, *shapes[3:]]
         if k[-1] != q[-1]:
             raise ShapeError(f"scaled_dot_product_attention: key's last dim {k[-1]} differs from query's embedding size {q[-1]}")
         if v[-2] != k[-2]:
@@ -104,19 +130,22 @@ class ScaledDotProductAttention(Op):
         path's result is row-major. With an attn_mask torch picks its kernel by the mask's shape and grad: row-major
         assumed (not modelled)."""
         q, k, v = shapes[:3]
-        flash = (len(shapes) == 3 and len(q) == len(k) == len(v) == 4 and q[:2] == k[:2] == v[:2] and q[-1] == v[-1]
-                 and all(st[-1] == 1 for st in strides[:3]))
+        heads = q[1] % k[1] == 0 if a.enable_gqa and len(k) == 4 and k[1] else q[1] == k[1]
+        flash = (len(shapes) == 3 and len(q) == len(k) == len(v) == 4 and q[0] == k[0] == v[0] and k[1] == v[1] and heads
+                 and q[-1] == v[-1] and all(st[-1] == 1 for st in strides[:3]))
         return like(q, strides[0]) if flash else None
 
     def torch(self, t: Any, xs: list[Any], a: AttentionArgs) -> Any:
         mask = xs[3] if len(xs) == 4 else None
         return t.nn.functional.scaled_dot_product_attention(
-            xs[0], xs[1], xs[2], attn_mask=mask, dropout_p=0.0, is_causal=a.is_causal, scale=a.scale
+            xs[0], xs[1], xs[2], attn_mask=mask, dropout_p=0.0, is_causal=a.is_causal, scale=a.scale,
+            **({"enable_gqa": True} if a.enable_gqa else {}),
         )
 
     def _weights(self, xs: list[Array], a: AttentionArgs) -> tuple[Array, float]:
         """The attention weights (batch..., L, S) in float64 and the scale used."""
-        q, k = xs[0].astype(np.float64), xs[1].astype(np.float64)
+        n = groups(xs[0].shape, xs[1].shape, xs[2].shape, a)
+        q, k = xs[0].astype(np.float64), repeated(xs[1].astype(np.float64), n)
         scale = a.scale if a.scale is not None else 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else math.inf
         s = q @ np.swapaxes(k, -1, -2)
         if q.shape[-1]:  # with E = 0 every score is an empty dot product, 0 whatever the scale (as in torch)
@@ -131,10 +160,12 @@ class ScaledDotProductAttention(Op):
 
     def forward(self, xs: list[Array], a: AttentionArgs) -> Array:
         p, _ = self._weights(xs, a)
-        return (p @ xs[2].astype(np.float64)).astype(xs[0].dtype)
+        n = groups(xs[0].shape, xs[1].shape, xs[2].shape, a)
+        return (p @ repeated(xs[2].astype(np.float64), n)).astype(xs[0].dtype)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: AttentionArgs) -> list[Array | None]:
-        q, k, v = (x.astype(np.float64) for x in xs[:3])
+        n = groups(xs[0].shape, xs[1].shape, xs[2].shape, a)
+        q, k, v = (repeated(x.astype(np.float64), 1 if i == 0 else n) for i, x in enumerate(xs[:3]))
         p, scale = self._weights(xs, a)
         g64 = g.astype(np.float64)
         gv = np.swapaxes(p, -1, -2) @ g64
@@ -142,7 +173,8 @@ class ScaledDotProductAttention(Op):
         gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))  # softmax backward; 0 where p is 0
         gq = (gs @ k) * scale
         gk = (np.swapaxes(gs, -1, -2) @ q) * scale
-        grads: list[Array | None] = [unbroadcast(gq, q.shape), unbroadcast(gk, k.shape), unbroadcast(gv, v.shape)]
+        grads: list[Array | None] = [unbroadcast(gq, q.shape), grouped_sum(unbroadcast(gk, k.shape), n),
+                                     grouped_sum(unbroadcast(gv, v.shape), n)]
         if len(xs) == 4:
             m = xs[3]
             grads.append(None if m.dtype == np.bool_ else unbroadcast(gs, m.shape).reshape(m.shape))
