@@ -26,7 +26,7 @@ def case(id: str, inputs: dict[str, Any], *nodes: dict[str, Any], **kw: Any) -> 
 # rms_norm over the last one and two dims, with and without a weight; eps given and torch's default (None).
 RX = normal(3, 4, 5, seed=90, std=2.0)
 case("rms_norm-1d", {"x": RX}, N("y", "rms_norm", "x", normalized_shape=[5]), N("L", "mul", "y", "y"))
-case("rms_norm-1d-weight", {"x": RX, "w": normal(5, seed=91)}, N("y", "rms_norm", "x", "w", normalized_shape=5, eps=1e-6))
+case("rms_norm-1d-weight", {"x": RX, "w": normal(5, seed=91)}, N("y", "rms_norm", "x", "w", normalized_shape=[5], eps=1e-6))
 case("rms_norm-2d-weight", {"x": RX, "w": normal(4, 5, seed=92)}, N("y", "rms_norm", "x", "w", normalized_shape=[4, 5]))
 case("rms_norm-eps-large", {"x": normal(2, 6, seed=93, std=0.1), "w": normal(6, seed=94)},
      N("y", "rms_norm", "x", "w", normalized_shape=[6], eps=0.5))
@@ -86,6 +86,7 @@ def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, A
     ({"x": normal(2, 5)}, N("y", "glu", "x"), "halving dimension must be even"),
     ({"x": normal(2, 4)}, N("y", "glu", "x", dim=2), "out of range"),
     ({"x": normal(2, 4)}, N("y", "rms_norm", "x", normalized_shape=[3]), "normalized_shape=[3]"),
+    ({"x": normal(2, 4)}, N("y", "rms_norm", "x", normalized_shape=4), "must be a tuple of ints, not int"),
     ({"x": normal(2, 4), "w": normal(3)}, N("y", "rms_norm", "x", "w", normalized_shape=[4]), "weight shape [3]"),
     ({"c": normal(2, 3), "a": normal(2, 4), "b": normal(3, 3)}, N("y", "addmm", "c", "a", "b"), "cannot be multiplied"),
     ({"c": normal(4, 3), "a": normal(2, 4), "b": normal(4, 3)}, N("y", "addmm", "c", "a", "b"), "does not broadcast"),

@@ -675,7 +675,8 @@ def test_functional_batch_norm_in_training_and_eval(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("call", "words"), [
     ("F.batch_norm(x, None, None)", "must be defined when not training"),
     ("F.batch_norm(x, rm, None, training=True)", "give both running_mean and running_var"),
-    ("F.batch_norm(x, rm, rv, training=True, momentum=None)", "momentum is a number here"),
+    ("F.batch_norm(x, rm, rv, training=True, momentum=None)", "momentum must be a float, not None"),
+    ("F.batch_norm(x, rm, rv, w) * F.batch_norm(x, rm, rv, training=True)", "an earlier eval-mode call read"),
     ("F.batch_norm(x, rm, rv, bias=w)", "a bias and no weight"),
     ("F.batch_norm(x, rm)", "F.batch_norm takes (input, running_mean, running_var"),
 ])
@@ -764,3 +765,26 @@ def test_a_while_loop_inside_a_counted_one_changes_its_counter(tmp_path: Path) -
                "        i += 1\n        y = y * 1.1\n        if i % 3 == 0:\n            break\ny.backward()\n")
     check(program, ["x", "y"], tmp_path)
     assert sum(n.op == "mul" for n in traced(program).result.nodes.values()) == 12
+
+
+def test_batch_norm_eval_then_train_before_backward_is_refused() -> None:
+    """A BatchNorm run in eval mode (its output needing a gradient) and then in training before backward: torch's
+    backward of the eval call reads the running statistics the training call overwrote without a version bump, other
+    numbers than its forward used; refused with the reason (was traced with the textbook gradient, not torch's). The
+    eval call under torch.no_grad() is fine."""
+    program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(0)\nbn = nn.BatchNorm1d(3)\n"
+               "x = torch.randn(5, 3, requires_grad=True)\nbn.eval()\na = bn(x)\nbn.train()\nb = bn(x)\n(a * b).sum().backward()\n")
+    e = refused(program)
+    assert e.line == 9 and "an earlier eval-mode call read" in e.message
+    ok = program.replace("a = bn(x)", "with torch.no_grad():\n    a = bn(x)")
+    assert traced(ok).result.comparison.verdict == "agree"
+
+
+def test_autograd_backward_and_grad_outputs_none(tmp_path: Path) -> None:
+    """torch.autograd.backward(y) is y.backward(); grad_outputs=None is torch's default: torch's grads."""
+    program = ("import torch\nx = torch.tensor([1.0, 2.0], requires_grad=True)\ny = (x ** 3).sum()\n"
+               "torch.autograd.backward(y)\n")
+    check(program, ["x", "y"], tmp_path)
+    t = traced("import torch\nx = torch.tensor([1.0, 2.0], requires_grad=True)\ny = (x ** 3).sum()\n"
+               "g, = torch.autograd.grad(y, x, grad_outputs=None)\n")
+    np.testing.assert_allclose(t.arrays["torch/grad/x"], [3.0, 12.0])

@@ -80,6 +80,8 @@ class Finish(ExpressionCompiler):
         grad = given.get("grad_outputs")
         if isinstance(grad, (ast.List, ast.Tuple)) and len(grad.elts) == 1:
             grad = grad.elts[0]
+        if isinstance(grad, ast.Constant) and grad.value is None:  # grad_outputs=None: torch's default
+            grad = None
         backward = ast.copy_location(ast.Call(func=ast.Attribute(value=outputs, attr="backward", ctx=ast.Load()),
                                               args=[grad] if grad is not None else [], keywords=[]), call)
         self.backward(outputs, backward)

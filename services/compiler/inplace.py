@@ -243,9 +243,11 @@ class InPlace(TensorCreation):
                                      "for a new tensor")
             node = next((n for n in reversed(b.nodes) if n.name == base), None)  # a temporary: what it views
 
-    def changed_in_place(self, old: T, new: T, var: str, stmt: ast.AST) -> None:
+    def changed_in_place(self, old: T, new: T, var: str, stmt: ast.AST, bump: bool = True) -> None:
         """After an in-place change, every name bound to the tensor sees the new value (`b = a; b += 1` changes
-        a too). In place, torch keeps the tensor's shape and dtype: a change of either is refused."""
+        a too). In place, torch keeps the tensor's shape and dtype: a change of either is refused. `bump` False: a
+        change torch makes without counting it (batch norm's running statistics: no version bump, so nothing that
+        saved the tensor fails at backward)."""
         if self.shape(new) != self.shape(old):
             raise self.err(stmt, f"`{var}` has shape {list(self.shape(old))}, and in place it cannot become "
                                  f"{list(self.shape(new))} (torch: output shape doesn't match the broadcast shape)")
@@ -254,7 +256,8 @@ class InPlace(TensorCreation):
             raise self.err(stmt, f"`{var}` is {was}: in place, torch stores the {now} result as {was}"
                                  + (", which gradtrace does not trace" if was.startswith("float") else " (it refuses to)")
                                  + f"; write `{var} = ...` with the dtype cast you want")
-        self.mark_written(new.name, old.name)
+        if bump:
+            self.mark_written(new.name, old.name)
         callers = [m for c in getattr(self, "callers", []) for m in getattr(c, "maps", [c])]
         scopes = [*getattr(self.scope, "maps", [self.scope]), *callers]  # a call's locals, the globals, its callers'
         res = getattr(self, "res", None)

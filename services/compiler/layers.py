@@ -247,6 +247,17 @@ layer(LayerDef(
 ))
 
 
+def stale_statistics(builder: GraphBuilder, stat: str, error: Callable[[str], Exception]) -> None:
+    """Refuse a training step's in-place update of running statistics `stat` that an eval-mode batch norm needing a
+    gradient read before: torch updates them without a version bump, so that call's backward reads the new values (not
+    the ones its forward used), which gradtrace does not trace."""
+    if any(n.op.name == "batch_norm_eval" and stat in n.inputs and builder.grad[n.name] for n in builder.nodes):
+        raise error("a batch norm in training mode updates the running statistics an earlier eval-mode call read, before "
+                    "backward: torch's backward of that call then reads the updated statistics in place (other numbers "
+                    "than its forward used), which gradtrace does not trace; run the eval call under torch.no_grad(), or "
+                    "after backward")
+
+
 def _batch_norm(e: Emitter, call: Call) -> str:
     c: BatchNormLayer = call.cfg
     x = call.inputs[0]
@@ -269,6 +280,8 @@ def _batch_norm(e: Emitter, call: Call) -> str:
     if c.track_running_stats:
         for stat in ("mean", "var"):  # a module called again updates the buffers its last call left
             previous = e.latest(f"{call.prefix}.running_{stat}")
+            if previous is not None:
+                stale_statistics(e.builder, previous, lambda msg: e.error(msg))
             e.node(e.unique(f"{call.prefix}.running_{stat}"), "batch_norm_running", [x, *([previous] if previous else [])],
                    {"stat": stat, "momentum": momentum}, expr=f"running_{stat} after this step (momentum {momentum:g})")
     return y

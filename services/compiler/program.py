@@ -440,6 +440,12 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             self.res.notes.append(f"line {call.lineno}: {self.src(call)[:80]} is not traced: the grads shown are "
                                   "backward's, before clipping")
             return
+        if path == "torch.autograd.backward" and call.args:  # torch.autograd.backward(y[, grad_tensors]): y.backward()
+            grad = call.args[1:] or [k.value for k in call.keywords if k.arg == "grad_tensors"]
+            self.backward(call.args[0], ast.copy_location(ast.Call(
+                func=ast.Attribute(value=call.args[0], attr="backward", ctx=ast.Load()),
+                args=[g for g in grad if not (isinstance(g, ast.Constant) and g.value is None)][:1], keywords=[]), call))
+            return
         if path == "torch.set_default_dtype":
             d = self.const(call.args[0]) if call.args else None
             if not isinstance(d, DType) or d.name != self.dtype:

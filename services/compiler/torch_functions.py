@@ -12,7 +12,7 @@ import numpy as np
 from services.compiler import composites
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.functions import is_super
-from services.compiler.layers import Emitter
+from services.compiler.layers import Emitter, stale_statistics
 from services.compiler.transformer import attention
 from services.compiler.values import CALLABLE, Instance, T, UserClass, UserFunction, Value, is_number
 from services.errors import ShapeError, SpecError
@@ -281,9 +281,12 @@ class TorchFunctions(ExpressionCompiler):
             return self.emit("batch_norm_eval", [x, *stats, *affine], {"eps": eps}, node)
         if stats.count(None) == 1:
             raise self.err(node, "F.batch_norm: give both running_mean and running_var, or neither")
-        if stats[0] is not None and (not is_number(momentum) or any(self.builder.grad[s.name] for s in stats)):
-            raise self.err(node, "F.batch_norm in training updates its running statistics: momentum is a number here "
-                                 "(None, the cumulative average, is not traced) and the statistics need no grad")
+        if not is_number(momentum):
+            raise self.err(node, f"F.batch_norm: momentum must be a float, not {_kind(momentum)} (torch raises this)")
+        if stats[0] is not None and any(self.builder.grad[s.name] for s in stats):
+            raise self.err(node, "F.batch_norm in training updates its running statistics in place: they need no grad")
+        for s in (s for s in stats if s is not None and momentum != 0):  # (momentum 0 leaves them as they are)
+            stale_statistics(self.builder, s.name, lambda msg: self.err(node, msg))
         y = self.emit("batch_norm", [x, *affine], {"momentum": float(momentum), "eps": eps}, node)
         for key, stat in zip(("running_mean", "running_var"), stats, strict=True):
             if stat is not None:  # a name's new binding; an attribute's buffer `bn.running_mean` -> bn.running_mean#2
@@ -293,7 +296,7 @@ class TorchFunctions(ExpressionCompiler):
                     k += 1
                 new = self.emit("batch_norm_running", [x, stat], {"stat": key[8:], "momentum": float(momentum)}, node,
                                 name=self.binding_name(var) if var.isidentifier() else f"{base}#{k}")
-                self.changed_in_place(stat, new, var, node)  # type: ignore[attr-defined]
+                self.changed_in_place(stat, new, var, node, bump=False)  # type: ignore[attr-defined]
         return y
 
     def spread(self, node: ast.Call) -> ast.Call:

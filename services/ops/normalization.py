@@ -321,6 +321,11 @@ class RMSNorm(LayerNorm):
     signature = ("input", "normalized_shape", "weight", "eps")
     functions = ("F.rms_norm", "torch.rms_norm")
 
+    def shape(self, shapes: list[Shape], a: RMSNormArgs) -> Shape:  # type: ignore[override]
+        if isinstance(a.normalized_shape, int):  # (nn.RMSNorm(6) gives a list)
+            raise ShapeError("rms_norm(): argument 'normalized_shape' must be a tuple of ints, not int (torch raises this)")
+        return super().shape(shapes, a)  # type: ignore[arg-type]
+
     def torch(self, t: Any, xs: list[Any], a: RMSNormArgs) -> Any:  # type: ignore[override]
         return t.nn.functional.rms_norm(xs[0], normalized(a), xs[1] if len(xs) > 1 else None, eps=a.eps)
 
