@@ -788,3 +788,12 @@ def test_autograd_backward_and_grad_outputs_none(tmp_path: Path) -> None:
     t = traced("import torch\nx = torch.tensor([1.0, 2.0], requires_grad=True)\ny = (x ** 3).sum()\n"
                "g, = torch.autograd.grad(y, x, grad_outputs=None)\n")
     np.testing.assert_allclose(t.arrays["torch/grad/x"], [3.0, 12.0])
+
+
+def test_a_tensor_method_whose_result_is_dropped(tmp_path: Path) -> None:
+    """`attn_bias.to(query.dtype)` on a line of its own (the docs' reference scaled_dot_product_attention): torch
+    makes a tensor nobody uses; accepted with a note, the name keeps its tensor."""
+    program = ("import torch\ntorch.manual_seed(0)\nq = torch.randn(3, 4, requires_grad=True)\nbias = torch.zeros(3, 3)\n"
+               "bias.to(q.dtype)\nbias.masked_fill(torch.ones(3, 3).tril() == 0, 1.0)\ny = (q @ q.t() + bias).sum()\ny.backward()\n")
+    check(program, ["q", "bias", "y"], tmp_path)
+    assert any("makes a tensor the program does not use" in n for n in traced(program).result.notes)

@@ -495,6 +495,11 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             if isinstance(base, ModuleInst) and base.layer is None and f.attr in ("add_module", "register_module"):
                 self.add_module(base, call)
                 return
+            if isinstance(base, T) and isinstance(f.value, ast.Name) and not f.attr.endswith("_"):
+                self.expr(call)  # `attn_bias.to(query.dtype)` on its own: torch makes a tensor nobody uses (draws run)
+                self.res.notes.append(f"line {call.lineno}: `{self.src(call)[:60]}` makes a tensor the program does "
+                                      "not use (as in torch, the name keeps its tensor)")
+                return
             if isinstance(base, list) and f.attr in ("append", "extend") and len(call.args) == 1 and not call.keywords:
                 item = self.expr(call.args[0])  # layers.append(nn.Linear(...)): the list the name holds grows
                 if f.attr == "extend" and not isinstance(item, (list, tuple)):
