@@ -34,14 +34,14 @@ from services.compiler.layers import BY_MODULE
 from services.compiler.loops import unroll
 from services.compiler.module_tree import MODULE_WALKS, ModuleTree
 from services.compiler.modules import ModuleCalls
+from services.compiler.statements import CallStatements
 from services.compiler.tensor_methods import TensorMethods
-from services.compiler.torch_functions import TorchFunctions, inplace_keyword, is_in_place_function
+from services.compiler.torch_functions import TorchFunctions, inplace_keyword
 from services.compiler.transformer import parts
 from services.compiler.values import (
     CALLABLE,
     DTYPES,
     ClassRef,
-    DType,
     Foreign,
     Generator,
     Instance,
@@ -49,7 +49,6 @@ from services.compiler.values import (
     T,
     Untraced,
     UserClass,
-    UserFunction,
     Value,
     is_number,
     receiver,
@@ -70,8 +69,6 @@ RETURNS_SELF = INPLACE_INIT | {"requires_grad_", "cpu", "contiguous"}
 """Methods that return the tensor they are called on."""
 GRAD_MODES = {"torch.no_grad", "torch.inference_mode", "torch.enable_grad", "torch.set_grad_enabled",
               "torch.autograd.set_detect_anomaly"}
-IGNORED_CALLS = {"torch.set_printoptions", "torch.autograd.set_detect_anomaly", "numpy.random.seed",
-                 "torch.set_num_threads", "torch.use_deterministic_algorithms"}
 OPTIMIZERS = {"SGD", "Adam", "AdamW", "RMSprop", "Adagrad"}
 
 
@@ -93,7 +90,7 @@ LEGACY_CONSTRUCTORS = {"torch.Tensor": None, "torch.FloatTensor": "float32", "to
 """torch's legacy tensor constructors and their dtypes (None: the default dtype): a list's values, or sizes."""
 
 
-class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
+class ProgramCompiler(CallStatements, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
                       TorchFunctions, Arranging):
     """Walks the statements; each method handles one whitelisted form."""
 
@@ -403,129 +400,6 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
 
     # ---- statements that are calls ------------------------------------------------------------
 
-    def call_statement(self, call: ast.Call) -> None:
-        f = call.func
-        if isinstance(f, ast.Name) and f.id == "print":
-            return
-        if isinstance(f, ast.Name) and f.id == "setattr" and f.id not in self.scope and len(call.args) == 3:
-            self.set_named(call.args[1], call.args[2:], call, call.args[0])  # setattr(self, f"layer{i}", nn.Linear(...))
-            return
-        if is_super(call):
-            self.super_call(call)
-            return
-        foreign = self.foreign_path(f)
-        if foreign is not None and "seed" in foreign.lower() and not foreign.startswith(("random.", "numpy.")):
-            raise self.err(call, f"{self.src(call)[:60]} would seed torch's generator, and gradtrace does not run "
-                                 f"{foreign}: write torch.manual_seed(...) so the numbers are torch's")
-        if foreign is not None and not self.touches_values(call):  # plt.show(), wandb.log({...}), random.seed(0)
-            self.res.notes.append(f"line {call.lineno}: {self.src(call)[:80]} is not run: {_kind(Foreign(foreign))}")
-            return
-        self.refuse_foreign(f)
-        if isinstance(f, ast.Name) and isinstance(self.scope.get(f.id), CALLABLE):
-            self.begin("t", call, [])
-            self.call_value(self.scope[f.id], call)
-            return
-        path = self.dotted(f) if isinstance(f, ast.Attribute) else None
-        if path in ("torch.manual_seed", "torch.random.manual_seed"):
-            seed = self.const(call.args[0]) if call.args else None
-            if not isinstance(seed, int) or isinstance(seed, bool):
-                raise self.err(call, "torch.manual_seed takes an integer seed")
-            self.stream.events.append(Event("seed", None, {"seed": seed}))
-            return
-        if path in IGNORED_CALLS or path in ("torch.cuda.manual_seed", "torch.cuda.manual_seed_all"):
-            return
-        if path == "nn.Module.__init__" and self.depth:  # nn.Module.__init__(self): super().__init__() written out
-            return
-        if path in ("nn.utils.clip_grad_norm_", "nn.utils.clip_grad_value_"):
-            self.res.notes.append(f"line {call.lineno}: {self.src(call)[:80]} is not traced: the grads shown are "
-                                  "backward's, before clipping")
-            return
-        if path == "torch.autograd.backward" and call.args:  # torch.autograd.backward(y[, grad_tensors]): y.backward()
-            grad = call.args[1:] or [k.value for k in call.keywords if k.arg == "grad_tensors"]
-            self.backward(call.args[0], ast.copy_location(ast.Call(
-                func=ast.Attribute(value=call.args[0], attr="backward", ctx=ast.Load()),
-                args=[g for g in grad if not (isinstance(g, ast.Constant) and g.value is None)][:1], keywords=[]), call))
-            return
-        if path == "torch.set_default_dtype":
-            d = self.const(call.args[0]) if call.args else None
-            if not isinstance(d, DType) or d.name != self.dtype:
-                raise self.err(call, f"the spec's dtype is the default dtype ({self.dtype}): call torch.set_default_dtype "
-                                     "before the program makes anything, or set \"dtype\" in the spec (gradtrace run "
-                                     "--dtype float64)")
-            return
-        if path is not None and path.startswith("nn.init."):
-            self.nn_init(path[8:], call)
-            return
-        if isinstance(f, ast.Attribute) and path is None:
-            if f.attr == "backward":
-                self.backward(f.value, call)
-                return
-            self.begin("t", call, [])
-            writes = f.attr in {"copy_"} | INPLACE_INIT
-            self.via_data = writes and without_data(f.value) is not f.value  # `w.data.fill_(1)`: torch allows it always
-            base = self.expr(without_data(f.value) if writes else f.value)
-            if isinstance(base, Untraced) or (isinstance(base, (ModuleInst, Instance)) and f.attr in (
-                    "zero_grad", "train", "eval", "load_state_dict")):
-                self.method_statement(base, f.attr, call)
-                return
-            if isinstance(base, Instance):
-                if f.attr in ("add_module", "register_module", "register_parameter"):
-                    self.set_named(call.args[0] if call.args else call, call.args[1:], call)
-                elif f.attr == "register_buffer":
-                    self.register_buffer(base, call)
-                else:
-                    self.instance_method(base, f.attr, call)
-                return
-            if isinstance(base, T) and f.attr == "register_hook":
-                self.register_hook(base, call)
-                return
-            if isinstance(base, T) and (f.attr in {"retain_grad", "requires_grad_", "copy_"} | INPLACE_INIT
-                                        or f.attr.endswith("_") and f.attr[:-1] in self.methods):
-                self.tensor_method(base, f.attr, call)
-                return
-            if isinstance(base, Generator) and f.attr == "manual_seed":
-                self.seed_generator(base, call)
-                return
-            if isinstance(base, UserClass) or isinstance(base, ModuleInst) and f.attr in ("requires_grad_", "apply"):
-                self.call(call)  # Base.__init__(self, d); model.fc.requires_grad_(False)
-                return
-            if isinstance(base, ModuleInst) and base.layer is None and f.attr in ("append", "extend") and len(call.args) == 1:
-                self.container_add(base, f.attr, call)  # self.layers.append(nn.Linear(...))
-                return
-            if isinstance(base, ModuleInst) and base.layer is None and f.attr in ("add_module", "register_module"):
-                self.add_module(base, call)
-                return
-            if isinstance(base, T) and isinstance(f.value, ast.Name) and not f.attr.endswith("_"):
-                self.expr(call)  # `attn_bias.to(query.dtype)` on its own: torch makes a tensor nobody uses (draws run)
-                self.res.notes.append(f"line {call.lineno}: `{self.src(call)[:60]}` makes a tensor the program does "
-                                      "not use (as in torch, the name keeps its tensor)")
-                return
-            if isinstance(base, list) and f.attr in ("append", "extend") and len(call.args) == 1 and not call.keywords:
-                item = self.expr(call.args[0])  # layers.append(nn.Linear(...)): the list the name holds grows
-                if f.attr == "extend" and not isinstance(item, (list, tuple)):
-                    raise self.err(call, f"extend() takes a list, not {_kind(item)}")
-                base.extend(item) if f.attr == "extend" else base.append(item)
-                return
-        if path is not None and is_in_place_function(call, path):  # F.relu(h, inplace=True), F.relu_(h): h changes
-            self.begin("t", call, [])
-            self.call_path(path, call)
-            return
-        raise self.err(call, f"the statement '{self.src(call)[:60]}' does nothing gradtrace can trace")
-
-    def register_hook(self, t: T, call: ast.Call) -> None:
-        """`h.register_hook(lambda grad: print(grad))`, the tutorials' way to see a gradient torch does not keep: every
-        node's gradient is in the result, so a hook that only prints is accepted (and noted); one that returns a
-        gradient changes the backward pass, which gradtrace does not trace."""
-        fn = self.expr(call.args[0]) if len(call.args) == 1 and not call.keywords else None
-        if not isinstance(fn, UserFunction):
-            raise self.err(call, "register_hook takes one function (a lambda or a def)")
-        if not _only_prints(fn.node):
-            raise self.err(call, "a hook that changes the gradient (returns a tensor) is not traced: gradtrace's engines run "
-                                 "backward without hooks; every node's gradient is in the result, and a hook that only "
-                                 "prints is accepted")
-        self.res.notes.append(f"line {call.lineno}: the hook on '{t.name}' only prints its gradient: gradtrace shows it as "
-                              f"node '{t.name}''s grad (every node's gradient is in the result)")
-
     def makes_leaf(self, e: ast.expr) -> bool:
         """Whether `e` is a call that makes a new tensor (`torch.empty(2)`, `torch.randn(3).mul_(0.1)`), whose in-place
         initialisers change the leaf rather than add nodes."""
@@ -533,25 +407,6 @@ class ProgramCompiler(Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode
             e = e.func.value
         path = self.dotted(e.func) if isinstance(e, ast.Call) else None
         return path is not None and (path.removeprefix("torch.") in CREATORS or path in LEGACY_CONSTRUCTORS or path == "nn.Parameter")
-
-    def method_statement(self, base: ModuleInst | Instance | Untraced, method: str, call: ast.Call) -> None:
-        if isinstance(base, (ModuleInst, Instance)):
-            if method in ("train", "eval"):
-                base.set_training(self.training_flag(method, call))
-            elif method == "load_state_dict":
-                self.load_state(base, call)
-            return
-        if method == "zero_grad":
-            return
-        if method == "step" and ("optimizer" in base.what or "scheduler" in base.what):
-            self.res.notes.append(f"line {call.lineno}: {self.src(call)} is not traced: gradtrace shows the gradients "
-                                  "of one forward and backward pass, before any update" + (
-                                      "; the trace ends here (what follows would see updated parameters)"
-                                      if self.res.output is not None and "optimizer" in base.what else ""))
-            if self.res.output is not None and "optimizer" in base.what:
-                raise TraceEnded
-            return
-        raise self.err(call, f"{base.what} has no method '{method}' gradtrace understands")
 
     # ---- calls in expressions -----------------------------------------------------------------
 
@@ -746,19 +601,6 @@ def _class_name(node: ast.AST) -> bool:
     return isinstance(node, ast.Attribute) and node.attr == "__name__" and (
         isinstance(node.value, ast.Attribute) and node.value.attr == "__class__"
         or isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) and node.value.func.id == "type")
-
-
-def _is_print(e: ast.expr) -> bool:
-    return isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "print"
-
-
-def _only_prints(fn: ast.FunctionDef) -> bool:
-    """Whether a hook's body (a lambda's: `return <its expression>`) only prints and returns None: it leaves the
-    gradient as it is."""
-    def none(e: ast.expr | None) -> bool:
-        return e is None or isinstance(e, ast.Constant) and e.value is None or _is_print(e)
-    return all(isinstance(b, ast.Pass) or isinstance(b, ast.Expr) and (isinstance(b.value, ast.Constant) or _is_print(b.value))
-               or isinstance(b, ast.Return) and none(b.value) for b in fn.body)
 
 
 _OPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
