@@ -32,7 +32,7 @@ class Bindings(ExpressionCompiler):
                 targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `y.add_(1)`: a new binding of y
             elif isinstance(stmt, ast.Expr) and not no_grad and in_place_statement(stmt.value, self.dotted):
                 targets = [stmt.value.args[0]]  # type: ignore[attr-defined]  # `F.relu(h, inplace=True)`, `F.relu_(h)`
-            if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad and "batch_norm" in self.text:
+            if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad and self.names_batch_norm:  # type: ignore[attr-defined]
                 targets += self.updated_statistics(stmt.value)  # (a walk of every statement costs a small compile 10%)
             if isinstance(stmt, ast.Assign):
                 targets += list(stmt.targets)

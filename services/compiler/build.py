@@ -295,7 +295,7 @@ class GraphBuilder:
             where = ".".join(str(p) for p in first["loc"])
             raise _err(raw, f"{raw.op}: argument '{where}': {first['msg']}") from None
         diff_flags = op.differentiable or (True,) * n
-        for slot, i in zip(op.tensors, inputs, strict=False):
+        for slot, i in zip(op.tensors, inputs, strict=False) if op.grad_refused else ():
             if slot in op.grad_refused and isinstance(i, str) and self.grad[i] and self.grad_enabled:
                 raise _err(raw, f"{raw.op} is not differentiable with respect to '{slot}', and '{i}' requires grad "
                                 "(torch raises this): make it without requires_grad, or pass its .detach()")

@@ -70,6 +70,17 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
         raise _Unknown(node, "a loop's range() needs constant bounds (int literals, names set to one before the loop, "
                              "len() of a list or module, a tensor's size(d) / shape[d], and + - * // of those)")
 
+    def foldable(node: ast.expr) -> bool:
+        """Whether `static` can fold it (checked first: most assignments are tensor expressions, and an exception
+        per statement costs a small program's compile 5%)."""
+        if isinstance(node, ast.Constant):
+            return type(node.value) is int
+        if isinstance(node, ast.Name):
+            return node.id in ints
+        if isinstance(node, ast.BinOp):
+            return type(node.op) in INT_OPS and foldable(node.left) and foldable(node.right)
+        return isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and foldable(node.operand)
+
     def static(node: ast.expr) -> int:
         """An int from literals and names known now (no len(), no shapes: what an assignment in a loop body binds)."""
         if isinstance(node, ast.BinOp) and type(node.op) in INT_OPS:
@@ -133,13 +144,14 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
         for stmt in stmts:  # in the order the unrolled program runs them: `ints` follows the names' values
             if isinstance(stmt, (ast.Assign, ast.AugAssign)):  # a name rebound to anything but an int it can compute
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                new = None
                 try:
-                    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name) and type(stmt.op) in INT_OPS:
+                    if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name) and type(stmt.op) in INT_OPS \
+                            and stmt.target.id in ints and foldable(stmt.value):
                         new = static(ast.copy_location(ast.BinOp(left=stmt.target, op=stmt.op, right=stmt.value), stmt))
-                    elif isinstance(stmt, ast.Assign) and len(targets) == 1 and isinstance(targets[0], ast.Name):
+                    elif isinstance(stmt, ast.Assign) and len(targets) == 1 and isinstance(targets[0], ast.Name) \
+                            and foldable(stmt.value):
                         new = static(stmt.value)  # `i = 0`, `i = i + 1`, `n = 2 * k`
-                    else:
-                        new = None
                 except _Unknown:
                     new = None
                 for t in targets:

@@ -107,6 +107,8 @@ class ProgramCompiler(CallStatements, Bindings, Finish, InPlace, ControlFlow, Bu
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
         self.ended = False
+        self.names_batch_norm = "batch_norm" in text
+        """The text names F.batch_norm (bindings.count_bindings looks for its running statistics' updates then only)."""
         self.loose = 0
         """While loops running now as Python runs them (their bindings are named as they come, see binding_name)."""
         self.loose_names: set[str] = set()
