@@ -797,3 +797,14 @@ def test_a_tensor_method_whose_result_is_dropped(tmp_path: Path) -> None:
                "bias.to(q.dtype)\nbias.masked_fill(torch.ones(3, 3).tril() == 0, 1.0)\ny = (q @ q.t() + bias).sum()\ny.backward()\n")
     check(program, ["q", "bias", "y"], tmp_path)
     assert any("makes a tensor the program does not use" in n for n in traced(program).result.notes)
+
+
+def test_list_pop_in_a_while_loop(tmp_path: Path) -> None:
+    """`while len(stack) > 1: a = stack.pop(); b = stack.pop(); stack.append(a * b + a)`: the list shrinks as Python's;
+    torch's numbers. An empty list's pop fails as Python's does."""
+    program = ("import torch\ntorch.manual_seed(0)\nx = torch.randn(4, requires_grad=True)\n"
+               "stack = [x[0], x[1], x[2], x[3]]\nwhile len(stack) > 1:\n    a = stack.pop()\n    b = stack.pop(0)\n"
+               "    stack.append(a * b + a)\nstack.pop()\ny = (x * 2).sum()\n(y * 3).backward()\n")
+    check(program, ["x", "y"], tmp_path)
+    e = refused("import torch\ns = []\nv = s.pop()\n")
+    assert e.line == 3 and "pop from empty list" in e.message

@@ -488,9 +488,20 @@ class ProgramCompiler(CallStatements, Bindings, Finish, InPlace, ControlFlow, Bu
         if (isinstance(base, dict) or isinstance(base, ModuleInst) and base.keys is not None) and f.attr in (
                 "items", "keys", "values", "get"):
             return self.mapping_method(base, f.attr, node)
+        if isinstance(base, list) and f.attr == "pop":
+            return self.list_pop(base, node)
         if isinstance(base, tuple) and f.attr in ("index", "count"):
             raise self.err(node, "tuple methods are not supported")
         raise self.err(node, f"'{self.src(f)[:60]}': {_kind(base)} has no method '{f.attr}' gradtrace understands")
+
+    def list_pop(self, items: list[Value], node: ast.Call) -> Value:
+        """`stack.pop()`, `queue.pop(0)`: the list the name holds loses the item, as Python's."""
+        k = self.const(node.args[0]) if node.args else -1
+        if node.keywords or len(node.args) > 1 or not isinstance(k, int) or isinstance(k, bool):
+            raise self.err(node, "list.pop takes one int index")
+        if not -len(items) <= k < len(items):
+            raise self.err(node, "pop from empty list" if not items else "pop index out of range")
+        return items.pop(k)
 
     def call_name(self, fn: str, node: ast.Call) -> Value:
         if fn in self.scope:

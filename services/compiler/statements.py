@@ -129,6 +129,9 @@ class CallStatements(ExpressionCompiler):
                 self.res.notes.append(f"line {call.lineno}: `{self.src(call)[:60]}` makes a tensor the program does "
                                       "not use (as in torch, the name keeps its tensor)")
                 return
+            if isinstance(base, list) and f.attr == "pop":
+                self.list_pop(base, call)  # `stack.pop()` on its own: the item is dropped
+                return
             if isinstance(base, list) and f.attr in ("append", "extend") and len(call.args) == 1 and not call.keywords:
                 item = self.expr(call.args[0])  # layers.append(nn.Linear(...)): the list the name holds grows
                 if f.attr == "extend" and not isinstance(item, (list, tuple)):
