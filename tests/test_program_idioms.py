@@ -804,7 +804,8 @@ def test_list_pop_in_a_while_loop(tmp_path: Path) -> None:
     torch's numbers. An empty list's pop fails as Python's does."""
     program = ("import torch\ntorch.manual_seed(0)\nx = torch.randn(4, requires_grad=True)\n"
                "stack = [x[0], x[1], x[2], x[3]]\nwhile len(stack) > 1:\n    a = stack.pop()\n    b = stack.pop(0)\n"
-               "    stack.append(a * b + a)\nstack.pop()\ny = (x * 2).sum()\n(y * 3).backward()\n")
-    check(program, ["x", "y"], tmp_path)
+               "    stack.append(a * b + a)\nstack.append(x[0])\nstack.pop()\ntop = stack[-1] * 1.0\ny = top + x.sum()\n"
+               "y.backward()\n")
+    check(program, ["x", "top", "y"], tmp_path)
     e = refused("import torch\ns = []\nv = s.pop()\n")
     assert e.line == 3 and "pop from empty list" in e.message
