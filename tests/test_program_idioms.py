@@ -677,6 +677,7 @@ def test_functional_batch_norm_in_training_and_eval(tmp_path: Path) -> None:
     ("F.batch_norm(x, rm, None, training=True)", "give both running_mean and running_var"),
     ("F.batch_norm(x, rm, rv, training=True, momentum=None)", "momentum must be a float, not None"),
     ("F.batch_norm(x, rm, rv, w) * F.batch_norm(x, rm, rv, training=True)", "an earlier eval-mode call read"),
+    ("(x * rm).sum() + F.batch_norm(x, rm, rv, training=True)", "running statistics node 'y#1' read"),
     ("F.batch_norm(x, rm, rv, bias=w)", "a bias and no weight"),
     ("F.batch_norm(x, rm)", "F.batch_norm takes (input, running_mean, running_var"),
 ])

@@ -248,14 +248,15 @@ layer(LayerDef(
 
 
 def stale_statistics(builder: GraphBuilder, stat: str, error: Callable[[str], Exception]) -> None:
-    """Refuse a training step's in-place update of running statistics `stat` that an eval-mode batch norm needing a
-    gradient read before: torch updates them without a version bump, so that call's backward reads the new values (not
-    the ones its forward used), which gradtrace does not trace."""
-    if any(n.op.name == "batch_norm_eval" and stat in n.inputs and builder.grad[n.name] for n in builder.nodes):
-        raise error("a batch norm in training mode updates the running statistics an earlier eval-mode call read, before "
-                    "backward: torch's backward of that call then reads the updated statistics in place (other numbers "
-                    "than its forward used), which gradtrace does not trace; run the eval call under torch.no_grad(), or "
-                    "after backward")
+    """Refuse a training step's in-place update of running statistics `stat` that an operation needing a gradient read
+    before (an eval-mode batch norm, `w * bn.running_mean`): torch updates them without a version bump, so that
+    operation's backward reads the new values (not the ones its forward used), which gradtrace does not trace."""
+    reader = next((n for n in builder.nodes if stat in n.inputs and builder.grad[n.name]), None)
+    if reader is not None:
+        what = "an earlier eval-mode call" if reader.op.name == "batch_norm_eval" else f"node '{reader.name}'"
+        raise error(f"a batch norm in training mode updates the running statistics {what} read, before backward: "
+                    "torch's backward of it then reads the updated statistics in place (other numbers than its forward "
+                    "used), which gradtrace does not trace; read them under torch.no_grad(), or after backward")
 
 
 def _batch_norm(e: Emitter, call: Call) -> str:
