@@ -104,11 +104,15 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
     elif ev.op == "module":
         assert a["cls"] in MODULES, a["cls"]
         module, original = _module(torch, a["cls"], a["kwargs"], _dtype(torch, a["dtype"]))
+        for k, params in enumerate([a["params"], *a.get("also", [])]):  # also: copy.deepcopy's of the module
+            for attr, target in params.items():
+                t: Any = module if original is None or attr.startswith("layers.") else original
+                for part in attr.split("."):
+                    t = getattr(t, part)
+                _keep(values, target, t.detach() if k == 0 else t.detach().clone())
+    elif ev.op == "clone":  # copy.deepcopy of a named module: its parameters' values now
         for attr, target in a["params"].items():
-            t: Any = module if original is None or attr.startswith("layers.") else original
-            for part in attr.split("."):
-                t = getattr(t, part)
-            _keep(values, target, t.detach())
+            _keep(values, target, _get(torch, values, a["sources"][attr], leaves).clone())
     elif ev.op == "copies":  # nn.TransformerEncoder(layer, n) of a layer with parameters: each copy takes their values
         for attr, target in a["params"].items():
             _keep(values, target, _get(torch, values, a["sources"][attr.split(".", 2)[2]], leaves).clone())

@@ -44,7 +44,8 @@ FOLD = {
 COMPARE = {ast.Gt: "gt", ast.Lt: "lt", ast.GtE: "ge", ast.LtE: "le", ast.Eq: "eq", ast.NotEq: "ne"}
 MATH = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "log2": math.log2, "log10": math.log10,
         "cos": math.cos, "sin": math.sin, "tanh": math.tanh, "floor": math.floor, "ceil": math.ceil, "prod": math.prod}
-FUNCTION_VALUES = {"F.normalize", "F.relu6", "F.dropout", "torch.dropout", "F.dropout1d", "F.dropout2d", "F.dropout3d"}
+FUNCTION_VALUES = {"F.normalize", "F.relu6", "F.dropout", "torch.dropout", "F.dropout1d", "F.dropout2d", "F.dropout3d",
+                   "copy.deepcopy"}
 """torch functions traced by the compiler rather than one op, which a program may still hold as values."""
 CONSTANTS = {"math.pi": math.pi, "math.e": math.e, "math.inf": math.inf, "math.nan": math.nan,
              "torch.pi": math.pi, "torch.e": math.e, "torch.inf": math.inf, "torch.nan": math.nan}

@@ -193,10 +193,11 @@ class Finish(ExpressionCompiler):
             self.take_place(old, new)
         prefixes = sorted(self.renames, key=len, reverse=True)
 
-        def renamed(name: str) -> str:
-            for p in prefixes:
-                if name.startswith(p + "."):
-                    return self.renames[p] + name[len(p):]
+        def renamed(name: str) -> str:  # through chains: an object's part named under its provisional path
+            used: set[str] = set()
+            while (p := next((p for p in prefixes if name.startswith(p + ".") and p not in used), None)) is not None:
+                used.add(p)
+                name = self.renames[p] + name[len(p):]
             return name
         new = {k: renamed(k) for k in self.builder.shapes} if prefixes else {}
         loose: set[str] = getattr(self, "loose_names", set())
@@ -247,5 +248,9 @@ class Finish(ExpressionCompiler):
                 ev.target = new.get(ev.target, ev.target) if ev.target is not None else None
                 if isinstance(ev.args.get("source"), str):
                     ev.args["source"] = new.get(ev.args["source"], ev.args["source"])
-                if ev.op == "module":
+                if ev.op in ("module", "clone"):
                     ev.args["params"] = {k: new.get(v, v) for k, v in ev.args["params"].items()}
+                    ev.args["also"] = [{k: new.get(v, v) for k, v in m.items()} for m in ev.args.get("also", [])]
+                if ev.op == "clone":
+                    ev.args["sources"] = {k: new.get(v, v) for k, v in ev.args["sources"].items()}
+                    ev.args["buffers"] = {k: new.get(v, v) for k, v in ev.args["buffers"].items()}

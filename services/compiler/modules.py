@@ -259,7 +259,10 @@ class ModuleCalls(ExpressionCompiler):
         self.instance_paths.add(path)
         m.path = path
         if m.layer is not None:
-            m.params = add_params(m.layer, m.cfg, m.path, self.dtype, m.event, self.builder, ("program",))
+            event = None if m.copy_of == "construction" else m.event  # (the original's event names the original's)
+            m.params = add_params(m.layer, m.cfg, m.path, self.dtype, event, self.builder, ("program",))
+            if m.copy_of is not None:
+                self.copied_params(m)  # type: ignore[attr-defined]
         for i, child in enumerate(m.children):
             if isinstance(child, ModuleInst):
                 self.ensure_path(child, f"{m.path}.{m.child_name(i)}")

@@ -25,6 +25,7 @@ from services.compiler.bindings import Bindings, target_names
 from services.compiler.build import GraphBuilder
 from services.compiler.builtins import BUILTINS, Builtins
 from services.compiler.control import ControlFlow, LoopExit
+from services.compiler.copying import ModuleCopies
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
 from services.compiler.expressions import MATH, _kind
 from services.compiler.finish import Finish, TraceEnded
@@ -58,12 +59,12 @@ from services.ir import Event, Stream
 
 MODULES = {
     "torch": "torch", "torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "math": "math",
-    "numpy": "numpy", "torch.nn.init": "torch.nn.init", "torch.optim": "torch.optim",
+    "numpy": "numpy", "torch.nn.init": "torch.nn.init", "torch.optim": "torch.optim", "copy": "copy",
 }
 """Importable modules and the path each stands for."""
 FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "torch.optim": "torch.optim",
                 "torch.nn.init": "torch.nn.init", "torch.nn.parameter.Parameter": "torch.nn.Parameter",
-                "torch.nn.modules.module.Module": "torch.nn.Module"}
+                "torch.nn.modules.module.Module": "torch.nn.Module", "copy.deepcopy": "copy.deepcopy"}
 """`from X import Y` forms: X.Y must be one of these."""
 RETURNS_SELF = INPLACE_INIT | {"requires_grad_", "cpu", "contiguous"}
 """Methods that return the tensor they are called on."""
@@ -90,7 +91,7 @@ LEGACY_CONSTRUCTORS = {"torch.Tensor": None, "torch.FloatTensor": "float32", "to
 """torch's legacy tensor constructors and their dtypes (None: the default dtype): a list's values, or sizes."""
 
 
-class ProgramCompiler(CallStatements, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
+class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
                       TorchFunctions, Arranging):
     """Walks the statements; each method handles one whitelisted form."""
 
@@ -554,6 +555,8 @@ class ProgramCompiler(CallStatements, Bindings, Finish, InPlace, ControlFlow, Bu
             return self.nn_init(path[8:], node)  # the tensor it filled (`nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))`)
         if path in ("torch.cuda.is_available", "torch.backends.mps.is_available"):
             return False  # the spec's device decides where a job runs; the program's own choice is always the CPU
+        if path == "copy.deepcopy":
+            return self.deepcopy(node)
         if path == "torch.autograd.grad":
             return self.autograd_grad(node)
         if path == "torch.device":  # `device = torch.device("cpu")`: the spec's device decides, `.to(device)` keeps it

@@ -55,6 +55,11 @@ class ModuleInst:
     'ModuleDict' (children by name)."""
     keys: list[str] | None = None
     """A ModuleDict's names of its children, in order (they name the children's paths: 'model.blocks.attn')."""
+    copy_of: str | None = None
+    """A copy.deepcopy's: 'values' (its parameters take the original's values, a 'clone' event) or 'construction' (the
+    original had no name yet: the values its construction draws, for the copy too)."""
+    copy_site: Any = None
+    """The copy.deepcopy call that made it (the source position of its buffers' clones)."""
     parts: list[tuple[str, ModuleInst]] | None = None
     """The submodules a composite torch module holds over its own parameters (an attention's out_proj, an encoder
     layer's linear1), made when first asked for (services.compiler.transformer.parts)."""
