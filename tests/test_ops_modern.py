@@ -75,6 +75,11 @@ case("bce_logits-weight-none", {**BIN, **W}, N("l", "binary_cross_entropy_with_l
      N("L", "mul", "l", "l"))
 case("bce-weight", {**BIN, **W}, N("p", "sigmoid", "x"), N("L", "binary_cross_entropy", "p", "y", "w"))
 
+# at::norm (what torch's composites call): as norm, over a dim, all dims, p=1 and inf.
+case("at_norm-dim", {"x": normal(3, 4, seed=127)}, N("y", "at_norm", "x", p=2.0, dim=1, keepdim=True))
+case("at_norm-all-p1", {"x": normal(3, 4, seed=128)}, N("y", "at_norm", "x", p=1.0))
+case("at_norm-inf", {"x": normal(2, 5, seed=129)}, N("y", "at_norm", "x", p=float("inf"), dim=[1]))
+
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("inputs", "nodes", "kw"), CASES)
@@ -331,4 +336,35 @@ def test_grouped_query_attention_matches_torch(tmp_path: Path) -> None:
     dropout_p, torch's math step by step (each key/value head repeated for its group, then the weights' dropout)."""
     t = traced(GQA)
     same_as_torch(t, in_torch(GQA, tmp_path), ["q", "k", "v", "o", "y", "o2", "o3", "loss"])
+    assert t.result.comparison.verdict == "agree"
+
+
+METRIC_LOSSES = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+emb = nn.Linear(6, 4)
+x = torch.randn(3, 6)
+a, p, n = emb(x), emb(x + 0.1), emb(-x)
+l1 = nn.TripletMarginLoss(margin=0.3, swap=True)(a, p, n)
+l2 = F.triplet_margin_loss(a, p, n, p=1, reduction="sum")
+d = nn.PairwiseDistance(p=1.0)(a, p)
+d2 = F.pairwise_distance(a, n, keepdim=True)
+r = nn.MarginRankingLoss(margin=0.1, reduction="sum")(a[:, 0], p[:, 0], torch.tensor([1.0, -1.0, 1.0]))
+r2 = F.margin_ranking_loss(a[:, 1], n[:, 1], torch.tensor([-1.0, 1.0, 1.0]))
+loss = l1 + l2 + d.mean() + d2.sum() + r + r2
+loss.backward()
+"""
+
+
+def test_metric_learning_losses_match_torch(tmp_path: Path) -> None:
+    """Triplet margin loss (swap, p=1, reductions), pairwise distance and margin ranking loss, as functions and
+    modules: torch composes them of other ops, and so does gradtrace (the same grad_fns), with torch's numbers."""
+    t = traced(METRIC_LOSSES)
+    g = in_torch(METRIC_LOSSES, tmp_path)
+    same_as_torch(t, g, ["emb", "l1", "l2", "d", "d2", "r", "r2", "loss"])
+    for k in ("l1", "l2", "d", "d2", "r", "r2"):
+        assert t.result.nodes[k].grad_fn == type(g[k].grad_fn).__name__, k
     assert t.result.comparison.verdict == "agree"

@@ -1,6 +1,7 @@
 """torch functions that torch itself composes from other ops, built here from the same ops in the same order, so
 that their nodes, numbers and grad_fns are torch's: F.l1_loss (abs of the difference, then its reduction),
-F.kl_div (xlogy and a product, batchmean's division) and F.cosine_similarity (each vector over its clamped norm).
+F.kl_div (xlogy and a product, batchmean's division), F.cosine_similarity (each vector over its clamped norm),
+F.pairwise_distance, F.triplet_margin_loss and F.margin_ranking_loss.
 
 Each builder takes `add(op, inputs, args, last)`, which adds one node (the `last` one is the call's result) and returns
 its name: a program's call (F.l1_loss) and a module's (nn.L1Loss) name their nodes each their own way."""
@@ -53,6 +54,33 @@ def cosine_similarity(add: Add, x1: str, x2: str, shapes: tuple[tuple[int, ...],
         norm = add("clamp_min", [add("norm", [wide], {"p": 2, "dim": dim, "keepdim": True}, False)], {"min": eps}, False)
         scaled.append(add("div", [wide, norm], {}, False))
     return add("sum", [add("mul", scaled, {}, False)], {"dim": dim}, True)
+
+
+def pairwise_distance(add: Add, x1: str, x2: str, ndim: int, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False,
+                      last: bool = True) -> str:
+    """||x1 - x2 + eps||_p over the last dim (NormBackward1 over AddBackward1 over SubBackward0, as torch's)."""
+    d = add("add", [add("sub", [x1, x2], {}, False), eps], {}, False)
+    return add("at_norm", [d], {"p": p, "dim": max(ndim - 1, 0), "keepdim": keepdim}, last)
+
+
+def triplet_margin_loss(add: Add, anchor: str, positive: str, negative: str, ndim: int, margin: float = 1.0,
+                        p: float = 2.0, eps: float = 1e-6, swap: bool = False, reduction: str = "mean") -> str:
+    """max(d(a, p) + margin - d(a, n), 0) with pairwise distances (with `swap`, d(a, n) is min(d(a, n), d(p, n))),
+    then the reduction, in torch's order of ops."""
+    pos = pairwise_distance(add, anchor, positive, ndim, p, eps, last=False)
+    neg = pairwise_distance(add, anchor, negative, ndim, p, eps, last=False)
+    if swap:
+        neg = add("minimum", [neg, pairwise_distance(add, positive, negative, ndim, p, eps, last=False)], {}, False)
+    gap = add("sub", [add("add", [pos, float(margin)], {}, False), neg], {}, False)
+    return _reduced(add, add("clamp_min", [gap], {"min": 0.0}, reduction == "none"), reduction)
+
+
+def margin_ranking_loss(add: Add, x1: str, x2: str, target: str, margin: float = 0.0, reduction: str = "mean") -> str:
+    """max(-target * (x1 - x2) + margin, 0), then the reduction (ClampMinBackward0 over AddBackward1 over
+    MulBackward0, as torch's)."""
+    score = add("mul", [add("neg", [target], {}, False), add("sub", [x1, x2], {}, False)], {}, False)
+    gap = add("add", [score, float(margin)], {}, False)
+    return _reduced(add, add("clamp_min", [gap], {"min": 0.0}, reduction == "none"), reduction)
 
 
 def pool1d(add: Add, x: str, op: str, size: int, stride: int | None = None, padding: int = 0) -> str:

@@ -597,10 +597,46 @@ def _adder(e: Emitter, call: Call) -> composites.Add:
     return add
 
 
+class PairwiseDistanceArgs(BaseModel):
+    """nn.PairwiseDistance."""
+
+    model_config = ConfigDict(extra="forbid")
+    p: float = 2.0
+    eps: float = 1e-6
+    keepdim: bool = False
+
+
+class TripletMarginLossArgs(MSELossArgs):
+    """nn.TripletMarginLoss, in torch's constructor order."""
+
+    margin: float = 1.0
+    p: float = 2.0
+    eps: float = 1e-6
+    swap: bool = False
+    size_average: None = None
+    reduce: None = None
+
+
+class MarginRankingLossArgs(MSELossArgs):
+    """nn.MarginRankingLoss, in torch's constructor order."""
+
+    margin: float = 0.0
+    size_average: None = None
+    reduce: None = None
+
+
 def _composite_loss(e: Emitter, call: Call) -> str:
-    a, b = call.inputs
+    a, b = call.inputs[:2]
     c = call.cfg
+    ndim = max(len(e.shape(x)) for x in call.inputs)
     try:
+        if isinstance(c, PairwiseDistanceArgs):
+            return composites.pairwise_distance(_adder(e, call), a, b, ndim, c.p, c.eps, c.keepdim)
+        if isinstance(c, TripletMarginLossArgs):
+            return composites.triplet_margin_loss(_adder(e, call), a, b, call.inputs[2], ndim, c.margin, c.p, c.eps,
+                                                  c.swap, c.reduction)
+        if isinstance(c, MarginRankingLossArgs):
+            return composites.margin_ranking_loss(_adder(e, call), a, b, call.inputs[2], c.margin, c.reduction)
         if isinstance(c, KLDivLossArgs):
             shape = e.shape(a)
             return composites.kl_div(_adder(e, call), a, b, shape[0] if shape else 1, c.reduction, c.log_target)
@@ -612,8 +648,12 @@ def _composite_loss(e: Emitter, call: Call) -> str:
 
 
 for _type, _cls, _args in (("l1_loss", "L1Loss", MSELossArgs), ("kl_div", "KLDivLoss", KLDivLossArgs),
-                           ("cosine_similarity", "CosineSimilarity", CosineSimilarityArgs)):
+                           ("cosine_similarity", "CosineSimilarity", CosineSimilarityArgs),
+                           ("pairwise_distance", "PairwiseDistance", PairwiseDistanceArgs)):
     layer(LayerDef(_type, _cls, _args, _composite_loss, min_inputs=2, max_inputs=2))
+for _type, _cls, _args in (("triplet_margin_loss", "TripletMarginLoss", TripletMarginLossArgs),
+                           ("margin_ranking_loss", "MarginRankingLoss", MarginRankingLossArgs)):
+    layer(LayerDef(_type, _cls, _args, _composite_loss, min_inputs=3, max_inputs=3))
 
 
 def param_event(d: LayerDef, cfg: Any, dtype: str) -> Event | None:

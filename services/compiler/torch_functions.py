@@ -38,6 +38,12 @@ COMPOSITES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "F.kl_div": (("input", "target", "size_average", "reduce", "reduction", "log_target"), {"reduction": "mean", "log_target": False}),
     "F.cosine_similarity": (("x1", "x2", "dim", "eps"), {"dim": 1, "eps": 1e-8}),
     "torch.cosine_similarity": (("x1", "x2", "dim", "eps"), {"dim": 1, "eps": 1e-8}),
+    "F.pairwise_distance": (("x1", "x2", "p", "eps", "keepdim"), {"p": 2.0, "eps": 1e-6, "keepdim": False}),
+    "torch.pairwise_distance": (("x1", "x2", "p", "eps", "keepdim"), {"p": 2.0, "eps": 1e-6, "keepdim": False}),
+    "F.triplet_margin_loss": (("anchor", "positive", "negative", "margin", "p", "eps", "swap", "size_average", "reduce",
+                               "reduction"), {"margin": 1.0, "p": 2.0, "eps": 1e-6, "swap": False, "reduction": "mean"}),
+    "F.margin_ranking_loss": (("input1", "input2", "target", "margin", "size_average", "reduce", "reduction"),
+                              {"margin": 0.0, "reduction": "mean"}),
 }
 """torch functions torch composes of other ops (services.compiler.composites): their parameters and defaults."""
 
@@ -115,8 +121,8 @@ class TorchFunctions(ExpressionCompiler):
         return self.emit("einsum", list(operands), {"equation": equation}, node)
 
     def composite(self, path: str, node: ast.Call) -> T:
-        """F.l1_loss, F.kl_div, F.cosine_similarity: the ops torch composes them of (services.compiler.composites),
-        the last named by the statement."""
+        """F.l1_loss, F.kl_div, F.cosine_similarity, F.pairwise_distance, F.triplet_margin_loss, F.margin_ranking_loss:
+        the ops torch composes them of (services.compiler.composites), the last named by the statement."""
         names, defaults = COMPOSITES[path]
         given = dict(zip(names, node.args, strict=False))
         for k in node.keywords:
@@ -133,7 +139,22 @@ class TorchFunctions(ExpressionCompiler):
         def add(op: str, inputs: list[Any], args: dict[str, Any], last: bool) -> str:
             return self.emit(op, inputs, args, node, name=None if last else self.temp()).name
 
+        third = [self.tensor(given[names[2]])] if path in ("F.triplet_margin_loss", "F.margin_ranking_loss") else []
+        if path in ("F.triplet_margin_loss", "F.margin_ranking_loss") and names[2] not in given:
+            raise self.err(node, f"{path} takes ({', '.join(names)})")
         try:
+            if path in ("F.pairwise_distance", "torch.pairwise_distance"):
+                ndim = max(len(self.shape(a)), len(self.shape(b)))
+                return T(composites.pairwise_distance(add, a.name, b.name, ndim, float(opts["p"]), float(opts["eps"]),
+                                                      bool(opts["keepdim"])))
+            if path == "F.triplet_margin_loss":
+                ndim = max(len(self.shape(t)) for t in (a, b, *third))
+                return T(composites.triplet_margin_loss(add, a.name, b.name, third[0].name, ndim, float(opts["margin"]),
+                                                        float(opts["p"]), float(opts["eps"]), bool(opts["swap"]),
+                                                        opts["reduction"]))
+            if path == "F.margin_ranking_loss":
+                return T(composites.margin_ranking_loss(add, a.name, b.name, third[0].name, float(opts["margin"]),
+                                                        opts["reduction"]))
             if path == "F.l1_loss":
                 return T(composites.l1_loss(add, a.name, b.name, opts["reduction"]))
             if path == "F.kl_div":

@@ -350,6 +350,20 @@ class ArgExtreme(Op):
         return [None]
 
 
+
+
+@register
+class AtNorm(Norm):
+    """The norm as ATen's own composites call it (at::norm: pairwise_distance, triplet_margin_loss), NormBackward1 in
+    torch's graph where torch.norm / x.norm record LinalgVectorNormBackward0; the same values."""
+
+    name = "at_norm"
+    functions = ()
+    methods = ()
+
+    def torch(self, t: Any, xs: list[Any], a: NormArgs) -> Any:
+        dim = [] if a.dim is None else [a.dim] if isinstance(a.dim, int) else list(a.dim)
+        return t._VF.norm(xs[0], 2.0 if a.p == "fro" else float(a.p), dim, a.keepdim)
 @register
 class Argmax(ArgExtreme):
     name = "argmax"
