@@ -810,3 +810,16 @@ def test_list_pop_in_a_while_loop(tmp_path: Path) -> None:
     check(program, ["x", "top", "y"], tmp_path)
     e = refused("import torch\ns = []\nv = s.pop()\n")
     assert e.line == 3 and "pop from empty list" in e.message
+
+
+def test_ints_followed_through_branches_with_blocks_and_tuple_assignments(tmp_path: Path) -> None:
+    """Loop bounds counted before the program runs follow only what is sure: an `if` whose branch the condition picks
+    (or both agree), nothing a `with` block assigns, a while loop whose names change in ways not followed (a tuple
+    assignment) runs as Python runs it: every count is torch's (3 * 2, 3 * 2 multiplications, ...)."""
+    program = ("import torch\nx = torch.tensor(1.0, requires_grad=True)\ny = x\nn = 0\nfor k in range(4):\n"
+               "    if k % 2 == 0:\n        n += 1\nfor j in range(n):\n    y = y * 2\ni = 0\nwhile i < 4:\n    y = y * 3\n"
+               "    if i % 2 == 0:\n        i += 1\n    else:\n        i += 3\nm = 3\nwith torch.no_grad():\n    m = m - 2\n"
+               "q = 0\nwhile q < m:\n    y = y * 5\n    q += 1\ndeep = False\nd = 2\nif deep:\n    d = 4\n"
+               "for t in range(d):\n    y = y * 7\na, b = 0, 0\nwhile a < 2:\n    a, b = a + 1, b\n    y = y + 1\ny.backward()\n")
+    check(program, ["x", "y"], tmp_path)
+    assert float(traced(program).arrays["torch/grad/x"]) == 2 * 2 * 3 * 3 * 5 * 7 * 7

@@ -126,13 +126,13 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
         while go and not (training and k == 2):
             expand(stmt.body, out)
             k += 1
-            if len(out) - start > MAX_UNROLLED or k > MAX_UNROLLED:
-                raise err(stmt, f"the unrolled while loop makes over {MAX_UNROLLED:,} statements (does its condition "
-                                "ever become false?)")
+            if len(out) - start > MAX_UNROLLED or k > MAX_UNROLLED:  # (run when reached, it meets the same limit)
+                raise _Unknown(stmt, f"the unrolled while loop makes over {MAX_UNROLLED:,} statements (does its "
+                                     "condition ever become false?)")
             try:
                 go = holds(stmt.test)
-            except _Unknown:
-                raise err(stmt.test, message) from None
+            except _Unknown:  # its names changed in ways not followed here (`i, j = i + 1, j`): run when reached
+                raise _Unknown(stmt.test, message) from None
 
     def forget(loop: ast.stmt) -> None:
         """A loop left to run when reached: the ints its body assigns are unknown after it."""
@@ -161,18 +161,39 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 if new is not None and type(new) is int:
                     ints[targets[0].id] = new  # type: ignore[attr-defined]
             if isinstance(stmt, ast.While):
+                start, saved = len(out), dict(ints)
                 try:
                     loop_while(stmt, out)
                 except _Unknown as e:
                     if not lazy:
                         raise err(e.node, e.message) from None
+                    del out[start:]  # what it unrolled before it turned out unknown
+                    ints.clear()
+                    ints.update(saved)
                     forget(stmt)
-                    out.append(stmt)  # unrolled when reached, once the names in its condition hold their values
+                    out.append(stmt)  # run when reached, on the values its names hold then (ControlFlow.while_loop)
                 continue
-            if isinstance(stmt, ast.If):  # loops inside either branch unroll too
-                branches = ast.If(test=stmt.test, body=expand(stmt.body, []), orelse=expand(stmt.orelse, []))
-                out.append(ast.copy_location(branches, stmt))
+            if isinstance(stmt, ast.If):  # loops inside either branch unroll too; the ints after it are those of the
+                before = dict(ints)  # branch its condition picks, or those both branches leave alike
+                try:
+                    pick = holds(stmt.test)
+                except _Unknown:
+                    pick = None
+                body = expand(stmt.body, [])
+                after_body = dict(ints)
+                ints.clear()
+                ints.update(before)
+                orelse = expand(stmt.orelse, [])
+                if pick is True:
+                    ints.clear()
+                    ints.update(after_body)
+                elif pick is None:
+                    for name in [n for n, v in ints.items() if after_body.get(n) != v]:
+                        del ints[name]
+                out.append(ast.copy_location(ast.If(test=stmt.test, body=body, orelse=orelse), stmt))
                 continue
+            if isinstance(stmt, (ast.With, ast.Try)):  # their bodies run when reached: what they assign is unknown after
+                forget(stmt)
             if not isinstance(stmt, ast.For):
                 out.append(stmt)
                 continue
