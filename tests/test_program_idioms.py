@@ -823,3 +823,18 @@ def test_ints_followed_through_branches_with_blocks_and_tuple_assignments(tmp_pa
                "for t in range(d):\n    y = y * 7\na, b = 0, 0\nwhile a < 2:\n    a, b = a + 1, b\n    y = y + 1\ny.backward()\n")
     check(program, ["x", "y"], tmp_path)
     assert float(traced(program).arrays["torch/grad/x"]) == 2 * 2 * 3 * 3 * 5 * 7 * 7
+
+
+def test_names_after_while_loops_that_run_as_python_runs_them(tmp_path: Path) -> None:
+    """A function whose while loop runs as Python runs it, called twice: each call's result takes its caller's name
+    (a, b); a loop that runs zero times leaves the next binding the bare name (g); a break in a function called in a
+    while loop is Python's SyntaxError, refused."""
+    program = ("import torch\ndef f(v):\n    t = 0.0\n    while t < 1.0:\n        v = v * 2 + 1\n        t += 0.5\n"
+               "    return v\nx = torch.tensor([0.5, -1.0], requires_grad=True)\na = f(x)\nb = f(x * 3)\ng = x * 1.0\nk = 5\n"
+               "while k < 3.5:\n    g = g * 2\ng = g + 1\nloss = (a + b + g).sum()\nloss.backward()\n")
+    check(program, ["x", "a", "b", "g", "loss"], tmp_path)
+    nodes = traced(program).result.nodes
+    assert {"a", "b", "g", "g@1"} <= set(nodes) and not any(n.startswith("a#") for n in nodes), list(nodes)
+    e = refused("import torch\ndef f():\n    break\nx = torch.tensor(1.0, requires_grad=True)\ni = 0\n"
+                "while i < 3:\n    f()\n    i += 1\n")
+    assert e.line == 3 and "'break' outside loop" in e.message

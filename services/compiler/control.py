@@ -81,7 +81,13 @@ class ControlFlow(ExpressionCompiler):
         done (Finish.finish_names). A condition on a tensor's values is refused (it depends on the data)."""
         if stmt.orelse:
             raise self.err(stmt.orelse[0], "a while loop's else clause is not allowed")
+        outer = self.bindings  # type: ignore[has-type]
+        self.bindings = Counter()
+        self.count_bindings(stmt.body)  # type: ignore[attr-defined]
+        counted, self.bindings = self.bindings, outer  # what was counted for it before it ran (its body once)
+        seen = Counter(self.seen)  # type: ignore[attr-defined]
         self.loose += 1  # type: ignore[attr-defined]
+        self.loop_depth += 1  # type: ignore[attr-defined]
         statements = 0
         try:
             while True:
@@ -106,6 +112,11 @@ class ControlFlow(ExpressionCompiler):
                         return
         finally:
             self.loose -= 1  # type: ignore[attr-defined]
+            self.loop_depth -= 1  # type: ignore[attr-defined]
+            ran = Counter(self.seen)  # type: ignore[attr-defined]
+            ran.subtract(seen)  # the bindings it made, against those counted: later ones are named by the true count
+            for var in set(counted) | {v for v, n in ran.items() if n}:
+                self.bindings[var] += ran[var] - counted[var]
 
     def evaluated_iterable(self, it: ast.expr) -> ast.expr:
         """What a loop goes over, with each call in it but range/enumerate/zip evaluated once into a hidden name, as

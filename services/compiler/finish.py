@@ -211,6 +211,8 @@ class Finish(ExpressionCompiler):
                     last.setdefault(name, var)
 
             def bare(k: str) -> str:  # loss@1 -> loss, and its sub-expressions loss@1#2 -> loss#2
+                if k in last:  # (a while loop's value named f.v@2#2 in a function's second call: `b`)
+                    return last[k]
                 head, sep, tail = k.partition("#")
                 return last[head] + sep + tail if head in last and (not sep or tail.isdigit()) else new.get(k, k)
             new = {k: bare(k) for k in self.builder.shapes}

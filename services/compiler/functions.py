@@ -36,7 +36,7 @@ from services.errors import SpecError
 MAX_DEPTH = 16
 """Calls nested deeper than this are refused (a recursive function would inline forever)."""
 FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "prefix", "returns", "target", "stmt_expr",
-         "stmt_name", "stmt_names", "counter", "line", "via_data")
+         "stmt_name", "stmt_names", "counter", "line", "via_data", "loop_depth")
 """The compiler's per-scope and per-statement state, saved around a call."""
 SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_")
 """Module methods that return the module itself: `model = Net().to(device)` names the object `model`."""
@@ -516,6 +516,7 @@ class UserCode(ExpressionCompiler):
         self.scope = ChainMap(dict(local), self.globals)  # type: ignore[assignment]
         self.prefix, self.spec_inputs = prefix, set()
         self.bindings, self.seen = Counter(), Counter()
+        self.loop_depth = 0  # a break in a function ends no loop of its caller (Python refuses it)
         self.count_bindings(body)  # type: ignore[attr-defined]
         self.reserved = saved["reserved"] | {prefix + k for k in self.bindings}
         self.depth += 1

@@ -110,6 +110,8 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
         self.ended = False
         self.names_batch_norm = "batch_norm" in text
         """The text names F.batch_norm (bindings.count_bindings looks for its running statistics' updates then only)."""
+        self.loop_depth = 0
+        """While loops running now as Python runs them, in this function's body (a break ends the innermost)."""
         self.loose = 0
         """While loops running now as Python runs them (their bindings are named as they come, see binding_name)."""
         self.loose_names: set[str] = set()
@@ -194,8 +196,11 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
             self.assertion(stmt)
         elif isinstance(stmt, ast.Pass):
             pass
-        elif isinstance(stmt, (ast.Break, ast.Continue)) and self.loose:
-            raise LoopExit("break" if isinstance(stmt, ast.Break) else "continue")
+        elif isinstance(stmt, (ast.Break, ast.Continue)):
+            word = "break" if isinstance(stmt, ast.Break) else "continue"
+            if not self.loop_depth:
+                raise self.err(stmt, f"'{word}' outside loop (Python refuses it)")
+            raise LoopExit(word)
         elif isinstance(stmt, ast.Delete) and all(isinstance(t, ast.Name) for t in stmt.targets):
             for t in stmt.targets:  # `del query` (the annotated transformer's attention): the name is unbound
                 try:
