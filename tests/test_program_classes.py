@@ -921,13 +921,15 @@ loss.backward()
 
 def test_batch_norm_buffers_chain_across_calls(tmp_path: Path) -> None:
     """A BatchNorm called three times updates the buffers its last call left, as torch's module does (each call's
-    update once started from a fresh module's mean 0, var 1)."""
+    update once started from a fresh module's mean 0, var 1); the latest takes the buffer's name, the earlier ones
+    @1 and @2, as torch's module holds the latest."""
     check(BN_AGAIN, ["model", "x", "loss"], tmp_path)
     t, g = traced(BN_AGAIN), in_torch(BN_AGAIN, tmp_path)
     for stat in ("mean", "var"):
-        np.testing.assert_allclose(t.arrays[f"torch/value/model.bn.running_{stat}#3"],
+        np.testing.assert_allclose(t.arrays[f"torch/value/model.bn.running_{stat}"],
                                    getattr(g["model"].bn, f"running_{stat}").numpy(), rtol=1e-5)
-        assert t.result.nodes[f"model.bn.running_{stat}#3"].inputs[1] == f"model.bn.running_{stat}#2"
+        assert t.result.nodes[f"model.bn.running_{stat}"].inputs[1] == f"model.bn.running_{stat}@2"
+        assert t.result.nodes[f"model.bn.running_{stat}@2"].inputs[1] == f"model.bn.running_{stat}@1"
 
 
 MODULE_DICT = """import torch

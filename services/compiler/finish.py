@@ -218,6 +218,22 @@ class Finish(ExpressionCompiler):
             new = {k: bare(k) for k in self.builder.shapes}
         if new and len(set(new.values())) == len(new):  # (a clash with a name made since: the names stay as they are)
             self.rename_tensors(new)
+        self.latest_buffers()
+
+    def latest_buffers(self) -> None:
+        """A module's running statistics updated more than once (a BatchNorm called twice in training): the latest
+        takes the buffer's name, as the module holds it when the program ends (bn.running_mean), the earlier ones
+        bn.running_mean@1, @2, ... as a variable's earlier bindings."""
+        b = self.builder
+        mapping: dict[str, str] = {}
+        for base in {n.name.partition("#")[0] for n in b.nodes if n.op.name == "batch_norm_running"}:
+            members = [base] if base in b else []
+            while members and f"{base}#{len(members) + 1}" in b:  # base, base#2, base#3, ... (Emitter.unique's order)
+                members.append(f"{base}#{len(members) + 1}")
+            if len(members) > 1:
+                mapping |= {m: f"{base}@{i + 1}" for i, m in enumerate(members[:-1])} | {members[-1]: base}
+        if mapping and not any(v in b and v not in mapping for v in mapping.values()):
+            self.rename_tensors({k: mapping.get(k, k) for k in b.shapes})
 
     def take_place(self, old: str, new: str) -> None:
         """A module replaced by another (`model.fc = nn.Linear(512, 10)`): when no operation used the old one's

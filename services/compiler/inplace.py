@@ -262,7 +262,7 @@ class InPlace(TensorCreation):
         scopes = [*getattr(self.scope, "maps", [self.scope]), *callers]  # a call's locals, the globals, its callers'
         res = getattr(self, "res", None)
         own = old.name.split("@")[0] == new.name.split("@")[0]  # `x += 1`: x@1 before, x after, as always
-        if res is not None and "#" not in old.name and not own:
+        if res is not None and "#" not in old.name and not own and bump:  # (statistics: their names say it)
             # `a = b; a[1] = 2`, `self.buf = t; t[1] = 0.5`: torch's one tensor has two names, a node has one
             res.notes.append(f"line {getattr(stmt, 'lineno', '?')}: `{var}` changes in place the tensor node "
                              f"'{old.name}' shows: '{old.name}' is its value before the change, '{new.name}' after")
