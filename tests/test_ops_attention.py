@@ -97,6 +97,7 @@ if "gt" in REGISTRY:
 case("sdpa-gqa-causal", qkv((2, 4, 3, 5), (2, 2, 3, 5), (2, 2, 3, 6), seed=130), N("y", SDPA, "q", "k", "v", is_causal=True, enable_gqa=True))
 case("sdpa-gqa-one-kv-head-mask", {**qkv((1, 4, 3, 5), (1, 1, 4, 5), (1, 1, 4, 5), seed=133), "m": normal(3, 4, seed=136)},
      N("y", SDPA, "q", "k", "v", "m", enable_gqa=True))
+case("sdpa-gqa-kv-heads-differ", qkv((1, 6, 3, 4), (1, 2, 3, 4), (1, 3, 3, 5), seed=140), N("y", SDPA, "q", "k", "v", enable_gqa=True))
 case("sdpa-gqa-unbatched", qkv((6, 2, 4), (3, 2, 4), (3, 2, 4), seed=137), N("y", SDPA, "q", "k", "v", enable_gqa=True, scale=0.3))
 
 # A transformer-ish block: embedding, layer_norm, projections, causal attention, residual.

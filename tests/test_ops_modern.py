@@ -368,3 +368,25 @@ def test_metric_learning_losses_match_torch(tmp_path: Path) -> None:
     for k in ("l1", "l2", "d", "d2", "r", "r2"):
         assert t.result.nodes[k].grad_fn == type(g[k].grad_fn).__name__, k
     assert t.result.comparison.verdict == "agree"
+
+
+def test_probability_targets_weight_grad_promotion_and_ignore_index(tmp_path: Path) -> None:
+    """Class weights that require grad get torch's gradient (its composite differentiates them), a float64 target
+    promotes the loss to float64 as torch's, ignore_index=-100 (torch's default) is accepted and another refused."""
+    program = """
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+x = torch.randn(4, 3, requires_grad=True)
+w = torch.rand(3, requires_grad=True)
+l = F.cross_entropy(x, torch.softmax(torch.randn(4, 3), 1), weight=w, label_smoothing=0.1, ignore_index=-100)
+l2 = F.cross_entropy(x, torch.softmax(torch.randn(4, 3), 1).double())
+loss = l + l2
+loss.backward()
+"""
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "w", "l", "l2", "loss"])
+    assert t.result.nodes["l2"].dtype == "float64" and t.result.comparison.verdict == "agree"
+    with pytest.raises(SpecError, match="ignore_index is not supported for floating point target"):
+        compile_spec(TraceSpec(program=program.replace("ignore_index=-100", "ignore_index=2")))

@@ -839,3 +839,30 @@ def test_names_after_while_loops_that_run_as_python_runs_them(tmp_path: Path) ->
     e = refused("import torch\ndef f():\n    break\nx = torch.tensor(1.0, requires_grad=True)\ni = 0\n"
                 "while i < 3:\n    f()\n    i += 1\n")
     assert e.line == 3 and "'break' outside loop" in e.message
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("y = F.binary_cross_entropy_with_logits(x, t, 1.0)", "'weight' must be a tensor or None, not the number 1.0"),
+    ("y = F.binary_cross_entropy(torch.sigmoid(x), t, weight=1)", "'weight' must be a tensor or None"),
+    ("s = torch.zeros(2, 3)\ny = F.batch_norm(x, s[0], s[1], training=True)", "view"),
+    ("y = F.batch_norm(x, torch.zeros(3), torch.ones(3), eps='a')", "eps must be a float"),
+    ("y = x.sum()\ntorch.autograd.backward(y, inputs=[x])", "not ['inputs']"),
+    ("y = x.sum()\ng = torch.autograd.grad(y, 3)", "inputs are tensors, not"),
+    ("y = x.sum()\ng = torch.autograd.grad(y, x, grad_outputs=1)", "grad_outputs are tensors"),
+    ("m = nn.Linear(3, 2, dtype='float32')", "dtype must be a torch.dtype"),
+])
+def test_review_refusals_as_torch_refuses(line: str, words: str) -> None:
+    """What torch refuses (a number where it takes a tensor or None, a string dtype), what gradtrace cannot follow
+    (statistics that are views of one tensor), and autograd's arguments, each refused with the reason at its line."""
+    e = refused("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+                "x = torch.randn(4, 3, requires_grad=True)\nt = torch.rand(4, 3)\n" + line + "\n")
+    assert words in e.message, e.message
+
+
+def test_autograd_backward_of_a_list_and_batch_norm_as_a_statement(tmp_path: Path) -> None:
+    """torch.autograd.backward([loss]) is loss.backward(); F.batch_norm(..., training=True) on a line of its own updates
+    the running statistics it is given (rm after it is torch's)."""
+    program = ("import torch\nimport torch.nn.functional as F\ntorch.manual_seed(0)\nx = torch.randn(6, 3, requires_grad=True)\n"
+               "rm = torch.zeros(3)\nrv = torch.ones(3)\nF.batch_norm(x, rm, rv, training=True, momentum=0.5)\n"
+               "loss = (x * rm).sum()\ntorch.autograd.backward([loss])\n")
+    check(program, ["x", "rm", "rv", "loss"], tmp_path)

@@ -673,6 +673,10 @@ class ExpressionCompiler:
         if not op.variadic:
             while bound and bound[-1] is None:
                 bound.pop()
+            for i, b in enumerate(bound):  # a number written in a tensor slot torch takes as None (BCE's weight)
+                if op.tensors[i] in op.optional and is_number(b) and not op.scalars:
+                    raise self.err(call, f"{op.name}: '{op.tensors[i]}' must be a tensor or None, not the number {b!r} "
+                                         "(torch raises this)")
             bound = [op.optional.get(op.tensors[i], b) if b is None else b for i, b in enumerate(bound)]
             if any(b is None for b in bound):
                 missing = [op.tensors[i] for i, b in enumerate(bound) if b is None]

@@ -82,6 +82,8 @@ class Finish(ExpressionCompiler):
             grad = grad.elts[0]
         if isinstance(grad, ast.Constant) and grad.value is None:  # grad_outputs=None: torch's default
             grad = None
+        if grad is not None and is_number(self.const(grad) if isinstance(grad, ast.Constant) else None):
+            raise self.err(grad, "torch.autograd.grad's grad_outputs are tensors (torch.ones_like(y)), not a number")
         backward = ast.copy_location(ast.Call(func=ast.Attribute(value=outputs, attr="backward", ctx=ast.Load()),
                                               args=[grad] if grad is not None else [], keywords=[]), call)
         self.backward(outputs, backward)
@@ -92,6 +94,8 @@ class Finish(ExpressionCompiler):
         unused = not any(self.const(given[k]) for k in ("allow_unused", "materialize_grads") if k in given)
         used = self.ancestors(self.res.output) if unused else set()
         for k, v in enumerate(items):
+            if not isinstance(v, (T, Untraced)):
+                raise self.err(given["inputs"], f"torch.autograd.grad's inputs are tensors, not {_kind(v)}")
             if isinstance(v, T) and not self.builder.grad[v.name]:
                 raise self.err(given["inputs"], "One of the differentiated Tensors does not require grad (torch raises "
                                                 "this in torch.autograd.grad)")

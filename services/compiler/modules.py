@@ -73,8 +73,10 @@ class ModuleCalls(ExpressionCompiler):
         data.pop("device", None)  # nn.Linear(4, 3, device=device): the spec's device decides where a job runs
         if "dtype" in data and "dtype" not in d.schema.model_fields:  # factory kwargs, as torch's modules take them
             want = data.pop("dtype")
-            if want is not None and getattr(want, "name", want) != self.dtype:
-                raise self.err(node, f"nn.{cls}(dtype={getattr(want, 'name', want)}) in a {self.dtype} program is not "
+            if want is not None and not isinstance(want, DType):
+                raise self.err(node, f"nn.{cls}: dtype must be a torch.dtype (torch.float32), not {_kind(want)}")
+            if want is not None and want.name != self.dtype:
+                raise self.err(node, f"nn.{cls}(dtype={want.name}) in a {self.dtype} program is not "
                                      "traced: set the default dtype instead (torch.set_default_dtype at the top, or the "
                                      "spec's \"dtype\")")
         if cls == "MultiheadAttention":

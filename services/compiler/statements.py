@@ -70,10 +70,18 @@ class CallStatements(ExpressionCompiler):
                                   "backward's, before clipping")
             return
         if path == "torch.autograd.backward" and call.args:  # torch.autograd.backward(y[, grad_tensors]): y.backward()
-            grad = call.args[1:] or [k.value for k in call.keywords if k.arg == "grad_tensors"]
-            self.backward(call.args[0], ast.copy_location(ast.Call(
-                func=ast.Attribute(value=call.args[0], attr="backward", ctx=ast.Load()),
-                args=[g for g in grad if not (isinstance(g, ast.Constant) and g.value is None)][:1], keywords=[]), call))
+            out = call.args[0].elts[0] if isinstance(call.args[0], (ast.List, ast.Tuple)) and len(call.args[0].elts) == 1 \
+                else call.args[0]
+            grad = [*call.args[1:], *(k.value for k in call.keywords if k.arg == "grad_tensors")]
+            grad = [g.elts[0] if isinstance(g, (ast.List, ast.Tuple)) and len(g.elts) == 1 else g for g in grad
+                    if not (isinstance(g, ast.Constant) and g.value is None)]
+            self.backward(out, ast.copy_location(ast.Call(  # (its other keywords as backward() takes or refuses them)
+                func=ast.Attribute(value=out, attr="backward", ctx=ast.Load()), args=grad[:1],
+                keywords=[k for k in call.keywords if k.arg != "grad_tensors"]), call))
+            return
+        if path == "F.batch_norm":  # on its own: training updates the running statistics it is given
+            self.begin("t", call, [])
+            self.call_path(path, call)
             return
         if path == "torch.set_default_dtype":
             d = self.const(call.args[0]) if call.args else None

@@ -181,12 +181,11 @@ class TorchFunctions(ExpressionCompiler):
         if opts.get("enable_gqa"):  # torch's math repeats each key/value head for its group of query heads first
             shapes = [self.shape(t) for t in (q, k, v)]
             try:
-                n = groups(*shapes, AttentionArgs(enable_gqa=True))
+                counts = groups(*shapes, AttentionArgs(enable_gqa=True))
             except ShapeError as err:
                 raise self.err(node, str(err)) from None
-            if n > 1:
-                k, v = (self.repeat_interleave(t, {"repeats": ast.Constant(n), "dim": ast.Constant(-3)}, node, self.temp())  # type: ignore[attr-defined]
-                        for t in (k, v))
+            k, v = (t if n == 1 else self.repeat_interleave(  # type: ignore[attr-defined]
+                t, {"repeats": ast.Constant(n), "dim": ast.Constant(-3)}, node, self.temp()) for t, n in zip((k, v), counts, strict=True))
         mask = self.expr(given["attn_mask"]) if "attn_mask" in given else None
         if mask is not None and not isinstance(mask, T):
             raise self.err(node, f"scaled_dot_product_attention: attn_mask is a tensor or None, not {_kind(mask)}")
@@ -287,7 +286,10 @@ class TorchFunctions(ExpressionCompiler):
                                  "training=False, momentum=0.1, eps=1e-05)")
         x = self.tensor(given["input"])
         training = bool(self.const(given["training"])) if "training" in given else False
-        eps = float(self.const(given["eps"])) if "eps" in given else 1e-5
+        eps = self.const(given["eps"]) if "eps" in given else 1e-5
+        if not is_number(eps):
+            raise self.err(node, f"F.batch_norm: eps must be a float, not {_kind(eps)} (torch raises this)")
+        eps = float(eps)
         momentum = self.const(given["momentum"]) if "momentum" in given else 0.1
         stats, params = [[self.expr(given[k]) if k in given else None for k in keys]
                          for keys in (("running_mean", "running_var"), ("weight", "bias"))]
@@ -311,7 +313,9 @@ class TorchFunctions(ExpressionCompiler):
         y = self.emit("batch_norm", [x, *affine], {"momentum": float(momentum), "eps": eps}, node)
         for key, stat in zip(("running_mean", "running_var"), stats, strict=True):
             if stat is not None:  # a name's new binding; an attribute's buffer `bn.running_mean` -> bn.running_mean#2
-                var = self.src(given[key])[:40]
+                var = self.src(given[key])[:40]  # (the latest takes the buffer's name when the program ends)
+                self.check_in_place(stat, var, "F.batch_norm's update of its running statistics",  # type: ignore[attr-defined]
+                                    "separate tensors for running_mean and running_var", node)
                 base, k = stat.name.split("#")[0], 2
                 while f"{base}#{k}" in self.builder:
                     k += 1

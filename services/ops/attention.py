@@ -28,14 +28,14 @@ class AttentionArgs(BaseModel):
     """Grouped-query attention: key and value have fewer heads (dim -3) than query, each shared by a group of them."""
 
 
-def groups(q: Shape, k: Shape, v: Shape, a: AttentionArgs) -> int:
-    """How many query heads share each key/value head (1 without enable_gqa), or ShapeError."""
+def groups(q: Shape, k: Shape, v: Shape, a: AttentionArgs) -> tuple[int, int]:
+    """How many query heads share each key head and each value head ((1, 1) without enable_gqa), or ShapeError."""
     if not a.enable_gqa:
-        return 1
-    if min(len(q), len(k), len(v)) < 3 or k[-3] != v[-3] or not k[-3] or q[-3] % k[-3]:
+        return 1, 1
+    if min(len(q), len(k), len(v)) < 3 or not k[-3] or not v[-3] or q[-3] % k[-3] or q[-3] % v[-3]:
         raise ShapeError(f"scaled_dot_product_attention: enable_gqa needs heads in dim -3, the query's a multiple of the "
-                         f"key's and value's (one count), got {list(q)}, {list(k)}, {list(v)}")
-    return q[-3] // k[-3]
+                         f"key's and of the value's, got {list(q)}, {list(k)}, {list(v)}")
+    return q[-3] // k[-3], q[-3] // v[-3]
 
 
 def repeated(x: Array, n: int) -> Array:
@@ -89,8 +89,7 @@ class ScaledDotProductAttention(Op):
         q, k, v = shapes[:3]
         if min(len(q), len(k), len(v)) < 2:
             raise ShapeError(f"scaled_dot_product_attention: query, key and value must be at least 2-D, got {list(q)}, {list(k)}, {list(v)}")
-        n = groups(q, k, v, a)
-        if n > 1:  # the key and value as torch repeats them
+        if a.enable_gqa and groups(q, k, v, a) != (1, 1):  # the key and value as torch repeats them
             k, v = k[:-3] + (q[-3],) + k[-2:], v[:-3] + (q[-3],) + v[-2:]
             shapes = [q, k, v, *shapes[3:]]
         if k[-1] != q[-1]:
@@ -144,7 +143,7 @@ class ScaledDotProductAttention(Op):
 
     def _weights(self, xs: list[Array], a: AttentionArgs) -> tuple[Array, float]:
         """The attention weights (batch..., L, S) in float64 and the scale used."""
-        n = groups(xs[0].shape, xs[1].shape, xs[2].shape, a)
+        n, _ = groups(xs[0].shape, xs[1].shape, xs[2].shape, a)
         q, k = xs[0].astype(np.float64), repeated(xs[1].astype(np.float64), n)
         scale = a.scale if a.scale is not None else 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else math.inf
         s = q @ np.swapaxes(k, -1, -2)
@@ -160,12 +159,12 @@ class ScaledDotProductAttention(Op):
 
     def forward(self, xs: list[Array], a: AttentionArgs) -> Array:
         p, _ = self._weights(xs, a)
-        n = groups(xs[0].shape, xs[1].shape, xs[2].shape, a)
+        _, n = groups(xs[0].shape, xs[1].shape, xs[2].shape, a)
         return (p @ repeated(xs[2].astype(np.float64), n)).astype(xs[0].dtype)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: AttentionArgs) -> list[Array | None]:
-        n = groups(xs[0].shape, xs[1].shape, xs[2].shape, a)
-        q, k, v = (repeated(x.astype(np.float64), 1 if i == 0 else n) for i, x in enumerate(xs[:3]))
+        nk, nv = groups(xs[0].shape, xs[1].shape, xs[2].shape, a)
+        q, k, v = (repeated(x.astype(np.float64), n) for x, n in zip(xs[:3], (1, nk, nv), strict=True))
         p, scale = self._weights(xs, a)
         g64 = g.astype(np.float64)
         gv = np.swapaxes(p, -1, -2) @ g64
@@ -173,8 +172,8 @@ class ScaledDotProductAttention(Op):
         gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))  # softmax backward; 0 where p is 0
         gq = (gs @ k) * scale
         gk = (np.swapaxes(gs, -1, -2) @ q) * scale
-        grads: list[Array | None] = [unbroadcast(gq, q.shape), grouped_sum(unbroadcast(gk, k.shape), n),
-                                     grouped_sum(unbroadcast(gv, v.shape), n)]
+        grads: list[Array | None] = [unbroadcast(gq, q.shape), grouped_sum(unbroadcast(gk, k.shape), nk),
+                                     grouped_sum(unbroadcast(gv, v.shape), nv)]
         if len(xs) == 4:
             m = xs[3]
             grads.append(None if m.dtype == np.bool_ else unbroadcast(gs, m.shape).reshape(m.shape))

@@ -181,23 +181,26 @@ class NllLoss(CrossEntropy):
 
 class ProbsArgs(LossArgs):
     label_smoothing: float = Field(0.0, ge=0.0, le=1.0)
+    ignore_index: int = -100
+    """Only torch's default: indices to ignore mean nothing for probabilities (torch refuses another)."""
 
 
 @register
 class CrossEntropyProbs(Op):
     """F.cross_entropy with class probabilities as the target (input's shape and dtype: mixup's soft labels, a
     teacher's softmax): -sum_c w_c t_c log softmax(input)_c per sample, t smoothed to t (1 - e) + e / C; the mean is
-    over the samples (N * d1 * ...), whatever the weights, as torch's. A program's F.cross_entropy and
+    over the samples (N * d1 * ...), whatever the weights, as torch's. torch composes it of other ops, so the target
+    and the weights get gradients too, and a float64 target promotes the loss. A program's F.cross_entropy and
     nn.CrossEntropyLoss take this op when the target is a float tensor."""
 
     name = "cross_entropy_probs"
     tensors = ("input", "target", "weight")
     min_inputs = 2
     Args = ProbsArgs
-    differentiable = (True, True, False)
-    grad_refused = ("weight",)
 
     def shape(self, shapes: list[Shape], a: ProbsArgs) -> Shape:
+        if a.ignore_index != -100:
+            raise ShapeError("cross_entropy: ignore_index is not supported for floating point target (torch raises this)")
         x, t = shapes[:2]
         if not x:
             raise ShapeError(f"{self.name}: input must have 1 or more dimensions (classes), got a 0-d tensor")
@@ -210,9 +213,9 @@ class CrossEntropyProbs(Op):
         return () if a.reduction != "none" or len(x) == 1 else (x[0], *x[2:])
 
     def dtype(self, dtypes: list[str]) -> str:
-        if not dtypes[0].startswith("float") or any(d != dtypes[0] for d in dtypes[1:]):
-            raise ShapeError(f"cross_entropy: input, probability target and weight must share one float dtype, got {dtypes}")
-        return dtypes[0]
+        if not all(d.startswith("float") for d in dtypes):
+            raise ShapeError(f"cross_entropy: input, probability target and weight must be float tensors, got {dtypes}")
+        return Op.dtype(self, dtypes)  # torch promotes: a float64 target gives a float64 loss
 
     def torch(self, t: Any, xs: list[Any], a: ProbsArgs) -> Any:
         return t.nn.functional.cross_entropy(xs[0], xs[1], weight=xs[2] if len(xs) == 3 else None, reduction=a.reduction,
@@ -227,9 +230,16 @@ class CrossEntropyProbs(Op):
         view = [1] * x.ndim
         view[axis] = classes
         w = xs[2].reshape(view) if len(xs) == 3 else np.ones((), x.dtype)
+        return _log_softmax(x, axis), self._smoothed(xs, a, axis) * w, w, axis
+
+    @staticmethod
+    def _smoothed(xs: list[Array], a: ProbsArgs, axis: int) -> Array:
+        """The target with label smoothing e: t (1 - e) + e / C."""
+        x, t = xs[:2]
+        if not a.label_smoothing:
+            return t
         e = np.asarray(a.label_smoothing, x.dtype)
-        tw = (t * (1 - e) + e / np.asarray(classes, x.dtype) if a.label_smoothing else t) * w
-        return _log_softmax(x, axis), tw, w, axis
+        return t * (1 - e) + e / np.asarray(x.shape[axis], x.dtype)
 
     def _count(self, x: Array) -> int:
         """The mean's divisor: the samples (elements over classes)."""
@@ -252,7 +262,12 @@ class CrossEntropyProbs(Op):
         gx = (np.exp(logp) * tw.sum(axis=axis, keepdims=True) - tw) * up
         e = np.asarray(a.label_smoothing, x.dtype)
         gt = -(1 - e) * logp * w * up
-        return [gx.astype(x.dtype), np.broadcast_to(gt, x.shape).astype(x.dtype)] + ([None] if len(xs) == 3 else [])
+        grads: list[Array | None] = [gx.astype(x.dtype), np.broadcast_to(gt, x.shape).astype(xs[1].dtype)]
+        if len(xs) == 3:  # d/dw_c of -sum w_c t_c logp_c: the smoothed targets' log-probabilities, summed over samples
+            ts = self._smoothed(xs, a, axis)
+            axes = tuple(i for i in range(x.ndim) if i != axis)
+            grads.append(np.asarray((-(ts * logp) * up).sum(axis=axes)).reshape(xs[2].shape).astype(xs[2].dtype))
+        return grads
 
 
 @register
