@@ -177,3 +177,67 @@ def test_deepcopy_refusals(program: str, words: str) -> None:
     with pytest.raises(SpecError) as info:
         compile_spec(TraceSpec(program="import copy\nimport torch\nimport torch.nn as nn\n" + program))
     assert words in info.value.message, info.value.message
+
+
+def test_copies_after_apply_keep_requires_grad_of_the_copy_time(tmp_path: Path) -> None:
+    """A module object whose __init__ ran self.apply(...) copies (was refused); the copy's requires_grad is the
+    original's at the copy, even when the copy is named later (a list) and the original frozen after; a class named
+    like a later variable (`Head`, `head_layer`, a function `head`) does not take their names."""
+    program = """
+import copy
+import torch
+import torch.nn as nn
+
+torch.manual_seed(0)
+
+
+class Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.apply(self._init)
+
+    def _init(self, m):
+        if isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def head(v):
+    return v * 2
+
+
+student = Head()
+teacher = copy.deepcopy(student)
+net = nn.Linear(3, 2)
+copies = copy.deepcopy([net])
+net.requires_grad_(False)
+head_layer = nn.Linear(2, 2)
+x = torch.randn(4, 3, requires_grad=True)
+y = (head_layer(teacher(head(x))) + copies[0](x) + net(x)).sum()
+y.backward()
+"""
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["student", "teacher", "net", "head_layer", "x", "y"])
+    nodes = t.result.nodes
+    assert {"teacher.fc.weight", "head_layer.weight"} <= set(nodes) and not any(n.startswith("head#") for n in nodes)
+    copied = [n for n, v in nodes.items() if v.is_leaf and n.endswith(".weight") and "net" not in n and "head" not in n
+              and not n.startswith(("student", "teacher"))]
+    assert copied and all(nodes[n].grad is not None for n in copied), copied  # the copy kept requires_grad
+
+
+@pytest.mark.parametrize(("program", "words"), [
+    ("enc = nn.Linear(4, 4, bias=False)\ndec = nn.Linear(4, 4, bias=False)\ndec.weight = enc.weight\n"
+     "m2 = copy.deepcopy(nn.Sequential(enc, dec))\n", "tied ('enc.weight' in two places)"),
+    ("bn = nn.BatchNorm1d(3, momentum=None)\nx = torch.randn(4, 3)\na = bn(x)\nbn2 = copy.deepcopy(bn)\n",
+     "num_batches_tracked"),
+])
+def test_deepcopy_refusals_where_the_copy_would_differ(program: str, words: str) -> None:
+    """Tied parameters (torch's copy keeps the tie) and a cumulative-average BatchNorm after training (torch's copy
+    keeps its batch count): refused, not traced with other numbers."""
+    with pytest.raises(SpecError) as info:
+        compile_spec(TraceSpec(program="import copy\nimport torch\nimport torch.nn as nn\n" + program))
+    assert words in info.value.message, info.value.message

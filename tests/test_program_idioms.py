@@ -866,3 +866,20 @@ def test_autograd_backward_of_a_list_and_batch_norm_as_a_statement(tmp_path: Pat
                "rm = torch.zeros(3)\nrv = torch.ones(3)\nF.batch_norm(x, rm, rv, training=True, momentum=0.5)\n"
                "loss = (x * rm).sum()\ntorch.autograd.backward([loss])\n")
     check(program, ["x", "rm", "rv", "loss"], tmp_path)
+
+
+def test_buffer_and_loop_names_at_the_end(tmp_path: Path) -> None:
+    """A BatchNorm's buffers read in eval before its training calls: @0 is the fresh buffer, @1 after the first
+    update, the bare name the latest (torch's module then); a while loop that runs zero times leaves the variable's
+    last binding its bare name."""
+    program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(0)\nbn = nn.BatchNorm1d(2)\nbn.eval()\n"
+               "with torch.no_grad():\n    e = bn(torch.randn(4, 2))\nbn.train()\nfirst = torch.randn(4, 2)\na = bn(first)\n"
+               "b = bn(torch.randn(4, 2) * 2)\nw = torch.randn(2, requires_grad=True)\nx = w * 2\nt = 5.0\n"
+               "while t < 1.0:\n    x = x * 3\n    t += 1.0\ny = (a * b * x).sum()\ny.backward()\n")
+    check(program, ["bn", "w", "x", "y"], tmp_path)
+    t = traced(program)
+    nodes, g = t.result.nodes, in_torch(program, tmp_path)
+    assert {"bn.running_mean@0", "bn.running_mean@1", "bn.running_mean", "x"} <= set(nodes)
+    np.testing.assert_allclose(t.arrays["torch/value/bn.running_mean"], g["bn"].running_mean.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(t.arrays["torch/value/bn.running_mean@1"], 0.1 * g["first"].mean(0).numpy(), rtol=1e-5)
+    np.testing.assert_array_equal(t.arrays["torch/value/bn.running_mean@0"], [0.0, 0.0])

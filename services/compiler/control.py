@@ -88,6 +88,7 @@ class ControlFlow(ExpressionCompiler):
         seen = Counter(self.seen)  # type: ignore[attr-defined]
         self.loose += 1  # type: ignore[attr-defined]
         self.loop_depth += 1  # type: ignore[attr-defined]
+        self.loops_ran = True  # its bindings may differ from those counted: the last takes the bare name at the end
         statements = 0
         try:
             while True:

@@ -25,7 +25,29 @@ class ModuleCopies(ExpressionCompiler):
         """copy.deepcopy(obj): modules, the program's module objects, and lists, tuples and dicts of them."""
         if len(node.args) != 1 or node.keywords:
             raise self.err(node, "copy.deepcopy takes one object")
-        return self.copied(self.expr(node.args[0]), {}, node)
+        v = self.expr(node.args[0])
+        held = self.parameters_held(v, set())
+        tied = next((p for p in held if held.count(p) > 1), None)
+        if tied is not None:  # torch's copy keeps the tie (one Parameter in two places); each copy here is its own
+            raise self.err(node, f"copy.deepcopy of modules whose parameters are tied ('{tied}' in two places) is not "
+                                 "traced: the copy would keep the tie")
+        return self.copied(v, {}, node)
+
+    def parameters_held(self, v: Value, seen: set[int]) -> list[str]:
+        """Every parameter leaf `v` holds, once per place (a tied one twice)."""
+        if id(v) in seen:
+            return []
+        seen.add(id(v))
+        if isinstance(v, ModuleInst):
+            return [*v.params.values(), *(p for c in v.children for p in self.parameters_held(c, seen))]
+        if isinstance(v, Instance):
+            return [p for a in v.attrs.values() for p in (
+                [a.name] if isinstance(a, T) and a.name in self.builder.leaves else self.parameters_held(a, seen))]
+        if isinstance(v, (list, tuple)):
+            return [p for x in v for p in self.parameters_held(x, seen)]
+        if isinstance(v, dict):
+            return [p for x in v.values() for p in self.parameters_held(x, seen)]
+        return []
 
     def copied(self, v: Value, memo: dict[Any, Any], node: ast.Call) -> Value:
         """A deep copy of `v`; `memo` maps what was copied already to its copy (a module held twice stays one)."""
@@ -49,9 +71,14 @@ class ModuleCopies(ExpressionCompiler):
         """A torch.nn module's copy: its parameters take the original's values when the copy is made (a 'clone'
         event now; an original that has no name yet, made inside `clones(nn.Linear(...), 4)`, gives the copies the
         values its construction draws), its BatchNorm buffers the original's latest."""
-        if m.parts is not None:
+        if m.parts:
             raise self.err(node, f"copy.deepcopy of a {m.kind} whose submodules the program used (its out_proj, "
                                  "linear1, ...) is not traced: copy it before using them")
+        if m.layer is not None and getattr(m.cfg, "momentum", 0.1) is None and m.path is not None \
+                and self.latest_buffer(f"{m.path}.running_mean") is not None:
+            raise self.err(node, f"copy.deepcopy of {m.path} (momentum=None) after it ran in training is not traced: "
+                                 "the copy would go on counting its batches (num_batches_tracked), which gradtrace does "
+                                 "not copy")
         new = ModuleInst(m.layer, m.cfg, training=m.training, container=m.container,
                          keys=list(m.keys) if m.keys is not None else None, copy_site=node)
         memo[id(m)] = new
@@ -64,7 +91,9 @@ class ModuleCopies(ExpressionCompiler):
                 raise self.err(node, f"copy.deepcopy of {m.path}: its parameters are tied ({tied[0]}), which the copy "
                                      "would keep; gradtrace does not trace that")
             buffers = {b: latest for b in BUFFERS if (latest := self.latest_buffer(f"{m.path}.{b}")) is not None}
-            new.event = Event("clone", None, {"sources": dict(m.params), "params": {}, "buffers": buffers})
+            frozen = [attr for attr, src in m.params.items() if not self.builder.grad[src]]  # (as they are now)
+            new.event = Event("clone", None, {"sources": dict(m.params), "params": {}, "buffers": buffers,
+                                              "frozen": frozen})
             self.stream.events.append(new.event)
             new.copy_of = "values"
         new.children = [self.copied(c, memo, node) for c in m.children]
@@ -82,7 +111,7 @@ class ModuleCopies(ExpressionCompiler):
     def copy_instance(self, inst: Instance, memo: dict[Any, Any], node: ast.Call) -> Instance:
         """An object of the program's module classes, copied attribute by attribute under a provisional path (named
         where the copy ends up: `target = copy.deepcopy(model)` is 'target')."""
-        base = f"{self.prefix}{inst.cls.name.lower()}"
+        base = f"deepcopy.{inst.cls.name.lower()}"  # provisional: a prefix no program name has (renamed when placed)
         path, k = base, 1
         while path in self.instance_paths or path in self.builder:
             k += 1
@@ -127,9 +156,8 @@ class ModuleCopies(ExpressionCompiler):
             return
         b = self.builder
         for attr, leaf in m.params.items():
-            src = ev.args["sources"][attr]
-            b.leaves[leaf].init = f"copy.deepcopy of {src}"
-            if not b.grad[src]:
+            b.leaves[leaf].init = f"copy.deepcopy of {ev.args['sources'][attr]}"
+            if attr in ev.args["frozen"]:  # requires_grad as the original's was at the copy
                 b.set_requires_grad(leaf, False)
         for buf, src in ev.args["buffers"].items():
             self.emit("clone", [T(src)], {}, m.copy_site, name=f"{m.path}.{buf}")

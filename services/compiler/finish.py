@@ -205,11 +205,10 @@ class Finish(ExpressionCompiler):
             return name
         new = {k: renamed(k) for k in self.builder.shapes} if prefixes else {}
         loose: set[str] = getattr(self, "loose_names", set())
-        if self.ended or loose:  # `loss@1` was to be followed by bindings the trace did not reach (or a while loop ran
+        if self.ended or loose or getattr(self, "loops_ran", False):  # `loss@1` was to be followed by bindings the trace did not reach (or a while loop ran
             # as Python runs it, its bindings named as they came): the last is `loss`
             bound = [(var, v.name) for var, v in self.globals.items() if isinstance(v, T) and var not in self.builder]  # type: ignore[attr-defined]
-            last = {name: var for var, name in bound if (self.ended or name in loose)
-                    and (m := BINDING.match(name)) and m["var"] == var}
+            last = {name: var for var, name in bound if (m := BINDING.match(name)) and m["var"] == var}
             for var, name in bound:  # a while loop's value another name holds (`out = model(x)`, `loss = acc`)
                 if name in loose:
                     last.setdefault(name, var)
@@ -230,12 +229,18 @@ class Finish(ExpressionCompiler):
         bn.running_mean@1, @2, ... as a variable's earlier bindings."""
         b = self.builder
         mapping: dict[str, str] = {}
-        for base in {n.name.partition("#")[0] for n in b.nodes if n.op.name == "batch_norm_running"}:
+        bases = set()
+        for n in b.nodes:
+            if n.op.name == "batch_norm_running":
+                head, sep, k = n.name.rpartition("#")
+                bases.add(head if sep and k.isdigit() else n.name)
+        for base in bases:
             members = [base] if base in b else []
             while members and f"{base}#{len(members) + 1}" in b:  # base, base#2, base#3, ... (Emitter.unique's order)
                 members.append(f"{base}#{len(members) + 1}")
+            first = 0 if base in b.leaves else 1  # a buffer read before its first update: @0 is it, @k after update k
             if len(members) > 1:
-                mapping |= {m: f"{base}@{i + 1}" for i, m in enumerate(members[:-1])} | {members[-1]: base}
+                mapping |= {m: f"{base}@{i + first}" for i, m in enumerate(members[:-1])} | {members[-1]: base}
         if mapping and not any(v in b and v not in mapping for v in mapping.values()):
             self.rename_tensors({k: mapping.get(k, k) for k in b.shapes})
 

@@ -112,6 +112,8 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
         """The text names F.batch_norm (bindings.count_bindings looks for its running statistics' updates then only)."""
         self.loop_depth = 0
         """While loops running now as Python runs them, in this function's body (a break ends the innermost)."""
+        self.loops_ran = False
+        """A while loop ran as Python runs it (Finish.finish_names gives each variable's last binding its bare name)."""
         self.loose = 0
         """While loops running now as Python runs them (their bindings are named as they come, see binding_name)."""
         self.loose_names: set[str] = set()
