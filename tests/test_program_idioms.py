@@ -649,7 +649,7 @@ loss.backward()
 def test_functional_batch_norm_names_the_updated_statistics(tmp_path: Path) -> None:
     """`training=is_training` (a name) updates rm in place as torch does: rm is the new value, rm@1 the old; a module's
     registered buffer updated by F.batch_norm in forward takes the buffer's name bn.running_mean (the buffer as
-    registered: bn.running_mean@1); eval
+    registered: bn.running_mean@0); eval
     statistics that require grad are refused as torch refuses them."""
     program = FUNCTIONAL_BATCH_NORM.replace("training=True)\nz", "training=is_training)\nz").replace(
         "rm = torch.zeros(3)", "is_training = True\nrm = torch.zeros(3)")
@@ -657,7 +657,7 @@ def test_functional_batch_norm_names_the_updated_statistics(tmp_path: Path) -> N
     check(program, ["x", "rm", "rv", "y", "s"], tmp_path)
     nodes = traced(program).result.nodes
     assert nodes["rm"].op == "batch_norm_running" and nodes["rm@1"].is_leaf
-    assert nodes["bn.running_mean"].op == "batch_norm_running" and nodes["bn.running_mean@1"].is_leaf
+    assert nodes["bn.running_mean"].op == "batch_norm_running" and nodes["bn.running_mean@0"].is_leaf
     e = refused("import torch\nimport torch.nn.functional as F\nx = torch.randn(4, 3)\n"
                 "mu = torch.zeros(3, requires_grad=True)\ny = F.batch_norm(x, mu, torch.ones(3))\n")
     assert e.line == 5 and "not differentiable with respect to 'running_mean'" in e.message
