@@ -5,9 +5,11 @@ them: a new module of the same structure whose parameters and buffers start as t
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from typing import Any
 
 from services.compiler.expressions import ExpressionCompiler, _kind
+from services.compiler.layers import Emitter
 from services.compiler.values import DType, Instance, ModuleInst, T, Value
 from services.ir import Event, Leaf
 
@@ -26,8 +28,7 @@ class ModuleCopies(ExpressionCompiler):
         if len(node.args) != 1 or node.keywords:
             raise self.err(node, "copy.deepcopy takes one object")
         v = self.expr(node.args[0])
-        held = self.parameters_held(v, set())
-        tied = next((p for p in held if held.count(p) > 1), None)
+        tied = next((p for p, n in Counter(self.parameters_held(v, set())).items() if n > 1), None)
         if tied is not None:  # torch's copy keeps the tie (one Parameter in two places); each copy here is its own
             raise self.err(node, f"copy.deepcopy of modules whose parameters are tied ('{tied}' in two places) is not "
                                  "traced: the copy would keep the tie")
@@ -75,7 +76,7 @@ class ModuleCopies(ExpressionCompiler):
             raise self.err(node, f"copy.deepcopy of a {m.kind} whose submodules the program used (its out_proj, "
                                  "linear1, ...) is not traced: copy it before using them")
         if m.layer is not None and getattr(m.cfg, "momentum", 0.1) is None and m.path is not None \
-                and self.latest_buffer(f"{m.path}.running_mean") is not None:
+                and f"{m.path}.running_mean" in self.builder:
             raise self.err(node, f"copy.deepcopy of {m.path} (momentum=None) after it ran in training is not traced: "
                                  "the copy would go on counting its batches (num_batches_tracked), which gradtrace does "
                                  "not copy")
@@ -90,7 +91,8 @@ class ModuleCopies(ExpressionCompiler):
             if tied:
                 raise self.err(node, f"copy.deepcopy of {m.path}: its parameters are tied ({tied[0]}), which the copy "
                                      "would keep; gradtrace does not trace that")
-            buffers = {b: latest for b in BUFFERS if (latest := self.latest_buffer(f"{m.path}.{b}")) is not None}
+            e = Emitter(self.builder, self.stream, self.dtype)
+            buffers = {b: latest for b in BUFFERS if (latest := e.latest(f"{m.path}.{b}")) is not None}
             frozen = [attr for attr, src in m.params.items() if not self.builder.grad[src]]  # (as they are now)
             new.event = Event("clone", None, {"sources": dict(m.params), "params": {}, "buffers": buffers,
                                               "frozen": frozen})
@@ -98,15 +100,6 @@ class ModuleCopies(ExpressionCompiler):
             new.copy_of = "values"
         new.children = [self.copied(c, memo, node) for c in m.children]
         return new
-
-    def latest_buffer(self, name: str) -> str | None:
-        """The last of name, name#2, ... in the graph (a module's buffer after its latest update), or None."""
-        if name not in self.builder:
-            return None
-        k = 2
-        while f"{name}#{k}" in self.builder:
-            k += 1
-        return name if k == 2 else f"{name}#{k - 1}"
 
     def copy_instance(self, inst: Instance, memo: dict[Any, Any], node: ast.Call) -> Instance:
         """An object of the program's module classes, copied attribute by attribute under a provisional path (named
