@@ -104,13 +104,8 @@ class ModuleCopies(ExpressionCompiler):
     def copy_instance(self, inst: Instance, memo: dict[Any, Any], node: ast.Call) -> Instance:
         """An object of the program's module classes, copied attribute by attribute under a provisional path (named
         where the copy ends up: `target = copy.deepcopy(model)` is 'target')."""
-        base = f"deepcopy.{inst.cls.name.lower()}"  # provisional: a prefix no program name has (renamed when placed)
-        path, k = base, 1
-        while path in self.instance_paths or path in self.builder:
-            k += 1
-            path = f"{base}#{k}"
-        self.provisional.append(path)
-        self.instance_paths.add(path)
+        path = self.provisional_path(f"deepcopy.{inst.cls.name.lower()}")  # type: ignore[attr-defined]  # (no program
+        self.instance_paths.add(path)  # name starts so: nothing else takes its renaming)
         new = Instance(inst.cls, path, training=inst.training, final=False, pinned=True)
         memo[id(inst)] = new
         for attr, v in inst.attrs.items():

@@ -319,12 +319,7 @@ class UserCode(ExpressionCompiler):
             if self.local:  # `blk = Sub(d)` in a method: named where it ends up (`self.first = blk`)
                 self.provisional.append(path)
         else:  # made where no variable or container names it: its class's name, until something does
-            base = f"{self.prefix}{cls.name.lower()}"
-            path, k = base, 1
-            while path in self.instance_paths or path in self.builder:
-                k += 1
-                path = f"{base}#{k}"
-            self.provisional.append(path)
+            path = self.provisional_path(f"{self.prefix}{cls.name.lower()}")
         self.instance_paths.add(path)
         inst = Instance(cls, path, final=not any(path == p or path.startswith(f"{p}.") for p in self.provisional))
         init = cls.methods.get("__init__")
@@ -338,6 +333,15 @@ class UserCode(ExpressionCompiler):
         elif args or kwargs:
             raise self.err(node, f"{cls.name}() takes no arguments (it has no __init__)")
         return inst
+
+    def provisional_path(self, base: str) -> str:
+        """A path for an object nothing names yet (`base`, base#2, ...): renamed where it ends up (finalize)."""
+        path, k = base, 1
+        while path in self.instance_paths or path in self.builder:
+            k += 1
+            path = f"{base}#{k}"
+        self.provisional.append(path)
+        return path
 
     def plain_object(self, cls: UserClass, node: ast.Call) -> Instance:
         """An object of a plain class: a @dataclass's fields from the arguments and defaults (as its generated
