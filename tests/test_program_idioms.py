@@ -883,3 +883,49 @@ def test_buffer_and_loop_names_at_the_end(tmp_path: Path) -> None:
     np.testing.assert_allclose(t.arrays["torch/value/bn.running_mean"], g["bn"].running_mean.numpy(), rtol=1e-5)
     np.testing.assert_allclose(t.arrays["torch/value/bn.running_mean@1"], 0.1 * g["first"].mean(0).numpy(), rtol=1e-5)
     np.testing.assert_array_equal(t.arrays["torch/value/bn.running_mean@0"], [0.0, 0.0])
+
+
+def test_for_loops_that_end_early(tmp_path: Path) -> None:
+    """`for i, layer in enumerate(self.layers): if i == depth: break` (an early exit), `continue`, and break and
+    continue in loops over range and over a list: run as Python runs them, torch's numbers; the loop variable's last
+    binding takes the bare name."""
+    program = """
+import torch
+import torch.nn as nn
+
+torch.manual_seed(0)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(3, 3) for _ in range(4)])
+
+    def forward(self, x, depth):
+        for i, layer in enumerate(self.layers):
+            if i == depth:
+                break
+            if i % 2 == 1:
+                continue
+            x = torch.tanh(layer(x))
+        return x
+
+
+net = Net()
+x = torch.randn(2, 3, requires_grad=True)
+h = net(x, 3)
+acc = x.sum()
+for i in range(6):
+    if i == 4:
+        break
+    acc = acc * 1.5
+for w in [0.5, 2.0, 3.0]:
+    if w > 1.0:
+        continue
+    acc = acc + w
+loss = h.sum() + acc
+loss.backward()
+"""
+    check(program, ["net", "x", "h", "acc", "loss"], tmp_path)
+    nodes = traced(program).result.nodes
+    assert "acc" in nodes and sum(n.op == "tanh" for n in nodes.values()) == 2

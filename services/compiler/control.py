@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from services.compiler.expressions import ExpressionCompiler
-from services.compiler.loops import MAX_UNROLLED, unroll
+from services.compiler.loops import MAX_UNROLLED, Unknown, exits, iteration_values, unroll
 from services.compiler.values import T
 from services.errors import SpecError
 
@@ -58,6 +60,9 @@ class ControlFlow(ExpressionCompiler):
         if isinstance(stmt, ast.While) and body and body[0] is stmt:
             self.while_loop(stmt)
             return
+        if isinstance(stmt, ast.For) and body and body[0] is stmt and exits(stmt.body) is not None:
+            self.for_loop(stmt)
+            return
         if body and body[0] is stmt:
             unroll([stmt], self.err, known, self.runtime_length, value=self.runtime_int)  # raises: why its length is unknown
         outer, before = self.bindings, set(self.bindings)
@@ -81,16 +86,8 @@ class ControlFlow(ExpressionCompiler):
         done (Finish.finish_names). A condition on a tensor's values is refused (it depends on the data)."""
         if stmt.orelse:
             raise self.err(stmt.orelse[0], "a while loop's else clause is not allowed")
-        outer = self.bindings  # type: ignore[has-type]
-        self.bindings = Counter()
-        self.count_bindings(stmt.body)  # type: ignore[attr-defined]
-        counted, self.bindings = self.bindings, outer  # what was counted for it before it ran (its body once)
-        seen = Counter(self.seen)  # type: ignore[attr-defined]
-        self.loose += 1  # type: ignore[attr-defined]
-        self.loop_depth += 1  # type: ignore[attr-defined]
-        self.loops_ran = True  # its bindings may differ from those counted: the last takes the bare name at the end
         statements = 0
-        try:
+        with self.running(stmt):
             while True:
                 self.begin("t", stmt.test, [])
                 go = self.expr(stmt.test)
@@ -104,13 +101,60 @@ class ControlFlow(ExpressionCompiler):
                 if statements > MAX_UNROLLED:
                     raise self.err(stmt, f"the while loop runs over {MAX_UNROLLED:,} statements (does its condition ever "
                                          "become false?)")
-                try:
-                    for s in stmt.body:
-                        self.line = s.lineno
-                        self.statement(s)
-                except LoopExit as e:
-                    if e.kind == "break":
-                        return
+                if not self.iteration(stmt.body):
+                    return
+
+    def for_loop(self, stmt: ast.For) -> None:
+        """A for loop that may end early (`if i == k: break`, `continue`), run as Python runs it: what it goes over is
+        evaluated once, then each iteration binds the target and traces the body in turn (naming as while_loop's)."""
+        if stmt.orelse:
+            raise self.err(stmt.orelse[0], "a for loop's else clause is not allowed")
+        it = self.evaluated_iterable(stmt.iter)
+        try:
+            if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" and not it.keywords:
+                bounds = [self.const(a) for a in it.args]
+                if not bounds or not all(type(b) is int for b in bounds) or len(bounds) == 3 and bounds[2] == 0:
+                    raise self.err(it, "range() takes ints, its step not zero")
+                prelude, items = [], [ast.Constant(k) for k in range(*bounds)]
+            else:
+                prelude, items = iteration_values(it, self.runtime_length, self.err)
+        except Unknown as e:
+            raise self.err(e.node, e.message) from None
+        if len(items) * len(stmt.body) > MAX_UNROLLED:
+            raise self.err(stmt, f"the loop runs over {MAX_UNROLLED:,} statements ({len(items):,} iterations)")
+        for s in prelude:
+            self.statement(s)
+        with self.running(stmt):
+            for item in items:
+                self.statement(ast.copy_location(ast.Assign(targets=[stmt.target], value=item), stmt))
+                if not self.iteration(stmt.body):
+                    return
+
+    def iteration(self, body: list[ast.stmt]) -> bool:
+        """One pass of a running loop's body; False when a break ended the loop."""
+        try:
+            for s in body:
+                self.line = s.lineno
+                self.statement(s)
+        except LoopExit as e:
+            return e.kind != "break"
+        return True
+
+    @contextmanager
+    def running(self, stmt: ast.While | ast.For) -> Iterator[None]:
+        """A loop running as Python runs it: its bindings are named var@k as they come (the last of each takes the bare
+        name when the program is done), a break or continue reaches it, and afterwards the binding counts are the
+        true ones (what was counted for it before it ran was its body once)."""
+        outer = self.bindings  # type: ignore[has-type]
+        self.bindings = Counter()
+        self.count_bindings(stmt.body)  # type: ignore[attr-defined]
+        counted, self.bindings = self.bindings, outer
+        seen = Counter(self.seen)  # type: ignore[attr-defined]
+        self.loose += 1  # type: ignore[attr-defined]
+        self.loop_depth += 1  # type: ignore[attr-defined]
+        self.loops_ran = True
+        try:
+            yield
         finally:
             self.loose -= 1  # type: ignore[attr-defined]
             self.loop_depth -= 1  # type: ignore[attr-defined]

@@ -67,7 +67,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             return n
         if value is not None and is_shape_query(node) and (v := value(node)) is not None:
             return v  # range(0, data.size(0) - 1, bptt): a shape, known when the loop is reached
-        raise _Unknown(node, "a loop's range() needs constant bounds (int literals, names set to one before the loop, "
+        raise Unknown(node, "a loop's range() needs constant bounds (int literals, names set to one before the loop, "
                              "len() of a list or module, a tensor's size(d) / shape[d], and + - * // of those)")
 
     def foldable(node: ast.expr) -> bool:
@@ -87,7 +87,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             return bound(ast.copy_location(ast.BinOp(left=ast.Constant(static(node.left)), op=node.op,
                                                      right=ast.Constant(static(node.right))), node))
         if isinstance(node, ast.Call) or is_shape_query(node):
-            raise _Unknown(node, "not a constant")
+            raise Unknown(node, "not a constant")
         return bound(node)
 
     def holds(test: ast.expr) -> bool:
@@ -114,25 +114,25 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             raise err(stmt.orelse[0], "a while loop's else clause is not allowed")
         for node in ast.walk(ast.Module(body=stmt.body, type_ignores=[])):
             if isinstance(node, (ast.Break, ast.Continue)):  # run when reached (ControlFlow.while_loop)
-                raise _Unknown(node, f"'{type(node).__name__.lower()}' ends a loop where its values say")
+                raise Unknown(node, f"'{type(node).__name__.lower()}' ends a loop where its values say")
         training, k, start = _steps(stmt.body), 0, len(out)
         message = ("a while loop's condition must be known before it runs, from ints the program counts (`while step "
                    "< n:` with `step += 1` in the body): one that reads a tensor's values (`while loss > 0.01`) "
                    "depends on the data; gradtrace traces one path (write a for loop over range(...))")
         try:
             go = holds(stmt.test)
-        except _Unknown:
-            raise _Unknown(stmt.test, message) from None  # run when reached, on the values then (ControlFlow.while_loop)
+        except Unknown:
+            raise Unknown(stmt.test, message) from None  # run when reached, on the values then (ControlFlow.while_loop)
         while go and not (training and k == 2):
             expand(stmt.body, out)
             k += 1
             if len(out) - start > MAX_UNROLLED or k > MAX_UNROLLED:  # (run when reached, it meets the same limit)
-                raise _Unknown(stmt, f"the unrolled while loop makes over {MAX_UNROLLED:,} statements (does its "
+                raise Unknown(stmt, f"the unrolled while loop makes over {MAX_UNROLLED:,} statements (does its "
                                      "condition ever become false?)")
             try:
                 go = holds(stmt.test)
-            except _Unknown:  # its names changed in ways not followed here (`i, j = i + 1, j`): run when reached
-                raise _Unknown(stmt.test, message) from None
+            except Unknown:  # its names changed in ways not followed here (`i, j = i + 1, j`): run when reached
+                raise Unknown(stmt.test, message) from None
 
     def forget(loop: ast.stmt) -> None:
         """A loop left to run when reached: the ints its body assigns are unknown after it."""
@@ -152,7 +152,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                     elif isinstance(stmt, ast.Assign) and len(targets) == 1 and isinstance(targets[0], ast.Name) \
                             and foldable(stmt.value):
                         new = static(stmt.value)  # `i = 0`, `i = i + 1`, `n = 2 * k`
-                except _Unknown:
+                except Unknown:
                     new = None
                 for t in targets:
                     for n in ast.walk(t):
@@ -164,7 +164,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 start, saved = len(out), dict(ints)
                 try:
                     loop_while(stmt, out)
-                except _Unknown as e:
+                except Unknown as e:
                     if not lazy:
                         raise err(e.node, e.message) from None
                     del out[start:]  # what it unrolled before it turned out unknown
@@ -177,7 +177,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 before = dict(ints)  # branch its condition picks, or those both branches leave alike
                 try:
                     pick = holds(stmt.test)
-                except _Unknown:
+                except Unknown:
                     pick = None
                 body = expand(stmt.body, [])
                 after_body = dict(ints)
@@ -202,11 +202,16 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 continue  # shows what the result holds anyway; nothing to trace
             if stmt.orelse:
                 raise err(stmt.orelse[0], "a for loop's else clause is not allowed")
-            for node in ast.walk(ast.Module(body=stmt.body, type_ignores=[])):
-                if isinstance(node, (ast.Break, ast.Continue)):
-                    raise err(node, f"'{type(node).__name__.lower()}' is not allowed: loops are unrolled")
             if not _target(stmt.target):
                 raise err(stmt, "a loop's target is a name or a (nested) tuple of names")
+            exit_ = exits(stmt.body)
+            if exit_ is not None:  # it may end early: run when reached, as Python runs it (ControlFlow.for_loop)
+                if not lazy:
+                    raise err(exit_, f"'{type(exit_).__name__.lower()}' ends a loop where its values say: it runs when "
+                                     "reached")
+                forget(stmt)
+                out.append(stmt)
+                continue
             training = _steps(stmt.body)  # a training loop: tracing ends at its second backward() (ProgramCompiler.run)
             try:
                 if _is_range(it):
@@ -222,7 +227,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 else:
                     prelude, items = iteration_values(it, length, err)
                     out.extend(prelude)
-            except _Unknown as e:
+            except Unknown as e:
                 if lazy:
                     forget(stmt)
                     out.append(stmt)  # unrolled when reached, once the names it goes over hold their values
@@ -243,6 +248,19 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
         return out
 
     return expand(body, [])
+
+
+def exits(body: list[ast.stmt]) -> ast.stmt | None:
+    """The first break or continue in a loop body that ends that loop (not one of a loop inside it), or None."""
+    for stmt in body:
+        if isinstance(stmt, (ast.Break, ast.Continue)):
+            return stmt
+        if isinstance(stmt, (ast.If, ast.With, ast.Try)):
+            inner = [*getattr(stmt, "body", []), *getattr(stmt, "orelse", []), *getattr(stmt, "finalbody", []),
+                     *(s for h in getattr(stmt, "handlers", []) for s in h.body)]
+            if (found := exits(inner)) is not None:
+                return found
+    return None
 
 
 def _is_range(it: ast.expr) -> bool:
@@ -284,13 +302,13 @@ def _length(it: ast.expr, length: Callable[[ast.expr], int | None] | None, err: 
         return len(it.elts)
     n = length(it) if length is not None and (isinstance(it, (ast.Name, ast.Attribute)) or _is_range(it)) else None
     if n is None:
-        raise _Unknown(it, "loops are unrolled, so gradtrace needs their length before they run: `for NAME in "
+        raise Unknown(it, "loops are unrolled, so gradtrace needs their length before they run: `for NAME in "
                            "range(...)`, or over a name holding an nn.Sequential/ModuleList, a list, a tuple or a tensor "
                            "(its rows), or over a list written out")
     return n
 
 
-class _Unknown(Exception):
+class Unknown(Exception):
     """A loop's length is not known (yet): `lazy` unrolling leaves the loop for later."""
 
     def __init__(self, node: ast.expr, message: str) -> None:
