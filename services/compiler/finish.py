@@ -189,7 +189,8 @@ class Finish(ExpressionCompiler):
     def finish_names(self) -> None:
         """Drop the Parameters ties replaced (unused), and give tensors their final names: objects named under a
         provisional path take their place's ('model.block.ln_1.weight' -> 'model.transformer.h.0.ln_1.weight'),
-        and after a trace that ended early each variable's last traced binding takes its bare name (loss@1 -> loss)."""
+        after a trace that ended early or loops that ran as Python runs them each variable's last binding takes its
+        bare name (loss@1 -> loss), and a module's running statistics their buffer's (latest_buffers)."""
         for name in self.untied - self.builder.used:
             if name in self.builder.leaves:  # (not when a statement after backward() made it and was rolled back)
                 self.builder.drop_leaf(name)
@@ -205,9 +206,11 @@ class Finish(ExpressionCompiler):
             return name
         new = {k: renamed(k) for k in self.builder.shapes} if prefixes else {}
         loose: set[str] = getattr(self, "loose_names", set())
-        if self.ended or loose or getattr(self, "loops_ran", False):  # `loss@1` was to be followed by bindings the trace did not reach (or a while loop ran
-            # as Python runs it, its bindings named as they came): the last is `loss`
-            bound = [(var, v.name) for var, v in self.globals.items() if isinstance(v, T) and var not in self.builder]  # type: ignore[attr-defined]
+        if self.ended or loose or getattr(self, "loops_ran", False):
+            # `loss@1` was to be followed by bindings the trace did not reach, or a loop ran as Python runs it (its
+            # bindings named as they came): the last is `loss`
+            bound = [(var, v.name) for var, v in self.globals.items()  # type: ignore[attr-defined]
+                     if isinstance(v, T) and var not in self.builder]
             last = {name: var for var, name in bound if (m := BINDING.match(name)) and m["var"] == var}
             for var, name in bound:  # a while loop's value another name holds (`out = model(x)`, `loss = acc`)
                 if name in loose:
