@@ -929,3 +929,14 @@ loss.backward()
     check(program, ["net", "x", "h", "acc", "loss"], tmp_path)
     nodes = traced(program).result.nodes
     assert "acc" in nodes and sum(n.op == "tanh" for n in nodes.values()) == 2
+
+
+def test_keyword_dicts_unpacked_into_torch_calls(tmp_path: Path) -> None:
+    """`nn.Linear(4, 3, **factory_kwargs)` (torch's own modules' style), `F.cross_entropy(h, y, **opts)`,
+    `torch.zeros(3, **factory_kwargs)`: the dict's items as keywords, torch's numbers."""
+    program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+               "factory_kwargs = {'device': torch.device('cpu'), 'dtype': torch.float32}\nfc = nn.Linear(4, 3, **factory_kwargs)\n"
+               "ln = nn.LayerNorm(3, eps=1e-6, **factory_kwargs)\nopts = dict(reduction='sum', label_smoothing=0.1)\n"
+               "x = torch.randn(2, 4, requires_grad=True)\ny = torch.tensor([0, 2])\nh = ln(fc(x))\n"
+               "loss = F.cross_entropy(h, y, **opts) + torch.zeros(3, **factory_kwargs).sum()\nloss.backward()\n")
+    check(program, ["fc", "ln", "x", "h", "loss"], tmp_path)

@@ -1406,8 +1406,10 @@ def test_star_args_kwargs_and_keyword_only_parameters(tmp_path: Path) -> None:
     """`def __init__(self, d_in, *, dropout=0.1, **kwargs)`, `def forward(self, x, *extra, mask=None, **kwargs)`,
     `MLP(**cfg, scale=2.0)`, `self.inner(*args, **kwargs)` and `combine(*[a, b], weight=0.5)` bind as Python binds."""
     check(STAR_ARGS, ["net", "out", "loss"], tmp_path)
-    assert "** arguments are allowed in calls of the program's own" in str(
-        refused(HEADER + "kw = dict(in_features=3, out_features=2)\nfc = nn.Linear(**kw)\n"))
+    assert "unpacks a dict of keyword arguments here, not the list" in str(  # (a dict's **: its items)
+        refused(HEADER + "kw = [3, 2]\nfc = nn.Linear(**kw)\n"))
+    assert "multiple values for keyword argument 'out_features'" in str(
+        refused(HEADER + "kw = dict(in_features=3, out_features=2)\nfc = nn.Linear(**kw, out_features=4)\n"))
     assert "got an unexpected keyword argument 'k'" in str(refused(HEADER + "def f(x, *, w=1.0):\n    return x * w\n"
                                                                          "y = f(torch.ones(2), k=2)\n"))
 

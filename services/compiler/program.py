@@ -422,12 +422,9 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
 
     def call(self, node: ast.Call) -> Value:
         f = node.func
-        if any(isinstance(a, ast.Starred) for a in node.args) and self.dotted(f) != "nn.Sequential" \
-                and not self.unpacks_into_user_code(node):
-            node = self.spread(node)  # x.view(b, *shape), torch.zeros(*size): the numbers as arguments
-        if any(k.arg is None for k in node.keywords) and not self.unpacks_into_user_code(node):
-            raise self.err(node, "** arguments are allowed in calls of the program's own functions, classes and "
-                                 "methods, not of torch's")
+        if (any(isinstance(a, ast.Starred) for a in node.args) and self.dotted(f) != "nn.Sequential"
+                or any(k.arg is None for k in node.keywords)) and not self.unpacks_into_user_code(node):
+            node = self.spread(node)  # x.view(b, *shape), torch.zeros(*size), nn.Linear(d, d, **factory_kwargs)
         if self.foreign_path(f) == "collections.OrderedDict":
             return self.ordered_dict(node)
         self.refuse_foreign(f)

@@ -325,8 +325,9 @@ class TorchFunctions(ExpressionCompiler):
         return y
 
     def spread(self, node: ast.Call) -> ast.Call:
-        """The call with each `*xs` of numbers written out (`x.view(x.size(0), *self.shape)`), for torch's functions,
-        methods and modules; the statement's own call stays the one its variable names."""
+        """The call with each `*xs` of numbers written out (`x.view(x.size(0), *self.shape)`) and each `**kw` of a dict
+        as its keywords (`nn.Linear(d, d, **factory_kwargs)`), for torch's functions, methods and modules; the
+        statement's own call stays the one its variable names."""
         args: list[ast.expr] = []
         for a in node.args:
             if not isinstance(a, ast.Starred):
@@ -337,7 +338,24 @@ class TorchFunctions(ExpressionCompiler):
                 raise self.err(a, f"*{self.src(a.value)[:40]} in a call of torch's unpacks a list or tuple of numbers here "
                                   f"(x.view(b, *shape)), not {_kind(v)}")
             args += [ast.copy_location(ast.Constant(x), a) for x in v]
-        new = ast.copy_location(ast.Call(func=node.func, args=args, keywords=node.keywords), node)
+        keywords: list[ast.keyword] = []
+        for k in node.keywords:  # **factory_kwargs (a dict the program made): its items as keywords, each held once
+            if k.arg is not None:
+                keywords.append(k)
+                continue
+            d = self.expr(k.value)
+            if not isinstance(d, dict) or not all(isinstance(key, str) for key in d):
+                raise self.err(k.value, f"**{self.src(k.value)[:40]} in a call of torch's unpacks a dict of keyword "
+                                        f"arguments here, not {_kind(d)}")
+            for key, v in d.items():
+                hidden = f"kw#{k.value.lineno}.{k.value.col_offset}.{key}"
+                self.scope[hidden] = v  # type: ignore[attr-defined]
+                keywords.append(ast.keyword(arg=key, value=ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), k.value)))
+        given = [k.arg for k in keywords]
+        if len(set(given)) < len(given):
+            dup = next(a for a in given if given.count(a) > 1)
+            raise self.err(node, f"got multiple values for keyword argument '{dup}'")
+        new = ast.copy_location(ast.Call(func=node.func, args=args, keywords=keywords), node)
         if node is self.stmt_expr:
             self.stmt_expr = new
         return new
