@@ -316,11 +316,12 @@ class TorchFunctions(ExpressionCompiler):
                 var = self.src(given[key])[:40]  # (the latest takes the buffer's name when the program ends)
                 self.check_in_place(stat, var, "F.batch_norm's update of its running statistics",  # type: ignore[attr-defined]
                                     "separate tensors for running_mean and running_var", node)
-                base, k = stat.name.split("#")[0], 2
-                while f"{base}#{k}" in self.builder:
-                    k += 1
+                head, sep, k = stat.name.rpartition("#")  # (an earlier update's bn.running_mean#2: its buffer's name)
+                base = head if sep and k.isdigit() else stat.name
+                name = self.binding_name(var) if var.isidentifier() else \
+                    Emitter(self.builder, self.stream, self.dtype).unique(base)
                 new = self.emit("batch_norm_running", [x, stat], {"stat": key[8:], "momentum": float(momentum)}, node,
-                                name=self.binding_name(var) if var.isidentifier() else f"{base}#{k}")
+                                name=name)
                 self.changed_in_place(stat, new, var, node, bump=False)  # type: ignore[attr-defined]
         return y
 
