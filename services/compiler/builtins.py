@@ -231,6 +231,9 @@ class Builtins(ExpressionCompiler):
         if isinstance(v, Instance):
             return (name in v.attrs or name in v.cls.attrs or name in v.cls.methods
                     or v.cls.module and name in MODULE_ATTRIBUTES)
+        if isinstance(v, ModuleInst) and v.lazy is not None:  # an uninitialized lazy module has them all
+            return name in MODULE_ATTRIBUTES or name in ("weight", "bias", "reset_parameters") \
+                or name in v.layer.schema.model_fields  # type: ignore[union-attr]
         if isinstance(v, ModuleInst):
             cfg = type(v.cfg).model_fields if v.cfg is not None else {}
             if (name in v.params or v.keys is not None and name in v.keys or name in cfg or name in MODULE_ATTRIBUTES

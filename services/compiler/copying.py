@@ -83,6 +83,9 @@ class ModuleCopies(ExpressionCompiler):
         new = ModuleInst(m.layer, m.cfg, training=m.training, container=m.container,
                          keys=list(m.keys) if m.keys is not None else None, copy_site=node)
         memo[id(m)] = new
+        if m.lazy is not None:  # uninitialized: the copy draws its own parameters at its own first call, as in torch
+            new.lazy = dict(m.lazy)
+            return new
         if m.layer is not None and m.path is None and m.event is not None:
             new.event = m.event  # its construction's values, for the copy too ('also')
             new.copy_of = "construction"

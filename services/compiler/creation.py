@@ -246,13 +246,36 @@ class TensorCreation(ExpressionCompiler):
         return v
 
     def written(self, t: T, node: ast.AST) -> None:
-        """Leaf `t`'s value is about to change, in program order: refused once an operation has used it (a leaf has
-        one value for the whole trace, where torch's earlier operations saw the old one); its known range goes."""
+        """Leaf `t`'s value is about to change, in program order; its known range goes. Once an operation has used
+        it (d2l's dummy forward through lazy modules, then their init), the value that operation read stays its
+        own: a leaf `t@k` (see keep_version)."""
         if t.name in self.builder.used:
-            raise self.err(node, f"'{t.name}' is written after an operation used it: gradtrace gives a tensor one value "
-                                 "for the whole trace (torch's earlier operations saw the old one); write it before its first use")
+            if self.res.output is not None or self.builder.views.get(t.name):  # after backward(); a view of it (`w.T`)
+                raise self.err(node, f"'{t.name}' is written after an operation used it: gradtrace gives a tensor one "
+                                     "value for the whole trace (torch's earlier operations saw the old one); write it "
+                                     "before its first use")
+            self.keep_version(t, node)
         self.builder.ranges.pop(t.name, None)
         self.builder.leaves[t.name].known_range = None
+
+    def keep_version(self, t: T, node: ast.AST) -> None:
+        """The value leaf `t` had before this write, for the operations that read it: the leaf becomes `t@k` (their
+        input), and `t` a new leaf that starts as its copy (an 'assign' now in the stream, which the write follows),
+        what every name of the tensor means from here, as they mean the one object in torch. Finish.stale_versions
+        refuses the program if backward() reaches one of those operations (torch's would read the new values)."""
+        b = self.builder
+        k = sum(1 for name, _ in self.versions.values() if name == t.name)
+        old = f"{t.name}@{k}"
+        if old in b:
+            raise self.err(node, f"'{t.name}' is written after an operation used it, and the name for its earlier value, "
+                                 f"'{old}', is taken")
+        b.rename({n: old if n == t.name else n for n in b.shapes})
+        self.rename_events({t.name: old})  # type: ignore[attr-defined]
+        leaf = b.leaves[old]
+        b.add_leaf(Leaf(t.name, leaf.shape, leaf.dtype, leaf.requires_grad, kind=leaf.kind, init=leaf.init, expr=leaf.expr))
+        leaf.kind, leaf.init = "input", f"{t.name} before the write of line {getattr(node, 'lineno', '?')}"
+        self.stream.events.append(Event("assign", t.name, {"source": old}))
+        self.versions[old] = (t.name, getattr(node, "lineno", 0))
 
     def attribute_write(self, target: ast.Attribute, value: ast.expr, stmt: ast.stmt) -> None:
         """`conv.weight.data = torch.rand(...)`, `conv.weight = nn.Parameter(...)`, `w.requires_grad = False`."""

@@ -510,6 +510,11 @@ class ExpressionCompiler:
         self.ensure_path(m, None)
         if node.attr in m.params:
             return T(m.params[node.attr])
+        if m.lazy is not None:  # torch's UninitializedParameter / a size not known yet
+            if node.attr in m.lazy:
+                return m.lazy[node.attr]
+            raise self.err(node, f"{m.path}.{node.attr}: an nn.{m.kind} makes its parameters and sizes at its first "
+                                 f"call (they are uninitialized before it): call {m.path} on an input first")
         if m.keys is not None and node.attr in m.keys:  # a ModuleDict's child: self.transformer.wte
             return m.children[m.keys.index(node.attr)]
         if m.layer is not None and node.attr in ("weight", "bias"):

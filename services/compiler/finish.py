@@ -186,6 +186,24 @@ class Finish(ExpressionCompiler):
         streams = [self.stream, *(g.stream for g in self.generators)]
         return line, self.builder.mark(), [(s, len(s.events)) for s in streams], None
 
+    def stale_versions(self) -> None:
+        """Refuse a program whose backward() reaches an operation that read a leaf's earlier value (TensorCreation.
+        keep_version): torch's autograd holds the one tensor, whose backward reads its new values (or fails: modified
+        by an inplace operation) and sums every use into one .grad."""
+        versions: dict[str, tuple[str, int]] = getattr(self, "versions", {})
+        if not versions or self.res.output is None:
+            return
+        reached = self.ancestors(self.res.output)
+        for n in self.builder.nodes:
+            old = next((i for i in n.inputs if i.__class__ is str and i in versions), None)
+            if old is not None and n.name in reached and self.builder.grad[n.name]:
+                name, line = versions[old]
+                raise SpecError(f"'{name}' is written after an operation used it (line {line}), and backward() reaches "
+                                f"that operation{f' (line {n.line})' if n.line else ''}: torch's autograd holds the one "
+                                "tensor, whose backward there reads its new values or fails (modified by an inplace "
+                                "operation), which gradtrace does not trace; write it before its first use, or after "
+                                "backward()", loc=("program",))
+
     def finish_names(self) -> None:
         """Drop the Parameters ties replaced (unused), and give tensors their final names: objects named under a
         provisional path take their place's ('model.block.ln_1.weight' -> 'model.transformer.h.0.ln_1.weight'),

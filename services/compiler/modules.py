@@ -9,7 +9,17 @@ from typing import Any
 import numpy as np
 
 from services.compiler.expressions import ExpressionCompiler, _kind
-from services.compiler.layers import BY_MODULE, LAYERS, TENSOR_ARGS, Call, Emitter, add_params, param_event
+from services.compiler.layers import (
+    BY_MODULE,
+    LAYERS,
+    TENSOR_ARGS,
+    Call,
+    Emitter,
+    LayerDef,
+    add_params,
+    lazy_size,
+    param_event,
+)
 from services.compiler.transformer import Masks, synced
 from services.compiler.values import ClassRef, DType, Instance, ModuleInst, T, Value, is_number
 from services.ir import Event
@@ -48,7 +58,8 @@ class ModuleCalls(ExpressionCompiler):
         if cls in ("TransformerEncoder", "TransformerDecoder"):
             return self.transformer_stack(cls, node)
         d = BY_MODULE[cls]
-        names = d.positional()
+        lazy = cls != d.module  # nn.LazyLinear(10): its first call reads the first argument off its input
+        names = d.positional()[lazy:]
         if len(node.args) > len(names):
             raise self.err(node, f"nn.{cls} takes at most {len(names)} positional arguments")
         tensors = TENSOR_ARGS & set(d.schema.model_fields)  # nn.CrossEntropyLoss(weight=w): the tensor's name
@@ -81,14 +92,13 @@ class ModuleCalls(ExpressionCompiler):
                                      "spec's \"dtype\")")
         if cls == "MultiheadAttention":
             data.setdefault("batch_first", False)  # torch's default: (L, N, E)
-        try:
-            cfg = d.schema.model_validate(data)
-            event = param_event(d, cfg, self.dtype)
-        except ValueError as e:
-            errors = getattr(e, "errors", None)
-            msg = "; ".join((f"{'.'.join(map(str, x['loc']))}: " if x["loc"] else "") + x["msg"].removeprefix("Value error, ")
-                            for x in errors()) if callable(errors) else str(e)
-            raise self.err(node, f"nn.{cls}: {msg}") from None
+        if lazy:
+            size = d.positional()[0]
+            if size in data:
+                raise self.err(node, f"nn.{cls} takes no {size}: its first call reads it off its input")
+            self.configured(d, cls, data | {size: 1}, node, params=False)  # its other arguments checked now
+            return ModuleInst(d, None, lazy=data)
+        cfg, event = self.configured(d, cls, data, node)
         if event is not None:
             self.stream.events.append(event)
         inst = ModuleInst(d, cfg, event=event)
@@ -96,6 +106,36 @@ class ModuleCalls(ExpressionCompiler):
             self.module_activation = False
             self.module_activations.add(id(inst))
         return inst
+
+    def configured(self, d: LayerDef, cls: str, data: dict[str, Any], node: ast.AST, params: bool = True) -> tuple[Any, Event | None]:
+        """A module's config from its constructor's arguments and (with `params`) the event that draws its parameters
+        (none drawn yet); a refusal naming the argument torch would complain of."""
+        try:
+            cfg = d.schema.model_validate(data)
+            return cfg, param_event(d, cfg, self.dtype) if params else None
+        except ValueError as e:
+            errors = getattr(e, "errors", None)
+            msg = "; ".join((f"{'.'.join(map(str, x['loc']))}: " if x["loc"] else "") + x["msg"].removeprefix("Value error, ")
+                            for x in errors()) if callable(errors) else str(e)
+            raise self.err(node, f"nn.{cls}: {msg}") from None
+
+    def initialize(self, m: ModuleInst, x: str, node: ast.Call) -> None:
+        """A lazy module's first call (torch's initialize_parameters): the size it reads off input `x` completes its
+        config, and its parameters are drawn now, in the program's order of draws."""
+        assert m.layer is not None and m.lazy is not None and m.path is not None
+        d, cls = m.layer, m.kind
+        try:
+            size = lazy_size(d.module or "", self.builder.shapes[x])
+        except ValueError as e:
+            raise self.err(node, f"{m.path} (nn.{cls}): {e}") from None
+        cfg, _ = self.configured(d, cls, m.lazy | {d.positional()[0]: size}, node, params=False)
+        if d.module.startswith("Conv") and size % cfg.groups:  # torch's words
+            raise self.err(node, f"{m.path} (nn.{cls}): in_channels ({size}, from its input) must be divisible by groups")
+        cfg, event = self.configured(d, cls, m.lazy | {d.positional()[0]: size}, node)
+        if event is not None:
+            self.stream.events.append(event)
+        m.cfg, m.event, m.lazy = cfg, event, None
+        m.params = add_params(d, cfg, m.path, self.dtype, event, self.builder, ("program",))
 
     def activation_arg(self, a: ast.expr, cls: str) -> str:
         """A transformer layer's activation: 'relu' / 'gelu', or the function or module that computes it (F.gelu,
@@ -260,7 +300,7 @@ class ModuleCalls(ExpressionCompiler):
             path = f"{base}#{k}"
         self.instance_paths.add(path)
         m.path = path
-        if m.layer is not None:
+        if m.layer is not None and m.lazy is None:  # (a lazy module's parameters come with its first call)
             event = None if m.copy_of == "construction" else m.event  # (the original's event names the original's)
             m.params = add_params(m.layer, m.cfg, m.path, self.dtype, event, self.builder, ("program",))
             if m.copy_of is not None:
@@ -532,6 +572,8 @@ class ModuleCalls(ExpressionCompiler):
                 x = [res]
             return x[0]
         d = m.layer
+        if m.lazy is not None and inputs:
+            self.initialize(m, inputs[0], node)
         if len(inputs) < d.min_inputs or (d.max_inputs is not None and len(inputs) > d.max_inputs):
             raise self.err(node, f"{m.kind} takes {d.min_inputs if d.max_inputs == d.min_inputs else 'more'} tensor input(s), got {len(inputs)}")
         e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1,

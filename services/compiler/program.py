@@ -107,6 +107,9 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
         """(old path, new path) of modules replaced (`model.fc = nn.Linear(...)`): see Finish.take_place."""
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
+        self.versions: dict[str, tuple[str, int]] = {}
+        """A leaf's earlier values, each kept for the operations that read it before a write (`name@k`) -> (the
+        leaf's name, the line of the write that ended it): TensorCreation.written, Finish.stale_versions."""
         self.ended = False
         self.names_batch_norm = "batch_norm" in text
         """The text names F.batch_norm (bindings.count_bindings looks for its running statistics' updates then only)."""
@@ -170,6 +173,7 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
             self.ended = True
         self.res.names = {k: v.name for k, v in self.scope.items() if isinstance(v, T)}
         self.res.streams = [g.stream for g in self.generators if g.stream.events]
+        self.stale_versions()
         self.finish_names()
         return self.res
 

@@ -63,6 +63,9 @@ class ModuleInst:
     parts: list[tuple[str, ModuleInst]] | None = None
     """The submodules a composite torch module holds over its own parameters (an attention's out_proj, an encoder
     layer's linear1), made when first asked for (services.compiler.transformer.parts)."""
+    lazy: dict[str, Any] | None = None
+    """An nn.LazyLinear / LazyConv2d / ... before its first call: its constructor's arguments, which that call
+    completes with the size it reads off its input (then cfg, the parameters and their draws, as in torch)."""
 
     def child_name(self, i: int) -> str:
         """The i-th child's name in its path: its index, a ModuleDict's key."""
@@ -71,6 +74,8 @@ class ModuleInst:
     @property
     def kind(self) -> str:
         """'Conv2d', 'Sequential', 'ModuleList', ..."""
+        if self.lazy is not None and self.layer is not None:
+            return f"Lazy{self.layer.module}"
         return self.layer.module or self.layer.type if self.layer else self.container
 
     def set_training(self, flag: bool) -> None:
