@@ -394,7 +394,7 @@ case("interpolate-trilinear", {"x": normal(1, 1, 2, 3, 2, seed=47)}, N("y", "int
 case("pixel_shuffle", {"x": normal(2, 8, 2, 3, seed=48)}, N("y", "pixel_shuffle", "x", upscale_factor=2), N("z", "mul", "y", "y"))
 # topk / sort / argsort: values carry the gradient back to where they came from; indices are int64, taken here by a
 # gather. Ties keep their order in sort, as torch's CPU sort does (finite differences cannot see a tie's gradient);
-# topk's choice among tied values is torch's partial sort's, not reproduced.
+# topk picks among tied values as torch's CPU kernel does (libstdc++'s nth_element / partial_sort: topk_order).
 SRT = {"x": normal(3, 5, seed=51)}
 TIES = {"x": given([[1.0, 3.0, 1.0, 2.0, 3.0], [0.5, 0.5, -1.0, 0.5, 2.0]])}
 for op, args in (("topk", {"k": 3}), ("topk", {"k": 2, "dim": 0, "largest": False}), ("sort", {"dim": 0}),
@@ -402,6 +402,9 @@ for op, args in (("topk", {"k": 3}), ("topk", {"k": 2, "dim": 0, "largest": Fals
     label = f"{op}-{'-'.join(f'{k}{v}' for k, v in args.items())}"
     case(f"{label}-values", SRT, N("y", op, "x", part="values", **args), N("z", "mul", "y", "y"))
     case(f"{label}-indices", SRT, N("i", op, "x", part="indices", **args), N("z", "gather", "x", "i", dim=args.get("dim", -1)))
+for args in ({"k": 2}, {"k": 4}, {"k": 3, "largest": False}, {"k": 1, "dim": 0}):  # [5, 5, 5, 0]-like rows: not the first two
+    case(f"topk-ties-{args}", TIES, N("y", "topk", "x", **args), N("i", "topk", "x", part="indices", **args),
+         N("g", "gather", "x", "i", dim=args.get("dim", -1)), N("z", "mul", "y", "g"), engines=["torch", "reference"])
 for args in ({}, {"descending": True}):
     case(f"sort-ties-{args}", TIES, N("y", "sort", "x", **args), N("i", "sort", "x", part="indices", **args),
          N("g", "gather", "x", "i", dim=-1), N("z", "mul", "y", "g"), engines=["torch", "reference"])

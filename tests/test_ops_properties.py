@@ -135,3 +135,23 @@ def test_pool_geometry(op: str, kernel: tuple[int, int], stride: tuple[int, int]
     if stride is not None:
         args["stride"] = list(stride)
     check({"x": distinct(*x, seed=seed)}, [N("y", op, "x", **args)], dtype)
+
+
+@PROPS
+@given(n=st.sampled_from([1, 2, 4, 5, 16, 17, 40, 64, 65, 130, 300]), levels=st.integers(1, 5), seed=seeds,
+       frac=st.floats(0, 1), largest=st.booleans(), nans=st.booleans())
+def test_topk_picks_among_ties_as_torch(n: int, levels: int, seed: int, frac: float, largest: bool, nans: bool) -> None:
+    """Rows of a few distinct values (and NaNs): the reference's topk indices are torch's CPU kernel's, for k on both
+    sides of its partial-sort threshold (k * 64 <= n)."""
+    import numpy as np
+    import torch
+
+    from services.ops.topk_order import topk_indices
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, levels, n).astype(np.float32)
+    if nans:
+        x[rng.random(n) < 0.2] = np.nan
+    for k in {int(frac * n), max(1, n // 64), n}:
+        want = torch.from_numpy(x).topk(k, largest=largest).indices.tolist()
+        assert topk_indices(x.tolist(), k, largest) == want, (x.tolist(), k, largest)

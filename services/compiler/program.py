@@ -563,6 +563,8 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
             return self.nn_init(path[8:], node)  # the tensor it filled (`nn.Parameter(nn.init.xavier_uniform_(torch.empty(4, 3)))`)
         if path in ("torch.cuda.is_available", "torch.backends.mps.is_available"):
             return False  # the spec's device decides where a job runs; the program's own choice is always the CPU
+        if path == "torch.is_grad_enabled" and not node.args and not node.keywords:
+            return self.builder.grad_enabled  # False under torch.no_grad() (d2l's batch norm from scratch tests it)
         if path == "copy.deepcopy":
             return self.deepcopy(node)
         if path == "torch.autograd.grad":

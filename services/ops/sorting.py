@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, norm_dim, register
+from services.ops.topk_order import topk_indices
 
 
 class TopkArgs(BaseModel):
@@ -91,8 +92,23 @@ class Topk(Sorting):
         return t.topk(xs[0], a.k, dim=a.dim, largest=a.largest, sorted=True)[0 if a.part == "values" else 1]
 
     def order(self, x: Array, a: TopkArgs) -> Array:
+        """The k picked along dim; among equal values, the ones torch's CPU kernel picks, in its order (topk_order)."""
         d = norm_dim(a.dim, x.ndim)
-        return np.take(_order(x, a.dim, a.largest), np.arange(a.k), axis=d)
+        idx = np.take(_order(x, a.dim, a.largest), np.arange(a.k), axis=d)
+        rows = np.moveaxis(x, d, -1).reshape(-1, x.shape[d])
+        if rows.shape[1] < 2 or a.k == 0:
+            return idx
+        s = np.sort(rows, axis=1)
+        tied = (s[:, 1:] == s[:, :-1]).any(axis=1)
+        if rows.dtype.kind == "f":
+            tied |= np.isnan(rows).sum(axis=1) > 1
+        if not tied.any():
+            return idx
+        out = np.moveaxis(idx, d, -1).copy()
+        flat = out.reshape(-1, a.k)
+        for r in np.flatnonzero(tied):
+            flat[r] = topk_indices(rows[r].tolist(), a.k, a.largest)
+        return np.moveaxis(flat.reshape(out.shape), -1, d)
 
 
 @register

@@ -1,4 +1,4 @@
-"""Lazy modules as d2l writes its models (nn.LazyLinear(10), nn.LazyConv2d(6, 5)): the first call reads the input
+"""d2l.ai's PyTorch code as pasted. Lazy modules as d2l writes its models (nn.LazyLinear(10), nn.LazyConv2d(6, 5)): the first call reads the input
 size off its input and draws the parameters then, in the program's order of draws; and a write into a leaf after an
 operation read it (d2l's dummy forward, then its init) keeps the earlier value for that operation (`w@0`).
 Every value and grad is compared with real torch running the same text."""
@@ -127,3 +127,64 @@ def test_a_write_into_a_leaf_that_backward_reaches_through_an_earlier_use_is_ref
         compile_spec(TraceSpec(program="import torch\nfrom torch import nn\nlin = nn.Linear(2, 2)\nx = torch.ones(1, 2)\n"
                                        "y = lin(x)\nnn.init.zeros_(lin.weight)\n(y + lin(x)).sum().backward()\n"))
     assert "'lin.weight' is written after an operation used it (line 6), and backward() reaches that operation" in str(info.value)
+
+
+D2L_BATCH_NORM = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+
+
+def batch_norm(X, gamma, beta, moving_mean, moving_var, eps, momentum):
+    if not torch.is_grad_enabled():
+        X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
+    else:
+        assert len(X.shape) in (2, 4)
+        if len(X.shape) == 2:
+            mean = X.mean(dim=0)
+            var = ((X - mean) ** 2).mean(dim=0)
+        else:
+            mean = X.mean(dim=(0, 2, 3), keepdim=True)
+            var = ((X - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+        X_hat = (X - mean) / torch.sqrt(var + eps)
+        moving_mean = (1.0 - momentum) * moving_mean + momentum * mean
+        moving_var = (1.0 - momentum) * moving_var + momentum * var
+    Y = gamma * X_hat + beta
+    return Y, moving_mean.data, moving_var.data
+
+
+class BatchNorm(nn.Module):
+    def __init__(self, num_features, num_dims):
+        super().__init__()
+        shape = (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
+        self.gamma = nn.Parameter(torch.ones(shape))
+        self.beta = nn.Parameter(torch.zeros(shape))
+        self.moving_mean = torch.zeros(shape)
+        self.moving_var = torch.ones(shape)
+
+    def forward(self, X):
+        if self.moving_mean.device != X.device:
+            self.moving_mean = self.moving_mean.to(X.device)
+            self.moving_var = self.moving_var.to(X.device)
+        Y, self.moving_mean, self.moving_var = batch_norm(
+            X, self.gamma, self.beta, self.moving_mean, self.moving_var, eps=1e-5, momentum=0.1)
+        return Y
+
+
+net = nn.Sequential(nn.LazyConv2d(6, kernel_size=5), BatchNorm(6, num_dims=4), nn.Sigmoid(),
+                    nn.AvgPool2d(kernel_size=2, stride=2), nn.Flatten(), nn.LazyLinear(10))
+X = torch.randn(2, 1, 12, 12)
+with torch.no_grad():
+    warm = net(X)
+loss = net(X).pow(2).sum()
+loss.backward()
+"""
+
+
+def test_d2l_batch_norm_from_scratch_tests_torch_is_grad_enabled(tmp_path: Path) -> None:
+    """The no_grad call takes the moving statistics' branch (torch.is_grad_enabled() is False there), the training
+    call the batch's: every value and grad is torch's."""
+    t = traced(D2L_BATCH_NORM)
+    g = in_torch(D2L_BATCH_NORM, tmp_path)
+    same_as_torch(t, g, ["net", "X", "warm", "loss"])
+    assert t.result.comparison.verdict == "agree"
