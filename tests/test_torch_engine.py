@@ -180,6 +180,7 @@ def test_a_gpu_job_notes_that_tf32_is_off_and_a_cpu_job_does_not() -> None:
     ({"name": "y", "op": "hardsigmoid", "inputs": ["x"]}, "hardsigmoid: torch's CUDA kernel multiplies by one sixth"),
     ({"name": "y", "op": "scatter", "inputs": ["x", "i", "x"], "args": {"dim": 0}}, "scatter: where index repeats"),
     ({"name": "y", "op": "scatter_add", "inputs": ["x", "i", "x"], "args": {"dim": 0}}, None),
+    ({"name": "y", "op": "topk", "inputs": ["x"], "args": {"k": 2}}, "topk: torch's CUDA kernel picks among equal values"),
 ])
 def test_a_gpu_job_notes_where_torchs_cuda_kernel_differs_from_its_cpu_one(node: dict, note: str | None) -> None:
     """Op.on_cuda: a job with device 'cuda' says where CUDA's numbers may differ from the CPU's and the reference

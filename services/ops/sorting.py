@@ -110,6 +110,10 @@ class Topk(Sorting):
             flat[r] = topk_indices(rows[r].tolist(), a.k, a.largest)
         return np.moveaxis(flat.reshape(out.shape), -1, d)
 
+    def on_cuda(self, a: TopkArgs) -> str | None:
+        return ("topk: torch's CUDA kernel picks among equal values otherwise than its CPU kernel, whose pick the "
+                "reference engine follows, so with ties the indices and the gradient may differ")
+
 
 @register
 class Sort(Sorting):
