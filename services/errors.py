@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class SpecError(ValueError):
     """A spec that cannot be traced: carries the field path, node and source position."""
@@ -50,3 +53,18 @@ class ShapeError(ValueError):
 
 class CancelledError(RuntimeError):
     """Raised between trace steps when the job was cancelled."""
+
+
+def argument_error(err: Mapping[str, Any]) -> str:
+    """One validation error of an op's or a module's arguments (a pydantic error dict) in torch's terms: an argument
+    gradtrace does not trace, a value of it that gradtrace does not trace, a missing one, or the check's own words."""
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    kind, msg = err.get("type"), str(err.get("msg", "")).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return f"the argument '{where}' is not one gradtrace traces"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{where}={err.get('input')!r} is not traced by gradtrace (it traces {where}={expected})"
+    if kind == "missing":
+        return f"the argument '{where}' is required"
+    return f"argument '{where}': {msg}" if where else msg

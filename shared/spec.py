@@ -184,7 +184,8 @@ class SoftmaxLayer(_Layer):
     """nn.Softmax, nn.LogSoftmax."""
 
     type: Literal["softmax", "log_softmax"]
-    dim: int
+    dim: int | None = None
+    """None (`nn.Softmax()`): torch's implicit choice, 0 for an input of 0, 1 or 3 dims, else 1 (deprecated)."""
 
 
 class GluLayer(_Layer):

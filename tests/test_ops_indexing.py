@@ -189,7 +189,7 @@ ERRORS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     (X23, N("y", "getitem", "x", index=[[0, [1]]]), "ragged"),
     (X23, N("y", "getitem", "x", index=[sl(0.5)]), "must be ints or null"),
     (X23, N("y", "getitem", "x", index=0), "list of index items"),
-    (X23, N("y", "getitem", "x", index=[0], dim=0), "Extra inputs"),
+    (X23, N("y", "getitem", "x", index=[0], dim=0), "is not one gradtrace traces"),
     ({**X23, "v": normal(3)}, N("y", "setitem", "x", "v", index=[ALL, 0]), "value tensor of shape [3] cannot be broadcast to indexing result of shape [2]"),
     ({**X23, "v": normal(2, 1, 3)}, N("y", "setitem", "x", "v", index=[]), "cannot be broadcast"),
     (X23, N("y", "setitem", "x", 1.0, index=[0, 3]), "index 3 is out of bounds for dimension 1"),
@@ -223,7 +223,7 @@ def test_shape_errors_name_the_node(inputs: dict[str, Any], node: dict[str, Any]
     assert words in err.message, err.message
 
 
-OURS = ("not used", "only 1 index tensors", "single Ellipsis", "torch.where", "sparse_grad", "list of index items", "Extra inputs",
+OURS = ("not used", "only 1 index tensors", "single Ellipsis", "torch.where", "sparse_grad", "list of index items", "is not one gradtrace traces",
         "too large", "at least 2", "must be a bool tensor")
 """Refusals of our own: unused or missing index tensors, several Ellipses, bool masks, sparse_grad, malformed spec
 forms, slice steps so large that torch's strides may overflow, and a setitem without its value."""

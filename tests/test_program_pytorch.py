@@ -744,9 +744,62 @@ def test_a_hook_that_prints_a_gradient_is_accepted_and_one_that_changes_it_refus
                "y = h.sin()\ny.register_hook(show)\nloss = y.sum()\nloss.backward()\n")
     t = traced(program)
     same_as_torch(t, in_torch(program, tmp_path), ["x", "h", "y", "loss"])
-    assert any("the hook on 'h' only prints its gradient" in n for n in t.result.notes)
-    assert "changes the gradient" in str(_refused("x = torch.ones(3, requires_grad=True)\nh = x * 2\n"
-                                                  "h.register_hook(lambda g: g * 10)\nh.sum().backward()\n"))
+    assert any("the hook on 'h' only looks at its gradient" in n for n in t.result.notes)
+    for hook in ("lambda g: g * 10", "lambda g: g.mul_(10)", "lambda g: g.clamp_(0, 1) and None", "scale"):
+        assert "changes the gradient" in str(_refused("x = torch.ones(3, requires_grad=True)\nh = x * 2\n"
+                                                      "def scale(g):\n    g[0] = 0\n"
+                                                      f"h.register_hook({hook})\nh.sum().backward()\n"))
+
+
+GRAD_KEEPERS = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+grads = {}
+store = []
+
+
+def save_grad(name):
+    def hook(grad):
+        grads[name] = grad
+    return hook
+
+
+class GradCAM:
+    def __init__(self, model):
+        self.model = model
+        self.gradients = None
+
+    def save_gradient(self, grad):
+        self.gradients = grad
+
+    def __call__(self, x):
+        feats = self.model[0](x)
+        feats.register_hook(self.save_gradient)
+        return self.model[1:](feats)
+
+
+net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+cam = GradCAM(net)
+x = torch.randn(1, 1, 6, 6, requires_grad=True)
+out = cam(x)
+out.register_hook(save_grad("out"))
+handle = out.register_hook(lambda g: store.append(g.clone()))
+handle.remove()
+score = out[0, 1]
+score.backward()
+"""
+
+
+def test_hooks_that_keep_a_gradient_are_accepted(tmp_path: Path) -> None:
+    """The classic `save_grad(name)` hook factory (an inner def), Grad-CAM's method hook on a plain class called
+    through __call__, a lambda appending to a list, a hook's handle removed: each only keeps the gradient, which the
+    result has for every node; values and grads are torch's."""
+    t = traced(GRAD_KEEPERS)
+    g = in_torch(GRAD_KEEPERS, tmp_path)
+    same_as_torch(t, g, ["net", "x", "out", "score"])
+    np.testing.assert_allclose(t.arrays["torch/grad/out"], g["grads"]["out"].numpy(), rtol=1e-6)
+    assert sum("only looks at its gradient" in n for n in t.result.notes) == 3
 
 
 def test_topk_sort_and_argsort_as_people_use_them(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from services import strides
-from services.errors import ShapeError, SpecError
+from services.errors import ShapeError, SpecError, argument_error
 from services.ir import Graph, Input, Leaf, Node
 from services.ops import get_op
 from services.ops.base import Op
@@ -291,9 +291,7 @@ class GraphBuilder:
         try:
             args = op.default_args if not raw.args and op.default_args is not None else op.Args.model_validate(raw.args)
         except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise _err(raw, f"{raw.op}: argument '{where}': {first['msg']}") from None
+            raise _err(raw, f"{raw.op}: {argument_error(e.errors()[0])}") from None
         diff_flags = op.differentiable or (True,) * n
         for slot, i in zip(op.tensors, inputs, strict=False) if op.grad_refused else ():
             if slot in op.grad_refused and isinstance(i, str) and self.grad[i] and self.grad_enabled:

@@ -395,7 +395,8 @@ class TensorCreation(ExpressionCompiler):
             args, kwargs = [None], {}
         if not all(is_number(v) for v in [*args, *kwargs.values()]):
             raise self.err(node, f"in-place .{method}() of a tensor into '{t.name}', a leaf a module holds or that requires "
-                                 "grad, is not traced (gradtrace gives a leaf one value for the whole trace): numbers are")
+                                 "grad, is not traced (gradtrace gives a leaf one value for the whole trace): numbers are (`.add_(0.01)`, "
+                                 "`.mul_(0.5)`, `.fill_(1.0)`), and so is a draw (`.normal_(0, 0.01)`, `.uniform_(-a, a)`)")
         self.stream.events.append(Event("inplace", t.name, {"method": method, "args": args, "kwargs": kwargs}))
 
     def nn_init(self, fn: str, call: ast.Call) -> T:

@@ -61,9 +61,14 @@ class UserCode(ExpressionCompiler):
     # ---- definitions --------------------------------------------------------------------------
 
     def define(self, stmt: ast.FunctionDef | ast.ClassDef) -> None:
-        """Bind a top-level def or class: checked now, compiled at each call."""
+        """Bind a def or a top-level class: checked now, compiled at each call. A def inside a function (a hook
+        factory's `def hook(grad): ...; return hook`) has the enclosing locals as its closure, as a lambda has."""
+        if isinstance(stmt, ast.FunctionDef) and self.depth and not stmt.decorator_list:
+            self.scope[stmt.name] = self.closure_of(self.function(stmt))
+            return
         if self.depth:
-            raise self.err(stmt, "def and class are allowed at the top level of the program only")
+            raise self.err(stmt, "class is allowed at the top level of the program only" if isinstance(stmt, ast.ClassDef)
+                           else "a def inside a function takes no decorators here")
         if isinstance(stmt, ast.FunctionDef):
             self.scope[stmt.name] = self.function(stmt)
             return
@@ -75,6 +80,12 @@ class UserCode(ExpressionCompiler):
         base = self.scope.get(stmt.bases[0].id) if len(stmt.bases) == 1 and isinstance(stmt.bases[0], ast.Name) else None
         plain = not stmt.bases or len(stmt.bases) == 1 and isinstance(stmt.bases[0], ast.Name) and (
             stmt.bases[0].id == "object" or isinstance(base, UserClass) and not base.module)
+        if len(stmt.bases) == 1 and self.dotted(stmt.bases[0]) in ("torch.autograd.Function", "autograd.Function", "Function"):
+            raise self.err(stmt, f"class {stmt.name}: a torch.autograd.Function (a forward and a backward of your own) is "
+                                 "not traced yet: gradtrace runs autograd's own backward of each op. To check your "
+                                 "backward, trace the forward written as tensor operations: its gradients are torch's, "
+                                 "proved by the reference engine and finite differences (add \"numeric\" to the "
+                                 "engines)")
         if stmt.keywords or not plain and (len(stmt.bases) != 1 or not (
                 self.dotted(stmt.bases[0]) == "nn.Module" or isinstance(base, UserClass))):
             raise self.err(stmt, f"class {stmt.name}: only subclasses of nn.Module (or of the program's own classes) and "
@@ -172,9 +183,13 @@ class UserCode(ExpressionCompiler):
         locals where it is made are its closure (read when it runs, as Python reads them after the fact too)."""
         fn_def = ast.FunctionDef(name="lambda", args=node.args, body=[ast.copy_location(ast.Return(node.body), node.body)],
                                  decorator_list=[], returns=None)
-        fn = self.function(ast.fix_missing_locations(ast.copy_location(fn_def, node)))
+        return self.closure_of(self.function(ast.fix_missing_locations(ast.copy_location(fn_def, node))))
+
+    def closure_of(self, fn: UserFunction) -> UserFunction:
+        """A lambda's or inner def's closure: the enclosing scopes themselves, not a copy (a name rebound later is
+        read when it runs, as Python does)."""
         maps = [m for m in (self.scope.maps if isinstance(self.scope, ChainMap) else [self.scope]) if m is not self.globals]
-        if maps:  # the enclosing scopes themselves, not a copy: a name rebound later is read when it runs, as Python does
+        if maps:
             fn.closure = ChainMap(*maps)
         return fn
 
@@ -196,8 +211,10 @@ class UserCode(ExpressionCompiler):
         if isinstance(v, Bound):
             args, kwargs = self.call_args(node)
             return self.call_user(v.fn, [*receiver(v.fn, v.obj), *args], kwargs, node, prefix=f"{v.obj.path}.")
-        if not v.cls.module:
-            raise self.err(node, f"{_kind(v)} is not callable")
+        if not v.cls.module:  # an object of a plain class with __call__ (a Grad-CAM helper)
+            if "__call__" not in v.cls.methods:
+                raise self.err(node, f"{_kind(v)} is not callable")
+            return self.call_method(v, "__call__", node)
         return self.call_method(v, "forward", node)
 
     def call_args(self, node: ast.Call) -> tuple[list[Value], dict[str, Value]]:

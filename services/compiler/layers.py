@@ -358,8 +358,20 @@ layer(LayerDef("gelu", "GELU", GeluLayer, _plain("gelu", lambda c: {"approximate
 layer(LayerDef("leaky_relu", "LeakyReLU", LeakyReluLayer, _plain("leaky_relu", lambda c: {"negative_slope": c.negative_slope})))
 layer(LayerDef("elu", "ELU", EluLayer, _plain("elu", lambda c: {"alpha": c.alpha})))
 layer(LayerDef("hardtanh", "Hardtanh", HardtanhLayer, _plain("hardtanh", lambda c: {"min_val": c.min_val, "max_val": c.max_val})))
-layer(LayerDef("softmax", "Softmax", SoftmaxLayer, _plain("softmax", lambda c: {"dim": c.dim})))
-layer(LayerDef("log_softmax", "LogSoftmax", SoftmaxLayer, _plain("log_softmax", lambda c: {"dim": c.dim})))
+def _softmax(e: Emitter, call: Call) -> str:
+    """nn.Softmax(dim) / nn.LogSoftmax(dim); without dim, the one torch picks from the input's rank (with its warning)."""
+    c: SoftmaxLayer = call.cfg
+    dim = c.dim
+    if dim is None:
+        ndim = len(e.shape(call.inputs[0]))
+        dim = 0 if ndim in (0, 1, 3) else 1
+        e.builder.notes.append(f"{call.prefix}: nn.{'Softmax' if c.type == 'softmax' else 'LogSoftmax'}() without dim: torch "
+                               f"chose dim={dim} from the input's {ndim} dimensions (an implicit dim is deprecated: pass dim=)")
+    return e.node(call.out, c.type, [call.inputs[0]], {"dim": dim})
+
+
+layer(LayerDef("softmax", "Softmax", SoftmaxLayer, _softmax))
+layer(LayerDef("log_softmax", "LogSoftmax", SoftmaxLayer, _softmax))
 layer(LayerDef("glu", "GLU", GluLayer, _plain("glu", lambda c: {"dim": c.dim})))
 
 

@@ -22,6 +22,7 @@ from services.compiler.layers import (
 )
 from services.compiler.transformer import Masks, synced
 from services.compiler.values import ClassRef, DType, Instance, ModuleInst, T, Value, is_number
+from services.errors import argument_error
 from services.ir import Event
 from shared.spec import ChannelDropoutLayer, DropoutLayer
 
@@ -115,8 +116,7 @@ class ModuleCalls(ExpressionCompiler):
             return cfg, param_event(d, cfg, self.dtype) if params else None
         except ValueError as e:
             errors = getattr(e, "errors", None)
-            msg = "; ".join((f"{'.'.join(map(str, x['loc']))}: " if x["loc"] else "") + x["msg"].removeprefix("Value error, ")
-                            for x in errors()) if callable(errors) else str(e)
+            msg = "; ".join(argument_error(x) for x in errors()) if callable(errors) else str(e)
             raise self.err(node, f"nn.{cls}: {msg}") from None
 
     def initialize(self, m: ModuleInst, x: str, node: ast.Call) -> None:

@@ -160,7 +160,7 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
             named = {id(n.value) for n in nodes if _class_name(n)}  # m.__class__.__name__ (DCGAN's weights_init)
             for node in nodes:
                 name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
-                if name and name.startswith("__") and name not in ("__init__", "__post_init__") and not (
+                if name and name.startswith("__") and name not in ("__init__", "__post_init__", "__call__") and not (
                         _class_name(node) or id(node) in named and name == "__class__"):
                     raise self.err(node, f"dunder name '{name}' is not allowed")
         self.count_bindings(body)
@@ -492,6 +492,11 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
                 return self.module_parameters(base, f.attr, node)
             if f.attr in ("float", "double", "to"):
                 return self.module_cast(base, f.attr, node)
+            if f.attr in ("train", "eval"):  # `net = nn.Sequential(...).train()`: the module itself, as torch returns
+                base.set_training(self.training_flag(f.attr, node))
+                return base
+            if f.attr == "cpu":
+                return base
             if f.attr == "generate_square_subsequent_mask" and base.kind == "Transformer":  # a staticmethod
                 return self.square_subsequent_mask(node)
         if (isinstance(base, dict) or isinstance(base, ModuleInst) and base.keys is not None) and f.attr in (

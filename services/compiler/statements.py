@@ -12,6 +12,7 @@ from services.compiler.functions import is_super
 from services.compiler.torch_functions import is_in_place_function
 from services.compiler.values import (
     CALLABLE,
+    Bound,
     DType,
     Foreign,
     Generator,
@@ -157,14 +158,18 @@ class CallStatements(ExpressionCompiler):
         node's gradient is in the result, so a hook that only prints is accepted (and noted); one that returns a
         gradient changes the backward pass, which gradtrace does not trace."""
         fn = self.expr(call.args[0]) if len(call.args) == 1 and not call.keywords else None
+        method = isinstance(fn, Bound)  # Grad-CAM's `h.register_hook(self.save_gradient)`
+        if method:
+            fn = fn.fn  # type: ignore[union-attr]
         if not isinstance(fn, UserFunction):
-            raise self.err(call, "register_hook takes one function (a lambda or a def)")
-        if not _only_prints(fn.node):
-            raise self.err(call, "a hook that changes the gradient (returns a tensor) is not traced: gradtrace's engines run "
-                                 "backward without hooks; every node's gradient is in the result, and a hook that only "
-                                 "prints is accepted")
-        self.res.notes.append(f"line {call.lineno}: the hook on '{t.name}' only prints its gradient: gradtrace shows it as "
-                              f"node '{t.name}''s grad (every node's gradient is in the result)")
+            raise self.err(call, "register_hook takes one function (a lambda, a def or a method)")
+        if not _observes(fn.node, method):
+            raise self.err(call, "a hook that changes the gradient (returns a tensor or changes it in place) or does more "
+                                 "than print or keep it is not traced: gradtrace's engines run backward without hooks; "
+                                 "every node's gradient is in the result, and a hook that prints the gradient or keeps it "
+                                 "(`grads['y'] = grad`, `self.gradients = grad`, `store.append(grad)`) is accepted")
+        self.res.notes.append(f"line {call.lineno}: the hook on '{t.name}' only looks at its gradient: gradtrace shows it "
+                              f"as node '{t.name}''s grad (every node's gradient is in the result)")
 
     def method_statement(self, base: ModuleInst | Instance | Untraced, method: str, call: ast.Call) -> None:
         if isinstance(base, (ModuleInst, Instance)):
@@ -173,7 +178,7 @@ class CallStatements(ExpressionCompiler):
             elif method == "load_state_dict":
                 self.load_state(base, call)
             return
-        if method == "zero_grad":
+        if method == "zero_grad" or method == "remove" and base.what == "a hook's handle":
             return
         if method == "step" and ("optimizer" in base.what or "scheduler" in base.what):
             self.res.notes.append(f"line {call.lineno}: {self.src(call)} is not traced: gradtrace shows the gradients "
@@ -190,10 +195,42 @@ def _is_print(e: ast.expr) -> bool:
     return isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "print"
 
 
-def _only_prints(fn: ast.FunctionDef) -> bool:
-    """Whether a hook's body (a lambda's: `return <its expression>`) only prints and returns None: it leaves the
-    gradient as it is."""
-    def none(e: ast.expr | None) -> bool:
-        return e is None or isinstance(e, ast.Constant) and e.value is None or _is_print(e)
-    return all(isinstance(b, ast.Pass) or isinstance(b, ast.Expr) and (isinstance(b.value, ast.Constant) or _is_print(b.value))
-               or isinstance(b, ast.Return) and none(b.value) for b in fn.body)
+KEEPERS = frozenset({"append", "extend", "update", "add", "__setitem__"})
+"""Methods by which a hook keeps its gradient in a container (`store.append(grad)`)."""
+
+
+def _observes(fn: ast.FunctionDef, method: bool = False) -> bool:
+    """Whether a hook's body (a lambda's: `return <its expression>`) only prints its gradient or keeps it
+    (`grads[name] = grad`, `self.gradients = grad`, `store.append(grad.clone())`) and returns None: it leaves the
+    gradient as it is. Nothing may change the gradient in place (`grad.mul_(2)`, `grad[0] = 0`, `grad += 1`)."""
+    params = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args)[method:]}  # (a method's self is no gradient)
+
+    def rooted(e: ast.expr) -> bool:  # grad, grad[0], grad.data
+        while isinstance(e, (ast.Subscript, ast.Attribute, ast.Starred)):
+            e = e.value
+        return isinstance(e, ast.Name) and e.id in params
+
+    def harmless(e: ast.AST) -> bool:  # no in-place method call (`grad.clamp_(...)`) anywhere in it
+        return not any(isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr.endswith("_")
+                       and not c.func.attr.startswith("_") for c in ast.walk(e))
+
+    def call(e: ast.expr) -> bool:
+        return _is_print(e) or isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr in KEEPERS \
+            and not rooted(e.func.value) and harmless(e)
+
+    def ok(b: ast.stmt) -> bool:
+        if isinstance(b, (ast.Pass, ast.Global, ast.Nonlocal)):
+            return True
+        if isinstance(b, ast.Expr):
+            return isinstance(b.value, ast.Constant) or call(b.value)
+        if isinstance(b, ast.Assign):
+            return not any(rooted(t) for t in b.targets) and harmless(b)
+        if isinstance(b, (ast.AnnAssign, ast.AugAssign)):
+            return not rooted(b.target) and harmless(b)
+        if isinstance(b, ast.If):
+            return harmless(b.test) and all(map(ok, b.body)) and all(map(ok, b.orelse))
+        if isinstance(b, ast.Return):
+            return b.value is None or isinstance(b.value, ast.Constant) and b.value.value is None or call(b.value)
+        return False
+
+    return all(map(ok, fn.body))

@@ -13,7 +13,7 @@ from services.compiler.arranging import METHODS as ARRANGING_METHODS
 from services.compiler.bindings import is_number_literal
 from services.compiler.creation import INPLACE_INIT
 from services.compiler.expressions import CASTS, ExpressionCompiler
-from services.compiler.values import DType, T, Value
+from services.compiler.values import DType, T, Untraced, Value
 from services.errors import ShapeError
 from services.ops.base import norm_dim
 
@@ -65,6 +65,9 @@ class TensorMethods(ExpressionCompiler):
             return t
         if m == "retain_grad":
             return None
+        if m == "register_hook":  # `handle = h.register_hook(hook)`: the handle's remove() changes nothing here
+            self.register_hook(t, node)  # type: ignore[attr-defined]
+            return Untraced("a hook's handle")
         arithmetic = m in ("add_", "sub_", "mul_", "div_") and not self.builder.grad[t.name] and not self.module_state(t) \
             and not all(self.plain_number(a) for a in [*node.args, *(k.value for k in node.keywords)])
         if arithmetic:  # `acc = torch.zeros(4); acc.add_(x[0])`, a buffer's `running_mean.mul_(0.9).add_(m)`: as `+=`
