@@ -22,7 +22,7 @@ from services.compiler.values import (
     is_number,
 )
 
-BUILTINS = frozenset({'abs', 'bool', 'dict', 'enumerate', 'float', 'getattr', 'hasattr', 'int', 'isinstance', 'iter', 'len', 'list', 'map', 'max', 'min', 'next', 'print', 'range', 'reversed', 'round', 'sorted', 'sum', 'tuple', 'type', 'zip'})
+BUILTINS = frozenset({'abs', 'bool', 'dict', 'enumerate', 'float', 'getattr', 'hasattr', 'int', 'isinstance', 'iter', 'len', 'list', 'map', 'max', 'min', 'next', 'print', 'range', 'reversed', 'round', 'sorted', 'str', 'sum', 'tuple', 'type', 'zip'})
 """The builtin names a program may call (others are ops of the same name, or unknown)."""
 PY_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict}
@@ -59,6 +59,11 @@ class Builtins(ExpressionCompiler):
                 return {"float": float, "int": int, "bool": bool}[fn](c)
             except (TypeError, ValueError, OverflowError) as e:
                 raise self.err(node, f"{fn}({c!r}): {e}") from None
+        if fn == "str" and len(node.args) == 1 and not node.keywords:  # `"block" + str(i)`: of a constant
+            c = self.const(node.args[0])
+            if not isinstance(c, (int, float, str, bool)) and c is not None:
+                raise self.err(node, f"str() of {_kind(c)} is not traced: gradtrace takes str() of numbers and strings")
+            return str(c)
         if fn in ("abs", "round") and node.args and not node.keywords and len(node.args) <= (2 if fn == "round" else 1):
             vals = [self.expr(a) for a in node.args]
             if all(is_number(v) for v in vals):  # abs(-2), round(1.6): Python's; abs of a tensor: the op

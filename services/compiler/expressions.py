@@ -416,7 +416,7 @@ class ExpressionCompiler:
         if isinstance(node.ops[0], (ast.Is, ast.IsNot, ast.In, ast.NotIn)):
             a, b = self.expr(node.left), self.expr(node.comparators[0])
             if isinstance(node.ops[0], (ast.In, ast.NotIn)):
-                if isinstance(b, ModuleInst) and b.keys is not None:
+                if isinstance(b, ModuleInst) and b.container == "ModuleDict":
                     b = b.keys
                 if not isinstance(b, (list, tuple, str, dict)) or isinstance(a, T):
                     raise self.err(node, f"'{self.src(node)[:60]}': `in` tests constants in a list, tuple, dict or string")
@@ -556,7 +556,8 @@ class ExpressionCompiler:
                                   training=base.training)
             return base[slice(*parts)]
         hidden = isinstance(node.value, ast.Name) and node.value.id.startswith("iter#")
-        if isinstance(base, dict) or isinstance(base, ModuleInst) and base.keys is not None:
+        if isinstance(base, dict) or isinstance(base, ModuleInst) and base.container == "ModuleDict":
+            # (an nn.Sequential with named children, `seq.add_module("block0", ...)`, is indexed by position)
             keys = list(base) if isinstance(base, dict) else base.keys
             k = self.const(node.slice)
             if hidden and isinstance(k, int):  # a loop over a dict goes over its keys

@@ -260,7 +260,9 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
                                   "comprehension [...] (or pass the generator straight to sum(), torch.cat, ...)")
         if isinstance(target, ast.Name):
             var = target.id
-            if var in self.aliases:
+            if var == "torch" or var in self.aliases and not self.depth and self.aliases[var] in MODULES.values() \
+                    and var != "F":
+                # (a function's local `F = torch.sigmoid(...)`, d2l's forget gate, shadows `F` there, as in Python)
                 raise self.err(stmt, f"'{var}' names a module and cannot be assigned")
             self.begin(var, value, [self.binding_name(var)])
             self.local = self.depth > 0
@@ -499,7 +501,7 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
                 return base
             if f.attr == "generate_square_subsequent_mask" and base.kind == "Transformer":  # a staticmethod
                 return self.square_subsequent_mask(node)
-        if (isinstance(base, dict) or isinstance(base, ModuleInst) and base.keys is not None) and f.attr in (
+        if (isinstance(base, dict) or isinstance(base, ModuleInst) and base.container == "ModuleDict") and f.attr in (
                 "items", "keys", "values", "get"):
             return self.mapping_method(base, f.attr, node)
         if isinstance(base, list) and f.attr == "pop":
