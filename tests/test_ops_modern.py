@@ -390,3 +390,35 @@ loss.backward()
     assert t.result.nodes["l2"].dtype == "float64" and t.result.comparison.verdict == "agree"
     with pytest.raises(SpecError, match="ignore_index is not supported for floating point target"):
         compile_spec(TraceSpec(program=program.replace("ignore_index=-100", "ignore_index=2")))
+
+
+MIXED_BCE = """
+import torch
+import torch.nn.functional as F
+torch.manual_seed(0)
+x = torch.randn(4, dtype=torch.float64, requires_grad=True)
+t = torch.rand(4)
+a = F.binary_cross_entropy_with_logits(x, t)
+x2 = torch.randn(4, requires_grad=True)
+t2 = torch.rand(4, dtype=torch.float64, requires_grad=True)
+w = torch.rand(4, dtype=torch.float64)
+b = F.binary_cross_entropy_with_logits(x2, t2, pos_weight=w)
+p = torch.sigmoid(torch.randn(4, requires_grad=True))
+c = F.binary_cross_entropy(p, torch.rand(4), weight=w)
+loss = a + b + c
+loss.backward()
+"""
+
+
+def test_binary_cross_entropy_with_mixed_float_dtypes_as_torch(tmp_path: Path) -> None:
+    """With logits the loss takes the target's dtype (torch multiplies into (1 - target) in place): float64 logits
+    and a float32 target give a float32 loss, a float64 grad; a float64 weight leaves a float32 loss float32.
+    Probabilities and a target of another dtype are refused, as torch refuses them."""
+    t = traced(MIXED_BCE)
+    g = in_torch(MIXED_BCE, tmp_path)
+    same_as_torch(t, g, ["x", "t", "a", "x2", "t2", "b", "c", "loss"])
+    assert [t.result.nodes[k].dtype for k in ("a", "b", "c")] == ["float32", "float64", "float32"]
+    assert t.result.comparison.verdict == "agree"
+    with pytest.raises(SpecError, match="found dtype float64 for target but expected float32"):
+        compile_spec(TraceSpec(program="import torch\nimport torch.nn.functional as F\np = torch.rand(3, requires_grad=True)\n"
+                                       "F.binary_cross_entropy(p, torch.rand(3, dtype=torch.float64)).backward()\n"))

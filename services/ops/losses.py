@@ -364,14 +364,18 @@ class BinaryLoss(Op):
     tensors = ("input", "target", "weight")
     min_inputs = 2
     Args = LossArgs
-    same_dtype = True
     differentiable = (True, True, False)
     grad_refused = ("weight",)
     optional = {"weight": 1.0}
 
     def dtype(self, dtypes: list[str]) -> str:
+        """Float tensors; input and target of one dtype (torch's kernel refuses others); a weight of another float
+        dtype is multiplied in place into the loss, which keeps its dtype."""
         if not all(d.startswith("float") or d == "scalar" for d in dtypes):
             raise ShapeError(f"{self.name}: input and target must be float tensors, got {' and '.join(dtypes)}: cast with .float()")
+        if dtypes[1] != dtypes[0]:
+            raise ShapeError(f"{self.name}: found dtype {dtypes[1]} for target but expected {dtypes[0]} (the input's): torch "
+                             "refuses this; cast one with .float() or .double()")
         return dtypes[0]
 
     def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
@@ -446,6 +450,13 @@ class BinaryCrossEntropyWithLogits(BinaryLoss):
     differentiable = (True, True, False, False)
     grad_refused = ("weight", "pos_weight")
     functions = ("F.binary_cross_entropy_with_logits",)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        """The target's: torch computes (1 - target) and multiplies the rest into it in place (float tensors of any
+        float dtypes: float64 logits and a float32 target give a float32 loss)."""
+        if not all(d.startswith("float") or d == "scalar" for d in dtypes):
+            raise ShapeError(f"{self.name}: input and target must be float tensors, got {' and '.join(dtypes)}: cast with .float()")
+        return dtypes[1]
 
     @staticmethod
     def _parts(xs: list[Array]) -> tuple[Array, Array, Array, Array | float]:
