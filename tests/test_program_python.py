@@ -1548,3 +1548,32 @@ def test_a_name_rebound_to_another_object_keeps_positions() -> None:
                "model = Net(3, 3)\nmodel = model.to('cpu')\nmodel = Net(3, 4)\nfirst = model\nmodel = Net(4, 2)\n"
                "x = torch.randn(2, 3)\nloss = model(first(x)).sum()\nloss.backward()\n")
     assert t.result.parameters["model.fc.weight"].shape == [2, 4]
+
+
+NOTEBOOK_ECHOES = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+sum(p.nelement() for p in net.parameters())
+x = torch.randn(2, 3, requires_grad=True)
+x.shape
+y = net(x)
+y
+loss = y.sum()
+loss.backward()
+x.grad
+"""
+
+
+def test_notebook_cells_echoing_a_value_trace_and_say_the_value_is_dropped(tmp_path: Path) -> None:
+    """A pasted notebook's bare expressions (a parameter count, `x.shape`, `y`, `x.grad`): computed and dropped, as
+    Python drops them outside a notebook; the trace is torch's."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    t = traced(NOTEBOOK_ECHOES)
+    same_as_torch(t, in_torch(NOTEBOOK_ECHOES, tmp_path), ["net", "x", "y", "loss"])
+    echoed = [n for n in t.result.notes if "is not kept" in n]
+    assert [n.split(":")[0] for n in echoed] == ["line 6", "line 8", "line 10", "line 13"], echoed
+    assert "unknown function 'nosuch'" in str(refused(HEADER + "x = torch.ones(2, requires_grad=True)\nnosuch(x)\n"
+                                                      "x.sum().backward()\n"))

@@ -177,6 +177,15 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
         self.finish_names()
         return self.res
 
+    def echo(self, value: ast.expr) -> None:
+        """An expression on its own line (a notebook shows its value): computed as Python computes it, and dropped;
+        a gradient read (`x.grad`) is what the result holds for every node."""
+        if not any(isinstance(n, ast.Attribute) and n.attr in ("grad", "grad_fn") for n in ast.walk(value)):
+            self.begin("t", value, [])
+            self.expr(value)
+        self.res.notes.append(f"line {value.lineno}: the value of `{self.src(value)[:60]}` is not kept (as a notebook "
+                              "shows it and drops it)")
+
     def dispatch(self, stmt: ast.stmt) -> None:
         """Compile one statement (Finish.statement calls it, watching what follows backward())."""
         self.counter = 0
@@ -196,6 +205,9 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
             self.call_statement(stmt.value)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
             pass  # a docstring
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, (ast.Name, ast.Attribute, ast.Subscript, ast.BinOp,
+                                                                    ast.Compare, ast.Tuple)):
+            self.echo(stmt.value)  # `x.shape`, `y` on a notebook cell's last line
         elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None and stmt.simple is not None:
             self.assign(stmt.target, stmt.value, stmt)  # `self.d: int = d`: the annotation is not evaluated
         elif isinstance(stmt, ast.Assert):

@@ -151,7 +151,10 @@ class CallStatements(ExpressionCompiler):
             self.begin("t", call, [])
             self.call_path(path, call)
             return
-        raise self.err(call, f"the statement '{self.src(call)[:60]}' does nothing gradtrace can trace")
+        self.begin("t", call, [])  # `sum(p.numel() for p in model.parameters())`, a pasted notebook cell's echo:
+        self.expr(call)            # computed, as Python computes it, and dropped
+        self.res.notes.append(f"line {call.lineno}: the value of `{self.src(call)[:60]}` is not kept (as a notebook "
+                              "shows it and drops it)")
 
     def register_hook(self, t: T, call: ast.Call) -> None:
         """`h.register_hook(lambda grad: print(grad))`, the tutorials' way to see a gradient torch does not keep: every
