@@ -933,3 +933,13 @@ def test_one_dimensional_pooling_as_text_and_audio_cnns_write_it(tmp_path: Path)
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["h", "a", "b", "c", "d", "net", "y", "loss"])
     assert [t.result.nodes[k].grad_fn for k in ("b", "c")] == [type(g[k].grad_fn).__name__ for k in ("b", "c")] == ["SqueezeBackward1"] * 2
+
+
+def test_randint_with_keywords_draws_as_torch(tmp_path: Path) -> None:
+    """torch.randint(low=0, high=3, size=(4,)), randint(high=5, size=...), randint(1, high=4, size=...): torch's
+    numbers, in order with the other draws."""
+    program = ("import torch\ntorch.manual_seed(0)\na = torch.randint(low=0, high=3, size=(4,))\n"
+               "b = torch.randint(high=5, size=(2, 2))\nc = torch.randint(1, high=4, size=(3,))\n"
+               "w = torch.randn(4, requires_grad=True)\nloss = (w * a).sum() + b.sum() * w.sum() + (c.float() * w[:3]).sum()\n"
+               "loss.backward()\n")
+    same_as_torch(traced(program), in_torch(program, tmp_path), ["a", "b", "c", "w", "loss"], exact=True)

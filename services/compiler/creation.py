@@ -68,6 +68,10 @@ class TensorCreation(ExpressionCompiler):
         if fn == "normal" and ("mean" in kw or "std" in kw):  # torch.normal(mean=0.0, std=0.01, size=(8, 3))
             given = dict(zip(("mean", "std"), args, strict=False)) | {k: kw.pop(k) for k in ("mean", "std") if k in kw}
             args = [given[k] for k in ("mean", "std") if k in given] + args[2:]
+        if fn == "randint" and ("low" in kw or "high" in kw):  # torch.randint(low=0, high=2, size=(4,)) (UvA's tutorials)
+            names = ("low", "high", "size") if len(args) == 3 or "low" in kw or "high" in kw and args else ("high", "size")
+            given = dict(zip(names, args, strict=False)) | {k: kw.pop(k) for k in ("low", "high", "size") if k in kw}
+            args = [given[k] for k in ("low", "high", "size") if k in given]
         if "size" in kw and not fn.endswith("_like"):  # torch.randn(size=(2, 3)), d2l's torch.normal(0, 0.01, size=...)
             args.insert(0, kw.pop("size")) if fn == "full" else args.append(kw.pop("size"))
         unknown = set(kw) - CREATOR_KWARGS
