@@ -941,7 +941,7 @@ def test_keyword_dicts_unpacked_into_torch_calls(tmp_path: Path) -> None:
 
 
 def test_functional_batch_norm_buffers_under_a_path_with_a_mark(tmp_path: Path) -> None:
-    """Two module objects nothing names (`blocks = [MyBN(3), MyBN(3)]`: paths mybn and mybn#2) updating their
+    """Two module objects nothing names (a helper's `[MyBN(3), MyBN(3)]`: paths mybn and mybn#2) updating their
     registered buffers with F.batch_norm: each update is named for its own buffer (mybn#2.running_mean, the
     registered one @0), torch's values."""
     program = ("import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n\n\n"
@@ -949,9 +949,9 @@ def test_functional_batch_norm_buffers_under_a_path_with_a_mark(tmp_path: Path) 
                "        self.register_buffer('running_mean', torch.zeros(c))\n"
                "        self.register_buffer('running_var', torch.ones(c))\n\n    def forward(self, x):\n"
                "        return F.batch_norm(x, self.running_mean, self.running_var, training=True)\n\n\n"
-               "blocks = [MyBN(3), MyBN(3)]\nx = torch.randn(4, 3, requires_grad=True)\ny = blocks[1](blocks[0](x))\n"
+               "def make():\n    return [MyBN(3), MyBN(3)]\n\n\nblocks = make()\nx = torch.randn(4, 3, requires_grad=True)\ny = blocks[1](blocks[0](x))\n"
                "z = y * blocks[1].running_mean\nz.sum().backward()\n")
     check(program, ["x", "y", "z"], tmp_path)
     nodes = traced(program).result.nodes
-    assert nodes["mybn#2.running_mean"].op == "batch_norm_running" and nodes["mybn#2.running_mean@0"].is_leaf
-    assert "mybn#3" not in nodes
+    assert nodes["make.mybn#2.running_mean"].op == "batch_norm_running" and nodes["make.mybn#2.running_mean@0"].is_leaf
+    assert "make.mybn#3" not in nodes

@@ -1577,3 +1577,60 @@ def test_notebook_cells_echoing_a_value_trace_and_say_the_value_is_dropped(tmp_p
     assert [n.split(":")[0] for n in echoed] == ["line 6", "line 8", "line 10", "line 13"], echoed
     assert "unknown function 'nosuch'" in str(refused(HEADER + "x = torch.ones(2, requires_grad=True)\nnosuch(x)\n"
                                                       "x.sum().backward()\n"))
+
+
+MAKEMORE_LAYERS = """
+import torch
+torch.manual_seed(42)
+
+
+class Linear:
+    def __init__(self, fan_in, fan_out, bias=True):
+        self.weight = torch.randn((fan_in, fan_out)) / fan_in**0.5
+        self.bias = torch.zeros(fan_out) if bias else None
+
+    def __call__(self, x):
+        self.out = x @ self.weight
+        if self.bias is not None:
+            self.out += self.bias
+        return self.out
+
+    def parameters(self):
+        return [self.weight] + ([] if self.bias is None else [self.bias])
+
+
+class Tanh:
+    def __call__(self, x):
+        self.out = torch.tanh(x)
+        return self.out
+
+    def parameters(self):
+        return []
+
+
+layers = [Linear(4, 6), Tanh(), Linear(6, 3, bias=False)]
+parameters = [p for layer in layers for p in layer.parameters()]
+print(sum(p.nelement() for p in parameters))
+for p in parameters:
+    p.requires_grad = True
+x = torch.randn(5, 4)
+for layer in layers:
+    x = layer(x)
+loss = x.pow(2).mean()
+loss.backward()
+"""
+
+
+def test_makemore_layers_as_plain_objects_with_call(tmp_path: Path) -> None:
+    """Karpathy's makemore layers: plain classes called through __call__, kept in a list (each named for its
+    place, layers.0), `self.out += self.bias` in place on an attribute, a comprehension with two `for`s over their
+    parameters: torch's values and grads."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    t = traced(MAKEMORE_LAYERS)
+    g = in_torch(MAKEMORE_LAYERS, tmp_path)
+    same_as_torch(t, g, ["loss"])
+    for k, name in ((0, "weight"), (0, "bias"), (2, "weight")):
+        np.testing.assert_allclose(t.arrays[f"torch/grad/layers.{k}.{name}"], getattr(g["layers"][k], name).grad.numpy(),
+                                   rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(t.arrays["torch/value/layers.1.out"], g["layers"][1].out.detach().numpy(), rtol=1e-6)

@@ -344,8 +344,14 @@ class ExpressionCompiler:
         for k in names}`: the element (a dict's key and value) once per item, in order, so random draws come as in
         Python, with the loop's names bound in a scope of their own. `base`: module objects made by the element are
         named base.k (an nn.ModuleList's items, an nn.ModuleDict's keys)."""
+        if len(node.generators) > 1 and not isinstance(node, ast.DictComp):
+            # `[p for layer in layers for p in layer.parameters()]`: the later `for`s run inside the first, flattened
+            inner = ast.copy_location(ast.ListComp(elt=node.elt, generators=node.generators[1:]), node)
+            outer = ast.copy_location(ast.ListComp(elt=inner, generators=node.generators[:1]), node)
+            parts = self.comprehension(outer)
+            return [v for part in parts for v in part]  # type: ignore[union-attr]
         if len(node.generators) != 1 or node.generators[0].is_async:
-            raise self.err(node, "a comprehension with one `for` only")
+            raise self.err(node, "a dict comprehension with one `for` only")
         gen = node.generators[0]
         names = gen.target.elts if isinstance(gen.target, ast.Tuple) else [gen.target]
         if not all(isinstance(n, ast.Name) for n in names):

@@ -363,7 +363,8 @@ class UserCode(ExpressionCompiler):
     def plain_object(self, cls: UserClass, node: ast.Call) -> Instance:
         """An object of a plain class: a @dataclass's fields from the arguments and defaults (as its generated
         __init__ sets them, then __post_init__), or what the class's own __init__ sets."""
-        inst = Instance(cls, f"{self.prefix}{self.stmt_name or cls.name.lower()}")
+        hint, self.path_hint = self.path_hint, None  # an item of a list being built: 'layers.0' (makemore's layers)
+        inst = Instance(cls, hint or f"{self.prefix}{self.stmt_name or cls.name.lower()}")
         args, kwargs = self.call_args(node)
         if cls.fields is None:
             init = cls.methods.get("__init__")

@@ -279,7 +279,12 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
             self.begin(var, value, [self.binding_name(var)])
             self.local = self.depth > 0
             try:
-                v = self.expr(value)
+                if isinstance(value, (ast.List, ast.ListComp)) and not self.depth and any(
+                        isinstance(n, ast.Call) for n in ast.walk(value)):
+                    # `layers = [Linear(27, 100), Tanh(), ...]` (makemore's objects): each object made is layers.k
+                    v = self.elements(value, var, 0)  # type: ignore[attr-defined]
+                else:
+                    v = self.expr(value)
             finally:
                 self.local = False
             if isinstance(v, ModuleInst) and self.depth:
@@ -367,6 +372,23 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
     def aug_assign(self, stmt: ast.AugAssign) -> None:
         if isinstance(stmt.target, ast.Subscript):
             self.aug_index_write(stmt)  # y[:, 0] += 1.0, acc[i % 3] += x[i].sum(), counts[0] += 1
+            return
+        owner = self.expr(stmt.target.value) if isinstance(stmt.target, ast.Attribute) and without_data(stmt.target) is \
+            stmt.target else None
+        if isinstance(owner, Instance) and not (isinstance(held := owner.attrs.get(stmt.target.attr), T)  # type: ignore[union-attr]
+                                                and held.name in self.builder.leaves):
+            # `self.out += self.bias` (makemore's Linear), `self.steps += 1`: the tensor it holds changes in place, as a
+            # name's does (`h += b`); a number is rebound
+            var = self.src(stmt.target)[:40]
+            old = owner.attrs.get(stmt.target.attr)  # type: ignore[union-attr]
+            if isinstance(old, T):
+                self.check_in_place(old, var, f"`{var} {_OPS.get(type(stmt.op), '?')}= ...`", f"`{var} = {var} ...`", stmt)
+            binop = ast.copy_location(ast.BinOp(left=stmt.target, op=stmt.op, right=stmt.value), stmt)
+            binop.end_lineno, binop.end_col_offset = stmt.end_lineno, stmt.end_col_offset
+            self.assign(stmt.target, binop, stmt)
+            new = owner.attrs.get(stmt.target.attr)  # type: ignore[union-attr]
+            if isinstance(old, T) and isinstance(new, T) and new != old:
+                self.changed_in_place(old, new, var, stmt)
             return
         if isinstance(stmt.target, ast.Attribute):
             t = self.leaf_target(stmt.target, stmt)
