@@ -188,3 +188,14 @@ def test_d2l_batch_norm_from_scratch_tests_torch_is_grad_enabled(tmp_path: Path)
     g = in_torch(D2L_BATCH_NORM, tmp_path)
     same_as_torch(t, g, ["net", "X", "warm", "loss"])
     assert t.result.comparison.verdict == "agree"
+
+
+def test_d2l_linear_regression_from_scratch_names_what_init_params_returns(tmp_path: Path) -> None:
+    """`def init_params(): ... return [w, b]` then `w, b = init_params()`: the leaves are w and b, as the caller
+    names them (a list returned, as a tuple is)."""
+    program = ("import torch\ntorch.manual_seed(0)\ndef init_params():\n"
+               "    w = torch.normal(0, 0.01, size=(3, 1), requires_grad=True)\n    b = torch.zeros(1, requires_grad=True)\n"
+               "    return [w, b]\nw, b = init_params()\nX = torch.randn(4, 3)\ny_hat = X @ w + b\n"
+               "l = ((y_hat - torch.ones(4, 1)) ** 2 / 2).sum()\nl.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["w", "b", "X", "y_hat", "l"])

@@ -714,11 +714,11 @@ def _holds_parameters(m: ModuleInst) -> bool:
 
 
 def _returned_names(body: list[ast.stmt], outers: list[str], bindings: Counter[str]) -> dict[str, str]:
-    """`return h` (or `return a, b`) of variables the body binds, named by the caller's targets."""
+    """`return h` (or `return a, b`, `return [w, b]`) of variables the body binds, named by the caller's targets."""
     last = body[-1] if body else None
     if not outers or not isinstance(last, ast.Return) or last.value is None:
         return {}
-    elts = last.value.elts if isinstance(last.value, ast.Tuple) and len(outers) > 1 else [last.value]
+    elts = last.value.elts if isinstance(last.value, (ast.Tuple, ast.List)) and len(outers) > 1 else [last.value]
     if len(elts) != len(outers):
         return {}
     names = {e.id: o for e, o in zip(elts, outers, strict=True) if isinstance(e, ast.Name) and bindings[e.id]}
