@@ -23,7 +23,8 @@ class RawNode:
     """A node as a spec form wrote it, with where it came from for error messages."""
 
     name: str
-    op: str
+    op: str | Op
+    """A registered op's name, or an op of the program's own (services.ops.custom)."""
     inputs: list[Input]
     args: dict[str, Any] = field(default_factory=dict)
     expr: str = ""
@@ -274,7 +275,7 @@ class GraphBuilder:
             else:
                 in_shapes.append(())
                 in_dtypes.append("scalar")
-        op = get_op(raw.op)
+        op = raw.op if isinstance(raw.op, Op) else get_op(raw.op)
         if op is None:
             raise _err(raw, f"unknown op '{raw.op}'")
         lo, hi = op.arity

@@ -11,7 +11,7 @@ import numpy as np
 from services import strides
 from services.compiler.expressions import ExpressionCompiler, _is_const
 from services.compiler.inputs import infer_dtype, literal_array, value_range
-from services.compiler.values import DType, Generator, Instance, ModuleInst, T, is_number
+from services.compiler.values import Ctx, DType, Generator, Instance, ModuleInst, T, is_number
 from services.errors import SpecError
 from services.ir import TORCH_DEFAULT_SEED, Event, Leaf, Stream
 from services.materialize import INITS as NN_INIT
@@ -287,6 +287,9 @@ class TensorCreation(ExpressionCompiler):
             isinstance(target.value, ast.Attribute) and not self.dotted(target.value)) else None
         if isinstance(owner, Instance):  # `self.fc1 = nn.Linear(...)` in __init__, `self.config.block_size = 4`
             self.set_attribute(owner, target.attr, value)  # type: ignore[attr-defined]
+            return
+        if isinstance(owner, Ctx):  # `ctx.constant = constant` in an autograd.Function's forward
+            self.ctx_write(owner, target.attr, value, stmt)  # type: ignore[attr-defined]
             return
         if target.attr == "grad" and isinstance(value, ast.Constant) and value.value is None:
             return  # `p.grad = None` (zero_grad written out): gradtrace's grads are one backward's anyway

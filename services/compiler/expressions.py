@@ -17,8 +17,11 @@ from services.compiler.layers import BY_MODULE, Emitter
 from services.compiler.transformer import parts
 from services.compiler.values import (
     DTYPES,
+    Applier,
+    AutogradFunction,
     Bound,
     ClassRef,
+    Ctx,
     DType,
     Foreign,
     Instance,
@@ -465,6 +468,10 @@ class ExpressionCompiler:
             return self.instance_attribute(base, node)
         if isinstance(base, UserClass) and node.attr in base.attrs:  # BasicBlock.expansion
             return base.attrs[node.attr]
+        if isinstance(base, AutogradFunction) and node.attr == "apply":  # `relu = MyReLU.apply`
+            return Applier(base)
+        if isinstance(base, Ctx):
+            return self.ctx_attribute(base, node)  # type: ignore[attr-defined, no-any-return]
         if isinstance(base, T):
             return self.tensor_attribute(base, node)
         if isinstance(base, tuple) and len(base) == 2 and node.attr in ("values", "indices"):

@@ -19,6 +19,7 @@ from services.compiler.loops import unroll
 from services.compiler.module_tree import MODULE_WALKS
 from services.compiler.values import (
     CALLABLE,
+    Applier,
     Bound,
     ClassRef,
     Foreign,
@@ -80,12 +81,10 @@ class UserCode(ExpressionCompiler):
         base = self.scope.get(stmt.bases[0].id) if len(stmt.bases) == 1 and isinstance(stmt.bases[0], ast.Name) else None
         plain = not stmt.bases or len(stmt.bases) == 1 and isinstance(stmt.bases[0], ast.Name) and (
             stmt.bases[0].id == "object" or isinstance(base, UserClass) and not base.module)
-        if len(stmt.bases) == 1 and self.dotted(stmt.bases[0]) in ("torch.autograd.Function", "autograd.Function", "Function"):
-            raise self.err(stmt, f"class {stmt.name}: a torch.autograd.Function (a forward and a backward of your own) is "
-                                 "not traced yet: gradtrace runs autograd's own backward of each op. To check your "
-                                 "backward, trace the forward written as tensor operations: its gradients are torch's, "
-                                 "proved by the reference engine and finite differences (add \"numeric\" to the "
-                                 "engines)")
+        function = len(stmt.bases) == 1 and self.dotted(stmt.bases[0]) in ("torch.autograd.Function",
+                                                                           "torch.autograd.function.Function")
+        if function:
+            plain = True  # (its methods are collected as a plain class's; define_function checks them)
         if stmt.keywords or not plain and (len(stmt.bases) != 1 or not (
                 self.dotted(stmt.bases[0]) == "nn.Module" or isinstance(base, UserClass))):
             raise self.err(stmt, f"class {stmt.name}: only subclasses of nn.Module (or of the program's own classes) and "
@@ -119,6 +118,9 @@ class UserCode(ExpressionCompiler):
             elif not (isinstance(item, ast.Pass) or isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant)):
                 raise self.err(item, f"class {stmt.name}: only methods (def) and constant class attributes are allowed "
                                      "in the class body")
+        if function:
+            self.scope[stmt.name] = self.define_function(stmt, methods)  # type: ignore[attr-defined]
+            return
         module = parent.module if parent is not None else not plain
         cls = UserClass(stmt.name, methods, attrs, parent, module=module, fields=fields if dataclass else None)
         for fn in own:
@@ -211,6 +213,8 @@ class UserCode(ExpressionCompiler):
         if isinstance(v, Bound):
             args, kwargs = self.call_args(node)
             return self.call_user(v.fn, [*receiver(v.fn, v.obj), *args], kwargs, node, prefix=f"{v.obj.path}.")
+        if isinstance(v, Applier):
+            return self.apply_function(v.fn, node)  # type: ignore[attr-defined, no-any-return]
         if not v.cls.module:  # an object of a plain class with __call__ (a Grad-CAM helper)
             if "__call__" not in v.cls.methods:
                 raise self.err(node, f"{_kind(v)} is not callable")

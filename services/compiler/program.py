@@ -21,6 +21,7 @@ from typing import Any
 
 from services.compiler.arranging import FUNCTIONS as ARRANGING
 from services.compiler.arranging import Arranging
+from services.compiler.autograd_functions import AutogradFunctions
 from services.compiler.bindings import Bindings, target_names
 from services.compiler.build import GraphBuilder
 from services.compiler.builtins import BUILTINS, Builtins
@@ -42,6 +43,7 @@ from services.compiler.transformer import parts
 from services.compiler.values import (
     CALLABLE,
     DTYPES,
+    AutogradFunction,
     ClassRef,
     Foreign,
     Generator,
@@ -64,7 +66,8 @@ MODULES = {
 """Importable modules and the path each stands for."""
 FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "torch.optim": "torch.optim",
                 "torch.nn.init": "torch.nn.init", "torch.nn.parameter.Parameter": "torch.nn.Parameter",
-                "torch.nn.modules.module.Module": "torch.nn.Module", "copy.deepcopy": "copy.deepcopy"}
+                "torch.nn.modules.module.Module": "torch.nn.Module", "copy.deepcopy": "copy.deepcopy",
+                "torch.autograd.Function": "torch.autograd.Function"}
 """`from X import Y` forms: X.Y must be one of these."""
 RETURNS_SELF = INPLACE_INIT | {"requires_grad_", "cpu", "contiguous"}
 """Methods that return the tensor they are called on."""
@@ -91,7 +94,7 @@ LEGACY_CONSTRUCTORS = {"torch.Tensor": None, "torch.FloatTensor": "float32", "to
 """torch's legacy tensor constructors and their dtypes (None: the default dtype): a list's values, or sizes."""
 
 
-class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
+class ProgramCompiler(AutogradFunctions, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
                       TorchFunctions, Arranging):
     """Walks the statements; each method handles one whitelisted form."""
 
@@ -107,6 +110,8 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
         """(old path, new path) of modules replaced (`model.fc = nn.Linear(...)`): see Finish.take_place."""
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
+        self.functions_noted: set[str] = set()
+        """The program's autograd.Functions whose backward the result's notes have named."""
         self.versions: dict[str, tuple[str, int]] = {}
         """A leaf's earlier values, each kept for the operations that read it before a write (`name@k`) -> (the
         leaf's name, the line of the write that ended it): TensorCreation.written, Finish.stale_versions."""
@@ -504,6 +509,8 @@ class ProgramCompiler(CallStatements, ModuleCopies, Bindings, Finish, InPlace, C
             return self.string_method(base, f.attr, node)
         if isinstance(base, ModuleInst) and f.attr == "apply":
             return self.module_apply(base, node)
+        if isinstance(base, AutogradFunction) and f.attr == "apply":  # MyReLU.apply(x)
+            return self.apply_function(base, node)
         if isinstance(base, ModuleInst) and f.attr in MODULE_WALKS:
             return self.module_walk(base, f.attr, node)
         if isinstance(base, UserClass) and f.attr in base.methods:  # Base.__init__(self, d): a method called on the class

@@ -13,6 +13,7 @@ from services.compiler.torch_functions import is_in_place_function
 from services.compiler.values import (
     CALLABLE,
     Bound,
+    Ctx,
     DType,
     Foreign,
     Generator,
@@ -102,6 +103,9 @@ class CallStatements(ExpressionCompiler):
             writes = f.attr in {"copy_"} | INPLACE_INIT
             self.via_data = writes and without_data(f.value) is not f.value  # `w.data.fill_(1)`: torch allows it always
             base = self.expr(without_data(f.value) if writes else f.value)
+            if isinstance(base, Ctx):  # ctx.save_for_backward(x) in an autograd.Function's forward
+                self.ctx_call(base, f.attr, call)  # type: ignore[attr-defined]
+                return
             if isinstance(base, Untraced) or (isinstance(base, (ModuleInst, Instance)) and f.attr in (
                     "zero_grad", "train", "eval", "load_state_dict")):
                 self.method_statement(base, f.attr, call)

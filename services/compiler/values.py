@@ -213,6 +213,33 @@ def receiver(fn: UserFunction, obj: Instance | UserClass) -> list[Value]:
     return [obj]
 
 
-CALLABLE = (UserFunction, UserClass, Instance, Bound, ClassRef)
+@dataclass(eq=False)
+class AutogradFunction:
+    """A program's `class MyReLU(torch.autograd.Function)`: its static forward(ctx, ...) and backward(ctx, grad)."""
+
+    name: str
+    forward: UserFunction
+    backward: UserFunction
+
+
+@dataclass(frozen=True)
+class Applier:
+    """`MyReLU.apply`, called or held (`relu = MyReLU.apply`)."""
+
+    fn: AutogradFunction
+
+
+@dataclass(eq=False)
+class Ctx:
+    """The ctx an autograd.Function's forward and backward get: what forward saves (save_for_backward, attributes)
+    and which inputs need a gradient."""
+
+    needs_input_grad: tuple[bool, ...]
+    saved: tuple[Any, ...] | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    phase: str = "forward"
+
+
+CALLABLE = (UserFunction, UserClass, Instance, Bound, ClassRef, Applier)
 """What a program may call besides modules: its own functions, classes, objects and bound methods, and torch's
 classes and functions held as values (`act = F.relu`)."""

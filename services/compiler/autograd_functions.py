@@ -1,0 +1,206 @@
+"""A program's own torch.autograd.Function (`class MyReLU(torch.autograd.Function)`, the tutorials' custom op, a
+gradient reversal layer): its forward and backward bodies compiled each into nodes of their own, one op per
+`MyReLU.apply(x)` call (services.ops.custom.CustomFunction), whose backward is the program's."""
+
+from __future__ import annotations
+
+import ast
+from collections import ChainMap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from services.compiler.build import GraphBuilder, RawNode
+from services.compiler.expressions import ExpressionCompiler, _kind
+from services.compiler.values import AutogradFunction, Ctx, T, UserFunction, Value
+from services.ir import Leaf
+from services.ops.custom import Body, CustomFunction
+
+CTX_IGNORED = ("set_materialize_grads",)
+"""ctx methods that change nothing gradtrace traces (one output: its gradient is always a tensor)."""
+
+
+class AutogradFunctions(ExpressionCompiler):
+    """define_function, apply_function and the ctx's attributes and methods (the attributes are the
+    ProgramCompiler's)."""
+
+    generators: list[Any]
+    res: Any
+    functions_noted: set[str]
+
+    def define_function(self, stmt: ast.ClassDef, methods: dict[str, UserFunction]) -> AutogradFunction:
+        """`class MyReLU(torch.autograd.Function)` with static forward(ctx, ...) and backward(ctx, grad_output)."""
+        if "setup_context" in methods:
+            raise self.err(stmt, f"class {stmt.name}: a forward without ctx and a setup_context are not traced yet: "
+                                 "write forward(ctx, ...) and save with ctx.save_for_backward(...), as the tutorials do")
+        missing = [m for m in ("forward", "backward") if m not in methods]
+        if missing:
+            raise self.err(stmt, f"class {stmt.name}: a torch.autograd.Function needs a static {' and '.join(missing)}")
+        for m in ("forward", "backward"):
+            a = methods[m].node.args
+            if len([*a.posonlyargs, *a.args]) < 2 or a.vararg or a.kwarg or a.kwonlyargs:
+                raise self.err(methods[m].node, f"{stmt.name}.{m} takes ctx and then its inputs by name "
+                                                f"(`def {m}(ctx, {'input' if m == 'forward' else 'grad_output'}):`)")
+        if [*methods["backward"].node.args.posonlyargs, *methods["backward"].node.args.args][2:]:
+            raise self.err(methods["backward"].node, f"{stmt.name}.backward takes one gradient here: forward returns "
+                                                     "one tensor")
+        return AutogradFunction(stmt.name, methods["forward"], methods["backward"])
+
+    @contextmanager
+    def own_builder(self, leaves: list[Leaf], node: ast.AST, what: str) -> Iterator[GraphBuilder]:
+        """Compile a body into a builder of its own, which sees the program's tensors (read, not changed) and
+        records no graph (torch runs forward and backward with grad mode off)."""
+        main = self.builder
+        sub = GraphBuilder(main.limits)
+        sub.default_dtype = main.default_dtype
+        sub.shapes = ChainMap(sub.shapes, main.shapes)  # type: ignore[assignment]
+        sub.dtypes = ChainMap(sub.dtypes, main.dtypes)  # type: ignore[assignment]
+        sub.grad = ChainMap(sub.grad, main.grad)  # type: ignore[assignment]
+        sub.ranges = ChainMap(sub.ranges, main.ranges)  # type: ignore[assignment]
+        sub.grad_enabled = False
+        for leaf in leaves:
+            sub.add_leaf(leaf)
+        streams = [self.stream, *(g.stream for g in self.generators)]
+        before = [len(s.events) for s in streams]
+        self.builder = sub
+        try:
+            yield sub
+        finally:
+            self.builder = main
+        if [len(s.events) for s in streams] != before:
+            raise self.err(node, f"{what} draws random numbers or writes into a tensor of the program: not traced inside "
+                                 "an autograd.Function (draw them outside and pass them in)")
+
+    def compiled_body(self, sub: GraphBuilder, inputs: list[str], outputs: list[str | None], node: ast.AST, what: str,
+             also: list[str] = ()) -> tuple[Body, list[str]]:
+        """The Body of a builder's nodes; also the program's tensors it reads (in order of first use, with `also`),
+        which come in after `inputs`."""
+        own = set(sub.leaves) | {n.name for n in sub.nodes}
+        reads: dict[str, None] = {}
+        for n in sub.nodes:
+            for i in n.inputs:
+                if isinstance(i, str) and i not in own:
+                    reads[i] = None
+        for i in [*also, *outputs]:
+            if i is not None and i not in own:
+                reads[i] = None
+        constants = {}
+        for name, leaf in sub.leaves.items():
+            if name in inputs:
+                continue
+            if leaf.value is None:
+                raise self.err(node, f"{what} makes the tensor '{name}' from a draw or an event gradtrace runs later: not "
+                                     "traced inside an autograd.Function (make it outside and pass it in)")
+            constants[name] = leaf.value
+        self.builder.used.update(reads)
+        return Body([*inputs, *reads], list(sub.nodes), outputs, constants), list(reads)
+
+    def apply_function(self, fn: AutogradFunction, node: ast.Call) -> T:
+        """`MyReLU.apply(x, 2.0)`: one node, its value the forward body's on these arguments, its backward the
+        program's backward body (numbers among the arguments are constants of both)."""
+        if node.keywords:
+            raise self.err(node, f"{fn.name}.apply takes its arguments by position (torch's Function.apply)")
+        name = self.name_for(node)
+        args, _ = self.call_args(node)
+        main = self.builder
+        if not any(isinstance(a, T) for a in args):
+            raise self.err(node, f"{fn.name}.apply takes at least one tensor")
+        needs = tuple(isinstance(a, T) and main.grad[a.name] and main.grad_enabled for a in args)
+        fwd_params = [p.arg for p in (*fn.forward.node.args.posonlyargs, *fn.forward.node.args.args)][1:]
+        if len(args) > len(fwd_params):
+            raise self.err(node, f"{fn.name}.forward takes {len(fwd_params)} input(s), apply got {len(args)}")
+        holders = {k: f"{fn.name}.{p}" for k, (p, a) in enumerate(zip(fwd_params, args, strict=False)) if isinstance(a, T)}
+        leaves = [Leaf(holders[k], main.shapes[a.name], main.dtypes[a.name], False) for k, a in enumerate(args) if k in holders]
+        ctx = Ctx(needs)
+        with self.own_builder(leaves, node, f"{fn.name}.forward") as sub:
+            out = self.call_user(fn.forward, [ctx, *(T(holders[k]) if k in holders else a for k, a in enumerate(args))],
+                                 {}, node, prefix=f"{fn.name}.")
+            if not isinstance(out, T):
+                raise self.err(node, f"{fn.name}.forward returns {_kind(out)}: gradtrace traces a Function that returns "
+                                     "one tensor")
+            if out.name in sub.leaves or out.name not in {n.name for n in sub.nodes}:
+                raise self.err(node, f"{fn.name}.forward returns a tensor it was given, not one it computed: return a "
+                                     "new tensor (`x.clone()`)")
+            shape, dtype = sub.shapes[out.name], sub.dtypes[out.name]
+        saved = list(ctx.saved or ())
+        if not all(s is None or isinstance(s, T) for s in saved):
+            raise self.err(node, f"{fn.name}: save_for_backward takes tensors (or None)")
+        links = [(s.name, f"{fn.name}.saved_tensors.{k}") for k, s in enumerate(saved) if isinstance(s, T)]
+        links += [(v.name, f"{fn.name}.ctx.{attr}") for attr, v in ctx.attrs.items() if isinstance(v, T)]
+        fwd_body, fwd_reads = self.compiled_body(sub, [holders[k] for k in sorted(holders)], [out.name], node,
+                                        f"{fn.name}.forward", [src for src, _ in links])
+        shapes = {src: sub.shapes[src] for src, _ in links}
+        dtypes = {src: sub.dtypes[src] for src, _ in links}
+        bwd_params = [p.arg for p in (*fn.backward.node.args.posonlyargs, *fn.backward.node.args.args)]
+        grad_name = f"{fn.name}.{bwd_params[1]}"
+        back_leaves = [Leaf(ph, shapes[src], dtypes[src], False) for src, ph in links] + [Leaf(grad_name, shape, dtype, False)]
+        by_src = dict(links)
+        back = Ctx(needs, tuple(T(by_src[s.name]) if isinstance(s, T) else None for s in saved),
+                   {attr: T(f"{fn.name}.ctx.{attr}") if isinstance(v, T) else v for attr, v in ctx.attrs.items()}, "backward")
+        with self.own_builder(back_leaves, node, f"{fn.name}.backward") as bsub:
+            got = self.call_user(fn.backward, [back, T(grad_name)], {}, node, prefix=f"{fn.name}.backward.")
+            grads = list(got) if isinstance(got, (tuple, list)) else [got]
+            while len(grads) > len(args) and grads[-1] is None:  # torch drops extra Nones (`bias=None` not given)
+                grads.pop()
+            if len(grads) != len(args):
+                raise self.err(node, f"function {fn.name}Backward returned an incorrect number of gradients (expected "
+                                     f"{len(args)}, got {len(grads)}): torch fails so at backward()")
+            outs: list[str | None] = []
+            for k, (g, a) in enumerate(zip(grads, args, strict=True)):
+                if g is None:
+                    outs.append(None)
+                elif not isinstance(a, T):
+                    raise self.err(node, f"function {fn.name}Backward returned a gradient different than None at position "
+                                         f"{k + 1}, but the corresponding forward input was not a Variable: torch fails so")
+                elif not isinstance(g, T) or bsub.shapes[g.name] != main.shapes[a.name]:
+                    got_shape = list(bsub.shapes[g.name]) if isinstance(g, T) else _kind(g)
+                    raise self.err(node, f"function {fn.name}Backward returned an invalid gradient at index {k}: got "
+                                         f"{got_shape}, expected the input's shape {list(main.shapes[a.name])}")
+                else:
+                    outs.append(g.name)
+        # the gradients of the tensor arguments (numbers take none), in order
+        outs = [o for o, a in zip(outs, args, strict=True) if isinstance(a, T)]
+        bwd_body, bwd_reads = self.compiled_body(bsub, [ph for _, ph in links] + [grad_name], outs, node, f"{fn.name}.backward")
+        tensors = [a.name for a in args if isinstance(a, T)]
+        op = CustomFunction(fn.name, fwd_body, [src for src, _ in links], bwd_body, len(tensors), shape, dtype)
+        if fn.name not in self.functions_noted:
+            self.functions_noted.add(fn.name)
+            self.res.notes.append(f"line {node.lineno}: the gradient through {fn.name} is its backward's, the program's "
+                                  "(torch and the reference engine both run it): the numeric engine's finite differences "
+                                  "of its forward check it")
+        self.builder.add(RawNode(name=name, op=op, inputs=[*tensors, *fwd_reads, *bwd_reads], expr=self.src(node),
+                                 line=getattr(node, "lineno", self.line), col=node.col_offset + 1, loc=("program",)))
+        return T(name)
+
+    def ctx_attribute(self, ctx: Ctx, node: ast.Attribute) -> Value:
+        """ctx.saved_tensors, ctx.needs_input_grad, ctx.<what forward set>."""
+        if node.attr == "saved_tensors":
+            if ctx.phase != "backward":
+                raise self.err(node, "ctx.saved_tensors is read in backward")
+            return ctx.saved or ()
+        if node.attr == "needs_input_grad":
+            return ctx.needs_input_grad
+        if node.attr in ctx.attrs:
+            return ctx.attrs[node.attr]  # type: ignore[no-any-return]
+        raise self.err(node, f"ctx has no attribute '{node.attr}' (forward did not set it)")
+
+    def ctx_write(self, ctx: Ctx, attr: str, value: ast.expr, stmt: ast.stmt) -> None:
+        """`ctx.constant = constant` in forward: kept for backward (a tensor comes to backward as forward left it)."""
+        if ctx.phase != "forward":
+            raise self.err(stmt, "ctx's attributes are set in forward")
+        if attr in ("saved_tensors", "needs_input_grad"):
+            raise self.err(stmt, f"ctx.{attr} cannot be assigned")
+        ctx.attrs[attr] = self.expr(value)
+
+    def ctx_call(self, ctx: Ctx, method: str, call: ast.Call) -> None:
+        """ctx.save_for_backward(a, b) (once, in forward); ctx.set_materialize_grads(...)."""
+        if method in CTX_IGNORED:
+            return
+        if method != "save_for_backward":
+            raise self.err(call, f"ctx.{method}() is not traced (gradtrace traces save_for_backward, saved_tensors, "
+                                 "needs_input_grad and attributes)")
+        if ctx.phase != "forward" or ctx.saved is not None or call.keywords:
+            raise self.err(call, "save_for_backward is called once, in forward, with tensors by position")
+        values, _ = self.call_args(call)  # type: ignore[attr-defined]
+        ctx.saved = tuple(values)
+
