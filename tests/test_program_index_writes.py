@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_program_idioms import check, refused
-from test_program_pytorch import in_torch, traced
+from test_program_pytorch import in_torch, same_as_torch, traced
 
 from services.errors import SpecError
 
@@ -379,3 +379,17 @@ def test_rows_of_parameters_set_to_made_tensors(tmp_path: Path) -> None:
     """The text-classification tutorials' `emb.weight.data[UNK_IDX] = torch.zeros(d)` and a no_grad write of
     `torch.ones(3)` into a weight's row: the parameters' starting values, as torch's."""
     check(GLOVE, ["emb", "lin", "x", "loss"], tmp_path)
+
+
+def test_fills_of_views_write_the_tensor_and_fills_of_copies_do_not(tmp_path: Path) -> None:
+    """`emb.weight[1].fill_(0.5)` and `lin.weight[:, 0].zero_()` under no_grad, `lin.bias.data[-1].fill_(2.0)`,
+    `h[0].fill_(3.0)`: basic indexing gives a view, which torch fills in place (as `h[0] = 3.0`); `w[[0, 2]].zero_()`
+    fills a copy and leaves w alone (noted)."""
+    program = ("import torch\nfrom torch import nn\ntorch.manual_seed(0)\nemb = nn.Embedding(5, 3)\nlin = nn.Linear(3, 2)\n"
+               "with torch.no_grad():\n    emb.weight[1].fill_(0.5)\n    lin.weight[:, 0].zero_()\n"
+               "lin.bias.data[-1].fill_(2.0)\nw = torch.randn(4, requires_grad=True)\nwith torch.no_grad():\n"
+               "    w[[0, 2]].zero_()\nh = torch.ones(2, 3)\nh[0].fill_(3.0)\nidx = torch.tensor([1, 2])\n"
+               "loss = lin(emb(idx) * h).sum() + w.sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["emb", "lin", "w", "h", "loss"])
+    assert any("fills a copy" in n for n in t.result.notes)

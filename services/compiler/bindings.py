@@ -30,6 +30,8 @@ class Bindings(ExpressionCompiler):
             targets: list[ast.expr] = []
             if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad and self.in_place_call(stmt.value):
                 targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `y.add_(1)`: a new binding of y
+            elif isinstance(stmt, ast.Expr) and view_fill(stmt.value):
+                targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `h[0].fill_(3.0)`, as `h[0] = 3.0`
             elif isinstance(stmt, ast.Expr) and not no_grad and in_place_statement(stmt.value, self.dotted):
                 targets = [stmt.value.args[0]]  # type: ignore[attr-defined]  # `F.relu(h, inplace=True)`, `F.relu_(h)`
             if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad and self.names_batch_norm:  # type: ignore[attr-defined]
@@ -132,3 +134,19 @@ def is_number_literal(node: ast.expr) -> bool:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         node = node.operand
     return isinstance(node, ast.Constant) and is_number(node.value)
+
+
+def view_fill(v: ast.expr) -> bool:
+    """`emb.weight[pad].fill_(0.5)`, `h[:, 0].zero_()`: a fill of a view by basic indexing (ints, slices, None, ...,
+    written as constants), which torch writes into the tensor, as `h[:, 0] = 0.0`."""
+    if not (isinstance(v, ast.Call) and isinstance(f := v.func, ast.Attribute) and f.attr in ("fill_", "zero_")
+            and isinstance(f.value, ast.Subscript) and len(v.args) == (f.attr == "fill_") and not v.keywords):
+        return False
+    index = f.value.slice
+    items = index.elts if isinstance(index, ast.Tuple) else [index]
+
+    def const(e: ast.expr | None) -> bool:
+        return e is None or isinstance(e, ast.Constant) and (e.value is None or type(e.value) is int) or (
+            isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub) and isinstance(e.operand, ast.Constant))
+    return all(const(i) or isinstance(i, ast.Constant) and i.value is Ellipsis
+               or isinstance(i, ast.Slice) and all(const(b) for b in (i.lower, i.upper, i.step)) for i in items)

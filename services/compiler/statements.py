@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 
+from services.compiler.bindings import view_fill
 from services.compiler.creation import INPLACE_INIT, without_data
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.finish import TraceEnded
@@ -94,6 +95,15 @@ class CallStatements(ExpressionCompiler):
             return
         if path is not None and path.startswith("nn.init."):
             self.nn_init(path[8:], call)
+            return
+        if isinstance(f, ast.Attribute) and path is None and view_fill(call):
+            # `emb.weight[pad].fill_(0.5)`, `lin.weight.data[:, 0].zero_()`: a view of the tensor filled, as
+            # `emb.weight[pad] = 0.5` (an index that is not basic makes a copy in torch, which the fill leaves alone)
+            self.index_write(f.value, self.const(call.args[0]) if call.args else 0.0, call)  # type: ignore[arg-type]
+            return
+        if isinstance(f, ast.Attribute) and path is None and f.attr in ("fill_", "zero_") and isinstance(f.value, ast.Subscript):
+            self.res.notes.append(f"line {call.lineno}: `{self.src(call)[:60]}` fills a copy (an index that is not basic "
+                                  "makes one in torch): the tensor is unchanged, as in torch")
             return
         if isinstance(f, ast.Attribute) and path is None:
             if f.attr == "backward":
