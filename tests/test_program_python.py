@@ -1609,6 +1609,12 @@ class Tanh:
 
 
 layers = [Linear(4, 6), Tanh(), Linear(6, 3, bias=False)]
+with torch.no_grad():
+    layers[-1].weight *= 0.1
+    for layer in layers[:-1]:
+        if isinstance(layer, Linear):
+            layer.weight *= 5 / 3
+layers[0].bias = layers[0].bias + 0.5
 parameters = [p for layer in layers for p in layer.parameters()]
 print(sum(p.nelement() for p in parameters))
 for p in parameters:
@@ -1623,8 +1629,9 @@ loss.backward()
 
 def test_makemore_layers_as_plain_objects_with_call(tmp_path: Path) -> None:
     """Karpathy's makemore layers: plain classes called through __call__, kept in a list (each named for its
-    place, layers.0), `self.out += self.bias` in place on an attribute, a comprehension with two `for`s over their
-    parameters: torch's values and grads."""
+    place, layers.0), `self.out += self.bias` in place on an attribute, the weights scaled under no_grad through
+    `layers[-1].weight *= 0.1` before they become leaves, a comprehension with two `for`s over their parameters:
+    torch's values and grads."""
     from test_program_pytorch import in_torch, same_as_torch
 
     t = traced(MAKEMORE_LAYERS)

@@ -284,7 +284,7 @@ class TensorCreation(ExpressionCompiler):
     def attribute_write(self, target: ast.Attribute, value: ast.expr, stmt: ast.stmt) -> None:
         """`conv.weight.data = torch.rand(...)`, `conv.weight = nn.Parameter(...)`, `w.requires_grad = False`."""
         owner = self.scope.get(target.value.id) if isinstance(target.value, ast.Name) else self.expr(target.value) if (
-            isinstance(target.value, ast.Attribute) and not self.dotted(target.value)) else None
+            isinstance(target.value, (ast.Attribute, ast.Subscript)) and not self.dotted(target.value)) else None
         if isinstance(owner, Instance):  # `self.fc1 = nn.Linear(...)` in __init__, `self.config.block_size = 4`
             self.set_attribute(owner, target.attr, value)  # type: ignore[attr-defined]
             return
