@@ -1641,3 +1641,6 @@ def test_makemore_layers_as_plain_objects_with_call(tmp_path: Path) -> None:
         np.testing.assert_allclose(t.arrays[f"torch/grad/layers.{k}.{name}"], getattr(g["layers"][k], name).grad.numpy(),
                                    rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(t.arrays["torch/value/layers.1.out"], g["layers"][1].out.detach().numpy(), rtol=1e-6)
+    # what each attribute holds at the end takes its name (the scaled weight, the last call's out), the first `@1`
+    assert t.result.nodes["layers.0.weight"].is_leaf and t.result.nodes["layers.0.weight@1"].op == "div"
+    assert "layers.0.out@1" in t.result.nodes and "layers.0.bias@1" in t.result.nodes

@@ -236,6 +236,8 @@ class GraphBuilder:
         for n in [*self.nodes, *self.computed.values()]:
             n.name = new[n.name]
             n.inputs = [new[i] if isinstance(i, str) else i for i in n.inputs]
+            if n.writes is not None:
+                n.writes = new.get(n.writes, n.writes)
         self.leaves, self.computed = key(self.leaves), key(self.computed)
         self.shapes, self.dtypes, self.grad, self.ranges = key(self.shapes), key(self.dtypes), key(self.grad), key(self.ranges)
         self.strides, self.saved_by_torch = key(self.strides), key(self.saved_by_torch)  # torch's layout goes with the name

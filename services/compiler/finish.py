@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from services.compiler.expressions import ExpressionCompiler, _kind
-from services.compiler.values import T, Untraced, is_number
+from services.compiler.values import Instance, T, Untraced, is_number
 from services.errors import SpecError
 
 BINDING = re.compile(r"^(?P<var>[A-Za-z_]\w*)@\d+$")
@@ -212,6 +212,7 @@ class Finish(ExpressionCompiler):
         for name in self.untied - self.builder.used:
             if name in self.builder.leaves:  # (not when a statement after backward() made it and was rolled back)
                 self.builder.drop_leaf(name)
+        self.latest_attributes()
         for old, new in reversed(self.replaced):  # the last replacement first: its names may be an earlier one's
             self.take_place(old, new)
         prefixes = sorted(self.renames, key=len, reverse=True)
@@ -243,6 +244,37 @@ class Finish(ExpressionCompiler):
         if new and len(set(new.values())) == len(new):  # (a clash with a name made since: the names stay as they are)
             self.rename_tensors(new)
         self.latest_buffers()
+
+    def latest_attributes(self) -> None:
+        """An object's tensor attribute bound again (`layer.weight *= 5 / 3` on makemore's layers, `self.out = ...` at
+        each call): what it holds when the program ends takes the attribute's name (layers.0.weight), its first
+        binding `@1`, as a variable's."""
+        b = self.builder
+        mapping: dict[str, str] = {}
+        seen: set[int] = set()
+        stack = list(self.globals.values())  # type: ignore[attr-defined]
+        statistics = {n.name for n in b.nodes if n.op.name == "batch_norm_running"}  # (latest_buffers names those)
+        while stack:
+            v = stack.pop()
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            if isinstance(v, Instance):
+                for attr, x in v.attrs.items():
+                    base = f"{v.path}.{attr}"
+                    head, sep, k = x.name.rpartition("#") if isinstance(x, T) else ("", "", "")
+                    if sep and k.isdigit() and head == base and base in b and f"{base}@1" not in b \
+                            and not {base, x.name} & set(mapping) and x.name not in statistics \
+                            and getattr(b.leaves.get(base), "kind", "") != "parameter":
+                        mapping[base], mapping[x.name] = f"{base}@1", base
+                    elif not isinstance(x, T):
+                        stack.append(x)
+            elif isinstance(v, (list, tuple)):
+                stack.extend(v)
+            elif isinstance(v, dict):
+                stack.extend(v.values())
+        if mapping:
+            self.rename_tensors({k: mapping.get(k, k) for k in b.shapes})
 
     def latest_buffers(self) -> None:
         """A module's running statistics updated more than once (a BatchNorm called twice in training): the latest
