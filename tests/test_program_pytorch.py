@@ -943,3 +943,62 @@ def test_randint_with_keywords_draws_as_torch(tmp_path: Path) -> None:
                "w = torch.randn(4, requires_grad=True)\nloss = (w * a).sum() + b.sum() * w.sum() + (c.float() * w[:3]).sum()\n"
                "loss.backward()\n")
     same_as_torch(traced(program), in_torch(program, tmp_path), ["a", "b", "c", "w", "loss"], exact=True)
+
+
+FORWARD_HOOKS = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+torch.manual_seed(0)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 6)
+        self.fc2 = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+activation = {}
+
+
+def get_activation(name):
+    def hook(model, input, output):
+        activation[name] = output.detach()
+    return hook
+
+
+def grad_seen(module, grad_input, grad_output):
+    print(grad_output[0].norm())
+
+
+model = Net()
+h1 = model.fc1.register_forward_hook(get_activation('fc1'))
+model.fc2.register_full_backward_hook(grad_seen)
+seq = nn.Sequential(nn.Linear(3, 3), nn.Tanh())
+seq[1].register_forward_hook(lambda m, i, o: o * 2)
+model.register_forward_pre_hook(lambda m, inp: (inp[0] * 0.5,))
+x = torch.randn(2, 4)
+out = model(x)
+feat = activation['fc1'] * 1.0
+y = seq(out)
+h1.remove()
+out2 = model(x)
+loss = y.sum() + (feat * out.sum()).sum() + out2.sum()
+loss.backward()
+"""
+
+
+def test_forward_hooks_run_where_torch_runs_them(tmp_path: Path) -> None:
+    """The activations idiom (`get_activation(name)` storing `output.detach()`), a hook returning a new output
+    (named as the caller's variable), a pre-hook scaling the input, `handle.remove()` before a second call, and a
+    backward hook that only looks (noted): torch's values and grads."""
+    t = traced(FORWARD_HOOKS)
+    same_as_torch(t, in_torch(FORWARD_HOOKS, tmp_path), ["model", "seq", "x", "out", "feat", "y", "out2", "loss"])
+    assert any("backward hook only looks" in n for n in t.result.notes)
+    e = _refused("import torch.nn as nn\nlin = nn.Linear(2, 2)\nlin.register_full_backward_hook(lambda m, gi, go: (gi[0] * 2,))\n"
+                 "lin(torch.ones(1, 2)).sum().backward()\n")
+    assert "backward hook that changes the gradients" in str(e)

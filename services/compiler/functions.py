@@ -219,7 +219,20 @@ class UserCode(ExpressionCompiler):
             if "__call__" not in v.cls.methods:
                 raise self.err(node, f"{_kind(v)} is not callable")
             return self.call_method(v, "__call__", node)
+        if self.has_hooks(v):  # type: ignore[attr-defined]
+            return self.hooked_forward(v, node)
         return self.call_method(v, "forward", node)
+
+    def hooked_forward(self, inst: Instance, node: ast.Call) -> Value:
+        """model(x) with forward (pre-)hooks registered on it: they run around its forward, as torch runs them."""
+        self.finalize(inst)
+        fn = inst.cls.methods.get("forward")
+        if fn is None:
+            raise self.err(node, f"{inst.kind} has no method 'forward' (an nn.Module is called through its forward)")
+        args, kwargs = self.call_args(node)
+        args = self.pre_hooks(inst, args, node)  # type: ignore[attr-defined]
+        out = self.call_user(fn, [*receiver(fn, inst), *args], kwargs, node, prefix=f"{inst.path}.")
+        return self.forward_hooks(inst, args, out, node)  # type: ignore[attr-defined, no-any-return]
 
     def call_args(self, node: ast.Call) -> tuple[list[Value], dict[str, Value]]:
         """A call's arguments, evaluated in the caller's scope; `*xs` and `**cfg` unpack a list or tuple and a dict."""

@@ -324,6 +324,10 @@ class ModuleCalls(ExpressionCompiler):
     def module_call(self, m: ModuleInst, node: ast.Call) -> Value:
         """Apply a module: its layer's nodes (a Sequential: each child's, named by the child's path)."""
         self.ensure_path(m, None)
+        if self.has_hooks(m) and m.layer is not None and m.layer.type in (  # type: ignore[attr-defined]
+                "self_attention", *TRANSFORMER_CALLS, "rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell"):
+            raise self.err(node, f"a forward hook on {m.path} ({m.kind}) is not traced: gradtrace traces hooks on the other "
+                                 "modules (every module's output is a node of the result anyway)")
         if m.layer is not None and m.layer.type == "self_attention":
             return self.attention_call(m, node)
         if m.layer is not None and m.layer.type in TRANSFORMER_CALLS:
@@ -333,13 +337,23 @@ class ModuleCalls(ExpressionCompiler):
         if node.keywords:
             raise self.err(node, f"{m.kind}(...) takes tensors positionally")
         inputs = [self.tensor(a) for a in node.args]
+        if self.has_hooks(m):  # type: ignore[attr-defined]
+            hooked = self.pre_hooks(m, list(inputs), node)  # type: ignore[attr-defined]
+            if not all(isinstance(i, T) for i in hooked):
+                raise self.err(node, f"a forward pre-hook of {m.path} returned {_kind(hooked)}: it takes tensors")
+            inputs = hooked
         first = m.children[0] if m.layer is None and m.container == "Sequential" and m.children else m
         inplace = isinstance(first, ModuleInst) and getattr(first.cfg, "inplace", False) and len(inputs) == 1
         if inplace:  # nn.ReLU(inplace=True)(h): h itself changes, as for h.relu_() (every name of h sees it)
             var = self.src(node.args[0])[:40]
             self.check_in_place(inputs[0], var, f"{first.kind}(inplace=True)", f"{first.kind}() without inplace", node)  # type: ignore[attr-defined]
         out_name = self.name_for(node) if node is self.stmt_expr and self.stmt_name else self.fresh(f"{m.path}.out")
+        hooked = self.has_hooks(m)  # type: ignore[attr-defined]
+        wanted, out_name = (out_name, self.fresh(f"{m.path}.out")) if hooked and self.replaces_output(m) else (None, out_name)  # type: ignore[attr-defined]
         out = T(self.apply_module(m, [i.name for i in inputs], out_name, node))
+        if hooked:
+            got = self.forward_hooks(m, list(inputs), out, node)  # type: ignore[attr-defined]
+            return self.named_output(got, out.name, wanted) if wanted else got  # type: ignore[attr-defined, no-any-return]
         if inplace and first is m and out != inputs[0]:
             self.changed_in_place(inputs[0], out, var, node)  # type: ignore[attr-defined]
         elif inplace and first is not m:
@@ -561,12 +575,26 @@ class ModuleCalls(ExpressionCompiler):
             for k, child in enumerate(m.children):
                 assert child.path is not None
                 if isinstance(child, Instance):
+                    if self.has_hooks(child):  # type: ignore[attr-defined]
+                        x = [i.name for i in self.pre_hooks(child, [T(i) for i in x], node)]  # type: ignore[attr-defined]
+                    inputs_k = x
                     x = [self.forward_on(child, x, node)]
+                    if self.has_hooks(child):  # type: ignore[attr-defined]
+                        x = [self.hooked_tensor(child, inputs_k, x[0], node)]  # type: ignore[attr-defined]
                     if k == len(m.children) - 1 and x[0] != out and self.builder.rename_last(x[0], out):
                         x = [out]  # `y = seq(x)` ending in a module of the program's own: its result is y
                     continue
-                name = out if k == len(m.children) - 1 else self.fresh(f"{child.path}.out")
+                last = k == len(m.children) - 1
+                hooked = self.has_hooks(child)  # type: ignore[attr-defined]
+                renamed = last and hooked and self.replaces_output(child)  # type: ignore[attr-defined]
+                name = out if last and not renamed else self.fresh(f"{child.path}.out")
+                if hooked:
+                    x = [i.name for i in self.pre_hooks(child, [T(i) for i in x], node)]  # type: ignore[attr-defined]
                 res = self.apply_module(child, x, name, node, f"{child.path}({x[0]})")
+                if hooked:
+                    own, res = res, self.hooked_tensor(child, x, res, node)  # type: ignore[attr-defined]
+                    if renamed:
+                        res = self.named_output(T(res), own, out).name  # type: ignore[attr-defined]
                 if k and getattr(child.cfg, "inplace", False) and res != x[0]:
                     self.mark_written(res, x[0])  # type: ignore[attr-defined]  # nn.ReLU(True) changes what came before
                 x = [res]

@@ -34,6 +34,8 @@ from services.compiler.functions import UserCode, is_super
 from services.compiler.inplace import InPlace
 from services.compiler.layers import BY_MODULE
 from services.compiler.loops import unroll
+from services.compiler.module_hooks import KINDS as HOOK_KINDS
+from services.compiler.module_hooks import ModuleHooks
 from services.compiler.module_tree import MODULE_WALKS, ModuleTree
 from services.compiler.modules import ModuleCalls
 from services.compiler.statements import CallStatements
@@ -94,7 +96,7 @@ LEGACY_CONSTRUCTORS = {"torch.Tensor": None, "torch.FloatTensor": "float32", "to
 """torch's legacy tensor constructors and their dtypes (None: the default dtype): a list's values, or sizes."""
 
 
-class ProgramCompiler(AutogradFunctions, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
+class ProgramCompiler(AutogradFunctions, ModuleHooks, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
                       TorchFunctions, Arranging):
     """Walks the statements; each method handles one whitelisted form."""
 
@@ -110,6 +112,8 @@ class ProgramCompiler(AutogradFunctions, CallStatements, ModuleCopies, Bindings,
         """(old path, new path) of modules replaced (`model.fc = nn.Linear(...)`): see Finish.take_place."""
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
+        self.module_hooks: dict[int, list[Any]] = {}
+        """Forward hooks registered on modules and module objects, by the object's id (services.compiler.module_hooks)."""
         self.functions_noted: set[str] = set()
         """The program's autograd.Functions whose backward the result's notes have named."""
         self.versions: dict[str, tuple[str, int]] = {}
@@ -511,6 +515,8 @@ class ProgramCompiler(AutogradFunctions, CallStatements, ModuleCopies, Bindings,
             return self.module_apply(base, node)
         if isinstance(base, AutogradFunction) and f.attr == "apply":  # MyReLU.apply(x)
             return self.apply_function(base, node)
+        if isinstance(base, (ModuleInst, Instance)) and f.attr in HOOK_KINDS:  # handle = m.register_forward_hook(...)
+            return self.register_module_hook(base, f.attr, node)  # type: ignore[return-value]
         if isinstance(base, ModuleInst) and f.attr in MODULE_WALKS:
             return self.module_walk(base, f.attr, node)
         if isinstance(base, UserClass) and f.attr in base.methods:  # Base.__init__(self, d): a method called on the class

@@ -10,6 +10,8 @@ from services.compiler.creation import INPLACE_INIT, without_data
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.finish import TraceEnded
 from services.compiler.functions import is_super
+from services.compiler.module_hooks import KINDS as HOOK_KINDS
+from services.compiler.module_hooks import HookHandle, observes
 from services.compiler.torch_functions import is_in_place_function
 from services.compiler.values import (
     CALLABLE,
@@ -116,6 +118,12 @@ class CallStatements(ExpressionCompiler):
             if isinstance(base, Ctx):  # ctx.save_for_backward(x) in an autograd.Function's forward
                 self.ctx_call(base, f.attr, call)  # type: ignore[attr-defined]
                 return
+            if isinstance(base, (ModuleInst, Instance)) and f.attr in HOOK_KINDS:
+                self.register_module_hook(base, f.attr, call)  # type: ignore[attr-defined]
+                return
+            if isinstance(base, HookHandle) and f.attr == "remove" and not call.args:
+                base.remove()
+                return
             if isinstance(base, Untraced) or (isinstance(base, (ModuleInst, Instance)) and f.attr in (
                     "zero_grad", "train", "eval", "load_state_dict")):
                 self.method_statement(base, f.attr, call)
@@ -180,7 +188,7 @@ class CallStatements(ExpressionCompiler):
             fn = fn.fn  # type: ignore[union-attr]
         if not isinstance(fn, UserFunction):
             raise self.err(call, "register_hook takes one function (a lambda, a def or a method)")
-        if not _observes(fn.node, method):
+        if not observes(fn.node, method):
             raise self.err(call, "a hook that changes the gradient (returns a tensor or changes it in place) or does more "
                                  "than print or keep it is not traced: gradtrace's engines run backward without hooks; "
                                  "every node's gradient is in the result, and a hook that prints the gradient or keeps it "
@@ -206,48 +214,3 @@ class CallStatements(ExpressionCompiler):
                 raise TraceEnded
             return
         raise self.err(call, f"{base.what} has no method '{method}' gradtrace understands")
-
-
-def _is_print(e: ast.expr) -> bool:
-    return isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "print"
-
-
-KEEPERS = frozenset({"append", "extend", "update", "add", "__setitem__"})
-"""Methods by which a hook keeps its gradient in a container (`store.append(grad)`)."""
-
-
-def _observes(fn: ast.FunctionDef, method: bool = False) -> bool:
-    """Whether a hook's body (a lambda's: `return <its expression>`) only prints its gradient or keeps it
-    (`grads[name] = grad`, `self.gradients = grad`, `store.append(grad.clone())`) and returns None: it leaves the
-    gradient as it is. Nothing may change the gradient in place (`grad.mul_(2)`, `grad[0] = 0`, `grad += 1`)."""
-    params = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args)[method:]}  # (a method's self is no gradient)
-
-    def rooted(e: ast.expr) -> bool:  # grad, grad[0], grad.data
-        while isinstance(e, (ast.Subscript, ast.Attribute, ast.Starred)):
-            e = e.value
-        return isinstance(e, ast.Name) and e.id in params
-
-    def harmless(e: ast.AST) -> bool:  # no in-place method call (`grad.clamp_(...)`) anywhere in it
-        return not any(isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr.endswith("_")
-                       and not c.func.attr.startswith("_") for c in ast.walk(e))
-
-    def call(e: ast.expr) -> bool:
-        return _is_print(e) or isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr in KEEPERS \
-            and not rooted(e.func.value) and harmless(e)
-
-    def ok(b: ast.stmt) -> bool:
-        if isinstance(b, (ast.Pass, ast.Global, ast.Nonlocal)):
-            return True
-        if isinstance(b, ast.Expr):
-            return isinstance(b.value, ast.Constant) or call(b.value)
-        if isinstance(b, ast.Assign):
-            return not any(rooted(t) for t in b.targets) and harmless(b)
-        if isinstance(b, (ast.AnnAssign, ast.AugAssign)):
-            return not rooted(b.target) and harmless(b)
-        if isinstance(b, ast.If):
-            return harmless(b.test) and all(map(ok, b.body)) and all(map(ok, b.orelse))
-        if isinstance(b, ast.Return):
-            return b.value is None or isinstance(b.value, ast.Constant) and b.value.value is None or call(b.value)
-        return False
-
-    return all(map(ok, fn.body))
