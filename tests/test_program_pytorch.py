@@ -1002,3 +1002,19 @@ def test_forward_hooks_run_where_torch_runs_them(tmp_path: Path) -> None:
     e = _refused("import torch.nn as nn\nlin = nn.Linear(2, 2)\nlin.register_full_backward_hook(lambda m, gi, go: (gi[0] * 2,))\n"
                  "lin(torch.ones(1, 2)).sum().backward()\n")
     assert "backward hook that changes the gradients" in str(e)
+
+
+def test_2017_tutorial_code_with_variable_legacy_types_and_size_average(tmp_path: Path) -> None:
+    """`dtype = torch.FloatTensor`, `Variable(torch.randn(N, D).type(dtype), requires_grad=True)`,
+    `nn.MSELoss(size_average=False)` (reduction='sum', noted), and ops that give back their input (dropout with p=0,
+    nn.Identity, unary +): each variable names its tensor, torch's numbers."""
+    program = ("import torch\nfrom torch.autograd import Variable\nimport torch.nn as nn\ndtype = torch.FloatTensor\n"
+               "torch.manual_seed(0)\nx = Variable(torch.randn(8, 5).type(dtype), requires_grad=False)\n"
+               "y = Variable(torch.randn(8, 2).type(dtype), requires_grad=False)\n"
+               "w1 = Variable(torch.randn(5, 6).type(dtype), requires_grad=True)\n"
+               "w2 = Variable(torch.randn(6, 2).type(dtype), requires_grad=True)\n"
+               "h = nn.Dropout(0.0)(x.mm(w1))\nh2 = nn.Identity()(h.clamp(min=0))\ny_pred = +(h2.mm(w2))\n"
+               "loss = nn.MSELoss(size_average=False)(y_pred, y)\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "y", "w1", "w2", "h", "h2", "y_pred", "loss"])
+    assert any("reduction='sum'" in n for n in t.result.notes)

@@ -487,6 +487,8 @@ class ExpressionCompiler:
         if path.startswith("nn.") and (path[3:] in BY_MODULE or path in ("nn.Module", "nn.Sequential",
                                                                               "nn.ModuleList", "nn.ModuleDict")):
             return ClassRef(path)  # `type(m) == nn.Linear`
+        if path in LEGACY_TYPES:  # `dtype = torch.FloatTensor; x.type(dtype)` (2017's tutorials)
+            return DType(LEGACY_TYPES[path])
         if path in ("torch.Tensor", "nn.Parameter") or path in self.functions or path in FUNCTION_VALUES:
             return ClassRef(path)  # `act = F.relu`, `activation=torch.tanh`: called as the function
         if "." not in path or path in ("nn", "F", "nn.init", "torch.optim"):
@@ -741,6 +743,11 @@ def _int_list(v: Any) -> bool:
     if isinstance(v, (list, tuple)):
         return len(v) > 0 and all(_int_list(x) for x in v)
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+LEGACY_TYPES = {f"torch{cuda}.{kind}Tensor": dtype for cuda in ("", ".cuda") for kind, dtype in
+                (("Float", "float32"), ("Double", "float64"), ("Long", "int64"), ("Bool", "bool"))}
+"""torch's legacy tensor types as values, by the dtype each stands for (`x.type(torch.FloatTensor)`)."""
 
 
 def _kind(v: Any) -> str:

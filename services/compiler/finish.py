@@ -323,7 +323,8 @@ class Finish(ExpressionCompiler):
 
     def rename_events(self, new: dict[str, str]) -> None:
         """Rename the tensors the random streams' events write and read."""
-        for stream in [self.stream, *self.res.streams]:
+        streams = {id(s): s for s in [self.stream, *self.res.streams, *(g.stream for g in self.generators)]}
+        for stream in streams.values():  # (a generator's stream is among the result's once the program is done)
             for ev in stream.events:
                 ev.target = new.get(ev.target, ev.target) if ev.target is not None else None
                 if isinstance(ev.args.get("source"), str):

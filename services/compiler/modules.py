@@ -93,6 +93,13 @@ class ModuleCalls(ExpressionCompiler):
                                      "spec's \"dtype\")")
         if cls == "MultiheadAttention":
             data.setdefault("batch_first", False)  # torch's default: (L, N, E)
+        if ("size_average" in data or "reduce" in data) and "reduction" in d.schema.model_fields:
+            # nn.MSELoss(size_average=False) (2017's tutorials): torch's legacy_get_string, with its warning
+            size_average, reduce = (True if data.get(k) is None else bool(data.get(k)) for k in ("size_average", "reduce"))
+            data.pop("size_average", None), data.pop("reduce", None)
+            data["reduction"] = "none" if not reduce else "mean" if size_average else "sum"
+            self.res.notes.append(f"line {node.lineno}: size_average and reduce are deprecated in torch: "  # type: ignore[attr-defined]
+                                  f"reduction='{data['reduction']}'")
         if lazy:
             size = d.positional()[0]
             if size in data:

@@ -69,7 +69,7 @@ MODULES = {
 FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "torch.optim": "torch.optim",
                 "torch.nn.init": "torch.nn.init", "torch.nn.parameter.Parameter": "torch.nn.Parameter",
                 "torch.nn.modules.module.Module": "torch.nn.Module", "copy.deepcopy": "copy.deepcopy",
-                "torch.autograd.Function": "torch.autograd.Function"}
+                "torch.autograd.Function": "torch.autograd.Function", "torch.autograd.Variable": "torch.autograd.Variable"}
 """`from X import Y` forms: X.Y must be one of these."""
 RETURNS_SELF = INPLACE_INIT | {"requires_grad_", "cpu", "contiguous"}
 """Methods that return the tensor they are called on."""
@@ -296,6 +296,15 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, CallStatements, ModuleCopi
                     v = self.expr(value)
             finally:
                 self.local = False
+            want = self.stmt_names[0] if self.stmt_names else None
+            if isinstance(v, T) and want and v.name.startswith(want + "#") and want not in self.builder:
+                # `X = dropout_p0(w * 2)`, `x = Variable(torch.randn(4))`: an op that gives back its input (the same
+                # tensor, in torch too) leaves the statement's own sub-expression as its value: it takes the name
+                leaf = v.name in self.builder.leaves
+                if self.builder.rename_last(v.name, want):
+                    if leaf:
+                        self.rename_events({v.name: want})  # (what draws or fills it)
+                    v = T(want)
             if isinstance(v, ModuleInst) and self.depth:
                 v.hint = v.hint or self.prefix + var  # a function's local: named when used, or by who keeps it
             elif isinstance(v, ModuleInst):
@@ -625,6 +634,16 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, CallStatements, ModuleCopi
             return self.autograd_grad(node)
         if path == "torch.device":  # `device = torch.device("cpu")`: the spec's device decides, `.to(device)` keeps it
             return str(self.const(node.args[0])) if node.args else "cpu"
+        if path == "torch.autograd.Variable":  # 2017's `Variable(torch.randn(N, D), requires_grad=True)`: the tensor
+            given = dict(zip(("data", "requires_grad"), node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+            if "data" not in given or set(given) - {"data", "requires_grad", "volatile"}:
+                raise self.err(node, "Variable takes a tensor and requires_grad=")
+            t = self.tensor(given["data"])
+            if self.builder.grad[t.name]:
+                t = self.emit("detach", [t], {}, node)  # (torch's Variable of a tensor that requires grad: detached)
+            if "requires_grad" in given and self.const(given["requires_grad"]):
+                self.requires_grad(t, True, node)
+            return t
         if path in LEGACY_CONSTRUCTORS:  # torch.Tensor([...]) (micrograd's lecture), torch.FloatTensor(n, m) (GCN code)
             dtype = LEGACY_CONSTRUCTORS[path] or self.dtype
             a = node.args[0] if len(node.args) == 1 else None
