@@ -1035,3 +1035,13 @@ def test_in_place_modules_change_their_input(tmp_path: Path) -> None:
     check(IN_PLACE_MODULES, ["lin", "net", "loss"], tmp_path)
     e = refused(IN_PLACE_MODULES.replace("h = lin(x)\nr = relu(h)", "h = lin(x)\nr = nn.Sequential(nn.ReLU(inplace=True), nn.Tanh())(h)"))
     assert "inside an nn.Sequential" in str(e)
+
+
+def test_a_module_that_defines_call_instead_of_forward(tmp_path: Path) -> None:
+    """fast.ai's course writes `def __call__(self, x)` on an nn.Module: Python calls it, so does gradtrace."""
+    program = ("import torch\nfrom torch import nn\n\n\nclass Model(nn.Module):\n    def __init__(self, n_in, nh, n_out):\n"
+               "        super().__init__()\n        self.layers = nn.ModuleList([nn.Linear(n_in, nh), nn.ReLU(), nn.Linear(nh, n_out)])\n\n"
+               "    def __call__(self, x):\n        for l in self.layers:\n            x = l(x)\n        return x\n\n\n"
+               "torch.manual_seed(1)\nmodel = Model(4, 5, 2)\nx = torch.randn(3, 4)\nout = model(x)\nloss = out.pow(2).mean()\n"
+               "loss.backward()\n")
+    same_as_torch(traced(program), in_torch(program, tmp_path), ["model", "x", "out", "loss"])

@@ -215,10 +215,12 @@ class UserCode(ExpressionCompiler):
             return self.call_user(v.fn, [*receiver(v.fn, v.obj), *args], kwargs, node, prefix=f"{v.obj.path}.")
         if isinstance(v, Applier):
             return self.apply_function(v.fn, node)  # type: ignore[attr-defined, no-any-return]
-        if not v.cls.module:  # an object of a plain class with __call__ (a Grad-CAM helper)
-            if "__call__" not in v.cls.methods:
-                raise self.err(node, f"{_kind(v)} is not callable")
+        if "__call__" in v.cls.methods:  # a plain class's (a Grad-CAM helper), or a module's own (fast.ai's part 2)
+            if v.cls.module:
+                self.finalize(v)
             return self.call_method(v, "__call__", node)
+        if not v.cls.module:
+            raise self.err(node, f"{_kind(v)} is not callable")
         if self.has_hooks(v):  # type: ignore[attr-defined]
             return self.hooked_forward(v, node)
         return self.call_method(v, "forward", node)
