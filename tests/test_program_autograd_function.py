@@ -213,3 +213,89 @@ def test_a_forward_without_ctx_and_setup_context_is_refused_with_the_way_out() -
                "x = torch.ones(3, requires_grad=True)\nF2.apply(x).sum().backward()\n")
     with pytest.raises(SpecError, match="setup_context are not traced yet"):
         compile_spec(TraceSpec(program=program))
+
+
+IN_THE_WILD = """
+import torch
+from torch.autograd.function import once_differentiable
+
+
+class SurrGradSpike(torch.autograd.Function):
+    scale = 10.0
+
+    @staticmethod
+    def forward(ctx, input):
+        ctx.save_for_backward(input)
+        out = torch.zeros_like(input)
+        out[input > 0] = 1.0
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        input, = ctx.saved_tensors
+        grad = torch.zeros_like(grad_output) + grad_output.clone()
+        return grad / (SurrGradSpike.scale * torch.abs(input) + 1.0) ** 2
+
+
+class AddBias(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, b):
+        return (x + b).float()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g
+
+
+class Flag(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        k = 2.0 if ctx.needs_input_grad[0] else 3.0
+        ctx.k = k
+        return x * k
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * ctx.k
+
+
+torch.manual_seed(0)
+x = torch.randn(4, 3, requires_grad=True)
+b = torch.randn(3, requires_grad=True)
+s = SurrGradSpike.apply(x)
+y = AddBias.apply(x, b)
+with torch.no_grad():
+    f0 = Flag.apply(b)
+f = Flag.apply(b) * f0
+loss = (s * y).sum() + (y ** 2).sum() + f.sum()
+loss.backward()
+"""
+
+
+def test_functions_as_found_in_the_wild(tmp_path: Path) -> None:
+    """SpyTorch's surrogate spike (a class attribute, zeros_like and a masked write in the bodies,
+    @once_differentiable), a bias gradient of the broadcast shape (summed to the input's, as torch does), a cast
+    that changes nothing, needs_input_grad read under no_grad (true: it is the input's requires_grad)."""
+    t = traced(IN_THE_WILD, engines=ALL)
+    same_as_torch(t, in_torch(IN_THE_WILD, tmp_path), ["x", "b", "s", "y", "f0", "f", "loss"])
+    pairs = {p.engines: p for p in t.result.comparison.pairs}
+    assert pairs["torch~reference"].ok  # (the surrogate gradient is on purpose not the step's derivative)
+
+
+def test_a_tensor_kept_on_ctx_and_changed_in_place_before_backward_is_refused() -> None:
+    program = (HEAD + "class Keep(Function):\n    @staticmethod\n    def forward(ctx, x):\n        ctx.x = x\n"
+               "        return x * x\n    @staticmethod\n    def backward(ctx, g):\n        return 2 * g * ctx.x\n"
+               "w = torch.ones(4, requires_grad=True)\nh = w * 1.0\ny = Keep.apply(h)\nh.add_(1.0)\ny.sum().backward()\n")
+    with pytest.raises(SpecError, match="after Keep.forward kept it on ctx"):
+        compile_spec(TraceSpec(program=program))
+
+
+def test_a_function_reading_a_tensor_that_requires_grad_says_no_gradient_flows_to_it(tmp_path: Path) -> None:
+    program = (HEAD + "class Scale(Function):\n    @staticmethod\n    def forward(ctx, x):\n        return x * s\n"
+               "    @staticmethod\n    def backward(ctx, g):\n        return g * s\n"
+               "torch.manual_seed(0)\ns = torch.tensor(2.0, requires_grad=True)\nx = torch.randn(4, requires_grad=True)\n"
+               "loss = Scale.apply(x).sum() + s\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["s", "x", "loss"])
+    assert any("reads 's', which requires grad, without taking it as an argument" in n for n in t.result.notes)

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+
 from services.compiler.build import GraphBuilder, RawNode
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.values import AutogradFunction, Ctx, T, UserFunction, Value
@@ -17,6 +19,8 @@ from services.ir import Leaf
 from services.ops.custom import Body, CustomFunction
 
 CTX_IGNORED = ("set_materialize_grads",)
+CONSTANT_MAKERS = ("zeros", "ones", "full", "empty", "eye", "arange")
+"""Tensor factories whose values a Function's body may make (numbers only: nothing drawn)."""
 """ctx methods that change nothing gradtrace traces (one output: its gradient is always a tensor)."""
 
 
@@ -27,8 +31,10 @@ class AutogradFunctions(ExpressionCompiler):
     generators: list[Any]
     res: Any
     functions_noted: set[str]
+    ctx_holds: dict[str, tuple[str, int, str]]
 
-    def define_function(self, stmt: ast.ClassDef, methods: dict[str, UserFunction]) -> AutogradFunction:
+    def define_function(self, stmt: ast.ClassDef, methods: dict[str, UserFunction],
+                        attrs: dict[str, Value] | None = None) -> AutogradFunction:
         """`class MyReLU(torch.autograd.Function)` with static forward(ctx, ...) and backward(ctx, grad_output)."""
         if "setup_context" in methods:
             raise self.err(stmt, f"class {stmt.name}: a forward without ctx and a setup_context are not traced yet: "
@@ -44,7 +50,7 @@ class AutogradFunctions(ExpressionCompiler):
         if [*methods["backward"].node.args.posonlyargs, *methods["backward"].node.args.args][2:]:
             raise self.err(methods["backward"].node, f"{stmt.name}.backward takes one gradient here: forward returns "
                                                      "one tensor")
-        return AutogradFunction(stmt.name, methods["forward"], methods["backward"])
+        return AutogradFunction(stmt.name, methods["forward"], methods["backward"], dict(attrs or {}))
 
     @contextmanager
     def own_builder(self, leaves: list[Leaf], node: ast.AST, what: str) -> Iterator[GraphBuilder]:
@@ -67,9 +73,27 @@ class AutogradFunctions(ExpressionCompiler):
             yield sub
         finally:
             self.builder = main
-        if [len(s.events) for s in streams] != before:
+        made = self.stream.events[before[0]:]
+        if [len(s.events) for s in streams[1:]] != before[1:] or not all(self.constant_made(ev, sub) for ev in made):
             raise self.err(node, f"{what} draws random numbers or writes into a tensor of the program: not traced inside "
                                  "an autograd.Function (draw them outside and pass them in)")
+        del self.stream.events[before[0]:]  # (their values are the body's constants now)
+
+    def constant_made(self, ev: Any, sub: GraphBuilder) -> bool:
+        """A tensor a body makes from numbers (`torch.zeros_like(g)`, `torch.full((3,), 0.5)`, `torch.arange(4)`):
+        its value now, as the body's constant; False for anything else (a draw, a write)."""
+        a = ev.args
+        if ev.op != "tensor" or ev.target not in sub.leaves or a.get("fn") not in CONSTANT_MAKERS or "strides" in a:
+            return False
+        args, dtype = list(a.get("args", [])), np.dtype(a["dtype"])
+        fn = a["fn"]
+        value = (np.zeros(args[0], dtype) if fn in ("zeros", "empty") else np.ones(args[0], dtype) if fn == "ones"
+                 else np.full(args[0], args[1], dtype) if fn == "full" else np.eye(*args, dtype=dtype) if fn == "eye"
+                 else np.arange(*args).astype(dtype))
+        if value.shape != sub.leaves[ev.target].shape:
+            return False
+        sub.leaves[ev.target].value = value
+        return True
 
     def compiled_body(self, sub: GraphBuilder, inputs: list[str], outputs: list[str | None], node: ast.AST, what: str,
              also: list[str] = ()) -> tuple[Body, list[str]]:
@@ -105,7 +129,7 @@ class AutogradFunctions(ExpressionCompiler):
         main = self.builder
         if not any(isinstance(a, T) for a in args):
             raise self.err(node, f"{fn.name}.apply takes at least one tensor")
-        needs = tuple(isinstance(a, T) and main.grad[a.name] and main.grad_enabled for a in args)
+        needs = tuple(isinstance(a, T) and bool(main.grad[a.name]) for a in args)  # (under no_grad too, as torch's)
         fwd_params = [p.arg for p in (*fn.forward.node.args.posonlyargs, *fn.forward.node.args.args)][1:]
         if len(args) > len(fwd_params):
             raise self.err(node, f"{fn.name}.forward takes {len(fwd_params)} input(s), apply got {len(args)}")
@@ -126,6 +150,7 @@ class AutogradFunctions(ExpressionCompiler):
         if not all(s is None or isinstance(s, T) for s in saved):
             raise self.err(node, f"{fn.name}: save_for_backward takes tensors (or None)")
         links = [(s.name, f"{fn.name}.saved_tensors.{k}") for k, s in enumerate(saved) if isinstance(s, T)]
+        n_saved = len(links)
         links += [(v.name, f"{fn.name}.ctx.{attr}") for attr, v in ctx.attrs.items() if isinstance(v, T)]
         fwd_body, fwd_reads = self.compiled_body(sub, [holders[k] for k in sorted(holders)], [out.name], node,
                                         f"{fn.name}.forward", [src for src, _ in links])
@@ -152,17 +177,25 @@ class AutogradFunctions(ExpressionCompiler):
                 elif not isinstance(a, T):
                     raise self.err(node, f"function {fn.name}Backward returned a gradient different than None at position "
                                          f"{k + 1}, but the corresponding forward input was not a Variable: torch fails so")
-                elif not isinstance(g, T) or bsub.shapes[g.name] != main.shapes[a.name]:
+                elif not isinstance(g, T) or not expandable(main.shapes[a.name], bsub.shapes[g.name]):
                     got_shape = list(bsub.shapes[g.name]) if isinstance(g, T) else _kind(g)
                     raise self.err(node, f"function {fn.name}Backward returned an invalid gradient at index {k}: got "
-                                         f"{got_shape}, expected the input's shape {list(main.shapes[a.name])}")
+                                         f"{got_shape}, expected shape compatible with {list(main.shapes[a.name])}")
                 else:
-                    outs.append(g.name)
+                    outs.append(self.summed_to(g, main.shapes[a.name], node).name)
         # the gradients of the tensor arguments (numbers take none), in order
         outs = [o for o, a in zip(outs, args, strict=True) if isinstance(a, T)]
         bwd_body, bwd_reads = self.compiled_body(bsub, [ph for _, ph in links] + [grad_name], outs, node, f"{fn.name}.backward")
         tensors = [a.name for a in args if isinstance(a, T)]
-        op = CustomFunction(fn.name, fwd_body, [src for src, _ in links], bwd_body, len(tensors), shape, dtype)
+        op = CustomFunction(fn.name, fwd_body, [src for src, _ in links], bwd_body, len(tensors), shape, dtype, n_saved)
+        program_reads = [r for r in [*fwd_reads, *bwd_reads] if main.grad.get(r)]
+        if program_reads:  # the classic custom-op bug: a weight not passed to apply gets no gradient through it
+            self.res.notes.append(f"line {node.lineno}: {fn.name} reads '{program_reads[0]}', which requires grad, without "
+                                  "taking it as an argument: no gradient flows to it through the Function (as in torch); "
+                                  "pass it to apply for backward to give its gradient")
+        program_of = {holders[k]: a.name for k, a in enumerate(args) if k in holders}
+        for src, _ in links[n_saved:]:  # ctx.x = x: torch's backward reads x as it is then (no version check)
+            self.ctx_holds[program_of.get(src, src)] = (fn.name, node.lineno, name)
         if fn.name not in self.functions_noted:
             self.functions_noted.add(fn.name)
             self.res.notes.append(f"line {node.lineno}: the gradient through {fn.name} is its backward's, the program's "
@@ -171,6 +204,16 @@ class AutogradFunctions(ExpressionCompiler):
         self.builder.add(RawNode(name=name, op=op, inputs=[*tensors, *fwd_reads, *bwd_reads], expr=self.src(node),
                                  line=getattr(node, "lineno", self.line), col=node.col_offset + 1, loc=("program",)))
         return T(name)
+
+    def summed_to(self, g: T, shape: tuple[int, ...], node: ast.Call) -> T:
+        """A gradient of a shape the input broadcasts to, summed down to the input's (torch's at::sum_to)."""
+        have = self.builder.shapes[g.name]
+        lead = len(have) - len(shape)
+        dims = list(range(lead)) + [lead + i for i, n in enumerate(shape) if n == 1 and have[lead + i] != 1]
+        if not dims:
+            return g
+        summed = self.emit("sum", [g], {"dim": dims, "keepdim": True}, node)
+        return self.emit("reshape", [summed], {"shape": list(shape)}, node) if lead else summed
 
     def ctx_attribute(self, ctx: Ctx, node: ast.Attribute) -> Value:
         """ctx.saved_tensors, ctx.needs_input_grad, ctx.<what forward set>."""
@@ -204,3 +247,9 @@ class AutogradFunctions(ExpressionCompiler):
         values, _ = self.call_args(call)  # type: ignore[attr-defined]
         ctx.saved = tuple(values)
 
+
+def expandable(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
+    """Whether a tensor of `shape` broadcasts to `to` (torch's is_expandable_to)."""
+    if len(shape) > len(to):
+        return False
+    return all(n == m or n == 1 for n, m in zip(shape[::-1], to[::-1], strict=False))

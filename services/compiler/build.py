@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import ChainMap, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,7 +206,8 @@ class GraphBuilder:
 
     def rename_last(self, old: str, new: str) -> bool:
         """Rename the tensor added last, when nothing used it yet (cheap: no other table holds it); False if not."""
-        if old not in self.shapes or next(reversed(self.shapes)) != old or old in self.used or new in self.shapes:
+        own = self.shapes.maps[0] if isinstance(self.shapes, ChainMap) else self.shapes  # (an autograd.Function's body)
+        if old not in own or next(reversed(own)) != old or old in self.used or new in self.shapes:
             return False
         for table in (self.shapes, self.dtypes, self.grad, self.ranges, self.leaves, self.strides, self.views,
                       self.saved_by_torch):

@@ -470,6 +470,8 @@ class ExpressionCompiler:
             return base.attrs[node.attr]
         if isinstance(base, AutogradFunction) and node.attr == "apply":  # `relu = MyReLU.apply`
             return Applier(base)
+        if isinstance(base, AutogradFunction) and node.attr in base.attrs:  # SurrGradSpike.scale
+            return base.attrs[node.attr]  # type: ignore[no-any-return]
         if isinstance(base, Ctx):
             return self.ctx_attribute(base, node)  # type: ignore[attr-defined, no-any-return]
         if isinstance(base, T):
@@ -771,6 +773,8 @@ def _kind(v: Any) -> str:
         return f"the function {v.name}"
     if isinstance(v, UserClass):
         return f"the class {v.name}"
+    if isinstance(v, AutogradFunction):
+        return f"the autograd.Function {v.name}"
     if isinstance(v, Untraced):
         return v.what
     if isinstance(v, DType):

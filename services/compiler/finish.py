@@ -191,9 +191,17 @@ class Finish(ExpressionCompiler):
         keep_version): torch's autograd holds the one tensor, whose backward reads its new values (or fails: modified
         by an inplace operation) and sums every use into one .grad."""
         versions: dict[str, tuple[str, int]] = getattr(self, "versions", {})
-        if not versions or self.res.output is None:
+        holds: dict[str, tuple[str, int, str]] = getattr(self, "ctx_holds", {})
+        if not versions and not holds or self.res.output is None:
             return
         reached = self.ancestors(self.res.output)
+        for n in self.builder.nodes if holds else ():
+            if n.writes in holds and holds[n.writes][2] in reached:
+                fn, line, _ = holds[n.writes]
+                raise SpecError(f"'{n.writes}' is changed in place{f' on line {n.line}' if n.line else ''} after {fn}.forward kept it "
+                                f"on ctx (line {line}): torch's backward of {fn} reads it as it is then (ctx attributes "
+                                "are not version-checked), which gradtrace does not trace; keep a clone (`ctx.x = x.clone()`) "
+                                "or save it with ctx.save_for_backward", loc=("program",))
         for n in self.builder.nodes:
             old = next((i for i in n.inputs if i.__class__ is str and i in versions), None)
             if old is not None and n.name in reached and self.builder.grad[n.name]:

@@ -42,6 +42,7 @@ FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "prefix", "retu
 SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_")
 """Module methods that return the module itself: `model = Net().to(device)` names the object `model`."""
 NOT_TRACED = ("state_dict", "buffers")
+ONCE_DIFFERENTIABLE = "torch.autograd.function.once_differentiable"
 """Module methods accepted as values gradtrace does not trace (an Untraced: printing them is fine)."""
 BINDINGS = ("property", "staticmethod", "classmethod")
 """Decorators that change how a class binds a method."""
@@ -119,7 +120,7 @@ class UserCode(ExpressionCompiler):
                 raise self.err(item, f"class {stmt.name}: only methods (def) and constant class attributes are allowed "
                                      "in the class body")
         if function:
-            self.scope[stmt.name] = self.define_function(stmt, methods)  # type: ignore[attr-defined]
+            self.scope[stmt.name] = self.define_function(stmt, methods, attrs)  # type: ignore[attr-defined]
             return
         module = parent.module if parent is not None else not plain
         cls = UserClass(stmt.name, methods, attrs, parent, module=module, fields=fields if dataclass else None)
@@ -176,7 +177,8 @@ class UserCode(ExpressionCompiler):
                 continue
             path = self.dotted(d.func if isinstance(d, ast.Call) else d)
             fn.no_grad = fn.no_grad or path in ("torch.no_grad", "torch.inference_mode")
-            if path not in ("torch.no_grad", "torch.inference_mode", "torch.enable_grad"):
+            if path not in ("torch.no_grad", "torch.inference_mode", "torch.enable_grad", ONCE_DIFFERENTIABLE):
+                # (@once_differentiable on a Function's backward: it runs without a graph, as gradtrace's does)
                 fn.refused = fn.refused or f"the decorator @{self.src(d)[:40]} of {stmt.name} is not traced"
         return fn
 

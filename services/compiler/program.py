@@ -69,7 +69,8 @@ MODULES = {
 FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "torch.optim": "torch.optim",
                 "torch.nn.init": "torch.nn.init", "torch.nn.parameter.Parameter": "torch.nn.Parameter",
                 "torch.nn.modules.module.Module": "torch.nn.Module", "copy.deepcopy": "copy.deepcopy",
-                "torch.autograd.Function": "torch.autograd.Function", "torch.autograd.Variable": "torch.autograd.Variable"}
+                "torch.autograd.Function": "torch.autograd.Function", "torch.autograd.Variable": "torch.autograd.Variable",
+                "torch.autograd.function.once_differentiable": "torch.autograd.function.once_differentiable"}
 """`from X import Y` forms: X.Y must be one of these."""
 RETURNS_SELF = INPLACE_INIT | {"requires_grad_", "cpu", "contiguous"}
 """Methods that return the tensor they are called on."""
@@ -114,6 +115,9 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, CallStatements, ModuleCopi
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
         self.module_hooks: dict[int, list[Any]] = {}
         """Forward hooks registered on modules and module objects, by the object's id (services.compiler.module_hooks)."""
+        self.ctx_holds: dict[str, tuple[str, int, str]] = {}
+        """Program tensors an autograd.Function's ctx holds as attributes -> (its name, line, node): Finish refuses an
+        in-place change of one before a backward that reaches the node (torch's backward would read the new values)."""
         self.functions_noted: set[str] = set()
         """The program's autograd.Functions whose backward the result's notes have named."""
         self.versions: dict[str, tuple[str, int]] = {}
@@ -185,6 +189,25 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, CallStatements, ModuleCopi
         self.stale_versions()
         self.finish_names()
         return self.res
+
+    def init_gain(self, node: ast.Call) -> float:
+        """nn.init.calculate_gain(nonlinearity, param=None): the gain torch's table gives."""
+        given = dict(zip(("nonlinearity", "param"), node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        what = self.const(given["nonlinearity"]) if "nonlinearity" in given else None
+        param = self.const(given["param"]) if given.get("param") is not None else None
+        linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "sigmoid")
+        if what in linear:
+            return 1.0
+        if what == "tanh":
+            return 5.0 / 3
+        if what == "relu":
+            return math.sqrt(2.0)
+        if what == "selu":
+            return 3.0 / 4
+        if what == "leaky_relu" and (param is None or is_number(param) and not isinstance(param, bool)):
+            slope = 0.01 if param is None else float(param)
+            return math.sqrt(2.0 / (1 + slope**2))
+        raise self.err(node, f"nn.init.calculate_gain: unsupported nonlinearity {what!r} (or its param {param!r})")
 
     def echo(self, value: ast.expr) -> None:
         """An expression on its own line (a notebook shows its value): computed as Python computes it, and dropped;
@@ -620,6 +643,8 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, CallStatements, ModuleCopi
             return self.arrange(path.rsplit(".", 1)[1], node)
         if (v := self.function_form(path, node)) is not NotImplemented:
             return v  # F.normalize, F.relu6, g = F.relu_(h), torch.unbind(x, 1), ...
+        if path == "nn.init.calculate_gain":  # nn.init.calculate_gain('relu'): torch's table
+            return self.init_gain(node)
         if path in ("nn.init._calculate_fan_in_and_fan_out", "nn.init._calculate_correct_fan"):
             return self.fans(path.rsplit(".", 1)[1], node)  # nn.Linear.reset_parameters copied into a module
         if path.startswith("nn.init."):  # in an expression (a lambda's body): the tensor, as torch returns it

@@ -220,6 +220,8 @@ class AutogradFunction:
     name: str
     forward: UserFunction
     backward: UserFunction
+    attrs: dict[str, Any] = field(default_factory=dict)
+    """Class attributes (`scale = 10.0`, read as `SurrGradSpike.scale`)."""
 
 
 @dataclass(frozen=True)

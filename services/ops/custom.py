@@ -59,11 +59,14 @@ class CustomFunction(Op):
     any_dtype = True  # the bodies' own ops check their dtypes
 
     def __init__(self, cls_name: str, forward: Body, saved: list[str], backward: Body, n_args: int, shape: Shape,
-                 dtype: str) -> None:
+                 dtype: str, n_saved: int | None = None) -> None:
         self.name = f"{cls_name}.apply"  # type: ignore[misc]
         self.cls_name = cls_name
         self.fwd, self.saved, self.bwd = forward, saved, backward
         self.n_args = n_args
+        self.n_saved = len(saved) if n_saved is None else n_saved
+        """How many of `saved` forward saves with ctx.save_for_backward (version-checked by torch, as the program's);
+        the rest are ctx attributes, which torch does not check."""
         self.out_shape, self.out_dtype = shape, dtype
         n_in = len(forward.inputs) + len([i for i in backward.inputs[len(saved) + 1:]])
         self.tensors = tuple(f"input{k}" for k in range(n_in))  # type: ignore[misc]
@@ -96,12 +99,13 @@ class CustomFunction(Op):
         def forward(ctx: Any, *xs: Any) -> Any:
             fwd_in, bwd_in = op.split(list(xs))
             values = op.fwd.run_torch(t, fwd_in)
-            ctx.save_for_backward(*[values[k] for k in op.saved], *bwd_in)
+            ctx.save_for_backward(*[values[k] for k in op.saved[:op.n_saved]])
+            ctx.kept = [values[k] for k in op.saved[op.n_saved:]], bwd_in  # (attributes, as the program's ctx.x)
             return values[op.fwd.outputs[0]]  # type: ignore[index]
 
         def backward(ctx: Any, grad: Any) -> Any:
-            kept = list(ctx.saved_tensors)
-            values = op.bwd.run_torch(t, [*kept[:len(op.saved)], grad, *kept[len(op.saved):]])
+            attrs, reads = ctx.kept
+            values = op.bwd.run_torch(t, [*ctx.saved_tensors, *attrs, grad, *reads])
             grads = [values[k] if k is not None else None for k in op.bwd.outputs]
             return (*grads, *[None] * (len(op.tensors) - len(grads)))
 

@@ -128,6 +128,9 @@ def _over_norm(t: Array, x: Array, y: Array) -> Array:
 
 _binary("atan2", np.arctan2, lambda x, y, o: _over_norm(y, x, y), lambda x, y, o: _over_norm(-x, x, y), numbers=False)
 _binary("hypot", np.hypot, lambda x, y, o: x / o, lambda x, y, o: y / o, numbers=False)
+# torch's LogaddexpBackward0: grad / (1 + exp(other - self)), and the same the other way
+_binary("logaddexp", np.logaddexp, lambda x, y, o: 1 / (1 + np.exp(y - x)), lambda x, y, o: 1 / (1 + np.exp(x - y)),
+        numbers=False)
 _binary("copysign", np.copysign, lambda x, y, o: np.where(x == 0, 0, np.sign(x) * np.where(np.signbit(y), -1, 1)),
         lambda x, y, o: np.zeros_like(o))
 
