@@ -461,7 +461,7 @@ AB2 = {"a": given([[2.3, -1.7, 0.4], [-2.6, 3.1, 1.2]]), "b": given([[0.9, 0.8, 
 for op in ("remainder", "fmod"):
     case(f"{op}", AB2, N("y", op, "a", "b"), N("z", "mul", "y", "y"))
     case(f"{op}-number", AB2, N("y", op, "a", 0.7), N("z", "mul", "y", "y"))
-for op in ("atan2", "hypot", "copysign"):
+for op in ("atan2", "hypot", "copysign", "logaddexp"):
     case(f"{op}", {"a": away(2, 3, seed=69), "b": normal(3, seed=70)}, N("y", op, "a", "b"), N("z", "mul", "y", "a"))
 case("atan2-origin", {"a": given([0.0, 1.0, 0.0, -2.0]), "b": given([0.0, 0.0, 2.0, 0.0])},  # torch: grad 0 at (0, 0)
      N("y", "atan2", "a", "b"), N("z", "mul", "y", 3.0), engines=["torch", "reference"])

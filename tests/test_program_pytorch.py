@@ -1018,3 +1018,14 @@ def test_2017_tutorial_code_with_variable_legacy_types_and_size_average(tmp_path
     t = traced(program)
     same_as_torch(t, in_torch(program, tmp_path), ["x", "y", "w1", "w2", "h", "h2", "y_pred", "loss"])
     assert any("reduction='sum'" in n for n in t.result.notes)
+
+
+def test_logaddexp_and_calculate_gain(tmp_path: Path) -> None:
+    program = ("import torch\nfrom torch import nn\ntorch.manual_seed(0)\nx = torch.randn(3, 4, requires_grad=True)\n"
+               "y = torch.randn(3, 4, requires_grad=True)\nz = torch.logaddexp(x, y * 2)\nlin = nn.Linear(4, 2)\n"
+               "nn.init.xavier_uniform_(lin.weight, gain=nn.init.calculate_gain('relu'))\n"
+               "g = nn.init.calculate_gain('leaky_relu', 0.2) + nn.init.calculate_gain('tanh')\n"
+               "loss = (lin(z) * g).sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "y", "z", "lin", "loss"])
+    assert t.result.nodes["z"].grad_fn == "LogaddexpBackward0"

@@ -309,7 +309,7 @@ class GraphBuilder:
             has_float = "float32" in in_dtypes or "float64" in in_dtypes
             for i, d, diff in zip(inputs, in_dtypes, diff_flags, strict=False):
                 if d == "int64" and diff:
-                    raise _err(raw, f"{raw.op}: input '{i}' is int64; this op needs floating point tensors")
+                    raise _err(raw, f"{raw.op}: input '{i}' is int64; this op needs floating point tensors: cast with .float()")
                 if d == "bool" and diff and not has_float:
                     raise _err(raw, f"{raw.op}: input '{i}' is a bool tensor; cast it first (.float())")
         try:
