@@ -200,7 +200,8 @@ class AutogradFunctions(ExpressionCompiler):
             self.functions_noted.add(fn.name)
             self.res.notes.append(f"line {node.lineno}: the gradient through {fn.name} is its backward's, the program's "
                                   "(torch and the reference engine both run it): the numeric engine's finite differences "
-                                  "of its forward check it")
+                                  "of its forward check it (on up to numeric.max_elements_per_leaf elements of each "
+                                  "leaf: raise it to check every one)")
         self.builder.add(RawNode(name=name, op=op, inputs=[*tensors, *fwd_reads, *bwd_reads], expr=self.src(node),
                                  line=getattr(node, "lineno", self.line), col=node.col_offset + 1, loc=("program",)))
         return T(name)
