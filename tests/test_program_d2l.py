@@ -199,3 +199,16 @@ def test_d2l_linear_regression_from_scratch_names_what_init_params_returns(tmp_p
                "l = ((y_hat - torch.ones(4, 1)) ** 2 / 2).sum()\nl.backward()\n")
     t = traced(program)
     same_as_torch(t, in_torch(program, tmp_path), ["w", "b", "X", "y_hat", "l"])
+
+
+def test_d2l_my_sequential_registers_modules_by_index(tmp_path: Path) -> None:
+    """d2l 6.1's MySequential: `self.add_module(str(idx), module)` and `for module in self.children()`: parameters
+    named net.0.weight as torch names them."""
+    program = ("import torch\nfrom torch import nn\n\n\nclass MySequential(nn.Module):\n    def __init__(self, *args):\n"
+               "        super().__init__()\n        for idx, module in enumerate(args):\n            self.add_module(str(idx), module)\n\n"
+               "    def forward(self, X):\n        for module in self.children():\n            X = module(X)\n        return X\n\n\n"
+               "torch.manual_seed(0)\nnet = MySequential(nn.Linear(4, 8), nn.ReLU(), nn.LazyLinear(2))\nX = torch.rand(2, 4)\n"
+               "out = net(X)\nout.sum().backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["net", "X", "out"])
+    assert sorted(t.result.parameters) == ["net.0.bias", "net.0.weight", "net.2.bias", "net.2.weight"]

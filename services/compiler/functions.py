@@ -712,8 +712,8 @@ class UserCode(ExpressionCompiler):
     def set_named(self, name: ast.expr, value: list[ast.expr], call: ast.Call, obj: ast.expr | None = None) -> None:
         """setattr(self, name, m), self.add_module(name, m), self.register_parameter(name, p): `self.<name> = m`."""
         attr = self.const(name)
-        if len(value) != 1 or call.keywords or not isinstance(attr, str) or not attr.isidentifier() or attr.startswith("__"):
-            raise self.err(call, "setattr/add_module take an object, a name (an identifier string) and a value")
+        if len(value) != 1 or call.keywords or not isinstance(attr, str) or not attr or "." in attr or attr.startswith("__"):
+            raise self.err(call, "setattr/add_module take an object, a name (a string without dots) and a value")
         owner = obj if obj is not None else call.func.value  # type: ignore[attr-defined]
         target = ast.copy_location(ast.Attribute(value=owner, attr=attr, ctx=ast.Store()), call)
         self.assign(target, value[0], call)  # type: ignore[attr-defined]
