@@ -145,9 +145,37 @@ class Finish(ExpressionCompiler):
         v = self.expr(node)
         if is_number(v):
             return v
-        if isinstance(v, T) and v.name in self.builder.leaves and self.builder.leaves[v.name].value is not None:
-            return self.builder.leaves[v.name].value.tolist()
-        raise self.err(node, "backward(gradient): give torch.ones_like(y), torch.tensor([...]) or a tensor made by torch.tensor")
+        if isinstance(v, T) and (value := self.folded(v.name)) is not None:
+            return value.tolist()
+        raise self.err(node, "backward(gradient): give torch.ones_like(y), torch.tensor([...]) or a tensor made from "
+                             "numbers (`one_hot = torch.zeros_like(out); one_hot[0, k] = 1`)")
+
+    def folded(self, name: str, depth: int = 0) -> np.ndarray | None:
+        """A tensor's value now, when it is made from numbers alone (a literal, torch.zeros_like(out), and ops on
+        them: Grad-CAM's one-hot gradient); None when it depends on anything drawn or computed from the program."""
+        b = self.builder
+        if depth > 64:
+            return None
+        if name in b.leaves:
+            leaf = b.leaves[name]
+            if leaf.value is not None:
+                return leaf.value
+            made = [ev for ev in self.stream.events if ev.target == name]
+            if len(made) != 1 or made[0].op != "tensor" or made[0].args.get("fn") not in ("zeros", "ones", "full", "empty"):
+                return None
+            a = made[0].args
+            shape, dtype = a["args"][0], np.dtype(a["dtype"])
+            return np.full(shape, a["args"][1] if a["fn"] == "full" else float(a["fn"] == "ones"), dtype)
+        node = next((n for n in reversed(b.nodes) if n.name == name), None)
+        if node is None or node.requires_grad or node.op.name in ("dropout",):
+            return None
+        xs = []
+        for i in node.inputs:
+            x = self.folded(i, depth + 1) if isinstance(i, str) else np.asarray(i, dtype=node.dtype if node.dtype.startswith("float") else None)
+            if x is None:
+                return None
+            xs.append(x)
+        return np.asarray(node.op.forward(xs, node.args)).astype(node.dtype)
 
     def statement(self, stmt: ast.stmt) -> None:
         """Compile a statement. After the traced backward(), one gradtrace cannot trace (the next step of a training
