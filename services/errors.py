@@ -61,10 +61,10 @@ def argument_error(err: Mapping[str, Any]) -> str:
     where = ".".join(str(p) for p in err.get("loc", ()))
     kind, msg = err.get("type"), str(err.get("msg", "")).removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        return f"the argument '{where}' is not one gradtrace traces"
+        return f"the argument '{where}' is not one gradtrace traces (or torch takes: check its spelling)"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        return f"{where}={err.get('input')!r} is not traced by gradtrace (it traces {where}={expected})"
+        return f"{where}={err.get('input')!r} is not traced (gradtrace takes {where}={expected}; torch may refuse it too)"
     if kind == "missing":
         return f"the argument '{where}' is required"
     return f"argument '{where}': {msg}" if where else msg

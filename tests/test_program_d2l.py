@@ -105,6 +105,8 @@ def test_lazy_modules_equal_torch(program: str, tmp_path: Path) -> None:
     ("conv = nn.LazyConv2d(4, 3, groups=2)\ny = conv(torch.randn(1, 3, 5, 5))\n", "must be divisible by groups"),
     ("conv = nn.LazyConv2d(4, 3)\ny = conv(torch.randn(5, 5))\n", "expected 3D (unbatched) or 4D (batched) input"),
     ("conv = nn.LazyConv2d(4)\n", "nn.LazyConv2d: the argument 'kernel_size' is required"),
+    ("net = nn.Sequential(nn.LazyLinear(4), nn.ReLU())\nfor p in net[0].parameters():\n    p.requires_grad = False\n",
+     "makes its parameters at its first call: read, count or freeze them after it"),
 ])
 def test_lazy_modules_refused_as_torch_fails(program: str, needle: str) -> None:
     with pytest.raises(SpecError) as info:

@@ -745,10 +745,12 @@ def test_a_hook_that_prints_a_gradient_is_accepted_and_one_that_changes_it_refus
     t = traced(program)
     same_as_torch(t, in_torch(program, tmp_path), ["x", "h", "y", "loss"])
     assert any("the hook on 'h' only looks at its gradient" in n for n in t.result.notes)
-    for hook in ("lambda g: g * 10", "lambda g: g.mul_(10)", "lambda g: g.clamp_(0, 1) and None", "scale"):
+    for hook in ("lambda g: g * 10", "lambda g: g.mul_(10)", "lambda g: print(g.mul_(0.5))", "scale", "alias", "row"):
         assert "changes the gradient" in str(_refused("x = torch.ones(3, requires_grad=True)\nh = x * 2\n"
                                                       "def scale(g):\n    g[0] = 0\n"
-                                                      f"h.register_hook({hook})\nh.sum().backward()\n"))
+                                                      "def alias(grad):\n    g = grad\n    g *= 3.0\n"
+                                                      "def row(grad):\n    r = grad[0:2]\n    r.zero_()\n"
+                                                      f"h.register_hook({hook})\nh.sum().backward()\n")), hook
 
 
 GRAD_KEEPERS = """
@@ -1041,3 +1043,16 @@ def test_backward_with_a_one_hot_gradient_made_from_numbers(tmp_path: Path) -> N
     same_as_torch(t, in_torch(program, tmp_path), ["net", "x", "out"])
     assert "made from numbers" in str(_refused("x = torch.ones(3, requires_grad=True)\ny = x * 2\n"
                                                "y.backward(gradient=torch.rand(3))\n"))
+
+
+def test_echoes_then_writes_and_plain_tensors_on_objects(tmp_path: Path) -> None:
+    """d2l's parameter management: `net[0].weight.data[0]` echoed, then `net.apply(init_normal)` (the echo keeps no
+    view of the weight); `self.total += t` on a plain tensor an object holds (a new node, as `total += t`)."""
+    program = ("import torch\nfrom torch import nn\ntorch.manual_seed(0)\nnet = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))\n"
+               "X = torch.rand(size=(2, 4))\nnet(X).shape\nnet[0].weight.data[0]\nnet[2].weight.T\n\n\ndef init_normal(m):\n"
+               "    if type(m) == nn.Linear:\n        nn.init.normal_(m.weight, mean=0, std=0.01)\n        nn.init.zeros_(m.bias)\n\n\n"
+               "net.apply(init_normal)\n\n\nclass Acc:\n    def __init__(self):\n        self.total = torch.zeros(8)\n        self.n = 0\n\n"
+               "    def add(self, t):\n        self.total += t\n        self.n += 1\n\n\nacc = Acc()\nh = net[0](X)\n"
+               "acc.add(h[0])\nacc.add(h[1] * 2.0)\nloss = net(X).sum() + (acc.total * acc.n).sum()\nloss.backward()\n")
+    same_as_torch(traced(program), in_torch(program, tmp_path), ["net", "X", "h", "loss"])
+    assert "low= with high=" in str(_refused("a = torch.randint(low=2, size=(3,))\n"))

@@ -30,8 +30,10 @@ class AutogradFunctions(ExpressionCompiler):
 
     generators: list[Any]
     res: Any
+    no_grad: bool
     functions_noted: set[str]
     ctx_holds: dict[str, tuple[str, int, str]]
+    backward_reads: list[tuple[str, int, dict[str, Any]]]
 
     def define_function(self, stmt: ast.ClassDef, methods: dict[str, UserFunction],
                         attrs: dict[str, Value] | None = None) -> AutogradFunction:
@@ -58,6 +60,7 @@ class AutogradFunctions(ExpressionCompiler):
         records no graph (torch runs forward and backward with grad mode off)."""
         main = self.builder
         sub = GraphBuilder(main.limits)
+        sub.total = main.total  # (its tensors count against the job's limits, as the same code written inline)
         sub.default_dtype = main.default_dtype
         sub.shapes = ChainMap(sub.shapes, main.shapes)  # type: ignore[assignment]
         sub.dtypes = ChainMap(sub.dtypes, main.dtypes)  # type: ignore[assignment]
@@ -68,11 +71,15 @@ class AutogradFunctions(ExpressionCompiler):
             sub.add_leaf(leaf)
         streams = [self.stream, *(g.stream for g in self.generators)]
         before = [len(s.events) for s in streams]
-        self.builder = sub
+        self.builder, was = sub, self.no_grad
+        self.no_grad = True  # (torch runs both bodies with grad mode off: in-place on an input is allowed there)
         try:
             yield sub
         finally:
-            self.builder = main
+            self.builder, self.no_grad = main, was
+        if len(main.nodes) + len(sub.nodes) > main.limits.max_nodes:
+            raise self.err(node, f"more than {main.limits.max_nodes} nodes (with {what}'s): over the limit")
+        main.total = sub.total
         made = self.stream.events[before[0]:]
         if [len(s.events) for s in streams[1:]] != before[1:] or not all(self.constant_made(ev, sub) for ev in made):
             raise self.err(node, f"{what} draws random numbers or writes into a tensor of the program: not traced inside "
@@ -134,7 +141,7 @@ class AutogradFunctions(ExpressionCompiler):
         if len(args) > len(fwd_params):
             raise self.err(node, f"{fn.name}.forward takes {len(fwd_params)} input(s), apply got {len(args)}")
         holders = {k: f"{fn.name}.{p}" for k, (p, a) in enumerate(zip(fwd_params, args, strict=False)) if isinstance(a, T)}
-        leaves = [Leaf(holders[k], main.shapes[a.name], main.dtypes[a.name], False) for k, a in enumerate(args) if k in holders]
+        leaves = [Leaf(holders[k], main.shapes[a.name], main.dtypes[a.name], needs[k]) for k, a in enumerate(args) if k in holders]
         ctx = Ctx(needs)
         with self.own_builder(leaves, node, f"{fn.name}.forward") as sub:
             out = self.call_user(fn.forward, [ctx, *(T(holders[k]) if k in holders else a for k, a in enumerate(args))],
@@ -143,15 +150,19 @@ class AutogradFunctions(ExpressionCompiler):
                 raise self.err(node, f"{fn.name}.forward returns {_kind(out)}: gradtrace traces a Function that returns "
                                      "one tensor")
             if out.name in sub.leaves or out.name not in {n.name for n in sub.nodes}:
-                raise self.err(node, f"{fn.name}.forward returns a tensor it was given, not one it computed: return a "
-                                     "new tensor (`x.clone()`)")
+                # an input returned as it is: torch's output is a view of it
+                out = self.emit("reshape", [out], {"shape": list(sub.shapes[out.name])}, node, self.fresh(f"{fn.name}.out"))
             shape, dtype = sub.shapes[out.name], sub.dtypes[out.name]
         saved = list(ctx.saved or ())
         if not all(s is None or isinstance(s, T) for s in saved):
             raise self.err(node, f"{fn.name}: save_for_backward takes tensors (or None)")
         links = [(s.name, f"{fn.name}.saved_tensors.{k}") for k, s in enumerate(saved) if isinstance(s, T)]
         n_saved = len(links)
-        links += [(v.name, f"{fn.name}.ctx.{attr}") for attr, v in ctx.attrs.items() if isinstance(v, T)]
+        for attr, v in ctx.attrs.items():  # ctx.x = x; ctx.parts = (a, b)
+            if isinstance(v, T):
+                links.append((v.name, f"{fn.name}.ctx.{attr}"))
+            elif isinstance(v, (tuple, list)):
+                links += [(x.name, f"{fn.name}.ctx.{attr}.{i}") for i, x in enumerate(v) if isinstance(x, T)]
         fwd_body, fwd_reads = self.compiled_body(sub, [holders[k] for k in sorted(holders)], [out.name], node,
                                         f"{fn.name}.forward", [src for src, _ in links])
         shapes = {src: sub.shapes[src] for src, _ in links}
@@ -161,7 +172,9 @@ class AutogradFunctions(ExpressionCompiler):
         back_leaves = [Leaf(ph, shapes[src], dtypes[src], False) for src, ph in links] + [Leaf(grad_name, shape, dtype, False)]
         by_src = dict(links)
         back = Ctx(needs, tuple(T(by_src[s.name]) if isinstance(s, T) else None for s in saved),
-                   {attr: T(f"{fn.name}.ctx.{attr}") if isinstance(v, T) else v for attr, v in ctx.attrs.items()}, "backward")
+                   {attr: T(f"{fn.name}.ctx.{attr}") if isinstance(v, T) else type(v)(
+                       T(f"{fn.name}.ctx.{attr}.{i}") if isinstance(x, T) else x for i, x in enumerate(v))
+                    if isinstance(v, (tuple, list)) else v for attr, v in ctx.attrs.items()}, "backward")
         with self.own_builder(back_leaves, node, f"{fn.name}.backward") as bsub:
             got = self.call_user(fn.backward, [back, T(grad_name)], {}, node, prefix=f"{fn.name}.backward.")
             grads = list(got) if isinstance(got, (tuple, list)) else [got]
@@ -188,6 +201,7 @@ class AutogradFunctions(ExpressionCompiler):
         bwd_body, bwd_reads = self.compiled_body(bsub, [ph for _, ph in links] + [grad_name], outs, node, f"{fn.name}.backward")
         tensors = [a.name for a in args if isinstance(a, T)]
         op = CustomFunction(fn.name, fwd_body, [src for src, _ in links], bwd_body, len(tensors), shape, dtype, n_saved)
+        self.backward_reads.append((fn.name, node.lineno, self.globals_read(fn.backward)))
         program_reads = [r for r in [*fwd_reads, *bwd_reads] if main.grad.get(r)]
         if program_reads:  # the classic custom-op bug: a weight not passed to apply gets no gradient through it
             self.res.notes.append(f"line {node.lineno}: {fn.name} reads '{program_reads[0]}', which requires grad, without "
@@ -205,6 +219,29 @@ class AutogradFunctions(ExpressionCompiler):
         self.builder.add(RawNode(name=name, op=op, inputs=[*tensors, *fwd_reads, *bwd_reads], expr=self.src(node),
                                  line=getattr(node, "lineno", self.line), col=node.col_offset + 1, loc=("program",)))
         return T(name)
+
+    def globals_read(self, fn: UserFunction) -> dict[str, Any]:
+        """The program's top-level names a body reads (not its parameters or locals), with what they hold now."""
+        a = fn.node.args
+        own = {p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)}
+        for n in ast.walk(fn.node):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                own.add(n.id)
+        names = {n.id for n in ast.walk(fn.node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - own
+        return {k: self.globals[k] for k in sorted(names) if k in self.globals}  # type: ignore[attr-defined]
+
+    def rebound_reads(self) -> str | None:
+        """At backward(): a name a Function's backward reads, bound again since its apply (torch's backward reads it
+        then, gradtrace compiled the backward at the apply); the refusal's message, or None."""
+        for fn, line, reads in self.backward_reads:
+            for k, was in reads.items():
+                now = self.globals.get(k)  # type: ignore[attr-defined]
+                if now is not was and not (type(now) is type(was) and (isinstance(now, T) or type(now) in (int, float, bool, str))
+                                           and now == was):
+                    return (f"{fn}.backward reads '{k}', which the program binds again after {fn}.apply (line {line}) "
+                            "and before backward(): torch's backward reads it then, gradtrace compiles it at the apply; "
+                            f"pass it to apply, or leave '{k}' as it was")
+        return None
 
     def summed_to(self, g: T, shape: tuple[int, ...], node: ast.Call) -> T:
         """A gradient of a shape the input broadcasts to, summed down to the input's (torch's at::sum_to)."""

@@ -198,8 +198,10 @@ class GraphBuilder:
         gone = list(self.shapes)[names:]
         del self.nodes[nodes:]
         for name in gone:
-            for table in (self.leaves, self.shapes, self.dtypes, self.grad, self.ranges, self.views, self.computed):
+            for table in (self.leaves, self.shapes, self.dtypes, self.grad, self.ranges, self.views, self.computed,
+                          self.strides, self.saved_by_torch):
                 table.pop(name, None)  # type: ignore[attr-defined]
+        self.module_buffers.difference_update(gone)
         self.used.difference_update(gone)
         for base, made in list(self.views.items()):
             self.views[base] = [v for v in made if v in self.shapes]

@@ -68,6 +68,9 @@ class TensorCreation(ExpressionCompiler):
         if fn == "normal" and ("mean" in kw or "std" in kw):  # torch.normal(mean=0.0, std=0.01, size=(8, 3))
             given = dict(zip(("mean", "std"), args, strict=False)) | {k: kw.pop(k) for k in ("mean", "std") if k in kw}
             args = [given[k] for k in ("mean", "std") if k in given] + args[2:]
+        if fn == "randint" and ("low" in kw and (args or "high" not in kw)):
+            raise self.err(node, "torch.randint takes low= with high= (and no positional bounds besides): "
+                                 "torch.randint(low=0, high=2, size=(4,))")
         if fn == "randint" and ("low" in kw or "high" in kw):  # torch.randint(low=0, high=2, size=(4,)) (UvA's tutorials)
             names = ("low", "high", "size") if len(args) == 3 or "low" in kw or "high" in kw and args else ("high", "size")
             given = dict(zip(names, args, strict=False)) | {k: kw.pop(k) for k in ("low", "high", "size") if k in kw}

@@ -50,6 +50,9 @@ class Finish(ExpressionCompiler):
         if not isinstance(out, T):
             raise self.err(receiver, f"backward() is called on {_kind(out)}, not a tensor")
         self.res.output = out.name
+        rebound = self.rebound_reads() if getattr(self, "backward_reads", None) else None  # type: ignore[attr-defined]
+        if rebound:
+            raise self.err(call, rebound)
         grad = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "gradient"), None)
         if grad is not None:
             self.res.grad_output = self.fitted(self.gradient(grad, out), out, call)

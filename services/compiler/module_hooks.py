@@ -146,8 +146,11 @@ def observes(fn: ast.FunctionDef, method: bool = False) -> bool:
                        and not c.func.attr.startswith("_") for c in ast.walk(e))
 
     def call(e: ast.expr) -> bool:
-        return is_print(e) or isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr in KEEPERS \
-            and not rooted(e.func.value) and harmless(e)
+        return (is_print(e) or isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr in KEEPERS
+                and not rooted(e.func.value)) and harmless(e)
+
+    def reads(e: ast.expr) -> bool:  # mentions the gradient (or a name bound from it)
+        return any(isinstance(n, ast.Name) and n.id in params for n in ast.walk(e))
 
     def ok(b: ast.stmt) -> bool:
         if isinstance(b, (ast.Pass, ast.Global, ast.Nonlocal)):
@@ -155,7 +158,11 @@ def observes(fn: ast.FunctionDef, method: bool = False) -> bool:
         if isinstance(b, ast.Expr):
             return isinstance(b.value, ast.Constant) or call(b.value)
         if isinstance(b, ast.Assign):
-            return not any(rooted(t) for t in b.targets) and harmless(b)
+            if any(rooted(t) for t in b.targets) or not harmless(b):
+                return False
+            if reads(b.value) and not _copied(b.value):  # `g = grad`, `g = grad[0]`: the same tensor (a view)
+                params.update(n.id for t in b.targets for n in ast.walk(t) if isinstance(n, ast.Name))
+            return True
         if isinstance(b, (ast.AnnAssign, ast.AugAssign)):
             return not rooted(b.target) and harmless(b)
         if isinstance(b, ast.If):
@@ -165,3 +172,9 @@ def observes(fn: ast.FunctionDef, method: bool = False) -> bool:
         return False
 
     return all(map(ok, fn.body))
+
+
+def _copied(e: ast.expr) -> bool:
+    """`grad.clone()`, `grad.detach().clone()`, `grad * 2`: a new tensor, not the gradient itself."""
+    return isinstance(e, ast.BinOp) or isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr in (
+        "clone", "cpu", "numpy", "tolist", "item", "norm", "sum", "mean", "abs", "pow")

@@ -8,6 +8,7 @@ import ast
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.transformer import parts, synced
 from services.compiler.values import Bound, Instance, ModuleInst, T, UserFunction, Value, receiver
+from services.errors import SpecError
 from services.ir import Event
 
 MODULE_WALKS = ("modules", "named_modules", "children", "named_children")
@@ -129,6 +130,9 @@ class ModuleTree(ExpressionCompiler):
     def collect_parameters(self, v: Value, prefix: str, found: dict[str, str], recurse: bool = True) -> None:
         if isinstance(v, ModuleInst):
             self.ensure_path(v, None)
+            if v.lazy is not None:  # torch lists its UninitializedParameters, which gradtrace does not model
+                raise SpecError(f"{v.path} (nn.{v.kind}) makes its parameters at its first call: read, count or freeze them "
+                                "after it (call the model on an input first)", loc=("program",))
             for attr, leaf in synced(v, modes=False).items():  # a part's tie (layer.linear2.weight = ...) counts once
                 found.setdefault(leaf, prefix + attr)
             for i, child in enumerate(v.children if recurse else []):

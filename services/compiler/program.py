@@ -115,6 +115,8 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, CallStatements, ModuleCopi
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
         self.module_hooks: dict[int, list[Any]] = {}
         """Forward hooks registered on modules and module objects, by the object's id (services.compiler.module_hooks)."""
+        self.backward_reads: list[tuple[str, int, dict[str, Any]]] = []
+        """Per autograd.Function apply: the top-level names its backward reads, with their values then."""
         self.ctx_holds: dict[str, tuple[str, int, str]] = {}
         """Program tensors an autograd.Function's ctx holds as attributes -> (its name, line, node): Finish refuses an
         in-place change of one before a backward that reaches the node (torch's backward would read the new values)."""
@@ -209,12 +211,24 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, CallStatements, ModuleCopi
             return math.sqrt(2.0 / (1 + slope**2))
         raise self.err(node, f"nn.init.calculate_gain: unsupported nonlinearity {what!r} (or its param {param!r})")
 
+    def const_or_none(self, node: ast.expr) -> Any:
+        """The expression as a constant, or None when it is not one (a tensor) - evaluated only when it is a number
+        or name of one, so nothing is added to the graph."""
+        if isinstance(node, ast.Constant) or isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant):
+            return self.const(node)
+        if isinstance(node, ast.Name) and not isinstance(self.scope.get(node.id), T):
+            return self.scope.get(node.id)
+        return None
+
     def echo(self, value: ast.expr) -> None:
         """An expression on its own line (a notebook shows its value): computed as Python computes it, and dropped;
         a gradient read (`x.grad`) is what the result holds for every node."""
         if not any(isinstance(n, ast.Attribute) and n.attr in ("grad", "grad_fn") for n in ast.walk(value)):
             self.begin("t", value, [])
+            mark, drawn = self.builder.mark(), len(self.stream.events)
             self.expr(value)
+            if len(self.stream.events) == drawn:  # nothing drawn: its nodes go (a view of a parameter would hold it)
+                self.builder.rollback(mark)
         self.res.notes.append(f"line {value.lineno}: the value of `{self.src(value)[:60]}` is not kept (as a notebook "
                               "shows it and drops it)")
 
@@ -417,7 +431,9 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, CallStatements, ModuleCopi
         owner = self.expr(stmt.target.value) if isinstance(stmt.target, ast.Attribute) and without_data(stmt.target) is \
             stmt.target else None
         if isinstance(owner, Instance) and not (isinstance(held := owner.attrs.get(stmt.target.attr), T)  # type: ignore[union-attr]
-                                                and held.name in self.builder.leaves):
+                                                and held.name in self.builder.leaves and (
+                                                    self.builder.grad[held.name] or self.builder.leaves[held.name].kind != "input"
+                                                    or is_number(self.const_or_none(stmt.value)))):
             # `self.out += self.bias` (makemore's Linear), `self.steps += 1`: the tensor it holds changes in place, as a
             # name's does (`h += b`); a number is rebound
             var = self.src(stmt.target)[:40]
