@@ -1045,3 +1045,63 @@ def test_a_module_that_defines_call_instead_of_forward(tmp_path: Path) -> None:
                "torch.manual_seed(1)\nmodel = Model(4, 5, 2)\nx = torch.randn(3, 4)\nout = model(x)\nloss = out.pow(2).mean()\n"
                "loss.backward()\n")
     same_as_torch(traced(program), in_torch(program, tmp_path), ["model", "x", "out", "loss"])
+
+
+LAYER_SUBCLASSES = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+torch.manual_seed(0)
+
+
+class BinaryLinear(nn.Linear):
+    def forward(self, x):
+        w = self.weight
+        wb = w + (torch.sign(w) - w).detach()
+        return F.linear(x, wb, self.bias)
+
+
+class LayerNorm(nn.LayerNorm):
+    def forward(self, x):
+        orig_type = x.dtype
+        ret = super().forward(x.type(torch.float32))
+        return ret.type(orig_type)
+
+
+class MaskedLinear(nn.Linear):
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__(in_features, out_features, bias)
+        self.register_buffer("mask", torch.ones(out_features, in_features).tril())
+
+    def forward(self, x):
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = BinaryLinear(4, 6)
+        self.ln = LayerNorm(6)
+        self.fc2 = MaskedLinear(6, 6, bias=False)
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.out(self.fc2(self.ln(self.fc1(x))))
+
+
+net = Net()
+n_lin = sum(isinstance(m, nn.Linear) for m in net.modules())
+x = torch.randn(3, 4)
+loss = net(x).pow(2).sum() * n_lin
+loss.backward()
+"""
+
+
+def test_classes_derived_from_torch_layers(tmp_path: Path) -> None:
+    """A binarized nn.Linear (forward of its own over self.weight), CLIP's `class LayerNorm(nn.LayerNorm)` calling
+    super().forward, a masked nn.Linear with an __init__ of its own: torch's parameters (drawn by the layer's own
+    init, named net.fc1.weight), values and grads; isinstance(m, nn.Linear) holds for them."""
+    t = traced(LAYER_SUBCLASSES)
+    same_as_torch(t, in_torch(LAYER_SUBCLASSES, tmp_path), ["net", "x", "loss"])
+    assert sorted(t.result.parameters) == ["net.fc1.bias", "net.fc1.weight", "net.fc2.weight", "net.ln.bias",
+                                           "net.ln.weight", "net.out.bias", "net.out.weight"]

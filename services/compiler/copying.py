@@ -107,6 +107,9 @@ class ModuleCopies(ExpressionCompiler):
     def copy_instance(self, inst: Instance, memo: dict[Any, Any], node: ast.Call) -> Instance:
         """An object of the program's module classes, copied attribute by attribute under a provisional path (named
         where the copy ends up: `target = copy.deepcopy(model)` is 'target')."""
+        if inst.torch_module is not None:
+            raise self.err(node, f"copy.deepcopy of {inst.path} (a {inst.kind}, derived from nn.{inst.cls.torch_base}) is not "
+                                 "traced")
         path = self.provisional_path(f"deepcopy.{inst.cls.name.lower()}")  # type: ignore[attr-defined]  # (no program
         self.instance_paths.add(path)  # name starts so: nothing else takes its renaming)
         new = Instance(inst.cls, path, training=inst.training, final=False, pinned=True)

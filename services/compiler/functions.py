@@ -42,6 +42,10 @@ FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "prefix", "retu
 SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_")
 """Module methods that return the module itself: `model = Net().to(device)` names the object `model`."""
 NOT_TRACED = ("state_dict", "buffers")
+TORCH_BASES = ("Linear", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "Embedding", "LayerNorm", "GroupNorm",
+               "RMSNorm", "BatchNorm1d", "BatchNorm2d")
+"""torch.nn layers a program's class may derive from (`class BinaryLinear(nn.Linear)`, CLIP's `class LayerNorm(
+nn.LayerNorm)`): super().__init__ builds the layer's parameters on the object, super().forward runs it."""
 ONCE_DIFFERENTIABLE = "torch.autograd.function.once_differentiable"
 """Module methods accepted as values gradtrace does not trace (an Untraced: printing them is fine)."""
 BINDINGS = ("property", "staticmethod", "classmethod")
@@ -86,8 +90,10 @@ class UserCode(ExpressionCompiler):
                                                                            "torch.autograd.function.Function")
         if function:
             plain = True  # (its methods are collected as a plain class's; define_function checks them)
+        layer = self.dotted(stmt.bases[0]) if len(stmt.bases) == 1 else None  # class BinaryLinear(nn.Linear)
+        layer = layer[3:] if layer and layer.startswith("nn.") and layer[3:] in TORCH_BASES else None
         if stmt.keywords or not plain and (len(stmt.bases) != 1 or not (
-                self.dotted(stmt.bases[0]) == "nn.Module" or isinstance(base, UserClass))):
+                self.dotted(stmt.bases[0]) == "nn.Module" or isinstance(base, UserClass) or layer)):
             raise self.err(stmt, f"class {stmt.name}: only subclasses of nn.Module (or of the program's own classes) and "
                                  f"plain classes (a @dataclass config) are traced: class {stmt.name}(nn.Module)")
         parent = base if isinstance(base, UserClass) else None
@@ -123,7 +129,8 @@ class UserCode(ExpressionCompiler):
             self.scope[stmt.name] = self.define_function(stmt, methods, attrs)  # type: ignore[attr-defined]
             return
         module = parent.module if parent is not None else not plain
-        cls = UserClass(stmt.name, methods, attrs, parent, module=module, fields=fields if dataclass else None)
+        cls = UserClass(stmt.name, methods, attrs, parent, module=module, fields=fields if dataclass else None,
+                        torch_base=layer or (parent.torch_base if parent else None))
         for fn in own:
             fn.owner = cls
         self.scope[stmt.name] = cls
@@ -264,6 +271,8 @@ class UserCode(ExpressionCompiler):
         if name == "forward":
             self.finalize(inst)
         fn = inst.cls.methods.get(name)
+        if fn is None and name == "forward" and inst.torch_module is not None:
+            return self.torch_base_forward(inst, node)  # the torch layer's own forward
         if fn is None:
             raise self.err(node, f"{inst.kind} has no method '{name}'" + (" (an nn.Module is called through its forward)"
                                                                            if name == "forward" else ""))
@@ -368,6 +377,8 @@ class UserCode(ExpressionCompiler):
                 self.call_user(init, [inst, *args], kwargs, node, prefix=f"{path}.", named=False)
             finally:
                 self.initializing.discard(id(inst))
+        elif cls.torch_base is not None:  # class MyLinear(nn.Linear) without an __init__ of its own: nn.Linear's
+            self.torch_base_call(cls.torch_base, inst, "__init__", node)
         elif args or kwargs:
             raise self.err(node, f"{cls.name}() takes no arguments (it has no __init__)")
         return inst
@@ -531,12 +542,54 @@ class UserCode(ExpressionCompiler):
             raise self.err(call, "super() outside a method of a class")
         cls, obj = self.supers[-1]
         fn = cls.base.methods.get(f.attr) if cls.base is not None else None
+        if fn is None and cls.torch_base is not None and isinstance(obj, Instance):
+            return self.torch_base_call(cls.torch_base, obj, f.attr, call)
         if fn is None:
             if f.attr == "__init__":
                 return None  # nn.Module.__init__
             raise self.err(call, f"super().{f.attr}: the base class of {cls.name} has no method '{f.attr}'")
         args, kwargs = self.call_args(call)
         return self.call_user(fn, [obj, *args], kwargs, call, prefix=f"{obj.path}.", named=f.attr != "__init__")
+
+    def torch_base_call(self, layer: str, obj: Instance, method: str, call: ast.Call) -> Value:
+        """super().__init__(...) of a class derived from a torch.nn layer: the layer built as nn.<layer>(...) would be,
+        its parameters the object's (self.weight, named model.fc.weight) and its settings its attributes
+        (self.in_features); super().forward(x): that layer on x (with the object's parameters as they are now)."""
+        if method == "__init__":
+            made = ast.copy_location(ast.Call(func=ast.Name(id=layer, ctx=ast.Load()), args=call.args, keywords=call.keywords), call)
+            m = self.construct(layer, made)  # type: ignore[attr-defined]
+            if m.lazy is not None:
+                raise self.err(call, f"a class derived from nn.{layer} is not traced")
+            self.instance_paths.discard(obj.path)  # (the layer is the object: its path, not a path#2 of its own)
+            self.ensure_path(m, obj.path)  # type: ignore[attr-defined]
+            obj.pinned = obj.pinned or not obj.final  # (named under a provisional path: renamed with it)
+            obj.torch_module = m
+            for attr in type(m.cfg).model_fields:
+                if attr != "type":
+                    obj.attrs.setdefault(attr, getattr(m.cfg, attr))
+            for attr, leaf in m.params.items():
+                obj.attrs[attr] = T(leaf)
+            if "bias" in type(m.cfg).model_fields and "bias" not in m.params:
+                obj.attrs["bias"] = None
+            return None
+        if method == "forward":
+            return self.torch_base_forward(obj, call)
+        raise self.err(call, f"super().{method}: gradtrace traces nn.{layer}'s __init__ and forward")
+
+    def torch_base_forward(self, obj: Instance, call: ast.Call) -> Value:
+        """The torch layer an object's class derives from, on the call's tensors, with the object's parameters."""
+        m = obj.torch_module
+        if m is None:
+            raise self.err(call, f"{obj.kind}: super().__init__(...) of its torch.nn layer did not run")
+        for attr in m.params:
+            if not isinstance(v := obj.attrs.get(attr), T):
+                raise self.err(call, f"{obj.path}.{attr} is {_kind(v)}: nn.{m.kind}'s forward takes a tensor there")
+            m.params[attr] = v.name
+        args, kwargs = self.call_args(call)
+        if kwargs or not all(isinstance(a, T) for a in args):
+            raise self.err(call, f"nn.{m.kind}'s forward takes tensors positionally")
+        name = self.name_for(call) if call is self.stmt_expr and self.stmt_name else self.fresh(f"{obj.path}.out")
+        return T(self.apply_module(m, [a.name for a in args], name, call))  # type: ignore[attr-defined]
 
     @contextmanager
     def grad_mode(self, fn: UserFunction) -> Iterator[None]:

@@ -160,6 +160,8 @@ class UserClass:
     """An nn.Module subclass; False: a plain class (a `@dataclass` config) whose objects only hold values."""
     fields: list[str] | None = None
     """A `@dataclass`'s fields in order (its generated __init__'s parameters); None: not a dataclass."""
+    torch_base: str | None = None
+    """The torch.nn layer it derives from (`class BinaryLinear(nn.Linear)`: 'Linear'), itself or through a base."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,9 @@ class Instance:
     container or attribute it is put in names it and its modules then ('net.layer1.0'), as torch's names go."""
     pinned: bool = False
     """A tensor was named under its provisional path (an nn.Parameter in __init__): the path stays."""
+    torch_module: Any = None
+    """The torch.nn layer its class derives from, as built by `super().__init__(...)` (a ModuleInst whose parameters
+    are the object's: self.weight), which `super().forward(x)` runs."""
 
     @property
     def kind(self) -> str:
@@ -199,7 +204,7 @@ class Instance:
     def set_training(self, flag: bool) -> None:
         """model.train() / model.eval(): the object and every module it holds, recursively."""
         self.training = flag
-        for v in self.attrs.values():
+        for v in [*self.attrs.values(), self.torch_module]:
             if isinstance(v, (ModuleInst, Instance)):
                 v.set_training(flag)
 
