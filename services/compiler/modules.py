@@ -17,9 +17,9 @@ from services.compiler.layers import (
     Emitter,
     LayerDef,
     add_params,
-    lazy_size,
     param_event,
 )
+from services.compiler.lazy import lazy_size
 from services.compiler.transformer import Masks, synced
 from services.compiler.values import ClassRef, DType, Instance, ModuleInst, T, Value, is_number
 from services.errors import argument_error

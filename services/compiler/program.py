@@ -38,6 +38,7 @@ from services.compiler.module_hooks import KINDS as HOOK_KINDS
 from services.compiler.module_hooks import ModuleHooks
 from services.compiler.module_tree import MODULE_WALKS, ModuleTree
 from services.compiler.modules import ModuleCalls
+from services.compiler.objects import Objects
 from services.compiler.statements import CallStatements
 from services.compiler.tensor_methods import TensorMethods
 from services.compiler.torch_functions import TorchFunctions, inplace_keyword
@@ -97,7 +98,7 @@ LEGACY_CONSTRUCTORS = {"torch.Tensor": None, "torch.FloatTensor": "float32", "to
 """torch's legacy tensor constructors and their dtypes (None: the default dtype): a list's values, or sizes."""
 
 
-class ProgramCompiler(AutogradFunctions, ModuleHooks, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
+class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
                       TorchFunctions, Arranging):
     """Walks the statements; each method handles one whitelisted form."""
 
