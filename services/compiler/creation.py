@@ -4,6 +4,7 @@ program order) and writes into leaves (`.data =`, copy_, zero_, uniform_, nn.ini
 from __future__ import annotations
 
 import ast
+import math
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy as np
 from services import strides
 from services.compiler.expressions import ExpressionCompiler, _is_const
 from services.compiler.inputs import infer_dtype, literal_array, value_range
-from services.compiler.values import Ctx, DType, Generator, Instance, ModuleInst, T, is_number
+from services.compiler.values import Ctx, DType, Generator, Instance, ModuleInst, T, Value, is_number
 from services.errors import SpecError
 from services.ir import TORCH_DEFAULT_SEED, Event, Leaf, Stream
 from services.materialize import INITS as NN_INIT
@@ -454,4 +455,42 @@ class TensorCreation(ExpressionCompiler):
             b.set_requires_grad(t.name, flag)
         except ValueError as e:
             raise self.err(node, str(e)) from None
+
+    def init_gain(self, node: ast.Call) -> float:
+        """nn.init.calculate_gain(nonlinearity, param=None): the gain torch's table gives."""
+        given = dict(zip(("nonlinearity", "param"), node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        what = self.const(given["nonlinearity"]) if "nonlinearity" in given else None
+        param = self.const(given["param"]) if given.get("param") is not None else None
+        linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "sigmoid")
+        if what in linear:
+            return 1.0
+        if what == "tanh":
+            return 5.0 / 3
+        if what == "relu":
+            return math.sqrt(2.0)
+        if what == "selu":
+            return 3.0 / 4
+        if what == "leaky_relu" and (param is None or is_number(param) and not isinstance(param, bool)):
+            slope = 0.01 if param is None else float(param)
+            return math.sqrt(2.0 / (1 + slope**2))
+        raise self.err(node, f"nn.init.calculate_gain: unsupported nonlinearity {what!r} (or its param {param!r})")
+
+    def fans(self, fn: str, node: ast.Call) -> Value:
+        """torch's nn.init._calculate_fan_in_and_fan_out(w) -> (fan_in, fan_out), _calculate_correct_fan(w, mode),
+        from w's shape (dims 0 and 1 times the receptive field)."""
+        if not node.args:
+            raise self.err(node, f"nn.init.{fn} takes a tensor")
+        shape = self.shape(self.tensor(node.args[0]))
+        if len(shape) < 2:
+            raise self.err(node, "Fan in and fan out can not be computed for tensor with fewer than 2 dimensions")
+        field = math.prod(shape[2:])
+        fan_in, fan_out = shape[1] * field, shape[0] * field
+        if fn == "_calculate_fan_in_and_fan_out":
+            return (fan_in, fan_out)
+        mode = self.const(node.args[1]) if len(node.args) > 1 else next(
+            (self.const(k.value) for k in node.keywords if k.arg == "mode"), None)
+        mode = mode.lower() if isinstance(mode, str) else mode
+        if mode not in ("fan_in", "fan_out"):
+            raise self.err(node, f"Mode {mode} not supported, please use one of fan_in, fan_out")
+        return fan_in if mode == "fan_in" else fan_out
 

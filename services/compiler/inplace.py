@@ -15,6 +15,10 @@ from services.errors import ShapeError, SpecError
 from services.ir import Event
 from services.ops.indexing import GetitemArgs, plan_shape, value_shape
 
+_OPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
+                         ast.Mod: "%", ast.FloorDiv: "//"}
+"""An augmented assignment's operator as written."""
+
 
 class InPlace(TensorCreation):
     """`x += ...`, `y.add_(...)`, `w -= 0.1` under no_grad (ProgramCompiler keeps the names and the grad mode)."""
@@ -269,6 +273,61 @@ class InPlace(TensorCreation):
         seen: set[int] = set()
         for scope in scopes:
             _swap(scope, old, new, seen)
+
+    def aug_assign(self, stmt: ast.AugAssign) -> None:
+        if isinstance(stmt.target, ast.Subscript):
+            self.aug_index_write(stmt)  # y[:, 0] += 1.0, acc[i % 3] += x[i].sum(), counts[0] += 1
+            return
+        owner = self.expr(stmt.target.value) if isinstance(stmt.target, ast.Attribute) and without_data(stmt.target) is \
+            stmt.target else None
+        if isinstance(owner, Instance) and not (isinstance(held := owner.attrs.get(stmt.target.attr), T)  # type: ignore[union-attr]
+                                                and held.name in self.builder.leaves and (
+                                                    self.builder.grad[held.name] or self.builder.leaves[held.name].kind != "input"
+                                                    or is_number(self.const_or_none(stmt.value)))):
+            # `self.out += self.bias` (makemore's Linear), `self.steps += 1`: the tensor it holds changes in place, as a
+            # name's does (`h += b`); a number is rebound
+            var = self.src(stmt.target)[:40]
+            old = owner.attrs.get(stmt.target.attr)  # type: ignore[union-attr]
+            if isinstance(old, T):
+                self.check_in_place(old, var, f"`{var} {_OPS.get(type(stmt.op), '?')}= ...`", f"`{var} = {var} ...`", stmt)
+            binop = ast.copy_location(ast.BinOp(left=stmt.target, op=stmt.op, right=stmt.value), stmt)
+            binop.end_lineno, binop.end_col_offset = stmt.end_lineno, stmt.end_col_offset
+            self.assign(stmt.target, binop, stmt)
+            new = owner.attrs.get(stmt.target.attr)  # type: ignore[union-attr]
+            if isinstance(old, T) and isinstance(new, T) and new != old:
+                self.changed_in_place(old, new, var, stmt)
+            return
+        if isinstance(stmt.target, ast.Attribute):
+            t = self.leaf_target(stmt.target, stmt)
+            if self.builder.grad[t.name] and not self.no_grad and without_data(stmt.target) is stmt.target:
+                var = self.src(stmt.target)[:40]
+                raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses `{var} {_OPS.get(type(stmt.op), '?')}= "
+                                     "...` on it (a leaf Variable that requires grad is being used in an in-place operation); "
+                                     f"write it under torch.no_grad(), or through `{var}.data`")
+            self.written(t, stmt)
+            c = self.const(stmt.value)
+            method = {ast.Add: "add_", ast.Sub: "add_", ast.Mult: "mul_", ast.Div: "div_"}.get(type(stmt.op))
+            if method is None or not is_number(c):
+                raise self.err(stmt, "only += -= *= /= by a number may change a parameter in place")
+            self.stream.events.append(Event("inplace", t.name, {"method": method, "args": [-c if isinstance(stmt.op, ast.Sub) else c]}))
+            return
+        if not isinstance(stmt.target, ast.Name):
+            raise self.err(stmt, "augmented assignment needs a plain name target")
+        var = stmt.target.id
+        old = self.scope.get(var)
+        if isinstance(old, T) and self.no_grad and old.name in self.builder.leaves:
+            self.leaf_update(old, stmt)  # `w -= 0.1` under no_grad changes the leaf itself
+            return
+        sym = _OPS.get(type(stmt.op), "?")
+        if isinstance(old, T):
+            self.check_in_place(old, var, f"`{var} {sym}= ...`", f"`{var} = {var} {sym} ...`", stmt)
+        binop = ast.BinOp(left=ast.Name(id=var, ctx=ast.Load()), op=stmt.op, right=stmt.value)
+        ast.copy_location(binop, stmt)
+        binop.end_lineno, binop.end_col_offset = stmt.end_lineno, stmt.end_col_offset
+        self.assign(ast.Name(id=var, ctx=ast.Store()), binop, stmt)
+        new = self.scope[var]
+        if isinstance(old, T) and isinstance(new, T) and new != old:
+            self.changed_in_place(old, new, var, stmt)
 
 
 def _swap(v: Any, old: T, new: T, seen: set[int]) -> Any:

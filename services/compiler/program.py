@@ -13,7 +13,6 @@ indexing; `.backward()` on any expression; print, retain_grad, optimizers' zero_
 from __future__ import annotations
 
 import ast
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -56,11 +55,10 @@ from services.compiler.values import (
     Untraced,
     UserClass,
     Value,
-    is_number,
     receiver,
 )
 from services.errors import SpecError
-from services.ir import Event, Stream
+from services.ir import Stream
 
 MODULES = {
     "torch": "torch", "torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "math": "math",
@@ -192,46 +190,6 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, M
         self.stale_versions()
         self.finish_names()
         return self.res
-
-    def init_gain(self, node: ast.Call) -> float:
-        """nn.init.calculate_gain(nonlinearity, param=None): the gain torch's table gives."""
-        given = dict(zip(("nonlinearity", "param"), node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
-        what = self.const(given["nonlinearity"]) if "nonlinearity" in given else None
-        param = self.const(given["param"]) if given.get("param") is not None else None
-        linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "sigmoid")
-        if what in linear:
-            return 1.0
-        if what == "tanh":
-            return 5.0 / 3
-        if what == "relu":
-            return math.sqrt(2.0)
-        if what == "selu":
-            return 3.0 / 4
-        if what == "leaky_relu" and (param is None or is_number(param) and not isinstance(param, bool)):
-            slope = 0.01 if param is None else float(param)
-            return math.sqrt(2.0 / (1 + slope**2))
-        raise self.err(node, f"nn.init.calculate_gain: unsupported nonlinearity {what!r} (or its param {param!r})")
-
-    def const_or_none(self, node: ast.expr) -> Any:
-        """The expression as a constant, or None when it is not one (a tensor) - evaluated only when it is a number
-        or name of one, so nothing is added to the graph."""
-        if isinstance(node, ast.Constant) or isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant):
-            return self.const(node)
-        if isinstance(node, ast.Name) and not isinstance(self.scope.get(node.id), T):
-            return self.scope.get(node.id)
-        return None
-
-    def echo(self, value: ast.expr) -> None:
-        """An expression on its own line (a notebook shows its value): computed as Python computes it, and dropped;
-        a gradient read (`x.grad`) is what the result holds for every node."""
-        if not any(isinstance(n, ast.Attribute) and n.attr in ("grad", "grad_fn") for n in ast.walk(value)):
-            self.begin("t", value, [])
-            mark, drawn = self.builder.mark(), len(self.stream.events)
-            self.expr(value)
-            if len(self.stream.events) == drawn:  # nothing drawn: its nodes go (a view of a parameter would hold it)
-                self.builder.rollback(mark)
-        self.res.notes.append(f"line {value.lineno}: the value of `{self.src(value)[:60]}` is not kept (as a notebook "
-                              "shows it and drops it)")
 
     def dispatch(self, stmt: ast.stmt) -> None:
         """Compile one statement (Finish.statement calls it, watching what follows backward())."""
@@ -425,61 +383,6 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, M
         self.stmt_names = names
         self.stmt_name = names[0] if len(names) == 1 else None
 
-    def aug_assign(self, stmt: ast.AugAssign) -> None:
-        if isinstance(stmt.target, ast.Subscript):
-            self.aug_index_write(stmt)  # y[:, 0] += 1.0, acc[i % 3] += x[i].sum(), counts[0] += 1
-            return
-        owner = self.expr(stmt.target.value) if isinstance(stmt.target, ast.Attribute) and without_data(stmt.target) is \
-            stmt.target else None
-        if isinstance(owner, Instance) and not (isinstance(held := owner.attrs.get(stmt.target.attr), T)  # type: ignore[union-attr]
-                                                and held.name in self.builder.leaves and (
-                                                    self.builder.grad[held.name] or self.builder.leaves[held.name].kind != "input"
-                                                    or is_number(self.const_or_none(stmt.value)))):
-            # `self.out += self.bias` (makemore's Linear), `self.steps += 1`: the tensor it holds changes in place, as a
-            # name's does (`h += b`); a number is rebound
-            var = self.src(stmt.target)[:40]
-            old = owner.attrs.get(stmt.target.attr)  # type: ignore[union-attr]
-            if isinstance(old, T):
-                self.check_in_place(old, var, f"`{var} {_OPS.get(type(stmt.op), '?')}= ...`", f"`{var} = {var} ...`", stmt)
-            binop = ast.copy_location(ast.BinOp(left=stmt.target, op=stmt.op, right=stmt.value), stmt)
-            binop.end_lineno, binop.end_col_offset = stmt.end_lineno, stmt.end_col_offset
-            self.assign(stmt.target, binop, stmt)
-            new = owner.attrs.get(stmt.target.attr)  # type: ignore[union-attr]
-            if isinstance(old, T) and isinstance(new, T) and new != old:
-                self.changed_in_place(old, new, var, stmt)
-            return
-        if isinstance(stmt.target, ast.Attribute):
-            t = self.leaf_target(stmt.target, stmt)
-            if self.builder.grad[t.name] and not self.no_grad and without_data(stmt.target) is stmt.target:
-                var = self.src(stmt.target)[:40]
-                raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses `{var} {_OPS.get(type(stmt.op), '?')}= "
-                                     "...` on it (a leaf Variable that requires grad is being used in an in-place operation); "
-                                     f"write it under torch.no_grad(), or through `{var}.data`")
-            self.written(t, stmt)
-            c = self.const(stmt.value)
-            method = {ast.Add: "add_", ast.Sub: "add_", ast.Mult: "mul_", ast.Div: "div_"}.get(type(stmt.op))
-            if method is None or not is_number(c):
-                raise self.err(stmt, "only += -= *= /= by a number may change a parameter in place")
-            self.stream.events.append(Event("inplace", t.name, {"method": method, "args": [-c if isinstance(stmt.op, ast.Sub) else c]}))
-            return
-        if not isinstance(stmt.target, ast.Name):
-            raise self.err(stmt, "augmented assignment needs a plain name target")
-        var = stmt.target.id
-        old = self.scope.get(var)
-        if isinstance(old, T) and self.no_grad and old.name in self.builder.leaves:
-            self.leaf_update(old, stmt)  # `w -= 0.1` under no_grad changes the leaf itself
-            return
-        sym = _OPS.get(type(stmt.op), "?")
-        if isinstance(old, T):
-            self.check_in_place(old, var, f"`{var} {sym}= ...`", f"`{var} = {var} {sym} ...`", stmt)
-        binop = ast.BinOp(left=ast.Name(id=var, ctx=ast.Load()), op=stmt.op, right=stmt.value)
-        ast.copy_location(binop, stmt)
-        binop.end_lineno, binop.end_col_offset = stmt.end_lineno, stmt.end_col_offset
-        self.assign(ast.Name(id=var, ctx=ast.Store()), binop, stmt)
-        new = self.scope[var]
-        if isinstance(old, T) and isinstance(new, T) and new != old:
-            self.changed_in_place(old, new, var, stmt)
-
     def with_block(self, stmt: ast.With) -> None:
         for item in stmt.items:
             d = self.dotted(item.context_expr.func) if isinstance(item.context_expr, ast.Call) else None
@@ -634,25 +537,6 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, M
             return self.apply(self.functions[fn], node)
         raise self.err(node, f"unknown function '{fn}'")
 
-    def fans(self, fn: str, node: ast.Call) -> Value:
-        """torch's nn.init._calculate_fan_in_and_fan_out(w) -> (fan_in, fan_out), _calculate_correct_fan(w, mode),
-        from w's shape (dims 0 and 1 times the receptive field)."""
-        if not node.args:
-            raise self.err(node, f"nn.init.{fn} takes a tensor")
-        shape = self.shape(self.tensor(node.args[0]))
-        if len(shape) < 2:
-            raise self.err(node, "Fan in and fan out can not be computed for tensor with fewer than 2 dimensions")
-        field = math.prod(shape[2:])
-        fan_in, fan_out = shape[1] * field, shape[0] * field
-        if fn == "_calculate_fan_in_and_fan_out":
-            return (fan_in, fan_out)
-        mode = self.const(node.args[1]) if len(node.args) > 1 else next(
-            (self.const(k.value) for k in node.keywords if k.arg == "mode"), None)
-        mode = mode.lower() if isinstance(mode, str) else mode
-        if mode not in ("fan_in", "fan_out"):
-            raise self.err(node, f"Mode {mode} not supported, please use one of fan_in, fan_out")
-        return fan_in if mode == "fan_in" else fan_out
-
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
@@ -744,9 +628,6 @@ def _class_name(node: ast.AST) -> bool:
         or isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name) and node.value.func.id == "type")
 
 
-_OPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
-                         ast.Mod: "%", ast.FloorDiv: "//"}
-"""An augmented assignment's operator as written."""
 
 
 def _is_int_literal(node: ast.expr, scope: dict[str, Any]) -> bool:

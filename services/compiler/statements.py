@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+from typing import Any
 
 from services.compiler.bindings import view_fill
 from services.compiler.creation import INPLACE_INIT, without_data
@@ -214,3 +215,24 @@ class CallStatements(ExpressionCompiler):
                 raise TraceEnded
             return
         raise self.err(call, f"{base.what} has no method '{method}' gradtrace understands")
+
+    def const_or_none(self, node: ast.expr) -> Any:
+        """The expression as a constant, or None when it is not one (a tensor) - evaluated only when it is a number
+        or name of one, so nothing is added to the graph."""
+        if isinstance(node, ast.Constant) or isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant):
+            return self.const(node)
+        if isinstance(node, ast.Name) and not isinstance(self.scope.get(node.id), T):
+            return self.scope.get(node.id)
+        return None
+
+    def echo(self, value: ast.expr) -> None:
+        """An expression on its own line (a notebook shows its value): computed as Python computes it, and dropped;
+        a gradient read (`x.grad`) is what the result holds for every node."""
+        if not any(isinstance(n, ast.Attribute) and n.attr in ("grad", "grad_fn") for n in ast.walk(value)):
+            self.begin("t", value, [])
+            mark, drawn = self.builder.mark(), len(self.stream.events)
+            self.expr(value)
+            if len(self.stream.events) == drawn:  # nothing drawn: its nodes go (a view of a parameter would hold it)
+                self.builder.rollback(mark)
+        self.res.notes.append(f"line {value.lineno}: the value of `{self.src(value)[:60]}` is not kept (as a notebook "
+                              "shows it and drops it)")
