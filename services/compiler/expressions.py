@@ -13,8 +13,7 @@ from typing import Any
 
 from services.compiler import strings
 from services.compiler.build import GraphBuilder, RawNode
-from services.compiler.layers import BY_MODULE, Emitter
-from services.compiler.transformer import parts
+from services.compiler.layers import BY_MODULE
 from services.compiler.values import (
     DTYPES,
     Applier,
@@ -522,42 +521,6 @@ class ExpressionCompiler:
             raise self.err(node, f"'.{a}' is what gradtrace reports for every node: it cannot be used inside the computation")
         raise self.err(node, f"tensor attribute '.{a}' is not supported")
 
-    def module_attribute(self, m: ModuleInst, node: ast.Attribute) -> Value:
-        """conv.weight, fc.bias (parameters), net[0] children, conv.in_channels (config)."""
-        self.ensure_path(m, None)
-        if node.attr in m.params:
-            return T(m.params[node.attr])
-        if m.lazy is not None:  # torch's UninitializedParameter / a size not known yet
-            if node.attr in m.lazy:
-                return m.lazy[node.attr]
-            raise self.err(node, f"{m.path}.{node.attr}: an nn.{m.kind} makes its parameters and sizes at its first "
-                                 f"call (they are uninitialized before it): call {m.path} on an input first")
-        if m.keys is not None and node.attr in m.keys:  # a ModuleDict's child: self.transformer.wte
-            return m.children[m.keys.index(node.attr)]
-        if m.layer is not None and node.attr in ("weight", "bias"):
-            return None  # Linear(bias=False).bias is None in torch (the config's `bias` is the constructor's flag)
-        if m.layer is not None and m.layer.type.startswith("batch_norm") and node.attr in ("running_mean", "running_var"):
-            return self.running_stat(m, node)
-        for name, part in parts(m):  # layer.linear1, attn.out_proj, enc.layers: torch's submodules (layer.dropout
-            if name == node.attr:    # is the nn.Dropout, not the constructor's float, as in torch)
-                return part
-        if m.cfg is not None and node.attr in type(m.cfg).model_fields:
-            return getattr(m.cfg, node.attr)
-        raise self.err(node, f"{m.kind} has no parameter or attribute '{node.attr}'")
-
-    def running_stat(self, m: ModuleInst, node: ast.Attribute) -> T:
-        """bn.running_mean / bn.running_var: what the module's last training call left (a node), else a fresh
-        module's buffer (zeros / ones)."""
-        e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1)
-        name = f"{m.path}.{node.attr}"
-        latest = e.latest(name)
-        if latest is not None:
-            return T(latest)
-        if not m.cfg.track_running_stats:  # type: ignore[union-attr]
-            return None  # type: ignore[return-value]  # torch's running_mean is None then
-        fill = 0.0 if node.attr == "running_mean" else 1.0
-        return T(e.buffer(name, m.cfg.num_features, fill, dtype=self.dtype))  # type: ignore[union-attr]
-
     def subscript(self, node: ast.Subscript) -> Value:
         base = self.expr(node.value)
         if isinstance(base, T):
@@ -637,6 +600,10 @@ class ExpressionCompiler:
 
     def instance_attribute(self, inst: Instance, node: ast.Attribute) -> Value:
         """An attribute of a program's nn.Module object (ProgramCompiler)."""
+        raise NotImplementedError
+
+    def module_attribute(self, m: ModuleInst, node: ast.Attribute) -> Value:
+        """An attribute of an nn module: a parameter, a child, a setting (ModuleCalls)."""
         raise NotImplementedError
 
     def call(self, node: ast.Call) -> Value:

@@ -20,7 +20,7 @@ from services.compiler.layers import (
     param_event,
 )
 from services.compiler.lazy import lazy_size
-from services.compiler.transformer import Masks, synced
+from services.compiler.transformer import Masks, parts, synced
 from services.compiler.values import ClassRef, DType, Instance, ModuleInst, T, Value, is_number
 from services.errors import argument_error
 from services.ir import Event
@@ -637,5 +637,41 @@ class ModuleCalls(ExpressionCompiler):
         if inplace and out != x:
             self.changed_in_place(x, out, self.src(given["input"])[:40], node)  # type: ignore[attr-defined]
         return out
+
+    def module_attribute(self, m: ModuleInst, node: ast.Attribute) -> Value:
+        """conv.weight, fc.bias (parameters), net[0] children, conv.in_channels (config)."""
+        self.ensure_path(m, None)
+        if node.attr in m.params:
+            return T(m.params[node.attr])
+        if m.lazy is not None:  # torch's UninitializedParameter / a size not known yet
+            if node.attr in m.lazy:
+                return m.lazy[node.attr]
+            raise self.err(node, f"{m.path}.{node.attr}: an nn.{m.kind} makes its parameters and sizes at its first "
+                                 f"call (they are uninitialized before it): call {m.path} on an input first")
+        if m.keys is not None and node.attr in m.keys:  # a ModuleDict's child: self.transformer.wte
+            return m.children[m.keys.index(node.attr)]
+        if m.layer is not None and node.attr in ("weight", "bias"):
+            return None  # Linear(bias=False).bias is None in torch (the config's `bias` is the constructor's flag)
+        if m.layer is not None and m.layer.type.startswith("batch_norm") and node.attr in ("running_mean", "running_var"):
+            return self.running_stat(m, node)
+        for name, part in parts(m):  # layer.linear1, attn.out_proj, enc.layers: torch's submodules (layer.dropout
+            if name == node.attr:    # is the nn.Dropout, not the constructor's float, as in torch)
+                return part
+        if m.cfg is not None and node.attr in type(m.cfg).model_fields:
+            return getattr(m.cfg, node.attr)
+        raise self.err(node, f"{m.kind} has no parameter or attribute '{node.attr}'")
+
+    def running_stat(self, m: ModuleInst, node: ast.Attribute) -> T:
+        """bn.running_mean / bn.running_var: what the module's last training call left (a node), else a fresh
+        module's buffer (zeros / ones)."""
+        e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1)
+        name = f"{m.path}.{node.attr}"
+        latest = e.latest(name)
+        if latest is not None:
+            return T(latest)
+        if not m.cfg.track_running_stats:  # type: ignore[union-attr]
+            return None  # type: ignore[return-value]  # torch's running_mean is None then
+        fill = 0.0 if node.attr == "running_mean" else 1.0
+        return T(e.buffer(name, m.cfg.num_features, fill, dtype=self.dtype))  # type: ignore[union-attr]
 
 
