@@ -332,3 +332,16 @@ def test_the_bodies_count_against_the_limits() -> None:
                "for k in range(5):\n    y = Big.apply(y)\ny.sum().backward()\n")
     with pytest.raises(SpecError, match="over the limit|more than 1500 elements"):
         compile_spec(TraceSpec(program=program), Limits(max_nodes=15, max_total_elements=1500))
+
+
+def test_gradcheck_is_noted_not_run(tmp_path: Path) -> None:
+    """The Extending PyTorch docs' `torch.autograd.gradcheck(Fn.apply, (x,))`: not run (the numeric engine is
+    gradtrace's check), noted; the rest traces as torch runs it."""
+    program = (HEAD + "class Square(Function):\n    @staticmethod\n    def forward(ctx, x):\n        ctx.save_for_backward(x)\n"
+               "        return x * x\n    @staticmethod\n    def backward(ctx, g):\n        x, = ctx.saved_tensors\n"
+               "        return 2 * x * g\ntorch.manual_seed(0)\nx = torch.randn(4, dtype=torch.double, requires_grad=True)\n"
+               "ok = torch.autograd.gradcheck(Square.apply, (x,), eps=1e-6, atol=1e-4)\ny = Square.apply(x)\n"
+               "y.sum().backward()\n")
+    t = traced(program, engines=ALL)
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "y"])
+    assert any("gradcheck is not run" in n for n in t.result.notes) and t.result.comparison.verdict == "agree"

@@ -556,6 +556,11 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, M
             return self.builder.grad_enabled  # False under torch.no_grad() (d2l's batch norm from scratch tests it)
         if path == "copy.deepcopy":
             return self.deepcopy(node)
+        if path in ("torch.autograd.gradcheck", "torch.autograd.gradgradcheck"):  # the Extending PyTorch docs' check
+            self.res.notes.append(f"line {node.lineno}: {path} is not run: gradtrace's numeric engine checks every "
+                                  "gradient against finite differences (add \"numeric\" to the spec's engines, or "
+                                  "`gradtrace run --engines torch,reference,numeric`)")
+            return Untraced(f"{path}'s result")
         if path == "torch.autograd.grad":
             return self.autograd_grad(node)
         if path == "torch.device":  # `device = torch.device("cpu")`: the spec's device decides, `.to(device)` keeps it
