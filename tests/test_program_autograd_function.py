@@ -197,9 +197,10 @@ FN = "class F1(Function):\n    @staticmethod\n    def forward(ctx, x, k=2.0):\n{
     ("        ctx.mark_dirty(x)\n        return x * k", "        return g", "F1.apply(x)", "ctx.mark_dirty() is not traced"),
     ("        return x * k, x", "        return g", "F1.apply(x)", "returns one tensor"),
     ("        return x * k", "        return ctx.saved_tensors", "F1.apply(x)", "incorrect number of gradients (expected 1, got 0)"),
+    ("        s.add_(1.0)\n        return x * k", "        return g", "F1.apply(x)", "changes the program's tensor 's' in place"),
 ])
 def test_what_torch_refuses_or_gradtrace_does_not_trace_is_refused(fwd: str, bwd: str, call: str, needle: str) -> None:
-    program = HEAD + FN.format(fwd=fwd, bwd=bwd) + f"x = torch.ones(3, requires_grad=True)\ny = {call}\ny.sum().backward()\n"
+    program = HEAD + FN.format(fwd=fwd, bwd=bwd) + f"s = torch.ones(3)\nx = torch.ones(3, requires_grad=True)\ny = {call}\ny.sum().backward()\n"
     with pytest.raises(SpecError) as info:
         compile_spec(TraceSpec(program=program))
     assert needle in str(info.value), str(info.value)

@@ -103,7 +103,7 @@ class AutogradFunctions(ExpressionCompiler):
         return True
 
     def compiled_body(self, sub: GraphBuilder, inputs: list[str], outputs: list[str | None], node: ast.AST, what: str,
-             also: list[str] = ()) -> tuple[Body, list[str]]:
+                      also: tuple[str, ...] | list[str] = ()) -> tuple[Body, list[str]]:
         """The Body of a builder's nodes; also the program's tensors it reads (in order of first use, with `also`),
         which come in after `inputs`."""
         own = set(sub.leaves) | {n.name for n in sub.nodes}
@@ -115,6 +115,11 @@ class AutogradFunctions(ExpressionCompiler):
         for i in [*also, *outputs]:
             if i is not None and i not in own:
                 reads[i] = None
+        written = next((n for n in sub.nodes if n.writes is not None and n.writes not in own), None)
+        if written is not None:
+            raise self.err(node, f"{what} changes the program's tensor '{written.writes}' in place (line {written.line}): "
+                                 "not traced inside an autograd.Function (torch's body would change it for the rest of "
+                                 "the program)")
         constants = {}
         for name, leaf in sub.leaves.items():
             if name in inputs:
