@@ -137,16 +137,19 @@ def is_number_literal(node: ast.expr) -> bool:
 
 
 def view_fill(v: ast.expr) -> bool:
-    """`emb.weight[pad].fill_(0.5)`, `h[:, 0].zero_()`: a fill of a view by basic indexing (ints, slices, None, ...,
-    written as constants), which torch writes into the tensor, as `h[:, 0] = 0.0`."""
+    """`emb.weight[pad].fill_(0.5)`, `h[:, :k].zero_()`, `h[i].fill_(value=2.0)`: a fill of an indexed tensor whose index
+    may be basic (ints, slices, None, ...: names and attributes are looked at when it runs), which torch writes into the
+    tensor, as `h[:, 0] = 0.0`."""
     if not (isinstance(v, ast.Call) and isinstance(f := v.func, ast.Attribute) and f.attr in ("fill_", "zero_")
-            and isinstance(f.value, ast.Subscript) and len(v.args) == (f.attr == "fill_") and not v.keywords):
+            and isinstance(f.value, ast.Subscript)
+            and len(v.args) + len([k for k in v.keywords if k.arg == "value"]) == (f.attr == "fill_")
+            and all(k.arg == "value" for k in v.keywords)):
         return False
     index = f.value.slice
     items = index.elts if isinstance(index, ast.Tuple) else [index]
 
-    def const(e: ast.expr | None) -> bool:
-        return e is None or isinstance(e, ast.Constant) and (e.value is None or type(e.value) is int) or (
-            isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub) and isinstance(e.operand, ast.Constant))
-    return all(const(i) or isinstance(i, ast.Constant) and i.value is Ellipsis
-               or isinstance(i, ast.Slice) and all(const(b) for b in (i.lower, i.upper, i.step)) for i in items)
+    def simple(e: ast.expr | None) -> bool:
+        return e is None or isinstance(e, (ast.Constant, ast.Name, ast.Attribute)) or (
+            isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub) and simple(e.operand)) or (
+            isinstance(e, ast.BinOp) and simple(e.left) and simple(e.right))
+    return all(simple(i) or isinstance(i, ast.Slice) and all(simple(b) for b in (i.lower, i.upper, i.step)) for i in items)

@@ -270,6 +270,7 @@ class InPlace(TensorCreation):
             # `a = b; a[1] = 2`, `self.buf = t; t[1] = 0.5`: torch's one tensor has two names, a node has one
             res.notes.append(f"line {getattr(stmt, 'lineno', '?')}: `{var}` changes in place the tensor node "
                              f"'{old.name}' shows: '{old.name}' is its value before the change, '{new.name}' after")
+        self.in_place_of[old.name] = new.name  # (what a hook changed in place: module_hooks.latest)
         seen: set[int] = set()
         for scope in scopes:
             _swap(scope, old, new, seen)

@@ -41,6 +41,7 @@ class ModuleHooks(ExpressionCompiler):
     """register_module_hook and the calls that run the hooks (the attributes are the ProgramCompiler's)."""
 
     module_hooks: dict[int, list[Hook]]
+    in_place_of: dict[str, str]
     res: Any
 
     def register_module_hook(self, m: Any, method: str, node: ast.Call) -> HookHandle:
@@ -87,20 +88,29 @@ class ModuleHooks(ExpressionCompiler):
                                   named=False)
         return self.call_user(fn, args, {}, node, prefix=f"{fn.name}.", named=False)  # type: ignore[attr-defined, no-any-return]
 
+    def latest(self, v: Value) -> Value:
+        """A tensor as a hook left it: its newest value if the hook changed it in place (`o[:, 0] = 0.0`)."""
+        if not isinstance(v, T):
+            return v
+        name = v.name
+        while name in self.in_place_of:
+            name = self.in_place_of[name]
+        return T(name)
+
     def pre_hooks(self, m: Any, inputs: list[Value], node: ast.Call) -> list[Value]:
-        """The module's pre-hooks on its inputs, in order; what one returns (a tuple, or one value) replaces them."""
+        """The module's pre-hooks on its inputs, in order; what one returns (a tuple, or one value) replaces them, and
+        what one changes in place is changed for the module."""
         for hook in [h for h in self.module_hooks.get(id(m), []) if h.kind == "pre"]:
             got = self.run_hook(hook, [m, tuple(inputs)], node)
-            if got is not None:
-                inputs = list(got) if isinstance(got, tuple) else [got]
+            inputs = [self.latest(i) for i in inputs] if got is None else list(got) if isinstance(got, tuple) else [got]
         return inputs
 
     def forward_hooks(self, m: Any, inputs: list[Value], out: Value, node: ast.Call) -> Value:
-        """The module's forward hooks on (module, inputs, output), in order; what one returns replaces the output."""
+        """The module's forward hooks on (module, inputs, output), in order; what one returns replaces the output,
+        and what one changes in place (`o[:, 0] = 0.0`, an ablation) is changed for the caller."""
         for hook in [h for h in self.module_hooks.get(id(m), []) if h.kind == "forward"]:
             got = self.run_hook(hook, [m, tuple(inputs), out], node)
-            if got is not None:
-                out = got
+            out = self.latest(out) if got is None else got
         return out
 
     def hooked_tensor(self, m: Any, inputs: list[str], out: str, node: ast.Call) -> str:
@@ -177,4 +187,4 @@ def observes(fn: ast.FunctionDef, method: bool = False) -> bool:
 def _copied(e: ast.expr) -> bool:
     """`grad.clone()`, `grad.detach().clone()`, `grad * 2`: a new tensor, not the gradient itself."""
     return isinstance(e, ast.BinOp) or isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr in (
-        "clone", "cpu", "numpy", "tolist", "item", "norm", "sum", "mean", "abs", "pow")
+        "clone", "tolist", "item", "norm", "sum", "mean", "abs", "pow")  # (.cpu() on the CPU is the tensor itself)

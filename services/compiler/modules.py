@@ -358,14 +358,14 @@ class ModuleCalls(ExpressionCompiler):
         hooked = self.has_hooks(m)  # type: ignore[attr-defined]
         wanted, out_name = (out_name, self.fresh(f"{m.path}.out")) if hooked and self.replaces_output(m) else (None, out_name)  # type: ignore[attr-defined]
         out = T(self.apply_module(m, [i.name for i in inputs], out_name, node))
-        if hooked:
-            got = self.forward_hooks(m, list(inputs), out, node)  # type: ignore[attr-defined]
-            return self.named_output(got, out.name, wanted) if wanted else got  # type: ignore[attr-defined, no-any-return]
         if inplace and first is m and out != inputs[0]:
             self.changed_in_place(inputs[0], out, var, node)  # type: ignore[attr-defined]
         elif inplace and first is not m:
             raise self.err(node, f"{m.path} starts with {first.kind}(inplace=True), which changes its input in place: "
                                  "gradtrace follows that for the module called on its own, not inside an nn.Sequential")
+        if hooked:
+            got = self.forward_hooks(m, list(inputs), out, node)  # type: ignore[attr-defined]
+            return self.named_output(got, out.name, wanted) if wanted else got  # type: ignore[attr-defined, no-any-return]
         return out
 
     def synced_params(self, m: ModuleInst, node: ast.Call) -> dict[str, str]:

@@ -112,6 +112,8 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, M
         """(old path, new path) of modules replaced (`model.fc = nn.Linear(...)`): see Finish.take_place."""
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
+        self.in_place_of: dict[str, str] = {}
+        """A tensor changed in place -> the node of its new value (InPlace.changed_in_place)."""
         self.module_hooks: dict[int, list[Any]] = {}
         """Forward hooks registered on modules and module objects, by the object's id (services.compiler.module_hooks)."""
         self.backward_reads: list[tuple[str, int, dict[str, Any]]] = []

@@ -99,10 +99,11 @@ class CallStatements(ExpressionCompiler):
         if path is not None and path.startswith("nn.init."):
             self.nn_init(path[8:], call)
             return
-        if isinstance(f, ast.Attribute) and path is None and view_fill(call):
+        if isinstance(f, ast.Attribute) and path is None and view_fill(call) and self.basic_index(f.value.slice):  # type: ignore[attr-defined]
             # `emb.weight[pad].fill_(0.5)`, `lin.weight.data[:, 0].zero_()`: a view of the tensor filled, as
             # `emb.weight[pad] = 0.5` (an index that is not basic makes a copy in torch, which the fill leaves alone)
-            self.index_write(f.value, self.const(call.args[0]) if call.args else 0.0, call)  # type: ignore[arg-type]
+            value = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "value"), None)
+            self.index_write(f.value, self.const(value) if value is not None else 0.0, call)  # type: ignore[arg-type]
             return
         if isinstance(f, ast.Attribute) and path is None and f.attr in ("fill_", "zero_") and isinstance(f.value, ast.Subscript):
             self.res.notes.append(f"line {call.lineno}: `{self.src(call)[:60]}` fills a copy (an index that is not basic "
@@ -216,6 +217,12 @@ class CallStatements(ExpressionCompiler):
             return
         raise self.err(call, f"{base.what} has no method '{method}' gradtrace understands")
 
+    def basic_index(self, index: ast.expr) -> bool:
+        """Whether an index is torch's basic indexing (ints, slices, None, ...: a view), its names evaluated now."""
+        items = index.elts if isinstance(index, ast.Tuple) else [index]
+        parts = [p for i in items for p in ((i.lower, i.upper, i.step) if isinstance(i, ast.Slice) else (i,)) if p is not None]
+        return all((v := self.expr(p)) is None or v is Ellipsis or type(v) is int for p in parts)
+
     def const_or_none(self, node: ast.expr) -> Any:
         """The expression as a constant, or None when it is not one (a tensor) - evaluated only when it is a number
         or name of one, so nothing is added to the graph."""
@@ -230,9 +237,13 @@ class CallStatements(ExpressionCompiler):
         a gradient read (`x.grad`) is what the result holds for every node."""
         if not any(isinstance(n, ast.Attribute) and n.attr in ("grad", "grad_fn") for n in ast.walk(value)):
             self.begin("t", value, [])
-            mark, drawn = self.builder.mark(), len(self.stream.events)
+            made = len(self.builder.shapes)
             self.expr(value)
-            if len(self.stream.events) == drawn:  # nothing drawn: its nodes go (a view of a parameter would hold it)
-                self.builder.rollback(mark)
+            if not any(isinstance(n, ast.Call) for n in ast.walk(value)):
+                # `net[0].weight.data[0]`: nothing can keep the views it made, so they hold no tensor (a later write
+                # into the weight is no write through a view); with a call, a function might keep one
+                new = set(list(self.builder.shapes)[made:])
+                for views in self.builder.views.values():
+                    views[:] = [v for v in views if v not in new]
         self.res.notes.append(f"line {value.lineno}: the value of `{self.src(value)[:60]}` is not kept (as a notebook "
                               "shows it and drops it)")
