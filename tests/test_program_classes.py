@@ -1105,3 +1105,53 @@ def test_classes_derived_from_torch_layers(tmp_path: Path) -> None:
     same_as_torch(t, in_torch(LAYER_SUBCLASSES, tmp_path), ["net", "x", "loss"])
     assert sorted(t.result.parameters) == ["net.fc1.bias", "net.fc1.weight", "net.fc2.weight", "net.ln.bias",
                                            "net.ln.weight", "net.out.bias", "net.out.weight"]
+
+
+LAYER_SUBCLASSES_MORE = """
+import torch
+import torch.nn as nn
+torch.manual_seed(0)
+
+
+class ZeroLinear(nn.Linear):
+    def reset_parameters(self):
+        nn.init.constant_(self.weight, 0.1)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
+class MyLinear(nn.Linear):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        nn.init.zeros_(self.bias)
+
+
+class CausalConv1d(nn.Conv1d):
+    def forward(self, x):
+        out = super().forward(x)
+        return out[..., :-self.padding[0]]
+
+
+class TrackedBN(nn.BatchNorm1d):
+    pass
+
+
+lin = ZeroLinear(3, 4)
+w2 = torch.randn(4)
+net = nn.Sequential(MyLinear(4, 4, bias=True), nn.Tanh(), TrackedBN(4))
+conv = CausalConv1d(1, 2, kernel_size=3, padding=2)
+x = torch.randn(5, 3)
+h = net(lin(x) + w2)
+rm = net[2].running_mean * 1.0
+c = conv(h.unsqueeze(1))
+loss = c.pow(2).sum() + rm.sum()
+loss.backward()
+"""
+
+
+def test_layer_subclasses_with_their_own_init_star_arguments_and_torch_attributes(tmp_path: Path) -> None:
+    """A reset_parameters of the class's own (torch's __init__ calls it: no default draws), super().__init__(*args,
+    **kwargs), a subclass without forward inside nn.Sequential, a conv's padding as torch's tuple, a BatchNorm's
+    running_mean through the object."""
+    t = traced(LAYER_SUBCLASSES_MORE)
+    same_as_torch(t, in_torch(LAYER_SUBCLASSES_MORE, tmp_path), ["lin", "w2", "net", "conv", "x", "h", "rm", "c", "loss"])

@@ -1056,3 +1056,19 @@ def test_echoes_then_writes_and_plain_tensors_on_objects(tmp_path: Path) -> None
                "acc.add(h[0])\nacc.add(h[1] * 2.0)\nloss = net(X).sum() + (acc.total * acc.n).sum()\nloss.backward()\n")
     same_as_torch(traced(program), in_torch(program, tmp_path), ["net", "X", "h", "loss"])
     assert "low= with high=" in str(_refused("a = torch.randint(low=2, size=(3,))\n"))
+
+
+def test_hooks_and_fills_found_by_review(tmp_path: Path) -> None:
+    """A forward hook that ablates its output in place (`o[:, 0] = 0.0`) changes what follows, as torch's; a fill of
+    a view indexed by names (`self.emb.weight.data[self.padding_idx].zero_()`, `h[:, :k].zero_()`, `fill_(value=)`);
+    `Variable(w, requires_grad=True)` is a new tensor, w does not require grad."""
+    program = ("import torch\nimport torch.nn as nn\nfrom torch.autograd import Variable\ntorch.manual_seed(0)\n\n\n"
+               "def ablate(m, i, o):\n    o[:, 0] = 0.0\n\n\nclass M(nn.Module):\n    def __init__(self):\n"
+               "        super().__init__()\n        self.padding_idx = 0\n        self.emb = nn.Embedding(5, 3)\n"
+               "        self.emb.weight.data[self.padding_idx].zero_()\n\n    def forward(self, idx):\n        return self.emb(idx)\n\n\n"
+               "m = M()\nnet = nn.Sequential(nn.Linear(3, 4), nn.Tanh())\nnet[0].register_forward_hook(ablate)\n"
+               "idx = torch.tensor([0, 1, 2, 0])\ne = m(idx)\ny = net(e)\nk = 2\nh = y * 1.0\nh[:, :k].zero_()\n"
+               "h[1].fill_(value=2.0)\nw = torch.randn(4)\nv = Variable(w, requires_grad=True)\n"
+               "loss = (h * v).sum() + w.sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["m", "net", "e", "y", "w", "v", "loss"])

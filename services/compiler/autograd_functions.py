@@ -30,7 +30,7 @@ class AutogradFunctions(ExpressionCompiler):
 
     generators: list[Any]
     res: Any
-    no_grad: bool
+    argument_grad: dict[str, bool]
     functions_noted: set[str]
     ctx_holds: dict[str, tuple[str, int, str]]
     backward_reads: list[tuple[str, int, dict[str, Any]]]
@@ -71,12 +71,11 @@ class AutogradFunctions(ExpressionCompiler):
             sub.add_leaf(leaf)
         streams = [self.stream, *(g.stream for g in self.generators)]
         before = [len(s.events) for s in streams]
-        self.builder, was = sub, self.no_grad
-        self.no_grad = True  # (torch runs both bodies with grad mode off: in-place on an input is allowed there)
+        self.builder = sub
         try:
             yield sub
         finally:
-            self.builder, self.no_grad = main, was
+            self.builder = main
         if len(main.nodes) + len(sub.nodes) > main.limits.max_nodes:
             raise self.err(node, f"more than {main.limits.max_nodes} nodes (with {what}'s): over the limit")
         main.total = sub.total
@@ -146,7 +145,8 @@ class AutogradFunctions(ExpressionCompiler):
         if len(args) > len(fwd_params):
             raise self.err(node, f"{fn.name}.forward takes {len(fwd_params)} input(s), apply got {len(args)}")
         holders = {k: f"{fn.name}.{p}" for k, (p, a) in enumerate(zip(fwd_params, args, strict=False)) if isinstance(a, T)}
-        leaves = [Leaf(holders[k], main.shapes[a.name], main.dtypes[a.name], needs[k]) for k, a in enumerate(args) if k in holders]
+        leaves = [Leaf(holders[k], main.shapes[a.name], main.dtypes[a.name], False) for k, a in enumerate(args) if k in holders]
+        self.argument_grad.update({holders[k]: needs[k] for k in holders})  # `x.requires_grad` in forward: the input's
         ctx = Ctx(needs)
         with self.own_builder(leaves, node, f"{fn.name}.forward") as sub:
             out = self.call_user(fn.forward, [ctx, *(T(holders[k]) if k in holders else a for k, a in enumerate(args))],

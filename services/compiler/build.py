@@ -215,6 +215,9 @@ class GraphBuilder:
                       self.saved_by_torch):
             if old in table:
                 table[new] = table.pop(old)  # type: ignore[attr-defined]
+        if old in self.computed:  # a leaf computed from numbers (`Variable(torch.randn(3) * 0.1, requires_grad=True)`)
+            self.computed[new] = self.computed.pop(old)
+            self.computed[new].name = new
         if new in self.leaves:
             self.leaves[new].name = new
         elif self.nodes and self.nodes[-1].name == old:

@@ -176,8 +176,8 @@ class Builtins(ExpressionCompiler):
         acc = self.expr(node.args[1]) if len(node.args) == 2 else 0  # sum(gen, torch.tensor(0.0)): a tensor start
         if not (isinstance(acc, T) or is_number(acc)):
             raise self.err(node.args[1], f"sum()'s start is a number or a tensor, not {_kind(acc)}")
-        if isinstance(items, (list, tuple)) and all(isinstance(v, bool) for v in items):
-            return sum(items)  # sum(isinstance(m, nn.Linear) for m in model.modules()): a count, as in Python
+        if isinstance(items, (list, tuple)) and all(isinstance(v, bool) for v in items) and is_number(acc):
+            return acc + sum(items)  # sum(isinstance(m, nn.Linear) for m in model.modules()): a count, as in Python
         if not isinstance(items, (list, tuple)) or not all(isinstance(v, T) or is_number(v) for v in items):
             raise self.err(node, f"sum() of {_kind(items)}: a list of tensors or numbers")
         tensors = [k for k, v in enumerate(items) if isinstance(v, T)]

@@ -505,8 +505,8 @@ class ExpressionCompiler:
             return len(shape)
         if a == "dtype":
             return DType(self.dtype_of(t))
-        if a == "requires_grad":
-            return self.builder.grad[t.name]
+        if a == "requires_grad":  # (an autograd.Function's input: the argument's, though its body records no graph)
+            return getattr(self, "argument_grad", {}).get(t.name, self.builder.grad[t.name])
         if a == "is_leaf":
             return t.name in self.builder.leaves
         if a == "data":  # the same numbers cut from the graph, as .detach() gives (writes through it: TensorCreation)

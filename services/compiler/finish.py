@@ -34,6 +34,7 @@ class Finish(ExpressionCompiler):
     ended: bool
     at_backward: tuple[Any, ...] | None
     guarded = False
+    fold_nodes: dict[str, Any] = {}  # noqa: RUF012  # (replaced per fold)
 
     def backward(self, receiver: ast.expr, call: ast.Call) -> None:
         """`y.backward(gradient)` on any expression: picks the output and its gradient."""
@@ -153,28 +154,33 @@ class Finish(ExpressionCompiler):
         raise self.err(node, "backward(gradient): give torch.ones_like(y), torch.tensor([...]) or a tensor made from "
                              "numbers (`one_hot = torch.zeros_like(out); one_hot[0, k] = 1`)")
 
-    def folded(self, name: str, depth: int = 0) -> np.ndarray | None:
+    def folded(self, name: str, depth: int = 0, memo: dict[str, np.ndarray | None] | None = None) -> np.ndarray | None:
         """A tensor's value now, when it is made from numbers alone (a literal, torch.zeros_like(out), and ops on
         them: Grad-CAM's one-hot gradient); None when it depends on anything drawn or computed from the program."""
+        if memo is None:
+            memo, self.fold_nodes = {}, {n.name: n for n in self.builder.nodes}
+        if name not in memo:
+            memo[name] = self.fold_one(name, depth, memo) if depth <= 64 else None
+        return memo[name]
+
+    def fold_one(self, name: str, depth: int, memo: dict[str, np.ndarray | None]) -> np.ndarray | None:
         b = self.builder
-        if depth > 64:
-            return None
         if name in b.leaves:
             leaf = b.leaves[name]
-            if leaf.value is not None:
-                return leaf.value
             made = [ev for ev in self.stream.events if ev.target == name]
+            if leaf.value is not None:
+                return None if made else leaf.value  # (a literal changed in place since: not its literal)
             if len(made) != 1 or made[0].op != "tensor" or made[0].args.get("fn") not in ("zeros", "ones", "full", "empty"):
                 return None
             a = made[0].args
             shape, dtype = a["args"][0], np.dtype(a["dtype"])
             return np.full(shape, a["args"][1] if a["fn"] == "full" else float(a["fn"] == "ones"), dtype)
-        node = next((n for n in reversed(b.nodes) if n.name == name), None)
+        node = self.fold_nodes.get(name)
         if node is None or node.requires_grad or node.op.name in ("dropout",):
             return None
         xs = []
         for i in node.inputs:
-            x = self.folded(i, depth + 1) if isinstance(i, str) else np.asarray(i, dtype=node.dtype if node.dtype.startswith("float") else None)
+            x = self.folded(i, depth + 1, memo) if isinstance(i, str) else np.asarray(i, dtype=node.dtype if node.dtype.startswith("float") else None)
             if x is None:
                 return None
             xs.append(x)

@@ -238,11 +238,18 @@ class UserCode(ExpressionCompiler):
         """model(x) with forward (pre-)hooks registered on it: they run around its forward, as torch runs them."""
         self.finalize(inst)
         fn = inst.cls.methods.get("forward")
-        if fn is None:
+        if fn is None and inst.torch_module is None:
             raise self.err(node, f"{inst.kind} has no method 'forward' (an nn.Module is called through its forward)")
         args, kwargs = self.call_args(node)
         args = self.pre_hooks(inst, args, node)  # type: ignore[attr-defined]
-        out = self.call_user(fn, [*receiver(fn, inst), *args], kwargs, node, prefix=f"{inst.path}.")
+        if fn is None:  # a class derived from a torch layer, its forward the layer's
+            if kwargs or not all(isinstance(a, T) for a in args):
+                raise self.err(node, f"{inst.kind}(...) takes tensors positionally")
+            named = node is self.stmt_expr and self.stmt_name and not self.replaces_output(inst)  # type: ignore[attr-defined]
+            name = self.name_for(node) if named else self.fresh(f"{inst.path}.out")
+            out = T(self.torch_layer_on(inst, [a.name for a in args], name, node))  # type: ignore[attr-defined]
+        else:
+            out = self.call_user(fn, [*receiver(fn, inst), *args], kwargs, node, prefix=f"{inst.path}.")
         return self.forward_hooks(inst, args, out, node)  # type: ignore[attr-defined, no-any-return]
 
     def call_args(self, node: ast.Call) -> tuple[list[Value], dict[str, Value]]:
@@ -283,8 +290,10 @@ class UserCode(ExpressionCompiler):
         """inst's forward on these tensors (an item of an nn.Sequential); the name of what it returns."""
         self.finalize(inst)
         fn = inst.cls.methods.get("forward")
-        if fn is None:
+        if fn is None and inst.torch_module is None:
             raise self.err(node, f"{inst.kind} has no method 'forward'")
+        if fn is None:  # a class derived from a torch layer, its forward the layer's
+            return self.torch_layer_on(inst, inputs, self.fresh(f"{inst.path}.out"), node)  # type: ignore[attr-defined, no-any-return]
         out = self.call_user(fn, [inst, *(T(i) for i in inputs)], {}, node, prefix=f"{inst.path}.", named=False)
         if not isinstance(out, T):
             raise self.err(node, f"{inst.kind}.forward returned {_kind(out)}, not a tensor (inside an nn.Sequential)")
@@ -561,6 +570,8 @@ class UserCode(ExpressionCompiler):
             if fn.binding == "property":  # self.head_size: the getter runs
                 return self.call_user(fn, [inst], {}, node, prefix=f"{inst.path}.")  # type: ignore[arg-type]
             return Bound(fn, inst)  # self._init_weights, passed to self.apply
+        if inst.torch_module is not None:  # the torch layer's own (a BatchNorm's running_mean)
+            return self.module_attribute(inst.torch_module, node)
         have = ", ".join(inst.attrs) or "none"
         raise self.err(node, f"{inst.kind} has no attribute '{node.attr}' (set in __init__: {have})")
 

@@ -8,7 +8,12 @@ import ast
 
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.functions import SAME_OBJECT
+from services.compiler.layers import NOT_CTOR
 from services.compiler.values import Instance, ModuleInst, T, UserClass, Value
+from services.ir import Event
+
+CONV_TUPLES = ("kernel_size", "stride", "padding", "dilation", "output_padding")
+"""A conv layer's settings torch keeps as tuples (`self.padding[0]`)."""
 
 
 class Objects(ExpressionCompiler):
@@ -113,7 +118,12 @@ class Objects(ExpressionCompiler):
         its parameters the object's (self.weight, named model.fc.weight) and its settings its attributes
         (self.in_features); super().forward(x): that layer on x (with the object's parameters as they are now)."""
         if method == "__init__":
-            made = ast.copy_location(ast.Call(func=ast.Name(id=layer, ctx=ast.Load()), args=call.args, keywords=call.keywords), call)
+            args, keywords = call.args, call.keywords
+            if any(isinstance(a, ast.Starred) for a in args) or any(k.arg is None for k in keywords):
+                values, named = self.call_args(call)  # type: ignore[attr-defined]  # super().__init__(*args, **kwargs)
+                args = [ast.copy_location(ast.Constant(value=v), call) for v in values]
+                keywords = [ast.keyword(arg=k, value=ast.copy_location(ast.Constant(value=v), call)) for k, v in named.items()]
+            made = ast.copy_location(ast.Call(func=ast.Name(id=layer, ctx=ast.Load()), args=args, keywords=keywords), call)
             m = self.construct(layer, made)  # type: ignore[attr-defined]
             if m.lazy is not None:
                 raise self.err(call, f"a class derived from nn.{layer} is not traced")
@@ -121,32 +131,54 @@ class Objects(ExpressionCompiler):
             self.ensure_path(m, obj.path)  # type: ignore[attr-defined]
             obj.pinned = obj.pinned or not obj.final  # (named under a provisional path: renamed with it)
             obj.torch_module = m
+            dims = int(layer[-2]) if layer.startswith("Conv") else 0
             for attr in type(m.cfg).model_fields:
-                if attr != "type":
-                    obj.attrs.setdefault(attr, getattr(m.cfg, attr))
+                if attr not in NOT_CTOR:  # torch's attributes: a conv's padding a tuple, a norm's shape a tuple
+                    v = getattr(m.cfg, attr)
+                    if dims and attr in CONV_TUPLES and isinstance(v, int) or attr == "normalized_shape" and isinstance(v, int):
+                        v = (v,) * max(dims, 1)
+                    obj.attrs.setdefault(attr, tuple(v) if isinstance(v, list) else v)
             for attr, leaf in m.params.items():
                 obj.attrs[attr] = T(leaf)
             if "bias" in type(m.cfg).model_fields and "bias" not in m.params:
                 obj.attrs["bias"] = None
+            if "reset_parameters" in obj.cls.methods:  # torch's layer __init__ calls the class's own init instead
+                self.own_init(obj, m, call)
             return None
         if method == "forward":
             return self.torch_base_forward(obj, call)
         raise self.err(call, f"super().{method}: gradtrace traces nn.{layer}'s __init__ and forward")
 
-    def torch_base_forward(self, obj: Instance, call: ast.Call) -> Value:
-        """The torch layer an object's class derives from, on the call's tensors, with the object's parameters."""
+    def own_init(self, obj: Instance, m: ModuleInst, call: ast.Call) -> None:
+        """A class derived from a torch layer with a reset_parameters of its own: torch's __init__ makes the
+        parameters empty and calls it (the layer's default init draws nothing)."""
+        if m.event in self.stream.events:
+            self.stream.events.remove(m.event)
+        for leaf in m.params.values():
+            shape, dtype = self.builder.shapes[leaf], self.builder.dtypes[leaf]
+            self.stream.events.append(Event("tensor", leaf, {"fn": "empty", "args": [list(shape)], "dtype": dtype}))
+            self.builder.leaves[leaf].init = f"{obj.kind}.reset_parameters"
+        fn = obj.cls.methods["reset_parameters"]
+        self.call_user(fn, [obj], {}, call, prefix=f"{obj.path}.", named=False)  # type: ignore[attr-defined]
+
+    def torch_layer_on(self, obj: Instance, inputs: list[str], name: str, node: ast.Call) -> str:
+        """The torch layer an object's class derives from, on these tensors, with the object's parameters now."""
         m = obj.torch_module
-        if m is None:
-            raise self.err(call, f"{obj.kind}: super().__init__(...) of its torch.nn layer did not run")
         for attr in m.params:
             if not isinstance(v := obj.attrs.get(attr), T):
-                raise self.err(call, f"{obj.path}.{attr} is {_kind(v)}: nn.{m.kind}'s forward takes a tensor there")
+                raise self.err(node, f"{obj.path}.{attr} is {_kind(v)}: nn.{m.kind}'s forward takes a tensor there")
             m.params[attr] = v.name
-        args, kwargs = self.call_args(call)
+        return self.apply_module(m, inputs, name, node)  # type: ignore[attr-defined, no-any-return]
+
+    def torch_base_forward(self, obj: Instance, call: ast.Call) -> Value:
+        """The torch layer an object's class derives from, on the call's tensors, with the object's parameters."""
+        if obj.torch_module is None:
+            raise self.err(call, f"{obj.kind}: super().__init__(...) of its torch.nn layer did not run")
+        args, kwargs = self.call_args(call)  # type: ignore[attr-defined]
         if kwargs or not all(isinstance(a, T) for a in args):
-            raise self.err(call, f"nn.{m.kind}'s forward takes tensors positionally")
+            raise self.err(call, f"nn.{obj.torch_module.kind}'s forward takes tensors positionally")
         name = self.name_for(call) if call is self.stmt_expr and self.stmt_name else self.fresh(f"{obj.path}.out")
-        return T(self.apply_module(m, [a.name for a in args], name, call))  # type: ignore[attr-defined]
+        return T(self.torch_layer_on(obj, [a.name for a in args], name, call))
 
     def free_path(self, path: str) -> str:
         """path#2, path#3, ...: the first no module or object has."""

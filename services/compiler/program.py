@@ -112,6 +112,8 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, M
         """(old path, new path) of modules replaced (`model.fc = nn.Linear(...)`): see Finish.take_place."""
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
+        self.argument_grad: dict[str, bool] = {}
+        """An autograd.Function body's inputs -> whether the argument requires grad (what `x.requires_grad` reads)."""
         self.in_place_of: dict[str, str] = {}
         """A tensor changed in place -> the node of its new value (InPlace.changed_in_place)."""
         self.module_hooks: dict[int, list[Any]] = {}
@@ -572,8 +574,9 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, M
             if "data" not in given or set(given) - {"data", "requires_grad", "volatile"}:
                 raise self.err(node, "Variable takes a tensor and requires_grad=")
             t = self.tensor(given["data"])
-            if self.builder.grad[t.name]:
-                t = self.emit("detach", [t], {}, node)  # (torch's Variable of a tensor that requires grad: detached)
+            temp = bool(self.stmt_names) and t.name.startswith(self.stmt_names[0] + "#")  # made by this statement
+            if self.builder.grad[t.name] or not temp:
+                t = self.emit("detach", [t], {}, node)  # torch's Variable is a new tensor (detached), not w itself
             if "requires_grad" in given and self.const(given["requires_grad"]):
                 self.requires_grad(t, True, node)
             return t
