@@ -30,6 +30,7 @@ class AutogradFunctions(ExpressionCompiler):
 
     generators: list[Any]
     res: Any
+    body_nodes: int
     argument_grad: dict[str, bool]
     functions_noted: set[str]
     ctx_holds: dict[str, tuple[str, int, str]]
@@ -76,7 +77,8 @@ class AutogradFunctions(ExpressionCompiler):
             yield sub
         finally:
             self.builder = main
-        if len(main.nodes) + len(sub.nodes) > main.limits.max_nodes:
+        self.body_nodes += len(sub.nodes)  # (every apply's bodies: they run as the same code written inline would)
+        if len(main.nodes) + self.body_nodes > main.limits.max_nodes:
             raise self.err(node, f"more than {main.limits.max_nodes} nodes (with {what}'s): over the limit")
         main.total = sub.total
         made = self.stream.events[before[0]:]
@@ -276,7 +278,15 @@ class AutogradFunctions(ExpressionCompiler):
             raise self.err(stmt, "ctx's attributes are set in forward")
         if attr in ("saved_tensors", "needs_input_grad"):
             raise self.err(stmt, f"ctx.{attr} cannot be assigned")
-        ctx.attrs[attr] = self.expr(value)
+        v = self.expr(value)
+        def tensors_in(x: Any) -> bool:
+            items = x.values() if isinstance(x, dict) else x if isinstance(x, (tuple, list)) else ()
+            return any(isinstance(i, T) or tensors_in(i) for i in items)
+        if (isinstance(v, dict) or isinstance(v, (tuple, list)) and any(isinstance(x, (dict, tuple, list)) for x in v)) \
+                and tensors_in(v):
+            raise self.err(stmt, f"ctx.{attr}: gradtrace keeps tensors on ctx as themselves or in a flat tuple or list, "
+                                 "not in a dict or nested containers")
+        ctx.attrs[attr] = v
 
     def ctx_call(self, ctx: Ctx, method: str, call: ast.Call) -> None:
         """ctx.save_for_backward(a, b) (once, in forward); ctx.set_materialize_grads(...)."""

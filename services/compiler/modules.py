@@ -328,10 +328,11 @@ class ModuleCalls(ExpressionCompiler):
             raise self.err(node, f"modules are built in the spec's dtype ({self.dtype}); set \"dtype\": \"{want}\" in the spec")
         return m
 
-    def module_call(self, m: ModuleInst, node: ast.Call) -> Value:
-        """Apply a module: its layer's nodes (a Sequential: each child's, named by the child's path)."""
+    def module_call(self, m: ModuleInst, node: ast.Call, hooks: bool = True) -> Value:
+        """Apply a module: its layer's nodes (a Sequential: each child's, named by the child's path); its forward hooks
+        too, unless called through `.forward(x)` (torch runs them on `m(x)` only)."""
         self.ensure_path(m, None)
-        if self.has_hooks(m) and m.layer is not None and m.layer.type in (  # type: ignore[attr-defined]
+        if hooks and self.has_hooks(m) and m.layer is not None and m.layer.type in (  # type: ignore[attr-defined]
                 "self_attention", *TRANSFORMER_CALLS, "rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell"):
             raise self.err(node, f"a forward hook on {m.path} ({m.kind}) is not traced: gradtrace traces hooks on the other "
                                  "modules (every module's output is a node of the result anyway)")
@@ -344,7 +345,7 @@ class ModuleCalls(ExpressionCompiler):
         if node.keywords:
             raise self.err(node, f"{m.kind}(...) takes tensors positionally")
         inputs = [self.tensor(a) for a in node.args]
-        if self.has_hooks(m):  # type: ignore[attr-defined]
+        if hooks and self.has_hooks(m):  # type: ignore[attr-defined]
             hooked = self.pre_hooks(m, list(inputs), node)  # type: ignore[attr-defined]
             if not all(isinstance(i, T) for i in hooked):
                 raise self.err(node, f"a forward pre-hook of {m.path} returned {_kind(hooked)}: it takes tensors")
@@ -355,7 +356,7 @@ class ModuleCalls(ExpressionCompiler):
             var = self.src(node.args[0])[:40]
             self.check_in_place(inputs[0], var, f"{first.kind}(inplace=True)", f"{first.kind}() without inplace", node)  # type: ignore[attr-defined]
         out_name = self.name_for(node) if node is self.stmt_expr and self.stmt_name else self.fresh(f"{m.path}.out")
-        hooked = self.has_hooks(m)  # type: ignore[attr-defined]
+        hooked = hooks and self.has_hooks(m)  # type: ignore[attr-defined]
         wanted, out_name = (out_name, self.fresh(f"{m.path}.out")) if hooked and self.replaces_output(m) else (None, out_name)  # type: ignore[attr-defined]
         out = T(self.apply_module(m, [i.name for i in inputs], out_name, node))
         if inplace and first is m and out != inputs[0]:

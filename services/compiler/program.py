@@ -112,6 +112,8 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, M
         """(old path, new path) of modules replaced (`model.fc = nn.Linear(...)`): see Finish.take_place."""
         self.renames: dict[str, str] = {}
         """Provisional paths tensors were named under -> the paths their objects took (see Finish)."""
+        self.body_nodes = 0
+        """Nodes of the program's autograd.Function bodies so far (they count against the node limit)."""
         self.argument_grad: dict[str, bool] = {}
         """An autograd.Function body's inputs -> whether the argument requires grad (what `x.requires_grad` reads)."""
         self.in_place_of: dict[str, str] = {}
@@ -487,7 +489,7 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, M
                 child = base.children[base.keys.index(f.attr)]
                 return self.module_call(child, node) if isinstance(child, ModuleInst) else self.call_value(child, node)
             if f.attr == "forward":
-                return self.module_call(base, node)
+                return self.module_call(base, node, hooks=False)  # (torch's hooks run on calls of the module only)
             part = dict(parts(base)).get(f.attr)  # layer.self_attn(x, x, x): a composite's submodule
             if part is not None:
                 return self.module_call(part, node)
