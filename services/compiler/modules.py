@@ -586,7 +586,11 @@ class ModuleCalls(ExpressionCompiler):
                     if self.has_hooks(child):  # type: ignore[attr-defined]
                         x = [i.name for i in self.pre_hooks(child, [T(i) for i in x], node)]  # type: ignore[attr-defined]
                     inputs_k = x
-                    x = [self.forward_on(child, x, node)]
+                    if child.torch_module is not None and "forward" not in child.cls.methods:  # a torch layer's subclass
+                        last_name = out if k == len(m.children) - 1 and not self.has_hooks(child) else None  # type: ignore[attr-defined]
+                        x = [self.torch_layer_on(child, x, last_name or self.fresh(f"{child.path}.out"), node)]  # type: ignore[attr-defined]
+                    else:
+                        x = [self.forward_on(child, x, node)]
                     if self.has_hooks(child):  # type: ignore[attr-defined]
                         x = [self.hooked_tensor(child, inputs_k, x[0], node)]  # type: ignore[attr-defined]
                     if k == len(m.children) - 1 and x[0] != out and self.builder.rename_last(x[0], out):
