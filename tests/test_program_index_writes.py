@@ -393,3 +393,12 @@ def test_fills_of_views_write_the_tensor_and_fills_of_copies_do_not(tmp_path: Pa
     t = traced(program)
     same_as_torch(t, in_torch(program, tmp_path), ["emb", "lin", "w", "h", "loss"])
     assert any("fills a copy" in n for n in t.result.notes)
+
+
+def test_fills_with_an_ellipsis_or_a_0d_index_tensor_write_the_tensor(tmp_path: Path) -> None:
+    """`h[..., -1].zero_()` and `h[i].fill_(0.0)` with a 0-d int tensor i: views, written as torch writes them."""
+    program = ("import torch\ntorch.manual_seed(0)\nw = torch.randn(4, 3, requires_grad=True)\nh = w * 2\n"
+               "h[..., -1].zero_()\ni = torch.tensor(1)\nh[i].fill_(0.0)\nloss = (h * h).sum()\nloss.backward()\n")
+    same_as_torch(traced(program), in_torch(program, tmp_path), ["w", "h", "loss"])
+    assert "write the change as a statement of its own" in str(refused(
+        "import torch\nw = torch.ones(3, requires_grad=True)\nx = w * 2\nx.mul_(3).shape\n(x * x).sum().backward()\n"))

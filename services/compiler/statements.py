@@ -221,7 +221,12 @@ class CallStatements(ExpressionCompiler):
         """Whether an index is torch's basic indexing (ints, slices, None, ...: a view), its names evaluated now."""
         items = index.elts if isinstance(index, ast.Tuple) else [index]
         parts = [p for i in items for p in ((i.lower, i.upper, i.step) if isinstance(i, ast.Slice) else (i,)) if p is not None]
-        return all((v := self.expr(p)) is None or v is Ellipsis or type(v) is int for p in parts)
+        def basic(p: ast.expr) -> bool:
+            v = p.value if isinstance(p, ast.Constant) else self.expr(p)
+            # (a 0-d integer tensor indexes as its int does: a view)
+            return v is None or v is Ellipsis or type(v) is int or isinstance(v, T) and self.shape(v) == () \
+                and self.dtype_of(v) == "int64"
+        return all(basic(p) for p in parts)
 
     def const_or_none(self, node: ast.expr) -> Any:
         """The expression as a constant, or None when it is not one (a tensor) - evaluated only when it is a number
@@ -235,6 +240,10 @@ class CallStatements(ExpressionCompiler):
     def echo(self, value: ast.expr) -> None:
         """An expression on its own line (a notebook shows its value): computed as Python computes it, and dropped;
         a gradient read (`x.grad`) is what the result holds for every node."""
+        if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr.endswith("_")
+               and not n.func.attr.startswith("_") for n in ast.walk(value)):
+            raise self.err(value, "an in-place change inside an expression whose value is dropped (`x.mul_(3).shape`) "
+                                  "is not traced: write the change as a statement of its own (`x.mul_(3)`)")
         if not any(isinstance(n, ast.Attribute) and n.attr in ("grad", "grad_fn") for n in ast.walk(value)):
             self.begin("t", value, [])
             made = len(self.builder.shapes)
