@@ -155,3 +155,17 @@ def test_topk_picks_among_ties_as_torch(n: int, levels: int, seed: int, frac: fl
     for k in {int(frac * n), max(1, n // 64), n}:
         want = torch.from_numpy(x).topk(k, largest=largest).indices.tolist()
         assert topk_indices(x.tolist(), k, largest) == want, (x.tolist(), k, largest)
+
+
+def test_topk_of_an_empty_tensor_is_empty_as_torchs() -> None:
+    """A dim of size 0 (found by the accepted-specs fuzz): empty indices, as torch gives, not a reshape error."""
+    import numpy as np
+    import torch
+
+    from services.ops.sorting import Topk, TopkArgs
+
+    for shape, dim, k in (((3, 0), 0, 1), ((0, 3), -1, 2), ((2, 0, 4), 1, 0)):
+        x = np.ones(shape, np.float32)
+        want = torch.from_numpy(x).topk(k, dim=dim).indices.numpy()
+        got = Topk().forward([x], TopkArgs(k=k, dim=dim, part="indices"))
+        assert got.shape == want.shape, (shape, dim, k)

@@ -95,9 +95,9 @@ class Topk(Sorting):
         """The k picked along dim; among equal values, the ones torch's CPU kernel picks, in its order (topk_order)."""
         d = norm_dim(a.dim, x.ndim)
         idx = np.take(_order(x, a.dim, a.largest), np.arange(a.k), axis=d)
-        rows = np.moveaxis(x, d, -1).reshape(-1, x.shape[d])
-        if rows.shape[1] < 2 or a.k == 0:
+        if x.shape[d] < 2 or a.k == 0 or x.size == 0:  # (nothing to tie)
             return idx
+        rows = np.moveaxis(x, d, -1).reshape(-1, x.shape[d])
         s = np.sort(rows, axis=1)
         tied = (s[:, 1:] == s[:, :-1]).any(axis=1)
         if rows.dtype.kind == "f":
