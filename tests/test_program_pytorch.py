@@ -1072,3 +1072,13 @@ def test_hooks_and_fills_found_by_review(tmp_path: Path) -> None:
                "loss = (h * v).sum() + w.sum()\nloss.backward()\n")
     t = traced(program)
     same_as_torch(t, in_torch(program, tmp_path), ["m", "net", "e", "y", "w", "v", "loss"])
+
+
+def test_a_hook_replacing_the_output_of_a_program_module_names_it_as_the_caller(tmp_path: Path) -> None:
+    """`net.register_forward_hook(lambda m, i, o: o * 2)` on the program's own nn.Module: `z = net(x)` is the hook's
+    output, as torch's z, and the module's own output keeps a name of its own."""
+    program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(0)\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+               "        super().__init__()\n        self.fc = nn.Linear(3, 2)\n\n    def forward(self, x):\n"
+               "        return self.fc(x).tanh()\n\n\ndef hook(m, i, o):\n    return o * 2\n\n\nnet = Net()\n"
+               "net.register_forward_hook(hook)\nx = torch.randn(4, 3)\nz = net(x)\nloss = z.sum()\nloss.backward()\n")
+    same_as_torch(traced(program), in_torch(program, tmp_path), ["net", "x", "z", "loss"])

@@ -242,15 +242,20 @@ class UserCode(ExpressionCompiler):
             raise self.err(node, f"{inst.kind} has no method 'forward' (an nn.Module is called through its forward)")
         args, kwargs = self.call_args(node)
         args = self.pre_hooks(inst, args, node)  # type: ignore[attr-defined]
+        replaced = self.replaces_output(inst)  # type: ignore[attr-defined]
+        caller = node is self.stmt_expr and self.stmt_name is not None
+        wanted = self.name_for(node) if caller and (replaced or fn is None) else None  # the caller's name (name_for takes it)
         if fn is None:  # a class derived from a torch layer, its forward the layer's
             if kwargs or not all(isinstance(a, T) for a in args):
                 raise self.err(node, f"{inst.kind}(...) takes tensors positionally")
-            named = node is self.stmt_expr and self.stmt_name and not self.replaces_output(inst)  # type: ignore[attr-defined]
-            name = self.name_for(node) if named else self.fresh(f"{inst.path}.out")
+            name = wanted if wanted and not replaced else self.fresh(f"{inst.path}.out")
             out = T(self.torch_layer_on(inst, [a.name for a in args], name, node))  # type: ignore[attr-defined]
-        else:
-            out = self.call_user(fn, [*receiver(fn, inst), *args], kwargs, node, prefix=f"{inst.path}.")
-        return self.forward_hooks(inst, args, out, node)  # type: ignore[attr-defined, no-any-return]
+        else:  # (the caller's name goes to what a hook returns, when one may: named_output)
+            out = self.call_user(fn, [*receiver(fn, inst), *args], kwargs, node, prefix=f"{inst.path}.", named=not replaced)
+        got = self.forward_hooks(inst, args, out, node)  # type: ignore[attr-defined]
+        if replaced and wanted and isinstance(out, T):
+            return self.named_output(got, out.name, wanted)  # type: ignore[attr-defined, no-any-return]
+        return got
 
     def call_args(self, node: ast.Call) -> tuple[list[Value], dict[str, Value]]:
         """A call's arguments, evaluated in the caller's scope; `*xs` and `**cfg` unpack a list or tuple and a dict."""
