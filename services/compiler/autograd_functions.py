@@ -10,17 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
-
 from services.compiler.build import GraphBuilder, RawNode
+from services.compiler.creation import made_value
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.values import AutogradFunction, Ctx, T, UserFunction, Value
 from services.ir import Leaf
 from services.ops.custom import Body, CustomFunction
 
 CTX_IGNORED = ("set_materialize_grads",)
-CONSTANT_MAKERS = ("zeros", "ones", "full", "empty", "eye", "arange")
-"""Tensor factories whose values a Function's body may make (numbers only: nothing drawn)."""
 """ctx methods that change nothing gradtrace traces (one output: its gradient is always a tensor)."""
 
 
@@ -88,17 +85,10 @@ class AutogradFunctions(ExpressionCompiler):
         del self.stream.events[before[0]:]  # (their values are the body's constants now)
 
     def constant_made(self, ev: Any, sub: GraphBuilder) -> bool:
-        """A tensor a body makes from numbers (`torch.zeros_like(g)`, `torch.full((3,), 0.5)`, `torch.arange(4)`):
-        its value now, as the body's constant; False for anything else (a draw, a write)."""
-        a = ev.args
-        if ev.op != "tensor" or ev.target not in sub.leaves or a.get("fn") not in CONSTANT_MAKERS or "strides" in a:
-            return False
-        args, dtype = list(a.get("args", [])), np.dtype(a["dtype"])
-        fn = a["fn"]
-        value = (np.zeros(args[0], dtype) if fn in ("zeros", "empty") else np.ones(args[0], dtype) if fn == "ones"
-                 else np.full(args[0], args[1], dtype) if fn == "full" else np.eye(*args, dtype=dtype) if fn == "eye"
-                 else np.arange(*args).astype(dtype))
-        if value.shape != sub.leaves[ev.target].shape:
+        """A tensor a body makes from numbers (`torch.zeros_like(g)`, `torch.arange(4)`): its value now, as the body's
+        constant; False for anything else (a draw, a write)."""
+        value = made_value(ev) if ev.target in sub.leaves else None
+        if value is None or value.shape != sub.leaves[ev.target].shape:
             return False
         sub.leaves[ev.target].value = value
         return True

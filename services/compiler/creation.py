@@ -42,6 +42,18 @@ BOOL_CREATORS = {"zeros", "ones", "full", "empty", "eye", "tensor"}
 """Creators that make torch.bool tensors (masks: `torch.ones(T, T, dtype=torch.bool).triu(1)`)."""
 
 
+def made_value(ev: Event) -> np.ndarray | None:
+    """The value a tensor factory's event makes from numbers alone (`torch.zeros_like(g)`, `torch.full((3,), 0.5)`,
+    `torch.eye(3)`, `torch.arange(4)`), known before anything runs; None for any other event (a draw, a write)."""
+    a = ev.args
+    fn = a.get("fn")
+    if ev.op != "tensor" or fn not in ("zeros", "ones", "full", "empty", "eye", "arange") or "strides" in a:
+        return None
+    args, dtype = list(a.get("args", [])), np.dtype(a["dtype"])
+    if fn in ("zeros", "ones", "full", "empty"):  # (empty: torch's materialize fills it with zeros too)
+        return np.full(args[0], args[1] if fn == "full" else float(fn == "ones"), dtype)
+    return np.eye(*args, dtype=dtype) if fn == "eye" else np.arange(*args).astype(dtype)
+
 class TensorCreation(ExpressionCompiler):
     """Leaves the program creates, and in-place writes into them; each is an event in the torch stream."""
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from services.compiler.creation import made_value
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.values import Instance, T, Untraced, is_number
 from services.errors import SpecError
@@ -170,11 +171,7 @@ class Finish(ExpressionCompiler):
             made = [ev for ev in self.stream.events if ev.target == name]
             if leaf.value is not None:
                 return None if made else leaf.value  # (a literal changed in place since: not its literal)
-            if len(made) != 1 or made[0].op != "tensor" or made[0].args.get("fn") not in ("zeros", "ones", "full", "empty"):
-                return None
-            a = made[0].args
-            shape, dtype = a["args"][0], np.dtype(a["dtype"])
-            return np.full(shape, a["args"][1] if a["fn"] == "full" else float(a["fn"] == "ones"), dtype)
+            return made_value(made[0]) if len(made) == 1 else None
         node = self.fold_nodes.get(name)
         if node is None or node.requires_grad or node.op.name in ("dropout",):
             return None

@@ -132,6 +132,12 @@ def may_return(fn: ast.FunctionDef) -> bool:
                                                                           n.value.value is None) for n in ast.walk(fn))
 
 
+def changes_in_place(e: ast.AST) -> bool:
+    """Whether an expression calls an in-place tensor method anywhere (`grad.clamp_(0, 1)`, `x.mul_(3).shape`)."""
+    return any(isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr.endswith("_")
+               and not c.func.attr.startswith("_") for c in ast.walk(e))
+
+
 def is_print(e: ast.expr) -> bool:
     return isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "print"
 
@@ -152,8 +158,7 @@ def observes(fn: ast.FunctionDef, method: bool = False) -> bool:
         return isinstance(e, ast.Name) and e.id in params
 
     def harmless(e: ast.AST) -> bool:  # no in-place method call (`grad.clamp_(...)`) anywhere in it
-        return not any(isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr.endswith("_")
-                       and not c.func.attr.startswith("_") for c in ast.walk(e))
+        return not changes_in_place(e)
 
     def call(e: ast.expr) -> bool:
         return (is_print(e) or isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr in KEEPERS

@@ -12,7 +12,7 @@ from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.finish import TraceEnded
 from services.compiler.functions import is_super
 from services.compiler.module_hooks import KINDS as HOOK_KINDS
-from services.compiler.module_hooks import HookHandle, observes
+from services.compiler.module_hooks import HookHandle, changes_in_place, observes
 from services.compiler.torch_functions import is_in_place_function
 from services.compiler.values import (
     CALLABLE,
@@ -240,8 +240,7 @@ class CallStatements(ExpressionCompiler):
     def echo(self, value: ast.expr) -> None:
         """An expression on its own line (a notebook shows its value): computed as Python computes it, and dropped;
         a gradient read (`x.grad`) is what the result holds for every node."""
-        if any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr.endswith("_")
-               and not n.func.attr.startswith("_") for n in ast.walk(value)):
+        if changes_in_place(value):
             raise self.err(value, "an in-place change inside an expression whose value is dropped (`x.mul_(3).shape`) "
                                   "is not traced: write the change as a statement of its own (`x.mul_(3)`)")
         if not any(isinstance(n, ast.Attribute) and n.attr in ("grad", "grad_fn") for n in ast.walk(value)):
