@@ -163,6 +163,15 @@ class LeakyReluLayer(_Layer):
     inplace: bool = False
 
 
+class PReLULayer(_Layer):
+    """nn.PReLU: a learned negative slope, one for all channels or one per channel (dim 1)."""
+
+    type: Literal["prelu"]
+    num_parameters: int = Field(1, ge=1)
+    init: float = 0.25
+    weights: Weights = None
+
+
 class EluLayer(_Layer):
     """nn.ELU."""
 
@@ -228,16 +237,16 @@ class Pool1dLayer(_Layer):
 
 
 class AdaptivePool1dLayer(_Layer):
-    """nn.AdaptiveAvgPool1d."""
+    """nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d."""
 
-    type: Literal["adaptive_avg_pool1d"]
+    type: Literal["adaptive_avg_pool1d", "adaptive_max_pool1d"]
     output_size: IntOne
 
 
 class AdaptivePoolLayer(_Layer):
-    """nn.AdaptiveAvgPool2d."""
+    """nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d."""
 
-    type: Literal["adaptive_avg_pool2d"]
+    type: Literal["adaptive_avg_pool2d", "adaptive_max_pool2d"]
     output_size: int | tuple[int | None, int | None]
 
 
@@ -544,7 +553,7 @@ class CatLayer(_Layer):
 
 
 Layer = Annotated[
-    Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | EluLayer | HardtanhLayer | SoftmaxLayer | GluLayer
+    Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | PReLULayer | EluLayer | HardtanhLayer | SoftmaxLayer | GluLayer
     | Pool2dLayer | MaxPool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | ChannelDropoutLayer | BatchNormLayer | LayerNormLayer | RMSNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
     | SelfAttentionLayer | TransformerBlockLayer | TransformerEncoderStackLayer | TransformerDecoderBlockLayer
     | TransformerDecoderStackLayer | TransformerLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,

@@ -73,6 +73,17 @@ case("adaptive_avg_pool2d-1", {"x": normal(2, 3, 4, 4, seed=31)}, N("y", "adapti
 case("adaptive_avg_pool2d-overlap", {"x": normal(1, 2, 5, 7, seed=32)}, N("y", "adaptive_avg_pool2d", "x", output_size=[3, 4]),
      N("z", "mul", "y", "y"))
 case("adaptive_avg_pool2d-none-3d", {"x": normal(2, 6, 5, seed=33)}, N("y", "adaptive_avg_pool2d", "x", output_size=[None, 2]))
+# adaptive_max_pool2d: the same windows, the gradient to each window's first maximum (overlapping windows add theirs).
+case("adaptive_max_pool2d-1", {"x": normal(2, 3, 4, 4, seed=34)}, N("y", "adaptive_max_pool2d", "x", output_size=1))
+case("adaptive_max_pool2d-overlap", {"x": normal(1, 2, 5, 7, seed=35)}, N("y", "adaptive_max_pool2d", "x", output_size=[3, 4]),
+     N("z", "mul", "y", "y"))
+case("adaptive_max_pool2d-none-3d", {"x": normal(2, 6, 5, seed=36)}, N("y", "adaptive_max_pool2d", "x", output_size=[None, 2]))
+case("adaptive_max_pool2d-ties", {"x": given([[[1.0, 3.0, 3.0], [2.0, 3.0, 0.0], [3.0, 1.0, 3.0]]])},
+     N("y", "adaptive_max_pool2d", "x", output_size=2), **EXACT)
+# prelu: one weight or one per channel (dim 1), a 1-d input (one channel), x = 0 taking the weight's slope.
+case("prelu-channels", {"x": normal(2, 3, 4, seed=37), "w": uniform(3, low=0.0, high=0.5, seed=38)}, N("y", "prelu", "x", "w"))
+case("prelu-one", {"x": normal(2, 3, 2, 2, seed=39), "w": given([0.25])}, N("y", "prelu", "x", "w"), N("z", "mul", "y", "y"))
+case("prelu-1d-zero", {"x": given([-1.0, 0.0, 2.0, -0.5]), "w": given([0.3])}, N("y", "prelu", "x", "w"), **EXACT)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -17,7 +17,7 @@ from services.ops.base import norm_dim
 
 FUNCTIONS = {"torch.tile", "torch.broadcast_to", "torch.hstack", "torch.vstack", "torch.row_stack", "torch.meshgrid",
              "torch.repeat_interleave", "torch.diag", "torch.linalg.norm", "torch.linalg.vector_norm", "F.max_pool1d",
-             "F.avg_pool1d", "F.adaptive_avg_pool1d"}
+             "F.avg_pool1d", "F.adaptive_avg_pool1d", "F.adaptive_max_pool1d"}
 """The functions this module traces."""
 METHODS = {"tile", "broadcast_to", "repeat_interleave", "diag"}
 """Tensor methods of the same names."""
@@ -132,8 +132,8 @@ class Arranging(ExpressionCompiler):
         return tuple(outs)
 
     def pool1d(self, fn: str, node: ast.Call) -> T:
-        """F.max_pool1d(x, kernel_size, stride=None, padding=0), F.avg_pool1d, F.adaptive_avg_pool1d(x, output_size)
-        (a text CNN's max over time): the 2-d pool between an unsqueeze and a squeeze, as torch runs them."""
+        """F.max_pool1d(x, kernel_size, stride=None, padding=0), F.avg_pool1d, F.adaptive_avg_pool1d(x, output_size),
+        F.adaptive_max_pool1d (a text CNN's max over time): the 2-d pool between an unsqueeze and a squeeze, as torch runs them."""
         names = ("input", "output_size") if fn.startswith("adaptive") else ("input", "kernel_size", "stride", "padding")
         given = self.params(node, names, None, f"F.{fn}")
         x = self.tensor(given["input"])

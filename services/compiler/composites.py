@@ -84,9 +84,9 @@ def margin_ranking_loss(add: Add, x1: str, x2: str, target: str, margin: float =
 
 
 def pool1d(add: Add, x: str, op: str, size: int, stride: int | None = None, padding: int = 0) -> str:
-    """F.max_pool1d / avg_pool1d / adaptive_avg_pool1d as torch runs them: the 2-d pool over a height of 1 between an
+    """F.max_pool1d / avg_pool1d / adaptive_avg_pool1d / adaptive_max_pool1d as torch runs them: the 2-d pool over a height of 1 between an
     unsqueeze and a squeeze (SqueezeBackward1 over MaxPool2DWithIndicesBackward0 over UnsqueezeBackward0)."""
-    if op == "adaptive_avg_pool2d":
+    if op.startswith("adaptive"):
         args: dict[str, Any] = {"output_size": [1, size]}
     else:
         args = {"kernel_size": [1, size], "padding": [0, padding], **({"stride": [1, stride]} if stride is not None else {})}

@@ -48,6 +48,7 @@ from shared.spec import (
     PixelShuffleLayer,
     Pool1dLayer,
     Pool2dLayer,
+    PReLULayer,
     RMSNormLayer,
     SoftmaxLayer,
     UnflattenLayer,
@@ -356,6 +357,7 @@ layer(LayerDef("relu6", "ReLU6", ActivationLayer, _plain("hardtanh", lambda c: {
 layer(LayerDef("identity", "Identity", ActivationLayer, lambda e, c: c.inputs[0]))
 layer(LayerDef("gelu", "GELU", GeluLayer, _plain("gelu", lambda c: {"approximate": c.approximate})))
 layer(LayerDef("leaky_relu", "LeakyReLU", LeakyReluLayer, _plain("leaky_relu", lambda c: {"negative_slope": c.negative_slope})))
+layer(LayerDef("prelu", "PReLU", PReLULayer, _with_params("prelu", lambda c: {}, ("weight",)), lambda c: [("weight", (c.num_parameters,))]))
 layer(LayerDef("elu", "ELU", EluLayer, _plain("elu", lambda c: {"alpha": c.alpha})))
 layer(LayerDef("hardtanh", "Hardtanh", HardtanhLayer, _plain("hardtanh", lambda c: {"min_val": c.min_val, "max_val": c.max_val})))
 def _softmax(e: Emitter, call: Call) -> str:
@@ -381,7 +383,7 @@ def _pool_args(c: Pool2dLayer | MaxPool2dLayer) -> dict[str, Any]:
 
 
 def _pool1d(e: Emitter, call: Call) -> str:
-    """nn.MaxPool1d / AvgPool1d / AdaptiveAvgPool1d: the 2-d pool over a height of 1, as torch runs them."""
+    """nn.MaxPool1d / AvgPool1d / AdaptiveAvgPool1d / AdaptiveMaxPool1d: the 2-d pool over a height of 1, as torch runs them."""
     c: Pool1dLayer | AdaptivePool1dLayer = call.cfg
     shape = e.shape(call.inputs[0])
     if len(shape) not in (2, 3):
@@ -391,7 +393,7 @@ def _pool1d(e: Emitter, call: Call) -> str:
         return v[0] if isinstance(v, (list, tuple)) else v
 
     if isinstance(c, AdaptivePool1dLayer):
-        return composites.pool1d(_adder(e, call), call.inputs[0], "adaptive_avg_pool2d", one(c.output_size))
+        return composites.pool1d(_adder(e, call), call.inputs[0], c.type.replace("1d", "2d"), one(c.output_size))
     return composites.pool1d(_adder(e, call), call.inputs[0], c.type.replace("1d", "2d"), one(c.kernel_size),
                              one(c.stride), one(c.padding))
 
@@ -401,8 +403,9 @@ layer(LayerDef("avg_pool1d", "AvgPool1d", Pool1dLayer, _pool1d))
 layer(LayerDef("adaptive_avg_pool1d", "AdaptiveAvgPool1d", AdaptivePool1dLayer, _pool1d))
 layer(LayerDef("max_pool2d", "MaxPool2d", MaxPool2dLayer, _plain("max_pool2d", _pool_args)))
 layer(LayerDef("avg_pool2d", "AvgPool2d", Pool2dLayer, _plain("avg_pool2d", _pool_args)))
-layer(LayerDef("adaptive_avg_pool2d", "AdaptiveAvgPool2d", AdaptivePoolLayer,
-               _plain("adaptive_avg_pool2d", lambda c: {"output_size": c.output_size})))
+layer(LayerDef("adaptive_max_pool1d", "AdaptiveMaxPool1d", AdaptivePool1dLayer, _pool1d))
+for _type, _cls in (("adaptive_avg_pool2d", "AdaptiveAvgPool2d"), ("adaptive_max_pool2d", "AdaptiveMaxPool2d")):
+    layer(LayerDef(_type, _cls, AdaptivePoolLayer, _plain(_type, lambda c: {"output_size": c.output_size})))
 def _upsample_args(c: UpsampleLayer) -> dict[str, Any]:
     """F.interpolate's arguments for nn.Upsample; the Upsampling*2d classes fix the mode (bilinear: align_corners)."""
     if c.type == "upsample":

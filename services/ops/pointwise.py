@@ -228,3 +228,47 @@ class Lerp(Ternary):
         x, e, w = xs
         return [unbroadcast(g * (1 - w), x.shape), unbroadcast(g * w, e.shape),
                 unbroadcast((g * (e - x)).astype(g.dtype), w.shape)]
+
+
+@register
+class Prelu(Op):
+    """x where x > 0, else weight * x, weight one number or one per channel (dim 1; a 1-d input has one channel):
+    d/dx 1 or weight, d/dweight the sum of x * g where x <= 0 over all but the channel dim (F.prelu, nn.PReLU)."""
+
+    name = "prelu"
+    tensors = ("input", "weight")
+    functions = ("F.prelu", "torch.prelu")
+    methods = ("prelu",)
+    same_dtype = True
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        x, w = shapes
+        channels = x[1] if len(x) >= 2 else 1
+        if len(w) > 1 or int(np.prod(w)) not in (1, channels):
+            raise ShapeError(f"prelu: weight {list(w)} must hold 1 number or one per channel ({channels} for input {list(x)})")
+        return x
+
+    def dtype(self, dtypes: list[str]) -> str:
+        _floats(self, dtypes)
+        return super().dtype(dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return t.nn.functional.prelu(xs[0], xs[1])
+
+    @staticmethod
+    def _per_channel(x: Array, w: Array) -> Array:
+        """The weight shaped to broadcast along x's channel dim."""
+        if w.size == 1 or x.ndim < 2:
+            return w.reshape(())
+        return w.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        x, w = xs
+        return np.where(x > 0, x, self._per_channel(x, w) * x).astype(x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x, w = xs
+        wb = self._per_channel(x, w)
+        gw = np.where(x > 0, 0, x * g)
+        gw = gw.sum(axis=tuple(d for d in range(x.ndim) if d != 1)) if w.size > 1 else gw.sum()
+        return [np.where(x > 0, g, wb * g).astype(g.dtype), np.asarray(gw, dtype=w.dtype).reshape(w.shape)]

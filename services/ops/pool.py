@@ -190,3 +190,59 @@ class AdaptiveAvgPool2d(Op):
         x = xs[0]
         oh, ow = self._out(x.shape, a)
         return [(_bins(x.shape[-2], oh, g.dtype).T @ g @ _bins(x.shape[-1], ow, g.dtype)).astype(x.dtype)]
+
+
+def _edges(n_in: int, n_out: int) -> list[tuple[int, int]]:
+    """torch's adaptive windows along one dim: [floor(i * n_in / n_out), ceil((i + 1) * n_in / n_out))."""
+    return [((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)) for i in range(n_out)]
+
+
+class AdaptiveMaxArgs(AdaptiveArgs):
+    return_indices: bool = False
+
+
+@register
+class AdaptiveMaxPool2d(AdaptiveAvgPool2d):
+    """Max over torch's adaptive windows; the gradient goes to the first maximal element of each window (row-major
+    scan, as torch's CPU kernel). One numpy argmax per output cell: output sizes are small (1, 7x7)."""
+
+    name = "adaptive_max_pool2d"
+    functions = ("F.adaptive_max_pool2d",)
+    Args = AdaptiveMaxArgs
+    positional = ("output_size", "return_indices")
+
+    def shape(self, shapes: list[Shape], a: AdaptiveMaxArgs) -> Shape:  # type: ignore[override]
+        if a.return_indices:
+            raise ShapeError(f"{self.name}: return_indices=True is not supported (the indices are no tensor to trace)")
+        return super().shape(shapes, a)
+
+    def torch(self, t: Any, xs: list[Any], a: AdaptiveMaxArgs) -> Any:  # type: ignore[override]
+        return t.nn.functional.adaptive_max_pool2d(xs[0], a.output_size)
+
+    def _argmax(self, x: Array, a: AdaptiveArgs) -> tuple[list[tuple[int, int, int, int]], list[Array]]:
+        """Per output cell (row-major): its window (h0, h1, w0, w1) and the flat index of the window's maximum."""
+        oh, ow = self._out(x.shape, a)
+        cells, args = [], []
+        for h0, h1 in _edges(x.shape[-2], oh):
+            for w0, w1 in _edges(x.shape[-1], ow):
+                win = x[..., h0:h1, w0:w1]
+                cells.append((h0, h1, w0, w1))
+                args.append(win.reshape(*win.shape[:-2], -1).argmax(axis=-1))
+        return cells, args
+
+    def forward(self, xs: list[Array], a: AdaptiveArgs) -> Array:
+        x = xs[0]
+        oh, ow = self._out(x.shape, a)
+        cells = [x[..., h0:h1, w0:w1].max(axis=(-2, -1)) for h0, h1 in _edges(x.shape[-2], oh) for w0, w1 in _edges(x.shape[-1], ow)]
+        return np.stack(cells, axis=-1).reshape(*x.shape[:-2], oh, ow).astype(x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: AdaptiveArgs) -> list[Array | None]:
+        x = xs[0]
+        gx = np.zeros_like(x)
+        gflat = g.reshape(*g.shape[:-2], -1)
+        for k, ((h0, h1, w0, w1), arg) in enumerate(zip(*self._argmax(x, a), strict=True)):
+            win = gx[..., h0:h1, w0:w1]  # a view: windows overlap when the sizes do not divide, gradients add
+            flat = np.zeros(win.shape[:-2] + ((h1 - h0) * (w1 - w0),), dtype=gx.dtype)
+            np.put_along_axis(flat, arg[..., None], gflat[..., k : k + 1], axis=-1)
+            win += flat.reshape(win.shape)
+        return [gx]

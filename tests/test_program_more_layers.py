@@ -1,0 +1,42 @@
+"""Layers and functions that pasted tutorial code uses and gradtrace once refused, each traced against real torch:
+the numbers, names and grad_fn torch gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_program_pytorch import in_torch, same_as_torch, traced
+
+HEAD = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+
+
+def test_adaptive_max_pooling_as_text_cnns_and_detectors_write_it(tmp_path: Path) -> None:
+    """nn.AdaptiveMaxPool2d / 1d and F.adaptive_max_pool2d / 1d (windows that overlap, ties in a row of numbers):
+    torch's values and gradients, grad_fn AdaptiveMaxPool2DBackward0 (the 1-d ones are the 2-d pool between an
+    unsqueeze and a squeeze, as torch runs them)."""
+    program = (HEAD + "x = torch.randn(2, 3, 7, 5, requires_grad=True)\n"
+               "s = torch.tensor([[[1., 3., 3., 2., 5., 5.]]], requires_grad=True)\n"
+               "y = nn.AdaptiveMaxPool2d((3, 2))(x)\nz = F.adaptive_max_pool2d(x, 1).flatten(1)\n"
+               "w = nn.AdaptiveMaxPool1d(4)(s)\nv = F.adaptive_max_pool1d(s, 1)\n"
+               "loss = (y * y).sum() + z.sum() * 2 + (w * torch.arange(4.)).sum() + v.sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "s", "y", "z", "w", "v", "loss"], exact=True)
+    assert t.result.nodes["y"].grad_fn == type(g["y"].grad_fn).__name__ == "AdaptiveMaxPool2DBackward0"
+
+
+def test_prelu_as_vision_code_writes_it(tmp_path: Path) -> None:
+    """nn.PReLU(channels) after a conv and nn.PReLU() after a linear layer in an nn.Sequential, F.prelu, torch.prelu and
+    Tensor.prelu: torch's numbers, the weights named net.1.weight and net.4.weight with torch's grads (PreluKernelBackward0)."""
+    program = (HEAD + "net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.PReLU(4), nn.Flatten(), nn.Linear(16, 3), nn.PReLU())\n"
+               "x = torch.randn(2, 2, 4, 4)\ny = net(x)\na = torch.randn(5, requires_grad=True)\n"
+               "w = torch.tensor([0.1], requires_grad=True)\nb = F.prelu(a, w)\n"
+               "c = torch.prelu(a.view(1, 5), torch.full((5,), 0.2, requires_grad=True))\nd = a.prelu(w)\n"
+               "loss = y.pow(2).sum() + b.sum() + c.sum() + (d * d).sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["net", "x", "y", "a", "w", "b", "c", "d", "loss"])
+    assert {"net.1.weight", "net.4.weight"} <= set(t.result.nodes)
+    assert t.result.nodes["y"].grad_fn == type(g["y"].grad_fn).__name__ == "PreluKernelBackward0"
