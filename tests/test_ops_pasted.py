@@ -84,6 +84,14 @@ case("adaptive_max_pool2d-ties", {"x": given([[[1.0, 3.0, 3.0], [2.0, 3.0, 0.0],
 case("prelu-channels", {"x": normal(2, 3, 4, seed=37), "w": uniform(3, low=0.0, high=0.5, seed=38)}, N("y", "prelu", "x", "w"))
 case("prelu-one", {"x": normal(2, 3, 2, 2, seed=39), "w": given([0.25])}, N("y", "prelu", "x", "w"), N("z", "mul", "y", "y"))
 case("prelu-1d-zero", {"x": given([-1.0, 0.0, 2.0, -0.5]), "w": given([0.3])}, N("y", "prelu", "x", "w"), **EXACT)
+# cdist: p = 2 from differences (few rows) and by torch's matmul form (over 25 rows, or asked for), p = 1, 3 and inf,
+# batch dims that broadcast.
+PTS = {"a": normal(6, 3, seed=40), "b": normal(4, 3, seed=41)}
+for p in (2.0, 1.0, 3.0, float("inf")):
+    case(f"cdist-p{p}", PTS, N("d", "cdist", "a", "b", p=p))
+case("cdist-matmul-rows", {"a": normal(30, 4, seed=42), "b": normal(5, 4, seed=43)}, N("d", "cdist", "a", "b"))
+case("cdist-matmul-batched", {"a": normal(2, 6, 3, seed=44), "b": normal(4, 3, seed=45)},
+     N("d", "cdist", "a", "b", compute_mode="use_mm_for_euclid_dist"), N("e", "mul", "d", "d"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

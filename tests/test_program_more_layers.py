@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from test_program_pytorch import in_torch, same_as_torch, traced
 
 HEAD = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
@@ -40,3 +42,33 @@ def test_prelu_as_vision_code_writes_it(tmp_path: Path) -> None:
     same_as_torch(t, g, ["net", "x", "y", "a", "w", "b", "c", "d", "loss"])
     assert {"net.1.weight", "net.4.weight"} <= set(t.result.nodes)
     assert t.result.nodes["y"].grad_fn == type(g["y"].grad_fn).__name__ == "PreluKernelBackward0"
+
+
+def test_cdist_as_metric_learning_and_kernels_write_it(tmp_path: Path) -> None:
+    """torch.cdist with p 2, 1, 3 and inf, 40 points against 30 (torch's matmul form), a batch against a matrix, an RBF
+    kernel and a self-distance matrix computed exactly (compute_mode 'donot_use_mm_for_euclid_dist': a zero
+    diagonal): torch's values and grads, grad_fn as torch prints it (CdistBackward0; ViewBackward0 over the matmul form)."""
+    program = (HEAD + "a = torch.randn(6, 3, requires_grad=True)\nb = torch.randn(4, 3, requires_grad=True)\n"
+               "d2 = torch.cdist(a, b)\nd1 = torch.cdist(a, b, p=1)\ndinf = torch.cdist(a, b, p=float('inf'))\n"
+               "d3 = torch.cdist(a, b, 3)\nemb = torch.randn(40, 8, requires_grad=True)\ndm = torch.cdist(emb, emb[10:] + 0.5)\n"
+               "bat = torch.cdist(a.unsqueeze(0).expand(2, 6, 3), b, compute_mode='use_mm_for_euclid_dist')\n"
+               "k = torch.exp(-torch.cdist(a, a, compute_mode='donot_use_mm_for_euclid_dist') ** 2 / 2)\n"
+               "loss = d2.sum() + d1.pow(2).sum() + dinf.sum() + d3.sum() + (dm * torch.rand(40, 30)).sum() + bat.sum() + k.sum()\n"
+               "loss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["a", "b", "d2", "d1", "dinf", "d3", "emb", "dm", "bat", "k", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in ("d2", "dm")] == [type(g[k].grad_fn).__name__ for k in ("d2", "dm")] == [
+        "CdistBackward0", "ViewBackward0"]
+    assert any("cdist with p=2 and more than 25 rows" in n for n in t.result.notes)
+
+
+def test_cdist_self_distances_in_the_matmul_form_are_noted() -> None:
+    """A 40-point self-distance matrix by torch's matmul form: its zero diagonal is rounding noise in torch (~1e-3), and
+    in the reference computed alike; the note says so and names the exact compute_mode."""
+    t = traced(HEAD + "e = torch.randn(40, 8, requires_grad=True)\nd = torch.cdist(e, e)\nd.sum().backward()\n",
+               engines=["torch", "reference"])
+    diag = np.diagonal(t.arrays["torch/value/d"])
+    assert 0 < np.abs(diag).max() < 0.05
+    assert [n for n in t.result.notes if "donot_use_mm_for_euclid_dist" in n]

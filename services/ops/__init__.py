@@ -7,6 +7,7 @@ from services.ops import (  # noqa: F401
     cast,
     comparison,
     conv,
+    distance,
     dropout,
     einsum,
     elementwise,
