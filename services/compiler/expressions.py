@@ -21,6 +21,7 @@ from services.compiler.values import (
     Bound,
     ClassRef,
     Ctx,
+    Distribution,
     DType,
     Foreign,
     Instance,
@@ -473,6 +474,8 @@ class ExpressionCompiler:
             return base.attrs[node.attr]  # type: ignore[no-any-return]
         if isinstance(base, Ctx):
             return self.ctx_attribute(base, node)  # type: ignore[attr-defined, no-any-return]
+        if isinstance(base, Distribution):
+            return self.distribution_attribute(base, node)  # type: ignore[attr-defined]
         if isinstance(base, T):
             return self.tensor_attribute(base, node)
         if isinstance(base, tuple) and len(base) == 2 and node.attr in ("values", "indices"):
@@ -742,6 +745,8 @@ def _kind(v: Any) -> str:
         return f"the class {v.name}"
     if isinstance(v, AutogradFunction):
         return f"the autograd.Function {v.name}"
+    if isinstance(v, Distribution):
+        return f"the {v.kind} distribution"
     if isinstance(v, Untraced):
         return v.what
     if isinstance(v, DType):

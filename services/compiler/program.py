@@ -27,6 +27,8 @@ from services.compiler.builtins import BUILTINS, Builtins
 from services.compiler.control import ControlFlow, LoopExit
 from services.compiler.copying import ModuleCopies
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
+from services.compiler.distributions import PATHS as DISTRIBUTIONS
+from services.compiler.distributions import Distributions
 from services.compiler.expressions import MATH, _kind
 from services.compiler.finish import Finish, TraceEnded
 from services.compiler.functions import UserCode, is_super
@@ -47,6 +49,7 @@ from services.compiler.values import (
     DTYPES,
     AutogradFunction,
     ClassRef,
+    Distribution,
     Foreign,
     Generator,
     Instance,
@@ -63,6 +66,8 @@ from services.ir import Stream
 MODULES = {
     "torch": "torch", "torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "math": "math",
     "numpy": "numpy", "torch.nn.init": "torch.nn.init", "torch.optim": "torch.optim", "copy": "copy",
+    "torch.distributions": "torch.distributions", "torch.distributions.categorical": "torch.distributions.categorical",
+    "torch.distributions.normal": "torch.distributions.normal",
 }
 """Importable modules and the path each stands for."""
 FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "torch.optim": "torch.optim",
@@ -96,7 +101,7 @@ LEGACY_CONSTRUCTORS = {"torch.Tensor": None, "torch.FloatTensor": "float32", "to
 """torch's legacy tensor constructors and their dtypes (None: the default dtype): a list's values, or sizes."""
 
 
-class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
+class ProgramCompiler(Distributions, AutogradFunctions, ModuleHooks, Objects, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
                       TorchFunctions, Arranging):
     """Walks the statements; each method handles one whitelisted form."""
 
@@ -465,6 +470,8 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, M
             return self.tensor_method(base, f.attr, node)
         if isinstance(base, Generator) and f.attr == "manual_seed":
             return self.seed_generator(base, node)
+        if isinstance(base, Distribution):
+            return self.distribution_method(base, f.attr, node)
         if isinstance(base, Instance):
             return self.instance_method(base, f.attr, node)
         if isinstance(base, str):
@@ -546,6 +553,10 @@ class ProgramCompiler(AutogradFunctions, ModuleHooks, Objects, CallStatements, M
     def call_path(self, path: str, node: ast.Call) -> Value:
         if path == "torch.Generator":
             return self.new_generator(node)
+        if path in DISTRIBUTIONS:
+            return self.distribution(DISTRIBUTIONS[path], node)
+        if path == "torch.multinomial":
+            return self.multinomial(node)
         if path in ARRANGING:
             return self.arrange(path.rsplit(".", 1)[1], node)
         if (v := self.function_form(path, node)) is not NotImplemented:

@@ -82,6 +82,8 @@ class TensorMethods(ExpressionCompiler):
             return t
         if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)) or m in ("topk", "sort"):
             return self.extreme_pair(m, node, t)
+        if m == "multinomial":  # probs.multinomial(1): torch.multinomial
+            return self.multinomial(node, receiver=t)  # type: ignore[attr-defined, no-any-return]
         if m in ARRANGING_METHODS:
             return self.arrange(m, node, receiver=t)  # type: ignore[attr-defined, no-any-return]
         if m == "argsort":

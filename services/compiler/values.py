@@ -106,6 +106,18 @@ class Foreign:
     """'inspect', 'dataclasses.dataclass'."""
 
 
+@dataclass(eq=False)
+class Distribution:
+    """A torch.distributions object the program made (Categorical, Normal): its parameter tensors by torch's attribute
+    names, as torch holds them (Categorical's probs normalised; its logits or probs added on first use)."""
+
+    kind: str
+    params: dict[str, T]
+    batch_shape: tuple[int, ...]
+    base: str | None
+    """The variable it was made for ('m': its parameters are m.probs, m.logits), None when made inline."""
+
+
 @dataclass
 class Generator:
     """A torch.Generator the program made: its own stream of draws (`torch.randn(..., generator=g)`)."""
