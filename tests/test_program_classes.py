@@ -1155,3 +1155,37 @@ def test_layer_subclasses_with_their_own_init_star_arguments_and_torch_attribute
     running_mean through the object."""
     t = traced(LAYER_SUBCLASSES_MORE)
     same_as_torch(t, in_torch(LAYER_SUBCLASSES_MORE, tmp_path), ["lin", "w2", "net", "conv", "x", "h", "rm", "c", "loss"])
+
+
+HELPER_METHODS = """import torch
+import torch.nn as nn
+torch.manual_seed(0)
+class GraphAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.W = nn.Linear(4, 4, bias=False)
+        self.a = nn.Parameter(torch.randn(8, 1))
+    def forward(self, h):
+        Wh = self.W(h)
+        e = self._prepare_attentional_mechanism_input(Wh)
+        attention = torch.softmax(e, dim=1)
+        return attention @ Wh
+    def _prepare_attentional_mechanism_input(self, Wh):
+        Wh1 = Wh @ self.a[:4, :]
+        Wh2 = Wh @ self.a[4:, :]
+        e = Wh1 + Wh2.T
+        return torch.nn.functional.leaky_relu(e, 0.2)
+layer = GraphAttention()
+h = torch.randn(5, 4, requires_grad=True)
+out = layer(h)
+loss = out.pow(2).sum()
+loss.backward()
+"""
+
+
+def test_a_helper_method_may_bind_the_name_its_caller_binds(tmp_path: Path) -> None:
+    """pyGAT's forward binds `e = self._prepare_attentional_mechanism_input(Wh)`, whose own `e` is another tensor under
+    the same object's prefix: both trace (the helper's as layer.e#2), with torch's numbers."""
+    t = traced(HELPER_METHODS)
+    same_as_torch(t, in_torch(HELPER_METHODS, tmp_path), ["layer", "h", "out", "loss"])
+    assert t.result.nodes["layer.e"].op == "leaky_relu" and t.result.nodes["layer.e#2"].op == "add"

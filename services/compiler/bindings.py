@@ -101,7 +101,8 @@ class Bindings(ExpressionCompiler):
             return self.returns[var]
         var = self.prefix + var  # inside a call: 'model.h', 'layer.h'
         name = var if last else f"{var}@{k}"
-        if name in self.builder:  # a call made again; a binding count_bindings did not foresee
+        if name in self.builder or name in self.pending:  # a call made again; a binding count_bindings did not
+            # foresee; a name a caller's statement binds when this call returns
             name = self.fresh(name) if self.prefix else self.fresh(f"{var}@{k}")
         if self.loose:  # type: ignore[attr-defined]
             self.loose_names.add(name)  # type: ignore[attr-defined]

@@ -101,6 +101,8 @@ class ExpressionCompiler:
         self.line = 0
         self.reserved: set[str] = set()
         """Program variable names: nodes named after module paths or temporaries never take them."""
+        self.pending: set[str] = set()
+        """Inside a call: the names its callers' statements bind once it returns (functions.frame)."""
         self.instance_paths: set[str] = set()
         """Paths of the modules and module objects named so far (each names its parameters: no two may share one)."""
         self.path_hint: str | None = None

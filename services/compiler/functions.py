@@ -36,7 +36,7 @@ from services.errors import SpecError
 
 MAX_DEPTH = 16
 """Calls nested deeper than this are refused (a recursive function would inline forever)."""
-FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "prefix", "returns", "target", "stmt_expr",
+FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "pending", "prefix", "returns", "target", "stmt_expr",
          "stmt_name", "stmt_names", "counter", "line", "via_data", "loop_depth")
 """The compiler's per-scope and per-statement state, saved around a call."""
 SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_")
@@ -495,6 +495,9 @@ class UserCode(ExpressionCompiler):
         self.loop_depth = 0  # a break in a function ends no loop of its caller (Python refuses it)
         self.count_bindings(body)  # type: ignore[attr-defined]
         self.reserved = saved["reserved"] | {prefix + k for k in self.bindings}
+        # the names the callers' statements will bind when the call returns: the callee's own bindings take others
+        # (a helper method's `e = ...` under forward's `e = self.prep(h)`, both under the object's prefix)
+        self.pending = saved["pending"] | {n for n in (saved["stmt_name"], *saved["stmt_names"]) if n}
         self.depth += 1
         try:
             yield
