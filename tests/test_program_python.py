@@ -1644,3 +1644,40 @@ def test_makemore_layers_as_plain_objects_with_call(tmp_path: Path) -> None:
     # what each attribute holds at the end takes its name (the scaled weight, the last call's out), the first `@1`
     assert t.result.nodes["layers.0.weight"].is_leaf and t.result.nodes["layers.0.weight@1"].op == "div"
     assert "layers.0.out@1" in t.result.nodes and "layers.0.bias@1" in t.result.nodes
+
+
+REINFORCE_RETURNS = """import numpy as np
+import torch
+torch.manual_seed(0)
+eps = np.finfo(np.float32).eps.item()
+eps2 = torch.finfo(torch.float32).eps
+w = torch.randn(5, requires_grad=True)
+rewards = [1.0, 0.0, 2.0, 1.0, 0.5]
+R = 0
+returns = []
+for r in rewards[::-1]:
+    R = r + 0.99 * R
+    returns.insert(0, R)
+returns = torch.tensor(returns)
+returns = (returns - returns.mean()) / (returns.std() + eps)
+scale = np.log(1 / 0.07) + np.sqrt(2) * np.pi
+lo = torch.finfo(w.dtype).min
+edge_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
+row, col = edge_index
+a, b = w[:4].view(2, 2) * 2
+loss = (w * returns).sum() * scale + eps2 + torch.clamp(w, min=lo).sum() + w[row].sum() * w[col].sum() + (a * b).sum()
+loss.backward()
+"""
+
+
+def test_reinforce_returns_with_numpy_constants_list_insert_and_tensor_unpacking(tmp_path: Path) -> None:
+    """reinforce.py's discounted returns (`returns.insert(0, R)`, `eps = np.finfo(np.float32).eps.item()`), torch.finfo,
+    np.log / np.sqrt / np.pi of numbers, and a tensor unpacked into names (`row, col = edge_index`: its rows, one
+    unbind node each, UnbindBackward0 as torch's iteration gives): torch's numbers."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    t = traced(REINFORCE_RETURNS)
+    g = in_torch(REINFORCE_RETURNS, tmp_path)
+    same_as_torch(t, g, ["w", "returns", "row", "col", "a", "b", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in ("a", "b")] == [type(g[k].grad_fn).__name__ for k in ("a", "b")] == ["UnbindBackward0"] * 2
+    assert "cannot unpack the tensor 'x' of 3 rows into 2 names" in str(refused("import torch\nx = torch.zeros(3, 2)\np, q = x\n"))

@@ -23,6 +23,7 @@ from services.compiler.values import (
     Ctx,
     Distribution,
     DType,
+    FloatInfo,
     Foreign,
     Instance,
     ModuleInst,
@@ -50,8 +51,7 @@ MATH = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "log2": math.log2, 
 FUNCTION_VALUES = {"F.normalize", "F.relu6", "F.dropout", "torch.dropout", "F.dropout1d", "F.dropout2d", "F.dropout3d",
                    "copy.deepcopy"}
 """torch functions traced by the compiler rather than one op, which a program may still hold as values."""
-CONSTANTS = {"math.pi": math.pi, "math.e": math.e, "math.inf": math.inf, "math.nan": math.nan,
-             "torch.pi": math.pi, "torch.e": math.e, "torch.inf": math.inf, "torch.nan": math.nan}
+CONSTANTS = {f"{m}.{k}": getattr(math, k) for m in ("math", "torch", "numpy") for k in ("pi", "e", "inf", "nan")}
 MAX_ITEMS = 20_000
 """Items a comprehension may make."""
 MAX_INT = 2**62
@@ -478,6 +478,8 @@ class ExpressionCompiler:
             return self.ctx_attribute(base, node)  # type: ignore[attr-defined, no-any-return]
         if isinstance(base, Distribution):
             return self.distribution_attribute(base, node)  # type: ignore[attr-defined]
+        if isinstance(base, FloatInfo) and node.attr in FloatInfo.__dataclass_fields__:
+            return getattr(base, node.attr)
         if isinstance(base, T):
             return self.tensor_attribute(base, node)
         if isinstance(base, tuple) and len(base) == 2 and node.attr in ("values", "indices"):
@@ -490,6 +492,8 @@ class ExpressionCompiler:
             return CONSTANTS[path]
         if path.startswith("torch.") and path[6:] in DTYPES:
             return DType(DTYPES[path[6:]])
+        if path in ("numpy.float32", "numpy.float64", "numpy.int64"):  # np.finfo(np.float32)
+            return DType(path[6:])
         if path.startswith("nn.") and (path[3:] in BY_MODULE or path in ("nn.Module", "nn.Sequential",
                                                                               "nn.ModuleList", "nn.ModuleDict")):
             return ClassRef(path)  # `type(m) == nn.Linear`

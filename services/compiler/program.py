@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from services.compiler.arranging import FUNCTIONS as ARRANGING
 from services.compiler.arranging import Arranging
 from services.compiler.autograd_functions import AutogradFunctions
@@ -50,6 +52,8 @@ from services.compiler.values import (
     AutogradFunction,
     ClassRef,
     Distribution,
+    DType,
+    FloatInfo,
     Foreign,
     Generator,
     Instance,
@@ -58,6 +62,7 @@ from services.compiler.values import (
     Untraced,
     UserClass,
     Value,
+    is_number,
     receiver,
 )
 from services.errors import SpecError
@@ -382,10 +387,22 @@ class ProgramCompiler(Distributions, AutogradFunctions, ModuleHooks, Objects, Ca
             raise self.err(stmt, f"'{self.src(target)[:40]}' takes {_kind(v)} in a tuple assignment: assign a module to "
                                  "an attribute in a statement of its own (self.a = nn.Linear(...))")
         elts = target.elts
+        if isinstance(v, T) and isinstance(stmt, ast.Assign) and all(isinstance(e, ast.Name) for e in elts):
+            v = self.unpack_rows(v, len(elts), stmt)  # `row, col = edge_index`: iter(t.unbind(0)), as torch's __iter__
         if not isinstance(v, (tuple, list)) or len(v) != len(elts):
             raise self.err(stmt, f"cannot unpack {_kind(v)} into {len(elts)} names")
         for t, item in zip(elts, v, strict=True):
             self.unpack(t, item, stmt)
+
+    def unpack_rows(self, t: T, n: int, stmt: ast.Assign) -> tuple[T, ...]:
+        """A tensor unpacked into n names: its rows, one unbind node each (UnbindBackward0), named for the names."""
+        shape = self.shape(t)
+        if not shape:
+            raise self.err(stmt, "iteration over a 0-d tensor")
+        if shape[0] != n:
+            raise self.err(stmt, f"cannot unpack {_kind(t)} of {shape[0]} rows into {n} names")
+        names = self.stmt_names if len(self.stmt_names) == n else [None] * n
+        return tuple(self.emit("unbind", [t], {"dim": 0, "index": k}, stmt.value, name=names[k]) for k in range(n))
 
     def begin(self, target: str, value: ast.expr, names: list[str]) -> None:
         """Start a statement whose right-hand side is `value`, bound to `names`."""
@@ -472,6 +489,8 @@ class ProgramCompiler(Distributions, AutogradFunctions, ModuleHooks, Objects, Ca
             return self.seed_generator(base, node)
         if isinstance(base, Distribution):
             return self.distribution_method(base, f.attr, node)
+        if is_number(base) and f.attr == "item" and not node.args and not node.keywords:
+            return base  # np.finfo(np.float32).eps.item(): the number itself
         if isinstance(base, Instance):
             return self.instance_method(base, f.attr, node)
         if isinstance(base, str):
@@ -521,6 +540,17 @@ class ProgramCompiler(Distributions, AutogradFunctions, ModuleHooks, Objects, Ca
         if isinstance(base, tuple) and f.attr in ("index", "count"):
             raise self.err(node, "tuple methods are not supported")
         raise self.err(node, f"'{self.src(f)[:60]}': {_kind(base)} has no method '{f.attr}' gradtrace understands")
+
+    def float_info(self, path: str, node: ast.Call) -> FloatInfo:
+        """torch.finfo(torch.float32), np.finfo(np.float32), torch.finfo(x.dtype), torch.finfo() (the default dtype)."""
+        if len(node.args) > 1 or node.keywords:
+            raise self.err(node, f"{path} takes one dtype")
+        dt = self.expr(node.args[0]) if node.args else DType(self.dtype)
+        if not isinstance(dt, DType) or dt.name not in ("float32", "float64"):
+            raise self.err(node, f"{path} takes a floating point dtype (torch.float32, np.float64), not {_kind(dt)}")
+        fi = np.finfo(dt.name)
+        return FloatInfo(int(fi.bits), float(fi.eps), float(fi.max), float(fi.min), float(fi.tiny), float(fi.resolution),
+                         float(fi.smallest_normal))
 
     def list_pop(self, items: list[Value], node: ast.Call) -> Value:
         """`stack.pop()`, `queue.pop(0)`: the list the name holds loses the item, as Python's."""
@@ -631,10 +661,12 @@ class ProgramCompiler(Distributions, AutogradFunctions, ModuleHooks, Objects, Ca
             return self.dropout(node, path[2:])
         if path in ("torch.chunk", "torch.split"):
             return self.multi(path[6:], self.tensor(node.args[0]) if node.args else None, node, node.args[1:])
-        if path.startswith("math.") and path[5:] in MATH:
+        if path in ("torch.finfo", "numpy.finfo"):
+            return self.float_info(path, node)
+        if path.startswith(("math.", "numpy.")) and path.split(".", 1)[1] in MATH:  # math.sqrt(d), np.log(1 / 0.07)
             vals = [self.const(a) for a in node.args]
             try:
-                return MATH[path[5:]](*vals)
+                return MATH[path.split(".", 1)[1]](*vals)
             except (TypeError, ValueError, OverflowError) as e:
                 raise self.err(node, f"{path}: {e}") from None
         if path in self.functions:

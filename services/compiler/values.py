@@ -106,6 +106,19 @@ class Foreign:
     """'inspect', 'dataclasses.dataclass'."""
 
 
+@dataclass(frozen=True)
+class FloatInfo:
+    """torch.finfo(dtype) / np.finfo(dtype): a float type's limits as numbers (`eps = np.finfo(np.float32).eps.item()`)."""
+
+    bits: int
+    eps: float
+    max: float
+    min: float
+    tiny: float
+    resolution: float
+    smallest_normal: float
+
+
 @dataclass(eq=False)
 class Distribution:
     """A torch.distributions object the program made (Categorical, Normal): its parameter tensors by torch's attribute
