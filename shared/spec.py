@@ -141,9 +141,11 @@ class LinearLayer(_Layer):
 
 
 class ActivationLayer(_Layer):
-    """nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.Identity."""
+    """nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.Identity, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.SELU,
+    nn.LogSigmoid, nn.Softsign."""
 
-    type: Literal["relu", "relu6", "sigmoid", "tanh", "silu", "identity"]
+    type: Literal["relu", "relu6", "sigmoid", "tanh", "silu", "identity", "hardswish", "hardsigmoid", "mish", "selu",
+                  "logsigmoid", "softsign"]
     inplace: bool = Field(False, description="Accepted for torch compatibility; a model spec's layers never work in "
                                              "place (a program's nn.ReLU(inplace=True) changes its input, as torch).")
 
@@ -186,6 +188,38 @@ class HardtanhLayer(_Layer):
     type: Literal["hardtanh"]
     min_val: float = -1.0
     max_val: float = 1.0
+    inplace: bool = False
+
+
+class SoftplusLayer(_Layer):
+    """nn.Softplus."""
+
+    type: Literal["softplus"]
+    beta: float = 1.0
+    threshold: float = 20.0
+
+
+class CeluLayer(_Layer):
+    """nn.CELU."""
+
+    type: Literal["celu"]
+    alpha: float = 1.0
+    inplace: bool = False
+
+
+class ShrinkLayer(_Layer):
+    """nn.Hardshrink, nn.Softshrink."""
+
+    type: Literal["hardshrink", "softshrink"]
+    lambd: float = Field(0.5, ge=0)
+
+
+class ThresholdLayer(_Layer):
+    """nn.Threshold."""
+
+    type: Literal["threshold"]
+    threshold: float
+    value: float
     inplace: bool = False
 
 
@@ -553,7 +587,7 @@ class CatLayer(_Layer):
 
 
 Layer = Annotated[
-    Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | PReLULayer | EluLayer | HardtanhLayer | SoftmaxLayer | GluLayer
+    Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | PReLULayer | EluLayer | HardtanhLayer | SoftplusLayer | CeluLayer | ShrinkLayer | ThresholdLayer | SoftmaxLayer | GluLayer
     | Pool2dLayer | MaxPool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | ChannelDropoutLayer | BatchNormLayer | LayerNormLayer | RMSNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
     | SelfAttentionLayer | TransformerBlockLayer | TransformerEncoderStackLayer | TransformerDecoderBlockLayer
     | TransformerDecoderStackLayer | TransformerLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,

@@ -92,6 +92,13 @@ for p in (2.0, 1.0, 3.0, float("inf")):
 case("cdist-matmul-rows", {"a": normal(30, 4, seed=42), "b": normal(5, 4, seed=43)}, N("d", "cdist", "a", "b"))
 case("cdist-matmul-batched", {"a": normal(2, 6, 3, seed=44), "b": normal(4, 3, seed=45)},
      N("d", "cdist", "a", "b", compute_mode="use_mm_for_euclid_dist"), N("e", "mul", "d", "d"))
+# selu / celu (elu's scaled forms: the left slope at 0), hardshrink / softshrink / threshold at and around their cuts.
+CUTS = {"x": given([-2.0, -0.5, -0.3, 0.0, 0.3, 0.5, 0.7, 2.0])}
+case("selu", {"x": normal(3, 4, seed=46)}, N("y", "selu", "x"))
+case("celu", {"x": normal(3, 4, seed=47)}, N("y", "celu", "x", alpha=0.5))
+for op, kw in (("selu", {}), ("celu", {"alpha": 2.0}), ("hardshrink", {}), ("softshrink", {"lambd": 0.3}),
+               ("threshold", {"threshold": 0.3, "value": -1.0})):
+    case(f"{op}-cuts", CUTS, N("y", op, "x", **kw), **EXACT)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

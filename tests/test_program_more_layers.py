@@ -71,3 +71,21 @@ def test_cdist_self_distances_in_the_matmul_form_are_noted() -> None:
     diag = np.diagonal(t.arrays["torch/value/d"])
     assert 0 < np.abs(diag).max() < 0.05
     assert [n for n in t.result.notes if "donot_use_mm_for_euclid_dist" in n]
+
+
+def test_activation_modules_as_torchvision_and_tutorials_write_them(tmp_path: Path) -> None:
+    """nn.Hardswish, Hardsigmoid (torchvision's SqueezeExcitation), Mish, SELU, LogSigmoid, Softsign, Softplus(beta),
+    CELU, Hardshrink, Softshrink, Threshold in an nn.Sequential, and F.selu / celu / hardshrink / softshrink /
+    threshold at their cuts: torch's numbers and grad_fns."""
+    program = (HEAD + "x = torch.randn(4, 6, requires_grad=True)\n"
+               "z = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0, 2.0], requires_grad=True)\n"
+               "mods = nn.Sequential(nn.Linear(6, 6), nn.Hardswish(), nn.Linear(6, 6), nn.Hardsigmoid(), nn.Linear(6, 6),\n"
+               "                     nn.Mish(), nn.Linear(6, 6), nn.SELU(), nn.Linear(6, 6), nn.LogSigmoid(), nn.Softsign(),\n"
+               "                     nn.Softplus(beta=2.0), nn.CELU(0.5), nn.Hardshrink(0.3), nn.Softshrink(), nn.Threshold(0.1, -1.0))\n"
+               "y = mods(x)\ns = F.selu(z)\nc = F.celu(z, alpha=2.0)\nh = F.hardshrink(z)\nk = F.softshrink(z, 0.5)\n"
+               "r = F.threshold(z, 0.5, 20.0)\nloss = y.pow(2).sum() + (s + c + h + k + r).sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "z", "mods", "y", "s", "c", "h", "k", "r", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in "schkr"] == [type(g[k].grad_fn).__name__ for k in "schkr"]

@@ -25,6 +25,7 @@ from shared.spec import (
     AddLayer,
     BatchNormLayer,
     CatLayer,
+    CeluLayer,
     ChannelDropoutLayer,
     Conv1dLayer,
     Conv2dLayer,
@@ -50,7 +51,10 @@ from shared.spec import (
     Pool2dLayer,
     PReLULayer,
     RMSNormLayer,
+    ShrinkLayer,
     SoftmaxLayer,
+    SoftplusLayer,
+    ThresholdLayer,
     UnflattenLayer,
     UpsampleLayer,
 )
@@ -351,8 +355,15 @@ layer(LayerDef(
 
 # ---- layers without parameters -----------------------------------------------------------------
 
-for _type, _module in (("relu", "ReLU"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh"), ("silu", "SiLU")):
+for _type, _module in (("relu", "ReLU"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh"), ("silu", "SiLU"), ("hardswish", "Hardswish"),
+                       ("hardsigmoid", "Hardsigmoid"), ("mish", "Mish"), ("selu", "SELU"), ("logsigmoid", "LogSigmoid"),
+                       ("softsign", "Softsign")):
     layer(LayerDef(_type, _module, ActivationLayer, _plain(_type)))
+layer(LayerDef("softplus", "Softplus", SoftplusLayer, _plain("softplus", lambda c: {"beta": c.beta, "threshold": c.threshold})))
+layer(LayerDef("celu", "CELU", CeluLayer, _plain("celu", lambda c: {"alpha": c.alpha})))
+for _type, _module in (("hardshrink", "Hardshrink"), ("softshrink", "Softshrink")):
+    layer(LayerDef(_type, _module, ShrinkLayer, _plain(_type, lambda c: {"lambd": c.lambd})))
+layer(LayerDef("threshold", "Threshold", ThresholdLayer, _plain("threshold", lambda c: {"threshold": c.threshold, "value": c.value})))
 layer(LayerDef("relu6", "ReLU6", ActivationLayer, _plain("hardtanh", lambda c: {"min_val": 0.0, "max_val": 6.0})))
 layer(LayerDef("identity", "Identity", ActivationLayer, lambda e, c: c.inputs[0]))
 layer(LayerDef("gelu", "GELU", GeluLayer, _plain("gelu", lambda c: {"approximate": c.approximate})))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.ops import (  # noqa: F401
+    activations,
     attention,
     cast,
     comparison,
