@@ -190,7 +190,6 @@ def test_in_place_change_of_a_global_inside_a_function_is_seen_outside(tmp_path:
     ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    for i in range(2):\n        pass\n", "only methods"),
     ("import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    w = torch.ones(2)\n", "must be a constant"),
     ("import torch\ndef f(x):\n    return f(x)\ny = f(torch.ones(1, requires_grad=True))\n", "nest deeper than 16"),
-    ("import torch\ndef f(x):\n    return x\n    y = x\n", None),
     ("import torch\ndef f(x):\n    if x:\n        return x\ny = f(torch.ones(1))\n", "depend on the data"),
     ("import torch\ndef f(x, *rest):\n    return x\ny = f(*3)\n", "unpacks a list or tuple here"),
     ("import torch\ndef f(x):\n    return x * 2\ny = f()\n", "missing argument(s): x"),
@@ -1189,3 +1188,64 @@ def test_a_helper_method_may_bind_the_name_its_caller_binds(tmp_path: Path) -> N
     t = traced(HELPER_METHODS)
     same_as_torch(t, in_torch(HELPER_METHODS, tmp_path), ["layer", "h", "out", "loss"])
     assert t.result.nodes["layer.e"].op == "leaky_relu" and t.result.nodes["layer.e#2"].op == "add"
+
+
+EARLY_RETURNS = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+torch.manual_seed(0)
+class FocalLoss(nn.Module):
+    def __init__(self, gamma=2.0, reduction='mean'):
+        super().__init__()
+        self.gamma = gamma
+        self.reduction = reduction
+    def forward(self, logits, target):
+        ce = F.cross_entropy(logits, target, reduction='none')
+        pt = torch.exp(-ce)
+        loss = (1 - pt) ** self.gamma * ce
+        if self.reduction == 'mean':
+            return loss.mean()
+        elif self.reduction == 'sum':
+            return loss.sum()
+        return loss
+class MyLinear(nn.Module):
+    def __init__(self, bias=True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(3, 4))
+        self.bias = nn.Parameter(torch.zeros(3)) if bias else None
+    def forward(self, x):
+        out = x @ self.weight.t()
+        if self.bias is not None:
+            return out + self.bias
+        return out
+def act(x, kind):
+    if kind == "relu":
+        return F.relu(x)
+    if kind == "tanh":
+        y = torch.tanh(x)
+        return y * 2
+    return x
+    print("never")
+logits = torch.randn(5, 4, requires_grad=True)
+target = torch.tensor([0, 1, 2, 3, 0])
+l1 = FocalLoss()(logits, target)
+l2 = FocalLoss(reduction='sum')(logits, target)
+l3 = FocalLoss(reduction='none')(logits, target)
+lin = MyLinear()
+lin2 = MyLinear(bias=False)
+h = lin(logits) + lin2(logits)
+a = act(h, "tanh")
+b = act(h, "relu")
+c = act(h, "none")
+loss = l1 + l2 + l3.sum() + a.sum() + b.sum() + c.pow(2).sum()
+loss.backward()
+"""
+
+
+def test_a_return_inside_an_if_ends_the_function_there(tmp_path: Path) -> None:
+    """A focal loss's reduction switch (`if self.reduction == 'mean': return loss.mean()` / `elif` / a last return), a
+    bias that may be None, a helper's returns in two ifs, code after the last return: the branch the condition picks
+    runs, the function ends at its return, with torch's numbers; l1, l2 and a named for the caller's variables."""
+    t = traced(EARLY_RETURNS)
+    same_as_torch(t, in_torch(EARLY_RETURNS, tmp_path), ["logits", "l1", "l2", "l3", "lin", "lin2", "h", "a", "b", "loss"])
+    assert [t.result.nodes[k].op for k in ("l1", "l2", "a", "b")] == ["mean", "sum", "mul", "relu"]

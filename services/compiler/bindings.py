@@ -8,7 +8,7 @@ import ast
 from collections import Counter
 
 from services.compiler.expressions import ExpressionCompiler
-from services.compiler.functions import SAME_OBJECT
+from services.compiler.functions import SAME_OBJECT, always_returns
 from services.compiler.torch_functions import in_place_statement
 from services.compiler.values import is_number
 
@@ -55,6 +55,8 @@ class Bindings(ExpressionCompiler):
                     counts.append(self.bindings)
                 self.bindings = outer
                 outer.update(counts[0] | counts[1] if known is None else counts[0] if known else counts[1])
+                if known is not None and always_returns(stmt.body if known else stmt.orelse):
+                    return  # `if self.reduction == 'mean': return loss.mean()`: what follows never runs
             elif isinstance(stmt, ast.With):
                 modes = {self.dotted(i.context_expr.func) for i in stmt.items if isinstance(i.context_expr, ast.Call)}
                 self.count_bindings(stmt.body, (no_grad or bool(modes & {"torch.no_grad", "torch.inference_mode"}))

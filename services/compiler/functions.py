@@ -403,29 +403,54 @@ class UserCode(ExpressionCompiler):
                   for a, v in {**o.cls.attrs, **o.attrs}.items() if type(v) is int}
         body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope), lazy=True)
         with self.frame(prefix, {**fn.closure, **fn.defaults, **bound}, body), self.grad_mode(fn), self.method_of(fn, bound):
-            self.returns = _returned_names(body, outers, self.bindings)
+            self.returns = _returned_names(self.reached_return(body), outers, self.bindings)
             result = self.body(body, outers, prefix)
         if outers:
             self.stmt_name = None
         return result
 
+    def reached_return(self, stmts: list[ast.stmt]) -> ast.Return | None:
+        """The return a call's statements reach, when the conditions of the ifs on the way are known before they run
+        (`if self.reduction == 'mean': return loss.mean()`); None when unknown (its names then keep their own)."""
+        return self.reached(stmts)[1]
+
+    def reached(self, stmts: list[ast.stmt]) -> tuple[bool | None, ast.Return | None]:
+        """(True, the return) where these statements return, (False, None) where they run through, (None, None) where
+        an if's condition is not known before they run."""
+        for stmt in stmts:
+            if isinstance(stmt, ast.Return):
+                return True, stmt
+            if isinstance(stmt, ast.If) and has_return(stmt):
+                known = self.static_condition(stmt.test)
+                if known is None:
+                    return None, None
+                done, ret = self.reached(stmt.body if known else stmt.orelse)
+                if done is not False:
+                    return done, ret
+        return False, None
+
     def body(self, stmts: list[ast.stmt], outers: list[str], prefix: str) -> Value:
-        """A function's statements; what its return gives. A last `if` whose branches return (`if x is None: return
-        a` / `else: return b`) runs the branch its condition picks, with that branch's return."""
+        """A function's statements; what its return gives."""
+        return self.block(stmts, outers, prefix)[1]
+
+    def block(self, stmts: list[ast.stmt], outers: list[str], prefix: str) -> tuple[bool, Value]:
+        """Statements of a function up to its return: (whether it returned, the value). An `if` with a return in it
+        (`if self.reduction == 'mean': return loss.mean()`, `if x is None: return a` / `else: return b`) runs the branch
+        its condition picks, and the function ends there when that branch returns, as in Python."""
         for stmt in stmts:
             self.line = stmt.lineno
-            last = stmt is stmts[-1]
             if isinstance(stmt, ast.Return):
-                if not last:
-                    raise self.err(stmt, "return is allowed as a function's last statement only")
                 if stmt.value is None:
-                    return None
-                return self.watched(stmt, lambda v=stmt.value: self.returned(v, outers, prefix))  # type: ignore[attr-defined,misc]
-            if last and isinstance(stmt, ast.If) and any(isinstance(s, ast.Return) for s in (*stmt.body, *stmt.orelse)):
+                    return True, None
+                return True, self.watched(stmt, lambda v=stmt.value: self.returned(v, outers, prefix))  # type: ignore[attr-defined,misc]
+            if isinstance(stmt, ast.If) and has_return(stmt):
                 self.begin("t", stmt.test, [])  # type: ignore[attr-defined]
-                return self.body(stmt.body if self.condition(stmt.test) else stmt.orelse, outers, prefix)
+                done, value = self.block(stmt.body if self.condition(stmt.test) else stmt.orelse, outers, prefix)
+                if done:
+                    return True, value
+                continue
             self.statement(stmt)  # type: ignore[attr-defined]
-        return None
+        return False, None
 
     def returned(self, value: ast.expr, outers: list[str], prefix: str) -> Value:
         """A return's value, named by the caller's targets: `out = model(x)` names it out, `m, v = stats(x)` names
@@ -645,16 +670,26 @@ def _holds_parameters(m: ModuleInst) -> bool:
     return bool(m.params) or any(_holds_parameters(c) if isinstance(c, ModuleInst) else True for c in m.children)
 
 
-def _returned_names(body: list[ast.stmt], outers: list[str], bindings: Counter[str]) -> dict[str, str]:
+def _returned_names(last: ast.Return | None, outers: list[str], bindings: Counter[str]) -> dict[str, str]:
     """`return h` (or `return a, b`, `return [w, b]`) of variables the body binds, named by the caller's targets."""
-    last = body[-1] if body else None
-    if not outers or not isinstance(last, ast.Return) or last.value is None:
+    if not outers or last is None or last.value is None:
         return {}
     elts = last.value.elts if isinstance(last.value, (ast.Tuple, ast.List)) and len(outers) > 1 else [last.value]
     if len(elts) != len(outers):
         return {}
     names = {e.id: o for e, o in zip(elts, outers, strict=True) if isinstance(e, ast.Name) and bindings[e.id]}
     return names if len(set(names)) == len(names) == len(set(names.values())) else {}
+
+
+def has_return(stmt: ast.If) -> bool:
+    """Whether an `if` returns in one of its branches (inside nested ifs; a loop's return is refused where it is)."""
+    return any(isinstance(s, ast.Return) or isinstance(s, ast.If) and has_return(s) for s in (*stmt.body, *stmt.orelse))
+
+
+def always_returns(stmts: list[ast.stmt]) -> bool:
+    """Whether these statements end in a return whichever way their ifs go."""
+    return any(isinstance(s, ast.Return) or isinstance(s, ast.If) and always_returns(s.body) and always_returns(s.orelse)
+               for s in stmts)
 
 
 def is_super(call: ast.Call) -> bool:

@@ -398,7 +398,7 @@ class ProgramCompiler(Distributions, AutogradFunctions, ModuleHooks, Objects, Ca
         """A tensor unpacked into n names: its rows, one unbind node each (UnbindBackward0), named for the names."""
         shape = self.shape(t)
         if not shape:
-            raise self.err(stmt, "iteration over a 0-d tensor")
+            raise self.err(stmt, f"cannot unpack {_kind(t)}: iteration over a 0-d tensor")
         if shape[0] != n:
             raise self.err(stmt, f"cannot unpack {_kind(t)} of {shape[0]} rows into {n} names")
         names = self.stmt_names if len(self.stmt_names) == n else [None] * n
