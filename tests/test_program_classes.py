@@ -1249,3 +1249,34 @@ def test_a_return_inside_an_if_ends_the_function_there(tmp_path: Path) -> None:
     t = traced(EARLY_RETURNS)
     same_as_torch(t, in_torch(EARLY_RETURNS, tmp_path), ["logits", "l1", "l2", "l3", "lin", "lin2", "h", "a", "b", "loss"])
     assert [t.result.nodes[k].op for k in ("l1", "l2", "a", "b")] == ["mean", "sum", "mul", "relu"]
+
+
+CLEANRL = """import numpy as np
+import torch
+import torch.nn as nn
+torch.manual_seed(0)
+def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+class Agent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.critic = nn.Sequential(layer_init(nn.Linear(4, 8)), nn.Tanh(), layer_init(nn.Linear(8, 1), std=1.0))
+        self.actor = layer_init(nn.Linear(4, 2), std=0.01)
+    def forward(self, x):
+        return self.critic(x).sum() + self.actor(x).sum()
+agent = Agent()
+head = layer_init(nn.Linear(2, 2))
+x = torch.randn(5, 4)
+loss = agent(x) + head(agent.actor(x)).sum()
+loss.backward()
+"""
+
+
+def test_a_layer_initialised_by_a_helper_is_named_where_it_ends_up(tmp_path: Path) -> None:
+    """CleanRL's `layer_init(nn.Linear(...))`: the helper uses the layer's parameters before anything names it; the
+    place it ends up names them, as torch's named_parameters does (agent.critic.0.weight, agent.actor.bias, head.weight)."""
+    t = traced(CLEANRL)
+    same_as_torch(t, in_torch(CLEANRL, tmp_path), ["agent", "head", "x", "loss"])
+    assert not [n for n in t.result.nodes if n.startswith("Linear")]

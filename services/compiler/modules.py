@@ -299,7 +299,12 @@ class ModuleCalls(ExpressionCompiler):
     def ensure_path(self, m: ModuleInst, name: str | None) -> None:
         """Give a module its path (its variable, 'net.0' inside a Sequential) and its parameter leaves."""
         if m.path is not None:
+            if m.stand_in and name is not None and name not in self.instance_paths:
+                self.renames[m.path] = name  # type: ignore[attr-defined]  # its tensors take the place's name at the end
+                self.instance_paths.add(name)
+                m.path, m.stand_in = name, False
             return
+        m.stand_in = not (name or m.hint)
         path = name or m.hint or self.fresh(m.kind)
         base, k = path, 1
         while path in self.instance_paths:  # `layer = layers[i]` in a loop: each module its own path
