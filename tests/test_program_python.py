@@ -1108,7 +1108,7 @@ for epoch in range(50):
 
 
 def test_idioms_a_second_review_found(tmp_path: Path) -> None:
-    """random.seed (Python's: skipped), getattr(nn, "LSTM")(...), `lstm_out, self.hidden_cell = self.rnn(...)`, a
+    """random.seed (Python's, run: no draw follows), getattr(nn, "LSTM")(...), `lstm_out, self.hidden_cell = self.rnn(...)`, a
     function ending in if/else returns, `p.grad = None`, a nested loop target, range(x.size()[0]), a view made after
     backward() (it crashed the trace's end), optimizer.step() ending the trace (later reads would see old weights),
     a scheduler; the first step as torch computes it, with bare names."""
@@ -1681,3 +1681,33 @@ def test_reinforce_returns_with_numpy_constants_list_insert_and_tensor_unpacking
     same_as_torch(t, g, ["w", "returns", "row", "col", "a", "b", "loss"])
     assert [t.result.nodes[k].grad_fn for k in ("a", "b")] == [type(g[k].grad_fn).__name__ for k in ("a", "b")] == ["UnbindBackward0"] * 2
     assert "cannot unpack the tensor 'x' of 3 rows into 2 names" in str(refused("import torch\nx = torch.zeros(3, 2)\np, q = x\n"))
+
+
+PYTHON_RANDOM = """import random
+import torch
+import torch.nn as nn
+random.seed(0)
+torch.manual_seed(0)
+idx = list(range(6))
+random.shuffle(idx)
+X = torch.arange(6.0, requires_grad=True)
+q = nn.Linear(3, 4)
+s = torch.randn(3)
+if random.random() < 0.3:
+    action = random.randrange(4)
+else:
+    action = 2
+pick = random.choice([0, 1, 2])
+loss = (X[torch.tensor(idx[:3])] * torch.tensor([1., 10., 100.])).sum() + q(s)[action] * random.uniform(1, 2) + X[pick]
+loss.backward()
+"""
+
+
+def test_python_random_after_a_seed_draws_as_python(tmp_path: Path) -> None:
+    """d2l's `random.shuffle(indices)`, an epsilon-greedy `random.random() < eps`, random.choice and random.uniform after
+    random.seed(0): Python's own draws, so torch's numbers; without a seed a draw is refused (the run would differ)."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    t = traced(PYTHON_RANDOM)
+    same_as_torch(t, in_torch(PYTHON_RANDOM, tmp_path), ["X", "q", "s", "loss"])
+    assert "before random.seed" in str(refused("import random\nimport torch\nk = random.randint(0, 3)\n"))

@@ -1,10 +1,14 @@
 """Python's builtins on what a program holds, answered at compile time as Python would (isinstance, hasattr,
-getattr, type, len, sum, zip, enumerate, dict, next, min/max, ...), and the methods of strings, dicts and f-strings:
+getattr, type, len, sum, zip, enumerate, dict, next, min/max, ...), the methods of strings, dicts, lists and f-strings,
+and torch.finfo / np.finfo:
 nothing runs but these functions on values the program wrote down or gradtrace knows."""
 
 from __future__ import annotations
 
 import ast
+from typing import Any
+
+import numpy as np
 
 from services.compiler import strings
 from services.compiler.creation import CREATORS
@@ -13,6 +17,8 @@ from services.compiler.layers import BY_MODULE, SUBCLASS_OF
 from services.compiler.values import (
     DTYPES,
     ClassRef,
+    DType,
+    FloatInfo,
     Instance,
     ModuleInst,
     T,
@@ -346,4 +352,37 @@ class Builtins(ExpressionCompiler):
             raise self.err(node, f"a dict key is a string or an int here, not {_kind(k)}")
         return k
 
+    def float_info(self, path: str, node: ast.Call) -> FloatInfo:
+        """torch.finfo(torch.float32), np.finfo(np.float32), torch.finfo(x.dtype), torch.finfo() (the default dtype)."""
+        if len(node.args) > 1 or node.keywords:
+            raise self.err(node, f"{path} takes one dtype")
+        dt = self.expr(node.args[0]) if node.args else DType(self.dtype)
+        if not isinstance(dt, DType) or dt.name not in ("float32", "float64"):
+            raise self.err(node, f"{path} takes a floating point dtype (torch.float32, np.float64), not {_kind(dt)}")
+        fi = np.finfo(dt.name)
+        return FloatInfo(int(fi.bits), float(fi.eps), float(fi.max), float(fi.min), float(fi.tiny), float(fi.resolution),
+                         float(fi.smallest_normal))
 
+    def list_pop(self, items: list[Value], node: ast.Call) -> Value:
+        """`stack.pop()`, `queue.pop(0)`: the list the name holds loses the item, as Python's."""
+        k = self.const(node.args[0]) if node.args else -1
+        if node.keywords or len(node.args) > 1 or not isinstance(k, int) or isinstance(k, bool):
+            raise self.err(node, "list.pop takes one int index")
+        if not -len(items) <= k < len(items):
+            raise self.err(node, "pop from empty list" if not items else "pop index out of range")
+        return items.pop(k)
+
+    def list_change(self, items: list[Any], how: str, call: ast.Call) -> None:
+        """`xs.insert(i, v)`, `xs.reverse()`, `xs.clear()`: the list the name holds changes, as Python's."""
+        n = 2 if how == "insert" else 0
+        if call.keywords or len(call.args) != n:
+            raise self.err(call, f"list.{how} takes {n or 'no'} positional argument{'s' if n != 1 else ''}")
+        if how == "insert":
+            k = self.const(call.args[0])
+            if not isinstance(k, int) or isinstance(k, bool):
+                raise self.err(call, "list.insert takes an int index")
+            items.insert(k, self.expr(call.args[1]))
+        elif how == "reverse":
+            items.reverse()
+        else:
+            items.clear()

@@ -744,7 +744,7 @@ def _kind(v: Any) -> str:
         return f"a {type(v).__name__} of {len(v)} tensors"
     if isinstance(v, Foreign):
         return (f"'{v.path}', imported from a module gradtrace does not trace (it traces torch, torch.nn, "
-                "torch.nn.functional, math and numpy)")
+                "torch.nn.functional, torch.distributions, math, Python's random, and numpy's math of numbers)")
     if isinstance(v, UserFunction):
         return f"the function {v.name}"
     if isinstance(v, UserClass):

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from services.compiler.arranging import FUNCTIONS as ARRANGING
 from services.compiler.arranging import Arranging
 from services.compiler.autograd_functions import AutogradFunctions
@@ -42,6 +40,7 @@ from services.compiler.module_hooks import ModuleHooks
 from services.compiler.module_tree import MODULE_WALKS, ModuleTree
 from services.compiler.modules import ModuleCalls
 from services.compiler.objects import Objects
+from services.compiler.pyrandom import PythonRandom
 from services.compiler.statements import CallStatements
 from services.compiler.tensor_methods import TensorMethods
 from services.compiler.torch_functions import TorchFunctions, inplace_keyword
@@ -52,8 +51,6 @@ from services.compiler.values import (
     AutogradFunction,
     ClassRef,
     Distribution,
-    DType,
-    FloatInfo,
     Foreign,
     Generator,
     Instance,
@@ -106,7 +103,7 @@ LEGACY_CONSTRUCTORS = {"torch.Tensor": None, "torch.FloatTensor": "float32", "to
 """torch's legacy tensor constructors and their dtypes (None: the default dtype): a list's values, or sizes."""
 
 
-class ProgramCompiler(Distributions, AutogradFunctions, ModuleHooks, Objects, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
+class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHooks, Objects, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
                       TorchFunctions, Arranging):
     """Walks the statements; each method handles one whitelisted form."""
 
@@ -456,6 +453,8 @@ class ProgramCompiler(Distributions, AutogradFunctions, ModuleHooks, Objects, Ca
             node = self.spread(node)  # x.view(b, *shape), torch.zeros(*size), nn.Linear(d, d, **factory_kwargs)
         if self.foreign_path(f) == "collections.OrderedDict":
             return self.ordered_dict(node)
+        if (foreign := self.foreign_path(f)) is not None and foreign.startswith("random."):
+            return self.python_random(foreign, node)  # random.random() < eps, random.shuffle(idx) after random.seed(0)
         self.refuse_foreign(f)
         if isinstance(f, ast.Name) and not (f.id in self.aliases and f.id not in self.scope
                                             and self.aliases[f.id] not in MODULES.values()):
@@ -540,26 +539,6 @@ class ProgramCompiler(Distributions, AutogradFunctions, ModuleHooks, Objects, Ca
         if isinstance(base, tuple) and f.attr in ("index", "count"):
             raise self.err(node, "tuple methods are not supported")
         raise self.err(node, f"'{self.src(f)[:60]}': {_kind(base)} has no method '{f.attr}' gradtrace understands")
-
-    def float_info(self, path: str, node: ast.Call) -> FloatInfo:
-        """torch.finfo(torch.float32), np.finfo(np.float32), torch.finfo(x.dtype), torch.finfo() (the default dtype)."""
-        if len(node.args) > 1 or node.keywords:
-            raise self.err(node, f"{path} takes one dtype")
-        dt = self.expr(node.args[0]) if node.args else DType(self.dtype)
-        if not isinstance(dt, DType) or dt.name not in ("float32", "float64"):
-            raise self.err(node, f"{path} takes a floating point dtype (torch.float32, np.float64), not {_kind(dt)}")
-        fi = np.finfo(dt.name)
-        return FloatInfo(int(fi.bits), float(fi.eps), float(fi.max), float(fi.min), float(fi.tiny), float(fi.resolution),
-                         float(fi.smallest_normal))
-
-    def list_pop(self, items: list[Value], node: ast.Call) -> Value:
-        """`stack.pop()`, `queue.pop(0)`: the list the name holds loses the item, as Python's."""
-        k = self.const(node.args[0]) if node.args else -1
-        if node.keywords or len(node.args) > 1 or not isinstance(k, int) or isinstance(k, bool):
-            raise self.err(node, "list.pop takes one int index")
-        if not -len(items) <= k < len(items):
-            raise self.err(node, "pop from empty list" if not items else "pop index out of range")
-        return items.pop(k)
 
     def call_name(self, fn: str, node: ast.Call) -> Value:
         if fn in self.scope:

@@ -49,7 +49,10 @@ class CallStatements(ExpressionCompiler):
             self.super_call(call)
             return
         foreign = self.foreign_path(f)
-        if foreign is not None and "seed" in foreign.lower() and not foreign.startswith(("random.", "numpy.")):
+        if foreign is not None and foreign.startswith("random."):
+            self.python_random(foreign, call)  # type: ignore[attr-defined]  # random.seed(0), random.shuffle(idx)
+            return
+        if foreign is not None and "seed" in foreign.lower() and not foreign.startswith("numpy."):
             raise self.err(call, f"{self.src(call)[:60]} would seed torch's generator, and gradtrace does not run "
                                  f"{foreign}: write torch.manual_seed(...) so the numbers are torch's")
         if foreign is not None and not self.touches_values(call):  # plt.show(), wandb.log({...}), random.seed(0)
@@ -172,7 +175,7 @@ class CallStatements(ExpressionCompiler):
                 base.extend(item) if f.attr == "extend" else base.append(item)
                 return
             if isinstance(base, list) and f.attr in ("insert", "reverse", "clear"):
-                self.list_change(base, f.attr, call)  # reinforce.py's `returns.insert(0, R)`
+                self.list_change(base, f.attr, call)  # type: ignore[attr-defined]  # reinforce.py's `returns.insert(0, R)`
                 return
         if path is not None and is_in_place_function(call, path):  # F.relu(h, inplace=True), F.relu_(h): h changes
             self.begin("t", call, [])
@@ -182,21 +185,6 @@ class CallStatements(ExpressionCompiler):
         self.expr(call)            # computed, as Python computes it, and dropped
         self.res.notes.append(f"line {call.lineno}: the value of `{self.src(call)[:60]}` is not kept (as a notebook "
                               "shows it and drops it)")
-
-    def list_change(self, items: list[Any], how: str, call: ast.Call) -> None:
-        """`xs.insert(i, v)`, `xs.reverse()`, `xs.clear()`: the list the name holds changes, as Python's."""
-        n = 2 if how == "insert" else 0
-        if call.keywords or len(call.args) != n:
-            raise self.err(call, f"list.{how} takes {n or 'no'} positional argument{'s' if n != 1 else ''}")
-        if how == "insert":
-            k = self.const(call.args[0])
-            if not isinstance(k, int) or isinstance(k, bool):
-                raise self.err(call, "list.insert takes an int index")
-            items.insert(k, self.expr(call.args[1]))
-        elif how == "reverse":
-            items.reverse()
-        else:
-            items.clear()
 
     def register_hook(self, t: T, call: ast.Call) -> None:
         """`h.register_hook(lambda grad: print(grad))`, the tutorials' way to see a gradient torch does not keep: every
