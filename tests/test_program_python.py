@@ -1711,3 +1711,9 @@ def test_python_random_after_a_seed_draws_as_python(tmp_path: Path) -> None:
     t = traced(PYTHON_RANDOM)
     same_as_torch(t, in_torch(PYTHON_RANDOM, tmp_path), ["X", "q", "s", "loss"])
     assert "before random.seed" in str(refused("import random\nimport torch\nk = random.randint(0, 3)\n"))
+
+
+def test_a_call_of_an_untraced_module_on_a_list_of_tensors_is_refused_not_skipped() -> None:
+    """`sklearn.utils.shuffle(batch)` could reorder the program's list of tensors: skipping it would give other numbers."""
+    e = refused("import torch\nimport sklearn.utils\nbatch = [torch.ones(2), torch.zeros(2)]\nsklearn.utils.shuffle(batch)\n")
+    assert "sklearn.utils.shuffle" in str(e)

@@ -136,10 +136,13 @@ class UserCode(ExpressionCompiler):
         self.scope[stmt.name] = cls
 
     def touches_values(self, node: ast.expr) -> bool:
-        """Whether the expression names a tensor, a module or an object of the program (a call of a module gradtrace
-        does not trace could change them: refused, not skipped)."""
-        return any(isinstance(n, ast.Name) and isinstance(self.scope.get(n.id), (T, ModuleInst, Instance))
-                   for n in ast.walk(node))
+        """Whether the expression names a tensor, a module or an object of the program, or a list or dict holding one
+        (a call of a module gradtrace does not trace could change them, shuffle a list of them: refused, not skipped)."""
+        def held(v: Value) -> bool:
+            items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else ()
+            return isinstance(v, (T, ModuleInst, Instance)) or any(held(i) for i in items)
+
+        return any(isinstance(n, ast.Name) and held(self.scope.get(n.id)) for n in ast.walk(node))
 
     def refuse_foreign(self, func: ast.expr) -> None:
         """A call of what a module gradtrace does not trace gives (os.system, tqdm): refused, naming it."""
