@@ -120,3 +120,41 @@ def test_multinomial_draws_as_torch_with_a_generator(tmp_path: Path) -> None:
 ])
 def test_what_is_not_traced_is_refused_in_torch_terms(body: str, message: str) -> None:
     assert message in str(_refused(body))
+
+
+ACTOR_CRITIC = HEAD + """from torch.distributions import Categorical
+torch.manual_seed(543)
+class Policy(nn.Module):
+    def __init__(self):
+        super(Policy, self).__init__()
+        self.affine1 = nn.Linear(4, 128)
+        self.action_head = nn.Linear(128, 2)
+        self.value_head = nn.Linear(128, 1)
+    def forward(self, x):
+        x = F.relu(self.affine1(x))
+        action_prob = F.softmax(self.action_head(x), dim=-1)
+        state_values = self.value_head(x)
+        return action_prob, state_values
+model = Policy()
+state = torch.randn(4)
+probs, state_value = model(state)
+m = Categorical(probs)
+action = m.sample()
+log_prob = m.log_prob(action)
+R = 1.5
+advantage = R - state_value.item()
+policy_loss = -log_prob * advantage
+value_loss = F.smooth_l1_loss(state_value, torch.tensor([R]))
+loss = policy_loss + value_loss
+loss.backward()
+"""
+
+
+def test_actor_critic_uses_the_value_as_a_number(tmp_path: Path) -> None:
+    """actor_critic.py's `advantage = R - value.item()` before backward(): the value as a node without grad (a note
+    says torch has a Python number there), the policy gradient scaled by it, torch's gradients."""
+    t = traced(ACTOR_CRITIC)
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(ACTOR_CRITIC, tmp_path)
+    same_as_torch(t, g, ["model", "probs", "action", "log_prob", "policy_loss", "value_loss", "loss"])
+    assert t.result.nodes["advantage"].grad_fn is None and any("is a Python number in torch" in n for n in t.result.notes)

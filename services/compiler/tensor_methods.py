@@ -33,6 +33,8 @@ class TensorMethods(ExpressionCompiler):
                     raise self.err(node, f"size({d!r}) of a tensor of shape {list(shape)}")
                 return shape[d]
             return len(shape) if m == "dim" else int(np.prod(shape, dtype=np.int64))
+        if m == "item" and not node.args and not node.keywords and getattr(self, "at_backward", None) is None:
+            return self.item(t, node)
         if m in ("item", "tolist", "numpy", "cpu", "cuda") and m != "cpu":
             raise self.err(node, f".{m}() needs the tensor's value: gradtrace computes values for you, they are in the result")
         if m == "contiguous":  # a copy when t is strided (CloneBackward0, row-major: its dropout draws so), else t
@@ -270,6 +272,22 @@ class TensorMethods(ExpressionCompiler):
             raise self.err(node, "split takes a positive size or a list of sizes")
         names = self.piece_names(node, count)
         return tuple(self.emit(fn, [t], {key: first, "dim": dim, "index": k}, node, name=names[k]) for k in range(count))
+
+
+    def item(self, t: T, node: ast.Call) -> T:
+        """`advantage = R - value.item()` (actor_critic.py) before backward(): the number, as a node without grad of t's
+        dtype (0-d), where torch has a Python number; arithmetic on it then runs in that dtype, where Python's runs in
+        double (digits past float32's may differ), and a note says so. A branch on it depends on the data: refused."""
+        shape = self.shape(t)
+        if int(np.prod(shape, dtype=np.int64)) != 1:
+            raise self.err(node, f"a Tensor with {int(np.prod(shape, dtype=np.int64))} elements cannot be converted to Scalar")
+        v = self.emit("detach", [t], {}, node, name=self.temp() if shape else None) if self.builder.grad[t.name] else t
+        if shape:
+            v = self.emit("reshape", [v], {"shape": []}, node)
+        self.res.notes.append(f"line {node.lineno}: `{self.src(node)[:60]}` is a Python number in torch; here it is the "  # type: ignore[attr-defined]
+                              "tensor's value as a node without grad, so arithmetic on it runs in the tensor's dtype "
+                              "(Python's in double: digits past float32's may differ)")
+        return v
 
 
 RESHAPES = {"swapaxes", "swapdims", "movedim", "narrow", "select", "unflatten", "unbind"}
