@@ -64,7 +64,7 @@ def argument_error(err: Mapping[str, Any]) -> str:
         return f"the argument '{where}' is not one gradtrace traces (or torch takes: check its spelling)"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        return f"{where}={err.get('input')!r} is not traced (gradtrace takes {where}={expected}; torch may refuse it too)"
+        return f"{where}={err.get('input')!r} is not traced (gradtrace takes {where}={expected})"
     if kind == "missing":
         return f"the argument '{where}' is required"
     return f"argument '{where}': {msg}" if where else msg

@@ -417,6 +417,9 @@ class EmbeddingLayer(_Layer):
     num_embeddings: int = Field(ge=1)
     embedding_dim: int = Field(ge=1)
     padding_idx: int | None = None
+    max_norm: None = Field(None, description="Only None: torch's renormalisation changes the weight in place in forward.")
+    scale_grad_by_freq: Literal[False] = False
+    sparse: Literal[False] = Field(False, description="Only False: a sparse gradient is the same numbers, kept otherwise.")
     weights: Weights = None
 
 

@@ -1717,3 +1717,93 @@ def test_a_call_of_an_untraced_module_on_a_list_of_tensors_is_refused_not_skippe
     """`sklearn.utils.shuffle(batch)` could reorder the program's list of tensors: skipping it would give other numbers."""
     e = refused("import torch\nimport sklearn.utils\nbatch = [torch.ones(2), torch.zeros(2)]\nsklearn.utils.shuffle(batch)\n")
     assert "sklearn.utils.shuffle" in str(e)
+
+
+NAMES_TUTORIAL = """import string
+import torch
+import torch.nn as nn
+
+all_letters = string.ascii_letters + " .,;'"
+n_letters = len(all_letters)
+
+def letterToIndex(letter):
+    return all_letters.find(letter)
+
+def lineToTensor(line):
+    tensor = torch.zeros(len(line), 1, n_letters)
+    for li, letter in enumerate(line):
+        tensor[li][0][letterToIndex(letter)] = 1
+    return tensor
+
+class RNN(nn.Module):
+    def __init__(self, input_size, hidden_size, output_size):
+        super(RNN, self).__init__()
+        self.hidden_size = hidden_size
+        self.i2h = nn.Linear(input_size, hidden_size)
+        self.h2h = nn.Linear(hidden_size, hidden_size)
+        self.h2o = nn.Linear(hidden_size, output_size)
+        self.softmax = nn.LogSoftmax(dim=1)
+
+    def forward(self, input, hidden):
+        hidden = torch.tanh(self.i2h(input) + self.h2h(hidden))
+        output = self.h2o(hidden)
+        output = self.softmax(output)
+        return output, hidden
+
+    def initHidden(self):
+        return torch.zeros(1, self.hidden_size)
+
+torch.manual_seed(0)
+rnn = RNN(n_letters, 16, 5)
+line_tensor = lineToTensor('Albert')
+hidden = rnn.initHidden()
+for i in range(line_tensor.size()[0]):
+    output, hidden = rnn(line_tensor[i], hidden)
+loss = nn.NLLLoss()(output, torch.tensor([3]))
+loss.backward()
+"""
+
+
+CHAR_LEVEL = """import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+data = "hello world, hello pytorch"
+chars = sorted(list(set(data)))
+data_size, vocab_size = len(data), len(chars)
+char_to_ix = {ch: i for i, ch in enumerate(chars)}
+ix_to_char = {i: ch for i, ch in enumerate(chars)}
+
+torch.manual_seed(0)
+embed = nn.Embedding(vocab_size, 8)
+rnn = nn.GRU(8, 16, batch_first=True)
+head = nn.Linear(16, vocab_size)
+seq_length = 10
+inputs = torch.tensor([char_to_ix[ch] for ch in data[0:seq_length]]).unsqueeze(0)
+targets = torch.tensor([char_to_ix[ch] for ch in data[1:seq_length + 1]]).unsqueeze(0)
+out, h = rnn(embed(inputs))
+logits = head(out)
+loss = F.cross_entropy(logits.view(-1, vocab_size), targets.view(-1))
+loss.backward()
+"""
+
+
+def test_character_level_tutorials_trace_their_strings(tmp_path: Path) -> None:
+    """PyTorch's names-classification tutorial (`string.ascii_letters + " .,;'"`, `len(line)`, `all_letters.find(letter)`,
+    `for li, letter in enumerate(line)`) and a char-RNN's vocabulary (`sorted(list(set(data)))`, `data[0:seq_length]`,
+    `[char_to_ix[ch] for ch in ...]`): Python's strings run while compiling, torch's numbers."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    for program, names in ((NAMES_TUTORIAL, ["rnn", "line_tensor", "output", "loss"]),
+                           (CHAR_LEVEL, ["embed", "rnn", "head", "inputs", "targets", "loss"])):
+        same_as_torch(traced(program), in_torch(program, tmp_path), names)
+
+
+def test_a_set_of_words_goes_in_sorted_order_with_a_note() -> None:
+    """The word embeddings tutorial's `enumerate(set(test_sentence))`: Python's order changes with each process, so the
+    trace numbers the words in sorted order and says so; sets of numbers, `len`, `in` and `sorted` as Python's."""
+    t = traced("import torch\nwords = 'b a c a'.split()\nvocab = set(words)\nix = {w: i for i, w in enumerate(vocab)}\n"
+               "n = len(vocab) + len(set([3, 1, 3])) + ('a' in vocab)\nx = torch.tensor([ix['a'], ix['c'], n], dtype=torch.float32, requires_grad=True)\n"
+               "y = (x * 2).sum()\n")
+    assert t.arrays["torch/value/x"].tolist() == [0.0, 2.0, 6.0]
+    assert any("sorted order" in n for n in t.result.notes)

@@ -12,7 +12,7 @@ import numpy as np
 
 from services.compiler import strings
 from services.compiler.creation import CREATORS
-from services.compiler.expressions import CONSTANTS, ExpressionCompiler, _kind
+from services.compiler.expressions import CONSTANTS, ExpressionCompiler, _is_const, _kind
 from services.compiler.layers import BY_MODULE, SUBCLASS_OF
 from services.compiler.values import (
     DTYPES,
@@ -28,7 +28,7 @@ from services.compiler.values import (
     is_number,
 )
 
-BUILTINS = frozenset({'abs', 'bool', 'dict', 'enumerate', 'float', 'getattr', 'hasattr', 'int', 'isinstance', 'iter', 'len', 'list', 'map', 'max', 'min', 'next', 'print', 'range', 'reversed', 'round', 'sorted', 'str', 'sum', 'tuple', 'type', 'zip'})
+BUILTINS = frozenset({'abs', 'bool', 'dict', 'enumerate', 'float', 'getattr', 'hasattr', 'int', 'isinstance', 'iter', 'len', 'list', 'map', 'max', 'min', 'next', 'print', 'range', 'reversed', 'round', 'set', 'sorted', 'str', 'sum', 'tuple', 'type', 'zip'})
 """The builtin names a program may call (others are ops of the same name, or unknown)."""
 PY_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict}
@@ -104,8 +104,17 @@ class Builtins(ExpressionCompiler):
             return self.python_map(node)
         if fn == "sorted" and len(node.args) == 1:
             return self.python_sorted(node)
+        if fn == "set" and len(node.args) <= 1 and not node.keywords:  # sorted(list(set(text))): the vocabulary
+            v = self.expr(node.args[0]) if node.args else []
+            if isinstance(v, dict):
+                v = list(v)
+            if not isinstance(v, (list, tuple, str, frozenset)) or not all(_is_const(x) for x in v):
+                raise self.err(node, f"set() of {_kind(v)}: gradtrace makes sets of numbers and strings")
+            return frozenset(v)
         if fn in ("list", "tuple") and len(node.args) == 1 and not node.keywords:
             v = self.expr(node.args[0])  # list(model.parameters()): still not traced
+            if isinstance(v, (str, frozenset)):
+                v = self.iterable(v, node.args[0])
             if isinstance(v, Untraced) or isinstance(v, (list, tuple)):
                 return v if isinstance(v, Untraced) else (list(v) if fn == "list" else tuple(v))
             raise self.err(node, f"{fn}() of {_kind(v)}")
@@ -115,7 +124,7 @@ class Builtins(ExpressionCompiler):
                 if not self.shape(v):
                     raise self.err(node, "len() of a 0-d tensor")
                 return self.shape(v)[0]
-            if isinstance(v, (tuple, list, dict)):
+            if isinstance(v, (tuple, list, dict, str, frozenset)):
                 return len(v)
             if isinstance(v, ModuleInst) and v.layer is None:
                 return len(v.children)
@@ -136,7 +145,9 @@ class Builtins(ExpressionCompiler):
                 return list(v.keys or v.children)  # a ModuleDict goes over its keys, as a dict does
             if isinstance(v, (list, tuple, dict)):
                 return list(v)
-            raise self.err(where, f"{fn}() of {_kind(v)}: gradtrace goes over lists, tuples and module containers")
+            if isinstance(v, (str, frozenset)):
+                return self.iterable(v, where)  # type: ignore[no-any-return]
+            raise self.err(where, f"{fn}() of {_kind(v)}: gradtrace goes over lists, tuples, strings and module containers")
         if fn == "enumerate":
             start = self.const(node.args[1]) if len(node.args) == 2 else 0
             if len(node.args) > 2 or not isinstance(start, int):
@@ -167,10 +178,14 @@ class Builtins(ExpressionCompiler):
         """sorted() of numbers or strings known now (a config's sizes, a dict's keys); tensors have no value yet."""
         if any(k.arg != "reverse" for k in node.keywords):
             raise self.err(node, "sorted(..., key=...) is not traced: gradtrace sorts numbers and strings known now")
-        items = self.expr(node.args[0])
+        arg = node.args[0]
+        if isinstance(arg, ast.Call) and isinstance(arg.func, ast.Name) and arg.func.id in ("list", "tuple") and len(
+                arg.args) == 1 and arg.func.id not in self.scope:
+            arg = arg.args[0]  # sorted(list(set(text))): the set itself (its order does not matter here)
+        items = self.expr(arg)
         reverse = bool(self.const(node.keywords[0].value)) if node.keywords else False
-        if isinstance(items, dict):
-            items = list(items)
+        if isinstance(items, (dict, str, frozenset)):
+            items = list(items)  # (a set's order does not matter here)
         if not isinstance(items, (list, tuple)) or not (all(is_number(v) for v in items) or all(isinstance(v, str) for v in items)):
             raise self.err(node, f"sorted() of {_kind(items)}: gradtrace sorts numbers and strings; tensors have no "
                                  "values while the program is compiled (sort them with torch.sort)")

@@ -7,6 +7,7 @@ import ast
 import math
 import operator
 import re
+import string
 from collections import ChainMap
 from functools import lru_cache
 from typing import Any
@@ -51,7 +52,9 @@ MATH = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "log2": math.log2, 
 FUNCTION_VALUES = {"F.normalize", "F.relu6", "F.dropout", "torch.dropout", "F.dropout1d", "F.dropout2d", "F.dropout3d",
                    "copy.deepcopy"}
 """torch functions traced by the compiler rather than one op, which a program may still hold as values."""
-CONSTANTS = {f"{m}.{k}": getattr(math, k) for m in ("math", "torch", "numpy") for k in ("pi", "e", "inf", "nan")}
+CONSTANTS = {f"{m}.{k}": getattr(math, k) for m in ("math", "torch", "numpy") for k in ("pi", "e", "inf", "nan")} | {
+    f"string.{k}": getattr(string, k) for k in ("ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits",
+                                                "octdigits", "punctuation", "printable", "whitespace")}
 MAX_ITEMS = 20_000
 """Items a comprehension may make."""
 MAX_INT = 2**62
@@ -190,6 +193,22 @@ class ExpressionCompiler:
             line=getattr(node, "lineno", self.line), col=getattr(node, "col_offset", 0) + 1, loc=("program",),
         ))
         return T(name)
+
+    def iterable(self, v: Value, node: ast.expr) -> Value:
+        """What a loop or comprehension goes over, for strings and sets: a string's characters; a set of numbers in
+        Python's order (numbers hash to themselves: the same in every process); a set of strings in sorted order, with
+        a note: Python's order changes with each process (hash randomisation), so torch's runs differ from each other
+        (the word embeddings tutorial's `enumerate(set(words))`)."""
+        if isinstance(v, str):
+            return list(v)
+        if isinstance(v, frozenset):
+            if all(is_number(x) for x in v):
+                return list(v)
+            self.res.notes.append(f"line {getattr(node, 'lineno', self.line)}: a set of strings goes in sorted order here; "  # type: ignore[attr-defined]
+                                  "Python's order changes with each process (hash randomisation), so each run of the "
+                                  "program numbers them otherwise: sorted(set(...)) makes it the same everywhere")
+            return sorted(v, key=str)
+        return v
 
     def shape(self, t: T) -> tuple[int, ...]:
         return self.builder.shapes[t.name]
@@ -372,6 +391,7 @@ class ExpressionCompiler:
             v = self.expr(it)
             if isinstance(v, ModuleInst) and v.layer is None:
                 v = v.children
+            v = self.iterable(v, it)  # a string's characters, a set of ints in Python's order
             if not isinstance(v, (list, tuple)):
                 raise self.err(it, f"a comprehension goes over range(...), a list, a tuple or a ModuleList, not {_kind(v)}")
             items = list(v)
@@ -429,7 +449,7 @@ class ExpressionCompiler:
             if isinstance(node.ops[0], (ast.In, ast.NotIn)):
                 if isinstance(b, ModuleInst) and b.container == "ModuleDict":
                     b = b.keys
-                if not isinstance(b, (list, tuple, str, dict)) or isinstance(a, T):
+                if not isinstance(b, (list, tuple, str, dict, frozenset)) or isinstance(a, T):
                     raise self.err(node, f"'{self.src(node)[:60]}': `in` tests constants in a list, tuple, dict or string")
                 return (a in b) is isinstance(node.ops[0], ast.In)
             same = a is b if a is None or b is None or isinstance(a, bool) else a == b
@@ -535,7 +555,7 @@ class ExpressionCompiler:
         if isinstance(base, T):
             return self.getitem(base, node)
         if isinstance(node.slice, ast.Slice):  # xs[1:], self.heads[:-1], net[:2] (a container of the same modules)
-            if not isinstance(base, (list, tuple)) and not (isinstance(base, ModuleInst) and base.layer is None):
+            if not isinstance(base, (list, tuple, str)) and not (isinstance(base, ModuleInst) and base.layer is None):
                 raise self.err(node, f"{_kind(base)} cannot be sliced")
             parts = [None if p is None else self.const(p) for p in (node.slice.lower, node.slice.upper, node.slice.step)]
             if not all(p is None or isinstance(p, int) and not isinstance(p, bool) for p in parts) or parts[2] == 0:
@@ -559,7 +579,7 @@ class ExpressionCompiler:
             if not isinstance(k, int) or not -len(base.children) <= k < len(base.children):
                 raise self.err(node, f"Sequential index {k!r} out of range ({len(base.children)} layers)")
             return base.children[k]
-        if isinstance(base, (tuple, list)):
+        if isinstance(base, (tuple, list, str)):
             k = self.const(node.slice)
             if isinstance(k, int) and -len(base) <= k < len(base):
                 return base[k]

@@ -555,8 +555,10 @@ class UserCode(ExpressionCompiler):
     def length_of(self, v: Value) -> int | None:
         """How many items a loop over v goes over (None: nothing gradtrace iterates): a list, tuple or dict, a module
         container, a tensor's rows."""
-        if isinstance(v, (list, tuple, dict)):
+        if isinstance(v, (list, tuple, dict, str)):
             return len(v)
+        if isinstance(v, frozenset):
+            return len(self.iterable(v, ast.Constant(None)))  # (refused for a set of strings: its order)
         if isinstance(v, ModuleInst) and v.layer is None:
             return len(v.children)
         if isinstance(v, T):

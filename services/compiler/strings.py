@@ -14,7 +14,7 @@ SPEC = re.compile(r"^(.?[<>=^])?[+\- ]?z?#?0?(\d{1,3})?[,_]?(\.\d{1,3})?[bcdeEfF
 PERCENT = re.compile(r"%(\([^)]*\))?[#0\- +]*(\d{1,3}|\*)?(\.(\d{1,3}|\*))?[hlL]?[diouxXeEfFgGcrsa%]")
 PERCENT_ANY = re.compile(r"%(\([^)]*\))?[#0\- +]*\*?\d*(\.\*?\d*)?[hlL]?.?")
 STR_METHODS = {"endswith", "startswith", "split", "rsplit", "replace", "lower", "upper", "strip", "lstrip", "rstrip",
-               "join", "count", "find", "isdigit", "title", "capitalize", "zfill"}
+               "join", "count", "find", "index", "isdigit", "isalpha", "isspace", "title", "capitalize", "zfill"}
 """Methods of strings a program may call: pure, and bounded by MAX_CHARS."""
 
 
