@@ -99,6 +99,22 @@ case("celu", {"x": normal(3, 4, seed=47)}, N("y", "celu", "x", alpha=0.5))
 for op, kw in (("selu", {}), ("celu", {"alpha": 2.0}), ("hardshrink", {}), ("softshrink", {"lambd": 0.3}),
                ("threshold", {"threshold": 0.3, "value": -1.0})):
     case(f"{op}-cuts", CUTS, N("y", op, "x", **kw), **EXACT)
+# cholesky (lower and upper; torch reads the lower triangle), cholesky_solve, solve_triangular (left and right, unit
+# diagonal) and slogdet, of matrices made positive definite from a leaf: torch's gradients, checked by finite differences.
+SPD = {"x": normal(3, 3, seed=48), "i": {**given((np.eye(3) * 3).tolist()), **FROZEN}, "b": normal(3, 2, seed=49)}
+GRAM = (N("xt", "transpose", "x", dim0=0, dim1=1), N("m", "matmul", "x", "xt"), N("s", "add", "m", "i"))
+for upper in (False, True):
+    case(f"cholesky-upper{upper}", SPD, *GRAM, N("L", "cholesky", "s", upper=upper))
+    case(f"cholesky_solve-upper{upper}", SPD, *GRAM, N("L", "cholesky", "s", upper=upper),
+         N("y", "cholesky_solve", "b", "L", upper=upper))
+case("cholesky-batched", {"x": normal(2, 3, 3, seed=50), "i": {**given((np.eye(3) * 3).tolist()), **FROZEN}},
+     N("xt", "transpose", "x", dim0=1, dim1=2), N("m", "matmul", "x", "xt"), N("s", "add", "m", "i"), N("L", "cholesky", "s"))
+TRI = {"x": normal(3, 3, seed=51), "i": {**given((np.eye(3) * 3).tolist()), **FROZEN}, "b": normal(3, 2, seed=52),
+       "c": normal(2, 3, seed=53)}
+case("solve_triangular-lower", TRI, N("a", "add", "x", "i"), N("y", "solve_triangular", "a", "b", upper=False))
+case("solve_triangular-upper-right-unit", TRI, N("a", "add", "x", "i"),
+     N("y", "solve_triangular", "a", "c", upper=True, left=False, unitriangular=True))
+case("slogdet", TRI, N("a", "add", "x", "i"), N("y", "slogdet", "a", part="logabsdet"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -89,3 +89,38 @@ def test_activation_modules_as_torchvision_and_tutorials_write_them(tmp_path: Pa
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["x", "z", "mods", "y", "s", "c", "h", "k", "r", "loss"])
     assert [t.result.nodes[k].grad_fn for k in "schkr"] == [type(g[k].grad_fn).__name__ for k in "schkr"]
+
+
+GP_LIKELIHOOD = HEAD + """import math
+X = torch.linspace(0, 1, 8).unsqueeze(1)
+y = torch.sin(6 * X).squeeze(1) + 0.1 * torch.randn(8)
+log_ls = torch.tensor(0.0, requires_grad=True)
+log_sf = torch.tensor(0.0, requires_grad=True)
+log_sn = torch.tensor(-2.0, requires_grad=True)
+d2 = (X - X.T) ** 2
+K = log_sf.exp() ** 2 * torch.exp(-0.5 * d2 / log_ls.exp() ** 2) + log_sn.exp() ** 2 * torch.eye(8)
+L = torch.linalg.cholesky(K)
+alpha = torch.cholesky_solve(y.unsqueeze(1), L)
+nll = 0.5 * (y.unsqueeze(1) * alpha).sum() + torch.log(torch.diagonal(L)).sum() + 0.5 * 8 * math.log(2 * math.pi)
+v = torch.linalg.solve_triangular(L, y.unsqueeze(1), upper=False)
+sign, logabsdet = torch.linalg.slogdet(K)
+ld = torch.logdet(K)
+L2 = torch.cholesky(K)
+U = torch.linalg.cholesky(K, upper=True)
+w = torch.linalg.solve_triangular(U, y.unsqueeze(0), upper=True, left=False)
+loss = nll + v.pow(2).sum() + logabsdet + ld + L2.sum() + U.sum() + w.sum()
+loss.backward()
+"""
+
+
+def test_a_gaussian_process_marginal_likelihood_as_torch(tmp_path: Path) -> None:
+    """A GP tutorial's negative log marginal likelihood: cholesky, cholesky_solve, solve_triangular (both sides),
+    slogdet, logdet (where over slogdet, as ATen composes it), the deprecated torch.cholesky: torch's numbers, the
+    hyperparameters' gradients checked by finite differences, grad_fns as torch prints them."""
+    t = traced(GP_LIKELIHOOD, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(GP_LIKELIHOOD, tmp_path)
+    same_as_torch(t, g, ["log_ls", "log_sf", "log_sn", "K", "L", "alpha", "nll", "v", "sign", "logabsdet", "ld", "L2", "U",
+                         "w", "loss"])
+    keys = ("L", "alpha", "v", "logabsdet", "ld", "L2")
+    assert [t.result.nodes[k].grad_fn for k in keys] == [type(g[k].grad_fn).__name__ for k in keys]

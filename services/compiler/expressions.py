@@ -502,8 +502,8 @@ class ExpressionCompiler:
             return getattr(base, node.attr)
         if isinstance(base, T):
             return self.tensor_attribute(base, node)
-        if isinstance(base, tuple) and len(base) == 2 and node.attr in ("values", "indices"):
-            return base[0] if node.attr == "values" else base[1]  # max(dim=...)'s (values, indices)
+        if isinstance(base, tuple) and len(base) == 2 and node.attr in ("values", "indices", "sign", "logabsdet"):
+            return base[0] if node.attr in ("values", "sign") else base[1]  # max(dim=...)'s (values, indices), slogdet's
         raise self.err(node, f"attribute '{node.attr}' of {_kind(base)} is not allowed")
 
     def path_value(self, path: str, node: ast.expr) -> Value:

@@ -15,6 +15,7 @@ from services.compiler.creation import INPLACE_INIT
 from services.compiler.expressions import CASTS, ExpressionCompiler
 from services.compiler.values import DType, T, Untraced, Value
 from services.errors import ShapeError
+from services.ops import REGISTRY
 from services.ops.base import norm_dim
 
 
@@ -82,8 +83,12 @@ class TensorMethods(ExpressionCompiler):
                                      f"torch.no_grad(), or through `{var}.data`")
             self.leaf_write(t, m, node)
             return t
-        if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)) or m in ("topk", "sort"):
+        if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)) or m in ("topk", "sort", "slogdet"):
             return self.extreme_pair(m, node, t)
+        if m == "logdet" and not node.args and not node.keywords:
+            return self.logdet(t, node)
+        if m == "cholesky":  # Tensor.cholesky(upper=False): torch.cholesky's (CholeskyBackward0)
+            return self.apply(REGISTRY["cholesky"], node, receiver=t, extra={"deprecated": True})
         if m == "multinomial":  # probs.multinomial(1): torch.multinomial
             return self.multinomial(node, receiver=t)  # type: ignore[attr-defined, no-any-return]
         if m in ARRANGING_METHODS:
@@ -236,10 +241,12 @@ class TensorMethods(ExpressionCompiler):
             names[picked], self.stmt_name = self.stmt_name, None
         if names[0] is not None:
             self.stmt_expr, self.stmt_name = node, names[0]
-        if m in ("topk", "sort"):
-            values = self.apply(self.functions[m], node, receiver=receiver, extra={"part": "values"})
+        if m in ("topk", "sort", "slogdet"):
+            first, second = ("sign", "logabsdet") if m == "slogdet" else ("values", "indices")
+            op = REGISTRY[m] if m == "slogdet" else self.functions[m]
+            values = self.apply(op, node, receiver=receiver, extra={"part": first})
             last = self.builder.nodes[-1]
-            index = self.emit(m, [receiver or T(last.inputs[0])], {**last.args.model_dump(), "part": "indices"},  # type: ignore[arg-type]
+            index = self.emit(m, [receiver or T(last.inputs[0])], {**last.args.model_dump(), "part": second},  # type: ignore[arg-type]
                               node, name=names[1])
             return (values, index)
         values = self.apply(self.functions[f"torch.{m}"], node, receiver=receiver)
@@ -247,6 +254,13 @@ class TensorMethods(ExpressionCompiler):
         index = self.emit(f"arg{m}", [receiver or T(self.builder.nodes[-1].inputs[0])],  # type: ignore[arg-type]
                           {"dim": args.dim, "keepdim": args.keepdim}, node, name=names[1])  # type: ignore[attr-defined]
         return (values, index)
+
+    def logdet(self, t: T, node: ast.Call) -> T:
+        """torch.logdet(A) as ATen composes it: where(sign == -1, nan, logabsdet) of slogdet (WhereBackward0)."""
+        sign = self.emit("slogdet", [t], {"part": "sign"}, node, name=self.temp())
+        logabs = self.emit("slogdet", [t], {"part": "logabsdet"}, node, name=self.temp())
+        negative = self.emit("eq", [sign, -1.0], {}, node, name=self.temp())
+        return self.emit("where", [negative, float("nan"), logabs], {}, node)
 
     def multi(self, fn: str, t: T | None, node: ast.Call, args: list[ast.expr]) -> tuple[T, ...]:
         """x.chunk(n, dim) / x.split(size, dim): one node per piece, named by a tuple assignment's targets."""
@@ -294,10 +308,15 @@ RESHAPES = {"swapaxes", "swapdims", "movedim", "narrow", "select", "unflatten", 
 """Tensor methods traced as another op (reshape_alias)."""
 
 
+PAIRS = (("values", "indices"), ("sign", "logabsdet"))
+"""The field names of torch's named pairs: max / topk / sort's, slogdet's."""
+
+
 def _picked(stmt: ast.expr | None, call: ast.Call) -> int | None:
-    """Which of max's (values, indices) a statement's whole right-hand side takes from `call`, if it does."""
-    if isinstance(stmt, ast.Attribute) and stmt.value is call and stmt.attr in ("values", "indices"):
-        return 0 if stmt.attr == "values" else 1
+    """Which of a named pair (max's (values, indices), slogdet's (sign, logabsdet)) a statement's whole right-hand side
+    takes from `call`, if it does."""
+    if isinstance(stmt, ast.Attribute) and stmt.value is call:
+        return next((pair.index(stmt.attr) for pair in PAIRS if stmt.attr in pair), None)
     if isinstance(stmt, ast.Subscript) and stmt.value is call and isinstance(stmt.slice, ast.Constant):
         return stmt.slice.value if stmt.slice.value in (0, 1) else None
     return None

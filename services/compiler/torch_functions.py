@@ -96,6 +96,12 @@ class TorchFunctions(ExpressionCompiler):
             return self.expr(self.as_method(node, IN_PLACE_FUNCTIONS[path]))
         if path in ("torch.fliplr", "torch.flipud") and len(node.args) == 1 and not node.keywords:
             return self.flip_lr_ud(path[6:], self.tensor(node.args[0]), node)
+        if path in ("torch.linalg.slogdet", "torch.slogdet") and len(node.args) == 1 and not node.keywords:
+            return self.extreme_pair("slogdet", node)  # type: ignore[attr-defined, no-any-return]
+        if path == "torch.logdet" and len(node.args) == 1 and not node.keywords:
+            return self.logdet(self.tensor(node.args[0]), node)  # type: ignore[attr-defined, no-any-return]
+        if path == "torch.cholesky":  # deprecated, still in older GP code: CholeskyBackward0
+            return self.apply(REGISTRY["cholesky"], node, extra={"deprecated": True})
         if path in METHOD_FORMS and node.args:  # torch.unbind(x, 1): x.unbind(1)
             return self.reshape_alias(self.tensor(node.args[0]), path[6:], self.as_method(node, path[6:]))  # type: ignore[attr-defined]
         return NotImplemented
