@@ -115,6 +115,21 @@ case("solve_triangular-lower", TRI, N("a", "add", "x", "i"), N("y", "solve_trian
 case("solve_triangular-upper-right-unit", TRI, N("a", "add", "x", "i"),
      N("y", "solve_triangular", "a", "c", upper=True, left=False, unitriangular=True))
 case("slogdet", TRI, N("a", "add", "x", "i"), N("y", "slogdet", "a", part="logabsdet"))
+# var_mean / std_mean (each part), median of all (ties share the gradient) and along a dim (the tied element torch's CPU
+# kernel picks), lgamma, digamma, erfinv and logit (with eps: no gradient outside the clamp).
+for op in ("var_mean", "std_mean"):
+    for part in ("spread", "mean"):
+        case(f"{op}-{part}", {"x": normal(3, 4, seed=54)}, N("y", op, "x", dim=1, part=part, keepdim=True))
+TIES = {"x": given([[1.0, 3.0, 3.0, 2.0], [5.0, 5.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0]])}
+case("median-all-ties", TIES, N("y", "median", "x"), **EXACT)
+case("median-dim-ties", TIES, N("y", "median", "x", dim=1), **EXACT)
+case("median-dim0", {"x": normal(5, 3, seed=55)}, N("y", "median", "x", dim=0, keepdim=True))
+POSITIVE = {"x": uniform(6, low=0.5, high=3.0, seed=56)}
+for op in ("lgamma", "digamma"):
+    case(op, POSITIVE, N("y", op, "x"))
+case("erfinv", {"x": uniform(6, low=-0.9, high=0.9, seed=57)}, N("y", "erfinv", "x"))
+case("logit", {"x": uniform(6, low=0.05, high=0.95, seed=58)}, N("y", "logit", "x"))
+case("logit-eps", {"x": given([0.05, 0.2, 0.5, 0.95])}, N("y", "logit", "x", eps=0.1), **EXACT)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

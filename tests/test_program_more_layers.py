@@ -124,3 +124,31 @@ def test_a_gaussian_process_marginal_likelihood_as_torch(tmp_path: Path) -> None
                          "w", "loss"])
     keys = ("L", "alpha", "v", "logabsdet", "ld", "L2")
     assert [t.result.nodes[k].grad_fn for k in keys] == [type(g[k].grad_fn).__name__ for k in keys]
+
+
+STATISTICS = HEAD + """x = torch.randn(4, 5, requires_grad=True)
+t = torch.tensor([[1., 3., 3., 2.], [5., 5., 1., 1.], [2., 2., 2., 2.]], requires_grad=True)
+v, m = torch.var_mean(x, dim=1)
+s, m2 = torch.std_mean(x, dim=0, unbiased=False, keepdim=True)
+med = x.median()
+mt = t.median()
+vals, idx = t.median(dim=1)
+mv = torch.median(x, 0).values
+a = torch.rand(6, requires_grad=True)
+lg = torch.lgamma(a + 0.5) + torch.digamma(a + 0.5) + torch.special.gammaln(a + 1)
+lo = torch.logit(a * 0.9 + 0.05) + torch.logit(a, eps=0.1) + torch.erfinv(a * 1.8 - 0.9)
+loss = (v * m).sum() + (s * m2).sum() + med + mt + vals.sum() + mv.sum() + lg.sum() + lo.sum()
+loss.backward()
+"""
+
+
+def test_statistics_and_special_functions_as_torch(tmp_path: Path) -> None:
+    """torch.var_mean / std_mean unpacked (VarMeanBackward0), median of all (ties share the gradient) and along a dim
+    with ties (torch's CPU pick: values and indices), lgamma, digamma, gammaln, logit (with eps) and erfinv: torch's
+    numbers, indices and grad_fns."""
+    t = traced(STATISTICS)
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(STATISTICS, tmp_path)
+    same_as_torch(t, g, ["x", "t", "v", "m", "s", "m2", "med", "mt", "vals", "idx", "mv", "a", "lg", "lo", "loss"])
+    keys = ("v", "m", "s", "med", "vals")
+    assert [t.result.nodes[k].grad_fn for k in keys] == [type(g[k].grad_fn).__name__ for k in keys]

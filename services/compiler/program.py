@@ -615,8 +615,10 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
         inplace_keyword(node, path)
         if path.startswith("F.") and path in self.functions and node.args and any(k.arg == "inplace" for k in node.keywords):
             return self.inplace_function(path, node)
-        if path in ("torch.max", "torch.min") and (any(k.arg == "dim" for k in node.keywords) or (
+        if path in ("torch.max", "torch.min", "torch.median") and (any(k.arg == "dim" for k in node.keywords) or (
                 len(node.args) > 1 and _is_int_literal(node.args[1], self.scope))):
+            return self.extreme_pair(path[6:], node)
+        if path in ("torch.var_mean", "torch.std_mean"):
             return self.extreme_pair(path[6:], node)
         if path in ("torch.topk", "torch.sort"):
             return self.extreme_pair(path[6:], node)

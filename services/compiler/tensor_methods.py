@@ -83,7 +83,7 @@ class TensorMethods(ExpressionCompiler):
                                      f"torch.no_grad(), or through `{var}.data`")
             self.leaf_write(t, m, node)
             return t
-        if m in ("max", "min") and (node.args or any(k.arg == "dim" for k in node.keywords)) or m in ("topk", "sort", "slogdet"):
+        if m in ("max", "min", "median") and (node.args or any(k.arg == "dim" for k in node.keywords)) or m in PARTS and m != "median":
             return self.extreme_pair(m, node, t)
         if m == "logdet" and not node.args and not node.keywords:
             return self.logdet(t, node)
@@ -241,9 +241,9 @@ class TensorMethods(ExpressionCompiler):
             names[picked], self.stmt_name = self.stmt_name, None
         if names[0] is not None:
             self.stmt_expr, self.stmt_name = node, names[0]
-        if m in ("topk", "sort", "slogdet"):
-            first, second = ("sign", "logabsdet") if m == "slogdet" else ("values", "indices")
-            op = REGISTRY[m] if m == "slogdet" else self.functions[m]
+        if m in PARTS:
+            first, second = PARTS[m]
+            op = self.functions[m] if m in ("topk", "sort") else REGISTRY[m]
             values = self.apply(op, node, receiver=receiver, extra={"part": first})
             last = self.builder.nodes[-1]
             index = self.emit(m, [receiver or T(last.inputs[0])], {**last.args.model_dump(), "part": second},  # type: ignore[arg-type]
@@ -309,7 +309,10 @@ RESHAPES = {"swapaxes", "swapdims", "movedim", "narrow", "select", "unflatten", 
 
 
 PAIRS = (("values", "indices"), ("sign", "logabsdet"))
-"""The field names of torch's named pairs: max / topk / sort's, slogdet's."""
+"""The field names of torch's named pairs: max / topk / sort / median's, slogdet's."""
+PARTS = {"topk": PAIRS[0], "sort": PAIRS[0], "median": PAIRS[0], "slogdet": PAIRS[1], "var_mean": ("spread", "mean"),
+         "std_mean": ("spread", "mean")}
+"""Ops that give a pair, one node each: the `part` argument of each."""
 
 
 def _picked(stmt: ast.expr | None, call: ast.Call) -> int | None:

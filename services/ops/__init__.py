@@ -27,6 +27,8 @@ from services.ops import (  # noqa: F401
     scatter,
     shaping,
     sorting,
+    special,
+    statistics,
 )
 from services.ops.base import REGISTRY, Op
 
