@@ -158,3 +158,38 @@ def test_actor_critic_uses_the_value_as_a_number(tmp_path: Path) -> None:
     g = in_torch(ACTOR_CRITIC, tmp_path)
     same_as_torch(t, g, ["model", "probs", "action", "log_prob", "policy_loss", "value_loss", "loss"])
     assert t.result.nodes["advantage"].grad_fn is None and any("is a Python number in torch" in n for n in t.result.notes)
+
+
+FINISH_EPISODE = HEAD + """torch.manual_seed(0)
+net = nn.Linear(4, 3)
+saved_actions = []
+for t in range(3):
+    out = net(torch.randn(1, 4))
+    probs = F.softmax(out[:, :2], dim=-1)
+    saved_actions.append((torch.log(probs[0, t % 2]), out[:, 2]))
+rewards = [1.0, 0.0, 1.0]
+R = 0
+returns = []
+for r in rewards[::-1]:
+    R = r + 0.99 * R
+    returns.insert(0, R)
+returns = torch.tensor(returns)
+returns = (returns - returns.mean()) / (returns.std() + 1e-8)
+policy_losses = []
+value_losses = []
+for (log_prob, value), R in zip(saved_actions, returns):
+    advantage = R - value.item()
+    policy_losses.append(-log_prob * advantage)
+    value_losses.append(F.smooth_l1_loss(value, torch.tensor([R])))
+loss = torch.stack(policy_losses).sum() + torch.stack(value_losses).sum()
+loss.backward()
+"""
+
+
+def test_actor_critic_finish_episode_as_written(tmp_path: Path) -> None:
+    """actor_critic.py's finish_episode: returns built with insert(0, R) and normalised, `for (log_prob, value), R in
+    zip(saved_actions, returns)` (R a row of a tensor), `R - value.item()`, `torch.tensor([R])` (a copy without grad):
+    torch's loss and gradients."""
+    t = traced(FINISH_EPISODE)
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(FINISH_EPISODE, tmp_path), ["net", "returns", "loss"])

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from services import strides
-from services.compiler.expressions import ExpressionCompiler, _is_const
+from services.compiler.expressions import ExpressionCompiler, _is_const, _kind
 from services.compiler.inputs import infer_dtype, literal_array, value_range
 from services.compiler.values import Ctx, DType, Generator, Instance, ModuleInst, T, Value, is_number
 from services.errors import SpecError
@@ -106,7 +106,13 @@ class TensorCreation(ExpressionCompiler):
         if fn == "tensor":
             if len(args) != 1:
                 raise self.err(node, "torch.tensor takes one value")
-            data = self.const(args[0])
+            data = self.expr(args[0])
+            if isinstance(data, (list, tuple)) and any(isinstance(e, T) for e in data) and into is None:
+                return self.tensor_of_tensors(list(data), dtype, rg, node, name)  # torch.tensor([R]), R a 0-d tensor
+            if not _is_const(data):
+                raise self.err(node, f"'{self.src(args[0])[:60]}' must be a constant (number, string, bool or list), not "
+                                     f"{_kind(data)}")
+            data = list(data) if isinstance(data, tuple) else data
             if not (is_number(data) or isinstance(data, (list, bool))):
                 raise self.err(node, "torch.tensor takes a number or a nested list of numbers")
             dtype = dtype or (self.dtype if legacy else infer_dtype(data) or self.dtype)
@@ -166,6 +172,21 @@ class TensorCreation(ExpressionCompiler):
                 self.builder.strides[target] = kept
             stream.events.append(Event("tensor", target, event))
         return T(target)
+
+    def tensor_of_tensors(self, items: list[Any], dtype: str | None, rg: bool, node: ast.Call, name: str) -> T:
+        """torch.tensor([R]) of 0-d tensors (actor_critic.py's `torch.tensor([R])`, R a row of the returns): their
+        values copied into a new tensor without grad, as torch copies them: a stack, cut from the graph."""
+        if rg or not all(isinstance(e, T) and self.shape(e) == () for e in items):
+            raise self.err(node, "torch.tensor of tensors takes a list of 0-d tensors (one number each), without "
+                                 "requires_grad: torch.stack(...) keeps the graph")
+        kinds = {self.dtype_of(e) for e in items}
+        if len(kinds) > 1 and dtype is None:
+            raise self.err(node, f"torch.tensor of tensors of different dtypes {sorted(kinds)}: give dtype=")
+        out = self.emit("stack", list(items), {"dim": 0}, node, name=self.temp())
+        want = dtype or kinds.pop()
+        if want != self.dtype_of(out):
+            out = self.emit("to", [out], {"dtype": want}, node, name=self.temp())
+        return self.emit("detach", [out], {}, node, name=name)
 
     def generator(self, node: ast.expr) -> Generator:
         """The torch.Generator a `generator=` argument names (None: torch's default one)."""
