@@ -90,7 +90,7 @@ def test_default_output_is_the_last_node_and_backward_overrides_it() -> None:
         ("x = torch.tensor(1.0, requires_grad=True)\ny = [v for v in x]\n", 2, "a comprehension goes over range(...)"),
         ("x = torch.tensor(1.0, requires_grad=True)\nfor i in x:\n    y = x\n", 2, "needs their length"),
         ("x = torch.tensor(1.0, requires_grad=True)\nwhile True:\n    pass\n", 2, "ever become false"),
-        ("x = torch.tensor([1.0, 2.0], requires_grad=True)\ny = x[x > 0]\n", 2, "data-dependent shape"),
+        ("x = torch.rand(2, requires_grad=True)\ny = x[x > 0.5]\n", 2, "depends on the data"),
         ("x = torch.tensor(1.0, requires_grad=True)\ny = x.grad\n", 2, "cannot be used inside the computation"),
         ("x = torch.tensor(1.0, requires_grad=True)\ny = torch.load('f')\n", 2, "unknown function 'torch.load'"),
         ("x = torch.tensor(1.0, requires_grad=True)\ny = x.numpy()\n", 2, "needs the tensor's value"),

@@ -402,3 +402,45 @@ def test_fills_with_an_ellipsis_or_a_0d_index_tensor_write_the_tensor(tmp_path: 
     same_as_torch(traced(program), in_torch(program, tmp_path), ["w", "h", "loss"])
     assert "write the change as a statement of its own" in str(refused(
         "import torch\nw = torch.ones(3, requires_grad=True)\nx = w * 2\nx.mul_(3).shape\n(x * x).sum().backward()\n"))
+
+
+KNOWN_MASKS = HEADER + """n = 4
+z = torch.randn(n, 3, requires_grad=True)
+zn = F.normalize(z, dim=1)
+sim = zn @ zn.T
+mask = torch.eye(n, dtype=torch.bool)
+neg = sim[~mask].view(n, -1)
+labels = torch.tensor([0, 1, 0, 1])
+same = labels.unsqueeze(0) == labels.unsqueeze(1)
+pos = sim[same & ~mask]
+logits = torch.randn(6, 3, requires_grad=True)
+targets = torch.tensor([0, 1, -1, 2, -1, 1])
+valid = targets >= 0
+ce = F.cross_entropy(logits[valid], targets[valid])
+x = torch.randn(3, 4, requires_grad=True)
+xc = x[:, torch.tensor([True, False, True, False])]
+off = ~torch.eye(4, dtype=torch.bool)
+cov = x.T @ x
+cov_loss = cov[off].pow_(2).sum()
+non_final = torch.tensor([True, False, True, True, False])
+q = torch.randn(3, requires_grad=True)
+next_v = torch.zeros(5)
+next_v[non_final] = q.exp()
+loss = neg.sum() + pos.pow(2).sum() + ce + xc.pow(2).sum() + cov_loss + (next_v * torch.arange(5.)).sum()
+loss.backward()
+"""
+
+
+def test_masks_made_from_numbers_index_as_torch(tmp_path: Path) -> None:
+    """Masks known before anything runs: SimCLR's `sim[~mask].view(n, -1)`, positives from literal labels, an ignore
+    mask on both logits and targets (`targets[valid]`: the picked labels are in range), a column mask, VICReg's
+    `cov[off].pow_(2)` (a copy: torch changes only it), the DQN tutorial's `next_v[non_final] = ...`: torch's numbers
+    (IndexBackward0, IndexPutBackward0). A mask computed from drawn values is refused: its shape depends on the data."""
+    t = traced(KNOWN_MASKS)
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(KNOWN_MASKS, tmp_path)
+    same_as_torch(t, g, ["z", "neg", "pos", "logits", "ce", "x", "xc", "q", "next_v", "loss"])
+    assert [t.result.nodes[k].grad_fn for k in ("pos", "xc", "next_v")] == ["IndexBackward0", "IndexBackward0", "IndexPutBackward0"]
+    assert "depends on the data" in str(refused(HEADER + "w = torch.randn(5, requires_grad=True)\ny = w[w > 0]\n"))
+    assert "does not match the shape of the indexed tensor" in str(
+        refused(HEADER + "w = torch.randn(5, requires_grad=True)\ny = w[torch.tensor([True, False])]\n"))

@@ -105,6 +105,12 @@ LAYOUT_MAKERS = frozenset({"transpose", "permute", "t", "expand"})
 """Ops whose result is not row-major even when their input is."""
 
 
+def views_input(op: Op, inputs: list[Any], args: Any) -> bool:
+    """Whether torch's result is a view of the op's first input: a view op's, but getitem's with advanced indices (int
+    lists, index tensors, a mask's positions) is a new tensor."""
+    return op.view and not (op.name == "getitem" and (len(inputs) > 1 or any(isinstance(i, list) for i in args.index)))
+
+
 class GraphBuilder:
     """Checks nodes one at a time against their ops (arity, arguments, shapes, dtypes, limits), knowing the
     shape, dtype and requires_grad of every name so far: a program compiler asks it as it goes."""
@@ -341,7 +347,7 @@ class GraphBuilder:
             if r is not None:
                 self.ranges[raw.name] = r
         self.used.update(names)
-        if op.view and names:
+        if names and views_input(op, inputs, args):
             self.views.setdefault(names[0], []).append(raw.name)
         if names and (raw.op in LAYOUT_MAKERS or op.lays_out or self.strides and (
                 names[0] in self.strides or op.pointwise and not self.strides.keys().isdisjoint(names))):

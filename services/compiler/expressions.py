@@ -12,6 +12,8 @@ from collections import ChainMap
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from services.compiler import strings
 from services.compiler.build import GraphBuilder, RawNode
 from services.compiler.layers import BY_MODULE
@@ -590,11 +592,17 @@ class ExpressionCompiler:
 
     def getitem(self, t: T, node: ast.Subscript) -> T:
         """x[...] as one getitem node: ints, slices, None, Ellipsis, int lists and int64 tensors (torch's rules)."""
-        index, tensors = self.index_of(node)
-        return self.emit("getitem", [t, *tensors], {"index": index}, node)
+        index, tensors = self.index_of(node, self.shape(t))
+        out = self.emit("getitem", [t, *tensors], {"index": index}, node)
+        if self.dtype_of(t) == "int64" and any(isinstance(i, list) for i in index) and (
+                value := self.folded(out.name)) is not None and value.size:  # type: ignore[attr-defined]
+            self.builder.ranges[out.name] = (float(value.min()), float(value.max()))  # targets[valid]: the picked labels
+        return out
 
-    def index_of(self, node: ast.Subscript) -> tuple[list[Any], list[T]]:
-        """The items of x[...] as getitem and setitem take them, and the index tensors they name."""
+    def index_of(self, node: ast.Subscript, shape: tuple[int, ...] | None = None) -> tuple[list[Any], list[T]]:
+        """The items of x[...] as getitem and setitem take them, and the index tensors they name. A bool mask made from
+        numbers alone (`torch.eye(n, dtype=torch.bool)`, a comparison of literal labels) is its True positions, one
+        int list per dim it covers, as torch indexes with it (`shape`: x's, to check the mask against)."""
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         index: list[Any] = []
         tensors: list[T] = []
@@ -610,7 +618,8 @@ class ExpressionCompiler:
                 v = self.expr(it)
                 if isinstance(v, T):
                     if self.dtype_of(v) == "bool":
-                        raise self.err(it, "boolean mask indexing gives a data-dependent shape: use torch.where(mask, x, 0) instead")
+                        index.extend(self.mask_positions(v, index, shape, it))
+                        continue
                     index.append({"tensor": len(tensors)})
                     tensors.append(v)
                 elif v is None or (isinstance(v, int) and not isinstance(v, bool)):
@@ -620,6 +629,20 @@ class ExpressionCompiler:
                 else:
                     raise self.err(it, f"'{self.src(it)[:60]}' is not an index (int, slice, None, ..., int list or tensor)")
         return index, tensors
+
+    def mask_positions(self, mask: T, before: list[Any], shape: tuple[int, ...] | None, node: ast.expr) -> list[list[int]]:
+        """x[mask] with a mask known now: its True positions (np.nonzero), one int list per dim it covers."""
+        value = self.folded(mask.name) if shape is not None and "..." not in before else None  # type: ignore[attr-defined]
+        if value is None or value.ndim == 0:
+            raise self.err(node, "boolean mask indexing gives a shape that depends on the data: use torch.where(mask, x, 0), "
+                                 "or make the mask from numbers alone (torch.eye(n, dtype=torch.bool), comparisons of "
+                                 "literal labels), which gradtrace reads now")
+        assert shape is not None
+        at = sum(item is not None for item in before)  # the dim the mask starts at
+        if tuple(value.shape) != tuple(shape[at:at + value.ndim]):
+            raise self.err(node, f"The shape of the mask {list(value.shape)} at index {at} does not match the shape of the "
+                                 f"indexed tensor {list(shape)}")
+        return [k.tolist() for k in np.nonzero(value)]
 
     # ---- calls --------------------------------------------------------------------------------
 

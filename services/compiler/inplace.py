@@ -8,6 +8,9 @@ import ast
 import math
 from typing import Any
 
+import numpy as np
+
+from services.compiler.build import views_input
 from services.compiler.creation import TensorCreation, without_data
 from services.compiler.expressions import _kind
 from services.compiler.values import Instance, ModuleInst, T, is_number
@@ -141,10 +144,13 @@ class InPlace(TensorCreation):
         only = items[0] if len(items) == 1 and not isinstance(items[0], (ast.Slice, ast.Constant)) else None
         idx = self.expr(only) if only is not None else None
         name = self.binding_name(base) if base else self.fresh(path)
-        if isinstance(idx, T) and self.dtype_of(idx) == "bool":  # y[y < 0] = 0.0: torch's index_put with a mask
+        row = self.shape(x)[len(self.shape(idx)):] if isinstance(idx, T) else ()
+        known = isinstance(idx, T) and self.dtype_of(idx) == "bool" and isinstance(v, T) and not _fits(self.shape(v), row) and (
+            self.folded(idx.name) is not None)  # type: ignore[attr-defined]  # (a value per selected element)
+        if isinstance(idx, T) and self.dtype_of(idx) == "bool" and not known:  # y[y < 0] = 0.0: index_put with a mask
             new = self.emit("mask_put", [x, idx, v], {}, stmt, name=name)  # type: ignore[arg-type]
-        else:
-            index, tensors = ([{"tensor": 0}], [idx]) if isinstance(idx, T) else self.index_of(target)
+        else:  # (a mask known now, a value per selected element: the DQN tutorial's next_state_values[mask] = ...)
+            index, tensors = ([{"tensor": 0}], [idx]) if isinstance(idx, T) and not known else self.index_of(target, self.shape(x))
             new = self.emit("setitem", [x, v, *tensors], {"index": index}, stmt, name=name)  # type: ignore[arg-type]
         self.changed_in_place(x, new, var, stmt)
 
@@ -239,8 +245,8 @@ class InPlace(TensorCreation):
             raise self.err(stmt, f"{how} on '{var}', an expanded tensor: torch refuses it (unsupported operation: more than "
                                  "one element of the written-to tensor refers to a single memory location); clone() it "
                                  f"first, or write {instead}")
-        while node is not None and node.op.view:  # a view of a tensor a name holds: torch would change that one too
-            base = node.inputs[0]
+        while node is not None and views_input(node.op, node.inputs, node.args):  # a view of a tensor a name holds:
+            base = node.inputs[0]  # (torch would change that one too)
             if base in bound or base in b.leaves:
                 raise self.err(stmt, f"{how} changes '{var}' in place, and '{var}' is a view of '{base}' ({node.op.name}): "
                                      f"torch would change '{base}' too, which gradtrace does not trace; write {instead} "
@@ -355,3 +361,11 @@ def _swap(v: Any, old: T, new: T, seen: set[int]) -> Any:
     else:
         _swap(v.children, old, new, seen)
     return v
+
+
+def _fits(shape: tuple[int, ...], row: tuple[int, ...]) -> bool:
+    """Whether a value of this shape broadcasts to one row of what a mask selects (mask_put takes it)."""
+    try:
+        return np.broadcast_shapes(shape, row) == tuple(row)
+    except ValueError:
+        return False
