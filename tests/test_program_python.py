@@ -1807,3 +1807,19 @@ def test_a_set_of_words_goes_in_sorted_order_with_a_note() -> None:
                "y = (x * 2).sum()\n")
     assert t.arrays["torch/value/x"].tolist() == [0.0, 2.0, 6.0]
     assert any("sorted order" in n for n in t.result.notes)
+
+
+def test_legacy_new_and_as_tensor_make_tensors_as_torch(tmp_path: Path) -> None:
+    """Udacity's `weight.new(n, b, h).zero_()` hidden state, `w.new([1.0, 2.0])` (data), torch.as_tensor of a list with a
+    dtype: torch's tensors; a generator (`yield`) is refused with what to write instead."""
+    from test_program_pytorch import in_torch, same_as_torch
+
+    program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(0)\nlstm = nn.LSTM(3, 4)\n"
+               "weight = next(lstm.parameters()).data\nh0 = weight.new(1, 2, 4).zero_()\nc0 = weight.new(1, 2, 4).zero_()\n"
+               "x = torch.randn(5, 2, 3)\nout, (h, c) = lstm(x, (h0, c0))\nb = weight.new([1.0, 2.0])\n"
+               "obs = torch.as_tensor([[0.1, 0.2], [0.3, 0.4]], dtype=torch.float32)\n"
+               "loss = out.sum() + (h * b.sum()).sum() + obs.sum() * c.sum()\nloss.backward()\n")
+    same_as_torch(traced(program), in_torch(program, tmp_path), ["lstm", "h0", "b", "obs", "out", "loss"])
+    assert "a generator (`yield`) is not traced" in str(refused(
+        "import torch\ndef batches(X, n):\n    for i in range(0, 6, n):\n        yield X[i:i + n]\n"
+        "X = torch.randn(6, 3)\nfor xb in batches(X, 3):\n    y = xb.sum()\n"))

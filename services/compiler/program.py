@@ -253,6 +253,9 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
             self.for_statement(stmt)
         elif isinstance(stmt, ast.Return):
             raise self.err(stmt, "return is allowed as a function's last statement only" if self.depth else "return outside a function")
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, (ast.Yield, ast.YieldFrom)):
+            raise self.err(stmt, "a generator (`yield`) is not traced: go over the batches in the loop itself (`for i in "
+                                 "range(0, n, batch_size): xb = X[i:i + batch_size]`)")
         else:
             kind = type(stmt).__name__
             raise self.err(stmt, f"'{kind}' statements are not allowed: gradtrace traces straight-line code, one statement per line"
@@ -636,6 +639,11 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
             return Untraced(f"the learning rate scheduler {path}")
         if path.startswith("torch.") and path[6:] in CREATORS:
             return self.create(path[6:], node, self.name_for(node))
+        if path == "torch.as_tensor" and node.args:  # of numbers: torch.tensor; of a tensor of that dtype: the tensor
+            v = self.expr(node.args[0]) if isinstance(node.args[0], ast.Name) else None
+            if isinstance(v, T) and not node.keywords:
+                return v
+            return self.create("tensor", node, self.name_for(node))
         if path in ("F.dropout", "torch.dropout"):
             return self.dropout(node)
         if path in ("F.dropout1d", "F.dropout2d", "F.dropout3d"):

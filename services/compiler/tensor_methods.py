@@ -57,6 +57,9 @@ class TensorMethods(ExpressionCompiler):
             return self.emit(op, [t], {arg: list(self.shape(other))}, node)
         if m in ("new_zeros", "new_ones", "new_full", "new_empty", "new_tensor"):  # a new leaf of t's dtype (and device)
             return self.create(m[4:], node, self.name_for(node), dtype=self.dtype_of(t))
+        if m == "new" and not node.keywords:  # legacy `w.new(n, b, h).zero_()`: new_empty (new_tensor of a list)
+            data = len(node.args) == 1 and isinstance(node.args[0], (ast.List, ast.Tuple))  # w.new([5]): the data [5.]
+            return self.create("tensor" if data else "empty", node, self.name_for(node), dtype=self.dtype_of(t))
         if m == "detach":
             return self.emit("detach", [t], {}, node)
         if m in ("fliplr", "flipud") and not node.args and not node.keywords:
