@@ -152,3 +152,27 @@ def test_statistics_and_special_functions_as_torch(tmp_path: Path) -> None:
     same_as_torch(t, g, ["x", "t", "v", "m", "s", "m2", "med", "mt", "vals", "idx", "mv", "a", "lg", "lo", "loss"])
     keys = ("v", "m", "s", "med", "vals")
     assert [t.result.nodes[k].grad_fn for k in keys] == [type(g[k].grad_fn).__name__ for k in keys]
+
+
+DIFFS = HEAD + """x = torch.randn(3, 6, requires_grad=True)
+d1 = torch.diff(x)
+d2 = x.diff(n=2, dim=1)
+d0 = torch.diff(x, dim=0)
+dp = torch.diff(x, prepend=torch.zeros(3, 1), append=x[:, :1])
+s = torch.randn(10, requires_grad=True)
+tv = torch.diff(s).abs().sum()
+p = torch.rand(4, 5, requires_grad=True)
+t = torch.rand(4, 5)
+kd = F.kl_div(F.log_softmax(p, 1), F.softmax(t, 1), size_average=False) / 4
+loss = d1.pow(2).sum() + d2.sum() + d0.sum() + dp.pow(2).sum() + tv + kd
+loss.backward()
+"""
+
+
+def test_diff_and_a_legacy_kl_div_as_torch(tmp_path: Path) -> None:
+    """torch.diff / Tensor.diff (n, dim, prepend, append; a total-variation penalty) as ATen composes it (SubBackward0
+    over slices), and RepDistiller's F.kl_div(..., size_average=False) (reduction 'sum', with a note): torch's numbers."""
+    t = traced(DIFFS, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(DIFFS, tmp_path), ["x", "d1", "d2", "d0", "dp", "s", "tv", "p", "kd", "loss"])
+    assert any("reduction='sum'" in n for n in t.result.notes)

@@ -88,6 +88,8 @@ class TensorMethods(ExpressionCompiler):
             return t
         if m in ("max", "min", "median") and (node.args or any(k.arg == "dim" for k in node.keywords)) or m in PARTS and m != "median":
             return self.extreme_pair(m, node, t)
+        if m == "diff":
+            return self.diff(t, node, list(node.args))  # type: ignore[attr-defined, no-any-return]
         if m == "logdet" and not node.args and not node.keywords:
             return self.logdet(t, node)
         if m == "cholesky":  # Tensor.cholesky(upper=False): torch.cholesky's (CholeskyBackward0)

@@ -102,9 +102,45 @@ class TorchFunctions(ExpressionCompiler):
             return self.logdet(self.tensor(node.args[0]), node)  # type: ignore[attr-defined, no-any-return]
         if path == "torch.cholesky":  # deprecated, still in older GP code: CholeskyBackward0
             return self.apply(REGISTRY["cholesky"], node, extra={"deprecated": True})
+        if path == "torch.diff" and node.args:
+            return self.diff(self.tensor(node.args[0]), node, node.args[1:])
         if path in METHOD_FORMS and node.args:  # torch.unbind(x, 1): x.unbind(1)
             return self.reshape_alias(self.tensor(node.args[0]), path[6:], self.as_method(node, path[6:]))  # type: ignore[attr-defined]
         return NotImplemented
+
+    def diff(self, t: T, node: ast.Call, args: list[ast.expr]) -> T:
+        """torch.diff(x, n=1, dim=-1, prepend=None, append=None) / x.diff(...): as ATen's diff_helper, n times the
+        slice from 1 minus the slice to -1 along dim (SubBackward0 over SliceBackward0s), after a cat of prepend and
+        append (logical_xor for bools)."""
+        names = ("n", "dim", "prepend", "append")
+        given: dict[str, ast.expr] = dict(zip(names, args, strict=False))
+        for k in node.keywords:
+            if k.arg not in names or k.arg in given:
+                raise self.err(node, "torch.diff takes (input, n=1, dim=-1, prepend=None, append=None)")
+            given[k.arg] = k.value
+        n = self.const(given["n"]) if "n" in given else 1
+        dim = self.const(given["dim"]) if "dim" in given else -1
+        shape = self.shape(t)
+        if not isinstance(n, int) or n < 0 or not isinstance(dim, int) or not shape or not -len(shape) <= dim < len(shape):
+            raise self.err(node, f"torch.diff: n must be an int >= 0 and dim a dim of {list(shape)}, got n={n!r}, dim={dim!r}")
+        d = dim % len(shape)
+        ends = [self.expr(given[k]) if k in given else None for k in ("prepend", "append")]
+        if any(e is not None for e in ends):
+            if not all(e is None or isinstance(e, T) for e in ends):
+                raise self.err(node, "torch.diff: prepend and append are tensors")
+            parts = [e for e in (ends[0], t, ends[1]) if e is not None]
+            t = self.emit("cat", parts, {"dim": d}, node, name=self.temp())
+        if n == 0:
+            return self.emit("clone", [t], {}, node)
+        op = "logical_xor" if self.dtype_of(t) == "bool" else "sub"
+        size = self.shape(t)[d]
+        for k in range(min(n, size)):
+            hi = self.emit("getitem", [t], {"index": [{"slice": [None, None, None]}] * d + [{"slice": [1, None, None]}]}, node,
+                           name=self.temp())
+            lo = self.emit("getitem", [t], {"index": [{"slice": [None, None, None]}] * d + [{"slice": [None, size - 1 - k, None]}]},
+                           node, name=self.temp())
+            t = self.emit(op, [hi, lo], {}, node, name=None if k == min(n, size) - 1 else self.temp())
+        return t
 
     def flip_lr_ud(self, fn: str, t: T, node: ast.Call) -> T:
         """torch.fliplr / flipud (and the methods): flip of dim 1 / dim 0, as torch records it (FlipBackward0)."""
@@ -137,10 +173,15 @@ class TorchFunctions(ExpressionCompiler):
             given[k.arg] = k.value
         if len(node.args) > len(names) or not {names[0], names[1]} <= set(given):
             raise self.err(node, f"{path} takes ({', '.join(names)})")
-        if "size_average" in given or "reduce" in given:
-            raise self.err(node, f"{path}: size_average and reduce are deprecated: give reduction='mean', 'sum' or 'none'")
         a, b = self.tensor(given[names[0]]), self.tensor(given[names[1]])
         opts = {k: self.const(given[k]) if k in given else v for k, v in defaults.items()}
+        if "size_average" in given or "reduce" in given:  # RepDistiller's F.kl_div(..., size_average=False): torch's
+            # legacy_get_string, with its warning
+            legacy = {k: self.const(given[k]) if k in given else None for k in ("size_average", "reduce")}
+            size_average, reduce = (True if v is None else bool(v) for v in legacy.values())
+            opts["reduction"] = "none" if not reduce else "mean" if size_average else "sum"
+            self.res.notes.append(f"line {node.lineno}: size_average and reduce are deprecated in torch: "  # type: ignore[attr-defined]
+                                  f"reduction='{opts['reduction']}'")
 
         def add(op: str, inputs: list[Any], args: dict[str, Any], last: bool) -> str:
             return self.emit(op, inputs, args, node, name=None if last else self.temp()).name
