@@ -1280,3 +1280,35 @@ def test_a_layer_initialised_by_a_helper_is_named_where_it_ends_up(tmp_path: Pat
     t = traced(CLEANRL)
     same_as_torch(t, in_torch(CLEANRL, tmp_path), ["agent", "head", "x", "loss"])
     assert not [n for n in t.result.nodes if n.startswith("Linear")]
+
+
+PARAMETER_LISTS = """import torch
+import torch.nn as nn
+torch.manual_seed(0)
+class Mix(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.params = nn.ParameterList([nn.Parameter(torch.randn(3, 3)) for i in range(2)])
+        self.gains = nn.ParameterDict({"a": nn.Parameter(torch.ones(3)), "b": nn.Parameter(torch.zeros(3))})
+        self.out = nn.Linear(3, 1)
+    def forward(self, x):
+        for i, p in enumerate(self.params):
+            x = x @ p + self.gains["a"] * i
+        x = self.fc(x) + self.gains["b"]
+        return self.out(x)
+m = Mix()
+x = torch.randn(4, 3)
+flat = torch.cat([p.flatten() for p in m.parameters()])
+loss = m(x).sum() + 0.01 * (flat * torch.arange(flat.numel())).sum() + len(m.params)
+loss.backward()
+"""
+
+
+def test_parameter_lists_and_dicts_are_the_modules_parameters(tmp_path: Path) -> None:
+    """nn.ParameterList / nn.ParameterDict (the docs' examples): iterated, indexed, counted; their parameters named for
+    their place (m.params.0, m.gains.a) and listed by parameters() in torch's order (the flattened concatenation
+    weighs each element by its position)."""
+    t = traced(PARAMETER_LISTS)
+    same_as_torch(t, in_torch(PARAMETER_LISTS, tmp_path), ["m", "x", "flat", "loss"])
+    assert {"m.params.0", "m.params.1", "m.gains.a", "m.gains.b"} <= set(t.result.nodes)

@@ -12,7 +12,18 @@ import numpy as np
 from services import strides
 from services.compiler.expressions import ExpressionCompiler, _is_const, _kind
 from services.compiler.inputs import infer_dtype, literal_array, value_range
-from services.compiler.values import Ctx, DType, Generator, Instance, ModuleInst, T, Value, is_number
+from services.compiler.values import (
+    Ctx,
+    DType,
+    Generator,
+    Instance,
+    ModuleInst,
+    ParameterDict,
+    ParameterList,
+    T,
+    Value,
+    is_number,
+)
 from services.errors import SpecError
 from services.ir import TORCH_DEFAULT_SEED, Event, Leaf, Stream
 from services.materialize import INITS as NN_INIT
@@ -468,6 +479,22 @@ class TensorCreation(ExpressionCompiler):
         self.requires_grad(t, bool(flag), node, computed="nn.Parameter of a computed tensor")
         self.builder.leaves[t.name].kind = "parameter"
         return t
+
+    def parameter_container(self, kind: str, node: ast.Call) -> ParameterList | ParameterDict:
+        """nn.ParameterList([nn.Parameter(...), ...]) / nn.ParameterDict({"scale": nn.Parameter(...)}): the parameters
+        (tensors become parameters, as torch wraps them), named for their place once set on a module."""
+        if len(node.args) > 1 or node.keywords:
+            raise self.err(node, f"nn.{kind} takes one {'list' if kind == 'ParameterList' else 'dict'} of parameters")
+        items = self.expr(node.args[0]) if node.args else ([] if kind == "ParameterList" else {})
+        values = list(items.values()) if isinstance(items, dict) else items
+        if not isinstance(items, (list, tuple, dict)) or not all(isinstance(v, T) and v.name in self.builder.leaves
+                                                                 for v in values):
+            raise self.err(node, f"nn.{kind} takes parameters made here (nn.Parameter(torch.randn(...))), not {_kind(items)}")
+        for v in values:
+            if not self.builder.grad[v.name]:
+                self.requires_grad(v, True, node)
+            self.builder.leaves[v.name].kind = "parameter"
+        return ParameterDict(items) if isinstance(items, dict) else ParameterList(items)
 
     def requires_grad(self, t: T, flag: bool, node: ast.AST, computed: str = "") -> None:
         """`t.requires_grad_()`, `t.requires_grad = True`, nn.Parameter(t). A tensor computed from tensors that

@@ -25,6 +25,8 @@ from services.compiler.values import (
     Foreign,
     Instance,
     ModuleInst,
+    ParameterDict,
+    ParameterList,
     T,
     Untraced,
     UserClass,
@@ -640,6 +642,15 @@ class UserCode(ExpressionCompiler):
                                   "nn.ModuleList does")
         elif not inst.final and isinstance(v, T):
             inst.pinned = True  # an nn.Parameter named under the provisional path
+        if isinstance(v, (ParameterList, ParameterDict)):  # each parameter named for its place: model.coefs.0
+            keys = list(v) if isinstance(v, ParameterDict) else list(range(len(v)))
+            renames = {v[k].name: self.fresh(f"{path}.{k}") for k in keys if v[k].name != f"{path}.{k}"}
+            if renames:
+                self.builder.rename({n: renames.get(n, n) for n in self.builder.shapes})
+                self.rename_events(renames)  # type: ignore[attr-defined]
+                for k in keys:
+                    v[k] = T(renames.get(v[k].name, v[k].name))
+            inst.pinned = inst.pinned or not inst.final
         inst.attrs[attr] = v
 
     def scope_maps(self) -> list[Value]:

@@ -7,7 +7,17 @@ import ast
 
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.transformer import parts, synced
-from services.compiler.values import Bound, Instance, ModuleInst, T, UserFunction, Value, receiver
+from services.compiler.values import (
+    Bound,
+    Instance,
+    ModuleInst,
+    ParameterDict,
+    ParameterList,
+    T,
+    UserFunction,
+    Value,
+    receiver,
+)
 from services.errors import SpecError
 from services.ir import Event
 
@@ -143,8 +153,11 @@ class ModuleTree(ExpressionCompiler):
             for attr, a in v.attrs.items():  # its own nn.Parameters first (buffers are no parameters)
                 if isinstance(a, T) and a.name in leaves and leaves[a.name].kind == "parameter":
                     found.setdefault(a.name, prefix + attr)
-            for attr, a in v.attrs.items() if recurse else ():
+            for attr, a in v.attrs.items() if recurse else ():  # then its submodules' (a ParameterList is one), in order
                 if isinstance(a, (ModuleInst, Instance)):
                     self.collect_parameters(a, f"{prefix}{attr}.", found)
+                elif isinstance(a, (ParameterList, ParameterDict)):
+                    for k, p in (a.items() if isinstance(a, ParameterDict) else enumerate(a)):
+                        found.setdefault(p.name, f"{prefix}{attr}.{k}")
 
 

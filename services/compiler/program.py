@@ -633,6 +633,8 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
             return self.construct(path[3:], node)
         if path == "nn.Parameter":
             return self.parameter(node)
+        if path in ("nn.ParameterList", "nn.ParameterDict"):
+            return self.parameter_container(path[3:], node)
         if path.startswith("torch.optim.") and path[12:] in OPTIMIZERS:
             return Untraced(f"the optimizer {path}")
         if path.startswith("torch.optim.lr_scheduler."):

@@ -109,6 +109,14 @@ class Foreign:
     """'inspect', 'dataclasses.dataclass'."""
 
 
+class ParameterList(list):  # type: ignore[type-arg]
+    """nn.ParameterList([...]): its parameters, registered with the module it is set on ('model.coefs.0')."""
+
+
+class ParameterDict(dict):  # type: ignore[type-arg]
+    """nn.ParameterDict({...}): its parameters by key, registered with the module it is set on ('model.extra.scale')."""
+
+
 @dataclass(frozen=True)
 class FloatInfo:
     """torch.finfo(dtype) / np.finfo(dtype): a float type's limits as numbers (`eps = np.finfo(np.float32).eps.item()`)."""
