@@ -1312,3 +1312,17 @@ def test_parameter_lists_and_dicts_are_the_modules_parameters(tmp_path: Path) ->
     t = traced(PARAMETER_LISTS)
     same_as_torch(t, in_torch(PARAMETER_LISTS, tmp_path), ["m", "x", "flat", "loss"])
     assert {"m.params.0", "m.params.1", "m.gains.a", "m.gains.b"} <= set(t.result.nodes)
+
+
+def test_module_dict_of_pairs_as_the_docs_write_it(tmp_path: Path) -> None:
+    """nn.ModuleDict([['lrelu', nn.LeakyReLU()], ['prelu', nn.PReLU()]]) (the docs' list of pairs), picked by a key
+    given to forward: torch's numbers, the PReLU's weight named m.activations.prelu.weight."""
+    program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(0)\nclass MyModule(nn.Module):\n"
+               "    def __init__(self):\n        super().__init__()\n"
+               "        self.choices = nn.ModuleDict({'conv': nn.Conv2d(3, 4, 3), 'pool': nn.MaxPool2d(3)})\n"
+               "        self.activations = nn.ModuleDict([['lrelu', nn.LeakyReLU()], ['prelu', nn.PReLU()]])\n"
+               "    def forward(self, x, choice, act):\n        return self.activations[act](self.choices[choice](x))\n"
+               "m = MyModule()\nx = torch.randn(1, 3, 6, 6)\nloss = m(x, 'conv', 'prelu').sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["m", "x", "loss"])
+    assert "m.activations.prelu.weight" in t.result.nodes

@@ -785,6 +785,8 @@ def _kind(v: Any) -> str:
         return f"the class {v.path}"
     if isinstance(v, (tuple, list)) and v and all(isinstance(i, T) for i in v):
         return f"a {type(v).__name__} of {len(v)} tensors"
+    if isinstance(v, (tuple, list, dict)) and not _is_const(list(v.values()) if isinstance(v, dict) else v):
+        return f"a {type(v).__name__} of {len(v)} items"  # (of modules, objects: no repr of compiler values)
     if isinstance(v, Foreign):
         return (f"'{v.path}', imported from a module gradtrace does not trace (it traces torch, torch.nn, "
                 "torch.nn.functional, torch.distributions, math, Python's random, and numpy's math of numbers)")

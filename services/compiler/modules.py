@@ -233,6 +233,9 @@ class ModuleCalls(ExpressionCompiler):
             pairs = [(k.arg, k.value) for k in arg.keywords]
         elif isinstance(arg, ast.Dict):
             pairs = [(self.const(k) if k is not None else None, v) for k, v in zip(arg.keys, arg.values, strict=True)]
+        elif isinstance(arg, (ast.List, ast.Tuple)) and all(isinstance(e, (ast.List, ast.Tuple)) and len(e.elts) == 2
+                                                            for e in arg.elts):
+            pairs = [(self.const(e.elts[0]), e.elts[1]) for e in arg.elts]  # type: ignore[attr-defined]  # the docs' pairs
         else:  # a dict comprehension (its modules named base.key as they are made), or a dict built before
             made = self.comprehension(arg, base, 0) if isinstance(arg, ast.DictComp) else self.expr(arg)
             if not isinstance(made, dict):
