@@ -69,7 +69,7 @@ MODULES = {
     "torch": "torch", "torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "math": "math",
     "numpy": "numpy", "torch.nn.init": "torch.nn.init", "torch.optim": "torch.optim", "copy": "copy",
     "torch.distributions": "torch.distributions", "torch.distributions.categorical": "torch.distributions.categorical",
-    "torch.distributions.normal": "torch.distributions.normal", "string": "string",
+    "torch.distributions.normal": "torch.distributions.normal", "string": "string", "torch.autograd": "torch.autograd",
 }
 """Importable modules and the path each stands for."""
 FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "torch.optim": "torch.optim",
