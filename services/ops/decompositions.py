@@ -4,10 +4,12 @@ process's marginal likelihood, L = cholesky(K), alpha = cholesky_solve(y, L), lo
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+from scipy.linalg import lu_factor, lu_solve
 from scipy.linalg import solve_triangular as _triangular
 
 from services.errors import ShapeError
@@ -24,11 +26,29 @@ def triangular_solve(A: Array, B: Array, upper: bool, left: bool = True, unit: b
     if not left:  # X A = B  <=>  A^T X^T = B^T
         return _mh(triangular_solve(_mh(A), _mh(B), not upper, True, unit))
     batch = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    if A.size == 0 or B.size == 0:  # (empty matrices or an empty batch: nothing to solve)
+        return np.zeros((*batch, *B.shape[-2:]), dtype=B.dtype)
     A2 = np.broadcast_to(A, (*batch, *A.shape[-2:])).reshape(-1, *A.shape[-2:])
     B2 = np.broadcast_to(B, (*batch, *B.shape[-2:])).reshape(-1, *B.shape[-2:])
-    out = np.stack([_triangular(a, b, lower=not upper, unit_diagonal=unit) for a, b in zip(A2, B2, strict=True)]) if len(
-        A2) else np.zeros_like(B2)
+    out = np.stack([_one_triangular(a, b, not upper, unit) for a, b in zip(A2, B2, strict=True)])
     return out.reshape(*batch, *B.shape[-2:]).astype(B.dtype, copy=False)
+
+
+def _one_triangular(a: Array, b: Array, lower: bool, unit: bool) -> Array:
+    """One triangular solve; a zero on the diagonal gives inf and NaN, as LAPACK's trtrs in torch, not an error."""
+    try:
+        return _triangular(a, b, lower=lower, unit_diagonal=unit, check_finite=False)  # type: ignore[no-any-return]
+    except np.linalg.LinAlgError:
+        pass
+    n = a.shape[0]
+    x = np.zeros(b.shape, dtype=np.result_type(a, b))
+    rows = range(n) if lower else range(n - 1, -1, -1)
+    with np.errstate(all="ignore"):
+        for i in rows:
+            done = slice(0, i) if lower else slice(i + 1, n)
+            rest = b[i] - a[i, done] @ x[done]
+            x[i] = rest if unit else rest / a[i, i]
+    return x
 
 
 class CholeskyArgs(BaseModel):
@@ -41,7 +61,7 @@ class CholeskyArgs(BaseModel):
 @register
 class Cholesky(Op):
     """L with A = L L^H (upper: U with A = U^H U) of each symmetric positive definite matrix; torch reads A's lower
-    triangle. The gradient is torch's: L^-H Phi(L^H gL) L^-1, Phi the lower triangle with its diagonal halved."""
+    triangle (upper=True: its upper one). The gradient is torch's: L^-H Phi(L^H gL) L^-1, Phi the lower triangle with its diagonal halved."""
 
     name = "cholesky"
     Args = CholeskyArgs
@@ -62,13 +82,9 @@ class Cholesky(Op):
         return column_major(shapes[0])  # LAPACK's layout
 
     def forward(self, xs: list[Array], a: CholeskyArgs) -> Array:
-        A = xs[0]
-        lower = np.tril(A) + _mh(np.tril(A, -1))  # torch reads the lower triangle only
-        try:
-            L = np.linalg.cholesky(lower).astype(A.dtype)
-        except np.linalg.LinAlgError:
-            raise ValueError("linalg.cholesky: The factorization could not be completed because the input is not "
-                             "positive-definite") from None
+        A = xs[0]  # torch reads one triangle, the lower (upper=True: the upper)
+        lower = np.triu(A) + _mh(np.triu(A, 1)) if a.upper else np.tril(A) + _mh(np.tril(A, -1))
+        L = _cholesky(lower.astype(np.float64)).astype(A.dtype)
         return _mh(L) if a.upper else L
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: CholeskyArgs) -> list[Array | None]:
@@ -78,6 +94,22 @@ class Cholesky(Op):
         gA = triangular_solve(_mh(L), gA, upper=True)
         gA = triangular_solve(L, gA, upper=False, left=False)
         return [gA.astype(xs[0].dtype, copy=False)]
+
+
+def _cholesky(m: Array) -> Array:
+    """Lower Cholesky factors in float64; NaN for a matrix that is not positive definite here (torch's float32
+    factorisation can pass a singular one its rounding makes positive: the engines then disagree there, not fail)."""
+    try:
+        return np.linalg.cholesky(m)
+    except np.linalg.LinAlgError:
+        flat = m.reshape(-1, *m.shape[-2:])
+        out = np.full(flat.shape, np.nan)
+        for k, one in enumerate(flat):
+            try:
+                out[k] = np.linalg.cholesky(one)
+            except np.linalg.LinAlgError:
+                pass
+        return out.reshape(m.shape)
 
 
 class UpperArgs(BaseModel):
@@ -207,6 +239,15 @@ class Slogdet(Op):
     def backward(self, g: Array, out: Array, xs: list[Array], a: SlogdetArgs) -> list[Array | None]:
         if a.part == "sign":
             return [None]
-        inv = np.linalg.inv(xs[0].astype(np.float64))
-        return [(np.asarray(g, np.float64)[..., None, None] * _mh(inv)).astype(xs[0].dtype)]
+        A = xs[0]
+        if A.size == 0:
+            return [np.zeros_like(A)]
+        # g A^-T solved through LU, as torch's: a singular matrix gives inf and NaN where its pivots are 0, no error
+        n = A.shape[-1]
+        flat, gs = A.reshape(-1, n, n).astype(np.float64), np.broadcast_to(np.asarray(g, np.float64), A.shape[:-2]).reshape(-1)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (scipy's LinAlgWarning for a singular matrix)
+            out = np.stack([lu_solve(lu_factor(m, check_finite=False), gk * np.eye(n), trans=1, check_finite=False)
+                            for m, gk in zip(flat, gs, strict=True)])
+        return [out.reshape(A.shape).astype(A.dtype)]
 

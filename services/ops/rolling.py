@@ -19,11 +19,15 @@ class RollArgs(BaseModel):
 
 def _pairs(a: RollArgs, ndim: int) -> tuple[list[int], list[int] | None]:
     shifts = [a.shifts] if isinstance(a.shifts, int) else list(a.shifts)
+    if not shifts:
+        raise ShapeError("roll: `shifts` required")
     if a.dims is None:
         if len(shifts) != 1:
             raise ShapeError(f"roll: shifts {a.shifts} need dims, one per shift")
         return shifts, None
     dims = [a.dims] if isinstance(a.dims, int) else list(a.dims)
+    if ndim == 0 and dims:  # (norm_dim takes dims -1 and 0 of a 0-d tensor; torch's roll does not)
+        raise ShapeError(f"roll: Dimension specified as {dims[0]} but tensor has no dimensions")
     if len(dims) != len(shifts):
         raise ShapeError(f"roll: shifts and dimensions must align. shifts: {len(shifts)}, dims: {len(dims)}")
     return shifts, [norm_dim(d, ndim) for d in dims]

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, norm_dim, register
 from services.ops.reductions import ReduceArgs, VarArgs, VarBase, _axes, _expand, _reduced_shape, _var_backward
 
@@ -90,7 +91,9 @@ class Median(Op):
         x = shapes[0]
         if a.dim is None:
             return ()
-        norm_dim(a.dim, len(x))
+        d = norm_dim(a.dim, len(x))
+        if x and x[d] == 0:
+            raise ShapeError(f"median(): Expected reduction dim {d} to have non-zero size.")
         return _reduced_shape(x, ReduceArgs(dim=a.dim, keepdim=a.keepdim)) if x else ()
 
     def dtype_for(self, dtypes: list[str], a: MedianArgs) -> str:
@@ -118,7 +121,7 @@ class Median(Op):
             if a.part == "indices":  # (a 0-d tensor's, along dim 0)
                 return np.zeros((), np.int64)
             flat = x.ravel()
-            if flat.dtype.kind == "f" and np.isnan(flat).any():
+            if flat.dtype.kind == "f" and (np.isnan(flat).any() or not flat.size):  # (NaN of nothing, as torch)
                 return np.asarray(np.nan, dtype=x.dtype)
             return np.asarray(np.sort(flat, kind="stable")[(flat.size - 1) // 2], dtype=x.dtype)
         idx = self.index(x, a)
@@ -131,7 +134,8 @@ class Median(Op):
             return [None]
         if a.dim is None or x.ndim == 0:
             mask = np.isnan(x) if np.isnan(out) else x == out
-            return [np.where(mask, g / np.asarray(mask.sum(), g.dtype), 0).astype(x.dtype)]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return [np.where(mask, g / np.asarray(mask.sum(), g.dtype), 0).astype(x.dtype)]
         axis = norm_dim(a.dim, x.ndim)
         gx = np.zeros_like(x)
         np.put_along_axis(gx, self.index(x, a), g if a.keepdim else np.expand_dims(g, axis), axis=axis)
