@@ -157,6 +157,26 @@ def test_topk_picks_among_ties_as_torch(n: int, levels: int, seed: int, frac: fl
         assert topk_indices(x.tolist(), k, largest) == want, (x.tolist(), k, largest)
 
 
+@PROPS
+@given(n=st.sampled_from([2, 16, 17, 40, 64, 130, 300]), levels=st.integers(1, 5), seed=seeds, descending=st.booleans(),
+       nans=st.booleans())
+def test_sort_orders_ties_as_torch(n: int, levels: int, seed: int, descending: bool, nans: bool) -> None:
+    """Rows of a few distinct values (and NaNs): without stable=True, the sort op's indices are torch's CPU kernel's
+    (std::sort: stable up to 16 elements, not past them), through the op as the engines run it, rows along dim 1."""
+    import numpy as np
+    import torch
+
+    from services.ops.sorting import Sort, SortArgs
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, levels, (3, n)).astype(np.float32)
+    if nans:
+        x[rng.random((3, n)) < 0.2] = np.nan
+    want = torch.from_numpy(x).sort(dim=1, descending=descending).indices.numpy()
+    got = Sort().forward([x], SortArgs(dim=1, descending=descending, part="indices"))
+    assert (got == want).all(), (x.tolist(), descending)
+
+
 def test_topk_of_an_empty_tensor_is_empty_as_torchs() -> None:
     """A dim of size 0 (found by the accepted-specs fuzz): empty indices, as torch gives, not a reshape error."""
     import numpy as np

@@ -106,6 +106,8 @@ class ExpressionCompiler:
         self.line = 0
         self.reserved: set[str] = set()
         """Program variable names: nodes named after module paths or temporaries never take them."""
+        self.item_values: set[str] = set()
+        """Nodes made by `.item()` (a Python number in torch): refusals that need a number say what they are."""
         self.pending: set[str] = set()
         """Inside a call: the names its callers' statements bind once it returns (functions.frame)."""
         self.instance_paths: set[str] = set()
@@ -294,6 +296,10 @@ class ExpressionCompiler:
     def const(self, node: ast.expr) -> Any:
         """An expression that must fold to a constant (number, string, bool, None, tuple/list of them)."""
         v = self.expr(node)
+        if isinstance(v, T) and v.name in self.item_values:
+            raise self.err(node, f"'{self.src(node)[:60]}' is a tensor's `.item()`, a Python number in torch, whose value "
+                                 "gradtrace does not know while it compiles (it is in the result): use it in tensor "
+                                 "arithmetic, not where a number known now is needed (a size, an index, float(), round())")
         if not _is_const(v):
             raise self.err(node, f"'{self.src(node)[:60]}' must be a constant (number, string, bool or list), not {_kind(v)}")
         return list(v) if isinstance(v, tuple) else v

@@ -573,16 +573,19 @@ class UserCode(ExpressionCompiler):
         else None: how many times a call binds each name, known before its statements run (the last binding takes
         the bare name). Only names, attributes of objects, constants, comparisons and `and`/`or`/`not`: nothing that
         could add a node."""
+        # a tensor is known to be no None: `targets is None`, `self.bias is not None` decide now
+        identity = {id(e) for c in ast.walk(test) if isinstance(c, ast.Compare) and all(isinstance(o, (ast.Is, ast.IsNot))
+                                                                                  for o in c.ops) for e in (c.left, *c.comparators)}
         for n in ast.walk(test):
             if not isinstance(n, (ast.Name, ast.Attribute, ast.Constant, ast.Compare, ast.BoolOp, ast.UnaryOp,
                                   ast.Load, ast.boolop, ast.cmpop, ast.Not, ast.Tuple, ast.List)):
                 return None
-            if isinstance(n, ast.Name) and (n.id not in self.scope or isinstance(self.scope[n.id], T)):
+            if isinstance(n, ast.Name) and (n.id not in self.scope or isinstance(self.scope[n.id], T) and id(n) not in identity):
                 return None
             if isinstance(n, ast.Attribute) and not (isinstance(n.value, ast.Name)
                                                      and isinstance(self.scope.get(n.value.id), Instance)):
                 return None
-            if isinstance(n, ast.Attribute) and (isinstance(self.scope[n.value.id].attrs.get(n.attr), T)  # type: ignore[attr-defined]
+            if isinstance(n, ast.Attribute) and (isinstance(self.scope[n.value.id].attrs.get(n.attr), T) and id(n) not in identity  # type: ignore[attr-defined]
                                                  or n.attr in self.scope[n.value.id].cls.methods):  # type: ignore[attr-defined]
                 return None  # a tensor, or a property (its getter could add nodes)
         try:

@@ -31,9 +31,10 @@ class PythonRandom(ExpressionCompiler):
         if fn == "seed":
             if len(args) > 1 or kwargs or args and not (is_number(args[0]) or isinstance(args[0], str) or args[0] is None):
                 raise self.err(node, "random.seed takes one number or string")
-            if args and args[0] is None:
-                raise self.err(node, "random.seed(None) seeds from the OS's entropy: give a number")
-            self.py_random = random.Random(args[0] if args else 0)
+            if not args or args[0] is None:
+                raise self.err(node, "random.seed() without a number seeds from the OS's entropy, so the program gives "
+                                     "other numbers on every run: give one (random.seed(0))")
+            self.py_random = random.Random(args[0])
             return None
         if fn not in DRAWS:
             raise self.err(node, f"{path} is not traced (gradtrace runs random.{', random.'.join(sorted(DRAWS))})")

@@ -300,9 +300,11 @@ class TensorMethods(ExpressionCompiler):
         shape = self.shape(t)
         if int(np.prod(shape, dtype=np.int64)) != 1:
             raise self.err(node, f"a Tensor with {int(np.prod(shape, dtype=np.int64))} elements cannot be converted to Scalar")
-        v = self.emit("detach", [t], {}, node, name=self.temp() if shape else None) if self.builder.grad[t.name] else t
+        v = self.emit("detach", [t], {}, node, name=self.temp()) if self.builder.grad[t.name] else t
+        v = self.emit("clone", [v], {}, node, name=self.temp() if shape else None)  # a number of its own: no view of t
         if shape:
             v = self.emit("reshape", [v], {"shape": []}, node)
+        self.item_values.add(v.name)  # type: ignore[attr-defined]
         self.res.notes.append(f"line {node.lineno}: `{self.src(node)[:60]}` is a Python number in torch; here it is the "  # type: ignore[attr-defined]
                               "tensor's value as a node without grad, so arithmetic on it runs in the tensor's dtype "
                               "(Python's in double: digits past float32's may differ)")

@@ -119,7 +119,7 @@ class Softshrink(Hardshrink):
     def forward(self, xs: list[Array], a: LambdArgs) -> Array:
         x = xs[0]
         lam = np.asarray(a.lambd, x.dtype)
-        return np.where(x > lam, x - lam, np.where(x < -lam, x + lam, 0)).astype(x.dtype, copy=False)
+        return np.where(x > lam, x - lam, np.where(x < -lam, x + lam, x * 0)).astype(x.dtype, copy=False)  # (NaN stays)
 
 
 class ThresholdArgs(BaseModel):

@@ -3,6 +3,7 @@ with `part` saying which (values carry the gradient, scattered back to where the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, norm_dim, register
-from services.ops.topk_order import topk_indices
+from services.ops.topk_order import sort_indices, topk_indices
 
 
 class TopkArgs(BaseModel):
@@ -38,6 +39,23 @@ def _order(x: Array, dim: int, descending: bool) -> Array:
     # descending, ties first-come: a stable sort of the negation (NaN, torch's largest, first)
     key = np.where(np.isnan(x), -np.inf, -x) if x.dtype.kind == "f" else -x
     return np.argsort(key, axis=d, kind="stable")
+
+
+def _tied_rows(x: Array, d: int, idx: Array, pick: Callable[[list[float]], list[int]]) -> Array:
+    """idx (the picked indices along dim d, ties first-come) with each row of x that has ties (equal values, or NaNs)
+    picked by `pick` instead, torch's CPU order among them (topk_order)."""
+    rows = np.moveaxis(x, d, -1).reshape(-1, x.shape[d])
+    s = np.sort(rows, axis=1)
+    tied = (s[:, 1:] == s[:, :-1]).any(axis=1)
+    if rows.dtype.kind == "f":
+        tied |= np.isnan(rows).sum(axis=1) > 1
+    if not tied.any():
+        return idx
+    out = np.moveaxis(idx, d, -1).copy()
+    flat = out.reshape(-1, out.shape[-1])
+    for r in np.flatnonzero(tied):
+        flat[r] = pick(rows[r].tolist())
+    return np.moveaxis(flat.reshape(out.shape), -1, d)
 
 
 class Sorting(Op):
@@ -97,18 +115,7 @@ class Topk(Sorting):
         idx = np.take(_order(x, a.dim, a.largest), np.arange(a.k), axis=d)
         if x.shape[d] < 2 or a.k == 0 or x.size == 0:  # (nothing to tie)
             return idx
-        rows = np.moveaxis(x, d, -1).reshape(-1, x.shape[d])
-        s = np.sort(rows, axis=1)
-        tied = (s[:, 1:] == s[:, :-1]).any(axis=1)
-        if rows.dtype.kind == "f":
-            tied |= np.isnan(rows).sum(axis=1) > 1
-        if not tied.any():
-            return idx
-        out = np.moveaxis(idx, d, -1).copy()
-        flat = out.reshape(-1, a.k)
-        for r in np.flatnonzero(tied):
-            flat[r] = topk_indices(rows[r].tolist(), a.k, a.largest)
-        return np.moveaxis(flat.reshape(out.shape), -1, d)
+        return _tied_rows(x, d, idx, lambda row: topk_indices(row, a.k, a.largest))
 
     def on_cuda(self, a: TopkArgs) -> str | None:
         return ("topk: torch's CUDA kernel picks among equal values otherwise than its CPU kernel, whose pick the "
@@ -132,7 +139,13 @@ class Sort(Sorting):
         return t.sort(xs[0], dim=a.dim, descending=a.descending, **extra)[0 if a.part == "values" else 1]
 
     def order(self, x: Array, a: SortArgs) -> Array:
-        return _order(x, a.dim, a.descending)
+        """Ties first-come with stable=True; else, in rows of more than 16 with ties, the order torch's CPU kernel's
+        std::sort leaves them in (topk_order: up to 16 its insertion sort is stable too)."""
+        idx = _order(x, a.dim, a.descending)
+        d = norm_dim(a.dim, x.ndim)
+        if a.stable or x.ndim == 0 or x.shape[d] <= 16 or x.size == 0:
+            return idx
+        return _tied_rows(x, d, idx, lambda row: sort_indices(row, a.descending))
 
     def on_cuda(self, a: SortArgs) -> str | None:
         if a.stable:

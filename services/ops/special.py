@@ -28,7 +28,7 @@ class LogitArgs(BaseModel):
 @register
 class Logit(Unary):
     """log(x / (1 - x)), x clamped to [eps, 1 - eps] when eps is given; gradient g / (x (1 - x)), 0 outside that
-    range (torch's logit_backward)."""
+    range (without eps: NaN outside [0, 1]), as torch's logit_backward."""
 
     name = "logit"
     Args = LogitArgs
@@ -53,4 +53,6 @@ class Logit(Unary):
             gx = g / (x * (1 - x))
         if a.eps is not None:
             gx = np.where((x < a.eps) | (x > 1 - a.eps), 0, gx)
+        else:  # outside [0, 1] torch's backward is NaN, whatever the gradient
+            gx = np.where((x < 0) | (x > 1), np.nan, gx)
         return [gx.astype(x.dtype, copy=False)]

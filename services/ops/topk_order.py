@@ -1,7 +1,8 @@
-"""The order torch's CPU topk picks among equal values: its kernel (ATen's TopKImpl.h) runs libstdc++'s
-std::partial_sort (k * 64 <= n) or std::nth_element then std::sort on (value, index) pairs compared by value alone,
-so ties come out in the order those algorithms leave them. Here the same algorithms, step for step, on a Python
-list (rows with ties only: without ties every correct order is the same one)."""
+"""The order torch's CPU topk and sort pick among equal values: topk's kernel (ATen's TopKImpl.h) runs libstdc++'s
+std::partial_sort (k * 64 <= n) or std::nth_element then std::sort, and sort without stable=True runs std::sort, on
+(value, index) pairs compared by value alone, so ties come out in the order those algorithms leave them (std::sort is
+an insertion sort, stable, up to 16 elements). Here the same algorithms, step for step, on a Python list (rows with
+ties only: without ties every correct order is the same one)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ Less = Callable[[Item, Item], bool]
 _THRESHOLD = 16  # libstdc++'s _S_threshold
 
 
-def topk_indices(values: list[float], k: int, largest: bool) -> list[int]:
-    """The indices torch.topk(values, k, largest=largest, sorted=True) returns for one row on the CPU."""
+def _less(values: list[float], largest: bool) -> Less:
+    """torch's comparators of (value, index): NaN first and then the largest (descending), or NaN last."""
     nan = [v != v for v in values]
     if largest:
         def less(x: Item, y: Item) -> bool:  # NaN first, then the largest (numpy's and torch's order)
@@ -21,6 +22,19 @@ def topk_indices(values: list[float], k: int, largest: bool) -> list[int]:
     else:
         def less(x: Item, y: Item) -> bool:
             return (not nan[x[1]] and nan[y[1]]) or x[0] < y[0]
+    return less
+
+
+def sort_indices(values: list[float], descending: bool) -> list[int]:
+    """The indices torch.sort(values, descending=descending) (stable unset) returns for one row on the CPU."""
+    a: list[Item] = [(v, i) for i, v in enumerate(values)]
+    _sort(a, 0, len(a), _less(values, descending))
+    return [i for _, i in a]
+
+
+def topk_indices(values: list[float], k: int, largest: bool) -> list[int]:
+    """The indices torch.topk(values, k, largest=largest, sorted=True) returns for one row on the CPU."""
+    less = _less(values, largest)
     a: list[Item] = [(v, i) for i, v in enumerate(values)]
     n = len(a)
     if k == 0:
