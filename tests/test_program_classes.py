@@ -1326,3 +1326,16 @@ def test_module_dict_of_pairs_as_the_docs_write_it(tmp_path: Path) -> None:
     t = traced(program)
     same_as_torch(t, in_torch(program, tmp_path), ["m", "x", "loss"])
     assert "m.activations.prelu.weight" in t.result.nodes
+
+
+def test_a_helper_method_called_twice_binding_the_callers_name(tmp_path: Path) -> None:
+    """`x = self.helper(x)` twice, the helper binding x twice itself (all under the object's prefix): torch's numbers,
+    each binding its own node."""
+    program = ("import torch\nimport torch.nn as nn\nclass M(nn.Module):\n    def __init__(self):\n"
+               "        super().__init__()\n        self.fc = nn.Linear(3, 3)\n    def helper(self, x):\n"
+               "        x = self.fc(x)\n        x = x.relu()\n        return x\n    def forward(self, x):\n"
+               "        x = self.helper(x)\n        x = self.helper(x)\n        return x\ntorch.manual_seed(0)\nm = M()\n"
+               "x = torch.randn(2, 3)\nout = m(x)\nloss = out.sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["m", "x", "out", "loss"])
+    assert sum(n.op == "linear" for n in t.result.nodes.values()) == 2
