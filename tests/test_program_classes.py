@@ -1266,20 +1266,26 @@ class Agent(nn.Module):
         self.actor = layer_init(nn.Linear(4, 2), std=0.01)
     def forward(self, x):
         return self.critic(x).sum() + self.actor(x).sum()
+def make(i, o):
+    layer = nn.Linear(i, o)
+    nn.init.kaiming_normal_(layer.weight)
+    return layer
 agent = Agent()
 head = layer_init(nn.Linear(2, 2))
+model = nn.Sequential(make(4, 3), nn.ReLU(), make(3, 1))
 x = torch.randn(5, 4)
-loss = agent(x) + head(agent.actor(x)).sum()
+loss = agent(x) + head(agent.actor(x)).sum() + model(x).sum()
 loss.backward()
 """
 
 
 def test_a_layer_initialised_by_a_helper_is_named_where_it_ends_up(tmp_path: Path) -> None:
     """CleanRL's `layer_init(nn.Linear(...))`: the helper uses the layer's parameters before anything names it; the
-    place it ends up names them, as torch's named_parameters does (agent.critic.0.weight, agent.actor.bias, head.weight)."""
+    place it ends up names them, as torch's named_parameters does (agent.critic.0.weight, agent.actor.bias, head.weight),
+    also when the helper keeps it in a local of its own (`layer = nn.Linear(i, o)`: model.0.weight)."""
     t = traced(CLEANRL)
-    same_as_torch(t, in_torch(CLEANRL, tmp_path), ["agent", "head", "x", "loss"])
-    assert not [n for n in t.result.nodes if n.startswith("Linear")]
+    same_as_torch(t, in_torch(CLEANRL, tmp_path), ["agent", "head", "model", "x", "loss"])
+    assert not [n for n in t.result.nodes if n.startswith(("Linear", "make."))]
 
 
 PARAMETER_LISTS = """import torch

@@ -307,7 +307,7 @@ class ModuleCalls(ExpressionCompiler):
                 self.instance_paths.add(name)
                 m.path, m.stand_in = name, False
             return
-        m.stand_in = not (name or m.hint)
+        m.stand_in = not name  # (a function's local, or its class's name: the place it ends up names it)
         path = name or m.hint or self.fresh(m.kind)
         base, k = path, 1
         while path in self.instance_paths:  # `layer = layers[i]` in a loop: each module its own path

@@ -67,8 +67,9 @@ class ModuleInst:
     """An nn.LazyLinear / LazyConv2d / ... before its first call: its constructor's arguments, which that call
     completes with the size it reads off its input (then cfg, the parameters and their draws, as in torch)."""
     stand_in: bool = False
-    """Its path is its class's name ('Linear#2'), given when a function used its parameters before anything named
-    it (CleanRL's `layer_init(nn.Linear(...))`): the place it ends up renames it ('agent.critic.0')."""
+    """Its path is a function's local ('make.layer') or its class's name ('Linear#2'), given when a function used its
+    parameters before anything named it (CleanRL's `layer_init(nn.Linear(...))`): the place it ends up renames it
+    ('agent.critic.0')."""
 
     def child_name(self, i: int) -> str:
         """The i-th child's name in its path: its index, a ModuleDict's key."""
