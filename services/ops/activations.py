@@ -17,15 +17,19 @@ SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
 
-class ScaledElu(Unary):
+class FloatUnary(Unary):
+    """A pointwise op of floats: a bool tensor (a comparison's result) is refused, as torch refuses it."""
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+
+class ScaledElu(FloatUnary):
     """scale * (x for x > 0, alpha * (exp(x * input_scale) - 1) otherwise), torch's elu with its coefficients."""
 
     def coefficients(self, a: Any) -> tuple[float, float, float]:
         """(alpha, scale, input_scale)."""
         raise NotImplementedError
-
-    def dtype(self, dtypes: list[str]) -> str:
-        return no_bool(self, dtypes)
 
     def forward(self, xs: list[Array], a: Any) -> Array:
         x = xs[0]
@@ -83,16 +87,13 @@ class LambdArgs(BaseModel):
 
 
 @register
-class Hardshrink(Unary):
+class Hardshrink(FloatUnary):
     """x where |x| > lambd, else 0."""
 
     name = "hardshrink"
     Args = LambdArgs
     positional = ("lambd",)
     functions = ("F.hardshrink", "torch.hardshrink")
-
-    def dtype(self, dtypes: list[str]) -> str:
-        return no_bool(self, dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: LambdArgs) -> Any:
         return t.nn.functional.hardshrink(xs[0], a.lambd)
@@ -129,16 +130,13 @@ class ThresholdArgs(BaseModel):
 
 
 @register
-class Threshold(Unary):
+class Threshold(FloatUnary):
     """value where x <= threshold, else x (NaN stays NaN, and keeps its gradient, as torch's kernel)."""
 
     name = "threshold"
     Args = ThresholdArgs
     positional = ("threshold", "value")
     functions = ("F.threshold", "torch.threshold")
-
-    def dtype(self, dtypes: list[str]) -> str:
-        return no_bool(self, dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: ThresholdArgs) -> Any:
         return t.nn.functional.threshold(xs[0], a.threshold, a.value)

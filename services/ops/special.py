@@ -10,9 +10,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy.special import digamma, erfinv, gammaln, polygamma
 
+from services.ops.activations import FloatUnary
 from services.ops.base import Array, register
-from services.ops.comparison import no_bool
-from services.ops.elementwise import Unary, _unary
+from services.ops.elementwise import _unary
 
 _unary("lgamma", gammaln, lambda g, y, x: g * digamma(x), functions=("torch.special.gammaln",))
 _unary("digamma", digamma, lambda g, y, x: g * polygamma(1, x), functions=("torch.special.digamma", "torch.special.psi"))
@@ -26,7 +26,7 @@ class LogitArgs(BaseModel):
 
 
 @register
-class Logit(Unary):
+class Logit(FloatUnary):
     """log(x / (1 - x)), x clamped to [eps, 1 - eps] when eps is given; gradient g / (x (1 - x)), 0 outside that
     range (without eps: NaN outside [0, 1]), as torch's logit_backward."""
 
@@ -35,9 +35,6 @@ class Logit(Unary):
     positional = ("eps",)
     functions = ("torch.logit", "torch.special.logit")
     methods = ("logit",)
-
-    def dtype(self, dtypes: list[str]) -> str:
-        return no_bool(self, dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: LogitArgs) -> Any:
         return t.logit(xs[0], eps=a.eps)
