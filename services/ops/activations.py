@@ -1,5 +1,5 @@
-"""More activations as torch's kernels compute them: selu and celu (elu scaled: at x = 0 the left branch's slope, as
-torch's elu_backward), hardshrink, softshrink and threshold (gradient 0 at the cut, which is excluded)."""
+"""More activations as torch's kernels compute them: selu and celu (elu's scaled forms: at x = 0 the left branch's
+slope, as torch's elu_backward), hardshrink, softshrink and threshold (gradient 0 at the cut, which is excluded)."""
 
 from __future__ import annotations
 
@@ -10,39 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import ShapeError
 from services.ops.base import Array, Shape, register
-from services.ops.comparison import no_bool
-from services.ops.elementwise import Unary
+from services.ops.elementwise import FloatUnary, ScaledElu
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
-
-
-class FloatUnary(Unary):
-    """A pointwise op of floats: a bool tensor (a comparison's result) is refused, as torch refuses it."""
-
-    def dtype(self, dtypes: list[str]) -> str:
-        return no_bool(self, dtypes)
-
-
-class ScaledElu(FloatUnary):
-    """scale * (x for x > 0, alpha * (exp(x * input_scale) - 1) otherwise), torch's elu with its coefficients."""
-
-    def coefficients(self, a: Any) -> tuple[float, float, float]:
-        """(alpha, scale, input_scale)."""
-        raise NotImplementedError
-
-    def forward(self, xs: list[Array], a: Any) -> Array:
-        x = xs[0]
-        alpha, scale, inner = self.coefficients(a)
-        with np.errstate(over="ignore"):
-            neg = alpha * scale * np.expm1(np.minimum(x, 0) * inner)
-        return np.where(x <= 0, neg, scale * x).astype(x.dtype, copy=False)
-
-    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
-        x = xs[0]
-        alpha, scale, inner = self.coefficients(a)
-        neg = g * (alpha * scale * inner) * np.exp(np.minimum(x, 0) * inner)
-        return [np.where(x <= 0, neg, g * scale).astype(x.dtype, copy=False)]
 
 
 @register

@@ -196,6 +196,13 @@ class Unary(Op):
         return getattr(t, self.fn or self.name)(xs[0])
 
 
+class FloatUnary(Unary):
+    """A pointwise op of floats: a bool tensor (a comparison's result) is refused, as torch refuses it."""
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+
 def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), methods: tuple[str, ...] | None = (),
            bounds: tuple[float, float] | None = None, call: str = "", ints: bool = False, keeps_layout: bool = True,
            cuda: str | None = None) -> None:
@@ -378,14 +385,11 @@ class Softplus(Unary):
 
 
 @register
-class Silu(Unary):
+class Silu(FloatUnary):
     """x * sigmoid(x); d/dx = s * (1 + x * (1 - s)), as torch's SiluBackward0."""
 
     name = "silu"
     functions = ("F.silu",)
-
-    def dtype(self, dtypes: list[str]) -> str:
-        return no_bool(self, dtypes)
 
     def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
         return t.nn.functional.silu(xs[0])
@@ -443,13 +447,34 @@ class Glu(Op):
         return [np.concatenate([g * s, g * first * s * (1 - s)], axis=a.dim).astype(xs[0].dtype, copy=False)]
 
 
+class ScaledElu(FloatUnary):
+    """scale * (x for x > 0, alpha * (exp(x * input_scale) - 1) otherwise), torch's elu with its coefficients."""
+
+    def coefficients(self, a: Any) -> tuple[float, float, float]:
+        """(alpha, scale, input_scale)."""
+        raise NotImplementedError
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        x = xs[0]
+        alpha, scale, inner = self.coefficients(a)
+        with np.errstate(over="ignore"):
+            neg = alpha * scale * np.expm1(np.minimum(x, 0) * inner)
+        return np.where(x <= 0, neg, scale * x).astype(x.dtype, copy=False)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        x = xs[0]
+        alpha, scale, inner = self.coefficients(a)
+        neg = g * (alpha * scale * inner) * np.exp(np.minimum(x, 0) * inner)
+        return [np.where(x <= 0, neg, g * scale).astype(x.dtype, copy=False)]
+
+
 class EluArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     alpha: float = 1.0
 
 
 @register
-class Elu(Unary):
+class Elu(ScaledElu):
     """x for x > 0, alpha * (exp(x) - 1) otherwise; at x = 0 torch takes the left branch's slope, alpha."""
 
     name = "elu"
@@ -457,22 +482,11 @@ class Elu(Unary):
     positional = ("alpha",)
     functions = ("F.elu",)
 
-    def dtype(self, dtypes: list[str]) -> str:
-        return no_bool(self, dtypes)
+    def coefficients(self, a: EluArgs) -> tuple[float, float, float]:
+        return a.alpha, 1.0, 1.0
 
     def torch(self, t: Any, xs: list[Any], a: EluArgs) -> Any:
         return t.nn.functional.elu(xs[0], alpha=a.alpha)
-
-    def forward(self, xs: list[Array], a: EluArgs) -> Array:
-        x = xs[0]
-        with np.errstate(over="ignore"):
-            neg = np.asarray(a.alpha, x.dtype) * np.expm1(np.minimum(x, 0))
-        return np.where(x <= 0, neg, x).astype(x.dtype, copy=False)
-
-    def backward(self, g: Array, out: Array, xs: list[Array], a: EluArgs) -> list[Array | None]:
-        x = xs[0]
-        neg = g * np.asarray(a.alpha, x.dtype) * np.exp(np.minimum(x, 0))
-        return [np.where(x <= 0, neg, g).astype(x.dtype, copy=False)]  # NaN takes the x > 0 branch, as torch
 
 
 class HardtanhArgs(BaseModel):

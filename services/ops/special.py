@@ -10,9 +10,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy.special import digamma, erfinv, gammaln, polygamma
 
-from services.ops.activations import FloatUnary
 from services.ops.base import Array, register
-from services.ops.elementwise import _unary
+from services.ops.elementwise import FloatUnary, _unary
 
 _unary("lgamma", gammaln, lambda g, y, x: g * digamma(x), functions=("torch.special.gammaln",))
 _unary("digamma", digamma, lambda g, y, x: g * polygamma(1, x), functions=("torch.special.digamma", "torch.special.psi"))
