@@ -105,10 +105,7 @@ class Bindings(ExpressionCompiler):
         name = var if last else f"{var}@{k}"
         if name in self.builder or name in self.pending:  # a call made again; a binding count_bindings did not
             # foresee; a name a caller's statement binds when this call returns
-            base = name if self.prefix else f"{var}@{k}"
-            name, j = self.fresh(base), 2
-            while name in self.pending:
-                name, j = self.fresh(f"{base}#{j}"), j + 1
+            name = self.fresh(name if self.prefix else f"{var}@{k}")
         if self.loose:  # type: ignore[attr-defined]
             self.loose_names.add(name)  # type: ignore[attr-defined]
         return name

@@ -75,7 +75,7 @@ class Builtins(ExpressionCompiler):
             if all(is_number(v) for v in vals):  # abs(-2), round(1.6): Python's; abs of a tensor: the op
                 return abs(vals[0]) if fn == "abs" else round(*vals)  # type: ignore[call-overload]
             if fn == "round" and isinstance(vals[0], T) and vals[0].name in self.item_values:
-                return self.const(node.args[0])  # (refused there: a tensor's .item(), whose value is not known now)
+                raise self.item_error(node.args[0])
             if fn == "round":
                 raise self.err(node, "round() of a tensor: torch raises (type Tensor doesn't define __round__ method); "
                                      "use torch.round(x)")

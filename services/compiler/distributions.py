@@ -84,7 +84,7 @@ class Distributions(ExpressionCompiler):
         dtype = self.dtype_of(tensors[0]) if tensors else self.dtype
         for k, v in vals.items():
             if is_number(v):
-                name = self.fresh(f"{d.base}.{k}") if d.base else self.temp()
+                name = self.part_name(d, k) or self.temp()
                 self.builder.add_leaf(Leaf(name, (), dtype, False, init=f"{float(v)!r} (line {node.lineno})",
                                            expr=f"line {node.lineno}", value=np.array(v, dtype=dtype)), ("program",))
                 vals[k] = T(name)
@@ -207,7 +207,7 @@ class Distributions(ExpressionCompiler):
         loc, scale = d.params["loc"], d.params["scale"]
         var = self.emit("pow", [scale, 2], {}, node, name=self.temp())
         log_scale = self.emit("log", [scale], {}, node, name=self.temp())
-        diff = self.emit("sub", [value, loc] if isinstance(value, T) else [value, loc], {}, node, name=self.temp())
+        diff = self.emit("sub", [value, loc], {}, node, name=self.temp())
         sq = self.emit("neg", [self.emit("pow", [diff, 2], {}, node, name=self.temp())], {}, node, name=self.temp())
         two_var = self.emit("mul", [2, var], {}, node, name=self.temp())
         first = self.emit("sub", [self.emit("div", [sq, two_var], {}, node, name=self.temp()), log_scale], {}, node,

@@ -126,11 +126,12 @@ class ExpressionCompiler:
 
     def fresh(self, base: str) -> str:
         """`base` if free, else base#2, base#3, ... (never a program variable's name)."""
-        if base not in self.builder and base not in self.reserved:
+        taken = (self.builder, self.reserved, self.pending)  # (pending: what the callers' statements will bind)
+        if not any(base in t for t in taken):
             self.reserved.add(base)  # handed out: a call inside this statement must not take it too
             return base
         k = 2
-        while f"{base}#{k}" in self.builder or f"{base}#{k}" in self.reserved:
+        while any(f"{base}#{k}" in t for t in taken):
             k += 1
         self.reserved.add(f"{base}#{k}")  # handed out: a temporary (target#k) must not take it before it is added
         return f"{base}#{k}"
@@ -197,6 +198,12 @@ class ExpressionCompiler:
             line=getattr(node, "lineno", self.line), col=getattr(node, "col_offset", 0) + 1, loc=("program",),
         ))
         return T(name)
+
+    def item_error(self, node: ast.expr) -> SpecError:
+        """The refusal of a tensor's `.item()` where a number known now is needed."""
+        return self.err(node, f"'{self.src(node)[:60]}' is a tensor's `.item()`, a Python number in torch, whose value "
+                              "gradtrace does not know while it compiles (it is in the result): use it in tensor "
+                              "arithmetic, not where a number known now is needed (a size, an index, float(), round())")
 
     def iterable(self, v: Value, node: ast.expr) -> Value:
         """What a loop or comprehension goes over, for strings and sets: a string's characters; a set of numbers in
@@ -297,9 +304,7 @@ class ExpressionCompiler:
         """An expression that must fold to a constant (number, string, bool, None, tuple/list of them)."""
         v = self.expr(node)
         if isinstance(v, T) and v.name in self.item_values:
-            raise self.err(node, f"'{self.src(node)[:60]}' is a tensor's `.item()`, a Python number in torch, whose value "
-                                 "gradtrace does not know while it compiles (it is in the result): use it in tensor "
-                                 "arithmetic, not where a number known now is needed (a size, an index, float(), round())")
+            raise self.item_error(node)
         if not _is_const(v):
             raise self.err(node, f"'{self.src(node)[:60]}' must be a constant (number, string, bool or list), not {_kind(v)}")
         return list(v) if isinstance(v, tuple) else v

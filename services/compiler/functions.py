@@ -408,20 +408,16 @@ class UserCode(ExpressionCompiler):
                   for a, v in {**o.cls.attrs, **o.attrs}.items() if type(v) is int}
         body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope), lazy=True)
         with self.frame(prefix, {**fn.closure, **fn.defaults, **bound}, body), self.grad_mode(fn), self.method_of(fn, bound):
-            self.returns = _returned_names(self.reached_return(body), outers, self.bindings)
+            self.returns = _returned_names(self.reached(body)[1], outers, self.bindings)
             result = self.body(body, outers, prefix)
         if outers:
             self.stmt_name = None
         return result
 
-    def reached_return(self, stmts: list[ast.stmt]) -> ast.Return | None:
-        """The return a call's statements reach, when the conditions of the ifs on the way are known before they run
-        (`if self.reduction == 'mean': return loss.mean()`); None when unknown (its names then keep their own)."""
-        return self.reached(stmts)[1]
-
     def reached(self, stmts: list[ast.stmt]) -> tuple[bool | None, ast.Return | None]:
-        """(True, the return) where these statements return, (False, None) where they run through, (None, None) where
-        an if's condition is not known before they run."""
+        """The return a call's statements reach, when the conditions of the ifs on the way are known before they run
+        (`if self.reduction == 'mean': return loss.mean()`): (True, the return) where they return, (False, None) where
+        they run through, (None, None) where an if's condition is not known (its names then keep their own)."""
         for stmt in stmts:
             if isinstance(stmt, ast.Return):
                 return True, stmt
@@ -560,7 +556,7 @@ class UserCode(ExpressionCompiler):
         if isinstance(v, (list, tuple, dict, str)):
             return len(v)
         if isinstance(v, frozenset):
-            return len(self.iterable(v, ast.Constant(None)))  # (refused for a set of strings: its order)
+            return len(v)
         if isinstance(v, ModuleInst) and v.layer is None:
             return len(v.children)
         if isinstance(v, T):

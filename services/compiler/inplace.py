@@ -144,13 +144,18 @@ class InPlace(TensorCreation):
         only = items[0] if len(items) == 1 and not isinstance(items[0], (ast.Slice, ast.Constant)) else None
         idx = self.expr(only) if only is not None else None
         name = self.binding_name(base) if base else self.fresh(path)
-        row = self.shape(x)[len(self.shape(idx)):] if isinstance(idx, T) else ()
-        known = isinstance(idx, T) and self.dtype_of(idx) == "bool" and isinstance(v, T) and not _fits(self.shape(v), row) and (
+        mask = isinstance(idx, T) and self.dtype_of(idx) == "bool"
+        known = mask and isinstance(v, T) and not _fits(self.shape(v), self.shape(x)[len(self.shape(idx)):]) and (
             self.folded(idx.name) is not None)  # type: ignore[attr-defined]  # (a value per selected element)
-        if isinstance(idx, T) and self.dtype_of(idx) == "bool" and not known:  # y[y < 0] = 0.0: index_put with a mask
+        if mask and not known:  # y[y < 0] = 0.0: torch's index_put with a mask
             new = self.emit("mask_put", [x, idx, v], {}, stmt, name=name)  # type: ignore[arg-type]
-        else:  # (a mask known now, a value per selected element: the DQN tutorial's next_state_values[mask] = ...)
-            index, tensors = ([{"tensor": 0}], [idx]) if isinstance(idx, T) and not known else self.index_of(target, self.shape(x))
+        else:
+            if known:  # a mask known now (the DQN tutorial's next_state_values[mask] = ...): its True positions
+                index, tensors = self.mask_positions(idx, [], self.shape(x), only), []  # type: ignore[arg-type]
+            elif isinstance(idx, T):
+                index, tensors = [{"tensor": 0}], [idx]
+            else:
+                index, tensors = self.index_of(target, self.shape(x))
             new = self.emit("setitem", [x, v, *tensors], {"index": index}, stmt, name=name)  # type: ignore[arg-type]
         self.changed_in_place(x, new, var, stmt)
 

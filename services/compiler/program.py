@@ -254,7 +254,8 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
         elif isinstance(stmt, (ast.For, ast.While)):
             self.for_statement(stmt)
         elif isinstance(stmt, ast.Return):
-            raise self.err(stmt, "return is allowed as a function's last statement only" if self.depth else "return outside a function")
+            raise self.err(stmt, "return inside a loop is not traced (a return ends a function at its top level or in an "
+                                 "if)" if self.depth else "return outside a function")
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, (ast.Yield, ast.YieldFrom)):
             raise self.err(stmt, "a generator (`yield`) is not traced: go over the batches in the loop itself (`for i in "
                                  "range(0, n, batch_size): xb = X[i:i + batch_size]`)")
@@ -623,9 +624,7 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
         if path in ("torch.max", "torch.min", "torch.median") and (any(k.arg == "dim" for k in node.keywords) or (
                 len(node.args) > 1 and _is_int_literal(node.args[1], self.scope))):
             return self.extreme_pair(path[6:], node)
-        if path in ("torch.var_mean", "torch.std_mean"):
-            return self.extreme_pair(path[6:], node)
-        if path in ("torch.topk", "torch.sort"):
+        if path in ("torch.topk", "torch.sort", "torch.var_mean", "torch.std_mean"):
             return self.extreme_pair(path[6:], node)
         if path == "torch.argsort":
             return self.apply(self.functions["sort"], node, extra={"part": "indices"})

@@ -22,7 +22,7 @@ class PythonRandom(ExpressionCompiler):
     py_random: random.Random | None = None
 
     def python_random(self, path: str, node: ast.Call) -> Value:
-        """A call of random.<fn>: the seed, or a draw (None when the path is none of them)."""
+        """A call of random.<fn>: the seed (None), or a draw; refused for another function or a draw before a seed."""
         fn = path.removeprefix("random.")
         args = [self.expr(a) for a in node.args]
         kwargs = {k.arg: self.expr(k.value) for k in node.keywords if k.arg is not None}

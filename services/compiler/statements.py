@@ -55,7 +55,7 @@ class CallStatements(ExpressionCompiler):
         if foreign is not None and "seed" in foreign.lower() and not foreign.startswith("numpy."):
             raise self.err(call, f"{self.src(call)[:60]} would seed torch's generator, and gradtrace does not run "
                                  f"{foreign}: write torch.manual_seed(...) so the numbers are torch's")
-        if foreign is not None and not self.touches_values(call):  # plt.show(), wandb.log({...}), random.seed(0)
+        if foreign is not None and not self.touches_values(call):  # plt.show(), wandb.log({...})
             self.res.notes.append(f"line {call.lineno}: {self.src(call)[:80]} is not run: {_kind(Foreign(foreign))}")
             return
         self.refuse_foreign(f)

@@ -235,9 +235,9 @@ class TensorMethods(ExpressionCompiler):
         return self.apply(self.functions[path], rest, receiver=x, extra={"dim": dim})
 
     def extreme_pair(self, m: str, node: ast.Call, receiver: T | None = None) -> tuple[T, T]:
-        """x.max(dim) / torch.max(x, dim), x.topk(k), x.sort(): torch's (values, indices), the indices an argmax
-        (argmin) node of the same dim, or the same sorting op's indices; `vals, idx = ...` names them, `.values`,
-        `.indices` and [0], [1] pick them."""
+        """x.max(dim) / torch.max(x, dim): torch's (values, indices), the indices an argmax (argmin) node of the same
+        dim; x.topk(k), x.sort(), x.median(dim), slogdet, var_mean, std_mean: a pair of one op's nodes (its `part`,
+        PARTS); `vals, idx = ...` names them, `.values`/`.indices` (`.sign`/`.logabsdet`) and [0], [1] pick them."""
         names: list[str | None] = [None, None]
         if node is self.stmt_expr and len(self.stmt_names) == 2:
             names = list(self.stmt_names)
@@ -248,7 +248,7 @@ class TensorMethods(ExpressionCompiler):
             self.stmt_expr, self.stmt_name = node, names[0]
         if m in PARTS:
             first, second = PARTS[m]
-            op = self.functions[m] if m in ("topk", "sort") else REGISTRY[m]
+            op = REGISTRY[m]
             values = self.apply(op, node, receiver=receiver, extra={"part": first})
             last = self.builder.nodes[-1]
             index = self.emit(m, [receiver or T(last.inputs[0])], {**last.args.model_dump(), "part": second},  # type: ignore[arg-type]

@@ -146,11 +146,15 @@ class AdaptiveArgs(BaseModel):
     output_size: int | tuple[int | None, int | None]
 
 
+def _edges(n_in: int, n_out: int) -> list[tuple[int, int]]:
+    """torch's adaptive windows along one dim: [floor(i * n_in / n_out), ceil((i + 1) * n_in / n_out))."""
+    return [((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)) for i in range(n_out)]
+
+
 def _bins(n_in: int, n_out: int, dtype: Any) -> Array:
     """(n_out, n_in): row i averages torch's adaptive window floor(i * n_in / n_out) .. ceil((i + 1) * n_in / n_out)."""
     m = np.zeros((n_out, n_in), dtype=dtype)
-    for i in range(n_out):
-        lo, hi = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+    for i, (lo, hi) in enumerate(_edges(n_in, n_out)):
         m[i, lo:hi] = 1.0 / (hi - lo)
     return m
 
@@ -190,11 +194,6 @@ class AdaptiveAvgPool2d(Op):
         x = xs[0]
         oh, ow = self._out(x.shape, a)
         return [(_bins(x.shape[-2], oh, g.dtype).T @ g @ _bins(x.shape[-1], ow, g.dtype)).astype(x.dtype)]
-
-
-def _edges(n_in: int, n_out: int) -> list[tuple[int, int]]:
-    """torch's adaptive windows along one dim: [floor(i * n_in / n_out), ceil((i + 1) * n_in / n_out))."""
-    return [((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)) for i in range(n_out)]
 
 
 class AdaptiveMaxArgs(AdaptiveArgs):
