@@ -8,7 +8,8 @@ import ast
 from collections import Counter
 
 from services.compiler.expressions import ExpressionCompiler
-from services.compiler.functions import SAME_OBJECT, always_returns
+from services.compiler.functions import SAME_OBJECT
+from services.compiler.returns import always_returns
 from services.compiler.torch_functions import in_place_statement
 from services.compiler.values import is_number
 

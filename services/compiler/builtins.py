@@ -12,7 +12,7 @@ import numpy as np
 
 from services.compiler import strings
 from services.compiler.creation import CREATORS
-from services.compiler.expressions import CONSTANTS, ExpressionCompiler, _is_const, _kind
+from services.compiler.expressions import CONSTANTS, MATH, ExpressionCompiler, _is_const, _kind
 from services.compiler.layers import BY_MODULE, SUBCLASS_OF
 from services.compiler.values import (
     DTYPES,
@@ -368,6 +368,23 @@ class Builtins(ExpressionCompiler):
         if not isinstance(k, (str, int)) or isinstance(k, bool):
             raise self.err(node, f"a dict key is a string or an int here, not {_kind(k)}")
         return k
+
+    def number_function(self, path: str, node: ast.Call) -> Value:
+        """math.sqrt(d) (Python's), np.log(1 / 0.07) (numpy's float: np.floor too, -inf at 0) of numbers known now;
+        torch.finfo / np.finfo."""
+        if path in ("torch.finfo", "numpy.finfo"):
+            return self.float_info(path, node)
+        module, fn = path.split(".", 1)
+        vals = [self.const(a) for a in node.args]
+        if module == "numpy":
+            if not vals or not all(is_number(v) for v in vals):
+                raise self.err(node, f"{path} of numbers known now, got {vals}")
+            with np.errstate(all="ignore"):
+                return float(getattr(np, fn)(*vals))
+        try:
+            return MATH[fn](*vals)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise self.err(node, f"{path}: {e}") from None
 
     def float_info(self, path: str, node: ast.Call) -> FloatInfo:
         """torch.finfo(torch.float32), np.finfo(np.float32), torch.finfo(x.dtype), torch.finfo() (the default dtype)."""

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from services.compiler.arranging import FUNCTIONS as ARRANGING
 from services.compiler.arranging import Arranging
 from services.compiler.autograd_functions import AutogradFunctions
@@ -653,20 +651,8 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
             return self.dropout(node, path[2:])
         if path in ("torch.chunk", "torch.split"):
             return self.multi(path[6:], self.tensor(node.args[0]) if node.args else None, node, node.args[1:])
-        if path in ("torch.finfo", "numpy.finfo"):
-            return self.float_info(path, node)
-        if path.startswith("numpy.") and path[6:] in MATH:  # np.log(1 / 0.07): numpy's float (np.floor too; -inf at 0)
-            vals = [self.const(a) for a in node.args]
-            if not vals or not all(is_number(v) for v in vals):
-                raise self.err(node, f"{path} of numbers known now, got {vals}")
-            with np.errstate(all="ignore"):
-                return float(getattr(np, path[6:])(*vals))
-        if path.startswith("math.") and path[5:] in MATH:  # math.sqrt(d)
-            vals = [self.const(a) for a in node.args]
-            try:
-                return MATH[path[5:]](*vals)
-            except (TypeError, ValueError, OverflowError) as e:
-                raise self.err(node, f"{path}: {e}") from None
+        if path in ("torch.finfo", "numpy.finfo") or path.split(".", 1)[0] in ("math", "numpy") and path.split(".", 1)[1] in MATH:
+            return self.number_function(path, node)  # math.sqrt(d), np.log(1 / 0.07), np.finfo(np.float32).eps
         if path in self.functions:
             return self.apply(self.functions[path], node)
         if path == "torch.manual_seed":
