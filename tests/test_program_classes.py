@@ -1318,6 +1318,14 @@ def test_parameter_lists_and_dicts_are_the_modules_parameters(tmp_path: Path) ->
     t = traced(PARAMETER_LISTS)
     same_as_torch(t, in_torch(PARAMETER_LISTS, tmp_path), ["m", "x", "flat", "loss"])
     assert {"m.params.0", "m.params.1", "m.gains.a", "m.gains.b"} <= set(t.result.nodes)
+    appended = ("import torch\nimport torch.nn as nn\nclass Poly(nn.Module):\n    def __init__(self, degree):\n"
+                "        super().__init__()\n        self.coeffs = nn.ParameterList()\n        for d in range(degree + 1):\n"
+                "            self.coeffs.append(nn.Parameter(torch.tensor(0.1 * (d + 1))))\n    def forward(self, x):\n"
+                "        y = torch.zeros_like(x)\n        for d, c in enumerate(self.coeffs):\n            y = y + c * x ** d\n"
+                "        return y\nmodel = Poly(3)\nx = torch.linspace(-1, 1, 7)\nloss = ((model(x) - torch.sin(x)) ** 2).mean()\n"
+                "loss.backward()\n")
+    t = traced(appended)  # an empty ParameterList grown by append: each parameter named for its place
+    same_as_torch(t, in_torch(appended, tmp_path), ["model", "x", "loss"])
 
 
 def test_module_dict_of_pairs_as_the_docs_write_it(tmp_path: Path) -> None:

@@ -491,10 +491,25 @@ class TensorCreation(ExpressionCompiler):
                                                                  for v in values):
             raise self.err(node, f"nn.{kind} takes parameters made here (nn.Parameter(torch.randn(...))), not {_kind(items)}")
         for v in values:
-            if not self.builder.grad[v.name]:
-                self.requires_grad(v, True, node)
-            self.builder.leaves[v.name].kind = "parameter"
+            self.as_parameter(v, node)
         return ParameterDict(items) if isinstance(items, dict) else ParameterList(items)
+
+    def as_parameter(self, t: T, node: ast.AST) -> None:
+        """A tensor a ParameterList or ParameterDict takes: a parameter (torch wraps it so)."""
+        if not self.builder.grad[t.name]:
+            self.requires_grad(t, True, node)
+        self.builder.leaves[t.name].kind = "parameter"
+
+    def name_parameters(self, held: ParameterList | ParameterDict, path: str) -> None:
+        """Name a ParameterList's or ParameterDict's parameters for their place (model.coefs.0, model.gains.a)."""
+        held.path = path
+        keys = list(held) if isinstance(held, ParameterDict) else list(range(len(held)))
+        renames = {held[k].name: self.fresh(f"{path}.{k}") for k in keys if held[k].name != f"{path}.{k}"}
+        if renames:
+            self.builder.rename({n: renames.get(n, n) for n in self.builder.shapes})
+            self.rename_events(renames)  # type: ignore[attr-defined]
+            for k in keys:
+                held[k] = T(renames.get(held[k].name, held[k].name))
 
     def requires_grad(self, t: T, flag: bool, node: ast.AST, computed: str = "") -> None:
         """`t.requires_grad_()`, `t.requires_grad = True`, nn.Parameter(t). A tensor computed from tensors that

@@ -591,13 +591,7 @@ class UserCode(FunctionReturns):
         elif not inst.final and isinstance(v, T):
             inst.pinned = True  # an nn.Parameter named under the provisional path
         if isinstance(v, (ParameterList, ParameterDict)):  # each parameter named for its place: model.coefs.0
-            keys = list(v) if isinstance(v, ParameterDict) else list(range(len(v)))
-            renames = {v[k].name: self.fresh(f"{path}.{k}") for k in keys if v[k].name != f"{path}.{k}"}
-            if renames:
-                self.builder.rename({n: renames.get(n, n) for n in self.builder.shapes})
-                self.rename_events(renames)  # type: ignore[attr-defined]
-                for k in keys:
-                    v[k] = T(renames.get(v[k].name, v[k].name))
+            self.name_parameters(v, path)  # type: ignore[attr-defined]
             inst.pinned = inst.pinned or not inst.final
         inst.attrs[attr] = v
 

@@ -23,6 +23,7 @@ from services.compiler.values import (
     Generator,
     Instance,
     ModuleInst,
+    ParameterList,
     T,
     Untraced,
     UserClass,
@@ -172,7 +173,15 @@ class CallStatements(ExpressionCompiler):
                 item = self.expr(call.args[0])  # layers.append(nn.Linear(...)): the list the name holds grows
                 if f.attr == "extend" and not isinstance(item, (list, tuple)):
                     raise self.err(call, f"extend() takes a list, not {_kind(item)}")
-                base.extend(item) if f.attr == "extend" else base.append(item)
+                new = list(item) if f.attr == "extend" else [item]
+                if isinstance(base, ParameterList):  # self.coeffs.append(nn.Parameter(...)): a parameter of its place
+                    if not all(isinstance(v, T) and v.name in self.builder.leaves for v in new):
+                        raise self.err(call, "a ParameterList takes parameters made here (nn.Parameter(torch.randn(...)))")
+                    for v in new:
+                        self.as_parameter(v, call)  # type: ignore[attr-defined]
+                base.extend(new)
+                if isinstance(base, ParameterList) and base.path is not None:
+                    self.name_parameters(base, base.path)  # type: ignore[attr-defined]
                 return
             if isinstance(base, list) and f.attr in ("insert", "reverse", "clear"):
                 self.list_change(base, f.attr, call)  # type: ignore[attr-defined]  # reinforce.py's `returns.insert(0, R)`

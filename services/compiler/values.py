@@ -113,9 +113,14 @@ class Foreign:
 class ParameterList(list):  # type: ignore[type-arg]
     """nn.ParameterList([...]): its parameters, registered with the module it is set on ('model.coefs.0')."""
 
+    path: str | None = None
+    """Where it is set ('model.coefs'), once it is: what names a parameter appended later."""
+
 
 class ParameterDict(dict):  # type: ignore[type-arg]
     """nn.ParameterDict({...}): its parameters by key, registered with the module it is set on ('model.extra.scale')."""
+
+    path: str | None = None
 
 
 @dataclass(frozen=True)
