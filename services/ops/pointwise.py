@@ -270,5 +270,5 @@ class Prelu(Op):
         x, w = xs
         wb = self._per_channel(x, w)
         gw = np.where(x > 0, 0, x * g)
-        gw = gw.sum(axis=tuple(d for d in range(x.ndim) if d != 1)) if w.size > 1 else gw.sum()
+        gw = gw.sum(axis=tuple(d for d in range(x.ndim) if d != 1)) if w.size != 1 else gw.sum()  # (0 channels too)
         return [np.where(x > 0, g, wb * g).astype(g.dtype), np.asarray(gw, dtype=w.dtype).reshape(w.shape)]

@@ -226,19 +226,23 @@ class AdaptiveMaxPool2d(AdaptiveAvgPool2d):
             for w0, w1 in _edges(x.shape[-1], ow):
                 win = x[..., h0:h1, w0:w1]
                 cells.append((h0, h1, w0, w1))
-                args.append(win.reshape(*win.shape[:-2], -1).argmax(axis=-1))
+                args.append(win.reshape(*win.shape[:-2], (h1 - h0) * (w1 - w0)).argmax(axis=-1))  # (an empty batch too)
         return cells, args
 
     def forward(self, xs: list[Array], a: AdaptiveArgs) -> Array:
         x = xs[0]
         oh, ow = self._out(x.shape, a)
+        if x.size == 0:  # an empty batch (H and W are at least 1)
+            return np.zeros((*x.shape[:-2], oh, ow), dtype=x.dtype)
         cells = [x[..., h0:h1, w0:w1].max(axis=(-2, -1)) for h0, h1 in _edges(x.shape[-2], oh) for w0, w1 in _edges(x.shape[-1], ow)]
         return np.stack(cells, axis=-1).reshape(*x.shape[:-2], oh, ow).astype(x.dtype)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: AdaptiveArgs) -> list[Array | None]:
         x = xs[0]
         gx = np.zeros_like(x)
-        gflat = g.reshape(*g.shape[:-2], -1)
+        if x.size == 0:
+            return [gx]
+        gflat = g.reshape(*g.shape[:-2], g.shape[-2] * g.shape[-1])
         for k, ((h0, h1, w0, w1), arg) in enumerate(zip(*self._argmax(x, a), strict=True)):
             win = gx[..., h0:h1, w0:w1]  # a view: windows overlap when the sizes do not divide, gradients add
             flat = np.zeros(win.shape[:-2] + ((h1 - h0) * (w1 - w0),), dtype=gx.dtype)
