@@ -67,7 +67,8 @@ def compile_spec(spec: TraceSpec, limits: Limits | None = None) -> Graph:
         streams.append(torch_stream)
         if spec.seed is None and _draws_before_seed(torch_stream):
             notes.append(f"torch's generator was not seeded: gradtrace drew from seed {TORCH_DEFAULT_SEED} (a fresh "
-                         "torch.Generator's); put torch.manual_seed(...) first to get the numbers your own run gets")
+                         "torch.Generator's), while torch seeds its default generator anew in each process; put "
+                         "torch.manual_seed(...) first to get the numbers your own run gets")
     return builder.finish(
         output, grad_output, no_ops_loc=("program",) if spec.program is not None else (),
         dtype=spec.dtype, device=spec.device, engines=list(dict.fromkeys(spec.engines)),

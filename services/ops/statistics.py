@@ -104,6 +104,12 @@ class Median(Op):
             return t.median(xs[0])
         return t.median(xs[0], dim=a.dim, keepdim=a.keepdim)[0 if a.part == "values" else 1]
 
+    def on_cuda(self, a: MedianArgs) -> str | None:
+        if a.dim is None:
+            return None
+        return ("median: along a dim, torch's CUDA kernel picks among equal values otherwise than its CPU kernel, "
+                "whose pick the reference engine follows, so with ties the indices and the gradient may differ")
+
     def index(self, x: Array, a: MedianArgs) -> Array:
         """Along dim (keepdim): the median's index, or the first NaN's."""
         axis = norm_dim(a.dim or 0, x.ndim)
