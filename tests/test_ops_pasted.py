@@ -130,6 +130,22 @@ for op in ("lgamma", "digamma"):
 case("erfinv", {"x": uniform(6, low=-0.9, high=0.9, seed=57)}, N("y", "erfinv", "x"))
 case("logit", {"x": uniform(6, low=0.05, high=0.95, seed=58)}, N("y", "logit", "x"))
 case("logit-eps", {"x": given([0.05, 0.2, 0.5, 0.95])}, N("y", "logit", "x", eps=0.1), **EXACT)
+# logcumsumexp (a Cox model's risk sets, reversed), cummax / cummin: values and indices, the last of equal values taking
+# over, a NaN holding until the next (torch's CPU kernel), the gradient summed onto the places picked.
+case("logcumsumexp", {"x": normal(3, 5, seed=59, std=3.0)}, N("y", "logcumsumexp", "x", dim=1))
+case("logcumsumexp-dim0-reversed", {"x": normal(4, 2, seed=60)}, N("f", "flip", "x", dims=[0]),
+     N("r", "logcumsumexp", "f", dim=0), N("y", "flip", "r", dims=[0]))
+case("logcumsumexp-inf", {"x": given([[float("-inf"), float("-inf"), 0.0, 1.0], [2.0, float("-inf"), 0.5, -1.0]])},
+     N("y", "logcumsumexp", "x", dim=1), **EXACT)
+CUM_TIES = {"x": given([[1.0, 1.0, 0.0, 1.0, 1.0], [3.0, 2.0, 5.0, 5.0, 1.0], [0.0, 2.0, 2.0, 1.0, 2.0]])}
+for op in ("cummax", "cummin"):
+    case(f"{op}", {"x": normal(3, 4, seed=61)}, N("y", op, "x", dim=1))
+    case(f"{op}-ties", CUM_TIES, N("y", op, "x", dim=1), **EXACT)
+    case(f"{op}-dim0-ties", CUM_TIES, N("y", op, "x", dim=0), **EXACT)
+    case(f"{op}-indices", CUM_TIES, N("i", op, "x", dim=1, part="indices"), N("f", "to", "i", dtype="float64"),
+         N("y", "mul", "x", "f"), **EXACT)
+    case(f"{op}-nan", {"x": given([[3.0, float("nan"), 5.0, float("nan"), 1.0], [1.0, 2.0, 0.0, 4.0, 4.0]])},
+         N("y", op, "x", dim=1), **EXACT)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

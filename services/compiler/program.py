@@ -622,7 +622,7 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
         if path in ("torch.max", "torch.min", "torch.median") and (any(k.arg == "dim" for k in node.keywords) or (
                 len(node.args) > 1 and _is_int_literal(node.args[1], self.scope))):
             return self.extreme_pair(path[6:], node)
-        if path in ("torch.topk", "torch.sort", "torch.var_mean", "torch.std_mean"):
+        if path in ("torch.topk", "torch.sort", "torch.var_mean", "torch.std_mean", "torch.cummax", "torch.cummin"):
             return self.extreme_pair(path[6:], node)
         if path == "torch.argsort":
             return self.apply(self.functions["sort"], node, extra={"part": "indices"})

@@ -316,9 +316,9 @@ RESHAPES = {"swapaxes", "swapdims", "movedim", "narrow", "select", "unflatten", 
 
 
 PAIRS = (("values", "indices"), ("sign", "logabsdet"))
-"""The field names of torch's named pairs: max / topk / sort / median's, slogdet's."""
-PARTS = {"topk": PAIRS[0], "sort": PAIRS[0], "median": PAIRS[0], "slogdet": PAIRS[1], "var_mean": ("spread", "mean"),
-         "std_mean": ("spread", "mean")}
+"""The field names of torch's named pairs: max / topk / sort / median / cummax's, slogdet's."""
+PARTS = {"topk": PAIRS[0], "sort": PAIRS[0], "median": PAIRS[0], "cummax": PAIRS[0], "cummin": PAIRS[0],
+         "slogdet": PAIRS[1], "var_mean": ("spread", "mean"), "std_mean": ("spread", "mean")}
 """Ops that give a pair, one node each: the `part` argument of each."""
 
 

@@ -8,6 +8,7 @@ from services.ops import (  # noqa: F401
     cast,
     comparison,
     conv,
+    cumulative,
     decompositions,
     distance,
     dropout,
