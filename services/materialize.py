@@ -27,7 +27,7 @@ INITS = {
 """torch.nn.init functions an 'init' event may call."""
 MODULES = {
     "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "RMSNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
-    "InstanceNorm3d", "Embedding", "MultiheadAttention", "PReLU",
+    "InstanceNorm3d", "Embedding", "EmbeddingBag", "MultiheadAttention", "PReLU",
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "TransformerEncoderLayer", "TransformerEncoder",
     "TransformerDecoderLayer", "TransformerDecoder", "Transformer",
 }

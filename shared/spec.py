@@ -423,6 +423,23 @@ class EmbeddingLayer(_Layer):
     weights: Weights = None
 
 
+class EmbeddingBagLayer(_Layer):
+    """nn.EmbeddingBag: int64 indices in (a 2-D input's rows are the bags; a 1-D one with offsets), one summed,
+    averaged or maxed vector per bag out."""
+
+    type: Literal["embedding_bag"]
+    num_embeddings: int = Field(ge=1)
+    embedding_dim: int = Field(ge=1)
+    max_norm: None = Field(None, description="Only None: torch's renormalisation changes the weight in place in forward.")
+    norm_type: float = 2.0
+    scale_grad_by_freq: Literal[False] = False
+    mode: Literal["sum", "mean", "max"] = "mean"
+    sparse: Literal[False] = Field(False, description="Only False: a sparse gradient is the same numbers, kept otherwise.")
+    include_last_offset: bool = False
+    padding_idx: int | None = None
+    weights: Weights = None
+
+
 class SelfAttentionLayer(_Layer):
     """Multi-head self-attention as nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, batch_first=True)(x, x, x,
     need_weights=False) computes it: in_proj (linear), split into heads, scaled_dot_product_attention (with dropout in
@@ -591,7 +608,7 @@ class CatLayer(_Layer):
 
 Layer = Annotated[
     Conv2dLayer | Conv1dLayer | ConvTranspose2dLayer | ConvTranspose1dLayer | LinearLayer | ActivationLayer | GeluLayer | LeakyReluLayer | PReLULayer | EluLayer | HardtanhLayer | SoftplusLayer | CeluLayer | ShrinkLayer | ThresholdLayer | SoftmaxLayer | GluLayer
-    | Pool2dLayer | MaxPool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | ChannelDropoutLayer | BatchNormLayer | LayerNormLayer | RMSNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer
+    | Pool2dLayer | MaxPool2dLayer | AdaptivePoolLayer | Pool1dLayer | AdaptivePool1dLayer | FlattenLayer | UnflattenLayer | UpsampleLayer | PixelShuffleLayer | PadLayer | EdgePadLayer | DropoutLayer | ChannelDropoutLayer | BatchNormLayer | LayerNormLayer | RMSNormLayer | GroupNormLayer | InstanceNormLayer | EmbeddingLayer | EmbeddingBagLayer
     | SelfAttentionLayer | TransformerBlockLayer | TransformerEncoderStackLayer | TransformerDecoderBlockLayer
     | TransformerDecoderStackLayer | TransformerLayer | RNNLayer | GatedRNNLayer | RNNCellLayer | GatedCellLayer | AddLayer | CatLayer,
     Field(discriminator="type"),

@@ -137,6 +137,18 @@ case("logcumsumexp-dim0-reversed", {"x": normal(4, 2, seed=60)}, N("f", "flip", 
      N("r", "logcumsumexp", "f", dim=0), N("y", "flip", "r", dims=[0]))
 case("logcumsumexp-inf", {"x": given([[float("-inf"), float("-inf"), 0.0, 1.0], [2.0, float("-inf"), 0.5, -1.0]])},
      N("y", "logcumsumexp", "x", dim=1), **EXACT)
+# embedding_bag (nn.EmbeddingBag): a 1-D input cut at offsets (an empty bag gives zeros), a 2-D input's rows, each mode,
+# per-sample weights (sum only), padding_idx left out of a bag (and of a mean's count), include_last_offset.
+BAG = {"i": given([1, 5, 2, 2, 0, 3, 5, 1], dtype="int64"), "o": given([0, 3, 3, 6], dtype="int64"),
+       "w": normal(6, 3, seed=62), "p": normal(8, seed=63)}
+for mode in ("sum", "mean", "max"):
+    case(f"embedding_bag-{mode}", BAG, N("y", "embedding_bag", "i", "w", "o", mode=mode), **EXACT)
+    case(f"embedding_bag-{mode}-2d-padding", {"i": given([[1, 0, 3, 3], [4, 2, 0, 0], [0, 0, 0, 0]], dtype="int64"),
+                                              "w": normal(5, 2, seed=64)},
+         N("y", "embedding_bag", "i", "w", mode=mode, padding_idx=0), **EXACT)
+case("embedding_bag-per_sample_weights", BAG, N("y", "embedding_bag", "i", "w", "o", "p", mode="sum", padding_idx=2))
+case("embedding_bag-include_last_offset", {**BAG, "o": given([0, 3, 3, 8], dtype="int64")},
+     N("y", "embedding_bag", "i", "w", "o", include_last_offset=True))
 CUM_TIES = {"x": given([[1.0, 1.0, 0.0, 1.0, 1.0], [3.0, 2.0, 5.0, 5.0, 1.0], [0.0, 2.0, 2.0, 1.0, 2.0]])}
 for op in ("cummax", "cummin"):
     case(f"{op}", {"x": normal(3, 4, seed=61)}, N("y", op, "x", dim=1))

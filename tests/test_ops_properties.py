@@ -189,3 +189,33 @@ def test_topk_of_an_empty_tensor_is_empty_as_torchs() -> None:
         want = torch.from_numpy(x).topk(k, dim=dim).indices.numpy()
         got = Topk().forward([x], TopkArgs(k=k, dim=dim, part="indices"))
         assert got.shape == want.shape, (shape, dim, k)
+
+
+@PROPS
+@given(n=st.integers(0, 12), bags=st.integers(1, 5), rows=st.integers(1, 6), mode=st.sampled_from(["sum", "mean", "max"]),
+       two_d=st.booleans(), padding=st.sampled_from([None, 0, -1]), weighted=st.booleans(), last=st.booleans(),
+       levels=st.integers(1, 3), seed=seeds, dtype=dtypes)
+def test_embedding_bag_as_torch(n: int, bags: int, rows: int, mode: str, two_d: bool, padding: int | None, weighted: bool,
+                                last: bool, levels: int, seed: int, dtype: str) -> None:
+    """Random bags (empty ones, repeated and padding rows, a weight of few distinct values: ties for max): values,
+    the weight's and the per-sample weights' grads of torch, the reference and finite differences agree."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    weight = {"value": (rng.integers(0, levels, (rows, 2)) + rng.normal(0, 1e-3, (rows, 2)) * (levels > 2)).tolist()}
+    if two_d:
+        idx = rng.integers(0, rows, (bags, n % 4 + 1))
+        inputs: dict[str, Any] = {"i": {"value": idx.tolist(), "dtype": "int64"}, "w": weight}
+        refs: list[Any] = ["i", "w"]
+    else:
+        idx = rng.integers(0, rows, n)
+        cuts = np.sort(rng.integers(0, n + 1, bags - 1))
+        offsets = [0, *cuts.tolist(), n] if last else [0, *cuts.tolist()]
+        inputs = {"i": {"value": idx.tolist(), "dtype": "int64"}, "w": weight, "o": {"value": offsets, "dtype": "int64"}}
+        refs = ["i", "w", "o"]
+    if weighted and mode == "sum":
+        inputs["p"] = {"value": rng.normal(0, 1, idx.shape).tolist()}
+        refs += [0.0, "p"] if two_d else ["p"]
+    args = {"mode": mode, "padding_idx": padding, "include_last_offset": last and not two_d}
+    kw = {"engines": ["torch", "reference"]} if mode == "max" else {}  # (max's ties: finite differences see another slope)
+    check(inputs, [N("y", "embedding_bag", *refs, **args)], dtype, **kw)

@@ -176,3 +176,60 @@ def test_diff_and_a_legacy_kl_div_as_torch(tmp_path: Path) -> None:
     assert t.result.comparison.verdict == "agree"
     same_as_torch(t, in_torch(DIFFS, tmp_path), ["x", "d1", "d2", "d0", "dp", "s", "tv", "p", "kd", "loss"])
     assert any("reduction='sum'" in n for n in t.result.notes)
+
+
+def test_embedding_bag_as_the_torchtext_classification_tutorial_writes_it(tmp_path: Path) -> None:
+    """The text classification tutorial's model (nn.EmbeddingBag(vocab, dim) called with `(text, offsets)`, its
+    init_weights through .data), a recommender's multi-hot bag with per_sample_weights= and padding_idx, and
+    F.embedding_bag in max mode: torch's numbers, parameter names and grads, grad_fn EmbeddingBagBackward0."""
+    program = (HEAD + "class TextClassificationModel(nn.Module):\n"
+               "    def __init__(self, vocab_size, embed_dim, num_class):\n"
+               "        super(TextClassificationModel, self).__init__()\n"
+               "        self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, sparse=False)\n"
+               "        self.fc = nn.Linear(embed_dim, num_class)\n        self.init_weights()\n\n"
+               "    def init_weights(self):\n        initrange = 0.5\n"
+               "        self.embedding.weight.data.uniform_(-initrange, initrange)\n"
+               "        self.fc.weight.data.uniform_(-initrange, initrange)\n        self.fc.bias.data.zero_()\n\n"
+               "    def forward(self, text, offsets):\n        embedded = self.embedding(text, offsets)\n"
+               "        return self.fc(embedded)\n\n\n"
+               "model = TextClassificationModel(20, 8, 4)\n"
+               "text = torch.tensor([1, 5, 7, 2, 3, 3, 9, 11, 0, 4])\noffsets = torch.tensor([0, 3, 3, 7])\n"
+               "predicted_label = model(text, offsets)\n"
+               "loss = torch.nn.CrossEntropyLoss()(predicted_label, torch.tensor([0, 2, 1, 3]))\n"
+               "bag = nn.EmbeddingBag(10, 3, mode='sum', padding_idx=0)\n"
+               "psw = torch.rand(2, 4, requires_grad=True)\n"
+               "s = bag(torch.tensor([[1, 0, 3, 3], [9, 2, 0, 0]]), per_sample_weights=psw)\n"
+               "mx = F.embedding_bag(text, model.embedding.weight, offsets, mode='max')\n"
+               "total = loss + s.pow(2).sum() + mx.sum()\ntotal.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["model", "bag", "psw", "predicted_label", "s", "mx", "total"])
+    assert t.result.nodes["s"].grad_fn == type(g["s"].grad_fn).__name__ == "EmbeddingBagBackward0"
+    assert np.all(t.arrays["torch/value/bag.weight"][0] == 0)  # padding_idx's row starts at 0, as torch's
+
+
+def test_embedding_bag_in_a_model_spec_takes_its_offsets_as_a_second_input() -> None:
+    """A model spec's embedding_bag layer with `inputs: [ids, offsets]`: torch's init under the model's seed, loss and
+    the weight's gradient equal nn.EmbeddingBag's."""
+    import torch
+
+    from services.trace import trace
+    from shared.spec import TraceSpec
+
+    ids, offs, labels = [1, 5, 2, 2, 0, 3], [0, 2, 2], [0, 1, 1]
+    spec = {"inputs": {"ids": {"value": ids, "dtype": "int64"}, "offs": {"value": offs, "dtype": "int64"},
+                       "labels": {"value": labels, "dtype": "int64"}},
+            "model": {"input": "ids", "layers": [
+                {"type": "embedding_bag", "name": "emb", "num_embeddings": 6, "embedding_dim": 4, "mode": "sum",
+                 "inputs": ["ids", "offs"]},
+                {"type": "linear", "name": "fc", "in_features": 4, "out_features": 2}],
+                "loss": {"type": "cross_entropy", "target": "labels"}}}
+    t = trace(TraceSpec.model_validate(spec), inline_limit=10**6)
+    assert t.result.comparison.verdict == "agree"
+    torch.manual_seed(0)
+    emb, fc = torch.nn.EmbeddingBag(6, 4, mode="sum"), torch.nn.Linear(4, 2)
+    loss = torch.nn.functional.cross_entropy(fc(emb(torch.tensor(ids), torch.tensor(offs))), torch.tensor(labels))
+    loss.backward()
+    np.testing.assert_allclose(t.arrays["torch/grad/emb.weight"], emb.weight.grad.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(t.arrays["torch/value/loss"], loss.detach().numpy(), rtol=1e-6)

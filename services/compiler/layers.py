@@ -34,6 +34,7 @@ from shared.spec import (
     DropoutLayer,
     EdgePadLayer,
     EluLayer,
+    EmbeddingBagLayer,
     EmbeddingLayer,
     FlattenLayer,
     GeluLayer,
@@ -350,6 +351,24 @@ def _embedding(e: Emitter, call: Call) -> str:
 
 layer(LayerDef(
     "embedding", "Embedding", EmbeddingLayer, _embedding, lambda c: [("weight", (c.num_embeddings, c.embedding_dim))],
+))
+
+
+def _embedding_bag(e: Emitter, call: Call) -> str:
+    """bag(input, offsets=None, per_sample_weights=None): F.embedding_bag with the layer's mode and weight."""
+    c: EmbeddingBagLayer = call.cfg
+    x, *rest = call.inputs  # a model spec's layer: [input, offsets, per_sample_weights]; a program's call: options
+    offsets, weights = call.options.get("offsets"), call.options.get("per_sample_weights")
+    if not call.options:
+        offsets, weights = (rest + [None, None])[:2]
+    args = {"mode": c.mode, "include_last_offset": c.include_last_offset, "padding_idx": c.padding_idx}
+    inputs: list[Input] = [x, call.params["weight"], 0.0 if offsets is None else offsets]
+    return e.node(call.out, "embedding_bag", inputs + ([weights] if weights is not None else []), args)
+
+
+layer(LayerDef(
+    "embedding_bag", "EmbeddingBag", EmbeddingBagLayer, _embedding_bag,
+    lambda c: [("weight", (c.num_embeddings, c.embedding_dim))], max_inputs=3,
 ))
 
 

@@ -341,7 +341,7 @@ class ModuleCalls(ExpressionCompiler):
         too, unless called through `.forward(x)` (torch runs them on `m(x)` only)."""
         self.ensure_path(m, None)
         if hooks and self.has_hooks(m) and m.layer is not None and m.layer.type in (  # type: ignore[attr-defined]
-                "self_attention", *TRANSFORMER_CALLS, "rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell"):
+                "self_attention", *TRANSFORMER_CALLS, "rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell", "embedding_bag"):
             raise self.err(node, f"a forward hook on {m.path} ({m.kind}) is not traced: gradtrace traces hooks on the other "
                                  "modules (every module's output is a node of the result anyway)")
         if m.layer is not None and m.layer.type == "self_attention":
@@ -350,6 +350,8 @@ class ModuleCalls(ExpressionCompiler):
             return self.transformer_call(m, node)
         if m.layer is not None and m.layer.type in ("rnn", "lstm", "gru", "rnn_cell", "lstm_cell", "gru_cell"):
             return self.recurrent_call(m, node)
+        if m.layer is not None and m.layer.type == "embedding_bag":
+            return self.embedding_bag_call(m, node)
         if node.keywords:
             raise self.err(node, f"{m.kind}(...) takes tensors positionally")
         inputs = [self.tensor(a) for a in node.args]
@@ -405,6 +407,19 @@ class ModuleCalls(ExpressionCompiler):
             call.states["weights"] = self.stmt_names[1]
         y = T(m.layer.emit(self.emitter(node, out), call))  # type: ignore[union-attr]
         return (y, T(call.states["weights"]) if masks.need_weights else None)
+
+    def embedding_bag_call(self, m: ModuleInst, node: ast.Call) -> T:
+        """bag(input, offsets=None, per_sample_weights=None): nn.EmbeddingBag's forward (the torchtext tutorial's
+        `self.embedding(text, offsets)`)."""
+        given = self.named_args(node, ("input", "offsets", "per_sample_weights"), "nn.EmbeddingBag", 1)
+        vals = {k: self.expr(v) for k, v in given.items()}
+        for k, v in vals.items():
+            if not (isinstance(v, T) or v is None and k != "input"):
+                raise self.err(given[k], f"nn.EmbeddingBag: {k} is a tensor{'' if k == 'input' else ' or None'}, not {_kind(v)}")
+        out = self.name_for(node) if node is self.stmt_expr and self.stmt_name else self.fresh(f"{m.path}.out")
+        call = Call(m.cfg, m.params, [vals["input"].name], out, m.path, m.training)  # type: ignore[union-attr]
+        call.options = {k: v.name for k, v in vals.items() if k != "input" and isinstance(v, T)}
+        return T(m.layer.emit(self.emitter(node, out), call))  # type: ignore[union-attr]
 
     def transformer_call(self, m: ModuleInst, node: ast.Call) -> Value:
         """layer(src, src_mask, ...), encoder(src, mask, ...), decoder layers and decoders (tgt, memory, ...), and

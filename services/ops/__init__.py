@@ -14,6 +14,7 @@ from services.ops import (  # noqa: F401
     dropout,
     einsum,
     elementwise,
+    embedding,
     indexing,
     linalg,
     losses,

@@ -1,5 +1,4 @@
-"""Normalisation and lookup ops: batch_norm (training and eval mode), layer_norm, rms_norm, group_norm, instance_norm,
-embedding.
+"""Normalisation ops: batch_norm (training and eval mode), layer_norm, rms_norm, group_norm, instance_norm.
 
 The three norms share one pair of helpers: normalise over some axes with the biased variance, and
 the matching backward, gx = invstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))."""
@@ -454,64 +453,3 @@ class InstanceNorm(GroupNorm):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: InstanceNormArgs) -> list[Array | None]:  # type: ignore[override]
         return super().backward(g, out, xs, GroupNormArgs(num_groups=xs[0].shape[1], eps=a.eps))
-
-
-# ---- embedding ----------------------------------------------------------------------------------
-
-
-class EmbeddingArgs(BaseModel):
-    """F.embedding's supported argument (max_norm and the rest are left out, so they are rejected)."""
-
-    model_config = ConfigDict(extra="forbid")
-    padding_idx: int | None = None
-
-
-@register
-class Embedding(Op):
-    """Rows of weight (num_embeddings, dim) picked by int64 indices of any shape; the gradient scatters
-    back into the rows, adding up repeated indices, and the padding_idx row gets none.
-    max_norm, norm_type, scale_grad_by_freq and sparse are not supported."""
-
-    name = "embedding"
-    tensors = ("input", "weight")
-    Args = EmbeddingArgs
-    positional = ("padding_idx",)
-    functions = ("F.embedding",)
-    differentiable = (False, True)
-
-    def shape(self, shapes: list[Shape], a: EmbeddingArgs) -> Shape:
-        idx, w = shapes
-        if len(w) != 2:
-            raise ShapeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {list(w)}")
-        if a.padding_idx is not None and not -w[0] <= a.padding_idx < w[0]:
-            raise ShapeError(f"embedding: padding_idx {a.padding_idx} must be within num_embeddings ({w[0]})")
-        return idx + (w[1],)
-
-    def dtype(self, dtypes: list[str]) -> str:
-        if dtypes[0] != "int64":
-            raise ShapeError(f"embedding: input must be int64 indices, got {dtypes[0]} (give that input \"dtype\": \"int64\")")
-        if dtypes[1] not in ("float32", "float64"):
-            raise ShapeError(f"embedding: weight must be a floating point tensor, got {dtypes[1]}")
-        return dtypes[1]
-
-    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: EmbeddingArgs) -> None:
-        r, n = ranges[0], shapes[1][0]
-        if r is not None and (r[0] < 0 or r[1] >= n):
-            raise ShapeError(f"embedding: index values in [{r[0]:g}, {r[1]:g}] are out of range for {n} embeddings (valid: 0 to {n - 1})")
-
-    def torch(self, t: Any, xs: list[Any], a: EmbeddingArgs) -> Any:
-        return t.nn.functional.embedding(xs[0], xs[1], padding_idx=a.padding_idx)
-
-    def forward(self, xs: list[Array], a: EmbeddingArgs) -> Array:
-        idx, w = xs
-        if idx.size and (idx.min() < 0 or idx.max() >= w.shape[0]):
-            raise ValueError(f"embedding: index out of range for {w.shape[0]} embeddings")
-        return w[idx]
-
-    def backward(self, g: Array, out: Array, xs: list[Array], a: EmbeddingArgs) -> list[Array | None]:
-        idx, w = xs
-        gw = np.zeros_like(w)
-        np.add.at(gw, idx.reshape(-1), g.reshape(idx.size, w.shape[1]))  # sizes, not -1: 0-sized dims
-        if a.padding_idx is not None:
-            gw[a.padding_idx % w.shape[0]] = 0
-        return [None, gw]
