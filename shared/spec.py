@@ -88,7 +88,8 @@ class Conv2dLayer(_Layer):
     dilation: IntPair = 1
     groups: int = Field(1, ge=1)
     bias: bool = True
-    padding_mode: Literal["zeros"] = "zeros"
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = Field(
+        "zeros", description="Other than 'zeros': F.pad in that mode, then the convolution without padding, as torch.")
     weights: Weights = Field(None, description="Explicit parameter values by name ('weight', 'bias').")
 
 

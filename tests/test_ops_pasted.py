@@ -149,6 +149,12 @@ for mode in ("sum", "mean", "max"):
 case("embedding_bag-per_sample_weights", BAG, N("y", "embedding_bag", "i", "w", "o", "p", mode="sum", padding_idx=2))
 case("embedding_bag-include_last_offset", {**BAG, "o": given([0, 3, 3, 8], dtype="int64")},
      N("y", "embedding_bag", "i", "w", "o", include_last_offset=True))
+# Tensor.unfold: sliding windows (overlapping: the gradient adds up; a step past the size: gaps get none), a 0-d tensor.
+case("unfold-overlapping", {"x": normal(2, 9, seed=65)}, N("y", "unfold", "x", dimension=1, size=4, step=2))
+case("unfold-gaps-dim0", {"x": normal(7, 3, seed=66)}, N("y", "unfold", "x", dimension=0, size=2, step=3))
+case("unfold-twice", {"x": normal(1, 4, 6, seed=67)}, N("r", "unfold", "x", dimension=1, size=2, step=2),
+     N("y", "unfold", "r", dimension=2, size=3, step=1))
+case("unfold-0d", {"x": given(2.5)}, N("y", "unfold", "x", dimension=0, size=1, step=1))
 CUM_TIES = {"x": given([[1.0, 1.0, 0.0, 1.0, 1.0], [3.0, 2.0, 5.0, 5.0, 1.0], [0.0, 2.0, 2.0, 1.0, 2.0]])}
 for op in ("cummax", "cummin"):
     case(f"{op}", {"x": normal(3, 4, seed=61)}, N("y", op, "x", dim=1))

@@ -16,6 +16,7 @@ from services.compiler.expressions import CONSTANTS, MATH, ExpressionCompiler, _
 from services.compiler.layers import BY_MODULE, SUBCLASS_OF
 from services.compiler.values import (
     DTYPES,
+    TENSOR_ATTRIBUTES,
     ClassRef,
     DType,
     FloatInfo,
@@ -40,7 +41,6 @@ MODULE_ATTRIBUTES = {"forward", "parameters", "named_parameters", "modules", "na
                      "register_module", "add_module", "requires_grad_", "training", "extra_repr", "buffers",
                      "named_buffers", "get_submodule", "get_parameter"}
 """What every nn.Module has (hasattr(model, "forward") is True)."""
-TENSOR_ATTRIBUTES = ("shape", "ndim", "dtype", "requires_grad", "is_leaf", "data", "T", "mT", "grad", "grad_fn", "device")
 
 
 class Builtins(ExpressionCompiler):
@@ -377,10 +377,11 @@ class Builtins(ExpressionCompiler):
         module, fn = path.split(".", 1)
         vals = [self.const(a) for a in node.args]
         if module == "numpy":
-            if not vals or not all(is_number(v) for v in vals):
-                raise self.err(node, f"{path} of numbers known now, got {vals}")
+            if not vals or not all(is_number(v) for v in vals) or not hasattr(np, fn):
+                raise self.err(node, f"{path} of numbers known now, got {vals}" if hasattr(np, fn) else f"unknown function '{path}'")
             with np.errstate(all="ignore"):
-                return float(getattr(np, fn)(*vals))
+                r = getattr(np, fn)(*vals)
+            return bool(r) if isinstance(r, np.bool_) else float(r)
         try:
             return MATH[fn](*vals)
         except (TypeError, ValueError, OverflowError) as e:
@@ -396,6 +397,23 @@ class Builtins(ExpressionCompiler):
         fi = np.finfo(dt.name)
         return FloatInfo(int(fi.bits), float(fi.eps), float(fi.max), float(fi.min), float(fi.tiny), float(fi.resolution),
                          float(fi.smallest_normal))
+
+    def sequence_search(self, items: list[Value] | tuple[Value, ...], method: str, node: ast.Call) -> int:
+        """`all_categories.index(category)` (the char-RNN tutorial), `labels.count(1)`: of numbers, strings and the
+        like known now (a tensor's == is elementwise: refused)."""
+        if node.keywords or not 1 <= len(node.args) <= (1 if method == "count" else 3):
+            raise self.err(node, f"list.{method} takes a value" + (" (and a start and end)" if method == "index" else ""))
+        value, *bounds = [self.const(a) for a in node.args]
+        if any(isinstance(v, (T, ModuleInst, Instance)) for v in (value, *items)):
+            raise self.err(node, f".{method}() of a list holding tensors or modules is not traced (a tensor's == is elementwise)")
+        if method == "count":
+            return items.count(value)
+        try:
+            return items.index(value, *bounds)  # type: ignore[arg-type]
+        except ValueError:
+            raise self.err(node, f"{value!r} is not in the list") from None
+        except TypeError as e:
+            raise self.err(node, f"list.index: {e}") from None
 
     def list_pop(self, items: list[Value], node: ast.Call) -> Value:
         """`stack.pop()`, `queue.pop(0)`: the list the name holds loses the item, as Python's."""

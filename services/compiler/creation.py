@@ -13,6 +13,7 @@ from services import strides
 from services.compiler.expressions import ExpressionCompiler, _is_const, _kind
 from services.compiler.inputs import infer_dtype, literal_array, value_range
 from services.compiler.values import (
+    TENSOR_ATTRIBUTES,
     Ctx,
     DType,
     Generator,
@@ -343,6 +344,13 @@ class TensorCreation(ExpressionCompiler):
             return  # `p.grad = None` (zero_grad written out): gradtrace's grads are one backward's anyway
         if target.attr == "requires_grad":
             self.requires_grad(self.tensor(target.value), bool(self.const(value)), stmt)
+            return
+        if (isinstance(target.value, ast.Name) and isinstance(self.scope.get(target.value.id), T)
+                and target.attr not in ("data", "grad", *TENSOR_ATTRIBUTES)):
+            self.const(value)  # `pe.require_grad = False` (the Time-Series-Library's typo): Python keeps an attribute
+            self.res.notes.append(f"line {stmt.lineno}: `{self.src(target)}` sets an attribute torch does not read "  # type: ignore[attr-defined]
+                                  "(Python keeps it on the tensor object): nothing changes, as in torch"
+                                  + (" (requires_grad is the flag torch reads)" if target.attr == "require_grad" else ""))
             return
         if self.tie(target, value, stmt):
             return

@@ -31,11 +31,13 @@ from services.compiler.values import (
     Instance,
     ModuleInst,
     T,
+    TorchVersion,
     Untraced,
     UserClass,
     UserFunction,
     Value,
     is_number,
+    torch_version,
 )
 from services.errors import SpecError
 from services.ir import Stream
@@ -50,11 +52,15 @@ FOLD = {
 }
 COMPARE = {ast.Gt: "gt", ast.Lt: "lt", ast.GtE: "ge", ast.LtE: "le", ast.Eq: "eq", ast.NotEq: "ne"}
 MATH = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "log2": math.log2, "log10": math.log10,
-        "cos": math.cos, "sin": math.sin, "tanh": math.tanh, "floor": math.floor, "ceil": math.ceil, "prod": math.prod}
+        "cos": math.cos, "sin": math.sin, "tanh": math.tanh, "floor": math.floor, "ceil": math.ceil, "prod": math.prod,
+        **{k: getattr(math, k) for k in ("log1p", "expm1", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "fabs",
+                                         "erf", "erfc", "gamma", "lgamma", "hypot", "trunc", "degrees", "radians", "pow",
+                                         "isnan", "isinf", "isfinite", "copysign", "fmod", "comb", "factorial")}}
 FUNCTION_VALUES = {"F.normalize", "F.relu6", "F.dropout", "torch.dropout", "F.dropout1d", "F.dropout2d", "F.dropout3d",
                    "copy.deepcopy"}
 """torch functions traced by the compiler rather than one op, which a program may still hold as values."""
 CONSTANTS = {f"{m}.{k}": getattr(math, k) for m in ("math", "torch", "numpy") for k in ("pi", "e", "inf", "nan")} | {
+    "torch.__version__": TorchVersion(torch_version())} | {
     f"string.{k}": getattr(string, k) for k in ("ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits",
                                                 "octdigits", "punctuation", "printable", "whitespace")}
 MAX_ITEMS = 20_000

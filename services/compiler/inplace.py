@@ -62,6 +62,21 @@ class InPlace(TensorCreation):
         self.changed_in_place(t, new, var, node)
         return new
 
+    def reshape_in_place(self, t: T, m: str, node: ast.Call) -> T:
+        """`target.unsqueeze_(-1)` (the char-RNN tutorial), `x.squeeze_()`, `h.t_()`, `h.transpose_(0, 1)`: the tensor
+        takes the new shape in place, every name bound to it sees it; views of it keep theirs (no data changes).
+        torch also bumps its version, so that a backward() through something that saved it fails: not followed here
+        (the torch engine runs the view op, whose grad_fn torch would make anew after a bump)."""
+        var = self.src(node.func.value)[:40]  # type: ignore[attr-defined]
+        self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node, data=False)
+        if node is self.stmt_expr and self.stmt_name is not None:
+            name = self.name_for(node)
+        else:
+            name = self.binding_name(var) if var.isidentifier() else self.temp()
+        new = self.apply(self.methods[m[:-1]], node, receiver=t, out=name)
+        self.changed_in_place(t, new, var, node, bump=False, reshaped=True)  # (see the docstring's caveat)
+        return new
+
     def leaf_update(self, t: T, stmt: ast.AugAssign) -> None:
         """`w += c` / `w *= c` on a leaf under no_grad, c a number: the leaf's value changes (a stream event, in
         order with the draws); by a tensor (an optimizer's step) it is not traced."""
@@ -213,9 +228,10 @@ class InPlace(TensorCreation):
         if node is not None:
             node.writes = old
 
-    def check_in_place(self, t: T, var: str, how: str, instead: str, stmt: ast.AST) -> None:
+    def check_in_place(self, t: T, var: str, how: str, instead: str, stmt: ast.AST, data: bool = True) -> None:
         """`x += ...` or `x.add_(...)` on a tensor changes it in place, as torch does: refused where torch refuses it
-        (a leaf that requires grad) or where it would change another tensor too (a view)."""
+        (a leaf that requires grad) or where it would change another tensor too (a view; `data` False: a change of
+        shape alone, which views do not see)."""
         b = self.builder
         if t.name in b.leaves and b.grad[t.name] and not self.no_grad:  # allowed under no_grad
             raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses {how} on it (a leaf "
@@ -225,7 +241,7 @@ class InPlace(TensorCreation):
             raise self.err(stmt, f"{how} on '{var}', which requires grad, under torch.no_grad() or through .data is not "
                                  "traced (torch changes its values and keeps its graph)")
         bound = {v.name for v in self.scope.values() if isinstance(v, T)}
-        stack, seen = list(b.views.get(t.name, ())), set()
+        stack, seen = list(b.views.get(t.name, ()) if data else ()), set()
         while stack:  # views of it (and of its views) that a name still holds would change with it in torch
             k = stack.pop()
             if k in bound:
@@ -258,12 +274,12 @@ class InPlace(TensorCreation):
                                      "for a new tensor")
             node = next((n for n in reversed(b.nodes) if n.name == base), None)  # a temporary: what it views
 
-    def changed_in_place(self, old: T, new: T, var: str, stmt: ast.AST, bump: bool = True) -> None:
+    def changed_in_place(self, old: T, new: T, var: str, stmt: ast.AST, bump: bool = True, reshaped: bool = False) -> None:
         """After an in-place change, every name bound to the tensor sees the new value (`b = a; b += 1` changes
-        a too). In place, torch keeps the tensor's shape and dtype: a change of either is refused. `bump` False: a
-        change torch makes without counting it (batch norm's running statistics: no version bump, so nothing that
-        saved the tensor fails at backward)."""
-        if self.shape(new) != self.shape(old):
+        a too). In place, torch keeps the tensor's shape (unless `reshaped`: `unsqueeze_`) and dtype: a change of
+        either is refused. `bump` False: a change torch makes without counting it (batch norm's running statistics:
+        no version bump, so nothing that saved the tensor fails at backward)."""
+        if self.shape(new) != self.shape(old) and not reshaped:
             raise self.err(stmt, f"`{var}` has shape {list(self.shape(old))}, and in place it cannot become "
                                  f"{list(self.shape(new))} (torch: output shape doesn't match the broadcast shape)")
         was, now = self.dtype_of(old), self.dtype_of(new)

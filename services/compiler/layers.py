@@ -234,13 +234,47 @@ def _conv_transpose_params(c: ConvTranspose2dLayer) -> list[tuple[str, Shape]]:
     return [("weight", (c.in_channels, c.out_channels // c.groups, *_kernel(c)))] + ([("bias", (c.out_channels,))] if c.bias else [])
 
 
-for _d, _conv, _transposed in (("2d", Conv2dLayer, ConvTranspose2dLayer), ("1d", Conv1dLayer, ConvTranspose1dLayer)):
-    layer(LayerDef(
-        f"conv{_d}", f"Conv{_d}", _conv,
-        _with_params(f"conv{_d}", lambda c: {"stride": c.stride, "padding": c.padding, "dilation": c.dilation, "groups": c.groups},
-                     ("weight", "bias")),
-        _conv_params,
-    ))
+def _edge_padding(c: Conv2dLayer) -> list[int]:
+    """torch's `_reversed_padding_repeated_twice`: F.pad's sides (last dim first) for a padding_mode other than zeros;
+    'same' pads dilation * (kernel - 1) per dim, the extra one on the right."""
+    kernel = _kernel(c)
+    n = len(kernel)
+    dilation = [c.dilation] * n if isinstance(c.dilation, int) else list(c.dilation)
+    if c.padding == "valid":
+        return [0, 0] * n
+    if c.padding == "same":
+        sides = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for d, k in zip(dilation, kernel, strict=True)]
+    else:
+        sides = [(p, p) for p in ([c.padding] * n if isinstance(c.padding, int) else list(c.padding))]
+    return [v for side in reversed(sides) for v in side]
+
+
+def _conv(d: str) -> Emit:
+    """conv(x): the conv op with the layer's weight and bias; with padding_mode 'reflect' / 'replicate' / 'circular'
+    (the Time-Series-Library's TokenEmbedding), F.pad in that mode first and no padding in the conv, as torch's
+    `_conv_forward`."""
+
+    def emit(e: Emitter, call: Call) -> str:
+        c: Conv2dLayer = call.cfg
+        args = {"stride": c.stride, "padding": c.padding, "dilation": c.dilation, "groups": c.groups}
+        x = call.inputs[0]
+        if c.padding_mode != "zeros":
+            x = e.node(e.unique(f"{call.prefix}.padded"), "pad", [x], {"pad": _edge_padding(c), "mode": c.padding_mode})
+            args["padding"] = 0
+        elif c.padding == "same" and any(_edge_padding(c)[::2][k] != _edge_padding(c)[1::2][k] for k in range(len(_kernel(c)))):
+            # an even effective kernel: ATen's _convolution_mode pads the extra one on the right (constant_pad_nd) and
+            # convolves with the symmetric rest, as its warning says (a zero-padded copy of the input)
+            sides = _edge_padding(c)
+            x = e.node(e.unique(f"{call.prefix}.padded"), "pad", [x],
+                       {"pad": [0 if k % 2 == 0 else sides[k] - sides[k - 1] for k in range(len(sides))], "value": 0.0})
+            args["padding"] = list(reversed(sides[::2]))  # the left sides, first dim first
+        return e.node(call.out, f"conv{d}", [x, *[call.params[p] for p in ("weight", "bias") if p in call.params]], args)
+
+    return emit
+
+
+for _d, _conv_layer, _transposed in (("2d", Conv2dLayer, ConvTranspose2dLayer), ("1d", Conv1dLayer, ConvTranspose1dLayer)):
+    layer(LayerDef(f"conv{_d}", f"Conv{_d}", _conv_layer, _conv(_d), _conv_params))
     layer(LayerDef(
         f"conv_transpose{_d}", f"ConvTranspose{_d}", _transposed,
         _with_params(f"conv_transpose{_d}", lambda c: {"stride": c.stride, "padding": c.padding, "output_padding": c.output_padding,

@@ -183,12 +183,13 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
             raise SpecError(f"syntax error: {e.msg}", loc=("program",), line=e.lineno, col=e.offset) from None
         body = unroll(_main_guard(tree.body), self.err, lazy=True)
         if "__" in self.text:  # a walk over every node costs more than the rest of a small program's compile
+            _mangle_private(ast.Module(body=body, type_ignores=[]))
             nodes = list(ast.walk(ast.Module(body=body, type_ignores=[])))
             named = {id(n.value) for n in nodes if _class_name(n)}  # m.__class__.__name__ (DCGAN's weights_init)
             for node in nodes:
                 name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
                 if name and name.startswith("__") and name not in ("__init__", "__post_init__", "__call__") and not (
-                        _class_name(node) or id(node) in named and name == "__class__"):
+                        _class_name(node) or id(node) in named and name == "__class__" or _torch_version(node)):
                     raise self.err(node, f"dunder name '{name}' is not allowed")
         self.count_bindings(body)
         self.reserved = set(self.bindings) | self.spec_inputs
@@ -540,8 +541,8 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
             return self.mapping_method(base, f.attr, node)
         if isinstance(base, list) and f.attr == "pop":
             return self.list_pop(base, node)
-        if isinstance(base, tuple) and f.attr in ("index", "count"):
-            raise self.err(node, "tuple methods are not supported")
+        if isinstance(base, (list, tuple)) and f.attr in ("index", "count"):
+            return self.sequence_search(base, f.attr, node)
         raise self.err(node, f"'{self.src(f)[:60]}': {_kind(base)} has no method '{f.attr}' gradtrace understands")
 
     def call_name(self, fn: str, node: ast.Call) -> Value:
@@ -676,6 +677,24 @@ def _is_int_literal(node: ast.expr, scope: dict[str, Any]) -> bool:
     if isinstance(node, ast.Name):
         return isinstance(scope.get(node.id), int)
     return isinstance(node, ast.Constant) and isinstance(node.value, int)
+
+
+def _torch_version(node: ast.AST) -> bool:
+    """`torch.__version__`: the one dunder attribute of torch a program may read (a version test)."""
+    return isinstance(node, ast.Attribute) and node.attr == "__version__" and isinstance(node.value, ast.Name) \
+        and node.value.id == "torch"
+
+
+def _mangle_private(node: ast.AST, cls: str | None = None) -> None:
+    """Python's private names: `self.__padding` in `class CausalConv1d` is `self._CausalConv1d__padding`, so a
+    module kept there has torch's parameter names (`conv._CausalConv1d__conv.weight`)."""
+    for child in ast.iter_child_nodes(node):
+        if cls:
+            for field in ("id", "attr", "arg", "name"):
+                v = getattr(child, field, None)
+                if isinstance(v, str) and v.startswith("__") and not v.endswith("__") and not isinstance(child, ast.ClassDef):
+                    setattr(child, field, f"_{cls}{v}")
+        _mangle_private(child, child.name.lstrip("_") if isinstance(child, ast.ClassDef) else cls)
 
 
 def _main_guard(body: list[ast.stmt]) -> list[ast.stmt]:

@@ -130,6 +130,8 @@ class CallStatements(ExpressionCompiler):
             if isinstance(base, HookHandle) and f.attr == "remove" and not call.args:
                 base.remove()
                 return
+            if isinstance(base, ModuleInst) and f.attr == "flatten_parameters" and base.kind in ("RNN", "LSTM", "GRU"):
+                return  # `self.lstm.flatten_parameters()`: cuDNN's weight layout, no numbers change
             if isinstance(base, Untraced) or (isinstance(base, (ModuleInst, Instance)) and f.attr in (
                     "zero_grad", "train", "eval", "load_state_dict")):
                 self.method_statement(base, f.attr, call)

@@ -5,12 +5,17 @@ torch dtypes, nn modules, torch.Generators, and objects whose methods gradtrace 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.compiler.layers import LayerDef
 from services.ir import Event, Stream
+
+TENSOR_ATTRIBUTES = ("shape", "ndim", "dtype", "requires_grad", "is_leaf", "data", "T", "mT", "grad", "grad_fn", "device")
+"""What every tensor has (hasattr(x, "grad") is True)."""
 
 DTYPES = {
     "float32": "float32", "float": "float32", "float64": "float64", "double": "float64",
@@ -292,3 +297,40 @@ class Ctx:
 CALLABLE = (UserFunction, UserClass, Instance, Bound, ClassRef, Applier)
 """What a program may call besides modules: its own functions, classes, objects and bound methods, and torch's
 classes and functions held as values (`act = F.relu`)."""
+
+
+class TorchVersion(str):
+    """torch.__version__ as torch gives it: a string that compares as a version (`torch.__version__ >= '1.5.0'`, in
+    the Time-Series-Library's embeddings; '2.13.0' is after '2.2', as torch's TorchVersion has it)."""
+
+    def _key(self, other: object) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        def parts(v: object) -> tuple[int, ...]:
+            if isinstance(v, (tuple, list)):
+                return tuple(int(p) for p in v)
+            nums = [re.match(r"\d*", p).group() for p in str(v).split("+")[0].split(".")]  # type: ignore[union-attr]
+            return tuple(int(n) for n in nums if n)
+        return parts(self), parts(other)
+
+    def __lt__(self, other: object) -> bool:
+        a, b = self._key(other)
+        return a < b
+
+    def __le__(self, other: object) -> bool:
+        a, b = self._key(other)
+        return a <= b
+
+    def __gt__(self, other: object) -> bool:
+        a, b = self._key(other)
+        return a > b
+
+    def __ge__(self, other: object) -> bool:
+        a, b = self._key(other)
+        return a >= b
+
+
+def torch_version() -> str:
+    """The installed torch's version (without importing torch: the API compiles programs too)."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "2.13.0"

@@ -1,0 +1,86 @@
+"""Sequence, time-series and audio code as tutorials and repositories write it, each traced against real torch: the
+char-RNN tutorial's in-place shape methods and list lookups, the Time-Series-Library's embeddings (a version test,
+circular padding, a typo'd attribute, private names), PatchTST's unfold, TCN-style causal and 'same' convolutions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_program_pytorch import in_torch, same_as_torch, traced
+
+from services.compiler import compile_spec
+from services.errors import SpecError
+from shared.spec import TraceSpec
+
+HEAD = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+
+
+def test_char_rnn_in_place_shape_methods_and_list_lookups(tmp_path: Path) -> None:
+    """`target_line_tensor.unsqueeze_(-1)` and `all_categories.index(category)` (the char-RNN generation tutorial),
+    `h.t_()`, `.squeeze_()`, `.transpose_()` on tensors with grad: every name of the tensor sees the new shape (an
+    alias too), torch's values and grads."""
+    program = (HEAD + "all_categories = ['English', 'French', 'German']\n"
+               "li = all_categories.index('French')\ncategory_tensor = torch.zeros(1, 3)\ncategory_tensor[0][li] = 1\n"
+               "x = torch.randn(3, 4, requires_grad=True)\ntarget = torch.tensor([1, 0, 2])\nalias = target\n"
+               "target.unsqueeze_(-1)\ng = x.gather(1, target)\nh = x * 2\nh.t_()\nh.unsqueeze_(0)\nk = h.squeeze_(0)\n"
+               "w = (x + 1).unsqueeze(1)\nw.squeeze_(1)\nw.transpose_(0, 1)\nn = (1, 2, 2).count(2)\n"
+               "loss = g.sum() + (h * h).sum() + alias.float().sum() + (w * k).sum() * n + category_tensor.sum()\n"
+               "loss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x", "target", "g", "k", "w", "loss"])  # (h is the tensor k names)
+    assert list(g["alias"].shape) == t.result.nodes["target"].value.shape == [3, 1]
+
+
+def test_in_place_shape_methods_refused_where_torch_refuses_them() -> None:
+    with pytest.raises(SpecError, match="leaf tensor that requires grad"):
+        compile_spec(TraceSpec(program="import torch\nx = torch.randn(3, requires_grad=True)\nx.unsqueeze_(0)\n"))
+    with pytest.raises(SpecError, match="is not in the list"):
+        compile_spec(TraceSpec(program="import torch\nc = ['a', 'b']\ni = c.index('z')\n"))
+
+
+def test_time_series_library_embeddings_as_pasted(tmp_path: Path) -> None:
+    """TokenEmbedding's `padding = 1 if torch.__version__ >= '1.5.0' else 2` (a version compares as torch's
+    TorchVersion: '2.13' is after '2.2'), Conv1d(padding_mode='circular') (F.pad, then the conv), PositionalEmbedding's
+    `pe.require_grad = False` typo (noted, changes nothing), a `self.__padding` private name (mangled as Python does,
+    so the parameter is torch's `holder._Holder__proj.weight`), PatchTST's `x.unfold(-1, size, step)`."""
+    program = (HEAD + "import math\nimport numpy as np\n\n\nclass TokenEmbedding(nn.Module):\n"
+               "    def __init__(self, c_in, d_model):\n        super(TokenEmbedding, self).__init__()\n"
+               "        padding = 1 if torch.__version__ >= '1.5.0' else 2\n"
+               "        self.tokenConv = nn.Conv1d(in_channels=c_in, out_channels=d_model, kernel_size=3, padding=padding,\n"
+               "                                   padding_mode='circular', bias=False)\n\n"
+               "    def forward(self, x):\n        return self.tokenConv(x.permute(0, 2, 1)).transpose(1, 2)\n\n\n"
+               "class Holder(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+               "        self.__proj = nn.Linear(8, 2)\n\n    def forward(self, x):\n        return self.__proj(x)\n\n\n"
+               "pe = torch.zeros(7, 8)\npe.require_grad = False\nnewer = 1.0 if torch.__version__ >= '2.2' else 0.0\n"
+               "scale = math.log1p(255) + np.log1p(3.0) + math.atan2(1.0, 2.0)\n"
+               "emb = TokenEmbedding(3, 8)\nholder = Holder()\nx = torch.randn(2, 7, 3, requires_grad=True)\n"
+               "y = (emb(x) + pe) * scale * newer\nz = holder(y)\n"
+               "patches = z.transpose(1, 2).unfold(dimension=-1, size=3, step=2)\n"
+               "loss = patches.pow(2).sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["emb", "holder", "x", "y", "z", "patches", "loss"])
+    assert "holder._Holder__proj.weight" in t.result.nodes
+    assert t.result.nodes["patches"].grad_fn == type(g["patches"].grad_fn).__name__ == "UnfoldBackward0"
+    assert any("require_grad" in n and "nothing changes" in n for n in t.result.notes)
+
+
+def test_conv_padding_modes_and_same_with_an_even_kernel(tmp_path: Path) -> None:
+    """padding_mode 'reflect' / 'replicate' / 'circular' (with 'same' too) pad first as torch's `_conv_forward`;
+    padding='same' with an even kernel pads the extra one on the right (ConstantPadNdBackward0), as ATen does; a
+    `.view()` of overlapping windows fails at the torch engine as in torch."""
+    program = (HEAD + "c1 = nn.Conv2d(2, 3, 3, padding=1, padding_mode='reflect')\n"
+               "c2 = nn.Conv2d(2, 3, (3, 2), padding='same', padding_mode='replicate', dilation=(1, 2))\n"
+               "c3 = nn.Conv1d(2, 3, 4, padding='same')\nc4 = nn.Conv2d(2, 3, (3, 2), padding='same')\n"
+               "img = torch.randn(1, 2, 5, 6, requires_grad=True)\nz = c1(img) + c2(img) + c4(img)\n"
+               "q = c3(img[:, :, 0])\nloss = z.pow(2).sum() + q.sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["c1", "c2", "c3", "c4", "img", "z", "q", "loss"])
+    nexts = [f.grad_fn for f in t.result.nodes["q"].next_functions]
+    assert nexts[0] == type(g["q"].grad_fn.next_functions[0][0]).__name__ == "ConstantPadNdBackward0"
