@@ -211,7 +211,7 @@ def build_table(
         inputs=[[] for _ in leaves] + [list(node.inputs) for node in graph.nodes],
         shape=[list(s) for s in shapes],
         dtype=[leaf.dtype for leaf in leaves] + [node.dtype for node in graph.nodes],
-        is_leaf=[True] * len(leaves) + [False] * len(graph.nodes),
+        is_leaf=[True] * len(leaves) + [not node.requires_grad for node in graph.nodes],  # torch's is_leaf
         requires_grad=[leaf.requires_grad for leaf in leaves] + [node.requires_grad for node in graph.nodes],
         kind=kind, init=[leaf.init for leaf in leaves] + [None] * len(graph.nodes),
         grad_fn=grad_fn, next_functions=nexts, tensors=tensors, errors=errors, nonfinite=nonfinite, ok=ok,

@@ -48,7 +48,7 @@ def to_dot(view: GraphView) -> graphviz.Digraph:
     for n in view.nodes:
         title = f"{n.name}: {n.op}" + (f" ({n.grad_fn})" if n.grad_fn else "")
         label = "{" + " | ".join(_esc(x) for x in (title, f"value {short(n.value)}", f"grad {short(n.grad)}")) + "}"
-        color = "#f4c7c3" if not n.ok else "lightblue" if n.is_leaf else "gold" if n.name == view.output else "white"
+        color = "#f4c7c3" if not n.ok else "lightblue" if not n.inputs else "gold" if n.name == view.output else "white"
         extra = {"color": "darkorange", "penwidth": "2"} if n.nonfinite else {}
         dot.node(_id(n.name), label=label, style="filled", fillcolor=color, **extra)
     drawn = set()

@@ -233,3 +233,20 @@ def test_embedding_bag_in_a_model_spec_takes_its_offsets_as_a_second_input() -> 
     loss.backward()
     np.testing.assert_allclose(t.arrays["torch/grad/emb.weight"], emb.weight.grad.numpy(), rtol=1e-6)
     np.testing.assert_allclose(t.arrays["torch/value/loss"], loss.detach().numpy(), rtol=1e-6)
+
+
+def test_embedding_bag_offsets_known_now_are_checked_at_compile() -> None:
+    """offsets that torch refuses (not starting at 0) or turns into garbage gradients (include_last_offset=True with a
+    last offset short of the input's length): refused at compile, naming the node and line."""
+    import pytest
+
+    from services.compiler import compile_spec
+    from services.errors import SpecError
+    from shared.spec import TraceSpec
+
+    base = HEAD + "w = torch.randn(10, 3, requires_grad=True)\ni = torch.tensor([1, 2, 4, 5, 4, 3, 2, 9])\n"
+    for offsets, last, match in (("[0, 4, 6]", True, "must be the input's length"), ("[1, 4]", False, "has to be 0")):
+        program = base + f"out = F.embedding_bag(i, w, torch.tensor({offsets}), include_last_offset={last})\n"
+        with pytest.raises(SpecError, match=match) as info:
+            compile_spec(TraceSpec(program=program + "out.sum().backward()\n"))
+        assert info.value.line == 7

@@ -624,7 +624,7 @@ def test_a_training_loop_traces_its_first_step(program: str, names: list[str], s
 
 
 @pytest.mark.parametrize(("tail", "line", "needle"), [
-    ("y.backward()\n", 5, "backward() is called twice"),
+    ("y.backward()\n", 5, "backward() is called a second time"),
     ("with torch.no_grad():\n    x -= 0.1 * x.grad\n", 5, "in-place update of 'x'"),
     ("z = (x * 3).sum()\nv = z.item()\n", 6, ".item() needs the tensor's value"),
 ])

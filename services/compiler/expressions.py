@@ -555,8 +555,8 @@ class ExpressionCompiler:
             return DType(self.dtype_of(t))
         if a == "requires_grad":  # (an autograd.Function's input: the argument's, though its body records no graph)
             return getattr(self, "argument_grad", {}).get(t.name, self.builder.grad[t.name])
-        if a == "is_leaf":
-            return t.name in self.builder.leaves
+        if a == "is_leaf":  # torch's: made by the program, or not requiring grad (`x.detach().is_leaf` is True)
+            return t.name in self.builder.leaves or not getattr(self, "argument_grad", {}).get(t.name, self.builder.grad[t.name])
         if a == "data":  # the same numbers cut from the graph, as .detach() gives (writes through it: TensorCreation)
             return self.emit("detach", [t], {}, node) if self.builder.grad[t.name] else t
         if a in ("T", "mT"):

@@ -40,7 +40,12 @@ class Finish(ExpressionCompiler):
     def backward(self, receiver: ast.expr, call: ast.Call) -> None:
         """`y.backward(gradient)` on any expression: picks the output and its gradient."""
         if self.res.output is not None:
-            raise self.err(call, "backward() is called twice: gradtrace traces one backward pass")
+            raise self.err(call, "backward() is called a second time: gradtrace traces one backward pass (the grads "
+                                 "shown are the first's); torch adds this pass's gradients to .grad" + (
+                                     "" if getattr(self, "retained", False) else ", or, where it reaches a part of the "
+                                     "graph the first pass freed (an op that saved a tensor), raises 'Trying to backward "
+                                     "through the graph a second time': the first backward() has no retain_graph=True"))
+        self.retained = any(k.arg == "retain_graph" and self.const(k.value) for k in call.keywords)
         bad = [k.arg for k in call.keywords if k.arg not in ("gradient", "retain_graph", "create_graph")]
         if bad or len(call.args) > 1:
             raise self.err(call, f"backward() takes only 'gradient' (and retain_graph) here, not {bad or 'more arguments'}")

@@ -37,7 +37,7 @@ class InPlace(TensorCreation):
         """`y.add_(1)` (an op's in-place method on a name), as a statement or a right-hand side."""
         f = node.func if isinstance(node, ast.Call) else None
         return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr.endswith("_") \
-            and f.attr[:-1] in self.methods and f.value.id not in self.aliases  # not F.relu_(h): a function
+            and (f.attr[:-1] in self.methods or f.attr == "detach_") and f.value.id not in self.aliases  # not F.relu_(h)
 
     def module_state(self, t: T) -> bool:
         """A leaf a module holds (a parameter, frozen or not; a BatchNorm's running buffer): its in-place change must
@@ -62,19 +62,29 @@ class InPlace(TensorCreation):
         self.changed_in_place(t, new, var, node)
         return new
 
-    def reshape_in_place(self, t: T, m: str, node: ast.Call) -> T:
+    def metadata_in_place(self, t: T, m: str, node: ast.Call) -> T:
         """`target.unsqueeze_(-1)` (the char-RNN tutorial), `x.squeeze_()`, `h.t_()`, `h.transpose_(0, 1)`: the tensor
-        takes the new shape in place, every name bound to it sees it; views of it keep theirs (no data changes).
-        torch also bumps its version, so that a backward() through something that saved it fails: not followed here
-        (the torch engine runs the view op, whose grad_fn torch would make anew after a bump)."""
+        takes the new shape in place; `h.detach_()`: it leaves the graph; every name bound to it sees it, views of it
+        keep theirs (no data changes). For the shape methods torch also bumps its version, so that a backward()
+        through something that saved it fails: not followed here (the torch engine runs the view op, whose grad_fn
+        torch would make anew after a bump)."""
         var = self.src(node.func.value)[:40]  # type: ignore[attr-defined]
-        self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node, data=False)
+        if m == "detach_":
+            if any(t.name in made for made in self.builder.views.values()):
+                raise self.err(node, f"'{var}' is a view: torch refuses `.detach_()` on it (Can't detach views in-place. "
+                                     f"Use detach() instead); write `{var} = {var}.detach()`")
+        else:
+            self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node, data=False)
         if node is self.stmt_expr and self.stmt_name is not None:
             name = self.name_for(node)
         else:
             name = self.binding_name(var) if var.isidentifier() else self.temp()
-        new = self.apply(self.methods[m[:-1]], node, receiver=t, out=name)
-        self.changed_in_place(t, new, var, node, bump=False, reshaped=True)  # (see the docstring's caveat)
+        if m == "detach_":
+            new = self.emit("detach", [t], {}, node, name=name) if self.builder.grad[t.name] else t  # type: ignore[attr-defined]
+        else:
+            new = self.apply(self.methods[m[:-1]], node, receiver=t, out=name)
+        if new is not t:
+            self.changed_in_place(t, new, var, node, bump=False, reshaped=True)  # (see the docstring's caveat)
         return new
 
     def leaf_update(self, t: T, stmt: ast.AugAssign) -> None:

@@ -81,7 +81,7 @@ FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functio
 RETURNS_SELF = INPLACE_INIT | {"requires_grad_", "cpu", "contiguous"}
 """Methods that return the tensor they are called on."""
 GRAD_MODES = {"torch.no_grad", "torch.inference_mode", "torch.enable_grad", "torch.set_grad_enabled",
-              "torch.autograd.set_detect_anomaly"}
+              "torch.autograd.set_detect_anomaly", "torch.autograd.detect_anomaly"}
 OPTIMIZERS = {"SGD", "Adam", "AdamW", "RMSprop", "Adagrad"}
 
 

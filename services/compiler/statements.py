@@ -73,6 +73,12 @@ class CallStatements(ExpressionCompiler):
             return
         if path in IGNORED_CALLS or path in ("torch.cuda.manual_seed", "torch.cuda.manual_seed_all"):
             return
+        if path == "torch.set_grad_enabled":  # as a call: grad mode from here on (till another call), as torch's
+            if len(call.args) != 1 or call.keywords:
+                raise self.err(call, "torch.set_grad_enabled takes one flag")
+            self.no_grad = not bool(self.const(call.args[0]))
+            self.builder.grad_enabled = not self.no_grad
+            return
         if path == "nn.Module.__init__" and self.depth:  # nn.Module.__init__(self): super().__init__() written out
             return
         if path in ("nn.utils.clip_grad_norm_", "nn.utils.clip_grad_value_"):
@@ -147,7 +153,7 @@ class CallStatements(ExpressionCompiler):
             if isinstance(base, T) and f.attr == "register_hook":
                 self.register_hook(base, call)
                 return
-            if isinstance(base, T) and (f.attr in {"retain_grad", "requires_grad_", "copy_"} | INPLACE_INIT
+            if isinstance(base, T) and (f.attr in {"retain_grad", "requires_grad_", "copy_", "detach_"} | INPLACE_INIT
                                         or f.attr.endswith("_") and f.attr[:-1] in self.methods):
                 self.tensor_method(base, f.attr, call)
                 return

@@ -104,8 +104,8 @@ class TensorMethods(ExpressionCompiler):
             return self.reshape_alias(t, m, node)
         if m in self.methods:
             return self.apply(self.methods[m], node, receiver=t)
-        if m in ("unsqueeze_", "squeeze_", "t_", "transpose_"):
-            return self.reshape_in_place(t, m, node)  # type: ignore[attr-defined, no-any-return]
+        if m in ("unsqueeze_", "squeeze_", "t_", "transpose_", "detach_"):
+            return self.metadata_in_place(t, m, node)  # type: ignore[attr-defined, no-any-return]
         if m.endswith("_") and m[:-1] in self.methods:
             return self.in_place_method(t, m, node)
         raise self.err(node, f"unknown tensor method '.{m}()'")

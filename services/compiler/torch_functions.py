@@ -14,7 +14,7 @@ from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.functions import is_super
 from services.compiler.layers import Emitter, stale_statistics
 from services.compiler.transformer import attention
-from services.compiler.values import CALLABLE, Instance, T, UserClass, UserFunction, Value, is_number
+from services.compiler.values import CALLABLE, Instance, T, Untraced, UserClass, UserFunction, Value, is_number
 from services.errors import ShapeError, SpecError
 from services.ir import Leaf
 from services.ops import REGISTRY
@@ -106,7 +106,22 @@ class TorchFunctions(ExpressionCompiler):
             return self.diff(self.tensor(node.args[0]), node, node.args[1:])
         if path in METHOD_FORMS and node.args:  # torch.unbind(x, 1): x.unbind(1)
             return self.reshape_alias(self.tensor(node.args[0]), path[6:], self.as_method(node, path[6:]))  # type: ignore[attr-defined]
+        if path == "nn.utils.parameters_to_vector" and len(node.args) == 1 and not node.keywords:
+            return self.parameters_to_vector(node)
+        if path in ("nn.utils.clip_grad_norm_", "nn.utils.clip_grad_value_"):  # `total_norm = clip_grad_norm_(...)`
+            self.res.notes.append(f"line {node.lineno}: {self.src(node)[:80]} is not traced: the grads shown are "  # type: ignore[attr-defined]
+                                  "backward's, before clipping")
+            return Untraced(f"what {path[9:]} returns (not traced)")
         return NotImplemented
+
+    def parameters_to_vector(self, node: ast.Call) -> T:
+        """nn.utils.parameters_to_vector(model.parameters()): torch.cat of each parameter's view(-1), as torch's own
+        code writes it (CatBackward0 over ViewBackward0s)."""
+        params = self.expr(node.args[0])
+        if not isinstance(params, (list, tuple)) or not params or not all(isinstance(p, T) for p in params):
+            raise self.err(node, f"parameters_to_vector takes tensors (model.parameters()), not {_kind(params)}")
+        flat = [self.emit("view", [p], {"shape": [-1]}, node, name=self.temp()) for p in params]  # type: ignore[attr-defined]
+        return self.emit("cat", flat, {"dim": 0}, node)
 
     def diff(self, t: T, node: ast.Call, args: list[ast.expr]) -> T:
         """torch.diff(x, n=1, dim=-1, prepend=None, append=None) / x.diff(...): as ATen's diff_helper, n times the

@@ -139,6 +139,15 @@ class EmbeddingBag(Op):
         if r is not None and (r[0] < 0 or r[1] >= n):
             raise ShapeError(f"embedding_bag: index values in [{r[0]:g}, {r[1]:g}] are out of range for {n} embeddings "
                              f"(valid: 0 to {n - 1})")
+        offsets = ranges[2] if len(ranges) > 2 and len(shapes[2]) == 1 and len(shapes[0]) == 1 and shapes[2][0] else None
+        if offsets is not None:  # (offsets known now: their first is their least, their last their largest)
+            if offsets[0] != 0:
+                raise ShapeError(f"embedding_bag: offsets[0] has to be 0, i.e., the first sequence in the mini-batch has "
+                                 f"to start from position 0 (the least offset is {offsets[0]:g})")
+            if offsets[1] > shapes[0][0] or a.include_last_offset and offsets[1] != shapes[0][0]:
+                raise ShapeError(f"embedding_bag: the last offset ({offsets[1]:g}) must be " + (
+                    f"the input's length ({shapes[0][0]}) with include_last_offset=True (torch's gradient is garbage "
+                    "otherwise)" if a.include_last_offset else f"at most the input's length ({shapes[0][0]})"))
 
     def torch(self, t: Any, xs: list[Any], a: EmbeddingBagArgs) -> Any:
         given = [x if isinstance(x, t.Tensor) else None for x in xs[2:4]] + [None] * (4 - len(xs))
