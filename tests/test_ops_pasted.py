@@ -155,6 +155,14 @@ case("unfold-gaps-dim0", {"x": normal(7, 3, seed=66)}, N("y", "unfold", "x", dim
 case("unfold-twice", {"x": normal(1, 4, 6, seed=67)}, N("r", "unfold", "x", dimension=1, size=2, step=2),
      N("y", "unfold", "r", dimension=2, size=3, step=1))
 case("unfold-0d", {"x": given(2.5)}, N("y", "unfold", "x", dimension=0, size=1, step=1))
+# soft_margin_loss (its own backward), nansum (NaNs give no gradient; all NaN: 0).
+MARGIN = {"x": normal(3, 4, seed=68), "y": {**given([[1.0, -1.0, 1.0, 1.0], [-1.0, -1.0, 1.0, -1.0], [1.0, 1.0, 1.0, -1.0]]), **FROZEN}}
+for red in ("mean", "sum", "none"):
+    case(f"soft_margin_loss-{red}", MARGIN, N("L", "soft_margin_loss", "x", "y", reduction=red))
+NAN = {"x": given([[1.0, float("nan"), 2.0], [float("nan"), float("nan"), float("nan")], [0.5, -1.0, 3.0]])}
+case("nansum-all", NAN, N("y", "nansum", "x"), **EXACT)
+case("nansum-dim", NAN, N("y", "nansum", "x", dim=1, keepdim=True), **EXACT)
+case("nansum-plain", {"x": normal(3, 4, seed=69)}, N("y", "nansum", "x", dim=[0, 1]))
 CUM_TIES = {"x": given([[1.0, 1.0, 0.0, 1.0, 1.0], [3.0, 2.0, 5.0, 5.0, 1.0], [0.0, 2.0, 2.0, 1.0, 2.0]])}
 for op in ("cummax", "cummin"):
     case(f"{op}", {"x": normal(3, 4, seed=61)}, N("y", op, "x", dim=1))

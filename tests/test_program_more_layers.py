@@ -250,3 +250,29 @@ def test_embedding_bag_offsets_known_now_are_checked_at_compile() -> None:
         with pytest.raises(SpecError, match=match) as info:
             compile_spec(TraceSpec(program=program + "out.sum().backward()\n"))
         assert info.value.line == 7
+
+
+def test_count_and_margin_losses_and_nan_reductions_as_torch(tmp_path: Path) -> None:
+    """nn.PoissonNLLLoss / F.poisson_nll_loss (log_input, full's Stirling term), nn.SoftMarginLoss (its own backward),
+    nn.MultiLabelSoftMarginLoss (class weights), torch.nansum / nanmean and the method: torch's numbers and grad_fns,
+    composed of the ops torch composes them of."""
+    program = (HEAD + "x = torch.randn(6, 4, requires_grad=True)\n"
+               "counts = torch.tensor([[0., 1., 3., 2.], [5., 0., 1., 1.], [2., 2., 0., 7.], [1., 0., 0., 1.], "
+               "[3., 4., 1., 0.], [0., 0., 2., 9.]])\n"
+               "y = torch.tensor([[1., -1., 1., 1.], [-1., -1., 1., -1.], [1., 1., 1., -1.], [-1., 1., -1., 1.], "
+               "[1., 1., -1., -1.], [1., -1., 1., 1.]])\nlabels = (y > 0).float()\n"
+               "l1 = nn.PoissonNLLLoss()(x, counts)\nl2 = F.poisson_nll_loss(x, counts, full=True, reduction='sum')\n"
+               "l3 = F.poisson_nll_loss(x.exp(), counts, log_input=False, reduction='none')\n"
+               "l4 = nn.SoftMarginLoss()(x, y)\nl5 = F.soft_margin_loss(x * 3, y, reduction='sum')\n"
+               "l6 = nn.MultiLabelSoftMarginLoss(weight=torch.tensor([1.0, 2.0, 0.5, 1.0]))(x, labels)\n"
+               "l7 = F.multilabel_soft_margin_loss(x, labels, reduction='none')\n"
+               "xn = torch.where(labels > 0, x, torch.full_like(x, float('nan')))\n"
+               "m1 = torch.nanmean(xn, dim=1)\nm2 = xn.nanmean()\ns1 = torch.nansum(xn, 0, keepdim=True)\n"
+               "loss = l1 + l2 + l3.mean() + l4 + l5 + l6 + l7.sum() + m1.sum() + m2 + s1.sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    names = ["x", "l1", "l2", "l3", "l4", "l5", "l6", "l7", "m1", "m2", "s1", "loss"]
+    same_as_torch(t, g, names)
+    for name in names[1:]:
+        assert t.result.nodes[name].grad_fn == type(g[name].grad_fn).__name__, name

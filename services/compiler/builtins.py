@@ -60,7 +60,10 @@ class Builtins(ExpressionCompiler):
         if fn == "hasattr":
             return self.has_attribute(node)
         if fn in ("float", "int", "bool") and len(node.args) == 1 and not node.keywords:
-            c = self.const(node.args[0])
+            v = self.expr(node.args[0])
+            if fn == "float" and isinstance(v, T):
+                return self.item(v, node)  # type: ignore[attr-defined]  # float(loss.detach()): torch's t.item()
+            c = self.as_const(v, node.args[0])
             try:
                 return {"float": float, "int": int, "bool": bool}[fn](c)
             except (TypeError, ValueError, OverflowError) as e:

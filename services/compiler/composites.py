@@ -1,13 +1,15 @@
 """torch functions that torch itself composes from other ops, built here from the same ops in the same order, so
 that their nodes, numbers and grad_fns are torch's: F.l1_loss (abs of the difference, then its reduction),
 F.kl_div (xlogy and a product, batchmean's division), F.cosine_similarity (each vector over its clamped norm),
-F.pairwise_distance, F.triplet_margin_loss and F.margin_ranking_loss.
+F.pairwise_distance, F.triplet_margin_loss, F.margin_ranking_loss, F.poisson_nll_loss, F.multilabel_soft_margin_loss
+and torch.nanmean.
 
 Each builder takes `add(op, inputs, args, last)`, which adds one node (the `last` one is the call's result) and returns
 its name: a program's call (F.l1_loss) and a module's (nn.L1Loss) name their nodes each their own way."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -81,6 +83,49 @@ def margin_ranking_loss(add: Add, x1: str, x2: str, target: str, margin: float =
     score = add("mul", [add("neg", [target], {}, False), add("sub", [x1, x2], {}, False)], {}, False)
     gap = add("add", [score, float(margin)], {}, False)
     return _reduced(add, add("clamp_min", [gap], {"min": 0.0}, reduction == "none"), reduction)
+
+
+def poisson_nll_loss(add: Add, input: str, target: str, log_input: bool = True, full: bool = False, eps: float = 1e-8,
+                     reduction: str = "mean") -> str:
+    """exp(input) - target * input (log_input=False: input - target * log(input + eps)); with `full`, Stirling's
+    term where target > 1 added, as ATen's poisson_nll_loss (MeanBackward0 over SubBackward0 over ExpBackward0)."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction is 'mean', 'sum' or 'none', not {reduction!r}")
+    done = reduction == "none" and not full  # (the last elementwise node is the result)
+    if log_input:
+        loss = add("sub", [add("exp", [input], {}, False), add("mul", [target, input], {}, False)], {}, done)
+    else:
+        log = add("log", [add("add", [input, float(eps)], {}, False)], {}, False)
+        loss = add("sub", [input, add("mul", [target, log], {}, False)], {}, done)
+    if full:
+        stirling = add("add", [add("sub", [add("mul", [target, add("log", [target], {}, False)], {}, False), target], {}, False),
+                               add("mul", [add("log", [add("mul", [target, 2 * math.pi], {}, False)], {}, False), 0.5], {}, False)],
+                       {}, False)
+        small = add("le", [target, 1.0], {}, False)
+        loss = add("add", [loss, add("masked_fill", [stirling, small], {"value": 0.0}, False)], {}, reduction == "none")
+    return _reduced(add, loss, reduction)
+
+
+def multilabel_soft_margin_loss(add: Add, input: str, target: str, classes: int, weight: str | None = None,
+                                reduction: str = "mean") -> str:
+    """-(target * logsigmoid(input) + (1 - target) * logsigmoid(-input)), times weight, summed over the classes and
+    divided by their count, then the reduction: torch's Python, op for op."""
+    pos = add("mul", [target, add("logsigmoid", [input], {}, False)], {}, False)
+    neg = add("mul", [add("sub", [1.0, target], {}, False), add("logsigmoid", [add("neg", [input], {}, False)], {}, False)],
+              {}, False)
+    loss = add("neg", [add("add", [pos, neg], {}, False)], {}, False)
+    if weight is not None:
+        loss = add("mul", [loss, weight], {}, False)
+    per = add("div", [add("sum", [loss], {"dim": -1}, False), float(classes)], {}, reduction == "none")
+    return _reduced(add, per, reduction)
+
+
+def nanmean(add: Add, x: str, dim: Any = None, keepdim: bool = False) -> str:
+    """torch.nanmean: nansum divided by the count of the elements that are not NaN (DivBackward0 over NansumBackward0,
+    as ATen's)."""
+    args = {} if dim is None else {"dim": dim, "keepdim": keepdim}
+    count = add("sum", [add("logical_not", [add("isnan", [x], {}, False)], {}, False)], args, False)
+    return add("div", [add("nansum", [x], args, False), count], {}, True)
 
 
 def pool1d(add: Add, x: str, op: str, size: int, stride: int | None = None, padding: int = 0) -> str:

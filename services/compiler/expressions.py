@@ -264,9 +264,15 @@ class ExpressionCompiler:
                 return self.path_value(self.dotted(node) or node.id, node)
             raise self.err(node, f"unknown name '{node.id}'")
         if isinstance(node, (ast.Tuple, ast.List)):
-            if any(isinstance(e, ast.Starred) for e in node.elts):
-                raise self.err(node, "* unpacking is not allowed")
-            items = [self.expr(e) for e in node.elts]
+            items = []
+            for e in node.elts:  # `(0, *field_dims[:-1])` (pytorch-fm's offsets): a list or tuple spread
+                if isinstance(e, ast.Starred):
+                    v = self.expr(e.value)
+                    if not isinstance(v, (list, tuple)):
+                        raise self.err(e, f"* unpacks a list or tuple here, not {_kind(v)}")
+                    items.extend(v)
+                else:
+                    items.append(self.expr(e))
             return tuple(items) if isinstance(node, ast.Tuple) else items
         if isinstance(node, ast.UnaryOp):
             return self.unary(node)
@@ -308,11 +314,15 @@ class ExpressionCompiler:
 
     def const(self, node: ast.expr) -> Any:
         """An expression that must fold to a constant (number, string, bool, None, tuple/list of them)."""
-        v = self.expr(node)
+        return self.as_const(self.expr(node), node)
+
+    def as_const(self, v: Value, node: ast.expr) -> Any:
+        """`node`'s value `v` as a constant, or the refusal saying what it is."""
         if isinstance(v, T) and v.name in self.item_values:
             raise self.item_error(node)
         if not _is_const(v):
-            raise self.err(node, f"'{self.src(node)[:60]}' must be a constant (number, string, bool or list), not {_kind(v)}")
+            what = "a tensor (its values are known only when the engines run)" if isinstance(v, T) else _kind(v)
+            raise self.err(node, f"'{self.src(node)[:60]}' must be a constant (number, string, bool or list), not {what}")
         return list(v) if isinstance(v, tuple) else v
 
     def unary(self, node: ast.UnaryOp) -> Value:

@@ -12,7 +12,6 @@ from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.layers import (
     BY_MODULE,
     LAYERS,
-    TENSOR_ARGS,
     Call,
     Emitter,
     LayerDef,
@@ -20,6 +19,7 @@ from services.compiler.layers import (
     param_event,
 )
 from services.compiler.lazy import lazy_size
+from services.compiler.losses import TENSOR_ARGS
 from services.compiler.transformer import Masks, parts, synced
 from services.compiler.values import ClassRef, DType, Instance, ModuleInst, T, Value, is_number
 from services.errors import argument_error
@@ -295,6 +295,8 @@ class ModuleCalls(ExpressionCompiler):
         if isinstance(node, (ast.ListComp, ast.GeneratorExp)):
             return self.comprehension(node, base, offset)
         v = self.expr(node)
+        if isinstance(v, ModuleInst) and v.container in ("ModuleList", "Sequential"):
+            return list(v.children)  # DLRM's `nn.Sequential(*layers)` of an nn.ModuleList: the same modules
         if not isinstance(v, (list, tuple)):
             raise self.err(node, f"'{self.src(node)[:60]}' must be a list of modules, not {_kind(v)}")
         return list(v)

@@ -88,6 +88,8 @@ class TensorMethods(ExpressionCompiler):
             return t
         if m in ("max", "min", "median") and (node.args or any(k.arg == "dim" for k in node.keywords)) or m in PARTS and m != "median":
             return self.extreme_pair(m, node, t)
+        if m == "nanmean":
+            return self.nanmean(t, node, list(node.args))  # type: ignore[attr-defined, no-any-return]
         if m == "diff":
             return self.diff(t, node, list(node.args))  # type: ignore[attr-defined, no-any-return]
         if m == "logdet" and not node.args and not node.keywords:

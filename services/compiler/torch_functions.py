@@ -44,6 +44,10 @@ COMPOSITES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                "reduction"), {"margin": 1.0, "p": 2.0, "eps": 1e-6, "swap": False, "reduction": "mean"}),
     "F.margin_ranking_loss": (("input1", "input2", "target", "margin", "size_average", "reduce", "reduction"),
                               {"margin": 0.0, "reduction": "mean"}),
+    "F.poisson_nll_loss": (("input", "target", "log_input", "full", "size_average", "eps", "reduce", "reduction"),
+                           {"log_input": True, "full": False, "eps": 1e-8, "reduction": "mean"}),
+    "F.multilabel_soft_margin_loss": (("input", "target", "weight", "size_average", "reduce", "reduction"),
+                                      {"reduction": "mean"}),
 }
 """torch functions torch composes of other ops (services.compiler.composites): their parameters and defaults."""
 
@@ -106,6 +110,10 @@ class TorchFunctions(ExpressionCompiler):
             return self.diff(self.tensor(node.args[0]), node, node.args[1:])
         if path in METHOD_FORMS and node.args:  # torch.unbind(x, 1): x.unbind(1)
             return self.reshape_alias(self.tensor(node.args[0]), path[6:], self.as_method(node, path[6:]))  # type: ignore[attr-defined]
+        if path == "torch.nanmean" and node.args:
+            return self.nanmean(self.tensor(node.args[0]), node, node.args[1:])
+        if path in ("torch.tril_indices", "torch.triu_indices"):
+            return self.triangle_indices(path[6:], node)
         if path == "nn.utils.parameters_to_vector" and len(node.args) == 1 and not node.keywords:
             return self.parameters_to_vector(node)
         if path in ("nn.utils.clip_grad_norm_", "nn.utils.clip_grad_value_"):  # `total_norm = clip_grad_norm_(...)`
@@ -113,6 +121,35 @@ class TorchFunctions(ExpressionCompiler):
                                   "backward's, before clipping")
             return Untraced(f"what {path[9:]} returns (not traced)")
         return NotImplemented
+
+    def nanmean(self, t: T, node: ast.Call, args: list[ast.expr]) -> T:
+        """torch.nanmean(x, dim=None, keepdim=False) / x.nanmean(...): as ATen composes it (composites.nanmean)."""
+        given = dict(zip(("dim", "keepdim"), args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        if len(args) > 2 or set(given) - {"dim", "keepdim"}:
+            raise self.err(node, "nanmean takes (dim=None, keepdim=False)")
+        if not self.dtype_of(t).startswith("float"):
+            raise self.err(node, f"nanmean(): expected input to have floating point dtype but got {self.dtype_of(t)}")
+        dim, keepdim = (self.const(given[k]) if k in given else v for k, v in (("dim", None), ("keepdim", False)))
+
+        def add(op: str, inputs: list[Any], a: dict[str, Any], last: bool) -> str:
+            return self.emit(op, inputs, a, node, name=None if last else self.temp()).name
+
+        return T(composites.nanmean(add, t.name, dim, bool(keepdim)))
+
+    def triangle_indices(self, fn: str, node: ast.Call) -> T:
+        """torch.tril_indices(row, col, offset=0) / triu_indices (DLRM's interaction layer): the (2, N) int64 indices
+        of the triangle, row by row, a tensor made by the program (a leaf)."""
+        names = ("row", "col", "offset")
+        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        if len(node.args) > 3 or set(given) - {*names, "dtype", "device"} or not {"row", "col"} <= set(given):
+            raise self.err(node, f"torch.{fn} takes (row, col, offset=0)")
+        row, col, offset = (self.const(given[k]) if k in given else 0 for k in names)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (row, col, offset)) or row < 0 or col < 0:
+            raise self.err(node, f"torch.{fn}: row and col are sizes (ints >= 0), offset an int")
+        rows, cols = (np.tril_indices if fn == "tril_indices" else np.triu_indices)(row, offset, col)
+        literal = ast.copy_location(ast.Call(func=node.func, args=[ast.Constant([rows.tolist(), cols.tolist()])],
+                                             keywords=[k for k in node.keywords if k.arg == "dtype"]), node)
+        return self.create("tensor", literal, self.name_for(node), dtype="int64")  # type: ignore[attr-defined, no-any-return]
 
     def parameters_to_vector(self, node: ast.Call) -> T:
         """nn.utils.parameters_to_vector(model.parameters()): torch.cat of each parameter's view(-1), as torch's own
@@ -189,6 +226,9 @@ class TorchFunctions(ExpressionCompiler):
         if len(node.args) > len(names) or not {names[0], names[1]} <= set(given):
             raise self.err(node, f"{path} takes ({', '.join(names)})")
         a, b = self.tensor(given[names[0]]), self.tensor(given[names[1]])
+        weight = self.expr(given["weight"]) if "weight" in given else None  # (multilabel_soft_margin_loss's)
+        if weight is not None and not isinstance(weight, T):
+            raise self.err(node, f"{path}: weight is a tensor or None, not {_kind(weight)}")
         opts = {k: self.const(given[k]) if k in given else v for k, v in defaults.items()}
         if "size_average" in given or "reduce" in given:  # RepDistiller's F.kl_div(..., size_average=False): torch's
             # legacy_get_string, with its warning
@@ -219,6 +259,13 @@ class TorchFunctions(ExpressionCompiler):
                                                         opts["reduction"]))
             if path == "F.l1_loss":
                 return T(composites.l1_loss(add, a.name, b.name, opts["reduction"]))
+            if path == "F.poisson_nll_loss":
+                return T(composites.poisson_nll_loss(add, a.name, b.name, bool(opts["log_input"]), bool(opts["full"]),
+                                                     float(opts["eps"]), opts["reduction"]))
+            if path == "F.multilabel_soft_margin_loss":
+                shape = self.shape(a)
+                return T(composites.multilabel_soft_margin_loss(add, a.name, b.name, shape[-1] if shape else 1,
+                                                                weight.name if weight is not None else None, opts["reduction"]))
             if path == "F.kl_div":
                 batch = self.shape(a)[0] if self.shape(a) else 1
                 return T(composites.kl_div(add, a.name, b.name, batch, opts["reduction"], bool(opts["log_target"])))

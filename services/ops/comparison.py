@@ -1,4 +1,4 @@
-"""Comparisons (bool results, no gradient) and the ops that select by them: where, clamp, maximum, minimum."""
+"""Comparisons and float tests (bool results, no gradient) and the ops that select by them: where, clamp, maximum, minimum."""
 
 from __future__ import annotations
 
@@ -423,6 +423,41 @@ _logical("logical_not", np.logical_not, unary=True)
 _logical("logical_and", np.logical_and)
 _logical("logical_or", np.logical_or)
 _logical("logical_xor", np.logical_xor)
+
+
+class FloatTest(Op):
+    """torch.isnan / isinf / isfinite / isposinf / isneginf (imputation: `torch.where(torch.isnan(x), 0.0, x)`): a bool
+    mask of which elements are so; integers and bools are never NaN or infinite. No gradient."""
+
+    pointwise = True
+    any_dtype = True
+    differentiable = (False,)
+    out_range = (0.0, 1.0)
+    npop: Any = None
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        return shapes[0]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return "bool"
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return getattr(t, self.name)(xs[0])
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        x = xs[0]
+        if x.dtype.kind != "f":
+            return np.full(x.shape, self.name == "isfinite")
+        return np.asarray(type(self).npop(x), dtype=bool)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [None]
+
+
+for _name, _npop in (("isnan", np.isnan), ("isinf", np.isinf), ("isfinite", np.isfinite), ("isposinf", np.isposinf),
+                     ("isneginf", np.isneginf)):
+    register(type(_name.title().replace("inf", "Inf"), (FloatTest,), {
+        "name": _name, "npop": _npop, "functions": (f"torch.{_name}",), "methods": (_name,)}))
 
 
 class AnyAllArgs(BaseModel):

@@ -1,5 +1,5 @@
 """Losses: cross_entropy and nll_loss over class indices, mse_loss, smooth_l1_loss, huber_loss, binary cross entropy (of probabilities
-and of logits), with mean/sum/none reductions."""
+and of logits), soft_margin_loss, with mean/sum/none reductions."""
 
 from __future__ import annotations
 
@@ -303,6 +303,44 @@ class MseLoss(Op):
         scale = (2 / d.size if d.size else 0.0) if a.reduction == "mean" else 2
         gd = (g * d * np.asarray(scale, d.dtype)).astype(d.dtype)
         return [unbroadcast(gd, xs[0].shape), unbroadcast(-gd, xs[1].shape)]
+
+
+@register
+class SoftMarginLoss(Op):
+    """F.soft_margin_loss(input, target) (SoftMarginLossBackward0): log(1 + exp(-target * input)), as ATen computes it
+    in the input's dtype (an exp that overflows gives inf, and its gradient NaN, as torch's); targets +1 / -1."""
+
+    name = "soft_margin_loss"
+    tensors = ("input", "target")
+    Args = LossArgs
+    functions = ("F.soft_margin_loss",)
+    differentiable = (True, False)
+    grad_refused = ("target",)
+
+    def shape(self, shapes: list[Shape], a: LossArgs) -> Shape:
+        if shapes[0] != shapes[1]:
+            raise ShapeError(f"soft_margin_loss: target {list(shapes[1])} must have the input's shape {list(shapes[0])}")
+        return () if a.reduction != "none" else shapes[0]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if not all(d.startswith("float") for d in dtypes):
+            raise ShapeError(f"soft_margin_loss takes floating point input and target (+1 / -1), got {', '.join(dtypes)}")
+        return super().dtype(dtypes)
+
+    def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
+        return t.nn.functional.soft_margin_loss(xs[0], xs[1], reduction=a.reduction)
+
+    def forward(self, xs: list[Array], a: LossArgs) -> Array:
+        x, y = xs
+        with np.errstate(over="ignore"):
+            return _reduce(np.log1p(np.exp(-x * y)).astype(x.dtype), a.reduction)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: LossArgs) -> list[Array | None]:
+        x, y = xs
+        norm = np.asarray(1.0 / x.size if a.reduction == "mean" and x.size else 1.0, x.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = np.exp(-y * x)
+            return [(y * z * -norm / (z + 1) * g).astype(x.dtype), None]
 
 
 class SmoothL1Args(LossArgs):

@@ -1,6 +1,6 @@
 """Statistics that give two tensors or pick an element: torch.var_mean / std_mean ((var or std, mean), one node
 each) and torch.median (the lower median; over a dim, its values and indices, the index torch's CPU kernel picks
-among equal values: the ((n - 1) // 2)-th in (value, index) order)."""
+among equal values: the ((n - 1) // 2)-th in (value, index) order); torch.nansum (NaNs as zeros)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, norm_dim, register
-from services.ops.reductions import ReduceArgs, VarArgs, VarBase, _axes, _expand, _reduced_shape, _var_backward
+from services.ops.reductions import Reduce, ReduceArgs, VarArgs, VarBase, _axes, _expand, _reduced_shape, _var_backward
 
 
 class VarMeanArgs(VarArgs):
@@ -146,3 +146,22 @@ class Median(Op):
         gx = np.zeros_like(x)
         np.put_along_axis(gx, self.index(x, a), g if a.keepdim else np.expand_dims(g, axis), axis=axis)
         return [gx]
+
+
+@register
+class Nansum(Reduce):
+    """torch.nansum(x, dim, keepdim) (NansumBackward0): the sum with NaNs counted as zero; their gradient is zero
+    (imputation code; torch.nanmean divides it by the count of the others)."""
+
+    name = "nansum"
+    functions = ("torch.nansum",)
+    methods = ("nansum",)
+
+    def forward(self, xs: list[Array], a: ReduceArgs) -> Array:
+        x = xs[0]
+        out = np.nansum(x.astype(np.float64), axis=_axes(a.dim, x.ndim), keepdims=True)
+        return out.astype(x.dtype).reshape(_reduced_shape(x.shape, a))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ReduceArgs) -> list[Array | None]:
+        x = xs[0]
+        return [np.where(np.isnan(x), np.zeros((), x.dtype), _expand(g, x.shape, a)).astype(x.dtype)]
