@@ -163,6 +163,12 @@ NAN = {"x": given([[1.0, float("nan"), 2.0], [float("nan"), float("nan"), float(
 case("nansum-all", NAN, N("y", "nansum", "x"), **EXACT)
 case("nansum-dim", NAN, N("y", "nansum", "x", dim=1, keepdim=True), **EXACT)
 case("nansum-plain", {"x": normal(3, 4, seed=69)}, N("y", "nansum", "x", dim=[0, 1]))
+# isnan / isinf / isfinite / isposinf / isneginf: masks (no gradient) that select, as imputation code writes it.
+ODD = {"x": given([[1.0, float("nan"), float("inf")], [float("-inf"), 0.0, -2.0]]), "v": normal(2, 3, seed=70)}
+for op in ("isnan", "isinf", "isfinite", "isposinf", "isneginf"):
+    case(op, ODD, N("m", op, "x"), N("y", "where", "m", "v", 0.0), **EXACT)
+case("isnan-int64", {"i": given([1, 2], dtype="int64"), "v": normal(2, seed=71)}, N("m", "isfinite", "i"),
+     N("y", "where", "m", "v", 0.0), **EXACT)
 CUM_TIES = {"x": given([[1.0, 1.0, 0.0, 1.0, 1.0], [3.0, 2.0, 5.0, 5.0, 1.0], [0.0, 2.0, 2.0, 1.0, 2.0]])}
 for op in ("cummax", "cummin"):
     case(f"{op}", {"x": normal(3, 4, seed=61)}, N("y", op, "x", dim=1))
