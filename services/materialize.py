@@ -132,6 +132,12 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
         for node in a["nodes"]:
             xs = [_get(torch, values, i, leaves) if isinstance(i, str) else i for i in node.inputs]
             values[node.name] = node.op.torch(torch, xs, node.args)
+    elif ev.op == "loader_seed":  # iter(DataLoader): _BaseDataLoaderIter's base seed, from the default generator
+        torch.empty((), dtype=torch.int64).random_()
+    elif ev.op == "sampler_order":  # RandomSampler.__iter__: a seed from the default generator, randperm from it
+        g = torch.Generator()
+        g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        _keep(values, ev.target, torch.randperm(int(a["n"]), generator=g))
     elif ev.op == "dropout_mask":
         # torch's CPU dropout: noise = empty_like(input).bernoulli_(1 - p); noise.div_(1 - p); input * noise
         p = float(a["p"])

@@ -60,3 +60,11 @@ def test_detach_in_place_of_a_view_is_refused_as_torch_refuses_it() -> None:
 def test_a_second_backward_says_what_torch_would_do(retain: str, says: str) -> None:
     t = traced(HEAD + f"x = torch.randn(3, requires_grad=True)\ny = x.exp().sum()\ny.backward({retain})\ny.backward()\n")
     assert any("second time" in n and says in n for n in t.result.notes), t.result.notes
+
+
+def test_a_training_loops_next_backward_is_no_second_pass_over_the_same_graph() -> None:
+    """The next step's backward() runs on a new graph: the note says the trace ends, nothing of torch raising."""
+    t = traced(HEAD + "w = torch.randn(3, requires_grad=True)\nfor step in range(2):\n    loss = (w * 2).exp().sum()\n"
+                      "    loss.backward()\n")
+    note = next(n for n in t.result.notes if "second time" in n)
+    assert "Trying to backward" not in note and "adds this pass" not in note

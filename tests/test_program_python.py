@@ -1511,10 +1511,12 @@ loss.backward()
 
 def test_star_unpacking_of_numbers_in_calls_of_torch(tmp_path: Path) -> None:
     """`x.view(x.size(0), *self.shape)`, `nn.Linear(*cfg)`, `torch.zeros(*h.shape)`, `h.permute(0, *[2, 1])`: the
-    numbers as arguments; `*` of tensors there stays refused, with the reason."""
+    numbers as arguments; `*` of tensors passes the tensors (`torch.add(*xs)`, `TensorDataset(*arrays)`); of anything
+    else than a list or tuple it is refused, with the reason."""
     check(STAR_NUMBERS, ["fc", "h", "p", "loss"], tmp_path)
-    assert "unpacks a list or tuple of numbers here" in str(
-        refused(HEADER + "xs = [torch.ones(2), torch.ones(2)]\ny = torch.add(*xs)\n"))
+    check(HEADER + "xs = [torch.ones(2, requires_grad=True), torch.arange(2.0)]\ny = torch.add(*xs)\ny.sum().backward()\n",
+          ["y"], tmp_path)
+    assert "unpacks a list or tuple here" in str(refused(HEADER + "x = torch.ones(2)\ny = torch.add(*x.shape[0])\n"))
 
 
 def test_del_unbinds_names_as_python_does(tmp_path: Path) -> None:

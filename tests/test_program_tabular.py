@@ -28,3 +28,51 @@ def test_dlrm_and_pytorch_fm_idioms_as_torch(tmp_path: Path) -> None:
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["emb", "bot", "offsets", "dense", "sparse", "x", "Z", "Zflat", "loss"])
     assert "bot.0.weight" in t.result.nodes and "bot.2.weight" in t.result.nodes  # nn.Sequential's own names
+
+
+def test_d2l_load_array_shuffled_batches_and_what_is_drawn_after_them(tmp_path: Path) -> None:
+    """d2l's `load_array` (TensorDataset(*arrays), DataLoader(dataset, batch_size, shuffle=True)) and its loop: the
+    batch is the rows torch's RandomSampler picks, and the dropout mask drawn after it is torch's (iterating draws a
+    base seed and the sampler's seed from torch's generator, as torch's iterator does); `next(iter(loader))`."""
+    program = ("import torch\nimport torch.nn as nn\nfrom torch.utils import data\ntorch.manual_seed(0)\n\n\n"
+               "def load_array(data_arrays, batch_size, is_train=True):\n"
+               "    dataset = data.TensorDataset(*data_arrays)\n"
+               "    return data.DataLoader(dataset, batch_size, shuffle=is_train)\n\n\n"
+               "features = torch.normal(0, 1, (25, 2))\nlabels = features @ torch.tensor([2, -3.4]).reshape(2, 1) + 4.2\n"
+               "data_iter = load_array((features, labels), 10)\nfirst_X, first_y = next(iter(data_iter))\n"
+               "net = nn.Sequential(nn.Linear(2, 1), nn.Dropout(0.5))\nloss = nn.MSELoss()\n"
+               "for X, y in data_iter:\n    l = loss(net(X), y)\n    l.backward()\n    break\n")
+    t = traced(program, engines=["torch", "reference"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["first_X", "first_y", "X", "y", "net", "l"], exact=True)
+
+
+def test_data_loader_in_order_drop_last_and_a_one_tensor_dataset(tmp_path: Path) -> None:
+    """`len(ds)`, `ds[0]`, `len(loader)` with drop_last, `for i, (xb, yb) in enumerate(loader)` inside an epoch loop
+    (the second batch trained on), a one-tensor dataset's batch unpacked as `(xs,)`, a worker count (no numbers
+    change); a DataLoader of something else than a TensorDataset is refused, naming the line."""
+    program = (HEAD + "from torch.utils.data import DataLoader, TensorDataset\n"
+               "X = torch.randn(23, 4)\ny = torch.randint(0, 3, (23,))\nds = TensorDataset(X, y)\nn = len(ds)\nx0, y0 = ds[0]\n"
+               "loader = DataLoader(ds, batch_size=8, shuffle=False, drop_last=True, num_workers=0)\nnb = len(loader)\n"
+               "model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Dropout(0.2), nn.Linear(6, 3))\n"
+               "only = DataLoader(TensorDataset(X), batch_size=5, shuffle=True)\nfor (xs,) in only:\n    first = xs\n    break\n"
+               "for epoch in range(2):\n    for i, (xb, yb) in enumerate(loader):\n        if i == 1:\n"
+               "            out = model(xb)\n"
+               "            loss = F.cross_entropy(out, yb) * nb + first.sum() * 0.5 + x0.sum() * n\n"
+               "            loss.backward()\n            break\n    break\n")
+    t = traced(program, engines=["torch", "reference"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["x0", "y0", "xs", "xb", "yb", "model", "out", "loss"], exact=True)  # (first is xs)
+    assert g["nb"] == 2 and g["n"] == 23
+    import pytest
+
+    from services.compiler import compile_spec
+    from services.errors import SpecError
+    from shared.spec import TraceSpec
+
+    with pytest.raises(SpecError, match="DataLoader over the tensor 'X' is not traced") as info:
+        compile_spec(TraceSpec(program=HEAD + "from torch.utils.data import DataLoader\nX = torch.randn(4, 2)\n"
+                                              "loader = DataLoader(X, batch_size=2)\n"))
+    assert info.value.line == 7

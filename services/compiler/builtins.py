@@ -18,9 +18,12 @@ from services.compiler.values import (
     DTYPES,
     TENSOR_ATTRIBUTES,
     ClassRef,
+    Dataset,
     DType,
+    Epoch,
     FloatInfo,
     Instance,
+    Loader,
     ModuleInst,
     T,
     Untraced,
@@ -96,11 +99,17 @@ class Builtins(ExpressionCompiler):
             return self.ordered_dict(node)
         if fn == "next" and len(node.args) == 1 and not node.keywords:  # next(model.parameters()), next(iter(xs))
             items = self.expr(node.args[0])
+            if isinstance(items, Loader):  # next(iter(loader)) went through iter already; next(loader) is a TypeError
+                raise self.err(node, "'DataLoader' object is not an iterator: next(iter(loader))")
+            if isinstance(items, Epoch):  # `xb, yb = next(iter(loader))`: the iterator's next batch
+                names = list(self.stmt_names) if node is self.stmt_expr else None
+                return self.next_batch(items, node, names)  # type: ignore[attr-defined, no-any-return]
             if not isinstance(items, (list, tuple)) or not items:
                 raise self.err(node, f"next() of {_kind(items)}: gradtrace takes the first item of a list or parameters()")
             return items[0]
         if fn == "iter" and len(node.args) == 1 and not node.keywords:
-            return self.expr(node.args[0])
+            v = self.expr(node.args[0])
+            return self.epoch(v, node) if isinstance(v, Loader) else v  # type: ignore[attr-defined]
         if fn == "sum" and 1 <= len(node.args) <= 2 and not node.keywords:
             return self.python_sum(node)
         if fn in ("zip", "enumerate", "reversed") and node.args and not node.keywords:
@@ -129,8 +138,10 @@ class Builtins(ExpressionCompiler):
                 if not self.shape(v):
                     raise self.err(node, "len() of a 0-d tensor")
                 return self.shape(v)[0]
-            if isinstance(v, (tuple, list, dict, str, frozenset)):
+            if isinstance(v, (tuple, list, dict, str, frozenset, Loader, Epoch)):
                 return len(v)
+            if isinstance(v, Dataset):
+                return v.size
             if isinstance(v, ModuleInst) and v.layer is None:
                 return len(v.children)
             raise self.err(node, f"len() of {_kind(v)}")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from services.compiler.expressions import ExpressionCompiler
 from services.compiler.loops import MAX_UNROLLED, Unknown, exits, iteration_values, unroll
-from services.compiler.values import T
+from services.compiler.values import Loader, T
 from services.errors import SpecError
 
 
@@ -166,6 +166,10 @@ class ControlFlow(ExpressionCompiler):
     def evaluated_iterable(self, it: ast.expr) -> ast.expr:
         """What a loop goes over, with each call in it but range/enumerate/zip evaluated once into a hidden name, as
         Python does: `model.parameters()`, `enumerate(model.named_parameters())`, `zip(a.parameters(), b.parameters())`."""
+        if isinstance(it, (ast.Name, ast.Attribute)) and isinstance(loader := self.expr(it), Loader):
+            hidden = f"iter#{it.lineno}.{it.col_offset}"  # `for xb, yb in loader:` iter(loader), as Python calls it
+            self.scope[hidden] = self.epoch(loader, it)  # type: ignore[attr-defined]
+            return ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), it)
         if isinstance(it, (ast.Name, ast.Attribute, ast.List, ast.Tuple)):
             return it
         if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id in ("range", "enumerate", "zip"):
@@ -176,7 +180,8 @@ class ControlFlow(ExpressionCompiler):
                 return it
             return ast.copy_location(ast.Call(func=it.func, args=args, keywords=[]), it)
         hidden = f"iter#{it.lineno}.{it.col_offset}"  # model.parameters(): evaluated once, as Python does
-        self.scope[hidden] = self.expr(it)
+        v = self.expr(it)
+        self.scope[hidden] = self.epoch(v, it) if isinstance(v, Loader) else v  # type: ignore[attr-defined]
         return ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), it)
 
     def runtime_int(self, node: ast.expr) -> int | None:

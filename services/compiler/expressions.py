@@ -24,8 +24,10 @@ from services.compiler.values import (
     Bound,
     ClassRef,
     Ctx,
+    Dataset,
     Distribution,
     DType,
+    Epoch,
     FloatInfo,
     Foreign,
     Instance,
@@ -594,6 +596,18 @@ class ExpressionCompiler:
                                   training=base.training)
             return base[slice(*parts)]
         hidden = isinstance(node.value, ast.Name) and node.value.id.startswith("iter#")
+        if isinstance(base, Epoch) and hidden:  # a loop's batch k (`for xb, yb in loader:`)
+            k = self.const(node.slice)
+            base.position = k + 1
+            names = list(self.stmt_names) if node is self.stmt_expr else None
+            return self.batch(base, k, node, names)  # type: ignore[attr-defined, no-any-return]
+        if isinstance(base, Dataset):  # dataset[i]: sample i, a row of each tensor
+            k = self.const(node.slice)
+            if not isinstance(k, int) or isinstance(k, bool) or not -base.size <= k < base.size:
+                raise self.err(node, f"index {k!r} is out of range for a dataset of {base.size} samples")
+            names = list(self.stmt_names) if node is self.stmt_expr and len(self.stmt_names) == len(base.tensors) \
+                else [self.temp() for _ in base.tensors]  # `x0, y0 = ds[0]`: the statement's names
+            return tuple(self.emit("getitem", [t], {"index": [k]}, node, name=n) for t, n in zip(base.tensors, names, strict=True))
         if isinstance(base, dict) or isinstance(base, ModuleInst) and base.container == "ModuleDict":
             # (an nn.Sequential with named children, `seq.add_module("block0", ...)`, is indexed by position)
             keys = list(base) if isinstance(base, dict) else base.keys

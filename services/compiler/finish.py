@@ -40,11 +40,14 @@ class Finish(ExpressionCompiler):
     def backward(self, receiver: ast.expr, call: ast.Call) -> None:
         """`y.backward(gradient)` on any expression: picks the output and its gradient."""
         if self.res.output is not None:
+            again = isinstance(receiver, ast.Name) and isinstance(out := self.scope.get(receiver.id), T) and any(
+                n.name == out.name for n in self.builder.nodes[: self.at_backward[1][0]]) if self.at_backward else False
             raise self.err(call, "backward() is called a second time: gradtrace traces one backward pass (the grads "
-                                 "shown are the first's); torch adds this pass's gradients to .grad" + (
+                                 "shown are the first's)" + ("; torch adds this pass's gradients to .grad" + (
                                      "" if getattr(self, "retained", False) else ", or, where it reaches a part of the "
                                      "graph the first pass freed (an op that saved a tensor), raises 'Trying to backward "
-                                     "through the graph a second time': the first backward() has no retain_graph=True"))
+                                     "through the graph a second time': the first backward() has no retain_graph=True")
+                                     if again else ""))
         self.retained = any(k.arg == "retain_graph" and self.const(k.value) for k in call.keywords)
         bad = [k.arg for k in call.keywords if k.arg not in ("gradient", "retain_graph", "create_graph")]
         if bad or len(call.args) > 1:

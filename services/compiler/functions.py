@@ -23,8 +23,10 @@ from services.compiler.values import (
     Applier,
     Bound,
     ClassRef,
+    Epoch,
     Foreign,
     Instance,
+    Loader,
     ModuleInst,
     ParameterDict,
     ParameterList,
@@ -504,7 +506,7 @@ class UserCode(FunctionReturns):
         container, a tensor's rows."""
         if isinstance(v, (list, tuple, dict, str)):
             return len(v)
-        if isinstance(v, frozenset):
+        if isinstance(v, (frozenset, Loader, Epoch)):
             return len(v)
         if isinstance(v, ModuleInst) and v.layer is None:
             return len(v.children)

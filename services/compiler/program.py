@@ -27,6 +27,8 @@ from services.compiler.builtins import BUILTINS, Builtins
 from services.compiler.control import ControlFlow, LoopExit
 from services.compiler.copying import ModuleCopies
 from services.compiler.creation import CREATORS, INPLACE_INIT, without_data
+from services.compiler.data import PATHS as DATA_PATHS
+from services.compiler.data import DataLoading
 from services.compiler.distributions import PATHS as DISTRIBUTIONS
 from services.compiler.distributions import Distributions
 from services.compiler.expressions import MATH, _kind
@@ -70,6 +72,7 @@ MODULES = {
     "numpy": "numpy", "torch.nn.init": "torch.nn.init", "torch.optim": "torch.optim", "copy": "copy",
     "torch.distributions": "torch.distributions", "torch.distributions.categorical": "torch.distributions.categorical",
     "torch.distributions.normal": "torch.distributions.normal", "string": "string", "torch.autograd": "torch.autograd",
+    "torch.utils": "torch.utils", "torch.utils.data": "torch.utils.data",
 }
 """Importable modules and the path each stands for."""
 FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "torch.optim": "torch.optim",
@@ -103,7 +106,7 @@ LEGACY_CONSTRUCTORS = {"torch.Tensor": None, "torch.FloatTensor": "float32", "to
 """torch's legacy tensor constructors and their dtypes (None: the default dtype): a list's values, or sizes."""
 
 
-class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHooks, Objects, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
+class ProgramCompiler(PythonRandom, DataLoading, Distributions, AutogradFunctions, ModuleHooks, Objects, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
                       TorchFunctions, Arranging):
     """Walks the statements; each method handles one whitelisted form."""
 
@@ -332,14 +335,18 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
                 raise self.err(stmt, "tuple assignment needs names on the left (nested tuples of names, or an object's "
                                      "attributes: `out, self.hidden = ...`)")
             names = [self.fresh(self.prefix + i[:-5]) if i.endswith("#attr") else self.binding_name(i) for i in ids]
-            if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts) == len(ids) and not any(
+            if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts) and not any(
                     isinstance(e, ast.Starred) for e in value.elts):
-                # `mu, logvar = self.fc_mu(h), self.fc_var(h)`: each item named by its target, all evaluated before
-                # any is bound (`u, v = v, u * v`), as Python does
-                items = []
-                for i, name, elt in zip(ids, names, value.elts, strict=True):
-                    self.begin(i[:-5] if i.endswith("#attr") else i, elt, [name])
+                # `mu, logvar = self.fc_mu(h), self.fc_var(h)`: each item named by its target (a loop's
+                # `i, (xb, yb) = k, batch`: the batch by xb and yb), all evaluated before any is bound
+                # (`u, v = v, u * v`), as Python does
+                items, at = [], 0
+                for sub, elt in zip(target.elts, value.elts, strict=True):
+                    n = len(target_names(sub) or ())
+                    first = ids[at]
+                    self.begin(first[:-5] if first.endswith("#attr") else first, elt, names[at : at + n])
                     items.append(self.expr(elt))
+                    at += n
                 self.unpack(target, tuple(items), stmt)
             else:
                 self.begin(ids[0], value, names)
@@ -569,6 +576,8 @@ class ProgramCompiler(PythonRandom, Distributions, AutogradFunctions, ModuleHook
             return self.new_generator(node)
         if path in DISTRIBUTIONS:
             return self.distribution(DISTRIBUTIONS[path], node)
+        if path in DATA_PATHS:
+            return self.data_object(path, node)
         if path == "torch.multinomial":
             return self.multinomial(node)
         if path in ARRANGING:

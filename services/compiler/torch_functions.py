@@ -444,10 +444,16 @@ class TorchFunctions(ExpressionCompiler):
                 args.append(a)
                 continue
             v = self.expr(a.value)
-            if not isinstance(v, (list, tuple)) or not all(is_number(x) or isinstance(x, (bool, str)) for x in v):
-                raise self.err(a, f"*{self.src(a.value)[:40]} in a call of torch's unpacks a list or tuple of numbers here "
-                                  f"(x.view(b, *shape)), not {_kind(v)}")
-            args += [ast.copy_location(ast.Constant(x), a) for x in v]
+            if not isinstance(v, (list, tuple)):
+                raise self.err(a, f"*{self.src(a.value)[:40]} in a call of torch's unpacks a list or tuple here "
+                                  f"(x.view(b, *shape), TensorDataset(*arrays)), not {_kind(v)}")
+            for k, x in enumerate(v):  # numbers written out; tensors and the like held by hidden names
+                if is_number(x) or isinstance(x, (bool, str)):
+                    args.append(ast.copy_location(ast.Constant(x), a))
+                else:
+                    hidden = f"star#{a.lineno}.{a.col_offset}.{k}"
+                    self.scope[hidden] = x  # type: ignore[attr-defined]
+                    args.append(ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), a))
         keywords: list[ast.keyword] = []
         for k in node.keywords:  # **factory_kwargs (a dict the program made): its items as keywords, each held once
             if k.arg is not None:

@@ -153,6 +153,42 @@ class Distribution:
     """The variable it was made for ('m': its parameters are m.probs, m.logits), None when made inline."""
 
 
+@dataclass(eq=False)
+class Dataset:
+    """torch.utils.data.TensorDataset(X, y): sample i is (X[i], y[i])."""
+
+    tensors: tuple[T, ...]
+    size: int
+
+
+@dataclass(eq=False)
+class Loader:
+    """torch.utils.data.DataLoader over a TensorDataset: batches of `batch_size` rows, in order or shuffled as torch's
+    RandomSampler shuffles them."""
+
+    dataset: Dataset
+    batch_size: int
+    shuffle: bool
+    drop_last: bool
+
+    def __len__(self) -> int:
+        n, b = self.dataset.size, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+
+@dataclass(eq=False)
+class Epoch:
+    """One pass over a DataLoader (`for xb, yb in loader:`, `it = iter(loader)`): torch's iterator, its order (the
+    sampler's permutation, a leaf, drawn at the first batch) and the next batch's position."""
+
+    loader: Loader
+    order: T | None = None
+    position: int = 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
 @dataclass
 class Generator:
     """A torch.Generator the program made: its own stream of draws (`torch.randn(..., generator=g)`)."""
