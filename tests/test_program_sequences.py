@@ -84,3 +84,27 @@ def test_conv_padding_modes_and_same_with_an_even_kernel(tmp_path: Path) -> None
     same_as_torch(t, g, ["c1", "c2", "c3", "c4", "img", "z", "q", "loss"])
     nexts = [f.grad_fn for f in t.result.nodes["q"].next_functions]
     assert nexts[0] == type(g["q"].grad_fn.next_functions[0][0]).__name__ == "ConstantPadNdBackward0"
+
+
+def test_dropout_between_recurrent_layers_in_training_mode_as_torch(tmp_path: Path) -> None:
+    """The word language model example in model.train(): nn.LSTM(..., nlayers, dropout=...) between nn.Dropouts, a
+    bidirectional batch_first GRU and an RNN with dropout: torch's kernel drops each layer's output (sequence first)
+    with at::dropout, whose masks are drawn in order with the program's; values, grads and later draws are torch's."""
+    program = (HEAD + "class RNNModel(nn.Module):\n    def __init__(self, ntoken, ninp, nhid, nlayers, dropout=0.5):\n"
+               "        super(RNNModel, self).__init__()\n        self.drop = nn.Dropout(dropout)\n"
+               "        self.encoder = nn.Embedding(ntoken, ninp)\n        self.rnn = nn.LSTM(ninp, nhid, nlayers, dropout=dropout)\n"
+               "        self.decoder = nn.Linear(nhid, ntoken)\n\n    def forward(self, input, hidden):\n"
+               "        emb = self.drop(self.encoder(input))\n        output, hidden = self.rnn(emb, hidden)\n"
+               "        decoded = self.decoder(self.drop(output))\n        return decoded.view(-1, decoded.size(-1)), hidden\n\n\n"
+               "model = RNNModel(10, 4, 5, 3, dropout=0.3)\nmodel.train()\ndata = torch.randint(0, 10, (6, 2))\n"
+               "out, hidden = model(data, (torch.zeros(3, 2, 5), torch.zeros(3, 2, 5)))\n"
+               "gru = nn.GRU(3, 4, num_layers=2, dropout=0.4, bidirectional=True, batch_first=True)\n"
+               "xb = torch.randn(2, 5, 3, requires_grad=True)\nob, hb = gru(xb)\nrnn = nn.RNN(3, 4, num_layers=2, dropout=0.25)\n"
+               "orr, _ = rnn(torch.randn(4, 3))\nafter = torch.rand(3)\n"
+               "loss = F.cross_entropy(out, data.view(-1)) + ob.pow(2).sum() + hb.sum() + orr.sum() + after.sum()\n"
+               "loss.backward()\n")
+    t = traced(program, engines=["torch", "reference"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["model", "gru", "rnn", "xb", "out", "ob", "hb", "orr", "after", "loss"])
+    assert "model.rnn.l0.mask" in t.result.nodes and "model.rnn.l2.mask" not in t.result.nodes

@@ -1,6 +1,7 @@
 """nn.RNN, nn.LSTM and nn.GRU (and their one-step cells), unrolled over time with torch's equations: every step's gates and states are nodes
 (torch runs each layer as one fused node and shows none of them), so a trace shows backpropagation through time.
-Parameters are torch's (drawn by constructing the torch module, named as its state_dict)."""
+Parameters are torch's (drawn by constructing the torch module, named as its state_dict); dropout between layers in
+training mode is torch's mask of each layer's output, drawn in order (its fused kernel calls at::dropout there)."""
 
 from __future__ import annotations
 
@@ -59,9 +60,6 @@ def recurrent(e: Emitter, call: Call) -> str:
     if len(shape) not in (2, 3) or shape[-1] != c.input_size:
         raise e.error(f"{kind}: expects input of shape (L, {c.input_size}) or (L, N, {c.input_size})"
                       f"{' (batch_first: (N, L, ...))' if c.batch_first else ''}, got {list(shape)}")
-    if c.dropout and c.num_layers > 1 and call.training:
-        raise e.error(f"{kind}: dropout={c.dropout} between layers in training mode draws masks inside torch's fused "
-                      "kernel, which gradtrace cannot follow: call model.eval() or set dropout=0")
     if c.batch_first and len(shape) == 3:
         x = e.node(e.unique(f"{p}.seq_first"), "transpose", [x], {"dim0": 0, "dim1": 1}, expr=f"{x}.transpose(0, 1)")
     L, batch = e.shape(x)[0], list(e.shape(x)[1:-1])
@@ -91,6 +89,9 @@ def recurrent(e: Emitter, call: Call) -> str:
         last = k == c.num_layers - 1 and not (c.batch_first and len(shape) == 3)
         x = e.node(call.out if last else e.unique(f"{p}.l{k}.out"), "stack", per_step, {"dim": 0},
                    expr=f"{kind}({call.inputs[0]})[0]" if last else "")
+        if c.dropout and call.training and k < c.num_layers - 1:  # torch's kernel: at::dropout of the layer's output
+            mask = e.dropout_mask(f"{p}.l{k}.mask", x, c.dropout)  # (sequence first), drawn here, as F.dropout draws
+            x = e.node(e.unique(f"{p}.l{k}.dropped"), "dropout", [x, mask], {"p": c.dropout})
     if c.batch_first and len(shape) == 3:
         x = e.node(call.out, "transpose", [x], {"dim0": 0, "dim1": 1}, expr=f"{kind}({call.inputs[0]})[0]")
     for n in ("h_n", "c_n")[: 2 if kind == "lstm" else 1]:
