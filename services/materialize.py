@@ -8,6 +8,7 @@ from the same numbers without importing torch. numpy streams draw from PCG64 (JS
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -104,6 +105,13 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
     elif ev.op == "module":
         assert a["cls"] in MODULES, a["cls"]
         module, original = _module(torch, a["cls"], a["kwargs"], _dtype(torch, a["dtype"]))
+        for attr, dim, style in a.get("norms", []):  # nn.utils.weight_norm: g and v from the weight torch drew
+            if style == "parametrizations":
+                torch.nn.utils.parametrizations.weight_norm(module, attr, None if dim == -1 else dim)
+            else:
+                with warnings.catch_warnings():  # (torch.nn.utils.weight_norm is deprecated, and warns so)
+                    warnings.simplefilter("ignore")
+                    torch.nn.utils.weight_norm(module, attr, None if dim == -1 else dim)
         for k, params in enumerate([a["params"], *a.get("also", [])]):  # also: copy.deepcopy's of the module
             for attr, target in params.items():
                 t: Any = module if original is None or attr.startswith("layers.") else original
@@ -132,6 +140,14 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
         for node in a["nodes"]:
             xs = [_get(torch, values, i, leaves) if isinstance(i, str) else i for i in node.inputs]
             values[node.name] = node.op.torch(torch, xs, node.args)
+    elif ev.op == "discarded":  # a fill of a tensor torch then throws away (a weight weight_norm recomputes): its draws
+        made = torch.zeros(tuple(a["shape"]), dtype=_dtype(torch, a["dtype"]))
+        if "fn" in a:
+            assert a["fn"] in INITS, a["fn"]
+            getattr(torch.nn.init, a["fn"])(made, *a["args"], **a["kwargs"])
+        else:
+            assert a["method"] in INPLACE, a["method"]
+            getattr(made, a["method"])(*a["args"], **a["kwargs"])
     elif ev.op == "loader_seed":  # iter(DataLoader): _BaseDataLoaderIter's base seed, from the default generator
         torch.empty((), dtype=torch.int64).random_()
     elif ev.op == "sampler_order":  # RandomSampler.__iter__: a seed from the default generator, randperm from it

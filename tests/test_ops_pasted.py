@@ -169,6 +169,10 @@ for op in ("isnan", "isinf", "isfinite", "isposinf", "isneginf"):
     case(op, ODD, N("m", op, "x"), N("y", "where", "m", "v", 0.0), **EXACT)
 case("isnan-int64", {"i": given([1, 2], dtype="int64"), "v": normal(2, seed=71)}, N("m", "isfinite", "i"),
      N("y", "where", "m", "v", 0.0), **EXACT)
+# weight_norm (nn.utils.weight_norm's recomputed weight): the norm over every dim but dim (0, 1) or of everything (-1).
+case("weight_norm-dim0", {"v": normal(3, 2, 2, seed=72), "g": normal(3, 1, 1, seed=73)}, N("w", "weight_norm", "v", "g"))
+case("weight_norm-dim1", {"v": normal(3, 4, seed=74), "g": normal(1, 4, seed=75)}, N("w", "weight_norm", "v", "g", dim=1))
+case("weight_norm-all", {"v": normal(3, 4, seed=76), "g": given(1.5)}, N("w", "weight_norm", "v", "g", dim=-1))
 CUM_TIES = {"x": given([[1.0, 1.0, 0.0, 1.0, 1.0], [3.0, 2.0, 5.0, 5.0, 1.0], [0.0, 2.0, 2.0, 1.0, 2.0]])}
 for op in ("cummax", "cummin"):
     case(f"{op}", {"x": normal(3, 4, seed=61)}, N("y", op, "x", dim=1))

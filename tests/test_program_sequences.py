@@ -108,3 +108,97 @@ def test_dropout_between_recurrent_layers_in_training_mode_as_torch(tmp_path: Pa
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["model", "gru", "rnn", "xb", "out", "ob", "hb", "orr", "after", "loss"])
     assert "model.rnn.l0.mask" in t.result.nodes and "model.rnn.l2.mask" not in t.result.nodes
+
+
+TCN = """
+
+class Chomp1d(nn.Module):
+    def __init__(self, chomp_size):
+        super(Chomp1d, self).__init__()
+        self.chomp_size = chomp_size
+
+    def forward(self, x):
+        return x[:, :, :-self.chomp_size].contiguous()
+
+
+class TemporalBlock(nn.Module):
+    def __init__(self, n_inputs, n_outputs, kernel_size, stride, dilation, padding, dropout=0.2):
+        super(TemporalBlock, self).__init__()
+        self.conv1 = weight_norm(nn.Conv1d(n_inputs, n_outputs, kernel_size,
+                                           stride=stride, padding=padding, dilation=dilation))
+        self.chomp1 = Chomp1d(padding)
+        self.relu1 = nn.ReLU()
+        self.dropout1 = nn.Dropout(dropout)
+
+        self.conv2 = weight_norm(nn.Conv1d(n_outputs, n_outputs, kernel_size,
+                                           stride=stride, padding=padding, dilation=dilation))
+        self.chomp2 = Chomp1d(padding)
+        self.relu2 = nn.ReLU()
+        self.dropout2 = nn.Dropout(dropout)
+
+        self.net = nn.Sequential(self.conv1, self.chomp1, self.relu1, self.dropout1,
+                                 self.conv2, self.chomp2, self.relu2, self.dropout2)
+        self.downsample = nn.Conv1d(n_inputs, n_outputs, 1) if n_inputs != n_outputs else None
+        self.relu = nn.ReLU()
+        self.init_weights()
+
+    def init_weights(self):
+        self.conv1.weight.data.normal_(0, 0.01)
+        self.conv2.weight.data.normal_(0, 0.01)
+        if self.downsample is not None:
+            self.downsample.weight.data.normal_(0, 0.01)
+
+    def forward(self, x):
+        out = self.net(x)
+        res = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + res)
+
+
+class TemporalConvNet(nn.Module):
+    def __init__(self, num_inputs, num_channels, kernel_size=2, dropout=0.2):
+        super(TemporalConvNet, self).__init__()
+        layers = []
+        num_levels = len(num_channels)
+        for i in range(num_levels):
+            dilation_size = 2 ** i
+            in_channels = num_inputs if i == 0 else num_channels[i-1]
+            out_channels = num_channels[i]
+            layers += [TemporalBlock(in_channels, out_channels, kernel_size, stride=1, dilation=dilation_size,
+                                     padding=(kernel_size-1) * dilation_size, dropout=dropout)]
+
+        self.network = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.network(x)
+
+
+tcn = TemporalConvNet(3, [4, 4], kernel_size=2)
+x = torch.randn(2, 3, 7)
+y = tcn(x)
+lin = nn.utils.parametrizations.weight_norm(nn.Linear(4, 2), dim=1)
+z = lin(y.transpose(1, 2))
+loss = z.pow(2).mean()
+loss.backward()
+"""
+
+
+def test_locuslab_tcn_with_weight_norm_as_torch(tmp_path: Path) -> None:
+    """locuslab's TemporalConvNet as pasted: `weight_norm(nn.Conv1d(...))` (g and v named and valued as torch's, the
+    weight computed from them at each call, WeightNormInterfaceBackward0), its `init_weights` filling the computed
+    weights through .data (draws, changes nothing: the dropout masks after it are torch's), blocks built in a list and
+    put in `nn.Sequential(*layers)` after their own __init__ used their convs (named tcn.network.0...), and the
+    parametrizations form on a Linear with dim=1."""
+    program = HEAD + "from torch.nn.utils import weight_norm\n" + TCN
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["tcn", "lin", "y", "z", "loss"])
+    nodes = t.result.nodes
+    assert "tcn.network.0.conv1.weight_g" in nodes and "lin.parametrizations.weight.original1" in nodes
+    assert nodes["tcn.network.0.conv1.weight"].grad_fn == "WeightNormInterfaceBackward0"
+    assert any("init_weights" not in n and "changes nothing" in n for n in t.result.notes)
+
+
+def test_weight_norm_is_refused_on_a_module_already_named() -> None:
+    with pytest.raises(SpecError, match="apply it where the module is made"):
+        compile_spec(TraceSpec(program=HEAD + "conv = nn.Conv1d(2, 3, 2)\nconv = nn.utils.weight_norm(conv)\n"))

@@ -443,6 +443,9 @@ class TensorCreation(ExpressionCompiler):
 
     def leaf_write(self, t: T, method: str, node: ast.Call) -> None:
         """p.uniform_(a, b), p.zero_(), p.fill_(v), p.copy_(src): in-place writes into a leaf."""
+        if t.name in self.recomputed and method != "copy_":
+            self.discarded_fill(t, node, method=method)
+            return
         if t.name not in self.builder.leaves:
             raise self.err(node, f"in-place .{method}() on '{t.name}', the result of an operation, is not traced")
         self.written(t, node)
@@ -468,6 +471,9 @@ class TensorCreation(ExpressionCompiler):
         if fn not in NN_INIT or not call.args:
             raise self.err(call, f"nn.init.{fn} is not supported (supported: {', '.join(sorted(NN_INIT))})")
         t = self.tensor(without_data(call.args[0]))
+        if t.name in self.recomputed:
+            self.discarded_fill(t, call, fn=fn)
+            return t
         if t.name not in self.builder.leaves:
             raise self.err(call, f"nn.init.{fn} on '{t.name}', the result of an operation")
         self.written(t, call)
@@ -477,6 +483,21 @@ class TensorCreation(ExpressionCompiler):
             raise self.err(call, f"nn.init.{fn} takes constant arguments")
         self.stream.events.append(Event("init", t.name, {"fn": fn, "args": args, "kwargs": kwargs}))
         return t
+
+    def discarded_fill(self, t: T, node: ast.Call, method: str | None = None, fn: str | None = None) -> None:
+        """`self.conv1.weight.data.normal_(0, 0.01)` on a weight under weight_norm (the TCN's init_weights): torch fills
+        the weight it computed, which the next call computes anew from g and v; the fill's draws are torch's, in order
+        (a 'discarded' stream event), and nothing else changes."""
+        args = [self.const(a) for a in node.args[1 if fn else 0:]]
+        kwargs = {k.arg: self.const(k.value) for k in node.keywords}
+        if not all(is_number(v) or isinstance(v, str) for v in [*args, *kwargs.values()]):
+            raise self.err(node, f"a fill of '{t.name}' takes numbers here")
+        self.stream.events.append(Event("discarded", None, {"shape": list(self.shape(t)), "dtype": self.dtype_of(t),
+                                                            **({"fn": fn} if fn else {"method": method}),
+                                                            "args": args, "kwargs": kwargs}))
+        self.res.notes.append(f"line {node.lineno}: `{self.src(node)[:60]}` fills the weight weight_norm computed, which "  # type: ignore[attr-defined]
+                              "it computes anew from g and v before each call: the fill draws torch's numbers and changes "
+                              "nothing, as in torch")
 
     def parameter(self, node: ast.Call) -> T:
         """nn.Parameter(torch.randn(...)): the leaf, requiring grad, as a parameter."""

@@ -115,6 +115,9 @@ class ExpressionCompiler:
         self.reserved: set[str] = set()
         """Program variable names: nodes named after module paths or temporaries never take them."""
         self.item_values: set[str] = set()
+        self.recomputed: set[str] = set()
+        """Weights under nn.utils.weight_norm as torch recomputes them before each call (modules.normed_params): a fill
+        through `.data` draws its numbers into a copy torch then throws away (the TCN's `init_weights`)."""
         """Nodes made by `.item()` (a Python number in torch): refusals that need a number say what they are."""
         self.pending: set[str] = set()
         """Inside a call: the names its callers' statements bind once it returns (functions.frame)."""

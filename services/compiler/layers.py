@@ -584,16 +584,34 @@ def param_event(d: LayerDef, cfg: Any, dtype: str) -> Event | None:
 
 def add_params(
     d: LayerDef, cfg: Any, prefix: str, dtype: str, event: Event | None, builder: GraphBuilder,
-    loc: tuple[str | int, ...] = (),
+    loc: tuple[str | int, ...] = (), norms: dict[str, tuple[int, str]] | None = None,
 ) -> dict[str, str]:
-    """Parameter leaves named like the state_dict ('conv.weight'); returns attr -> leaf name."""
+    """Parameter leaves named like the state_dict ('conv.weight'); returns attr -> leaf name. `norms`: weights under
+    nn.utils.weight_norm, which torch replaces by g and v registered after the others (weight_g, weight_v; in the
+    parametrizations form parametrizations.weight.original0 and original1)."""
+    shapes = list(d.params(cfg))
+    for attr, (dim, style) in (norms or {}).items():
+        shape = dict(shapes)[attr]
+        shapes.remove((attr, shape))
+        g = () if dim == -1 else tuple(n if k == dim else 1 for k, n in enumerate(shape))
+        shapes += list(zip(weight_norm_names(attr, style), (g, shape), strict=True))
     names: dict[str, str] = {}
-    for attr, shape in d.params(cfg):
+    for attr, shape in shapes:
         names[attr] = f"{prefix}.{attr}"
-        builder.add_leaf(Leaf(names[attr], shape, dtype, True, kind="parameter", init=f"nn.{d.module} default init"), loc)
+        builder.add_leaf(Leaf(names[attr], shape, dtype, True, kind="parameter", init=f"nn.{d.module} default init"
+                              + (" under weight_norm" if norms and attr not in dict(d.params(cfg)) else "")), loc)
     if event is not None:
         event.args["params"].update(names)
+        if norms:
+            event.args["norms"] = [[attr, dim, style] for attr, (dim, style) in norms.items()]
     return names
+
+
+def weight_norm_names(attr: str, style: str) -> tuple[str, str]:
+    """The attributes of g and v that weight_norm registers for the parameter `attr`."""
+    if style == "parametrizations":
+        return f"parametrizations.{attr}.original0", f"parametrizations.{attr}.original1"
+    return f"{attr}_g", f"{attr}_v"
 
 
 def check_params(d: LayerDef, cfg: Any) -> None:

@@ -97,9 +97,14 @@ class Objects(ExpressionCompiler):
         """Fix a provisional object's path (its place, 'net.layer1.0'; None: the one it has) and name the modules
         it holds under it, recursively. Their parameters were drawn when made: only the names wait."""
         if inst.final:
+            if inst.placeable and path is not None and path not in self.instance_paths:
+                self.renames[inst.path] = path  # (its tensors are named under the provisional path: renamed at the end)
+                self.instance_paths.add(path)
+                inst.placeable = False
             return
         if inst.path in self.provisional:
             self.provisional.remove(inst.path)
+            inst.placeable = path is None
         if path is not None and path not in self.instance_paths:
             if inst.pinned:  # tensors are named under its provisional path already: renamed when the program ends
                 self.renames[inst.path] = path

@@ -72,7 +72,8 @@ MODULES = {
     "numpy": "numpy", "torch.nn.init": "torch.nn.init", "torch.optim": "torch.optim", "copy": "copy",
     "torch.distributions": "torch.distributions", "torch.distributions.categorical": "torch.distributions.categorical",
     "torch.distributions.normal": "torch.distributions.normal", "string": "string", "torch.autograd": "torch.autograd",
-    "torch.utils": "torch.utils", "torch.utils.data": "torch.utils.data",
+    "torch.utils": "torch.utils", "torch.utils.data": "torch.utils.data", "torch.nn.utils": "torch.nn.utils",
+    "torch.nn.utils.parametrizations": "torch.nn.utils.parametrizations",
 }
 """Importable modules and the path each stands for."""
 FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functional", "torch.optim": "torch.optim",
@@ -578,6 +579,8 @@ class ProgramCompiler(PythonRandom, DataLoading, Distributions, AutogradFunction
             return self.distribution(DISTRIBUTIONS[path], node)
         if path in DATA_PATHS:
             return self.data_object(path, node)
+        if path in ("nn.utils.weight_norm", "nn.utils.parametrizations.weight_norm"):
+            return self.weight_norm(path, node)  # type: ignore[attr-defined]
         if path == "torch.multinomial":
             return self.multinomial(node)
         if path in ARRANGING:

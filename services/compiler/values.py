@@ -71,6 +71,9 @@ class ModuleInst:
     lazy: dict[str, Any] | None = None
     """An nn.LazyLinear / LazyConv2d / ... before its first call: its constructor's arguments, which that call
     completes with the size it reads off its input (then cfg, the parameters and their draws, as in torch)."""
+    norms: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """nn.utils.weight_norm's (or its parametrizations form's) parameters, by the weight's name: (dim, style); the
+    module holds g and v for it, and the weight is recomputed from them before each call, as torch's hook does."""
     stand_in: bool = False
     """Its path is a function's local ('make.layer') or its class's name ('Linear#2'), given when a function used its
     parameters before anything named it (CleanRL's `layer_init(nn.Linear(...))`): the place it ends up renames it
@@ -276,6 +279,9 @@ class Instance:
     container or attribute it is put in names it and its modules then ('net.layer1.0'), as torch's names go."""
     pinned: bool = False
     """A tensor was named under its provisional path (an nn.Parameter in __init__): the path stays."""
+    placeable: bool = False
+    """Made final under its provisional path because something used it first (its own __init__ reading `self.conv1`):
+    the first place it is put in (`nn.Sequential(*layers)` -> net.network.0) still renames it at the end."""
     torch_module: Any = None
     """The torch.nn layer its class derives from, as built by `super().__init__(...)` (a ModuleInst whose parameters
     are the object's: self.weight), which `super().forward(x)` runs."""

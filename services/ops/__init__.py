@@ -31,6 +31,7 @@ from services.ops import (  # noqa: F401
     sorting,
     special,
     statistics,
+    weight_norm,
     windows,
 )
 from services.ops.base import REGISTRY, Op
