@@ -67,4 +67,6 @@ def argument_error(err: Mapping[str, Any]) -> str:
         return f"{where}={err.get('input')!r} is not traced (gradtrace takes {where}={expected})"
     if kind == "missing":
         return f"the argument '{where}' is required"
+    if kind == "none_required":  # nn.Embedding(max_norm=1.0): a setting gradtrace traces only at its default
+        return f"{where}={err.get('input')!r} is not traced (gradtrace takes {where}=None, torch's default)"
     return f"argument '{where}': {msg}" if where else msg

@@ -420,7 +420,7 @@ class EmbeddingLayer(_Layer):
     padding_idx: int | None = None
     max_norm: None = Field(None, description="Only None: torch's renormalisation changes the weight in place in forward.")
     scale_grad_by_freq: Literal[False] = False
-    sparse: Literal[False] = Field(False, description="Only False: a sparse gradient is the same numbers, kept otherwise.")
+    sparse: bool = Field(False, description="True: torch's weight.grad is a sparse tensor of the same numbers, shown dense.")
     weights: Weights = None
 
 

@@ -76,3 +76,22 @@ def test_data_loader_in_order_drop_last_and_a_one_tensor_dataset(tmp_path: Path)
         compile_spec(TraceSpec(program=HEAD + "from torch.utils.data import DataLoader\nX = torch.randn(4, 2)\n"
                                               "loader = DataLoader(X, batch_size=2)\n"))
     assert info.value.line == 7
+
+
+def test_a_sparse_embedding_traces_as_its_dense_gradient(tmp_path: Path) -> None:
+    """nn.Embedding(sparse=True) (recommenders): the same numbers, the gradient shown dense (noted); max_norm is
+    refused in torch's terms."""
+    program = HEAD + "emb = nn.Embedding(6, 3, sparse=True)\nids = torch.tensor([[1, 2], [2, 5]])\nloss = emb(ids).pow(2).sum()\nloss.backward()\n"
+    t = traced(program, engines=["torch", "reference"])
+    g = in_torch(program, tmp_path)
+    import numpy as np
+    import pytest
+
+    from services.compiler import compile_spec
+    from services.errors import SpecError
+    from shared.spec import TraceSpec
+
+    np.testing.assert_allclose(t.arrays["torch/grad/emb.weight"], g["emb"].weight.grad.to_dense().numpy(), rtol=1e-6)
+    assert any("sparse=True" in n for n in t.result.notes)
+    with pytest.raises(SpecError, match=r"max_norm=1.0 is not traced \(gradtrace takes max_norm=None"):
+        compile_spec(TraceSpec(program=HEAD + "e = nn.Embedding(5, 3, max_norm=1.0)\n"))

@@ -380,6 +380,9 @@ for _dims in ("1d", "2d", "3d"):
 def _embedding(e: Emitter, call: Call) -> str:
     c: EmbeddingLayer = call.cfg
     args = {} if c.padding_idx is None else {"padding_idx": c.padding_idx}
+    if c.sparse and not any("sparse=True" in n for n in e.builder.notes):  # (recommenders' embeddings)
+        e.builder.notes.append(f"{call.prefix}: nn.Embedding(sparse=True): torch's weight.grad is a sparse tensor; the "
+                               "gradient shown is the same numbers, dense")
     return e.node(call.out, "embedding", [call.inputs[0], call.params["weight"]], args)
 
 
