@@ -173,6 +173,11 @@ case("isnan-int64", {"i": given([1, 2], dtype="int64"), "v": normal(2, seed=71)}
 case("weight_norm-dim0", {"v": normal(3, 2, 2, seed=72), "g": normal(3, 1, 1, seed=73)}, N("w", "weight_norm", "v", "g"))
 case("weight_norm-dim1", {"v": normal(3, 4, seed=74), "g": normal(1, 4, seed=75)}, N("w", "weight_norm", "v", "g", dim=1))
 case("weight_norm-all", {"v": normal(3, 4, seed=76), "g": given(1.5)}, N("w", "weight_norm", "v", "g", dim=-1))
+# masked_select: the mask broadcast with the input (and the input with the mask), count known when compiled.
+MSEL = {"x": normal(3, 4, seed=77), "m": given([[True, False, True, True]], dtype="bool")}
+case("masked_select-broadcast-mask", MSEL, N("y", "masked_select", "x", "m", count=9))
+case("masked_select-broadcast-input", {"x": normal(4, seed=78), "m": given([[True, False, False, True], [False] * 4], dtype="bool")},
+     N("y", "masked_select", "x", "m", count=2))
 CUM_TIES = {"x": given([[1.0, 1.0, 0.0, 1.0, 1.0], [3.0, 2.0, 5.0, 5.0, 1.0], [0.0, 2.0, 2.0, 1.0, 2.0]])}
 for op in ("cummax", "cummin"):
     case(f"{op}", {"x": normal(3, 4, seed=61)}, N("y", op, "x", dim=1))

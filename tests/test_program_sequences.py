@@ -202,3 +202,21 @@ def test_locuslab_tcn_with_weight_norm_as_torch(tmp_path: Path) -> None:
 def test_weight_norm_is_refused_on_a_module_already_named() -> None:
     with pytest.raises(SpecError, match="apply it where the module is made"):
         compile_spec(TraceSpec(program=HEAD + "conv = nn.Conv1d(2, 3, 2)\nconv = nn.utils.weight_norm(conv)\n"))
+
+
+def test_the_chatbot_tutorials_masked_nll_loss_as_torch(tmp_path: Path) -> None:
+    """maskNLLLoss: `crossEntropy.masked_select(mask).mean()` with a mask from the padded batch written out (known now,
+    so the result's shape is): MaskedSelectBackward0, torch's numbers; a mask from the data is refused."""
+    program = (HEAD + "def maskNLLLoss(inp, target, mask):\n    nTotal = mask.sum()\n"
+               "    crossEntropy = -torch.log(torch.gather(inp, 1, target.view(-1, 1)).squeeze(1))\n"
+               "    loss = crossEntropy.masked_select(mask).mean()\n    return loss, nTotal.item()\n\n\n"
+               "logits = torch.randn(4, 5, requires_grad=True)\ntarget = torch.tensor([1, 0, 3, 0])\n"
+               "mask = torch.tensor([True, False, True, False])\nloss, n = maskNLLLoss(logits.softmax(1), target, mask)\n"
+               "sel = torch.masked_select(logits, mask.unsqueeze(1))\ntotal = loss + sel.sum()\ntotal.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    assert t.result.comparison.verdict == "agree"
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["logits", "loss", "sel", "total"])
+    assert t.result.nodes["sel"].grad_fn == type(g["sel"].grad_fn).__name__ == "MaskedSelectBackward0"
+    with pytest.raises(SpecError, match="masked_select gives a shape that depends on the data"):
+        compile_spec(TraceSpec(program=HEAD + "x = torch.randn(4, requires_grad=True)\ny = x.masked_select(x > 0)\n"))

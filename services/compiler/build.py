@@ -328,6 +328,9 @@ class GraphBuilder:
             dtype = op.result_dtype(in_dtypes, inputs, args, self.default_dtype)
             if op.checks_ranges:
                 op.check_ranges([self.ranges.get(i) if isinstance(i, str) else (i, i) for i in inputs], in_shapes, args)
+            if op.checks_values:
+                op.check_values([getattr(self.leaves.get(i), "value", None) if isinstance(i, str) else i for i in inputs],
+                                in_shapes, args)
         except (ShapeError, ValueError) as e:
             shown = ", ".join(f"{i}: {list(s)}" if isinstance(i, str) else f"{i}" for i, s in zip(inputs, in_shapes, strict=False))
             raise _err(raw, f"{e} (inputs {shown})") from None

@@ -88,6 +88,8 @@ class TensorMethods(ExpressionCompiler):
             return t
         if m in ("max", "min", "median") and (node.args or any(k.arg == "dim" for k in node.keywords)) or m in PARTS and m != "median":
             return self.extreme_pair(m, node, t)
+        if m == "masked_select" and len(node.args) == 1 and not node.keywords:
+            return self.masked_select(t, node, node.args[0])  # type: ignore[attr-defined, no-any-return]
         if m == "nanmean":
             return self.nanmean(t, node, list(node.args))  # type: ignore[attr-defined, no-any-return]
         if m == "diff":

@@ -110,6 +110,8 @@ class TorchFunctions(ExpressionCompiler):
             return self.diff(self.tensor(node.args[0]), node, node.args[1:])
         if path in METHOD_FORMS and node.args:  # torch.unbind(x, 1): x.unbind(1)
             return self.reshape_alias(self.tensor(node.args[0]), path[6:], self.as_method(node, path[6:]))  # type: ignore[attr-defined]
+        if path == "torch.masked_select" and len(node.args) == 2 and not node.keywords:
+            return self.masked_select(self.tensor(node.args[0]), node, node.args[1])
         if path == "torch.nanmean" and node.args:
             return self.nanmean(self.tensor(node.args[0]), node, node.args[1:])
         if path in ("torch.tril_indices", "torch.triu_indices"):
@@ -121,6 +123,23 @@ class TorchFunctions(ExpressionCompiler):
                                   "backward's, before clipping")
             return Untraced(f"what {path[9:]} returns (not traced)")
         return NotImplemented
+
+    def masked_select(self, t: T, node: ast.Call, mask_arg: ast.expr) -> T:
+        """x.masked_select(mask) (the chatbot tutorial's maskNLLLoss): with the mask made from numbers alone, its count
+        is known now (the result's shape); a mask from the data is refused, as boolean indexing by one is."""
+        mask = self.tensor(mask_arg)
+        value = self.folded(mask.name)  # type: ignore[attr-defined]
+        if value is None:
+            raise self.err(node, "masked_select gives a shape that depends on the data: use torch.where(mask, x, 0) "
+                                 "(and a sum over the mask), or make the mask from numbers alone, which gradtrace reads now")
+        try:
+            count = int(np.broadcast_to(value, np.broadcast_shapes(value.shape, self.shape(t))).sum())
+        except ValueError as e:
+            raise self.err(node, f"masked_select: the mask {list(value.shape)} does not broadcast with {list(self.shape(t))}") from e
+        if getattr(self.builder.leaves.get(mask.name), "value", None) is None:  # (made from numbers: the same values,
+            literal = ast.copy_location(ast.Call(func=node.func, args=[ast.Constant(value.tolist())], keywords=[]), node)
+            mask = self.create("tensor", literal, self.temp(), dtype="bool")  # type: ignore[attr-defined]  # written out)
+        return self.emit("masked_select", [t, mask], {"count": count}, node)
 
     def nanmean(self, t: T, node: ast.Call, args: list[ast.expr]) -> T:
         """torch.nanmean(x, dim=None, keepdim=False) / x.nanmean(...): as ATen composes it (composites.nanmean)."""

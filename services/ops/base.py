@@ -118,6 +118,15 @@ class Op:
         `ranges[k]` is (min, max) of input k, or None when unknown. Raise ShapeError for an index out of
         range, so that a spec that would fail in torch is rejected at compile time."""
 
+    def check_values(self, values: list[Any], shapes: list[Shape], a: Any) -> None:
+        """Check inputs whose values are written in the spec (literal leaves; None for the others) against the
+        arguments: raise ShapeError where they disagree (masked_select's count of its mask)."""
+
+    @cached_property
+    def checks_values(self) -> bool:
+        """Whether this op overrides check_values (the compiler asks only such ops)."""
+        return type(self).check_values is not Op.check_values
+
     def warning(self, shapes: list[Shape], a: Any) -> str | None:
         """What torch warns about for these shapes (it runs, likely not as meant); the result's notes carry it."""
         return None

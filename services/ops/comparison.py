@@ -1,4 +1,5 @@
-"""Comparisons and float tests (bool results, no gradient) and the ops that select by them: where, clamp, maximum, minimum."""
+"""Comparisons and float tests (bool results, no gradient) and the ops that select by them: where, clamp, maximum, minimum,
+masked_select."""
 
 from __future__ import annotations
 
@@ -423,6 +424,59 @@ _logical("logical_not", np.logical_not, unary=True)
 _logical("logical_and", np.logical_and)
 _logical("logical_or", np.logical_or)
 _logical("logical_xor", np.logical_xor)
+
+
+class MaskedSelectArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int
+    """How many elements the mask (broadcast with the input) selects: known when the program is compiled, the mask
+    being made from numbers alone (a mask from drawn or computed values gives a shape that depends on the data)."""
+
+
+@register
+class MaskedSelect(Op):
+    """x.masked_select(mask) / torch.masked_select (MaskedSelectBackward0): the elements where the mask, broadcast
+    with x, is True, in row-major order, as a 1-d tensor; the gradient goes back to those places (summed where x
+    was broadcast)."""
+
+    name = "masked_select"
+    tensors = ("input", "mask")
+    Args = MaskedSelectArgs
+    any_dtype = True
+    differentiable = (True, False)
+
+    def shape(self, shapes: list[Shape], a: MaskedSelectArgs) -> Shape:
+        broadcast(*shapes)
+        return (a.count,)
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if dtypes[1] != "bool":
+            raise ShapeError(f"masked_select: mask must be a bool tensor, got {dtypes[1]}")
+        return dtypes[0]
+
+    def check_values(self, values: list[Any], shapes: list[Shape], a: MaskedSelectArgs) -> None:
+        if values[1] is None:
+            raise ShapeError("masked_select: the mask must be written out (a bool tensor of values): the result's "
+                             "shape depends on it")
+        n = int(np.count_nonzero(np.broadcast_to(np.asarray(values[1]), broadcast(*shapes))))
+        if n != a.count:
+            raise ShapeError(f"masked_select: the mask selects {n} elements, count says {a.count}")
+
+    def torch(self, t: Any, xs: list[Any], a: MaskedSelectArgs) -> Any:
+        return t.masked_select(xs[0], xs[1])
+
+    def forward(self, xs: list[Array], a: MaskedSelectArgs) -> Array:
+        x, m = np.broadcast_arrays(*xs)
+        out = x[m]
+        if out.size != a.count:
+            raise ValueError(f"masked_select: the mask selects {out.size} elements, {a.count} when compiled")
+        return out.copy()
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: MaskedSelectArgs) -> list[Array | None]:
+        x, m = np.broadcast_arrays(*xs)
+        gx = np.zeros(x.shape, g.dtype)
+        gx[m] = g
+        return [unbroadcast(gx, xs[0].shape), None]
 
 
 class FloatTest(Op):
