@@ -68,3 +68,37 @@ def test_a_training_loops_next_backward_is_no_second_pass_over_the_same_graph() 
                       "    loss.backward()\n")
     note = next(n for n in t.result.notes if "second time" in n)
     assert "Trying to backward" not in note and "adds this pass" not in note
+
+
+@pytest.mark.parametrize(("body", "names"), [
+    ("base = [nn.Linear(3, 4), nn.ReLU()]\nnet = nn.Sequential(*[*base, nn.Linear(4, 2)])\nx = torch.randn(2, 3)\n"
+     "loss = net(x).sum()\n", ["net", "loss"]),  # a list's items spread in a list literal of modules
+    ("x = torch.randn(3, requires_grad=True)\nh = x * 2\nh.unsqueeze_(0)\nv = h[0]\nv.unsqueeze_(0)\n"
+     "loss = (v * 3).sum() + h.sum()\n", ["x", "v", "loss"]),  # a view's own shape changed in place
+    ("x = torch.randn(3, requires_grad=True)\nk = 2.0 if torch.__version__ > '2.13.0' else 3.0\n"
+     "loss = (x * k).sum()\n", ["x", "loss"]),  # '2.13.0+cpu' sorts after '2.13.0', as PEP 440
+    ("x = torch.randn(4, requires_grad=True)\ny = torch.tensor([1, -1, 1, -1])\n"
+     "loss = F.soft_margin_loss(x, y) + torch.nansum(y) * x.sum()\n", ["x", "loss"]),  # int64 targets and counts
+    ("torch.set_grad_enabled(mode=False)\nw = torch.randn(3, requires_grad=True)\nf = w * 2\n"
+     "torch.set_grad_enabled(mode=True)\nloss = (w * f).sum()\n", ["w", "f", "loss"]),
+])
+def test_what_the_diff_review_found_traces_as_torch(body: str, names: list[str], tmp_path: Path) -> None:
+    program = HEAD + "import torch.nn.functional as F\n" + body + "loss.backward()\n"
+    t = traced(program, engines=["torch", "reference"])
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), names)
+
+
+@pytest.mark.parametrize(("body", "match"), [
+    ("c = nn.Conv1d(2, 2, 4, padding='same', stride=2)\ny = c(torch.randn(1, 2, 8))\n", "not supported for strided"),
+    ("c = nn.Conv1d(2, 2, 3, padding='same', stride=2, padding_mode='reflect')\ny = c(torch.randn(1, 2, 8))\n",
+     "not supported for strided"),
+    ("import math\nk = math.factorial(25)\n", "too big"),
+    ("import math\nk = math.factorial(10 ** 6)\n", "over 1000"),
+    ("i = torch.tril_indices(20000, 20000)\n", "over the element limit"),
+    ("class M(nn.Module):\n    def __init__(self, __k=2):\n        super().__init__()\n\n    @classmethod\n"
+     "    def make(cls):\n        return cls(__k=3)\n\n\nm = M.make()\n", "unexpected keyword argument '__k'"),
+])
+def test_what_torch_or_python_refuses_is_refused_without_computing_it(body: str, match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        compile_spec(TraceSpec(program=HEAD + body))

@@ -95,3 +95,14 @@ def test_a_sparse_embedding_traces_as_its_dense_gradient(tmp_path: Path) -> None
     assert any("sparse=True" in n for n in t.result.notes)
     with pytest.raises(SpecError, match=r"max_norm=1.0 is not traced \(gradtrace takes max_norm=None"):
         compile_spec(TraceSpec(program=HEAD + "e = nn.Embedding(5, 3, max_norm=1.0)\n"))
+
+
+def test_triangle_indices_of_a_non_square_matrix_index_it(tmp_path: Path) -> None:
+    """`idx = torch.triu_indices(3, 5, 1)`, `x[idx[0], idx[1]]` and `rows, cols = torch.tril_indices(...)`: each row's
+    own bounds decide the index check (not the whole tensor's, which would refuse index 4 of a dim of 3)."""
+    program = (HEAD + "idx = torch.triu_indices(3, 5, 1)\nx = torch.randn(3, 5, requires_grad=True)\n"
+               "rows, cols = torch.tril_indices(3, 5, 1)\nloss = x[idx[0], idx[1]].sum() + x[rows, cols].pow(2).sum()\n"
+               "loss.backward()\n")
+    t = traced(program, engines=["torch", "reference"])
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["idx", "x", "loss"], exact=True)

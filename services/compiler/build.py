@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from services import strides
+from services.compiler.inputs import value_range
 from services.errors import ShapeError, SpecError, argument_error
 from services.ir import Graph, Input, Leaf, Node
 from services.ops import get_op
@@ -347,6 +348,14 @@ class GraphBuilder:
         shapes[raw.name], dtypes[raw.name], self.grad[raw.name] = shape, dtype, rg
         if op.gives_ranges:
             r = op.value_range([self.ranges.get(i) if isinstance(i, str) else (i, i) for i in inputs], args)
+            literal = getattr(self.leaves.get(inputs[0]), "value", None) if op.view and len(inputs) == 1 and \
+                isinstance(inputs[0], str) else None
+            if literal is not None and np.size(literal) and 0 < math.prod(shape) <= 1 << 16:  # a view of a tensor
+                try:  # written out (`idx[0]` of triu_indices): its own values' bounds, not the whole tensor's
+                    with np.errstate(all="ignore"):
+                        r = value_range(np.asarray(op.forward([np.asarray(literal)], args))) or r
+                except Exception:  # noqa: BLE001  (the whole tensor's bounds stand)
+                    pass
             if r is not None:
                 self.ranges[raw.name] = r
         self.used.update(names)

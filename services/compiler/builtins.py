@@ -12,7 +12,7 @@ import numpy as np
 
 from services.compiler import strings
 from services.compiler.creation import CREATORS
-from services.compiler.expressions import CONSTANTS, MATH, ExpressionCompiler, _is_const, _kind
+from services.compiler.expressions import CONSTANTS, MATH, MAX_INT, ExpressionCompiler, _is_const, _kind
 from services.compiler.layers import BY_MODULE, SUBCLASS_OF
 from services.compiler.values import (
     DTYPES,
@@ -396,10 +396,15 @@ class Builtins(ExpressionCompiler):
             with np.errstate(all="ignore"):
                 r = getattr(np, fn)(*vals)
             return bool(r) if isinstance(r, np.bool_) else float(r)
+        if fn in ("factorial", "comb") and any(isinstance(v, int) and abs(v) > 1000 for v in vals):  # (Python's are
+            raise self.err(node, f"{path} of numbers over 1000 is not computed here")  # exact: their size is unbounded)
         try:
-            return MATH[fn](*vals)
+            r = MATH[fn](*vals)
         except (TypeError, ValueError, OverflowError) as e:
             raise self.err(node, f"{path}: {e}") from None
+        if isinstance(r, int) and abs(r) > MAX_INT:
+            raise self.err(node, f"{path} gives an int too big for torch (over 2**62)")
+        return r
 
     def float_info(self, path: str, node: ast.Call) -> FloatInfo:
         """torch.finfo(torch.float32), np.finfo(np.float32), torch.finfo(x.dtype), torch.finfo() (the default dtype)."""
@@ -417,9 +422,9 @@ class Builtins(ExpressionCompiler):
         like known now (a tensor's == is elementwise: refused)."""
         if node.keywords or not 1 <= len(node.args) <= (1 if method == "count" else 3):
             raise self.err(node, f"list.{method} takes a value" + (" (and a start and end)" if method == "index" else ""))
-        value, *bounds = [self.const(a) for a in node.args]
-        if any(isinstance(v, (T, ModuleInst, Instance)) for v in (value, *items)):
+        if any(isinstance(v, (T, ModuleInst, Instance)) for v in items):
             raise self.err(node, f".{method}() of a list holding tensors or modules is not traced (a tensor's == is elementwise)")
+        value, *bounds = [self.const(a) for a in node.args]
         if method == "count":
             return items.count(value)
         try:

@@ -214,7 +214,7 @@ class ExpressionCompiler:
         """The refusal of a tensor's `.item()` where a number known now is needed."""
         return self.err(node, f"'{self.src(node)[:60]}' is a tensor's `.item()`, a Python number in torch, whose value "
                               "gradtrace does not know while it compiles (it is in the result): use it in tensor "
-                              "arithmetic, not where a number known now is needed (a size, an index, float(), round())")
+                              "arithmetic, not where a number known now is needed (a size, an index, int(), round())")
 
     def iterable(self, v: Value, node: ast.expr) -> Value:
         """What a loop or comprehension goes over, for strings and sets: a string's characters; a set of numbers in

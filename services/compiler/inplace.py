@@ -271,6 +271,8 @@ class InPlace(TensorCreation):
                 break
             name = node.inputs[0]
             node = next((n for n in reversed(b.nodes) if n.name == name), None)
+        if not data:  # (a view's new shape is its own: what it views keeps its shape)
+            return
         node = next((n for n in reversed(b.nodes) if n.name == t.name), None)
         if node is not None and node.op.name == "expand" and math.prod(b.shapes[node.inputs[0]]) < math.prod(b.shapes[t.name]):
             raise self.err(stmt, f"{how} on '{var}', an expanded tensor: torch refuses it (unsupported operation: more than "
@@ -303,7 +305,7 @@ class InPlace(TensorCreation):
         scopes = [*getattr(self.scope, "maps", [self.scope]), *callers]  # a call's locals, the globals, its callers'
         res = getattr(self, "res", None)
         own = old.name.split("@")[0] == new.name.split("@")[0]  # `x += 1`: x@1 before, x after, as always
-        if res is not None and "#" not in old.name and not own and bump:  # (statistics: their names say it)
+        if res is not None and "#" not in old.name and not own and (bump or reshaped):  # (statistics: their names say it)
             # `a = b; a[1] = 2`, `self.buf = t; t[1] = 0.5`: torch's one tensor has two names, a node has one
             res.notes.append(f"line {getattr(stmt, 'lineno', '?')}: `{var}` changes in place the tensor node "
                              f"'{old.name}' shows: '{old.name}' is its value before the change, '{new.name}' after")

@@ -234,7 +234,7 @@ def _conv_transpose_params(c: ConvTranspose2dLayer) -> list[tuple[str, Shape]]:
     return [("weight", (c.in_channels, c.out_channels // c.groups, *_kernel(c)))] + ([("bias", (c.out_channels,))] if c.bias else [])
 
 
-def _edge_padding(c: Conv2dLayer) -> list[int]:
+def _edge_padding(c: Conv2dLayer | Conv1dLayer) -> list[int]:
     """torch's `_reversed_padding_repeated_twice`: F.pad's sides (last dim first) for a padding_mode other than zeros;
     'same' pads dilation * (kernel - 1) per dim, the extra one on the right."""
     kernel = _kernel(c)
@@ -258,13 +258,15 @@ def _conv(d: str) -> Emit:
         c: Conv2dLayer = call.cfg
         args = {"stride": c.stride, "padding": c.padding, "dilation": c.dilation, "groups": c.groups}
         x = call.inputs[0]
+        if c.padding == "same" and any(s != 1 for s in ([c.stride] if isinstance(c.stride, int) else c.stride)):
+            raise e.error("padding='same' is not supported for strided convolutions")  # (torch's own check, at __init__)
+        sides = _edge_padding(c)
         if c.padding_mode != "zeros":
-            x = e.node(e.unique(f"{call.prefix}.padded"), "pad", [x], {"pad": _edge_padding(c), "mode": c.padding_mode})
+            x = e.node(e.unique(f"{call.prefix}.padded"), "pad", [x], {"pad": sides, "mode": c.padding_mode})
             args["padding"] = 0
-        elif c.padding == "same" and any(_edge_padding(c)[::2][k] != _edge_padding(c)[1::2][k] for k in range(len(_kernel(c)))):
+        elif c.padding == "same" and sides[::2] != sides[1::2]:
             # an even effective kernel: ATen's _convolution_mode pads the extra one on the right (constant_pad_nd) and
             # convolves with the symmetric rest, as its warning says (a zero-padded copy of the input)
-            sides = _edge_padding(c)
             x = e.node(e.unique(f"{call.prefix}.padded"), "pad", [x],
                        {"pad": [0 if k % 2 == 0 else sides[k] - sides[k - 1] for k in range(len(sides))], "value": 0.0})
             args["padding"] = list(reversed(sides[::2]))  # the left sides, first dim first

@@ -294,7 +294,11 @@ class ModuleCalls(ExpressionCompiler):
     def elements(self, node: ast.expr, base: str | None, offset: int) -> list[Value]:
         """The items of a list written out, a comprehension or a list value, each made under its path hint."""
         if isinstance(node, (ast.List, ast.Tuple)):
-            return [self.element(e, base, offset + k) for k, e in enumerate(node.elts)]
+            items: list[Value] = []
+            for e in node.elts:  # `[*base, nn.Linear(4, 2)]`: a list's items spread
+                items += self.elements(e.value, base, offset + len(items)) if isinstance(e, ast.Starred) else \
+                    [self.element(e, base, offset + len(items))]
+            return items
         if isinstance(node, (ast.ListComp, ast.GeneratorExp)):
             return self.comprehension(node, base, offset)
         v = self.expr(node)

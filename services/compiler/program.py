@@ -703,8 +703,9 @@ def _mangle_private(node: ast.AST, cls: str | None = None) -> None:
     for child in ast.iter_child_nodes(node):
         if cls:
             for field in ("id", "attr", "arg", "name"):
-                v = getattr(child, field, None)
-                if isinstance(v, str) and v.startswith("__") and not v.endswith("__") and not isinstance(child, ast.ClassDef):
+                v = getattr(child, field, None)  # (a call's keyword is no identifier: Python leaves it)
+                if isinstance(v, str) and v.startswith("__") and not v.endswith("__") and not isinstance(
+                        child, (ast.ClassDef, ast.keyword)):
                     setattr(child, field, f"_{cls}{v}")
         _mangle_private(child, child.name.lstrip("_") if isinstance(child, ast.ClassDef) else cls)
 

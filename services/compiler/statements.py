@@ -74,9 +74,10 @@ class CallStatements(ExpressionCompiler):
         if path in IGNORED_CALLS or path in ("torch.cuda.manual_seed", "torch.cuda.manual_seed_all"):
             return
         if path == "torch.set_grad_enabled":  # as a call: grad mode from here on (till another call), as torch's
-            if len(call.args) != 1 or call.keywords:
-                raise self.err(call, "torch.set_grad_enabled takes one flag")
-            self.no_grad = not bool(self.const(call.args[0]))
+            flag = [*call.args, *(k.value for k in call.keywords if k.arg == "mode")]
+            if len(flag) != 1 or any(k.arg != "mode" for k in call.keywords):
+                raise self.err(call, "torch.set_grad_enabled takes one flag (mode)")
+            self.no_grad = not bool(self.const(flag[0]))
             self.builder.grad_enabled = not self.no_grad
             return
         if path == "nn.Module.__init__" and self.depth:  # nn.Module.__init__(self): super().__init__() written out

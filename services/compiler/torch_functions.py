@@ -165,6 +165,9 @@ class TorchFunctions(ExpressionCompiler):
         row, col, offset = (self.const(given[k]) if k in given else 0 for k in names)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (row, col, offset)) or row < 0 or col < 0:
             raise self.err(node, f"torch.{fn}: row and col are sizes (ints >= 0), offset an int")
+        if 2 * row * col > self.builder.limits.max_tensor_elements:  # (checked before numpy makes the lists)
+            raise self.err(node, f"torch.{fn}({row}, {col}) is over the element limit "
+                                 f"({self.builder.limits.max_tensor_elements:,} per tensor)")
         rows, cols = (np.tril_indices if fn == "tril_indices" else np.triu_indices)(row, offset, col)
         literal = ast.copy_location(ast.Call(func=node.func, args=[ast.Constant([rows.tolist(), cols.tolist()])],
                                              keywords=[k for k in node.keywords if k.arg == "dtype"]), node)

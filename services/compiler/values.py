@@ -345,12 +345,14 @@ class TorchVersion(str):
     """torch.__version__ as torch gives it: a string that compares as a version (`torch.__version__ >= '1.5.0'`, in
     the Time-Series-Library's embeddings; '2.13.0' is after '2.2', as torch's TorchVersion has it)."""
 
-    def _key(self, other: object) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        def parts(v: object) -> tuple[int, ...]:
+    def _key(self, other: object) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        def parts(v: object) -> tuple[Any, ...]:
+            """(release numbers, a local label's presence and text): '2.13.0+cpu' sorts after '2.13.0', as PEP 440."""
             if isinstance(v, (tuple, list)):
-                return tuple(int(p) for p in v)
-            nums = [re.match(r"\d*", p).group() for p in str(v).split("+")[0].split(".")]  # type: ignore[union-attr]
-            return tuple(int(n) for n in nums if n)
+                return (tuple(int(p) for p in v), 0, "")
+            public, _, local = str(v).partition("+")
+            nums = [re.match(r"\d*", p).group() for p in public.split(".")]  # type: ignore[union-attr]
+            return (tuple(int(n) for n in nums if n), 1 if local else 0, local)
         return parts(self), parts(other)
 
     def __lt__(self, other: object) -> bool:

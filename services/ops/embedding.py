@@ -74,7 +74,11 @@ class EmbeddingBagArgs(BaseModel):
     """F.embedding_bag's arguments (max_norm, scale_grad_by_freq and sparse left out, so they are rejected)."""
 
     model_config = ConfigDict(extra="forbid")
+    max_norm: None = None  # (torch's defaults, which a call may pass by position: F.embedding_bag(x, w, o, None, 2, ...))
+    norm_type: float = 2.0
+    scale_grad_by_freq: Literal[False] = False
     mode: Literal["sum", "mean", "max"] = "mean"
+    sparse: bool = False
     include_last_offset: bool = False
     padding_idx: int | None = None
 

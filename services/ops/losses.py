@@ -323,20 +323,21 @@ class SoftMarginLoss(Op):
         return () if a.reduction != "none" else shapes[0]
 
     def dtype(self, dtypes: list[str]) -> str:
-        if not all(d.startswith("float") for d in dtypes):
-            raise ShapeError(f"soft_margin_loss takes floating point input and target (+1 / -1), got {', '.join(dtypes)}")
-        return super().dtype(dtypes)
+        if not dtypes[0].startswith("float") or dtypes[1] not in ("float32", "float64", "int64"):
+            raise ShapeError(f"soft_margin_loss takes a floating point input and a float or int64 target (+1 / -1), "
+                             f"got {', '.join(dtypes)}")
+        return dtypes[0]  # (the loss is the input's dtype, as torch's)
 
     def torch(self, t: Any, xs: list[Any], a: LossArgs) -> Any:
         return t.nn.functional.soft_margin_loss(xs[0], xs[1], reduction=a.reduction)
 
     def forward(self, xs: list[Array], a: LossArgs) -> Array:
-        x, y = xs
+        x, y = xs[0], xs[1].astype(xs[0].dtype)
         with np.errstate(over="ignore"):
             return _reduce(np.log1p(np.exp(-x * y)).astype(x.dtype), a.reduction)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: LossArgs) -> list[Array | None]:
-        x, y = xs
+        x, y = xs[0], xs[1].astype(xs[0].dtype)
         norm = np.asarray(1.0 / x.size if a.reduction == "mean" and x.size else 1.0, x.dtype)
         with np.errstate(over="ignore", invalid="ignore"):
             z = np.exp(-y * x)

@@ -156,12 +156,20 @@ class Nansum(Reduce):
     name = "nansum"
     functions = ("torch.nansum",)
     methods = ("nansum",)
+    any_dtype = True
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return dtypes[0] if dtypes[0].startswith("float") else "int64"  # (of ints and bools: a count, as torch's sum)
 
     def forward(self, xs: list[Array], a: ReduceArgs) -> Array:
         x = xs[0]
+        if x.dtype.kind != "f":
+            return np.asarray(x.sum(axis=_axes(a.dim, x.ndim), keepdims=True, dtype=np.int64)).reshape(_reduced_shape(x.shape, a))
         out = np.nansum(x.astype(np.float64), axis=_axes(a.dim, x.ndim), keepdims=True)
         return out.astype(x.dtype).reshape(_reduced_shape(x.shape, a))
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: ReduceArgs) -> list[Array | None]:
         x = xs[0]
+        if x.dtype.kind != "f":
+            return [None]
         return [np.where(np.isnan(x), np.zeros((), x.dtype), _expand(g, x.shape, a)).astype(x.dtype)]
