@@ -81,6 +81,9 @@ class Node:
     writes: str | None = None
     """The tensor this node changes in place in the program (`x += 1`, `pe[:, 0] = ...`): a new node here, while
     torch bumps that tensor's version, so that an op that saved it fails at backward() as in torch."""
+    in_place: bool = False
+    """The program changed its input's shape in place (`h.unsqueeze_(0)`): the torch engine runs the op's in-place
+    form on that tensor (torch's UnsqueezeBackward1, and its version bumped), keeping the tensor's earlier view."""
 
 
 @dataclass

@@ -32,6 +32,16 @@ def test_char_rnn_in_place_shape_methods_and_list_lookups(tmp_path: Path) -> Non
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["x", "target", "g", "k", "w", "loss"])  # (h is the tensor k names)
     assert list(g["alias"].shape) == t.result.nodes["target"].value.shape == [3, 1]
+    for name in ("k", "w"):  # torch's in-place forms ran: SqueezeBackward4, TransposeBackward1
+        assert t.result.nodes[name].grad_fn == type(g[name].grad_fn).__name__, name
+    assert [t.result.nodes[n].grad_fn for n in ("h@2", "h@3")] == ["TBackward1", "UnsqueezeBackward1"]
+
+
+def test_an_in_place_shape_change_of_a_saved_tensor_fails_as_torchs_backward() -> None:
+    """`h = torch.tanh(x); h.t_()`: tanh saved h, whose version the in-place t_ bumps: torch's backward() fails."""
+    with pytest.raises(SpecError, match="modified by an inplace operation"):
+        traced(HEAD + "x = torch.randn(3, 4, requires_grad=True)\nh = torch.tanh(x)\nh.t_()\n"
+                      "loss = (h * torch.arange(3.)).sum()\nloss.backward()\n")
 
 
 def test_in_place_shape_methods_refused_where_torch_refuses_them() -> None:

@@ -65,9 +65,9 @@ class InPlace(TensorCreation):
     def metadata_in_place(self, t: T, m: str, node: ast.Call) -> T:
         """`target.unsqueeze_(-1)` (the char-RNN tutorial), `x.squeeze_()`, `h.t_()`, `h.transpose_(0, 1)`: the tensor
         takes the new shape in place; `h.detach_()`: it leaves the graph; every name bound to it sees it, views of it
-        keep theirs (no data changes). For the shape methods torch also bumps its version, so that a backward()
-        through something that saved it fails: not followed here (the torch engine runs the view op, whose grad_fn
-        torch would make anew after a bump)."""
+        keep theirs (no data changes). For the shape methods the torch engine runs torch's in-place form on the
+        tensor (Node.in_place): torch's grad_fn (UnsqueezeBackward1) and version bump, so a backward() through
+        something that saved the tensor fails as torch's does."""
         var = self.src(node.func.value)[:40]  # type: ignore[attr-defined]
         if m == "detach_":
             if any(t.name in made for made in self.builder.views.values()):
@@ -83,6 +83,9 @@ class InPlace(TensorCreation):
             new = self.emit("detach", [t], {}, node, name=name) if self.builder.grad[t.name] else t  # type: ignore[attr-defined]
         else:
             new = self.apply(self.methods[m[:-1]], node, receiver=t, out=name)
+            made = self.builder.nodes[-1]
+            if made.name == new.name and made.op.in_place:  # torch's own in-place form runs (UnsqueezeBackward1)
+                made.in_place = True
         if new is not t:
             self.changed_in_place(t, new, var, node, bump=False, reshaped=True)  # (see the docstring's caveat)
         return new

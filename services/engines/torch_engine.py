@@ -220,14 +220,19 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
         if written is not None and not after:
             increment_version(tensors[written])
         xs = [tensors[i] if i.__class__ is str else i for i in node.inputs]
+        if node.in_place:  # `h.unsqueeze_(0)`: the tensor itself changes shape; h@1 keeps its view and its grad's edge
+            src = node.inputs[0]
+            if xs[0].requires_grad and src not in pinned:
+                pinned[src] = get_gradient_edge(xs[0])
+            tensors[src] = xs[0].detach()
         try:
-            out = node.op.torch(torch, xs, node.args)
+            out = node.op.torch_in_place(torch, xs, node.args) if node.in_place else node.op.torch(torch, xs, node.args)
         except (RuntimeError, IndexError) as e:  # torch's own refusals of these values
             raise _failed(node, e) from None
         if after:
             increment_version(tensors[written])
         for x in xs:
-            if out is x:
+            if out is x and not node.in_place:
                 out = out.view_as(out)  # an op that returned its input unchanged still gets its own node
                 break
         fn = None
@@ -236,8 +241,8 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
                 fn = out.grad_fn
                 owner[fn] = node.name
                 wanted.append(node.name)
-                if writes and out._is_view():  # a view op's, or a view torch made inside an op (instance_norm's)
-                    pinned[node.name] = get_gradient_edge(out)
+                if writes and out._is_view() or node.in_place:  # a view op's, or a view torch made inside an op
+                    pinned[node.name] = get_gradient_edge(out)  # (instance_norm's); a tensor changed in place again
             else:  # computed under torch.no_grad() in the program: no graph, as torch keeps none
                 out = out.detach()
         fns.append(fn)

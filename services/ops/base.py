@@ -169,6 +169,15 @@ class Op:
         """Run the op in torch; `t` is the torch module (ops never import torch themselves)."""
         raise NotImplementedError
 
+    in_place: ClassVar[str | None] = None
+    """The name of torch's in-place form of this op that changes a tensor's shape alone (unsqueeze_, t_): the torch
+    engine runs it on the tensor itself where the program did (Node.in_place), for torch's grad_fn and version."""
+
+    def torch_in_place(self, t: Any, xs: list[Any], a: Any) -> Any:
+        """torch(...) as the in-place method `in_place` on xs[0] itself (which it returns)."""
+        kwargs = {k: v for k, v in a.model_dump().items() if v is not None} if a is not None else {}
+        return getattr(xs[0], self.in_place)(*[tuple(v) if isinstance(v, list) else v for v in kwargs.values()])
+
     def forward(self, xs: list[Array], a: Any) -> Array:
         """Reference forward in numpy."""
         raise NotImplementedError

@@ -83,6 +83,7 @@ class TransposeArgs(BaseModel):
 @register
 class Transpose(Op):
     name = "transpose"
+    in_place = "transpose_"
     view = True
     any_dtype = True
     Args = TransposeArgs
@@ -113,6 +114,7 @@ class T(Op):
     """x.t(): the transpose of a matrix (TBackward0); a vector or a 0-d tensor as it is."""
 
     name = "t"
+    in_place = "t_"
     view = True
     any_dtype = True
     functions = ("torch.t",)
@@ -563,6 +565,7 @@ class Squeeze(Op):
     """Drop size-1 dims: all of them, or those among `dim` (dims of another size are left alone, as in torch)."""
 
     name = "squeeze"
+    in_place = "squeeze_"
     view = True
     any_dtype = True
     Args = SqueezeArgs
@@ -607,6 +610,7 @@ class Unsqueeze(Op):
     """Insert a size-1 dim at `dim`, which ranges over ndim + 1 positions."""
 
     name = "unsqueeze"
+    in_place = "unsqueeze_"
     view = True
     any_dtype = True
     Args = UnsqueezeArgs
