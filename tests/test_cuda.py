@@ -59,6 +59,7 @@ KNOWN_ON_CUDA = {
     **{f"topk-ties-{args}": "topk" for args in ({"k": 2}, {"k": 4}, {"k": 3, "largest": False}, {"k": 1, "dim": 0})},
     "scatter-src-repeated": "scatter",  # which repeated write lands is undefined
     "median-dim-ties": "median",  # CUDA's pick among equal values along a dim (not a first or last rule)
+    "weight_norm-dim0": "weight_norm", "weight_norm-dim1": "weight_norm",  # the fused kernel's float64, ~1e-8 off
     "hardsigmoid": "hardsigmoid", "hardswish": "hardswish",  # one sixth rounded to float32, in float64 too
 }
 

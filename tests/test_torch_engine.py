@@ -183,6 +183,7 @@ def test_a_gpu_job_notes_that_tf32_is_off_and_a_cpu_job_does_not() -> None:
     ({"name": "y", "op": "topk", "inputs": ["x"], "args": {"k": 2}}, "topk: torch's CUDA kernel picks among equal values"),
     ({"name": "y", "op": "median", "inputs": ["x"], "args": {"dim": 0}}, "median: along a dim, torch's CUDA kernel picks"),
     ({"name": "y", "op": "median", "inputs": ["x"]}, None),  # of all elements: no index, ties share the gradient
+    ({"name": "y", "op": "weight_norm", "inputs": ["x", "x"]}, "weight_norm: torch's fused CUDA kernel"),
 ])
 def test_a_gpu_job_notes_where_torchs_cuda_kernel_differs_from_its_cpu_one(node: dict, note: str | None) -> None:
     """Op.on_cuda: a job with device 'cuda' says where CUDA's numbers may differ from the CPU's and the reference
