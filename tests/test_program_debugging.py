@@ -96,9 +96,22 @@ def test_what_the_diff_review_found_traces_as_torch(body: str, names: list[str],
     ("import math\nk = math.factorial(25)\n", "too big"),
     ("import math\nk = math.factorial(10 ** 6)\n", "over 1000"),
     ("i = torch.tril_indices(20000, 20000)\n", "over the element limit"),
+    ("import math\nk = math.prod(range(1, 300000))\n", "over 1000 numbers"),
+    ("import copy\nnet = nn.Sequential(nn.utils.parametrizations.weight_norm(nn.Linear(3, 4)))\nt = copy.deepcopy(net)\n",
+     "under weight_norm is not traced"),
+    ("x = torch.randn(3, 2, requires_grad=True)\ny = x * 2\nh = y.t()\ny.t_()\n", "while 'h', a view of it, is held"),
     ("class M(nn.Module):\n    def __init__(self, __k=2):\n        super().__init__()\n\n    @classmethod\n"
      "    def make(cls):\n        return cls(__k=3)\n\n\nm = M.make()\n", "unexpected keyword argument '__k'"),
 ])
 def test_what_torch_or_python_refuses_is_refused_without_computing_it(body: str, match: str) -> None:
     with pytest.raises(SpecError, match=match):
         compile_spec(TraceSpec(program=HEAD + body))
+
+
+def test_a_view_of_a_leaf_written_again_is_bounded_by_the_new_values(tmp_path: Path) -> None:
+    """`idx = torch.tensor([7, 1]); with torch.no_grad(): idx.zero_()`: idx[0] indexes a dim of 3 (its written-out 7 no
+    longer bounds it)."""
+    program = (HEAD + "idx = torch.tensor([7, 1])\nwith torch.no_grad():\n    idx.zero_()\n"
+               "x = torch.randn(3, requires_grad=True)\nloss = x[idx[0]] * 2\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference"])
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "loss"])

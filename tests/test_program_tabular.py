@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from test_program_pytorch import in_torch, same_as_torch, traced
 
 HEAD = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
@@ -106,3 +107,35 @@ def test_triangle_indices_of_a_non_square_matrix_index_it(tmp_path: Path) -> Non
     t = traced(program, engines=["torch", "reference"])
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["idx", "x", "loss"], exact=True)
+
+
+def test_a_loop_over_an_iterator_goes_on_from_where_next_left_it(tmp_path: Path) -> None:
+    """`it = iter(loader); next(it); for (xb,) in it:` takes batches 1 and 2, as Python's iterator does; with workers
+    the sampler's seed is drawn when the iterator is made (what is drawn between then and the first batch is
+    torch's too)."""
+    program = (HEAD + "from torch.utils.data import DataLoader, TensorDataset\nX = torch.arange(10.).view(10, 1)\n"
+               "w = torch.ones(1, requires_grad=True)\nloader = DataLoader(TensorDataset(X), batch_size=4)\n"
+               "it = iter(loader)\nfirst = next(it)[0]\ntotal = first.sum() * 0\nfor (xb,) in it:\n"
+               "    total = total + (xb * w).sum()\n"
+               "shuffled = DataLoader(TensorDataset(X), batch_size=3, shuffle=True, num_workers=2)\n"
+               "it2 = iter(shuffled)\nnoise = torch.rand(2)\n(sb,) = next(it2)\n"
+               "loss = total + (sb * w).sum() + noise.sum()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference"])
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["first", "xb", "sb", "noise", "w", "loss"], exact=True)
+    assert float(g["total"]) == 39.0
+
+
+@pytest.mark.parametrize(("body", "match"), [
+    ("loader = DataLoader(TensorDataset(torch.zeros(0, 2)), batch_size=2, shuffle=True)\n", "num_samples should be a positive"),
+    ("loader = DataLoader(TensorDataset(torch.zeros(4, 2)), batch_size=2, num_workers=2, persistent_workers=True)\n",
+     "persistent_workers"),
+    ("x = torch.randn(3, requires_grad=True)\ny = x.masked_select(torch.tensor([1, 0, 1]) + 0)\n", "expected BoolTensor"),
+])
+def test_data_loader_and_mask_settings_torch_refuses_or_gradtrace_does_not_follow(body: str, match: str) -> None:
+    from services.compiler import compile_spec
+    from services.errors import SpecError
+    from shared.spec import TraceSpec
+
+    with pytest.raises(SpecError, match=match):
+        compile_spec(TraceSpec(program=HEAD + "from torch.utils.data import DataLoader, TensorDataset\n" + body))

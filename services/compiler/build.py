@@ -349,7 +349,7 @@ class GraphBuilder:
         if op.gives_ranges:
             r = op.value_range([self.ranges.get(i) if isinstance(i, str) else (i, i) for i in inputs], args)
             literal = getattr(self.leaves.get(inputs[0]), "value", None) if op.view and len(inputs) == 1 and \
-                isinstance(inputs[0], str) else None
+                isinstance(inputs[0], str) and inputs[0] in self.ranges else None  # (a write drops the range)
             if literal is not None and np.size(literal) and 0 < math.prod(shape) <= 1 << 16:  # a view of a tensor
                 try:  # written out (`idx[0]` of triu_indices): its own values' bounds, not the whole tensor's
                     with np.errstate(all="ignore"):

@@ -396,8 +396,9 @@ class Builtins(ExpressionCompiler):
             with np.errstate(all="ignore"):
                 r = getattr(np, fn)(*vals)
             return bool(r) if isinstance(r, np.bool_) else float(r)
-        if fn in ("factorial", "comb") and any(isinstance(v, int) and abs(v) > 1000 for v in vals):  # (Python's are
-            raise self.err(node, f"{path} of numbers over 1000 is not computed here")  # exact: their size is unbounded)
+        if fn in ("factorial", "comb") and any(isinstance(v, int) and abs(v) > 1000 for v in vals) or fn == "prod" and any(
+                isinstance(v, (list, tuple)) and len(v) > 1000 for v in vals):  # (Python's are exact: unbounded size)
+            raise self.err(node, f"{path} of numbers over 1000 (or of over 1000 numbers) is not computed here")
         try:
             r = MATH[fn](*vals)
         except (TypeError, ValueError, OverflowError) as e:

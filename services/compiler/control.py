@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from services.compiler.expressions import ExpressionCompiler
 from services.compiler.loops import MAX_UNROLLED, Unknown, exits, iteration_values, unroll
-from services.compiler.values import Loader, T
+from services.compiler.values import Epoch, Loader, T
 from services.errors import SpecError
 
 
@@ -166,10 +166,13 @@ class ControlFlow(ExpressionCompiler):
     def evaluated_iterable(self, it: ast.expr) -> ast.expr:
         """What a loop goes over, with each call in it but range/enumerate/zip evaluated once into a hidden name, as
         Python does: `model.parameters()`, `enumerate(model.named_parameters())`, `zip(a.parameters(), b.parameters())`."""
-        if isinstance(it, (ast.Name, ast.Attribute)) and isinstance(loader := self.expr(it), Loader):
-            hidden = f"iter#{it.lineno}.{it.col_offset}"  # `for xb, yb in loader:` iter(loader), as Python calls it
-            self.scope[hidden] = self.epoch(loader, it)  # type: ignore[attr-defined]
+        held = self.scope.get(it.id) if isinstance(it, ast.Name) else None
+        if isinstance(held, Loader):  # `for xb, yb in loader:` iter(loader), as Python calls it
+            hidden = f"iter#{it.lineno}.{it.col_offset}"
+            self.scope[hidden] = self.epoch(held, it)  # type: ignore[attr-defined]
             return ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), it)
+        if isinstance(held, Epoch):  # `it = iter(loader); next(it); for xb in it:` goes on from where it is
+            held.offset = held.position
         if isinstance(it, (ast.Name, ast.Attribute, ast.List, ast.Tuple)):
             return it
         if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id in ("range", "enumerate", "zip"):

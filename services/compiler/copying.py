@@ -72,6 +72,9 @@ class ModuleCopies(ExpressionCompiler):
         """A torch.nn module's copy: its parameters take the original's values when the copy is made (a 'clone'
         event now; an original that has no name yet, made inside `clones(nn.Linear(...), 4)`, gives the copies the
         values its construction draws), its BatchNorm buffers the original's latest."""
+        if m.norms:
+            raise self.err(node, f"copy.deepcopy of an nn.{m.kind} under weight_norm is not traced (torch refuses the "
+                                 "nn.utils.weight_norm form's copy; copy the module before applying it)")
         if m.parts:
             raise self.err(node, f"copy.deepcopy of a {m.kind} whose submodules the program used (its out_proj, "
                                  "linear1, ...) is not traced: copy it before using them")

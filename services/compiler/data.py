@@ -16,8 +16,8 @@ from services.ir import Event, Leaf
 LOADER_ARGS = ("dataset", "batch_size", "shuffle", "sampler", "batch_sampler", "num_workers", "collate_fn", "pin_memory",
                "drop_last", "timeout", "worker_init_fn", "multiprocessing_context", "generator")
 """DataLoader's parameters in torch's order."""
-ACCEPTED = {"dataset", "batch_size", "shuffle", "num_workers", "pin_memory", "drop_last", "timeout", "persistent_workers",
-            "prefetch_factor", "pin_memory_device"}
+ACCEPTED = {"dataset", "batch_size", "shuffle", "num_workers", "pin_memory", "drop_last", "timeout", "prefetch_factor",
+            "pin_memory_device"}
 """Those traced (workers and pinning change no numbers: a worker's batches are the same rows)."""
 PATHS = {"torch.utils.data.TensorDataset", "torch.utils.data.DataLoader", "torch.utils.data.dataset.TensorDataset",
          "torch.utils.data.dataloader.DataLoader"}
@@ -45,7 +45,7 @@ class DataLoading(ExpressionCompiler):
         if len(node.args) > len(LOADER_ARGS) or "dataset" not in given:
             raise self.err(node, "DataLoader takes (dataset, batch_size=1, shuffle=False, ...)")
         vals = {k: self.expr(v) for k, v in given.items()}
-        other = [k for k, v in vals.items() if k not in ACCEPTED and v is not None]
+        other = [k for k, v in vals.items() if k not in ACCEPTED and v is not None and v is not False]
         if other:
             raise self.err(node, f"DataLoader({', '.join(other)}=...) is not traced: gradtrace traces a TensorDataset's "
                                  "batches in order or shuffled by torch's RandomSampler (batch_size, shuffle, drop_last)")
@@ -56,16 +56,33 @@ class DataLoading(ExpressionCompiler):
         size = vals.get("batch_size", 1)
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise self.err(node, f"DataLoader: batch_size should be a positive integer, got {size!r}")
-        return Loader(data, size, bool(vals.get("shuffle", False)), bool(vals.get("drop_last", False)))
+        shuffle = bool(vals.get("shuffle", False))
+        if shuffle and data.size == 0:
+            raise self.err(node, "num_samples should be a positive integer value, but got num_samples=0")
+        workers = vals.get("num_workers", 0)
+        return Loader(data, size, shuffle, bool(vals.get("drop_last", False)), workers if isinstance(workers, int) else 0)
 
     def epoch(self, loader: Loader, node: ast.AST) -> Epoch:
         """iter(loader): torch's _BaseDataLoaderIter draws its base seed (an int64 from the default generator) now."""
         self.stream.events.append(Event("loader_seed", None))
-        return Epoch(loader)
+        epoch = Epoch(loader)
+        if loader.workers > 0 and loader.shuffle:  # workers are given indices now: the sampler's seed is drawn now
+            self.draw_order(epoch, node)
+        return epoch
+
+    def draw_order(self, epoch: Epoch, node: ast.AST) -> None:
+        """The RandomSampler's permutation, a leaf drawn here (its seed from torch's generator)."""
+        n = epoch.loader.dataset.size
+        name = self.fresh("sampler.order")
+        self.builder.add_leaf(Leaf(name, (n,), "int64", False, init="torch's RandomSampler order (randperm of a "
+                                   "generator seeded from torch's)", expr=f"line {getattr(node, 'lineno', '?')}"),
+                              ("program",))
+        self.stream.events.append(Event("sampler_order", name, {"n": n}))
+        epoch.order = T(name)
 
     def next_batch(self, epoch: Epoch, node: ast.AST, names: list[str] | None = None) -> list[T]:
         """The epoch's next batch (StopIteration past the last: refused as the program would end there)."""
-        if epoch.position >= len(epoch):
+        if len(epoch) <= 0:
             raise self.err(node, "the DataLoader's iterator is exhausted (StopIteration)")
         k, epoch.position = epoch.position, epoch.position + 1
         return self.batch(epoch, k, node, names)
@@ -77,12 +94,7 @@ class DataLoading(ExpressionCompiler):
         n, b = loader.dataset.size, loader.batch_size
         start, stop = k * b, min(n, k * b + b)
         if loader.shuffle and epoch.order is None:  # the RandomSampler's seed, drawn at its first batch
-            name = self.fresh("sampler.order")
-            self.builder.add_leaf(Leaf(name, (n,), "int64", False, init="torch's RandomSampler order (randperm of a "
-                                       "generator seeded from torch's)", expr=f"line {getattr(node, 'lineno', '?')}"),
-                                  ("program",))
-            self.stream.events.append(Event("sampler_order", name, {"n": n}))
-            epoch.order = T(name)
+            self.draw_order(epoch, node)
         targets = names if names is not None and len(names) == len(loader.dataset.tensors) else [None] * len(loader.dataset.tensors)
         out = []
         for t, target in zip(loader.dataset.tensors, targets, strict=True):

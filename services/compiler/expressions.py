@@ -31,6 +31,7 @@ from services.compiler.values import (
     FloatInfo,
     Foreign,
     Instance,
+    Loader,
     ModuleInst,
     T,
     TorchVersion,
@@ -115,10 +116,10 @@ class ExpressionCompiler:
         self.reserved: set[str] = set()
         """Program variable names: nodes named after module paths or temporaries never take them."""
         self.item_values: set[str] = set()
+        """Nodes made by `.item()` (a Python number in torch): refusals that need a number say what they are."""
         self.recomputed: set[str] = set()
         """Weights under nn.utils.weight_norm as torch recomputes them before each call (modules.normed_params): a fill
         through `.data` draws its numbers into a copy torch then throws away (the TCN's `init_weights`)."""
-        """Nodes made by `.item()` (a Python number in torch): refusals that need a number say what they are."""
         self.pending: set[str] = set()
         """Inside a call: the names its callers' statements bind once it returns (functions.frame)."""
         self.instance_paths: set[str] = set()
@@ -600,7 +601,7 @@ class ExpressionCompiler:
             return base[slice(*parts)]
         hidden = isinstance(node.value, ast.Name) and node.value.id.startswith("iter#")
         if isinstance(base, Epoch) and hidden:  # a loop's batch k (`for xb, yb in loader:`)
-            k = self.const(node.slice)
+            k = base.offset + self.const(node.slice)
             base.position = k + 1
             names = list(self.stmt_names) if node is self.stmt_expr else None
             return self.batch(base, k, node, names)  # type: ignore[attr-defined, no-any-return]
@@ -842,6 +843,8 @@ def _kind(v: Any) -> str:
         return f"the autograd.Function {v.name}"
     if isinstance(v, Distribution):
         return f"the {v.kind} distribution"
+    if isinstance(v, (Dataset, Loader, Epoch)):
+        return {Dataset: "a TensorDataset", Loader: "a DataLoader", Epoch: "a DataLoader's iterator"}[type(v)]
     if isinstance(v, Untraced):
         return v.what
     if isinstance(v, DType):

@@ -254,12 +254,15 @@ class InPlace(TensorCreation):
             raise self.err(stmt, f"{how} on '{var}', which requires grad, under torch.no_grad() or through .data is not "
                                  "traced (torch changes its values and keeps its graph)")
         bound = {v.name for v in self.scope.values() if isinstance(v, T)}
-        stack, seen = list(b.views.get(t.name, ()) if data else ()), set()
+        stack, seen = list(b.views.get(t.name, ())), set()
         while stack:  # views of it (and of its views) that a name still holds would change with it in torch
             k = stack.pop()
             if k in bound:
                 raise self.err(stmt, f"{how} changes '{var}' in place, and '{k}' is a view of it: torch would change "
-                                     f"'{k}' too, which gradtrace does not trace; write {instead} for a new tensor")
+                                     f"'{k}' too, which gradtrace does not trace; write {instead} for a new tensor"
+                               if data else f"{how} changes the shape of '{var}' in place while '{k}', a view of it, is "
+                               f"held: torch makes '{k}''s grad_fn anew through the change, which gradtrace does not "
+                               f"trace; write {instead} for a new tensor")
             if k not in seen:
                 seen.add(k)
                 stack.extend(b.views.get(k, ()))

@@ -128,6 +128,8 @@ class TorchFunctions(ExpressionCompiler):
         """x.masked_select(mask) (the chatbot tutorial's maskNLLLoss): with the mask made from numbers alone, its count
         is known now (the result's shape); a mask from the data is refused, as boolean indexing by one is."""
         mask = self.tensor(mask_arg)
+        if self.dtype_of(mask) != "bool":
+            raise self.err(node, f"masked_select: expected BoolTensor for mask, got {self.dtype_of(mask)} (as torch raises)")
         value = self.folded(mask.name)  # type: ignore[attr-defined]
         if value is None:
             raise self.err(node, "masked_select gives a shape that depends on the data: use torch.where(mask, x, 0) "

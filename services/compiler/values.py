@@ -173,6 +173,8 @@ class Loader:
     batch_size: int
     shuffle: bool
     drop_last: bool
+    workers: int = 0
+    """num_workers: no numbers change, but the iterator hands out indices at once (the sampler's seed is drawn then)."""
 
     def __len__(self) -> int:
         n, b = self.dataset.size, self.batch_size
@@ -187,9 +189,11 @@ class Epoch:
     loader: Loader
     order: T | None = None
     position: int = 0
+    offset: int = 0
+    """The position a loop over it started at (`next(it)` first, then `for xb in it:`): its batch k is offset + k."""
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return len(self.loader) - self.position
 
 
 @dataclass
