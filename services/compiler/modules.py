@@ -17,7 +17,6 @@ from services.compiler.layers import (
     LayerDef,
     add_params,
     param_event,
-    weight_norm_names,
 )
 from services.compiler.lazy import lazy_size
 from services.compiler.losses import TENSOR_ARGS
@@ -27,8 +26,6 @@ from services.errors import argument_error
 from services.ir import Event
 from shared.spec import ChannelDropoutLayer, DropoutLayer
 
-WEIGHT_NORMED = frozenset({"Linear", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"})
-"""The layers nn.utils.weight_norm is traced on."""
 _DECODER = ("tgt", "memory", "tgt_mask", "memory_mask", "tgt_key_padding_mask", "memory_key_padding_mask", "tgt_is_causal",
             "memory_is_causal")
 _TGT = ("tgt_mask", "tgt_key_padding_mask", "tgt_is_causal")
@@ -650,42 +647,7 @@ class ModuleCalls(ExpressionCompiler):
             raise self.err(node, f"{m.kind} takes {d.min_inputs if d.max_inputs == d.min_inputs else 'more'} tensor input(s), got {len(inputs)}")
         e = Emitter(self.builder, self.stream, self.dtype, loc=("program",), line=node.lineno, col=node.col_offset + 1,
                     texts={out: text or self.src(node)})
-        return d.emit(e, Call(m.cfg, self.normed_params(m, node) if m.norms else m.params, inputs, out, m.path, m.training))
-
-    def weight_norm(self, path: str, node: ast.Call) -> ModuleInst:
-        """nn.utils.weight_norm(module, name='weight', dim=0) and its parametrizations form (the TCN's
-        `weight_norm(nn.Conv1d(...))`): the module, holding g and v for that weight from now on (ModuleInst.norms)."""
-        names = ("module", "name", "dim")
-        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
-        if len(node.args) > 3 or set(given) - set(names) or "module" not in given:
-            raise self.err(node, f"{path} takes (module, name='weight', dim=0)")
-        m = self.expr(given["module"])
-        attr = self.const(given["name"]) if "name" in given else "weight"
-        dim = self.const(given["dim"]) if "dim" in given else 0
-        if not isinstance(m, ModuleInst) or m.layer is None or m.layer.module not in WEIGHT_NORMED:
-            raise self.err(node, f"{path} of {_kind(m)} is not traced: it traces nn.{', nn.'.join(sorted(WEIGHT_NORMED))}")
-        if m.path is not None or m.lazy is not None or m.copy_of is not None:
-            raise self.err(node, f"{path}: apply it where the module is made (`weight_norm(nn.{m.kind}(...))`), before "
-                                 "anything names or uses it")
-        shapes = dict(m.layer.params(m.cfg))
-        if attr not in shapes or attr in m.norms:
-            raise self.err(node, f"{path}: nn.{m.kind} has no parameter {attr!r}" + (" left to normalise" if attr in m.norms else ""))
-        if dim is None:
-            dim = -1  # torch: the norm of the whole tensor
-        if not isinstance(dim, int) or isinstance(dim, bool) or not -len(shapes[attr]) <= dim < len(shapes[attr]):
-            raise self.err(node, f"{path}: dim {dim!r} is out of range for {attr} of shape {list(shapes[attr])}")
-        m.norms[attr] = (dim % len(shapes[attr]) if dim != -1 else -1, "parametrizations" if "parametrizations" in path else "weight_norm")
-        return m
-
-    def normed_params(self, m: ModuleInst, node: ast.AST) -> dict[str, str]:
-        """m.params with each weight under weight_norm computed from its g and v, as torch's forward pre-hook (or
-        parametrization) computes it before each call: a weight_norm node, `conv.weight` (`conv.weight#2`, ...)."""
-        params = dict(m.params)
-        for attr, (dim, style) in m.norms.items():
-            g, v = (m.params[k] for k in weight_norm_names(attr, style))
-            params[attr] = self.emit("weight_norm", [T(v), T(g)], {"dim": dim}, node, name=self.fresh(f"{m.path}.{attr}")).name  # type: ignore[arg-type]
-            self.recomputed.add(params[attr])
-        return params
+        return d.emit(e, Call(m.cfg, self.normed_params(m, node) if m.norms else m.params, inputs, out, m.path, m.training))  # type: ignore[attr-defined]
 
     def dropout(self, node: ast.Call, kind: str = "dropout") -> T:
         """F.dropout(x, p=0.5, training=True) (F.dropout1d/2d/3d: whole channels): training mode draws torch's mask;
@@ -716,7 +678,7 @@ class ModuleCalls(ExpressionCompiler):
         if node.attr in m.params:
             return T(m.params[node.attr])
         if node.attr in m.norms:  # conv.weight under weight_norm: torch's g * v / ||v||, computed from them now
-            return T(self.normed_params(m, node)[node.attr])
+            return T(self.normed_params(m, node)[node.attr])  # type: ignore[attr-defined]
         if m.lazy is not None:  # torch's UninitializedParameter / a size not known yet
             if node.attr in m.lazy:
                 return m.lazy[node.attr]
