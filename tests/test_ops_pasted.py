@@ -178,6 +178,9 @@ MSEL = {"x": normal(3, 4, seed=77), "m": given([[True, False, True, True]], dtyp
 case("masked_select-broadcast-mask", MSEL, N("y", "masked_select", "x", "m", count=9))
 case("masked_select-broadcast-input", {"x": normal(4, seed=78), "m": given([[True, False, False, True], [False] * 4], dtype="bool")},
      N("y", "masked_select", "x", "m", count=2))
+# var_clamp (F.gaussian_nll_loss's clamp outside the graph): values clamped, the gradient passed unclamped.
+case("var_clamp", {"v": given([0.5, 1e-9, 2.0, 0.0])}, N("y", "var_clamp", "v", eps=1e-3), N("z", "mul", "y", "y"),
+     engines=["torch", "reference"])
 CUM_TIES = {"x": given([[1.0, 1.0, 0.0, 1.0, 1.0], [3.0, 2.0, 5.0, 5.0, 1.0], [0.0, 2.0, 2.0, 1.0, 2.0]])}
 for op in ("cummax", "cummin"):
     case(f"{op}", {"x": normal(3, 4, seed=61)}, N("y", op, "x", dim=1))

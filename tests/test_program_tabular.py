@@ -139,3 +139,20 @@ def test_data_loader_and_mask_settings_torch_refuses_or_gradtrace_does_not_follo
 
     with pytest.raises(SpecError, match=match):
         compile_spec(TraceSpec(program=HEAD + "from torch.utils.data import DataLoader, TensorDataset\n" + body))
+
+
+def test_gaussian_nll_loss_as_torch(tmp_path: Path) -> None:
+    """nn.GaussianNLLLoss / F.gaussian_nll_loss (probabilistic forecasting, uncertainty heads): var the input's shape,
+    without its last dim (unsqueezed), heteroscedastic with a last dim of 1, `full`, each reduction; var clamped to eps
+    outside the graph (tiny variances: the gradient passes unclamped, as torch's); torch's numbers and grad_fns."""
+    program = (HEAD + "mu = torch.randn(5, 3, requires_grad=True)\ny = torch.randn(5, 3)\n"
+               "raw = torch.randn(5, 3, requires_grad=True)\nvar = F.softplus(raw) * torch.tensor([1.0, 1e-8, 1.0])\n"
+               "l1 = nn.GaussianNLLLoss()(mu, y, var)\nl2 = F.gaussian_nll_loss(mu, y, var[:, 0], full=True, reduction='sum')\n"
+               "l3 = F.gaussian_nll_loss(mu, y, var[:, :1], eps=1e-3, reduction='none')\n"
+               "loss = l1 + l2 + l3.mean()\nloss.backward()\n")
+    t = traced(program, engines=["torch", "reference", "numeric"])
+    pairs = {p.engines: p.failures for p in t.result.comparison.pairs}
+    assert pairs["torch~reference"] == [] and pairs["torch~numeric"] == ["grad:raw"]  # (finite differences see the
+    g = in_torch(program, tmp_path)  # clamp's flat slope where var < eps; torch passes the gradient on, as here)
+    same_as_torch(t, g, ["mu", "raw", "l1", "l2", "l3", "loss"])
+    assert t.result.nodes["l1"].grad_fn == type(g["l1"].grad_fn).__name__ == "MeanBackward0"

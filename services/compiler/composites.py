@@ -106,6 +106,28 @@ def poisson_nll_loss(add: Add, input: str, target: str, log_input: bool = True, 
     return _reduced(add, loss, reduction)
 
 
+def gaussian_nll_loss(add: Add, input: str, target: str, var: str, shapes: tuple[tuple[int, ...], ...], full: bool = False,
+                      eps: float = 1e-6, reduction: str = "mean") -> str:
+    """0.5 * (log(var) + (input - target) ** 2 / var) with var clamped to eps outside the graph (var_clamp), plus
+    0.5 * log(2 pi) with `full` (AddBackward1 here, where torch's in-place += records AddBackward0), then the
+    reduction: torch's Python, op for op. A var of input's shape without its last dim is unsqueezed first."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction is 'mean', 'sum' or 'none', not {reduction!r}")
+    x, v = shapes[0], shapes[2]
+    if v != x:
+        if x[:-1] == v:
+            var = add("unsqueeze", [var], {"dim": -1}, False)
+        elif not (x[:-1] == v[:-1] and v[-1:] == (1,)):
+            raise ValueError(f"var is of incorrect size: {list(v)} for input {list(x)}")
+    var = add("var_clamp", [var], {"eps": float(eps)}, False)
+    sq = add("pow", [add("sub", [input, target], {}, False), 2.0], {}, False)
+    inner = add("add", [add("log", [var], {}, False), add("div", [sq, var], {}, False)], {}, False)
+    loss = add("mul", [inner, 0.5], {}, reduction == "none" and not full)
+    if full:
+        loss = add("add", [loss, 0.5 * math.log(2 * math.pi)], {}, reduction == "none")
+    return _reduced(add, loss, reduction)
+
+
 def multilabel_soft_margin_loss(add: Add, input: str, target: str, classes: int, weight: str | None = None,
                                 reduction: str = "mean") -> str:
     """-(target * logsigmoid(input) + (1 - target) * logsigmoid(-input)), times weight, summed over the classes and

@@ -151,6 +151,15 @@ class PoissonNLLLossArgs(BaseModel):
     reduction: str = "mean"
 
 
+class GaussianNLLLossArgs(BaseModel):
+    """nn.GaussianNLLLoss(*, full=False, eps=1e-06, reduction='mean'), called with (input, target, var)."""
+
+    model_config = ConfigDict(extra="forbid")
+    full: bool = False
+    eps: float = 1e-6
+    reduction: str = "mean"
+
+
 class MultiLabelSoftMarginLossArgs(BCELossArgs):
     """nn.MultiLabelSoftMarginLoss (weight: the classes' weights' tensor, its name)."""
 
@@ -170,6 +179,9 @@ def _composite_loss(e: Emitter, call: Call) -> str:
         if isinstance(c, KLDivLossArgs):
             shape = e.shape(a)
             return composites.kl_div(_adder(e, call), a, b, shape[0] if shape else 1, c.reduction, c.log_target)
+        if isinstance(c, GaussianNLLLossArgs):
+            return composites.gaussian_nll_loss(_adder(e, call), a, b, call.inputs[2], tuple(e.shape(x) for x in call.inputs),
+                                                c.full, c.eps, c.reduction)
         if isinstance(c, PoissonNLLLossArgs):
             return composites.poisson_nll_loss(_adder(e, call), a, b, c.log_input, c.full, c.eps, c.reduction)
         if isinstance(c, MultiLabelSoftMarginLossArgs):
@@ -192,5 +204,6 @@ for _type, _cls, _args in (("l1_loss", "L1Loss", MSELossArgs), ("kl_div", "KLDiv
                            ("pairwise_distance", "PairwiseDistance", PairwiseDistanceArgs)):
     layer(LayerDef(_type, _cls, _args, _composite_loss, min_inputs=2, max_inputs=2))
 for _type, _cls, _args in (("triplet_margin_loss", "TripletMarginLoss", TripletMarginLossArgs),
-                           ("margin_ranking_loss", "MarginRankingLoss", MarginRankingLossArgs)):
+                           ("margin_ranking_loss", "MarginRankingLoss", MarginRankingLossArgs),
+                           ("gaussian_nll_loss", "GaussianNLLLoss", GaussianNLLLossArgs)):
     layer(LayerDef(_type, _cls, _args, _composite_loss, min_inputs=3, max_inputs=3))

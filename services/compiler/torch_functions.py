@@ -48,6 +48,8 @@ COMPOSITES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                            {"log_input": True, "full": False, "eps": 1e-8, "reduction": "mean"}),
     "F.multilabel_soft_margin_loss": (("input", "target", "weight", "size_average", "reduce", "reduction"),
                                       {"reduction": "mean"}),
+    "F.gaussian_nll_loss": (("input", "target", "var", "full", "eps", "reduction"),
+                            {"full": False, "eps": 1e-6, "reduction": "mean"}),
 }
 """torch functions torch composes of other ops (services.compiler.composites): their parameters and defaults."""
 
@@ -265,8 +267,9 @@ class TorchFunctions(ExpressionCompiler):
         def add(op: str, inputs: list[Any], args: dict[str, Any], last: bool) -> str:
             return self.emit(op, inputs, args, node, name=None if last else self.temp()).name
 
-        third = [self.tensor(given[names[2]])] if path in ("F.triplet_margin_loss", "F.margin_ranking_loss") else []
-        if path in ("F.triplet_margin_loss", "F.margin_ranking_loss") and names[2] not in given:
+        three = ("F.triplet_margin_loss", "F.margin_ranking_loss", "F.gaussian_nll_loss")
+        third = [self.tensor(given[names[2]])] if path in three and names[2] in given else []
+        if path in three and names[2] not in given:
             raise self.err(node, f"{path} takes ({', '.join(names)})")
         try:
             if path in ("F.pairwise_distance", "torch.pairwise_distance"):
@@ -286,6 +289,10 @@ class TorchFunctions(ExpressionCompiler):
             if path == "F.poisson_nll_loss":
                 return T(composites.poisson_nll_loss(add, a.name, b.name, bool(opts["log_input"]), bool(opts["full"]),
                                                      float(opts["eps"]), opts["reduction"]))
+            if path == "F.gaussian_nll_loss":
+                shapes = (self.shape(a), self.shape(b), self.shape(third[0]))
+                return T(composites.gaussian_nll_loss(add, a.name, b.name, third[0].name, shapes, bool(opts["full"]),
+                                                      float(opts["eps"]), opts["reduction"]))
             if path == "F.multilabel_soft_margin_loss":
                 shape = self.shape(a)
                 return T(composites.multilabel_soft_margin_loss(add, a.name, b.name, shape[-1] if shape else 1,

@@ -344,6 +344,47 @@ class SoftMarginLoss(Op):
             return [(y * z * -norm / (z + 1) * g).astype(x.dtype), None]
 
 
+class VarClampArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    eps: float = Field(1e-6, ge=0.0)
+
+
+@register
+class VarClamp(Op):
+    """F.gaussian_nll_loss's `var = var.clone(); with torch.no_grad(): var.clamp_(min=eps)` (CloneBackward0): the
+    values clamped, the gradient passed as if they were not (the clamp is outside the graph); a negative variance
+    fails as torch's check does."""
+
+    name = "var_clamp"
+    Args = VarClampArgs
+
+    def shape(self, shapes: list[Shape], a: VarClampArgs) -> Shape:
+        return shapes[0]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if not dtypes[0].startswith("float"):
+            raise ShapeError(f"gaussian_nll_loss: var must be a floating point tensor, got {dtypes[0]}")
+        return dtypes[0]
+
+    def check_values(self, values: list[Any], shapes: list[Shape], a: VarClampArgs) -> None:
+        if values[0] is not None and bool((np.asarray(values[0]) < 0).any()):
+            raise ShapeError("gaussian_nll_loss: var has negative entry/entries")
+
+    def torch(self, t: Any, xs: list[Any], a: VarClampArgs) -> Any:
+        if bool((xs[0] < 0).any()):
+            raise RuntimeError("gaussian_nll_loss: var has negative entry/entries")
+        v = xs[0].clone()
+        with t.no_grad():
+            v.clamp_(min=a.eps)
+        return v
+
+    def forward(self, xs: list[Array], a: VarClampArgs) -> Array:
+        return np.maximum(xs[0], np.asarray(a.eps, xs[0].dtype))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: VarClampArgs) -> list[Array | None]:
+        return [g.astype(xs[0].dtype)]
+
+
 class SmoothL1Args(LossArgs):
     beta: float = Field(1.0, ge=0.0)
 
