@@ -191,6 +191,16 @@ for op in ("cummax", "cummin"):
     case(f"{op}-nan", {"x": given([[3.0, float("nan"), 5.0, float("nan"), 1.0], [1.0, 2.0, 0.0, 4.0, 4.0]])},
          N("y", op, "x", dim=1), **EXACT)
 
+# div with a rounding_mode (index arithmetic, bucketing): floor as Python's //, trunc toward zero, the signs mixed;
+# torch's derivative is zero (DivBackward2), which finite differences see too away from the jumps.
+SIGNS = {"x": given([[5.0, -5.0, 7.3, 0.3], [-0.75, 2.25, -3.3, 9.4]]), "w": given([2.0, -2.0, 0.5, -0.4])}
+for mode in ("floor", "trunc"):
+    case(f"div-{mode}", SIGNS, N("q", "div", "x", "w", rounding_mode=mode), N("y", "mul", "q", "x"), N("z", "add", "y", "w"))
+    case(f"div-{mode}-number", SIGNS, N("q", "div", "x", -3.0, rounding_mode=mode), N("y", "mul", "q", "x"))
+    case(f"div-{mode}-int64", {"x": normal(2, 4, seed=62), "i": given([[7, -7, 0, 6], [-1, 5, -6, 3]], dtype="int64"),
+                                  "j": given([3, -2, 5, -4], dtype="int64")},
+         N("q", "div", "i", -4.0, rounding_mode=mode), N("r", "div", "i", "j", rounding_mode=mode), N("f", "to", "q", dtype="float64"),
+         N("y", "mul", "x", "f"))
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("inputs", "nodes", "kw"), CASES)
@@ -214,6 +224,8 @@ def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, A
     ({"p": given([0.5, 1.5]), "y": given([0.0, 1.0])}, [N("L", "binary_cross_entropy", "p", "y")], "they are in [0.5, 1.5]"),
     ({"p": uniform(3, low=0, high=1), "t": given([0, 1, 1], dtype="int64")}, [N("L", "binary_cross_entropy", "p", "t")],
      "cast with .float()"),
+    ({"x": normal(3), "b": given([True, False, True], dtype="bool")}, [N("q", "div", "b", "b", rounding_mode="floor"),
+     N("y", "mul", "x", "q")], "of bool tensors is not supported"),
 ])
 def test_bad_uses_name_the_node(inputs: dict[str, Any], nodes: list[dict[str, Any]], needle: str) -> None:
     with pytest.raises(SpecError) as info:

@@ -104,21 +104,51 @@ class Mul(Binary):
         return [unbroadcast(g * y, x.shape), unbroadcast(g * x, y.shape)]
 
 
+class DivArgs(BaseModel):
+    """torch.div's `rounding_mode`: None (true division), 'trunc' (toward zero) or 'floor' (Python's //)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rounding_mode: Literal["trunc", "floor"] | None = None
+
+
 @register
 class Div(Binary):
+    """x / y; with a rounding_mode the quotient rounded as torch rounds it (integer dtypes stay integers), whose
+    derivative torch gives as zeros (DivBackward2)."""
+
     name = "div"
-    functions = ("torch.div",)
-    methods = ("div",)
+    Args = DivArgs
+    functions = ("torch.div", "torch.divide")
+    methods = ("div", "divide")
     pyop = operator.truediv
 
     def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
-        return promoted(self, dtypes, inputs, true_division=True, default=default)
+        if a is None or a.rounding_mode is None:
+            return promoted(self, dtypes, inputs, true_division=True, default=default)
+        if all(d in ("bool", "scalar") for d in dtypes) and not any(isinstance(i, float) for i in inputs):
+            raise ShapeError(f"div with rounding_mode='{a.rounding_mode}' of bool tensors is not supported (torch "
+                             "refuses it): cast them with .long() or .float()")
+        return promoted(self, dtypes, inputs, default=default)
 
-    def forward(self, xs: list[Array], a: Any) -> Array:
-        return xs[0] / xs[1]
+    def torch(self, t: Any, xs: list[Any], a: DivArgs) -> Any:
+        if a.rounding_mode is None:
+            return xs[0] / xs[1]
+        return t.div(xs[0], xs[1], rounding_mode=a.rounding_mode)
 
-    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+    def forward(self, xs: list[Array], a: DivArgs) -> Array:
         x, y = xs
+        if a.rounding_mode is None:
+            return x / y
+        with np.errstate(all="ignore"):
+            if np.result_type(x, y).kind == "f":  # numpy's float floor division is torch's (fmod, then floor)
+                return np.floor_divide(x, y) if a.rounding_mode == "floor" else np.trunc(x / y)
+            q = np.floor_divide(x, y)  # integers, exactly: trunc is floor moved up where the quotient is negative
+            return q if a.rounding_mode == "floor" else q + ((q < 0) & (q * y != x))
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: DivArgs) -> list[Array | None]:
+        x, y = xs
+        if a.rounding_mode is not None:
+            return [np.zeros(x.shape, g.dtype), np.zeros(y.shape, g.dtype)]
         return [unbroadcast(g / y, x.shape), unbroadcast(-g * x / (y * y), y.shape)]
 
 
