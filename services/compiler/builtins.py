@@ -12,7 +12,7 @@ import numpy as np
 
 from services.compiler import strings
 from services.compiler.creation import CREATORS
-from services.compiler.expressions import CONSTANTS, MATH, MAX_INT, ExpressionCompiler, _is_const, _kind
+from services.compiler.expressions import CONSTANTS, MATH, MAX_INT, ExpressionCompiler, _is_const, _kind, is_dict_key
 from services.compiler.layers import BY_MODULE, SUBCLASS_OF
 from services.compiler.values import (
     DTYPES,
@@ -161,9 +161,10 @@ class Builtins(ExpressionCompiler):
                 return list(v.keys or v.children)  # a ModuleDict goes over its keys, as a dict does
             if isinstance(v, (list, tuple, dict)):
                 return list(v)
-            if isinstance(v, (str, frozenset)):
+            if isinstance(v, (str, frozenset, T)):
                 return self.iterable(v, where)  # type: ignore[no-any-return]
-            raise self.err(where, f"{fn}() of {_kind(v)}: gradtrace goes over lists, tuples, strings and module containers")
+            raise self.err(where, f"{fn}() of {_kind(v)}: gradtrace goes over lists, tuples, strings, tensors and module "
+                                  "containers")
         if fn == "enumerate":
             start = self.const(node.args[1]) if len(node.args) == 2 else 0
             if len(node.args) > 2 or not isinstance(start, int):
@@ -378,9 +379,9 @@ class Builtins(ExpressionCompiler):
         out = {self.check_key(k, node): v for k, v in items}
         return {**out, **{k.arg: self.expr(k.value) for k in node.keywords if k.arg}}
 
-    def check_key(self, k: Value, node: ast.AST) -> str | int:
-        if not isinstance(k, (str, int)) or isinstance(k, bool):
-            raise self.err(node, f"a dict key is a string or an int here, not {_kind(k)}")
+    def check_key(self, k: Value, node: ast.AST) -> Any:
+        if not is_dict_key(k):
+            raise self.err(node, f"a dict key is a string, an int or a tuple of them here, not {_kind(k)}")
         return k
 
     def number_function(self, path: str, node: ast.Call) -> Value:

@@ -95,6 +95,10 @@ NUMPY_NAMES = {"axis": "dim", "keepdims": "keepdim"}
 """numpy's argument names that torch accepts too (`x.sum(axis=1, keepdims=True)`), as torch's own."""
 
 
+_UNREAD = object()
+"""An index item not evaluated yet (ExpressionCompiler.index_of)."""
+
+
 class ExpressionCompiler:
     """Expression evaluation; `ProgramCompiler` adds statements, modules and tensor creation on top."""
 
@@ -218,12 +222,17 @@ class ExpressionCompiler:
                               "arithmetic, not where a number known now is needed (a size, an index, int(), round())")
 
     def iterable(self, v: Value, node: ast.expr) -> Value:
-        """What a loop or comprehension goes over, for strings and sets: a string's characters; a set of numbers in
+        """What a loop or comprehension goes over, for strings, dicts, tensors and sets: a string's characters; a dict's
+        keys; a tensor's rows (`[-lp * R for lp, R in zip(log_probs, returns)]`); a set of numbers in
         Python's order (numbers hash to themselves: the same in every process); a set of strings in sorted order, with
         a note: Python's order changes with each process (hash randomisation), so torch's runs differ from each other
         (the word embeddings tutorial's `enumerate(set(words))`)."""
         if isinstance(v, str):
             return list(v)
+        if isinstance(v, dict):
+            return list(v)  # its keys, in order
+        if isinstance(v, T):
+            return self.rows(v, node)
         if isinstance(v, frozenset):
             if all(is_number(x) for x in v):
                 return list(v)
@@ -232,6 +241,15 @@ class ExpressionCompiler:
                                   "program numbers them otherwise: sorted(set(...)) makes it the same everywhere")
             return sorted(v, key=str)
         return v
+
+    def rows(self, t: T, node: ast.expr, name: str | None = None, only: int | None = None) -> list[T]:
+        """A tensor's rows as iterating over it gives them in torch (`iter(t)` is `t.unbind(0)`: UnbindBackward0);
+        `only`: row k alone (a loop's iteration k)."""
+        shape = self.shape(t)
+        if not shape:
+            raise self.err(node, "iteration over a 0-d tensor")
+        ks = range(shape[0]) if only is None else [only]
+        return [self.emit("unbind", [t], {"dim": 0, "index": k}, node, name=name) for k in ks]
 
     def shape(self, t: T) -> tuple[int, ...]:
         return self.builder.shapes[t.name]
@@ -296,7 +314,7 @@ class ExpressionCompiler:
         if isinstance(node, ast.Dict):  # {'d': 8, 'act': 'relu'}: values in order, keys constants
             if any(k is None for k in node.keys):
                 raise self.err(node, "** unpacking is not allowed")
-            return {self.const(k): self.expr(v) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
+            return {self.dict_key(k): self.expr(v) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
         if isinstance(node, (ast.ListComp, ast.GeneratorExp, ast.DictComp)):  # a generator is only ever consumed whole here
             return self.comprehension(node)
         if isinstance(node, ast.Call):
@@ -316,6 +334,13 @@ class ExpressionCompiler:
         v = self.expr(node)
         if not isinstance(v, T):
             raise self.err(node, f"'{self.src(node)[:60]}' must be {what}, not {_kind(v)}")
+        return v
+
+    def dict_key(self, node: ast.expr) -> Any:
+        """A dict key: a string, an int, or a tuple of them (a heterogeneous graph's `('paper', 'cites', 'paper')`)."""
+        v = self.expr(node)
+        if not is_dict_key(v):
+            raise self.err(node, f"a dict key is a string, an int or a tuple of them here, not {_kind(v)}")
         return v
 
     def const(self, node: ast.expr) -> Any:
@@ -428,7 +453,8 @@ class ExpressionCompiler:
                 v = v.children
             v = self.iterable(v, it)  # a string's characters, a set of ints in Python's order
             if not isinstance(v, (list, tuple)):
-                raise self.err(it, f"a comprehension goes over range(...), a list, a tuple or a ModuleList, not {_kind(v)}")
+                raise self.err(it, f"a comprehension goes over range(...), a list, a tuple, a dict, a tensor or a ModuleList, "
+                                   f"not {_kind(v)}")
             items = list(v)
         if len(items) > MAX_ITEMS:
             raise self.err(node, f"the comprehension makes over {MAX_ITEMS:,} items")
@@ -443,9 +469,7 @@ class ExpressionCompiler:
                 local.update(zip([n.id for n in names], values, strict=True))
                 if all(self.condition(c) for c in gen.ifs):
                     if isinstance(node, ast.DictComp):
-                        key = self.const(node.key)
-                        if not isinstance(key, (str, int)) or isinstance(key, bool):
-                            raise self.err(node.key, f"a dict key is a string or an int here, not {_kind(key)}")
+                        key = self.dict_key(node.key)
                         self.path_hint = f"{base}.{key}" if base else None
                         pairs[key] = self.expr(node.value)
                     else:
@@ -588,7 +612,9 @@ class ExpressionCompiler:
     def subscript(self, node: ast.Subscript) -> Value:
         base = self.expr(node.value)
         if isinstance(base, T):
-            return self.getitem(base, node)
+            if isinstance(node.value, ast.Name) and node.value.id.startswith("iter#") and isinstance(node.slice, ast.Constant):
+                return self.rows(base, node, only=node.slice.value)[0]  # `for row in t:` row k, as torch's iter(t)
+            return self.getitem(base, node)  # gives it: t.unbind(0)[k]
         if isinstance(node.slice, ast.Slice):  # xs[1:], self.heads[:-1], net[:2] (a container of the same modules)
             if not isinstance(base, (list, tuple, str)) and not (isinstance(base, ModuleInst) and base.layer is None):
                 raise self.err(node, f"{_kind(base)} cannot be sliced")
@@ -615,7 +641,7 @@ class ExpressionCompiler:
         if isinstance(base, dict) or isinstance(base, ModuleInst) and base.container == "ModuleDict":
             # (an nn.Sequential with named children, `seq.add_module("block0", ...)`, is indexed by position)
             keys = list(base) if isinstance(base, dict) else base.keys
-            k = self.const(node.slice)
+            k = self.dict_key(node.slice)
             if hidden and isinstance(k, int):  # a loop over a dict goes over its keys
                 return keys[k]
             if k not in keys:
@@ -649,9 +675,16 @@ class ExpressionCompiler:
         numbers alone (`torch.eye(n, dtype=torch.bool)`, a comparison of literal labels) is its True positions, one
         int list per dim it covers, as torch indexes with it (`shape`: x's, to check the mask against)."""
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        entries: list[tuple[ast.expr, Any]] = [(it, _UNREAD) for it in items]
+        one = items[0]
+        if len(items) == 1 and not isinstance(one, ast.Slice) and not (isinstance(one, ast.Constant) and one.value is Ellipsis):
+            v = self.expr(one)
+            # x[e] with e = (0, 1), an edge of a list of tuples: a tuple is one index per dim, as x[0, 1] (a list
+            # is an index into dim 0); (row, col) of tensors index two dims
+            entries = [(one, e) for e in v] if isinstance(v, tuple) else [(one, v)]
         index: list[Any] = []
         tensors: list[T] = []
-        for it in items:
+        for it, v in entries:
             if isinstance(it, ast.Slice):
                 parts = [None if p is None else self.const(p) for p in (it.lower, it.upper, it.step)]
                 if not all(p is None or (isinstance(p, int) and not isinstance(p, bool)) for p in parts):
@@ -660,7 +693,8 @@ class ExpressionCompiler:
             elif isinstance(it, ast.Constant) and it.value is Ellipsis:
                 index.append("...")
             else:
-                v = self.expr(it)
+                if v is _UNREAD:
+                    v = self.expr(it)
                 if isinstance(v, T):
                     if self.dtype_of(v) == "bool":
                         index.extend(self.mask_positions(v, index, shape, it))
@@ -803,6 +837,13 @@ def _is_const(v: Any) -> bool:
     if isinstance(v, (list, tuple)):
         return all(_is_const(x) for x in v)
     return False
+
+
+def is_dict_key(v: Any) -> bool:
+    """A string, an int, or a tuple of them: what a program's dicts are keyed by (hashable, compared as Python does)."""
+    if isinstance(v, tuple):
+        return all(map(is_dict_key, v))
+    return isinstance(v, (str, int)) and not isinstance(v, bool)
 
 
 def _int_list(v: Any) -> bool:

@@ -262,6 +262,7 @@ class Finish(ExpressionCompiler):
         for name in self.untied - self.builder.used:
             if name in self.builder.leaves:  # (not when a statement after backward() made it and was rolled back)
                 self.builder.drop_leaf(name)
+        self.parameter_places()
         self.latest_attributes()
         for old, new in reversed(self.replaced):  # the last replacement first: its names may be an earlier one's
             self.take_place(old, new)
@@ -294,6 +295,36 @@ class Finish(ExpressionCompiler):
         if new and len(set(new.values())) == len(new):  # (a clash with a name made since: the names stay as they are)
             self.rename_tensors(new)
         self.latest_buffers()
+
+    def parameter_places(self) -> None:
+        """A Parameter made from a local or an argument (`w_init = torch.randn(3, 3); self.weight = nn.Parameter(w_init)`,
+        `self.embed = nn.Parameter(init)`) named for the module attribute that holds it, as named_parameters() names it
+        (model.weight, not model.w_init); one a module's own place names already (a tied weight) keeps its name."""
+        b = self.builder
+        places: dict[str, str] = {}  # tensor -> its first place: registration order, as named_parameters() goes
+        owned: set[str] = set()
+        seen: set[int] = set()
+        stack = list(reversed(self.globals.values()))  # type: ignore[attr-defined]
+        while stack:
+            v = stack.pop()
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            if isinstance(v, Instance):
+                if not v.cls.module:
+                    continue
+                for attr, x in v.attrs.items():
+                    if isinstance(x, T) and getattr(b.leaves.get(x.name), "kind", "") == "parameter":
+                        places.setdefault(x.name, f"{v.path}.{attr}")
+                        owned.add(f"{v.path}.{attr}")
+                stack.extend(reversed([x for x in v.attrs.values() if not isinstance(x, T)]))
+            elif isinstance(v, (list, tuple)):
+                stack.extend(reversed(v))
+            elif isinstance(v, dict):
+                stack.extend(reversed(list(v.values())))
+        mapping = {name: place for name, place in places.items() if name not in owned and place not in b}
+        if mapping and len(set(mapping.values())) == len(mapping):
+            self.rename_tensors({k: mapping.get(k, k) for k in b.shapes})
 
     def latest_attributes(self) -> None:
         """An object's tensor attribute bound again (`layer.weight *= 5 / 3` on makemore's layers, `self.out = ...` at

@@ -16,7 +16,7 @@ def infer_dtype(value: Any) -> str:
     """torch.tensor's choice for literal numbers: int64 when every number is an int ('' otherwise)."""
 
     def all_of(v: Any, kind: type) -> bool:
-        if isinstance(v, list):
+        if isinstance(v, (list, tuple)):
             return all(all_of(x, kind) for x in v)
         return isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
 

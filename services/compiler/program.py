@@ -376,11 +376,9 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
 
     def item_write(self, into: dict[Any, Value] | list[Value], key_expr: ast.expr, value: ast.expr, stmt: ast.stmt) -> None:
         """`d[key] = value`, `xs[0] = value`: a dict's or list's item (not a tensor's elements)."""
-        key = self.const(key_expr)
+        key = self.dict_key(key_expr) if isinstance(into, dict) else self.const(key_expr)
         if isinstance(into, list) and not (isinstance(key, int) and -len(into) <= key < len(into)):
             raise self.err(stmt, f"list index {key!r} out of range (the list has {len(into)} items)")
-        if isinstance(into, dict) and (not isinstance(key, (str, int)) or isinstance(key, bool)):
-            raise self.err(stmt, f"a dict key is a string or an int here, not {_kind(key)}")
         into[key] = self.expr(value)  # type: ignore[index]
 
     def unpack(self, target: ast.expr, v: Value, stmt: ast.stmt) -> None:

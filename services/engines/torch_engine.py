@@ -210,6 +210,7 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
     # program, views are captured by the gradient edge they had when made, not by the tensor.
     pinned: dict[str, Any] = {}
     writes = any(node.writes is not None for node in graph.nodes)
+    cloned: set[str] = set()  # nodes run on a clone of their input (a write into a view)
     for node in graph.nodes:
         # The program changes this tensor in place: what saved it is stale, as in torch. Before the op, which may
         # save it itself (`x *= w`: mul keeps x, as torch's mul_ keeps a copy); after a write into a clone (setitem),
@@ -225,6 +226,12 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
             if xs[0].requires_grad and src not in pinned:
                 pinned[src] = get_gradient_edge(xs[0])
             tensors[src] = xs[0].detach()
+        if after and not node.op.hides_clone and node.inputs[0] == written:
+            # `F.leaky_relu(v, inplace=True)` of a view (InstanceNorm's output): run on a copy, whose version is its own,
+            # so that the op's save of its input stays valid, as torch's in-place kernel saves its result; the bump
+            # after it fails what saved the view before. next_functions look through the clone, as for setitem.
+            xs[0] = xs[0].clone()
+            cloned.add(node.name)
         try:
             out = node.op.torch_in_place(torch, xs, node.args) if node.in_place else node.op.torch(torch, xs, node.args)
         except (RuntimeError, IndexError) as e:  # torch's own refusals of these values
@@ -335,7 +342,7 @@ def _run(graph: Graph) -> tuple[EngineRun, dict[str, Any]]:
         nfs = fn.next_functions
         grad_fn.append(type(fn).__name__)
         entries = [[None, None] if nf is None else [type(nf).__name__, owned(nf) or target(nf)] for nf, _ in nfs]
-        if node.op.hides_clone and nfs and nfs[0][0] is not None and nfs[0][0] not in owner:
+        if (node.op.hides_clone or name in cloned) and nfs and nfs[0][0] is not None and nfs[0][0] not in owner:
             inner = nfs[0][0].next_functions[0][0]  # behind our CloneBackward0, the input's grad_fn, as torch shows
             entries[0] = [None, None] if inner is None else [type(inner).__name__, owned(inner) or target(inner)]
         next_functions.append(entries)

@@ -1,0 +1,90 @@
+"""Generative-model code as repositories write it, traced against real torch: CycleGAN's PatchGAN (InstanceNorm then an
+in-place LeakyReLU, which writes into a view), Glow's 1x1 conv and VQ codebooks (a Parameter made from a local or an
+argument takes its attribute's name), helpers that rebind or grow a list before looping over it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_program_pytorch import in_torch, same_as_torch, traced
+
+HEAD = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
+
+
+@pytest.mark.parametrize("act", ["nn.LeakyReLU(0.2, inplace=True)", "nn.ELU(inplace=True)", "nn.Hardtanh(inplace=True)",
+                                 "nn.SiLU(inplace=True)"])
+def test_an_in_place_activation_of_a_view_traces_as_torch_runs_it(act: str, tmp_path: Path) -> None:
+    # InstanceNorm2d's output is a view: the activation writes into it. It was refused as "torch fails at backward()"
+    # (the op ran out of place, then the view's version bump made the op's own saved input stale); torch runs it.
+    program = (HEAD + f"net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.InstanceNorm2d(4), {act}, "
+               "nn.Conv2d(4, 1, 3, padding=1))\nx = torch.randn(2, 2, 5, 5)\nloss = net(x).pow(2).mean()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["net", "x", "loss"])
+    act_node = next(n for n in t.result.nodes.values() if n.op not in ("input", "parameter", "conv2d", "instance_norm")
+                    and "net.2" in n.expr)
+    assert [f.grad_fn for f in act_node.next_functions] == ["ViewBackward0"]  # the view's, behind the engine's clone
+
+
+def test_an_in_place_activation_still_fails_what_saved_the_view_before_it() -> None:
+    # the bump still comes: an op that saved the view before the write fails at backward(), as in torch
+    program = (HEAD + "x = torch.randn(2, 3, 4, requires_grad=True)\nv = (x * 2).view(6, 4)\nw = v * v\n"
+               "F.leaky_relu(v, 0.2, inplace=True)\nloss = (w + v).sum()\nloss.backward()\n")
+    with pytest.raises(Exception, match="modified by an inplace operation|torch fails at backward"):
+        traced(program)
+
+
+def test_a_parameter_made_from_a_local_or_an_argument_takes_its_attribute_name(tmp_path: Path) -> None:
+    # named_parameters() names what the attribute holds: m.weight, not m.w_init; cb.embed, not cb#1
+    program = (HEAD + "class Inv1x1(nn.Module):\n    def __init__(self, c):\n        super().__init__()\n"
+               "        w_init = torch.linalg.inv(torch.eye(c) + 0.1 * torch.randn(c, c))\n"
+               "        self.weight = nn.Parameter(w_init)\n    def forward(self, x):\n        return x @ self.weight\n\n\n"
+               "class Codebook(nn.Module):\n    def __init__(self, init):\n        super().__init__()\n"
+               "        self.embed = nn.Parameter(init)\n        p = nn.Parameter(torch.zeros(4))\n        self.bias = p\n"
+               "        s = torch.ones(4)\n        self.register_parameter('scale', nn.Parameter(s))\n"
+               "    def forward(self, x):\n        return (x @ self.embed) * self.scale + self.bias\n\n\n"
+               "m = Inv1x1(3)\ncb = Codebook(torch.randn(3, 4))\nx = torch.randn(2, 3)\nloss = cb(m(x)).pow(2).sum()\n"
+               "loss.backward()\n")
+    t = traced(program)
+    assert {"m.weight", "cb.embed", "cb.bias", "cb.scale"} <= set(t.result.parameters)
+    assert not {"m.w_init", "cb.p", "cb.s"} & set(t.result.nodes)
+    same_as_torch(t, in_torch(program, tmp_path), ["m", "cb", "loss"])
+
+
+def test_a_tied_weight_keeps_its_owners_name() -> None:
+    program = (HEAD + "class LM(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+               "        self.wte = nn.Embedding(5, 4)\n        self.head = nn.Linear(4, 5, bias=False)\n"
+               "        self.head.weight = self.wte.weight\n    def forward(self, i):\n        return self.head(self.wte(i))\n\n\n"
+               "lm = LM()\nloss = lm(torch.tensor([1, 3])).logsumexp(-1).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert "lm.wte.weight" in t.result.parameters and "lm.head.weight" not in t.result.parameters
+
+
+@pytest.mark.parametrize("grow", ["xs = xs + [xs[0] * 3]", "xs.append(xs[0] * 3)", "xs += [xs[0] * 3]",
+                                  "xs.extend([xs[0] * 3])", "more(xs)"])
+@pytest.mark.parametrize("loop", ["for x in xs:\n        s = s + x.sum()",
+                                  "for i in range(len(xs)):\n        s = s + xs[i].sum()"])
+def test_a_list_grown_or_rebound_before_a_loop_over_it_is_looped_over_whole(grow: str, loop: str, tmp_path: Path) -> None:
+    # the loop's length was read when the function was called: 2 items, not 3 (loss 4 where torch gives 10, and
+    # both engines agreed)
+    program = ("import torch\n\n\ndef more(ys):\n    ys.append(ys[0] * 3)\n\n\n"
+               f"def total(xs):\n    {grow}\n    s = 0\n    {loop}\n    return s\n\n\n"
+               "a = torch.ones(2, requires_grad=True)\nb = torch.ones(2, requires_grad=True)\nloss = total([a, b])\n"
+               "loss.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["loss"].value.data == pytest.approx(10.0)
+    assert t.result.nodes["a"].grad.data == pytest.approx([4.0, 4.0])
+    same_as_torch(t, in_torch(program, tmp_path), ["a", "b", "loss"])
+
+
+def test_a_helper_that_wraps_its_argument_in_a_list_loops_over_the_list(tmp_path: Path) -> None:
+    # CycleGAN's set_requires_grad(nets, ...) with `nets = [nets]`: the Sequential's 3 children were taken as the length
+    program = (HEAD + "def set_requires_grad(nets, requires_grad=False):\n    if not isinstance(nets, list):\n"
+               "        nets = [nets]\n    for net in nets:\n        if net is not None:\n"
+               "            for param in net.parameters():\n                param.requires_grad = requires_grad\n\n\n"
+               "D = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))\nG = nn.Linear(2, 3)\n"
+               "set_requires_grad(D, False)\nz = torch.randn(5, 2)\nloss = D(G(z)).mean()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.parameters["D.0.weight"].grad is None and t.result.parameters["G.weight"].grad is not None
+    same_as_torch(t, in_torch(program, tmp_path), ["G", "loss"])
