@@ -201,6 +201,11 @@ for mode in ("floor", "trunc"):
                                   "j": given([3, -2, 5, -4], dtype="int64")},
          N("q", "div", "i", -4.0, rounding_mode=mode), N("r", "div", "i", "j", rounding_mode=mode), N("f", "to", "q", dtype="float64"),
          N("y", "mul", "x", "f"))
+# fill_diagonal_ (SimCLR's self-similarity mask): square, wide, tall with and without wrap, a cube; the diagonal gets no
+# gradient.
+for shape, wrap in (((4, 4), False), ((3, 5), False), ((7, 3), False), ((7, 3), True), ((3, 3, 3), False)):
+    case(f"fill_diagonal-{'x'.join(map(str, shape))}{'-wrap' if wrap else ''}", {"x": normal(*shape, seed=63)},
+         N("y", "fill_diagonal", "x", fill_value=-2.5, wrap=wrap), N("z", "mul", "y", "y"))
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("inputs", "nodes", "kw"), CASES)
@@ -224,6 +229,8 @@ def test_op(inputs: dict[str, Any], nodes: list[dict[str, Any]], kw: dict[str, A
     ({"p": given([0.5, 1.5]), "y": given([0.0, 1.0])}, [N("L", "binary_cross_entropy", "p", "y")], "they are in [0.5, 1.5]"),
     ({"p": uniform(3, low=0, high=1), "t": given([0, 1, 1], dtype="int64")}, [N("L", "binary_cross_entropy", "p", "t")],
      "cast with .float()"),
+    ({"x": normal(3)}, [N("y", "fill_diagonal", "x", fill_value=0.0)], "dimensions must larger than 1"),
+    ({"x": normal(2, 3, 3)}, [N("y", "fill_diagonal", "x", fill_value=0.0)], "all dimensions of input must be of equal length"),
     ({"x": normal(3), "b": given([True, False, True], dtype="bool")}, [N("q", "div", "b", "b", rounding_mode="floor"),
      N("y", "mul", "x", "q")], "of bool tensors is not supported"),
 ])

@@ -284,7 +284,12 @@ def test_parameters_made_before_their_block_is_placed_take_torch_s_names(tmp_pat
     ("hasattr(x, 'is_nested')", "cannot tell whether torch.Tensor has it"),
     ("isinstance(x, 'Linear')", "isinstance(..., 'Linear')"),
     ("hasattr(x, 3)", "hasattr takes an object and an attribute's name"),
-    ("'a.b'.format(1)", "the string method 'format' is not supported"),
+    ("'a.b'.capitalize(1)", "capitalize"),
+    ("'{0.__class__}'.format(1)", "the field '{0.__class__}' is not supported here"),
+    ("'{0[0]}'.format([1])", "the field '{0[0]}' is not supported here"),
+    ("'{:{}}'.format(1, 5)", "a field inside a format spec is not supported"),
+    ("'{:99999}'.format(1)", "widths and precisions of up to 3 digits"),
+    ("'a.b'.casefold()", "the string method 'casefold' is not supported"),
 ])
 def test_builtins_refuse_what_they_cannot_answer(expr: str, needle: str) -> None:
     e = refused(HEADER + f"x = torch.ones(2, requires_grad=True)\nv = {expr}\n")

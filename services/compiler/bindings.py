@@ -119,7 +119,10 @@ def target_names(target: ast.expr) -> list[str] | None:
         return [target.id]
     if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
         return [f"{target.attr}#attr"]
-    if not isinstance(target, (ast.Tuple, ast.List)) or not target.elts:
+    if isinstance(target, ast.Starred) and isinstance(target.value, ast.Name):
+        return [target.value.id]  # `b, *_ = t.shape`, `first, *rest = layers`: a list
+    if not isinstance(target, (ast.Tuple, ast.List)) or not target.elts \
+            or sum(isinstance(e, ast.Starred) for e in target.elts) > 1:
         return None
     parts = [target_names(e) for e in target.elts]
     return None if any(p is None for p in parts) else [n for p in parts for n in p]  # type: ignore[union-attr]

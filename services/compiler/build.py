@@ -102,8 +102,8 @@ def topo_order(raws: list[RawNode], known: set[str]) -> list[RawNode]:
     return order
 
 
-LAYOUT_MAKERS = frozenset({"transpose", "permute", "t", "expand"})
-"""Ops whose result is not row-major even when their input is."""
+LAYOUT_MAKERS = frozenset({"transpose", "permute", "t", "expand", "getitem", "split", "chunk", "unbind"})
+"""Ops whose result is not row-major even when their input is (a slice `c[:, 1:]`, a piece of a split)."""
 
 
 def views_input(op: Op, inputs: list[Any], args: Any) -> bool:
@@ -359,7 +359,7 @@ class GraphBuilder:
             if r is not None:
                 self.ranges[raw.name] = r
         self.used.update(names)
-        if names and views_input(op, inputs, args):
+        if names and views_input(op, inputs, args) and not self.copies(op, inputs, shape):
             self.views.setdefault(names[0], []).append(raw.name)
         if names and (raw.op in LAYOUT_MAKERS or op.lays_out or self.strides and (
                 names[0] in self.strides or op.pointwise and not self.strides.keys().isdisjoint(names))):
@@ -367,6 +367,13 @@ class GraphBuilder:
         node = Node(raw.name, op, list(inputs), args, shape, dtype, rg, raw.expr, raw.line)
         self.nodes.append(node)
         return node
+
+    def copies(self, op: Op, inputs: list[Input], shape: tuple[int, ...]) -> bool:
+        """reshape / flatten of a tensor torch cannot view as that shape (`c[:, 1:].flatten()`): torch copies it, and
+        an in-place change of the result changes nothing else."""
+        x = inputs[0] if inputs else None
+        return (op.name in ("reshape", "flatten") and isinstance(x, str) and x in self.strides
+                and strides.viewed(self.shapes[x], self.strides[x], shape) is None)
 
     def _strides(self, name: str, op: Op, inputs: list[Input], args: Any, shape: tuple[int, ...]) -> None:
         """Record the node's torch strides when torch's tensor is not contiguous: views of strided tensors, transposes

@@ -66,6 +66,9 @@ class Builtins(ExpressionCompiler):
             v = self.expr(node.args[0])
             if fn == "float" and isinstance(v, T):
                 return self.item(v, node)  # type: ignore[attr-defined]  # float(loss.detach()): torch's t.item()
+            if isinstance(v, T) and v.name not in self.item_values and (known := self.folded(v.name)) is not None \
+                    and known.size == 1:  # type: ignore[attr-defined]  # int(edge_index.max()) + 1 of literal edges
+                v = known.reshape(()).item()
             c = self.as_const(v, node.args[0])
             try:
                 return {"float": float, "int": int, "bool": bool}[fn](c)
@@ -391,7 +394,10 @@ class Builtins(ExpressionCompiler):
             return self.float_info(path, node)
         module, fn = path.split(".", 1)
         vals = [self.const(a) for a in node.args]
-        if module == "numpy":
+        if module == "numpy" and fn in ("prod", "sum") and len(vals) == 1 and isinstance(vals[0], (list, tuple)) \
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in vals[0]):
+            return self.number_function("math.prod", node) if fn == "prod" else sum(vals[0])
+        if module == "numpy":  # (int(np.prod(img_shape)): PyTorch-GAN's models; numpy's int, exact for sizes)
             if not vals or not all(is_number(v) for v in vals) or not hasattr(np, fn):
                 raise self.err(node, f"{path} of numbers known now, got {vals}" if hasattr(np, fn) else f"unknown function '{path}'")
             with np.errstate(all="ignore"):

@@ -100,6 +100,12 @@ class TensorCreation(ExpressionCompiler):
             names = ("low", "high", "size") if len(args) == 3 or "low" in kw or "high" in kw and args else ("high", "size")
             given = dict(zip(names, args, strict=False)) | {k: kw.pop(k) for k in ("low", "high", "size") if k in kw}
             args = [given[k] for k in ("low", "high", "size") if k in given]
+        if fn == "arange" and {"start", "end", "step"} & set(kw):  # torch.arange(start=0, end=half) (DiT's timestep embedding)
+            if "end" not in kw and len(args) != 1 and not ("start" not in kw and len(args) == 2):
+                raise self.err(node, "torch.arange takes end= with start= (and step=), or (start, end[, step])")
+            given = dict(zip(("start", "end", "step") if len(args) > 1 or "end" in kw else ("end",), args, strict=False))
+            given |= {k: kw.pop(k) for k in ("start", "end", "step") if k in kw}
+            args = [given.get("start", ast.Constant(0)), given["end"], *([given["step"]] if "step" in given else [])]
         if "size" in kw and not fn.endswith("_like"):  # torch.randn(size=(2, 3)), d2l's torch.normal(0, 0.01, size=...)
             args.insert(0, kw.pop("size")) if fn == "full" else args.append(kw.pop("size"))
         unknown = set(kw) - CREATOR_KWARGS

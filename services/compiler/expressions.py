@@ -577,7 +577,7 @@ class ExpressionCompiler:
                                                                               "nn.ModuleList", "nn.ModuleDict")):
             return ClassRef(path)  # `type(m) == nn.Linear`
         if path in LEGACY_TYPES:  # `dtype = torch.FloatTensor; x.type(dtype)` (2017's tutorials)
-            return DType(LEGACY_TYPES[path])
+            return DType(LEGACY_TYPES[path], legacy=path)
         if path in ("torch.Tensor", "nn.Parameter") or path in self.functions or path in FUNCTION_VALUES:
             return ClassRef(path)  # `act = F.relu`, `activation=torch.tanh`: called as the function
         if "." not in path or path in ("nn", "F", "nn.init", "torch.optim"):

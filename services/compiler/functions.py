@@ -42,7 +42,7 @@ from services.errors import SpecError
 MAX_DEPTH = 16
 """Calls nested deeper than this are refused (a recursive function would inline forever)."""
 FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "pending", "prefix", "returns", "target", "stmt_expr",
-         "stmt_name", "stmt_names", "counter", "line", "via_data", "loop_depth")
+         "stmt_name", "stmt_names", "stmt_start", "counter", "line", "via_data", "loop_depth")
 """The compiler's per-scope and per-statement state, saved around a call."""
 SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_")
 """Module methods that return the module itself: `model = Net().to(device)` names the object `model`."""
@@ -127,7 +127,8 @@ class UserCode(FunctionReturns):
                     getattr(item, "target", None), ast.Name):
                 with self.class_body(attrs):
                     attrs[target.id] = self.const(item.value)  # `expansion = 1`, `double = base * 2`
-            elif not (isinstance(item, ast.Pass) or isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant)):
+            elif not (isinstance(item, ast.Pass) or isinstance(item, ast.Expr) and isinstance(item.value, ast.Constant)
+                      or isinstance(item, ast.AnnAssign) and item.value is None):  # `last_loss: Optional[torch.Tensor]`
                 raise self.err(item, f"class {stmt.name}: only methods (def) and constant class attributes are allowed "
                                      "in the class body")
         if function:
@@ -181,7 +182,7 @@ class UserCode(FunctionReturns):
 
         def default(d: ast.expr) -> Value:
             v = self.expr(d)  # evaluated at the def, as Python does (`lambda t, a=a: ...` keeps a's value now)
-            return v if isinstance(v, (T, UserFunction, ClassRef)) else self.const(d)
+            return v if isinstance(v, (T, UserFunction, ClassRef, ModuleInst)) else self.const(d)  # (act_fn=nn.SiLU())
 
         defaults = dict(zip(params[len(params) - len(a.defaults):], (default(d) for d in a.defaults), strict=True))
         defaults |= {p.arg: default(d) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None}

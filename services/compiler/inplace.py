@@ -284,7 +284,8 @@ class InPlace(TensorCreation):
             raise self.err(stmt, f"{how} on '{var}', an expanded tensor: torch refuses it (unsupported operation: more than "
                                  "one element of the written-to tensor refers to a single memory location); clone() it "
                                  f"first, or write {instead}")
-        while node is not None and views_input(node.op, node.inputs, node.args):  # a view of a tensor a name holds:
+        while node is not None and views_input(node.op, node.inputs, node.args) and not b.copies(node.op, node.inputs,
+                                                                                                  node.shape):  # a view:
             base = node.inputs[0]  # (torch would change that one too)
             if base in bound or base in b.leaves:
                 raise self.err(stmt, f"{how} changes '{var}' in place, and '{var}' is a view of '{base}' ({node.op.name}): "

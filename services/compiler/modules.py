@@ -371,7 +371,8 @@ class ModuleCalls(ExpressionCompiler):
         if inplace:  # nn.ReLU(inplace=True)(h): h itself changes, as for h.relu_() (every name of h sees it)
             var = self.src(node.args[0])[:40]
             self.check_in_place(inputs[0], var, f"{first.kind}(inplace=True)", f"{first.kind}() without inplace", node)  # type: ignore[attr-defined]
-        out_name = self.name_for(node) if node is self.stmt_expr and self.stmt_name else self.fresh(f"{m.path}.out")
+        by_stmt = node is self.stmt_expr and bool(self.stmt_name)
+        out_name = self.name_for(node) if by_stmt else self.fresh(f"{m.path}.out")
         hooked = hooks and self.has_hooks(m)  # type: ignore[attr-defined]
         wanted, out_name = (out_name, self.fresh(f"{m.path}.out")) if hooked and self.replaces_output(m) else (None, out_name)  # type: ignore[attr-defined]
         out = T(self.apply_module(m, [i.name for i in inputs], out_name, node))
@@ -383,6 +384,9 @@ class ModuleCalls(ExpressionCompiler):
         if hooked:
             got = self.forward_hooks(m, list(inputs), out, node)  # type: ignore[attr-defined]
             return self.named_output(got, out.name, wanted) if wanted else got  # type: ignore[attr-defined, no-any-return]
+        if not inplace and inputs and out == inputs[0] and by_stmt:  # an identity (nn.Dropout(0.0), in eval mode):
+            self.stmt_name = out_name  # `y = self.drop(self.fc(x))` names the fc's output y, a temporary made here
+            return self.adopt(out, node)  # type: ignore[attr-defined, no-any-return]
         return out
 
     def synced_params(self, m: ModuleInst, node: ast.Call) -> dict[str, str]:

@@ -53,6 +53,7 @@ from services.compiler.values import (
     AutogradFunction,
     ClassRef,
     Distribution,
+    DType,
     Foreign,
     Generator,
     Instance,
@@ -83,7 +84,7 @@ FROM_IMPORTS = {"torch.nn": "torch.nn", "torch.nn.functional": "torch.nn.functio
                 "torch.autograd.Function": "torch.autograd.Function", "torch.autograd.Variable": "torch.autograd.Variable",
                 "torch.autograd.function.once_differentiable": "torch.autograd.function.once_differentiable"}
 """`from X import Y` forms: X.Y must be one of these."""
-RETURNS_SELF = INPLACE_INIT | {"requires_grad_", "cpu", "contiguous"}
+RETURNS_SELF = INPLACE_INIT | {"requires_grad_", "cpu"}
 """Methods that return the tensor they are called on."""
 GRAD_MODES = {"torch.no_grad", "torch.inference_mode", "torch.enable_grad", "torch.set_grad_enabled",
               "torch.autograd.set_detect_anomaly", "torch.autograd.detect_anomaly"}
@@ -106,6 +107,10 @@ class ProgramResult:
 LEGACY_CONSTRUCTORS = {"torch.Tensor": None, "torch.FloatTensor": "float32", "torch.DoubleTensor": "float64",
                        "torch.LongTensor": "int64"}
 """torch's legacy tensor constructors and their dtypes (None: the default dtype): a list's values, or sizes."""
+
+
+PYTHON_DTYPES = {"bool": "bool", "float": "float64", "int": "int64"}
+"""dtype=bool / float / int: torch.bool, torch.float64 (Python's float is a double), torch.int64."""
 
 
 class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, AutogradFunctions, ModuleHooks, Objects, CallStatements, ModuleCopies, Bindings, Finish, InPlace, ControlFlow, Builtins, UserCode, ModuleTree, TensorMethods, ModuleCalls,
@@ -218,7 +223,16 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
             self.imports(stmt)
         elif isinstance(stmt, ast.Assign):
             if len(stmt.targets) != 1 and not all(isinstance(t, ast.Name) for t in stmt.targets):
-                raise self.err(stmt, "chained assignment (a = b = ...) takes names only")
+                named = next((t for t in stmt.targets if isinstance(t, ast.Name)), None)
+                if named is None:
+                    raise self.err(stmt, "chained assignment (a = b = ...) takes a name among its targets")
+                # CleanRL's `advantages[t] = lastgaelam = delta + ...`: the value once, named for the name, then
+                # written into the other targets (in Python's order: no target here reads another)
+                self.assign(named, stmt.value, stmt)
+                for t in stmt.targets:
+                    if t is not named:
+                        self.assign(t, ast.copy_location(ast.Name(id=named.id, ctx=ast.Load()), stmt.value), stmt)
+                return
             self.assign(stmt.targets[0], stmt.value, stmt)
             for t in stmt.targets[1:]:  # h = c = torch.zeros(2): one object, every name bound to it
                 self.binding_name(t.id)  # type: ignore[attr-defined]  # a binding of c that makes no node
@@ -396,8 +410,17 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
             raise self.err(stmt, f"'{self.src(target)[:40]}' takes {_kind(v)} in a tuple assignment: assign a module to "
                                  "an attribute in a statement of its own (self.a = nn.Linear(...))")
         elts = target.elts
-        if isinstance(v, T) and isinstance(stmt, ast.Assign) and all(isinstance(e, ast.Name) for e in elts):
+        star = next((k for k, e in enumerate(elts) if isinstance(e, ast.Starred)), None)
+        if isinstance(v, T) and star is not None:
+            v = tuple(self.rows(v, stmt.value))  # type: ignore[attr-defined]  # `first, *rest = t`: its rows
+        elif isinstance(v, T) and isinstance(stmt, ast.Assign) and all(isinstance(e, ast.Name) for e in elts):
             v = self.unpack_rows(v, len(elts), stmt)  # `row, col = edge_index`: iter(t.unbind(0)), as torch's __iter__
+        if isinstance(v, dict):
+            v = tuple(v)  # `a, b = d`: its keys
+        if star is not None and isinstance(v, (tuple, list)) and len(v) >= len(elts) - 1:
+            after = len(elts) - star - 1  # `b, *_ = x.shape`, `first, *rest, last = xs`: the starred name takes a list
+            v = (*v[:star], list(v[star:len(v) - after]), *v[len(v) - after:])
+            elts = [*elts[:star], elts[star].value, *elts[star + 1:]]  # type: ignore[attr-defined]
         if not isinstance(v, (tuple, list)) or len(v) != len(elts):
             raise self.err(stmt, f"cannot unpack {_kind(v)} into {len(elts)} names")
         for t, item in zip(elts, v, strict=True):
@@ -419,6 +442,7 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
         self.stmt_expr = value
         self.stmt_names = names
         self.stmt_name = names[0] if len(names) == 1 else None
+        self.stmt_start = len(self.builder.nodes)
 
     def with_block(self, stmt: ast.With) -> None:
         for item in stmt.items:
@@ -460,6 +484,9 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
 
     def call(self, node: ast.Call) -> Value:
         f = node.func
+        for k in node.keywords:  # `torch.eye(n, dtype=bool)` (SimCLR's mask): Python's types as torch takes them
+            if k.arg == "dtype" and isinstance(k.value, ast.Name) and k.value.id in PYTHON_DTYPES and k.value.id not in self.scope:
+                k.value = ast.copy_location(ast.Constant(DType(PYTHON_DTYPES[k.value.id])), k.value)
         if (any(isinstance(a, ast.Starred) for a in node.args) and self.dotted(f) != "nn.Sequential"
                 or any(k.arg is None for k in node.keywords)) and not self.unpacks_into_user_code(node):
             node = self.spread(node)  # x.view(b, *shape), torch.zeros(*size), nn.Linear(d, d, **factory_kwargs)
@@ -546,6 +573,16 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
         if (isinstance(base, dict) or isinstance(base, ModuleInst) and base.container == "ModuleDict") and f.attr in (
                 "items", "keys", "values", "get"):
             return self.mapping_method(base, f.attr, node)
+        if isinstance(base, dict) and f.attr == "copy" and not node.args and not node.keywords:
+            return dict(base)  # lit-gpt's `config = name_to_config[name].copy()`: a shallow copy
+        if isinstance(base, dict) and f.attr == "update" and len(node.args) <= 1:
+            other = self.expr(node.args[0]) if node.args else {}
+            pairs = list(other.items()) if isinstance(other, dict) else other
+            if not isinstance(pairs, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+                raise self.err(node, "dict.update takes a dict, (key, value) pairs or keywords")
+            base.update({self.check_key(k, node): v for k, v in pairs} | {k.arg: self.expr(k.value) for k in node.keywords
+                                                                          if k.arg})
+            return None
         if isinstance(base, list) and f.attr == "pop":
             return self.list_pop(base, node)
         if isinstance(base, (list, tuple)) and f.attr in ("index", "count"):
@@ -559,6 +596,8 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
                 return self.module_call(v, node)
             if isinstance(v, CALLABLE):
                 return self.call_value(v, node)
+            if isinstance(v, DType) and v.legacy is not None:  # PyTorch-GAN's `Tensor = torch.FloatTensor`, then
+                return self.call_path(v.legacy, node)  # `Tensor(imgs.size(0), 1).fill_(1.0)`: torch.FloatTensor(...)
             raise self.err(node, f"{_kind(v)} is not callable")
         if fn in self.aliases:  # `from torch.nn import Linear`: Linear(4, 3) is nn.Linear(4, 3)
             path = self.dotted(node.func)
@@ -652,10 +691,20 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
             return Untraced(f"the learning rate scheduler {path}")
         if path.startswith("torch.") and path[6:] in CREATORS:
             return self.create(path[6:], node, self.name_for(node))
-        if path == "torch.as_tensor" and node.args:  # of numbers: torch.tensor; of a tensor of that dtype: the tensor
-            v = self.expr(node.args[0]) if isinstance(node.args[0], ast.Name) else None
-            if isinstance(v, T) and not node.keywords:
-                return v
+        if path == "torch.as_tensor" and node.args:  # of numbers: torch.tensor; of a tensor: it, cast to dtype= if given
+            b, before = self.builder, (len(self.builder.nodes), len(self.builder.leaves), len(self.stream.events))
+            v = self.expr(node.args[0])
+            if isinstance(v, T):
+                if any(k.arg not in ("dtype", "device") for k in node.keywords) or len(node.args) > 1:
+                    raise self.err(node, "torch.as_tensor of a tensor takes dtype= (and device=) here")
+                dt = next((self.const(k.value) for k in node.keywords if k.arg == "dtype"), None)
+                if dt is None or isinstance(dt, DType) and dt.name == self.dtype_of(v):
+                    return v
+                if not isinstance(dt, DType):
+                    raise self.err(node, f"torch.as_tensor: dtype must be a torch dtype, not {_kind(dt)}")
+                return self.emit("to", [v], {"dtype": dt.name}, node)  # (Spinning Up's clipfrac)
+            if (len(b.nodes), len(b.leaves), len(self.stream.events)) != before:
+                raise self.err(node, "torch.as_tensor takes a tensor, or numbers and lists of them")
             return self.create("tensor", node, self.name_for(node))
         if path in ("F.dropout", "torch.dropout"):
             return self.dropout(node)

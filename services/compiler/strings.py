@@ -5,6 +5,7 @@ these functions on values the program wrote down, and no width or length can blo
 from __future__ import annotations
 
 import re
+import string
 from typing import Any
 
 MAX_CHARS = 10_000
@@ -14,7 +15,7 @@ SPEC = re.compile(r"^(.?[<>=^])?[+\- ]?z?#?0?(\d{1,3})?[,_]?(\.\d{1,3})?[bcdeEfF
 PERCENT = re.compile(r"%(\([^)]*\))?[#0\- +]*(\d{1,3}|\*)?(\.(\d{1,3}|\*))?[hlL]?[diouxXeEfFgGcrsa%]")
 PERCENT_ANY = re.compile(r"%(\([^)]*\))?[#0\- +]*\*?\d*(\.\*?\d*)?[hlL]?.?")
 STR_METHODS = {"endswith", "startswith", "split", "rsplit", "replace", "lower", "upper", "strip", "lstrip", "rstrip",
-               "join", "count", "find", "index", "isdigit", "isalpha", "isspace", "title", "capitalize", "zfill"}
+               "join", "count", "find", "index", "isdigit", "isalpha", "isspace", "title", "capitalize", "zfill", "format"}
 """Methods of strings a program may call: pure, and bounded by MAX_CHARS."""
 
 
@@ -34,6 +35,30 @@ def format_value(v: Any, spec: str, conversion: int = -1) -> str:
     return checked(format(v, spec))
 
 
+def str_format(fmt: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+    """`'attention_{}'.format(i)` (pyGAT's add_module loop): plain fields only ('{}', '{0}', '{name}', with a spec and a
+    conversion); an attribute or index in a field (`{0.__class__}`) is refused, nothing is looked up."""
+    parts, auto = [], 0
+    for literal, field, spec, conversion in string.Formatter().parse(fmt):
+        parts.append(literal)
+        if field is None:
+            continue
+        if spec and "{" in spec:
+            raise ValueError("a field inside a format spec is not supported")
+        if field == "":
+            if auto >= len(args):
+                raise ValueError(f"format needs more than {len(args)} argument(s)")
+            v, auto = args[auto], auto + 1
+        elif field.isdigit() and int(field) < len(args):
+            v = args[int(field)]
+        elif field.isidentifier() and field in kwargs:
+            v = kwargs[field]
+        else:
+            raise ValueError(f"the field '{{{field}}}' is not supported here (plain fields: {{}}, {{0}}, {{name}})")
+        parts.append(format_value(v, spec or "", ord(conversion) if conversion else -1))
+    return checked("".join(parts))
+
+
 def percent(fmt: str, args: Any) -> str:
     """`fmt % args`, each directive's width and precision at most 3 digits."""
     bad = [m.group(0) for m in PERCENT_ANY.finditer(fmt) if not PERCENT.fullmatch(m.group(0))]
@@ -46,6 +71,8 @@ def method(s: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
     """s.name(*args, **kwargs) for the methods in STR_METHODS."""
     if name not in STR_METHODS:
         raise ValueError(f"the string method '{name}' is not supported here")
+    if name == "format":
+        return str_format(s, args, kwargs)
     if name in ("endswith", "startswith"):
         args = [tuple(a) if isinstance(a, list) else a for a in args]
     if name == "zfill" and args and isinstance(args[0], int) and args[0] > MAX_CHARS:

@@ -41,6 +41,7 @@ class TensorMethods(ExpressionCompiler):
         if m == "contiguous":  # a copy when t is strided (CloneBackward0, row-major: its dropout draws so), else t
             if t.name in self.builder.strides and not node.args and not node.keywords:
                 return self.emit("clone", [t], {"memory_format": "contiguous"}, node)
+            t = self.adopt(t, node)  # `h = self.fc(x).contiguous()`: h names the fc's output
             self.contiguous.add(t.name)  # type: ignore[attr-defined]  # torch's engine copies where a view needs it
             return t
         if m == "cpu":
@@ -106,6 +107,8 @@ class TensorMethods(ExpressionCompiler):
             return self.apply(self.functions["sort"], node, receiver=t, extra={"part": "indices"})
         if m in RESHAPES:
             return self.reshape_alias(t, m, node)
+        if m == "fill_diagonal":
+            raise self.err(node, "torch.Tensor has no method 'fill_diagonal' (it has fill_diagonal_, in place)")
         if m in self.methods:
             return self.apply(self.methods[m], node, receiver=t)
         if m in ("unsqueeze_", "squeeze_", "t_", "transpose_", "detach_"):
@@ -196,7 +199,9 @@ class TensorMethods(ExpressionCompiler):
     def adopt(self, t: T, node: ast.expr) -> T:
         """The tensor a no-op method returned (`x = torch.randn(3).to(device)`): the statement's variable names it
         when it is a sub-expression's temporary this statement made and nothing used yet (x, not x#1)."""
-        if node is self.stmt_expr and self.stmt_name is not None and t.name.startswith(f"{self.target}#"):
+        made_here = t.name.startswith(f"{self.target}#") or any(  # (a module's output: `logits = self.out(h).float()`)
+            n.name == t.name for n in self.builder.nodes[getattr(self, "stmt_start", len(self.builder.nodes)):])
+        if node is self.stmt_expr and self.stmt_name is not None and made_here:
             name, self.stmt_name = self.stmt_name, None
             if self.builder.rename_last(t.name, name):
                 for ev in self.stream.events[-2:]:  # the draw that made it (and a uniform_ after it)
@@ -299,13 +304,16 @@ class TensorMethods(ExpressionCompiler):
         return tuple(self.emit(fn, [t], {key: first, "dim": dim, "index": k}, node, name=names[k]) for k in range(count))
 
 
-    def item(self, t: T, node: ast.Call) -> T:
+    def item(self, t: T, node: ast.Call) -> T | float | int | bool:
         """`advantage = R - value.item()` (actor_critic.py) before backward(): the number, as a node without grad of t's
         dtype (0-d), where torch has a Python number; arithmetic on it then runs in that dtype, where Python's runs in
         double (digits past float32's may differ), and a note says so. A branch on it depends on the data: refused."""
         shape = self.shape(t)
         if int(np.prod(shape, dtype=np.int64)) != 1:
             raise self.err(node, f"a Tensor with {int(np.prod(shape, dtype=np.int64))} elements cannot be converted to Scalar")
+        known = self.folded(t.name)  # type: ignore[attr-defined]
+        if known is not None:  # made from numbers alone (`batch.max().item() + 1` of a literal batch vector): the number
+            return known.reshape(()).item()  # type: ignore[no-any-return]  # Python's, as torch's .item() gives it
         v = self.emit("detach", [t], {}, node, name=self.temp()) if self.builder.grad[t.name] else t
         v = self.emit("clone", [v], {}, node, name=self.temp() if shape else None)  # a number of its own: no view of t
         if shape:

@@ -36,6 +36,8 @@ class DType:
     """torch.float32 and friends."""
 
     name: str
+    legacy: str | None = field(default=None, compare=False)
+    """The legacy type it was read from (`Tensor = torch.FloatTensor`), which a program may call: `Tensor(3, 1)`."""
 
 
 @dataclass

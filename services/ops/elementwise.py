@@ -243,7 +243,7 @@ def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), metho
 
     class _U(Unary):
         out_range = bounds
-        any_dtype = ints
+        any_dtype = True  # int64 tensors: kept by `ints` ops (abs, neg), else the default float dtype, as torch promotes
         pointwise = keeps_layout
 
         def dtype(self, dtypes: list[str]) -> str:
@@ -251,16 +251,26 @@ def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), metho
                 raise ShapeError(f"{name} of a bool tensor is not supported (torch refuses it): cast it first (.float())")
             return super().dtype(dtypes)
 
+        def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
+            if dtypes[0] == "int64" and not ints:
+                return default  # `deg.sqrt()` of int64 degrees, torch.exp(torch.arange(4)): the default float dtype
+            return super().result_dtype(dtypes, inputs, a, default)
+
         def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
             if call:
                 return getattr(t.nn.functional, call[2:])(xs[0]) if call.startswith("F.") else getattr(t, call)(xs[0])
             return getattr(t, name)(xs[0])
 
         def forward(self, xs: list[Array], a: Any) -> Array:
+            x = xs[0]
             with np.errstate(all="ignore"):
-                return fwd(xs[0]).astype(xs[0].dtype, copy=False)
+                if x.dtype.kind != "f" and not ints:  # (the engine casts to the node's float dtype)
+                    return fwd(x.astype(np.float64))
+                return fwd(x).astype(x.dtype, copy=False)
 
         def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+            if xs[0].dtype.kind != "f":
+                return [None]  # an int64 input takes no gradient
             with np.errstate(all="ignore"):
                 return [bwd(g, out, xs[0]).astype(out.dtype, copy=False)]
 

@@ -457,6 +457,7 @@ class IndexSelect(Op):
     name = "index_select"
     tensors = ("input", "index")
     differentiable = (True, False)
+    any_dtype = True  # edge_index.index_select(1, perm): int64 rows too
     Args = DimArgs
     signature = ("input", "dim", "index")
     functions = ("torch.index_select",)

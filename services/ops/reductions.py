@@ -105,6 +105,7 @@ class Extreme(Reduce):
     over a dim it goes to the first extreme element (the index torch returns). Returns values only."""
 
     Args = ExtremeArgs
+    any_dtype = True  # `int(edge_index.max()) + 1`: of int64 an int64, no gradient
     pick: Any = None
     arg: Any = None
 
@@ -164,6 +165,7 @@ class Amax(Reduce):
     name = "amax"
     functions = ("torch.amax",)
     methods = ("amax",)
+    any_dtype = True
     pick: Any = np.max
 
     def shape(self, shapes: list[Shape], a: ReduceArgs) -> Shape:

@@ -38,6 +38,7 @@ class Scatter(Op):
     Args = DimArgs
     signature = ("input", "dim", "index", "src")
     scalars = True
+    any_dtype = True  # HF's top_k_top_p_filtering: `remove.scatter(1, sorted_indices, remove)` of a bool mask
     add = False
 
     def shape(self, shapes: list[Shape], a: DimArgs) -> Shape:
@@ -173,3 +174,46 @@ class IndexAdd(Op):
     def backward(self, g: Array, out: Array, xs: list[Array], a: IndexAddArgs) -> list[Array | None]:
         d = norm_dim(a.dim, g.ndim)
         return [g.copy(), None, (np.take(g, xs[1], axis=d) * np.asarray(a.alpha, g.dtype)).astype(g.dtype)]
+
+
+class FillDiagonalArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fill_value: float
+    wrap: bool = False
+
+
+@register
+class FillDiagonal(Op):
+    """`sim.fill_diagonal_(-1e9)` (SimCLR's mask of each sample against itself): x with its main diagonal (i, i, ...)
+    set, every dim of one size, or a 2-D matrix taller than wide (`wrap`: the diagonal starts again below it, every
+    cols + 1 rows, as numpy's fill_diagonal). torch writes into x (CopySlices); here a copy, as setitem's. The gradient
+    passes except on the diagonal."""
+
+    name = "fill_diagonal"
+    Args = FillDiagonalArgs
+    positional = ("fill_value", "wrap")
+    methods = ("fill_diagonal",)  # (torch has only the in-place method; TensorMethods refuses the other)
+    any_dtype = True
+    hides_clone = True
+
+    def shape(self, shapes: list[Shape], a: FillDiagonalArgs) -> Shape:
+        x = shapes[0]
+        if len(x) < 2:
+            raise ShapeError(f"fill_diagonal_: dimensions must larger than 1, got a {len(x)}-d tensor")
+        if len(x) > 2 and len(set(x)) != 1:
+            raise ShapeError(f"fill_diagonal_: all dimensions of input must be of equal length, got {list(x)}")
+        return x
+
+    def torch(self, t: Any, xs: list[Any], a: FillDiagonalArgs) -> Any:
+        y = xs[0].clone()  # torch writes into x itself; its old value is a node of its own here
+        return y.fill_diagonal_(a.fill_value, wrap=a.wrap)
+
+    def forward(self, xs: list[Array], a: FillDiagonalArgs) -> Array:
+        y = np.array(xs[0], copy=True)
+        np.fill_diagonal(y, np.asarray(a.fill_value).astype(y.dtype), wrap=a.wrap)
+        return y
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: FillDiagonalArgs) -> list[Array | None]:
+        gx = np.array(g, copy=True)
+        np.fill_diagonal(gx, 0, wrap=a.wrap)
+        return [gx]
