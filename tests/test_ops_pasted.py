@@ -206,6 +206,9 @@ for mode in ("floor", "trunc"):
 for shape, wrap in (((4, 4), False), ((3, 5), False), ((7, 3), False), ((7, 3), True), ((3, 3, 3), False)):
     case(f"fill_diagonal-{'x'.join(map(str, shape))}{'-wrap' if wrap else ''}", {"x": normal(*shape, seed=63)},
          N("y", "fill_diagonal", "x", fill_value=-2.5, wrap=wrap), N("z", "mul", "y", "y"))
+# bernoulli on draws made before the trace: 1 where u < p; the gradient of p is zero (u is data, as a dropout mask)
+case("bernoulli", {"p": uniform(3, 4, low=0.05, high=0.95, seed=64), "u": {**uniform(3, 4, low=0.0, high=1.0, seed=65), **FROZEN}},
+     N("b", "bernoulli", "p", "u"), N("y", "mul", "b", "p"), engines=["torch", "reference"])
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("inputs", "nodes", "kw"), CASES)

@@ -88,3 +88,15 @@ def test_a_helper_that_wraps_its_argument_in_a_list_loops_over_the_list(tmp_path
     t = traced(program)
     assert t.result.parameters["D.0.weight"].grad is None and t.result.parameters["G.weight"].grad is not None
     same_as_torch(t, in_torch(program, tmp_path), ["G", "loss"])
+
+
+def test_bernoulli_draws_torchs_numbers(tmp_path: Path) -> None:
+    # a binarized input, a sample of a computed probability (BernoulliBackward0: zero gradient), classifier-free
+    # guidance's drop mask, and a draw after them: torch's kernel draws one uniform per element and compares
+    program = (HEAD + "x = torch.rand(4, 6)\nx_bin = torch.bernoulli(x)\nenc = nn.Linear(6, 3)\nh = torch.sigmoid(enc(x_bin))\n"
+               "s = torch.bernoulli(h)\nc = torch.randn(4, 3, dtype=torch.float64)\n"
+               "keep = torch.bernoulli(torch.zeros_like(c) + 0.3)\nm = h.bernoulli()\nafter = torch.rand(2)\n"
+               "loss = (h * s).sum() + (c * keep).sum() + m.sum() + after.sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["s"].grad_fn == "BernoulliBackward0" and t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["x_bin", "enc", "s", "keep", "m", "after", "loss"], exact=False)

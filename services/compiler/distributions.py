@@ -255,6 +255,21 @@ class Distributions(ExpressionCompiler):
             stream.events.append(Event("inplace", name, {"method": fill, "args": [1.0]}))
         return T(name)
 
+    def bernoulli(self, node: ast.Call, receiver: T | None = None) -> T:
+        """torch.bernoulli(p) / p.bernoulli() (a binarized image, a classifier-free-guidance drop mask): a uniform
+        drawn per element as torch's kernel draws it, and 1 where it is below p."""
+        args = ([receiver] if receiver is not None else []) + list(node.args)
+        if len(args) != 1 or any(k.arg != "generator" for k in node.keywords):
+            raise self.err(node, "torch.bernoulli takes a tensor of probabilities (and generator=) here; "
+                                 "torch.bernoulli(x, p) with a number p is not traced")
+        p = args[0] if isinstance(args[0], T) else self.tensor(args[0])
+        g = next((self.generator(k.value) for k in node.keywords if k.arg == "generator"), None)  # type: ignore[attr-defined]
+        shape, dtype = self.shape(p), self.dtype_of(p)
+        if not dtype.startswith("float"):
+            raise self.err(node, f"torch.bernoulli: p must be a floating point tensor, got {dtype}")
+        u = self.draw_leaf("rand", shape, dtype, g.stream if g is not None else self.stream, node)
+        return self.emit("bernoulli", [p, u], {}, node)
+
     def multinomial(self, node: ast.Call, receiver: T | None = None) -> T:
         """torch.multinomial(input, num_samples, replacement=False, generator=None) / x.multinomial(...)."""
         names = ("input", "num_samples", "replacement")

@@ -621,6 +621,8 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
             return self.weight_norm(path, node)  # type: ignore[attr-defined]
         if path == "torch.multinomial":
             return self.multinomial(node)
+        if path == "torch.bernoulli":
+            return self.bernoulli(node)
         if path in ARRANGING:
             return self.arrange(path.rsplit(".", 1)[1], node)
         if (v := self.function_form(path, node)) is not NotImplemented:

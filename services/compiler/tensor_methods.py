@@ -101,6 +101,8 @@ class TensorMethods(ExpressionCompiler):
             return self.apply(REGISTRY["cholesky"], node, receiver=t, extra={"deprecated": True})
         if m == "multinomial":  # probs.multinomial(1): torch.multinomial
             return self.multinomial(node, receiver=t)  # type: ignore[attr-defined, no-any-return]
+        if m == "bernoulli":
+            return self.bernoulli(node, receiver=t)  # type: ignore[attr-defined, no-any-return]
         if m in ARRANGING_METHODS:
             return self.arrange(m, node, receiver=t)  # type: ignore[attr-defined, no-any-return]
         if m == "argsort":

@@ -4,8 +4,10 @@ as data, so the reference engine sees the same mask without drawing it."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import ShapeError
@@ -41,3 +43,54 @@ class Dropout(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: DropoutArgs) -> list[Array | None]:
         return [g * xs[1], None]
+
+
+@register
+class Bernoulli(Op):
+    """torch.bernoulli(p): 1 where u < p, for u drawn as torch.rand(p.shape) at that point of the stream (torch's CPU
+    kernel draws one uniform per element, in the output's order, and compares: the same numbers). Inputs (p, u);
+    torch's derivative is zero (BernoulliBackward0)."""
+
+    pointwise = True
+
+    name = "bernoulli"
+    tensors = ("input", "uniform")
+    differentiable = (True, False)
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        if shapes[0] != shapes[1]:
+            raise ShapeError(f"bernoulli: the draws {list(shapes[1])} must have the shape of p {list(shapes[0])}")
+        return shapes[0]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if not dtypes[0].startswith("float"):
+            raise ShapeError(f"bernoulli: p must be a floating point tensor of probabilities, got {dtypes[0]}")
+        return dtypes[0]
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        return _bernoulli(t).apply(xs[0], [xs[1]])  # (the draws go in a list: no edge of the graph)
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        p, u = xs
+        return (u < p).astype(p.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [np.zeros(xs[0].shape, g.dtype), None]
+
+
+@cache
+def _bernoulli(t: Any) -> Any:
+    """torch.bernoulli on draws made before the trace: the values of (u < p), a zero gradient for p, and the grad_fn
+    name torch prints for torch.bernoulli (BernoulliBackward0)."""
+
+    class BernoulliDraw(t.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, p: Any, box: list[Any]) -> Any:
+            return (box[0] < p).to(p.dtype)
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> tuple[Any, None]:
+            return t.zeros_like(g), None
+
+    BernoulliDraw._backward_cls.__name__ = "BernoulliBackward0"
+    return BernoulliDraw
