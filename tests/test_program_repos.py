@@ -127,3 +127,19 @@ def test_a_no_op_at_the_end_keeps_the_callers_name(tmp_path: Path) -> None:
 def test_refusals_name_what_torch_would_not_do(line: str, needle: str) -> None:
     with pytest.raises(Exception, match=needle.replace("(", r"\(").replace(")", r"\)")):
         traced("import torch\nx = torch.ones(2, 2, requires_grad=True)\n" + line + "\n")
+
+
+def test_nanogpt_get_batch_and_its_dtype_table(tmp_path: Path) -> None:
+    # `torch.stack([data[i:i+block_size] for i in ix])` with ix drawn: each window is i + arange(block_size), the same
+    # elements torch slices; nanoGPT's ptdtype table names dtypes gradtrace has no tensors of (a value, not a use)
+    program = (HEAD + "dtype = 'float32'\nptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, "
+               "'float16': torch.float16}[dtype]\ndata = torch.randint(0, 16, (40,))\nblock_size, batch_size = 6, 3\n\n\n"
+               "def get_batch():\n    ix = torch.randint(len(data) - block_size, (batch_size,))\n"
+               "    x = torch.stack([data[i:i+block_size] for i in ix])\n"
+               "    y = torch.stack([data[i+1:i+1+block_size] for i in ix])\n    return x, y\n\n\n"
+               "xb, yb = get_batch()\nemb = nn.Embedding(16, 16)\nlogits = emb(xb).to(ptdtype)\n"
+               "loss = F.cross_entropy(logits.view(-1, 16), yb.view(-1))\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["data", "xb", "yb", "emb", "loss"], exact=False)
+    with pytest.raises(Exception, match="dtype='bfloat16' is not traced"):
+        traced("import torch\nx = torch.ones(2, requires_grad=True)\ny = x.to(torch.bfloat16)\n")

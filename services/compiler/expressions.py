@@ -571,6 +571,8 @@ class ExpressionCompiler:
             return CONSTANTS[path]
         if path.startswith("torch.") and path[6:] in DTYPES:
             return DType(DTYPES[path[6:]])
+        if path.startswith("torch.") and path[6:] in OTHER_DTYPES:  # nanoGPT's `{'float32': torch.float32, 'bfloat16':
+            return DType(path[6:])  # torch.bfloat16, ...}[dtype]`: a value; a tensor of it is refused where it is made
         if path in ("numpy.float32", "numpy.float64", "numpy.int64"):  # np.finfo(np.float32)
             return DType(path[6:])
         if path.startswith("nn.") and (path[3:] in BY_MODULE or path in ("nn.Module", "nn.Sequential",
@@ -685,7 +687,10 @@ class ExpressionCompiler:
         index: list[Any] = []
         tensors: list[T] = []
         for it, v in entries:
-            if isinstance(it, ast.Slice):
+            if isinstance(it, ast.Slice) and (window := self.tensor_window(it)) is not None:
+                index.append({"tensor": len(tensors)})  # `data[i:i + block_size]`, i a 0-d tensor: i + arange(n)
+                tensors.append(window)
+            elif isinstance(it, ast.Slice):
                 parts = [None if p is None else self.const(p) for p in (it.lower, it.upper, it.step)]
                 if not all(p is None or (isinstance(p, int) and not isinstance(p, bool)) for p in parts):
                     raise self.err(it, "slice bounds must be integers")
@@ -708,6 +713,28 @@ class ExpressionCompiler:
                 else:
                     raise self.err(it, f"'{self.src(it)[:60]}' is not an index (int, slice, None, ..., int list or tensor)")
         return index, tensors
+
+    def tensor_window(self, it: ast.Slice) -> T | None:
+        """`i:i + n` with i a 0-d int64 tensor (nanoGPT's get_batch: `data[i:i + block_size] for i in ix`, ix drawn):
+        torch reads i's value; the window's length n is known, so it is the index tensor i + arange(n), which picks
+        the same elements (the start drawn in range: torch.randint(len(data) - block_size, ...)). None otherwise."""
+        lo, hi = it.lower, it.upper
+        if lo is None or it.step is not None or not isinstance(hi, ast.BinOp) or not isinstance(hi.op, ast.Add):
+            return None
+        dump = ast.dump(lo)
+        other = hi.right if ast.dump(hi.left) == dump else hi.left if ast.dump(hi.right) == dump else None
+        if other is None:
+            return None
+        start = self.expr(lo)
+        if not isinstance(start, T):
+            return None
+        n = self.const(other)
+        if self.shape(start) != () or self.dtype_of(start) != "int64" or not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise self.err(it, "a slice's bounds are ints, or `i:i + n` with i a 0-d int64 tensor and n an int")
+        call = ast.copy_location(ast.Call(func=ast.Attribute(value=ast.Name(id="torch", ctx=ast.Load()), attr="arange",
+                                                             ctx=ast.Load()), args=[ast.Constant(n)], keywords=[]), it)
+        steps = self.create("arange", call, self.temp())  # type: ignore[attr-defined]
+        return self.emit("add", [start, steps], {}, it, name=self.temp())
 
     def mask_positions(self, mask: T, before: list[Any], shape: tuple[int, ...] | None, node: ast.expr) -> list[list[int]]:
         """x[mask] with a mask known now: its True positions (np.nonzero), one int list per dim it covers."""
@@ -852,6 +879,8 @@ def _int_list(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+OTHER_DTYPES = frozenset({"bfloat16", "float16", "half", "int32", "int16", "int8", "uint8", "complex64", "complex128"})
+"""torch dtypes gradtrace has no tensors of (float32, float64, int64 and bool it has), known as values."""
 LEGACY_TYPES = {f"torch{cuda}.{kind}Tensor": dtype for cuda in ("", ".cuda") for kind, dtype in
                 (("Float", "float32"), ("Double", "float64"), ("Long", "int64"), ("Bool", "bool"))}
 """torch's legacy tensor types as values, by the dtype each stands for (`x.type(torch.FloatTensor)`)."""
