@@ -175,7 +175,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
     def forget(loop: ast.stmt) -> None:
         """A loop left to run when reached: the ints its body assigns are unknown after it, and so are the lengths
         of what it changes."""
-        changed.update(changed_names(loop))
+        if length is not None:
+            changed.update(changed_names(loop))
         for n in ast.walk(loop):
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                 ints.pop(n.id, None)
@@ -235,7 +236,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             if isinstance(stmt, (ast.With, ast.Try)):  # their bodies run when reached: what they assign is unknown after
                 forget(stmt)
             if not isinstance(stmt, ast.For):
-                if not isinstance(stmt, (ast.If, ast.While)):
+                if length is not None:  # (lengths are read before the loop only in a function's body)
                     changed.update(changed_names(stmt))
                 out.append(stmt)
                 continue
@@ -279,7 +280,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             for value in items:
                 set_k = ast.Assign(targets=[stmt.target], value=value)
                 out.append(ast.copy_location(set_k, stmt))
-                changed.update(changed_names(set_k))  # `for row in rows: for v in row:` reads row's length when reached
+                if length is not None:  # `for row in rows: for v in row:` reads row's length when reached
+                    changed.update(changed_names(set_k))
                 if isinstance(stmt.target, ast.Name) and isinstance(value, ast.Constant) and type(value.value) is int:
                     ints[stmt.target.id] = value.value
                 else:
