@@ -209,6 +209,19 @@ for shape, wrap in (((4, 4), False), ((3, 5), False), ((7, 3), False), ((7, 3), 
 # bernoulli on draws made before the trace: 1 where u < p; the gradient of p is zero (u is data, as a dropout mask)
 case("bernoulli", {"p": uniform(3, 4, low=0.05, high=0.95, seed=64), "u": {**uniform(3, 4, low=0.0, high=1.0, seed=65), **FROZEN}},
      N("b", "bernoulli", "p", "u"), N("y", "mul", "b", "p"), engines=["torch", "reference"])
+# scatter_reduce (GraphSAGE's mean, a global max pool): each reduction with and without the input; ties (amax/amin share
+# the gradient among the equal elements, the input's counted as torch counts it) and a position nothing lands on
+POOL = {"x": normal(3, 4, seed=66), "src": normal(5, 4, seed=67),
+        "i": given([[0, 0, 1, 2], [2, 0, 1, 0], [0, 2, 2, 2], [1, 1, 0, 0], [2, 2, 2, 1]], dtype="int64")}
+TIES = {"x": given([[1.0, 2.0], [2.0, 2.0], [0.0, 1.0]]), "src": given([[2.0, 0.0], [1.0, 2.0]]),
+        "i": given([[0, 0], [0, 0]], dtype="int64")}
+for red in ("sum", "mean", "amax", "amin"):
+    for inc in (True, False):
+        case(f"scatter_reduce-{red}-{'self' if inc else 'noself'}", POOL,
+             N("y", "scatter_reduce", "x", "i", "src", dim=0, reduce=red, include_self=inc), N("z", "mul", "y", "y"))
+        if red in ("amax", "amin"):
+            case(f"scatter_reduce-{red}-{'self' if inc else 'noself'}-ties", TIES,
+                 N("y", "scatter_reduce", "x", "i", "src", dim=0, reduce=red, include_self=inc), N("z", "mul", "y", "y"), **EXACT)
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("inputs", "nodes", "kw"), CASES)

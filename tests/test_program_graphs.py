@@ -75,3 +75,16 @@ def test_a_for_loop_over_a_tensor_gives_torchs_unbind_rows(tmp_path: Path) -> No
     t = traced(program)
     assert t.result.nodes["x"].grad_fn == "UnbindBackward0"
     same_as_torch(t, in_torch(program, tmp_path), ["w", "loss"])
+
+
+def test_graphsage_mean_and_a_global_max_pool_with_scatter_reduce(tmp_path: Path) -> None:
+    program = (HEAD + "x = torch.randn(5, 3, requires_grad=True)\nedge_index = torch.tensor([[0, 1, 2, 3, 4, 1], [1, 0, 1, 4, 3, 2]])\n"
+               "src, dst = edge_index\nlin = nn.Linear(3, 3)\nmsg = lin(x)[src]\n"
+               "agg = torch.zeros(5, 3).scatter_reduce(0, dst.unsqueeze(-1).expand(-1, 3), msg, reduce='mean', include_self=False)\n"
+               "h = F.relu(agg + x)\nbatch = torch.tensor([0, 0, 0, 1, 1])\n"
+               "pooled = torch.full((2, 3), float('-inf')).scatter_reduce(0, batch.view(-1, 1).expand(-1, 3), h, 'amax')\n"
+               "loss = pooled.sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    assert t.result.nodes["pooled"].grad_fn == "ScatterReduceBackward0"
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "lin", "agg", "pooled", "loss"])

@@ -5,7 +5,7 @@ gradient read back at index (a gather)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -122,6 +122,105 @@ class ScatterAdd(Scatter):
     methods = ("scatter_add",)
     add = True
 
+
+class ScatterReduceArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dim: int
+    reduce: Literal["sum", "mean", "amax", "amin"]
+    include_self: bool = True
+
+
+@register
+class ScatterReduce(Op):
+    """torch.scatter_reduce(input, dim, index, src, reduce, include_self=True): GraphSAGE's mean aggregation, a
+    global max pool. The gradient is torch's scatter_reduce_backward: amax/amin share it among the elements equal to
+    the result (input's included, whether include_self or not, as torch counts them), mean divides by the count."""
+
+    name = "scatter_reduce"
+    tensors = ("input", "index", "src")
+    differentiable = (True, False, True)
+    Args = ScatterReduceArgs
+    signature = ("input", "dim", "index", "src", "reduce")
+    functions = ("torch.scatter_reduce",)
+    methods = ("scatter_reduce",)
+
+    def shape(self, shapes: list[Shape], a: ScatterReduceArgs) -> Shape:
+        if not shapes[0]:
+            raise ShapeError("scatter_reduce: a 0-d input is not traced")
+        _check(self.name, shapes, True, norm_dim(a.dim, len(shapes[0])))
+        return shapes[0]
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if dtypes[1] != "int64":
+            raise ShapeError(f"scatter_reduce: index must be an int64 tensor, got {dtypes[1]}")
+        if dtypes[2] != dtypes[0]:
+            raise ShapeError(f"scatter_reduce: Expected self.dtype to be equal to src.dtype ({dtypes[0]} and {dtypes[2]})")
+        return dtypes[0]
+
+    def check_ranges(self, ranges: list[tuple[float, float] | None], shapes: list[Shape], a: ScatterReduceArgs) -> None:
+        _check_index(self.name, ranges[1], shapes[0][norm_dim(a.dim, len(shapes[0]))])
+
+    def torch(self, t: Any, xs: list[Any], a: ScatterReduceArgs) -> Any:
+        return t.scatter_reduce(xs[0], a.dim, xs[1], xs[2], a.reduce, include_self=a.include_self)
+
+    def _parts(self, xs: list[Array], a: ScatterReduceArgs) -> tuple[tuple[Array, ...], Array, Array]:
+        x, idx, src = xs
+        d = norm_dim(a.dim, x.ndim)
+        _values_in(self.name, idx, x.shape[d])
+        hit = np.zeros(x.shape, dtype=bool)
+        grid = _gather_grid(idx, d)
+        hit[grid] = True
+        return grid, src[tuple(slice(0, n) for n in idx.shape)], hit
+
+    def forward(self, xs: list[Array], a: ScatterReduceArgs) -> Array:
+        x = xs[0]
+        if not xs[1].size:
+            return x.copy()
+        grid, s, hit = self._parts(xs, a)
+        if a.reduce in ("sum", "mean"):
+            out = np.where(hit, 0, x).astype(x.dtype) if not a.include_self else x.copy()
+            np.add.at(out, grid, s)
+            if a.reduce == "sum":
+                return out
+            count = np.full(x.shape, 1 if a.include_self else 0, dtype=np.int64)
+            np.add.at(count, grid, 1)
+            if x.dtype.kind != "f":  # integers: torch divides with floor rounding
+                return np.where(hit, np.floor_divide(out, np.maximum(count, 1)), x).astype(x.dtype)
+            return np.where(hit, out / np.maximum(count, 1).astype(x.dtype), x).astype(x.dtype)
+        pick = np.maximum if a.reduce == "amax" else np.minimum
+        out = x.copy()
+        if not a.include_self:
+            info = np.finfo(x.dtype) if x.dtype.kind == "f" else np.iinfo(x.dtype) if x.dtype.kind in "iu" else None
+            low, high = (-np.inf, np.inf) if x.dtype.kind == "f" else (info.min, info.max) if info is not None else (False, True)
+            out[hit] = low if a.reduce == "amax" else high
+        pick.at(out, grid, s)
+        return out
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ScatterReduceArgs) -> list[Array | None]:
+        x, idx, src = xs
+        gsrc = np.zeros(src.shape, dtype=g.dtype)
+        if not idx.size:
+            return [g.copy(), None, gsrc]
+        grid, s, hit = self._parts(xs, a)
+        part = tuple(slice(0, n) for n in idx.shape)
+        with np.errstate(all="ignore"):
+            if a.reduce == "sum":
+                gx, gsrc[part] = g.copy(), g[grid]
+            elif a.reduce == "mean":
+                n = np.full(x.shape, 1 if a.include_self else 0, dtype=g.dtype)
+                np.add.at(n, grid, 1)
+                n[n == 0] = 1
+                gx, gsrc[part] = g / n, g[grid] / n[grid]
+            else:
+                self_is = (x == out).astype(g.dtype)
+                src_is = (s == out[grid]).astype(g.dtype)
+                share = self_is.copy()
+                np.add.at(share, grid, src_is)
+                spread = g / share
+                gx, gsrc[part] = self_is * spread, src_is * spread[grid]
+        if not a.include_self:
+            gx = np.where(hit, 0, gx).astype(g.dtype)
+        return [gx.astype(g.dtype), None, gsrc]
 
 class IndexAddArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
