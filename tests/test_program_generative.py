@@ -100,3 +100,13 @@ def test_bernoulli_draws_torchs_numbers(tmp_path: Path) -> None:
     t = traced(program)
     assert t.result.nodes["s"].grad_fn == "BernoulliBackward0" and t.result.comparison.verdict == "agree"
     same_as_torch(t, in_torch(program, tmp_path), ["x_bin", "enc", "s", "keep", "m", "after", "loss"], exact=False)
+
+
+def test_gumbel_softmax_soft_and_hard_draw_torchs_noise(tmp_path: Path) -> None:
+    # a dVAE's / a discrete actor's F.gumbel_softmax: torch's exponential_ draws, then the straight-through one-hot
+    program = (HEAD + "logits = torch.randn(4, 5, requires_grad=True)\ny = F.gumbel_softmax(logits, tau=0.5)\n"
+               "y_hard = F.gumbel_softmax(logits, tau=1.0, hard=True)\nw = torch.randn(5)\nafter = torch.randn(2)\n"
+               "loss = (y * w).sum() + (y_hard * w).sum() + after.sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["y"].grad_fn == "SoftmaxBackward0" and t.result.nodes["y_hard"].grad_fn == "AddBackward0"
+    same_as_torch(t, in_torch(program, tmp_path), ["logits", "y", "y_hard", "after", "loss"])

@@ -116,6 +116,8 @@ class TorchFunctions(ExpressionCompiler):
             return self.masked_select(self.tensor(node.args[0]), node, node.args[1])
         if path == "torch.nanmean" and node.args:
             return self.nanmean(self.tensor(node.args[0]), node, node.args[1:])
+        if path == "F.gumbel_softmax" and node.args:
+            return self.gumbel_softmax(node)
         if path in ("torch.tril_indices", "torch.triu_indices"):
             return self.triangle_indices(path[6:], node)
         if path == "nn.utils.parameters_to_vector" and len(node.args) == 1 and not node.keywords:
@@ -158,6 +160,34 @@ class TorchFunctions(ExpressionCompiler):
             return self.emit(op, inputs, a, node, name=None if last else self.temp()).name
 
         return T(composites.nanmean(add, t.name, dim, bool(keepdim)))
+
+    def gumbel_softmax(self, node: ast.Call) -> T:
+        """F.gumbel_softmax(logits, tau=1, hard=False, dim=-1) as torch's Python writes it: gumbels =
+        -empty_like(logits).exponential_().log() (drawn here, in order), softmax((logits + gumbels) / tau); `hard`: the
+        one-hot of its argmax, y_hard - y_soft.detach() + y_soft (the straight-through estimator)."""
+        names = ("logits", "tau", "hard", "eps", "dim")
+        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        if len(node.args) > len(names) or set(given) - set(names):
+            raise self.err(node, "F.gumbel_softmax takes (logits, tau=1, hard=False, eps=1e-10, dim=-1)")
+        logits = self.tensor(given["logits"])
+        tau, hard, dim = (self.const(given[k]) if k in given else v for k, v in (("tau", 1.0), ("hard", False), ("dim", -1)))
+        shape, dtype = self.shape(logits), self.dtype_of(logits)
+        if not dtype.startswith("float") or not is_number(tau) or not isinstance(dim, int):
+            raise self.err(node, "F.gumbel_softmax takes float logits, a number tau and an int dim")
+
+        def add(op: str, inputs: list[Any], a: dict[str, Any], last: bool = False) -> T:
+            return self.emit(op, inputs, a, node, name=None if last else self.temp())
+
+        e = self.draw_leaf("empty", shape, dtype, self.stream, node, fill="exponential_")  # type: ignore[attr-defined]
+        gumbels = add("neg", [add("log", [e], {})], {})
+        y_soft = add("softmax", [add("div", [add("add", [logits, gumbels], {}), float(tau)], {})], {"dim": dim}, last=not hard)
+        if not hard:
+            return y_soft
+        index = add("argmax", [y_soft], {"dim": dim, "keepdim": True})
+        zeros = ast.copy_location(ast.Call(func=ast.Attribute(value=ast.Name(id="torch", ctx=ast.Load()), attr="zeros",
+                                                              ctx=ast.Load()), args=[ast.Constant(list(shape))], keywords=[]), node)
+        y_hard = add("scatter", [self.create("zeros", zeros, self.temp(), dtype=dtype), index, 1.0], {"dim": dim})  # type: ignore[attr-defined]
+        return add("add", [add("sub", [y_hard, add("detach", [y_soft], {})], {}), y_soft], {}, last=True)
 
     def triangle_indices(self, fn: str, node: ast.Call) -> T:
         """torch.tril_indices(row, col, offset=0) / triu_indices (DLRM's interaction layer): the (2, N) int64 indices
