@@ -62,7 +62,7 @@ def test_a_tied_weight_keeps_its_owners_name() -> None:
 
 
 @pytest.mark.parametrize("grow", ["xs = xs + [xs[0] * 3]", "xs.append(xs[0] * 3)", "xs += [xs[0] * 3]",
-                                  "xs.extend([xs[0] * 3])", "more(xs)"])
+                                  "xs.extend([xs[0] * 3])", "more(xs)", "ys = xs\n    ys.append(xs[0] * 3)"])
 @pytest.mark.parametrize("loop", ["for x in xs:\n        s = s + x.sum()",
                                   "for i in range(len(xs)):\n        s = s + xs[i].sum()"])
 def test_a_list_grown_or_rebound_before_a_loop_over_it_is_looped_over_whole(grow: str, loop: str, tmp_path: Path) -> None:
@@ -110,3 +110,23 @@ def test_gumbel_softmax_soft_and_hard_draw_torchs_noise(tmp_path: Path) -> None:
     t = traced(program)
     assert t.result.nodes["y"].grad_fn == "SoftmaxBackward0" and t.result.nodes["y_hard"].grad_fn == "AddBackward0"
     same_as_torch(t, in_torch(program, tmp_path), ["logits", "y", "y_hard", "after", "loss"])
+
+
+@pytest.mark.parametrize("program", [
+    # a global list a helper grows, a module list grown through a local name, a list a method of another object grows
+    "import torch\ntorch.manual_seed(0)\nw = torch.randn(3, requires_grad=True)\nxs = [w * 1]\n\n\ndef grow():\n    xs.append(w * 5)\n\n\n"
+    "def f():\n    grow()\n    out = 0\n    for v in xs:\n        out = out + v.sum()\n    return out\n\n\n"
+    "loss = f()\nloss.backward()\n",
+    HEAD + "class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "        self.layers = nn.ModuleList([nn.Linear(3, 3)])\n    def forward(self, x):\n        ls = self.layers\n"
+    "        ls.append(nn.Linear(3, 3))\n        for l in self.layers:\n            x = l(x)\n        return x\n\n\n"
+    "model = M()\nloss = model(torch.randn(2, 3)).sum()\nloss.backward()\n",
+    HEAD + "layers = [nn.Linear(3, 3)]\n\n\nclass Builder:\n    def add(self):\n        layers.append(nn.Linear(3, 3))\n\n\n"
+    "b = Builder()\n\n\ndef run(x):\n    b.add()\n    for l in layers:\n        x = l(x)\n    return x\n\n\n"
+    "loss = run(torch.randn(2, 3)).sum()\nloss.backward()\n",
+])
+def test_a_loop_in_a_function_goes_over_what_the_list_holds_when_reached(program: str, tmp_path: Path) -> None:
+    # the loop's length was read when the function was called, before the helper or the alias grew the list
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    same_as_torch(t, g, ["loss"])

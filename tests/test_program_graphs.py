@@ -88,3 +88,12 @@ def test_graphsage_mean_and_a_global_max_pool_with_scatter_reduce(tmp_path: Path
     assert t.result.comparison.verdict == "agree"
     assert t.result.nodes["pooled"].grad_fn == "ScatterReduceBackward0"
     same_as_torch(t, in_torch(program, tmp_path), ["x", "lin", "agg", "pooled", "loss"])
+
+
+def test_list_and_sum_of_a_tensor_go_over_its_rows(tmp_path: Path) -> None:
+    # `list(t)` / `sum(t)` iterate the tensor as Python does (its rows, t.unbind(0)); a dict's .get with a tuple key
+    program = (HEAD + "x = torch.randn(3, 4, requires_grad=True)\nrows = list(x * 2)\ns = sum(x)\n"
+               "d = {('a', 1): x * 3}\nloss = torch.stack(rows).sum() + s.sum() + d.get(('a', 1)).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["s"].grad_fn == "AddBackward0"
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "s", "loss"])

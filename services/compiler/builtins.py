@@ -130,8 +130,8 @@ class Builtins(ExpressionCompiler):
             return frozenset(v)
         if fn in ("list", "tuple") and len(node.args) == 1 and not node.keywords:
             v = self.expr(node.args[0])  # list(model.parameters()): still not traced
-            if isinstance(v, (str, frozenset)):
-                v = self.iterable(v, node.args[0])
+            if isinstance(v, (str, frozenset, T, dict)):
+                v = self.iterable(v, node.args[0])  # list(t): its rows (t.unbind(0)); list(d): its keys
             if isinstance(v, Untraced) or isinstance(v, (list, tuple)):
                 return v if isinstance(v, Untraced) else (list(v) if fn == "list" else tuple(v))
             raise self.err(node, f"{fn}() of {_kind(v)}")
@@ -214,6 +214,8 @@ class Builtins(ExpressionCompiler):
     def python_sum(self, node: ast.Call) -> Value:
         """Python's sum(items, start=0) over tensors and numbers, as Python adds them: ((0 + a) + b) + ..."""
         items = self.expr(node.args[0])
+        if isinstance(items, T):
+            items = self.iterable(items, node.args[0])  # sum(t): over its rows, as Python iterates a tensor
         acc = self.expr(node.args[1]) if len(node.args) == 2 else 0  # sum(gen, torch.tensor(0.0)): a tensor start
         if not (isinstance(acc, T) or is_number(acc)):
             raise self.err(node.args[1], f"sum()'s start is a number or a tensor, not {_kind(acc)}")
@@ -334,7 +336,7 @@ class Builtins(ExpressionCompiler):
         if method == "get":
             if not 1 <= len(node.args) <= 2:
                 raise self.err(node, "get takes a key and a default")
-            key = self.const(node.args[0])
+            key = self.dict_key(node.args[0])
             found = dict(pairs)
             return found[key] if key in found else (self.expr(node.args[1]) if len(node.args) == 2 else None)
         if node.args or node.keywords:

@@ -410,7 +410,9 @@ class UserCode(FunctionReturns):
         known = {k: v for k, v in scope.items() if type(v) is int}
         known |= {f"{k}.{a}": v for k, o in scope.items() if isinstance(o, Instance)
                   for a, v in {**o.cls.attrs, **o.attrs}.items() if type(v) is int}
-        body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope), lazy=True)
+        # loops over what the call's names hold unroll when reached, on the values then: a list a statement before
+        # may have grown, directly or through another name (`ys = xs; ys.append(...)`, a helper's append)
+        body = unroll(fn.node.body, self.err, known, None, lazy=True)
         with self.frame(prefix, {**fn.closure, **fn.defaults, **bound}, body), self.grad_mode(fn), self.method_of(fn, bound):
             self.returns = _returned_names(self.reached(body)[1], outers, self.bindings)
             result = self.body(body, outers, prefix)
@@ -489,18 +491,6 @@ class UserCode(FunctionReturns):
         """Start a statement whose right-hand side is named `name`, its sub-expressions name#1, name#2, ..."""
         self.begin("", value, [name])  # type: ignore[attr-defined]
         self.target = name
-
-    def static_length(self, it: ast.expr, scope: dict[str, Value]) -> int | None:
-        """The number of items of `self.layers`, `xs` (a call's arguments) before its statements run: the length of
-        a loop over it (None: unknown)."""
-        path: list[str] = []
-        while isinstance(it, ast.Attribute):
-            path.append(it.attr)
-            it = it.value
-        v = scope.get(it.id) if isinstance(it, ast.Name) else None
-        for attr in reversed(path):
-            v = v.attrs.get(attr) if isinstance(v, Instance) else None
-        return self.length_of(v)
 
     def length_of(self, v: Value) -> int | None:
         """How many items a loop over v goes over (None: nothing gradtrace iterates): a list, tuple or dict, a module

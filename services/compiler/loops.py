@@ -33,36 +33,6 @@ def is_shape_query(node: ast.expr) -> bool:
             and plain(node.func.value) and all(isinstance(a, (ast.Constant, ast.UnaryOp)) for a in node.args) and not node.keywords)
 
 
-
-def _dotted(node: ast.expr) -> str | None:
-    """`xs` -> 'xs', `self.layers` -> 'self.layers'; None for anything else."""
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
-
-
-def changed_names(stmt: ast.stmt) -> set[str]:
-    """Names and attribute paths whose length a statement may change before a later loop reads it: what it assigns or
-    deletes (`xs = xs + [...]`, `self.layers = ...`, `xs[1:] = []`), and what it calls a method on or passes to a call
-    (`xs.append(...)`, `grow(xs)`). A loop over one of them after it has its length read when it is reached."""
-    out: set[str] = set()
-    for node in ast.walk(stmt):
-        if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            target = node.value if isinstance(node, ast.Subscript) else node
-            while isinstance(target, ast.Subscript):
-                target = target.value
-            if (path := _dotted(target)) is not None:
-                out.add(path)
-        elif isinstance(node, ast.Call):
-            receivers = [node.func.value] if isinstance(node.func, ast.Attribute) else []
-            for e in (*receivers, *node.args, *(k.value for k in node.keywords)):
-                if (path := _dotted(e.value if isinstance(e, ast.Starred) else e)) is not None:
-                    out.add(path)
-    return out
-
-
 def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
            length: Callable[[ast.expr], int | None] | None = None, lazy: bool = False,
            value: Callable[[ast.expr], int | None] | None = None) -> list[ast.stmt]:
@@ -77,14 +47,6 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
     (a list the body builds before it) stays a `for` statement, unrolled when the program reaches it. A training
     loop (its body calls `.backward()`) unrolls two iterations: a trace ends at the second backward()."""
     ints: dict[str, int] = dict(known or {})
-    changed: set[str] = set()  # names the statements unrolled so far may have given another length
-
-    def known_length(it: ast.expr) -> int | None:
-        """`length`, unless a statement before may have changed it: `xs = xs + [y]`, `xs.append(y)`, `grow(xs)`."""
-        path = _dotted(it)
-        if length is None or path is not None and any(path == c or path.startswith(c + ".") for c in changed):
-            return None
-        return length(it)
 
     def bound(node: ast.expr) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:
@@ -101,7 +63,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 raise err(node, "integer division by zero in a loop's bounds")
             return INT_OPS[type(node.op)](left, right)
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len" and len(node.args) == 1
-                and (n := known_length(node.args[0])) is not None):
+                and length is not None and (n := length(node.args[0])) is not None):
             return n
         if value is not None and is_shape_query(node) and (v := value(node)) is not None:
             return v  # range(0, data.size(0) - 1, bptt): a shape, known when the loop is reached
@@ -173,10 +135,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 raise Unknown(stmt.test, message) from None
 
     def forget(loop: ast.stmt) -> None:
-        """A loop left to run when reached: the ints its body assigns are unknown after it, and so are the lengths
-        of what it changes."""
-        if length is not None:
-            changed.update(changed_names(loop))
+        """A loop left to run when reached: the ints its body assigns are unknown after it."""
         for n in ast.walk(loop):
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                 ints.pop(n.id, None)
@@ -236,8 +195,6 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             if isinstance(stmt, (ast.With, ast.Try)):  # their bodies run when reached: what they assign is unknown after
                 forget(stmt)
             if not isinstance(stmt, ast.For):
-                if length is not None:  # (lengths are read before the loop only in a function's body)
-                    changed.update(changed_names(stmt))
                 out.append(stmt)
                 continue
             it = stmt.iter
@@ -268,7 +225,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                         raise err(stmt, f"the unrolled loop makes over {MAX_UNROLLED:,} statements ({len(steps):,} iterations)")
                     items: list[ast.expr] = [ast.Constant(k) for k in steps]
                 else:
-                    prelude, items = iteration_values(it, known_length, err)
+                    prelude, items = iteration_values(it, length, err)
                     out.extend(prelude)
             except Unknown as e:
                 if lazy:
@@ -280,8 +237,6 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             for value in items:
                 set_k = ast.Assign(targets=[stmt.target], value=value)
                 out.append(ast.copy_location(set_k, stmt))
-                if length is not None:  # `for row in rows: for v in row:` reads row's length when reached
-                    changed.update(changed_names(set_k))
                 if isinstance(stmt.target, ast.Name) and isinstance(value, ast.Constant) and type(value.value) is int:
                     ints[stmt.target.id] = value.value
                 else:
