@@ -130,3 +130,18 @@ def test_a_loop_in_a_function_goes_over_what_the_list_holds_when_reached(program
     t = traced(program)
     g = in_torch(program, tmp_path)
     same_as_torch(t, g, ["loss"])
+
+
+def test_a_vae_kl_term_with_torch_distributions_kl_divergence(tmp_path: Path) -> None:
+    program = (HEAD + "from torch.distributions import Normal, kl_divergence\nimport torch.distributions as D\n"
+               "enc = nn.Linear(4, 6)\nx = torch.randn(3, 4)\nmu, logvar = enc(x).chunk(2, dim=-1)\nstd = torch.exp(0.5 * logvar)\n"
+               "q = Normal(mu, std)\np = Normal(torch.zeros_like(mu), torch.ones_like(std))\nz = q.rsample()\n"
+               "kl = kl_divergence(q, p).sum(-1).mean()\nkl2 = D.kl.kl_divergence(q, Normal(0.0, 1.0)).mean()\n"
+               "loss = kl + kl2 + z.pow(2).mean()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["enc", "z", "kl", "kl2", "loss"])
+    with pytest.raises(Exception, match=r"kl_divergence\(Categorical, Categorical\) is not traced"):
+        traced("import torch\nfrom torch.distributions import Categorical, kl_divergence\n"
+               "a = Categorical(logits=torch.zeros(3, requires_grad=True))\nb = Categorical(logits=torch.ones(3))\n"
+               "k = kl_divergence(a, b)\nk.backward()\n")

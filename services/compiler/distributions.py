@@ -255,6 +255,27 @@ class Distributions(ExpressionCompiler):
             stream.events.append(Event("inplace", name, {"method": fill, "args": [1.0]}))
         return T(name)
 
+    def kl_divergence(self, node: ast.Call) -> T:
+        """torch.distributions.kl_divergence(p, q) of two Normals (a VAE's KL term), as torch's _kl_normal_normal writes
+        it: var_ratio = (p.scale / q.scale).pow(2); t1 = ((p.loc - q.loc) / q.scale).pow(2);
+        0.5 * (var_ratio + t1 - 1 - var_ratio.log())."""
+        if len(node.args) != 2 or node.keywords:
+            raise self.err(node, "kl_divergence takes two distributions, p and q")
+        p, q = (self.expr(a) for a in node.args)
+        if not (isinstance(p, Distribution) and isinstance(q, Distribution)):
+            raise self.err(node, f"kl_divergence takes two distributions, not {_kind(p)} and {_kind(q)}")
+        if (p.kind, q.kind) != ("Normal", "Normal"):
+            raise self.err(node, f"kl_divergence({p.kind}, {q.kind}) is not traced: gradtrace traces it between two Normals "
+                                 "(torch's Categorical form writes through masks of the data)")
+
+        def add(op: str, inputs: list[Any], last: bool = False) -> T:
+            return self.emit(op, inputs, {}, node, name=None if last else self.temp())
+
+        var_ratio = add("pow", [add("div", [p.params["scale"], q.params["scale"]]), 2.0])
+        t1 = add("pow", [add("div", [add("sub", [p.params["loc"], q.params["loc"]]), q.params["scale"]]), 2.0])
+        inner = add("sub", [add("sub", [add("add", [var_ratio, t1]), 1.0]), add("log", [var_ratio])])
+        return add("mul", [inner, 0.5], last=True)
+
     def bernoulli(self, node: ast.Call, receiver: T | None = None) -> T:
         """torch.bernoulli(p) / p.bernoulli() (a binarized image, a classifier-free-guidance drop mask): a uniform
         drawn per element as torch's kernel draws it, and 1 where it is below p."""

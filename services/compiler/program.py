@@ -615,6 +615,8 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
             return self.new_generator(node)
         if path in DISTRIBUTIONS:
             return self.distribution(DISTRIBUTIONS[path], node)
+        if path in ("torch.distributions.kl_divergence", "torch.distributions.kl.kl_divergence"):
+            return self.kl_divergence(node)
         if path in DATA_PATHS:
             return self.data_object(path, node)
         if path in ("nn.utils.weight_norm", "nn.utils.parametrizations.weight_norm"):
