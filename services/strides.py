@@ -112,7 +112,9 @@ def iterated(out: Shape, operands: list[tuple[Shape, Strides]]) -> Strides:
 
 
 def is_contiguous(shape: Shape, strides: Strides) -> bool:
-    """torch's is_contiguous: row-major where it matters (size-1 dims may have any stride)."""
+    """torch's is_contiguous: row-major where it matters (size-1 dims may have any stride); an empty tensor is."""
+    if 0 in shape:
+        return True
     step = 1
     for n, s in zip(reversed(shape), reversed(strides), strict=True):
         if n != 1:

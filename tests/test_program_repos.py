@@ -143,3 +143,18 @@ def test_nanogpt_get_batch_and_its_dtype_table(tmp_path: Path) -> None:
     same_as_torch(t, in_torch(program, tmp_path), ["data", "xb", "yb", "emb", "loss"], exact=False)
     with pytest.raises(Exception, match="dtype='bfloat16' is not traced"):
         traced("import torch\nx = torch.ones(2, requires_grad=True)\ny = x.to(torch.bfloat16)\n")
+
+
+def test_int64_pointwise_dtypes_are_torchs(tmp_path: Path) -> None:
+    # abs, neg, sign, floor, ceil, round, trunc, square, relu keep int64; exp, sqrt, sin... give the default float;
+    # frac, logsigmoid, hardswish... have no int64 kernel in torch: refused
+    program = (HEAD + "i = torch.tensor([1, -2, 3])\ns = i.sign() + torch.floor(i) + i.square() + torch.relu(i) + i.abs()\n"
+               "e = torch.exp(-i * 0.5) + i.sqrt().nan_to_num() if False else torch.exp(i) + i.abs().sqrt()\n"
+               "x = torch.randn(3, requires_grad=True)\nloss = (x * s).sum() + (x * e).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["s"].dtype == "int64" and t.result.nodes["e"].dtype == "float32"
+    same_as_torch(t, in_torch(program, tmp_path), ["s", "e", "x", "loss"])
+    for line, needle in (("y = torch.frac(torch.tensor([1, 2]))", "frac of an int64 tensor is not implemented in torch"),
+                         ("n = int(torch.tensor([0.3] * 10).sum().item())", "`.item()`")):
+        with pytest.raises(Exception, match=needle.replace("(", r"\(").replace(")", r"\)")):
+            traced("import torch\n" + line + "\n")

@@ -66,8 +66,9 @@ class Builtins(ExpressionCompiler):
             v = self.expr(node.args[0])
             if fn == "float" and isinstance(v, T):
                 return self.item(v, node)  # type: ignore[attr-defined]  # float(loss.detach()): torch's t.item()
-            if isinstance(v, T) and v.name not in self.item_values and (known := self.folded(v.name)) is not None \
-                    and known.size == 1:  # type: ignore[attr-defined]  # int(edge_index.max()) + 1 of literal edges
+            if isinstance(v, T) and v.name not in self.item_values and self.dtype_of(v) in ("int64", "bool") and (
+                    known := self.folded(v.name)) is not None and known.size == 1:  # type: ignore[attr-defined]
+                # int(edge_index.max()) + 1 of literal edges: exact (a float's digits are torch's kernels')
                 v = known.reshape(()).item()
             c = self.as_const(v, node.args[0])
             try:

@@ -313,8 +313,9 @@ class TensorMethods(ExpressionCompiler):
         shape = self.shape(t)
         if int(np.prod(shape, dtype=np.int64)) != 1:
             raise self.err(node, f"a Tensor with {int(np.prod(shape, dtype=np.int64))} elements cannot be converted to Scalar")
-        known = self.folded(t.name)  # type: ignore[attr-defined]
-        if known is not None:  # made from numbers alone (`batch.max().item() + 1` of a literal batch vector): the number
+        known = self.folded(t.name) if self.dtype_of(t) in ("int64", "bool") else None  # type: ignore[attr-defined]
+        if known is not None:  # made from integers alone (`batch.max().item() + 1` of a literal batch vector): exact; a
+            # float's digits depend on torch's kernels (a float32 sum of 0.3s is 2.9999998 there), so it stays a node
             return known.reshape(()).item()  # type: ignore[no-any-return]  # Python's, as torch's .item() gives it
         v = self.emit("detach", [t], {}, node, name=self.temp()) if self.builder.grad[t.name] else t
         v = self.emit("clone", [v], {}, node, name=self.temp() if shape else None)  # a number of its own: no view of t

@@ -233,6 +233,10 @@ class FloatUnary(Unary):
         return no_bool(self, dtypes)
 
 
+INT_REFUSED = frozenset({"frac", "hardsigmoid", "hardswish", "logsigmoid", "mish"})
+"""Pointwise functions torch has no int64 kernel for (checked: "frac_cpu" not implemented for 'Long')."""
+
+
 def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), methods: tuple[str, ...] | None = (),
            bounds: tuple[float, float] | None = None, call: str = "", ints: bool = False, keeps_layout: bool = True,
            cuda: str | None = None) -> None:
@@ -252,6 +256,9 @@ def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), metho
             return super().dtype(dtypes)
 
         def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
+            if dtypes[0] == "int64" and name in INT_REFUSED:
+                raise ShapeError(f"{name} of an int64 tensor is not implemented in torch (\"{name}\" not implemented for "
+                                 "'Long'): cast it with .float()")
             if dtypes[0] == "int64" and not ints:
                 return default  # `deg.sqrt()` of int64 degrees, torch.exp(torch.arange(4)): the default float dtype
             return super().result_dtype(dtypes, inputs, a, default)
@@ -290,13 +297,13 @@ _unary("exp", np.exp, lambda g, y, x: g * y)
 _unary("log", np.log, lambda g, y, x: g / x)
 _unary("sqrt", np.sqrt, lambda g, y, x: g / (2 * y))
 _unary("rsqrt", lambda x: 1 / np.sqrt(x), lambda g, y, x: -0.5 * g * y * y * y)  # RMSNorm: x * torch.rsqrt(ms + eps)
-_unary("square", np.square, lambda g, y, x: 2 * g * x)  # torch records it as pow(x, 2): PowBackward0
+_unary("square", np.square, lambda g, y, x: 2 * g * x, ints=True)  # torch records it as pow(x, 2): PowBackward0
 _unary("sin", np.sin, lambda g, y, x: g * np.cos(x))
 _unary("cos", np.cos, lambda g, y, x: -g * np.sin(x))
 _unary("tanh", np.tanh, lambda g, y, x: g * (1 - y * y), functions=("F.tanh",))
 # expit, not 0.5 * (1 + tanh(x / 2)): that rounds to 0 for large negative x, where torch keeps exp(x).
 _unary("sigmoid", expit, lambda g, y, x: g * y * (1 - y), functions=("F.sigmoid",), bounds=(0.0, 1.0))
-_unary("relu", lambda x: np.maximum(x, 0), lambda g, y, x: np.where(y > 0, g, 0), functions=("F.relu",))
+_unary("relu", lambda x: np.maximum(x, 0), lambda g, y, x: np.where(y > 0, g, 0), functions=("F.relu",), ints=True)
 # More pointwise functions, each with torch's derivative (0 for the step functions, as torch's).
 _unary("tan", np.tan, lambda g, y, x: g * (1 + y * y))
 _unary("asin", np.arcsin, lambda g, y, x: g / np.sqrt(1 - x * x), functions=("torch.arcsin",), methods=("arcsin",))
@@ -314,11 +321,11 @@ _unary("log2", np.log2, lambda g, y, x: g / (x * math.log(2)))
 _unary("log10", np.log10, lambda g, y, x: g / (x * math.log(10)))
 _unary("exp2", np.exp2, lambda g, y, x: g * y * math.log(2), functions=("torch.special.exp2",))
 _unary("reciprocal", np.reciprocal, lambda g, y, x: -g * y * y)
-_unary("sign", np.sign, lambda g, y, x: np.zeros_like(g))
-_unary("floor", np.floor, lambda g, y, x: np.zeros_like(g))
-_unary("ceil", np.ceil, lambda g, y, x: np.zeros_like(g))
-_unary("round", np.round, lambda g, y, x: np.zeros_like(g))  # half to even, as torch
-_unary("trunc", np.trunc, lambda g, y, x: np.zeros_like(g), functions=("torch.fix",), methods=("fix",))
+_unary("sign", np.sign, lambda g, y, x: np.zeros_like(g), ints=True)
+_unary("floor", np.floor, lambda g, y, x: np.zeros_like(g), ints=True)
+_unary("ceil", np.ceil, lambda g, y, x: np.zeros_like(g), ints=True)
+_unary("round", np.round, lambda g, y, x: np.zeros_like(g), ints=True)  # half to even, as torch
+_unary("trunc", np.trunc, lambda g, y, x: np.zeros_like(g), functions=("torch.fix",), methods=("fix",), ints=True)
 _unary("frac", lambda x: x - np.trunc(x), lambda g, y, x: g)
 _unary("logsigmoid", lambda x: -np.logaddexp(0, -x), lambda g, y, x: g * expit(-x), methods=None, call="F.logsigmoid",
        keeps_layout=False)
