@@ -19,7 +19,8 @@ from services.ops.indexing import spec_index
 
 TORCH_CREATORS = {"rand", "randn", "randint", "zeros", "ones", "full", "arange", "linspace", "eye", "empty", "normal", "randperm"}
 """torch functions a 'tensor' event may call (empty is made as zeros: a trace must be deterministic)."""
-INPLACE = {"uniform_", "normal_", "zero_", "fill_", "bernoulli_", "exponential_", "mul_", "add_", "div_", "clamp_"}
+INPLACE = {"uniform_", "normal_", "zero_", "fill_", "bernoulli_", "exponential_", "mul_", "add_", "div_", "clamp_",
+           "fill_diagonal_"}
 """Tensor methods an 'inplace' event may call."""
 INITS = {
     "uniform_", "normal_", "constant_", "ones_", "zeros_", "eye_", "xavier_uniform_", "xavier_normal_",

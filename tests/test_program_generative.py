@@ -145,3 +145,20 @@ def test_a_vae_kl_term_with_torch_distributions_kl_divergence(tmp_path: Path) ->
         traced("import torch\nfrom torch.distributions import Categorical, kl_divergence\n"
                "a = Categorical(logits=torch.zeros(3, requires_grad=True))\nb = Categorical(logits=torch.ones(3))\n"
                "k = kl_divergence(a, b)\nk.backward()\n")
+
+
+def test_a_loop_that_returns_from_inside_unrolls_at_the_call(tmp_path: Path) -> None:
+    # an early exit from a loop over a module list (after a module call, which changes no list): unrolled when the
+    # function is called; after a call of the program's own method (which could grow the list) it is refused, clearly
+    program = (HEAD + "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+               "        self.stem = nn.Linear(3, 3)\n        self.blocks = nn.ModuleList([nn.Linear(3, 3) for _ in range(3)])\n"
+               "    def forward(self, x, upto=1):\n        x = self.stem(x)\n        for i, blk in enumerate(self.blocks):\n"
+               "            x = blk(x)\n            if i == upto:\n                return x\n        return x\n\n\n"
+               "def pick(xs, t):\n    n = len(xs)\n    for i, v in enumerate(xs):\n        if i == t:\n            return v * n\n"
+               "    return None\n\n\nnet = Net()\nx = torch.randn(2, 3)\nloss = net(x).sum() + pick([x * 2, x * 3], 1).sum()\n"
+               "loss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["net", "loss"])
+    with pytest.raises(Exception, match="return inside a loop is not traced"):
+        traced(program.replace("x = self.stem(x)", "x = self.prep(x)").replace(
+            "    def forward(self, x, upto=1):", "    def prep(self, x):\n        return x * 2\n    def forward(self, x, upto=1):"))

@@ -158,3 +158,18 @@ def test_int64_pointwise_dtypes_are_torchs(tmp_path: Path) -> None:
                          ("n = int(torch.tensor([0.3] * 10).sum().item())", "`.item()`")):
         with pytest.raises(Exception, match=needle.replace("(", r"\(").replace(")", r"\)")):
             traced("import torch\n" + line + "\n")
+
+
+def test_review_r_refusals_and_names() -> None:
+    # Python assigns a chained assignment's targets left to right: one that reads the name it binds is refused; torch's
+    # argmax has no bool kernel; torch.arange(5, step=2) is a TypeError; rounding_mode=None given is DivBackward2
+    for line, needle in (("buf = torch.zeros(3)\nk = 0\nbuf[k] = k = 2", "whose targets read 'k'"),
+                         ("y = torch.argmax(torch.ones(3) > 0)", "does not support bool input"),
+                         ("y = torch.arange(5, step=2)", "torch.arange takes end=")):
+        with pytest.raises(Exception, match=needle):
+            traced("import torch\nx = torch.ones(3, requires_grad=True)\n" + line + "\n")
+    t = traced("import torch\nx = torch.ones(2, requires_grad=True)\ny = torch.div(x, 2, rounding_mode=None)\n"
+               "w = torch.nn.Parameter(torch.zeros(3, 3))\nwith torch.no_grad():\n    w.fill_diagonal_(2.0, wrap=False)\n"
+               "loss = y.sum() + w.sum()\nloss.backward()\n")
+    assert t.result.nodes["y"].grad_fn == "DivBackward2"
+    assert t.result.nodes["w"].value.data == [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]]

@@ -101,7 +101,7 @@ class TensorCreation(ExpressionCompiler):
             given = dict(zip(names, args, strict=False)) | {k: kw.pop(k) for k in ("low", "high", "size") if k in kw}
             args = [given[k] for k in ("low", "high", "size") if k in given]
         if fn == "arange" and {"start", "end", "step"} & set(kw):  # torch.arange(start=0, end=half) (DiT's timestep embedding)
-            if "end" not in kw and len(args) != 1 and not ("start" not in kw and len(args) == 2):
+            if "end" not in kw and len(args) < 2:  # torch.arange(5, step=2) is a TypeError in torch
                 raise self.err(node, "torch.arange takes end= with start= (and step=), or (start, end[, step])")
             given = dict(zip(("start", "end", "step") if len(args) > 1 or "end" in kw else ("end",), args, strict=False))
             given |= {k: kw.pop(k) for k in ("start", "end", "step") if k in kw}
@@ -465,7 +465,7 @@ class TensorCreation(ExpressionCompiler):
             kwargs = {k.arg: self.const(k.value) for k in node.keywords}
         except SpecError:
             args, kwargs = [None], {}
-        if not all(is_number(v) for v in [*args, *kwargs.values()]):
+        if not all(is_number(v) or isinstance(v, bool) for v in [*args, *kwargs.values()]):  # (fill_diagonal_'s wrap)
             raise self.err(node, f"in-place .{method}() of a tensor into '{t.name}', a leaf a module holds or that requires "
                                  "grad, is not traced (gradtrace gives a leaf one value for the whole trace): numbers are (`.add_(0.01)`, "
                                  "`.mul_(0.5)`, `.fill_(1.0)`), and so is a draw (`.normal_(0, 0.01)`, `.uniform_(-a, a)`)")

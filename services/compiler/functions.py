@@ -41,6 +41,10 @@ from services.errors import SpecError
 
 MAX_DEPTH = 16
 """Calls nested deeper than this are refused (a recursive function would inline forever)."""
+PURE_BUILTINS = frozenset({"len", "print", "isinstance", "range", "enumerate", "zip", "min", "max", "abs", "sum", "list",
+                           "tuple", "int", "float", "str", "bool", "round", "sorted", "reversed", "getattr", "hasattr",
+                           "type", "dict", "set", "map", "any", "all"})
+"""Python's builtins that change no list they are given (sorted and reversed make new ones)."""
 FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "pending", "prefix", "returns", "target", "stmt_expr",
          "stmt_name", "stmt_names", "stmt_start", "counter", "line", "via_data", "loop_depth")
 """The compiler's per-scope and per-statement state, saved around a call."""
@@ -410,9 +414,11 @@ class UserCode(FunctionReturns):
         known = {k: v for k, v in scope.items() if type(v) is int}
         known |= {f"{k}.{a}": v for k, o in scope.items() if isinstance(o, Instance)
                   for a, v in {**o.cls.attrs, **o.attrs}.items() if type(v) is int}
-        # loops over what the call's names hold unroll when reached, on the values then: a list a statement before
-        # may have grown, directly or through another name (`ys = xs; ys.append(...)`, a helper's append)
-        body = unroll(fn.node.body, self.err, known, None, lazy=True)
+        # loops over what the call's names hold unroll when reached, on the values then (a list a statement before
+        # may have grown: `ys = xs; ys.append(...)`, a helper's append); a loop that returns from inside unrolls now,
+        # when nothing before it may have changed its length
+        body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope), lazy=True,
+                      harmless=lambda call: self.harmless_call(call, scope))
         with self.frame(prefix, {**fn.closure, **fn.defaults, **bound}, body), self.grad_mode(fn), self.method_of(fn, bound):
             self.returns = _returned_names(self.reached(body)[1], outers, self.bindings)
             result = self.body(body, outers, prefix)
@@ -491,6 +497,35 @@ class UserCode(FunctionReturns):
         """Start a statement whose right-hand side is named `name`, its sub-expressions name#1, name#2, ..."""
         self.begin("", value, [name])  # type: ignore[attr-defined]
         self.target = name
+
+    def static_length(self, it: ast.expr, scope: dict[str, Value]) -> int | None:
+        """The number of items of `self.layers`, `xs` (a call's arguments) before its statements run: the length of
+        a loop over it (None: unknown)."""
+        return self.length_of(self.entry_value(it, scope))
+
+    def entry_value(self, node: ast.expr, scope: dict[str, Value]) -> Value:
+        """What `xs` or `self.blocks` held when the call began (None: not a name or an object's attribute)."""
+        path: list[str] = []
+        while isinstance(node, ast.Attribute):
+            path.append(node.attr)
+            node = node.value
+        v = scope.get(node.id) if isinstance(node, ast.Name) else None
+        for attr in reversed(path):
+            v = v.attrs.get(attr) if isinstance(v, Instance) else None
+        return v
+
+    def harmless_call(self, call: ast.Call, scope: dict[str, Value]) -> bool:
+        """A call that cannot change the length of a list or module container: Python's pure builtins, torch's
+        functions, a module of torch's called or asked (`self.stem(x)`, `m.parameters()`), a tensor's methods."""
+        f = call.func
+        if isinstance(f, ast.Name) and f.id not in scope and f.id in PURE_BUILTINS:
+            return True
+        path = self.dotted(f)
+        if path is not None and path.split(".")[0] in ("torch", "F", "nn", "math", "numpy"):
+            return True
+        if isinstance(self.entry_value(f, scope), ModuleInst):
+            return True
+        return isinstance(f, ast.Attribute) and isinstance(self.entry_value(f.value, scope), (T, ModuleInst))
 
     def length_of(self, v: Value) -> int | None:
         """How many items a loop over v goes over (None: nothing gradtrace iterates): a list, tuple or dict, a module

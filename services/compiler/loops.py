@@ -33,9 +33,50 @@ def is_shape_query(node: ast.expr) -> bool:
             and plain(node.func.value) and all(isinstance(a, (ast.Constant, ast.UnaryOp)) for a in node.args) and not node.keywords)
 
 
+
+def _dotted(node: ast.expr) -> str | None:
+    """`xs` -> 'xs', `self.layers` -> 'self.layers'; None for anything else."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else None
+
+
+MUTATORS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "add_module", "register_module", "update",
+                      "setdefault", "popitem"})
+"""Methods that change the length of what they are called on (a list, a dict, an nn.ModuleList)."""
+
+
+def changed_names(stmt: ast.stmt, harmless: Callable[[ast.Call], bool]) -> set[str] | None:
+    """Names and attribute paths whose length a statement may change before a later loop reads it: what it assigns or
+    deletes (`xs = xs + [...]`, `self.layers = ...`, `xs[1:] = []`), aliases (`ys = xs`: then xs too), and what a
+    length-changing method is called on (`xs.append(...)`). None: it calls something that may change anything (a
+    function of the program, `grow()`); `harmless` says which calls cannot (a module's forward, torch's functions)."""
+    out: set[str] = set()
+    for node in ast.walk(stmt):
+        if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            target = node.value if isinstance(node, ast.Subscript) else node
+            while isinstance(target, ast.Subscript):
+                target = target.value
+            if (path := _dotted(target)) is not None:
+                out.add(path)
+        elif isinstance(node, ast.Assign) and (path := _dotted(node.value)) is not None:
+            out.add(path)  # an alias: what is done to it is done to the original
+        elif isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS:
+                if (path := _dotted(node.func.value)) is None:
+                    return None
+                out.add(path)
+            elif not harmless(node):
+                return None
+    return out
+
+
 def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
            length: Callable[[ast.expr], int | None] | None = None, lazy: bool = False,
-           value: Callable[[ast.expr], int | None] | None = None) -> list[ast.stmt]:
+           value: Callable[[ast.expr], int | None] | None = None,
+           harmless: Callable[[ast.Call], bool] | None = None) -> list[ast.stmt]:
     """`for NAME in range(a[, b[, step]]):` loops as their bodies repeated, each copy after `NAME = k` (what a loop
     runs, statement for statement; the graph has no loops); `while COND:` loops the same, while COND holds on the ints
     known then (`i += 1` in the body counts). Bounds are int literals, or names bound earlier at the
@@ -47,6 +88,31 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
     (a list the body builds before it) stays a `for` statement, unrolled when the program reaches it. A training
     loop (its body calls `.backward()`) unrolls two iterations: a trace ends at the second backward()."""
     ints: dict[str, int] = dict(known or {})
+    changed: set[str] | None = set()  # what the statements so far may have given another length (None: anything)
+    read_now = harmless is None  # lengths of names read now: always outside a function, for returning loops in one
+
+    def known_length(it: ast.expr) -> int | None:
+        if length is None or not read_now or changed is None:
+            return None
+        path = _dotted(it)
+        if path is not None and any(path == c or path.startswith(c + ".") or c.startswith(path + ".") for c in changed):
+            return None
+        return length(it)
+
+    def note(stmt: ast.stmt) -> None:
+        nonlocal changed
+        if harmless is not None and changed is not None:
+            done = changed
+
+            def still(call: ast.Call) -> bool:  # (a callee rebound in the body is not what the call's names held)
+                f = call.func
+                while isinstance(f, ast.Attribute):
+                    f = f.value
+                return not (isinstance(f, ast.Name) and any(c == f.id or c.startswith(f.id + ".") for c in done)) \
+                    and harmless(call)
+
+            found = changed_names(stmt, still)
+            changed = None if found is None else changed | found
 
     def bound(node: ast.expr) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:
@@ -63,7 +129,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 raise err(node, "integer division by zero in a loop's bounds")
             return INT_OPS[type(node.op)](left, right)
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len" and len(node.args) == 1
-                and length is not None and (n := length(node.args[0])) is not None):
+                and (n := known_length(node.args[0])) is not None):
             return n
         if value is not None and is_shape_query(node) and (v := value(node)) is not None:
             return v  # range(0, data.size(0) - 1, bptt): a shape, known when the loop is reached
@@ -135,12 +201,15 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 raise Unknown(stmt.test, message) from None
 
     def forget(loop: ast.stmt) -> None:
-        """A loop left to run when reached: the ints its body assigns are unknown after it."""
+        """A loop left to run when reached: the ints its body assigns are unknown after it, and so are the lengths
+        of what it changes."""
+        note(loop)
         for n in ast.walk(loop):
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                 ints.pop(n.id, None)
 
     def expand(stmts: list[ast.stmt], out: list[ast.stmt]) -> list[ast.stmt]:
+        nonlocal read_now
         for stmt in stmts:  # in the order the unrolled program runs them: `ints` follows the names' values
             if isinstance(stmt, (ast.Assign, ast.AugAssign)):  # a name rebound to anything but an int it can compute
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
@@ -195,6 +264,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
             if isinstance(stmt, (ast.With, ast.Try)):  # their bodies run when reached: what they assign is unknown after
                 forget(stmt)
             if not isinstance(stmt, ast.For):
+                note(stmt)
                 out.append(stmt)
                 continue
             it = stmt.iter
@@ -213,6 +283,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                 out.append(stmt)
                 continue
             training = _steps(stmt.body)  # a training loop: tracing ends at its second backward() (ProgramCompiler.run)
+            was_read_now = read_now
+            read_now = read_now or any(isinstance(n, ast.Return) for n in ast.walk(ast.Module(body=stmt.body, type_ignores=[])))
             try:
                 if _is_range(it):
                     if not isinstance(stmt.target, ast.Name):
@@ -225,7 +297,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                         raise err(stmt, f"the unrolled loop makes over {MAX_UNROLLED:,} statements ({len(steps):,} iterations)")
                     items: list[ast.expr] = [ast.Constant(k) for k in steps]
                 else:
-                    prelude, items = iteration_values(it, length, err)
+                    prelude, items = iteration_values(it, known_length, err)
                     out.extend(prelude)
             except Unknown as e:
                 if lazy:
@@ -233,10 +305,13 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                     out.append(stmt)  # unrolled when reached, once the names it goes over hold their values
                     continue
                 raise err(e.node, e.message) from None
+            finally:
+                read_now = was_read_now
             items = items[:2] if training else items
             for value in items:
                 set_k = ast.Assign(targets=[stmt.target], value=value)
                 out.append(ast.copy_location(set_k, stmt))
+                note(set_k)  # `for row in rows: for v in row:` reads row's length when reached
                 if isinstance(stmt.target, ast.Name) and isinstance(value, ast.Constant) and type(value.value) is int:
                     ints[stmt.target.id] = value.value
                 else:

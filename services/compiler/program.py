@@ -226,6 +226,9 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
                 named = next((t for t in stmt.targets if isinstance(t, ast.Name)), None)
                 if named is None:
                     raise self.err(stmt, "chained assignment (a = b = ...) takes a name among its targets")
+                if any(isinstance(n, ast.Name) and n.id == named.id for t in stmt.targets if t is not named for n in ast.walk(t)):
+                    raise self.err(stmt, f"chained assignment whose targets read '{named.id}', which it binds (Python "
+                                         "assigns left to right): write it as two statements")
                 # CleanRL's `advantages[t] = lastgaelam = delta + ...`: the value once, named for the name, then
                 # written into the other targets (in Python's order: no target here reads another)
                 self.assign(named, stmt.value, stmt)

@@ -131,9 +131,9 @@ class Div(Binary):
         return promoted(self, dtypes, inputs, default=default)
 
     def torch(self, t: Any, xs: list[Any], a: DivArgs) -> Any:
-        if a.rounding_mode is None:
+        if a.rounding_mode is None and "rounding_mode" not in a.model_fields_set:
             return xs[0] / xs[1]
-        return t.div(xs[0], xs[1], rounding_mode=a.rounding_mode)
+        return t.div(xs[0], xs[1], rounding_mode=a.rounding_mode)  # (given, even None: torch's DivBackward2)
 
     def forward(self, xs: list[Array], a: DivArgs) -> Array:
         x, y = xs

@@ -330,6 +330,8 @@ class ArgExtreme(Op):
         return _reduced_shape(shapes[0], ReduceArgs(dim=a.dim, keepdim=a.keepdim))
 
     def dtype(self, dtypes: list[str]) -> str:
+        if dtypes[0] == "bool":  # (so is max(dim=...) of a bool tensor here, whose indices are an argmax node)
+            raise ShapeError(f"{self.name}(): does not support bool input (torch raises it): cast it with .long() first")
         return "int64"
 
     def torch(self, t: Any, xs: list[Any], a: ExtremeArgs) -> Any:
