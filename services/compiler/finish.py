@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -303,6 +303,18 @@ class Finish(ExpressionCompiler):
         b = self.builder
         places: dict[str, str] = {}  # tensor -> its first place: registration order, as named_parameters() goes
         owned: set[str] = set()
+        for v in self.instances():
+            for attr, x in v.attrs.items() if v.cls.module else ():
+                if isinstance(x, T) and getattr(b.leaves.get(x.name), "kind", "") == "parameter":
+                    places.setdefault(x.name, f"{v.path}.{attr}")
+                    owned.add(f"{v.path}.{attr}")
+        mapping = {name: place for name, place in places.items() if name not in owned and place not in b}
+        if mapping and len(set(mapping.values())) == len(mapping):
+            self.rename_tensors({k: mapping.get(k, k) for k in b.shapes})
+
+    def instances(self) -> Iterator[Instance]:
+        """The program's objects its variables reach (through lists, tuples, dicts and their attributes), once each,
+        in the order the program named them (as named_parameters() goes from the module a variable holds)."""
         seen: set[int] = set()
         stack = list(reversed(self.globals.values()))  # type: ignore[attr-defined]
         while stack:
@@ -311,20 +323,12 @@ class Finish(ExpressionCompiler):
                 continue
             seen.add(id(v))
             if isinstance(v, Instance):
-                if not v.cls.module:
-                    continue
-                for attr, x in v.attrs.items():
-                    if isinstance(x, T) and getattr(b.leaves.get(x.name), "kind", "") == "parameter":
-                        places.setdefault(x.name, f"{v.path}.{attr}")
-                        owned.add(f"{v.path}.{attr}")
+                yield v
                 stack.extend(reversed([x for x in v.attrs.values() if not isinstance(x, T)]))
             elif isinstance(v, (list, tuple)):
                 stack.extend(reversed(v))
             elif isinstance(v, dict):
                 stack.extend(reversed(list(v.values())))
-        mapping = {name: place for name, place in places.items() if name not in owned and place not in b}
-        if mapping and len(set(mapping.values())) == len(mapping):
-            self.rename_tensors({k: mapping.get(k, k) for k in b.shapes})
 
     def latest_attributes(self) -> None:
         """An object's tensor attribute bound again (`layer.weight *= 5 / 3` on makemore's layers, `self.out = ...` at
@@ -332,28 +336,15 @@ class Finish(ExpressionCompiler):
         binding `@1`, as a variable's."""
         b = self.builder
         mapping: dict[str, str] = {}
-        seen: set[int] = set()
-        stack = list(self.globals.values())  # type: ignore[attr-defined]
         statistics = {n.name for n in b.nodes if n.op.name == "batch_norm_running"}  # (latest_buffers names those)
-        while stack:
-            v = stack.pop()
-            if id(v) in seen:
-                continue
-            seen.add(id(v))
-            if isinstance(v, Instance):
-                for attr, x in v.attrs.items():
-                    base = f"{v.path}.{attr}"
-                    head, sep, k = x.name.rpartition("#") if isinstance(x, T) else ("", "", "")
-                    if sep and k.isdigit() and head == base and base in b and f"{base}@1" not in b \
-                            and not {base, x.name} & set(mapping) and x.name not in statistics \
-                            and getattr(b.leaves.get(base), "kind", "") != "parameter":
-                        mapping[base], mapping[x.name] = f"{base}@1", base
-                    elif not isinstance(x, T):
-                        stack.append(x)
-            elif isinstance(v, (list, tuple)):
-                stack.extend(v)
-            elif isinstance(v, dict):
-                stack.extend(v.values())
+        for v in self.instances():
+            for attr, x in v.attrs.items():
+                base = f"{v.path}.{attr}"
+                head, sep, k = x.name.rpartition("#") if isinstance(x, T) else ("", "", "")
+                if sep and k.isdigit() and head == base and base in b and f"{base}@1" not in b \
+                        and not {base, x.name} & set(mapping) and x.name not in statistics \
+                        and getattr(b.leaves.get(base), "kind", "") != "parameter":
+                    mapping[base], mapping[x.name] = f"{base}@1", base
         if mapping:
             self.rename_tensors({k: mapping.get(k, k) for k in b.shapes})
 
