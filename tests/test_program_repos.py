@@ -70,7 +70,7 @@ def test_gnn_counts_from_literal_edges(tmp_path: Path) -> None:
     # max/min/index_select, the sqrt of an int64 degree (the default float dtype)
     program = (HEAD + "edge_index = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])\nnum_nodes = int(edge_index.max()) + 1\n"
                "batch = torch.tensor([0, 0, 1, 1])\nnum_graphs = batch.max().item() + 1\nhi, arg = edge_index.max(dim=1)\n"
-               "deg = torch.bincount(edge_index[1], minlength=num_nodes) if False else torch.tensor([1, 1, 1, 1])\n"
+               "deg = torch.tensor([1, 1, 1, 1])\n"
                "norm = deg.sqrt()\nx = torch.randn(num_nodes, 3, requires_grad=True)\n"
                "ej = edge_index.index_select(1, torch.tensor([1, 0, 3, 2]))\n"
                "pooled = torch.zeros(num_graphs, 3).index_add(0, batch, x[ej[0]] / norm[:, None])\n"
@@ -149,7 +149,7 @@ def test_int64_pointwise_dtypes_are_torchs(tmp_path: Path) -> None:
     # abs, neg, sign, floor, ceil, round, trunc, square, relu keep int64; exp, sqrt, sin... give the default float;
     # frac, logsigmoid, hardswish... have no int64 kernel in torch: refused
     program = (HEAD + "i = torch.tensor([1, -2, 3])\ns = i.sign() + torch.floor(i) + i.square() + torch.relu(i) + i.abs()\n"
-               "e = torch.exp(-i * 0.5) + i.sqrt().nan_to_num() if False else torch.exp(i) + i.abs().sqrt()\n"
+               "e = torch.exp(i) + i.abs().sqrt()\n"
                "x = torch.randn(3, requires_grad=True)\nloss = (x * s).sum() + (x * e).sum()\nloss.backward()\n")
     t = traced(program)
     assert t.result.nodes["s"].dtype == "int64" and t.result.nodes["e"].dtype == "float32"
@@ -173,3 +173,25 @@ def test_review_r_refusals_and_names() -> None:
                "loss = y.sum() + w.sum()\nloss.backward()\n")
     assert t.result.nodes["y"].grad_fn == "DivBackward2"
     assert t.result.nodes["w"].value.data == [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]]
+
+
+@pytest.mark.parametrize(("line", "needle"), [
+    # a window i:i + n is traced alone, read, with i's values known in range; a write into it is refused (a view in torch)
+    ("i = torch.tensor(0)\ny = x[i:i + 2, i:i + 2]", "traced alone, as the one index of a read"),
+    ("i = torch.tensor(8)\ny = x[i:i + 4]", "torch clamps a slice that runs past the end"),
+    ("i = torch.randint(0, 4, ())\nw = x[i:i + 3]\nw.mul_(0)", "in torch is a view of data"),
+    ("y = torch.as_tensor([x.sum(), 2.0])", "torch.as_tensor takes a tensor, or numbers"),
+])
+def test_review_f_refusals(line: str, needle: str) -> None:
+    with pytest.raises(Exception, match=needle):
+        traced("import torch\nx = torch.arange(10.0).requires_grad_() * 1\n" + line + "\n")
+
+
+def test_review_f_values_as_python_evaluates_them(tmp_path: Path) -> None:
+    # arguments evaluated once (as_tensor, np.prod of a list that pops), float() of an int tensor is a float
+    program = (HEAD + "xs = [1.0, 2.0, 3.0]\nt = torch.as_tensor(xs.pop())\nns = [2, 3, 4]\nk = int(np.prod([ns.pop(), 5]))\n"
+               "n = torch.tensor(10 ** 10)\nbig = torch.tensor(float(n))\nx = torch.randn(3, requires_grad=True)\n"
+               "y = x[()] * 1\nloss = (x * t).sum() + x[0] * k + (x * (big * big)).sum() * 1e-20 + y.sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["big"].dtype == "float32"
+    same_as_torch(t, in_torch(program, tmp_path), ["t", "big", "x", "loss"])

@@ -6,6 +6,7 @@ nothing runs but these functions on values the program wrote down or gradtrace k
 from __future__ import annotations
 
 import ast
+import math
 from typing import Any
 
 import numpy as np
@@ -65,7 +66,8 @@ class Builtins(ExpressionCompiler):
         if fn in ("float", "int", "bool") and len(node.args) == 1 and not node.keywords:
             v = self.expr(node.args[0])
             if fn == "float" and isinstance(v, T):
-                return self.item(v, node)  # type: ignore[attr-defined]  # float(loss.detach()): torch's t.item()
+                got = self.item(v, node)  # type: ignore[attr-defined]  # float(loss.detach()): torch's t.item()
+                return float(got) if isinstance(got, (int, bool)) else got  # (of an int64 tensor made from numbers)
             if isinstance(v, T) and v.name not in self.item_values and self.dtype_of(v) in ("int64", "bool") and (
                     known := self.folded(v.name)) is not None and known.size == 1:  # type: ignore[attr-defined]
                 # int(edge_index.max()) + 1 of literal edges: exact (a float's digits are torch's kernels')
@@ -310,7 +312,7 @@ class Builtins(ExpressionCompiler):
         kwargs = {k.arg: self.const(k.value) for k in node.keywords if k.arg}
         try:
             return strings.method(s, method, args, kwargs)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError, KeyError, IndexError) as e:
             raise self.err(node, f"{method}: {e}") from None
 
     def fstring(self, node: ast.JoinedStr) -> str:
@@ -324,7 +326,9 @@ class Builtins(ExpressionCompiler):
             spec = self.fstring(v.format_spec) if isinstance(v.format_spec, ast.JoinedStr) else ""
             try:
                 parts.append(strings.format_value(self.const(v.value), spec, v.conversion))
-            except (TypeError, ValueError) as e:
+                if sum(map(len, parts)) > strings.MAX_CHARS:  # (each part: 30,000 fields must not build GBs first)
+                    raise ValueError(f"a string of over {strings.MAX_CHARS} characters")
+            except (TypeError, ValueError, OverflowError) as e:
                 raise self.err(v, f"f-string: {e}") from None
         try:
             return strings.checked("".join(parts))
@@ -397,9 +401,12 @@ class Builtins(ExpressionCompiler):
             return self.float_info(path, node)
         module, fn = path.split(".", 1)
         vals = [self.const(a) for a in node.args]
-        if module == "numpy" and fn in ("prod", "sum") and len(vals) == 1 and isinstance(vals[0], (list, tuple)) \
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in vals[0]):
-            return self.number_function("math.prod", node) if fn == "prod" else sum(vals[0])
+        if module == "numpy" and fn == "prod" and len(vals) == 1 and isinstance(vals[0], (list, tuple)) and vals[0] \
+                and len(vals[0]) <= 1000 and all(isinstance(v, int) and not isinstance(v, bool) for v in vals[0]):
+            r = math.prod(vals[0])  # int(np.prod(img_shape)) (PyTorch-GAN): numpy's int64, exact for sizes
+            if abs(r) > MAX_INT:
+                raise self.err(node, f"{path} gives an int too big for torch (over 2**62)")
+            return r
         if module == "numpy":  # (int(np.prod(img_shape)): PyTorch-GAN's models; numpy's int, exact for sizes)
             if not vals or not all(is_number(v) for v in vals) or not hasattr(np, fn):
                 raise self.err(node, f"{path} of numbers known now, got {vals}" if hasattr(np, fn) else f"unknown function '{path}'")

@@ -665,21 +665,34 @@ class ExpressionCompiler:
 
     def getitem(self, t: T, node: ast.Subscript) -> T:
         """x[...] as one getitem node: ints, slices, None, Ellipsis, int lists and int64 tensors (torch's rules)."""
-        index, tensors = self.index_of(node, self.shape(t))
+        index, tensors = self.index_of(node, self.shape(t), read=True)
         out = self.emit("getitem", [t, *tensors], {"index": index}, node)
+        if self.windowed is not None and self.windowed in {x.name for x in tensors}:
+            self.windows.add(out.name)  # a window is a slice in torch, a view of t: an in-place change of it is refused
+        self.windowed = None
         if self.dtype_of(t) == "int64" and any(isinstance(i, list) for i in index) and (
                 value := self.folded(out.name)) is not None and value.size:  # type: ignore[attr-defined]
             self.builder.ranges[out.name] = (float(value.min()), float(value.max()))  # targets[valid]: the picked labels
         return out
 
-    def index_of(self, node: ast.Subscript, shape: tuple[int, ...] | None = None) -> tuple[list[Any], list[T]]:
+    window_dim: int | None = None
+    """The length of dim 0 of what index_of reads, while a lone slice may be a tensor window (tensor_window)."""
+    windowed: str | None = None
+    """The index tensor tensor_window made for the read being compiled: its result is a view in torch."""
+    windows: set[str] = set()  # noqa: RUF012  (replaced per program: ProgramCompiler.__init__)
+    """Reads of windows `data[i:i + n]`: views in torch, whose in-place change gradtrace refuses."""
+
+    def index_of(self, node: ast.Subscript, shape: tuple[int, ...] | None = None, read: bool = False) -> tuple[list[Any], list[T]]:
         """The items of x[...] as getitem and setitem take them, and the index tensors they name. A bool mask made from
         numbers alone (`torch.eye(n, dtype=torch.bool)`, a comparison of literal labels) is its True positions, one
         int list per dim it covers, as torch indexes with it (`shape`: x's, to check the mask against)."""
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         entries: list[tuple[ast.expr, Any]] = [(it, _UNREAD) for it in items]
-        one = items[0]
-        if len(items) == 1 and not isinstance(one, ast.Slice) and not (isinstance(one, ast.Constant) and one.value is Ellipsis):
+        one = items[0] if items else None
+        # `data[i:i + n]` alone, read (not written), of a 1-d tensor or along dim 0: a window (tensor_window)
+        self.window_dim = shape[0] if read and shape and len(items) == 1 else None
+        if one is not None and len(items) == 1 and not isinstance(one, ast.Slice) and not (
+                isinstance(one, ast.Constant) and one.value is Ellipsis):
             v = self.expr(one)
             # x[e] with e = (0, 1), an edge of a list of tuples: a tuple is one index per dim, as x[0, 1] (a list
             # is an index into dim 0); (row, col) of tensors index two dims
@@ -719,22 +732,34 @@ class ExpressionCompiler:
         torch reads i's value; the window's length n is known, so it is the index tensor i + arange(n), which picks
         the same elements (the start drawn in range: torch.randint(len(data) - block_size, ...)). None otherwise."""
         lo, hi = it.lower, it.upper
-        if lo is None or it.step is not None or not isinstance(hi, ast.BinOp) or not isinstance(hi.op, ast.Add):
-            return None
+        if it.step is not None or not isinstance(hi, ast.BinOp) or not isinstance(hi.op, ast.Add) or not (
+                isinstance(lo, ast.Name) or isinstance(lo, ast.BinOp) and isinstance(lo.op, ast.Add) and {
+                    type(lo.left), type(lo.right)} == {ast.Name, ast.Constant}):
+            return None  # (`i`, `i + 1`: names and numbers, read twice, here and as a slice's bound, with no side effect)
         dump = ast.dump(lo)
         other = hi.right if ast.dump(hi.left) == dump else hi.left if ast.dump(hi.right) == dump else None
-        if other is None:
+        if other is None or not isinstance(start := self.expr(lo), T):
             return None
-        start = self.expr(lo)
-        if not isinstance(start, T):
-            return None
+        name = lo.id if isinstance(lo, ast.Name) else next(e.id for e in (lo.left, lo.right) if isinstance(e, ast.Name))
+        offset = 0 if isinstance(lo, ast.Name) else next(e.value for e in (lo.left, lo.right) if isinstance(e, ast.Constant))
+        base = self.scope.get(name)
         n = self.const(other)
         if self.shape(start) != () or self.dtype_of(start) != "int64" or not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise self.err(it, "a slice's bounds are ints, or `i:i + n` with i a 0-d int64 tensor and n an int")
+        if (size := self.window_dim) is None:
+            raise self.err(it, "a slice `i:i + n` with i a tensor is traced alone, as the one index of a read "
+                               "(nanoGPT's `data[i:i + block_size]`)")
+        known = self.builder.ranges.get(base.name) if isinstance(base, T) and isinstance(offset, int) else None
+        if known is None or known[0] + offset < 0 or known[1] + offset + n > size:
+            raise self.err(it, f"`{self.src(it)}` with {name} a tensor: gradtrace traces it where {name}'s values are known "
+                               f"to keep the slice inside the {size} elements (torch.randint(len(data) - {n}, ...)); "
+                               "torch clamps a slice that runs past the end")
         call = ast.copy_location(ast.Call(func=ast.Attribute(value=ast.Name(id="torch", ctx=ast.Load()), attr="arange",
                                                              ctx=ast.Load()), args=[ast.Constant(n)], keywords=[]), it)
         steps = self.create("arange", call, self.temp())  # type: ignore[attr-defined]
-        return self.emit("add", [start, steps], {}, it, name=self.temp())
+        window = self.emit("add", [start, steps], {}, it, name=self.temp())
+        self.windowed = window.name
+        return window
 
     def mask_positions(self, mask: T, before: list[Any], shape: tuple[int, ...] | None, node: ast.expr) -> list[list[int]]:
         """x[mask] with a mask known now: its True positions (np.nonzero), one int list per dim it covers."""

@@ -41,9 +41,15 @@ from services.errors import SpecError
 
 MAX_DEPTH = 16
 """Calls nested deeper than this are refused (a recursive function would inline forever)."""
+def _torch_only(v: Value) -> bool:
+    """A torch module whose forward is torch's alone (no module of the program's inside: nn.Sequential(Block()) runs
+    the program's forward, which may grow a list)."""
+    return isinstance(v, ModuleInst) and all(_torch_only(c) for c in v.children)
+
+
 PURE_BUILTINS = frozenset({"len", "print", "isinstance", "range", "enumerate", "zip", "min", "max", "abs", "sum", "list",
                            "tuple", "int", "float", "str", "bool", "round", "sorted", "reversed", "getattr", "hasattr",
-                           "type", "dict", "set", "map", "any", "all"})
+                           "type", "dict", "set", "any", "all"})
 """Python's builtins that change no list they are given (sorted and reversed make new ones)."""
 FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "pending", "prefix", "returns", "target", "stmt_expr",
          "stmt_name", "stmt_names", "stmt_start", "counter", "line", "via_data", "loop_depth")
@@ -523,9 +529,10 @@ class UserCode(FunctionReturns):
         path = self.dotted(f)
         if path is not None and path.split(".")[0] in ("torch", "F", "nn", "math", "numpy"):
             return True
-        if isinstance(self.entry_value(f, scope), ModuleInst):
+        if _torch_only(self.entry_value(f, scope)):
             return True
-        return isinstance(f, ast.Attribute) and isinstance(self.entry_value(f.value, scope), (T, ModuleInst))
+        return isinstance(f, ast.Attribute) and (isinstance(receiver := self.entry_value(f.value, scope), T)
+                                                 or _torch_only(receiver))
 
     def length_of(self, v: Value) -> int | None:
         """How many items a loop over v goes over (None: nothing gradtrace iterates): a list, tuple or dict, a module

@@ -253,6 +253,10 @@ class InPlace(TensorCreation):
         if t.name not in b.leaves and b.grad[t.name] and (self.no_grad or self.via_data):
             raise self.err(stmt, f"{how} on '{var}', which requires grad, under torch.no_grad() or through .data is not "
                                  "traced (torch changes its values and keeps its graph)")
+        if t.name in self.windows:  # type: ignore[attr-defined]
+            raise self.err(stmt, f"{how} changes '{var}' in place, a slice `data[i:i + n]` with i a tensor, which in torch is "
+                                 f"a view of data: torch would change data too, which gradtrace does not trace; write "
+                                 f"{instead} for a new tensor")
         bound = {v.name for v in self.scope.values() if isinstance(v, T)}
         stack, seen = list(b.views.get(t.name, ())), set()
         while stack:  # views of it (and of its views) that a name still holds would change with it in torch

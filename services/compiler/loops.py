@@ -33,7 +33,6 @@ def is_shape_query(node: ast.expr) -> bool:
             and plain(node.func.value) and all(isinstance(a, (ast.Constant, ast.UnaryOp)) for a in node.args) and not node.keywords)
 
 
-
 def _dotted(node: ast.expr) -> str | None:
     """`xs` -> 'xs', `self.layers` -> 'self.layers'; None for anything else."""
     parts: list[str] = []
@@ -49,27 +48,23 @@ MUTATORS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "a
 
 
 def changed_names(stmt: ast.stmt, harmless: Callable[[ast.Call], bool]) -> set[str] | None:
-    """Names and attribute paths whose length a statement may change before a later loop reads it: what it assigns or
-    deletes (`xs = xs + [...]`, `self.layers = ...`, `xs[1:] = []`), aliases (`ys = xs`: then xs too), and what a
-    length-changing method is called on (`xs.append(...)`). None: it calls something that may change anything (a
-    function of the program, `grow()`); `harmless` says which calls cannot (a module's forward, torch's functions)."""
+    """Names and attribute paths a statement binds anew (`xs = xs + [...]`, `self.layers = ...`): a loop over one of
+    them after it reads what it holds then. None: the statement may change what some list holds, through any name
+    (an object's own list grown in place: `.append(...)`, `xs += [...]`, `xs[1:] = []`, `del xs[0]`, or a call of
+    something that may do so, a function of the program); `harmless` says which calls cannot (a torch module's
+    forward, torch's functions, Python's pure builtins)."""
     out: set[str] = set()
     for node in ast.walk(stmt):
-        if isinstance(node, (ast.Name, ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            target = node.value if isinstance(node, ast.Subscript) else node
-            while isinstance(target, ast.Subscript):
-                target = target.value
-            if (path := _dotted(target)) is not None:
+        if isinstance(node, ast.Delete) or isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            return None
+        if isinstance(node, ast.AugAssign) and not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, int)):
+            return None  # (`i += 1` rebinds an int; `xs += [y]` extends the list every alias of xs holds)
+        if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Store):
+            if (path := _dotted(node)) is not None:
                 out.add(path)
-        elif isinstance(node, ast.Assign) and (path := _dotted(node.value)) is not None:
-            out.add(path)  # an alias: what is done to it is done to the original
-        elif isinstance(node, ast.Call):
-            if isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS:
-                if (path := _dotted(node.func.value)) is None:
-                    return None
-                out.add(path)
-            elif not harmless(node):
-                return None
+        elif isinstance(node, ast.Call) and (isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS
+                                              or not harmless(node)):
+            return None
     return out
 
 
@@ -81,7 +76,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
     runs, statement for statement; the graph has no loops); `while COND:` loops the same, while COND holds on the ints
     known then (`i += 1` in the body counts). Bounds are int literals, or names bound earlier at the
     top level to one (`known`: such names of the scope around a function's body, and 'self.depth' for an int
-    attribute of a module object); a break, continue or else clause is refused. Nested loops unroll too. Loops over other things unroll when their length is known before they run
+    attribute of a module object); a loop that may end early (break, continue) runs when reached; an else clause is
+    refused. Nested loops unroll too. Loops over other things unroll when their length is known before they run
     (`length`: nn.Sequential/ModuleList, lists and tuples, a tensor's first dim), each iteration after
     `NAME = X[k]` (`enumerate`, `zip` and list literals of names too); `value` reads a bound off a tensor's shape
     when the loop is reached (`range(0, x.size(0) - 1, bptt)`). `lazy`: a loop whose length is not known yet
@@ -113,6 +109,9 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
 
             found = changed_names(stmt, still)
             changed = None if found is None else changed | found
+            if changed is None:  # (a call of the program's own: `self.n` may be another number after it)
+                for k in [k for k in ints if "." in k]:
+                    del ints[k]
 
     def bound(node: ast.expr) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int:
@@ -227,6 +226,8 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                     for n in ast.walk(t):
                         if isinstance(n, ast.Name):
                             ints.pop(n.id, None)
+                        elif isinstance(n, ast.Attribute) and (path := _dotted(n)) is not None:
+                            ints.pop(path, None)  # `self.n = 3` before `range(self.n)`
                 if new is not None and type(new) is int:
                     ints[targets[0].id] = new  # type: ignore[attr-defined]
             if isinstance(stmt, ast.While):
@@ -243,6 +244,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
                     out.append(stmt)  # run when reached, on the values its names hold then (ControlFlow.while_loop)
                 continue
             if isinstance(stmt, ast.If):  # loops inside either branch unroll too; the ints after it are those of the
+                note(ast.Expr(value=stmt.test))  # (a call in the test runs first)
                 before = dict(ints)  # branch its condition picks, or those both branches leave alike
                 try:
                     pick = holds(stmt.test)

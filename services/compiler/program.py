@@ -31,7 +31,7 @@ from services.compiler.data import PATHS as DATA_PATHS
 from services.compiler.data import DataLoading
 from services.compiler.distributions import PATHS as DISTRIBUTIONS
 from services.compiler.distributions import Distributions
-from services.compiler.expressions import MATH, _kind
+from services.compiler.expressions import MATH, _is_const, _kind
 from services.compiler.finish import Finish, TraceEnded
 from services.compiler.functions import UserCode, is_super
 from services.compiler.inplace import InPlace
@@ -122,6 +122,7 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
         self.scope = {k: T(k) for k in spec_inputs}
         self.globals = self.scope
         self.provisional: list[str] = []
+        self.windows: set[str] = set()
         self.calls: list[str] = []
         self.untied: set[str] = set()
         self.shared: set[str] = set()
@@ -710,9 +711,11 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
                 if not isinstance(dt, DType):
                     raise self.err(node, f"torch.as_tensor: dtype must be a torch dtype, not {_kind(dt)}")
                 return self.emit("to", [v], {"dtype": dt.name}, node)  # (Spinning Up's clipfrac)
-            if (len(b.nodes), len(b.leaves), len(self.stream.events)) != before:
+            if (len(b.nodes), len(b.leaves), len(self.stream.events)) != before or not _is_const(v):
                 raise self.err(node, "torch.as_tensor takes a tensor, or numbers and lists of them")
-            return self.create("tensor", node, self.name_for(node))
+            once = ast.copy_location(ast.Call(func=node.func, args=[ast.copy_location(ast.Constant(v), node.args[0]),
+                                                                    *node.args[1:]], keywords=node.keywords), node)
+            return self.create("tensor", once, self.name_for(node))  # (its value as evaluated: once, as Python does)
         if path in ("F.dropout", "torch.dropout"):
             return self.dropout(node)
         if path in ("F.dropout1d", "F.dropout2d", "F.dropout3d"):

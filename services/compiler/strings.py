@@ -27,7 +27,12 @@ def checked(s: str) -> str:
 
 
 def format_value(v: Any, spec: str, conversion: int = -1) -> str:
-    """One `{v!r:spec}` of an f-string."""
+    """One `{v!r:spec}` of an f-string: of a number, a string, a bool or None (a dtype or a shape would print
+    gradtrace's objects, not torch's `torch.float32` / `torch.Size([2, 3])`)."""
+    if not (v is None or isinstance(v, (int, float, str, bool))):
+        raise ValueError(f"formatting {type(v).__name__} values is not traced: gradtrace formats numbers and strings")
+    if conversion != -1 and chr(conversion) not in "sra":
+        raise ValueError(f"unknown conversion specifier {chr(conversion)}")
     if conversion != -1:
         v = {"s": str, "r": repr, "a": ascii}[chr(conversion)](v)
     if not SPEC.match(spec):
@@ -38,24 +43,29 @@ def format_value(v: Any, spec: str, conversion: int = -1) -> str:
 def str_format(fmt: str, args: list[Any], kwargs: dict[str, Any]) -> str:
     """`'attention_{}'.format(i)` (pyGAT's add_module loop): plain fields only ('{}', '{0}', '{name}', with a spec and a
     conversion); an attribute or index in a field (`{0.__class__}`) is refused, nothing is looked up."""
-    parts, auto = [], 0
+    parts: list[str] = []
+    auto: int | None = 0  # the next automatic field; None once a field is numbered
     for literal, field, spec, conversion in string.Formatter().parse(fmt):
         parts.append(literal)
         if field is None:
             continue
         if spec and "{" in spec:
             raise ValueError("a field inside a format spec is not supported")
+        if field == "" and auto is None or field.isdigit() and auto:
+            raise ValueError("cannot switch between automatic field numbering and manual field specification")
         if field == "":
             if auto >= len(args):
                 raise ValueError(f"format needs more than {len(args)} argument(s)")
             v, auto = args[auto], auto + 1
         elif field.isdigit() and int(field) < len(args):
-            v = args[int(field)]
+            v, auto = args[int(field)], None
         elif field.isidentifier() and field in kwargs:
             v = kwargs[field]
         else:
             raise ValueError(f"the field '{{{field}}}' is not supported here (plain fields: {{}}, {{0}}, {{name}})")
         parts.append(format_value(v, spec or "", ord(conversion) if conversion else -1))
+        if sum(map(len, parts)) > MAX_CHARS:  # (per field: 30,000 fields of a long string must not build GBs first)
+            raise ValueError(f"the formatted string is over the limit of {MAX_CHARS} characters")
     return checked("".join(parts))
 
 

@@ -309,7 +309,8 @@ class TensorMethods(ExpressionCompiler):
     def item(self, t: T, node: ast.Call) -> T | float | int | bool:
         """`advantage = R - value.item()` (actor_critic.py) before backward(): the number, as a node without grad of t's
         dtype (0-d), where torch has a Python number; arithmetic on it then runs in that dtype, where Python's runs in
-        double (digits past float32's may differ), and a note says so. A branch on it depends on the data: refused."""
+        double (digits past float32's may differ), and a note says so. A branch on it depends on the data: refused.
+        Of an int64 or bool tensor made from numbers alone (`batch.max().item() + 1`): the Python number itself."""
         shape = self.shape(t)
         if int(np.prod(shape, dtype=np.int64)) != 1:
             raise self.err(node, f"a Tensor with {int(np.prod(shape, dtype=np.int64))} elements cannot be converted to Scalar")

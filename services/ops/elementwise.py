@@ -125,7 +125,7 @@ class Div(Binary):
     def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
         if a is None or a.rounding_mode is None:
             return promoted(self, dtypes, inputs, true_division=True, default=default)
-        if all(d in ("bool", "scalar") for d in dtypes) and not any(isinstance(i, float) for i in inputs):
+        if all(d == "bool" for d in dtypes):  # (bool by a number is int64 in torch)
             raise ShapeError(f"div with rounding_mode='{a.rounding_mode}' of bool tensors is not supported (torch "
                              "refuses it): cast them with .long() or .float()")
         return promoted(self, dtypes, inputs, default=default)

@@ -184,15 +184,11 @@ class ScatterReduce(Op):
                 return out
             count = np.full(x.shape, 1 if a.include_self else 0, dtype=np.int64)
             np.add.at(count, grid, 1)
-            if x.dtype.kind != "f":  # integers: torch divides with floor rounding
-                return np.where(hit, np.floor_divide(out, np.maximum(count, 1)), x).astype(x.dtype)
             return np.where(hit, out / np.maximum(count, 1).astype(x.dtype), x).astype(x.dtype)
         pick = np.maximum if a.reduce == "amax" else np.minimum
         out = x.copy()
-        if not a.include_self:
-            info = np.finfo(x.dtype) if x.dtype.kind == "f" else np.iinfo(x.dtype) if x.dtype.kind in "iu" else None
-            low, high = (-np.inf, np.inf) if x.dtype.kind == "f" else (info.min, info.max) if info is not None else (False, True)
-            out[hit] = low if a.reduce == "amax" else high
+        if not a.include_self:  # (float tensors: the op takes no int64, whose means torch floor-divides)
+            out[hit] = -np.inf if a.reduce == "amax" else np.inf
         pick.at(out, grid, s)
         return out
 
