@@ -41,6 +41,8 @@ from services.errors import SpecError
 
 MAX_DEPTH = 16
 """Calls nested deeper than this are refused (a recursive function would inline forever)."""
+
+
 def _torch_only(v: Value) -> bool:
     """A torch module whose forward is torch's alone (no module of the program's inside: nn.Sequential(Block()) runs
     the program's forward, which may grow a list)."""

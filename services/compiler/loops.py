@@ -82,7 +82,10 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
     `NAME = X[k]` (`enumerate`, `zip` and list literals of names too); `value` reads a bound off a tensor's shape
     when the loop is reached (`range(0, x.size(0) - 1, bptt)`). `lazy`: a loop whose length is not known yet
     (a list the body builds before it) stays a `for` statement, unrolled when the program reaches it. A training
-    loop (its body calls `.backward()`) unrolls two iterations: a trace ends at the second backward()."""
+    loop (its body calls `.backward()`) unrolls two iterations: a trace ends at the second backward(). With `harmless`
+    (a function's body, whose `length` is what its names held at the call), only a loop that returns from inside
+    takes its length then, and only while no statement before it may have changed a list (changed_names); every
+    other loop over a name runs when reached, on what the name holds then."""
     ints: dict[str, int] = dict(known or {})
     changed: set[str] | None = set()  # what the statements so far may have given another length (None: anything)
     read_now = harmless is None  # lengths of names read now: always outside a function, for returning loops in one
