@@ -97,3 +97,21 @@ def test_list_and_sum_of_a_tensor_go_over_its_rows(tmp_path: Path) -> None:
     t = traced(program)
     assert t.result.nodes["s"].grad_fn == "AddBackward0"
     same_as_torch(t, in_torch(program, tmp_path), ["x", "s", "loss"])
+
+
+def test_cosine_and_hinge_embedding_losses_as_aten_composes_them(tmp_path: Path) -> None:
+    # metric learning's nn.CosineEmbeddingLoss / F.cosine_embedding_loss (2-d inputs with a 1-d target, 1-d with a 0-d
+    # one) and nn.HingeEmbeddingLoss: ATen's composition, so values, grads and grad_fns are torch's
+    program = (HEAD + "a = torch.randn(4, 5, requires_grad=True)\nb = torch.randn(4, 5, requires_grad=True)\n"
+               "y = torch.tensor([1, -1, 1, -1])\nl1 = nn.CosineEmbeddingLoss(margin=0.2)(a, b, y)\n"
+               "l2 = F.cosine_embedding_loss(a[0], b[0], torch.tensor(-1), reduction='sum')\n"
+               "l3 = F.cosine_embedding_loss(a, b, y.float(), margin=0.5, reduction='none')\n"
+               "d = (a - b).norm(dim=1)\nh = nn.HingeEmbeddingLoss(margin=2.0)(d, y)\n"
+               "h2 = F.hinge_embedding_loss(d, y.float(), reduction='sum')\nloss = l1 + l2 + l3.sum() + h + h2\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    assert t.result.nodes["l3"].grad_fn == "AddBackward0" and t.result.nodes["h"].grad_fn == "MeanBackward0"
+    same_as_torch(t, in_torch(program, tmp_path), ["a", "b", "l1", "l2", "l3", "h", "h2", "loss"])
+    with pytest.raises(Exception, match="1D target tensor expects 2D input tensors"):
+        traced("import torch\nimport torch.nn.functional as F\nx = torch.randn(3, requires_grad=True)\n"
+               "l = F.cosine_embedding_loss(x, x, torch.tensor([1, 1, 1]))\n")

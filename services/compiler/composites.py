@@ -1,8 +1,8 @@
 """torch functions that torch itself composes from other ops, built here from the same ops in the same order, so
 that their nodes, numbers and grad_fns are torch's: F.l1_loss (abs of the difference, then its reduction),
 F.kl_div (xlogy and a product, batchmean's division), F.cosine_similarity (each vector over its clamped norm),
-F.pairwise_distance, F.triplet_margin_loss, F.margin_ranking_loss, F.poisson_nll_loss, F.multilabel_soft_margin_loss
-and torch.nanmean.
+F.pairwise_distance, F.triplet_margin_loss, F.margin_ranking_loss, F.cosine_embedding_loss, F.hinge_embedding_loss,
+F.poisson_nll_loss, F.multilabel_soft_margin_loss and torch.nanmean.
 
 Each builder takes `add(op, inputs, args, last)`, which adds one node (the `last` one is the call's result) and returns
 its name: a program's call (F.l1_loss) and a module's (nn.L1Loss) name their nodes each their own way."""
@@ -83,6 +83,36 @@ def margin_ranking_loss(add: Add, x1: str, x2: str, target: str, margin: float =
     score = add("mul", [add("neg", [target], {}, False), add("sub", [x1, x2], {}, False)], {}, False)
     gap = add("add", [score, float(margin)], {}, False)
     return _reduced(add, add("clamp_min", [gap], {"min": 0.0}, reduction == "none"), reduction)
+
+
+def cosine_embedding_loss(add: Add, x1: str, x2: str, target: str, shapes: tuple[tuple[int, ...], ...], margin: float = 0.0,
+                          reduction: str = "mean") -> str:
+    """ATen's cosine_embedding_loss: cos = sum(x1 * x2) / sqrt((sum(x1 * x1) + 1e-12) * (sum(x2 * x2) + 1e-12)) over the
+    last dim; 1 - cos where target is 1, max(cos - margin, 0) where it is -1 (two where()s over zeros), then the
+    reduction. A 1-d target takes 2-d inputs, a 0-d target 1-d ones."""
+    tdim = len(shapes[2])
+    if tdim not in (0, 1):
+        raise ValueError("0D or 1D target tensor expected, multi-target not supported")
+    if len(shapes[0]) != tdim + 1 or len(shapes[1]) != tdim + 1:
+        raise ValueError(f"{tdim}D target tensor expects {tdim + 1}D input tensors, but found inputs with sizes "
+                         f"{list(shapes[0])} and {list(shapes[1])}")
+    prod_sum = add("sum", [add("mul", [x1, x2], {}, False)], {"dim": tdim}, False)
+    mags = [add("add", [add("sum", [add("mul", [x, x], {}, False)], {"dim": tdim}, False), 1e-12], {}, False) for x in (x1, x2)]
+    cos = add("div", [prod_sum, add("sqrt", [add("mul", mags, {}, False)], {}, False)], {}, False)
+    pos = add("sub", [1.0, cos], {}, False)
+    neg = add("clamp_min", [add("sub", [cos, float(margin)], {}, False)], {"min": 0.0}, False)
+    out_pos = add("where", [add("eq", [target, 1.0], {}, False), pos, 0.0], {}, False)
+    out_neg = add("where", [add("eq", [target, -1.0], {}, False), neg, 0.0], {}, False)
+    return _reduced(add, add("add", [out_pos, out_neg], {}, reduction == "none"), reduction)
+
+
+def hinge_embedding_loss(add: Add, input: str, target: str, margin: float = 1.0, reduction: str = "mean") -> str:
+    """ATen's hinge_embedding_loss: max(margin - input, 0) where target is not 1, plus input where target is not -1
+    (two where()s over zeros), then the reduction."""
+    clamped = add("clamp_min", [add("sub", [float(margin), input], {}, False)], {"min": 0.0}, False)
+    out_margin = add("where", [add("ne", [target, 1.0], {}, False), clamped, 0.0], {}, False)
+    out_self = add("where", [add("ne", [target, -1.0], {}, False), input, 0.0], {}, False)
+    return _reduced(add, add("add", [out_margin, out_self], {}, reduction == "none"), reduction)
 
 
 def poisson_nll_loss(add: Add, input: str, target: str, log_input: bool = True, full: bool = False, eps: float = 1e-8,

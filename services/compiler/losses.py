@@ -139,6 +139,16 @@ class MarginRankingLossArgs(MSELossArgs):
     reduce: None = None
 
 
+class HingeEmbeddingLossArgs(MarginRankingLossArgs):
+    """nn.HingeEmbeddingLoss, in torch's constructor order."""
+
+    margin: float = 1.0
+
+
+class CosineEmbeddingLossArgs(MarginRankingLossArgs):
+    """nn.CosineEmbeddingLoss, in torch's constructor order."""
+
+
 class PoissonNLLLossArgs(BaseModel):
     """nn.PoissonNLLLoss, in torch's constructor order."""
 
@@ -174,6 +184,11 @@ def _composite_loss(e: Emitter, call: Call) -> str:
         if isinstance(c, TripletMarginLossArgs):
             return composites.triplet_margin_loss(_adder(e, call), a, b, call.inputs[2], ndim, c.margin, c.p, c.eps,
                                                   c.swap, c.reduction)
+        if isinstance(c, CosineEmbeddingLossArgs):
+            return composites.cosine_embedding_loss(_adder(e, call), a, b, call.inputs[2],
+                                                    tuple(e.shape(x) for x in call.inputs), c.margin, c.reduction)
+        if isinstance(c, HingeEmbeddingLossArgs):
+            return composites.hinge_embedding_loss(_adder(e, call), a, b, c.margin, c.reduction)
         if isinstance(c, MarginRankingLossArgs):
             return composites.margin_ranking_loss(_adder(e, call), a, b, call.inputs[2], c.margin, c.reduction)
         if isinstance(c, KLDivLossArgs):
@@ -197,7 +212,8 @@ def _composite_loss(e: Emitter, call: Call) -> str:
 
 layer(LayerDef("soft_margin_loss", "SoftMarginLoss", MSELossArgs, _loss("soft_margin_loss"), min_inputs=2, max_inputs=2))
 for _type, _cls, _args in (("poisson_nll_loss", "PoissonNLLLoss", PoissonNLLLossArgs),
-                           ("multilabel_soft_margin_loss", "MultiLabelSoftMarginLoss", MultiLabelSoftMarginLossArgs)):
+                           ("multilabel_soft_margin_loss", "MultiLabelSoftMarginLoss", MultiLabelSoftMarginLossArgs),
+                           ("hinge_embedding_loss", "HingeEmbeddingLoss", HingeEmbeddingLossArgs)):
     layer(LayerDef(_type, _cls, _args, _composite_loss, min_inputs=2, max_inputs=2))
 for _type, _cls, _args in (("l1_loss", "L1Loss", MSELossArgs), ("kl_div", "KLDivLoss", KLDivLossArgs),
                            ("cosine_similarity", "CosineSimilarity", CosineSimilarityArgs),
@@ -205,5 +221,6 @@ for _type, _cls, _args in (("l1_loss", "L1Loss", MSELossArgs), ("kl_div", "KLDiv
     layer(LayerDef(_type, _cls, _args, _composite_loss, min_inputs=2, max_inputs=2))
 for _type, _cls, _args in (("triplet_margin_loss", "TripletMarginLoss", TripletMarginLossArgs),
                            ("margin_ranking_loss", "MarginRankingLoss", MarginRankingLossArgs),
+                           ("cosine_embedding_loss", "CosineEmbeddingLoss", CosineEmbeddingLossArgs),
                            ("gaussian_nll_loss", "GaussianNLLLoss", GaussianNLLLossArgs)):
     layer(LayerDef(_type, _cls, _args, _composite_loss, min_inputs=3, max_inputs=3))

@@ -44,6 +44,10 @@ COMPOSITES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                "reduction"), {"margin": 1.0, "p": 2.0, "eps": 1e-6, "swap": False, "reduction": "mean"}),
     "F.margin_ranking_loss": (("input1", "input2", "target", "margin", "size_average", "reduce", "reduction"),
                               {"margin": 0.0, "reduction": "mean"}),
+    "F.cosine_embedding_loss": (("input1", "input2", "target", "margin", "size_average", "reduce", "reduction"),
+                                {"margin": 0.0, "reduction": "mean"}),
+    "F.hinge_embedding_loss": (("input", "target", "margin", "size_average", "reduce", "reduction"),
+                               {"margin": 1.0, "reduction": "mean"}),
     "F.poisson_nll_loss": (("input", "target", "log_input", "full", "size_average", "eps", "reduce", "reduction"),
                            {"log_input": True, "full": False, "eps": 1e-8, "reduction": "mean"}),
     "F.multilabel_soft_margin_loss": (("input", "target", "weight", "size_average", "reduce", "reduction"),
@@ -297,7 +301,7 @@ class TorchFunctions(ExpressionCompiler):
         def add(op: str, inputs: list[Any], args: dict[str, Any], last: bool) -> str:
             return self.emit(op, inputs, args, node, name=None if last else self.temp()).name
 
-        three = ("F.triplet_margin_loss", "F.margin_ranking_loss", "F.gaussian_nll_loss")
+        three = ("F.triplet_margin_loss", "F.margin_ranking_loss", "F.gaussian_nll_loss", "F.cosine_embedding_loss")
         third = [self.tensor(given[names[2]])] if path in three and names[2] in given else []
         if path in three and names[2] not in given:
             raise self.err(node, f"{path} takes ({', '.join(names)})")
@@ -314,6 +318,12 @@ class TorchFunctions(ExpressionCompiler):
             if path == "F.margin_ranking_loss":
                 return T(composites.margin_ranking_loss(add, a.name, b.name, third[0].name, float(opts["margin"]),
                                                         opts["reduction"]))
+            if path == "F.cosine_embedding_loss":
+                shapes = (self.shape(a), self.shape(b), self.shape(third[0]))
+                return T(composites.cosine_embedding_loss(add, a.name, b.name, third[0].name, shapes, float(opts["margin"]),
+                                                          opts["reduction"]))
+            if path == "F.hinge_embedding_loss":
+                return T(composites.hinge_embedding_loss(add, a.name, b.name, float(opts["margin"]), opts["reduction"]))
             if path == "F.l1_loss":
                 return T(composites.l1_loss(add, a.name, b.name, opts["reduction"]))
             if path == "F.poisson_nll_loss":
