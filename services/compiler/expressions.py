@@ -242,14 +242,14 @@ class ExpressionCompiler:
             return sorted(v, key=str)
         return v
 
-    def rows(self, t: T, node: ast.expr, name: str | None = None, only: int | None = None) -> list[T]:
+    def rows(self, t: T, node: ast.expr, only: int | None = None) -> list[T]:
         """A tensor's rows as iterating over it gives them in torch (`iter(t)` is `t.unbind(0)`: UnbindBackward0);
         `only`: row k alone (a loop's iteration k)."""
         shape = self.shape(t)
         if not shape:
             raise self.err(node, "iteration over a 0-d tensor")
         ks = range(shape[0]) if only is None else [only]
-        return [self.emit("unbind", [t], {"dim": 0, "index": k}, node, name=name) for k in ks]
+        return [self.emit("unbind", [t], {"dim": 0, "index": k}, node) for k in ks]
 
     def shape(self, t: T) -> tuple[int, ...]:
         return self.builder.shapes[t.name]
