@@ -1,19 +1,29 @@
 """Python's builtins on what a program holds, answered at compile time as Python would (isinstance, hasattr,
 getattr, type, len, sum, zip, enumerate, dict, next, min/max, ...), the methods of strings, dicts, lists and f-strings,
-and torch.finfo / np.finfo:
+torch.finfo / np.finfo, and comprehensions:
 nothing runs but these functions on values the program wrote down or gradtrace knows."""
 
 from __future__ import annotations
 
 import ast
 import math
+from collections import ChainMap
 from typing import Any
 
 import numpy as np
 
 from services.compiler import strings
 from services.compiler.creation import CREATORS
-from services.compiler.expressions import CONSTANTS, MATH, MAX_INT, ExpressionCompiler, _is_const, _kind, is_dict_key
+from services.compiler.expressions import (
+    CONSTANTS,
+    MATH,
+    MAX_INT,
+    MAX_ITEMS,
+    ExpressionCompiler,
+    _is_const,
+    _kind,
+    is_dict_key,
+)
 from services.compiler.layers import BY_MODULE, SUBCLASS_OF
 from services.compiler.values import (
     DTYPES,
@@ -475,3 +485,61 @@ class Builtins(ExpressionCompiler):
             items.reverse()
         else:
             items.clear()
+
+    def comprehension(self, node: ast.ListComp | ast.GeneratorExp | ast.DictComp, base: str | None = None,
+                      offset: int = 0) -> list[Value] | dict[Any, Value]:
+        """`[f(x) for x in xs]`, `[Block(d) for _ in range(n)]`, `[h(x) for h in self.heads]`, `{k: nn.Linear(d, d)
+        for k in names}`: the element (a dict's key and value) once per item, in order, so random draws come as in
+        Python, with the loop's names bound in a scope of their own. `base`: module objects made by the element are
+        named base.k (an nn.ModuleList's items, an nn.ModuleDict's keys)."""
+        if len(node.generators) > 1 and not isinstance(node, ast.DictComp):
+            # `[p for layer in layers for p in layer.parameters()]`: the later `for`s run inside the first, flattened
+            inner = ast.copy_location(ast.ListComp(elt=node.elt, generators=node.generators[1:]), node)
+            outer = ast.copy_location(ast.ListComp(elt=inner, generators=node.generators[:1]), node)
+            parts = self.comprehension(outer)
+            return [v for part in parts for v in part]  # type: ignore[union-attr]
+        if len(node.generators) != 1 or node.generators[0].is_async:
+            raise self.err(node, "a dict comprehension with one `for` only")
+        gen = node.generators[0]
+        names = gen.target.elts if isinstance(gen.target, ast.Tuple) else [gen.target]
+        if not all(isinstance(n, ast.Name) for n in names):
+            raise self.err(gen.target, "a comprehension's target is a name or a tuple of names")
+        it = gen.iter
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" and not it.keywords:
+            bounds = [self.const(a) for a in it.args]
+            if not 1 <= len(bounds) <= 3 or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) or (
+                    len(bounds) == 3 and bounds[2] == 0):
+                raise self.err(it, "range() takes 1 to 3 ints (a step other than 0)")
+            items: list[Value] = list(range(*bounds)[:MAX_ITEMS + 1])
+        else:
+            v = self.expr(it)
+            if isinstance(v, ModuleInst) and v.layer is None:
+                v = v.children
+            v = self.iterable(v, it)  # a string's characters, a set of ints in Python's order
+            if not isinstance(v, (list, tuple)):
+                raise self.err(it, f"a comprehension goes over range(...), a list, a tuple, a dict, a tensor or a ModuleList, "
+                                   f"not {_kind(v)}")
+            items = list(v)
+        if len(items) > MAX_ITEMS:
+            raise self.err(node, f"the comprehension makes over {MAX_ITEMS:,} items")
+        saved, out, pairs = self.scope, [], {}
+        local: dict[str, Value] = {}  # one scope for every item, as Python's: a lambda made here sees the last item
+        self.scope = ChainMap(local, saved)  # type: ignore[assignment]
+        try:
+            for item in items:
+                values = [item] if len(names) == 1 else list(item) if isinstance(item, (list, tuple)) else None
+                if values is None or len(values) != len(names):
+                    raise self.err(gen.target, f"cannot unpack {_kind(item)} into {len(names)} names")
+                local.update(zip([n.id for n in names], values, strict=True))
+                if all(self.condition(c) for c in gen.ifs):
+                    if isinstance(node, ast.DictComp):
+                        key = self.dict_key(node.key)
+                        self.path_hint = f"{base}.{key}" if base else None
+                        pairs[key] = self.expr(node.value)
+                    else:
+                        self.path_hint = f"{base}.{offset + len(out)}" if base else None
+                        out.append(self.expr(node.elt))
+                    self.path_hint = None
+        finally:
+            self.scope = saved
+        return pairs if isinstance(node, ast.DictComp) else out
