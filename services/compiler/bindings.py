@@ -31,6 +31,8 @@ class Bindings(ExpressionCompiler):
             targets: list[ast.expr] = []
             if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad and self.in_place_call(stmt.value):
                 targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `y.add_(1)`: a new binding of y
+            elif isinstance(stmt, (ast.Assign, ast.Expr)) and (chain := self.in_place_chain(stmt.value)) is not None:
+                targets = [chain[0]] * chain[1]  # `y.mul_(0.5).add_(1.0)`: one per in-place op
             elif isinstance(stmt, ast.Expr) and view_fill(stmt.value):
                 targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `h[0].fill_(3.0)`, as `h[0] = 3.0`
             elif isinstance(stmt, ast.Expr) and not no_grad and in_place_statement(stmt.value, self.dotted):

@@ -40,10 +40,11 @@ from services.compiler.values import (
     Untraced,
     UserClass,
     Value,
+    container_of,
     is_number,
 )
 
-BUILTINS = frozenset({'abs', 'bool', 'dict', 'enumerate', 'float', 'getattr', 'hasattr', 'int', 'isinstance', 'iter', 'len', 'list', 'map', 'max', 'min', 'next', 'print', 'range', 'reversed', 'round', 'set', 'sorted', 'str', 'sum', 'tuple', 'type', 'zip'})
+BUILTINS = frozenset({'abs', 'bool', 'dict', 'enumerate', 'float', 'getattr', 'hasattr', 'int', 'isinstance', 'iter', 'len', 'list', 'map', 'max', 'min', 'next', 'pow', 'print', 'range', 'reversed', 'round', 'set', 'sorted', 'str', 'sum', 'tuple', 'type', 'zip'})
 """The builtin names a program may call (others are ops of the same name, or unknown)."""
 PY_TYPES: dict[str, type | tuple[type, ...]] = {
     "int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict}
@@ -92,6 +93,9 @@ class Builtins(ExpressionCompiler):
             if not isinstance(c, (int, float, str, bool)) and c is not None:
                 raise self.err(node, f"str() of {_kind(c)} is not traced: gradtrace takes str() of numbers and strings")
             return str(c)
+        if fn == "pow" and len(node.args) == 2 and not node.keywords:  # pow(2, 3), pow(x, 2): as `**`
+            power = ast.copy_location(ast.BinOp(left=node.args[0], op=ast.Pow(), right=node.args[1]), node)
+            return self.arith(power, self.expr(node.args[0]), self.expr(node.args[1]))
         if fn in ("abs", "round") and node.args and not node.keywords and len(node.args) <= (2 if fn == "round" else 1):
             vals = [self.expr(a) for a in node.args]
             if all(is_number(v) for v in vals):  # abs(-2), round(1.6): Python's; abs of a tensor: the op
@@ -141,6 +145,8 @@ class Builtins(ExpressionCompiler):
             if not isinstance(v, (list, tuple, str, frozenset)) or not all(_is_const(x) for x in v):
                 raise self.err(node, f"set() of {_kind(v)}: gradtrace makes sets of numbers and strings")
             return frozenset(v)
+        if fn in ("list", "tuple") and not node.args and not node.keywords:
+            return [] if fn == "list" else ()  # `row, col = list(), list()` (pytorch-fm's pairs of fields)
         if fn in ("list", "tuple") and len(node.args) == 1 and not node.keywords:
             v = self.expr(node.args[0])  # list(model.parameters()): still not traced
             if isinstance(v, (str, frozenset, T, dict)):
@@ -149,7 +155,7 @@ class Builtins(ExpressionCompiler):
                 return v if isinstance(v, Untraced) else (list(v) if fn == "list" else tuple(v))
             raise self.err(node, f"{fn}() of {_kind(v)}")
         if fn == "len" and len(node.args) == 1:
-            v = self.expr(node.args[0])
+            v = container_of(self.expr(node.args[0]))
             if isinstance(v, T):
                 if not self.shape(v):
                     raise self.err(node, "len() of a 0-d tensor")
@@ -512,7 +518,7 @@ class Builtins(ExpressionCompiler):
                 raise self.err(it, "range() takes 1 to 3 ints (a step other than 0)")
             items: list[Value] = list(range(*bounds)[:MAX_ITEMS + 1])
         else:
-            v = self.expr(it)
+            v = container_of(self.expr(it))
             if isinstance(v, ModuleInst) and v.layer is None:
                 v = v.children
             v = self.iterable(v, it)  # a string's characters, a set of ints in Python's order

@@ -56,7 +56,9 @@ class ControlFlow(ExpressionCompiler):
                 stmt = ast.copy_location(ast.For(target=stmt.target, iter=it, body=stmt.body, orelse=stmt.orelse), stmt)
         if isinstance(stmt, ast.For) and (it := self.evaluated_iterable(stmt.iter)) is not stmt.iter:
             stmt = ast.copy_location(ast.For(target=stmt.target, iter=it, body=stmt.body, orelse=stmt.orelse), stmt)
-        body = unroll([stmt], self.err, known, self.runtime_length, lazy=True, value=self.runtime_int)
+        scope = self.scope  # (what a loop inside reads: the names its statements bind take new values as they run)
+        body = unroll([stmt], self.err, known, self.runtime_length, lazy=True, value=self.runtime_int,
+                      harmless=lambda call: self.harmless_call(call, scope), read_lengths=True)  # type: ignore[attr-defined]
         if isinstance(stmt, ast.While) and body and body[0] is stmt:
             self.while_loop(stmt)
             return
@@ -188,7 +190,13 @@ class ControlFlow(ExpressionCompiler):
         return ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), it)
 
     def runtime_int(self, node: ast.expr) -> int | None:
-        """A loop bound read now (loops.is_shape_query: `x.size(0)`), None when it is no int."""
+        """A loop bound read now (loops.is_shape_query: `x.size(0)`), None when it is no int (or its tensor is not
+        bound yet: made by a statement of the loop around it, before it)."""
+        head = node
+        while not isinstance(head, ast.Name) and isinstance(head, (ast.Attribute, ast.Subscript, ast.Call)):
+            head = head.func if isinstance(head, ast.Call) else head.value
+        if isinstance(head, ast.Name) and head.id not in self.scope:
+            return None
         v = self.expr(node)
         return v if isinstance(v, int) and not isinstance(v, bool) else None
 

@@ -63,6 +63,8 @@ CONSTANTS = {f"{m}.{k}": getattr(math, k) for m in ("math", "torch", "numpy") fo
     "torch.__version__": TorchVersion(torch_version())} | {
     f"string.{k}": getattr(string, k) for k in ("ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits",
                                                 "octdigits", "punctuation", "printable", "whitespace")}
+SAME_PATHS = {"nn.parameter.Parameter": "nn.Parameter", "nn.modules.module.Module": "nn.Module"}
+"""Paths by which torch also exports a name (time2vec's `nn.parameter.Parameter(...)`), as the name."""
 MAX_ITEMS = 20_000
 """Items a comprehension may make."""
 MAX_INT = 2**62
@@ -268,7 +270,7 @@ class ExpressionCompiler:
         for long, short in (("torch.nn.functional.", "F."), ("torch.nn.", "nn."), ("torch.nn", "nn")):
             if path.startswith(long) or path == long:
                 path = short + path[len(long):]
-        return path
+        return SAME_PATHS.get(path, path)
 
     # ---- expressions --------------------------------------------------------------------------
 
@@ -369,7 +371,10 @@ class ExpressionCompiler:
         raise self.err(node, f"'{self.src(node)[:60]}': this unary operator is not supported here")
 
     def binop(self, node: ast.BinOp) -> Value:
-        a, b = self.expr(node.left), self.expr(node.right)
+        return self.arith(node, self.expr(node.left), self.expr(node.right))
+
+    def arith(self, node: ast.BinOp, a: Value, b: Value) -> Value:
+        """`a <op> b` of values evaluated already: a node where one is a tensor, else folded."""
         if isinstance(a, T) or isinstance(b, T):
             kind = BINOPS.get(type(node.op))
             if kind is None:
@@ -447,6 +452,10 @@ class ExpressionCompiler:
                     return v
                 left = right
             return v
+        if isinstance(node.ops[0], (ast.Is, ast.IsNot)) and isinstance(node.left, ast.Attribute) and node.left.attr == "grad" \
+                and isinstance(node.comparators[0], ast.Constant) and node.comparators[0].value is None \
+                and getattr(getattr(self, "res", None), "output", None) is None and isinstance(self.expr(node.left.value), T):
+            return isinstance(node.ops[0], ast.Is)  # `if w.grad is not None: w.grad.zero_()` before any backward()
         if isinstance(node.ops[0], (ast.Is, ast.IsNot, ast.In, ast.NotIn)):
             a, b = self.expr(node.left), self.expr(node.comparators[0])
             if isinstance(node.ops[0], (ast.In, ast.NotIn)):
@@ -474,6 +483,8 @@ class ExpressionCompiler:
         if _is_const(a) and _is_const(b):
             return {"gt": operator.gt, "lt": operator.lt, "ge": operator.ge, "le": operator.le,
                     "eq": operator.eq, "ne": operator.ne}[op](a, b)
+        if op in ("eq", "ne") and any(v is None or isinstance(v, (ModuleInst, Instance)) for v in (a, b)):
+            return (a is b) is (op == "eq")  # `self.se != None` (MobileNetV3): an object equals itself only
         raise self.err(node, f"'{self.src(node)[:60]}' compares values that are neither tensors nor constants")
 
     # ---- attributes and subscripts ------------------------------------------------------------

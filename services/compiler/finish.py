@@ -37,8 +37,15 @@ class Finish(ExpressionCompiler):
     guarded = False
     fold_nodes: dict[str, Any] = {}  # noqa: RUF012  # (replaced per fold)
 
-    def backward(self, receiver: ast.expr, call: ast.Call) -> None:
-        """`y.backward(gradient)` on any expression: picks the output and its gradient."""
+    def backward(self, receiver: ast.expr, call: ast.Call, from_grad: bool = False) -> None:
+        """`y.backward(gradient)` on any expression: picks the output and its gradient. One after a
+        torch.autograd.grad (a PINN's du/dx looked at before `loss.backward()`) takes its place: torch's .grad holds
+        this pass's gradients (autograd.grad set none), and what autograd.grad returned is not computed with."""
+        if self.res.output is not None and not from_grad and (line := getattr(self, "grad_call", None)) is not None:
+            self.res.output, self.res.grad_output, self.grad_call = None, None, None
+            self.res.notes = [n for n in self.res.notes if not n.startswith(f"line {line}: torch.autograd.grad is traced")]
+            self.res.notes.append(f"line {line}: torch.autograd.grad is not traced: the backward() of line {call.lineno} "
+                                  "after it is (its gradients are what torch's .grad holds)")
         if self.res.output is not None:
             again = isinstance(receiver, ast.Name) and isinstance(out := self.scope.get(receiver.id), T) and any(
                 n.name == out.name for n in self.builder.nodes[: self.at_backward[1][0]]) if self.at_backward else False
@@ -99,7 +106,7 @@ class Finish(ExpressionCompiler):
             raise self.err(grad, "torch.autograd.grad's grad_outputs are tensors (torch.ones_like(y)), not a number")
         backward = ast.copy_location(ast.Call(func=ast.Attribute(value=outputs, attr="backward", ctx=ast.Load()),
                                               args=[grad] if grad is not None else [], keywords=[]), call)
-        self.backward(outputs, backward)
+        self.backward(outputs, backward, from_grad=True)
         inputs = self.expr(given["inputs"])
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if not items:
@@ -118,6 +125,7 @@ class Finish(ExpressionCompiler):
                                                 "desired behavior")
         self.res.notes.append(f"line {call.lineno}: torch.autograd.grad is traced as backward() from its output: each "
                               "input's gradient is its grad in the result")
+        self.grad_call = call.lineno
         what = "the gradient torch.autograd.grad returns (the result has it as the input's grad)"
         if isinstance(inputs, Untraced):  # model.parameters(): as many as the model has
             return Untraced(what.replace("gradient", "gradients").replace("input's", "parameters'"))
@@ -257,8 +265,8 @@ class Finish(ExpressionCompiler):
     def finish_names(self) -> None:
         """Drop the Parameters ties replaced (unused), and give tensors their final names: objects named under a
         provisional path take their place's ('model.block.ln_1.weight' -> 'model.transformer.h.0.ln_1.weight'),
-        after a trace that ended early or loops that ran as Python runs them each variable's last binding takes its
-        bare name (loss@1 -> loss), and a module's running statistics their buffer's (latest_buffers)."""
+        each variable's last binding its bare name where bindings counted before they ran did not all come (loss@1
+        -> loss: an `if` not known then, a trace that ended early, loops that ran as Python runs them), and a module's running statistics their buffer's (latest_buffers)."""
         for name in self.untied - self.builder.used:
             if name in self.builder.leaves:  # (not when a statement after backward() made it and was rolled back)
                 self.builder.drop_leaf(name)
@@ -275,17 +283,24 @@ class Finish(ExpressionCompiler):
                 name = self.renames[p] + name[len(p):]
             return name
         new = {k: renamed(k) for k in self.builder.shapes} if prefixes else {}
+        # `loss@1` was to be followed by bindings the trace did not reach (an `if` whose condition was not known when
+        # they were counted, a trace ended early), or a loop ran as Python runs it (its bindings named as they came):
+        # the last is `loss`
         loose: set[str] = getattr(self, "loose_names", set())
-        if self.ended or loose or getattr(self, "loops_ran", False):
-            # `loss@1` was to be followed by bindings the trace did not reach, or a loop ran as Python runs it (its
-            # bindings named as they came): the last is `loss`
-            bound = [(var, v.name) for var, v in self.globals.items()  # type: ignore[attr-defined]
-                     if isinstance(v, T) and var not in self.builder]
-            last = {name: var for var, name in bound if (m := BINDING.match(name)) and m["var"] == var}
-            for var, name in bound:  # a while loop's value another name holds (`out = model(x)`, `loss = acc`)
-                if name in loose:
-                    last.setdefault(name, var)
-
+        b = self.builder
+        held = [(var, v.name) for var, v in self.globals.items() if isinstance(v, T)]  # type: ignore[attr-defined]
+        bound = [(var, name) for var, name in held if var not in b]
+        last = {name: var for var, name in bound if (m := BINDING.match(name)) and m["var"] == var}
+        for var, name in held:  # more bindings came than were counted, the first took the bare name: it is var@j
+            if var in b and (m := BINDING.match(name)) and m["var"] == var and var not in self.spec_inputs and getattr(
+                    b.leaves.get(var), "kind", "input") == "input" and var not in b.module_buffers:
+                free = next((f"{var}@{j}" for j in range(1, int(name.rpartition("@")[2])) if f"{var}@{j}" not in b), None)
+                if free is not None:
+                    last[name], last[var] = var, free
+        for var, name in bound:  # a while loop's value another name holds (`out = model(x)`, `loss = acc`)
+            if name in loose:
+                last.setdefault(name, var)
+        if last:
             def bare(k: str) -> str:  # loss@1 -> loss, and its sub-expressions loss@1#2 -> loss#2
                 if k in last:  # (a while loop's value named f.v@2#2 in a function's second call: `b`)
                     return last[k]

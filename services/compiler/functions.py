@@ -35,6 +35,7 @@ from services.compiler.values import (
     UserClass,
     UserFunction,
     Value,
+    container_of,
     receiver,
 )
 from services.errors import SpecError
@@ -49,7 +50,7 @@ def _torch_only(v: Value) -> bool:
     return isinstance(v, ModuleInst) and all(_torch_only(c) for c in v.children)
 
 
-PURE_BUILTINS = frozenset({"len", "print", "isinstance", "range", "enumerate", "zip", "min", "max", "abs", "sum", "list",
+PURE_BUILTINS = frozenset({"len", "pow", "print", "isinstance", "range", "enumerate", "zip", "min", "max", "abs", "sum", "list",
                            "tuple", "int", "float", "str", "bool", "round", "sorted", "reversed", "getattr", "hasattr",
                            "type", "dict", "set", "any", "all"})
 """Python's builtins that change no list they are given (sorted and reversed make new ones)."""
@@ -60,9 +61,10 @@ SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_"
 """Module methods that return the module itself: `model = Net().to(device)` names the object `model`."""
 NOT_TRACED = ("state_dict", "buffers")
 TORCH_BASES = ("Linear", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "Embedding", "LayerNorm", "GroupNorm",
-               "RMSNorm", "BatchNorm1d", "BatchNorm2d")
+               "RMSNorm", "BatchNorm1d", "BatchNorm2d", "Sequential", "ModuleList")
 """torch.nn layers a program's class may derive from (`class BinaryLinear(nn.Linear)`, CLIP's `class LayerNorm(
-nn.LayerNorm)`): super().__init__ builds the layer's parameters on the object, super().forward runs it."""
+nn.LayerNorm)`): super().__init__ builds the layer's parameters on the object, super().forward runs it; and the
+containers (torchvision's `class ConvBNReLU(nn.Sequential)`: super().__init__(conv, bn, relu) makes its children)."""
 ONCE_DIFFERENTIABLE = "torch.autograd.function.once_differentiable"
 """Module methods accepted as values gradtrace does not trace (an Untraced: printing them is fine)."""
 BINDINGS = ("property", "staticmethod", "classmethod")
@@ -539,6 +541,7 @@ class UserCode(FunctionReturns):
     def length_of(self, v: Value) -> int | None:
         """How many items a loop over v goes over (None: nothing gradtrace iterates): a list, tuple or dict, a module
         container, a tensor's rows."""
+        v = container_of(v)
         if isinstance(v, (list, tuple, dict, str)):
             return len(v)
         if isinstance(v, (frozenset, Loader, Epoch)):
@@ -612,6 +615,10 @@ class UserCode(FunctionReturns):
         if replacing:
             self.stmt_name = None  # the new object is named apart, after it is made (Finish may give it the old name)
         v = self.expr(value)
+        if container_of(inst) is not inst and (isinstance(v, ModuleInst) or isinstance(v, Instance) and v.cls.module):
+            raise self.err(value, f"{path}: a module set on an object of an nn.{inst.torch_module.kind} subclass joins its "
+                                  "layers in torch (its forward and loops go over it too); not traced here: give it to "
+                                  "super().__init__(...) with the others")
         if replacing and isinstance(v, (ModuleInst, Instance)) and v is not old and inst.final:
             place = self.free_path(path)  # 'model.fc#2' until the program has run
             self.replaced.append((old.path, place))  # type: ignore[union-attr]

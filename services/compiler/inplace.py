@@ -39,6 +39,15 @@ class InPlace(TensorCreation):
         return isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.attr.endswith("_") \
             and (f.attr[:-1] in self.methods or f.attr == "detach_") and f.value.id not in self.aliases  # not F.relu_(h)
 
+    def in_place_chain(self, node: ast.expr) -> tuple[ast.Name, int] | None:
+        """`y.mul_(0.5).add_(1.0)`: the name the chain changes and how many in-place ops it runs on it (each a binding
+        of y, as `y.mul_(0.5)` then `y.add_(1.0)` would be); None when it is no such chain."""
+        count = 0
+        while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.endswith("_") and (
+                node.func.attr[:-1] in self.methods):
+            count, node = count + 1, node.func.value
+        return (node, count) if count > 1 and isinstance(node, ast.Name) and node.id not in self.aliases else None
+
     def module_state(self, t: T) -> bool:
         """A leaf a module holds (a parameter, frozen or not; a BatchNorm's running buffer): its in-place change must
         reach the module (a stream event on the leaf), not make a new node only the program's names see."""
@@ -49,14 +58,18 @@ class InPlace(TensorCreation):
         """`y.add_(1)`, `h.relu_()` on a computed tensor: the op, then every name bound to y sees the result (as
         for `y += 1`); refused where torch refuses it, and on a view. `op`: a function's op called with the tensor
         first (`F.leaky_relu(h, 0.2, inplace=True)`)."""
-        var = self.src(node.args[0] if op is not None else node.func.value)[:40]  # type: ignore[attr-defined]
+        var = self.src(node.args[0] if op is not None else _chain_root(node.func.value))[:40]  # type: ignore[attr-defined]
         if t.name in self.builder.leaves and (self.builder.grad[t.name] or self.module_state(t)) and (self.no_grad or self.via_data):
             raise self.err(node, f"in-place .{m}() on the leaf '{var}' under torch.no_grad() or through .data is not traced "
                                  "(fill_, zero_, add_, mul_, div_, clamp_, uniform_, normal_ and `-=` by a number are)")
         self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node)
+        root = _chain_root(node.args[0] if op is not None else node.func.value)  # type: ignore[attr-defined]
+        owner = self.scope.get(root.value.id) if isinstance(root, ast.Attribute) and isinstance(root.value, ast.Name) else None
         if node is self.stmt_expr and self.stmt_name is not None:
             name = self.name_for(node)
-        else:
+        elif isinstance(owner, Instance) and owner.attrs.get(root.attr) is t:  # type: ignore[union-attr]
+            name = self.fresh(f"{owner.path}.{root.attr}")  # `self.running_mean.mul_(0.9)`: bn.running_mean#2, the latest
+        else:  # of which takes the attribute's name (Finish.latest_attributes)
             name = self.binding_name(var) if var.isidentifier() else self.temp()
         new = self.apply(op, node, out=name) if op is not None else self.apply(self.methods[m[:-1]], node, receiver=t, out=name)
         self.changed_in_place(t, new, var, node)
@@ -75,9 +88,13 @@ class InPlace(TensorCreation):
                                      f"Use detach() instead); write `{var} = {var}.detach()`")
         else:
             self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node, data=False)
+        root = _chain_root(node.func.value)  # type: ignore[attr-defined]
+        owner = self.scope.get(root.value.id) if isinstance(root, ast.Attribute) and isinstance(root.value, ast.Name) else None
         if node is self.stmt_expr and self.stmt_name is not None:
             name = self.name_for(node)
-        else:
+        elif isinstance(owner, Instance) and owner.attrs.get(root.attr) is t:  # type: ignore[union-attr]
+            name = self.fresh(f"{owner.path}.{root.attr}")  # `self.running_mean.mul_(0.9)`: bn.running_mean#2, the latest
+        else:  # of which takes the attribute's name (Finish.latest_attributes)
             name = self.binding_name(var) if var.isidentifier() else self.temp()
         if m == "detach_":
             new = self.emit("detach", [t], {}, node, name=name) if self.builder.grad[t.name] else t  # type: ignore[attr-defined]
@@ -315,7 +332,8 @@ class InPlace(TensorCreation):
         callers = [m for c in getattr(self, "callers", []) for m in getattr(c, "maps", [c])]
         scopes = [*getattr(self.scope, "maps", [self.scope]), *callers]  # a call's locals, the globals, its callers'
         res = getattr(self, "res", None)
-        own = old.name.split("@")[0] == new.name.split("@")[0]  # `x += 1`: x@1 before, x after, as always
+        # `x += 1`: x@1 before, x after, as always; `self.buf.mul_(0.9)`: bn.buf, then bn.buf#2 (bn.buf@1, bn.buf at the end)
+        own = old.name.split("@")[0] == new.name.split("@")[0] or new.name.rpartition("#")[0] == old.name
         if res is not None and "#" not in old.name and not own and (bump or reshaped):  # (statistics: their names say it)
             # `a = b; a[1] = 2`, `self.buf = t; t[1] = 0.5`: torch's one tensor has two names, a node has one
             res.notes.append(f"line {getattr(stmt, 'lineno', '?')}: `{var}` changes in place the tensor node "
@@ -379,6 +397,13 @@ class InPlace(TensorCreation):
         new = self.scope[var]
         if isinstance(old, T) and isinstance(new, T) and new != old:
             self.changed_in_place(old, new, var, stmt)
+
+
+def _chain_root(e: ast.expr) -> ast.expr:
+    """What a chain of in-place methods changes: `h` of `h.mul_(0.5).add_(1.0)` (each returns the tensor itself)."""
+    while isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr.endswith("_") and e.func.attr != "_":
+        e = e.func.value
+    return e
 
 
 def _swap(v: Any, old: T, new: T, seen: set[int]) -> Any:

@@ -64,6 +64,23 @@ Shape = tuple[int, ...]
 NOT_CTOR = frozenset({"name", "inputs", "type", "weights", "causal"})
 """Schema fields that are not torch constructor arguments."""
 
+CONV_TUPLES = ("kernel_size", "stride", "padding", "dilation", "output_padding")
+
+
+def torch_attribute(kind: str, attr: str, cfg: Any) -> Any:
+    """A layer's setting as torch's module holds it: a conv's kernel_size, stride, padding, ... a tuple of one int
+    per spatial dim (`m.kernel_size[0]` in the ResNet paper's init), a norm's normalized_shape a tuple, a pool's
+    stride its kernel_size when not given (nn.MaxPool2d(2).stride is 2)."""
+    v = getattr(cfg, attr)
+    if attr == "stride" and v is None and kind.startswith(("MaxPool", "AvgPool")):
+        v = cfg.kernel_size
+    if kind == "AvgPool1d" and attr in ("kernel_size", "stride", "padding") and isinstance(v, int):
+        return (v,)  # (torch's AvgPool1d keeps 1-tuples; MaxPool1d and the 2d pools keep ints)
+    dims = int(kind[-2]) if kind.startswith(("Conv", "ConvTranspose")) and kind[-2].isdigit() else 0
+    if dims and attr in CONV_TUPLES and isinstance(v, int) or attr == "normalized_shape" and isinstance(v, int):
+        return (v,) * max(dims, 1)
+    return tuple(v) if isinstance(v, list) else v
+
 
 @dataclass
 class Emitter:

@@ -71,7 +71,7 @@ def changed_names(stmt: ast.stmt, harmless: Callable[[ast.Call], bool]) -> set[s
 def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
            length: Callable[[ast.expr], int | None] | None = None, lazy: bool = False,
            value: Callable[[ast.expr], int | None] | None = None,
-           harmless: Callable[[ast.Call], bool] | None = None) -> list[ast.stmt]:
+           harmless: Callable[[ast.Call], bool] | None = None, read_lengths: bool | None = None) -> list[ast.stmt]:
     """`for NAME in range(a[, b[, step]]):` loops as their bodies repeated, each copy after `NAME = k` (what a loop
     runs, statement for statement; the graph has no loops); `while COND:` loops the same, while COND holds on the ints
     known then (`i += 1` in the body counts). Bounds are int literals, or names bound earlier at the
@@ -85,10 +85,13 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
     loop (its body calls `.backward()`) unrolls two iterations: a trace ends at the second backward(). With `harmless`
     (a function's body, whose `length` is what its names held at the call), only a loop that returns from inside
     takes its length then, and only while no statement before it may have changed a list (changed_names); every
-    other loop over a name runs when reached, on what the name holds then."""
+    other loop over a name runs when reached, on what the name holds then. `read_lengths` with `harmless` (a loop
+    reached while the program runs, whose names hold their values): lengths are read now, of names no statement of
+    the unrolled body bound or may have changed before (`for row in block: for v in row:` reads row's when reached)."""
     ints: dict[str, int] = dict(known or {})
     changed: set[str] | None = set()  # what the statements so far may have given another length (None: anything)
-    read_now = harmless is None  # lengths of names read now: always outside a function, for returning loops in one
+    # lengths of names read now: always outside a function, for returning loops in one
+    read_now = harmless is None if read_lengths is None else read_lengths
 
     def known_length(it: ast.expr) -> int | None:
         if length is None or not read_now or changed is None:
@@ -97,6 +100,14 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
         if path is not None and any(path == c or path.startswith(c + ".") or c.startswith(path + ".") for c in changed):
             return None
         return length(it)
+
+    def stale(query: ast.expr) -> bool:
+        """Whether a shape query reads a name a statement unrolled before it binds anew (`Xb = ...` in the body, then
+        `range(Xb.shape[0])`): what it holds now is not what it will hold there."""
+        if changed is None:
+            return True
+        names = {_dotted(n) for n in ast.walk(query) if isinstance(n, (ast.Name, ast.Attribute))} - {None}
+        return any(p == c or p.startswith(c + ".") or c.startswith(p + ".") for p in names for c in changed)  # type: ignore[union-attr]
 
     def note(stmt: ast.stmt) -> None:
         nonlocal changed
@@ -133,7 +144,7 @@ def unroll(body: list[ast.stmt], err: Any, known: dict[str, int] | None = None,
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "len" and len(node.args) == 1
                 and (n := known_length(node.args[0])) is not None):
             return n
-        if value is not None and is_shape_query(node) and (v := value(node)) is not None:
+        if value is not None and is_shape_query(node) and not stale(node) and (v := value(node)) is not None:
             return v  # range(0, data.size(0) - 1, bptt): a shape, known when the loop is reached
         raise Unknown(node, "a loop's range() needs constant bounds (int literals, names set to one before the loop, "
                              "len() of a list or module, a tensor's size(d) / shape[d], and + - * // of those)")

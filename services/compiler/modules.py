@@ -17,6 +17,7 @@ from services.compiler.layers import (
     LayerDef,
     add_params,
     param_event,
+    torch_attribute,
 )
 from services.compiler.lazy import lazy_size
 from services.compiler.losses import TENSOR_ARGS
@@ -83,6 +84,9 @@ class ModuleCalls(ExpressionCompiler):
         if "type" in d.schema.model_fields:
             data["type"] = d.type
         data.pop("device", None)  # nn.Linear(4, 3, device=device): the spec's device decides where a job runs
+        if "bias" in data and data["bias"] is None and d.schema.model_fields.get("bias") is not None and \
+                d.schema.model_fields["bias"].annotation is bool:
+            data["bias"] = False  # nn.Linear(h, o, bias=None) (hamiltonian-nn): torch's `if bias:` takes it as False
         if "dtype" in data and "dtype" not in d.schema.model_fields:  # factory kwargs, as torch's modules take them
             want = data.pop("dtype")
             if want is not None and not isinstance(want, DType):
@@ -697,8 +701,10 @@ class ModuleCalls(ExpressionCompiler):
         for name, part in parts(m):  # layer.linear1, attn.out_proj, enc.layers: torch's submodules (layer.dropout
             if name == node.attr:    # is the nn.Dropout, not the constructor's float, as in torch)
                 return part
+        if node.attr == "training":  # m.training: its mode (model.train() / model.eval())
+            return m.training
         if m.cfg is not None and node.attr in type(m.cfg).model_fields:
-            return getattr(m.cfg, node.attr)
+            return torch_attribute(m.kind, node.attr, m.cfg)
         raise self.err(node, f"{m.kind} has no parameter or attribute '{node.attr}'")
 
     def running_stat(self, m: ModuleInst, node: ast.Attribute) -> T:

@@ -8,11 +8,10 @@ import ast
 
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.functions import SAME_OBJECT
-from services.compiler.layers import NOT_CTOR
+from services.compiler.layers import NOT_CTOR, torch_attribute
 from services.compiler.values import Instance, ModuleInst, T, UserClass, Value
 from services.ir import Event
 
-CONV_TUPLES = ("kernel_size", "stride", "padding", "dilation", "output_padding")
 """A conv layer's settings torch keeps as tuples (`self.padding[0]`)."""
 
 
@@ -136,13 +135,11 @@ class Objects(ExpressionCompiler):
             self.ensure_path(m, obj.path)  # type: ignore[attr-defined]
             obj.pinned = obj.pinned or not obj.final  # (named under a provisional path: renamed with it)
             obj.torch_module = m
-            dims = int(layer[-2]) if layer.startswith("Conv") else 0
+            if m.layer is None:  # a container: its children are the object's (model.features.0.0.weight)
+                return None
             for attr in type(m.cfg).model_fields:
                 if attr not in NOT_CTOR:  # torch's attributes: a conv's padding a tuple, a norm's shape a tuple
-                    v = getattr(m.cfg, attr)
-                    if dims and attr in CONV_TUPLES and isinstance(v, int) or attr == "normalized_shape" and isinstance(v, int):
-                        v = (v,) * max(dims, 1)
-                    obj.attrs.setdefault(attr, tuple(v) if isinstance(v, list) else v)
+                    obj.attrs.setdefault(attr, torch_attribute(layer, attr, m.cfg))
             for attr, leaf in m.params.items():
                 obj.attrs[attr] = T(leaf)
             if "bias" in type(m.cfg).model_fields and "bias" not in m.params:

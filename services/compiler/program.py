@@ -164,6 +164,8 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
             tree = parse(self.text)
         except SyntaxError as e:
             raise SpecError(f"syntax error: {e.msg}", loc=("program",), line=e.lineno, col=e.offset) from None
+        if "start=" in self.text:
+            _enumerate_start(tree)
         body = unroll(_main_guard(tree.body), self.err, lazy=True)
         if "__" in self.text:  # a walk over every node costs more than the rest of a small program's compile
             _mangle_private(ast.Module(body=body, type_ignores=[]))
@@ -219,6 +221,10 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
             self.call_statement(stmt.value)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
             pass  # a docstring
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Tuple) and stmt.value.elts and all(
+                isinstance(e, ast.Call) for e in stmt.value.elts):
+            for e in stmt.value.elts:  # `row.append(i), col.append(j)` (pytorch-fm): each call in order, as Python
+                self.call_statement(e)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, (ast.Name, ast.Attribute, ast.Subscript, ast.BinOp,
                                                                     ast.Compare, ast.Tuple)):
             self.echo(stmt.value)  # `x.shape`, `y` on a notebook cell's last line
@@ -459,6 +465,14 @@ def _torch_version(node: ast.AST) -> bool:
     """`torch.__version__`: the one dunder attribute of torch a program may read (a version test)."""
     return isinstance(node, ast.Attribute) and node.attr == "__version__" and isinstance(node.value, ast.Name) \
         and node.value.id == "torch"
+
+
+def _enumerate_start(tree: ast.Module) -> None:
+    """`enumerate(xs, start=1)` as `enumerate(xs, 1)`, the one form the loops and builtins read."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "enumerate" and len(
+                node.args) == 1 and [k.arg for k in node.keywords] == ["start"]:
+            node.args, node.keywords = [*node.args, node.keywords[0].value], []
 
 
 def _mangle_private(node: ast.AST, cls: str | None = None) -> None:

@@ -7,10 +7,10 @@ import ast
 from typing import Any
 
 from services.compiler.bindings import view_fill
-from services.compiler.creation import INPLACE_INIT, without_data
+from services.compiler.creation import INPLACE_INIT, RANDOM, without_data
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.finish import TraceEnded
-from services.compiler.functions import is_super
+from services.compiler.functions import PURE_BUILTINS, is_super
 from services.compiler.module_hooks import KINDS as HOOK_KINDS
 from services.compiler.module_hooks import HookHandle, changes_in_place, observes
 from services.compiler.torch_functions import is_in_place_function
@@ -29,8 +29,12 @@ from services.compiler.values import (
     UserClass,
     UserFunction,
 )
+from services.errors import SpecError
 from services.ir import Event
 
+DRAWING = frozenset({"uniform_", "normal_", "bernoulli", "bernoulli_", "random_", "exponential_", "geometric_", "cauchy_",
+                     "log_normal_", "multinomial", "poisson", "gumbel_softmax", "rrelu", "sample", "rsample"})
+"""Functions and tensor methods that draw from a generator (besides torch's random creators and dropout)."""
 IGNORED_CALLS = {"torch.set_printoptions", "torch.autograd.set_detect_anomaly", "numpy.random.seed",
                  "torch.set_num_threads", "torch.use_deterministic_algorithms"}
 """Calls a program makes for its own sake that change nothing gradtrace traces."""
@@ -39,9 +43,63 @@ IGNORED_CALLS = {"torch.set_printoptions", "torch.autograd.set_detect_anomaly", 
 class CallStatements(ExpressionCompiler):
     """call_statement and what it hands on (ProgramCompiler runs the statements; the attributes are its)."""
 
+    def printed(self, call: ast.Call) -> None:
+        """print(...): nothing it prints is traced, but torch computes its arguments, and where they may draw from a
+        generator (`print(torch.randn(2))`, the BiLSTM-CRF tutorial's `print(model(sent))` whose forward draws its
+        hidden state) the draws move every later random number: such arguments run here too (their nodes stay in the
+        graph), or the program is refused where they cannot."""
+        args = [*call.args, *(k.value for k in call.keywords)]
+        if not any(self.may_draw(c) for a in args for c in ast.walk(a) if isinstance(c, ast.Call)):
+            return
+        streams = [self.stream, *(g.stream for g in self.generators)]  # type: ignore[attr-defined]
+        mark, events = self.builder.mark(), [(st, len(st.events)) for st in streams]
+        try:
+            for a in args:
+                for part in _printed_parts(a):
+                    self.begin("t", part, [])  # type: ignore[attr-defined]
+                    self.expr(part)
+        except SpecError as e:
+            self.builder.rollback(mark)
+            for st, n in events:
+                del st.events[n:]
+            raise self.err(call, f"this print(...) computes what may draw random numbers (torch runs it, and its draws "
+                                 f"move every later one), and gradtrace cannot trace it: {e.message}") from None
+
+    def may_draw(self, call: ast.Call) -> bool:
+        """Whether a call may draw from a random generator: torch's random functions and methods, dropout (a function,
+        or a torch module in training mode that holds one), a module, function or object of the program's own (its
+        code may). Names, attributes and tensors' other methods are read, never called, to tell."""
+        f = call.func
+        if (foreign := self.foreign_path(f)) is not None:
+            return foreign.startswith(("random.", "numpy.random."))
+        path = self.dotted(f) if isinstance(f, (ast.Name, ast.Attribute)) else None
+        if path is not None:
+            head, _, last = path.rpartition(".")
+            if head == "torch" and last in RANDOM or last in DRAWING:
+                return True
+            return path.startswith("nn.init.") or head in ("F", "torch") and "dropout" in last
+        if isinstance(f, ast.Name):
+            if f.id not in self.scope:
+                return f.id not in PURE_BUILTINS
+            return _may_draw_value(self.scope[f.id])
+        if isinstance(f, ast.Attribute) and isinstance(f.value, (ast.Name, ast.Attribute)):
+            try:
+                receiver = self.expr(f.value)  # (a name or an attribute: read, nothing runs)
+            except SpecError:
+                return True
+            if isinstance(receiver, T):
+                return f.attr in DRAWING
+            if isinstance(receiver, (str, int, float, bool, list, tuple, dict, DType, Untraced, Foreign)) or receiver is None:
+                return False
+            if isinstance(receiver, ModuleInst) and f.attr != "forward":
+                return False  # model.parameters(), model.state_dict(): its forward alone may draw
+            return True
+        return True
+
     def call_statement(self, call: ast.Call) -> None:
         f = call.func
-        if isinstance(f, ast.Name) and f.id == "print":
+        if isinstance(f, ast.Name) and f.id == "print" and f.id not in self.scope:
+            self.printed(call)
             return
         if isinstance(f, ast.Name) and f.id == "setattr" and f.id not in self.scope and len(call.args) == 3:
             self.set_named(call.args[1], call.args[2:], call, call.args[0])  # setattr(self, f"layer{i}", nn.Linear(...))
@@ -279,3 +337,26 @@ class CallStatements(ExpressionCompiler):
                     views[:] = [v for v in views if v not in new]
         self.res.notes.append(f"line {value.lineno}: the value of `{self.src(value)[:60]}` is not kept (as a notebook "
                               "shows it and drops it)")
+
+
+def _may_draw_value(v: Any) -> bool:
+    """Whether calling this value may draw: a torch module in training mode that holds a dropout (or an RReLU),
+    anything of the program's own (its code may), a distribution (sample)."""
+    if isinstance(v, ModuleInst):
+        if v.layer is None:
+            return any(_may_draw_value(c) for c in v.children)
+        cfg = v.cfg
+        return v.training and ("dropout" in v.layer.type and getattr(cfg, "p", 0) > 0 or getattr(cfg, "dropout", 0) > 0
+                               or "rrelu" in v.layer.type)
+    return not isinstance(v, (str, int, float, bool, list, tuple, dict, DType, Untraced, Foreign, T)) and v is not None
+
+
+def _printed_parts(arg: ast.expr) -> list[ast.expr]:
+    """What a print argument computes: an f-string's or a `'...'.format(...)`'s values (not their formatting: a
+    tensor's value is known only when the engines run), anything else itself."""
+    if isinstance(arg, ast.JoinedStr):
+        return [v.value for v in arg.values if isinstance(v, ast.FormattedValue)]
+    if isinstance(arg, ast.Call) and isinstance(arg.func, ast.Attribute) and arg.func.attr == "format" and isinstance(
+            arg.func.value, ast.Constant) and isinstance(arg.func.value.value, str):
+        return [*arg.args, *(k.value for k in arg.keywords)]
+    return [arg]

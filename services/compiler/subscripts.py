@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 
 from services.compiler.expressions import _UNREAD, ExpressionCompiler, _int_list, _kind
-from services.compiler.values import Dataset, Epoch, ModuleInst, T, Value
+from services.compiler.values import Dataset, Epoch, ModuleInst, T, Value, container_of
 
 
 class Subscripts(ExpressionCompiler):
     """x[...] in all its forms."""
 
     def subscript(self, node: ast.Subscript) -> Value:
-        base = self.expr(node.value)
+        base = container_of(self.expr(node.value))
         if isinstance(base, T):
             if isinstance(node.value, ast.Name) and node.value.id.startswith("iter#") and isinstance(node.slice, ast.Constant):
                 return self.rows(base, node, only=node.slice.value)[0]  # `for row in t:` row k, as torch's iter(t)

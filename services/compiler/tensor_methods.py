@@ -34,6 +34,8 @@ class TensorMethods(ExpressionCompiler):
                     raise self.err(node, f"size({d!r}) of a tensor of shape {list(shape)}")
                 return shape[d]
             return len(shape) if m == "dim" else int(np.prod(shape, dtype=np.int64))
+        if m in ("is_floating_point", "is_complex") and not node.args and not node.keywords:
+            return m == "is_floating_point" and self.dtype_of(t).startswith("float")  # torchvision's box _upcast
         if m == "item" and not node.args and not node.keywords and getattr(self, "at_backward", None) is None:
             return self.item(t, node)
         if m in ("item", "tolist", "numpy", "cpu", "cuda") and m != "cpu":

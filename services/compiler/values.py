@@ -304,6 +304,14 @@ class Instance:
                 v.set_training(flag)
 
 
+def container_of(v: Value) -> Value:
+    """An object of a program's nn.Sequential or nn.ModuleList subclass as the container its __init__ made (indexed,
+    iterated and measured as one); any other value as it is."""
+    if isinstance(v, Instance) and isinstance(v.torch_module, ModuleInst) and v.torch_module.layer is None:
+        return v.torch_module
+    return v
+
+
 def receiver(fn: UserFunction, obj: Instance | UserClass) -> list[Value]:
     """What a method gets before its arguments: the object, its class (a classmethod) or nothing (a staticmethod)."""
     if fn.binding == "staticmethod":

@@ -10,7 +10,7 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import ShapeError
 from services.ops.base import Array, Op, Shape, register
@@ -26,6 +26,8 @@ class InterpolateArgs(BaseModel):
     mode: Literal["nearest", "nearest-exact", "linear", "bilinear", "trilinear"] = "nearest"
     align_corners: bool | None = None
     recompute_scale_factor: bool | None = None
+    antialias: Literal[False] = Field(False, description="torch's default; antialias=True (bilinear/bicubic downsampling "
+                                                         "with a wider kernel) is not traced")
 
 
 def _per_dim(v: Any, k: int, what: str) -> list[Any]:
@@ -97,7 +99,7 @@ class Interpolate(Op):
 
     name = "interpolate"
     Args = InterpolateArgs
-    positional = ("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor")
+    positional = ("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias")
     functions = ("F.interpolate", "F.upsample")
 
     def shape(self, shapes: list[Shape], a: InterpolateArgs) -> Shape:
