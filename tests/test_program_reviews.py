@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_program_pytorch import in_torch, same_as_torch, traced
 
@@ -189,3 +190,27 @@ def test_interpolate_takes_antialias_false_and_refuses_true() -> None:
     assert traced(program).result.nodes["loss#1"].op == "interpolate"
     with pytest.raises(SpecError, match="antialias=True is not traced"):
         traced(program.replace("antialias=False", "antialias=True"))
+
+
+def test_embedding_from_pretrained(tmp_path: Path) -> None:
+    # GloVe vectors: the weight is a Parameter of the given values (no init draw), frozen unless freeze=False
+    program = (HEAD + "glove = torch.randn(6, 4)\n\n\nclass Clf(nn.Module):\n    def __init__(self, vectors):\n"
+               "        super().__init__()\n        self.embedding = nn.Embedding.from_pretrained(vectors, freeze=False, "
+               "padding_idx=0)\n        self.fc = nn.Linear(4, 2)\n    def forward(self, x):\n"
+               "        return self.fc(self.embedding(x).mean(1))\n\n\nmodel = Clf(glove)\n"
+               "frozen = nn.Embedding.from_pretrained(torch.randn(6, 4))\nx = torch.tensor([[1, 2, 0], [3, 4, 5]])\n"
+               "loss = (model(x) + frozen(x).sum(1)[:, :2]).pow(2).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert {"model.embedding.weight", "frozen.weight"} <= set(t.result.parameters)
+    assert "torch/grad/frozen.weight" not in t.arrays
+    same_as_torch(t, in_torch(program, tmp_path), ["model", "frozen", "loss"])
+
+
+def test_a_tensor_made_for_a_dict_key_is_named_for_its_place(tmp_path: Path) -> None:
+    # CS231n's `params['W1'] = ...`: params.W1 (was params#1)
+    program = (HEAD + "params = {}\nparams['W1'] = torch.randn(3, 2, requires_grad=True)\nparams['b1'] = torch.zeros(2)\n"
+               "x = torch.randn(4, 3)\nloss = (x @ params['W1'] + params['b1']).relu().sum()\nloss.backward()\n")
+    t = traced(program)
+    assert {"params.W1", "params.b1"} <= set(t.result.nodes)
+    g = in_torch(program, tmp_path)
+    np.testing.assert_allclose(t.arrays["torch/grad/params.W1"], g["params"]["W1"].grad.numpy(), rtol=1e-6)

@@ -275,6 +275,8 @@ class Calls(ExpressionCompiler):
             return self.construct(path[3:], node)
         if path == "nn.Parameter":
             return self.parameter(node)
+        if path == "nn.Embedding.from_pretrained":
+            return self.from_pretrained(node)
         if path in ("nn.ParameterList", "nn.ParameterDict"):
             return self.parameter_container(path[3:], node)
         if path.startswith("torch.optim.") and path[12:] in OPTIMIZERS:

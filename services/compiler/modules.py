@@ -119,6 +119,38 @@ class ModuleCalls(ExpressionCompiler):
             self.module_activations.add(id(inst))
         return inst
 
+    def from_pretrained(self, node: ast.Call) -> ModuleInst:
+        """nn.Embedding.from_pretrained(embeddings, freeze=True, padding_idx=None, ...) (GloVe vectors): an nn.Embedding
+        whose weight is a Parameter of those values (torch draws no init for it; requires_grad is `not freeze`)."""
+        names = ("embeddings", "freeze", "padding_idx", "max_norm", "norm_type", "scale_grad_by_freq", "sparse")
+        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg}
+        if len(node.args) > len(names) or set(given) - set(names) or "embeddings" not in given:
+            raise self.err(node, f"nn.Embedding.from_pretrained takes {', '.join(names)}")
+        src = self.expr(given["embeddings"])  # evaluated once, as Python does
+        if not isinstance(src, T) or len(self.shape(src)) != 2:
+            raise self.err(node, "Embeddings parameter is expected to be 2-dimensional (torch raises this)")
+        freeze = bool(self.const(given["freeze"])) if "freeze" in given else True
+        rows, cols = self.shape(src)
+        made = ast.copy_location(ast.Call(
+            func=ast.Attribute(value=ast.Name(id="nn", ctx=ast.Load()), attr="Embedding", ctx=ast.Load()),
+            args=[ast.Constant(rows), ast.Constant(cols)],
+            keywords=[ast.keyword(arg=k, value=v) for k, v in given.items() if k not in ("embeddings", "freeze")]), node)
+        m = self.construct("Embedding", made)
+        if m.event in self.stream.events:
+            self.stream.events.remove(m.event)  # (its weight is the embeddings', not drawn)
+        self.ensure_path(m, self.stmt_name if node is self.stmt_expr and self.stmt_name and not self.depth else None)
+        weight = T(m.params["weight"])
+        hidden = f"pretrained#{node.lineno}.{node.col_offset}"
+        self.scope[hidden] = src
+        try:
+            self.write(weight, ast.copy_location(ast.Name(id=hidden, ctx=ast.Load()), node), node)  # type: ignore[attr-defined]
+        finally:
+            del self.scope[hidden]
+        self.builder.leaves[weight.name].init = f"nn.Embedding.from_pretrained (line {node.lineno})"
+        if freeze:
+            self.requires_grad(weight, False, node)  # type: ignore[attr-defined]
+        return m
+
     def configured(self, d: LayerDef, cls: str, data: dict[str, Any], node: ast.AST, params: bool = True) -> tuple[Any, Event | None]:
         """A module's config from its constructor's arguments and (with `params`) the event that draws its parameters
         (none drawn yet); a refusal naming the argument torch would complain of."""

@@ -362,7 +362,7 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
         elif isinstance(target, ast.Subscript) and isinstance(into := self.expr(target.value), ModuleInst) and into.layer is None:
             self.container_set(into, self.const(target.slice), value, stmt)  # model.classifier[6] = nn.Linear(4096, 10)
         elif isinstance(target, ast.Subscript) and isinstance(into, (dict, list)):
-            self.item_write(into, target.slice, value, stmt)  # word_to_ix[word] = len(word_to_ix), sizes[0] = 8
+            self.item_write(into, target.slice, value, stmt, target.value)  # word_to_ix[w] = len(word_to_ix), sizes[0] = 8
         elif isinstance(target, ast.Subscript) and isinstance(into, T):
             self.index_write(target, value, stmt)  # pe[:, 0::2] = torch.sin(position * div_term), self.buf[0] = 1.0
         else:
@@ -370,11 +370,16 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
                                  "lists and containers by index)")
         self.stmt_expr, self.stmt_names = None, []
 
-    def item_write(self, into: dict[Any, Value] | list[Value], key_expr: ast.expr, value: ast.expr, stmt: ast.stmt) -> None:
-        """`d[key] = value`, `xs[0] = value`: a dict's or list's item (not a tensor's elements)."""
+    def item_write(self, into: dict[Any, Value] | list[Value], key_expr: ast.expr, value: ast.expr, stmt: ast.stmt,
+                   holder: ast.expr | None = None) -> None:
+        """`d[key] = value`, `xs[0] = value`: a dict's or list's item (not a tensor's elements). A tensor made for a
+        named dict's string key is named for its place, as a ParameterDict's: `params['W1'] = torch.randn(...)` is
+        params.W1."""
         key = self.dict_key(key_expr) if isinstance(into, dict) else self.const(key_expr)
         if isinstance(into, list) and not (isinstance(key, int) and -len(into) <= key < len(into)):
             raise self.err(stmt, f"list index {key!r} out of range (the list has {len(into)} items)")
+        if isinstance(into, dict) and isinstance(key, str) and key.isidentifier() and isinstance(holder, ast.Name):
+            self.begin_named(value, self.fresh(f"{self.prefix}{holder.id}.{key}"))
         into[key] = self.expr(value)  # type: ignore[index]
 
     def unpack(self, target: ast.expr, v: Value, stmt: ast.stmt) -> None:
