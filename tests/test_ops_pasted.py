@@ -209,6 +209,13 @@ for shape, wrap in (((4, 4), False), ((3, 5), False), ((7, 3), False), ((7, 3), 
 # bernoulli on draws made before the trace: 1 where u < p; the gradient of p is zero (u is data, as a dropout mask)
 case("bernoulli", {"p": uniform(3, 4, low=0.05, high=0.95, seed=64), "u": {**uniform(3, 4, low=0.0, high=1.0, seed=65), **FROZEN}},
      N("b", "bernoulli", "p", "u"), N("y", "mul", "b", "p"), engines=["torch", "reference"])
+# multinomial with replacement (word2vec's negative samples): a search of p's cumulative sum per uniform double draw; a
+# zero-probability category is never picked; integer indices, no gradient (the float cast after it carries none either)
+case("multinomial_replacement", {"p": {**given([[0.0, 0.2, 0.3, 0.5], [1.0, 1.0, 0.0, 2.0], [0.1, 0.1, 0.1, 0.7]]), **FROZEN},
+                                 "u": {**uniform(3, 6, low=0.0, high=1.0, seed=68), "dtype": "float64", **FROZEN},
+                                 "x": normal(3, 6, seed=69)},
+     N("s", "multinomial_replacement", "p", "u"), N("f", "to", "s", dtype="float32"), N("y", "mul", "f", "x"),
+     engines=["torch", "reference"])
 # scatter_reduce (GraphSAGE's mean, a global max pool): each reduction with and without the input; ties (amax/amin share
 # the gradient among the equal elements, the input's counted as torch counts it) and a position nothing lands on
 POOL = {"x": normal(3, 4, seed=66), "src": normal(5, 4, seed=67),

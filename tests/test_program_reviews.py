@@ -214,3 +214,21 @@ def test_a_tensor_made_for_a_dict_key_is_named_for_its_place(tmp_path: Path) -> 
     assert {"params.W1", "params.b1"} <= set(t.result.nodes)
     g = in_torch(program, tmp_path)
     np.testing.assert_allclose(t.arrays["torch/grad/params.W1"], g["params"]["W1"].grad.numpy(), rtol=1e-6)
+
+
+def test_multinomial_with_replacement_draws_torchs_samples(tmp_path: Path) -> None:
+    # makemore's `torch.multinomial(p, num_samples=20, replacement=True, generator=g)` and word2vec's negative samples
+    # of a 2-d distribution: torch's indices, and the draws after them stay torch's
+    program = ("import torch\ng = torch.Generator().manual_seed(2147483647)\np = torch.rand(3, generator=g)\np = p / p.sum()\n"
+               "ix = torch.multinomial(p, num_samples=20, replacement=True, generator=g)\ntorch.manual_seed(0)\n"
+               "W = torch.randn(6, 5, requires_grad=True)\nprobs = torch.softmax(W, dim=1)\n"
+               "neg = torch.multinomial(probs, 7, replacement=True)\nnoise = torch.tensor([0.1, 0.5, 0.0, 0.2]) ** 0.75\n"
+               "negs = noise.multinomial(10, True)\nafter = torch.randn(3, requires_grad=True)\n"
+               "loss = probs.gather(1, neg).log().sum() + (after * negs[:3]).sum() + ix.float().sum()\nloss.backward()\n")
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    for name in ("ix", "neg", "negs"):
+        np.testing.assert_array_equal(t.arrays[f"torch/value/{name}"], g[name].numpy())
+        np.testing.assert_array_equal(t.arrays[f"reference/value/{name}"], g[name].numpy())
+    assert 2 not in g["negs"].tolist()
+    same_as_torch(t, g, ["W", "after", "loss"])

@@ -315,14 +315,14 @@ class Distributions(ExpressionCompiler):
 
     def multinomial_draw(self, p: T, n: int, replacement: bool, stream: Any, node: ast.Call, last: bool) -> T:
         """torch's fast path (one sample, or none replaced): q = empty_like(p).exponential_(1), then argmax(p / q, -1,
-        keepdim=True), or topk(p / q, n).indices. With replacement and several samples torch runs another kernel
-        (a binary search per draw), not traced."""
+        keepdim=True), or topk(p / q, n).indices. With replacement and several samples torch runs another kernel: a
+        uniform double per sample and a binary search of p's cumulative sum (the multinomial_replacement op)."""
         shape, dtype = self.shape(p), self.dtype_of(p)
         if len(shape) not in (1, 2) or not dtype.startswith("float"):
             raise self.err(node, f"torch.multinomial: prob_dist must be a 1 or 2 dim float tensor, got {list(shape)} {dtype}")
-        if replacement and n > 1:
-            raise self.err(node, "torch.multinomial with replacement and more than one sample is not traced (torch runs "
-                                 "another kernel for it): draw one sample at a time, or without replacement")
+        if replacement and n > 1:  # torch's other kernel: a uniform double per sample, a search of p's cumulative sum
+            u = self.draw_leaf("rand", (*shape[:-1], n), "float64", stream, node)
+            return self.emit("multinomial_replacement", [p, u], {}, node, name=None if last else self.temp())
         if not replacement and n > shape[-1]:
             raise self.err(node, "torch.multinomial: cannot sample n_sample > prob_dist.size(-1) samples without replacement")
         if self.builder.strides.get(p.name):

@@ -94,3 +94,46 @@ def _bernoulli(t: Any) -> Any:
 
     BernoulliDraw._backward_cls.__name__ = "BernoulliBackward0"
     return BernoulliDraw
+
+
+@register
+class MultinomialReplacement(Op):
+    """torch.multinomial(p, n, replacement=True) with n > 1, as torch's CPU kernel computes it: per row, the
+    cumulative sum of p in p's dtype (a float loop), divided by its total, its last entry set to 1; per sample, a
+    uniform double u (drawn as torch.rand(..., dtype=torch.float64) at that point of the stream: the same draws) and a
+    binary search for the first entry >= u. Inputs (p, u); integer indices, no gradient. Both engines search alike
+    (it is a draw, not arithmetic to check): torch's own cumsum accumulates in double, its multinomial in p's dtype."""
+
+    name = "multinomial_replacement"
+    tensors = ("input", "uniform")
+    differentiable = (False, False)
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        p, u = shapes
+        if len(p) not in (1, 2) or len(u) != len(p) or len(p) == 2 and u[0] != p[0]:
+            raise ShapeError(f"multinomial: draws {list(u)} do not fit probabilities {list(p)}")
+        return u
+
+    def dtype(self, dtypes: list[str]) -> str:
+        if not dtypes[0].startswith("float"):
+            raise ShapeError(f"multinomial: prob_dist must be a floating point tensor, got {dtypes[0]}")
+        return "int64"
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        p, u = xs
+        out = self.forward([p.detach().cpu().numpy(), u.detach().cpu().numpy()], a)
+        return t.from_numpy(out).to(p.device)
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        p, u = xs
+        rows, draws = p.reshape(-1, p.shape[-1]), u.reshape(-1, u.shape[-1])
+        out = np.empty(draws.shape, dtype=np.int64)
+        for i in range(rows.shape[0]):
+            cum = np.add.accumulate(rows[i], dtype=p.dtype)  # (sequential, in p's dtype, as the kernel's loop)
+            cum = cum / cum[-1]
+            cum[-1] = 1
+            out[i] = np.searchsorted(cum.astype(np.float64), draws[i], side="left")
+        return out.reshape(u.shape)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [None, None]
