@@ -110,10 +110,6 @@ def test_multinomial_draws_as_torch_with_a_generator(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ("from torch.distributions import Categorical\nc = Categorical(torch.rand(4))\ns = c.sample((3,))\n",
-     "Categorical.sample((3,)) draws 3 samples with one torch.multinomial with replacement"),
-    ("p = torch.rand(2, 4)\ns = torch.multinomial(p, 3, replacement=True)\n",
-     "with replacement and more than one sample is not traced"),
     ("from torch.distributions import Categorical\nc = Categorical(probs=torch.rand(4), logits=torch.rand(4))\n",
      "Either `probs` or `logits` must be specified, but not both"),
     ("from torch.distributions import Categorical\nc = Categorical(torch.tensor(0.5))\n", "at least one-dimensional"),

@@ -232,3 +232,17 @@ def test_multinomial_with_replacement_draws_torchs_samples(tmp_path: Path) -> No
         np.testing.assert_array_equal(t.arrays[f"reference/value/{name}"], g[name].numpy())
     assert 2 not in g["negs"].tolist()
     same_as_torch(t, g, ["W", "after", "loss"])
+
+
+def test_several_categorical_samples_are_torchs(tmp_path: Path) -> None:
+    # Categorical.sample((3,)): one multinomial of 3 draws with replacement, transposed, as torch's code
+    program = ("import torch\nfrom torch.distributions import Categorical\ntorch.manual_seed(0)\n"
+               "logits = torch.randn(2, 4, requires_grad=True)\nm = Categorical(logits=logits)\na = m.sample((3,))\n"
+               "b = m.sample((2, 5))\nc = Categorical(probs=torch.tensor([0.2, 0.3, 0.5])).sample((6,))\n"
+               "after = torch.randn(2, requires_grad=True)\n"
+               "loss = -m.log_prob(a).sum() - m.log_prob(b).mean() + (after * c[:2]).sum()\nloss.backward()\n")
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    for name in "abc":
+        np.testing.assert_array_equal(t.arrays[f"torch/value/{name}"], g[name].numpy())
+    same_as_torch(t, g, ["logits", "after", "loss"])

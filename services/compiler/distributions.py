@@ -195,10 +195,6 @@ class Distributions(ExpressionCompiler):
     def categorical_sample(self, d: Distribution, shape: tuple[int, ...], node: ast.Call) -> T:
         """probs.reshape(-1, n), multinomial of numel(sample_shape) draws with replacement, .T, reshaped to
         sample_shape + batch_shape."""
-        if math.prod(shape) > 1:
-            raise self.err(node, f"Categorical.sample({shape}) draws {math.prod(shape)} samples with one torch.multinomial "
-                                 "with replacement, which runs a kernel gradtrace does not trace: call sample() once per "
-                                 "sample")
         probs = self.categorical_param(d, "probs", node)
         events = self.shape(probs)[-1]
         flat = self.emit("reshape", [probs], {"shape": [-1, events]}, node, name=self.temp())
