@@ -216,6 +216,12 @@ case("multinomial_replacement", {"p": {**given([[0.0, 0.2, 0.3, 0.5], [1.0, 1.0,
                                  "x": normal(3, 6, seed=69)},
      N("s", "multinomial_replacement", "p", "u"), N("f", "to", "s", dtype="float32"), N("y", "mul", "f", "x"),
      engines=["torch", "reference"])
+# torch.normal(mean, std) of tensors on noise drawn before the trace: noise * std + mean (broadcast), zero gradients
+case("normal_tensors", {"m": normal(2, 1, seed=70), "s": uniform(3, low=0.5, high=2.0, seed=71),
+                        "e": {**normal(2, 3, seed=72), **FROZEN}},
+     N("w", "normal_tensors", "m", "s", "e"), N("y", "mul", "w", "s"), engines=["torch", "reference"])
+case("normal_tensors-number-mean", {"s": uniform(2, 3, low=0.5, high=2.0, seed=73), "e": {**normal(2, 3, seed=74), **FROZEN}},
+     N("w", "normal_tensors", 1.5, "s", "e"), N("y", "mul", "w", "s"), engines=["torch", "reference"])
 # scatter_reduce (GraphSAGE's mean, a global max pool): each reduction with and without the input; ties (amax/amin share
 # the gradient among the equal elements, the input's counted as torch counts it) and a position nothing lands on
 POOL = {"x": normal(3, 4, seed=66), "src": normal(5, 4, seed=67),

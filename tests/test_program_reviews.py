@@ -246,3 +246,18 @@ def test_several_categorical_samples_are_torchs(tmp_path: Path) -> None:
     for name in "abc":
         np.testing.assert_array_equal(t.arrays[f"torch/value/{name}"], g[name].numpy())
     same_as_torch(t, g, ["logits", "after", "loss"])
+
+
+def test_torch_normal_of_tensors(tmp_path: Path) -> None:
+    # a Bayesian layer's `torch.normal(mu, sigma)`: torch's noise (randn) times std plus mean, broadcast; zero gradients
+    program = (HEAD + "mu = torch.zeros(3, requires_grad=True)\nrho = torch.full((3,), -3.0, requires_grad=True)\n"
+               "sigma = torch.log1p(torch.exp(rho))\nw = torch.normal(mu, sigma)\nbig_mu = torch.randn(4, 20, requires_grad=True)\n"
+               "big = torch.normal(big_mu, torch.ones(20) * 0.5)\ne2 = torch.normal(1.0, sigma)\n"
+               "e3 = torch.normal(mean=torch.zeros(2, 1), std=torch.ones(3))\nnums = torch.normal(0.0, 1.0, size=(2,))\n"
+               "after = torch.randn(3, requires_grad=True)\n"
+               "loss = (w * after).sum() + big.sum() + e2.sum() + e3.sum() + mu.sum() + (after * nums.sum()).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["w"].grad_fn == "NormalBackward3" and t.result.nodes["e2"].grad_fn == "NormalBackward2"
+    same_as_torch(t, in_torch(program, tmp_path), ["mu", "rho", "w", "big_mu", "big", "e2", "e3", "after", "loss"])
+    with pytest.raises(SpecError, match=r"torch.normal\(mean_tensor, std_number\) is not traced"):
+        traced(HEAD + "m = torch.zeros(3, requires_grad=True)\nw = torch.normal(m, 0.3)\nw.sum().backward()\n")

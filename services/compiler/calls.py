@@ -213,6 +213,8 @@ class Calls(ExpressionCompiler):
             return self.multinomial(node)
         if path == "torch.bernoulli":
             return self.bernoulli(node)
+        if path == "torch.normal" and (v := self.normal_of_tensors(node)) is not NotImplemented:
+            return v
         if path in ARRANGING:
             return self.arrange(path.rsplit(".", 1)[1], node)
         if (v := self.function_form(path, node)) is not NotImplemented:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from services.compiler.expressions import ExpressionCompiler, _kind
-from services.compiler.values import Distribution, T, is_number
+from services.compiler.values import Distribution, T, Value, is_number
 from services.ir import Event, Leaf
 from services.ops.base import broadcast
 
@@ -286,6 +286,35 @@ class Distributions(ExpressionCompiler):
             raise self.err(node, f"torch.bernoulli: p must be a floating point tensor, got {dtype}")
         u = self.draw_leaf("rand", shape, dtype, g.stream if g is not None else self.stream, node)
         return self.emit("bernoulli", [p, u], {}, node)
+
+    def normal_of_tensors(self, node: ast.Call) -> Value:
+        """torch.normal(mean, std) with a tensor among them (a Bayesian layer's `torch.normal(mu, sigma)`): noise drawn
+        as torch.randn(shape) here, then noise * std + mean, torch's zero gradient (NormalBackward3). Numbers alone:
+        NotImplemented (tensor creation), with the arguments evaluated once."""
+        names = ("mean", "std")
+        given = dict(zip(names, node.args, strict=False)) | {k.arg: k.value for k in node.keywords if k.arg in names}
+        if set(given) != set(names) or len(node.args) > 2:
+            return NotImplemented
+        mean, std = self.expr(given["mean"]), self.expr(given["std"])
+        if not isinstance(mean, T) and not isinstance(std, T):
+            once = ast.copy_location(ast.Call(func=node.func, args=[], keywords=[
+                *(ast.keyword(arg=k, value=ast.copy_location(ast.Constant(v), node)) for k, v in (("mean", mean), ("std", std))),
+                *(k for k in node.keywords if k.arg not in names)]), node)
+            return self.create("normal", once, self.name_for(node))  # type: ignore[attr-defined]
+        if {k.arg for k in node.keywords} - {"mean", "std", "generator"}:
+            raise self.err(node, "torch.normal(mean, std) of tensors takes generator= (and no size=) here")
+        if not isinstance(std, T):
+            raise self.err(node, "torch.normal(mean_tensor, std_number) is not traced (torch draws it in double precision "
+                                 "for small tensors): write torch.normal(mean, torch.full_like(mean, std))")
+        if not is_number(mean) and not isinstance(mean, T):
+            raise self.err(given["mean"], f"torch.normal: mean must be a tensor or a number, not {type(mean).__name__}")
+        dtypes = [self.dtype_of(v) for v in (mean, std) if isinstance(v, T)]
+        if not all(d.startswith("float") for d in dtypes):
+            raise self.err(node, f"torch.normal: mean and std must be floating point tensors, got {dtypes}")
+        shape = broadcast(*(self.shape(v) for v in (mean, std) if isinstance(v, T)))
+        g = next((self.generator(k.value) for k in node.keywords if k.arg == "generator"), None)  # type: ignore[attr-defined]
+        noise = self.draw_leaf("randn", shape, dtypes[-1], g.stream if g is not None else self.stream, node)
+        return self.emit("normal_tensors", [mean, std, noise], {}, node)
 
     def multinomial(self, node: ast.Call, receiver: T | None = None) -> T:
         """torch.multinomial(input, num_samples, replacement=False, generator=None) / x.multinomial(...)."""

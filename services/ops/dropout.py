@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.errors import ShapeError
-from services.ops.base import Array, Op, Shape, register
+from services.ops.base import Array, Op, Shape, broadcast, register
 
 
 class DropoutArgs(BaseModel):
@@ -137,3 +137,55 @@ class MultinomialReplacement(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
         return [None, None]
+
+
+@register
+class NormalTensors(Op):
+    """torch.normal(mean, std) with std a tensor (a Bayesian layer's weights, an exploration noise): torch's CPU code
+    fills the output with normal_(0, 1), then mul_(std).add_(mean), so the values are `noise * std + mean` for noise
+    drawn as torch.randn(shape) at that point of the stream. Inputs (mean, std, noise), mean a tensor or a number;
+    torch's derivative is zero for both (NormalBackward3; NormalBackward2 for a number mean)."""
+
+    name = "normal_tensors"
+    tensors = ("mean", "std", "noise")
+    scalars = True
+    differentiable = (True, True, False)
+
+    def shape(self, shapes: list[Shape], a: Any) -> Shape:
+        out = broadcast(shapes[0], shapes[1])
+        if shapes[2] != out:
+            raise ShapeError(f"normal: the draws {list(shapes[2])} must have the output's shape {list(out)}")
+        return out
+
+    def torch(self, t: Any, xs: list[Any], a: Any) -> Any:
+        mean, std, noise = xs
+        overload = 3 if t.is_tensor(mean) and t.is_tensor(std) else 2 if t.is_tensor(std) else 1
+        return _normal(t, overload).apply(mean, std, [noise])
+
+    def forward(self, xs: list[Array], a: Any) -> Array:
+        mean, std, noise = xs
+        out = noise * np.asarray(std, noise.dtype)
+        return (out + np.asarray(mean, noise.dtype)).astype(noise.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
+        return [None if np.ndim(x) == 0 and not isinstance(x, np.ndarray) else np.zeros(np.shape(x), g.dtype)
+                for x in xs[:2]] + [None]
+
+
+@cache
+def _normal(t: Any, overload: int) -> Any:
+    """torch.normal of tensors on noise drawn before the trace: noise * std + mean, a zero gradient for the tensors,
+    and the grad_fn name torch prints (NormalBackward3 for two tensors, 2 for a number mean, 1 for a number std)."""
+
+    class NormalDraw(t.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, mean: Any, std: Any, box: list[Any]) -> Any:
+            ctx.tensors = (t.is_tensor(mean), t.is_tensor(std))
+            return box[0] * std + mean
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> tuple[Any, Any, None]:
+            return (*(t.zeros_like(g) if is_tensor else None for is_tensor in ctx.tensors), None)  # type: ignore[return-value]
+
+    NormalDraw._backward_cls.__name__ = f"NormalBackward{overload}"
+    return NormalDraw
