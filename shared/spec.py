@@ -240,14 +240,15 @@ class GluLayer(_Layer):
 
 
 class Pool2dLayer(_Layer):
-    """nn.AvgPool2d (zero padding counted, torch's default)."""
+    """nn.AvgPool2d (zero padding counted, torch's default; count_include_pad=False divides by the input elements a
+    window covers)."""
 
     type: Literal["avg_pool2d"]
     kernel_size: IntPair
     stride: IntPair | None = None
     padding: IntPair = 0
-    ceil_mode: Literal[False] = Field(False, description="Not supported for average pooling.")
-    count_include_pad: Literal[True] = True
+    ceil_mode: bool = False
+    count_include_pad: bool = True
 
 
 class MaxPool2dLayer(_Layer):
@@ -263,12 +264,14 @@ class MaxPool2dLayer(_Layer):
 
 
 class Pool1dLayer(_Layer):
-    """nn.MaxPool1d, nn.AvgPool1d (text CNNs)."""
+    """nn.MaxPool1d, nn.AvgPool1d (text CNNs; ceil_mode as N-HiTS pools, count_include_pad for the average)."""
 
     type: Literal["max_pool1d", "avg_pool1d"]
     kernel_size: IntOne
     stride: IntOne | None = None
     padding: IntOne = 0
+    ceil_mode: bool = False
+    count_include_pad: bool = True
 
 
 class AdaptivePool1dLayer(_Layer):

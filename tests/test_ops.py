@@ -501,6 +501,11 @@ for label, xs, args in (("ceil", (2, 3, 8, 7), {"kernel_size": 3, "stride": 2}),
                         ("ceil-padded", (1, 2, 7, 8), {"kernel_size": 2, "stride": 2, "padding": 1}),
                         ("ceil-unbatched", (2, 5, 6), {"kernel_size": [3, 2], "stride": [2, 3]})):
     case(f"max_pool2d-{label}", {"x": distinct(*xs, seed=36)}, N("y", "max_pool2d", "x", ceil_mode=True, **args))
+    for include in (True, False):  # average pooling divides a last window by what it covers up to the padding's end
+        case(f"avg_pool2d-{label}-{'pad' if include else 'nopad'}", {"x": distinct(*xs, seed=36)},
+             N("y", "avg_pool2d", "x", ceil_mode=True, count_include_pad=include, **args))
+case("avg_pool2d-count_include_pad-false", {"x": distinct(1, 2, 5, 6, seed=35)},
+     N("y", "avg_pool2d", "x", kernel_size=3, stride=1, padding=1, count_include_pad=False))
 
 # Losses.
 LOGITS = {"x": normal(4, 5, seed=38, std=2.0), "t": given([1, 0, 4, 1], dtype="int64")}

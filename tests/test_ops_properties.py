@@ -124,16 +124,21 @@ def test_conv2d_geometry(groups: int, cin: int, cout: int, kernel: tuple[int, in
     op=st.sampled_from(["max_pool2d", "avg_pool2d"]), kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
     stride=st.none() | st.tuples(st.integers(1, 3), st.integers(1, 3)), pad=st.tuples(st.integers(0, 1), st.integers(0, 1)),
     extra=st.tuples(st.integers(0, 4), st.integers(0, 4)), batch=st.sampled_from([None, 1, 2]),
-    channels=st.integers(1, 2), dtype=dtypes, seed=seeds,
+    channels=st.integers(1, 2), dtype=dtypes, seed=seeds, ceil=st.booleans(), include=st.booleans(),
 )
 def test_pool_geometry(op: str, kernel: tuple[int, int], stride: tuple[int, int] | None, pad: tuple[int, int],
-                       extra: tuple[int, int], batch: int | None, channels: int, dtype: str, seed: int) -> None:
+                       extra: tuple[int, int], batch: int | None, channels: int, dtype: str, seed: int, ceil: bool,
+                       include: bool) -> None:
     padding = [min(p, k // 2) for p, k in zip(pad, kernel, strict=True)]  # torch allows at most half the kernel
     h, w = (_extent(k, 1, p) + e for k, p, e in zip(kernel, padding, extra, strict=True))
     x = (channels, h, w) if batch is None else (batch, channels, h, w)
     args: dict[str, Any] = {"kernel_size": list(kernel), "padding": padding}
     if stride is not None:
         args["stride"] = list(stride)
+    if ceil:
+        args["ceil_mode"] = True  # (a last window past the padding: average pooling divides by less)
+    if op == "avg_pool2d" and not include:
+        args["count_include_pad"] = False
     check({"x": distinct(*x, seed=seed)}, [N("y", op, "x", **args)], dtype)
 
 

@@ -261,3 +261,18 @@ def test_torch_normal_of_tensors(tmp_path: Path) -> None:
     same_as_torch(t, in_torch(program, tmp_path), ["mu", "rho", "w", "big_mu", "big", "e2", "e3", "after", "loss"])
     with pytest.raises(SpecError, match=r"torch.normal\(mean_tensor, std_number\) is not traced"):
         traced(HEAD + "m = torch.zeros(3, requires_grad=True)\nw = torch.normal(m, 0.3)\nw.sum().backward()\n")
+
+
+def test_pooling_with_ceil_mode_and_without_counting_padding(tmp_path: Path) -> None:
+    # timm's ResNet-D shortcut `nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`, N-HiTS's MaxPool1d
+    # ceil_mode, F.avg_pool1d's keywords
+    program = (HEAD + "x = torch.randn(2, 3, 7, 9, requires_grad=True)\n"
+               "a = nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)(x)\nb = F.avg_pool2d(x, 3, 2, 1, ceil_mode=True)\n"
+               "c = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)\n"
+               "s = torch.randn(2, 4, 11, requires_grad=True)\ne = nn.MaxPool1d(2, 2, ceil_mode=True)(s)\n"
+               "f = F.avg_pool1d(s, 3, 2, 1, ceil_mode=True, count_include_pad=False)\ng = nn.AvgPool1d(4, 3, 2, True, False)(s)\n"
+               "h = F.max_pool1d(s, 3, 2, 1, 1, True)\n"
+               "loss = a.pow(2).sum() + b.sum() + (c * c).mean() + e.pow(2).sum() + f.sum() + g.pow(3).sum() + h.sum()\n"
+               "loss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "a", "b", "c", "s", "e", "f", "g", "h", "loss"])

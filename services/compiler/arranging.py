@@ -134,12 +134,17 @@ class Arranging(ExpressionCompiler):
     def pool1d(self, fn: str, node: ast.Call) -> T:
         """F.max_pool1d(x, kernel_size, stride=None, padding=0), F.avg_pool1d, F.adaptive_avg_pool1d(x, output_size),
         F.adaptive_max_pool1d (a text CNN's max over time): the 2-d pool between an unsqueeze and a squeeze, as torch runs them."""
-        names = ("input", "output_size") if fn.startswith("adaptive") else ("input", "kernel_size", "stride", "padding")
+        names = ("input", "output_size") if fn.startswith("adaptive") else ("input", "kernel_size", "stride", "padding") + (
+            ("dilation", "ceil_mode") if fn == "max_pool1d" else ("ceil_mode", "count_include_pad"))
         given = self.params(node, names, None, f"F.{fn}")
         x = self.tensor(given["input"])
         if len(self.shape(x)) not in (2, 3):
             raise self.err(node, f"{fn} needs input (N, C, L) or (C, L), got {list(self.shape(x))}")
         vals = {k: self.const(v) for k, v in given.items() if k != "input" and v is not None}
+        if vals.pop("dilation", 1) not in (1, [1], (1,)):
+            raise self.err(node, f"F.{fn}: dilation other than 1 is not traced")
+        options = {k: bool(vals.pop(k)) for k in ("ceil_mode", "count_include_pad") if k in vals}
+        options = {k: v for k, v in options.items() if v != (k == "count_include_pad")}  # (the defaults: left out)
         one = {k: v[0] if isinstance(v, (list, tuple)) and len(v) == 1 else v for k, v in vals.items()}
         size = one.get("output_size", one.get("kernel_size"))
         if not isinstance(size, int) or any(not isinstance(v, int) for v in one.values() if v is not None):
@@ -149,7 +154,7 @@ class Arranging(ExpressionCompiler):
         def add(o: str, inputs: list[Any], args: dict[str, Any], last: bool) -> str:
             return self.emit(o, inputs, args, node, name=None if last else self.temp()).name
 
-        return T(composites.pool1d(add, x.name, op, size, one.get("stride"), one.get("padding", 0)))
+        return T(composites.pool1d(add, x.name, op, size, one.get("stride"), one.get("padding", 0), options))
 
     def linalg_norm(self, fn: str, node: ast.Call) -> T:
         """torch.linalg.vector_norm(x, ord=2, dim, keepdim) and torch.linalg.norm(x, ord=None, dim, keepdim) of vectors

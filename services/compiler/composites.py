@@ -180,12 +180,14 @@ def nanmean(add: Add, x: str, dim: Any = None, keepdim: bool = False) -> str:
     return add("div", [add("nansum", [x], args, False), count], {}, True)
 
 
-def pool1d(add: Add, x: str, op: str, size: int, stride: int | None = None, padding: int = 0) -> str:
+def pool1d(add: Add, x: str, op: str, size: int, stride: int | None = None, padding: int = 0,
+           options: dict[str, Any] | None = None) -> str:
     """F.max_pool1d / avg_pool1d / adaptive_avg_pool1d / adaptive_max_pool1d as torch runs them: the 2-d pool over a height of 1 between an
     unsqueeze and a squeeze (SqueezeBackward1 over MaxPool2DWithIndicesBackward0 over UnsqueezeBackward0)."""
     if op.startswith("adaptive"):
         args: dict[str, Any] = {"output_size": [1, size]}
     else:
-        args = {"kernel_size": [1, size], "padding": [0, padding], **({"stride": [1, stride]} if stride is not None else {})}
+        args = {"kernel_size": [1, size], "padding": [0, padding], **({"stride": [1, stride]} if stride is not None else {}),
+                **(options or {})}
     tall = add("unsqueeze", [x], {"dim": -2}, False)
     return add("squeeze", [add(op, [tall], args, False)], {"dim": -2}, True)

@@ -472,7 +472,9 @@ def _adder(e: Emitter, call: Call) -> composites.Add:
 
 def _pool_args(c: Pool2dLayer | MaxPool2dLayer) -> dict[str, Any]:
     ceil = {"ceil_mode": True} if getattr(c, "ceil_mode", False) else {}
-    return {"kernel_size": c.kernel_size, "padding": c.padding, **({"stride": c.stride} if c.stride is not None else {}), **ceil}
+    exclude = {"count_include_pad": False} if not getattr(c, "count_include_pad", True) else {}
+    return {"kernel_size": c.kernel_size, "padding": c.padding, **({"stride": c.stride} if c.stride is not None else {}), **ceil,
+            **exclude}
 
 
 def _pool1d(e: Emitter, call: Call) -> str:
@@ -487,8 +489,13 @@ def _pool1d(e: Emitter, call: Call) -> str:
 
     if isinstance(c, AdaptivePool1dLayer):
         return composites.pool1d(_adder(e, call), call.inputs[0], c.type.replace("1d", "2d"), one(c.output_size))
+    options = {"ceil_mode": True} if c.ceil_mode else {}
+    if not c.count_include_pad:
+        if c.type != "avg_pool1d":
+            raise e.error("count_include_pad is an argument of average pooling")
+        options["count_include_pad"] = False
     return composites.pool1d(_adder(e, call), call.inputs[0], c.type.replace("1d", "2d"), one(c.kernel_size),
-                             one(c.stride), one(c.padding))
+                             one(c.stride), one(c.padding), options)
 
 
 layer(LayerDef("max_pool1d", "MaxPool1d", Pool1dLayer, _pool1d))

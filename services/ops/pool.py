@@ -26,6 +26,14 @@ class MaxPoolArgs(PoolArgs):
     ceil_mode: bool = False
 
 
+class AvgPoolArgs(PoolArgs):
+    """F.avg_pool2d's: ceil_mode keeps a last window that starts inside the input; count_include_pad=False divides by
+    the input elements a window covers (timm's ResNet-D shortcut) rather than by its padded size."""
+
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+
+
 def _geometry(a: PoolArgs) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     k = pair(a.kernel_size)
     s = pair(a.stride) if a.stride is not None else k
@@ -125,19 +133,44 @@ class MaxPool2d(Pool2d):
 
 @register
 class AvgPool2d(Pool2d):
-    """Mean over each window, zero padding counted (count_include_pad=True, torch's default)."""
+    """Mean over each window: divided by the window's size within the padded input (count_include_pad=True, torch's
+    default; with ceil_mode a last window reaching past the padding counts only up to it), or by the input elements
+    it covers (count_include_pad=False), as torch's kernel divides."""
 
     name = "avg_pool2d"
+    Args = AvgPoolArgs
+    positional = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
     functions = ("F.avg_pool2d", "torch.avg_pool2d")
 
-    def forward(self, xs: list[Array], a: PoolArgs) -> Array:
+    def torch(self, t: Any, xs: list[Any], a: AvgPoolArgs) -> Any:  # type: ignore[override]
+        return t.nn.functional.avg_pool2d(xs[0], a.kernel_size, a.stride, a.padding, a.ceil_mode, a.count_include_pad)
+
+    def _divisor(self, x: Shape, a: AvgPoolArgs) -> Array | int:
+        """What each window's sum is divided by: kh * kw, or per window where some windows count fewer."""
+        (kh, kw), s, (ph, pw) = _geometry(a)
+        eh, ew = _extra(x, a)
+        if a.count_include_pad and not eh and not ew:
+            return kh * kw
+        h, w = x[-2], x[-1]
+        counted = np.zeros((1, 1, h + 2 * ph + eh, w + 2 * pw + ew))
+        if a.count_include_pad:
+            counted[..., : h + 2 * ph, : w + 2 * pw] = 1
+        else:
+            counted[..., ph : ph + h, pw : pw + w] = 1
+        return windows(counted, kh, kw, s, (1, 1)).sum(axis=(4, 5))[0, 0]
+
+    def forward(self, xs: list[Array], a: AvgPoolArgs) -> Array:  # type: ignore[override]
         _, win = self._windows(xs[0], a)
-        out = win.mean(axis=(4, 5)).astype(xs[0].dtype)
+        divisor = self._divisor(xs[0].shape, a)
+        if isinstance(divisor, int):
+            out = win.mean(axis=(4, 5)).astype(xs[0].dtype)
+        else:
+            out = (win.sum(axis=(4, 5)) / divisor.astype(xs[0].dtype)).astype(xs[0].dtype)
         return out if xs[0].ndim == 4 else out[0]
 
-    def backward(self, g: Array, out: Array, xs: list[Array], a: PoolArgs) -> list[Array | None]:
-        (kh, kw), _, _ = _geometry(a)
-        share = (g if g.ndim == 4 else g[None]) / np.asarray(kh * kw, g.dtype)
+    def backward(self, g: Array, out: Array, xs: list[Array], a: AvgPoolArgs) -> list[Array | None]:  # type: ignore[override]
+        divisor = self._divisor(xs[0].shape, a)
+        share = (g if g.ndim == 4 else g[None]) / np.asarray(divisor, g.dtype)
         return [self._scatter(xs[0], a, lambda k, m: share)]
 
 
