@@ -276,3 +276,14 @@ def test_pooling_with_ceil_mode_and_without_counting_padding(tmp_path: Path) -> 
                "loss.backward()\n")
     t = traced(program)
     same_as_torch(t, in_torch(program, tmp_path), ["x", "a", "b", "c", "s", "e", "f", "g", "h", "loss"])
+
+
+def test_gaussian_nll_loss_takes_torchs_broadcast_var(tmp_path: Path) -> None:
+    # torch's own comment: input (4, 3, 32, 32) with var (4, 1, 32, 32) is one variance per pixel; two dims are refused
+    program = (HEAD + "x = torch.randn(2, 3, 4, 4, requires_grad=True)\nt = torch.randn(2, 3, 4, 4)\n"
+               "v = torch.rand(2, 1, 4, 4, requires_grad=True)\n"
+               "loss = F.gaussian_nll_loss(x, t, v) + nn.GaussianNLLLoss()(x, t, torch.rand(2, 3, 4, 1))\nloss.backward()\n")
+    same_as_torch(traced(program), in_torch(program, tmp_path), ["x", "v", "loss"])
+    with pytest.raises(SpecError, match="var is of incorrect size"):
+        traced(HEAD + "x = torch.randn(2, 3, 4, requires_grad=True)\nl = F.gaussian_nll_loss(x, x, torch.rand(2, 1, 1))\n"
+                      "l.backward()\n")

@@ -140,14 +140,16 @@ def gaussian_nll_loss(add: Add, input: str, target: str, var: str, shapes: tuple
                       eps: float = 1e-6, reduction: str = "mean") -> str:
     """0.5 * (log(var) + (input - target) ** 2 / var) with var clamped to eps outside the graph (var_clamp), plus
     0.5 * log(2 pi) with `full` (AddBackward1 here, where torch's in-place += records AddBackward0), then the
-    reduction: torch's Python, op for op. A var of input's shape without its last dim is unsqueezed first."""
+    reduction: torch's Python, op for op. A var of input's shape without its last dim is unsqueezed first; one with a single dim of size 1
+    where input's differs broadcasts."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction is 'mean', 'sum' or 'none', not {reduction!r}")
     x, v = shapes[0], shapes[2]
     if v != x:
         if x[:-1] == v:
             var = add("unsqueeze", [var], {"dim": -1}, False)
-        elif not (x[:-1] == v[:-1] and v[-1:] == (1,)):
+        elif not (len(x) == len(v) and sum(b for a, b in zip(x, v, strict=True) if a != b) == 1):
+            # (torch's test: one mismatched dim, of size 1 in var: (10, 2, 1), or (4, 1, 32, 32) for (4, 3, 32, 32))
             raise ValueError(f"var is of incorrect size: {list(v)} for input {list(x)}")
     var = add("var_clamp", [var], {"eps": float(eps)}, False)
     sq = add("pow", [add("sub", [input, target], {}, False), 2.0], {}, False)
