@@ -47,9 +47,11 @@ class CallStatements(ExpressionCompiler):
         """print(...): nothing it prints is traced, but torch computes its arguments, and where they may draw from a
         generator (`print(torch.randn(2))`, the BiLSTM-CRF tutorial's `print(model(sent))` whose forward draws its
         hidden state) the draws move every later random number: such arguments run here too (their nodes stay in the
-        graph), or the program is refused where they cannot."""
+        graph). Where they cannot, the program is refused if they drew or surely draw (a random function, a dropout),
+        else the print is left out as before (code of the program's own that may not draw at all)."""
         args = [*call.args, *(k.value for k in call.keywords)]
-        if not any(self.may_draw(c) for a in args for c in ast.walk(a) if isinstance(c, ast.Call)):
+        risks = {self.may_draw(c) for a in args for c in ast.walk(a) if isinstance(c, ast.Call)}
+        if risks <= {"no"}:
             return
         streams = [self.stream, *(g.stream for g in self.generators)]  # type: ignore[attr-defined]
         mark, events = self.builder.mark(), [(st, len(st.events)) for st in streams]
@@ -59,42 +61,46 @@ class CallStatements(ExpressionCompiler):
                     self.begin("t", part, [])  # type: ignore[attr-defined]
                     self.expr(part)
         except SpecError as e:
+            drew = any(len(st.events) > n for st, n in events)
             self.builder.rollback(mark)
             for st, n in events:
                 del st.events[n:]
-            raise self.err(call, f"this print(...) computes what may draw random numbers (torch runs it, and its draws "
-                                 f"move every later one), and gradtrace cannot trace it: {e.message}") from None
+            if drew or "yes" in risks:
+                raise self.err(call, f"this print(...) computes what draws random numbers (torch runs it, and its draws "
+                                     f"move every later one), and gradtrace cannot trace it: {e.message}") from None
+            self.res.notes.append(f"line {call.lineno}: `{self.src(call)[:60]}` is not run (what it computes is not "
+                                  f"traced: {e.message[:120]})")
 
-    def may_draw(self, call: ast.Call) -> bool:
-        """Whether a call may draw from a random generator: torch's random functions and methods, dropout (a function,
-        or a torch module in training mode that holds one), a module, function or object of the program's own (its
-        code may). Names, attributes and tensors' other methods are read, never called, to tell."""
+    def may_draw(self, call: ast.Call) -> str:
+        """Whether a call draws from a random generator: 'yes' for torch's random functions and methods and dropout;
+        'maybe' for a torch module in training mode that holds a dropout, and a module, function or object of the
+        program's own (its code may); 'no' for the rest. Names, attributes and tensors' other methods are read, never
+        called, to tell."""
         f = call.func
         if (foreign := self.foreign_path(f)) is not None:
-            return foreign.startswith(("random.", "numpy.random."))
+            return "yes" if foreign.startswith(("random.", "numpy.random.")) else "no"
         path = self.dotted(f) if isinstance(f, (ast.Name, ast.Attribute)) else None
         if path is not None:
             head, _, last = path.rpartition(".")
-            if head == "torch" and last in RANDOM or last in DRAWING:
-                return True
-            return path.startswith("nn.init.") or head in ("F", "torch") and "dropout" in last
+            sure = head == "torch" and last in RANDOM or last in DRAWING or path.startswith("nn.init.") or (
+                head in ("F", "torch") and "dropout" in last)
+            return "yes" if sure else "no"
         if isinstance(f, ast.Name):
             if f.id not in self.scope:
-                return f.id not in PURE_BUILTINS
-            return _may_draw_value(self.scope[f.id])
+                return "no" if f.id in PURE_BUILTINS else "maybe"
+            return "maybe" if _may_draw_value(self.scope[f.id]) else "no"
         if isinstance(f, ast.Attribute) and isinstance(f.value, (ast.Name, ast.Attribute)):
             try:
                 receiver = self.expr(f.value)  # (a name or an attribute: read, nothing runs)
             except SpecError:
-                return True
+                return "maybe"  # (a comprehension's or lambda's name, bound only when it runs)
             if isinstance(receiver, T):
-                return f.attr in DRAWING
+                return "yes" if f.attr in DRAWING else "no"
             if isinstance(receiver, (str, int, float, bool, list, tuple, dict, DType, Untraced, Foreign)) or receiver is None:
-                return False
+                return "no"
             if isinstance(receiver, ModuleInst) and f.attr != "forward":
-                return False  # model.parameters(), model.state_dict(): its forward alone may draw
-            return True
-        return True
+                return "no"  # model.parameters(), model.state_dict(): its forward alone may draw
+        return "maybe"
 
     def call_statement(self, call: ast.Call) -> None:
         f = call.func
