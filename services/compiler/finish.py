@@ -266,7 +266,9 @@ class Finish(ExpressionCompiler):
         """Drop the Parameters ties replaced (unused), and give tensors their final names: objects named under a
         provisional path take their place's ('model.block.ln_1.weight' -> 'model.transformer.h.0.ln_1.weight'),
         each variable's last binding its bare name where bindings counted before they ran did not all come (loss@1
-        -> loss: an `if` not known then, a trace that ended early, loops that ran as Python runs them), and a module's running statistics their buffer's (latest_buffers)."""
+        -> loss: an `if` not known then, a trace that ended early, loops that ran as Python runs them; more came than
+        counted: the first, which took the bare name, is loss@1), and a module's running statistics their buffer's
+        (latest_buffers)."""
         for name in self.untied - self.builder.used:
             if name in self.builder.leaves:  # (not when a statement after backward() made it and was rolled back)
                 self.builder.drop_leaf(name)

@@ -63,17 +63,21 @@ class InPlace(TensorCreation):
             raise self.err(node, f"in-place .{m}() on the leaf '{var}' under torch.no_grad() or through .data is not traced "
                                  "(fill_, zero_, add_, mul_, div_, clamp_, uniform_, normal_ and `-=` by a number are)")
         self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node)
-        root = _chain_root(node.args[0] if op is not None else node.func.value)  # type: ignore[attr-defined]
-        owner = self.scope.get(root.value.id) if isinstance(root, ast.Attribute) and isinstance(root.value, ast.Name) else None
-        if node is self.stmt_expr and self.stmt_name is not None:
-            name = self.name_for(node)
-        elif isinstance(owner, Instance) and owner.attrs.get(root.attr) is t:  # type: ignore[union-attr]
-            name = self.fresh(f"{owner.path}.{root.attr}")  # `self.running_mean.mul_(0.9)`: bn.running_mean#2, the latest
-        else:  # of which takes the attribute's name (Finish.latest_attributes)
-            name = self.binding_name(var) if var.isidentifier() else self.temp()
+        name = self.in_place_name(t, node, _chain_root(node.args[0] if op is not None else node.func.value), var)  # type: ignore[attr-defined]
         new = self.apply(op, node, out=name) if op is not None else self.apply(self.methods[m[:-1]], node, receiver=t, out=name)
         self.changed_in_place(t, new, var, node)
         return new
+
+    def in_place_name(self, t: T, node: ast.Call, root: ast.expr, var: str) -> str:
+        """The name of what an in-place method makes: the statement's variable, a binding of the name it changes
+        (`h.mul_(0.5).add_(1.0)`: h's), or for an object's attribute `self.running_mean.mul_(0.9)` bn.running_mean#2,
+        the latest of which takes the attribute's name (Finish.latest_attributes)."""
+        owner = self.scope.get(root.value.id) if isinstance(root, ast.Attribute) and isinstance(root.value, ast.Name) else None
+        if node is self.stmt_expr and self.stmt_name is not None:
+            return self.name_for(node)
+        if isinstance(owner, Instance) and owner.attrs.get(root.attr) is t:  # type: ignore[union-attr]
+            return self.fresh(f"{owner.path}.{root.attr}")  # type: ignore[union-attr]
+        return self.binding_name(var) if var.isidentifier() else self.temp()
 
     def metadata_in_place(self, t: T, m: str, node: ast.Call) -> T:
         """`target.unsqueeze_(-1)` (the char-RNN tutorial), `x.squeeze_()`, `h.t_()`, `h.transpose_(0, 1)`: the tensor
@@ -88,14 +92,7 @@ class InPlace(TensorCreation):
                                      f"Use detach() instead); write `{var} = {var}.detach()`")
         else:
             self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node, data=False)
-        root = _chain_root(node.func.value)  # type: ignore[attr-defined]
-        owner = self.scope.get(root.value.id) if isinstance(root, ast.Attribute) and isinstance(root.value, ast.Name) else None
-        if node is self.stmt_expr and self.stmt_name is not None:
-            name = self.name_for(node)
-        elif isinstance(owner, Instance) and owner.attrs.get(root.attr) is t:  # type: ignore[union-attr]
-            name = self.fresh(f"{owner.path}.{root.attr}")  # `self.running_mean.mul_(0.9)`: bn.running_mean#2, the latest
-        else:  # of which takes the attribute's name (Finish.latest_attributes)
-            name = self.binding_name(var) if var.isidentifier() else self.temp()
+        name = self.in_place_name(t, node, _chain_root(node.func.value), var)  # type: ignore[attr-defined]
         if m == "detach_":
             new = self.emit("detach", [t], {}, node, name=name) if self.builder.grad[t.name] else t  # type: ignore[attr-defined]
         else:
