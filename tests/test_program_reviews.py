@@ -291,3 +291,32 @@ def test_gaussian_nll_loss_takes_torchs_broadcast_var(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="var is of incorrect size"):
         traced(HEAD + "x = torch.randn(2, 3, 4, requires_grad=True)\nl = F.gaussian_nll_loss(x, x, torch.rand(2, 1, 1))\n"
                       "l.backward()\n")
+
+
+def test_sequential_subclasses_without_init_and_their_parameters(tmp_path: Path) -> None:
+    # no __init__ of its own: the layers are drawn once (were drawn twice); parameters(), named_parameters(), apply()
+    # and indexing see the children, as torch's modules "0", "1", ...
+    program = (HEAD + "class Seq(nn.Sequential):\n    pass\n\n\nclass ML(nn.ModuleList):\n    def forward(self, x):\n"
+               "        for m in self:\n            x = m(x)\n        return x\n\n\nclass Seq2(nn.Sequential):\n"
+               "    def __init__(self, i, o):\n        super().__init__(nn.Linear(i, o), nn.ReLU())\n"
+               "        self.scale = nn.Parameter(torch.ones(1))\n\n\ndef init(m):\n    if isinstance(m, nn.Linear):\n"
+               "        nn.init.constant_(m.weight, 0.1)\n\n\nnet = Seq(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))\n"
+               "ml = ML([nn.Linear(2, 2), nn.Tanh()])\ns2 = Seq2(2, 3)\ns2.apply(init)\nx = torch.randn(5, 3)\n"
+               "names = [n for n, _ in s2.named_parameters()]\n"
+               "loss = s2(ml(net(x))).sum() + sum(p.pow(2).sum() for p in net.parameters()) + "
+               "list(s2.parameters())[0].sum() * len(names)\nloss.backward()\n")
+    t = traced(program)
+    g = in_torch(program, tmp_path)
+    assert g["names"] == ["scale", "0.weight", "0.bias"]
+    same_as_torch(t, g, ["net", "ml", "s2", "x", "loss"])
+
+
+def test_prints_in_loops_and_of_other_generators(tmp_path: Path) -> None:
+    # a loop that only prints still draws what it prints (torch.randn, a function of the program's own that draws);
+    # numpy's generator moves none of torch's, Python's random is followed
+    program = (HEAD + "import random\nimport numpy as np\nrandom.seed(0)\nnp.random.seed(0)\n\n\ndef step(w):\n"
+               "    return (w * torch.randn(3)).sum()\n\n\nw = torch.randn(3, requires_grad=True)\nfor i in range(2):\n"
+               "    print(torch.randn(2))\nfor i in range(2):\n    print(step(w).item())\n"
+               "for name, p in [('w', w)]:\n    print(name, p.norm().item())\nprint(random.random(), np.random.rand())\n"
+               "z = torch.randn(3) * random.random()\nloss = (w * z).sum()\nloss.backward()\n")
+    same_as_torch(traced(program), in_torch(program, tmp_path), ["w", "z", "loss"])

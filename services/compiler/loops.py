@@ -427,8 +427,23 @@ def _steps(body: list[ast.stmt]) -> bool:
                and s.value.func.attr == "backward" or isinstance(s, (ast.For, ast.While)) and _steps(s.body) for s in body)
 
 
+QUIET_CALLS = frozenset({"len", "str", "repr", "int", "float", "bool", "round", "abs", "min", "max", "sum", "list", "tuple",
+                         "sorted", "type", "isinstance", "format", "item", "tolist", "norm", "mean", "std", "var", "size",
+                         "numel", "dim", "detach", "cpu", "numpy", "join", "keys", "items", "values", "named_parameters",
+                         "parameters", "upper", "lower", "ljust", "rjust", "argmax", "argmin", "all", "any", "isnan",
+                         "isfinite", "clone"})
+"""Calls a print in a print-only loop may make and still draw nothing (`print(name, p.grad.norm().item())`); any
+other (a random function, a module, a function of the program's own) may draw, and the loop runs as torch runs it."""
+
+
 def _prints_only(body: list[ast.stmt]) -> bool:
-    """A loop body that only prints (or passes): it adds nothing to a trace."""
+    """A loop body that only prints (or passes) what draws no random numbers (`print(name, p.grad)`): it adds
+    nothing to a trace. (`print(torch.randn(2))`, `print(step(w))` may draw, as torch runs them: the loop runs, and
+    ProgramCompiler.printed decides.)"""
+    def drawless(call: ast.Call) -> bool:
+        return all((c.func.attr if isinstance(c.func, ast.Attribute) else getattr(c.func, "id", "")) in QUIET_CALLS
+                   for a in [*call.args, *(k.value for k in call.keywords)] for c in ast.walk(a) if isinstance(c, ast.Call))
     return all(isinstance(s, ast.Pass) or isinstance(s, ast.Expr) and (
         isinstance(s.value, ast.Constant) or isinstance(s.value, ast.Call) and isinstance(s.value.func, ast.Name)
-        and s.value.func.id == "print") or isinstance(s, ast.For) and _prints_only(s.body) for s in body)
+        and s.value.func.id == "print" and drawless(s.value)) or isinstance(s, ast.For) and _prints_only(s.body)
+        for s in body)

@@ -46,7 +46,7 @@ class Objects(ExpressionCompiler):
             finally:
                 self.initializing.discard(id(inst))
         elif cls.torch_base is not None:  # class MyLinear(nn.Linear) without an __init__ of its own: nn.Linear's
-            self.torch_base_call(cls.torch_base, inst, "__init__", node)
+            self.torch_base_call(cls.torch_base, inst, "__init__", node, given=(args, kwargs))
         elif args or kwargs:
             raise self.err(node, f"{cls.name}() takes no arguments (it has no __init__)")
         return inst
@@ -117,14 +117,17 @@ class Objects(ExpressionCompiler):
             elif isinstance(v, Instance):
                 self.finalize(v, f"{inst.path}.{attr}")
 
-    def torch_base_call(self, layer: str, obj: Instance, method: str, call: ast.Call) -> Value:
+    def torch_base_call(self, layer: str, obj: Instance, method: str, call: ast.Call,
+                        given: tuple[list[Value], dict[str, Value]] | None = None) -> Value:
         """super().__init__(...) of a class derived from a torch.nn layer: the layer built as nn.<layer>(...) would be,
         its parameters the object's (self.weight, named model.fc.weight) and its settings its attributes
-        (self.in_features); super().forward(x): that layer on x (with the object's parameters as they are now)."""
+        (self.in_features); super().forward(x): that layer on x (with the object's parameters as they are now).
+        `given`: the call's arguments evaluated already (a class without an __init__ of its own: `Seq(nn.Linear(3, 4))`
+        draws once)."""
         if method == "__init__":
             args, keywords = call.args, call.keywords
-            if any(isinstance(a, ast.Starred) for a in args) or any(k.arg is None for k in keywords):
-                values, named = self.call_args(call)  # type: ignore[attr-defined]  # super().__init__(*args, **kwargs)
+            if given is not None or any(isinstance(a, ast.Starred) for a in args) or any(k.arg is None for k in keywords):
+                values, named = given or self.call_args(call)  # type: ignore[attr-defined]  # super().__init__(*args, **kwargs)
                 args = [ast.copy_location(ast.Constant(value=v), call) for v in values]
                 keywords = [ast.keyword(arg=k, value=ast.copy_location(ast.Constant(value=v), call)) for k, v in named.items()]
             made = ast.copy_location(ast.Call(func=ast.Name(id=layer, ctx=ast.Load()), args=args, keywords=keywords), call)
@@ -135,7 +138,9 @@ class Objects(ExpressionCompiler):
             self.ensure_path(m, obj.path)  # type: ignore[attr-defined]
             obj.pinned = obj.pinned or not obj.final  # (named under a provisional path: renamed with it)
             obj.torch_module = m
-            if m.layer is None:  # a container: its children are the object's (model.features.0.0.weight)
+            if m.layer is None:  # a container: its children are the object's, as its modules "0", "1", ...
+                for k, child in enumerate(m.children):  # (parameters(), modules(), apply() go through them)
+                    obj.attrs[m.child_name(k)] = child
                 return None
             for attr in type(m.cfg).model_fields:
                 if attr not in NOT_CTOR:  # torch's attributes: a conv's padding a tuple, a norm's shape a tuple

@@ -49,27 +49,30 @@ class CallStatements(ExpressionCompiler):
         hidden state) the draws move every later random number: such arguments run here too (their nodes stay in the
         graph). Where they cannot, the program is refused if they drew or surely draw (a random function, a dropout),
         else the print is left out as before (code of the program's own that may not draw at all)."""
-        args = [*call.args, *(k.value for k in call.keywords)]
-        risks = {self.may_draw(c) for a in args for c in ast.walk(a) if isinstance(c, ast.Call)}
-        if risks <= {"no"}:
-            return
+        for arg in [*call.args, *(k.value for k in call.keywords)]:
+            for part in _printed_parts(arg):
+                risks = {self.may_draw(c) for c in ast.walk(part) if isinstance(c, ast.Call)}
+                if not risks <= {"no"}:
+                    self.printed_part(part, "yes" in risks, call)
+
+    def printed_part(self, part: ast.expr, surely: bool, call: ast.Call) -> None:
+        """Evaluate a print argument that may draw; where it cannot be traced, refuse if it drew or `surely` draws,
+        else leave it out with a note (code of the program's own that need not draw at all)."""
         streams = [self.stream, *(g.stream for g in self.generators)]  # type: ignore[attr-defined]
         mark, events = self.builder.mark(), [(st, len(st.events)) for st in streams]
         try:
-            for a in args:
-                for part in _printed_parts(a):
-                    self.begin("t", part, [])  # type: ignore[attr-defined]
-                    self.expr(part)
+            self.begin("t", part, [])  # type: ignore[attr-defined]
+            self.expr(part)
         except SpecError as e:
             drew = any(len(st.events) > n for st, n in events)
             self.builder.rollback(mark)
             for st, n in events:
                 del st.events[n:]
-            if drew or "yes" in risks:
+            if drew or surely:
                 raise self.err(call, f"this print(...) computes what draws random numbers (torch runs it, and its draws "
                                      f"move every later one), and gradtrace cannot trace it: {e.message}") from None
-            self.res.notes.append(f"line {call.lineno}: `{self.src(call)[:60]}` is not run (what it computes is not "
-                                  f"traced: {e.message[:120]})")
+            self.res.notes.append(f"line {call.lineno}: `{self.src(part)[:60]}` in a print is not run (what it computes "
+                                  f"is not traced: {e.message[:120]})")
 
     def may_draw(self, call: ast.Call) -> str:
         """Whether a call draws from a random generator: 'yes' for torch's random functions and methods and dropout;
@@ -77,8 +80,8 @@ class CallStatements(ExpressionCompiler):
         program's own (its code may); 'no' for the rest. Names, attributes and tensors' other methods are read, never
         called, to tell."""
         f = call.func
-        if (foreign := self.foreign_path(f)) is not None:
-            return "yes" if foreign.startswith(("random.", "numpy.random.")) else "no"
+        if (foreign := self.foreign_path(f)) is not None:  # (Python's random is followed; numpy's moves no torch draw)
+            return "yes" if foreign.startswith("random.") else "no"
         path = self.dotted(f) if isinstance(f, (ast.Name, ast.Attribute)) else None
         if path is not None:
             head, _, last = path.rpartition(".")
