@@ -320,3 +320,10 @@ def test_prints_in_loops_and_of_other_generators(tmp_path: Path) -> None:
                "for name, p in [('w', w)]:\n    print(name, p.norm().item())\nprint(random.random(), np.random.rand())\n"
                "z = torch.randn(3) * random.random()\nloss = (w * z).sum()\nloss.backward()\n")
     same_as_torch(traced(program), in_torch(program, tmp_path), ["w", "z", "loss"])
+
+
+def test_a_dropped_method_of_an_in_place_chain_runs_the_chain_once(tmp_path: Path) -> None:
+    # `y.mul_(0.5).add_(1.0).sum()` on its own line: the receiver evaluated once (it ran twice: y was off by 1.59)
+    program = (HEAD + "x = torch.randn(3, requires_grad=True)\ny = x * 2\ny.mul_(0.5).add_(1.0).sum()\nloss = y.sum()\n"
+               "loss.backward()\n")
+    same_as_torch(traced(program), in_torch(program, tmp_path), ["x", "y", "loss"])

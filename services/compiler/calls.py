@@ -108,7 +108,13 @@ class Calls(ExpressionCompiler):
         if path is not None:
             return self.call_path(path, node)
         assert isinstance(f, ast.Attribute)
-        base = self.expr(f.value)
+        return self.method_call(self.expr(f.value), node)
+
+    def method_call(self, base: Value, node: ast.Call) -> Value:
+        """`<receiver>.method(...)` on the receiver's value (evaluated once, by the caller): a tensor's, a module's, a
+        distribution's, a dict's, a list's, a string's method, by what the value is."""
+        f = node.func
+        assert isinstance(f, ast.Attribute)
         if isinstance(base, T):
             return self.tensor_method(base, f.attr, node)
         if isinstance(base, Generator) and f.attr == "manual_seed":

@@ -262,6 +262,10 @@ class CallStatements(ExpressionCompiler):
             if isinstance(base, list) and f.attr in ("insert", "reverse", "clear"):
                 self.list_change(base, f.attr, call)  # type: ignore[attr-defined]  # reinforce.py's `returns.insert(0, R)`
                 return
+            self.method_call(base, call)  # type: ignore[attr-defined]  # `y.mul_(0.5).add_(1.0).sum()`: the receiver
+            self.res.notes.append(f"line {call.lineno}: the value of `{self.src(call)[:60]}` is not kept (as a "  # once
+                                  "notebook shows it and drops it)")
+            return
         if path is not None and is_in_place_function(call, path):  # F.relu(h, inplace=True), F.relu_(h): h changes
             self.begin("t", call, [])
             self.call_path(path, call)
