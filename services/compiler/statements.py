@@ -263,8 +263,7 @@ class CallStatements(ExpressionCompiler):
                 self.list_change(base, f.attr, call)  # type: ignore[attr-defined]  # reinforce.py's `returns.insert(0, R)`
                 return
             self.method_call(base, call)  # type: ignore[attr-defined]  # `y.mul_(0.5).add_(1.0).sum()`: the receiver
-            self.res.notes.append(f"line {call.lineno}: the value of `{self.src(call)[:60]}` is not kept (as a "  # once
-                                  "notebook shows it and drops it)")
+            self.dropped(call)  # evaluated once
             return
         if path is not None and is_in_place_function(call, path):  # F.relu(h, inplace=True), F.relu_(h): h changes
             self.begin("t", call, [])
@@ -272,8 +271,7 @@ class CallStatements(ExpressionCompiler):
             return
         self.begin("t", call, [])  # `sum(p.numel() for p in model.parameters())`, a pasted notebook cell's echo:
         self.expr(call)            # computed, as Python computes it, and dropped
-        self.res.notes.append(f"line {call.lineno}: the value of `{self.src(call)[:60]}` is not kept (as a notebook "
-                              "shows it and drops it)")
+        self.dropped(call)
 
     def register_hook(self, t: T, call: ast.Call) -> None:
         """`h.register_hook(lambda grad: print(grad))`, the tutorials' way to see a gradient torch does not keep: every
@@ -348,6 +346,10 @@ class CallStatements(ExpressionCompiler):
                 new = set(list(self.builder.shapes)[made:])
                 for views in self.builder.views.values():
                     views[:] = [v for v in views if v not in new]
+        self.dropped(value)
+
+    def dropped(self, value: ast.expr) -> None:
+        """The note for a value computed on a line of its own and not kept."""
         self.res.notes.append(f"line {value.lineno}: the value of `{self.src(value)[:60]}` is not kept (as a notebook "
                               "shows it and drops it)")
 
