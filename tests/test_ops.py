@@ -338,6 +338,10 @@ CONV: list[tuple[str, tuple[int, ...], tuple[int, ...], dict[str, Any], bool]] =
     ("groups2", (2, 4, 5, 6), (6, 2, 3, 2), {"groups": 2}, True),
     ("depthwise", (1, 3, 6, 6), (3, 1, 3, 3), {"groups": 3}, False),
     ("depthwise-x2", (1, 3, 6, 6), (6, 1, 3, 3), {"groups": 3, "padding": 1}, True),
+    # depthwise (one multiply-add per kernel offset in the reference): ConvNeXt's 7x7, strided and dilated, unbatched
+    ("depthwise-7x7", (2, 4, 9, 8), (4, 1, 7, 7), {"groups": 4, "padding": 3}, True),
+    ("depthwise-all", (2, 3, 11, 9), (3, 1, 3, 2), {"groups": 3, "stride": [2, 1], "padding": [2, 1], "dilation": [2, 3]}, True),
+    ("depthwise-unbatched", (4, 6, 5), (4, 1, 3, 3), {"groups": 4, "stride": 2}, False),
     ("nonsquare", (2, 2, 6, 7), (3, 2, 2, 4), {}, True),
     ("1x1", (2, 3, 4, 4), (5, 3, 1, 1), {}, True),
     ("all", (2, 4, 9, 10), (6, 2, 3, 2), {"stride": [2, 3], "padding": [1, 2], "dilation": [2, 1], "groups": 2}, True),
@@ -372,6 +376,7 @@ CONV_1D: list[tuple[str, str, tuple[int, ...], tuple[int, ...], dict[str, Any], 
     ("conv1d", "strided-padded-groups", (2, 4, 9), (6, 2, 3), {"stride": 2, "padding": 1, "groups": 2}, True),
     ("conv1d", "same-dilated", (1, 3, 8), (2, 3, 3), {"padding": "same", "dilation": 2}, False),
     ("conv1d", "valid-unbatched", (3, 6), (2, 3, 4), {"padding": "valid"}, True),
+    ("conv1d", "depthwise-causal", (2, 5, 12), (5, 1, 4), {"padding": 3, "groups": 5}, True),  # Mamba's conv1d
     ("conv_transpose1d", "plain", (2, 3, 5), (3, 2, 3), {}, True),
     ("conv_transpose1d", "upsample", (1, 4, 4), (4, 2, 4), {"stride": 2, "padding": 1, "output_padding": 1}, False),
 ]

@@ -86,6 +86,55 @@ def correlate(
     return np.matmul(_kernel_rows(w, groups), cols).reshape(o, n, oh, ow)  # (G, O/G, N*OH*OW) as (O, N, OH, OW)
 
 
+def depthwise(w_shape: tuple[int, ...], groups: int) -> bool:
+    """A depthwise conv (MobileNet's, ConvNeXt's 7x7): one input and one output channel per group. Its im2col
+    GEMMs are per-channel outer products, which numpy runs ~6x slower than torch: it gets a multiply-add per
+    kernel offset instead."""
+    return groups > 1 and w_shape[0] == groups and w_shape[1] == 1
+
+
+def _offset_views(xc: Array, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int], oh: int, ow: int) -> Any:
+    """(k, l, the strided view of xc (C, N, H, W) that kernel offset (k, l) reads, shaped (C, N, OH, OW))."""
+    (sh, sw), (dh, dw) = stride, dilation
+    for k in range(kh):
+        for m in range(kw):
+            yield k, m, xc[:, :, k * dh : k * dh + sh * (oh - 1) + 1 : sh, m * dw : m * dw + sw * (ow - 1) + 1 : sw]
+
+
+def depthwise_correlate(xc: Array, w: Array, stride: tuple[int, int], dilation: tuple[int, int]) -> Array:
+    """out[c, n, i, j] = sum_{k,l} xc[c, n, i*s + k*d, j*s + l*d] * w[c, 0, k, l], for xc (C, N, H, W)."""
+    c, n, h, wd = xc.shape
+    kh, kw = w.shape[2:]
+    oh = (h - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wd - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((c, n, oh, ow), dtype=xc.dtype)
+    tmp = np.empty_like(out)
+    for k, m, view in _offset_views(xc, kh, kw, stride, dilation, oh, ow):
+        out += np.multiply(view, w[:, 0, k, m, None, None, None], out=tmp)
+    return out
+
+
+def depthwise_grads(
+    xc: Array, w: Array, g: Array, stride: tuple[int, int], dilation: tuple[int, int], want_x: bool, want_w: bool,
+) -> tuple[Array | None, Array | None]:
+    """A depthwise conv's input gradient on the padded input xc (C, N, H, W) (uncropped, channels first) and its
+    weight gradient, from the output gradient g (N, C, OH, OW): per kernel offset, one multiply-add and one dot."""
+    kh, kw = w.shape[2:]
+    oh, ow = g.shape[2:]
+    gc = np.ascontiguousarray(g.transpose(1, 0, 2, 3))
+    gxp = np.zeros_like(xc) if want_x else None
+    gw = np.zeros_like(w) if want_w else None
+    tmp = np.empty_like(gc)
+    for k, m, view in _offset_views(xc, kh, kw, stride, dilation, oh, ow):
+        if gw is not None:
+            gw[:, 0, k, m] = np.einsum("cnij,cnij->c", view, gc)
+        if gxp is not None:
+            gxp[:, :, k * dilation[0] : k * dilation[0] + stride[0] * (oh - 1) + 1 : stride[0],
+                m * dilation[1] : m * dilation[1] + stride[1] * (ow - 1) + 1 : stride[1]] += np.multiply(
+                    gc, w[:, 0, k, m, None, None, None], out=tmp)
+    return gxp, gw
+
+
 def channels_first(x: Array, rows: int, cols: int, top: int, left: int, step: tuple[int, int] = (1, 1)) -> Array:
     """x (N, C, H, W) as a zero array (C, N, rows, cols) holding x[n, c, i, j] at (top + i*step, left + j*step):
     padding and stride dilation in one copy."""
@@ -171,8 +220,12 @@ class Conv2d(Op):
         (ph, pw), (_, _, h, wd) = pair(a.padding), x.shape
         xc = channels_first(x, h + 2 * ph, wd + 2 * pw, ph, pw)
         kh, kw = w.shape[2:]
-        cols, _, _ = columns(xc, kh, kw, pair(a.stride), pair(a.dilation), a.groups)
-        out = correlate(xc, w, pair(a.stride), pair(a.dilation), a.groups, cols).transpose(1, 0, 2, 3)
+        if depthwise(w.shape, a.groups):  # saved: the padded input, which the weight gradient reads per offset
+            cols = xc
+            out = depthwise_correlate(xc, w, pair(a.stride), pair(a.dilation)).transpose(1, 0, 2, 3)
+        else:
+            cols, _, _ = columns(xc, kh, kw, pair(a.stride), pair(a.dilation), a.groups)
+            out = correlate(xc, w, pair(a.stride), pair(a.dilation), a.groups, cols).transpose(1, 0, 2, 3)
         if len(xs) == 3:
             out = out + xs[2][None, :, None, None]
         return (out if batched else out[0]), cols
@@ -194,6 +247,11 @@ class Conv2d(Op):
         G = a.groups
         want_x, want_w = (True, True) if needs is None else (needs[0], needs[1])
         bias = [g.sum(axis=(0, 2, 3))] if len(xs) == 3 else []
+        if depthwise(w.shape, G):
+            xc = saved if saved is not None else channels_first(x, h + 2 * ph, wd + 2 * pw, ph, pw)
+            gx, gw = depthwise_grads(xc, w, g, (sh, sw), (dh, dw), want_x, want_w)
+            gx = gx[:, :, ph : ph + h, pw : pw + wd].transpose(1, 0, 2, 3) if gx is not None else None
+            return [gx if gx is None or batched else gx[0], gw, *bias]
         gw = None
         if want_w:  # dL/dW: the input windows against the output gradient, per group (one GEMM each)
             if saved is None:
