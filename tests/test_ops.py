@@ -420,6 +420,9 @@ EINSUM = [
     ("ij,kj", [(3, 4), (2, 4)]), ("ii->", [(3, 3)]), ("ii->i", [(3, 3)]), ("ij->j", [(3, 4)]), ("i,j->ij", [(3,), (4,)]),
     ("...ij,...jk->...ik", [(2, 1, 3, 4), (3, 4, 2)]), ("ij...->j...", [(2, 3, 4)]), ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)]),
     ("ijk->kji", [(2, 3, 4)]), ("iij->ij", [(3, 3, 2)]), ("...d,de", [(2, 3, 4), (4, 5)]), ("...ij->ij", [(2, 3, 4)]),
+    # operands of over services.ops.einsum.BLAS_SIZE elements: contracted along numpy's optimised path
+    ("bij,bjk->bik", [(4, 64, 40), (4, 40, 48)]), ("...ij,...jk->...ik", [(2, 1, 48, 64), (3, 64, 40)]),
+    ("ij,jk,kl->il", [(64, 128), (128, 96), (96, 8)]), ("bhqd,bhkd->bhqk", [(2, 2, 64, 40), (2, 2, 32, 40)]),
 ]
 for eq, shapes in EINSUM:
     ins = {f"x{k}": normal(*sh, seed=52 + k) for k, sh in enumerate(shapes)}

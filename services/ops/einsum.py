@@ -65,6 +65,17 @@ def _sizes(terms: list[str], shapes: list[Shape], equation: str) -> tuple[dict[s
         raise ShapeError(f"einsum: the '...' dims {[list(e) for e in ell]} do not broadcast") from None
 
 
+BLAS_SIZE = 1 << 14
+"""Operands of more elements than this (together) are contracted along an optimised path: numpy's plain einsum
+never calls BLAS (a batched matmul written as einsum ran 4x torch); the path search costs ~50 us."""
+
+
+def contract(subscripts: str, *ops: Array) -> Array:
+    """np.einsum, along numpy's greedy path (BLAS where it can) for operands large enough to pay for finding it."""
+    big = sum(o.size for o in ops) > BLAS_SIZE
+    return np.einsum(subscripts, *ops, optimize="greedy" if big and len(ops) > 1 else False)
+
+
 @register
 class Einsum(Op):
     """torch.einsum(equation, *operands): numpy's einsum for the numbers; the gradient of operand k is the output
@@ -105,8 +116,8 @@ class Einsum(Op):
     def forward(self, xs: list[Array], a: EinsumArgs) -> Array:
         terms, out = parse(a.equation, len(xs))
         if "..." in out or not any("..." in t for t in terms):
-            return np.asarray(np.einsum(f"{','.join(terms)}->{out}", *xs), dtype=xs[0].dtype)
-        y = np.einsum(f"{','.join(terms)}->...{out}", *xs)  # '...' summed away, as torch does (numpy refuses to)
+            return np.asarray(contract(f"{','.join(terms)}->{out}", *xs), dtype=xs[0].dtype)
+        y = contract(f"{','.join(terms)}->...{out}", *xs)  # '...' summed away, as torch does (numpy refuses to)
         return np.asarray(y.reshape(-1, *y.shape[y.ndim - len(out):]).sum(axis=0), dtype=xs[0].dtype)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: EinsumArgs) -> list[Array | None]:
@@ -126,10 +137,10 @@ class Einsum(Op):
         ops = [g, *(v for _, v in others), *(np.ones(sizes[c], g.dtype) for c in lone)]
         if "..." not in term:
             if any("..." in t for t in subs):  # numpy keeps '...' dims to the end: summed here, x has none
-                gu = np.einsum(f"{','.join(subs)}->...{unique}", *ops)
+                gu = contract(f"{','.join(subs)}->...{unique}", *ops)
                 gu = gu.reshape(-1, *gu.shape[gu.ndim - len(unique):]).sum(axis=0)
             else:
-                gu = np.einsum(f"{','.join(subs)}->{unique}", *ops)
+                gu = contract(f"{','.join(subs)}->{unique}", *ops)
             if len(unique) == len(term):
                 return np.asarray(gu, dtype=x.dtype)
             gx = np.zeros(x.shape, dtype=x.dtype)  # a repeated letter: the gradient lies on x's diagonal
@@ -138,7 +149,7 @@ class Einsum(Op):
         pre = term.index("...")
         n_ell = x.ndim - len(letters)
         ell = x.shape[pre : pre + n_ell]
-        gu = np.einsum(f"{','.join([*subs, '...'])}->...{unique}", *ops, np.ones(ell, g.dtype))  # ones: x's '...' dims
+        gu = contract(f"{','.join([*subs, '...'])}->...{unique}", *ops, np.ones(ell, g.dtype))  # ones: x's '...' dims
         gu = unbroadcast(gu, ell + tuple(sizes[c] for c in unique))  # summed where x was broadcast along '...'
         return np.ascontiguousarray(np.moveaxis(gu, list(range(n_ell)), list(range(pre, pre + n_ell))), dtype=x.dtype)
 
