@@ -182,6 +182,33 @@ def test_sort_orders_ties_as_torch(n: int, levels: int, seed: int, descending: b
     assert (got == want).all(), (x.tolist(), descending)
 
 
+@PROPS
+@given(n=st.sampled_from([1, 3, 8, 17, 64, 130]), rows=st.integers(1, 6), seed=seeds, frac=st.floats(0, 1),
+       largest=st.booleans(), dim=st.sampled_from([0, 1, -1]))
+def test_topk_op_rows_with_and_without_ties_as_torch(n: int, rows: int, seed: int, frac: float, largest: bool, dim: int) -> None:
+    """Through the op as the engines run it: rows of distinct floats (a partition, then a sort of the k) beside rows
+    with ties or NaNs (a stable sort, then torch's CPU pick), along either dim; values and indices are torch's."""
+    import numpy as np
+    import torch
+
+    from services.ops.sorting import Topk, TopkArgs
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, n)).astype(np.float32)
+    for r in range(0, rows, 2):  # every other row tied: a few levels, a NaN or two
+        x[r] = rng.integers(0, 3, n)
+        if r % 4 == 2:
+            x[r, rng.random(n) < 0.2] = np.nan
+    x = np.ascontiguousarray(x.T) if dim == 0 else x
+    size = x.shape[dim]
+    for k in {int(frac * size), max(1, size // 4), size}:
+        want = torch.from_numpy(x).topk(k, dim=dim, largest=largest)
+        got = Topk().forward([x], TopkArgs(k=k, dim=dim, largest=largest, part="indices"))
+        assert (got == want.indices.numpy()).all(), (x.tolist(), k, dim, largest)
+        values = Topk().forward([x], TopkArgs(k=k, dim=dim, largest=largest))
+        np.testing.assert_array_equal(values, want.values.numpy())
+
+
 def test_topk_of_an_empty_tensor_is_empty_as_torchs() -> None:
     """A dim of size 0 (found by the accepted-specs fuzz): empty indices, as torch gives, not a reshape error."""
     import numpy as np
