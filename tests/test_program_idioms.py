@@ -147,7 +147,8 @@ def test_backward_of_a_one_element_tensor(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("program", "needle"), [
-    ("k = torch.arange(3) ** 2\n(torch.ones(3, requires_grad=True) * k).sum().backward()\n", "pow of int64"),
+    ("k = torch.arange(3) ** torch.arange(3)\n(torch.ones(3, requires_grad=True) * k).sum().backward()\n", "pow of int64"),
+    ("k = torch.arange(3) ** -1\n(torch.ones(3, requires_grad=True) * k).sum().backward()\n", "pow of int64"),
     ("x = torch.ones(3, requires_grad=True)\nc = torch.cat([x, torch.arange(3)])\nc.sum().backward()\n",
      "cat of float32 and int64"),
     ("x = torch.ones(3, requires_grad=True)\nm = (x > 0).mean()\n(x * m).sum().backward()\n", "bool tensor"),

@@ -116,10 +116,12 @@ loss.backward()
 def test_a_gaussian_process_marginal_likelihood_as_torch(tmp_path: Path) -> None:
     """A GP tutorial's negative log marginal likelihood: cholesky, cholesky_solve, solve_triangular (both sides),
     slogdet, logdet (where over slogdet, as ATen composes it), the deprecated torch.cholesky: torch's numbers, the
-    hyperparameters' gradients checked by finite differences, grad_fns as torch prints them."""
-    t = traced(GP_LIKELIHOOD, engines=["torch", "reference", "numeric"])
+    hyperparameters' gradients checked by finite differences, grad_fns as torch prints them. In float64, as GP code
+    runs (gpytorch's default): in float32, torch's rounding through the Cholesky factor reaches 1.3e-4 relative on
+    log_sf's gradient on some CPUs, past the float32 tolerance."""
+    t = traced(GP_LIKELIHOOD, engines=["torch", "reference", "numeric"], dtype="float64")
     assert t.result.comparison.verdict == "agree"
-    g = in_torch(GP_LIKELIHOOD, tmp_path)
+    g = in_torch(GP_LIKELIHOOD, tmp_path, dtype="float64")
     same_as_torch(t, g, ["log_ls", "log_sf", "log_sn", "K", "L", "alpha", "nll", "v", "sign", "logabsdet", "ld", "L2", "U",
                          "w", "loss"])
     keys = ("L", "alpha", "v", "logabsdet", "ld", "L2")

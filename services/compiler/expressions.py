@@ -368,6 +368,8 @@ class ExpressionCompiler:
             return not v
         if isinstance(node.op, ast.Invert) and isinstance(v, T):
             return self.emit("logical_not", [v], {}, node)  # ~mask
+        if isinstance(v, Untraced):
+            raise self.err(node, f"'{self.src(node)[:60]}' computes with {v.what}, which is not traced")
         raise self.err(node, f"'{self.src(node)[:60]}': this unary operator is not supported here")
 
     def binop(self, node: ast.BinOp) -> Value:

@@ -217,6 +217,15 @@ class Finish(ExpressionCompiler):
             return run()
         except SpecError as e:
             line, mark, events, names = self.at_backward
+            grad_line = getattr(self, "grad_call", None)
+            later = [n for n in self.backward_lines() if n > stmt.lineno] if grad_line is not None else []
+            if later:  # torch's .grad will hold that backward()'s gradients, which the trace cannot reach
+                raise SpecError(f"this statement cannot follow the torch.autograd.grad of line {grad_line} ({e.message}), "
+                                f"and the backward() of line {later[0]} comes after it: torch's .grad then holds that "
+                                "backward()'s gradients, which gradtrace does not reach (it traces autograd.grad as the "
+                                "backward pass, and computing with what it returns is not traced); trace the program "
+                                "without the autograd.grad (or without what follows it)", loc=("program",),
+                                line=stmt.lineno) from None
             self.builder.rollback(mark)
             for s, n in events:
                 del s.events[n:]
@@ -229,6 +238,11 @@ class Finish(ExpressionCompiler):
             raise TraceEnded from None
         finally:
             self.guarded = False
+
+    def backward_lines(self) -> list[int]:
+        """Lines of the program's `.backward(...)` calls, in order."""
+        return sorted(n.lineno for n in ast.walk(self.tree) if isinstance(n, ast.Call) and  # type: ignore[attr-defined]
+                      isinstance(n.func, ast.Attribute) and n.func.attr == "backward")
 
     def snapshot(self, line: int) -> tuple[Any, ...]:
         """What the program has made when backward() is traced: the graph and the streams' draws (the top level's

@@ -196,7 +196,8 @@ class UserCode(FunctionReturns):
 
         def default(d: ast.expr) -> Value:
             v = self.expr(d)  # evaluated at the def, as Python does (`lambda t, a=a: ...` keeps a's value now)
-            return v if isinstance(v, (T, UserFunction, ClassRef, ModuleInst)) else self.const(d)  # (act_fn=nn.SiLU())
+            # (act_fn=nn.SiLU(); nerf-pytorch's `embed = lambda x, eo=embedder_obj: eo.embed(x)`)
+            return v if isinstance(v, (T, UserFunction, ClassRef, ModuleInst, Instance, UserClass)) else self.const(d)
 
         defaults = dict(zip(params[len(params) - len(a.defaults):], (default(d) for d in a.defaults), strict=True))
         defaults |= {p.arg: default(d) for p, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d is not None}

@@ -19,7 +19,8 @@ from services.ir import Event
 from services.ops.indexing import GetitemArgs, plan_shape, value_shape
 
 _OPS: dict[type, str] = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.MatMult: "@",
-                         ast.Mod: "%", ast.FloorDiv: "//"}
+                         ast.Mod: "%", ast.FloorDiv: "//", ast.BitXor: "^", ast.BitAnd: "&", ast.BitOr: "|",
+                         ast.LShift: "<<", ast.RShift: ">>"}
 """An augmented assignment's operator as written."""
 
 

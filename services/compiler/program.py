@@ -164,6 +164,7 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
             tree = parse(self.text)
         except SyntaxError as e:
             raise SpecError(f"syntax error: {e.msg}", loc=("program",), line=e.lineno, col=e.offset) from None
+        self.tree = tree
         if "start=" in self.text:
             _enumerate_start(tree)
         body = unroll(_main_guard(tree.body), self.err, lazy=True)

@@ -191,7 +191,12 @@ class TensorMethods(ExpressionCompiler):
         elif m == "type_as":
             want = self.dtype_of(self.tensor(node.args[0]))
         else:
-            vals = [self.const(a) for a in node.args] + [self.const(k.value) for k in node.keywords if k.arg == "dtype"]
+            first = self.expr(node.args[0]) if node.args else None
+            if isinstance(first, T) and first.name not in self.item_values:  # `x.abs().to(x)`: other's dtype (and device)
+                want = self.dtype_of(first)
+                return self.adopt(t, node) if want == self.dtype_of(t) else self.emit("to", [t], {"dtype": want}, node)
+            vals = ([self.as_const(first, node.args[0])] if node.args else []) + [self.const(a) for a in node.args[1:]] + [
+                self.const(k.value) for k in node.keywords if k.arg == "dtype"]
             dts = [v for v in vals if isinstance(v, DType)]
             if not dts:
                 return self.adopt(t, node)  # .to('cpu') / .to(device): the spec's device decides

@@ -169,8 +169,10 @@ class Pow(Binary):
 
     def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
         out = super().result_dtype(dtypes, inputs, a, default)
-        if out == "int64":
-            raise ShapeError("pow of int64 tensors is not traced (torch refuses negative exponents there): cast with .float()")
+        exponent = inputs[1] if len(inputs) > 1 else None
+        if out == "int64" and not (type(exponent) is int and exponent >= 0):  # `scales ** 2` (mip-NeRF): as torch
+            raise ShapeError("pow of int64 tensors is traced with a non-negative int exponent only (torch refuses negative "
+                             "ones at run time): cast with .float()")
         return out
 
     def forward(self, xs: list[Array], a: Any) -> Array:
