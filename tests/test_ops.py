@@ -314,6 +314,13 @@ case("cumsum-int64-positions", {"x": normal(2, 4, seed=36), "m": given([[1, 1, 0
      N("p", "cumsum", "m", dim=1), N("f", "to", "p", dtype="float32"), N("y", "mul", "x", "f"))
 case("outer", {"a": normal(3, seed=36), "b": normal(4, seed=37)}, N("y", "outer", "a", "b"))
 case("outer-self-then-sum", {"a": normal(3, seed=38)}, N("o", "outer", "a", "a"), N("y", "sum", "o", dim=0))
+# cross: torch.cross's first dim of size 3, a dim given, broadcasting along another dim; linalg.cross's last dim
+case("cross-default-dim", {"a": normal(3, 4, seed=39), "b": normal(3, 4, seed=40)}, N("c", "cross", "a", "b"),
+     N("y", "mul", "c", "c"))
+case("cross-broadcast", {"a": normal(5, 3, seed=41), "b": normal(1, 3, seed=42)}, N("c", "cross", "a", "b", dim=-1),
+     N("y", "mul", "c", "a"))
+case("linalg_cross", {"a": normal(2, 4, 3, seed=43), "b": normal(2, 1, 3, seed=44)}, N("c", "linalg_cross", "a", "b"),
+     N("y", "mul", "c", "c"))
 for args in ({}, {"start_dim": 1}, {"start_dim": 0, "end_dim": 1}, {"start_dim": -2, "end_dim": -1}, {"start_dim": 1, "end_dim": 1}):
     case(f"flatten-{args}", S, N("y", "flatten", "x", **args))
 case("flatten-1d", {"x": normal(5, seed=30)}, N("y", "flatten", "x"))
@@ -728,6 +735,9 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(2, 3)}, N("p", "pad", "x", pad=[-1, 1], mode="replicate"), "negative pads"),
         ({"x": normal(2, 3)}, N("p", "cumsum", "x", dim=2), "out of range"),
         ({"x": normal(2, 3), "y": normal(3)}, N("p", "outer", "x", "y"), "1-D vectors"),
+        ({"x": normal(4, 2), "y": normal(4, 2)}, N("p", "cross", "x", "y"), "no dimension of size 3"),
+        ({"x": normal(2, 3), "y": normal(3)}, N("p", "linalg_cross", "x", "y"), "same number of dimensions"),
+        ({"x": normal(3, 4), "y": normal(3, 4)}, N("p", "linalg_cross", "x", "y"), "must have length 3"),
         ({"x": normal(1, 1, 3, 3)}, N("p", "max_pool2d", "x", kernel_size=2, padding=2), "half"),
         ({"x": normal(1, 1, 2, 2)}, N("p", "avg_pool2d", "x", kernel_size=3), "larger"),
         ({"x": normal(1, 1, 2, 2), "w": normal(1, 1, 3, 3)}, N("c", "conv2d", "x", "w"), "larger"),

@@ -1,5 +1,5 @@
-"""Matrix products: matmul with torch's 1-D promotion and batch broadcasting, linear, and the fused
-beta * input + alpha * product family (addmm, addmv, addr, baddbmm, addbmm)."""
+"""Matrix and vector products: matmul with torch's 1-D promotion and batch broadcasting, linear, dot, outer, cross,
+and the fused beta * input + alpha * product family (addmm, addmv, addr, baddbmm, addbmm)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from services.errors import ShapeError
-from services.ops.base import Array, Op, Shape, broadcast, promoted, register, unbroadcast
+from services.ops.base import Array, Op, Shape, broadcast, norm_dim, promoted, register, unbroadcast
 
 
 def matmul_shape(a: Shape, b: Shape) -> Shape:
@@ -182,6 +182,75 @@ class Outer(Op):
     def backward(self, g: Array, out: Array, xs: list[Array], a: Any) -> list[Array | None]:
         x, y = xs
         return [(g @ y.astype(g.dtype)).astype(g.dtype), (g.T @ x.astype(g.dtype)).astype(g.dtype)]
+
+
+class CrossArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dim: int | None = None
+    """None: the first dim of size 3 (torch.cross's default)."""
+
+
+class LinalgCrossArgs(CrossArgs):
+    dim: int = -1  # type: ignore[assignment]
+
+
+@register
+class Cross(Op):
+    """torch.cross(a, b, dim): the cross product of 3-vectors along dim (without dim, the first of size 3), the inputs
+    of one rank broadcast (LinalgCrossBackward0, as torch.linalg.cross); the gradients are b x g and g x a."""
+
+    name = "cross"
+    same_dtype = True
+    tensors = ("input", "other")
+    Args = CrossArgs
+    positional = ("dim",)
+    functions = ("torch.cross",)
+    methods = ("cross",)
+
+    def axis(self, shape: Shape, a: CrossArgs) -> int:
+        """The dim the 3-vectors lie along, in a shape of the inputs' rank."""
+        if a.dim is not None:
+            return norm_dim(a.dim, len(shape))
+        d = next((i for i, n in enumerate(shape) if n == 3), None)
+        if d is None:
+            raise ShapeError(f"{self.name}: no dimension of size 3 in input of shape {list(shape)}")
+        return d
+
+    def shape(self, shapes: list[Shape], a: CrossArgs) -> Shape:
+        x, y = shapes
+        if len(x) != len(y):
+            raise ShapeError(f"{self.name}: inputs must have the same number of dimensions, got {list(x)} and {list(y)}")
+        if not x:
+            raise ShapeError(f"{self.name}: inputs must have a dimension of length 3, got 0-d tensors")
+        out = broadcast(x, y)
+        d = self.axis(out, a)
+        if x[d] != 3 or y[d] != 3:
+            raise ShapeError(f"{self.name}: inputs dimension {d} must have length 3, got {x[d]} and {y[d]}")
+        return out
+
+    def torch(self, t: Any, xs: list[Any], a: CrossArgs) -> Any:
+        d = self.axis(broadcast(tuple(xs[0].shape), tuple(xs[1].shape)), a)
+        return t.linalg.cross(xs[0], xs[1], dim=d)  # torch.cross without dim: the same, and a deprecation warning
+
+    def forward(self, xs: list[Array], a: CrossArgs) -> Array:
+        x, y = xs
+        return np.cross(x, y, axis=self.axis(broadcast(x.shape, y.shape), a)).astype(x.dtype)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: CrossArgs) -> list[Array | None]:
+        x, y = xs
+        d = self.axis(out.shape, a)
+        return [unbroadcast(np.cross(y, g, axis=d), x.shape).astype(x.dtype),
+                unbroadcast(np.cross(g, x, axis=d), y.shape).astype(y.dtype)]
+
+
+@register
+class LinalgCross(Cross):
+    """torch.linalg.cross(a, b, dim=-1)."""
+
+    name = "linalg_cross"
+    Args = LinalgCrossArgs
+    functions = ("torch.linalg.cross",)
+    methods = ()
 
 
 # ---- beta * input + alpha * product -------------------------------------------------------------
