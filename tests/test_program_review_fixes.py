@@ -59,3 +59,61 @@ def test_autograd_grad_computed_with_before_a_later_backward_is_refused() -> Non
     # a minus sign on it names what it is
     with pytest.raises(SpecError, match="computes with the gradient torch.autograd.grad returns"):
         traced(program.replace("g = torch.autograd.grad", "g = -torch.autograd.grad"))
+
+
+def test_a_0d_tensor_does_not_promote_a_tensor_with_dims(tmp_path: Path) -> None:
+    # torch's tiers: a float64 0-d `scale` times a float32 x is float32 (randn_like then draws float32 numbers); a
+    # ridge's float64 `lam * torch.eye(3)` added to float32 X.T @ X stays float32 for solve; an int64 tensor times a
+    # float64 0-d tensor is float64; 0-d tensors alone promote as any tensors
+    program = (HEAD + "x = torch.randn(16, requires_grad=True)\nscale = torch.tensor(0.5, dtype=torch.float64)\n"
+               "y = scale * x\nnoise = torch.randn_like(y)\nlam = torch.tensor(0.1, dtype=torch.float64)\n"
+               "X = torch.randn(5, 3, requires_grad=True)\nA = X.T @ X + lam * torch.eye(3)\nw = torch.linalg.solve(A, torch.randn(3))\n"
+               "k = torch.arange(4) * scale\ns0 = scale * torch.tensor(2.0)\n"
+               "loss = (y * noise).sum() + w.sum() + k.sum() + s0\nloss.backward()\n")
+    t = traced(program)
+    assert {n: t.result.nodes[n].dtype for n in ("y", "noise", "A", "k", "s0")} == {
+        "y": "float32", "noise": "float32", "A": "float32", "k": "float64", "s0": "float64"}
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "y", "noise", "X", "A", "w", "loss"])
+
+
+def test_a_draw_after_solve_triangular_follows_its_column_major_layout(tmp_path: Path) -> None:
+    # torch's solve_triangular returns LAPACK's column-major X: randn_like(X) and dropout fill it in that order
+    program = (HEAD + "L = torch.tril(torch.rand(3, 3)) + torch.eye(3)\nB = torch.randn(2, 3, 2, requires_grad=True)\n"
+               "Z = torch.linalg.solve_triangular(L, B, upper=False)\nnoise = torch.randn_like(Z)\n"
+               "R = torch.linalg.solve_triangular(L, B.transpose(1, 2), upper=False, left=False)\nd = F.dropout(R, 0.5)\n"
+               "loss = (Z * noise).sum() + d.sum()\nloss.backward()\n")
+    same_as_torch(traced(program), in_torch(program, tmp_path), ["B", "Z", "noise", "R", "d", "loss"])
+
+
+def test_in_place_ops_under_no_grad_inside_a_helper_and_a_return_inside_with(tmp_path: Path) -> None:
+    # the widely copied smooth_one_hot helper (scatter_ under no_grad on a tensor it made, then returned), a
+    # sharpening helper's div_, and the knowledge-distillation teacher helper / ImageNet example's accuracy(), which
+    # return inside `with torch.no_grad():`
+    program = (HEAD + "def smooth_one_hot(true_labels, classes, smoothing=0.1):\n    confidence = 1.0 - smoothing\n"
+               "    with torch.no_grad():\n        true_dist = torch.empty(size=(true_labels.size(0), classes))\n"
+               "        true_dist.fill_(smoothing / (classes - 1))\n"
+               "        true_dist.scatter_(1, true_labels.data.unsqueeze(1), confidence)\n    return true_dist\n\n\n"
+               "def sharpen(p, T=0.5):\n    with torch.no_grad():\n        q = p ** (1 / T)\n        q.div_(q.sum(1, keepdim=True))\n"
+               "    return q\n\n\nteacher = nn.Linear(4, 3)\nstudent = nn.Linear(4, 3)\n\n\n"
+               "def get_teacher_logits(x):\n    teacher.eval()\n    with torch.no_grad():\n        return teacher(x)\n\n\n"
+               "def accuracy(output, target):\n    with torch.no_grad():\n        pred = output.argmax(1)\n"
+               "        return (pred == target).float().mean() * 100.0\n\n\n"
+               "x = torch.randn(6, 4)\ny = torch.tensor([0, 2, 1, 1, 0, 2])\ntargets = smooth_one_hot(y, 3)\n"
+               "t_logits = get_teacher_logits(x)\nsoft = sharpen(F.softmax(t_logits, dim=1))\ns_logits = student(x)\n"
+               "acc = accuracy(s_logits, y)\nlogp = F.log_softmax(s_logits, dim=1)\n"
+               "loss = -(targets * logp).sum(1).mean() - (soft * logp).sum(1).mean()\nloss.backward()\n")
+    t = traced(program)
+    assert not t.result.nodes["t_logits"].requires_grad
+    same_as_torch(t, in_torch(program, tmp_path), ["targets", "t_logits", "soft", "s_logits", "acc", "student", "loss"])
+
+
+def test_cross_products_as_torch(tmp_path: Path) -> None:
+    # a look-at camera and the 6D rotation representation's Gram-Schmidt, with torch.cross, torch.linalg.cross and
+    # Tensor.cross (dims given, broadcast, torch.cross's first dim of size 3)
+    program = (HEAD + "eye = torch.randn(4, 3, requires_grad=True)\nup = torch.tensor([[0.0, 1.0, 0.0]])\n"
+               "f = F.normalize(-eye, dim=-1)\nr = F.normalize(torch.cross(up.expand(4, 3), f, dim=-1), dim=-1)\n"
+               "u = torch.linalg.cross(f, r)\nR = torch.stack([r, u, f], dim=-1)\nv = eye.cross(up.expand(4, 3), dim=1)\n"
+               "w = torch.cross(eye.T, v.T)\nloss = (R * R.flip(0)).sum() + v.pow(2).sum() + w.sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["u"].grad_fn == "LinalgCrossBackward0"
+    same_as_torch(t, in_torch(program, tmp_path), ["eye", "f", "r", "u", "R", "v", "w", "loss"])

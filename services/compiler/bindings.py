@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 from collections import Counter
 
+from services.compiler.creation import INPLACE_INIT
 from services.compiler.expressions import ExpressionCompiler
 from services.compiler.functions import SAME_OBJECT
 from services.compiler.returns import always_returns
@@ -24,12 +25,16 @@ class Bindings(ExpressionCompiler):
     spec_inputs: set[str]
     returns: dict[str, str]
 
-    def count_bindings(self, body: list[ast.stmt], no_grad: bool = False) -> None:
+    def count_bindings(self, body: list[ast.stmt], no_grad: bool = False, made: set[str] | None = None) -> None:
         """How often each variable is assigned (`y.add_(1)` too), so that its last binding can take the bare name
-        (`w += 0.5` under no_grad, a leaf's update, binds nothing new)."""
+        (`w += 0.5` under no_grad, a leaf's update, binds nothing new; but an op's in-place method on a tensor the
+        no_grad block made, `t = torch.zeros(3, 4); t.scatter_(1, labels, 0.7)`, is a new binding, as outside it).
+        `made`: the names the no_grad block being counted assigned so far."""
+        made = set() if made is None else made
         for stmt in body:
             targets: list[ast.expr] = []
-            if isinstance(stmt, (ast.Assign, ast.Expr)) and not no_grad and self.in_place_call(stmt.value):
+            if isinstance(stmt, (ast.Assign, ast.Expr)) and self.in_place_call(stmt.value) and (
+                    not no_grad or stmt.value.func.value.id in made and self.binds_under_no_grad(stmt.value)):  # type: ignore[attr-defined]
                 targets = [stmt.value.func.value]  # type: ignore[attr-defined]  # `y.add_(1)`: a new binding of y
             elif isinstance(stmt, (ast.Assign, ast.Expr)) and (chain := self.in_place_chain(stmt.value)) is not None:
                 targets = [chain[0]] * chain[1]  # `y.mul_(0.5).add_(1.0)`: one per in-place op
@@ -41,20 +46,22 @@ class Bindings(ExpressionCompiler):
                 targets += self.updated_statistics(stmt.value)  # (a walk of every statement costs a small compile 10%)
             if isinstance(stmt, ast.Assign):
                 targets += list(stmt.targets)
+                if no_grad:
+                    made.update(n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name))
                 if _rebinds_itself(stmt):  # which binding of the name it is (counted below)
                     name = stmt.targets[0].id  # type: ignore[attr-defined]
                     self.rebinds.setdefault(name, set()).add(self.bindings[name] + 1)
             elif isinstance(stmt, ast.AugAssign) and not (no_grad and is_number_literal(stmt.value)):
                 targets = [stmt.target]
             elif isinstance(stmt, (ast.For, ast.While)):  # a loop unrolled when reached: counted once now, in full then
-                self.count_bindings(stmt.body, no_grad)
+                self.count_bindings(stmt.body, no_grad, made)
             elif isinstance(stmt, ast.If):  # the branch that runs when the condition is known now, else the larger
                 known = self.static_condition(stmt.test)
                 outer = self.bindings
                 counts = []
                 for branch in (stmt.body, stmt.orelse):
                     self.bindings = Counter()
-                    self.count_bindings(branch, no_grad)
+                    self.count_bindings(branch, no_grad, made)
                     counts.append(self.bindings)
                 self.bindings = outer
                 outer.update(counts[0] | counts[1] if known is None else counts[0] if known else counts[1])
@@ -63,12 +70,22 @@ class Bindings(ExpressionCompiler):
             elif isinstance(stmt, ast.With):
                 modes = {self.dotted(i.context_expr.func) for i in stmt.items if isinstance(i.context_expr, ast.Call)}
                 self.count_bindings(stmt.body, (no_grad or bool(modes & {"torch.no_grad", "torch.inference_mode"}))
-                                    and "torch.enable_grad" not in modes)
+                                    and "torch.enable_grad" not in modes, made if no_grad else None)
             for t in targets:
                 while isinstance(t, ast.Subscript):
                     t = t.value  # `pe[:, 0::2] = ...`, `target[i][l] = 1.0`: a tensor written by index is a new binding
                 for n in (target_names(t) or [] if isinstance(t, (ast.Tuple, ast.List)) else [t.id] if isinstance(t, ast.Name) else []):
                     self.bindings[n] += 1
+
+    def binds_under_no_grad(self, call: ast.Call) -> bool:
+        """Whether an in-place method on a tensor a no_grad block made is an op (a new binding, as TensorMethods runs
+        it: `t.scatter_(1, idx, 0.7)`, `t.div_(t.sum(1, keepdim=True))`) rather than a write of its value (`t.fill_(0.1)`,
+        `t.add_(0.2)`)."""
+        m = call.func.attr  # type: ignore[attr-defined]
+        if m not in INPLACE_INIT | {"copy_"}:
+            return True
+        return m in ("add_", "sub_", "mul_", "div_") and not all(
+            self.plain_number(a) for a in [*call.args, *(k.value for k in call.keywords)])  # type: ignore[attr-defined]
 
     def updated_statistics(self, value: ast.expr) -> list[ast.expr]:
         """The running statistics a training-mode `F.batch_norm(x, rm, rv, ..., training=True)` in `value` updates in

@@ -15,7 +15,7 @@ from services.compiler.inputs import value_range
 from services.errors import ShapeError, SpecError, argument_error
 from services.ir import Graph, Input, Leaf, Node
 from services.ops import get_op
-from services.ops.base import Op
+from services.ops.base import KIND, Op
 from shared.settings import Settings
 
 
@@ -326,7 +326,8 @@ class GraphBuilder:
                     raise _err(raw, f"{raw.op}: input '{i}' is a bool tensor; cast it first (.float())")
         try:
             shape = tuple(op.shape(in_shapes, args))
-            dtype = op.result_dtype(in_dtypes, inputs, args, self.default_dtype)
+            dtype = op.result_dtype(tiered(in_dtypes, in_shapes) if op.scalars and op.pointwise else in_dtypes, inputs, args,
+                                    self.default_dtype)
             if op.checks_ranges:
                 op.check_ranges([self.ranges.get(i) if isinstance(i, str) else (i, i) for i in inputs], in_shapes, args)
             if op.checks_values:
@@ -476,3 +477,14 @@ def build_graph(
     for raw in topo_order(raws, set(leaves)):
         builder.add(raw)
     return builder.finish(output, grad_output, no_ops_loc=() if raws else ("program",), **graph_fields)
+
+
+def tiered(dtypes: list[str], shapes: list[tuple[int, ...]]) -> list[str]:
+    """torch's promotion tiers for arithmetic: beside tensors with dims, a 0-d tensor takes part only when its category
+    is higher (a float64 0-d `scale * x` of a float32 x is float32, as torch gives; an int64 x times it, float64);
+    among 0-d tensors alone, as any tensors. Left out: 'scalar', as a Python number that decides nothing."""
+    dims = [KIND[d] for d, s in zip(dtypes, shapes, strict=False) if d != "scalar" and s != ()]
+    if not dims or len(dims) == len([d for d in dtypes if d != "scalar"]):
+        return dtypes
+    top = max(dims)
+    return ["scalar" if d != "scalar" and s == () and KIND[d] <= top else d for d, s in zip(dtypes, shapes, strict=False)]

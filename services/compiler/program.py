@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -255,8 +257,8 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
         elif isinstance(stmt, (ast.For, ast.While)):
             self.for_statement(stmt)
         elif isinstance(stmt, ast.Return):
-            raise self.err(stmt, "return inside a loop is not traced (a return ends a function at its top level or in an "
-                                 "if)" if self.depth else "return outside a function")
+            raise self.err(stmt, "return inside a loop is not traced (a return ends a function at its top level, in an "
+                                 "if or in a with block)" if self.depth else "return outside a function")
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, (ast.Yield, ast.YieldFrom)):
             raise self.err(stmt, "a generator (`yield`) is not traced: go over the batches in the loop itself (`for i in "
                                  "range(0, n, batch_size): xb = X[i:i + batch_size]`)")
@@ -433,6 +435,15 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
         self.stmt_start = len(self.builder.nodes)
 
     def with_block(self, stmt: ast.With) -> None:
+        with self.with_mode(stmt):
+            for s in stmt.body:
+                self.line = s.lineno
+                self.statement(s)
+
+    @contextmanager
+    def with_mode(self, stmt: ast.With) -> Iterator[None]:
+        """The grad mode a `with torch.no_grad():` (or enable_grad, set_grad_enabled, inference_mode) block sets, for
+        its body; restored after."""
         for item in stmt.items:
             d = self.dotted(item.context_expr.func) if isinstance(item.context_expr, ast.Call) else None
             if d not in GRAD_MODES or item.optional_vars is not None:
@@ -451,12 +462,11 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
                 self.no_grad = not bool(self.const(call.args[0]))  # type: ignore[attr-defined]
         self.builder.grad_enabled = not self.no_grad  # what is computed under no_grad requires no grad, as in torch
         try:
-            for s in stmt.body:
-                self.line = s.lineno
-                self.statement(s)
+            yield
         finally:
             self.no_grad = was
             self.builder.grad_enabled = not was
+
 
 def _class_name(node: ast.AST) -> bool:
     """`m.__class__.__name__` or `type(m).__name__`: a class's name, the one use of dunder names allowed."""

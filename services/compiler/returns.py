@@ -20,6 +20,11 @@ class FunctionReturns(ExpressionCompiler):
         for stmt in stmts:
             if isinstance(stmt, ast.Return):
                 return True, stmt
+            if isinstance(stmt, ast.With) and has_return(stmt):
+                done, ret = self.reached(stmt.body)
+                if done is not False:
+                    return done, ret
+                continue
             if isinstance(stmt, ast.If) and has_return(stmt):
                 known = self.static_condition(stmt.test)
                 if known is None:
@@ -43,6 +48,12 @@ class FunctionReturns(ExpressionCompiler):
                 if stmt.value is None:
                     return True, None
                 return True, self.watched(stmt, lambda v=stmt.value: self.returned(v, outers, prefix))  # type: ignore[attr-defined,misc]
+            if isinstance(stmt, ast.With) and has_return(stmt):  # `with torch.no_grad(): return teacher(x)`
+                with self.with_mode(stmt):  # type: ignore[attr-defined]
+                    done, value = self.block(stmt.body, outers, prefix)
+                if done:
+                    return True, value
+                continue
             if isinstance(stmt, ast.If) and has_return(stmt):
                 self.begin("t", stmt.test, [])  # type: ignore[attr-defined]
                 done, value = self.block(stmt.body if self.condition(stmt.test) else stmt.orelse, outers, prefix)
@@ -77,12 +88,14 @@ def _returned_names(last: ast.Return | None, outers: list[str], bindings: Counte
     return names if len(set(names)) == len(names) == len(set(names.values())) else {}
 
 
-def has_return(stmt: ast.If) -> bool:
-    """Whether an `if` returns in one of its branches (inside nested ifs; a loop's return is refused where it is)."""
-    return any(isinstance(s, ast.Return) or isinstance(s, ast.If) and has_return(s) for s in (*stmt.body, *stmt.orelse))
+def has_return(stmt: ast.If | ast.With) -> bool:
+    """Whether an `if` returns in one of its branches, or a `with` block in its body (inside nested ifs and withs; a
+    loop's return is refused where it is)."""
+    return any(isinstance(s, ast.Return) or isinstance(s, (ast.If, ast.With)) and has_return(s)
+               for s in (*stmt.body, *getattr(stmt, "orelse", [])))
 
 
 def always_returns(stmts: list[ast.stmt]) -> bool:
     """Whether these statements end in a return whichever way their ifs go."""
     return any(isinstance(s, ast.Return) or isinstance(s, ast.If) and always_returns(s.body) and always_returns(s.orelse)
-               for s in stmts)
+               or isinstance(s, ast.With) and always_returns(s.body) for s in stmts)

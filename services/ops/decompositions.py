@@ -189,6 +189,9 @@ class SolveTriangular(Op):
             raise ShapeError(f"solve_triangular: B {list(B)} does not fit A {list(A)} (left={a.left})")
         return (*np.broadcast_shapes(A[:-2], B[:-2]), *B[-2:])
 
+    def out_strides(self, shapes: list[Shape], strides: list[tuple[int, ...]], a: TriangularArgs) -> tuple[int, ...] | None:
+        return column_major(self.shape(shapes, a))  # LAPACK's layout, left or right, batched or not
+
     def dtype(self, dtypes: list[str]) -> str:
         return same_float(self.name, dtypes)
 
