@@ -487,4 +487,6 @@ def tiered(dtypes: list[str], shapes: list[tuple[int, ...]]) -> list[str]:
     if not dims or len(dims) == len([d for d in dtypes if d != "scalar"]):
         return dtypes
     top = max(dims)
-    return ["scalar" if d != "scalar" and s == () and KIND[d] <= top else d for d, s in zip(dtypes, shapes, strict=False)]
+    # (a bool stays: it decides no dtype beside a number tensor, and ops refuse it by it: pow's exponent)
+    return ["scalar" if d not in ("scalar", "bool") and s == () and KIND[d] <= top else d
+            for d, s in zip(dtypes, shapes, strict=False)]
