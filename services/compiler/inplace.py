@@ -261,6 +261,9 @@ class InPlace(TensorCreation):
         (a leaf that requires grad) or where it would change another tensor too (a view; `data` False: a change of
         shape alone, which views do not see)."""
         b = self.builder
+        if not _assignable(var):  # `K.diagonal().add_(jitter)`: `K.diagonal() = ...` is no Python
+            instead = ("the change out of place on the tensor it views (for a diagonal `K = K + jitter * torch.eye(n)`, "
+                       "for a slice an index write `K[i] = ...`)")
         if t.name in b.leaves and b.grad[t.name] and not self.no_grad:  # allowed under no_grad
             raise self.err(stmt, f"'{var}' is a leaf tensor that requires grad: torch refuses {how} on it (a leaf "
                                  f"Variable that requires grad is being used in an in-place operation); write {instead} "
@@ -435,4 +438,12 @@ def _fits(shape: tuple[int, ...], row: tuple[int, ...]) -> bool:
     try:
         return np.broadcast_shapes(shape, row) == tuple(row)
     except ValueError:
+        return False
+
+
+def _assignable(var: str) -> bool:
+    """Whether `var = ...` is Python (a name, an attribute or an index), for the rewrite a refusal suggests."""
+    try:
+        return isinstance(ast.parse(var, mode="eval").body, (ast.Name, ast.Attribute, ast.Subscript))
+    except SyntaxError:
         return False
