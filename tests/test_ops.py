@@ -207,7 +207,8 @@ for op in ("abs", "relu"):
 for op in ("log", "sqrt", "rsqrt"):
     case(f"{op}", {"x": uniform(2, 3, 4, low=0.2, high=3.0, seed=7)}, N("y", op, "x"))
 case("exp-0d", {"x": normal(seed=1)}, N("y", "exp", "x"))
-for op in ("tan", "atan", "sinh", "cosh", "asinh", "erf", "erfc", "expm1", "exp2", "logsigmoid", "softsign", "mish"):
+for op in ("tan", "atan", "sinh", "cosh", "asinh", "erf", "erfc", "expm1", "exp2", "logsigmoid", "softsign", "mish", "deg2rad",
+           "rad2deg"):
     case(f"{op}", {"x": normal(2, 3, 4, seed=11)}, N("y", op, "x"))
 for op in ("asin", "acos", "atanh"):  # inside (-1, 1)
     case(f"{op}", {"x": uniform(2, 3, 4, low=-0.9, high=0.9, seed=12)}, N("y", op, "x"))

@@ -329,6 +329,11 @@ _unary("ceil", np.ceil, lambda g, y, x: np.zeros_like(g), ints=True)
 _unary("round", np.round, lambda g, y, x: np.zeros_like(g), ints=True)  # half to even, as torch
 _unary("trunc", np.trunc, lambda g, y, x: np.zeros_like(g), functions=("torch.fix",), methods=("fix",), ints=True)
 _unary("frac", lambda x: x - np.trunc(x), lambda g, y, x: g)
+# torch multiplies by the constant in the tensor's dtype (self * M_PI_180): Deg2RadBackward0, Rad2DegBackward0
+_unary("deg2rad", lambda x: x * np.asarray(math.pi / 180, x.dtype if x.dtype.kind == "f" else np.float64),
+       lambda g, y, x: g * np.asarray(math.pi / 180, g.dtype))
+_unary("rad2deg", lambda x: x * np.asarray(180 / math.pi, x.dtype if x.dtype.kind == "f" else np.float64),
+       lambda g, y, x: g * np.asarray(180 / math.pi, g.dtype))
 _unary("logsigmoid", lambda x: -np.logaddexp(0, -x), lambda g, y, x: g * expit(-x), methods=None, call="F.logsigmoid",
        keeps_layout=False)
 _unary("softsign", lambda x: x / (1 + np.abs(x)), lambda g, y, x: g / np.square(1 + np.abs(x)), methods=None, call="F.softsign")
