@@ -117,3 +117,17 @@ def test_cross_products_as_torch(tmp_path: Path) -> None:
     t = traced(program)
     assert t.result.nodes["u"].grad_fn == "LinalgCrossBackward0"
     same_as_torch(t, in_torch(program, tmp_path), ["eye", "f", "r", "u", "R", "v", "w", "loss"])
+
+
+def test_tensor_type_strings_compare(tmp_path: Path) -> None:
+    # the widely copied multi-class focal loss: `if alpha.type() != x.data.type(): alpha = alpha.type_as(x.data)`
+    program = (HEAD + "x = torch.randn(6, 3, requires_grad=True)\ntarget = torch.tensor([0, 2, 1, 1, 0, 2])\n"
+               "alpha = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)\nkind = x.type()\n"
+               "if alpha.type() != x.data.type():\n    alpha = alpha.type_as(x.data)\nat = alpha.gather(0, target)\n"
+               "logpt = F.log_softmax(x, dim=1).gather(1, target.view(-1, 1)).view(-1)\n"
+               "loss = (-1 * (1 - logpt.exp()) ** 2 * logpt * at).mean()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["at"].dtype == "float32"
+    g = in_torch(program, tmp_path)
+    assert g["kind"] == "torch.FloatTensor"
+    same_as_torch(t, g, ["x", "alpha", "at", "logpt", "loss"])

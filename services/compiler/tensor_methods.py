@@ -12,7 +12,7 @@ import numpy as np
 from services.compiler.arranging import METHODS as ARRANGING_METHODS
 from services.compiler.bindings import is_number_literal
 from services.compiler.creation import INPLACE_INIT
-from services.compiler.expressions import CASTS, ExpressionCompiler
+from services.compiler.expressions import CASTS, LEGACY_TYPES, ExpressionCompiler
 from services.compiler.values import DType, T, Untraced, Value
 from services.errors import ShapeError
 from services.ops import REGISTRY
@@ -50,6 +50,8 @@ class TensorMethods(ExpressionCompiler):
             return t
         if m == "view" and t.name in self.contiguous:  # type: ignore[attr-defined]
             return self.apply(self.methods[m], node, receiver=t, extra={"contiguous": True})
+        if m == "type" and not node.args and not node.keywords:  # `if alpha.type() != x.data.type():` (a focal loss)
+            return next(k for k, v in LEGACY_TYPES.items() if v == self.dtype_of(t))  # 'torch.FloatTensor', as on the CPU
         if m in CASTS or m in ("to", "type", "type_as"):
             return self.cast(t, m, node)
         if m in ("view_as", "reshape_as", "expand_as"):
