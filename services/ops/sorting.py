@@ -73,10 +73,7 @@ def _tied_rows(x: Array, d: int, idx: Array, pick: Callable[[list[float]], list[
     """idx (the picked indices along dim d, ties first-come) with each row of x that has ties (equal values, or NaNs)
     picked by `pick` instead, torch's CPU order among them (topk_order)."""
     rows = np.moveaxis(x, d, -1).reshape(-1, x.shape[d])
-    s = np.sort(rows, axis=1)
-    tied = (s[:, 1:] == s[:, :-1]).any(axis=1)
-    if rows.dtype.kind == "f":
-        tied |= np.isnan(rows).sum(axis=1) > 1
+    tied = _equal_keys(rows)
     if not tied.any():
         return idx
     out = np.moveaxis(idx, d, -1).copy()
