@@ -493,6 +493,28 @@ case("remainder-int64", {"t": given([[7, -7, 3], [10, 4, -1]], dtype="int64"), "
      N("q", "remainder", "t", 3), N("y", "mul", "x", "q"))  # `idx % 3`: int64, exactly
 case("floor_divide-int64", {"t": given([[7, -7, 3], [10, 4, -1]], dtype="int64"), "x": normal(2, 3, seed=79)},
      N("q", "floor_divide", "t", 3), N("y", "mul", "x", "q"))
+# searchsorted / bucketize: int64 bin indices (NeRF's sample_pdf); values exactly on a boundary show left and right,
+# a NaN goes past the end, as in torch. The indices pick values with a gather, which carries the gradient.
+CDF = given([[0.0, 0.1, 0.5, 0.5, 1.0], [0.0, 0.3, 0.6, 0.9, 1.0]])
+U = given([[0.05, 0.5, 0.99, 1.0], [0.3, 0.0, 0.75, float("nan")]])
+for args in ({}, {"right": True}, {"side": "right"}, {"side": "left"}):
+    case(f"searchsorted-rows-{args}", {"c": CDF, "u": U, "x": normal(2, 5, seed=81)}, N("i", "searchsorted", "c", "u", **args),
+         N("j", "clamp", "i", max=4), N("y", "gather", "x", "j", dim=1), engines=["torch", "reference"])
+case("searchsorted-1d-boundaries", {"b": given([-1.0, 0.0, 0.5, 2.0]), "v": normal(3, 4, seed=82), "x": normal(3, 4, seed=83)},
+     N("i", "searchsorted", "b", "v"), N("y", "mul", "x", "i"), engines=["torch", "reference"])
+case("searchsorted-int64", {"b": given([1, 3, 3, 8], dtype="int64"), "v": given([0, 3, 5, 9], dtype="int64"),
+                            "x": normal(4, seed=84)},
+     N("i", "searchsorted", "b", "v", right=True), N("y", "mul", "x", "i"), engines=["torch", "reference"])
+for args in ({}, {"right": True}):
+    case(f"bucketize-{args}", {"v": given([[-2.0, 0.0, 0.25], [0.5, 1.0, 3.0]]), "b": given([0.0, 0.5, 1.0]),
+                               "x": normal(2, 3, seed=85)},
+         N("i", "bucketize", "v", "b", **args), N("y", "mul", "x", "i"), engines=["torch", "reference"])
+# maximum / minimum of int64 tensors (bin indices clamped into range), and of int64 with float (float, as torch)
+INTS = {"i": given([[0, 3, 5], [2, 1, 4]], dtype="int64"), "k": given([[1, 3, 2], [2, 5, 0]], dtype="int64"),
+        "x": normal(2, 3, seed=86)}
+for op in ("maximum", "minimum"):
+    case(f"{op}-int64", INTS, N("m", op, "i", "k"), N("y", "mul", "x", "m"), engines=["torch", "reference"])
+    case(f"{op}-int64-float", INTS, N("m", op, "i", "x"), N("y", "mul", "m", "m"))
 case("conv2d-same", {"x": normal(1, 2, 5, 6, seed=43), "w": normal(3, 2, 3, 5, seed=44)}, N("y", "conv2d", "x", "w", padding="same"))
 
 # Pooling.
@@ -750,6 +772,10 @@ def test_shape_error_reshape() -> None:
         ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x", scale_factor=2, mode="bilinear"), "takes a 4-d input"),
         ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x", scale_factor=2, align_corners=True), "align_corners option"),
         ({"x": normal(1, 2, 5)}, N("c", "interpolate", "x"), "either size or scale_factor"),
+        ({"c": normal(2, 5), "u": normal(3, 4)}, N("i", "searchsorted", "c", "u"), "first N-1 dimensions"),
+        ({"c": normal(5), "u": normal(3)}, N("i", "searchsorted", "c", "u", side="left", right=True), "opposites"),
+        ({"c": normal(5), "u": normal(3)}, N("i", "searchsorted", "c", "u", out_int32=True), "out_int32"),
+        ({"u": normal(3), "b": normal(2, 2)}, N("i", "bucketize", "u", "b"), "must be 1 dimension"),
         ({"x": normal(2, 3)}, N("c", "topk", "x", k=4), "out of range"),
         ({"x": normal(2, 3), "i": given([[3]], dtype="int64")}, N("c", "scatter", "x", "i", 1.0, dim=1), "out of range"),
         ({"x": normal(2, 3), "i": given([0, 1], dtype="int64")}, N("c", "scatter", "x", "i", 1.0, dim=1), "as many dims"),

@@ -27,6 +27,7 @@ from services.ops import (  # noqa: F401
     resample,
     rolling,
     scatter,
+    searching,
     shaping,
     sorting,
     special,

@@ -322,9 +322,10 @@ class ClampMax(Op):
 
 class Extremum(Op):
     """Elementwise max/min of two tensors, broadcast. At ties each side gets half the gradient
-    (torch's MaximumBackward0: grad / 2 where input == other)."""
+    (torch's MaximumBackward0: grad / 2 where input == other). int64 tensors too (bin indices), without gradient."""
 
     pointwise = True
+    any_dtype = True
 
     tensors = ("input", "other")
     pick: Any = None
