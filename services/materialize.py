@@ -19,7 +19,7 @@ from services.ops.indexing import spec_index
 
 TORCH_CREATORS = {"rand", "randn", "randint", "zeros", "ones", "full", "arange", "linspace", "eye", "empty", "normal", "randperm"}
 """torch functions a 'tensor' event may call (empty is made as zeros: a trace must be deterministic)."""
-INPLACE = {"uniform_", "normal_", "zero_", "fill_", "bernoulli_", "exponential_", "mul_", "add_", "div_", "clamp_",
+INPLACE = {"uniform_", "normal_", "zero_", "fill_", "bernoulli_", "exponential_", "mul_", "add_", "sub_", "div_", "clamp_",
            "fill_diagonal_"}
 """Tensor methods an 'inplace' event may call."""
 INITS = {
@@ -127,7 +127,13 @@ def _apply(torch: Any, ev: Event, values: dict[str, Any], leaves: dict[str, Leaf
             _keep(values, target, _get(torch, values, a["sources"][attr.split(".", 2)[2]], leaves).clone())
     elif ev.op == "inplace":
         assert a["method"] in INPLACE, a["method"]
-        getattr(_get(torch, values, ev.target, leaves), a["method"])(*a.get("args", []), **a.get("kwargs", {}))
+        args, kwargs = list(a.get("args", [])), dict(a.get("kwargs", {}))
+        for key, name in a.get("tensors", []):  # `ema.add_(p, alpha=0.01)`: p's value at this point of the stream
+            if isinstance(key, int):
+                args[key] = _get(torch, values, name, leaves)
+            else:
+                kwargs[key] = _get(torch, values, name, leaves)
+        getattr(_get(torch, values, ev.target, leaves), a["method"])(*args, **kwargs)
     elif ev.op == "setitem":  # `with torch.no_grad(): emb.weight[0] = 0.0` (or a made tensor): ints, slices, int lists
         value = _get(torch, values, a["source"], leaves) if "source" in a else a["value"]
         _get(torch, values, ev.target, leaves)[spec_index(a["index"])] = value

@@ -754,8 +754,6 @@ def test_a_module_replaced_while_something_still_holds_it(tmp_path: Path) -> Non
      "y = lin(torch.ones(1, 2)).sum() + w.sum()\ny.backward()\n", "a name still holds 'lin.weight'"),
     ("from lightning import seed_everything\nseed_everything(42)\nlin = nn.Linear(2, 2)\ny = lin(torch.ones(2)).sum()\n"
      "y.backward()\n", "would seed torch's generator"),
-    ("a = nn.Linear(2, 2)\nb = nn.Linear(2, 2)\nwith torch.no_grad():\n    b.weight.copy_(0.9 * b.weight + 0.1 * a.weight)\n"
-     "y = b(a(torch.ones(1, 2))).sum()\ny.backward()\n", "computed from 'b.weight' itself"),
     ("layer = nn.TransformerEncoderLayer(8, 2, 16)\nw = layer.linear1.weight\nlayer.linear1.weight = nn.Parameter(torch.ones(16, 8))\n"
      "y = layer(torch.ones(3, 1, 8)).sum() + w.sum()\ny.backward()\n", "a name still holds 'layer.linear1.weight'"),
 ])
@@ -884,10 +882,6 @@ def test_what_the_diff_review_found(program: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("program", "needle"), [
-    ("emb = nn.Embedding(5, 3)\nemb.requires_grad_(False)\nnoise = torch.randn(5, 3)\nemb.weight.add_(noise)\n"
-     "y = emb(torch.tensor([1, 2])).sum()\n", "a leaf a module holds"),
-    ("bn = nn.BatchNorm1d(3)\nshift = torch.randn(3)\nbn.running_mean.add_(shift)\nbn.eval()\n"
-     "y = bn(torch.randn(4, 3, requires_grad=True)).sum()\n", "a leaf a module holds"),
     ("class N(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(3, 3)\n"
      "        self.register_buffer('shift', torch.randn(3))\n\n    def forward(self, x):\n        return self.fc(x) + self.shift\n\n\n"
      "a = N()\nb = N()\nb.load_state_dict(a.state_dict())\ny = b(torch.randn(2, 3, requires_grad=True)).sum()\n", "with buffers"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from test_program_pytorch import in_torch, same_as_torch, traced
 
 HEAD = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
@@ -32,3 +33,87 @@ def test_nerf_sample_pdf_with_searchsorted(tmp_path: Path) -> None:
     assert t.result.nodes["inds"].dtype == "int64" and t.result.nodes["inds"].grad_fn is None
     assert t.result.comparison.verdict == "agree"
     same_as_torch(t, in_torch(program, tmp_path), ["weights", "cdf", "inds", "below", "above", "samples", "b", "loss"])
+
+
+MOCO = HEAD + '''
+class MoCo(nn.Module):
+    def __init__(self, dim=8, m=0.9, T=0.07):
+        super().__init__()
+        self.m = m
+        self.T = T
+        self.encoder_q = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, dim))
+        self.encoder_k = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, dim))
+        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+            param_k.data.copy_(param_q.data)
+            param_k.requires_grad = False
+        self.register_buffer("queue", F.normalize(torch.randn(dim, 12), dim=0))
+
+    @torch.no_grad()
+    def _momentum_update_key_encoder(self):
+        for param_q, param_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+            param_k.data = param_k.data * self.m + param_q.data * (1. - self.m)
+
+    def forward(self, im_q, im_k):
+        q = F.normalize(self.encoder_q(im_q), dim=1)
+        with torch.no_grad():
+            self._momentum_update_key_encoder()
+            k = F.normalize(self.encoder_k(im_k), dim=1)
+        l_pos = torch.einsum("nc,nc->n", [q, k]).unsqueeze(-1)
+        l_neg = torch.einsum("nc,ck->nk", [q, self.queue.clone().detach()])
+        logits = torch.cat([l_pos, l_neg], dim=1) / self.T
+        labels = torch.zeros(logits.shape[0], dtype=torch.long)
+        return logits, labels
+
+
+model = MoCo()
+with torch.no_grad():
+    for p in model.encoder_q.parameters():
+        p.add_(0.05 * torch.randn_like(p))
+im_q = torch.randn(4, 6)
+im_k = torch.randn(4, 6)
+logits, labels = model(im_q, im_k)
+loss = F.cross_entropy(logits, labels)
+loss.backward()
+'''
+EMA_FORMS = {
+    "moco": "param_k.data = param_k.data * self.m + param_q.data * (1. - self.m)",
+    "dino": "param_k.data.mul_(self.m).add_((1 - self.m) * param_q.detach().data)",
+    "timm": "param_k.mul_(self.m).add_(param_q.detach(), alpha=1 - self.m)",
+}
+
+
+@pytest.mark.parametrize("form", list(EMA_FORMS))
+def test_a_moving_average_of_weights_before_their_use(form: str, tmp_path: Path) -> None:
+    # MoCo / BYOL / DINO / timm's ModelEma update the key encoder from the query encoder before using it: torch's
+    # stream runs the update where the program does (reading the old values), and the trace uses the new ones
+    program = MOCO.replace(EMA_FORMS["moco"], EMA_FORMS[form])
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["model", "im_q", "im_k", "logits", "loss"])
+    assert t.result.nodes["model.encoder_k.0.weight"].grad is None
+    assert t.result.comparison.verdict == "agree"
+
+
+def test_a_moving_average_read_after_its_leaf_was_used(tmp_path: Path) -> None:
+    # the EMA of an already used tensor: the earlier operations keep its old value (`k@0`), as torch's did
+    program = (HEAD + "k = torch.zeros(3)\nw = torch.ones(3, requires_grad=True)\nwith torch.no_grad():\n    w.sub_(0.5)\n"
+               "q = torch.ones(3, requires_grad=True)\nx = torch.randn(3)\nfirst = k + x\n"
+               "with torch.no_grad():\n    k.data = k.data * 0.9 + q.data * 0.1\n    k.mul_(0.5).add_(q, alpha=0.5)\n"
+               "loss = (q * k * first * w).sum()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["k", "w", "q", "x", "first", "loss"])
+
+
+@pytest.mark.parametrize("program", [
+    "a = nn.Linear(2, 2)\nb = nn.Linear(2, 2)\nwith torch.no_grad():\n    b.weight.copy_(0.9 * b.weight + 0.1 * a.weight)\n"
+    "x = torch.ones(1, 2)\ny = b(a(x)).sum()\ny.backward()\n",
+    "emb = nn.Embedding(5, 3)\nemb.requires_grad_(False)\nnoise = torch.randn(5, 3)\nemb.weight.add_(noise)\n"
+    "x = torch.randn(3, requires_grad=True)\ny = (emb(torch.tensor([1, 2])) * x).sum()\ny.backward()\n",
+    "bn = nn.BatchNorm1d(3)\nshift = torch.randn(3)\nbn.running_mean.add_(shift)\nbn.eval()\n"
+    "x = torch.randn(4, 3, requires_grad=True)\ny = bn(x).sum()\ny.backward()\n",
+], ids=["copy-of-an-update", "add-a-tensor", "buffer-add-a-tensor"])
+def test_a_module_leaf_updated_in_place_with_a_tensor(program: str, tmp_path: Path) -> None:
+    # were refused ("a leaf a module holds"; "computed from 'b.weight' itself"): the stream now runs the update
+    t = traced(HEAD + program)
+    names = [n for n in ("a", "b", "emb", "bn", "noise", "shift", "x", "y") if f"\n{n} = " in "\n" + program]
+    same_as_torch(t, in_torch(HEAD + program, tmp_path), names)
+    assert t.result.comparison.verdict == "agree"

@@ -25,7 +25,6 @@ from services.compiler.values import (
     Value,
     is_number,
 )
-from services.errors import SpecError
 from services.ir import TORCH_DEFAULT_SEED, Event, Leaf, Stream
 from services.materialize import INITS as NN_INIT
 from services.materialize import INPLACE as INPLACE_INIT
@@ -40,6 +39,10 @@ RANDOM = {"rand", "randn", "randint", "normal", "randperm", "rand_like", "randn_
 CREATOR_KWARGS = {"dtype", "requires_grad", "device", "fill_value", "steps", "generator"}
 
 __all__ = ["CREATORS", "INPLACE_INIT", "NN_INIT", "RANDOM", "TensorCreation", "without_data"]
+
+
+STREAM_ARITHMETIC = ("add_", "sub_", "mul_", "div_")
+"""In-place methods a leaf's update may call with a tensor (a moving average of weights), replayed in the stream."""
 
 
 def without_data(node: ast.expr) -> ast.expr:
@@ -429,13 +432,8 @@ class TensorCreation(ExpressionCompiler):
         if isinstance(src, T) and src.name not in b.leaves and not b.grad[src.name] and src.name not in b.used:
             # `m.weight = nn.Parameter(torch.eye(8) * 0.5)`: values computed from tensors that require no grad, a
             # leaf whose value torch computes at this point of the stream (as `nn.Parameter(torch.randn(4) * 0.1)`)
-            b.node_to_leaf(src.name, f"{self.src(value)[:60]} (line {getattr(stmt, 'lineno', '?')})")
-            nodes = b.ancestry(src.name)
-            if any(i == leaf.name for n in nodes for i in n.inputs):
-                raise self.err(stmt, f"the new value of '{leaf.name}' is computed from '{leaf.name}' itself (an update "
-                                     "such as a moving average of weights): gradtrace gives a tensor one value for the "
-                                     "whole trace, so an update that reads the old value is not traced")
-            self.stream.events.append(Event("node", src.name, {"nodes": nodes}))
+            self.computed_in_stream(src, leaf.name, value, stmt)
+            leaf = b.leaves[t.name]  # (a new leaf when the update read the old one)
         if isinstance(src, T) and src.name in self.builder.leaves:
             if self.shape(src) != leaf.shape:
                 raise self.err(stmt, f"'{leaf.name}' has shape {list(leaf.shape)}, the new value {list(self.shape(src))}")
@@ -460,16 +458,50 @@ class TensorCreation(ExpressionCompiler):
                 raise self.err(node, "copy_ takes one tensor")
             self.write(t, node.args[0], node)
             return
-        try:
-            args = [self.const(a) for a in node.args]
-            kwargs = {k.arg: self.const(k.value) for k in node.keywords}
-        except SpecError:
-            args, kwargs = [None], {}
-        if not all(is_number(v) or isinstance(v, bool) for v in [*args, *kwargs.values()]):  # (fill_diagonal_'s wrap)
-            raise self.err(node, f"in-place .{method}() of a tensor into '{t.name}', a leaf a module holds or that requires "
-                                 "grad, is not traced (gradtrace gives a leaf one value for the whole trace): numbers are (`.add_(0.01)`, "
-                                 "`.mul_(0.5)`, `.fill_(1.0)`), and so is a draw (`.normal_(0, 0.01)`, `.uniform_(-a, a)`)")
-        self.stream.events.append(Event("inplace", t.name, {"method": method, "args": args, "kwargs": kwargs}))
+        operands: list[tuple[int | str, ast.expr]] = [*enumerate(node.args), *((k.arg or "", k.value) for k in node.keywords)]
+        values: dict[int | str, Any] = {}
+        tensors: list[tuple[int | str, str]] = []
+        for key, a in operands:
+            src = self.expr(without_data(a))  # once: a draw in it (`randn_like(p)`) draws once
+            values[key] = src if is_number(src) or isinstance(src, bool) else None  # (fill_diagonal_'s wrap)
+            if values[key] is not None:
+                continue
+            if method not in STREAM_ARITHMETIC or not isinstance(src, T):
+                raise self.err(node, f"in-place .{method}() of a tensor into '{t.name}', a leaf a module holds or that "
+                                     "requires grad, is not traced (gradtrace gives a leaf one value for the whole trace): "
+                                     "numbers are (`.add_(0.01)`, `.mul_(0.5)`, `.fill_(1.0)`), and so is a draw "
+                                     "(`.normal_(0, 0.01)`, `.uniform_(-a, a)`), or with a tensor `.add_(other, alpha=0.01)` "
+                                     "and `.mul_(other)`")
+            tensors.append((key, self.stream_operand(src, t.name, a, node)))
+        args = [values[k] for k, _ in enumerate(node.args)]
+        kwargs = {k.arg: values[k.arg or ""] for k in node.keywords}
+        extra = {"tensors": tensors} if tensors else {}
+        self.stream.events.append(Event("inplace", t.name, {"method": method, "args": args, "kwargs": kwargs, **extra}))
+
+    def stream_operand(self, src: T, target: str, value: ast.expr, stmt: ast.AST) -> str:
+        """The leaf whose value at this point of the stream a leaf's in-place update reads (a moving average of
+        weights: `ema.mul_(0.99).add_(p.detach(), alpha=0.01)`): `src` itself when a leaf, else the leaf torch computes
+        here from tensors that require no grad (`(1 - m) * p.detach()`)."""
+        b = self.builder
+        if src.name in b.leaves:
+            return src.name
+        if b.grad[src.name] and not self.no_grad:
+            raise self.err(stmt, f"in-place update of '{target}' with '{self.src(value)[:40]}', which requires grad: "
+                                 "write it under torch.no_grad(), or with .detach()")
+        if src.name in b.used:
+            raise self.err(stmt, f"in-place update of '{target}' with '{self.src(value)[:40]}', which other operations "
+                                 "use too: gradtrace computes such an update's tensor for it alone")
+        self.computed_in_stream(src, target, value, stmt)
+        return src.name
+
+    def computed_in_stream(self, src: T, target: str, value: ast.expr, stmt: ast.AST) -> None:
+        """Node `src`, computed from tensors that require no grad, becomes a leaf whose value torch computes at this
+        point of the stream (its ancestry replayed), for writing into leaf `target`."""
+        b = self.builder
+        if target in b.used:  # read by this very update (MoCo's `k.data = k.data * m + q.data * (1 - m)`): those
+            self.keep_version(T(target), stmt)  # operations read its old value, `target@k`, as torch's did
+        b.node_to_leaf(src.name, f"{self.src(value)[:60]} (line {getattr(stmt, 'lineno', '?')})")
+        self.stream.events.append(Event("node", src.name, {"nodes": b.ancestry(src.name)}))
 
     def nn_init(self, fn: str, call: ast.Call) -> T:
         """nn.init.kaiming_uniform_(conv.weight, a=...) and friends, replayed with torch; the tensor filled, which

@@ -432,6 +432,8 @@ class Finish(ExpressionCompiler):
                 ev.target = new.get(ev.target, ev.target) if ev.target is not None else None
                 if isinstance(ev.args.get("source"), str):
                     ev.args["source"] = new.get(ev.args["source"], ev.args["source"])
+                if "tensors" in ev.args:  # an in-place update's tensor operands
+                    ev.args["tensors"] = [(k, new.get(v, v)) for k, v in ev.args["tensors"]]
                 if ev.op in ("module", "clone"):
                     ev.args["params"] = {k: new.get(v, v) for k, v in ev.args["params"].items()}
                     ev.args["also"] = [{k: new.get(v, v) for k, v in m.items()} for m in ev.args.get("also", [])]

@@ -62,7 +62,7 @@ class InPlace(TensorCreation):
         var = self.src(node.args[0] if op is not None else _chain_root(node.func.value))[:40]  # type: ignore[attr-defined]
         if t.name in self.builder.leaves and (self.builder.grad[t.name] or self.module_state(t)) and (self.no_grad or self.via_data):
             raise self.err(node, f"in-place .{m}() on the leaf '{var}' under torch.no_grad() or through .data is not traced "
-                                 "(fill_, zero_, add_, mul_, div_, clamp_, uniform_, normal_ and `-=` by a number are)")
+                                 "(fill_, zero_, add_, sub_, mul_, div_, clamp_, uniform_, normal_ and `-=` by a number are)")
         self.check_in_place(t, var, f"`.{m}()`", f"`{var} = {var}.{m[:-1]}(...)`", node)
         name = self.in_place_name(t, node, _chain_root(node.args[0] if op is not None else node.func.value), var)  # type: ignore[attr-defined]
         new = self.apply(op, node, out=name) if op is not None else self.apply(self.methods[m[:-1]], node, receiver=t, out=name)
