@@ -509,6 +509,19 @@ for args in ({}, {"right": True}):
     case(f"bucketize-{args}", {"v": given([[-2.0, 0.0, 0.25], [0.5, 1.0, 3.0]]), "b": given([0.0, 0.5, 1.0]),
                                "x": normal(2, 3, seed=85)},
          N("i", "bucketize", "v", "b", **args), N("y", "mul", "x", "i"), engines=["torch", "reference"])
+# A NaN input, where users look for where their NaN came from: the reference takes torch's NaN rules (relu and
+# hardtanh pass the gradient at NaN; abs and sign use sgn, 0 at NaN; a NaN max sends its gradient to the NaNs;
+# prod and cumprod divide the result by the input when no element is 0; the inf-norm's mask holds the NaNs).
+NANX = {"x": given([[float("nan"), -1.0, 0.5], [2.0, -3.0, 0.25]])}
+for label, node in (("relu", N("y", "relu", "x")), ("abs", N("y", "abs", "x")), ("sign", N("y", "sign", "x")), ("max", N("y", "max", "x")),
+                    ("min", N("y", "min", "x")), ("prod", N("y", "prod", "x")), ("prod-dim", N("y", "prod", "x", dim=1)),
+                    ("cumprod", N("y", "cumprod", "x", dim=1)), ("norm-inf", N("y", "norm", "x", p=float("inf"), dim=1)),
+                    ("norm-1", N("y", "norm", "x", p=1, dim=1))):
+    case(f"nan-input-{label}", NANX, node, N("z", "mul", "y", "x" if node["op"] not in ("prod", "norm") else "y"),
+         engines=["torch", "reference"])
+case("nan_to_num", {"x": given([[float("nan"), float("inf"), 0.5], [-float("inf"), -3.0, 0.25]])},
+     N("y", "nan_to_num", "x", nan=0.5, posinf=2.0), N("z", "mul", "y", "y"), engines=["torch", "reference"])
+case("nan_to_num-finite", {"x": normal(2, 3, seed=87)}, N("y", "nan_to_num", "x"), N("z", "mul", "y", "x"))
 # maximum / minimum of int64 tensors (bin indices clamped into range), and of int64 with float (float, as torch)
 INTS = {"i": given([[0, 3, 5], [2, 1, 4]], dtype="int64"), "k": given([[1, 3, 2], [2, 5, 0]], dtype="int64"),
         "x": normal(2, 3, seed=86)}

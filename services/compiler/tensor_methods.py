@@ -291,9 +291,11 @@ class TensorMethods(ExpressionCompiler):
 
     def multi(self, fn: str, t: T | None, node: ast.Call, args: list[ast.expr]) -> tuple[T, ...]:
         """x.chunk(n, dim) / x.split(size, dim): one node per piece, named by a tuple assignment's targets."""
-        if t is None or not args:
+        sized = args[0] if args else next((k.value for k in node.keywords  # mamba-minimal's x.split(split_size=[d, d], dim=-1)
+                                           if k.arg in ("split_size", "split_size_or_sections", "chunks")), None)
+        if t is None or sized is None:
             raise self.err(node, f"{fn} takes a tensor and a size")
-        first = self.const(args[0])
+        first = self.const(sized)
         dim = self.const(args[1]) if len(args) > 1 else next((self.const(k.value) for k in node.keywords if k.arg == "dim"), 0)
         shape = self.shape(t)
         if not shape or not isinstance(dim, int) or not -len(shape) <= dim < len(shape):

@@ -254,6 +254,11 @@ def unbroadcast(g: Array, shape: Shape) -> Array:
     return g.sum(axis=axes, keepdims=True) if axes else g
 
 
+def sgn(x: Array) -> Array:
+    """torch's sign: (0 < x) - (x < 0), so 0 at NaN (numpy's sign gives NaN), in x's dtype."""
+    return ((x > 0).astype(np.int8) - (x < 0).astype(np.int8)).astype(x.dtype, copy=False)
+
+
 def norm_dim(dim: int, ndim: int) -> int:
     """A torch dim (negative allowed) as a non-negative axis, or ShapeError."""
     n = max(ndim, 1)

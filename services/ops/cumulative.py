@@ -83,6 +83,11 @@ class Cumprod(Op):
         d = norm_dim(a.dim, x.ndim)
         xm, gm = np.moveaxis(x, d, -1).astype(np.float64), np.moveaxis(g, d, -1).astype(np.float64)
         n = xm.shape[-1]
+        if n > 1 and not (x == 0).any():  # torch's formula where no element is 0: reversed cumsum of g * out, over x
+            w = gm * np.moveaxis(out, d, -1).astype(np.float64)  # (so a NaN spreads to every gradient, as there)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gx = np.flip(np.cumsum(np.flip(w, -1), axis=-1), -1) / xm
+            return [np.moveaxis(gx, -1, d).astype(x.dtype)]
         before = np.concatenate([np.ones_like(xm[..., :1]), np.cumprod(xm, axis=-1)[..., :-1]], axis=-1)  # x_0..x_{i-1}
         gx = np.zeros_like(xm)
         for i in range(n):  # sum over j >= i of g_j * before_i * x_{i+1}..x_j

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy.special import erf, erfc, expit
 
 from services.errors import ShapeError
-from services.ops.base import Array, Op, Shape, broadcast, promoted, register, unbroadcast
+from services.ops.base import Array, Op, Shape, broadcast, promoted, register, sgn, unbroadcast
 from services.ops.comparison import no_bool
 
 FLOATS = frozenset({"float32", "float64"})
@@ -294,7 +294,7 @@ def _unary(name: str, fwd: Any, bwd: Any, functions: tuple[str, ...] = (), metho
 
 
 _unary("neg", np.negative, lambda g, y, x: -g, functions=("torch.negative",), methods=("negative",), ints=True)
-_unary("abs", np.abs, lambda g, y, x: g * np.sign(x), ints=True)
+_unary("abs", np.abs, lambda g, y, x: g * sgn(x), ints=True)  # torch's sgn: 0 at NaN, so is the gradient
 _unary("exp", np.exp, lambda g, y, x: g * y)
 _unary("log", np.log, lambda g, y, x: g / x)
 _unary("sqrt", np.sqrt, lambda g, y, x: g / (2 * y))
@@ -305,7 +305,8 @@ _unary("cos", np.cos, lambda g, y, x: -g * np.sin(x))
 _unary("tanh", np.tanh, lambda g, y, x: g * (1 - y * y), functions=("F.tanh",))
 # expit, not 0.5 * (1 + tanh(x / 2)): that rounds to 0 for large negative x, where torch keeps exp(x).
 _unary("sigmoid", expit, lambda g, y, x: g * y * (1 - y), functions=("F.sigmoid",), bounds=(0.0, 1.0))
-_unary("relu", lambda x: np.maximum(x, 0), lambda g, y, x: np.where(y > 0, g, 0), functions=("F.relu",), ints=True)
+# relu passes the gradient where not x <= 0 (torch's threshold_backward): a NaN input passes it too
+_unary("relu", lambda x: np.maximum(x, 0), lambda g, y, x: np.where(x <= 0, 0, g), functions=("F.relu",), ints=True)
 # More pointwise functions, each with torch's derivative (0 for the step functions, as torch's).
 _unary("tan", np.tan, lambda g, y, x: g * (1 + y * y))
 _unary("asin", np.arcsin, lambda g, y, x: g / np.sqrt(1 - x * x), functions=("torch.arcsin",), methods=("arcsin",))
@@ -323,7 +324,7 @@ _unary("log2", np.log2, lambda g, y, x: g / (x * math.log(2)))
 _unary("log10", np.log10, lambda g, y, x: g / (x * math.log(10)))
 _unary("exp2", np.exp2, lambda g, y, x: g * y * math.log(2), functions=("torch.special.exp2",))
 _unary("reciprocal", np.reciprocal, lambda g, y, x: -g * y * y)
-_unary("sign", np.sign, lambda g, y, x: np.zeros_like(g), ints=True)
+_unary("sign", lambda x: sgn(x), lambda g, y, x: np.zeros_like(g), ints=True)  # sign(NaN) is 0 in torch
 _unary("floor", np.floor, lambda g, y, x: np.zeros_like(g), ints=True)
 _unary("ceil", np.ceil, lambda g, y, x: np.zeros_like(g), ints=True)
 _unary("round", np.round, lambda g, y, x: np.zeros_like(g), ints=True)  # half to even, as torch
@@ -543,6 +544,36 @@ class Elu(ScaledElu):
         return t.nn.functional.elu(xs[0], alpha=a.alpha)
 
 
+class NanToNumArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    nan: float = 0.0
+    posinf: float | None = None
+    neginf: float | None = None
+
+
+@register
+class NanToNum(FloatUnary):
+    """torch.nan_to_num(x, nan=0.0, posinf=None, neginf=None): NaN and infinities replaced (by default with 0 and the
+    dtype's largest and lowest finite numbers); the gradient passes only where x is finite (NanToNumBackward0)."""
+
+    name = "nan_to_num"
+    Args = NanToNumArgs
+    positional = ("nan", "posinf", "neginf")
+    functions = ("torch.nan_to_num",)
+    methods = ("nan_to_num",)
+
+    def torch(self, t: Any, xs: list[Any], a: NanToNumArgs) -> Any:
+        return t.nan_to_num(xs[0], nan=a.nan, posinf=a.posinf, neginf=a.neginf)
+
+    def forward(self, xs: list[Array], a: NanToNumArgs) -> Array:
+        x = xs[0]
+        return np.nan_to_num(x, nan=a.nan, posinf=a.posinf, neginf=a.neginf)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: NanToNumArgs) -> list[Array | None]:
+        with np.errstate(invalid="ignore"):  # torch multiplies: an infinite g at a replaced element gives NaN
+            return [g * np.isfinite(xs[0]).astype(g.dtype)]
+
+
 class HardtanhArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     min_val: float = -1.0
@@ -576,5 +607,7 @@ class Hardtanh(Unary):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: HardtanhArgs) -> list[Array | None]:
         x = xs[0]
+        # at a NaN input torch's vectorised CPU kernel gives 0, its scalar loop over a tensor's tail g (which elements
+        # take which depends on the CPU's vector width): ours is the vector path's 0, what most elements get
         inside = (x > np.asarray(a.min_val, x.dtype)) & (x < np.asarray(a.max_val, x.dtype))
         return [np.where(inside, g, np.zeros((), g.dtype))]

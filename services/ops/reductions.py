@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from services.errors import ShapeError
-from services.ops.base import Array, Op, Shape, norm_dim, register
+from services.ops.base import Array, Op, Shape, norm_dim, register, sgn
 from services.ops.comparison import no_bool
 
 
@@ -129,9 +129,9 @@ class Extreme(Reduce):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: ExtremeArgs) -> list[Array | None]:
         x = xs[0]
-        if a.dim is None or x.ndim == 0:
-            mask = x == out
-            return [(mask * (g / mask.sum())).astype(x.dtype)]
+        if a.dim is None or x.ndim == 0:  # torch's evenly_distribute_backward: a NaN result's gradient goes to the NaNs
+            mask = np.isnan(x) if np.isnan(out) else x == out  # (zeros elsewhere, even where g is NaN: a masked fill)
+            return [np.where(mask, g / mask.sum(), np.zeros((), g.dtype)).astype(x.dtype)]
         axis = norm_dim(a.dim, x.ndim)
         idx = np.expand_dims(type(self).arg(x, axis=axis), axis)
         gk = g if a.keepdim else np.expand_dims(g, axis)
@@ -239,11 +239,18 @@ class Prod(Reduce):
         x = xs[0]
         if x.ndim == 0:
             return [np.asarray(g, dtype=x.dtype)]
+        # torch's prod_backward: result / input when no element is 0 (NaN spreads as there), else the products of
+        # the others (exact at the zeros)
+        zeros = bool((x == 0).any())
         if a.dim is None:
-            return [(_exclusive_products(x.reshape(-1), 0).reshape(x.shape) * g).astype(x.dtype)]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                others = _exclusive_products(x.reshape(-1), 0).reshape(x.shape) if zeros else out / x
+            return [(others * g).astype(x.dtype)]
         axis = norm_dim(a.dim, x.ndim)
         gk = g if a.keepdim else np.expand_dims(g, axis)
-        return [(_exclusive_products(x, axis) * gk).astype(x.dtype)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            others = _exclusive_products(x, axis) if zeros else (out if a.keepdim else np.expand_dims(out, axis)) / x
+        return [(others * gk).astype(x.dtype)]
 
 
 class NormArgs(BaseModel):
@@ -296,15 +303,15 @@ class Norm(Op):
         r = ReduceArgs(dim=a.dim, keepdim=a.keepdim)
         ge = _expand(g, x.shape, r).astype(np.float64)
         if a.p == 1:
-            return [(np.sign(x) * ge).astype(x.dtype)]
+            return [(sgn(x) * ge).astype(x.dtype)]
         n = _expand(out, x.shape, r).astype(np.float64)
         x64 = x.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             if a.p in (2, "fro"):
                 d = np.where(n == 0, 0, x64 / n)
             elif math.isinf(a.p):  # type: ignore[arg-type]
-                hit = (np.abs(x64) == n).astype(np.float64)
-                d = np.sign(x64) * hit / _expand(hit.sum(axis=_axes(a.dim, x.ndim), keepdims=True), x.shape,
+                hit = ((np.abs(x64) == n) | np.isnan(x64)).astype(np.float64)  # torch's mask: the extremes and NaNs
+                d = sgn(x64) * hit / _expand(hit.sum(axis=_axes(a.dim, x.ndim), keepdims=True), x.shape,
                                                   ReduceArgs(dim=a.dim, keepdim=True))
             else:
                 p = float(a.p)  # type: ignore[arg-type]
