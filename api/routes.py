@@ -262,9 +262,16 @@ def get_job(path: JobPath, query: JobQuery) -> Response:
 
 @jobs.get("/jobs/<job_id>/nodes/<path:name>", responses={200: NodeTensor, 409: ErrorBody, 410: ErrorBody, 422: ErrorBody})
 def get_node(path: NodePath, query: NodeQuery) -> Response:
-    """One node's (or parameter's) full value or grad, as JSON or .npy bytes."""
+    """One node's (or parameter's) full value or grad, as JSON or .npy bytes; by the node's name or another name the
+    program gave it (the result's aliases: `loss = total`)."""
     try:
-        engine, a = svc().store.tensor(path.job_id, query.engine, query.field, path.name)
+        try:
+            engine, a = svc().store.tensor(path.job_id, query.engine, query.field, path.name)
+        except TensorNotFound:
+            other = svc().store.table(path.job_id).summary.get("aliases", {}).get(path.name)
+            if other is None:
+                raise
+            engine, a = svc().store.tensor(path.job_id, query.engine, query.field, other)
     except (JobNotFound, TensorNotFound) as e:
         return error(404, str(e))
     except JobNotReady as e:

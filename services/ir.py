@@ -86,6 +86,13 @@ class Node:
     form on that tensor (torch's UnsqueezeBackward1, and its version bumped), keeping the tensor's earlier view."""
 
 
+@dataclass(frozen=True)
+class LeafGradient:
+    """backward(gradient) given as a leaf the program drew (`out.backward(torch.randn(1, 10))`, the 60-minute blitz)."""
+
+    name: str
+
+
 @dataclass
 class Graph:
     """A compiled spec: ready for `materialize`, then any engine."""
@@ -95,6 +102,9 @@ class Graph:
     output: str
     grad_output: np.ndarray | None
     dtype: str = "float32"
+    grad_output_leaf: str | None = None
+    """The leaf whose value is grad_output (`out.backward(torch.randn(1, 10))`, drawn in the stream): materialize
+    sets grad_output from it."""
     device: str = "cpu"
     engines: list[str] = field(default_factory=lambda: ["torch", "reference"])
     numeric: Any = None
@@ -102,6 +112,8 @@ class Graph:
     streams: list[Stream] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What the compiler accepted but did not trace (optimizer.step(), ...), for the user to read."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """The program's other names of tensors (`loss = total`: loss -> total), for finding a node by either."""
 
     def shape_of(self, name: str) -> tuple[int, ...]:
         """Shape of a leaf or node."""

@@ -19,7 +19,7 @@ from services.ops.indexing import spec_index
 
 TORCH_CREATORS = {"rand", "randn", "randint", "zeros", "ones", "full", "arange", "linspace", "eye", "empty", "normal", "randperm"}
 """torch functions a 'tensor' event may call (empty is made as zeros: a trace must be deterministic)."""
-INPLACE = {"uniform_", "normal_", "zero_", "fill_", "bernoulli_", "exponential_", "mul_", "add_", "sub_", "div_", "clamp_",
+INPLACE = {"uniform_", "normal_", "zero_", "fill_", "bernoulli_", "exponential_", "random_", "mul_", "add_", "sub_", "div_", "clamp_",
            "fill_diagonal_"}
 """Tensor methods an 'inplace' event may call."""
 INITS = {
@@ -45,6 +45,9 @@ def materialize(graph: Graph) -> float:
             leaf = graph.leaves[name]
             leaf.value = np.ascontiguousarray(value, dtype=leaf.dtype).reshape(leaf.shape)
     graph.leaf_values()  # every leaf has a value now
+    if graph.grad_output_leaf is not None:  # `out.backward(torch.randn(1, 10))`: the drawn gradient, in out's dtype
+        out = graph.leaves[graph.output].dtype if graph.output in graph.leaves else graph.node(graph.output).dtype
+        graph.grad_output = graph.leaves[graph.grad_output_leaf].value.astype(out)  # type: ignore[union-attr]
     return time.perf_counter() - t0
 
 

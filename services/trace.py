@@ -107,7 +107,7 @@ def _trace(graph: Graph, compile_ms: float, inline_limit: int, progress: Progres
                    "parameters": sum(leaf.kind == "parameter" for leaf in graph.leaves.values()),
                    "edges": len(runs[0].edges)},
         "comparison": comparison.model_dump(), "anomalies": anomalies(graph, runs[0], flags), "health": health(graph, runs[0]),
-        "notes": graph.notes, "timings_ms": timings,
+        "notes": graph.notes, "aliases": graph.aliases, "timings_ms": timings,
     }
     table, arrays = build_table(graph, runs, pairs, summary, inline_limit, flags)
     done = Trace(graph=graph, table=table, arrays=arrays)

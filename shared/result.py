@@ -203,6 +203,11 @@ class ResultSummary(JsonModel):
     anomalies: list[Anomaly] = Field(default_factory=list, description="Non-finite origins, in the order they arise.")
     health: dict[str, GradHealth] = Field(default_factory=dict, description="Per leaf and parameter that has a grad.")
     notes: list[str] = Field(default_factory=list, description="Lines of the program accepted but not traced, and the like.")
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="A program's other names of its tensors, at its end, -> the node's name: `loss = total`, a loop's "
+                    "last `p`, `model.encoder.weight` of a module also held as `enc` (enc.weight). The node "
+                    "endpoints take either name.")
 
 
 class TraceResult(ResultSummary):

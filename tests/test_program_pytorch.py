@@ -1035,14 +1035,15 @@ def test_logaddexp_and_calculate_gain(tmp_path: Path) -> None:
 
 def test_backward_with_a_one_hot_gradient_made_from_numbers(tmp_path: Path) -> None:
     """Grad-CAM's `one_hot = torch.zeros_like(out); one_hot[0, k] = 1; out.backward(gradient=one_hot)`: a gradient
-    made from numbers alone is known before anything runs; one made from drawn values is refused."""
+    made from numbers alone is known before anything runs; one drawn (`torch.rand(3)`) is drawn in the stream
+    (tests/test_program_review_more.py); one computed from the program's tensors is refused."""
     program = ("import torch\nfrom torch import nn\ntorch.manual_seed(0)\nnet = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))\n"
                "x = torch.randn(2, 4, requires_grad=True)\nout = net(x)\none_hot = torch.zeros_like(out)\none_hot[0, 2] = 1\n"
                "one_hot[1] = 0.5 * torch.ones(3)\nout.backward(gradient=one_hot)\n")
     t = traced(program)
     same_as_torch(t, in_torch(program, tmp_path), ["net", "x", "out"])
     assert "made from numbers" in str(_refused("x = torch.ones(3, requires_grad=True)\ny = x * 2\n"
-                                               "y.backward(gradient=torch.rand(3))\n"))
+                                               "y.backward(gradient=torch.rand(3) * 2)\n"))
 
 
 def test_echoes_then_writes_and_plain_tensors_on_objects(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from test_program_pytorch import in_torch, same_as_torch, traced
 
+from services.errors import SpecError
+
 HEAD = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\ntorch.manual_seed(0)\n"
 
 
@@ -117,3 +119,47 @@ def test_a_module_leaf_updated_in_place_with_a_tensor(program: str, tmp_path: Pa
     names = [n for n in ("a", "b", "emb", "bn", "noise", "shift", "x", "y") if f"\n{n} = " in "\n" + program]
     same_as_torch(t, in_torch(HEAD + program, tmp_path), names)
     assert t.result.comparison.verdict == "agree"
+
+
+def test_the_docs_loss_examples_with_random_targets(tmp_path: Path) -> None:
+    # nn.CrossEntropyLoss's and nn.NLLLoss's docstrings: `target = torch.empty(3, dtype=torch.long).random_(5)`
+    program = (HEAD + "loss = nn.CrossEntropyLoss()\ninput = torch.randn(3, 5, requires_grad=True)\n"
+               "target = torch.empty(3, dtype=torch.long).random_(5)\nf = torch.empty(3).random_(2, 9)\n"
+               "output = loss(input, target) + (input.sum(1) * f).mean()\noutput.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["target"].dtype == "int64"
+    same_as_torch(t, in_torch(program, tmp_path), ["input", "target", "f", "output"], exact=False)
+
+
+def test_backward_with_a_drawn_gradient(tmp_path: Path) -> None:
+    # the 60-minute blitz's neural networks page: `net.zero_grad(); out.backward(torch.randn(1, 10))`; the gradient
+    # is drawn where the program draws it (after the input), and what is drawn later follows it
+    program = (HEAD + "net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 10))\ninput = torch.randn(1, 6)\n"
+               "out = net(input)\nnet.zero_grad()\nout.backward(torch.randn(1, 10))\nafter = torch.randn(2)\n")
+    t = traced(program)
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["net", "input", "out", "after"])
+    with pytest.raises(SpecError, match="Mismatch in shape"):
+        traced(program.replace("torch.randn(1, 10))", "torch.randn(10))"))
+
+
+def test_a_nested_tuple_return_takes_the_callers_names(tmp_path: Path) -> None:
+    # a hand-written LSTM cell's `return h, (h, c)` unpacked as `out, (h, c) = cell(x, state)`; a flat return
+    # `return a, b` into `p, q` kept its names before
+    program = (HEAD + "def cell(x, w):\n    gates = x @ w\n    i, g = gates.chunk(2, 1)\n    c1 = torch.sigmoid(i) * torch.tanh(g)\n"
+               "    h1 = torch.tanh(c1)\n    y = h1 * 2\n    return y, (h1, c1)\n\n\nx = torch.randn(3, 4)\n"
+               "w = torch.randn(4, 8, requires_grad=True)\nout, (h, c) = cell(x, w)\nloss = (out * h + c).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert {"out", "h", "c"} <= set(t.result.nodes)
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "w", "out", "h", "c", "loss"])
+
+
+def test_split_by_keyword_and_nan_to_num(tmp_path: Path) -> None:
+    # mamba-minimal's `x.split(split_size=[d, d], dim=-1)`; torch.nan_to_num's gradient only where x is finite
+    program = (HEAD + "x = torch.randn(2, 8, requires_grad=True)\na, b = x.split(split_size=[3, 5], dim=-1)\n"
+               "c, d = torch.split(x, split_size_or_sections=4, dim=1)\ne, f = x.chunk(chunks=2, dim=1)\n"
+               "r = torch.log(a - 0.5).nan_to_num(nan=0.0, neginf=-5.0)\n"
+               "loss = r.sum() + (b.sum() + c.mean() * d.mean()) * (e * f).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["r"].grad_fn == "NanToNumBackward0"
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "a", "b", "c", "d", "e", "f", "r", "loss"])

@@ -383,3 +383,23 @@ def test_the_job_list_shows_the_newest_jobs(api: Any, chain_spec: dict[str, Any]
     api.client.delete(f"/v1/jobs/{first}")
     assert first not in [i["id"] for i in api.client.get("/v1/jobs").get_json()["items"]]
     assert api.client.get("/v1/jobs?limit=0").status_code == 422
+
+
+def test_a_node_by_another_name_the_program_gave_it(api: Any) -> None:
+    # `loss = total`, a loop's last `p`, and `model.encoder.weight` of a module also held as `enc`: the result's
+    # aliases, and the node endpoint takes either name
+    program = ("import torch\nimport torch.nn as nn\ntorch.manual_seed(0)\n\n\nclass Wrap(nn.Module):\n"
+               "    def __init__(self, enc):\n        super().__init__()\n        self.encoder = enc\n\n"
+               "    def forward(self, x):\n        return self.encoder(x)\n\n\nenc = nn.Linear(3, 2)\nmodel = Wrap(enc)\n"
+               "for p in model.parameters():\n    p.requires_grad_(True)\ntotal = model(torch.ones(4, 3)).pow(2).sum()\nloss = total\n"
+               "loss.backward()\n")
+    job = api.wait(api.submit({"program": program}))
+    assert job["status"] == "succeeded", job
+    aliases = job["result"]["aliases"]
+    assert aliases == {"p": "enc.bias", "loss": "total", "model.encoder.weight": "enc.weight", "model.encoder.bias": "enc.bias"}
+    direct = api.client.get(f"/v1/jobs/{job['id']}/nodes/enc.weight?field=grad").get_json()
+    aliased = api.client.get(f"/v1/jobs/{job['id']}/nodes/model.encoder.weight?field=grad").get_json()
+    assert aliased["data"] == direct["data"] and aliased["shape"] == [2, 3]
+    assert api.client.get(f"/v1/jobs/{job['id']}/nodes/loss").get_json()["data"] == \
+        api.client.get(f"/v1/jobs/{job['id']}/nodes/total").get_json()["data"]
+    assert api.client.get(f"/v1/jobs/{job['id']}/nodes/nope").status_code == 404

@@ -34,12 +34,12 @@ def compile_spec(spec: TraceSpec, limits: Limits | None = None) -> Graph:
         if stream is not None:
             streams.append(stream)
     torch_stream = Stream("torch", spec.seed if spec.seed is not None else TORCH_DEFAULT_SEED)
-    output, grad_output, notes = spec.output, spec.grad_output, list[str]()
+    output, grad_output, notes, aliases = spec.output, spec.grad_output, list[str](), dict[str, str]()
     if spec.program is not None:
         prog = compile_program(spec.program, builder, torch_stream, spec.dtype, set(builder.leaves))
         output = prog.names.get(output, output) if output else prog.output
         grad_output = grad_output if grad_output is not None else prog.grad_output
-        notes = prog.notes
+        notes, aliases = prog.notes, prog.aliases
         streams += prog.streams
     elif spec.nodes is not None:
         if len(spec.nodes) > limits.max_nodes:
@@ -72,7 +72,7 @@ def compile_spec(spec: TraceSpec, limits: Limits | None = None) -> Graph:
     return builder.finish(
         output, grad_output, no_ops_loc=("program",) if spec.program is not None else (),
         dtype=spec.dtype, device=spec.device, engines=list(dict.fromkeys(spec.engines)),
-        numeric=spec.numeric, keep=spec.keep, streams=streams, notes=[*notes, *builder.notes],
+        numeric=spec.numeric, keep=spec.keep, streams=streams, notes=[*notes, *builder.notes], aliases=aliases,
     )
 
 

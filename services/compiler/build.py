@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from services import strides
 from services.compiler.inputs import value_range
 from services.errors import ShapeError, SpecError, argument_error
-from services.ir import Graph, Input, Leaf, Node
+from services.ir import Graph, Input, Leaf, LeafGradient, Node
 from services.ops import get_op
 from services.ops.base import KIND, Op
 from shared.settings import Settings
@@ -443,7 +443,13 @@ class GraphBuilder:
         if not self.grad[out]:
             raise SpecError(f"output '{out}' does not depend on any input that requires grad", loc=("output",))
         go = None
-        if grad_output is not None:
+        if isinstance(grad_output, LeafGradient):  # its value is drawn when the graph is materialized
+            if self.shapes[grad_output.name] != self.shapes[out]:
+                raise SpecError(f"grad_output '{grad_output.name}' of shape {list(self.shapes[grad_output.name])} does not "
+                                f"fit output '{out}' of shape {list(self.shapes[out])}", loc=("grad_output",))
+            graph_fields["grad_output_leaf"] = grad_output.name
+            go = np.zeros(self.shapes[out], dtype=self.dtypes[out])
+        elif grad_output is not None:
             try:
                 fill = 1.0 if isinstance(grad_output, str) and grad_output == "ones" else grad_output
                 go = np.broadcast_to(np.asarray(fill, dtype=self.dtypes[out]), self.shapes[out]).copy()

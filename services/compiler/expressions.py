@@ -114,6 +114,8 @@ class ExpressionCompiler:
         self.stmt_expr: ast.expr | None = None
         self.stmt_name: str | None = None
         self.stmt_names: list[str] = []
+        self.stmt_shape: Any = None
+        """The nesting of a tuple statement's target (returns.target_shape), None otherwise."""
         self.counter = 0
         self.line = 0
         self.reserved: set[str] = set()

@@ -15,6 +15,7 @@ from services.compiler.creation import made_value
 from services.compiler.expressions import ExpressionCompiler, _kind
 from services.compiler.values import Instance, T, Untraced, is_number
 from services.errors import SpecError
+from services.ir import LeafGradient
 
 BINDING = re.compile(r"^(?P<var>[A-Za-z_]\w*)@\d+$")
 """An earlier binding's node name: 'loss@1'."""
@@ -146,7 +147,8 @@ class Finish(ExpressionCompiler):
         """backward(gradient) as torch takes it: a tensor of the output's shape; any other shape fails, as in torch."""
         if is_number(grad) or isinstance(grad, str):
             return grad
-        shape, want = np.shape(grad), tuple(self.shape(out))
+        shape = self.shape(T(grad.name)) if isinstance(grad, LeafGradient) else np.shape(grad)
+        want = tuple(self.shape(out))
         if shape != want:
             raise self.err(call, f"Mismatch in shape: the gradient has a shape of {list(shape)} and the output "
                                  f"'{self.src(call.func.value)[:40]}' has a shape of {list(want)}, as torch says")  # type: ignore[attr-defined]
@@ -168,8 +170,10 @@ class Finish(ExpressionCompiler):
             return v
         if isinstance(v, T) and (value := self.folded(v.name)) is not None:
             return value.tolist()
-        raise self.err(node, "backward(gradient): give torch.ones_like(y), torch.tensor([...]) or a tensor made from "
-                             "numbers (`one_hot = torch.zeros_like(out); one_hot[0, k] = 1`)")
+        if isinstance(v, T) and v.name in self.builder.leaves and not self.builder.grad[v.name]:
+            return LeafGradient(v.name)  # `out.backward(torch.randn(1, 10))`: drawn in the stream, in program order
+        raise self.err(node, "backward(gradient): give torch.ones_like(y), torch.tensor([...]), a tensor made from "
+                             "numbers (`one_hot = torch.zeros_like(out); one_hot[0, k] = 1`) or drawn (torch.randn(...))")
 
     def folded(self, name: str, depth: int = 0, memo: dict[str, np.ndarray | None] | None = None) -> np.ndarray | None:
         """A tensor's value now, when it is made from numbers alone (a literal, torch.zeros_like(out), and ops on

@@ -54,8 +54,8 @@ PURE_BUILTINS = frozenset({"len", "pow", "print", "isinstance", "range", "enumer
                            "tuple", "int", "float", "str", "bool", "round", "sorted", "reversed", "getattr", "hasattr",
                            "type", "dict", "set", "any", "all"})
 """Python's builtins that change no list they are given (sorted and reversed make new ones)."""
-FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "pending", "prefix", "returns", "target", "stmt_expr",
-         "stmt_name", "stmt_names", "stmt_start", "counter", "line", "via_data", "loop_depth")
+FRAME = ("scope", "bindings", "seen", "spec_inputs", "reserved", "pending", "prefix", "returns", "return_shape", "target",
+         "stmt_expr", "stmt_name", "stmt_names", "stmt_shape", "stmt_start", "counter", "line", "via_data", "loop_depth")
 """The compiler's per-scope and per-statement state, saved around a call."""
 SAME_OBJECT = ("to", "cpu", "float", "double", "train", "eval", "requires_grad_")
 """Module methods that return the module itself: `model = Net().to(device)` names the object `model`."""
@@ -421,6 +421,7 @@ class UserCode(FunctionReturns):
         outers = list(self.stmt_names) if named and node is self.stmt_expr else []
         outer = self.stmt_name if named and node is self.stmt_expr else None
         outers = [outer] if outer is not None else outers if len(outers) > 1 else []
+        shape = self.stmt_shape if len(outers) > 1 else None
         scope = {**self.globals, **fn.closure, **fn.defaults, **bound}
         known = {k: v for k, v in scope.items() if type(v) is int}
         known |= {f"{k}.{a}": v for k, o in scope.items() if isinstance(o, Instance)
@@ -431,7 +432,8 @@ class UserCode(FunctionReturns):
         body = unroll(fn.node.body, self.err, known, lambda it: self.static_length(it, scope), lazy=True,
                       harmless=lambda call: self.harmless_call(call, scope))
         with self.frame(prefix, {**fn.closure, **fn.defaults, **bound}, body), self.grad_mode(fn), self.method_of(fn, bound):
-            self.returns = _returned_names(self.reached(body)[1], outers, self.bindings)
+            self.returns = _returned_names(self.reached(body)[1], outers, self.bindings, shape)
+            self.return_shape = shape
             result = self.body(body, outers, prefix)
         if outers:
             self.stmt_name = None

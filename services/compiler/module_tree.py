@@ -137,6 +137,41 @@ class ModuleTree(ExpressionCompiler):
                 self.written(T(leaf), node)  # type: ignore[attr-defined]
                 self.stream.events.append(Event("assign", leaf, {"source": source}))  # type: ignore[attr-defined]
 
+    def other_names(self) -> dict[str, str]:
+        """The program's names, at its end, of tensors the graph knows by another name: `loss = total`, a loop's last
+        `p` over model.parameters(), and torch's names of a module's parameters where the module is held under
+        another name too (`model = Seq2Seq(enc, dec)`: model.encoder.weight is enc.weight), each -> the graph's name."""
+        b, out = self.builder, {}
+        for var, v in self.globals.items():  # type: ignore[attr-defined]
+            if not var.isidentifier():
+                continue
+            if isinstance(v, T) and v.name != var and var not in b and v.name in b:
+                out[var] = v.name
+            elif isinstance(v, (ModuleInst, Instance)) and not var.startswith("_"):
+                found: dict[str, str] = {}
+                self.parameter_names(v, "", found)
+                out |= {f"{var}.{rel}": leaf for leaf, rel in found.items()
+                        if f"{var}.{rel}" != leaf and f"{var}.{rel}" not in b and leaf in b}
+        return out
+
+    def parameter_names(self, v: Value, prefix: str, found: dict[str, str]) -> None:
+        """collect_parameters for modules already named, with nothing drawn or named by the walk."""
+        if isinstance(v, ModuleInst) and v.path is not None and v.lazy is None:
+            for attr, leaf in v.params.items():
+                found.setdefault(leaf, prefix + attr)
+            for i, child in enumerate(v.children):
+                self.parameter_names(child, f"{prefix}{v.child_name(i)}.", found)
+        elif isinstance(v, Instance) and v.cls.module and v.final:
+            for attr, a in v.attrs.items():
+                if isinstance(a, T) and a.name in self.builder.leaves and self.builder.leaves[a.name].kind == "parameter":
+                    found.setdefault(a.name, prefix + attr)
+            for attr, a in v.attrs.items():
+                if isinstance(a, (ModuleInst, Instance)):
+                    self.parameter_names(a, f"{prefix}{attr}.", found)
+                elif isinstance(a, (ParameterList, ParameterDict)):
+                    for k, p in (a.items() if isinstance(a, ParameterDict) else enumerate(a)):
+                        found.setdefault(p.name, f"{prefix}{attr}.{k}")
+
     def collect_parameters(self, v: Value, prefix: str, found: dict[str, str], recurse: bool = True) -> None:
         if isinstance(v, ModuleInst):
             self.ensure_path(v, None)

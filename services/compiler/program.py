@@ -42,6 +42,7 @@ from services.compiler.module_tree import ModuleTree
 from services.compiler.modules import ModuleCalls
 from services.compiler.objects import Objects
 from services.compiler.pyrandom import PythonRandom
+from services.compiler.returns import target_shape
 from services.compiler.statements import CallStatements
 from services.compiler.subscripts import Subscripts
 from services.compiler.tensor_methods import TensorMethods
@@ -81,6 +82,8 @@ class ProgramResult:
     """Program variable -> the node or leaf it names at the end (its last binding)."""
     streams: list[Stream] = field(default_factory=list)
     """The program's own torch.Generators' draws, each a stream of its own."""
+    aliases: dict[str, str] = field(default_factory=dict)
+    """Program names of tensors that have another name in the graph (ModuleTree.aliases)."""
 
 
 
@@ -191,6 +194,7 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
         self.res.streams = [g.stream for g in self.generators if g.stream.events]
         self.stale_versions()
         self.finish_names()
+        self.res.aliases = self.other_names()
         return self.res
 
     def dispatch(self, stmt: ast.stmt) -> None:
@@ -351,6 +355,7 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
                 self.unpack(target, tuple(items), stmt)
             else:
                 self.begin(ids[0], value, names)
+                self.stmt_shape = target_shape(target)  # (a call's nested return takes the names: `out, (h, c) = f(x)`)
                 self.unpack(target, self.expr(value), stmt)
         elif isinstance(target, ast.Attribute) and (path := self.dotted(target) or "").startswith("torch.backends."):
             # `torch.backends.cudnn.deterministic = True` in a set_seed(): which kernels a GPU runs; nothing to trace
@@ -431,6 +436,7 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
         self.target = self.prefix + target
         self.stmt_expr = value
         self.stmt_names = names
+        self.stmt_shape = None
         self.stmt_name = names[0] if len(names) == 1 else None
         self.stmt_start = len(self.builder.nodes)
 
