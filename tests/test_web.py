@@ -331,3 +331,15 @@ def test_an_api_with_tokens_asks_for_one_and_the_page_then_works(browser: Any, r
         finally:
             t.context.close()
         assert httpx.get(f"{base}/v1/jobs/{job_id}").status_code == 401
+
+
+def test_the_verdict_tab_lists_the_programs_other_names(tab: Page, server: str, tmp_path: Path) -> None:
+    """`loss = total`: the result's aliases, shown on the verdict tab."""
+    program = "import torch\nw = torch.ones(3, requires_grad=True)\ntotal = (w * 2).sum()\nloss = total\nloss.backward()\n"
+    job_id = submit(server, {"program": program})
+    page = tab.page
+    tab.goto(f"/jobs/{job_id}")
+    expect(node(page, "total")).to_be_visible()
+    page.click('[data-tab="verdict"]')
+    expect(page.locator("ul.aliases")).to_have_text("loss is total")
+    page.screenshot(path=str(tmp_path / "aliases.png"))

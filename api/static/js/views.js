@@ -187,6 +187,7 @@ export function verdictTab(root, summary, go) {
         !h.vanishing && !h.exploding ? el("span", { class: "muted", text: "ok" }) : null))))
     : el("p", { class: "muted", text: "No leaf has a gradient." });
 
+  const aliases = Object.entries(summary.aliases || {});
   const timings = Object.entries(summary.timings_ms || {});
   const max = Math.max(1e-9, ...timings.map(([, v]) => v));
   const timingRows = timings.map(([k, v]) => {
@@ -200,5 +201,6 @@ export function verdictTab(root, summary, go) {
     el("section", { class: "card" }, el("h3", { text: "Where did inf/NaN come from?" }), anomalies),
     el("section", { class: "card" }, el("h3", { text: "Gradient health" }), healthTable),
     el("section", { class: "card" }, el("h3", { text: "Timings" }), el("div", { class: "timings" }, timingRows),
-      summary.notes.length ? [el("h3", { text: "Notes" }), el("ul", {}, summary.notes.map((n) => el("li", { text: n })))] : null)));
+      summary.notes.length ? [el("h3", { text: "Notes" }), el("ul", {}, summary.notes.map((n) => el("li", { text: n })))] : null,
+      aliases.length ? [el("h3", { text: "Other names" }), el("ul", { class: "aliases" }, aliases.map(([k, v]) => el("li", { text: `${k} is ${v}` })))] : null)));
 }
