@@ -522,6 +522,13 @@ for label, node in (("relu", N("y", "relu", "x")), ("abs", N("y", "abs", "x")), 
 case("nan_to_num", {"x": given([[float("nan"), float("inf"), 0.5], [-float("inf"), -3.0, 0.25]])},
      N("y", "nan_to_num", "x", nan=0.5, posinf=2.0), N("z", "mul", "y", "y"), engines=["torch", "reference"])
 case("nan_to_num-finite", {"x": normal(2, 3, seed=87)}, N("y", "nan_to_num", "x"), N("z", "mul", "y", "x"))
+# clamp with tensor bounds (torch's clamp.Tensor), broadcast; a row where max < min takes max, as torch
+CB = {"x": distinct(4, 3, seed=88), "lo": given([-0.5, 0.1, -1.2]), "hi": given([[0.5], [1.0], [0.2], [-1.0]])}
+for label, nodes in (("both", [N("y", "clamp_tensors", "x", "lo", "hi", bounds="both")]),
+                     ("min", [N("y", "clamp_tensors", "x", "lo", bounds="min")]),
+                     ("max", [N("y", "clamp_tensors", "x", "hi", bounds="max", fn="clamp_max")]),
+                     ("min-fn", [N("y", "clamp_tensors", "x", "lo", bounds="min", fn="clamp_min")])):
+    case(f"clamp_tensors-{label}", CB, *nodes, N("z", "mul", "y", "y"))
 # maximum / minimum of int64 tensors (bin indices clamped into range), and of int64 with float (float, as torch)
 INTS = {"i": given([[0, 3, 5], [2, 1, 4]], dtype="int64"), "k": given([[1, 3, 2], [2, 5, 0]], dtype="int64"),
         "x": normal(2, 3, seed=86)}
@@ -789,6 +796,9 @@ def test_shape_error_reshape() -> None:
         ({"c": normal(5), "u": normal(3)}, N("i", "searchsorted", "c", "u", side="left", right=True), "opposites"),
         ({"c": normal(5), "u": normal(3)}, N("i", "searchsorted", "c", "u", out_int32=True), "out_int32"),
         ({"u": normal(3), "b": normal(2, 2)}, N("i", "bucketize", "u", "b"), "must be 1 dimension"),
+        ({"x": normal(3), "lo": normal(3), "hi": normal(2, 3)}, N("c", "clamp_tensors", "x", "lo", "hi", bounds="both"),
+         "torch's backward"),
+        ({"x": normal(3), "lo": normal(3)}, N("c", "clamp_tensors", "x", "lo", bounds="min", fn="clamp_max"), "takes bounds 'max'"),
         ({"x": normal(2, 3)}, N("c", "topk", "x", k=4), "out of range"),
         ({"x": normal(2, 3), "i": given([[3]], dtype="int64")}, N("c", "scatter", "x", "i", 1.0, dim=1), "out of range"),
         ({"x": normal(2, 3), "i": given([0, 1], dtype="int64")}, N("c", "scatter", "x", "i", 1.0, dim=1), "as many dims"),

@@ -163,3 +163,17 @@ def test_split_by_keyword_and_nan_to_num(tmp_path: Path) -> None:
     t = traced(program)
     assert t.result.nodes["r"].grad_fn == "NanToNumBackward0"
     same_as_torch(t, in_torch(program, tmp_path), ["x", "a", "b", "c", "d", "e", "f", "r", "loss"])
+
+
+def test_clamp_with_tensor_bounds(tmp_path: Path) -> None:
+    # the torch.clamp docs' `torch.clamp(a, min=min, max=max)` with tensors, clamp_min/clamp_max of a tensor, and a
+    # bound from .item() (a 0-d node here, a number in torch: the same values)
+    program = (HEAD + "x = torch.randn(4, 3, requires_grad=True)\nlo = torch.full((3,), -0.5, requires_grad=True)\n"
+               "hi = torch.tensor([[0.5], [1.0], [0.2], [-1.0]], requires_grad=True)\n"
+               "a = torch.clamp(x, min=lo, max=hi)\nb = x.clamp(min=lo)\nd = torch.clamp_min(x, lo) + x.clamp_max(hi)\n"
+               "e = torch.clamp(x, -0.3, 0.3)\ng = x.clamp(max=x.sum().item())\n"
+               "loss = (a * 2 + b * 3 + d + e + g).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert t.result.nodes["a"].grad_fn == "ClampBackward0" and t.result.nodes["e"].grad_fn == "ClampBackward1"
+    assert t.result.comparison.verdict == "agree"
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "lo", "hi", "a", "b", "d", "e", "g", "loss"])

@@ -604,6 +604,11 @@ class ExpressionCompiler:
               out: str | None = None) -> T:
         """Bind a call's arguments (after the method's receiver) to the op's tensor slots and arguments by
         torch's signature, then emit it."""
+        pre: dict[int, Any] = {}  # arguments evaluated already, by their node's id
+        if op.name in CLAMPS:
+            pre, bounded = self.clamp_bounds(op, call, receiver, out)
+            if bounded is not None:
+                return bounded
         positional: list[Any] = ([_Given(receiver)] if receiver is not None else []) + list(call.args)
         tensors: list[Any] = []
         args: dict[str, Any] = dict(extra or {})
@@ -627,7 +632,7 @@ class ExpressionCompiler:
             if param in slots:
                 bound[slots[param]] = self.tensor_arg(a, op, param)
             else:
-                v = self.const(a)
+                v = pre[id(a)] if id(a) in pre else self.const(a)
                 args[param] = v.name if isinstance(v, DType) else v
         rest = positional[n:]
         if rest:
@@ -648,7 +653,7 @@ class ExpressionCompiler:
             elif key in args:
                 raise self.err(kw.value, f"{op.name}: '{key}' given twice")
             else:
-                v = self.const(kw.value)
+                v = pre[id(kw.value)] if id(kw.value) in pre else self.const(kw.value)
                 args[key] = v.name if isinstance(v, DType) else v
         if not op.variadic:
             while bound and bound[-1] is None:
@@ -670,6 +675,24 @@ class ExpressionCompiler:
                 tensors[0] = self.emit("to", [tensors[0]], {"dtype": want}, call, name=self.temp())
         return self.emit(op.name, tensors, args, call, name=out)
 
+    def clamp_bounds(self, op: Op, call: ast.Call, receiver: T | None, out: str | None) -> tuple[dict[int, Any], T | None]:
+        """clamp / clamp_min / clamp_max: the bounds evaluated once; tensor bounds make a clamp_tensors node (torch's
+        clamp.Tensor), number bounds are the op's own arguments (returned by their node's id, for apply)."""
+        args = list(call.args) if receiver is not None else list(call.args[1:])
+        given = dict(zip(op.positional, args, strict=False)) | {k.arg: k.value for k in call.keywords if k.arg in op.positional}
+        values = {k: self.expr(v) for k, v in given.items()}
+        if not any(isinstance(v, T) for v in values.values()):
+            return {id(e): values[k] for k, e in given.items()}, None
+        if any(v is not None and not isinstance(v, T) for v in values.values()):
+            raise self.err(call, f"{op.name}: min and max are both tensors or both numbers (torch raises this)")
+        x = receiver if receiver is not None else self.tensor(call.args[0]) if call.args else None
+        if x is None:
+            raise self.err(call, f"{op.name} takes a tensor")
+        lo, hi = values.get("min"), values.get("max")
+        bounds = "both" if lo is not None and hi is not None else "min" if lo is not None else "max"
+        inputs = [x, *(b for b in (lo, hi) if b is not None)]
+        return {}, self.emit("clamp_tensors", inputs, {"bounds": bounds, "fn": op.name}, call, name=out)
+
     def tensor_arg(self, node: Any, op: Op, param: str) -> Any:
         """A tensor slot's value: a tensor, a number where the op takes numbers, or None for an optional one."""
         v = node.value if isinstance(node, _Given) else self.expr(node)
@@ -678,6 +701,8 @@ class ExpressionCompiler:
         raise self.err(node, f"{op.name}: '{param}' must be a tensor, not {_kind(v)}")
 
 
+CLAMPS = frozenset({"clamp", "clamp_min", "clamp_max"})
+"""Ops whose bounds may be tensors (torch's clamp.Tensor overloads): ExpressionCompiler.clamp_bounds."""
 CAST_FIRST = frozenset({"softmax", "log_softmax"})
 """Ops whose `dtype=` casts the input before they run, as a node of its own in torch's graph (softmax(x, dim,
 dtype=...): ToCopyBackward0 then SoftmaxBackward0); a reduction's dtype= casts inside it (refused here)."""

@@ -4,7 +4,7 @@ masked_select."""
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -190,7 +190,7 @@ class MaskedFill(Op):
 def _number_bound(v: Any) -> Any:
     """Clamp bounds are numbers; a tensor (a name) gets a message saying so, not pydantic's parse error."""
     if isinstance(v, str):
-        raise ValueError(f"'{v}' is not a number: tensor bounds are not supported (use maximum/minimum with a tensor)")
+        raise ValueError(f"'{v}' is not a number: tensor bounds are the clamp_tensors op")
     return v
 
 
@@ -203,7 +203,7 @@ class ClampArgs(BaseModel):
 
 @register
 class Clamp(Op):
-    """min(max(input, min), max) with number bounds (tensor bounds are not supported). The gradient
+    """min(max(input, min), max) with number bounds (tensor bounds: clamp_tensors). The gradient
     passes where min <= input <= max, bounds included (torch's ClampBackward1). An int64 tensor stays int64
     with int bounds (`target.clamp(max=9)`), and a float bound makes it the default float, as torch promotes."""
 
@@ -315,6 +315,74 @@ class ClampMax(Op):
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: ClampMaxArgs) -> list[Array | None]:
         return [np.where(xs[0] <= np.asarray(a.max, xs[0].dtype), g, np.zeros((), g.dtype))]
+
+
+class ClampTensorsArgs(BaseModel):
+    """Which bounds the tensor inputs after the input are, and the torch function called (its grad_fn's name)."""
+
+    model_config = ConfigDict(extra="forbid")
+    bounds: Literal["min", "max", "both"]
+    fn: Literal["clamp", "clamp_min", "clamp_max"] = "clamp"
+
+
+@register
+class ClampTensors(Op):
+    """torch.clamp(x, min=lo, max=hi) with tensor bounds, broadcast (ClampBackward0; torch.clamp_min / clamp_max of a
+    tensor: ClampMinBackward1 / ClampMaxBackward1). The input's gradient passes where lo <= x <= hi; a bound gets it
+    where x is past it (with both, min only where lo < hi, and max also where hi < lo: max wins, as in torch)."""
+
+    name = "clamp_tensors"
+    tensors = ("input", "min", "max")
+    min_inputs = 2
+    Args = ClampTensorsArgs
+    pointwise = True
+
+    def shape(self, shapes: list[Shape], a: ClampTensorsArgs) -> Shape:
+        if (len(shapes) == 3) != (a.bounds == "both"):
+            raise ShapeError(f"clamp_tensors: bounds '{a.bounds}' takes {3 if a.bounds == 'both' else 2} tensors")
+        if a.fn != "clamp" and a.bounds != a.fn[6:]:
+            raise ShapeError(f"clamp_tensors: {a.fn} takes bounds '{a.fn[6:]}', not '{a.bounds}'")
+        out = broadcast(*shapes)
+        if len(shapes) == 3 and not broadcast(shapes[0], shapes[1]) == broadcast(shapes[0], shapes[2]) == out:
+            # ClampBackward0 combines its masks in place, the input's with min's and with max's
+            raise ShapeError(f"clamp: the input {list(shapes[0])} with min {list(shapes[1])} or with max "
+                             f"{list(shapes[2])} broadcasts to less than the result {list(out)}, which torch's backward "
+                             "cannot write (it fails there): expand the input to the result's shape")
+        return out
+
+    def dtype(self, dtypes: list[str]) -> str:
+        return no_bool(self, dtypes)
+
+    def _bounds(self, xs: list[Any], a: ClampTensorsArgs) -> tuple[Any, Any]:
+        return (xs[1] if a.bounds != "max" else None), (xs[-1] if a.bounds != "min" else None)
+
+    def torch(self, t: Any, xs: list[Any], a: ClampTensorsArgs) -> Any:
+        lo, hi = self._bounds(xs, a)
+        if a.fn == "clamp_min":
+            return t.clamp_min(xs[0], lo)
+        if a.fn == "clamp_max":
+            return t.clamp_max(xs[0], hi)
+        return t.clamp(xs[0], min=lo, max=hi)
+
+    def forward(self, xs: list[Array], a: ClampTensorsArgs) -> Array:
+        lo, hi = self._bounds(xs, a)
+        out = xs[0] if lo is None else np.maximum(xs[0], lo)
+        return out if hi is None else np.minimum(out, hi)
+
+    def backward(self, g: Array, out: Array, xs: list[Array], a: ClampTensorsArgs) -> list[Array | None]:
+        x, (lo, hi) = xs[0], self._bounds(xs, a)
+        zero = np.zeros((), g.dtype)
+        keep = np.ones(out.shape, dtype=bool)
+        grads: list[Array | None] = []
+        if lo is not None:
+            keep &= x >= lo
+            past = (x < lo) & (lo < hi) if hi is not None else x < lo
+            grads.append(unbroadcast(np.where(past, g, zero), lo.shape))
+        if hi is not None:
+            keep &= x <= hi
+            past = (x > hi) | (hi < lo) if lo is not None else x > hi
+            grads.append(unbroadcast(np.where(past, g, zero), hi.shape))
+        return [unbroadcast(np.where(keep, g, zero), x.shape), *grads]
 
 
 # ---- maximum, minimum --------------------------------------------------------------------------
