@@ -177,3 +177,18 @@ def test_clamp_with_tensor_bounds(tmp_path: Path) -> None:
     assert t.result.nodes["a"].grad_fn == "ClampBackward0" and t.result.nodes["e"].grad_fn == "ClampBackward1"
     assert t.result.comparison.verdict == "agree"
     same_as_torch(t, in_torch(program, tmp_path), ["x", "lo", "hi", "a", "b", "d", "e", "g", "loss"])
+
+
+def test_module_containers_grown_by_key_and_by_plus_equals(tmp_path: Path) -> None:
+    # MelGAN's discriminator `self.model["layer_%d" % n] = nn.Sequential(...)` on an empty nn.ModuleDict, and
+    # ParallelWaveGAN's `self.layers += [nn.Conv1d(...)]` on an nn.ModuleList: named for the key and the index
+    program = (HEAD + "class D(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+               "        self.model = nn.ModuleDict()\n        for n in range(2):\n"
+               "            self.model['layer_%d' % n] = nn.Sequential(nn.Conv1d(1 if n == 0 else 4, 4, 3), nn.LeakyReLU(0.2))\n"
+               "        self.post = nn.ModuleList()\n        self.post += [nn.Conv1d(4, 2, 1)]\n        self.post += [nn.Conv1d(2, 1, 1)]\n\n"
+               "    def forward(self, x):\n        for key, layer in self.model.items():\n            x = layer(x)\n"
+               "        for p in self.post:\n            x = p(x)\n        return x\n\n\n"
+               "d = D()\nx = torch.randn(2, 1, 16)\nloss = d(x).pow(2).mean()\nloss.backward()\n")
+    t = traced(program)
+    assert {"d.model.layer_1.0.weight", "d.post.1.bias"} <= set(t.result.nodes)
+    same_as_torch(t, in_torch(program, tmp_path), ["d", "x", "loss"])

@@ -345,6 +345,13 @@ class InPlace(TensorCreation):
             _swap(scope, old, new, seen)
 
     def aug_assign(self, stmt: ast.AugAssign) -> None:
+        if isinstance(stmt.op, ast.Add) and isinstance(stmt.value, (ast.List, ast.Tuple)) and isinstance(
+                stmt.target, (ast.Name, ast.Attribute)) and isinstance(held := self.expr(stmt.target), ModuleInst) \
+                and held.layer is None and held.container == "ModuleList":
+            # `self.layers += [nn.Conv1d(...)]` (ParallelWaveGAN): ModuleList's += is its extend
+            call = ast.copy_location(ast.Call(func=stmt.target, args=[stmt.value], keywords=[]), stmt)
+            self.container_add(held, "extend", call)  # type: ignore[attr-defined]
+            return
         if isinstance(stmt.target, ast.Subscript):
             self.aug_index_write(stmt)  # y[:, 0] += 1.0, acc[i % 3] += x[i].sum(), counts[0] += 1
             return

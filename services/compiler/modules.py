@@ -240,6 +240,16 @@ class ModuleCalls(ExpressionCompiler):
         keys = m.keys if m.keys is not None else [str(i) for i in range(len(m.children))]
         k = keys.index(key) if isinstance(key, str) and key in keys else key if isinstance(key, int) and not isinstance(
             key, bool) and -len(keys) <= key < len(keys) else None
+        if k is None and m.container == "ModuleDict" and m.layer is None and isinstance(key, str) and m.keys is not None:
+            v = self.element(value, None, None)  # `self.model["layer_%d" % n] = nn.Sequential(...)` (MelGAN): a new key
+            self.check_new([v], "ModuleDict item", stmt)
+            m.keys.append(key)
+            m.children.append(v)
+            if isinstance(v, ModuleInst):
+                self.ensure_path(v, f"{m.path}.{key}")
+            else:
+                self.finalize(v, f"{m.path}.{key}")  # type: ignore[attr-defined]
+            return
         if k is None:
             raise self.err(stmt, f"{m.kind} '{m.path}' has no item {key!r} (it has {len(keys)})")
         k %= len(keys)
