@@ -192,3 +192,14 @@ def test_module_containers_grown_by_key_and_by_plus_equals(tmp_path: Path) -> No
     t = traced(program)
     assert {"d.model.layer_1.0.weight", "d.post.1.bias"} <= set(t.result.nodes)
     same_as_torch(t, in_torch(program, tmp_path), ["d", "x", "loss"])
+
+
+def test_a_masked_augmented_write_into_a_tensor_without_grad(tmp_path: Path) -> None:
+    # wav2vec2's negative sampling `neg_idxs[neg_idxs >= tszs] += 1` and the like, on tensors that require no grad
+    program = (HEAD + "idx = torch.randint(0, 5, (3, 4))\nbig = idx >= 2\nalias = idx\nidx[idx >= 2] += 1\nm = torch.randn(3, 4)\n"
+               "m[m < 0] *= 0.5\nm[~big] -= 1.0\nw = torch.randn(6, requires_grad=True)\nloss = (w[idx] * m).sum() + w[alias].sum()\n"
+               "loss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["idx", "m", "w", "loss"])
+    with pytest.raises(SpecError, match="a mask of the tensor's shape"):
+        traced(HEAD + "m = torch.randn(3, 4)\nm[m.sum(1) > 0] += 1\nw = torch.randn(4, requires_grad=True)\n(m @ w).sum().backward()\n")

@@ -207,6 +207,8 @@ class InPlace(TensorCreation):
         back (a setitem: CopySlices, as torch's). `accs[k] += v` on a list's tensor changes that tensor in place."""
         target = stmt.target
         assert isinstance(target, ast.Subscript)
+        if self.mask_aug_write(stmt):
+            return
         root: ast.expr = target
         while isinstance(root, ast.Subscript):
             root = root.value
@@ -214,6 +216,34 @@ class InPlace(TensorCreation):
         read = ast.copy_location(ast.Subscript(value=target.value, slice=target.slice, ctx=ast.Load()), target)
         new = self.expr(ast.copy_location(ast.BinOp(left=read, op=stmt.op, right=stmt.value), stmt))
         self.index_write(target, new, stmt)
+
+    def mask_aug_write(self, stmt: ast.AugAssign) -> bool:
+        """`idx[idx >= k] += 1` (wav2vec2's negative sampling) on a tensor that requires no grad, the mask of its shape:
+        torch.where(mask, idx + 1, idx), every name of it seeing the change; False where it is no such write (a
+        mask's part has a shape that depends on the data, which the general form then refuses)."""
+        target = stmt.target
+        assert isinstance(target, ast.Subscript)
+        if not isinstance(target.value, ast.Name) or isinstance(target.slice, (ast.Slice, ast.Tuple, ast.Constant)):
+            return False
+        var = target.value.id
+        x = self.scope.get(var)
+        if not isinstance(x, T) or self.builder.grad[x.name] or isinstance(target.slice, ast.Name) and not (
+                isinstance(m := self.scope.get(target.slice.id), T) and self.dtype_of(m) == "bool"):
+            return False
+        if not isinstance(target.slice, (ast.Compare, ast.Name, ast.UnaryOp, ast.BinOp)):
+            return False
+        mask = self.expr(target.slice)
+        if not isinstance(mask, T) or self.dtype_of(mask) != "bool":
+            raise self.err(stmt, f"`{self.src(target)[:40]} {_OPS.get(type(stmt.op), '?')}= ...` takes a bool mask here")
+        if self.shape(mask) != self.shape(x):
+            raise self.err(stmt, f"`{self.src(target)[:40]} {_OPS.get(type(stmt.op), '?')}= ...`: a mask of the tensor's "
+                                 f"shape {list(self.shape(x))} is traced (this one is {list(self.shape(mask))})")
+        binop = ast.copy_location(ast.BinOp(left=target.value, op=stmt.op, right=stmt.value), stmt)
+        changed = self.arith(binop, x, self.expr(stmt.value))
+        new = self.emit("where", [mask, changed, x], {}, stmt, name=self.binding_name(var))  # type: ignore[attr-defined]
+        self.scope[var] = new
+        self.changed_in_place(x, new, var, stmt)
+        return True
 
     def write_path(self, root: ast.expr) -> str:
         """The node name of a write through `root`: `self.buf` is 'model.buf', `hs` (a list) 'hs' (its items 'hs.0')."""
