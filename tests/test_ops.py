@@ -529,6 +529,7 @@ for label, nodes in (("both", [N("y", "clamp_tensors", "x", "lo", "hi", bounds="
                      ("max", [N("y", "clamp_tensors", "x", "hi", bounds="max", fn="clamp_max")]),
                      ("min-fn", [N("y", "clamp_tensors", "x", "lo", bounds="min", fn="clamp_min")])):
     case(f"clamp_tensors-{label}", CB, *nodes, N("z", "mul", "y", "y"))
+case("sinc", {"x": given([[0.0, 0.25, -1.5], [2.0, -0.7, 3.3]])}, N("y", "sinc", "x"), N("z", "mul", "y", "y"))
 # maximum / minimum of int64 tensors (bin indices clamped into range), and of int64 with float (float, as torch)
 INTS = {"i": given([[0, 3, 5], [2, 1, 4]], dtype="int64"), "k": given([[1, 3, 2], [2, 5, 0]], dtype="int64"),
         "x": normal(2, 3, seed=86)}

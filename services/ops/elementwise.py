@@ -118,8 +118,8 @@ class Div(Binary):
 
     name = "div"
     Args = DivArgs
-    functions = ("torch.div", "torch.divide")
-    methods = ("div", "divide")
+    functions = ("torch.div", "torch.divide", "torch.true_divide")
+    methods = ("div", "divide", "true_divide")
     pyop = operator.truediv
 
     def result_dtype(self, dtypes: list[str], inputs: list[Any], a: Any, default: str = "float32") -> str:
@@ -324,6 +324,9 @@ _unary("log2", np.log2, lambda g, y, x: g / (x * math.log(2)))
 _unary("log10", np.log10, lambda g, y, x: g / (x * math.log(10)))
 _unary("exp2", np.exp2, lambda g, y, x: g * y * math.log(2), functions=("torch.special.exp2",))
 _unary("reciprocal", np.reciprocal, lambda g, y, x: -g * y * y)
+# sinc(x) = sin(pi x) / (pi x), 1 at 0; torch's derivative (pi x cos(pi x) - sin(pi x)) / (pi x^2), 0 at 0
+_unary("sinc", np.sinc, lambda g, y, x: g * np.where(x == 0, 0.0, (np.pi * x * np.cos(np.pi * x) - np.sin(np.pi * x))
+                                                     / (np.pi * x * x)), functions=("torch.special.sinc",))
 _unary("sign", lambda x: sgn(x), lambda g, y, x: np.zeros_like(g), ints=True)  # sign(NaN) is 0 in torch
 _unary("floor", np.floor, lambda g, y, x: np.zeros_like(g), ints=True)
 _unary("ceil", np.ceil, lambda g, y, x: np.zeros_like(g), ints=True)
