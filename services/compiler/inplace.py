@@ -230,10 +230,14 @@ class InPlace(TensorCreation):
         if not isinstance(x, T) or self.builder.grad[x.name] or isinstance(target.slice, ast.Name) and not (
                 isinstance(m := self.scope.get(target.slice.id), T) and self.dtype_of(m) == "bool"):
             return False
-        if not isinstance(target.slice, (ast.Compare, ast.Name, ast.UnaryOp, ast.BinOp)):
+        sl = target.slice  # a mask's forms: `x >= k`, `m`, `~m`, `a & b` (not `x[i + 1]`, an index)
+        if not (isinstance(sl, (ast.Compare, ast.Name)) or isinstance(sl, ast.UnaryOp) and isinstance(sl.op, (ast.Invert, ast.Not))
+                or isinstance(sl, ast.BinOp) and isinstance(sl.op, (ast.BitAnd, ast.BitOr, ast.BitXor))):
             return False
-        mask = self.expr(target.slice)
-        if not isinstance(mask, T) or self.dtype_of(mask) != "bool":
+        mask = self.expr(sl)
+        if not isinstance(mask, T):
+            return False  # numbers compared (`x[a > b]`): Python's bool, the general form's
+        if self.dtype_of(mask) != "bool":
             raise self.err(stmt, f"`{self.src(target)[:40]} {_OPS.get(type(stmt.op), '?')}= ...` takes a bool mask here")
         if self.shape(mask) != self.shape(x):
             raise self.err(stmt, f"`{self.src(target)[:40]} {_OPS.get(type(stmt.op), '?')}= ...`: a mask of the tensor's "
