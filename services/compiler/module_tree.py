@@ -149,40 +149,29 @@ class ModuleTree(ExpressionCompiler):
                 out[var] = v.name
             elif isinstance(v, (ModuleInst, Instance)) and not var.startswith("_"):
                 found: dict[str, str] = {}
-                self.parameter_names(v, "", found)
+                self.collect_parameters(v, "", found, named_only=True)
                 out |= {f"{var}.{rel}": leaf for leaf, rel in found.items()
                         if f"{var}.{rel}" != leaf and f"{var}.{rel}" not in b and leaf in b}
         return out
 
-    def parameter_names(self, v: Value, prefix: str, found: dict[str, str]) -> None:
-        """collect_parameters for modules already named, with nothing drawn or named by the walk."""
-        if isinstance(v, ModuleInst) and v.path is not None and v.lazy is None:
-            for attr, leaf in v.params.items():
-                found.setdefault(leaf, prefix + attr)
-            for i, child in enumerate(v.children):
-                self.parameter_names(child, f"{prefix}{v.child_name(i)}.", found)
-        elif isinstance(v, Instance) and v.cls.module and v.final:
-            for attr, a in v.attrs.items():
-                if isinstance(a, T) and a.name in self.builder.leaves and self.builder.leaves[a.name].kind == "parameter":
-                    found.setdefault(a.name, prefix + attr)
-            for attr, a in v.attrs.items():
-                if isinstance(a, (ModuleInst, Instance)):
-                    self.parameter_names(a, f"{prefix}{attr}.", found)
-                elif isinstance(a, (ParameterList, ParameterDict)):
-                    for k, p in (a.items() if isinstance(a, ParameterDict) else enumerate(a)):
-                        found.setdefault(p.name, f"{prefix}{attr}.{k}")
-
-    def collect_parameters(self, v: Value, prefix: str, found: dict[str, str], recurse: bool = True) -> None:
+    def collect_parameters(self, v: Value, prefix: str, found: dict[str, str], recurse: bool = True,
+                           named_only: bool = False) -> None:
+        """v's parameter leaves -> their names relative to v, in torch's order. `named_only`: a look that changes
+        nothing, over modules named already (a module not yet named, or lazy, is passed over)."""
         if isinstance(v, ModuleInst):
+            if named_only and (v.path is None or v.lazy is not None):
+                return
             self.ensure_path(v, None)
             if v.lazy is not None:  # torch lists its UninitializedParameters, which gradtrace does not model
                 raise SpecError(f"{v.path} (nn.{v.kind}) makes its parameters at its first call: read, count or freeze them "
                                 "after it (call the model on an input first)", loc=("program",))
-            for attr, leaf in synced(v, modes=False).items():  # a part's tie (layer.linear2.weight = ...) counts once
+            for attr, leaf in (v.params if named_only else synced(v, modes=False)).items():  # a part's tie counts once
                 found.setdefault(leaf, prefix + attr)
             for i, child in enumerate(v.children if recurse else []):
-                self.collect_parameters(child, f"{prefix}{v.child_name(i)}.", found)
+                self.collect_parameters(child, f"{prefix}{v.child_name(i)}.", found, named_only=named_only)
         elif isinstance(v, Instance) and v.cls.module:
+            if named_only and not v.final:
+                return
             self.finalize(v)
             leaves = self.builder.leaves
             for attr, a in v.attrs.items():  # its own nn.Parameters first (buffers are no parameters)
@@ -190,7 +179,7 @@ class ModuleTree(ExpressionCompiler):
                     found.setdefault(a.name, prefix + attr)
             for attr, a in v.attrs.items() if recurse else ():  # then its submodules' (a ParameterList is one), in order
                 if isinstance(a, (ModuleInst, Instance)):
-                    self.collect_parameters(a, f"{prefix}{attr}.", found)
+                    self.collect_parameters(a, f"{prefix}{attr}.", found, named_only=named_only)
                 elif isinstance(a, (ParameterList, ParameterDict)):
                     for k, p in (a.items() if isinstance(a, ParameterDict) else enumerate(a)):
                         found.setdefault(p.name, f"{prefix}{attr}.{k}")

@@ -83,7 +83,7 @@ class ProgramResult:
     streams: list[Stream] = field(default_factory=list)
     """The program's own torch.Generators' draws, each a stream of its own."""
     aliases: dict[str, str] = field(default_factory=dict)
-    """Program names of tensors that have another name in the graph (ModuleTree.aliases)."""
+    """Program names of tensors that have another name in the graph (ModuleTree.other_names)."""
 
 
 
