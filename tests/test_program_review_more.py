@@ -203,3 +203,14 @@ def test_a_masked_augmented_write_into_a_tensor_without_grad(tmp_path: Path) -> 
     same_as_torch(t, in_torch(program, tmp_path), ["idx", "m", "w", "loss"])
     with pytest.raises(SpecError, match="a mask of the tensor's shape"):
         traced(HEAD + "m = torch.randn(3, 4)\nm[m.sum(1) > 0] += 1\nw = torch.randn(4, requires_grad=True)\n(m @ w).sum().backward()\n")
+
+
+@pytest.mark.parametrize("head", ["with torch.inference_mode(mode=False):", "with torch.inference_mode(not train):",
+                                  "with torch.inference_mode(train):", "with torch.no_grad(), torch.inference_mode(False):"])
+def test_inference_mode_false_computes_with_grad(head: str, tmp_path: Path) -> None:
+    # torch.inference_mode(False) enables grad (grad mode = not mode), as an eval helper's `inference_mode(not training)`
+    program = (HEAD + "train = True\nx = torch.randn(3, requires_grad=True)\n" + head + "\n    q = x * x\n"
+               "total = (q + x).sum()\ntotal.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["x", "q", "total"])
+    assert t.result.nodes["q"].requires_grad is (head != "with torch.inference_mode(train):")

@@ -68,8 +68,10 @@ class Bindings(ExpressionCompiler):
                 if known is not None and always_returns(stmt.body if known else stmt.orelse):
                     return  # `if self.reduction == 'mean': return loss.mean()`: what follows never runs
             elif isinstance(stmt, ast.With):
-                modes = {self.dotted(i.context_expr.func) for i in stmt.items if isinstance(i.context_expr, ast.Call)}
-                self.count_bindings(stmt.body, (no_grad or bool(modes & {"torch.no_grad", "torch.inference_mode"}))
+                calls = [i.context_expr for i in stmt.items if isinstance(i.context_expr, ast.Call)]
+                modes = {self.dotted(c.func) for c in calls}  # (inference_mode(False), or of a variable: not known here)
+                off = {self.dotted(c.func) for c in calls if c.args or c.keywords} & {"torch.inference_mode"}
+                self.count_bindings(stmt.body, (no_grad or bool((modes - off) & {"torch.no_grad", "torch.inference_mode"}))
                                     and "torch.enable_grad" not in modes, made if no_grad else None)
             for t in targets:
                 while isinstance(t, ast.Subscript):

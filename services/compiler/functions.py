@@ -207,7 +207,9 @@ class UserCode(FunctionReturns):
                 fn.binding = d.id  # @property, @staticmethod, @classmethod
                 continue
             path = self.dotted(d.func if isinstance(d, ast.Call) else d)
-            fn.no_grad = fn.no_grad or path in ("torch.no_grad", "torch.inference_mode")
+            given = [*d.args, *(k.value for k in d.keywords)] if isinstance(d, ast.Call) else []
+            off = path == "torch.inference_mode" and bool(given) and not self.const(given[0])  # @inference_mode(False)
+            fn.no_grad = fn.no_grad or path in ("torch.no_grad", "torch.inference_mode") and not off
             if path not in ("torch.no_grad", "torch.inference_mode", "torch.enable_grad", ONCE_DIFFERENTIABLE):
                 # (@once_differentiable on a Function's backward: it runs without a graph, as gradtrace's does)
                 fn.refused = fn.refused or f"the decorator @{self.src(d)[:40]} of {stmt.name} is not traced"

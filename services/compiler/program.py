@@ -457,8 +457,14 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
         was = self.no_grad
         for item in stmt.items:
             mode = self.dotted(item.context_expr.func)  # type: ignore[attr-defined]
-            if mode in ("torch.no_grad", "torch.inference_mode"):
+            if mode == "torch.no_grad":
                 self.no_grad = True
+            elif mode == "torch.inference_mode":  # inference_mode(False) (`inference_mode(not training)`) enables grad
+                call = item.context_expr
+                given = [*call.args, *(k.value for k in call.keywords if k.arg == "mode")]  # type: ignore[attr-defined]
+                if len(given) > 1 or len(call.keywords) > (1 if given and not call.args else 0):  # type: ignore[attr-defined]
+                    raise self.err(stmt, "torch.inference_mode takes one flag, mode")
+                self.no_grad = bool(self.const(given[0])) if given else True  # type: ignore[attr-defined]
             elif mode == "torch.enable_grad":
                 self.no_grad = False
             elif mode == "torch.set_grad_enabled":  # the transfer-learning tutorial's `set_grad_enabled(phase == 'train')`
