@@ -214,3 +214,14 @@ def test_inference_mode_false_computes_with_grad(head: str, tmp_path: Path) -> N
     t = traced(program)
     same_as_torch(t, in_torch(program, tmp_path), ["x", "q", "total"])
     assert t.result.nodes["q"].requires_grad is (head != "with torch.inference_mode(train):")
+
+
+def test_a_parameter_dict_held_by_a_name(tmp_path: Path) -> None:
+    # the nn.ParameterDict docs' example at the top level: its parameters are pd.left and pd.right, as torch's
+    # named_parameters() call them (they were temporaries' names)
+    program = (HEAD + "pd = nn.ParameterDict({'left': nn.Parameter(torch.randn(2, 3)), 'right': nn.Parameter(torch.randn(2, 3))})\n"
+               "pl = nn.ParameterList([nn.Parameter(torch.randn(3)) for _ in range(2)])\n"
+               "loss = (pd['left'] * pd['right']).sum() + (pl[0] * pl[1]).sum()\nloss.backward()\n")
+    t = traced(program)
+    assert {"pd.left", "pd.right", "pl.0", "pl.1"} <= set(t.result.nodes)
+    same_as_torch(t, in_torch(program, tmp_path), ["pd", "pl", "loss"])

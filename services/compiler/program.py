@@ -53,6 +53,8 @@ from services.compiler.values import (
     Generator,
     Instance,
     ModuleInst,
+    ParameterDict,
+    ParameterList,
     T,
     UserClass,
     Value,
@@ -333,6 +335,8 @@ class ProgramCompiler(PythonRandom, DataLoading, WeightNorms, Distributions, Aut
                 self.ensure_path(v, var)
             elif isinstance(v, Instance) and self.depth == 0:
                 self.finalize(v, var)  # `net = make_net()`: named for the variable
+            elif isinstance(v, (ParameterList, ParameterDict)) and self.depth == 0 and v.path is None:
+                self.name_parameters(v, var)  # `pd = nn.ParameterDict({...})`: pd.left, as torch's named_parameters
             self.scope[var] = v
         elif isinstance(target, (ast.Tuple, ast.List)):
             ids = target_names(target)
