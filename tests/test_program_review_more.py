@@ -225,3 +225,14 @@ def test_a_parameter_dict_held_by_a_name(tmp_path: Path) -> None:
     t = traced(program)
     assert {"pd.left", "pd.right", "pl.0", "pl.1"} <= set(t.result.nodes)
     same_as_torch(t, in_torch(program, tmp_path), ["pd", "pl", "loss"])
+
+
+def test_a_scheduler_imported_from_its_module(tmp_path: Path) -> None:
+    # `from torch.optim.lr_scheduler import ExponentialLR` (the lr_scheduler docs) is accepted as the attribute path
+    # `torch.optim.lr_scheduler.ExponentialLR` was: a scheduler changes nothing the first step reads
+    program = (HEAD + "from torch.optim.lr_scheduler import ExponentialLR\nimport torch.optim.lr_scheduler as lrs\n"
+               "model = nn.Linear(4, 2)\noptimizer = torch.optim.SGD(model.parameters(), lr=0.01)\n"
+               "scheduler = ExponentialLR(optimizer, gamma=0.9)\nother = lrs.StepLR(optimizer, step_size=2)\n"
+               "x = torch.randn(3, 4)\nloss = model(x).pow(2).mean()\nloss.backward()\n")
+    t = traced(program)
+    same_as_torch(t, in_torch(program, tmp_path), ["model", "x", "loss"])

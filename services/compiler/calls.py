@@ -42,7 +42,7 @@ MODULES = {
     "torch.distributions": "torch.distributions", "torch.distributions.categorical": "torch.distributions.categorical",
     "torch.distributions.normal": "torch.distributions.normal", "string": "string", "torch.autograd": "torch.autograd",
     "torch.utils": "torch.utils", "torch.utils.data": "torch.utils.data", "torch.nn.utils": "torch.nn.utils",
-    "torch.nn.utils.parametrizations": "torch.nn.utils.parametrizations",
+    "torch.nn.utils.parametrizations": "torch.nn.utils.parametrizations", "torch.optim.lr_scheduler": "torch.optim.lr_scheduler",
 }
 """Importable modules and the path each stands for."""
 
