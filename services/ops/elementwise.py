@@ -327,7 +327,7 @@ _unary("reciprocal", np.reciprocal, lambda g, y, x: -g * y * y)
 # sinc(x) = sin(pi x) / (pi x), 1 at 0; torch's derivative (pi x cos(pi x) - sin(pi x)) / (pi x^2), 0 at 0
 _unary("sinc", np.sinc, lambda g, y, x: g * np.where(x == 0, 0.0, (np.pi * x * np.cos(np.pi * x) - np.sin(np.pi * x))
                                                      / (np.pi * x * x)), functions=("torch.special.sinc",))
-_unary("sign", lambda x: sgn(x), lambda g, y, x: np.zeros_like(g), ints=True)  # sign(NaN) is 0 in torch
+_unary("sign", sgn, lambda g, y, x: np.zeros_like(g), ints=True)  # sign(NaN) is 0 in torch
 _unary("floor", np.floor, lambda g, y, x: np.zeros_like(g), ints=True)
 _unary("ceil", np.ceil, lambda g, y, x: np.zeros_like(g), ints=True)
 _unary("round", np.round, lambda g, y, x: np.zeros_like(g), ints=True)  # half to even, as torch
@@ -569,8 +569,7 @@ class NanToNum(FloatUnary):
         return t.nan_to_num(xs[0], nan=a.nan, posinf=a.posinf, neginf=a.neginf)
 
     def forward(self, xs: list[Array], a: NanToNumArgs) -> Array:
-        x = xs[0]
-        return np.nan_to_num(x, nan=a.nan, posinf=a.posinf, neginf=a.neginf)
+        return np.nan_to_num(xs[0], nan=a.nan, posinf=a.posinf, neginf=a.neginf)
 
     def backward(self, g: Array, out: Array, xs: list[Array], a: NanToNumArgs) -> list[Array | None]:
         with np.errstate(invalid="ignore"):  # torch multiplies: an infinite g at a replaced element gives NaN
